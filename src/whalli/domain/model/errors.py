@@ -167,3 +167,16 @@ class ServiceUnavailable(WhalliError):
 class MigrationError(WhalliError):
     code = "migration_error"
     default_message = "The database migrations could not be applied."
+
+
+class ExtractionFailed(WhalliError):
+    code = "extraction_failed"
+    default_message = "The text could not be extracted from this file."
+
+
+class ProviderError(WhalliError):
+    """An AI provider failed; ``retryable`` tells whether trying again may help."""
+
+    code = "provider_error"
+    default_message = "The model provider failed."
+    retryable: bool = False

@@ -1,0 +1,81 @@
+# Whalli: `make run` starts everything on embedded services; `make test` runs the gates and tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit integration migrate services-up services-down services-status \
+        worker serve bench clean system-deps
+
+$(BIN)/python:
+	@echo "==> creating virtualenv $(VENV)"
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Whalli needs Python 3.11 or newer")'
+	@$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	@echo "==> installing Whalli and its dependencies into $(VENV) (first time takes a minute)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) system-deps
+
+# Tesseract is a system binary (OCR of images and scanned PDFs).
+system-deps:
+	@if ! command -v tesseract >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "==> installing tesseract-ocr (Debian package)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null) \
+	      || echo "!! could not install tesseract-ocr; OCR will be unavailable"; \
+	  else \
+	    echo "!! tesseract is missing: install it with 'sudo apt-get install tesseract-ocr' (Debian/Ubuntu) or 'brew install tesseract' (macOS)"; \
+	  fi; \
+	fi
+
+run: install
+	@$(BIN)/whalli dev
+
+test: install lint
+	@echo "==> running the test suite (unit and integration on real services)"
+	@$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	@echo "==> ruff"
+	@$(BIN)/ruff check src tests bench
+	@$(BIN)/ruff format --check src tests bench
+	@echo "==> mypy (strict)"
+	@$(BIN)/mypy
+	@echo "==> import-linter"
+	@$(BIN)/lint-imports
+
+unit: $(STAMP)
+	@$(BIN)/python -m pytest -q tests/unit
+
+integration: install
+	@$(BIN)/python -m pytest -q tests/integration
+
+migrate: $(STAMP)
+	@$(BIN)/whalli migrate
+
+services-up: $(STAMP)
+	@$(BIN)/whalli services up
+
+services-down: $(STAMP)
+	@$(BIN)/whalli services down
+
+services-status: $(STAMP)
+	@$(BIN)/whalli services status
+
+serve: $(STAMP)
+	@$(BIN)/whalli serve
+
+worker: $(STAMP)
+	@$(BIN)/whalli worker
+
+bench: install
+	@$(BIN)/python -m bench
+
+clean:
+	-@[ -x $(BIN)/whalli ] && $(BIN)/whalli services down >/dev/null 2>&1 || true
+	rm -rf $(VENV) .whalli logs .pytest_cache .mypy_cache .ruff_cache .hypothesis src/*.egg-info

@@ -1,0 +1,85 @@
+"""Uploaded files and their text extraction lifecycle."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from whalli.domain.model.base import Entity, Value
+from whalli.domain.model.errors import InvalidStateTransition
+
+
+class AttachmentStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+_ALLOWED = {
+    AttachmentStatus.PENDING: {AttachmentStatus.PROCESSING, AttachmentStatus.FAILED},
+    # processing -> processing: a redelivered job after a crash takes the work over again
+    AttachmentStatus.PROCESSING: {
+        AttachmentStatus.PROCESSING, AttachmentStatus.DONE, AttachmentStatus.FAILED,
+    },
+    AttachmentStatus.DONE: set(),
+    AttachmentStatus.FAILED: set(),
+}
+
+
+class PageExtraction(Value, kw_only=True):
+    page: int
+    method: str  # "text" | "ocr"
+    chars: int
+
+
+class ExtractionResult(Value, kw_only=True):
+    text: str
+    method: str
+    page_count: int | None = None
+    pages: tuple[PageExtraction, ...] = ()
+    truncated: bool = False
+
+
+class Attachment(Entity, kw_only=True):
+    id: UUID
+    project_id: UUID
+    user_id: UUID
+    object_key: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    status: AttachmentStatus = AttachmentStatus.PENDING
+    extraction: ExtractionResult | None = None
+    failure_reason: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def key_for(project_id: UUID, attachment_id: UUID) -> str:
+        """Object keys are generated, never derived from the client's file name."""
+        return f"{project_id}/{attachment_id}"
+
+    def _move(self, to: AttachmentStatus, now: datetime) -> None:
+        if to not in _ALLOWED[self.status]:
+            raise InvalidStateTransition(f"An attachment cannot go from {self.status} to {to}.")
+        self.status = to
+        self.updated_at = now
+
+    def start_processing(self, now: datetime) -> None:
+        self._move(AttachmentStatus.PROCESSING, now)
+
+    def complete(self, result: ExtractionResult, now: datetime) -> None:
+        self._move(AttachmentStatus.DONE, now)
+        self.extraction = result
+        self.failure_reason = None
+
+    def fail(self, reason: str, now: datetime) -> None:
+        self._move(AttachmentStatus.FAILED, now)
+        self.failure_reason = reason[:500]
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (AttachmentStatus.DONE, AttachmentStatus.FAILED)

@@ -1,0 +1,64 @@
+"""The short-lived streaming session opened by ``POST /api/chat/start``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from whalli.domain.model.base import Value
+from whalli.domain.model.chats import GenerationParams
+
+DEFAULT_SESSION_TTL = timedelta(minutes=10)
+
+
+class ChatSession(Value, kw_only=True):
+    """Bound to one user and one pending assistant reply; its id is the stream's credential.
+
+    The id is an unguessable token (>= 256 random bits), so holding it is enough for a browser
+    ``EventSource`` that cannot send headers; it expires after ``DEFAULT_SESSION_TTL``.
+    """
+
+    id: str
+    user_id: UUID
+    chat_id: UUID
+    project_id: UUID
+    user_message_id: UUID
+    model: str
+    params: GenerationParams = GenerationParams()
+    use_cache: bool = True
+    attachment_ids: tuple[UUID, ...] = ()
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        id: str,
+        user_id: UUID,
+        chat_id: UUID,
+        project_id: UUID,
+        user_message_id: UUID,
+        model: str,
+        now: datetime,
+        params: GenerationParams | None = None,
+        use_cache: bool = True,
+        attachment_ids: tuple[UUID, ...] = (),
+        ttl: timedelta = DEFAULT_SESSION_TTL,
+    ) -> ChatSession:
+        if len(id) < 32:
+            raise ValueError("a chat session id must be an unguessable token")
+        if ttl <= timedelta(0):
+            raise ValueError("ttl must be positive")
+        return cls(
+            id=id, user_id=user_id, chat_id=chat_id, project_id=project_id,
+            user_message_id=user_message_id, model=model, params=params or GenerationParams(),
+            use_cache=use_cache, attachment_ids=attachment_ids, created_at=now,
+            expires_at=now + ttl,
+        )
+
+    def is_expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
+
+    def ttl_seconds(self, now: datetime) -> int:
+        return max(0, int((self.expires_at - now).total_seconds()))

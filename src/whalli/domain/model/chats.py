@@ -1,0 +1,141 @@
+"""Chats and their messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from whalli.domain.model.base import Entity, Value
+from whalli.domain.model.errors import InvalidInput, InvalidStateTransition
+
+TITLE_MAX = 120
+
+
+class MessageRole(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class MessageStatus(StrEnum):
+    PENDING = "pending"
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (MessageStatus.COMPLETE, MessageStatus.ABORTED, MessageStatus.FAILED)
+
+
+class GenerationParams(Value, kw_only=True):
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature is not None and not 0.0 <= self.temperature <= 2.0:
+            raise InvalidInput("temperature must be between 0 and 2", field="temperature")
+        if self.max_tokens is not None and not 1 <= self.max_tokens <= 1_000_000:
+            raise InvalidInput("maxTokens must be between 1 and 1000000", field="maxTokens")
+
+
+class TokenUsage(Value, kw_only=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Chat(Entity, kw_only=True):
+    id: UUID
+    project_id: UUID
+    user_id: UUID
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def start(
+        cls, *, id: UUID, project_id: UUID, user_id: UUID, first_message: str, now: datetime
+    ) -> Chat:
+        """A new chat takes its title from its first message."""
+        return cls(
+            id=id, project_id=project_id, user_id=user_id, title=title_from(first_message),
+            created_at=now, updated_at=now,
+        )
+
+    def rename(self, title: str, now: datetime) -> None:
+        cleaned = " ".join(title.split())
+        if not 1 <= len(cleaned) <= TITLE_MAX:
+            raise InvalidInput(f"A title needs 1 to {TITLE_MAX} characters.", field="title")
+        self.title = cleaned
+        self.updated_at = now
+
+
+def title_from(text: str) -> str:
+    words = " ".join(text.split())
+    if len(words) <= 60:
+        return words or "New chat"
+    cut = words[:60].rsplit(" ", 1)[0] or words[:60]
+    return cut + "…"
+
+
+class Message(Entity, kw_only=True):
+    id: UUID
+    chat_id: UUID
+    role: MessageRole
+    content: str
+    status: MessageStatus = MessageStatus.COMPLETE
+    model: str | None = None
+    provider: str | None = None
+    usage: TokenUsage = TokenUsage()
+    cost_usd: float = 0.0
+    cached: bool = False
+    finish_reason: str | None = None
+    ttft_ms: int | None = None
+    total_ms: int | None = None
+    attachment_ids: tuple[UUID, ...] = ()
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_user(
+        cls, *, id: UUID, chat_id: UUID, content: str, now: datetime,
+        attachment_ids: tuple[UUID, ...] = (),
+    ) -> Message:
+        if not content.strip():
+            raise InvalidInput("A message cannot be empty.", field="message")
+        return cls(
+            id=id, chat_id=chat_id, role=MessageRole.USER, content=content,
+            attachment_ids=attachment_ids, created_at=now, updated_at=now,
+        )
+
+    @classmethod
+    def pending_reply(
+        cls, *, id: UUID, chat_id: UUID, model: str, provider: str, now: datetime
+    ) -> Message:
+        return cls(
+            id=id, chat_id=chat_id, role=MessageRole.ASSISTANT, content="",
+            status=MessageStatus.PENDING, model=model, provider=provider,
+            created_at=now, updated_at=now,
+        )
+
+    def finish(
+        self, *, status: MessageStatus, content: str, usage: TokenUsage, now: datetime,
+        finish_reason: str | None = None, cost_usd: float = 0.0, cached: bool = False,
+        ttft_ms: int | None = None, total_ms: int | None = None, error: str | None = None,
+    ) -> None:
+        """Record the outcome of a reply once; a final message never changes again."""
+        if self.status.is_final:
+            raise InvalidStateTransition("This reply is already final.")
+        if not status.is_final:
+            raise InvalidStateTransition("A reply can only finish in a final status.")
+        self.status, self.content, self.usage = status, content, usage
+        self.finish_reason, self.cost_usd, self.cached = finish_reason, cost_usd, cached
+        self.ttft_ms, self.total_ms, self.error = ttft_ms, total_ms, error
+        self.updated_at = now

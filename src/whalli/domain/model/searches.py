@@ -1,0 +1,84 @@
+"""Recurring web searches and the results they found."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from whalli.domain.model.base import Entity, Value
+from whalli.domain.model.errors import InvalidInput, InvalidSchedule
+
+MIN_INTERVAL = timedelta(minutes=15)
+MAX_INTERVAL = timedelta(days=31)
+
+
+class SearchSubscription(Entity, kw_only=True):
+    id: UUID
+    user_id: UUID
+    project_id: UUID
+    query: str
+    interval_minutes: int
+    active: bool = True
+    notify_email: bool = True
+    last_run_at: datetime | None = None
+    next_run_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def create(
+        cls, *, id: UUID, user_id: UUID, project_id: UUID, query: str, interval_minutes: int,
+        now: datetime, notify_email: bool = True,
+    ) -> SearchSubscription:
+        cleaned = " ".join(query.split())
+        if not 1 <= len(cleaned) <= 400:
+            raise InvalidInput("A search query needs 1 to 400 characters.", field="query")
+        validate_interval(interval_minutes)
+        return cls(
+            id=id, user_id=user_id, project_id=project_id, query=cleaned,
+            interval_minutes=interval_minutes, notify_email=notify_email, next_run_at=now,
+            created_at=now, updated_at=now,
+        )
+
+    def is_due(self, now: datetime) -> bool:
+        return self.active and now >= self.next_run_at
+
+    def mark_ran(self, now: datetime) -> None:
+        """Schedule the next run one interval after this one, never in the past."""
+        self.last_run_at = now
+        self.next_run_at = now + timedelta(minutes=self.interval_minutes)
+        self.updated_at = now
+
+
+def validate_interval(minutes: int) -> None:
+    interval = timedelta(minutes=minutes)
+    if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+        raise InvalidSchedule(
+            f"The interval must be between {int(MIN_INTERVAL.total_seconds() // 60)} minutes "
+            f"and {MAX_INTERVAL.days} days."
+        )
+
+
+class SearchHit(Value, kw_only=True):
+    """One result as a search provider returns it."""
+
+    url: str
+    title: str
+    snippet: str = ""
+
+
+def fingerprint(url: str) -> str:
+    """Identity of a result across runs: the URL without fragment or trailing slash."""
+    canonical = url.split("#", 1)[0].rstrip("/").lower()
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class SearchResult(Value, kw_only=True):
+    id: UUID
+    subscription_id: UUID
+    url: str
+    title: str
+    snippet: str
+    fingerprint: str
+    found_at: datetime

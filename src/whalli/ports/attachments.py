@@ -1,0 +1,32 @@
+"""Storage of attachment records (the bytes live in blob storage)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+from uuid import UUID
+
+from whalli.domain.model.attachments import Attachment
+
+
+class AttachmentRepository(Protocol):
+    async def add(self, attachment: Attachment) -> None: ...
+
+    async def get(self, attachment_id: UUID) -> Attachment:
+        """Raises ``AttachmentNotFound``."""
+        ...
+
+    async def get_for_update(self, attachment_id: UUID) -> Attachment:
+        """Like ``get`` but locks the row until the unit of work ends (one worker at a time)."""
+        ...
+
+    async def update(self, attachment: Attachment) -> None:
+        """Raises ``AttachmentNotFound``."""
+        ...
+
+    async def delete(self, attachment_id: UUID) -> None:
+        """Raises ``AttachmentNotFound``."""
+        ...
+
+    async def list_for_project(self, project_id: UUID, *, limit: int = 100) -> list[Attachment]:
+        """Newest first."""
+        ...

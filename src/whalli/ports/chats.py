@@ -1,0 +1,47 @@
+"""Storage of chats and their messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from whalli.domain.model.chats import Chat, Message
+
+
+class ChatRepository(Protocol):
+    async def add(self, chat: Chat) -> None: ...
+
+    async def get(self, chat_id: UUID) -> Chat:
+        """Raises ``ChatNotFound``."""
+        ...
+
+    async def update(self, chat: Chat) -> None:
+        """Raises ``ChatNotFound``."""
+        ...
+
+    async def delete(self, chat_id: UUID) -> None:
+        """Delete the chat with its messages. Raises ``ChatNotFound``."""
+        ...
+
+    async def list_for_project(
+        self, project_id: UUID, *, limit: int, before: tuple[datetime, UUID] | None = None
+    ) -> list[Chat]:
+        """Newest first (by ``updated_at``, then id); ``before`` is the cursor of the last seen."""
+        ...
+
+    async def add_message(self, message: Message) -> None:
+        """Raises ``ChatNotFound`` when the chat does not exist."""
+        ...
+
+    async def get_message(self, message_id: UUID) -> Message:
+        """Raises ``MessageNotFound``."""
+        ...
+
+    async def update_message(self, message: Message) -> None:
+        """Raises ``MessageNotFound``."""
+        ...
+
+    async def list_messages(self, chat_id: UUID) -> list[Message]:
+        """Oldest first."""
+        ...

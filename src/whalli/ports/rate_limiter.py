@@ -1,0 +1,24 @@
+"""Request rate limiting, shared by every API process."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from whalli.domain.model.base import Value
+
+
+class RateDecision(Value, kw_only=True):
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
+        """Count one request against ``key`` and decide, atomically across processes.
+
+        Raises ``ServiceUnavailable`` when the store cannot be reached (the caller decides
+        whether to fail open or closed).
+        """
+        ...

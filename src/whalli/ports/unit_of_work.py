@@ -1,0 +1,48 @@
+"""One transaction per use case, with the repositories that work inside it."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol, Self
+
+from whalli.ports.attachments import AttachmentRepository
+from whalli.ports.chats import ChatRepository
+from whalli.ports.notifications import NotificationRepository
+from whalli.ports.projects import ProjectRepository
+from whalli.ports.search_subscriptions import SearchSubscriptionRepository
+from whalli.ports.transcriptions import TranscriptionRepository
+from whalli.ports.users import UserRepository
+
+
+class UnitOfWork(Protocol):
+    """``async with uow:`` opens one transaction; leaving without ``commit()`` rolls it back.
+
+    Repositories never commit. An exception inside the block rolls back and propagates.
+    A unit of work object may be entered again after it exits (a new transaction each time).
+    Driver errors surface as ``ServiceUnavailable``.
+    """
+
+    users: UserRepository
+    projects: ProjectRepository
+    chats: ChatRepository
+    attachments: AttachmentRepository
+    transcriptions: TranscriptionRepository
+    searches: SearchSubscriptionRepository
+    notifications: NotificationRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None:
+        """Make the work of this block durable."""
+        ...
+
+    async def rollback(self) -> None:
+        """Discard the work of this block (also what leaving without commit does)."""
+        ...

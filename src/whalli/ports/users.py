@@ -1,0 +1,28 @@
+"""Storage of accounts."""
+
+from __future__ import annotations
+
+from typing import Protocol
+from uuid import UUID
+
+from whalli.domain.model.users import User
+
+
+class UserRepository(Protocol):
+    async def add(self, user: User) -> None:
+        """Store a new user. Raises ``EmailAlreadyRegistered`` if the email is taken."""
+        ...
+
+    async def get(self, user_id: UUID) -> User:
+        """Raises ``UserNotFound``."""
+        ...
+
+    async def find_by_email(self, email: str) -> User | None:
+        """Look up by normalized email."""
+        ...
+
+    async def update(self, user: User) -> None:
+        """Persist changed fields. Raises ``UserNotFound``."""
+        ...
+
+    async def count_admins(self) -> int: ...
