@@ -97,7 +97,7 @@ class EmbeddedPostgres:
         run_checked(
             [str(_bin_dir() / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log),
              "-w", "-t", "60", "start"],
-            user=user, cwd=self.root,
+            user=user, cwd=self.root, start_new_session=True,
         )
         wait_until(lambda: port_is_open(port), 30, "postgres", self.log)
         url = f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/{DB_NAME}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,16 +75,23 @@ class EmbeddedS3:
         ]
         for name in _PORTS:
             args += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={ports[name + '_grpc']}"]
-        with self.log.open("ab") as log:
-            proc = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.root, start_new_session=True, env={**os.environ, "AWS_ACCESS_KEY_ID": "",
-                                                           "AWS_SECRET_ACCESS_KEY": ""},
-            )
+        # posix_spawn in a new session: the server outlives this command (services up) and is not
+        # a Popen object that would warn about a still-running child when garbage-collected.
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        pid = os.posix_spawn(
+            args[0], args, env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(self.log), flags, 0o644),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
+        )
         port = ports["s3"]
-        wait_until(lambda: port_is_open(port) and proc.poll() is None, 90, "s3 (seaweedfs)", self.log)
+        wait_until(lambda: port_is_open(port) and pid_alive(pid), 90, "s3 (seaweedfs)", self.log)
         return {
-            "pid": proc.pid, "port": port, "ports": ports, "url": f"http://127.0.0.1:{port}",
+            "pid": pid, "port": port, "ports": ports, "url": f"http://127.0.0.1:{port}",
             "access_key": ACCESS_KEY, "secret_key": secret,
         }
 

@@ -134,12 +134,13 @@ class EmbeddedStack:
 
     @staticmethod
     def _urls(state: dict[str, Any]) -> StackUrls:
-        s3 = state["s3"]
-        return StackUrls(
-            database_url=state["postgres"]["url"],
-            redis_url=state["redis"]["url"],
-            s3_endpoint=s3["url"],
-            s3_access_key=s3["access_key"],
-            s3_secret_key=s3["secret_key"],
-        )
+        def get(server: str, key: str) -> str:
+            return str((state.get(server) or {}).get(key) or "")
 
+        return StackUrls(
+            database_url=get("postgres", "url"),
+            redis_url=get("redis", "url"),
+            s3_endpoint=get("s3", "url"),
+            s3_access_key=get("s3", "access_key"),
+            s3_secret_key=get("s3", "secret_key"),
+        )

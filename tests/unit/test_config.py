@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from whalli.config import ConfigError, Secret, load_settings, read_dotenv, redact_url
+
+
+def test_defaults_apply_when_nothing_is_set() -> None:
+    settings = load_settings({}, dotenv=None)
+    assert settings.port == 3001
+    assert settings.database_url is None
+    assert settings.uses_embedded_services
+
+
+def test_environment_values_are_typed() -> None:
+    settings = load_settings(
+        {"WHALLI_PORT": "8080", "WHALLI_S3_SECURE": "true", "WHALLI_LOG_LEVEL": "debug"},
+        dotenv=None,
+    )
+    assert settings.port == 8080
+    assert settings.s3_secure is True
+    assert settings.log_level == "debug"
+
+
+def test_an_invalid_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="WHALLI_PORT"):
+        load_settings({"WHALLI_PORT": "eighty"}, dotenv=None)
+
+
+def test_an_out_of_range_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="WHALLI_PORT must be between"):
+        load_settings({"WHALLI_PORT": "70000"}, dotenv=None)
+
+
+def test_a_bad_choice_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="WHALLI_LOG_LEVEL"):
+        load_settings({"WHALLI_LOG_LEVEL": "loud"}, dotenv=None)
+
+
+def test_an_s3_endpoint_needs_its_keys() -> None:
+    with pytest.raises(ConfigError, match="WHALLI_S3_ACCESS_KEY"):
+        load_settings({"WHALLI_S3_ENDPOINT": "http://s3:9000"}, dotenv=None)
+
+
+def test_secrets_never_show_in_repr_or_errors() -> None:
+    settings = load_settings(
+        {"WHALLI_DATABASE_URL": "postgresql://u:hunter2@db/whalli", "WHALLI_METRICS_TOKEN": "tok-s3cr3t"},
+        dotenv=None,
+    )
+    assert "hunter2" not in repr(settings)
+    assert "tok-s3cr3t" not in repr(settings)
+    assert settings.database_url is not None
+    assert settings.database_url.reveal() == "postgresql://u:hunter2@db/whalli"
+
+
+def test_an_invalid_secret_setting_does_not_echo_the_value() -> None:
+    with pytest.raises(ConfigError, match="WHALLI_PORT") as info:
+        load_settings({"WHALLI_PORT": "hunter2"}, dotenv=None)
+    assert "hunter2" not in str(info.value)
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# comment\nWHALLI_PORT=4000\nexport WHALLI_HOST='0.0.0.0'\nWHALLI_LOG_LEVEL=\"warning\"\n"
+    )
+    assert read_dotenv(dotenv)["WHALLI_HOST"] == "0.0.0.0"
+    settings = load_settings({"WHALLI_PORT": "5000"}, dotenv=dotenv)
+    assert settings.port == 5000
+    assert settings.host == "0.0.0.0"
+    assert settings.log_level == "warning"
+
+
+def test_redact_url_drops_only_the_password() -> None:
+    assert redact_url("redis://:pw@127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact_url("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert redact_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
+
+
+@given(st.text(min_size=1))
+def test_a_secret_reveals_exactly_what_it_holds_and_hides_it_otherwise(value: str) -> None:
+    secret = Secret(value)
+    assert secret.reveal() == value
+    assert repr(secret) == "Secret('**********')"
+    assert str(secret) == repr(secret)
