@@ -8,7 +8,7 @@ from typing import Protocol
 from whalli.domain.model.base import Value
 
 
-class BlobInfo(Value, kw_only=True):
+class BlobInfo(Value, frozen=True, kw_only=True):
     key: str
     size: int
     content_type: str

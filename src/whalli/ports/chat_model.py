@@ -9,24 +9,24 @@ from whalli.domain.model.base import Value
 from whalli.domain.model.chats import GenerationParams, MessageRole, TokenUsage
 
 
-class PromptMessage(Value, kw_only=True):
+class PromptMessage(Value, frozen=True, kw_only=True):
     role: MessageRole
     content: str
 
 
-class CompletionRequest(Value, kw_only=True):
+class CompletionRequest(Value, frozen=True, kw_only=True):
     model: str  # the provider's own model name
     messages: tuple[PromptMessage, ...]
     params: GenerationParams = GenerationParams()
 
 
-class StreamDelta(Value, kw_only=True):
+class StreamDelta(Value, frozen=True, kw_only=True):
     """A piece of generated text."""
 
     text: str
 
 
-class StreamEnd(Value, kw_only=True):
+class StreamEnd(Value, frozen=True, kw_only=True):
     """The provider finished; usage as the provider reported it."""
 
     finish_reason: str

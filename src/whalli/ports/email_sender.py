@@ -7,7 +7,7 @@ from typing import Protocol
 from whalli.domain.model.base import Value
 
 
-class EmailMessage(Value, kw_only=True):
+class EmailMessage(Value, frozen=True, kw_only=True):
     to: str
     subject: str
     text: str

@@ -7,7 +7,7 @@ from typing import Protocol
 from whalli.domain.model.base import Value
 
 
-class RateDecision(Value, kw_only=True):
+class RateDecision(Value, frozen=True, kw_only=True):
     allowed: bool
     limit: int
     remaining: int

@@ -122,13 +122,13 @@ class EmbeddedStack:
         result: dict[str, tuple[bool, str]] = {}
         for server in self.servers:
             entry = state.get(server.name)
-            running = bool(entry) and server.is_up(entry)
+            running = entry is not None and server.is_up(entry)
             result[server.name] = (running, (entry or {}).get("url", ""))
         return result
 
     def urls(self) -> StackUrls | None:
         state = self._read_state()
-        if all(state.get(s.name) and s.is_up(state[s.name]) for s in self.servers):
+        if all(s.name in state and s.is_up(state[s.name]) for s in self.servers):
             return self._urls(state)
         return None
 

@@ -28,13 +28,13 @@ _ALLOWED = {
 }
 
 
-class PageExtraction(Value, kw_only=True):
+class PageExtraction(Value, frozen=True, kw_only=True):
     page: int
     method: str  # "text" | "ocr"
     chars: int
 
 
-class ExtractionResult(Value, kw_only=True):
+class ExtractionResult(Value, frozen=True, kw_only=True):
     text: str
     method: str
     page_count: int | None = None

@@ -11,7 +11,7 @@ from whalli.domain.model.chats import GenerationParams
 DEFAULT_SESSION_TTL = timedelta(minutes=10)
 
 
-class ChatSession(Value, kw_only=True):
+class ChatSession(Value, frozen=True, kw_only=True):
     """Bound to one user and one pending assistant reply; its id is the stream's credential.
 
     The id is an unguessable token (>= 256 random bits), so holding it is enough for a browser

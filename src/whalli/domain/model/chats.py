@@ -30,7 +30,7 @@ class MessageStatus(StrEnum):
         return self in (MessageStatus.COMPLETE, MessageStatus.ABORTED, MessageStatus.FAILED)
 
 
-class GenerationParams(Value, kw_only=True):
+class GenerationParams(Value, frozen=True, kw_only=True):
     temperature: float | None = None
     max_tokens: int | None = None
 
@@ -41,7 +41,7 @@ class GenerationParams(Value, kw_only=True):
             raise InvalidInput("maxTokens must be between 1 and 1000000", field="maxTokens")
 
 
-class TokenUsage(Value, kw_only=True):
+class TokenUsage(Value, frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
 

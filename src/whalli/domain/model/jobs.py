@@ -14,21 +14,21 @@ class Job(msgspec.Struct, frozen=True, tag=True, tag_field="type", kw_only=True)
     """Base of every queue payload."""
 
 
-class Ping(Job, tag="ping"):
+class Ping(Job, frozen=True, tag="ping", kw_only=True):
     """A diagnostic job: the worker records ``token`` so a caller can see the queue works."""
 
     token: str
 
 
-class ExtractAttachment(Job, tag="extract_attachment"):
+class ExtractAttachment(Job, frozen=True, tag="extract_attachment", kw_only=True):
     attachment_id: UUID
 
 
-class TranscribeAudio(Job, tag="transcribe_audio"):
+class TranscribeAudio(Job, frozen=True, tag="transcribe_audio", kw_only=True):
     transcription_id: UUID
 
 
-class RunSearchSubscription(Job, tag="run_search_subscription"):
+class RunSearchSubscription(Job, frozen=True, tag="run_search_subscription", kw_only=True):
     subscription_id: UUID
 
 
@@ -44,4 +44,5 @@ def encode_job(job: Job) -> bytes:
 
 def decode_job(data: bytes | str) -> AnyJob:
     """Decode a queue payload; raises ``msgspec.ValidationError`` for anything else."""
-    return _decoder.decode(data)
+    job: AnyJob = _decoder.decode(data)
+    return job

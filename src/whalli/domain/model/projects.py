@@ -55,7 +55,7 @@ def validate_project_name(name: str) -> str:
     return cleaned
 
 
-class Membership(Value, kw_only=True):
+class Membership(Value, frozen=True, kw_only=True):
     project_id: UUID
     user_id: UUID
     role: MemberRole

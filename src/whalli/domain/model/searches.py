@@ -60,7 +60,7 @@ def validate_interval(minutes: int) -> None:
         )
 
 
-class SearchHit(Value, kw_only=True):
+class SearchHit(Value, frozen=True, kw_only=True):
     """One result as a search provider returns it."""
 
     url: str
@@ -74,7 +74,7 @@ def fingerprint(url: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class SearchResult(Value, kw_only=True):
+class SearchResult(Value, frozen=True, kw_only=True):
     id: UUID
     subscription_id: UUID
     url: str

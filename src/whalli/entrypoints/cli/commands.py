@@ -50,8 +50,8 @@ def migrate(args: argparse.Namespace) -> int:
         for name, applied in migrator.status():
             print(f"{'applied' if applied else 'pending':8} {name}")
         return 0
-    applied = migrator.apply()
-    say(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    done = migrator.apply()
+    say(f"applied {len(done)} migration(s)" + (": " + ", ".join(done) if done else ""))
     return 0
 
 

@@ -1,0 +1,56 @@
+"""A chat model that streams a script instead of calling a provider."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from whalli.domain.model.chats import TokenUsage
+from whalli.ports.chat_model import (
+    ChatModel,
+    CompletionRequest,
+    StreamDelta,
+    StreamEnd,
+    StreamEvent,
+)
+
+
+class ScriptedChatModel(ChatModel):
+    """Yields ``deltas`` then one ``StreamEnd``; or, with ``error`` set, raises it after the deltas.
+
+    Records every request in ``requests``; ``open_streams`` counts streams started and not yet
+    finished or closed, so tests can check that callers close what they open.
+    """
+
+    def __init__(
+        self,
+        deltas: Sequence[str] = ("Hello", ", world"),
+        *,
+        provider: str = "scripted",
+        finish_reason: str = "stop",
+        usage: TokenUsage | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        self.provider = provider
+        self.deltas = list(deltas)
+        self.finish_reason = finish_reason
+        self.usage = usage or TokenUsage(
+            prompt_tokens=0, completion_tokens=sum(len(d.split()) for d in self.deltas)
+        )
+        self.error = error
+        self.requests: list[CompletionRequest] = []
+        self.open_streams = 0
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        self.requests.append(request)
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        self.open_streams += 1
+        try:
+            for text in self.deltas:
+                yield StreamDelta(text=text)
+            if self.error is not None:
+                raise self.error
+            yield StreamEnd(finish_reason=self.finish_reason, usage=self.usage)
+        finally:
+            self.open_streams -= 1

@@ -1,0 +1,89 @@
+"""Attachment records in Postgres (the extraction result is a jsonb document)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from whalli.adapters.postgres._base import PostgresRepository, Row, check_limit, columns
+from whalli.domain.model.attachments import Attachment
+from whalli.domain.model.errors import AttachmentNotFound
+from whalli.ports.attachments import AttachmentRepository
+
+_COLUMNS = (
+    "id",
+    "project_id",
+    "user_id",
+    "object_key",
+    "filename",
+    "content_type",
+    "size_bytes",
+    "sha256",
+    "status",
+    "extraction",
+    "failure_reason",
+    "created_at",
+    "updated_at",
+)
+
+
+def _value(column: str) -> str:
+    return "%(extraction)s::jsonb" if column == "extraction" else f"%({column})s"
+
+
+_SELECT = f"SELECT {columns(_COLUMNS)} FROM attachments"
+_INSERT = (
+    f"INSERT INTO attachments ({columns(_COLUMNS)}) "
+    f"VALUES ({', '.join(_value(c) for c in _COLUMNS)})"
+)
+_UPDATE = (
+    f"UPDATE attachments SET {', '.join(f'{c} = {_value(c)}' for c in _COLUMNS[1:])} "
+    "WHERE id = %(id)s"
+)
+
+
+def _params(attachment: Attachment) -> dict[str, Any]:
+    params = msgspec.structs.asdict(attachment)
+    extraction = attachment.extraction
+    params["extraction"] = None if extraction is None else msgspec.json.encode(extraction).decode()
+    return params
+
+
+def _attachment(row: Row) -> Attachment:
+    return msgspec.convert(row, Attachment)
+
+
+class PostgresAttachmentRepository(PostgresRepository, AttachmentRepository):
+    async def add(self, attachment: Attachment) -> None:
+        await self._run(_INSERT, _params(attachment))
+
+    async def get(self, attachment_id: UUID) -> Attachment:
+        return await self._get(f"{_SELECT} WHERE id = %(id)s", attachment_id)
+
+    async def get_for_update(self, attachment_id: UUID) -> Attachment:
+        return await self._get(f"{_SELECT} WHERE id = %(id)s FOR UPDATE", attachment_id)
+
+    async def _get(self, query: str, attachment_id: UUID) -> Attachment:
+        row = await self._one(query, {"id": attachment_id})
+        if row is None:
+            raise AttachmentNotFound()
+        return _attachment(row)
+
+    async def update(self, attachment: Attachment) -> None:
+        if await self._run(_UPDATE, _params(attachment)) == 0:
+            raise AttachmentNotFound()
+
+    async def delete(self, attachment_id: UUID) -> None:
+        if await self._run("DELETE FROM attachments WHERE id = %(id)s", {"id": attachment_id}) == 0:
+            raise AttachmentNotFound()
+
+    async def list_for_project(self, project_id: UUID, *, limit: int = 100) -> list[Attachment]:
+        check_limit(limit)
+        rows = await self._all(
+            f"{_SELECT} WHERE project_id = %(project_id)s "
+            "ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+            {"project_id": project_id, "limit": limit},
+        )
+        return [_attachment(r) for r in rows]

@@ -1,0 +1,135 @@
+"""Chats and messages in Postgres."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from whalli.adapters.postgres._base import (
+    PostgresRepository,
+    Row,
+    assignments,
+    check_limit,
+    columns,
+    placeholders,
+)
+from whalli.domain.model.chats import Chat, Message
+from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
+from whalli.ports.chats import ChatRepository
+
+_CHAT_COLUMNS = ("id", "project_id", "user_id", "title", "created_at", "updated_at")
+_SELECT_CHAT = f"SELECT {columns(_CHAT_COLUMNS)} FROM chats"
+_INSERT_CHAT = (
+    f"INSERT INTO chats ({columns(_CHAT_COLUMNS)}) VALUES ({placeholders(_CHAT_COLUMNS)})"
+)
+_UPDATE_CHAT = f"UPDATE chats SET {assignments(_CHAT_COLUMNS[1:])} WHERE id = %(id)s"
+_RECENT = "ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"
+
+# Column -> SQL type: the insert below selects its values, so untyped NULLs need a cast.
+_MESSAGE_TYPES = {
+    "id": "uuid",
+    "chat_id": "uuid",
+    "role": "text",
+    "content": "text",
+    "status": "text",
+    "model": "text",
+    "provider": "text",
+    "prompt_tokens": "bigint",
+    "completion_tokens": "bigint",
+    "cost_usd": "double precision",
+    "cached": "boolean",
+    "finish_reason": "text",
+    "ttft_ms": "bigint",
+    "total_ms": "bigint",
+    "attachment_ids": "uuid[]",
+    "error": "text",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
+_MESSAGE_COLUMNS = tuple(_MESSAGE_TYPES)
+_SELECT_MESSAGE = f"SELECT {columns(_MESSAGE_COLUMNS)} FROM messages"
+# Inserting only when the chat exists reports a missing chat without aborting the transaction.
+_INSERT_MESSAGE = (
+    f"INSERT INTO messages ({columns(_MESSAGE_COLUMNS)}) "
+    f"SELECT {', '.join(f'%({c})s::{t}' for c, t in _MESSAGE_TYPES.items())} "
+    "FROM chats WHERE chats.id = %(chat_id)s ON CONFLICT (id) DO NOTHING"
+)
+_UPDATE_MESSAGE = f"UPDATE messages SET {assignments(_MESSAGE_COLUMNS[1:])} WHERE id = %(id)s"
+
+
+def _message_params(message: Message) -> dict[str, Any]:
+    params = msgspec.structs.asdict(message)
+    usage = params.pop("usage")
+    params["prompt_tokens"] = usage.prompt_tokens
+    params["completion_tokens"] = usage.completion_tokens
+    params["attachment_ids"] = list(message.attachment_ids)
+    return params
+
+
+def _message(row: Row) -> Message:
+    row["usage"] = {
+        "prompt_tokens": row.pop("prompt_tokens"),
+        "completion_tokens": row.pop("completion_tokens"),
+    }
+    return msgspec.convert(row, Message)
+
+
+class PostgresChatRepository(PostgresRepository, ChatRepository):
+    async def add(self, chat: Chat) -> None:
+        await self._run(_INSERT_CHAT, msgspec.structs.asdict(chat))
+
+    async def get(self, chat_id: UUID) -> Chat:
+        row = await self._one(f"{_SELECT_CHAT} WHERE id = %(id)s", {"id": chat_id})
+        if row is None:
+            raise ChatNotFound()
+        return msgspec.convert(row, Chat)
+
+    async def update(self, chat: Chat) -> None:
+        if await self._run(_UPDATE_CHAT, msgspec.structs.asdict(chat)) == 0:
+            raise ChatNotFound()
+
+    async def delete(self, chat_id: UUID) -> None:
+        if await self._run("DELETE FROM chats WHERE id = %(id)s", {"id": chat_id}) == 0:
+            raise ChatNotFound()
+
+    async def list_for_project(
+        self, project_id: UUID, *, limit: int, before: tuple[datetime, UUID] | None = None
+    ) -> list[Chat]:
+        check_limit(limit)
+        params: dict[str, Any] = {"project_id": project_id, "limit": limit}
+        if before is None:
+            query = f"{_SELECT_CHAT} WHERE project_id = %(project_id)s {_RECENT}"
+        else:
+            params["at"], params["id"] = before
+            query = (
+                f"{_SELECT_CHAT} WHERE project_id = %(project_id)s "
+                f"AND (updated_at, id) < (%(at)s, %(id)s) {_RECENT}"
+            )
+        return [msgspec.convert(r, Chat) for r in await self._all(query, params)]
+
+    async def add_message(self, message: Message) -> None:
+        if await self._run(_INSERT_MESSAGE, _message_params(message)) == 1:
+            return
+        if await self._one("SELECT 1 FROM chats WHERE id = %(id)s", {"id": message.chat_id}):
+            raise Conflict("A message with this id already exists.")
+        raise ChatNotFound()
+
+    async def get_message(self, message_id: UUID) -> Message:
+        row = await self._one(f"{_SELECT_MESSAGE} WHERE id = %(id)s", {"id": message_id})
+        if row is None:
+            raise MessageNotFound()
+        return _message(row)
+
+    async def update_message(self, message: Message) -> None:
+        if await self._run(_UPDATE_MESSAGE, _message_params(message)) == 0:
+            raise MessageNotFound()
+
+    async def list_messages(self, chat_id: UUID) -> list[Message]:
+        rows = await self._all(
+            f"{_SELECT_MESSAGE} WHERE chat_id = %(chat_id)s ORDER BY created_at, id",
+            {"chat_id": chat_id},
+        )
+        return [_message(r) for r in rows]

@@ -1,0 +1,50 @@
+"""In-app notifications in Postgres."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+from whalli.adapters.postgres._base import (
+    PostgresRepository,
+    assignments,
+    check_limit,
+    columns,
+    placeholders,
+)
+from whalli.domain.model.errors import NotificationNotFound
+from whalli.domain.model.notifications import Notification
+from whalli.ports.notifications import NotificationRepository
+
+_COLUMNS = ("id", "user_id", "kind", "title", "body", "link", "read_at", "created_at")
+_SELECT = f"SELECT {columns(_COLUMNS)} FROM notifications"
+_INSERT = f"INSERT INTO notifications ({columns(_COLUMNS)}) VALUES ({placeholders(_COLUMNS)})"
+_UPDATE = f"UPDATE notifications SET {assignments(_COLUMNS[1:])} WHERE id = %(id)s"
+_NEWEST = "ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+
+
+class PostgresNotificationRepository(PostgresRepository, NotificationRepository):
+    async def add(self, notification: Notification) -> None:
+        await self._run(_INSERT, msgspec.structs.asdict(notification))
+
+    async def get(self, notification_id: UUID) -> Notification:
+        row = await self._one(f"{_SELECT} WHERE id = %(id)s", {"id": notification_id})
+        if row is None:
+            raise NotificationNotFound()
+        return msgspec.convert(row, Notification)
+
+    async def update(self, notification: Notification) -> None:
+        if await self._run(_UPDATE, msgspec.structs.asdict(notification)) == 0:
+            raise NotificationNotFound()
+
+    async def list_for_user(
+        self, user_id: UUID, *, unread_only: bool = False, limit: int = 50
+    ) -> list[Notification]:
+        check_limit(limit)
+        unread = "AND read_at IS NULL " if unread_only else ""
+        rows = await self._all(
+            f"{_SELECT} WHERE user_id = %(user_id)s {unread}{_NEWEST}",
+            {"user_id": user_id, "limit": limit},
+        )
+        return [msgspec.convert(r, Notification) for r in rows]

@@ -1,0 +1,99 @@
+"""Recurring searches and their results in Postgres."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from whalli.adapters.postgres._base import (
+    PostgresRepository,
+    assignments,
+    check_limit,
+    columns,
+    placeholders,
+)
+from whalli.domain.model.errors import SearchSubscriptionNotFound
+from whalli.domain.model.searches import SearchResult, SearchSubscription
+from whalli.ports.search_subscriptions import SearchSubscriptionRepository
+
+_COLUMNS = (
+    "id",
+    "user_id",
+    "project_id",
+    "query",
+    "interval_minutes",
+    "active",
+    "notify_email",
+    "last_run_at",
+    "next_run_at",
+    "created_at",
+    "updated_at",
+)
+_SELECT = f"SELECT {columns(_COLUMNS)} FROM search_subscriptions"
+_INSERT = (
+    f"INSERT INTO search_subscriptions ({columns(_COLUMNS)}) VALUES ({placeholders(_COLUMNS)})"
+)
+_UPDATE = f"UPDATE search_subscriptions SET {assignments(_COLUMNS[1:])} WHERE id = %(id)s"
+# Served by the partial index on next_run_at WHERE active.
+_DUE = f"{_SELECT} WHERE active AND next_run_at <= %(now)s ORDER BY next_run_at, id LIMIT %(limit)s"
+
+_RESULT_TYPES = {
+    "id": "uuid",
+    "subscription_id": "uuid",
+    "url": "text",
+    "title": "text",
+    "snippet": "text",
+    "fingerprint": "text",
+    "found_at": "timestamptz",
+}
+_RESULT_COLUMNS = tuple(_RESULT_TYPES)
+# One statement for the whole batch; a fingerprint already stored (or repeated earlier in the
+# batch) is skipped, and RETURNING tells which rows are new.
+_INSERT_RESULTS = (
+    f"INSERT INTO search_results ({columns(_RESULT_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%({c})s::{t}[]' for c, t in _RESULT_TYPES.items())}) "
+    "ON CONFLICT (subscription_id, fingerprint) DO NOTHING RETURNING id"
+)
+_SELECT_RESULTS = (
+    f"SELECT {columns(_RESULT_COLUMNS)} FROM search_results WHERE subscription_id = %(id)s "
+    "ORDER BY found_at DESC, id DESC LIMIT %(limit)s"
+)
+
+
+class PostgresSearchSubscriptionRepository(PostgresRepository, SearchSubscriptionRepository):
+    async def add(self, subscription: SearchSubscription) -> None:
+        await self._run(_INSERT, msgspec.structs.asdict(subscription))
+
+    async def get(self, subscription_id: UUID) -> SearchSubscription:
+        row = await self._one(f"{_SELECT} WHERE id = %(id)s", {"id": subscription_id})
+        if row is None:
+            raise SearchSubscriptionNotFound()
+        return msgspec.convert(row, SearchSubscription)
+
+    async def update(self, subscription: SearchSubscription) -> None:
+        if await self._run(_UPDATE, msgspec.structs.asdict(subscription)) == 0:
+            raise SearchSubscriptionNotFound()
+
+    async def delete(self, subscription_id: UUID) -> None:
+        query = "DELETE FROM search_subscriptions WHERE id = %(id)s"
+        if await self._run(query, {"id": subscription_id}) == 0:
+            raise SearchSubscriptionNotFound()
+
+    async def list_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
+        check_limit(limit)
+        rows = await self._all(_DUE, {"now": now, "limit": limit})
+        return [msgspec.convert(r, SearchSubscription) for r in rows]
+
+    async def add_results(self, results: list[SearchResult]) -> list[SearchResult]:
+        if not results:
+            return []
+        params = {c: [getattr(r, c) for r in results] for c in _RESULT_COLUMNS}
+        new = {row["id"] for row in await self._all(_INSERT_RESULTS, params)}
+        return [r for r in results if r.id in new]
+
+    async def list_results(self, subscription_id: UUID, *, limit: int = 50) -> list[SearchResult]:
+        check_limit(limit)
+        rows = await self._all(_SELECT_RESULTS, {"id": subscription_id, "limit": limit})
+        return [msgspec.convert(r, SearchResult) for r in rows]

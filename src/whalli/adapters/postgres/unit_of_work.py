@@ -1,0 +1,80 @@
+"""One Postgres transaction per ``async with``, on a connection borrowed from the pool."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow
+
+from whalli.adapters.postgres._base import translated
+from whalli.adapters.postgres.attachments import PostgresAttachmentRepository
+from whalli.adapters.postgres.chats import PostgresChatRepository
+from whalli.adapters.postgres.notifications import PostgresNotificationRepository
+from whalli.adapters.postgres.pool import PostgresPool
+from whalli.adapters.postgres.projects import PostgresProjectRepository
+from whalli.adapters.postgres.search_subscriptions import PostgresSearchSubscriptionRepository
+from whalli.adapters.postgres.transcriptions import PostgresTranscriptionRepository
+from whalli.adapters.postgres.users import PostgresUserRepository
+from whalli.domain.model.errors import ServiceUnavailable
+from whalli.ports.unit_of_work import UnitOfWork
+
+
+class PostgresUnitOfWork(UnitOfWork):
+    """The connection is taken on enter and given back on exit, after a rollback of whatever was
+    not committed. The connection is not in autocommit mode, so the first statement opens the
+    transaction and ``commit`` ends it; work after a commit is a new transaction.
+
+    After a repository raised because a statement failed, Postgres has aborted the transaction:
+    leave the block (the work is rolled back) rather than continue in it.
+    """
+
+    def __init__(self, pool: PostgresPool) -> None:
+        self._pool = pool
+        self._conn: AsyncConnection[TupleRow] | None = None
+        self.users = PostgresUserRepository(self._connection)
+        self.projects = PostgresProjectRepository(self._connection)
+        self.chats = PostgresChatRepository(self._connection)
+        self.attachments = PostgresAttachmentRepository(self._connection)
+        self.transcriptions = PostgresTranscriptionRepository(self._connection)
+        self.searches = PostgresSearchSubscriptionRepository(self._connection)
+        self.notifications = PostgresNotificationRepository(self._connection)
+
+    def _connection(self) -> AsyncConnection[TupleRow]:
+        if self._conn is None:
+            raise RuntimeError("use the repositories inside `async with uow:`")
+        return self._conn
+
+    async def __aenter__(self) -> Self:
+        if self._conn is not None:
+            raise RuntimeError("this unit of work is already in use")
+        try:
+            self._conn = await self._pool.getconn()
+        except psycopg.Error as e:
+            raise ServiceUnavailable("The database is unavailable.") from e
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._connection(), None
+        try:
+            await conn.rollback()
+        except psycopg.Error:
+            # A broken connection: close it so the pool replaces it instead of reusing it.
+            await conn.close()
+        finally:
+            await self._pool.putconn(conn)
+
+    async def commit(self) -> None:
+        with translated():
+            await self._connection().commit()
+
+    async def rollback(self) -> None:
+        with translated():
+            await self._connection().rollback()

@@ -1,0 +1,38 @@
+"""The shared async Redis client, as a resource with start-up and shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+
+async def create_redis(
+    url: str,
+    *,
+    socket_timeout: float = 2.0,
+    connect_timeout: float = 2.0,
+    health_check_interval: int = 10,
+    retries: int = 2,
+) -> AsyncIterator[Redis]:
+    """Yield a pooled client for ``url``; the pool is closed when the generator finishes.
+
+    Nothing connects here: connections are opened lazily by the first command. Short timeouts
+    keep a dead Redis from stalling requests; retrying on connection errors and timeouts (which
+    reconnects) and checking idle connections every ``health_check_interval`` seconds make a
+    restarted Redis usable again without restarting the app.
+    """
+    client = Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        retry_on_timeout=True,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries),
+        health_check_interval=health_check_interval,
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()

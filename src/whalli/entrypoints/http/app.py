@@ -1,0 +1,77 @@
+"""The Litestar application: routes, dependencies, problem+json errors, observability, docs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import ControllerRouterHandler
+
+from whalli.adapters.prometheus.metrics import http_metrics
+from whalli.entrypoints.http.controllers.health import HealthController
+from whalli.entrypoints.http.controllers.metrics import MetricsController
+from whalli.entrypoints.http.deps import AppContainer, build_dependencies
+from whalli.entrypoints.http.middleware import RequestContextMiddleware
+from whalli.entrypoints.http.problems import exception_handlers
+
+ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (HealthController, MetricsController)
+
+
+def create_app(
+    container: AppContainer,
+    *,
+    extra_route_handlers: Sequence[ControllerRouterHandler] = (),
+) -> Litestar:
+    """Build the app; nothing connects until startup, which calls ``container.init_resources``.
+
+    Logging is configured by the caller (CLI or tests) with ``configure_logging``.
+    """
+    app = Litestar(
+        route_handlers=[*ROUTE_HANDLERS, *extra_route_handlers],
+        dependencies=build_dependencies(container),
+        exception_handlers=exception_handlers(),
+        on_startup=[container.init_resources],
+        on_shutdown=[container.shutdown_resources],
+        openapi_config=OpenAPIConfig(
+            title="Whalli API",
+            version=_version(),
+            # The UI at /api/docs, the schema at /api/docs/openapi.json.
+            path="/api/docs",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        # Our structlog setup owns logging; Litestar's default config would replace it, and
+        # Litestar must not print exception details itself (problems.py logs them, redacted).
+        logging_config=None,
+        debug=False,
+    )
+    # Outside routing and the exception handler, so 404/405 and errors are observed as well.
+    app.asgi_handler = RequestContextMiddleware(
+        app.asgi_handler, http_metrics(), _RouteTemplates(app)
+    )
+    return app
+
+
+def _version() -> str:
+    try:
+        return version("whalli")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+class _RouteTemplates:
+    """Litestar's matched template drops parameter types (``/chats/{chat_id}``); metrics use the
+    declared path (``/chats/{chat_id:uuid}``). Rebuilt when routes are registered later."""
+
+    def __init__(self, app: Litestar) -> None:
+        self._app = app
+        self._declared: dict[str, str] = {}
+
+    def __call__(self, template: str) -> str:
+        declared = self._declared.get(template)
+        if declared is None:
+            self._declared = {route.path_format: route.path for route in self._app.routes}
+            declared = self._declared.setdefault(template, template)
+        return declared

@@ -1,0 +1,36 @@
+"""Prometheus scrape endpoint, optionally behind a bearer token."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+
+from whalli.adapters.prometheus.metrics import render_metrics
+from whalli.config import Settings
+from whalli.domain.model.errors import Unauthenticated
+
+
+def _authorized(request: Request[Any, Any, Any], settings: Settings) -> bool:
+    if not settings.metrics_token:
+        return True
+    expected = f"Bearer {settings.metrics_token.reveal()}".encode()
+    given = request.headers.get("authorization", "").encode()
+    return hmac.compare_digest(given, expected)
+
+
+class MetricsController(Controller):
+    path = "/api/metrics"
+    include_in_schema = False
+
+    # Sync in a thread: with several processes, rendering reads every process's metric files.
+    @get("/", sync_to_thread=True, media_type="text/plain")
+    def metrics(
+        self, request: Request[Any, Any, Any], settings: NamedDependency[Settings]
+    ) -> Response[bytes]:
+        if not _authorized(request, settings):
+            raise Unauthenticated("A valid metrics token is required.")
+        body, content_type = render_metrics()
+        return Response(body, media_type=content_type)

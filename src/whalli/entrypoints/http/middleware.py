@@ -1,0 +1,103 @@
+"""Request context middleware: request id, access log line and HTTP metrics, in plain ASGI.
+
+It wraps the whole Litestar handler (outside routing and the exception handler), so unknown
+routes and errors get a request id and are counted too. It never touches response bodies, only
+the ``http.response.start`` message, so streamed (SSE) responses pass through unbuffered.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+
+from whalli.adapters.prometheus.metrics import HttpMetrics
+
+REQUEST_ID_HEADER = b"x-request-id"
+REQUEST_ID_STATE_KEY = "request_id"
+UNMATCHED_ROUTE = "unmatched"
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+# Anything else is one label value, so a client cannot create unbounded metric series.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+access_log = structlog.get_logger("whalli.access")
+
+
+def request_id_of(scope: Mapping[str, Any]) -> str | None:
+    state = scope.get("state")
+    value = state.get(REQUEST_ID_STATE_KEY) if isinstance(state, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def _incoming_request_id(scope: HTTPScope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            if _VALID_REQUEST_ID.fullmatch(value):
+                return value.decode("ascii")
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Per HTTP request: honour or mint ``X-Request-ID``, echo it, bind it for logging, write one
+    access line and record count, latency and in-flight metrics by route template.
+
+    ``route_of`` turns Litestar's matched path template into the label (see ``create_app``).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics, route_of: Callable[[str], str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.route_of = route_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            await self._http(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+        request_id = _incoming_request_id(scope)
+        scope.setdefault("state", {})[REQUEST_ID_STATE_KEY] = request_id
+        header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+        status = 500  # what the client sees if the app fails before sending anything
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        in_flight = self.metrics.requests_in_flight
+        in_flight.inc()
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            duration = time.perf_counter() - started
+            in_flight.dec()
+            self._record(scope, status, duration)
+            structlog.contextvars.reset_contextvars(**tokens)
+
+    def _record(self, scope: HTTPScope, status: int, duration: float) -> None:
+        method = scope["method"]
+        method_label = method if method in _KNOWN_METHODS else "OTHER"
+        template = scope.get("path_template")
+        route = self.route_of(template) if template else UNMATCHED_ROUTE
+        self.metrics.requests_total.labels(method_label, route, str(status)).inc()
+        self.metrics.request_duration_seconds.labels(method_label, route).observe(duration)
+        access_log.info(
+            "request",
+            method=method,
+            route=route,
+            status=status,
+            duration_ms=round(duration * 1000, 2),
+        )

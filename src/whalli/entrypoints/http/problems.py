@@ -1,0 +1,153 @@
+"""RFC 9457 problem+json: the one place where errors become HTTP responses.
+
+Body: ``type``, ``title``, ``status``, ``detail``, ``code``, ``instance``, ``requestId`` and the
+error's details (camelCased). ``type`` is ``about:blank``, so ``title`` is the status phrase and
+``code`` is the stable machine-readable identifier. Unexpected exceptions become a generic 500:
+the traceback goes to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from whalli.domain.model.errors import (
+    AttachmentTooLarge,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthenticated,
+    UnsupportedFileType,
+    WhalliError,
+)
+from whalli.entrypoints.http.middleware import request_id_of
+
+PROBLEM_JSON = "application/problem+json"
+GENERIC_DETAIL = "An unexpected error occurred."
+
+# The only mapping from domain errors to statuses; a subclass takes its nearest ancestor's status.
+STATUS_BY_ERROR: dict[type[WhalliError], int] = {
+    InvalidInput: 422,
+    NotFound: 404,
+    Conflict: 409,
+    Unauthenticated: 401,
+    PermissionDenied: 403,
+    RateLimited: 429,
+    AttachmentTooLarge: 413,
+    UnsupportedFileType: 415,
+    ServiceUnavailable: 503,
+}
+
+log = structlog.get_logger("whalli.http")
+
+
+def status_for(error: WhalliError) -> int:
+    for cls in type(error).__mro__:
+        status = STATUS_BY_ERROR.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.scope["path"],
+        "requestId": request_id_of(request.scope),
+    }
+    for key, value in (extra or {}).items():
+        body.setdefault(_camel(key), value)
+    return Response(
+        content=msgspec.json.encode(body, enc_hook=str),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _domain_error(request: Request[Any, Any, Any], exc: WhalliError) -> Response[bytes]:
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, RateLimited) and "retry_after" in exc.details:
+        headers["Retry-After"] = str(exc.details["retry_after"])
+    if status == 503:
+        log.warning("service unavailable", code=exc.code, detail=exc.message)
+    elif status >= 500:
+        log.error("request failed", code=exc.code, exc_info=exc)
+    return problem_response(
+        request,
+        status=status,
+        code=exc.code,
+        detail=exc.message,
+        extra=exc.details,
+        headers=headers,
+    )
+
+
+def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    if status >= 500:
+        log.error("request failed", exc_info=exc)
+        return problem_response(
+            request, status=status, code="internal_error", detail=GENERIC_DETAIL
+        )
+    # Litestar's validation errors name the field and the rule (at most echoing the client's input).
+    extra = {"errors": exc.extra} if isinstance(exc.extra, list) and exc.extra else None
+    if isinstance(exc, ValidationException):
+        code = "validation_failed"
+    else:
+        code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    return problem_response(
+        request,
+        status=status,
+        code=code,
+        detail=exc.detail,
+        extra=extra,
+        headers=exc.headers,
+    )
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.error("unhandled exception", exc_info=exc)
+    return problem_response(request, status=500, code="internal_error", detail=GENERIC_DETAIL)
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if isinstance(exc, WhalliError):
+        return _domain_error(request, exc)
+    if isinstance(exc, HTTPException):
+        return _http_exception(request, exc)
+    return _unexpected(request, exc)
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    """Litestar ``exception_handlers``: every exception ends up as problem+json."""
+    return {Exception: handle_exception}

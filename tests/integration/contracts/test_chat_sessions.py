@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.redis.chat_sessions import RedisChatSessionStore
+from whalli.adapters.redis.client import create_redis
+from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chats import GenerationParams
+from whalli.domain.model.errors import ChatSessionNotFound, ServiceUnavailable
+from whalli.ports.chat_sessions import ChatSessionStore
+
+Elapse = Callable[[float], Awaitable[None]]
+
+
+def open_session(clock: ManualClock, ttl: timedelta = timedelta(minutes=10)) -> ChatSession:
+    return ChatSession.open(
+        id=secrets.token_urlsafe(32),
+        user_id=uuid.uuid4(),
+        chat_id=uuid.uuid4(),
+        project_id=uuid.uuid4(),
+        user_message_id=uuid.uuid4(),
+        model="gpt-4o-mini",
+        now=clock.now(),
+        params=GenerationParams(temperature=0.3, max_tokens=512),
+        use_cache=False,
+        attachment_ids=(uuid.uuid4(), uuid.uuid4()),
+        ttl=ttl,
+    )
+
+
+async def test_a_saved_session_is_read_back_unchanged(
+    session_store: ChatSessionStore, clock: ManualClock
+) -> None:
+    session = open_session(clock)
+    await session_store.save(session, clock.now())
+    assert await session_store.get(session.id) == session
+
+
+async def test_an_unknown_session_is_not_found(session_store: ChatSessionStore) -> None:
+    with pytest.raises(ChatSessionNotFound, match="not found or expired"):
+        await session_store.get(secrets.token_urlsafe(32))
+
+
+async def test_a_session_is_gone_once_it_expires(
+    session_store: ChatSessionStore, clock: ManualClock, elapse: Elapse
+) -> None:
+    session = open_session(clock, ttl=timedelta(seconds=1))
+    await session_store.save(session, clock.now())
+
+    await elapse(1.2)
+
+    with pytest.raises(ChatSessionNotFound, match="not found or expired"):
+        await session_store.get(session.id)
+
+
+async def test_saving_an_expired_session_leaves_nothing_readable(
+    session_store: ChatSessionStore, clock: ManualClock
+) -> None:
+    session = open_session(clock)
+    await session_store.save(session, clock.now())
+
+    await session_store.save(session, session.expires_at)
+
+    with pytest.raises(ChatSessionNotFound, match="not found or expired"):
+        await session_store.get(session.id)
+
+
+async def test_saving_again_replaces_the_session(
+    session_store: ChatSessionStore, clock: ManualClock
+) -> None:
+    session = open_session(clock)
+    await session_store.save(session, clock.now())
+    changed = msgspec.structs.replace(session, model="claude-3-5-haiku")
+
+    await session_store.save(changed, clock.now())
+
+    assert (await session_store.get(session.id)).model == "claude-3-5-haiku"
+
+
+async def test_delete_removes_the_session_and_missing_ones_are_fine(
+    session_store: ChatSessionStore, clock: ManualClock
+) -> None:
+    session = open_session(clock)
+    await session_store.save(session, clock.now())
+
+    await session_store.delete(session.id)
+    await session_store.delete(session.id)
+
+    with pytest.raises(ChatSessionNotFound, match="not found or expired"):
+        await session_store.get(session.id)
+
+
+async def test_an_unreadable_redis_entry_counts_as_not_found(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    store = RedisChatSessionStore(redis_client, prefix=redis_prefix + "session:")
+    await redis_client.set(redis_prefix + "session:garbled", b"\xc1 not msgpack", ex=60)
+    with pytest.raises(ChatSessionNotFound, match="not found or expired"):
+        await store.get("garbled")
+
+
+async def test_an_unreachable_redis_raises_service_unavailable_without_the_password(
+    closed_port: int, clock: ManualClock
+) -> None:
+    url = f"redis://:session-s3cret-pw@127.0.0.1:{closed_port}/0"
+    async for client in create_redis(url):
+        store = RedisChatSessionStore(client)
+        with pytest.raises(ServiceUnavailable, match=r"^redis: connection failed$") as caught:
+            await store.save(open_session(clock), clock.now())
+        assert "session-s3cret-pw" not in str(caught.value)
