@@ -43,8 +43,9 @@ def create_broker(
     - A job that raises is retried ``max_retries`` times with exponential backoff between
       ``min_backoff_ms`` and ``max_backoff_ms``; then it moves to the dead-letter queue
       (``<namespace>:<queue>.XQ``, kept seven days).
-    - A job older than ``max_age_ms`` is dead-lettered instead of run; one that runs longer than
-      ``time_limit_ms`` is interrupted (and retried).
+    - A job older than ``max_age_ms`` (counted from its first enqueue, so delays and retries
+      count) is dead-lettered instead of run; one that runs longer than ``time_limit_ms`` is
+      interrupted (and retried).
     - Messages held by a worker that stops heartbeating for ``heartbeat_timeout_ms`` go back to
       their queue (Dramatiq's queue maintenance, run on ``maintenance_chance`` commands per
       million); :class:`DeliveryLimit` dead-letters a message after ``max_deliveries`` deliveries

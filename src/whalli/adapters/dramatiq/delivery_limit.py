@@ -52,7 +52,7 @@ class DeliveryLimit(Middleware):
         deliveries = int(pipe.execute()[0])
         if deliveries > self.max_deliveries:
             log.error(
-                "Message %s started %d times without finishing; moving it to the dead-letter "
+                "Message %s had %d deliveries that never finished; moving it to the dead-letter "
                 "queue.",
                 message.message_id,
                 deliveries - 1,

@@ -26,6 +26,7 @@ from whalli.domain.model.errors import (
     WhalliError,
 )
 
+ID_TAKEN = "This id is already taken."
 ConnectionGetter = Callable[[], AsyncConnection[TupleRow]]
 Row = dict[str, Any]
 
@@ -57,7 +58,10 @@ def translated() -> Iterator[None]:
     try:
         yield
     except errors.UniqueViolation as e:
-        raise _UNIQUE.get(e.diag.constraint_name or "", Conflict)() from e
+        name = e.diag.constraint_name or ""
+        if name in _UNIQUE:
+            raise _UNIQUE[name]() from e
+        raise Conflict(ID_TAKEN if name.endswith("_pkey") else None) from e
     except errors.ForeignKeyViolation as e:
         name, table = e.diag.constraint_name or "", e.diag.table_name or ""
         column = name.removeprefix(f"{table}_").removesuffix("_fkey")

@@ -9,6 +9,7 @@ from uuid import UUID
 import msgspec
 
 from whalli.adapters.postgres._base import (
+    ID_TAKEN,
     PostgresRepository,
     Row,
     assignments,
@@ -114,7 +115,7 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
         if await self._run(_INSERT_MESSAGE, _message_params(message)) == 1:
             return
         if await self._one("SELECT 1 FROM chats WHERE id = %(id)s", {"id": message.chat_id}):
-            raise Conflict("A message with this id already exists.")
+            raise Conflict(ID_TAKEN)
         raise ChatNotFound()
 
     async def get_message(self, message_id: UUID) -> Message:

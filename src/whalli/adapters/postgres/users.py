@@ -8,6 +8,7 @@ from uuid import UUID
 import msgspec
 
 from whalli.adapters.postgres._base import (
+    ID_TAKEN,
     PostgresRepository,
     assignments,
     columns,
@@ -47,7 +48,7 @@ class PostgresUserRepository(PostgresRepository, UserRepository):
         if await self._run(_INSERT, _params(user)) == 0:
             if await self.find_by_email(user.email) is not None:
                 raise EmailAlreadyRegistered()
-            raise Conflict("A user with this id already exists.")
+            raise Conflict(ID_TAKEN)
 
     async def get(self, user_id: UUID) -> User:
         row = await self._one(f"{_SELECT} WHERE id = %(id)s", {"id": user_id})

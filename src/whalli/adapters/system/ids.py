@@ -40,9 +40,7 @@ class UuidGenerator(IdGenerator):
                     self._last_ms += 1
                     self._seq = 0
             ms, seq = self._last_ms, self._seq
-        value = (
-            (ms & _MS_MASK) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | (rand & _RAND_B_MASK)
-        )
+        value = (ms & _MS_MASK) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | (rand & _RAND_B_MASK)
         return UUID(int=value)
 
     def new_token(self, nbytes: int = 32) -> str:

@@ -130,6 +130,8 @@ def run_worker(
         broker, queues={settings.queue_name}, worker_threads=settings.worker_threads
     )
     try:
+        # What Dramatiq's own CLI emits in each worker process; TimeLimit starts its watchdog here.
+        broker.emit_after("process_boot")
         worker.start()
         closer.armed = True  # init may have opened some resources even if it fails
         try:
@@ -139,8 +141,11 @@ def run_worker(
             worker.stop(timeout=int(stop_timeout_s * 1000))
             return 1
         register(broker, dispatcher.dispatch, queue_name=settings.queue_name)
-        log.info("Worker consuming queue %r with %d threads.", settings.queue_name,
-                 settings.worker_threads)
+        log.info(
+            "Worker consuming queue %r with %d threads.",
+            settings.queue_name,
+            settings.worker_threads,
+        )
         while not stop.wait(1.0):
             pass
         log.info("Stopping the worker.")

@@ -59,6 +59,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--heartbeat-timeout-ms", type=int, default=60_000)
     parser.add_argument("--maintenance-chance", type=int, default=1_000)
     parser.add_argument("--max-deliveries", type=int, default=3)
+    parser.add_argument("--time-limit-ms", type=int, default=600_000)
     return parser.parse_args(argv)
 
 
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             min_backoff_ms=s.job_min_backoff_ms,
             max_backoff_ms=s.job_max_backoff_ms,
             max_deliveries=args.max_deliveries,
+            time_limit_ms=args.time_limit_ms,
             heartbeat_timeout_ms=args.heartbeat_timeout_ms,
             maintenance_chance=args.maintenance_chance,
         )

@@ -1,0 +1,52 @@
+"""Chats and messages, in memory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from whalli.adapters.memory._repository import MemoryRepository, check_limit
+from whalli.domain.model.chats import Chat, Message
+from whalli.domain.model.errors import ChatNotFound, MessageNotFound
+from whalli.ports.chats import ChatRepository
+
+
+class InMemoryChatRepository(MemoryRepository, ChatRepository):
+    async def add(self, chat: Chat) -> None:
+        self._tx().insert("chats", chat.id, chat)
+
+    async def get(self, chat_id: UUID) -> Chat:
+        chat: Chat = self._tx().get("chats", chat_id, ChatNotFound)
+        return chat
+
+    async def update(self, chat: Chat) -> None:
+        self._tx().replace("chats", chat.id, chat, ChatNotFound)
+
+    async def delete(self, chat_id: UUID) -> None:
+        self._tx().delete("chats", chat_id, ChatNotFound)
+
+    async def list_for_project(
+        self, project_id: UUID, *, limit: int, before: tuple[datetime, UUID] | None = None
+    ) -> list[Chat]:
+        check_limit(limit)
+        found: list[Chat] = self._tx().select(
+            "chats",
+            lambda c: (
+                c.project_id == project_id and (before is None or (c.updated_at, c.id) < before)
+            ),
+        )
+        return sorted(found, key=lambda c: (c.updated_at, c.id), reverse=True)[:limit]
+
+    async def add_message(self, message: Message) -> None:
+        self._tx().insert("messages", message.id, message)
+
+    async def get_message(self, message_id: UUID) -> Message:
+        message: Message = self._tx().get("messages", message_id, MessageNotFound)
+        return message
+
+    async def update_message(self, message: Message) -> None:
+        self._tx().replace("messages", message.id, message, MessageNotFound)
+
+    async def list_messages(self, chat_id: UUID) -> list[Message]:
+        found: list[Message] = self._tx().select("messages", lambda m: m.chat_id == chat_id)
+        return sorted(found, key=lambda m: (m.created_at, m.id))

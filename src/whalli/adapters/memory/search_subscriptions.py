@@ -1,0 +1,55 @@
+"""Recurring searches and their results, in memory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from whalli.adapters.memory._repository import MemoryRepository, check_limit
+from whalli.domain.model.errors import SearchSubscriptionNotFound
+from whalli.domain.model.searches import SearchResult, SearchSubscription
+from whalli.ports.search_subscriptions import SearchSubscriptionRepository
+
+
+class InMemorySearchSubscriptionRepository(MemoryRepository, SearchSubscriptionRepository):
+    async def add(self, subscription: SearchSubscription) -> None:
+        self._tx().insert("search_subscriptions", subscription.id, subscription)
+
+    async def get(self, subscription_id: UUID) -> SearchSubscription:
+        found: SearchSubscription = self._tx().get(
+            "search_subscriptions", subscription_id, SearchSubscriptionNotFound
+        )
+        return found
+
+    async def update(self, subscription: SearchSubscription) -> None:
+        self._tx().replace(
+            "search_subscriptions", subscription.id, subscription, SearchSubscriptionNotFound
+        )
+
+    async def delete(self, subscription_id: UUID) -> None:
+        self._tx().delete("search_subscriptions", subscription_id, SearchSubscriptionNotFound)
+
+    async def list_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
+        check_limit(limit)
+        found: list[SearchSubscription] = self._tx().select(
+            "search_subscriptions", lambda s: s.active and s.next_run_at <= now
+        )
+        return sorted(found, key=lambda s: (s.next_run_at, s.id))[:limit]
+
+    async def add_results(self, results: list[SearchResult]) -> list[SearchResult]:
+        tx, new = self._tx(), []
+        seen = {(r.subscription_id, r.fingerprint) for r in tx.table("search_results").values()}
+        for result in results:
+            identity = (result.subscription_id, result.fingerprint)
+            if identity not in seen:
+                tx.insert("search_results", result.id, result)
+                seen.add(identity)
+                new.append(result)
+        return new
+
+    async def list_results(self, subscription_id: UUID, *, limit: int = 50) -> list[SearchResult]:
+        check_limit(limit)
+        found: list[SearchResult] = self._tx().select(
+            "search_results", lambda r: r.subscription_id == subscription_id
+        )
+        return sorted(found, key=lambda r: (r.found_at, r.id), reverse=True)[:limit]

@@ -1,0 +1,61 @@
+"""The in-memory unit of work: the same transaction semantics as Postgres, without a server."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from whalli.adapters.memory.attachments import InMemoryAttachmentRepository
+from whalli.adapters.memory.chats import InMemoryChatRepository
+from whalli.adapters.memory.notifications import InMemoryNotificationRepository
+from whalli.adapters.memory.projects import InMemoryProjectRepository
+from whalli.adapters.memory.search_subscriptions import InMemorySearchSubscriptionRepository
+from whalli.adapters.memory.store import MemoryStore, MemoryTransaction
+from whalli.adapters.memory.transcriptions import InMemoryTranscriptionRepository
+from whalli.adapters.memory.users import InMemoryUserRepository
+from whalli.ports.unit_of_work import UnitOfWork
+
+
+class InMemoryUnitOfWork(UnitOfWork):
+    """Works on copies of the store's rows; ``commit`` publishes the changed rows.
+
+    Leaving without commit, or with an exception, discards the work (rollback by default).
+    Row locks taken by ``get_for_update`` are held until commit or rollback, as in Postgres.
+    """
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._tx: MemoryTransaction | None = None
+        self.users = InMemoryUserRepository(self._transaction)
+        self.projects = InMemoryProjectRepository(self._transaction)
+        self.chats = InMemoryChatRepository(self._transaction)
+        self.attachments = InMemoryAttachmentRepository(self._transaction)
+        self.transcriptions = InMemoryTranscriptionRepository(self._transaction)
+        self.searches = InMemorySearchSubscriptionRepository(self._transaction)
+        self.notifications = InMemoryNotificationRepository(self._transaction)
+
+    def _transaction(self) -> MemoryTransaction:
+        if self._tx is None:
+            raise RuntimeError("use the repositories inside `async with uow:`")
+        return self._tx
+
+    async def __aenter__(self) -> Self:
+        if self._tx is not None:
+            raise RuntimeError("this unit of work is already in use")
+        self._tx = MemoryTransaction(self._store)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tx, self._tx = self._transaction(), None
+        tx.rollback()
+
+    async def commit(self) -> None:
+        self._transaction().commit()
+
+    async def rollback(self) -> None:
+        self._transaction().rollback()

@@ -1,0 +1,198 @@
+"""Contract of AttachmentRepository and TranscriptionRepository, in memory and on Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import msgspec
+import pytest
+
+from whalli.domain.model.attachments import AttachmentStatus, ExtractionResult, PageExtraction
+from whalli.domain.model.errors import (
+    AttachmentNotFound,
+    Conflict,
+    InvalidInput,
+    TranscriptionNotFound,
+)
+
+from ..conftest import UowFactory
+from ..entities import a_transcription, an_attachment, at, committed_world
+
+RESULT = ExtractionResult(
+    text="Page one\nPage two « ünïcode »",
+    method="text+ocr",
+    page_count=2,
+    pages=(
+        PageExtraction(page=1, method="text", chars=8),
+        PageExtraction(page=2, method="ocr", chars=9),
+    ),
+    truncated=True,
+)
+
+
+async def test_an_attachment_goes_through_extraction_and_reads_back_equal(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    attachment = an_attachment(world.project, world.user)
+    async with uow_factory() as uow:
+        await uow.attachments.add(attachment)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.attachments.get(attachment.id) == attachment
+        attachment.start_processing(at(1))
+        attachment.complete(RESULT, at(2))
+        await uow.attachments.update(attachment)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        stored = await uow.attachments.get(attachment.id)
+    assert stored == attachment
+    assert stored.status is AttachmentStatus.DONE
+    assert stored.extraction == RESULT
+
+
+async def test_an_unknown_attachment_is_not_found(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    ghost = an_attachment(world.project, world.user)
+    async with uow_factory() as uow:
+        with pytest.raises(AttachmentNotFound, match="File not found"):
+            await uow.attachments.get(ghost.id)
+        with pytest.raises(AttachmentNotFound, match="File not found"):
+            await uow.attachments.get_for_update(ghost.id)
+        with pytest.raises(AttachmentNotFound, match="File not found"):
+            await uow.attachments.update(ghost)
+        with pytest.raises(AttachmentNotFound, match="File not found"):
+            await uow.attachments.delete(ghost.id)
+
+
+async def test_a_deleted_attachment_is_gone_with_its_transcriptions(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    attachment = an_attachment(world.project, world.user)
+    transcription = a_transcription(attachment, world.user)
+    async with uow_factory() as uow:
+        await uow.attachments.add(attachment)
+        await uow.transcriptions.add(transcription)
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.attachments.delete(attachment.id)
+        await uow.commit()
+    async with uow_factory() as uow:
+        with pytest.raises(AttachmentNotFound, match="File not found"):
+            await uow.attachments.get(attachment.id)
+        with pytest.raises(TranscriptionNotFound, match="Transcription not found"):
+            await uow.transcriptions.get(transcription.id)
+
+
+async def test_object_keys_are_unique(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    first = an_attachment(world.project, world.user)
+    copy = msgspec.structs.replace(
+        an_attachment(world.project, world.user), object_key=first.object_key
+    )
+    async with uow_factory() as uow:
+        await uow.attachments.add(first)
+        with pytest.raises(Conflict, match="conflicts with the current state"):
+            await uow.attachments.add(copy)
+
+
+async def test_attachments_are_listed_newest_first_up_to_the_limit(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    attachments = [an_attachment(world.project, world.user, now=at(s)) for s in (1, 3, 2, 2)]
+    async with uow_factory() as uow:
+        for attachment in attachments:
+            await uow.attachments.add(attachment)
+        await uow.commit()
+
+    expected = sorted(attachments, key=lambda a: (a.created_at, a.id), reverse=True)
+    async with uow_factory() as uow:
+        assert await uow.attachments.list_for_project(world.project.id) == expected
+        assert await uow.attachments.list_for_project(world.project.id, limit=3) == expected[:3]
+        with pytest.raises(InvalidInput, match="limit must not be negative"):
+            await uow.attachments.list_for_project(world.project.id, limit=-5)
+
+
+async def test_get_for_update_lets_one_worker_at_a_time_change_a_row(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    attachment = an_attachment(world.project, world.user)
+    async with uow_factory() as uow:
+        await uow.attachments.add(attachment)
+        await uow.commit()
+
+    async def worker(n: int) -> None:
+        async with uow_factory() as uow:
+            locked = await uow.attachments.get_for_update(attachment.id)
+            await asyncio.sleep(0)  # let the others reach the lock
+            locked.filename += f"|{n}"
+            await uow.attachments.update(locked)
+            await uow.commit()
+
+    await asyncio.gather(*(worker(n) for n in range(5)))
+
+    async with uow_factory() as uow:
+        stored = await uow.attachments.get(attachment.id)
+    assert sorted(stored.filename.split("|")[1:]) == ["0", "1", "2", "3", "4"]
+
+
+async def test_a_row_lock_is_released_when_the_unit_of_work_ends(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    attachment = an_attachment(world.project, world.user)
+    async with uow_factory() as uow:
+        await uow.attachments.add(attachment)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        await uow.attachments.get_for_update(attachment.id)
+        await uow.attachments.get_for_update(attachment.id)  # the holder may lock again
+    async with uow_factory() as uow:
+        assert await uow.attachments.get_for_update(attachment.id) == attachment
+
+
+async def test_a_transcription_reads_back_equal_through_its_lifecycle(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    attachment = an_attachment(world.project, world.user)
+    transcription = a_transcription(attachment, world.user, world.chat)
+    async with uow_factory() as uow:
+        await uow.attachments.add(attachment)
+        await uow.transcriptions.add(transcription)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.transcriptions.get(transcription.id) == transcription
+        transcription.start(at(1))
+        transcription.complete("Bonjour à tous", None, at(2))
+        transcription.language = "fr"
+        await uow.transcriptions.update(transcription)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.transcriptions.get(transcription.id) == transcription
+
+
+async def test_an_unknown_transcription_is_not_found(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    ghost = a_transcription(an_attachment(world.project, world.user), world.user)
+    async with uow_factory() as uow:
+        with pytest.raises(TranscriptionNotFound, match="Transcription not found"):
+            await uow.transcriptions.get(uuid.uuid4())
+        with pytest.raises(TranscriptionNotFound, match="Transcription not found"):
+            await uow.transcriptions.update(ghost)
+
+
+async def test_a_transcription_needs_an_existing_attachment(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    async with uow_factory() as uow:
+        with pytest.raises(AttachmentNotFound, match="File not found"):
+            await uow.transcriptions.add(
+                a_transcription(an_attachment(world.project, world.user), world.user)
+            )

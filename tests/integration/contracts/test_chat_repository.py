@@ -1,0 +1,200 @@
+"""Contract of ChatRepository (chats and messages), in memory and on Postgres."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from whalli.domain.model.chats import Message, MessageStatus, TokenUsage
+from whalli.domain.model.errors import (
+    ChatNotFound,
+    Conflict,
+    InvalidInput,
+    MessageNotFound,
+    ProjectNotFound,
+)
+
+from ..conftest import UowFactory
+from ..entities import a_chat, a_message, a_project, at, committed_world
+from .strategies import messages
+
+examples = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+async def test_a_chat_reads_back_equal_and_can_be_renamed(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    async with uow_factory() as uow:
+        assert await uow.chats.get(world.chat.id) == world.chat
+        world.chat.rename("  A   better   title ", at(5))
+        await uow.chats.update(world.chat)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert (await uow.chats.get(world.chat.id)).title == "A better title"
+
+
+async def test_an_unknown_chat_is_not_found(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    ghost = a_chat(world.project, world.user)
+    async with uow_factory() as uow:
+        with pytest.raises(ChatNotFound, match="Chat not found"):
+            await uow.chats.get(ghost.id)
+        with pytest.raises(ChatNotFound, match="Chat not found"):
+            await uow.chats.update(ghost)
+        with pytest.raises(ChatNotFound, match="Chat not found"):
+            await uow.chats.delete(ghost.id)
+
+
+async def test_a_chat_needs_an_existing_project(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    async with uow_factory() as uow:
+        with pytest.raises(ProjectNotFound, match="Project not found"):
+            await uow.chats.add(a_chat(a_project(world.user), world.user))
+
+
+async def test_deleting_a_chat_deletes_its_messages(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    message = a_message(world.chat)
+    async with uow_factory() as uow:
+        await uow.chats.add_message(message)
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.chats.delete(world.chat.id)
+        await uow.commit()
+    async with uow_factory() as uow:
+        with pytest.raises(MessageNotFound, match="Message not found"):
+            await uow.chats.get_message(message.id)
+        assert await uow.chats.list_messages(world.chat.id) == []
+
+
+async def test_chats_are_listed_newest_first_by_update_then_id(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    chats = [a_chat(world.project, world.user, now=at(s)) for s in (10, 30, 20, 20, 20)]
+    async with uow_factory() as uow:
+        await uow.chats.delete(world.chat.id)
+        for chat in chats:
+            await uow.chats.add(chat)
+        await uow.commit()
+
+    expected = sorted(chats, key=lambda c: (c.updated_at, c.id), reverse=True)
+    async with uow_factory() as uow:
+        assert await uow.chats.list_for_project(world.project.id, limit=10) == expected
+        assert await uow.chats.list_for_project(world.project.id, limit=2) == expected[:2]
+
+
+async def test_the_cursor_walks_every_chat_once(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    chats = [a_chat(world.project, world.user, now=at(s % 3)) for s in range(7)]
+    async with uow_factory() as uow:
+        for chat in chats:
+            await uow.chats.add(chat)
+        await uow.commit()
+
+    seen: list[uuid.UUID] = []
+    async with uow_factory() as uow:
+        page = await uow.chats.list_for_project(world.project.id, limit=3)
+        while page:
+            seen += [c.id for c in page]
+            last = page[-1]
+            page = await uow.chats.list_for_project(
+                world.project.id, limit=3, before=(last.updated_at, last.id)
+            )
+
+    everything = sorted([*chats, world.chat], key=lambda c: (c.updated_at, c.id), reverse=True)
+    assert seen == [c.id for c in everything]
+
+
+async def test_a_negative_limit_is_invalid(uow_factory: UowFactory) -> None:
+    async with uow_factory() as uow:
+        with pytest.raises(InvalidInput, match="limit must not be negative"):
+            await uow.chats.list_for_project(uuid.uuid4(), limit=-1)
+
+
+@examples
+@given(data=st.data())
+async def test_any_valid_message_reads_back_equal(
+    uow_factory: UowFactory, data: st.DataObject
+) -> None:
+    world = await committed_world(uow_factory())
+    message = data.draw(messages(world.chat.id))
+    async with uow_factory() as uow:
+        await uow.chats.add_message(message)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.chats.get_message(message.id) == message
+        assert await uow.chats.list_messages(world.chat.id) == [message]
+
+
+async def test_a_message_for_a_missing_chat_is_refused_and_the_work_can_go_on(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    orphan = a_message(a_chat(world.project, world.user))
+    kept = a_message(world.chat)
+    async with uow_factory() as uow:
+        with pytest.raises(ChatNotFound, match="Chat not found"):
+            await uow.chats.add_message(orphan)
+        await uow.chats.add_message(kept)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.chats.list_messages(world.chat.id) == [kept]
+
+
+async def test_a_reused_message_id_is_a_conflict(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    message = a_message(world.chat)
+    async with uow_factory() as uow:
+        await uow.chats.add_message(message)
+        with pytest.raises(Conflict, match="id is already taken"):
+            await uow.chats.add_message(message)
+
+
+async def test_a_finished_reply_is_persisted(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    reply = Message.pending_reply(
+        id=uuid.uuid4(), chat_id=world.chat.id, model="gpt-x", provider="openai", now=at(1)
+    )
+    async with uow_factory() as uow:
+        await uow.chats.add_message(reply)
+        await uow.commit()
+
+    reply.finish(
+        status=MessageStatus.COMPLETE, content="Done.", now=at(3), finish_reason="stop",
+        usage=TokenUsage(prompt_tokens=12, completion_tokens=3), cost_usd=0.00042,
+        ttft_ms=120, total_ms=900,
+    )  # fmt: skip
+    async with uow_factory() as uow:
+        await uow.chats.update_message(reply)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.chats.get_message(reply.id) == reply
+
+
+async def test_an_unknown_message_is_not_found(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    ghost = a_message(world.chat)
+    async with uow_factory() as uow:
+        with pytest.raises(MessageNotFound, match="Message not found"):
+            await uow.chats.get_message(ghost.id)
+        with pytest.raises(MessageNotFound, match="Message not found"):
+            await uow.chats.update_message(ghost)
+
+
+async def test_messages_are_listed_oldest_first(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    other = a_chat(world.project, world.user)
+    listed = [a_message(world.chat, now=at(s), content=f"m{s}") for s in (3, 1, 2)]
+    async with uow_factory() as uow:
+        await uow.chats.add(other)
+        await uow.chats.add_message(a_message(other))
+        for message in listed:
+            await uow.chats.add_message(message)
+        await uow.commit()
+    async with uow_factory() as uow:
+        contents = [m.content for m in await uow.chats.list_messages(world.chat.id)]
+    assert contents == ["m1", "m2", "m3"]

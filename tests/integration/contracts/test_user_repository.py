@@ -1,0 +1,116 @@
+"""Contract of UserRepository, on the in-memory and the Postgres unit of work."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from whalli.domain.model.errors import Conflict, EmailAlreadyRegistered, UserNotFound
+from whalli.domain.model.users import Plan, Role, User
+
+from ..conftest import UowFactory
+from ..entities import a_user
+from .strategies import users
+
+examples = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@examples
+@given(user=users())
+async def test_any_valid_user_reads_back_equal(uow_factory: UowFactory, user: User) -> None:
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.users.get(user.id) == user
+        assert await uow.users.find_by_email(user.email) == user
+
+
+async def test_a_taken_email_is_refused_and_the_work_can_go_on(uow_factory: UowFactory) -> None:
+    first, other = a_user(), a_user()
+    twin = a_user(email=first.email)
+    async with uow_factory() as uow:
+        await uow.users.add(first)
+        with pytest.raises(EmailAlreadyRegistered, match="already exists"):
+            await uow.users.add(twin)
+        await uow.users.add(other)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.users.get(other.id) == other
+        with pytest.raises(UserNotFound, match="User not found"):
+            await uow.users.get(twin.id)
+
+
+async def test_a_taken_email_is_refused_across_units_of_work(uow_factory: UowFactory) -> None:
+    first = a_user()
+    async with uow_factory() as uow:
+        await uow.users.add(first)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        with pytest.raises(EmailAlreadyRegistered, match="already exists"):
+            await uow.users.add(a_user(email=first.email))
+
+
+async def test_a_reused_id_is_a_conflict(uow_factory: UowFactory) -> None:
+    first = a_user()
+    async with uow_factory() as uow:
+        await uow.users.add(first)
+        with pytest.raises(Conflict, match="id is already taken"):
+            await uow.users.add(a_user(id=first.id))
+
+
+async def test_an_unknown_user_is_not_found(uow_factory: UowFactory) -> None:
+    async with uow_factory() as uow:
+        with pytest.raises(UserNotFound, match="User not found"):
+            await uow.users.get(a_user().id)
+        assert await uow.users.find_by_email(a_user().email) is None
+
+
+async def test_update_persists_every_changed_field(uow_factory: UowFactory) -> None:
+    user = a_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+
+    user.name, user.plan, user.disabled, user.email_verified = "Grace", Plan.PRO, True, True
+    user.email = f"new-{user.email}"
+    async with uow_factory() as uow:
+        await uow.users.update(user)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.users.get(user.id) == user
+
+
+async def test_updating_an_unknown_user_is_not_found(uow_factory: UowFactory) -> None:
+    async with uow_factory() as uow:
+        with pytest.raises(UserNotFound, match="User not found"):
+            await uow.users.update(a_user())
+
+
+async def test_updating_to_a_taken_email_is_refused(uow_factory: UowFactory) -> None:
+    first, second = a_user(), a_user()
+    async with uow_factory() as uow:
+        await uow.users.add(first)
+        await uow.users.add(second)
+        await uow.commit()
+
+    second.email = first.email
+    async with uow_factory() as uow:
+        with pytest.raises(EmailAlreadyRegistered, match="already exists"):
+            await uow.users.update(second)
+
+
+async def test_count_admins_counts_enabled_admins_only(uow_factory: UowFactory) -> None:
+    async with uow_factory() as uow:
+        before = await uow.users.count_admins()
+        await uow.users.add(a_user(role=Role.ADMIN))
+        await uow.users.add(a_user(role=Role.ADMIN, disabled=True))
+        await uow.users.add(a_user())
+
+        assert await uow.users.count_admins() == before + 1

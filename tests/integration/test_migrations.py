@@ -1,0 +1,229 @@
+"""The migration runner, each test on a throwaway database created on the test server."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from whalli.adapters.embedded.stack import StackUrls
+from whalli.adapters.postgres.migrator import Migrator, default_migrations_dir
+from whalli.domain.model.errors import MigrationError
+
+REAL_TABLES = {
+    "users", "projects", "memberships", "chats", "messages", "attachments", "transcriptions",
+    "search_subscriptions", "search_results", "notifications", "schema_migrations",
+}  # fmt: skip
+
+
+@pytest.fixture
+def database_url(stack_urls: StackUrls) -> Iterator[str]:
+    name = f"whalli_migrations_{uuid.uuid4().hex[:12]}"
+    admin = make_conninfo(stack_urls.database_url, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(stack_urls.database_url, dbname=name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    path = tmp_path / "migrations"
+    path.mkdir()
+    return path
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def query(url: str, text: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(text.encode()).fetchall()
+
+
+def tables(url: str) -> set[str]:
+    rows = query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return {str(r[0]) for r in rows}
+
+
+def recorded(url: str) -> list[tuple[object, ...]]:
+    return query(url, "SELECT version, name FROM schema_migrations ORDER BY version")
+
+
+def test_migrations_apply_in_numeric_order_and_are_recorded(
+    database_url: str, folder: Path
+) -> None:
+    # Each file needs the one before it, whatever order the folder lists them in.
+    write(folder, "0010_third.sql", "ALTER TABLE a ADD COLUMN c int;")
+    write(folder, "0001_first.sql", "CREATE TABLE a (id int);")
+    write(folder, "0002_second.sql", "ALTER TABLE a ADD COLUMN b int;")
+    write(folder, "README.md", "not a migration")
+
+    applied = Migrator(database_url, folder).apply()
+
+    assert applied == ["0001_first.sql", "0002_second.sql", "0010_third.sql"]
+    assert recorded(database_url) == [
+        (1, "0001_first.sql"), (2, "0002_second.sql"), (10, "0010_third.sql"),
+    ]  # fmt: skip
+    columns = query(
+        database_url,
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'a' "
+        "ORDER BY ordinal_position",
+    )
+    assert columns == [("id",), ("b",), ("c",)]
+
+
+def test_a_second_run_applies_nothing(database_url: str, folder: Path) -> None:
+    write(folder, "0001_first.sql", "CREATE TABLE a (id int);")
+    migrator = Migrator(database_url, folder)
+    migrator.apply()
+
+    assert migrator.apply() == []
+    assert recorded(database_url) == [(1, "0001_first.sql")]
+
+
+def test_only_new_files_are_applied_on_a_later_run(database_url: str, folder: Path) -> None:
+    write(folder, "0001_first.sql", "CREATE TABLE a (id int);")
+    migrator = Migrator(database_url, folder)
+    migrator.apply()
+    write(folder, "0002_second.sql", "CREATE TABLE b (id int);")
+
+    assert migrator.apply() == ["0002_second.sql"]
+    assert {"a", "b"} <= tables(database_url)
+
+
+def test_status_lists_every_file_with_whether_it_is_applied(
+    database_url: str, folder: Path
+) -> None:
+    write(folder, "0001_first.sql", "CREATE TABLE a (id int);")
+    migrator = Migrator(database_url, folder)
+    assert migrator.status() == [("0001_first.sql", False)]
+    assert "schema_migrations" not in tables(database_url)
+
+    migrator.apply()
+    write(folder, "0002_second.sql", "CREATE TABLE b (id int);")
+
+    assert migrator.status() == [("0001_first.sql", True), ("0002_second.sql", False)]
+
+
+def test_an_edited_applied_file_is_refused(database_url: str, folder: Path) -> None:
+    path = write(folder, "0001_first.sql", "CREATE TABLE a (id int);")
+    migrator = Migrator(database_url, folder)
+    migrator.apply()
+    path.write_text("CREATE TABLE a (id bigint);")
+    write(folder, "0002_second.sql", "CREATE TABLE b (id int);")
+
+    with pytest.raises(MigrationError, match=r"0001_first\.sql changed after it was applied"):
+        migrator.apply()
+    with pytest.raises(MigrationError, match=r"0001_first\.sql changed"):
+        migrator.status()
+    assert "b" not in tables(database_url)
+
+
+def test_a_recorded_migration_whose_file_is_missing_is_refused(
+    database_url: str, folder: Path
+) -> None:
+    path = write(folder, "0001_first.sql", "CREATE TABLE a (id int);")
+    Migrator(database_url, folder).apply()
+    path.unlink()
+
+    with pytest.raises(MigrationError, match=r"0001_first\.sql is recorded .* file is missing"):
+        Migrator(database_url, folder).apply()
+
+
+def test_two_files_with_the_same_number_are_refused(database_url: str, folder: Path) -> None:
+    write(folder, "0001_first.sql", "CREATE TABLE a (id int);")
+    write(folder, "0001_other.sql", "CREATE TABLE b (id int);")
+
+    with pytest.raises(MigrationError, match=r"0001_first\.sql and 0001_other\.sql share"):
+        Migrator(database_url, folder).apply()
+    assert tables(database_url) == set()
+
+
+@pytest.mark.parametrize("name", ["1_first.sql", "0001-first.sql", "0001_First.sql", "0001_.sql"])
+def test_a_malformed_file_name_is_refused(database_url: str, folder: Path, name: str) -> None:
+    write(folder, name, "CREATE TABLE a (id int);")
+
+    with pytest.raises(MigrationError, match=re.escape(name) + " is malformed"):
+        Migrator(database_url, folder).apply()
+
+
+def test_a_failing_migration_leaves_no_partial_state(database_url: str, folder: Path) -> None:
+    write(folder, "0001_first.sql", "CREATE TABLE a (id int);")
+    write(folder, "0002_broken.sql", "CREATE TABLE b (id int);\nSELECT 1 / 0;")
+    write(folder, "0003_after.sql", "CREATE TABLE c (id int);")
+
+    with pytest.raises(MigrationError, match=r"0002_broken\.sql failed: division by zero"):
+        Migrator(database_url, folder).apply()
+
+    assert tables(database_url) == {"a", "schema_migrations"}
+    assert recorded(database_url) == [(1, "0001_first.sql")]
+
+
+def test_concurrent_runs_apply_each_file_exactly_once(database_url: str, folder: Path) -> None:
+    # Plain CREATE TABLE fails if run twice; the sleep keeps the first runner busy meanwhile.
+    for n in range(1, 6):
+        write(
+            folder, f"{n:04d}_step_{n}.sql", f"CREATE TABLE t{n} (id int); SELECT pg_sleep(0.05);"
+        )
+    barrier = threading.Barrier(3)
+    results: list[list[str]] = []
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(Migrator(database_url, folder).apply())
+        except BaseException as e:
+            failures.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    assert sorted(name for result in results for name in result) == sorted(
+        p.name for p in folder.iterdir()
+    )
+    assert [len(r) for r in recorded(database_url)] == [2] * 5
+    assert sorted(len(r) for r in results) == [0, 0, 5]
+
+
+def test_the_real_migrations_apply_to_an_empty_database(database_url: str) -> None:
+    migrator = Migrator(database_url, default_migrations_dir())
+
+    applied = migrator.apply()
+
+    assert applied[0] == "0001_initial.sql"
+    assert tables(database_url) >= REAL_TABLES
+    assert all(done for _, done in migrator.status())
+    assert migrator.apply() == []
+
+
+def test_the_migrations_folder_can_be_chosen_by_environment(
+    monkeypatch: pytest.MonkeyPatch, folder: Path
+) -> None:
+    assert (default_migrations_dir() / "0001_initial.sql").is_file()
+    monkeypatch.setenv("WHALLI_MIGRATIONS_DIR", str(folder))
+
+    assert default_migrations_dir() == folder
+
+
+def test_a_missing_folder_is_refused_with_its_name(database_url: str, tmp_path: Path) -> None:
+    with pytest.raises(MigrationError, match="nowhere does not exist"):
+        Migrator(database_url, tmp_path / "nowhere").apply()
