@@ -171,6 +171,20 @@ async def test_a_ping_is_recorded_by_a_real_worker_which_then_stops_cleanly_on_s
     assert worker.terminate() == 0
 
 
+async def test_jobs_queued_before_the_worker_starts_are_handled_once_it_runs(
+    start_worker: Callable[..., WorkerProcess], job_queue: DramatiqJobQueue, redis: Redis
+) -> None:
+    tokens = [uuid.uuid4().hex for _ in range(5)]
+    for token in tokens:
+        await job_queue.enqueue(Ping(token=token))
+
+    worker = start_worker()
+
+    for token in tokens:
+        assert await eventually(lambda t=token: RedisCache(redis).get(ping_key(t)), worker) == PONG
+    assert worker.terminate() == 0
+
+
 async def test_a_failing_job_is_retried_then_moved_to_the_dead_letter_queue(
     start_worker: Callable[..., WorkerProcess],
     job_queue: DramatiqJobQueue,

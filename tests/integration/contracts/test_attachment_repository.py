@@ -196,3 +196,14 @@ async def test_a_transcription_needs_an_existing_attachment(uow_factory: UowFact
             await uow.transcriptions.add(
                 a_transcription(an_attachment(world.project, world.user), world.user)
             )
+
+
+async def test_extracted_text_with_a_nul_character_is_invalid_input(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    attachment = an_attachment(world.project, world.user)
+    attachment.extraction = ExtractionResult(text="binary\x00junk", method="text")
+    async with uow_factory() as uow:
+        with pytest.raises(InvalidInput, match="could not be stored"):
+            await uow.attachments.add(attachment)

@@ -198,3 +198,18 @@ async def test_messages_are_listed_oldest_first(uow_factory: UowFactory) -> None
     async with uow_factory() as uow:
         contents = [m.content for m in await uow.chats.list_messages(world.chat.id)]
     assert contents == ["m1", "m2", "m3"]
+
+
+async def test_text_with_a_nul_character_is_invalid_input(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    async with uow_factory() as uow:
+        with pytest.raises(InvalidInput, match="could not be stored"):
+            await uow.chats.add_message(a_message(world.chat, content="a\x00b"))
+
+
+async def test_a_backslash_escape_in_text_is_stored_as_typed(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    message = a_message(world.chat, content=r"printf('\u0000 \x00')")
+    async with uow_factory() as uow:
+        await uow.chats.add_message(message)
+        assert await uow.chats.get_message(message.id) == message

@@ -35,7 +35,7 @@ class FakeContainer:
     def settings(self) -> Settings:
         return self._settings
 
-    def check_readiness(self) -> CheckReadiness:
+    async def check_readiness(self) -> CheckReadiness:
         return CheckReadiness(list(self.probes), timeout=0.05)
 
     async def init_resources(self) -> None:

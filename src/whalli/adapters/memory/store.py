@@ -3,7 +3,7 @@
 The store holds committed rows only. A :class:`MemoryTransaction` copies a table the first time it
 touches it, works on the copy, and publishes the rows it changed on commit, so that, as in
 Postgres, leaving without commit discards everything. Foreign keys, unique columns and cascades
-mirror ``migrations/0001_initial.sql`` so that the fake raises what the real adapter raises.
+(``schema.py``) mirror the migrations, so that the fake raises what the real adapter raises.
 """
 
 from __future__ import annotations
@@ -11,70 +11,14 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Any
 
-from whalli.domain.model.errors import (
-    AlreadyMember,
-    AttachmentNotFound,
-    ChatNotFound,
-    Conflict,
-    EmailAlreadyRegistered,
-    MessageNotFound,
-    ProjectNotFound,
-    SearchSubscriptionNotFound,
-    UserNotFound,
-    WhalliError,
-)
+import msgspec
+
+from whalli.adapters.memory.schema import DUPLICATE_KEY, FOREIGN_KEYS, TABLES, UNIQUES
+from whalli.domain.model.errors import Conflict, InvalidInput, WhalliError
 
 Table = dict[Hashable, Any]
-
-
-@dataclass(frozen=True)
-class ForeignKey:
-    table: str
-    column: str
-    parent: str
-    missing: type[WhalliError]
-    cascade: bool = True
-
-
-@dataclass(frozen=True)
-class Unique:
-    table: str
-    columns: tuple[str, ...]
-    error: type[WhalliError] = Conflict
-
-
-TABLES = (
-    "users", "projects", "memberships", "chats", "messages", "attachments", "transcriptions",
-    "search_subscriptions", "search_results", "notifications",
-)  # fmt: skip
-FOREIGN_KEYS = (
-    ForeignKey("projects", "owner_id", "users", UserNotFound, cascade=False),
-    ForeignKey("memberships", "project_id", "projects", ProjectNotFound),
-    ForeignKey("memberships", "user_id", "users", UserNotFound),
-    ForeignKey("chats", "project_id", "projects", ProjectNotFound),
-    ForeignKey("chats", "user_id", "users", UserNotFound),
-    ForeignKey("messages", "chat_id", "chats", ChatNotFound),
-    ForeignKey("attachments", "project_id", "projects", ProjectNotFound),
-    ForeignKey("attachments", "user_id", "users", UserNotFound),
-    ForeignKey("transcriptions", "attachment_id", "attachments", AttachmentNotFound),
-    ForeignKey("transcriptions", "user_id", "users", UserNotFound),
-    ForeignKey("transcriptions", "chat_id", "chats", ChatNotFound),
-    ForeignKey("transcriptions", "message_id", "messages", MessageNotFound),
-    ForeignKey("search_subscriptions", "user_id", "users", UserNotFound),
-    ForeignKey("search_subscriptions", "project_id", "projects", ProjectNotFound),
-    ForeignKey("search_results", "subscription_id", "search_subscriptions",
-               SearchSubscriptionNotFound),
-    ForeignKey("notifications", "user_id", "users", UserNotFound),
-)  # fmt: skip
-UNIQUES = (
-    Unique("users", ("email",), EmailAlreadyRegistered),
-    Unique("attachments", ("object_key",)),
-    Unique("search_results", ("subscription_id", "fingerprint")),
-)
-DUPLICATE_KEY: dict[str, type[WhalliError]] = {"memberships": AlreadyMember}
 
 
 class MemoryStore:
@@ -90,6 +34,16 @@ class MemoryStore:
 
 def _values(row: Any, columns: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(getattr(row, c) for c in columns)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _check_unique(name: str, key: Hashable, row: Any, rows: Table) -> None:
@@ -162,6 +116,8 @@ class MemoryTransaction:
                 self._collect(fk.table, child, doomed)
 
     def _check(self, name: str, key: Hashable, row: Any, rows: Table) -> None:
+        if _has_nul(msgspec.to_builtins(row)):  # Postgres text and jsonb refuse NUL
+            raise InvalidInput("A value could not be stored.")
         _check_unique(name, key, row, rows)
         for fk in FOREIGN_KEYS:
             if fk.table == name:

@@ -84,8 +84,11 @@ class Migrator:
         """Every migration file with whether it is applied (read-only: creates nothing)."""
         files = self.files()
         with self._connect() as conn:
-            exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-            applied = self._applied(conn) if exists and exists[0] else {}
+            try:
+                row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+                applied = self._applied(conn) if row and row[0] else {}
+            except psycopg.OperationalError as e:
+                raise ServiceUnavailable("The database failed while reading migrations.") from e
         self._verify(files, applied)
         return [(f.name, f.version in applied) for f in files]
 
@@ -93,19 +96,19 @@ class Migrator:
         """Apply pending migrations in order; return the names of those applied by this call."""
         files = self.files()
         done: list[str] = []
+        # The lock belongs to this session: closing the connection releases it, even on error.
         with self._connect() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
             try:
+                conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
                 conn.execute(_CREATE_TABLE)
                 applied = self._applied(conn)
-                self._verify(files, applied)
-                for migration in files:
-                    if migration.version not in applied:
-                        self._apply_one(conn, migration)
-                        done.append(migration.name)
-            finally:
-                if not conn.closed:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            except psycopg.OperationalError as e:
+                raise ServiceUnavailable("The database failed while reading migrations.") from e
+            self._verify(files, applied)
+            for migration in files:
+                if migration.version not in applied:
+                    self._apply_one(conn, migration)
+                    done.append(migration.name)
         return done
 
     def _connect(self) -> psycopg.Connection[TupleRow]:

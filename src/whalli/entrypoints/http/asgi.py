@@ -28,8 +28,9 @@ class ContainerApp:
         settings: Settings = self.container.settings()
         return settings
 
-    def check_readiness(self) -> CheckReadiness:
-        service: CheckReadiness = self.container.services.check_readiness()
+    async def check_readiness(self) -> CheckReadiness:
+        # Providers that depend on async resources (pools) hand back awaitables.
+        service: CheckReadiness = await self.container.services.check_readiness()
         return service
 
     async def init_resources(self) -> None:
@@ -37,7 +38,8 @@ class ContainerApp:
         if inspect.isawaitable(result):
             await result
         try:
-            await self.container.adapters.blob_storage().ensure_bucket()
+            storage = self.container.adapters.blob_storage()
+            await storage.ensure_bucket()
         except ServiceUnavailable as e:
             # Start anyway: readiness reports s3 until it answers, and the bucket is retried then.
             log.warning("s3_bucket_not_ensured", reason=e.message)

@@ -17,7 +17,7 @@ class AppContainer(Protocol):
     @property
     def settings(self) -> Settings: ...
 
-    def check_readiness(self) -> CheckReadiness: ...
+    async def check_readiness(self) -> CheckReadiness: ...
 
     async def init_resources(self) -> None: ...
 
@@ -30,10 +30,10 @@ def build_dependencies(container: AppContainer) -> dict[str, Provide]:
     def provide_settings() -> Settings:
         return container.settings
 
-    def provide_check_readiness() -> CheckReadiness:
-        return container.check_readiness()
+    async def provide_check_readiness() -> CheckReadiness:
+        return await container.check_readiness()
 
     return {
         "settings": Provide(provide_settings, sync_to_thread=False),
-        "check_readiness": Provide(provide_check_readiness, sync_to_thread=False),
+        "check_readiness": Provide(provide_check_readiness),
     }

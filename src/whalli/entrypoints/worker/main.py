@@ -2,14 +2,21 @@
 
 Start-up order matters because the actors are ``async def``: the AsyncIO middleware starts its
 event loop when the worker boots, and the container's async resources (pools, clients) must be
-created on that loop. So the worker starts with no queue to consume, the resources are initialised
-on its loop, and only then is the actor declared, which starts the consumers. On shutdown the
-worker finishes the messages in hand, then the resources are closed on the loop, then the loop
-stops.
+created on that loop. So the actor is declared first with a dispatch that waits for the
+dispatcher, the worker starts, the resources are initialised on its loop, and then the dispatcher
+is handed over. (Declaring the actor after the worker started would race: Dramatiq starts the
+queue's consumer before it records the actor, and a message fetched in between is dead-lettered
+as addressed to an unknown actor.) If start-up fails, messages already taken fail (and are
+retried later) and the worker exits with 1.
+
+On shutdown the worker finishes the messages in hand, then the resources are closed on the loop,
+then the loop stops.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import inspect
 import logging
 import signal
@@ -27,6 +34,7 @@ from dramatiq.middleware import Middleware
 from whalli.adapters.dramatiq.broker import create_broker
 from whalli.adapters.dramatiq.metrics import WorkerMetrics
 from whalli.config import ConfigError, Settings
+from whalli.domain.model.jobs import Job
 from whalli.entrypoints.worker.actors import register
 from whalli.entrypoints.worker.dispatch import JobDispatcher
 
@@ -124,6 +132,13 @@ def run_worker(
     broker.add_middleware(closer)
     dramatiq.set_broker(broker)
 
+    ready: concurrent.futures.Future[JobDispatcher] = concurrent.futures.Future()
+
+    async def dispatch(job: Job) -> None:
+        dispatcher = await asyncio.wrap_future(ready)
+        await dispatcher.dispatch(job)
+
+    register(broker, dispatch, queue_name=settings.queue_name)
     stop = threading.Event()
     restore = _handle_signals(stop)
     worker = dramatiq.Worker(
@@ -135,12 +150,12 @@ def run_worker(
         worker.start()
         closer.armed = True  # init may have opened some resources even if it fails
         try:
-            dispatcher = _event_loop().run_coroutine(_start(container))
+            ready.set_result(_event_loop().run_coroutine(_start(container)))
         except Exception:
             log.exception("The worker could not start.")
+            ready.set_exception(RuntimeError("the worker could not start"))
             worker.stop(timeout=int(stop_timeout_s * 1000))
             return 1
-        register(broker, dispatcher.dispatch, queue_name=settings.queue_name)
         log.info(
             "Worker consuming queue %r with %d threads.",
             settings.queue_name,

@@ -1,0 +1,69 @@
+"""The relational rules of ``migrations/0001_initial.sql``, for the in-memory store to enforce.
+
+Foreign keys (with the error a missing parent raises, and whether deleting the parent cascades),
+unique columns, and the error a duplicate primary key raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from whalli.domain.model.errors import (
+    AlreadyMember,
+    AttachmentNotFound,
+    ChatNotFound,
+    Conflict,
+    EmailAlreadyRegistered,
+    MessageNotFound,
+    ProjectNotFound,
+    SearchSubscriptionNotFound,
+    UserNotFound,
+    WhalliError,
+)
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    table: str
+    column: str
+    parent: str
+    missing: type[WhalliError]
+    cascade: bool = True
+
+
+@dataclass(frozen=True)
+class Unique:
+    table: str
+    columns: tuple[str, ...]
+    error: type[WhalliError] = Conflict
+
+
+TABLES = (
+    "users", "projects", "memberships", "chats", "messages", "attachments", "transcriptions",
+    "search_subscriptions", "search_results", "notifications",
+)  # fmt: skip
+FOREIGN_KEYS = (
+    ForeignKey("projects", "owner_id", "users", UserNotFound, cascade=False),
+    ForeignKey("memberships", "project_id", "projects", ProjectNotFound),
+    ForeignKey("memberships", "user_id", "users", UserNotFound),
+    ForeignKey("chats", "project_id", "projects", ProjectNotFound),
+    ForeignKey("chats", "user_id", "users", UserNotFound),
+    ForeignKey("messages", "chat_id", "chats", ChatNotFound),
+    ForeignKey("attachments", "project_id", "projects", ProjectNotFound),
+    ForeignKey("attachments", "user_id", "users", UserNotFound),
+    ForeignKey("transcriptions", "attachment_id", "attachments", AttachmentNotFound),
+    ForeignKey("transcriptions", "user_id", "users", UserNotFound),
+    ForeignKey("transcriptions", "chat_id", "chats", ChatNotFound),
+    ForeignKey("transcriptions", "message_id", "messages", MessageNotFound),
+    ForeignKey("search_subscriptions", "user_id", "users", UserNotFound),
+    ForeignKey("search_subscriptions", "project_id", "projects", ProjectNotFound),
+    ForeignKey("search_results", "subscription_id", "search_subscriptions",
+               SearchSubscriptionNotFound),
+    ForeignKey("notifications", "user_id", "users", UserNotFound),
+)  # fmt: skip
+UNIQUES = (
+    Unique("users", ("email",), EmailAlreadyRegistered),
+    Unique("attachments", ("object_key",)),
+    Unique("search_results", ("subscription_id", "fingerprint")),
+)
+DUPLICATE_KEY: dict[str, type[WhalliError]] = {"memberships": AlreadyMember}
