@@ -22,7 +22,9 @@ TEST_STACK_DIR = ROOT / ".whalli" / "test-stack"
 
 def _external_urls() -> StackUrls | None:
     env = os.environ
-    if not all(env.get(k) for k in ("WHALLI_DATABASE_URL", "WHALLI_REDIS_URL", "WHALLI_S3_ENDPOINT")):
+    if not all(
+        env.get(k) for k in ("WHALLI_DATABASE_URL", "WHALLI_REDIS_URL", "WHALLI_S3_ENDPOINT")
+    ):
         return None
     return StackUrls(
         database_url=env["WHALLI_DATABASE_URL"],

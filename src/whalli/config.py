@@ -87,10 +87,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"{PREFIX}PORT must be between 1 and 65535")
         if self.database_pool_min > self.database_pool_max:
-            raise ConfigError(f"{PREFIX}DATABASE_POOL_MIN must not exceed {PREFIX}DATABASE_POOL_MAX")
+            raise ConfigError(
+                f"{PREFIX}DATABASE_POOL_MIN must not exceed {PREFIX}DATABASE_POOL_MAX"
+            )
         if self.s3_endpoint is not None and not (self.s3_access_key and self.s3_secret_key):
             raise ConfigError(
-                f"{PREFIX}S3_ENDPOINT is set, so {PREFIX}S3_ACCESS_KEY and {PREFIX}S3_SECRET_KEY are required"
+                f"{PREFIX}S3_ENDPOINT is set, so {PREFIX}S3_ACCESS_KEY and "
+                f"{PREFIX}S3_SECRET_KEY are required"
             )
 
     @property

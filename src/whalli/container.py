@@ -140,6 +140,8 @@ def job_handlers(container: Container) -> dict[type, Any]:
     """Which use case handles which job type (the worker's dispatch table)."""
 
     async def ping(job: Ping) -> None:
-        await container.services.record_ping().execute(job)
+        # Use cases that depend on async resources are resolved with await.
+        service: RecordPing = await container.services.record_ping()
+        await service.execute(job)
 
     return {Ping: ping}

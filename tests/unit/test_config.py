@@ -46,7 +46,10 @@ def test_an_s3_endpoint_needs_its_keys() -> None:
 
 def test_secrets_never_show_in_repr_or_errors() -> None:
     settings = load_settings(
-        {"WHALLI_DATABASE_URL": "postgresql://u:hunter2@db/whalli", "WHALLI_METRICS_TOKEN": "tok-s3cr3t"},
+        {
+            "WHALLI_DATABASE_URL": "postgresql://u:hunter2@db/whalli",
+            "WHALLI_METRICS_TOKEN": "tok-s3cr3t",
+        },
         dotenv=None,
     )
     assert "hunter2" not in repr(settings)

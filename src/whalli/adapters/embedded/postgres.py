@@ -35,7 +35,9 @@ def _bin_dir() -> Path:
 class EmbeddedPostgres:
     name = "postgres"
 
-    def __init__(self, root: Path, *, fast: bool = False, preferred_port: int | None = None) -> None:
+    def __init__(
+        self, root: Path, *, fast: bool = False, preferred_port: int | None = None
+    ) -> None:
         self.root = (root / "postgres").resolve()
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
@@ -95,9 +97,22 @@ class EmbeddedPostgres:
         if self.fast:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         run_checked(
-            [str(_bin_dir() / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log),
-             "-w", "-t", "60", "start"],
-            user=user, cwd=self.root, start_new_session=True,
+            [
+                str(_bin_dir() / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            user=user,
+            cwd=self.root,
+            start_new_session=True,
         )
         wait_until(lambda: port_is_open(port), 30, "postgres", self.log)
         url = f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/{DB_NAME}"
@@ -113,17 +128,39 @@ class EmbeddedPostgres:
         self._own(pwfile, user)
         try:
             run_checked(
-                [str(_bin_dir() / "initdb"), "-D", str(self.data), "-U", DB_USER, "-E", "UTF8",
-                 "--locale=C", "--auth=scram-sha-256", f"--pwfile={pwfile}", "--no-instructions"],
-                user=user, cwd=self.root,
+                [
+                    str(_bin_dir() / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    DB_USER,
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--no-instructions",
+                ],
+                user=user,
+                cwd=self.root,
             )
         finally:
             pwfile.unlink(missing_ok=True)
 
     def _ensure_database(self, port: int, user: str | None) -> None:
         env = {**os.environ, "PGPASSWORD": read_or_create_secret(self.root / "password")}
-        psql = [str(_bin_dir() / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", DB_USER,
-                "-d", "postgres", "-tAc"]
+        psql = [
+            str(_bin_dir() / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            DB_USER,
+            "-d",
+            "postgres",
+            "-tAc",
+        ]
         exists = run_checked(
             [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"], env=env
         ).strip()
@@ -142,6 +179,19 @@ class EmbeddedPostgres:
         if pid is None or not pid_alive(pid, "postgres"):
             return
         subprocess.run(
-            [str(_bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop"],
-            check=False, capture_output=True, user=self._run_as(), cwd=self.root,
+            [
+                str(_bin_dir() / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "stop",
+            ],
+            check=False,
+            capture_output=True,
+            user=self._run_as(),
+            cwd=self.root,
         )

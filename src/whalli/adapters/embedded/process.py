@@ -53,7 +53,9 @@ def pid_alive(pid: int | None, marker: str | None = None) -> bool:
     except PermissionError:
         pass
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        cmdline = (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
         state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
     except OSError:
         return marker is None

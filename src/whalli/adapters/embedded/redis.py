@@ -25,7 +25,9 @@ def _server_binary() -> Path:
 class EmbeddedRedis:
     name = "redis"
 
-    def __init__(self, root: Path, *, fast: bool = False, preferred_port: int | None = None) -> None:
+    def __init__(
+        self, root: Path, *, fast: bool = False, preferred_port: int | None = None
+    ) -> None:
         self.root = (root / "redis").resolve()
         self.pidfile = self.root / "redis.pid"
         self.log = self.root / "redis.log"

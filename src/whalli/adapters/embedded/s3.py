@@ -35,7 +35,9 @@ def _weed_binary() -> str:
 class EmbeddedS3:
     name = "s3"
 
-    def __init__(self, root: Path, *, fast: bool = False, preferred_port: int | None = None) -> None:
+    def __init__(
+        self, root: Path, *, fast: bool = False, preferred_port: int | None = None
+    ) -> None:
         self.root = (root / "s3").resolve()
         self.log = self.root / "weed.log"
         self.preferred_port = preferred_port
@@ -62,16 +64,31 @@ class EmbeddedS3:
             taken.update((port, grpc))
             ports[name], ports[f"{name}_grpc"] = port, grpc
         config = self.root / "s3.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "whalli",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": secret}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "whalli",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": secret}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         config.chmod(0o600)
         args = [
-            _weed_binary(), "mini", f"-dir={data.resolve()}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.config={config.resolve()}", "-webdav=false", "-admin.ui=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            _weed_binary(),
+            "mini",
+            f"-dir={data.resolve()}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={config.resolve()}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
         ]
         for name in _PORTS:
             args += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={ports[name + '_grpc']}"]
@@ -80,7 +97,9 @@ class EmbeddedS3:
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         pid = os.posix_spawn(
-            args[0], args, env,
+            args[0],
+            args,
+            env,
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_OPEN, 1, str(self.log), flags, 0o644),
@@ -91,8 +110,12 @@ class EmbeddedS3:
         port = ports["s3"]
         wait_until(lambda: port_is_open(port) and pid_alive(pid), 90, "s3 (seaweedfs)", self.log)
         return {
-            "pid": pid, "port": port, "ports": ports, "url": f"http://127.0.0.1:{port}",
-            "access_key": ACCESS_KEY, "secret_key": secret,
+            "pid": pid,
+            "port": port,
+            "ports": ports,
+            "url": f"http://127.0.0.1:{port}",
+            "access_key": ACCESS_KEY,
+            "secret_key": secret,
         }
 
     def stop(self, state: dict[str, Any]) -> None:

@@ -21,7 +21,9 @@ _ALLOWED = {
     AttachmentStatus.PENDING: {AttachmentStatus.PROCESSING, AttachmentStatus.FAILED},
     # processing -> processing: a redelivered job after a crash takes the work over again
     AttachmentStatus.PROCESSING: {
-        AttachmentStatus.PROCESSING, AttachmentStatus.DONE, AttachmentStatus.FAILED,
+        AttachmentStatus.PROCESSING,
+        AttachmentStatus.DONE,
+        AttachmentStatus.FAILED,
     },
     AttachmentStatus.DONE: set(),
     AttachmentStatus.FAILED: set(),

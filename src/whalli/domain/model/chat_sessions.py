@@ -51,9 +51,16 @@ class ChatSession(Value, frozen=True, kw_only=True):
         if ttl <= timedelta(0):
             raise ValueError("ttl must be positive")
         return cls(
-            id=id, user_id=user_id, chat_id=chat_id, project_id=project_id,
-            user_message_id=user_message_id, model=model, params=params or GenerationParams(),
-            use_cache=use_cache, attachment_ids=attachment_ids, created_at=now,
+            id=id,
+            user_id=user_id,
+            chat_id=chat_id,
+            project_id=project_id,
+            user_message_id=user_message_id,
+            model=model,
+            params=params or GenerationParams(),
+            use_cache=use_cache,
+            attachment_ids=attachment_ids,
+            created_at=now,
             expires_at=now + ttl,
         )
 

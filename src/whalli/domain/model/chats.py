@@ -64,8 +64,12 @@ class Chat(Entity, kw_only=True):
     ) -> Chat:
         """A new chat takes its title from its first message."""
         return cls(
-            id=id, project_id=project_id, user_id=user_id, title=title_from(first_message),
-            created_at=now, updated_at=now,
+            id=id,
+            project_id=project_id,
+            user_id=user_id,
+            title=title_from(first_message),
+            created_at=now,
+            updated_at=now,
         )
 
     def rename(self, title: str, now: datetime) -> None:
@@ -105,14 +109,24 @@ class Message(Entity, kw_only=True):
 
     @classmethod
     def from_user(
-        cls, *, id: UUID, chat_id: UUID, content: str, now: datetime,
+        cls,
+        *,
+        id: UUID,
+        chat_id: UUID,
+        content: str,
+        now: datetime,
         attachment_ids: tuple[UUID, ...] = (),
     ) -> Message:
         if not content.strip():
             raise InvalidInput("A message cannot be empty.", field="message")
         return cls(
-            id=id, chat_id=chat_id, role=MessageRole.USER, content=content,
-            attachment_ids=attachment_ids, created_at=now, updated_at=now,
+            id=id,
+            chat_id=chat_id,
+            role=MessageRole.USER,
+            content=content,
+            attachment_ids=attachment_ids,
+            created_at=now,
+            updated_at=now,
         )
 
     @classmethod
@@ -120,15 +134,30 @@ class Message(Entity, kw_only=True):
         cls, *, id: UUID, chat_id: UUID, model: str, provider: str, now: datetime
     ) -> Message:
         return cls(
-            id=id, chat_id=chat_id, role=MessageRole.ASSISTANT, content="",
-            status=MessageStatus.PENDING, model=model, provider=provider,
-            created_at=now, updated_at=now,
+            id=id,
+            chat_id=chat_id,
+            role=MessageRole.ASSISTANT,
+            content="",
+            status=MessageStatus.PENDING,
+            model=model,
+            provider=provider,
+            created_at=now,
+            updated_at=now,
         )
 
     def finish(
-        self, *, status: MessageStatus, content: str, usage: TokenUsage, now: datetime,
-        finish_reason: str | None = None, cost_usd: float = 0.0, cached: bool = False,
-        ttft_ms: int | None = None, total_ms: int | None = None, error: str | None = None,
+        self,
+        *,
+        status: MessageStatus,
+        content: str,
+        usage: TokenUsage,
+        now: datetime,
+        finish_reason: str | None = None,
+        cost_usd: float = 0.0,
+        cached: bool = False,
+        ttft_ms: int | None = None,
+        total_ms: int | None = None,
+        error: str | None = None,
     ) -> None:
         """Record the outcome of a reply once; a final message never changes again."""
         if self.status.is_final:

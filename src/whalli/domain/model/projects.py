@@ -39,8 +39,12 @@ class Project(Entity, kw_only=True):
         cls, *, id: UUID, name: str, owner_id: UUID, now: datetime, personal: bool = False
     ) -> Project:
         return cls(
-            id=id, name=validate_project_name(name), owner_id=owner_id, personal=personal,
-            created_at=now, updated_at=now,
+            id=id,
+            name=validate_project_name(name),
+            owner_id=owner_id,
+            personal=personal,
+            created_at=now,
+            updated_at=now,
         )
 
     def rename(self, name: str, now: datetime) -> None:

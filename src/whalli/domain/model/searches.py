@@ -28,17 +28,30 @@ class SearchSubscription(Entity, kw_only=True):
 
     @classmethod
     def create(
-        cls, *, id: UUID, user_id: UUID, project_id: UUID, query: str, interval_minutes: int,
-        now: datetime, notify_email: bool = True,
+        cls,
+        *,
+        id: UUID,
+        user_id: UUID,
+        project_id: UUID,
+        query: str,
+        interval_minutes: int,
+        now: datetime,
+        notify_email: bool = True,
     ) -> SearchSubscription:
         cleaned = " ".join(query.split())
         if not 1 <= len(cleaned) <= 400:
             raise InvalidInput("A search query needs 1 to 400 characters.", field="query")
         validate_interval(interval_minutes)
         return cls(
-            id=id, user_id=user_id, project_id=project_id, query=cleaned,
-            interval_minutes=interval_minutes, notify_email=notify_email, next_run_at=now,
-            created_at=now, updated_at=now,
+            id=id,
+            user_id=user_id,
+            project_id=project_id,
+            query=cleaned,
+            interval_minutes=interval_minutes,
+            notify_email=notify_email,
+            next_run_at=now,
+            created_at=now,
+            updated_at=now,
         )
 
     def is_due(self, now: datetime) -> bool:

@@ -70,9 +70,15 @@ class User(Entity, kw_only=True):
         email_verified: bool = False,
     ) -> User:
         return cls(
-            id=id, email=normalize_email(email), name=name.strip()[:200],
-            password_hash=password_hash, role=role, plan=plan, email_verified=email_verified,
-            created_at=now, updated_at=now,
+            id=id,
+            email=normalize_email(email),
+            name=name.strip()[:200],
+            password_hash=password_hash,
+            role=role,
+            plan=plan,
+            email_verified=email_verified,
+            created_at=now,
+            updated_at=now,
         )
 
     @property

@@ -56,8 +56,10 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def _metrics_dir(settings_dir: str, data_dir: str) -> str:
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or settings_dir or str(
-        Path(data_dir, "metrics").resolve()
+    path = (
+        os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        or settings_dir
+        or str(Path(data_dir, "metrics").resolve())
     )
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     Path(path).mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Resolve which servers to use: the ones named by ``WHALLI_*`` variables, else the embedded stack."""
+"""Which servers to use: those named by ``WHALLI_*`` variables, else the embedded stack."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def resolved_settings() -> Settings:
     if urls is None:
         raise ServicesNotRunning(
             "The embedded services are not running. Start them with `whalli services up` "
-            "(or use `make run`), or set WHALLI_DATABASE_URL, WHALLI_REDIS_URL and WHALLI_S3_ENDPOINT."
+            "(or use `make run`), or set WHALLI_DATABASE_URL, WHALLI_REDIS_URL and "
+            "WHALLI_S3_ENDPOINT."
         )
     os.environ.update(embedded_env(settings, urls))
     return load_settings()
