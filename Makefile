@@ -1,5 +1,8 @@
 # Whalli: `make run` starts everything on embedded services; `make test` runs the gates and tests.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip's notices about this machine's local package mirrors are noise for a first-time user
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,8 +18,8 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	@echo "==> installing Whalli and its dependencies into $(VENV) (first time takes a minute)"
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip $(QUIET_PIP)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]" $(QUIET_PIP)
 	@touch $(STAMP)
 
 install: $(STAMP) system-deps
