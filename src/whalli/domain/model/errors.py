@@ -34,6 +34,11 @@ class InvalidSchedule(InvalidInput):
     default_message = "That schedule is not allowed."
 
 
+class InvalidCatalog(InvalidInput):
+    code = "invalid_catalog"
+    default_message = "The model catalog is not valid."
+
+
 class InvalidStateTransition(InvalidInput):
     code = "invalid_state_transition"
     default_message = "That change is not allowed in the current state."
@@ -58,6 +63,11 @@ class ProjectNotFound(NotFound):
 class MembershipNotFound(NotFound):
     code = "membership_not_found"
     default_message = "Member not found."
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+    default_message = "Model not found."
 
 
 class ChatNotFound(NotFound):
@@ -135,6 +145,13 @@ class PermissionDenied(WhalliError):
 class ModelNotInPlan(PermissionDenied):
     code = "model_not_in_plan"
     default_message = "Your plan does not include this model."
+
+
+class PersonalProjectProtected(PermissionDenied):
+    """A personal project cannot be deleted, and the user it belongs to stays its owner."""
+
+    code = "personal_project_protected"
+    default_message = "A personal project cannot be deleted or taken from its owner."
 
 
 class AccountDisabled(Unauthenticated):
