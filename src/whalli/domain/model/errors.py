@@ -39,6 +39,13 @@ class InvalidCatalog(InvalidInput):
     default_message = "The model catalog is not valid."
 
 
+class InvalidPassword(InvalidInput):
+    """A new password breaks the password policy; ``details["rule"]`` names the rule."""
+
+    code = "invalid_password"
+    default_message = "That password does not meet the password policy."
+
+
 class InvalidStateTransition(InvalidInput):
     code = "invalid_state_transition"
     default_message = "That change is not allowed in the current state."
@@ -135,6 +142,23 @@ class LastOwner(Conflict):
 class Unauthenticated(WhalliError):
     code = "unauthenticated"
     default_message = "Authentication required."
+
+
+class InvalidToken(Unauthenticated):
+    """A credential token was malformed, forged, expired or of the wrong kind.
+
+    The message says why in general terms and never contains the token itself.
+    """
+
+    code = "invalid_token"
+    default_message = "The token is invalid or has expired."
+
+
+class RefreshTokenReused(InvalidToken):
+    """A refresh token was presented again after it had been rotated: its family is compromised."""
+
+    code = "refresh_token_reused"
+    default_message = "The token is invalid or has expired."
 
 
 class PermissionDenied(WhalliError):
