@@ -12,13 +12,15 @@ import hashlib
 import hmac
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
 from whalli.adapters.memory.clock import ManualClock
@@ -109,6 +111,39 @@ def test_issued_claims_verify_back_to_the_same_claims(
     assert tokens.verify(token) == claims
     assert claims.expires_at - claims.issued_at == timedelta(minutes=15)
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "at+jwt"}
+
+
+@given(
+    subject=st.uuids(),
+    session_id=st.uuids(),
+    jti=st.text(min_size=1, max_size=64),
+    now=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    ),
+    ttl_s=st.integers(min_value=1, max_value=900),
+)
+def test_any_claims_survive_a_round_trip(
+    subject: uuid.UUID, session_id: uuid.UUID, jti: str, now: datetime, ttl_s: int
+) -> None:
+    clock = ManualClock(now)
+    issuer = JwtAccessTokenIssuer(secret=SECRET, issuer=ISSUER, audience=AUDIENCE, clock=clock)
+    claims = AccessClaims.new(
+        subject=subject, session_id=session_id, jti=jti, now=now, ttl=timedelta(seconds=ttl_s)
+    )
+    assert issuer.verify(issuer.issue(claims)) == claims
+
+
+def test_claims_are_whole_seconds_and_need_an_aware_time_a_jti_and_a_ttl() -> None:
+    now = datetime(2030, 1, 1, 12, 0, 0, 999_999, tzinfo=UTC)
+    claims = AccessClaims.new(subject=USER, session_id=SESSION, jti="j", now=now)
+    assert claims.issued_at == now.replace(microsecond=0)
+    assert claims.token_type == "access"
+    with pytest.raises(ValueError, match="naive"):
+        AccessClaims.new(subject=USER, session_id=SESSION, jti="j", now=now.replace(tzinfo=None))
+    with pytest.raises(ValueError, match="needs a jti"):
+        AccessClaims.new(subject=USER, session_id=SESSION, jti="", now=now)
+    with pytest.raises(ValueError, match="at least one second"):
+        AccessClaims.new(subject=USER, session_id=SESSION, jti="j", now=now, ttl=timedelta(0))
 
 
 def test_a_hand_built_token_with_nothing_wrong_verifies(

@@ -21,6 +21,8 @@ from whalli.domain.model.passwords import (
 EMOJI = "\N{GRINNING FACE}"  # one code point, four UTF-8 bytes
 E_ACUTE_DECOMPOSED = "e\N{COMBINING ACUTE ACCENT}"  # NFC composes it into one code point
 Q_ACUTE = "q\N{COMBINING ACUTE ACCENT}"  # no precomposed form: stays two code points
+# Alpha with three marks: four code points that NFC composes into one (U+1F87), the most it does.
+ALPHA_FOUR = "\N{GREEK SMALL LETTER ALPHA}\u0314\u0342\u0345"
 FAMILY = "\N{WOMAN}\N{ZERO WIDTH JOINER}\N{WOMAN}\N{ZERO WIDTH JOINER}\N{GIRL}"  # 5 code points
 
 
@@ -41,6 +43,7 @@ def hasher() -> Argon2PasswordHasher:
         E_ACUTE_DECOMPOSED * 128,
         Q_ACUTE * 4,
         Q_ACUTE * 64,
+        ALPHA_FOUR * 128,
         FAMILY + "abc",
         "abcdefg ",
         " " * 8,
@@ -55,6 +58,7 @@ def hasher() -> Argon2PasswordHasher:
         "128-composed-accents",
         "8-uncomposable-accents",
         "128-uncomposable-accents",
+        "512-code-points-composing-into-128",
         "zwj-sequence-counts-code-points",
         "trailing-space-counts",
         "only-spaces",
@@ -78,8 +82,22 @@ def test_passwords_shorter_than_8_code_points_break_the_min_length_rule(password
 
 @pytest.mark.parametrize(
     "password",
-    ["a" * 129, EMOJI * 129, E_ACUTE_DECOMPOSED * 129, Q_ACUTE * 64 + "a"],
-    ids=["129-ascii", "129-emoji", "129-composed-accents", "129-uncomposable"],
+    [
+        "a" * 129,
+        EMOJI * 129,
+        E_ACUTE_DECOMPOSED * 129,
+        Q_ACUTE * 64 + "a",
+        ALPHA_FOUR * 129,
+        "a" * 1_000_000,
+    ],
+    ids=[
+        "129-ascii",
+        "129-emoji",
+        "129-composed-accents",
+        "129-uncomposable",
+        "516-code-points-composing-into-129",
+        "huge",
+    ],
 )
 def test_passwords_longer_than_128_code_points_break_the_max_length_rule(password: str) -> None:
     with pytest.raises(InvalidPassword, match="at most 128 characters") as info:
@@ -93,6 +111,21 @@ def test_a_policy_error_is_invalid_input_and_never_contains_the_password() -> No
     assert info.value.code == "invalid_password"
     assert "s3cr3t!" not in str(info.value)
     assert "s3cr3t!" not in repr(info.value.details)
+
+
+@given(st.text(max_size=600))
+def test_any_text_is_either_a_valid_nfc_password_or_refused_by_a_length_rule(text: str) -> None:
+    normalized = unicodedata.normalize("NFC", text)
+    if len(normalized) < PASSWORD_MIN_LENGTH:
+        with pytest.raises(InvalidPassword, match="at least") as info:
+            validate_password(text)
+        assert info.value.details["rule"] == "min_length"
+    elif len(normalized) > PASSWORD_MAX_LENGTH:
+        with pytest.raises(InvalidPassword, match="at most") as info:
+            validate_password(text)
+        assert info.value.details["rule"] == "max_length"
+    else:
+        assert validate_password(text) == normalized
 
 
 def test_the_limits_are_those_of_the_policy() -> None:

@@ -19,6 +19,9 @@ from whalli.domain.model.errors import InvalidPassword
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
+# NFC composes at most 4 code points into one, so a longer input cannot be a valid password;
+# refusing it before normalizing keeps a huge input from costing anything.
+_MAX_RAW_LENGTH = 4 * PASSWORD_MAX_LENGTH
 
 
 def normalize_password(password: str) -> str:
@@ -31,6 +34,8 @@ def validate_password(password: str) -> str:
 
     The error never contains the password.
     """
+    if len(password) > _MAX_RAW_LENGTH:
+        raise _too_long()
     normalized = normalize_password(password)
     length = len(normalized)  # a str's len counts code points
     if length < PASSWORD_MIN_LENGTH:
@@ -40,9 +45,13 @@ def validate_password(password: str) -> str:
             min_length=PASSWORD_MIN_LENGTH,
         )
     if length > PASSWORD_MAX_LENGTH:
-        raise InvalidPassword(
-            f"Password must be at most {PASSWORD_MAX_LENGTH} characters.",
-            rule="max_length",
-            max_length=PASSWORD_MAX_LENGTH,
-        )
+        raise _too_long()
     return normalized
+
+
+def _too_long() -> InvalidPassword:
+    return InvalidPassword(
+        f"Password must be at most {PASSWORD_MAX_LENGTH} characters.",
+        rule="max_length",
+        max_length=PASSWORD_MAX_LENGTH,
+    )
