@@ -12,7 +12,7 @@ rather than failing a chat later):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Set
 
 from whalli.domain.model.base import Value
 from whalli.domain.model.errors import (
@@ -82,7 +82,7 @@ class ModelCatalog:
         except KeyError:
             raise ModelNotFound(f"Model {model_id!r} is not in the catalog.") from None
 
-    def available_for(self, plan: Plan, enabled_providers: set[str]) -> list[ModelSpec]:
+    def available_for(self, plan: Plan, enabled_providers: Set[str]) -> list[ModelSpec]:
         """Models the plan includes whose provider is configured, in catalog order."""
         return [
             spec
