@@ -80,6 +80,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_dir: str = ""
     request_timeout_s: float = 30.0
 
+    # Identity: HS256 access tokens (secret >= 32 bytes), opaque refresh tokens, argon2id.
+    jwt_secret: Secret | None = None
+    jwt_issuer: str = "whalli"
+    jwt_audience: str = "whalli-api"
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_days: int = 30
+    password_hash_memory_kib: int = 19_456
+    password_hash_time_cost: int = 2
+
     def __post_init__(self) -> None:
         for name in ("port", "web_workers", "database_pool_min", "database_pool_max"):
             if getattr(self, name) < 1:
@@ -95,6 +104,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"{PREFIX}S3_ENDPOINT is set, so {PREFIX}S3_ACCESS_KEY and "
                 f"{PREFIX}S3_SECRET_KEY are required"
             )
+
+        self._check_identity()
+
+    def _check_identity(self) -> None:
+        # Bounds: OWASP's argon2id floor (19 MiB, t=2), a JWT secret as long as the HS256 output,
+        # and lifetimes short enough that a leaked token does not stay useful for long.
+        if self.jwt_secret is not None and len(self.jwt_secret.reveal().encode()) < 32:
+            raise ConfigError(f"{PREFIX}JWT_SECRET must be at least 32 bytes")
+        for name in ("jwt_issuer", "jwt_audience"):
+            if not getattr(self, name).strip():
+                raise ConfigError(f"{PREFIX}{name.upper()} must not be empty")
+        if not 60 <= self.access_token_ttl_s <= 3600:
+            raise ConfigError(f"{PREFIX}ACCESS_TOKEN_TTL_S must be between 60 and 3600")
+        if not 1 <= self.refresh_token_ttl_days <= 365:
+            raise ConfigError(f"{PREFIX}REFRESH_TOKEN_TTL_DAYS must be between 1 and 365")
+        if not 19_456 <= self.password_hash_memory_kib <= 4_194_304:
+            raise ConfigError(
+                f"{PREFIX}PASSWORD_HASH_MEMORY_KIB must be between 19456 (19 MiB) and 4194304"
+            )
+        if not 2 <= self.password_hash_time_cost <= 100:
+            raise ConfigError(f"{PREFIX}PASSWORD_HASH_TIME_COST must be between 2 and 100")
 
     @property
     def uses_embedded_services(self) -> bool:

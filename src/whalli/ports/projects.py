@@ -15,6 +15,14 @@ class ProjectRepository(Protocol):
         """Raises ``ProjectNotFound``."""
         ...
 
+    async def get_for_update(self, project_id: UUID) -> Project:
+        """Like ``get``, and lock the project until the unit of work ends.
+
+        Membership changes take this lock first, so that two concurrent changes cannot both see
+        "another owner is left" and leave the project without one. Raises ``ProjectNotFound``.
+        """
+        ...
+
     async def update(self, project: Project) -> None:
         """Raises ``ProjectNotFound``."""
         ...

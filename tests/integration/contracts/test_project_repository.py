@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import msgspec
@@ -43,6 +44,8 @@ async def test_an_unknown_project_is_not_found(uow_factory: UowFactory) -> None:
     async with uow_factory() as uow:
         with pytest.raises(ProjectNotFound, match="Project not found"):
             await uow.projects.get(uuid.uuid4())
+        with pytest.raises(ProjectNotFound, match="Project not found"):
+            await uow.projects.get_for_update(uuid.uuid4())
         with pytest.raises(ProjectNotFound, match="Project not found"):
             await uow.projects.update(a_project(a_user()))
         with pytest.raises(ProjectNotFound, match="Project not found"):
@@ -196,3 +199,34 @@ async def test_a_member_must_be_an_existing_user(uow_factory: UowFactory) -> Non
     async with uow_factory() as uow:
         with pytest.raises(UserNotFound, match="User not found"):
             await uow.projects.add_member(a_membership(world.project, a_user()))
+
+
+async def test_get_for_update_lets_one_unit_of_work_at_a_time_change_a_project(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+
+    async def rename(n: int) -> None:
+        async with uow_factory() as uow:
+            locked = await uow.projects.get_for_update(world.project.id)
+            await asyncio.sleep(0)  # let the others reach the lock
+            locked.rename(f"{locked.name} {n}", at(n))
+            await uow.projects.update(locked)
+            await uow.commit()
+
+    await asyncio.gather(*(rename(n) for n in range(5)))
+
+    async with uow_factory() as uow:
+        stored = await uow.projects.get(world.project.id)
+    assert sorted(stored.name.split()[1:]) == ["0", "1", "2", "3", "4"]
+
+
+async def test_a_project_lock_is_released_when_the_unit_of_work_ends(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    async with uow_factory() as uow:
+        await uow.projects.get_for_update(world.project.id)
+        await uow.projects.get_for_update(world.project.id)  # the holder may lock again
+    async with uow_factory() as uow:
+        assert await uow.projects.get_for_update(world.project.id) == world.project

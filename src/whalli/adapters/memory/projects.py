@@ -18,6 +18,10 @@ class InMemoryProjectRepository(MemoryRepository, ProjectRepository):
         project: Project = self._tx().get("projects", project_id, ProjectNotFound)
         return project
 
+    async def get_for_update(self, project_id: UUID) -> Project:
+        await self._tx().lock("projects", project_id)
+        return await self.get(project_id)
+
     async def update(self, project: Project) -> None:
         self._tx().replace("projects", project.id, project, ProjectNotFound)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import LiteralString
 from uuid import UUID
 
 import msgspec
@@ -40,7 +41,13 @@ class PostgresProjectRepository(PostgresRepository, ProjectRepository):
         await self._run(_INSERT, msgspec.structs.asdict(project))
 
     async def get(self, project_id: UUID) -> Project:
-        row = await self._one(f"{_SELECT} WHERE id = %(id)s", {"id": project_id})
+        return await self._get(f"{_SELECT} WHERE id = %(id)s", project_id)
+
+    async def get_for_update(self, project_id: UUID) -> Project:
+        return await self._get(f"{_SELECT} WHERE id = %(id)s FOR UPDATE", project_id)
+
+    async def _get(self, query: LiteralString, project_id: UUID) -> Project:
+        row = await self._one(query, {"id": project_id})
         if row is None:
             raise ProjectNotFound()
         return msgspec.convert(row, Project)

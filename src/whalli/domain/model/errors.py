@@ -34,6 +34,18 @@ class InvalidSchedule(InvalidInput):
     default_message = "That schedule is not allowed."
 
 
+class InvalidCatalog(InvalidInput):
+    code = "invalid_catalog"
+    default_message = "The model catalog is not valid."
+
+
+class InvalidPassword(InvalidInput):
+    """A new password breaks the password policy; ``details["rule"]`` names the rule."""
+
+    code = "invalid_password"
+    default_message = "That password does not meet the password policy."
+
+
 class InvalidStateTransition(InvalidInput):
     code = "invalid_state_transition"
     default_message = "That change is not allowed in the current state."
@@ -58,6 +70,11 @@ class ProjectNotFound(NotFound):
 class MembershipNotFound(NotFound):
     code = "membership_not_found"
     default_message = "Member not found."
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+    default_message = "Model not found."
 
 
 class ChatNotFound(NotFound):
@@ -127,6 +144,23 @@ class Unauthenticated(WhalliError):
     default_message = "Authentication required."
 
 
+class InvalidToken(Unauthenticated):
+    """A credential token was malformed, forged, expired or of the wrong kind.
+
+    The message says why in general terms and never contains the token itself.
+    """
+
+    code = "invalid_token"
+    default_message = "The token is invalid or has expired."
+
+
+class RefreshTokenReused(InvalidToken):
+    """A refresh token was presented again after it had been rotated: its family is compromised."""
+
+    code = "refresh_token_reused"
+    default_message = "The token is invalid or has expired."
+
+
 class PermissionDenied(WhalliError):
     code = "permission_denied"
     default_message = "You are not allowed to do that."
@@ -135,6 +169,13 @@ class PermissionDenied(WhalliError):
 class ModelNotInPlan(PermissionDenied):
     code = "model_not_in_plan"
     default_message = "Your plan does not include this model."
+
+
+class PersonalProjectProtected(PermissionDenied):
+    """A personal project cannot be deleted, and the user it belongs to stays its owner."""
+
+    code = "personal_project_protected"
+    default_message = "A personal project cannot be deleted or taken from its owner."
 
 
 class AccountDisabled(Unauthenticated):

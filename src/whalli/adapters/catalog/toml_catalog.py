@@ -1,0 +1,58 @@
+"""The model catalog from a TOML file (``catalog/models.toml``): a ``[[model]]`` table per model."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from whalli.domain.model.catalog import KNOWN_PROVIDERS, ModelCatalog, ModelSpec
+from whalli.domain.model.errors import InvalidCatalog
+
+
+def default_catalog_path() -> Path:
+    """The repository's ``catalog/models.toml`` (settings may point elsewhere)."""
+    return Path(__file__).resolve().parents[4] / "catalog" / "models.toml"
+
+
+def load_catalog(path: Path | str, *, providers: frozenset[str] = KNOWN_PROVIDERS) -> ModelCatalog:
+    """Read and validate the catalog; every error names the file and the entry at fault.
+
+    Raises ``InvalidCatalog`` (an ``InvalidInput``) for an unreadable file, malformed TOML, an
+    entry with missing, unknown or mistyped fields, and anything ``ModelCatalog`` refuses.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            document = tomllib.load(f)
+    except OSError as e:
+        raise InvalidCatalog(f"{path}: the catalog cannot be read ({e.strerror}).") from e
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidCatalog(f"{path}: not valid TOML ({e}).") from e
+    specs = [_spec(path, n, entry) for n, entry in enumerate(_entries(path, document), 1)]
+    try:
+        return ModelCatalog(specs, providers=providers)
+    except InvalidCatalog as e:
+        raise InvalidCatalog(f"{path}: {e.message}", **e.details) from e
+
+
+def _entries(path: Path, document: dict[str, Any]) -> list[Any]:
+    unknown = sorted(set(document) - {"model"})
+    if unknown:
+        raise InvalidCatalog(f"{path}: unknown top-level keys {unknown}; expected [[model]].")
+    entries = document.get("model")
+    if not isinstance(entries, list) or not entries:
+        raise InvalidCatalog(f"{path}: no models; expected one [[model]] table per model.")
+    return entries
+
+
+def _spec(path: Path, number: int, entry: Any) -> ModelSpec:
+    where = f"model entry {number}"
+    if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+        where += f" ({entry['id']!r})"
+    try:
+        return msgspec.convert(entry, ModelSpec)
+    except msgspec.ValidationError as e:
+        raise InvalidCatalog(f"{path}: {where}: {e}.", entry=number) from e

@@ -1,0 +1,163 @@
+"""The model catalog: which models exist, who may use them, what they cost, what replaces them.
+
+Rules (checked once, when the catalog is built, so that a bad file stops the service at start-up
+rather than failing a chat later):
+- every model id is unique, and its provider is one Whalli has an adapter for;
+- prices (USD per million tokens) are not negative, the context window is positive;
+- a fallback names another model of the catalog, no chain of fallbacks comes back to where it
+  started, and a fallback is offered to every plan its model is offered to (so that falling back
+  never hands a user a model their plan does not include).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Set
+
+from whalli.domain.model.base import Value
+from whalli.domain.model.errors import (
+    AccountDisabled,
+    InvalidCatalog,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotInPlan,
+)
+from whalli.domain.model.users import Plan, User
+
+# The providers Whalli has chat model adapters for; "dev" is the local echo model.
+KNOWN_PROVIDERS: frozenset[str] = frozenset({"openai", "anthropic", "xai", "dev"})
+
+TOKENS_PER_PRICE_UNIT = 1_000_000
+
+
+class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One model: ``id`` is Whalli's name for it, ``upstream`` the provider's."""
+
+    id: str
+    provider: str
+    upstream: str
+    min_plan: Plan
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    context_window: int
+    fallback: str | None = None
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The price of one call, in USD."""
+        if prompt_tokens < 0 or completion_tokens < 0:
+            raise InvalidInput("Token counts cannot be negative.", model=self.id)
+        return (
+            prompt_tokens * self.input_usd_per_mtok + completion_tokens * self.output_usd_per_mtok
+        ) / TOKENS_PER_PRICE_UNIT
+
+
+class ModelCatalog:
+    """The validated, ordered set of models (see the module docstring for the rules)."""
+
+    def __init__(
+        self, specs: Iterable[ModelSpec], *, providers: frozenset[str] = KNOWN_PROVIDERS
+    ) -> None:
+        self._specs: dict[str, ModelSpec] = {}
+        for spec in specs:
+            _check_spec(spec, providers)
+            if spec.id in self._specs:
+                raise InvalidCatalog(f"Model {spec.id!r} is listed twice.", model=spec.id)
+            self._specs[spec.id] = spec
+        for spec in self._specs.values():
+            self._check_fallbacks(spec)
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._specs
+
+    def get(self, model_id: str) -> ModelSpec:
+        """Raises ``ModelNotFound``."""
+        try:
+            return self._specs[model_id]
+        except KeyError:
+            raise ModelNotFound(f"Model {model_id!r} is not in the catalog.") from None
+
+    def available_for(self, plan: Plan, enabled_providers: Set[str]) -> list[ModelSpec]:
+        """Models the plan includes whose provider is configured, in catalog order."""
+        return [
+            spec
+            for spec in self._specs.values()
+            if plan.includes(spec.min_plan) and spec.provider in enabled_providers
+        ]
+
+    def fallbacks(self, model_id: str) -> list[ModelSpec]:
+        """The models to try, in order, after ``model_id`` failed (its fallback chain)."""
+        chain: list[ModelSpec] = []
+        spec = self.get(model_id)
+        while spec.fallback is not None:
+            spec = self._specs[spec.fallback]
+            chain.append(spec)
+        return chain
+
+    def cost_usd(self, spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> float:
+        """The price of one call to ``spec``, in USD."""
+        return spec.cost_usd(prompt_tokens, completion_tokens)
+
+    def _check_fallbacks(self, spec: ModelSpec) -> None:
+        seen = [spec.id]
+        current = spec
+        while current.fallback is not None:
+            target = self._specs.get(current.fallback)
+            if target is None:
+                raise InvalidCatalog(
+                    f"Model {current.id!r} falls back to {current.fallback!r}, "
+                    "which is not in the catalog.",
+                    model=current.id,
+                )
+            if target.id in seen:
+                cycle = " -> ".join([*seen[seen.index(target.id) :], target.id])
+                raise InvalidCatalog(
+                    f"Model {spec.id!r} has a fallback cycle: {cycle}.", model=spec.id
+                )
+            if not current.min_plan.includes(target.min_plan):
+                raise InvalidCatalog(
+                    f"Model {current.id!r} falls back to {target.id!r}, which needs a higher plan "
+                    f"({target.min_plan}) than the model itself ({current.min_plan}).",
+                    model=current.id,
+                )
+            seen.append(target.id)
+            current = target
+
+
+def _check_spec(spec: ModelSpec, providers: frozenset[str]) -> None:
+    name = spec.id or "(no id)"
+    problems: list[str] = []
+    if not spec.id.strip():
+        problems.append("the id is empty")
+    if not spec.upstream.strip():
+        problems.append("the upstream model name is empty")
+    if spec.provider not in providers:
+        known = ", ".join(sorted(providers))
+        problems.append(f"provider {spec.provider!r} is unknown (known: {known})")
+    prices = (spec.input_usd_per_mtok, spec.output_usd_per_mtok)
+    if not all(math.isfinite(p) and p >= 0 for p in prices):
+        problems.append("prices must be finite and not negative")
+    if spec.context_window <= 0:
+        problems.append("the context window must be positive")
+    if problems:
+        raise InvalidCatalog(f"Model {name!r}: {'; '.join(problems)}.", model=spec.id)
+
+
+def ensure_model_allowed(user: User, spec: ModelSpec) -> None:
+    """The policy for using a model: the account is active and its plan includes the model.
+
+    Raises ``AccountDisabled`` for a disabled account (whatever its plan) and ``ModelNotInPlan``
+    when the plan is below the model's minimum plan.
+    """
+    if user.disabled:
+        raise AccountDisabled()
+    if not user.plan.includes(spec.min_plan):
+        raise ModelNotInPlan(
+            f"Your plan ({user.plan}) does not include {spec.id}; it needs {spec.min_plan}.",
+            model=spec.id,
+        )

@@ -1,0 +1,256 @@
+"""The model catalog: the shipped file, plan policy, prices, and every way a catalog is refused."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
+from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_allowed
+from whalli.domain.model.errors import (
+    AccountDisabled,
+    InvalidCatalog,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotInPlan,
+)
+from whalli.domain.model.users import Plan, User
+
+ALL_PROVIDERS = {"openai", "anthropic", "xai", "dev"}
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def a_spec(model_id: str = "dev/a", **changes: object) -> ModelSpec:
+    fields: dict[str, object] = {
+        "id": model_id, "provider": "dev", "upstream": model_id.split("/")[-1],
+        "min_plan": Plan.FREE, "input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0,
+        "context_window": 1000,
+    }  # fmt: skip
+    fields.update(changes)
+    return ModelSpec(**fields)  # type: ignore[arg-type]
+
+
+def a_user(plan: Plan = Plan.FREE, *, disabled: bool = False) -> User:
+    user = User.create(id=uuid.uuid4(), email="ada@example.com", now=NOW, plan=plan)
+    user.disabled = disabled
+    return user
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "models.toml"
+    path.write_text(text)
+    return path
+
+
+ENTRY = """
+[[model]]
+id = "{id}"
+provider = "dev"
+upstream = "echo"
+min_plan = "free"
+input_usd_per_mtok = 1
+output_usd_per_mtok = 2
+context_window = 100
+"""
+
+
+# --- the shipped catalog --------------------------------------------------------------------
+def test_the_shipped_catalog_loads_and_has_the_expected_models() -> None:
+    catalog = load_catalog(default_catalog_path())
+    for model_id in ("openai/gpt-4o-mini", "anthropic/claude-sonnet-4", "xai/grok-3", "dev/echo"):
+        assert model_id in catalog
+    assert catalog.get("anthropic/claude-sonnet-4").provider == "anthropic"
+    assert catalog.get("dev/echo").cost_usd(1000, 1000) == 0
+
+
+def test_a_free_user_gets_a_model_of_the_shipped_catalog_from_every_provider() -> None:
+    catalog = load_catalog(default_catalog_path())
+    for provider in ALL_PROVIDERS:
+        assert catalog.available_for(Plan.FREE, frozenset({provider}))
+
+
+def test_a_fallback_chain_of_the_shipped_catalog_ends() -> None:
+    catalog = load_catalog(default_catalog_path())
+    chain = [s.id for s in catalog.fallbacks("anthropic/claude-opus-4")]
+    assert chain == ["anthropic/claude-sonnet-4", "openai/gpt-4o", "openai/gpt-4o-mini"]
+    assert catalog.fallbacks("openai/gpt-4o-mini") == []
+
+
+def test_an_unknown_model_id_is_not_found() -> None:
+    catalog = load_catalog(default_catalog_path())
+    with pytest.raises(ModelNotFound, match="'openai/gpt-9' is not in the catalog"):
+        catalog.get("openai/gpt-9")
+
+
+# --- plans and the policy -------------------------------------------------------------------
+def plan_catalog() -> ModelCatalog:
+    return ModelCatalog([
+        a_spec("dev/free", min_plan=Plan.FREE),
+        a_spec("dev/pro", min_plan=Plan.PRO),
+        a_spec("dev/enterprise", min_plan=Plan.ENTERPRISE),
+        a_spec("openai/pro", provider="openai", min_plan=Plan.PRO),
+    ])  # fmt: skip
+
+
+def test_a_higher_plan_sees_every_model_of_the_plans_below_it() -> None:
+    catalog = plan_catalog()
+    free = {s.id for s in catalog.available_for(Plan.FREE, ALL_PROVIDERS)}
+    pro = {s.id for s in catalog.available_for(Plan.PRO, ALL_PROVIDERS)}
+    enterprise = {s.id for s in catalog.available_for(Plan.ENTERPRISE, ALL_PROVIDERS)}
+    assert free == {"dev/free"}
+    assert pro == {"dev/free", "dev/pro", "openai/pro"}
+    assert enterprise == {"dev/free", "dev/pro", "dev/enterprise", "openai/pro"}
+
+
+def test_models_of_providers_that_are_not_enabled_are_not_offered() -> None:
+    catalog = plan_catalog()
+    assert [s.id for s in catalog.available_for(Plan.PRO, {"openai"})] == ["openai/pro"]
+    assert catalog.available_for(Plan.ENTERPRISE, set()) == []
+
+
+@given(st.sampled_from(Plan), st.sampled_from(Plan))
+def test_a_user_may_use_a_model_exactly_when_their_plan_includes_its_plan(
+    user_plan: Plan, model_plan: Plan
+) -> None:
+    spec = a_spec(min_plan=model_plan)
+    if user_plan.includes(model_plan):
+        ensure_model_allowed(a_user(user_plan), spec)
+    else:
+        with pytest.raises(ModelNotInPlan, match="does not include dev/a"):
+            ensure_model_allowed(a_user(user_plan), spec)
+
+
+def test_a_free_user_is_refused_a_pro_model_with_the_plan_it_needs() -> None:
+    with pytest.raises(ModelNotInPlan, match=r"Your plan \(free\) does not include .* needs pro"):
+        ensure_model_allowed(a_user(Plan.FREE), a_spec(min_plan=Plan.PRO))
+
+
+def test_a_disabled_user_is_refused_even_a_free_model() -> None:
+    with pytest.raises(AccountDisabled, match="disabled"):
+        ensure_model_allowed(a_user(Plan.ENTERPRISE, disabled=True), a_spec(min_plan=Plan.FREE))
+
+
+# --- prices ---------------------------------------------------------------------------------
+def test_the_cost_of_a_call_is_the_tokens_times_the_price_per_million() -> None:
+    spec = a_spec(input_usd_per_mtok=3.0, output_usd_per_mtok=15.0)
+    catalog = ModelCatalog([spec])
+    assert catalog.cost_usd(spec, 1_000_000, 0) == pytest.approx(3.0)
+    assert catalog.cost_usd(spec, 0, 1_000_000) == pytest.approx(15.0)
+    assert catalog.cost_usd(spec, 2_000, 500) == pytest.approx(0.006 + 0.0075)
+    assert catalog.cost_usd(spec, 0, 0) == 0
+
+
+def test_negative_token_counts_have_no_cost() -> None:
+    with pytest.raises(InvalidInput, match="cannot be negative"):
+        a_spec().cost_usd(-1, 0)
+
+
+# --- refused catalogs -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"provider": "acme"}, r"Model 'dev/a': provider 'acme' is unknown"),
+        ({"input_usd_per_mtok": -0.01}, r"Model 'dev/a': prices must be finite and not negative"),
+        ({"output_usd_per_mtok": -1.0}, r"Model 'dev/a': prices must be finite and not negative"),
+        ({"output_usd_per_mtok": float("nan")}, r"Model 'dev/a': prices must be finite"),
+        ({"context_window": 0}, r"Model 'dev/a': the context window must be positive"),
+        ({"context_window": -5}, r"Model 'dev/a': the context window must be positive"),
+        ({"upstream": " "}, r"Model 'dev/a': the upstream model name is empty"),
+        ({"fallback": "dev/ghost"}, r"'dev/a' falls back to 'dev/ghost', which is not in"),
+        ({"fallback": "dev/a"}, r"'dev/a' has a fallback cycle: dev/a -> dev/a"),
+    ],
+)
+def test_an_invalid_model_is_refused_with_its_name(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidCatalog, match=message) as refused:
+        ModelCatalog([a_spec(**changes)])
+    assert isinstance(refused.value, InvalidInput)
+    assert refused.value.details["model"] == "dev/a"
+
+
+def test_a_fallback_cycle_through_several_models_is_refused() -> None:
+    specs = [
+        a_spec("dev/a", fallback="dev/b"),
+        a_spec("dev/b", fallback="dev/c"),
+        a_spec("dev/c", fallback="dev/a"),
+    ]
+    with pytest.raises(InvalidCatalog, match=r"cycle: dev/a -> dev/b -> dev/c -> dev/a"):
+        ModelCatalog(specs)
+
+
+def test_a_fallback_needing_a_higher_plan_than_its_model_is_refused() -> None:
+    specs = [a_spec("dev/a", fallback="dev/b"), a_spec("dev/b", min_plan=Plan.PRO)]
+    with pytest.raises(InvalidCatalog, match=r"'dev/a' falls back to 'dev/b', which needs a"):
+        ModelCatalog(specs)
+
+
+def test_a_model_listed_twice_is_refused() -> None:
+    with pytest.raises(InvalidCatalog, match=r"'dev/a' is listed twice"):
+        ModelCatalog([a_spec(), a_spec()])
+
+
+def test_a_missing_file_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(InvalidCatalog, match=r"nowhere\.toml: the catalog cannot be read"):
+        load_catalog(tmp_path / "nowhere.toml")
+
+
+def test_a_file_that_is_not_toml_is_refused_naming_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "[[model]\nid = ")
+    with pytest.raises(InvalidCatalog, match=r"models\.toml: not valid TOML \(.*line 1"):
+        load_catalog(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", r"models\.toml: no models"),
+        ("title = 'x'\n", r"models\.toml: unknown top-level keys \['title'\]"),
+        ("model = 3\n", r"models\.toml: no models"),
+        (
+            ENTRY.format(id="dev/a") + ENTRY.format(id="dev/b").replace("= 100", "= 'big'"),
+            r"models\.toml: model entry 2 \('dev/b'\): Expected `int`, got `str` - at "
+            r"`\$\.context_window`",
+        ),
+        (
+            ENTRY.format(id="dev/a").replace('upstream = "echo"\n', ""),
+            r"models\.toml: model entry 1 \('dev/a'\): Object missing required field `upstream`",
+        ),
+        (
+            ENTRY.format(id="dev/a") + "colour = 'blue'\n",
+            r"models\.toml: model entry 1 \('dev/a'\): Object contains unknown field `colour`",
+        ),
+        (
+            ENTRY.format(id="dev/a").replace('"free"', '"gold"'),
+            r"models\.toml: model entry 1 \('dev/a'\): Invalid enum value 'gold'",
+        ),
+        (
+            ENTRY.format(id="dev/a").replace('provider = "dev"', 'provider = "acme"'),
+            r"models\.toml: Model 'dev/a': provider 'acme' is unknown",
+        ),
+        (
+            ENTRY.format(id="dev/a") + "fallback = 'dev/zzz'\n",
+            r"models\.toml: Model 'dev/a' falls back to 'dev/zzz', which is not in the catalog",
+        ),
+    ],
+)
+def test_a_malformed_catalog_file_is_refused_naming_the_file_and_the_entry(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(InvalidCatalog, match=message):
+        load_catalog(write(tmp_path, text))
+
+
+def test_a_valid_catalog_file_keeps_the_order_of_its_entries(tmp_path: Path) -> None:
+    text = ENTRY.format(id="dev/b") + ENTRY.format(id="dev/a") + "fallback = 'dev/b'\n"
+    catalog = load_catalog(write(tmp_path, text))
+    assert [s.id for s in catalog] == ["dev/b", "dev/a"]
+    assert catalog.get("dev/a") == ModelSpec(
+        id="dev/a", provider="dev", upstream="echo", min_plan=Plan.FREE,
+        input_usd_per_mtok=1.0, output_usd_per_mtok=2.0, context_window=100, fallback="dev/b",
+    )  # fmt: skip
