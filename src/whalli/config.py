@@ -6,6 +6,7 @@ An invalid value stops start-up with a message naming the variable; secret value
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -89,6 +90,50 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     password_hash_memory_kib: int = 19_456
     password_hash_time_cost: int = 2
 
+    # OAuth sign-in (GitHub, Google): a provider without a client id is disabled. The callback
+    # is {oauth_redirect_base_url}/api/auth/oauth/{provider}/callback (register it with the
+    # provider); after sign-in the browser goes to web_url with the tokens in the fragment.
+    web_url: str = "http://localhost:3000"
+    oauth_redirect_base_url: str = "http://127.0.0.1:3001"
+    oauth_timeout_s: float = 10.0
+    github_client_id: str = ""
+    github_client_secret: Secret | None = None
+    github_authorize_url: str = "https://github.com/login/oauth/authorize"
+    github_token_url: str = "https://github.com/login/oauth/access_token"  # noqa: S105
+    github_api_url: str = "https://api.github.com"
+    google_client_id: str = ""
+    google_client_secret: Secret | None = None
+    google_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105
+    google_userinfo_url: str = "https://openidconnect.googleapis.com/v1/userinfo"
+
+    # Rate limits (shared in Redis). Login limits are "COUNT/SECONDS"; trusted proxies are CIDRs
+    # whose X-Forwarded-For is believed. Fail open: requests pass while Redis is unreachable.
+    rate_limit_enabled: bool = True
+    rate_limit_fail_open: bool = True
+    rate_limit_user_per_min: int = 100
+    rate_limit_ip_per_min: int = 20
+    rate_limit_login_per_account_ip: str = "5/60"
+    rate_limit_login_per_ip: str = "30/900"
+    trusted_proxies: str = ""
+
+    # Models: the catalog file (default: catalog/models.toml in the repo) and the providers'
+    # keys; a provider without a key hides its models. dev/echo needs no key, only dev_models.
+    catalog_path: str = ""
+    dev_models: bool = False
+    openai_api_key: Secret | None = None
+    anthropic_api_key: Secret | None = None
+    xai_api_key: Secret | None = None
+
+    @property
+    def enabled_providers(self) -> frozenset[str]:
+        keys = {"openai": self.openai_api_key, "anthropic": self.anthropic_api_key}
+        keys["xai"] = self.xai_api_key
+        enabled = {name for name, key in keys.items() if key}
+        if self.dev_models:
+            enabled.add("dev")
+        return frozenset(enabled)
+
     def __post_init__(self) -> None:
         for name in ("port", "web_workers", "database_pool_min", "database_pool_max"):
             if getattr(self, name) < 1:
@@ -106,10 +151,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
 
         self._check_identity()
+        self._check_oauth()
+        self._check_rate_limits()
 
     def _check_identity(self) -> None:
         # Bounds: OWASP's argon2id floor (19 MiB, t=2), a JWT secret as long as the HS256 output,
         # and lifetimes short enough that a leaked token does not stay useful for long.
+        if self.env == "production" and self.jwt_secret is None:
+            raise ConfigError(f"{PREFIX}JWT_SECRET is required in production (>= 32 random bytes)")
         if self.jwt_secret is not None and len(self.jwt_secret.reveal().encode()) < 32:
             raise ConfigError(f"{PREFIX}JWT_SECRET must be at least 32 bytes")
         for name in ("jwt_issuer", "jwt_audience"):
@@ -126,9 +175,65 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not 2 <= self.password_hash_time_cost <= 100:
             raise ConfigError(f"{PREFIX}PASSWORD_HASH_TIME_COST must be between 2 and 100")
 
+    def _check_rate_limits(self) -> None:
+        for name in ("rate_limit_user_per_min", "rate_limit_ip_per_min"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        for name in ("rate_limit_login_per_account_ip", "rate_limit_login_per_ip"):
+            parse_count_per_seconds(getattr(self, name), f"{PREFIX}{name.upper()}")
+        try:
+            for cidr in split_csv(self.trusted_proxies):
+                ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}TRUSTED_PROXIES must be a comma list of CIDRs") from None
+
+    @property
+    def login_limit_per_account_ip(self) -> tuple[int, int]:
+        """``(count, window_seconds)`` from ``rate_limit_login_per_account_ip``."""
+        return parse_count_per_seconds(self.rate_limit_login_per_account_ip)
+
+    @property
+    def login_limit_per_ip(self) -> tuple[int, int]:
+        """``(count, window_seconds)`` from ``rate_limit_login_per_ip``."""
+        return parse_count_per_seconds(self.rate_limit_login_per_ip)
+
+    def _check_oauth(self) -> None:
+        for name in (
+            "web_url", "oauth_redirect_base_url", "github_authorize_url", "github_token_url",
+            "github_api_url", "google_authorize_url", "google_token_url", "google_userinfo_url",
+        ):  # fmt: skip
+            if urlsplit(getattr(self, name)).scheme not in ("http", "https"):
+                raise ConfigError(f"{PREFIX}{name.upper()} must be an http(s) URL")
+        if not 0 < self.oauth_timeout_s <= 120:
+            raise ConfigError(f"{PREFIX}OAUTH_TIMEOUT_S must be between 0 and 120 seconds")
+        for provider in ("github", "google"):
+            if getattr(self, f"{provider}_client_id") and not getattr(
+                self, f"{provider}_client_secret"
+            ):
+                raise ConfigError(
+                    f"{PREFIX}{provider.upper()}_CLIENT_ID is set, so "
+                    f"{PREFIX}{provider.upper()}_CLIENT_SECRET is required"
+                )
+
     @property
     def uses_embedded_services(self) -> bool:
         return self.database_url is None or self.redis_url is None or self.s3_endpoint is None
+
+
+def split_csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def parse_count_per_seconds(value: str, variable: str = "limit") -> tuple[int, int]:
+    """``"5/60"`` -> ``(5, 60)``: at most 5 in any 60 seconds; both at least 1."""
+    count, sep, seconds = value.partition("/")
+    try:
+        parsed = (int(count), int(seconds))
+    except ValueError:
+        parsed = (0, 0)
+    if not sep or min(parsed) < 1:
+        raise ConfigError(f"{variable} must be COUNT/SECONDS, both at least 1 (e.g. 5/60)")
+    return parsed
 
 
 def _dec_hook(tp: type, obj: Any) -> Any:

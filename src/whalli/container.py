@@ -7,12 +7,20 @@ Tests swap adapters with ``container.adapters.<name>.override(...)``.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
+import httpx
 from dependency_injector import containers, providers
 
+from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
+from whalli.adapters.crypto.argon2_hasher import Argon2PasswordHasher
+from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
 from whalli.adapters.dramatiq.broker import create_broker
 from whalli.adapters.dramatiq.job_queue import DramatiqJobQueue
+from whalli.adapters.oauth.github import GitHubOAuthProvider
+from whalli.adapters.oauth.google import GoogleOAuthProvider
 from whalli.adapters.postgres.health import PostgresHealthProbe
 from whalli.adapters.postgres.pool import create_pool
 from whalli.adapters.postgres.unit_of_work import PostgresUnitOfWork
@@ -28,14 +36,100 @@ from whalli.adapters.system.clock import SystemClock
 from whalli.adapters.system.ids import UuidGenerator
 from whalli.config import Secret, Settings
 from whalli.domain.model.jobs import Ping
+from whalli.domain.services.admin.list_users import ListUsersHandler
+from whalli.domain.services.admin.update_user import UpdateUserHandler
+from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
+from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
+from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
+from whalli.domain.services.auth.authenticate import AuthenticateHandler
+from whalli.domain.services.auth.create_user import CreateUserHandler
+from whalli.domain.services.auth.login import LoginHandler
+from whalli.domain.services.auth.logout import LogoutHandler
+from whalli.domain.services.auth.logout_all import LogoutAllHandler
+from whalli.domain.services.auth.oauth_callback import CompleteOAuth
+from whalli.domain.services.auth.oauth_start import StartOAuth
+from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
+from whalli.domain.services.auth.register import RegisterHandler
 from whalli.domain.services.check_readiness import CheckReadiness
+from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.projects.add_member import AddMemberHandler
+from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
+from whalli.domain.services.projects.create_project import CreateProjectHandler
+from whalli.domain.services.projects.delete_project import DeleteProjectHandler
+from whalli.domain.services.projects.get_project import GetProjectHandler
+from whalli.domain.services.projects.list_member_profiles import ListMemberProfilesHandler
+from whalli.domain.services.projects.list_projects import ListProjectsHandler
+from whalli.domain.services.projects.remove_member import RemoveMemberHandler
+from whalli.domain.services.projects.rename_project import RenameProjectHandler
+from whalli.domain.services.rate_limits import RateLimit, RateLimitPolicy, RequestLimits
 from whalli.domain.services.record_ping import RecordPing
+from whalli.ports.oauth_provider import OAuthProvider
 
 
 def _reveal(secret: Secret | None) -> str:
     if secret is None:
         raise RuntimeError("a required server URL or key is not configured")
     return secret.reveal()
+
+
+def _jwt_secret(settings: Settings) -> str:
+    if settings.jwt_secret is None:
+        raise RuntimeError("WHALLI_JWT_SECRET is not configured")
+    return settings.jwt_secret.reveal()
+
+
+def _catalog_path(settings: Settings) -> str:
+    return settings.catalog_path or str(default_catalog_path())
+
+
+async def create_http_client(timeout_s: float) -> AsyncIterator[httpx.AsyncClient]:
+    """One pooled client for outbound calls (OAuth providers, later AI providers)."""
+    client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def build_oauth_providers(
+    settings: Settings, client: httpx.AsyncClient
+) -> dict[str, OAuthProvider]:
+    """The sign-in providers that have a client id (the others answer 404)."""
+    found: dict[str, OAuthProvider] = {}
+    if settings.github_client_id and settings.github_client_secret:
+        found["github"] = GitHubOAuthProvider(
+            client,
+            client_id=settings.github_client_id,
+            client_secret=settings.github_client_secret.reveal(),
+            authorize_url=settings.github_authorize_url,
+            token_url=settings.github_token_url,
+            api_url=settings.github_api_url,
+            timeout_s=settings.oauth_timeout_s,
+        )
+    if settings.google_client_id and settings.google_client_secret:
+        found["google"] = GoogleOAuthProvider(
+            client,
+            client_id=settings.google_client_id,
+            client_secret=settings.google_client_secret.reveal(),
+            authorize_url=settings.google_authorize_url,
+            token_url=settings.google_token_url,
+            userinfo_url=settings.google_userinfo_url,
+            timeout_s=settings.oauth_timeout_s,
+        )
+    return found
+
+
+def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
+    """The ``RequestLimits`` policy from ``WHALLI_RATE_LIMIT_*``."""
+    account_ip, per_ip = settings.login_limit_per_account_ip, settings.login_limit_per_ip
+    return RateLimitPolicy(
+        per_user=RateLimit(limit=settings.rate_limit_user_per_min, window_seconds=60),
+        per_ip=RateLimit(limit=settings.rate_limit_ip_per_min, window_seconds=60),
+        login_per_account_ip=RateLimit(limit=account_ip[0], window_seconds=account_ip[1]),
+        login_per_ip=RateLimit(limit=per_ip[0], window_seconds=per_ip[1]),
+        fail_open=settings.rate_limit_fail_open,
+        enabled=settings.rate_limit_enabled,
+    )
 
 
 def _required(value: str | None) -> str:
@@ -70,6 +164,9 @@ class Gateways(containers.DeclarativeContainer):
         secure=providers.Callable(lambda s: s.s3_secure, settings),
         region=providers.Callable(lambda s: s.s3_region, settings),
     )
+    http = providers.Resource(
+        create_http_client, timeout_s=providers.Callable(lambda s: s.request_timeout_s, settings)
+    )
     broker = providers.Singleton(
         create_broker,
         redis_url=providers.Callable(lambda s: _reveal(s.redis_url), settings),
@@ -102,6 +199,21 @@ class Adapters(containers.DeclarativeContainer):
         broker=gateways.broker,
         queue_name=providers.Callable(lambda s: s.queue_name, settings),
     )
+    password_hasher = providers.Singleton(
+        Argon2PasswordHasher,
+        memory_kib=providers.Callable(lambda s: s.password_hash_memory_kib, settings),
+        time_cost=providers.Callable(lambda s: s.password_hash_time_cost, settings),
+    )
+    token_issuer = providers.Singleton(
+        JwtAccessTokenIssuer,
+        secret=providers.Callable(_jwt_secret, settings),
+        issuer=providers.Callable(lambda s: s.jwt_issuer, settings),
+        audience=providers.Callable(lambda s: s.jwt_audience, settings),
+        clock=clock,
+        ttl=providers.Callable(lambda s: timedelta(seconds=s.access_token_ttl_s), settings),
+    )
+    catalog = providers.Singleton(load_catalog, providers.Callable(_catalog_path, settings))
+    oauth_providers = providers.Singleton(build_oauth_providers, settings, gateways.http)
     health_probes = providers.List(
         providers.Singleton(PostgresHealthProbe, pool=gateways.postgres),
         providers.Singleton(RedisHealthProbe, client=gateways.redis),
@@ -116,10 +228,83 @@ class Adapters(containers.DeclarativeContainer):
 class Services(containers.DeclarativeContainer):
     """Use cases, each built per call with fresh ports (a new unit of work every time)."""
 
+    settings = providers.Dependency(instance_of=Settings)
     adapters = providers.DependenciesContainer()
+    uow = adapters.unit_of_work
+    clock = adapters.clock
+    ids = adapters.ids
+    refresh_ttl = providers.Callable(lambda s: timedelta(days=s.refresh_token_ttl_days), settings)
 
     check_readiness = providers.Factory(CheckReadiness, probes=adapters.health_probes)
     record_ping = providers.Factory(RecordPing, cache=adapters.cache)
+    request_limits = providers.Singleton(
+        RequestLimits, adapters.rate_limiter, providers.Callable(rate_limit_policy, settings)
+    )
+
+    # identity
+    authenticate = providers.Factory(
+        AuthenticateHandler, uow, issuer=adapters.token_issuer, clock=clock
+    )
+    register = providers.Factory(
+        RegisterHandler,
+        uow,
+        hasher=adapters.password_hasher,
+        issuer=adapters.token_issuer,
+        clock=clock,
+        ids=ids,
+        refresh_ttl=refresh_ttl,
+    )
+    login = providers.Factory(
+        LoginHandler,
+        uow,
+        hasher=adapters.password_hasher,
+        issuer=adapters.token_issuer,
+        clock=clock,
+        ids=ids,
+        refresh_ttl=refresh_ttl,
+    )
+    refresh_session = providers.Factory(
+        RefreshSessionHandler, uow, issuer=adapters.token_issuer, clock=clock, ids=ids
+    )
+    logout = providers.Factory(LogoutHandler, uow, clock=clock)
+    logout_all = providers.Factory(LogoutAllHandler, uow, clock=clock)
+    create_user = providers.Factory(
+        CreateUserHandler, uow, hasher=adapters.password_hasher, clock=clock, ids=ids
+    )
+
+    start_oauth = providers.Factory(StartOAuth, adapters.cache, ids)
+    complete_oauth = providers.Factory(
+        CompleteOAuth,
+        uow,
+        adapters.cache,
+        issuer=adapters.token_issuer,
+        clock=clock,
+        ids=ids,
+        refresh_ttl=refresh_ttl,
+    )
+
+    # projects and members
+    create_project = providers.Factory(CreateProjectHandler, uow, clock, ids)
+    list_projects = providers.Factory(ListProjectsHandler, uow)
+    get_project = providers.Factory(GetProjectHandler, uow)
+    rename_project = providers.Factory(RenameProjectHandler, uow, clock)
+    delete_project = providers.Factory(DeleteProjectHandler, uow)
+    list_members = providers.Factory(ListMemberProfilesHandler, uow)
+    add_member = providers.Factory(AddMemberHandler, uow, clock)
+    change_member_role = providers.Factory(ChangeMemberRoleHandler, uow)
+    remove_member = providers.Factory(RemoveMemberHandler, uow)
+
+    # models, admin, API keys
+    list_models = providers.Factory(
+        ListModelsHandler,
+        adapters.catalog,
+        providers.Callable(lambda s: s.enabled_providers, settings),
+    )
+    list_users = providers.Factory(ListUsersHandler, uow)
+    update_user = providers.Factory(UpdateUserHandler, uow, clock)
+    create_api_key = providers.Factory(CreateApiKeyHandler, uow, clock, ids)
+    list_api_keys = providers.Factory(ListApiKeysHandler, uow)
+    revoke_api_key = providers.Factory(RevokeApiKeyHandler, uow, clock)
 
 
 class Container(containers.DeclarativeContainer):
@@ -128,7 +313,7 @@ class Container(containers.DeclarativeContainer):
     core = providers.Container(Core, settings=settings)
     gateways = providers.Container(Gateways, settings=settings)
     adapters = providers.Container(Adapters, settings=settings, gateways=gateways)
-    services = providers.Container(Services, adapters=adapters)
+    services = providers.Container(Services, settings=settings, adapters=adapters)
 
 
 def build_container(settings: Settings) -> Container:

@@ -12,6 +12,10 @@ class RateDecision(Value, frozen=True, kw_only=True):
     limit: int
     remaining: int
     reset_seconds: int
+    # False when no count was taken (limits disabled, or the store was unreachable and the
+    # caller failed open): the numbers are then nominal and not worth telling the client.
+    # Adapters always return True.
+    metered: bool = True
 
 
 class RateLimiter(Protocol):

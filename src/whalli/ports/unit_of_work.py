@@ -5,10 +5,13 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Protocol, Self
 
+from whalli.ports.api_keys import ApiKeyRepository
 from whalli.ports.attachments import AttachmentRepository
 from whalli.ports.chats import ChatRepository
 from whalli.ports.notifications import NotificationRepository
+from whalli.ports.oauth_identities import OAuthIdentityRepository
 from whalli.ports.projects import ProjectRepository
+from whalli.ports.refresh_tokens import RefreshTokenRepository
 from whalli.ports.search_subscriptions import SearchSubscriptionRepository
 from whalli.ports.transcriptions import TranscriptionRepository
 from whalli.ports.users import UserRepository
@@ -29,6 +32,9 @@ class UnitOfWork(Protocol):
     transcriptions: TranscriptionRepository
     searches: SearchSubscriptionRepository
     notifications: NotificationRepository
+    refresh_tokens: RefreshTokenRepository
+    api_keys: ApiKeyRepository
+    oauth_identities: OAuthIdentityRepository
 
     async def __aenter__(self) -> Self: ...
 

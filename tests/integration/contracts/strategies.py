@@ -11,7 +11,8 @@ from whalli.domain.model.chats import Message, MessageRole, MessageStatus, Token
 from whalli.domain.model.users import Plan, Role, User
 
 # Postgres text cannot hold NUL; everything else (any other code point) must round-trip.
-texts = st.text(st.characters(exclude_characters="\x00"), max_size=200)
+_chars = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
+texts = st.text(_chars, max_size=200)
 optional_texts = st.none() | texts
 instants = st.datetimes(
     min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
@@ -36,7 +37,7 @@ def users(draw: st.DrawFn) -> User:
 def messages(draw: st.DrawFn, chat_id: uuid.UUID) -> Message:
     return Message(
         id=uuid.uuid4(), chat_id=chat_id, role=draw(st.sampled_from(MessageRole)),
-        content=draw(st.text(st.characters(exclude_characters="\x00"), max_size=2000)),
+        content=draw(st.text(_chars, max_size=2000)),
         status=draw(st.sampled_from(MessageStatus)), model=draw(optional_texts),
         provider=draw(optional_texts),
         usage=TokenUsage(prompt_tokens=draw(counts), completion_tokens=draw(counts)),

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from whalli.domain.model.errors import Conflict, EmailAlreadyRegistered, UserNotFound
+from whalli.domain.model.errors import (
+    Conflict,
+    EmailAlreadyRegistered,
+    InvalidInput,
+    UserNotFound,
+)
 from whalli.domain.model.users import Plan, Role, User
 
 from ..conftest import UowFactory
-from ..entities import a_user
+from ..entities import a_user, at
 from .strategies import users
 
 examples = settings(
@@ -114,3 +121,48 @@ async def test_count_admins_counts_enabled_admins_only(uow_factory: UowFactory) 
         await uow.users.add(a_user())
 
         assert await uow.users.count_admins() == before + 1
+
+
+async def test_search_matches_email_or_name_case_insensitively_oldest_first(
+    uow_factory: UowFactory,
+) -> None:
+    marker = uuid.uuid4().hex
+    by_email = a_user(email=f"{marker}@example.com", created_at=at(30))
+    by_name = a_user(name=f"Grace {marker.upper()}", created_at=at(10))
+    by_both = a_user(email=f"x-{marker}@example.com", name=marker, created_at=at(20))
+    async with uow_factory() as uow:
+        for user in (by_email, by_name, by_both, a_user()):
+            await uow.users.add(user)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.users.search(marker.upper()) == [by_name, by_both, by_email]
+        assert await uow.users.search(marker) == [by_name, by_both, by_email]
+        assert await uow.users.count(marker.upper()) == 3
+        assert await uow.users.search(marker, limit=1, offset=1) == [by_both]
+        assert await uow.users.search(marker, limit=2, offset=2) == [by_email]
+        assert await uow.users.search(marker, offset=3) == []
+        assert await uow.users.search(f"{marker}-nobody") == []
+        assert await uow.users.count(f"{marker}-nobody") == 0
+        assert await uow.users.count() >= 3
+
+
+async def test_search_takes_wildcards_literally(uow_factory: UowFactory) -> None:
+    marker = uuid.uuid4().hex
+    percent = a_user(name=f"100%_{marker}")
+    plain = a_user(name=f"100ab{marker}")
+    async with uow_factory() as uow:
+        await uow.users.add(percent)
+        await uow.users.add(plain)
+
+        assert await uow.users.search(f"%_{marker}") == [percent]
+        assert await uow.users.count(f"0%_{marker}") == 1
+        assert await uow.users.search(f"\\{marker}") == []
+
+
+async def test_search_refuses_a_negative_page(uow_factory: UowFactory) -> None:
+    async with uow_factory() as uow:
+        with pytest.raises(InvalidInput, match="limit must not be negative"):
+            await uow.users.search(limit=-1)
+        with pytest.raises(InvalidInput, match="offset must not be negative"):
+            await uow.users.search(offset=-1)

@@ -3,14 +3,56 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Literal
 
+from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
+from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
+from whalli.adapters.memory.cache import InMemoryCache
+from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.memory.ids import SequentialIds
+from whalli.adapters.memory.oauth_provider import FakeOAuthProvider
+from whalli.adapters.memory.password_hasher import FastPasswordHasher
+from whalli.adapters.memory.rate_limiter import InMemoryRateLimiter
+from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.config import Settings
+from whalli.domain.model.catalog import KNOWN_PROVIDERS
 from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.model.oauth import OAuthProviderName
+from whalli.domain.services.admin.list_users import ListUsersHandler
+from whalli.domain.services.admin.update_user import UpdateUserHandler
+from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
+from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
+from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
+from whalli.domain.services.auth.authenticate import AuthenticateHandler
+from whalli.domain.services.auth.login import LoginHandler
+from whalli.domain.services.auth.logout import LogoutHandler
+from whalli.domain.services.auth.logout_all import LogoutAllHandler
+from whalli.domain.services.auth.oauth_callback import CompleteOAuth
+from whalli.domain.services.auth.oauth_start import StartOAuth
+from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
+from whalli.domain.services.auth.register import RegisterHandler
 from whalli.domain.services.check_readiness import CheckReadiness
+from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.projects.add_member import AddMemberHandler
+from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
+from whalli.domain.services.projects.create_project import CreateProjectHandler
+from whalli.domain.services.projects.delete_project import DeleteProjectHandler
+from whalli.domain.services.projects.get_project import GetProjectHandler
+from whalli.domain.services.projects.list_member_profiles import ListMemberProfilesHandler
+from whalli.domain.services.projects.list_projects import ListProjectsHandler
+from whalli.domain.services.projects.remove_member import RemoveMemberHandler
+from whalli.domain.services.projects.rename_project import RenameProjectHandler
+from whalli.domain.services.rate_limits import RequestLimits
+from whalli.entrypoints.http.rate_limit import rate_limit_policy
 from whalli.ports.health import HealthProbe
+from whalli.ports.oauth_provider import OAuthProvider
+from whalli.ports.rate_limiter import RateLimiter
 
 ProbeState = Literal["ok", "down", "hanging"]
+# 64 bytes, so a test can sign a forgery with HS512 under it without a key-length warning.
+TEST_JWT_SECRET = "a-test-only-jwt-secret-" + "x" * 41
 
 
 class FakeProbe(HealthProbe):
@@ -26,10 +68,41 @@ class FakeProbe(HealthProbe):
 
 
 class FakeContainer:
-    def __init__(self, settings: Settings, probes: list[FakeProbe]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        probes: list[FakeProbe],
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
         self._settings = settings
         self.probes = probes
         self.events: list[str] = []
+        # The in-memory adapters behind the use cases; tests read and seed the store directly.
+        self.store = MemoryStore()
+        self.clock = ManualClock()
+        self.ids = SequentialIds()
+        self.catalog = load_catalog(default_catalog_path())
+        self.enabled_providers = set(KNOWN_PROVIDERS)
+        # Accounts and sessions: a fast hasher and real JWTs on the manual clock.
+        self.hasher = FastPasswordHasher()
+        self.issuer = JwtAccessTokenIssuer(
+            secret=settings.jwt_secret.reveal() if settings.jwt_secret else TEST_JWT_SECRET,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            clock=self.clock,
+            ttl=timedelta(seconds=settings.access_token_ttl_s),
+        )
+        self.refresh_ttl = timedelta(days=settings.refresh_token_ttl_days)
+        # OAuth sign-in: in-process providers (delete one to disable it) and an in-memory cache.
+        self.cache = InMemoryCache(self.clock)
+        # Request limits: in memory on the manual clock unless a test passes a real limiter.
+        self.rate_limiter = rate_limiter or InMemoryRateLimiter(self.clock)
+        self.oauth_providers: dict[str, FakeOAuthProvider] = {
+            name.value: FakeOAuthProvider(name) for name in OAuthProviderName
+        }
+
+    def uow(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self.store)
 
     @property
     def settings(self) -> Settings:
@@ -37,6 +110,93 @@ class FakeContainer:
 
     async def check_readiness(self) -> CheckReadiness:
         return CheckReadiness(list(self.probes), timeout=0.05)
+
+    # --- accounts and sessions ---------------------------------------------------------------
+    async def authenticate(self) -> AuthenticateHandler:
+        return AuthenticateHandler(self.uow(), issuer=self.issuer, clock=self.clock)
+
+    async def register(self) -> RegisterHandler:
+        return RegisterHandler(
+            self.uow(), hasher=self.hasher, issuer=self.issuer, clock=self.clock, ids=self.ids,
+            refresh_ttl=self.refresh_ttl,
+        )  # fmt: skip
+
+    async def login(self) -> LoginHandler:
+        return LoginHandler(
+            self.uow(), hasher=self.hasher, issuer=self.issuer, clock=self.clock, ids=self.ids,
+            refresh_ttl=self.refresh_ttl,
+        )  # fmt: skip
+
+    async def refresh_session(self) -> RefreshSessionHandler:
+        return RefreshSessionHandler(self.uow(), issuer=self.issuer, clock=self.clock, ids=self.ids)
+
+    async def logout(self) -> LogoutHandler:
+        return LogoutHandler(self.uow(), clock=self.clock)
+
+    async def logout_all(self) -> LogoutAllHandler:
+        return LogoutAllHandler(self.uow(), clock=self.clock)
+
+    # --- projects, members, models, admin, API keys ---------------------------------------------
+    async def create_project(self) -> CreateProjectHandler:
+        return CreateProjectHandler(self.uow(), self.clock, self.ids)
+
+    async def list_projects(self) -> ListProjectsHandler:
+        return ListProjectsHandler(self.uow())
+
+    async def get_project(self) -> GetProjectHandler:
+        return GetProjectHandler(self.uow())
+
+    async def rename_project(self) -> RenameProjectHandler:
+        return RenameProjectHandler(self.uow(), self.clock)
+
+    async def delete_project(self) -> DeleteProjectHandler:
+        return DeleteProjectHandler(self.uow())
+
+    async def list_members(self) -> ListMemberProfilesHandler:
+        return ListMemberProfilesHandler(self.uow())
+
+    async def add_member(self) -> AddMemberHandler:
+        return AddMemberHandler(self.uow(), self.clock)
+
+    async def change_member_role(self) -> ChangeMemberRoleHandler:
+        return ChangeMemberRoleHandler(self.uow())
+
+    async def remove_member(self) -> RemoveMemberHandler:
+        return RemoveMemberHandler(self.uow())
+
+    async def list_models(self) -> ListModelsHandler:
+        return ListModelsHandler(self.catalog, self.enabled_providers)
+
+    async def list_users(self) -> ListUsersHandler:
+        return ListUsersHandler(self.uow())
+
+    async def update_user(self) -> UpdateUserHandler:
+        return UpdateUserHandler(self.uow(), self.clock)
+
+    async def create_api_key(self) -> CreateApiKeyHandler:
+        return CreateApiKeyHandler(self.uow(), self.clock, self.ids)
+
+    async def list_api_keys(self) -> ListApiKeysHandler:
+        return ListApiKeysHandler(self.uow())
+
+    async def revoke_api_key(self) -> RevokeApiKeyHandler:
+        return RevokeApiKeyHandler(self.uow(), self.clock)
+
+    # --- OAuth sign-in ------------------------------------------------------------------------
+    async def start_oauth(self) -> StartOAuth:
+        return StartOAuth(self.cache, self.ids)
+
+    async def complete_oauth(self) -> CompleteOAuth:
+        return CompleteOAuth(
+            self.uow(), self.cache, issuer=self.issuer, clock=self.clock, ids=self.ids,
+            refresh_ttl=self.refresh_ttl,
+        )  # fmt: skip
+
+    def oauth_provider(self, name: str) -> OAuthProvider | None:
+        return self.oauth_providers.get(name)
+
+    async def request_limits(self) -> RequestLimits:
+        return RequestLimits(self.rate_limiter, rate_limit_policy(self._settings))
 
     async def init_resources(self) -> None:
         self.events.append("init")

@@ -17,6 +17,7 @@ from whalli.domain.model.errors import (
     ServiceUnavailable,
 )
 from whalli.entrypoints.http.schemas import Inbound, Schema
+from whalli.entrypoints.http.security import PUBLIC
 
 log = structlog.get_logger("tests.http")
 
@@ -36,6 +37,7 @@ class Note(Schema):
 
 class ProbeController(Controller):
     path = "/api/test"
+    opt = PUBLIC  # these routes test the plumbing, not authentication
 
     @get("/items/{item_id:int}")
     async def item(self, item_id: FromPath[int]) -> Note:

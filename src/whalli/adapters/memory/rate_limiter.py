@@ -1,9 +1,8 @@
-"""In-process ``RateLimiter``: the same sliding-window log as the Redis script."""
+"""In-process ``RateLimiter``: the same fixed window, opened by a key's first hit, as Redis."""
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from datetime import datetime, timedelta
 
 from whalli.ports.clock import Clock
@@ -13,7 +12,7 @@ from whalli.ports.rate_limiter import RateDecision, RateLimiter
 class InMemoryRateLimiter(RateLimiter):
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._hits: dict[str, deque[datetime]] = {}
+        self._windows: dict[str, tuple[datetime, int]] = {}  # key -> (window end, hits)
 
     async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
         if limit < 1:
@@ -21,18 +20,16 @@ class InMemoryRateLimiter(RateLimiter):
         if window_seconds < 1:
             raise ValueError("window_seconds must be at least 1")
         now = self._clock.now()
-        window = timedelta(seconds=window_seconds)
-        hits = self._hits.setdefault(key, deque())
-        while hits and now - hits[0] >= window:
-            hits.popleft()
-        allowed = len(hits) < limit
-        if allowed:
-            hits.append(now)
-        # Until the oldest counted hit leaves the window, in whole seconds rounded up, as Redis.
-        reset_ms = (hits[0] + window - now) // timedelta(milliseconds=1)
+        ends, count = self._windows.get(key, (now, 0))
+        if ends <= now:  # expired (or never opened): this hit opens a new window
+            ends, count = now + timedelta(seconds=window_seconds), 0
+        count += 1
+        self._windows[key] = (ends, count)
+        # Until the window ends, in whole seconds rounded up, as Redis.
+        reset_ms = (ends - now) // timedelta(milliseconds=1)
         return RateDecision(
-            allowed=allowed,
+            allowed=count <= limit,
             limit=limit,
-            remaining=limit - len(hits),
+            remaining=max(0, limit - count),
             reset_seconds=max(1, math.ceil(reset_ms / 1000)),
         )

@@ -1,4 +1,4 @@
-"""The relational rules of ``migrations/0001_initial.sql``, for the in-memory store to enforce.
+"""The relational rules of ``migrations/*.sql``, for the in-memory store to enforce.
 
 Foreign keys (with the error a missing parent raises, and whether deleting the parent cascades),
 unique columns, and the error a duplicate primary key raises.
@@ -41,6 +41,7 @@ class Unique:
 TABLES = (
     "users", "projects", "memberships", "chats", "messages", "attachments", "transcriptions",
     "search_subscriptions", "search_results", "notifications",
+    "refresh_tokens", "api_keys", "oauth_identities",
 )  # fmt: skip
 FOREIGN_KEYS = (
     ForeignKey("projects", "owner_id", "users", UserNotFound, cascade=False),
@@ -60,10 +61,15 @@ FOREIGN_KEYS = (
     ForeignKey("search_results", "subscription_id", "search_subscriptions",
                SearchSubscriptionNotFound),
     ForeignKey("notifications", "user_id", "users", UserNotFound),
+    ForeignKey("refresh_tokens", "user_id", "users", UserNotFound),
+    ForeignKey("api_keys", "user_id", "users", UserNotFound),
+    ForeignKey("oauth_identities", "user_id", "users", UserNotFound),
 )  # fmt: skip
 UNIQUES = (
     Unique("users", ("email",), EmailAlreadyRegistered),
     Unique("attachments", ("object_key",)),
     Unique("search_results", ("subscription_id", "fingerprint")),
+    Unique("refresh_tokens", ("token_hash",)),
+    Unique("api_keys", ("key_hash",)),
 )
 DUPLICATE_KEY: dict[str, type[WhalliError]] = {"memberships": AlreadyMember}

@@ -5,10 +5,13 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
+from whalli.adapters.memory.api_keys import InMemoryApiKeyRepository
 from whalli.adapters.memory.attachments import InMemoryAttachmentRepository
 from whalli.adapters.memory.chats import InMemoryChatRepository
 from whalli.adapters.memory.notifications import InMemoryNotificationRepository
+from whalli.adapters.memory.oauth_identities import InMemoryOAuthIdentityRepository
 from whalli.adapters.memory.projects import InMemoryProjectRepository
+from whalli.adapters.memory.refresh_tokens import InMemoryRefreshTokenRepository
 from whalli.adapters.memory.search_subscriptions import InMemorySearchSubscriptionRepository
 from whalli.adapters.memory.store import MemoryStore, MemoryTransaction
 from whalli.adapters.memory.transcriptions import InMemoryTranscriptionRepository
@@ -20,7 +23,8 @@ class InMemoryUnitOfWork(UnitOfWork):
     """Works on copies of the store's rows; ``commit`` publishes the changed rows.
 
     Leaving without commit, or with an exception, discards the work (rollback by default).
-    Row locks taken by ``get_for_update`` are held until commit or rollback, as in Postgres.
+    Row locks taken by ``get_for_update`` and ``find_by_hash_for_update`` are held until commit
+    or rollback, as in Postgres.
     """
 
     def __init__(self, store: MemoryStore) -> None:
@@ -33,6 +37,9 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.transcriptions = InMemoryTranscriptionRepository(self._transaction)
         self.searches = InMemorySearchSubscriptionRepository(self._transaction)
         self.notifications = InMemoryNotificationRepository(self._transaction)
+        self.refresh_tokens = InMemoryRefreshTokenRepository(self._transaction)
+        self.api_keys = InMemoryApiKeyRepository(self._transaction)
+        self.oauth_identities = InMemoryOAuthIdentityRepository(self._transaction)
 
     def _transaction(self) -> MemoryTransaction:
         if self._tx is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from whalli.adapters.memory._repository import MemoryRepository
-from whalli.domain.model.errors import UserNotFound
+from whalli.adapters.memory._repository import MemoryRepository, check_limit
+from whalli.domain.model.errors import InvalidInput, UserNotFound
 from whalli.domain.model.users import Role, User
 from whalli.ports.users import UserRepository
 
@@ -27,3 +27,20 @@ class InMemoryUserRepository(MemoryRepository, UserRepository):
 
     async def count_admins(self) -> int:
         return len(self._tx().select("users", lambda u: u.role is Role.ADMIN and not u.disabled))
+
+    async def search(self, query: str = "", *, limit: int = 50, offset: int = 0) -> list[User]:
+        check_limit(limit)
+        if offset < 0:
+            raise InvalidInput("offset must not be negative", field="offset")
+        found = sorted(self._matching(query), key=lambda u: (u.created_at, u.id))
+        return found[offset : offset + limit]
+
+    async def count(self, query: str = "") -> int:
+        return len(self._matching(query))
+
+    def _matching(self, query: str) -> list[User]:
+        needle = query.lower()  # as Postgres ILIKE: a case-insensitive substring
+        found: list[User] = self._tx().select(
+            "users", lambda u: needle in u.email.lower() or needle in u.name.lower()
+        )
+        return found

@@ -10,11 +10,14 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
 from whalli.adapters.postgres._base import translated
+from whalli.adapters.postgres.api_keys import PostgresApiKeyRepository
 from whalli.adapters.postgres.attachments import PostgresAttachmentRepository
 from whalli.adapters.postgres.chats import PostgresChatRepository
 from whalli.adapters.postgres.notifications import PostgresNotificationRepository
+from whalli.adapters.postgres.oauth_identities import PostgresOAuthIdentityRepository
 from whalli.adapters.postgres.pool import PostgresPool
 from whalli.adapters.postgres.projects import PostgresProjectRepository
+from whalli.adapters.postgres.refresh_tokens import PostgresRefreshTokenRepository
 from whalli.adapters.postgres.search_subscriptions import PostgresSearchSubscriptionRepository
 from whalli.adapters.postgres.transcriptions import PostgresTranscriptionRepository
 from whalli.adapters.postgres.users import PostgresUserRepository
@@ -41,6 +44,9 @@ class PostgresUnitOfWork(UnitOfWork):
         self.transcriptions = PostgresTranscriptionRepository(self._connection)
         self.searches = PostgresSearchSubscriptionRepository(self._connection)
         self.notifications = PostgresNotificationRepository(self._connection)
+        self.refresh_tokens = PostgresRefreshTokenRepository(self._connection)
+        self.api_keys = PostgresApiKeyRepository(self._connection)
+        self.oauth_identities = PostgresOAuthIdentityRepository(self._connection)
 
     def _connection(self) -> AsyncConnection[TupleRow]:
         if self._conn is None:

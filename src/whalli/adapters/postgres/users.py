@@ -11,10 +11,16 @@ from whalli.adapters.postgres._base import (
     ID_TAKEN,
     PostgresRepository,
     assignments,
+    check_limit,
     columns,
     placeholders,
 )
-from whalli.domain.model.errors import Conflict, EmailAlreadyRegistered, UserNotFound
+from whalli.domain.model.errors import (
+    Conflict,
+    EmailAlreadyRegistered,
+    InvalidInput,
+    UserNotFound,
+)
 from whalli.domain.model.users import User
 from whalli.ports.users import UserRepository
 
@@ -37,10 +43,20 @@ _INSERT = (
     "ON CONFLICT DO NOTHING"
 )
 _UPDATE = f"UPDATE users SET {assignments(_COLUMNS[1:])} WHERE id = %(id)s"
+# A contains-search is a sequential scan whatever the index (no pg_trgm); fine for an admin list.
+_MATCHES = "(email ILIKE %(pattern)s OR name ILIKE %(pattern)s)"
+_SEARCH = f"{_SELECT} WHERE {_MATCHES} ORDER BY created_at, id LIMIT %(limit)s OFFSET %(offset)s"
+_COUNT = f"SELECT count(*) AS n FROM users WHERE {_MATCHES}"
 
 
 def _params(user: User) -> dict[str, Any]:
     return msgspec.structs.asdict(user)
+
+
+def _pattern(query: str) -> str:
+    """``query`` as a literal ILIKE substring pattern (its wildcards escaped)."""
+    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 class PostgresUserRepository(PostgresRepository, UserRepository):
@@ -69,4 +85,15 @@ class PostgresUserRepository(PostgresRepository, UserRepository):
         row = await self._one(
             "SELECT count(*) AS n FROM users WHERE role = 'admin' AND NOT disabled", {}
         )
+        return 0 if row is None else int(row["n"])
+
+    async def search(self, query: str = "", *, limit: int = 50, offset: int = 0) -> list[User]:
+        check_limit(limit)
+        if offset < 0:
+            raise InvalidInput("offset must not be negative", field="offset")
+        params = {"pattern": _pattern(query), "limit": limit, "offset": offset}
+        return [msgspec.convert(r, User) for r in await self._all(_SEARCH, params)]
+
+    async def count(self, query: str = "") -> int:
+        row = await self._one(_COUNT, {"pattern": _pattern(query)})
         return 0 if row is None else int(row["n"])

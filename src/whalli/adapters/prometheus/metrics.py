@@ -70,6 +70,18 @@ def http_metrics() -> HttpMetrics:
     )
 
 
+@functools.cache
+def rate_limiter_errors() -> Counter:
+    """Rate-limit checks that failed because the store was unreachable (requests then pass, or
+    get 503 when failing closed)."""
+    from prometheus_client import Counter
+
+    return Counter(
+        "whalli_rate_limiter_errors_total",
+        "Rate-limit checks that failed because the store was unreachable.",
+    )
+
+
 def render_metrics() -> tuple[bytes, str]:
     """Return ``(body, content_type)`` in the Prometheus text format.
 

@@ -138,6 +138,11 @@ class LastOwner(Conflict):
     default_message = "A project needs at least one owner."
 
 
+class LastAdmin(Conflict):
+    code = "last_admin"
+    default_message = "Whalli needs at least one active admin."
+
+
 # --- access ------------------------------------------------------------------------------------
 class Unauthenticated(WhalliError):
     code = "unauthenticated"
@@ -221,3 +226,18 @@ class ProviderError(WhalliError):
     code = "provider_error"
     default_message = "The model provider failed."
     retryable: bool = False
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+    default_message = "API key not found."
+
+
+class OAuthFailed(InvalidInput):
+    code = "oauth_failed"
+    default_message = "Signing in with that provider failed."
+
+
+class InvalidCredentials(Unauthenticated):
+    code = "invalid_credentials"
+    default_message = "The email or password is not correct."

@@ -12,7 +12,12 @@ from pathlib import Path
 from types import FrameType
 
 from whalli.config import load_settings, redact_url
-from whalli.entrypoints.cli.environment import dev_stack, embedded_env, resolved_settings
+from whalli.entrypoints.cli.environment import (
+    dev_stack,
+    development_secrets,
+    embedded_env,
+    resolved_settings,
+)
 
 
 def say(message: str) -> None:
@@ -99,7 +104,8 @@ def dev(args: argparse.Namespace) -> int:
     stack = dev_stack(settings)
     say(f"starting embedded Postgres, Redis and S3 (data in {Path(settings.data_dir).resolve()})")
     urls, started = stack.up(progress=lambda m: say(f"  {m}"))
-    env = {**os.environ, **embedded_env(settings, urls), "WHALLI_DEV_MODELS": "true"}
+    env = {**os.environ, **embedded_env(settings, urls), **development_secrets(settings)}
+    env["WHALLI_DEV_MODELS"] = "true"
     os.environ.update(env)
     children: list[subprocess.Popen[bytes]] = []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from whalli.adapters.embedded.process import read_or_create_secret
 from whalli.adapters.embedded.stack import EmbeddedStack, StackUrls
 from whalli.config import Settings, load_settings
 
@@ -36,12 +37,25 @@ def embedded_env(settings: Settings, urls: StackUrls) -> dict[str, str]:
     return env
 
 
+def development_secrets(settings: Settings) -> dict[str, str]:
+    """Outside production, a JWT signing key kept under the data folder when none is set, so
+    tokens survive restarts and every API process signs with the same key."""
+    if settings.jwt_secret is not None or settings.env == "production":
+        return {}
+    path = Path(settings.data_dir) / "jwt_secret"
+    return {"WHALLI_JWT_SECRET": read_or_create_secret(path, 48)}
+
+
 def resolved_settings() -> Settings:
     """Settings with the embedded stack's URLs filled in where the environment names none.
 
     Also exports them to ``os.environ`` so child processes (API workers) see the same servers.
     """
     settings = load_settings()
+    secrets = development_secrets(settings)
+    if secrets:
+        os.environ.update(secrets)
+        settings = load_settings()
     if not settings.uses_embedded_services:
         return settings
     urls = dev_stack(settings).urls()

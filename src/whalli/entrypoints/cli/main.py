@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from whalli.config import ConfigError
 from whalli.domain.model.errors import WhalliError
-from whalli.entrypoints.cli import commands
+from whalli.entrypoints.cli import commands, users
 from whalli.entrypoints.cli.environment import ServicesNotRunning
 
 
@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="embedded services + migrations + API + worker (make run)")
     dev.set_defaults(handler=commands.dev)
+
+    users.add_parser(sub)
     return parser
 
 

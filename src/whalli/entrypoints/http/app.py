@@ -5,19 +5,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from litestar import Litestar
+from litestar import Litestar, Router
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from whalli.adapters.prometheus.metrics import http_metrics
+from whalli.entrypoints.http.controllers.admin import AdminController
+from whalli.entrypoints.http.controllers.api_keys import ApiKeyController
+from whalli.entrypoints.http.controllers.auth import AuthController
 from whalli.entrypoints.http.controllers.health import HealthController
 from whalli.entrypoints.http.controllers.metrics import MetricsController
+from whalli.entrypoints.http.controllers.models import ModelController
+from whalli.entrypoints.http.controllers.oauth import OAuthController
+from whalli.entrypoints.http.controllers.projects import MemberController, ProjectController
 from whalli.entrypoints.http.deps import AppContainer, build_dependencies
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
 from whalli.entrypoints.http.problems import exception_handlers
+from whalli.entrypoints.http.rate_limit import RateLimitPlugin
+from whalli.entrypoints.http.security import CONTAINER_STATE_KEY, PUBLIC, require_principal
 
-ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (HealthController, MetricsController)
+ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
+    HealthController,
+    MetricsController,
+    AuthController,
+    OAuthController,
+    ProjectController,
+    MemberController,
+    ModelController,
+    AdminController,
+    ApiKeyController,
+)
 
 
 def create_app(
@@ -32,14 +51,21 @@ def create_app(
     app = Litestar(
         route_handlers=[*ROUTE_HANDLERS, *extra_route_handlers],
         dependencies=build_dependencies(container),
+        # Every route is private unless it (or its controller) has ``opt=PUBLIC``.
+        guards=[require_principal],
+        plugins=[RateLimitPlugin(container)],
+        state=State({CONTAINER_STATE_KEY: container}),
         exception_handlers=exception_handlers(),
         on_startup=[container.init_resources],
         on_shutdown=[container.shutdown_resources],
         openapi_config=OpenAPIConfig(
             title="Whalli API",
             version=_version(),
-            # The UI at /api/docs, the schema at /api/docs/openapi.json.
-            path="/api/docs",
+            # The UI at /api/docs, the schema at /api/docs/openapi.json; public. A new router per
+            # app: Litestar registers the docs routes on it.
+            openapi_router=Router(
+                "/api/docs", route_handlers=[], include_in_schema=False, opt=PUBLIC
+            ),
             render_plugins=[ScalarRenderPlugin()],
         ),
         # Our structlog setup owns logging; Litestar's default config would replace it, and

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from typing import TypeVar
 
 import structlog
 from litestar import Litestar
@@ -11,32 +13,146 @@ from whalli.adapters.structlog.logging import configure_logging
 from whalli.config import Settings, load_settings
 from whalli.container import Container, build_container
 from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.services.admin.list_users import ListUsersHandler
+from whalli.domain.services.admin.update_user import UpdateUserHandler
+from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
+from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
+from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
+from whalli.domain.services.auth.authenticate import AuthenticateHandler
+from whalli.domain.services.auth.login import LoginHandler
+from whalli.domain.services.auth.logout import LogoutHandler
+from whalli.domain.services.auth.logout_all import LogoutAllHandler
+from whalli.domain.services.auth.oauth_callback import CompleteOAuth
+from whalli.domain.services.auth.oauth_start import StartOAuth
+from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
+from whalli.domain.services.auth.register import RegisterHandler
 from whalli.domain.services.check_readiness import CheckReadiness
+from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.projects.add_member import AddMemberHandler
+from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
+from whalli.domain.services.projects.create_project import CreateProjectHandler
+from whalli.domain.services.projects.delete_project import DeleteProjectHandler
+from whalli.domain.services.projects.get_project import GetProjectHandler
+from whalli.domain.services.projects.list_member_profiles import ListMemberProfilesHandler
+from whalli.domain.services.projects.list_projects import ListProjectsHandler
+from whalli.domain.services.projects.remove_member import RemoveMemberHandler
+from whalli.domain.services.projects.rename_project import RenameProjectHandler
+from whalli.domain.services.rate_limits import RequestLimits
 from whalli.entrypoints.http.app import create_app
+from whalli.ports.oauth_provider import OAuthProvider
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 class ContainerApp:
-    """Adapts the dependency-injector container to what the HTTP app asks of it."""
+    """Adapts the dependency-injector container to what the HTTP app asks of it.
+
+    Providers that depend on async resources (pools) hand back awaitables, so every use case is
+    resolved with ``await``; each call builds a fresh handler with its own unit of work.
+    """
 
     def __init__(self, container: Container) -> None:
         self.container = container
+        self._oauth: dict[str, OAuthProvider] = {}
 
     @property
     def settings(self) -> Settings:
         settings: Settings = self.container.settings()
         return settings
 
+    async def _get(self, provider: Callable[[], object], kind: type[T]) -> T:
+        value = provider()
+        if inspect.isawaitable(value):
+            value = await value
+        if not isinstance(value, kind):
+            raise TypeError(f"the container built {type(value).__name__}, not {kind.__name__}")
+        return value
+
     async def check_readiness(self) -> CheckReadiness:
-        # Providers that depend on async resources (pools) hand back awaitables.
-        service: CheckReadiness = await self.container.services.check_readiness()
-        return service
+        return await self._get(self.container.services.check_readiness, CheckReadiness)
+
+    async def authenticate(self) -> AuthenticateHandler:
+        return await self._get(self.container.services.authenticate, AuthenticateHandler)
+
+    async def register(self) -> RegisterHandler:
+        return await self._get(self.container.services.register, RegisterHandler)
+
+    async def login(self) -> LoginHandler:
+        return await self._get(self.container.services.login, LoginHandler)
+
+    async def refresh_session(self) -> RefreshSessionHandler:
+        return await self._get(self.container.services.refresh_session, RefreshSessionHandler)
+
+    async def logout(self) -> LogoutHandler:
+        return await self._get(self.container.services.logout, LogoutHandler)
+
+    async def logout_all(self) -> LogoutAllHandler:
+        return await self._get(self.container.services.logout_all, LogoutAllHandler)
+
+    async def create_project(self) -> CreateProjectHandler:
+        return await self._get(self.container.services.create_project, CreateProjectHandler)
+
+    async def list_projects(self) -> ListProjectsHandler:
+        return await self._get(self.container.services.list_projects, ListProjectsHandler)
+
+    async def get_project(self) -> GetProjectHandler:
+        return await self._get(self.container.services.get_project, GetProjectHandler)
+
+    async def rename_project(self) -> RenameProjectHandler:
+        return await self._get(self.container.services.rename_project, RenameProjectHandler)
+
+    async def delete_project(self) -> DeleteProjectHandler:
+        return await self._get(self.container.services.delete_project, DeleteProjectHandler)
+
+    async def list_members(self) -> ListMemberProfilesHandler:
+        return await self._get(self.container.services.list_members, ListMemberProfilesHandler)
+
+    async def add_member(self) -> AddMemberHandler:
+        return await self._get(self.container.services.add_member, AddMemberHandler)
+
+    async def change_member_role(self) -> ChangeMemberRoleHandler:
+        return await self._get(self.container.services.change_member_role, ChangeMemberRoleHandler)
+
+    async def remove_member(self) -> RemoveMemberHandler:
+        return await self._get(self.container.services.remove_member, RemoveMemberHandler)
+
+    async def list_models(self) -> ListModelsHandler:
+        return await self._get(self.container.services.list_models, ListModelsHandler)
+
+    async def list_users(self) -> ListUsersHandler:
+        return await self._get(self.container.services.list_users, ListUsersHandler)
+
+    async def update_user(self) -> UpdateUserHandler:
+        return await self._get(self.container.services.update_user, UpdateUserHandler)
+
+    async def create_api_key(self) -> CreateApiKeyHandler:
+        return await self._get(self.container.services.create_api_key, CreateApiKeyHandler)
+
+    async def list_api_keys(self) -> ListApiKeysHandler:
+        return await self._get(self.container.services.list_api_keys, ListApiKeysHandler)
+
+    async def revoke_api_key(self) -> RevokeApiKeyHandler:
+        return await self._get(self.container.services.revoke_api_key, RevokeApiKeyHandler)
+
+    async def request_limits(self) -> RequestLimits:
+        return await self._get(self.container.services.request_limits, RequestLimits)
+
+    async def start_oauth(self) -> StartOAuth:
+        return await self._get(self.container.services.start_oauth, StartOAuth)
+
+    async def complete_oauth(self) -> CompleteOAuth:
+        return await self._get(self.container.services.complete_oauth, CompleteOAuth)
+
+    def oauth_provider(self, name: str) -> OAuthProvider | None:
+        return self._oauth.get(name)
 
     async def init_resources(self) -> None:
         result = self.container.init_resources()
         if inspect.isawaitable(result):
             await result
+        providers = await _maybe_await(self.container.adapters.oauth_providers())
+        self._oauth = dict(providers) if isinstance(providers, dict) else {}
         try:
             storage = self.container.adapters.blob_storage()
             await storage.ensure_bucket()
@@ -48,6 +164,10 @@ class ContainerApp:
         result = self.container.shutdown_resources()
         if inspect.isawaitable(result):
             await result
+
+
+async def _maybe_await(value: object) -> object:
+    return await value if inspect.isawaitable(value) else value
 
 
 def build_app(settings: Settings, container: Container | None = None) -> Litestar:

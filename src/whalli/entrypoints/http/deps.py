@@ -5,9 +5,37 @@ from __future__ import annotations
 from typing import Protocol
 
 from litestar.di import Provide
+from litestar.params import FromPath
 
 from whalli.config import Settings
+from whalli.domain.model.errors import NotFound
+from whalli.domain.services.admin.list_users import ListUsersHandler
+from whalli.domain.services.admin.update_user import UpdateUserHandler
+from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
+from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
+from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
+from whalli.domain.services.auth.authenticate import AuthenticateHandler
+from whalli.domain.services.auth.login import LoginHandler
+from whalli.domain.services.auth.logout import LogoutHandler
+from whalli.domain.services.auth.logout_all import LogoutAllHandler
+from whalli.domain.services.auth.oauth_callback import CompleteOAuth
+from whalli.domain.services.auth.oauth_start import StartOAuth
+from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
+from whalli.domain.services.auth.register import RegisterHandler
 from whalli.domain.services.check_readiness import CheckReadiness
+from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.projects.add_member import AddMemberHandler
+from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
+from whalli.domain.services.projects.create_project import CreateProjectHandler
+from whalli.domain.services.projects.delete_project import DeleteProjectHandler
+from whalli.domain.services.projects.get_project import GetProjectHandler
+from whalli.domain.services.projects.list_member_profiles import ListMemberProfilesHandler
+from whalli.domain.services.projects.list_projects import ListProjectsHandler
+from whalli.domain.services.projects.remove_member import RemoveMemberHandler
+from whalli.domain.services.projects.rename_project import RenameProjectHandler
+from whalli.domain.services.rate_limits import RequestLimits
+from whalli.entrypoints.http.security import provide_principal
+from whalli.ports.oauth_provider import OAuthProvider
 
 
 class AppContainer(Protocol):
@@ -18,6 +46,38 @@ class AppContainer(Protocol):
     def settings(self) -> Settings: ...
 
     async def check_readiness(self) -> CheckReadiness: ...
+
+    async def request_limits(self) -> RequestLimits: ...
+
+    # Accounts and sessions; ``authenticate`` runs on every private request (security.py).
+    async def authenticate(self) -> AuthenticateHandler: ...
+    async def register(self) -> RegisterHandler: ...
+    async def login(self) -> LoginHandler: ...
+    async def refresh_session(self) -> RefreshSessionHandler: ...
+    async def logout(self) -> LogoutHandler: ...
+    async def logout_all(self) -> LogoutAllHandler: ...
+
+    # Projects, members, models, admin, API keys: one fresh handler (and unit of work) per call.
+    async def create_project(self) -> CreateProjectHandler: ...
+    async def list_projects(self) -> ListProjectsHandler: ...
+    async def get_project(self) -> GetProjectHandler: ...
+    async def rename_project(self) -> RenameProjectHandler: ...
+    async def delete_project(self) -> DeleteProjectHandler: ...
+    async def list_members(self) -> ListMemberProfilesHandler: ...
+    async def add_member(self) -> AddMemberHandler: ...
+    async def change_member_role(self) -> ChangeMemberRoleHandler: ...
+    async def remove_member(self) -> RemoveMemberHandler: ...
+    async def list_models(self) -> ListModelsHandler: ...
+    async def list_users(self) -> ListUsersHandler: ...
+    async def update_user(self) -> UpdateUserHandler: ...
+    async def create_api_key(self) -> CreateApiKeyHandler: ...
+    async def list_api_keys(self) -> ListApiKeysHandler: ...
+    async def revoke_api_key(self) -> RevokeApiKeyHandler: ...
+
+    # OAuth sign-in: ``oauth_provider`` is None for unknown names and disabled providers.
+    async def start_oauth(self) -> StartOAuth: ...
+    async def complete_oauth(self) -> CompleteOAuth: ...
+    def oauth_provider(self, name: str) -> OAuthProvider | None: ...
 
     async def init_resources(self) -> None: ...
 
@@ -36,4 +96,69 @@ def build_dependencies(container: AppContainer) -> dict[str, Provide]:
     return {
         "settings": Provide(provide_settings, sync_to_thread=False),
         "check_readiness": Provide(provide_check_readiness),
+        **_auth_providers(container),
+        **_use_case_providers(container),
+        **_oauth_providers(container),
+    }
+
+
+class ChosenOAuthProvider:
+    """The provider named in the path. A concrete wrapper because Litestar checks dependency
+    values with ``isinstance``, which a ``Protocol`` such as ``OAuthProvider`` does not allow."""
+
+    __slots__ = ("provider",)
+
+    def __init__(self, provider: OAuthProvider) -> None:
+        self.provider = provider
+
+
+def _oauth_providers(container: AppContainer) -> dict[str, Provide]:
+    """OAuth sign-in; ``oauth_provider`` reads the ``provider`` path parameter (404 when the
+    provider is unknown or not configured)."""
+
+    def provide_oauth_provider(provider: FromPath[str]) -> ChosenOAuthProvider:
+        found = container.oauth_provider(provider)
+        if found is None:
+            raise NotFound("Unknown or disabled sign-in provider.")
+        return ChosenOAuthProvider(found)
+
+    return {
+        "start_oauth": Provide(container.start_oauth),
+        "complete_oauth": Provide(container.complete_oauth),
+        "oauth_provider": Provide(provide_oauth_provider, sync_to_thread=False),
+    }
+
+
+def _auth_providers(container: AppContainer) -> dict[str, Provide]:
+    """Accounts and sessions; ``principal`` is who the guard authenticated (security.py)."""
+    return {
+        "principal": Provide(provide_principal, sync_to_thread=False),
+        "register": Provide(container.register),
+        "login": Provide(container.login),
+        "request_limits": Provide(container.request_limits),
+        "refresh_session": Provide(container.refresh_session),
+        "logout": Provide(container.logout),
+        "logout_all": Provide(container.logout_all),
+    }
+
+
+def _use_case_providers(container: AppContainer) -> dict[str, Provide]:
+    """Projects, members, models, admin, API keys: each parameter name asks the container
+    method of the same name, on every request (so every request gets its own unit of work)."""
+    return {
+        "create_project": Provide(container.create_project),
+        "list_projects": Provide(container.list_projects),
+        "get_project": Provide(container.get_project),
+        "rename_project": Provide(container.rename_project),
+        "delete_project": Provide(container.delete_project),
+        "list_members": Provide(container.list_members),
+        "add_member": Provide(container.add_member),
+        "change_member_role": Provide(container.change_member_role),
+        "remove_member": Provide(container.remove_member),
+        "list_models": Provide(container.list_models),
+        "list_users": Provide(container.list_users),
+        "update_user": Provide(container.update_user),
+        "create_api_key": Provide(container.create_api_key),
+        "list_api_keys": Provide(container.list_api_keys),
+        "revoke_api_key": Provide(container.revoke_api_key),
     }

@@ -20,8 +20,11 @@ from litestar.types import ExceptionHandlersMap
 from whalli.domain.model.errors import (
     AttachmentTooLarge,
     Conflict,
+    InvalidCatalog,
     InvalidInput,
+    InvalidToken,
     NotFound,
+    OAuthFailed,
     PermissionDenied,
     RateLimited,
     ServiceUnavailable,
@@ -37,6 +40,8 @@ GENERIC_DETAIL = "An unexpected error occurred."
 # The only mapping from domain errors to statuses; a subclass takes its nearest ancestor's status.
 STATUS_BY_ERROR: dict[type[WhalliError], int] = {
     InvalidInput: 422,
+    InvalidCatalog: 500,  # a bad catalog file is the operator's fault, not the client's
+    OAuthFailed: 400,  # a bad or replayed sign-in callback, not a form to correct
     NotFound: 404,
     Conflict: 409,
     Unauthenticated: 401,
@@ -95,7 +100,9 @@ def _domain_error(request: Request[Any, Any, Any], exc: WhalliError) -> Response
     status = status_for(exc)
     headers: dict[str, str] = {}
     if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
+        # RFC 6750 3.1: a presented token that failed says so; a missing one gets a bare challenge.
+        invalid = isinstance(exc, InvalidToken)
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if invalid else "Bearer"
     if isinstance(exc, RateLimited) and "retry_after" in exc.details:
         headers["Retry-After"] = str(exc.details["retry_after"])
     if status == 503:

@@ -8,11 +8,13 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.entrypoints.http.schemas import HealthStatus
+from whalli.entrypoints.http.security import PUBLIC
 
 
 class HealthController(Controller):
     path = "/api/health"
     tags = ["health"]
+    opt = {**PUBLIC, "rate_limit": False}  # probes are never refused
 
     @get("/", summary="Liveness: the process answers (touches no backing service)")
     async def live(self) -> HealthStatus:

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from whalli.adapters.prometheus.metrics import render_metrics
 from whalli.config import Settings
 from whalli.domain.model.errors import Unauthenticated
+from whalli.entrypoints.http.security import PUBLIC
 
 
 def _authorized(request: Request[Any, Any, Any], settings: Settings) -> bool:
@@ -24,6 +25,8 @@ def _authorized(request: Request[Any, Any, Any], settings: Settings) -> bool:
 class MetricsController(Controller):
     path = "/api/metrics"
     include_in_schema = False
+    # Guarded by its own scrape token (WHALLI_METRICS_TOKEN); the scraper is never refused.
+    opt = {**PUBLIC, "rate_limit": False}
 
     # Sync in a thread: with several processes, rendering reads every process's metric files.
     @get("/", sync_to_thread=True, media_type="text/plain")

@@ -1,0 +1,41 @@
+"""API keys, in memory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from whalli.adapters.memory._repository import MemoryRepository
+from whalli.domain.model.api_keys import ApiKey
+from whalli.domain.model.errors import ApiKeyNotFound
+from whalli.ports.api_keys import ApiKeyRepository
+
+
+class InMemoryApiKeyRepository(MemoryRepository, ApiKeyRepository):
+    async def add(self, key: ApiKey) -> None:
+        self._tx().insert("api_keys", key.id, key)
+
+    async def get(self, key_id: UUID) -> ApiKey:
+        key: ApiKey = self._tx().get("api_keys", key_id, ApiKeyNotFound)
+        return key
+
+    async def find_by_hash(self, key_hash: str) -> ApiKey | None:
+        found: list[ApiKey] = self._tx().select("api_keys", lambda k: k.key_hash == key_hash)
+        return found[0] if found else None
+
+    async def update(self, key: ApiKey) -> None:
+        self._tx().replace("api_keys", key.id, key, ApiKeyNotFound)
+
+    async def list_for_user(self, user_id: UUID) -> list[ApiKey]:
+        found: list[ApiKey] = self._tx().select("api_keys", lambda k: k.user_id == user_id)
+        return sorted(found, key=lambda k: (k.created_at, k.id), reverse=True)
+
+    async def revoke_all_for_user(self, user_id: UUID, now: datetime) -> int:
+        tx = self._tx()
+        active: list[ApiKey] = tx.select(
+            "api_keys", lambda k: k.user_id == user_id and k.revoked_at is None
+        )
+        for key in active:
+            key.revoked_at = now
+            tx.replace("api_keys", key.id, key, ApiKeyNotFound)
+        return len(active)

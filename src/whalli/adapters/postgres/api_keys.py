@@ -1,0 +1,65 @@
+"""API keys in Postgres."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from whalli.adapters.postgres._base import (
+    PostgresRepository,
+    assignments,
+    columns,
+    placeholders,
+)
+from whalli.domain.model.api_keys import ApiKey
+from whalli.domain.model.errors import ApiKeyNotFound
+from whalli.ports.api_keys import ApiKeyRepository
+
+_COLUMNS = (
+    "id",
+    "user_id",
+    "name",
+    "key_hash",
+    "display_prefix",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "last_used_at",
+)
+_SELECT = f"SELECT {columns(_COLUMNS)} FROM api_keys"
+_INSERT = f"INSERT INTO api_keys ({columns(_COLUMNS)}) VALUES ({placeholders(_COLUMNS)})"
+_UPDATE = f"UPDATE api_keys SET {assignments(_COLUMNS[1:])} WHERE id = %(id)s"
+_REVOKE_ALL = (
+    "UPDATE api_keys SET revoked_at = %(now)s WHERE user_id = %(user_id)s AND revoked_at IS NULL"
+)
+
+
+class PostgresApiKeyRepository(PostgresRepository, ApiKeyRepository):
+    async def add(self, key: ApiKey) -> None:
+        await self._run(_INSERT, msgspec.structs.asdict(key))
+
+    async def get(self, key_id: UUID) -> ApiKey:
+        row = await self._one(f"{_SELECT} WHERE id = %(id)s", {"id": key_id})
+        if row is None:
+            raise ApiKeyNotFound()
+        return msgspec.convert(row, ApiKey)
+
+    async def find_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = await self._one(f"{_SELECT} WHERE key_hash = %(hash)s", {"hash": key_hash})
+        return None if row is None else msgspec.convert(row, ApiKey)
+
+    async def update(self, key: ApiKey) -> None:
+        if await self._run(_UPDATE, msgspec.structs.asdict(key)) == 0:
+            raise ApiKeyNotFound()
+
+    async def list_for_user(self, user_id: UUID) -> list[ApiKey]:
+        rows = await self._all(
+            f"{_SELECT} WHERE user_id = %(user_id)s ORDER BY created_at DESC, id DESC",
+            {"user_id": user_id},
+        )
+        return [msgspec.convert(r, ApiKey) for r in rows]
+
+    async def revoke_all_for_user(self, user_id: UUID, now: datetime) -> int:
+        return await self._run(_REVOKE_ALL, {"now": now, "user_id": user_id})

@@ -1,0 +1,1 @@
+"""Administration use cases: find accounts, change role, plan or disabled flag (admins only)."""

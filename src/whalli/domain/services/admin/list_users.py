@@ -1,0 +1,56 @@
+"""Use case: find accounts (admins only)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.base import Value
+from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.users import User
+from whalli.domain.services.admin.access import require_admin
+from whalli.ports.unit_of_work import UnitOfWork
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 50
+
+
+class ListUsers(msgspec.Struct, frozen=True, kw_only=True):
+    admin_id: UUID
+    query: str = ""
+    limit: int = DEFAULT_PAGE_SIZE
+    offset: int = 0
+
+
+class UserPage(Value, frozen=True, kw_only=True):
+    items: list[User]
+    total: int
+    limit: int
+    offset: int
+
+
+class ListUsersHandler:
+    """One page of the accounts whose email or name contains ``query``, oldest first.
+
+    Rules:
+    - active admins only (``PermissionDenied``);
+    - ``limit`` is 1 to 100 and ``offset`` not negative (``InvalidInput``);
+    - ``total`` counts every match, so that a client can page through all of them;
+    - the query is trimmed; an empty query matches everyone.
+    """
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def execute(self, command: ListUsers) -> UserPage:
+        if not 1 <= command.limit <= MAX_PAGE_SIZE:
+            raise InvalidInput(f"limit must be 1 to {MAX_PAGE_SIZE}.", field="limit")
+        if command.offset < 0:
+            raise InvalidInput("offset cannot be negative.", field="offset")
+        query = command.query.strip()
+        async with self._uow as uow:
+            await require_admin(uow, command.admin_id)
+            items = await uow.users.search(query, limit=command.limit, offset=command.offset)
+            total = await uow.users.count(query)
+        return UserPage(items=items, total=total, limit=command.limit, offset=command.offset)

@@ -1,0 +1,63 @@
+"""Use case: change an account's role, plan or disabled flag (admins only)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.errors import LastAdmin
+from whalli.domain.model.users import Plan, Role, User
+from whalli.domain.services.admin.access import require_admin
+from whalli.ports.clock import Clock
+from whalli.ports.unit_of_work import UnitOfWork
+
+
+class UpdateUser(msgspec.Struct, frozen=True, kw_only=True):
+    """``None`` leaves a field as it is."""
+
+    admin_id: UUID
+    user_id: UUID
+    role: Role | None = None
+    plan: Plan | None = None
+    disabled: bool | None = None
+
+
+class UpdateUserHandler:
+    """Apply an admin's change to account ``user_id`` and return the account.
+
+    Rules:
+    - active admins only (``PermissionDenied``); an unknown account: ``UserNotFound``;
+    - disabling an account revokes all its sessions (refresh-token families) and API keys in the
+      same transaction, so it cannot keep working until its tokens expire; access tokens die with
+      the next request, since the guard reads the account afresh;
+    - a change that leaves no active admin (the last one demoting or disabling themself) is
+      refused with ``LastAdmin``;
+    - a change that changes nothing is not written.
+    """
+
+    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def execute(self, command: UpdateUser) -> User:
+        async with self._uow as uow:
+            await require_admin(uow, command.admin_id)
+            user = await uow.users.get(command.user_id)
+            changed = msgspec.structs.replace(
+                user,
+                role=command.role or user.role,
+                plan=command.plan or user.plan,
+                disabled=user.disabled if command.disabled is None else command.disabled,
+            )
+            if changed == user:
+                return user
+            if user.is_admin and not changed.is_admin and await uow.users.count_admins() <= 1:
+                raise LastAdmin("You are the last active admin; appoint another admin first.")
+            changed.updated_at = self._clock.now()
+            await uow.users.update(changed)
+            if changed.disabled and not user.disabled:
+                await uow.refresh_tokens.revoke_all_for_user(user.id, changed.updated_at)
+                await uow.api_keys.revoke_all_for_user(user.id, changed.updated_at)
+            await uow.commit()
+        return changed

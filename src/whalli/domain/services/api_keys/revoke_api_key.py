@@ -1,0 +1,41 @@
+"""Use case: revoke one of the caller's API keys."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.errors import ApiKeyNotFound
+from whalli.ports.clock import Clock
+from whalli.ports.unit_of_work import UnitOfWork
+
+
+class RevokeApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: UUID
+    key_id: UUID
+
+
+class RevokeApiKeyHandler:
+    """Revoke key ``key_id``; it stops authenticating at once.
+
+    Rules:
+    - only the caller's own keys: another user's key is ``ApiKeyNotFound``, exactly like a key
+      that does not exist, so that key ids cannot be probed;
+    - revoking a revoked key changes nothing (the first revocation time is kept).
+    """
+
+    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def execute(self, command: RevokeApiKey) -> None:
+        async with self._uow as uow:
+            key = await uow.api_keys.get(command.key_id)
+            if key.user_id != command.user_id:
+                raise ApiKeyNotFound()
+            if key.revoked_at is not None:
+                return
+            key.revoke(self._clock.now())
+            await uow.api_keys.update(key)
+            await uow.commit()

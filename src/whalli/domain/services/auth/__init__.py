@@ -1,0 +1,1 @@
+"""Accounts and sessions: sign-up, sign-in, token rotation, sign-out, request authentication."""

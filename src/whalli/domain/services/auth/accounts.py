@@ -1,0 +1,49 @@
+"""What creating an account involves, shared by Register and CreateUser (and not a use case)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from whalli.domain.model.passwords import validate_password
+from whalli.domain.model.projects import MemberRole, Membership, Project
+from whalli.domain.model.users import User
+from whalli.domain.services.projects.ensure_personal_project import (
+    PERSONAL_PROJECT_NAME,
+    personal_project_id,
+)
+from whalli.ports.password_hasher import PasswordHasher
+from whalli.ports.unit_of_work import UnitOfWork
+
+
+async def hash_new_password(hasher: PasswordHasher, password: str) -> str:
+    """Check the password policy, then hash in a worker thread (argon2 is CPU-bound and slow;
+    on the event loop it would stall every other request)."""
+    normalized = validate_password(password)
+    return await asyncio.to_thread(hasher.hash, normalized)
+
+
+async def add_account(uow: UnitOfWork, user: User) -> Project:
+    """Store ``user`` and their personal project, inside the caller's unit of work.
+
+    The project gets the same id and shape ``EnsurePersonalProject`` gives it, so a later
+    ``EnsurePersonalProject`` finds it instead of creating another. Raises
+    ``EmailAlreadyRegistered`` (now or at commit) when the email is taken.
+    """
+    await uow.users.add(user)
+    project = Project.create(
+        id=personal_project_id(user.id),
+        name=PERSONAL_PROJECT_NAME,
+        owner_id=user.id,
+        now=user.created_at,
+        personal=True,
+    )
+    await uow.projects.add(project)
+    await uow.projects.add_member(
+        Membership(
+            project_id=project.id,
+            user_id=user.id,
+            role=MemberRole.OWNER,
+            created_at=user.created_at,
+        )
+    )
+    return project

@@ -1,0 +1,85 @@
+"""Use case: who is calling? (every private request, by access token or API key)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.api_keys import hash_api_key, looks_like_api_key
+from whalli.domain.model.errors import InvalidToken, UserNotFound
+from whalli.domain.model.principal import Principal
+from whalli.domain.model.users import User
+from whalli.domain.services.auth.sessions import masked_repr
+from whalli.ports.clock import Clock
+from whalli.ports.token_issuer import AccessTokenIssuer
+from whalli.ports.unit_of_work import UnitOfWork
+
+MAX_CREDENTIAL_LENGTH = 4096
+
+
+class Authenticate(msgspec.Struct, frozen=True, kw_only=True):
+    credential: str  # an access token (JWT) or an API key, as presented
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "credential")
+
+
+class AuthenticateHandler:
+    """Turn a presented credential into the :class:`Principal` of this request.
+
+    Rules:
+    - an API key (``whk_`` prefix) is looked up by its SHA-256 and must be neither revoked nor
+      expired; anything else must be a genuine, current access token (``AccessTokenIssuer``);
+    - the user is read fresh from the database on every call, so a change of role or plan, or
+      disabling the account, applies to the very next request;
+    - a disabled or deleted account is refused;
+    - an access token is only good while its session (refresh-token family) is active, so
+      logging out ends the access tokens of that session too;
+    - every failure is the same ``InvalidToken`` with the same message: the caller cannot
+      learn which check failed (the issuer's detailed reason is dropped);
+    - one short read-only transaction. (``last_used_at`` of a key is not written here: the
+      repository's ``update`` rewrites the whole row and could undo a concurrent revocation.)
+    """
+
+    def __init__(self, uow: UnitOfWork, *, issuer: AccessTokenIssuer, clock: Clock) -> None:
+        self._uow = uow
+        self._issuer = issuer
+        self._clock = clock
+
+    async def execute(self, command: Authenticate) -> Principal:
+        credential = command.credential
+        if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
+            raise InvalidToken()
+        if looks_like_api_key(credential):
+            return await self._by_api_key(credential)
+        return await self._by_access_token(credential)
+
+    async def _by_access_token(self, token: str) -> Principal:
+        try:
+            claims = self._issuer.verify(token)
+        except InvalidToken:
+            raise InvalidToken() from None
+        async with self._uow as uow:
+            user = await _active_user(uow, claims.subject)
+            if not await uow.refresh_tokens.family_is_active(claims.session_id, self._clock.now()):
+                raise InvalidToken()
+        return Principal(user=user, session_id=claims.session_id)
+
+    async def _by_api_key(self, secret: str) -> Principal:
+        async with self._uow as uow:
+            key = await uow.api_keys.find_by_hash(hash_api_key(secret))
+            if key is None or not key.is_active(self._clock.now()):
+                raise InvalidToken()
+            user = await _active_user(uow, key.user_id)
+        return Principal(user=user, api_key_id=key.id)
+
+
+async def _active_user(uow: UnitOfWork, user_id: UUID) -> User:
+    try:
+        user = await uow.users.get(user_id)
+    except UserNotFound:
+        raise InvalidToken() from None
+    if user.disabled:
+        raise InvalidToken()
+    return user

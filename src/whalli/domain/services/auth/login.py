@@ -1,0 +1,114 @@
+"""Use case: sign in with an email and a password."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import msgspec
+
+from whalli.domain.model.errors import InvalidCredentials, InvalidEmail, UserNotFound
+from whalli.domain.model.passwords import PASSWORD_MAX_LENGTH
+from whalli.domain.model.users import User, normalize_email
+from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
+from whalli.domain.services.projects.ensure_personal_project import (
+    EnsurePersonalProject,
+    EnsurePersonalProjectHandler,
+)
+from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
+from whalli.ports.password_hasher import PasswordHasher
+from whalli.ports.token_issuer import AccessTokenIssuer
+from whalli.ports.unit_of_work import UnitOfWork
+
+# No valid password is longer (see domain.model.passwords); refusing early bounds the hash cost.
+_MAX_PASSWORD_INPUT = 4 * PASSWORD_MAX_LENGTH
+
+
+class Login(msgspec.Struct, frozen=True, kw_only=True):
+    email: str
+    password: str
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "password")
+
+
+class LoginHandler:
+    """Check an email and password and open a session.
+
+    Rules:
+    - an unknown (or malformed) email, an account without a password (OAuth only), a wrong
+      password and a disabled account all raise the same ``InvalidCredentials``; the unknown
+      and password-less cases still pay for one verification (``dummy_verify``), so neither the
+      answer nor its timing tells which accounts exist;
+    - hashing runs in a worker thread, outside any transaction;
+    - after a successful check, a hash made with weaker parameters is replaced (re-hash);
+      the account is re-read in the session's transaction, so a password changed or an account
+      disabled meanwhile is not overwritten or signed in;
+    - the user's personal project is ensured (it exists for every account).
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        *,
+        hasher: PasswordHasher,
+        issuer: AccessTokenIssuer,
+        clock: Clock,
+        ids: IdGenerator,
+        refresh_ttl: timedelta,
+    ) -> None:
+        self._uow = uow
+        self._hasher = hasher
+        self._issuer = issuer
+        self._clock = clock
+        self._ids = ids
+        self._refresh_ttl = refresh_ttl
+
+    async def execute(self, command: Login) -> TokenPair:
+        user = await self._check_password(command)
+        new_hash = None
+        if self._hasher.needs_rehash(user.password_hash or ""):
+            new_hash = await asyncio.to_thread(self._hasher.hash, command.password)
+        async with self._uow as uow:
+            try:
+                fresh = await uow.users.get(user.id)
+            except UserNotFound:
+                raise InvalidCredentials() from None
+            if fresh.disabled or fresh.password_hash != user.password_hash:
+                raise InvalidCredentials()
+            if new_hash is not None:
+                fresh.password_hash = new_hash
+                fresh.updated_at = self._clock.now()
+                await uow.users.update(fresh)
+            tokens = await open_session(
+                uow, fresh, issuer=self._issuer, clock=self._clock, ids=self._ids,
+                refresh_ttl=self._refresh_ttl,
+            )  # fmt: skip
+            await uow.commit()
+        await EnsurePersonalProjectHandler(self._uow, self._clock).execute(
+            EnsurePersonalProject(user_id=user.id)
+        )
+        return tokens
+
+    async def _check_password(self, command: Login) -> User:
+        user = await self._find(command.email)
+        if user is None or user.password_hash is None:
+            await asyncio.to_thread(self._hasher.dummy_verify)
+            raise InvalidCredentials()
+        if len(command.password) > _MAX_PASSWORD_INPUT:
+            await asyncio.to_thread(self._hasher.dummy_verify)
+            raise InvalidCredentials()
+        ok = await asyncio.to_thread(self._hasher.verify, user.password_hash, command.password)
+        # Checked after the verification, so a disabled account answers in the same time.
+        if not ok or user.disabled:
+            raise InvalidCredentials()
+        return user
+
+    async def _find(self, raw_email: str) -> User | None:
+        try:
+            email = normalize_email(raw_email)
+        except InvalidEmail:
+            return None
+        async with self._uow as uow:
+            return await uow.users.find_by_email(email)

@@ -1,0 +1,45 @@
+"""Use case: sign out of one session."""
+
+from __future__ import annotations
+
+import msgspec
+
+from whalli.domain.model.tokens import hash_refresh_secret
+from whalli.domain.services.auth.refresh_session import MAX_REFRESH_TOKEN_LENGTH
+from whalli.domain.services.auth.sessions import masked_repr
+from whalli.ports.clock import Clock
+from whalli.ports.unit_of_work import UnitOfWork
+
+
+class Logout(msgspec.Struct, frozen=True, kw_only=True):
+    refresh_token: str
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "refresh_token")
+
+
+class LogoutHandler:
+    """Revoke the session (refresh-token family) the token belongs to.
+
+    Rules:
+    - any token of the family will do, spent ones included, and the whole family is revoked,
+      so the access tokens minted for it stop working at their next use (``Authenticate``
+      checks that the family is active);
+    - idempotent and silent: an unknown, revoked or expired token is not an error, so the
+      answer does not tell whether a token was ever valid.
+    """
+
+    def __init__(self, uow: UnitOfWork, *, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def execute(self, command: Logout) -> None:
+        secret = command.refresh_token
+        if not secret or len(secret) > MAX_REFRESH_TOKEN_LENGTH:
+            return
+        async with self._uow as uow:
+            token = await uow.refresh_tokens.find_by_hash_for_update(hash_refresh_secret(secret))
+            if token is None:
+                return
+            await uow.refresh_tokens.revoke_family(token.family_id, self._clock.now())
+            await uow.commit()

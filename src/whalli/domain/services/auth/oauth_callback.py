@@ -1,0 +1,141 @@
+"""Use case: finish an OAuth sign-in when the provider sends the browser back."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+
+import msgspec
+
+from whalli.domain.model.errors import Conflict, InvalidEmail, OAuthFailed
+from whalli.domain.model.oauth import OAuthIdentity, OAuthProfile
+from whalli.domain.model.users import Plan, Role, User, normalize_email
+from whalli.domain.services.auth.accounts import add_account
+from whalli.domain.services.auth.oauth_start import PendingSignIn, binding_hash, state_key
+from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
+from whalli.ports.cache import Cache
+from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
+from whalli.ports.oauth_provider import OAuthProvider
+from whalli.ports.token_issuer import AccessTokenIssuer
+from whalli.ports.unit_of_work import UnitOfWork
+
+MAX_STATE_LENGTH = 128
+_ATTEMPTS = 2
+
+
+class OAuthCallback(msgspec.Struct, frozen=True, kw_only=True):
+    state: str | None
+    code: str | None
+    binding: str | None  # the ``whalli_oauth`` cookie
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "code", "binding")
+
+
+class CompleteOAuth:
+    """Exchange the provider's code, find or create the account, and open a session.
+
+    Rules:
+    - the state is taken from the cache atomically (single use): missing, unknown, expired or
+      reused is ``OAuthFailed("invalid state")``; so is a state started for another provider
+      or in another browser (the binding cookie's hash is compared in constant time);
+    - the account is the one already linked to (provider, subject); otherwise a *verified*
+      email links to the account with that email, or creates one (user, free plan, verified
+      email, no password, personal project) along with the link;
+    - an unverified email never links to an existing account: with no account on that email
+      a new one is created (email not verified), otherwise ``OAuthFailed``; no email at all
+      is ``OAuthFailed``;
+    - a disabled account cannot sign in (``OAuthFailed``);
+    - user, link and session are written in one unit of work; two first sign-ins racing on
+      the same account retry once and find what the other created.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        cache: Cache,
+        *,
+        issuer: AccessTokenIssuer,
+        clock: Clock,
+        ids: IdGenerator,
+        refresh_ttl: timedelta,
+    ) -> None:
+        self._uow = uow
+        self._cache = cache
+        self._issuer = issuer
+        self._clock = clock
+        self._ids = ids
+        self._refresh_ttl = refresh_ttl
+
+    async def execute(self, provider: OAuthProvider, callback: OAuthCallback) -> TokenPair:
+        pending = await self._claim_state(provider, callback)
+        if not callback.code:
+            raise OAuthFailed("The provider sent no sign-in code.")
+        profile = await provider.fetch_profile(
+            code=callback.code, code_verifier=pending.verifier, redirect_uri=pending.redirect_uri
+        )
+        for attempt in range(_ATTEMPTS):
+            try:
+                return await self._sign_in(profile)
+            except Conflict:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _claim_state(self, provider: OAuthProvider, callback: OAuthCallback) -> PendingSignIn:
+        state = callback.state or ""
+        if not 0 < len(state) <= MAX_STATE_LENGTH:
+            raise OAuthFailed("invalid state")
+        raw = await self._cache.pop(state_key(state))  # popped first: a state never works twice
+        if raw is None:
+            raise OAuthFailed("invalid state")
+        pending = msgspec.json.decode(raw, type=PendingSignIn)
+        presented = binding_hash(callback.binding or "")
+        if pending.provider != provider.name or not hmac.compare_digest(
+            presented, pending.binding_hash
+        ):
+            raise OAuthFailed("invalid state")
+        return pending
+
+    async def _sign_in(self, profile: OAuthProfile) -> TokenPair:
+        async with self._uow as uow:
+            user = await self._account_for(uow, profile)
+            if user.disabled:
+                raise OAuthFailed("This account is disabled.")
+            tokens = await open_session(
+                uow, user, issuer=self._issuer, clock=self._clock, ids=self._ids,
+                refresh_ttl=self._refresh_ttl,
+            )  # fmt: skip
+            await uow.commit()
+        return tokens
+
+    async def _account_for(self, uow: UnitOfWork, profile: OAuthProfile) -> User:
+        identity = await uow.oauth_identities.find(profile.provider, profile.subject)
+        if identity is not None:
+            return await uow.users.get(identity.user_id)
+        if not profile.email:
+            raise OAuthFailed("The provider did not share a verified email address.")
+        try:
+            email = normalize_email(profile.email)
+        except InvalidEmail:
+            raise OAuthFailed("The provider sent an invalid email address.") from None
+        existing = await uow.users.find_by_email(email)
+        if existing is not None and not profile.email_verified:
+            raise OAuthFailed("email not verified")
+        user = existing or await self._create_user(uow, profile, email)
+        await uow.oauth_identities.add(
+            OAuthIdentity(
+                provider=profile.provider, subject=profile.subject, user_id=user.id,
+                email=email, created_at=self._clock.now(),
+            )
+        )  # fmt: skip
+        return user
+
+    async def _create_user(self, uow: UnitOfWork, profile: OAuthProfile, email: str) -> User:
+        user = User.create(
+            id=self._ids.new_id(), email=email, name=profile.name, role=Role.USER,
+            plan=Plan.FREE, email_verified=profile.email_verified, now=self._clock.now(),
+        )  # fmt: skip
+        await add_account(uow, user)
+        return user

@@ -1,0 +1,78 @@
+"""Use case: trade a refresh token for a new pair (rotation with reuse detection)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from whalli.domain.model.errors import InvalidToken, RefreshTokenReused, UserNotFound
+from whalli.domain.model.tokens import REFRESH_SECRET_BYTES, hash_refresh_secret
+from whalli.domain.services.auth.sessions import TokenPair, issue_access_token, masked_repr
+from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
+from whalli.ports.token_issuer import AccessTokenIssuer
+from whalli.ports.unit_of_work import UnitOfWork
+
+MAX_REFRESH_TOKEN_LENGTH = 256  # ours are 43 characters; anything far longer is not one
+
+
+class RefreshSession(msgspec.Struct, frozen=True, kw_only=True):
+    refresh_token: str
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "refresh_token")
+
+
+class RefreshSessionHandler:
+    """Spend a refresh token, issue its successor and a new access token.
+
+    Rules:
+    - the token is looked up by its hash and locked, so two concurrent refreshes of one token
+      are serialized: the second one sees it spent;
+    - an unknown token: ``InvalidToken``;
+    - a token that was already spent was copied: the whole family (the successor included) is
+      revoked and that revocation committed, then ``RefreshTokenReused`` (401) is raised, so
+      both the thief and the victim must sign in again;
+    - a revoked token, or a family past its absolute lifetime: ``InvalidToken``;
+    - a disabled or deleted account: ``InvalidToken`` (the client cannot tell why);
+    - the successor keeps the family and its expiry: rotating never extends a session.
+    """
+
+    def __init__(
+        self, uow: UnitOfWork, *, issuer: AccessTokenIssuer, clock: Clock, ids: IdGenerator
+    ) -> None:
+        self._uow = uow
+        self._issuer = issuer
+        self._clock = clock
+        self._ids = ids
+
+    async def execute(self, command: RefreshSession) -> TokenPair:
+        secret = command.refresh_token
+        if not secret or len(secret) > MAX_REFRESH_TOKEN_LENGTH:
+            raise InvalidToken()
+        now = self._clock.now()
+        async with self._uow as uow:
+            token = await uow.refresh_tokens.find_by_hash_for_update(hash_refresh_secret(secret))
+            if token is None:
+                raise InvalidToken()
+            if token.used_at is not None:
+                await uow.refresh_tokens.revoke_family(token.family_id, now)
+                await uow.commit()
+                raise RefreshTokenReused()
+            if not token.is_active(now):
+                raise InvalidToken()
+            try:
+                user = await uow.users.get(token.user_id)
+            except UserNotFound:
+                raise InvalidToken() from None
+            if user.disabled:
+                raise InvalidToken()
+            new_secret = self._ids.new_token(REFRESH_SECRET_BYTES)
+            successor = token.rotate(new_id=self._ids.new_id(), new_secret=new_secret, now=now)
+            await uow.refresh_tokens.update(token)
+            await uow.refresh_tokens.add(successor)
+            access, expires_in = issue_access_token(
+                self._issuer, user_id=user.id, session_id=token.family_id, clock=self._clock,
+                ids=self._ids,
+            )  # fmt: skip
+            await uow.commit()
+        return TokenPair(access_token=access, refresh_token=new_secret, expires_in=expires_in)

@@ -1,0 +1,1 @@
+"""Model catalog use cases."""

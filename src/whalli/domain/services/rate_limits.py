@@ -1,0 +1,115 @@
+"""Use case: the API's request budgets and login-attempt limits, counted by the RateLimiter port."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+from uuid import UUID
+
+from whalli.domain.model.base import Value
+from whalli.domain.model.errors import RateLimited, ServiceUnavailable
+from whalli.ports.rate_limiter import RateDecision, RateLimiter
+
+
+class RateLimit(Value, frozen=True, kw_only=True):
+    limit: int
+    window_seconds: int
+
+
+class RateLimitPolicy(Value, frozen=True, kw_only=True):
+    per_user: RateLimit = RateLimit(limit=100, window_seconds=60)
+    per_ip: RateLimit = RateLimit(limit=20, window_seconds=60)
+    login_per_account_ip: RateLimit = RateLimit(limit=5, window_seconds=60)
+    login_per_ip: RateLimit = RateLimit(limit=30, window_seconds=900)
+    fail_open: bool = True
+    enabled: bool = True
+
+
+class RequestLimits:
+    """Decide whether a request, or a login attempt, may proceed.
+
+    Rules:
+    - an authenticated request counts against its user's budget, any other against its client
+      IP's (an IPv6 client counts by its /64, which one subscriber usually holds whole);
+    - a login attempt counts against its (account, IP) pair, so guessing one account's password
+      is slow, and against its IP, so spraying many accounts is slow too; the account alone is
+      never limited, so an attacker elsewhere cannot lock its owner out;
+    - a refused login raises ``RateLimited`` with the seconds to wait; requests get the decision
+      and the entrypoint answers 429 (it also reports the budget on every response);
+    - when the store is unreachable the check fails open (an unmetered allowed decision) or,
+      with ``fail_open=False``, raises ``ServiceUnavailable``;
+    - accounts are keyed by a hash of the normalized email, so no address is stored.
+    """
+
+    def __init__(self, limiter: RateLimiter, policy: RateLimitPolicy) -> None:
+        self._limiter = limiter
+        self.policy = policy
+
+    async def check_request(self, principal_user_id: UUID | None, client_ip: str) -> RateDecision:
+        if principal_user_id is not None:
+            key, rule = f"user:{principal_user_id}", self.policy.per_user
+        else:
+            key, rule = f"ip:{_ip_key(client_ip)}", self.policy.per_ip
+        if not self.policy.enabled:
+            return _unmetered(rule)
+        try:
+            return await self._limiter.hit(key, rule.limit, rule.window_seconds)
+        except ServiceUnavailable:
+            if self.policy.fail_open:
+                return _unmetered(rule)
+            raise
+
+    async def check_login(self, email: str, client_ip: str) -> RateDecision:
+        ip = _ip_key(client_ip)
+        per_pair = self.policy.login_per_account_ip
+        per_ip = self.policy.login_per_ip
+        if not self.policy.enabled:
+            return _unmetered(per_pair)
+        # Both counted concurrently: a login waits for one round trip, not two.
+        results = await asyncio.gather(
+            self._limiter.hit(
+                f"login:acct:{_account_key(email)}:{ip}", per_pair.limit, per_pair.window_seconds
+            ),
+            self._limiter.hit(f"login:ip:{ip}", per_ip.limit, per_ip.window_seconds),
+            return_exceptions=True,
+        )
+        decisions: list[RateDecision] = []
+        for result in results:
+            if isinstance(result, ServiceUnavailable):
+                if not self.policy.fail_open:
+                    raise result
+                return _unmetered(per_pair)
+            if isinstance(result, BaseException):
+                raise result
+            decisions.append(result)
+        refused = [d for d in decisions if not d.allowed]
+        if refused:
+            raise RateLimited(retry_after=max(d.reset_seconds for d in refused))
+        return min(decisions, key=lambda d: (d.remaining, -d.reset_seconds))
+
+
+def _unmetered(rule: RateLimit) -> RateDecision:
+    return RateDecision(
+        allowed=True,
+        limit=rule.limit,
+        remaining=rule.limit,
+        reset_seconds=rule.window_seconds,
+        metered=False,
+    )
+
+
+def _ip_key(client_ip: str) -> str:
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip[:64] or "unknown"  # not an address (e.g. a unix socket peer)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def _account_key(email: str) -> str:
+    return hashlib.sha256(email.strip().casefold().encode()).hexdigest()[:32]

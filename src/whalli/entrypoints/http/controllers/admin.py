@@ -1,0 +1,106 @@
+"""Account administration: /api/admin (active admins only; everyone else gets 403)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, TypeVar
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, get, patch
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from whalli.domain.model import users as model
+from whalli.domain.model.principal import Principal
+from whalli.domain.services.admin.list_users import (
+    DEFAULT_PAGE_SIZE,
+    ListUsers,
+    ListUsersHandler,
+)
+from whalli.domain.services.admin.update_user import UpdateUser, UpdateUserHandler
+from whalli.entrypoints.http.schemas import Inbound, Schema
+
+
+class User(Schema):
+    id: UUID
+    email: str
+    name: str
+    role: model.Role
+    plan: model.Plan
+    disabled: bool
+    email_verified: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserPage(Schema):
+    items: list[User]
+    total: int
+    limit: int
+    offset: int
+
+
+class UserUpdate(Inbound, omit_defaults=True):
+    role: model.Role | msgspec.UnsetType = msgspec.UNSET
+    plan: model.Plan | msgspec.UnsetType = msgspec.UNSET
+    disabled: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+def _user(user: model.User) -> User:
+    return User(
+        id=user.id, email=user.email, name=user.name, role=user.role, plan=user.plan,
+        disabled=user.disabled, email_verified=user.email_verified,
+        created_at=user.created_at, updated_at=user.updated_at,
+    )  # fmt: skip
+
+
+T = TypeVar("T")
+
+
+def _given(value: T | msgspec.UnsetType) -> T | None:
+    return None if isinstance(value, msgspec.UnsetType) else value
+
+
+class AdminController(Controller):
+    path = "/api/admin"
+    tags = ["admin"]
+
+    @get("/users", summary="Find accounts by email or name, oldest first (paginated)")
+    async def list_users(
+        self,
+        principal: NamedDependency[Principal],
+        list_users: NamedDependency[ListUsersHandler],
+        q: Annotated[str, QueryParameter(description="Part of the email or name")] = "",
+        limit: Annotated[int, QueryParameter(description="1 to 100")] = DEFAULT_PAGE_SIZE,
+        offset: Annotated[int, QueryParameter()] = 0,
+    ) -> UserPage:
+        command = ListUsers(admin_id=principal.user_id, query=q, limit=limit, offset=offset)
+        page = await list_users.execute(command)
+        return UserPage(
+            items=[_user(u) for u in page.items],
+            total=page.total,
+            limit=page.limit,
+            offset=page.offset,
+        )
+
+    @patch(
+        "/users/{user_id:uuid}",
+        summary="Change an account's role, plan or disabled flag",
+        description="Disabling an account ends its sessions and revokes its API keys.",
+    )
+    async def update_user(
+        self,
+        principal: NamedDependency[Principal],
+        update_user: NamedDependency[UpdateUserHandler],
+        user_id: FromPath[UUID],
+        data: JSONBody[UserUpdate],
+    ) -> User:
+        command = UpdateUser(
+            admin_id=principal.user_id,
+            user_id=user_id,
+            role=_given(data.role),
+            plan=_given(data.plan),
+            disabled=_given(data.disabled),
+        )
+        return _user(await update_user.execute(command))

@@ -1,0 +1,152 @@
+"""Accounts and sessions: /api/auth (sign-up, sign-in, refresh and sign-out are public)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.datastructures import CacheControlHeader
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+
+from whalli.domain.model import users as model
+from whalli.domain.model.principal import Principal
+from whalli.domain.services.auth.login import Login, LoginHandler
+from whalli.domain.services.auth.logout import Logout, LogoutHandler
+from whalli.domain.services.auth.logout_all import LogoutAll, LogoutAllHandler
+from whalli.domain.services.auth.refresh_session import RefreshSession, RefreshSessionHandler
+from whalli.domain.services.auth.register import Register, RegisterHandler
+from whalli.domain.services.auth.sessions import TokenPair, masked_repr
+from whalli.domain.services.rate_limits import RequestLimits
+from whalli.entrypoints.http.rate_limit import request_client_ip
+from whalli.entrypoints.http.schemas import Inbound, Schema
+from whalli.entrypoints.http.security import PUBLIC
+
+# Generous caps that only stop absurd inputs before any work; the use cases apply the rules.
+Email = Annotated[str, msgspec.Meta(max_length=320)]
+Password = Annotated[str, msgspec.Meta(max_length=1024)]
+Name = Annotated[str, msgspec.Meta(max_length=200)]
+OpaqueToken = Annotated[str, msgspec.Meta(max_length=512)]
+
+
+class RegisterBody(Inbound):
+    email: Email
+    password: Password
+    name: Name = ""
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "password")
+
+
+class LoginBody(Inbound):
+    email: Email
+    password: Password
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "password")
+
+
+class RefreshBody(Inbound):
+    refresh_token: OpaqueToken
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "refresh_token")
+
+
+class Tokens(Schema):
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: Literal["Bearer"]  # always sent (a default would be omitted)
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "access_token", "refresh_token")
+
+
+class Account(Schema):
+    id: UUID
+    email: str
+    name: str
+    role: model.Role
+    plan: model.Plan
+    email_verified: bool
+    created_at: datetime
+
+
+class Registration(Schema):
+    user: Account
+    tokens: Tokens
+
+
+def _tokens(pair: TokenPair) -> Tokens:
+    return Tokens(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+        token_type=pair.token_type,
+    )
+
+
+def _account(user: model.User) -> Account:
+    return Account(
+        id=user.id, email=user.email, name=user.name, role=user.role, plan=user.plan,
+        email_verified=user.email_verified, created_at=user.created_at,
+    )  # fmt: skip
+
+
+class AuthController(Controller):
+    path = "/api/auth"
+    tags = ["auth"]
+    # Responses carrying tokens or account data must not be stored by any cache (RFC 6749 5.1).
+    cache_control = CacheControlHeader(no_store=True)
+
+    @post("/register", opt=PUBLIC, summary="Create an account and sign in (201)")
+    async def register(
+        self, data: JSONBody[RegisterBody], register: NamedDependency[RegisterHandler]
+    ) -> Registration:
+        command = Register(email=data.email, password=data.password, name=data.name)
+        user, tokens = await register.execute(command)
+        return Registration(user=_account(user), tokens=_tokens(tokens))
+
+    @post("/login", opt=PUBLIC, status_code=200, summary="Sign in with email and password")
+    async def login(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[LoginBody],
+        login: NamedDependency[LoginHandler],
+        request_limits: NamedDependency[RequestLimits],
+    ) -> Tokens:
+        # Counted per (account, IP) and per IP before the password is checked (429 when over).
+        await request_limits.check_login(data.email, request_client_ip(request))
+        return _tokens(await login.execute(Login(email=data.email, password=data.password)))
+
+    @post(
+        "/refresh",
+        opt=PUBLIC,
+        status_code=200,
+        summary="Trade a refresh token for a new pair (the old one is spent)",
+    )
+    async def refresh(
+        self, data: JSONBody[RefreshBody], refresh_session: NamedDependency[RefreshSessionHandler]
+    ) -> Tokens:
+        pair = await refresh_session.execute(RefreshSession(refresh_token=data.refresh_token))
+        return _tokens(pair)
+
+    @post("/logout", opt=PUBLIC, status_code=204, summary="End the session of a refresh token")
+    async def logout(
+        self, data: JSONBody[RefreshBody], logout: NamedDependency[LogoutHandler]
+    ) -> None:
+        await logout.execute(Logout(refresh_token=data.refresh_token))
+
+    @post("/logout-all", status_code=204, summary="End every session of the caller")
+    async def logout_all(
+        self, principal: NamedDependency[Principal], logout_all: NamedDependency[LogoutAllHandler]
+    ) -> None:
+        await logout_all.execute(LogoutAll(user_id=principal.user_id))
+
+    @get("/me", summary="The caller's account")
+    async def me(self, principal: NamedDependency[Principal]) -> Account:
+        return _account(principal.user)

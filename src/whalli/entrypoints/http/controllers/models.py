@@ -1,0 +1,47 @@
+"""The models the caller's plan includes: /api/models."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+
+from whalli.domain.model.catalog import ModelSpec
+from whalli.domain.model.principal import Principal
+from whalli.domain.model.users import Plan
+from whalli.domain.services.models.list_models import ListModels, ListModelsHandler
+from whalli.entrypoints.http.schemas import Schema
+
+
+class Model(Schema):
+    id: str
+    provider: str
+    context_window: int
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    min_plan: Plan
+
+
+def _model(spec: ModelSpec) -> Model:
+    return Model(
+        id=spec.id, provider=spec.provider, context_window=spec.context_window,
+        input_usd_per_mtok=spec.input_usd_per_mtok, output_usd_per_mtok=spec.output_usd_per_mtok,
+        min_plan=spec.min_plan,
+    )  # fmt: skip
+
+
+class ModelController(Controller):
+    path = "/api/models"
+    tags = ["models"]
+
+    @get(
+        "/",
+        summary="The models the caller's plan includes",
+        description="Catalog order; prices in USD per million tokens; only configured providers.",
+    )
+    async def index(
+        self,
+        principal: NamedDependency[Principal],
+        list_models: NamedDependency[ListModelsHandler],
+    ) -> list[Model]:
+        specs = await list_models.execute(ListModels(plan=principal.user.plan))
+        return [_model(spec) for spec in specs]

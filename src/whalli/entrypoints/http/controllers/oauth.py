@@ -1,0 +1,125 @@
+"""Sign-in with GitHub or Google: send the browser to the provider, take it back, open a session.
+
+The callback answers a browser with a redirect to the web app carrying the tokens in the URL
+fragment (never sent to a server, kept out of logs and Referer headers); API clients that ask
+for JSON (``Accept: application/json`` or ``?format=json``) get the token pair as JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from litestar import Controller, Request, Response, get
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import CookieParameter, FromQuery, QueryParameter
+from litestar.response import Redirect
+
+from whalli.config import Settings
+from whalli.domain.model.errors import OAuthFailed
+from whalli.domain.services.auth.oauth_callback import CompleteOAuth, OAuthCallback
+from whalli.domain.services.auth.oauth_start import BINDING_COOKIE, STATE_TTL_SECONDS, StartOAuth
+from whalli.domain.services.auth.sessions import TokenPair
+from whalli.entrypoints.http.controllers.auth import Tokens
+from whalli.entrypoints.http.deps import ChosenOAuthProvider
+
+OAUTH_PATH = "/api/auth/oauth"
+_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def callback_uri(settings: Settings, provider: str) -> str:
+    """The redirect URI registered with the provider for this deployment."""
+    return f"{settings.oauth_redirect_base_url.rstrip('/')}{OAUTH_PATH}/{provider}/callback"
+
+
+def _binding_cookie(value: str, settings: Settings, *, max_age: int) -> Cookie:
+    # Lax: sent on the provider's top-level redirect back to us, not on cross-site subrequests.
+    return Cookie(
+        key=BINDING_COOKIE, value=value, max_age=max_age, path=OAUTH_PATH, httponly=True,
+        secure=settings.env != "development", samesite="lax",
+    )  # fmt: skip
+
+
+def _fragment_url(web_url: str, tokens: TokenPair) -> str:
+    fragment = urlencode(
+        {
+            "accessToken": tokens.access_token,
+            "refreshToken": tokens.refresh_token,
+            "expiresIn": tokens.expires_in,
+            "tokenType": tokens.token_type,
+        }
+    )
+    scheme, netloc, path, query, _ = urlsplit(web_url)
+    return urlunsplit((scheme, netloc, path, query, fragment))
+
+
+def _wants_json(request: Request[Any, Any, Any], format_: str | None) -> bool:
+    return format_ == "json" or "application/json" in request.headers.get("accept", "")
+
+
+class OAuthController(Controller):
+    path = OAUTH_PATH
+    tags = ["auth"]
+
+    @get(
+        "/{provider:str}/authorize",
+        opt={"public": True},
+        status_code=302,
+        summary="Start signing in with a provider (302 to the provider)",
+        description="Sets the HttpOnly `whalli_oauth` cookie that the callback must present.",
+    )
+    async def authorize(
+        self,
+        oauth_provider: NamedDependency[ChosenOAuthProvider],
+        start_oauth: NamedDependency[StartOAuth],
+        settings: NamedDependency[Settings],
+    ) -> Redirect:
+        provider = oauth_provider.provider
+        started = await start_oauth.execute(
+            provider, redirect_uri=callback_uri(settings, provider.name)
+        )
+        cookie = _binding_cookie(started.browser_binding, settings, max_age=STATE_TTL_SECONDS)
+        return Redirect(
+            started.authorization_url, status_code=302, cookies=[cookie], headers=_NO_STORE
+        )
+
+    @get(
+        "/{provider:str}/callback",
+        opt={"public": True},
+        summary="Finish signing in (the provider redirects the browser here)",
+        description="302 to the web app with the tokens in the fragment, or the token pair as "
+        "JSON with `Accept: application/json` or `?format=json`.",
+        responses={200: ResponseSpec(data_container=Tokens, generate_examples=False)},
+    )
+    async def callback(
+        self,
+        request: Request[Any, Any, Any],
+        oauth_provider: NamedDependency[ChosenOAuthProvider],
+        complete_oauth: NamedDependency[CompleteOAuth],
+        settings: NamedDependency[Settings],
+        code: FromQuery[str | None] = None,
+        # ``state`` is a reserved Litestar parameter name (the app state).
+        oauth_state: Annotated[str | None, QueryParameter(name="state")] = None,
+        error: FromQuery[str | None] = None,
+        format: FromQuery[str | None] = None,
+        binding: Annotated[str | None, CookieParameter(name=BINDING_COOKIE)] = None,
+    ) -> Response[Any]:
+        if error is not None:
+            raise OAuthFailed("The sign-in was cancelled or refused at the provider.")
+        tokens = await complete_oauth.execute(
+            oauth_provider.provider, OAuthCallback(state=oauth_state, code=code, binding=binding)
+        )
+        response: Response[Any]
+        if _wants_json(request, format):
+            body = Tokens(
+                access_token=tokens.access_token, refresh_token=tokens.refresh_token,
+                expires_in=tokens.expires_in, token_type=tokens.token_type,
+            )  # fmt: skip
+            response = Response(body, status_code=200, headers=_NO_STORE)
+        else:
+            url = _fragment_url(settings.web_url, tokens)
+            response = Redirect(url, status_code=302, headers=_NO_STORE)
+        response.set_cookie(_binding_cookie("", settings, max_age=0))
+        return response

@@ -1,0 +1,116 @@
+"""Request rate limits in the HTTP app: the check the auth guard calls, and the RateLimit headers.
+
+Wiring (``create_app``): ``plugins=[RateLimitPlugin(container)]``. The app-level guard that
+authenticates then calls ``await enforce_rate_limit(connection, user_id_or_none)`` on every
+route, so authenticated requests count against their user and the others (including failed
+authentications) against their client IP. A route opts out with ``opt={"rate_limit": False}``;
+the docs are exempt. The decision is kept in the scope's state, and a ``before_send`` hook puts
+``RateLimit-Limit``/``-Remaining``/``-Reset`` on whatever response goes out, error documents
+from the exception handlers included (a 429 carries ``Retry-After`` from problems.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from litestar.config.app import AppConfig
+from litestar.connection import ASGIConnection
+from litestar.plugins import InitPlugin
+from litestar.types import Message, Scope
+
+from whalli.container import rate_limit_policy
+from whalli.domain.model.errors import RateLimited
+from whalli.entrypoints.http.client_ip import IPNetwork, client_ip, parse_trusted_proxies
+from whalli.ports.rate_limiter import RateDecision
+
+if TYPE_CHECKING:
+    from whalli.entrypoints.http.deps import AppContainer
+
+__all__ = ["RateLimitPlugin", "enforce_rate_limit", "rate_limit_policy", "request_client_ip"]
+
+OPT_KEY = "rate_limit"
+DECISION_STATE_KEY = "rate_limit"
+CLIENT_IP_STATE_KEY = "client_ip"
+
+
+class RateLimitPlugin(InitPlugin):
+    """Registers the header hook and gives ``enforce_rate_limit`` the container."""
+
+    def __init__(self, container: AppContainer) -> None:
+        self.container = container
+        self._trusted: tuple[IPNetwork, ...] | None = None
+        self._exempt_prefix: str | None = None
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.before_send.append(add_rate_limit_headers)
+        openapi = app_config.openapi_config
+        if openapi is not None:
+            # Litestar serves the docs on ``openapi_router`` if given, else at ``path``.
+            router = openapi.openapi_router
+            docs = router.path if router is not None else (openapi.path or "/schema")
+            self._exempt_prefix = docs.rstrip("/") or None
+        return app_config
+
+    @property
+    def trusted_proxies(self) -> tuple[IPNetwork, ...]:
+        if self._trusted is None:  # settings are read once, on first use, not at import
+            self._trusted = parse_trusted_proxies(self.container.settings.trusted_proxies)
+        return self._trusted
+
+    def is_limited(self, connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+        if connection.route_handler.opt.get(OPT_KEY) is False:
+            return False
+        path: str = connection.scope["path"]
+        prefix = self._exempt_prefix
+        return not (prefix and (path == prefix or path.startswith(prefix + "/")))
+
+
+def _plugin(connection: ASGIConnection[Any, Any, Any, Any]) -> RateLimitPlugin:
+    return connection.app.plugins.get(RateLimitPlugin)
+
+
+def request_client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The client's IP (trusted-proxy aware), resolved once per request; for ``check_login``."""
+    state = connection.scope.setdefault("state", {})
+    ip = state.get(CLIENT_IP_STATE_KEY)
+    if not isinstance(ip, str):
+        ip = client_ip(connection.scope, _plugin(connection).trusted_proxies)
+        state[CLIENT_IP_STATE_KEY] = ip
+    return ip
+
+
+async def enforce_rate_limit(
+    connection: ASGIConnection[Any, Any, Any, Any], principal_user_id: UUID | None
+) -> None:
+    """Count this request (by user when authenticated, else by client IP) unless its route opts
+    out; keep the decision for the response headers; raise ``RateLimited`` when refused.
+
+    Raises ``ServiceUnavailable`` (503) when the store is down and the limits fail closed.
+    """
+    plugin = _plugin(connection)
+    if not plugin.is_limited(connection):
+        return
+    limits = await plugin.container.request_limits()
+    decision = await limits.check_request(principal_user_id, request_client_ip(connection))
+    connection.scope.setdefault("state", {})[DECISION_STATE_KEY] = decision
+    if not decision.allowed:
+        raise RateLimited(retry_after=decision.reset_seconds)
+
+
+def rate_limit_headers(decision: RateDecision) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"ratelimit-limit", str(decision.limit).encode()),
+        (b"ratelimit-remaining", str(decision.remaining).encode()),
+        (b"ratelimit-reset", str(decision.reset_seconds).encode()),
+    ]
+
+
+async def add_rate_limit_headers(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: the decision's headers on the response start, when one was counted
+    (an unmetered decision, from disabled limits or a store failing open, tells nothing)."""
+    if message["type"] != "http.response.start":
+        return
+    decision = scope.get("state", {}).get(DECISION_STATE_KEY)
+    if isinstance(decision, RateDecision) and decision.metered:
+        message["headers"] = [*message.get("headers", ()), *rate_limit_headers(decision)]

@@ -1,0 +1,96 @@
+"""Request authentication: every route is private unless it opts out with ``opt=PUBLIC``.
+
+``require_principal`` is an app-level guard. On a private route it reads the one credential the
+request carries, ``Authorization: Bearer <access token or API key>`` or ``X-API-Key: <API key>``,
+runs the ``Authenticate`` use case (the same checks for every kind of credential) and keeps the
+resulting :class:`Principal` in the connection state, where ``provide_principal`` (the
+``principal`` dependency) finds it. Public routes cost nothing: the guard returns at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
+
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Headers
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Scope
+
+from whalli.domain.model.errors import InvalidToken, Unauthenticated
+from whalli.domain.model.principal import Principal
+from whalli.domain.services.auth.authenticate import Authenticate
+from whalli.entrypoints.http.rate_limit import enforce_rate_limit
+
+if TYPE_CHECKING:
+    from whalli.entrypoints.http.deps import AppContainer
+
+# ``opt=PUBLIC`` on a route, controller or router; read-only, since every layer shares it.
+PUBLIC: Final[Mapping[str, Any]] = MappingProxyType({"public": True})
+CONTAINER_STATE_KEY: Final = "container"  # app.state: the AppContainer (set by create_app)
+PRINCIPAL_STATE_KEY: Final = "whalli_principal"  # connection state: the Principal
+API_KEY_HEADER: Final = "x-api-key"
+_BEARER: Final = "bearer"
+
+
+def is_public(handler: BaseRouteHandler) -> bool:
+    return bool(handler.opt.get("public", False))
+
+
+def credential_from(headers: Headers) -> str | None:
+    """The credential the request presents, or ``None`` if it presents none.
+
+    More than one (two ``Authorization`` headers, or a bearer token and an ``X-API-Key``) is
+    refused rather than picking one: which would be checked should never be a guess. An
+    ``Authorization`` header of another scheme (``Basic``) is not a credential we accept.
+    """
+    authorizations = headers.getall("authorization", [])
+    api_keys = headers.getall(API_KEY_HEADER, [])
+    if len(authorizations) + len(api_keys) > 1:
+        raise InvalidToken("Send exactly one credential.")
+    if authorizations:
+        scheme, _, value = authorizations[0].strip().partition(" ")
+        if scheme.lower() != _BEARER:
+            raise Unauthenticated("Use the Bearer authorization scheme.")
+        return value.strip() or None
+    if api_keys:
+        return api_keys[0].strip() or None
+    return None
+
+
+async def require_principal(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """App-level guard: authenticate every request to a route not marked public, and count it
+    against its budget (the user's when authenticated, else the client IP's).
+
+    A request whose credential is missing or refused is counted against its IP before the 401,
+    so guessing tokens or API keys is as slow as any anonymous traffic.
+    """
+    if is_public(handler):
+        await enforce_rate_limit(connection, None)
+        return
+    try:
+        credential = credential_from(connection.headers)
+        if credential is None:
+            raise Unauthenticated()
+        container: AppContainer = connection.app.state[CONTAINER_STATE_KEY]
+        authenticate = await container.authenticate()
+        principal = await authenticate.execute(Authenticate(credential=credential))
+    except Unauthenticated:
+        await enforce_rate_limit(connection, None)
+        raise
+    connection.scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
+    await enforce_rate_limit(connection, principal.user_id)
+
+
+def provide_principal(scope: Scope) -> Principal:
+    """The ``principal`` dependency: who the guard authenticated for this request.
+
+    On a public route there is none, so asking for it there is an ``Unauthenticated`` (401).
+    """
+    principal = scope.get("state", {}).get(PRINCIPAL_STATE_KEY)
+    if not isinstance(principal, Principal):
+        raise Unauthenticated()
+    return principal

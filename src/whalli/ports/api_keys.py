@@ -1,0 +1,29 @@
+"""Storage of API keys (only hashes are stored)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from whalli.domain.model.api_keys import ApiKey
+
+
+class ApiKeyRepository(Protocol):
+    async def add(self, key: ApiKey) -> None: ...
+
+    async def get(self, key_id: UUID) -> ApiKey:
+        """Raises ``ApiKeyNotFound``."""
+        ...
+
+    async def find_by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    async def update(self, key: ApiKey) -> None:
+        """Raises ``ApiKeyNotFound``."""
+        ...
+
+    async def list_for_user(self, user_id: UUID) -> list[ApiKey]:
+        """Newest first, revoked ones included."""
+        ...
+
+    async def revoke_all_for_user(self, user_id: UUID, now: datetime) -> int: ...

@@ -1,0 +1,116 @@
+"""Contract of ApiKeyRepository, on the in-memory and the Postgres unit of work."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+
+import pytest
+
+from whalli.domain.model.api_keys import API_KEY_PREFIX, ApiKey
+from whalli.domain.model.errors import ApiKeyNotFound, Conflict, UserNotFound
+from whalli.domain.model.users import User
+
+from ..conftest import UowFactory
+from ..entities import NOW, a_user, at
+
+
+def a_key(user: User, *, now: datetime = NOW, expires_at: datetime | None = None) -> ApiKey:
+    return ApiKey.create(
+        id=uuid.uuid4(), user_id=user.id, name="CI deploys",
+        secret=API_KEY_PREFIX + secrets.token_urlsafe(32), now=now, expires_at=expires_at,
+    )  # fmt: skip
+
+
+async def stored(uow_factory: UowFactory, *keys: ApiKey, user: User) -> None:
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        for key in keys:
+            await uow.api_keys.add(key)
+        await uow.commit()
+
+
+async def test_a_key_reads_back_equal_by_id_and_by_hash(uow_factory: UowFactory) -> None:
+    user = a_user()
+    key, expiring = a_key(user), a_key(user, expires_at=at(3600))
+    await stored(uow_factory, key, expiring, user=user)
+
+    async with uow_factory() as uow:
+        assert await uow.api_keys.get(key.id) == key
+        assert await uow.api_keys.find_by_hash(key.key_hash) == key
+        assert await uow.api_keys.get(expiring.id) == expiring
+
+
+async def test_an_unknown_key_is_not_found(uow_factory: UowFactory) -> None:
+    key = a_key(a_user())
+    async with uow_factory() as uow:
+        with pytest.raises(ApiKeyNotFound, match="API key not found"):
+            await uow.api_keys.get(key.id)
+        with pytest.raises(ApiKeyNotFound, match="API key not found"):
+            await uow.api_keys.update(key)
+        assert await uow.api_keys.find_by_hash(key.key_hash) is None
+
+
+async def test_a_key_needs_an_existing_user(uow_factory: UowFactory) -> None:
+    async with uow_factory() as uow:
+        with pytest.raises(UserNotFound, match="User not found"):
+            await uow.api_keys.add(a_key(a_user()))
+
+
+async def test_a_taken_hash_is_a_conflict(uow_factory: UowFactory) -> None:
+    user = a_user()
+    key, twin = a_key(user), a_key(user)
+    twin.key_hash = key.key_hash
+    await stored(uow_factory, key, user=user)
+
+    async with uow_factory() as uow:
+        with pytest.raises(Conflict, match="conflicts with the current state"):
+            await uow.api_keys.add(twin)
+
+
+async def test_update_persists_use_and_revocation(uow_factory: UowFactory) -> None:
+    user = a_user()
+    key = a_key(user)
+    await stored(uow_factory, key, user=user)
+
+    key.last_used_at, key.name = at(30), "Renamed"
+    key.revoke(at(60))
+    async with uow_factory() as uow:
+        await uow.api_keys.update(key)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.api_keys.get(key.id) == key
+
+
+async def test_list_for_user_is_newest_first_with_revoked_keys(uow_factory: UowFactory) -> None:
+    user, someone_else = a_user(), a_user()
+    older, newer = a_key(user, now=at(10)), a_key(user, now=at(20))
+    older.revoke(at(30))
+    await stored(uow_factory, older, newer, user=user)
+    await stored(uow_factory, a_key(someone_else), user=someone_else)
+
+    async with uow_factory() as uow:
+        assert await uow.api_keys.list_for_user(user.id) == [newer, older]
+        assert await uow.api_keys.list_for_user(uuid.uuid4()) == []
+
+
+async def test_revoke_all_for_user_revokes_active_keys_of_that_user_only(
+    uow_factory: UowFactory,
+) -> None:
+    user, someone_else = a_user(), a_user()
+    revoked_before, active = a_key(user), a_key(user)
+    revoked_before.revoke(at(10))
+    theirs = a_key(someone_else)
+    await stored(uow_factory, revoked_before, active, user=user)
+    await stored(uow_factory, theirs, user=someone_else)
+
+    async with uow_factory() as uow:
+        assert await uow.api_keys.revoke_all_for_user(user.id, at(60)) == 1
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert (await uow.api_keys.get(active.id)).revoked_at == at(60)
+        assert (await uow.api_keys.get(revoked_before.id)).revoked_at == at(10)
+        assert await uow.api_keys.get(theirs.id) == theirs

@@ -1,0 +1,1 @@
+"""Test support: local servers speaking the wire protocols of external services."""

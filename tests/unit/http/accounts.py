@@ -1,0 +1,53 @@
+"""Accounts with working API keys, seeded straight into a FakeContainer's store, for route tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from tests.unit.http.fakes import FakeContainer
+from whalli.domain.model.api_keys import API_KEY_PREFIX, ApiKey
+from whalli.domain.model.users import Plan, Role, User
+
+
+class Caller:
+    """A user and the client calls they make, authenticated with their own API key."""
+
+    def __init__(self, user: User, secret: str, client: AsyncTestClient[Litestar]) -> None:
+        self.user = user
+        self.id = str(user.id)
+        self.email = user.email
+        self.headers = {"X-API-Key": secret}
+        self._client = client
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        kwargs: dict[str, Any] = {"headers": self.headers}
+        if body is not None:
+            kwargs["json"] = body
+        return await self._client.request(method, path, **kwargs)
+
+
+async def seed_caller(
+    container: FakeContainer,
+    client: AsyncTestClient[Litestar],
+    name: str,
+    *,
+    plan: Plan = Plan.FREE,
+    role: Role = Role.USER,
+) -> Caller:
+    now = container.clock.now()
+    user = User.create(
+        id=container.ids.new_id(), email=f"{name}@example.com", name=name.title(), now=now,
+        plan=plan, role=role,
+    )  # fmt: skip
+    secret = API_KEY_PREFIX + container.ids.new_token(32)
+    key = ApiKey.create(
+        id=container.ids.new_id(), user_id=user.id, name="tests", secret=secret, now=now
+    )
+    async with container.uow() as uow:
+        await uow.users.add(user)
+        await uow.api_keys.add(key)
+        await uow.commit()
+    return Caller(user, secret, client)
