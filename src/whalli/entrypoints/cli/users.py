@@ -90,25 +90,16 @@ async def _container_handler() -> AsyncIterator[CreateUserHandler]:
     """The use case on the configured database; opens only the Postgres pool."""
     from dependency_injector import providers
 
-    from whalli.adapters.crypto.argon2_hasher import Argon2PasswordHasher
     from whalli.container import build_container
     from whalli.entrypoints.cli.environment import resolved_settings
 
-    settings = resolved_settings()
-    container = build_container(settings)
+    container = build_container(resolved_settings())
     pool = cast("providers.Resource[Any]", container.gateways.postgres)
     await _resolved(pool.init())
     try:
-        uow = await _resolved(container.adapters.unit_of_work())
-        yield CreateUserHandler(
-            uow,
-            hasher=Argon2PasswordHasher(
-                memory_kib=settings.password_hash_memory_kib,
-                time_cost=settings.password_hash_time_cost,
-            ),
-            clock=container.adapters.clock(),
-            ids=container.adapters.ids(),
-        )
+        handler = await _resolved(container.services.create_user())
+        assert isinstance(handler, CreateUserHandler)
+        yield handler
     finally:
         await _resolved(pool.shutdown())
 
