@@ -124,12 +124,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     openai_api_key: Secret | None = None
     anthropic_api_key: Secret | None = None
     xai_api_key: Secret | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_base_url: str = "https://api.anthropic.com"
+    xai_base_url: str = "https://api.x.ai/v1"
+    # Any OpenAI-compatible server (Ollama, vLLM, llama.cpp, OpenRouter): on when a URL is set.
+    openai_compatible_base_url: str = ""
+    openai_compatible_api_key: Secret | None = None
+
+    # Chat: provider retries/timeouts (seconds), the identical-prompt cache, session lifetime.
+    provider_max_attempts: int = 3
+    provider_connect_timeout_s: float = 10.0
+    provider_first_token_timeout_s: float = 60.0
+    provider_idle_timeout_s: float = 30.0
+    chat_cache_ttl_s: int = 3600
+    chat_session_ttl_s: int = 600
+    chat_stream_ttl_s: int = 900
 
     @property
     def enabled_providers(self) -> frozenset[str]:
         keys = {"openai": self.openai_api_key, "anthropic": self.anthropic_api_key}
         keys["xai"] = self.xai_api_key
         enabled = {name for name, key in keys.items() if key}
+        if self.openai_compatible_base_url:
+            enabled.add("openai-compatible")
         if self.dev_models:
             enabled.add("dev")
         return frozenset(enabled)

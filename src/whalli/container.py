@@ -14,6 +14,10 @@ from typing import Any
 import httpx
 from dependency_injector import containers, providers
 
+from whalli.adapters.ai._streaming import StreamPolicy
+from whalli.adapters.ai.anthropic import AnthropicChatModel
+from whalli.adapters.ai.dev_echo import DevEchoChatModel
+from whalli.adapters.ai.openai import OpenAIChatModel
 from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
 from whalli.adapters.crypto.argon2_hasher import Argon2PasswordHasher
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
@@ -21,14 +25,17 @@ from whalli.adapters.dramatiq.broker import create_broker
 from whalli.adapters.dramatiq.job_queue import DramatiqJobQueue
 from whalli.adapters.oauth.github import GitHubOAuthProvider
 from whalli.adapters.oauth.google import GoogleOAuthProvider
+from whalli.adapters.postgres.chat_search import PostgresChatSearch
 from whalli.adapters.postgres.health import PostgresHealthProbe
 from whalli.adapters.postgres.pool import create_pool
 from whalli.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from whalli.adapters.prometheus.chat_metrics import PrometheusChatMetrics
 from whalli.adapters.redis.cache import RedisCache
 from whalli.adapters.redis.chat_sessions import RedisChatSessionStore
 from whalli.adapters.redis.client import create_redis
 from whalli.adapters.redis.health import RedisHealthProbe
 from whalli.adapters.redis.rate_limiter import RedisRateLimiter
+from whalli.adapters.redis.reply_stream import RedisReplyStream
 from whalli.adapters.s3.blob_storage import S3BlobStorage
 from whalli.adapters.s3.client import create_minio
 from whalli.adapters.s3.health import S3HealthProbe
@@ -50,6 +57,17 @@ from whalli.domain.services.auth.oauth_callback import CompleteOAuth
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.chat.attach_stream import AttachStreamHandler
+from whalli.domain.services.chat.complete import CompleteChatHandler
+from whalli.domain.services.chat.generate_reply import GenerateReplyHandler, ReplySettings
+from whalli.domain.services.chat.read_reply import ReadReplyHandler
+from whalli.domain.services.chat.start_chat import StartChatHandler
+from whalli.domain.services.chat.stop_generation import StopGenerationHandler
+from whalli.domain.services.chats.delete_chat import DeleteChatHandler
+from whalli.domain.services.chats.get_chat import GetChatHandler
+from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.rename_chat import RenameChatHandler
+from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
@@ -63,6 +81,7 @@ from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RateLimit, RateLimitPolicy, RequestLimits
 from whalli.domain.services.record_ping import RecordPing
+from whalli.ports.chat_model import ChatModel
 from whalli.ports.oauth_provider import OAuthProvider
 
 
@@ -132,6 +151,70 @@ def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
     )
 
 
+async def create_provider_client() -> AsyncIterator[httpx.AsyncClient]:
+    """The client for AI providers: many long-lived streams, timeouts set per call by adapters."""
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+    # No client-wide timeout: the adapters bound connect, first-token and idle gaps per call.
+    client = httpx.AsyncClient(timeout=None, limits=limits, follow_redirects=False)  # noqa: S113
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def build_chat_models(settings: Settings, client: httpx.AsyncClient) -> dict[str, ChatModel]:
+    """One adapter per configured provider; a provider without a key has none (hidden)."""
+    policy = StreamPolicy(
+        max_attempts=settings.provider_max_attempts,
+        connect_timeout=settings.provider_connect_timeout_s,
+        first_token_timeout=settings.provider_first_token_timeout_s,
+        idle_timeout=settings.provider_idle_timeout_s,
+    )
+    models: dict[str, ChatModel] = {}
+    if settings.openai_api_key:
+        models["openai"] = OpenAIChatModel(
+            client,
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key.reveal(),
+            provider="openai",
+            policy=policy,
+        )
+    if settings.xai_api_key:
+        models["xai"] = OpenAIChatModel(
+            client,
+            base_url=settings.xai_base_url,
+            api_key=settings.xai_api_key.reveal(),
+            provider="xai",
+            policy=policy,
+        )
+    if settings.openai_compatible_base_url:
+        key = settings.openai_compatible_api_key
+        models["openai-compatible"] = OpenAIChatModel(
+            client,
+            base_url=settings.openai_compatible_base_url,
+            api_key=key.reveal() if key else "",
+            provider="openai-compatible",
+            policy=policy,
+        )
+    if settings.anthropic_api_key:
+        models["anthropic"] = AnthropicChatModel(
+            client,
+            api_key=settings.anthropic_api_key.reveal(),
+            base_url=settings.anthropic_base_url,
+            policy=policy,
+        )
+    if settings.dev_models:
+        models["dev"] = DevEchoChatModel()
+    return models
+
+
+def reply_settings(settings: Settings) -> ReplySettings:
+    return ReplySettings(
+        cache_ttl=timedelta(seconds=settings.chat_cache_ttl_s),
+        stream_ttl=timedelta(seconds=settings.chat_stream_ttl_s),
+    )
+
+
 def _required(value: str | None) -> str:
     if value is None:
         raise RuntimeError("WHALLI_S3_ENDPOINT is not configured")
@@ -167,6 +250,7 @@ class Gateways(containers.DeclarativeContainer):
     http = providers.Resource(
         create_http_client, timeout_s=providers.Callable(lambda s: s.request_timeout_s, settings)
     )
+    provider_http = providers.Resource(create_provider_client)
     broker = providers.Singleton(
         create_broker,
         redis_url=providers.Callable(lambda s: _reveal(s.redis_url), settings),
@@ -214,6 +298,10 @@ class Adapters(containers.DeclarativeContainer):
     )
     catalog = providers.Singleton(load_catalog, providers.Callable(_catalog_path, settings))
     oauth_providers = providers.Singleton(build_oauth_providers, settings, gateways.http)
+    chat_models = providers.Singleton(build_chat_models, settings, gateways.provider_http)
+    reply_stream = providers.Singleton(RedisReplyStream, gateways.redis)
+    chat_metrics = providers.Singleton(PrometheusChatMetrics)
+    chat_search = providers.Singleton(PostgresChatSearch, gateways.postgres)
     health_probes = providers.List(
         providers.Singleton(PostgresHealthProbe, pool=gateways.postgres),
         providers.Singleton(RedisHealthProbe, client=gateways.redis),
@@ -281,6 +369,52 @@ class Services(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         refresh_ttl=refresh_ttl,
+    )
+
+    # chat
+    start_chat = providers.Factory(
+        StartChatHandler,
+        uow,
+        adapters.chat_sessions,
+        adapters.catalog,
+        providers.Callable(lambda s: s.enabled_providers, settings),
+        clock=clock,
+        ids=ids,
+        ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_session_ttl_s), settings),
+    )
+    generate_reply = providers.Factory(
+        GenerateReplyHandler,
+        uow,
+        adapters.reply_stream,
+        adapters.cache,
+        adapters.catalog,
+        adapters.chat_models,
+        clock=clock,
+        ids=ids,
+        metrics=adapters.chat_metrics,
+        settings=providers.Callable(reply_settings, settings),
+    )
+    complete_chat = providers.Factory(
+        CompleteChatHandler,
+        uow,
+        adapters.cache,
+        adapters.catalog,
+        adapters.chat_models,
+        providers.Callable(lambda s: s.enabled_providers, settings),
+        clock=clock,
+        ids=ids,
+        metrics=adapters.chat_metrics,
+        cache_ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_cache_ttl_s), settings),
+    )
+    list_chats = providers.Factory(ListChatsHandler, uow)
+    get_chat = providers.Factory(GetChatHandler, uow)
+    rename_chat = providers.Factory(RenameChatHandler, uow, clock)
+    delete_chat = providers.Factory(DeleteChatHandler, uow)
+    search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)
+    attach_stream = providers.Factory(AttachStreamHandler, adapters.chat_sessions, uow)
+    read_reply = providers.Factory(ReadReplyHandler, adapters.reply_stream)
+    stop_generation = providers.Factory(
+        StopGenerationHandler, adapters.chat_sessions, adapters.reply_stream, uow
     )
 
     # projects and members

@@ -6,12 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from whalli.domain.model.base import Value
-from whalli.domain.model.chats import GenerationParams, MessageRole, TokenUsage
+from whalli.domain.model.chats import GenerationParams, TokenUsage
 
-
-class PromptMessage(Value, frozen=True, kw_only=True):
-    role: MessageRole
-    content: str
+# PromptMessage lives in the domain (the prompt cache key hashes it); re-exported for adapters.
+from whalli.domain.model.chats import PromptMessage as PromptMessage
 
 
 class CompletionRequest(Value, frozen=True, kw_only=True):

@@ -14,6 +14,7 @@ from whalli.ports.projects import ProjectRepository
 from whalli.ports.refresh_tokens import RefreshTokenRepository
 from whalli.ports.search_subscriptions import SearchSubscriptionRepository
 from whalli.ports.transcriptions import TranscriptionRepository
+from whalli.ports.usage import UsageRepository
 from whalli.ports.users import UserRepository
 
 
@@ -35,6 +36,7 @@ class UnitOfWork(Protocol):
     refresh_tokens: RefreshTokenRepository
     api_keys: ApiKeyRepository
     oauth_identities: OAuthIdentityRepository
+    usage: UsageRepository
 
     async def __aenter__(self) -> Self: ...
 

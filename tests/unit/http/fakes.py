@@ -6,9 +6,12 @@ import asyncio
 from datetime import timedelta
 from typing import Literal
 
+from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
 from whalli.adapters.memory.cache import InMemoryCache
+from whalli.adapters.memory.chat_metrics import InMemoryChatMetrics
+from whalli.adapters.memory.chat_search import InMemoryChatSearch
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.oauth_provider import FakeOAuthProvider
@@ -33,6 +36,12 @@ from whalli.domain.services.auth.oauth_callback import CompleteOAuth
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.chat.complete import CompleteChatHandler
+from whalli.domain.services.chats.delete_chat import DeleteChatHandler
+from whalli.domain.services.chats.get_chat import GetChatHandler
+from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.rename_chat import RenameChatHandler
+from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
@@ -46,6 +55,7 @@ from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
 from whalli.entrypoints.http.rate_limit import rate_limit_policy
+from whalli.ports.chat_model import ChatModel
 from whalli.ports.health import HealthProbe
 from whalli.ports.oauth_provider import OAuthProvider
 from whalli.ports.rate_limiter import RateLimiter
@@ -100,6 +110,9 @@ class FakeContainer:
         self.oauth_providers: dict[str, FakeOAuthProvider] = {
             name.value: FakeOAuthProvider(name) for name in OAuthProviderName
         }
+        # Chat models by provider (the network-free echo model) and the metrics they report.
+        self.models: dict[str, ChatModel] = {"dev": DevEchoChatModel()}
+        self.chat_metrics = InMemoryChatMetrics()
 
     def uow(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self.store)
@@ -181,6 +194,29 @@ class FakeContainer:
 
     async def revoke_api_key(self) -> RevokeApiKeyHandler:
         return RevokeApiKeyHandler(self.uow(), self.clock)
+
+    # --- existing chats -------------------------------------------------------------------------
+    async def list_chats(self) -> ListChatsHandler:
+        return ListChatsHandler(self.uow())
+
+    async def get_chat(self) -> GetChatHandler:
+        return GetChatHandler(self.uow())
+
+    async def rename_chat(self) -> RenameChatHandler:
+        return RenameChatHandler(self.uow(), self.clock)
+
+    async def delete_chat(self) -> DeleteChatHandler:
+        return DeleteChatHandler(self.uow())
+
+    async def search_chats(self) -> SearchChatsHandler:
+        return SearchChatsHandler(InMemoryChatSearch(self.store))
+
+    # --- the OpenAI-compatible API ----------------------------------------------------------------
+    async def complete_chat(self) -> CompleteChatHandler:
+        return CompleteChatHandler(
+            self.uow(), self.cache, self.catalog, self.models, self.enabled_providers,
+            clock=self.clock, ids=self.ids, metrics=self.chat_metrics,
+        )  # fmt: skip
 
     # --- OAuth sign-in ------------------------------------------------------------------------
     async def start_oauth(self) -> StartOAuth:

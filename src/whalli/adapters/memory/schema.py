@@ -29,6 +29,7 @@ class ForeignKey:
     parent: str
     missing: type[WhalliError]
     cascade: bool = True
+    set_null: bool = False  # ON DELETE SET NULL (takes precedence over cascade)
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Unique:
 TABLES = (
     "users", "projects", "memberships", "chats", "messages", "attachments", "transcriptions",
     "search_subscriptions", "search_results", "notifications",
-    "refresh_tokens", "api_keys", "oauth_identities",
+    "refresh_tokens", "api_keys", "oauth_identities", "usage_records",
 )  # fmt: skip
 FOREIGN_KEYS = (
     ForeignKey("projects", "owner_id", "users", UserNotFound, cascade=False),
@@ -64,6 +65,8 @@ FOREIGN_KEYS = (
     ForeignKey("refresh_tokens", "user_id", "users", UserNotFound),
     ForeignKey("api_keys", "user_id", "users", UserNotFound),
     ForeignKey("oauth_identities", "user_id", "users", UserNotFound),
+    ForeignKey("usage_records", "user_id", "users", UserNotFound),
+    ForeignKey("usage_records", "message_id", "messages", MessageNotFound, set_null=True),
 )  # fmt: skip
 UNIQUES = (
     Unique("users", ("email",), EmailAlreadyRegistered),

@@ -100,20 +100,35 @@ class MemoryTransaction:
         if key not in self.table(name):
             raise missing()
         doomed: list[tuple[str, Hashable]] = []
-        self._collect(name, key, doomed)  # raises before anything is deleted, as Postgres does
+        orphans: list[tuple[str, Hashable, str]] = []
+        # Raises before anything is deleted, as Postgres does.
+        self._collect(name, key, doomed, orphans)
         for table, doomed_key in doomed:
             self.table(table).pop(doomed_key, None)
+        for table, orphan_key, column in orphans:
+            rows = self.table(table)
+            if orphan_key in rows:  # not deleted by another cascade
+                rows[orphan_key] = msgspec.structs.replace(rows[orphan_key], **{column: None})
 
-    def _collect(self, name: str, key: Hashable, doomed: list[tuple[str, Hashable]]) -> None:
+    def _collect(
+        self,
+        name: str,
+        key: Hashable,
+        doomed: list[tuple[str, Hashable]],
+        orphans: list[tuple[str, Hashable, str]],
+    ) -> None:
         doomed.append((name, key))
         for fk in FOREIGN_KEYS:
             if fk.parent != name:
                 continue
             children = [k for k, r in self.table(fk.table).items() if getattr(r, fk.column) == key]
+            if fk.set_null:
+                orphans.extend((fk.table, child, fk.column) for child in children)
+                continue
             if children and not fk.cascade:
                 raise Conflict(f"Rows in {fk.table} still refer to this row.")
             for child in children:
-                self._collect(fk.table, child, doomed)
+                self._collect(fk.table, child, doomed, orphans)
 
     def _check(self, name: str, key: Hashable, row: Any, rows: Table) -> None:
         if _has_nul(msgspec.to_builtins(row)):  # Postgres text and jsonb refuse NUL

@@ -15,6 +15,7 @@ from whalli.adapters.memory.refresh_tokens import InMemoryRefreshTokenRepository
 from whalli.adapters.memory.search_subscriptions import InMemorySearchSubscriptionRepository
 from whalli.adapters.memory.store import MemoryStore, MemoryTransaction
 from whalli.adapters.memory.transcriptions import InMemoryTranscriptionRepository
+from whalli.adapters.memory.usage import InMemoryUsageRepository
 from whalli.adapters.memory.users import InMemoryUserRepository
 from whalli.ports.unit_of_work import UnitOfWork
 
@@ -40,6 +41,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.refresh_tokens = InMemoryRefreshTokenRepository(self._transaction)
         self.api_keys = InMemoryApiKeyRepository(self._transaction)
         self.oauth_identities = InMemoryOAuthIdentityRepository(self._transaction)
+        self.usage = InMemoryUsageRepository(self._transaction)
 
     def _transaction(self) -> MemoryTransaction:
         if self._tx is None:

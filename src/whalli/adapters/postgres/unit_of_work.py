@@ -20,6 +20,7 @@ from whalli.adapters.postgres.projects import PostgresProjectRepository
 from whalli.adapters.postgres.refresh_tokens import PostgresRefreshTokenRepository
 from whalli.adapters.postgres.search_subscriptions import PostgresSearchSubscriptionRepository
 from whalli.adapters.postgres.transcriptions import PostgresTranscriptionRepository
+from whalli.adapters.postgres.usage import PostgresUsageRepository
 from whalli.adapters.postgres.users import PostgresUserRepository
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.ports.unit_of_work import UnitOfWork
@@ -47,6 +48,7 @@ class PostgresUnitOfWork(UnitOfWork):
         self.refresh_tokens = PostgresRefreshTokenRepository(self._connection)
         self.api_keys = PostgresApiKeyRepository(self._connection)
         self.oauth_identities = PostgresOAuthIdentityRepository(self._connection)
+        self.usage = PostgresUsageRepository(self._connection)
 
     def _connection(self) -> AsyncConnection[TupleRow]:
         if self._conn is None:

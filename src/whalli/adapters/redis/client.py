@@ -16,6 +16,7 @@ async def create_redis(
     connect_timeout: float = 2.0,
     health_check_interval: int = 10,
     retries: int = 2,
+    max_connections: int = 2000,
 ) -> AsyncIterator[Redis]:
     """Yield a pooled client for ``url``; the pool is closed when the generator finishes.
 
@@ -23,6 +24,11 @@ async def create_redis(
     keep a dead Redis from stalling requests; retrying on connection errors and timeouts (which
     reconnects) and checking idle connections every ``health_check_interval`` seconds make a
     restarted Redis usable again without restarting the app.
+
+    Every open reply stream (SSE) holds a connection during its blocking reads, and the pool
+    fails a command rather than wait when all ``max_connections`` are busy (redis-py's default
+    is 100): size it for the open streams expected plus the other traffic, below Redis's
+    ``maxclients`` (10,000 by default).
     """
     client = Redis.from_url(
         url,
@@ -31,6 +37,7 @@ async def create_redis(
         retry_on_timeout=True,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries),
         health_check_interval=health_check_interval,
+        max_connections=max_connections,
     )
     try:
         yield client

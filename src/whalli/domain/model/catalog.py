@@ -25,7 +25,9 @@ from whalli.domain.model.errors import (
 from whalli.domain.model.users import Plan, User
 
 # The providers Whalli has chat model adapters for; "dev" is the local echo model.
-KNOWN_PROVIDERS: frozenset[str] = frozenset({"openai", "anthropic", "xai", "dev"})
+KNOWN_PROVIDERS: frozenset[str] = frozenset(
+    {"openai", "anthropic", "xai", "openai-compatible", "dev"}
+)
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 

@@ -168,3 +168,10 @@ class Message(Entity, kw_only=True):
         self.finish_reason, self.cost_usd, self.cached = finish_reason, cost_usd, cached
         self.ttft_ms, self.total_ms, self.error = ttft_ms, total_ms, error
         self.updated_at = now
+
+
+class PromptMessage(Value, frozen=True, kw_only=True):
+    """One message of the context sent to a model (the port and the prompt cache key speak it)."""
+
+    role: MessageRole
+    content: str

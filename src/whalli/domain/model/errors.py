@@ -241,3 +241,8 @@ class OAuthFailed(InvalidInput):
 class InvalidCredentials(Unauthenticated):
     code = "invalid_credentials"
     default_message = "The email or password is not correct."
+
+
+class AttachmentNotReady(Conflict):
+    code = "attachment_not_ready"
+    default_message = "An attached file is not ready yet."

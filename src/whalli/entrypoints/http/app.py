@@ -15,10 +15,13 @@ from whalli.adapters.prometheus.metrics import http_metrics
 from whalli.entrypoints.http.controllers.admin import AdminController
 from whalli.entrypoints.http.controllers.api_keys import ApiKeyController
 from whalli.entrypoints.http.controllers.auth import AuthController
+from whalli.entrypoints.http.controllers.chat import ChatStreamController
+from whalli.entrypoints.http.controllers.chats import ChatController
 from whalli.entrypoints.http.controllers.health import HealthController
 from whalli.entrypoints.http.controllers.metrics import MetricsController
 from whalli.entrypoints.http.controllers.models import ModelController
 from whalli.entrypoints.http.controllers.oauth import OAuthController
+from whalli.entrypoints.http.controllers.openai_compat import OpenAICompatController
 from whalli.entrypoints.http.controllers.projects import MemberController, ProjectController
 from whalli.entrypoints.http.deps import AppContainer, build_dependencies
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
@@ -31,11 +34,14 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     MetricsController,
     AuthController,
     OAuthController,
+    ChatStreamController,
     ProjectController,
     MemberController,
     ModelController,
     AdminController,
     ApiKeyController,
+    OpenAICompatController,
+    ChatController,
 )
 
 

@@ -26,6 +26,17 @@ from whalli.domain.services.auth.oauth_callback import CompleteOAuth
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.chat.attach_stream import AttachStreamHandler
+from whalli.domain.services.chat.complete import CompleteChatHandler
+from whalli.domain.services.chat.generate_reply import GenerateReplyHandler
+from whalli.domain.services.chat.read_reply import ReadReplyHandler
+from whalli.domain.services.chat.start_chat import StartChatHandler
+from whalli.domain.services.chat.stop_generation import StopGenerationHandler
+from whalli.domain.services.chats.delete_chat import DeleteChatHandler
+from whalli.domain.services.chats.get_chat import GetChatHandler
+from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.rename_chat import RenameChatHandler
+from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
@@ -39,6 +50,7 @@ from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
 from whalli.entrypoints.http.app import create_app
+from whalli.entrypoints.http.generation import GenerationSupervisor
 from whalli.ports.oauth_provider import OAuthProvider
 
 log = structlog.get_logger(__name__)
@@ -55,6 +67,11 @@ class ContainerApp:
     def __init__(self, container: Container) -> None:
         self.container = container
         self._oauth: dict[str, OAuthProvider] = {}
+        self._generations = GenerationSupervisor()
+
+    @property
+    def generations(self) -> GenerationSupervisor:
+        return self._generations
 
     @property
     def settings(self) -> Settings:
@@ -144,6 +161,39 @@ class ContainerApp:
     async def complete_oauth(self) -> CompleteOAuth:
         return await self._get(self.container.services.complete_oauth, CompleteOAuth)
 
+    async def start_chat(self) -> StartChatHandler:
+        return await self._get(self.container.services.start_chat, StartChatHandler)
+
+    async def generate_reply(self) -> GenerateReplyHandler:
+        return await self._get(self.container.services.generate_reply, GenerateReplyHandler)
+
+    async def attach_stream(self) -> AttachStreamHandler:
+        return await self._get(self.container.services.attach_stream, AttachStreamHandler)
+
+    async def read_reply(self) -> ReadReplyHandler:
+        return await self._get(self.container.services.read_reply, ReadReplyHandler)
+
+    async def stop_generation(self) -> StopGenerationHandler:
+        return await self._get(self.container.services.stop_generation, StopGenerationHandler)
+
+    async def complete_chat(self) -> CompleteChatHandler:
+        return await self._get(self.container.services.complete_chat, CompleteChatHandler)
+
+    async def list_chats(self) -> ListChatsHandler:
+        return await self._get(self.container.services.list_chats, ListChatsHandler)
+
+    async def get_chat(self) -> GetChatHandler:
+        return await self._get(self.container.services.get_chat, GetChatHandler)
+
+    async def rename_chat(self) -> RenameChatHandler:
+        return await self._get(self.container.services.rename_chat, RenameChatHandler)
+
+    async def delete_chat(self) -> DeleteChatHandler:
+        return await self._get(self.container.services.delete_chat, DeleteChatHandler)
+
+    async def search_chats(self) -> SearchChatsHandler:
+        return await self._get(self.container.services.search_chats, SearchChatsHandler)
+
     def oauth_provider(self, name: str) -> OAuthProvider | None:
         return self._oauth.get(name)
 
@@ -161,6 +211,7 @@ class ContainerApp:
             log.warning("s3_bucket_not_ensured", reason=e.message)
 
     async def shutdown_resources(self) -> None:
+        await self._generations.shutdown()  # let running replies finish and be saved
         result = self.container.shutdown_resources()
         if inspect.isawaitable(result):
             await result

@@ -22,6 +22,17 @@ from whalli.domain.services.auth.oauth_callback import CompleteOAuth
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.chat.attach_stream import AttachStreamHandler
+from whalli.domain.services.chat.complete import CompleteChatHandler
+from whalli.domain.services.chat.generate_reply import GenerateReplyHandler
+from whalli.domain.services.chat.read_reply import ReadReplyHandler
+from whalli.domain.services.chat.start_chat import StartChatHandler
+from whalli.domain.services.chat.stop_generation import StopGenerationHandler
+from whalli.domain.services.chats.delete_chat import DeleteChatHandler
+from whalli.domain.services.chats.get_chat import GetChatHandler
+from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.rename_chat import RenameChatHandler
+from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
@@ -34,6 +45,7 @@ from whalli.domain.services.projects.list_projects import ListProjectsHandler
 from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
+from whalli.entrypoints.http.generation import GenerationSupervisor
 from whalli.entrypoints.http.security import provide_principal
 from whalli.ports.oauth_provider import OAuthProvider
 
@@ -74,10 +86,29 @@ class AppContainer(Protocol):
     async def list_api_keys(self) -> ListApiKeysHandler: ...
     async def revoke_api_key(self) -> RevokeApiKeyHandler: ...
 
+    # Existing chats (list, read, rename, delete, search): one fresh handler per call.
+    async def list_chats(self) -> ListChatsHandler: ...
+    async def get_chat(self) -> GetChatHandler: ...
+    async def rename_chat(self) -> RenameChatHandler: ...
+    async def delete_chat(self) -> DeleteChatHandler: ...
+    async def search_chats(self) -> SearchChatsHandler: ...
+
     # OAuth sign-in: ``oauth_provider`` is None for unknown names and disabled providers.
     async def start_oauth(self) -> StartOAuth: ...
     async def complete_oauth(self) -> CompleteOAuth: ...
     def oauth_provider(self, name: str) -> OAuthProvider | None: ...
+
+    # Chat streaming (controllers/chat.py asks for these through the app state).
+    @property
+    def generations(self) -> GenerationSupervisor: ...
+    async def start_chat(self) -> StartChatHandler: ...
+    async def generate_reply(self) -> GenerateReplyHandler: ...
+    async def attach_stream(self) -> AttachStreamHandler: ...
+    async def read_reply(self) -> ReadReplyHandler: ...
+    async def stop_generation(self) -> StopGenerationHandler: ...
+
+    # The OpenAI-compatible API (controllers/openai_compat.py): a stateless completion.
+    async def complete_chat(self) -> CompleteChatHandler: ...
 
     async def init_resources(self) -> None: ...
 
@@ -98,6 +129,7 @@ def build_dependencies(container: AppContainer) -> dict[str, Provide]:
         "check_readiness": Provide(provide_check_readiness),
         **_auth_providers(container),
         **_use_case_providers(container),
+        **_chat_providers(container),
         **_oauth_providers(container),
     }
 
@@ -161,4 +193,16 @@ def _use_case_providers(container: AppContainer) -> dict[str, Provide]:
         "create_api_key": Provide(container.create_api_key),
         "list_api_keys": Provide(container.list_api_keys),
         "revoke_api_key": Provide(container.revoke_api_key),
+    }
+
+
+def _chat_providers(container: AppContainer) -> dict[str, Provide]:
+    """Existing chats: each parameter name asks the container method of the same name."""
+    return {
+        "list_chats": Provide(container.list_chats),
+        "get_chat": Provide(container.get_chat),
+        "rename_chat": Provide(container.rename_chat),
+        "delete_chat": Provide(container.delete_chat),
+        "search_chats": Provide(container.search_chats),
+        "complete_chat": Provide(container.complete_chat),
     }

@@ -26,6 +26,7 @@ from whalli.domain.model.errors import (
     NotFound,
     OAuthFailed,
     PermissionDenied,
+    ProviderError,
     RateLimited,
     ServiceUnavailable,
     Unauthenticated,
@@ -50,6 +51,7 @@ STATUS_BY_ERROR: dict[type[WhalliError], int] = {
     AttachmentTooLarge: 413,
     UnsupportedFileType: 415,
     ServiceUnavailable: 503,
+    ProviderError: 502,  # the upstream model provider failed: a bad gateway, not our bug
 }
 
 log = structlog.get_logger("whalli.http")

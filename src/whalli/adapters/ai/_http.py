@@ -1,0 +1,180 @@
+"""One streaming POST to a provider, as SSE events, with httpx failures turned into
+``ProviderError`` (see ``_streaming`` for which of them are retried)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import AsyncGenerator, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import msgspec
+
+from whalli.adapters.ai._sse import SseDecoder, SseEvent
+from whalli.adapters.ai._streaming import StreamPolicy, provider_error, stream_cut
+from whalli.domain.model.errors import ProviderError
+
+# Upstream error messages may echo the API key (OpenAI's 401 does, partly masked): only a short
+# machine-readable error code of the upstream body ever reaches our messages.
+_SAFE_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+async def sse_post(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    provider: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    policy: StreamPolicy,
+) -> AsyncGenerator[SseEvent, None]:
+    """POST ``body`` (JSON) and yield the SSE events of a 2xx answer as they arrive.
+
+    Closing the generator closes the response (and its connection) at once.
+    """
+    # Reads are bounded by the caller's first-token and idle timeouts, not by httpx.
+    timeout = httpx.Timeout(policy.connect_timeout, read=None)
+    request_headers = {
+        "content-type": "application/json",
+        "accept": "text/event-stream",
+        **headers,
+    }
+    try:
+        async with http.stream(
+            "POST", url, content=body, headers=request_headers, timeout=timeout
+        ) as response:
+            if not response.is_success:  # redirects are not followed: a 3xx is a bad base URL
+                content = await response.aread()
+                raise status_error(provider, response.status_code, response.headers, content)
+            decoder = SseDecoder()
+            async for chunk in response.aiter_bytes():
+                for event in decoder.feed(chunk):
+                    yield event
+            for event in decoder.finish():
+                yield event
+    except (httpx.RemoteProtocolError, httpx.ReadError) as e:
+        raise stream_cut(provider) from e
+    except httpx.TimeoutException as e:
+        raise provider_error(
+            f"Timed out connecting to the {provider} provider.",
+            provider=provider,
+            kind="connection",
+            retryable=True,
+        ) from e
+    except httpx.HTTPError as e:
+        raise provider_error(
+            f"Could not reach the {provider} provider ({type(e).__name__}).",
+            provider=provider,
+            kind="connection",
+            retryable=True,
+        ) from e
+
+
+def status_error(
+    provider: str, status: int, headers: Mapping[str, str], body: bytes
+) -> ProviderError:
+    code = error_code(body)
+    detail = f"HTTP {status}" + (f": {code}" if code else "")
+    if status == 429:
+        return provider_error(
+            f"The {provider} provider is rate limiting requests ({detail}).",
+            provider=provider,
+            kind="rate_limited",
+            retryable=True,
+            retry_after=retry_after(headers),
+        )
+    if status >= 500:
+        return provider_error(
+            f"The {provider} provider failed ({detail}).",
+            provider=provider,
+            kind="server_error",
+            retryable=True,
+            retry_after=retry_after(headers),  # 503 and Anthropic's 529 may say when to retry
+        )
+    return provider_error(
+        f"The {provider} provider rejected the request ({detail}).",
+        provider=provider,
+        kind="rejected",
+        retryable=False,
+    )
+
+
+def error_code(body: object) -> str:
+    """The upstream error's type or code, if it is a short safe token (OpenAI's
+    ``{"error": {"code", "type"}}``, Anthropic's ``{"type": "error", "error": {"type"}}``)."""
+    try:
+        document = msgspec.json.decode(body) if isinstance(body, bytes) else body
+    except msgspec.DecodeError:
+        return ""
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict):
+        return ""
+    for key in ("code", "type"):
+        value = error.get(key)
+        if isinstance(value, str) and _SAFE_CODE.fullmatch(value):
+            return value
+    return ""
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or a date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return _finite(float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return _finite(float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _finite(seconds: float) -> float | None:
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+# Error types a stream may report mid-answer that trying again can cure.
+_TRANSIENT = frozenset(
+    {"overloaded_error", "api_error", "rate_limit_error", "server_error", "rate_limit_exceeded"}
+)
+
+
+def stream_error(provider: str, payload: object) -> ProviderError:
+    """An error the provider reported inside a 2xx stream (an ``error`` event or chunk)."""
+    code = error_code(payload)
+    return provider_error(
+        f"The {provider} provider reported an error mid-stream" + (f" ({code})." if code else "."),
+        provider=provider,
+        kind="upstream_error",
+        retryable=code in _TRANSIENT,
+    )
+
+
+def decode_json(provider: str, data: str) -> dict[str, Any]:
+    """One SSE ``data`` payload as a JSON object."""
+    try:
+        document = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        document = None
+    if not isinstance(document, dict):
+        raise provider_error(
+            f"The {provider} provider sent a malformed stream event.",
+            provider=provider,
+            kind="protocol",
+            retryable=True,
+        )
+    return document

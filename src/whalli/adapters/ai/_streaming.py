@@ -1,0 +1,132 @@
+"""What every streaming provider adapter shares: the retry policy, timeouts and error shapes.
+
+Rules (the chat flow depends on them):
+- a failure before the first token may be retried here, with exponential backoff and jitter, on
+  connection errors, 429 (waiting what Retry-After asks, capped) and 5xx, a bounded number of
+  times; other failures are raised at once;
+- after the first token nothing is retried: the caller has already streamed text to a user, so
+  any failure raises ``ProviderError`` with ``retryable=False`` and the caller ends the stream;
+- the first token must come within ``first_token_timeout`` of the request, and each later event
+  within ``idle_timeout`` of the previous one; a first-token timeout is not retried here (it would
+  multiply the wait) but is ``retryable`` so the caller can fall back to another model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from whalli.domain.model.errors import ProviderError
+from whalli.ports.chat_model import StreamDelta, StreamEvent
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPolicy:
+    """Retry and timeout settings (seconds) for one provider."""
+
+    max_attempts: int = 3
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_cap: float = 30.0
+    connect_timeout: float = 10.0
+    first_token_timeout: float = 60.0
+    idle_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        for name in ("connect_timeout", "first_token_timeout", "idle_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("backoff_base", "backoff_max", "retry_after_cap"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} cannot be negative")
+
+    def delay(self, failed_attempts: int, retry_after: float | None = None) -> float:
+        """How long to wait before the next attempt."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_cap)
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (failed_attempts - 1))
+        # "Equal jitter": at least half the backoff, so retries stay spread but never bunch at 0.
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def provider_error(
+    message: str,
+    *,
+    provider: str,
+    kind: str,
+    retryable: bool,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """A ``ProviderError`` whose details say which provider failed and how (for metrics)."""
+    error = ProviderError(message, provider=provider, kind=kind, retry_after=retry_after)
+    error.retryable = retryable
+    return error
+
+
+def stream_cut(provider: str) -> ProviderError:
+    return provider_error(
+        f"The {provider} stream was cut before it finished (stream cut).",
+        provider=provider,
+        kind="stream_cut",
+        retryable=True,
+    )
+
+
+async def stream_with_retries(
+    attempt: Callable[[], AsyncGenerator[StreamEvent, None]],
+    *,
+    provider: str,
+    policy: StreamPolicy,
+    sleep: Sleep = asyncio.sleep,
+) -> AsyncIterator[StreamEvent]:
+    """Run ``attempt`` (one upstream request) under the rules of the module docstring."""
+    for number in range(1, policy.max_attempts + 1):
+        started = False
+        try:
+            # aclosing: when the caller closes us, the upstream response closes now, not at GC.
+            async with aclosing(_timed(attempt(), provider, policy)) as events:
+                async for event in events:
+                    started = started or isinstance(event, StreamDelta)
+                    yield event
+            return
+        except ProviderError as error:
+            if started:
+                error.retryable = False
+                raise
+            last = number == policy.max_attempts
+            if not error.retryable or last or error.details.get("kind") == "timeout":
+                raise
+            wait = error.details.get("retry_after")
+            await sleep(policy.delay(number, wait if isinstance(wait, float) else None))
+
+
+async def _timed(
+    events: AsyncGenerator[StreamEvent, None], provider: str, policy: StreamPolicy
+) -> AsyncGenerator[StreamEvent, None]:
+    async with aclosing(events):
+        limit, waiting_for = policy.first_token_timeout, "the first token"
+        while True:
+            try:
+                # The timeout wraps the read only, never the caller's time between events.
+                async with asyncio.timeout(limit):
+                    event = await anext(events, None)
+            except TimeoutError as e:
+                raise provider_error(
+                    f"The {provider} provider sent nothing for {limit:g}s "
+                    f"waiting for {waiting_for}.",
+                    provider=provider,
+                    kind="timeout",
+                    retryable=True,
+                ) from e
+            if event is None:
+                return
+            yield event
+            if isinstance(event, StreamDelta):
+                limit, waiting_for = policy.idle_timeout, "the next token"

@@ -1,0 +1,150 @@
+"""Anthropic Messages API streaming over httpx.
+
+The stream is message_start (input tokens), content blocks (content_block_start, text deltas,
+content_block_stop), message_delta (stop reason, output tokens so far), then message_stop; ping
+events may come at any time and an error event may replace the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+import msgspec
+
+from whalli.adapters.ai._http import decode_json, sse_post, stream_error
+from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, stream_with_retries
+from whalli.domain.model.chats import MessageRole, TokenUsage
+from whalli.domain.model.errors import ProviderError
+from whalli.ports.chat_model import (
+    ChatModel,
+    CompletionRequest,
+    StreamDelta,
+    StreamEnd,
+    StreamEvent,
+)
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 1024  # the Messages API requires max_tokens
+
+
+class AnthropicChatModel(ChatModel):
+    """``base_url`` is the API root (``https://api.anthropic.com``)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_key: str,
+        base_url: str = "https://api.anthropic.com",
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        policy: StreamPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.provider = "anthropic"
+        self._http = http
+        self._url = base_url.rstrip("/") + "/v1/messages"
+        self._headers = {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
+        self._default_max_tokens = default_max_tokens
+        self._policy = policy or StreamPolicy()
+        self._sleep = sleep
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        body = msgspec.json.encode(self._body(request))
+        return stream_with_retries(
+            lambda: self._attempt(body),
+            provider=self.provider,
+            policy=self._policy,
+            sleep=self._sleep,
+        )
+
+    def _body(self, request: CompletionRequest) -> dict[str, Any]:
+        system = "\n\n".join(m.content for m in request.messages if m.role == MessageRole.SYSTEM)
+        # The API takes the system prompt apart, and wants user and assistant turns to alternate:
+        # consecutive turns of one role are joined.
+        turns: list[dict[str, str]] = []
+        for message in request.messages:
+            if message.role == MessageRole.SYSTEM:
+                continue
+            if turns and turns[-1]["role"] == message.role:
+                turns[-1]["content"] += "\n\n" + message.content
+            else:
+                turns.append({"role": str(message.role), "content": message.content})
+        params = request.params
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": params.max_tokens or self._default_max_tokens,
+            "messages": turns,
+            "stream": True,
+        }
+        if system:
+            body["system"] = system
+        if params.temperature is not None:
+            body["temperature"] = min(params.temperature, 1.0)  # Anthropic's range is 0..1
+        return body
+
+    async def _attempt(self, body: bytes) -> AsyncGenerator[StreamEvent, None]:
+        prompt_tokens = completion_tokens = 0
+        stop_reason: str | None = None
+        end: StreamEnd | None = None
+        events = sse_post(
+            self._http,
+            self._url,
+            provider=self.provider,
+            headers=self._headers,
+            body=body,
+            policy=self._policy,
+        )
+        async with aclosing(events):
+            try:
+                async for sse in events:
+                    if end is not None:
+                        continue  # read the body to its end so the connection can be reused
+                    data = decode_json(self.provider, sse.data)
+                    kind = data.get("type", sse.event)
+                    if kind == "content_block_delta":
+                        delta = data.get("delta") or {}
+                        text = delta.get("text")
+                        if delta.get("type") == "text_delta" and isinstance(text, str) and text:
+                            yield StreamDelta(text=text)
+                    elif kind == "message_start":
+                        usage = (data.get("message") or {}).get("usage") or {}
+                        prompt_tokens = _input_tokens(usage) or prompt_tokens
+                        completion_tokens = _count(usage.get("output_tokens")) or completion_tokens
+                    elif kind == "message_delta":
+                        usage = data.get("usage") or {}
+                        # Counts here are cumulative; newer API versions repeat the input count.
+                        prompt_tokens = _input_tokens(usage) or prompt_tokens
+                        completion_tokens = _count(usage.get("output_tokens")) or completion_tokens
+                        stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
+                    elif kind == "message_stop":
+                        end = StreamEnd(
+                            finish_reason=str(stop_reason or "unknown"),
+                            usage=TokenUsage(
+                                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+                            ),
+                        )
+                    elif kind == "error":
+                        raise stream_error(self.provider, data)
+                    # ping, content_block_start/stop and event types added later carry no text
+            except ProviderError:
+                if end is None:
+                    raise  # a failure after message_stop does not spoil a complete answer
+        if end is None:
+            raise stream_cut(self.provider)
+        yield end
+
+
+def _input_tokens(usage: dict[str, Any]) -> int:
+    # Prompt-cache reads and writes are billed input too, reported apart from input_tokens.
+    return sum(
+        _count(usage.get(key))
+        for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and value > 0 else 0

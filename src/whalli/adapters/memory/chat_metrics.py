@@ -1,0 +1,38 @@
+"""Chat metrics kept in memory, for tests to read back."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from whalli.ports.chat_metrics import ChatMetrics
+
+
+@dataclass
+class InMemoryChatMetrics(ChatMetrics):
+    cache: Counter[str] = field(default_factory=Counter)
+    replies: list[dict[str, object]] = field(default_factory=list)
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def cache_lookup(self, *, hit: bool) -> None:
+        self.cache["hit" if hit else "miss"] += 1
+
+    def reply(
+        self,
+        *,
+        model: str,
+        provider: str,
+        status: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        ttft_seconds: float | None,
+        total_seconds: float,
+    ) -> None:
+        self.replies.append(
+            {"model": model, "provider": provider, "status": status,
+             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+             "ttft_seconds": ttft_seconds, "total_seconds": total_seconds}
+        )  # fmt: skip
+
+    def provider_error(self, *, provider: str, kind: str) -> None:
+        self.errors[(provider, kind)] += 1

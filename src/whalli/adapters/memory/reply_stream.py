@@ -1,0 +1,118 @@
+"""In-process ``ReplyStream`` with the Redis one's semantics (ids ``"<n>-0"``, increasing)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.replies import ReplyEvent
+from whalli.ports.clock import Clock
+from whalli.ports.reply_stream import ReplyStream
+
+EventId = tuple[int, int]
+
+
+_EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+_MAX_PART = 2**64 - 1
+
+
+def parse_event_id(event_id: str) -> EventId:
+    """``"<ms>-<seq>"`` or ``"<ms>"``, as Redis accepts them."""
+    match = _EVENT_ID.fullmatch(event_id)
+    parts = (0, 0) if match is None else (int(match[1]), int(match[2] or 0))
+    if match is None or max(parts) > _MAX_PART:
+        raise InvalidInput("That is not a reply event id.", field="after")
+    return parts
+
+
+@dataclass
+class _Stream:
+    expires_at: datetime
+    events: list[tuple[EventId, ReplyEvent]] = field(default_factory=list)
+
+
+def _check_ttl(ttl_seconds: int) -> None:
+    if ttl_seconds <= 0:
+        raise ValueError("ttl_seconds must be positive")
+
+
+class InMemoryReplyStream(ReplyStream):
+    """Expiry follows ``clock``; a blocked ``read`` waits in real time (up to ``block_ms``)."""
+
+    def __init__(self, clock: Clock, *, max_len: int = 10_000) -> None:
+        self._clock = clock
+        self._max_len = max_len
+        self._streams: dict[str, _Stream] = {}
+        self._flags: dict[tuple[str, str], datetime] = {}
+        self._published = asyncio.Condition()
+        # One counter for every session: a stream recreated after expiry keeps increasing ids.
+        self._last = 0
+
+    def _live(self, session_id: str) -> _Stream | None:
+        stream = self._streams.get(session_id)
+        if stream is not None and self._clock.now() >= stream.expires_at:
+            del self._streams[session_id]
+            return None
+        return stream
+
+    def _flag(self, kind: str, session_id: str) -> bool:
+        expires_at = self._flags.get((kind, session_id))
+        if expires_at is not None and self._clock.now() >= expires_at:
+            del self._flags[(kind, session_id)]
+            return False
+        return expires_at is not None
+
+    def _expiry(self, ttl_seconds: int) -> datetime:
+        _check_ttl(ttl_seconds)
+        return self._clock.now() + timedelta(seconds=ttl_seconds)
+
+    async def publish(self, session_id: str, event: ReplyEvent, ttl_seconds: int) -> str:
+        expires_at = self._expiry(ttl_seconds)
+        stream = self._live(session_id) or self._streams.setdefault(session_id, _Stream(expires_at))
+        self._last += 1
+        stream.events.append(((self._last, 0), event))
+        del stream.events[: -self._max_len]
+        stream.expires_at = expires_at
+        async with self._published:
+            self._published.notify_all()
+        return f"{self._last}-0"
+
+    def _after(self, session_id: str, after: EventId, count: int) -> list[tuple[str, ReplyEvent]]:
+        stream = self._live(session_id)
+        events = [] if stream is None else stream.events
+        return [(f"{i[0]}-{i[1]}", e) for i, e in events if i > after][:count]
+
+    async def read(
+        self, session_id: str, after: str | None, *, block_ms: int, count: int = 256
+    ) -> list[tuple[str, ReplyEvent]]:
+        start = (0, 0) if after is None else parse_event_id(after)
+        if count <= 0:
+            raise InvalidInput("count must be positive", field="count")
+        found = self._after(session_id, start, count)
+        if found or block_ms <= 0:
+            return found
+        async with self._published:
+            try:
+                await asyncio.wait_for(
+                    self._published.wait_for(lambda: bool(self._after(session_id, start, 1))),
+                    block_ms / 1000,
+                )
+            except TimeoutError:
+                return []
+        return self._after(session_id, start, count)
+
+    async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
+        self._flags[("stop", session_id)] = self._expiry(ttl_seconds)
+
+    async def stop_requested(self, session_id: str) -> bool:
+        return self._flag("stop", session_id)
+
+    async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
+        expires_at = self._expiry(ttl_seconds)
+        if self._flag("owner", session_id):
+            return False
+        self._flags[("owner", session_id)] = expires_at
+        return True

@@ -1,0 +1,66 @@
+"""``ChatSearch`` on Postgres full-text search (a reader: it borrows its own pooled connection)."""
+
+from __future__ import annotations
+
+from typing import Final
+from uuid import UUID
+
+import msgspec
+from psycopg.rows import dict_row
+
+from whalli.adapters.postgres._base import check_limit, translated
+from whalli.adapters.postgres.pool import PostgresPool
+from whalli.ports.chat_search import ChatSearch, ChatSearchHit
+
+# websearch_to_tsquery accepts any text (quotes, operators, punctuation) without a syntax error.
+# The 'simple' configuration matches chats.title_tsv and messages.content_tsv (any language).
+# `matches` keeps one row per readable chat: its best message, if any message matches; the
+# headline (costly: it re-parses the text) is only computed for the rows that are returned.
+_SEARCH: Final = """
+WITH q AS (SELECT websearch_to_tsquery('simple', %(query)s) AS query),
+matches AS (
+    SELECT DISTINCT ON (c.id)
+        c.id AS chat_id, c.project_id, c.title, c.updated_at,
+        m.content,
+        coalesce(ts_rank(c.title_tsv, q.query), 0)
+            + coalesce(ts_rank(m.content_tsv, q.query), 0) AS rank
+    FROM q
+    CROSS JOIN chats c
+    JOIN memberships mb ON mb.project_id = c.project_id AND mb.user_id = %(user_id)s
+    LEFT JOIN messages m ON m.chat_id = c.id AND m.content_tsv @@ q.query
+    WHERE c.title_tsv @@ q.query OR m.id IS NOT NULL
+    ORDER BY c.id, ts_rank(m.content_tsv, q.query) DESC NULLS LAST, m.created_at DESC
+),
+best AS (
+    SELECT * FROM matches ORDER BY rank DESC, updated_at DESC, chat_id DESC LIMIT %(limit)s
+)
+SELECT best.chat_id, best.project_id, best.title, best.updated_at, best.rank::double precision,
+    CASE WHEN best.content IS NULL THEN '' ELSE ts_headline(
+        'simple', left(best.content, 100000), q.query,
+        'StartSel="", StopSel="", MaxFragments=2, MaxWords=24, MinWords=8, '
+        'FragmentDelimiter=" … "'
+    ) END AS snippet
+FROM best CROSS JOIN q
+ORDER BY best.rank DESC, best.updated_at DESC, best.chat_id DESC
+"""
+
+
+class PostgresChatSearch(ChatSearch):
+    """Snippets are plain text without highlight markers (a chat may contain any character);
+    a chat found by its title alone has an empty snippet."""
+
+    def __init__(self, pool: PostgresPool) -> None:
+        self._pool = pool
+
+    async def search(self, user_id: UUID, query: str, *, limit: int = 20) -> list[ChatSearchHit]:
+        check_limit(limit)
+        # Postgres text cannot hold NUL; it separates words as well as a space would.
+        query = query.replace("\x00", " ")
+        if not query.strip() or limit == 0:
+            return []
+        params = {"query": query, "user_id": user_id, "limit": limit}
+        with translated():
+            async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(_SEARCH, params)
+                rows = await cur.fetchall()
+        return [msgspec.convert(row, ChatSearchHit) for row in rows]

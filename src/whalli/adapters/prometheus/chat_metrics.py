@@ -1,0 +1,93 @@
+"""Chat metrics in Prometheus (aggregated across processes like the HTTP metrics)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from whalli.ports.chat_metrics import ChatMetrics
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter, Gauge, Histogram
+
+# Time to first token and whole replies: from tens of milliseconds to minutes.
+REPLY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Collectors:
+    cache_hits: Counter
+    cache_misses: Counter
+    requests: Counter
+    tokens: Counter
+    ttft: Histogram
+    total: Histogram
+    provider_errors: Counter
+    sse_connections: Gauge
+
+
+@functools.cache
+def _collectors() -> _Collectors:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    return _Collectors(
+        cache_hits=Counter("whalli_chat_cache_hits_total", "Identical-prompt cache hits."),
+        cache_misses=Counter("whalli_chat_cache_misses_total", "Identical-prompt cache misses."),
+        requests=Counter(
+            "whalli_chat_requests_total", "Replies by model, provider and status.",
+            ["model", "provider", "status"],
+        ),
+        tokens=Counter(
+            "whalli_chat_tokens_total", "Tokens by model, provider and kind (prompt/completion).",
+            ["model", "provider", "kind"],
+        ),
+        ttft=Histogram(
+            "whalli_chat_ttft_seconds", "Time to first token by provider.", ["provider"],
+            buckets=REPLY_BUCKETS,
+        ),
+        total=Histogram(
+            "whalli_chat_reply_seconds", "Whole reply time by provider.", ["provider"],
+            buckets=REPLY_BUCKETS,
+        ),
+        provider_errors=Counter(
+            "whalli_provider_errors_total", "Provider failures by provider and kind.",
+            ["provider", "kind"],
+        ),
+        sse_connections=Gauge(
+            "whalli_sse_connections_active", "Open SSE reply streams.",
+            multiprocess_mode="livesum",
+        ),
+    )  # fmt: skip
+
+
+def sse_connections() -> Gauge:
+    return _collectors().sse_connections
+
+
+class PrometheusChatMetrics(ChatMetrics):
+    def cache_lookup(self, *, hit: bool) -> None:
+        c = _collectors()
+        (c.cache_hits if hit else c.cache_misses).inc()
+
+    def reply(
+        self,
+        *,
+        model: str,
+        provider: str,
+        status: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        ttft_seconds: float | None,
+        total_seconds: float,
+    ) -> None:
+        c = _collectors()
+        c.requests.labels(model, provider, status).inc()
+        c.tokens.labels(model, provider, "prompt").inc(prompt_tokens)
+        c.tokens.labels(model, provider, "completion").inc(completion_tokens)
+        if ttft_seconds is not None:
+            c.ttft.labels(provider).observe(ttft_seconds)
+        c.total.labels(provider).observe(total_seconds)
+
+    def provider_error(self, *, provider: str, kind: str) -> None:
+        _collectors().provider_errors.labels(provider, kind).inc()

@@ -1,0 +1,132 @@
+"""``ReplyStream`` on Redis Streams: one stream per chat session, read by every API process.
+
+Keys: ``whalli:reply:{session_id}`` (the events), ``whalli:reply-stop:{session_id}`` (the stop
+flag) and ``whalli:reply-owner:{session_id}`` (who generates). Event ids are the stream's ids.
+
+Connections: a blocking XREAD holds its pooled connection for as long as it waits, so every open
+SSE stream keeps one Redis connection busy. Size the client's pool (``create_redis``'s
+``max_connections``) and Redis's ``maxclients`` for the open streams expected, plus headroom.
+Waits are cut into slices shorter than the client's socket timeout, which would otherwise end
+a long blocking read with a timeout error; between slices the connection goes back to the pool.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from whalli.adapters.redis._values import check_ttl
+from whalli.adapters.redis.errors import translated
+from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.replies import (
+    AnyReplyEvent,
+    ErrorEvent,
+    ReplyEvent,
+    decode_reply_event,
+    encode_reply_event,
+)
+from whalli.ports.reply_stream import ReplyStream
+
+_EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+_MAX_PART = 2**64 - 1
+_FIELD = b"payload"
+
+
+def check_event_id(event_id: str) -> None:
+    # Ids come back from browsers (Last-Event-ID): refuse garbage before Redis sees it.
+    match = _EVENT_ID.fullmatch(event_id)
+    if match is None or max(int(match[1]), int(match[2] or 0)) > _MAX_PART:
+        raise InvalidInput("That is not a reply event id.", field="after")
+
+
+def _decoded(fields: dict[bytes, bytes]) -> AnyReplyEvent:
+    try:
+        return decode_reply_event(fields[_FIELD])
+    except (KeyError, msgspec.DecodeError):
+        # Written by an incompatible release (streams live minutes): end the reply cleanly
+        # rather than fail every reader, and let the id advance past it.
+        return ErrorEvent(code="reply_unreadable", message="This reply can no longer be read.")
+
+
+def _entries(response: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    # create_redis speaks RESP2: XREAD answers [[key, [(id, fields), ...]]] (or nothing).
+    return [(entry[0], entry[1]) for _, entries in response or () for entry in entries]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisReplyStream(ReplyStream):
+    def __init__(
+        self,
+        client: Redis,
+        prefix: str = "whalli:",
+        *,
+        max_len: int = 10_000,
+        block_slice_ms: int | None = None,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._max_len = max_len
+        if block_slice_ms is None:
+            timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+            # Half the socket timeout leaves room for the round trip; no timeout, no slicing.
+            block_slice_ms = 0 if timeout is None else max(1, int(float(timeout) * 500))
+        self._block_slice_ms = block_slice_ms
+
+    def _key(self, kind: str, session_id: str) -> str:
+        return f"{self._prefix}{kind}:{session_id}"
+
+    async def publish(self, session_id: str, event: ReplyEvent, ttl_seconds: int) -> str:
+        check_ttl(ttl_seconds)
+        key = self._key("reply", session_id)
+        # MULTI/EXEC in one round trip: the stream never exists without its expiry.
+        with translated():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.xadd(
+                    key, {_FIELD: encode_reply_event(event)}, maxlen=self._max_len, approximate=True
+                )
+                pipe.pexpire(key, ttl_seconds * 1000)
+                event_id, _ = await pipe.execute()
+        return _text(event_id)
+
+    async def read(
+        self, session_id: str, after: str | None, *, block_ms: int, count: int = 256
+    ) -> list[tuple[str, ReplyEvent]]:
+        if after is not None:
+            check_event_id(after)
+        if count <= 0:
+            raise InvalidInput("count must be positive", field="count")
+        streams: dict[Any, Any] = {self._key("reply", session_id): after or "0-0"}
+        deadline = time.monotonic() + max(block_ms, 0) / 1000
+        with translated():
+            while True:
+                remaining = int((deadline - time.monotonic()) * 1000)
+                # BLOCK 0 would wait forever: no time left means a plain, non-blocking read.
+                block = None if remaining <= 0 else remaining
+                if block is not None and self._block_slice_ms:
+                    block = min(block, self._block_slice_ms)
+                response = await self._client.xread(streams, count=count, block=block)
+                entries = _entries(response)
+                if entries or block is None:
+                    return [(_text(i), _decoded(fields)) for i, fields in entries]
+
+    async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
+        check_ttl(ttl_seconds)
+        with translated():
+            await self._client.set(self._key("reply-stop", session_id), 1, ex=ttl_seconds)
+
+    async def stop_requested(self, session_id: str) -> bool:
+        with translated():
+            return bool(await self._client.exists(self._key("reply-stop", session_id)))
+
+    async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
+        check_ttl(ttl_seconds)
+        key = self._key("reply-owner", session_id)
+        with translated():
+            return bool(await self._client.set(key, 1, nx=True, ex=ttl_seconds))

@@ -1,0 +1,54 @@
+"""What a reply stream carries: token deltas, then one ``done`` or ``error``.
+
+Generation writes these to a per-session stream; every SSE client of the session reads the same
+stream, so a reconnect (``Last-Event-ID``) resumes exactly after the last event it saw.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+
+class ReplyEvent(msgspec.Struct, frozen=True, tag=True, tag_field="type", kw_only=True):
+    """Base of the events of one reply."""
+
+
+class TokenEvent(ReplyEvent, frozen=True, tag="token", kw_only=True):
+    delta: str
+
+
+class DoneEvent(ReplyEvent, frozen=True, tag="done", kw_only=True):
+    message_id: UUID
+    cached: bool
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    cost_usd: float
+    status: str  # complete | aborted
+
+
+class ErrorEvent(ReplyEvent, frozen=True, tag="error", kw_only=True):
+    code: str
+    message: str
+    message_id: UUID | None = None
+
+
+AnyReplyEvent = TokenEvent | DoneEvent | ErrorEvent
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(AnyReplyEvent)
+
+
+def encode_reply_event(event: ReplyEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_reply_event(data: bytes) -> AnyReplyEvent:
+    event: AnyReplyEvent = _decoder.decode(data)
+    return event
+
+
+def is_final(event: ReplyEvent) -> bool:
+    return isinstance(event, DoneEvent | ErrorEvent)

@@ -1,0 +1,1 @@
+"""Chat use cases: start a chat, generate and stream its reply, stop it."""

@@ -1,0 +1,253 @@
+"""Use case: one stateless chat completion (the OpenAI-compatible API), streamed as it comes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping, Set
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_allowed
+from whalli.domain.model.chats import GenerationParams, MessageStatus, PromptMessage, TokenUsage
+from whalli.domain.model.errors import (
+    InvalidInput,
+    ModelNotFound,
+    ProviderError,
+    ServiceUnavailable,
+)
+from whalli.domain.model.prompt_cache import (
+    CachedReply,
+    cache_key,
+    decode_cached_reply,
+    encode_cached_reply,
+)
+from whalli.domain.services.chat.context import estimate_prompt_tokens, estimate_tokens
+from whalli.ports.cache import Cache
+from whalli.ports.chat_metrics import ChatMetrics
+from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
+from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
+from whalli.ports.unit_of_work import UnitOfWork
+from whalli.ports.usage import UsageRecord
+
+# Usage of replies cut short by a client that went away is recorded in a task of its own, which
+# the cancellation of the request cannot interrupt; kept here so that it is not collected early.
+_DETACHED: set[asyncio.Task[None]] = set()
+
+
+class CompleteChat(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: UUID
+    model: str  # Whalli's catalog id, e.g. "openai/gpt-4o-mini"
+    messages: tuple[PromptMessage, ...]
+    params: GenerationParams = GenerationParams()
+    use_cache: bool = True
+
+
+@dataclass
+class _Run:
+    spec: ModelSpec
+    text: list[str] = field(default_factory=list)
+    end: StreamEnd | None = None
+    cached: bool = False
+    ttft_s: float | None = None
+    recorded: bool = False
+
+
+class CompleteChatHandler:
+    """Complete one conversation sent whole by the caller; nothing is stored but usage.
+
+    Rules:
+    - the model must be in the catalog with its provider enabled (else ``ModelNotFound``), and
+      the caller's plan must include it (``ensure_model_allowed``); there must be messages;
+    - an identical prompt (same model, messages and parameters) is answered from the cache,
+      delta by delta as first streamed; only complete replies are cached; a cache that does
+      not answer (or holds an unreadable entry) counts as a miss;
+    - provider failures before the first delta move on to the catalog's fallback models; after
+      it, the ``ProviderError`` ends the stream (partial usage is recorded first);
+    - every reply records one usage row (cost 0 when cached) and metrics, including replies cut
+      short because the client went away; the usage is recorded before the ``StreamEnd``.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        cache: Cache,
+        catalog: ModelCatalog,
+        models: Mapping[str, ChatModel],
+        enabled_providers: Set[str],
+        *,
+        clock: Clock,
+        ids: IdGenerator,
+        metrics: ChatMetrics,
+        cache_ttl: timedelta = timedelta(hours=1),
+    ) -> None:
+        self._uow, self._cache, self._catalog, self._models = uow, cache, catalog, models
+        self._enabled = frozenset(enabled_providers)
+        self._clock, self._ids, self._metrics = clock, ids, metrics
+        self._cache_ttl = int(cache_ttl.total_seconds())
+
+    async def stream(self, command: CompleteChat) -> AsyncGenerator[StreamDelta | StreamEnd, None]:
+        """Deltas then one ``StreamEnd``. Raises ``ModelNotFound``, ``ModelNotInPlan``,
+        ``AccountDisabled``, ``InvalidInput`` and ``ProviderError`` (before the first delta when
+        no candidate model could start)."""
+        spec = await self._allowed_model(command)
+        started = time.perf_counter()
+        key = cache_key(model_id=spec.id, messages=command.messages, params=command.params)
+        if command.use_cache:
+            cached = await self._cached(key)
+            self._metrics.cache_lookup(hit=cached is not None)
+            if cached is not None:
+                run = _Run(spec=spec, cached=True, ttft_s=0.0)
+                run.end = StreamEnd(finish_reason=cached.finish_reason, usage=cached.usage)
+                try:
+                    for delta in cached.deltas:
+                        run.text.append(delta)
+                        yield StreamDelta(text=delta)
+                    yield await self._finish(command, run, started)
+                finally:
+                    await self._record_if_cut(command, run, started)
+                return
+        async with contextlib.aclosing(self._generate(command, spec, key, started)) as events:
+            async for event in events:
+                yield event
+
+    async def _allowed_model(self, command: CompleteChat) -> ModelSpec:
+        spec = self._catalog.get(command.model)
+        if spec.provider not in self._enabled:
+            raise ModelNotFound(f"Model {command.model!r} is not in the catalog.")
+        async with self._uow as uow:
+            user = await uow.users.get(command.user_id)
+        ensure_model_allowed(user, spec)
+        if not command.messages:
+            raise InvalidInput("At least one message is needed.", field="messages")
+        return spec
+
+    async def _cached(self, key: str) -> CachedReply | None:
+        try:
+            raw = await self._cache.get(key)
+            return None if raw is None else decode_cached_reply(raw)
+        except (ServiceUnavailable, ValueError):
+            return None
+
+    async def _generate(
+        self, command: CompleteChat, spec: ModelSpec, key: str, started: float
+    ) -> AsyncGenerator[StreamDelta | StreamEnd, None]:
+        last_error: ProviderError | None = None
+        for candidate in [spec, *self._catalog.fallbacks(spec.id)]:
+            model = self._models.get(candidate.provider)
+            if model is None or candidate.provider not in self._enabled:
+                continue
+            run = _Run(spec=candidate)
+            request = CompletionRequest(
+                model=candidate.upstream, messages=command.messages, params=command.params
+            )
+            events = model.stream(request)
+            try:
+                async for event in events:
+                    if isinstance(event, StreamEnd):
+                        run.end = event
+                        break
+                    if event.text:
+                        if run.ttft_s is None:
+                            run.ttft_s = time.perf_counter() - started
+                        run.text.append(event.text)
+                        yield event
+                if run.end is None:
+                    raise ProviderError("The provider ended the stream without finishing it.")
+                end = await self._finish(command, run, started)
+            except ProviderError as e:
+                self._metrics.provider_error(provider=candidate.provider, kind=e.code)
+                if run.text:  # after the first delta: the reply failed
+                    await self._record(command, run, started, MessageStatus.FAILED)
+                    raise
+                last_error = e
+                continue
+            finally:
+                try:
+                    await _close(events)
+                finally:  # even when closing is interrupted by the request's cancellation
+                    await self._record_if_cut(command, run, started)
+            if command.use_cache:
+                await self._store(key, run, end)
+            yield end
+            return
+        raise last_error or ProviderError("No provider is configured for this model.")
+
+    async def _finish(self, command: CompleteChat, run: _Run, started: float) -> StreamEnd:
+        assert run.end is not None
+        usage = await self._record(command, run, started, MessageStatus.COMPLETE)
+        return StreamEnd(finish_reason=run.end.finish_reason, usage=usage)
+
+    async def _store(self, key: str, run: _Run, end: StreamEnd) -> None:
+        reply = CachedReply(
+            deltas=tuple(run.text), finish_reason=end.finish_reason, usage=end.usage
+        )
+        with contextlib.suppress(ServiceUnavailable):  # a reply not cached is only a later miss
+            await self._cache.set(key, encode_cached_reply(reply), self._cache_ttl)
+
+    async def _record_if_cut(self, command: CompleteChat, run: _Run, started: float) -> None:
+        """Record what a reply that the client abandoned used (nothing if nothing started)."""
+        if run.recorded or not run.text:
+            return
+        await _detached(self._record(command, run, started, MessageStatus.ABORTED))
+
+    async def _record(
+        self, command: CompleteChat, run: _Run, started: float, status: MessageStatus
+    ) -> TokenUsage:
+        run.recorded = True
+        usage = run.end.usage if run.end is not None else TokenUsage()
+        text = "".join(run.text)
+        if usage.total == 0 and text:
+            # The provider reported no usage (cut short, or it does not report): an estimate.
+            usage = TokenUsage(
+                prompt_tokens=estimate_prompt_tokens(command.messages),
+                completion_tokens=estimate_tokens(text),
+            )
+        cost = (
+            0.0 if run.cached else run.spec.cost_usd(usage.prompt_tokens, usage.completion_tokens)
+        )
+        async with self._uow as uow:
+            await uow.usage.add(
+                UsageRecord(
+                    id=self._ids.new_id(), user_id=command.user_id, message_id=None,
+                    model=run.spec.id, provider=run.spec.provider,
+                    prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                    cost_usd=cost, cached=run.cached, created_at=self._clock.now(),
+                )
+            )  # fmt: skip
+            await uow.commit()
+        self._metrics.reply(
+            model=run.spec.id, provider=run.spec.provider, status=str(status),
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            ttft_seconds=run.ttft_s, total_seconds=time.perf_counter() - started,
+        )  # fmt: skip
+        return usage
+
+
+async def _close(events: AsyncIterator[Any]) -> None:
+    """Close the provider's iterator, and so its upstream request."""
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()
+
+
+async def _detached(work: Coroutine[Any, Any, Any]) -> None:
+    """Run ``work`` to its end even when the caller is being cancelled (a client disconnect
+    cancels the request's task, and may keep cancelling every await of it)."""
+
+    async def run() -> None:
+        # Nobody is left to tell: a store that does not answer loses this one record.
+        with contextlib.suppress(ServiceUnavailable):
+            await work
+
+    task = asyncio.ensure_future(run())
+    _DETACHED.add(task)
+    task.add_done_callback(_DETACHED.discard)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.shield(task)

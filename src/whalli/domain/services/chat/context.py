@@ -1,0 +1,113 @@
+"""Building the context sent to a model: earlier messages, attached files, the new message.
+
+Rules:
+- the new user message is always sent, last; the text of its attached files goes in the same
+  user message, before the question, each file labelled ``Attached file: <name>`` and cut to
+  ``attachment_char_cap`` characters (the label then says how much of it is included);
+- earlier messages are sent in their order, only complete user and assistant replies with some
+  text (no system notes, no aborted, failed or pending replies);
+- they are trimmed oldest-first: the newest earlier messages are kept while the estimate of the
+  whole prompt fits ``context_window - reserve_for_reply``; once one does not fit, it and every
+  older one are dropped, so the kept history is always an unbroken, most recent run;
+- the context starts with a user message (some providers refuse an assistant turn first), so an
+  assistant reply left at the start by trimming is dropped too;
+- if the new message and its attachments alone do not fit, ``InvalidInput`` names the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from whalli.domain.model.chats import Message, MessageRole, MessageStatus, PromptMessage
+from whalli.domain.model.errors import InvalidInput
+
+# The estimate: about 4 bytes of UTF-8 per token, rounded up. That is close for English with
+# OpenAI and Anthropic tokenizers and coarser elsewhere (code, CJK), which is why a reply reserve
+# is kept; it costs nothing and needs no per-model tokenizer.
+BYTES_PER_TOKEN = 4
+# Each message also costs a few tokens of role and separator markup (OpenAI documents 3 to 4).
+MESSAGE_OVERHEAD_TOKENS = 4
+
+_CONVERSATION_ROLES = (MessageRole.USER, MessageRole.ASSISTANT)
+
+
+def estimate_tokens(text: str) -> int:
+    """The token estimate of a text alone: ``ceil(utf8_bytes / 4)``."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return -(-size // BYTES_PER_TOKEN)
+
+
+def estimate_message_tokens(message: PromptMessage) -> int:
+    """A message's text estimate plus the per-message overhead."""
+    return estimate_tokens(message.content) + MESSAGE_OVERHEAD_TOKENS
+
+
+def estimate_prompt_tokens(messages: Iterable[PromptMessage]) -> int:
+    """The estimate of a whole prompt (what ``build_context`` keeps within the window)."""
+    return sum(estimate_message_tokens(m) for m in messages)
+
+
+def attachment_block(filename: str, text: str, char_cap: int) -> str:
+    """The labelled text of one attached file, cut to ``char_cap`` characters."""
+    # The name comes from the client: one line, so it cannot pose as a second label or a message.
+    name = " ".join(filename.split()) or "unnamed file"
+    if not text.strip():
+        return f"Attached file: {name}\n(no text could be extracted from this file)"
+    if len(text) <= char_cap:
+        return f"Attached file: {name}\n{text}"
+    return f"Attached file: {name} (first {char_cap} of {len(text)} characters)\n{text[:char_cap]}"
+
+
+def build_context(
+    *,
+    history: Sequence[Message],
+    new_message: str,
+    attachments: Sequence[tuple[str, str]],
+    context_window: int,
+    reserve_for_reply: int,
+    attachment_char_cap: int,
+) -> tuple[PromptMessage, ...]:
+    """The prompt for one reply (see the module docstring for the rules).
+
+    ``history`` is the chat's earlier messages, oldest first, without the new one; ``attachments``
+    are (file name, extracted text) pairs. Raises ``InvalidInput`` when the new message and its
+    attachments alone exceed the window minus the reply reserve.
+    """
+    if context_window <= 0 or reserve_for_reply < 0 or attachment_char_cap < 0:
+        raise ValueError("the window must be positive, the reserve and the cap not negative")
+    blocks = [attachment_block(name, text, attachment_char_cap) for name, text in attachments]
+    new = PromptMessage(role=MessageRole.USER, content="\n\n".join([*blocks, new_message]))
+    limit = context_window - reserve_for_reply
+    needed = estimate_message_tokens(new)
+    if needed > limit:
+        what = "This message and its attachments need" if attachments else "This message needs"
+        raise InvalidInput(
+            f"{what} about {needed} tokens; this model takes at most {limit} "
+            f"(a context window of {context_window} tokens, {reserve_for_reply} kept for "
+            "the reply).",
+            field="message",
+            limit=limit,
+            estimated_tokens=needed,
+        )
+    budget = limit - needed
+    kept: list[PromptMessage] = []
+    for message in reversed(history):
+        if not _is_conversation(message):
+            continue
+        prompt = PromptMessage(role=message.role, content=message.content)
+        cost = estimate_message_tokens(prompt)
+        if cost > budget:
+            break
+        budget -= cost
+        kept.append(prompt)
+    kept.reverse()
+    first_user = next((i for i, m in enumerate(kept) if m.role == MessageRole.USER), len(kept))
+    return (*kept[first_user:], new)
+
+
+def _is_conversation(message: Message) -> bool:
+    return (
+        message.status == MessageStatus.COMPLETE
+        and message.role in _CONVERSATION_ROLES
+        and bool(message.content.strip())
+    )

@@ -1,0 +1,289 @@
+"""Use case: generate the reply of one chat session into its reply stream, then persist it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from uuid import UUID
+
+from whalli.domain.model.catalog import ModelCatalog, ModelSpec
+from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chats import Message, MessageStatus, TokenUsage
+from whalli.domain.model.errors import ProviderError
+from whalli.domain.model.prompt_cache import (
+    CachedReply,
+    cache_key,
+    decode_cached_reply,
+    encode_cached_reply,
+)
+from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.domain.services.chat.context import (
+    build_context,
+    estimate_prompt_tokens,
+    estimate_tokens,
+)
+from whalli.domain.services.chat.streaming import StopWatch, stream_until_stopped
+from whalli.ports.cache import Cache
+from whalli.ports.chat_metrics import ChatMetrics
+from whalli.ports.chat_model import ChatModel, CompletionRequest, PromptMessage
+from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
+from whalli.ports.reply_stream import ReplyStream
+from whalli.ports.unit_of_work import UnitOfWork
+from whalli.ports.usage import UsageRecord
+
+
+@dataclass(frozen=True)
+class ReplySettings:
+    cache_ttl: timedelta = timedelta(hours=1)
+    stream_ttl: timedelta = timedelta(minutes=15)
+    reserve_for_reply: int = 1024
+    attachment_char_cap: int = 20_000
+    stop_poll_s: float = 0.25
+
+
+@dataclass
+class _Outcome:
+    spec: ModelSpec
+    status: MessageStatus = MessageStatus.COMPLETE
+    text: list[str] = field(default_factory=list)
+    usage: TokenUsage | None = None
+    finish_reason: str = "stop"
+    cached: bool = False
+    error: ProviderError | None = None
+    ttft_ms: int | None = None
+
+
+class GenerateReplyHandler:
+    """Generate one session's reply; every SSE client reads it from the reply stream.
+
+    Rules:
+    - exactly one generator per session (``claim_generation``); others return at once;
+    - the context is the chat's earlier messages trimmed oldest-first to the model's window,
+      plus the new message and the attached files' text (bounded, labelled);
+    - an identical prompt (same model, context and parameters) is answered from the cache token
+      by token; only complete replies are cached, never errors or partial ones;
+    - provider failures before the first token move on to the catalog's fallback models; after
+      the first token an error ends the stream with ``error`` and a ``failed`` message keeping
+      the partial text;
+    - a stop request closes the upstream call and saves the partial reply as ``aborted``;
+    - the assistant message records content, model, provider, usage, cost, time to first token,
+      total time, cached flag, finish reason and status; usage is recorded per user and model.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        stream: ReplyStream,
+        cache: Cache,
+        catalog: ModelCatalog,
+        models: Mapping[str, ChatModel],
+        *,
+        clock: Clock,
+        ids: IdGenerator,
+        metrics: ChatMetrics,
+        settings: ReplySettings | None = None,
+    ) -> None:
+        self._uow, self._stream, self._cache, self._metrics = uow, stream, cache, metrics
+        self._catalog, self._models, self._clock, self._ids = catalog, models, clock, ids
+        self._settings = settings or ReplySettings()
+
+    async def execute(self, session: ChatSession) -> UUID | None:
+        ttl = int(self._settings.stream_ttl.total_seconds())
+        if not await self._stream.claim_generation(session.id, ttl):
+            return None
+        spec = self._catalog.get(session.model)
+        started = time.perf_counter()
+        messages, reply = await self._prepare(session, spec)
+        key = cache_key(model_id=spec.id, messages=messages, params=session.params)
+        outcome = await self._from_cache(session, spec, key) if session.use_cache else None
+        if session.use_cache:
+            self._metrics.cache_lookup(hit=outcome is not None)
+        if outcome is None:
+            outcome = await self._generate(session, spec, messages)
+        total_s = time.perf_counter() - started
+        final = await self._persist(session, reply, outcome, messages, int(total_s * 1000))
+        self._metrics.reply(
+            model=outcome.spec.id,
+            provider=outcome.spec.provider,
+            status=str(final.status),
+            prompt_tokens=final.usage.prompt_tokens,
+            completion_tokens=final.usage.completion_tokens,
+            ttft_seconds=None if outcome.ttft_ms is None else outcome.ttft_ms / 1000,
+            total_seconds=total_s,
+        )
+        if outcome.status is MessageStatus.COMPLETE and not outcome.cached and session.use_cache:
+            cached = CachedReply(
+                deltas=tuple(outcome.text), finish_reason=outcome.finish_reason, usage=final.usage
+            )
+            await self._cache.set(
+                key, encode_cached_reply(cached), int(self._settings.cache_ttl.total_seconds())
+            )
+        await self._publish(session, self._final_event(final, outcome))
+        return final.id
+
+    async def _prepare(
+        self, session: ChatSession, spec: ModelSpec
+    ) -> tuple[tuple[PromptMessage, ...], Message]:
+        now = self._clock.now()
+        async with self._uow as uow:
+            history = await uow.chats.list_messages(session.chat_id)
+            earlier = [m for m in history if m.id != session.user_message_id]
+            new = next(m for m in history if m.id == session.user_message_id)
+            attachments = []
+            for attachment_id in session.attachment_ids:
+                attachment = await uow.attachments.get(attachment_id)
+                text = attachment.extraction.text if attachment.extraction else ""
+                attachments.append((attachment.filename, text))
+            reply = Message.pending_reply(
+                id=self._ids.new_id(),
+                chat_id=session.chat_id,
+                model=spec.id,
+                provider=spec.provider,
+                now=now,
+            )
+            await uow.chats.add_message(reply)
+            await uow.commit()
+        messages = build_context(
+            history=earlier,
+            new_message=new.content,
+            attachments=attachments,
+            context_window=spec.context_window,
+            reserve_for_reply=min(self._settings.reserve_for_reply, spec.context_window // 4),
+            attachment_char_cap=self._settings.attachment_char_cap,
+        )
+        return messages, reply
+
+    async def _from_cache(self, session: ChatSession, spec: ModelSpec, key: str) -> _Outcome | None:
+        raw = await self._cache.get(key)
+        if raw is None:
+            return None
+        try:
+            cached = decode_cached_reply(raw)
+        except ValueError:
+            return None  # an unreadable entry (older format) is a miss; it gets overwritten
+        for delta in cached.deltas:
+            await self._publish(session, TokenEvent(delta=delta))
+        return _Outcome(
+            spec=spec,
+            text=list(cached.deltas),
+            finish_reason=cached.finish_reason,
+            cached=True,
+            usage=cached.usage,
+            ttft_ms=0,
+        )
+
+    async def _generate(
+        self, session: ChatSession, spec: ModelSpec, messages: tuple[PromptMessage, ...]
+    ) -> _Outcome:
+        candidates = [spec, *self._catalog.fallbacks(spec.id)]
+        last_error: ProviderError | None = None
+        for candidate in candidates:
+            model = self._models.get(candidate.provider)
+            if model is None:
+                continue
+            outcome = _Outcome(spec=candidate)
+            request = CompletionRequest(
+                model=candidate.upstream, messages=messages, params=session.params
+            )
+            watch = StopWatch(self._stream, session.id, self._settings.stop_poll_s)
+            started = time.perf_counter()
+
+            async def on_delta(text: str, outcome: _Outcome = outcome, t0: float = started) -> None:
+                if outcome.ttft_ms is None:
+                    outcome.ttft_ms = int((time.perf_counter() - t0) * 1000)
+                outcome.text.append(text)
+                await self._publish(session, TokenEvent(delta=text))
+
+            try:
+                end = await stream_until_stopped(model, request, on_delta, watch)
+            except ProviderError as e:
+                self._metrics.provider_error(provider=candidate.provider, kind=e.code)
+                if outcome.text:  # after the first token: the reply failed
+                    outcome.status, outcome.error = MessageStatus.FAILED, e
+                    return outcome
+                last_error = e
+                continue
+            if end is None:
+                outcome.status, outcome.finish_reason = MessageStatus.ABORTED, "stopped"
+            else:
+                outcome.finish_reason, outcome.usage = end.finish_reason, end.usage
+            return outcome
+        failed = _Outcome(spec=spec, status=MessageStatus.FAILED)
+        failed.error = last_error or ProviderError("No provider is configured for this model.")
+        return failed
+
+    async def _persist(
+        self,
+        session: ChatSession,
+        reply: Message,
+        outcome: _Outcome,
+        messages: tuple[PromptMessage, ...],
+        total_ms: int,
+    ) -> Message:
+        text = "".join(outcome.text)
+        usage = outcome.usage
+        if usage is None or (usage.total == 0 and text):
+            # The provider never reported usage (stopped or failed): record an estimate.
+            prompt = estimate_prompt_tokens(messages)
+            usage = TokenUsage(prompt_tokens=prompt, completion_tokens=estimate_tokens(text))
+        cost = (
+            0.0
+            if outcome.cached
+            else outcome.spec.cost_usd(usage.prompt_tokens, usage.completion_tokens)
+        )
+        now = self._clock.now()
+        async with self._uow as uow:
+            message = await uow.chats.get_message(reply.id)
+            message.model, message.provider = outcome.spec.id, outcome.spec.provider
+            message.finish(
+                status=outcome.status,
+                content=text,
+                usage=usage,
+                now=now,
+                finish_reason=outcome.finish_reason if outcome.error is None else "error",
+                cost_usd=cost,
+                cached=outcome.cached,
+                ttft_ms=outcome.ttft_ms,
+                total_ms=total_ms,
+                error=outcome.error.message if outcome.error else None,
+            )
+            await uow.chats.update_message(message)
+            await uow.usage.add(
+                UsageRecord(
+                    id=self._ids.new_id(),
+                    user_id=session.user_id,
+                    message_id=message.id,
+                    model=outcome.spec.id,
+                    provider=outcome.spec.provider,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    cost_usd=cost,
+                    cached=outcome.cached,
+                    created_at=now,
+                )
+            )
+            await uow.commit()
+        return message
+
+    @staticmethod
+    def _final_event(message: Message, outcome: _Outcome) -> ReplyEvent:
+        if outcome.error is not None:
+            return ErrorEvent(
+                code=outcome.error.code, message=outcome.error.message, message_id=message.id
+            )
+        return DoneEvent(
+            message_id=message.id,
+            cached=message.cached,
+            prompt_tokens=message.usage.prompt_tokens,
+            completion_tokens=message.usage.completion_tokens,
+            finish_reason=message.finish_reason or "stop",
+            cost_usd=message.cost_usd,
+            status=str(message.status),
+        )
+
+    async def _publish(self, session: ChatSession, event: ReplyEvent) -> None:
+        ttl = int(self._settings.stream_ttl.total_seconds())
+        await self._stream.publish(session.id, event, ttl)

@@ -1,0 +1,40 @@
+"""Use case: the events of a session's reply, from a given event on, for one SSE client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from whalli.domain.model.replies import ReplyEvent, is_final
+from whalli.ports.reply_stream import ReplyStream
+
+HEARTBEAT = None  # yielded when nothing arrived for a while: the client should get a comment
+
+
+class ReadReplyHandler:
+    """Rules:
+    - events come in order, each with its stream id; starting ``after`` an id resumes exactly
+      after that event (``Last-Event-ID``), from the start otherwise;
+    - every reader of a session sees the same events (other tabs, other API processes);
+    - the iteration ends after the final ``done`` or ``error`` event;
+    - when nothing arrives for ``heartbeat_s`` a ``HEARTBEAT`` (None) is yielded, so the caller
+      can keep proxies from closing an idle connection.
+    """
+
+    def __init__(self, stream: ReplyStream, heartbeat_s: float = 15.0) -> None:
+        self._stream = stream
+        self._block_ms = int(heartbeat_s * 1000)
+
+    async def events(
+        self, session_id: str, after: str | None
+    ) -> AsyncIterator[tuple[str, ReplyEvent] | None]:
+        cursor = after
+        while True:
+            batch = await self._stream.read(session_id, cursor, block_ms=self._block_ms)
+            if not batch:
+                yield HEARTBEAT
+                continue
+            for event_id, event in batch:
+                cursor = event_id
+                yield event_id, event
+                if is_final(event):
+                    return

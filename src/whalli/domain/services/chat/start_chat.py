@@ -1,0 +1,142 @@
+"""Use case: accept the user's message and open a streaming session for the reply."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.attachments import AttachmentStatus
+from whalli.domain.model.catalog import ModelCatalog, ensure_model_allowed
+from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chats import Chat, GenerationParams, Message
+from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady, ModelNotFound
+from whalli.domain.services.projects.access import require_role
+from whalli.domain.services.projects.ensure_personal_project import personal_project_id
+from whalli.ports.chat_sessions import ChatSessionStore
+from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
+from whalli.ports.unit_of_work import UnitOfWork
+
+MAX_ATTACHMENTS = 10
+
+
+class StartChat(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: UUID
+    model: str
+    message: str
+    chat_id: UUID | None = None
+    project_id: UUID | None = None
+    attachment_ids: tuple[UUID, ...] = ()
+    params: GenerationParams = GenerationParams()
+    use_cache: bool = True
+
+
+class StartedChat(msgspec.Struct, frozen=True, kw_only=True):
+    session: ChatSession
+    chat_id: UUID
+    message_id: UUID
+
+
+class StartChatHandler:
+    """Save the user's message and open a short-lived chat session for its reply.
+
+    Rules:
+    - the model must exist and its provider be configured (else ``ModelNotFound``, 404), and
+      the caller's plan, read fresh, must include it (``ModelNotInPlan``, 403);
+    - an existing chat needs write access to its project; a new chat goes to ``project_id``
+      (write access) or the caller's personal project, and takes its title from the message;
+      what the caller may not see answers 404;
+    - attachments must belong to the chat's project (else 404) and have finished extraction
+      (else ``AttachmentNotReady``, 409, naming the file);
+    - the session id is an unguessable token bound to the caller, expiring after ``ttl``;
+    - the message and chat are saved in one transaction; the session is stored after commit,
+      so a session never points at a message that does not exist.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        sessions: ChatSessionStore,
+        catalog: ModelCatalog,
+        enabled_providers: frozenset[str],
+        *,
+        clock: Clock,
+        ids: IdGenerator,
+        ttl: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self._uow, self._sessions, self._catalog = uow, sessions, catalog
+        self._enabled, self._clock, self._ids, self._ttl = enabled_providers, clock, ids, ttl
+
+    async def execute(self, command: StartChat) -> StartedChat:
+        spec = self._catalog.get(command.model)
+        if spec.provider not in self._enabled:
+            raise ModelNotFound(f"The model {command.model} is not available.")
+        if len(command.attachment_ids) > MAX_ATTACHMENTS:
+            raise AttachmentNotFound(f"At most {MAX_ATTACHMENTS} files can be attached.")
+        now = self._clock.now()
+        async with self._uow as uow:
+            user = await uow.users.get(command.user_id)
+            ensure_model_allowed(user, spec)
+            chat = await self._chat_for(uow, command, now)
+            await self._check_attachments(uow, chat.project_id, command.attachment_ids)
+            message = Message.from_user(
+                id=self._ids.new_id(),
+                chat_id=chat.id,
+                content=command.message,
+                now=now,
+                attachment_ids=command.attachment_ids,
+            )
+            await uow.chats.add_message(message)
+            chat.updated_at = now
+            await uow.chats.update(chat)
+            await uow.commit()
+        session = ChatSession.open(
+            id=self._ids.new_token(32),
+            user_id=command.user_id,
+            chat_id=chat.id,
+            project_id=chat.project_id,
+            user_message_id=message.id,
+            model=spec.id,
+            now=now,
+            params=command.params,
+            use_cache=command.use_cache,
+            attachment_ids=command.attachment_ids,
+            ttl=self._ttl,
+        )
+        await self._sessions.save(session, now)
+        return StartedChat(session=session, chat_id=chat.id, message_id=message.id)
+
+    async def _chat_for(self, uow: UnitOfWork, command: StartChat, now: datetime) -> Chat:
+        if command.chat_id is not None:
+            chat = await uow.chats.get(command.chat_id)
+            await require_role(uow, chat.project_id, command.user_id, "write")
+            return chat
+        project_id = command.project_id or personal_project_id(command.user_id)
+        await require_role(uow, project_id, command.user_id, "write")
+        chat = Chat.start(
+            id=self._ids.new_id(),
+            project_id=project_id,
+            user_id=command.user_id,
+            first_message=command.message,
+            now=now,
+        )
+        await uow.chats.add(chat)
+        return chat
+
+    async def _check_attachments(
+        self, uow: UnitOfWork, project_id: UUID, attachment_ids: tuple[UUID, ...]
+    ) -> None:
+        for attachment_id in attachment_ids:
+            attachment = await uow.attachments.get(attachment_id)
+            if attachment.project_id != project_id:
+                raise AttachmentNotFound()
+            if attachment.status is not AttachmentStatus.DONE:
+                reason = attachment.failure_reason or "its text is still being extracted"
+                raise AttachmentNotReady(
+                    f"The file {attachment.filename!r} is not ready: {reason}.",
+                    attachmentId=str(attachment.id),
+                    filename=attachment.filename,
+                    status=str(attachment.status),
+                )

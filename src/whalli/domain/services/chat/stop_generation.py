@@ -1,0 +1,43 @@
+"""Use case: stop the generation of a session's reply."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.errors import ChatSessionNotFound, NotFound
+from whalli.domain.services.projects.access import require_role
+from whalli.ports.chat_sessions import ChatSessionStore
+from whalli.ports.reply_stream import ReplyStream
+from whalli.ports.unit_of_work import UnitOfWork
+
+STOP_FLAG_TTL_SECONDS = 900
+
+
+class StopGeneration(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    user_id: UUID
+
+
+class StopGenerationHandler:
+    """Rules:
+    - the session's user may stop it, and so may a member who can write to the chat's project;
+      anyone else gets ``ChatSessionNotFound`` (404);
+    - the request is a flag in the shared store: whichever process generates sees it within its
+      poll interval, closes the upstream call and saves the partial reply as ``aborted``;
+    - stopping a finished or already stopped reply is harmless.
+    """
+
+    def __init__(self, sessions: ChatSessionStore, stream: ReplyStream, uow: UnitOfWork) -> None:
+        self._sessions, self._stream, self._uow = sessions, stream, uow
+
+    async def execute(self, command: StopGeneration) -> None:
+        session = await self._sessions.get(command.session_id)
+        if command.user_id != session.user_id:
+            try:
+                async with self._uow as uow:
+                    await require_role(uow, session.project_id, command.user_id, "write")
+            except NotFound:
+                raise ChatSessionNotFound() from None
+        await self._stream.request_stop(session.id, STOP_FLAG_TTL_SECONDS)

@@ -1,0 +1,156 @@
+"""Chat streaming: start a reply, stream it over SSE (resumable), stop it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import Stream
+
+from whalli.adapters.prometheus.chat_metrics import sse_connections
+from whalli.domain.model.chats import GenerationParams
+from whalli.domain.model.principal import Principal
+from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.domain.services.auth.authenticate import Authenticate
+from whalli.domain.services.chat.attach_stream import AttachStream
+from whalli.domain.services.chat.start_chat import StartChat
+from whalli.domain.services.chat.stop_generation import StopGeneration
+from whalli.entrypoints.http.deps import AppContainer
+from whalli.entrypoints.http.schemas import Inbound, Schema
+from whalli.entrypoints.http.security import CONTAINER_STATE_KEY, PUBLIC, credential_from
+from whalli.entrypoints.http.sse import encode_comment, json_event
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+
+
+class ParamsBody(Inbound):
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+
+
+class ChatStartBody(Inbound):
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    message: Annotated[str, msgspec.Meta(min_length=1, max_length=200_000)]
+    chat_id: UUID | None = None
+    project_id: UUID | None = None
+    attachment_ids: Annotated[list[UUID], msgspec.Meta(max_length=10)] = []
+    params: ParamsBody | None = None
+    cache: bool = True
+
+
+class ChatStarted(Schema):
+    session_id: str
+    chat_id: UUID
+    message_id: UUID
+    expires_at: str
+    stream_url: str
+
+
+def _container(request: Request[Any, Any, Any]) -> AppContainer:
+    container: AppContainer = request.app.state[CONTAINER_STATE_KEY]
+    return container
+
+
+def sse_frame(event_id: str, event: ReplyEvent) -> bytes:
+    if isinstance(event, TokenEvent):
+        return json_event("token", {"delta": event.delta}, event_id)
+    if isinstance(event, DoneEvent):
+        payload = {
+            "messageId": str(event.message_id), "cached": event.cached,
+            "usage": {"promptTokens": event.prompt_tokens,
+                      "completionTokens": event.completion_tokens},
+            "finishReason": event.finish_reason, "costUsd": event.cost_usd,
+            "status": event.status,
+        }  # fmt: skip
+        return json_event("done", payload, event_id)
+    assert isinstance(event, ErrorEvent)
+    payload = {"code": event.code, "message": event.message}
+    if event.message_id is not None:
+        payload["messageId"] = str(event.message_id)
+    return json_event("error", payload, event_id)
+
+
+class ChatStreamController(Controller):
+    path = "/api/chat"
+    tags = ["chat"]
+
+    @post("/start", status_code=201, summary="Save the message and open a reply session")
+    async def start(
+        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal],
+        data: JSONBody[ChatStartBody],
+    ) -> ChatStarted:  # fmt: skip
+        container = _container(request)
+        params = data.params or ParamsBody()
+        generation = GenerationParams(temperature=params.temperature, max_tokens=params.max_tokens)
+        started = await (await container.start_chat()).execute(
+            StartChat(
+                user_id=principal.user_id, model=data.model, message=data.message,
+                chat_id=data.chat_id, project_id=data.project_id,
+                attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
+                params=generation,
+            )
+        )  # fmt: skip
+        session = started.session
+
+        async def generate() -> object:
+            return await (await container.generate_reply()).execute(session)
+
+        container.generations.launch(session.id, generate)
+        return ChatStarted(
+            session_id=session.id, chat_id=started.chat_id, message_id=started.message_id,
+            expires_at=session.expires_at.isoformat(),
+            stream_url=f"/api/chat/stream?sessionId={session.id}",
+        )  # fmt: skip
+
+    @get(
+        "/stream", opt={**PUBLIC, "rate_limit": False},
+        summary="The reply as Server-Sent Events (token, done, error); resumable by Last-Event-ID",
+    )  # fmt: skip
+    async def stream(
+        self, request: Request[Any, Any, Any],
+        session_id: Annotated[str, QueryParameter(name="sessionId", max_length=128)],
+        last_event_id: Annotated[str | None, QueryParameter(name="lastEventId")] = None,
+    ) -> Stream:  # fmt: skip
+        container = _container(request)
+        user_id = await _optional_user(request, container)
+        session = await (await container.attach_stream()).execute(
+            AttachStream(session_id=session_id, user_id=user_id)
+        )
+        after = request.headers.get("last-event-id") or last_event_id
+        reader = await container.read_reply()
+
+        async def frames() -> AsyncIterator[bytes]:
+            gauge = sse_connections()
+            gauge.inc()
+            try:
+                yield b"retry: 2000\n\n"
+                async for item in reader.events(session.id, after):
+                    yield encode_comment() if item is None else sse_frame(*item)
+            finally:
+                gauge.dec()
+
+        return Stream(frames(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    @post("/sessions/{session_id:str}/stop", status_code=202, summary="Stop generating a reply")
+    async def stop(
+        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal],
+        session_id: FromPath[str],
+    ) -> dict[str, str]:  # fmt: skip
+        handler = await _container(request).stop_generation()
+        await handler.execute(StopGeneration(session_id=session_id, user_id=principal.user_id))
+        return {"status": "stopping"}
+
+
+async def _optional_user(request: Request[Any, Any, Any], container: AppContainer) -> UUID | None:
+    """The stream route is public (EventSource sends no headers); a credential, when sent, is
+    checked like anywhere else and narrows who may attach."""
+    credential = credential_from(request.headers)
+    if credential is None:
+        return None
+    principal = await (await container.authenticate()).execute(Authenticate(credential=credential))
+    return principal.user_id

@@ -1,0 +1,176 @@
+"""Existing chats: /api/chats (list, search, read, rename, delete). Starting a chat and streaming
+its replies are other routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, delete, get, patch
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from whalli.domain.model import chats as model
+from whalli.domain.model.principal import Principal
+from whalli.domain.services.chats.delete_chat import DeleteChat, DeleteChatHandler
+from whalli.domain.services.chats.get_chat import GetChat, GetChatHandler
+from whalli.domain.services.chats.list_chats import DEFAULT_PAGE_SIZE, ListChats, ListChatsHandler
+from whalli.domain.services.chats.rename_chat import RenameChat, RenameChatHandler
+from whalli.domain.services.chats.search_chats import DEFAULT_LIMIT, SearchChats, SearchChatsHandler
+from whalli.entrypoints.http.schemas import Inbound, Schema
+from whalli.ports.chat_search import ChatSearchHit
+
+
+class Chat(Schema):
+    id: UUID
+    project_id: UUID
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChatPage(Schema):
+    items: list[Chat]
+    next_cursor: str | None  # no default: always present, null on the last page
+
+
+class Usage(Schema):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Message(Schema):
+    id: UUID
+    role: model.MessageRole
+    content: str
+    status: model.MessageStatus
+    model: str | None
+    provider: str | None
+    usage: Usage
+    cost_usd: float
+    cached: bool
+    finish_reason: str | None
+    ttft_ms: int | None
+    total_ms: int | None
+    attachment_ids: list[UUID]
+    error: str | None
+    created_at: datetime
+
+
+class ChatDetail(Chat):
+    messages: list[Message]
+
+
+class ChatUpdate(Inbound, omit_defaults=True):
+    title: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class SearchHit(Schema):
+    chat_id: UUID
+    project_id: UUID
+    title: str
+    snippet: str
+    updated_at: datetime
+
+
+def _chat(chat: model.Chat) -> Chat:
+    return Chat(
+        id=chat.id, project_id=chat.project_id, title=chat.title, created_at=chat.created_at,
+        updated_at=chat.updated_at,
+    )  # fmt: skip
+
+
+def _message(m: model.Message) -> Message:
+    usage = Usage(prompt_tokens=m.usage.prompt_tokens, completion_tokens=m.usage.completion_tokens)
+    return Message(
+        id=m.id, role=m.role, content=m.content, status=m.status, model=m.model,
+        provider=m.provider, usage=usage, cost_usd=m.cost_usd, cached=m.cached,
+        finish_reason=m.finish_reason, ttft_ms=m.ttft_ms, total_ms=m.total_ms,
+        attachment_ids=list(m.attachment_ids), error=m.error, created_at=m.created_at,
+    )  # fmt: skip
+
+
+def _hit(hit: ChatSearchHit) -> SearchHit:
+    return SearchHit(
+        chat_id=hit.chat_id, project_id=hit.project_id, title=hit.title, snippet=hit.snippet,
+        updated_at=hit.updated_at,
+    )  # fmt: skip
+
+
+class ChatController(Controller):
+    """A chat is as visible as its project: every member may read, owners and editors rename and
+    delete (viewers 403), and anyone else gets 404 exactly as for an id that does not exist."""
+
+    path = "/api/chats"
+    tags = ["chats"]
+
+    @get("/", summary="A project's chats, newest first (cursor pagination)")
+    async def index(
+        self,
+        principal: NamedDependency[Principal],
+        list_chats: NamedDependency[ListChatsHandler],
+        project_id: Annotated[
+            UUID | None,
+            QueryParameter(name="projectId", description="Default: the personal project"),
+        ] = None,
+        limit: Annotated[int, QueryParameter(description="1 to 100")] = DEFAULT_PAGE_SIZE,
+        cursor: Annotated[
+            str | None, QueryParameter(description="nextCursor of the previous page")
+        ] = None,
+    ) -> ChatPage:
+        command = ListChats(
+            user_id=principal.user_id, project_id=project_id, limit=limit, cursor=cursor
+        )
+        page = await list_chats.execute(command)
+        return ChatPage(items=[_chat(c) for c in page.items], next_cursor=page.next_cursor)
+
+    @get("/search", summary="Full-text search over the chats the caller can read, best first")
+    async def search(
+        self,
+        principal: NamedDependency[Principal],
+        search_chats: NamedDependency[SearchChatsHandler],
+        q: Annotated[str, QueryParameter(description="Words to find, any order")] = "",
+        limit: Annotated[int, QueryParameter(description="1 to 100")] = DEFAULT_LIMIT,
+    ) -> list[SearchHit]:
+        hits = await search_chats.execute(SearchChats(user_id=principal.user_id, q=q, limit=limit))
+        return [_hit(h) for h in hits]
+
+    @get("/{chat_id:uuid}", summary="One chat with its messages, oldest first (members)")
+    async def read(
+        self,
+        principal: NamedDependency[Principal],
+        get_chat: NamedDependency[GetChatHandler],
+        chat_id: FromPath[UUID],
+    ) -> ChatDetail:
+        found = await get_chat.execute(GetChat(user_id=principal.user_id, chat_id=chat_id))
+        chat = found.chat
+        return ChatDetail(
+            id=chat.id, project_id=chat.project_id, title=chat.title, created_at=chat.created_at,
+            updated_at=chat.updated_at, messages=[_message(m) for m in found.messages],
+        )  # fmt: skip
+
+    @patch("/{chat_id:uuid}", summary="Rename a chat (owners and editors)")
+    async def update(
+        self,
+        principal: NamedDependency[Principal],
+        rename_chat: NamedDependency[RenameChatHandler],
+        get_chat: NamedDependency[GetChatHandler],
+        chat_id: FromPath[UUID],
+        data: JSONBody[ChatUpdate],
+    ) -> Chat:
+        if isinstance(data.title, msgspec.UnsetType):  # nothing to change: answer like a GET
+            found = await get_chat.execute(GetChat(user_id=principal.user_id, chat_id=chat_id))
+            return _chat(found.chat)
+        command = RenameChat(user_id=principal.user_id, chat_id=chat_id, title=data.title)
+        return _chat(await rename_chat.execute(command))
+
+    @delete("/{chat_id:uuid}", summary="Delete a chat and its messages (owners and editors)")
+    async def remove(
+        self,
+        principal: NamedDependency[Principal],
+        delete_chat: NamedDependency[DeleteChatHandler],
+        chat_id: FromPath[UUID],
+    ) -> None:
+        await delete_chat.execute(DeleteChat(user_id=principal.user_id, chat_id=chat_id))

@@ -1,0 +1,165 @@
+"""The OpenAI-compatible API: /v1/chat/completions and /v1/models, for OpenAI's SDKs and tools.
+
+Authenticated like every private route (``Authorization: Bearer whk_…``), rate limited by the
+app guard, and answered by the same use cases (plan checks, cache, usage records, metrics) as
+our own API. Errors use OpenAI's ``{"error": {...}}`` body (openai_wire.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from litestar.response import Stream
+
+from whalli.adapters.prometheus.chat_metrics import sse_connections
+from whalli.domain.model.chats import GenerationParams
+from whalli.domain.model.errors import InvalidInput, WhalliError
+from whalli.domain.model.principal import Principal
+from whalli.domain.services.chat.complete import CompleteChat, CompleteChatHandler
+from whalli.domain.services.models.list_models import ListModels, ListModelsHandler
+from whalli.entrypoints.http import openai_wire as wire
+from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_event
+from whalli.ports.chat_model import StreamDelta, StreamEnd
+
+Event = StreamDelta | StreamEnd
+_json = msgspec.json.Encoder()
+_DONE = encode_event(data="[DONE]")
+
+
+def _command(principal: Principal, data: wire.ChatCompletionRequest) -> CompleteChat:
+    if data.n not in (None, 1):
+        raise InvalidInput("Only one choice (n=1) is supported.", field="n")
+    params = GenerationParams(
+        temperature=data.temperature,
+        max_tokens=data.max_completion_tokens if data.max_tokens is None else data.max_tokens,
+    )
+    return CompleteChat(
+        user_id=principal.user_id,
+        model=data.model,
+        messages=wire.prompt_messages(data.messages),
+        params=params,
+    )
+
+
+@dataclass(frozen=True)
+class _Completion:
+    """What every chunk of one completion repeats."""
+
+    id: str
+    created: int
+    model: str
+    include_usage: bool = False  # then every chunk has "usage": null, and a last one the usage
+
+    def chunk(
+        self, delta: wire.Delta, finish_reason: str | None = None
+    ) -> wire.ChatCompletionChunk:
+        return wire.ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model,
+            choices=[wire.ChunkChoice(delta=delta, finish_reason=finish_reason)],
+            usage=None if self.include_usage else msgspec.UNSET,
+        )  # fmt: skip
+
+
+def _data(payload: msgspec.Struct) -> bytes:
+    return encode_event(data=_json.encode(payload).decode())
+
+
+async def _sse(
+    completion: _Completion, first: Event, events: AsyncGenerator[Event, None]
+) -> AsyncIterator[bytes]:
+    """The chunks: the role, the deltas, the finish reason, the usage if asked for, ``[DONE]``.
+    An error after the first chunk can only be told in the stream: an ``{"error": ...}`` chunk
+    (which OpenAI's SDKs raise as an ``APIError``), and no ``[DONE]``."""
+    gauge = sse_connections()
+    gauge.inc()
+    try:
+        yield _data(completion.chunk(wire.Delta(role="assistant", content="")))
+        event = first
+        while isinstance(event, StreamDelta):
+            yield _data(completion.chunk(wire.Delta(content=event.text)))
+            following = await anext(events, None)
+            if following is None:
+                raise WhalliError("The reply ended without finishing.")
+            event = following
+        last = completion.chunk(wire.Delta(), wire.finish_reason(event.finish_reason))
+        yield _data(last)
+        if completion.include_usage:
+            yield _data(msgspec.structs.replace(last, choices=[], usage=wire.Usage.of(event.usage)))
+        yield _DONE
+    except WhalliError as e:
+        yield _data(wire.error_body(e))
+    finally:
+        gauge.dec()
+        await events.aclose()
+
+
+async def _completion(completion: _Completion, events: AsyncIterator[Event]) -> Response[Any]:
+    """The whole reply as one ``chat.completion``."""
+    text: list[str] = []
+    async for event in events:
+        if isinstance(event, StreamDelta):
+            text.append(event.text)
+            continue
+        body = wire.ChatCompletion(
+            id=completion.id, created=completion.created, model=completion.model,
+            choices=[wire.Choice(
+                message=wire.AssistantMessage(content="".join(text)),
+                finish_reason=wire.finish_reason(event.finish_reason),
+            )],
+            usage=wire.Usage.of(event.usage),
+        )  # fmt: skip
+        return Response(_json.encode(body), media_type="application/json")
+    raise WhalliError("The reply ended without finishing.")
+
+
+class OpenAICompatController(Controller):
+    path = "/v1"
+    tags = ["openai-compatible"]
+    exception_handlers = wire.openai_exception_handlers()
+
+    @post(
+        "/chat/completions",
+        status_code=200,
+        summary="Create a chat completion (OpenAI-compatible)",
+        description="OpenAI's request and response shapes; `stream: true` answers "
+        "`text/event-stream` chunks ending with `data: [DONE]`. Model ids are Whalli's.",
+    )
+    async def create(
+        self,
+        principal: NamedDependency[Principal],
+        complete_chat: NamedDependency[CompleteChatHandler],
+        data: JSONBody[wire.ChatCompletionRequest],
+    ) -> Response[Any]:
+        events = complete_chat.stream(_command(principal, data))
+        include_usage = data.stream_options is not None and data.stream_options.include_usage
+        completion = _Completion(
+            f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), data.model, include_usage
+        )
+        if data.stream:
+            # The first event is awaited here, so that a refusal (plan, model, provider down)
+            # still gets its own status instead of a 200 stream holding an error.
+            first = await anext(events)
+            chunks = _sse(completion, first, events)
+            return Stream(chunks, media_type=MEDIA_TYPE, headers=dict(HEADERS))
+        async with contextlib.aclosing(events):
+            return await _completion(completion, events)
+
+    @get("/models", summary="The models the caller may use (OpenAI-compatible)")
+    async def models(
+        self,
+        principal: NamedDependency[Principal],
+        list_models: NamedDependency[ListModelsHandler],
+    ) -> Response[Any]:
+        specs = await list_models.execute(ListModels(plan=principal.user.plan))
+        # The catalog has no creation dates; a fixed 0 keeps the listing stable.
+        entries = [wire.ModelEntry(id=s.id, created=0, owned_by=s.provider) for s in specs]
+        return Response(_json.encode(wire.ModelList(data=entries)), media_type="application/json")

@@ -1,0 +1,47 @@
+"""Background generation in the API process: replies outlive the request that started them.
+
+Tokens go to the session's reply stream, so any API process can serve the SSE clients; this
+process only runs the generation. On shutdown running generations get a grace period to finish
+(their answers are saved), then they are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class GenerationSupervisor:
+    def __init__(self, grace_seconds: float = 20.0) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._grace = grace_seconds
+
+    def launch(self, session_id: str, run: Callable[[], Awaitable[object]]) -> None:
+        async def guarded() -> None:
+            try:
+                await run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("generation_failed", session=session_id[:8])
+
+        task = asyncio.get_running_loop().create_task(guarded(), name=f"reply-{session_id[:8]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    async def shutdown(self) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=self._grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)

@@ -1,0 +1,245 @@
+"""OpenAI's wire format for /v1: request and response bodies, stream chunks and error bodies.
+
+Shapes follow OpenAI's Chat Completions and Models APIs, so that the official SDKs work with only
+their ``base_url`` changed. Unlike our own API, fields are snake_case and unknown request fields
+are ignored (SDKs send options Whalli does not use, such as ``user`` or ``seed``).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, Literal
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.types import ExceptionHandlersMap
+
+from whalli.domain.model.chats import MessageRole, PromptMessage, TokenUsage
+from whalli.domain.model.errors import InvalidInput, InvalidToken, RateLimited, WhalliError
+from whalli.entrypoints.http.problems import GENERIC_DETAIL, status_for
+
+log = structlog.get_logger("whalli.http")
+
+# OpenAI's roles; "developer" is the newer name of "system". Tool turns are not supported.
+_ROLES = {
+    "system": MessageRole.SYSTEM,
+    "developer": MessageRole.SYSTEM,
+    "user": MessageRole.USER,
+    "assistant": MessageRole.ASSISTANT,
+}
+# The finish reasons OpenAI clients know; providers' own spellings map onto them.
+_FINISH_REASONS = {"stop", "length", "content_filter", "tool_calls", "function_call"}
+_LENGTH_REASONS = {"length", "max_tokens", "max_output_tokens"}
+
+
+# --- requests ---------------------------------------------------------------------------------
+class ContentPart(msgspec.Struct, kw_only=True):
+    type: str
+    text: str | None = None
+
+
+class ChatMessageIn(msgspec.Struct, kw_only=True):
+    role: str
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(msgspec.Struct, kw_only=True):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(msgspec.Struct, kw_only=True):
+    model: str
+    messages: list[ChatMessageIn]
+    stream: bool = False
+    temperature: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    stream_options: StreamOptions | None = None
+    n: int | None = None
+
+
+def prompt_messages(messages: list[ChatMessageIn]) -> tuple[PromptMessage, ...]:
+    """Our messages; text parts of a message are joined. Raises ``InvalidInput``."""
+    converted = []
+    for index, message in enumerate(messages):
+        role = _ROLES.get(message.role)
+        if role is None:
+            raise InvalidInput(
+                f"Role {message.role!r} is not supported.", field=f"messages[{index}].role"
+            )
+        converted.append(PromptMessage(role=role, content=_text(message.content, index)))
+    return tuple(converted)
+
+
+def _text(content: str | list[ContentPart] | None, index: int) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    texts = []
+    for part in content:
+        if part.type != "text" or part.text is None:
+            raise InvalidInput(
+                f"Content of type {part.type!r} is not supported; send text.",
+                field=f"messages[{index}].content",
+            )
+        texts.append(part.text)
+    return "".join(texts)
+
+
+def finish_reason(reason: str) -> str:
+    if reason in _LENGTH_REASONS:
+        return "length"
+    return reason if reason in _FINISH_REASONS else "stop"
+
+
+# --- responses --------------------------------------------------------------------------------
+class Usage(msgspec.Struct, kw_only=True):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, usage: TokenUsage) -> Usage:
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total,
+        )
+
+
+class AssistantMessage(msgspec.Struct, kw_only=True):
+    content: str
+    role: Literal["assistant"] = "assistant"
+    refusal: None = None
+
+
+class Choice(msgspec.Struct, kw_only=True):
+    message: AssistantMessage
+    finish_reason: str
+    index: int = 0
+    logprobs: None = None
+
+
+class ChatCompletion(msgspec.Struct, kw_only=True):
+    id: str
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    object: Literal["chat.completion"] = "chat.completion"
+    system_fingerprint: None = None
+
+
+class Delta(msgspec.Struct, kw_only=True, omit_defaults=True):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChunkChoice(msgspec.Struct, kw_only=True):
+    delta: Delta
+    finish_reason: str | None = None
+    index: int = 0
+    logprobs: None = None
+
+
+class ChatCompletionChunk(msgspec.Struct, kw_only=True):
+    id: str
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    system_fingerprint: None = None
+    # Present (null until the last chunk) only when the client asked for usage.
+    usage: Usage | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class ModelEntry(msgspec.Struct, kw_only=True):
+    id: str
+    created: int
+    owned_by: str
+    object: Literal["model"] = "model"
+
+
+class ModelList(msgspec.Struct, kw_only=True):
+    data: list[ModelEntry]
+    object: Literal["list"] = "list"
+
+
+# --- errors -----------------------------------------------------------------------------------
+class ErrorDetail(msgspec.Struct, kw_only=True):
+    message: str
+    type: str
+    code: str | None
+    param: str | None = None
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    error: ErrorDetail
+
+
+def error_type(status: int) -> str:
+    """OpenAI's ``error.type`` for a status (clients mostly dispatch on the status itself)."""
+    return {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
+        status, "invalid_request_error" if status < 500 else "server_error"
+    )
+
+
+def error_body(error: WhalliError) -> ErrorBody:
+    field = error.details.get("field")
+    return ErrorBody(
+        error=ErrorDetail(
+            message=error.message,
+            type=error_type(status_for(error)),
+            code=error.code,
+            param=field if isinstance(field, str) else None,
+        )
+    )
+
+
+def _response(status: int, body: ErrorBody, headers: dict[str, str]) -> Response[bytes]:
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def handle_openai_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Every error under /v1 as ``{"error": {"message", "type", "param", "code"}}``; statuses
+    come from problems.py's one mapping."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, WhalliError):
+        status = status_for(exc)
+        if status == 401:
+            invalid = isinstance(exc, InvalidToken)
+            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if invalid else "Bearer"
+        if isinstance(exc, RateLimited) and "retry_after" in exc.details:
+            headers["Retry-After"] = str(exc.details["retry_after"])
+        if status >= 500:
+            log.error("request failed", code=exc.code, exc_info=exc)
+        return _response(status, error_body(exc), headers)
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        return _response(exc.status_code, _http_error(exc), dict(exc.headers or {}))
+    log.error("unhandled exception", exc_info=exc)
+    detail = ErrorDetail(message=GENERIC_DETAIL, type="server_error", code="internal_error")
+    return _response(500, ErrorBody(error=detail), headers)
+
+
+def _http_error(exc: HTTPException) -> ErrorBody:
+    """Litestar's own errors (a body that does not decode, an unknown method): its validation
+    errors name the field and the rule, never more than the client's own input."""
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    message, param = exc.detail, None
+    if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
+        first = exc.extra[0]
+        message = f"{message}: {first.get('message', '')}".rstrip(": ")
+        param = first.get("key") if isinstance(first.get("key"), str) else None
+    detail = ErrorDetail(message=message, type=error_type(exc.status_code), code=code, param=param)
+    return ErrorBody(error=detail)
+
+
+def openai_exception_handlers() -> ExceptionHandlersMap:
+    # Exception itself too: the app's handler would answer problem+json, which SDKs cannot read.
+    return {Exception: handle_openai_exception}

@@ -1,0 +1,25 @@
+"""What the chat flow reports for dashboards (cache, tokens, latency, provider errors)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ChatMetrics(Protocol):
+    def cache_lookup(self, *, hit: bool) -> None: ...
+
+    def reply(
+        self,
+        *,
+        model: str,
+        provider: str,
+        status: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        ttft_seconds: float | None,
+        total_seconds: float,
+    ) -> None:
+        """One finished reply (complete, aborted or failed), cached ones included."""
+        ...
+
+    def provider_error(self, *, provider: str, kind: str) -> None: ...

@@ -1,0 +1,25 @@
+"""Full-text search over the chats a user can read (a reader port: view structs, no entities)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from whalli.domain.model.base import Value
+
+
+class ChatSearchHit(Value, frozen=True, kw_only=True):
+    chat_id: UUID
+    project_id: UUID
+    title: str
+    snippet: str  # the best-matching part of a message, plain text
+    updated_at: datetime
+    rank: float
+
+
+class ChatSearch(Protocol):
+    async def search(self, user_id: UUID, query: str, *, limit: int = 20) -> list[ChatSearchHit]:
+        """Chats in projects the user is a member of whose title or messages match ``query``
+        (words, any order), best first. An empty or blank query returns nothing."""
+        ...

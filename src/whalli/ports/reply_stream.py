@@ -1,0 +1,36 @@
+"""The per-session stream that decouples generation from the HTTP connections reading it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from whalli.domain.model.replies import ReplyEvent
+
+
+class ReplyStream(Protocol):
+    """An append-only, ordered log of one reply's events, shared by every API process.
+
+    Event ids are opaque strings that increase in order; ``read(after=id)`` resumes exactly after
+    that event. Raises ``ServiceUnavailable`` when the store is unreachable.
+    """
+
+    async def publish(self, session_id: str, event: ReplyEvent, ttl_seconds: int) -> str:
+        """Append ``event``; the whole stream expires ``ttl_seconds`` after the last append."""
+        ...
+
+    async def read(
+        self, session_id: str, after: str | None, *, block_ms: int, count: int = 256
+    ) -> list[tuple[str, ReplyEvent]]:
+        """Events after ``after`` (from the start when ``None``), waiting up to ``block_ms``
+        for at least one; an empty list means none arrived in time."""
+        ...
+
+    async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
+        """Ask whoever generates this reply to stop (seen by ``stop_requested``)."""
+        ...
+
+    async def stop_requested(self, session_id: str) -> bool: ...
+
+    async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
+        """True for exactly one caller per session: the one that may generate the reply."""
+        ...

@@ -1,0 +1,260 @@
+"""Contract of ReplyStream (the per-session log SSE clients read), in memory and on Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from whalli.adapters.embedded.stack import StackUrls
+from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.memory.reply_stream import InMemoryReplyStream
+from whalli.adapters.redis.client import create_redis
+from whalli.adapters.redis.reply_stream import RedisReplyStream
+from whalli.domain.model.errors import InvalidInput, ServiceUnavailable
+from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.ports.reply_stream import ReplyStream
+
+Elapse = Callable[[float], Awaitable[None]]
+TTL = 600
+# Long enough that a wake-up never races the deadline; the tests never wait for it to pass.
+LONG_BLOCK_MS = 10_000
+
+
+@pytest.fixture
+def reply_stream(
+    backend: str, clock: ManualClock, request: pytest.FixtureRequest, redis_prefix: str
+) -> ReplyStream:
+    if backend == "fake":
+        return InMemoryReplyStream(clock)
+    client: Redis = request.getfixturevalue("redis_client")
+    return RedisReplyStream(client, prefix=redis_prefix)
+
+
+@pytest.fixture
+def session_id() -> str:
+    return uuid.uuid4().hex
+
+
+def tokens(*deltas: str) -> list[ReplyEvent]:
+    return [TokenEvent(delta=d) for d in deltas]
+
+
+async def publish_all(stream: ReplyStream, session_id: str, events: list[ReplyEvent]) -> list[str]:
+    return [await stream.publish(session_id, e, ttl_seconds=TTL) for e in events]
+
+
+async def test_events_are_read_back_in_order_with_their_ids(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    done = DoneEvent(
+        message_id=uuid.uuid4(), cached=False, prompt_tokens=3, completion_tokens=2,
+        finish_reason="stop", cost_usd=0.25, status="complete",
+    )  # fmt: skip
+    events = [*tokens("Hel", "lo", " \r\ndata: x", "🐳"), done]
+    ids = await publish_all(reply_stream, session_id, events)
+
+    read = await reply_stream.read(session_id, None, block_ms=0)
+
+    assert read == list(zip(ids, events, strict=True))
+    assert len(set(ids)) == len(ids)
+
+
+async def test_reading_after_an_id_resumes_exactly_after_it(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    ids = await publish_all(reply_stream, session_id, tokens("a", "b", "c", "d"))
+
+    read = await reply_stream.read(session_id, ids[1], block_ms=0)
+
+    assert read == [(ids[2], TokenEvent(delta="c")), (ids[3], TokenEvent(delta="d"))]
+    assert await reply_stream.read(session_id, ids[3], block_ms=0) == []
+
+
+async def test_count_bounds_one_read_and_the_next_read_continues(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    ids = await publish_all(reply_stream, session_id, tokens(*"abcde"))
+
+    first = await reply_stream.read(session_id, None, block_ms=0, count=2)
+    rest = await reply_stream.read(session_id, first[-1][0], block_ms=0, count=10)
+
+    assert [i for i, _ in first + rest] == ids
+
+
+async def test_an_unknown_session_reads_nothing_without_waiting_when_block_is_zero(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    assert await reply_stream.read(session_id, None, block_ms=0) == []
+
+
+async def test_a_short_block_with_nothing_published_returns_nothing(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    assert await reply_stream.read(session_id, None, block_ms=50) == []
+
+
+async def test_a_blocked_reader_wakes_when_an_event_is_published(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    [first] = await publish_all(reply_stream, session_id, tokens("first"))
+    reader = asyncio.create_task(reply_stream.read(session_id, first, block_ms=LONG_BLOCK_MS))
+    await asyncio.sleep(0.05)  # let the reader block (it would also see an earlier event)
+
+    second = await reply_stream.publish(session_id, TokenEvent(delta="second"), TTL)
+
+    assert await asyncio.wait_for(reader, LONG_BLOCK_MS / 1000) == [
+        (second, TokenEvent(delta="second"))
+    ]
+
+
+async def test_two_readers_see_the_same_events(reply_stream: ReplyStream, session_id: str) -> None:
+    readers = [
+        asyncio.create_task(reply_stream.read(session_id, None, block_ms=LONG_BLOCK_MS))
+        for _ in range(2)
+    ]
+    await asyncio.sleep(0.05)
+    ids = await publish_all(reply_stream, session_id, tokens("only"))
+
+    results = await asyncio.wait_for(asyncio.gather(*readers), LONG_BLOCK_MS / 1000)
+
+    assert results[0] == results[1] == [(ids[0], TokenEvent(delta="only"))]
+
+
+async def test_sessions_do_not_see_each_others_events(reply_stream: ReplyStream) -> None:
+    one, other = uuid.uuid4().hex, uuid.uuid4().hex
+    await publish_all(reply_stream, one, tokens("mine"))
+
+    assert await reply_stream.read(other, None, block_ms=0) == []
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "1-2-3", "-1", "1-", "٣-0", "99999999999999999999-0"])
+async def test_a_malformed_event_id_is_invalid_input(
+    reply_stream: ReplyStream, session_id: str, bad: str
+) -> None:
+    with pytest.raises(InvalidInput, match="not a reply event id"):
+        await reply_stream.read(session_id, bad, block_ms=0)
+
+
+async def test_generation_is_claimed_by_exactly_one_caller(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    claims = await asyncio.gather(
+        *(reply_stream.claim_generation(session_id, ttl_seconds=TTL) for _ in range(5))
+    )
+
+    assert sorted(claims) == [False, False, False, False, True]
+    assert await reply_stream.claim_generation(uuid.uuid4().hex, ttl_seconds=TTL)
+
+
+async def test_a_stop_request_is_seen_by_the_session_only(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    assert not await reply_stream.stop_requested(session_id)
+
+    await reply_stream.request_stop(session_id, ttl_seconds=TTL)
+
+    assert await reply_stream.stop_requested(session_id)
+    assert not await reply_stream.stop_requested(uuid.uuid4().hex)
+
+
+async def test_the_stream_its_stop_flag_and_its_claim_expire(
+    reply_stream: ReplyStream, session_id: str, elapse: Elapse
+) -> None:
+    old_id = await reply_stream.publish(session_id, TokenEvent(delta="gone"), ttl_seconds=1)
+    await reply_stream.request_stop(session_id, ttl_seconds=1)
+    assert await reply_stream.claim_generation(session_id, ttl_seconds=1)
+
+    await elapse(1.2)
+
+    assert await reply_stream.read(session_id, None, block_ms=0) == []
+    assert not await reply_stream.stop_requested(session_id)
+    assert await reply_stream.claim_generation(session_id, ttl_seconds=1)
+    # A stream started again after expiry still resumes correctly after an old id.
+    new_id = await reply_stream.publish(session_id, TokenEvent(delta="new"), ttl_seconds=60)
+    assert await reply_stream.read(session_id, old_id, block_ms=0) == [
+        (new_id, TokenEvent(delta="new"))
+    ]
+
+
+async def test_each_publish_pushes_the_expiry_back(
+    reply_stream: ReplyStream, session_id: str, elapse: Elapse
+) -> None:
+    await reply_stream.publish(session_id, TokenEvent(delta="a"), ttl_seconds=2)
+    await elapse(1.2)
+    await reply_stream.publish(session_id, TokenEvent(delta="b"), ttl_seconds=2)
+    await elapse(1.2)
+
+    assert [e for _, e in await reply_stream.read(session_id, None, block_ms=0)] == tokens("a", "b")
+
+
+async def test_a_non_positive_ttl_is_refused(reply_stream: ReplyStream, session_id: str) -> None:
+    with pytest.raises(ValueError, match="ttl_seconds must be positive"):
+        await reply_stream.publish(session_id, TokenEvent(delta="x"), ttl_seconds=0)
+
+
+# --- Redis specifics ----------------------------------------------------------------------------
+
+
+async def test_a_published_stream_has_a_ttl_in_redis(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    stream = RedisReplyStream(redis_client, prefix=redis_prefix)
+    await stream.publish(session_id, TokenEvent(delta="x"), ttl_seconds=60)
+
+    ttl_ms = await redis_client.pttl(f"{redis_prefix}reply:{session_id}")
+
+    assert 0 < ttl_ms <= 60_000
+
+
+async def test_the_redis_stream_is_trimmed_to_about_its_max_length(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    stream = RedisReplyStream(redis_client, prefix=redis_prefix, max_len=10)
+    for i in range(300):
+        await stream.publish(session_id, TokenEvent(delta=str(i)), ttl_seconds=60)
+
+    assert await redis_client.xlen(f"{redis_prefix}reply:{session_id}") < 300
+
+
+async def test_a_block_longer_than_the_socket_timeout_does_not_time_out(
+    stack_urls: StackUrls, redis_prefix: str, session_id: str
+) -> None:
+    async for client in create_redis(stack_urls.redis_url, socket_timeout=0.2):
+        stream = RedisReplyStream(client, prefix=redis_prefix)
+        reader = asyncio.create_task(stream.read(session_id, None, block_ms=LONG_BLOCK_MS))
+        await asyncio.sleep(0.5)  # several socket timeouts' worth of waiting
+        event_id = await stream.publish(session_id, TokenEvent(delta="late"), ttl_seconds=60)
+
+        assert await asyncio.wait_for(reader, LONG_BLOCK_MS / 1000) == [
+            (event_id, TokenEvent(delta="late"))
+        ]
+
+
+async def test_an_unreadable_entry_reads_as_a_final_error_event(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    key = f"{redis_prefix}reply:{session_id}"
+    bad_id = await redis_client.xadd(key, {b"payload": b"\xc1 not msgpack"})
+    await redis_client.expire(key, 60)
+    stream = RedisReplyStream(redis_client, prefix=redis_prefix)
+
+    [(event_id, event)] = await stream.read(session_id, None, block_ms=0)
+
+    assert event_id == (bad_id.decode() if isinstance(bad_id, bytes) else bad_id)
+    assert isinstance(event, ErrorEvent)
+    assert event.code == "reply_unreadable"
+
+
+async def test_an_unreachable_redis_raises_service_unavailable_without_the_password(
+    closed_port: int,
+) -> None:
+    url = f"redis://:stream-s3cret-pw@127.0.0.1:{closed_port}/0"
+    async for client in create_redis(url):
+        stream = RedisReplyStream(client)
+        with pytest.raises(ServiceUnavailable, match=r"^redis: connection failed$") as caught:
+            await stream.publish("s", TokenEvent(delta="x"), ttl_seconds=60)
+        assert "stream-s3cret-pw" not in str(caught.value)

@@ -1,0 +1,234 @@
+"""The chat flow through the real app, container, Postgres and Redis, with providers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from tests.integration.http.test_identity_end_to_end import World, _settings
+from tests.support.fake_providers import API_KEY, FakeProviderServer, Reply, openai_default
+from tests.support.fake_providers import openai_stream as openai_pieces
+from tests.support.live_server import live_server
+from whalli.adapters.embedded.stack import StackUrls
+from whalli.container import build_container
+from whalli.domain.model.chats import MessageRole, MessageStatus
+from whalli.entrypoints.http.asgi import build_app
+
+
+class Chat:
+    def __init__(self, world: World, provider: FakeProviderServer) -> None:
+        self.world, self.provider = world, provider
+
+    @property
+    def client(self) -> AsyncTestClient[Litestar]:
+        return self.world.client
+
+    async def start(self, auth: dict[str, str], **body: Any) -> dict[str, Any]:
+        response = await self.client.post("/api/chat/start", json=body, headers=auth)
+        assert response.status_code == 201, response.text
+        started: dict[str, Any] = response.json()
+        return started
+
+    async def events(
+        self, session_id: str, *, last_event_id: str | None = None, limit: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> list[tuple[str | None, str, dict[str, Any]]]:  # fmt: skip
+        """(id, event, data) until done/error (or ``limit`` events), read like EventSource."""
+        sent = dict(headers or {})
+        if last_event_id:
+            sent["Last-Event-ID"] = last_event_id
+        found: list[tuple[str | None, str, dict[str, Any]]] = []
+        url = f"/api/chat/stream?sessionId={session_id}"
+        async with self.client.stream("GET", url, headers=sent) as response:
+            assert response.status_code == 200, await response.aread()
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["cache-control"] == "no-cache"
+            assert response.headers["x-accel-buffering"] == "no"
+            fields: dict[str, str] = {}
+            async for line in response.aiter_lines():
+                if line == "":
+                    if "data" in fields:
+                        found.append(
+                            (fields.get("id"), fields.get("event", "message"),
+                             json.loads(fields["data"]))
+                        )  # fmt: skip
+                        if found[-1][1] in ("done", "error") or len(found) == limit:
+                            break
+                    fields = {}
+                    continue
+                if line.startswith(":"):
+                    continue
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                fields[name] = fields[name] + "\n" + value if name in fields else value
+        return found
+
+
+@pytest.fixture
+async def chat(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> AsyncIterator[Chat]:
+    async with FakeProviderServer(openai_default()) as provider:
+        settings = _settings(
+            stack_urls, unique, WHALLI_OPENAI_API_KEY=API_KEY, WHALLI_OPENAI_BASE_URL=provider.url,
+            WHALLI_PROVIDER_MAX_ATTEMPTS="2",
+        )  # fmt: skip
+        container = build_container(settings)
+        async with live_server(build_app(settings, container)) as client:
+            yield Chat(World(client, container), provider)  # type: ignore[arg-type]
+
+
+def _text(events: list[tuple[str | None, str, dict[str, Any]]]) -> str:
+    return "".join(data["delta"] for _, name, data in events if name == "token")
+
+
+async def test_a_reply_streams_token_by_token_and_is_saved_with_its_usage(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    prompt = f"Say hello {uuid.uuid4()}"  # unique: the shared Redis may remember other runs
+    started = await chat.start(alice["auth"], model="openai/gpt-4o-mini", message=prompt)
+    events = await chat.events(started["sessionId"])
+    tokens = [e for e in events if e[1] == "token"]
+    assert [d["delta"] for _, _, d in tokens] == ["Hello", ", ", "world", "!"]
+    assert all(event_id for event_id, _, _ in events)
+    name, done = events[-1][1], events[-1][2]
+    assert name == "done"
+    assert done["cached"] is False
+    assert done["usage"] == {"promptTokens": 11, "completionTokens": 4}
+    assert done["finishReason"] == "stop"
+    assert done["costUsd"] > 0
+    sent = chat.provider.requests[-1].body
+    assert sent["stream_options"] == {"include_usage": True}
+    assert sent["messages"][-1] == {"role": "user", "content": prompt}
+
+    uow = await chat.world.container.adapters.unit_of_work()
+    async with uow:
+        messages = await uow.chats.list_messages(uuid.UUID(started["chatId"]))
+        usage = await uow.usage.totals(uuid.UUID(alice["user"]["id"]), since=messages[0].created_at)
+    reply = messages[-1]
+    assert [m.role for m in messages] == [MessageRole.USER, MessageRole.ASSISTANT]
+    assert reply.status is MessageStatus.COMPLETE
+    assert reply.content == "Hello, world!"
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (11, 4)
+    assert reply.model == "openai/gpt-4o-mini"
+    assert reply.provider == "openai"
+    assert reply.ttft_ms is not None
+    assert reply.total_ms is not None
+    assert reply.finish_reason == "stop"
+    assert usage.completion_tokens == 4
+
+
+async def test_an_identical_prompt_is_served_from_the_cache_token_by_token(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    prompt = f"cache me {uuid.uuid4()}"
+    first = await chat.start(alice["auth"], model="openai/gpt-4o-mini", message=prompt)
+    await chat.events(first["sessionId"])
+    calls = len(chat.provider.requests)
+    second = await chat.start(alice["auth"], model="openai/gpt-4o-mini", message=prompt)
+    events = await chat.events(second["sessionId"])
+    assert len(chat.provider.requests) == calls  # the provider was not asked again
+    assert [d["delta"] for _, n, d in events if n == "token"] == ["Hello", ", ", "world", "!"]
+    assert events[-1][2]["cached"] is True
+    bypass = await chat.start(
+        alice["auth"], model="openai/gpt-4o-mini", message=prompt, cache=False
+    )
+    events = await chat.events(bypass["sessionId"])
+    assert events[-1][2]["cached"] is False
+    assert len(chat.provider.requests) == calls + 1
+
+
+async def test_reconnecting_with_last_event_id_resumes_exactly_after_it(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    started = await chat.start(
+        alice["auth"], model="dev/echo", message="one two three four five", cache=False
+    )
+    everything = await chat.events(started["sessionId"])
+    first_two = await chat.events(started["sessionId"], limit=2)
+    rest = await chat.events(started["sessionId"], last_event_id=first_two[-1][0])
+    assert first_two + rest == everything
+    assert _text(everything) == "one two three four five"
+    # a second reader (another tab) sees the very same stream
+    assert await chat.events(started["sessionId"]) == everything
+
+
+async def test_another_users_session_or_chat_is_not_found(chat: Chat) -> None:
+    alice, bob = await chat.world.register("alice"), await chat.world.register("bob")
+    started = await chat.start(alice["auth"], model="dev/echo", message="private words")
+    url = f"/api/chat/stream?sessionId={started['sessionId']}"
+    assert (await chat.client.get(url, headers=bob["auth"])).status_code == 404
+    unknown = await chat.client.get("/api/chat/stream?sessionId=" + "x" * 43)
+    assert unknown.status_code == 404
+    stop = await chat.client.post(
+        f"/api/chat/sessions/{started['sessionId']}/stop", headers=bob["auth"]
+    )
+    assert stop.status_code == 404
+    into_alices_chat = await chat.client.post(
+        "/api/chat/start",
+        json={"model": "dev/echo", "message": "hi", "chatId": started["chatId"]},
+        headers=bob["auth"],
+    )
+    assert into_alices_chat.status_code == 404
+
+
+async def test_a_model_above_the_callers_plan_is_refused(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    response = await chat.client.post(
+        "/api/chat/start", json={"model": "openai/gpt-4o", "message": "hi"}, headers=alice["auth"]
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "model_not_in_plan"
+    hidden = await chat.client.post(
+        "/api/chat/start",
+        json={"model": "anthropic/claude-3-5-haiku", "message": "hi"},
+        headers=alice["auth"],
+    )
+    assert hidden.status_code == 404  # no Anthropic key configured: the model is hidden
+
+
+async def test_stop_closes_the_upstream_request_and_saves_the_partial_reply(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    chat.provider.script(Reply(chunks=openai_pieces(["partial", " words"]), hold=True))
+    started = await chat.start(
+        alice["auth"], model="openai/gpt-4o-mini", message=f"go on {uuid.uuid4()}"
+    )
+    first = await chat.events(started["sessionId"], limit=2)
+    assert _text(first) == "partial words"
+    stop = await chat.client.post(
+        f"/api/chat/sessions/{started['sessionId']}/stop", headers=alice["auth"]
+    )
+    assert stop.status_code == 202
+    events = await chat.events(started["sessionId"], last_event_id=first[-1][0])
+    assert events[-1][1] == "done"
+    assert events[-1][2]["status"] == "aborted"
+    await asyncio.wait_for(chat.provider.disconnected.wait(), timeout=5)
+    uow = await chat.world.container.adapters.unit_of_work()
+    async with uow:
+        reply = (await uow.chats.list_messages(uuid.UUID(started["chatId"])))[-1]
+    assert reply.status is MessageStatus.ABORTED
+    assert reply.content == "partial words"
+    assert reply.usage.completion_tokens > 0
+
+
+async def test_a_provider_error_after_the_first_token_ends_with_an_error_event(
+    chat: Chat,
+) -> None:
+    alice = await chat.world.register("alice")
+    pieces = openai_pieces(["half"], usage=None, done=False)[:2]
+    chat.provider.script(Reply(chunks=pieces, abort=True))
+    started = await chat.start(
+        alice["auth"], model="openai/gpt-4o-mini", message=f"break {uuid.uuid4()}"
+    )
+    events = await chat.events(started["sessionId"])
+    assert _text(events) == "half"
+    assert events[-1][1] == "error"
+    uow = await chat.world.container.adapters.unit_of_work()
+    async with uow:
+        reply = (await uow.chats.list_messages(uuid.UUID(started["chatId"])))[-1]
+    assert reply.status is MessageStatus.FAILED
+    assert reply.content == "half"

@@ -1,0 +1,41 @@
+"""Serve an ASGI app with uvicorn on 127.0.0.1 inside the test's own event loop.
+
+Litestar's test client runs the app's lifespan in another thread and loop, so pools opened at
+startup would belong to a different loop than the requests and background tasks using them; a
+real server in the test loop also streams responses for real (SSE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+
+
+@asynccontextmanager
+async def live_server(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on",
+        timeout_graceful_shutdown=5,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        if not server.started:
+            raise RuntimeError("the test server did not start")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(30.0)
+        ) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=30)

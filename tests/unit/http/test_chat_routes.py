@@ -1,0 +1,250 @@
+"""Chat routes: list with cursors, search, read, rename, delete; strangers get 404 as if missing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from tests.unit.http.accounts import Caller, seed_caller
+from tests.unit.http.fakes import FakeContainer
+from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus, TokenUsage
+
+SeedCaller = Callable[[str], Awaitable[Caller]]
+
+
+@pytest.fixture
+def seed(container: FakeContainer, client: AsyncTestClient[Litestar]) -> SeedCaller:
+    async def make(name: str) -> Caller:
+        return await seed_caller(container, client, name)
+
+    return make
+
+
+async def new_project(owner: Caller, *members: tuple[Caller, str]) -> str:
+    created = await owner.call("POST", "/api/projects", {"name": "Research"})
+    assert created.status_code == 201, created.text
+    project_id: str = created.json()["id"]
+    for member, role in members:
+        added = await owner.call(
+            "POST", f"/api/projects/{project_id}/members", {"email": member.email, "role": role}
+        )
+        assert added.status_code == 201, added.text
+    return project_id
+
+
+async def new_chat(
+    container: FakeContainer, project_id: str, author: Caller, title: str = "A chat"
+) -> str:
+    now = container.clock.advance(timedelta(seconds=1))
+    chat = Chat(
+        id=container.ids.new_id(), project_id=UUID(project_id), user_id=author.user.id,
+        title=title, created_at=now, updated_at=now,
+    )  # fmt: skip
+    async with container.uow() as uow:
+        await uow.chats.add(chat)
+        await uow.commit()
+    return str(chat.id)
+
+
+async def add_message(container: FakeContainer, chat_id: str, message: Message) -> None:
+    async with container.uow() as uow:
+        await uow.chats.add_message(message)
+        await uow.commit()
+
+
+# --- listing -----------------------------------------------------------------------------------
+async def test_a_member_pages_through_a_projects_chats_newest_first(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada, vic = await seed("ada"), await seed("vic")
+    project_id = await new_project(ada, (vic, "viewer"))
+    chat_ids = [await new_chat(container, project_id, ada) for _ in range(5)]
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        after = f"&cursor={cursor}" if cursor else ""
+        response = await vic.call("GET", f"/api/chats?projectId={project_id}&limit=2{after}")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen += [item["id"] for item in body["items"]]
+        pages += 1
+        cursor = body["nextCursor"]
+        if cursor is None:
+            break
+
+    assert seen == chat_ids[::-1]
+    assert pages == 3
+    assert body["items"][0] == {
+        "id": chat_ids[0], "projectId": project_id, "title": "A chat",
+        "createdAt": body["items"][0]["createdAt"], "updatedAt": body["items"][0]["updatedAt"],
+    }  # fmt: skip
+
+
+async def test_without_a_project_the_list_is_of_the_callers_personal_project(
+    seed: SeedCaller,
+) -> None:
+    ada = await seed("ada")
+    response = await ada.call("GET", "/api/chats")
+    assert response.status_code == 200
+    assert response.json() == {"items": [], "nextCursor": None}
+
+
+@pytest.mark.parametrize("query", ["cursor=garbage", "cursor=AAAA", "limit=0", "limit=101"])
+async def test_a_bad_cursor_or_limit_is_422(seed: SeedCaller, query: str) -> None:
+    ada = await seed("ada")
+    project_id = await new_project(ada)
+    response = await ada.call("GET", f"/api/chats?projectId={project_id}&{query}")
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_input"
+
+
+async def test_a_stranger_cannot_list_a_projects_chats(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada, bob = await seed("ada"), await seed("bob")
+    project_id = await new_project(ada)
+    await new_chat(container, project_id, ada)
+    on_real = await bob.call("GET", f"/api/chats?projectId={project_id}")
+    on_missing = await bob.call("GET", f"/api/chats?projectId={uuid.uuid4()}")
+    assert on_real.status_code == on_missing.status_code == 404
+    assert on_real.json()["code"] == on_missing.json()["code"] == "project_not_found"
+
+
+# --- reading, renaming, deleting -----------------------------------------------------------------
+async def test_a_member_reads_a_chat_with_its_messages(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada, vic = await seed("ada"), await seed("vic")
+    project_id = await new_project(ada, (vic, "viewer"))
+    chat_id = await new_chat(container, project_id, ada, "Taxes")
+    now = container.clock.now()
+    question = Message.from_user(id=container.ids.new_id(), chat_id=UUID(chat_id),
+                                 content="How much?", now=now)  # fmt: skip
+    answer = Message.pending_reply(id=container.ids.new_id(), chat_id=UUID(chat_id),
+                                   model="gpt-4o-mini", provider="openai", now=now)  # fmt: skip
+    answer.finish(
+        status=MessageStatus.COMPLETE, content="Plenty.", now=now, finish_reason="stop",
+        usage=TokenUsage(prompt_tokens=12, completion_tokens=3), cost_usd=0.25, ttft_ms=40,
+        total_ms=90,
+    )  # fmt: skip
+    await add_message(container, chat_id, question)
+    await add_message(container, chat_id, answer)
+
+    response = await vic.call("GET", f"/api/chats/{chat_id}")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["id"], body["projectId"], body["title"]) == (chat_id, project_id, "Taxes")
+    assert [m["role"] for m in body["messages"]] == [MessageRole.USER, MessageRole.ASSISTANT]
+    assert body["messages"][1] == {
+        "id": str(answer.id), "role": "assistant", "content": "Plenty.", "status": "complete",
+        "model": "gpt-4o-mini", "provider": "openai",
+        "usage": {"promptTokens": 12, "completionTokens": 3}, "costUsd": 0.25, "cached": False,
+        "finishReason": "stop", "ttftMs": 40, "totalMs": 90, "attachmentIds": [], "error": None,
+        "createdAt": body["messages"][1]["createdAt"],
+    }  # fmt: skip
+
+
+async def test_an_editor_renames_and_deletes_a_chat(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada, eve = await seed("ada"), await seed("eve")
+    project_id = await new_project(ada, (eve, "editor"))
+    chat_id = await new_chat(container, project_id, ada)
+
+    renamed = await eve.call("PATCH", f"/api/chats/{chat_id}", {"title": "  Spring  plans "})
+    unchanged = await eve.call("PATCH", f"/api/chats/{chat_id}", {})
+    assert renamed.status_code == unchanged.status_code == 200
+    assert renamed.json()["title"] == unchanged.json()["title"] == "Spring plans"
+    assert (await ada.call("GET", f"/api/chats/{chat_id}")).json()["title"] == "Spring plans"
+
+    deleted = await eve.call("DELETE", f"/api/chats/{chat_id}")
+    assert deleted.status_code == 204
+    assert (await ada.call("GET", f"/api/chats/{chat_id}")).status_code == 404
+
+
+async def test_a_bad_title_is_422_and_a_misspelt_field_400(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada = await seed("ada")
+    chat_id = await new_chat(container, await new_project(ada), ada)
+    empty = await ada.call("PATCH", f"/api/chats/{chat_id}", {"title": "  "})
+    misspelt = await ada.call("PATCH", f"/api/chats/{chat_id}", {"tilte": "x"})
+    assert (empty.status_code, empty.json()["code"]) == (422, "invalid_input")
+    assert misspelt.status_code == 400
+
+
+@pytest.mark.parametrize(("method", "body"), [("PATCH", {"title": "Mine"}), ("DELETE", None)])
+async def test_a_viewer_may_neither_rename_nor_delete(
+    seed: SeedCaller, container: FakeContainer, method: str, body: Any
+) -> None:
+    ada, vic = await seed("ada"), await seed("vic")
+    project_id = await new_project(ada, (vic, "viewer"))
+    chat_id = await new_chat(container, project_id, ada)
+    before = (await ada.call("GET", f"/api/chats/{chat_id}")).json()
+
+    response = await vic.call(method, f"/api/chats/{chat_id}", body)
+
+    assert (response.status_code, response.json()["code"]) == (403, "permission_denied")
+    assert (await ada.call("GET", f"/api/chats/{chat_id}")).json() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "body"), [("GET", None), ("PATCH", {"title": "Mine now"}), ("DELETE", None)]
+)
+async def test_another_users_chat_is_404_exactly_like_a_missing_one(
+    seed: SeedCaller, container: FakeContainer, method: str, body: Any
+) -> None:
+    ada, bob = await seed("ada"), await seed("bob")
+    chat_id = await new_chat(container, await new_project(ada), ada)
+    before = (await ada.call("GET", f"/api/chats/{chat_id}")).json()
+
+    on_real = await bob.call(method, f"/api/chats/{chat_id}", body)
+    on_missing = await bob.call(method, f"/api/chats/{uuid.uuid4()}", body)
+
+    assert on_real.status_code == on_missing.status_code == 404
+    assert on_real.json()["code"] == on_missing.json()["code"] == "chat_not_found"
+    assert on_real.json()["detail"] == on_missing.json()["detail"]
+    assert (await ada.call("GET", f"/api/chats/{chat_id}")).json() == before
+
+
+# --- search --------------------------------------------------------------------------------------
+async def test_search_returns_only_chats_the_caller_can_read(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada, bob = await seed("ada"), await seed("bob")
+    mine = await new_chat(container, await new_project(ada), ada, "Budget for spring")
+    shared_project = await new_project(bob, (ada, "viewer"))
+    shared = await new_chat(container, shared_project, bob, "Budget review")
+    await new_chat(container, await new_project(bob), bob, "Secret budget")
+
+    response = await ada.call("GET", "/api/chats/search?q=budget&limit=10")
+
+    assert response.status_code == 200, response.text
+    hits = response.json()
+    assert {h["chatId"] for h in hits} == {mine, shared}
+    hit = next(h for h in hits if h["chatId"] == shared)
+    assert hit == {
+        "chatId": shared, "projectId": shared_project, "title": "Budget review",
+        "snippet": "", "updatedAt": hit["updatedAt"],
+    }  # fmt: skip
+
+
+async def test_search_without_words_finds_nothing(seed: SeedCaller) -> None:
+    ada = await seed("ada")
+    response = await ada.call("GET", "/api/chats/search")
+    assert (response.status_code, response.json()) == (200, [])
+
+
+async def test_chat_routes_need_a_credential(client: AsyncTestClient[Litestar]) -> None:
+    for path in ["/api/chats", "/api/chats/search?q=x", f"/api/chats/{uuid.uuid4()}"]:
+        assert (await client.get(path)).status_code == 401

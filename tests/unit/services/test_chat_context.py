@@ -1,0 +1,244 @@
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from whalli.domain.model.chats import Message, MessageRole, MessageStatus, PromptMessage
+from whalli.domain.model.errors import InvalidInput
+from whalli.domain.services.chat.context import (
+    MESSAGE_OVERHEAD_TOKENS,
+    attachment_block,
+    build_context,
+    estimate_message_tokens,
+    estimate_prompt_tokens,
+    estimate_tokens,
+)
+
+CHAT = UUID(int=1)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+USER, ASSISTANT, SYSTEM = MessageRole.USER, MessageRole.ASSISTANT, MessageRole.SYSTEM
+
+
+def message(i: int, role: MessageRole, content: str, status: MessageStatus) -> Message:
+    when = T0 + timedelta(seconds=i)
+    return Message(
+        id=UUID(int=1000 + i),
+        chat_id=CHAT,
+        role=role,
+        content=content,
+        status=status,
+        created_at=when,
+        updated_at=when,
+    )
+
+
+def conversation(*turns: tuple[MessageRole, str]) -> list[Message]:
+    return [message(i, r, c, MessageStatus.COMPLETE) for i, (r, c) in enumerate(turns)]
+
+
+contents = st.text(max_size=300) | st.sampled_from(["", "  ", "hi", "é" * 50, "🐳" * 30])
+turns = st.tuples(
+    st.sampled_from(list(MessageRole)),
+    contents,
+    st.sampled_from(list(MessageStatus)) | st.just(MessageStatus.COMPLETE),
+)
+histories = st.lists(turns, max_size=30).map(
+    lambda ts: [message(i, role, text, status) for i, (role, text, status) in enumerate(ts)]
+)
+filenames = st.text(max_size=30) | st.sampled_from(["report.pdf", "a\nb.txt", " \t", "x\r\ny"])
+attachment_lists = st.lists(st.tuples(filenames, st.text(max_size=400)), max_size=3)
+new_messages = st.text(min_size=1, max_size=300)
+windows = st.integers(min_value=1, max_value=3000)
+reserves = st.integers(min_value=0, max_value=500)
+caps = st.integers(min_value=0, max_value=300)
+
+
+def eligible(history: list[Message]) -> list[PromptMessage]:
+    return [
+        PromptMessage(role=m.role, content=m.content)
+        for m in history
+        if m.status == MessageStatus.COMPLETE and m.role in (USER, ASSISTANT) and m.content.strip()
+    ]
+
+
+def build(
+    history: list[Message],
+    new: str = "question",
+    attachments: list[tuple[str, str]] | None = None,
+    window: int = 1000,
+    reserve: int = 0,
+    cap: int = 1000,
+) -> tuple[PromptMessage, ...]:
+    return build_context(
+        history=history,
+        new_message=new,
+        attachments=attachments or [],
+        context_window=window,
+        reserve_for_reply=reserve,
+        attachment_char_cap=cap,
+    )
+
+
+# --- properties ---------------------------------------------------------------------------------
+@given(histories, new_messages, attachment_lists, windows, reserves, caps)
+def test_the_context_always_fits_or_the_new_message_alone_is_too_big(
+    history: list[Message],
+    new: str,
+    attachments: list[tuple[str, str]],
+    window: int,
+    reserve: int,
+    cap: int,
+) -> None:
+    try:
+        result = build(history, new, attachments, window, reserve, cap)
+    except InvalidInput:
+        # Refused only when even an empty history does not fit.
+        alone = build([], new, attachments, window=10**9, reserve=0, cap=cap)
+        assert estimate_prompt_tokens(alone) > window - reserve
+        return
+
+    assert estimate_prompt_tokens(result) + reserve <= window
+
+
+@given(histories, new_messages, attachment_lists, windows, reserves, caps)
+def test_the_newest_messages_are_kept_before_older_ones_in_their_order(
+    history: list[Message],
+    new: str,
+    attachments: list[tuple[str, str]],
+    window: int,
+    reserve: int,
+    cap: int,
+) -> None:
+    try:
+        result = build(history, new, attachments, window, reserve, cap)
+    except InvalidInput:
+        return
+    kept, candidates = list(result[:-1]), eligible(history)
+    dropped = candidates[: len(candidates) - len(kept)]
+
+    # An unbroken run of the most recent messages, in order, opening with a user message.
+    assert candidates[len(dropped) :] == kept
+    assert not kept or kept[0].role == USER
+    # An older user message is dropped only when it (with every newer one) would overflow.
+    dropped_users = [i for i, m in enumerate(dropped) if m.role == USER]
+    if dropped_users:
+        with_it = [*candidates[dropped_users[-1] :], result[-1]]
+        assert estimate_prompt_tokens(with_it) + reserve > window
+
+
+@given(histories, new_messages, attachment_lists, caps)
+def test_the_new_message_comes_last_with_its_attachments(
+    history: list[Message], new: str, attachments: list[tuple[str, str]], cap: int
+) -> None:
+    last = build(history, new, attachments, window=10**9, cap=cap)[-1]
+
+    assert last.role == USER
+    assert last.content.endswith(new)
+    for name, text in attachments:
+        assert attachment_block(name, text, cap) in last.content
+
+
+@given(filenames, st.text(max_size=500), caps)
+def test_attachment_text_is_capped_and_labelled_with_its_file_name(
+    name: str, text: str, cap: int
+) -> None:
+    label, _, body = attachment_block(name, text, cap).partition("\n")
+
+    assert label.startswith(f"Attached file: {' '.join(name.split()) or 'unnamed file'}")
+    if not text.strip():
+        assert body == "(no text could be extracted from this file)"
+    elif len(text) <= cap:
+        assert body == text
+    else:
+        assert body == text[:cap]
+        assert label.endswith(f"(first {cap} of {len(text)} characters)")
+
+
+@given(st.text())
+def test_the_token_estimate_is_a_quarter_of_the_utf8_bytes_rounded_up(text: str) -> None:
+    assert estimate_tokens(text) == math.ceil(len(text.encode("utf-8", "surrogatepass")) / 4)
+    assert estimate_message_tokens(PromptMessage(role=USER, content=text)) == (
+        estimate_tokens(text) + MESSAGE_OVERHEAD_TOKENS
+    )
+
+
+# --- examples -----------------------------------------------------------------------------------
+def test_a_long_chat_is_trimmed_oldest_first() -> None:
+    # Each message costs 25 + 4 tokens; the question 2 + 4.
+    history = conversation(*[(USER if i % 2 == 0 else ASSISTANT, f"{i}" * 100) for i in range(10)])
+
+    result = build(history, new="question", window=6 + 4 * 29 + 10, reserve=0)
+
+    assert [m.content for m in result] == ["6" * 100, "7" * 100, "8" * 100, "9" * 100, "question"]
+
+
+def test_an_assistant_reply_left_first_by_trimming_is_dropped() -> None:
+    history = conversation((USER, "a" * 100), (ASSISTANT, "b" * 100), (USER, "c" * 100))
+
+    result = build(history, new="question", window=6 + 2 * 29)
+
+    assert [m.content for m in result] == ["c" * 100, "question"]
+
+
+def test_only_complete_conversation_messages_with_text_are_sent() -> None:
+    history = [
+        message(0, SYSTEM, "a system note", MessageStatus.COMPLETE),
+        message(1, USER, "first", MessageStatus.COMPLETE),
+        message(2, ASSISTANT, "cut short", MessageStatus.ABORTED),
+        message(3, ASSISTANT, "broke", MessageStatus.FAILED),
+        message(4, ASSISTANT, "", MessageStatus.PENDING),
+        message(5, ASSISTANT, "   ", MessageStatus.COMPLETE),
+        message(6, USER, "second", MessageStatus.COMPLETE),
+        message(7, ASSISTANT, "answer", MessageStatus.COMPLETE),
+    ]
+
+    result = build(history)
+
+    assert [(m.role, m.content) for m in result] == [
+        (USER, "first"),
+        (USER, "second"),
+        (ASSISTANT, "answer"),
+        (USER, "question"),
+    ]
+
+
+def test_attachments_go_before_the_question_in_the_new_message() -> None:
+    result = build([], new="Summarise it.", attachments=[("report.pdf", "Sales rose.")])
+
+    assert result == (
+        PromptMessage(role=USER, content="Attached file: report.pdf\nSales rose.\n\nSummarise it."),
+    )
+
+
+def test_a_message_too_big_for_the_window_is_refused_naming_the_limit() -> None:
+    with pytest.raises(
+        InvalidInput,
+        match=r"needs about 254 tokens; this model takes at most 90 "
+        r"\(a context window of 100 tokens, 10 kept for the reply\)",
+    ):
+        build([], new="x" * 1000, window=100, reserve=10)
+
+
+def test_attachments_too_big_for_the_window_are_refused_naming_them() -> None:
+    with pytest.raises(InvalidInput, match="This message and its attachments need about"):
+        build([], new="hi", attachments=[("big.txt", "x" * 1000)], window=100, cap=10_000)
+
+
+def test_the_attachment_cap_keeps_a_big_file_within_the_window() -> None:
+    result = build([], new="hi", attachments=[("big.txt", "x" * 10_000)], window=100, cap=200)
+
+    assert "x" * 200 in result[-1].content
+    assert "x" * 201 not in result[-1].content
+
+
+@pytest.mark.parametrize(
+    ("window", "reserve", "cap"), [(0, 0, 0), (100, -1, 0), (100, 0, -1)], ids=str
+)
+def test_nonsensical_limits_are_a_programming_error(window: int, reserve: int, cap: int) -> None:
+    with pytest.raises(ValueError, match="the window must be positive"):
+        build([], window=window, reserve=reserve, cap=cap)

@@ -1,0 +1,238 @@
+"""The stateless completion behind the OpenAI-compatible API: plans, cache, fallbacks, usage."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from whalli.adapters.memory.cache import InMemoryCache
+from whalli.adapters.memory.chat_metrics import InMemoryChatMetrics
+from whalli.adapters.memory.chat_model import ScriptedChatModel
+from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.memory.ids import SequentialIds
+from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.domain.model.catalog import ModelCatalog, ModelSpec
+from whalli.domain.model.chats import GenerationParams, MessageRole, PromptMessage, TokenUsage
+from whalli.domain.model.errors import InvalidInput, ModelNotFound, ModelNotInPlan, ProviderError
+from whalli.domain.model.prompt_cache import cache_key
+from whalli.domain.model.users import Plan, User
+from whalli.domain.services.chat.complete import CompleteChat, CompleteChatHandler
+from whalli.ports.chat_model import ChatModel, StreamDelta, StreamEnd
+from whalli.ports.usage import UsageRecord
+
+
+def spec(id: str, *, plan: Plan = Plan.FREE, fallback: str | None = None) -> ModelSpec:
+    provider = id.split("/")[0]
+    return ModelSpec(
+        id=id, provider=provider, upstream=id.split("/")[1], min_plan=plan,
+        input_usd_per_mtok=1.0, output_usd_per_mtok=2.0, context_window=8000, fallback=fallback,
+    )  # fmt: skip
+
+
+CATALOG = ModelCatalog(
+    [
+        spec("openai/mini"),
+        spec("openai/big", plan=Plan.PRO, fallback="openai/mini"),
+        spec("anthropic/haiku", fallback="openai/mini"),
+        spec("xai/grok"),
+    ]
+)
+QUESTION = (PromptMessage(role=MessageRole.USER, content="Say hello"),)
+
+
+class World:
+    def __init__(self, models: dict[str, ChatModel]) -> None:
+        self.store = MemoryStore()
+        self.clock = ManualClock()
+        self.ids = SequentialIds()
+        self.cache = InMemoryCache(self.clock)
+        self.metrics = InMemoryChatMetrics()
+        self.models = models
+        self.enabled = {"openai", "anthropic"}
+
+    def handler(self) -> CompleteChatHandler:
+        return CompleteChatHandler(
+            InMemoryUnitOfWork(self.store), self.cache, CATALOG, self.models, self.enabled,
+            clock=self.clock, ids=self.ids, metrics=self.metrics, cache_ttl=timedelta(minutes=5),
+        )  # fmt: skip
+
+    async def user(self, plan: Plan = Plan.FREE) -> User:
+        user = User.create(
+            id=self.ids.new_id(), email=f"{plan}@example.com", now=self.clock.now(), plan=plan
+        )
+        async with InMemoryUnitOfWork(self.store) as uow:
+            await uow.users.add(user)
+            await uow.commit()
+        return user
+
+    async def usage(self) -> list[UsageRecord]:
+        records: list[UsageRecord] = list(self.store.tables["usage_records"].values())
+        return sorted(records, key=lambda r: r.id)
+
+    async def cached(self, model: str) -> bool:
+        key = cache_key(model_id=model, messages=QUESTION, params=GenerationParams())
+        return await self.cache.get(key) is not None
+
+
+def openai_model() -> ScriptedChatModel:
+    usage = TokenUsage(prompt_tokens=10, completion_tokens=2)
+    return ScriptedChatModel(["Hello", ", world"], provider="openai", usage=usage)
+
+
+async def complete(
+    world: World,
+    user: User,
+    model: str,
+    *,
+    params: GenerationParams = GenerationParams(),
+    use_cache: bool = True,
+) -> list[object]:
+    command = CompleteChat(
+        user_id=user.id, model=model, messages=QUESTION, params=params, use_cache=use_cache
+    )
+    return [event async for event in world.handler().stream(command)]
+
+
+async def test_a_complete_reply_streams_its_deltas_then_the_end_and_records_usage() -> None:
+    world = World({"openai": openai_model()})
+    user = await world.user()
+
+    events = await complete(world, user, "openai/mini")
+
+    assert events == [
+        StreamDelta(text="Hello"),
+        StreamDelta(text=", world"),
+        StreamEnd(finish_reason="stop", usage=TokenUsage(prompt_tokens=10, completion_tokens=2)),
+    ]
+    [record] = await world.usage()
+    assert (record.user_id, record.model, record.provider, record.cached) == (
+        user.id, "openai/mini", "openai", False,
+    )  # fmt: skip
+    assert (record.prompt_tokens, record.completion_tokens, record.message_id) == (10, 2, None)
+    assert record.cost_usd == pytest.approx((10 * 1.0 + 2 * 2.0) / 1_000_000)
+    assert [r["status"] for r in world.metrics.replies] == ["complete"]
+    assert world.metrics.cache["miss"] == 1
+
+
+async def test_a_model_above_the_plan_is_refused_before_any_provider_is_called() -> None:
+    model = openai_model()
+    world = World({"openai": model})
+    user = await world.user(Plan.FREE)
+
+    with pytest.raises(ModelNotInPlan, match="does not include openai/big"):
+        await complete(world, user, "openai/big")
+    assert model.requests == []
+    assert await world.usage() == []
+
+
+async def test_a_model_whose_provider_is_not_enabled_is_not_found() -> None:
+    world = World({"openai": openai_model()})
+    user = await world.user()
+
+    with pytest.raises(ModelNotFound, match="xai/grok"):
+        await complete(world, user, "xai/grok")
+    with pytest.raises(ModelNotFound, match="nope/none"):
+        await complete(world, user, "nope/none")
+
+
+async def test_a_conversation_without_messages_is_refused() -> None:
+    world = World({"openai": openai_model()})
+    user = await world.user()
+    command = CompleteChat(user_id=user.id, model="openai/mini", messages=())
+
+    with pytest.raises(InvalidInput, match="message"):
+        [event async for event in world.handler().stream(command)]
+
+
+async def test_an_identical_prompt_is_answered_from_the_cache_delta_by_delta() -> None:
+    model = openai_model()
+    world = World({"openai": model})
+    user = await world.user()
+
+    first = await complete(world, user, "openai/mini")
+    second = await complete(world, user, "openai/mini")
+
+    assert second == first
+    assert len(model.requests) == 1
+    fresh, cached = await world.usage()
+    assert (cached.cached, cached.cost_usd, cached.completion_tokens) == (True, 0.0, 2)
+    assert fresh.cached is False
+    assert world.metrics.cache == {"miss": 1, "hit": 1}
+
+
+async def test_other_parameters_or_no_cache_do_not_use_the_cached_reply() -> None:
+    model = openai_model()
+    world = World({"openai": model})
+    user = await world.user()
+
+    await complete(world, user, "openai/mini")
+    await complete(world, user, "openai/mini", params=GenerationParams(temperature=0.2))
+    await complete(world, user, "openai/mini", use_cache=False)
+
+    assert len(model.requests) == 3
+    assert [r.cached for r in await world.usage()] == [False, False, False]
+
+
+async def test_a_provider_failing_before_the_first_delta_hands_over_to_the_fallback() -> None:
+    broken = ScriptedChatModel([], provider="anthropic", error=ProviderError("overloaded"))
+    world = World({"openai": openai_model(), "anthropic": broken})
+    user = await world.user()
+
+    events = await complete(world, user, "anthropic/haiku")
+
+    assert [e.text for e in events if isinstance(e, StreamDelta)] == ["Hello", ", world"]
+    [record] = await world.usage()
+    assert (record.model, record.provider) == ("openai/mini", "openai")
+    assert world.metrics.errors == {("anthropic", "provider_error"): 1}
+    assert broken.open_streams == 0
+
+
+async def test_when_every_candidate_fails_the_provider_error_is_raised_and_nothing_cached() -> None:
+    broken = ScriptedChatModel([], provider="openai", error=ProviderError("down"))
+    world = World({"openai": broken})
+    user = await world.user()
+
+    with pytest.raises(ProviderError, match="down"):
+        await complete(world, user, "openai/mini")
+    assert await world.usage() == []
+    assert not await world.cached("openai/mini")
+
+
+async def test_a_failure_after_the_first_delta_ends_the_stream_and_records_partial_use() -> None:
+    broken = ScriptedChatModel(["Hel"], provider="openai", error=ProviderError("cut"))
+    world = World({"openai": broken})
+    user = await world.user()
+    seen: list[object] = []
+
+    async def read() -> None:
+        command = CompleteChat(user_id=user.id, model="openai/mini", messages=QUESTION)
+        async for event in world.handler().stream(command):
+            seen.append(event)
+
+    with pytest.raises(ProviderError, match="cut"):
+        await read()
+
+    assert seen == [StreamDelta(text="Hel")]
+    [record] = await world.usage()
+    assert record.completion_tokens == 1  # an estimate: the provider never reported usage
+    assert [r["status"] for r in world.metrics.replies] == ["failed"]
+    assert not await world.cached("openai/mini")
+
+
+async def test_a_client_that_stops_reading_still_has_its_usage_recorded() -> None:
+    model = openai_model()
+    world = World({"openai": model})
+    user = await world.user()
+    command = CompleteChat(user_id=user.id, model="openai/mini", messages=QUESTION)
+
+    events = world.handler().stream(command)
+    assert await anext(events) == StreamDelta(text="Hello")
+    await events.aclose()
+
+    [record] = await world.usage()
+    assert (record.model, record.completion_tokens) == ("openai/mini", 2)
+    assert [r["status"] for r in world.metrics.replies] == ["aborted"]
+    assert model.open_streams == 0
+    assert not await world.cached("openai/mini")
