@@ -139,6 +139,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     chat_cache_ttl_s: int = 3600
     chat_session_ttl_s: int = 600
     chat_stream_ttl_s: int = 900
+    chat_heartbeat_s: float = 15.0
+    # 0: a reply keeps generating after every client left (and is saved); N: stop it after N s.
+    chat_cancel_abandoned_after_s: float = 0.0
 
     @property
     def enabled_providers(self) -> frozenset[str]:

@@ -209,9 +209,11 @@ def build_chat_models(settings: Settings, client: httpx.AsyncClient) -> dict[str
 
 
 def reply_settings(settings: Settings) -> ReplySettings:
+    abandoned = settings.chat_cancel_abandoned_after_s
     return ReplySettings(
         cache_ttl=timedelta(seconds=settings.chat_cache_ttl_s),
         stream_ttl=timedelta(seconds=settings.chat_stream_ttl_s),
+        cancel_abandoned_after_s=abandoned if abandoned > 0 else None,
     )
 
 
@@ -412,7 +414,11 @@ class Services(containers.DeclarativeContainer):
     delete_chat = providers.Factory(DeleteChatHandler, uow)
     search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)
     attach_stream = providers.Factory(AttachStreamHandler, adapters.chat_sessions, uow)
-    read_reply = providers.Factory(ReadReplyHandler, adapters.reply_stream)
+    read_reply = providers.Factory(
+        ReadReplyHandler,
+        adapters.reply_stream,
+        providers.Callable(lambda s: s.chat_heartbeat_s, settings),
+    )
     stop_generation = providers.Factory(
         StopGenerationHandler, adapters.chat_sessions, adapters.reply_stream, uow
     )

@@ -62,9 +62,27 @@ def thread_limit() -> str | None:
     return os.environ.get("OMP_THREAD_LIMIT")
 
 
+def page(number: int) -> PageExtraction:
+    return PageExtraction(page=number, method="ocr", chars=3)
+
+
+def unencodable() -> object:
+    return object()
+
+
 # --- the sandbox ---------------------------------------------------------------------------------
 def test_the_sandbox_returns_what_the_function_returns() -> None:
     assert run_limited(add, 2, 3, wall_time_s=30, memory_bytes=512 * MB) == 5
+
+
+def test_the_answer_is_decoded_to_the_type_asked_for() -> None:
+    answer = run_limited(page, 7, wall_time_s=30, memory_bytes=512 * MB, returns=PageExtraction)
+    assert answer == PageExtraction(page=7, method="ocr", chars=3)
+
+
+def test_an_answer_that_cannot_be_encoded_is_a_failure() -> None:
+    with pytest.raises(ExtractionFailed, match=r"^the extractor returned an unusable result"):
+        run_limited(unencodable, wall_time_s=30, memory_bytes=512 * MB)
 
 
 def test_the_child_runs_tesseract_with_one_openmp_thread() -> None:
@@ -317,7 +335,12 @@ def test_damaged_files_end_in_a_result_or_a_reason_and_never_in_a_crash(
         path.write_bytes(bytes(data[: keep % len(data) + 1]))
         try:
             result = run_limited(
-                extract_file, str(path), options, wall_time_s=60, memory_bytes=1024 * MB
+                extract_file,
+                str(path),
+                options,
+                wall_time_s=60,
+                memory_bytes=1024 * MB,
+                returns=ExtractionResult,
             )
         except ExtractionFailed as failure:
             result = failure

@@ -31,6 +31,16 @@ class ReplyStream(Protocol):
 
     async def stop_requested(self, session_id: str) -> bool: ...
 
+    async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
+        """Count an SSE client attached to the session (shared by every API process)."""
+        ...
+
+    async def reader_left(self, session_id: str) -> None: ...
+
+    async def readers(self, session_id: str) -> int:
+        """How many clients are attached now (never below zero)."""
+        ...
+
     async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
         """True for exactly one caller per session: the one that may generate the reply."""
         ...

@@ -139,6 +139,20 @@ async def test_a_malformed_event_id_is_invalid_input(
         await reply_stream.read(session_id, bad, block_ms=0)
 
 
+async def test_readers_are_counted_as_they_join_and_leave(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    assert await reply_stream.readers(session_id) == 0
+    await reply_stream.reader_joined(session_id, 60)
+    await reply_stream.reader_joined(session_id, 60)
+    assert await reply_stream.readers(session_id) == 2
+    await reply_stream.reader_left(session_id)
+    assert await reply_stream.readers(session_id) == 1
+    await reply_stream.reader_left(session_id)
+    await reply_stream.reader_left(session_id)  # a stray leave never counts below zero
+    assert await reply_stream.readers(session_id) == 0
+
+
 async def test_generation_is_claimed_by_exactly_one_caller(
     reply_stream: ReplyStream, session_id: str
 ) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -232,3 +233,128 @@ async def test_a_provider_error_after_the_first_token_ends_with_an_error_event(
         reply = (await uow.chats.list_messages(uuid.UUID(started["chatId"])))[-1]
     assert reply.status is MessageStatus.FAILED
     assert reply.content == "half"
+
+
+@asynccontextmanager
+async def _app(
+    stack_urls: StackUrls, unique: str, provider: FakeProviderServer, **env: str
+) -> AsyncIterator[Chat]:
+    settings = _settings(
+        stack_urls, unique, WHALLI_OPENAI_API_KEY=API_KEY, WHALLI_OPENAI_BASE_URL=provider.url,
+        WHALLI_PROVIDER_MAX_ATTEMPTS="2", **env,
+    )  # fmt: skip
+    container = build_container(settings)
+    async with live_server(build_app(settings, container)) as client:
+        yield Chat(World(client, container), provider)  # type: ignore[arg-type]
+
+
+async def _reply(chat: Chat, chat_id: str) -> Any:
+    uow = await chat.world.container.adapters.unit_of_work()
+    async with uow:
+        return (await uow.chats.list_messages(uuid.UUID(chat_id)))[-1]
+
+
+async def _until_final(chat: Chat, chat_id: str) -> Any:
+    for _ in range(200):
+        reply = await _reply(chat, chat_id)
+        if reply.role is MessageRole.ASSISTANT and reply.status.is_final:
+            return reply
+        await asyncio.sleep(0.05)
+    raise AssertionError("the reply never finished")
+
+
+async def test_a_client_that_leaves_does_not_stop_the_reply_which_is_saved(
+    chat: Chat,
+) -> None:
+    alice = await chat.world.register("alice")
+    slow = openai_pieces(["still", " here", " after", " you", " left"])
+    chat.provider.script(Reply(chunks=slow, delay=0.05))
+    started = await chat.start(
+        alice["auth"], model="openai/gpt-4o-mini", message=f"x {uuid.uuid4()}"
+    )
+    first = await chat.events(started["sessionId"], limit=1)  # then the client goes away
+    assert first[0][1] == "token"
+    reply = await _until_final(chat, started["chatId"])
+    assert reply.status is MessageStatus.COMPLETE
+    assert reply.content == "still here after you left"
+
+
+async def test_an_abandoned_reply_is_stopped_when_configured(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        _app(stack_urls, unique, provider, WHALLI_CHAT_CANCEL_ABANDONED_AFTER_S="0.3") as chat,
+    ):
+        alice = await chat.world.register("alice")
+        provider.script(Reply(chunks=openai_pieces(["lonely"]), hold=True))
+        started = await chat.start(
+            alice["auth"], model="openai/gpt-4o-mini", message=f"y {uuid.uuid4()}"
+        )
+        await chat.events(started["sessionId"], limit=1)
+        reply = await _until_final(chat, started["chatId"])
+        assert reply.status is MessageStatus.ABORTED
+        assert reply.content == "lonely"
+        await asyncio.wait_for(provider.disconnected.wait(), timeout=5)
+
+
+async def test_a_reply_started_on_one_api_instance_streams_from_another(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        _app(stack_urls, unique, provider) as one,
+        _app(stack_urls, unique, provider) as other,
+    ):
+        alice = await one.world.register("alice")
+        started = await one.start(
+            alice["auth"], model="openai/gpt-4o-mini", message=f"z {uuid.uuid4()}"
+        )
+        here = await one.events(started["sessionId"])
+        there = await other.events(started["sessionId"], headers=alice["auth"])
+        assert there == here
+        assert _text(there) == "Hello, world!"
+
+
+async def test_an_idle_stream_gets_heartbeat_comments(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        _app(stack_urls, unique, provider, WHALLI_CHAT_HEARTBEAT_S="0.1") as chat,
+    ):
+        alice = await chat.world.register("alice")
+        provider.script(Reply(chunks=openai_pieces(["late"]), first_delay=0.6))
+        started = await chat.start(
+            alice["auth"], model="openai/gpt-4o-mini", message=f"h {uuid.uuid4()}"
+        )
+        url = f"/api/chat/stream?sessionId={started['sessionId']}"
+        comments = 0
+        async with chat.client.stream("GET", url) as response:
+            async for line in response.aiter_lines():
+                comments += line.startswith(":")
+                if line.startswith("event: done"):
+                    break
+        assert comments >= 2
+
+
+async def test_the_catalog_fallback_answers_when_a_provider_keeps_failing(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        _app(
+            stack_urls, unique, provider, WHALLI_ANTHROPIC_API_KEY="sk-ant-test",
+            WHALLI_ANTHROPIC_BASE_URL="http://127.0.0.1:9",  # nothing listens there
+        ) as chat,
+    ):  # fmt: skip
+        alice = await chat.world.register("alice")
+        started = await chat.start(
+            alice["auth"], model="anthropic/claude-3-5-haiku", message=f"f {uuid.uuid4()}"
+        )
+        events = await chat.events(started["sessionId"])
+        assert events[-1][1] == "done"
+        assert _text(events) == "Hello, world!"
+        reply = await _reply(chat, started["chatId"])
+        assert reply.model == "openai/gpt-4o-mini"  # the catalog's fallback for haiku
+        assert reply.provider == "openai"

@@ -65,6 +65,7 @@ class PdfOcrTextExtractor(TextExtractor):
             wall_time_s=self.wall_time_s,
             memory_bytes=self.memory_bytes,
             max_image_pixels=self.options.max_pixels,
+            returns=ExtractionResult,
         )
 
 

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 from whalli.domain.model.errors import ExtractionFailed
 
 POINTS_PER_INCH = 72
+# failures that already say what went wrong, for the sandbox to report as they are
+_OURS = (ExtractionFailed, MemoryError, RecursionError)
 # a page with less text than this in its text layer, and an image on it, is treated as a scan
 _SCAN_TEXT_CHARS = 16
 
@@ -30,8 +32,7 @@ def read_pdf(
     """Add each page of the PDF; returns the page count."""
     import pdfplumber
     from pdfminer.pdfdocument import PDFEncryptionError
-    from pdfminer.psexceptions import PSException
-    from pdfplumber.utils.exceptions import MalformedPDFException, PdfminerException
+    from pdfplumber.utils.exceptions import PdfminerException
 
     try:
         with warnings.catch_warnings():
@@ -50,7 +51,10 @@ def read_pdf(
                     if not sink.add(text, method):
                         break
                 return len(pages)
-    except (PdfminerException, PSException, MalformedPDFException) as e:
+    except _OURS:
+        raise
+    except Exception as e:
+        # pdfminer, pdfplumber and pdfium fail on broken files with all kinds of exceptions
         cause = e.args[0] if isinstance(e, PdfminerException) and e.args else e
         if isinstance(cause, MemoryError | RecursionError):
             raise cause from None  # pdfplumber wraps them; the sandbox names them
@@ -70,7 +74,7 @@ def _resolution(page: Any, wanted: int, max_pixels: int) -> float:
 
 def read_image(path: Path, sink: PageSink, *, languages: str) -> int:
     """OCR the image; each frame of a multi-page TIFF is a page. Returns the page count."""
-    from PIL import Image, ImageSequence, UnidentifiedImageError
+    from PIL import Image, ImageSequence
 
     try:
         with Image.open(path) as image:
@@ -82,8 +86,10 @@ def read_image(path: Path, sink: PageSink, *, languages: str) -> int:
             return pages
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ExtractionFailed(f"the image is too large to be read ({e})") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        # Pillow reports truncated or corrupt files as OSError or SyntaxError
+    except _OURS:
+        raise
+    except Exception as e:
+        # Pillow fails on broken files with OSError, SyntaxError, EOFError, struct.error...
         raise ExtractionFailed("the image is damaged or incomplete") from e
 
 
@@ -101,6 +107,8 @@ def ocr(image: Any, languages: str) -> str:
         image = image.convert("RGB")
     try:
         return str(pytesseract.image_to_string(image, lang=languages))
+    except pytesseract.TesseractNotFoundError as e:
+        raise ExtractionFailed("the OCR engine (tesseract) is not installed") from e
     except pytesseract.TesseractError as e:
         raise ExtractionFailed(f"the OCR failed ({str(e)[:200]})") from e
 

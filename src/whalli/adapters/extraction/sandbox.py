@@ -20,12 +20,15 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar, cast
 
+import msgspec
+
 from whalli.domain.model.errors import ExtractionFailed
 
 T = TypeVar("T")
 
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 _MB = 1024 * 1024
+_MAX_ANSWER_BYTES = 64 * _MB  # a million characters of text take at most 4 MB
 
 
 def preload(*modules: str) -> None:
@@ -43,8 +46,10 @@ def run_limited(
     wall_time_s: float,
     memory_bytes: int,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    returns: type[T] | None = None,
 ) -> T:
-    """``func(*args)`` in a child process; ``func`` must be a picklable top-level function.
+    """``func(*args)`` in a child process; ``func`` must be a picklable top-level function and
+    return what msgspec can encode (``returns``, when given, is the type it is decoded to).
 
     Raises ``ExtractionFailed`` when the child takes longer than ``wall_time_s`` (it is killed),
     needs more than ``memory_bytes``, dies from a signal, or raises (an ``ExtractionFailed``
@@ -77,7 +82,7 @@ def run_limited(
         raise ExtractionFailed(f"the extractor stopped unexpectedly (exit code {code})")
     status, payload = outcome
     if status == "ok":
-        return cast(T, payload)
+        return _convert(payload, returns)
     if status == "memory":
         megabytes = memory_bytes // _MB
         raise ExtractionFailed(f"the extraction needed more than {megabytes} MB of memory")
@@ -85,11 +90,29 @@ def run_limited(
 
 
 def _read(receiver: Connection) -> tuple[str, Any] | None:
-    """The child's (status, payload), or None if it died without answering."""
+    """The child's (status, payload), or None if it died without answering.
+
+    The answer is msgpack, not pickle: a child that a hostile file took over must not be able
+    to run code in the parent by what it sends back, nor exhaust its memory."""
     try:
-        return cast(tuple[str, Any], receiver.recv())
-    except (EOFError, OSError):
+        raw = receiver.recv_bytes(_MAX_ANSWER_BYTES)
+    except EOFError:
         return None  # the exit code tells how it died
+    except OSError:
+        return ("failed", "the extractor returned more data than allowed")
+    try:
+        return msgspec.msgpack.decode(raw, type=tuple[str, Any])
+    except msgspec.MsgspecError:
+        return ("failed", "the extractor returned an unreadable result")
+
+
+def _convert(payload: Any, returns: type[T] | None) -> T:
+    if returns is None:
+        return cast(T, payload)
+    try:
+        return msgspec.convert(payload, type=returns)
+    except msgspec.MsgspecError as e:
+        raise ExtractionFailed("the extractor returned an unreadable result") from e
 
 
 def _stop(process: multiprocessing.process.BaseProcess, answered: bool) -> None:
@@ -134,13 +157,14 @@ def _child(
     except Exception as e:
         outcome = ("failed", f"the extractor failed ({type(e).__name__}: {str(e)[:200]})")
     try:
-        sender.send(outcome)
+        answer = msgspec.msgpack.encode(outcome)
     except MemoryError:
-        sender.send(("memory", None))
-    except Exception as e:  # an unpicklable result
-        sender.send(("failed", f"the extractor returned an unusable result ({type(e).__name__})"))
-    finally:
-        sender.close()
+        answer = msgspec.msgpack.encode(("memory", None))
+    except Exception as e:  # a result msgspec cannot encode
+        reason = f"the extractor returned an unusable result ({type(e).__name__})"
+        answer = msgspec.msgpack.encode(("failed", reason))
+    with sender:
+        sender.send_bytes(answer)
 
 
 def _limit(kind: int, soft: int, hard: int) -> None:

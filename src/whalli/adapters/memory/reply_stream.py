@@ -47,6 +47,7 @@ class InMemoryReplyStream(ReplyStream):
         self._max_len = max_len
         self._streams: dict[str, _Stream] = {}
         self._flags: dict[tuple[str, str], datetime] = {}
+        self._readers: dict[str, int] = {}
         self._published = asyncio.Condition()
         # One counter for every session: a stream recreated after expiry keeps increasing ids.
         self._last = 0
@@ -109,6 +110,16 @@ class InMemoryReplyStream(ReplyStream):
 
     async def stop_requested(self, session_id: str) -> bool:
         return self._flag("stop", session_id)
+
+    async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
+        _check_ttl(ttl_seconds)
+        self._readers[session_id] = self._readers.get(session_id, 0) + 1
+
+    async def reader_left(self, session_id: str) -> None:
+        self._readers[session_id] = self._readers.get(session_id, 0) - 1
+
+    async def readers(self, session_id: str) -> int:
+        return max(0, self._readers.get(session_id, 0))
 
     async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
         expires_at = self._expiry(ttl_seconds)

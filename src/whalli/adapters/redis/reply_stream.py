@@ -125,6 +125,24 @@ class RedisReplyStream(ReplyStream):
         with translated():
             return bool(await self._client.exists(self._key("reply-stop", session_id)))
 
+    async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
+        check_ttl(ttl_seconds)
+        key = self._key("reply-readers", session_id)
+        with translated():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, ttl_seconds)
+                await pipe.execute()
+
+    async def reader_left(self, session_id: str) -> None:
+        with translated():
+            await self._client.decr(self._key("reply-readers", session_id))
+
+    async def readers(self, session_id: str) -> int:
+        with translated():
+            value = await self._client.get(self._key("reply-readers", session_id))
+        return max(0, int(value or 0))
+
     async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
         check_ttl(ttl_seconds)
         key = self._key("reply-owner", session_id)

@@ -42,6 +42,9 @@ class ReplySettings:
     reserve_for_reply: int = 1024
     attachment_char_cap: int = 20_000
     stop_poll_s: float = 0.25
+    # None: a reply runs to the end when every client left (and is saved); else stop it after
+    # nobody has been reading for this many seconds.
+    cancel_abandoned_after_s: float | None = None
 
 
 @dataclass
@@ -188,7 +191,10 @@ class GenerateReplyHandler:
             request = CompletionRequest(
                 model=candidate.upstream, messages=messages, params=session.params
             )
-            watch = StopWatch(self._stream, session.id, self._settings.stop_poll_s)
+            watch = StopWatch(
+                self._stream, session.id, self._settings.stop_poll_s,
+                self._settings.cancel_abandoned_after_s,
+            )  # fmt: skip
             started = time.perf_counter()
 
             async def on_delta(text: str, outcome: _Outcome = outcome, t0: float = started) -> None:

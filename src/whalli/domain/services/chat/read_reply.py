@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
+from whalli.domain.model.errors import ServiceUnavailable
 from whalli.domain.model.replies import ReplyEvent, is_final
 from whalli.ports.reply_stream import ReplyStream
 
+READER_TTL_SECONDS = 3600
 HEARTBEAT = None  # yielded when nothing arrived for a while: the client should get a comment
 
 
@@ -28,13 +32,24 @@ class ReadReplyHandler:
         self, session_id: str, after: str | None
     ) -> AsyncIterator[tuple[str, ReplyEvent] | None]:
         cursor = after
-        while True:
-            batch = await self._stream.read(session_id, cursor, block_ms=self._block_ms)
-            if not batch:
-                yield HEARTBEAT
-                continue
-            for event_id, event in batch:
-                cursor = event_id
-                yield event_id, event
-                if is_final(event):
-                    return
+        await self._stream.reader_joined(session_id, READER_TTL_SECONDS)
+        try:
+            while True:
+                batch = await self._stream.read(session_id, cursor, block_ms=self._block_ms)
+                if not batch:
+                    yield HEARTBEAT
+                    continue
+                for event_id, event in batch:
+                    cursor = event_id
+                    yield event_id, event
+                    if is_final(event):
+                        return
+        finally:
+            # A client that went away cancels this generator, and the cancellation repeats at
+            # every await of the cancelled scope: shield the bookkeeping so it still happens.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._leave(session_id))
+
+    async def _leave(self, session_id: str) -> None:
+        with contextlib.suppress(ServiceUnavailable):
+            await self._stream.reader_left(session_id)

@@ -12,17 +12,35 @@ from whalli.ports.reply_stream import ReplyStream
 
 
 class StopWatch:
-    """Polls the session's stop flag (shared by every API process) every ``poll_s`` seconds."""
+    """Polls the session's stop flag (shared by every API process) every ``poll_s`` seconds.
 
-    def __init__(self, stream: ReplyStream, session_id: str, poll_s: float) -> None:
+    With ``abandon_after_s`` set, a reply nobody has been reading for that long is stopped too
+    (by default generation runs to the end, so a reader who comes back finds the answer saved).
+    """
+
+    def __init__(
+        self, stream: ReplyStream, session_id: str, poll_s: float,
+        abandon_after_s: float | None = None,
+    ) -> None:  # fmt: skip
         self._stream, self._session_id, self._poll_s = stream, session_id, poll_s
+        self._abandon_after = abandon_after_s
 
     async def wait(self) -> None:
-        """Return once a stop was requested; a store that does not answer counts as 'not yet'."""
+        """Return once a stop was requested (or the reply was abandoned); a store that does not
+        answer counts as 'not yet'."""
+        loop = asyncio.get_running_loop()
+        unread_since: float | None = None
         while True:
             with contextlib.suppress(ServiceUnavailable):
                 if await self._stream.stop_requested(self._session_id):
                     return
+                if self._abandon_after is not None:
+                    if await self._stream.readers(self._session_id) > 0:
+                        unread_since = None
+                    elif unread_since is None:
+                        unread_since = loop.time()
+                    elif loop.time() - unread_since >= self._abandon_after:
+                        return
             await asyncio.sleep(self._poll_s)
 
 
