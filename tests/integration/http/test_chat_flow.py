@@ -358,3 +358,24 @@ async def test_the_catalog_fallback_answers_when_a_provider_keeps_failing(
         reply = await _reply(chat, started["chatId"])
         assert reply.model == "openai/gpt-4o-mini"  # the catalog's fallback for haiku
         assert reply.provider == "openai"
+
+
+async def test_chat_metrics_are_exported(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    started = await chat.start(
+        alice["auth"], model="openai/gpt-4o-mini", message=f"m {uuid.uuid4()}"
+    )
+    await chat.events(started["sessionId"])
+    text = (await chat.client.get("/api/metrics")).text
+    tokens = [
+        line for line in text.splitlines()
+        if line.startswith("whalli_chat_tokens_total{")
+        and 'model="openai/gpt-4o-mini"' in line and 'kind="completion"' in line
+    ]  # fmt: skip
+    assert tokens
+    assert float(tokens[0].rsplit(" ", 1)[1]) >= 4
+    for name in (
+        "whalli_chat_cache_misses_total", "whalli_chat_ttft_seconds_bucket",
+        "whalli_chat_reply_seconds_bucket", "whalli_sse_connections_active",
+    ):  # fmt: skip
+        assert name in text, name
