@@ -143,6 +143,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # 0: a reply keeps generating after every client left (and is saved); N: stop it after N s.
     chat_cancel_abandoned_after_s: float = 0.0
 
+    # Files, extraction worker: Tesseract languages, the text cap, the sandbox's wall time and
+    # memory per file, where downloads are kept while read ("" = the system's temp directory);
+    # the sweeper re-queues extractions left pending/processing (0 s interval = off); a chat
+    # start waits this long for a file still being extracted; worker liveness (heartbeat,
+    # maintenance per million broker commands) and the deliveries of a job that kills workers.
+    ocr_languages: str = "eng"
+    extraction_max_chars: int = 1_000_000
+    extraction_wall_time_s: float = 120.0
+    extraction_memory_mb: int = 1024
+    extraction_temp_dir: str = ""
+    extraction_sweep_interval_s: float = 60.0
+    extraction_stale_after_s: int = 300
+    extraction_processing_stale_after_s: int = 900
+    chat_attachment_wait_s: float = 5.0
+    worker_heartbeat_timeout_ms: int = 60_000
+    worker_maintenance_chance: int = 1_000
+    job_max_deliveries: int = 3
+
+    # Files: the largest upload accepted (bytes); the request answers 413 once it is crossed.
+    max_upload_bytes: int = 50 * 1024 * 1024
+
     @property
     def enabled_providers(self) -> frozenset[str]:
         keys = {"openai": self.openai_api_key, "anthropic": self.anthropic_api_key}
@@ -170,9 +191,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"{PREFIX}S3_SECRET_KEY are required"
             )
 
+        if self.max_upload_bytes < 1:
+            raise ConfigError(f"{PREFIX}MAX_UPLOAD_BYTES must be at least 1")
         self._check_identity()
         self._check_oauth()
         self._check_rate_limits()
+        self._check_extraction()
 
     def _check_identity(self) -> None:
         # Bounds: OWASP's argon2id floor (19 MiB, t=2), a JWT secret as long as the HS256 output,
@@ -206,6 +230,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise ConfigError(f"{PREFIX}TRUSTED_PROXIES must be a comma list of CIDRs") from None
+
+    def _check_extraction(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*", self.ocr_languages):
+            raise ConfigError(f"{PREFIX}OCR_LANGUAGES must look like eng or eng+deu")
+        for name in (
+            "extraction_max_chars", "extraction_memory_mb", "extraction_stale_after_s",
+            "extraction_processing_stale_after_s", "worker_heartbeat_timeout_ms",
+            "job_max_deliveries",
+        ):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        if self.extraction_wall_time_s <= 0:
+            raise ConfigError(f"{PREFIX}EXTRACTION_WALL_TIME_S must be more than 0")
+        if self.extraction_processing_stale_after_s <= self.extraction_wall_time_s:
+            raise ConfigError(
+                f"{PREFIX}EXTRACTION_PROCESSING_STALE_AFTER_S must exceed "
+                f"{PREFIX}EXTRACTION_WALL_TIME_S (a running extraction is not stale)"
+            )
+        if self.extraction_sweep_interval_s < 0:
+            raise ConfigError(f"{PREFIX}EXTRACTION_SWEEP_INTERVAL_S must not be negative")
+        if not 0 <= self.chat_attachment_wait_s <= 60:
+            raise ConfigError(f"{PREFIX}CHAT_ATTACHMENT_WAIT_S must be between 0 and 60")
+        if not 0 <= self.worker_maintenance_chance <= 1_000_000:
+            raise ConfigError(f"{PREFIX}WORKER_MAINTENANCE_CHANCE must be between 0 and 1000000")
 
     @property
     def login_limit_per_account_ip(self) -> tuple[int, int]:

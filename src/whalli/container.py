@@ -23,6 +23,7 @@ from whalli.adapters.crypto.argon2_hasher import Argon2PasswordHasher
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
 from whalli.adapters.dramatiq.broker import create_broker
 from whalli.adapters.dramatiq.job_queue import DramatiqJobQueue
+from whalli.adapters.extraction.pdf_ocr import PdfOcrTextExtractor
 from whalli.adapters.oauth.github import GitHubOAuthProvider
 from whalli.adapters.oauth.google import GoogleOAuthProvider
 from whalli.adapters.postgres.chat_search import PostgresChatSearch
@@ -42,7 +43,7 @@ from whalli.adapters.s3.health import S3HealthProbe
 from whalli.adapters.system.clock import SystemClock
 from whalli.adapters.system.ids import UuidGenerator
 from whalli.config import Secret, Settings
-from whalli.domain.model.jobs import Ping
+from whalli.domain.model.jobs import ExtractAttachment, Ping
 from whalli.domain.services.admin.list_users import ListUsersHandler
 from whalli.domain.services.admin.update_user import UpdateUserHandler
 from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
@@ -69,6 +70,13 @@ from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.rename_chat import RenameChatHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.check_readiness import CheckReadiness
+from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
+from whalli.domain.services.files.extract_attachment import ExtractAttachmentHandler
+from whalli.domain.services.files.get_attachment import GetAttachmentHandler
+from whalli.domain.services.files.list_attachments import ListAttachmentsHandler
+from whalli.domain.services.files.open_attachment_content import OpenAttachmentContentHandler
+from whalli.domain.services.files.requeue_stale import RequeueStaleAttachments
+from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
@@ -260,6 +268,9 @@ class Gateways(containers.DeclarativeContainer):
         max_retries=providers.Callable(lambda s: s.job_max_retries, settings),
         min_backoff_ms=providers.Callable(lambda s: s.job_min_backoff_ms, settings),
         max_backoff_ms=providers.Callable(lambda s: s.job_max_backoff_ms, settings),
+        max_deliveries=providers.Callable(lambda s: s.job_max_deliveries, settings),
+        heartbeat_timeout_ms=providers.Callable(lambda s: s.worker_heartbeat_timeout_ms, settings),
+        maintenance_chance=providers.Callable(lambda s: s.worker_maintenance_chance, settings),
     )
 
 
@@ -304,6 +315,13 @@ class Adapters(containers.DeclarativeContainer):
     reply_stream = providers.Singleton(RedisReplyStream, gateways.redis)
     chat_metrics = providers.Singleton(PrometheusChatMetrics)
     chat_search = providers.Singleton(PostgresChatSearch, gateways.postgres)
+    text_extractor = providers.Singleton(
+        PdfOcrTextExtractor,
+        languages=providers.Callable(lambda s: s.ocr_languages, settings),
+        max_chars=providers.Callable(lambda s: s.extraction_max_chars, settings),
+        wall_time_s=providers.Callable(lambda s: s.extraction_wall_time_s, settings),
+        memory_bytes=providers.Callable(lambda s: s.extraction_memory_mb * 1024 * 1024, settings),
+    )
     health_probes = providers.List(
         providers.Singleton(PostgresHealthProbe, pool=gateways.postgres),
         providers.Singleton(RedisHealthProbe, client=gateways.redis),
@@ -383,6 +401,7 @@ class Services(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_session_ttl_s), settings),
+        attachment_wait_s=providers.Callable(lambda s: s.chat_attachment_wait_s, settings),
     )
     generate_reply = providers.Factory(
         GenerateReplyHandler,
@@ -422,6 +441,46 @@ class Services(containers.DeclarativeContainer):
     stop_generation = providers.Factory(
         StopGenerationHandler, adapters.chat_sessions, adapters.reply_stream, uow
     )
+
+    # files: background extraction and its sweeper
+    extract_attachment = providers.Factory(
+        ExtractAttachmentHandler,
+        uow,
+        adapters.blob_storage,
+        adapters.text_extractor,
+        clock,
+        temp_dir=providers.Callable(lambda s: s.extraction_temp_dir or None, settings),
+        max_chars=providers.Callable(lambda s: s.extraction_max_chars, settings),
+    )
+    requeue_stale_attachments = providers.Factory(
+        RequeueStaleAttachments,
+        uow,
+        adapters.job_queue,
+        clock,
+        older_than=providers.Callable(
+            lambda s: timedelta(seconds=s.extraction_stale_after_s), settings
+        ),
+        processing_older_than=providers.Callable(
+            lambda s: timedelta(seconds=s.extraction_processing_stale_after_s), settings
+        ),
+    )
+
+    # files (uploads and access; the extraction job has its own handler)
+    upload_attachment = providers.Factory(
+        UploadAttachmentHandler,
+        uow,
+        adapters.blob_storage,
+        adapters.job_queue,
+        clock,
+        ids,
+        max_bytes=providers.Callable(lambda s: s.max_upload_bytes, settings),
+    )
+    list_attachments = providers.Factory(ListAttachmentsHandler, uow)
+    get_attachment = providers.Factory(GetAttachmentHandler, uow)
+    open_attachment_content = providers.Factory(
+        OpenAttachmentContentHandler, uow, adapters.blob_storage
+    )
+    delete_attachment = providers.Factory(DeleteAttachmentHandler, uow, adapters.blob_storage)
 
     # projects and members
     create_project = providers.Factory(CreateProjectHandler, uow, clock, ids)
@@ -469,4 +528,8 @@ def job_handlers(container: Container) -> dict[type, Any]:
         service: RecordPing = await container.services.record_ping()
         await service.execute(job)
 
-    return {Ping: ping}
+    async def extract_attachment(job: ExtractAttachment) -> None:
+        service: ExtractAttachmentHandler = await container.services.extract_attachment()
+        await service.execute(job)
+
+    return {Ping: ping, ExtractAttachment: extract_attachment}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from whalli.domain.model.attachments import Attachment
+from whalli.domain.model.attachments import Attachment, AttachmentStatus
 
 
 class AttachmentRepository(Protocol):
@@ -29,4 +30,11 @@ class AttachmentRepository(Protocol):
 
     async def list_for_project(self, project_id: UUID, *, limit: int = 100) -> list[Attachment]:
         """Newest first."""
+        ...
+
+    async def list_stale(
+        self, status: AttachmentStatus, before: datetime, *, limit: int = 100
+    ) -> list[Attachment]:
+        """Attachments in ``status`` not updated since before ``before``, least recently
+        updated first (what a sweeper re-enqueues)."""
         ...

@@ -9,11 +9,13 @@ from typing import Literal
 from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
+from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
 from whalli.adapters.memory.cache import InMemoryCache
 from whalli.adapters.memory.chat_metrics import InMemoryChatMetrics
 from whalli.adapters.memory.chat_search import InMemoryChatSearch
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
+from whalli.adapters.memory.job_queue import InMemoryJobQueue
 from whalli.adapters.memory.oauth_provider import FakeOAuthProvider
 from whalli.adapters.memory.password_hasher import FastPasswordHasher
 from whalli.adapters.memory.rate_limiter import InMemoryRateLimiter
@@ -43,6 +45,11 @@ from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.rename_chat import RenameChatHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.check_readiness import CheckReadiness
+from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
+from whalli.domain.services.files.get_attachment import GetAttachmentHandler
+from whalli.domain.services.files.list_attachments import ListAttachmentsHandler
+from whalli.domain.services.files.open_attachment_content import OpenAttachmentContentHandler
+from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
@@ -113,6 +120,9 @@ class FakeContainer:
         # Chat models by provider (the network-free echo model) and the metrics they report.
         self.models: dict[str, ChatModel] = {"dev": DevEchoChatModel()}
         self.chat_metrics = InMemoryChatMetrics()
+        # Files: bytes in memory, extraction jobs recorded.
+        self.blobs = InMemoryBlobStorage()
+        self.jobs = InMemoryJobQueue()
 
     def uow(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self.store)
@@ -210,6 +220,25 @@ class FakeContainer:
 
     async def search_chats(self) -> SearchChatsHandler:
         return SearchChatsHandler(InMemoryChatSearch(self.store))
+
+    # --- files ---------------------------------------------------------------------------------
+    async def upload_attachment(self) -> UploadAttachmentHandler:
+        return UploadAttachmentHandler(
+            self.uow(), self.blobs, self.jobs, self.clock, self.ids,
+            max_bytes=self._settings.max_upload_bytes,
+        )  # fmt: skip
+
+    async def list_attachments(self) -> ListAttachmentsHandler:
+        return ListAttachmentsHandler(self.uow())
+
+    async def get_attachment(self) -> GetAttachmentHandler:
+        return GetAttachmentHandler(self.uow())
+
+    async def open_attachment_content(self) -> OpenAttachmentContentHandler:
+        return OpenAttachmentContentHandler(self.uow(), self.blobs)
+
+    async def delete_attachment(self) -> DeleteAttachmentHandler:
+        return DeleteAttachmentHandler(self.uow(), self.blobs)
 
     # --- the OpenAI-compatible API ----------------------------------------------------------------
     async def complete_chat(self) -> CompleteChatHandler:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
-from whalli.domain.model.attachments import Attachment
+from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.errors import AttachmentNotFound
 from whalli.ports.attachments import AttachmentRepository
 
@@ -34,3 +35,12 @@ class InMemoryAttachmentRepository(MemoryRepository, AttachmentRepository):
             "attachments", lambda a: a.project_id == project_id
         )
         return sorted(found, key=lambda a: (a.created_at, a.id), reverse=True)[:limit]
+
+    async def list_stale(
+        self, status: AttachmentStatus, before: datetime, *, limit: int = 100
+    ) -> list[Attachment]:
+        check_limit(limit)
+        found: list[Attachment] = self._tx().select(
+            "attachments", lambda a: a.status is status and a.updated_at < before
+        )
+        return sorted(found, key=lambda a: (a.updated_at, a.id))[:limit]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import msgspec
 
 from whalli.adapters.postgres._base import PostgresRepository, Row, check_limit, columns
-from whalli.domain.model.attachments import Attachment
+from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.errors import AttachmentNotFound
 from whalli.ports.attachments import AttachmentRepository
 
@@ -85,5 +86,16 @@ class PostgresAttachmentRepository(PostgresRepository, AttachmentRepository):
             f"{_SELECT} WHERE project_id = %(project_id)s "
             "ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
             {"project_id": project_id, "limit": limit},
+        )
+        return [_attachment(r) for r in rows]
+
+    async def list_stale(
+        self, status: AttachmentStatus, before: datetime, *, limit: int = 100
+    ) -> list[Attachment]:
+        check_limit(limit)
+        rows = await self._all(
+            f"{_SELECT} WHERE status = %(status)s AND updated_at < %(before)s "
+            "ORDER BY updated_at, id LIMIT %(limit)s",
+            {"status": str(status), "before": before, "limit": limit},
         )
         return [_attachment(r) for r in rows]

@@ -17,6 +17,7 @@ from whalli.entrypoints.http.controllers.api_keys import ApiKeyController
 from whalli.entrypoints.http.controllers.auth import AuthController
 from whalli.entrypoints.http.controllers.chat import ChatStreamController
 from whalli.entrypoints.http.controllers.chats import ChatController
+from whalli.entrypoints.http.controllers.files import FileController
 from whalli.entrypoints.http.controllers.health import HealthController
 from whalli.entrypoints.http.controllers.metrics import MetricsController
 from whalli.entrypoints.http.controllers.models import ModelController
@@ -42,6 +43,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     ApiKeyController,
     OpenAICompatController,
     ChatController,
+    FileController,
 )
 
 

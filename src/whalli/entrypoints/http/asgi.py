@@ -38,6 +38,11 @@ from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.rename_chat import RenameChatHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.check_readiness import CheckReadiness
+from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
+from whalli.domain.services.files.get_attachment import GetAttachmentHandler
+from whalli.domain.services.files.list_attachments import ListAttachmentsHandler
+from whalli.domain.services.files.open_attachment_content import OpenAttachmentContentHandler
+from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
@@ -193,6 +198,23 @@ class ContainerApp:
 
     async def search_chats(self) -> SearchChatsHandler:
         return await self._get(self.container.services.search_chats, SearchChatsHandler)
+
+    async def upload_attachment(self) -> UploadAttachmentHandler:
+        return await self._get(self.container.services.upload_attachment, UploadAttachmentHandler)
+
+    async def list_attachments(self) -> ListAttachmentsHandler:
+        return await self._get(self.container.services.list_attachments, ListAttachmentsHandler)
+
+    async def get_attachment(self) -> GetAttachmentHandler:
+        return await self._get(self.container.services.get_attachment, GetAttachmentHandler)
+
+    async def open_attachment_content(self) -> OpenAttachmentContentHandler:
+        return await self._get(
+            self.container.services.open_attachment_content, OpenAttachmentContentHandler
+        )
+
+    async def delete_attachment(self) -> DeleteAttachmentHandler:
+        return await self._get(self.container.services.delete_attachment, DeleteAttachmentHandler)
 
     def oauth_provider(self, name: str) -> OAuthProvider | None:
         return self._oauth.get(name)

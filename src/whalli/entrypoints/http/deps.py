@@ -34,6 +34,11 @@ from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.rename_chat import RenameChatHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.check_readiness import CheckReadiness
+from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
+from whalli.domain.services.files.get_attachment import GetAttachmentHandler
+from whalli.domain.services.files.list_attachments import ListAttachmentsHandler
+from whalli.domain.services.files.open_attachment_content import OpenAttachmentContentHandler
+from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
@@ -93,6 +98,13 @@ class AppContainer(Protocol):
     async def delete_chat(self) -> DeleteChatHandler: ...
     async def search_chats(self) -> SearchChatsHandler: ...
 
+    # Files (controllers/files.py): one fresh handler per call.
+    async def upload_attachment(self) -> UploadAttachmentHandler: ...
+    async def list_attachments(self) -> ListAttachmentsHandler: ...
+    async def get_attachment(self) -> GetAttachmentHandler: ...
+    async def open_attachment_content(self) -> OpenAttachmentContentHandler: ...
+    async def delete_attachment(self) -> DeleteAttachmentHandler: ...
+
     # OAuth sign-in: ``oauth_provider`` is None for unknown names and disabled providers.
     async def start_oauth(self) -> StartOAuth: ...
     async def complete_oauth(self) -> CompleteOAuth: ...
@@ -131,6 +143,18 @@ def build_dependencies(container: AppContainer) -> dict[str, Provide]:
         **_use_case_providers(container),
         **_chat_providers(container),
         **_oauth_providers(container),
+        **_file_providers(container),
+    }
+
+
+def _file_providers(container: AppContainer) -> dict[str, Provide]:
+    """Files: each parameter name asks the container method of the same name."""
+    return {
+        "upload_attachment": Provide(container.upload_attachment),
+        "list_attachments": Provide(container.list_attachments),
+        "get_attachment": Provide(container.get_attachment),
+        "open_attachment_content": Provide(container.open_attachment_content),
+        "delete_attachment": Provide(container.delete_attachment),
     }
 
 

@@ -114,6 +114,9 @@ def broker_for(settings: Settings) -> RedisBroker:
         max_retries=settings.job_max_retries,
         min_backoff_ms=settings.job_min_backoff_ms,
         max_backoff_ms=settings.job_max_backoff_ms,
+        max_deliveries=settings.job_max_deliveries,
+        heartbeat_timeout_ms=settings.worker_heartbeat_timeout_ms,
+        maintenance_chance=settings.worker_maintenance_chance,
     )
 
 

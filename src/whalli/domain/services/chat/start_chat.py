@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 from datetime import datetime, timedelta
 from uuid import UUID
 
 import msgspec
 
 from whalli.domain.model.attachments import AttachmentStatus
-from whalli.domain.model.catalog import ModelCatalog, ensure_model_allowed
+from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_allowed
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Chat, GenerationParams, Message
 from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady, ModelNotFound
@@ -48,8 +50,10 @@ class StartChatHandler:
     - an existing chat needs write access to its project; a new chat goes to ``project_id``
       (write access) or the caller's personal project, and takes its title from the message;
       what the caller may not see answers 404;
-    - attachments must belong to the chat's project (else 404) and have finished extraction
-      (else ``AttachmentNotReady``, 409, naming the file);
+    - attachments must belong to the chat's project (else 404) and have finished extraction:
+      while one is still ``pending``/``processing`` the start is tried again every
+      ``attachment_poll_s`` for up to ``attachment_wait_s``, then ``AttachmentNotReady`` (409,
+      naming the file); a ``failed`` one answers that at once, with its reason;
     - the session id is an unguessable token bound to the caller, expiring after ``ttl``;
     - the message and chat are saved in one transaction; the session is stored after commit,
       so a session never points at a message that does not exist.
@@ -65,9 +69,16 @@ class StartChatHandler:
         clock: Clock,
         ids: IdGenerator,
         ttl: timedelta = timedelta(minutes=10),
+        attachment_wait_s: float = 0.0,
+        attachment_poll_s: float = 0.25,
     ) -> None:
         self._uow, self._sessions, self._catalog = uow, sessions, catalog
         self._enabled, self._clock, self._ids, self._ttl = enabled_providers, clock, ids, ttl
+        if attachment_poll_s <= 0:
+            raise ValueError("attachment_poll_s must be more than 0")
+        # counted in polls rather than read from the clock, so a test clock cannot stall it
+        self._polls = max(0, math.ceil(attachment_wait_s / attachment_poll_s))
+        self._poll_s = attachment_poll_s
 
     async def execute(self, command: StartChat) -> StartedChat:
         spec = self._catalog.get(command.model)
@@ -75,6 +86,17 @@ class StartChatHandler:
             raise ModelNotFound(f"The model {command.model} is not available.")
         if len(command.attachment_ids) > MAX_ATTACHMENTS:
             raise AttachmentNotFound(f"At most {MAX_ATTACHMENTS} files can be attached.")
+        for _ in range(self._polls):
+            try:
+                return await self._start(command, spec)
+            except AttachmentNotReady as e:
+                if e.details.get("status") == AttachmentStatus.FAILED:
+                    raise
+            # everything was rolled back; the next attempt reads the attachments afresh
+            await asyncio.sleep(self._poll_s)
+        return await self._start(command, spec)
+
+    async def _start(self, command: StartChat, spec: ModelSpec) -> StartedChat:
         now = self._clock.now()
         async with self._uow as uow:
             user = await uow.users.get(command.user_id)

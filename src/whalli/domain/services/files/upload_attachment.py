@@ -1,0 +1,148 @@
+"""Use case: store an uploaded file and queue its text extraction."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.attachments import Attachment, AttachmentStatus
+from whalli.domain.model.errors import AttachmentTooLarge, ServiceUnavailable
+from whalli.domain.model.file_types import HEAD_SIZE, DetectedType, detect
+from whalli.domain.model.filenames import sanitize_filename
+from whalli.domain.model.jobs import ExtractAttachment
+from whalli.domain.services.projects.access import require_role
+from whalli.domain.services.projects.ensure_personal_project import personal_project_id
+from whalli.ports.blob_storage import BlobStorage
+from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
+from whalli.ports.job_queue import JobQueue
+from whalli.ports.unit_of_work import UnitOfWork
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+
+
+class UploadAttachment(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: UUID
+    project_id: UUID | None  # None: the caller's personal project
+    filename: str  # as the client sent it; only ever kept sanitized
+    chunks: AsyncIterator[bytes]
+
+
+class UploadAttachmentHandler:
+    """Stream an upload to blob storage, record it as ``pending`` and queue its extraction.
+
+    Rules:
+    - the caller needs write access to the project (no ``project_id``: their personal project);
+      a non-member gets ``ProjectNotFound``, a viewer ``PermissionDenied``, before any byte is
+      stored;
+    - the type comes from the content's first ``HEAD_SIZE`` bytes (``file_types.detect``), never
+      from the name or the client's Content-Type; anything unsupported (an empty file too) is
+      ``UnsupportedFileType`` naming the detected type, before anything is stored;
+    - the object key is generated (``{project_id}/{attachment_id}``); the client's file name is
+      kept only sanitized, as metadata;
+    - bytes are streamed (memory stays bounded) while their size and sha256 are computed; the
+      moment the size crosses ``max_bytes`` the upload stops with ``AttachmentTooLarge`` and the
+      blob store leaves nothing behind;
+    - the row is committed, THEN the ``ExtractAttachment`` job is enqueued: a crash or a broker
+      outage in between leaves a ``pending`` row that the sweeper re-enqueues, so no job ever
+      names a missing row and no row goes without a job for long;
+    - if the row cannot be written the stored object is deleted.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        blobs: BlobStorage,
+        jobs: JobQueue,
+        clock: Clock,
+        ids: IdGenerator,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self._uow, self._blobs, self._jobs = uow, blobs, jobs
+        self._clock, self._ids = clock, ids
+        self.max_bytes = max_bytes
+
+    async def execute(self, command: UploadAttachment) -> Attachment:
+        project_id = command.project_id or personal_project_id(command.user_id)
+        async with self._uow as uow:  # a short transaction: none is held during the upload
+            await require_role(uow, project_id, command.user_id, "write")
+        filename = sanitize_filename(command.filename)
+        head, rest = await _read_head(command.chunks)
+        detected = detect(head, filename)
+        attachment_id = self._ids.new_id()
+        key = Attachment.key_for(project_id, attachment_id)
+        measure = _Measure(self.max_bytes)
+        await self._blobs.put(key, measure.stream(head, rest), detected.mime)
+        try:
+            attachment = await self._record(
+                command, project_id, attachment_id, key, filename, detected, measure.size,
+                measure.digest.hexdigest(),
+            )  # fmt: skip
+        except BaseException:
+            with suppress(Exception):  # the original error is what the caller must see
+                await self._blobs.delete(key)
+            raise
+        # Swallowed on purpose: the row is committed and the sweeper re-enqueues stale pending
+        # rows, so answering an error here would only make the client upload a duplicate.
+        with suppress(ServiceUnavailable):
+            await self._jobs.enqueue(ExtractAttachment(attachment_id=attachment.id))
+        return attachment
+
+    async def _record(
+        self, command: UploadAttachment, project_id: UUID, attachment_id: UUID, key: str,
+        filename: str, detected: DetectedType, size: int, sha256: str,
+    ) -> Attachment:  # fmt: skip
+        now = self._clock.now()
+        attachment = Attachment(
+            id=attachment_id, project_id=project_id, user_id=command.user_id, object_key=key,
+            filename=filename, content_type=detected.mime, size_bytes=size, sha256=sha256,
+            status=AttachmentStatus.PENDING, created_at=now, updated_at=now,
+        )  # fmt: skip
+        async with self._uow as uow:
+            # again: the membership may have changed while the bytes were arriving
+            await require_role(uow, project_id, command.user_id, "write")
+            await uow.attachments.add(attachment)
+            await uow.commit()
+        return attachment
+
+
+class _Measure:
+    """Counts and hashes the bytes passing through; stops them once they cross the limit."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    async def stream(self, head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        if head:
+            yield self._count(head)
+        async for chunk in rest:
+            if chunk:
+                yield self._count(chunk)
+
+    def _count(self, chunk: bytes) -> bytes:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise AttachmentTooLarge(
+                f"The file is larger than the limit of {self.max_bytes} bytes.",
+                limit_bytes=self.max_bytes,
+            )
+        self.digest.update(chunk)
+        return chunk
+
+
+async def _read_head(chunks: AsyncIterator[bytes]) -> tuple[bytes, AsyncIterator[bytes]]:
+    """The first ``HEAD_SIZE`` bytes (fewer if the content is shorter) and the iterator, which
+    goes on after them; the head may be longer when the chunk that completes it is."""
+    head = bytearray()
+    while len(head) < HEAD_SIZE:
+        try:
+            head += await anext(chunks)
+        except StopAsyncIteration:
+            break
+    return bytes(head), chunks

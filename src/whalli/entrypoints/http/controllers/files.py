@@ -1,0 +1,203 @@
+"""Files: /api/files (upload, list, read, download, delete).
+
+``POST /api/files/upload`` takes ``multipart/form-data`` with the file in a part named ``file``
+(with a filename). The target project is the ``projectId`` query parameter or a ``projectId``
+form field placed BEFORE the file part (the body is streamed to storage as it arrives, so the
+project must be known before the file's first byte); without either, the personal project.
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import ClientException
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Stream
+
+from whalli.config import Settings
+from whalli.domain.model.attachments import Attachment, AttachmentStatus
+from whalli.domain.model.filenames import content_disposition
+from whalli.domain.model.principal import Principal
+from whalli.domain.services.files.delete_attachment import (
+    DeleteAttachment,
+    DeleteAttachmentHandler,
+)
+from whalli.domain.services.files.get_attachment import GetAttachment, GetAttachmentHandler
+from whalli.domain.services.files.list_attachments import (
+    DEFAULT_LIMIT,
+    ListAttachments,
+    ListAttachmentsHandler,
+)
+from whalli.domain.services.files.open_attachment_content import (
+    OpenAttachmentContent,
+    OpenAttachmentContentHandler,
+)
+from whalli.domain.services.files.upload_attachment import (
+    UploadAttachment,
+    UploadAttachmentHandler,
+)
+from whalli.entrypoints.http.schemas import Schema
+from whalli.entrypoints.http.uploads import (
+    UploadForm,
+    boundary_of,
+    check_declared_length,
+)
+
+PROJECT_FIELD = "projectId"
+_DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+
+
+class File(Schema):
+    id: UUID
+    project_id: UUID
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    status: AttachmentStatus
+    created_at: datetime
+
+
+class FileDetail(File):
+    failure_reason: str | None
+    text_preview: str | None
+    page_count: int | None
+    truncated: bool
+
+
+def _file(a: Attachment) -> File:
+    return File(
+        id=a.id, project_id=a.project_id, filename=a.filename, content_type=a.content_type,
+        size_bytes=a.size_bytes, sha256=a.sha256, status=a.status, created_at=a.created_at,
+    )  # fmt: skip
+
+
+def _project_id(query: UUID | None, fields: dict[str, str]) -> UUID | None:
+    raw = fields.get(PROJECT_FIELD)
+    if raw is None or raw == "":
+        return query
+    try:
+        field = UUID(raw)
+    except ValueError:
+        raise ClientException(f"{PROJECT_FIELD} is not a valid id.") from None
+    if query is not None and query != field:
+        raise ClientException(f"The {PROJECT_FIELD} field and query parameter differ.")
+    return field
+
+
+class FileController(Controller):
+    """A file is as visible as its project: members read and download, owners and editors
+    upload and delete (viewers 403), anyone else gets 404 as for an id that does not exist."""
+
+    path = "/api/files"
+    tags = ["files"]
+
+    @post(
+        "/upload",
+        summary="Upload a file (multipart/form-data, streamed; 413 over the size limit)",
+        description="Parts: `file` (required, with a filename, last) and an optional "
+        "`projectId` field before it; `projectId` may instead be a query parameter. The type "
+        "comes from the content (415 for unsupported types); extraction runs in the background.",
+        # Our own limit applies (the settings' max_upload_bytes, checked while streaming);
+        # Litestar's default body limit would refuse large files regardless.
+        request_max_body_size=None,
+    )
+    async def upload(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
+        upload_attachment: NamedDependency[UploadAttachmentHandler],
+        project_id: Annotated[
+            UUID | None,
+            QueryParameter(name=PROJECT_FIELD, description="Default: the personal project"),
+        ] = None,
+    ) -> File:
+        boundary = boundary_of(request.headers.get("content-type"))
+        limit = settings.max_upload_bytes
+        check_declared_length(request.content_length, limit)
+        form = UploadForm(request.stream(), boundary, limit)
+        await form.open()
+        # closed here whatever happens, even when the use case refuses before reading it all
+        async with aclosing(form.file_chunks()) as chunks:
+            command = UploadAttachment(
+                user_id=principal.user_id, project_id=_project_id(project_id, form.fields),
+                filename=form.filename, chunks=chunks,
+            )  # fmt: skip
+            return _file(await upload_attachment.execute(command))
+
+    @get("/", summary="A project's files, newest first")
+    async def index(
+        self,
+        principal: NamedDependency[Principal],
+        list_attachments: NamedDependency[ListAttachmentsHandler],
+        project_id: Annotated[
+            UUID | None,
+            QueryParameter(name=PROJECT_FIELD, description="Default: the personal project"),
+        ] = None,
+        limit: Annotated[int, QueryParameter(description="1 to 500")] = DEFAULT_LIMIT,
+    ) -> list[File]:
+        command = ListAttachments(user_id=principal.user_id, project_id=project_id, limit=limit)
+        return [_file(a) for a in await list_attachments.execute(command)]
+
+    @get("/{file_id:uuid}", summary="A file's metadata, extraction status and text preview")
+    async def read(
+        self,
+        principal: NamedDependency[Principal],
+        get_attachment: NamedDependency[GetAttachmentHandler],
+        file_id: FromPath[UUID],
+    ) -> FileDetail:
+        view = await get_attachment.execute(
+            GetAttachment(user_id=principal.user_id, attachment_id=file_id)
+        )
+        a = view.attachment
+        return FileDetail(
+            id=a.id, project_id=a.project_id, filename=a.filename, content_type=a.content_type,
+            size_bytes=a.size_bytes, sha256=a.sha256, status=a.status, created_at=a.created_at,
+            failure_reason=a.failure_reason, text_preview=view.text_preview,
+            page_count=view.page_count, truncated=view.truncated,
+        )  # fmt: skip
+
+    @get(
+        "/{file_id:uuid}/content",
+        summary="Download a file (streamed), or ?redirect=true for a short-lived URL (302)",
+    )
+    async def content(
+        self,
+        principal: NamedDependency[Principal],
+        open_attachment_content: NamedDependency[OpenAttachmentContentHandler],
+        file_id: FromPath[UUID],
+        redirect: Annotated[
+            bool, QueryParameter(description="302 to a presigned URL instead of the bytes")
+        ] = False,
+    ) -> Response[Any]:
+        command = OpenAttachmentContent(
+            user_id=principal.user_id, attachment_id=file_id, presigned=redirect
+        )
+        opened = await open_attachment_content.execute(command)
+        if opened.url is not None:
+            return Redirect(opened.url, status_code=302, headers={"Cache-Control": "no-store"})
+        assert opened.chunks is not None  # no URL asked for: the bytes are there
+        a = opened.attachment
+        headers = {
+            **_DOWNLOAD_HEADERS,
+            "Content-Disposition": content_disposition(a.filename),
+            "Content-Length": str(a.size_bytes),
+        }
+        return Stream(opened.chunks, media_type=a.content_type, headers=headers)
+
+    @delete("/{file_id:uuid}", summary="Delete a file (owners and editors)")
+    async def remove(
+        self,
+        principal: NamedDependency[Principal],
+        delete_attachment: NamedDependency[DeleteAttachmentHandler],
+        file_id: FromPath[UUID],
+    ) -> None:
+        await delete_attachment.execute(
+            DeleteAttachment(user_id=principal.user_id, attachment_id=file_id)
+        )

@@ -1,0 +1,38 @@
+"""The extraction worker's settings: defaults, and invalid values named by their variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from whalli.config import ConfigError, load_settings
+
+
+def test_the_extraction_defaults() -> None:
+    settings = load_settings({}, dotenv=None)
+    assert settings.ocr_languages == "eng"
+    assert settings.extraction_max_chars == 1_000_000
+    assert settings.extraction_wall_time_s == 120
+    assert settings.extraction_memory_mb == 1024
+    assert settings.extraction_sweep_interval_s == 60
+    assert settings.chat_attachment_wait_s == 5
+    assert settings.job_max_deliveries == 3
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("WHALLI_OCR_LANGUAGES", "eng; rm -rf", "WHALLI_OCR_LANGUAGES must look like"),
+        ("WHALLI_EXTRACTION_MAX_CHARS", "0", "WHALLI_EXTRACTION_MAX_CHARS must be at least 1"),
+        ("WHALLI_EXTRACTION_WALL_TIME_S", "0", "WHALLI_EXTRACTION_WALL_TIME_S must be more"),
+        ("WHALLI_EXTRACTION_SWEEP_INTERVAL_S", "-1", "WHALLI_EXTRACTION_SWEEP_INTERVAL_S must"),
+        ("WHALLI_EXTRACTION_PROCESSING_STALE_AFTER_S", "60", "must exceed WHALLI_EXTRACTION_WALL"),
+        ("WHALLI_CHAT_ATTACHMENT_WAIT_S", "600", "WHALLI_CHAT_ATTACHMENT_WAIT_S must be between"),
+        ("WHALLI_JOB_MAX_DELIVERIES", "0", "WHALLI_JOB_MAX_DELIVERIES must be at least 1"),
+        ("WHALLI_WORKER_MAINTENANCE_CHANCE", "2000000", "WHALLI_WORKER_MAINTENANCE_CHANCE must"),
+    ],
+)
+def test_an_invalid_extraction_setting_names_its_variable(
+    variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({variable: value}, dotenv=None)
