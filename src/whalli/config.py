@@ -221,8 +221,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def _check_rate_limits(self) -> None:
         for name in ("rate_limit_user_per_min", "rate_limit_ip_per_min"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+            # the Redis limiter packs counts into 20 bits of its one-integer reply
+            if not 1 <= getattr(self, name) <= 1_048_575:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be between 1 and 1048575")
         for name in ("rate_limit_login_per_account_ip", "rate_limit_login_per_ip"):
             parse_count_per_seconds(getattr(self, name), f"{PREFIX}{name.upper()}")
         try:

@@ -88,3 +88,8 @@ def test_a_secret_reveals_exactly_what_it_holds_and_hides_it_otherwise(value: st
     assert secret.reveal() == value
     assert repr(secret) == "Secret('**********')"
     assert str(secret) == repr(secret)
+
+
+def test_a_rate_limit_beyond_what_the_limiter_can_count_is_refused() -> None:
+    with pytest.raises(ConfigError, match="WHALLI_RATE_LIMIT_USER_PER_MIN must be between"):
+        load_settings({"WHALLI_RATE_LIMIT_USER_PER_MIN": "2000000"}, dotenv=None)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from whalli.domain.model.errors import ProviderError, ServiceUnavailable
+from whalli.domain.model.errors import ProviderError
 from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
 from whalli.ports.reply_stream import ReplyStream
 
@@ -24,24 +24,43 @@ class StopWatch:
     ) -> None:  # fmt: skip
         self._stream, self._session_id, self._poll_s = stream, session_id, poll_s
         self._abandon_after = abandon_after_s
+        self._closed = asyncio.Event()
 
-    async def wait(self) -> None:
-        """Return once a stop was requested (or the reply was abandoned); a store that does not
-        answer counts as 'not yet'."""
+    def close(self) -> None:
+        """End ``wait`` at its next step. Used instead of cancelling the task: a cancellation
+        landing inside a Redis command can be absorbed by the client, leaving a poller behind."""
+        self._closed.set()
+
+    async def wait(self) -> bool:
+        """True once a stop was requested (or the reply was abandoned), False once closed; a
+        store that does not answer counts as 'not yet'."""
         loop = asyncio.get_running_loop()
         unread_since: float | None = None
-        while True:
-            with contextlib.suppress(ServiceUnavailable):
-                if await self._stream.stop_requested(self._session_id):
-                    return
-                if self._abandon_after is not None:
-                    if await self._stream.readers(self._session_id) > 0:
-                        unread_since = None
-                    elif unread_since is None:
-                        unread_since = loop.time()
-                    elif loop.time() - unread_since >= self._abandon_after:
-                        return
-            await asyncio.sleep(self._poll_s)
+        while not self._closed.is_set():
+            if await self._stop_due():
+                return True
+            if self._abandon_after is not None:
+                unread_since = await self._unread_since(loop, unread_since)
+                if unread_since is not None and loop.time() - unread_since >= self._abandon_after:
+                    return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), self._poll_s)
+        return False
+
+    async def _stop_due(self) -> bool:
+        # Whatever goes wrong with the flag store must not abort a reply: count it as 'not yet'.
+        with contextlib.suppress(Exception):
+            return await self._stream.stop_requested(self._session_id)
+        return False
+
+    async def _unread_since(
+        self, loop: asyncio.AbstractEventLoop, since: float | None
+    ) -> float | None:
+        with contextlib.suppress(Exception):
+            if await self._stream.readers(self._session_id) > 0:
+                return None
+            return loop.time() if since is None else since
+        return since
 
 
 async def stream_until_stopped(
@@ -53,6 +72,8 @@ async def stream_until_stopped(
     """The provider's ``StreamEnd``, or ``None`` when stopped first.
 
     Stopping cancels the consumer, which closes the provider iterator and so its HTTP request.
+    The stop poller is closed, not cancelled (see ``StopWatch.close``), and never awaited
+    without a bound.
     Raises ``ProviderError`` when the provider fails or ends without its final event.
     """
 
@@ -76,12 +97,13 @@ async def stream_until_stopped(
     try:
         await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
+        watch.close()
         consumer.cancel()
-        stopper.cancel()
         raise
-    stopper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await stopper
+    watch.close()  # the poller ends after its current check; never wait on it unbounded
+    await asyncio.wait({stopper}, timeout=5)
+    if not stopper.done():
+        stopper.cancel()
     if consumer.done():
         return consumer.result()
     consumer.cancel()

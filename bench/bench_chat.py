@@ -1,0 +1,359 @@
+"""Chat streaming through Whalli against the same fake provider called directly, in one run.
+
+Processes: an embedded Postgres/Redis/S3 (temp dir, fast), the fake OpenAI-compatible provider
+(``bench/_fake_provider.py``: 20 tokens 5 ms apart unless told otherwise), the API under
+``whalli serve`` (uvicorn, one worker), and this client (httpx, uvloop). Every Whalli request
+uses ``cache: false`` and a unique prompt unless it measures the cache. Figures:
+
+1. time to first token, Whalli minus direct: p50 at concurrency 1, p99 at concurrency 16
+   (Whalli = POST /api/chat/start sent → first ``token`` event; split into start and stream);
+2. streamed replies per second (whole stream to ``done``) at concurrency 16, Whalli ÷ direct;
+3. the gap between tokens with 100 concurrent streams minus the provider's configured gap, at
+   5 ms and at 20 ms (and minus the gap at which the fake really sent them: no fake jitter);
+4. a cache-hit reply (start → done) ÷ (one Redis GET of the cached value + GET /api/health);
+5. API RSS growth per idle open stream with 1,000 streams whose provider holds.
+
+Replies with no final event within ``REPLY_TIMEOUT_S`` (or cut by a transport error) are left
+out of the figures and counted (``*_stuck``, ``failed_replies_total``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import uvloop
+from redis.asyncio import Redis
+
+from bench._chat_world import (
+    Timed,
+    api_env,
+    direct_reply,
+    raise_fd_limit,
+    register,
+    rss_kib,
+    start_api,
+    start_fake,
+    stop,
+    whalli_reply,
+)
+from whalli.adapters.embedded.stack import EmbeddedStack
+from whalli.adapters.postgres.migrator import Migrator, default_migrations_dir
+
+GAP_MS = 5
+C1_ROUNDS = 40
+C16, C16_EACH, C16_ROUNDS = 16, 8, 2
+GAP_STREAMS, GAP_TOKENS, GAP_FIRST_MS = 100, 40, 2500
+GAPS_MS = (GAP_MS, 20)  # the goal's 5 ms (20,000 tokens/s in all), and a gentler 20 ms
+CACHE_ROUNDS = 15
+IDLE_STREAMS = 1000
+REPLY_TIMEOUT_S = 15.0
+
+
+def _say(phase: str) -> None:
+    print(f"    .. {phase}", flush=True)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def _ms(value: float) -> float:
+    return round(value * 1000, 2)
+
+
+def _prompt(directive: str = "") -> str:
+    return f"bench {uuid.uuid4().hex} {directive}".strip()
+
+
+class Bench:
+    def __init__(self, api: httpx.AsyncClient, direct: httpx.AsyncClient, provider: str) -> None:
+        self.api, self.direct, self.provider = api, direct, provider
+        self.auth: dict[str, str] = {}
+        self.stuck = 0  # replies with no final event within REPLY_TIMEOUT_S (left out)
+        self.failed = 0  # replies cut by a transport error (left out)
+
+    async def _bounded(self, reply: Awaitable[Timed]) -> Timed | None:
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                return await reply
+        except TimeoutError:
+            self.stuck += 1
+            return None
+        except httpx.TransportError:
+            self.failed += 1
+            return None
+
+    def whalli(self, directive: str = "", *, cache: bool = False) -> Awaitable[Timed | None]:
+        return self._bounded(whalli_reply(self.api, self.auth, _prompt(directive), cache=cache))
+
+    def straight(self, directive: str = "") -> Awaitable[Timed | None]:
+        return self._bounded(direct_reply(self.direct, self.provider, _prompt(directive)))
+
+
+async def _concurrently(
+    make: Callable[[], Awaitable[Timed | None]], workers: int, each: int
+) -> tuple[list[Timed], float]:
+    async def worker() -> list[Timed | None]:
+        return [await make() for _ in range(each)]
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(worker() for _ in range(workers)))
+    took = time.perf_counter() - started
+    return [t for batch in results for t in batch if t is not None], took
+
+
+def _kept(results: list[Timed | None]) -> list[Timed]:
+    return [t for t in results if t is not None]
+
+
+async def _ttft_and_rps(b: Bench) -> dict[str, float | str]:
+    for _ in range(10):  # warm pools, prepared statements, caches
+        await b.whalli()
+        await b.straight()
+    c1_w: list[Timed | None] = []
+    c1_d: list[Timed | None] = []
+    for i in range(C1_ROUNDS):  # interleaved, alternating order
+        if i % 2:
+            c1_w.append(await b.whalli())
+            c1_d.append(await b.straight())
+        else:
+            c1_d.append(await b.straight())
+            c1_w.append(await b.whalli())
+    kept_w, kept_d = _kept(c1_w), _kept(c1_d)
+    c16_w: list[Timed] = []
+    c16_d: list[Timed] = []
+    rps_w, rps_d = [], []
+    for _ in range(C16_ROUNDS):
+        timed, took = await _concurrently(b.straight, C16, C16_EACH)
+        c16_d += timed
+        rps_d.append(len(timed) / took)
+        timed, took = await _concurrently(b.whalli, C16, C16_EACH)
+        c16_w += timed
+        rps_w.append(len(timed) / took)
+
+    def ttft(ts: list[Timed]) -> list[float]:
+        return [t.first - t.t0 for t in ts]
+
+    w1, d1 = statistics.median(ttft(kept_w)), statistics.median(ttft(kept_d))
+    w16, d16 = _pct(ttft(c16_w), 99), _pct(ttft(c16_d), 99)
+    rw, rd = statistics.median(rps_w), statistics.median(rps_d)
+    return {
+        "ttft_c1_p50_direct_ms": _ms(d1),
+        "ttft_c1_p50_whalli_ms": _ms(w1),
+        "ttft_c1_p50_start_ms": _ms(statistics.median(t.started - t.t0 for t in kept_w)),
+        "ttft_c1_p50_stream_ms": _ms(statistics.median(t.first - t.started for t in kept_w)),
+        "ttft_c1_p50_overhead_ms": _ms(w1 - d1),
+        "ttft_c16_p99_direct_ms": _ms(d16),
+        "ttft_c16_p99_whalli_ms": _ms(w16),
+        "ttft_c16_p99_start_ms": _ms(_pct([t.started - t.t0 for t in c16_w], 99)),
+        "ttft_c16_p99_stream_ms": _ms(_pct([t.first - t.started for t in c16_w], 99)),
+        "ttft_c16_p50_overhead_ms": _ms(
+            statistics.median(ttft(c16_w)) - statistics.median(ttft(c16_d))
+        ),
+        "ttft_c16_p99_overhead_ms": _ms(w16 - d16),
+        "rps_c16_direct": round(rd, 1),
+        "rps_c16_whalli": round(rw, 1),
+        "rps_c16_ratio_whalli_vs_direct": round(rw / rd, 3),
+    }
+
+
+def _gaps(ts: list[Timed], gap_ms: int) -> tuple[list[float], list[float], int]:
+    """(client gap minus configured gap, client gap minus sent gap), streams attached late."""
+    vs_configured: list[float] = []
+    vs_sent: list[float] = []
+    late = 0
+    for t in ts:
+        if t.sent[0] < t.attached:  # tokens were waiting in Redis: not a live relay
+            late += 1
+            continue
+        for i in range(1, len(t.arrivals)):
+            gap = t.arrivals[i] - t.arrivals[i - 1]
+            vs_configured.append(gap - gap_ms / 1000)
+            vs_sent.append(gap - (t.sent[i] - t.sent[i - 1]))
+    return vs_configured, vs_sent, late
+
+
+async def _token_gaps(b: Bench, gap_ms: int) -> dict[str, float | str]:
+    directive = f"[tokens={GAP_TOKENS} delay={gap_ms} first={GAP_FIRST_MS}]"
+    direct = _kept(await asyncio.gather(*(b.straight(directive) for _ in range(GAP_STREAMS))))
+    whalli = _kept(await asyncio.gather(*(b.whalli(directive) for _ in range(GAP_STREAMS))))
+    d_conf, d_sent, _ = _gaps(direct, gap_ms)
+    w_conf, w_sent, late = _gaps(whalli, gap_ms)
+    relay = [a - s for t in whalli for a, s in zip(t.arrivals, t.sent, strict=True)]
+    k = f"gap{GAP_STREAMS}x{gap_ms}ms"
+    return {
+        f"{k}_direct_added_p50_ms": _ms(_pct(d_conf, 50)),
+        f"{k}_direct_added_p99_ms": _ms(_pct(d_conf, 99)),
+        f"{k}_direct_vs_sent_p99_ms": _ms(_pct(d_sent, 99)),
+        f"{k}_whalli_added_p50_ms": _ms(_pct(w_conf, 50)),
+        f"{k}_whalli_added_p99_ms": _ms(_pct(w_conf, 99)),
+        f"{k}_whalli_vs_sent_p50_ms": _ms(_pct(w_sent, 50)),
+        f"{k}_whalli_vs_sent_p99_ms": _ms(_pct(w_sent, 99)),
+        f"{k}_whalli_token_latency_p50_ms": _ms(_pct(relay, 50)),
+        f"{k}_whalli_token_latency_p99_ms": _ms(_pct(relay, 99)),
+        f"{k}_samples": len(w_conf),
+        f"{k}_streams_attached_late": late,
+    }
+
+
+async def _cache_hit(b: Bench, redis: Redis) -> dict[str, float | str]:
+    hits: list[float] = []
+    bases: list[float] = []
+    gets: list[float] = []
+    for _ in range(CACHE_ROUNDS + 2):
+        prompt = _prompt()
+        async with asyncio.timeout(REPLY_TIMEOUT_S * 2):
+            await whalli_reply(b.api, b.auth, prompt, cache=True)  # the miss fills the cache
+            hit = await whalli_reply(b.api, b.auth, prompt, cache=True)
+        if not hit.cached:
+            raise RuntimeError("the second identical prompt was not served from the cache")
+        keys = [k async for k in redis.scan_iter(match="whalli:cache:*", count=1000)]
+        key = keys[0]
+        started = time.perf_counter()
+        await redis.get(key)
+        got = time.perf_counter()
+        await b.api.get("/api/health")
+        ended = time.perf_counter()
+        await redis.delete(*keys)  # one key in the cache for the next round's scan
+        hits.append(hit.done - hit.t0)
+        bases.append(ended - started)
+        gets.append(got - started)
+    hits, bases, gets = hits[2:], bases[2:], gets[2:]  # the first rounds warm up
+    h, base = statistics.median(hits), statistics.median(bases)
+    return {
+        "cache_hit_reply_ms": _ms(h),
+        "cache_redis_get_ms": _ms(statistics.median(gets)),
+        "cache_baseline_get_plus_health_ms": _ms(base),
+        "cache_hit_ratio_vs_baseline": round(h / base, 2),
+    }
+
+
+async def _idle_memory(b: Bench, pid: int) -> dict[str, float | str]:
+    await asyncio.sleep(1)
+    before = rss_kib(pid)
+    gate = asyncio.Semaphore(50)
+
+    async def start() -> str:
+        async with gate:
+            body = {"model": "openai/gpt-4o-mini", "message": _prompt("[hold]"), "cache": False}
+            response = await b.api.post("/api/chat/start", json=body, headers=b.auth)
+            if response.status_code != 201:
+                raise RuntimeError(f"start answered {response.status_code}")
+            session: str = response.json()["sessionId"]
+            return session
+
+    sessions = await asyncio.gather(*(start() for _ in range(IDLE_STREAMS)))
+    await asyncio.sleep(2)  # every generation connected upstream and waits
+    generating = rss_kib(pid)
+    opened = 0
+    all_open, leave = asyncio.Event(), asyncio.Event()
+
+    async def hold(session: str) -> None:
+        nonlocal opened
+        async with b.api.stream("GET", f"/api/chat/stream?sessionId={session}") as response:
+            async for _ in response.aiter_raw():  # the "retry:" line
+                break
+            opened += 1
+            if opened == IDLE_STREAMS:
+                all_open.set()
+            await leave.wait()
+
+    holders = [asyncio.create_task(hold(s)) for s in sessions]
+    try:
+        await asyncio.wait_for(all_open.wait(), timeout=60)
+        await asyncio.sleep(2)
+        streaming = rss_kib(pid)
+    finally:
+        leave.set()
+        await asyncio.gather(*holders, return_exceptions=True)
+    return {
+        "idle_rss_before_kib": before,
+        "idle_kib_per_held_generation": round((generating - before) / IDLE_STREAMS, 1),
+        "idle_kib_per_open_sse_stream": round((streaming - generating) / IDLE_STREAMS, 1),
+        "idle_kib_per_stream_with_generation": round((streaming - before) / IDLE_STREAMS, 1),
+    }
+
+
+async def _measure(api_url: str, provider: str, redis_url: str, pid: int) -> dict[str, float | str]:
+    limits = httpx.Limits(max_connections=4000, max_keepalive_connections=2000)
+    timeout = httpx.Timeout(60.0)
+    async with (
+        httpx.AsyncClient(base_url=api_url, limits=limits, timeout=timeout) as api,
+        httpx.AsyncClient(limits=limits, timeout=timeout) as direct,
+    ):
+        b = Bench(api, direct, provider)
+        b.auth = await register(api)
+        _say("time to first token (c=1, c=16) and replies per second (c=16)")
+        figures = await _ttft_and_rps(b)
+        figures["ttft_rps_stuck"] = b.stuck
+        for gap_ms in GAPS_MS:
+            _say(f"token gaps with {GAP_STREAMS} concurrent streams, {gap_ms} ms apart")
+            before = b.stuck
+            figures |= await _token_gaps(b, gap_ms)
+            figures[f"gap{GAP_STREAMS}x{gap_ms}ms_stuck"] = b.stuck - before
+        redis = Redis.from_url(redis_url, single_connection_client=True)
+        try:
+            _say("cache hit vs Redis GET + GET /api/health")
+            figures |= await _cache_hit(b, redis)
+        finally:
+            await redis.aclose()
+        _say(f"memory with {IDLE_STREAMS} idle open streams")
+        figures |= await _idle_memory(b, pid)
+        figures["stuck_replies_total"] = b.stuck
+        figures["failed_replies_total"] = b.failed
+    return figures
+
+
+def _print_api_log(root: Path) -> None:
+    for path in [root / "api.log", *sorted((root / "logs").glob("*"))]:
+        if path.is_file():
+            print(
+                f"--- {path.name} (last lines)\n" + "\n".join(path.read_text().splitlines()[-30:])
+            )
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # so the finally blocks stop what we started
+
+
+def run() -> dict[str, float | str]:
+    raise_fd_limit()
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run() -> dict[str, float | str]:
+    with tempfile.TemporaryDirectory(prefix="whalli-bench-chat-") as tmp:
+        root = Path(tmp)
+        stack = EmbeddedStack(root / "stack", fast=True)
+        urls, started = stack.up()
+        fake = api = None
+        try:
+            Migrator(urls.database_url, default_migrations_dir()).apply()
+            fake, provider = start_fake()
+            api, api_url = start_api(api_env(urls.as_env(), provider, root), root)
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(_measure(api_url, provider, urls.redis_url, api.pid))
+        except BaseException:
+            _print_api_log(root)
+            raise
+        finally:
+            if fake is not None:
+                stop(fake)  # first: held generations then fail at once instead of waiting
+            if api is not None:
+                stop(api)
+            stack.down(only=started)
