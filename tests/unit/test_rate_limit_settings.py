@@ -37,7 +37,11 @@ def test_rate_limits_are_read_from_the_environment() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("WHALLI_RATE_LIMIT_IP_PER_MIN", "0", "WHALLI_RATE_LIMIT_IP_PER_MIN must be at least 1"),
+        (
+            "WHALLI_RATE_LIMIT_IP_PER_MIN",
+            "0",
+            "WHALLI_RATE_LIMIT_IP_PER_MIN must be between 1 and 1048575",
+        ),
         ("WHALLI_RATE_LIMIT_LOGIN_PER_IP", "30", "WHALLI_RATE_LIMIT_LOGIN_PER_IP must be COUNT/"),
         ("WHALLI_RATE_LIMIT_LOGIN_PER_IP", "0/60", "WHALLI_RATE_LIMIT_LOGIN_PER_IP must be COUNT/"),
         ("WHALLI_TRUSTED_PROXIES", "10.0.0.0/8, proxy", "WHALLI_TRUSTED_PROXIES must be a comma"),
