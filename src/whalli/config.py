@@ -71,7 +71,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_region: str = "us-east-1"
 
     queue_name: str = "whalli"
-    worker_processes: int = 1
     worker_threads: int = 4
     job_max_retries: int = 5
     job_min_backoff_ms: int = 1000

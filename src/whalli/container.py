@@ -1,4 +1,5 @@
-"""The one composition root: core → gateways → adapters → services.
+"""The one composition root: settings → gateways → adapters → services (logging is set up by
+the entrypoint that owns the process: `serve`, `worker`, CLI).
 
 Nothing connects at import time or when the container is built: pools and clients are
 ``Resource`` providers opened by ``init_resources()`` and closed by ``shutdown_resources()``.
@@ -109,9 +110,14 @@ def _catalog_path(settings: Settings) -> str:
     return settings.catalog_path or str(default_catalog_path())
 
 
-async def create_http_client(timeout_s: float) -> AsyncIterator[httpx.AsyncClient]:
-    """One pooled client for outbound calls (OAuth providers, later AI providers)."""
-    client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+async def create_http_client(
+    timeout_s: float | None, max_connections: int = 100
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A pooled client for outbound calls. OAuth uses a client-wide timeout; the AI providers'
+    client has none (``timeout_s=None``): their adapters bound connect, first-token and idle
+    gaps per call, and many long streams share it."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=100)
+    client = httpx.AsyncClient(timeout=timeout_s, limits=limits, follow_redirects=False)
     try:
         yield client
     finally:
@@ -157,17 +163,6 @@ def rate_limit_policy(settings: Settings) -> RateLimitPolicy:
         fail_open=settings.rate_limit_fail_open,
         enabled=settings.rate_limit_enabled,
     )
-
-
-async def create_provider_client() -> AsyncIterator[httpx.AsyncClient]:
-    """The client for AI providers: many long-lived streams, timeouts set per call by adapters."""
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-    # No client-wide timeout: the adapters bound connect, first-token and idle gaps per call.
-    client = httpx.AsyncClient(timeout=None, limits=limits, follow_redirects=False)  # noqa: S113
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def build_chat_models(settings: Settings, client: httpx.AsyncClient) -> dict[str, ChatModel]:
@@ -231,10 +226,6 @@ def _required(value: str | None) -> str:
     return value
 
 
-class Core(containers.DeclarativeContainer):
-    settings = providers.Dependency(instance_of=Settings)
-
-
 class Gateways(containers.DeclarativeContainer):
     """Connections to the backing services, opened and closed as resources."""
 
@@ -260,7 +251,7 @@ class Gateways(containers.DeclarativeContainer):
     http = providers.Resource(
         create_http_client, timeout_s=providers.Callable(lambda s: s.request_timeout_s, settings)
     )
-    provider_http = providers.Resource(create_provider_client)
+    provider_http = providers.Resource(create_http_client, timeout_s=None, max_connections=1000)
     broker = providers.Singleton(
         create_broker,
         redis_url=providers.Callable(lambda s: _reveal(s.redis_url), settings),
@@ -437,6 +428,7 @@ class Services(containers.DeclarativeContainer):
         ReadReplyHandler,
         adapters.reply_stream,
         providers.Callable(lambda s: s.chat_heartbeat_s, settings),
+        track_readers=providers.Callable(lambda s: s.chat_cancel_abandoned_after_s > 0, settings),
     )
     stop_generation = providers.Factory(
         StopGenerationHandler, adapters.chat_sessions, adapters.reply_stream, uow
@@ -509,7 +501,6 @@ class Services(containers.DeclarativeContainer):
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
-    core = providers.Container(Core, settings=settings)
     gateways = providers.Container(Gateways, settings=settings)
     adapters = providers.Container(Adapters, settings=settings, gateways=gateways)
     services = providers.Container(Services, settings=settings, adapters=adapters)

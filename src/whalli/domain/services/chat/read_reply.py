@@ -21,34 +21,49 @@ class ReadReplyHandler:
     - every reader of a session sees the same events (other tabs, other API processes);
     - the iteration ends after the final ``done`` or ``error`` event;
     - when nothing arrives for ``heartbeat_s`` a ``HEARTBEAT`` (None) is yielded, so the caller
-      can keep proxies from closing an idle connection.
+      can keep proxies from closing an idle connection;
+    - with ``track_readers`` (needed only to stop abandoned replies) the reader is counted while
+      attached; otherwise no bookkeeping round trip sits before the first token.
     """
 
-    def __init__(self, stream: ReplyStream, heartbeat_s: float = 15.0) -> None:
+    def __init__(
+        self, stream: ReplyStream, heartbeat_s: float = 15.0, *, track_readers: bool = True
+    ) -> None:
         self._stream = stream
         self._block_ms = int(heartbeat_s * 1000)
+        self._track = track_readers
 
     async def events(
         self, session_id: str, after: str | None
     ) -> AsyncIterator[tuple[str, ReplyEvent] | None]:
-        cursor = after
+        if not self._track:
+            async for item in self._events(session_id, after):
+                yield item
+            return
         await self._stream.reader_joined(session_id, READER_TTL_SECONDS)
         try:
-            while True:
-                batch = await self._stream.read(session_id, cursor, block_ms=self._block_ms)
-                if not batch:
-                    yield HEARTBEAT
-                    continue
-                for event_id, event in batch:
-                    cursor = event_id
-                    yield event_id, event
-                    if is_final(event):
-                        return
+            async for item in self._events(session_id, after):
+                yield item
         finally:
             # A client that went away cancels this generator, and the cancellation repeats at
             # every await of the cancelled scope: shield the bookkeeping so it still happens.
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._leave(session_id))
+
+    async def _events(
+        self, session_id: str, after: str | None
+    ) -> AsyncIterator[tuple[str, ReplyEvent] | None]:
+        cursor = after
+        while True:
+            batch = await self._stream.read(session_id, cursor, block_ms=self._block_ms)
+            if not batch:
+                yield HEARTBEAT
+                continue
+            for event_id, event in batch:
+                cursor = event_id
+                yield event_id, event
+                if is_final(event):
+                    return
 
     async def _leave(self, session_id: str) -> None:
         with contextlib.suppress(ServiceUnavailable):
