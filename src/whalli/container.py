@@ -37,6 +37,7 @@ from whalli.adapters.redis.chat_sessions import RedisChatSessionStore
 from whalli.adapters.redis.client import create_redis
 from whalli.adapters.redis.health import RedisHealthProbe
 from whalli.adapters.redis.rate_limiter import RedisRateLimiter
+from whalli.adapters.redis.reply_relay import RelayedReplyStream
 from whalli.adapters.redis.reply_stream import RedisReplyStream
 from whalli.adapters.s3.blob_storage import S3BlobStorage
 from whalli.adapters.s3.client import create_minio
@@ -303,7 +304,9 @@ class Adapters(containers.DeclarativeContainer):
     catalog = providers.Singleton(load_catalog, providers.Callable(_catalog_path, settings))
     oauth_providers = providers.Singleton(build_oauth_providers, settings, gateways.http)
     chat_models = providers.Singleton(build_chat_models, settings, gateways.provider_http)
-    reply_stream = providers.Singleton(RedisReplyStream, gateways.redis)
+    reply_stream = providers.Singleton(
+        RelayedReplyStream, providers.Singleton(RedisReplyStream, gateways.redis)
+    )
     chat_metrics = providers.Singleton(PrometheusChatMetrics)
     chat_search = providers.Singleton(PostgresChatSearch, gateways.postgres)
     text_extractor = providers.Singleton(
@@ -393,6 +396,7 @@ class Services(containers.DeclarativeContainer):
         ids=ids,
         ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_session_ttl_s), settings),
         attachment_wait_s=providers.Callable(lambda s: s.chat_attachment_wait_s, settings),
+        context_limits=providers.Callable(lambda s: reply_settings(s).context, settings),
     )
     generate_reply = providers.Factory(
         GenerateReplyHandler,

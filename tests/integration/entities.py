@@ -11,6 +11,7 @@ from whalli.domain.model.chats import Chat, Message
 from whalli.domain.model.notifications import Notification
 from whalli.domain.model.projects import MemberRole, Membership, Project
 from whalli.domain.model.searches import SearchResult, SearchSubscription, fingerprint
+from whalli.domain.model.tokens import RefreshToken
 from whalli.domain.model.transcriptions import Transcription
 from whalli.domain.model.users import User
 from whalli.ports.unit_of_work import UnitOfWork
@@ -80,6 +81,14 @@ def a_result(
     return SearchResult(
         id=uuid.uuid4(), subscription_id=subscription.id, url=url, title=f"About {url}",
         snippet="…", fingerprint=fingerprint(url), found_at=found_at,
+    )  # fmt: skip
+
+
+def a_refresh_token(user: User, *, ttl_days: int = 30) -> RefreshToken:
+    """The first token of a new session (refresh-token family) of ``user``."""
+    return RefreshToken.issue(
+        id=uuid.uuid4(), user_id=user.id, family_id=uuid.uuid4(), secret=uuid.uuid4().hex * 2,
+        now=NOW, ttl=timedelta(days=ttl_days),
     )  # fmt: skip
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -11,6 +11,7 @@ from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.password_hasher import FastPasswordHasher
 from whalli.adapters.system.ids import UuidGenerator
+from whalli.domain.model.api_keys import API_KEY_PREFIX, ApiKey
 from whalli.domain.model.errors import (
     EmailAlreadyRegistered,
     InvalidCredentials,
@@ -18,7 +19,7 @@ from whalli.domain.model.errors import (
     RefreshTokenReused,
 )
 from whalli.domain.model.principal import Principal
-from whalli.domain.model.users import Role, User
+from whalli.domain.model.users import Plan, Role, User
 from whalli.domain.services.auth.authenticate import Authenticate, AuthenticateHandler
 from whalli.domain.services.auth.login import Login, LoginHandler
 from whalli.domain.services.auth.logout import Logout, LogoutHandler
@@ -61,6 +62,11 @@ class Auth:
 
     async def logout(self, token: str) -> None:
         await LogoutHandler(self.uow(), clock=self.clock).execute(Logout(refresh_token=token))
+
+    async def save(self, user: User) -> None:
+        async with self.uow() as uow:
+            await uow.users.update(user)
+            await uow.commit()
 
     async def authenticate(self, token: str) -> Principal:
         handler = AuthenticateHandler(self.uow(), issuer=self.issuer, clock=self.clock)
@@ -120,3 +126,59 @@ async def test_reuse_after_rotation_and_logout_end_the_session(auth: Auth, uniqu
     await auth.logout(other.refresh_token)
     with pytest.raises(InvalidToken, match=INVALID):
         await auth.authenticate(other.access_token)
+
+
+async def test_an_access_token_reads_role_plan_and_disabled_state_fresh(
+    auth: Auth, unique: str
+) -> None:
+    user, tokens = await auth.register(f"fresh-{unique}@example.com")
+    assert (await auth.authenticate(tokens.access_token)).user == user
+
+    user.role, user.plan = Role.ADMIN, Plan.PRO
+    await auth.save(user)
+    principal = await auth.authenticate(tokens.access_token)
+    assert (principal.user.role, principal.user.plan, principal.session_id) == (
+        Role.ADMIN,
+        Plan.PRO,
+        auth.issuer.verify(tokens.access_token).session_id,
+    )
+
+    user.disabled = True
+    await auth.save(user)
+    with pytest.raises(InvalidToken, match=INVALID):
+        await auth.authenticate(tokens.access_token)
+
+
+async def test_an_api_key_authenticates_only_while_active_and_its_user_enabled(
+    auth: Auth, unique: str
+) -> None:
+    user, _ = await auth.register(f"keys-{unique}@example.com")
+    now = auth.clock.now()
+
+    def a_key(name: str, expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+        secret = f"{API_KEY_PREFIX}{name}-{unique}-{'k' * 43}"
+        key = ApiKey.create(
+            id=auth.ids.new_id(), user_id=user.id, name=name, secret=secret, now=now,
+            expires_at=expires_at,
+        )  # fmt: skip
+        return key, secret
+
+    (active, active_secret), (revoked, revoked_secret) = a_key("active"), a_key("revoked")
+    expiring, expiring_secret = a_key("expiring", now + timedelta(minutes=1))
+    revoked.revoke(now)
+    async with auth.uow() as uow:
+        for key in (active, revoked, expiring):
+            await uow.api_keys.add(key)
+        await uow.commit()
+
+    principal = await auth.authenticate(active_secret)
+    assert (principal.user, principal.api_key_id, principal.session_id) == (user, active.id, None)
+    assert (await auth.authenticate(expiring_secret)).api_key_id == expiring.id
+    auth.clock.advance(timedelta(minutes=1))
+    for refused in (revoked_secret, expiring_secret, a_key("unknown")[1]):
+        with pytest.raises(InvalidToken, match=INVALID):
+            await auth.authenticate(refused)
+    user.disabled = True
+    await auth.save(user)
+    with pytest.raises(InvalidToken, match=INVALID):
+        await auth.authenticate(active_secret)

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.adapters.postgres.pool import create_pool
 from whalli.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from whalli.domain.model.errors import ServiceUnavailable, UserNotFound
@@ -187,3 +189,79 @@ async def test_a_cancelled_unit_of_work_gives_a_usable_connection_back(
         for _ in range(3):  # both pool connections, in turn
             async with PostgresUnitOfWork(pool) as uow:
                 assert await uow.attachments.get_for_update(attachment.id) == attachment
+
+
+async def test_a_read_only_block_reads_committed_work_and_has_nothing_to_commit(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+
+    async with uow_factory().read_only() as uow:
+        assert await uow.users.get(user.id) == user
+        with pytest.raises(RuntimeError, match="nothing to commit"):
+            await uow.commit()
+
+
+async def test_a_unit_of_work_can_be_entered_read_only_and_normally_in_turn(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    uow = uow_factory()
+    async with uow.read_only():
+        assert await uow.users.find_by_email(user.email) is None
+    async with uow:
+        await uow.users.add(user)
+        with pytest.raises(RuntimeError, match="already in use"):
+            async with uow.read_only():
+                pass
+        await uow.commit()
+    async with uow.read_only():
+        assert await uow.users.get(user.id) == user
+        with pytest.raises(RuntimeError, match="already in use"):
+            await uow.__aenter__()
+    with pytest.raises(RuntimeError, match="inside `async with uow:`"):
+        await uow.users.get(user.id)
+
+
+async def test_the_in_memory_read_only_block_refuses_writes_and_locks() -> None:
+    store = MemoryStore()
+    world = await committed_world(InMemoryUnitOfWork(store))
+    async with InMemoryUnitOfWork(store).read_only() as uow:
+        with pytest.raises(RuntimeError, match="cannot write or lock"):
+            await uow.users.add(a_user())
+        with pytest.raises(RuntimeError, match="cannot write or lock"):
+            await uow.users.update(world.user)
+        with pytest.raises(RuntimeError, match="cannot write or lock"):
+            await uow.chats.delete(world.chat.id)
+        with pytest.raises(RuntimeError, match="cannot write or lock"):
+            await uow.projects.get_for_update(world.project.id)
+
+
+async def test_after_a_read_only_block_the_connection_is_transactional_again(
+    migrated_database_url: str,
+) -> None:
+    async with asynccontextmanager(create_pool)(migrated_database_url, max_size=1) as pool:
+        uncommitted = a_user()
+        async with pool.connection() as conn:
+            pid = conn.info.backend_pid
+
+        async def read_then_fail() -> None:
+            async with PostgresUnitOfWork(pool).read_only() as uow:
+                await uow.users.find_by_email(uncommitted.email)
+                raise Boom("inside")
+
+        async with PostgresUnitOfWork(pool).read_only() as uow:
+            await uow.users.find_by_email(uncommitted.email)
+        with pytest.raises(Boom, match="inside"):
+            await read_then_fail()
+
+        async with PostgresUnitOfWork(pool) as uow:
+            await uow.users.add(uncommitted)
+
+        async with PostgresUnitOfWork(pool) as uow:
+            assert await uow.users.find_by_email(uncommitted.email) is None
+        async with pool.connection() as conn:
+            assert conn.info.backend_pid == pid  # the same connection, not a replacement

@@ -7,6 +7,7 @@ from typing import Protocol
 from uuid import UUID
 
 from whalli.domain.model.api_keys import ApiKey
+from whalli.domain.model.users import User
 
 
 class ApiKeyRepository(Protocol):
@@ -17,6 +18,11 @@ class ApiKeyRepository(Protocol):
         ...
 
     async def find_by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    async def find_by_hash_with_user(self, key_hash: str) -> tuple[ApiKey, User] | None:
+        """The key with this hash and the user it belongs to, in one read (revoked and expired
+        keys and disabled users included: the caller decides); ``None`` if no key has it."""
+        ...
 
     async def update(self, key: ApiKey) -> None:
         """Raises ``ApiKeyNotFound``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -32,6 +33,15 @@ class ChatRepository(Protocol):
 
     async def add_message(self, message: Message) -> None:
         """Raises ``ChatNotFound`` when the chat does not exist."""
+        ...
+
+    async def add_messages(self, messages: Sequence[Message]) -> None:
+        """Store several messages at once (one statement in Postgres), all or none.
+
+        Raises ``ChatNotFound`` when a chat of one of them does not exist, else ``Conflict``
+        when an id is taken (or given twice); either way nothing is stored and the work can go
+        on, as with ``add_message``. An empty sequence stores nothing.
+        """
         ...
 
     async def get_message(self, message_id: UUID) -> Message:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -46,6 +47,17 @@ class UnitOfWork(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+    def read_only(self) -> AbstractAsyncContextManager[Self]:
+        """``async with uow.read_only() as uow:`` for a use case that only reads, in one query.
+
+        No transaction is opened (no BEGIN/ROLLBACK round trips): each statement sees what is
+        committed when it runs, so two statements may see different states; use a normal block
+        when reads must agree. Nothing may be written in it and ``commit`` raises
+        ``RuntimeError`` (the in-memory unit of work also refuses writes). Otherwise as
+        ``async with uow:`` (the same object may be entered again afterwards, either way).
+        """
+        ...
 
     async def commit(self) -> None:
         """Make the work of this block durable."""

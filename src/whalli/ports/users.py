@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -15,6 +16,14 @@ class UserRepository(Protocol):
 
     async def get(self, user_id: UUID) -> User:
         """Raises ``UserNotFound``."""
+        ...
+
+    async def find_with_session(
+        self, user_id: UUID, session_id: UUID, now: datetime
+    ) -> tuple[User, bool] | None:
+        """The user and whether its session is active at ``now``, in one read; ``None`` if
+        there is no such user. The session is the refresh-token family ``session_id``, active
+        as ``RefreshTokenRepository.family_is_active`` tells."""
         ...
 
     async def find_by_email(self, email: str) -> User | None:

@@ -10,7 +10,7 @@ import pytest
 
 from whalli.domain.model.api_keys import API_KEY_PREFIX, ApiKey
 from whalli.domain.model.errors import ApiKeyNotFound, Conflict, UserNotFound
-from whalli.domain.model.users import User
+from whalli.domain.model.users import Plan, Role, User
 
 from ..conftest import UowFactory
 from ..entities import NOW, a_user, at
@@ -114,3 +114,33 @@ async def test_revoke_all_for_user_revokes_active_keys_of_that_user_only(
         assert (await uow.api_keys.get(active.id)).revoked_at == at(60)
         assert (await uow.api_keys.get(revoked_before.id)).revoked_at == at(10)
         assert await uow.api_keys.get(theirs.id) == theirs
+
+
+async def test_find_by_hash_with_user_reads_the_key_and_its_user_as_they_are(
+    uow_factory: UowFactory,
+) -> None:
+    user, disabled = a_user(role=Role.ADMIN, plan=Plan.PRO), a_user(disabled=True)
+    key, revoked, expiring = a_key(user), a_key(user), a_key(user, expires_at=at(60))
+    revoked.revoke(at(30))
+    theirs = a_key(disabled)
+    await stored(uow_factory, key, revoked, expiring, user=user)
+    await stored(uow_factory, theirs, user=disabled)
+
+    async with uow_factory() as uow:
+        keys = uow.api_keys
+        assert await keys.find_by_hash_with_user(key.key_hash) == (key, user)
+        assert await keys.find_by_hash_with_user(revoked.key_hash) == (revoked, user)
+        assert await keys.find_by_hash_with_user(expiring.key_hash) == (expiring, user)
+        assert await keys.find_by_hash_with_user(theirs.key_hash) == (theirs, disabled)
+        assert await keys.find_by_hash_with_user(a_key(user).key_hash) is None
+
+
+async def test_find_by_hash_with_user_works_in_a_read_only_unit_of_work(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    key = a_key(user)
+    await stored(uow_factory, key, user=user)
+
+    async with uow_factory().read_only() as uow:
+        assert await uow.api_keys.find_by_hash_with_user(key.key_hash) == (key, user)

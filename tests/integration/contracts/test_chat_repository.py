@@ -213,3 +213,86 @@ async def test_a_backslash_escape_in_text_is_stored_as_typed(uow_factory: UowFac
     async with uow_factory() as uow:
         await uow.chats.add_message(message)
         assert await uow.chats.get_message(message.id) == message
+
+
+async def test_several_messages_are_added_at_once(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    other = a_chat(world.project, world.user)
+    question = a_message(world.chat, now=at(1), content="Why?")
+    reply = Message.pending_reply(
+        id=uuid.uuid4(), chat_id=world.chat.id, model="gpt-x", provider="openai", now=at(2)
+    )
+    elsewhere = a_message(other, now=at(3))
+    async with uow_factory() as uow:
+        await uow.chats.add(other)
+        await uow.chats.add_messages([question, reply, elsewhere])
+        await uow.chats.add_messages([])
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.chats.list_messages(world.chat.id) == [question, reply]
+        assert await uow.chats.list_messages(other.id) == [elsewhere]
+
+
+@examples
+@given(data=st.data())
+async def test_any_valid_messages_added_at_once_read_back_equal(
+    uow_factory: UowFactory, data: st.DataObject
+) -> None:
+    world = await committed_world(uow_factory())
+    added = data.draw(st.lists(messages(world.chat.id), min_size=1, max_size=4))
+    async with uow_factory() as uow:
+        await uow.chats.add_messages(added)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert [await uow.chats.get_message(m.id) for m in added] == added
+
+
+async def test_messages_for_a_missing_chat_are_all_refused_and_the_work_can_go_on(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    taken = a_message(world.chat)
+    orphan = a_message(a_chat(world.project, world.user))
+    fine, kept = a_message(world.chat), a_message(world.chat, now=at(1))
+    async with uow_factory() as uow:
+        await uow.chats.add_message(taken)
+        with pytest.raises(ChatNotFound, match="Chat not found"):
+            await uow.chats.add_messages([fine, orphan])
+        with pytest.raises(ChatNotFound, match="Chat not found"):
+            await uow.chats.add_messages([taken, orphan])
+        await uow.chats.add_message(kept)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.chats.list_messages(world.chat.id) == [taken, kept]
+
+
+@pytest.mark.parametrize("where", ["already stored", "given twice"])
+async def test_a_taken_message_id_refuses_all_of_them_and_the_work_can_go_on(
+    uow_factory: UowFactory, where: str
+) -> None:
+    world = await committed_world(uow_factory())
+    first, fine, kept = (
+        a_message(world.chat),
+        a_message(world.chat),
+        a_message(world.chat, now=at(1)),
+    )
+    batch = [fine, first] if where == "already stored" else [first, fine, first]
+    async with uow_factory() as uow:
+        if where == "already stored":
+            await uow.chats.add_message(first)
+        with pytest.raises(Conflict, match="id is already taken"):
+            await uow.chats.add_messages(batch)
+        await uow.chats.add_message(kept)
+        await uow.commit()
+    stored = [first, kept] if where == "already stored" else [kept]
+    async with uow_factory() as uow:
+        assert await uow.chats.list_messages(world.chat.id) == stored
+
+
+async def test_a_nul_character_in_added_messages_is_invalid_input(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    async with uow_factory() as uow:
+        with pytest.raises(InvalidInput, match="could not be stored"):
+            await uow.chats.add_messages([a_message(world.chat, content="a\x00b")])

@@ -1,10 +1,11 @@
-"""Contract of ReplyStream (the per-session log SSE clients read), in memory and on Redis."""
+"""Contract of ReplyStream (the per-session log SSE clients read): in memory, on Redis, and
+relayed (this process's replies served from memory, written behind to Redis)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 from redis.asyncio import Redis
@@ -13,6 +14,7 @@ from whalli.adapters.embedded.stack import StackUrls
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.reply_stream import InMemoryReplyStream
 from whalli.adapters.redis.client import create_redis
+from whalli.adapters.redis.reply_relay import RelayedReplyStream
 from whalli.adapters.redis.reply_stream import RedisReplyStream
 from whalli.domain.model.errors import InvalidInput, ServiceUnavailable
 from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
@@ -24,12 +26,37 @@ TTL = 600
 LONG_BLOCK_MS = 10_000
 
 
+@pytest.fixture(params=["fake", "real", "relayed"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def elapse(backend: str, clock: ManualClock) -> Elapse:
+    async def _elapse(seconds: float) -> None:
+        clock.advance(seconds)
+        if backend != "fake":
+            await asyncio.sleep(seconds)
+
+    return _elapse
+
+
+@pytest.fixture
+async def relayed_stream(redis_client: Redis, redis_prefix: str) -> AsyncIterator[ReplyStream]:
+    relay = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
+    yield relay
+    await relay.drain()  # its writes behind end before the client closes
+
+
 @pytest.fixture
 def reply_stream(
     backend: str, clock: ManualClock, request: pytest.FixtureRequest, redis_prefix: str
 ) -> ReplyStream:
     if backend == "fake":
         return InMemoryReplyStream(clock)
+    if backend == "relayed":
+        relay: ReplyStream = request.getfixturevalue("relayed_stream")
+        return relay
     client: Redis = request.getfixturevalue("redis_client")
     return RedisReplyStream(client, prefix=redis_prefix)
 
@@ -272,3 +299,111 @@ async def test_an_unreachable_redis_raises_service_unavailable_without_the_passw
         with pytest.raises(ServiceUnavailable, match=r"^redis: connection failed$") as caught:
             await stream.publish("s", TokenEvent(delta="x"), ttl_seconds=60)
         assert "stream-s3cret-pw" not in str(caught.value)
+
+
+# --- the relay: local readers from memory, everything written behind to Redis --------------------
+
+
+class CountingRedisReplyStream(RedisReplyStream):
+    """The real adapter, counting its batched writes."""
+
+    writes = 0
+
+    async def append(
+        self, batches: Sequence[tuple[str, Sequence[tuple[str, ReplyEvent]]]], ttl_seconds: int
+    ) -> None:
+        self.writes += 1
+        await super().append(batches, ttl_seconds)
+
+
+def a_done_event() -> DoneEvent:
+    return DoneEvent(
+        message_id=uuid.uuid4(), cached=False, prompt_tokens=1, completion_tokens=2,
+        finish_reason="stop", cost_usd=0.0, status="complete",
+    )  # fmt: skip
+
+
+async def test_a_relayed_reply_is_in_redis_with_the_same_ids_once_its_final_event_is_published(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    redis = RedisReplyStream(redis_client, prefix=redis_prefix)
+    relay = RelayedReplyStream(redis)
+    assert await relay.claim_generation(session_id, TTL)
+    events = [*tokens("a", "b", "c"), a_done_event()]
+
+    ids = await publish_all(relay, session_id, events)
+
+    assert relay.local_replies == 0  # dropped once it was all in Redis
+    assert await redis.read(session_id, None, block_ms=0) == list(zip(ids, events, strict=True))
+    # and a reader that resumes there, after an id it got from memory, continues exactly
+    assert await relay.read(session_id, ids[1], block_ms=0) == list(
+        zip(ids[2:], events[2:], strict=True)
+    )
+
+
+async def test_another_process_reads_a_relayed_reply_from_redis_while_it_is_generated(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    here = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
+    there = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
+    assert await here.claim_generation(session_id, TTL)
+    reader = asyncio.create_task(there.read(session_id, None, block_ms=LONG_BLOCK_MS))
+    await asyncio.sleep(0.05)
+
+    [first] = await publish_all(here, session_id, tokens("hello"))
+
+    assert await asyncio.wait_for(reader, LONG_BLOCK_MS / 1000) == [
+        (first, TokenEvent(delta="hello"))
+    ]
+    assert here.local_replies == 1
+    assert there.local_replies == 0
+    await here.drain()
+
+
+async def test_a_local_reader_waiting_before_the_first_token_is_woken_from_memory(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    relay = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
+    assert await relay.claim_generation(session_id, TTL)
+    reader = asyncio.create_task(relay.read(session_id, None, block_ms=LONG_BLOCK_MS))
+    await asyncio.sleep(0.05)
+    await redis_client.delete(f"{redis_prefix}reply:{session_id}")
+
+    event_id = await relay.publish(session_id, TokenEvent(delta="x"), TTL)
+
+    assert await asyncio.wait_for(reader, LONG_BLOCK_MS / 1000) == [
+        (event_id, TokenEvent(delta="x"))
+    ]
+    await relay.drain()
+
+
+async def test_replies_published_in_the_same_turn_are_written_in_one_round_trip(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    redis = CountingRedisReplyStream(redis_client, prefix=redis_prefix)
+    relay = RelayedReplyStream(redis)
+    sessions = [uuid.uuid4().hex for _ in range(50)]
+
+    # every publish starts in the same event-loop turn
+    published = [relay.publish(s, e, TTL) for s in sessions for e in [*tokens("a", "b")]]
+    published += [relay.publish(s, a_done_event(), TTL) for s in sessions]
+    await asyncio.gather(*published)
+
+    assert redis.writes <= 2
+    for session in sessions:
+        assert len(await redis.read(session, None, block_ms=0)) == 3
+
+
+async def test_local_readers_get_the_whole_reply_when_redis_is_down(closed_port: int) -> None:
+    async for client in create_redis(f"redis://127.0.0.1:{closed_port}/0"):
+        relay = RelayedReplyStream(RedisReplyStream(client))
+        first = await relay.publish("s", TokenEvent(delta="still"), TTL)
+        reader = asyncio.create_task(relay.read("s", first, block_ms=LONG_BLOCK_MS))
+        await asyncio.sleep(0.05)
+        second = await relay.publish("s", TokenEvent(delta="here"), TTL)
+
+        assert await asyncio.wait_for(reader, LONG_BLOCK_MS / 1000) == [
+            (second, TokenEvent(delta="here"))
+        ]
+        await relay.publish("s", a_done_event(), TTL)  # returns although Redis never took it
+        assert relay.local_replies == 0

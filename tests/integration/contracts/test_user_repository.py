@@ -13,10 +13,11 @@ from whalli.domain.model.errors import (
     InvalidInput,
     UserNotFound,
 )
+from whalli.domain.model.tokens import RefreshToken
 from whalli.domain.model.users import Plan, Role, User
 
 from ..conftest import UowFactory
-from ..entities import a_user, at
+from ..entities import a_refresh_token, a_user, at
 from .strategies import users
 
 examples = settings(
@@ -166,3 +167,52 @@ async def test_search_refuses_a_negative_page(uow_factory: UowFactory) -> None:
             await uow.users.search(limit=-1)
         with pytest.raises(InvalidInput, match="offset must not be negative"):
             await uow.users.search(offset=-1)
+
+
+async def stored_with_sessions(uow_factory: UowFactory, user: User, *tokens: RefreshToken) -> None:
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        for token in tokens:
+            await uow.refresh_tokens.add(token)
+        await uow.commit()
+
+
+async def test_find_with_session_reads_the_user_and_whether_its_session_is_active(
+    uow_factory: UowFactory,
+) -> None:
+    user, someone_else = a_user(role=Role.ADMIN, plan=Plan.PRO, disabled=True), a_user()
+    short = a_refresh_token(user, ttl_days=1)
+    revoked, spent = a_refresh_token(user), a_refresh_token(user)
+    successor = spent.rotate(new_id=uuid.uuid4(), new_secret=uuid.uuid4().hex * 2, now=at(60))
+    await stored_with_sessions(uow_factory, user, short, revoked, spent, successor)
+    await stored_with_sessions(uow_factory, someone_else)
+    async with uow_factory() as uow:
+        await uow.refresh_tokens.revoke_family(revoked.family_id, at(30))
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        users = uow.users
+        assert await users.find_with_session(user.id, short.family_id, at(60)) == (user, True)
+        assert await users.find_with_session(user.id, spent.family_id, at(120)) == (user, True)
+        assert await users.find_with_session(user.id, short.family_id, short.expires_at) == (
+            user,
+            False,
+        )
+        assert await users.find_with_session(user.id, revoked.family_id, at(60)) == (user, False)
+        assert await users.find_with_session(user.id, uuid.uuid4(), at(60)) == (user, False)
+        assert await users.find_with_session(someone_else.id, uuid.uuid4(), at(60)) == (
+            someone_else,
+            False,
+        )
+        assert await users.find_with_session(uuid.uuid4(), short.family_id, at(60)) is None
+
+
+async def test_find_with_session_works_in_a_read_only_unit_of_work(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    token = a_refresh_token(user)
+    await stored_with_sessions(uow_factory, user, token)
+
+    async with uow_factory().read_only() as uow:
+        assert await uow.users.find_with_session(user.id, token.family_id, at(60)) == (user, True)

@@ -404,6 +404,25 @@ async def test_a_revoked_api_key_no_longer_authenticates(auth: Auth) -> None:
         await auth.authenticate(secret)
 
 
+async def test_an_api_key_no_longer_authenticates_once_it_has_expired(auth: Auth) -> None:
+    user, _ = await auth.register()
+    secret = API_KEY_PREFIX + "e" * 43
+    now = auth.clock.now()
+    key = ApiKey.create(
+        id=auth.ids.new_id(), user_id=user.id, name="ci", secret=secret, now=now,
+        expires_at=now + timedelta(minutes=1),
+    )  # fmt: skip
+    async with auth.uow() as uow:
+        await uow.api_keys.add(key)
+        await uow.commit()
+    assert (await auth.authenticate(secret)).api_key_id == key.id
+
+    auth.clock.advance(timedelta(minutes=1))
+
+    with pytest.raises(InvalidToken, match=INVALID):
+        await auth.authenticate(secret)
+
+
 # --- create user (CLI) ---------------------------------------------------------------------------
 async def test_the_cli_use_case_can_create_an_admin_with_a_personal_project(auth: Auth) -> None:
     admin = await auth.create_user("Root@Example.com", admin=True)

@@ -15,6 +15,7 @@ from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.attachments import Attachment, ExtractionResult
 from whalli.domain.model.catalog import ModelCatalog, ModelSpec
+from whalli.domain.model.chats import MessageStatus
 from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady
 from whalli.domain.model.users import Plan
 from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler
@@ -104,8 +105,13 @@ async def test_a_start_waits_for_an_extraction_that_finishes_within_the_wait() -
     )
 
     assert started.session.attachment_ids == (attachment.id,)
-    [message] = list(chats.store.tables["messages"].values())
+    message, reply = sorted(chats.store.tables["messages"].values(), key=lambda m: m.id)
+    assert message.id == started.message_id
     assert message.attachment_ids == (attachment.id,)
+    assert reply.id == started.prepared.reply.id
+    assert reply.status == MessageStatus.PENDING
+    # the file's text is in the prompt the generation will send
+    assert "Attached file: budget.pdf" in started.prepared.prompt[-1].content
 
 
 async def test_a_file_still_pending_after_the_wait_is_not_ready_naming_it() -> None:

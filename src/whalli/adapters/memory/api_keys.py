@@ -8,6 +8,7 @@ from uuid import UUID
 from whalli.adapters.memory._repository import MemoryRepository
 from whalli.domain.model.api_keys import ApiKey
 from whalli.domain.model.errors import ApiKeyNotFound
+from whalli.domain.model.users import User
 from whalli.ports.api_keys import ApiKeyRepository
 
 
@@ -22,6 +23,13 @@ class InMemoryApiKeyRepository(MemoryRepository, ApiKeyRepository):
     async def find_by_hash(self, key_hash: str) -> ApiKey | None:
         found: list[ApiKey] = self._tx().select("api_keys", lambda k: k.key_hash == key_hash)
         return found[0] if found else None
+
+    async def find_by_hash_with_user(self, key_hash: str) -> tuple[ApiKey, User] | None:
+        key = await self.find_by_hash(key_hash)
+        if key is None:
+            return None
+        user: User | None = self._tx().find("users", key.user_id)
+        return None if user is None else (key, user)
 
     async def update(self, key: ApiKey) -> None:
         self._tx().replace("api_keys", key.id, key, ApiKeyNotFound)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
 from whalli.domain.model.chats import Chat, Message
-from whalli.domain.model.errors import ChatNotFound, MessageNotFound
+from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
 from whalli.ports.chats import ChatRepository
 
 
@@ -39,6 +40,17 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
 
     async def add_message(self, message: Message) -> None:
         self._tx().insert("messages", message.id, message)
+
+    async def add_messages(self, messages: Sequence[Message]) -> None:
+        tx = self._tx()
+        chats, stored = tx.table("chats"), tx.table("messages")
+        if any(m.chat_id not in chats for m in messages):
+            raise ChatNotFound()
+        ids = {m.id for m in messages}
+        if len(ids) < len(messages) or any(i in stored for i in ids):
+            raise Conflict("This id is already taken.")
+        for message in messages:
+            tx.insert("messages", message.id, message)
 
     async def get_message(self, message_id: UUID) -> Message:
         message: Message = self._tx().get("messages", message_id, MessageNotFound)

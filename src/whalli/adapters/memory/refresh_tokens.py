@@ -7,6 +7,7 @@ from datetime import datetime
 from uuid import UUID
 
 from whalli.adapters.memory._repository import MemoryRepository
+from whalli.adapters.memory.store import MemoryTransaction
 from whalli.domain.model.errors import NotFound
 from whalli.domain.model.tokens import RefreshToken
 from whalli.ports.refresh_tokens import RefreshTokenRepository
@@ -16,6 +17,15 @@ NOT_FOUND_MESSAGE = "Refresh token not found."
 
 class _TokenNotFound(NotFound):
     default_message = NOT_FOUND_MESSAGE
+
+
+def family_is_active(tx: MemoryTransaction, family_id: UUID, now: datetime) -> bool:
+    return bool(
+        tx.select(
+            "refresh_tokens",
+            lambda t: t.family_id == family_id and t.revoked_at is None and now < t.expires_at,
+        )
+    )
 
 
 class InMemoryRefreshTokenRepository(MemoryRepository, RefreshTokenRepository):
@@ -47,12 +57,7 @@ class InMemoryRefreshTokenRepository(MemoryRepository, RefreshTokenRepository):
         return self._revoke(lambda t: t.user_id == user_id, now)
 
     async def family_is_active(self, family_id: UUID, now: datetime) -> bool:
-        return bool(
-            self._tx().select(
-                "refresh_tokens",
-                lambda t: t.family_id == family_id and t.revoked_at is None and now < t.expires_at,
-            )
-        )
+        return family_is_active(self._tx(), family_id, now)
 
     def _revoke(self, where: Callable[[RefreshToken], bool], now: datetime) -> int:
         tx = self._tx()

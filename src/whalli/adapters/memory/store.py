@@ -57,8 +57,9 @@ def _check_unique(name: str, key: Hashable, row: Any, rows: Table) -> None:
 class MemoryTransaction:
     """Copy on first touch, publish on commit; rows go in and out as copies."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, *, read_only: bool = False) -> None:
         self._store = store
+        self._read_only = read_only
         self._base: dict[str, Table] = {}
         self._work: dict[str, Table] = {}
         self._locks: dict[tuple[str, Hashable], asyncio.Lock] = {}
@@ -83,6 +84,7 @@ class MemoryTransaction:
         return [copy.copy(row) for row in self.table(name).values() if where(row)]
 
     def insert(self, name: str, key: Hashable, row: Any) -> None:
+        self._check_writable()
         self._check(name, key, row, self.table(name))
         if key in self.table(name):
             if name in DUPLICATE_KEY:
@@ -91,12 +93,14 @@ class MemoryTransaction:
         self.table(name)[key] = copy.copy(row)
 
     def replace(self, name: str, key: Hashable, row: Any, missing: type[WhalliError]) -> None:
+        self._check_writable()
         if key not in self.table(name):
             raise missing()
         self._check(name, key, row, self.table(name))
         self.table(name)[key] = copy.copy(row)
 
     def delete(self, name: str, key: Hashable, missing: type[WhalliError]) -> None:
+        self._check_writable()
         if key not in self.table(name):
             raise missing()
         doomed: list[tuple[str, Hashable]] = []
@@ -142,6 +146,7 @@ class MemoryTransaction:
 
     async def lock(self, name: str, key: Hashable) -> None:
         """Hold the row until commit or rollback; then read its latest committed version."""
+        self._check_writable()
         if (name, key) in self._locks:
             return
         lock = self._store.row_lock(name, key)
@@ -156,7 +161,13 @@ class MemoryTransaction:
                 else:
                     rows[key] = latest
 
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise RuntimeError("a read-only unit of work cannot write or lock")
+
     def commit(self) -> None:
+        if self._read_only:
+            raise RuntimeError("a read-only unit of work has nothing to commit")
         changes = [
             (name, key, work.get(key))
             for name, work in self._work.items()

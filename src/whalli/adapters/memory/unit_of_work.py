@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self
 
@@ -25,7 +27,8 @@ class InMemoryUnitOfWork(UnitOfWork):
 
     Leaving without commit, or with an exception, discards the work (rollback by default).
     Row locks taken by ``get_for_update`` and ``find_by_hash_for_update`` are held until commit
-    or rollback, as in Postgres.
+    or rollback, as in Postgres. In ``read_only()`` writes, row locks and commit raise
+    ``RuntimeError``, so a use case that writes there fails in its unit tests.
     """
 
     def __init__(self, store: MemoryStore) -> None:
@@ -49,10 +52,22 @@ class InMemoryUnitOfWork(UnitOfWork):
         return self._tx
 
     async def __aenter__(self) -> Self:
+        self._enter(read_only=False)
+        return self
+
+    @asynccontextmanager
+    async def read_only(self) -> AsyncIterator[Self]:
+        self._enter(read_only=True)
+        try:
+            yield self
+        finally:
+            tx, self._tx = self._transaction(), None
+            tx.rollback()
+
+    def _enter(self, *, read_only: bool) -> None:
         if self._tx is not None:
             raise RuntimeError("this unit of work is already in use")
-        self._tx = MemoryTransaction(self._store)
-        return self
+        self._tx = MemoryTransaction(self._store, read_only=read_only)
 
     async def __aexit__(
         self,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
+from whalli.adapters.memory.refresh_tokens import family_is_active
 from whalli.domain.model.errors import InvalidInput, UserNotFound
 from whalli.domain.model.users import Role, User
 from whalli.ports.users import UserRepository
@@ -17,6 +19,13 @@ class InMemoryUserRepository(MemoryRepository, UserRepository):
     async def get(self, user_id: UUID) -> User:
         user: User = self._tx().get("users", user_id, UserNotFound)
         return user
+
+    async def find_with_session(
+        self, user_id: UUID, session_id: UUID, now: datetime
+    ) -> tuple[User, bool] | None:
+        tx = self._tx()
+        user: User | None = tx.find("users", user_id)
+        return None if user is None else (user, family_is_active(tx, session_id, now))
 
     async def find_by_email(self, email: str) -> User | None:
         found: list[User] = self._tx().select("users", lambda u: u.email == email)

@@ -9,12 +9,15 @@ import msgspec
 
 from whalli.adapters.postgres._base import (
     PostgresRepository,
+    Row,
     assignments,
     columns,
     placeholders,
 )
+from whalli.adapters.postgres.users import COLUMNS as USER_COLUMNS
 from whalli.domain.model.api_keys import ApiKey
 from whalli.domain.model.errors import ApiKeyNotFound
+from whalli.domain.model.users import User
 from whalli.ports.api_keys import ApiKeyRepository
 
 _COLUMNS = (
@@ -31,9 +34,19 @@ _COLUMNS = (
 _SELECT = f"SELECT {columns(_COLUMNS)} FROM api_keys"
 _INSERT = f"INSERT INTO api_keys ({columns(_COLUMNS)}) VALUES ({placeholders(_COLUMNS)})"
 _UPDATE = f"UPDATE api_keys SET {assignments(_COLUMNS[1:])} WHERE id = %(id)s"
+# The key and its user in one statement (``k_``/``u_`` prefixes keep the shared names apart).
+_WITH_USER = (
+    "SELECT "
+    + ", ".join([f"k.{c} AS k_{c}" for c in _COLUMNS] + [f"u.{c} AS u_{c}" for c in USER_COLUMNS])
+    + " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = %(hash)s"
+)
 _REVOKE_ALL = (
     "UPDATE api_keys SET revoked_at = %(now)s WHERE user_id = %(user_id)s AND revoked_at IS NULL"
 )
+
+
+def _part(row: Row, prefix: str) -> Row:
+    return {k.removeprefix(prefix): v for k, v in row.items() if k.startswith(prefix)}
 
 
 class PostgresApiKeyRepository(PostgresRepository, ApiKeyRepository):
@@ -49,6 +62,12 @@ class PostgresApiKeyRepository(PostgresRepository, ApiKeyRepository):
     async def find_by_hash(self, key_hash: str) -> ApiKey | None:
         row = await self._one(f"{_SELECT} WHERE key_hash = %(hash)s", {"hash": key_hash})
         return None if row is None else msgspec.convert(row, ApiKey)
+
+    async def find_by_hash_with_user(self, key_hash: str) -> tuple[ApiKey, User] | None:
+        row = await self._one(_WITH_USER, {"hash": key_hash})
+        if row is None:
+            return None
+        return msgspec.convert(_part(row, "k_"), ApiKey), msgspec.convert(_part(row, "u_"), User)
 
     async def update(self, key: ApiKey) -> None:
         if await self._run(_UPDATE, msgspec.structs.asdict(key)) == 0:

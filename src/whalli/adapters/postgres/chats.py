@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -58,6 +59,32 @@ _INSERT_MESSAGE = (
     f"SELECT {', '.join(f'%({c})s::{t}' for c, t in _MESSAGE_TYPES.items())} "
     "FROM chats WHERE chats.id = %(chat_id)s ON CONFLICT (id) DO NOTHING"
 )
+_MESSAGE_COLUMN_LIST = columns(_MESSAGE_COLUMNS)
+
+
+def _insert_messages(count: int) -> str:
+    """One statement that inserts ``count`` messages (parameters ``<column>_<index>``) only if
+    every chat exists and every id is free, and returns those two facts: the expected failures
+    are reported without aborting the transaction, as ``add_message`` does. (A concurrent
+    insert of the same id, or deletion of the chat, still fails the statement: ``translated``
+    turns that into ``Conflict`` or ``ChatNotFound``.) 18 parameters a message: Postgres takes
+    65535 parameters, so at most some 3600 messages a call."""
+    rows = ", ".join(
+        "(" + ", ".join(f"%({c}_{i})s::{t}" for c, t in _MESSAGE_TYPES.items()) + ")"
+        for i in range(count)
+    )
+    return (
+        f"WITH new ({_MESSAGE_COLUMN_LIST}) AS (VALUES {rows}), "
+        # Correlated EXISTS: a primary-key lookup per new row, never a scan of messages.
+        "found AS (SELECT bool_and(EXISTS (SELECT FROM chats c WHERE c.id = new.chat_id)) "
+        "AS chats_exist, bool_and(NOT EXISTS (SELECT FROM messages m WHERE m.id = new.id)) "
+        "AND count(DISTINCT new.id) = count(*) AS ids_free FROM new), "
+        f"added AS (INSERT INTO messages ({_MESSAGE_COLUMN_LIST}) SELECT new.* FROM new, found "
+        "WHERE found.chats_exist AND found.ids_free) "
+        "SELECT chats_exist, ids_free FROM found"
+    )
+
+
 _UPDATE_MESSAGE = f"UPDATE messages SET {assignments(_MESSAGE_COLUMNS[1:])} WHERE id = %(id)s"
 
 
@@ -117,6 +144,20 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
         if await self._one("SELECT 1 FROM chats WHERE id = %(id)s", {"id": message.chat_id}):
             raise Conflict(ID_TAKEN)
         raise ChatNotFound()
+
+    async def add_messages(self, messages: Sequence[Message]) -> None:
+        if not messages:
+            return
+        params = {
+            f"{column}_{i}": value
+            for i, message in enumerate(messages)
+            for column, value in _message_params(message).items()
+        }
+        row = await self._one(_insert_messages(len(messages)), params)
+        if row is None or not row["chats_exist"]:
+            raise ChatNotFound()
+        if not row["ids_free"]:
+            raise Conflict(ID_TAKEN)
 
     async def get_message(self, message_id: UUID) -> Message:
         row = await self._one(f"{_SELECT_MESSAGE} WHERE id = %(id)s", {"id": message_id})

@@ -2,18 +2,84 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import AsyncIterator
+from time import monotonic
 from typing import TypeAlias
+from weakref import WeakKeyDictionary
 
+import psycopg
 from psycopg import AsyncConnection
+from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 PostgresPool: TypeAlias = AsyncConnectionPool[AsyncConnection[TupleRow]]
+Connection: TypeAlias = AsyncConnection[TupleRow]
+
+# A connection handed out less than this long ago is not pinged again (see ``LivenessCheck``).
+PING_AFTER_IDLE = 1.0
+
+
+def _has_unread_input(conn: Connection) -> bool:
+    """True when the server wrote to this idle connection: in practice the notice that it ends
+    the session (a restart, ``pg_terminate_backend``) followed by the end of the stream.
+
+    A zero-timeout poll of the socket: a system call, no round trip.
+    """
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.Error):
+        return True  # cannot tell: let the ping decide
+
+
+class LivenessCheck:
+    """The pool's ``check``: runs on every checkout and refuses a connection that cannot serve.
+
+    Pinging on every checkout costs a round trip per use case. Instead:
+
+    - a connection that is closed, broken, not idle or left in autocommit mode is closed and
+      refused, without a round trip;
+    - a connection the server wrote to while it sat in the pool (a restart or a terminated
+      session sends a notice and closes the socket) is pinged, which fails if it is dead;
+    - a connection not handed out for more than ``ping_after_idle`` seconds (or never yet) is
+      pinged, which catches a peer that vanished silently (a network cut, a failover);
+    - any other connection, in use moments ago and silent since, is handed out as it is.
+
+    A failed check makes the pool discard the connection and try the next one.
+    """
+
+    def __init__(self, ping_after_idle: float = PING_AFTER_IDLE) -> None:
+        self._ping_after_idle = ping_after_idle
+        self._handed_out_at: WeakKeyDictionary[Connection, float] = WeakKeyDictionary()
+
+    async def __call__(self, conn: Connection) -> None:
+        pgconn = conn.pgconn
+        if (
+            conn.closed
+            or conn.broken
+            or pgconn.status != ConnStatus.OK
+            or pgconn.transaction_status != TransactionStatus.IDLE
+            or conn.autocommit  # units of work rely on rollback by default
+        ):
+            await conn.close()  # so the pool replaces it rather than resetting it
+            raise psycopg.OperationalError("the connection is closed, not idle or in autocommit")
+        now = monotonic()
+        last = self._handed_out_at.get(conn)
+        if last is None or now - last > self._ping_after_idle or _has_unread_input(conn):
+            await AsyncConnectionPool.check_connection(conn)
+        self._handed_out_at[conn] = now
 
 
 async def create_pool(
-    url: str, min_size: int = 1, max_size: int = 10, *, acquire_timeout: float = 10.0
+    url: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    *,
+    acquire_timeout: float = 10.0,
+    ping_after_idle: float = PING_AFTER_IDLE,
 ) -> AsyncIterator[PostgresPool]:
     """Yield an opened pool and close it on exit (a dependency-injector ``Resource``).
 
@@ -28,8 +94,9 @@ async def create_pool(
         open=False,
         timeout=acquire_timeout,
         kwargs={"options": "-c TimeZone=UTC", "connect_timeout": 5, "application_name": "whalli"},
-        # A connection broken by a server restart is noticed before a use case gets it.
-        check=AsyncConnectionPool.check_connection,
+        # A connection broken by a server restart is noticed before a use case gets it, without
+        # a ping round trip on every checkout.
+        check=LivenessCheck(ping_after_idle),
         name="whalli",
     )
     await pool.open(wait=False)

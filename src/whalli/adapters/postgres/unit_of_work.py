@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self
 
@@ -33,11 +35,16 @@ class PostgresUnitOfWork(UnitOfWork):
 
     After a repository raised because a statement failed, Postgres has aborted the transaction:
     leave the block (the work is rolled back) rather than continue in it.
+
+    ``read_only()`` puts the connection in autocommit mode for the block (client side: no round
+    trip), so a single read costs one round trip instead of BEGIN, the read and ROLLBACK. The
+    connection goes back to the pool out of autocommit mode, or closed if that fails.
     """
 
     def __init__(self, pool: PostgresPool) -> None:
         self._pool = pool
         self._conn: AsyncConnection[TupleRow] | None = None
+        self._autocommit = False
         self.users = PostgresUserRepository(self._connection)
         self.projects = PostgresProjectRepository(self._connection)
         self.chats = PostgresChatRepository(self._connection)
@@ -56,12 +63,7 @@ class PostgresUnitOfWork(UnitOfWork):
         return self._conn
 
     async def __aenter__(self) -> Self:
-        if self._conn is not None:
-            raise RuntimeError("this unit of work is already in use")
-        try:
-            self._conn = await self._pool.getconn()
-        except psycopg.Error as e:
-            raise ServiceUnavailable("The database is unavailable.") from e
+        await self._enter(autocommit=False)
         return self
 
     async def __aexit__(
@@ -70,16 +72,50 @@ class PostgresUnitOfWork(UnitOfWork):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        conn, self._conn = self._connection(), None
+        await self._exit()
+
+    @asynccontextmanager
+    async def read_only(self) -> AsyncIterator[Self]:
+        await self._enter(autocommit=True)
         try:
-            await conn.rollback()
+            yield self
+        finally:
+            await self._exit()
+
+    async def _enter(self, *, autocommit: bool) -> None:
+        if self._conn is not None:
+            raise RuntimeError("this unit of work is already in use")
+        try:
+            conn = await self._pool.getconn()
+        except psycopg.Error as e:
+            raise ServiceUnavailable("The database is unavailable.") from e
+        if autocommit:
+            try:
+                await conn.set_autocommit(True)
+            except psycopg.Error as e:
+                await conn.close()
+                await self._pool.putconn(conn)
+                raise ServiceUnavailable("The database is unavailable.") from e
+        self._conn, self._autocommit = conn, autocommit
+
+    async def _exit(self) -> None:
+        conn, self._conn = self._connection(), None
+        autocommit, self._autocommit = self._autocommit, False
+        try:
+            await conn.rollback()  # no round trip when no transaction is open
+            if autocommit:
+                await conn.set_autocommit(False)
         except psycopg.Error:
             # A broken connection: close it so the pool replaces it instead of reusing it.
             await conn.close()
         finally:
+            if conn.autocommit:  # not restored (cancelled on the way): never hand it out again
+                await conn.close()
             await self._pool.putconn(conn)
 
     async def commit(self) -> None:
+        if self._autocommit:
+            raise RuntimeError("a read-only unit of work has nothing to commit")
         with translated():
             await self._connection().commit()
 

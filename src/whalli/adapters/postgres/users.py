@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,7 +25,7 @@ from whalli.domain.model.errors import (
 from whalli.domain.model.users import User
 from whalli.ports.users import UserRepository
 
-_COLUMNS = (
+COLUMNS = (
     "id",
     "email",
     "name",
@@ -36,13 +37,19 @@ _COLUMNS = (
     "created_at",
     "updated_at",
 )
-_SELECT = f"SELECT {columns(_COLUMNS)} FROM users"
+_SELECT = f"SELECT {columns(COLUMNS)} FROM users"
 # DO NOTHING keeps the transaction usable when the email is taken (an expected outcome).
 _INSERT = (
-    f"INSERT INTO users ({columns(_COLUMNS)}) VALUES ({placeholders(_COLUMNS)}) "
+    f"INSERT INTO users ({columns(COLUMNS)}) VALUES ({placeholders(COLUMNS)}) "
     "ON CONFLICT DO NOTHING"
 )
-_UPDATE = f"UPDATE users SET {assignments(_COLUMNS[1:])} WHERE id = %(id)s"
+# The user and its session in one statement: a request is authenticated in one round trip.
+_WITH_SESSION = (
+    f"SELECT {columns(COLUMNS)}, EXISTS (SELECT 1 FROM refresh_tokens t "
+    "WHERE t.family_id = %(session_id)s AND t.revoked_at IS NULL AND t.expires_at > %(now)s) "
+    "AS session_active FROM users WHERE id = %(id)s"
+)
+_UPDATE = f"UPDATE users SET {assignments(COLUMNS[1:])} WHERE id = %(id)s"
 # A contains-search is a sequential scan whatever the index (no pg_trgm); fine for an admin list.
 _MATCHES = "(email ILIKE %(pattern)s OR name ILIKE %(pattern)s)"
 _SEARCH = f"{_SELECT} WHERE {_MATCHES} ORDER BY created_at, id LIMIT %(limit)s OFFSET %(offset)s"
@@ -71,6 +78,16 @@ class PostgresUserRepository(PostgresRepository, UserRepository):
         if row is None:
             raise UserNotFound()
         return msgspec.convert(row, User)
+
+    async def find_with_session(
+        self, user_id: UUID, session_id: UUID, now: datetime
+    ) -> tuple[User, bool] | None:
+        params = {"id": user_id, "session_id": session_id, "now": now}
+        row = await self._one(_WITH_SESSION, params)
+        if row is None:
+            return None
+        active = bool(row.pop("session_active"))
+        return msgspec.convert(row, User), active
 
     async def find_by_email(self, email: str) -> User | None:
         row = await self._one(f"{_SELECT} WHERE email = %(email)s", {"email": email})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -94,6 +95,26 @@ class RedisReplyStream(ReplyStream):
                 pipe.pexpire(key, ttl_seconds * 1000)
                 event_id, _ = await pipe.execute()
         return _text(event_id)
+
+    async def append(
+        self, batches: Sequence[tuple[str, Sequence[tuple[str, ReplyEvent]]]], ttl_seconds: int
+    ) -> None:
+        """Write events under ids chosen by the caller (increasing per session, above any id
+        already in the stream), for several sessions in one round trip: ``[(session_id,
+        [(event_id, event), ...]), ...]``. Each written stream's expiry is set in the same
+        MULTI/EXEC, so a stream never exists without it."""
+        check_ttl(ttl_seconds)
+        with translated():
+            async with self._client.pipeline(transaction=True) as pipe:
+                for session_id, events in batches:
+                    key = self._key("reply", session_id)
+                    for event_id, event in events:
+                        pipe.xadd(
+                            key, {_FIELD: encode_reply_event(event)}, id=event_id,
+                            maxlen=self._max_len, approximate=True,
+                        )  # fmt: skip
+                    pipe.pexpire(key, ttl_seconds * 1000)
+                await pipe.execute()
 
     async def read(
         self, session_id: str, after: str | None, *, block_ms: int, count: int = 256

@@ -9,6 +9,7 @@ from typing import TypeVar
 import structlog
 from litestar import Litestar
 
+from whalli.adapters.redis.reply_relay import RelayedReplyStream
 from whalli.adapters.structlog.logging import configure_logging
 from whalli.config import Settings, load_settings
 from whalli.container import Container, build_container
@@ -234,6 +235,9 @@ class ContainerApp:
 
     async def shutdown_resources(self) -> None:
         await self._generations.shutdown()  # let running replies finish and be saved
+        stream = await _maybe_await(self.container.adapters.reply_stream())
+        if isinstance(stream, RelayedReplyStream):
+            await stream.drain()  # their last events reach Redis before the client closes
         result = self.container.shutdown_resources()
         if inspect.isawaitable(result):
             await result

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import msgspec
 
 from whalli.domain.model.api_keys import hash_api_key, looks_like_api_key
-from whalli.domain.model.errors import InvalidToken, UserNotFound
+from whalli.domain.model.errors import InvalidToken
 from whalli.domain.model.principal import Principal
-from whalli.domain.model.users import User
 from whalli.domain.services.auth.sessions import masked_repr
 from whalli.ports.clock import Clock
 from whalli.ports.token_issuer import AccessTokenIssuer
@@ -38,8 +35,10 @@ class AuthenticateHandler:
       logging out ends the access tokens of that session too;
     - every failure is the same ``InvalidToken`` with the same message: the caller cannot
       learn which check failed (the issuer's detailed reason is dropped);
-    - one short read-only transaction. (``last_used_at`` of a key is not written here: the
-      repository's ``update`` rewrites the whole row and could undo a concurrent revocation.)
+    - one read, in one round trip and outside a transaction (``UnitOfWork.read_only``): the
+      user with its session state, or the key with its user. (``last_used_at`` of a key is
+      not written here: the repository's ``update`` rewrites the whole row and could undo a
+      concurrent revocation.)
     """
 
     def __init__(self, uow: UnitOfWork, *, issuer: AccessTokenIssuer, clock: Clock) -> None:
@@ -60,26 +59,23 @@ class AuthenticateHandler:
             claims = self._issuer.verify(token)
         except InvalidToken:
             raise InvalidToken() from None
-        async with self._uow as uow:
-            user = await _active_user(uow, claims.subject)
-            if not await uow.refresh_tokens.family_is_active(claims.session_id, self._clock.now()):
-                raise InvalidToken()
+        async with self._uow.read_only() as uow:
+            found = await uow.users.find_with_session(
+                claims.subject, claims.session_id, self._clock.now()
+            )
+        if found is None:
+            raise InvalidToken()
+        user, session_active = found
+        if user.disabled or not session_active:
+            raise InvalidToken()
         return Principal(user=user, session_id=claims.session_id)
 
     async def _by_api_key(self, secret: str) -> Principal:
-        async with self._uow as uow:
-            key = await uow.api_keys.find_by_hash(hash_api_key(secret))
-            if key is None or not key.is_active(self._clock.now()):
-                raise InvalidToken()
-            user = await _active_user(uow, key.user_id)
+        async with self._uow.read_only() as uow:
+            found = await uow.api_keys.find_by_hash_with_user(hash_api_key(secret))
+        if found is None:
+            raise InvalidToken()
+        key, user = found
+        if not key.is_active(self._clock.now()) or user.disabled:
+            raise InvalidToken()
         return Principal(user=user, api_key_id=key.id)
-
-
-async def _active_user(uow: UnitOfWork, user_id: UUID) -> User:
-    try:
-        user = await uow.users.get(user_id)
-    except UserNotFound:
-        raise InvalidToken() from None
-    if user.disabled:
-        raise InvalidToken()
-    return user

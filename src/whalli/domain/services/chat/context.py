@@ -17,7 +17,9 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
+from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chats import Message, MessageRole, MessageStatus, PromptMessage
 from whalli.domain.model.errors import InvalidInput
 
@@ -56,6 +58,39 @@ def attachment_block(filename: str, text: str, char_cap: int) -> str:
     if len(text) <= char_cap:
         return f"Attached file: {name}\n{text}"
     return f"Attached file: {name} (first {char_cap} of {len(text)} characters)\n{text[:char_cap]}"
+
+
+@dataclass(frozen=True)
+class ContextLimits:
+    """How much of a model's window the prompt may use."""
+
+    reserve_for_reply: int = 1024  # tokens kept free for the reply (at most a quarter of it)
+    attachment_char_cap: int = 20_000  # characters of one attachment's text
+
+    def build(
+        self,
+        spec: ModelSpec,
+        history: Sequence[Message] | None,
+        new_message: str,
+        attachments: Sequence[tuple[str, str]],
+    ) -> tuple[PromptMessage, ...]:
+        """``build_context`` for ``spec``'s window; ``history`` excludes the new message."""
+        return build_context(
+            history=history or (),
+            new_message=new_message,
+            attachments=attachments,
+            context_window=spec.context_window,
+            reserve_for_reply=min(self.reserve_for_reply, spec.context_window // 4),
+            attachment_char_cap=self.attachment_char_cap,
+        )
+
+
+@dataclass(frozen=True)
+class PreparedReply:
+    """A reply ready to generate: its pending message (saved) and the prompt to send."""
+
+    reply: Message
+    prompt: tuple[PromptMessage, ...]
 
 
 def build_context(

@@ -20,7 +20,8 @@ from whalli.domain.model.prompt_cache import (
 )
 from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
 from whalli.domain.services.chat.context import (
-    build_context,
+    ContextLimits,
+    PreparedReply,
     estimate_prompt_tokens,
     estimate_tokens,
 )
@@ -39,8 +40,7 @@ from whalli.ports.usage import UsageRecord
 class ReplySettings:
     cache_ttl: timedelta = timedelta(hours=1)
     stream_ttl: timedelta = timedelta(minutes=15)
-    reserve_for_reply: int = 1024
-    attachment_char_cap: int = 20_000
+    context: ContextLimits = field(default_factory=ContextLimits)
     stop_poll_s: float = 0.25
     # None: a reply runs to the end when every client left (and is saved); else stop it after
     # nobody has been reading for this many seconds.
@@ -93,13 +93,19 @@ class GenerateReplyHandler:
         self._catalog, self._models, self._clock, self._ids = catalog, models, clock, ids
         self._settings = settings or ReplySettings()
 
-    async def execute(self, session: ChatSession) -> UUID | None:
+    async def execute(
+        self, session: ChatSession, prepared: PreparedReply | None = None
+    ) -> UUID | None:
+        """Generate the reply; ``prepared`` is what ``StartChat`` saved and built (without it,
+        the pending message is saved and the prompt built from the database first)."""
         ttl = int(self._settings.stream_ttl.total_seconds())
         if not await self._stream.claim_generation(session.id, ttl):
             return None
         spec = self._catalog.get(session.model)
         started = time.perf_counter()
-        messages, reply = await self._prepare(session, spec)
+        if prepared is None:
+            prepared = await self._prepare(session, spec)
+        messages, reply = prepared.prompt, prepared.reply
         key = cache_key(model_id=spec.id, messages=messages, params=session.params)
         outcome = await self._from_cache(session, spec, key) if session.use_cache else None
         if session.use_cache:
@@ -127,9 +133,7 @@ class GenerateReplyHandler:
         await self._publish(session, self._final_event(final, outcome))
         return final.id
 
-    async def _prepare(
-        self, session: ChatSession, spec: ModelSpec
-    ) -> tuple[tuple[PromptMessage, ...], Message]:
+    async def _prepare(self, session: ChatSession, spec: ModelSpec) -> PreparedReply:
         now = self._clock.now()
         async with self._uow as uow:
             history = await uow.chats.list_messages(session.chat_id)
@@ -149,15 +153,8 @@ class GenerateReplyHandler:
             )
             await uow.chats.add_message(reply)
             await uow.commit()
-        messages = build_context(
-            history=earlier,
-            new_message=new.content,
-            attachments=attachments,
-            context_window=spec.context_window,
-            reserve_for_reply=min(self._settings.reserve_for_reply, spec.context_window // 4),
-            attachment_char_cap=self._settings.attachment_char_cap,
-        )
-        return messages, reply
+        prompt = self._settings.context.build(spec, earlier, new.content, attachments)
+        return PreparedReply(reply=reply, prompt=prompt)
 
     async def _from_cache(self, session: ChatSession, spec: ModelSpec, key: str) -> _Outcome | None:
         raw = await self._cache.get(key)
@@ -241,8 +238,8 @@ class GenerateReplyHandler:
             else outcome.spec.cost_usd(usage.prompt_tokens, usage.completion_tokens)
         )
         now = self._clock.now()
+        message = reply  # as saved pending; this generation is the only writer of that row
         async with self._uow as uow:
-            message = await uow.chats.get_message(reply.id)
             message.model, message.provider = outcome.spec.id, outcome.spec.provider
             message.finish(
                 status=outcome.status,

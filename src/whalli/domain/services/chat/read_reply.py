@@ -14,12 +14,17 @@ READER_TTL_SECONDS = 3600
 HEARTBEAT = None  # yielded when nothing arrived for a while: the client should get a comment
 
 
+Batch = list[tuple[str, ReplyEvent]]
+
+
 class ReadReplyHandler:
     """Rules:
-    - events come in order, each with its stream id; starting ``after`` an id resumes exactly
-      after that event (``Last-Event-ID``), from the start otherwise;
+    - events come in order, each with its stream id, in batches of whatever arrived together
+      (so a caller can write a batch at once); starting ``after`` an id resumes exactly after
+      that event (``Last-Event-ID``), from the start otherwise;
     - every reader of a session sees the same events (other tabs, other API processes);
-    - the iteration ends after the final ``done`` or ``error`` event;
+    - the iteration ends with the batch holding the final ``done`` or ``error`` event (nothing
+      after it is yielded);
     - when nothing arrives for ``heartbeat_s`` a ``HEARTBEAT`` (None) is yielded, so the caller
       can keep proxies from closing an idle connection;
     - with ``track_readers`` (needed only to stop abandoned replies) the reader is counted while
@@ -33,9 +38,7 @@ class ReadReplyHandler:
         self._block_ms = int(heartbeat_s * 1000)
         self._track = track_readers
 
-    async def events(
-        self, session_id: str, after: str | None
-    ) -> AsyncIterator[tuple[str, ReplyEvent] | None]:
+    async def events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
         if not self._track:
             async for item in self._events(session_id, after):
                 yield item
@@ -50,20 +53,19 @@ class ReadReplyHandler:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._leave(session_id))
 
-    async def _events(
-        self, session_id: str, after: str | None
-    ) -> AsyncIterator[tuple[str, ReplyEvent] | None]:
+    async def _events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
         cursor = after
         while True:
             batch = await self._stream.read(session_id, cursor, block_ms=self._block_ms)
             if not batch:
                 yield HEARTBEAT
                 continue
-            for event_id, event in batch:
-                cursor = event_id
-                yield event_id, event
+            for index, (_, event) in enumerate(batch):
                 if is_final(event):
+                    yield batch[: index + 1]
                     return
+            cursor = batch[-1][0]
+            yield batch
 
     async def _leave(self, session_id: str) -> None:
         with contextlib.suppress(ServiceUnavailable):

@@ -14,6 +14,8 @@ from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_al
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Chat, GenerationParams, Message
 from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady, ModelNotFound
+from whalli.domain.model.users import User
+from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.projects.access import require_role
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 from whalli.ports.chat_sessions import ChatSessionStore
@@ -26,6 +28,8 @@ MAX_ATTACHMENTS = 10
 
 class StartChat(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID
+    # The caller as authentication read it for this request (fresh); saves reading it again.
+    user: User | None = None
     model: str
     message: str
     chat_id: UUID | None = None
@@ -39,6 +43,9 @@ class StartedChat(msgspec.Struct, frozen=True, kw_only=True):
     session: ChatSession
     chat_id: UUID
     message_id: UUID
+    # Everything the reply's generation needs, so it calls the provider without a database
+    # round trip first: the pending assistant message (saved with the user's) and the prompt.
+    prepared: PreparedReply
 
 
 class StartChatHandler:
@@ -55,8 +62,12 @@ class StartChatHandler:
       ``attachment_poll_s`` for up to ``attachment_wait_s``, then ``AttachmentNotReady`` (409,
       naming the file); a ``failed`` one answers that at once, with its reason;
     - the session id is an unguessable token bound to the caller, expiring after ``ttl``;
-    - the message and chat are saved in one transaction; the session is stored after commit,
-      so a session never points at a message that does not exist.
+    - the prompt is built here, from what the transaction read (the chat's earlier messages,
+      trimmed to the model's window, and the attached files' text): a message that cannot fit
+      is refused now (``InvalidInput``, 400) rather than failing its reply later;
+    - the message, the chat and the reply's pending assistant message are saved in one
+      transaction; the session is stored after commit, so a session never points at a message
+      that does not exist.
     """
 
     def __init__(
@@ -71,8 +82,10 @@ class StartChatHandler:
         ttl: timedelta = timedelta(minutes=10),
         attachment_wait_s: float = 0.0,
         attachment_poll_s: float = 0.25,
+        context_limits: ContextLimits | None = None,
     ) -> None:
         self._uow, self._sessions, self._catalog = uow, sessions, catalog
+        self._limits = context_limits or ContextLimits()
         self._enabled, self._clock, self._ids, self._ttl = enabled_providers, clock, ids, ttl
         if attachment_poll_s <= 0:
             raise ValueError("attachment_poll_s must be more than 0")
@@ -99,10 +112,13 @@ class StartChatHandler:
     async def _start(self, command: StartChat, spec: ModelSpec) -> StartedChat:
         now = self._clock.now()
         async with self._uow as uow:
-            user = await uow.users.get(command.user_id)
+            user = command.user
+            if user is None or user.id != command.user_id:
+                user = await uow.users.get(command.user_id)
             ensure_model_allowed(user, spec)
-            chat = await self._chat_for(uow, command, now)
-            await self._check_attachments(uow, chat.project_id, command.attachment_ids)
+            chat, history = await self._chat_for(uow, command, now)
+            files = await self._attachments(uow, chat.project_id, command.attachment_ids)
+            prompt = self._limits.build(spec, history, command.message, files)
             message = Message.from_user(
                 id=self._ids.new_id(),
                 chat_id=chat.id,
@@ -110,9 +126,17 @@ class StartChatHandler:
                 now=now,
                 attachment_ids=command.attachment_ids,
             )
-            await uow.chats.add_message(message)
-            chat.updated_at = now
-            await uow.chats.update(chat)
+            reply = Message.pending_reply(
+                id=self._ids.new_id(),  # ids increase: the reply sorts after the message
+                chat_id=chat.id,
+                model=spec.id,
+                provider=spec.provider,
+                now=now,
+            )
+            await uow.chats.add_messages([message, reply])
+            if history is not None:  # a new chat was inserted with this time already
+                chat.updated_at = now
+                await uow.chats.update(chat)
             await uow.commit()
         session = ChatSession.open(
             id=self._ids.new_token(32),
@@ -128,13 +152,21 @@ class StartChatHandler:
             ttl=self._ttl,
         )
         await self._sessions.save(session, now)
-        return StartedChat(session=session, chat_id=chat.id, message_id=message.id)
+        return StartedChat(
+            session=session,
+            chat_id=chat.id,
+            message_id=message.id,
+            prepared=PreparedReply(reply=reply, prompt=prompt),
+        )
 
-    async def _chat_for(self, uow: UnitOfWork, command: StartChat, now: datetime) -> Chat:
+    async def _chat_for(
+        self, uow: UnitOfWork, command: StartChat, now: datetime
+    ) -> tuple[Chat, list[Message] | None]:
+        """The chat, and its earlier messages (``None`` for a chat created now)."""
         if command.chat_id is not None:
             chat = await uow.chats.get(command.chat_id)
             await require_role(uow, chat.project_id, command.user_id, "write")
-            return chat
+            return chat, await uow.chats.list_messages(chat.id)
         project_id = command.project_id or personal_project_id(command.user_id)
         await require_role(uow, project_id, command.user_id, "write")
         chat = Chat.start(
@@ -145,11 +177,13 @@ class StartChatHandler:
             now=now,
         )
         await uow.chats.add(chat)
-        return chat
+        return chat, None
 
-    async def _check_attachments(
+    async def _attachments(
         self, uow: UnitOfWork, project_id: UUID, attachment_ids: tuple[UUID, ...]
-    ) -> None:
+    ) -> list[tuple[str, str]]:
+        """(file name, extracted text) of each attachment, checked."""
+        files = []
         for attachment_id in attachment_ids:
             attachment = await uow.attachments.get(attachment_id)
             if attachment.project_id != project_id:
@@ -162,3 +196,6 @@ class StartChatHandler:
                     filename=attachment.filename,
                     status=str(attachment.status),
                 )
+            text = attachment.extraction.text if attachment.extraction else ""
+            files.append((attachment.filename, text))
+        return files

@@ -75,6 +75,12 @@ def sse_frame(event_id: str, event: ReplyEvent) -> bytes:
     return json_event("error", payload, event_id)
 
 
+def sse_frames(batch: list[tuple[str, ReplyEvent]]) -> bytes:
+    if len(batch) == 1:
+        return sse_frame(*batch[0])
+    return b"".join([sse_frame(event_id, event) for event_id, event in batch])
+
+
 class ChatStreamController(Controller):
     path = "/api/chat"
     tags = ["chat"]
@@ -89,16 +95,17 @@ class ChatStreamController(Controller):
         generation = GenerationParams(temperature=params.temperature, max_tokens=params.max_tokens)
         started = await (await container.start_chat()).execute(
             StartChat(
-                user_id=principal.user_id, model=data.model, message=data.message,
+                user_id=principal.user_id, user=principal.user, model=data.model,
+                message=data.message,
                 chat_id=data.chat_id, project_id=data.project_id,
                 attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
                 params=generation,
             )
         )  # fmt: skip
-        session = started.session
+        session, prepared = started.session, started.prepared
 
         async def generate() -> object:
-            return await (await container.generate_reply()).execute(session)
+            return await (await container.generate_reply()).execute(session, prepared)
 
         container.generations.launch(session.id, generate)
         return ChatStarted(
@@ -129,8 +136,9 @@ class ChatStreamController(Controller):
             gauge.inc()
             try:
                 yield b"retry: 2000\n\n"
-                async for item in reader.events(session.id, after):
-                    yield encode_comment() if item is None else sse_frame(*item)
+                async for batch in reader.events(session.id, after):
+                    # whatever arrived together goes out as one write
+                    yield encode_comment() if batch is None else sse_frames(batch)
             finally:
                 gauge.dec()
 

@@ -1,0 +1,234 @@
+"""``ReplyStream`` that serves this process's replies from memory and writes them behind to Redis.
+
+A reply is generated in the API process that started it, and usually read there too (the
+browser's ``GET /api/chat/stream`` follows its ``POST /api/chat/start``). For those readers a
+round trip through Redis per token is pure cost: latency before every token, a blocked Redis
+connection per open stream, and CPU that caps how many streams one process relays. So:
+
+- the generating process keeps the reply's events in memory (a :class:`_Log`) from the moment
+  it claims the generation until its final event is in Redis; its readers take events from
+  there, woken directly by ``publish``;
+- every event is still written to the Redis stream (see ``RedisReplyStream``), batched: one
+  MULTI/EXEC per event-loop turn for every session that published meanwhile. Other processes,
+  and readers that come back after the reply ended, read Redis as before;
+- event ids are chosen here, ``<ms>-1``, ``<ms>-2``, ... where ``<ms>`` is the wall-clock time
+  the log was opened (so a stream opened again after it expired still has larger ids), so a
+  reader has each id at once and the same id names the same event in memory and in Redis;
+  ``Last-Event-ID`` resumes in either place;
+- ``publish`` of the final event returns once the whole reply is in Redis (so a reader that
+  attaches anywhere afterwards sees all of it); only then is the log dropped.
+
+When Redis fails to take a batch, local readers still get every event and the reply is still
+saved by its generator; readers in other processes miss that batch (logged, throttled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import structlog
+
+from whalli.adapters.redis._values import check_ttl
+from whalli.adapters.redis.reply_stream import RedisReplyStream, check_event_id
+from whalli.domain.model.replies import ReplyEvent, is_final
+from whalli.ports.reply_stream import ReplyStream
+
+log = structlog.get_logger(__name__)
+
+_WARN_EVERY_S = 30.0
+
+
+class _Log:
+    """One locally generated reply: its events in order, and who waits for more."""
+
+    __slots__ = ("_in_redis", "_more", "events", "flushed", "ms", "touched", "ttl")
+
+    def __init__(self, ttl_seconds: int) -> None:
+        self.ms = time.time_ns() // 1_000_000
+        self.events: list[tuple[str, ReplyEvent]] = []
+        self.flushed = 0  # how many of ``events`` were handed to Redis
+        self.ttl = ttl_seconds
+        self.touched = time.monotonic()
+        self._more: asyncio.Event | None = None
+        self._in_redis: asyncio.Event | None = None
+
+    def append(self, event: ReplyEvent, ttl_seconds: int) -> str:
+        event_id = f"{self.ms}-{len(self.events) + 1}"
+        self.events.append((event_id, event))
+        self.ttl, self.touched = ttl_seconds, time.monotonic()
+        if self._more is not None:
+            self._more.set()
+            self._more = None
+        return event_id
+
+    def after(self, after: str | None, count: int) -> list[tuple[str, ReplyEvent]]:
+        start = self._position(after)
+        return self.events[start : start + count]
+
+    def _position(self, after: str | None) -> int:
+        """Index of the first event after ``after``."""
+        if after is None:
+            return 0
+        check_event_id(after)
+        ms_text, _, seq = after.partition("-")
+        ms = int(ms_text)
+        if ms != self.ms:
+            return 0 if ms < self.ms else len(self.events)
+        return min(int(seq or 0), len(self.events))
+
+    def expired(self, now: float) -> bool:
+        return now - self.touched >= self.ttl
+
+    async def wait_for_more(self, seconds: float) -> None:
+        if self._more is None:
+            self._more = asyncio.Event()
+        more = self._more
+        try:
+            async with asyncio.timeout(seconds):
+                await more.wait()
+        except TimeoutError:
+            pass
+
+    def mark_flushed(self, upto: int) -> None:
+        self.flushed = upto
+        if self._in_redis is not None and upto == len(self.events):
+            self._in_redis.set()
+
+    async def wait_in_redis(self) -> None:
+        while self.flushed < len(self.events):
+            if self._in_redis is None or self._in_redis.is_set():
+                self._in_redis = asyncio.Event()
+            await self._in_redis.wait()
+
+
+class RelayedReplyStream(ReplyStream):
+    """Local-first ``ReplyStream`` over a ``RedisReplyStream`` (see the module docstring).
+
+    A log expires like its Redis stream: ``ttl_seconds`` after its last event.
+    """
+
+    def __init__(self, redis: RedisReplyStream, *, sweep_every_s: float = 60.0) -> None:
+        self._redis = redis
+        self._logs: dict[str, _Log] = {}
+        self._dirty: dict[str, _Log] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._sweep_every = sweep_every_s
+        self._next_sweep = time.monotonic() + sweep_every_s
+        self._warned_at = -_WARN_EVERY_S
+
+    @property
+    def local_replies(self) -> int:
+        return len(self._logs)
+
+    async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
+        # The log exists before the claim's round trip, so a reader attaching meanwhile already
+        # finds it and waits in memory rather than on Redis.
+        fresh = self._live(session_id) is None
+        if fresh:
+            self._logs[session_id] = _Log(ttl_seconds)
+            self._sweep()
+        try:
+            claimed = await self._redis.claim_generation(session_id, ttl_seconds)
+        except BaseException:
+            if fresh:
+                self._drop(session_id)
+            raise
+        if not claimed and fresh:
+            self._drop(session_id)
+        return claimed
+
+    async def publish(self, session_id: str, event: ReplyEvent, ttl_seconds: int) -> str:
+        check_ttl(ttl_seconds)
+        entry = self._live(session_id)
+        if entry is None:  # published without a claim: still relayed, and dropped when final
+            entry = self._logs[session_id] = _Log(ttl_seconds)
+        event_id = entry.append(event, ttl_seconds)
+        self._dirty[session_id] = entry
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        if is_final(event):
+            try:
+                await entry.wait_in_redis()
+            finally:
+                self._drop(session_id)
+        return event_id
+
+    async def read(
+        self, session_id: str, after: str | None, *, block_ms: int, count: int = 256
+    ) -> list[tuple[str, ReplyEvent]]:
+        entry = self._live(session_id)
+        if entry is None:
+            return await self._redis.read(session_id, after, block_ms=block_ms, count=count)
+        found = entry.after(after, count)
+        if found or block_ms <= 0:
+            return found
+        await entry.wait_for_more(block_ms / 1000)
+        return entry.after(after, count)
+
+    async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
+        await self._redis.request_stop(session_id, ttl_seconds)
+
+    async def stop_requested(self, session_id: str) -> bool:
+        return await self._redis.stop_requested(session_id)
+
+    async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
+        await self._redis.reader_joined(session_id, ttl_seconds)
+
+    async def reader_left(self, session_id: str) -> None:
+        await self._redis.reader_left(session_id)
+
+    async def readers(self, session_id: str) -> int:
+        return await self._redis.readers(session_id)
+
+    async def drain(self) -> None:
+        """Wait until everything published so far was handed to Redis (at shutdown)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.wait({self._flusher})
+
+    async def _flush(self) -> None:
+        # Whatever was published during the previous write goes out in the next one.
+        while self._dirty:
+            await asyncio.sleep(0)  # let this turn's publishers add to the batch
+            dirty, self._dirty = self._dirty, {}
+            batches: list[tuple[str, Sequence[tuple[str, ReplyEvent]]]] = []
+            marks: list[tuple[_Log, int]] = []
+            for session_id, entry in dirty.items():
+                upto = len(entry.events)
+                batches.append((session_id, entry.events[entry.flushed : upto]))
+                marks.append((entry, upto))
+            ttl = max(entry.ttl for entry in dirty.values())
+            try:
+                await self._redis.append(batches, ttl)
+            except Exception as e:  # never lose the local readers over it
+                self._warn(e, len(batches))
+            for entry, upto in marks:
+                entry.mark_flushed(upto)
+
+    def _warn(self, error: Exception, sessions: int) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_EVERY_S:
+            self._warned_at = now
+            log.warning("reply_write_failed", error=type(error).__name__, sessions=sessions)
+
+    def _live(self, session_id: str) -> _Log | None:
+        entry = self._logs.get(session_id)
+        if entry is not None and entry.expired(time.monotonic()):
+            self._drop(session_id)  # like the Redis stream, gone once its ttl passed unwritten
+            return None
+        return entry
+
+    def _drop(self, session_id: str) -> None:
+        self._logs.pop(session_id, None)
+        self._dirty.pop(session_id, None)
+
+    def _sweep(self) -> None:
+        # Logs whose generator vanished without a final event (a crash) leave after their ttl.
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self._sweep_every
+        for session_id, entry in list(self._logs.items()):
+            if entry.expired(now):
+                self._drop(session_id)
