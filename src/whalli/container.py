@@ -276,7 +276,10 @@ class Adapters(containers.DeclarativeContainer):
     ids = providers.Singleton(UuidGenerator)
     unit_of_work = providers.Factory(PostgresUnitOfWork, pool=gateways.postgres)
     cache = providers.Singleton(RedisCache, client=gateways.redis)
-    chat_sessions = providers.Singleton(RedisChatSessionStore, client=gateways.redis)
+    # The stream request after a start finds its session here without a Redis round trip.
+    chat_sessions = providers.Singleton(
+        RedisChatSessionStore, client=gateways.redis, local_copies_s=30.0
+    )
     rate_limiter = providers.Singleton(RedisRateLimiter, client=gateways.redis)
     blob_storage = providers.Singleton(
         S3BlobStorage,

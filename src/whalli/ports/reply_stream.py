@@ -41,6 +41,12 @@ class ReplyStream(Protocol):
         """How many clients are attached now (never below zero)."""
         ...
 
+    async def begin(self, session_id: str, ttl_seconds: int) -> None:
+        """This process generates the session's reply (its starter launched exactly one
+        generation, so no claim is needed): a store with a local side may serve this process's
+        readers from memory from now on. Nothing to do for a purely shared store."""
+        ...
+
     async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
         """True for exactly one caller per session: the one that may generate the reply."""
         ...

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -9,6 +10,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from whalli.adapters.memory.chat_sessions import InMemoryChatSessionStore
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.redis.chat_sessions import RedisChatSessionStore
 from whalli.adapters.redis.client import create_redis
@@ -18,6 +20,32 @@ from whalli.domain.model.errors import ChatSessionNotFound, ServiceUnavailable
 from whalli.ports.chat_sessions import ChatSessionStore
 
 Elapse = Callable[[float], Awaitable[None]]
+
+
+@pytest.fixture(params=["fake", "real", "real-with-local-copies"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def elapse(backend: str, clock: ManualClock) -> Elapse:
+    async def _elapse(seconds: float) -> None:
+        clock.advance(seconds)
+        if backend != "fake":
+            await asyncio.sleep(seconds)
+
+    return _elapse
+
+
+@pytest.fixture
+def session_store(
+    backend: str, clock: ManualClock, request: pytest.FixtureRequest, redis_prefix: str
+) -> ChatSessionStore:
+    if backend == "fake":
+        return InMemoryChatSessionStore(clock)
+    client: Redis = request.getfixturevalue("redis_client")
+    local = 30.0 if backend == "real-with-local-copies" else 0.0
+    return RedisChatSessionStore(client, prefix=redis_prefix + "session:", local_copies_s=local)
 
 
 def open_session(clock: ManualClock, ttl: timedelta = timedelta(minutes=10)) -> ChatSession:
@@ -116,3 +144,53 @@ async def test_an_unreachable_redis_raises_service_unavailable_without_the_passw
         with pytest.raises(ServiceUnavailable, match=r"^redis: connection failed$") as caught:
             await store.save(open_session(clock), clock.now())
         assert "session-s3cret-pw" not in str(caught.value)
+
+
+# --- local copies (the stream request after a start, in the same process) ---------------------
+
+
+async def test_a_session_saved_here_is_read_without_redis_while_its_copy_lasts(
+    redis_client: Redis, redis_prefix: str, clock: ManualClock
+) -> None:
+    store = RedisChatSessionStore(redis_client, prefix=redis_prefix, local_copies_s=0.3)
+    session = open_session(clock)
+    await store.save(session, clock.now())
+    await redis_client.delete(redis_prefix + session.id)  # only the local copy is left
+
+    assert await store.get(session.id) == session
+
+    await asyncio.sleep(0.4)  # the copy lapsed: Redis decides again
+    with pytest.raises(ChatSessionNotFound):
+        await store.get(session.id)
+
+
+async def test_another_process_reads_the_session_from_redis(
+    redis_client: Redis, redis_prefix: str, clock: ManualClock
+) -> None:
+    here = RedisChatSessionStore(redis_client, prefix=redis_prefix, local_copies_s=30)
+    there = RedisChatSessionStore(redis_client, prefix=redis_prefix, local_copies_s=30)
+    session = open_session(clock)
+    await here.save(session, clock.now())
+
+    assert await there.get(session.id) == session
+    await here.delete(session.id)
+    with pytest.raises(ChatSessionNotFound):
+        await here.get(session.id)
+
+
+async def test_local_copies_are_bounded_oldest_first(
+    redis_client: Redis, redis_prefix: str, clock: ManualClock
+) -> None:
+    store = RedisChatSessionStore(
+        redis_client, prefix=redis_prefix, local_copies_s=30, max_local_copies=3
+    )
+    sessions = [open_session(clock) for _ in range(5)]
+    for session in sessions:
+        await store.save(session, clock.now())
+    await redis_client.delete(*(redis_prefix + s.id for s in sessions))
+
+    for session in sessions[:2]:  # the two oldest copies were dropped
+        with pytest.raises(ChatSessionNotFound):
+            await store.get(session.id)
+    for session in sessions[2:]:
+        assert await store.get(session.id) == session

@@ -377,6 +377,35 @@ async def test_a_local_reader_waiting_before_the_first_token_is_woken_from_memor
     await relay.drain()
 
 
+async def test_a_reader_here_after_begin_waits_in_memory_not_on_redis(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    relay = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
+    await relay.begin(session_id, TTL)  # no claim round trip
+    reader = asyncio.create_task(relay.read(session_id, None, block_ms=LONG_BLOCK_MS))
+    await asyncio.sleep(0.05)
+
+    event_id = await relay.publish(session_id, TokenEvent(delta="x"), TTL)
+
+    assert await asyncio.wait_for(reader, LONG_BLOCK_MS / 1000) == [
+        (event_id, TokenEvent(delta="x"))
+    ]
+    assert relay.local_replies == 1
+    assert not await redis_client.exists(f"{redis_prefix}reply-owner:{session_id}")
+    await relay.drain()
+
+
+async def test_begin_is_harmless_for_every_store(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    await reply_stream.begin(session_id, TTL)
+    [event_id] = await publish_all(reply_stream, session_id, tokens("a"))
+
+    assert await reply_stream.read(session_id, None, block_ms=0) == [
+        (event_id, TokenEvent(delta="a"))
+    ]
+
+
 async def test_replies_published_in_the_same_turn_are_written_in_one_round_trip(
     redis_client: Redis, redis_prefix: str
 ) -> None:

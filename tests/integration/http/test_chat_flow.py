@@ -17,6 +17,7 @@ from tests.integration.http.test_identity_end_to_end import World, _settings
 from tests.support.fake_providers import API_KEY, FakeProviderServer, Reply, openai_default
 from tests.support.fake_providers import openai_stream as openai_pieces
 from tests.support.live_server import live_server
+from tests.support.resolve import resolved
 from whalli.adapters.embedded.stack import StackUrls
 from whalli.container import build_container
 from whalli.domain.model.chats import MessageRole, MessageStatus
@@ -108,7 +109,7 @@ async def test_a_reply_streams_token_by_token_and_is_saved_with_its_usage(chat: 
     assert sent["stream_options"] == {"include_usage": True}
     assert sent["messages"][-1] == {"role": "user", "content": prompt}
 
-    uow = await chat.world.container.adapters.unit_of_work()
+    uow = await resolved(chat.world.container.adapters.unit_of_work())
     async with uow:
         messages = await uow.chats.list_messages(uuid.UUID(started["chatId"]))
         usage = await uow.usage.totals(uuid.UUID(alice["user"]["id"]), since=messages[0].created_at)
@@ -208,7 +209,7 @@ async def test_stop_closes_the_upstream_request_and_saves_the_partial_reply(chat
     assert events[-1][1] == "done"
     assert events[-1][2]["status"] == "aborted"
     await asyncio.wait_for(chat.provider.disconnected.wait(), timeout=5)
-    uow = await chat.world.container.adapters.unit_of_work()
+    uow = await resolved(chat.world.container.adapters.unit_of_work())
     async with uow:
         reply = (await uow.chats.list_messages(uuid.UUID(started["chatId"])))[-1]
     assert reply.status is MessageStatus.ABORTED
@@ -228,7 +229,7 @@ async def test_a_provider_error_after_the_first_token_ends_with_an_error_event(
     events = await chat.events(started["sessionId"])
     assert _text(events) == "half"
     assert events[-1][1] == "error"
-    uow = await chat.world.container.adapters.unit_of_work()
+    uow = await resolved(chat.world.container.adapters.unit_of_work())
     async with uow:
         reply = (await uow.chats.list_messages(uuid.UUID(started["chatId"])))[-1]
     assert reply.status is MessageStatus.FAILED
@@ -249,7 +250,7 @@ async def _app(
 
 
 async def _reply(chat: Chat, chat_id: str) -> Any:
-    uow = await chat.world.container.adapters.unit_of_work()
+    uow = await resolved(chat.world.container.adapters.unit_of_work())
     async with uow:
         return (await uow.chats.list_messages(uuid.UUID(chat_id)))[-1]
 

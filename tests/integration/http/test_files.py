@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.http.test_identity_end_to_end import World, _settings
 from tests.support.live_server import live_server
+from tests.support.resolve import resolved
 from whalli.adapters.embedded.stack import StackUrls
 from whalli.container import Container, build_container
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
@@ -75,7 +76,7 @@ class Files:
         )
 
     async def rows(self, project_id: uuid.UUID) -> list[Attachment]:
-        uow = await self.container.adapters.unit_of_work()
+        uow = await resolved(self.container.adapters.unit_of_work())
         async with uow:
             rows: list[Attachment] = await uow.attachments.list_for_project(project_id)
         return rows

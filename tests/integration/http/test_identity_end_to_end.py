@@ -11,6 +11,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.support.resolve import resolved
 from whalli.adapters.embedded.stack import StackUrls
 from whalli.config import load_settings
 from whalli.container import Container, build_container
@@ -61,7 +62,7 @@ class World:
         return body
 
     async def create_admin(self) -> dict[str, str]:
-        handler: CreateUserHandler = await self.container.services.create_user()
+        handler: CreateUserHandler = await resolved(self.container.services.create_user())
         email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
         await handler.execute(CreateUser(email=email, password=PASSWORD, admin=True))
         response = await self.client.post(

@@ -15,6 +15,7 @@ import pytest
 from tests.integration.http.test_identity_end_to_end import PASSWORD, _settings
 from tests.support.fake_providers import API_KEY, FakeProviderServer, openai_default
 from tests.support.live_server import live_server
+from tests.support.resolve import resolved
 from whalli.adapters.embedded.stack import StackUrls
 from whalli.container import Container, build_container
 from whalli.entrypoints.http.asgi import build_app
@@ -94,7 +95,7 @@ async def test_an_identical_streamed_prompt_comes_from_redis_chunk_by_chunk_and_
 
     assert first == second == ["", "Hello", ", ", "world", "!", ""]
     assert len(world.provider.requests) == calls_before + 1
-    uow = await world.container.adapters.unit_of_work()
+    uow = await resolved(world.container.adapters.unit_of_work())
     async with uow:
         since = world.container.adapters.clock().now() - timedelta(hours=1)
         totals = await uow.usage.totals(world.user_id, since=since, model="openai/gpt-4o-mini")

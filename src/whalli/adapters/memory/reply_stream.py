@@ -121,6 +121,9 @@ class InMemoryReplyStream(ReplyStream):
     async def readers(self, session_id: str) -> int:
         return max(0, self._readers.get(session_id, 0))
 
+    async def begin(self, session_id: str, ttl_seconds: int) -> None:
+        _check_ttl(ttl_seconds)  # one process: nothing to prepare
+
     async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
         expires_at = self._expiry(ttl_seconds)
         if self._flag("owner", session_id):

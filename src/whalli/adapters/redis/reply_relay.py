@@ -6,8 +6,8 @@ round trip through Redis per token is pure cost: latency before every token, a b
 connection per open stream, and CPU that caps how many streams one process relays. So:
 
 - the generating process keeps the reply's events in memory (a :class:`_Log`) from the moment
-  it claims the generation until its final event is in Redis; its readers take events from
-  there, woken directly by ``publish``;
+  it begins (or claims) the generation until its final event is in Redis; its readers take
+  events from there, woken directly by ``publish``;
 - every event is still written to the Redis stream (see ``RedisReplyStream``), batched: one
   MULTI/EXEC per event-loop turn for every session that published meanwhile. Other processes,
   and readers that come back after the reply ended, read Redis as before;
@@ -121,6 +121,12 @@ class RelayedReplyStream(ReplyStream):
     @property
     def local_replies(self) -> int:
         return len(self._logs)
+
+    async def begin(self, session_id: str, ttl_seconds: int) -> None:
+        check_ttl(ttl_seconds)
+        if self._live(session_id) is None:
+            self._logs[session_id] = _Log(ttl_seconds)
+            self._sweep()
 
     async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
         # The log exists before the claim's round trip, so a reader attaching meanwhile already

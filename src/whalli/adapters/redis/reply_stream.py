@@ -164,6 +164,9 @@ class RedisReplyStream(ReplyStream):
             value = await self._client.get(self._key("reply-readers", session_id))
         return max(0, int(value or 0))
 
+    async def begin(self, session_id: str, ttl_seconds: int) -> None:
+        check_ttl(ttl_seconds)  # every process reads the shared stream: nothing to prepare
+
     async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
         check_ttl(ttl_seconds)
         key = self._key("reply-owner", session_id)

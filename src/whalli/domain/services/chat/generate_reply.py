@@ -63,7 +63,8 @@ class GenerateReplyHandler:
     """Generate one session's reply; every SSE client reads it from the reply stream.
 
     Rules:
-    - exactly one generator per session (``claim_generation``); others return at once;
+    - exactly one generator per session: a reply ``prepared`` by ``StartChat`` is launched once
+      by that start; otherwise ``claim_generation`` decides and the others return at once;
     - the context is the chat's earlier messages trimmed oldest-first to the model's window,
       plus the new message and the attached files' text (bounded, labelled);
     - an identical prompt (same model, context and parameters) is answered from the cache token
@@ -99,12 +100,14 @@ class GenerateReplyHandler:
         """Generate the reply; ``prepared`` is what ``StartChat`` saved and built (without it,
         the pending message is saved and the prompt built from the database first)."""
         ttl = int(self._settings.stream_ttl.total_seconds())
-        if not await self._stream.claim_generation(session.id, ttl):
-            return None
         spec = self._catalog.get(session.model)
         started = time.perf_counter()
         if prepared is None:
+            if not await self._stream.claim_generation(session.id, ttl):
+                return None
             prepared = await self._prepare(session, spec)
+        else:  # launched once by the start that prepared it: nobody else generates it
+            await self._stream.begin(session.id, ttl)
         messages, reply = prepared.prompt, prepared.reply
         key = cache_key(model_id=spec.id, messages=messages, params=session.params)
         outcome = await self._from_cache(session, spec, key) if session.use_cache else None
