@@ -16,9 +16,10 @@ from litestar import Controller, Litestar, get
 from litestar.di import NamedDependency
 from litestar.testing import AsyncTestClient
 
-from tests.unit.http.fakes import TEST_JWT_SECRET, FakeContainer
+from tests.unit.http.fakes import TEST_JWT_SECRET, FakeContainer, FakeProbe
 from tests.unit.http.routes import ProbeController
 from whalli.adapters.structlog.logging import configure_logging, reset_logging
+from whalli.config import Settings
 from whalli.domain.model.api_keys import API_KEY_PREFIX, ApiKey
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.users import Role
@@ -320,3 +321,30 @@ async def test_a_rejected_token_is_challenged_as_invalid_and_a_missing_one_plain
     assert rejected.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     assert missing.headers["www-authenticate"] == "Bearer"
     assert missing.json()["code"] == "unauthenticated"
+
+
+async def test_a_refused_genuine_token_counts_against_its_user_and_the_ip(
+    probes: list[FakeProbe],
+) -> None:
+    # The guard charges the user a genuine token names while the database is read; when the
+    # session turns out to be over, the request is counted against the client IP as well.
+    settings = Settings(env="test", rate_limit_user_per_min=5, rate_limit_ip_per_min=50)
+    app = create_app(FakeContainer(settings, probes), extra_route_handlers=[WhoAmIController])
+    async with AsyncTestClient(app=app) as client:
+        tokens = (await _register(client))["tokens"]
+        await client.post("/api/auth/logout", json={"refreshToken": tokens["refreshToken"]})
+
+        refused = await client.get(
+            "/api/test-private/whoami", headers=_bearer(tokens["accessToken"])
+        )
+        _assert_401(refused)
+        login = await client.post(
+            "/api/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+        )
+        fresh = login.json()["accessToken"]
+        accepted = await client.get("/api/test-private/whoami", headers=_bearer(fresh))
+
+    assert accepted.status_code == 200
+    assert accepted.headers["ratelimit-limit"] == "5"
+    assert accepted.headers["ratelimit-remaining"] == "3"  # the refused request and this one
+    assert int(refused.headers["ratelimit-remaining"]) < 50  # the IP's budget counted it too

@@ -366,6 +366,30 @@ async def test_an_expired_or_forged_access_token_fails_with_one_generic_message(
     assert expired.value.details == {}
 
 
+async def test_a_claimed_user_is_only_what_a_genuine_token_names_not_an_authentication(
+    auth: Auth,
+) -> None:
+    user, tokens = await auth.register()
+    handler = AuthenticateHandler(auth.uow(), issuer=auth.issuer, clock=auth.clock)
+    head, body, signature = tokens.access_token.split(".")
+
+    assert handler.claimed_user(tokens.access_token) == user.id
+    for credential in (
+        f"{head}.{body}.{signature[:-2]}AA",
+        "not-a-jwt",
+        "",
+        API_KEY_PREFIX + "k" * 43,
+    ):
+        assert handler.claimed_user(credential) is None
+    # the account is disabled: the token still names its user, and still fails to authenticate
+    await auth.change_user(user, disabled=True)
+    assert handler.claimed_user(tokens.access_token) == user.id
+    with pytest.raises(InvalidToken, match=INVALID):
+        await handler.execute(Authenticate(credential=tokens.access_token))
+    auth.clock.advance(timedelta(minutes=16))
+    assert handler.claimed_user(tokens.access_token) is None  # expired
+
+
 async def test_an_api_key_authenticates_while_active_and_its_user_is_enabled(auth: Auth) -> None:
     user, _ = await auth.register()
     secret = API_KEY_PREFIX + "k" * 43

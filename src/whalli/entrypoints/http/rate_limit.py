@@ -66,6 +66,11 @@ class RateLimitPlugin(InitPlugin):
         return not (prefix and (path == prefix or path.startswith(prefix + "/")))
 
 
+def is_rate_limited(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Whether ``enforce_rate_limit`` counts requests to this route."""
+    return _plugin(connection).is_limited(connection)
+
+
 def _plugin(connection: ASGIConnection[Any, Any, Any, Any]) -> RateLimitPlugin:
     return connection.app.plugins.get(RateLimitPlugin)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import msgspec
 
 from whalli.domain.model.api_keys import hash_api_key, looks_like_api_key
 from whalli.domain.model.errors import InvalidToken
 from whalli.domain.model.principal import Principal
+from whalli.domain.model.tokens import AccessClaims
 from whalli.domain.services.auth.sessions import masked_repr
 from whalli.ports.clock import Clock
 from whalli.ports.token_issuer import AccessTokenIssuer
@@ -45,6 +48,23 @@ class AuthenticateHandler:
         self._uow = uow
         self._issuer = issuer
         self._clock = clock
+        self._verified: tuple[str, AccessClaims] | None = None
+
+    def claimed_user(self, credential: str) -> UUID | None:
+        """The user a genuine access token names, checked without the database (signature,
+        times, issuer, audience): enough to charge that user's rate budget while ``execute``
+        reads the rest. ``None`` for an API key or a token that does not verify. It is not an
+        authentication: the account may be disabled or the session ended."""
+        if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
+            return None
+        if looks_like_api_key(credential):
+            return None
+        try:
+            claims = self._issuer.verify(credential)
+        except InvalidToken:
+            return None
+        self._verified = (credential, claims)  # execute will not verify it twice
+        return claims.subject
 
     async def execute(self, command: Authenticate) -> Principal:
         credential = command.credential
@@ -55,10 +75,13 @@ class AuthenticateHandler:
         return await self._by_access_token(credential)
 
     async def _by_access_token(self, token: str) -> Principal:
-        try:
-            claims = self._issuer.verify(token)
-        except InvalidToken:
-            raise InvalidToken() from None
+        if self._verified is not None and self._verified[0] == token:
+            claims = self._verified[1]
+        else:
+            try:
+                claims = self._issuer.verify(token)
+            except InvalidToken:
+                raise InvalidToken() from None
         async with self._uow.read_only() as uow:
             found = await uow.users.find_with_session(
                 claims.subject, claims.session_id, self._clock.now()
