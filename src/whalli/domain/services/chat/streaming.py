@@ -12,7 +12,8 @@ from whalli.ports.reply_stream import ReplyStream
 
 
 class StopWatch:
-    """Polls the session's stop flag (shared by every API process) every ``poll_s`` seconds.
+    """Polls the session's stop flag (shared by every API process) every ``poll_s`` seconds,
+    the first time ``poll_s`` after it starts.
 
     With ``abandon_after_s`` set, a reply nobody has been reading for that long is stopped too
     (by default generation runs to the end, so a reader who comes back finds the answer saved).
@@ -36,16 +37,20 @@ class StopWatch:
         store that does not answer counts as 'not yet'."""
         loop = asyncio.get_running_loop()
         unread_since: float | None = None
-        while not self._closed.is_set():
+        while True:
+            # Wait first: a reply shorter than one interval costs no poll at all, and none
+            # sits next to its first token. (A timeout scope, not wait_for: no task per wait.)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_s):
+                    await self._closed.wait()
+            if self._closed.is_set():
+                return False
             if await self._stop_due():
                 return True
             if self._abandon_after is not None:
                 unread_since = await self._unread_since(loop, unread_since)
                 if unread_since is not None and loop.time() - unread_since >= self._abandon_after:
                     return True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), self._poll_s)
-        return False
 
     async def _stop_due(self) -> bool:
         # Whatever goes wrong with the flag store must not abort a reply: count it as 'not yet'.
