@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -66,8 +67,9 @@ class StartChatHandler:
       trimmed to the model's window, and the attached files' text): a message that cannot fit
       is refused now (``InvalidInput``, 400) rather than failing its reply later;
     - the message, the chat and the reply's pending assistant message are saved in one
-      transaction; the session is stored after commit, so a session never points at a message
-      that does not exist.
+      transaction; the session is stored while it commits and deleted again if the commit
+      fails, and its id is only returned after both, so nobody ever reads a session pointing at
+      a message that does not exist.
     """
 
     def __init__(
@@ -137,27 +139,41 @@ class StartChatHandler:
             if history is not None:  # a new chat was inserted with this time already
                 chat.updated_at = now
                 await uow.chats.update(chat)
-            await uow.commit()
-        session = ChatSession.open(
-            id=self._ids.new_token(32),
-            user_id=command.user_id,
-            chat_id=chat.id,
-            project_id=chat.project_id,
-            user_message_id=message.id,
-            model=spec.id,
-            now=now,
-            params=command.params,
-            use_cache=command.use_cache,
-            attachment_ids=command.attachment_ids,
-            ttl=self._ttl,
-        )
-        await self._sessions.save(session, now)
+            session = ChatSession.open(
+                id=self._ids.new_token(32),
+                user_id=command.user_id,
+                chat_id=chat.id,
+                project_id=chat.project_id,
+                user_message_id=message.id,
+                model=spec.id,
+                now=now,
+                params=command.params,
+                use_cache=command.use_cache,
+                attachment_ids=command.attachment_ids,
+                ttl=self._ttl,
+            )
+            await self._commit_and_save(uow, session, now)
         return StartedChat(
             session=session,
             chat_id=chat.id,
             message_id=message.id,
             prepared=PreparedReply(reply=reply, prompt=prompt),
         )
+
+    async def _commit_and_save(self, uow: UnitOfWork, session: ChatSession, now: datetime) -> None:
+        """Commit and store the session at the same time (one round trip less before the
+        answer). Nobody knows the session id until this returns, and a failed commit deletes
+        the session again, so no one ever reads a session whose message does not exist."""
+        saving = asyncio.ensure_future(self._sessions.save(session, now))
+        try:
+            await uow.commit()
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                await saving
+            with contextlib.suppress(Exception):
+                await self._sessions.delete(session.id)
+            raise
+        await saving
 
     async def _chat_for(
         self, uow: UnitOfWork, command: StartChat, now: datetime

@@ -1,0 +1,88 @@
+"""StartChat's commit and its session, stored at the same time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from tests.integration.entities import World, committed_world
+from tests.unit.services.test_start_chat_attachments import CATALOG
+from whalli.adapters.memory.chat_sessions import InMemoryChatSessionStore
+from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.memory.ids import SequentialIds
+from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler
+
+
+class FailingCommit(InMemoryUnitOfWork):
+    async def commit(self) -> None:
+        raise ServiceUnavailable("The database is unavailable.")
+
+
+class Sessions(InMemoryChatSessionStore):
+    saved: list[str]
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock)
+        self.saved = []
+
+    def stored(self) -> list[str]:
+        return [s for s in self.saved if s in self._sessions]
+
+    async def save(self, session: ChatSession, now: datetime) -> None:
+        self.saved.append(session.id)
+        await super().save(session, now)
+
+
+def hello(world: World) -> StartChat:
+    return StartChat(
+        user_id=world.user.id, model="dev/echo", message="hello", project_id=world.project.id
+    )
+
+
+def handler(uow: InMemoryUnitOfWork, sessions: Sessions, clock: ManualClock) -> StartChatHandler:
+    return StartChatHandler(
+        uow, sessions, CATALOG, frozenset({"dev"}), clock=clock, ids=SequentialIds()
+    )
+
+
+async def test_a_start_whose_commit_fails_leaves_no_session_and_no_message() -> None:
+    store, clock = MemoryStore(), ManualClock()
+    world = await committed_world(InMemoryUnitOfWork(store))
+    sessions = Sessions(clock)
+    messages_before = dict(store.tables["messages"])
+
+    with pytest.raises(ServiceUnavailable):
+        await handler(FailingCommit(store), sessions, clock).execute(
+            StartChat(
+                user_id=world.user.id,
+                model="dev/echo",
+                message="hello",
+                project_id=world.project.id,
+            )
+        )
+
+    assert len(sessions.saved) == 1  # it was stored while committing...
+    assert sessions.stored() == []  # ...and deleted again when the commit failed
+    assert store.tables["messages"] == messages_before
+
+
+async def test_a_started_chat_has_its_session_stored_and_its_messages_saved() -> None:
+    store, clock = MemoryStore(), ManualClock()
+    world = await committed_world(InMemoryUnitOfWork(store))
+    sessions = Sessions(clock)
+
+    started = await handler(InMemoryUnitOfWork(store), sessions, clock).execute(
+        StartChat(
+            user_id=world.user.id, model="dev/echo", message="hello", project_id=world.project.id
+        )
+    )
+
+    assert sessions.stored() == [started.session.id]
+    assert await sessions.get(started.session.id) == started.session
+    assert started.message_id in store.tables["messages"]
+    assert started.prepared.reply.id in store.tables["messages"]
