@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
@@ -15,6 +16,7 @@ from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.services.chat.context import PreparedReply
 from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler
 
 
@@ -86,3 +88,37 @@ async def test_a_started_chat_has_its_session_stored_and_its_messages_saved() ->
     assert await sessions.get(started.session.id) == started.session
     assert started.message_id in store.tables["messages"]
     assert started.prepared.reply.id in store.tables["messages"]
+
+
+async def test_the_reply_is_launched_before_the_writes_and_told_when_they_are_saved() -> None:
+    store, clock = MemoryStore(), ManualClock()
+    world = await committed_world(InMemoryUnitOfWork(store))
+    launched: list[tuple[ChatSession, PreparedReply, asyncio.Future[None], int]] = []
+
+    def launch(session: ChatSession, prepared: PreparedReply, saved: asyncio.Future[None]) -> None:
+        launched.append((session, prepared, saved, len(store.tables["messages"])))
+
+    started = await handler(InMemoryUnitOfWork(store), Sessions(clock), clock).execute(
+        hello(world), launch
+    )
+
+    [(session, prepared, saved, messages_then)] = launched
+    assert messages_then == 0  # nothing was written yet when the generation started
+    assert (session, prepared) == (started.session, started.prepared)
+    assert saved.done()
+    assert saved.result() is None
+
+
+async def test_a_failed_start_cancels_the_reply_it_launched() -> None:
+    store, clock = MemoryStore(), ManualClock()
+    world = await committed_world(InMemoryUnitOfWork(store))
+    launched: list[asyncio.Future[None]] = []
+
+    def launch(session: ChatSession, prepared: PreparedReply, saved: asyncio.Future[None]) -> None:
+        launched.append(saved)
+
+    with pytest.raises(ServiceUnavailable):
+        await handler(FailingCommit(store), Sessions(clock), clock).execute(hello(world), launch)
+
+    [saved] = launched
+    assert saved.cancelled()

@@ -20,7 +20,7 @@ class GenerationSupervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._grace = grace_seconds
 
-    def launch(self, session_id: str, run: Callable[[], Awaitable[object]]) -> None:
+    def launch(self, session_id: str, run: Callable[[], Awaitable[object]]) -> asyncio.Task[None]:
         async def guarded() -> None:
             try:
                 await run()
@@ -32,6 +32,7 @@ class GenerationSupervisor:
         task = asyncio.get_running_loop().create_task(guarded(), name=f"reply-{session_id[:8]}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     @property
     def running(self) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
@@ -95,10 +95,14 @@ class GenerateReplyHandler:
         self._settings = settings or ReplySettings()
 
     async def execute(
-        self, session: ChatSession, prepared: PreparedReply | None = None
+        self,
+        session: ChatSession,
+        prepared: PreparedReply | None = None,
+        saved: Awaitable[None] | None = None,
     ) -> UUID | None:
-        """Generate the reply; ``prepared`` is what ``StartChat`` saved and built (without it,
-        the pending message is saved and the prompt built from the database first)."""
+        """Generate the reply; ``prepared`` is what ``StartChat`` built (without it, the pending
+        message is saved and the prompt built from the database first). With ``saved`` (the
+        start is still committing), the reply streams at once but is persisted only after it."""
         ttl = int(self._settings.stream_ttl.total_seconds())
         spec = self._catalog.get(session.model)
         started = time.perf_counter()
@@ -116,6 +120,8 @@ class GenerateReplyHandler:
         if outcome is None:
             outcome = await self._generate(session, spec, messages)
         total_s = time.perf_counter() - started
+        if saved is not None:
+            await saved  # the pending message exists once the start committed
         final = await self._persist(session, reply, outcome, messages, int(total_s * 1000))
         self._metrics.reply(
             model=outcome.spec.id,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import math
 from datetime import datetime, timedelta
+from typing import Protocol
 from uuid import UUID
 
 import msgspec
@@ -38,6 +39,16 @@ class StartChat(msgspec.Struct, frozen=True, kw_only=True):
     attachment_ids: tuple[UUID, ...] = ()
     params: GenerationParams = GenerationParams()
     use_cache: bool = True
+
+
+class LaunchReply(Protocol):
+    """Start generating ``prepared`` now, in the background. ``saved`` resolves once the
+    start's transaction committed and its session is stored; the generation must not persist
+    anything before, and is cancelled when ``saved`` is cancelled (the start failed)."""
+
+    def __call__(
+        self, session: ChatSession, prepared: PreparedReply, saved: asyncio.Future[None]
+    ) -> None: ...
 
 
 class StartedChat(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,7 +106,10 @@ class StartChatHandler:
         self._polls = max(0, math.ceil(attachment_wait_s / attachment_poll_s))
         self._poll_s = attachment_poll_s
 
-    async def execute(self, command: StartChat) -> StartedChat:
+    async def execute(self, command: StartChat, launch: LaunchReply | None = None) -> StartedChat:
+        """With ``launch``, the reply's generation is started as soon as its prompt is known,
+        before the writes and the commit, so the provider's latency overlaps them (and the
+        client's stream request); a start that fails afterwards cancels it."""
         spec = self._catalog.get(command.model)
         if spec.provider not in self._enabled:
             raise ModelNotFound(f"The model {command.model} is not available.")
@@ -103,15 +117,17 @@ class StartChatHandler:
             raise AttachmentNotFound(f"At most {MAX_ATTACHMENTS} files can be attached.")
         for _ in range(self._polls):
             try:
-                return await self._start(command, spec)
+                return await self._start(command, spec, launch)
             except AttachmentNotReady as e:
                 if e.details.get("status") == AttachmentStatus.FAILED:
                     raise
             # everything was rolled back; the next attempt reads the attachments afresh
             await asyncio.sleep(self._poll_s)
-        return await self._start(command, spec)
+        return await self._start(command, spec, launch)
 
-    async def _start(self, command: StartChat, spec: ModelSpec) -> StartedChat:
+    async def _start(
+        self, command: StartChat, spec: ModelSpec, launch: LaunchReply | None
+    ) -> StartedChat:
         now = self._clock.now()
         async with self._uow as uow:
             user = command.user
@@ -135,10 +151,6 @@ class StartChatHandler:
                 provider=spec.provider,
                 now=now,
             )
-            await uow.chats.add_messages([message, reply])
-            if history is not None:  # a new chat was inserted with this time already
-                chat.updated_at = now
-                await uow.chats.update(chat)
             session = ChatSession.open(
                 id=self._ids.new_token(32),
                 user_id=command.user_id,
@@ -152,12 +164,25 @@ class StartChatHandler:
                 attachment_ids=command.attachment_ids,
                 ttl=self._ttl,
             )
-            await self._commit_and_save(uow, session, now)
+            prepared = PreparedReply(reply=reply, prompt=prompt)
+            saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if launch is not None:
+                launch(session, prepared, saved)
+            try:
+                await uow.chats.add_messages([message, reply])
+                if history is not None:  # a new chat was inserted with this time already
+                    chat.updated_at = now
+                    await uow.chats.update(chat)
+                await self._commit_and_save(uow, session, now)
+            except BaseException:
+                saved.cancel()
+                raise
+            saved.set_result(None)
         return StartedChat(
             session=session,
             chat_id=chat.id,
             message_id=message.id,
-            prepared=PreparedReply(reply=reply, prompt=prompt),
+            prepared=prepared,
         )
 
     async def _commit_and_save(self, uow: UnitOfWork, session: ChatSession, now: datetime) -> None:

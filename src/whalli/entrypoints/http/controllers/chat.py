@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
@@ -13,11 +14,13 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from whalli.adapters.prometheus.chat_metrics import sse_connections
+from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import GenerationParams
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
 from whalli.domain.services.auth.authenticate import Authenticate
 from whalli.domain.services.chat.attach_stream import AttachStream
+from whalli.domain.services.chat.context import PreparedReply
 from whalli.domain.services.chat.start_chat import StartChat
 from whalli.domain.services.chat.stop_generation import StopGeneration
 from whalli.entrypoints.http.deps import AppContainer
@@ -93,6 +96,17 @@ class ChatStreamController(Controller):
         container = _container(request)
         params = data.params or ParamsBody()
         generation = GenerationParams(temperature=params.temperature, max_tokens=params.max_tokens)
+        generator = await container.generate_reply()
+
+        def launch(
+            session: ChatSession, prepared: PreparedReply, saved: asyncio.Future[None]
+        ) -> None:
+            async def generate() -> object:
+                return await generator.execute(session, prepared, saved)
+
+            task = container.generations.launch(session.id, generate)
+            saved.add_done_callback(lambda done: task.cancel() if done.cancelled() else None)
+
         started = await (await container.start_chat()).execute(
             StartChat(
                 user_id=principal.user_id, user=principal.user, model=data.model,
@@ -100,14 +114,10 @@ class ChatStreamController(Controller):
                 chat_id=data.chat_id, project_id=data.project_id,
                 attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
                 params=generation,
-            )
+            ),
+            launch,
         )  # fmt: skip
-        session, prepared = started.session, started.prepared
-
-        async def generate() -> object:
-            return await (await container.generate_reply()).execute(session, prepared)
-
-        container.generations.launch(session.id, generate)
+        session = started.session
         return ChatStarted(
             session_id=session.id, chat_id=started.chat_id, message_id=started.message_id,
             expires_at=session.expires_at.isoformat(),
