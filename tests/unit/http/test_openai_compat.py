@@ -148,6 +148,29 @@ async def test_an_error_after_the_first_token_ends_the_stream_with_an_error_chun
 
 
 @pytest.mark.parametrize("stream", [False, True])
+async def test_a_reply_from_a_fallback_names_the_model_that_answered(
+    client: Client, bearer: dict[str, str], container: FakeContainer, stream: bool
+) -> None:
+    container.models["anthropic"] = ScriptedChatModel(
+        [], provider="anthropic", error=ProviderError("overloaded")
+    )
+    container.models["openai"] = ScriptedChatModel(["Hi"], provider="openai")
+    body = {
+        "model": "anthropic/claude-3-5-haiku", "stream": stream,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }  # fmt: skip
+
+    response = await client.post("/v1/chat/completions", json=body, headers=bearer)
+
+    assert response.status_code == 200, response.text
+    if stream:
+        chunks = [json.loads(d) for d in sse_data(response.text) if d != "[DONE]"]
+        assert {c["model"] for c in chunks} == {"openai/gpt-4o-mini"}
+    else:
+        assert response.json()["model"] == "openai/gpt-4o-mini"
+
+
+@pytest.mark.parametrize("stream", [False, True])
 async def test_a_model_above_the_plan_is_a_403_in_openais_error_shape(
     client: Client, bearer: dict[str, str], stream: bool
 ) -> None:

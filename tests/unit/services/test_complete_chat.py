@@ -180,9 +180,12 @@ async def test_a_provider_failing_before_the_first_delta_hands_over_to_the_fallb
     world = World({"openai": openai_model(), "anthropic": broken})
     user = await world.user()
 
-    events = await complete(world, user, "anthropic/haiku")
+    handler = world.handler()
+    command = CompleteChat(user_id=user.id, model="anthropic/haiku", messages=QUESTION)
+    events = [event async for event in handler.stream(command)]
 
     assert [e.text for e in events if isinstance(e, StreamDelta)] == ["Hello", ", world"]
+    assert handler.answered_by == "openai/mini"
     [record] = await world.usage()
     assert (record.model, record.provider) == ("openai/mini", "openai")
     assert world.metrics.errors == {("anthropic", "provider_error"): 1}

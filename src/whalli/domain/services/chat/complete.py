@@ -71,7 +71,9 @@ class CompleteChatHandler:
     - provider failures before the first delta move on to the catalog's fallback models; after
       it, the ``ProviderError`` ends the stream (partial usage is recorded first);
     - every reply records one usage row (cost 0 when cached) and metrics, including replies cut
-      short because the client went away; the usage is recorded before the ``StreamEnd``.
+      short because the client went away; the usage is recorded before the ``StreamEnd``;
+    - ``answered_by`` names the catalog model answering (a fallback, when one took over) from
+      the first event on.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class CompleteChatHandler:
         self._enabled = frozenset(enabled_providers)
         self._clock, self._ids, self._metrics = clock, ids, metrics
         self._cache_ttl = int(cache_ttl.total_seconds())
+        self.answered_by: str | None = None
 
     async def stream(self, command: CompleteChat) -> AsyncGenerator[StreamDelta | StreamEnd, None]:
         """Deltas then one ``StreamEnd``. Raises ``ModelNotFound``, ``ModelNotInPlan``,
@@ -103,6 +106,7 @@ class CompleteChatHandler:
             cached = await self._cached(key)
             self._metrics.cache_lookup(hit=cached is not None)
             if cached is not None:
+                self.answered_by = spec.id
                 run = _Run(spec=spec, cached=True, ttft_s=0.0)
                 run.end = StreamEnd(finish_reason=cached.finish_reason, usage=cached.usage)
                 try:
@@ -156,11 +160,13 @@ class CompleteChatHandler:
                     if event.text:
                         if run.ttft_s is None:
                             run.ttft_s = time.perf_counter() - started
+                            self.answered_by = candidate.id
                         run.text.append(event.text)
                         yield event
                 if run.end is None:
                     raise ProviderError("The provider ended the stream without finishing it.")
                 end = await self._finish(command, run, started)
+                self.answered_by = candidate.id  # also when it answered with no text
             except ProviderError as e:
                 self._metrics.provider_error(provider=candidate.provider, kind=e.code)
                 if run.text:  # after the first delta: the reply failed

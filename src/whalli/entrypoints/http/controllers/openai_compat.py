@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,15 +102,18 @@ async def _sse(
         await events.aclose()
 
 
-async def _completion(completion: _Completion, events: AsyncIterator[Event]) -> Response[Any]:
-    """The whole reply as one ``chat.completion``."""
+async def _completion(
+    completion: _Completion, events: AsyncIterator[Event], answered_by: Callable[[], str | None]
+) -> Response[Any]:
+    """The whole reply as one ``chat.completion``, naming the model that answered."""
     text: list[str] = []
     async for event in events:
         if isinstance(event, StreamDelta):
             text.append(event.text)
             continue
         body = wire.ChatCompletion(
-            id=completion.id, created=completion.created, model=completion.model,
+            id=completion.id, created=completion.created,
+            model=answered_by() or completion.model,
             choices=[wire.Choice(
                 message=wire.AssistantMessage(content="".join(text)),
                 finish_reason=wire.finish_reason(event.finish_reason),
@@ -141,17 +144,22 @@ class OpenAICompatController(Controller):
     ) -> Response[Any]:
         events = complete_chat.stream(_command(principal, data))
         include_usage = data.stream_options is not None and data.stream_options.include_usage
-        completion = _Completion(
-            f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), data.model, include_usage
-        )
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if data.stream:
             # The first event is awaited here, so that a refusal (plan, model, provider down)
-            # still gets its own status instead of a 200 stream holding an error.
+            # still gets its own status instead of a 200 stream holding an error; by then the
+            # model answering is known (a fallback, when one took over).
             first = await anext(events)
+            model = complete_chat.answered_by or data.model
+            completion = _Completion(completion_id, created, model, include_usage)
             chunks = _sse(completion, first, events)
             return Stream(chunks, media_type=MEDIA_TYPE, headers=dict(HEADERS))
         async with contextlib.aclosing(events):
-            return await _completion(completion, events)
+            return await _completion(
+                _Completion(completion_id, created, data.model, include_usage),
+                events,
+                lambda: complete_chat.answered_by,
+            )
 
     @get("/models", summary="The models the caller may use (OpenAI-compatible)")
     async def models(
