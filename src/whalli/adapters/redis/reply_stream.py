@@ -1,11 +1,14 @@
 """``ReplyStream`` on Redis Streams: one stream per chat session, read by every API process.
 
 Keys: ``whalli:reply:{session_id}`` (the events), ``whalli:reply-stop:{session_id}`` (the stop
-flag) and ``whalli:reply-owner:{session_id}`` (who generates). Event ids are the stream's ids.
+flag) and ``whalli:reply-owner:{session_id}`` (who generates). Event ids are the stream's ids
+(``publish``), or the writer's own increasing ids (``append``, used by ``RelayedReplyStream``).
 
-Connections: a blocking XREAD holds its pooled connection for as long as it waits, so every open
-SSE stream keeps one Redis connection busy. Size the client's pool (``create_redis``'s
-``max_connections``) and Redis's ``maxclients`` for the open streams expected, plus headroom.
+Connections: a blocking XREAD holds its pooled connection for as long as it waits, so every SSE
+stream read from here keeps one Redis connection busy. In the app, ``RelayedReplyStream`` serves
+the readers in the generating process from memory, so only streams read in another process (or
+after their reply ended) wait here. Size the client's pool (``create_redis``'s
+``max_connections``) and Redis's ``maxclients`` for those, plus headroom.
 Waits are cut into slices shorter than the client's socket timeout, which would otherwise end
 a long blocking read with a timeout error; between slices the connection goes back to the pool.
 """
