@@ -53,7 +53,7 @@ def clock() -> ManualClock:
 def elapse(backend: str, clock: ManualClock) -> Callable[[float], Awaitable[None]]:
     async def _elapse(seconds: float) -> None:
         clock.advance(seconds)
-        if backend == "real":
+        if backend != "fake":  # "real" and the variants some modules add ("relayed", ...)
             await asyncio.sleep(seconds)
 
     return _elapse
@@ -99,7 +99,8 @@ def session_store(
     if backend == "fake":
         return InMemoryChatSessionStore(clock)
     client: Redis = request.getfixturevalue("redis_client")
-    return RedisChatSessionStore(client, prefix=redis_prefix + "session:")
+    local = 30.0 if backend == "real-with-local-copies" else 0.0  # see test_chat_sessions
+    return RedisChatSessionStore(client, prefix=redis_prefix + "session:", local_copies_s=local)
 
 
 @pytest.fixture

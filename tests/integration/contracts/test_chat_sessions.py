@@ -10,7 +10,6 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from whalli.adapters.memory.chat_sessions import InMemoryChatSessionStore
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.redis.chat_sessions import RedisChatSessionStore
 from whalli.adapters.redis.client import create_redis
@@ -25,27 +24,6 @@ Elapse = Callable[[float], Awaitable[None]]
 @pytest.fixture(params=["fake", "real", "real-with-local-copies"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def elapse(backend: str, clock: ManualClock) -> Elapse:
-    async def _elapse(seconds: float) -> None:
-        clock.advance(seconds)
-        if backend != "fake":
-            await asyncio.sleep(seconds)
-
-    return _elapse
-
-
-@pytest.fixture
-def session_store(
-    backend: str, clock: ManualClock, request: pytest.FixtureRequest, redis_prefix: str
-) -> ChatSessionStore:
-    if backend == "fake":
-        return InMemoryChatSessionStore(clock)
-    client: Redis = request.getfixturevalue("redis_client")
-    local = 30.0 if backend == "real-with-local-copies" else 0.0
-    return RedisChatSessionStore(client, prefix=redis_prefix + "session:", local_copies_s=local)
 
 
 def open_session(clock: ManualClock, ttl: timedelta = timedelta(minutes=10)) -> ChatSession:

@@ -32,16 +32,6 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def elapse(backend: str, clock: ManualClock) -> Elapse:
-    async def _elapse(seconds: float) -> None:
-        clock.advance(seconds)
-        if backend != "fake":
-            await asyncio.sleep(seconds)
-
-    return _elapse
-
-
-@pytest.fixture
 async def relayed_stream(redis_client: Redis, redis_prefix: str) -> AsyncIterator[ReplyStream]:
     relay = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
     yield relay
