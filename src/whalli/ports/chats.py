@@ -44,6 +44,13 @@ class ChatRepository(Protocol):
         """
         ...
 
+    async def add_with_messages(self, chat: Chat, messages: Sequence[Message]) -> None:
+        """Store a new chat with its first messages at once (one statement in Postgres), all
+        or none. Raises ``ValueError`` when a message belongs to another chat, ``Conflict``
+        when an id is taken and ``ProjectNotFound`` when the chat's project does not exist;
+        after such an error leave the unit of work (the transaction may be aborted)."""
+        ...
+
     async def get_message(self, message_id: UUID) -> Message:
         """Raises ``MessageNotFound``."""
         ...

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from whalli.domain.model.chats import Message, MessageStatus, TokenUsage
+from whalli.domain.model.chats import Chat, Message, MessageStatus, TokenUsage
 from whalli.domain.model.errors import (
     ChatNotFound,
     Conflict,
@@ -296,3 +296,70 @@ async def test_a_nul_character_in_added_messages_is_invalid_input(uow_factory: U
     async with uow_factory() as uow:
         with pytest.raises(InvalidInput, match="could not be stored"):
             await uow.chats.add_messages([a_message(world.chat, content="a\x00b")])
+
+
+async def test_a_new_chat_and_its_first_messages_are_added_together(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    chat = a_chat(world.project, world.user)
+    question, reply = a_message(chat), a_message(chat, now=at(1))
+    async with uow_factory() as uow:
+        await uow.chats.add_with_messages(chat, [question, reply])
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.chats.get(chat.id) == chat
+        assert await uow.chats.list_messages(chat.id) == [question, reply]
+
+
+@pytest.mark.parametrize("taken", ["chat id", "message id"])
+async def test_a_taken_id_stores_neither_the_chat_nor_its_messages(
+    uow_factory: UowFactory, taken: str
+) -> None:
+    world = await committed_world(uow_factory())
+    chat = a_chat(world.project, world.user)
+    message = a_message(chat)
+    if taken == "chat id":
+        chat.id = message.chat_id = world.chat.id
+    else:
+        message.id = (await _stored_message(uow_factory, world.chat)).id
+    async with uow_factory() as uow:
+        with pytest.raises(Conflict):
+            await uow.chats.add_with_messages(chat, [message])
+
+    async with uow_factory() as uow:
+        if taken == "chat id":  # the message did not go in
+            with pytest.raises(MessageNotFound):
+                await uow.chats.get_message(message.id)
+        else:  # the chat did not go in
+            with pytest.raises(ChatNotFound):
+                await uow.chats.get(chat.id)
+
+
+async def test_a_new_chat_in_a_missing_project_is_project_not_found(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    chat = a_chat(a_project(world.user), world.user)
+    async with uow_factory() as uow:
+        with pytest.raises(ProjectNotFound):
+            await uow.chats.add_with_messages(chat, [a_message(chat)])
+
+
+async def test_messages_of_another_chat_cannot_come_with_a_new_one(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    chat = a_chat(world.project, world.user)
+    async with uow_factory() as uow:
+        with pytest.raises(ValueError, match="belong to the new chat"):
+            await uow.chats.add_with_messages(chat, [a_message(world.chat)])
+
+
+async def _stored_message(uow_factory: UowFactory, chat: Chat) -> Message:
+    message = a_message(chat)
+    async with uow_factory() as uow:
+        await uow.chats.add_message(message)
+        await uow.commit()
+    return message

@@ -52,6 +52,17 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
         for message in messages:
             tx.insert("messages", message.id, message)
 
+    async def add_with_messages(self, chat: Chat, messages: Sequence[Message]) -> None:
+        if any(m.chat_id != chat.id for m in messages):
+            raise ValueError("every message must belong to the new chat")
+        tx = self._tx()
+        ids = {m.id for m in messages}
+        if len(ids) < len(messages) or any(i in tx.table("messages") for i in ids):
+            raise Conflict("This id is already taken.")
+        tx.insert("chats", chat.id, chat)
+        for message in messages:
+            tx.insert("messages", message.id, message)
+
     async def get_message(self, message_id: UUID) -> Message:
         message: Message = self._tx().get("messages", message_id, MessageNotFound)
         return message

@@ -85,6 +85,20 @@ def _insert_messages(count: int) -> str:
     )
 
 
+def _insert_chat_with_messages(count: int) -> str:
+    """One statement: the chat (parameters named as its columns) and ``count`` messages
+    (``<column>_<index>``). The messages' foreign key is checked at the end of the statement,
+    so it sees the chat inserted beside them."""
+    rows = ", ".join(
+        "(" + ", ".join(f"%({c}_{i})s::{t}" for c, t in _MESSAGE_TYPES.items()) + ")"
+        for i in range(count)
+    )
+    return (
+        f"WITH new_chat AS ({_INSERT_CHAT}) "
+        f"INSERT INTO messages ({_MESSAGE_COLUMN_LIST}) VALUES {rows}"
+    )
+
+
 _UPDATE_MESSAGE = f"UPDATE messages SET {assignments(_MESSAGE_COLUMNS[1:])} WHERE id = %(id)s"
 
 
@@ -158,6 +172,19 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
             raise ChatNotFound()
         if not row["ids_free"]:
             raise Conflict(ID_TAKEN)
+
+    async def add_with_messages(self, chat: Chat, messages: Sequence[Message]) -> None:
+        if any(m.chat_id != chat.id for m in messages):
+            raise ValueError("every message must belong to the new chat")
+        if not messages:
+            await self.add(chat)
+            return
+        params = msgspec.structs.asdict(chat) | {
+            f"{column}_{i}": value
+            for i, message in enumerate(messages)
+            for column, value in _message_params(message).items()
+        }
+        await self._run(_insert_chat_with_messages(len(messages)), params)
 
     async def get_message(self, message_id: UUID) -> Message:
         row = await self._one(f"{_SELECT_MESSAGE} WHERE id = %(id)s", {"id": message_id})

@@ -169,8 +169,10 @@ class StartChatHandler:
             if launch is not None:
                 launch(session, prepared, saved)
             try:
-                await uow.chats.add_messages([message, reply])
-                if history is not None:  # a new chat was inserted with this time already
+                if history is None:  # a new chat: it and its messages in one statement
+                    await uow.chats.add_with_messages(chat, [message, reply])
+                else:
+                    await uow.chats.add_messages([message, reply])
                     chat.updated_at = now
                     await uow.chats.update(chat)
                 await self._commit_and_save(uow, session, now)
@@ -203,7 +205,7 @@ class StartChatHandler:
     async def _chat_for(
         self, uow: UnitOfWork, command: StartChat, now: datetime
     ) -> tuple[Chat, list[Message] | None]:
-        """The chat, and its earlier messages (``None`` for a chat created now)."""
+        """The chat, and its earlier messages (``None`` for a new chat, not stored yet)."""
         if command.chat_id is not None:
             chat = await uow.chats.get(command.chat_id)
             await require_role(uow, chat.project_id, command.user_id, "write")
@@ -217,7 +219,6 @@ class StartChatHandler:
             first_message=command.message,
             now=now,
         )
-        await uow.chats.add(chat)
         return chat, None
 
     async def _attachments(
