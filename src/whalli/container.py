@@ -399,7 +399,6 @@ class Services(containers.DeclarativeContainer):
         ids=ids,
         ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_session_ttl_s), settings),
         attachment_wait_s=providers.Callable(lambda s: s.chat_attachment_wait_s, settings),
-        context_limits=providers.Callable(lambda s: reply_settings(s).context, settings),
     )
     generate_reply = providers.Factory(
         GenerateReplyHandler,

@@ -124,17 +124,12 @@ class RelayedReplyStream(ReplyStream):
 
     async def begin(self, session_id: str, ttl_seconds: int) -> None:
         check_ttl(ttl_seconds)
-        if self._live(session_id) is None:
-            self._logs[session_id] = _Log(ttl_seconds)
-            self._sweep()
+        self._open(session_id, ttl_seconds)
 
     async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
         # The log exists before the claim's round trip, so a reader attaching meanwhile already
         # finds it and waits in memory rather than on Redis.
-        fresh = self._live(session_id) is None
-        if fresh:
-            self._logs[session_id] = _Log(ttl_seconds)
-            self._sweep()
+        fresh = self._open(session_id, ttl_seconds)
         try:
             claimed = await self._redis.claim_generation(session_id, ttl_seconds)
         except BaseException:
@@ -217,6 +212,14 @@ class RelayedReplyStream(ReplyStream):
         if now - self._warned_at >= _WARN_EVERY_S:
             self._warned_at = now
             log.warning("reply_write_failed", error=type(error).__name__, sessions=sessions)
+
+    def _open(self, session_id: str, ttl_seconds: int) -> bool:
+        """Keep the session's events here from now on; False if they already were."""
+        if self._live(session_id) is not None:
+            return False
+        self._logs[session_id] = _Log(ttl_seconds)
+        self._sweep()
+        return True
 
     def _live(self, session_id: str) -> _Log | None:
         entry = self._logs.get(session_id)

@@ -20,7 +20,6 @@ from whalli.domain.model.prompt_cache import (
 )
 from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
 from whalli.domain.services.chat.context import (
-    ContextLimits,
     PreparedReply,
     estimate_prompt_tokens,
     estimate_tokens,
@@ -40,7 +39,6 @@ from whalli.ports.usage import UsageRecord
 class ReplySettings:
     cache_ttl: timedelta = timedelta(hours=1)
     stream_ttl: timedelta = timedelta(minutes=15)
-    context: ContextLimits = field(default_factory=ContextLimits)
     stop_poll_s: float = 0.25
     # None: a reply runs to the end when every client left (and is saved); else stop it after
     # nobody has been reading for this many seconds.
@@ -63,10 +61,9 @@ class GenerateReplyHandler:
     """Generate one session's reply; every SSE client reads it from the reply stream.
 
     Rules:
-    - exactly one generator per session: a reply ``prepared`` by ``StartChat`` is launched once
-      by that start; otherwise ``claim_generation`` decides and the others return at once;
-    - the context is the chat's earlier messages trimmed oldest-first to the model's window,
-      plus the new message and the attached files' text (bounded, labelled);
+    - exactly one generator per session: the start that prepared the reply launches it once
+      (the prompt, the chat's earlier messages trimmed to the model's window plus the new
+      message and its files' text, was built by ``StartChat``);
     - an identical prompt (same model, context and parameters) is answered from the cache token
       by token; only complete replies are cached, never errors or partial ones;
     - provider failures before the first token move on to the catalog's fallback models; after
@@ -95,23 +92,15 @@ class GenerateReplyHandler:
         self._settings = settings or ReplySettings()
 
     async def execute(
-        self,
-        session: ChatSession,
-        prepared: PreparedReply | None = None,
-        saved: Awaitable[None] | None = None,
-    ) -> UUID | None:
-        """Generate the reply; ``prepared`` is what ``StartChat`` built (without it, the pending
-        message is saved and the prompt built from the database first). With ``saved`` (the
-        start is still committing), the reply streams at once but is persisted only after it."""
-        ttl = int(self._settings.stream_ttl.total_seconds())
+        self, session: ChatSession, prepared: PreparedReply, saved: Awaitable[None]
+    ) -> UUID:
+        """Generate the reply ``StartChat`` prepared (its pending message and prompt). ``saved``
+        resolves once the start committed: the reply streams at once but is persisted only
+        after it."""
         spec = self._catalog.get(session.model)
         started = time.perf_counter()
-        if prepared is None:
-            if not await self._stream.claim_generation(session.id, ttl):
-                return None
-            prepared = await self._prepare(session, spec)
-        else:  # launched once by the start that prepared it: nobody else generates it
-            await self._stream.begin(session.id, ttl)
+        # launched once by the start that prepared it: nobody else generates it
+        await self._stream.begin(session.id, int(self._settings.stream_ttl.total_seconds()))
         messages, reply = prepared.prompt, prepared.reply
         key = cache_key(model_id=spec.id, messages=messages, params=session.params)
         outcome = await self._from_cache(session, spec, key) if session.use_cache else None
@@ -120,8 +109,7 @@ class GenerateReplyHandler:
         if outcome is None:
             outcome = await self._generate(session, spec, messages)
         total_s = time.perf_counter() - started
-        if saved is not None:
-            await saved  # the pending message exists once the start committed
+        await saved  # the pending message exists once the start committed
         final = await self._persist(session, reply, outcome, messages, int(total_s * 1000))
         self._metrics.reply(
             model=outcome.spec.id,
@@ -141,29 +129,6 @@ class GenerateReplyHandler:
             )
         await self._publish(session, self._final_event(final, outcome))
         return final.id
-
-    async def _prepare(self, session: ChatSession, spec: ModelSpec) -> PreparedReply:
-        now = self._clock.now()
-        async with self._uow as uow:
-            history = await uow.chats.list_messages(session.chat_id)
-            earlier = [m for m in history if m.id != session.user_message_id]
-            new = next(m for m in history if m.id == session.user_message_id)
-            attachments = []
-            for attachment_id in session.attachment_ids:
-                attachment = await uow.attachments.get(attachment_id)
-                text = attachment.extraction.text if attachment.extraction else ""
-                attachments.append((attachment.filename, text))
-            reply = Message.pending_reply(
-                id=self._ids.new_id(),
-                chat_id=session.chat_id,
-                model=spec.id,
-                provider=spec.provider,
-                now=now,
-            )
-            await uow.chats.add_message(reply)
-            await uow.commit()
-        prompt = self._settings.context.build(spec, earlier, new.content, attachments)
-        return PreparedReply(reply=reply, prompt=prompt)
 
     async def _from_cache(self, session: ChatSession, spec: ModelSpec, key: str) -> _Outcome | None:
         raw = await self._cache.get(key)
