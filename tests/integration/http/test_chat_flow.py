@@ -178,6 +178,30 @@ async def test_another_users_session_or_chat_is_not_found(chat: Chat) -> None:
     assert into_alices_chat.status_code == 404
 
 
+async def test_a_malformed_last_event_id_is_a_422_before_the_stream_starts(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    started = await chat.start(alice["auth"], model="openai/gpt-4o-mini", message="hi")
+    response = await chat.client.get(
+        f"/api/chat/stream?sessionId={started['sessionId']}",
+        headers={"Last-Event-ID": "not-an-id"},
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "not a reply event id" in response.json()["detail"]
+
+
+async def test_a_message_too_long_for_the_model_is_a_422_that_saves_nothing(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    # 200,000 four-byte characters: some 200,000 tokens, over gpt-4o-mini's 128,000
+    body = {"model": "openai/gpt-4o-mini", "message": "\U0001f433" * 200_000}
+    response = await chat.client.post("/api/chat/start", json=body, headers=alice["auth"])
+
+    assert response.status_code == 422
+    assert "this model takes at most" in response.json()["detail"]
+    listed = await chat.client.get("/api/chats", headers=alice["auth"])
+    assert listed.json()["items"] == []
+
+
 async def test_a_model_above_the_callers_plan_is_refused(chat: Chat) -> None:
     alice = await chat.world.register("alice")
     response = await chat.client.post(

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from whalli.domain.model.errors import InvalidInput
-from whalli.domain.model.replies import ReplyEvent
+from whalli.domain.model.replies import ReplyEvent, parse_event_id
 from whalli.ports.clock import Clock
 from whalli.ports.reply_stream import ReplyStream
 
 EventId = tuple[int, int]
-
-
-_EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
-_MAX_PART = 2**64 - 1
-
-
-def parse_event_id(event_id: str) -> EventId:
-    """``"<ms>-<seq>"`` or ``"<ms>"``, as Redis accepts them."""
-    match = _EVENT_ID.fullmatch(event_id)
-    parts = (0, 0) if match is None else (int(match[1]), int(match[2] or 0))
-    if match is None or max(parts) > _MAX_PART:
-        raise InvalidInput("That is not a reply event id.", field="after")
-    return parts
 
 
 @dataclass

@@ -15,7 +15,6 @@ a long blocking read with a timeout error; between slices the connection goes ba
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,11 +32,10 @@ from whalli.domain.model.replies import (
     ReplyEvent,
     decode_reply_event,
     encode_reply_event,
+    parse_event_id,
 )
 from whalli.ports.reply_stream import ReplyStream
 
-_EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
-_MAX_PART = 2**64 - 1
 _FIELD = b"payload"
 # KEYS: the streams; ARGV: ttl ms, max length, then per stream its event count and its
 # (id, payload) pairs.
@@ -57,10 +55,7 @@ return #KEYS
 
 
 def check_event_id(event_id: str) -> None:
-    # Ids come back from browsers (Last-Event-ID): refuse garbage before Redis sees it.
-    match = _EVENT_ID.fullmatch(event_id)
-    if match is None or max(int(match[1]), int(match[2] or 0)) > _MAX_PART:
-        raise InvalidInput("That is not a reply event id.", field="after")
+    parse_event_id(event_id)  # refuse garbage before Redis sees it
 
 
 def _decoded(fields: dict[bytes, bytes]) -> AnyReplyEvent:

@@ -6,9 +6,25 @@ stream, so a reconnect (``Last-Event-ID``) resumes exactly after the last event 
 
 from __future__ import annotations
 
+import re
 from uuid import UUID
 
 import msgspec
+
+from whalli.domain.model.errors import InvalidInput
+
+_EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+_MAX_PART = 2**64 - 1
+
+
+def parse_event_id(event_id: str) -> tuple[int, int]:
+    """``"<ms>-<seq>"`` or ``"<ms>"`` (as Redis Streams accept them) as a pair; ids come back
+    from browsers (``Last-Event-ID``), so anything else is ``InvalidInput``."""
+    match = _EVENT_ID.fullmatch(event_id)
+    parts = (0, 0) if match is None else (int(match[1]), int(match[2] or 0))
+    if match is None or max(parts) > _MAX_PART:
+        raise InvalidInput("That is not a reply event id.", field="after")
+    return parts
 
 
 class ReplyEvent(msgspec.Struct, frozen=True, tag=True, tag_field="type", kw_only=True):

@@ -76,7 +76,7 @@ class StartChatHandler:
     - the session id is an unguessable token bound to the caller, expiring after ``ttl``;
     - the prompt is built here, from what the transaction read (the chat's earlier messages,
       trimmed to the model's window, and the attached files' text): a message that cannot fit
-      is refused now (``InvalidInput``, 400) rather than failing its reply later;
+      is refused now (``InvalidInput``, 422) rather than failing its reply later;
     - the message, the chat and the reply's pending assistant message are saved in one
       transaction; the session is stored while it commits and deleted again if the commit
       fails, and its id is only returned after both, so nobody ever reads a session pointing at

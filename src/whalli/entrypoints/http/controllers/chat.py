@@ -17,7 +17,13 @@ from whalli.adapters.prometheus.chat_metrics import sse_connections
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import GenerationParams
 from whalli.domain.model.principal import Principal
-from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.domain.model.replies import (
+    DoneEvent,
+    ErrorEvent,
+    ReplyEvent,
+    TokenEvent,
+    parse_event_id,
+)
 from whalli.domain.services.auth.authenticate import Authenticate
 from whalli.domain.services.chat.attach_stream import AttachStream
 from whalli.domain.services.chat.context import PreparedReply
@@ -139,6 +145,8 @@ class ChatStreamController(Controller):
             AttachStream(session_id=session_id, user_id=user_id)
         )
         after = request.headers.get("last-event-id") or last_event_id
+        if after is not None:
+            parse_event_id(after)  # a 422 now, not an error inside a 200 stream
         reader = await container.read_reply()
 
         async def frames() -> AsyncIterator[bytes]:
