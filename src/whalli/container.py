@@ -66,6 +66,7 @@ from whalli.domain.services.chat.generate_reply import GenerateReplyHandler, Rep
 from whalli.domain.services.chat.read_reply import ReadReplyHandler
 from whalli.domain.services.chat.start_chat import StartChatHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
+from whalli.domain.services.chat.streaming import StopBoard
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
@@ -213,12 +214,16 @@ def build_chat_models(settings: Settings, client: httpx.AsyncClient) -> dict[str
 
 
 def reply_settings(settings: Settings) -> ReplySettings:
-    abandoned = settings.chat_cancel_abandoned_after_s
     return ReplySettings(
         cache_ttl=timedelta(seconds=settings.chat_cache_ttl_s),
         stream_ttl=timedelta(seconds=settings.chat_stream_ttl_s),
-        cancel_abandoned_after_s=abandoned if abandoned > 0 else None,
     )
+
+
+def abandon_after(settings: Settings) -> float | None:
+    """None: a reply runs to the end when every client left (and is saved)."""
+    abandoned = settings.chat_cancel_abandoned_after_s
+    return abandoned if abandoned > 0 else None
 
 
 def _required(value: str | None) -> str:
@@ -400,6 +405,12 @@ class Services(containers.DeclarativeContainer):
         ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_session_ttl_s), settings),
         attachment_wait_s=providers.Callable(lambda s: s.chat_attachment_wait_s, settings),
     )
+    # one stop poller for every reply this process generates
+    stop_board = providers.Singleton(
+        StopBoard,
+        adapters.reply_stream,
+        abandon_after_s=providers.Callable(abandon_after, settings),
+    )
     generate_reply = providers.Factory(
         GenerateReplyHandler,
         uow,
@@ -410,6 +421,7 @@ class Services(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         metrics=adapters.chat_metrics,
+        stops=stop_board,
         settings=providers.Callable(reply_settings, settings),
     )
     complete_chat = providers.Factory(

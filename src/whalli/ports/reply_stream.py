@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from whalli.domain.model.replies import ReplyEvent
@@ -26,10 +27,12 @@ class ReplyStream(Protocol):
         ...
 
     async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
-        """Ask whoever generates this reply to stop (seen by ``stop_requested``)."""
+        """Ask whoever generates this reply to stop (seen by ``stops_requested``)."""
         ...
 
-    async def stop_requested(self, session_id: str) -> bool: ...
+    async def stops_requested(self, session_ids: Collection[str]) -> set[str]:
+        """Those of ``session_ids`` asked to stop (one round trip for all of them)."""
+        ...
 
     async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
         """Count an SSE client attached to the session (shared by every API process)."""
@@ -37,8 +40,9 @@ class ReplyStream(Protocol):
 
     async def reader_left(self, session_id: str) -> None: ...
 
-    async def readers(self, session_id: str) -> int:
-        """How many clients are attached now (never below zero)."""
+    async def readers_of(self, session_ids: Collection[str]) -> dict[str, int]:
+        """How many clients are attached now to each of ``session_ids`` (never below zero;
+        one round trip for all of them)."""
         ...
 
     async def begin(self, session_id: str, ttl_seconds: int) -> None:

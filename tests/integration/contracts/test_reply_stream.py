@@ -159,15 +159,22 @@ async def test_a_malformed_event_id_is_invalid_input(
 async def test_readers_are_counted_as_they_join_and_leave(
     reply_stream: ReplyStream, session_id: str
 ) -> None:
-    assert await reply_stream.readers(session_id) == 0
+    other = uuid.uuid4().hex
+
+    async def counts() -> dict[str, int]:
+        return await reply_stream.readers_of([session_id, other])
+
+    assert await counts() == {session_id: 0, other: 0}
     await reply_stream.reader_joined(session_id, 60)
     await reply_stream.reader_joined(session_id, 60)
-    assert await reply_stream.readers(session_id) == 2
+    await reply_stream.reader_joined(other, 60)
+    assert await counts() == {session_id: 2, other: 1}
     await reply_stream.reader_left(session_id)
-    assert await reply_stream.readers(session_id) == 1
+    assert await counts() == {session_id: 1, other: 1}
     await reply_stream.reader_left(session_id)
     await reply_stream.reader_left(session_id)  # a stray leave never counts below zero
-    assert await reply_stream.readers(session_id) == 0
+    assert await counts() == {session_id: 0, other: 1}
+    assert await reply_stream.readers_of([]) == {}
 
 
 async def test_generation_is_claimed_by_exactly_one_caller(
@@ -184,12 +191,29 @@ async def test_generation_is_claimed_by_exactly_one_caller(
 async def test_a_stop_request_is_seen_by_the_session_only(
     reply_stream: ReplyStream, session_id: str
 ) -> None:
-    assert not await reply_stream.stop_requested(session_id)
+    others = [uuid.uuid4().hex for _ in range(3)]
+    assert await reply_stream.stops_requested([session_id, *others]) == set()
 
     await reply_stream.request_stop(session_id, ttl_seconds=TTL)
 
-    assert await reply_stream.stop_requested(session_id)
-    assert not await reply_stream.stop_requested(uuid.uuid4().hex)
+    assert await reply_stream.stops_requested([*others, session_id]) == {session_id}
+    assert await reply_stream.stops_requested(others) == set()
+    assert await reply_stream.stops_requested([]) == set()
+
+
+async def test_many_sessions_are_polled_at_once(reply_stream: ReplyStream) -> None:
+    """More sessions than one MGET batch of the Redis store: every one is answered."""
+    sessions = [uuid.uuid4().hex for _ in range(2500)]
+    stopped = set(sessions[::7])
+    for session in stopped:
+        await reply_stream.request_stop(session, ttl_seconds=TTL)
+    await reply_stream.reader_joined(sessions[-1], TTL)
+
+    assert await reply_stream.stops_requested(sessions) == stopped
+    readers = await reply_stream.readers_of(sessions)
+    assert len(readers) == len(sessions)
+    assert readers[sessions[-1]] == 1
+    assert sum(readers.values()) == 1
 
 
 async def test_the_stream_its_stop_flag_and_its_claim_expire(
@@ -202,7 +226,7 @@ async def test_the_stream_its_stop_flag_and_its_claim_expire(
     await elapse(1.2)
 
     assert await reply_stream.read(session_id, None, block_ms=0) == []
-    assert not await reply_stream.stop_requested(session_id)
+    assert await reply_stream.stops_requested([session_id]) == set()
     assert await reply_stream.claim_generation(session_id, ttl_seconds=1)
     # A stream started again after expiry still resumes correctly after an old id.
     new_id = await reply_stream.publish(session_id, TokenEvent(delta="new"), ttl_seconds=60)

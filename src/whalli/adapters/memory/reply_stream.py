@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -94,8 +95,8 @@ class InMemoryReplyStream(ReplyStream):
     async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
         self._flags[("stop", session_id)] = self._expiry(ttl_seconds)
 
-    async def stop_requested(self, session_id: str) -> bool:
-        return self._flag("stop", session_id)
+    async def stops_requested(self, session_ids: Collection[str]) -> set[str]:
+        return {session_id for session_id in session_ids if self._flag("stop", session_id)}
 
     async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
         _check_ttl(ttl_seconds)
@@ -104,8 +105,8 @@ class InMemoryReplyStream(ReplyStream):
     async def reader_left(self, session_id: str) -> None:
         self._readers[session_id] = self._readers.get(session_id, 0) - 1
 
-    async def readers(self, session_id: str) -> int:
-        return max(0, self._readers.get(session_id, 0))
+    async def readers_of(self, session_ids: Collection[str]) -> dict[str, int]:
+        return {session_id: max(0, self._readers.get(session_id, 0)) for session_id in session_ids}
 
     async def begin(self, session_id: str, ttl_seconds: int) -> None:
         _check_ttl(ttl_seconds)  # one process: nothing to prepare

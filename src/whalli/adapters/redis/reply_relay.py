@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import structlog
 
@@ -171,8 +171,8 @@ class RelayedReplyStream(ReplyStream):
     async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
         await self._redis.request_stop(session_id, ttl_seconds)
 
-    async def stop_requested(self, session_id: str) -> bool:
-        return await self._redis.stop_requested(session_id)
+    async def stops_requested(self, session_ids: Collection[str]) -> set[str]:
+        return await self._redis.stops_requested(session_ids)
 
     async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
         await self._redis.reader_joined(session_id, ttl_seconds)
@@ -180,8 +180,8 @@ class RelayedReplyStream(ReplyStream):
     async def reader_left(self, session_id: str) -> None:
         await self._redis.reader_left(session_id)
 
-    async def readers(self, session_id: str) -> int:
-        return await self._redis.readers(session_id)
+    async def readers_of(self, session_ids: Collection[str]) -> dict[str, int]:
+        return await self._redis.readers_of(session_ids)
 
     async def drain(self) -> None:
         """Wait until everything published so far was handed to Redis (at shutdown)."""

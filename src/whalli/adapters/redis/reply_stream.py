@@ -16,7 +16,7 @@ a long blocking read with a timeout error; between slices the connection goes ba
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgspec
@@ -36,6 +36,8 @@ from whalli.domain.model.replies import (
 )
 from whalli.ports.reply_stream import ReplyStream
 
+# Keys read by one MGET when polling many sessions at once (stop flags, reader counts).
+_MGET_BATCH = 1000
 _FIELD = b"payload"
 # KEYS: the streams; ARGV: ttl ms, max length, then per stream its event count and its
 # (id, payload) pairs.
@@ -163,9 +165,9 @@ class RedisReplyStream(ReplyStream):
         with translated():
             await self._client.set(self._key("reply-stop", session_id), 1, ex=ttl_seconds)
 
-    async def stop_requested(self, session_id: str) -> bool:
-        with translated():
-            return bool(await self._client.exists(self._key("reply-stop", session_id)))
+    async def stops_requested(self, session_ids: Collection[str]) -> set[str]:
+        values = await self._values("reply-stop", session_ids)
+        return {session_id for session_id, value in values.items() if value is not None}
 
     async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
         check_ttl(ttl_seconds)
@@ -180,10 +182,21 @@ class RedisReplyStream(ReplyStream):
         with translated():
             await self._client.decr(self._key("reply-readers", session_id))
 
-    async def readers(self, session_id: str) -> int:
+    async def readers_of(self, session_ids: Collection[str]) -> dict[str, int]:
+        values = await self._values("reply-readers", session_ids)
+        return {session_id: max(0, int(value or 0)) for session_id, value in values.items()}
+
+    async def _values(self, kind: str, session_ids: Collection[str]) -> dict[str, Any]:
+        """The value of each session's ``kind`` key (``None`` when absent), by MGET of at most
+        ``_MGET_BATCH`` keys: one round trip for every reply a process generates."""
+        ids = list(session_ids)
+        values: dict[str, Any] = {}
         with translated():
-            value = await self._client.get(self._key("reply-readers", session_id))
-        return max(0, int(value or 0))
+            for i in range(0, len(ids), _MGET_BATCH):
+                batch = ids[i : i + _MGET_BATCH]
+                found = await self._client.mget([self._key(kind, s) for s in batch])
+                values.update(zip(batch, found, strict=True))
+        return values
 
     async def begin(self, session_id: str, ttl_seconds: int) -> None:
         check_ttl(ttl_seconds)  # every process reads the shared stream: nothing to prepare

@@ -24,7 +24,7 @@ from whalli.domain.services.chat.context import (
     estimate_prompt_tokens,
     estimate_tokens,
 )
-from whalli.domain.services.chat.streaming import StopWatch, stream_until_stopped
+from whalli.domain.services.chat.streaming import StopBoard, stream_until_stopped
 from whalli.ports.cache import Cache
 from whalli.ports.chat_metrics import ChatMetrics
 from whalli.ports.chat_model import ChatModel, CompletionRequest, PromptMessage
@@ -39,10 +39,6 @@ from whalli.ports.usage import UsageRecord
 class ReplySettings:
     cache_ttl: timedelta = timedelta(hours=1)
     stream_ttl: timedelta = timedelta(minutes=15)
-    stop_poll_s: float = 0.25
-    # None: a reply runs to the end when every client left (and is saved); else stop it after
-    # nobody has been reading for this many seconds.
-    cancel_abandoned_after_s: float | None = None
 
 
 @dataclass
@@ -85,9 +81,12 @@ class GenerateReplyHandler:
         clock: Clock,
         ids: IdGenerator,
         metrics: ChatMetrics,
+        stops: StopBoard,
         settings: ReplySettings | None = None,
     ) -> None:
+        """``stops`` is the process's one stop poller (shared by every reply it generates)."""
         self._uow, self._stream, self._cache, self._metrics = uow, stream, cache, metrics
+        self._stops = stops
         self._catalog, self._models, self._clock, self._ids = catalog, models, clock, ids
         self._settings = settings or ReplySettings()
 
@@ -162,10 +161,6 @@ class GenerateReplyHandler:
             request = CompletionRequest(
                 model=candidate.upstream, messages=messages, params=session.params
             )
-            watch = StopWatch(
-                self._stream, session.id, self._settings.stop_poll_s,
-                self._settings.cancel_abandoned_after_s,
-            )  # fmt: skip
             started = time.perf_counter()
 
             async def on_delta(text: str, outcome: _Outcome = outcome, t0: float = started) -> None:
@@ -175,7 +170,7 @@ class GenerateReplyHandler:
                 await self._publish(session, TokenEvent(delta=text))
 
             try:
-                end = await stream_until_stopped(model, request, on_delta, watch)
+                end = await stream_until_stopped(model, request, on_delta, self._stops, session.id)
             except ProviderError as e:
                 self._metrics.provider_error(provider=candidate.provider, kind=e.code)
                 if outcome.text:  # after the first token: the reply failed

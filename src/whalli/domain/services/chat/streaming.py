@@ -4,114 +4,156 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from whalli.domain.model.errors import ProviderError
 from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
 from whalli.ports.reply_stream import ReplyStream
 
 
-class StopWatch:
-    """Polls the session's stop flag (shared by every API process) every ``poll_s`` seconds,
-    the first time ``poll_s`` after it starts.
+class StopTicket:
+    """One reply being watched: the task that generates it, stopped by cancelling it."""
+
+    __slots__ = ("_task", "_unread_since", "session_id", "stopped")
+
+    def __init__(self, session_id: str, task: asyncio.Task[object]) -> None:
+        self.session_id, self._task = session_id, task
+        self.stopped = False
+        self._unread_since: float | None = None
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self._task.cancel()
+
+    def unread(self, readers: int | None, now: float, abandon_after_s: float) -> None:
+        """Stop once nobody has been reading for ``abandon_after_s`` (``None``: unknown)."""
+        if readers is None:
+            return
+        if readers > 0:
+            self._unread_since = None
+            return
+        if self._unread_since is None:
+            self._unread_since = now
+        if now - self._unread_since >= abandon_after_s:
+            self.stop()
+
+
+class StopBoard:
+    """The stop poller of every reply this process generates.
+
+    One loop asks the store, every ``poll_s`` seconds, which of the watched sessions were asked
+    to stop (shared by every API process): one round trip per interval for all of them, instead
+    of a task and a poll per reply. The loop runs only while something is watched.
 
     With ``abandon_after_s`` set, a reply nobody has been reading for that long is stopped too
     (by default generation runs to the end, so a reader who comes back finds the answer saved).
+    A store that does not answer counts as 'not yet': it never aborts a reply.
     """
 
     def __init__(
-        self, stream: ReplyStream, session_id: str, poll_s: float,
-        abandon_after_s: float | None = None,
-    ) -> None:  # fmt: skip
-        self._stream, self._session_id, self._poll_s = stream, session_id, poll_s
-        self._abandon_after = abandon_after_s
-        self._closed = asyncio.Event()
+        self, stream: ReplyStream, poll_s: float = 0.25, abandon_after_s: float | None = None
+    ) -> None:
+        if poll_s <= 0:
+            raise ValueError("poll_s must be more than 0")
+        self._stream, self._poll_s, self._abandon_after = stream, poll_s, abandon_after_s
+        self._watched: set[StopTicket] = set()
+        self._poller: asyncio.Task[None] | None = None
 
-    def close(self) -> None:
-        """End ``wait`` at its next step. Used instead of cancelling the task: a cancellation
-        landing inside a Redis command can be absorbed by the client, leaving a poller behind."""
-        self._closed.set()
+    @property
+    def watched(self) -> int:
+        return len(self._watched)
 
-    async def wait(self) -> bool:
-        """True once a stop was requested (or the reply was abandoned), False once closed; a
-        store that does not answer counts as 'not yet'."""
+    @contextlib.contextmanager
+    def watch(self, session_id: str) -> Iterator[StopTicket]:
+        """Watch the current task's reply for the block: a stop cancels the task (inside the
+        block only: the ticket is dropped, without an await, as the block ends)."""
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("watch() runs inside a task")
+        ticket = StopTicket(session_id, task)
+        self._watched.add(ticket)
+        self._start_poller()
+        try:
+            yield ticket
+        finally:
+            self._watched.discard(ticket)
+
+    def _start_poller(self) -> None:
         loop = asyncio.get_running_loop()
-        unread_since: float | None = None
+        poller = self._poller
+        if poller is None or poller.done() or poller.get_loop() is not loop:
+            self._poller = loop.create_task(self._poll(), name="reply-stop-poller")
+
+    async def _poll(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            # Wait first: a reply shorter than one interval costs no poll at all, and none
-            # sits next to its first token. (A timeout scope, not wait_for: no task per wait.)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll_s):
-                    await self._closed.wait()
-            if self._closed.is_set():
-                return False
-            if await self._stop_due():
-                return True
+            # Wait first: a reply shorter than one interval is never polled for.
+            await asyncio.sleep(self._poll_s)
+            if not self._watched:
+                self._poller = None  # the next watch starts a new loop
+                return
+            tickets = list(self._watched)
+            sessions = {ticket.session_id for ticket in tickets}
+            stopped: set[str] = set()
+            with contextlib.suppress(Exception):
+                stopped = await self._stream.stops_requested(sessions)
+            readers: dict[str, int] = {}
             if self._abandon_after is not None:
-                unread_since = await self._unread_since(loop, unread_since)
-                if unread_since is not None and loop.time() - unread_since >= self._abandon_after:
-                    return True
-
-    async def _stop_due(self) -> bool:
-        # Whatever goes wrong with the flag store must not abort a reply: count it as 'not yet'.
-        with contextlib.suppress(Exception):
-            return await self._stream.stop_requested(self._session_id)
-        return False
-
-    async def _unread_since(
-        self, loop: asyncio.AbstractEventLoop, since: float | None
-    ) -> float | None:
-        with contextlib.suppress(Exception):
-            if await self._stream.readers(self._session_id) > 0:
-                return None
-            return loop.time() if since is None else since
-        return since
+                with contextlib.suppress(Exception):
+                    readers = await self._stream.readers_of(sessions)
+            now = loop.time()
+            for ticket in tickets:
+                if ticket not in self._watched:
+                    continue  # its block ended while the store answered
+                if ticket.session_id in stopped:
+                    ticket.stop()
+                elif self._abandon_after is not None:
+                    ticket.unread(readers.get(ticket.session_id), now, self._abandon_after)
 
 
 async def stream_until_stopped(
     model: ChatModel,
     request: CompletionRequest,
     on_delta: Callable[[str], Awaitable[None]],
-    watch: StopWatch,
+    board: StopBoard,
+    session_id: str,
 ) -> StreamEnd | None:
-    """The provider's ``StreamEnd``, or ``None`` when stopped first.
+    """The provider's ``StreamEnd``, or ``None`` when the session was stopped first.
 
-    Stopping cancels the consumer, which closes the provider iterator and so its HTTP request.
-    The stop poller is closed, not cancelled (see ``StopWatch.close``), and never awaited
-    without a bound.
-    Raises ``ProviderError`` when the provider fails or ends without its final event.
+    Runs in the calling task; a stop cancels it inside this call, which closes the provider
+    iterator and so its HTTP request, and is absorbed here. Any other cancellation (shutdown)
+    goes on. Raises ``ProviderError`` when the provider fails or ends without its final event.
     """
-
-    async def consume() -> StreamEnd:
-        events = model.stream(request)
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("stream_until_stopped() runs inside a task")
+    cancelling = task.cancelling()
+    with board.watch(session_id) as ticket:
         try:
-            async for event in events:
-                if isinstance(event, StreamDelta):
-                    if event.text:
-                        await on_delta(event.text)
-                elif isinstance(event, StreamEnd):
-                    return event
-        finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                await close()
-        raise ProviderError("The provider ended the stream without finishing it.")
+            end = await _consume(model, request, on_delta)
+        except asyncio.CancelledError:
+            if ticket.stopped and task.uncancel() <= cancelling:
+                return None
+            raise
+    if ticket.stopped:  # stopped as it finished, and the cancellation was absorbed on the way
+        task.uncancel()
+    return end
 
-    consumer = asyncio.create_task(consume())
-    stopper = asyncio.create_task(watch.wait())
+
+async def _consume(
+    model: ChatModel, request: CompletionRequest, on_delta: Callable[[str], Awaitable[None]]
+) -> StreamEnd:
+    events = model.stream(request)
     try:
-        await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        watch.close()
-        consumer.cancel()
-        raise
-    watch.close()  # the poller ends after its current check; never wait on it unbounded
-    await asyncio.wait({stopper}, timeout=5)
-    if not stopper.done():
-        stopper.cancel()
-    if consumer.done():
-        return consumer.result()
-    consumer.cancel()
-    with contextlib.suppress(asyncio.CancelledError, ProviderError):
-        await consumer
-    return None
+        async for event in events:
+            if isinstance(event, StreamDelta):
+                if event.text:
+                    await on_delta(event.text)
+            elif isinstance(event, StreamEnd):
+                return event
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
+    raise ProviderError("The provider ended the stream without finishing it.")
