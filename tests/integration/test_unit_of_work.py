@@ -6,16 +6,23 @@ import asyncio
 import socket
 from contextlib import asynccontextmanager
 
+import msgspec
 import pytest
 
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.adapters.postgres.pool import create_pool
 from whalli.adapters.postgres.unit_of_work import PostgresUnitOfWork
-from whalli.domain.model.errors import ServiceUnavailable, UserNotFound
+from whalli.domain.model.errors import (
+    ChatNotFound,
+    Conflict,
+    MessageNotFound,
+    ServiceUnavailable,
+    UserNotFound,
+)
 
 from .conftest import UowFactory
-from .entities import a_user, an_attachment, committed_world
+from .entities import a_chat, a_message, a_user, an_attachment, committed_world
 
 
 class Boom(Exception):
@@ -265,3 +272,57 @@ async def test_after_a_read_only_block_the_connection_is_transactional_again(
             assert await uow.users.find_by_email(uncommitted.email) is None
         async with pool.connection() as conn:
             assert conn.info.backend_pid == pid  # the same connection, not a replacement
+
+
+async def test_an_autocommit_block_makes_its_one_write_durable_without_commit(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    chat = a_chat(world.project, world.user)
+    message = a_message(chat)
+
+    async with uow_factory().autocommit() as uow:
+        await uow.chats.add_with_messages(chat, [message])
+        await uow.commit()  # nothing left to do: no error either
+
+    async with uow_factory().read_only() as uow:
+        assert await uow.chats.get(chat.id) == chat
+        assert await uow.chats.list_messages(chat.id) == [message]
+
+
+async def test_a_failed_write_in_an_autocommit_block_leaves_nothing(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    taken = a_message(world.chat)
+    async with uow_factory() as uow:
+        await uow.chats.add_messages([taken])
+        await uow.commit()
+    chat = a_chat(world.project, world.user)
+    fresh = a_message(chat)
+    clash = msgspec.structs.replace(a_message(chat), id=taken.id)
+
+    with pytest.raises(Conflict):
+        async with uow_factory().autocommit() as uow:
+            await uow.chats.add_with_messages(chat, [fresh, clash])
+
+    async with uow_factory().read_only() as uow:
+        with pytest.raises(ChatNotFound):
+            await uow.chats.get(chat.id)
+        with pytest.raises(MessageNotFound):
+            await uow.chats.get_message(fresh.id)
+
+
+async def test_after_an_autocommit_block_the_connection_is_transactional_again(
+    migrated_database_url: str,
+) -> None:
+    async with asynccontextmanager(create_pool)(migrated_database_url, max_size=1) as pool:
+        uncommitted = a_user()
+        async with PostgresUnitOfWork(pool).autocommit() as uow:
+            await uow.users.find_by_email(uncommitted.email)
+
+        async with PostgresUnitOfWork(pool) as uow:
+            await uow.users.add(uncommitted)  # left without commit: rolled back
+
+        async with PostgresUnitOfWork(pool) as uow:
+            assert await uow.users.find_by_email(uncommitted.email) is None

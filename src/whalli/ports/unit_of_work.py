@@ -59,6 +59,17 @@ class UnitOfWork(Protocol):
         """
         ...
 
+    def autocommit(self) -> AbstractAsyncContextManager[Self]:
+        """``async with uow.autocommit() as uow:`` for a use case whose only write is one
+        repository call that is atomic by itself (its port says so: one statement), made as
+        the block's last step. No transaction is opened, so there are no BEGIN/COMMIT round
+        trips: the write is durable once the call returns, and ``commit`` has nothing left to
+        do. Reads before it see what is committed when each runs and do not share a
+        transaction with the write: use a normal block when a read must hold until the write
+        (a row lock, a count that must not change). A failed write leaves nothing behind.
+        """
+        ...
+
     async def commit(self) -> None:
         """Make the work of this block durable."""
         ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 
 import pytest
@@ -10,17 +11,31 @@ import pytest
 from tests.integration.entities import World, committed_world
 from tests.unit.services.test_start_chat_attachments import CATALOG
 from whalli.adapters.memory.chat_sessions import InMemoryChatSessionStore
+from whalli.adapters.memory.chats import InMemoryChatRepository
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chats import Chat, Message
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.domain.services.chat.context import PreparedReply
 from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler
 
 
+class FailingNewChat(InMemoryChatRepository):
+    async def add_with_messages(self, chat: Chat, messages: Sequence[Message]) -> None:
+        await super().add_with_messages(chat, messages)  # the statement fails as it runs
+        raise ServiceUnavailable("The database is unavailable.")
+
+
 class FailingCommit(InMemoryUnitOfWork):
+    """The commit fails, and so does the one autocommitted write of a new chat."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        super().__init__(store)
+        self.chats = FailingNewChat(self._transaction)
+
     async def commit(self) -> None:
         raise ServiceUnavailable("The database is unavailable.")
 
@@ -52,11 +67,15 @@ def handler(uow: InMemoryUnitOfWork, sessions: Sessions, clock: ManualClock) -> 
     )
 
 
-async def test_a_start_whose_commit_fails_leaves_no_session_and_no_message() -> None:
+@pytest.mark.parametrize("existing_chat", [False, True], ids=["new chat", "existing chat"])
+async def test_a_start_whose_write_fails_leaves_no_session_and_no_message(
+    existing_chat: bool,
+) -> None:
     store, clock = MemoryStore(), ManualClock()
     world = await committed_world(InMemoryUnitOfWork(store))
     sessions = Sessions(clock)
     messages_before = dict(store.tables["messages"])
+    chats_before = dict(store.tables["chats"])
 
     with pytest.raises(ServiceUnavailable):
         await handler(FailingCommit(store), sessions, clock).execute(
@@ -64,13 +83,15 @@ async def test_a_start_whose_commit_fails_leaves_no_session_and_no_message() -> 
                 user_id=world.user.id,
                 model="dev/echo",
                 message="hello",
-                project_id=world.project.id,
+                project_id=None if existing_chat else world.project.id,
+                chat_id=world.chat.id if existing_chat else None,
             )
         )
 
-    assert len(sessions.saved) == 1  # it was stored while committing...
-    assert sessions.stored() == []  # ...and deleted again when the commit failed
+    assert len(sessions.saved) == 1  # it was stored while writing...
+    assert sessions.stored() == []  # ...and deleted again when the write failed
     assert store.tables["messages"] == messages_before
+    assert store.tables["chats"] == chats_before
 
 
 async def test_a_started_chat_has_its_session_stored_and_its_messages_saved() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Self
 
 import pytest
@@ -45,6 +47,12 @@ class CountingUnitOfWork(InMemoryUnitOfWork):
     async def __aenter__(self) -> Self:
         self.entered += 1
         return await super().__aenter__()
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Self]:
+        self.entered += 1
+        async with super().autocommit() as uow:
+            yield uow
 
 
 class Chats:

@@ -64,6 +64,20 @@ class InMemoryUnitOfWork(UnitOfWork):
             tx, self._tx = self._transaction(), None
             tx.rollback()
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Self]:
+        """The block's writes are published as it ends without an exception (and by
+        ``commit``): the same as Postgres for the one atomic write the port allows here."""
+        self._enter(read_only=False)
+        try:
+            yield self
+        except BaseException:
+            tx, self._tx = self._transaction(), None
+            tx.rollback()
+            raise
+        tx, self._tx = self._transaction(), None
+        tx.commit()
+
     def _enter(self, *, read_only: bool) -> None:
         if self._tx is not None:
             raise RuntimeError("this unit of work is already in use")

@@ -36,15 +36,18 @@ class PostgresUnitOfWork(UnitOfWork):
     After a repository raised because a statement failed, Postgres has aborted the transaction:
     leave the block (the work is rolled back) rather than continue in it.
 
-    ``read_only()`` puts the connection in autocommit mode for the block (client side: no round
-    trip), so a single read costs one round trip instead of BEGIN, the read and ROLLBACK. The
-    connection goes back to the pool out of autocommit mode, or closed if that fails.
+    ``read_only()`` and ``autocommit()`` put the connection in autocommit mode for the block
+    (client side: no round trip), so a single read costs one round trip instead of BEGIN, the
+    read and ROLLBACK, and a write that is one statement (atomic by itself) one instead of
+    BEGIN, the write and COMMIT. The connection goes back to the pool out of autocommit mode,
+    or closed if that fails.
     """
 
     def __init__(self, pool: PostgresPool) -> None:
         self._pool = pool
         self._conn: AsyncConnection[TupleRow] | None = None
         self._autocommit = False
+        self._writes = False  # in autocommit mode: whether writes are allowed (else read-only)
         self.users = PostgresUserRepository(self._connection)
         self.projects = PostgresProjectRepository(self._connection)
         self.chats = PostgresChatRepository(self._connection)
@@ -82,6 +85,15 @@ class PostgresUnitOfWork(UnitOfWork):
         finally:
             await self._exit()
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Self]:
+        await self._enter(autocommit=True)
+        self._writes = True
+        try:
+            yield self
+        finally:
+            await self._exit()
+
     async def _enter(self, *, autocommit: bool) -> None:
         if self._conn is not None:
             raise RuntimeError("this unit of work is already in use")
@@ -100,7 +112,7 @@ class PostgresUnitOfWork(UnitOfWork):
 
     async def _exit(self) -> None:
         conn, self._conn = self._connection(), None
-        autocommit, self._autocommit = self._autocommit, False
+        autocommit, self._autocommit, self._writes = self._autocommit, False, False
         try:
             await conn.rollback()  # no round trip when no transaction is open
             if autocommit:
@@ -115,6 +127,8 @@ class PostgresUnitOfWork(UnitOfWork):
 
     async def commit(self) -> None:
         if self._autocommit:
+            if self._writes:
+                return  # every statement committed as it ran
             raise RuntimeError("a read-only unit of work has nothing to commit")
         with translated():
             await self._connection().commit()

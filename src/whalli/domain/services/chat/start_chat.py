@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -67,8 +68,8 @@ class StartChatHandler:
     - the model must exist and its provider be configured (else ``ModelNotFound``, 404), and
       the caller's plan, read fresh, must include it (``ModelNotInPlan``, 403);
     - an existing chat needs write access to its project; a new chat goes to ``project_id``
-      (write access) or the caller's personal project, and takes its title from the message;
-      what the caller may not see answers 404;
+      (write access) or the caller's personal project (always theirs to write: no check), and
+      takes its title from the message; what the caller may not see answers 404;
     - attachments must belong to the chat's project (else 404) and have finished extraction:
       while one is still ``pending``/``processing`` the start is tried again every
       ``attachment_poll_s`` for up to ``attachment_wait_s``, then ``AttachmentNotReady`` (409,
@@ -77,10 +78,11 @@ class StartChatHandler:
     - the prompt is built here, from what the transaction read (the chat's earlier messages,
       trimmed to the model's window, and the attached files' text): a message that cannot fit
       is refused now (``InvalidInput``, 422) rather than failing its reply later;
-    - the message, the chat and the reply's pending assistant message are saved in one
-      transaction; the session is stored while it commits and deleted again if the commit
-      fails, and its id is only returned after both, so nobody ever reads a session pointing at
-      a message that does not exist.
+    - the message, the chat and the reply's pending assistant message are saved all or none
+      (a new chat with its messages in one statement, without a transaction; messages of an
+      existing chat in one transaction); the session is stored meanwhile and deleted again if
+      the write fails, and its id is only returned after both, so nobody ever reads a session
+      pointing at a message that does not exist.
     """
 
     def __init__(
@@ -129,7 +131,12 @@ class StartChatHandler:
         self, command: StartChat, spec: ModelSpec, launch: LaunchReply | None
     ) -> StartedChat:
         now = self._clock.now()
-        async with self._uow as uow:
+        # A new chat is written by one statement (it and its messages): no transaction needed,
+        # which saves its BEGIN and COMMIT round trips. The reads before it (the caller's role,
+        # the attachments) hold no lock in a transaction either.
+        new_chat = command.chat_id is None
+        block = self._uow.autocommit() if new_chat else self._uow
+        async with block as uow:
             user = command.user
             if user is None or user.id != command.user_id:
                 user = await uow.users.get(command.user_id)
@@ -170,12 +177,14 @@ class StartChatHandler:
                 launch(session, prepared, saved)
             try:
                 if history is None:  # a new chat: it and its messages in one statement
-                    await uow.chats.add_with_messages(chat, [message, reply])
+                    await self._save_with_session(
+                        uow.chats.add_with_messages(chat, [message, reply]), session, now
+                    )
                 else:
                     await uow.chats.add_messages([message, reply])
                     chat.updated_at = now
                     await uow.chats.update(chat)
-                await self._commit_and_save(uow, session, now)
+                    await self._save_with_session(uow.commit(), session, now)
             except BaseException:
                 saved.cancel()
                 raise
@@ -187,13 +196,16 @@ class StartChatHandler:
             prepared=prepared,
         )
 
-    async def _commit_and_save(self, uow: UnitOfWork, session: ChatSession, now: datetime) -> None:
-        """Commit and store the session at the same time (one round trip less before the
-        answer). Nobody knows the session id until this returns, and a failed commit deletes
-        the session again, so no one ever reads a session whose message does not exist."""
+    async def _save_with_session(
+        self, durable: Awaitable[None], session: ChatSession, now: datetime
+    ) -> None:
+        """Make the messages durable (``durable``: the commit, or the one autocommitted write)
+        and store the session at the same time (one round trip less before the answer).
+        Nobody knows the session id until this returns, and a failed write deletes the session
+        again, so no one ever reads a session whose message does not exist."""
         saving = asyncio.ensure_future(self._sessions.save(session, now))
         try:
-            await uow.commit()
+            await durable
         except BaseException:
             with contextlib.suppress(BaseException):
                 await saving
@@ -211,7 +223,10 @@ class StartChatHandler:
             await require_role(uow, chat.project_id, command.user_id, "write")
             return chat, await uow.chats.list_messages(chat.id)
         project_id = command.project_id or personal_project_id(command.user_id)
-        await require_role(uow, project_id, command.user_id, "write")
+        if project_id != personal_project_id(command.user_id):
+            await require_role(uow, project_id, command.user_id, "write")
+        # else the caller's own personal project, which they always own (EnsurePersonalProject's
+        # rule): no read needed; were it missing, the insert answers ProjectNotFound
         chat = Chat.start(
             id=self._ids.new_id(),
             project_id=project_id,
