@@ -88,6 +88,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refresh_token_ttl_days: int = 30
     password_hash_memory_kib: int = 19_456
     password_hash_time_cost: int = 2
+    # An API key's last use is written at most once per this interval (0: on every request).
+    api_key_last_used_interval_s: float = 60.0
 
     # OAuth sign-in (GitHub, Google): a provider without a client id is disabled. The callback
     # is {oauth_redirect_base_url}/api/auth/oauth/{provider}/callback (register it with the
@@ -217,6 +219,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if not 2 <= self.password_hash_time_cost <= 100:
             raise ConfigError(f"{PREFIX}PASSWORD_HASH_TIME_COST must be between 2 and 100")
+        if not 0 <= self.api_key_last_used_interval_s <= 86_400:
+            raise ConfigError(f"{PREFIX}API_KEY_LAST_USED_INTERVAL_S must be between 0 and 86400")
 
     def _check_rate_limits(self) -> None:
         for name in ("rate_limit_user_per_min", "rate_limit_ip_per_min"):

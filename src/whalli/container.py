@@ -353,8 +353,11 @@ class Services(containers.DeclarativeContainer):
 
     # identity
     authenticate = providers.Factory(
-        AuthenticateHandler, uow, issuer=adapters.token_issuer, clock=clock
-    )
+        AuthenticateHandler, uow, issuer=adapters.token_issuer, clock=clock,
+        last_used_interval=providers.Callable(
+            lambda s: timedelta(seconds=s.api_key_last_used_interval_s), settings
+        ),
+    )  # fmt: skip
     register = providers.Factory(
         RegisterHandler,
         uow,

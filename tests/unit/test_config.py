@@ -34,6 +34,12 @@ def test_an_out_of_range_value_names_the_variable() -> None:
         load_settings({"WHALLI_PORT": "70000"}, dotenv=None)
 
 
+def test_the_api_key_last_use_interval_defaults_to_a_minute_and_is_bounded() -> None:
+    assert load_settings({}, dotenv=None).api_key_last_used_interval_s == 60
+    with pytest.raises(ConfigError, match="WHALLI_API_KEY_LAST_USED_INTERVAL_S must be between"):
+        load_settings({"WHALLI_API_KEY_LAST_USED_INTERVAL_S": "-1"}, dotenv=None)
+
+
 def test_a_bad_choice_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="WHALLI_LOG_LEVEL"):
         load_settings({"WHALLI_LOG_LEVEL": "loud"}, dotenv=None)

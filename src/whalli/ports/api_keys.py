@@ -28,6 +28,14 @@ class ApiKeyRepository(Protocol):
         """Raises ``ApiKeyNotFound``."""
         ...
 
+    async def record_use(self, key_id: UUID, now: datetime, *, stale_before: datetime) -> bool:
+        """Set the key's ``last_used_at`` to ``now`` if it is unset or before ``stale_before``;
+        ``True`` if it was written. One statement, atomic by itself; only that column is written,
+        so a concurrent revocation is never undone, and the condition is checked by the write
+        itself, so of the requests racing to record a use only the first writes. An unknown key
+        writes nothing (``False``)."""
+        ...
+
     async def list_for_user(self, user_id: UUID) -> list[ApiKey]:
         """Newest first, revoked ones included."""
         ...

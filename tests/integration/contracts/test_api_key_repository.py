@@ -144,3 +144,40 @@ async def test_find_by_hash_with_user_works_in_a_read_only_unit_of_work(
 
     async with uow_factory().read_only() as uow:
         assert await uow.api_keys.find_by_hash_with_user(key.key_hash) == (key, user)
+
+
+async def test_record_use_writes_only_a_missing_or_stale_last_use(uow_factory: UowFactory) -> None:
+    user = a_user()
+    key = a_key(user)
+    await stored(uow_factory, key, user=user)
+
+    async with uow_factory() as uow:
+        assert await uow.api_keys.record_use(key.id, at(100), stale_before=at(40)) is True
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert (await uow.api_keys.get(key.id)).last_used_at == at(100)
+        # recorded at 100, not before 100: recent enough, nothing written
+        assert await uow.api_keys.record_use(key.id, at(130), stale_before=at(100)) is False
+        assert (await uow.api_keys.get(key.id)).last_used_at == at(100)
+        assert await uow.api_keys.record_use(key.id, at(170), stale_before=at(110)) is True
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert (await uow.api_keys.get(key.id)).last_used_at == at(170)
+        assert await uow.api_keys.record_use(uuid.uuid4(), at(200), stale_before=at(200)) is False
+
+
+async def test_record_use_keeps_the_rest_of_the_row_as_stored(uow_factory: UowFactory) -> None:
+    user = a_user()
+    key = a_key(user)
+    await stored(uow_factory, key, user=user)
+    async with uow_factory() as uow:  # revoked after the caller read the key
+        assert await uow.api_keys.revoke_all_for_user(user.id, at(50)) == 1
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.api_keys.record_use(key.id, at(60), stale_before=at(60)) is True
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        after = await uow.api_keys.get(key.id)
+    assert (after.revoked_at, after.last_used_at, after.name) == (at(50), at(60), key.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from tests.integration.http.test_identity_end_to_end import World, _settings
 from tests.support.live_server import live_server
@@ -335,5 +337,46 @@ async def test_malformed_multipart_is_a_400_problem_and_stores_nothing(
     response = await files.upload(alice["auth"], body, headers={"Content-Type": content_type})
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
+    assert await files.rows(alice["project"]) == []
+    assert files.objects(alice["project"]) == []
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait for something the server does on its own (no timing assumed: only a hang fails)."""
+    for _ in range(6000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the server never got there")
+
+
+async def test_a_client_leaving_mid_upload_is_an_aborted_upload_not_a_server_error(
+    files: Files,
+) -> None:
+    alice = await files.user("alice")
+    body = form(PNG + b"\0" * (8 * 1024 * 1024), "big.png")
+    sent = body[: 6 * 1024 * 1024]  # past S3's 5 MB part size: a part is stored, then dropped
+    head = (
+        "POST /api/files/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: {alice['auth']['Authorization']}\r\n"
+        f"Content-Type: {multipart()['Content-Type']}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    url = files.client.base_url
+
+    with capture_logs() as logs:
+        _, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write(head.encode() + sent)
+        await writer.drain()
+        await _until(lambda: bool(files.objects(alice["project"])))  # a part went to S3
+        writer.close()
+        await writer.wait_closed()
+        await _until(lambda: any(e["event"] == "request" for e in logs))
+
+    (access,) = [e for e in logs if e["event"] == "request"]
+    assert access["route"] == "/api/files/upload"
+    assert access["status"] < 500
+    assert [e["log_level"] for e in logs if e["log_level"] in ("error", "critical")] == []
+    (aborted,) = [e for e in logs if e["event"] == "upload_aborted"]
+    assert aborted["log_level"] == "info"
     assert await files.rows(alice["project"]) == []
     assert files.objects(alice["project"]) == []

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from dependency_injector import providers
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.support.resolve import resolved
 from whalli.adapters.embedded.stack import StackUrls
+from whalli.adapters.memory.clock import ManualClock
 from whalli.config import load_settings
 from whalli.container import Container, build_container
 from whalli.domain.model.users import Plan
@@ -188,6 +191,46 @@ async def test_an_api_key_authenticates_like_a_token_until_revoked(world: World)
     assert revoked.status_code == 204
     after = await world.client.get("/api/auth/me", headers={"X-API-Key": secret})
     assert after.status_code == 401
+
+
+@pytest.fixture
+async def clocked_world(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> AsyncIterator[tuple[World, ManualClock]]:
+    clock = ManualClock(datetime.now(UTC))
+    container = build_container(_settings(stack_urls, unique))
+    container.adapters.clock.override(providers.Object(clock))
+    async with AsyncTestClient(app=build_app(container.settings(), container)) as client:
+        yield World(client, container), clock
+
+
+async def test_listing_keys_shows_when_each_was_last_used_on_v1(
+    clocked_world: tuple[World, ManualClock],
+) -> None:
+    world, clock = clocked_world
+    alice = await world.register("alice")
+    created = await world.client.post("/api/keys", json={"name": "sdk"}, headers=alice["auth"])
+    assert created.json()["lastUsedAt"] is None
+    bearer = {"Authorization": f"Bearer {created.json()['secret']}"}
+
+    async def last_used() -> str | None:
+        listed = await world.client.get("/api/keys", headers=alice["auth"])
+        (key,) = listed.json()
+        value: str | None = key["lastUsedAt"]
+        return value
+
+    assert (await world.client.get("/v1/models", headers=bearer)).status_code == 200
+    first = await last_used()
+    assert first is not None
+    assert datetime.fromisoformat(first) == clock.now()
+
+    clock.advance(30)  # within the interval: not written again
+    assert (await world.client.get("/v1/models", headers=bearer)).status_code == 200
+    assert await last_used() == first
+
+    clock.advance(31)
+    assert (await world.client.get("/v1/models", headers=bearer)).status_code == 200
+    assert datetime.fromisoformat(await last_used() or "") == clock.now()
 
 
 async def test_disabling_or_demoting_takes_effect_on_the_next_request(world: World) -> None:

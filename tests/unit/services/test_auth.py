@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import logging
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Self
 
 import pytest
 
@@ -20,12 +23,17 @@ from whalli.domain.model.errors import (
     InvalidPassword,
     InvalidToken,
     RefreshTokenReused,
+    ServiceUnavailable,
 )
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.projects import Project
 from whalli.domain.model.tokens import RefreshToken
 from whalli.domain.model.users import Plan, Role, User
-from whalli.domain.services.auth.authenticate import Authenticate, AuthenticateHandler
+from whalli.domain.services.auth.authenticate import (
+    LAST_USED_INTERVAL,
+    Authenticate,
+    AuthenticateHandler,
+)
 from whalli.domain.services.auth.create_user import CreateUser, CreateUserHandler
 from whalli.domain.services.auth.login import Login, LoginHandler
 from whalli.domain.services.auth.logout import Logout, LogoutHandler
@@ -445,6 +453,79 @@ async def test_an_api_key_no_longer_authenticates_once_it_has_expired(auth: Auth
 
     with pytest.raises(InvalidToken, match=INVALID):
         await auth.authenticate(secret)
+
+
+async def _stored_key(auth: Auth, secret: str) -> ApiKey:
+    user, _ = await auth.register()
+    key = ApiKey.create(
+        id=auth.ids.new_id(), user_id=user.id, name="ci", secret=secret, now=auth.clock.now()
+    )
+    async with auth.uow() as uow:
+        await uow.api_keys.add(key)
+        await uow.commit()
+    return key
+
+
+async def _last_used(auth: Auth, key: ApiKey) -> datetime | None:
+    async with auth.uow() as uow:
+        return (await uow.api_keys.get(key.id)).last_used_at
+
+
+async def test_an_api_keys_last_use_is_recorded_at_most_once_per_interval(auth: Auth) -> None:
+    secret = API_KEY_PREFIX + "u" * 43
+    key = await _stored_key(auth, secret)
+    first = auth.clock.now()
+
+    await auth.authenticate(secret)
+    assert await _last_used(auth, key) == first
+
+    auth.clock.advance(LAST_USED_INTERVAL)  # not older than the interval yet
+    await auth.authenticate(secret)
+    assert await _last_used(auth, key) == first
+
+    later = auth.clock.advance(1)
+    await auth.authenticate(secret)
+    assert await _last_used(auth, key) == later
+
+
+async def test_the_last_use_interval_is_configurable(auth: Auth) -> None:
+    secret = API_KEY_PREFIX + "i" * 43
+    key = await _stored_key(auth, secret)
+    handler = AuthenticateHandler(
+        auth.uow(), issuer=auth.issuer, clock=auth.clock, last_used_interval=timedelta(seconds=5)
+    )
+    await handler.execute(Authenticate(credential=secret))
+    later = auth.clock.advance(6)
+    await handler.execute(Authenticate(credential=secret))
+    assert await _last_used(auth, key) == later
+
+
+class _WritesFail(InMemoryUnitOfWork):
+    """Reads work, every write transaction fails as a database that went away would."""
+
+    async def __aenter__(self) -> Self:
+        raise ServiceUnavailable("The database is unavailable.")
+
+    def autocommit(self) -> AbstractAsyncContextManager[Self]:
+        raise ServiceUnavailable("The database is unavailable.")
+
+
+async def test_a_failed_last_use_write_does_not_fail_the_request_nor_log_the_secret(
+    auth: Auth, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = API_KEY_PREFIX + "f" * 43
+    key = await _stored_key(auth, secret)
+    handler = AuthenticateHandler(_WritesFail(auth.store), issuer=auth.issuer, clock=auth.clock)
+
+    with caplog.at_level(logging.WARNING):
+        principal = await handler.execute(Authenticate(credential=secret))
+
+    assert principal.api_key_id == key.id
+    assert await _last_used(auth, key) is None
+    assert str(key.id) in caplog.text
+    assert "ServiceUnavailable" in caplog.text
+    assert secret not in caplog.text
+    assert key.key_hash not in caplog.text
 
 
 # --- create user (CLI) ---------------------------------------------------------------------------

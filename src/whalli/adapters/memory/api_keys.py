@@ -34,6 +34,15 @@ class InMemoryApiKeyRepository(MemoryRepository, ApiKeyRepository):
     async def update(self, key: ApiKey) -> None:
         self._tx().replace("api_keys", key.id, key, ApiKeyNotFound)
 
+    async def record_use(self, key_id: UUID, now: datetime, *, stale_before: datetime) -> bool:
+        tx = self._tx()
+        key: ApiKey | None = tx.find("api_keys", key_id)
+        if key is None or (key.last_used_at is not None and key.last_used_at >= stale_before):
+            return False
+        key.last_used_at = now
+        tx.replace("api_keys", key.id, key, ApiKeyNotFound)
+        return True
+
     async def list_for_user(self, user_id: UUID) -> list[ApiKey]:
         found: list[ApiKey] = self._tx().select("api_keys", lambda k: k.user_id == user_id)
         return sorted(found, key=lambda k: (k.created_at, k.id), reverse=True)

@@ -40,6 +40,10 @@ _WITH_USER = (
     + ", ".join([f"k.{c} AS k_{c}" for c in _COLUMNS] + [f"u.{c} AS u_{c}" for c in USER_COLUMNS])
     + " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = %(hash)s"
 )
+_RECORD_USE = (
+    "UPDATE api_keys SET last_used_at = %(now)s WHERE id = %(id)s"
+    " AND (last_used_at IS NULL OR last_used_at < %(stale_before)s)"
+)
 _REVOKE_ALL = (
     "UPDATE api_keys SET revoked_at = %(now)s WHERE user_id = %(user_id)s AND revoked_at IS NULL"
 )
@@ -72,6 +76,10 @@ class PostgresApiKeyRepository(PostgresRepository, ApiKeyRepository):
     async def update(self, key: ApiKey) -> None:
         if await self._run(_UPDATE, msgspec.structs.asdict(key)) == 0:
             raise ApiKeyNotFound()
+
+    async def record_use(self, key_id: UUID, now: datetime, *, stale_before: datetime) -> bool:
+        params = {"id": key_id, "now": now, "stale_before": stale_before}
+        return await self._run(_RECORD_USE, params) == 1
 
     async def list_for_user(self, user_id: UUID) -> list[ApiKey]:
         rows = await self._all(

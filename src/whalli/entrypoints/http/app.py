@@ -9,6 +9,8 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components
+from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler
 
 from whalli.adapters.prometheus.metrics import http_metrics
@@ -28,7 +30,15 @@ from whalli.entrypoints.http.deps import AppContainer, build_dependencies
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
 from whalli.entrypoints.http.problems import exception_handlers
 from whalli.entrypoints.http.rate_limit import RateLimitPlugin
-from whalli.entrypoints.http.security import CONTAINER_STATE_KEY, PUBLIC, require_principal
+from whalli.entrypoints.http.security import (
+    API_SECURITY,
+    CONTAINER_STATE_KEY,
+    OPENAI_SECURITY,
+    PUBLIC,
+    SECURITY_SCHEMES,
+    is_public,
+    require_principal,
+)
 
 ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     HealthController,
@@ -75,17 +85,36 @@ def create_app(
                 "/api/docs", route_handlers=[], include_in_schema=False, opt=PUBLIC
             ),
             render_plugins=[ScalarRenderPlugin()],
+            components=Components(security_schemes=dict(SECURITY_SCHEMES)),
         ),
         # Our structlog setup owns logging; Litestar's default config would replace it, and
         # Litestar must not print exception details itself (problems.py logs them, redacted).
         logging_config=None,
         debug=False,
     )
+    _document_security(app)
     # Outside routing and the exception handler, so 404/405 and errors are observed as well.
     app.asgi_handler = RequestContextMiddleware(
         app.asgi_handler, http_metrics(), _RouteTemplates(app)
     )
     return app
+
+
+def _document_security(app: Litestar) -> None:
+    """Give every private operation its security requirement in the OpenAPI document, derived
+    from the guard's own rule (private unless ``opt=PUBLIC``) so the two cannot disagree.
+
+    Per operation rather than document-wide: Litestar cannot write the empty requirement a
+    public operation would need to opt out of a global one. Set before the schema is first
+    built (lazily, on the first request for it).
+    """
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        openai = route.path == "/v1" or route.path.startswith("/v1/")
+        for handler in route.route_handlers:
+            if not is_public(handler):
+                handler.security = list(OPENAI_SECURITY if openai else API_SECURITY)
 
 
 def _version() -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Headers
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.spec import SecurityRequirement, SecurityScheme
 from litestar.types import Scope
 
 from whalli.domain.model.errors import InvalidToken, Unauthenticated, WhalliError
@@ -34,6 +35,32 @@ CONTAINER_STATE_KEY: Final = "container"  # app.state: the AppContainer (set by 
 PRINCIPAL_STATE_KEY: Final = "whalli_principal"  # connection state: the Principal
 API_KEY_HEADER: Final = "x-api-key"
 _BEARER: Final = "bearer"
+
+# How the docs and generated clients learn to authenticate (OpenAPI ``securitySchemes``). Both
+# credentials are accepted on every private route; the first scheme listed is the one meant there.
+JWT_SCHEME: Final = "accessToken"
+API_KEY_SCHEME: Final = "apiKey"
+SECURITY_SCHEMES: Final[Mapping[str, SecurityScheme]] = MappingProxyType(
+    {
+        JWT_SCHEME: SecurityScheme(
+            type="http", scheme="bearer", bearer_format="JWT",
+            description="An access token from /api/auth/login, /register or /refresh.",
+        ),
+        API_KEY_SCHEME: SecurityScheme(
+            type="http", scheme="bearer", bearer_format="API key",
+            description="A personal API key (whk_...) from /api/keys, as OpenAI clients send it: "
+            "Authorization: Bearer <key>. The X-API-Key header is accepted too.",
+        ),
+    }
+)  # fmt: skip
+API_SECURITY: Final[tuple[SecurityRequirement, ...]] = (
+    {JWT_SCHEME: []},
+    {API_KEY_SCHEME: []},
+)
+OPENAI_SECURITY: Final[tuple[SecurityRequirement, ...]] = (
+    {API_KEY_SCHEME: []},
+    {JWT_SCHEME: []},
+)
 
 
 def is_public(handler: BaseRouteHandler) -> bool:

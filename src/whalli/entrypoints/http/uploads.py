@@ -6,7 +6,9 @@ bytes are handed on chunk by chunk. The file must be the last part, so that ever
 decides where the file goes (``projectId``) is known before its first byte.
 
 Errors in the framing (Content-Type, boundary, part headers, truncated body) are 400 problems;
-a body larger than the limit is ``AttachmentTooLarge`` (413).
+a body larger than the limit is ``AttachmentTooLarge`` (413). A client that goes away before
+the body is complete is ``UploadAborted``: logged as ``upload_aborted`` (info), not a server
+error; the upload fails like any other, so nothing of it is stored.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 
+import structlog
 from litestar.exceptions import ClientException
+from litestar.types import Receive
 from multipart import (  # type: ignore[import-untyped]
     MultipartError,
     MultipartSegment,
@@ -35,6 +39,35 @@ _BOUNDARY_PARAM = re.compile(
     r'(?:^|;)\s*boundary\s*=\s*(?:"([^"\\]*)"|([^;"]*))\s*(?:;|$)', re.IGNORECASE
 )
 _TRANSFER_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
+
+log = structlog.get_logger(__name__)
+
+
+class UploadAborted(ClientException):
+    """The client closed the connection before sending the whole body: its fault, not ours
+    (a 400 nobody will read, rather than the 500 Litestar's ``request.stream()`` raises)."""
+
+    def __init__(self) -> None:
+        super().__init__("The connection closed before the upload was complete.")
+
+
+async def request_body(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body as it arrives (ASGI ``http.request`` messages); ``UploadAborted`` if
+    the client disconnects first."""
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            log.info("upload_aborted", received_bytes=received)
+            raise UploadAborted()
+        if message["type"] != "http.request":
+            continue
+        body = message.get("body", b"")
+        if body:
+            received += len(body)
+            yield body
+        if not message.get("more_body", False):
+            return
 
 
 def boundary_of(content_type: str | None) -> str:

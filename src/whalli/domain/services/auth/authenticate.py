@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.api_keys import hash_api_key, looks_like_api_key
+from whalli.domain.model.api_keys import ApiKey, hash_api_key, looks_like_api_key
 from whalli.domain.model.errors import InvalidToken
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.tokens import AccessClaims
@@ -15,7 +17,10 @@ from whalli.ports.clock import Clock
 from whalli.ports.token_issuer import AccessTokenIssuer
 from whalli.ports.unit_of_work import UnitOfWork
 
+log = logging.getLogger(__name__)
+
 MAX_CREDENTIAL_LENGTH = 4096
+LAST_USED_INTERVAL = timedelta(seconds=60)
 
 
 class Authenticate(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,15 +44,26 @@ class AuthenticateHandler:
     - every failure is the same ``InvalidToken`` with the same message: the caller cannot
       learn which check failed (the issuer's detailed reason is dropped);
     - one read, in one round trip and outside a transaction (``UnitOfWork.read_only``): the
-      user with its session state, or the key with its user. (``last_used_at`` of a key is
-      not written here: the repository's ``update`` rewrites the whole row and could undo a
-      concurrent revocation.)
+      user with its session state, or the key with its user;
+    - an accepted API key's ``last_used_at`` is recorded when it is unset or older than
+      ``last_used_interval`` (decided on the row just read, so no extra read), so a busy key
+      costs one short write per interval, not one per request; the write touches only that
+      column (``record_use``: a concurrent revocation is not undone), and if it fails the
+      request goes on (the failure is logged, with the key's id, never its secret).
     """
 
-    def __init__(self, uow: UnitOfWork, *, issuer: AccessTokenIssuer, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        *,
+        issuer: AccessTokenIssuer,
+        clock: Clock,
+        last_used_interval: timedelta = LAST_USED_INTERVAL,
+    ) -> None:
         self._uow = uow
         self._issuer = issuer
         self._clock = clock
+        self._last_used_interval = last_used_interval
         self._verified: tuple[str, AccessClaims] | None = None
 
     def claimed_user(self, credential: str) -> UUID | None:
@@ -99,6 +115,17 @@ class AuthenticateHandler:
         if found is None:
             raise InvalidToken()
         key, user = found
-        if not key.is_active(self._clock.now()) or user.disabled:
+        now = self._clock.now()
+        if not key.is_active(now) or user.disabled:
             raise InvalidToken()
+        stale_before = now - self._last_used_interval
+        if key.last_used_at is None or key.last_used_at < stale_before:
+            await self._record_use(key, now, stale_before)
         return Principal(user=user, api_key_id=key.id)
+
+    async def _record_use(self, key: ApiKey, now: datetime, stale_before: datetime) -> None:
+        try:
+            async with self._uow.autocommit() as uow:  # one statement: no BEGIN/COMMIT
+                await uow.api_keys.record_use(key.id, now, stale_before=stale_before)
+        except Exception as e:  # bookkeeping: never the reason a request fails
+            log.warning("The last use of API key %s was not recorded: %r", key.id, e)

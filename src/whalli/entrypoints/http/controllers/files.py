@@ -46,6 +46,7 @@ from whalli.entrypoints.http.uploads import (
     UploadForm,
     boundary_of,
     check_declared_length,
+    request_body,
 )
 
 PROJECT_FIELD = "projectId"
@@ -121,7 +122,7 @@ class FileController(Controller):
         boundary = boundary_of(request.headers.get("content-type"))
         limit = settings.max_upload_bytes
         check_declared_length(request.content_length, limit)
-        form = UploadForm(request.stream(), boundary, limit)
+        form = UploadForm(request_body(request.receive), boundary, limit)
         await form.open()
         # closed here whatever happens, even when the use case refuses before reading it all
         async with aclosing(form.file_chunks()) as chunks:
