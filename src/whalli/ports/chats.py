@@ -8,6 +8,7 @@ from typing import Protocol
 from uuid import UUID
 
 from whalli.domain.model.chats import Chat, Message
+from whalli.ports.usage import UsageRecord
 
 
 class ChatRepository(Protocol):
@@ -57,6 +58,13 @@ class ChatRepository(Protocol):
 
     async def update_message(self, message: Message) -> None:
         """Raises ``MessageNotFound``."""
+        ...
+
+    async def finish_reply(self, message: Message, usage: UsageRecord) -> None:
+        """Save a finished reply (``update_message``) and add its usage record, in one
+        statement in Postgres: atomic by itself, so it may run in ``UnitOfWork.autocommit``.
+        Raises ``MessageNotFound`` (nothing recorded then) and ``ValueError`` when the record
+        is about another message."""
         ...
 
     async def list_messages(self, chat_id: UUID) -> list[Message]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from whalli.domain.model.errors import (
     MessageNotFound,
     ProjectNotFound,
 )
+from whalli.ports.usage import UsageRecord
 
 from ..conftest import UowFactory
 from ..entities import a_chat, a_message, a_project, at, committed_world
@@ -154,7 +156,7 @@ async def test_a_reused_message_id_is_a_conflict(uow_factory: UowFactory) -> Non
             await uow.chats.add_message(message)
 
 
-async def test_a_finished_reply_is_persisted(uow_factory: UowFactory) -> None:
+async def test_a_pending_reply_is_persisted(uow_factory: UowFactory) -> None:
     world = await committed_world(uow_factory())
     reply = Message.pending_reply(
         id=uuid.uuid4(), chat_id=world.chat.id, model="gpt-x", provider="openai", now=at(1)
@@ -363,3 +365,58 @@ async def _stored_message(uow_factory: UowFactory, chat: Chat) -> Message:
         await uow.chats.add_message(message)
         await uow.commit()
     return message
+
+
+def _usage_of(reply: Message, user_id: uuid.UUID) -> UsageRecord:
+    return UsageRecord(
+        id=uuid.uuid4(), user_id=user_id, message_id=reply.id, model=reply.model or "m",
+        provider=reply.provider or "p", prompt_tokens=7, completion_tokens=3, cost_usd=0.25,
+        cached=False, created_at=at(9),
+    )  # fmt: skip
+
+
+def _pending_reply(chat: Chat) -> Message:
+    return Message.pending_reply(
+        id=uuid.uuid4(), chat_id=chat.id, model="openai/gpt-4o-mini", provider="openai", now=at(1)
+    )
+
+
+async def test_a_pending_reply_and_its_usage_are_saved_in_one_autocommitted_call(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    reply = _pending_reply(world.chat)
+    async with uow_factory() as uow:
+        await uow.chats.add_messages([reply])
+        await uow.commit()
+    reply.finish(
+        status=MessageStatus.COMPLETE, content="Hi there", now=at(9), cost_usd=0.25,
+        usage=TokenUsage(prompt_tokens=7, completion_tokens=3), finish_reason="stop",
+        ttft_ms=12, total_ms=80,
+    )  # fmt: skip
+
+    async with uow_factory().autocommit() as uow:
+        await uow.chats.finish_reply(reply, _usage_of(reply, world.user.id))
+
+    async with uow_factory().read_only() as uow:
+        assert await uow.chats.get_message(reply.id) == reply
+        totals = await uow.usage.totals(world.user.id, since=at(0))
+    assert (totals.requests, totals.prompt_tokens, totals.completion_tokens) == (1, 7, 3)
+    assert totals.cost_usd == pytest.approx(0.25)
+
+
+async def test_finishing_an_unknown_reply_records_no_usage(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    ghost = _pending_reply(world.chat)
+
+    with pytest.raises(MessageNotFound):
+        async with uow_factory().autocommit() as uow:
+            await uow.chats.finish_reply(ghost, _usage_of(ghost, world.user.id))
+    with pytest.raises(ValueError, match="about the reply"):
+        async with uow_factory().autocommit() as uow:
+            await uow.chats.finish_reply(
+                ghost, msgspec.structs.replace(_usage_of(ghost, world.user.id), message_id=None)
+            )
+
+    async with uow_factory().read_only() as uow:
+        assert (await uow.usage.totals(world.user.id, since=at(0))).requests == 0

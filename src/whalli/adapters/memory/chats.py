@@ -10,6 +10,7 @@ from whalli.adapters.memory._repository import MemoryRepository, check_limit
 from whalli.domain.model.chats import Chat, Message
 from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
 from whalli.ports.chats import ChatRepository
+from whalli.ports.usage import UsageRecord
 
 
 class InMemoryChatRepository(MemoryRepository, ChatRepository):
@@ -69,6 +70,13 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
 
     async def update_message(self, message: Message) -> None:
         self._tx().replace("messages", message.id, message, MessageNotFound)
+
+    async def finish_reply(self, message: Message, usage: UsageRecord) -> None:
+        if usage.message_id != message.id:
+            raise ValueError("the usage record must be about the reply")
+        tx = self._tx()
+        tx.replace("messages", message.id, message, MessageNotFound)
+        tx.insert("usage_records", usage.id, usage)
 
     async def list_messages(self, chat_id: UUID) -> list[Message]:
         found: list[Message] = self._tx().select("messages", lambda m: m.chat_id == chat_id)

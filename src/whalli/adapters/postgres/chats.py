@@ -21,6 +21,7 @@ from whalli.adapters.postgres._base import (
 from whalli.domain.model.chats import Chat, Message
 from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
 from whalli.ports.chats import ChatRepository
+from whalli.ports.usage import UsageRecord
 
 _CHAT_COLUMNS = ("id", "project_id", "user_id", "title", "created_at", "updated_at")
 _SELECT_CHAT = f"SELECT {columns(_CHAT_COLUMNS)} FROM chats"
@@ -100,6 +101,15 @@ def _insert_chat_with_messages(count: int) -> str:
 
 
 _UPDATE_MESSAGE = f"UPDATE messages SET {assignments(_MESSAGE_COLUMNS[1:])} WHERE id = %(id)s"
+_USAGE_COLUMNS = tuple(UsageRecord.__struct_fields__)
+# The reply and its usage record in one statement: the record is inserted only when the
+# update found the message (data-modifying CTEs always run to completion, read or not).
+_FINISH_REPLY = (
+    f"WITH updated AS ({_UPDATE_MESSAGE} RETURNING id), "
+    f"recorded AS (INSERT INTO usage_records ({columns(_USAGE_COLUMNS)}) "
+    f"SELECT {', '.join(f'%(usage_{c})s' for c in _USAGE_COLUMNS)} FROM updated) "
+    "SELECT count(*) AS updated FROM updated"
+)
 
 
 def _message_params(message: Message) -> dict[str, Any]:
@@ -194,6 +204,15 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
 
     async def update_message(self, message: Message) -> None:
         if await self._run(_UPDATE_MESSAGE, _message_params(message)) == 0:
+            raise MessageNotFound()
+
+    async def finish_reply(self, message: Message, usage: UsageRecord) -> None:
+        if usage.message_id != message.id:
+            raise ValueError("the usage record must be about the reply")
+        params = _message_params(message)
+        params.update({f"usage_{k}": v for k, v in msgspec.structs.asdict(usage).items()})
+        row = await self._one(_FINISH_REPLY, params)
+        if row is None or row["updated"] == 0:
             raise MessageNotFound()
 
     async def list_messages(self, chat_id: UUID) -> list[Message]:

@@ -208,7 +208,8 @@ class GenerateReplyHandler:
         )
         now = self._clock.now()
         message = reply  # as saved pending; this generation is the only writer of that row
-        async with self._uow as uow:
+        # one statement (the reply and its usage record): no transaction round trips
+        async with self._uow.autocommit() as uow:
             message.model, message.provider = outcome.spec.id, outcome.spec.provider
             message.finish(
                 status=outcome.status,
@@ -222,8 +223,8 @@ class GenerateReplyHandler:
                 total_ms=total_ms,
                 error=outcome.error.message if outcome.error else None,
             )
-            await uow.chats.update_message(message)
-            await uow.usage.add(
+            await uow.chats.finish_reply(
+                message,
                 UsageRecord(
                     id=self._ids.new_id(),
                     user_id=session.user_id,
@@ -235,9 +236,8 @@ class GenerateReplyHandler:
                     cost_usd=cost,
                     cached=outcome.cached,
                     created_at=now,
-                )
+                ),
             )
-            await uow.commit()
         return message
 
     @staticmethod
