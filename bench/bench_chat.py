@@ -7,6 +7,8 @@ uses ``cache: false`` and a unique prompt unless it measures the cache. Figures:
 
 1. time to first token, Whalli minus direct: p50 at concurrency 1, p99 at concurrency 16
    (Whalli = POST /api/chat/start sent → first ``token`` event; split into start and stream);
+   at c=1 both interleaved (the API idles through each direct reply) and in back-to-back
+   blocks, with what a request to a process idle for 100 ms costs here for reference;
 2. streamed replies per second (whole stream to ``done``) at concurrency 16, Whalli ÷ direct;
 3. the gap between tokens with 100 concurrent streams minus the provider's configured gap, at
    5 ms and at 20 ms (and minus the gap at which the fake really sent them: no fake jitter);
@@ -48,11 +50,12 @@ from whalli.adapters.embedded.stack import EmbeddedStack
 from whalli.adapters.postgres.migrator import Migrator, default_migrations_dir
 
 GAP_MS = 5
-C1_ROUNDS = 40
+C1_ROUNDS, C1_BLOCK = 40, 10
 C16, C16_EACH, C16_ROUNDS = 16, 8, 2
 GAP_STREAMS, GAP_TOKENS, GAP_FIRST_MS = 100, 40, 2500
 GAPS_MS = (GAP_MS, 20)  # the goal's 5 ms (20,000 tokens/s in all), and a gentler 20 ms
 CACHE_ROUNDS = 15
+IDLE_WAKE_ROUNDS = 30
 IDLE_STREAMS = 1000
 REPLY_TIMEOUT_S = 15.0
 
@@ -131,6 +134,16 @@ async def _ttft_and_rps(b: Bench) -> dict[str, float | str]:
             c1_d.append(await b.straight())
             c1_w.append(await b.whalli())
     kept_w, kept_d = _kept(c1_w), _kept(c1_d)
+    # The same at c=1 with each side kept busy: blocks of back-to-back replies, alternating.
+    # Interleaved, the API sits idle through every direct reply (~100 ms), and a request to a
+    # process idle that long pays this VM's wake-up cost (see _idle_wake); back to back, it
+    # does not, as on a server with steady traffic.
+    warm_w: list[Timed | None] = []
+    warm_d: list[Timed | None] = []
+    for _ in range(C1_ROUNDS // C1_BLOCK):
+        warm_w += [await b.whalli() for _ in range(C1_BLOCK)]
+        warm_d += [await b.straight() for _ in range(C1_BLOCK)]
+    kept_warm_w, kept_warm_d = _kept(warm_w), _kept(warm_d)
     c16_w: list[Timed] = []
     c16_d: list[Timed] = []
     rps_w, rps_d = [], []
@@ -154,6 +167,11 @@ async def _ttft_and_rps(b: Bench) -> dict[str, float | str]:
         "ttft_c1_p50_start_ms": _ms(statistics.median(t.started - t.t0 for t in kept_w)),
         "ttft_c1_p50_stream_ms": _ms(statistics.median(t.first - t.started for t in kept_w)),
         "ttft_c1_p50_overhead_ms": _ms(w1 - d1),
+        "ttft_c1_back_to_back_p50_direct_ms": _ms(statistics.median(ttft(kept_warm_d))),
+        "ttft_c1_back_to_back_p50_whalli_ms": _ms(statistics.median(ttft(kept_warm_w))),
+        "ttft_c1_back_to_back_p50_overhead_ms": _ms(
+            statistics.median(ttft(kept_warm_w)) - statistics.median(ttft(kept_warm_d))
+        ),
         "ttft_c16_p99_direct_ms": _ms(d16),
         "ttft_c16_p99_whalli_ms": _ms(w16),
         "ttft_c16_p99_start_ms": _ms(_pct([t.started - t.t0 for t in c16_w], 99)),
@@ -204,6 +222,24 @@ async def _token_gaps(b: Bench, gap_ms: int) -> dict[str, float | str]:
         f"{k}_whalli_token_latency_p99_ms": _ms(_pct(relay, 99)),
         f"{k}_samples": len(w_conf),
         f"{k}_streams_attached_late": late,
+    }
+
+
+async def _idle_wake(b: Bench) -> dict[str, float | str]:
+    """GET /api/health back to back, and each after the API sat idle 100 ms (as it does through
+    a direct reply in the interleaved c=1 phase): what waking an idle process costs here."""
+    busy: list[float] = []
+    idle: list[float] = []
+    for pause, into in ((0.0, busy), (0.1, idle)):
+        for _ in range(IDLE_WAKE_ROUNDS):
+            if pause:
+                await asyncio.sleep(pause)
+            started = time.perf_counter()
+            await b.api.get("/api/health")
+            into.append(time.perf_counter() - started)
+    return {
+        "health_back_to_back_p50_ms": _ms(statistics.median(busy)),
+        "health_after_100ms_idle_p50_ms": _ms(statistics.median(idle)),
     }
 
 
@@ -297,6 +333,7 @@ async def _measure(api_url: str, provider: str, redis_url: str, pid: int) -> dic
         _say("time to first token (c=1, c=16) and replies per second (c=16)")
         figures = await _ttft_and_rps(b)
         figures["ttft_rps_stuck"] = b.stuck
+        figures |= await _idle_wake(b)
         for gap_ms in GAPS_MS:
             _say(f"token gaps with {GAP_STREAMS} concurrent streams, {gap_ms} ms apart")
             before = b.stuck
