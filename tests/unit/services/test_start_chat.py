@@ -18,7 +18,7 @@ from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Chat, Message
-from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.model.errors import ProjectNotFound, ServiceUnavailable
 from whalli.domain.services.chat.context import PreparedReply
 from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler
 
@@ -143,3 +143,20 @@ async def test_a_failed_start_cancels_the_reply_it_launched() -> None:
 
     [saved] = launched
     assert saved.cancelled()
+
+
+async def test_a_new_chat_in_a_missing_personal_project_is_not_found_and_saves_nothing() -> None:
+    """The personal project is not read first (its user always owns it); were it missing, the
+    chat's insert refuses it and nothing is left behind."""
+    store, clock = MemoryStore(), ManualClock()
+    world = await committed_world(InMemoryUnitOfWork(store))  # no personal project in it
+    sessions = Sessions(clock)
+    messages_before = dict(store.tables["messages"])
+
+    with pytest.raises(ProjectNotFound):
+        await handler(InMemoryUnitOfWork(store), sessions, clock).execute(
+            StartChat(user_id=world.user.id, model="dev/echo", message="hello")
+        )
+
+    assert sessions.stored() == []
+    assert store.tables["messages"] == messages_before
