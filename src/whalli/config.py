@@ -90,6 +90,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     password_hash_time_cost: int = 2
     # An API key's last use is written at most once per this interval (0: on every request).
     api_key_last_used_interval_s: float = 60.0
+    # New passwords are checked against the bundled list of common passwords, and also against
+    # Have I Been Pwned's range API at this base URL when one is set (off by default; e.g.
+    # https://api.pwnedpasswords.com). It is asked with this timeout; failing, it blocks nothing.
+    pwned_passwords_url: str = ""
+    pwned_passwords_timeout_s: float = 2.0
 
     # OAuth sign-in (GitHub, Google): a provider without a client id is disabled. The callback
     # is {oauth_redirect_base_url}/api/auth/oauth/{provider}/callback (register it with the
@@ -164,6 +169,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Files: the largest upload accepted (bytes); the request answers 413 once it is crossed.
     max_upload_bytes: int = 50 * 1024 * 1024
+    # Files: a status feed (GET /api/files/{id}/events) reads the file this often, and ends
+    # after this long (its heartbeat is chat_heartbeat_s).
+    file_events_poll_s: float = 0.5
+    file_events_max_lifetime_s: float = 600.0
 
     @property
     def enabled_providers(self) -> frozenset[str]:
@@ -221,6 +230,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"{PREFIX}PASSWORD_HASH_TIME_COST must be between 2 and 100")
         if not 0 <= self.api_key_last_used_interval_s <= 86_400:
             raise ConfigError(f"{PREFIX}API_KEY_LAST_USED_INTERVAL_S must be between 0 and 86400")
+        if self.pwned_passwords_url and urlsplit(self.pwned_passwords_url).scheme not in (
+            "http",
+            "https",
+        ):
+            raise ConfigError(f"{PREFIX}PWNED_PASSWORDS_URL must be an http(s) URL")
+        if not 0 < self.pwned_passwords_timeout_s <= 30:
+            raise ConfigError(f"{PREFIX}PWNED_PASSWORDS_TIMEOUT_S must be between 0 and 30 seconds")
 
     def _check_rate_limits(self) -> None:
         for name in ("rate_limit_user_per_min", "rate_limit_ip_per_min"):
@@ -258,6 +274,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"{PREFIX}CHAT_ATTACHMENT_WAIT_S must be between 0 and 60")
         if not 0 <= self.worker_maintenance_chance <= 1_000_000:
             raise ConfigError(f"{PREFIX}WORKER_MAINTENANCE_CHANCE must be between 0 and 1000000")
+        if not 0 < self.file_events_poll_s <= 60:
+            raise ConfigError(f"{PREFIX}FILE_EVENTS_POLL_S must be more than 0 and at most 60")
+        if not 0 < self.file_events_max_lifetime_s <= 86_400:
+            raise ConfigError(
+                f"{PREFIX}FILE_EVENTS_MAX_LIFETIME_S must be more than 0 and at most 86400"
+            )
 
     @property
     def login_limit_per_account_ip(self) -> tuple[int, int]:

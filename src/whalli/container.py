@@ -27,6 +27,9 @@ from whalli.adapters.dramatiq.job_queue import DramatiqJobQueue
 from whalli.adapters.extraction.pdf_ocr import PdfOcrTextExtractor
 from whalli.adapters.oauth.github import GitHubOAuthProvider
 from whalli.adapters.oauth.google import GoogleOAuthProvider
+from whalli.adapters.passwords.chain import PasswordScreenChain
+from whalli.adapters.passwords.common_list import CommonPasswordList
+from whalli.adapters.passwords.pwned_range import PwnedPasswordsScreen
 from whalli.adapters.postgres.chat_search import PostgresChatSearch
 from whalli.adapters.postgres.health import PostgresHealthProbe
 from whalli.adapters.postgres.pool import create_pool
@@ -80,6 +83,7 @@ from whalli.domain.services.files.list_attachments import ListAttachmentsHandler
 from whalli.domain.services.files.open_attachment_content import OpenAttachmentContentHandler
 from whalli.domain.services.files.requeue_stale import RequeueStaleAttachments
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
+from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
@@ -301,6 +305,24 @@ class Adapters(containers.DeclarativeContainer):
         memory_kib=providers.Callable(lambda s: s.password_hash_memory_kib, settings),
         time_cost=providers.Callable(lambda s: s.password_hash_time_cost, settings),
     )
+    # Common passwords always; breached ones too when WHALLI_PWNED_PASSWORDS_URL is set (only
+    # then is the shared HTTP client opened for it).
+    password_screen = providers.Selector(
+        providers.Callable(lambda s: "pwned" if s.pwned_passwords_url else "offline", settings),
+        offline=providers.Singleton(CommonPasswordList),
+        pwned=providers.Singleton(
+            PasswordScreenChain,
+            providers.List(
+                providers.Singleton(CommonPasswordList),
+                providers.Singleton(
+                    PwnedPasswordsScreen,
+                    gateways.http,
+                    base_url=providers.Callable(lambda s: s.pwned_passwords_url, settings),
+                    timeout_s=providers.Callable(lambda s: s.pwned_passwords_timeout_s, settings),
+                ),
+            ),
+        ),
+    )
     token_issuer = providers.Singleton(
         JwtAccessTokenIssuer,
         secret=providers.Callable(_jwt_secret, settings),
@@ -362,6 +384,7 @@ class Services(containers.DeclarativeContainer):
         RegisterHandler,
         uow,
         hasher=adapters.password_hasher,
+        screen=adapters.password_screen,
         issuer=adapters.token_issuer,
         clock=clock,
         ids=ids,
@@ -382,7 +405,12 @@ class Services(containers.DeclarativeContainer):
     logout = providers.Factory(LogoutHandler, uow, clock=clock)
     logout_all = providers.Factory(LogoutAllHandler, uow, clock=clock)
     create_user = providers.Factory(
-        CreateUserHandler, uow, hasher=adapters.password_hasher, clock=clock, ids=ids
+        CreateUserHandler,
+        uow,
+        hasher=adapters.password_hasher,
+        screen=adapters.password_screen,
+        clock=clock,
+        ids=ids,
     )
 
     start_oauth = providers.Factory(StartOAuth, adapters.cache, ids)
@@ -490,6 +518,13 @@ class Services(containers.DeclarativeContainer):
     )
     list_attachments = providers.Factory(ListAttachmentsHandler, uow)
     get_attachment = providers.Factory(GetAttachmentHandler, uow)
+    watch_attachment = providers.Factory(
+        WatchAttachmentHandler,
+        get_attachment,
+        poll_s=providers.Callable(lambda s: s.file_events_poll_s, settings),
+        heartbeat_s=providers.Callable(lambda s: s.chat_heartbeat_s, settings),
+        max_lifetime_s=providers.Callable(lambda s: s.file_events_max_lifetime_s, settings),
+    )
     open_attachment_content = providers.Factory(
         OpenAttachmentContentHandler, uow, adapters.blob_storage
     )

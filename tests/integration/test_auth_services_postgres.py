@@ -10,6 +10,7 @@ import pytest
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.password_hasher import FastPasswordHasher
+from whalli.adapters.passwords.common_list import CommonPasswordList
 from whalli.adapters.system.ids import UuidGenerator
 from whalli.domain.model.api_keys import API_KEY_PREFIX, ApiKey
 from whalli.domain.model.errors import (
@@ -46,8 +47,9 @@ class Auth:
 
     async def register(self, email: str) -> tuple[User, TokenPair]:
         handler = RegisterHandler(
-            self.uow(), hasher=self.hasher, refresh_ttl=timedelta(days=1), **self.ports
-        )
+            self.uow(), hasher=self.hasher, screen=CommonPasswordList(),
+            refresh_ttl=timedelta(days=1), **self.ports,
+        )  # fmt: skip
         return await handler.execute(Register(email=email, password=PASSWORD))
 
     async def login(self, email: str, password: str = PASSWORD) -> TokenPair:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from dependency_injector import providers
 from litestar.testing import AsyncTestClient
 
+from tests.support.pwned_passwords import FakePwnedPasswords
 from whalli.adapters.memory.cache import InMemoryCache
 from whalli.adapters.memory.rate_limiter import InMemoryRateLimiter
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.adapters.passwords.common_list import CommonPasswordList
 from whalli.adapters.system.clock import SystemClock
 from whalli.config import load_settings
 from whalli.container import build_container
+from whalli.domain.model.passwords import PasswordExposure
 from whalli.entrypoints.http.asgi import build_app
 
 # Nothing listens on these: building the container and app must not try to reach them.
@@ -52,3 +55,30 @@ async def test_adapters_are_swapped_through_the_container_not_by_patching() -> N
         user = await uow.users.find_by_email("swap@example.com")
     assert user is not None
     assert str(user.id) == user_id
+
+
+async def test_new_passwords_are_screened_offline_by_default_without_an_http_client() -> None:
+    container = build_container(load_settings(UNREACHABLE, dotenv=None))
+
+    screen = container.adapters.password_screen()
+
+    assert isinstance(screen, CommonPasswordList)
+    assert not container.gateways.http.initialized
+    assert await screen.screen("Password123") is PasswordExposure.COMMON
+
+
+async def test_a_pwned_passwords_url_adds_the_breach_screen_on_the_shared_client() -> None:
+    hibp = FakePwnedPasswords().start()
+    hibp.breach("breached in the container test", 5)
+    environ = UNREACHABLE | {"WHALLI_PWNED_PASSWORDS_URL": hibp.url}
+    container = build_container(load_settings(environ, dotenv=None))
+    try:
+        screen = await container.adapters.password_screen()  # opens the HTTP client
+        assert container.gateways.http.initialized
+        assert await screen.screen("Password123") is PasswordExposure.COMMON
+        assert await screen.screen("breached in the container test") is PasswordExposure.BREACHED
+        assert await screen.screen("correct horse battery") is None
+        assert len(hibp.requests) == 2
+    finally:
+        await container.shutdown_resources()
+        hibp.stop()

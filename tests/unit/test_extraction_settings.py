@@ -16,6 +16,8 @@ def test_the_extraction_defaults() -> None:
     assert settings.extraction_sweep_interval_s == 60
     assert settings.chat_attachment_wait_s == 5
     assert settings.job_max_deliveries == 3
+    assert settings.file_events_poll_s == 0.5
+    assert settings.file_events_max_lifetime_s == 600
 
 
 @pytest.mark.parametrize(
@@ -29,6 +31,8 @@ def test_the_extraction_defaults() -> None:
         ("WHALLI_CHAT_ATTACHMENT_WAIT_S", "600", "WHALLI_CHAT_ATTACHMENT_WAIT_S must be between"),
         ("WHALLI_JOB_MAX_DELIVERIES", "0", "WHALLI_JOB_MAX_DELIVERIES must be at least 1"),
         ("WHALLI_WORKER_MAINTENANCE_CHANCE", "2000000", "WHALLI_WORKER_MAINTENANCE_CHANCE must"),
+        ("WHALLI_FILE_EVENTS_POLL_S", "0", "WHALLI_FILE_EVENTS_POLL_S must be more than 0"),
+        ("WHALLI_FILE_EVENTS_MAX_LIFETIME_S", "-1", "WHALLI_FILE_EVENTS_MAX_LIFETIME_S must be"),
     ],
 )
 def test_an_invalid_extraction_setting_names_its_variable(

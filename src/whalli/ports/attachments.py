@@ -38,3 +38,14 @@ class AttachmentRepository(Protocol):
         """Attachments in ``status`` not updated since before ``before``, least recently
         updated first (what a sweeper re-enqueues)."""
         ...
+
+    async def claim_stale(
+        self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
+    ) -> list[Attachment]:
+        """Attachments in ``status`` neither updated nor requeued since before ``before``, least
+        recently touched first, each with ``requeued_at`` set to ``now`` in the same statement
+        (what a sweeper queues again): no call returns them again until ``before`` passes
+        ``now``. Rows another unit of work holds locked are skipped, so two sweepers at once
+        never claim the same attachment; the claimed rows stay locked until the unit of work
+        ends."""
+        ...

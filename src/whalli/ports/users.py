@@ -34,7 +34,17 @@ class UserRepository(Protocol):
         """Persist changed fields. Raises ``UserNotFound``."""
         ...
 
-    async def count_admins(self) -> int: ...
+    async def count_admins(self) -> int:
+        """Accounts that can act as admins: role admin and not disabled."""
+        ...
+
+    async def lock_admins(self) -> None:
+        """Lock the rows of the active admins until the unit of work ends, in a fixed order.
+
+        A second unit of work calling it waits for the first to end, then sees the admins as
+        committed: changes that may remove an admin run one after the other, so two admins
+        demoting each other at once cannot both see the other one still counted."""
+        ...
 
     async def search(self, query: str = "", *, limit: int = 50, offset: int = 0) -> list[User]:
         """Users whose email or name contains ``query`` (case-insensitive), oldest first."""

@@ -6,17 +6,24 @@ import asyncio
 import time
 import uuid
 from datetime import datetime
+from uuid import UUID
 
 import msgspec
 import pytest
 
-from whalli.domain.model.attachments import AttachmentStatus, ExtractionResult, PageExtraction
+from whalli.domain.model.attachments import (
+    Attachment,
+    AttachmentStatus,
+    ExtractionResult,
+    PageExtraction,
+)
 from whalli.domain.model.errors import (
     AttachmentNotFound,
     Conflict,
     InvalidInput,
     TranscriptionNotFound,
 )
+from whalli.ports.unit_of_work import UnitOfWork
 
 from ..conftest import UowFactory
 from ..entities import a_transcription, an_attachment, at, committed_world
@@ -242,3 +249,88 @@ async def test_stale_attachments_are_listed_by_status_least_recently_changed_fir
     assert [a for a in pending if a.id in mine] == [older, old]
     assert [a for a in stuck if a.id in mine] == [processing]
     assert first == [older]
+
+
+async def test_stale_attachments_are_claimed_once_until_the_threshold_passes_again(
+    uow_factory: UowFactory,
+) -> None:
+    base = -10 * time.time()  # the oldest rows are this test's (see the test above)
+
+    def when(seconds: float) -> datetime:
+        return at(base + seconds)
+
+    world = await committed_world(uow_factory())
+    old, older, recent = (
+        an_attachment(world.project, world.user, now=when(s)) for s in (20, 10, 50)
+    )
+    processing = an_attachment(world.project, world.user, now=when(5))
+    processing.start_processing(when(6))
+    async with uow_factory() as uow:
+        for attachment in (old, older, recent, processing):
+            await uow.attachments.add(attachment)
+        await uow.commit()
+    mine = {a.id for a in (old, older, recent, processing)}
+
+    async def claim(
+        status: AttachmentStatus, before: float, now: float, limit: int = 100
+    ) -> list[Attachment]:
+        async with uow_factory() as uow:
+            claimed = await uow.attachments.claim_stale(
+                status, when(before), when(now), limit=limit
+            )
+            await uow.commit()
+        return [a for a in claimed if a.id in mine]
+
+    assert await claim(AttachmentStatus.PENDING, 30, 100, limit=1) == [
+        msgspec.structs.replace(older, requeued_at=when(100))
+    ]
+    assert await claim(AttachmentStatus.PENDING, 30, 100) == [
+        msgspec.structs.replace(old, requeued_at=when(100))
+    ]
+    assert await claim(AttachmentStatus.PROCESSING, 30, 100) == [
+        msgspec.structs.replace(processing, requeued_at=when(100))
+    ]
+    # Requeued at 100: not stale again before 100 has passed; recent (changed at 50) is.
+    assert [a.id for a in await claim(AttachmentStatus.PENDING, 90, 120)] == [recent.id]
+    assert await claim(AttachmentStatus.PENDING, 100, 130) == []
+    again = await claim(AttachmentStatus.PENDING, 125, 200)
+    assert sorted(a.id for a in again) == sorted([old.id, older.id, recent.id])
+    assert again[-1].id == recent.id  # least recently touched first: 100, 100, then 120
+    async with uow_factory() as uow:
+        assert (await uow.attachments.get(recent.id)).requeued_at == when(200)
+        with pytest.raises(InvalidInput, match="limit must not be negative"):
+            await uow.attachments.claim_stale(AttachmentStatus.PENDING, when(0), when(0), limit=-1)
+
+
+async def test_a_stale_attachment_another_unit_of_work_holds_is_skipped_not_claimed_twice(
+    uow_factory: UowFactory,
+) -> None:
+    base = -10 * time.time()
+
+    def when(seconds: float) -> datetime:
+        return at(base + seconds)
+
+    world = await committed_world(uow_factory())
+    claimed_first, held_by_worker = (
+        an_attachment(world.project, world.user, now=when(s)) for s in (10, 20)
+    )
+    async with uow_factory() as uow:
+        for attachment in (claimed_first, held_by_worker):
+            await uow.attachments.add(attachment)
+        await uow.commit()
+    mine = {claimed_first.id, held_by_worker.id}
+
+    async def claim(uow: UnitOfWork) -> list[UUID]:
+        found = await uow.attachments.claim_stale(AttachmentStatus.PENDING, when(30), when(100))
+        return [a.id for a in found if a.id in mine]
+
+    async with uow_factory() as sweeper, uow_factory() as worker:
+        await worker.attachments.get_for_update(held_by_worker.id)
+        assert await claim(sweeper) == [claimed_first.id]
+        async with uow_factory() as other_sweeper:
+            assert await claim(other_sweeper) == []  # without waiting for the first sweeper
+        await sweeper.commit()
+        async with uow_factory() as later_sweeper:
+            assert await claim(later_sweeper) == []  # claimed_first was stamped at 100
+    async with uow_factory() as sweeper:
+        assert await claim(sweeper) == [held_by_worker.id]  # the worker let it go unchanged

@@ -13,6 +13,7 @@ from dependency_injector import providers
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.support.pwned_passwords import FakePwnedPasswords
 from tests.support.resolve import resolved
 from whalli.adapters.embedded.stack import StackUrls
 from whalli.adapters.memory.clock import ManualClock
@@ -141,6 +142,36 @@ async def test_a_duplicate_registration_is_a_conflict(world: World) -> None:
     )
     assert again.status_code == 409
     assert again.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_common_and_breached_passwords_are_refused_and_a_down_breach_service_blocks_nothing(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    hibp = FakePwnedPasswords().start()
+    breached = f"breached {unique}"
+    hibp.breach(breached, 12)
+    container = build_container(_settings(stack_urls, unique, WHALLI_PWNED_PASSWORDS_URL=hibp.url))
+    email = f"screened-{unique}@example.com"
+    try:
+        async with AsyncTestClient(app=build_app(container.settings(), container)) as client:
+
+            async def register(password: str) -> Any:
+                return await client.post(
+                    "/api/auth/register", json={"email": email, "password": password}
+                )
+
+            common, pwned = await register("Password123"), await register(breached)
+            hibp.failing = True
+            during_outage = await register(PASSWORD)
+    finally:
+        hibp.stop()
+
+    assert (common.status_code, common.json()["rule"]) == (422, "common")
+    assert (pwned.status_code, pwned.json()["rule"]) == (422, "breached")
+    assert breached not in pwned.text
+    assert len(hibp.requests) == 2  # the common password never left the process
+    # the refusals stored nothing (the email was still free), and the outage blocked nothing
+    assert during_outage.status_code == 201, during_outage.text
 
 
 async def test_another_users_ids_answer_404_on_every_project_member_and_key_route(

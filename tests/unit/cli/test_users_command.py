@@ -14,6 +14,7 @@ from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.password_hasher import FastPasswordHasher
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.adapters.passwords.common_list import CommonPasswordList
 from whalli.domain.model.errors import EmailAlreadyRegistered, InvalidPassword
 from whalli.domain.model.users import Plan, Role, User
 from whalli.domain.services.auth.create_user import CreateUserHandler
@@ -44,6 +45,7 @@ def _factory(store: MemoryStore) -> users.HandlerFactory:
         yield CreateUserHandler(
             InMemoryUnitOfWork(store),
             hasher=FastPasswordHasher(),
+            screen=CommonPasswordList(),
             clock=ManualClock(),
             ids=SequentialIds(start=len(store.tables["users"]) + 1),
         )
@@ -105,6 +107,8 @@ def test_the_password_flag_and_the_policy_and_a_taken_email(store: MemoryStore) 
 
     with pytest.raises(InvalidPassword, match="at least 8"):
         users.create_user(_parse(*create, "short"), handler_factory=_factory(store))
+    with pytest.raises(InvalidPassword, match="most common passwords"):
+        users.create_user(_parse(*create, "Password123"), handler_factory=_factory(store))
     with pytest.raises(EmailAlreadyRegistered, match="already exists"):
         users.create_user(_parse(*create, PASSWORD), handler_factory=_factory(store))
     assert len(_users(store)) == 1

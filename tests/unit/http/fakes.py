@@ -21,6 +21,7 @@ from whalli.adapters.memory.password_hasher import FastPasswordHasher
 from whalli.adapters.memory.rate_limiter import InMemoryRateLimiter
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.adapters.passwords.common_list import CommonPasswordList
 from whalli.config import Settings
 from whalli.domain.model.catalog import KNOWN_PROVIDERS
 from whalli.domain.model.errors import ServiceUnavailable
@@ -50,6 +51,7 @@ from whalli.domain.services.files.get_attachment import GetAttachmentHandler
 from whalli.domain.services.files.list_attachments import ListAttachmentsHandler
 from whalli.domain.services.files.open_attachment_content import OpenAttachmentContentHandler
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
+from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
@@ -102,6 +104,7 @@ class FakeContainer:
         self.enabled_providers = set(KNOWN_PROVIDERS)
         # Accounts and sessions: a fast hasher and real JWTs on the manual clock.
         self.hasher = FastPasswordHasher()
+        self.password_screen = CommonPasswordList()  # offline, the real list
         self.issuer = JwtAccessTokenIssuer(
             secret=settings.jwt_secret.reveal() if settings.jwt_secret else TEST_JWT_SECRET,
             issuer=settings.jwt_issuer,
@@ -140,8 +143,8 @@ class FakeContainer:
 
     async def register(self) -> RegisterHandler:
         return RegisterHandler(
-            self.uow(), hasher=self.hasher, issuer=self.issuer, clock=self.clock, ids=self.ids,
-            refresh_ttl=self.refresh_ttl,
+            self.uow(), hasher=self.hasher, screen=self.password_screen, issuer=self.issuer,
+            clock=self.clock, ids=self.ids, refresh_ttl=self.refresh_ttl,
         )  # fmt: skip
 
     async def login(self) -> LoginHandler:
@@ -239,6 +242,14 @@ class FakeContainer:
 
     async def delete_attachment(self) -> DeleteAttachmentHandler:
         return DeleteAttachmentHandler(self.uow(), self.blobs)
+
+    async def watch_attachment(self) -> WatchAttachmentHandler:
+        return WatchAttachmentHandler(
+            GetAttachmentHandler(self.uow()),
+            poll_s=self._settings.file_events_poll_s,
+            heartbeat_s=self._settings.chat_heartbeat_s,
+            max_lifetime_s=self._settings.file_events_max_lifetime_s,
+        )
 
     # --- the OpenAI-compatible API ----------------------------------------------------------------
     async def complete_chat(self) -> CompleteChatHandler:

@@ -192,6 +192,22 @@ async def test_sign_up_errors_are_problems(client: AsyncTestClient[Litestar]) ->
     assert "role" in unknown_field.text
 
 
+async def test_a_common_password_is_a_422_problem_naming_the_rule_and_creates_nothing(
+    client: AsyncTestClient[Litestar], container: FakeContainer
+) -> None:
+    response = await client.post(
+        "/api/auth/register", json={"email": "bob@example.com", "password": "Password123"}
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    problem = response.json()
+    assert (problem["code"], problem["rule"]) == ("invalid_password", "common")
+    assert "most common passwords" in problem["detail"]
+    assert "password123" not in response.text.lower()
+    assert container.store.tables["users"] == {}
+
+
 async def test_passwords_never_reach_the_log(
     client: AsyncTestClient[Litestar], tmp_path: Path
 ) -> None:

@@ -36,6 +36,10 @@ def test_a_jwt_secret_shorter_than_32_bytes_is_refused_without_echoing_it() -> N
         ("WHALLI_REFRESH_TOKEN_TTL_DAYS", "366"),
         ("WHALLI_PASSWORD_HASH_MEMORY_KIB", "19455"),
         ("WHALLI_PASSWORD_HASH_TIME_COST", "1"),
+        ("WHALLI_PWNED_PASSWORDS_URL", "api.pwnedpasswords.com"),
+        ("WHALLI_PWNED_PASSWORDS_URL", "ftp://api.pwnedpasswords.com"),
+        ("WHALLI_PWNED_PASSWORDS_TIMEOUT_S", "0"),
+        ("WHALLI_PWNED_PASSWORDS_TIMEOUT_S", "31"),
     ],
 )
 def test_an_out_of_bounds_identity_setting_names_its_variable(variable: str, value: str) -> None:
@@ -49,3 +53,20 @@ def test_the_argon2_cost_can_be_raised() -> None:
         dotenv=None,
     )
     assert (settings.password_hash_memory_kib, settings.password_hash_time_cost) == (65536, 3)
+
+
+def test_the_breached_password_service_is_off_unless_a_url_is_set() -> None:
+    default = load_settings({}, dotenv=None)
+    assert (default.pwned_passwords_url, default.pwned_passwords_timeout_s) == ("", 2.0)
+
+    on = load_settings(
+        {
+            "WHALLI_PWNED_PASSWORDS_URL": "https://api.pwnedpasswords.com",
+            "WHALLI_PWNED_PASSWORDS_TIMEOUT_S": "1.5",
+        },
+        dotenv=None,
+    )
+    assert (on.pwned_passwords_url, on.pwned_passwords_timeout_s) == (
+        "https://api.pwnedpasswords.com",
+        1.5,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Self
@@ -14,8 +15,11 @@ from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.password_hasher import FastPasswordHasher
+from whalli.adapters.memory.password_screen import ListedPasswordScreen
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.adapters.passwords.chain import PasswordScreenChain
+from whalli.adapters.passwords.common_list import CommonPasswordList
 from whalli.domain.model.api_keys import API_KEY_PREFIX, ApiKey
 from whalli.domain.model.errors import (
     EmailAlreadyRegistered,
@@ -43,6 +47,7 @@ from whalli.domain.services.auth.register import Register, RegisterHandler
 from whalli.domain.services.auth.sessions import TokenPair
 
 PASSWORD = "correct horse battery"
+BREACHED = "in the breach corpus 1"
 NOT_CORRECT = "The email or password is not correct."
 INVALID = "The token is invalid or has expired."
 REFRESH_TTL = timedelta(days=30)
@@ -56,6 +61,9 @@ class Auth:
         self.clock = ManualClock()
         self.ids = SequentialIds()
         self.hasher = FastPasswordHasher()
+        # the real list of common passwords, and a breach corpus of one password
+        self.breaches = ListedPasswordScreen(breached=[BREACHED])
+        self.screen = PasswordScreenChain([CommonPasswordList(), self.breaches])
         self.issuer = JwtAccessTokenIssuer(
             secret="s" * 32, issuer="whalli", audience="whalli-api", clock=self.clock
         )
@@ -65,8 +73,8 @@ class Auth:
 
     async def register(self, email: str = "ada@example.com", **kw: str) -> tuple[User, TokenPair]:
         handler = RegisterHandler(
-            self.uow(), hasher=self.hasher, issuer=self.issuer, clock=self.clock, ids=self.ids,
-            refresh_ttl=REFRESH_TTL,
+            self.uow(), hasher=self.hasher, screen=self.screen, issuer=self.issuer,
+            clock=self.clock, ids=self.ids, refresh_ttl=REFRESH_TTL,
         )  # fmt: skip
         return await handler.execute(Register(email=email, password=kw.get("password", PASSWORD)))
 
@@ -94,9 +102,11 @@ class Auth:
         handler = AuthenticateHandler(self.uow(), issuer=self.issuer, clock=self.clock)
         return await handler.execute(Authenticate(credential=credential))
 
-    async def create_user(self, email: str, *, admin: bool) -> User:
-        handler = CreateUserHandler(self.uow(), hasher=self.hasher, clock=self.clock, ids=self.ids)
-        return await handler.execute(CreateUser(email=email, password=PASSWORD, admin=admin))
+    async def create_user(self, email: str, *, admin: bool, password: str = PASSWORD) -> User:
+        handler = CreateUserHandler(
+            self.uow(), hasher=self.hasher, screen=self.screen, clock=self.clock, ids=self.ids
+        )
+        return await handler.execute(CreateUser(email=email, password=password, admin=admin))
 
     async def user(self, email: str = "ada@example.com") -> User:
         async with self.uow() as uow:
@@ -162,6 +172,47 @@ async def test_a_password_breaking_the_policy_is_refused_before_anything_is_stor
     with pytest.raises(InvalidPassword, match="at least 8"):
         await auth.register(password="short")
 
+    assert auth.store.tables["users"] == {}
+
+
+@pytest.mark.parametrize("password", ["password123", "qwertyuiop", "QwertyUIOP", "iloveyou"])
+async def test_a_common_password_is_refused_by_name_without_echoing_it(
+    auth: Auth, password: str
+) -> None:
+    with pytest.raises(InvalidPassword, match="most common passwords") as info:
+        await auth.register(password=password)
+
+    assert info.value.details["rule"] == "common"
+    shown = f"{info.value} {info.value.message} {info.value.details}".lower()
+    assert password.lower() not in shown
+    assert auth.store.tables["users"] == {}
+    assert auth.store.tables["projects"] == {}
+    assert auth.breaches.screened == 0  # the offline list answered first
+
+
+async def test_a_breached_password_is_refused_by_name_without_echoing_it(auth: Auth) -> None:
+    with pytest.raises(InvalidPassword, match="data breach") as info:
+        await auth.register(password=BREACHED)
+
+    assert info.value.details["rule"] == "breached"
+    assert BREACHED not in f"{info.value} {info.value.details}"
+    assert auth.store.tables["users"] == {}
+
+
+async def test_a_strong_random_password_passes_the_screen(auth: Auth) -> None:
+    password = secrets.token_urlsafe(18)
+
+    user, _ = await auth.register(password=password)
+
+    assert auth.hasher.verify(user.password_hash or "", password)
+    assert auth.breaches.screened == 1
+
+
+async def test_an_operator_made_account_gets_the_same_screen(auth: Auth) -> None:
+    with pytest.raises(InvalidPassword, match="most common passwords") as info:
+        await auth.create_user("root@example.com", admin=True, password="password123")
+
+    assert info.value.details["rule"] == "common"
     assert auth.store.tables["users"] == {}
 
 

@@ -205,12 +205,33 @@ async def test_the_sweeper_requeues_stale_pending_and_processing_attachments_onl
 
     files.clock.advance(timedelta(minutes=10))
     await files.sweeper().execute()
-    assert files.queue.jobs[1:] == [
-        ExtractAttachment(attachment_id=stale_pending.id),
-        ExtractAttachment(attachment_id=fresh_pending.id),
-        ExtractAttachment(attachment_id=stuck.id),
-    ]
+    # the pending ones first (both last touched 10 minutes ago: the requeue counts), then the
+    # stuck one
+    again = files.queue.jobs[1:]
+    assert {job.attachment_id for job in again[:2]} == {stale_pending.id, fresh_pending.id}
+    assert again[2:] == [ExtractAttachment(attachment_id=stuck.id)]
     assert (await files.read(stuck.id)).status is AttachmentStatus.PROCESSING
+
+
+async def test_the_sweeper_queues_a_backlog_once_per_threshold_not_at_every_run(
+    files: Files,
+) -> None:
+    # The worker is behind: the jobs wait in the queue and the attachments stay pending.
+    world = await committed_world(InMemoryUnitOfWork(files.store))
+    backlog = [await files.upload(data, world=world) for data in (b"a", b"b", b"c")]
+    # Uploaded at the same moment: queued by id.
+    jobs = [ExtractAttachment(attachment_id=a.id) for a in sorted(backlog, key=lambda a: a.id)]
+    files.clock.advance(timedelta(minutes=6))
+
+    assert await files.sweeper().execute() == 3
+    files.clock.advance(timedelta(minutes=4))  # 10 since the upload, 4 since the requeue
+    assert await files.sweeper().execute() == 0
+    assert files.queue.jobs == jobs
+
+    files.clock.advance(timedelta(minutes=2))  # 6 since the requeue: the job may be lost
+    assert await files.sweeper().execute() == 3
+    assert files.queue.jobs == jobs + jobs
+    assert [(await files.read(a.id)).status for a in backlog] == [AttachmentStatus.PENDING] * 3
 
 
 async def test_the_sweeper_gives_up_on_an_attachment_processing_since_long_ago(

@@ -44,3 +44,32 @@ class InMemoryAttachmentRepository(MemoryRepository, AttachmentRepository):
             "attachments", lambda a: a.status is status and a.updated_at < before
         )
         return sorted(found, key=lambda a: (a.updated_at, a.id))[:limit]
+
+    async def claim_stale(
+        self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
+    ) -> list[Attachment]:
+        check_limit(limit)
+        tx = self._tx()
+        found: list[Attachment] = tx.select("attachments", lambda a: _is_stale(a, status, before))
+        claimed: list[Attachment] = []
+        for stale in sorted(found, key=lambda a: (_touched(a), a.id)):
+            if len(claimed) == limit:
+                break
+            if not await tx.try_lock("attachments", stale.id):
+                continue
+            latest: Attachment | None = tx.find("attachments", stale.id)  # as the lock read it
+            if latest is None or not _is_stale(latest, status, before):
+                continue
+            latest.requeued_at = now
+            tx.replace("attachments", latest.id, latest, AttachmentNotFound)
+            claimed.append(latest)
+        return claimed
+
+
+def _touched(attachment: Attachment) -> datetime:
+    """As Postgres ``GREATEST(updated_at, requeued_at)``, which ignores a null."""
+    return max(attachment.updated_at, attachment.requeued_at or attachment.updated_at)
+
+
+def _is_stale(attachment: Attachment, status: AttachmentStatus, before: datetime) -> bool:
+    return attachment.status is status and _touched(attachment) < before

@@ -161,6 +161,13 @@ class MemoryTransaction:
                 else:
                     rows[key] = latest
 
+    async def try_lock(self, name: str, key: Hashable) -> bool:
+        """``lock`` unless another transaction holds the row (``FOR UPDATE SKIP LOCKED``)."""
+        if (name, key) not in self._locks and self._store.row_lock(name, key).locked():
+            return False
+        await self.lock(name, key)
+        return True
+
     def _check_writable(self) -> None:
         if self._read_only:
             raise RuntimeError("a read-only unit of work cannot write or lock")

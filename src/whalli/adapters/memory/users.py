@@ -12,6 +12,10 @@ from whalli.domain.model.users import Role, User
 from whalli.ports.users import UserRepository
 
 
+def _active_admin(user: User) -> bool:
+    return user.role is Role.ADMIN and not user.disabled
+
+
 class InMemoryUserRepository(MemoryRepository, UserRepository):
     async def add(self, user: User) -> None:
         self._tx().insert("users", user.id, user)
@@ -35,7 +39,13 @@ class InMemoryUserRepository(MemoryRepository, UserRepository):
         self._tx().replace("users", user.id, user, UserNotFound)
 
     async def count_admins(self) -> int:
-        return len(self._tx().select("users", lambda u: u.role is Role.ADMIN and not u.disabled))
+        return len(self._tx().select("users", _active_admin))
+
+    async def lock_admins(self) -> None:
+        tx = self._tx()
+        admins: list[User] = tx.select("users", _active_admin)
+        for admin in sorted(admins, key=lambda u: u.id):  # the same order as Postgres
+            await tx.lock("users", admin.id)  # reads the latest committed row, as Postgres
 
     async def search(self, query: str = "", *, limit: int = 50, offset: int = 0) -> list[User]:
         check_limit(limit)

@@ -27,6 +27,7 @@ _COLUMNS = (
     "failure_reason",
     "created_at",
     "updated_at",
+    "requeued_at",
 )
 
 
@@ -42,6 +43,18 @@ _INSERT = (
 _UPDATE = (
     f"UPDATE attachments SET {', '.join(f'{c} = {_value(c)}' for c in _COLUMNS[1:])} "
     "WHERE id = %(id)s"
+)
+
+# Claim in one statement: the stale rows are locked (rows a worker or another sweeper holds are
+# skipped), stamped and returned, least recently touched first. GREATEST ignores a null.
+_TOUCHED = "GREATEST(updated_at, requeued_at)"
+_CLAIM_STALE = (
+    f"WITH stale AS (SELECT id, {_TOUCHED} AS touched FROM attachments "
+    f"WHERE status = %(status)s AND {_TOUCHED} < %(before)s "
+    f"ORDER BY {_TOUCHED}, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE attachments a SET requeued_at = %(now)s FROM stale "
+    f"WHERE a.id = stale.id RETURNING {', '.join(f'a.{c}' for c in _COLUMNS)}, stale.touched) "
+    f"SELECT {columns(_COLUMNS)} FROM claimed ORDER BY touched, id"
 )
 
 
@@ -99,3 +112,10 @@ class PostgresAttachmentRepository(PostgresRepository, AttachmentRepository):
             {"status": str(status), "before": before, "limit": limit},
         )
         return [_attachment(r) for r in rows]
+
+    async def claim_stale(
+        self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
+    ) -> list[Attachment]:
+        check_limit(limit)
+        params = {"status": str(status), "before": before, "now": now, "limit": limit}
+        return [_attachment(r) for r in await self._all(_CLAIM_STALE, params)]

@@ -54,6 +54,11 @@ _UPDATE = f"UPDATE users SET {assignments(COLUMNS[1:])} WHERE id = %(id)s"
 _MATCHES = "(email ILIKE %(pattern)s OR name ILIKE %(pattern)s)"
 _SEARCH = f"{_SELECT} WHERE {_MATCHES} ORDER BY created_at, id LIMIT %(limit)s OFFSET %(offset)s"
 _COUNT = f"SELECT count(*) AS n FROM users WHERE {_MATCHES}"
+_ACTIVE_ADMIN = "role = 'admin' AND NOT disabled"
+# In id order, so two lockers never wait for each other crosswise. Under READ COMMITTED a row
+# changed by the holder is checked again once it commits (a demoted admin is not locked).
+# NO KEY UPDATE, as an UPDATE of these columns takes: rows referring to the user stay insertable.
+_LOCK_ADMINS = f"SELECT id FROM users WHERE {_ACTIVE_ADMIN} ORDER BY id FOR NO KEY UPDATE"
 
 
 def _params(user: User) -> dict[str, Any]:
@@ -98,11 +103,11 @@ class PostgresUserRepository(PostgresRepository, UserRepository):
             raise UserNotFound()
 
     async def count_admins(self) -> int:
-        """Accounts that can act as admins: role admin and not disabled."""
-        row = await self._one(
-            "SELECT count(*) AS n FROM users WHERE role = 'admin' AND NOT disabled", {}
-        )
+        row = await self._one(f"SELECT count(*) AS n FROM users WHERE {_ACTIVE_ADMIN}", {})
         return 0 if row is None else int(row["n"])
+
+    async def lock_admins(self) -> None:
+        await self._all(_LOCK_ADMINS, {})
 
     async def search(self, query: str = "", *, limit: int = 50, offset: int = 0) -> list[User]:
         check_limit(limit)

@@ -55,7 +55,7 @@ def _collectors() -> _Collectors:
             ["provider", "kind"],
         ),
         sse_connections=Gauge(
-            "whalli_sse_connections_active", "Open SSE reply streams.",
+            "whalli_sse_connections_active", "Open SSE streams (chat replies, file events).",
             multiprocess_mode="livesum",
         ),
     )  # fmt: skip

@@ -58,6 +58,8 @@ class Attachment(Entity, kw_only=True):
     failure_reason: str | None = None
     created_at: datetime
     updated_at: datetime
+    # When the sweeper last queued the extraction again (``None``: only the upload queued it).
+    requeued_at: datetime | None = None
 
     @staticmethod
     def key_for(project_id: UUID, attachment_id: UUID) -> str:

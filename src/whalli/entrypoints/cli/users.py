@@ -87,7 +87,8 @@ async def _create(command: CreateUser, handler_factory: HandlerFactory) -> User:
 
 @asynccontextmanager
 async def _container_handler() -> AsyncIterator[CreateUserHandler]:
-    """The use case on the configured database; opens only the Postgres pool."""
+    """The use case on the configured database; opens only the Postgres pool (and the HTTP
+    client when the breached-password screen needs it)."""
     from dependency_injector import providers
 
     from whalli.container import build_container
@@ -95,12 +96,15 @@ async def _container_handler() -> AsyncIterator[CreateUserHandler]:
 
     container = build_container(resolved_settings())
     pool = cast("providers.Resource[Any]", container.gateways.postgres)
+    # opened only when the breached-password screen is configured (WHALLI_PWNED_PASSWORDS_URL)
+    http = cast("providers.Resource[Any]", container.gateways.http)
     await _resolved(pool.init())
     try:
         handler = await _resolved(container.services.create_user())
         assert isinstance(handler, CreateUserHandler)
         yield handler
     finally:
+        await _resolved(http.shutdown())
         await _resolved(pool.shutdown())
 
 

@@ -46,6 +46,7 @@ from whalli.domain.services.files.get_attachment import GetAttachmentHandler
 from whalli.domain.services.files.list_attachments import ListAttachmentsHandler
 from whalli.domain.services.files.open_attachment_content import OpenAttachmentContentHandler
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
+from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
@@ -219,6 +220,9 @@ class ContainerApp:
 
     async def delete_attachment(self) -> DeleteAttachmentHandler:
         return await self._get(self.container.services.delete_attachment, DeleteAttachmentHandler)
+
+    async def watch_attachment(self) -> WatchAttachmentHandler:
+        return await self._get(self.container.services.watch_attachment, WatchAttachmentHandler)
 
     def oauth_provider(self, name: str) -> OAuthProvider | None:
         return self._oauth.get(name)

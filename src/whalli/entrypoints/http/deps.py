@@ -39,6 +39,7 @@ from whalli.domain.services.files.get_attachment import GetAttachmentHandler
 from whalli.domain.services.files.list_attachments import ListAttachmentsHandler
 from whalli.domain.services.files.open_attachment_content import OpenAttachmentContentHandler
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
+from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
@@ -104,6 +105,7 @@ class AppContainer(Protocol):
     async def get_attachment(self) -> GetAttachmentHandler: ...
     async def open_attachment_content(self) -> OpenAttachmentContentHandler: ...
     async def delete_attachment(self) -> DeleteAttachmentHandler: ...
+    async def watch_attachment(self) -> WatchAttachmentHandler: ...
 
     # OAuth sign-in: ``oauth_provider`` is None for unknown names and disabled providers.
     async def start_oauth(self) -> StartOAuth: ...
@@ -155,6 +157,7 @@ def _file_providers(container: AppContainer) -> dict[str, Provide]:
         "get_attachment": Provide(container.get_attachment),
         "open_attachment_content": Provide(container.open_attachment_content),
         "delete_attachment": Provide(container.delete_attachment),
+        "watch_attachment": Provide(container.watch_attachment),
     }
 
 

@@ -32,7 +32,9 @@ class UpdateUserHandler:
       same transaction, so it cannot keep working until its tokens expire; access tokens die with
       the next request, since the guard reads the account afresh;
     - a change that leaves no active admin (the last one demoting or disabling themself) is
-      refused with ``LastAdmin``;
+      refused with ``LastAdmin``; a change that may remove an admin first locks the active
+      admins, so that two such changes at once (two admins demoting each other) run one after
+      the other and the second sees the first: one of them gets ``LastAdmin``;
     - a change that changes nothing is not written.
     """
 
@@ -43,6 +45,8 @@ class UpdateUserHandler:
     async def execute(self, command: UpdateUser) -> User:
         async with self._uow as uow:
             await require_admin(uow, command.admin_id)
+            if _may_remove_admin(command):
+                await uow.users.lock_admins()  # before reading: the account is read as locked
             user = await uow.users.get(command.user_id)
             changed = msgspec.structs.replace(
                 user,
@@ -61,3 +65,7 @@ class UpdateUserHandler:
                 await uow.api_keys.revoke_all_for_user(user.id, changed.updated_at)
             await uow.commit()
         return changed
+
+
+def _may_remove_admin(command: UpdateUser) -> bool:
+    return command.disabled is True or command.role not in (None, Role.ADMIN)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from whalli.domain.model.passwords import validate_password
+from whalli.domain.model.passwords import exposed_password, validate_password
 from whalli.domain.model.projects import MemberRole, Membership, Project
 from whalli.domain.model.users import User
 from whalli.domain.services.projects.ensure_personal_project import (
@@ -12,13 +12,18 @@ from whalli.domain.services.projects.ensure_personal_project import (
     personal_project_id,
 )
 from whalli.ports.password_hasher import PasswordHasher
+from whalli.ports.password_screen import PasswordScreen
 from whalli.ports.unit_of_work import UnitOfWork
 
 
-async def hash_new_password(hasher: PasswordHasher, password: str) -> str:
-    """Check the password policy, then hash in a worker thread (argon2 is CPU-bound and slow;
-    on the event loop it would stall every other request)."""
+async def hash_new_password(hasher: PasswordHasher, screen: PasswordScreen, password: str) -> str:
+    """Check the password policy (length, then the screen of common and breached passwords:
+    ``InvalidPassword`` with rule ``common`` or ``breached``), then hash in a worker thread
+    (argon2 is CPU-bound and slow; on the event loop it would stall every other request)."""
     normalized = validate_password(password)
+    exposure = await screen.screen(normalized)
+    if exposure is not None:
+        raise exposed_password(exposure)
     return await asyncio.to_thread(hasher.hash, normalized)
 
 

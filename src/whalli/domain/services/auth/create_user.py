@@ -10,6 +10,7 @@ from whalli.domain.services.auth.sessions import masked_repr
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.password_hasher import PasswordHasher
+from whalli.ports.password_screen import PasswordScreen
 from whalli.ports.unit_of_work import UnitOfWork
 
 
@@ -30,24 +31,32 @@ class CreateUserHandler:
     Rules:
     - only the operator's CLI (``whalli users create``) reaches this use case: it is the one
       place an admin can be made; no HTTP route builds it;
-    - the same email and password rules as sign-up (``InvalidEmail``, ``InvalidPassword``),
-      the password hashed off the event loop; the email counts as verified, since the operator
-      typed it;
+    - the same email and password rules as sign-up (``InvalidEmail``, ``InvalidPassword``,
+      common and breached passwords included: an admin's password least of all may be
+      guessable), the password hashed off the event loop; the email counts as verified,
+      since the operator typed it;
     - the user and their personal project in one unit of work; a taken email is
       ``EmailAlreadyRegistered``.
     """
 
     def __init__(
-        self, uow: UnitOfWork, *, hasher: PasswordHasher, clock: Clock, ids: IdGenerator
+        self,
+        uow: UnitOfWork,
+        *,
+        hasher: PasswordHasher,
+        screen: PasswordScreen,
+        clock: Clock,
+        ids: IdGenerator,
     ) -> None:
         self._uow = uow
         self._hasher = hasher
+        self._screen = screen
         self._clock = clock
         self._ids = ids
 
     async def execute(self, command: CreateUser) -> User:
         email = normalize_email(command.email)
-        password_hash = await hash_new_password(self._hasher, command.password)
+        password_hash = await hash_new_password(self._hasher, self._screen, command.password)
         user = User.create(
             id=self._ids.new_id(),
             email=email,

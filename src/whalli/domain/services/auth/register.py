@@ -12,6 +12,7 @@ from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_se
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.password_hasher import PasswordHasher
+from whalli.ports.password_screen import PasswordScreen
 from whalli.ports.token_issuer import AccessTokenIssuer
 from whalli.ports.unit_of_work import UnitOfWork
 
@@ -30,7 +31,10 @@ class RegisterHandler:
 
     Rules:
     - the email is normalized (``InvalidEmail``); the password must meet the policy
-      (``InvalidPassword``), both checked before any hashing;
+      (``InvalidPassword``), both checked before any hashing: its length first, then the
+      password screen, which refuses the most common passwords (rule ``common``) and, when a
+      breach service is configured, breached ones (rule ``breached``); the error never
+      contains the password, and a breach service that fails does not block sign-up;
     - the password is hashed off the event loop, before the transaction opens;
     - a new account is always a ``user`` on the ``free`` plan: sign-up never grants admin
       (admins are made with ``whalli users create --admin``);
@@ -43,6 +47,7 @@ class RegisterHandler:
         uow: UnitOfWork,
         *,
         hasher: PasswordHasher,
+        screen: PasswordScreen,
         issuer: AccessTokenIssuer,
         clock: Clock,
         ids: IdGenerator,
@@ -50,6 +55,7 @@ class RegisterHandler:
     ) -> None:
         self._uow = uow
         self._hasher = hasher
+        self._screen = screen
         self._issuer = issuer
         self._clock = clock
         self._ids = ids
@@ -57,7 +63,7 @@ class RegisterHandler:
 
     async def execute(self, command: Register) -> tuple[User, TokenPair]:
         email = normalize_email(command.email)
-        password_hash = await hash_new_password(self._hasher, command.password)
+        password_hash = await hash_new_password(self._hasher, self._screen, command.password)
         user = User.create(
             id=self._ids.new_id(),
             email=email,

@@ -32,7 +32,9 @@ class GetAttachmentHandler:
 
     Rules:
     - any member of the file's project may read it; anyone else gets ``AttachmentNotFound``,
-      exactly as for an id that does not exist (see ``files.access``).
+      exactly as for an id that does not exist (see ``files.access``);
+    - it only reads, without a transaction (the file, then the caller's membership as it is
+      then): cheap enough to be polled (``watch_attachment``).
     """
 
     def __init__(self, uow: UnitOfWork, preview_chars: int = DEFAULT_PREVIEW_CHARS) -> None:
@@ -40,7 +42,7 @@ class GetAttachmentHandler:
         self._preview_chars = preview_chars
 
     async def execute(self, command: GetAttachment) -> AttachmentView:
-        async with self._uow as uow:
+        async with self._uow.read_only() as uow:
             attachment = await require_attachment(
                 uow, command.attachment_id, command.user_id, "read"
             )

@@ -26,8 +26,14 @@ class RequeueStaleAttachments:
       dead-lettered (retries exhausted while a service was down) or lost: queue it again;
     - unless it was created more than ``give_up_after`` ago: a file that keeps killing its
       workers would otherwise come back forever, so it ends ``failed``;
-    - at most ``batch`` attachments of each kind per run, least recently changed first;
-    - a job queued twice is harmless (the extraction skips finished attachments).
+    - "for longer than" counts from the last change or the last time the sweeper queued it, and
+      the sweeper records the requeue (``requeued_at``) in the same statement that picks it: a
+      job merely waiting behind a backlog is not queued again at every run, only once per
+      threshold, and two sweepers running at once never both queue the same attachment;
+    - at most ``batch`` attachments of each kind per run, least recently touched first;
+    - a job queued twice is harmless (the extraction skips finished attachments); a requeue
+      recorded but not queued (the queue failed after the commit) is retried after the
+      threshold.
 
     ``execute`` returns how many jobs it queued.
     """
@@ -50,22 +56,23 @@ class RequeueStaleAttachments:
     async def execute(self) -> int:
         now = self._clock.now()
         async with self._uow as uow:
-            pending = await uow.attachments.list_stale(
-                AttachmentStatus.PENDING, now - self._older_than, limit=self._batch
+            pending = await uow.attachments.claim_stale(
+                AttachmentStatus.PENDING, now - self._older_than, now, limit=self._batch
             )
-            processing = await uow.attachments.list_stale(
-                AttachmentStatus.PROCESSING, now - self._processing_older_than, limit=self._batch
+            processing = await uow.attachments.claim_stale(
+                AttachmentStatus.PROCESSING,
+                now - self._processing_older_than,
+                now,
+                limit=self._batch,
             )
             requeue = [a.id for a in pending]
             for stale in processing:
                 if stale.created_at >= now - self._give_up_after:
                     requeue.append(stale.id)
                     continue
-                # locked and read again: a worker may have taken it over since the listing
-                attachment = await uow.attachments.get_for_update(stale.id)
-                if attachment.updated_at == stale.updated_at and not attachment.is_final:
-                    attachment.fail(GAVE_UP, now)
-                    await uow.attachments.update(attachment)
+                # claimed: locked and read as committed, so no worker took it over meanwhile
+                stale.fail(GAVE_UP, now)
+                await uow.attachments.update(stale)
             await uow.commit()
         for attachment_id in requeue:
             await self._queue.enqueue(ExtractAttachment(attachment_id=attachment_id))

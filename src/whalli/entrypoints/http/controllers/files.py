@@ -1,4 +1,4 @@
-"""Files: /api/files (upload, list, read, download, delete).
+"""Files: /api/files (upload, list, read, follow the status, download, delete).
 
 ``POST /api/files/upload`` takes ``multipart/form-data`` with the file in a part named ``file``
 (with a filename). The target project is the ``projectId`` query parameter or a ``projectId``
@@ -8,6 +8,7 @@ project must be known before the file's first byte); without either, the persona
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from datetime import datetime
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from litestar.exceptions import ClientException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Stream
 
+from whalli.adapters.prometheus.chat_metrics import sse_connections
 from whalli.config import Settings
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.filenames import content_disposition
@@ -27,7 +29,11 @@ from whalli.domain.services.files.delete_attachment import (
     DeleteAttachment,
     DeleteAttachmentHandler,
 )
-from whalli.domain.services.files.get_attachment import GetAttachment, GetAttachmentHandler
+from whalli.domain.services.files.get_attachment import (
+    AttachmentView,
+    GetAttachment,
+    GetAttachmentHandler,
+)
 from whalli.domain.services.files.list_attachments import (
     DEFAULT_LIMIT,
     ListAttachments,
@@ -41,6 +47,13 @@ from whalli.domain.services.files.upload_attachment import (
     UploadAttachment,
     UploadAttachmentHandler,
 )
+from whalli.domain.services.files.watch_attachment import (
+    Change,
+    WatchAttachment,
+    WatchAttachmentHandler,
+    WatchEnd,
+)
+from whalli.entrypoints.http import sse
 from whalli.entrypoints.http.schemas import Schema
 from whalli.entrypoints.http.uploads import (
     UploadForm,
@@ -76,6 +89,37 @@ def _file(a: Attachment) -> File:
         id=a.id, project_id=a.project_id, filename=a.filename, content_type=a.content_type,
         size_bytes=a.size_bytes, sha256=a.sha256, status=a.status, created_at=a.created_at,
     )  # fmt: skip
+
+
+def _detail(view: AttachmentView) -> FileDetail:
+    a = view.attachment
+    return FileDetail(
+        id=a.id, project_id=a.project_id, filename=a.filename, content_type=a.content_type,
+        size_bytes=a.size_bytes, sha256=a.sha256, status=a.status, created_at=a.created_at,
+        failure_reason=a.failure_reason, text_preview=view.text_preview,
+        page_count=view.page_count, truncated=view.truncated,
+    )  # fmt: skip
+
+
+async def _status_events(
+    file_id: UUID, changes: AsyncGenerator[Change, None]
+) -> AsyncIterator[bytes]:
+    """``status`` events (numbered), heartbeat comments, and ``deleted`` or ``timeout`` last."""
+    gauge = sse_connections()
+    gauge.inc()
+    try:
+        async with aclosing(changes):
+            sent = 0
+            async for change in changes:
+                if change is None:
+                    yield sse.encode_comment()
+                elif isinstance(change, WatchEnd):
+                    yield sse.json_event(change.value, {"id": str(file_id)})
+                else:
+                    sent += 1
+                    yield sse.json_event("status", _detail(change), str(sent))
+    finally:
+        gauge.dec()
 
 
 def _project_id(query: UUID | None, fields: dict[str, str]) -> UUID | None:
@@ -156,13 +200,27 @@ class FileController(Controller):
         view = await get_attachment.execute(
             GetAttachment(user_id=principal.user_id, attachment_id=file_id)
         )
-        a = view.attachment
-        return FileDetail(
-            id=a.id, project_id=a.project_id, filename=a.filename, content_type=a.content_type,
-            size_bytes=a.size_bytes, sha256=a.sha256, status=a.status, created_at=a.created_at,
-            failure_reason=a.failure_reason, text_preview=view.text_preview,
-            page_count=view.page_count, truncated=view.truncated,
-        )  # fmt: skip
+        return _detail(view)
+
+    @get(
+        "/{file_id:uuid}/events",
+        summary="A file's status as Server-Sent Events, until its extraction ends",
+        description="`status` events carry the body of `GET /api/files/{id}`: one at once, then "
+        "one per change; the stream ends after `done` or `failed`, or with a `deleted` event "
+        "(the file is gone) or a `timeout` event (its lifetime ended: connect again). "
+        "Authenticate with the Authorization header (a fetch-based SSE client).",
+    )
+    async def events(
+        self,
+        principal: NamedDependency[Principal],
+        watch_attachment: NamedDependency[WatchAttachmentHandler],
+        file_id: FromPath[UUID],
+    ) -> Stream:
+        command = WatchAttachment(user_id=principal.user_id, attachment_id=file_id)
+        changes = await watch_attachment.execute(command)  # 404 here, before the stream
+        return Stream(
+            _status_events(file_id, changes), media_type=sse.MEDIA_TYPE, headers=dict(sse.HEADERS)
+        )
 
     @get(
         "/{file_id:uuid}/content",

@@ -1,0 +1,113 @@
+"""Two admins removing each other at the same moment: one wins, the other gets ``LastAdmin``.
+
+The rule counts every active admin, so the Postgres run uses a throwaway database of its own
+(the shared test database holds admins of other tests, which would let both changes pass).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from whalli.adapters.embedded.stack import StackUrls
+from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.adapters.postgres.migrator import Migrator, default_migrations_dir
+from whalli.adapters.postgres.pool import create_pool
+from whalli.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from whalli.domain.model.users import Role, User
+from whalli.domain.services.admin.update_user import UpdateUser, UpdateUserHandler
+from whalli.ports.unit_of_work import UnitOfWork
+
+from .conftest import UowFactory
+from .entities import a_user
+
+
+@pytest.fixture
+def own_database(stack_urls: StackUrls) -> Iterator[str]:
+    name = f"whalli_admins_{uuid.uuid4().hex[:12]}"
+    server = make_conninfo(stack_urls.database_url, dbname="postgres")
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = make_conninfo(stack_urls.database_url, dbname=name)
+        Migrator(url, default_migrations_dir()).apply()
+        yield url
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(params=["memory", "postgres"])
+async def own_uow_factory(request: pytest.FixtureRequest) -> AsyncIterator[UowFactory]:
+    if request.param == "memory":
+        store = MemoryStore()
+        yield lambda: InMemoryUnitOfWork(store)
+        return
+    url: str = request.getfixturevalue("own_database")
+    async with asynccontextmanager(create_pool)(url, min_size=1, max_size=4) as pool:
+        await pool.wait()
+        yield lambda: PostgresUnitOfWork(pool)
+
+
+class HeldUsers:
+    """The users repository of one unit of work, holding its first read of an account until
+    the other unit of work has read too: both transactions are open, and have seen two admins,
+    before either goes on to change anything."""
+
+    def __init__(self, users: Any, both_read: asyncio.Barrier) -> None:
+        self._users, self._both_read, self._held = users, both_read, False
+
+    async def get(self, user_id: UUID) -> User:
+        user: User = await self._users.get(user_id)
+        if not self._held:
+            self._held = True
+            await self._both_read.wait()
+        return user
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._users, name)
+
+
+def held(factory: UowFactory, both_read: asyncio.Barrier) -> UnitOfWork:
+    uow = factory()
+    uow.users = HeldUsers(uow.users, both_read)
+    return uow
+
+
+@pytest.mark.parametrize(
+    "change", [{"role": Role.USER}, {"disabled": True}], ids=["demote", "disable"]
+)
+async def test_two_admins_removing_each_other_at_once_leave_one_admin(
+    own_uow_factory: UowFactory, change: dict[str, Any]
+) -> None:
+    first, second = a_user(role=Role.ADMIN), a_user(role=Role.ADMIN)
+    async with own_uow_factory() as uow:
+        for admin in (first, second):
+            await uow.users.add(admin)
+        await uow.commit()
+    both_read = asyncio.Barrier(2)
+
+    async def remove(admin: User, other: User) -> User:
+        handler = UpdateUserHandler(held(own_uow_factory, both_read), ManualClock())
+        return await handler.execute(UpdateUser(admin_id=admin.id, user_id=other.id, **change))
+
+    results = await asyncio.gather(
+        remove(first, second), remove(second, first), return_exceptions=True
+    )
+
+    assert sorted(type(r).__name__ for r in results) == ["LastAdmin", "User"], results
+    async with own_uow_factory() as uow:
+        assert await uow.users.count_admins() == 1
+        stored = [await uow.users.get(a.id) for a in (first, second)]
+    assert sum(u.is_admin for u in stored) == 1
