@@ -3,11 +3,15 @@ for its next item (poll interval 0), so each test changes the file between two i
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Self
 
 from tests.unit.services.test_upload_attachment import PNG, Files
+from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.attachments import Attachment, ExtractionResult
+from whalli.domain.model.errors import ServiceUnavailable
 from whalli.domain.model.projects import MemberRole
 from whalli.domain.model.users import User
 from whalli.domain.services.files.get_attachment import AttachmentView, GetAttachmentHandler
@@ -82,3 +86,30 @@ async def test_a_final_file_is_yielded_once_and_the_watch_ends() -> None:
     await _move(files, attachment, "complete")
     changes = await _watch(files, alice, attachment, max_lifetime_s=0)
     assert [_status(c) async for c in changes] == ["done"]
+
+
+class _DownAfterFirstRead(InMemoryUnitOfWork):
+    """A database that answers the first read, then goes away."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        super().__init__(store)
+        self.reads = 0
+
+    def read_only(self) -> AbstractAsyncContextManager[Self]:
+        self.reads += 1
+        if self.reads > 1:
+            raise ServiceUnavailable("The database is unavailable.")
+        return super().read_only()
+
+
+async def test_a_database_gone_mid_watch_ends_it_with_unavailable() -> None:
+    files = Files()
+    alice = await files.user("alice")
+    attachment = await files.upload(alice, PNG)
+    handler = WatchAttachmentHandler(
+        GetAttachmentHandler(_DownAfterFirstRead(files.store)), poll_s=0
+    )
+    changes = await handler.execute(WatchAttachment(user_id=alice.id, attachment_id=attachment.id))
+
+    assert _status(await anext(changes)) == "pending"
+    assert [c async for c in changes] == [WatchEnd.UNAVAILABLE]

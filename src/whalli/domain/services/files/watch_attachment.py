@@ -9,7 +9,7 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.errors import AttachmentNotFound
+from whalli.domain.model.errors import AttachmentNotFound, ServiceUnavailable
 from whalli.domain.services.files.get_attachment import (
     AttachmentView,
     GetAttachment,
@@ -24,6 +24,7 @@ class WatchEnd(StrEnum):
 
     DELETED = "deleted"  # gone, or no longer visible to the caller (told apart by nobody)
     TIMEOUT = "timeout"  # the watch outlived ``max_lifetime_s``: the caller may watch again
+    UNAVAILABLE = "unavailable"  # the file could not be read (the database is down): try later
 
 
 Change = AttachmentView | WatchEnd | None
@@ -45,8 +46,10 @@ class WatchAttachmentHandler:
       preview, page count, truncation, name or project (not bookkeeping such as
       ``updated_at``, which a job taking over a ``processing`` file moves alone);
     - the iteration ends after a ``done`` or ``failed`` view has been yielded, with
-      ``WatchEnd.DELETED`` once the file can no longer be read, and with ``WatchEnd.TIMEOUT``
-      ``max_lifetime_s`` after ``execute`` (so no watch holds a connection forever);
+      ``WatchEnd.DELETED`` once the file can no longer be read, with ``WatchEnd.UNAVAILABLE``
+      when a poll finds the store down (the caller may watch again later), and with
+      ``WatchEnd.TIMEOUT`` ``max_lifetime_s`` after ``execute`` (so no watch holds a
+      connection forever);
     - when nothing was yielded for ``heartbeat_s`` a ``HEARTBEAT`` (None) is yielded, so the
       caller can keep proxies from closing an idle connection;
     - polling reads what is committed (any process's worker), one read-only unit of work per
@@ -88,6 +91,9 @@ class WatchAttachmentHandler:
                 view = await self._get.execute(command)
             except AttachmentNotFound:
                 yield WatchEnd.DELETED
+                return
+            except ServiceUnavailable:
+                yield WatchEnd.UNAVAILABLE
                 return
             if _visible(view) != _visible(shown):
                 shown = view

@@ -207,7 +207,8 @@ class FileController(Controller):
         summary="A file's status as Server-Sent Events, until its extraction ends",
         description="`status` events carry the body of `GET /api/files/{id}`: one at once, then "
         "one per change; the stream ends after `done` or `failed`, or with a `deleted` event "
-        "(the file is gone) or a `timeout` event (its lifetime ended: connect again). "
+        "(the file is gone), an `unavailable` event (the database is down: connect again "
+        "later) or a `timeout` event (its lifetime ended: connect again). "
         "Authenticate with the Authorization header (a fetch-based SSE client).",
     )
     async def events(
