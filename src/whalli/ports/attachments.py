@@ -32,13 +32,6 @@ class AttachmentRepository(Protocol):
         """Newest first."""
         ...
 
-    async def list_stale(
-        self, status: AttachmentStatus, before: datetime, *, limit: int = 100
-    ) -> list[Attachment]:
-        """Attachments in ``status`` not updated since before ``before``, least recently
-        updated first (what a sweeper re-enqueues)."""
-        ...
-
     async def claim_stale(
         self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
     ) -> list[Attachment]:

@@ -218,39 +218,6 @@ async def test_extracted_text_with_a_nul_character_is_invalid_input(
             await uow.attachments.add(attachment)
 
 
-async def test_stale_attachments_are_listed_by_status_least_recently_changed_first(
-    uow_factory: UowFactory,
-) -> None:
-    # The database is shared across tests and runs: earlier than anything stored before, so
-    # that the oldest rows are this test's.
-    base = -10 * time.time()
-
-    def when(seconds: float) -> datetime:
-        return at(base + seconds)
-
-    world = await committed_world(uow_factory())
-    old, older, recent = (
-        an_attachment(world.project, world.user, now=when(s)) for s in (20, 10, 50)
-    )
-    processing = an_attachment(world.project, world.user, now=when(5))
-    processing.start_processing(when(6))
-    async with uow_factory() as uow:
-        for attachment in (old, older, recent, processing):
-            await uow.attachments.add(attachment)
-        await uow.commit()
-
-    async with uow_factory() as uow:
-        pending = await uow.attachments.list_stale(AttachmentStatus.PENDING, when(30))
-        stuck = await uow.attachments.list_stale(AttachmentStatus.PROCESSING, when(30), limit=5)
-        first = await uow.attachments.list_stale(AttachmentStatus.PENDING, when(30), limit=1)
-        with pytest.raises(InvalidInput, match="limit must not be negative"):
-            await uow.attachments.list_stale(AttachmentStatus.PENDING, when(30), limit=-1)
-    mine = {a.id for a in (old, older, recent, processing)}
-    assert [a for a in pending if a.id in mine] == [older, old]
-    assert [a for a in stuck if a.id in mine] == [processing]
-    assert first == [older]
-
-
 async def test_stale_attachments_are_claimed_once_until_the_threshold_passes_again(
     uow_factory: UowFactory,
 ) -> None:

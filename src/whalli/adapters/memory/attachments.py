@@ -36,15 +36,6 @@ class InMemoryAttachmentRepository(MemoryRepository, AttachmentRepository):
         )
         return sorted(found, key=lambda a: (a.created_at, a.id), reverse=True)[:limit]
 
-    async def list_stale(
-        self, status: AttachmentStatus, before: datetime, *, limit: int = 100
-    ) -> list[Attachment]:
-        check_limit(limit)
-        found: list[Attachment] = self._tx().select(
-            "attachments", lambda a: a.status is status and a.updated_at < before
-        )
-        return sorted(found, key=lambda a: (a.updated_at, a.id))[:limit]
-
     async def claim_stale(
         self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
     ) -> list[Attachment]:

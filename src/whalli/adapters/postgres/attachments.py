@@ -102,17 +102,6 @@ class PostgresAttachmentRepository(PostgresRepository, AttachmentRepository):
         )
         return [_attachment(r) for r in rows]
 
-    async def list_stale(
-        self, status: AttachmentStatus, before: datetime, *, limit: int = 100
-    ) -> list[Attachment]:
-        check_limit(limit)
-        rows = await self._all(
-            f"{_SELECT} WHERE status = %(status)s AND updated_at < %(before)s "
-            "ORDER BY updated_at, id LIMIT %(limit)s",
-            {"status": str(status), "before": before, "limit": limit},
-        )
-        return [_attachment(r) for r in rows]
-
     async def claim_stale(
         self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
     ) -> list[Attachment]:
