@@ -12,7 +12,8 @@ uses ``cache: false`` and a unique prompt unless it measures the cache. Figures:
 2. streamed replies per second (whole stream to ``done``) at concurrency 16, Whalli ÷ direct;
 3. the gap between tokens with 100 concurrent streams minus the provider's configured gap, at
    5 ms and at 20 ms (and minus the gap at which the fake really sent them: no fake jitter);
-4. a cache-hit reply (start → done) ÷ (one Redis GET of the cached value + GET /api/health);
+4. a cache-hit reply (start → done) ÷ (one Redis GET of the cached value + GET /api/health),
+   and the same cached reply as one streamed ``POST /v1/chat/completions`` (→ ``[DONE]``);
 5. API RSS growth per idle open stream with 1,000 streams whose provider holds.
 
 Replies with no final event within ``REPLY_TIMEOUT_S`` (or cut by a transport error) are left
@@ -35,6 +36,7 @@ import uvloop
 from redis.asyncio import Redis
 
 from bench._chat_world import (
+    MODEL,
     Timed,
     api_env,
     direct_reply,
@@ -243,8 +245,29 @@ async def _idle_wake(b: Bench) -> dict[str, float | str]:
     }
 
 
+async def _v1_stream(b: Bench, key: str, prompt: str) -> float:
+    """POST /v1/chat/completions (stream) with an API key: seconds from send to ``[DONE]``."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True}
+    headers = {"Authorization": f"Bearer {key}"}
+    started = time.perf_counter()
+    async with b.api.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
+        if r.status_code != 200:
+            raise RuntimeError(f"/v1/chat/completions answered {r.status_code}")
+        tail = b""
+        async for data in r.aiter_raw():
+            tail = (tail + data)[-64:]
+            if b"data: [DONE]" in tail:
+                return time.perf_counter() - started
+    raise RuntimeError("the /v1 stream ended without [DONE]")
+
+
 async def _cache_hit(b: Bench, redis: Redis) -> dict[str, float | str]:
+    created = await b.api.post("/api/keys", json={"name": "bench"}, headers=b.auth)
+    if created.status_code != 201:
+        raise RuntimeError(f"creating an API key answered {created.status_code}")
+    api_key: str = created.json()["secret"]
     hits: list[float] = []
+    v1_hits: list[float] = []
     bases: list[float] = []
     gets: list[float] = []
     for _ in range(CACHE_ROUNDS + 2):
@@ -252,6 +275,8 @@ async def _cache_hit(b: Bench, redis: Redis) -> dict[str, float | str]:
         async with asyncio.timeout(REPLY_TIMEOUT_S * 2):
             await whalli_reply(b.api, b.auth, prompt, cache=True)  # the miss fills the cache
             hit = await whalli_reply(b.api, b.auth, prompt, cache=True)
+            # the same cached reply through the OpenAI-compatible API: one request
+            v1_hits.append(await _v1_stream(b, api_key, prompt))
         if not hit.cached:
             raise RuntimeError("the second identical prompt was not served from the cache")
         keys = [k async for k in redis.scan_iter(match="whalli:cache:*", count=1000)]
@@ -267,11 +292,14 @@ async def _cache_hit(b: Bench, redis: Redis) -> dict[str, float | str]:
         gets.append(got - started)
     hits, bases, gets = hits[2:], bases[2:], gets[2:]  # the first rounds warm up
     h, base = statistics.median(hits), statistics.median(bases)
+    v1 = statistics.median(v1_hits[2:])
     return {
         "cache_hit_reply_ms": _ms(h),
         "cache_redis_get_ms": _ms(statistics.median(gets)),
         "cache_baseline_get_plus_health_ms": _ms(base),
         "cache_hit_ratio_vs_baseline": round(h / base, 2),
+        "cache_hit_v1_stream_ms": _ms(v1),
+        "cache_hit_v1_ratio_vs_baseline": round(v1 / base, 2),
     }
 
 

@@ -30,7 +30,9 @@ class UsageTotals(Value, frozen=True, kw_only=True):
 
 
 class UsageRepository(Protocol):
-    async def add(self, record: UsageRecord) -> None: ...
+    async def add(self, record: UsageRecord) -> None:
+        """One statement (atomic by itself: may run in ``UnitOfWork.autocommit``)."""
+        ...
 
     async def totals(
         self, user_id: UUID, *, since: datetime, model: str | None = None

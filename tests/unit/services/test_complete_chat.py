@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 from whalli.adapters.memory.cache import InMemoryCache
@@ -125,6 +126,27 @@ async def test_a_model_above_the_plan_is_refused_before_any_provider_is_called()
         await complete(world, user, "openai/big")
     assert model.requests == []
     assert await world.usage() == []
+
+
+async def test_the_plan_is_checked_on_the_user_authentication_just_read() -> None:
+    model = openai_model()
+    world = World({"openai": model})
+    stored = await world.user(Plan.FREE)
+    # what authentication read for this request: upgraded since (the store is not read again)
+    upgraded = msgspec.structs.replace(stored, plan=Plan.PRO)
+    command = CompleteChat(user_id=stored.id, user=upgraded, model="openai/big", messages=QUESTION)
+
+    events = [event async for event in world.handler().stream(command)]
+
+    assert isinstance(events[-1], StreamEnd)
+    # a user given for someone else is ignored: the caller's own row decides
+    other = msgspec.structs.replace(upgraded, id=world.ids.new_id())
+    with pytest.raises(ModelNotInPlan):
+        await anext(
+            world.handler().stream(
+                CompleteChat(user_id=stored.id, user=other, model="openai/big", messages=QUESTION)
+            )
+        )
 
 
 async def test_a_model_whose_provider_is_not_enabled_is_not_found() -> None:

@@ -27,6 +27,7 @@ from whalli.domain.model.prompt_cache import (
     decode_cached_reply,
     encode_cached_reply,
 )
+from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import estimate_prompt_tokens, estimate_tokens
 from whalli.ports.cache import Cache
 from whalli.ports.chat_metrics import ChatMetrics
@@ -43,6 +44,8 @@ _DETACHED: set[asyncio.Task[None]] = set()
 
 class CompleteChat(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID
+    # The caller as authentication read it for this request (fresh); saves reading it again.
+    user: User | None = None
     model: str  # Whalli's catalog id, e.g. "openai/gpt-4o-mini"
     messages: tuple[PromptMessage, ...]
     params: GenerationParams = GenerationParams()
@@ -125,8 +128,10 @@ class CompleteChatHandler:
         spec = self._catalog.get(command.model)
         if spec.provider not in self._enabled:
             raise ModelNotFound(f"Model {command.model!r} is not in the catalog.")
-        async with self._uow as uow:
-            user = await uow.users.get(command.user_id)
+        user = command.user
+        if user is None or user.id != command.user_id:
+            async with self._uow.read_only() as uow:
+                user = await uow.users.get(command.user_id)
         ensure_model_allowed(user, spec)
         if not command.messages:
             raise InvalidInput("At least one message is needed.", field="messages")
@@ -218,7 +223,7 @@ class CompleteChatHandler:
         cost = (
             0.0 if run.cached else run.spec.cost_usd(usage.prompt_tokens, usage.completion_tokens)
         )
-        async with self._uow as uow:
+        async with self._uow.autocommit() as uow:  # one INSERT: no BEGIN/COMMIT round trips
             await uow.usage.add(
                 UsageRecord(
                     id=self._ids.new_id(), user_id=command.user_id, message_id=None,
@@ -227,7 +232,6 @@ class CompleteChatHandler:
                     cost_usd=cost, cached=run.cached, created_at=self._clock.now(),
                 )
             )  # fmt: skip
-            await uow.commit()
         self._metrics.reply(
             model=run.spec.id, provider=run.spec.provider, status=str(status),
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,

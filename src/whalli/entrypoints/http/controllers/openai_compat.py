@@ -44,6 +44,7 @@ def _command(principal: Principal, data: wire.ChatCompletionRequest) -> Complete
     )
     return CompleteChat(
         user_id=principal.user_id,
+        user=principal.user,
         model=data.model,
         messages=wire.prompt_messages(data.messages),
         params=params,
