@@ -56,6 +56,7 @@ from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.create_user import CreateUserHandler
+from whalli.domain.services.auth.key_owners import KeyOwners
 from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAllHandler
@@ -374,11 +375,14 @@ class Services(containers.DeclarativeContainer):
     )
 
     # identity
+    # who recent API keys belong to: charges their rate budget while the key is checked
+    key_owners = providers.Singleton(KeyOwners)
     authenticate = providers.Factory(
         AuthenticateHandler, uow, issuer=adapters.token_issuer, clock=clock,
         last_used_interval=providers.Callable(
             lambda s: timedelta(seconds=s.api_key_last_used_interval_s), settings
         ),
+        key_owners=key_owners,
     )  # fmt: skip
     register = providers.Factory(
         RegisterHandler,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import uuid
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Self
@@ -39,6 +40,7 @@ from whalli.domain.services.auth.authenticate import (
     AuthenticateHandler,
 )
 from whalli.domain.services.auth.create_user import CreateUser, CreateUserHandler
+from whalli.domain.services.auth.key_owners import KeyOwners
 from whalli.domain.services.auth.login import Login, LoginHandler
 from whalli.domain.services.auth.logout import Logout, LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAll, LogoutAllHandler
@@ -447,6 +449,49 @@ async def test_a_claimed_user_is_only_what_a_genuine_token_names_not_an_authenti
         await handler.execute(Authenticate(credential=tokens.access_token))
     auth.clock.advance(timedelta(minutes=16))
     assert handler.claimed_user(tokens.access_token) is None  # expired
+
+
+async def test_an_api_key_claims_its_owner_once_this_process_accepted_it(auth: Auth) -> None:
+    secret = API_KEY_PREFIX + "o" * 43
+    key = await _stored_key(auth, secret)
+    owners = KeyOwners()
+
+    def handler() -> AuthenticateHandler:  # one per request, the hint shared by all
+        return AuthenticateHandler(
+            auth.uow(), issuer=auth.issuer, clock=auth.clock, key_owners=owners
+        )
+
+    assert handler().claimed_user(secret) is None  # never seen: nobody to charge early
+    with pytest.raises(InvalidToken, match=INVALID):
+        await handler().execute(Authenticate(credential=API_KEY_PREFIX + "x" * 43))
+    assert len(owners) == 0  # a refused key is never remembered
+
+    await handler().execute(Authenticate(credential=secret))
+    assert handler().claimed_user(secret) == key.user_id
+
+    # revoked: it still names its owner (a rate-limit hint only) and is refused by the database
+    async with auth.uow() as uow:
+        stored = await uow.api_keys.get(key.id)
+        stored.revoke(auth.clock.now())
+        await uow.api_keys.update(stored)
+        await uow.commit()
+    assert handler().claimed_user(secret) == key.user_id
+    with pytest.raises(InvalidToken, match=INVALID):
+        await handler().execute(Authenticate(credential=secret))
+
+
+def test_key_owners_keep_the_most_recently_used_within_their_size() -> None:
+    owners = KeyOwners(size=2)
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    owners.remember("a", a)
+    owners.remember("b", b)
+    assert owners.owner("a") == a  # used: now the most recent
+    owners.remember("c", c)
+
+    assert (owners.owner("a"), owners.owner("b"), owners.owner("c")) == (a, None, c)
+    assert len(owners) == 2
+    with pytest.raises(ValueError, match="at least 1"):
+        KeyOwners(size=0)
 
 
 async def test_an_api_key_authenticates_while_active_and_its_user_is_enabled(auth: Auth) -> None:

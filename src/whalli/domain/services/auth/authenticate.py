@@ -12,6 +12,7 @@ from whalli.domain.model.api_keys import ApiKey, hash_api_key, looks_like_api_ke
 from whalli.domain.model.errors import InvalidToken
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.tokens import AccessClaims
+from whalli.domain.services.auth.key_owners import KeyOwners
 from whalli.domain.services.auth.sessions import masked_repr
 from whalli.ports.clock import Clock
 from whalli.ports.token_issuer import AccessTokenIssuer
@@ -59,22 +60,29 @@ class AuthenticateHandler:
         issuer: AccessTokenIssuer,
         clock: Clock,
         last_used_interval: timedelta = LAST_USED_INTERVAL,
+        key_owners: KeyOwners | None = None,
     ) -> None:
+        """``key_owners`` is the process's hint of who recent API keys belong to (shared by
+        every request; see ``claimed_user``)."""
         self._uow = uow
         self._issuer = issuer
         self._clock = clock
         self._last_used_interval = last_used_interval
+        self._key_owners = key_owners
         self._verified: tuple[str, AccessClaims] | None = None
 
     def claimed_user(self, credential: str) -> UUID | None:
         """The user a genuine access token names, checked without the database (signature,
-        times, issuer, audience): enough to charge that user's rate budget while ``execute``
-        reads the rest. ``None`` for an API key or a token that does not verify. It is not an
-        authentication: the account may be disabled or the session ended."""
+        times, issuer, audience), or the owner of an API key this process accepted lately:
+        enough to charge that user's rate budget while ``execute`` reads the rest. ``None`` for
+        a token that does not verify or a key not seen lately. It is not an authentication:
+        the account may be disabled, the session ended or the key revoked."""
         if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
             return None
         if looks_like_api_key(credential):
-            return None
+            if self._key_owners is None:
+                return None
+            return self._key_owners.owner(hash_api_key(credential))
         try:
             claims = self._issuer.verify(credential)
         except InvalidToken:
@@ -110,14 +118,17 @@ class AuthenticateHandler:
         return Principal(user=user, session_id=claims.session_id)
 
     async def _by_api_key(self, secret: str) -> Principal:
+        key_hash = hash_api_key(secret)
         async with self._uow.read_only() as uow:
-            found = await uow.api_keys.find_by_hash_with_user(hash_api_key(secret))
+            found = await uow.api_keys.find_by_hash_with_user(key_hash)
         if found is None:
             raise InvalidToken()
         key, user = found
         now = self._clock.now()
         if not key.is_active(now) or user.disabled:
             raise InvalidToken()
+        if self._key_owners is not None:
+            self._key_owners.remember(key_hash, user.id)
         stale_before = now - self._last_used_interval
         if key.last_used_at is None or key.last_used_at < stale_before:
             await self._record_use(key, now, stale_before)
