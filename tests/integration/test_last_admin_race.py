@@ -1,4 +1,4 @@
-"""Two admins removing each other at the same moment: one wins, the other gets ``LastAdmin``.
+"""Two admins removing each other at the same moment: one wins, the other is refused.
 
 The rule counts every active admin, so the Postgres run uses a throwaway database of its own
 (the shared test database holds admins of other tests, which would let both changes pass).
@@ -106,8 +106,35 @@ async def test_two_admins_removing_each_other_at_once_leave_one_admin(
         remove(first, second), remove(second, first), return_exceptions=True
     )
 
-    assert sorted(type(r).__name__ for r in results) == ["LastAdmin", "User"], results
+    # the second to run sees the first's change: its caller is no longer an admin
+    assert sorted(type(r).__name__ for r in results) == ["PermissionDenied", "User"], results
     async with own_uow_factory() as uow:
         assert await uow.users.count_admins() == 1
         stored = [await uow.users.get(a.id) for a in (first, second)]
     assert sum(u.is_admin for u in stored) == 1
+
+
+async def test_an_admin_demoted_while_waiting_cannot_remove_a_third_one(
+    own_uow_factory: UowFactory,
+) -> None:
+    """A demotes B while B demotes C, and A's change runs first: when B's goes on, B is no
+    longer an admin, so C stays one."""
+    a, b, c = (a_user(role=Role.ADMIN) for _ in range(3))
+    async with own_uow_factory() as uow:
+        for admin in (a, b, c):
+            await uow.users.add(admin)
+        await uow.commit()
+    both_read = asyncio.Barrier(2)
+
+    async def demote(admin: User, other: User) -> User:
+        handler = UpdateUserHandler(held(own_uow_factory, both_read), ManualClock())
+        command = UpdateUser(admin_id=admin.id, user_id=other.id, role=Role.USER)
+        return await handler.execute(command)
+
+    # The second to reach the barrier goes on without yielding, so it locks first: A's.
+    results = await asyncio.gather(demote(b, c), demote(a, b), return_exceptions=True)
+
+    assert [type(r).__name__ for r in results] == ["PermissionDenied", "User"], results
+    async with own_uow_factory() as uow:
+        admins = {u.id for u in [await uow.users.get(x.id) for x in (a, b, c)] if u.is_admin}
+    assert admins == {a.id, c.id}

@@ -34,7 +34,8 @@ class UpdateUserHandler:
     - a change that leaves no active admin (the last one demoting or disabling themself) is
       refused with ``LastAdmin``; a change that may remove an admin first locks the active
       admins, so that two such changes at once (two admins demoting each other) run one after
-      the other and the second sees the first: one of them gets ``LastAdmin``;
+      the other and the second sees the first: it is refused, as its caller is no longer an
+      admin (``PermissionDenied``) or as it would leave none (``LastAdmin``);
     - a change that changes nothing is not written.
     """
 
@@ -47,6 +48,9 @@ class UpdateUserHandler:
             await require_admin(uow, command.admin_id)
             if _may_remove_admin(command):
                 await uow.users.lock_admins()  # before reading: the account is read as locked
+                # and the caller again: a change that committed while we waited may have
+                # removed their own rights (an admin demoted by the one they were demoting)
+                await require_admin(uow, command.admin_id)
             user = await uow.users.get(command.user_id)
             changed = msgspec.structs.replace(
                 user,
