@@ -114,27 +114,50 @@ async def test_two_admins_removing_each_other_at_once_leave_one_admin(
     assert sum(u.is_admin for u in stored) == 1
 
 
+class Ordered(HeldUsers):
+    """Also orders the admin locks: waits for ``before`` (if any) before taking them, and sets
+    ``taken`` once it holds them."""
+
+    def __init__(
+        self, users: Any, both_read: asyncio.Barrier, before: asyncio.Event | None,
+        taken: asyncio.Event | None,
+    ) -> None:  # fmt: skip
+        super().__init__(users, both_read)
+        self._before, self._taken = before, taken
+
+    async def lock_admins(self) -> None:
+        if self._before is not None:
+            await self._before.wait()
+        await self._users.lock_admins()
+        if self._taken is not None:
+            self._taken.set()
+
+
 async def test_an_admin_demoted_while_waiting_cannot_remove_a_third_one(
     own_uow_factory: UowFactory,
 ) -> None:
-    """A demotes B while B demotes C, and A's change runs first: when B's goes on, B is no
-    longer an admin, so C stays one."""
+    """A demotes B while B demotes C, and A takes the admin lock first: when B's change goes on,
+    B is no longer an admin, so C stays one."""
     a, b, c = (a_user(role=Role.ADMIN) for _ in range(3))
     async with own_uow_factory() as uow:
         for admin in (a, b, c):
             await uow.users.add(admin)
         await uow.commit()
-    both_read = asyncio.Barrier(2)
+    both_read, a_locked = asyncio.Barrier(2), asyncio.Event()
 
-    async def demote(admin: User, other: User) -> User:
-        handler = UpdateUserHandler(held(own_uow_factory, both_read), ManualClock())
+    async def demote(
+        admin: User, other: User, before: asyncio.Event | None, taken: asyncio.Event | None
+    ) -> User:
+        uow = own_uow_factory()
+        uow.users = Ordered(uow.users, both_read, before, taken)
         command = UpdateUser(admin_id=admin.id, user_id=other.id, role=Role.USER)
-        return await handler.execute(command)
+        return await UpdateUserHandler(uow, ManualClock()).execute(command)
 
-    # The second to reach the barrier goes on without yielding, so it locks first: A's.
-    results = await asyncio.gather(demote(b, c), demote(a, b), return_exceptions=True)
+    results = await asyncio.gather(
+        demote(a, b, None, a_locked), demote(b, c, a_locked, None), return_exceptions=True
+    )
 
-    assert [type(r).__name__ for r in results] == ["PermissionDenied", "User"], results
+    assert [type(r).__name__ for r in results] == ["User", "PermissionDenied"], results
     async with own_uow_factory() as uow:
         admins = {u.id for u in [await uow.users.get(x.id) for x in (a, b, c)] if u.is_admin}
     assert admins == {a.id, c.id}
