@@ -308,13 +308,14 @@ class Adapters(containers.DeclarativeContainer):
     )
     # Common passwords always; breached ones too when WHALLI_PWNED_PASSWORDS_URL is set (only
     # then is the shared HTTP client opened for it).
+    common_passwords = providers.Singleton(CommonPasswordList)
     password_screen = providers.Selector(
         providers.Callable(lambda s: "pwned" if s.pwned_passwords_url else "offline", settings),
-        offline=providers.Singleton(CommonPasswordList),
+        offline=common_passwords,
         pwned=providers.Singleton(
             PasswordScreenChain,
             providers.List(
-                providers.Singleton(CommonPasswordList),
+                common_passwords,
                 providers.Singleton(
                     PwnedPasswordsScreen,
                     gateways.http,

@@ -19,9 +19,11 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.support.loopback_http import LoopbackHttpServer
 
 CLIENT_ID = "whalli-test-client"
 CLIENT_SECRET = "whalli-test-secret"
@@ -57,7 +59,7 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-class FakeOAuthServer:
+class FakeOAuthServer(LoopbackHttpServer):
     def __init__(self) -> None:
         self.github_account = GitHubAccount(
             id=1, login="octocat", name="The Octocat", emails=[("octocat@example.com", True, True)]
@@ -68,22 +70,7 @@ class FakeOAuthServer:
         self._grants: dict[str, _Grant] = {}
         self._tokens: dict[str, GitHubAccount | GoogleAccount] = {}
         self._lock = threading.Lock()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._http.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FakeOAuthServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
-        self._thread.join()
+        super().__init__(_handler_for(self))
 
     # --- the endpoints' logic (called from the handler thread) ---------------------------
     def authorize(self, provider: str, query: dict[str, str]) -> tuple[int, dict[str, str]]:

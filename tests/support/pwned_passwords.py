@@ -16,8 +16,10 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.loopback_http import LoopbackHttpServer
 
 _RANGE = re.compile(r"^/range/([0-9A-Fa-f]{5})$")
 
@@ -32,29 +34,14 @@ class RangeRequest:
     headers: dict[str, str]  # names in lower case
 
 
-class FakePwnedPasswords:
+class FakePwnedPasswords(LoopbackHttpServer):
     def __init__(self, padding: int = 50) -> None:
         self.padding = padding
         self.failing = False
         self.requests: list[RangeRequest] = []
         self._counts: dict[str, int] = {}  # full SHA-1 hex -> count
         self._lock = threading.Lock()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._http.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FakePwnedPasswords:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
-        self._thread.join()
+        super().__init__(_handler_for(self))
 
     def breach(self, password: str, count: int = 1) -> None:
         with self._lock:

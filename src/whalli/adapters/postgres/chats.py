@@ -63,6 +63,14 @@ _INSERT_MESSAGE = (
 _MESSAGE_COLUMN_LIST = columns(_MESSAGE_COLUMNS)
 
 
+def _message_rows(count: int) -> str:
+    """``count`` typed VALUES rows of message parameters (``<column>_<index>``)."""
+    return ", ".join(
+        "(" + ", ".join(f"%({c}_{i})s::{t}" for c, t in _MESSAGE_TYPES.items()) + ")"
+        for i in range(count)
+    )
+
+
 def _insert_messages(count: int) -> str:
     """One statement that inserts ``count`` messages (parameters ``<column>_<index>``) only if
     every chat exists and every id is free, and returns those two facts: the expected failures
@@ -70,10 +78,7 @@ def _insert_messages(count: int) -> str:
     insert of the same id, or deletion of the chat, still fails the statement: ``translated``
     turns that into ``Conflict`` or ``ChatNotFound``.) 18 parameters a message: Postgres takes
     65535 parameters, so at most some 3600 messages a call."""
-    rows = ", ".join(
-        "(" + ", ".join(f"%({c}_{i})s::{t}" for c, t in _MESSAGE_TYPES.items()) + ")"
-        for i in range(count)
-    )
+    rows = _message_rows(count)
     return (
         f"WITH new ({_MESSAGE_COLUMN_LIST}) AS (VALUES {rows}), "
         # Correlated EXISTS: a primary-key lookup per new row, never a scan of messages.
@@ -90,10 +95,7 @@ def _insert_chat_with_messages(count: int) -> str:
     """One statement: the chat (parameters named as its columns) and ``count`` messages
     (``<column>_<index>``). The messages' foreign key is checked at the end of the statement,
     so it sees the chat inserted beside them."""
-    rows = ", ".join(
-        "(" + ", ".join(f"%({c}_{i})s::{t}" for c, t in _MESSAGE_TYPES.items()) + ")"
-        for i in range(count)
-    )
+    rows = _message_rows(count)
     return (
         f"WITH new_chat AS ({_INSERT_CHAT}) "
         f"INSERT INTO messages ({_MESSAGE_COLUMN_LIST}) VALUES {rows}"

@@ -9,7 +9,7 @@ connection per open stream, and CPU that caps how many streams one process relay
   it begins (or claims) the generation until its final event is in Redis; its readers take
   events from there, woken directly by ``publish``;
 - every event is still written to the Redis stream (see ``RedisReplyStream``), batched: one
-  MULTI/EXEC per event-loop turn for every session that published meanwhile. Other processes,
+  EVALSHA per write for every session that published during the previous one. Other processes,
   and readers that come back after the reply ended, read Redis as before;
 - event ids are chosen here, ``<ms>-1``, ``<ms>-2``, ... where ``<ms>`` is the wall-clock time
   the log was opened (so a stream opened again after it expired still has larger ids), so a
@@ -31,8 +31,8 @@ from collections.abc import Collection, Sequence
 import structlog
 
 from whalli.adapters.redis._values import check_ttl
-from whalli.adapters.redis.reply_stream import RedisReplyStream, check_event_id
-from whalli.domain.model.replies import ReplyEvent, is_final
+from whalli.adapters.redis.reply_stream import RedisReplyStream
+from whalli.domain.model.replies import ReplyEvent, is_final, parse_event_id
 from whalli.ports.reply_stream import ReplyStream
 
 log = structlog.get_logger(__name__)
@@ -71,7 +71,7 @@ class _Log:
         """Index of the first event after ``after``."""
         if after is None:
             return 0
-        check_event_id(after)
+        parse_event_id(after)
         ms_text, _, seq = after.partition("-")
         ms = int(ms_text)
         if ms != self.ms:

@@ -56,10 +56,6 @@ return #KEYS
 """
 
 
-def check_event_id(event_id: str) -> None:
-    parse_event_id(event_id)  # refuse garbage before Redis sees it
-
-
 def _decoded(fields: dict[bytes, bytes]) -> AnyReplyEvent:
     try:
         return decode_reply_event(fields[_FIELD])
@@ -143,7 +139,7 @@ class RedisReplyStream(ReplyStream):
         self, session_id: str, after: str | None, *, block_ms: int, count: int = 256
     ) -> list[tuple[str, ReplyEvent]]:
         if after is not None:
-            check_event_id(after)
+            parse_event_id(after)  # refuse garbage before Redis sees it
         if count <= 0:
             raise InvalidInput("count must be positive", field="count")
         streams: dict[Any, Any] = {self._key("reply", session_id): after or "0-0"}
