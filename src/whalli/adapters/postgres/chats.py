@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -71,6 +72,7 @@ def _message_rows(count: int) -> str:
     )
 
 
+@functools.lru_cache(maxsize=64)  # built once per message count, not per insert
 def _insert_messages(count: int) -> str:
     """One statement that inserts ``count`` messages (parameters ``<column>_<index>``) only if
     every chat exists and every id is free, and returns those two facts: the expected failures
@@ -91,6 +93,7 @@ def _insert_messages(count: int) -> str:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _insert_chat_with_messages(count: int) -> str:
     """One statement: the chat (parameters named as its columns) and ``count`` messages
     (``<column>_<index>``). The messages' foreign key is checked at the end of the statement,
