@@ -128,21 +128,40 @@ async def whalli_reply(
     url = f"/api/chat/stream?sessionId={response.json()['sessionId']}"
     async with client.stream("GET", url) as stream:
         timed.attached = time.perf_counter()
-        buffer = b""
-        async for data in stream.aiter_raw():
-            now = time.perf_counter()
-            *frames, buffer = (buffer + data).split(b"\n\n")
-            for frame in frames:
-                fields = dict(line.split(b": ", 1) for line in frame.split(b"\n") if b": " in line)
-                event = fields.get(b"event")
-                if event == b"token":
-                    _token(json.loads(fields[b"data"])["delta"], timed, now)
-                elif event in (b"done", b"error"):
-                    payload = json.loads(fields[b"data"])
-                    if event == b"error":
-                        raise RuntimeError(f"the stream ended with an error: {payload}")
-                    timed.cached, timed.done = payload["cached"], now
-                    return timed
+        return await _read_reply(stream, timed)
+
+
+async def whalli_one_request_reply(
+    client: httpx.AsyncClient, auth: dict[str, str], prompt: str, *, cache: bool = False
+) -> Timed:
+    """POST /api/chat/start with ``Accept: text/event-stream``: the reply in the same request."""
+    timed = Timed(time.perf_counter())
+    body = {"model": MODEL, "message": prompt, "cache": cache}
+    headers = {**auth, "Accept": "text/event-stream"}
+    async with client.stream("POST", "/api/chat/start", json=body, headers=headers) as stream:
+        if stream.status_code != 201:
+            raise RuntimeError(f"start answered {stream.status_code}: {(await stream.aread())!r}")
+        timed.started = timed.attached = time.perf_counter()
+        return await _read_reply(stream, timed)
+
+
+async def _read_reply(stream: httpx.Response, timed: Timed) -> Timed:
+    """Whalli's ``token`` events until ``done`` (an ``error`` raises)."""
+    buffer = b""
+    async for data in stream.aiter_raw():
+        now = time.perf_counter()
+        *frames, buffer = (buffer + data).split(b"\n\n")
+        for frame in frames:
+            fields = dict(line.split(b": ", 1) for line in frame.split(b"\n") if b": " in line)
+            event = fields.get(b"event")
+            if event == b"token":
+                _token(json.loads(fields[b"data"])["delta"], timed, now)
+            elif event in (b"done", b"error"):
+                payload = json.loads(fields[b"data"])
+                if event == b"error":
+                    raise RuntimeError(f"the stream ended with an error: {payload}")
+                timed.cached, timed.done = payload["cached"], now
+                return timed
     raise RuntimeError("the stream ended without a done event")
 
 
@@ -171,6 +190,32 @@ async def direct_reply(client: httpx.AsyncClient, provider_url: str, prompt: str
                 if choices and choices[0]["delta"].get("content"):
                     _token(choices[0]["delta"]["content"], timed, now)
     raise RuntimeError("the provider's stream ended without [DONE]")
+
+
+async def v1_reply(client: httpx.AsyncClient, api_key: str, prompt: str) -> Timed:
+    """The same conversation as one streamed ``POST /v1/chat/completions`` with an API key (the
+    OpenAI-compatible API: one request, as through LiteLLM or any other proxy)."""
+    timed = Timed(time.perf_counter())
+    timed.started = timed.t0
+    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True}
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as stream:
+        if stream.status_code != 200:
+            raise RuntimeError(f"/v1/chat/completions answered {stream.status_code}")
+        timed.attached = time.perf_counter()
+        buffer = b""
+        async for data in stream.aiter_raw():
+            now = time.perf_counter()
+            *frames, buffer = (buffer + data).split(b"\n\n")
+            for frame in frames:
+                payload = frame.removeprefix(b"data: ")
+                if payload == b"[DONE]":
+                    timed.done = now
+                    return timed
+                choices = json.loads(payload)["choices"]
+                if choices and choices[0]["delta"].get("content"):
+                    _token(choices[0]["delta"]["content"], timed, now)
+    raise RuntimeError("the /v1 stream ended without [DONE]")
 
 
 async def register(client: httpx.AsyncClient) -> dict[str, str]:

@@ -8,12 +8,17 @@ uses ``cache: false`` and a unique prompt unless it measures the cache. Figures:
 1. time to first token, Whalli minus direct: p50 at concurrency 1, p99 at concurrency 16
    (Whalli = POST /api/chat/start sent → first ``token`` event; split into start and stream);
    at c=1 both interleaved (the API idles through each direct reply) and in back-to-back
-   blocks, with what a request to a process idle for 100 ms costs here for reference;
-2. streamed replies per second (whole stream to ``done``) at concurrency 16, Whalli ÷ direct;
+   blocks, with what a request to a process idle for 100 ms costs here for reference; and
+   the same for the two one-request ways: the start asking for the reply as events
+   (``Accept: text/event-stream``) and ``POST /v1/chat/completions`` (``one_request_*``,
+   ``v1_*``);
+2. streamed replies per second (whole stream to ``done``) at concurrency 16, Whalli ÷ direct,
+   for the same three ways;
 3. the gap between tokens with 100 concurrent streams minus the provider's configured gap, at
    5 ms and at 20 ms (and minus the gap at which the fake really sent them: no fake jitter);
-4. a cache-hit reply (start → done) ÷ (one Redis GET of the cached value + GET /api/health),
-   and the same cached reply as one streamed ``POST /v1/chat/completions`` (→ ``[DONE]``);
+4. a cache-hit reply (start → done) ÷ (one Redis GET of the cached value + GET /api/health);
+   the same for its stream alone (``GET /api/chat/stream`` → ``done``), for the one-request
+   start, and for one streamed ``POST /v1/chat/completions`` (→ ``[DONE]``);
 5. API RSS growth per idle open stream with 1,000 streams whose provider holds.
 
 Replies with no final event within ``REPLY_TIMEOUT_S`` (or cut by a transport error) are left
@@ -46,6 +51,8 @@ from bench._chat_world import (
     start_api,
     start_fake,
     stop,
+    v1_reply,
+    whalli_one_request_reply,
     whalli_reply,
 )
 from whalli.adapters.embedded.stack import EmbeddedStack
@@ -85,6 +92,7 @@ class Bench:
     def __init__(self, api: httpx.AsyncClient, direct: httpx.AsyncClient, provider: str) -> None:
         self.api, self.direct, self.provider = api, direct, provider
         self.auth: dict[str, str] = {}
+        self.api_key = ""
         self.stuck = 0  # replies with no final event within REPLY_TIMEOUT_S (left out)
         self.failed = 0  # replies cut by a transport error (left out)
 
@@ -101,6 +109,13 @@ class Bench:
 
     def whalli(self, directive: str = "", *, cache: bool = False) -> Awaitable[Timed | None]:
         return self._bounded(whalli_reply(self.api, self.auth, _prompt(directive), cache=cache))
+
+    def one_request(self, directive: str = "", *, cache: bool = False) -> Awaitable[Timed | None]:
+        reply = whalli_one_request_reply(self.api, self.auth, _prompt(directive), cache=cache)
+        return self._bounded(reply)
+
+    def v1(self, directive: str = "") -> Awaitable[Timed | None]:
+        return self._bounded(v1_reply(self.api, self.api_key, _prompt(directive)))
 
     def straight(self, directive: str = "") -> Awaitable[Timed | None]:
         return self._bounded(direct_reply(self.direct, self.provider, _prompt(directive)))
@@ -123,19 +138,19 @@ def _kept(results: list[Timed | None]) -> list[Timed]:
 
 
 async def _ttft_and_rps(b: Bench) -> dict[str, float | str]:
+    ways: dict[str, Callable[[], Awaitable[Timed | None]]] = {
+        "direct": b.straight, "whalli": b.whalli, "one_request": b.one_request, "v1": b.v1,
+    }  # fmt: skip
     for _ in range(10):  # warm pools, prepared statements, caches
-        await b.whalli()
-        await b.straight()
-    c1_w: list[Timed | None] = []
-    c1_d: list[Timed | None] = []
-    for i in range(C1_ROUNDS):  # interleaved, alternating order
-        if i % 2:
-            c1_w.append(await b.whalli())
-            c1_d.append(await b.straight())
-        else:
-            c1_d.append(await b.straight())
-            c1_w.append(await b.whalli())
-    kept_w, kept_d = _kept(c1_w), _kept(c1_d)
+        for make in ways.values():
+            await make()
+    c1: dict[str, list[Timed | None]] = {name: [] for name in ways}
+    names = list(ways)
+    for i in range(C1_ROUNDS):  # interleaved, each way first in turn
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            c1[name].append(await ways[name]())
+    kept = {name: _kept(results) for name, results in c1.items()}
+    kept_w, kept_d = kept["whalli"], kept["direct"]
     # The same at c=1 with each side kept busy: blocks of back-to-back replies, alternating.
     # Interleaved, the API sits idle through every direct reply (~100 ms), and a request to a
     # process idle that long pays this VM's wake-up cost (see _idle_wake); back to back, it
@@ -146,46 +161,58 @@ async def _ttft_and_rps(b: Bench) -> dict[str, float | str]:
         warm_w += [await b.whalli() for _ in range(C1_BLOCK)]
         warm_d += [await b.straight() for _ in range(C1_BLOCK)]
     kept_warm_w, kept_warm_d = _kept(warm_w), _kept(warm_d)
-    c16_w: list[Timed] = []
-    c16_d: list[Timed] = []
-    rps_w, rps_d = [], []
+    c16: dict[str, list[Timed]] = {name: [] for name in ways}
+    rps: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(C16_ROUNDS):
-        timed, took = await _concurrently(b.straight, C16, C16_EACH)
-        c16_d += timed
-        rps_d.append(len(timed) / took)
-        timed, took = await _concurrently(b.whalli, C16, C16_EACH)
-        c16_w += timed
-        rps_w.append(len(timed) / took)
+        for name, make in ways.items():
+            timed, took = await _concurrently(make, C16, C16_EACH)
+            c16[name] += timed
+            rps[name].append(len(timed) / took)
 
     def ttft(ts: list[Timed]) -> list[float]:
         return [t.first - t.t0 for t in ts]
 
-    w1, d1 = statistics.median(ttft(kept_w)), statistics.median(ttft(kept_d))
-    w16, d16 = _pct(ttft(c16_w), 99), _pct(ttft(c16_d), 99)
-    rw, rd = statistics.median(rps_w), statistics.median(rps_d)
-    return {
+    d1 = statistics.median(ttft(kept_d))
+    d16 = _pct(ttft(c16["direct"]), 99)
+    rd = statistics.median(rps["direct"])
+    c16_w = c16["whalli"]
+    figures: dict[str, float | str] = {
         "ttft_c1_p50_direct_ms": _ms(d1),
-        "ttft_c1_p50_whalli_ms": _ms(w1),
+        "ttft_c1_p50_whalli_ms": _ms(statistics.median(ttft(kept_w))),
         "ttft_c1_p50_start_ms": _ms(statistics.median(t.started - t.t0 for t in kept_w)),
         "ttft_c1_p50_stream_ms": _ms(statistics.median(t.first - t.started for t in kept_w)),
-        "ttft_c1_p50_overhead_ms": _ms(w1 - d1),
+        "ttft_c1_p50_overhead_ms": _ms(statistics.median(ttft(kept_w)) - d1),
         "ttft_c1_back_to_back_p50_direct_ms": _ms(statistics.median(ttft(kept_warm_d))),
         "ttft_c1_back_to_back_p50_whalli_ms": _ms(statistics.median(ttft(kept_warm_w))),
         "ttft_c1_back_to_back_p50_overhead_ms": _ms(
             statistics.median(ttft(kept_warm_w)) - statistics.median(ttft(kept_warm_d))
         ),
         "ttft_c16_p99_direct_ms": _ms(d16),
-        "ttft_c16_p99_whalli_ms": _ms(w16),
+        "ttft_c16_p99_whalli_ms": _ms(_pct(ttft(c16_w), 99)),
         "ttft_c16_p99_start_ms": _ms(_pct([t.started - t.t0 for t in c16_w], 99)),
         "ttft_c16_p99_stream_ms": _ms(_pct([t.first - t.started for t in c16_w], 99)),
         "ttft_c16_p50_overhead_ms": _ms(
-            statistics.median(ttft(c16_w)) - statistics.median(ttft(c16_d))
+            statistics.median(ttft(c16_w)) - statistics.median(ttft(c16["direct"]))
         ),
-        "ttft_c16_p99_overhead_ms": _ms(w16 - d16),
+        "ttft_c16_p99_overhead_ms": _ms(_pct(ttft(c16_w), 99) - d16),
         "rps_c16_direct": round(rd, 1),
-        "rps_c16_whalli": round(rw, 1),
-        "rps_c16_ratio_whalli_vs_direct": round(rw / rd, 3),
+        "rps_c16_whalli": round(statistics.median(rps["whalli"]), 1),
+        "rps_c16_ratio_whalli_vs_direct": round(statistics.median(rps["whalli"]) / rd, 3),
     }
+    # The same two ways in one request each: the start answering the reply as events, and
+    # the OpenAI-compatible API (the shape LiteLLM's and Portkey's overheads are measured on).
+    for name in ("one_request", "v1"):
+        w1 = statistics.median(ttft(kept[name]))
+        rw = statistics.median(rps[name])
+        figures |= {
+            f"{name}_ttft_c1_p50_ms": _ms(w1),
+            f"{name}_ttft_c1_p50_overhead_ms": _ms(w1 - d1),
+            f"{name}_ttft_c16_p99_ms": _ms(_pct(ttft(c16[name]), 99)),
+            f"{name}_ttft_c16_p99_overhead_ms": _ms(_pct(ttft(c16[name]), 99) - d16),
+            f"{name}_rps_c16": round(rw, 1),
+            f"{name}_rps_c16_ratio_vs_direct": round(rw / rd, 3),
+        }
+    return figures
 
 
 def _gaps(ts: list[Timed], gap_ms: int) -> tuple[list[float], list[float], int]:
@@ -261,12 +288,18 @@ async def _v1_stream(b: Bench, key: str, prompt: str) -> float:
     raise RuntimeError("the /v1 stream ended without [DONE]")
 
 
-async def _cache_hit(b: Bench, redis: Redis) -> dict[str, float | str]:
+async def _api_key(b: Bench) -> str:
     created = await b.api.post("/api/keys", json={"name": "bench"}, headers=b.auth)
     if created.status_code != 201:
         raise RuntimeError(f"creating an API key answered {created.status_code}")
-    api_key: str = created.json()["secret"]
+    secret: str = created.json()["secret"]
+    return secret
+
+
+async def _cache_hit(b: Bench, redis: Redis) -> dict[str, float | str]:
     hits: list[float] = []
+    streams: list[float] = []
+    one_request_hits: list[float] = []
     v1_hits: list[float] = []
     bases: list[float] = []
     gets: list[float] = []
@@ -275,9 +308,10 @@ async def _cache_hit(b: Bench, redis: Redis) -> dict[str, float | str]:
         async with asyncio.timeout(REPLY_TIMEOUT_S * 2):
             await whalli_reply(b.api, b.auth, prompt, cache=True)  # the miss fills the cache
             hit = await whalli_reply(b.api, b.auth, prompt, cache=True)
-            # the same cached reply through the OpenAI-compatible API: one request
-            v1_hits.append(await _v1_stream(b, api_key, prompt))
-        if not hit.cached:
+            # the same cached reply in one request: the start answering events, and /v1
+            one = await whalli_one_request_reply(b.api, b.auth, prompt, cache=True)
+            v1_hits.append(await _v1_stream(b, b.api_key, prompt))
+        if not (hit.cached and one.cached):
             raise RuntimeError("the second identical prompt was not served from the cache")
         keys = [k async for k in redis.scan_iter(match="whalli:cache:*", count=1000)]
         key = keys[0]
@@ -288,16 +322,24 @@ async def _cache_hit(b: Bench, redis: Redis) -> dict[str, float | str]:
         ended = time.perf_counter()
         await redis.delete(*keys)  # one key in the cache for the next round's scan
         hits.append(hit.done - hit.t0)
+        streams.append(hit.done - hit.started)
+        one_request_hits.append(one.done - one.t0)
         bases.append(ended - started)
         gets.append(got - started)
     hits, bases, gets = hits[2:], bases[2:], gets[2:]  # the first rounds warm up
     h, base = statistics.median(hits), statistics.median(bases)
     v1 = statistics.median(v1_hits[2:])
+    stream = statistics.median(streams[2:])
+    single = statistics.median(one_request_hits[2:])
     return {
         "cache_hit_reply_ms": _ms(h),
         "cache_redis_get_ms": _ms(statistics.median(gets)),
         "cache_baseline_get_plus_health_ms": _ms(base),
         "cache_hit_ratio_vs_baseline": round(h / base, 2),
+        "cache_hit_stream_only_ms": _ms(stream),
+        "cache_hit_stream_only_ratio_vs_baseline": round(stream / base, 2),
+        "cache_hit_one_request_ms": _ms(single),
+        "cache_hit_one_request_ratio_vs_baseline": round(single / base, 2),
         "cache_hit_v1_stream_ms": _ms(v1),
         "cache_hit_v1_ratio_vs_baseline": round(v1 / base, 2),
     }
@@ -358,6 +400,7 @@ async def _measure(api_url: str, provider: str, redis_url: str, pid: int) -> dic
     ):
         b = Bench(api, direct, provider)
         b.auth = await register(api)
+        b.api_key = await _api_key(b)
         _say("time to first token (c=1, c=16) and replies per second (c=16)")
         figures = await _ttft_and_rps(b)
         figures["ttft_rps_stuck"] = b.stuck

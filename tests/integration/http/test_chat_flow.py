@@ -46,31 +46,48 @@ class Chat:
         sent = dict(headers or {})
         if last_event_id:
             sent["Last-Event-ID"] = last_event_id
-        found: list[tuple[str | None, str, dict[str, Any]]] = []
         url = f"/api/chat/stream?sessionId={session_id}"
         async with self.client.stream("GET", url, headers=sent) as response:
             assert response.status_code == 200, await response.aread()
-            assert response.headers["content-type"].startswith("text/event-stream")
-            assert response.headers["cache-control"] == "no-cache"
-            assert response.headers["x-accel-buffering"] == "no"
-            fields: dict[str, str] = {}
-            async for line in response.aiter_lines():
-                if line == "":
-                    if "data" in fields:
-                        found.append(
-                            (fields.get("id"), fields.get("event", "message"),
-                             json.loads(fields["data"]))
-                        )  # fmt: skip
-                        if found[-1][1] in ("done", "error") or len(found) == limit:
-                            break
-                    fields = {}
-                    continue
-                if line.startswith(":"):
-                    continue
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                fields[name] = fields[name] + "\n" + value if name in fields else value
-        return found
+            return await _read_events(response, limit)
+
+    async def start_streaming(
+        self, auth: dict[str, str], **body: Any
+    ) -> list[tuple[str | None, str, dict[str, Any]]]:
+        """``POST /api/chat/start`` asking for the reply as events: one request."""
+        headers = {**auth, "Accept": "text/event-stream"}
+        async with self.client.stream(
+            "POST", "/api/chat/start", json=body, headers=headers
+        ) as response:
+            assert response.status_code == 201, await response.aread()
+            return await _read_events(response, None)
+
+
+async def _read_events(
+    response: Any, limit: int | None
+) -> list[tuple[str | None, str, dict[str, Any]]]:
+    """(id, event, data) until done/error (or ``limit`` events), parsed like EventSource."""
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    found: list[tuple[str | None, str, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if "data" in fields:
+                found.append(
+                    (fields.get("id"), fields.get("event", "message"), json.loads(fields["data"]))
+                )
+                if found[-1][1] in ("done", "error") or len(found) == limit:
+                    break
+            fields = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        fields[name] = fields[name] + "\n" + value if name in fields else value
+    return found
 
 
 @pytest.fixture
@@ -143,6 +160,53 @@ async def test_an_identical_prompt_is_served_from_the_cache_token_by_token(chat:
     events = await chat.events(bypass["sessionId"])
     assert events[-1][2]["cached"] is False
     assert len(chat.provider.requests) == calls + 1
+
+
+async def test_a_start_asking_for_events_answers_the_reply_in_the_same_request(
+    chat: Chat,
+) -> None:
+    alice = await chat.world.register("alice")
+    prompt = f"one request {uuid.uuid4()}"
+    events = await chat.start_streaming(alice["auth"], model="openai/gpt-4o-mini", message=prompt)
+    (_, first, session), rest = events[0], events[1:]
+    assert first == "session"
+    assert set(session) == {"sessionId", "chatId", "messageId", "expiresAt", "streamUrl"}
+    assert session["streamUrl"] == f"/api/chat/stream?sessionId={session['sessionId']}"
+    assert _text(rest) == "Hello, world!"
+    assert rest[-1][1] == "done"
+    assert rest[-1][2]["cached"] is False
+    # the same reply, by its session, from the stream route: the same events with the same ids
+    assert await chat.events(session["sessionId"]) == rest
+    # resumable there: after the second token, exactly the rest
+    after = await chat.events(session["sessionId"], last_event_id=rest[1][0])
+    assert after == rest[2:]
+    uow = await resolved(chat.world.container.adapters.unit_of_work())
+    async with uow:
+        messages = await uow.chats.list_messages(uuid.UUID(session["chatId"]))
+    assert [m.content for m in messages] == [prompt, "Hello, world!"]
+    assert str(messages[0].id) == session["messageId"]
+    assert messages[-1].status is MessageStatus.COMPLETE
+    # an identical prompt, asked the same way, comes from the cache, token by token
+    calls = len(chat.provider.requests)
+    again = await chat.start_streaming(alice["auth"], model="openai/gpt-4o-mini", message=prompt)
+    assert len(chat.provider.requests) == calls
+    assert [d["delta"] for _, n, d in again if n == "token"] == ["Hello", ", ", "world", "!"]
+    assert again[-1][2]["cached"] is True
+
+
+async def test_a_refused_start_asking_for_events_is_a_problem_not_a_stream(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    headers = {**alice["auth"], "Accept": "text/event-stream"}
+    body = {"model": "openai/gpt-4o", "message": f"too dear {uuid.uuid4()}"}  # not in free
+    refused = await chat.client.post("/api/chat/start", json=body, headers=headers)
+    assert refused.status_code == 403, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    unknown = await chat.client.post(
+        "/api/chat/start", json={"model": "nope/none", "message": "hi"}, headers=headers
+    )
+    assert unknown.status_code == 404, unknown.text
+    listed = await chat.client.get("/api/chats", headers=alice["auth"])
+    assert listed.json()["items"] == []  # nothing was saved
 
 
 async def test_reconnecting_with_last_event_id_resumes_exactly_after_it(chat: Chat) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -74,3 +75,15 @@ async def test_every_operation_answers_401_without_credentials_exactly_when_it_r
             assert (response.status_code == 401) is documented, (method, path, response.text)
             checked += 1
     assert checked >= 30
+
+
+async def test_chat_start_documents_its_json_answer_and_its_event_stream(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    start = (await _document(client))["paths"]["/api/chat/start"]["post"]
+
+    assert "text/event-stream" in start["description"]
+    created = start["responses"]["201"]["content"]
+    assert set(created) == {"application/json"}
+    schema = json.dumps(created["application/json"]["schema"])
+    assert "ChatStarted" in schema

@@ -27,13 +27,15 @@ from whalli.domain.model.replies import (
 from whalli.domain.services.auth.authenticate import Authenticate
 from whalli.domain.services.chat.attach_stream import AttachStream
 from whalli.domain.services.chat.context import PreparedReply
+from whalli.domain.services.chat.read_reply import ReadReplyHandler
 from whalli.domain.services.chat.start_chat import StartChat
 from whalli.domain.services.chat.stop_generation import StopGeneration
 from whalli.entrypoints.http.deps import AppContainer
 from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.entrypoints.http.security import CONTAINER_STATE_KEY, PUBLIC, credential_from
-from whalli.entrypoints.http.sse import encode_comment, json_event
+from whalli.entrypoints.http.sse import MEDIA_TYPE, encode_comment, json_event
 
+RETRY = b"retry: 2000\n\n"  # how soon a browser's EventSource reconnects after a drop
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
@@ -58,6 +60,9 @@ class ChatStarted(Schema):
     message_id: UUID
     expires_at: str
     stream_url: str
+
+
+STARTED_SSE_HEADERS = {**SSE_HEADERS, "content-type": f"{MEDIA_TYPE}; charset=utf-8"}
 
 
 def _container(request: Request[Any, Any, Any]) -> AppContainer:
@@ -94,11 +99,18 @@ class ChatStreamController(Controller):
     path = "/api/chat"
     tags = ["chat"]
 
-    @post("/start", status_code=201, summary="Save the message and open a reply session")
+    @post(
+        "/start", status_code=201, summary="Save the message and open a reply session",
+        description="Answers the session as JSON. With `Accept: text/event-stream` it answers "
+        "the reply itself as Server-Sent Events instead (one request instead of two, for "
+        "clients that can read a POST's body as it comes, like `fetch`): first a `session` "
+        "event holding the same fields as the JSON answer, then the events of "
+        "`GET /api/chat/stream`. The session id resumes it there with `Last-Event-ID`.",
+    )  # fmt: skip
     async def start(
         self, request: Request[Any, Any, Any], principal: NamedDependency[Principal],
         data: JSONBody[ChatStartBody],
-    ) -> ChatStarted:  # fmt: skip
+    ) -> ChatStarted | Stream:  # fmt: skip
         container = _container(request)
         params = data.params or ParamsBody()
         generation = GenerationParams(temperature=params.temperature, max_tokens=params.max_tokens)
@@ -124,11 +136,17 @@ class ChatStreamController(Controller):
             launch,
         )  # fmt: skip
         session = started.session
-        return ChatStarted(
+        answer = ChatStarted(
             session_id=session.id, chat_id=started.chat_id, message_id=started.message_id,
             expires_at=session.expires_at.isoformat(),
             stream_url=f"/api/chat/stream?sessionId={session.id}",
         )  # fmt: skip
+        if not _wants_events(request):
+            return answer
+        head = RETRY + json_event("session", answer)
+        frames = _frames(await container.read_reply(), session.id, None, head)
+        # The content type as a header: this route's JSON media type would override a Stream's.
+        return Stream(frames, status_code=201, headers=STARTED_SSE_HEADERS)
 
     @get(
         "/stream", opt={**PUBLIC, "rate_limit": False},
@@ -147,20 +165,8 @@ class ChatStreamController(Controller):
         after = request.headers.get("last-event-id") or last_event_id
         if after is not None:
             parse_event_id(after)  # a 422 now, not an error inside a 200 stream
-        reader = await container.read_reply()
-
-        async def frames() -> AsyncIterator[bytes]:
-            gauge = sse_connections()
-            gauge.inc()
-            try:
-                yield b"retry: 2000\n\n"
-                async for batch in reader.events(session.id, after):
-                    # whatever arrived together goes out as one write
-                    yield encode_comment() if batch is None else sse_frames(batch)
-            finally:
-                gauge.dec()
-
-        return Stream(frames(), media_type="text/event-stream", headers=SSE_HEADERS)
+        frames = _frames(await container.read_reply(), session.id, after, RETRY)
+        return Stream(frames, media_type=MEDIA_TYPE, headers=SSE_HEADERS)
 
     @post("/sessions/{session_id:str}/stop", status_code=202, summary="Stop generating a reply")
     async def stop(
@@ -170,6 +176,25 @@ class ChatStreamController(Controller):
         handler = await _container(request).stop_generation()
         await handler.execute(StopGeneration(session_id=session_id, user_id=principal.user_id))
         return {"status": "stopping"}
+
+
+def _wants_events(request: Request[Any, Any, Any]) -> bool:
+    return MEDIA_TYPE in request.headers.get("accept", "")
+
+
+async def _frames(
+    reader: ReadReplyHandler, session_id: str, after: str | None, head: bytes
+) -> AsyncIterator[bytes]:
+    """``head``, then the reply's events after ``after``, counted as an open SSE connection."""
+    gauge = sse_connections()
+    gauge.inc()
+    try:
+        yield head
+        async for batch in reader.events(session_id, after):
+            # whatever arrived together goes out as one write
+            yield encode_comment() if batch is None else sse_frames(batch)
+    finally:
+        gauge.dec()
 
 
 async def _optional_user(request: Request[Any, Any, Any], container: AppContainer) -> UUID | None:
