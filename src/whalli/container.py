@@ -55,6 +55,7 @@ from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
 from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
+from whalli.domain.services.auth.change_password import ChangePasswordHandler
 from whalli.domain.services.auth.create_user import CreateUserHandler
 from whalli.domain.services.auth.key_owners import KeyOwners
 from whalli.domain.services.auth.login import LoginHandler
@@ -64,6 +65,7 @@ from whalli.domain.services.auth.oauth_callback import CompleteOAuth
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.auth.update_profile import UpdateProfileHandler
 from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler, ReplySettings
@@ -409,6 +411,17 @@ class Services(containers.DeclarativeContainer):
     )
     logout = providers.Factory(LogoutHandler, uow, clock=clock)
     logout_all = providers.Factory(LogoutAllHandler, uow, clock=clock)
+    change_password = providers.Factory(
+        ChangePasswordHandler,
+        uow,
+        hasher=adapters.password_hasher,
+        screen=adapters.password_screen,
+        issuer=adapters.token_issuer,
+        clock=clock,
+        ids=ids,
+        refresh_ttl=refresh_ttl,
+    )
+    update_profile = providers.Factory(UpdateProfileHandler, uow, clock)
     create_user = providers.Factory(
         CreateUserHandler,
         uow,

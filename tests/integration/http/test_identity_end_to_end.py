@@ -335,7 +335,7 @@ async def test_nothing_but_the_public_routes_answers_without_credentials(world: 
     # the stream's unguessable session id is its credential (a browser EventSource sends no
     # headers); it is checked in test_chat_flow
     public_prefixes = ("/api/health", "/api/metrics", "/api/docs", "/api/auth/", "/api/chat/stream")
-    private = {"/api/auth/me", "/api/auth/logout-all"}
+    private = {"/api/auth/me", "/api/auth/logout-all", "/api/auth/password"}
     checked = 0
     for route in app.routes:
         path = route.path

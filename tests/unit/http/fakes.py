@@ -32,6 +32,7 @@ from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
 from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
+from whalli.domain.services.auth.change_password import ChangePasswordHandler
 from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAllHandler
@@ -39,6 +40,7 @@ from whalli.domain.services.auth.oauth_callback import CompleteOAuth
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.auth.update_profile import UpdateProfileHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
@@ -161,6 +163,15 @@ class FakeContainer:
 
     async def logout_all(self) -> LogoutAllHandler:
         return LogoutAllHandler(self.uow(), clock=self.clock)
+
+    async def change_password(self) -> ChangePasswordHandler:
+        return ChangePasswordHandler(
+            self.uow(), hasher=self.hasher, screen=self.password_screen, issuer=self.issuer,
+            clock=self.clock, ids=self.ids, refresh_ttl=self.refresh_ttl,
+        )  # fmt: skip
+
+    async def update_profile(self) -> UpdateProfileHandler:
+        return UpdateProfileHandler(self.uow(), self.clock)
 
     # --- projects, members, models, admin, API keys ---------------------------------------------
     async def create_project(self) -> CreateProjectHandler:

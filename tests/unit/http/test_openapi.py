@@ -49,6 +49,8 @@ async def test_private_operations_require_a_scheme_and_public_ones_none(
     assert paths["/api/auth/me"]["get"]["security"] == [BEARER_JWT, BEARER_API_KEY]
     assert paths["/v1/models"]["get"]["security"] == [BEARER_API_KEY, BEARER_JWT]
     assert paths["/v1/chat/completions"]["post"]["security"] == [BEARER_API_KEY, BEARER_JWT]
+    # refused to API keys (403), so documented for access tokens only
+    assert paths["/api/auth/password"]["post"]["security"] == [BEARER_JWT]
     for path, method in [
         ("/api/health", "get"),
         ("/api/auth/register", "post"),

@@ -171,6 +171,14 @@ class PermissionDenied(WhalliError):
     default_message = "You are not allowed to do that."
 
 
+class ApiKeyNotAllowed(PermissionDenied):
+    """An action that could take over the account (changing its password) needs a session:
+    an API key, however it leaked, must not be enough."""
+
+    code = "api_key_not_allowed"
+    default_message = "An API key cannot do that; sign in with your password."
+
+
 class ModelNotInPlan(PermissionDenied):
     code = "model_not_in_plan"
     default_message = "Your plan does not include this model."

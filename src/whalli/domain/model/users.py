@@ -44,6 +44,14 @@ def normalize_email(raw: str) -> str:
     return email
 
 
+USER_NAME_MAX_LENGTH = 200
+
+
+def clean_user_name(name: str) -> str:
+    """A display name as stored: trimmed and cut to ``USER_NAME_MAX_LENGTH``; may be empty."""
+    return name.strip()[:USER_NAME_MAX_LENGTH]
+
+
 class User(Entity, kw_only=True):
     id: UUID
     email: str
@@ -72,7 +80,7 @@ class User(Entity, kw_only=True):
         return cls(
             id=id,
             email=normalize_email(email),
-            name=name.strip()[:200],
+            name=clean_user_name(name),
             password_hash=password_hash,
             role=role,
             plan=plan,
@@ -80,6 +88,15 @@ class User(Entity, kw_only=True):
             created_at=now,
             updated_at=now,
         )
+
+    def rename(self, name: str, now: datetime) -> bool:
+        """Set the display name (see ``clean_user_name``); whether it changed."""
+        cleaned = clean_user_name(name)
+        if cleaned == self.name:
+            return False
+        self.name = cleaned
+        self.updated_at = now
+        return True
 
     @property
     def is_admin(self) -> bool:

@@ -36,7 +36,9 @@ from whalli.entrypoints.http.security import (
     OPENAI_SECURITY,
     PUBLIC,
     SECURITY_SCHEMES,
+    SESSION_SECURITY,
     is_public,
+    is_session_only,
     require_principal,
 )
 
@@ -102,7 +104,8 @@ def create_app(
 
 def _document_security(app: Litestar) -> None:
     """Give every private operation its security requirement in the OpenAPI document, derived
-    from the guard's own rule (private unless ``opt=PUBLIC``) so the two cannot disagree.
+    from the guard's own rule (private unless ``opt=PUBLIC``) so the two cannot disagree; an
+    ``opt=SESSION_ONLY`` operation (its use case refuses API keys) lists the access token alone.
 
     Per operation rather than document-wide: Litestar cannot write the empty requirement a
     public operation would need to opt out of a global one. Set before the schema is first
@@ -113,7 +116,11 @@ def _document_security(app: Litestar) -> None:
             continue
         openai = route.path == "/v1" or route.path.startswith("/v1/")
         for handler in route.route_handlers:
-            if not is_public(handler):
+            if is_public(handler):
+                continue
+            if is_session_only(handler):
+                handler.security = list(SESSION_SECURITY)
+            else:
                 handler.security = list(OPENAI_SECURITY if openai else API_SECURITY)
 
 

@@ -22,6 +22,7 @@ from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
 from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
+from whalli.domain.services.auth.change_password import ChangePasswordHandler
 from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAllHandler
@@ -29,6 +30,7 @@ from whalli.domain.services.auth.oauth_callback import CompleteOAuth
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.auth.update_profile import UpdateProfileHandler
 from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler
@@ -116,6 +118,12 @@ class ContainerApp:
 
     async def logout_all(self) -> LogoutAllHandler:
         return await self._get(self.container.services.logout_all, LogoutAllHandler)
+
+    async def change_password(self) -> ChangePasswordHandler:
+        return await self._get(self.container.services.change_password, ChangePasswordHandler)
+
+    async def update_profile(self) -> UpdateProfileHandler:
+        return await self._get(self.container.services.update_profile, UpdateProfileHandler)
 
     async def create_project(self) -> CreateProjectHandler:
         return await self._get(self.container.services.create_project, CreateProjectHandler)

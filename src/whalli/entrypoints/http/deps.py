@@ -15,6 +15,7 @@ from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
 from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
+from whalli.domain.services.auth.change_password import ChangePasswordHandler
 from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAllHandler
@@ -22,6 +23,7 @@ from whalli.domain.services.auth.oauth_callback import CompleteOAuth
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.auth.update_profile import UpdateProfileHandler
 from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler
@@ -74,6 +76,8 @@ class AppContainer(Protocol):
     async def refresh_session(self) -> RefreshSessionHandler: ...
     async def logout(self) -> LogoutHandler: ...
     async def logout_all(self) -> LogoutAllHandler: ...
+    async def change_password(self) -> ChangePasswordHandler: ...
+    async def update_profile(self) -> UpdateProfileHandler: ...
 
     # Projects, members, models, admin, API keys: one fresh handler (and unit of work) per call.
     async def create_project(self) -> CreateProjectHandler: ...
@@ -198,6 +202,8 @@ def _auth_providers(container: AppContainer) -> dict[str, Provide]:
         "refresh_session": Provide(container.refresh_session),
         "logout": Provide(container.logout),
         "logout_all": Provide(container.logout_all),
+        "change_password": Provide(container.change_password),
+        "update_profile": Provide(container.update_profile),
     }
 
 

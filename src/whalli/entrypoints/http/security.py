@@ -31,13 +31,17 @@ if TYPE_CHECKING:
 
 # ``opt=PUBLIC`` on a route, controller or router; read-only, since every layer shares it.
 PUBLIC: Final[Mapping[str, Any]] = MappingProxyType({"public": True})
+# ``opt=SESSION_ONLY``: a private route whose use case refuses API keys (403), so the OpenAPI
+# document lists the access token alone there; the guard itself still accepts either.
+SESSION_ONLY: Final[Mapping[str, Any]] = MappingProxyType({"session_only": True})
 CONTAINER_STATE_KEY: Final = "container"  # app.state: the AppContainer (set by create_app)
 PRINCIPAL_STATE_KEY: Final = "whalli_principal"  # connection state: the Principal
 API_KEY_HEADER: Final = "x-api-key"
 _BEARER: Final = "bearer"
 
 # How the docs and generated clients learn to authenticate (OpenAPI ``securitySchemes``). Both
-# credentials are accepted on every private route; the first scheme listed is the one meant there.
+# credentials are accepted on every private route (but an ``opt=SESSION_ONLY`` one documents the
+# access token alone); the first scheme listed is the one meant there.
 JWT_SCHEME: Final = "accessToken"
 API_KEY_SCHEME: Final = "apiKey"
 SECURITY_SCHEMES: Final[Mapping[str, SecurityScheme]] = MappingProxyType(
@@ -61,10 +65,15 @@ OPENAI_SECURITY: Final[tuple[SecurityRequirement, ...]] = (
     {API_KEY_SCHEME: []},
     {JWT_SCHEME: []},
 )
+SESSION_SECURITY: Final[tuple[SecurityRequirement, ...]] = ({JWT_SCHEME: []},)
 
 
 def is_public(handler: BaseRouteHandler) -> bool:
     return bool(handler.opt.get("public", False))
+
+
+def is_session_only(handler: BaseRouteHandler) -> bool:
+    return bool(handler.opt.get("session_only", False))
 
 
 def credential_from(headers: Headers) -> str | None:

@@ -7,23 +7,25 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from whalli.domain.model import users as model
 from whalli.domain.model.principal import Principal
+from whalli.domain.services.auth.change_password import ChangePassword, ChangePasswordHandler
 from whalli.domain.services.auth.login import Login, LoginHandler
 from whalli.domain.services.auth.logout import Logout, LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAll, LogoutAllHandler
 from whalli.domain.services.auth.refresh_session import RefreshSession, RefreshSessionHandler
 from whalli.domain.services.auth.register import Register, RegisterHandler
 from whalli.domain.services.auth.sessions import TokenPair, masked_repr
+from whalli.domain.services.auth.update_profile import UpdateProfile, UpdateProfileHandler
 from whalli.domain.services.rate_limits import RequestLimits
 from whalli.entrypoints.http.rate_limit import request_client_ip
 from whalli.entrypoints.http.schemas import Inbound, Schema
-from whalli.entrypoints.http.security import PUBLIC
+from whalli.entrypoints.http.security import PUBLIC, SESSION_ONLY
 
 # Generous caps that only stop absurd inputs before any work; the use cases apply the rules.
 Email = Annotated[str, msgspec.Meta(max_length=320)]
@@ -54,6 +56,18 @@ class RefreshBody(Inbound):
 
     def __repr__(self) -> str:
         return masked_repr(self, "refresh_token")
+
+
+class PasswordChange(Inbound):
+    current_password: Password
+    new_password: Password
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "current_password", "new_password")
+
+
+class AccountUpdate(Inbound, omit_defaults=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
 
 
 class Tokens(Schema):
@@ -147,6 +161,39 @@ class AuthController(Controller):
     ) -> None:
         await logout_all.execute(LogoutAll(user_id=principal.user_id))
 
+    @post(
+        "/password",
+        opt=SESSION_ONLY,
+        status_code=200,
+        summary="Change the password (not with an API key): ends every session, opens a new one",
+    )
+    async def change_password(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[PasswordChange],
+        principal: NamedDependency[Principal],
+        change_password: NamedDependency[ChangePasswordHandler],
+        request_limits: NamedDependency[RequestLimits],
+    ) -> Tokens:
+        # Counted like a login of this account (429 when over), before the password is checked.
+        await request_limits.check_login(principal.user.email, request_client_ip(request))
+        command = ChangePassword(
+            user_id=principal.user_id, current_password=data.current_password,
+            new_password=data.new_password, api_key_id=principal.api_key_id,
+        )  # fmt: skip
+        return _tokens(await change_password.execute(command))
+
     @get("/me", summary="The caller's account")
     async def me(self, principal: NamedDependency[Principal]) -> Account:
         return _account(principal.user)
+
+    @patch("/me", summary="Change the caller's display name")
+    async def update_me(
+        self,
+        data: JSONBody[AccountUpdate],
+        principal: NamedDependency[Principal],
+        update_profile: NamedDependency[UpdateProfileHandler],
+    ) -> Account:
+        name = None if isinstance(data.name, msgspec.UnsetType) else data.name
+        user = await update_profile.execute(UpdateProfile(user_id=principal.user_id, name=name))
+        return _account(user)

@@ -1,0 +1,130 @@
+"""Use case: change one's own password (and sign out everywhere else)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.errors import (
+    ApiKeyNotAllowed,
+    InvalidCredentials,
+    InvalidPassword,
+    UserNotFound,
+)
+from whalli.domain.model.passwords import PASSWORD_MAX_LENGTH, normalize_password
+from whalli.domain.model.users import User
+from whalli.domain.services.auth.accounts import hash_new_password
+from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
+from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
+from whalli.ports.password_hasher import PasswordHasher
+from whalli.ports.password_screen import PasswordScreen
+from whalli.ports.token_issuer import AccessTokenIssuer
+from whalli.ports.unit_of_work import UnitOfWork
+
+# As at login: no valid password is longer, so a longer "current password" is wrong unhashed.
+_MAX_PASSWORD_INPUT = 4 * PASSWORD_MAX_LENGTH
+
+
+class ChangePassword(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: UUID
+    current_password: str
+    new_password: str
+    api_key_id: UUID | None = None  # set when the caller authenticated with an API key
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "current_password", "new_password")
+
+
+class ChangePasswordHandler:
+    """Replace the caller's password, end every session and open a fresh one for the caller.
+
+    Rules:
+    - only a session may do it: a caller authenticated by an API key gets
+      ``ApiKeyNotAllowed`` (403), since a leaked key must not be able to take the account over;
+    - the current password is checked as at login, off the event loop: a wrong one, an account
+      without a password (OAuth only; it still pays for one ``dummy_verify``) and a disabled or
+      deleted account all raise the same ``InvalidCredentials``; the entrypoint counts the
+      attempt against the login limits of that account first, so a stolen access token cannot
+      guess the password faster than a login could;
+    - a new password equal to the current one (after NFC) is ``InvalidPassword`` with rule
+      ``unchanged``; otherwise it meets the sign-up policy and screen (``hash_new_password``:
+      ``InvalidPassword`` with rule ``min_length``, ``max_length``, ``common`` or ``breached``);
+      both are checked only once the current password is known to be right;
+    - in one unit of work: the account is re-read and refused (``InvalidCredentials``) if it was
+      disabled or its password changed since the check; the new hash is stored; every
+      refresh-token family of the user is revoked, so every other session and every access
+      token minted for one stops working at its next use; a new session is opened and its pair
+      returned, so the caller stays signed in; API keys are not touched (as ``LogoutAll``);
+    - nothing changes unless all of it does.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        *,
+        hasher: PasswordHasher,
+        screen: PasswordScreen,
+        issuer: AccessTokenIssuer,
+        clock: Clock,
+        ids: IdGenerator,
+        refresh_ttl: timedelta,
+    ) -> None:
+        self._uow = uow
+        self._hasher = hasher
+        self._screen = screen
+        self._issuer = issuer
+        self._clock = clock
+        self._ids = ids
+        self._refresh_ttl = refresh_ttl
+
+    async def execute(self, command: ChangePassword) -> TokenPair:
+        if command.api_key_id is not None:
+            raise ApiKeyNotAllowed("An API key cannot change the password; sign in to do it.")
+        user = await self._check_current(command)
+        if normalize_password(command.new_password) == normalize_password(command.current_password):
+            raise InvalidPassword(
+                "The new password must differ from the current one.", rule="unchanged"
+            )
+        new_hash = await hash_new_password(self._hasher, self._screen, command.new_password)
+        async with self._uow as uow:
+            try:
+                fresh = await uow.users.get(user.id)
+            except UserNotFound:
+                raise InvalidCredentials() from None
+            if fresh.disabled or fresh.password_hash != user.password_hash:
+                raise InvalidCredentials()
+            now = self._clock.now()
+            fresh.password_hash = new_hash
+            fresh.updated_at = now
+            await uow.users.update(fresh)
+            await uow.refresh_tokens.revoke_all_for_user(fresh.id, now)
+            tokens = await open_session(
+                uow, fresh, issuer=self._issuer, clock=self._clock, ids=self._ids,
+                refresh_ttl=self._refresh_ttl,
+            )  # fmt: skip
+            await uow.commit()
+        return tokens
+
+    async def _check_current(self, command: ChangePassword) -> User:
+        async with self._uow as uow:
+            try:
+                user: User | None = await uow.users.get(command.user_id)
+            except UserNotFound:
+                user = None
+        if user is None or user.password_hash is None:
+            await asyncio.to_thread(self._hasher.dummy_verify)
+            raise InvalidCredentials()
+        if len(command.current_password) > _MAX_PASSWORD_INPUT:
+            await asyncio.to_thread(self._hasher.dummy_verify)
+            raise InvalidCredentials()
+        ok = await asyncio.to_thread(
+            self._hasher.verify, user.password_hash, command.current_password
+        )
+        # Checked after the verification, so a disabled account answers in the same time.
+        if not ok or user.disabled:
+            raise InvalidCredentials()
+        return user
