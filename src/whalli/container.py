@@ -27,6 +27,7 @@ from whalli.adapters.dramatiq.job_queue import DramatiqJobQueue
 from whalli.adapters.extraction.pdf_ocr import PdfOcrTextExtractor
 from whalli.adapters.oauth.github import GitHubOAuthProvider
 from whalli.adapters.oauth.google import GoogleOAuthProvider
+from whalli.adapters.outbound_http import new_http_client
 from whalli.adapters.passwords.chain import PasswordScreenChain
 from whalli.adapters.passwords.common_list import CommonPasswordList
 from whalli.adapters.passwords.pwned_range import PwnedPasswordsScreen
@@ -125,8 +126,9 @@ async def create_http_client(
     """A pooled client for outbound calls. OAuth uses a client-wide timeout; the AI providers'
     client has none (``timeout_s=None``): their adapters bound connect, first-token and idle
     gaps per call, and many long streams share it."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=100)
-    client = httpx.AsyncClient(timeout=timeout_s, limits=limits, follow_redirects=False)
+    client = new_http_client(
+        timeout=timeout_s, max_connections=max_connections, max_keepalive_connections=100
+    )
     try:
         yield client
     finally:

@@ -37,6 +37,7 @@ from whalli.adapters.ai.anthropic import AnthropicChatModel
 from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.ai.openai import OpenAIChatModel
 from whalli.adapters.memory.chat_model import ScriptedChatModel
+from whalli.adapters.outbound_http import new_http_client
 from whalli.domain.model.chats import GenerationParams, MessageRole, TokenUsage
 from whalli.domain.model.errors import ProviderError
 from whalli.ports.chat_model import (
@@ -81,9 +82,14 @@ def text_of(events: list[StreamEvent]) -> str:
     return "".join(e.text for e in events if isinstance(e, StreamDelta))
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+@pytest.fixture(params=["whalli_client", "httpx_default"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """Whalli's outbound client (httpx on its asyncio network backend), and httpx as it comes."""
+    if request.param == "whalli_client":
+        client = new_http_client(timeout=5.0, max_connections=100, max_keepalive_connections=20)
+    else:
+        client = httpx.AsyncClient()
+    async with client:
         yield client
 
 
