@@ -53,6 +53,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 3001
     web_workers: int = 1
+    # How long the API keeps an idle client connection open. Longer than the idle timeout of
+    # any proxy in front (Traefik's is 90 s in infra/): a server that closes first races the
+    # proxy's next request on that connection, which then fails with a reset (a 502).
+    http_keep_alive_s: int = 120
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_dir: str = "logs"
     log_json: bool = True
@@ -186,7 +190,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return frozenset(enabled)
 
     def __post_init__(self) -> None:
-        for name in ("port", "web_workers", "database_pool_min", "database_pool_max"):
+        for name in (
+            "port", "web_workers", "http_keep_alive_s", "database_pool_min", "database_pool_max",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
         if not 1 <= self.port <= 65535:

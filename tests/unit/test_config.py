@@ -99,3 +99,10 @@ def test_a_secret_reveals_exactly_what_it_holds_and_hides_it_otherwise(value: st
 def test_a_rate_limit_beyond_what_the_limiter_can_count_is_refused() -> None:
     with pytest.raises(ConfigError, match="WHALLI_RATE_LIMIT_USER_PER_MIN must be between"):
         load_settings({"WHALLI_RATE_LIMIT_USER_PER_MIN": "2000000"}, dotenv=None)
+
+
+def test_the_http_keep_alive_outlasts_the_proxys_idle_timeout_and_is_at_least_a_second() -> None:
+    assert load_settings({}, dotenv=None).http_keep_alive_s == 120  # Traefik's is 90 s
+    assert load_settings({"WHALLI_HTTP_KEEP_ALIVE_S": "300"}, dotenv=None).http_keep_alive_s == 300
+    with pytest.raises(ConfigError, match="WHALLI_HTTP_KEEP_ALIVE_S must be at least 1"):
+        load_settings({"WHALLI_HTTP_KEEP_ALIVE_S": "0"}, dotenv=None)

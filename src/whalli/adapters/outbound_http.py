@@ -14,7 +14,7 @@ the hot path. This backend keeps what httpcore asks of a network stream (``read`
   its high-water mark (flow control);
 - received data is bounded: past ``_PAUSE_AT`` unread bytes the transport stops reading until
   the reader catches up, so a fast server cannot grow the buffer without end;
-- ``start_tls`` upgrades in place (``loop.start_tls``), for HTTPS and for proxies' CONNECT;
+- ``start_tls`` upgrades the connection in place (``loop.start_tls``) for HTTPS;
 - ``is_readable`` (httpcore's check that an idle pooled connection is still usable) is true when
   the server closed the connection or sent bytes nobody asked for.
 

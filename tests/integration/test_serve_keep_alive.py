@@ -1,0 +1,77 @@
+"""`whalli serve` keeps idle client connections open for ``WHALLI_HTTP_KEEP_ALIVE_S``.
+
+A reverse proxy reuses idle connections to the API for up to its own idle timeout (Traefik's: 90
+s); if the API closed them sooner (uvicorn's default: 5 s), a request sent as the API closes
+meets a reset, which the proxy answers with a 502.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from whalli.adapters.embedded.stack import StackUrls
+
+IDLE_S = 6.0  # longer than uvicorn's own default keep-alive (5 s)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _get_health(conn: socket.socket) -> bytes:
+    conn.sendall(b"GET /api/health HTTP/1.1\r\nHost: whalli\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        piece = conn.recv(65536)
+        if not piece:
+            return answer  # the server closed the connection
+        answer += piece
+    return answer
+
+
+def test_an_idle_connection_outlives_uvicorns_default_keep_alive(
+    stack_urls: StackUrls, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "WHALLI_DATABASE_URL": stack_urls.database_url,
+        "WHALLI_REDIS_URL": stack_urls.redis_url,
+        "WHALLI_S3_ENDPOINT": stack_urls.s3_endpoint,
+        "WHALLI_S3_ACCESS_KEY": stack_urls.s3_access_key,
+        "WHALLI_S3_SECRET_KEY": stack_urls.s3_secret_key,
+        "WHALLI_LOG_DIR": str(tmp_path / "logs"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "WHALLI_HTTP_KEEP_ALIVE_S": "60",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "whalli.entrypoints.cli.main", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "the API exited"
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the API did not listen within 60 s"
+                time.sleep(0.1)
+        with conn:
+            assert _get_health(conn).startswith(b"HTTP/1.1 200")
+            time.sleep(IDLE_S)
+            # the same connection, still open: uvicorn's default would have closed it by now
+            assert _get_health(conn).startswith(b"HTTP/1.1 200")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
