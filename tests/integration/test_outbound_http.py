@@ -90,11 +90,15 @@ async def test_a_streamed_body_arrives_piece_by_piece() -> None:
         await writer.drain()
 
     pieces = []
-    async with serving(handler) as (url, _), client() as http, asyncio.timeout(10):
-        async with http.stream("GET", url) as r:
-            async for piece in r.aiter_bytes():  # waits forever if the piece is held back
-                pieces.append(piece)
-                first_read.set()
+    async with (
+        serving(handler) as (url, _),
+        client() as http,
+        asyncio.timeout(10),
+        http.stream("GET", url) as r,
+    ):
+        async for piece in r.aiter_bytes():  # waits forever if the piece is held back
+            pieces.append(piece)
+            first_read.set()
     assert b"".join(pieces) == b"firstsecond"
     assert pieces[0] == b"first"
 
