@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 import trustme
+import uvloop
 
 from whalli.adapters.outbound_http import AsyncioBackend, new_http_client
 
@@ -212,3 +213,21 @@ async def test_tls_with_a_trusted_certificate_and_refused_with_an_unknown_one() 
         async with client() as http:  # the system's CAs do not know this one
             with pytest.raises(httpx.ConnectError):
                 await http.get(url)
+
+
+def test_every_case_also_on_uvloop() -> None:
+    """The servers run uvloop, whose transports are not asyncio's classes: the same cases there."""
+    cases = [
+        test_the_client_connects_through_the_asyncio_backend,
+        test_a_streamed_body_arrives_piece_by_piece,
+        test_large_bodies_both_ways_survive_flow_control,
+        test_keep_alive_reuses_a_connection_and_replaces_one_the_server_closed,
+        test_a_connection_cut_mid_body_is_a_transport_error,
+        test_closing_a_stream_early_closes_its_connection,
+        test_a_refused_connection_is_a_connect_error,
+        test_a_read_timeout_raises_read_timeout,
+        test_tls_with_a_trusted_certificate_and_refused_with_an_unknown_one,
+    ]
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        for case in cases:
+            runner.run(case())
