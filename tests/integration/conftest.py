@@ -3,14 +3,20 @@
 ``pg_pool`` is a pool on the shared test database, migrated once per session (the advisory lock
 makes that safe when several sessions start together). ``uow_factory`` runs a test once on the
 in-memory unit of work and once on Postgres; tests use unique ids so they can share the database.
+``own_database`` is a migrated throwaway database, for a test that must see nobody else's rows or
+sessions.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from whalli.adapters.embedded.stack import StackUrls
 from whalli.adapters.memory.store import MemoryStore
@@ -45,3 +51,18 @@ def uow_factory(request: pytest.FixtureRequest) -> UowFactory:
         return lambda: InMemoryUnitOfWork(store)
     pool: PostgresPool = request.getfixturevalue("pg_pool")
     return lambda: PostgresUnitOfWork(pool)
+
+
+@pytest.fixture
+def own_database(stack_urls: StackUrls) -> Iterator[str]:
+    name = f"whalli_own_{uuid.uuid4().hex[:12]}"
+    server = make_conninfo(stack_urls.database_url, dbname="postgres")
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = make_conninfo(stack_urls.database_url, dbname=name)
+        Migrator(url, default_migrations_dir()).apply()
+        yield url
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -7,22 +7,16 @@ The rule counts every active admin, so the Postgres run uses a throwaway databas
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
-from whalli.adapters.embedded.stack import StackUrls
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
-from whalli.adapters.postgres.migrator import Migrator, default_migrations_dir
 from whalli.adapters.postgres.pool import create_pool
 from whalli.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from whalli.domain.model.users import Role, User
@@ -31,21 +25,6 @@ from whalli.ports.unit_of_work import UnitOfWork
 
 from .conftest import UowFactory
 from .entities import a_user
-
-
-@pytest.fixture
-def own_database(stack_urls: StackUrls) -> Iterator[str]:
-    name = f"whalli_admins_{uuid.uuid4().hex[:12]}"
-    server = make_conninfo(stack_urls.database_url, dbname="postgres")
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = make_conninfo(stack_urls.database_url, dbname=name)
-        Migrator(url, default_migrations_dir()).apply()
-        yield url
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(params=["memory", "postgres"])

@@ -18,6 +18,15 @@ class UserRepository(Protocol):
         """Raises ``UserNotFound``."""
         ...
 
+    async def get_for_update(self, user_id: UUID) -> User:
+        """Like ``get``, and lock the account until the unit of work ends.
+
+        A second unit of work calling it waits for the first to end, then reads the account as
+        committed: changes that check the stored account first (the password, in
+        ``ChangePassword``) run one after the other. Rows referring to the user (sessions,
+        projects, ...) can still be added by others meanwhile. Raises ``UserNotFound``."""
+        ...
+
     async def find_with_session(
         self, user_id: UUID, session_id: UUID, now: datetime
     ) -> tuple[User, bool] | None:

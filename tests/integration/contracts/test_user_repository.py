@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -216,3 +217,78 @@ async def test_find_with_session_works_in_a_read_only_unit_of_work(
 
     async with uow_factory().read_only() as uow:
         assert await uow.users.find_with_session(user.id, token.family_id, at(60)) == (user, True)
+
+
+async def test_get_for_update_reads_like_get_and_an_unknown_user_is_not_found(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.users.get_for_update(user.id) == user
+        assert await uow.users.get_for_update(user.id) == user  # the holder may lock again
+        with pytest.raises(UserNotFound, match="User not found"):
+            await uow.users.get_for_update(uuid.uuid4())
+
+
+async def test_a_second_get_for_update_waits_for_the_holder_and_reads_what_it_committed(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+
+    async def read_locked() -> User:
+        async with uow_factory() as uow:
+            return await uow.users.get_for_update(user.id)
+
+    async with uow_factory() as first:
+        held = await first.users.get_for_update(user.id)
+        second = asyncio.create_task(read_locked())
+        for _ in range(20):  # give the second every chance to get past the lock if it could
+            await asyncio.sleep(0.01)
+            assert not second.done()
+        held.password_hash, held.updated_at = "changed by the holder", at(60)
+        await first.users.update(held)
+        await first.commit()
+
+    assert await second == held
+
+
+async def test_a_user_lock_is_released_when_the_unit_of_work_ends(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        await uow.users.get_for_update(user.id)  # rolled back
+    async with uow_factory() as uow:
+        assert await uow.users.get_for_update(user.id) == user
+
+
+async def test_rows_referring_to_a_locked_user_can_still_be_added(uow_factory: UowFactory) -> None:
+    """As the lock an UPDATE of the user takes: a session opened meanwhile (a login, a refresh)
+    does not wait for the holder, which could be waiting for that session's tokens."""
+    user = a_user()
+    token = a_refresh_token(user)
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+
+    async def open_session() -> None:
+        async with uow_factory() as uow:
+            await uow.refresh_tokens.add(token)
+            await uow.commit()
+
+    async with uow_factory() as holder:
+        await holder.users.get_for_update(user.id)
+        # a guard against hanging only: the add waits for nothing when the lock allows it
+        await asyncio.wait_for(open_session(), timeout=30)
+        assert await holder.refresh_tokens.family_is_active(token.family_id, at(60))

@@ -1,4 +1,4 @@
-"""Accounts, in memory."""
+"""Accounts (``get_for_update`` and ``lock_admins`` hold row locks), in memory."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ class InMemoryUserRepository(MemoryRepository, UserRepository):
     async def get(self, user_id: UUID) -> User:
         user: User = self._tx().get("users", user_id, UserNotFound)
         return user
+
+    async def get_for_update(self, user_id: UUID) -> User:
+        await self._tx().lock("users", user_id)  # reads the latest committed row, as Postgres
+        return await self.get(user_id)
 
     async def find_with_session(
         self, user_id: UUID, session_id: UUID, now: datetime

@@ -1,9 +1,9 @@
-"""Accounts in Postgres."""
+"""Accounts in Postgres (``get_for_update`` and ``lock_admins`` hold row locks)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 import msgspec
@@ -49,6 +49,10 @@ _WITH_SESSION = (
     "WHERE t.family_id = %(session_id)s AND t.revoked_at IS NULL AND t.expires_at > %(now)s) "
     "AS session_active FROM users WHERE id = %(id)s"
 )
+# NO KEY UPDATE, as an UPDATE of the user takes: rows referring to the user stay insertable. FOR
+# UPDATE would make a refresh adding its successor token wait for the holder, which may itself
+# wait for that refresh's token (revoking every session): a deadlock.
+_SELECT_FOR_UPDATE = f"{_SELECT} WHERE id = %(id)s FOR NO KEY UPDATE"
 _UPDATE = f"UPDATE users SET {assignments(COLUMNS[1:])} WHERE id = %(id)s"
 # A contains-search is a sequential scan whatever the index (no pg_trgm); fine for an admin list.
 _MATCHES = "(email ILIKE %(pattern)s OR name ILIKE %(pattern)s)"
@@ -79,7 +83,13 @@ class PostgresUserRepository(PostgresRepository, UserRepository):
             raise Conflict(ID_TAKEN)
 
     async def get(self, user_id: UUID) -> User:
-        row = await self._one(f"{_SELECT} WHERE id = %(id)s", {"id": user_id})
+        return await self._get(f"{_SELECT} WHERE id = %(id)s", user_id)
+
+    async def get_for_update(self, user_id: UUID) -> User:
+        return await self._get(_SELECT_FOR_UPDATE, user_id)
+
+    async def _get(self, query: LiteralString, user_id: UUID) -> User:
+        row = await self._one(query, {"id": user_id})
         if row is None:
             raise UserNotFound()
         return msgspec.convert(row, User)

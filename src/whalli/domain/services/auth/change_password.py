@@ -54,8 +54,10 @@ class ChangePasswordHandler:
       ``unchanged``; otherwise it meets the sign-up policy and screen (``hash_new_password``:
       ``InvalidPassword`` with rule ``min_length``, ``max_length``, ``common`` or ``breached``);
       both are checked only once the current password is known to be right;
-    - in one unit of work: the account is re-read and refused (``InvalidCredentials``) if it was
-      disabled or its password changed since the check; the new hash is stored; every
+    - in one unit of work: the account is re-read and locked, and refused
+      (``InvalidCredentials``) if it was disabled or its password changed since the check; the
+      lock makes two concurrent changes run one after the other, so the second sees the
+      first's new hash and is refused rather than overwriting it; the new hash is stored; every
       refresh-token family of the user is revoked, so every other session and every access
       token minted for one stops working at its next use; a new session is opened and its pair
       returned, so the caller stays signed in; API keys are not touched (as ``LogoutAll``);
@@ -92,7 +94,7 @@ class ChangePasswordHandler:
         new_hash = await hash_new_password(self._hasher, self._screen, command.new_password)
         async with self._uow as uow:
             try:
-                fresh = await uow.users.get(user.id)
+                fresh = await uow.users.get_for_update(user.id)
             except UserNotFound:
                 raise InvalidCredentials() from None
             if fresh.disabled or fresh.password_hash != user.password_hash:
