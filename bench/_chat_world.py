@@ -177,19 +177,24 @@ async def direct_reply(client: httpx.AsyncClient, provider_url: str, prompt: str
     url = f"{provider_url}/chat/completions"
     async with client.stream("POST", url, json=body, headers=headers) as stream:
         timed.attached = time.perf_counter()
-        buffer = b""
-        async for data in stream.aiter_raw():
-            now = time.perf_counter()
-            *frames, buffer = (buffer + data).split(b"\n\n")
-            for frame in frames:
-                payload = frame.removeprefix(b"data: ")
-                if payload == b"[DONE]":
-                    timed.done = now
-                    return timed
-                choices = json.loads(payload)["choices"]
-                if choices and choices[0]["delta"].get("content"):
-                    _token(choices[0]["delta"]["content"], timed, now)
-    raise RuntimeError("the provider's stream ended without [DONE]")
+        return await _read_chunks(stream, timed)
+
+
+async def _read_chunks(stream: httpx.Response, timed: Timed) -> Timed:
+    """OpenAI's chat completion chunks until ``data: [DONE]``."""
+    buffer = b""
+    async for data in stream.aiter_raw():
+        now = time.perf_counter()
+        *frames, buffer = (buffer + data).split(b"\n\n")
+        for frame in frames:
+            payload = frame.removeprefix(b"data: ")
+            if payload == b"[DONE]":
+                timed.done = now
+                return timed
+            choices = json.loads(payload)["choices"]
+            if choices and choices[0]["delta"].get("content"):
+                _token(choices[0]["delta"]["content"], timed, now)
+    raise RuntimeError("the stream ended without [DONE]")
 
 
 async def v1_reply(client: httpx.AsyncClient, api_key: str, prompt: str) -> Timed:
@@ -203,19 +208,7 @@ async def v1_reply(client: httpx.AsyncClient, api_key: str, prompt: str) -> Time
         if stream.status_code != 200:
             raise RuntimeError(f"/v1/chat/completions answered {stream.status_code}")
         timed.attached = time.perf_counter()
-        buffer = b""
-        async for data in stream.aiter_raw():
-            now = time.perf_counter()
-            *frames, buffer = (buffer + data).split(b"\n\n")
-            for frame in frames:
-                payload = frame.removeprefix(b"data: ")
-                if payload == b"[DONE]":
-                    timed.done = now
-                    return timed
-                choices = json.loads(payload)["choices"]
-                if choices and choices[0]["delta"].get("content"):
-                    _token(choices[0]["delta"]["content"], timed, now)
-    raise RuntimeError("the /v1 stream ended without [DONE]")
+        return await _read_chunks(stream, timed)
 
 
 async def register(client: httpx.AsyncClient) -> dict[str, str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from whalli.domain.model.passwords import exposed_password, validate_password
+from whalli.domain.model.errors import InvalidCredentials
+from whalli.domain.model.passwords import PASSWORD_MAX_LENGTH, exposed_password, validate_password
 from whalli.domain.model.projects import MemberRole, Membership, Project
 from whalli.domain.model.users import User
 from whalli.domain.services.projects.ensure_personal_project import (
@@ -14,6 +15,26 @@ from whalli.domain.services.projects.ensure_personal_project import (
 from whalli.ports.password_hasher import PasswordHasher
 from whalli.ports.password_screen import PasswordScreen
 from whalli.ports.unit_of_work import UnitOfWork
+
+# No valid password is longer (see domain.model.passwords); refusing early bounds the hash cost.
+_MAX_PASSWORD_INPUT = 4 * PASSWORD_MAX_LENGTH
+
+
+async def check_password(hasher: PasswordHasher, user: User | None, password: str) -> User:
+    """``user`` if ``password`` is theirs and the account is enabled, else ``InvalidCredentials``.
+
+    No account, an account without a password (OAuth only), an oversized input, a wrong
+    password and a disabled account all fail alike and in about the same time: each pays for
+    one verification (``dummy_verify`` when there is nothing to verify against), off the event
+    loop, and the disabled flag is looked at only after it.
+    """
+    if user is None or user.password_hash is None or len(password) > _MAX_PASSWORD_INPUT:
+        await asyncio.to_thread(hasher.dummy_verify)
+        raise InvalidCredentials()
+    ok = await asyncio.to_thread(hasher.verify, user.password_hash, password)
+    if not ok or user.disabled:
+        raise InvalidCredentials()
+    return user
 
 
 async def hash_new_password(hasher: PasswordHasher, screen: PasswordScreen, password: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from uuid import UUID
 
@@ -14,9 +13,9 @@ from whalli.domain.model.errors import (
     InvalidPassword,
     UserNotFound,
 )
-from whalli.domain.model.passwords import PASSWORD_MAX_LENGTH, normalize_password
+from whalli.domain.model.passwords import normalize_password
 from whalli.domain.model.users import User
-from whalli.domain.services.auth.accounts import hash_new_password
+from whalli.domain.services.auth.accounts import check_password, hash_new_password
 from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
@@ -24,9 +23,6 @@ from whalli.ports.password_hasher import PasswordHasher
 from whalli.ports.password_screen import PasswordScreen
 from whalli.ports.token_issuer import AccessTokenIssuer
 from whalli.ports.unit_of_work import UnitOfWork
-
-# As at login: no valid password is longer, so a longer "current password" is wrong unhashed.
-_MAX_PASSWORD_INPUT = 4 * PASSWORD_MAX_LENGTH
 
 
 class ChangePassword(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,16 +113,4 @@ class ChangePasswordHandler:
                 user: User | None = await uow.users.get(command.user_id)
             except UserNotFound:
                 user = None
-        if user is None or user.password_hash is None:
-            await asyncio.to_thread(self._hasher.dummy_verify)
-            raise InvalidCredentials()
-        if len(command.current_password) > _MAX_PASSWORD_INPUT:
-            await asyncio.to_thread(self._hasher.dummy_verify)
-            raise InvalidCredentials()
-        ok = await asyncio.to_thread(
-            self._hasher.verify, user.password_hash, command.current_password
-        )
-        # Checked after the verification, so a disabled account answers in the same time.
-        if not ok or user.disabled:
-            raise InvalidCredentials()
-        return user
+        return await check_password(self._hasher, user, command.current_password)

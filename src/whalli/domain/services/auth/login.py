@@ -8,8 +8,8 @@ from datetime import timedelta
 import msgspec
 
 from whalli.domain.model.errors import InvalidCredentials, InvalidEmail, UserNotFound
-from whalli.domain.model.passwords import PASSWORD_MAX_LENGTH
 from whalli.domain.model.users import User, normalize_email
+from whalli.domain.services.auth.accounts import check_password
 from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
 from whalli.domain.services.projects.ensure_personal_project import (
     EnsurePersonalProject,
@@ -20,9 +20,6 @@ from whalli.ports.ids import IdGenerator
 from whalli.ports.password_hasher import PasswordHasher
 from whalli.ports.token_issuer import AccessTokenIssuer
 from whalli.ports.unit_of_work import UnitOfWork
-
-# No valid password is longer (see domain.model.passwords); refusing early bounds the hash cost.
-_MAX_PASSWORD_INPUT = 4 * PASSWORD_MAX_LENGTH
 
 
 class Login(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,18 +89,7 @@ class LoginHandler:
         return tokens
 
     async def _check_password(self, command: Login) -> User:
-        user = await self._find(command.email)
-        if user is None or user.password_hash is None:
-            await asyncio.to_thread(self._hasher.dummy_verify)
-            raise InvalidCredentials()
-        if len(command.password) > _MAX_PASSWORD_INPUT:
-            await asyncio.to_thread(self._hasher.dummy_verify)
-            raise InvalidCredentials()
-        ok = await asyncio.to_thread(self._hasher.verify, user.password_hash, command.password)
-        # Checked after the verification, so a disabled account answers in the same time.
-        if not ok or user.disabled:
-            raise InvalidCredentials()
-        return user
+        return await check_password(self._hasher, await self._find(command.email), command.password)
 
     async def _find(self, raw_email: str) -> User | None:
         try:
