@@ -28,14 +28,27 @@ def _free_port() -> int:
 
 
 def _get_health(conn: socket.socket) -> bytes:
+    """One whole response (head and body) to ``GET /api/health`` on ``conn``; what arrived if
+    the server closed the connection first."""
     conn.sendall(b"GET /api/health HTTP/1.1\r\nHost: whalli\r\n\r\n")
     answer = b""
     while b"\r\n\r\n" not in answer:
         piece = conn.recv(65536)
         if not piece:
-            return answer  # the server closed the connection
+            return answer
         answer += piece
-    return answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        piece = conn.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return head + b"\r\n\r\n" + body
 
 
 def test_an_idle_connection_outlives_uvicorns_default_keep_alive(
