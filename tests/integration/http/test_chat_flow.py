@@ -194,6 +194,21 @@ async def test_a_start_asking_for_events_answers_the_reply_in_the_same_request(
     assert again[-1][2]["cached"] is True
 
 
+async def test_a_start_answers_json_unless_the_client_accepts_events(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    body = {"model": "openai/gpt-4o-mini", "message": f"which shape {uuid.uuid4()}"}
+    for accept in ("application/json", "text/event-stream;q=0, application/json", "*/*"):
+        headers = {**alice["auth"], "Accept": accept}
+        response = await chat.client.post("/api/chat/start", json=body, headers=headers)
+        assert response.status_code == 201, (accept, response.text)
+        assert response.headers["content-type"].startswith("application/json"), accept
+        assert set(response.json()) >= {"sessionId", "chatId", "messageId"}
+    headers = {**alice["auth"], "Accept": "application/json;q=0.5, Text/Event-Stream"}
+    async with chat.client.stream("POST", "/api/chat/start", json=body, headers=headers) as r:
+        assert r.status_code == 201
+        assert r.headers["content-type"].startswith("text/event-stream")
+
+
 async def test_a_refused_start_asking_for_events_is_a_problem_not_a_stream(chat: Chat) -> None:
     alice = await chat.world.register("alice")
     headers = {**alice["auth"], "Accept": "text/event-stream"}

@@ -179,7 +179,23 @@ class ChatStreamController(Controller):
 
 
 def _wants_events(request: Request[Any, Any, Any]) -> bool:
-    return MEDIA_TYPE in request.headers.get("accept", "")
+    """Does the Accept header name ``text/event-stream``, with a quality above 0?"""
+    for entry in request.headers.get("accept", "").split(","):
+        media, *params = (part.strip().lower() for part in entry.split(";"))
+        if media == MEDIA_TYPE:
+            return _quality(params) > 0
+    return False
+
+
+def _quality(params: list[str]) -> float:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0  # a malformed weight is not a request for events
+    return 1.0
 
 
 async def _frames(
