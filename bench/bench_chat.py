@@ -41,7 +41,6 @@ import uvloop
 from redis.asyncio import Redis
 
 from bench._chat_world import (
-    MODEL,
     Timed,
     api_env,
     direct_reply,
@@ -272,22 +271,6 @@ async def _idle_wake(b: Bench) -> dict[str, float | str]:
     }
 
 
-async def _v1_stream(b: Bench, key: str, prompt: str) -> float:
-    """POST /v1/chat/completions (stream) with an API key: seconds from send to ``[DONE]``."""
-    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True}
-    headers = {"Authorization": f"Bearer {key}"}
-    started = time.perf_counter()
-    async with b.api.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
-        if r.status_code != 200:
-            raise RuntimeError(f"/v1/chat/completions answered {r.status_code}")
-        tail = b""
-        async for data in r.aiter_raw():
-            tail = (tail + data)[-64:]
-            if b"data: [DONE]" in tail:
-                return time.perf_counter() - started
-    raise RuntimeError("the /v1 stream ended without [DONE]")
-
-
 async def _api_key(b: Bench) -> str:
     created = await b.api.post("/api/keys", json={"name": "bench"}, headers=b.auth)
     if created.status_code != 201:
@@ -310,7 +293,8 @@ async def _cache_hit(b: Bench, redis: Redis) -> dict[str, float | str]:
             hit = await whalli_reply(b.api, b.auth, prompt, cache=True)
             # the same cached reply in one request: the start answering events, and /v1
             one = await whalli_one_request_reply(b.api, b.auth, prompt, cache=True)
-            v1_hits.append(await _v1_stream(b, b.api_key, prompt))
+            v1 = await v1_reply(b.api, b.api_key, prompt)
+            v1_hits.append(v1.done - v1.t0)
         if not (hit.cached and one.cached):
             raise RuntimeError("the second identical prompt was not served from the cache")
         keys = [k async for k in redis.scan_iter(match="whalli:cache:*", count=1000)]

@@ -15,16 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+from whalli.adapters.embedded.process import free_port
 from whalli.adapters.embedded.stack import StackUrls
 
 IDLE_S = 6.0  # longer than uvicorn's own default keep-alive (5 s)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _get_health(conn: socket.socket) -> bytes:
@@ -54,7 +48,7 @@ def _get_health(conn: socket.socket) -> bytes:
 def test_an_idle_connection_outlives_uvicorns_default_keep_alive(
     stack_urls: StackUrls, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "WHALLI_DATABASE_URL": stack_urls.database_url,

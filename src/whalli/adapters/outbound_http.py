@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, cast
 
 import httpcore
@@ -218,19 +218,11 @@ class AsyncioBackend(AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
         local = None if local_address is None else (local_address, 0)
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(
-                    _Protocol, host, port, local_addr=local
-                )
-        except TimeoutError as e:
-            raise httpcore.ConnectTimeout(f"could not connect within {timeout:g}s") from e
-        except OSError as e:
-            raise httpcore.ConnectError(str(e) or type(e).__name__) from e
-        _apply(transport, socket_options)
-        return AsyncioStream(transport, protocol)
+        connecting = asyncio.get_running_loop().create_connection(
+            _Protocol, host, port, local_addr=local
+        )
+        return await _connected(connecting, timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -238,27 +230,31 @@ class AsyncioBackend(AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_Protocol, path)
-        except TimeoutError as e:
-            raise httpcore.ConnectTimeout(f"could not connect within {timeout:g}s") from e
-        except OSError as e:
-            raise httpcore.ConnectError(str(e) or type(e).__name__) from e
-        _apply(transport, socket_options)
-        return AsyncioStream(transport, protocol)
+        connecting = asyncio.get_running_loop().create_unix_connection(_Protocol, path)
+        return await _connected(connecting, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-def _apply(transport: asyncio.BaseTransport, options: Iterable[SocketOption] | None) -> None:
+async def _connected(
+    connecting: Coroutine[Any, Any, tuple[asyncio.Transport, _Protocol]],
+    timeout: float | None,
+    options: Iterable[SocketOption] | None,
+) -> AsyncioStream:
+    """The stream once ``connecting`` has connected, its failures as httpcore's exceptions."""
+    try:
+        async with asyncio.timeout(timeout):
+            transport, protocol = await connecting
+    except TimeoutError as e:
+        raise httpcore.ConnectTimeout(f"could not connect within {timeout:g}s") from e
+    except OSError as e:
+        raise httpcore.ConnectError(str(e) or type(e).__name__) from e
     sock: socket.socket | None = transport.get_extra_info("socket")
-    if sock is None:
-        return
-    for option in options or ():
-        sock.setsockopt(*option)
+    if sock is not None:
+        for option in options or ():
+            sock.setsockopt(*option)
+    return AsyncioStream(transport, protocol)
 
 
 def new_http_client(

@@ -33,10 +33,13 @@ from whalli.domain.services.chat.stop_generation import StopGeneration
 from whalli.entrypoints.http.deps import AppContainer
 from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.entrypoints.http.security import CONTAINER_STATE_KEY, PUBLIC, credential_from
-from whalli.entrypoints.http.sse import MEDIA_TYPE, encode_comment, json_event
+from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_comment, json_event
 
 RETRY = b"retry: 2000\n\n"  # how soon a browser's EventSource reconnects after a drop
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+# The content type as a header: the start route's JSON media type would override a Stream's.
+SSE_HEADERS = {
+    **HEADERS, "Connection": "keep-alive", "content-type": f"{MEDIA_TYPE}; charset=utf-8",
+}  # fmt: skip
 
 
 class ParamsBody(Inbound):
@@ -60,9 +63,6 @@ class ChatStarted(Schema):
     message_id: UUID
     expires_at: str
     stream_url: str
-
-
-STARTED_SSE_HEADERS = {**SSE_HEADERS, "content-type": f"{MEDIA_TYPE}; charset=utf-8"}
 
 
 def _container(request: Request[Any, Any, Any]) -> AppContainer:
@@ -145,8 +145,7 @@ class ChatStreamController(Controller):
             return answer
         head = RETRY + json_event("session", answer)
         frames = _frames(await container.read_reply(), session.id, None, head)
-        # The content type as a header: this route's JSON media type would override a Stream's.
-        return Stream(frames, status_code=201, headers=STARTED_SSE_HEADERS)
+        return Stream(frames, status_code=201, headers=SSE_HEADERS)
 
     @get(
         "/stream", opt={**PUBLIC, "rate_limit": False},
@@ -166,7 +165,7 @@ class ChatStreamController(Controller):
         if after is not None:
             parse_event_id(after)  # a 422 now, not an error inside a 200 stream
         frames = _frames(await container.read_reply(), session.id, after, RETRY)
-        return Stream(frames, media_type=MEDIA_TYPE, headers=SSE_HEADERS)
+        return Stream(frames, headers=SSE_HEADERS)
 
     @post("/sessions/{session_id:str}/stop", status_code=202, summary="Stop generating a reply")
     async def stop(
