@@ -44,6 +44,9 @@ class Reply:
     delay: float = 0.0  # between pieces
     hold: bool = False  # after the pieces, keep the connection open until the client leaves
     abort: bool = False  # drop the connection instead of ending the chunked body
+    # after the first ``gate_after`` pieces, wait until ``gate`` is set (the test's go-ahead)
+    gate: asyncio.Event | None = None
+    gate_after: int = 1
 
 
 Script = Reply | Callable[[RecordedRequest], Reply]
@@ -296,6 +299,8 @@ async def _send(writer: asyncio.StreamWriter, reply: Reply) -> None:
         wait = reply.first_delay if index == 0 else reply.delay
         if wait:
             await asyncio.sleep(wait)
+        if reply.gate is not None and index == reply.gate_after:
+            await reply.gate.wait()
         writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
         await writer.drain()
     if reply.hold:

@@ -63,10 +63,23 @@ class ChatRepository(Protocol):
     async def finish_reply(self, message: Message, usage: UsageRecord) -> None:
         """Save a finished reply (``update_message``) and add its usage record, in one
         statement in Postgres: atomic by itself, so it may run in ``UnitOfWork.autocommit``.
-        Raises ``MessageNotFound`` (nothing recorded then) and ``ValueError`` when the record
-        is about another message."""
+        Raises ``MessageNotFound`` (nothing recorded then), ``Conflict`` when the record's id
+        is taken (nothing written: a retry of a write that was done) and ``ValueError`` when
+        the record is about another message."""
         ...
 
     async def list_messages(self, chat_id: UUID) -> list[Message]:
         """Oldest first."""
+        ...
+
+    async def fail_abandoned_replies(
+        self, created_before: datetime, now: datetime, error: str, *, limit: int
+    ) -> list[UUID]:
+        """Finish as ``failed`` the assistant replies still ``pending`` or ``streaming`` that
+        were created before ``created_before``: oldest first, at most ``limit``, in one
+        statement in Postgres. Each keeps its content, usage and timings and gets
+        ``finish_reason`` ``"error"``, ``error`` and ``updated_at`` ``now``; no usage record is
+        added. Replies another unit of work holds locked are skipped, so two calls at once never
+        finish the same reply. Returns their ids, oldest first. Raises ``InvalidInput`` when
+        ``limit`` is negative."""
         ...

@@ -420,3 +420,30 @@ async def test_finishing_an_unknown_reply_records_no_usage(uow_factory: UowFacto
 
     async with uow_factory().read_only() as uow:
         assert (await uow.usage.totals(world.user.id, since=at(0))).requests == 0
+
+
+async def test_finishing_a_reply_again_is_a_conflict_and_counts_its_usage_once(
+    uow_factory: UowFactory,
+) -> None:
+    """How a retry after a lost answer knows that the first attempt was written."""
+    world = await committed_world(uow_factory())
+    reply = _pending_reply(world.chat)
+    async with uow_factory() as uow:
+        await uow.chats.add_message(reply)
+        await uow.commit()
+    reply.finish(
+        status=MessageStatus.COMPLETE, content="The answer.", now=at(1), cost_usd=0.25,
+        usage=TokenUsage(prompt_tokens=7, completion_tokens=3), finish_reason="stop",
+    )  # fmt: skip
+    usage = _usage_of(reply, world.user.id)
+    async with uow_factory().autocommit() as uow:
+        await uow.chats.finish_reply(reply, usage)
+
+    with pytest.raises(Conflict):
+        async with uow_factory().autocommit() as uow:
+            await uow.chats.finish_reply(reply, usage)
+
+    async with uow_factory().read_only() as uow:
+        assert await uow.chats.get_message(reply.id) == reply
+        totals = await uow.usage.totals(world.user.id, since=at(0))
+    assert (totals.requests, totals.prompt_tokens, totals.completion_tokens) == (1, 7, 3)

@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -337,6 +338,34 @@ async def test_a_provider_error_after_the_first_token_ends_with_an_error_event(
         reply = (await uow.chats.list_messages(uuid.UUID(started["chatId"])))[-1]
     assert reply.status is MessageStatus.FAILED
     assert reply.content == "half"
+
+
+async def test_a_reply_whose_chat_is_deleted_meanwhile_ends_with_an_error_and_keeps_its_usage(
+    chat: Chat,
+) -> None:
+    alice = await chat.world.register("alice")
+    gate = asyncio.Event()  # the provider sends the rest of the reply once the chat is gone
+    pieces = openai_pieces(["first", " rest"], usage=(9, 2))
+    chat.provider.script(Reply(chunks=pieces, gate=gate, gate_after=2))
+    before = datetime.now(UTC)
+    started = await chat.start(
+        alice["auth"], model="openai/gpt-4o-mini", message=f"doomed {uuid.uuid4()}"
+    )
+    first = await chat.events(started["sessionId"], limit=1)
+    assert _text(first) == "first"
+
+    deleted = await chat.client.delete(f"/api/chats/{started['chatId']}", headers=alice["auth"])
+    assert deleted.status_code == 204
+    gate.set()
+    events = await chat.events(started["sessionId"], last_event_id=first[-1][0])
+
+    assert _text(events) == " rest"
+    assert events[-1][1] == "error"
+    assert events[-1][2]["code"] == "chat_deleted"
+    uow = await resolved(chat.world.container.adapters.unit_of_work())
+    async with uow:
+        usage = await uow.usage.totals(uuid.UUID(alice["user"]["id"]), since=before)
+    assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (1, 9, 2)
 
 
 @asynccontextmanager

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
 
+import msgspec
+
 from whalli.domain.model.catalog import ModelCatalog, ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Message, MessageStatus, TokenUsage
-from whalli.domain.model.errors import ProviderError
+from whalli.domain.model.errors import (
+    Conflict,
+    MessageNotFound,
+    ProviderError,
+    ServiceUnavailable,
+)
 from whalli.domain.model.prompt_cache import (
     CachedReply,
     cache_key,
@@ -34,11 +44,31 @@ from whalli.ports.reply_stream import ReplyStream
 from whalli.ports.unit_of_work import UnitOfWork
 from whalli.ports.usage import UsageRecord
 
+log = logging.getLogger(__name__)
+
+NOT_SAVED = ErrorEvent(
+    code="reply_not_saved",
+    message="The reply could not be saved: the database did not answer. "
+    "What was streamed is not in the chat; send the message again.",
+)
+CHAT_DELETED = ErrorEvent(
+    code="chat_deleted",
+    message="The chat was deleted while its reply was being written; the reply was not saved.",
+)
+INTERNAL = ErrorEvent(code="internal_error", message="The reply failed: an internal error.")
+
 
 @dataclass(frozen=True)
 class ReplySettings:
     cache_ttl: timedelta = timedelta(hours=1)
     stream_ttl: timedelta = timedelta(minutes=15)
+    # the final write is tried again when the database does not answer (a failover, a blip)
+    persist_attempts: int = 4
+    persist_backoff_s: float = 0.5  # doubled after each failed attempt
+
+    def __post_init__(self) -> None:
+        if self.persist_attempts < 1 or self.persist_backoff_s < 0:
+            raise ValueError("persist_attempts must be at least 1, persist_backoff_s >= 0")
 
 
 @dataclass
@@ -67,7 +97,14 @@ class GenerateReplyHandler:
       the partial text;
     - a stop request closes the upstream call and saves the partial reply as ``aborted``;
     - the assistant message records content, model, provider, usage, cost, time to first token,
-      total time, cached flag, finish reason and status; usage is recorded per user and model.
+      total time, cached flag, finish reason and status; usage is recorded per user and model;
+    - a cache that does not answer is a miss (and a reply it cannot store is only not cached):
+      it never fails the reply;
+    - the final write is tried again, with backoff, while the database does not answer; a
+      reply whose chat was deleted meanwhile still records its usage (without the message);
+    - every reply's stream ends with a final event, whatever happens: when the reply cannot be
+      saved, or anything else fails, readers get an ``error`` (``reply_not_saved``,
+      ``chat_deleted``, ``internal_error``) instead of waiting for a ``done`` that never comes.
     """
 
     def __init__(
@@ -95,7 +132,18 @@ class GenerateReplyHandler:
     ) -> UUID:
         """Generate the reply ``StartChat`` prepared (its pending message and prompt). ``saved``
         resolves once the start committed: the reply streams at once but is persisted only
-        after it."""
+        after it. Anything raised is raised after the readers got an ``error``."""
+        try:
+            return await self._execute(session, prepared, saved)
+        except Exception as e:
+            final = NOT_SAVED if isinstance(e, ServiceUnavailable) else INTERNAL
+            with contextlib.suppress(ServiceUnavailable):  # local readers still get it
+                await self._publish(session, final)
+            raise
+
+    async def _execute(
+        self, session: ChatSession, prepared: PreparedReply, saved: Awaitable[None]
+    ) -> UUID:
         spec = self._catalog.get(session.model)
         started = time.perf_counter()
         # launched once by the start that prepared it: nobody else generates it
@@ -110,6 +158,9 @@ class GenerateReplyHandler:
         total_s = time.perf_counter() - started
         await saved  # the pending message exists once the start committed
         final = await self._persist(session, reply, outcome, messages, int(total_s * 1000))
+        if final is None:
+            await self._publish(session, CHAT_DELETED)
+            return reply.id
         self._metrics.reply(
             model=outcome.spec.id,
             provider=outcome.spec.provider,
@@ -123,14 +174,17 @@ class GenerateReplyHandler:
             cached = CachedReply(
                 deltas=tuple(outcome.text), finish_reason=outcome.finish_reason, usage=final.usage
             )
-            await self._cache.set(
-                key, encode_cached_reply(cached), int(self._settings.cache_ttl.total_seconds())
-            )
+            ttl = int(self._settings.cache_ttl.total_seconds())
+            with contextlib.suppress(ServiceUnavailable):  # not cached: only a later miss
+                await self._cache.set(key, encode_cached_reply(cached), ttl)
         await self._publish(session, self._final_event(final, outcome))
         return final.id
 
     async def _from_cache(self, session: ChatSession, spec: ModelSpec, key: str) -> _Outcome | None:
-        raw = await self._cache.get(key)
+        try:
+            raw = await self._cache.get(key)
+        except ServiceUnavailable:
+            return None  # the provider answers instead
         if raw is None:
             return None
         try:
@@ -194,7 +248,9 @@ class GenerateReplyHandler:
         outcome: _Outcome,
         messages: tuple[PromptMessage, ...],
         total_ms: int,
-    ) -> Message:
+    ) -> Message | None:
+        """The finished reply and its usage, written once; ``None`` when the chat was deleted
+        meanwhile (the usage is then recorded alone)."""
         text = "".join(outcome.text)
         usage = outcome.usage
         if usage is None or (usage.total == 0 and text):
@@ -208,37 +264,60 @@ class GenerateReplyHandler:
         )
         now = self._clock.now()
         message = reply  # as saved pending; this generation is the only writer of that row
-        # one statement (the reply and its usage record): no transaction round trips
-        async with self._uow.autocommit() as uow:
-            message.model, message.provider = outcome.spec.id, outcome.spec.provider
-            message.finish(
-                status=outcome.status,
-                content=text,
-                usage=usage,
-                now=now,
-                finish_reason=outcome.finish_reason if outcome.error is None else "error",
-                cost_usd=cost,
-                cached=outcome.cached,
-                ttft_ms=outcome.ttft_ms,
-                total_ms=total_ms,
-                error=outcome.error.message if outcome.error else None,
-            )
-            await uow.chats.finish_reply(
-                message,
-                UsageRecord(
-                    id=self._ids.new_id(),
-                    user_id=session.user_id,
-                    message_id=message.id,
-                    model=outcome.spec.id,
-                    provider=outcome.spec.provider,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    cost_usd=cost,
-                    cached=outcome.cached,
-                    created_at=now,
-                ),
-            )
+        message.model, message.provider = outcome.spec.id, outcome.spec.provider
+        message.finish(
+            status=outcome.status,
+            content=text,
+            usage=usage,
+            now=now,
+            finish_reason=outcome.finish_reason if outcome.error is None else "error",
+            cost_usd=cost,
+            cached=outcome.cached,
+            ttft_ms=outcome.ttft_ms,
+            total_ms=total_ms,
+            error=outcome.error.message if outcome.error else None,
+        )
+        record = UsageRecord(
+            id=self._ids.new_id(),  # one id for every attempt (see _retrying)
+            user_id=session.user_id,
+            message_id=message.id,
+            model=outcome.spec.id,
+            provider=outcome.spec.provider,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=cost,
+            cached=outcome.cached,
+            created_at=now,
+        )
+        try:
+            await self._retrying(lambda uow: uow.chats.finish_reply(message, record))
+        except MessageNotFound:
+            orphan = msgspec.structs.replace(record, message_id=None)
+            await self._retrying(lambda uow: uow.usage.add(orphan))
+            return None
         return message
+
+    async def _retrying(self, write: Callable[[UnitOfWork], Awaitable[None]]) -> None:
+        """One autocommitted statement (no transaction round trips), tried again with backoff
+        while the database does not answer. The statements given here insert a usage record
+        by its id: when a retry finds that id taken, the attempt whose answer was lost had
+        written everything, so the write is done (and the usage counted once)."""
+        delay = self._settings.persist_backoff_s
+        for attempt in range(1, self._settings.persist_attempts + 1):
+            try:
+                async with self._uow.autocommit() as uow:
+                    await write(uow)
+                return
+            except Conflict:
+                if attempt == 1:
+                    raise
+                return
+            except ServiceUnavailable as e:
+                if attempt == self._settings.persist_attempts:
+                    raise
+                log.warning("reply write failed (attempt %d), retrying: %s", attempt, e)
+            await asyncio.sleep(delay)
+            delay *= 2
 
     @staticmethod
     def _final_event(message: Message, outcome: _Outcome) -> ReplyEvent:

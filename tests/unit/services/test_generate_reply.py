@@ -1,0 +1,220 @@
+"""GenerateReply when the stores around it fail: the reply still ends for its readers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Self
+from uuid import UUID
+
+import pytest
+
+from tests.integration.entities import World, committed_world
+from tests.unit.services.test_start_chat_attachments import CATALOG
+from whalli.adapters.memory.cache import InMemoryCache
+from whalli.adapters.memory.chat_metrics import InMemoryChatMetrics
+from whalli.adapters.memory.chat_model import ScriptedChatModel
+from whalli.adapters.memory.chat_sessions import InMemoryChatSessionStore
+from whalli.adapters.memory.chats import InMemoryChatRepository
+from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.memory.ids import SequentialIds
+from whalli.adapters.memory.reply_stream import InMemoryReplyStream
+from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chats import Message, MessageStatus
+from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.domain.services.chat.context import PreparedReply
+from whalli.domain.services.chat.generate_reply import GenerateReplyHandler, ReplySettings
+from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler
+from whalli.domain.services.chat.streaming import StopBoard
+from whalli.ports.chat_model import ChatModel, StreamDelta, StreamEvent
+from whalli.ports.usage import UsageRecord
+
+DOWN = ServiceUnavailable("The store is unavailable.")
+
+
+class DownCache(InMemoryCache):
+    """A cache that does not answer, on reads or on writes (``fail_get``, ``fail_set``)."""
+
+    def __init__(self, clock: ManualClock, *, fail_get: bool, fail_set: bool) -> None:
+        super().__init__(clock)
+        self.fail_get, self.fail_set = fail_get, fail_set
+
+    async def get(self, key: str) -> bytes | None:
+        if self.fail_get:
+            raise DOWN
+        return await super().get(key)
+
+    async def set(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        if self.fail_set:
+            raise DOWN
+        await super().set(key, value, ttl_seconds)
+
+
+class LostAnswers(InMemoryChatRepository):
+    """``finish_reply`` is written, then its answer is lost ``lost`` times (a connection that
+    dies after the commit); ``refused`` times before that it is not written at all."""
+
+    refused = 0
+    lost = 0
+
+    async def finish_reply(self, message: Message, usage: UsageRecord) -> None:
+        if LostAnswers.refused:
+            LostAnswers.refused -= 1
+            raise DOWN
+        await super().finish_reply(message, usage)
+        if LostAnswers.lost:
+            LostAnswers.lost -= 1
+            raise DOWN
+
+
+class FlakyUnitOfWork(InMemoryUnitOfWork):
+    def __init__(self, store: MemoryStore) -> None:
+        super().__init__(store)
+        self.chats = LostAnswers(self._transaction)
+        self.autocommits = 0
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Self]:
+        self.autocommits += 1
+        async with super().autocommit() as uow:
+            yield uow
+
+
+class Setup:
+    def __init__(
+        self, *, cache: InMemoryCache | None = None, model: ChatModel | None = None
+    ) -> None:
+        self.store, self.clock = MemoryStore(), ManualClock()
+        self.stream = InMemoryReplyStream(self.clock)
+        self.cache = cache or InMemoryCache(self.clock)
+        self.uow = FlakyUnitOfWork(self.store)
+        self.model = model or ScriptedChatModel(("Hello", " there"), provider="dev")
+        LostAnswers.refused = LostAnswers.lost = 0
+
+    def handler(self, attempts: int = 4) -> GenerateReplyHandler:
+        return GenerateReplyHandler(
+            self.uow, self.stream, self.cache, CATALOG, {"dev": self.model},
+            clock=self.clock, ids=SequentialIds(start=1000), metrics=InMemoryChatMetrics(),
+            stops=StopBoard(self.stream),
+            settings=ReplySettings(persist_attempts=attempts, persist_backoff_s=0),
+        )  # fmt: skip
+
+    async def start(self) -> tuple[World, ChatSession, PreparedReply, asyncio.Future[None]]:
+        world = await committed_world(InMemoryUnitOfWork(self.store))
+        launched: list[tuple[ChatSession, PreparedReply, asyncio.Future[None]]] = []
+        starter = StartChatHandler(
+            InMemoryUnitOfWork(self.store), InMemoryChatSessionStore(self.clock), CATALOG,
+            frozenset({"dev"}), clock=self.clock, ids=SequentialIds(),
+        )  # fmt: skip
+        command = StartChat(
+            user_id=world.user.id, model="dev/echo", message="hi", project_id=world.project.id
+        )
+        await starter.execute(command, lambda *launch: launched.append(launch))
+        [(session, prepared, saved)] = launched
+        return world, session, prepared, saved
+
+    async def events(self, session_id: str) -> list[ReplyEvent]:
+        return [e for _, e in await self.stream.read(session_id, None, block_ms=0)]
+
+    def reply(self, message_id: UUID) -> Message:
+        message: Message = self.store.tables["messages"][message_id]
+        return message
+
+    def usage(self) -> list[UsageRecord]:
+        return list(self.store.tables["usage_records"].values())
+
+
+@pytest.mark.parametrize(
+    ("fail_get", "fail_set"), [(True, False), (False, True), (True, True)],
+    ids=["get fails", "set fails", "both fail"],
+)  # fmt: skip
+async def test_a_cache_that_does_not_answer_never_fails_the_reply(
+    fail_get: bool, fail_set: bool
+) -> None:
+    clock = ManualClock()
+    setup = Setup(cache=DownCache(clock, fail_get=fail_get, fail_set=fail_set))
+    _, session, prepared, saved = await setup.start()
+
+    message_id = await setup.handler().execute(session, prepared, saved)
+
+    events = await setup.events(session.id)
+    assert [e.delta for e in events if isinstance(e, TokenEvent)] == ["Hello", " there"]
+    assert isinstance(events[-1], DoneEvent)
+    assert setup.reply(message_id).status is MessageStatus.COMPLETE
+    assert setup.reply(message_id).content == "Hello there"
+
+
+@pytest.mark.parametrize(("refused", "lost"), [(2, 0), (0, 1), (1, 2)])
+async def test_the_final_write_is_tried_again_and_counts_its_usage_once(
+    refused: int, lost: int
+) -> None:
+    setup = Setup()
+    _, session, prepared, saved = await setup.start()
+    LostAnswers.refused, LostAnswers.lost = refused, lost
+
+    message_id = await setup.handler().execute(session, prepared, saved)
+
+    assert setup.uow.autocommits == 1 + refused + lost
+    assert setup.reply(message_id).status is MessageStatus.COMPLETE
+    assert [u.message_id for u in setup.usage()] == [message_id]
+    assert isinstance((await setup.events(session.id))[-1], DoneEvent)
+
+
+async def test_a_reply_that_cannot_be_saved_ends_its_stream_with_an_error() -> None:
+    setup = Setup()
+    _, session, prepared, saved = await setup.start()
+    LostAnswers.refused = 3
+
+    with pytest.raises(ServiceUnavailable):
+        await setup.handler(attempts=3).execute(session, prepared, saved)
+
+    events = await setup.events(session.id)
+    assert [e.delta for e in events if isinstance(e, TokenEvent)] == ["Hello", " there"]
+    final = events[-1]
+    assert isinstance(final, ErrorEvent)
+    assert final.code == "reply_not_saved"
+    assert setup.uow.autocommits == 3
+    assert setup.reply(prepared.reply.id).status is MessageStatus.PENDING
+    assert setup.usage() == []
+
+
+async def test_a_reply_whose_chat_was_deleted_records_its_usage_and_says_so() -> None:
+    setup = Setup()
+    world, session, prepared, saved = await setup.start()
+    async with InMemoryUnitOfWork(setup.store) as uow:
+        await uow.chats.delete(session.chat_id)
+        await uow.commit()
+
+    await setup.handler().execute(session, prepared, saved)
+
+    final = (await setup.events(session.id))[-1]
+    assert isinstance(final, ErrorEvent)
+    assert final.code == "chat_deleted"
+    [record] = setup.usage()
+    assert (record.message_id, record.user_id) == (None, world.user.id)
+    assert record.completion_tokens > 0
+
+
+class Broken(ScriptedChatModel):
+    """A model adapter with a bug: it raises something that is not a ``ProviderError``."""
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        raise KeyError("choices")
+        yield StreamDelta(text="never")
+
+
+async def test_an_unexpected_failure_still_ends_the_stream() -> None:
+    setup = Setup(model=Broken(provider="dev"))
+    _, session, prepared, saved = await setup.start()
+
+    with pytest.raises(KeyError):
+        await setup.handler().execute(session, prepared, saved)
+
+    final = (await setup.events(session.id))[-1]
+    assert isinstance(final, ErrorEvent)
+    assert final.code == "internal_error"
+    assert "choices" not in final.message  # no internals in what users see
