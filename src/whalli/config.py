@@ -152,6 +152,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     chat_heartbeat_s: float = 15.0
     # 0: a reply keeps generating after every client left (and is saved); N: stop it after N s.
     chat_cancel_abandoned_after_s: float = 0.0
+    # The worker's reply sweeper (0 s interval = off) ends as failed the replies still pending
+    # or streaming this long after they were created: their API process died mid-generation.
+    reply_sweep_interval_s: float = 300.0
+    reply_abandoned_after_s: int = 3600
 
     # Files, extraction worker: Tesseract languages, the text cap, the sandbox's wall time and
     # memory per file, where downloads are kept while read ("" = the system's temp directory);
@@ -213,6 +217,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         self._check_oauth()
         self._check_rate_limits()
         self._check_extraction()
+        self._check_reply_sweeper()
 
     def _check_identity(self) -> None:
         # Bounds: OWASP's argon2id floor (19 MiB, t=2), a JWT secret as long as the HS256 output,
@@ -286,6 +291,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(
                 f"{PREFIX}FILE_EVENTS_MAX_LIFETIME_S must be more than 0 and at most 86400"
             )
+
+    def _check_reply_sweeper(self) -> None:
+        if self.reply_sweep_interval_s < 0:
+            raise ConfigError(f"{PREFIX}REPLY_SWEEP_INTERVAL_S must not be negative")
+        if self.reply_abandoned_after_s < 1:
+            raise ConfigError(f"{PREFIX}REPLY_ABANDONED_AFTER_S must be at least 1")
 
     @property
     def login_limit_per_account_ip(self) -> tuple[int, int]:

@@ -75,6 +75,7 @@ from whalli.domain.services.chat.start_chat import StartChatHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chat.streaming import StopBoard
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
+from whalli.domain.services.chats.fail_abandoned_replies import FailAbandonedReplies
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.rename_chat import RenameChatHandler
@@ -523,6 +524,15 @@ class Services(containers.DeclarativeContainer):
         ),
         processing_older_than=providers.Callable(
             lambda s: timedelta(seconds=s.extraction_processing_stale_after_s), settings
+        ),
+    )
+    # chats: the sweeper of replies whose generator died with its API process
+    fail_abandoned_replies = providers.Factory(
+        FailAbandonedReplies,
+        uow,
+        clock,
+        older_than=providers.Callable(
+            lambda s: timedelta(seconds=s.reply_abandoned_after_s), settings
         ),
     )
 

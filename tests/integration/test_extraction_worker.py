@@ -129,8 +129,9 @@ def start_worker(
         WHALLI_WORKER_THREADS="2",
         WHALLI_JOB_MIN_BACKOFF_MS="10",
         WHALLI_JOB_MAX_BACKOFF_MS="50",
-        # the sweeper would pick up other tests' rows in the shared database
+        # the sweepers would pick up other tests' rows in the shared database
         WHALLI_EXTRACTION_SWEEP_INTERVAL_S="0",
+        WHALLI_REPLY_SWEEP_INTERVAL_S="0",
         WHALLI_LOG_DIR=str(tmp_path / "logs"),
         WHALLI_LOG_JSON="false",
         WHALLI_DATA_DIR=str(tmp_path / "data"),

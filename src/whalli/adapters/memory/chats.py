@@ -7,7 +7,7 @@ from datetime import datetime
 from uuid import UUID
 
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
-from whalli.domain.model.chats import Chat, Message
+from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus
 from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
 from whalli.ports.chats import ChatRepository
 from whalli.ports.usage import UsageRecord
@@ -81,3 +81,35 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
     async def list_messages(self, chat_id: UUID) -> list[Message]:
         found: list[Message] = self._tx().select("messages", lambda m: m.chat_id == chat_id)
         return sorted(found, key=lambda m: (m.created_at, m.id))
+
+    async def fail_abandoned_replies(
+        self, created_before: datetime, now: datetime, error: str, *, limit: int
+    ) -> list[UUID]:
+        check_limit(limit)
+        tx = self._tx()
+        found: list[Message] = tx.select("messages", lambda m: _abandoned(m, created_before))
+        failed: list[UUID] = []
+        for abandoned in sorted(found, key=lambda m: (m.created_at, m.id)):
+            if len(failed) == limit:
+                break
+            if not await tx.try_lock("messages", abandoned.id):
+                continue
+            latest: Message | None = tx.find("messages", abandoned.id)  # as the lock read it
+            if latest is None or not _abandoned(latest, created_before):
+                continue
+            latest.finish(
+                status=MessageStatus.FAILED, content=latest.content, usage=latest.usage,
+                now=now, finish_reason="error", cost_usd=latest.cost_usd, cached=latest.cached,
+                ttft_ms=latest.ttft_ms, total_ms=latest.total_ms, error=error,
+            )  # fmt: skip
+            tx.replace("messages", latest.id, latest, MessageNotFound)
+            failed.append(latest.id)
+        return failed
+
+
+def _abandoned(message: Message, created_before: datetime) -> bool:
+    return (
+        message.role is MessageRole.ASSISTANT
+        and not message.status.is_final
+        and message.created_at < created_before
+    )

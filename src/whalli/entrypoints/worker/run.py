@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import inspect
 import os
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 from whalli.adapters.structlog.logging import configure_logging
 from whalli.config import Settings
 from whalli.container import Container, build_container, job_handlers
+from whalli.domain.services.chats.fail_abandoned_replies import FailAbandonedReplies
 from whalli.domain.services.files.requeue_stale import RequeueStaleAttachments
 from whalli.entrypoints.worker.dispatch import JobDispatcher
 from whalli.entrypoints.worker.main import run_worker
@@ -24,25 +26,40 @@ async def _resolved(value: object) -> object:
 
 class ContainerWorker:
     """Adapts the dependency-injector container to what the worker asks of it, and runs the
-    extraction sweeper on the worker's event loop while the resources are open."""
+    sweepers (extractions, abandoned replies) on the worker's event loop while the resources
+    are open."""
 
     def __init__(self, container: Container, settings: Settings) -> None:
         self.container = container
         self.settings = settings
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweepers: list[asyncio.Task[None]] = []
 
     async def init_resources(self) -> None:
         await _resolved(self.container.init_resources())
-        interval = self.settings.extraction_sweep_interval_s
-        if interval > 0:
-            self._sweeper = asyncio.create_task(
-                run_periodically(
-                    self._requeue_stale,
-                    self._cache,
-                    interval_s=interval,
-                    # per queue: deployments (and tests) sharing one Redis sweep on their own
-                    lock_key=f"sweeper:extractions:{self.settings.queue_name}",
-                    name="extraction sweep",
+        # per queue: deployments (and tests) sharing one Redis sweep on their own
+        queue = self.settings.queue_name
+        self._sweep(
+            self._requeue_stale,
+            self.settings.extraction_sweep_interval_s,
+            f"sweeper:extractions:{queue}",
+            "extraction sweep",
+        )
+        self._sweep(
+            self._fail_abandoned_replies,
+            self.settings.reply_sweep_interval_s,
+            f"sweeper:replies:{queue}",
+            "reply sweep",
+        )
+
+    def _sweep(
+        self, task: Callable[[], Awaitable[None]], interval_s: float, lock_key: str, name: str
+    ) -> None:
+        if interval_s > 0:  # 0: that sweeper is off
+            self._sweepers.append(
+                asyncio.create_task(
+                    run_periodically(
+                        task, self._cache, interval_s=interval_s, lock_key=lock_key, name=name
+                    )
                 )
             )
 
@@ -51,15 +68,21 @@ class ContainerWorker:
         assert isinstance(service, RequeueStaleAttachments)
         await service.execute()
 
+    async def _fail_abandoned_replies(self) -> None:
+        service = await _resolved(self.container.services.fail_abandoned_replies())
+        assert isinstance(service, FailAbandonedReplies)
+        await service.execute()
+
     async def _cache(self) -> Cache:
         return cast(Cache, await _resolved(self.container.adapters.cache()))
 
     async def shutdown_resources(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for sweeper in self._sweepers:
+            sweeper.cancel()
+        for sweeper in self._sweepers:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+                await sweeper
+        self._sweepers.clear()
         await _resolved(self.container.shutdown_resources())
 
     def job_dispatcher(self) -> JobDispatcher:
