@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 
 import pytest
 from redis.asyncio import Redis
@@ -18,6 +18,7 @@ from whalli.adapters.redis.reply_relay import RelayedReplyStream
 from whalli.adapters.redis.reply_stream import RedisReplyStream
 from whalli.domain.model.errors import InvalidInput, ServiceUnavailable
 from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.domain.services.chat.read_reply import HEARTBEAT, ReadReplyHandler
 from whalli.ports.reply_stream import ReplyStream
 
 Elapse = Callable[[float], Awaitable[None]]
@@ -35,7 +36,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def relayed_stream(redis_client: Redis, redis_prefix: str) -> AsyncIterator[ReplyStream]:
     relay = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
     yield relay
-    await relay.drain()  # its writes behind end before the client closes
+    await relay.aclose()  # its writes behind and its beats end before the client closes
 
 
 @pytest.fixture
@@ -371,7 +372,7 @@ async def test_another_process_reads_a_relayed_reply_from_redis_while_it_is_gene
     ]
     assert here.local_replies == 1
     assert there.local_replies == 0
-    await here.drain()
+    await here.aclose()
 
 
 async def test_a_local_reader_waiting_before_the_first_token_is_woken_from_memory(
@@ -388,7 +389,7 @@ async def test_a_local_reader_waiting_before_the_first_token_is_woken_from_memor
     assert await asyncio.wait_for(reader, LONG_BLOCK_MS / 1000) == [
         (event_id, TokenEvent(delta="x"))
     ]
-    await relay.drain()
+    await relay.aclose()
 
 
 async def test_a_reader_here_after_begin_waits_in_memory_not_on_redis(
@@ -406,7 +407,7 @@ async def test_a_reader_here_after_begin_waits_in_memory_not_on_redis(
     ]
     assert relay.local_replies == 1
     assert not await redis_client.exists(f"{redis_prefix}reply-owner:{session_id}")
-    await relay.drain()
+    await relay.aclose()
 
 
 async def test_begin_is_harmless_for_every_store(
@@ -450,3 +451,138 @@ async def test_local_readers_get_the_whole_reply_when_redis_is_down(closed_port:
         ]
         await relay.publish("s", a_done_event(), TTL)  # returns although Redis never took it
         assert relay.local_replies == 0
+
+
+# --- liveness: is anyone still generating the reply? --------------------------------------------
+
+# Short enough for a test, with room for a stalled event loop before a mark lapses.
+BEAT_S, ALIVE_S = 0.1, 1.0
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], want: bool, within_s: float) -> bool:
+    """Poll ``check`` until it answers ``want`` or ``within_s`` passed; its last answer."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while (answer := await check()) != want and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(BEAT_S / 2)
+    return answer
+
+
+class FlakyRedisReplyStream(RedisReplyStream):
+    """The real adapter, whose first beat fails as if Redis blinked; counts the beats."""
+
+    marks = 0
+
+    async def mark_producing(self, session_ids: Collection[str], ttl_ms: int) -> None:
+        self.marks += 1
+        if self.marks == 1:
+            raise ServiceUnavailable("redis: connection failed")
+        await super().mark_producing(session_ids, ttl_ms)
+
+
+def beating(redis: RedisReplyStream) -> RelayedReplyStream:
+    return RelayedReplyStream(redis, beat_every_s=BEAT_S, alive_for_s=ALIVE_S)
+
+
+@pytest.mark.parametrize("backend", ["fake", "relayed"], indirect=True)
+async def test_a_reply_is_produced_from_begin_until_its_final_event(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    assert not await reply_stream.producing(session_id)
+    await reply_stream.begin(session_id, TTL)
+    assert await reply_stream.producing(session_id)
+    await publish_all(reply_stream, session_id, tokens("a"))
+    assert await reply_stream.producing(session_id)
+
+    await reply_stream.publish(session_id, a_done_event(), TTL)
+
+    assert not await reply_stream.producing(session_id)
+
+
+async def test_another_process_sees_a_reply_produced_across_beats_until_its_final_event(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    here = beating(RedisReplyStream(redis_client, prefix=redis_prefix))
+    there = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
+    await here.begin(session_id, TTL)
+
+    assert await eventually(lambda: there.producing(session_id), True, within_s=ALIVE_S)
+    await publish_all(here, session_id, tokens("a"))
+    # several marks' lifetimes: only the beats keep it alive
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 2.5 * ALIVE_S
+    while loop.time() < until:
+        assert await there.producing(session_id)
+        await asyncio.sleep(BEAT_S)
+
+    await here.publish(session_id, a_done_event(), TTL)
+
+    assert not await there.producing(session_id)
+    assert not await here.producing(session_id)
+    await here.aclose()
+
+
+async def test_a_reply_whose_process_died_ends_for_readers_elsewhere_with_an_interrupted_error(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    here = beating(RedisReplyStream(redis_client, prefix=redis_prefix))
+    there = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
+    await here.begin(session_id, TTL)
+    [first] = await publish_all(here, session_id, tokens("half"))
+    await here.drain()
+    assert await eventually(lambda: there.producing(session_id), True, within_s=ALIVE_S)
+
+    await here.aclose()  # the process dies: no more beats, and no final event
+
+    assert not await eventually(lambda: there.producing(session_id), False, within_s=5 * ALIVE_S)
+    reader = ReadReplyHandler(there, heartbeat_s=BEAT_S, track_readers=False)
+    items = [item async for item in reader.events(session_id, None)]
+    assert items[0] == [(first, TokenEvent(delta="half"))]
+    assert items[1] is HEARTBEAT
+    [(error_id, error)] = items[2] or []
+    assert (error_id, getattr(error, "code", None)) == (first, "reply_interrupted")
+    assert len(items) == 3
+
+
+async def test_a_beat_that_fails_is_tried_again_at_the_next_one(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    redis = FlakyRedisReplyStream(redis_client, prefix=redis_prefix)
+    here = beating(redis)
+    await here.begin(session_id, TTL)
+
+    assert await eventually(lambda: redis.producing(session_id), True, within_s=5 * ALIVE_S)
+    assert redis.marks >= 2
+    await here.aclose()
+
+
+async def test_replies_begun_together_are_marked_in_one_round_trip(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    redis = FlakyRedisReplyStream(redis_client, prefix=redis_prefix)
+    redis.marks = 1  # no failure this time
+    relay = RelayedReplyStream(redis)  # the default beat: no second one during the test
+    sessions = [uuid.uuid4().hex for _ in range(50)]
+    for session in sessions:
+        await relay.begin(session, TTL)
+
+    assert await eventually(lambda: redis.producing(sessions[-1]), True, within_s=ALIVE_S)
+    assert all([await redis.producing(s) for s in sessions])
+    assert redis.marks == 2
+    await relay.aclose()
+
+
+async def test_a_mark_arriving_after_the_final_event_does_not_revive_the_reply(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    redis = RedisReplyStream(redis_client, prefix=redis_prefix)
+    published, appended = uuid.uuid4().hex, uuid.uuid4().hex
+    await redis.mark_producing([published, appended], 60_000)
+    assert await redis.producing(published)
+    assert await redis.producing(appended)
+
+    await redis.publish(published, a_done_event(), TTL)
+    await redis.append([(appended, [("1-1", TokenEvent(delta="a")), ("1-2", a_done_event())])], TTL)
+    await redis.mark_producing([published, appended], 60_000)
+
+    assert not await redis.producing(published)
+    assert not await redis.producing(appended)

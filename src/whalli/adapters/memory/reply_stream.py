@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from whalli.domain.model.errors import InvalidInput
-from whalli.domain.model.replies import ReplyEvent, parse_event_id
+from whalli.domain.model.replies import ReplyEvent, is_final, parse_event_id
 from whalli.ports.clock import Clock
 from whalli.ports.reply_stream import ReplyStream
 
@@ -27,7 +27,11 @@ def _check_ttl(ttl_seconds: int) -> None:
 
 
 class InMemoryReplyStream(ReplyStream):
-    """Expiry follows ``clock``; a blocked ``read`` waits in real time (up to ``block_ms``)."""
+    """Expiry follows ``clock``; a blocked ``read`` waits in real time (up to ``block_ms``).
+
+    One process: a reply is produced from ``begin`` (or its claim, or a first publish) until its
+    final event; ``abandon`` plays the generating process dying without one (tests only).
+    """
 
     def __init__(self, clock: Clock, *, max_len: int = 10_000) -> None:
         self._clock = clock
@@ -35,6 +39,8 @@ class InMemoryReplyStream(ReplyStream):
         self._streams: dict[str, _Stream] = {}
         self._flags: dict[tuple[str, str], datetime] = {}
         self._readers: dict[str, int] = {}
+        self._producing: set[str] = set()
+        self._ended: set[str] = set()
         self._published = asyncio.Condition()
         # One counter for every session: a stream recreated after expiry keeps increasing ids.
         self._last = 0
@@ -64,6 +70,11 @@ class InMemoryReplyStream(ReplyStream):
         stream.events.append(((self._last, 0), event))
         del stream.events[: -self._max_len]
         stream.expires_at = expires_at
+        if is_final(event):
+            self._producing.discard(session_id)
+            self._ended.add(session_id)
+        else:
+            self._produce(session_id)
         async with self._published:
             self._published.notify_all()
         return f"{self._last}-0"
@@ -109,11 +120,24 @@ class InMemoryReplyStream(ReplyStream):
         return {session_id: max(0, self._readers.get(session_id, 0)) for session_id in session_ids}
 
     async def begin(self, session_id: str, ttl_seconds: int) -> None:
-        _check_ttl(ttl_seconds)  # one process: nothing to prepare
+        _check_ttl(ttl_seconds)
+        self._produce(session_id)
 
     async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
         expires_at = self._expiry(ttl_seconds)
         if self._flag("owner", session_id):
             return False
         self._flags[("owner", session_id)] = expires_at
+        self._produce(session_id)
         return True
+
+    async def producing(self, session_id: str) -> bool:
+        return session_id in self._producing
+
+    def abandon(self, session_id: str) -> None:
+        """Tests only: the generator's process died, so the final event will never come."""
+        self._producing.discard(session_id)
+
+    def _produce(self, session_id: str) -> None:
+        if session_id not in self._ended:  # a reply that ended stays ended, as on Redis
+            self._producing.add(session_id)

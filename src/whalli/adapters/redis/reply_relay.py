@@ -20,11 +20,19 @@ connection per open stream, and CPU that caps how many streams one process relay
 
 When Redis fails to take a batch, local readers still get every event and the reply is still
 saved by its generator; readers in other processes miss that batch (logged, throttled).
+
+Liveness (``producing``): one beacon task per process marks every reply it generates as alive in
+Redis (``RedisReplyStream.mark_producing``): a reply as soon as it begins, then all of them every
+``beat_every_s`` in one round trip, each mark lasting ``alive_for_s``. Readers elsewhere ask
+only after a heartbeat of silence, so the mark exists by then; if this process dies the marks
+expire and those readers end the reply instead of waiting forever. The beacon runs only while
+something is generated here, and a failed beat is logged (throttled) and tried again next time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Collection, Sequence
 
@@ -109,7 +117,16 @@ class RelayedReplyStream(ReplyStream):
     A log expires like its Redis stream: ``ttl_seconds`` after its last event.
     """
 
-    def __init__(self, redis: RedisReplyStream, *, sweep_every_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        redis: RedisReplyStream,
+        *,
+        sweep_every_s: float = 60.0,
+        beat_every_s: float = 5.0,
+        alive_for_s: float = 15.0,
+    ) -> None:
+        if not 0 < beat_every_s < alive_for_s:
+            raise ValueError("beat_every_s must be more than 0 and less than alive_for_s")
         self._redis = redis
         self._logs: dict[str, _Log] = {}
         self._dirty: dict[str, _Log] = {}
@@ -117,6 +134,11 @@ class RelayedReplyStream(ReplyStream):
         self._sweep_every = sweep_every_s
         self._next_sweep = time.monotonic() + sweep_every_s
         self._warned_at = -_WARN_EVERY_S
+        self._beat_every, self._alive_ms = beat_every_s, int(alive_for_s * 1000)
+        self._beacon: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._fresh: set[str] = set()  # begun since the last beat: marked at once
+        self._beat_warned_at = -_WARN_EVERY_S
 
     @property
     def local_replies(self) -> int:
@@ -125,6 +147,7 @@ class RelayedReplyStream(ReplyStream):
     async def begin(self, session_id: str, ttl_seconds: int) -> None:
         check_ttl(ttl_seconds)
         self._open(session_id, ttl_seconds)
+        self._announce(session_id)
 
     async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
         # The log exists before the claim's round trip, so a reader attaching meanwhile already
@@ -138,6 +161,8 @@ class RelayedReplyStream(ReplyStream):
             raise
         if not claimed and fresh:
             self._drop(session_id)
+        if claimed:
+            self._announce(session_id)
         return claimed
 
     async def publish(self, session_id: str, event: ReplyEvent, ttl_seconds: int) -> str:
@@ -145,6 +170,7 @@ class RelayedReplyStream(ReplyStream):
         entry = self._live(session_id)
         if entry is None:  # published without a claim: still relayed, and dropped when final
             entry = self._logs[session_id] = _Log(ttl_seconds)
+            self._announce(session_id)
         event_id = entry.append(event, ttl_seconds)
         self._dirty[session_id] = entry
         if self._flusher is None or self._flusher.done():
@@ -168,6 +194,11 @@ class RelayedReplyStream(ReplyStream):
         await entry.wait_for_more(block_ms / 1000)
         return entry.after(after, count)
 
+    async def producing(self, session_id: str) -> bool:
+        if self._live(session_id) is not None:
+            return True  # generated here (its final event drops the log)
+        return await self._redis.producing(session_id)
+
     async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
         await self._redis.request_stop(session_id, ttl_seconds)
 
@@ -187,6 +218,57 @@ class RelayedReplyStream(ReplyStream):
         """Wait until everything published so far was handed to Redis (at shutdown)."""
         while self._flusher is not None and not self._flusher.done():
             await asyncio.wait({self._flusher})
+
+    async def aclose(self) -> None:
+        """At shutdown: ``drain``, then stop the beacon, so replies still unfinished here are
+        taken as interrupted elsewhere once their marks expire (a later ``begin`` starts it
+        again)."""
+        await self.drain()
+        beacon, self._beacon = self._beacon, None
+        if beacon is not None and not beacon.done():
+            # redis-py may swallow a cancellation that lands as a command completes (seen with
+            # 8.1): the beacon also ends by itself once it is no longer this relay's.
+            self._wake.set()
+            beacon.cancel()
+            await asyncio.wait({beacon})
+
+    def _announce(self, session_id: str) -> None:
+        """Mark the session alive in the next beat, now, and keep it marked while its log lives."""
+        self._fresh.add(session_id)
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        beacon = self._beacon
+        if beacon is None or beacon.done() or beacon.get_loop() is not loop:
+            self._wake = asyncio.Event()  # bound to the running loop from its first wait
+            self._wake.set()
+            self._beacon = loop.create_task(self._beat(), name="reply-beacon")
+
+    async def _beat(self) -> None:
+        # Replies begun since the last beat are marked at once; all of them every beat_every_s.
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        due = loop.time()
+        while True:
+            self._wake.clear()
+            if not self._logs or self._beacon is not me:
+                return  # closed, or nothing to mark: the next _announce starts a new loop
+            now = loop.time()
+            if now >= due:
+                due = now + self._beat_every
+                moment = time.monotonic()
+                sessions = [s for s, entry in self._logs.items() if not entry.expired(moment)]
+            else:
+                sessions = [s for s in self._fresh if s in self._logs]
+            self._fresh = set()
+            if sessions:
+                try:
+                    await self._redis.mark_producing(sessions, self._alive_ms)
+                except Exception as e:  # tried again at the next beat
+                    self._warn_beat(e, len(sessions))
+            if not self._wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, due - loop.time())):
+                        await self._wake.wait()
 
     async def _flush(self) -> None:
         # Whatever was published during the previous write goes out in the next one.
@@ -213,6 +295,12 @@ class RelayedReplyStream(ReplyStream):
             self._warned_at = now
             log.warning("reply_write_failed", error=type(error).__name__, sessions=sessions)
 
+    def _warn_beat(self, error: Exception, sessions: int) -> None:
+        now = time.monotonic()
+        if now - self._beat_warned_at >= _WARN_EVERY_S:
+            self._beat_warned_at = now
+            log.warning("reply_beat_failed", error=type(error).__name__, sessions=sessions)
+
     def _open(self, session_id: str, ttl_seconds: int) -> bool:
         """Keep the session's events here from now on; False if they already were."""
         if self._live(session_id) is not None:
@@ -231,6 +319,8 @@ class RelayedReplyStream(ReplyStream):
     def _drop(self, session_id: str) -> None:
         self._logs.pop(session_id, None)
         self._dirty.pop(session_id, None)
+        if not self._logs:
+            self._wake.set()  # the beacon ends now rather than at its next beat
 
     def _sweep(self) -> None:
         # Logs whose generator vanished without a final event (a crash) leave after their ttl.

@@ -1,8 +1,16 @@
 """``ReplyStream`` on Redis Streams: one stream per chat session, read by every API process.
 
 Keys: ``whalli:reply:{session_id}`` (the events), ``whalli:reply-stop:{session_id}`` (the stop
-flag) and ``whalli:reply-owner:{session_id}`` (who generates). Event ids are the stream's ids
+flag), ``whalli:reply-owner:{session_id}`` (who generates) and
+``whalli:reply-producer:{session_id}`` (whether someone still does). Event ids are the stream's ids
 (``publish``), or the writer's own increasing ids (``append``, used by ``RelayedReplyStream``).
+
+Liveness: the generating process keeps the producer key ``live`` with a short expiry, renewed by
+one ``mark_producing`` for all its replies (``RelayedReplyStream``'s beacon); if the process dies
+the key expires and ``producing`` turns False. The write of a final event sets it to ``ended``
+in the same script or transaction (kept as long as the stream), and ``mark_producing`` leaves an
+ended reply ended: a renewal still in flight when the reply ends cannot bring it back to life.
+This adapter on its own keeps no beacon: ``producing`` is True only while a relay beats for it.
 
 Connections: a blocking XREAD holds its pooled connection for as long as it waits, so every SSE
 stream read from here keeps one Redis connection busy. In the app, ``RelayedReplyStream`` serves
@@ -22,6 +30,7 @@ from typing import Any
 import msgspec
 import redis.exceptions as rx
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from whalli.adapters.redis._values import check_ttl
 from whalli.adapters.redis.errors import translated
@@ -32,6 +41,7 @@ from whalli.domain.model.replies import (
     ReplyEvent,
     decode_reply_event,
     encode_reply_event,
+    is_final,
     parse_event_id,
 )
 from whalli.ports.reply_stream import ReplyStream
@@ -39,11 +49,12 @@ from whalli.ports.reply_stream import ReplyStream
 # Keys read by one MGET when polling many sessions at once (stop flags, reader counts).
 _MGET_BATCH = 1000
 _FIELD = b"payload"
-# KEYS: the streams; ARGV: ttl ms, max length, then per stream its event count and its
-# (id, payload) pairs.
+_LIVE, _ENDED = "live", "ended"  # the producer key's values, as the scripts write them
+# KEYS: the streams, then the producer keys of the replies that end in this write; ARGV: ttl ms,
+# max length, the number of streams, then per stream its event count and its (id, payload) pairs.
 _APPEND = """
-local ttl, max_len, at = ARGV[1], ARGV[2], 3
-for k = 1, #KEYS do
+local ttl, max_len, streams, at = ARGV[1], ARGV[2], tonumber(ARGV[3]), 4
+for k = 1, streams do
   local count = tonumber(ARGV[at])
   at = at + 1
   for _ = 1, count do
@@ -51,6 +62,18 @@ for k = 1, #KEYS do
     at = at + 2
   end
   redis.call('PEXPIRE', KEYS[k], ttl)
+end
+for k = streams + 1, #KEYS do
+  redis.call('SET', KEYS[k], 'ended', 'PX', ttl)
+end
+return streams
+"""
+# KEYS: producer keys; ARGV: their expiry in ms. A reply whose end was written stays ended.
+_MARK = """
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) ~= 'ended' then
+    redis.call('SET', key, 'live', 'PX', ARGV[1])
+  end
 end
 return #KEYS
 """
@@ -92,6 +115,7 @@ class RedisReplyStream(ReplyStream):
             block_slice_ms = 0 if timeout is None else max(1, int(float(timeout) * 500))
         self._block_slice_ms = block_slice_ms
         self._append = client.register_script(_APPEND)
+        self._mark = client.register_script(_MARK)
 
     def _key(self, kind: str, session_id: str) -> str:
         return f"{self._prefix}{kind}:{session_id}"
@@ -99,14 +123,17 @@ class RedisReplyStream(ReplyStream):
     async def publish(self, session_id: str, event: ReplyEvent, ttl_seconds: int) -> str:
         check_ttl(ttl_seconds)
         key = self._key("reply", session_id)
-        # MULTI/EXEC in one round trip: the stream never exists without its expiry.
+        # MULTI/EXEC in one round trip: the stream never exists without its expiry, and a final
+        # event never without its reply marked ended.
         with translated():
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.xadd(
                     key, {_FIELD: encode_reply_event(event)}, maxlen=self._max_len, approximate=True
                 )
                 pipe.pexpire(key, ttl_seconds * 1000)
-                event_id, _ = await pipe.execute()
+                if is_final(event):
+                    pipe.set(self._key("reply-producer", session_id), _ENDED, ex=ttl_seconds)
+                event_id, *_ = await pipe.execute()
         return _text(event_id)
 
     async def append(
@@ -115,7 +142,8 @@ class RedisReplyStream(ReplyStream):
         """Write events under ids chosen by the caller (increasing per session, above any id
         already in the stream), for several sessions in one round trip: ``[(session_id,
         [(event_id, event), ...]), ...]``. Each written stream's expiry is set by the same
-        script, so a stream never exists without it.
+        script, so a stream never exists without it; a session whose final event is written
+        is marked ended by it too (see ``producing``).
 
         One EVALSHA whatever the batch: a MULTI of one XADD per event costs the client about
         24 µs of CPU per command to pack and parse (measured), the script's arguments ~1 µs."""
@@ -123,17 +151,42 @@ class RedisReplyStream(ReplyStream):
         if not batches:
             return
         keys: list[str] = []
-        args: list[bytes | str | int] = [ttl_seconds * 1000, self._max_len]
+        ended: list[str] = []
+        args: list[bytes | str | int] = [ttl_seconds * 1000, self._max_len, len(batches)]
         for session_id, events in batches:
             keys.append(self._key("reply", session_id))
             args.append(len(events))
             for event_id, event in events:
                 args += (event_id, encode_reply_event(event))
+            if events and is_final(events[-1][1]):
+                ended.append(self._key("reply-producer", session_id))
+        keys += ended
+        await self._run(self._append, keys, args)
+
+    async def mark_producing(self, session_ids: Collection[str], ttl_ms: int) -> None:
+        """Mark these replies as generated by the caller for the next ``ttl_ms`` (a reply
+        whose final event is already written stays ended): one EVALSHA per ``_MGET_BATCH``
+        sessions. The caller renews the mark well before it expires."""
+        if ttl_ms <= 0:
+            raise ValueError("ttl_ms must be positive")
+        ids = list(session_ids)
+        for i in range(0, len(ids), _MGET_BATCH):
+            keys = [self._key("reply-producer", s) for s in ids[i : i + _MGET_BATCH]]
+            await self._run(self._mark, keys, [ttl_ms])
+
+    async def producing(self, session_id: str) -> bool:
+        with translated():
+            value = await self._client.get(self._key("reply-producer", session_id))
+        return value is not None and _text(value) == _LIVE
+
+    async def _run(
+        self, script: AsyncScript, keys: list[str], args: list[bytes | str | int]
+    ) -> None:
         with translated():
             try:
-                await self._client.evalsha(self._append.sha, len(keys), *keys, *args)
+                await self._client.evalsha(script.sha, len(keys), *keys, *args)
             except rx.NoScriptError:
-                await self._append(keys=keys, args=args)
+                await script(keys=keys, args=args)
 
     async def read(
         self, session_id: str, after: str | None, *, block_ms: int, count: int = 256

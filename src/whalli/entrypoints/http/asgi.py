@@ -253,7 +253,8 @@ class ContainerApp:
         await self._generations.shutdown()  # let running replies finish and be saved
         stream = await _maybe_await(self.container.adapters.reply_stream())
         if isinstance(stream, RelayedReplyStream):
-            await stream.drain()  # their last events reach Redis before the client closes
+            # their last events reach Redis before the client closes, and the beats stop
+            await stream.aclose()
         result = self.container.shutdown_resources()
         if inspect.isawaitable(result):
             await result

@@ -7,11 +7,17 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from whalli.domain.model.errors import ServiceUnavailable
-from whalli.domain.model.replies import ReplyEvent, is_final
+from whalli.domain.model.replies import ErrorEvent, ReplyEvent, is_final
 from whalli.ports.reply_stream import ReplyStream
 
 READER_TTL_SECONDS = 3600
 HEARTBEAT = None  # yielded when nothing arrived for a while: the client should get a comment
+INTERRUPTED = ErrorEvent(
+    code="reply_interrupted",
+    message="The reply was interrupted: the server generating it stopped before it finished.",
+)
+# The id of an ``INTERRUPTED`` sent before any event: resuming after it reads from the start.
+_BEFORE_ALL = "0-0"
 
 
 Batch = list[tuple[str, ReplyEvent]]
@@ -27,6 +33,11 @@ class ReadReplyHandler:
       after it is yielded);
     - when nothing arrives for ``heartbeat_s`` a ``HEARTBEAT`` (None) is yielded, so the caller
       can keep proxies from closing an idle connection;
+    - after such a silence, if nobody generates the reply any more (its process died, so its
+      final event will never come) and no final event raced in meanwhile, the last batch is a
+      synthetic ``reply_interrupted`` error. It carries the id of the last event read (``0-0``
+      before any), so a client resuming after it misses nothing. A store that cannot say
+      counts as 'still generating': a live reply is never ended because the store blinked;
     - with ``track_readers`` (needed only to stop abandoned replies) the reader is counted while
       attached; otherwise no bookkeeping round trip sits before the first token.
     """
@@ -59,13 +70,25 @@ class ReadReplyHandler:
             batch = await self._stream.read(session_id, cursor, block_ms=self._block_ms)
             if not batch:
                 yield HEARTBEAT
-                continue
+                if await self._producing(session_id):
+                    continue
+                # Whatever reached the store before the generator went is all there will be.
+                batch = await self._stream.read(session_id, cursor, block_ms=0)
+                if not batch:
+                    yield [(cursor or _BEFORE_ALL, INTERRUPTED)]
+                    return
             for index, (_, event) in enumerate(batch):
                 if is_final(event):
                     yield batch[: index + 1]
                     return
             cursor = batch[-1][0]
             yield batch
+
+    async def _producing(self, session_id: str) -> bool:
+        try:
+            return await self._stream.producing(session_id)
+        except ServiceUnavailable:
+            return True
 
     async def _leave(self, session_id: str) -> None:
         with contextlib.suppress(ServiceUnavailable):

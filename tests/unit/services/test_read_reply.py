@@ -1,0 +1,193 @@
+"""Reading a reply for one SSE client: its events, heartbeats, and the end of a reply whose
+generator died."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.memory.reply_stream import InMemoryReplyStream
+from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.domain.services.chat.read_reply import HEARTBEAT, ReadReplyHandler
+
+TTL = 600
+HEARTBEAT_S = 0.01  # every silence in these tests is a heartbeat's worth
+
+
+class UnansweringStream(InMemoryReplyStream):
+    """A store that cannot say whether the reply is still generated."""
+
+    async def producing(self, session_id: str) -> bool:
+        raise ServiceUnavailable("redis is down")
+
+
+@pytest.fixture
+def stream() -> InMemoryReplyStream:
+    return InMemoryReplyStream(ManualClock())
+
+
+@pytest.fixture
+def session_id() -> str:
+    return uuid.uuid4().hex
+
+
+def done() -> DoneEvent:
+    return DoneEvent(
+        message_id=uuid.uuid4(), cached=False, prompt_tokens=1, completion_tokens=2,
+        finish_reason="stop", cost_usd=0.0, status="complete",
+    )  # fmt: skip
+
+
+async def started(stream: InMemoryReplyStream, session_id: str, *deltas: str) -> list[str]:
+    await stream.begin(session_id, TTL)
+    return [await stream.publish(session_id, TokenEvent(delta=d), TTL) for d in deltas]
+
+
+def events_of(
+    stream: InMemoryReplyStream, session_id: str, after: str | None = None
+) -> AsyncIterator[list[tuple[str, ReplyEvent]] | None]:
+    return ReadReplyHandler(stream, heartbeat_s=HEARTBEAT_S).events(session_id, after)
+
+
+async def everything(
+    items: AsyncIterator[list[tuple[str, ReplyEvent]] | None], limit: int = 10
+) -> list[list[tuple[str, ReplyEvent]] | None]:
+    """The items until the iteration ends, or the first ``limit`` (a reader that never ends)."""
+    seen: list[list[tuple[str, ReplyEvent]] | None] = []
+    async for item in items:
+        seen.append(item)
+        if len(seen) == limit:
+            break
+    return seen
+
+
+async def test_a_reader_of_an_abandoned_reply_gets_what_arrived_then_an_interrupted_error(
+    stream: InMemoryReplyStream, session_id: str
+) -> None:
+    ids = await started(stream, session_id, "Hel", "lo")
+    stream.abandon(session_id)
+
+    items = await everything(events_of(stream, session_id))
+
+    assert items[0] == [(ids[0], TokenEvent(delta="Hel")), (ids[1], TokenEvent(delta="lo"))]
+    assert items[1] is HEARTBEAT
+    [(last_id, last)] = items[-1] or []
+    assert isinstance(last, ErrorEvent)
+    assert last.code == "reply_interrupted"
+    assert "interrupted" in last.message
+    assert last_id == ids[1]  # resuming after it misses no real event
+    assert len(items) == 3
+
+
+async def test_a_reader_resuming_an_abandoned_reply_gets_the_error_with_its_own_last_id(
+    stream: InMemoryReplyStream, session_id: str
+) -> None:
+    ids = await started(stream, session_id, "a", "b")
+    stream.abandon(session_id)
+
+    items = await everything(events_of(stream, session_id, after=ids[1]))
+
+    assert items[0] is HEARTBEAT
+    assert [(i, type(e), getattr(e, "code", None)) for i, e in items[1] or []] == [
+        (ids[1], ErrorEvent, "reply_interrupted")
+    ]
+
+
+async def test_an_abandoned_reply_with_no_event_ends_with_an_error_that_resumes_from_the_start(
+    stream: InMemoryReplyStream, session_id: str
+) -> None:
+    await started(stream, session_id)
+    stream.abandon(session_id)
+
+    items = await everything(events_of(stream, session_id))
+
+    assert items[0] is HEARTBEAT
+    [(error_id, error)] = items[1] or []
+    assert isinstance(error, ErrorEvent)
+    assert error.code == "reply_interrupted"
+    assert error_id == "0-0"
+    assert await stream.read(session_id, error_id, block_ms=0) == []
+
+
+async def test_a_live_but_silent_reply_keeps_getting_heartbeats_and_never_the_error(
+    stream: InMemoryReplyStream, session_id: str
+) -> None:
+    ids = await started(stream, session_id, "thinking")
+    seen: list[list[tuple[str, ReplyEvent]] | None] = []
+    reader = events_of(stream, session_id)
+
+    async for item in reader:
+        seen.append(item)
+        if seen.count(HEARTBEAT) == 3:
+            break
+    await reader.aclose()  # type: ignore[attr-defined]
+
+    assert seen == [[(ids[0], TokenEvent(delta="thinking"))], HEARTBEAT, HEARTBEAT, HEARTBEAT]
+
+
+async def test_a_store_that_cannot_say_keeps_an_abandoned_looking_reply_open(
+    session_id: str,
+) -> None:
+    stream = UnansweringStream(ManualClock())
+    await started(stream, session_id, "x")
+    stream.abandon(session_id)
+    seen: list[list[tuple[str, ReplyEvent]] | None] = []
+    reader = events_of(stream, session_id)
+
+    async for item in reader:
+        seen.append(item)
+        if seen.count(HEARTBEAT) == 3:
+            break
+    await reader.aclose()  # type: ignore[attr-defined]
+
+    assert seen[1:] == [HEARTBEAT, HEARTBEAT, HEARTBEAT]
+
+
+async def test_a_final_event_arriving_as_the_producer_goes_is_delivered_instead_of_the_error(
+    stream: InMemoryReplyStream, session_id: str
+) -> None:
+    ids = await started(stream, session_id, "a")
+    reader = events_of(stream, session_id, after=ids[0])
+
+    assert await anext(reader) is HEARTBEAT
+    # The silence ended with the reply: its final event is in, and nobody produces it any more.
+    final = done()
+    final_id = await stream.publish(session_id, final, TTL)
+    assert not await stream.producing(session_id)
+
+    assert await everything(reader) == [[(final_id, final)]]
+
+
+async def test_tokens_that_arrive_as_the_producer_goes_are_delivered_before_the_error(
+    stream: InMemoryReplyStream, session_id: str
+) -> None:
+    ids = await started(stream, session_id, "a")
+    reader = events_of(stream, session_id, after=ids[0])
+
+    assert await anext(reader) is HEARTBEAT
+    late = await stream.publish(session_id, TokenEvent(delta="late"), TTL)
+    stream.abandon(session_id)
+
+    rest = await everything(reader)
+
+    assert rest[0] == [(late, TokenEvent(delta="late"))]
+    assert rest[1] is HEARTBEAT
+    [(error_id, error)] = rest[2] or []
+    assert (error_id, getattr(error, "code", None)) == (late, "reply_interrupted")
+    assert len(rest) == 3
+
+
+async def test_producing_lasts_from_begin_to_the_final_event(
+    stream: InMemoryReplyStream, session_id: str
+) -> None:
+    assert not await stream.producing(session_id)
+    await started(stream, session_id, "a")
+    assert await stream.producing(session_id)
+
+    await stream.publish(session_id, done(), TTL)
+
+    assert not await stream.producing(session_id)
