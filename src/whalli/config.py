@@ -217,7 +217,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         self._check_oauth()
         self._check_rate_limits()
         self._check_extraction()
-        self._check_reply_sweeper()
+        self._check_chat_replies()
 
     def _check_identity(self) -> None:
         # Bounds: OWASP's argon2id floor (19 MiB, t=2), a JWT secret as long as the HS256 output,
@@ -292,7 +292,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"{PREFIX}FILE_EVENTS_MAX_LIFETIME_S must be more than 0 and at most 86400"
             )
 
-    def _check_reply_sweeper(self) -> None:
+    def _check_chat_replies(self) -> None:
+        # a heartbeat of 0 would make every SSE reader poll without waiting
+        if not 0 < self.chat_heartbeat_s <= 3600:
+            raise ConfigError(f"{PREFIX}CHAT_HEARTBEAT_S must be more than 0 and at most 3600")
         if self.reply_sweep_interval_s < 0:
             raise ConfigError(f"{PREFIX}REPLY_SWEEP_INTERVAL_S must not be negative")
         if self.reply_abandoned_after_s < 1:

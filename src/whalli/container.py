@@ -341,8 +341,14 @@ class Adapters(containers.DeclarativeContainer):
     catalog = providers.Singleton(load_catalog, providers.Callable(_catalog_path, settings))
     oauth_providers = providers.Singleton(build_oauth_providers, settings, gateways.http)
     chat_models = providers.Singleton(build_chat_models, settings, gateways.provider_http)
+    # Readers elsewhere ask whether a silent reply is still generated after a heartbeat of
+    # silence: the liveness marks last at least that long (3 s at least, beats every 1 s at
+    # least, so that a short test heartbeat never outruns a busy process's beats).
     reply_stream = providers.Singleton(
-        RelayedReplyStream, providers.Singleton(RedisReplyStream, gateways.redis)
+        RelayedReplyStream,
+        providers.Singleton(RedisReplyStream, gateways.redis),
+        beat_every_s=providers.Callable(lambda s: max(s.chat_heartbeat_s / 3, 1.0), settings),
+        alive_for_s=providers.Callable(lambda s: max(s.chat_heartbeat_s, 3.0), settings),
     )
     chat_metrics = providers.Singleton(PrometheusChatMetrics)
     chat_search = providers.Singleton(PostgresChatSearch, gateways.postgres)
