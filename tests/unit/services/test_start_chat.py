@@ -160,3 +160,29 @@ async def test_a_new_chat_in_a_missing_personal_project_is_not_found_and_saves_n
 
     assert sessions.stored() == []
     assert store.tables["messages"] == messages_before
+
+
+async def test_the_session_write_is_queued_before_the_generations_first_step() -> None:
+    """Building the provider request is the generation's first step; the session's write,
+    which the answer waits for, must not wait behind it."""
+    store, clock = MemoryStore(), ManualClock()
+    world = await committed_world(InMemoryUnitOfWork(store))
+    order: list[str] = []
+
+    class Recording(Sessions):
+        async def save(self, session: ChatSession, now: datetime) -> None:
+            order.append("session")
+            await super().save(session, now)
+
+    async def generate() -> None:
+        order.append("generation")
+
+    tasks: list[asyncio.Task[None]] = []
+
+    def launch(session: ChatSession, prepared: PreparedReply, saved: asyncio.Future[None]) -> None:
+        tasks.append(asyncio.get_running_loop().create_task(generate()))
+
+    await handler(InMemoryUnitOfWork(store), Recording(clock), clock).execute(hello(world), launch)
+    await asyncio.gather(*tasks)
+
+    assert order == ["session", "generation"]

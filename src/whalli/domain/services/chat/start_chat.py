@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -173,20 +172,24 @@ class StartChatHandler:
             )
             prepared = PreparedReply(reply=reply, prompt=prompt)
             saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            # The session is stored while the messages are written (one round trip less before
+            # the answer), and queued before the reply's generation: its first step (building
+            # the provider request) would otherwise delay the session's write, and the answer.
+            storing = asyncio.ensure_future(self._sessions.save(session, now))
             if launch is not None:
                 launch(session, prepared, saved)
             try:
                 if history is None:  # a new chat: it and its messages in one statement
-                    await self._save_with_session(
-                        uow.chats.add_with_messages(chat, [message, reply]), session, now
-                    )
+                    await uow.chats.add_with_messages(chat, [message, reply])
                 else:
                     await uow.chats.add_messages([message, reply])
                     chat.updated_at = now
                     await uow.chats.update(chat)
-                    await self._save_with_session(uow.commit(), session, now)
+                    await uow.commit()
+                await storing
             except BaseException:
                 saved.cancel()
+                await self._forget(storing, session.id)
                 raise
             saved.set_result(None)
         return StartedChat(
@@ -196,23 +199,13 @@ class StartChatHandler:
             prepared=prepared,
         )
 
-    async def _save_with_session(
-        self, durable: Awaitable[None], session: ChatSession, now: datetime
-    ) -> None:
-        """Make the messages durable (``durable``: the commit, or the one autocommitted write)
-        and store the session at the same time (one round trip less before the answer).
-        Nobody knows the session id until this returns, and a failed write deletes the session
-        again, so no one ever reads a session whose message does not exist."""
-        saving = asyncio.ensure_future(self._sessions.save(session, now))
-        try:
-            await durable
-        except BaseException:
-            with contextlib.suppress(BaseException):
-                await saving
-            with contextlib.suppress(Exception):
-                await self._sessions.delete(session.id)
-            raise
-        await saving
+    async def _forget(self, storing: asyncio.Future[None], session_id: str) -> None:
+        """After a failed write: delete the session again (once its write ended). Nobody knew
+        its id yet, so no one ever reads a session whose message does not exist."""
+        with contextlib.suppress(BaseException):
+            await storing
+        with contextlib.suppress(Exception):
+            await self._sessions.delete(session_id)
 
     async def _chat_for(
         self, uow: UnitOfWork, command: StartChat, now: datetime
