@@ -152,6 +152,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     chat_heartbeat_s: float = 15.0
     # 0: a reply keeps generating after every client left (and is saved); N: stop it after N s.
     chat_cancel_abandoned_after_s: float = 0.0
+    # A long reply's text so far is stored in its message this often (0 = never).
+    chat_progress_every_s: float = 5.0
     # The worker's reply sweeper (0 s interval = off) ends as failed the replies still pending
     # or streaming this long after they were created: their API process died mid-generation.
     reply_sweep_interval_s: float = 300.0
@@ -296,6 +298,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         # a heartbeat of 0 would make every SSE reader poll without waiting
         if not 0 < self.chat_heartbeat_s <= 3600:
             raise ConfigError(f"{PREFIX}CHAT_HEARTBEAT_S must be more than 0 and at most 3600")
+        if self.chat_progress_every_s < 0:
+            raise ConfigError(f"{PREFIX}CHAT_PROGRESS_EVERY_S must not be negative")
         if self.reply_sweep_interval_s < 0:
             raise ConfigError(f"{PREFIX}REPLY_SWEEP_INTERVAL_S must not be negative")
         if self.reply_abandoned_after_s < 1:

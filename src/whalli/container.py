@@ -227,6 +227,7 @@ def reply_settings(settings: Settings) -> ReplySettings:
     return ReplySettings(
         cache_ttl=timedelta(seconds=settings.chat_cache_ttl_s),
         stream_ttl=timedelta(seconds=settings.chat_stream_ttl_s),
+        progress_every_s=settings.chat_progress_every_s or None,  # 0: off
     )
 
 

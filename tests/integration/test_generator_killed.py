@@ -1,8 +1,9 @@
 """A reply whose generating API process is killed (``kill -9``) ends for its readers elsewhere.
 
 Two real ``whalli serve`` processes on the test stack: the reply starts on A (A generates it),
-a browser-like client streams it from B, A is killed after the first token. B's reader must end
-with ``reply_interrupted`` instead of sending heartbeats forever.
+a browser-like client streams it from B, A is killed after two tokens, once its message holds
+them (progress checkpoints). B's reader must end with ``reply_interrupted`` instead of sending
+heartbeats forever, and the chat keeps the text that was generated.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from tests.support.fake_providers import API_KEY, FakeProviderServer, Reply, openai_default
 from tests.support.fake_providers import openai_stream as openai_pieces
@@ -38,6 +40,7 @@ def _env(stack_urls: StackUrls, provider_url: str) -> dict[str, str]:
         "WHALLI_OPENAI_BASE_URL": provider_url,
         "WHALLI_PROVIDER_MAX_ATTEMPTS": "1",
         "WHALLI_CHAT_HEARTBEAT_S": "1",
+        "WHALLI_CHAT_PROGRESS_EVERY_S": "0.1",
     }
 
 
@@ -79,13 +82,42 @@ async def _events(lines: Any) -> Any:
             fields[name] = value.removeprefix(" ")
 
 
+async def _tokens(events: Any, count: int) -> Any:
+    async for event in events:
+        if event is not None:
+            yield event
+            count -= 1
+            if count == 0:
+                return
+
+
+async def _reply(database_url: str, chat_id: str) -> tuple[str, str]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT status, content FROM messages WHERE chat_id = %s AND role = 'assistant'",
+            (chat_id,),
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0]), str(row[1])
+
+
+async def _reply_once_saved(database_url: str, chat_id: str, text: str) -> bool:
+    """Whether the reply's message comes to hold ``text`` (its progress checkpoint)."""
+    for _ in range(600):  # a guard against a hang, not a timing expectation
+        if (await _reply(database_url, chat_id))[1] == text:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 async def test_a_reader_on_another_process_learns_that_the_generating_one_died(
     stack_urls: StackUrls, migrated_database_url: str, tmp_path: Path
 ) -> None:
     async with FakeProviderServer(openai_default()) as provider:
-        # the role chunk and one token, then nothing more: the reply is still being generated
-        first_only = openai_pieces(["first"], usage=None, done=False)[:2]
-        provider.script(Reply(chunks=first_only, hold=True))
+        # the role chunk and two tokens, then nothing more: the reply is still being generated
+        two = openai_pieces(["first", " second"], usage=None, done=False)[:3]
+        provider.script(Reply(chunks=two, delay=0.3, hold=True))
         env = _env(stack_urls, provider.url)
         a, a_url = await _serve(env, tmp_path / "a")
         b, b_url = await _serve(env, tmp_path / "b")
@@ -109,10 +141,13 @@ async def test_a_reader_on_another_process_learns_that_the_generating_one_died(
                 async with client.stream("GET", url) as response:
                     assert response.status_code == 200
                     events = _events(response.aiter_lines())
-                    first = await anext(events)
-                    while first is None:
-                        first = await anext(events)
-                    assert first == ("token", {"delta": "first"})
+                    tokens = [event async for event in _tokens(events, 2)]
+                    assert tokens == [
+                        ("token", {"delta": "first"}),
+                        ("token", {"delta": " second"}),
+                    ]
+                    chat_id = started.json()["chatId"]
+                    assert await _reply_once_saved(migrated_database_url, chat_id, "first second")
 
                     a.kill()  # SIGKILL: no shutdown, no final event, no cleanup
                     a.wait()
@@ -130,6 +165,8 @@ async def test_a_reader_on_another_process_learns_that_the_generating_one_died(
             assert name == "error"
             assert data["code"] == "reply_interrupted"
             assert heartbeats >= 1  # it waited a heartbeat of silence before concluding
+            # what was generated stays in the chat (until the reply sweeper ends it as failed)
+            assert await _reply(migrated_database_url, chat_id) == ("streaming", "first second")
         finally:
             for process in (a, b):
                 if process.poll() is None:

@@ -25,6 +25,7 @@ def test_an_interval_of_zero_turns_the_reply_sweeper_off() -> None:
         ("WHALLI_REPLY_ABANDONED_AFTER_S", "0", "WHALLI_REPLY_ABANDONED_AFTER_S must be at least"),
         ("WHALLI_REPLY_ABANDONED_AFTER_S", "-5", "WHALLI_REPLY_ABANDONED_AFTER_S must be at least"),
         ("WHALLI_CHAT_HEARTBEAT_S", "0", "WHALLI_CHAT_HEARTBEAT_S must be more than 0"),
+        ("WHALLI_CHAT_PROGRESS_EVERY_S", "-1", "WHALLI_CHAT_PROGRESS_EVERY_S must not be"),
         ("WHALLI_CHAT_HEARTBEAT_S", "3601", "WHALLI_CHAT_HEARTBEAT_S must be more than 0"),
     ],
 )

@@ -60,6 +60,12 @@ class ChatRepository(Protocol):
         """Raises ``MessageNotFound``."""
         ...
 
+    async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
+        """Store what a reply being generated has so far (status ``streaming``), unless it is
+        already final or gone: then nothing changes and the answer is False. One statement
+        (may run in ``UnitOfWork.autocommit``)."""
+        ...
+
     async def finish_reply(self, message: Message, usage: UsageRecord) -> None:
         """Save a finished reply (``update_message``) and add its usage record, in one
         statement in Postgres: atomic by itself, so it may run in ``UnitOfWork.autocommit``.

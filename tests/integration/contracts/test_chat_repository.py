@@ -447,3 +447,32 @@ async def test_finishing_a_reply_again_is_a_conflict_and_counts_its_usage_once(
         assert await uow.chats.get_message(reply.id) == reply
         totals = await uow.usage.totals(world.user.id, since=at(0))
     assert (totals.requests, totals.prompt_tokens, totals.completion_tokens) == (1, 7, 3)
+
+
+async def test_a_replys_progress_is_saved_until_it_is_final(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    reply = _pending_reply(world.chat)
+    async with uow_factory() as uow:
+        await uow.chats.add_message(reply)
+        await uow.commit()
+
+    for text in ("Hel", "Hello, wor"):
+        async with uow_factory().autocommit() as uow:
+            assert await uow.chats.save_progress(reply.id, text, at(2)) is True
+    async with uow_factory().read_only() as uow:
+        saved = await uow.chats.get_message(reply.id)
+    assert (saved.status, saved.content, saved.updated_at) == (
+        MessageStatus.STREAMING, "Hello, wor", at(2),
+    )  # fmt: skip
+
+    reply.finish(
+        status=MessageStatus.COMPLETE, content="Hello, world", now=at(3), cost_usd=0.0,
+        usage=TokenUsage(prompt_tokens=1, completion_tokens=2), finish_reason="stop",
+    )  # fmt: skip
+    async with uow_factory().autocommit() as uow:
+        await uow.chats.finish_reply(reply, _usage_of(reply, world.user.id))
+    async with uow_factory().autocommit() as uow:  # a checkpoint that comes too late
+        assert await uow.chats.save_progress(reply.id, "Hello", at(4)) is False
+        assert await uow.chats.save_progress(uuid.uuid4(), "Hello", at(4)) is False
+    async with uow_factory().read_only() as uow:
+        assert await uow.chats.get_message(reply.id) == reply

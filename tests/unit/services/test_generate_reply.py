@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Self
 from uuid import UUID
 
@@ -30,7 +31,7 @@ from whalli.domain.services.chat.context import PreparedReply
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler, ReplySettings
 from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler
 from whalli.domain.services.chat.streaming import StopBoard
-from whalli.ports.chat_model import ChatModel, StreamDelta, StreamEvent
+from whalli.ports.chat_model import ChatModel, StreamDelta, StreamEnd, StreamEvent
 from whalli.ports.usage import UsageRecord
 
 DOWN = ServiceUnavailable("The store is unavailable.")
@@ -218,3 +219,72 @@ async def test_an_unexpected_failure_still_ends_the_stream() -> None:
     assert isinstance(final, ErrorEvent)
     assert final.code == "internal_error"
     assert "choices" not in final.message  # no internals in what users see
+
+
+class Gated(ScriptedChatModel):
+    """Streams its first delta, then waits for ``go`` before the rest."""
+
+    def __init__(self) -> None:
+        super().__init__(("Hello", " there"), provider="dev")
+        self.go = asyncio.Event()
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        yield StreamDelta(text="Hello")
+        await self.go.wait()
+        yield StreamDelta(text=" there")
+        yield StreamEnd(finish_reason="stop", usage=self.usage)
+
+
+class ProgressSeen(InMemoryChatRepository):
+    seen: asyncio.Event
+
+    async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
+        saved = await super().save_progress(message_id, content, now)
+        ProgressSeen.seen.set()
+        return saved
+
+
+async def test_a_replys_text_so_far_is_stored_while_it_is_generated() -> None:
+    model = Gated()
+    setup = Setup(model=model)
+    setup.uow.chats = ProgressSeen(setup.uow._transaction)
+    ProgressSeen.seen = asyncio.Event()
+    _, session, prepared, saved = await setup.start()
+    handler = GenerateReplyHandler(
+        setup.uow, setup.stream, setup.cache, CATALOG, {"dev": model},
+        clock=setup.clock, ids=SequentialIds(start=1000), metrics=InMemoryChatMetrics(),
+        stops=StopBoard(setup.stream),
+        settings=ReplySettings(persist_backoff_s=0, progress_every_s=0),
+    )  # fmt: skip
+
+    generating = asyncio.create_task(handler.execute(session, prepared, saved))
+    await asyncio.wait_for(ProgressSeen.seen.wait(), timeout=10)
+    midway = setup.reply(prepared.reply.id)
+    model.go.set()
+    message_id = await generating
+
+    assert (midway.status, midway.content) == (MessageStatus.STREAMING, "Hello")
+    final = setup.reply(message_id)
+    assert (final.status, final.content) == (MessageStatus.COMPLETE, "Hello there")
+
+
+async def test_no_progress_is_stored_when_it_is_off() -> None:
+    model = Gated()
+    setup = Setup(model=model)
+    setup.uow.chats = ProgressSeen(setup.uow._transaction)
+    ProgressSeen.seen = asyncio.Event()
+    _, session, prepared, saved = await setup.start()
+    handler = GenerateReplyHandler(
+        setup.uow, setup.stream, setup.cache, CATALOG, {"dev": model},
+        clock=setup.clock, ids=SequentialIds(start=1000), metrics=InMemoryChatMetrics(),
+        stops=StopBoard(setup.stream),
+        settings=ReplySettings(persist_backoff_s=0, progress_every_s=None),
+    )  # fmt: skip
+
+    generating = asyncio.create_task(handler.execute(session, prepared, saved))
+    while not await setup.events(session.id):  # the first token is out: the model waits
+        await asyncio.sleep(0)
+    model.go.set()
+    await generating
+
+    assert not ProgressSeen.seen.is_set()

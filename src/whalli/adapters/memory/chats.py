@@ -71,6 +71,17 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
     async def update_message(self, message: Message) -> None:
         self._tx().replace("messages", message.id, message, MessageNotFound)
 
+    async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
+        tx = self._tx()
+        message: Message | None = tx.find("messages", message_id)
+        if message is None or message.status.is_final:
+            return False
+        message.status, message.content, message.updated_at = (
+            MessageStatus.STREAMING, content, now,
+        )  # fmt: skip
+        tx.replace("messages", message_id, message, MessageNotFound)
+        return True
+
     async def finish_reply(self, message: Message, usage: UsageRecord) -> None:
         if usage.message_id != message.id:
             raise ValueError("the usage record must be about the reply")

@@ -116,6 +116,11 @@ _FINISH_REPLY = (
     "SELECT count(*) AS updated FROM updated"
 )
 
+_SAVE_PROGRESS = (
+    "UPDATE messages SET status = 'streaming', content = %(content)s, updated_at = %(now)s "
+    "WHERE id = %(id)s AND status IN ('pending', 'streaming')"
+)
+
 # Pick and finish in one statement: the abandoned replies are locked (rows a generator finishing
 # its reply or another sweeper holds are skipped), finished and returned, oldest first.
 _UNFINISHED = "status IN ('pending', 'streaming')"  # as the partial index of 0006
@@ -219,6 +224,10 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
         if row is None:
             raise MessageNotFound()
         return _message(row)
+
+    async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
+        params = {"id": message_id, "content": content, "now": now}
+        return await self._run(_SAVE_PROGRESS, params) == 1
 
     async def update_message(self, message: Message) -> None:
         if await self._run(_UPDATE_MESSAGE, _message_params(message)) == 0:

@@ -65,10 +65,40 @@ class ReplySettings:
     # the final write is tried again when the database does not answer (a failover, a blip)
     persist_attempts: int = 4
     persist_backoff_s: float = 0.5  # doubled after each failed attempt
+    # a long reply's text so far is stored in its message this often (None: never)
+    progress_every_s: float | None = 5.0
 
     def __post_init__(self) -> None:
         if self.persist_attempts < 1 or self.persist_backoff_s < 0:
             raise ValueError("persist_attempts must be at least 1, persist_backoff_s >= 0")
+        if self.progress_every_s is not None and self.progress_every_s < 0:
+            raise ValueError("progress_every_s cannot be negative")
+
+
+class _Progress:
+    """Checkpoints of a reply's text while it is generated: at most one every ``every_s``, the
+    first one ``every_s`` after the start (a short reply writes none), never two at once; each
+    in a task of its own, so the tokens never wait for the database."""
+
+    __slots__ = ("_due", "_every", "_save", "_task")
+
+    def __init__(self, save: Callable[[str], Awaitable[None]], every_s: float | None) -> None:
+        self._save, self._every = save, every_s
+        self._due = time.monotonic() + (every_s or 0.0)
+        self._task: asyncio.Task[None] | None = None
+
+    def tick(self, text: list[str]) -> None:
+        if self._every is None or (self._task is not None and not self._task.done()):
+            return
+        now = time.monotonic()
+        if now >= self._due:
+            self._due = now + self._every
+            self._task = asyncio.ensure_future(self._save("".join(text)))
+
+    async def settle(self) -> None:
+        """Wait for the checkpoint in flight: the final write must land after it."""
+        if self._task is not None:
+            await self._task
 
 
 @dataclass
@@ -96,6 +126,8 @@ class GenerateReplyHandler:
       the first token an error ends the stream with ``error`` and a ``failed`` message keeping
       the partial text;
     - a stop request closes the upstream call and saves the partial reply as ``aborted``;
+    - while a long reply is generated, its text so far is stored in its message (``streaming``)
+      every ``progress_every_s``, so a reply whose process dies keeps most of its text;
     - the assistant message records content, model, provider, usage, cost, time to first token,
       total time, cached flag, finish reason and status; usage is recorded per user and model;
     - a cache that does not answer is a miss (and a reply it cannot store is only not cached):
@@ -154,7 +186,11 @@ class GenerateReplyHandler:
         if session.use_cache:
             self._metrics.cache_lookup(hit=outcome is not None)
         if outcome is None:
-            outcome = await self._generate(session, spec, messages)
+            progress = _Progress(
+                lambda text: self._save_progress(reply.id, text), self._settings.progress_every_s
+            )
+            outcome = await self._generate(session, spec, messages, progress)
+            await progress.settle()
         total_s = time.perf_counter() - started
         await saved  # the pending message exists once the start committed
         final = await self._persist(session, reply, outcome, messages, int(total_s * 1000))
@@ -203,7 +239,11 @@ class GenerateReplyHandler:
         )
 
     async def _generate(
-        self, session: ChatSession, spec: ModelSpec, messages: tuple[PromptMessage, ...]
+        self,
+        session: ChatSession,
+        spec: ModelSpec,
+        messages: tuple[PromptMessage, ...],
+        progress: _Progress,
     ) -> _Outcome:
         candidates = [spec, *self._catalog.fallbacks(spec.id)]
         last_error: ProviderError | None = None
@@ -221,6 +261,7 @@ class GenerateReplyHandler:
                 if outcome.ttft_ms is None:
                     outcome.ttft_ms = int((time.perf_counter() - t0) * 1000)
                 outcome.text.append(text)
+                progress.tick(outcome.text)
                 await self._publish(session, TokenEvent(delta=text))
 
             try:
@@ -296,6 +337,14 @@ class GenerateReplyHandler:
             await self._retrying(lambda uow: uow.usage.add(orphan))
             return None
         return message
+
+    async def _save_progress(self, message_id: UUID, text: str) -> None:
+        """Best effort: a checkpoint that fails is only one less (the final write follows)."""
+        try:
+            async with self._uow.autocommit() as uow:
+                await uow.chats.save_progress(message_id, text, self._clock.now())
+        except Exception as e:
+            log.warning("reply progress not saved: %r", e)
 
     async def _retrying(self, write: Callable[[UnitOfWork], Awaitable[None]]) -> None:
         """One autocommitted statement (no transaction round trips), tried again with backoff
