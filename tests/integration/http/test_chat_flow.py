@@ -239,6 +239,25 @@ async def test_reconnecting_with_last_event_id_resumes_exactly_after_it(chat: Ch
     assert await chat.events(started["sessionId"]) == everything
 
 
+async def test_a_client_resuming_after_the_final_event_is_told_to_stop(chat: Chat) -> None:
+    """An EventSource reconnects whenever a stream closes, with the last id it saw: after the
+    final event it gets 204, which makes it stop; before it, the rest of the reply."""
+    alice = await chat.world.register("alice")
+    started = await chat.start(
+        alice["auth"], model="openai/gpt-4o-mini", message=f"hi {uuid.uuid4()}"
+    )
+    events = await chat.events(started["sessionId"])
+    assert events[-1][1] == "done"
+    url = f"/api/chat/stream?sessionId={started['sessionId']}"
+
+    ended = await chat.client.get(url, headers={"Last-Event-ID": str(events[-1][0])})
+    assert ended.status_code == 204
+    assert ended.content == b""
+
+    rest = await chat.events(started["sessionId"], last_event_id=events[-2][0])
+    assert [(name, data) for _, name, data in rest] == [(events[-1][1], events[-1][2])]
+
+
 async def test_another_users_session_or_chat_is_not_found(chat: Chat) -> None:
     alice, bob = await chat.world.register("alice"), await chat.world.register("bob")
     started = await chat.start(alice["auth"], model="dev/echo", message="private words")

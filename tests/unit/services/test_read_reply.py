@@ -191,3 +191,27 @@ async def test_producing_lasts_from_begin_to_the_final_event(
     await stream.publish(session_id, done(), TTL)
 
     assert not await stream.producing(session_id)
+
+
+async def test_the_final_event_is_told_apart_from_the_others(
+    stream: InMemoryReplyStream, session_id: str
+) -> None:
+    ids = await started(stream, session_id, "Hel", "lo")
+    final = await stream.publish(session_id, done(), TTL)
+    reader = ReadReplyHandler(stream, heartbeat_s=HEARTBEAT_S)
+
+    assert await reader.ended_at(session_id, final) is True
+    assert [await reader.ended_at(session_id, i) for i in ids] == [False, False]
+    assert await reader.ended_at(session_id, "1-1") is False  # not an id of this stream
+    assert await reader.ended_at(uuid.uuid4().hex, final) is False  # another session
+
+
+async def test_a_reader_resuming_after_the_final_event_ends_without_an_error(
+    stream: InMemoryReplyStream, session_id: str
+) -> None:
+    await started(stream, session_id, "Hel")
+    final = await stream.publish(session_id, done(), TTL)
+
+    items = await everything(events_of(stream, session_id, after=final))
+
+    assert items == [HEARTBEAT]  # a heartbeat of silence, then the end: nothing was lost

@@ -14,7 +14,7 @@ import msgspec
 from whalli.domain.model.errors import InvalidInput
 
 _EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
-_MAX_PART = 2**64 - 1
+MAX_EVENT_ID_PART = _MAX_PART = 2**64 - 1  # each part of an id, as Redis Streams allow
 
 
 def parse_event_id(event_id: str) -> tuple[int, int]:

@@ -7,7 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from whalli.domain.model.errors import ServiceUnavailable
-from whalli.domain.model.replies import ErrorEvent, ReplyEvent, is_final
+from whalli.domain.model.replies import (
+    MAX_EVENT_ID_PART,
+    ErrorEvent,
+    ReplyEvent,
+    is_final,
+    parse_event_id,
+)
 from whalli.ports.reply_stream import ReplyStream
 
 READER_TTL_SECONDS = 3600
@@ -75,14 +81,22 @@ class ReadReplyHandler:
                 # Whatever reached the store before the generator went is all there will be.
                 batch = await self._stream.read(session_id, cursor, block_ms=0)
                 if not batch:
-                    yield [(cursor or _BEFORE_ALL, INTERRUPTED)]
-                    return
+                    if cursor is None or not await self.ended_at(session_id, cursor):
+                        yield [(cursor or _BEFORE_ALL, INTERRUPTED)]
+                    return  # (a client resuming after the final event has it all)
             for index, (_, event) in enumerate(batch):
                 if is_final(event):
                     yield batch[: index + 1]
                     return
             cursor = batch[-1][0]
             yield batch
+
+    async def ended_at(self, session_id: str, event_id: str) -> bool:
+        """Whether ``event_id`` is the reply's final event: a client resuming after it has
+        everything (a browser's ``EventSource`` reconnects whenever a stream closes, with the
+        last id it saw, and should be told to stop). One read."""
+        batch = await self._stream.read(session_id, _just_before(event_id), block_ms=0, count=1)
+        return bool(batch) and batch[0][0] == event_id and is_final(batch[0][1])
 
     async def _producing(self, session_id: str) -> bool:
         try:
@@ -93,3 +107,12 @@ class ReadReplyHandler:
     async def _leave(self, session_id: str) -> None:
         with contextlib.suppress(ServiceUnavailable):
             await self._stream.reader_left(session_id)
+
+
+def _just_before(event_id: str) -> str | None:
+    """The largest id below ``event_id`` (``None``: nothing is below it), so that reading after
+    it starts at ``event_id`` itself."""
+    ms, seq = parse_event_id(event_id)
+    if seq > 0:
+        return f"{ms}-{seq - 1}"
+    return None if ms == 0 else f"{ms - 1}-{MAX_EVENT_ID_PART}"

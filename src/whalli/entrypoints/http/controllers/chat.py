@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
@@ -150,22 +150,28 @@ class ChatStreamController(Controller):
     @get(
         "/stream", opt={**PUBLIC, "rate_limit": False},
         summary="The reply as Server-Sent Events (token, done, error); resumable by Last-Event-ID",
+        description="Resuming after the final event (its id as `Last-Event-ID`) answers 204 No "
+        "Content, which stops a browser's EventSource from reconnecting.",
     )  # fmt: skip
     async def stream(
         self, request: Request[Any, Any, Any],
         session_id: Annotated[str, QueryParameter(name="sessionId", max_length=128)],
         last_event_id: Annotated[str | None, QueryParameter(name="lastEventId")] = None,
-    ) -> Stream:  # fmt: skip
+    ) -> Response[Any]:  # fmt: skip
+        """A client resuming after the final event gets 204: an ``EventSource`` reconnects
+        whenever a stream closes, and a 204 is what tells it to stop."""
         container = _container(request)
         user_id = await _optional_user(request, container)
         session = await (await container.attach_stream()).execute(
             AttachStream(session_id=session_id, user_id=user_id)
         )
+        reader = await container.read_reply()
         after = request.headers.get("last-event-id") or last_event_id
         if after is not None:
             parse_event_id(after)  # a 422 now, not an error inside a 200 stream
-        frames = _frames(await container.read_reply(), session.id, after, RETRY)
-        return Stream(frames, headers=SSE_HEADERS)
+            if await reader.ended_at(session.id, after):
+                return Response(content=b"", status_code=204)
+        return Stream(_frames(reader, session.id, after, RETRY), headers=SSE_HEADERS)
 
     @post("/sessions/{session_id:str}/stop", status_code=202, summary="Stop generating a reply")
     async def stop(
