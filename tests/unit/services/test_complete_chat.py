@@ -14,9 +14,16 @@ from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.adapters.memory.usage import InMemoryUsageRepository
 from whalli.domain.model.catalog import ModelCatalog, ModelSpec
 from whalli.domain.model.chats import GenerationParams, MessageRole, PromptMessage, TokenUsage
-from whalli.domain.model.errors import InvalidInput, ModelNotFound, ModelNotInPlan, ProviderError
+from whalli.domain.model.errors import (
+    InvalidInput,
+    ModelNotFound,
+    ModelNotInPlan,
+    ProviderError,
+    ServiceUnavailable,
+)
 from whalli.domain.model.prompt_cache import cache_key
 from whalli.domain.model.users import Plan, User
 from whalli.domain.services.chat.complete import CompleteChat, CompleteChatHandler
@@ -261,3 +268,71 @@ async def test_a_client_that_stops_reading_still_has_its_usage_recorded() -> Non
     assert [r["status"] for r in world.metrics.replies] == ["aborted"]
     assert model.open_streams == 0
     assert not await world.cached("openai/mini")
+
+
+class BlinkingUsage(InMemoryUsageRepository):
+    """The database does not answer the first ``refused`` writes, then loses the answer of
+    the next ``lost`` ones (written, but the caller hears an error)."""
+
+    refused = 0
+    lost = 0
+
+    async def add(self, record: UsageRecord) -> None:
+        if BlinkingUsage.refused:
+            BlinkingUsage.refused -= 1
+            raise ServiceUnavailable("The database is unavailable.")
+        await super().add(record)
+        if BlinkingUsage.lost:
+            BlinkingUsage.lost -= 1
+            raise ServiceUnavailable("The connection was lost.")
+
+
+class BlinkingUnitOfWork(InMemoryUnitOfWork):
+    def __init__(self, store: MemoryStore) -> None:
+        super().__init__(store)
+        self.usage = BlinkingUsage(self._transaction)
+
+
+@pytest.mark.parametrize(("refused", "lost"), [(2, 0), (0, 1), (1, 1)])
+async def test_usage_is_written_again_while_the_database_blinks_and_counted_once(
+    refused: int, lost: int
+) -> None:
+    world = World({"openai": openai_model()})
+    user = await world.user()
+    BlinkingUsage.refused, BlinkingUsage.lost = refused, lost
+    handler = CompleteChatHandler(
+        BlinkingUnitOfWork(world.store), world.cache, CATALOG, world.models, world.enabled,
+        clock=world.clock, ids=world.ids, metrics=world.metrics, write_backoff_s=0,
+    )  # fmt: skip
+
+    events = [
+        e
+        async for e in handler.stream(
+            CompleteChat(user_id=user.id, model="openai/mini", messages=QUESTION)
+        )
+    ]
+
+    assert isinstance(events[-1], StreamEnd)
+    assert [e.text for e in events if isinstance(e, StreamDelta)] == ["Hello", ", world"]
+    [record] = await world.usage()
+    assert (record.prompt_tokens, record.completion_tokens) == (10, 2)
+
+
+async def test_usage_that_cannot_be_written_fails_the_reply_after_its_attempts() -> None:
+    world = World({"openai": openai_model()})
+    user = await world.user()
+    BlinkingUsage.refused, BlinkingUsage.lost = 3, 0
+    handler = CompleteChatHandler(
+        BlinkingUnitOfWork(world.store), world.cache, CATALOG, world.models, world.enabled,
+        clock=world.clock, ids=world.ids, metrics=world.metrics, write_attempts=3,
+        write_backoff_s=0,
+    )  # fmt: skip
+
+    with pytest.raises(ServiceUnavailable):
+        async for _ in handler.stream(
+            CompleteChat(user_id=user.id, model="openai/mini", messages=QUESTION)
+        ):
+            pass
+
+    assert BlinkingUsage.refused == 0  # all three attempts were made
+    assert await world.usage() == []

@@ -29,6 +29,7 @@ from whalli.domain.model.prompt_cache import (
 )
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import estimate_prompt_tokens, estimate_tokens
+from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.ports.cache import Cache
 from whalli.ports.chat_metrics import ChatMetrics
 from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
@@ -74,7 +75,8 @@ class CompleteChatHandler:
     - provider failures before the first delta move on to the catalog's fallback models; after
       it, the ``ProviderError`` ends the stream (partial usage is recorded first);
     - every reply records one usage row (cost 0 when cached) and metrics, including replies cut
-      short because the client went away; the usage is recorded before the ``StreamEnd``;
+      short because the client went away; the usage is recorded before the ``StreamEnd``
+      (tried again while the database does not answer, counted once);
     - ``answered_by`` names the catalog model answering (a fallback, when one took over) from
       the first event on.
     """
@@ -91,8 +93,11 @@ class CompleteChatHandler:
         ids: IdGenerator,
         metrics: ChatMetrics,
         cache_ttl: timedelta = timedelta(hours=1),
+        write_attempts: int = 4,
+        write_backoff_s: float = 0.5,
     ) -> None:
         self._uow, self._cache, self._catalog, self._models = uow, cache, catalog, models
+        self._write_attempts, self._write_backoff_s = write_attempts, write_backoff_s
         self._enabled = frozenset(enabled_providers)
         self._clock, self._ids, self._metrics = clock, ids, metrics
         self._cache_ttl = int(cache_ttl.total_seconds())
@@ -223,15 +228,16 @@ class CompleteChatHandler:
         cost = (
             0.0 if run.cached else run.spec.cost_usd(usage.prompt_tokens, usage.completion_tokens)
         )
-        async with self._uow.autocommit() as uow:  # one INSERT: no BEGIN/COMMIT round trips
-            await uow.usage.add(
-                UsageRecord(
-                    id=self._ids.new_id(), user_id=command.user_id, message_id=None,
-                    model=run.spec.id, provider=run.spec.provider,
-                    prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                    cost_usd=cost, cached=run.cached, created_at=self._clock.now(),
-                )
-            )  # fmt: skip
+        record = UsageRecord(
+            id=self._ids.new_id(), user_id=command.user_id, message_id=None,
+            model=run.spec.id, provider=run.spec.provider,
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            cost_usd=cost, cached=run.cached, created_at=self._clock.now(),
+        )  # fmt: skip
+        await write_usage_retrying(  # one INSERT: no BEGIN/COMMIT round trips
+            self._uow, lambda uow: uow.usage.add(record),
+            attempts=self._write_attempts, backoff_s=self._write_backoff_s,
+        )  # fmt: skip
         self._metrics.reply(
             model=run.spec.id, provider=run.spec.provider, status=str(status),
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,

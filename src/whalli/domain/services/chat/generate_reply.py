@@ -17,7 +17,6 @@ from whalli.domain.model.catalog import ModelCatalog, ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Message, MessageStatus, TokenUsage
 from whalli.domain.model.errors import (
-    Conflict,
     MessageNotFound,
     ProviderError,
     ServiceUnavailable,
@@ -35,6 +34,7 @@ from whalli.domain.services.chat.context import (
     estimate_tokens,
 )
 from whalli.domain.services.chat.streaming import StopBoard, stream_until_stopped
+from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.ports.cache import Cache
 from whalli.ports.chat_metrics import ChatMetrics
 from whalli.ports.chat_model import ChatModel, CompletionRequest, PromptMessage
@@ -319,7 +319,7 @@ class GenerateReplyHandler:
             error=outcome.error.message if outcome.error else None,
         )
         record = UsageRecord(
-            id=self._ids.new_id(),  # one id for every attempt (see _retrying)
+            id=self._ids.new_id(),  # one id for every attempt (see write_usage_retrying)
             user_id=session.user_id,
             message_id=message.id,
             model=outcome.spec.id,
@@ -347,26 +347,10 @@ class GenerateReplyHandler:
             log.warning("reply progress not saved: %r", e)
 
     async def _retrying(self, write: Callable[[UnitOfWork], Awaitable[None]]) -> None:
-        """One autocommitted statement (no transaction round trips), tried again with backoff
-        while the database does not answer. The statements given here insert a usage record
-        by its id: when a retry finds that id taken, the attempt whose answer was lost had
-        written everything, so the write is done (and the usage counted once)."""
-        delay = self._settings.persist_backoff_s
-        for attempt in range(1, self._settings.persist_attempts + 1):
-            try:
-                async with self._uow.autocommit() as uow:
-                    await write(uow)
-                return
-            except Conflict:
-                if attempt == 1:
-                    raise
-                return
-            except ServiceUnavailable as e:
-                if attempt == self._settings.persist_attempts:
-                    raise
-                log.warning("reply write failed (attempt %d), retrying: %s", attempt, e)
-            await asyncio.sleep(delay)
-            delay *= 2
+        await write_usage_retrying(
+            self._uow, write,
+            attempts=self._settings.persist_attempts, backoff_s=self._settings.persist_backoff_s,
+        )  # fmt: skip
 
     @staticmethod
     def _final_event(message: Message, outcome: _Outcome) -> ReplyEvent:

@@ -1,0 +1,44 @@
+"""Writing what a reply used, through a database that may blink."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from whalli.domain.model.errors import Conflict, ServiceUnavailable
+from whalli.ports.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+async def write_usage_retrying(
+    uow: UnitOfWork,
+    write: Callable[[UnitOfWork], Awaitable[None]],
+    *,
+    attempts: int,
+    backoff_s: float,
+) -> None:
+    """Run ``write`` (one statement that inserts a usage record by its id) autocommitted: no
+    transaction round trips. While the database does not answer it is tried again, ``attempts``
+    times in all, waiting ``backoff_s`` and then twice as long each time.
+
+    When a retry finds the record's id taken (``Conflict``), the attempt whose answer was lost
+    had written everything: the write is done, and the usage counted once. The last
+    ``ServiceUnavailable`` is raised."""
+    delay = backoff_s
+    for attempt in range(1, attempts + 1):
+        try:
+            async with uow.autocommit() as writing:
+                await write(writing)
+            return
+        except Conflict:
+            if attempt == 1:
+                raise
+            return
+        except ServiceUnavailable as e:
+            if attempt == attempts:
+                raise
+            log.warning("usage write failed (attempt %d), retrying: %s", attempt, e)
+        await asyncio.sleep(delay)
+        delay *= 2
