@@ -155,9 +155,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A long reply's text so far is stored in its message this often (0 = never).
     chat_progress_every_s: float = 5.0
     # The worker's reply sweeper (0 s interval = off) ends as failed the replies still pending
-    # or streaming this long after they were created: their API process died mid-generation.
+    # or streaming with no update (no progress checkpoint) for this long: their API process
+    # died mid-generation.
     reply_sweep_interval_s: float = 300.0
-    reply_abandoned_after_s: int = 3600
+    reply_abandoned_after_s: int = 900
 
     # Files, extraction worker: Tesseract languages, the text cap, the sandbox's wall time and
     # memory per file, where downloads are kept while read ("" = the system's temp directory);

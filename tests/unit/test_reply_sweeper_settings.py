@@ -10,7 +10,7 @@ from whalli.config import ConfigError, load_settings
 def test_the_reply_sweeper_defaults() -> None:
     settings = load_settings({}, dotenv=None)
     assert settings.reply_sweep_interval_s == 300
-    assert settings.reply_abandoned_after_s == 3600
+    assert settings.reply_abandoned_after_s == 900
 
 
 def test_an_interval_of_zero_turns_the_reply_sweeper_off() -> None:

@@ -79,13 +79,13 @@ class ChatRepository(Protocol):
         ...
 
     async def fail_abandoned_replies(
-        self, created_before: datetime, now: datetime, error: str, *, limit: int
+        self, updated_before: datetime, now: datetime, error: str, *, limit: int
     ) -> list[UUID]:
         """Finish as ``failed`` the assistant replies still ``pending`` or ``streaming`` that
-        were created before ``created_before``: oldest first, at most ``limit``, in one
-        statement in Postgres. Each keeps its content, usage and timings and gets
-        ``finish_reason`` ``"error"``, ``error`` and ``updated_at`` ``now``; no usage record is
-        added. Replies another unit of work holds locked are skipped, so two calls at once never
-        finish the same reply. Returns their ids, oldest first. Raises ``InvalidInput`` when
-        ``limit`` is negative."""
+        were last updated (created, or a progress checkpoint) before ``updated_before``: least
+        recently updated first, at most ``limit``, in one statement in Postgres. Each keeps
+        its content, usage and timings and gets ``finish_reason`` ``"error"``, ``error`` and
+        ``updated_at`` ``now``; no usage record is added. Replies another unit of work holds
+        locked are skipped, so two calls at once never finish the same reply. Returns their
+        ids in that order. Raises ``InvalidInput`` when ``limit`` is negative."""
         ...

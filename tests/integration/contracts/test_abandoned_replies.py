@@ -138,3 +138,23 @@ async def test_two_sweepers_at_once_fail_each_reply_once(uow_factory: UowFactory
 
     assert sum(len(r) for r in results) == len(mine)
     assert sorted(i for r in results for i in r) == sorted(m.id for m in mine)
+
+
+async def test_a_reply_updated_since_is_not_abandoned_however_old_it_is(
+    uow_factory: UowFactory,
+) -> None:
+    when = _long_ago()
+    world = await committed_world(uow_factory())
+    alive = _reply(world.chat, when(0), status=MessageStatus.STREAMING, updated_at=when(50))
+    dead = _reply(world.chat, when(10))
+    async with uow_factory() as uow:
+        await uow.chats.add_messages([alive, dead])
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        found = await _sweep(uow, [alive, dead], before=when(20), now=when(60))
+        await uow.commit()
+
+    assert found == [dead.id]
+    async with uow_factory().read_only() as uow:
+        assert (await uow.chats.get_message(alive.id)).status is MessageStatus.STREAMING

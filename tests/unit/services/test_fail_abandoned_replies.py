@@ -109,3 +109,21 @@ async def test_a_run_ends_at_most_a_batch_of_replies_oldest_first(replies: Repli
 
     assert await replies.sweeper(batch=2).execute() == 1
     assert (await replies.read(old.id)).status is MessageStatus.FAILED
+
+
+async def test_a_long_reply_that_still_checkpoints_its_progress_is_left_alone(
+    replies: Replies,
+) -> None:
+    """Created long ago but updated recently: its generator is alive (a progress checkpoint)."""
+    world = await committed_world(InMemoryUnitOfWork(replies.store))
+    alive, dead = replies.reply(world), replies.reply(world)
+    await replies.store_all(alive, dead)
+    replies.clock.advance(timedelta(minutes=59))
+    async with InMemoryUnitOfWork(replies.store).autocommit() as uow:
+        assert await uow.chats.save_progress(alive.id, "Still going", replies.clock.now())
+    replies.clock.advance(timedelta(minutes=2))  # both created 61 minutes ago
+
+    assert await replies.sweeper().execute() == 1
+
+    assert (await replies.read(alive.id)).status is MessageStatus.STREAMING
+    assert (await replies.read(dead.id)).status is MessageStatus.FAILED

@@ -94,19 +94,19 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
         return sorted(found, key=lambda m: (m.created_at, m.id))
 
     async def fail_abandoned_replies(
-        self, created_before: datetime, now: datetime, error: str, *, limit: int
+        self, updated_before: datetime, now: datetime, error: str, *, limit: int
     ) -> list[UUID]:
         check_limit(limit)
         tx = self._tx()
-        found: list[Message] = tx.select("messages", lambda m: _abandoned(m, created_before))
+        found: list[Message] = tx.select("messages", lambda m: _abandoned(m, updated_before))
         failed: list[UUID] = []
-        for abandoned in sorted(found, key=lambda m: (m.created_at, m.id)):
+        for abandoned in sorted(found, key=lambda m: (m.updated_at, m.id)):
             if len(failed) == limit:
                 break
             if not await tx.try_lock("messages", abandoned.id):
                 continue
             latest: Message | None = tx.find("messages", abandoned.id)  # as the lock read it
-            if latest is None or not _abandoned(latest, created_before):
+            if latest is None or not _abandoned(latest, updated_before):
                 continue
             latest.finish(
                 status=MessageStatus.FAILED, content=latest.content, usage=latest.usage,
@@ -118,9 +118,9 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
         return failed
 
 
-def _abandoned(message: Message, created_before: datetime) -> bool:
+def _abandoned(message: Message, updated_before: datetime) -> bool:
     return (
         message.role is MessageRole.ASSISTANT
         and not message.status.is_final
-        and message.created_at < created_before
+        and message.updated_at < updated_before
     )

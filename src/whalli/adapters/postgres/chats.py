@@ -122,16 +122,17 @@ _SAVE_PROGRESS = (
 )
 
 # Pick and finish in one statement: the abandoned replies are locked (rows a generator finishing
-# its reply or another sweeper holds are skipped), finished and returned, oldest first.
-_UNFINISHED = "status IN ('pending', 'streaming')"  # as the partial index of 0006
+# its reply or another sweeper holds are skipped), finished and returned, least recently updated
+# first.
+_UNFINISHED = "status IN ('pending', 'streaming')"  # as the partial index of 0007
 _FAIL_ABANDONED = (
-    "WITH abandoned AS (SELECT id FROM messages "
-    f"WHERE {_UNFINISHED} AND role = 'assistant' AND created_at < %(before)s "
-    "ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
+    "WITH abandoned AS (SELECT id, updated_at FROM messages "
+    f"WHERE {_UNFINISHED} AND role = 'assistant' AND updated_at < %(before)s "
+    "ORDER BY updated_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
     "failed AS (UPDATE messages m SET status = 'failed', finish_reason = 'error', "
     "error = %(error)s, updated_at = %(now)s FROM abandoned WHERE m.id = abandoned.id "
-    "RETURNING m.id, m.created_at) "
-    "SELECT id FROM failed ORDER BY created_at, id"
+    "RETURNING m.id, abandoned.updated_at AS touched) "
+    "SELECT id FROM failed ORDER BY touched, id"
 )
 
 
@@ -250,8 +251,8 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
         return [_message(r) for r in rows]
 
     async def fail_abandoned_replies(
-        self, created_before: datetime, now: datetime, error: str, *, limit: int
+        self, updated_before: datetime, now: datetime, error: str, *, limit: int
     ) -> list[UUID]:
         check_limit(limit)
-        params = {"before": created_before, "now": now, "error": error, "limit": limit}
+        params = {"before": updated_before, "now": now, "error": error, "limit": limit}
         return [row["id"] for row in await self._all(_FAIL_ABANDONED, params)]
