@@ -40,6 +40,8 @@ def _env(stack_urls: StackUrls, provider_url: str) -> dict[str, str]:
         "WHALLI_OPENAI_BASE_URL": provider_url,
         "WHALLI_PROVIDER_MAX_ATTEMPTS": "1",
         "WHALLI_CHAT_HEARTBEAT_S": "1",
+        # not what this test is about (and the shared Redis keeps other tests' counts)
+        "WHALLI_RATE_LIMIT_ENABLED": "false",
         "WHALLI_CHAT_PROGRESS_EVERY_S": "0.1",
     }
 
