@@ -47,18 +47,14 @@ class ReplyStream(Protocol):
 
     async def begin(self, session_id: str, ttl_seconds: int) -> None:
         """This process generates the session's reply (its starter launched exactly one
-        generation, so no claim is needed): a store with a local side may serve this process's
-        readers from memory from now on. Nothing to do for a purely shared store."""
-        ...
-
-    async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
-        """True for exactly one caller per session: the one that may generate the reply."""
+        generation): a store with a local side may serve this process's readers from memory
+        from now on. Nothing to do for a purely shared store."""
         ...
 
     async def producing(self, session_id: str) -> bool:
         """Whether some process is still generating the session's reply: True from ``begin``
-        (or a successful ``claim_generation``, or a first ``publish`` without either) until its
-        final event is published; False once nobody is (the generator finished, or its process
-        died: a store shared by several processes notices that within seconds, not at once).
+        (or a first ``publish`` without it) until its final event is published; False once
+        nobody is (the generator finished, or its process died: a store shared by several
+        processes notices that within seconds, not at once).
         One round trip at most. Raises ``ServiceUnavailable``."""
         ...

@@ -178,17 +178,6 @@ async def test_readers_are_counted_as_they_join_and_leave(
     assert await reply_stream.readers_of([]) == {}
 
 
-async def test_generation_is_claimed_by_exactly_one_caller(
-    reply_stream: ReplyStream, session_id: str
-) -> None:
-    claims = await asyncio.gather(
-        *(reply_stream.claim_generation(session_id, ttl_seconds=TTL) for _ in range(5))
-    )
-
-    assert sorted(claims) == [False, False, False, False, True]
-    assert await reply_stream.claim_generation(uuid.uuid4().hex, ttl_seconds=TTL)
-
-
 async def test_a_stop_request_is_seen_by_the_session_only(
     reply_stream: ReplyStream, session_id: str
 ) -> None:
@@ -217,18 +206,16 @@ async def test_many_sessions_are_polled_at_once(reply_stream: ReplyStream) -> No
     assert sum(readers.values()) == 1
 
 
-async def test_the_stream_its_stop_flag_and_its_claim_expire(
+async def test_the_stream_and_its_stop_flag_expire(
     reply_stream: ReplyStream, session_id: str, elapse: Elapse
 ) -> None:
     old_id = await reply_stream.publish(session_id, TokenEvent(delta="gone"), ttl_seconds=1)
     await reply_stream.request_stop(session_id, ttl_seconds=1)
-    assert await reply_stream.claim_generation(session_id, ttl_seconds=1)
 
     await elapse(1.2)
 
     assert await reply_stream.read(session_id, None, block_ms=0) == []
     assert await reply_stream.stops_requested([session_id]) == set()
-    assert await reply_stream.claim_generation(session_id, ttl_seconds=1)
     # A stream started again after expiry still resumes correctly after an old id.
     new_id = await reply_stream.publish(session_id, TokenEvent(delta="new"), ttl_seconds=60)
     assert await reply_stream.read(session_id, old_id, block_ms=0) == [
@@ -343,7 +330,7 @@ async def test_a_relayed_reply_is_in_redis_with_the_same_ids_once_its_final_even
 ) -> None:
     redis = RedisReplyStream(redis_client, prefix=redis_prefix)
     relay = RelayedReplyStream(redis)
-    assert await relay.claim_generation(session_id, TTL)
+    await relay.begin(session_id, TTL)
     events = [*tokens("a", "b", "c"), a_done_event()]
 
     ids = await publish_all(relay, session_id, events)
@@ -361,7 +348,7 @@ async def test_another_process_reads_a_relayed_reply_from_redis_while_it_is_gene
 ) -> None:
     here = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
     there = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
-    assert await here.claim_generation(session_id, TTL)
+    await here.begin(session_id, TTL)
     reader = asyncio.create_task(there.read(session_id, None, block_ms=LONG_BLOCK_MS))
     await asyncio.sleep(0.05)
 
@@ -379,7 +366,7 @@ async def test_a_local_reader_waiting_before_the_first_token_is_woken_from_memor
     redis_client: Redis, redis_prefix: str, session_id: str
 ) -> None:
     relay = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
-    assert await relay.claim_generation(session_id, TTL)
+    await relay.begin(session_id, TTL)
     reader = asyncio.create_task(relay.read(session_id, None, block_ms=LONG_BLOCK_MS))
     await asyncio.sleep(0.05)
     await redis_client.delete(f"{redis_prefix}reply:{session_id}")
@@ -396,7 +383,7 @@ async def test_a_reader_here_after_begin_waits_in_memory_not_on_redis(
     redis_client: Redis, redis_prefix: str, session_id: str
 ) -> None:
     relay = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
-    await relay.begin(session_id, TTL)  # no claim round trip
+    await relay.begin(session_id, TTL)  # no round trip
     reader = asyncio.create_task(relay.read(session_id, None, block_ms=LONG_BLOCK_MS))
     await asyncio.sleep(0.05)
 
@@ -406,7 +393,6 @@ async def test_a_reader_here_after_begin_waits_in_memory_not_on_redis(
         (event_id, TokenEvent(delta="x"))
     ]
     assert relay.local_replies == 1
-    assert not await redis_client.exists(f"{redis_prefix}reply-owner:{session_id}")
     await relay.aclose()
 
 

@@ -29,7 +29,7 @@ def _check_ttl(ttl_seconds: int) -> None:
 class InMemoryReplyStream(ReplyStream):
     """Expiry follows ``clock``; a blocked ``read`` waits in real time (up to ``block_ms``).
 
-    One process: a reply is produced from ``begin`` (or its claim, or a first publish) until its
+    One process: a reply is produced from ``begin`` (or a first publish) until its
     final event; ``abandon`` plays the generating process dying without one (tests only).
     """
 
@@ -122,14 +122,6 @@ class InMemoryReplyStream(ReplyStream):
     async def begin(self, session_id: str, ttl_seconds: int) -> None:
         _check_ttl(ttl_seconds)
         self._produce(session_id)
-
-    async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
-        expires_at = self._expiry(ttl_seconds)
-        if self._flag("owner", session_id):
-            return False
-        self._flags[("owner", session_id)] = expires_at
-        self._produce(session_id)
-        return True
 
     async def producing(self, session_id: str) -> bool:
         return session_id in self._producing

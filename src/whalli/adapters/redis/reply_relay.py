@@ -6,7 +6,7 @@ round trip through Redis per token is pure cost: latency before every token, a b
 connection per open stream, and CPU that caps how many streams one process relays. So:
 
 - the generating process keeps the reply's events in memory (a :class:`_Log`) from the moment
-  it begins (or claims) the generation until its final event is in Redis; its readers take
+  it begins the generation until its final event is in Redis; its readers take
   events from there, woken directly by ``publish``;
 - every event is still written to the Redis stream (see ``RedisReplyStream``), batched: one
   EVALSHA per write for every session that published during the previous one. Other processes,
@@ -149,26 +149,10 @@ class RelayedReplyStream(ReplyStream):
         self._open(session_id, ttl_seconds)
         self._announce(session_id)
 
-    async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
-        # The log exists before the claim's round trip, so a reader attaching meanwhile already
-        # finds it and waits in memory rather than on Redis.
-        fresh = self._open(session_id, ttl_seconds)
-        try:
-            claimed = await self._redis.claim_generation(session_id, ttl_seconds)
-        except BaseException:
-            if fresh:
-                self._drop(session_id)
-            raise
-        if not claimed and fresh:
-            self._drop(session_id)
-        if claimed:
-            self._announce(session_id)
-        return claimed
-
     async def publish(self, session_id: str, event: ReplyEvent, ttl_seconds: int) -> str:
         check_ttl(ttl_seconds)
         entry = self._live(session_id)
-        if entry is None:  # published without a claim: still relayed, and dropped when final
+        if entry is None:  # published without begin: still relayed, and dropped when final
             entry = self._logs[session_id] = _Log(ttl_seconds)
             self._announce(session_id)
         event_id = entry.append(event, ttl_seconds)

@@ -1,9 +1,10 @@
 """``ReplyStream`` on Redis Streams: one stream per chat session, read by every API process.
 
 Keys: ``whalli:reply:{session_id}`` (the events), ``whalli:reply-stop:{session_id}`` (the stop
-flag), ``whalli:reply-owner:{session_id}`` (who generates) and
-``whalli:reply-producer:{session_id}`` (whether someone still does). Event ids are the stream's ids
-(``publish``), or the writer's own increasing ids (``append``, used by ``RelayedReplyStream``).
+flag), ``whalli:reply-readers:{session_id}`` (attached readers) and
+``whalli:reply-producer:{session_id}`` (whether someone still generates). Event ids are the
+stream's ids (``publish``), or the writer's own increasing ids (``append``, used by
+``RelayedReplyStream``).
 
 Liveness: the generating process keeps the producer key ``live`` with a short expiry, renewed by
 one ``mark_producing`` for all its replies (``RelayedReplyStream``'s beacon); if the process dies
@@ -249,9 +250,3 @@ class RedisReplyStream(ReplyStream):
 
     async def begin(self, session_id: str, ttl_seconds: int) -> None:
         check_ttl(ttl_seconds)  # every process reads the shared stream: nothing to prepare
-
-    async def claim_generation(self, session_id: str, ttl_seconds: int) -> bool:
-        check_ttl(ttl_seconds)
-        key = self._key("reply-owner", session_id)
-        with translated():
-            return bool(await self._client.set(key, 1, nx=True, ex=ttl_seconds))
