@@ -288,3 +288,49 @@ async def test_no_progress_is_stored_when_it_is_off() -> None:
     await generating
 
     assert not ProgressSeen.seen.is_set()
+
+
+class SlowProgress(InMemoryChatRepository):
+    """A checkpoint that takes until ``release`` is set; records the order of the writes."""
+
+    release: asyncio.Event
+    started: asyncio.Event
+    writes: list[str]
+
+    async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
+        SlowProgress.started.set()
+        await SlowProgress.release.wait()
+        SlowProgress.writes.append("progress")
+        return await super().save_progress(message_id, content, now)
+
+    async def finish_reply(self, message: Message, usage: UsageRecord) -> None:
+        SlowProgress.writes.append("final")
+        await super().finish_reply(message, usage)
+
+
+async def test_the_final_write_waits_for_a_checkpoint_in_flight() -> None:
+    model = Gated()
+    setup = Setup(model=model)
+    setup.uow.chats = SlowProgress(setup.uow._transaction)
+    SlowProgress.release, SlowProgress.started = asyncio.Event(), asyncio.Event()
+    SlowProgress.writes = []
+    _, session, prepared, saved = await setup.start()
+    handler = GenerateReplyHandler(
+        setup.uow, setup.stream, setup.cache, CATALOG, {"dev": model},
+        clock=setup.clock, ids=SequentialIds(start=1000), metrics=InMemoryChatMetrics(),
+        stops=StopBoard(setup.stream),
+        settings=ReplySettings(persist_backoff_s=0, progress_every_s=0),
+    )  # fmt: skip
+
+    generating = asyncio.create_task(handler.execute(session, prepared, saved))
+    await asyncio.wait_for(SlowProgress.started.wait(), timeout=10)
+    model.go.set()  # the reply is complete while its checkpoint is still being written
+    for _ in range(100):  # let the generation run as far as it can without the checkpoint
+        await asyncio.sleep(0)
+    assert SlowProgress.writes == []
+    SlowProgress.release.set()
+    message_id = await generating
+
+    assert SlowProgress.writes == ["progress", "final"]
+    final = setup.reply(message_id)
+    assert (final.status, final.content) == (MessageStatus.COMPLETE, "Hello there")
