@@ -96,12 +96,16 @@ class Setup:
         self.model = model or ScriptedChatModel(("Hello", " there"), provider="dev")
         LostAnswers.refused = LostAnswers.lost = 0
 
-    def handler(self, attempts: int = 4) -> GenerateReplyHandler:
+    def handler(
+        self, attempts: int = 4, progress_every_s: float | None = None
+    ) -> GenerateReplyHandler:
+        settings = ReplySettings(
+            persist_attempts=attempts, persist_backoff_s=0, progress_every_s=progress_every_s
+        )
         return GenerateReplyHandler(
             self.uow, self.stream, self.cache, CATALOG, {"dev": self.model},
             clock=self.clock, ids=SequentialIds(start=1000), metrics=InMemoryChatMetrics(),
-            stops=StopBoard(self.stream),
-            settings=ReplySettings(persist_attempts=attempts, persist_backoff_s=0),
+            stops=StopBoard(self.stream), settings=settings,
         )  # fmt: skip
 
     async def start(self) -> tuple[World, ChatSession, PreparedReply, asyncio.Future[None]]:
@@ -250,12 +254,7 @@ async def test_a_replys_text_so_far_is_stored_while_it_is_generated() -> None:
     setup.uow.chats = ProgressSeen(setup.uow._transaction)
     ProgressSeen.seen = asyncio.Event()
     _, session, prepared, saved = await setup.start()
-    handler = GenerateReplyHandler(
-        setup.uow, setup.stream, setup.cache, CATALOG, {"dev": model},
-        clock=setup.clock, ids=SequentialIds(start=1000), metrics=InMemoryChatMetrics(),
-        stops=StopBoard(setup.stream),
-        settings=ReplySettings(persist_backoff_s=0, progress_every_s=0),
-    )  # fmt: skip
+    handler = setup.handler(progress_every_s=0)
 
     generating = asyncio.create_task(handler.execute(session, prepared, saved))
     await asyncio.wait_for(ProgressSeen.seen.wait(), timeout=10)
@@ -274,12 +273,7 @@ async def test_no_progress_is_stored_when_it_is_off() -> None:
     setup.uow.chats = ProgressSeen(setup.uow._transaction)
     ProgressSeen.seen = asyncio.Event()
     _, session, prepared, saved = await setup.start()
-    handler = GenerateReplyHandler(
-        setup.uow, setup.stream, setup.cache, CATALOG, {"dev": model},
-        clock=setup.clock, ids=SequentialIds(start=1000), metrics=InMemoryChatMetrics(),
-        stops=StopBoard(setup.stream),
-        settings=ReplySettings(persist_backoff_s=0, progress_every_s=None),
-    )  # fmt: skip
+    handler = setup.handler(progress_every_s=None)
 
     generating = asyncio.create_task(handler.execute(session, prepared, saved))
     while not await setup.events(session.id):  # the first token is out: the model waits
@@ -315,12 +309,7 @@ async def test_the_final_write_waits_for_a_checkpoint_in_flight() -> None:
     SlowProgress.release, SlowProgress.started = asyncio.Event(), asyncio.Event()
     SlowProgress.writes = []
     _, session, prepared, saved = await setup.start()
-    handler = GenerateReplyHandler(
-        setup.uow, setup.stream, setup.cache, CATALOG, {"dev": model},
-        clock=setup.clock, ids=SequentialIds(start=1000), metrics=InMemoryChatMetrics(),
-        stops=StopBoard(setup.stream),
-        settings=ReplySettings(persist_backoff_s=0, progress_every_s=0),
-    )  # fmt: skip
+    handler = setup.handler(progress_every_s=0)
 
     generating = asyncio.create_task(handler.execute(session, prepared, saved))
     await asyncio.wait_for(SlowProgress.started.wait(), timeout=10)
