@@ -65,6 +65,19 @@ async def everything(
     return seen
 
 
+async def until_heartbeats(
+    reader: AsyncIterator[list[tuple[str, ReplyEvent]] | None], count: int
+) -> list[list[tuple[str, ReplyEvent]] | None]:
+    """The items of a reader that should stay open, up to its ``count``-th heartbeat."""
+    seen: list[list[tuple[str, ReplyEvent]] | None] = []
+    async for item in reader:
+        seen.append(item)
+        if seen.count(HEARTBEAT) == count:
+            break
+    await reader.aclose()  # type: ignore[attr-defined]
+    return seen
+
+
 async def test_a_reader_of_an_abandoned_reply_gets_what_arrived_then_an_interrupted_error(
     stream: InMemoryReplyStream, session_id: str
 ) -> None:
@@ -117,14 +130,7 @@ async def test_a_live_but_silent_reply_keeps_getting_heartbeats_and_never_the_er
     stream: InMemoryReplyStream, session_id: str
 ) -> None:
     ids = await started(stream, session_id, "thinking")
-    seen: list[list[tuple[str, ReplyEvent]] | None] = []
-    reader = events_of(stream, session_id)
-
-    async for item in reader:
-        seen.append(item)
-        if seen.count(HEARTBEAT) == 3:
-            break
-    await reader.aclose()  # type: ignore[attr-defined]
+    seen = await until_heartbeats(events_of(stream, session_id), 3)
 
     assert seen == [[(ids[0], TokenEvent(delta="thinking"))], HEARTBEAT, HEARTBEAT, HEARTBEAT]
 
@@ -135,14 +141,7 @@ async def test_a_store_that_cannot_say_keeps_an_abandoned_looking_reply_open(
     stream = UnansweringStream(ManualClock())
     await started(stream, session_id, "x")
     stream.abandon(session_id)
-    seen: list[list[tuple[str, ReplyEvent]] | None] = []
-    reader = events_of(stream, session_id)
-
-    async for item in reader:
-        seen.append(item)
-        if seen.count(HEARTBEAT) == 3:
-            break
-    await reader.aclose()  # type: ignore[attr-defined]
+    seen = await until_heartbeats(events_of(stream, session_id), 3)
 
     assert seen[1:] == [HEARTBEAT, HEARTBEAT, HEARTBEAT]
 
