@@ -186,3 +186,20 @@ async def test_the_session_write_is_queued_before_the_generations_first_step() -
     await asyncio.gather(*tasks)
 
     assert order == ["session", "generation"]
+
+
+async def test_a_launch_that_fails_leaves_no_session_and_no_message() -> None:
+    store, clock = MemoryStore(), ManualClock()
+    world = await committed_world(InMemoryUnitOfWork(store))
+    sessions = Sessions(clock)
+    messages_before = dict(store.tables["messages"])
+
+    def launch(session: ChatSession, prepared: PreparedReply, saved: asyncio.Future[None]) -> None:
+        raise RuntimeError("no task could be created")
+
+    with pytest.raises(RuntimeError):
+        await handler(InMemoryUnitOfWork(store), sessions, clock).execute(hello(world), launch)
+
+    assert len(sessions.saved) == 1  # its write was already queued...
+    assert sessions.stored() == []  # ...and it was deleted again
+    assert store.tables["messages"] == messages_before

@@ -176,9 +176,9 @@ class StartChatHandler:
             # the answer), and queued before the reply's generation: its first step (building
             # the provider request) would otherwise delay the session's write, and the answer.
             storing = asyncio.ensure_future(self._sessions.save(session, now))
-            if launch is not None:
-                launch(session, prepared, saved)
             try:
+                if launch is not None:
+                    launch(session, prepared, saved)
                 if history is None:  # a new chat: it and its messages in one statement
                     await uow.chats.add_with_messages(chat, [message, reply])
                 else:
