@@ -13,7 +13,8 @@ from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.chats import Message, MessageStatus, TokenUsage
-from whalli.domain.services.chats.fail_abandoned_replies import INTERRUPTED, FailAbandonedReplies
+from whalli.domain.model.replies import INTERRUPTED_MESSAGE as INTERRUPTED
+from whalli.domain.services.chats.fail_abandoned_replies import FailAbandonedReplies
 
 
 class Replies:

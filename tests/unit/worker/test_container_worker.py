@@ -20,7 +20,7 @@ from whalli.config import load_settings
 from whalli.container import build_container
 from whalli.domain.model.chats import Message, MessageStatus
 from whalli.domain.model.jobs import ExtractAttachment, Ping
-from whalli.domain.services.chats.fail_abandoned_replies import INTERRUPTED
+from whalli.domain.model.replies import INTERRUPTED_MESSAGE as INTERRUPTED
 from whalli.entrypoints.worker.run import ContainerWorker
 
 

@@ -14,7 +14,11 @@ import msgspec
 from whalli.domain.model.errors import InvalidInput
 
 _EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
-MAX_EVENT_ID_PART = _MAX_PART = 2**64 - 1  # each part of an id, as Redis Streams allow
+MAX_EVENT_ID_PART = 2**64 - 1  # each part of an id, as Redis Streams allow
+# What a reader, and the chat, are told of a reply whose generating process died.
+INTERRUPTED_MESSAGE = (
+    "The reply was interrupted: the server generating it stopped before it finished."
+)
 
 
 def parse_event_id(event_id: str) -> tuple[int, int]:
@@ -22,7 +26,7 @@ def parse_event_id(event_id: str) -> tuple[int, int]:
     from browsers (``Last-Event-ID``), so anything else is ``InvalidInput``."""
     match = _EVENT_ID.fullmatch(event_id)
     parts = (0, 0) if match is None else (int(match[1]), int(match[2] or 0))
-    if match is None or max(parts) > _MAX_PART:
+    if match is None or max(parts) > MAX_EVENT_ID_PART:
         raise InvalidInput("That is not a reply event id.", field="after")
     return parts
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.domain.model.replies import (
+    INTERRUPTED_MESSAGE,
     MAX_EVENT_ID_PART,
     ErrorEvent,
     ReplyEvent,
@@ -20,7 +21,7 @@ READER_TTL_SECONDS = 3600
 HEARTBEAT = None  # yielded when nothing arrived for a while: the client should get a comment
 INTERRUPTED = ErrorEvent(
     code="reply_interrupted",
-    message="The reply was interrupted: the server generating it stopped before it finished.",
+    message=INTERRUPTED_MESSAGE,
 )
 # The id of an ``INTERRUPTED`` sent before any event: resuming after it reads from the start.
 _BEFORE_ALL = "0-0"

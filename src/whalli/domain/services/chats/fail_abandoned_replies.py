@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from whalli.domain.model.replies import INTERRUPTED_MESSAGE
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
-
-INTERRUPTED = "The reply was interrupted: the server generating it stopped before it finished."
 
 
 class FailAbandonedReplies:
@@ -25,8 +24,9 @@ class FailAbandonedReplies:
       provider's first-token and idle timeouts with their retries, and the checkpoints' pace),
       so a live generation is not failed under its writer (with checkpoints turned off, keep
       it above the longest generation);
-    - it ends ``failed`` with ``finish_reason`` ``"error"`` and ``INTERRUPTED`` as its error,
-      keeping the content of its last checkpoint; no usage is recorded (tokens are unknown);
+    - it ends ``failed`` with ``finish_reason`` ``"error"`` and ``INTERRUPTED_MESSAGE`` (what
+      its readers were told) as its error, keeping the content of its last checkpoint; no usage
+      is recorded (tokens are unknown);
     - at most ``batch`` replies per run, least recently updated first, picked and finished in
       one statement: two sweepers running at once never finish the same reply.
 
@@ -48,7 +48,7 @@ class FailAbandonedReplies:
         now = self._clock.now()
         async with self._uow as uow:
             failed = await uow.chats.fail_abandoned_replies(
-                now - self._older_than, now, INTERRUPTED, limit=self._batch
+                now - self._older_than, now, INTERRUPTED_MESSAGE, limit=self._batch
             )
             await uow.commit()
         if failed:
