@@ -226,10 +226,11 @@ async def test_the_stream_and_its_stop_flag_expire(
 async def test_each_publish_pushes_the_expiry_back(
     reply_stream: ReplyStream, session_id: str, elapse: Elapse
 ) -> None:
-    await reply_stream.publish(session_id, TokenEvent(delta="a"), ttl_seconds=2)
-    await elapse(1.2)
-    await reply_stream.publish(session_id, TokenEvent(delta="b"), ttl_seconds=2)
-    await elapse(1.2)
+    # 1.5 s of slack on each side, so a loaded machine's late wake-up does not decide it
+    await reply_stream.publish(session_id, TokenEvent(delta="a"), ttl_seconds=4)
+    await elapse(2.5)
+    await reply_stream.publish(session_id, TokenEvent(delta="b"), ttl_seconds=4)
+    await elapse(2.5)  # 5 s after "a": gone unless the second publish pushed the expiry back
 
     assert [e for _, e in await reply_stream.read(session_id, None, block_ms=0)] == tokens("a", "b")
 
@@ -393,6 +394,59 @@ async def test_a_reader_here_after_begin_waits_in_memory_not_on_redis(
         (event_id, TokenEvent(delta="x"))
     ]
     assert relay.local_replies == 1
+    await relay.aclose()
+
+
+async def test_local_readers_each_wait_their_own_limit(
+    relayed_stream: ReplyStream, session_id: str
+) -> None:
+    # Their limits share one timer: the short one must not wake the long one (nor the long
+    # one, armed first, delay the short one).
+    await relayed_stream.begin(session_id, TTL)
+    patient = asyncio.create_task(relayed_stream.read(session_id, None, block_ms=LONG_BLOCK_MS))
+    await asyncio.sleep(0.05)
+    async with asyncio.timeout(LONG_BLOCK_MS / 2000):
+        assert await relayed_stream.read(session_id, None, block_ms=100) == []
+        assert await relayed_stream.read(session_id, None, block_ms=100) == []
+    assert not patient.done()
+
+    event_id = await relayed_stream.publish(session_id, TokenEvent(delta="x"), TTL)
+
+    assert await asyncio.wait_for(patient, LONG_BLOCK_MS / 1000) == [
+        (event_id, TokenEvent(delta="x"))
+    ]
+
+
+async def test_a_local_reader_that_leaves_does_not_disturb_the_others(
+    relayed_stream: ReplyStream, session_id: str
+) -> None:
+    await relayed_stream.begin(session_id, TTL)
+    leaving = asyncio.create_task(relayed_stream.read(session_id, None, block_ms=LONG_BLOCK_MS))
+    staying = asyncio.create_task(relayed_stream.read(session_id, None, block_ms=LONG_BLOCK_MS))
+    await asyncio.sleep(0.05)
+    leaving.cancel()
+    await asyncio.wait([leaving])
+    assert await relayed_stream.read(session_id, None, block_ms=50) == []  # the timer still runs
+
+    event_id = await relayed_stream.publish(session_id, TokenEvent(delta="x"), TTL)
+
+    assert leaving.cancelled()
+    assert await asyncio.wait_for(staying, LONG_BLOCK_MS / 1000) == [
+        (event_id, TokenEvent(delta="x"))
+    ]
+
+
+async def test_a_local_reader_of_a_reply_that_expires_here_goes_on_reading_redis(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    relay = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
+    await relay.begin(session_id, ttl_seconds=1)
+    reader = asyncio.create_task(relay.read(session_id, None, block_ms=LONG_BLOCK_MS))
+    await asyncio.sleep(1.2)  # past the log's ttl: the next use of the session drops it
+    assert await relay.read(session_id, None, block_ms=0) == []
+
+    assert await asyncio.wait_for(reader, LONG_BLOCK_MS / 2000) == []  # woken, not left hanging
+    assert relay.local_replies == 0
     await relay.aclose()
 
 

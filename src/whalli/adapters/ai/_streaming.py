@@ -112,21 +112,97 @@ async def _timed(
 ) -> AsyncGenerator[StreamEvent, None]:
     async with aclosing(events):
         limit, waiting_for = policy.first_token_timeout, "the first token"
-        while True:
-            try:
-                # The timeout wraps the read only, never the caller's time between events.
-                async with asyncio.timeout(limit):
+        watchdog = ReadWatchdog()  # in the task reading the stream (this body runs in it)
+        try:
+            while True:
+                # The limit covers the read only, never the caller's time between events.
+                watchdog.arm(limit)
+                try:
                     event = await anext(events, None)
-            except TimeoutError as e:
-                raise provider_error(
-                    f"The {provider} provider sent nothing for {limit:g}s "
-                    f"waiting for {waiting_for}.",
-                    provider=provider,
-                    kind="timeout",
-                    retryable=True,
-                ) from e
-            if event is None:
-                return
-            yield event
-            if isinstance(event, StreamDelta):
-                limit, waiting_for = policy.idle_timeout, "the next token"
+                except asyncio.CancelledError:
+                    if watchdog.expired():
+                        raise provider_error(
+                            f"The {provider} provider sent nothing for {limit:g}s "
+                            f"waiting for {waiting_for}.",
+                            provider=provider,
+                            kind="timeout",
+                            retryable=True,
+                        ) from None
+                    raise
+                finally:
+                    watchdog.disarm()
+                if event is None:
+                    return
+                yield event
+                if isinstance(event, StreamDelta):
+                    limit, waiting_for = policy.idle_timeout, "the next token"
+        finally:
+            watchdog.close()
+
+
+class ReadWatchdog:
+    """Cancels the task reading a stream when one read outlasts its limit, like
+    ``asyncio.timeout`` around each read, without a timer per read.
+
+    ``asyncio.timeout`` creates a timer and cancels it again for every token (and looks up
+    the running loop, a system call on Python 3.11). Here a read only notes its deadline. One
+    timer, armed at the first read, fires at the deadline it was armed for; when later reads
+    have moved the deadline on meanwhile it re-arms for the new one, so a stream that keeps
+    streaming costs one timer per limit's worth of time, not one per token.
+
+    Rules: ``arm`` before the read and ``disarm`` right after it (in a ``finally``); when the
+    read raises ``CancelledError``, ``expired()`` says whether the cancellation was this
+    watchdog's (it is then absorbed, exactly as ``asyncio.timeout`` absorbs its own) or came
+    from elsewhere (to be re-raised); ``close`` when done. Only the task that built the
+    watchdog may arm it.
+    """
+
+    __slots__ = ("_cancelling", "_deadline", "_fired", "_handle", "_loop", "_task", "_when")
+
+    def __init__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a ReadWatchdog runs inside a task")
+        self._task, self._loop = task, task.get_loop()
+        self._deadline: float | None = None  # None: no read in progress
+        self._handle: asyncio.TimerHandle | None = None
+        self._when = 0.0  # when the handle fires
+        self._fired = False
+        self._cancelling = 0
+
+    def arm(self, seconds: float) -> None:
+        deadline = self._loop.time() + seconds
+        self._deadline = deadline
+        self._cancelling = self._task.cancelling()
+        handle = self._handle
+        if handle is None or self._when > deadline:  # none yet, or too late for this read
+            if handle is not None:
+                handle.cancel()
+            self._when, self._handle = deadline, self._loop.call_at(deadline, self._check)
+
+    def disarm(self) -> None:
+        self._deadline = None
+
+    def expired(self) -> bool:
+        """Whether the ``CancelledError`` the read raised is this watchdog's (absorbed)."""
+        if not self._fired:
+            return False
+        self._fired = False
+        return self._task.uncancel() <= self._cancelling
+
+    def close(self) -> None:
+        self._deadline = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        self._handle = None
+        deadline = self._deadline
+        if deadline is None:
+            return  # between reads: the next read arms again
+        if self._loop.time() < deadline:
+            self._when, self._handle = deadline, self._loop.call_at(deadline, self._check)
+            return
+        self._deadline, self._fired = None, True
+        self._task.cancel()

@@ -49,9 +49,18 @@ _WARN_EVERY_S = 30.0
 
 
 class _Log:
-    """One locally generated reply: its events in order, and who waits for more."""
+    """One locally generated reply: its events in order, and who waits for more.
 
-    __slots__ = ("_in_redis", "_more", "events", "flushed", "ms", "touched", "ttl")
+    Readers wait for the next event with a limit (the SSE heartbeat). The limits share one
+    timer per log, armed at the earliest deadline and re-armed lazily when it fires with
+    readers still in time, so a streaming reply costs no timer per token and reader (an
+    ``asyncio.timeout`` each would create and cancel one every time).
+    """
+
+    __slots__ = (
+        "_in_redis", "_loop", "_timer", "_timer_at", "_waiters", "events", "flushed", "ms",
+        "touched", "ttl",
+    )  # fmt: skip
 
     def __init__(self, ttl_seconds: int) -> None:
         self.ms = time.time_ns() // 1_000_000
@@ -59,17 +68,25 @@ class _Log:
         self.flushed = 0  # how many of ``events`` were handed to Redis
         self.ttl = ttl_seconds
         self.touched = time.monotonic()
-        self._more: asyncio.Event | None = None
+        self._waiters: list[tuple[float, asyncio.Future[None]]] = []  # (deadline, waiter)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._in_redis: asyncio.Event | None = None
 
     def append(self, event: ReplyEvent, ttl_seconds: int) -> str:
         event_id = f"{self.ms}-{len(self.events) + 1}"
         self.events.append((event_id, event))
         self.ttl, self.touched = ttl_seconds, time.monotonic()
-        if self._more is not None:
-            self._more.set()
-            self._more = None
+        if self._waiters:
+            self._wake_all()
         return event_id
+
+    def _wake_all(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for _, waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def after(self, after: str | None, count: int) -> list[tuple[str, ReplyEvent]]:
         start = self._position(after)
@@ -90,14 +107,48 @@ class _Log:
         return now - self.touched >= self.ttl
 
     async def wait_for_more(self, seconds: float) -> None:
-        if self._more is None:
-            self._more = asyncio.Event()
-        more = self._more
+        """Until the next event is appended, or ``seconds`` passed."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append((deadline, waiter))
+        if self._timer is None or self._timer_at > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at, self._timer = deadline, loop.call_at(deadline, self._time_up)
         try:
-            async with asyncio.timeout(seconds):
-                await more.wait()
-        except TimeoutError:
-            pass
+            await waiter
+        finally:
+            if not waiter.done():  # cancelled: no longer waiting
+                self._waiters = [w for w in self._waiters if w[1] is not waiter]
+
+    def _time_up(self) -> None:
+        # Wake the readers whose limit passed; the others keep waiting, re-armed for the first.
+        self._timer = None
+        if not self._waiters or self._loop is None:
+            return
+        now = self._loop.time()
+        waiting: list[tuple[float, asyncio.Future[None]]] = []
+        for deadline, waiter in self._waiters:
+            if waiter.done():
+                continue
+            if deadline <= now:
+                waiter.set_result(None)
+            else:
+                waiting.append((deadline, waiter))
+        self._waiters = waiting
+        if waiting:
+            self._timer_at = min(deadline for deadline, _ in waiting)
+            self._timer = self._loop.call_at(self._timer_at, self._time_up)
+
+    def close(self) -> None:
+        """Dropped: its readers look elsewhere now, and its timer goes (it holds the log)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._wake_all()
 
     def mark_flushed(self, upto: int) -> None:
         self.flushed = upto
@@ -301,7 +352,9 @@ class RelayedReplyStream(ReplyStream):
         return entry
 
     def _drop(self, session_id: str) -> None:
-        self._logs.pop(session_id, None)
+        entry = self._logs.pop(session_id, None)
+        if entry is not None:
+            entry.close()
         self._dirty.pop(session_id, None)
         if not self._logs:
             self._wake.set()  # the beacon ends now rather than at its next beat
