@@ -496,7 +496,7 @@ class Services(containers.DeclarativeContainer):
         cache_ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_cache_ttl_s), settings),
     )
     list_chats = providers.Factory(ListChatsHandler, uow)
-    get_chat = providers.Factory(GetChatHandler, uow)
+    get_chat = providers.Factory(GetChatHandler, uow, adapters.chat_sessions)
     rename_chat = providers.Factory(RenameChatHandler, uow, clock)
     delete_chat = providers.Factory(DeleteChatHandler, uow)
     search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)

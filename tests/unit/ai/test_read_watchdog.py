@@ -65,7 +65,8 @@ async def test_a_slow_first_token_is_cut_and_the_task_is_not_left_cancelled() ->
         await _read(policy, [3600.0])
     assert raised.value.details["kind"] == "timeout"
     task = asyncio.current_task()
-    assert task is not None and task.cancelling() == 0
+    assert task is not None
+    assert task.cancelling() == 0
     await asyncio.sleep(0)  # the absorbed cancellation does not strike later
 
 

@@ -13,6 +13,7 @@ from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
 from whalli.adapters.memory.cache import InMemoryCache
 from whalli.adapters.memory.chat_metrics import InMemoryChatMetrics
 from whalli.adapters.memory.chat_search import InMemoryChatSearch
+from whalli.adapters.memory.chat_sessions import InMemoryChatSessionStore
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.job_queue import InMemoryJobQueue
@@ -117,6 +118,8 @@ class FakeContainer:
         self.refresh_ttl = timedelta(days=settings.refresh_token_ttl_days)
         # OAuth sign-in: in-process providers (delete one to disable it) and an in-memory cache.
         self.cache = InMemoryCache(self.clock)
+        # Chat sessions (tests seed them to see a reply's sessionId on GET /api/chats/{id}).
+        self.chat_sessions = InMemoryChatSessionStore(self.clock)
         # Request limits: in memory on the manual clock unless a test passes a real limiter.
         self.rate_limiter = rate_limiter or InMemoryRateLimiter(self.clock)
         self.oauth_providers: dict[str, FakeOAuthProvider] = {
@@ -224,7 +227,7 @@ class FakeContainer:
         return ListChatsHandler(self.uow())
 
     async def get_chat(self) -> GetChatHandler:
-        return GetChatHandler(self.uow())
+        return GetChatHandler(self.uow(), self.chat_sessions)
 
     async def rename_chat(self) -> RenameChatHandler:
         return RenameChatHandler(self.uow(), self.clock)

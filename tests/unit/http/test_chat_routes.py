@@ -14,6 +14,7 @@ from litestar.testing import AsyncTestClient
 
 from tests.unit.http.accounts import Caller, seed_caller
 from tests.unit.http.fakes import FakeContainer
+from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus, TokenUsage
 
 SeedCaller = Callable[[str], Awaitable[Caller]]
@@ -150,8 +151,39 @@ async def test_a_member_reads_a_chat_with_its_messages(
         "model": "gpt-4o-mini", "provider": "openai",
         "usage": {"promptTokens": 12, "completionTokens": 3}, "costUsd": 0.25, "cached": False,
         "finishReason": "stop", "ttftMs": 40, "totalMs": 90, "attachmentIds": [], "error": None,
-        "createdAt": body["messages"][1]["createdAt"],
+        "createdAt": body["messages"][1]["createdAt"], "sessionId": None,
     }  # fmt: skip
+
+
+async def test_a_reply_still_being_generated_shows_the_session_to_stream_it_from(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada, vic, bob = await seed("ada"), await seed("vic"), await seed("bob")
+    project_id = await new_project(ada, (vic, "viewer"))
+    chat_id = await new_chat(container, project_id, ada)
+    now = container.clock.now()
+    question = Message.from_user(id=container.ids.new_id(), chat_id=UUID(chat_id),
+                                 content="Still there?", now=now)  # fmt: skip
+    answer = Message.pending_reply(id=container.ids.new_id(), chat_id=UUID(chat_id),
+                                   model="dev/echo", provider="dev", now=now)  # fmt: skip
+    await add_message(container, chat_id, question)
+    await add_message(container, chat_id, answer)
+    session = ChatSession.open(
+        id="s" * 43, user_id=ada.user.id, chat_id=UUID(chat_id), project_id=UUID(project_id),
+        user_message_id=question.id, reply_message_id=answer.id, model="dev/echo", now=now,
+    )  # fmt: skip
+    await container.chat_sessions.save(session, now)
+
+    response = await vic.call("GET", f"/api/chats/{chat_id}")
+
+    assert response.status_code == 200, response.text
+    messages = response.json()["messages"]
+    assert [(m["status"], m["sessionId"]) for m in messages] == [
+        ("complete", None), ("pending", session.id),
+    ]  # fmt: skip
+    stranger = await bob.call("GET", f"/api/chats/{chat_id}")
+    assert stranger.status_code == 404
+    assert session.id not in stranger.text
 
 
 async def test_an_editor_renames_and_deletes_a_chat(

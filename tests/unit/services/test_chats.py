@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,16 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from whalli.adapters.memory.chat_search import InMemoryChatSearch
+from whalli.adapters.memory.chat_sessions import InMemoryChatSessionStore
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
-from whalli.domain.model.chats import Chat, Message, MessageRole
+from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus, TokenUsage
 from whalli.domain.model.errors import (
     ChatNotFound,
     InvalidInput,
     PermissionDenied,
     ProjectNotFound,
+    ServiceUnavailable,
 )
 from whalli.domain.model.projects import MemberRole, Project
 from whalli.domain.model.users import User
@@ -37,6 +40,7 @@ from whalli.domain.services.projects.ensure_personal_project import (
     EnsurePersonalProject,
     EnsurePersonalProjectHandler,
 )
+from whalli.ports.chat_sessions import ChatSessionStore
 
 EDITOR, VIEWER = MemberRole.EDITOR, MemberRole.VIEWER
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -49,12 +53,13 @@ class App:
         self.store = MemoryStore()
         self.clock = ManualClock(T0)
         self.ids = SequentialIds()
+        self.sessions = InMemoryChatSessionStore(self.clock)
         self._handlers: dict[type, Callable[[], Any]] = {
             CreateProject: lambda: CreateProjectHandler(self.uow(), self.clock, self.ids),
             AddMember: lambda: AddMemberHandler(self.uow(), self.clock),
             EnsurePersonalProject: lambda: EnsurePersonalProjectHandler(self.uow(), self.clock),
             ListChats: lambda: ListChatsHandler(self.uow()),
-            GetChat: lambda: GetChatHandler(self.uow()),
+            GetChat: lambda: GetChatHandler(self.uow(), self.sessions),
             RenameChat: lambda: RenameChatHandler(self.uow(), self.clock),
             DeleteChat: lambda: DeleteChatHandler(self.uow()),
             SearchChats: lambda: SearchChatsHandler(InMemoryChatSearch(self.store)),
@@ -206,6 +211,122 @@ async def test_a_member_reads_a_chat_with_its_messages_oldest_first(app: App) ->
 
     assert found.chat == chat
     assert found.messages == [first, later]
+
+
+async def reply_with_session(
+    app: App, chat: Chat, author: User, status: MessageStatus
+) -> tuple[Message, ChatSession]:
+    """An assistant reply in ``status`` and the live session that streams (or streamed) it."""
+    reply = Message.pending_reply(
+        id=app.ids.new_id(), chat_id=chat.id, model="dev/echo", provider="dev", now=app.clock.now()
+    )
+    if status is MessageStatus.STREAMING:
+        reply.status = MessageStatus.STREAMING
+    elif status.is_final:
+        reply.finish(status=status, content="done", now=app.clock.now(), usage=TokenUsage())
+    async with app.uow() as uow:
+        await uow.chats.add_message(reply)
+        await uow.commit()
+    session = ChatSession.open(
+        id=f"session-{reply.id}", user_id=author.id, chat_id=chat.id,
+        project_id=chat.project_id, user_message_id=uuid.uuid4(), reply_message_id=reply.id,
+        model="dev/echo", now=app.clock.now(), ttl=timedelta(minutes=10),
+    )  # fmt: skip
+    await app.sessions.save(session, app.clock.now())
+    return reply, session
+
+
+async def test_a_reply_still_being_generated_comes_with_its_live_session_id(app: App) -> None:
+    ada, vic, bob = await app.user("ada"), await app.user("vic"), await app.user("bob")
+    chat = await app.chat(await app.project(ada, (vic, VIEWER)), ada)
+    await app.message(chat, "a question", MessageRole.USER, T0)
+    pending, one = await reply_with_session(app, chat, ada, MessageStatus.PENDING)
+    streaming, two = await reply_with_session(app, chat, ada, MessageStatus.STREAMING)
+    for final in (MessageStatus.COMPLETE, MessageStatus.ABORTED, MessageStatus.FAILED):
+        await reply_with_session(app, chat, ada, final)  # finished: never a session id
+
+    found = await app.run(GetChat(user_id=vic.id, chat_id=chat.id))
+
+    assert found.live_sessions == {pending.id: one.id, streaming.id: two.id}
+    with pytest.raises(ChatNotFound, match="not found"):  # a stranger learns nothing
+        await app.run(GetChat(user_id=bob.id, chat_id=chat.id))
+
+
+async def test_a_reply_whose_session_expired_or_was_deleted_has_no_session_id(app: App) -> None:
+    ada = await app.user("ada")
+    chat = await app.chat(await app.project(ada), ada)
+    _, session = await reply_with_session(app, chat, ada, MessageStatus.PENDING)
+    await app.sessions.delete(session.id)
+    assert (await app.run(GetChat(user_id=ada.id, chat_id=chat.id))).live_sessions == {}
+
+    streaming, session = await reply_with_session(app, chat, ada, MessageStatus.STREAMING)
+    assert (await app.run(GetChat(user_id=ada.id, chat_id=chat.id))).live_sessions == {
+        streaming.id: session.id
+    }
+    app.clock.advance(timedelta(minutes=10))
+    assert (await app.run(GetChat(user_id=ada.id, chat_id=chat.id))).live_sessions == {}
+
+
+class CountingSessions(ChatSessionStore):
+    """The app's sessions, with the lookups counted (and failing when ``down``)."""
+
+    def __init__(self, inner: ChatSessionStore, *, down: bool = False) -> None:
+        self._inner, self.down, self.lookups = inner, down, 0
+
+    async def save(self, session: ChatSession, now: datetime) -> None:
+        await self._inner.save(session, now)
+
+    async def get(self, session_id: str) -> ChatSession:
+        return await self._inner.get(session_id)
+
+    async def delete(self, session_id: str) -> None:
+        await self._inner.delete(session_id)
+
+    async def live_session_ids(
+        self, reply_message_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, str]:
+        self.lookups += 1
+        if self.down:
+            raise ServiceUnavailable("redis: connection failed")
+        return await self._inner.live_session_ids(reply_message_ids)
+
+
+async def test_the_session_store_is_asked_only_while_a_reply_is_being_generated(
+    app: App,
+) -> None:
+    ada = await app.user("ada")
+    chat = await app.chat(await app.project(ada), ada)
+    await app.message(chat, "a question", MessageRole.USER, T0)
+    await reply_with_session(app, chat, ada, MessageStatus.COMPLETE)
+    sessions = CountingSessions(app.sessions)
+    read = GetChatHandler(app.uow(), sessions)
+
+    assert (await read.execute(GetChat(user_id=ada.id, chat_id=chat.id))).live_sessions == {}
+    assert sessions.lookups == 0
+
+    reply, session = await reply_with_session(app, chat, ada, MessageStatus.STREAMING)
+    found = await GetChatHandler(app.uow(), sessions).execute(
+        GetChat(user_id=ada.id, chat_id=chat.id)
+    )
+    assert found.live_sessions == {reply.id: session.id}
+    assert sessions.lookups == 1
+
+
+async def test_a_session_store_that_cannot_answer_leaves_only_the_session_ids_out(
+    app: App,
+) -> None:
+    ada = await app.user("ada")
+    chat = await app.chat(await app.project(ada), ada)
+    reply, _ = await reply_with_session(app, chat, ada, MessageStatus.STREAMING)
+    sessions = CountingSessions(app.sessions, down=True)
+
+    found = await GetChatHandler(app.uow(), sessions).execute(
+        GetChat(user_id=ada.id, chat_id=chat.id)
+    )
+
+    assert [m.id for m in found.messages] == [reply.id]
+    assert found.live_sessions == {}
+    assert sessions.lookups == 1
 
 
 def chat_commands(user: User, chat_id: uuid.UUID) -> list[Any]:

@@ -109,6 +109,9 @@ async def test_a_started_chat_has_its_session_stored_and_its_messages_saved() ->
     assert await sessions.get(started.session.id) == started.session
     assert started.message_id in store.tables["messages"]
     assert started.prepared.reply.id in store.tables["messages"]
+    # the session names its reply: a reader of the chat finds it from there
+    reply_id = started.prepared.reply.id
+    assert await sessions.live_session_ids([reply_id]) == {reply_id: started.session.id}
 
 
 async def test_the_reply_is_launched_before_the_writes_and_told_when_they_are_saved() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
+from uuid import UUID
 
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.errors import ChatSessionNotFound
@@ -32,3 +34,11 @@ class InMemoryChatSessionStore(ChatSessionStore):
 
     async def delete(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
+
+    async def live_session_ids(self, reply_message_ids: Collection[UUID]) -> dict[UUID, str]:
+        wanted, now = set(reply_message_ids), self._clock.now()
+        return {
+            s.reply_message_id: s.id
+            for s in self._sessions.values()
+            if s.reply_message_id in wanted and not s.is_expired(now)
+        }

@@ -16,6 +16,9 @@ class ChatSession(Value, frozen=True, kw_only=True):
 
     The id is an unguessable token (>= 256 random bits), so holding it is enough for a browser
     ``EventSource`` that cannot send headers; it expires after ``DEFAULT_SESSION_TTL``.
+    ``reply_message_id`` names the reply it streams, so a reader of the chat can find the
+    session of a reply still being generated; ``None`` in sessions stored before it existed
+    (every field added later has a default, so those still decode).
     """
 
     id: str
@@ -23,6 +26,7 @@ class ChatSession(Value, frozen=True, kw_only=True):
     chat_id: UUID
     project_id: UUID
     user_message_id: UUID
+    reply_message_id: UUID | None = None
     model: str
     params: GenerationParams = GenerationParams()
     use_cache: bool = True
@@ -45,6 +49,7 @@ class ChatSession(Value, frozen=True, kw_only=True):
         use_cache: bool = True,
         attachment_ids: tuple[UUID, ...] = (),
         ttl: timedelta = DEFAULT_SESSION_TTL,
+        reply_message_id: UUID | None = None,
     ) -> ChatSession:
         if len(id) < 32:
             raise ValueError("a chat session id must be an unguessable token")
@@ -56,6 +61,7 @@ class ChatSession(Value, frozen=True, kw_only=True):
             chat_id=chat_id,
             project_id=project_id,
             user_message_id=user_message_id,
+            reply_message_id=reply_message_id,
             model=model,
             params=params or GenerationParams(),
             use_cache=use_cache,

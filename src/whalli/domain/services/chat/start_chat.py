@@ -163,6 +163,7 @@ class StartChatHandler:
                 chat_id=chat.id,
                 project_id=chat.project_id,
                 user_message_id=message.id,
+                reply_message_id=reply.id,
                 model=spec.id,
                 now=now,
                 params=command.params,

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from uuid import UUID
 
 import msgspec
 
 from whalli.domain.model.base import Value
-from whalli.domain.model.chats import Chat, Message
+from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus
+from whalli.domain.model.errors import ServiceUnavailable
 from whalli.domain.services.chats.access import require_chat
+from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.unit_of_work import UnitOfWork
+
+_GENERATING = (MessageStatus.PENDING, MessageStatus.STREAMING)
 
 
 class GetChat(msgspec.Struct, frozen=True, kw_only=True):
@@ -20,6 +25,8 @@ class GetChat(msgspec.Struct, frozen=True, kw_only=True):
 class ChatWithMessages(Value, frozen=True, kw_only=True):
     chat: Chat
     messages: list[Message]  # oldest first
+    # reply message id -> the session to stream it from, for replies still being generated
+    live_sessions: dict[UUID, str] = {}
 
 
 class GetChatHandler:
@@ -28,14 +35,27 @@ class GetChatHandler:
     Rules:
     - any member of the chat's project may read it; anyone else gets ``ChatNotFound``, as for
       an id that does not exist (see ``chats.access``);
-    - replies still streaming are returned as stored (their status says so).
+    - replies still streaming are returned as stored (their status says so);
+    - only to a caller who may read the chat, each reply still ``pending``/``streaming`` whose
+      session is alive comes with that session's id, so another device can attach to its
+      stream (which lets every reader of the chat's project in: ``AttachStream``); a finished
+      reply, or one whose session expired, has none. The store is asked once, and only when a
+      reply is still being generated; if it cannot answer, the chat is returned without them.
     """
 
-    def __init__(self, uow: UnitOfWork) -> None:
-        self._uow = uow
+    def __init__(self, uow: UnitOfWork, sessions: ChatSessionStore) -> None:
+        self._uow, self._sessions = uow, sessions
 
     async def execute(self, command: GetChat) -> ChatWithMessages:
         async with self._uow as uow:
             chat = await require_chat(uow, command.chat_id, command.user_id, "read")
             messages = await uow.chats.list_messages(chat.id)
-        return ChatWithMessages(chat=chat, messages=messages)
+        generating = [
+            m.id for m in messages if m.role is MessageRole.ASSISTANT and m.status in _GENERATING
+        ]
+        live: dict[UUID, str] = {}
+        # the chat itself is in the database: without the store, it is read without session ids
+        with contextlib.suppress(ServiceUnavailable):
+            if generating:
+                live = await self._sessions.live_session_ids(generating)
+        return ChatWithMessages(chat=chat, messages=messages, live_sessions=live)

@@ -57,6 +57,9 @@ class Message(Schema):
     attachment_ids: list[UUID]
     error: str | None
     created_at: datetime
+    # no default: always present; the session to stream a reply still being generated from
+    # (GET /api/chat/stream?sessionId=), null once it finished or its session expired
+    session_id: str | None
 
 
 class ChatDetail(Chat):
@@ -82,13 +85,14 @@ def _chat(chat: model.Chat) -> Chat:
     )  # fmt: skip
 
 
-def _message(m: model.Message) -> Message:
+def _message(m: model.Message, session_id: str | None) -> Message:
     usage = Usage(prompt_tokens=m.usage.prompt_tokens, completion_tokens=m.usage.completion_tokens)
     return Message(
         id=m.id, role=m.role, content=m.content, status=m.status, model=m.model,
         provider=m.provider, usage=usage, cost_usd=m.cost_usd, cached=m.cached,
         finish_reason=m.finish_reason, ttft_ms=m.ttft_ms, total_ms=m.total_ms,
         attachment_ids=list(m.attachment_ids), error=m.error, created_at=m.created_at,
+        session_id=session_id,
     )  # fmt: skip
 
 
@@ -137,7 +141,16 @@ class ChatController(Controller):
         hits = await search_chats.execute(SearchChats(user_id=principal.user_id, q=q, limit=limit))
         return [_hit(h) for h in hits]
 
-    @get("/{chat_id:uuid}", summary="One chat with its messages, oldest first (members)")
+    @get(
+        "/{chat_id:uuid}",
+        summary="One chat with its messages, oldest first (members)",
+        description=(
+            "An assistant message still being generated (status pending or streaming) carries "
+            "the sessionId to stream it from, GET /api/chat/stream?sessionId=, so another "
+            "device or tab attaches to the live reply (resuming with Last-Event-ID); sessionId "
+            "is null on every other message, and once the reply finished or its session expired."
+        ),
+    )
     async def read(
         self,
         principal: NamedDependency[Principal],
@@ -148,7 +161,8 @@ class ChatController(Controller):
         chat = found.chat
         return ChatDetail(
             id=chat.id, project_id=chat.project_id, title=chat.title, created_at=chat.created_at,
-            updated_at=chat.updated_at, messages=[_message(m) for m in found.messages],
+            updated_at=chat.updated_at,
+            messages=[_message(m, found.live_sessions.get(m.id)) for m in found.messages],
         )  # fmt: skip
 
     @patch("/{chat_id:uuid}", summary="Rename a chat (owners and editors)")

@@ -1,0 +1,129 @@
+"""Another device finds a reply still being generated on GET /api/chats/{id} and attaches to it,
+through the real app, container, Postgres and Redis, with the provider on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.integration.http.test_chat_flow import Chat, _app
+from tests.support.fake_providers import FakeProviderServer, Reply, openai_default
+from tests.support.fake_providers import openai_stream as openai_pieces
+from whalli.adapters.embedded.stack import StackUrls
+
+MODEL = "openai/gpt-4o-mini"
+
+
+@pytest.fixture
+async def chat(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> AsyncIterator[Chat]:
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        _app(stack_urls, unique, provider) as chat,
+    ):
+        yield chat
+
+
+def held_reply(chat: Chat) -> asyncio.Event:
+    """Script the provider to send the first token, then wait for the returned gate."""
+    gate = asyncio.Event()
+    pieces = openai_pieces(["first", " rest"], usage=(9, 2))
+    chat.provider.script(Reply(chunks=pieces, gate=gate, gate_after=2))
+    return gate
+
+
+async def read_chat(chat: Chat, chat_id: str, auth: dict[str, str]) -> list[dict[str, Any]]:
+    response = await chat.client.get(f"/api/chats/{chat_id}", headers=auth)
+    assert response.status_code == 200, response.text
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return messages
+
+
+async def attach_and_release(
+    chat: Chat, session_id: str, auth: dict[str, str], gate: asyncio.Event
+) -> list[tuple[str, dict[str, Any]]]:
+    """Stream the reply as another client; its first token arrives while the provider is held,
+    and only then is the provider let go on: the client is attached to the live reply."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    name = "message"
+    url = f"/api/chat/stream?sessionId={session_id}"
+    async with chat.client.stream("GET", url, headers=auth) as response:
+        assert response.status_code == 200, await response.aread()
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+                if name == "token":
+                    gate.set()
+                if name in ("done", "error"):
+                    break
+    return events
+
+
+def _text(events: list[tuple[str, dict[str, Any]]]) -> str:
+    return "".join(data["delta"] for name, data in events if name == "token")
+
+
+async def test_another_device_finds_a_reply_still_being_generated_and_attaches_to_it(
+    chat: Chat,
+) -> None:
+    alice, bob = await chat.world.register("alice"), await chat.world.register("bob")
+    gate = held_reply(chat)
+    started = await chat.start(alice["auth"], model=MODEL, message=f"held {uuid.uuid4()}")
+    chat_id = started["chatId"]
+
+    question, reply = await read_chat(chat, chat_id, alice["auth"])  # the other device
+    assert (question["role"], question["sessionId"]) == ("user", None)
+    assert reply["role"] == "assistant"
+    assert reply["status"] in ("pending", "streaming")
+    assert reply["sessionId"] == started["sessionId"]
+    stranger = await chat.client.get(f"/api/chats/{chat_id}", headers=bob["auth"])
+    assert stranger.status_code == 404
+    assert started["sessionId"] not in stranger.text
+
+    events = await attach_and_release(chat, reply["sessionId"], alice["auth"], gate)
+
+    assert _text(events) == "first rest"
+    assert events[-1][0] == "done"
+    assert events[-1][1]["status"] == "complete"
+    question, reply = await read_chat(chat, chat_id, alice["auth"])
+    assert (reply["status"], reply["content"]) == ("complete", "first rest")
+    assert [m["sessionId"] for m in (question, reply)] == [None, None]
+
+
+async def test_a_project_member_who_may_read_the_chat_sees_the_session_and_streams_it(
+    chat: Chat,
+) -> None:
+    alice, carol = await chat.world.register("alice"), await chat.world.register("carol")
+    bob = await chat.world.register("bob")
+    created = await chat.client.post("/api/projects", json={"name": "Team"}, headers=alice["auth"])
+    project_id = created.json()["id"]
+    added = await chat.client.post(
+        f"/api/projects/{project_id}/members",
+        json={"email": carol["email"], "role": "viewer"},
+        headers=alice["auth"],
+    )
+    assert added.status_code == 201, added.text
+    gate = held_reply(chat)
+    started = await chat.start(
+        alice["auth"], model=MODEL, message=f"team {uuid.uuid4()}", projectId=project_id
+    )
+
+    _, reply = await read_chat(chat, started["chatId"], carol["auth"])
+    assert reply["sessionId"] == started["sessionId"]
+    not_member = await chat.client.get(f"/api/chats/{started['chatId']}", headers=bob["auth"])
+    assert not_member.status_code == 404
+
+    events = await attach_and_release(chat, reply["sessionId"], carol["auth"], gate)
+
+    assert _text(events) == "first rest"
+    assert events[-1][0] == "done"
+    _, reply = await read_chat(chat, started["chatId"], carol["auth"])
+    assert (reply["status"], reply["sessionId"]) == ("complete", None)
