@@ -45,6 +45,10 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def open_fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
 def start_fake() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench._fake_provider"],
@@ -238,4 +242,6 @@ def api_env(urls: dict[str, str], provider_url: str, root: Path) -> dict[str, st
         "WHALLI_OPENAI_API_KEY": API_KEY,
         "WHALLI_OPENAI_BASE_URL": provider_url,
         "WHALLI_PROVIDER_MAX_ATTEMPTS": "1",
+        # the memory phase holds 1,000 generations before their first token: none may time out
+        "WHALLI_PROVIDER_FIRST_TOKEN_TIMEOUT_S": "600",
     }

@@ -44,6 +44,7 @@ from bench._chat_world import (
     Timed,
     api_env,
     direct_reply,
+    open_fds,
     raise_fd_limit,
     register,
     rss_kib,
@@ -345,25 +346,28 @@ async def _idle_memory(b: Bench, pid: int) -> dict[str, float | str]:
 
     sessions = await asyncio.gather(*(start() for _ in range(IDLE_STREAMS)))
     await asyncio.sleep(2)  # every generation connected upstream and waits
-    generating = rss_kib(pid)
+    generating, generating_fds = rss_kib(pid), open_fds(pid)
     opened = 0
     all_open, leave = asyncio.Event(), asyncio.Event()
 
     async def hold(session: str) -> None:
         nonlocal opened
         async with b.api.stream("GET", f"/api/chat/stream?sessionId={session}") as response:
-            async for _ in response.aiter_raw():  # the "retry:" line
-                break
+            # Keep the iterator: one left behind by a ``break`` is finalised at once, and
+            # httpcore then closes the connection (the stream would not stay open).
+            chunks = response.aiter_raw()
+            await anext(chunks)  # the "retry:" line
             opened += 1
             if opened == IDLE_STREAMS:
                 all_open.set()
             await leave.wait()
+            await chunks.aclose()
 
     holders = [asyncio.create_task(hold(s)) for s in sessions]
     try:
         await asyncio.wait_for(all_open.wait(), timeout=60)
         await asyncio.sleep(2)
-        streaming = rss_kib(pid)
+        streaming, streaming_fds = rss_kib(pid), open_fds(pid)
     finally:
         leave.set()
         await asyncio.gather(*holders, return_exceptions=True)
@@ -372,6 +376,8 @@ async def _idle_memory(b: Bench, pid: int) -> dict[str, float | str]:
         "idle_kib_per_held_generation": round((generating - before) / IDLE_STREAMS, 1),
         "idle_kib_per_open_sse_stream": round((streaming - generating) / IDLE_STREAMS, 1),
         "idle_kib_per_stream_with_generation": round((streaming - before) / IDLE_STREAMS, 1),
+        # proof that the readers' connections were open when measured (one descriptor each)
+        "idle_open_sse_fds_added": streaming_fds - generating_fds,
     }
 
 
