@@ -1,4 +1,5 @@
-"""`whalli serve` keeps idle client connections open for ``WHALLI_HTTP_KEEP_ALIVE_S``.
+"""`whalli serve` as deployed: idle client connections stay open for
+``WHALLI_HTTP_KEEP_ALIVE_S``, and the client address is Whalli's to decide.
 
 A reverse proxy reuses idle connections to the API for up to its own idle timeout (Traefik's: 90
 s); if the API closed them sooner (uvicorn's default: 5 s), a request sent as the API closes
@@ -7,12 +8,15 @@ meets a reset, which the proxy answers with a 502.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from whalli.adapters.embedded.process import free_port
@@ -25,6 +29,10 @@ def _get_health(conn: socket.socket) -> bytes:
     """One whole response (head and body) to ``GET /api/health`` on ``conn``; what arrived if
     the server closed the connection first."""
     conn.sendall(b"GET /api/health HTTP/1.1\r\nHost: whalli\r\n\r\n")
+    return _read_response(conn)
+
+
+def _read_response(conn: socket.socket) -> bytes:
     answer = b""
     while b"\r\n\r\n" not in answer:
         piece = conn.recv(65536)
@@ -45,9 +53,9 @@ def _get_health(conn: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def test_an_idle_connection_outlives_uvicorns_default_keep_alive(
-    stack_urls: StackUrls, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def _serving(stack_urls: StackUrls, tmp_path: Path, **settings: str) -> Iterator[socket.socket]:
+    """``whalli serve`` on a free port, and one connection to it."""
     port = free_port()
     env = {
         **os.environ,
@@ -58,7 +66,7 @@ def test_an_idle_connection_outlives_uvicorns_default_keep_alive(
         "WHALLI_S3_SECRET_KEY": stack_urls.s3_secret_key,
         "WHALLI_LOG_DIR": str(tmp_path / "logs"),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        "WHALLI_HTTP_KEEP_ALIVE_S": "60",
+        **settings,
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "whalli.entrypoints.cli.main", "serve", "--port", str(port)],
@@ -75,10 +83,34 @@ def test_an_idle_connection_outlives_uvicorns_default_keep_alive(
                 assert time.monotonic() < deadline, "the API did not listen within 60 s"
                 time.sleep(0.1)
         with conn:
-            assert _get_health(conn).startswith(b"HTTP/1.1 200")
-            time.sleep(IDLE_S)
-            # the same connection, still open: uvicorn's default would have closed it by now
-            assert _get_health(conn).startswith(b"HTTP/1.1 200")
+            yield conn
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=60)
+
+
+def test_an_idle_connection_outlives_uvicorns_default_keep_alive(
+    stack_urls: StackUrls, tmp_path: Path
+) -> None:
+    with _serving(stack_urls, tmp_path, WHALLI_HTTP_KEEP_ALIVE_S="60") as conn:
+        assert _get_health(conn).startswith(b"HTTP/1.1 200")
+        time.sleep(IDLE_S)
+        # the same connection, still open: uvicorn's default would have closed it by now
+        assert _get_health(conn).startswith(b"HTTP/1.1 200")
+
+
+def test_a_client_cannot_pick_its_ip_with_x_forwarded_for_unless_its_proxy_is_trusted(
+    stack_urls: StackUrls, tmp_path: Path
+) -> None:
+    # No trusted proxies (the default): every request from here is 127.0.0.1's, whatever
+    # X-Forwarded-For says. (uvicorn's own proxy-headers handling believed it from loopback.)
+    with _serving(stack_urls, tmp_path, WHALLI_RATE_LIMIT_IP_PER_MIN="2") as conn:
+        statuses = []
+        for _ in range(5):  # a fixed window's boundary falls between them at most once
+            spoofed = ".".join(str(random.randrange(1, 255)) for _ in range(4))
+            conn.sendall(
+                b"GET /api/models HTTP/1.1\r\nHost: whalli\r\n"
+                b"X-Forwarded-For: " + spoofed.encode() + b"\r\n\r\n"
+            )
+            statuses.append(_read_response(conn).split(b" ", 2)[1])
+    assert b"429" in statuses  # one bucket for all of them

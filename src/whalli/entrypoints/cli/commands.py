@@ -85,6 +85,9 @@ def serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        # The client address is ``client_ip``'s to decide (``WHALLI_TRUSTED_PROXIES``): uvicorn's
+        # own handling would believe any X-Forwarded-For sent from loopback.
+        proxy_headers=False,
         timeout_keep_alive=settings.http_keep_alive_s,
         timeout_graceful_shutdown=10,
     )
