@@ -106,8 +106,12 @@ class _Log:
     def expired(self, now: float) -> bool:
         return now - self.touched >= self.ttl
 
-    async def wait_for_more(self, seconds: float) -> None:
-        """Until the next event is appended, or ``seconds`` passed."""
+    def wait_for_more(self, seconds: float) -> asyncio.Future[None]:
+        """A future resolved when the next event is appended, or once ``seconds`` passed.
+
+        (A plain future, not a coroutine: no frame of its own under every waiting reader. One
+        cancelled by its reader leaving stays listed until the next event or deadline.)
+        """
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -118,11 +122,7 @@ class _Log:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_at, self._timer = deadline, loop.call_at(deadline, self._time_up)
-        try:
-            await waiter
-        finally:
-            if not waiter.done():  # cancelled: no longer waiting
-                self._waiters = [w for w in self._waiters if w[1] is not waiter]
+        return waiter
 
     def _time_up(self) -> None:
         # Wake the readers whose limit passed; the others keep waiting, re-armed for the first.

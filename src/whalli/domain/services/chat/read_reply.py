@@ -56,11 +56,13 @@ class ReadReplyHandler:
         self._block_ms = int(heartbeat_s * 1000)
         self._track = track_readers
 
-    async def events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
+    def events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
+        # (untracked: no generator layer of its own, which every open stream would hold)
         if not self._track:
-            async for item in self._events(session_id, after):
-                yield item
-            return
+            return self._events(session_id, after)
+        return self._tracked(session_id, after)
+
+    async def _tracked(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
         await self._stream.reader_joined(session_id, READER_TTL_SECONDS)
         try:
             async for item in self._events(session_id, after):

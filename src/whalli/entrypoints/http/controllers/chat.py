@@ -11,7 +11,6 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.response import Stream
 
 from whalli.adapters.prometheus.chat_metrics import sse_connections
 from whalli.domain.model.chat_sessions import ChatSession
@@ -31,6 +30,7 @@ from whalli.domain.services.chat.read_reply import ReadReplyHandler
 from whalli.domain.services.chat.start_chat import StartChat
 from whalli.domain.services.chat.stop_generation import StopGeneration
 from whalli.entrypoints.http.deps import AppContainer
+from whalli.entrypoints.http.lean_stream import LeanStream
 from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.entrypoints.http.security import CONTAINER_STATE_KEY, PUBLIC, credential_from
 from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_comment, json_event
@@ -110,7 +110,7 @@ class ChatStreamController(Controller):
     async def start(
         self, request: Request[Any, Any, Any], principal: NamedDependency[Principal],
         data: JSONBody[ChatStartBody],
-    ) -> ChatStarted | Stream:  # fmt: skip
+    ) -> ChatStarted | LeanStream:  # fmt: skip
         container = _container(request)
         params = data.params or ParamsBody()
         generation = GenerationParams(temperature=params.temperature, max_tokens=params.max_tokens)
@@ -145,7 +145,7 @@ class ChatStreamController(Controller):
             return answer
         head = RETRY + json_event("session", answer)
         frames = _frames(await container.read_reply(), session.id, None, head)
-        return Stream(frames, status_code=201, headers=SSE_HEADERS)
+        return LeanStream(frames, status_code=201, headers=SSE_HEADERS)
 
     @get(
         "/stream", opt={**PUBLIC, "rate_limit": False},
@@ -171,7 +171,7 @@ class ChatStreamController(Controller):
             parse_event_id(after)  # a 422 now, not an error inside a 200 stream
             if await reader.ended_at(session.id, after):
                 return Response(content=b"", status_code=204)
-        return Stream(_frames(reader, session.id, after, RETRY), headers=SSE_HEADERS)
+        return LeanStream(_frames(reader, session.id, after, RETRY), headers=SSE_HEADERS)
 
     @post("/sessions/{session_id:str}/stop", status_code=202, summary="Stop generating a reply")
     async def stop(

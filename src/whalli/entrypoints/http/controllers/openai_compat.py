@@ -18,7 +18,6 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
-from litestar.response import Stream
 
 from whalli.adapters.prometheus.chat_metrics import sse_connections
 from whalli.domain.model.chats import GenerationParams
@@ -27,6 +26,7 @@ from whalli.domain.model.principal import Principal
 from whalli.domain.services.chat.complete import CompleteChat, CompleteChatHandler
 from whalli.domain.services.models.list_models import ListModels, ListModelsHandler
 from whalli.entrypoints.http import openai_wire as wire
+from whalli.entrypoints.http.lean_stream import LeanStream
 from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_event
 from whalli.ports.chat_model import StreamDelta, StreamEnd
 
@@ -154,7 +154,7 @@ class OpenAICompatController(Controller):
             model = complete_chat.answered_by or data.model
             completion = _Completion(completion_id, created, model, include_usage)
             chunks = _sse(completion, first, events)
-            return Stream(chunks, media_type=MEDIA_TYPE, headers=dict(HEADERS))
+            return LeanStream(chunks, media_type=MEDIA_TYPE, headers=dict(HEADERS))
         async with contextlib.aclosing(events):
             return await _completion(
                 _Completion(completion_id, created, data.model, include_usage),
