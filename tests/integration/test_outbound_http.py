@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -215,6 +216,24 @@ async def test_tls_with_a_trusted_certificate_and_refused_with_an_unknown_one() 
                 await http.get(url)
 
 
+async def test_socket_options_are_set_on_the_connection() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    keepalive = (socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+    async with serving(handler) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        for options, expected in (([(*keepalive, 1)], 1), (None, 0)):
+            stream = await AsyncioBackend().connect_tcp(
+                "127.0.0.1", port, timeout=5, socket_options=options
+            )
+            try:
+                sock = stream.get_extra_info("socket")
+                assert sock.getsockopt(*keepalive) == expected
+            finally:
+                await stream.aclose()
+
+
 def test_every_case_also_on_uvloop() -> None:
     """The servers run uvloop, whose transports are not asyncio's classes: the same cases there."""
     cases = [
@@ -227,6 +246,7 @@ def test_every_case_also_on_uvloop() -> None:
         test_a_refused_connection_is_a_connect_error,
         test_a_read_timeout_raises_read_timeout,
         test_tls_with_a_trusted_certificate_and_refused_with_an_unknown_one,
+        test_socket_options_are_set_on_the_connection,
     ]
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         for case in cases:

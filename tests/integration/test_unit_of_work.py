@@ -11,7 +11,7 @@ import pytest
 
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
-from whalli.adapters.postgres.pool import create_pool
+from whalli.adapters.postgres.pool import PostgresPool, create_pool
 from whalli.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from whalli.domain.model.errors import (
     ChatNotFound,
@@ -126,6 +126,30 @@ async def test_repositories_refuse_to_work_outside_the_block(uow_factory: UowFac
     uow = uow_factory()
     with pytest.raises(RuntimeError, match="inside `async with uow:`"):
         await uow.users.get(a_user().id)
+
+
+async def test_a_repository_is_one_object_that_follows_each_block(uow_factory: UowFactory) -> None:
+    uow = uow_factory()
+    users = uow.users  # taken outside the block, first used inside
+    assert uow.users is users
+    user = a_user()
+    async with uow:
+        await users.add(user)
+        await uow.commit()
+    async with uow:
+        assert uow.users is users
+        assert await users.get(user.id) == user
+
+
+async def test_a_postgres_unit_of_work_makes_a_repository_on_its_first_use(
+    pg_pool: PostgresPool,
+) -> None:
+    # a reply being generated holds its unit of work, untouched, until the reply is saved
+    uow = PostgresUnitOfWork(pg_pool)
+    assert not any(name in vars(uow) for name in ("users", "chats", "usage"))
+    chats = uow.chats
+    assert vars(uow)["chats"] is chats
+    assert "users" not in vars(uow)
 
 
 async def test_a_unit_of_work_cannot_be_entered_twice_at_once(uow_factory: UowFactory) -> None:

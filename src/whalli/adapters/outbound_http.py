@@ -143,9 +143,15 @@ class AsyncioStream(AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport, self._protocol = transport, protocol
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+    def read(self, max_bytes: int, timeout: float | None = None) -> Coroutine[Any, Any, bytes]:
+        # httpcore awaits it at once. Without a timeout (the streamed provider replies, bounded
+        # by their caller) that is the protocol's read itself: one coroutine less per read
+        # waiting for data, held as long as the reply waits for its next token.
         if timeout is None:
-            return await self._protocol.read(max_bytes)
+            return self._protocol.read(max_bytes)
+        return self._read_within(max_bytes, timeout)
+
+    async def _read_within(self, max_bytes: int, timeout: float) -> bytes:
         try:
             async with asyncio.timeout(timeout):
                 return await self._protocol.read(max_bytes)
@@ -250,9 +256,12 @@ async def _connected(
         raise httpcore.ConnectTimeout(f"could not connect within {timeout:g}s") from e
     except OSError as e:
         raise httpcore.ConnectError(str(e) or type(e).__name__) from e
-    sock: socket.socket | None = transport.get_extra_info("socket")
+    # asked only when there is an option to set: uvloop makes the socket object at the first
+    # ask, then keeps it as long as the connection
+    options = list(options or ())
+    sock: socket.socket | None = transport.get_extra_info("socket") if options else None
     if sock is not None:
-        for option in options or ():
+        for option in options:
             sock.setsockopt(*option)
     return AsyncioStream(transport, protocol)
 

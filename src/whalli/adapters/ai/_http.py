@@ -53,6 +53,7 @@ async def sse_post(
             async for chunk in response.aiter_bytes():
                 for event in decoder.feed(chunk):
                     yield event
+                    del event  # not kept while the next read is awaited (a held reply waits there)
             for event in decoder.finish():
                 yield event
     except (httpx.RemoteProtocolError, httpx.ReadError) as e:

@@ -16,6 +16,7 @@ import httpx
 import msgspec
 
 from whalli.adapters.ai._http import decode_json, sse_post, stream_error
+from whalli.adapters.ai._sse import SseEvent
 from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, stream_with_retries
 from whalli.domain.model.chats import MessageRole, TokenUsage
 from whalli.domain.model.errors import ProviderError
@@ -87,9 +88,7 @@ class AnthropicChatModel(ChatModel):
         return body
 
     async def _attempt(self, body: bytes) -> AsyncGenerator[StreamEvent, None]:
-        prompt_tokens = completion_tokens = 0
-        stop_reason: str | None = None
-        end: StreamEnd | None = None
+        answer = _Answer(self.provider)
         events = sse_post(
             self._http,
             self._url,
@@ -101,41 +100,61 @@ class AnthropicChatModel(ChatModel):
         async with aclosing(events):
             try:
                 async for sse in events:
-                    if end is not None:
+                    if answer.end is not None:
                         continue  # read the body to its end so the connection can be reused
-                    data = decode_json(self.provider, sse.data)
-                    kind = data.get("type", sse.event)
-                    if kind == "content_block_delta":
-                        delta = data.get("delta") or {}
-                        text = delta.get("text")
-                        if delta.get("type") == "text_delta" and isinstance(text, str) and text:
-                            yield StreamDelta(text=text)
-                    elif kind == "message_start":
-                        usage = (data.get("message") or {}).get("usage") or {}
-                        prompt_tokens = _input_tokens(usage) or prompt_tokens
-                        completion_tokens = _count(usage.get("output_tokens")) or completion_tokens
-                    elif kind == "message_delta":
-                        usage = data.get("usage") or {}
-                        # Counts here are cumulative; newer API versions repeat the input count.
-                        prompt_tokens = _input_tokens(usage) or prompt_tokens
-                        completion_tokens = _count(usage.get("output_tokens")) or completion_tokens
-                        stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
-                    elif kind == "message_stop":
-                        end = StreamEnd(
-                            finish_reason=str(stop_reason or "unknown"),
-                            usage=TokenUsage(
-                                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-                            ),
-                        )
-                    elif kind == "error":
-                        raise stream_error(self.provider, data)
-                    # ping, content_block_start/stop and event types added later carry no text
+                    text = answer.read(sse)
+                    del sse  # a held reply waits for its next event here: keep nothing of this one
+                    if text:
+                        yield StreamDelta(text=text)
             except ProviderError:
-                if end is None:
+                if answer.end is None:
                     raise  # a failure after message_stop does not spoil a complete answer
-        if end is None:
+        if answer.end is None:
             raise stream_cut(self.provider)
-        yield end
+        yield answer.end
+
+
+class _Answer:
+    """What one attempt's events said so far: its counts, its stop reason, its end."""
+
+    __slots__ = ("completion_tokens", "end", "prompt_tokens", "provider", "stop_reason")
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.prompt_tokens = self.completion_tokens = 0
+        self.stop_reason: str | None = None
+        self.end: StreamEnd | None = None
+
+    def read(self, sse: SseEvent) -> str | None:
+        """Take in one event; the text it adds, if any."""
+        data = decode_json(self.provider, sse.data)
+        kind = data.get("type", sse.event)
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            text = delta.get("text")
+            if delta.get("type") == "text_delta" and isinstance(text, str) and text:
+                return text
+        elif kind == "message_start":
+            usage = (data.get("message") or {}).get("usage") or {}
+            self.prompt_tokens = _input_tokens(usage) or self.prompt_tokens
+            self.completion_tokens = _count(usage.get("output_tokens")) or self.completion_tokens
+        elif kind == "message_delta":
+            usage = data.get("usage") or {}
+            # Counts here are cumulative; newer API versions repeat the input count.
+            self.prompt_tokens = _input_tokens(usage) or self.prompt_tokens
+            self.completion_tokens = _count(usage.get("output_tokens")) or self.completion_tokens
+            self.stop_reason = (data.get("delta") or {}).get("stop_reason") or self.stop_reason
+        elif kind == "message_stop":
+            self.end = StreamEnd(
+                finish_reason=str(self.stop_reason or "unknown"),
+                usage=TokenUsage(
+                    prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens
+                ),
+            )
+        elif kind == "error":
+            raise stream_error(self.provider, data)
+        # ping, content_block_start/stop and event types added later carry no text
+        return None
 
 
 def _input_tokens(usage: dict[str, Any]) -> int:

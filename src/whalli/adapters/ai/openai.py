@@ -95,24 +95,34 @@ class OpenAIChatModel(ChatModel):
                     if sse.data.strip() == "[DONE]":
                         end = StreamEnd(finish_reason=finish_reason or "unknown", usage=usage)
                         continue
-                    chunk = decode_json(self.provider, sse.data)
-                    if chunk.get("error") is not None:
-                        raise stream_error(self.provider, chunk)
-                    for choice in chunk.get("choices") or ():
-                        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                            continue
-                        text = (choice.get("delta") or {}).get("content")
-                        if isinstance(text, str) and text:
-                            yield StreamDelta(text=text)
-                        if choice.get("finish_reason"):
-                            finish_reason = str(choice["finish_reason"])
-                    usage = _usage(chunk.get("usage")) or usage
+                    texts, finish, chunk_usage = self._read(sse.data)
+                    del sse  # a held reply waits for its next event here: keep nothing of this one
+                    finish_reason, usage = finish or finish_reason, chunk_usage or usage
+                    for text in texts:
+                        yield StreamDelta(text=text)
             except ProviderError:
                 if end is None:
                     raise  # a failure after [DONE] does not spoil a complete answer
         if end is None:
             raise stream_cut(self.provider)
         yield end
+
+    def _read(self, data: str) -> tuple[list[str], str | None, TokenUsage | None]:
+        """One chunk's text deltas (of the first choice), finish reason and usage."""
+        chunk = decode_json(self.provider, data)
+        if chunk.get("error") is not None:
+            raise stream_error(self.provider, chunk)
+        texts: list[str] = []
+        finish_reason: str | None = None
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            text = (choice.get("delta") or {}).get("content")
+            if isinstance(text, str) and text:
+                texts.append(text)
+            if choice.get("finish_reason"):
+                finish_reason = str(choice["finish_reason"])
+        return texts, finish_reason, _usage(chunk.get("usage"))
 
 
 def _usage(raw: object) -> TokenUsage | None:

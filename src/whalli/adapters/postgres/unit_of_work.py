@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar, overload
 
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
-from whalli.adapters.postgres._base import translated
+from whalli.adapters.postgres._base import ConnectionGetter, translated
 from whalli.adapters.postgres.api_keys import PostgresApiKeyRepository
 from whalli.adapters.postgres.attachments import PostgresAttachmentRepository
 from whalli.adapters.postgres.chats import PostgresChatRepository
@@ -26,6 +26,32 @@ from whalli.adapters.postgres.usage import PostgresUsageRepository
 from whalli.adapters.postgres.users import PostgresUserRepository
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.ports.unit_of_work import UnitOfWork
+
+R = TypeVar("R")
+
+
+class _Repository(Generic[R]):
+    """A repository of the unit of work, made on first use and then kept in the instance (as
+    ``functools.cached_property`` would, which mypy takes for read-only where the port's
+    attributes are not): a use case touches one or two of the eleven, and a reply being
+    generated holds its unit of work for as long as it streams."""
+
+    def __init__(self, make: Callable[[ConnectionGetter], R]) -> None:
+        self._make = make
+        self._name = ""
+
+    def __set_name__(self, owner: type[PostgresUnitOfWork], name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, uow: None, owner: type[PostgresUnitOfWork]) -> Self: ...
+    @overload
+    def __get__(self, uow: PostgresUnitOfWork, owner: type[PostgresUnitOfWork]) -> R: ...
+    def __get__(self, uow: PostgresUnitOfWork | None, owner: type[PostgresUnitOfWork]) -> R | Self:
+        if uow is None:
+            return self
+        repository = uow.__dict__[self._name] = self._make(uow._connection)
+        return repository
 
 
 class PostgresUnitOfWork(UnitOfWork):
@@ -43,22 +69,23 @@ class PostgresUnitOfWork(UnitOfWork):
     or closed if that fails.
     """
 
+    users = _Repository(PostgresUserRepository)
+    projects = _Repository(PostgresProjectRepository)
+    chats = _Repository(PostgresChatRepository)
+    attachments = _Repository(PostgresAttachmentRepository)
+    transcriptions = _Repository(PostgresTranscriptionRepository)
+    searches = _Repository(PostgresSearchSubscriptionRepository)
+    notifications = _Repository(PostgresNotificationRepository)
+    refresh_tokens = _Repository(PostgresRefreshTokenRepository)
+    api_keys = _Repository(PostgresApiKeyRepository)
+    oauth_identities = _Repository(PostgresOAuthIdentityRepository)
+    usage = _Repository(PostgresUsageRepository)
+
     def __init__(self, pool: PostgresPool) -> None:
         self._pool = pool
         self._conn: AsyncConnection[TupleRow] | None = None
         self._autocommit = False
         self._writes = False  # in autocommit mode: whether writes are allowed (else read-only)
-        self.users = PostgresUserRepository(self._connection)
-        self.projects = PostgresProjectRepository(self._connection)
-        self.chats = PostgresChatRepository(self._connection)
-        self.attachments = PostgresAttachmentRepository(self._connection)
-        self.transcriptions = PostgresTranscriptionRepository(self._connection)
-        self.searches = PostgresSearchSubscriptionRepository(self._connection)
-        self.notifications = PostgresNotificationRepository(self._connection)
-        self.refresh_tokens = PostgresRefreshTokenRepository(self._connection)
-        self.api_keys = PostgresApiKeyRepository(self._connection)
-        self.oauth_identities = PostgresOAuthIdentityRepository(self._connection)
-        self.usage = PostgresUsageRepository(self._connection)
 
     def _connection(self) -> AsyncConnection[TupleRow]:
         if self._conn is None:

@@ -21,18 +21,21 @@ class GenerationSupervisor:
         self._grace = grace_seconds
 
     def launch(self, session_id: str, run: Callable[[], Awaitable[object]]) -> asyncio.Task[None]:
-        async def guarded() -> None:
-            try:
-                await run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("generation_failed", session=session_id[:8])
-
-        task = asyncio.get_running_loop().create_task(guarded(), name=f"reply-{session_id[:8]}")
+        task = asyncio.get_running_loop().create_task(
+            self._guarded(session_id, run), name=f"reply-{session_id[:8]}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    @staticmethod
+    async def _guarded(session_id: str, run: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("generation_failed", session=session_id[:8])
 
     @property
     def running(self) -> int:

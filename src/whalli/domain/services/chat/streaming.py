@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
+from typing import Self
 
 from whalli.domain.model.errors import ProviderError
 from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
@@ -12,14 +13,23 @@ from whalli.ports.reply_stream import ReplyStream
 
 
 class StopTicket:
-    """One reply being watched: the task that generates it, stopped by cancelling it."""
+    """One reply being watched: the task that generates it, stopped by cancelling it. The
+    ``with`` block of the ticket is what it is watched for (see ``StopBoard.watch``)."""
 
-    __slots__ = ("_task", "_unread_since", "session_id", "stopped")
+    __slots__ = ("_task", "_unread_since", "_watched", "session_id", "stopped")
 
-    def __init__(self, session_id: str, task: asyncio.Task[object]) -> None:
-        self.session_id, self._task = session_id, task
+    def __init__(
+        self, session_id: str, task: asyncio.Task[object], watched: set[StopTicket]
+    ) -> None:
+        self.session_id, self._task, self._watched = session_id, task, watched
         self.stopped = False
         self._unread_since: float | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._watched.discard(self)
 
     def stop(self) -> None:
         if not self.stopped:
@@ -64,20 +74,17 @@ class StopBoard:
     def watched(self) -> int:
         return len(self._watched)
 
-    @contextlib.contextmanager
-    def watch(self, session_id: str) -> Iterator[StopTicket]:
-        """Watch the current task's reply for the block: a stop cancels the task (inside the
-        block only: the ticket is dropped, without an await, as the block ends)."""
+    def watch(self, session_id: str) -> StopTicket:
+        """``with board.watch(session_id) as ticket:`` watches the current task's reply for the
+        block: a stop cancels the task (inside the block only: the ticket is dropped, without an
+        await, as the block ends)."""
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("watch() runs inside a task")
-        ticket = StopTicket(session_id, task)
+        ticket = StopTicket(session_id, task, self._watched)
         self._watched.add(ticket)
         self._start_poller()
-        try:
-            yield ticket
-        finally:
-            self._watched.discard(ticket)
+        return ticket
 
     def _start_poller(self) -> None:
         loop = asyncio.get_running_loop()
