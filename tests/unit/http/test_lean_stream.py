@@ -42,12 +42,13 @@ async def test_a_body_sent_to_its_end_ends_the_response_and_stops_listening() ->
         yield b"b"
 
     client = Client()
+    before = asyncio.all_tasks()  # (the loop may run other tests' tasks)
     await _response(body()).send_body(client.send, client.receive)
 
     assert client.bodies == [b"a", b"b", b""]
     assert client.sent[-1]["more_body"] is False
     await asyncio.sleep(0)
-    listeners = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    listeners = [t for t in asyncio.all_tasks() - before if not t.done()]
     assert listeners == []  # the disconnect listener was cancelled
 
 
