@@ -43,6 +43,7 @@ from redis.asyncio import Redis
 from bench._chat_world import (
     Timed,
     api_env,
+    cpu_seconds,
     direct_reply,
     open_fds,
     raise_fd_limit,
@@ -137,7 +138,7 @@ def _kept(results: list[Timed | None]) -> list[Timed]:
     return [t for t in results if t is not None]
 
 
-async def _ttft_and_rps(b: Bench) -> dict[str, float | str]:
+async def _ttft_and_rps(b: Bench, pid: int) -> dict[str, float | str]:
     ways: dict[str, Callable[[], Awaitable[Timed | None]]] = {
         "direct": b.straight, "whalli": b.whalli, "one_request": b.one_request, "v1": b.v1,
     }  # fmt: skip
@@ -163,9 +164,14 @@ async def _ttft_and_rps(b: Bench) -> dict[str, float | str]:
     kept_warm_w, kept_warm_d = _kept(warm_w), _kept(warm_d)
     c16: dict[str, list[Timed]] = {name: [] for name in ways}
     rps: dict[str, list[float]] = {name: [] for name in ways}
+    # The API process's CPU per reply: steadier than the throughput on a noisy machine, so a
+    # change in the work Whalli does per reply shows even when streams/s moves with the noise.
+    cpu: dict[str, float] = dict.fromkeys(ways, 0.0)
     for _ in range(C16_ROUNDS):
         for name, make in ways.items():
+            used = cpu_seconds(pid)
             timed, took = await _concurrently(make, C16, C16_EACH)
+            cpu[name] += cpu_seconds(pid) - used
             c16[name] += timed
             rps[name].append(len(timed) / took)
 
@@ -198,6 +204,7 @@ async def _ttft_and_rps(b: Bench) -> dict[str, float | str]:
         "rps_c16_direct": round(rd, 1),
         "rps_c16_whalli": round(statistics.median(rps["whalli"]), 1),
         "rps_c16_ratio_whalli_vs_direct": round(statistics.median(rps["whalli"]) / rd, 3),
+        "api_cpu_ms_per_reply_c16_whalli": round(1000 * cpu["whalli"] / len(c16_w), 2),
     }
     # The same two ways in one request each: the start answering the reply as events, and
     # the OpenAI-compatible API (the shape LiteLLM's and Portkey's overheads are measured on).
@@ -211,6 +218,7 @@ async def _ttft_and_rps(b: Bench) -> dict[str, float | str]:
             f"{name}_ttft_c16_p99_overhead_ms": _ms(_pct(ttft(c16[name]), 99) - d16),
             f"{name}_rps_c16": round(rw, 1),
             f"{name}_rps_c16_ratio_vs_direct": round(rw / rd, 3),
+            f"{name}_api_cpu_ms_per_reply_c16": round(1000 * cpu[name] / len(c16[name]), 2),
         }
     return figures
 
@@ -392,7 +400,7 @@ async def _measure(api_url: str, provider: str, redis_url: str, pid: int) -> dic
         b.auth = await register(api)
         b.api_key = await _api_key(b)
         _say("time to first token (c=1, c=16) and replies per second (c=16)")
-        figures = await _ttft_and_rps(b)
+        figures = await _ttft_and_rps(b, pid)
         figures["ttft_rps_stuck"] = b.stuck
         figures |= await _idle_wake(b)
         for gap_ms in GAPS_MS:
