@@ -54,7 +54,8 @@ class ReplyStream(Protocol):
     async def producing(self, session_id: str) -> bool:
         """Whether some process is still generating the session's reply: True from ``begin``
         (or a first ``publish`` without it) until its final event is published; False once
-        nobody is (the generator finished, or its process died: a store shared by several
-        processes notices that within seconds, not at once).
+        nobody is (the generator finished, the task that called ``begin`` ended without the
+        final event, or its process died: a store shared by several processes notices the
+        last two within seconds, not at once).
         One round trip at most. Raises ``ServiceUnavailable``."""
         ...

@@ -538,6 +538,57 @@ async def test_a_reply_is_produced_from_begin_until_its_final_event(
     assert not await reply_stream.producing(session_id)
 
 
+@pytest.mark.parametrize("backend", ["fake", "relayed"], indirect=True)
+async def test_a_reply_whose_generator_ended_without_its_final_event_is_not_produced(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    release = asyncio.Event()
+
+    async def lost_generator() -> None:  # a bug: it returns without a final event
+        await reply_stream.begin(session_id, TTL)
+        await publish_all(reply_stream, session_id, tokens("a"))
+        await release.wait()
+
+    generating = asyncio.create_task(lost_generator())
+    assert await eventually(lambda: reply_stream.producing(session_id), True, within_s=5)
+
+    release.set()
+    await generating
+
+    assert not await reply_stream.producing(session_id)
+
+
+async def test_a_lost_generator_ends_its_readers_here_and_elsewhere_with_an_interrupted_error(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    here = beating(RedisReplyStream(redis_client, prefix=redis_prefix))
+    there = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix))
+    release = asyncio.Event()
+    ids: list[str] = []
+
+    async def lost_generator() -> None:
+        await here.begin(session_id, TTL)
+        ids.extend(await publish_all(here, session_id, tokens("half")))
+        await here.drain()
+        await release.wait()
+
+    generating = asyncio.create_task(lost_generator())
+    assert await eventually(lambda: there.producing(session_id), True, within_s=5 * ALIVE_S)
+    release.set()
+    await generating  # this process lives on: its beats go on, but no longer for this reply
+
+    assert not await eventually(lambda: there.producing(session_id), False, within_s=5 * ALIVE_S)
+    for store in (here, there):
+        reader = ReadReplyHandler(store, heartbeat_s=BEAT_S, track_readers=False)
+        async with asyncio.timeout(30):  # (a reader that is never told would wait forever)
+            items = [item async for item in reader.events(session_id, None)]
+        assert items[0] == [(ids[0], TokenEvent(delta="half"))]
+        assert items[1] is HEARTBEAT
+        [(error_id, error)] = items[2] or []
+        assert (error_id, getattr(error, "code", None)) == (ids[0], "reply_interrupted")
+    await here.aclose()
+
+
 async def test_another_process_sees_a_reply_produced_across_beats_until_its_final_event(
     redis_client: Redis, redis_prefix: str, session_id: str
 ) -> None:

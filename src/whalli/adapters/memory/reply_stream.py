@@ -40,6 +40,7 @@ class InMemoryReplyStream(ReplyStream):
         self._flags: dict[tuple[str, str], datetime] = {}
         self._readers: dict[str, int] = {}
         self._producing: set[str] = set()
+        self._generators: dict[str, asyncio.Task[object]] = {}  # who called ``begin``
         self._ended: set[str] = set()
         self._published = asyncio.Condition()
         # One counter for every session: a stream recreated after expiry keeps increasing ids.
@@ -72,6 +73,7 @@ class InMemoryReplyStream(ReplyStream):
         stream.expires_at = expires_at
         if is_final(event):
             self._producing.discard(session_id)
+            self._generators.pop(session_id, None)
             self._ended.add(session_id)
         else:
             self._produce(session_id)
@@ -122,9 +124,14 @@ class InMemoryReplyStream(ReplyStream):
     async def begin(self, session_id: str, ttl_seconds: int) -> None:
         _check_ttl(ttl_seconds)
         self._produce(session_id)
+        task = asyncio.current_task()
+        if task is not None:
+            self._generators[session_id] = task
 
     async def producing(self, session_id: str) -> bool:
-        return session_id in self._producing
+        generator = self._generators.get(session_id)
+        lost = generator is not None and generator.done() and session_id not in self._ended
+        return session_id in self._producing and not lost
 
     def abandon(self, session_id: str) -> None:
         """Tests only: the generator's process died, so the final event will never come."""

@@ -25,8 +25,11 @@ Liveness (``producing``): one beacon task per process marks every reply it gener
 Redis (``RedisReplyStream.mark_producing``): a reply as soon as it begins, then all of them every
 ``beat_every_s`` in one round trip, each mark lasting ``alive_for_s``. Readers elsewhere ask
 only after a heartbeat of silence, so the mark exists by then; if this process dies the marks
-expire and those readers end the reply instead of waiting forever. The beacon runs only while
-something is generated here, and a failed beat is logged (throttled) and tried again next time.
+expire and those readers end the reply instead of waiting forever. A reply whose generating task
+(the one that called ``begin``) ended without its final event is no longer marked, and is not
+producing for the readers here either: a generator lost to a bug ends its readers as a dead
+process does. The beacon runs only while something is generated here, and a failed beat is
+logged (throttled) and tried again next time.
 """
 
 from __future__ import annotations
@@ -58,8 +61,8 @@ class _Log:
     """
 
     __slots__ = (
-        "_in_redis", "_loop", "_timer", "_timer_at", "_waiters", "events", "flushed", "ms",
-        "touched", "ttl",
+        "_in_redis", "_loop", "_timer", "_timer_at", "_waiters", "events", "flushed",
+        "generator", "ms", "touched", "ttl",
     )  # fmt: skip
 
     def __init__(self, ttl_seconds: int) -> None:
@@ -68,6 +71,8 @@ class _Log:
         self.flushed = 0  # how many of ``events`` were handed to Redis
         self.ttl = ttl_seconds
         self.touched = time.monotonic()
+        # the task generating the reply (``begin`` runs in it); None: not known
+        self.generator: asyncio.Task[object] | None = None
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []  # (deadline, waiter)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -105,6 +110,12 @@ class _Log:
 
     def expired(self, now: float) -> bool:
         return now - self.touched >= self.ttl
+
+    @property
+    def abandoned(self) -> bool:
+        """Its generator ended without the final event (which drops the log before the task
+        ends): nothing more will come."""
+        return self.generator is not None and self.generator.done()
 
     def wait_for_more(self, seconds: float) -> asyncio.Future[None]:
         """A future resolved when the next event is appended, or once ``seconds`` passed.
@@ -198,6 +209,7 @@ class RelayedReplyStream(ReplyStream):
     async def begin(self, session_id: str, ttl_seconds: int) -> None:
         check_ttl(ttl_seconds)
         self._open(session_id, ttl_seconds)
+        self._logs[session_id].generator = asyncio.current_task()
         self._announce(session_id)
 
     async def publish(self, session_id: str, event: ReplyEvent, ttl_seconds: int) -> str:
@@ -230,8 +242,10 @@ class RelayedReplyStream(ReplyStream):
         return entry.after(after, count)
 
     async def producing(self, session_id: str) -> bool:
-        if self._live(session_id) is not None:
-            return True  # generated here (its final event drops the log)
+        entry = self._live(session_id)
+        if entry is not None:
+            # generated here (its final event drops the log), unless its generator was lost
+            return not entry.abandoned
         return await self._redis.producing(session_id)
 
     async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
@@ -291,7 +305,11 @@ class RelayedReplyStream(ReplyStream):
             if now >= due:
                 due = now + self._beat_every
                 moment = time.monotonic()
-                sessions = [s for s, entry in self._logs.items() if not entry.expired(moment)]
+                sessions = [
+                    s
+                    for s, entry in self._logs.items()
+                    if not entry.expired(moment) and not entry.abandoned
+                ]
             else:
                 sessions = [s for s in self._fresh if s in self._logs]
             self._fresh = set()
