@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from whalli.adapters.embedded.process import free_port
@@ -54,7 +55,12 @@ def _read_response(conn: socket.socket) -> bytes:
 
 
 @contextlib.contextmanager
-def _serving(stack_urls: StackUrls, tmp_path: Path, **settings: str) -> Iterator[socket.socket]:
+def _serving(
+    stack_urls: StackUrls,
+    tmp_path: Path,
+    preexec: Callable[[], None] | None = None,
+    **settings: str,
+) -> Iterator[tuple[socket.socket, subprocess.Popen[bytes]]]:
     """``whalli serve`` on a free port, and one connection to it."""
     port = free_port()
     env = {
@@ -70,7 +76,7 @@ def _serving(stack_urls: StackUrls, tmp_path: Path, **settings: str) -> Iterator
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "whalli.entrypoints.cli.main", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -83,7 +89,7 @@ def _serving(stack_urls: StackUrls, tmp_path: Path, **settings: str) -> Iterator
                 assert time.monotonic() < deadline, "the API did not listen within 60 s"
                 time.sleep(0.1)
         with conn:
-            yield conn
+            yield conn, server
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=60)
@@ -92,7 +98,7 @@ def _serving(stack_urls: StackUrls, tmp_path: Path, **settings: str) -> Iterator
 def test_an_idle_connection_outlives_uvicorns_default_keep_alive(
     stack_urls: StackUrls, tmp_path: Path
 ) -> None:
-    with _serving(stack_urls, tmp_path, WHALLI_HTTP_KEEP_ALIVE_S="60") as conn:
+    with _serving(stack_urls, tmp_path, WHALLI_HTTP_KEEP_ALIVE_S="60") as (conn, _):
         assert _get_health(conn).startswith(b"HTTP/1.1 200")
         time.sleep(IDLE_S)
         # the same connection, still open: uvicorn's default would have closed it by now
@@ -104,7 +110,7 @@ def test_a_client_cannot_pick_its_ip_with_x_forwarded_for_unless_its_proxy_is_tr
 ) -> None:
     # No trusted proxies (the default): every request from here is 127.0.0.1's, whatever
     # X-Forwarded-For says. (uvicorn's own proxy-headers handling believed it from loopback.)
-    with _serving(stack_urls, tmp_path, WHALLI_RATE_LIMIT_IP_PER_MIN="2") as conn:
+    with _serving(stack_urls, tmp_path, WHALLI_RATE_LIMIT_IP_PER_MIN="2") as (conn, _):
         statuses = []
         for _ in range(5):  # a fixed window's boundary falls between them at most once
             spoofed = ".".join(str(random.randrange(1, 255)) for _ in range(4))
@@ -114,3 +120,21 @@ def test_a_client_cannot_pick_its_ip_with_x_forwarded_for_unless_its_proxy_is_tr
             )
             statuses.append(_read_response(conn).split(b" ", 2)[1])
     assert b"429" in statuses  # one bucket for all of them
+
+
+def test_the_open_file_limit_is_raised_to_what_the_system_allows(
+    stack_urls: StackUrls, tmp_path: Path
+) -> None:
+    # Started as a login shell or a container often starts it: a soft limit of a few hundred
+    # descriptors, far below the hard one; every open stream needs one or two.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    allowed = 1_048_576 if hard == resource.RLIM_INFINITY else min(hard, 1_048_576)
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    with _serving(stack_urls, tmp_path, low_soft_limit) as (conn, server):
+        assert _get_health(conn).startswith(b"HTTP/1.1 200")
+        limits = Path(f"/proc/{server.pid}/limits").read_text()
+    soft = next(line.split()[3] for line in limits.splitlines() if "open files" in line)
+    assert int(soft) == allowed

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from whalli.adapters.system.open_files import raise_open_files_limit
 from whalli.config import load_settings, redact_url
 from whalli.entrypoints.cli.environment import (
     dev_stack,
@@ -76,6 +77,9 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = resolved_settings()
     _metrics_dir(settings.metrics_dir, settings.data_dir)
+    before, after = raise_open_files_limit()  # every open stream holds a descriptor or two
+    if after != before:
+        say(f"open-file limit raised from {before} to {after}")
     uvicorn.run(
         "whalli.entrypoints.http.asgi:app_factory",
         factory=True,
