@@ -18,7 +18,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
 from litestar.params import FromPath, QueryParameter
-from litestar.response import Redirect, Stream
+from litestar.response import Redirect
 
 from whalli.adapters.prometheus.chat_metrics import sse_connections
 from whalli.config import Settings
@@ -54,6 +54,7 @@ from whalli.domain.services.files.watch_attachment import (
     WatchEnd,
 )
 from whalli.entrypoints.http import sse
+from whalli.entrypoints.http.lean_stream import LeanStream
 from whalli.entrypoints.http.schemas import Schema
 from whalli.entrypoints.http.uploads import (
     UploadForm,
@@ -216,10 +217,10 @@ class FileController(Controller):
         principal: NamedDependency[Principal],
         watch_attachment: NamedDependency[WatchAttachmentHandler],
         file_id: FromPath[UUID],
-    ) -> Stream:
+    ) -> LeanStream:
         command = WatchAttachment(user_id=principal.user_id, attachment_id=file_id)
         changes = await watch_attachment.execute(command)  # 404 here, before the stream
-        return Stream(
+        return LeanStream(
             _status_events(file_id, changes), media_type=sse.MEDIA_TYPE, headers=dict(sse.HEADERS)
         )
 
@@ -249,7 +250,7 @@ class FileController(Controller):
             "Content-Disposition": content_disposition(a.filename),
             "Content-Length": str(a.size_bytes),
         }
-        return Stream(opened.chunks, media_type=a.content_type, headers=headers)
+        return LeanStream(opened.chunks, media_type=a.content_type, headers=headers)
 
     @delete("/{file_id:uuid}", summary="Delete a file (owners and editors)")
     async def remove(
