@@ -519,6 +519,19 @@ class FlakyRedisReplyStream(RedisReplyStream):
         await super().mark_producing(session_ids, ttl_ms)
 
 
+async def assert_read_then_interrupted(store: ReplyStream, session_id: str, first: str) -> None:
+    """A reader of a reply whose generator is gone after its one token ("half", id ``first``)
+    gets that token, a heartbeat, then ``reply_interrupted`` under the token's id, and ends."""
+    reader = ReadReplyHandler(store, heartbeat_s=BEAT_S, track_readers=False)
+    async with asyncio.timeout(30):  # (a reader that is never told would wait forever)
+        items = [item async for item in reader.events(session_id, None)]
+    assert items[0] == [(first, TokenEvent(delta="half"))]
+    assert items[1] is HEARTBEAT
+    [(error_id, error)] = items[2] or []
+    assert (error_id, getattr(error, "code", None)) == (first, "reply_interrupted")
+    assert len(items) == 3
+
+
 def beating(redis: RedisReplyStream) -> RelayedReplyStream:
     return RelayedReplyStream(redis, beat_every_s=BEAT_S, alive_for_s=ALIVE_S)
 
@@ -579,13 +592,7 @@ async def test_a_lost_generator_ends_its_readers_here_and_elsewhere_with_an_inte
 
     assert not await eventually(lambda: there.producing(session_id), False, within_s=5 * ALIVE_S)
     for store in (here, there):
-        reader = ReadReplyHandler(store, heartbeat_s=BEAT_S, track_readers=False)
-        async with asyncio.timeout(30):  # (a reader that is never told would wait forever)
-            items = [item async for item in reader.events(session_id, None)]
-        assert items[0] == [(ids[0], TokenEvent(delta="half"))]
-        assert items[1] is HEARTBEAT
-        [(error_id, error)] = items[2] or []
-        assert (error_id, getattr(error, "code", None)) == (ids[0], "reply_interrupted")
+        await assert_read_then_interrupted(store, session_id, ids[0])
     await here.aclose()
 
 
@@ -625,13 +632,7 @@ async def test_a_reply_whose_process_died_ends_for_readers_elsewhere_with_an_int
     await here.aclose()  # the process dies: no more beats, and no final event
 
     assert not await eventually(lambda: there.producing(session_id), False, within_s=5 * ALIVE_S)
-    reader = ReadReplyHandler(there, heartbeat_s=BEAT_S, track_readers=False)
-    items = [item async for item in reader.events(session_id, None)]
-    assert items[0] == [(first, TokenEvent(delta="half"))]
-    assert items[1] is HEARTBEAT
-    [(error_id, error)] = items[2] or []
-    assert (error_id, getattr(error, "code", None)) == (first, "reply_interrupted")
-    assert len(items) == 3
+    await assert_read_then_interrupted(there, session_id, first)
 
 
 async def test_a_beat_that_fails_is_tried_again_at_the_next_one(

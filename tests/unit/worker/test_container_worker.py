@@ -4,8 +4,11 @@ worker's event loop while the resources are open (adapters swapped by container 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Self
 
 from dependency_injector import providers
 
@@ -60,7 +63,8 @@ async def test_the_worker_handles_extractions_and_sweeps_stale_attachments_perio
 
 
 class SignallingUnitOfWork(InMemoryUnitOfWork):
-    """Sets ``committed`` at each commit: the test awaits the sweep instead of polling."""
+    """Sets ``committed`` at each commit, and as each autocommitted block ends: the test
+    awaits the sweep instead of polling."""
 
     def __init__(self, store: MemoryStore, committed: asyncio.Event) -> None:
         super().__init__(store)
@@ -68,6 +72,12 @@ class SignallingUnitOfWork(InMemoryUnitOfWork):
 
     async def commit(self) -> None:
         await super().commit()
+        self._committed.set()
+
+    @contextlib.asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Self]:
+        async with super().autocommit() as uow:
+            yield uow
         self._committed.set()
 
 

@@ -28,6 +28,7 @@ from whalli.domain.model.prompt_cache import (
     encode_cached_reply,
 )
 from whalli.domain.model.users import User
+from whalli.domain.services.chat import usage_writes
 from whalli.domain.services.chat.context import estimate_prompt_tokens, estimate_tokens
 from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.ports.cache import Cache
@@ -93,8 +94,8 @@ class CompleteChatHandler:
         ids: IdGenerator,
         metrics: ChatMetrics,
         cache_ttl: timedelta = timedelta(hours=1),
-        write_attempts: int = 4,
-        write_backoff_s: float = 0.5,
+        write_attempts: int = usage_writes.ATTEMPTS,
+        write_backoff_s: float = usage_writes.BACKOFF_S,
     ) -> None:
         self._uow, self._cache, self._catalog, self._models = uow, cache, catalog, models
         self._write_attempts, self._write_backoff_s = write_attempts, write_backoff_s

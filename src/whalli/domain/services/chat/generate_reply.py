@@ -28,6 +28,7 @@ from whalli.domain.model.prompt_cache import (
     encode_cached_reply,
 )
 from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.domain.services.chat import usage_writes
 from whalli.domain.services.chat.context import (
     PreparedReply,
     estimate_prompt_tokens,
@@ -63,8 +64,8 @@ class ReplySettings:
     cache_ttl: timedelta = timedelta(hours=1)
     stream_ttl: timedelta = timedelta(minutes=15)
     # the final write is tried again when the database does not answer (a failover, a blip)
-    persist_attempts: int = 4
-    persist_backoff_s: float = 0.5  # doubled after each failed attempt
+    persist_attempts: int = usage_writes.ATTEMPTS
+    persist_backoff_s: float = usage_writes.BACKOFF_S  # doubled after each failed attempt
     # a long reply's text so far is stored in its message this often (None: never)
     progress_every_s: float | None = 5.0
 

@@ -11,6 +11,10 @@ from whalli.ports.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
+# What the reply paths (chat replies, /v1 completions) use unless configured otherwise.
+ATTEMPTS = 4
+BACKOFF_S = 0.5
+
 
 async def write_usage_retrying(
     uow: UnitOfWork,

@@ -46,11 +46,10 @@ class FailAbandonedReplies:
 
     async def execute(self) -> int:
         now = self._clock.now()
-        async with self._uow as uow:
+        async with self._uow.autocommit() as uow:  # one statement: no BEGIN/COMMIT round trips
             failed = await uow.chats.fail_abandoned_replies(
                 now - self._older_than, now, INTERRUPTED_MESSAGE, limit=self._batch
             )
-            await uow.commit()
         if failed:
             log.info("Ended %d replies abandoned by their generator as failed.", len(failed))
         return len(failed)
