@@ -22,6 +22,7 @@ from whalli.adapters.ai.openai import OpenAIChatModel
 from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
 from whalli.adapters.crypto.argon2_hasher import Argon2PasswordHasher
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
+from whalli.adapters.crypto.stream_passes import HmacStreamPasses
 from whalli.adapters.dramatiq.broker import create_broker
 from whalli.adapters.dramatiq.job_queue import DramatiqJobQueue
 from whalli.adapters.extraction.pdf_ocr import PdfOcrTextExtractor
@@ -297,6 +298,9 @@ class Adapters(containers.DeclarativeContainer):
         RedisChatSessionStore, client=gateways.redis, local_copies_s=30.0
     )
     rate_limiter = providers.Singleton(RedisRateLimiter, client=gateways.redis)
+    stream_passes = providers.Singleton(
+        HmacStreamPasses, secret=providers.Callable(_jwt_secret, settings)
+    )
     blob_storage = providers.Singleton(
         S3BlobStorage,
         client=gateways.minio,
@@ -496,11 +500,15 @@ class Services(containers.DeclarativeContainer):
         cache_ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_cache_ttl_s), settings),
     )
     list_chats = providers.Factory(ListChatsHandler, uow)
-    get_chat = providers.Factory(GetChatHandler, uow, adapters.chat_sessions)
+    get_chat = providers.Factory(
+        GetChatHandler, uow, adapters.chat_sessions, adapters.stream_passes, clock
+    )
     rename_chat = providers.Factory(RenameChatHandler, uow, clock)
     delete_chat = providers.Factory(DeleteChatHandler, uow)
     search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)
-    attach_stream = providers.Factory(AttachStreamHandler, adapters.chat_sessions, uow)
+    attach_stream = providers.Factory(
+        AttachStreamHandler, adapters.chat_sessions, uow, adapters.stream_passes, clock
+    )
     read_reply = providers.Factory(
         ReadReplyHandler,
         adapters.reply_stream,
@@ -508,7 +516,12 @@ class Services(containers.DeclarativeContainer):
         track_readers=providers.Callable(lambda s: s.chat_cancel_abandoned_after_s > 0, settings),
     )
     stop_generation = providers.Factory(
-        StopGenerationHandler, adapters.chat_sessions, adapters.reply_stream, uow
+        StopGenerationHandler,
+        adapters.chat_sessions,
+        adapters.reply_stream,
+        uow,
+        adapters.stream_passes,
+        clock,
     )
 
     # files: background extraction and its sweeper

@@ -83,7 +83,8 @@ async def test_another_device_finds_a_reply_still_being_generated_and_attaches_t
     assert (question["role"], question["sessionId"]) == ("user", None)
     assert reply["role"] == "assistant"
     assert reply["status"] in ("pending", "streaming")
-    assert reply["sessionId"] == started["sessionId"]
+    assert reply["sessionId"] not in (None, started["sessionId"])  # a reader pass for alice
+    assert started["sessionId"] not in reply["sessionId"]
     stranger = await chat.client.get(f"/api/chats/{chat_id}", headers=bob["auth"])
     assert stranger.status_code == 404
     assert started["sessionId"] not in stranger.text
@@ -117,7 +118,11 @@ async def test_a_project_member_who_may_read_the_chat_sees_the_session_and_strea
     )
 
     _, reply = await read_chat(chat, started["chatId"], carol["auth"])
-    assert reply["sessionId"] == started["sessionId"]
+    assert reply["sessionId"] not in (None, started["sessionId"])  # carol's reader pass
+    with_bobs_header = await chat.client.get(
+        f"/api/chat/stream?sessionId={reply['sessionId']}", headers=bob["auth"]
+    )
+    assert with_bobs_header.status_code == 404  # a pass admits only its reader
     not_member = await chat.client.get(f"/api/chats/{started['chatId']}", headers=bob["auth"])
     assert not_member.status_code == 404
 
@@ -127,3 +132,47 @@ async def test_a_project_member_who_may_read_the_chat_sees_the_session_and_strea
     assert events[-1][0] == "done"
     _, reply = await read_chat(chat, started["chatId"], carol["auth"])
     assert (reply["status"], reply["sessionId"]) == ("complete", None)
+
+
+async def test_a_member_removed_after_reading_the_chat_cannot_use_their_pass(
+    chat: Chat,
+) -> None:
+    alice, carol = await chat.world.register("alice"), await chat.world.register("carol")
+    created = await chat.client.post("/api/projects", json={"name": "Team"}, headers=alice["auth"])
+    project_id = created.json()["id"]
+    added = await chat.client.post(
+        f"/api/projects/{project_id}/members",
+        json={"email": carol["email"], "role": "editor"},
+        headers=alice["auth"],
+    )
+    assert added.status_code == 201, added.text
+    gate = held_reply(chat)
+    started = await chat.start(
+        alice["auth"], model=MODEL, message=f"team {uuid.uuid4()}", projectId=project_id
+    )
+    _, reply = await read_chat(chat, started["chatId"], carol["auth"])
+    carols_pass = reply["sessionId"]
+    carol_id = added.json()["userId"]
+    removed = await chat.client.delete(
+        f"/api/projects/{project_id}/members/{carol_id}", headers=alice["auth"]
+    )
+    assert removed.status_code == 204, removed.text
+
+    for headers in ({}, carol["auth"]):  # the EventSource way, and with her own token
+        refused = await chat.client.get(
+            f"/api/chat/stream?sessionId={carols_pass}", headers=headers
+        )
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["code"] == "chat_session_not_found"
+    stop = await chat.client.post(f"/api/chat/sessions/{carols_pass}/stop", headers=carol["auth"])
+    assert stop.status_code == 404
+
+    _, own = await read_chat(chat, started["chatId"], alice["auth"])  # alice stops by her pass
+    stopped = await chat.client.post(
+        f"/api/chat/sessions/{own['sessionId']}/stop", headers=alice["auth"]
+    )
+    assert stopped.status_code == 202, stopped.text
+    events = await attach_and_release(chat, started["sessionId"], alice["auth"], asyncio.Event())
+    assert (events[-1][0], events[-1][1]["status"]) == ("done", "aborted")  # held, then stopped
+    assert _text(events) == "first"
+    assert not gate.is_set()

@@ -9,6 +9,7 @@ from typing import Literal
 from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
+from whalli.adapters.crypto.stream_passes import HmacStreamPasses
 from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
 from whalli.adapters.memory.cache import InMemoryCache
 from whalli.adapters.memory.chat_metrics import InMemoryChatMetrics
@@ -120,6 +121,7 @@ class FakeContainer:
         self.cache = InMemoryCache(self.clock)
         # Chat sessions (tests seed them to see a reply's sessionId on GET /api/chats/{id}).
         self.chat_sessions = InMemoryChatSessionStore(self.clock)
+        self.stream_passes = HmacStreamPasses(TEST_JWT_SECRET)
         # Request limits: in memory on the manual clock unless a test passes a real limiter.
         self.rate_limiter = rate_limiter or InMemoryRateLimiter(self.clock)
         self.oauth_providers: dict[str, FakeOAuthProvider] = {
@@ -227,7 +229,7 @@ class FakeContainer:
         return ListChatsHandler(self.uow())
 
     async def get_chat(self) -> GetChatHandler:
-        return GetChatHandler(self.uow(), self.chat_sessions)
+        return GetChatHandler(self.uow(), self.chat_sessions, self.stream_passes, self.clock)
 
     async def rename_chat(self) -> RenameChatHandler:
         return RenameChatHandler(self.uow(), self.clock)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from whalli.adapters.crypto.stream_passes import HmacStreamPasses
 from whalli.adapters.memory.chat_search import InMemoryChatSearch
 from whalli.adapters.memory.chat_sessions import InMemoryChatSessionStore
 from whalli.adapters.memory.clock import ManualClock
@@ -30,7 +31,7 @@ from whalli.domain.model.projects import MemberRole, Project
 from whalli.domain.model.users import User
 from whalli.domain.services.chats.cursor import decode_cursor, encode_cursor
 from whalli.domain.services.chats.delete_chat import DeleteChat, DeleteChatHandler
-from whalli.domain.services.chats.get_chat import GetChat, GetChatHandler
+from whalli.domain.services.chats.get_chat import ChatWithMessages, GetChat, GetChatHandler
 from whalli.domain.services.chats.list_chats import ChatPage, ListChats, ListChatsHandler
 from whalli.domain.services.chats.rename_chat import RenameChat, RenameChatHandler
 from whalli.domain.services.chats.search_chats import SearchChats, SearchChatsHandler
@@ -54,12 +55,13 @@ class App:
         self.clock = ManualClock(T0)
         self.ids = SequentialIds()
         self.sessions = InMemoryChatSessionStore(self.clock)
+        self.passes = HmacStreamPasses("a test secret for reader passes, 32+ bytes")
         self._handlers: dict[type, Callable[[], Any]] = {
             CreateProject: lambda: CreateProjectHandler(self.uow(), self.clock, self.ids),
             AddMember: lambda: AddMemberHandler(self.uow(), self.clock),
             EnsurePersonalProject: lambda: EnsurePersonalProjectHandler(self.uow(), self.clock),
             ListChats: lambda: ListChatsHandler(self.uow()),
-            GetChat: lambda: GetChatHandler(self.uow(), self.sessions),
+            GetChat: lambda: GetChatHandler(self.uow(), self.sessions, self.passes, self.clock),
             RenameChat: lambda: RenameChatHandler(self.uow(), self.clock),
             DeleteChat: lambda: DeleteChatHandler(self.uow()),
             SearchChats: lambda: SearchChatsHandler(InMemoryChatSearch(self.store)),
@@ -67,6 +69,11 @@ class App:
 
     def uow(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self.store)
+
+    def passes_shown(self, found: ChatWithMessages) -> dict[uuid.UUID, tuple[uuid.UUID, uuid.UUID]]:
+        """reply id -> (the reply, the reader) each reader pass a chat read showed names."""
+        opened = {r: self.passes.open(p, self.clock.now()) for r, p in found.live_sessions.items()}
+        return {r: (g.reply_message_id, g.user_id) for r, g in opened.items() if g is not None}
 
     async def run(self, command: Any) -> Any:
         return await self._handlers[type(command)]().execute(command)
@@ -247,7 +254,13 @@ async def test_a_reply_still_being_generated_comes_with_its_live_session_id(app:
 
     found = await app.run(GetChat(user_id=vic.id, chat_id=chat.id))
 
-    assert found.live_sessions == {pending.id: one.id, streaming.id: two.id}
+    # reader passes bound to the caller, not the session ids themselves
+    assert app.passes_shown(found) == {
+        pending.id: (pending.id, vic.id),
+        streaming.id: (streaming.id, vic.id),
+    }
+    assert len(found.live_sessions) == 2
+    assert not any(s.id in p for s in (one, two) for p in found.live_sessions.values())
     with pytest.raises(ChatNotFound, match="not found"):  # a stranger learns nothing
         await app.run(GetChat(user_id=bob.id, chat_id=chat.id))
 
@@ -260,9 +273,8 @@ async def test_a_reply_whose_session_expired_or_was_deleted_has_no_session_id(ap
     assert (await app.run(GetChat(user_id=ada.id, chat_id=chat.id))).live_sessions == {}
 
     streaming, session = await reply_with_session(app, chat, ada, MessageStatus.STREAMING)
-    assert (await app.run(GetChat(user_id=ada.id, chat_id=chat.id))).live_sessions == {
-        streaming.id: session.id
-    }
+    found = await app.run(GetChat(user_id=ada.id, chat_id=chat.id))
+    assert app.passes_shown(found) == {streaming.id: (streaming.id, ada.id)}
     app.clock.advance(timedelta(minutes=10))
     assert (await app.run(GetChat(user_id=ada.id, chat_id=chat.id))).live_sessions == {}
 
@@ -299,16 +311,16 @@ async def test_the_session_store_is_asked_only_while_a_reply_is_being_generated(
     await app.message(chat, "a question", MessageRole.USER, T0)
     await reply_with_session(app, chat, ada, MessageStatus.COMPLETE)
     sessions = CountingSessions(app.sessions)
-    read = GetChatHandler(app.uow(), sessions)
+    read = GetChatHandler(app.uow(), sessions, app.passes, app.clock)
 
     assert (await read.execute(GetChat(user_id=ada.id, chat_id=chat.id))).live_sessions == {}
     assert sessions.lookups == 0
 
-    reply, session = await reply_with_session(app, chat, ada, MessageStatus.STREAMING)
-    found = await GetChatHandler(app.uow(), sessions).execute(
+    reply, _ = await reply_with_session(app, chat, ada, MessageStatus.STREAMING)
+    found = await GetChatHandler(app.uow(), sessions, app.passes, app.clock).execute(
         GetChat(user_id=ada.id, chat_id=chat.id)
     )
-    assert found.live_sessions == {reply.id: session.id}
+    assert app.passes_shown(found) == {reply.id: (reply.id, ada.id)}
     assert sessions.lookups == 1
 
 
@@ -320,7 +332,7 @@ async def test_a_session_store_that_cannot_answer_leaves_only_the_session_ids_ou
     reply, _ = await reply_with_session(app, chat, ada, MessageStatus.STREAMING)
     sessions = CountingSessions(app.sessions, down=True)
 
-    found = await GetChatHandler(app.uow(), sessions).execute(
+    found = await GetChatHandler(app.uow(), sessions, app.passes, app.clock).execute(
         GetChat(user_id=ada.id, chat_id=chat.id)
     )
 

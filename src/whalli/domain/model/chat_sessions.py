@@ -9,6 +9,8 @@ from whalli.domain.model.base import Value
 from whalli.domain.model.chats import GenerationParams
 
 DEFAULT_SESSION_TTL = timedelta(minutes=10)
+# How long a reader pass handed out with a chat read admits its holder (see ``StreamPass``).
+STREAM_PASS_TTL = timedelta(minutes=10)
 
 
 class ChatSession(Value, frozen=True, kw_only=True):
@@ -75,3 +77,18 @@ class ChatSession(Value, frozen=True, kw_only=True):
 
     def ttl_seconds(self, now: datetime) -> int:
         return max(0, int((self.expires_at - now).total_seconds()))
+
+
+class StreamPass(Value, frozen=True, kw_only=True):
+    """A reply still being generated, bound to one reader for a short while (``STREAM_PASS_TTL``).
+
+    A chat read shows each reply still being generated as a pass for the caller, never as its
+    session id: the id alone admits its holder, so one shown to a member would stay a
+    credential after the member is removed. A pass names the reply (not a secret), admits only
+    the reader it names, and only while that reader may still read the chat (checked again at
+    every attach).
+    """
+
+    reply_message_id: UUID
+    user_id: UUID
+    expires_at: datetime

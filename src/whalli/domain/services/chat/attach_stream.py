@@ -10,33 +10,65 @@ from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.errors import ChatSessionNotFound, NotFound
 from whalli.domain.services.projects.access import require_role
 from whalli.ports.chat_sessions import ChatSessionStore
+from whalli.ports.clock import Clock
+from whalli.ports.stream_passes import StreamPasses
 from whalli.ports.unit_of_work import UnitOfWork
 
 
 class AttachStream(msgspec.Struct, frozen=True, kw_only=True):
-    session_id: str
-    user_id: UUID | None  # None: the session id alone is the credential (browser EventSource)
+    session_id: str  # the session id, or a reader pass for it (``StreamPass``)
+    user_id: UUID | None  # None: the id or pass alone is the credential (browser EventSource)
+
+
+async def resolve(
+    value: str, sessions: ChatSessionStore, passes: StreamPasses, clock: Clock
+) -> tuple[ChatSession, UUID | None]:
+    """The session that ``value`` (a session id or a reader pass) names, and the reader the
+    pass names (``None`` for a session id). Raises ``ChatSessionNotFound`` for an unknown or
+    expired session, a forged or expired pass, and a pass whose reply has no live session."""
+    granted = passes.open(value, clock.now())
+    if granted is None:
+        return await sessions.get(value), None
+    live = await sessions.live_session_ids([granted.reply_message_id])
+    session_id = live.get(granted.reply_message_id)
+    if session_id is None:
+        raise ChatSessionNotFound()
+    return await sessions.get(session_id), granted.user_id
 
 
 class AttachStreamHandler:
     """Rules:
-    - the session id is an unguessable, short-lived token bound to its user: holding it is
-      enough (an ``EventSource`` cannot send headers);
+    - the session id is an unguessable, short-lived token bound to its user, who alone is
+      given it (by the start): holding it is enough (an ``EventSource`` cannot send headers);
+    - a reader pass (what a chat read shows) admits the reader it names: the session's user at
+      once, anyone else only while they may read the chat's project, read fresh at every
+      attach (so a member removed since is refused); a pass shown with another user's
+      credentials admits nobody;
     - an authenticated caller other than the session's user must be able to read the chat's
-      project, read fresh; anyone else gets ``ChatSessionNotFound`` (404), exactly like an
-      unknown or expired session.
+      project, read fresh;
+    - everyone else gets ``ChatSessionNotFound`` (404), exactly like an unknown or expired
+      session (or a forged or expired pass).
     """
 
-    def __init__(self, sessions: ChatSessionStore, uow: UnitOfWork) -> None:
-        self._sessions, self._uow = sessions, uow
+    def __init__(
+        self, sessions: ChatSessionStore, uow: UnitOfWork, passes: StreamPasses, clock: Clock
+    ) -> None:
+        self._sessions, self._uow, self._passes, self._clock = sessions, uow, passes, clock
 
     async def execute(self, command: AttachStream) -> ChatSession:
-        session = await self._sessions.get(command.session_id)
-        if command.user_id is None or command.user_id == session.user_id:
+        reader = command.user_id
+        session, holder = await resolve(
+            command.session_id, self._sessions, self._passes, self._clock
+        )
+        if holder is not None:
+            if reader is not None and reader != holder:
+                raise ChatSessionNotFound()
+            reader = holder
+        if reader is None or reader == session.user_id:
             return session
         try:
             async with self._uow as uow:
-                await require_role(uow, session.project_id, command.user_id, "read")
+                await require_role(uow, session.project_id, reader, "read")
         except NotFound:
             raise ChatSessionNotFound() from None
         return session

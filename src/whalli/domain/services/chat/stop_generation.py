@@ -7,33 +7,45 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.model.errors import ChatSessionNotFound, NotFound
+from whalli.domain.services.chat.attach_stream import resolve
 from whalli.domain.services.projects.access import require_role
 from whalli.ports.chat_sessions import ChatSessionStore
+from whalli.ports.clock import Clock
 from whalli.ports.reply_stream import ReplyStream
+from whalli.ports.stream_passes import StreamPasses
 from whalli.ports.unit_of_work import UnitOfWork
 
 STOP_FLAG_TTL_SECONDS = 900
 
 
 class StopGeneration(msgspec.Struct, frozen=True, kw_only=True):
-    session_id: str
+    session_id: str  # the session id, or a reader pass for it (what a chat read shows)
     user_id: UUID
 
 
 class StopGenerationHandler:
     """Rules:
     - the session's user may stop it, and so may a member who can write to the chat's project;
-      anyone else gets ``ChatSessionNotFound`` (404);
+      anyone else gets ``ChatSessionNotFound`` (404); a reader pass (what a chat read shows)
+      names its session here too, and the caller's own rights decide, read fresh;
     - the request is a flag in the shared store: whichever process generates sees it within its
       poll interval, closes the upstream call and saves the partial reply as ``aborted``;
     - stopping a finished or already stopped reply is harmless.
     """
 
-    def __init__(self, sessions: ChatSessionStore, stream: ReplyStream, uow: UnitOfWork) -> None:
+    def __init__(
+        self,
+        sessions: ChatSessionStore,
+        stream: ReplyStream,
+        uow: UnitOfWork,
+        passes: StreamPasses,
+        clock: Clock,
+    ) -> None:
         self._sessions, self._stream, self._uow = sessions, stream, uow
+        self._passes, self._clock = passes, clock
 
     async def execute(self, command: StopGeneration) -> None:
-        session = await self._sessions.get(command.session_id)
+        session, _ = await resolve(command.session_id, self._sessions, self._passes, self._clock)
         if command.user_id != session.user_id:
             try:
                 async with self._uow as uow:

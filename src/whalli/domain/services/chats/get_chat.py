@@ -8,10 +8,13 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.model.base import Value
+from whalli.domain.model.chat_sessions import STREAM_PASS_TTL, StreamPass
 from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.domain.services.chats.access import require_chat
 from whalli.ports.chat_sessions import ChatSessionStore
+from whalli.ports.clock import Clock
+from whalli.ports.stream_passes import StreamPasses
 from whalli.ports.unit_of_work import UnitOfWork
 
 _GENERATING = (MessageStatus.PENDING, MessageStatus.STREAMING)
@@ -25,7 +28,8 @@ class GetChat(msgspec.Struct, frozen=True, kw_only=True):
 class ChatWithMessages(Value, frozen=True, kw_only=True):
     chat: Chat
     messages: list[Message]  # oldest first
-    # reply message id -> the session to stream it from, for replies still being generated
+    # reply message id -> the caller's reader pass for it (to stream it from, or stop it), for
+    # replies still being generated whose session is alive
     live_sessions: dict[UUID, str] = {}
 
 
@@ -40,11 +44,16 @@ class GetChatHandler:
       session is alive comes with that session's id, so another device can attach to its
       stream (which lets every reader of the chat's project in: ``AttachStream``); a finished
       reply, or one whose session expired, has none. The store is asked once, and only when a
-      reply is still being generated; if it cannot answer, the chat is returned without them.
+      reply is still being generated; if it cannot answer, the chat is returned without them;
+    - what is shown is not the session id but a reader pass bound to the caller for
+      ``STREAM_PASS_TTL`` (``StreamPass``): the id itself would stay a credential for whoever
+      saw it, also after they lost access to the chat.
     """
 
-    def __init__(self, uow: UnitOfWork, sessions: ChatSessionStore) -> None:
-        self._uow, self._sessions = uow, sessions
+    def __init__(
+        self, uow: UnitOfWork, sessions: ChatSessionStore, passes: StreamPasses, clock: Clock
+    ) -> None:
+        self._uow, self._sessions, self._passes, self._clock = uow, sessions, passes, clock
 
     async def execute(self, command: GetChat) -> ChatWithMessages:
         async with self._uow as uow:
@@ -58,4 +67,14 @@ class GetChatHandler:
         with contextlib.suppress(ServiceUnavailable):
             if generating:
                 live = await self._sessions.live_session_ids(generating)
+        if live:
+            expires_at = self._clock.now() + STREAM_PASS_TTL
+            live = {
+                reply_id: self._passes.issue(
+                    StreamPass(
+                        reply_message_id=reply_id, user_id=command.user_id, expires_at=expires_at
+                    )
+                )
+                for reply_id in live
+            }
         return ChatWithMessages(chat=chat, messages=messages, live_sessions=live)

@@ -155,7 +155,7 @@ class ChatStreamController(Controller):
     )  # fmt: skip
     async def stream(
         self, request: Request[Any, Any, Any],
-        session_id: Annotated[str, QueryParameter(name="sessionId", max_length=128)],
+        session_id: Annotated[str, QueryParameter(name="sessionId", max_length=256)],
         last_event_id: Annotated[str | None, QueryParameter(name="lastEventId")] = None,
     ) -> Response[Any]:  # fmt: skip
         """A client resuming after the final event gets 204: an ``EventSource`` reconnects

@@ -57,8 +57,9 @@ class Message(Schema):
     attachment_ids: list[UUID]
     error: str | None
     created_at: datetime
-    # no default: always present; the session to stream a reply still being generated from
-    # (GET /api/chat/stream?sessionId=), null once it finished or its session expired
+    # no default: always present; for a reply still being generated, the caller's reader pass
+    # for its session (GET /api/chat/stream?sessionId=, POST /api/chat/sessions/{it}/stop),
+    # null once it finished or its session expired
     session_id: str | None
 
 

@@ -1,0 +1,185 @@
+"""Reader passes: what a chat read shows instead of a session id, and who they admit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.unit.services.test_chats import T0, VIEWER, App, reply_with_session
+from whalli.adapters.crypto.stream_passes import HmacStreamPasses
+from whalli.adapters.memory.reply_stream import InMemoryReplyStream
+from whalli.domain.model.chat_sessions import STREAM_PASS_TTL, ChatSession, StreamPass
+from whalli.domain.model.chats import MessageStatus
+from whalli.domain.model.errors import ChatSessionNotFound, PermissionDenied
+from whalli.domain.model.projects import MemberRole
+from whalli.domain.services.chat.attach_stream import AttachStream, AttachStreamHandler
+from whalli.domain.services.chat.stop_generation import StopGeneration, StopGenerationHandler
+from whalli.domain.services.chats.get_chat import GetChat
+from whalli.domain.services.projects.add_member import AddMember
+from whalli.domain.services.projects.remove_member import RemoveMember, RemoveMemberHandler
+
+SECRET = "a test secret for reader passes, 32+ bytes"
+passes = HmacStreamPasses(SECRET)
+instants = st.integers(0, 4_000_000_000).map(lambda s: datetime.fromtimestamp(s, UTC))
+
+
+@given(st.uuids(), st.uuids(), instants)
+def test_a_pass_names_its_reply_and_reader_until_it_expires(
+    reply_id: uuid.UUID, reader: uuid.UUID, expires_at: datetime
+) -> None:
+    granted = StreamPass(reply_message_id=reply_id, user_id=reader, expires_at=expires_at)
+    value = passes.issue(granted)
+
+    assert passes.open(value, expires_at - timedelta(seconds=1)) == granted
+    with pytest.raises(ChatSessionNotFound):
+        passes.open(value, expires_at)
+
+
+@given(st.uuids(), st.uuids(), st.data())
+def test_a_pass_changed_anywhere_admits_nobody(
+    reply_id: uuid.UUID, reader: uuid.UUID, data: st.DataObject
+) -> None:
+    granted = StreamPass(reply_message_id=reply_id, user_id=reader, expires_at=T0)
+    value = passes.issue(granted)
+    at = data.draw(st.integers(0, len(value) - 1))
+    replacement = data.draw(st.characters().filter(lambda c: c != value[at]))
+    forged = value[:at] + replacement + value[at + 1 :]
+
+    with pytest.raises(ChatSessionNotFound) as refused:  # (three dots: one change keeps two)
+        passes.open(forged, T0 - timedelta(minutes=1))
+    assert forged not in str(refused.value)
+
+
+def test_a_value_without_a_dot_is_a_session_id_and_junk_is_not_found() -> None:
+    assert passes.open("s" * 43, T0) is None
+    for junk in (".", "a.b", "x" * 300 + ".y", "s.é.1.ü", "s.u.9.AAAAAAAAAAAAAAAAAAAAAA"):
+        with pytest.raises(ChatSessionNotFound):
+            passes.open(junk, T0)
+
+
+def test_a_pass_signed_with_another_secret_admits_nobody() -> None:
+    other = HmacStreamPasses("another secret entirely, also 32+ bytes long")
+    granted = StreamPass(reply_message_id=uuid.uuid4(), user_id=uuid.uuid4(), expires_at=T0)
+    value = other.issue(granted)
+
+    with pytest.raises(ChatSessionNotFound):
+        passes.open(value, T0 - timedelta(minutes=1))
+
+
+class World:
+    """A chat whose reply is being generated, started by ada; vic may read it, bob may not."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.stream = InMemoryReplyStream(app.clock)
+
+    async def setup(self) -> None:
+        app = self.app
+        self.ada, self.vic, self.bob = (
+            await app.user("ada"),
+            await app.user("vic"),
+            await app.user("bob"),
+        )
+        self.project = await app.project(self.ada, (self.vic, VIEWER))
+        chat = await app.chat(self.project, self.ada)
+        self.reply, self.session = await reply_with_session(
+            app, chat, self.ada, MessageStatus.STREAMING
+        )
+        self.chat = chat
+
+    async def pass_for(self, reader: uuid.UUID) -> str:
+        found = await self.app.run(GetChat(user_id=reader, chat_id=self.chat.id))
+        value: str = found.live_sessions[self.reply.id]
+        return value
+
+    async def attach(self, value: str, caller: uuid.UUID | None = None) -> ChatSession:
+        handler = AttachStreamHandler(self.app.sessions, self.app.uow(), passes, self.app.clock)
+        return await handler.execute(AttachStream(session_id=value, user_id=caller))
+
+    async def stop(self, value: str, caller: uuid.UUID) -> None:
+        handler = StopGenerationHandler(
+            self.app.sessions, self.stream, self.app.uow(), passes, self.app.clock
+        )
+        await handler.execute(StopGeneration(session_id=value, user_id=caller))
+
+
+@pytest.fixture
+async def world() -> World:
+    app = App()
+    app.passes = passes
+    made = World(app)
+    await made.setup()
+    return made
+
+
+async def test_a_readers_pass_admits_them_while_they_may_read_the_chat(world: World) -> None:
+    vic_pass = await world.pass_for(world.vic.id)
+    assert world.session.id not in vic_pass  # it holds no credential of its own
+
+    assert await world.attach(vic_pass) == world.session  # no header: the EventSource way
+    assert await world.attach(vic_pass, world.vic.id) == world.session
+
+    remove = RemoveMemberHandler(world.app.uow())
+    await remove.execute(
+        RemoveMember(user_id=world.ada.id, project_id=world.project.id, member_id=world.vic.id)
+    )
+    with pytest.raises(ChatSessionNotFound):  # read fresh: removed since the chat was read
+        await world.attach(vic_pass)
+
+
+async def test_a_pass_admits_only_the_reader_it_names(world: World) -> None:
+    vic_pass = await world.pass_for(world.vic.id)
+
+    with pytest.raises(ChatSessionNotFound):
+        await world.attach(vic_pass, world.bob.id)
+    with pytest.raises(ChatSessionNotFound):
+        await world.attach(vic_pass, world.ada.id)  # even the session's own user
+
+
+async def test_the_session_users_pass_and_id_admit_them(world: World) -> None:
+    assert await world.attach(await world.pass_for(world.ada.id)) == world.session
+    assert await world.attach(world.session.id) == world.session  # the start gave ada the id
+
+
+async def test_a_pass_expires_and_a_pass_outlives_no_session(world: World) -> None:
+    vic_pass = await world.pass_for(world.vic.id)
+
+    app = world.app
+    app.clock.advance(STREAM_PASS_TTL)
+    renewed = msgspec.structs.replace(world.session, expires_at=app.clock.now() + STREAM_PASS_TTL)
+    await app.sessions.save(renewed, app.clock.now())  # the session lives on, the pass does not
+    with pytest.raises(ChatSessionNotFound):
+        await world.attach(vic_pass)
+    fresh = await world.pass_for(world.vic.id)
+    assert await world.attach(fresh) == renewed
+    await app.sessions.delete(world.session.id)
+    with pytest.raises(ChatSessionNotFound):
+        await world.attach(fresh)
+
+
+async def test_a_pass_names_the_reply_to_stop_and_the_callers_rights_decide(
+    world: World,
+) -> None:
+    app = world.app
+    editor = await app.user("eve")
+    await app.run(
+        AddMember(
+            user_id=world.ada.id, project_id=world.project.id, email=editor.email,
+            role=MemberRole.EDITOR,
+        )
+    )  # fmt: skip
+    vic_pass, eve_pass = await world.pass_for(world.vic.id), await world.pass_for(editor.id)
+
+    with pytest.raises(PermissionDenied):  # vic may read, not write
+        await world.stop(vic_pass, world.vic.id)
+    with pytest.raises(ChatSessionNotFound):  # eve's pass in bob's hands
+        await world.stop(eve_pass, world.bob.id)
+    assert await world.stream.stops_requested([world.session.id]) == set()
+
+    await world.stop(eve_pass, editor.id)
+    assert await world.stream.stops_requested([world.session.id]) == {world.session.id}
