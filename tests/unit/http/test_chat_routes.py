@@ -16,6 +16,7 @@ from tests.unit.http.accounts import Caller, seed_caller
 from tests.unit.http.fakes import FakeContainer
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus, TokenUsage
+from whalli.entrypoints.http.json_body import LONE_SURROGATE
 
 SeedCaller = Callable[[str], Awaitable[Caller]]
 
@@ -283,3 +284,48 @@ async def test_search_without_words_finds_nothing(seed: SeedCaller) -> None:
 async def test_chat_routes_need_a_credential(client: AsyncTestClient[Litestar]) -> None:
     for path in ["/api/chats", "/api/chats/search?q=x", f"/api/chats/{uuid.uuid4()}"]:
         assert (await client.get(path)).status_code == 401
+
+
+BODIES_THAT_ARE_NOT_TEXT = {
+    "lone high surrogate": (b'{"title": "a\\ud800b"}', LONE_SURROGATE),
+    "high surrogate last": (b'{"title": "\\uDBFF"}', LONE_SURROGATE),
+    "lone low surrogate": (b'{"title": "a\\udc00"}', LONE_SURROGATE),
+    "invalid UTF-8": (b'{"title": "ok\xff"}', "JSON is malformed: the body is not valid UTF-8."),
+    "truncated": (b'{"title": "abc', "Input data was truncated"),
+}
+
+
+@pytest.mark.parametrize("name", BODIES_THAT_ARE_NOT_TEXT)
+async def test_a_body_that_is_not_text_is_400_saying_why_and_changes_nothing(
+    seed: SeedCaller, container: FakeContainer, client: AsyncTestClient[Litestar], name: str
+) -> None:
+    ada = await seed("ada")
+    chat_id = await new_chat(container, await new_project(ada), ada, title="Kept")
+    raw, detail = BODIES_THAT_ARE_NOT_TEXT[name]
+    headers = {**ada.headers, "content-type": "application/json"}
+
+    response = await client.patch(f"/api/chats/{chat_id}", content=raw, headers=headers)
+
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"] == detail
+    assert (await ada.call("GET", f"/api/chats/{chat_id}")).json()["title"] == "Kept"
+
+
+@pytest.mark.parametrize(
+    ("raw", "title"),
+    [(b'{"title": "\\ud83d\\ude00"}', "\U0001f600"), (b'{"title": "\\\\ud800"}', "\\ud800")],
+    ids=["surrogate pair", "escaped backslash"],
+)
+async def test_a_surrogate_pair_or_an_escaped_backslash_is_text(
+    seed: SeedCaller, container: FakeContainer, client: AsyncTestClient[Litestar],
+    raw: bytes, title: str,
+) -> None:  # fmt: skip
+    ada = await seed("ada")
+    chat_id = await new_chat(container, await new_project(ada), ada)
+    headers = {**ada.headers, "content-type": "application/json"}
+
+    response = await client.patch(f"/api/chats/{chat_id}", content=raw, headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["title"] == title

@@ -27,6 +27,7 @@ from whalli.entrypoints.http.controllers.oauth import OAuthController
 from whalli.entrypoints.http.controllers.openai_compat import OpenAICompatController
 from whalli.entrypoints.http.controllers.projects import MemberController, ProjectController
 from whalli.entrypoints.http.deps import AppContainer, build_dependencies
+from whalli.entrypoints.http.json_body import JsonRequest
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
 from whalli.entrypoints.http.problems import exception_handlers
 from whalli.entrypoints.http.rate_limit import RateLimitPlugin
@@ -73,6 +74,7 @@ def create_app(
         dependencies=build_dependencies(container),
         # Every route is private unless it (or its controller) has ``opt=PUBLIC``.
         guards=[require_principal],
+        request_class=JsonRequest,
         plugins=[RateLimitPlugin(container)],
         state=State({CONTAINER_STATE_KEY: container}),
         exception_handlers=exception_handlers(),

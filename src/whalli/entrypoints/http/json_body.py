@@ -1,0 +1,38 @@
+"""JSON request bodies that cannot be text get a 400 that says why.
+
+msgspec refuses them with an error that does not (a lone high surrogate escape, ``"\\ud800"``,
+reads as "Input data was truncated"), or with a ``UnicodeDecodeError`` that Litestar does not
+map (invalid UTF-8 inside a string: a 500). Both are the client's mistake.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Request
+from litestar.exceptions import SerializationException
+
+# a \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a \uDC00-\uDFFF one alone
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})(?<!\\)\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+LONE_SURROGATE = (
+    "JSON is malformed: a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff "
+    "without its pair), which is not text."
+)
+
+
+class JsonRequest(Request[Any, Any, Any]):
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except UnicodeDecodeError:
+            raise SerializationException(
+                "JSON is malformed: the body is not valid UTF-8."
+            ) from None
+        except SerializationException:
+            if _LONE_SURROGATE.search(await self.body()):
+                raise SerializationException(LONE_SURROGATE) from None
+            raise
