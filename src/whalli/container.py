@@ -72,6 +72,7 @@ from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler, ReplySettings
 from whalli.domain.services.chat.read_reply import ReadReplyHandler
+from whalli.domain.services.chat.regenerate_reply import RegenerateReplyHandler
 from whalli.domain.services.chat.start_chat import StartChatHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chat.streaming import StopBoard
@@ -467,6 +468,16 @@ class Services(containers.DeclarativeContainer):
         ids=ids,
         ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_session_ttl_s), settings),
         attachment_wait_s=providers.Callable(lambda s: s.chat_attachment_wait_s, settings),
+    )
+    regenerate_reply = providers.Factory(
+        RegenerateReplyHandler,
+        uow,
+        adapters.chat_sessions,
+        adapters.catalog,
+        providers.Callable(lambda s: s.enabled_providers, settings),
+        clock=clock,
+        ids=ids,
+        ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_session_ttl_s), settings),
     )
     # one stop poller for every reply this process generates
     stop_board = providers.Singleton(

@@ -60,6 +60,12 @@ class ChatRepository(Protocol):
         """Raises ``MessageNotFound``."""
         ...
 
+    async def delete_message(self, message_id: UUID) -> None:
+        """Delete one message (its usage records stay, no longer pointing at it). Raises
+        ``MessageNotFound`` when it does not exist, also when another transaction deleted it
+        first (this one waits for that one)."""
+        ...
+
     async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
         """Store what a reply being generated has so far (status ``streaming``), unless it is
         already final or gone: then nothing changes and the answer is False. One statement

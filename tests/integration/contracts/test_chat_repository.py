@@ -476,3 +476,30 @@ async def test_a_replys_progress_is_saved_until_it_is_final(uow_factory: UowFact
         assert await uow.chats.save_progress(uuid.uuid4(), "Hello", at(4)) is False
     async with uow_factory().read_only() as uow:
         assert await uow.chats.get_message(reply.id) == reply
+
+
+async def test_a_deleted_reply_is_gone_and_its_usage_stays(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    question, reply = a_message(world.chat), _pending_reply(world.chat)
+    async with uow_factory() as uow:
+        await uow.chats.add_messages([question, reply])
+        await uow.commit()
+    reply.finish(
+        status=MessageStatus.COMPLETE, content="Hi", now=at(9),
+        usage=TokenUsage(prompt_tokens=7, completion_tokens=3),
+    )  # fmt: skip
+    async with uow_factory().autocommit() as uow:
+        await uow.chats.finish_reply(reply, _usage_of(reply, world.user.id))
+
+    async with uow_factory() as uow:
+        await uow.chats.delete_message(reply.id)
+        with pytest.raises(MessageNotFound):  # twice: the second finds nothing
+            await uow.chats.delete_message(reply.id)
+    async with uow_factory() as uow:  # (not committed: still there)
+        assert await uow.chats.list_messages(world.chat.id) == [question, reply]
+        await uow.chats.delete_message(reply.id)
+        await uow.commit()
+
+    async with uow_factory().read_only() as uow:
+        assert await uow.chats.list_messages(world.chat.id) == [question]
+        assert (await uow.usage.totals(world.user.id, since=at(0))).requests == 1

@@ -43,7 +43,7 @@ class HmacStreamPasses(StreamPasses):
             return None
         body, _, mac = value.rpartition(".")
         if len(value) > _MAX_LENGTH or not hmac.compare_digest(
-            mac.encode(), self._sign(body).encode()
+            _bytes(mac), self._sign(body).encode()
         ):
             raise ChatSessionNotFound()
         try:

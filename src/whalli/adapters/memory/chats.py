@@ -71,6 +71,9 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
     async def update_message(self, message: Message) -> None:
         self._tx().replace("messages", message.id, message, MessageNotFound)
 
+    async def delete_message(self, message_id: UUID) -> None:
+        self._tx().delete("messages", message_id, MessageNotFound)
+
     async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
         tx = self._tx()
         message: Message | None = tx.find("messages", message_id)

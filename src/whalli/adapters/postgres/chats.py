@@ -234,6 +234,10 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
         if await self._run(_UPDATE_MESSAGE, _message_params(message)) == 0:
             raise MessageNotFound()
 
+    async def delete_message(self, message_id: UUID) -> None:
+        if await self._run("DELETE FROM messages WHERE id = %(id)s", {"id": message_id}) == 0:
+            raise MessageNotFound()
+
     async def finish_reply(self, message: Message, usage: UsageRecord) -> None:
         if usage.message_id != message.id:
             raise ValueError("the usage record must be about the reply")

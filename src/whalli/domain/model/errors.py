@@ -123,6 +123,16 @@ class Conflict(WhalliError):
     default_message = "The request conflicts with the current state."
 
 
+class ReplyInProgress(Conflict):
+    code = "reply_in_progress"
+    default_message = "A reply is still being generated in this chat: stop it or let it finish."
+
+
+class NothingToRegenerate(Conflict):
+    code = "nothing_to_regenerate"
+    default_message = "The chat does not end with a finished reply to a message."
+
+
 class EmailAlreadyRegistered(Conflict):
     code = "email_taken"
     default_message = "An account with this email already exists."

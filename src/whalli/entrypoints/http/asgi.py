@@ -35,6 +35,7 @@ from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler
 from whalli.domain.services.chat.read_reply import ReadReplyHandler
+from whalli.domain.services.chat.regenerate_reply import RegenerateReplyHandler
 from whalli.domain.services.chat.start_chat import StartChatHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
@@ -181,6 +182,9 @@ class ContainerApp:
 
     async def start_chat(self) -> StartChatHandler:
         return await self._get(self.container.services.start_chat, StartChatHandler)
+
+    async def regenerate_reply(self) -> RegenerateReplyHandler:
+        return await self._get(self.container.services.regenerate_reply, RegenerateReplyHandler)
 
     async def generate_reply(self) -> GenerateReplyHandler:
         return await self._get(self.container.services.generate_reply, GenerateReplyHandler)

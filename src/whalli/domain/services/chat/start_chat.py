@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from datetime import datetime, timedelta
-from typing import Protocol
 from uuid import UUID
 
 import msgspec
@@ -18,6 +16,8 @@ from whalli.domain.model.chats import Chat, GenerationParams, Message
 from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady, ModelNotFound
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
+from whalli.domain.services.chat.opening import LaunchReply, read_attachments, save_and_launch
+from whalli.domain.services.chats.access import require_chat
 from whalli.domain.services.projects.access import require_role
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 from whalli.ports.chat_sessions import ChatSessionStore
@@ -39,16 +39,6 @@ class StartChat(msgspec.Struct, frozen=True, kw_only=True):
     attachment_ids: tuple[UUID, ...] = ()
     params: GenerationParams = GenerationParams()
     use_cache: bool = True
-
-
-class LaunchReply(Protocol):
-    """Start generating ``prepared`` now, in the background. ``saved`` resolves once the
-    start's transaction committed and its session is stored; the generation must not persist
-    anything before, and is cancelled when ``saved`` is cancelled (the start failed)."""
-
-    def __call__(
-        self, session: ChatSession, prepared: PreparedReply, saved: asyncio.Future[None]
-    ) -> None: ...
 
 
 class StartedChat(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,7 +131,7 @@ class StartChatHandler:
                 user = await uow.users.get(command.user_id)
             ensure_model_allowed(user, spec)
             chat, history = await self._chat_for(uow, command, now)
-            files = await self._attachments(uow, chat.project_id, command.attachment_ids)
+            files = await read_attachments(uow, chat.project_id, command.attachment_ids)
             prompt = self._limits.build(spec, history, command.message, files)
             message = Message.from_user(
                 id=self._ids.new_id(),
@@ -172,14 +162,8 @@ class StartChatHandler:
                 ttl=self._ttl,
             )
             prepared = PreparedReply(reply=reply, prompt=prompt)
-            saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            # The session is stored while the messages are written (one round trip less before
-            # the answer), and queued before the reply's generation: its first step (building
-            # the provider request) would otherwise delay the session's write, and the answer.
-            storing = asyncio.ensure_future(self._sessions.save(session, now))
-            try:
-                if launch is not None:
-                    launch(session, prepared, saved)
+
+            async def write() -> None:
                 if history is None:  # a new chat: it and its messages in one statement
                     await uow.chats.add_with_messages(chat, [message, reply])
                 else:
@@ -187,12 +171,8 @@ class StartChatHandler:
                     chat.updated_at = now
                     await uow.chats.update(chat)
                     await uow.commit()
-                await storing
-            except BaseException:
-                saved.cancel()
-                await self._forget(storing, session.id)
-                raise
-            saved.set_result(None)
+
+            await save_and_launch(self._sessions, session, prepared, now, launch, write)
         return StartedChat(
             session=session,
             chat_id=chat.id,
@@ -200,21 +180,12 @@ class StartChatHandler:
             prepared=prepared,
         )
 
-    async def _forget(self, storing: asyncio.Future[None], session_id: str) -> None:
-        """After a failed write: delete the session again (once its write ended). Nobody knew
-        its id yet, so no one ever reads a session whose message does not exist."""
-        with contextlib.suppress(BaseException):
-            await storing
-        with contextlib.suppress(Exception):
-            await self._sessions.delete(session_id)
-
     async def _chat_for(
         self, uow: UnitOfWork, command: StartChat, now: datetime
     ) -> tuple[Chat, list[Message] | None]:
         """The chat, and its earlier messages (``None`` for a new chat, not stored yet)."""
         if command.chat_id is not None:
-            chat = await uow.chats.get(command.chat_id)
-            await require_role(uow, chat.project_id, command.user_id, "write")
+            chat = await require_chat(uow, command.chat_id, command.user_id, "write")
             return chat, await uow.chats.list_messages(chat.id)
         project_id = command.project_id or personal_project_id(command.user_id)
         if project_id != personal_project_id(command.user_id):
@@ -229,24 +200,3 @@ class StartChatHandler:
             now=now,
         )
         return chat, None
-
-    async def _attachments(
-        self, uow: UnitOfWork, project_id: UUID, attachment_ids: tuple[UUID, ...]
-    ) -> list[tuple[str, str]]:
-        """(file name, extracted text) of each attachment, checked."""
-        files = []
-        for attachment_id in attachment_ids:
-            attachment = await uow.attachments.get(attachment_id)
-            if attachment.project_id != project_id:
-                raise AttachmentNotFound()
-            if attachment.status is not AttachmentStatus.DONE:
-                reason = attachment.failure_reason or "its text is still being extracted"
-                raise AttachmentNotReady(
-                    f"The file {attachment.filename!r} is not ready: {reason}.",
-                    attachmentId=str(attachment.id),
-                    filename=attachment.filename,
-                    status=str(attachment.status),
-                )
-            text = attachment.extraction.text if attachment.extraction else ""
-            files.append((attachment.filename, text))
-        return files

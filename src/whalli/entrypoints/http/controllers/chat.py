@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -13,34 +12,30 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from whalli.adapters.prometheus.chat_metrics import sse_connections
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import GenerationParams
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.replies import (
-    DoneEvent,
-    ErrorEvent,
-    ReplyEvent,
-    TokenEvent,
     parse_event_id,
 )
 from whalli.domain.services.auth.authenticate import Authenticate
 from whalli.domain.services.chat.attach_stream import AttachStream
 from whalli.domain.services.chat.context import PreparedReply
-from whalli.domain.services.chat.read_reply import ReadReplyHandler
+from whalli.domain.services.chat.opening import LaunchReply
+from whalli.domain.services.chat.regenerate_reply import RegenerateReply
 from whalli.domain.services.chat.start_chat import StartChat
 from whalli.domain.services.chat.stop_generation import StopGeneration
 from whalli.entrypoints.http.deps import AppContainer
 from whalli.entrypoints.http.lean_stream import LeanStream
+from whalli.entrypoints.http.reply_events import (
+    RETRY,
+    SSE_HEADERS,
+    reply_frames,
+    wants_events,
+)
 from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.entrypoints.http.security import CONTAINER_STATE_KEY, PUBLIC, credential_from
-from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_comment, json_event
-
-RETRY = b"retry: 2000\n\n"  # how soon a browser's EventSource reconnects after a drop
-# The content type as a header: the start route's JSON media type would override a Stream's.
-SSE_HEADERS = {
-    **HEADERS, "Connection": "keep-alive", "content-type": f"{MEDIA_TYPE}; charset=utf-8",
-}  # fmt: skip
+from whalli.entrypoints.http.sse import json_event
 
 
 class ParamsBody(Inbound):
@@ -58,6 +53,12 @@ class ChatStartBody(Inbound):
     cache: bool = True
 
 
+class RegenerateBody(Inbound):
+    chat_id: UUID
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    params: ParamsBody | None = None
+
+
 class ChatStarted(Schema):
     session_id: str
     chat_id: UUID
@@ -66,34 +67,16 @@ class ChatStarted(Schema):
     stream_url: str
 
 
+class ReplyRegenerated(ChatStarted):
+    replaced_message_id: UUID
+
+
+Answer = TypeVar("Answer", bound=ChatStarted)
+
+
 def _container(request: Request[Any, Any, Any]) -> AppContainer:
     container: AppContainer = request.app.state[CONTAINER_STATE_KEY]
     return container
-
-
-def sse_frame(event_id: str, event: ReplyEvent) -> bytes:
-    if isinstance(event, TokenEvent):
-        return json_event("token", {"delta": event.delta}, event_id)
-    if isinstance(event, DoneEvent):
-        payload = {
-            "messageId": str(event.message_id), "cached": event.cached,
-            "usage": {"promptTokens": event.prompt_tokens,
-                      "completionTokens": event.completion_tokens},
-            "finishReason": event.finish_reason, "costUsd": event.cost_usd,
-            "status": event.status,
-        }  # fmt: skip
-        return json_event("done", payload, event_id)
-    assert isinstance(event, ErrorEvent)
-    payload = {"code": event.code, "message": event.message}
-    if event.message_id is not None:
-        payload["messageId"] = str(event.message_id)
-    return json_event("error", payload, event_id)
-
-
-def sse_frames(batch: list[tuple[str, ReplyEvent]]) -> bytes:
-    if len(batch) == 1:
-        return sse_frame(*batch[0])
-    return b"".join([sse_frame(event_id, event) for event_id, event in batch])
 
 
 class ChatStreamController(Controller):
@@ -113,27 +96,15 @@ class ChatStreamController(Controller):
         data: JSONBody[ChatStartBody],
     ) -> ChatStarted | LeanStream:  # fmt: skip
         container = _container(request)
-        params = data.params or ParamsBody()
-        generation = GenerationParams(temperature=params.temperature, max_tokens=params.max_tokens)
-        generator = await container.generate_reply()
-
-        def launch(
-            session: ChatSession, prepared: PreparedReply, saved: asyncio.Future[None]
-        ) -> None:
-            # (a partial, not a closure: no coroutine frame of its own under every reply)
-            generate = functools.partial(generator.execute, session, prepared, saved)
-            task = container.generations.launch(session.id, generate)
-            saved.add_done_callback(lambda done: task.cancel() if done.cancelled() else None)
-
         started = await (await container.start_chat()).execute(
             StartChat(
                 user_id=principal.user_id, user=principal.user, model=data.model,
                 message=data.message,
                 chat_id=data.chat_id, project_id=data.project_id,
                 attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
-                params=generation,
+                params=_params(data.params),
             ),
-            launch,
+            await _launcher(container),
         )  # fmt: skip
         session = started.session
         answer = ChatStarted(
@@ -141,11 +112,36 @@ class ChatStreamController(Controller):
             expires_at=session.expires_at.isoformat(),
             stream_url=f"/api/chat/stream?sessionId={session.id}",
         )  # fmt: skip
-        if not _wants_events(request):
-            return answer
-        head = RETRY + json_event("session", answer)
-        frames = _frames(await container.read_reply(), session.id, None, head)
-        return LeanStream(frames, status_code=201, headers=SSE_HEADERS)
+        return await _answer(request, container, session, answer)
+
+    @post(
+        "/regenerate", status_code=201, summary="Answer the chat's last message again",
+        description="Replaces the chat's last reply (finished: complete, aborted or failed) "
+        "with a new one to the same message, by `model` or the replaced reply's model; never "
+        "from the prompt cache. Answers like `/api/chat/start` (JSON, or the reply as events "
+        "with `Accept: text/event-stream`), plus `replacedMessageId`, the reply deleted. 409 "
+        "while a reply is still being generated.",
+    )  # fmt: skip
+    async def regenerate(
+        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal],
+        data: JSONBody[RegenerateBody],
+    ) -> ReplyRegenerated | LeanStream:  # fmt: skip
+        container = _container(request)
+        regenerated = await (await container.regenerate_reply()).execute(
+            RegenerateReply(
+                user_id=principal.user_id, user=principal.user, chat_id=data.chat_id,
+                model=data.model, params=_params(data.params),
+            ),
+            await _launcher(container),
+        )  # fmt: skip
+        session = regenerated.session
+        answer = ReplyRegenerated(
+            session_id=session.id, chat_id=session.chat_id, message_id=regenerated.message_id,
+            expires_at=session.expires_at.isoformat(),
+            stream_url=f"/api/chat/stream?sessionId={session.id}",
+            replaced_message_id=regenerated.replaced_message_id,
+        )  # fmt: skip
+        return await _answer(request, container, session, answer)
 
     @get(
         "/stream", opt={**PUBLIC, "rate_limit": False},
@@ -171,7 +167,7 @@ class ChatStreamController(Controller):
             parse_event_id(after)  # a 422 now, not an error inside a 200 stream
             if await reader.ended_at(session.id, after):
                 return Response(content=b"", status_code=204)
-        return LeanStream(_frames(reader, session.id, after, RETRY), headers=SSE_HEADERS)
+        return LeanStream(reply_frames(reader, session.id, after, RETRY), headers=SSE_HEADERS)
 
     @post("/sessions/{session_id:str}/stop", status_code=202, summary="Stop generating a reply")
     async def stop(
@@ -183,39 +179,35 @@ class ChatStreamController(Controller):
         return {"status": "stopping"}
 
 
-def _wants_events(request: Request[Any, Any, Any]) -> bool:
-    """Does the Accept header name ``text/event-stream``, with a quality above 0?"""
-    for entry in request.headers.get("accept", "").split(","):
-        media, *params = (part.strip().lower() for part in entry.split(";"))
-        if media == MEDIA_TYPE:
-            return _quality(params) > 0
-    return False
+def _params(params: ParamsBody | None) -> GenerationParams:
+    params = params or ParamsBody()
+    return GenerationParams(temperature=params.temperature, max_tokens=params.max_tokens)
 
 
-def _quality(params: list[str]) -> float:
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip() == "q":
-            try:
-                return float(value)
-            except ValueError:
-                return 0.0  # a malformed weight is not a request for events
-    return 1.0
+async def _launcher(container: AppContainer) -> LaunchReply:
+    """Launches a reply's generation in the background, as the use case says when."""
+    generator = await container.generate_reply()
+
+    def launch(session: ChatSession, prepared: PreparedReply, saved: asyncio.Future[None]) -> None:
+        # (a partial, not a closure: no coroutine frame of its own under every reply)
+        generate = functools.partial(generator.execute, session, prepared, saved)
+        task = container.generations.launch(session.id, generate)
+        saved.add_done_callback(lambda done: task.cancel() if done.cancelled() else None)
+
+    return launch
 
 
-async def _frames(
-    reader: ReadReplyHandler, session_id: str, after: str | None, head: bytes
-) -> AsyncIterator[bytes]:
-    """``head``, then the reply's events after ``after``, counted as an open SSE connection."""
-    gauge = sse_connections()
-    gauge.inc()
-    try:
-        yield head
-        async for batch in reader.events(session_id, after):
-            # whatever arrived together goes out as one write
-            yield encode_comment() if batch is None else sse_frames(batch)
-    finally:
-        gauge.dec()
+async def _answer(
+    request: Request[Any, Any, Any], container: AppContainer, session: ChatSession,
+    answer: Answer,
+) -> Answer | LeanStream:  # fmt: skip
+    """The session as JSON, or (``Accept: text/event-stream``) the reply itself as events,
+    after a ``session`` event holding the JSON answer."""
+    if not wants_events(request):
+        return answer
+    head = RETRY + json_event("session", answer)
+    frames = reply_frames(await container.read_reply(), session.id, None, head)
+    return LeanStream(frames, status_code=201, headers=SSE_HEADERS)
 
 
 async def _optional_user(request: Request[Any, Any, Any], container: AppContainer) -> UUID | None:

@@ -1,0 +1,136 @@
+"""Use case: replace a chat's last reply with a new one to the same message."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.catalog import ModelCatalog, ensure_model_allowed
+from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chats import GenerationParams, Message, MessageRole
+from whalli.domain.model.errors import (
+    MessageNotFound,
+    ModelNotFound,
+    NothingToRegenerate,
+    ReplyInProgress,
+)
+from whalli.domain.model.users import User
+from whalli.domain.services.chat.context import ContextLimits, PreparedReply
+from whalli.domain.services.chat.opening import LaunchReply, read_attachments, save_and_launch
+from whalli.domain.services.chats.access import require_chat
+from whalli.ports.chat_sessions import ChatSessionStore
+from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
+from whalli.ports.unit_of_work import UnitOfWork
+
+
+class RegenerateReply(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: UUID
+    # The caller as authentication read it for this request (fresh); saves reading it again.
+    user: User | None = None
+    chat_id: UUID
+    model: str | None = None  # None: the model of the reply it replaces
+    params: GenerationParams = GenerationParams()
+
+
+class RegeneratedReply(msgspec.Struct, frozen=True, kw_only=True):
+    session: ChatSession
+    message_id: UUID  # the user's message the new reply answers
+    replaced_message_id: UUID  # the reply deleted
+    prepared: PreparedReply
+
+
+class RegenerateReplyHandler:
+    """Answer a chat's last message again: its last reply is replaced by a new one.
+
+    Rules:
+    - the caller needs write access to the chat's project (a chat they may not read answers
+      404, a viewer's request 403);
+    - the chat must end with a finished reply (``complete``, ``aborted`` or ``failed``) to a
+      user's message: while one is still being generated, ``ReplyInProgress`` (409); a chat
+      ending otherwise, ``NothingToRegenerate`` (409);
+    - the model is the one asked for, or the replaced reply's; it must exist with its provider
+      configured (else ``ModelNotFound``) and the caller's plan, read fresh, must include it;
+    - the prompt is built as the start built it: the messages before that user's message,
+      trimmed to the model's window, and its attached files' text (a file deleted or failed
+      since answers as it would at the start);
+    - the new reply is never answered from the prompt cache nor stored in it: asking again
+      means wanting another answer;
+    - the old reply is deleted and the new pending one saved in one transaction (the old one's
+      usage stays recorded); of two regenerations at once, the second gets ``ReplyInProgress``;
+      the session is opened, and the generation launched, as at the start (``save_and_launch``).
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        sessions: ChatSessionStore,
+        catalog: ModelCatalog,
+        enabled_providers: frozenset[str],
+        *,
+        clock: Clock,
+        ids: IdGenerator,
+        ttl: timedelta = timedelta(minutes=10),
+        context_limits: ContextLimits | None = None,
+    ) -> None:
+        self._uow, self._sessions, self._catalog = uow, sessions, catalog
+        self._limits = context_limits or ContextLimits()
+        self._enabled, self._clock, self._ids, self._ttl = enabled_providers, clock, ids, ttl
+
+    async def execute(
+        self, command: RegenerateReply, launch: LaunchReply | None = None
+    ) -> RegeneratedReply:
+        now = self._clock.now()
+        async with self._uow as uow:
+            chat = await require_chat(uow, command.chat_id, command.user_id, "write")
+            history, question, old = _last_exchange(await uow.chats.list_messages(chat.id))
+            spec = self._catalog.get(command.model or old.model or "")
+            if spec.provider not in self._enabled:
+                raise ModelNotFound(f"The model {spec.id} is not available.")
+            user = command.user
+            if user is None or user.id != command.user_id:
+                user = await uow.users.get(command.user_id)
+            ensure_model_allowed(user, spec)
+            files = await read_attachments(uow, chat.project_id, question.attachment_ids)
+            prompt = self._limits.build(spec, history, question.content, files)
+            reply = Message.pending_reply(
+                id=self._ids.new_id(), chat_id=chat.id, model=spec.id, provider=spec.provider,
+                now=now,
+            )  # fmt: skip
+            session = ChatSession.open(
+                id=self._ids.new_token(32), user_id=command.user_id, chat_id=chat.id,
+                project_id=chat.project_id, user_message_id=question.id,
+                reply_message_id=reply.id, model=spec.id, now=now, params=command.params,
+                use_cache=False, attachment_ids=question.attachment_ids, ttl=self._ttl,
+            )  # fmt: skip
+            prepared = PreparedReply(reply=reply, prompt=prompt)
+
+            async def write() -> None:
+                try:
+                    await uow.chats.delete_message(old.id)
+                except MessageNotFound:  # another regeneration replaced it first
+                    raise ReplyInProgress() from None
+                await uow.chats.add_messages([reply])
+                chat.updated_at = now
+                await uow.chats.update(chat)
+                await uow.commit()
+
+            await save_and_launch(self._sessions, session, prepared, now, launch, write)
+        return RegeneratedReply(
+            session=session, message_id=question.id, replaced_message_id=old.id,
+            prepared=prepared,
+        )  # fmt: skip
+
+
+def _last_exchange(messages: list[Message]) -> tuple[list[Message], Message, Message]:
+    """(the messages before the last user message, it, the reply to it that ends the chat)."""
+    if len(messages) < 2 or messages[-1].role is not MessageRole.ASSISTANT:
+        raise NothingToRegenerate()
+    old = messages[-1]
+    if not old.status.is_final:
+        raise ReplyInProgress()
+    if messages[-2].role is not MessageRole.USER:
+        raise NothingToRegenerate()
+    return messages[:-2], messages[-2], old
