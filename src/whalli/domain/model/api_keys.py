@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from whalli.domain.model.base import Entity
@@ -11,6 +11,8 @@ from whalli.domain.model.errors import InvalidInput
 
 API_KEY_PREFIX = "whk_"  # lets a client (and a secret scanner) tell a key from a JWT
 API_KEY_NAME_MAX = 100
+# An expiry further away than this is refused (a key meant to last forever has none).
+API_KEY_MAX_LIFETIME = timedelta(days=10 * 365)
 
 
 def hash_api_key(secret: str) -> str:
@@ -49,8 +51,20 @@ class ApiKey(Entity, kw_only=True):
             raise InvalidInput(
                 f"A key name needs 1 to {API_KEY_NAME_MAX} characters.", field="name"
             )
-        if expires_at is not None and expires_at <= now:
-            raise InvalidInput("The expiry must be in the future.", field="expiresAt")
+        if expires_at is not None:
+            if expires_at.utcoffset() is None:
+                raise InvalidInput(
+                    "The expiry needs a UTC offset (like 2031-01-01T00:00:00Z).",
+                    field="expiresAt",
+                )
+            if expires_at <= now:
+                raise InvalidInput("The expiry must be in the future.", field="expiresAt")
+            if expires_at - now > API_KEY_MAX_LIFETIME:
+                raise InvalidInput(
+                    f"The expiry can be at most {API_KEY_MAX_LIFETIME.days // 365} years away "
+                    "(or none: a key without expiry lasts until revoked).",
+                    field="expiresAt",
+                )
         if not looks_like_api_key(secret) or len(secret) < len(API_KEY_PREFIX) + 43:
             raise ValueError("an API key secret must carry at least 256 random bits")
         return cls(

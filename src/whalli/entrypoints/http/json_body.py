@@ -1,8 +1,9 @@
-"""JSON request bodies that cannot be text get a 400 that says why.
+"""JSON request bodies that cannot be read get a 400 that says why.
 
-msgspec refuses them with an error that does not (a lone high surrogate escape, ``"\\ud800"``,
-reads as "Input data was truncated"), or with a ``UnicodeDecodeError`` that Litestar does not
-map (invalid UTF-8 inside a string: a 500). Both are the client's mistake.
+msgspec refuses some with an error that does not (a lone high surrogate escape, ``"\\ud800"``,
+reads as "Input data was truncated"), others with an exception Litestar does not map (a 500):
+``UnicodeDecodeError`` for invalid UTF-8 inside a string, ``RecursionError`` for arrays or
+objects nested about a thousand deep. All are the client's mistake.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ LONE_SURROGATE = (
     "without its pair), which is not text."
 )
 
+TOO_DEEP = "JSON is malformed: it is nested too deeply."
+
 
 class JsonRequest(Request[Any, Any, Any]):
     async def json(self) -> Any:
@@ -32,6 +35,8 @@ class JsonRequest(Request[Any, Any, Any]):
             raise SerializationException(
                 "JSON is malformed: the body is not valid UTF-8."
             ) from None
+        except RecursionError:  # (msgspec's parser recurses once per level of nesting)
+            raise SerializationException(TOO_DEEP) from None
         except SerializationException:
             if _LONE_SURROGATE.search(await self.body()):
                 raise SerializationException(LONE_SURROGATE) from None

@@ -7,6 +7,7 @@ the ``http.response.start`` message, so streamed (SSE) responses pass through un
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -15,7 +16,15 @@ from typing import Any
 
 import structlog
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseStartEvent,
+    HTTPScope,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
 from whalli.adapters.prometheus.metrics import HttpMetrics
 
@@ -42,6 +51,43 @@ def _incoming_request_id(scope: HTTPScope) -> str:
                 return value.decode("ascii")
             break
     return uuid.uuid4().hex
+
+
+def _readable_query(query: bytes) -> bool:
+    """Is the query string UTF-8 (what every parser of it assumes)? ASCII, nearly always."""
+    if query.isascii():
+        return True
+    try:
+        query.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def _bad_query(scope: HTTPScope, request_id: str, send: Send) -> None:
+    """A 400 for raw bytes in the query string that are not UTF-8 (uvicorn refuses them itself;
+    another server may pass them on): in OpenAI's error shape under ``/v1``, else a problem."""
+    detail = "The query string is not valid UTF-8 (percent-encode its bytes)."
+    body: dict[str, Any]
+    if scope["path"].startswith("/v1/"):
+        media = b"application/json"
+        body = {"error": {"message": detail, "type": "invalid_request_error",
+                          "code": "bad_request", "param": None}}  # fmt: skip
+    else:
+        media = b"application/problem+json"
+        body = {
+            "type": "about:blank", "title": "Bad Request", "status": 400, "detail": detail,
+            "code": "bad_request", "instance": scope["path"], "requestId": request_id,
+        }  # fmt: skip
+    content = json.dumps(body).encode()
+    headers = [(b"content-type", media), (b"content-length", str(len(content)).encode())]
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 400,
+        "headers": headers,
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": content, "more_body": False})
 
 
 class RequestContextMiddleware:
@@ -80,7 +126,10 @@ class RequestContextMiddleware:
         in_flight.inc()
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send_with_request_id)
+            if _readable_query(scope["query_string"]):
+                await self.app(scope, receive, send_with_request_id)
+            else:
+                await _bad_query(scope, request_id, send_with_request_id)
         finally:
             duration = time.perf_counter() - started
             in_flight.dec()
