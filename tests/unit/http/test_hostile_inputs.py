@@ -268,12 +268,25 @@ async def test_a_body_that_is_not_a_project_is_400_and_creates_nothing(
     assert (await ada.call("GET", "/api/projects")).json() == []
 
 
-async def test_a_gzip_content_encoding_is_not_decoded_so_the_body_is_400(
-    client: Client, ada: Caller
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate, gzip"])
+async def test_a_body_in_a_content_coding_is_415_and_changes_nothing(
+    client: Client, ada: Caller, coding: str
 ) -> None:
     body = gzip.compress(b'{"name": "x"}')
-    headers = {**ada.headers, **JSON, "content-encoding": "gzip"}
-    assert_problem(await client.post("/api/projects", content=body, headers=headers), 400)
+    headers = {**ada.headers, **JSON, "content-encoding": coding}
+
+    problem = assert_problem(await client.post("/api/projects", content=body, headers=headers), 415)
+
+    assert problem["code"] == "unsupported_content_encoding"
+    assert (await ada.call("GET", "/api/projects")).json() == []
+    v1 = await client.post("/v1/chat/completions", content=body, headers=headers)
+    assert (v1.status_code, v1.json()["error"]["code"]) == (415, "unsupported_content_encoding")
+
+
+async def test_an_identity_content_coding_is_the_body_as_it_is(client: Client, ada: Caller) -> None:
+    headers = {**ada.headers, **JSON, "content-encoding": "identity"}
+    response = await client.post("/api/projects", content=b'{"name": "x"}', headers=headers)
+    assert response.status_code == 201, response.text
 
 
 async def test_duplicate_keys_keep_the_last_value(client: Client, ada: Caller) -> None:
@@ -435,6 +448,13 @@ async def test_odd_completion_bodies_are_openai_errors(
         assert "error" in response.json()
 
 
+async def test_a_refused_param_is_named_as_openai_names_it(client: Client, ada: Caller) -> None:
+    body = completion(max_tokens=0)
+    response = await client.post("/v1/chat/completions", json=body, headers=ada.headers)
+    error = assert_openai_error(response, 422)
+    assert error["param"] == "max_tokens"
+
+
 async def test_text_parts_are_joined_and_null_content_is_empty(client: Client, ada: Caller) -> None:
     parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
     for content, echoed in [(parts, "ab"), (None, ""), ([], "")]:
@@ -504,6 +524,19 @@ async def test_a_malformed_upload_is_400(client: Client, ada: Caller, name: str)
         headers={**ada.headers, **headers},
     )
     assert_problem(response, 400)
+    assert (await ada.call("GET", f"/api/files?projectId={project_id}")).json() == []
+
+
+async def test_a_compressed_upload_is_415_not_stored_compressed(
+    client: Client, ada: Caller
+) -> None:
+    project_id = await new_project(ada)
+    response = await client.post(
+        f"/api/files/upload?projectId={project_id}",
+        content=gzip.compress(form(file_part())),
+        headers={**ada.headers, **MULTIPART, "content-encoding": "gzip"},
+    )
+    assert_problem(response, 415)
     assert (await ada.call("GET", f"/api/files?projectId={project_id}")).json() == []
 
 

@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from typing import Any
 
 import structlog
@@ -64,26 +65,42 @@ def _readable_query(query: bytes) -> bool:
     return True
 
 
-async def _bad_query(scope: HTTPScope, request_id: str, send: Send) -> None:
-    """A 400 for raw bytes in the query string that are not UTF-8 (uvicorn refuses them itself;
-    another server may pass them on): in OpenAI's error shape under ``/v1``, else a problem."""
-    detail = "The query string is not valid UTF-8 (percent-encode its bytes)."
+def _unreadable(scope: HTTPScope) -> tuple[int, str, str] | None:
+    """(status, code, detail) for a request no route could read, else None: raw query bytes
+    that are not UTF-8 (uvicorn refuses them itself; another server may pass them on), or a
+    body in a content coding (gzip) we do not decode, which would be read as what it is not
+    (an upload stored compressed)."""
+    if not _readable_query(scope["query_string"]):
+        detail = "The query string is not valid UTF-8 (percent-encode its bytes)."
+        return 400, "bad_request", detail
+    for name, value in scope["headers"]:
+        if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            coding = value.decode("latin-1")[:40]
+            detail = f"Content-Encoding {coding!r} is not supported: send the body as it is."
+            return 415, "unsupported_content_encoding", detail
+    return None
+
+
+async def _refuse(
+    scope: HTTPScope, request_id: str, send: Send, status: int, code: str, detail: str
+) -> None:
+    """The refusal as a problem, or in OpenAI's error shape under ``/v1``."""
     body: dict[str, Any]
     if scope["path"].startswith("/v1/"):
         media = b"application/json"
         body = {"error": {"message": detail, "type": "invalid_request_error",
-                          "code": "bad_request", "param": None}}  # fmt: skip
+                          "code": code, "param": None}}  # fmt: skip
     else:
         media = b"application/problem+json"
         body = {
-            "type": "about:blank", "title": "Bad Request", "status": 400, "detail": detail,
-            "code": "bad_request", "instance": scope["path"], "requestId": request_id,
+            "type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
+            "detail": detail, "code": code, "instance": scope["path"], "requestId": request_id,
         }  # fmt: skip
     content = json.dumps(body).encode()
     headers = [(b"content-type", media), (b"content-length", str(len(content)).encode())]
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
-        "status": 400,
+        "status": status,
         "headers": headers,
     }
     await send(start)
@@ -126,10 +143,11 @@ class RequestContextMiddleware:
         in_flight.inc()
         started = time.perf_counter()
         try:
-            if _readable_query(scope["query_string"]):
+            refusal = _unreadable(scope)
+            if refusal is None:
                 await self.app(scope, receive, send_with_request_id)
             else:
-                await _bad_query(scope, request_id, send_with_request_id)
+                await _refuse(scope, request_id, send_with_request_id, *refusal)
         finally:
             duration = time.perf_counter() - started
             in_flight.dec()

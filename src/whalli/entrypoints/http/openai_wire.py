@@ -7,6 +7,7 @@ are ignored (SDKs send options Whalli does not use, such as ``user`` or ``seed``
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -192,9 +193,14 @@ def error_body(error: WhalliError) -> ErrorBody:
             message=error.message,
             type=error_type(status_for(error)),
             code=error.code,
-            param=field if isinstance(field, str) else None,
+            param=_snake(field) if isinstance(field, str) else None,
         )
     )
+
+
+def _snake(field: str) -> str:
+    """OpenAI's name of a request field our errors name in camelCase (``maxTokens``)."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), field)
 
 
 def _response(status: int, body: ErrorBody, headers: dict[str, str]) -> Response[bytes]:
