@@ -136,3 +136,20 @@ async def test_only_writers_of_the_chat_may_regenerate_and_bad_bodies_are_refuse
     assert not_a_uuid.status_code == 400
     assert await messages(chat, started["chatId"], alice["auth"]) == before
     await asyncio.sleep(0)  # (nothing was launched: no reply to wait for)
+
+
+async def test_the_message_can_be_edited_before_it_is_answered_again(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    started = await chat.start(alice["auth"], model="dev/echo", message="first words")
+    await chat.events(started["sessionId"])
+
+    response = await regenerate(chat, alice["auth"], chatId=started["chatId"], message="new words")
+
+    assert response.status_code == 201, response.text
+    events = await chat.events(response.json()["sessionId"])
+    assert _text(events) == "new words"  # the echo model answers the edited message
+    question, reply = await messages(chat, started["chatId"], alice["auth"])
+    assert (question["id"], question["content"]) == (started["messageId"], "new words")
+    assert (reply["status"], reply["content"]) == ("complete", "new words")
+    empty = await regenerate(chat, alice["auth"], chatId=started["chatId"], message="")
+    assert empty.status_code == 400  # (the schema: at least one character)

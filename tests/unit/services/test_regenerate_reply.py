@@ -18,6 +18,7 @@ from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Message, MessageRole, MessageStatus, TokenUsage
 from whalli.domain.model.errors import (
     ChatNotFound,
+    InvalidInput,
     ModelNotFound,
     NothingToRegenerate,
     PermissionDenied,
@@ -198,3 +199,25 @@ async def test_a_regeneration_whose_write_fails_keeps_the_old_reply_and_no_sessi
     assert saved.cancelled()  # the generation launched is cancelled
     assert chat.sessions.stored() == [s for s in chat.sessions.stored() if s != session.id]
     assert session.id not in chat.sessions.stored()
+
+
+async def test_the_message_edited_first_is_saved_and_answered(chat: Chat) -> None:
+    await chat.regenerate(message="what is 3 + 3?")
+
+    question, reply = await chat.messages()
+    assert (question.id, question.content) == (chat.question_id, "what is 3 + 3?")
+    assert question.updated_at == chat.clock.now()
+    [(_, prepared, _)] = chat.launched
+    assert prepared.prompt[-1].content == "what is 3 + 3?"
+    assert prepared.prompt[:-1] == chat.first.prompt[:-1]
+    assert reply.status is MessageStatus.PENDING
+
+
+async def test_an_edit_to_nothing_is_refused_and_changes_nothing(chat: Chat) -> None:
+    before = await chat.messages()
+
+    with pytest.raises(InvalidInput, match="cannot be empty"):
+        await chat.regenerate(message="  \n ")
+
+    assert await chat.messages() == before
+    assert chat.launched == []

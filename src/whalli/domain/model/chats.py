@@ -129,6 +129,14 @@ class Message(Entity, kw_only=True):
             updated_at=now,
         )
 
+    def edit(self, content: str, now: datetime) -> None:
+        """A user's message, rewritten (before it is answered again)."""
+        if self.role is not MessageRole.USER:
+            raise InvalidInput("Only a user's message can be edited.", field="message")
+        if not content.strip():
+            raise InvalidInput("A message cannot be empty.", field="message")
+        self.content, self.updated_at = content, now
+
     @classmethod
     def pending_reply(
         cls, *, id: UUID, chat_id: UUID, model: str, provider: str, now: datetime

@@ -32,6 +32,8 @@ class RegenerateReply(msgspec.Struct, frozen=True, kw_only=True):
     user: User | None = None
     chat_id: UUID
     model: str | None = None  # None: the model of the reply it replaces
+    # The user's message edited before it is answered again; None: answered as it is.
+    message: str | None = None
     params: GenerationParams = GenerationParams()
 
 
@@ -53,6 +55,8 @@ class RegenerateReplyHandler:
       ending otherwise, ``NothingToRegenerate`` (409);
     - the model is the one asked for, or the replaced reply's; it must exist with its provider
       configured (else ``ModelNotFound``) and the caller's plan, read fresh, must include it;
+    - with ``message``, that user's message is edited first (its attachments stay), and saved
+      with the new reply;
     - the prompt is built as the start built it: the messages before that user's message,
       trimmed to the model's window, and its attached files' text (a file deleted or failed
       since answers as it would at the start);
@@ -93,6 +97,8 @@ class RegenerateReplyHandler:
             if user is None or user.id != command.user_id:
                 user = await uow.users.get(command.user_id)
             ensure_model_allowed(user, spec)
+            if command.message is not None:
+                question.edit(command.message, now)
             files = await read_attachments(uow, chat.project_id, question.attachment_ids)
             prompt = self._limits.build(spec, history, question.content, files)
             reply = Message.pending_reply(
@@ -112,6 +118,8 @@ class RegenerateReplyHandler:
                     await uow.chats.delete_message(old.id)
                 except MessageNotFound:  # another regeneration replaced it first
                     raise ReplyInProgress() from None
+                if command.message is not None:
+                    await uow.chats.update_message(question)
                 await uow.chats.add_messages([reply])
                 chat.updated_at = now
                 await uow.chats.update(chat)

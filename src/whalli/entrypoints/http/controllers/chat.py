@@ -56,6 +56,7 @@ class ChatStartBody(Inbound):
 class RegenerateBody(Inbound):
     chat_id: UUID
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    message: Annotated[str, msgspec.Meta(min_length=1, max_length=200_000)] | None = None
     params: ParamsBody | None = None
 
 
@@ -117,8 +118,8 @@ class ChatStreamController(Controller):
     @post(
         "/regenerate", status_code=201, summary="Answer the chat's last message again",
         description="Replaces the chat's last reply (finished: complete, aborted or failed) "
-        "with a new one to the same message, by `model` or the replaced reply's model; never "
-        "from the prompt cache. Answers like `/api/chat/start` (JSON, or the reply as events "
+        "with a new one to the same message (edited to `message` first, when given), by "
+        "`model` or the replaced reply's model; never from the prompt cache. Answers like `/api/chat/start` (JSON, or the reply as events "
         "with `Accept: text/event-stream`), plus `replacedMessageId`, the reply deleted. 409 "
         "while a reply is still being generated.",
     )  # fmt: skip
@@ -130,7 +131,7 @@ class ChatStreamController(Controller):
         regenerated = await (await container.regenerate_reply()).execute(
             RegenerateReply(
                 user_id=principal.user_id, user=principal.user, chat_id=data.chat_id,
-                model=data.model, params=_params(data.params),
+                model=data.model, message=data.message, params=_params(data.params),
             ),
             await _launcher(container),
         )  # fmt: skip
