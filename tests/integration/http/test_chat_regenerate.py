@@ -153,3 +153,24 @@ async def test_the_message_can_be_edited_before_it_is_answered_again(chat: Chat)
     assert (reply["status"], reply["content"]) == ("complete", "new words")
     empty = await regenerate(chat, alice["auth"], chatId=started["chatId"], message="")
     assert empty.status_code == 400  # (the schema: at least one character)
+
+
+async def test_of_two_regenerations_at_once_one_wins_and_the_chat_keeps_one_reply(
+    chat: Chat,
+) -> None:
+    alice = await chat.world.register("alice")
+    started = await chat.start(alice["auth"], model="dev/echo", message="race me")
+    await chat.events(started["sessionId"])
+
+    for _ in range(5):  # (the two requests' reads and writes interleave differently each time)
+        both = await asyncio.gather(
+            *(regenerate(chat, alice["auth"], chatId=started["chatId"]) for _ in range(2))
+        )
+        assert sorted(r.status_code for r in both) == [201, 409], [r.text for r in both]
+        loser = next(r for r in both if r.status_code == 409)
+        assert loser.json()["code"] == "reply_in_progress"
+        winner = next(r for r in both if r.status_code == 201)
+        await chat.events(winner.json()["sessionId"])
+        found = await messages(chat, started["chatId"], alice["auth"])
+        assert [m["role"] for m in found] == ["user", "assistant"]
+        assert found[1]["status"] == "complete"
