@@ -119,9 +119,10 @@ class ChatStreamController(Controller):
         "/regenerate", status_code=201, summary="Answer the chat's last message again",
         description="Replaces the chat's last reply (finished: complete, aborted or failed) "
         "with a new one to the same message (edited to `message` first, when given), by "
-        "`model` or the replaced reply's model; never from the prompt cache. Answers like `/api/chat/start` (JSON, or the reply as events "
-        "with `Accept: text/event-stream`), plus `replacedMessageId`, the reply deleted. 409 "
-        "while a reply is still being generated.",
+        "`model` or the replaced reply's model; never from the prompt cache. Answers like "
+        "`/api/chat/start` (JSON, or the reply as events with `Accept: text/event-stream`), "
+        "plus `replacedMessageId`, the reply deleted. 409 while a reply is still being "
+        "generated.",
     )  # fmt: skip
     async def regenerate(
         self, request: Request[Any, Any, Any], principal: NamedDependency[Principal],
