@@ -507,6 +507,39 @@ async def test_anthropic_requests_carry_key_version_system_and_max_tokens(
     assert server.requests[1].body["max_tokens"] == 99
 
 
+SAMPLING = GenerationParams(
+    top_p=0.9, stop=("END", "\n\n"), seed=42, presence_penalty=0.5, frequency_penalty=-1.0
+)
+
+
+async def test_openai_compatible_servers_get_every_sampling_param(http: httpx.AsyncClient) -> None:
+    request = CompletionRequest(model="llama", messages=REQUEST.messages, params=SAMPLING)
+    async with FakeProviderServer(openai_default(expected_key="")) as server:
+        model = OpenAIChatModel(http, base_url=server.url, provider="openai-compatible")
+        await collect(model.stream(request))
+        await collect(model.stream(msgspec.structs.replace(request, params=GenerationParams())))
+
+    sent, plain = server.requests[0].body, server.requests[1].body
+    assert {k: sent[k] for k in ("top_p", "stop", "seed")} == {
+        "top_p": 0.9, "stop": ["END", "\n\n"], "seed": 42,
+    }  # fmt: skip
+    assert (sent["presence_penalty"], sent["frequency_penalty"]) == (0.5, -1.0)
+    assert not {"top_p", "stop", "seed", "presence_penalty", "frequency_penalty"} & set(plain)
+
+
+async def test_anthropic_gets_top_p_and_stop_sequences_and_nothing_it_does_not_know(
+    http: httpx.AsyncClient,
+) -> None:
+    request = msgspec.structs.replace(REQUEST, params=SAMPLING)
+    async with FakeProviderServer(anthropic_default()) as server:
+        model = AnthropicChatModel(http, base_url=f"{server.url}/", api_key=API_KEY)
+        await collect(model.stream(request))
+
+    sent = server.requests[0].body
+    assert (sent["top_p"], sent["stop_sequences"]) == (0.9, ["END", "\n\n"])
+    assert not {"stop", "seed", "presence_penalty", "frequency_penalty"} & set(sent)
+
+
 async def test_anthropic_usage_adds_cached_input_and_takes_the_last_output_count(
     http: httpx.AsyncClient,
 ) -> None:

@@ -531,3 +531,26 @@ async def test_chat_metrics_are_exported(chat: Chat) -> None:
         "whalli_chat_reply_seconds_bucket", "whalli_sse_connections_active",
     ):  # fmt: skip
         assert name in text, name
+
+
+async def test_sampling_params_of_a_start_reach_the_provider_and_bad_ones_are_400(
+    chat: Chat,
+) -> None:
+    alice = await chat.world.register("alice")
+    params = {"topP": 0.25, "stop": ["END"], "seed": 3, "presencePenalty": 0.5}
+    started = await chat.start(
+        alice["auth"], model="openai/gpt-4o-mini", message=f"p {uuid.uuid4()}", params=params
+    )
+    await chat.events(started["sessionId"])
+
+    sent = chat.provider.requests[-1].body
+    assert (sent["top_p"], sent["stop"], sent["seed"]) == (0.25, ["END"], 3)
+    assert sent["presence_penalty"] == 0.5
+    assert "frequency_penalty" not in sent
+    for bad in ({"topP": 2}, {"stop": []}, {"seed": 2**64}, {"presencePenalty": -3}):
+        refused = await chat.client.post(
+            "/api/chat/start",
+            json={"model": "dev/echo", "message": "hi", "params": bad},
+            headers=alice["auth"],
+        )
+        assert refused.status_code == 400, (bad, refused.text)

@@ -13,6 +13,7 @@ from tests.unit.http.accounts import seed_caller
 from tests.unit.http.fakes import FakeContainer
 from whalli.adapters.memory.chat_model import ScriptedChatModel
 from whalli.config import Settings
+from whalli.domain.model.chats import GenerationParams
 from whalli.domain.model.errors import ProviderError
 from whalli.domain.model.users import Plan
 from whalli.entrypoints.http.app import create_app
@@ -38,7 +39,7 @@ def sse_data(body: str) -> list[str]:
 
 
 async def test_a_completion_has_openais_shape(client: Client, bearer: dict[str, str]) -> None:
-    # Unknown fields (``user``, ``seed``) are what SDKs send: ignored, not refused.
+    # Unknown fields (``user``) are what SDKs send: ignored, not refused.
     body = chat("Hello there, world", user="u-1", seed=7, temperature=0.5)
     response = await client.post("/v1/chat/completions", json=body, headers=bearer)
 
@@ -270,3 +271,41 @@ async def test_the_rate_limit_applies_and_answers_in_openais_error_shape() -> No
     assert refused.headers["retry-after"] == "60"
     assert refused.json()["error"]["type"] == "rate_limit_error"
     assert refused.json()["error"]["code"] == "rate_limited"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_sampling_params_reach_the_model(
+    client: Client, bearer: dict[str, str], container: FakeContainer, stream: bool
+) -> None:
+    model = container.models["dev"] = ScriptedChatModel(["Hi"], provider="dev")
+    sampling = {"top_p": 0.5, "seed": 7, "presence_penalty": 1.5, "frequency_penalty": -0.5}
+    body = chat("Hi", stream=stream, stop="END", response_format={"type": "text"}, tools=[])
+
+    response = await client.post("/v1/chat/completions", json={**body, **sampling}, headers=bearer)
+
+    assert response.status_code == 200, response.text
+    [request] = model.requests
+    assert request.params == GenerationParams(
+        top_p=0.5, seed=7, presence_penalty=1.5, frequency_penalty=-0.5, stop=("END",)
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"frequency_penalty": 3}, "frequency_penalty"),
+    ],
+)
+async def test_what_whalli_cannot_honour_is_refused_not_ignored(
+    client: Client, bearer: dict[str, str], extra: dict[str, Any], param: str
+) -> None:
+    response = await client.post("/v1/chat/completions", json=chat("Hi", **extra), headers=bearer)
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param)

@@ -85,6 +85,11 @@ class AnthropicChatModel(ChatModel):
             body["system"] = system
         if params.temperature is not None:
             body["temperature"] = min(params.temperature, 1.0)  # Anthropic's range is 0..1
+        if params.top_p is not None:
+            body["top_p"] = params.top_p
+        if params.stop is not None:
+            body["stop_sequences"] = list(params.stop)
+        # seed, presence_penalty and frequency_penalty: the Messages API has no such thing
         return body
 
     async def _attempt(self, body: bytes) -> AsyncGenerator[StreamEvent, None]:

@@ -26,6 +26,10 @@ from whalli.ports.chat_model import (
 OpenAIFlavour = Literal["openai", "xai", "openai-compatible"]
 
 
+# Sent as they are when set: every OpenAI-compatible server reads these by these names.
+_SAMPLING = ("top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
+
+
 class OpenAIChatModel(ChatModel):
     """``base_url`` ends with the API version (``https://api.openai.com/v1``,
     ``https://api.x.ai/v1``, ``http://localhost:11434/v1``); an empty ``api_key`` sends no
@@ -73,6 +77,10 @@ class OpenAIChatModel(ChatModel):
             # and xAI still expect it.
             key = "max_completion_tokens" if self.provider == "openai" else "max_tokens"
             body[key] = params.max_tokens
+        for name in _SAMPLING:
+            value = getattr(params, name)
+            if value is not None:
+                body[name] = list(value) if isinstance(value, tuple) else value
         return body
 
     async def _attempt(self, body: bytes) -> AsyncGenerator[StreamEvent, None]:

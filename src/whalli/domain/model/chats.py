@@ -30,15 +30,50 @@ class MessageStatus(StrEnum):
         return self in (MessageStatus.COMPLETE, MessageStatus.ABORTED, MessageStatus.FAILED)
 
 
+MAX_STOP_SEQUENCES = 4  # OpenAI's limit (Anthropic allows more)
+MAX_STOP_LENGTH = 200
+_SEED_RANGE = (-(2**63), 2**63 - 1)
+
+
 class GenerationParams(Value, frozen=True, kw_only=True):
+    """How to sample a reply. ``None`` (every default) leaves the choice to the provider.
+
+    Providers take what they support: OpenAI-compatible ones all of it; Anthropic temperature
+    (capped at its 1.0), ``max_tokens``, ``top_p`` and ``stop`` (as ``stop_sequences``), not
+    ``seed`` or the penalties (see the adapters)."""
+
     temperature: float | None = None
     max_tokens: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None  # up to 4 sequences that end the reply when produced
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
 
     def __post_init__(self) -> None:
         if self.temperature is not None and not 0.0 <= self.temperature <= 2.0:
             raise InvalidInput("temperature must be between 0 and 2", field="temperature")
         if self.max_tokens is not None and not 1 <= self.max_tokens <= 1_000_000:
             raise InvalidInput("maxTokens must be between 1 and 1000000", field="maxTokens")
+        if self.top_p is not None and not 0.0 <= self.top_p <= 1.0:
+            raise InvalidInput("topP must be between 0 and 1", field="topP")
+        for name, value in (
+            ("presencePenalty", self.presence_penalty),
+            ("frequencyPenalty", self.frequency_penalty),
+        ):
+            if value is not None and not -2.0 <= value <= 2.0:
+                raise InvalidInput(f"{name} must be between -2 and 2", field=name)
+        if self.seed is not None and not _SEED_RANGE[0] <= self.seed <= _SEED_RANGE[1]:
+            raise InvalidInput("seed must be a 64-bit integer", field="seed")
+        if self.stop is not None and (
+            not 1 <= len(self.stop) <= MAX_STOP_SEQUENCES
+            or not all(1 <= len(s) <= MAX_STOP_LENGTH for s in self.stop)
+        ):
+            raise InvalidInput(
+                f"stop takes 1 to {MAX_STOP_SEQUENCES} sequences of 1 to {MAX_STOP_LENGTH} "
+                "characters",
+                field="stop",
+            )
 
 
 class TokenUsage(Value, frozen=True, kw_only=True):

@@ -45,12 +45,15 @@ def cache_key(
     return hashlib.sha256(_canonical.encode(document)).hexdigest()
 
 
+_FLOATS = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty"})
+
+
 def _canonical_params(params: GenerationParams) -> dict[str, object]:
     canonical: dict[str, object] = {}
     for name, value in msgspec.structs.asdict(params).items():
         if value is None:
             continue
-        if name == "temperature":
+        if name in _FLOATS:
             # 1 and 1.0 (and -0.0 and 0.0) are the same temperature; JSON would spell them apart.
             value = float(value) + 0.0
         canonical[name] = value

@@ -2,7 +2,8 @@
 
 Shapes follow OpenAI's Chat Completions and Models APIs, so that the official SDKs work with only
 their ``base_url`` changed. Unlike our own API, fields are snake_case and unknown request fields
-are ignored (SDKs send options Whalli does not use, such as ``user`` or ``seed``).
+are ignored (SDKs send options Whalli does not use, such as ``user``), except tools, functions
+and a response format other than text, which are refused.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool = False
 
 
+class ResponseFormat(msgspec.Struct, kw_only=True):
+    type: str
+
+
 class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     model: str
     messages: list[ChatMessageIn]
@@ -57,8 +62,35 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     temperature: float | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
     stream_options: StreamOptions | None = None
     n: int | None = None
+    # Refused when asked for (422) rather than ignored: an answer without them is not the one
+    # the client expects (a tool call, JSON).
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+    response_format: ResponseFormat | None = None
+
+    def unsupported(self) -> InvalidInput | None:
+        """What this request asks for that Whalli cannot give, as the error to answer."""
+        if self.tools or self.functions:
+            field = "tools" if self.tools else "functions"
+            return InvalidInput("Tool and function calling are not supported.", field=field)
+        if self.response_format is not None and self.response_format.type != "text":
+            return InvalidInput(
+                f"response_format {self.response_format.type!r} is not supported (only 'text').",
+                field="response_format",
+            )
+        return None
+
+    def stop_sequences(self) -> tuple[str, ...] | None:
+        if self.stop is None:
+            return None
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
 def prompt_messages(messages: list[ChatMessageIn]) -> tuple[PromptMessage, ...]:

@@ -13,7 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from whalli.domain.model.chat_sessions import ChatSession
-from whalli.domain.model.chats import GenerationParams
+from whalli.domain.model.chats import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, GenerationParams
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.replies import (
     parse_event_id,
@@ -37,10 +37,22 @@ from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.entrypoints.http.security import CONTAINER_STATE_KEY, PUBLIC, credential_from
 from whalli.entrypoints.http.sse import json_event
 
+Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
+StopSequence = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STOP_LENGTH)]
+
 
 class ParamsBody(Inbound):
+    # (the ranges of GenerationParams, which refuses anything else too)
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    stop: (
+        Annotated[list[StopSequence], msgspec.Meta(min_length=1, max_length=MAX_STOP_SEQUENCES)]
+        | None
+    ) = None
+    seed: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
 
 
 class ChatStartBody(Inbound):
@@ -182,8 +194,12 @@ class ChatStreamController(Controller):
 
 
 def _params(params: ParamsBody | None) -> GenerationParams:
-    params = params or ParamsBody()
-    return GenerationParams(temperature=params.temperature, max_tokens=params.max_tokens)
+    if params is None:
+        return GenerationParams()
+    fields = msgspec.structs.asdict(params)
+    if params.stop is not None:
+        fields["stop"] = tuple(params.stop)
+    return GenerationParams(**fields)
 
 
 async def _launcher(container: AppContainer) -> LaunchReply:

@@ -38,9 +38,17 @@ _DONE = encode_event(data="[DONE]")
 def _command(principal: Principal, data: wire.ChatCompletionRequest) -> CompleteChat:
     if data.n not in (None, 1):
         raise InvalidInput("Only one choice (n=1) is supported.", field="n")
+    refused = data.unsupported()
+    if refused is not None:
+        raise refused
     params = GenerationParams(
         temperature=data.temperature,
         max_tokens=data.max_completion_tokens if data.max_tokens is None else data.max_tokens,
+        top_p=data.top_p,
+        stop=data.stop_sequences(),
+        seed=data.seed,
+        presence_penalty=data.presence_penalty,
+        frequency_penalty=data.frequency_penalty,
     )
     return CompleteChat(
         user_id=principal.user_id,
