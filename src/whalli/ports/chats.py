@@ -18,6 +18,19 @@ class ChatRepository(Protocol):
         """Raises ``ChatNotFound``."""
         ...
 
+    async def lock(self, chat_id: UUID) -> Chat:
+        """The chat, locked until the unit of work ends against whoever changes its messages
+        with it locked too, and against its deletion (call inside ``async with uow``). Use cases
+        that read a chat's messages and then add or remove some lock it first, so that they
+        run one after the other. Raises ``ChatNotFound`` (also when it was deleted while
+        waiting)."""
+        ...
+
+    async def touch(self, chat_id: UUID, now: datetime) -> None:
+        """Mark the chat updated at ``now`` (never moving it back); nothing else changes, so a
+        rename committed meanwhile stays. Raises ``ChatNotFound``."""
+        ...
+
     async def update(self, chat: Chat) -> None:
         """Raises ``ChatNotFound``."""
         ...
@@ -82,6 +95,12 @@ class ChatRepository(Protocol):
 
     async def list_messages(self, chat_id: UUID) -> list[Message]:
         """Oldest first."""
+        ...
+
+    async def fail_reply(self, message_id: UUID, now: datetime, error: str) -> bool:
+        """Finish one assistant reply still ``pending`` or ``streaming`` as ``failed``, as
+        ``fail_abandoned_replies`` does (content kept, ``finish_reason`` ``"error"``, ``error``,
+        no usage record). False when it is already final or gone. One statement."""
         ...
 
     async def fail_abandoned_replies(

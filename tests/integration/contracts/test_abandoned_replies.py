@@ -158,3 +158,32 @@ async def test_a_reply_updated_since_is_not_abandoned_however_old_it_is(
     assert found == [dead.id]
     async with uow_factory().read_only() as uow:
         assert (await uow.chats.get_message(alive.id)).status is MessageStatus.STREAMING
+
+
+async def test_one_unfinished_reply_ends_failed_and_a_finished_one_stays(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    streaming = _reply(world.chat, at(1), status=MessageStatus.STREAMING, content="so far")
+    done = _reply(world.chat, at(2))
+    done.finish(status=MessageStatus.COMPLETE, content="all", now=at(3), usage=TokenUsage())
+    question = a_message(world.chat)
+    async with uow_factory() as uow:
+        await uow.chats.add_messages([question, streaming, done])
+        await uow.commit()
+
+    async with uow_factory().autocommit() as uow:
+        assert await uow.chats.fail_reply(streaming.id, at(9), ERROR)
+        assert not await uow.chats.fail_reply(streaming.id, at(10), ERROR)  # final now
+        assert not await uow.chats.fail_reply(done.id, at(9), ERROR)
+        assert not await uow.chats.fail_reply(question.id, at(9), ERROR)
+        assert not await uow.chats.fail_reply(uuid.uuid4(), at(9), ERROR)
+
+    async with uow_factory().read_only() as uow:
+        failed = await uow.chats.get_message(streaming.id)
+        assert (failed.status, failed.content, failed.error) == (
+            MessageStatus.FAILED, "so far", ERROR,
+        )  # fmt: skip
+        assert (failed.finish_reason, failed.updated_at) == ("error", at(9))
+        assert await uow.chats.get_message(done.id) == done
+        assert await uow.chats.get_message(question.id) == question

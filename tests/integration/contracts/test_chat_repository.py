@@ -503,3 +503,28 @@ async def test_a_deleted_reply_is_gone_and_its_usage_stays(uow_factory: UowFacto
     async with uow_factory().read_only() as uow:
         assert await uow.chats.list_messages(world.chat.id) == [question]
         assert (await uow.usage.totals(world.user.id, since=at(0))).requests == 1
+
+
+async def test_touching_a_chat_moves_only_its_update_time_and_never_back(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    async with uow_factory() as uow:
+        locked = await uow.chats.lock(world.chat.id)
+        assert locked == world.chat
+        await uow.chats.touch(world.chat.id, at(50))
+        await uow.commit()
+    async with uow_factory() as uow:  # a rename meanwhile is not undone by a touch
+        world.chat.rename("Renamed", at(60))
+        await uow.chats.update(world.chat)
+        await uow.chats.touch(world.chat.id, at(55))  # earlier: no change
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        found = await uow.chats.get(world.chat.id)
+        assert (found.title, found.updated_at) == ("Renamed", at(60))
+        ghost = uuid.uuid4()
+        with pytest.raises(ChatNotFound):
+            await uow.chats.lock(ghost)
+        with pytest.raises(ChatNotFound):
+            await uow.chats.touch(ghost, at(70))

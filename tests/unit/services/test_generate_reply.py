@@ -25,7 +25,7 @@ from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Message, MessageStatus
-from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.model.errors import ProviderError, ServiceUnavailable
 from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
 from whalli.domain.services.chat.context import PreparedReply
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler, ReplySettings
@@ -223,6 +223,23 @@ async def test_an_unexpected_failure_still_ends_the_stream() -> None:
     assert isinstance(final, ErrorEvent)
     assert final.code == "internal_error"
     assert "choices" not in final.message  # no internals in what users see
+    reply = setup.reply(prepared.reply.id)  # failed now, not pending until the sweeper
+    assert (reply.status, reply.finish_reason, reply.error) == (
+        MessageStatus.FAILED, "error", final.message,
+    )  # fmt: skip
+    assert setup.usage() == []  # nothing is known of its tokens
+
+
+async def test_an_unexpected_failure_before_the_start_committed_fails_nothing() -> None:
+    setup = Setup(model=Broken(provider="dev"))
+    _, session, prepared, _ = await setup.start()
+    not_saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    not_saved.cancel()  # the start failed: its pending reply was never written
+
+    with pytest.raises(KeyError):
+        await setup.handler().execute(session, prepared, not_saved)
+
+    assert setup.reply(prepared.reply.id).status is MessageStatus.PENDING  # (this test's store)
 
 
 class Gated(ScriptedChatModel):
@@ -323,3 +340,23 @@ async def test_the_final_write_waits_for_a_checkpoint_in_flight() -> None:
     assert SlowProgress.writes == ["progress", "final"]
     final = setup.reply(message_id)
     assert (final.status, final.content) == (MessageStatus.COMPLETE, "Hello there")
+
+
+@pytest.mark.parametrize("deltas", [(), ("Hel",)], ids=["before any token", "after one"])
+async def test_a_provider_failure_charges_only_what_was_served(deltas: tuple[str, ...]) -> None:
+    failing = ScriptedChatModel(deltas, provider="dev", error=ProviderError("upstream down"))
+    setup = Setup(model=failing)
+    _, session, prepared, saved = await setup.start()
+
+    await setup.handler().execute(session, prepared, saved)
+
+    reply = setup.reply(prepared.reply.id)
+    [record] = setup.usage()
+    assert (reply.status, reply.content) == (MessageStatus.FAILED, "".join(deltas))
+    if deltas:  # a partial reply: its tokens are estimated (the provider reported none)
+        assert record.prompt_tokens > 0
+        assert record.completion_tokens > 0
+    else:  # nothing was served: nothing is charged
+        assert (record.prompt_tokens, record.completion_tokens) == (0, 0)
+        assert record.cost_usd == 0
+        assert reply.usage.total == 0

@@ -165,6 +165,12 @@ def stream_error(provider: str, payload: object) -> ProviderError:
     )
 
 
+def obj(value: object) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one: a provider's event read field by
+    field never fails on a field of an unexpected type (it counts as missing)."""
+    return value if isinstance(value, dict) else {}
+
+
 def decode_json(provider: str, data: str) -> dict[str, Any]:
     """One SSE ``data`` payload as a JSON object."""
     try:

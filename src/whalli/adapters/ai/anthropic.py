@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from whalli.adapters.ai._http import decode_json, sse_post, stream_error
+from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
 from whalli.adapters.ai._sse import SseEvent
 from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, stream_with_retries
 from whalli.domain.model.chats import MessageRole, TokenUsage
@@ -135,20 +135,20 @@ class _Answer:
         data = decode_json(self.provider, sse.data)
         kind = data.get("type", sse.event)
         if kind == "content_block_delta":
-            delta = data.get("delta") or {}
+            delta = obj(data.get("delta"))
             text = delta.get("text")
             if delta.get("type") == "text_delta" and isinstance(text, str) and text:
                 return text
         elif kind == "message_start":
-            usage = (data.get("message") or {}).get("usage") or {}
+            usage = obj(obj(data.get("message")).get("usage"))
             self.prompt_tokens = _input_tokens(usage) or self.prompt_tokens
             self.completion_tokens = _count(usage.get("output_tokens")) or self.completion_tokens
         elif kind == "message_delta":
-            usage = data.get("usage") or {}
+            usage = obj(data.get("usage"))
             # Counts here are cumulative; newer API versions repeat the input count.
             self.prompt_tokens = _input_tokens(usage) or self.prompt_tokens
             self.completion_tokens = _count(usage.get("output_tokens")) or self.completion_tokens
-            self.stop_reason = (data.get("delta") or {}).get("stop_reason") or self.stop_reason
+            self.stop_reason = obj(data.get("delta")).get("stop_reason") or self.stop_reason
         elif kind == "message_stop":
             self.end = StreamEnd(
                 finish_reason=str(self.stop_reason or "unknown"),

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
-from whalli.adapters.ai._http import decode_json, sse_post, stream_error
+from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
 from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, stream_with_retries
 from whalli.domain.model.chats import TokenUsage
 from whalli.domain.model.errors import ProviderError
@@ -122,10 +122,11 @@ class OpenAIChatModel(ChatModel):
             raise stream_error(self.provider, chunk)
         texts: list[str] = []
         finish_reason: str | None = None
-        for choice in chunk.get("choices") or ():
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            text = (choice.get("delta") or {}).get("content")
+            text = obj(choice.get("delta")).get("content")
             if isinstance(text, str) and text:
                 texts.append(text)
             if choice.get("finish_reason"):

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
+import msgspec
+
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
 from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus
 from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
@@ -20,6 +22,14 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
     async def get(self, chat_id: UUID) -> Chat:
         chat: Chat = self._tx().get("chats", chat_id, ChatNotFound)
         return chat
+
+    async def lock(self, chat_id: UUID) -> Chat:
+        return await self.get(chat_id)  # (one task writes the store at a time)
+
+    async def touch(self, chat_id: UUID, now: datetime) -> None:
+        chat = msgspec.structs.replace(await self.get(chat_id))
+        chat.updated_at = max(chat.updated_at, now)
+        self._tx().replace("chats", chat.id, chat, ChatNotFound)
 
     async def update(self, chat: Chat) -> None:
         self._tx().replace("chats", chat.id, chat, ChatNotFound)
@@ -95,6 +105,20 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
     async def list_messages(self, chat_id: UUID) -> list[Message]:
         found: list[Message] = self._tx().select("messages", lambda m: m.chat_id == chat_id)
         return sorted(found, key=lambda m: (m.created_at, m.id))
+
+    async def fail_reply(self, message_id: UUID, now: datetime, error: str) -> bool:
+        tx = self._tx()
+        latest: Message | None = tx.find("messages", message_id)
+        if latest is None or latest.role is not MessageRole.ASSISTANT or latest.status.is_final:
+            return False
+        latest = msgspec.structs.replace(latest)
+        latest.finish(
+            status=MessageStatus.FAILED, content=latest.content, usage=latest.usage, now=now,
+            finish_reason="error", cost_usd=latest.cost_usd, cached=latest.cached,
+            ttft_ms=latest.ttft_ms, total_ms=latest.total_ms, error=error,
+        )  # fmt: skip
+        tx.replace("messages", latest.id, latest, MessageNotFound)
+        return True
 
     async def fail_abandoned_replies(
         self, updated_before: datetime, now: datetime, error: str, *, limit: int

@@ -125,6 +125,10 @@ _SAVE_PROGRESS = (
 # its reply or another sweeper holds are skipped), finished and returned, least recently updated
 # first.
 _UNFINISHED = "status IN ('pending', 'streaming')"  # as the partial index of 0007
+_FAIL_REPLY = (
+    "UPDATE messages SET status = 'failed', finish_reason = 'error', error = %(error)s, "
+    f"updated_at = %(now)s WHERE id = %(id)s AND role = 'assistant' AND {_UNFINISHED}"
+)
 _FAIL_ABANDONED = (
     "WITH abandoned AS (SELECT id, updated_at FROM messages "
     f"WHERE {_UNFINISHED} AND role = 'assistant' AND updated_at < %(before)s "
@@ -162,6 +166,20 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
         if row is None:
             raise ChatNotFound()
         return msgspec.convert(row, Chat)
+
+    async def lock(self, chat_id: UUID) -> Chat:
+        # NO KEY UPDATE: messages can still be inserted by the unit of work holding it (their
+        # foreign key takes KEY SHARE), but a DELETE of the chat waits for it.
+        query = f"{_SELECT_CHAT} WHERE id = %(id)s FOR NO KEY UPDATE"
+        row = await self._one(query, {"id": chat_id})
+        if row is None:
+            raise ChatNotFound()
+        return msgspec.convert(row, Chat)
+
+    async def touch(self, chat_id: UUID, now: datetime) -> None:
+        query = "UPDATE chats SET updated_at = GREATEST(updated_at, %(now)s) WHERE id = %(id)s"
+        if await self._run(query, {"id": chat_id, "now": now}) == 0:
+            raise ChatNotFound()
 
     async def update(self, chat: Chat) -> None:
         if await self._run(_UPDATE_CHAT, msgspec.structs.asdict(chat)) == 0:
@@ -253,6 +271,10 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
             {"chat_id": chat_id},
         )
         return [_message(r) for r in rows]
+
+    async def fail_reply(self, message_id: UUID, now: datetime, error: str) -> bool:
+        params = {"id": message_id, "now": now, "error": error}
+        return await self._run(_FAIL_REPLY, params) == 1
 
     async def fail_abandoned_replies(
         self, updated_before: datetime, now: datetime, error: str, *, limit: int

@@ -137,7 +137,9 @@ class GenerateReplyHandler:
       reply whose chat was deleted meanwhile still records its usage (without the message);
     - every reply's stream ends with a final event, whatever happens: when the reply cannot be
       saved, or anything else fails, readers get an ``error`` (``reply_not_saved``,
-      ``chat_deleted``, ``internal_error``) instead of waiting for a ``done`` that never comes.
+      ``chat_deleted``, ``internal_error``) instead of waiting for a ``done`` that never comes;
+      after an ``internal_error`` the reply is saved ``failed`` (text so far kept), not left
+      ``pending`` for the sweeper.
     """
 
     def __init__(
@@ -172,7 +174,24 @@ class GenerateReplyHandler:
             final = NOT_SAVED if isinstance(e, ServiceUnavailable) else INTERNAL
             with contextlib.suppress(ServiceUnavailable):  # local readers still get it
                 await self._publish(session, final)
+            if final is INTERNAL:
+                await self._fail(prepared.reply.id, saved, final.message)
             raise
+
+    async def _fail(self, reply_id: UUID, saved: Awaitable[None], error: str) -> None:
+        """After an unexpected failure: the reply ends ``failed`` (with its text so far) once
+        the start committed, instead of staying ``pending`` until the sweeper finds it."""
+        committed = asyncio.ensure_future(saved)
+        await asyncio.wait([committed])
+        if committed.cancelled() or committed.exception() is not None:
+            return  # the start failed: there is no reply to fail
+        try:
+            async with self._uow.autocommit() as uow:
+                await uow.chats.fail_reply(reply_id, self._clock.now(), error)
+        except Exception:  # the sweeper still ends it later
+            log.warning(
+                "Reply %s was not marked failed; the sweeper will.", reply_id, exc_info=True
+            )
 
     async def _execute(
         self, session: ChatSession, prepared: PreparedReply, saved: Awaitable[None]
@@ -294,9 +313,11 @@ class GenerateReplyHandler:
         """The finished reply and its usage, written once; ``None`` when the chat was deleted
         meanwhile (the usage is then recorded alone)."""
         text = "".join(outcome.text)
-        usage = outcome.usage
-        if usage is None or (usage.total == 0 and text):
-            # The provider never reported usage (stopped or failed): record an estimate.
+        usage = outcome.usage or TokenUsage()
+        if usage.total == 0 and text:
+            # The provider reported no usage (stopped or cut short): record an estimate. With no
+            # text either (it failed before its first token) nothing is known to have been
+            # served, and nothing is charged: zero, as for /v1.
             prompt = estimate_prompt_tokens(messages)
             usage = TokenUsage(prompt_tokens=prompt, completion_tokens=estimate_tokens(text))
         cost = (

@@ -63,15 +63,18 @@ class ReadReplyHandler:
         return self._tracked(session_id, after)
 
     async def _tracked(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
-        await self._stream.reader_joined(session_id, READER_TTL_SECONDS)
+        # The join runs to its end even if the client leaves during it (then the count was
+        # raised, and must come down again), so it is a task of its own.
+        joining = asyncio.ensure_future(self._stream.reader_joined(session_id, READER_TTL_SECONDS))
         try:
+            await asyncio.shield(joining)
             async for item in self._events(session_id, after):
                 yield item
         finally:
             # A client that went away cancels this generator, and the cancellation repeats at
             # every await of the cancelled scope: shield the bookkeeping so it still happens.
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._leave(session_id))
+                await asyncio.shield(self._leave_after(joining, session_id))
 
     async def _events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
         cursor = after
@@ -107,7 +110,12 @@ class ReadReplyHandler:
         except ServiceUnavailable:
             return True
 
-    async def _leave(self, session_id: str) -> None:
+    async def _leave_after(self, joining: asyncio.Future[None], session_id: str) -> None:
+        """Count the reader out, once its join ended, if the join counted it in."""
+        try:
+            await joining
+        except (ServiceUnavailable, asyncio.CancelledError):
+            return
         with contextlib.suppress(ServiceUnavailable):
             await self._stream.reader_left(session_id)
 

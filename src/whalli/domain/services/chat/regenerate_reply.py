@@ -11,7 +11,6 @@ from whalli.domain.model.catalog import ModelCatalog, ensure_model_allowed
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import GenerationParams, Message, MessageRole
 from whalli.domain.model.errors import (
-    MessageNotFound,
     ModelNotFound,
     NothingToRegenerate,
     ReplyInProgress,
@@ -62,9 +61,12 @@ class RegenerateReplyHandler:
       since answers as it would at the start);
     - the new reply is never answered from the prompt cache nor stored in it: asking again
       means wanting another answer;
+    - the chat is locked first, so a regeneration, a new message (``StartChat``) and the
+      chat's deletion in the same chat run one after the other: of two regenerations at once
+      the second gets ``ReplyInProgress``, after a deletion ``ChatNotFound``;
     - the old reply is deleted and the new pending one saved in one transaction (the old one's
-      usage stays recorded); of two regenerations at once, the second gets ``ReplyInProgress``;
-      the session is opened, and the generation launched, as at the start (``save_and_launch``).
+      usage stays recorded); the session is opened, and the generation launched, as at the
+      start (``save_and_launch``).
     """
 
     def __init__(
@@ -88,7 +90,8 @@ class RegenerateReplyHandler:
     ) -> RegeneratedReply:
         now = self._clock.now()
         async with self._uow as uow:
-            chat = await require_chat(uow, command.chat_id, command.user_id, "write")
+            # locked: another regeneration, a new message or the chat's deletion waits for it
+            chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
             history, question, old = _last_exchange(await uow.chats.list_messages(chat.id))
             spec = self._catalog.get(command.model or old.model or "")
             if spec.provider not in self._enabled:
@@ -114,15 +117,11 @@ class RegenerateReplyHandler:
             prepared = PreparedReply(reply=reply, prompt=prompt)
 
             async def write() -> None:
-                try:
-                    await uow.chats.delete_message(old.id)
-                except MessageNotFound:  # another regeneration replaced it first
-                    raise ReplyInProgress() from None
+                await uow.chats.delete_message(old.id)
                 if command.message is not None:
                     await uow.chats.update_message(question)
                 await uow.chats.add_messages([reply])
-                chat.updated_at = now
-                await uow.chats.update(chat)
+                await uow.chats.touch(chat.id, now)  # (a rename meanwhile stays)
                 await uow.commit()
 
             await save_and_launch(self._sessions, session, prepared, now, launch, write)

@@ -56,9 +56,11 @@ class StartChatHandler:
     Rules:
     - the model must exist and its provider be configured (else ``ModelNotFound``, 404), and
       the caller's plan, read fresh, must include it (``ModelNotInPlan``, 403);
-    - an existing chat needs write access to its project; a new chat goes to ``project_id``
-      (write access) or the caller's personal project (always theirs to write: no check), and
-      takes its title from the message; what the caller may not see answers 404;
+    - an existing chat needs write access to its project, and is locked while its messages
+      are read and written (a regeneration or another message in it waits); a new chat goes
+      to ``project_id`` (write access) or the caller's personal project (always theirs to
+      write: no check), and takes its title from the message; what the caller may not see
+      answers 404;
     - attachments must belong to the chat's project (else 404) and have finished extraction:
       while one is still ``pending``/``processing`` the start is tried again every
       ``attachment_poll_s`` for up to ``attachment_wait_s``, then ``AttachmentNotReady`` (409,
@@ -168,8 +170,7 @@ class StartChatHandler:
                     await uow.chats.add_with_messages(chat, [message, reply])
                 else:
                     await uow.chats.add_messages([message, reply])
-                    chat.updated_at = now
-                    await uow.chats.update(chat)
+                    await uow.chats.touch(chat.id, now)  # (a rename meanwhile stays)
                     await uow.commit()
 
             await save_and_launch(self._sessions, session, prepared, now, launch, write)
@@ -185,7 +186,8 @@ class StartChatHandler:
     ) -> tuple[Chat, list[Message] | None]:
         """The chat, and its earlier messages (``None`` for a new chat, not stored yet)."""
         if command.chat_id is not None:
-            chat = await require_chat(uow, command.chat_id, command.user_id, "write")
+            # locked: a regeneration or another message in this chat waits for this one
+            chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
             return chat, await uow.chats.list_messages(chat.id)
         project_id = command.project_id or personal_project_id(command.user_id)
         if project_id != personal_project_id(command.user_id):

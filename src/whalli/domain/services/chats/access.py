@@ -15,13 +15,16 @@ from whalli.domain.services.projects.access import Need, require_role
 from whalli.ports.unit_of_work import UnitOfWork
 
 
-async def require_chat(uow: UnitOfWork, chat_id: UUID, user_id: UUID, need: Need) -> Chat:
+async def require_chat(
+    uow: UnitOfWork, chat_id: UUID, user_id: UUID, need: Need, *, lock: bool = False
+) -> Chat:
     """The chat, if the caller's role in its project grants ``need``; call inside ``async with``.
+    With ``lock``, the chat is locked until the unit of work ends (``ChatRepository.lock``).
 
     Raises ``ChatNotFound`` when the chat does not exist or the caller is not a member of its
     project, and ``PermissionDenied`` when the caller's role does not grant ``need``.
     """
-    chat = await uow.chats.get(chat_id)
+    chat = await (uow.chats.lock(chat_id) if lock else uow.chats.get(chat_id))
     try:
         await require_role(uow, chat.project_id, user_id, need)
     except ProjectNotFound:
