@@ -38,6 +38,21 @@ def held_reply(chat: Chat) -> asyncio.Event:
     return gate
 
 
+async def team_project(
+    chat: Chat, owner: dict[str, Any], member: dict[str, Any], role: str
+) -> tuple[str, str]:
+    """A project of ``owner``'s with ``member`` in it as ``role``: (project id, member's id)."""
+    created = await chat.client.post("/api/projects", json={"name": "Team"}, headers=owner["auth"])
+    project_id: str = created.json()["id"]
+    added = await chat.client.post(
+        f"/api/projects/{project_id}/members",
+        json={"email": member["email"], "role": role},
+        headers=owner["auth"],
+    )
+    assert added.status_code == 201, added.text
+    return project_id, added.json()["userId"]
+
+
 async def read_chat(chat: Chat, chat_id: str, auth: dict[str, str]) -> list[dict[str, Any]]:
     response = await chat.client.get(f"/api/chats/{chat_id}", headers=auth)
     assert response.status_code == 200, response.text
@@ -104,14 +119,7 @@ async def test_a_project_member_who_may_read_the_chat_sees_the_session_and_strea
 ) -> None:
     alice, carol = await chat.world.register("alice"), await chat.world.register("carol")
     bob = await chat.world.register("bob")
-    created = await chat.client.post("/api/projects", json={"name": "Team"}, headers=alice["auth"])
-    project_id = created.json()["id"]
-    added = await chat.client.post(
-        f"/api/projects/{project_id}/members",
-        json={"email": carol["email"], "role": "viewer"},
-        headers=alice["auth"],
-    )
-    assert added.status_code == 201, added.text
+    project_id, _ = await team_project(chat, alice, carol, "viewer")
     gate = held_reply(chat)
     started = await chat.start(
         alice["auth"], model=MODEL, message=f"team {uuid.uuid4()}", projectId=project_id
@@ -138,21 +146,13 @@ async def test_a_member_removed_after_reading_the_chat_cannot_use_their_pass(
     chat: Chat,
 ) -> None:
     alice, carol = await chat.world.register("alice"), await chat.world.register("carol")
-    created = await chat.client.post("/api/projects", json={"name": "Team"}, headers=alice["auth"])
-    project_id = created.json()["id"]
-    added = await chat.client.post(
-        f"/api/projects/{project_id}/members",
-        json={"email": carol["email"], "role": "editor"},
-        headers=alice["auth"],
-    )
-    assert added.status_code == 201, added.text
+    project_id, carol_id = await team_project(chat, alice, carol, "editor")
     gate = held_reply(chat)
     started = await chat.start(
         alice["auth"], model=MODEL, message=f"team {uuid.uuid4()}", projectId=project_id
     )
     _, reply = await read_chat(chat, started["chatId"], carol["auth"])
     carols_pass = reply["sessionId"]
-    carol_id = added.json()["userId"]
     removed = await chat.client.delete(
         f"/api/projects/{project_id}/members/{carol_id}", headers=alice["auth"]
     )

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.integration.http.test_chat_attach_elsewhere import held_reply
+from tests.integration.http.test_chat_attach_elsewhere import held_reply, team_project
 from tests.integration.http.test_chat_flow import Chat
 from tests.integration.http.test_identity_end_to_end import World, _settings
 from tests.support.fake_providers import (
@@ -498,14 +498,7 @@ async def test_a_member_removed_while_streaming_by_their_pass_cannot_attach_agai
     """Access is checked at every attach (as documented): the stream already open goes on to
     its end, a reconnection (the EventSource way, with Last-Event-ID) is refused."""
     alice, carol = await chat.world.register("alice"), await chat.world.register("carol")
-    project = await chat.client.post("/api/projects", json={"name": "T"}, headers=alice["auth"])
-    project_id = project.json()["id"]
-    added = await chat.client.post(
-        f"/api/projects/{project_id}/members",
-        json={"email": carol["email"], "role": "editor"},
-        headers=alice["auth"],
-    )
-    assert added.status_code == 201, added.text
+    project_id, carol_id = await team_project(chat, alice, carol, "editor")
     gate = held_reply(chat)
     started = await chat.start(
         alice["auth"], model=MODEL, message=f"team {uuid.uuid4()}", projectId=project_id
@@ -528,7 +521,7 @@ async def test_a_member_removed_while_streaming_by_their_pass_cannot_attach_agai
             if line.startswith("data: ") and names[-1] == "token":
                 break
         removed = await chat.client.delete(
-            f"/api/projects/{project_id}/members/{added.json()['userId']}", headers=alice["auth"]
+            f"/api/projects/{project_id}/members/{carol_id}", headers=alice["auth"]
         )
         assert removed.status_code == 204
         gate.set()

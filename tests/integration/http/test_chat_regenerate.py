@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.http.test_chat_attach_elsewhere import held_reply
+from tests.integration.http.test_chat_attach_elsewhere import held_reply, team_project
 from tests.integration.http.test_chat_flow import Chat, _app, _read_events, _text
 from tests.support.fake_providers import FakeProviderServer, Reply, openai_default
 from tests.support.fake_providers import openai_stream as openai_pieces
@@ -111,14 +111,7 @@ async def test_only_writers_of_the_chat_may_regenerate_and_bad_bodies_are_refuse
 ) -> None:
     alice, bob = await chat.world.register("alice"), await chat.world.register("bob")
     carol = await chat.world.register("carol")
-    created = await chat.client.post("/api/projects", json={"name": "T"}, headers=alice["auth"])
-    project_id = created.json()["id"]
-    added = await chat.client.post(
-        f"/api/projects/{project_id}/members",
-        json={"email": carol["email"], "role": "viewer"},
-        headers=alice["auth"],
-    )
-    assert added.status_code == 201, added.text
+    project_id, _ = await team_project(chat, alice, carol, "viewer")
     started = await chat.start(
         alice["auth"], model="dev/echo", message="private", projectId=project_id
     )

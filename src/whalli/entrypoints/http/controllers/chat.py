@@ -119,13 +119,8 @@ class ChatStreamController(Controller):
             ),
             await _launcher(container),
         )  # fmt: skip
-        session = started.session
-        answer = ChatStarted(
-            session_id=session.id, chat_id=started.chat_id, message_id=started.message_id,
-            expires_at=session.expires_at.isoformat(),
-            stream_url=f"/api/chat/stream?sessionId={session.id}",
-        )  # fmt: skip
-        return await _answer(request, container, session, answer)
+        answer = ChatStarted(**_opened(started.session, started.message_id))
+        return await _answer(request, container, started.session, answer)
 
     @post(
         "/regenerate", status_code=201, summary="Answer the chat's last message again",
@@ -148,14 +143,11 @@ class ChatStreamController(Controller):
             ),
             await _launcher(container),
         )  # fmt: skip
-        session = regenerated.session
         answer = ReplyRegenerated(
-            session_id=session.id, chat_id=session.chat_id, message_id=regenerated.message_id,
-            expires_at=session.expires_at.isoformat(),
-            stream_url=f"/api/chat/stream?sessionId={session.id}",
+            **_opened(regenerated.session, regenerated.message_id),
             replaced_message_id=regenerated.replaced_message_id,
-        )  # fmt: skip
-        return await _answer(request, container, session, answer)
+        )
+        return await _answer(request, container, regenerated.session, answer)
 
     @get(
         "/stream", opt={**PUBLIC, "rate_limit": False},
@@ -191,6 +183,15 @@ class ChatStreamController(Controller):
         handler = await _container(request).stop_generation()
         await handler.execute(StopGeneration(session_id=session_id, user_id=principal.user_id))
         return {"status": "stopping"}
+
+
+def _opened(session: ChatSession, message_id: UUID) -> dict[str, Any]:
+    """What every answer opening a reply session says (``ChatStarted``'s fields)."""
+    return {
+        "session_id": session.id, "chat_id": session.chat_id, "message_id": message_id,
+        "expires_at": session.expires_at.isoformat(),
+        "stream_url": f"/api/chat/stream?sessionId={session.id}",
+    }  # fmt: skip
 
 
 def _params(params: ParamsBody | None) -> GenerationParams:
