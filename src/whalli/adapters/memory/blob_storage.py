@@ -49,4 +49,4 @@ class InMemoryBlobStorage(BlobStorage):
         try:
             return self._objects[key]
         except KeyError:
-            raise BlobNotFound(key=key) from None
+            raise BlobNotFound() from None  # (no key: error details reach response bodies)

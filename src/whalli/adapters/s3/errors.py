@@ -43,7 +43,7 @@ def translated(key: str | None = None) -> Iterator[None]:
         yield
     except S3Error as e:
         if key is not None and e.code in MISSING_OBJECT_CODES:
-            raise BlobNotFound(key=key) from e
+            raise BlobNotFound() from e  # (no key: error details reach response bodies)
         raise unavailable(e) from e
     except (MinioException, HTTPError, OSError) as e:
         raise unavailable(e) from e

@@ -40,12 +40,13 @@ class AttachStreamHandler:
     """Rules:
     - the session id is an unguessable, short-lived token bound to its user, who alone is
       given it (by the start): holding it is enough (an ``EventSource`` cannot send headers);
-    - a reader pass (what a chat read shows) admits the reader it names: the session's user at
-      once, anyone else only while they may read the chat's project, read fresh at every
-      attach (so a member removed since is refused); a pass shown with another user's
-      credentials admits nobody;
+    - a reader pass (what a chat read shows) admits the reader it names: the session's user,
+      or anyone else while they may read the chat's project (so a member removed since is
+      refused); a pass shown with another user's credentials admits nobody;
     - an authenticated caller other than the session's user must be able to read the chat's
-      project, read fresh;
+      project;
+    - whoever is admitted is read fresh at every attach: a disabled or deleted account is
+      refused at once (its session id or pass would otherwise admit it until it expires);
     - everyone else gets ``ChatSessionNotFound`` (404), exactly like an unknown or expired
       session (or a forged or expired pass).
     """
@@ -56,19 +57,22 @@ class AttachStreamHandler:
         self._sessions, self._uow, self._passes, self._clock = sessions, uow, passes, clock
 
     async def execute(self, command: AttachStream) -> ChatSession:
-        reader = command.user_id
+        reader = command.user_id  # authenticated just now when set: exists, not disabled
         session, holder = await resolve(
             command.session_id, self._sessions, self._passes, self._clock
         )
-        if holder is not None:
-            if reader is not None and reader != holder:
-                raise ChatSessionNotFound()
-            reader = holder
-        if reader is None or reader == session.user_id:
+        if holder is not None and reader is not None and reader != holder:
+            raise ChatSessionNotFound()
+        unchecked = reader is None  # only the id or pass vouches for the reader
+        reader = reader or holder or session.user_id
+        if not unchecked and reader == session.user_id:
             return session
         try:
-            async with self._uow as uow:
-                await require_role(uow, session.project_id, reader, "read")
+            async with self._uow.read_only() as uow:
+                if unchecked and (await uow.users.get(reader)).disabled:
+                    raise ChatSessionNotFound()
+                if reader != session.user_id:
+                    await require_role(uow, session.project_id, reader, "read")
         except NotFound:
             raise ChatSessionNotFound() from None
         return session
