@@ -365,7 +365,7 @@ async def test_lists_show_a_member_the_project_but_not_the_owners_keys(world: Wo
     vic = world.vic
     projects = await vic.call("GET", "/api/projects")
     found = await world.client.get("/api/chats/search?q=orchid", headers=vic.headers)
-    ada_key = await world.ada.call("POST", "/api/keys", {"name": "ada's laptop"})
+    ada_key = await world.ada.call_signed_in("POST", "/api/keys", {"name": "ada's laptop"})
     keys = await vic.call("GET", "/api/keys")
 
     assert [p["id"] for p in projects.json()] == [world.project_id]
@@ -443,7 +443,7 @@ async def test_a_disabled_accounts_access_token_is_refused_at_once(world: World)
 
 
 async def test_another_users_key_is_revoked_as_if_it_did_not_exist(world: World) -> None:
-    ada_key = await world.ada.call("POST", "/api/keys", {"name": "ada's laptop"})
+    ada_key = await world.ada.call_signed_in("POST", "/api/keys", {"name": "ada's laptop"})
     key_id = ada_key.json()["id"]
 
     stolen = await world.sam.call("DELETE", f"/api/keys/{key_id}")
@@ -578,7 +578,7 @@ async def test_admin_answers_carry_no_password_hash(world: World) -> None:
 
 # --- secrets ------------------------------------------------------------------------------------
 async def test_an_api_keys_secret_is_shown_once_and_never_its_hash(world: World) -> None:
-    created = await world.ada.call("POST", "/api/keys", {"name": "ci"})
+    created = await world.ada.call_signed_in("POST", "/api/keys", {"name": "ci"})
     secret = created.json()["secret"]
     async with world.container.uow() as uow:
         stored = [k for k in await uow.api_keys.list_for_user(world.ada.user.id) if k.name == "ci"]
@@ -673,17 +673,19 @@ async def test_recorded_a_viewers_empty_patch_answers_like_a_get(world: World) -
     assert (chat.status_code, project.status_code, stranger.status_code) == (200, 200, 404)
 
 
-async def test_recorded_an_api_key_may_use_admin_routes_and_mint_keys(world: World) -> None:
-    """Only POST /api/auth/password is session-only; an admin's API key administers, and any
-    API key creates further API keys (which survive the revocation of the first)."""
+async def test_an_admins_api_key_administers_but_no_api_key_mints_keys(world: World) -> None:
+    """An admin's API key may use the admin routes; creating API keys is for a signed-in
+    session only (403 for a key), so a leaked key cannot mint others that outlive it."""
     listed = await world.root.call("GET", "/api/admin/users")
-    minted = await world.sam.call("POST", "/api/keys", {"name": "minted by a key"})
-    assert (listed.status_code, minted.status_code) == (200, 201)
-    sams_keys = await world.sam.call("GET", "/api/keys")
-    first = next(k["id"] for k in sams_keys.json() if k["name"] == "tests")
-    assert (await world.sam.call("DELETE", f"/api/keys/{first}")).status_code == 204
-    survivor = {"X-API-Key": minted.json()["secret"]}
-    assert (await world.client.get("/api/auth/me", headers=survivor)).status_code == 200
+    by_key = await world.sam.call("POST", "/api/keys", {"name": "minted by a key"})
+    signed_in = await world.sam.call_signed_in("POST", "/api/keys", {"name": "by sam himself"})
+
+    assert listed.status_code == 200
+    assert (by_key.status_code, by_key.json()["code"]) == (403, "api_key_not_allowed")
+    assert signed_in.status_code == 201, signed_in.text
+    names = [k["name"] for k in (await world.sam.call("GET", "/api/keys")).json()]
+    assert "minted by a key" not in names
+    assert "by sam himself" in names
 
 
 async def test_recorded_a_refresh_token_logs_its_session_out_whoever_sends_it(

@@ -117,7 +117,7 @@ async def test_an_unknown_admin_field_is_refused(root: Caller, ada: Caller) -> N
 async def test_a_new_key_shows_its_secret_once_and_works_until_revoked(
     client: AsyncTestClient[Litestar], ada: Caller
 ) -> None:
-    created = await ada.call(
+    created = await ada.call_signed_in(
         "POST", "/api/keys", {"name": "laptop", "expiresAt": "2031-01-01T00:00:00Z"}
     )
     assert created.status_code == 201
@@ -146,6 +146,6 @@ async def test_a_key_lists_only_the_callers_keys(
     container: FakeContainer, client: AsyncTestClient[Litestar], ada: Caller
 ) -> None:
     bob = await seed_caller(container, client, "bob")
-    await ada.call("POST", "/api/keys", {"name": "ada's"})
+    await ada.call_signed_in("POST", "/api/keys", {"name": "ada's"})
     names = [k["name"] for k in (await bob.call("GET", "/api/keys")).json()]
     assert names == ["tests"]

@@ -158,7 +158,9 @@ async def test_json_nested_too_deep_is_400_on_chat_start(client: Client, ada: Ca
 # --- an API key expiry without a UTC offset (was a 500: naive vs aware comparison) ------------
 @pytest.mark.parametrize("expires_at", ["2031-01-01T00:00:00", "2031-01-01T00:00:00.5"])
 async def test_an_api_key_expiry_without_an_offset_is_refused(ada: Caller, expires_at: str) -> None:
-    response = await ada.call("POST", "/api/keys", {"name": "ci", "expiresAt": expires_at})
+    response = await ada.call_signed_in(
+        "POST", "/api/keys", {"name": "ci", "expiresAt": expires_at}
+    )
     body = assert_problem(response, 422)
     assert "UTC offset" in body["detail"]
     assert [key["name"] for key in (await ada.call("GET", "/api/keys")).json()] == ["tests"]
@@ -180,7 +182,9 @@ async def test_an_api_key_expiry_without_an_offset_is_refused(ada: Caller, expir
 async def test_an_api_key_expiry_that_is_not_a_future_instant_is_refused(
     ada: Caller, expires_at: Any, status: int
 ) -> None:
-    response = await ada.call("POST", "/api/keys", {"name": "ci", "expiresAt": expires_at})
+    response = await ada.call_signed_in(
+        "POST", "/api/keys", {"name": "ci", "expiresAt": expires_at}
+    )
     assert_problem(response, status)
 
 

@@ -114,7 +114,7 @@ async def test_another_users_ids_are_404_exactly_like_missing_ones(
 ) -> None:
     ada, bob = await seed("ada"), await seed("bob")
     project_id = await new_project(ada)
-    key = (await ada.call("POST", "/api/keys", {"name": "ci"})).json()
+    key = (await ada.call_signed_in("POST", "/api/keys", {"name": "ci"})).json()
     state_before = (
         (await ada.call("GET", f"/api/projects/{project_id}")).json(),
         await member_roles(ada, project_id),

@@ -15,6 +15,7 @@ from whalli.domain.services.api_keys.create_api_key import CreateApiKey, CreateA
 from whalli.domain.services.api_keys.list_api_keys import ListApiKeys, ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKey, RevokeApiKeyHandler
 from whalli.entrypoints.http.schemas import Inbound, Schema
+from whalli.entrypoints.http.security import SESSION_ONLY
 
 
 class ApiKey(Schema):
@@ -61,7 +62,8 @@ class ApiKeyController(Controller):
 
     @post(
         "/",
-        summary="Create an API key",
+        opt=SESSION_ONLY,
+        summary="Create an API key (not with an API key)",
         description="The response carries the secret; it is not stored and cannot be shown again.",
     )
     async def create(
@@ -71,8 +73,9 @@ class ApiKeyController(Controller):
         data: JSONBody[ApiKeyCreate],
     ) -> ApiKeyCreated:
         command = CreateApiKey(
-            user_id=principal.user_id, name=data.name, expires_at=data.expires_at
-        )
+            user_id=principal.user_id, name=data.name, expires_at=data.expires_at,
+            api_key_id=principal.api_key_id,
+        )  # fmt: skip
         created = await create_api_key.execute(command)
         return _created(created.key, created.secret)
 
