@@ -147,6 +147,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     provider_first_token_timeout_s: float = 60.0
     provider_idle_timeout_s: float = 30.0
     chat_cache_ttl_s: int = 3600
+    # One identical-prompt cache for every tenant (false: one per project, and per user on /v1).
+    chat_cache_shared: bool = False
     chat_session_ttl_s: int = 600
     chat_stream_ttl_s: int = 900
     chat_heartbeat_s: float = 15.0

@@ -228,6 +228,7 @@ def build_chat_models(settings: Settings, client: httpx.AsyncClient) -> dict[str
 def reply_settings(settings: Settings) -> ReplySettings:
     return ReplySettings(
         cache_ttl=timedelta(seconds=settings.chat_cache_ttl_s),
+        cache_shared=settings.chat_cache_shared,
         stream_ttl=timedelta(seconds=settings.chat_stream_ttl_s),
         progress_every_s=settings.chat_progress_every_s or None,  # 0: off
     )
@@ -509,6 +510,7 @@ class Services(containers.DeclarativeContainer):
         ids=ids,
         metrics=adapters.chat_metrics,
         cache_ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_cache_ttl_s), settings),
+        cache_shared=providers.Callable(lambda s: s.chat_cache_shared, settings),
     )
     list_chats = providers.Factory(ListChatsHandler, uow)
     get_chat = providers.Factory(

@@ -24,7 +24,7 @@ from whalli.domain.model.errors import (
     ProviderError,
     ServiceUnavailable,
 )
-from whalli.domain.model.prompt_cache import cache_key
+from whalli.domain.model.prompt_cache import cache_key, user_scope
 from whalli.domain.model.users import Plan, User
 from whalli.domain.services.chat.complete import CompleteChat, CompleteChatHandler
 from whalli.ports.chat_model import ChatModel, StreamDelta, StreamEnd
@@ -51,7 +51,8 @@ QUESTION = (PromptMessage(role=MessageRole.USER, content="Say hello"),)
 
 
 class World:
-    def __init__(self, models: dict[str, ChatModel]) -> None:
+    def __init__(self, models: dict[str, ChatModel], *, shared: bool = False) -> None:
+        self.shared = shared
         self.store = MemoryStore()
         self.clock = ManualClock()
         self.ids = SequentialIds()
@@ -64,6 +65,7 @@ class World:
         return CompleteChatHandler(
             InMemoryUnitOfWork(self.store), self.cache, CATALOG, self.models, self.enabled,
             clock=self.clock, ids=self.ids, metrics=self.metrics, cache_ttl=timedelta(minutes=5),
+            cache_shared=self.shared,
         )  # fmt: skip
 
     async def user(self, plan: Plan = Plan.FREE) -> User:
@@ -79,8 +81,10 @@ class World:
         records: list[UsageRecord] = list(self.store.tables["usage_records"].values())
         return sorted(records, key=lambda r: r.id)
 
-    async def cached(self, model: str) -> bool:
-        key = cache_key(model_id=model, messages=QUESTION, params=GenerationParams())
+    async def cached(self, model: str, user: User) -> bool:
+        key = cache_key(
+            model_id=model, messages=QUESTION, params=GenerationParams(), scope=user_scope(user.id)
+        )
         return await self.cache.get(key) is not None
 
 
@@ -184,11 +188,28 @@ async def test_an_identical_prompt_is_answered_from_the_cache_delta_by_delta() -
     second = await complete(world, user, "openai/mini")
 
     assert second == first
+    assert await world.cached("openai/mini", user)  # (the helper names the entry it looks for)
     assert len(model.requests) == 1
     fresh, cached = await world.usage()
     assert (cached.cached, cached.cost_usd, cached.completion_tokens) == (True, 0.0, 2)
     assert fresh.cached is False
     assert world.metrics.cache == {"miss": 1, "hit": 1}
+
+
+async def test_another_users_identical_prompt_is_not_answered_from_the_cache() -> None:
+    model = openai_model()
+    world, shared = World({"openai": model}), World({"openai": openai_model()}, shared=True)
+    ada, bob = await world.user(), await world.user(Plan.PRO)
+
+    await complete(world, ada, "openai/mini")
+    await complete(world, bob, "openai/mini")
+    shared_ada, shared_bob = await shared.user(), await shared.user(Plan.PRO)
+    await complete(shared, shared_ada, "openai/mini")
+    await complete(shared, shared_bob, "openai/mini")
+
+    assert len(model.requests) == 2  # a hit would tell bob that someone asked this before
+    assert [r.cached for r in await world.usage()] == [False, False]
+    assert [r.cached for r in await shared.usage()] == [False, True]  # shared: one cache
 
 
 async def test_other_parameters_or_no_cache_do_not_use_the_cached_reply() -> None:
@@ -229,7 +250,7 @@ async def test_when_every_candidate_fails_the_provider_error_is_raised_and_nothi
     with pytest.raises(ProviderError, match="down"):
         await complete(world, user, "openai/mini")
     assert await world.usage() == []
-    assert not await world.cached("openai/mini")
+    assert not await world.cached("openai/mini", user)
 
 
 async def test_a_failure_after_the_first_delta_ends_the_stream_and_records_partial_use() -> None:
@@ -250,7 +271,7 @@ async def test_a_failure_after_the_first_delta_ends_the_stream_and_records_parti
     [record] = await world.usage()
     assert record.completion_tokens == 1  # an estimate: the provider never reported usage
     assert [r["status"] for r in world.metrics.replies] == ["failed"]
-    assert not await world.cached("openai/mini")
+    assert not await world.cached("openai/mini", user)
 
 
 async def test_a_client_that_stops_reading_still_has_its_usage_recorded() -> None:
@@ -267,7 +288,7 @@ async def test_a_client_that_stops_reading_still_has_its_usage_recorded() -> Non
     assert (record.model, record.completion_tokens) == ("openai/mini", 2)
     assert [r["status"] for r in world.metrics.replies] == ["aborted"]
     assert model.open_streams == 0
-    assert not await world.cached("openai/mini")
+    assert not await world.cached("openai/mini", user)
 
 
 class BlinkingUsage(InMemoryUsageRepository):

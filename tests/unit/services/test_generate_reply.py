@@ -90,6 +90,7 @@ class Setup:
         self, *, cache: InMemoryCache | None = None, model: ChatModel | None = None
     ) -> None:
         self.store, self.clock = MemoryStore(), ManualClock()
+        self.ids = SequentialIds(start=100_000)  # (apart from the ids of start())
         self.stream = InMemoryReplyStream(self.clock)
         self.cache = cache or InMemoryCache(self.clock)
         self.uow = FlakyUnitOfWork(self.store)
@@ -97,14 +98,19 @@ class Setup:
         LostAnswers.refused = LostAnswers.lost = 0
 
     def handler(
-        self, attempts: int = 4, progress_every_s: float | None = None
+        self,
+        attempts: int = 4,
+        progress_every_s: float | None = None,
+        *,
+        cache_shared: bool = False,
     ) -> GenerateReplyHandler:
         settings = ReplySettings(
-            persist_attempts=attempts, persist_backoff_s=0, progress_every_s=progress_every_s
-        )
+            persist_attempts=attempts, persist_backoff_s=0, progress_every_s=progress_every_s,
+            cache_shared=cache_shared,
+        )  # fmt: skip
         return GenerateReplyHandler(
             self.uow, self.stream, self.cache, CATALOG, {"dev": self.model},
-            clock=self.clock, ids=SequentialIds(start=1000), metrics=InMemoryChatMetrics(),
+            clock=self.clock, ids=self.ids, metrics=InMemoryChatMetrics(),
             stops=StopBoard(self.stream), settings=settings,
         )  # fmt: skip
 
@@ -360,3 +366,34 @@ async def test_a_provider_failure_charges_only_what_was_served(deltas: tuple[str
         assert (record.prompt_tokens, record.completion_tokens) == (0, 0)
         assert record.cost_usd == 0
         assert reply.usage.total == 0
+
+
+async def _reply_in(setup: Setup, world: World, *, shared: bool) -> DoneEvent:
+    """Start "hi" in ``world``'s project and generate the reply; its final event."""
+    launched: list[tuple[ChatSession, PreparedReply, asyncio.Future[None]]] = []
+    starter = StartChatHandler(
+        InMemoryUnitOfWork(setup.store), InMemoryChatSessionStore(setup.clock), CATALOG,
+        frozenset({"dev"}), clock=setup.clock, ids=setup.ids,
+    )  # fmt: skip
+    command = StartChat(
+        user_id=world.user.id, model="dev/echo", message="hi", project_id=world.project.id
+    )
+    await starter.execute(command, lambda *launch: launched.append(launch))
+    [(session, prepared, saved)] = launched
+    await setup.handler(cache_shared=shared).execute(session, prepared, saved)
+    final = (await setup.events(session.id))[-1]
+    assert isinstance(final, DoneEvent)
+    return final
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["per project", "shared"])
+async def test_the_cache_answers_within_a_project_unless_shared(shared: bool) -> None:
+    setup = Setup()
+    mine = await committed_world(InMemoryUnitOfWork(setup.store))
+    theirs = await committed_world(InMemoryUnitOfWork(setup.store))
+
+    first = await _reply_in(setup, mine, shared=shared)
+    elsewhere = await _reply_in(setup, theirs, shared=shared)
+    here = await _reply_in(setup, mine, shared=shared)
+
+    assert (first.cached, elsewhere.cached, here.cached) == (False, shared, True)

@@ -4,18 +4,22 @@ The key is a SHA-256 over a canonical encoding of exactly what decides the reply
 - the model id (Whalli's catalog name);
 - the context sent, as (role, content) pairs in order; attachment text is part of those contents;
 - the generation parameters that are set (an explicit ``None`` is the same as a missing one);
-- ``context_version``, bumped whenever the way a context is built changes, so old entries miss.
+- ``context_version``, bumped whenever the way a context is built changes, so old entries miss;
+- the ``scope`` sharing the entry: by default a project (chat replies) or a user (``/v1``), so
+  a hit never tells anyone that someone they share nothing with asked the same thing (a cached
+  answer comes back flagged and faster); ``None`` when the deployment shares one cache.
 
-Nothing else enters the hash: message ids, timestamps, chat, user, project and session ids are
-not part of the prompt, so two users asking the same model the same thing share an entry. The
-encoding is a JSON array (strings escaped, so ``["ab", "c"]`` and ``["a", "bc"]`` differ) with
-sorted object keys; contents are hashed as given (no Unicode normalisation: any character counts).
+Nothing else enters the hash: message ids, timestamps, chat and session ids are not part of
+the prompt. The encoding is a JSON array (strings escaped, so ``["ab", "c"]`` and
+``["a", "bc"]`` differ) with sorted object keys; contents are hashed as given (no Unicode
+normalisation: any character counts).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from uuid import UUID
 
 import msgspec
 
@@ -27,11 +31,20 @@ CONTEXT_VERSION = "v1"
 _canonical = msgspec.json.Encoder(order="sorted")
 
 
+def project_scope(project_id: UUID) -> str:
+    return f"project:{project_id}"
+
+
+def user_scope(user_id: UUID) -> str:
+    return f"user:{user_id}"
+
+
 def cache_key(
     *,
     model_id: str,
     messages: Sequence[PromptMessage],
     params: GenerationParams,
+    scope: str | None = None,
     context_version: str = CONTEXT_VERSION,
 ) -> str:
     """The hex SHA-256 naming the cached reply for this exact prompt (see the module docstring)."""
@@ -41,6 +54,7 @@ def cache_key(
         model_id,
         [(str(m.role), m.content) for m in messages],
         _canonical_params(params),
+        scope,
     )
     return hashlib.sha256(_canonical.encode(document)).hexdigest()
 

@@ -26,6 +26,7 @@ from whalli.domain.model.prompt_cache import (
     cache_key,
     decode_cached_reply,
     encode_cached_reply,
+    user_scope,
 )
 from whalli.domain.model.users import User
 from whalli.domain.services.chat import usage_writes
@@ -70,7 +71,8 @@ class CompleteChatHandler:
     Rules:
     - the model must be in the catalog with its provider enabled (else ``ModelNotFound``), and
       the caller's plan must include it (``ensure_model_allowed``); there must be messages;
-    - an identical prompt (same model, messages and parameters) is answered from the cache,
+    - an identical prompt (same model, messages and parameters) of the same user (of anyone,
+      with ``cache_shared``) is answered from the cache,
       delta by delta as first streamed; only complete replies are cached; a cache that does
       not answer (or holds an unreadable entry) counts as a miss;
     - provider failures before the first delta move on to the catalog's fallback models; after
@@ -96,7 +98,10 @@ class CompleteChatHandler:
         cache_ttl: timedelta = timedelta(hours=1),
         write_attempts: int = usage_writes.ATTEMPTS,
         write_backoff_s: float = usage_writes.BACKOFF_S,
+        cache_shared: bool = False,
     ) -> None:
+        """``cache_shared``: one cache for every user (else one per user; see prompt_cache)."""
+        self._cache_shared = cache_shared
         self._uow, self._cache, self._catalog, self._models = uow, cache, catalog, models
         self._write_attempts, self._write_backoff_s = write_attempts, write_backoff_s
         self._enabled = frozenset(enabled_providers)
@@ -110,7 +115,10 @@ class CompleteChatHandler:
         no candidate model could start)."""
         spec = await self._allowed_model(command)
         started = time.perf_counter()
-        key = cache_key(model_id=spec.id, messages=command.messages, params=command.params)
+        scope = None if self._cache_shared else user_scope(command.user_id)
+        key = cache_key(
+            model_id=spec.id, messages=command.messages, params=command.params, scope=scope
+        )
         if command.use_cache:
             cached = await self._cached(key)
             self._metrics.cache_lookup(hit=cached is not None)

@@ -26,6 +26,7 @@ from whalli.domain.model.prompt_cache import (
     cache_key,
     decode_cached_reply,
     encode_cached_reply,
+    project_scope,
 )
 from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
 from whalli.domain.services.chat import usage_writes
@@ -68,6 +69,8 @@ class ReplySettings:
     persist_backoff_s: float = usage_writes.BACKOFF_S  # doubled after each failed attempt
     # a long reply's text so far is stored in its message this often (None: never)
     progress_every_s: float | None = 5.0
+    # one cache for everyone (True) or one per project (see prompt_cache: no cross-tenant hits)
+    cache_shared: bool = False
 
     def __post_init__(self) -> None:
         if self.persist_attempts < 1 or self.persist_backoff_s < 0:
@@ -201,7 +204,8 @@ class GenerateReplyHandler:
         # launched once by the start that prepared it: nobody else generates it
         await self._stream.begin(session.id, int(self._settings.stream_ttl.total_seconds()))
         messages, reply = prepared.prompt, prepared.reply
-        key = cache_key(model_id=spec.id, messages=messages, params=session.params)
+        scope = None if self._settings.cache_shared else project_scope(session.project_id)
+        key = cache_key(model_id=spec.id, messages=messages, params=session.params, scope=scope)
         outcome = await self._from_cache(session, spec, key) if session.use_cache else None
         if session.use_cache:
             self._metrics.cache_lookup(hit=outcome is not None)
