@@ -40,4 +40,10 @@ class ApiKeyRepository(Protocol):
         """Newest first, revoked ones included."""
         ...
 
+    async def revoke(self, key_id: UUID, now: datetime) -> bool:
+        """Revoke the key at ``now`` unless it is revoked already (the first revocation time
+        stays, as does a concurrent ``record_use``: only that column is written). False when it
+        was revoked already or does not exist. One statement."""
+        ...
+
     async def revoke_all_for_user(self, user_id: UUID, now: datetime) -> int: ...

@@ -12,6 +12,10 @@ from whalli.domain.model.tokens import RefreshToken
 class RefreshTokenRepository(Protocol):
     async def add(self, token: RefreshToken) -> None: ...
 
+    async def owner_of(self, token_hash: str) -> UUID | None:
+        """The user of the token with this hash (no lock), or ``None``."""
+        ...
+
     async def find_by_hash_for_update(self, token_hash: str) -> RefreshToken | None:
         """The token with this hash, locked until the unit of work ends (two concurrent
         refreshes of one token are serialized: the second sees it spent)."""

@@ -27,6 +27,13 @@ class UserRepository(Protocol):
         projects, ...) can still be added by others meanwhile. Raises ``UserNotFound``."""
         ...
 
+    async def lock_sessions(self, user_id: UUID) -> None:
+        """Hold the account, shared, until the unit of work ends: a session refresh takes it
+        before its token, so it and a revocation of every session (which takes
+        ``get_for_update`` first) run one after the other, and the revocation sees the token
+        the refresh adds. Refreshes do not wait for each other. Raises ``UserNotFound``."""
+        ...
+
     async def find_with_session(
         self, user_id: UUID, session_id: UUID, now: datetime
     ) -> tuple[User, bool] | None:

@@ -47,6 +47,15 @@ class InMemoryApiKeyRepository(MemoryRepository, ApiKeyRepository):
         found: list[ApiKey] = self._tx().select("api_keys", lambda k: k.user_id == user_id)
         return sorted(found, key=lambda k: (k.created_at, k.id), reverse=True)
 
+    async def revoke(self, key_id: UUID, now: datetime) -> bool:
+        tx = self._tx()
+        key: ApiKey | None = tx.find("api_keys", key_id)
+        if key is None or key.revoked_at is not None:
+            return False
+        key.revoked_at = now
+        tx.replace("api_keys", key.id, key, ApiKeyNotFound)
+        return True
+
     async def revoke_all_for_user(self, user_id: UUID, now: datetime) -> int:
         tx = self._tx()
         active: list[ApiKey] = tx.select(

@@ -32,6 +32,12 @@ class InMemoryRefreshTokenRepository(MemoryRepository, RefreshTokenRepository):
     async def add(self, token: RefreshToken) -> None:
         self._tx().insert("refresh_tokens", token.id, token)
 
+    async def owner_of(self, token_hash: str) -> UUID | None:
+        found: list[RefreshToken] = self._tx().select(
+            "refresh_tokens", lambda t: t.token_hash == token_hash
+        )
+        return found[0].user_id if found else None
+
     async def find_by_hash_for_update(self, token_hash: str) -> RefreshToken | None:
         tx = self._tx()
         found: list[RefreshToken] = tx.select(

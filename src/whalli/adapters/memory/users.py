@@ -28,6 +28,9 @@ class InMemoryUserRepository(MemoryRepository, UserRepository):
         await self._tx().lock("users", user_id)  # reads the latest committed row, as Postgres
         return await self.get(user_id)
 
+    async def lock_sessions(self, user_id: UUID) -> None:
+        await self.get(user_id)  # (one task writes the store at a time: nothing to wait for)
+
     async def find_with_session(
         self, user_id: UUID, session_id: UUID, now: datetime
     ) -> tuple[User, bool] | None:

@@ -88,5 +88,9 @@ class PostgresApiKeyRepository(PostgresRepository, ApiKeyRepository):
         )
         return [msgspec.convert(r, ApiKey) for r in rows]
 
+    async def revoke(self, key_id: UUID, now: datetime) -> bool:
+        query = "UPDATE api_keys SET revoked_at = %(now)s WHERE id = %(id)s AND revoked_at IS NULL"
+        return await self._run(query, {"id": key_id, "now": now}) == 1
+
     async def revoke_all_for_user(self, user_id: UUID, now: datetime) -> int:
         return await self._run(_REVOKE_ALL, {"now": now, "user_id": user_id})

@@ -45,6 +45,11 @@ class PostgresRefreshTokenRepository(PostgresRepository, RefreshTokenRepository)
     async def add(self, token: RefreshToken) -> None:
         await self._run(_INSERT, msgspec.structs.asdict(token))
 
+    async def owner_of(self, token_hash: str) -> UUID | None:
+        query = "SELECT user_id FROM refresh_tokens WHERE token_hash = %(hash)s"
+        row = await self._one(query, {"hash": token_hash})
+        return None if row is None else UUID(str(row["user_id"]))
+
     async def find_by_hash_for_update(self, token_hash: str) -> RefreshToken | None:
         row = await self._one(_FIND_FOR_UPDATE, {"hash": token_hash})
         return None if row is None else msgspec.convert(row, RefreshToken)

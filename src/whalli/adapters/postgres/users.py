@@ -88,6 +88,14 @@ class PostgresUserRepository(PostgresRepository, UserRepository):
     async def get_for_update(self, user_id: UUID) -> User:
         return await self._get(_SELECT_FOR_UPDATE, user_id)
 
+    async def lock_sessions(self, user_id: UUID) -> None:
+        # FOR SHARE conflicts with get_for_update's FOR NO KEY UPDATE, not with itself
+        if (
+            await self._one("SELECT 1 FROM users WHERE id = %(id)s FOR SHARE", {"id": user_id})
+            is None
+        ):
+            raise UserNotFound()
+
     async def _get(self, query: LiteralString, user_id: UUID) -> User:
         row = await self._one(query, {"id": user_id})
         if row is None:

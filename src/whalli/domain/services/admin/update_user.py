@@ -51,7 +51,8 @@ class UpdateUserHandler:
                 # and the caller again: a change that committed while we waited may have
                 # removed their own rights (an admin demoted by the one they were demoting)
                 await require_admin(uow, command.admin_id)
-            user = await uow.users.get(command.user_id)
+            # held: a session refresh in flight ends before, so disabling revokes its successor
+            user = await uow.users.get_for_update(command.user_id)
             changed = msgspec.structs.replace(
                 user,
                 role=command.role or user.role,

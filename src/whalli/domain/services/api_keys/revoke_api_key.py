@@ -34,8 +34,6 @@ class RevokeApiKeyHandler:
             key = await uow.api_keys.get(command.key_id)
             if key.user_id != command.user_id:
                 raise ApiKeyNotFound()
-            if key.revoked_at is not None:
-                return
-            key.revoke(self._clock.now())
-            await uow.api_keys.update(key)
-            await uow.commit()
+            # (one conditional write: of two revocations at once the first one's time stays)
+            if await uow.api_keys.revoke(key.id, self._clock.now()):
+                await uow.commit()

@@ -29,6 +29,8 @@ class LogoutAllHandler:
 
     async def execute(self, command: LogoutAll) -> int:
         async with self._uow as uow:
+            # held first: a refresh in flight ends before, and its successor is revoked too
+            await uow.users.get_for_update(command.user_id)
             revoked = await uow.refresh_tokens.revoke_all_for_user(
                 command.user_id, self._clock.now()
             )

@@ -34,7 +34,10 @@ class RefreshSessionHandler:
       both the thief and the victim must sign in again;
     - a revoked token, or a family past its absolute lifetime: ``InvalidToken``;
     - a disabled or deleted account: ``InvalidToken`` (the client cannot tell why);
-    - the successor keeps the family and its expiry: rotating never extends a session.
+    - the successor keeps the family and its expiry: rotating never extends a session;
+    - the account is held (shared) first: a refresh and a revocation of every session (log
+      out everywhere, a password change, a disabled account) run one after the other, so the
+      revocation also ends the successor of a refresh in flight.
     """
 
     def __init__(
@@ -50,8 +53,16 @@ class RefreshSessionHandler:
         if not secret or len(secret) > MAX_REFRESH_TOKEN_LENGTH:
             raise InvalidToken()
         now = self._clock.now()
+        token_hash = hash_refresh_secret(secret)
         async with self._uow as uow:
-            token = await uow.refresh_tokens.find_by_hash_for_update(hash_refresh_secret(secret))
+            owner = await uow.refresh_tokens.owner_of(token_hash)
+            if owner is None:
+                raise InvalidToken()
+            try:  # the account before the token, in the order a revocation of all takes them
+                await uow.users.lock_sessions(owner)
+            except UserNotFound:
+                raise InvalidToken() from None
+            token = await uow.refresh_tokens.find_by_hash_for_update(token_hash)
             if token is None:
                 raise InvalidToken()
             if token.used_at is not None:
