@@ -181,3 +181,22 @@ async def test_record_use_keeps_the_rest_of_the_row_as_stored(uow_factory: UowFa
     async with uow_factory() as uow:
         after = await uow.api_keys.get(key.id)
     assert (after.revoked_at, after.last_used_at, after.name) == (at(50), at(60), key.name)
+
+
+async def test_revoking_a_key_writes_its_first_revocation_time_only(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    key = a_key(user)
+    await stored(uow_factory, key, user=user)
+
+    async with uow_factory() as uow:
+        assert await uow.api_keys.record_use(key.id, at(5), stale_before=at(5))
+        assert await uow.api_keys.revoke(key.id, at(10))
+        assert not await uow.api_keys.revoke(key.id, at(20))  # revoked already
+        assert not await uow.api_keys.revoke(uuid.uuid4(), at(20))
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        found = await uow.api_keys.get(key.id)
+    assert (found.revoked_at, found.last_used_at) == (at(10), at(5))

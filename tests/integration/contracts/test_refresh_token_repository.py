@@ -201,3 +201,18 @@ async def test_the_lock_is_released_when_the_unit_of_work_ends(uow_factory: UowF
         assert await uow.refresh_tokens.find_by_hash_for_update(token.token_hash) == token
 
     assert await found(uow_factory, token) == token
+
+
+async def test_a_tokens_owner_is_found_and_their_account_held_for_a_refresh(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    token = a_token(user)
+    await stored(uow_factory, token, user=user)
+
+    async with uow_factory() as uow:
+        assert await uow.refresh_tokens.owner_of(token.token_hash) == user.id
+        assert await uow.refresh_tokens.owner_of(a_token(user).token_hash) is None
+        await uow.users.lock_sessions(user.id)
+        with pytest.raises(UserNotFound):
+            await uow.users.lock_sessions(uuid.uuid4())
