@@ -70,6 +70,10 @@ def translated() -> Iterator[None]:
         raise Conflict() from e
     except psycopg.DataError as e:
         raise InvalidInput("A value could not be stored.") from e
+    except (errors.DeadlockDetected, errors.SerializationFailure) as e:
+        raise ServiceUnavailable(
+            "The request collided with another one changing the same data; try again."
+        ) from e
     except (psycopg.OperationalError, psycopg.InterfaceError) as e:
         raise ServiceUnavailable("The database is unavailable.") from e
 
