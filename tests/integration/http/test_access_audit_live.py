@@ -9,16 +9,13 @@ The in-memory routes are audited in tests/unit/http/test_access_audit.py.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from tests.integration.http.test_chat_attach_elsewhere import team_project
-from tests.integration.http.test_chat_flow import Chat, _app
-from tests.support.fake_providers import FakeProviderServer, openai_default
-from whalli.adapters.embedded.stack import StackUrls
+from tests.integration.http.test_chat_flow import Chat
 from whalli.adapters.postgres.pool import PostgresPool
 from whalli.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from whalli.domain.model.attachments import Attachment
@@ -26,17 +23,6 @@ from whalli.domain.services.projects.ensure_personal_project import personal_pro
 
 MODEL = "openai/gpt-4o-mini"
 FILENAME = "board-minutes-secret.pdf"
-
-
-@pytest.fixture
-async def chat(
-    stack_urls: StackUrls, migrated_database_url: str, unique: str
-) -> AsyncIterator[Chat]:
-    async with (
-        FakeProviderServer(openai_default()) as provider,
-        _app(stack_urls, unique, provider) as chat,
-    ):
-        yield chat
 
 
 class Team:

@@ -6,28 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from tests.integration.http.test_chat_flow import Chat, _app
-from tests.support.fake_providers import FakeProviderServer, Reply, openai_default
+from tests.integration.http.test_chat_flow import Chat
+from tests.support.fake_providers import Reply
 from tests.support.fake_providers import openai_stream as openai_pieces
-from whalli.adapters.embedded.stack import StackUrls
 
 MODEL = "openai/gpt-4o-mini"
-
-
-@pytest.fixture
-async def chat(
-    stack_urls: StackUrls, migrated_database_url: str, unique: str
-) -> AsyncIterator[Chat]:
-    async with (
-        FakeProviderServer(openai_default()) as provider,
-        _app(stack_urls, unique, provider) as chat,
-    ):
-        yield chat
 
 
 def held_reply(chat: Chat) -> asyncio.Event:

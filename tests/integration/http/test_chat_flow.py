@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -89,20 +88,6 @@ async def _read_events(
         value = value.removeprefix(" ")
         fields[name] = fields[name] + "\n" + value if name in fields else value
     return found
-
-
-@pytest.fixture
-async def chat(
-    stack_urls: StackUrls, migrated_database_url: str, unique: str
-) -> AsyncIterator[Chat]:
-    async with FakeProviderServer(openai_default()) as provider:
-        settings = _settings(
-            stack_urls, unique, WHALLI_OPENAI_API_KEY=API_KEY, WHALLI_OPENAI_BASE_URL=provider.url,
-            WHALLI_PROVIDER_MAX_ATTEMPTS="2",
-        )  # fmt: skip
-        container = build_container(settings)
-        async with live_server(build_app(settings, container)) as client:
-            yield Chat(World(client, container), provider)  # type: ignore[arg-type]
 
 
 def _text(events: list[tuple[str | None, str, dict[str, Any]]]) -> str:

@@ -21,6 +21,7 @@ from whalli.adapters.memory.job_queue import InMemoryJobQueue
 from whalli.adapters.memory.oauth_provider import FakeOAuthProvider
 from whalli.adapters.memory.password_hasher import FastPasswordHasher
 from whalli.adapters.memory.rate_limiter import InMemoryRateLimiter
+from whalli.adapters.memory.reply_stream import InMemoryReplyStream
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.adapters.passwords.common_list import CommonPasswordList
@@ -43,7 +44,10 @@ from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
 from whalli.domain.services.auth.update_profile import UpdateProfileHandler
+from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
+from whalli.domain.services.chat.read_reply import ReadReplyHandler
+from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
@@ -122,6 +126,8 @@ class FakeContainer:
         # Chat sessions (tests seed them to see a reply's sessionId on GET /api/chats/{id}).
         self.chat_sessions = InMemoryChatSessionStore(self.clock)
         self.stream_passes = HmacStreamPasses(TEST_JWT_SECRET)
+        # Chat replies as the stream and stop routes read them.
+        self.reply_stream = InMemoryReplyStream(self.clock)
         # Request limits: in memory on the manual clock unless a test passes a real limiter.
         self.rate_limiter = rate_limiter or InMemoryRateLimiter(self.clock)
         self.oauth_providers: dict[str, FakeOAuthProvider] = {
@@ -230,6 +236,17 @@ class FakeContainer:
 
     async def get_chat(self) -> GetChatHandler:
         return GetChatHandler(self.uow(), self.chat_sessions, self.stream_passes, self.clock)
+
+    async def attach_stream(self) -> AttachStreamHandler:
+        return AttachStreamHandler(self.chat_sessions, self.uow(), self.stream_passes, self.clock)
+
+    async def read_reply(self) -> ReadReplyHandler:
+        return ReadReplyHandler(self.reply_stream, 0.05)
+
+    async def stop_generation(self) -> StopGenerationHandler:
+        return StopGenerationHandler(
+            self.chat_sessions, self.reply_stream, self.uow(), self.stream_passes, self.clock
+        )
 
     async def rename_chat(self) -> RenameChatHandler:
         return RenameChatHandler(self.uow(), self.clock)

@@ -26,7 +26,6 @@ from litestar.testing import AsyncTestClient
 
 from tests.unit.http.accounts import Caller, seed_caller
 from tests.unit.http.fakes import FakeContainer, FakeProbe
-from whalli.adapters.memory.reply_stream import InMemoryReplyStream
 from whalli.adapters.structlog.logging import configure_logging, reset_logging
 from whalli.config import Settings
 from whalli.domain.model.api_keys import API_KEY_PREFIX, ApiKey
@@ -35,9 +34,6 @@ from whalli.domain.model.chats import Chat, Message
 from whalli.domain.model.projects import MemberRole, Membership, Project
 from whalli.domain.model.replies import DoneEvent, TokenEvent
 from whalli.domain.model.users import Role
-from whalli.domain.services.chat.attach_stream import AttachStreamHandler
-from whalli.domain.services.chat.read_reply import ReadReplyHandler
-from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 
 Client = AsyncTestClient[Litestar]
@@ -51,35 +47,16 @@ SESSION_ID = "S" * 43
 PASSWORD = "correct horse battery staple 7"
 
 
-class StreamingContainer(FakeContainer):
-    """The fake container plus what the stream and stop routes read (as test_hostile_inputs)."""
-
-    def __init__(self, settings: Settings, probes: list[FakeProbe]) -> None:
-        super().__init__(settings, probes)
-        self.reply_stream = InMemoryReplyStream(self.clock)
-
-    async def attach_stream(self) -> AttachStreamHandler:
-        return AttachStreamHandler(self.chat_sessions, self.uow(), self.stream_passes, self.clock)
-
-    async def read_reply(self) -> ReadReplyHandler:
-        return ReadReplyHandler(self.reply_stream, 0.05)
-
-    async def stop_generation(self) -> StopGenerationHandler:
-        return StopGenerationHandler(
-            self.chat_sessions, self.reply_stream, self.uow(), self.stream_passes, self.clock
-        )
-
-
 @pytest.fixture
-def container(probes: list[FakeProbe]) -> StreamingContainer:
+def container(probes: list[FakeProbe]) -> FakeContainer:
     settings = Settings(env="test", file_events_poll_s=0.01, file_events_max_lifetime_s=0.05)
-    return StreamingContainer(settings, probes)
+    return FakeContainer(settings, probes)
 
 
 @dataclasses.dataclass
 class World:
     client: Client
-    container: StreamingContainer
+    container: FakeContainer
     ada: Caller
     eve: Caller
     vic: Caller
@@ -112,7 +89,7 @@ async def upload(client: Client, caller: Caller, project_id: str) -> Any:
 
 
 @pytest.fixture
-async def world(container: StreamingContainer, client: Client) -> World:
+async def world(container: FakeContainer, client: Client) -> World:
     ada = await seed_caller(container, client, "ada")
     eve = await seed_caller(container, client, "eve")
     vic = await seed_caller(container, client, "vic")

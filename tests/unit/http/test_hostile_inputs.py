@@ -19,41 +19,12 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.unit.http.accounts import Caller, seed_caller
-from tests.unit.http.fakes import FakeContainer, FakeProbe
-from whalli.adapters.memory.reply_stream import InMemoryReplyStream
-from whalli.config import Settings
+from tests.unit.http.fakes import FakeContainer
 from whalli.domain.model.chat_sessions import ChatSession
-from whalli.domain.services.chat.attach_stream import AttachStreamHandler
-from whalli.domain.services.chat.read_reply import ReadReplyHandler
-from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 
 Client = AsyncTestClient[Litestar]
 PROBLEM = "application/problem+json"
 JSON = {"content-type": "application/json"}
-
-
-class StreamingContainer(FakeContainer):
-    """The fake container plus what the stream and stop routes read (sessions, replies)."""
-
-    def __init__(self, settings: Settings, probes: list[FakeProbe]) -> None:
-        super().__init__(settings, probes)
-        self.reply_stream = InMemoryReplyStream(self.clock)
-
-    async def attach_stream(self) -> AttachStreamHandler:
-        return AttachStreamHandler(self.chat_sessions, self.uow(), self.stream_passes, self.clock)
-
-    async def read_reply(self) -> ReadReplyHandler:
-        return ReadReplyHandler(self.reply_stream, 0.05)
-
-    async def stop_generation(self) -> StopGenerationHandler:
-        return StopGenerationHandler(
-            self.chat_sessions, self.reply_stream, self.uow(), self.stream_passes, self.clock
-        )
-
-
-@pytest.fixture
-def container(probes: list[FakeProbe]) -> StreamingContainer:
-    return StreamingContainer(Settings(env="test"), probes)
 
 
 @pytest.fixture
