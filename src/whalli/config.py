@@ -90,6 +90,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwt_audience: str = "whalli-api"
     access_token_ttl_s: int = 900
     refresh_token_ttl_days: int = 30
+    # A spent refresh token presented again within this many seconds of its use (two tabs
+    # refreshing at once) gets a second successor instead of ending the session; 0 turns it off.
+    refresh_token_reuse_grace_s: float = 10.0
     password_hash_memory_kib: int = 19_456
     password_hash_time_cost: int = 2
     # An API key's last use is written at most once per this interval (0: on every request).
@@ -238,6 +241,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"{PREFIX}ACCESS_TOKEN_TTL_S must be between 60 and 3600")
         if not 1 <= self.refresh_token_ttl_days <= 365:
             raise ConfigError(f"{PREFIX}REFRESH_TOKEN_TTL_DAYS must be between 1 and 365")
+        if not 0 <= self.refresh_token_reuse_grace_s <= 60:
+            raise ConfigError(f"{PREFIX}REFRESH_TOKEN_REUSE_GRACE_S must be between 0 and 60")
         if not 19_456 <= self.password_hash_memory_kib <= 4_194_304:
             raise ConfigError(
                 f"{PREFIX}PASSWORD_HASH_MEMORY_KIB must be between 19456 (19 MiB) and 4194304"

@@ -423,8 +423,11 @@ class Services(containers.DeclarativeContainer):
         refresh_ttl=refresh_ttl,
     )
     refresh_session = providers.Factory(
-        RefreshSessionHandler, uow, issuer=adapters.token_issuer, clock=clock, ids=ids
-    )
+        RefreshSessionHandler, uow, issuer=adapters.token_issuer, clock=clock, ids=ids,
+        reuse_grace=providers.Callable(
+            lambda s: timedelta(seconds=s.refresh_token_reuse_grace_s), settings
+        ),
+    )  # fmt: skip
     logout = providers.Factory(LogoutHandler, uow, clock=clock)
     logout_all = providers.Factory(LogoutAllHandler, uow, clock=clock)
     change_password = providers.Factory(

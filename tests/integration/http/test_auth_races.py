@@ -120,13 +120,17 @@ def _lock_token(token: str) -> tuple[str, dict[str, Any]]:
 
 
 # --- refresh vs refresh ---------------------------------------------------------------------------
-async def test_a_token_replayed_after_its_rotation_revokes_the_whole_family(race: Race) -> None:
+async def test_a_token_replayed_after_its_rotation_revokes_the_whole_family(
+    clocked_race: tuple[Race, ManualClock],
+) -> None:
     """By design (README, RefreshSessionHandler): a spent token presented again, here after the
-    rotation finished, revokes the family; both answers are clean 401s, never a 500."""
+    rotation and past the grace window, revokes the family; both answers are clean 401s."""
+    race, clock = clocked_race
     alice = await race.world.register("alice")
     token = alice["tokens"]["refreshToken"]
     rotated = await race.refresh(token)
     assert rotated.status_code == 200
+    clock.advance(11)
     replay = await race.refresh(token)
     assert replay.status_code == 401
     assert replay.headers["content-type"].startswith("application/problem+json")
@@ -135,6 +139,29 @@ async def test_a_token_replayed_after_its_rotation_revokes_the_whole_family(race
     rows = await race.family_rows(token)
     assert len(rows) == 2
     assert all(revoked is not None for *_, revoked in rows)
+
+
+async def test_two_tabs_refreshing_one_token_at_the_same_moment_both_stay_signed_in(
+    race: Race,
+) -> None:
+    """The leftover of the last audit: two refreshes of one token in flight together used to
+    end the session (the second saw the token spent). Within the grace window the second one
+    waits for the first's lock, then gets a sibling successor; nothing is revoked."""
+    alice = await race.world.register("alice")
+    token = alice["tokens"]["refreshToken"]
+    async with race.held(*_lock_token(token)):
+        tab_a = await race.started(race.refresh(token), "refresh_tokens", 1)
+        tab_b = await race.started(race.refresh(token), "refresh_tokens", 2)
+    a, b = await tab_a, await tab_b
+    assert (a.status_code, b.status_code) == (200, 200), (a.text, b.text)
+    rows = await race.family_rows(token)
+    assert len(rows) == 3
+    assert all(revoked is None for *_, revoked in rows)
+    root = rows[0][0]
+    assert [parent for _, parent, *_ in rows[1:]] == [root, root]
+    for pair in (a.json(), b.json()):
+        assert (await race.me(pair["accessToken"])).status_code == 200
+        assert (await race.refresh(pair["refreshToken"])).status_code == 200
 
 
 # --- refresh vs the ways a session ends -----------------------------------------------------------

@@ -85,7 +85,20 @@ async def world(
         yield World(client, container)
 
 
-async def test_register_login_refresh_and_logout_work_end_to_end(world: World) -> None:
+@pytest.fixture
+async def strict_world(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> AsyncIterator[World]:
+    """No grace window: a spent refresh token presented again ends the session at once."""
+    container = build_container(
+        _settings(stack_urls, unique, WHALLI_REFRESH_TOKEN_REUSE_GRACE_S="0")
+    )
+    async with AsyncTestClient(app=build_app(container.settings(), container)) as client:
+        yield World(client, container)
+
+
+async def test_register_login_refresh_and_logout_work_end_to_end(strict_world: World) -> None:
+    world = strict_world
     alice = await world.register("alice")
     me = await world.client.get("/api/auth/me", headers=alice["auth"])
     assert me.status_code == 200
@@ -120,6 +133,26 @@ async def test_register_login_refresh_and_logout_work_end_to_end(world: World) -
     )
     assert logout.status_code == 204
     assert (await world.client.get("/api/auth/me", headers=auth)).status_code == 401
+
+
+async def test_a_second_tab_refreshing_the_same_token_right_after_stays_signed_in(
+    world: World,
+) -> None:
+    """The default grace window (10 s): both tabs get working pairs, nothing is revoked."""
+    alice = await world.register("alice")
+    body = {"refreshToken": alice["tokens"]["refreshToken"]}
+    tab_a = await world.client.post("/api/auth/refresh", json=body)
+    tab_b = await world.client.post("/api/auth/refresh", json=body)
+    assert (tab_a.status_code, tab_b.status_code) == (200, 200), tab_b.text
+    assert tab_a.json()["refreshToken"] != tab_b.json()["refreshToken"]
+    for tab in (tab_a, tab_b):
+        auth = {"Authorization": f"Bearer {tab.json()['accessToken']}"}
+        assert (await world.client.get("/api/auth/me", headers=auth)).status_code == 200
+        again = await world.client.post(
+            "/api/auth/refresh", json={"refreshToken": tab.json()["refreshToken"]}
+        )
+        assert again.status_code == 200
+    assert (await world.client.get("/api/auth/me", headers=alice["auth"])).status_code == 200
 
 
 async def test_unknown_email_and_wrong_password_give_the_same_answer(world: World) -> None:

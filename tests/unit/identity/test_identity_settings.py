@@ -34,6 +34,8 @@ def test_a_jwt_secret_shorter_than_32_bytes_is_refused_without_echoing_it() -> N
         ("WHALLI_ACCESS_TOKEN_TTL_S", "3601"),
         ("WHALLI_REFRESH_TOKEN_TTL_DAYS", "0"),
         ("WHALLI_REFRESH_TOKEN_TTL_DAYS", "366"),
+        ("WHALLI_REFRESH_TOKEN_REUSE_GRACE_S", "-1"),
+        ("WHALLI_REFRESH_TOKEN_REUSE_GRACE_S", "61"),
         ("WHALLI_PASSWORD_HASH_MEMORY_KIB", "19455"),
         ("WHALLI_PASSWORD_HASH_TIME_COST", "1"),
         ("WHALLI_PWNED_PASSWORDS_URL", "api.pwnedpasswords.com"),

@@ -139,6 +139,59 @@ def test_presenting_a_spent_token_again_is_reported_as_reuse() -> None:
     assert token.used_at == T0 + timedelta(minutes=1)
 
 
+GRACE = timedelta(seconds=10)
+
+
+def test_a_spent_token_presented_within_the_grace_window_gets_a_sibling_successor() -> None:
+    token = login()
+    first = token.rotate(new_id=ids.new_id(), new_secret=secret(), now=T0 + timedelta(minutes=1))
+    second_secret = secret()
+    second = token.reissue(
+        new_id=ids.new_id(), new_secret=second_secret, now=T0 + timedelta(minutes=1, seconds=10),
+        grace=GRACE,
+    )  # fmt: skip
+    assert second.parent_id == token.id == first.parent_id
+    assert second.family_id == FAMILY
+    assert second.expires_at == first.expires_at == token.expires_at
+    assert second.matches(second_secret)
+    assert second.token_hash != first.token_hash
+    assert second.is_active(T0 + timedelta(minutes=2))
+    assert token.used_at == T0 + timedelta(minutes=1)  # the window does not slide
+
+
+@pytest.mark.parametrize(
+    ("grace", "after"),
+    [(GRACE, timedelta(seconds=10, microseconds=1)), (GRACE, timedelta(hours=1)),
+     (timedelta(0), timedelta(0))],
+)  # fmt: skip
+def test_a_spent_token_presented_after_the_grace_window_is_reuse(
+    grace: timedelta, after: timedelta
+) -> None:
+    token = login()
+    token.rotate(new_id=ids.new_id(), new_secret=secret(), now=T0)
+    with pytest.raises(RefreshTokenReused):
+        token.reissue(new_id=ids.new_id(), new_secret=secret(), now=T0 + after, grace=grace)
+
+
+def test_a_revoked_or_expired_spent_token_is_not_reissued_even_within_the_window() -> None:
+    token = login()
+    token.rotate(new_id=ids.new_id(), new_secret=secret(), now=T0 + timedelta(days=30, seconds=-5))
+    with pytest.raises(InvalidToken, match="expired or was revoked"):
+        token.reissue(new_id=ids.new_id(), new_secret=secret(), now=T0 + timedelta(days=30),
+                      grace=GRACE)  # fmt: skip
+    revoked = login()
+    revoked.rotate(new_id=ids.new_id(), new_secret=secret(), now=T0)
+    revoked.revoke(T0 + timedelta(seconds=1))
+    with pytest.raises(InvalidToken, match="expired or was revoked"):
+        revoked.reissue(new_id=ids.new_id(), new_secret=secret(), now=T0 + timedelta(seconds=2),
+                        grace=GRACE)  # fmt: skip
+
+
+def test_an_active_token_is_rotated_not_reissued() -> None:
+    with pytest.raises(ValueError, match="spent"):
+        login().reissue(new_id=ids.new_id(), new_secret=secret(), now=T0, grace=GRACE)
+
+
 def test_a_revoked_token_is_inactive_and_cannot_be_rotated() -> None:
     token = login()
     token.revoke(T0 + timedelta(minutes=1))

@@ -87,9 +87,9 @@ class Auth:
         )  # fmt: skip
         return await handler.execute(Login(email=email, password=password))
 
-    async def refresh(self, token: str) -> TokenPair:
+    async def refresh(self, token: str, grace: timedelta = timedelta(0)) -> TokenPair:
         handler = RefreshSessionHandler(
-            self.uow(), issuer=self.issuer, clock=self.clock, ids=self.ids
+            self.uow(), issuer=self.issuer, clock=self.clock, ids=self.ids, reuse_grace=grace
         )
         return await handler.execute(RefreshSession(refresh_token=token))
 
@@ -332,6 +332,47 @@ async def test_two_concurrent_refreshes_of_one_token_let_only_one_through(auth: 
     )  # fmt: skip
 
     assert sorted(type(r).__name__ for r in results) == ["RefreshTokenReused", "TokenPair"]
+    assert all(t.revoked_at is not None for t in auth.tokens())
+
+
+async def test_two_tabs_refreshing_one_token_at_once_both_stay_signed_in(auth: Auth) -> None:
+    """Within the grace window the second refresh of one token gets its own pair; both
+    successors work, each once, and a third use after the window ends the whole session."""
+    _, first = await auth.register()
+    grace = timedelta(seconds=10)
+
+    tab_a, tab_b = await asyncio.gather(
+        auth.refresh(first.refresh_token, grace), auth.refresh(first.refresh_token, grace)
+    )
+
+    assert tab_a.refresh_token != tab_b.refresh_token
+    assert {t.parent_id for t in auth.tokens() if t.parent_id} == {
+        t.id for t in auth.tokens() if t.parent_id is None
+    }
+    assert all(t.revoked_at is None for t in auth.tokens())
+    for pair in (tab_a, tab_b):
+        await auth.authenticate(pair.access_token)
+    auth.clock.advance(timedelta(seconds=9))
+    again_a = await auth.refresh(tab_a.refresh_token, grace)
+    again_b = await auth.refresh(tab_b.refresh_token, grace)
+    assert again_a.refresh_token != again_b.refresh_token
+
+    auth.clock.advance(timedelta(seconds=11))  # the first token's window closed long ago
+    with pytest.raises(RefreshTokenReused, match=INVALID):
+        await auth.refresh(first.refresh_token, grace)
+    assert all(t.revoked_at is not None for t in auth.tokens())
+    with pytest.raises(InvalidToken, match=INVALID):
+        await auth.refresh(again_b.refresh_token, grace)
+
+
+async def test_the_grace_window_revives_no_session_that_ended(auth: Auth) -> None:
+    _, first = await auth.register()
+    grace = timedelta(seconds=10)
+    second = await auth.refresh(first.refresh_token, grace)
+    await auth.logout(second.refresh_token)
+
+    with pytest.raises(RefreshTokenReused, match=INVALID):
+        await auth.refresh(first.refresh_token, grace)
     assert all(t.revoked_at is not None for t in auth.tokens())
 
 

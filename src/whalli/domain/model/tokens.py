@@ -4,7 +4,8 @@ A login opens a *session*, which is a refresh-token family: the first refresh to
 with a fresh ``family_id`` and each refresh spends the presented token and issues its successor
 (``parent_id`` links the lineage). The family has an absolute lifetime counted from the login,
 so rotating never extends it. Presenting a spent token again means it was copied: the caller
-must revoke the whole family (``RefreshTokenReused``).
+must revoke the whole family (``RefreshTokenReused``), unless it comes within a short grace
+window of the first use (two tabs refreshing at once), which issues a second successor.
 
 A refresh token is an opaque random secret (>= 256 bits) handed to the client once; only its
 SHA-256 is stored. No salt or slow hash is needed: a 256-bit random secret cannot be guessed
@@ -140,6 +141,35 @@ class RefreshToken(Entity, kw_only=True):
         if not self.is_active(when):
             raise InvalidToken("The refresh token has expired or was revoked.")
         self.used_at = when
+        return RefreshToken(
+            id=new_id,
+            user_id=self.user_id,
+            family_id=self.family_id,
+            token_hash=hash_refresh_secret(new_secret),
+            parent_id=self.id,
+            created_at=when,
+            expires_at=self.expires_at,
+        )
+
+    def reissue(
+        self, *, new_id: UUID, new_secret: str, now: datetime, grace: timedelta
+    ) -> RefreshToken:
+        """A second successor of this spent token, when it is presented again within ``grace``.
+
+        Two tabs of one browser that refresh at the same moment both present the same token;
+        the second must not end the session. Within ``grace`` of the first use a sibling of
+        the first successor is issued (same family and expiry, ``parent_id`` this token); this
+        token's ``used_at`` stays, so the window never slides. Later than that, or with no
+        grace, a spent token presented again is reuse (``RefreshTokenReused``).
+        """
+        _check_secret(new_secret)
+        when = utc(now)
+        if self.used_at is None:
+            raise ValueError("only a spent token is reissued; an active one is rotated")
+        if self.revoked_at is not None or when >= self.expires_at:
+            raise InvalidToken("The refresh token has expired or was revoked.")
+        if grace <= timedelta(0) or when - self.used_at > grace:
+            raise RefreshTokenReused()
         return RefreshToken(
             id=new_id,
             user_id=self.user_id,

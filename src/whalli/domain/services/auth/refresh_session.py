@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import msgspec
 
 from whalli.domain.model.errors import InvalidToken, RefreshTokenReused, UserNotFound
-from whalli.domain.model.tokens import REFRESH_SECRET_BYTES, hash_refresh_secret
+from whalli.domain.model.tokens import REFRESH_SECRET_BYTES, RefreshToken, hash_refresh_secret
 from whalli.domain.services.auth.sessions import TokenPair, issue_access_token, masked_repr
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
@@ -32,6 +34,10 @@ class RefreshSessionHandler:
     - a token that was already spent was copied: the whole family (the successor included) is
       revoked and that revocation committed, then ``RefreshTokenReused`` (401) is raised, so
       both the thief and the victim must sign in again;
+    - except within ``reuse_grace`` of its first use: two tabs (or a retry after a lost
+      response) refreshing with the same token at once each get a working pair, a second
+      successor in the same family (``RefreshToken.reissue``). The window counts from the
+      first use and never slides; ``timedelta(0)`` turns it off;
     - a revoked token, or a family past its absolute lifetime: ``InvalidToken``;
     - a disabled or deleted account: ``InvalidToken`` (the client cannot tell why);
     - the successor keeps the family and its expiry: rotating never extends a session;
@@ -41,9 +47,16 @@ class RefreshSessionHandler:
     """
 
     def __init__(
-        self, uow: UnitOfWork, *, issuer: AccessTokenIssuer, clock: Clock, ids: IdGenerator
+        self,
+        uow: UnitOfWork,
+        *,
+        issuer: AccessTokenIssuer,
+        clock: Clock,
+        ids: IdGenerator,
+        reuse_grace: timedelta = timedelta(0),
     ) -> None:
         self._uow = uow
+        self._reuse_grace = reuse_grace
         self._issuer = issuer
         self._clock = clock
         self._ids = ids
@@ -65,11 +78,12 @@ class RefreshSessionHandler:
             token = await uow.refresh_tokens.find_by_hash_for_update(token_hash)
             if token is None:
                 raise InvalidToken()
-            if token.used_at is not None:
+            spent = token.used_at is not None
+            if spent and not self._within_grace(token, now):
                 await uow.refresh_tokens.revoke_family(token.family_id, now)
                 await uow.commit()
                 raise RefreshTokenReused()
-            if not token.is_active(now):
+            if not spent and not token.is_active(now):
                 raise InvalidToken()
             try:
                 user = await uow.users.get(token.user_id)
@@ -78,8 +92,14 @@ class RefreshSessionHandler:
             if user.disabled:
                 raise InvalidToken()
             new_secret = self._ids.new_token(REFRESH_SECRET_BYTES)
-            successor = token.rotate(new_id=self._ids.new_id(), new_secret=new_secret, now=now)
-            await uow.refresh_tokens.update(token)
+            if spent:
+                successor = token.reissue(
+                    new_id=self._ids.new_id(), new_secret=new_secret, now=now,
+                    grace=self._reuse_grace,
+                )  # fmt: skip
+            else:
+                successor = token.rotate(new_id=self._ids.new_id(), new_secret=new_secret, now=now)
+                await uow.refresh_tokens.update(token)
             await uow.refresh_tokens.add(successor)
             access, expires_in = issue_access_token(
                 self._issuer, user_id=user.id, session_id=token.family_id, clock=self._clock,
@@ -87,3 +107,13 @@ class RefreshSessionHandler:
             )  # fmt: skip
             await uow.commit()
         return TokenPair(access_token=access, refresh_token=new_secret, expires_in=expires_in)
+
+    def _within_grace(self, token: RefreshToken, now: datetime) -> bool:
+        """Whether a spent, unrevoked token came back soon enough to be a second tab's."""
+        used_at = token.used_at
+        return (
+            used_at is not None
+            and token.revoked_at is None
+            and self._reuse_grace > timedelta(0)
+            and now - used_at <= self._reuse_grace
+        )
