@@ -642,12 +642,13 @@ async def test_a_session_id_of_a_disabled_account_streams_nothing(world: World) 
 
 
 # --- recorded behaviour the report discusses (these pass: design choices, not bugs) ----------
-async def test_recorded_a_viewers_empty_patch_answers_like_a_get(world: World) -> None:
+async def test_a_viewers_empty_patch_is_refused_like_a_rename(world: World) -> None:
+    """It answered 200 with the resource (like a GET): a PATCH is checked as the write it is."""
     chat = await world.vic.call("PATCH", f"/api/chats/{world.chat_id}", {})
     project = await world.vic.call("PATCH", f"/api/projects/{world.project_id}", {})
     stranger = await world.sam.call("PATCH", f"/api/chats/{world.chat_id}", {})
 
-    assert (chat.status_code, project.status_code, stranger.status_code) == (200, 200, 404)
+    assert (chat.status_code, project.status_code, stranger.status_code) == (403, 403, 404)
 
 
 async def test_an_admins_api_key_administers_but_no_api_key_mints_keys(world: World) -> None:

@@ -219,7 +219,9 @@ async def test_a_bad_title_is_422_and_a_misspelt_field_400(
     assert misspelt.status_code == 400
 
 
-@pytest.mark.parametrize(("method", "body"), [("PATCH", {"title": "Mine"}), ("DELETE", None)])
+@pytest.mark.parametrize(
+    ("method", "body"), [("PATCH", {"title": "Mine"}), ("PATCH", {}), ("DELETE", None)]
+)
 async def test_a_viewer_may_neither_rename_nor_delete(
     seed: SeedCaller, container: FakeContainer, method: str, body: Any
 ) -> None:

@@ -143,6 +143,7 @@ def member_routes(project: str, me: str, other: str) -> dict[str, tuple[str, str
         "get": ("GET", f"/api/projects/{project}", None),
         "list members": ("GET", members, None),
         "rename": ("PATCH", f"/api/projects/{project}", {"name": "Renamed"}),
+        "empty patch": ("PATCH", f"/api/projects/{project}", {}),
         "add member": ("POST", members, {"email": "newcomer@example.com"}),
         "change role": ("PATCH", f"{members}/{other}", {"role": "viewer"}),
         "remove other": ("DELETE", f"{members}/{other}", None),
@@ -155,7 +156,8 @@ EVERYONE = {"get", "list members", "leave"}
 ALLOWED = {
     "viewer": EVERYONE,
     "editor": EVERYONE,
-    "owner": EVERYONE | {"rename", "add member", "change role", "remove other", "delete"},
+    "owner": EVERYONE
+    | {"rename", "empty patch", "add member", "change role", "remove other", "delete"},
 }
 
 

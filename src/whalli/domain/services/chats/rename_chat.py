@@ -15,7 +15,7 @@ from whalli.ports.unit_of_work import UnitOfWork
 class RenameChat(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID
     chat_id: UUID
-    title: str
+    title: str | None  # None: nothing to change (still only for those who may rename it)
 
 
 class RenameChatHandler:
@@ -27,7 +27,9 @@ class RenameChatHandler:
       so that a stranger learns nothing from the answer);
     - whitespace runs become one space; the title needs 1 to ``TITLE_MAX`` characters
       (``InvalidInput``);
-    - renaming counts as an update: the chat moves to the top of its project's list.
+    - renaming counts as an update: the chat moves to the top of its project's list;
+    - no title (an empty PATCH) changes nothing, but is still checked like a rename: a viewer
+      gets ``PermissionDenied``, not the chat.
     """
 
     def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
@@ -37,6 +39,8 @@ class RenameChatHandler:
     async def execute(self, command: RenameChat) -> Chat:
         async with self._uow as uow:
             chat = await require_chat(uow, command.chat_id, command.user_id, "write")
+            if command.title is None:
+                return chat
             chat.rename(command.title, self._clock.now())
             await uow.chats.update(chat)
             await uow.commit()

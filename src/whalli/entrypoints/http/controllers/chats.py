@@ -171,14 +171,11 @@ class ChatController(Controller):
         self,
         principal: NamedDependency[Principal],
         rename_chat: NamedDependency[RenameChatHandler],
-        get_chat: NamedDependency[GetChatHandler],
         chat_id: FromPath[UUID],
         data: JSONBody[ChatUpdate],
     ) -> Chat:
-        if isinstance(data.title, msgspec.UnsetType):  # nothing to change: answer like a GET
-            found = await get_chat.execute(GetChat(user_id=principal.user_id, chat_id=chat_id))
-            return _chat(found.chat)
-        command = RenameChat(user_id=principal.user_id, chat_id=chat_id, title=data.title)
+        title = None if isinstance(data.title, msgspec.UnsetType) else data.title
+        command = RenameChat(user_id=principal.user_id, chat_id=chat_id, title=title)
         return _chat(await rename_chat.execute(command))
 
     @delete("/{chat_id:uuid}", summary="Delete a chat and its messages (owners and editors)")

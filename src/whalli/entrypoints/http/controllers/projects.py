@@ -134,15 +134,11 @@ class ProjectController(Controller):
         self,
         principal: NamedDependency[Principal],
         rename_project: NamedDependency[RenameProjectHandler],
-        get_project: NamedDependency[GetProjectHandler],
         project_id: FromPath[UUID],
         data: JSONBody[ProjectUpdate],
     ) -> Project:
-        if isinstance(data.name, msgspec.UnsetType):  # nothing to change: answer like a GET
-            return _project(await get_project.execute(GetProject(
-                user_id=principal.user_id, project_id=project_id
-            )))  # fmt: skip
-        command = RenameProject(user_id=principal.user_id, project_id=project_id, name=data.name)
+        name = None if isinstance(data.name, msgspec.UnsetType) else data.name
+        command = RenameProject(user_id=principal.user_id, project_id=project_id, name=name)
         return _project(await rename_project.execute(command))
 
     @delete("/{project_id:uuid}", summary="Delete a project and everything in it (owners)")
