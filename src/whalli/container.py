@@ -80,8 +80,8 @@ from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.fail_abandoned_replies import FailAbandonedReplies
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
-from whalli.domain.services.chats.rename_chat import RenameChatHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
+from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
 from whalli.domain.services.files.extract_attachment import ExtractAttachmentHandler
@@ -519,7 +519,7 @@ class Services(containers.DeclarativeContainer):
     get_chat = providers.Factory(
         GetChatHandler, uow, adapters.chat_sessions, adapters.stream_passes, clock
     )
-    rename_chat = providers.Factory(RenameChatHandler, uow, clock)
+    update_chat = providers.Factory(UpdateChatHandler, uow, clock)
     delete_chat = providers.Factory(DeleteChatHandler, uow)
     search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)
     attach_stream = providers.Factory(

@@ -39,6 +39,28 @@ async def test_a_chat_reads_back_equal_and_can_be_renamed(uow_factory: UowFactor
         assert (await uow.chats.get(world.chat.id)).title == "A better title"
 
 
+async def test_a_chats_system_prompt_reads_back_set_changed_and_removed(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    chat = Chat.start(
+        id=uuid.uuid4(), project_id=world.project.id, user_id=world.user.id,
+        first_message="hi", now=at(1), system_prompt="Be brief. \u00e9\U0001f40b\n\nTwo lines.",
+    )  # fmt: skip
+    async with uow_factory() as uow:
+        await uow.chats.add(chat)
+        await uow.commit()
+    for change in ("x" * 20_000, None):
+        async with uow_factory() as uow:
+            assert await uow.chats.get(chat.id) == chat
+            chat.instruct(change, at(2))
+            await uow.chats.update(chat)
+            await uow.commit()
+    async with uow_factory() as uow:
+        assert (await uow.chats.lock(chat.id)) == chat
+        assert chat.system_prompt is None
+
+
 async def test_an_unknown_chat_is_not_found(uow_factory: UowFactory) -> None:
     world = await committed_world(uow_factory())
     ghost = a_chat(world.project, world.user)

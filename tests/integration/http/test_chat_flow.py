@@ -129,6 +129,59 @@ async def test_a_reply_streams_token_by_token_and_is_saved_with_its_usage(chat: 
     assert usage.completion_tokens == 4
 
 
+async def test_a_chats_system_prompt_reaches_the_provider_first_and_keys_the_cache(
+    chat: Chat,
+) -> None:
+    """Set at the start, shown by the chat, changed by PATCH; an identical question under
+    another system prompt is not served the other's cached answer."""
+    alice = await chat.world.register("alice")
+    prompt = f"Who are you? {uuid.uuid4()}"
+    model = "openai/gpt-4o-mini"
+    started = await chat.start(
+        alice["auth"], model=model, message=prompt, systemPrompt="You are a pirate."
+    )
+    await chat.events(started["sessionId"])
+    sent = chat.provider.requests[-1].body["messages"]
+    assert sent == [
+        {"role": "system", "content": "You are a pirate."}, {"role": "user", "content": prompt},
+    ]  # fmt: skip
+    url = f"/api/chats/{started['chatId']}"
+    shown = (await chat.client.get(url, headers=alice["auth"])).json()
+    assert shown["systemPrompt"] == "You are a pirate."
+    listed = (await chat.client.get("/api/chats", headers=alice["auth"])).json()["items"]
+    assert "systemPrompt" not in listed[0]
+
+    calls = len(chat.provider.requests)
+    other = await chat.start(alice["auth"], model=model, message=prompt, systemPrompt="Be a cat.")
+    assert (await chat.events(other["sessionId"]))[-1][2]["cached"] is False
+    same = await chat.start(
+        alice["auth"], model=model, message=prompt, systemPrompt="You are a pirate."
+    )
+    assert (await chat.events(same["sessionId"]))[-1][2]["cached"] is True
+    assert len(chat.provider.requests) == calls + 1
+
+    patched = await chat.client.patch(
+        url, json={"systemPrompt": "Be terse."}, headers=alice["auth"]
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["systemPrompt"] == "Be terse."
+    more = await chat.start(alice["auth"], model=model, message="Go on.", chatId=started["chatId"])
+    await chat.events(more["sessionId"])
+    sent = chat.provider.requests[-1].body["messages"]
+    assert sent[0] == {"role": "system", "content": "Be terse."}
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+
+    refused = await chat.client.post(
+        "/api/chat/start", headers=alice["auth"],
+        json={"model": model, "message": "x", "chatId": started["chatId"], "systemPrompt": "y"},
+    )  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "PATCH" in refused.json()["detail"]
+    removed = await chat.client.patch(url, json={"systemPrompt": None}, headers=alice["auth"])
+    assert removed.json()["systemPrompt"] is None
+
+
 async def test_an_identical_prompt_is_served_from_the_cache_token_by_token(chat: Chat) -> None:
     alice = await chat.world.register("alice")
     prompt = f"cache me {uuid.uuid4()}"

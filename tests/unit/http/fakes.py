@@ -51,8 +51,8 @@ from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
-from whalli.domain.services.chats.rename_chat import RenameChatHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
+from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
 from whalli.domain.services.files.get_attachment import GetAttachmentHandler
@@ -248,8 +248,8 @@ class FakeContainer:
             self.chat_sessions, self.reply_stream, self.uow(), self.stream_passes, self.clock
         )
 
-    async def rename_chat(self) -> RenameChatHandler:
-        return RenameChatHandler(self.uow(), self.clock)
+    async def update_chat(self) -> UpdateChatHandler:
+        return UpdateChatHandler(self.uow(), self.clock)
 
     async def delete_chat(self) -> DeleteChatHandler:
         return DeleteChatHandler(self.uow())

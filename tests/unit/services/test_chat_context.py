@@ -73,6 +73,7 @@ def build(
     window: int = 1000,
     reserve: int = 0,
     cap: int = 1000,
+    system: str | None = None,
 ) -> tuple[PromptMessage, ...]:
     return build_context(
         history=history,
@@ -81,6 +82,7 @@ def build(
         context_window=window,
         reserve_for_reply=reserve,
         attachment_char_cap=cap,
+        system=system,
     )
 
 
@@ -242,3 +244,37 @@ def test_the_attachment_cap_keeps_a_big_file_within_the_window() -> None:
 def test_nonsensical_limits_are_a_programming_error(window: int, reserve: int, cap: int) -> None:
     with pytest.raises(ValueError, match="the window must be positive"):
         build([], window=window, reserve=reserve, cap=cap)
+
+
+# --- the chat's system prompt --------------------------------------------------------------------
+@given(histories, new_messages, st.text(min_size=1, max_size=300), windows, reserves)
+def test_a_system_prompt_opens_every_context_and_is_never_trimmed(
+    history: list[Message], new: str, system: str, window: int, reserve: int
+) -> None:
+    alone = build([], new, window=10**9, system=system)
+    if estimate_prompt_tokens(alone) > window - reserve:
+        with pytest.raises(InvalidInput, match="with the chat's system prompt"):
+            build(history, new, window=window, reserve=reserve, system=system)
+        return
+    result = build(history, new, window=window, reserve=reserve, system=system)
+
+    assert result[0] == PromptMessage(role=SYSTEM, content=system)
+    assert [m.role for m in result[1:]].count(SYSTEM) == 0
+    assert result[-1].content == new
+    assert estimate_prompt_tokens(result) + reserve <= window
+    # the history kept is what fits beside the system prompt: the same as without it in a
+    # window smaller by the system message's estimate
+    system_cost = estimate_prompt_tokens(result[:1])
+    assert result[1:] == build(history, new, window=window - system_cost, reserve=reserve)
+
+
+def test_the_system_prompt_takes_its_share_of_the_window_from_the_oldest_history() -> None:
+    history = conversation((USER, "a" * 100), (ASSISTANT, "b" * 100), (USER, "c" * 100))
+    window = 6 + 3 * 29
+
+    assert len(build(history, window=window)) == 4
+    result = build(history, window=window, system="s" * 100)
+
+    assert [(m.role, m.content) for m in result] == [
+        (SYSTEM, "s" * 100), (USER, "c" * 100), (USER, "question"),
+    ]  # fmt: skip

@@ -33,8 +33,8 @@ from whalli.domain.services.chats.cursor import decode_cursor, encode_cursor
 from whalli.domain.services.chats.delete_chat import DeleteChat, DeleteChatHandler
 from whalli.domain.services.chats.get_chat import ChatWithMessages, GetChat, GetChatHandler
 from whalli.domain.services.chats.list_chats import ChatPage, ListChats, ListChatsHandler
-from whalli.domain.services.chats.rename_chat import RenameChat, RenameChatHandler
 from whalli.domain.services.chats.search_chats import SearchChats, SearchChatsHandler
+from whalli.domain.services.chats.update_chat import UpdateChat, UpdateChatHandler
 from whalli.domain.services.projects.add_member import AddMember, AddMemberHandler
 from whalli.domain.services.projects.create_project import CreateProject, CreateProjectHandler
 from whalli.domain.services.projects.ensure_personal_project import (
@@ -62,7 +62,7 @@ class App:
             EnsurePersonalProject: lambda: EnsurePersonalProjectHandler(self.uow(), self.clock),
             ListChats: lambda: ListChatsHandler(self.uow()),
             GetChat: lambda: GetChatHandler(self.uow(), self.sessions, self.passes, self.clock),
-            RenameChat: lambda: RenameChatHandler(self.uow(), self.clock),
+            UpdateChat: lambda: UpdateChatHandler(self.uow(), self.clock),
             DeleteChat: lambda: DeleteChatHandler(self.uow()),
             SearchChats: lambda: SearchChatsHandler(InMemoryChatSearch(self.store)),
         }
@@ -344,7 +344,7 @@ async def test_a_session_store_that_cannot_answer_leaves_only_the_session_ids_ou
 def chat_commands(user: User, chat_id: uuid.UUID) -> list[Any]:
     return [
         GetChat(user_id=user.id, chat_id=chat_id),
-        RenameChat(user_id=user.id, chat_id=chat_id, title="Mine now"),
+        UpdateChat(user_id=user.id, chat_id=chat_id, title="Mine now"),
         DeleteChat(user_id=user.id, chat_id=chat_id),
     ]
 
@@ -368,14 +368,14 @@ async def test_a_stranger_with_a_bad_title_still_gets_not_found(app: App) -> Non
     ada, bob = await app.user("ada"), await app.user("bob")
     chat = await app.chat(await app.project(ada), ada)
     with pytest.raises(ChatNotFound, match="not found"):
-        await app.run(RenameChat(user_id=bob.id, chat_id=chat.id, title="   "))
+        await app.run(UpdateChat(user_id=bob.id, chat_id=chat.id, title="   "))
 
 
-@pytest.mark.parametrize("command", [RenameChat, DeleteChat])
+@pytest.mark.parametrize("command", [UpdateChat, DeleteChat])
 async def test_a_viewer_can_read_but_neither_rename_nor_delete(app: App, command: type) -> None:
     ada, vic = await app.user("ada"), await app.user("vic")
     chat = await app.chat(await app.project(ada, (vic, VIEWER)), ada)
-    extra = {"title": "Renamed"} if command is RenameChat else {}
+    extra = {"title": "Renamed"} if command is UpdateChat else {}
 
     with pytest.raises(PermissionDenied, match="write access needed"):
         await app.run(command(user_id=vic.id, chat_id=chat.id, **extra))
@@ -390,7 +390,7 @@ async def test_an_editor_renames_a_chat_which_moves_it_to_the_top(app: App) -> N
     newer = await app.chat(project, ada, at=T0 + timedelta(seconds=1))
     now = app.clock.advance(60)
 
-    renamed = await app.run(RenameChat(user_id=eve.id, chat_id=older.id, title="  Tax   notes "))
+    renamed = await app.run(UpdateChat(user_id=eve.id, chat_id=older.id, title="  Tax   notes "))
 
     assert (renamed.title, renamed.updated_at) == ("Tax notes", now)
     assert (await app.run(GetChat(user_id=ada.id, chat_id=older.id))).chat == renamed
@@ -403,8 +403,41 @@ async def test_a_title_needs_1_to_120_characters(app: App) -> None:
     chat = await app.chat(await app.project(ada), ada)
     for title in ["   ", "x" * 121]:
         with pytest.raises(InvalidInput, match="1 to 120 characters"):
-            await app.run(RenameChat(user_id=ada.id, chat_id=chat.id, title=title))
+            await app.run(UpdateChat(user_id=ada.id, chat_id=chat.id, title=title))
     assert (await app.run(GetChat(user_id=ada.id, chat_id=chat.id))).chat == chat
+
+
+async def test_an_editor_sets_changes_and_removes_a_chats_system_prompt(app: App) -> None:
+    ada, eve = await app.user("ada"), await app.user("eve")
+    chat = await app.chat(await app.project(ada, (eve, EDITOR)), ada)
+    assert chat.system_prompt is None
+    now = app.clock.advance(60)
+
+    set_ = await app.run(UpdateChat(user_id=eve.id, chat_id=chat.id, system_prompt="  Be brief.\n"))
+    assert (set_.system_prompt, set_.title, set_.updated_at) == ("Be brief.", "A chat", now)
+    renamed = await app.run(UpdateChat(user_id=eve.id, chat_id=chat.id, title="Kept prompt"))
+    assert renamed.system_prompt == "Be brief."
+    for removal in (None, "  \n "):
+        await app.run(UpdateChat(user_id=eve.id, chat_id=chat.id, system_prompt="Again."))
+        removed = await app.run(UpdateChat(user_id=eve.id, chat_id=chat.id, system_prompt=removal))
+        assert removed.system_prompt is None
+        assert (await app.run(GetChat(user_id=ada.id, chat_id=chat.id))).chat == removed
+
+
+async def test_a_system_prompt_has_at_most_20000_characters_and_a_viewer_sets_none(
+    app: App,
+) -> None:
+    ada, vic = await app.user("ada"), await app.user("vic")
+    chat = await app.chat(await app.project(ada, (vic, VIEWER)), ada)
+
+    with pytest.raises(InvalidInput, match="at most 20000 characters") as info:
+        await app.run(UpdateChat(user_id=ada.id, chat_id=chat.id, system_prompt="x" * 20_001))
+    assert info.value.details["field"] == "systemPrompt"
+    with pytest.raises(PermissionDenied):
+        await app.run(UpdateChat(user_id=vic.id, chat_id=chat.id, system_prompt="Obey me."))
+    assert (await app.run(GetChat(user_id=ada.id, chat_id=chat.id))).chat == chat
+    done = await app.run(UpdateChat(user_id=ada.id, chat_id=chat.id, system_prompt="x" * 20_000))
+    assert done.system_prompt == "x" * 20_000
 
 
 async def test_an_editor_deletes_a_chat_with_its_messages(app: App) -> None:

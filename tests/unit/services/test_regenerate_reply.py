@@ -15,7 +15,13 @@ from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.chat_sessions import ChatSession
-from whalli.domain.model.chats import Message, MessageRole, MessageStatus, TokenUsage
+from whalli.domain.model.chats import (
+    Message,
+    MessageRole,
+    MessageStatus,
+    PromptMessage,
+    TokenUsage,
+)
 from whalli.domain.model.errors import (
     ChatNotFound,
     InvalidInput,
@@ -115,6 +121,23 @@ async def test_the_last_reply_is_replaced_by_a_new_one_to_the_same_message(chat:
     assert saved.done()
     assert not saved.cancelled()
     assert await chat.sessions.get(session.id) == session
+
+
+async def test_a_regeneration_sends_the_chats_system_prompt_as_it_is_now(chat: Chat) -> None:
+    """A system prompt changed after the reply (``UpdateChat``) applies to the new one."""
+    async with chat.uow() as uow:
+        stored = await uow.chats.get(chat.world.chat.id)
+        stored.instruct("Answer with a number only.", chat.clock.now())
+        await uow.chats.update(stored)
+        await uow.commit()
+
+    await chat.regenerate()
+
+    [(_, prepared, _)] = chat.launched
+    assert prepared.prompt[0] == PromptMessage(
+        role=MessageRole.SYSTEM, content="Answer with a number only."
+    )
+    assert prepared.prompt[1:] == chat.first.prompt
 
 
 @pytest.mark.parametrize("status", [MessageStatus.PENDING, MessageStatus.STREAMING])

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
+import msgspec
 import pytest
 
 from tests.integration.entities import World, committed_world
@@ -17,8 +18,8 @@ from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.chat_sessions import ChatSession
-from whalli.domain.model.chats import Chat, Message
-from whalli.domain.model.errors import ProjectNotFound, ServiceUnavailable
+from whalli.domain.model.chats import Chat, Message, MessageRole, PromptMessage
+from whalli.domain.model.errors import InvalidInput, ProjectNotFound, ServiceUnavailable
 from whalli.domain.services.chat.context import PreparedReply
 from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler
 
@@ -206,3 +207,50 @@ async def test_a_launch_that_fails_leaves_no_session_and_no_message() -> None:
     assert len(sessions.saved) == 1  # its write was already queued...
     assert sessions.stored() == []  # ...and it was deleted again
     assert store.tables["messages"] == messages_before
+
+
+async def test_a_new_chats_system_prompt_is_saved_and_opens_its_prompt() -> None:
+    store, clock = MemoryStore(), ManualClock()
+    world = await committed_world(InMemoryUnitOfWork(store))
+    start = handler(InMemoryUnitOfWork(store), Sessions(clock), clock)
+
+    started = await start.execute(
+        msgspec.structs.replace(hello(world), system_prompt="  Answer in French.  ")
+    )
+
+    assert store.tables["chats"][started.chat_id].system_prompt == "Answer in French."
+    assert [(m.role, m.content) for m in started.prepared.prompt] == [
+        (MessageRole.SYSTEM, "Answer in French."), (MessageRole.USER, "hello"),
+    ]  # fmt: skip
+    again = await start.execute(StartChat(
+        user_id=world.user.id, model="dev/echo", message="more", chat_id=started.chat_id
+    ))  # fmt: skip
+    assert again.prepared.prompt[0] == PromptMessage(
+        role=MessageRole.SYSTEM, content="Answer in French."
+    )
+    assert again.prepared.prompt[-1].content == "more"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "into_existing", "match"),
+    [("x" * 20_001, False, "at most 20000 characters"), ("Hi", True, "PATCH /api/chats")],
+)
+async def test_a_system_prompt_too_long_or_given_to_an_existing_chat_saves_nothing(
+    prompt: str, into_existing: bool, match: str
+) -> None:
+    store, clock = MemoryStore(), ManualClock()
+    world = await committed_world(InMemoryUnitOfWork(store))
+    sessions = Sessions(clock)
+    messages_before, chats_before = dict(store.tables["messages"]), dict(store.tables["chats"])
+    command = msgspec.structs.replace(
+        hello(world), system_prompt=prompt,
+        chat_id=world.chat.id if into_existing else None,
+        project_id=None if into_existing else world.project.id,
+    )  # fmt: skip
+
+    with pytest.raises(InvalidInput, match=match) as info:
+        await handler(InMemoryUnitOfWork(store), sessions, clock).execute(command)
+
+    assert info.value.details["field"] == "systemPrompt"
+    assert sessions.saved == []
+    assert (store.tables["messages"], store.tables["chats"]) == (messages_before, chats_before)

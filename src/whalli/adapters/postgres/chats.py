@@ -24,7 +24,9 @@ from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
 from whalli.ports.chats import ChatRepository
 from whalli.ports.usage import UsageRecord
 
-_CHAT_COLUMNS = ("id", "project_id", "user_id", "title", "created_at", "updated_at")
+_CHAT_COLUMNS = (
+    "id", "project_id", "user_id", "title", "created_at", "updated_at", "system_prompt"
+)  # fmt: skip
 _SELECT_CHAT = f"SELECT {columns(_CHAT_COLUMNS)} FROM chats"
 _INSERT_CHAT = (
     f"INSERT INTO chats ({columns(_CHAT_COLUMNS)}) VALUES ({placeholders(_CHAT_COLUMNS)})"

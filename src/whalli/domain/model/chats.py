@@ -10,6 +10,8 @@ from whalli.domain.model.base import Entity, Value
 from whalli.domain.model.errors import InvalidInput, InvalidStateTransition
 
 TITLE_MAX = 120
+# A chat's instructions (its system prompt): sent first with every reply in the chat.
+SYSTEM_PROMPT_MAX = 20_000
 
 
 class MessageRole(StrEnum):
@@ -92,10 +94,18 @@ class Chat(Entity, kw_only=True):
     title: str
     created_at: datetime
     updated_at: datetime
+    system_prompt: str | None = None
 
     @classmethod
     def start(
-        cls, *, id: UUID, project_id: UUID, user_id: UUID, first_message: str, now: datetime
+        cls,
+        *,
+        id: UUID,
+        project_id: UUID,
+        user_id: UUID,
+        first_message: str,
+        now: datetime,
+        system_prompt: str | None = None,
     ) -> Chat:
         """A new chat takes its title from its first message."""
         return cls(
@@ -105,7 +115,13 @@ class Chat(Entity, kw_only=True):
             title=title_from(first_message),
             created_at=now,
             updated_at=now,
+            system_prompt=clean_system_prompt(system_prompt),
         )
+
+    def instruct(self, system_prompt: str | None, now: datetime) -> None:
+        """Set (or with ``None`` or blank text, remove) the chat's system prompt."""
+        self.system_prompt = clean_system_prompt(system_prompt)
+        self.updated_at = now
 
     def rename(self, title: str, now: datetime) -> None:
         cleaned = " ".join(title.split())
@@ -113,6 +129,22 @@ class Chat(Entity, kw_only=True):
             raise InvalidInput(f"A title needs 1 to {TITLE_MAX} characters.", field="title")
         self.title = cleaned
         self.updated_at = now
+
+
+def clean_system_prompt(text: str | None) -> str | None:
+    """Instructions as stored: ``None`` for none (or only whitespace), else the text with its
+    outer whitespace stripped, at most ``SYSTEM_PROMPT_MAX`` characters (``InvalidInput``)."""
+    if text is None or not text.strip():
+        return None
+    cleaned = text.strip()
+    if len(cleaned) > SYSTEM_PROMPT_MAX:
+        raise InvalidInput(
+            f"A system prompt has at most {SYSTEM_PROMPT_MAX} characters (this one has "
+            f"{len(cleaned)}).",
+            field="systemPrompt",
+            limit=SYSTEM_PROMPT_MAX,
+        )
+    return cleaned
 
 
 def title_from(text: str) -> str:

@@ -41,8 +41,8 @@ from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
-from whalli.domain.services.chats.rename_chat import RenameChatHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
+from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
 from whalli.domain.services.files.get_attachment import GetAttachmentHandler
@@ -207,8 +207,8 @@ class ContainerApp:
     async def get_chat(self) -> GetChatHandler:
         return await self._get(self.container.services.get_chat, GetChatHandler)
 
-    async def rename_chat(self) -> RenameChatHandler:
-        return await self._get(self.container.services.rename_chat, RenameChatHandler)
+    async def update_chat(self) -> UpdateChatHandler:
+        return await self._get(self.container.services.update_chat, UpdateChatHandler)
 
     async def delete_chat(self) -> DeleteChatHandler:
         return await self._get(self.container.services.delete_chat, DeleteChatHandler)

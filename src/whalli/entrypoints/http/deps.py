@@ -34,8 +34,8 @@ from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
-from whalli.domain.services.chats.rename_chat import RenameChatHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
+from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
 from whalli.domain.services.files.get_attachment import GetAttachmentHandler
@@ -100,7 +100,7 @@ class AppContainer(Protocol):
     # Existing chats (list, read, rename, delete, search): one fresh handler per call.
     async def list_chats(self) -> ListChatsHandler: ...
     async def get_chat(self) -> GetChatHandler: ...
-    async def rename_chat(self) -> RenameChatHandler: ...
+    async def update_chat(self) -> UpdateChatHandler: ...
     async def delete_chat(self) -> DeleteChatHandler: ...
     async def search_chats(self) -> SearchChatsHandler: ...
 
@@ -236,7 +236,7 @@ def _chat_providers(container: AppContainer) -> dict[str, Provide]:
     return {
         "list_chats": Provide(container.list_chats),
         "get_chat": Provide(container.get_chat),
-        "rename_chat": Provide(container.rename_chat),
+        "update_chat": Provide(container.update_chat),
         "delete_chat": Provide(container.delete_chat),
         "search_chats": Provide(container.search_chats),
         "complete_chat": Provide(container.complete_chat),

@@ -11,7 +11,10 @@ Rules:
   older one are dropped, so the kept history is always an unbroken, most recent run;
 - the context starts with a user message (some providers refuse an assistant turn first), so an
   assistant reply left at the start by trimming is dropped too;
-- if the new message and its attachments alone do not fit, ``InvalidInput`` names the limit.
+- the chat's system prompt, when it has one, is sent first as a system message and is never
+  trimmed: it counts with the new message;
+- if the new message and its attachments (and the system prompt) alone do not fit,
+  ``InvalidInput`` names the limit.
 """
 
 from __future__ import annotations
@@ -73,12 +76,14 @@ class ContextLimits:
         history: Sequence[Message] | None,
         new_message: str,
         attachments: Sequence[tuple[str, str]],
+        system: str | None = None,
     ) -> tuple[PromptMessage, ...]:
         """``build_context`` for ``spec``'s window; ``history`` excludes the new message."""
         return build_context(
             history=history or (),
             new_message=new_message,
             attachments=attachments,
+            system=system,
             context_window=spec.context_window,
             reserve_for_reply=min(self.reserve_for_reply, spec.context_window // 4),
             attachment_char_cap=self.attachment_char_cap,
@@ -101,21 +106,26 @@ def build_context(
     context_window: int,
     reserve_for_reply: int,
     attachment_char_cap: int,
+    system: str | None = None,
 ) -> tuple[PromptMessage, ...]:
     """The prompt for one reply (see the module docstring for the rules).
 
     ``history`` is the chat's earlier messages, oldest first, without the new one; ``attachments``
-    are (file name, extracted text) pairs. Raises ``InvalidInput`` when the new message and its
-    attachments alone exceed the window minus the reply reserve.
+    are (file name, extracted text) pairs; ``system`` the chat's system prompt. Raises
+    ``InvalidInput`` when the new message and its attachments (with the system prompt) alone
+    exceed the window minus the reply reserve.
     """
     if context_window <= 0 or reserve_for_reply < 0 or attachment_char_cap < 0:
         raise ValueError("the window must be positive, the reserve and the cap not negative")
     blocks = [attachment_block(name, text, attachment_char_cap) for name, text in attachments]
     new = PromptMessage(role=MessageRole.USER, content="\n\n".join([*blocks, new_message]))
+    head = () if system is None else (PromptMessage(role=MessageRole.SYSTEM, content=system),)
     limit = context_window - reserve_for_reply
-    needed = estimate_message_tokens(new)
+    needed = estimate_prompt_tokens((*head, new))
     if needed > limit:
         what = "This message and its attachments need" if attachments else "This message needs"
+        if head:
+            what = what.replace(" need", ", with the chat's system prompt, need")
         raise InvalidInput(
             f"{what} about {needed} tokens; this model takes at most {limit} "
             f"(a context window of {context_window} tokens, {reserve_for_reply} kept for "
@@ -137,7 +147,7 @@ def build_context(
         kept.append(prompt)
     kept.reverse()
     first_user = next((i for i, m in enumerate(kept) if m.role == MessageRole.USER), len(kept))
-    return (*kept[first_user:], new)
+    return (*head, *kept[first_user:], new)
 
 
 def _is_conversation(message: Message) -> bool:

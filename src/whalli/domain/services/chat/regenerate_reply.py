@@ -103,7 +103,7 @@ class RegenerateReplyHandler:
             if command.message is not None:
                 question.edit(command.message, now)
             files = await read_attachments(uow, chat.project_id, question.attachment_ids)
-            prompt = self._limits.build(spec, history, question.content, files)
+            prompt = self._limits.build(spec, history, question.content, files, chat.system_prompt)
             reply = Message.pending_reply(
                 id=self._ids.new_id(), chat_id=chat.id, model=spec.id, provider=spec.provider,
                 now=now,

@@ -13,7 +13,12 @@ from whalli.domain.model.attachments import AttachmentStatus
 from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_allowed
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Chat, GenerationParams, Message
-from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady, ModelNotFound
+from whalli.domain.model.errors import (
+    AttachmentNotFound,
+    AttachmentNotReady,
+    InvalidInput,
+    ModelNotFound,
+)
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.opening import LaunchReply, read_attachments, save_and_launch
@@ -39,6 +44,8 @@ class StartChat(msgspec.Struct, frozen=True, kw_only=True):
     attachment_ids: tuple[UUID, ...] = ()
     params: GenerationParams = GenerationParams()
     use_cache: bool = True
+    # A new chat's instructions; an existing chat's are changed with ``UpdateChat``.
+    system_prompt: str | None = None
 
 
 class StartedChat(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +68,9 @@ class StartChatHandler:
       to ``project_id`` (write access) or the caller's personal project (always theirs to
       write: no check), and takes its title from the message; what the caller may not see
       answers 404;
+    - a system prompt is given to a new chat only (``InvalidInput`` with ``chat_id``: an
+      existing chat's is changed with ``UpdateChat``); the chat's system prompt opens the
+      prompt of every reply in it;
     - attachments must belong to the chat's project (else 404) and have finished extraction:
       while one is still ``pending``/``processing`` the start is tried again every
       ``attachment_poll_s`` for up to ``attachment_wait_s``, then ``AttachmentNotReady`` (409,
@@ -134,7 +144,7 @@ class StartChatHandler:
             ensure_model_allowed(user, spec)
             chat, history = await self._chat_for(uow, command, now)
             files = await read_attachments(uow, chat.project_id, command.attachment_ids)
-            prompt = self._limits.build(spec, history, command.message, files)
+            prompt = self._limits.build(spec, history, command.message, files, chat.system_prompt)
             message = Message.from_user(
                 id=self._ids.new_id(),
                 chat_id=chat.id,
@@ -186,6 +196,12 @@ class StartChatHandler:
     ) -> tuple[Chat, list[Message] | None]:
         """The chat, and its earlier messages (``None`` for a new chat, not stored yet)."""
         if command.chat_id is not None:
+            if command.system_prompt is not None:
+                raise InvalidInput(
+                    "A system prompt is given to a new chat; change an existing chat's with "
+                    "PATCH /api/chats/{id}.",
+                    field="systemPrompt",
+                )
             # locked: a regeneration or another message in this chat waits for this one
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
             return chat, await uow.chats.list_messages(chat.id)
@@ -200,5 +216,6 @@ class StartChatHandler:
             user_id=command.user_id,
             first_message=command.message,
             now=now,
+            system_prompt=command.system_prompt,
         )
         return chat, None

@@ -63,6 +63,8 @@ class ChatStartBody(Inbound):
     attachment_ids: Annotated[list[UUID], msgspec.Meta(max_length=10)] = []
     params: ParamsBody | None = None
     cache: bool = True
+    # a new chat's instructions (sent first with every reply in it); not with chatId
+    system_prompt: str | None = None
 
 
 class RegenerateBody(Inbound):
@@ -115,6 +117,7 @@ class ChatStreamController(Controller):
                 message=data.message,
                 chat_id=data.chat_id, project_id=data.project_id,
                 attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
+                system_prompt=data.system_prompt,
                 params=_params(data.params),
             ),
             await _launcher(container),

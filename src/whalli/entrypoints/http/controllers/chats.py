@@ -17,8 +17,8 @@ from whalli.domain.model.principal import Principal
 from whalli.domain.services.chats.delete_chat import DeleteChat, DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChat, GetChatHandler
 from whalli.domain.services.chats.list_chats import DEFAULT_PAGE_SIZE, ListChats, ListChatsHandler
-from whalli.domain.services.chats.rename_chat import RenameChat, RenameChatHandler
 from whalli.domain.services.chats.search_chats import DEFAULT_LIMIT, SearchChats, SearchChatsHandler
+from whalli.domain.services.chats.update_chat import UpdateChat, UpdateChatHandler
 from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.ports.chat_search import ChatSearchHit
 
@@ -29,6 +29,12 @@ class Chat(Schema):
     title: str
     created_at: datetime
     updated_at: datetime
+
+
+class InstructedChat(Chat):
+    """A chat with its system prompt (not in lists: it may be long)."""
+
+    system_prompt: str | None  # no default: always present, null when the chat has none
 
 
 class ChatPage(Schema):
@@ -63,12 +69,14 @@ class Message(Schema):
     session_id: str | None
 
 
-class ChatDetail(Chat):
+class ChatDetail(InstructedChat):
     messages: list[Message]
 
 
 class ChatUpdate(Inbound, omit_defaults=True):
     title: str | msgspec.UnsetType = msgspec.UNSET
+    # null (or blank text) removes it
+    system_prompt: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class SearchHit(Schema):
@@ -162,21 +170,30 @@ class ChatController(Controller):
         chat = found.chat
         return ChatDetail(
             id=chat.id, project_id=chat.project_id, title=chat.title, created_at=chat.created_at,
-            updated_at=chat.updated_at,
+            updated_at=chat.updated_at, system_prompt=chat.system_prompt,
             messages=[_message(m, found.live_sessions.get(m.id)) for m in found.messages],
         )  # fmt: skip
 
-    @patch("/{chat_id:uuid}", summary="Rename a chat (owners and editors)")
+    @patch(
+        "/{chat_id:uuid}", summary="Rename a chat or change its system prompt (owners and editors)"
+    )
     async def update(
         self,
         principal: NamedDependency[Principal],
-        rename_chat: NamedDependency[RenameChatHandler],
+        update_chat: NamedDependency[UpdateChatHandler],
         chat_id: FromPath[UUID],
         data: JSONBody[ChatUpdate],
-    ) -> Chat:
+    ) -> InstructedChat:
         title = None if isinstance(data.title, msgspec.UnsetType) else data.title
-        command = RenameChat(user_id=principal.user_id, chat_id=chat_id, title=title)
-        return _chat(await rename_chat.execute(command))
+        command = UpdateChat(
+            user_id=principal.user_id, chat_id=chat_id, title=title,
+            system_prompt=data.system_prompt,
+        )  # fmt: skip
+        chat = await update_chat.execute(command)
+        return InstructedChat(
+            id=chat.id, project_id=chat.project_id, title=chat.title, created_at=chat.created_at,
+            updated_at=chat.updated_at, system_prompt=chat.system_prompt,
+        )  # fmt: skip
 
     @delete("/{chat_id:uuid}", summary="Delete a chat and its messages (owners and editors)")
     async def remove(

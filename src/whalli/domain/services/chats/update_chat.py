@@ -1,0 +1,56 @@
+"""Use case: change a chat's title or its system prompt."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.chats import Chat
+from whalli.domain.services.chats.access import require_chat
+from whalli.ports.clock import Clock
+from whalli.ports.unit_of_work import UnitOfWork
+
+
+class UpdateChat(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: UUID
+    chat_id: UUID
+    title: str | None = None  # None: unchanged
+    # UNSET: unchanged; None (or blank text): removed
+    system_prompt: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class UpdateChatHandler:
+    """Rename a chat, or change its system prompt.
+
+    Rules:
+    - owners and editors of the chat's project may change it; a viewer gets
+      ``PermissionDenied``, a non-member ``ChatNotFound`` (access is checked before the
+      fields, so that a stranger learns nothing from the answer);
+    - whitespace runs become one space; the title needs 1 to ``TITLE_MAX`` characters
+      (``InvalidInput``);
+    - the system prompt has at most ``SYSTEM_PROMPT_MAX`` characters; blank text removes it;
+      it applies to the replies generated from then on (the ones before keep theirs);
+    - a change counts as an update: the chat moves to the top of its project's list;
+    - nothing to change (an empty PATCH) changes nothing, but is still checked like a change:
+      a viewer gets ``PermissionDenied``, not the chat.
+    """
+
+    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def execute(self, command: UpdateChat) -> Chat:
+        async with self._uow as uow:
+            chat = await require_chat(uow, command.chat_id, command.user_id, "write")
+            instruct = not isinstance(command.system_prompt, msgspec.UnsetType)
+            if command.title is None and not instruct:
+                return chat
+            now = self._clock.now()
+            if command.title is not None:
+                chat.rename(command.title, now)
+            if not isinstance(command.system_prompt, msgspec.UnsetType):
+                chat.instruct(command.system_prompt, now)
+            await uow.chats.update(chat)
+            await uow.commit()
+        return chat
