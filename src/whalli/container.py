@@ -103,6 +103,7 @@ from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RateLimit, RateLimitPolicy, RequestLimits
 from whalli.domain.services.record_ping import RecordPing
+from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.ports.chat_model import ChatModel
 from whalli.ports.oauth_provider import OAuthProvider
 
@@ -614,6 +615,7 @@ class Services(containers.DeclarativeContainer):
         providers.Callable(lambda s: s.enabled_providers, settings),
     )
     list_users = providers.Factory(ListUsersHandler, uow)
+    summarize_usage = providers.Factory(SummarizeUsageHandler, uow, clock)
     update_user = providers.Factory(UpdateUserHandler, uow, clock)
     create_api_key = providers.Factory(CreateApiKeyHandler, uow, clock, ids)
     list_api_keys = providers.Factory(ListApiKeysHandler, uow)

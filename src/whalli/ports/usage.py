@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -29,6 +29,19 @@ class UsageTotals(Value, frozen=True, kw_only=True):
     cost_usd: float
 
 
+class UsageDay(Value, frozen=True, kw_only=True):
+    """A user's usage of one model on one UTC day."""
+
+    day: date
+    model: str
+    provider: str
+    requests: int
+    cached_requests: int  # of which answered from the prompt cache
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
 class UsageRepository(Protocol):
     async def add(self, record: UsageRecord) -> None:
         """One statement (atomic by itself: may run in ``UnitOfWork.autocommit``)."""
@@ -38,4 +51,9 @@ class UsageRepository(Protocol):
         self, user_id: UUID, *, since: datetime, model: str | None = None
     ) -> UsageTotals:
         """Sums over the user's records at or after ``since`` (optionally for one model)."""
+        ...
+
+    async def daily(self, user_id: UUID, *, since: datetime, until: datetime) -> list[UsageDay]:
+        """The user's records from ``since`` up to (not including) ``until``, summed per UTC
+        day and model, ordered by day, then model."""
         ...

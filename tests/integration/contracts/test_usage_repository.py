@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import msgspec
 import pytest
@@ -118,3 +118,41 @@ async def test_a_record_id_is_used_once(uow_factory: UowFactory) -> None:
     async with uow_factory() as uow:
         with pytest.raises(Conflict, match="already taken"):
             await uow.usage.add(msgspec.structs.replace(record, prompt_tokens=1))
+
+
+async def test_daily_sums_per_utc_day_and_model_within_the_range(uow_factory: UowFactory) -> None:
+    """Days are UTC, whatever time zone a record's time was written in; ``until`` is excluded."""
+    world, other = await committed_world(uow_factory()), a_user()
+    day1 = datetime(2031, 3, 1, tzinfo=UTC)
+    plus2 = timezone(timedelta(hours=2))
+    records = [
+        a_record(world.user, when=day1 - timedelta(microseconds=1), prompt=1000),  # before
+        a_record(world.user, when=day1, prompt=1, completion=2, cost=0.25),
+        # 01:30 on 2 March at +02:00 is 23:30 on 1 March in UTC
+        a_record(world.user, when=datetime(2031, 3, 2, 1, 30, tzinfo=plus2), prompt=3, cost=0.5),
+        msgspec.structs.replace(a_record(world.user, when=day1 + timedelta(hours=1)), cached=True),
+        a_record(world.user, model="claude-3-5-haiku", when=day1 + timedelta(hours=2), prompt=7),
+        a_record(world.user, when=day1 + timedelta(days=1, hours=23, minutes=59), prompt=9),
+        a_record(world.user, when=day1 + timedelta(days=2), prompt=1000),  # at until: excluded
+        a_record(other, when=day1 + timedelta(hours=3), prompt=1000),  # someone else's
+    ]
+    async with uow_factory() as uow:
+        await uow.users.add(other)
+        for record in records:
+            await uow.usage.add(record)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        days = await uow.usage.daily(world.user.id, since=day1, until=day1 + timedelta(days=2))
+
+    mar1, mar2 = date(2031, 3, 1), date(2031, 3, 2)
+    assert [(d.day, d.model) for d in days] == [
+        (mar1, "claude-3-5-haiku"), (mar1, "gpt-4o-mini"), (mar2, "gpt-4o-mini"),
+    ]  # fmt: skip
+    claude, gpt, next_day = days
+    assert (claude.requests, claude.prompt_tokens, claude.provider) == (1, 7, "openai")
+    assert (gpt.requests, gpt.cached_requests) == (3, 1)
+    assert (gpt.prompt_tokens, gpt.completion_tokens, gpt.cost_usd) == (14, 42, 1.25)
+    assert (next_day.requests, next_day.prompt_tokens) == (1, 9)
+    async with uow_factory() as uow:
+        assert await uow.usage.daily(other.id, since=day1, until=day1) == []

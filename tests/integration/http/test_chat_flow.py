@@ -182,6 +182,26 @@ async def test_a_chats_system_prompt_reaches_the_provider_first_and_keys_the_cac
     assert removed.json()["systemPrompt"] is None
 
 
+async def test_the_usage_summary_counts_streamed_and_cached_replies(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    prompt = f"count me {uuid.uuid4()}"
+    for _ in range(2):  # the second is a cache hit: it counts, at no provider cost
+        started = await chat.start(alice["auth"], model="openai/gpt-4o-mini", message=prompt)
+        await chat.events(started["sessionId"])
+
+    response = await chat.client.get("/api/usage", headers=alice["auth"])
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    [model] = body["byModel"]
+    assert (model["model"], model["provider"]) == ("openai/gpt-4o-mini", "openai")
+    assert (model["requests"], model["cachedRequests"]) == (2, 1)
+    assert model["completionTokens"] == 8
+    assert body["total"]["requests"] == 2
+    assert body["total"]["costUsd"] > 0
+    assert sum(d["requests"] for d in body["byDay"]) == 2
+
+
 async def test_an_identical_prompt_is_served_from_the_cache_token_by_token(chat: Chat) -> None:
     alice = await chat.world.register("alice")
     prompt = f"cache me {uuid.uuid4()}"

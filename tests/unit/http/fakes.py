@@ -71,6 +71,7 @@ from whalli.domain.services.projects.list_projects import ListProjectsHandler
 from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
+from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.entrypoints.http.rate_limit import rate_limit_policy
 from whalli.ports.chat_model import ChatModel
 from whalli.ports.health import HealthProbe
@@ -217,6 +218,9 @@ class FakeContainer:
 
     async def list_users(self) -> ListUsersHandler:
         return ListUsersHandler(self.uow())
+
+    async def summarize_usage(self) -> SummarizeUsageHandler:
+        return SummarizeUsageHandler(self.uow(), self.clock)
 
     async def update_user(self) -> UpdateUserHandler:
         return UpdateUserHandler(self.uow(), self.clock)

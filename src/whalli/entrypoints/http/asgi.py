@@ -61,6 +61,7 @@ from whalli.domain.services.projects.list_projects import ListProjectsHandler
 from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
+from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.entrypoints.http.app import create_app
 from whalli.entrypoints.http.generation import GenerationSupervisor
 from whalli.ports.oauth_provider import OAuthProvider
@@ -158,6 +159,9 @@ class ContainerApp:
 
     async def list_users(self) -> ListUsersHandler:
         return await self._get(self.container.services.list_users, ListUsersHandler)
+
+    async def summarize_usage(self) -> SummarizeUsageHandler:
+        return await self._get(self.container.services.summarize_usage, SummarizeUsageHandler)
 
     async def update_user(self) -> UpdateUserHandler:
         return await self._get(self.container.services.update_user, UpdateUserHandler)

@@ -54,6 +54,7 @@ from whalli.domain.services.projects.list_projects import ListProjectsHandler
 from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
+from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.entrypoints.http.generation import GenerationSupervisor
 from whalli.entrypoints.http.security import provide_principal
 from whalli.ports.oauth_provider import OAuthProvider
@@ -92,6 +93,7 @@ class AppContainer(Protocol):
     async def remove_member(self) -> RemoveMemberHandler: ...
     async def list_models(self) -> ListModelsHandler: ...
     async def list_users(self) -> ListUsersHandler: ...
+    async def summarize_usage(self) -> SummarizeUsageHandler: ...
     async def update_user(self) -> UpdateUserHandler: ...
     async def create_api_key(self) -> CreateApiKeyHandler: ...
     async def list_api_keys(self) -> ListApiKeysHandler: ...
@@ -224,6 +226,7 @@ def _use_case_providers(container: AppContainer) -> dict[str, Provide]:
         "remove_member": Provide(container.remove_member),
         "list_models": Provide(container.list_models),
         "list_users": Provide(container.list_users),
+        "summarize_usage": Provide(container.summarize_usage),
         "update_user": Provide(container.update_user),
         "create_api_key": Provide(container.create_api_key),
         "list_api_keys": Provide(container.list_api_keys),

@@ -1,0 +1,124 @@
+"""Use case: a user's usage over a range of days, in total, per model and per day."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.base import Value
+from whalli.domain.model.errors import InvalidInput
+from whalli.domain.services.admin.access import require_admin
+from whalli.ports.clock import Clock
+from whalli.ports.unit_of_work import UnitOfWork
+from whalli.ports.usage import UsageDay
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+
+
+class SummarizeUsage(msgspec.Struct, frozen=True, kw_only=True):
+    caller_id: UUID
+    user_id: UUID  # whose usage: the caller's own, or (admins only) anyone's
+    since: date | None = None  # the first day (UTC); default: DEFAULT_DAYS days up to ``until``
+    until: date | None = None  # the last day, included (UTC); default: today
+
+
+class UsageFigures(Value, frozen=True, kw_only=True):
+    requests: int = 0
+    cached_requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class ModelUsage(Value, frozen=True, kw_only=True):
+    model: str
+    provider: str
+    figures: UsageFigures
+
+
+class DayUsage(Value, frozen=True, kw_only=True):
+    day: date
+    figures: UsageFigures
+
+
+class UsageSummary(Value, frozen=True, kw_only=True):
+    since: date
+    until: date
+    total: UsageFigures
+    by_model: list[ModelUsage]  # the most expensive first (then by requests, then by name)
+    by_day: list[DayUsage]  # every day of the range, oldest first, zeros included
+
+
+class SummarizeUsageHandler:
+    """Sum a user's usage records (streamed, cached and failed replies alike, ``/v1`` included).
+
+    Rules:
+    - a user reads their own usage; another user's is for active admins only
+      (``PermissionDenied``); an admin asking for an unknown account gets ``UserNotFound``;
+    - days are UTC; ``until`` is included; ``since`` after ``until`` or a range of more than
+      ``MAX_DAYS`` days is ``InvalidInput``; a range may reach into the future (nothing there);
+    - ``by_day`` lists every day of the range, so a chart needs no gap filling.
+    """
+
+    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def execute(self, command: SummarizeUsage) -> UsageSummary:
+        until = command.until or self._clock.now().astimezone(UTC).date()
+        since = command.since or until - timedelta(days=DEFAULT_DAYS - 1)
+        if since > until:
+            raise InvalidInput("from must not be after to.", field="from")
+        if (until - since).days + 1 > MAX_DAYS:
+            raise InvalidInput(f"A range has at most {MAX_DAYS} days.", field="from")
+        async with self._uow as uow:
+            if command.user_id != command.caller_id:
+                await require_admin(uow, command.caller_id)
+                await uow.users.get(command.user_id)  # UserNotFound for an unknown account
+            days = await uow.usage.daily(
+                command.user_id, since=_midnight(since), until=_midnight(until + timedelta(1))
+            )
+        return UsageSummary(
+            since=since, until=until, total=_sum(days), by_model=_by_model(days),
+            by_day=_by_day(days, since, until),
+        )  # fmt: skip
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def _sum(days: Iterable[UsageDay]) -> UsageFigures:
+    rows = list(days)
+    return UsageFigures(
+        requests=sum(d.requests for d in rows),
+        cached_requests=sum(d.cached_requests for d in rows),
+        prompt_tokens=sum(d.prompt_tokens for d in rows),
+        completion_tokens=sum(d.completion_tokens for d in rows),
+        cost_usd=sum((d.cost_usd for d in rows), 0.0),
+    )
+
+
+def _by_model(days: list[UsageDay]) -> list[ModelUsage]:
+    groups: dict[tuple[str, str], list[UsageDay]] = {}
+    for d in days:
+        groups.setdefault((d.model, d.provider), []).append(d)
+    models = [
+        ModelUsage(model=model, provider=provider, figures=_sum(rows))
+        for (model, provider), rows in groups.items()
+    ]
+    models.sort(key=lambda m: (-m.figures.cost_usd, -m.figures.requests, m.model, m.provider))
+    return models
+
+
+def _by_day(days: list[UsageDay], since: date, until: date) -> list[DayUsage]:
+    groups: dict[date, list[UsageDay]] = {}
+    for d in days:
+        groups.setdefault(d.day, []).append(d)
+    span = (until - since).days + 1
+    every = (since + timedelta(days=i) for i in range(span))
+    return [DayUsage(day=day, figures=_sum(groups.get(day, ()))) for day in every]

@@ -1,0 +1,107 @@
+"""What replies cost: /api/usage (the caller's own) and /api/admin/users/{id}/usage (admins)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+
+from whalli.domain.model.principal import Principal
+from whalli.domain.services.usage import summarize_usage as model
+from whalli.domain.services.usage.summarize_usage import SummarizeUsage, SummarizeUsageHandler
+from whalli.entrypoints.http.schemas import Schema
+
+Since = Annotated[
+    date | None,
+    QueryParameter(name="from", description="First day, UTC (default: 29 days before `to`)"),
+]
+Until = Annotated[
+    date | None, QueryParameter(name="to", description="Last day, included, UTC (default: today)")
+]
+
+
+class Figures(Schema):
+    requests: int
+    cached_requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class ModelUsage(Figures):
+    model: str
+    provider: str
+
+
+class DayUsage(Figures):
+    day: date
+
+
+class UsageSummary(Schema):
+    since: date = msgspec.field(name="from")
+    until: date = msgspec.field(name="to")
+    total: Figures
+    by_model: list[ModelUsage]
+    by_day: list[DayUsage]
+
+
+F = TypeVar("F", bound=Figures)
+
+
+def _row(kind: type[F], f: model.UsageFigures, **key: Any) -> F:
+    return kind(
+        requests=f.requests, cached_requests=f.cached_requests, prompt_tokens=f.prompt_tokens,
+        completion_tokens=f.completion_tokens, cost_usd=round(f.cost_usd, 6), **key,
+    )  # fmt: skip
+
+
+def _summary(s: model.UsageSummary) -> UsageSummary:
+    return UsageSummary(
+        since=s.since, until=s.until, total=_row(Figures, s.total),
+        by_model=[_row(ModelUsage, m.figures, model=m.model, provider=m.provider)
+                  for m in s.by_model],
+        by_day=[_row(DayUsage, d.figures, day=d.day) for d in s.by_day],
+    )  # fmt: skip
+
+
+class UsageController(Controller):
+    tags = ["usage"]
+
+    @get(
+        "/api/usage", summary="The caller's usage: totals, per model and per day",
+        description="Every reply counts (streamed, cached, stopped or failed; `/v1` too). Days "
+        "are UTC; at most 366 of them.",
+    )  # fmt: skip
+    async def mine(
+        self,
+        principal: NamedDependency[Principal],
+        summarize_usage: NamedDependency[SummarizeUsageHandler],
+        since: Since = None,
+        until: Until = None,
+    ) -> UsageSummary:
+        command = SummarizeUsage(
+            caller_id=principal.user_id, user_id=principal.user_id, since=since, until=until
+        )
+        return _summary(await summarize_usage.execute(command))
+
+    @get(
+        "/api/admin/users/{user_id:uuid}/usage", summary="An account's usage (admins)",
+        description="The same summary as `GET /api/usage`, for any account.",
+    )  # fmt: skip
+    async def of_user(
+        self,
+        principal: NamedDependency[Principal],
+        summarize_usage: NamedDependency[SummarizeUsageHandler],
+        user_id: FromPath[UUID],
+        since: Since = None,
+        until: Until = None,
+    ) -> UsageSummary:
+        command = SummarizeUsage(
+            caller_id=principal.user_id, user_id=user_id, since=since, until=until
+        )
+        return _summary(await summarize_usage.execute(command))

@@ -1,0 +1,172 @@
+"""SummarizeUsage: a user's usage over a range of UTC days, per model and per day."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.integration.entities import a_user
+from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.domain.model.errors import InvalidInput, PermissionDenied, UserNotFound
+from whalli.domain.model.users import Role, User
+from whalli.domain.services.usage.summarize_usage import (
+    MAX_DAYS,
+    SummarizeUsage,
+    SummarizeUsageHandler,
+    UsageFigures,
+)
+from whalli.ports.usage import UsageRecord
+
+TODAY = date(2031, 5, 20)
+NOW = datetime(2031, 5, 20, 18, 30, tzinfo=UTC)
+
+
+class Usage:
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+        self.clock = ManualClock(NOW)
+
+    def uow(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self.store)
+
+    async def user(self, **changes: object) -> User:
+        user = a_user(**changes)
+        async with self.uow() as uow:
+            await uow.users.add(user)
+            await uow.commit()
+        return user
+
+    async def spend(
+        self, user: User, when: datetime, *, model: str = "gpt-4o", cost: float = 0.5,
+        prompt: int = 10, completion: int = 5, cached: bool = False,
+    ) -> None:  # fmt: skip
+        record = UsageRecord(
+            id=uuid.uuid4(), user_id=user.id, message_id=None, model=model,
+            provider="anthropic" if model.startswith("claude") else "openai",
+            prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost, cached=cached,
+            created_at=when,
+        )  # fmt: skip
+        async with self.uow() as uow:
+            await uow.usage.add(record)
+            await uow.commit()
+
+    async def summary(self, caller: User, user: User | None = None, **dates: date | None) -> object:
+        command = SummarizeUsage(caller_id=caller.id, user_id=(user or caller).id, **dates)
+        return await SummarizeUsageHandler(self.uow(), self.clock).execute(command)
+
+
+@pytest.fixture
+def usage() -> Usage:
+    return Usage()
+
+
+def day(d: date, hour: int = 12) -> datetime:
+    return datetime(d.year, d.month, d.day, hour, tzinfo=UTC)
+
+
+async def test_the_default_range_is_the_last_30_days_with_every_day_listed(usage: Usage) -> None:
+    ada = await usage.user()
+    await usage.spend(ada, day(TODAY - timedelta(days=30)), cost=100)  # one day too old
+    await usage.spend(ada, day(TODAY - timedelta(days=29), hour=0), prompt=1, completion=2)
+    await usage.spend(ada, day(TODAY, hour=18), model="claude-3-5-haiku", cost=0.25)
+    await usage.spend(ada, day(TODAY), cost=0.25, cached=True)
+
+    summary = await usage.summary(ada)
+
+    assert (summary.since, summary.until) == (TODAY - timedelta(days=29), TODAY)
+    assert [d.day for d in summary.by_day] == [TODAY - timedelta(days=29 - i) for i in range(30)]
+    assert summary.by_day[0].figures == UsageFigures(
+        requests=1, prompt_tokens=1, completion_tokens=2, cost_usd=0.5
+    )
+    assert all(d.figures == UsageFigures() for d in summary.by_day[1:-1])
+    assert summary.by_day[-1].figures.requests == 2
+    assert summary.total == UsageFigures(
+        requests=3, cached_requests=1, prompt_tokens=21, completion_tokens=12, cost_usd=1.0
+    )
+    # the most expensive model first
+    assert [(m.model, m.provider, m.figures.requests) for m in summary.by_model] == [
+        ("gpt-4o", "openai", 2), ("claude-3-5-haiku", "anthropic", 1),
+    ]  # fmt: skip
+
+
+async def test_a_given_range_includes_its_last_day_and_may_reach_the_future(usage: Usage) -> None:
+    ada = await usage.user()
+    last = TODAY + timedelta(days=3)
+    await usage.spend(ada, datetime(2031, 5, 23, 23, 59, 59, tzinfo=UTC))
+    await usage.spend(ada, datetime(2031, 5, 24, tzinfo=UTC), cost=9)
+
+    summary = await usage.summary(ada, since=TODAY, until=last)
+
+    assert [d.figures.requests for d in summary.by_day] == [0, 0, 0, 1]
+    assert summary.total.cost_usd == 0.5
+
+
+@settings(max_examples=30)
+@given(st.lists(st.tuples(st.integers(0, 9), st.sampled_from(["a", "b", "c"]),
+                          st.integers(0, 4)), max_size=15))  # fmt: skip
+async def test_the_totals_per_model_and_per_day_add_up_to_the_total(
+    spends: list[tuple[int, str, int]],
+) -> None:
+    usage = Usage()
+    ada = await usage.user()
+    for days_ago, model, quarters in spends:
+        await usage.spend(ada, day(TODAY - timedelta(days=days_ago)), model=model,
+                          cost=quarters / 4)  # fmt: skip
+
+    summary = await usage.summary(ada, since=TODAY - timedelta(days=9))
+
+    for parts in (summary.by_model, summary.by_day):
+        figures = [p.figures for p in parts]
+        assert sum(f.requests for f in figures) == summary.total.requests == len(spends)
+        assert sum(f.cost_usd for f in figures) == summary.total.cost_usd
+    costs = [m.figures.cost_usd for m in summary.by_model]
+    assert costs == sorted(costs, reverse=True)
+
+
+async def test_another_users_usage_is_for_admins_only(usage: Usage) -> None:
+    ada, bob = await usage.user(), await usage.user()
+    root = await usage.user(role=Role.ADMIN)
+    await usage.spend(bob, NOW, cost=2)
+
+    with pytest.raises(PermissionDenied, match="Only admins"):
+        await usage.summary(ada, bob)
+    assert (await usage.summary(root, bob)).total.cost_usd == 2
+    assert (await usage.summary(bob)).total.cost_usd == 2
+    assert (await usage.summary(root)).total.requests == 0
+    with pytest.raises(UserNotFound):
+        await usage.summary(root, msgspec.structs.replace(bob, id=uuid.uuid4()))
+    demoted = msgspec.structs.replace(root, role=Role.USER)
+    async with usage.uow() as uow:
+        await uow.users.update(demoted)
+        await uow.commit()
+    with pytest.raises(PermissionDenied):
+        await usage.summary(root, bob)
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "match"),
+    [
+        (TODAY, TODAY - timedelta(days=1), "from must not be after to"),
+        (TODAY - timedelta(days=MAX_DAYS), TODAY, "at most 366 days"),
+        (None, None, None),
+        (TODAY - timedelta(days=MAX_DAYS - 1), TODAY, None),
+    ],
+)
+async def test_a_range_runs_forward_and_spans_at_most_366_days(
+    usage: Usage, since: date | None, until: date | None, match: str | None
+) -> None:
+    ada = await usage.user()
+    if match is None:
+        summary = await usage.summary(ada, since=since, until=until)
+        assert len(summary.by_day) == (summary.until - summary.since).days + 1
+        return
+    with pytest.raises(InvalidInput, match=match) as info:
+        await usage.summary(ada, since=since, until=until)
+    assert info.value.details["field"] == "from"
