@@ -8,8 +8,10 @@ real server in the test loop also streams responses for real (SSE).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -39,3 +41,28 @@ async def live_server(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=30)
+
+
+@contextmanager
+def threaded_server(app: Any) -> Iterator[tuple[asyncio.AbstractEventLoop, str]]:
+    """Serve ``app`` with uvicorn in a thread of its own, for synchronous clients (the
+    ``openai`` SDK): its loop (to run coroutines on, such as seeding) and base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(
+        target=loop.run_until_complete, args=(server.serve(sockets=[sock]),), daemon=True
+    )
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive(), "uvicorn stopped while starting"
+            threading.Event().wait(0.01)
+        yield loop, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        loop.close()
+        sock.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -20,6 +20,7 @@ from tests.support.fake_providers import (
     DELTAS,
     PROMPT_TOKENS,
     FakeProviderServer,
+    RecordedRequest,
     Reply,
     anthropic_default,
     anthropic_error,
@@ -76,6 +77,10 @@ async def collect(stream: AsyncIterator[StreamEvent]) -> list[StreamEvent]:
 async def read_into(received: list[StreamEvent], stream: AsyncIterator[StreamEvent]) -> None:
     async for event in stream:
         received.append(event)
+
+
+def anthropic_stream_reply(deltas: list[str]) -> Callable[[RecordedRequest], Reply]:
+    return lambda _: Reply(chunks=anthropic_stream(deltas))
 
 
 def text_of(events: list[StreamEvent]) -> str:
@@ -235,6 +240,23 @@ async def test_a_provider_that_keeps_failing_gives_up_after_the_last_attempt(
     assert raised.value.retryable
     assert len(upstream.server.requests) == FAST.max_attempts
     assert len(upstream.sleeps) == FAST.max_attempts - 1
+
+
+@pytest.mark.parametrize(
+    ("status", "falls_back"),
+    [(400, False), (413, False), (422, False), (401, True), (403, True), (404, True)],
+)
+async def test_a_refused_request_lets_another_model_answer_only_when_the_request_is_not_at_fault(
+    upstream: Upstream, status: int, falls_back: bool
+) -> None:
+    upstream.server.script(Reply(status=status, body=upstream.error_body("invalid_request_error")))
+
+    with pytest.raises(ProviderError, match=f"HTTP {status}") as raised:
+        await collect(upstream.model().stream(REQUEST))
+
+    assert raised.value.falls_back is falls_back
+    assert not raised.value.retryable
+    assert len(upstream.server.requests) == 1
 
 
 async def test_a_rejected_key_fails_at_once_without_revealing_it(upstream: Upstream) -> None:
@@ -536,8 +558,65 @@ async def test_anthropic_gets_top_p_and_stop_sequences_and_nothing_it_does_not_k
         await collect(model.stream(request))
 
     sent = server.requests[0].body
-    assert (sent["top_p"], sent["stop_sequences"]) == (0.9, ["END", "\n\n"])
+    # "\n\n" is whitespace only: the API refuses those (400), so Whalli applies it itself
+    assert (sent["top_p"], sent["stop_sequences"]) == (0.9, ["END"])
     assert not {"stop", "seed", "presence_penalty", "frequency_penalty"} & set(sent)
+
+
+@pytest.mark.parametrize("stops", [("\n",), ("\n\n", "END")], ids=["newline", "blank line"])
+async def test_anthropic_is_cut_at_a_whitespace_stop_sequence_by_whalli(
+    http: httpx.AsyncClient, stops: tuple[str, ...]
+) -> None:
+    """The stop sequence spans deltas; the text before it is passed on, the upstream request
+    is closed there (it generates no more), and the output tokens are estimated."""
+    deltas = ["Line one", " ends", "\n", "\nLine two", " never seen"]
+    request = msgspec.structs.replace(REQUEST, params=GenerationParams(stop=stops))
+    async with FakeProviderServer(anthropic_default()) as server:
+        server.script(Reply(chunks=anthropic_stream(deltas), delay=0.01, hold=True))
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        events = await collect(model.stream(request))
+        await asyncio.wait_for(server.disconnected.wait(), 1.0)
+
+    assert text_of(events) == "Line one ends"
+    end = events[-1]
+    assert isinstance(end, StreamEnd)
+    assert end.finish_reason == "stop_sequence"
+    assert end.usage.prompt_tokens == PROMPT_TOKENS
+    assert end.usage.completion_tokens == 4  # 13 bytes of text
+    assert server.requests[0].body.get("stop_sequences", []) == [s for s in stops if s.strip()]
+
+
+async def test_anthropic_keeps_text_held_for_a_stop_sequence_that_never_came(
+    http: httpx.AsyncClient,
+) -> None:
+    request = msgspec.structs.replace(REQUEST, params=GenerationParams(stop=("\n\n",)))
+    async with FakeProviderServer(anthropic_stream_reply(["Ends with one newline\n"])) as server:
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        events = await collect(model.stream(request))
+
+    assert text_of(events) == "Ends with one newline\n"
+    assert events[-1] == StreamEnd(finish_reason="end_turn", usage=PROVIDER_USAGE)
+
+
+async def test_anthropic_gets_no_empty_turn_and_alternating_roles(
+    http: httpx.AsyncClient,
+) -> None:
+    """An OpenAI client's assistant turn with null content (an aborted reply, a tool call) is
+    refused by the Messages API: it is left out, and the user turns around it joined."""
+    messages = (
+        PromptMessage(role=MessageRole.USER, content="one"),
+        PromptMessage(role=MessageRole.ASSISTANT, content=""),
+        PromptMessage(role=MessageRole.USER, content="two"),
+        PromptMessage(role=MessageRole.ASSISTANT, content=" \n"),
+        PromptMessage(role=MessageRole.USER, content="three"),
+    )
+    async with FakeProviderServer(anthropic_default()) as server:
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        await collect(model.stream(CompletionRequest(model="claude", messages=messages)))
+
+    assert server.requests[0].body["messages"] == [
+        {"role": "user", "content": "one\n\ntwo\n\nthree"}
+    ]
 
 
 async def test_anthropic_usage_adds_cached_input_and_takes_the_last_output_count(

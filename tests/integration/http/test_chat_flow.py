@@ -14,7 +14,14 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.integration.http.test_identity_end_to_end import World, _settings
-from tests.support.fake_providers import API_KEY, FakeProviderServer, Reply, openai_default
+from tests.support.fake_providers import (
+    API_KEY,
+    FakeProviderServer,
+    Reply,
+    anthropic_default,
+    anthropic_error,
+    openai_default,
+)
 from tests.support.fake_providers import openai_stream as openai_pieces
 from tests.support.live_server import live_server
 from tests.support.resolve import resolved
@@ -458,6 +465,19 @@ async def _app(
         yield Chat(World(client, container), provider)  # type: ignore[arg-type]
 
 
+@asynccontextmanager
+async def _anthropic_down(stack_urls: StackUrls, unique: str) -> AsyncIterator[Chat]:
+    """The app with Anthropic unreachable (its fallback, OpenAI, on a fake provider)."""
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        _app(
+            stack_urls, unique, provider, WHALLI_ANTHROPIC_API_KEY="sk-ant-test",
+            WHALLI_ANTHROPIC_BASE_URL="http://127.0.0.1:9",  # nothing listens there
+        ) as chat,
+    ):  # fmt: skip
+        yield chat
+
+
 async def _reply(chat: Chat, chat_id: str) -> Any:
     uow = await resolved(chat.world.container.adapters.unit_of_work())
     async with uow:
@@ -551,13 +571,7 @@ async def test_an_idle_stream_gets_heartbeat_comments(
 async def test_the_catalog_fallback_answers_when_a_provider_keeps_failing(
     stack_urls: StackUrls, migrated_database_url: str, unique: str
 ) -> None:
-    async with (
-        FakeProviderServer(openai_default()) as provider,
-        _app(
-            stack_urls, unique, provider, WHALLI_ANTHROPIC_API_KEY="sk-ant-test",
-            WHALLI_ANTHROPIC_BASE_URL="http://127.0.0.1:9",  # nothing listens there
-        ) as chat,
-    ):  # fmt: skip
+    async with _anthropic_down(stack_urls, unique) as chat:
         alice = await chat.world.register("alice")
         started = await chat.start(
             alice["auth"], model="anthropic/claude-3-5-haiku", message=f"f {uuid.uuid4()}"
@@ -568,6 +582,48 @@ async def test_the_catalog_fallback_answers_when_a_provider_keeps_failing(
         reply = await _reply(chat, started["chatId"])
         assert reply.model == "openai/gpt-4o-mini"  # the catalog's fallback for haiku
         assert reply.provider == "openai"
+
+
+async def test_a_fallbacks_reply_is_not_cached_as_the_model_asked_for(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    """The next identical question goes to the model asked for again (here still down, so
+    the fallback answers again), not to a cached answer of another model under its name."""
+    async with _anthropic_down(stack_urls, unique) as chat:
+        alice = await chat.world.register("alice")
+        prompt = f"twice {uuid.uuid4()}"
+        for _ in range(2):
+            started = await chat.start(
+                alice["auth"], model="anthropic/claude-3-5-haiku", message=prompt
+            )
+            events = await chat.events(started["sessionId"])
+            assert (events[-1][1], events[-1][2]["cached"]) == ("done", False)
+        assert len(chat.provider.requests) == 2
+
+
+async def test_a_request_the_provider_refuses_as_invalid_fails_without_a_fallback(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    refusal = Reply(status=400, body=anthropic_error("invalid_request_error", "Bad request"))
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        FakeProviderServer(anthropic_default()) as anthropic,
+        _app(
+            stack_urls, unique, provider, WHALLI_ANTHROPIC_API_KEY=API_KEY,
+            WHALLI_ANTHROPIC_BASE_URL=anthropic.url,
+        ) as chat,
+    ):  # fmt: skip
+        anthropic.script(refusal)
+        alice = await chat.world.register("alice")
+        started = await chat.start(
+            alice["auth"], model="anthropic/claude-3-5-haiku", message=f"bad {uuid.uuid4()}"
+        )
+        events = await chat.events(started["sessionId"])
+        assert events[-1][1] == "error"
+        assert "HTTP 400" in events[-1][2]["message"]
+        assert provider.requests == []  # the fallback (gpt-4o-mini) was not asked
+        reply = await _until_final(chat, started["chatId"])
+        assert (reply.status, reply.model) == (MessageStatus.FAILED, "anthropic/claude-3-5-haiku")
 
 
 async def test_chat_metrics_are_exported(chat: Chat) -> None:

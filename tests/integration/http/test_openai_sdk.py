@@ -7,7 +7,6 @@ the in-memory store and the network-free ``dev/echo`` model.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -15,15 +14,15 @@ from dataclasses import dataclass
 
 import openai
 import pytest
-import uvicorn
 
+from tests.support.live_server import threaded_server
+from tests.unit.http.accounts import seed_api_key
 from tests.unit.http.fakes import FakeContainer, FakeProbe
 from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.memory.chat_model import ScriptedChatModel
 from whalli.config import Settings
-from whalli.domain.model.api_keys import API_KEY_PREFIX, ApiKey
+from whalli.domain.model.api_keys import API_KEY_PREFIX
 from whalli.domain.model.errors import ProviderError
-from whalli.domain.model.users import User
 from whalli.entrypoints.http.app import create_app
 from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEvent
 
@@ -38,44 +37,13 @@ class Whalli:
         return openai.OpenAI(base_url=self.base_url, api_key=api_key or self.api_key, max_retries=0)
 
 
-async def _seed_key(container: FakeContainer) -> str:
-    now = container.clock.now()
-    user = User.create(id=container.ids.new_id(), email="sdk@example.com", now=now)
-    secret = API_KEY_PREFIX + container.ids.new_token(32)
-    key = ApiKey.create(
-        id=container.ids.new_id(), user_id=user.id, name="sdk", secret=secret, now=now
-    )
-    async with container.uow() as uow:
-        await uow.users.add(user)
-        await uow.api_keys.add(key)
-        await uow.commit()
-    return secret
-
-
 @pytest.fixture(scope="module")
 def whalli() -> Iterator[Whalli]:
     container = FakeContainer(Settings(env="test"), [FakeProbe("postgres")])
-    config = uvicorn.Config(create_app(container), lifespan="on", log_config=None)
-    server = uvicorn.Server(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(
-        target=loop.run_until_complete, args=(server.serve(sockets=[sock]),), daemon=True
-    )
-    thread.start()
-    try:
-        secret = asyncio.run_coroutine_threadsafe(_seed_key(container), loop).result(timeout=30)
-        while not server.started:
-            assert thread.is_alive(), "uvicorn stopped while starting"
-            threading.Event().wait(0.01)
-        yield Whalli(container, f"http://127.0.0.1:{port}/v1", secret)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        loop.close()
-        sock.close()
+    with threaded_server(create_app(container)) as (loop, base_url):
+        seeding = asyncio.run_coroutine_threadsafe(seed_api_key(container, "sdk"), loop)
+        _, secret = seeding.result(timeout=30)
+        yield Whalli(container, f"{base_url}/v1", secret)
 
 
 def test_a_completion_through_the_sdk(whalli: Whalli) -> None:

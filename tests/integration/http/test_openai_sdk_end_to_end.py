@@ -84,6 +84,7 @@ async def test_an_identical_streamed_prompt_comes_from_redis_chunk_by_chunk_and_
         chunks = await world.sdk.chat.completions.create(
             model="openai/gpt-4o-mini",
             messages=[{"role": "user", "content": prompt}],
+            temperature=0,  # /v1 caches deterministic requests only
             stream=True,
             stream_options={"include_usage": True},
         )

@@ -45,14 +45,10 @@ class Caller:
         return await self._client.request(method, path, **kwargs)
 
 
-async def seed_caller(
-    container: FakeContainer,
-    client: AsyncTestClient[Litestar],
-    name: str,
-    *,
-    plan: Plan = Plan.FREE,
-    role: Role = Role.USER,
-) -> Caller:
+async def seed_api_key(
+    container: FakeContainer, name: str, *, plan: Plan = Plan.FREE, role: Role = Role.USER
+) -> tuple[User, str]:
+    """A user ``<name>@example.com`` and the secret of an API key of theirs."""
     now = container.clock.now()
     user = User.create(
         id=container.ids.new_id(), email=f"{name}@example.com", name=name.title(), now=now,
@@ -66,4 +62,16 @@ async def seed_caller(
         await uow.users.add(user)
         await uow.api_keys.add(key)
         await uow.commit()
+    return user, secret
+
+
+async def seed_caller(
+    container: FakeContainer,
+    client: AsyncTestClient[Litestar],
+    name: str,
+    *,
+    plan: Plan = Plan.FREE,
+    role: Role = Role.USER,
+) -> Caller:
+    user, secret = await seed_api_key(container, name, plan=plan, role=role)
     return Caller(user, secret, client)

@@ -409,7 +409,7 @@ def completion(**changes: Any) -> dict[str, Any]:
      (completion(messages=[{"role": "user", "content": [{"type": "image_url"}]}]), 422),
      (completion(messages=[{"role": "user", "content": [{"type": "text", "text": None}]}]), 422),
      (completion(n=0), 422), (completion(n=2), 422), (completion(n=1.5), 400),
-     (completion(stream="yes"), 400), (completion(stream=None), 400),
+     (completion(stream="yes"), 400),
      (completion(temperature=-1), 422), (completion(max_tokens=2**64), 422),
      (completion(model=""), 404), (completion(model=None), 400)],
 )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -112,7 +113,7 @@ async def test_a_stream_without_include_usage_has_no_usage_field(
 async def test_a_cache_hit_is_streamed_chunk_by_chunk(
     client: Client, bearer: dict[str, str], container: FakeContainer
 ) -> None:
-    body = chat("the same question", stream=True)
+    body = chat("the same question", stream=True, temperature=0)
 
     first = await client.post("/v1/chat/completions", json=body, headers=bearer)
     second = await client.post("/v1/chat/completions", json=body, headers=bearer)
@@ -125,6 +126,36 @@ async def test_a_cache_hit_is_streamed_chunk_by_chunk(
     assert container.chat_metrics.cache == {"miss": 1, "hit": 1}
     records = container.store.tables["usage_records"].values()
     assert sorted(r.cached for r in records) == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("extra", "headers", "cached"),
+    [
+        ({}, {}, False),  # a sample (OpenAI's default temperature is 1): Regenerate gets a new one
+        ({"temperature": 1.0}, {}, False),
+        ({"temperature": 0}, {}, True),
+        ({"temperature": 0}, {"Cache-Control": "no-cache"}, False),
+        ({"temperature": 0, "cache": False}, {}, False),
+        ({"temperature": 0}, {"Cache-Control": "max-age=0, No-Store"}, False),
+        ({"temperature": 0.7, "cache": True}, {}, True),
+    ],
+)
+async def test_the_cache_answers_v1_only_for_a_deterministic_request_or_when_asked(
+    client: Client, bearer: dict[str, str], container: FakeContainer,
+    extra: dict[str, Any], headers: dict[str, str], cached: bool,
+) -> None:  # fmt: skip
+    body = chat(f"asked twice {uuid.uuid4()}", **extra)
+
+    for _ in range(2):
+        response = await client.post(
+            "/v1/chat/completions", json=body, headers={**bearer, **headers}
+        )
+        assert response.status_code == 200, response.text
+
+    records = container.store.tables["usage_records"].values()
+    assert sorted(r.cached for r in records) == ([False, True] if cached else [False, False])
+    lookups = {"miss": 1, "hit": 1} if cached else {}
+    assert container.chat_metrics.cache == lookups
 
 
 async def test_an_error_after_the_first_token_ends_the_stream_with_an_error_chunk(

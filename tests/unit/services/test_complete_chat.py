@@ -242,6 +242,31 @@ async def test_a_provider_failing_before_the_first_delta_hands_over_to_the_fallb
     assert broken.open_streams == 0
 
 
+async def test_a_request_the_provider_refuses_as_invalid_gets_no_fallback() -> None:
+    """Another model would answer, silently, a request the one asked for cannot take."""
+    refusal = ProviderError("The anthropic provider rejected the request (HTTP 400).",
+                            kind="invalid_request")  # fmt: skip
+    broken = ScriptedChatModel([], provider="anthropic", error=refusal)
+    fallback = openai_model()
+    world = World({"openai": fallback, "anthropic": broken})
+    user = await world.user()
+
+    with pytest.raises(ProviderError, match="HTTP 400"):
+        await complete(world, user, "anthropic/haiku")
+    assert fallback.requests == []
+    assert await world.usage() == []
+
+
+async def test_a_fallbacks_reply_is_not_cached_as_the_model_asked_for() -> None:
+    broken = ScriptedChatModel([], provider="anthropic", error=ProviderError("overloaded"))
+    world = World({"openai": openai_model(), "anthropic": broken})
+    user = await world.user()
+
+    await complete(world, user, "anthropic/haiku")
+
+    assert not await world.cached("anthropic/haiku", user)
+
+
 async def test_when_every_candidate_fails_the_provider_error_is_raised_and_nothing_cached() -> None:
     broken = ScriptedChatModel([], provider="openai", error=ProviderError("down"))
     world = World({"openai": broken})

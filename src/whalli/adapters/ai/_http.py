@@ -98,7 +98,9 @@ def status_error(
     return provider_error(
         f"The {provider} provider rejected the request ({detail}).",
         provider=provider,
-        kind="rejected",
+        # 400, 413, 422: this request is at fault (no other model may answer it instead);
+        # 401, 403, 404: the provider's key or model is (another may)
+        kind="invalid_request" if status in (400, 413, 422) else "rejected",
         retryable=False,
     )
 

@@ -17,6 +17,7 @@ import msgspec
 
 from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
 from whalli.adapters.ai._sse import SseEvent
+from whalli.adapters.ai._stops import LocalStops, split_stops
 from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, stream_with_retries
 from whalli.domain.model.chats import MessageRole, TokenUsage
 from whalli.domain.model.errors import ProviderError
@@ -55,8 +56,9 @@ class AnthropicChatModel(ChatModel):
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         body = msgspec.json.encode(self._body(request))
+        _, local = split_stops(request.params.stop)
         return stream_with_retries(
-            lambda: self._attempt(body),
+            lambda: self._attempt(body, local),
             provider=self.provider,
             policy=self._policy,
             sleep=self._sleep,
@@ -64,11 +66,12 @@ class AnthropicChatModel(ChatModel):
 
     def _body(self, request: CompletionRequest) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in request.messages if m.role == MessageRole.SYSTEM)
-        # The API takes the system prompt apart, and wants user and assistant turns to alternate:
-        # consecutive turns of one role are joined.
+        # The API takes the system prompt apart, refuses a turn without text (an OpenAI client's
+        # assistant turn with null content) and wants user and assistant turns to alternate:
+        # empty turns are left out, and consecutive turns of one role are joined.
         turns: list[dict[str, str]] = []
         for message in request.messages:
-            if message.role == MessageRole.SYSTEM:
+            if message.role == MessageRole.SYSTEM or not message.content.strip():
                 continue
             if turns and turns[-1]["role"] == message.role:
                 turns[-1]["content"] += "\n\n" + message.content
@@ -87,13 +90,15 @@ class AnthropicChatModel(ChatModel):
             body["temperature"] = min(params.temperature, 1.0)  # Anthropic's range is 0..1
         if params.top_p is not None:
             body["top_p"] = params.top_p
-        if params.stop is not None:
-            body["stop_sequences"] = list(params.stop)
+        sent, _ = split_stops(params.stop)
+        if sent:  # whitespace-only ones are refused by the API: they are applied in _attempt
+            body["stop_sequences"] = sent
         # seed, presence_penalty and frequency_penalty: the Messages API has no such thing
         return body
 
-    async def _attempt(self, body: bytes) -> AsyncGenerator[StreamEvent, None]:
+    async def _attempt(self, body: bytes, local: list[str]) -> AsyncGenerator[StreamEvent, None]:
         answer = _Answer(self.provider)
+        stops = LocalStops(local) if local else None
         events = sse_post(
             self._http,
             self._url,
@@ -109,26 +114,49 @@ class AnthropicChatModel(ChatModel):
                         continue  # read the body to its end so the connection can be reused
                     text = answer.read(sse)
                     del sse  # a held reply waits for its next event here: keep nothing of this one
+                    stopped = False
+                    if text and stops is not None:
+                        text, stopped = stops.feed(text)
+                        answer.sent.append(text)
                     if text:
                         yield StreamDelta(text=text)
+                    if stopped:  # closing the response ends the generation upstream
+                        answer.stop_here()
+                        break
             except ProviderError:
                 if answer.end is None:
                     raise  # a failure after message_stop does not spoil a complete answer
         if answer.end is None:
             raise stream_cut(self.provider)
+        rest = stops.flush() if stops is not None else ""
+        if rest:
+            yield StreamDelta(text=rest)
         yield answer.end
 
 
 class _Answer:
     """What one attempt's events said so far: its counts, its stop reason, its end."""
 
-    __slots__ = ("completion_tokens", "end", "prompt_tokens", "provider", "stop_reason")
+    __slots__ = ("completion_tokens", "end", "prompt_tokens", "provider", "sent", "stop_reason")
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self.prompt_tokens = self.completion_tokens = 0
         self.stop_reason: str | None = None
         self.end: StreamEnd | None = None
+        self.sent: list[str] = []  # the text passed on (kept only while local stops apply)
+
+    def stop_here(self) -> None:
+        """End at a stop sequence applied locally. The output count comes only at the end of
+        the stream, so it is estimated from the text (about 4 UTF-8 bytes a token)."""
+        size = len("".join(self.sent).encode("utf-8", "surrogatepass"))
+        self.end = StreamEnd(
+            finish_reason="stop_sequence",
+            usage=TokenUsage(
+                prompt_tokens=self.prompt_tokens,
+                completion_tokens=max(self.completion_tokens, -(-size // 4)),
+            ),
+        )
 
     def read(self, sse: SseEvent) -> str | None:
         """Take in one event; the text it adds, if any."""

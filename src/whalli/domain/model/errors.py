@@ -245,6 +245,13 @@ class ProviderError(WhalliError):
     default_message = "The model provider failed."
     retryable: bool = False
 
+    @property
+    def falls_back(self) -> bool:
+        """Whether the catalog's fallback model may answer instead. Not when the provider
+        refused this very request as invalid: another model would then answer, silently, a
+        request the one asked for cannot take."""
+        return self.details.get("kind") != "invalid_request"
+
 
 class ApiKeyNotFound(NotFound):
     code = "api_key_not_found"

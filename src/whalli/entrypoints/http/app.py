@@ -30,6 +30,7 @@ from whalli.entrypoints.http.controllers.usage import UsageController
 from whalli.entrypoints.http.deps import AppContainer, build_dependencies
 from whalli.entrypoints.http.json_body import JsonRequest
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
+from whalli.entrypoints.http.openai_wire import handle_openai_exception
 from whalli.entrypoints.http.problems import exception_handlers
 from whalli.entrypoints.http.rate_limit import RateLimitPlugin
 from whalli.entrypoints.http.security import (
@@ -79,7 +80,10 @@ def create_app(
         request_class=JsonRequest,
         plugins=[RateLimitPlugin(container)],
         state=State({CONTAINER_STATE_KEY: container}),
-        exception_handlers=exception_handlers(),
+        # OpenAI's error shape anywhere under /v1, unknown routes and methods included
+        exception_handlers=exception_handlers(
+            openai_prefix="/v1", openai_handler=handle_openai_exception
+        ),
         on_startup=[container.init_resources],
         on_shutdown=[container.shutdown_resources],
         openapi_config=OpenAPIConfig(

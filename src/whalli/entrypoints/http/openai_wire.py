@@ -58,7 +58,7 @@ class ResponseFormat(msgspec.Struct, kw_only=True):
 class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     model: str
     messages: list[ChatMessageIn]
-    stream: bool = False
+    stream: bool | None = None  # OpenAI's "boolean or null"
     temperature: float | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
@@ -69,6 +69,9 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     frequency_penalty: float | None = None
     stream_options: StreamOptions | None = None
     n: int | None = None
+    # Whalli's own: the prompt cache for this request (true, false); unset: only at
+    # temperature 0, so that a client asking again for a sample (Regenerate) gets a new one.
+    cache: bool | None = None
     # Refused when asked for (422) rather than ignored: an answer without them is not the one
     # the client expects (a tool call, JSON).
     tools: list[Any] | None = None
@@ -123,7 +126,32 @@ def _text(content: str | list[ContentPart] | None, index: int) -> str:
 def finish_reason(reason: str) -> str:
     if reason in _LENGTH_REASONS:
         return "length"
+    if reason == "refusal":  # Anthropic's: the model declined, for safety
+        return "content_filter"
     return reason if reason in _FINISH_REASONS else "stop"
+
+
+def use_cache(request: ChatCompletionRequest, cache_control: str) -> bool:
+    """Whether the prompt cache may answer (and store) this request: not with ``Cache-Control:
+    no-cache`` or ``no-store``; else as ``cache`` says; else only at temperature 0, where an
+    identical answer is what the client asked for (a sample asked for again must differ)."""
+    directives = {d.strip().lower() for d in cache_control.split(",")}
+    if directives & {"no-cache", "no-store"}:
+        return False
+    if request.cache is not None:
+        return request.cache
+    return request.temperature == 0
+
+
+def openai_names(error: InvalidInput, *, max_tokens_as: str) -> InvalidInput:
+    """A parameter error in OpenAI's names: ``maxTokens`` as the field the client sent
+    (``max_tokens`` or ``max_completion_tokens``), any other camelCase name in snake_case."""
+    field = error.details.get("field")
+    if not isinstance(field, str):
+        return error
+    name = max_tokens_as if field == "maxTokens" else _snake(field)
+    details = {**error.details, "field": name}
+    return InvalidInput(error.message.replace(field, name), **details)
 
 
 # --- responses --------------------------------------------------------------------------------
@@ -230,6 +258,9 @@ def error_body(error: WhalliError) -> ErrorBody:
     )
 
 
+_MISSING_FIELD = re.compile(r"missing required field `(\w+)`")
+
+
 def _snake(field: str) -> str:
     """OpenAI's name of a request field our errors name in camelCase (``maxTokens``)."""
     return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), field)
@@ -272,8 +303,12 @@ def _http_error(exc: HTTPException) -> ErrorBody:
     message, param = exc.detail, None
     if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
         first = exc.extra[0]
-        message = f"{message}: {first.get('message', '')}".rstrip(": ")
+        said = str(first.get("message", ""))
+        message = f"{message}: {said}".rstrip(": ")
         param = first.get("key") if isinstance(first.get("key"), str) else None
+        missing = _MISSING_FIELD.search(said)
+        if missing and param == "data":  # the body lacks a field: name it, not the body
+            param = missing.group(1)
     detail = ErrorDetail(message=message, type=error_type(exc.status_code), code=code, param=param)
     return ErrorBody(error=detail)
 

@@ -8,6 +8,7 @@ the traceback goes to the log, never to the client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -157,6 +158,20 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return _unexpected(request, exc)
 
 
-def exception_handlers() -> ExceptionHandlersMap:
-    """Litestar ``exception_handlers``: every exception ends up as problem+json."""
-    return {Exception: handle_exception}
+def exception_handlers(
+    openai_prefix: str | None = None,
+    openai_handler: Callable[[Request[Any, Any, Any], Exception], Response[bytes]] | None = None,
+) -> ExceptionHandlersMap:
+    """Litestar ``exception_handlers``: every exception ends up as problem+json, except under
+    ``openai_prefix``, where ``openai_handler`` answers (OpenAI's error shape)."""
+    if openai_prefix is None or openai_handler is None:
+        return {Exception: handle_exception}
+    prefix, handler = openai_prefix, openai_handler
+
+    def dispatch(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        path = request.scope["path"]
+        if path == prefix or path.startswith(prefix + "/"):
+            return handler(request, exc)
+        return handle_exception(request, exc)
+
+    return {Exception: dispatch}

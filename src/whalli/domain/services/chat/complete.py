@@ -73,10 +73,12 @@ class CompleteChatHandler:
       the caller's plan must include it (``ensure_model_allowed``); there must be messages;
     - an identical prompt (same model, messages and parameters) of the same user (of anyone,
       with ``cache_shared``) is answered from the cache,
-      delta by delta as first streamed; only complete replies are cached; a cache that does
-      not answer (or holds an unreadable entry) counts as a miss;
-    - provider failures before the first delta move on to the catalog's fallback models; after
-      it, the ``ProviderError`` ends the stream (partial usage is recorded first);
+      delta by delta as first streamed; only complete replies of the model asked for are cached
+      (not a fallback's); a cache that does not answer (or holds an unreadable entry) counts
+      as a miss;
+    - provider failures before the first delta move on to the catalog's fallback models, except
+      a provider's refusal of the request as invalid (``ProviderError.falls_back``); after it,
+      the ``ProviderError`` ends the stream (partial usage is recorded first);
     - every reply records one usage row (cost 0 when cached) and metrics, including replies cut
       short because the client went away; the usage is recorded before the ``StreamEnd``
       (tried again while the database does not answer, counted once);
@@ -191,6 +193,8 @@ class CompleteChatHandler:
                 if run.text:  # after the first delta: the reply failed
                     await self._record(command, run, started, MessageStatus.FAILED)
                     raise
+                if not e.falls_back:
+                    raise
                 last_error = e
                 continue
             finally:
@@ -198,7 +202,7 @@ class CompleteChatHandler:
                     await _close(events)
                 finally:  # even when closing is interrupted by the request's cancellation
                     await self._record_if_cut(command, run, started)
-            if command.use_cache:
+            if command.use_cache and candidate is spec:  # never a fallback's reply
                 await self._store(key, run, end)
             yield end
             return

@@ -125,10 +125,12 @@ class GenerateReplyHandler:
       (the prompt, the chat's earlier messages trimmed to the model's window plus the new
       message and its files' text, was built by ``StartChat``);
     - an identical prompt (same model, context and parameters) is answered from the cache token
-      by token; only complete replies are cached, never errors or partial ones;
-    - provider failures before the first token move on to the catalog's fallback models; after
-      the first token an error ends the stream with ``error`` and a ``failed`` message keeping
-      the partial text;
+      by token; only complete replies of the model asked for are cached, never errors, partial
+      ones or a fallback's;
+    - provider failures before the first token move on to the catalog's fallback models, except
+      a provider's refusal of the request as invalid (``ProviderError.falls_back``); after the
+      first token an error ends the stream with ``error`` and a ``failed`` message keeping the
+      partial text;
     - a stop request closes the upstream call and saves the partial reply as ``aborted``;
     - while a long reply is generated, its text so far is stored in its message (``streaming``)
       every ``progress_every_s``, so a reply whose process dies keeps most of its text;
@@ -230,7 +232,15 @@ class GenerateReplyHandler:
             ttft_seconds=None if outcome.ttft_ms is None else outcome.ttft_ms / 1000,
             total_seconds=total_s,
         )
-        if outcome.status is MessageStatus.COMPLETE and not outcome.cached and session.use_cache:
+        # A fallback's reply is not cached under the key of the model asked for: the next
+        # identical question may get that model's own answer.
+        answered_as_asked = outcome.spec.id == spec.id
+        if (
+            outcome.status is MessageStatus.COMPLETE
+            and not outcome.cached
+            and session.use_cache
+            and answered_as_asked
+        ):
             cached = CachedReply(
                 deltas=tuple(outcome.text), finish_reason=outcome.finish_reason, usage=final.usage
             )
@@ -292,7 +302,7 @@ class GenerateReplyHandler:
                 end = await stream_until_stopped(model, request, on_delta, self._stops, session.id)
             except ProviderError as e:
                 self._metrics.provider_error(provider=candidate.provider, kind=e.code)
-                if outcome.text:  # after the first token: the reply failed
+                if outcome.text or not e.falls_back:  # the reply failed
                     outcome.status, outcome.error = MessageStatus.FAILED, e
                     return outcome
                 last_error = e

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 
 from whalli.adapters.prometheus.chat_metrics import sse_connections
 from whalli.domain.model.chats import GenerationParams
-from whalli.domain.model.errors import InvalidInput, WhalliError
+from whalli.domain.model.errors import InvalidInput, ModelNotFound, WhalliError
 from whalli.domain.model.principal import Principal
 from whalli.domain.services.chat.complete import CompleteChat, CompleteChatHandler
 from whalli.domain.services.models.list_models import ListModels, ListModelsHandler
@@ -35,27 +35,35 @@ _json = msgspec.json.Encoder()
 _DONE = encode_event(data="[DONE]")
 
 
-def _command(principal: Principal, data: wire.ChatCompletionRequest) -> CompleteChat:
+def _command(
+    principal: Principal, data: wire.ChatCompletionRequest, cache_control: str
+) -> CompleteChat:
     if data.n not in (None, 1):
         raise InvalidInput("Only one choice (n=1) is supported.", field="n")
     refused = data.unsupported()
     if refused is not None:
         raise refused
-    params = GenerationParams(
-        temperature=data.temperature,
-        max_tokens=data.max_completion_tokens if data.max_tokens is None else data.max_tokens,
-        top_p=data.top_p,
-        stop=data.stop_sequences(),
-        seed=data.seed,
-        presence_penalty=data.presence_penalty,
-        frequency_penalty=data.frequency_penalty,
-    )
+    by_new_name = data.max_tokens is None and data.max_completion_tokens is not None
+    try:
+        params = GenerationParams(
+            temperature=data.temperature,
+            max_tokens=data.max_completion_tokens if by_new_name else data.max_tokens,
+            top_p=data.top_p,
+            stop=data.stop_sequences(),
+            seed=data.seed,
+            presence_penalty=data.presence_penalty,
+            frequency_penalty=data.frequency_penalty,
+        )
+    except InvalidInput as e:
+        name = "max_completion_tokens" if by_new_name else "max_tokens"
+        raise wire.openai_names(e, max_tokens_as=name) from None
     return CompleteChat(
         user_id=principal.user_id,
         user=principal.user,
         model=data.model,
         messages=wire.prompt_messages(data.messages),
         params=params,
+        use_cache=wire.use_cache(data, cache_control),
     )
 
 
@@ -147,11 +155,13 @@ class OpenAICompatController(Controller):
     )
     async def create(
         self,
+        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         complete_chat: NamedDependency[CompleteChatHandler],
         data: JSONBody[wire.ChatCompletionRequest],
     ) -> Response[Any]:
-        events = complete_chat.stream(_command(principal, data))
+        cache_control = request.headers.get("cache-control", "")
+        events = complete_chat.stream(_command(principal, data, cache_control))
         include_usage = data.stream_options is not None and data.stream_options.include_usage
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if data.stream:
@@ -180,3 +190,18 @@ class OpenAICompatController(Controller):
         # The catalog has no creation dates; a fixed 0 keeps the listing stable.
         entries = [wire.ModelEntry(id=s.id, created=0, owned_by=s.provider) for s in specs]
         return Response(_json.encode(wire.ModelList(data=entries)), media_type="application/json")
+
+    @get("/models/{model_id:path}", summary="One model the caller may use (OpenAI-compatible)")
+    async def model(
+        self,
+        principal: NamedDependency[Principal],
+        list_models: NamedDependency[ListModelsHandler],
+        model_id: FromPath[str],
+    ) -> Response[Any]:
+        wanted = model_id.removeprefix("/")  # ids hold a slash: "openai/gpt-4o-mini"
+        specs = await list_models.execute(ListModels(plan=principal.user.plan))
+        spec = next((s for s in specs if s.id == wanted), None)
+        if spec is None:  # also one the caller's plan leaves out: as for an unknown one
+            raise ModelNotFound(f"The model {wanted!r} does not exist.", field="model")
+        entry = wire.ModelEntry(id=spec.id, created=0, owned_by=spec.provider)
+        return Response(_json.encode(entry), media_type="application/json")
