@@ -44,6 +44,7 @@ from whalli.entrypoints.http.security import (
     is_session_only,
     require_principal,
 )
+from whalli.entrypoints.http.stream_route import StreamRoute
 
 ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     HealthController,
@@ -104,8 +105,10 @@ def create_app(
     )
     _document_security(app)
     # Outside routing and the exception handler, so 404/405 and errors are observed as well.
+    # The stream route, below Litestar (stream_route.py), inside the request context (its
+    # request id, access line and metrics)
     app.asgi_handler = RequestContextMiddleware(
-        app.asgi_handler, http_metrics(), _RouteTemplates(app)
+        StreamRoute(app.asgi_handler, container), http_metrics(), _RouteTemplates(app)
     )
     return app
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from litestar.enums import MediaType
@@ -71,22 +71,29 @@ class LeanStreamingResponse(ASGIStreamingResponse):
     __slots__ = ()
 
     async def send_body(self, send: Send, receive: Receive) -> None:
-        sending = asyncio.current_task()
-        if sending is None:
-            raise RuntimeError("a response is sent inside a task")
-        cancelling = sending.cancelling()
-        listener = asyncio.get_running_loop().create_task(_disconnected(receive))
-        on_left = _OnLeft(sending)
-        listener.add_done_callback(on_left)
-        try:
-            await self._stream(send)
-        except asyncio.CancelledError:
-            if on_left.fired and sending.uncancel() <= cancelling:
-                return  # the client went away: the stream ends here, quietly
-            raise
-        finally:
-            on_left.sending = None  # a disconnect noticed from now on cancels nothing
-            listener.cancel()
+        await send_until_gone(self._stream(send), receive)
+
+
+async def send_until_gone(sending_body: Coroutine[Any, Any, None], receive: Receive) -> None:
+    """Run ``sending_body`` in this task until it ends or the client disconnects (a
+    disconnect cancels it, and ends this quietly)."""
+    sending = asyncio.current_task()
+    if sending is None:
+        sending_body.close()
+        raise RuntimeError("a response is sent inside a task")
+    cancelling = sending.cancelling()
+    listener = asyncio.get_running_loop().create_task(_disconnected(receive))
+    on_left = _OnLeft(sending)
+    listener.add_done_callback(on_left)
+    try:
+        await sending_body
+    except asyncio.CancelledError:
+        if on_left.fired and sending.uncancel() <= cancelling:
+            return  # the client went away: the stream ends here, quietly
+        raise
+    finally:
+        on_left.sending = None  # a disconnect noticed from now on cancels nothing
+        listener.cancel()
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -83,8 +83,11 @@ def credential_from(headers: Headers) -> str | None:
     refused rather than picking one: which would be checked should never be a guess. An
     ``Authorization`` header of another scheme (``Basic``) is not a credential we accept.
     """
-    authorizations = headers.getall("authorization", [])
-    api_keys = headers.getall(API_KEY_HEADER, [])
+    return credential_in(headers.getall("authorization", []), headers.getall(API_KEY_HEADER, []))
+
+
+def credential_in(authorizations: Sequence[str], api_keys: Sequence[str]) -> str | None:
+    """``credential_from`` over the values of the two headers, as sent."""
     if len(authorizations) + len(api_keys) > 1:
         raise InvalidToken("Send exactly one credential.")
     if authorizations:
