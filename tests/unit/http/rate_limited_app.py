@@ -14,9 +14,11 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 
+from whalli.adapters.prometheus.metrics import http_metrics
 from whalli.domain.model.errors import ChatNotFound
 from whalli.entrypoints.http.app import ROUTE_HANDLERS
 from whalli.entrypoints.http.deps import AppContainer, build_dependencies
+from whalli.entrypoints.http.middleware import RequestContextMiddleware
 from whalli.entrypoints.http.problems import exception_handlers
 from whalli.entrypoints.http.rate_limit import RateLimitPlugin, enforce_rate_limit
 
@@ -47,7 +49,7 @@ class LimitedController(Controller):
 
 
 def rate_limited_app(container: AppContainer) -> Litestar:
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ROUTE_HANDLERS, LimitedController],
         dependencies=build_dependencies(container),
         guards=[stand_in_guard],
@@ -56,3 +58,6 @@ def rate_limited_app(container: AppContainer) -> Litestar:
         openapi_config=OpenAPIConfig(title="test", version="0", path="/api/docs"),
         logging_config=None,
     )
+    # as in create_app: the middleware puts the decision's headers on the response
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler, http_metrics(), str)
+    return app

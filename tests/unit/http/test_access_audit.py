@@ -47,10 +47,14 @@ SESSION_ID = "S" * 43
 PASSWORD = "correct horse battery staple 7"
 
 
-@pytest.fixture
-def container(probes: list[FakeProbe]) -> FakeContainer:
+def audit_container(probes: list[FakeProbe]) -> FakeContainer:
     settings = Settings(env="test", file_events_poll_s=0.01, file_events_max_lifetime_s=0.05)
     return FakeContainer(settings, probes)
+
+
+@pytest.fixture
+def container(probes: list[FakeProbe]) -> FakeContainer:
+    return audit_container(probes)
 
 
 @dataclasses.dataclass
@@ -90,6 +94,12 @@ async def upload(client: Client, caller: Caller, project_id: str) -> Any:
 
 @pytest.fixture
 async def world(container: FakeContainer, client: Client) -> World:
+    return await build_world(container, client)
+
+
+async def build_world(container: FakeContainer, client: Client) -> World:
+    """Ada's project (Eve edits, Vic and Zed view), a chat with a finished reply still
+    streamable by ``SESSION_ID``, a file; Sam a stranger, Root an admin."""
     ada = await seed_caller(container, client, "ada")
     eve = await seed_caller(container, client, "eve")
     vic = await seed_caller(container, client, "vic")

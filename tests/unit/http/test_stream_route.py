@@ -11,13 +11,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from tests.unit.http.fakes import FakeContainer
-from tests.unit.http.test_access_audit import (  # noqa: F401 (fixtures)
-    SESSION_ID,
-    World,
-    container,
-    world,
-)
+from tests.unit.http.fakes import FakeContainer, FakeProbe
+from tests.unit.http.test_access_audit import SESSION_ID, World, audit_container, build_world
 from whalli.entrypoints.http.app import create_app
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
 from whalli.entrypoints.http.stream_route import STREAM_PATH, StreamRoute
@@ -42,6 +37,16 @@ def stream_route(app: Litestar) -> StreamRoute:
     assert isinstance(outer, RequestContextMiddleware)
     assert isinstance(outer.app, StreamRoute)
     return outer.app
+
+
+@pytest.fixture
+def container(probes: list[FakeProbe]) -> FakeContainer:
+    return audit_container(probes)
+
+
+@pytest.fixture
+async def world(container: FakeContainer, client: Client) -> World:
+    return await build_world(container, client)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from litestar.types import (
 )
 
 from whalli.adapters.prometheus.metrics import HttpMetrics
+from whalli.entrypoints.http.rate_limit import decision_headers
 
 REQUEST_ID_HEADER = b"x-request-id"
 REQUEST_ID_STATE_KEY = "request_id"
@@ -135,7 +136,8 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                limits = decision_headers(scope)
+                message["headers"] = [*message.get("headers", ()), *limits, header]
             await send(message)
 
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)

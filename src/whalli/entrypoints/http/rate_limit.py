@@ -4,9 +4,10 @@ Wiring (``create_app``): ``plugins=[RateLimitPlugin(container)]``. The app-level
 authenticates then calls ``await enforce_rate_limit(connection, user_id_or_none)`` on every
 route, so authenticated requests count against their user and the others (including failed
 authentications) against their client IP. A route opts out with ``opt={"rate_limit": False}``;
-the docs are exempt. The decision is kept in the scope's state, and a ``before_send`` hook puts
-``RateLimit-Limit``/``-Remaining``/``-Reset`` on whatever response goes out, error documents
-from the exception handlers included (a 429 carries ``Retry-After`` from problems.py).
+the docs are exempt. The decision is kept in the scope's state, and the request-context
+middleware puts ``RateLimit-Limit``/``-Remaining``/``-Reset`` (``decision_headers``) on whatever
+response goes out, error documents from the exception handlers included (a 429 carries
+``Retry-After`` from problems.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from uuid import UUID
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.plugins import InitPlugin
-from litestar.types import Message, Scope
+from litestar.types import Scope
 
 from whalli.container import rate_limit_policy
 from whalli.domain.model.errors import RateLimited
@@ -43,7 +44,6 @@ class RateLimitPlugin(InitPlugin):
         self._exempt_prefix: str | None = None
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        app_config.before_send.append(add_rate_limit_headers)
         openapi = app_config.openapi_config
         if openapi is not None:
             # Litestar serves the docs on ``openapi_router`` if given, else at ``path``.
@@ -111,11 +111,13 @@ def rate_limit_headers(decision: RateDecision) -> list[tuple[bytes, bytes]]:
     ]
 
 
-async def add_rate_limit_headers(message: Message, scope: Scope) -> None:
-    """``before_send`` hook: the decision's headers on the response start, when one was counted
-    (an unmetered decision, from disabled limits or a store failing open, tells nothing)."""
-    if message["type"] != "http.response.start":
-        return
-    decision = scope.get("state", {}).get(DECISION_STATE_KEY)
+def decision_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The headers of the request's decision, when one was counted (an unmetered decision,
+    from disabled limits or a store failing open, tells nothing). The request-context
+    middleware adds them to the response start (a Litestar ``before_send`` hook would wrap
+    every message sent, each chunk of a stream included)."""
+    state = scope.get("state")
+    decision = state.get(DECISION_STATE_KEY) if isinstance(state, dict) else None
     if isinstance(decision, RateDecision) and decision.metered:
-        message["headers"] = [*message.get("headers", ()), *rate_limit_headers(decision)]
+        return rate_limit_headers(decision)
+    return []
