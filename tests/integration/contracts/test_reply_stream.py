@@ -417,6 +417,31 @@ async def test_local_readers_each_wait_their_own_limit(
     ]
 
 
+async def test_readers_of_different_replies_each_wait_their_own_limit_on_one_timer(
+    relayed_stream: ReplyStream,
+) -> None:
+    """Every local reply's readers share the relay's one timer: a long limit asked for first
+    must not delay a short one of another reply, nor a finished reply stop the others'."""
+    patient, hasty, finished = (uuid.uuid4().hex for _ in range(3))
+    for session in (patient, hasty, finished):
+        await relayed_stream.begin(session, TTL)
+    waiting = asyncio.create_task(relayed_stream.read(patient, None, block_ms=LONG_BLOCK_MS))
+    leaving = asyncio.create_task(relayed_stream.read(finished, None, block_ms=200))
+    await asyncio.sleep(0.05)
+    await relayed_stream.publish(finished, DoneEvent(
+        message_id=uuid.uuid4(), cached=False, prompt_tokens=1, completion_tokens=1,
+        finish_reason="stop", cost_usd=0.0, status="complete",
+    ), TTL)  # fmt: skip
+    await asyncio.wait_for(leaving, 1.0)
+
+    async with asyncio.timeout(LONG_BLOCK_MS / 2000):
+        for _ in range(3):
+            assert await relayed_stream.read(hasty, None, block_ms=100) == []
+    assert not waiting.done()
+    event_id = await relayed_stream.publish(patient, TokenEvent(delta="x"), TTL)
+    assert await asyncio.wait_for(waiting, 1.0) == [(event_id, TokenEvent(delta="x"))]
+
+
 async def test_a_local_reader_that_leaves_does_not_disturb_the_others(
     relayed_stream: ReplyStream, session_id: str
 ) -> None:

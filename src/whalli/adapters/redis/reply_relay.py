@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import time
+import weakref
 from collections.abc import Collection, Sequence
 
 import structlog
@@ -51,21 +53,66 @@ log = structlog.get_logger(__name__)
 _WARN_EVERY_S = 30.0
 
 
+class _Deadlines:
+    """One timer for the waiting readers of every log of a relay.
+
+    Each log asks for one deadline at a time (its earliest reader's, ``_Log.wait_for_more``);
+    they are kept in a heap under a single loop timer armed at the first. An idle open stream
+    then costs a heap entry, not a loop timer of its own (~0.7 KiB each, with thousands open).
+    The heap holds its logs weakly: a dropped log is not kept until its deadline.
+    """
+
+    __slots__ = ("_armed_at", "_heap", "_loop", "_seq", "_timer")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, weakref.ref[_Log]]] = []
+        self._seq = 0  # ties: logs do not compare
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_at = 0.0
+
+    def at(self, deadline: float, log: _Log, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._seq += 1
+        heapq.heappush(self._heap, (deadline, self._seq, weakref.ref(log)))
+        if self._timer is None or deadline < self._armed_at:
+            self._arm(deadline)
+
+    def _arm(self, deadline: float) -> None:
+        assert self._loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_at, self._timer = deadline, self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        assert self._loop is not None
+        now = self._loop.time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, ref = heapq.heappop(heap)
+            log = ref()
+            if log is not None:
+                log.time_up(deadline, now)  # may ask for its next deadline (pushed, not armed)
+        if heap:
+            self._arm(heap[0][0])
+
+
 class _Log:
     """One locally generated reply: its events in order, and who waits for more.
 
-    Readers wait for the next event with a limit (the SSE heartbeat). The limits share one
-    timer per log, armed at the earliest deadline and re-armed lazily when it fires with
-    readers still in time, so a streaming reply costs no timer per token and reader (an
-    ``asyncio.timeout`` each would create and cancel one every time).
+    Readers wait for the next event with a limit (the SSE heartbeat). A log asks its relay's
+    ``_Deadlines`` for one deadline at a time, its earliest reader's, and asks again lazily
+    when it passes with readers still in time, so a streaming reply costs no timer per token
+    and reader (an ``asyncio.timeout`` each would create and cancel one every time).
     """
 
     __slots__ = (
-        "_in_redis", "_loop", "_timer", "_timer_at", "_waiters", "events", "flushed",
-        "generator", "ms", "touched", "ttl",
+        "__weakref__", "_deadlines", "_in_redis", "_loop", "_timer_at", "_waiters", "events",
+        "flushed", "generator", "ms", "touched", "ttl",
     )  # fmt: skip
 
-    def __init__(self, ttl_seconds: int) -> None:
+    def __init__(self, ttl_seconds: int, deadlines: _Deadlines) -> None:
         self.ms = time.time_ns() // 1_000_000
         self.events: list[tuple[str, ReplyEvent]] = []
         self.flushed = 0  # how many of ``events`` were handed to Redis
@@ -75,8 +122,8 @@ class _Log:
         self.generator: asyncio.Task[object] | None = None
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []  # (deadline, waiter)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._deadlines = deadlines
+        self._timer_at: float | None = None  # the deadline asked for, None: none
         self._in_redis: asyncio.Event | None = None
 
     def append(self, event: ReplyEvent, ttl_seconds: int) -> str:
@@ -129,18 +176,19 @@ class _Log:
         deadline = loop.time() + seconds
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append((deadline, waiter))
-        if self._timer is None or self._timer_at > deadline:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at, self._timer = deadline, loop.call_at(deadline, self._time_up)
+        if self._timer_at is None or self._timer_at > deadline:
+            self._timer_at = deadline
+            self._deadlines.at(deadline, self, loop)
         return waiter
 
-    def _time_up(self) -> None:
-        # Wake the readers whose limit passed; the others keep waiting, re-armed for the first.
-        self._timer = None
+    def time_up(self, deadline: float, now: float) -> None:
+        """The deadline asked for passed (one asked for before a closer one is ignored): wake
+        the readers whose limit passed; the others keep waiting, asked again for the first."""
+        if deadline != self._timer_at:
+            return
+        self._timer_at = None
         if not self._waiters or self._loop is None:
             return
-        now = self._loop.time()
         waiting: list[tuple[float, asyncio.Future[None]]] = []
         for deadline, waiter in self._waiters:
             if waiter.done():
@@ -151,14 +199,12 @@ class _Log:
                 waiting.append((deadline, waiter))
         self._waiters = waiting
         if waiting:
-            self._timer_at = min(deadline for deadline, _ in waiting)
-            self._timer = self._loop.call_at(self._timer_at, self._time_up)
+            self._timer_at = min(limit for limit, _ in waiting)
+            self._deadlines.at(self._timer_at, self, self._loop)
 
     def close(self) -> None:
-        """Dropped: its readers look elsewhere now, and its timer goes (it holds the log)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """Dropped: its readers look elsewhere now (its deadline, if any, is ignored)."""
+        self._timer_at = None
         self._wake_all()
 
     def mark_flushed(self, upto: int) -> None:
@@ -191,6 +237,7 @@ class RelayedReplyStream(ReplyStream):
             raise ValueError("beat_every_s must be more than 0 and less than alive_for_s")
         self._redis = redis
         self._logs: dict[str, _Log] = {}
+        self._deadlines = _Deadlines()
         self._dirty: dict[str, _Log] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._sweep_every = sweep_every_s
@@ -216,7 +263,7 @@ class RelayedReplyStream(ReplyStream):
         check_ttl(ttl_seconds)
         entry = self._live(session_id)
         if entry is None:  # published without begin: still relayed, and dropped when final
-            entry = self._logs[session_id] = _Log(ttl_seconds)
+            entry = self._logs[session_id] = _Log(ttl_seconds, self._deadlines)
             self._announce(session_id)
         event_id = entry.append(event, ttl_seconds)
         self._dirty[session_id] = entry
@@ -358,7 +405,7 @@ class RelayedReplyStream(ReplyStream):
         """Keep the session's events here from now on; False if they already were."""
         if self._live(session_id) is not None:
             return False
-        self._logs[session_id] = _Log(ttl_seconds)
+        self._logs[session_id] = _Log(ttl_seconds, self._deadlines)
         self._sweep()
         return True
 

@@ -63,12 +63,8 @@ class StreamRoute:
         reader, session_id, after = opened
         del opened
         scope["path_template"] = STREAM_PATH  # the route label of the request's metrics
-        start: HTTPResponseStartEvent = {
-            "type": "http.response.start", "status": 200, "headers": list(_START_HEADERS),
-        }  # fmt: skip
-        await send(start)
-        frames = reply_frames(reader, session_id, after, RETRY)
-        await send_until_gone(_body(frames, send), receive)
+        await send(_start())  # (no local: nothing of it stays under the open stream)
+        await send_until_gone(_body(reply_frames(reader, session_id, after, RETRY), send), receive)
 
     async def _open(self, scope: Scope) -> tuple[ReadReplyHandler, str, str | None] | None:
         """The reader, session id and resume point of a stream to send, or ``None`` when the
@@ -117,6 +113,10 @@ def _query(raw: bytes) -> dict[str, str] | None:
             return None
         found.setdefault(name, value)
     return found
+
+
+def _start() -> HTTPResponseStartEvent:
+    return {"type": "http.response.start", "status": 200, "headers": list(_START_HEADERS)}
 
 
 async def _body(frames: AsyncIterator[bytes], send: Send) -> None:
