@@ -80,9 +80,12 @@ def serve(args: argparse.Namespace) -> int:
     before, after = raise_open_files_limit()  # every open stream holds a descriptor or two
     if after != before:
         say(f"open-file limit raised from {before} to {after}")
+    from whalli.entrypoints.http.lean_protocol import LeanHttpToolsProtocol
+
     uvicorn.run(
         "whalli.entrypoints.http.asgi:app_factory",
         factory=True,
+        http=LeanHttpToolsProtocol,  # httptools, holding less per open connection
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=args.workers or settings.web_workers,
