@@ -331,3 +331,75 @@ async def test_a_surrogate_pair_or_an_escaped_backslash_is_text(
 
     assert response.status_code == 200, response.text
     assert response.json()["title"] == title
+
+
+# --- export ---------------------------------------------------------------------------------------
+async def _exported_chat(container: FakeContainer, project_id: str, ada: Caller) -> str:
+    """ "Impôts 2026": a system prompt, a question, a stopped reply, a question, a failed one."""
+    chat_id = await new_chat(container, project_id, ada, "Impôts 2026")
+    async with container.uow() as uow:
+        chat = await uow.chats.get(UUID(chat_id))
+        chat.instruct("Be brief.\nCite the law.", container.clock.now())
+        await uow.chats.update(chat)
+        await uow.commit()
+    now = container.clock.now()
+    for question, status, text in [
+        ("How much?", MessageStatus.ABORTED, "It depends"),
+        ("And now?", MessageStatus.FAILED, ""),
+    ]:
+        await add_message(container, chat_id, Message.from_user(
+            id=container.ids.new_id(), chat_id=UUID(chat_id), content=question, now=now,
+        ))  # fmt: skip
+        reply = Message.pending_reply(
+            id=container.ids.new_id(), chat_id=UUID(chat_id), model="openai/gpt-4o-mini",
+            provider="openai", now=now,
+        )  # fmt: skip
+        error = "provider_error" if status is MessageStatus.FAILED else None
+        reply.finish(status=status, content=text, now=now, usage=TokenUsage(), error=error)
+        await add_message(container, chat_id, reply)
+    return chat_id
+
+
+async def test_a_member_exports_a_chat_as_markdown(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada, vic = await seed("ada"), await seed("vic")
+    project_id = await new_project(ada, (vic, "viewer"))
+    chat_id = await _exported_chat(container, project_id, ada)
+
+    response = await vic.call("GET", f"/api/chats/{chat_id}/export")
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/markdown; charset=utf-8"
+    assert response.headers["content-disposition"] == (
+        "attachment; filename=\"Impots 2026.md\"; filename*=UTF-8''Imp%C3%B4ts%202026.md"
+    )
+    text = response.text
+    assert text.startswith("# Impôts 2026\n\n")
+    assert "**System prompt**\n\n> Be brief.\n> Cite the law.\n" in text
+    assert text.index("How much?") < text.index("It depends") < text.index("And now?")
+    assert "**Assistant (openai/gpt-4o-mini)**" in text
+    assert "*(stopped before the end)*" in text
+    assert "*(failed: provider_error)*" in text
+    assert text.count("**User**") == 2
+
+
+async def test_the_json_export_is_the_chat_as_read_and_a_stranger_gets_404(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada, sam = await seed("ada"), await seed("sam")
+    chat_id = await _exported_chat(container, await new_project(ada), ada)
+
+    exported = await ada.call("GET", f"/api/chats/{chat_id}/export?format=json")
+    read = await ada.call("GET", f"/api/chats/{chat_id}")
+    stranger = await sam.call("GET", f"/api/chats/{chat_id}/export")
+    missing = await sam.call("GET", f"/api/chats/{uuid.uuid4()}/export")
+    bad = await ada.call("GET", f"/api/chats/{chat_id}/export?format=pdf")
+
+    assert exported.status_code == 200, exported.text
+    assert exported.headers["content-disposition"].endswith("Imp%C3%B4ts%202026.json")
+    assert exported.json() == read.json()
+    assert stranger.status_code == missing.status_code == 404
+    assert stranger.json()["code"] == missing.json()["code"]
+    assert bad.status_code == 400
+    assert "format" in bad.text

@@ -1,24 +1,26 @@
-"""Existing chats: /api/chats (list, search, read, rename, delete). Starting a chat and streaming
-its replies are other routes."""
+"""Existing chats: /api/chats (list, search, read, export, rename, delete). Starting a chat and
+streaming its replies are other routes."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, delete, get, patch
+from litestar import Controller, Response, delete, get, patch
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from whalli.domain.model import chats as model
+from whalli.domain.model.filenames import content_disposition
 from whalli.domain.model.principal import Principal
 from whalli.domain.services.chats.delete_chat import DeleteChat, DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChat, GetChatHandler
 from whalli.domain.services.chats.list_chats import DEFAULT_PAGE_SIZE, ListChats, ListChatsHandler
 from whalli.domain.services.chats.search_chats import DEFAULT_LIMIT, SearchChats, SearchChatsHandler
 from whalli.domain.services.chats.update_chat import UpdateChat, UpdateChatHandler
+from whalli.entrypoints.http.chat_export import chat_markdown
 from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.ports.chat_search import ChatSearchHit
 
@@ -173,6 +175,38 @@ class ChatController(Controller):
             updated_at=chat.updated_at, system_prompt=chat.system_prompt,
             messages=[_message(m, found.live_sessions.get(m.id)) for m in found.messages],
         )  # fmt: skip
+
+    @get(
+        "/{chat_id:uuid}/export",
+        summary="A chat as a file to download: Markdown (default) or JSON (members)",
+        description="`format=markdown`: the title, the system prompt, then each message under "
+        "its author and time. `format=json`: the body of `GET /api/chats/{id}` (without "
+        "session ids). Answered as an attachment named after the chat's title.",
+    )
+    async def export(
+        self,
+        principal: NamedDependency[Principal],
+        get_chat: NamedDependency[GetChatHandler],
+        chat_id: FromPath[UUID],
+        export_format: Annotated[
+            Literal["markdown", "json"], QueryParameter(name="format")
+        ] = "markdown",
+    ) -> Response[bytes]:
+        found = await get_chat.execute(GetChat(user_id=principal.user_id, chat_id=chat_id))
+        chat = found.chat
+        if export_format == "json":
+            detail = ChatDetail(
+                id=chat.id, project_id=chat.project_id, title=chat.title,
+                created_at=chat.created_at, updated_at=chat.updated_at,
+                system_prompt=chat.system_prompt,
+                messages=[_message(m, None) for m in found.messages],
+            )  # fmt: skip
+            content, media, extension = msgspec.json.encode(detail), "application/json", "json"
+        else:
+            content = chat_markdown(chat, found.messages).encode()
+            media, extension = "text/markdown", "md"  # (Litestar adds the charset)
+        disposition = content_disposition(f"{chat.title}.{extension}")
+        return Response(content, media_type=media, headers={"Content-Disposition": disposition})
 
     @patch(
         "/{chat_id:uuid}", summary="Rename a chat or change its system prompt (owners and editors)"
