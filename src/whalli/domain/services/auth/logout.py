@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from whalli.domain.model.errors import UserNotFound
 from whalli.domain.model.tokens import hash_refresh_secret
 from whalli.domain.services.auth.refresh_session import MAX_REFRESH_TOKEN_LENGTH
 from whalli.domain.services.auth.sessions import masked_repr
@@ -26,7 +27,11 @@ class LogoutHandler:
       so the access tokens minted for it stop working at their next use (``Authenticate``
       checks that the family is active);
     - idempotent and silent: an unknown, revoked or expired token is not an error, so the
-      answer does not tell whether a token was ever valid.
+      answer does not tell whether a token was ever valid;
+    - the account is held (exclusively) before the token, in the order a refresh takes them:
+      a refresh in flight (a second tab's, within the reuse grace window, adding a sibling
+      token) ends first and its new token is revoked with the family, or it comes after and
+      finds the family revoked. Nothing of the session is left live after the answer.
     """
 
     def __init__(self, uow: UnitOfWork, *, clock: Clock) -> None:
@@ -37,8 +42,16 @@ class LogoutHandler:
         secret = command.refresh_token
         if not secret or len(secret) > MAX_REFRESH_TOKEN_LENGTH:
             return
+        token_hash = hash_refresh_secret(secret)
         async with self._uow as uow:
-            token = await uow.refresh_tokens.find_by_hash_for_update(hash_refresh_secret(secret))
+            owner = await uow.refresh_tokens.owner_of(token_hash)
+            if owner is None:
+                return
+            try:
+                await uow.users.get_for_update(owner)
+            except UserNotFound:
+                return  # the account is gone, and its sessions with it
+            token = await uow.refresh_tokens.find_by_hash_for_update(token_hash)
             if token is None:
                 return
             await uow.refresh_tokens.revoke_family(token.family_id, self._clock.now())

@@ -42,7 +42,9 @@ class UpdateChatHandler:
 
     async def execute(self, command: UpdateChat) -> Chat:
         async with self._uow as uow:
-            chat = await require_chat(uow, command.chat_id, command.user_id, "write")
+            # locked: two changes at once (a rename and a new system prompt, from two tabs)
+            # run one after the other, each writing on what the other wrote
+            chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
             instruct = not isinstance(command.system_prompt, msgspec.UnsetType)
             if command.title is None and not instruct:
                 return chat

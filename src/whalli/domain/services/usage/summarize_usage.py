@@ -70,7 +70,7 @@ class SummarizeUsageHandler:
 
     async def execute(self, command: SummarizeUsage) -> UsageSummary:
         until = command.until or self._clock.now().astimezone(UTC).date()
-        since = command.since or until - timedelta(days=DEFAULT_DAYS - 1)
+        since = command.since or _days_before(until, DEFAULT_DAYS - 1)
         if since > until:
             raise InvalidInput("from must not be after to.", field="from")
         if (until - since).days + 1 > MAX_DAYS:
@@ -80,7 +80,7 @@ class SummarizeUsageHandler:
                 await require_admin(uow, command.caller_id)
                 await uow.users.get(command.user_id)  # UserNotFound for an unknown account
             days = await uow.usage.daily(
-                command.user_id, since=_midnight(since), until=_midnight(until + timedelta(1))
+                command.user_id, since=_midnight(since), until=_end_of(until)
             )
         return UsageSummary(
             since=since, until=until, total=_sum(days), by_model=_by_model(days),
@@ -90,6 +90,19 @@ class SummarizeUsageHandler:
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def _end_of(day: date) -> datetime:
+    """The first moment after ``day`` (the last representable one, for the calendar's last
+    day)."""
+    if day == date.max:
+        return datetime.max.replace(tzinfo=UTC)
+    return _midnight(day + timedelta(days=1))
+
+
+def _days_before(day: date, days: int) -> date:
+    """``days`` before ``day``, or the calendar's first day."""
+    return day - timedelta(days=days) if (day - date.min).days >= days else date.min
 
 
 def _sum(days: Iterable[UsageDay]) -> UsageFigures:
