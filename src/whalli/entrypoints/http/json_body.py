@@ -27,17 +27,29 @@ LONE_SURROGATE = (
 TOO_DEEP = "JSON is malformed: it is nested too deeply."
 
 
+NOT_UTF8 = "JSON is malformed: the body is not valid UTF-8."
+
+
 class JsonRequest(Request[Any, Any, Any]):
     async def json(self) -> Any:
         try:
             return await super().json()
-        except UnicodeDecodeError:
-            raise SerializationException(
-                "JSON is malformed: the body is not valid UTF-8."
-            ) from None
+        except UnicodeDecodeError:  # (msgspec 0.22; 0.23 raises its own DecodeError instead)
+            raise SerializationException(NOT_UTF8) from None
         except RecursionError:  # (msgspec's parser recurses once per level of nesting)
             raise SerializationException(TOO_DEEP) from None
         except SerializationException:
-            if _LONE_SURROGATE.search(await self.body()):
+            body = await self.body()
+            if not _utf8(body):
+                raise SerializationException(NOT_UTF8) from None
+            if _LONE_SURROGATE.search(body):
                 raise SerializationException(LONE_SURROGATE) from None
             raise
+
+
+def _utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
