@@ -80,6 +80,7 @@ from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.fail_abandoned_replies import FailAbandonedReplies
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.rate_reply import RateReplyHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
@@ -521,6 +522,7 @@ class Services(containers.DeclarativeContainer):
         GetChatHandler, uow, adapters.chat_sessions, adapters.stream_passes, clock
     )
     update_chat = providers.Factory(UpdateChatHandler, uow, clock)
+    rate_reply = providers.Factory(RateReplyHandler, uow, clock)
     delete_chat = providers.Factory(DeleteChatHandler, uow)
     search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)
     attach_stream = providers.Factory(

@@ -9,6 +9,7 @@ from typing import Protocol, Self
 from whalli.ports.api_keys import ApiKeyRepository
 from whalli.ports.attachments import AttachmentRepository
 from whalli.ports.chats import ChatRepository
+from whalli.ports.feedback import FeedbackRepository
 from whalli.ports.notifications import NotificationRepository
 from whalli.ports.oauth_identities import OAuthIdentityRepository
 from whalli.ports.projects import ProjectRepository
@@ -38,6 +39,7 @@ class UnitOfWork(Protocol):
     api_keys: ApiKeyRepository
     oauth_identities: OAuthIdentityRepository
     usage: UsageRepository
+    feedback: FeedbackRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -51,6 +51,7 @@ from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.rate_reply import RateReplyHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
@@ -254,6 +255,9 @@ class FakeContainer:
 
     async def update_chat(self) -> UpdateChatHandler:
         return UpdateChatHandler(self.uow(), self.clock)
+
+    async def rate_reply(self) -> RateReplyHandler:
+        return RateReplyHandler(self.uow(), self.clock)
 
     async def delete_chat(self) -> DeleteChatHandler:
         return DeleteChatHandler(self.uow())

@@ -152,7 +152,7 @@ async def test_a_member_reads_a_chat_with_its_messages(
         "model": "gpt-4o-mini", "provider": "openai",
         "usage": {"promptTokens": 12, "completionTokens": 3}, "costUsd": 0.25, "cached": False,
         "finishReason": "stop", "ttftMs": 40, "totalMs": 90, "attachmentIds": [], "error": None,
-        "createdAt": body["messages"][1]["createdAt"], "sessionId": None,
+        "createdAt": body["messages"][1]["createdAt"], "sessionId": None, "feedback": None,
     }  # fmt: skip
 
 
@@ -403,3 +403,57 @@ async def test_the_json_export_is_the_chat_as_read_and_a_stranger_gets_404(
     assert stranger.json()["code"] == missing.json()["code"]
     assert bad.status_code == 400
     assert "format" in bad.text
+
+
+# --- feedback -------------------------------------------------------------------------------------
+async def test_a_reader_rates_a_reply_sees_it_with_the_chat_and_takes_it_back(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada, vic = await seed("ada"), await seed("vic")
+    project_id = await new_project(ada, (vic, "viewer"))
+    chat_id = await new_chat(container, project_id, ada)
+    now = container.clock.now()
+    reply = Message.pending_reply(id=container.ids.new_id(), chat_id=UUID(chat_id),
+                                  model="dev/echo", provider="dev", now=now)  # fmt: skip
+    reply.finish(status=MessageStatus.COMPLETE, content="Yes.", now=now, usage=TokenUsage())
+    await add_message(container, chat_id, reply)
+    url = f"/api/chats/{chat_id}/messages/{reply.id}/feedback"
+
+    rated = await vic.call("PUT", url, {"rating": "down", "comment": "Too short."})
+    seen = (await vic.call("GET", f"/api/chats/{chat_id}")).json()["messages"][0]["feedback"]
+    not_ada = (await ada.call("GET", f"/api/chats/{chat_id}")).json()["messages"][0]["feedback"]
+    bad = await vic.call("PUT", url, {"rating": "meh"})
+    removed = await vic.call("DELETE", url)
+    after = (await vic.call("GET", f"/api/chats/{chat_id}")).json()["messages"][0]["feedback"]
+
+    assert rated.status_code == 200, rated.text
+    assert rated.json() == {
+        "rating": "down", "comment": "Too short.", "updatedAt": rated.json()["updatedAt"],
+    }  # fmt: skip
+    assert seen == rated.json()
+    assert not_ada is None
+    assert bad.status_code == 400
+    assert "rating" in bad.text
+    assert removed.status_code == 204
+    assert after is None
+
+
+async def test_a_stranger_rating_a_reply_gets_404_like_a_missing_chat(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada, sam = await seed("ada"), await seed("sam")
+    chat_id = await new_chat(container, await new_project(ada), ada)
+    reply = Message.pending_reply(
+        id=container.ids.new_id(), chat_id=UUID(chat_id), model="dev/echo", provider="dev",
+        now=container.clock.now(),
+    )  # fmt: skip
+    await add_message(container, chat_id, reply)
+    path = f"/messages/{reply.id}/feedback"
+
+    stranger = await sam.call("PUT", f"/api/chats/{chat_id}{path}", {"rating": "up"})
+    missing = await sam.call("PUT", f"/api/chats/{uuid.uuid4()}{path}", {"rating": "up"})
+    in_progress = await ada.call("PUT", f"/api/chats/{chat_id}{path}", {"rating": "up"})
+
+    assert stranger.status_code == missing.status_code == 404
+    assert stranger.json()["code"] == missing.json()["code"] == "chat_not_found"
+    assert (in_progress.status_code, in_progress.json()["code"]) == (409, "reply_in_progress")

@@ -67,10 +67,18 @@ async def test_every_operation_answers_401_without_credentials_exactly_when_it_r
     checked = 0
     for path, item in paths.items():
         concrete = path.replace("{provider}", "github").replace("{session_id}", "s")
-        for name in ("project_id", "member_id", "key_id", "user_id", "chat_id", "file_id"):
+        for name in (
+            "project_id",
+            "member_id",
+            "key_id",
+            "user_id",
+            "chat_id",
+            "file_id",
+            "message_id",
+        ):
             concrete = concrete.replace(f"{{{name}}}", str(uuid.uuid4()))
         for method, operation in item.items():
-            if method not in ("get", "post", "patch", "delete"):
+            if method not in ("get", "post", "put", "patch", "delete"):
                 continue
             response = await client.request(method.upper(), concrete, json={})
             documented = "security" in operation

@@ -42,7 +42,7 @@ class Unique:
 TABLES = (
     "users", "projects", "memberships", "chats", "messages", "attachments", "transcriptions",
     "search_subscriptions", "search_results", "notifications",
-    "refresh_tokens", "api_keys", "oauth_identities", "usage_records",
+    "refresh_tokens", "api_keys", "oauth_identities", "usage_records", "message_feedback",
 )  # fmt: skip
 FOREIGN_KEYS = (
     ForeignKey("projects", "owner_id", "users", UserNotFound, cascade=False),
@@ -67,6 +67,8 @@ FOREIGN_KEYS = (
     ForeignKey("oauth_identities", "user_id", "users", UserNotFound),
     ForeignKey("usage_records", "user_id", "users", UserNotFound),
     ForeignKey("usage_records", "message_id", "messages", MessageNotFound, set_null=True),
+    ForeignKey("message_feedback", "message_id", "messages", MessageNotFound),
+    ForeignKey("message_feedback", "user_id", "users", UserNotFound),
 )  # fmt: skip
 UNIQUES = (
     Unique("users", ("email",), EmailAlreadyRegistered),

@@ -10,6 +10,7 @@ from typing import Self
 from whalli.adapters.memory.api_keys import InMemoryApiKeyRepository
 from whalli.adapters.memory.attachments import InMemoryAttachmentRepository
 from whalli.adapters.memory.chats import InMemoryChatRepository
+from whalli.adapters.memory.feedback import InMemoryFeedbackRepository
 from whalli.adapters.memory.notifications import InMemoryNotificationRepository
 from whalli.adapters.memory.oauth_identities import InMemoryOAuthIdentityRepository
 from whalli.adapters.memory.projects import InMemoryProjectRepository
@@ -45,6 +46,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.api_keys = InMemoryApiKeyRepository(self._transaction)
         self.oauth_identities = InMemoryOAuthIdentityRepository(self._transaction)
         self.usage = InMemoryUsageRepository(self._transaction)
+        self.feedback = InMemoryFeedbackRepository(self._transaction)
 
     def _transaction(self) -> MemoryTransaction:
         if self._tx is None:

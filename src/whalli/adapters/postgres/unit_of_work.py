@@ -15,6 +15,7 @@ from whalli.adapters.postgres._base import ConnectionGetter, translated
 from whalli.adapters.postgres.api_keys import PostgresApiKeyRepository
 from whalli.adapters.postgres.attachments import PostgresAttachmentRepository
 from whalli.adapters.postgres.chats import PostgresChatRepository
+from whalli.adapters.postgres.feedback import PostgresFeedbackRepository
 from whalli.adapters.postgres.notifications import PostgresNotificationRepository
 from whalli.adapters.postgres.oauth_identities import PostgresOAuthIdentityRepository
 from whalli.adapters.postgres.pool import PostgresPool
@@ -80,6 +81,7 @@ class PostgresUnitOfWork(UnitOfWork):
     api_keys = _Repository(PostgresApiKeyRepository)
     oauth_identities = _Repository(PostgresOAuthIdentityRepository)
     usage = _Repository(PostgresUsageRepository)
+    feedback = _Repository(PostgresFeedbackRepository)
 
     def __init__(self, pool: PostgresPool) -> None:
         self._pool = pool

@@ -41,6 +41,7 @@ from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.rate_reply import RateReplyHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
@@ -213,6 +214,9 @@ class ContainerApp:
 
     async def update_chat(self) -> UpdateChatHandler:
         return await self._get(self.container.services.update_chat, UpdateChatHandler)
+
+    async def rate_reply(self) -> RateReplyHandler:
+        return await self._get(self.container.services.rate_reply, RateReplyHandler)
 
     async def delete_chat(self) -> DeleteChatHandler:
         return await self._get(self.container.services.delete_chat, DeleteChatHandler)

@@ -34,6 +34,7 @@ from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.rate_reply import RateReplyHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
@@ -103,6 +104,7 @@ class AppContainer(Protocol):
     async def list_chats(self) -> ListChatsHandler: ...
     async def get_chat(self) -> GetChatHandler: ...
     async def update_chat(self) -> UpdateChatHandler: ...
+    async def rate_reply(self) -> RateReplyHandler: ...
     async def delete_chat(self) -> DeleteChatHandler: ...
     async def search_chats(self) -> SearchChatsHandler: ...
 
@@ -240,6 +242,7 @@ def _chat_providers(container: AppContainer) -> dict[str, Provide]:
         "list_chats": Provide(container.list_chats),
         "get_chat": Provide(container.get_chat),
         "update_chat": Provide(container.update_chat),
+        "rate_reply": Provide(container.rate_reply),
         "delete_chat": Provide(container.delete_chat),
         "search_chats": Provide(container.search_chats),
         "complete_chat": Provide(container.complete_chat),

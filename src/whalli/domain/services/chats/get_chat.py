@@ -11,6 +11,7 @@ from whalli.domain.model.base import Value
 from whalli.domain.model.chat_sessions import STREAM_PASS_TTL, StreamPass
 from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus
 from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.model.feedback import Feedback
 from whalli.domain.services.chats.access import require_chat
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.clock import Clock
@@ -31,6 +32,8 @@ class ChatWithMessages(Value, frozen=True, kw_only=True):
     # reply message id -> the caller's reader pass for it (to stream it from, or stop it), for
     # replies still being generated whose session is alive
     live_sessions: dict[UUID, str] = {}
+    # reply message id -> the caller's own feedback on it (``RateReply``)
+    feedback: dict[UUID, Feedback] = {}
 
 
 class GetChatHandler:
@@ -40,6 +43,7 @@ class GetChatHandler:
     - any member of the chat's project may read it; anyone else gets ``ChatNotFound``, as for
       an id that does not exist (see ``chats.access``);
     - replies still streaming are returned as stored (their status says so);
+    - the caller's own feedback on replies comes with them (others' is not shown);
     - only to a caller who may read the chat, each reply still ``pending``/``streaming`` whose
       session is alive comes with that session's id, so another device can attach to its
       stream (which lets every reader of the chat's project in: ``AttachStream``); a finished
@@ -59,6 +63,8 @@ class GetChatHandler:
         async with self._uow as uow:
             chat = await require_chat(uow, command.chat_id, command.user_id, "read")
             messages = await uow.chats.list_messages(chat.id)
+            replies = [m.id for m in messages if m.role is MessageRole.ASSISTANT]
+            feedback = await uow.feedback.of_user(command.user_id, replies) if replies else {}
         generating = [
             m.id for m in messages if m.role is MessageRole.ASSISTANT and m.status in _GENERATING
         ]
@@ -77,4 +83,4 @@ class GetChatHandler:
                 )
                 for reply_id in live
             }
-        return ChatWithMessages(chat=chat, messages=messages, live_sessions=live)
+        return ChatWithMessages(chat=chat, messages=messages, live_sessions=live, feedback=feedback)

@@ -8,16 +8,18 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Response, delete, get, patch
+from litestar import Controller, Response, delete, get, patch, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from whalli.domain.model import chats as model
+from whalli.domain.model.feedback import Feedback, Rating
 from whalli.domain.model.filenames import content_disposition
 from whalli.domain.model.principal import Principal
 from whalli.domain.services.chats.delete_chat import DeleteChat, DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChat, GetChatHandler
 from whalli.domain.services.chats.list_chats import DEFAULT_PAGE_SIZE, ListChats, ListChatsHandler
+from whalli.domain.services.chats.rate_reply import RateReply, RateReplyHandler
 from whalli.domain.services.chats.search_chats import DEFAULT_LIMIT, SearchChats, SearchChatsHandler
 from whalli.domain.services.chats.update_chat import UpdateChat, UpdateChatHandler
 from whalli.entrypoints.http.chat_export import chat_markdown
@@ -49,6 +51,17 @@ class Usage(Schema):
     completion_tokens: int
 
 
+class FeedbackOut(Schema):
+    rating: Rating
+    comment: str | None
+    updated_at: datetime
+
+
+class FeedbackIn(Inbound):
+    rating: Rating
+    comment: str | None = None
+
+
 class Message(Schema):
     id: UUID
     role: model.MessageRole
@@ -69,6 +82,8 @@ class Message(Schema):
     # for its session (GET /api/chat/stream?sessionId=, POST /api/chat/sessions/{it}/stop),
     # null once it finished or its session expired
     session_id: str | None
+    # no default: always present; the caller's own rating of this reply, or null
+    feedback: FeedbackOut | None
 
 
 class ChatDetail(InstructedChat):
@@ -96,14 +111,20 @@ def _chat(chat: model.Chat) -> Chat:
     )  # fmt: skip
 
 
-def _message(m: model.Message, session_id: str | None) -> Message:
+def _feedback(f: Feedback | None) -> FeedbackOut | None:
+    if f is None:
+        return None
+    return FeedbackOut(rating=f.rating, comment=f.comment, updated_at=f.updated_at)
+
+
+def _message(m: model.Message, session_id: str | None, feedback: Feedback | None) -> Message:
     usage = Usage(prompt_tokens=m.usage.prompt_tokens, completion_tokens=m.usage.completion_tokens)
     return Message(
         id=m.id, role=m.role, content=m.content, status=m.status, model=m.model,
         provider=m.provider, usage=usage, cost_usd=m.cost_usd, cached=m.cached,
         finish_reason=m.finish_reason, ttft_ms=m.ttft_ms, total_ms=m.total_ms,
         attachment_ids=list(m.attachment_ids), error=m.error, created_at=m.created_at,
-        session_id=session_id,
+        session_id=session_id, feedback=_feedback(feedback),
     )  # fmt: skip
 
 
@@ -173,7 +194,10 @@ class ChatController(Controller):
         return ChatDetail(
             id=chat.id, project_id=chat.project_id, title=chat.title, created_at=chat.created_at,
             updated_at=chat.updated_at, system_prompt=chat.system_prompt,
-            messages=[_message(m, found.live_sessions.get(m.id)) for m in found.messages],
+            messages=[
+                _message(m, found.live_sessions.get(m.id), found.feedback.get(m.id))
+                for m in found.messages
+            ],
         )  # fmt: skip
 
     @get(
@@ -199,7 +223,7 @@ class ChatController(Controller):
                 id=chat.id, project_id=chat.project_id, title=chat.title,
                 created_at=chat.created_at, updated_at=chat.updated_at,
                 system_prompt=chat.system_prompt,
-                messages=[_message(m, None) for m in found.messages],
+                messages=[_message(m, None, found.feedback.get(m.id)) for m in found.messages],
             )  # fmt: skip
             content, media, extension = msgspec.json.encode(detail), "application/json", "json"
         else:
@@ -207,6 +231,43 @@ class ChatController(Controller):
             media, extension = "text/markdown", "md"  # (Litestar adds the charset)
         disposition = content_disposition(f"{chat.title}.{extension}")
         return Response(content, media_type=media, headers={"Content-Disposition": disposition})
+
+    @put(
+        "/{chat_id:uuid}/messages/{message_id:uuid}/feedback",
+        summary="Rate a reply: thumbs up or down, and a comment (readers; each their own)",
+        description="Rating again replaces it. The caller's rating comes with the reply in "
+        "`GET /api/chats/{id}`. A reply still being generated answers 409.",
+    )
+    async def rate(
+        self,
+        principal: NamedDependency[Principal],
+        rate_reply: NamedDependency[RateReplyHandler],
+        chat_id: FromPath[UUID],
+        message_id: FromPath[UUID],
+        data: JSONBody[FeedbackIn],
+    ) -> FeedbackOut:
+        command = RateReply(
+            user_id=principal.user_id, chat_id=chat_id, message_id=message_id,
+            rating=data.rating, comment=data.comment,
+        )  # fmt: skip
+        given = _feedback(await rate_reply.execute(command))
+        assert given is not None  # a rating was given
+        return given
+
+    @delete(
+        "/{chat_id:uuid}/messages/{message_id:uuid}/feedback",
+        summary="Take back one's rating of a reply",
+    )
+    async def unrate(
+        self,
+        principal: NamedDependency[Principal],
+        rate_reply: NamedDependency[RateReplyHandler],
+        chat_id: FromPath[UUID],
+        message_id: FromPath[UUID],
+    ) -> None:
+        await rate_reply.execute(RateReply(
+            user_id=principal.user_id, chat_id=chat_id, message_id=message_id, rating=None,
+        ))  # fmt: skip
 
     @patch(
         "/{chat_id:uuid}", summary="Rename a chat or change its system prompt (owners and editors)"

@@ -1,0 +1,41 @@
+"""Feedback on replies in Postgres."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+import msgspec
+
+from whalli.adapters.postgres._base import PostgresRepository, columns, placeholders
+from whalli.domain.model.feedback import Feedback
+from whalli.ports.feedback import FeedbackRepository
+
+_COLUMNS = tuple(Feedback.__struct_fields__)
+_SELECT = f"SELECT {columns(_COLUMNS)} FROM message_feedback"
+_PUT = (
+    f"INSERT INTO message_feedback ({columns(_COLUMNS)}) VALUES ({placeholders(_COLUMNS)}) "
+    "ON CONFLICT (message_id, user_id) DO UPDATE SET rating = EXCLUDED.rating, "
+    "comment = EXCLUDED.comment, updated_at = EXCLUDED.updated_at"
+)
+
+
+class PostgresFeedbackRepository(PostgresRepository, FeedbackRepository):
+    async def put(self, feedback: Feedback) -> None:
+        await self._run(_PUT, msgspec.structs.asdict(feedback))
+
+    async def find(self, message_id: UUID, user_id: UUID) -> Feedback | None:
+        query = f"{_SELECT} WHERE message_id = %(m)s AND user_id = %(u)s"
+        row = await self._one(query, {"m": message_id, "u": user_id})
+        return None if row is None else msgspec.convert(row, Feedback)
+
+    async def remove(self, message_id: UUID, user_id: UUID) -> bool:
+        query = "DELETE FROM message_feedback WHERE message_id = %(m)s AND user_id = %(u)s"
+        return await self._run(query, {"m": message_id, "u": user_id}) > 0
+
+    async def of_user(self, user_id: UUID, message_ids: Sequence[UUID]) -> dict[UUID, Feedback]:
+        if not message_ids:
+            return {}
+        query = f"{_SELECT} WHERE user_id = %(u)s AND message_id = ANY(%(ids)s)"
+        rows = await self._all(query, {"u": user_id, "ids": list(message_ids)})
+        return {r["message_id"]: msgspec.convert(r, Feedback) for r in rows}

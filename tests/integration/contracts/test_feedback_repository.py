@@ -1,0 +1,73 @@
+"""Contract of FeedbackRepository (readers' ratings of replies), in memory and on Postgres."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from whalli.domain.model.errors import MessageNotFound
+from whalli.domain.model.feedback import Feedback, Rating
+from whalli.domain.model.users import User
+
+from ..conftest import UowFactory
+from ..entities import a_message, a_user, at, committed_world
+
+
+def feedback(
+    message_id: uuid.UUID, user: User, rating: Rating = Rating.UP, *, comment: str | None = None,
+    seconds: float = 0, earlier: Feedback | None = None,
+) -> Feedback:  # fmt: skip
+    return Feedback.give(
+        message_id=message_id, user_id=user.id, rating=rating, comment=comment, now=at(seconds),
+        earlier=earlier,
+    )  # fmt: skip
+
+
+async def test_feedback_reads_back_is_replaced_and_removed(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    other = a_user()
+    message = a_message(world.chat)
+    async with uow_factory() as uow:
+        await uow.users.add(other)
+        await uow.chats.add_message(message)
+        first = feedback(message.id, world.user, comment="Spot on. é🐋")
+        await uow.feedback.put(first)
+        await uow.feedback.put(feedback(message.id, other, Rating.DOWN))
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.feedback.find(message.id, world.user.id) == first
+        changed = feedback(message.id, world.user, Rating.DOWN, earlier=first, seconds=60)
+        await uow.feedback.put(changed)
+        await uow.commit()
+    async with uow_factory() as uow:
+        mine = await uow.feedback.of_user(world.user.id, [message.id, uuid.uuid4()])
+        assert mine == {message.id: changed}
+        assert (changed.created_at, changed.comment) == (first.created_at, None)
+        theirs = await uow.feedback.find(message.id, other.id)
+        assert theirs is not None
+        assert theirs.rating is Rating.DOWN
+        assert await uow.feedback.of_user(world.user.id, []) == {}
+        assert await uow.feedback.remove(message.id, world.user.id) is True
+        assert await uow.feedback.remove(message.id, world.user.id) is False
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.feedback.find(message.id, world.user.id) is None
+        assert await uow.feedback.find(message.id, other.id) is not None
+
+
+async def test_feedback_needs_its_message_and_goes_with_it(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    message = a_message(world.chat)
+    async with uow_factory() as uow:
+        with pytest.raises(MessageNotFound):
+            await uow.feedback.put(feedback(uuid.uuid4(), world.user))
+    async with uow_factory() as uow:
+        await uow.chats.add_message(message)
+        await uow.feedback.put(feedback(message.id, world.user))
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.chats.delete_message(message.id)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.feedback.find(message.id, world.user.id) is None
