@@ -376,7 +376,13 @@ async def test_nothing_but_the_public_routes_answers_without_credentials(world: 
             continue
         concrete = path.replace("{provider:str}", "github")
         for param in (
-            "project_id", "member_id", "key_id", "user_id", "chat_id", "file_id", "message_id"
+            "project_id",
+            "member_id",
+            "key_id",
+            "user_id",
+            "chat_id",
+            "file_id",
+            "message_id",
         ):
             concrete = concrete.replace(f"{{{param}:uuid}}", str(uuid.uuid4()))
         for method in sorted(getattr(route, "methods", set()) - {"OPTIONS", "HEAD"}):
