@@ -52,6 +52,7 @@ from whalli.adapters.system.ids import UuidGenerator
 from whalli.config import Secret, Settings
 from whalli.domain.model.jobs import ExtractAttachment, Ping
 from whalli.domain.services.admin.list_users import ListUsersHandler
+from whalli.domain.services.admin.summarize_feedback import SummarizeFeedbackHandler
 from whalli.domain.services.admin.update_user import UpdateUserHandler
 from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
 from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
@@ -618,6 +619,7 @@ class Services(containers.DeclarativeContainer):
     )
     list_users = providers.Factory(ListUsersHandler, uow)
     summarize_usage = providers.Factory(SummarizeUsageHandler, uow, clock)
+    summarize_feedback = providers.Factory(SummarizeFeedbackHandler, uow, clock)
     update_user = providers.Factory(UpdateUserHandler, uow, clock)
     create_api_key = providers.Factory(CreateApiKeyHandler, uow, clock, ids)
     list_api_keys = providers.Factory(ListApiKeysHandler, uow)

@@ -6,9 +6,11 @@ import uuid
 
 import pytest
 
+from whalli.domain.model.chats import Message
 from whalli.domain.model.errors import MessageNotFound
 from whalli.domain.model.feedback import Feedback, Rating
 from whalli.domain.model.users import User
+from whalli.ports.feedback import ModelRatings
 
 from ..conftest import UowFactory
 from ..entities import a_message, a_user, at, committed_world
@@ -71,3 +73,38 @@ async def test_feedback_needs_its_message_and_goes_with_it(uow_factory: UowFacto
         await uow.commit()
     async with uow_factory() as uow:
         assert await uow.feedback.find(message.id, world.user.id) is None
+
+
+async def test_ratings_are_counted_per_model_of_the_rated_reply(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    # the Postgres database is shared by every test: a range of time nobody else rates in
+    t0 = float(uuid.uuid4().int % 10**9 + 10**6)
+    others = [a_user() for _ in range(3)]
+    replies = {
+        model: Message.pending_reply(
+            id=uuid.uuid4(), chat_id=world.chat.id, model=model, provider="p", now=at(0)
+        )
+        for model in ("openai/gpt-4o-mini", "anthropic/claude-3-5-haiku")
+    }
+    gpt, claude = replies.values()
+    async with uow_factory() as uow:
+        for user in others:
+            await uow.users.add(user)
+        for reply in replies.values():
+            await uow.chats.add_message(reply)
+        await uow.feedback.put(feedback(gpt.id, world.user, comment="good", seconds=t0 + 10))
+        await uow.feedback.put(feedback(gpt.id, others[0], Rating.DOWN, seconds=t0 + 20))
+        await uow.feedback.put(
+            feedback(claude.id, others[1], Rating.DOWN, comment="no", seconds=t0 + 30)
+        )
+        await uow.feedback.put(feedback(claude.id, others[2], seconds=t0 + 100))  # after the range
+        await uow.feedback.put(feedback(gpt.id, others[2], seconds=t0 - 1))  # before it
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        counted = await uow.feedback.by_model(since=at(t0), until=at(t0 + 100))
+
+    assert counted == [
+        ModelRatings(model="anthropic/claude-3-5-haiku", up=0, down=1, comments=1),
+        ModelRatings(model="openai/gpt-4o-mini", up=1, down=1, comments=1),
+    ]

@@ -30,6 +30,7 @@ from whalli.domain.model.catalog import KNOWN_PROVIDERS
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.domain.model.oauth import OAuthProviderName
 from whalli.domain.services.admin.list_users import ListUsersHandler
+from whalli.domain.services.admin.summarize_feedback import SummarizeFeedbackHandler
 from whalli.domain.services.admin.update_user import UpdateUserHandler
 from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
 from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
@@ -222,6 +223,9 @@ class FakeContainer:
 
     async def summarize_usage(self) -> SummarizeUsageHandler:
         return SummarizeUsageHandler(self.uow(), self.clock)
+
+    async def summarize_feedback(self) -> SummarizeFeedbackHandler:
+        return SummarizeFeedbackHandler(self.uow(), self.clock)
 
     async def update_user(self) -> UpdateUserHandler:
         return UpdateUserHandler(self.uow(), self.clock)

@@ -11,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from tests.unit.http.accounts import Caller, seed_caller
 from tests.unit.http.fakes import FakeContainer
+from whalli.domain.model.chats import Chat, Message, MessageStatus, TokenUsage
 from whalli.domain.model.users import Role
 from whalli.ports.usage import UsageRecord
 
@@ -116,3 +117,37 @@ async def test_another_accounts_usage_is_for_admins_and_needs_credentials(
     assert (by_user.status_code, by_user.json()["code"]) == (403, "permission_denied")
     assert unknown.status_code == 404
     assert anonymous.status_code == 401
+
+
+async def test_admins_see_how_each_models_replies_were_rated(
+    container: FakeContainer, client: AsyncTestClient[Litestar]
+) -> None:
+    ada = await seed_caller(container, client, "ada")
+    root = await seed_caller(container, client, "root", role=Role.ADMIN)
+    now = container.clock.now()
+    project = (await ada.call("POST", "/api/projects", {"name": "Research"})).json()
+    chat = Chat(
+        id=container.ids.new_id(), project_id=uuid.UUID(project["id"]), user_id=ada.user.id,
+        title="t", created_at=now, updated_at=now,
+    )  # fmt: skip
+    reply = Message.pending_reply(
+        id=container.ids.new_id(), chat_id=chat.id, model="dev/echo", provider="dev", now=now
+    )
+    reply.finish(status=MessageStatus.COMPLETE, content="x", now=now, usage=TokenUsage())
+    async with container.uow() as uow:
+        await uow.chats.add(chat)
+        await uow.chats.add_message(reply)
+        await uow.commit()
+    rated = await ada.call(
+        "PUT", f"/api/chats/{chat.id}/messages/{reply.id}/feedback",
+        {"rating": "down", "comment": "wrong"},
+    )  # fmt: skip
+    assert rated.status_code == 200, rated.text
+
+    summary = await root.call("GET", "/api/admin/feedback")
+    refused = await ada.call("GET", "/api/admin/feedback")
+
+    assert summary.status_code == 200, summary.text
+    assert summary.json()["byModel"] == [{"model": "dev/echo", "up": 0, "down": 1, "comments": 1}]
+    assert "wrong" not in summary.text
+    assert (refused.status_code, refused.json()["code"]) == (403, "permission_denied")

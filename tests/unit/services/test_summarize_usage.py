@@ -14,10 +14,10 @@ from tests.integration.entities import a_user
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.domain.model.day_ranges import MAX_DAYS
 from whalli.domain.model.errors import InvalidInput, PermissionDenied, UserNotFound
 from whalli.domain.model.users import Role, User
 from whalli.domain.services.usage.summarize_usage import (
-    MAX_DAYS,
     SummarizeUsage,
     SummarizeUsageHandler,
     UsageFigures,

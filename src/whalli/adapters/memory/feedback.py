@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
 from whalli.adapters.memory._repository import MemoryRepository
 from whalli.domain.model.errors import MessageNotFound
-from whalli.domain.model.feedback import Feedback
-from whalli.ports.feedback import FeedbackRepository
+from whalli.domain.model.feedback import Feedback, Rating
+from whalli.ports.feedback import FeedbackRepository, ModelRatings
 
 
 class InMemoryFeedbackRepository(MemoryRepository, FeedbackRepository):
@@ -37,3 +38,19 @@ class InMemoryFeedbackRepository(MemoryRepository, FeedbackRepository):
             "message_feedback", lambda f: f.user_id == user_id and f.message_id in wanted
         )
         return {f.message_id: f for f in rows}
+
+    async def by_model(self, *, since: datetime, until: datetime) -> list[ModelRatings]:
+        tx = self._tx()
+        rows: list[Feedback] = tx.select(
+            "message_feedback", lambda f: since <= f.updated_at < until
+        )
+        counts: dict[str, list[int]] = {}
+        for f in rows:
+            model = tx.find("messages", f.message_id).model or ""
+            up_down_comments = counts.setdefault(model, [0, 0, 0])
+            up_down_comments[0 if f.rating is Rating.UP else 1] += 1
+            up_down_comments[2] += f.comment is not None
+        return [
+            ModelRatings(model=model, up=up, down=down, comments=comments)
+            for model, (up, down, comments) in sorted(counts.items())
+        ]

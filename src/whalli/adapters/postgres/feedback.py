@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
 import msgspec
 
 from whalli.adapters.postgres._base import PostgresRepository, columns, placeholders
 from whalli.domain.model.feedback import Feedback
-from whalli.ports.feedback import FeedbackRepository
+from whalli.ports.feedback import FeedbackRepository, ModelRatings
 
 _COLUMNS = tuple(Feedback.__struct_fields__)
 _SELECT = f"SELECT {columns(_COLUMNS)} FROM message_feedback"
@@ -17,6 +18,14 @@ _PUT = (
     f"INSERT INTO message_feedback ({columns(_COLUMNS)}) VALUES ({placeholders(_COLUMNS)}) "
     "ON CONFLICT (message_id, user_id) DO UPDATE SET rating = EXCLUDED.rating, "
     "comment = EXCLUDED.comment, updated_at = EXCLUDED.updated_at"
+)
+
+_BY_MODEL = (
+    "SELECT coalesce(m.model, '') AS model, count(*) FILTER (WHERE f.rating = 'up') AS up, "
+    "count(*) FILTER (WHERE f.rating = 'down') AS down, count(f.comment) AS comments "
+    "FROM message_feedback f JOIN messages m ON m.id = f.message_id "
+    "WHERE f.updated_at >= %(since)s AND f.updated_at < %(until)s "
+    "GROUP BY 1 ORDER BY coalesce(m.model, '') COLLATE \"C\""
 )
 
 
@@ -39,3 +48,7 @@ class PostgresFeedbackRepository(PostgresRepository, FeedbackRepository):
         query = f"{_SELECT} WHERE user_id = %(u)s AND message_id = ANY(%(ids)s)"
         rows = await self._all(query, {"u": user_id, "ids": list(message_ids)})
         return {r["message_id"]: msgspec.convert(r, Feedback) for r in rows}
+
+    async def by_model(self, *, since: datetime, until: datetime) -> list[ModelRatings]:
+        rows = await self._all(_BY_MODEL, {"since": since, "until": until})
+        return [msgspec.convert(r, ModelRatings) for r in rows]

@@ -17,6 +17,7 @@ from whalli.config import Settings, load_settings
 from whalli.container import Container, build_container
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.domain.services.admin.list_users import ListUsersHandler
+from whalli.domain.services.admin.summarize_feedback import SummarizeFeedbackHandler
 from whalli.domain.services.admin.update_user import UpdateUserHandler
 from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
 from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
@@ -163,6 +164,9 @@ class ContainerApp:
 
     async def summarize_usage(self) -> SummarizeUsageHandler:
         return await self._get(self.container.services.summarize_usage, SummarizeUsageHandler)
+
+    async def summarize_feedback(self) -> SummarizeFeedbackHandler:
+        return await self._get(self.container.services.summarize_feedback, SummarizeFeedbackHandler)
 
     async def update_user(self) -> UpdateUserHandler:
         return await self._get(self.container.services.update_user, UpdateUserHandler)

@@ -10,6 +10,7 @@ from litestar.params import FromPath
 from whalli.config import Settings
 from whalli.domain.model.errors import NotFound
 from whalli.domain.services.admin.list_users import ListUsersHandler
+from whalli.domain.services.admin.summarize_feedback import SummarizeFeedbackHandler
 from whalli.domain.services.admin.update_user import UpdateUserHandler
 from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
 from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
@@ -95,6 +96,7 @@ class AppContainer(Protocol):
     async def list_models(self) -> ListModelsHandler: ...
     async def list_users(self) -> ListUsersHandler: ...
     async def summarize_usage(self) -> SummarizeUsageHandler: ...
+    async def summarize_feedback(self) -> SummarizeFeedbackHandler: ...
     async def update_user(self) -> UpdateUserHandler: ...
     async def create_api_key(self) -> CreateApiKeyHandler: ...
     async def list_api_keys(self) -> ListApiKeysHandler: ...
@@ -229,6 +231,7 @@ def _use_case_providers(container: AppContainer) -> dict[str, Provide]:
         "list_models": Provide(container.list_models),
         "list_users": Provide(container.list_users),
         "summarize_usage": Provide(container.summarize_usage),
+        "summarize_feedback": Provide(container.summarize_feedback),
         "update_user": Provide(container.update_user),
         "create_api_key": Provide(container.create_api_key),
         "list_api_keys": Provide(container.list_api_keys),

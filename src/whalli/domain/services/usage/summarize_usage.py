@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date
 from uuid import UUID
 
 import msgspec
 
 from whalli.domain.model.base import Value
-from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.day_ranges import DayRange
 from whalli.domain.services.admin.access import require_admin
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
 from whalli.ports.usage import UsageDay
-
-DEFAULT_DAYS = 30
-MAX_DAYS = 366
 
 
 class SummarizeUsage(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,40 +66,17 @@ class SummarizeUsageHandler:
         self._clock = clock
 
     async def execute(self, command: SummarizeUsage) -> UsageSummary:
-        until = command.until or self._clock.now().astimezone(UTC).date()
-        since = command.since or _days_before(until, DEFAULT_DAYS - 1)
-        if since > until:
-            raise InvalidInput("from must not be after to.", field="from")
-        if (until - since).days + 1 > MAX_DAYS:
-            raise InvalidInput(f"A range has at most {MAX_DAYS} days.", field="from")
+        today = self._clock.now().astimezone(UTC).date()
+        days = DayRange.of(command.since, command.until, today=today)
         async with self._uow as uow:
             if command.user_id != command.caller_id:
                 await require_admin(uow, command.caller_id)
                 await uow.users.get(command.user_id)  # UserNotFound for an unknown account
-            days = await uow.usage.daily(
-                command.user_id, since=_midnight(since), until=_end_of(until)
-            )
+            rows = await uow.usage.daily(command.user_id, since=days.start, until=days.end)
         return UsageSummary(
-            since=since, until=until, total=_sum(days), by_model=_by_model(days),
-            by_day=_by_day(days, since, until),
+            since=days.since, until=days.until, total=_sum(rows), by_model=_by_model(rows),
+            by_day=_by_day(rows, days),
         )  # fmt: skip
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
-
-
-def _end_of(day: date) -> datetime:
-    """The first moment after ``day`` (the last representable one, for the calendar's last
-    day)."""
-    if day == date.max:
-        return datetime.max.replace(tzinfo=UTC)
-    return _midnight(day + timedelta(days=1))
-
-
-def _days_before(day: date, days: int) -> date:
-    """``days`` before ``day``, or the calendar's first day."""
-    return day - timedelta(days=days) if (day - date.min).days >= days else date.min
 
 
 def _sum(days: Iterable[UsageDay]) -> UsageFigures:
@@ -128,10 +102,8 @@ def _by_model(days: list[UsageDay]) -> list[ModelUsage]:
     return models
 
 
-def _by_day(days: list[UsageDay], since: date, until: date) -> list[DayUsage]:
+def _by_day(rows: list[UsageDay], days: DayRange) -> list[DayUsage]:
     groups: dict[date, list[UsageDay]] = {}
-    for d in days:
+    for d in rows:
         groups.setdefault(d.day, []).append(d)
-    span = (until - since).days + 1
-    every = (since + timedelta(days=i) for i in range(span))
-    return [DayUsage(day=day, figures=_sum(groups.get(day, ()))) for day in every]
+    return [DayUsage(day=day, figures=_sum(groups.get(day, ()))) for day in days.days()]

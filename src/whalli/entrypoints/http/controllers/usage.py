@@ -1,4 +1,5 @@
-"""What replies cost: /api/usage (the caller's own) and /api/admin/users/{id}/usage (admins)."""
+"""What replies cost and how they were rated: /api/usage (the caller's own),
+/api/admin/users/{id}/usage and /api/admin/feedback (admins)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from whalli.domain.model.principal import Principal
+from whalli.domain.services.admin.summarize_feedback import (
+    SummarizeFeedback,
+    SummarizeFeedbackHandler,
+)
 from whalli.domain.services.usage import summarize_usage as model
 from whalli.domain.services.usage.summarize_usage import SummarizeUsage, SummarizeUsageHandler
 from whalli.entrypoints.http.schemas import Schema
@@ -40,6 +45,19 @@ class ModelUsage(Figures):
 
 class DayUsage(Figures):
     day: date
+
+
+class ModelRatings(Schema):
+    model: str
+    up: int
+    down: int
+    comments: int
+
+
+class FeedbackSummary(Schema):
+    since: date = msgspec.field(name="from")
+    until: date = msgspec.field(name="to")
+    by_model: list[ModelRatings]
 
 
 class UsageSummary(Schema):
@@ -105,3 +123,26 @@ class UsageController(Controller):
             caller_id=principal.user_id, user_id=user_id, since=since, until=until
         )
         return _summary(await summarize_usage.execute(command))
+
+    @get(
+        "/api/admin/feedback", summary="How readers rated each model's replies (admins)",
+        description="Ratings given or changed in the range (UTC days), counted per model: "
+        "up, down, and how many came with a comment. No comment text, no reader.",
+    )  # fmt: skip
+    async def feedback(
+        self,
+        principal: NamedDependency[Principal],
+        summarize_feedback: NamedDependency[SummarizeFeedbackHandler],
+        since: Since = None,
+        until: Until = None,
+    ) -> FeedbackSummary:
+        summary = await summarize_feedback.execute(
+            SummarizeFeedback(admin_id=principal.user_id, since=since, until=until)
+        )
+        return FeedbackSummary(
+            since=summary.since, until=summary.until,
+            by_model=[
+                ModelRatings(model=m.model, up=m.up, down=m.down, comments=m.comments)
+                for m in summary.by_model
+            ],
+        )  # fmt: skip
