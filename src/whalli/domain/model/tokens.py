@@ -141,15 +141,7 @@ class RefreshToken(Entity, kw_only=True):
         if not self.is_active(when):
             raise InvalidToken("The refresh token has expired or was revoked.")
         self.used_at = when
-        return RefreshToken(
-            id=new_id,
-            user_id=self.user_id,
-            family_id=self.family_id,
-            token_hash=hash_refresh_secret(new_secret),
-            parent_id=self.id,
-            created_at=when,
-            expires_at=self.expires_at,
-        )
+        return self._successor(new_id, new_secret, when)
 
     def reissue(
         self, *, new_id: UUID, new_secret: str, now: datetime, grace: timedelta
@@ -170,6 +162,10 @@ class RefreshToken(Entity, kw_only=True):
             raise InvalidToken("The refresh token has expired or was revoked.")
         if grace <= timedelta(0) or when - self.used_at > grace:
             raise RefreshTokenReused()
+        return self._successor(new_id, new_secret, when)
+
+    def _successor(self, new_id: UUID, new_secret: str, when: datetime) -> RefreshToken:
+        """A child of this token in its family, ending when the family does."""
         return RefreshToken(
             id=new_id,
             user_id=self.user_id,
