@@ -232,6 +232,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         # and lifetimes short enough that a leaked token does not stay useful for long.
         if self.env == "production" and self.jwt_secret is None:
             raise ConfigError(f"{PREFIX}JWT_SECRET is required in production (>= 32 random bytes)")
+        if self.env == "production" and not self.metrics_token:
+            # without it /api/metrics answers anyone who reaches the API (routes, volumes)
+            raise ConfigError(
+                f"{PREFIX}METRICS_TOKEN is required in production (the bearer token of "
+                "/api/metrics; openssl rand -hex 32)"
+            )
         if self.jwt_secret is not None and len(self.jwt_secret.reveal().encode()) < 32:
             raise ConfigError(f"{PREFIX}JWT_SECRET must be at least 32 bytes")
         for name in ("jwt_issuer", "jwt_audience"):

@@ -106,3 +106,18 @@ def test_the_http_keep_alive_outlasts_the_proxys_idle_timeout_and_is_at_least_a_
     assert load_settings({"WHALLI_HTTP_KEEP_ALIVE_S": "300"}, dotenv=None).http_keep_alive_s == 300
     with pytest.raises(ConfigError, match="WHALLI_HTTP_KEEP_ALIVE_S must be at least 1"):
         load_settings({"WHALLI_HTTP_KEEP_ALIVE_S": "0"}, dotenv=None)
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [("WHALLI_JWT_SECRET", "JWT_SECRET is required in production"),
+     ("WHALLI_METRICS_TOKEN", "METRICS_TOKEN is required in production")],
+)  # fmt: skip
+def test_production_refuses_to_start_without_its_secrets(missing: str, message: str) -> None:
+    env = {
+        "WHALLI_ENV": "production", "WHALLI_JWT_SECRET": "p" * 40,
+        "WHALLI_METRICS_TOKEN": "m" * 32,
+    }  # fmt: skip
+    assert load_settings(env, dotenv=None).metrics_token is not None
+    with pytest.raises(ConfigError, match=message):
+        load_settings({k: v for k, v in env.items() if k != missing}, dotenv=None)
