@@ -21,6 +21,7 @@ from whalli.adapters.ai._stops import LocalStops, split_stops
 from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, stream_with_retries
 from whalli.domain.model.chats import MessageRole, TokenUsage
 from whalli.domain.model.errors import ProviderError
+from whalli.domain.services.chat.context import estimate_tokens
 from whalli.ports.chat_model import (
     ChatModel,
     CompletionRequest,
@@ -148,13 +149,12 @@ class _Answer:
 
     def stop_here(self) -> None:
         """End at a stop sequence applied locally. The output count comes only at the end of
-        the stream, so it is estimated from the text (about 4 UTF-8 bytes a token)."""
-        size = len("".join(self.sent).encode("utf-8", "surrogatepass"))
+        the stream, so it is estimated from the text (``estimate_tokens``)."""
         self.end = StreamEnd(
             finish_reason="stop_sequence",
             usage=TokenUsage(
                 prompt_tokens=self.prompt_tokens,
-                completion_tokens=max(self.completion_tokens, -(-size // 4)),
+                completion_tokens=max(self.completion_tokens, estimate_tokens("".join(self.sent))),
             ),
         )
 

@@ -160,9 +160,19 @@ class RefreshToken(Entity, kw_only=True):
             raise ValueError("only a spent token is reissued; an active one is rotated")
         if self.revoked_at is not None or when >= self.expires_at:
             raise InvalidToken("The refresh token has expired or was revoked.")
-        if grace <= timedelta(0) or when - self.used_at > grace:
+        if not self.reissuable(when, grace):
             raise RefreshTokenReused()
         return self._successor(new_id, new_secret, when)
+
+    def reissuable(self, now: datetime, grace: timedelta) -> bool:
+        """Whether this token, spent and not revoked, came back within ``grace`` of its use
+        (a second tab's: ``reissue``), rather than as a copy (reuse)."""
+        return (
+            self.used_at is not None
+            and self.revoked_at is None
+            and grace > timedelta(0)
+            and utc(now) - self.used_at <= grace
+        )
 
     def _successor(self, new_id: UUID, new_secret: str, when: datetime) -> RefreshToken:
         """A child of this token in its family, ending when the family does."""

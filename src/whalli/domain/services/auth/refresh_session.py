@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import msgspec
 
 from whalli.domain.model.errors import InvalidToken, RefreshTokenReused, UserNotFound
-from whalli.domain.model.tokens import REFRESH_SECRET_BYTES, RefreshToken, hash_refresh_secret
+from whalli.domain.model.tokens import REFRESH_SECRET_BYTES, hash_refresh_secret
 from whalli.domain.services.auth.sessions import TokenPair, issue_access_token, masked_repr
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
@@ -79,7 +79,7 @@ class RefreshSessionHandler:
             if token is None:
                 raise InvalidToken()
             spent = token.used_at is not None
-            if spent and not self._within_grace(token, now):
+            if spent and not token.reissuable(now, self._reuse_grace):
                 await uow.refresh_tokens.revoke_family(token.family_id, now)
                 await uow.commit()
                 raise RefreshTokenReused()
@@ -107,13 +107,3 @@ class RefreshSessionHandler:
             )  # fmt: skip
             await uow.commit()
         return TokenPair(access_token=access, refresh_token=new_secret, expires_in=expires_in)
-
-    def _within_grace(self, token: RefreshToken, now: datetime) -> bool:
-        """Whether a spent, unrevoked token came back soon enough to be a second tab's."""
-        used_at = token.used_at
-        return (
-            used_at is not None
-            and token.revoked_at is None
-            and self._reuse_grace > timedelta(0)
-            and now - used_at <= self._reuse_grace
-        )

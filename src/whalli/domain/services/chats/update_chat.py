@@ -45,14 +45,14 @@ class UpdateChatHandler:
             # locked: two changes at once (a rename and a new system prompt, from two tabs)
             # run one after the other, each writing on what the other wrote
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
-            instruct = not isinstance(command.system_prompt, msgspec.UnsetType)
-            if command.title is None and not instruct:
+            prompt = command.system_prompt
+            if command.title is None and isinstance(prompt, msgspec.UnsetType):
                 return chat
             now = self._clock.now()
             if command.title is not None:
                 chat.rename(command.title, now)
-            if not isinstance(command.system_prompt, msgspec.UnsetType):
-                chat.instruct(command.system_prompt, now)
+            if not isinstance(prompt, msgspec.UnsetType):
+                chat.instruct(prompt, now)
             await uow.chats.update(chat)
             await uow.commit()
         return chat

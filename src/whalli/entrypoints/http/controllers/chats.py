@@ -3,6 +3,7 @@ streaming its replies are other routes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -17,7 +18,7 @@ from whalli.domain.model.feedback import Feedback, Rating
 from whalli.domain.model.filenames import content_disposition
 from whalli.domain.model.principal import Principal
 from whalli.domain.services.chats.delete_chat import DeleteChat, DeleteChatHandler
-from whalli.domain.services.chats.get_chat import GetChat, GetChatHandler
+from whalli.domain.services.chats.get_chat import ChatWithMessages, GetChat, GetChatHandler
 from whalli.domain.services.chats.list_chats import DEFAULT_PAGE_SIZE, ListChats, ListChatsHandler
 from whalli.domain.services.chats.rate_reply import RateReply, RateReplyHandler
 from whalli.domain.services.chats.search_chats import DEFAULT_LIMIT, SearchChats, SearchChatsHandler
@@ -111,6 +112,15 @@ def _chat(chat: model.Chat) -> Chat:
     )  # fmt: skip
 
 
+def _detail(found: ChatWithMessages, sessions: Mapping[UUID, str]) -> ChatDetail:
+    """A chat read, with its messages, the caller's ratings and the given reader passes."""
+    messages = [_message(m, sessions.get(m.id), found.feedback.get(m.id)) for m in found.messages]
+    return ChatDetail(
+        **msgspec.structs.asdict(_chat(found.chat)), system_prompt=found.chat.system_prompt,
+        messages=messages,
+    )  # fmt: skip
+
+
 def _feedback(f: Feedback | None) -> FeedbackOut | None:
     if f is None:
         return None
@@ -190,15 +200,7 @@ class ChatController(Controller):
         chat_id: FromPath[UUID],
     ) -> ChatDetail:
         found = await get_chat.execute(GetChat(user_id=principal.user_id, chat_id=chat_id))
-        chat = found.chat
-        return ChatDetail(
-            id=chat.id, project_id=chat.project_id, title=chat.title, created_at=chat.created_at,
-            updated_at=chat.updated_at, system_prompt=chat.system_prompt,
-            messages=[
-                _message(m, found.live_sessions.get(m.id), found.feedback.get(m.id))
-                for m in found.messages
-            ],
-        )  # fmt: skip
+        return _detail(found, found.live_sessions)
 
     @get(
         "/{chat_id:uuid}/export",
@@ -218,13 +220,8 @@ class ChatController(Controller):
     ) -> Response[bytes]:
         found = await get_chat.execute(GetChat(user_id=principal.user_id, chat_id=chat_id))
         chat = found.chat
-        if export_format == "json":
-            detail = ChatDetail(
-                id=chat.id, project_id=chat.project_id, title=chat.title,
-                created_at=chat.created_at, updated_at=chat.updated_at,
-                system_prompt=chat.system_prompt,
-                messages=[_message(m, None, found.feedback.get(m.id)) for m in found.messages],
-            )  # fmt: skip
+        if export_format == "json":  # as read, without reader passes (a file outlives them)
+            detail = _detail(found, sessions={})
             content, media, extension = msgspec.json.encode(detail), "application/json", "json"
         else:
             content = chat_markdown(chat, found.messages).encode()
@@ -286,9 +283,8 @@ class ChatController(Controller):
         )  # fmt: skip
         chat = await update_chat.execute(command)
         return InstructedChat(
-            id=chat.id, project_id=chat.project_id, title=chat.title, created_at=chat.created_at,
-            updated_at=chat.updated_at, system_prompt=chat.system_prompt,
-        )  # fmt: skip
+            **msgspec.structs.asdict(_chat(chat)), system_prompt=chat.system_prompt
+        )
 
     @delete("/{chat_id:uuid}", summary="Delete a chat and its messages (owners and editors)")
     async def remove(
