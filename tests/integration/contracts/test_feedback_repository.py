@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from whalli.domain.model.chats import Message
-from whalli.domain.model.errors import MessageNotFound
+from whalli.domain.model.errors import InvalidInput, MessageNotFound
 from whalli.domain.model.feedback import Feedback, Rating
 from whalli.domain.model.users import User
 from whalli.ports.feedback import ModelRatings
@@ -108,3 +108,18 @@ async def test_ratings_are_counted_per_model_of_the_rated_reply(uow_factory: Uow
         ModelRatings(model="anthropic/claude-3-5-haiku", up=0, down=1, comments=1),
         ModelRatings(model="openai/gpt-4o-mini", up=1, down=1, comments=1),
     ]
+
+
+async def test_a_nul_character_in_a_comment_is_invalid_input_and_nothing_is_stored(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    message = a_message(world.chat)
+    async with uow_factory() as uow:
+        await uow.chats.add_message(message)
+        await uow.commit()
+    async with uow_factory() as uow:
+        with pytest.raises(InvalidInput):
+            await uow.feedback.put(feedback(message.id, world.user, comment="bad\x00"))
+    async with uow_factory() as uow:
+        assert await uow.feedback.find(message.id, world.user.id) is None
