@@ -326,6 +326,36 @@ async def test_disabling_or_demoting_takes_effect_on_the_next_request(world: Wor
     assert (await world.client.get("/api/admin/users", headers=second_admin)).status_code == 403
 
 
+async def test_an_admins_api_key_is_refused_on_every_admin_route_and_their_session_is_not(
+    world: World,
+) -> None:
+    admin = await world.create_admin()
+    bob = await world.register("bob")
+    created = await world.client.post("/api/keys", json={"name": "script"}, headers=admin)
+    assert created.status_code == 201, created.text
+    by_key = {"X-API-Key": created.json()["secret"]}
+    bob_url = f"/api/admin/users/{bob['user']['id']}"
+    routes = [
+        ("GET", "/api/admin/users", None),
+        ("PATCH", bob_url, {"plan": Plan.PRO.value}),
+        ("GET", f"{bob_url}/usage", None),
+        ("GET", "/api/admin/feedback", None),
+    ]
+
+    for method, url, body in routes:
+        refused = await world.client.request(method, url, json=body, headers=by_key)
+        assert refused.status_code == 403, (url, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert (refused.json()["status"], refused.json()["code"]) == (403, "api_key_not_allowed")
+        assert bob["email"] not in refused.text
+    assert (await world.client.get("/api/auth/me", headers=bob["auth"])).json()["plan"] == "free"
+    assert (await world.client.get("/api/usage", headers=by_key)).status_code == 200
+
+    for method, url, body in routes:
+        allowed = await world.client.request(method, url, json=body, headers=admin)
+        assert allowed.status_code == 200, (url, allowed.text)
+
+
 async def test_a_removed_member_loses_access_on_the_next_request(world: World) -> None:
     alice, bob = await world.register("alice"), await world.register("bob")
     pid = (

@@ -399,7 +399,7 @@ async def test_a_dead_credential_of_the_owner_is_401(world: World, kind: str, pa
         secret = await add_key(world, world.ada, revoked=True)
     else:
         secret = world.ada.headers["X-API-Key"]
-        disabled = await world.root.call(
+        disabled = await world.root.call_signed_in(
             "PATCH", f"/api/admin/users/{world.ada.id}", {"disabled": True}
         )
         assert disabled.status_code == 200, disabled.text
@@ -420,7 +420,7 @@ async def test_a_disabled_accounts_access_token_is_refused_at_once(world: World)
     pam_id = registered.json()["user"]["id"]
     assert (await world.client.get("/api/auth/me", headers=bearer)).status_code == 200
 
-    await world.root.call("PATCH", f"/api/admin/users/{pam_id}", {"disabled": True})
+    await world.root.call_signed_in("PATCH", f"/api/admin/users/{pam_id}", {"disabled": True})
 
     assert (await world.client.get("/api/auth/me", headers=bearer)).status_code == 401
     refreshed = await world.client.post(
@@ -505,7 +505,7 @@ async def test_a_reader_pass_dies_with_its_readers_membership(world: World) -> N
 async def test_a_reader_pass_dies_with_its_readers_disabled_account(world: World) -> None:
     """Disabling an account ends its sessions and keys; a pass it was shown must end too."""
     reader_pass = await vics_pass(world)
-    disabled = await world.root.call(
+    disabled = await world.root.call_signed_in(
         "PATCH", f"/api/admin/users/{world.vic.id}", {"disabled": True}
     )
     assert disabled.status_code == 200, disabled.text
@@ -535,12 +535,52 @@ async def test_admin_routes_refuse_a_non_admin_with_403(
     assert (me.status_code, me.json()["role"]) == (200, "user")
 
 
+EVERY_ADMIN_ROUTE = [
+    ("GET", "/api/admin/users", None),
+    ("PATCH", "/api/admin/users/{ada}", {"plan": "pro"}),
+    ("GET", "/api/admin/users/{ada}/usage", None),
+    ("GET", "/api/admin/feedback", None),
+]
+
+
+def test_every_admin_route_is_audited(world: World) -> None:
+    declared = {
+        (method, route.path.replace(":uuid", "").replace("{user_id}", "{ada}"))
+        for route in world.client.app.routes
+        if route.path.startswith("/api/admin")
+        for method in getattr(route, "methods", ())
+        if method not in ("HEAD", "OPTIONS")
+    }
+    assert declared == {(method, path) for method, path, _ in EVERY_ADMIN_ROUTE}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), EVERY_ADMIN_ROUTE)
+async def test_admin_routes_refuse_an_admins_api_key_with_403_but_take_their_session(
+    world: World, method: str, path: str, body: Any
+) -> None:
+    by_key = await call(world, world.root, method, path, body)
+
+    assert by_key.status_code == 403, by_key.text
+    assert by_key.headers["content-type"] == "application/problem+json"
+    problem = by_key.json()
+    assert (problem["status"], problem["code"]) == (403, "api_key_not_allowed")
+    assert "sign in" in problem["detail"]
+    assert world.ada.email not in by_key.text
+    me = await world.ada.call("GET", "/api/auth/me")
+    assert (me.status_code, me.json()["plan"]) == (200, "free")  # the key's PATCH did nothing
+
+    by_session = await world.root.call_signed_in(method, world.fill(path), body)
+    assert by_session.status_code == 200, by_session.text
+
+
 async def test_admin_routes_refuse_an_admin_who_was_disabled_or_demoted(world: World) -> None:
     other = await seed_caller(world.container, world.client, "olga", role=Role.ADMIN)
-    demoted = await other.call("PATCH", f"/api/admin/users/{world.root.id}", {"role": "user"})
+    demoted = await other.call_signed_in(
+        "PATCH", f"/api/admin/users/{world.root.id}", {"role": "user"}
+    )
     assert demoted.status_code == 200, demoted.text
 
-    response = await world.root.call("GET", "/api/admin/users")
+    response = await world.root.call_signed_in("GET", "/api/admin/users")
     assert response.status_code == 403, response.text
 
 
@@ -553,8 +593,10 @@ async def test_admin_answers_carry_no_password_hash(world: World) -> None:
         stored = await uow.users.get(UUID(registered.json()["user"]["id"]))
     assert stored.password_hash
 
-    listed = await world.root.call("GET", "/api/admin/users?q=pam")
-    changed = await world.root.call("PATCH", f"/api/admin/users/{stored.id}", {"plan": "pro"})
+    listed = await world.root.call_signed_in("GET", "/api/admin/users?q=pam")
+    changed = await world.root.call_signed_in(
+        "PATCH", f"/api/admin/users/{stored.id}", {"plan": "pro"}
+    )
 
     for response in (listed, changed, registered):
         assert response.status_code in (200, 201), response.text
@@ -643,7 +685,7 @@ async def test_a_refresh_token_is_never_shown_to_another_session(world: World) -
 
 async def test_a_session_id_of_a_disabled_account_streams_nothing(world: World) -> None:
     """The session's own id, held by a browser of an account an admin has since disabled."""
-    disabled = await world.root.call(
+    disabled = await world.root.call_signed_in(
         "PATCH", f"/api/admin/users/{world.ada.id}", {"disabled": True}
     )
     assert disabled.status_code == 200, disabled.text
@@ -661,14 +703,15 @@ async def test_a_viewers_empty_patch_is_refused_like_a_rename(world: World) -> N
     assert (chat.status_code, project.status_code, stranger.status_code) == (403, 403, 404)
 
 
-async def test_an_admins_api_key_administers_but_no_api_key_mints_keys(world: World) -> None:
-    """An admin's API key may use the admin routes; creating API keys is for a signed-in
-    session only (403 for a key), so a leaked key cannot mint others that outlive it."""
+async def test_no_api_key_administers_or_mints_keys(world: World) -> None:
+    """Admin routes and creating API keys are for a signed-in session only (403 for a key, an
+    admin's included), so a leaked key grants no admin power and cannot mint others that
+    outlive it."""
     listed = await world.root.call("GET", "/api/admin/users")
     by_key = await world.sam.call("POST", "/api/keys", {"name": "minted by a key"})
     signed_in = await world.sam.call_signed_in("POST", "/api/keys", {"name": "by sam himself"})
 
-    assert listed.status_code == 200
+    assert (listed.status_code, listed.json()["code"]) == (403, "api_key_not_allowed")
     assert (by_key.status_code, by_key.json()["code"]) == (403, "api_key_not_allowed")
     assert signed_in.status_code == 201, signed_in.text
     names = [k["name"] for k in (await world.sam.call("GET", "/api/keys")).json()]

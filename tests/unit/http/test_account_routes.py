@@ -67,8 +67,8 @@ async def test_an_admin_pages_through_users(
     for name in ("adam", "adele"):
         await seed_caller(container, client, name)
 
-    page = await root.call("GET", "/api/admin/users?q=AD&limit=2&offset=1")
-    too_big = await root.call("GET", "/api/admin/users?limit=101")
+    page = await root.call_signed_in("GET", "/api/admin/users?q=AD&limit=2&offset=1")
+    too_big = await root.call_signed_in("GET", "/api/admin/users?limit=101")
 
     assert page.status_code == 200
     body = page.json()
@@ -84,7 +84,7 @@ async def test_an_admin_pages_through_users(
 async def test_an_admin_upgrades_a_plan_and_only_the_given_fields_change(
     root: Caller, ada: Caller
 ) -> None:
-    response = await root.call("PATCH", f"/api/admin/users/{ada.id}", {"plan": "pro"})
+    response = await root.call_signed_in("PATCH", f"/api/admin/users/{ada.id}", {"plan": "pro"})
 
     assert response.status_code == 200
     assert (response.json()["plan"], response.json()["role"]) == ("pro", "user")
@@ -97,19 +97,21 @@ async def test_a_disabled_user_is_locked_out_on_their_next_request(
 ) -> None:
     assert (await ada.call("GET", "/api/projects")).status_code == 200
 
-    response = await root.call("PATCH", f"/api/admin/users/{ada.id}", {"disabled": True})
+    response = await root.call_signed_in("PATCH", f"/api/admin/users/{ada.id}", {"disabled": True})
 
     assert response.json()["disabled"] is True
     assert (await ada.call("GET", "/api/projects")).status_code == 401
 
 
 async def test_the_last_admin_cannot_demote_themself(root: Caller) -> None:
-    response = await root.call("PATCH", f"/api/admin/users/{root.id}", {"role": "user"})
+    response = await root.call_signed_in("PATCH", f"/api/admin/users/{root.id}", {"role": "user"})
     assert (response.status_code, response.json()["code"]) == (409, "last_admin")
 
 
 async def test_an_unknown_admin_field_is_refused(root: Caller, ada: Caller) -> None:
-    response = await root.call("PATCH", f"/api/admin/users/{ada.id}", {"email": "x@example.com"})
+    response = await root.call_signed_in(
+        "PATCH", f"/api/admin/users/{ada.id}", {"email": "x@example.com"}
+    )
     assert response.status_code == 400
 
 

@@ -51,6 +51,15 @@ async def test_private_operations_require_a_scheme_and_public_ones_none(
     assert paths["/v1/chat/completions"]["post"]["security"] == [BEARER_API_KEY, BEARER_JWT]
     # refused to API keys (403), so documented for access tokens only
     assert paths["/api/auth/password"]["post"]["security"] == [BEARER_JWT]
+    assert paths["/api/keys"]["post"]["security"] == [BEARER_JWT]
+    admin = {
+        (path, method): operation["security"]
+        for path, item in paths.items()
+        if path.startswith("/api/admin/")
+        for method, operation in item.items()
+    }
+    assert len(admin) == 4  # list users, update a user, a user's usage, the feedback summary
+    assert set(map(str, admin.values())) == {str([BEARER_JWT])}, admin
     for path, method in [
         ("/api/health", "get"),
         ("/api/auth/register", "post"),

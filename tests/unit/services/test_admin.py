@@ -12,10 +12,21 @@ from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.api_keys import ApiKey
-from whalli.domain.model.errors import InvalidInput, LastAdmin, PermissionDenied, UserNotFound
+from whalli.domain.model.errors import (
+    ApiKeyNotAllowed,
+    InvalidInput,
+    LastAdmin,
+    PermissionDenied,
+    UserNotFound,
+)
 from whalli.domain.model.tokens import RefreshToken
 from whalli.domain.model.users import Plan, Role, User
 from whalli.domain.services.admin.list_users import ListUsers, ListUsersHandler, UserPage
+from whalli.domain.services.admin.summarize_feedback import (
+    FeedbackSummary,
+    SummarizeFeedback,
+    SummarizeFeedbackHandler,
+)
 from whalli.domain.services.admin.update_user import UpdateUser, UpdateUserHandler
 
 ADMIN, USER = Role.ADMIN, Role.USER
@@ -43,14 +54,21 @@ class Admin:
         return user
 
     async def list(
-        self, admin: User, query: str = "", limit: int = 50, offset: int = 0
-    ) -> UserPage:
-        command = ListUsers(admin_id=admin.id, query=query, limit=limit, offset=offset)
+        self, admin: User, query: str = "", limit: int = 50, offset: int = 0,
+        api_key_id: uuid.UUID | None = None,
+    ) -> UserPage:  # fmt: skip
+        command = ListUsers(
+            admin_id=admin.id, query=query, limit=limit, offset=offset, api_key_id=api_key_id
+        )
         return await ListUsersHandler(self.uow()).execute(command)
 
     async def update(self, admin: User, user: User, **changes: object) -> User:
         command = UpdateUser(admin_id=admin.id, user_id=user.id, **changes)  # type: ignore[arg-type]
         return await UpdateUserHandler(self.uow(), self.clock).execute(command)
+
+    async def feedback(self, admin: User, api_key_id: uuid.UUID | None = None) -> FeedbackSummary:
+        command = SummarizeFeedback(admin_id=admin.id, api_key_id=api_key_id)
+        return await SummarizeFeedbackHandler(self.uow(), self.clock).execute(command)
 
     async def stored(self, user: User) -> User:
         async with self.uow() as uow:
@@ -138,6 +156,35 @@ async def test_only_active_admins_may_list_or_change_users(admin: Admin, who: st
     with pytest.raises(PermissionDenied, match="Only admins"):
         await admin.update(caller, caller, role=ADMIN)
     assert await admin.stored(bob) == bob
+
+
+async def test_an_admins_api_key_may_not_list_change_or_summarize(admin: Admin) -> None:
+    root, bob = await admin.user("root", ADMIN), await admin.user("bob")
+    _, key = await admin.session_and_key(root)
+
+    with pytest.raises(ApiKeyNotAllowed, match="API key cannot use admin routes"):
+        await admin.list(root, api_key_id=key.id)
+    for change in ({"plan": Plan.PRO}, {"role": ADMIN}, {"disabled": True}):
+        with pytest.raises(ApiKeyNotAllowed, match="API key cannot use admin routes"):
+            await admin.update(root, bob, api_key_id=key.id, **change)
+    with pytest.raises(ApiKeyNotAllowed, match="API key cannot use admin routes"):
+        await admin.feedback(root, api_key_id=key.id)
+    assert await admin.stored(bob) == bob
+
+
+async def test_the_same_admin_signed_in_lists_changes_and_summarizes(admin: Admin) -> None:
+    root, bob = await admin.user("root", ADMIN), await admin.user("bob")
+
+    assert (await admin.list(root)).total == 2
+    assert (await admin.update(root, bob, plan=Plan.PRO)).plan is Plan.PRO
+    assert (await admin.feedback(root)).by_model == []
+
+
+async def test_a_non_admins_api_key_is_told_admins_only(admin: Admin) -> None:
+    eve = await admin.user("eve")
+    with pytest.raises(PermissionDenied, match="Only admins") as refused:
+        await admin.list(eve, api_key_id=uuid.uuid4())
+    assert not isinstance(refused.value, ApiKeyNotAllowed)
 
 
 # --- changing users ---------------------------------------------------------------------------

@@ -15,7 +15,12 @@ from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.day_ranges import MAX_DAYS
-from whalli.domain.model.errors import InvalidInput, PermissionDenied, UserNotFound
+from whalli.domain.model.errors import (
+    ApiKeyNotAllowed,
+    InvalidInput,
+    PermissionDenied,
+    UserNotFound,
+)
 from whalli.domain.model.users import Role, User
 from whalli.domain.services.usage.summarize_usage import (
     SummarizeUsage,
@@ -57,8 +62,13 @@ class Usage:
             await uow.usage.add(record)
             await uow.commit()
 
-    async def summary(self, caller: User, user: User | None = None, **dates: date | None) -> object:
-        command = SummarizeUsage(caller_id=caller.id, user_id=(user or caller).id, **dates)
+    async def summary(
+        self, caller: User, user: User | None = None, *, api_key_id: uuid.UUID | None = None,
+        **dates: date | None,
+    ) -> object:  # fmt: skip
+        command = SummarizeUsage(
+            caller_id=caller.id, user_id=(user or caller).id, api_key_id=api_key_id, **dates
+        )
         return await SummarizeUsageHandler(self.uow(), self.clock).execute(command)
 
 
@@ -148,6 +158,19 @@ async def test_another_users_usage_is_for_admins_only(usage: Usage) -> None:
         await uow.commit()
     with pytest.raises(PermissionDenied):
         await usage.summary(root, bob)
+
+
+async def test_an_admins_api_key_reads_only_its_own_usage(usage: Usage) -> None:
+    bob, root = await usage.user(), await usage.user(role=Role.ADMIN)
+    await usage.spend(bob, NOW, cost=2)
+    await usage.spend(root, NOW, cost=3)
+    key_id = uuid.uuid4()
+
+    with pytest.raises(ApiKeyNotAllowed, match="API key cannot use admin routes"):
+        await usage.summary(root, bob, api_key_id=key_id)
+    assert (await usage.summary(root, bob)).total.cost_usd == 2
+    assert (await usage.summary(root, api_key_id=key_id)).total.cost_usd == 3
+    assert (await usage.summary(bob, api_key_id=uuid.uuid4())).total.cost_usd == 2
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ class ListUsers(msgspec.Struct, frozen=True, kw_only=True):
     query: str = ""
     limit: int = DEFAULT_PAGE_SIZE
     offset: int = 0
+    api_key_id: UUID | None = None  # set when the caller authenticated with an API key
 
 
 class UserPage(Value, frozen=True, kw_only=True):
@@ -34,7 +35,8 @@ class ListUsersHandler:
     """One page of the accounts whose email or name contains ``query``, oldest first.
 
     Rules:
-    - active admins only (``PermissionDenied``);
+    - active admins only (``PermissionDenied``), signed in with a session: an API key gets
+      ``ApiKeyNotAllowed`` (403), so a leaked key grants no admin power;
     - ``limit`` is 1 to 100 and ``offset`` not negative (``InvalidInput``);
     - ``total`` counts every match, so that a client can page through all of them;
     - the query is trimmed; an empty query matches everyone.
@@ -50,7 +52,7 @@ class ListUsersHandler:
             raise InvalidInput("offset cannot be negative.", field="offset")
         query = command.query.strip()
         async with self._uow as uow:
-            await require_admin(uow, command.admin_id)
+            await require_admin(uow, command.admin_id, api_key_id=command.api_key_id)
             items = await uow.users.search(query, limit=command.limit, offset=command.offset)
             total = await uow.users.count(query)
         return UserPage(items=items, total=total, limit=command.limit, offset=command.offset)

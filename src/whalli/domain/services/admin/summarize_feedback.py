@@ -19,6 +19,7 @@ class SummarizeFeedback(msgspec.Struct, frozen=True, kw_only=True):
     admin_id: UUID
     since: date | None = None
     until: date | None = None
+    api_key_id: UUID | None = None  # set when the caller authenticated with an API key
 
 
 class FeedbackSummary(Value, frozen=True, kw_only=True):
@@ -31,7 +32,8 @@ class SummarizeFeedbackHandler:
     """Count the ratings given (or last changed) in a range of UTC days, per model.
 
     Rules:
-    - active admins only (``PermissionDenied``);
+    - active admins only (``PermissionDenied``), signed in with a session: an API key gets
+      ``ApiKeyNotAllowed`` (403);
     - the range follows ``DayRange`` (default the last 30 days, at most 366, ``InvalidInput``
       otherwise);
     - only counts: no comment text and no reader is shown.
@@ -45,6 +47,6 @@ class SummarizeFeedbackHandler:
         today = self._clock.now().astimezone(UTC).date()
         days = DayRange.of(command.since, command.until, today=today)
         async with self._uow as uow:
-            await require_admin(uow, command.admin_id)
+            await require_admin(uow, command.admin_id, api_key_id=command.api_key_id)
             ratings = await uow.feedback.by_model(since=days.start, until=days.end)
         return FeedbackSummary(since=days.since, until=days.until, by_model=ratings)

@@ -21,13 +21,16 @@ class UpdateUser(msgspec.Struct, frozen=True, kw_only=True):
     role: Role | None = None
     plan: Plan | None = None
     disabled: bool | None = None
+    api_key_id: UUID | None = None  # set when the caller authenticated with an API key
 
 
 class UpdateUserHandler:
     """Apply an admin's change to account ``user_id`` and return the account.
 
     Rules:
-    - active admins only (``PermissionDenied``); an unknown account: ``UserNotFound``;
+    - active admins only (``PermissionDenied``), signed in with a session: an API key gets
+      ``ApiKeyNotAllowed`` (403), so a leaked key cannot promote, demote or disable anyone;
+      an unknown account: ``UserNotFound``;
     - disabling an account revokes all its sessions (refresh-token families) and API keys in the
       same transaction, so it cannot keep working until its tokens expire; access tokens die with
       the next request, since the guard reads the account afresh;
@@ -45,12 +48,12 @@ class UpdateUserHandler:
 
     async def execute(self, command: UpdateUser) -> User:
         async with self._uow as uow:
-            await require_admin(uow, command.admin_id)
+            await require_admin(uow, command.admin_id, api_key_id=command.api_key_id)
             if _may_remove_admin(command):
                 await uow.users.lock_admins()  # before reading: the account is read as locked
                 # and the caller again: a change that committed while we waited may have
                 # removed their own rights (an admin demoted by the one they were demoting)
-                await require_admin(uow, command.admin_id)
+                await require_admin(uow, command.admin_id, api_key_id=command.api_key_id)
             # held: a session refresh in flight ends before, so disabling revokes its successor
             user = await uow.users.get_for_update(command.user_id)
             changed = msgspec.structs.replace(

@@ -21,6 +21,7 @@ class SummarizeUsage(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID  # whose usage: the caller's own, or (admins only) anyone's
     since: date | None = None  # the first day (UTC); default: DEFAULT_DAYS days up to ``until``
     until: date | None = None  # the last day, included (UTC); default: today
+    api_key_id: UUID | None = None  # set when the caller authenticated with an API key
 
 
 class UsageFigures(Value, frozen=True, kw_only=True):
@@ -54,8 +55,9 @@ class SummarizeUsageHandler:
     """Sum a user's usage records (streamed, cached and failed replies alike, ``/v1`` included).
 
     Rules:
-    - a user reads their own usage; another user's is for active admins only
-      (``PermissionDenied``); an admin asking for an unknown account gets ``UserNotFound``;
+    - a user reads their own usage (with a session or an API key); another user's is for
+      active admins only (``PermissionDenied``), signed in with a session (an API key gets
+      ``ApiKeyNotAllowed``, 403); an admin asking for an unknown account gets ``UserNotFound``;
     - days are UTC; ``until`` is included; ``since`` after ``until`` or a range of more than
       ``MAX_DAYS`` days is ``InvalidInput``; a range may reach into the future (nothing there);
     - ``by_day`` lists every day of the range, so a chart needs no gap filling.
@@ -70,7 +72,7 @@ class SummarizeUsageHandler:
         days = DayRange.of(command.since, command.until, today=today)
         async with self._uow as uow:
             if command.user_id != command.caller_id:
-                await require_admin(uow, command.caller_id)
+                await require_admin(uow, command.caller_id, api_key_id=command.api_key_id)
                 await uow.users.get(command.user_id)  # UserNotFound for an unknown account
             rows = await uow.usage.daily(command.user_id, since=days.start, until=days.end)
         return UsageSummary(

@@ -1,4 +1,5 @@
-"""Account administration: /api/admin (active admins only; everyone else gets 403)."""
+"""Account administration: /api/admin (active admins signed in with a session; everyone else,
+and any API key, gets 403)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from whalli.domain.services.admin.list_users import (
 )
 from whalli.domain.services.admin.update_user import UpdateUser, UpdateUserHandler
 from whalli.entrypoints.http.schemas import Inbound, Schema
+from whalli.entrypoints.http.security import SESSION_ONLY
 
 
 class User(Schema):
@@ -66,7 +68,11 @@ class AdminController(Controller):
     path = "/api/admin"
     tags = ["admin"]
 
-    @get("/users", summary="Find accounts by email or name, oldest first (paginated)")
+    @get(
+        "/users",
+        opt=SESSION_ONLY,
+        summary="Find accounts by email or name, oldest first (paginated; not with an API key)",
+    )
     async def list_users(
         self,
         principal: NamedDependency[Principal],
@@ -75,7 +81,10 @@ class AdminController(Controller):
         limit: Annotated[int, QueryParameter(description="1 to 100")] = DEFAULT_PAGE_SIZE,
         offset: Annotated[int, QueryParameter()] = 0,
     ) -> UserPage:
-        command = ListUsers(admin_id=principal.user_id, query=q, limit=limit, offset=offset)
+        command = ListUsers(
+            admin_id=principal.user_id, query=q, limit=limit, offset=offset,
+            api_key_id=principal.api_key_id,
+        )  # fmt: skip
         page = await list_users.execute(command)
         return UserPage(
             items=[_user(u) for u in page.items],
@@ -86,7 +95,8 @@ class AdminController(Controller):
 
     @patch(
         "/users/{user_id:uuid}",
-        summary="Change an account's role, plan or disabled flag",
+        opt=SESSION_ONLY,
+        summary="Change an account's role, plan or disabled flag (not with an API key)",
         description="Disabling an account ends its sessions and revokes its API keys.",
     )
     async def update_user(
@@ -102,5 +112,6 @@ class AdminController(Controller):
             role=_given(data.role),
             plan=_given(data.plan),
             disabled=_given(data.disabled),
+            api_key_id=principal.api_key_id,
         )
         return _user(await update_user.execute(command))

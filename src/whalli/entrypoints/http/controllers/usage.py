@@ -1,5 +1,5 @@
 """What replies cost and how they were rated: /api/usage (the caller's own),
-/api/admin/users/{id}/usage and /api/admin/feedback (admins)."""
+/api/admin/users/{id}/usage and /api/admin/feedback (admins, signed in: not with an API key)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from whalli.domain.services.admin.summarize_feedback import (
 from whalli.domain.services.usage import summarize_usage as model
 from whalli.domain.services.usage.summarize_usage import SummarizeUsage, SummarizeUsageHandler
 from whalli.entrypoints.http.schemas import Schema
+from whalli.entrypoints.http.security import SESSION_ONLY
 
 Since = Annotated[
     date | None,
@@ -108,7 +109,8 @@ class UsageController(Controller):
         return _summary(await summarize_usage.execute(command))
 
     @get(
-        "/api/admin/users/{user_id:uuid}/usage", summary="An account's usage (admins)",
+        "/api/admin/users/{user_id:uuid}/usage", opt=SESSION_ONLY,
+        summary="An account's usage (admins; not with an API key)",
         description="The same summary as `GET /api/usage`, for any account.",
     )  # fmt: skip
     async def of_user(
@@ -120,12 +122,14 @@ class UsageController(Controller):
         until: Until = None,
     ) -> UsageSummary:
         command = SummarizeUsage(
-            caller_id=principal.user_id, user_id=user_id, since=since, until=until
-        )
+            caller_id=principal.user_id, user_id=user_id, since=since, until=until,
+            api_key_id=principal.api_key_id,
+        )  # fmt: skip
         return _summary(await summarize_usage.execute(command))
 
     @get(
-        "/api/admin/feedback", summary="How readers rated each model's replies (admins)",
+        "/api/admin/feedback", opt=SESSION_ONLY,
+        summary="How readers rated each model's replies (admins; not with an API key)",
         description="Ratings given or changed in the range (UTC days), counted per model: "
         "up, down, and how many came with a comment. No comment text, no reader.",
     )  # fmt: skip
@@ -136,9 +140,11 @@ class UsageController(Controller):
         since: Since = None,
         until: Until = None,
     ) -> FeedbackSummary:
-        summary = await summarize_feedback.execute(
-            SummarizeFeedback(admin_id=principal.user_id, since=since, until=until)
-        )
+        command = SummarizeFeedback(
+            admin_id=principal.user_id, since=since, until=until,
+            api_key_id=principal.api_key_id,
+        )  # fmt: skip
+        summary = await summarize_feedback.execute(command)
         return FeedbackSummary(
             since=summary.since, until=summary.until,
             by_model=[
