@@ -523,7 +523,7 @@ class Services(containers.DeclarativeContainer):
         GetChatHandler, uow, adapters.chat_sessions, adapters.stream_passes, clock
     )
     update_chat = providers.Factory(UpdateChatHandler, uow, clock)
-    rate_reply = providers.Factory(RateReplyHandler, uow, clock)
+    rate_reply = providers.Factory(RateReplyHandler, uow, clock, adapters.chat_metrics)
     delete_chat = providers.Factory(DeleteChatHandler, uow)
     search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)
     attach_stream = providers.Factory(

@@ -1,4 +1,4 @@
-"""What the chat flow reports for dashboards (cache, tokens, latency, provider errors)."""
+"""What the chat flow reports for dashboards (cache, tokens, latency, provider errors, ratings)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,9 @@ class ChatMetrics(Protocol):
         ...
 
     def provider_error(self, *, provider: str, kind: str) -> None: ...
+
+    def reply_rated(self, *, model: str, rating: str) -> None:
+        """One rating stored for a reply of ``model``: ``up`` or ``down`` (given or changed), or
+        ``removed`` (a rating taken back). Called once committed; never for a refused request.
+        No user goes into a label."""
+        ...

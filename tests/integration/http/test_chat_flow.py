@@ -632,6 +632,12 @@ async def test_chat_metrics_are_exported(chat: Chat) -> None:
         alice["auth"], model="openai/gpt-4o-mini", message=f"m {uuid.uuid4()}"
     )
     await chat.events(started["sessionId"])
+    reply = await _until_final(chat, started["chatId"])
+    rated = await chat.client.put(
+        f"/api/chats/{started['chatId']}/messages/{reply.id}/feedback", json={"rating": "up"},
+        headers=alice["auth"],
+    )  # fmt: skip
+    assert rated.status_code == 200, rated.text
     text = (await chat.client.get("/api/metrics")).text
     tokens = [
         line for line in text.splitlines()
@@ -640,6 +646,14 @@ async def test_chat_metrics_are_exported(chat: Chat) -> None:
     ]  # fmt: skip
     assert tokens
     assert float(tokens[0].rsplit(" ", 1)[1]) >= 4
+    ratings = [
+        line for line in text.splitlines()
+        if line.startswith("whalli_chat_ratings_total{")
+        and 'model="openai/gpt-4o-mini"' in line and 'rating="up"' in line
+    ]  # fmt: skip
+    assert ratings
+    assert float(ratings[0].rsplit(" ", 1)[1]) >= 1
+    assert alice["user"]["id"] not in text  # no user in a label
     for name in (
         "whalli_chat_cache_misses_total", "whalli_chat_ttft_seconds_bucket",
         "whalli_chat_reply_seconds_bucket", "whalli_sse_connections_active",

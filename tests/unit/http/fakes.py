@@ -261,7 +261,7 @@ class FakeContainer:
         return UpdateChatHandler(self.uow(), self.clock)
 
     async def rate_reply(self) -> RateReplyHandler:
-        return RateReplyHandler(self.uow(), self.clock)
+        return RateReplyHandler(self.uow(), self.clock, self.chat_metrics)
 
     async def delete_chat(self) -> DeleteChatHandler:
         return DeleteChatHandler(self.uow())

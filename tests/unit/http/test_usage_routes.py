@@ -107,9 +107,9 @@ async def test_another_accounts_usage_is_for_admins_and_needs_credentials(
     await spend(container, ada, cost_usd=1.5)
     url = f"/api/admin/users/{ada.user.id}/usage"
 
-    by_admin = await root.call("GET", url)
+    by_admin = await root.call_signed_in("GET", url)
     by_user = await ada.call("GET", f"/api/admin/users/{root.user.id}/usage")
-    unknown = await root.call("GET", f"/api/admin/users/{uuid.uuid4()}/usage")
+    unknown = await root.call_signed_in("GET", f"/api/admin/users/{uuid.uuid4()}/usage")
     anonymous = await client.get("/api/usage")
 
     assert by_admin.status_code == 200, by_admin.text
@@ -143,8 +143,17 @@ async def test_admins_see_how_each_models_replies_were_rated(
         {"rating": "down", "comment": "wrong"},
     )  # fmt: skip
     assert rated.status_code == 200, rated.text
+    too_long = await ada.call(
+        "PUT", f"/api/chats/{chat.id}/messages/{reply.id}/feedback",
+        {"rating": "up", "comment": "x" * 2001},
+    )  # fmt: skip
+    missing = await ada.call(
+        "PUT", f"/api/chats/{chat.id}/messages/{uuid.uuid4()}/feedback", {"rating": "up"}
+    )
+    assert (too_long.status_code, missing.status_code) == (422, 404)
+    assert container.chat_metrics.ratings == {("dev/echo", "down"): 1}  # the refused: not counted
 
-    summary = await root.call("GET", "/api/admin/feedback")
+    summary = await root.call_signed_in("GET", "/api/admin/feedback")
     refused = await ada.call("GET", "/api/admin/feedback")
 
     assert summary.status_code == 200, summary.text

@@ -13,6 +13,7 @@ class InMemoryChatMetrics(ChatMetrics):
     cache: Counter[str] = field(default_factory=Counter)
     replies: list[dict[str, object]] = field(default_factory=list)
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    ratings: Counter[tuple[str, str]] = field(default_factory=Counter)  # (model, rating)
 
     def cache_lookup(self, *, hit: bool) -> None:
         self.cache["hit" if hit else "miss"] += 1
@@ -36,3 +37,6 @@ class InMemoryChatMetrics(ChatMetrics):
 
     def provider_error(self, *, provider: str, kind: str) -> None:
         self.errors[(provider, kind)] += 1
+
+    def reply_rated(self, *, model: str, rating: str) -> None:
+        self.ratings[(model, rating)] += 1

@@ -24,6 +24,7 @@ class _Collectors:
     ttft: Histogram
     total: Histogram
     provider_errors: Counter
+    ratings: Counter
     sse_connections: Gauge
 
 
@@ -53,6 +54,11 @@ def _collectors() -> _Collectors:
         provider_errors=Counter(
             "whalli_provider_errors_total", "Provider failures by provider and kind.",
             ["provider", "kind"],
+        ),
+        ratings=Counter(
+            "whalli_chat_ratings_total",
+            "Reply ratings stored, by model of the rated reply and rating (up/down/removed).",
+            ["model", "rating"],
         ),
         sse_connections=Gauge(
             "whalli_sse_connections_active", "Open SSE streams (chat replies, file events).",
@@ -91,3 +97,6 @@ class PrometheusChatMetrics(ChatMetrics):
 
     def provider_error(self, *, provider: str, kind: str) -> None:
         _collectors().provider_errors.labels(provider, kind).inc()
+
+    def reply_rated(self, *, model: str, rating: str) -> None:
+        _collectors().ratings.labels(model, rating).inc()

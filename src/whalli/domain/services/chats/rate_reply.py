@@ -11,8 +11,12 @@ from whalli.domain.model.chats import MessageRole
 from whalli.domain.model.errors import MessageNotFound, ReplyInProgress
 from whalli.domain.model.feedback import Feedback, Rating
 from whalli.domain.services.chats.access import require_chat
+from whalli.ports.chat_metrics import ChatMetrics
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
+
+RATING_REMOVED = "removed"  # the metrics label of a rating taken back
+UNKNOWN_MODEL = "unknown"  # the metrics label of a reply that names no model
 
 
 class RateReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,12 +39,16 @@ class RateReplyHandler:
     - a comment has at most ``COMMENT_MAX`` characters; rating again replaces the rating and
       the comment, keeping when it was first given; removing feedback that is not there is
       not an error;
-    - feedback goes with its reply (a regeneration replaces the reply, and its feedback).
+    - feedback goes with its reply (a regeneration replaces the reply, and its feedback);
+    - each stored rating is counted once committed, by the reply's model and the rating
+      (``up``/``down``; a rating actually taken back counts as ``removed``); a refused request
+      counts nothing.
     """
 
-    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWork, clock: Clock, metrics: ChatMetrics) -> None:
         self._uow = uow
         self._clock = clock
+        self._metrics = metrics
 
     async def execute(self, command: RateReply) -> Feedback | None:
         async with self._uow as uow:
@@ -48,9 +56,12 @@ class RateReplyHandler:
             message = await uow.chats.get_message(command.message_id)
             if message.chat_id != chat.id or message.role is not MessageRole.ASSISTANT:
                 raise MessageNotFound()
+            model = message.model or UNKNOWN_MODEL
             if command.rating is None:
-                await uow.feedback.remove(message.id, command.user_id)
+                removed = await uow.feedback.remove(message.id, command.user_id)
                 await uow.commit()
+                if removed:
+                    self._metrics.reply_rated(model=model, rating=RATING_REMOVED)
                 return None
             if not message.status.is_final:
                 raise ReplyInProgress("A reply is rated once it has finished.")
@@ -61,4 +72,5 @@ class RateReplyHandler:
             )  # fmt: skip
             await uow.feedback.put(feedback)
             await uow.commit()
+        self._metrics.reply_rated(model=model, rating=feedback.rating.value)
         return feedback
