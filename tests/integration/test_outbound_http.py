@@ -1,15 +1,15 @@
-"""Whalli's outbound HTTP client (httpx on ``AsyncioBackend``) against raw servers on loopback.
+"""Whalli's outbound HTTP client (httpx on ``Http11Transport``) against raw servers on loopback.
 
 The providers' and OAuth's own tests run through this client too; these pin down what the
-network backend must do for any server: stream as bytes arrive, hold back a fast sender, carry
-large bodies both ways, reuse and replace pooled connections, speak TLS, and fail as httpx does.
+transport must do for any server: stream as bytes arrive, hold back a fast sender, carry large
+bodies both ways, read every framing of a body, reuse only connections fit for it, keep to its
+limits, speak TLS, and fail as httpx does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,7 +19,8 @@ import pytest
 import trustme
 import uvloop
 
-from whalli.adapters.outbound_http import AsyncioBackend, new_http_client
+from whalli.adapters.http11 import Http11Transport
+from whalli.adapters.outbound_http import new_http_client
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -74,10 +75,9 @@ def client(**options: object) -> httpx.AsyncClient:
     return new_http_client(**settings)  # type: ignore[arg-type]
 
 
-async def test_the_client_connects_through_the_asyncio_backend() -> None:
+async def test_the_client_sends_through_the_http11_transport() -> None:
     async with client() as http:
-        pool = http._transport._pool  # type: ignore[attr-defined]
-        assert isinstance(pool._network_backend, AsyncioBackend)
+        assert isinstance(http._transport, Http11Transport)
 
 
 async def test_a_streamed_body_arrives_piece_by_piece() -> None:
@@ -216,28 +216,194 @@ async def test_tls_with_a_trusted_certificate_and_refused_with_an_unknown_one() 
                 await http.get(url)
 
 
-async def test_socket_options_are_set_on_the_connection() -> None:
+async def test_a_streamed_upload_is_sent_chunked() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b"transfer-encoding: chunked" in head.lower()
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            piece = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            body += piece[:-2]
+        writer.write(response(hashlib.sha256(body).hexdigest().encode()))
+        await writer.drain()
+
+    async def upload() -> AsyncIterator[bytes]:
+        for i in range(50):
+            yield bytes([i]) * 1000
+
+    expected = hashlib.sha256(b"".join(bytes([i]) * 1000 for i in range(50))).hexdigest()
+    async with serving(handler) as (url, _), client() as http:
+        assert (await http.post(url, content=upload())).text == expected
+
+
+async def test_a_body_without_length_ends_with_the_connection() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of ")
+        await writer.drain()
+        writer.write(b"it")
+        await writer.drain()
+
+    async with serving(handler) as (url, connections), client() as http:
+        assert (await http.get(url)).text == "all of it"
+        assert (await http.get(url)).text == "all of it"
+        assert len(connections) == 2  # a body ended by closing cannot leave a connection
+
+
+async def test_a_chunked_body_cut_before_its_end_is_a_protocol_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npart\r\n")
+        await writer.drain()
+
+    async with serving(handler) as (url, _), client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(url)
+
+
+async def test_a_malformed_answer_is_a_protocol_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SMTP/9 hello\r\n\r\n")
+        await writer.drain()
         await reader.read()
 
-    keepalive = (socket.SOL_SOCKET, socket.SO_KEEPALIVE)
-    async with serving(handler) as (url, _):
-        port = int(url.rsplit(":", 1)[1])
-        for options, expected in (([(*keepalive, 1)], 1), (None, 0)):
-            stream = await AsyncioBackend().connect_tcp(
-                "127.0.0.1", port, timeout=5, socket_options=options
-            )
+    async with serving(handler) as (url, _), client() as http, asyncio.timeout(10):
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(url)
+
+
+async def test_an_interim_100_continue_is_skipped() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + response(b"final"))
+        await writer.drain()
+
+    async with serving(handler) as (url, _), client() as http:
+        answer = await http.post(url, content=b"x")
+        assert (answer.status_code, answer.text) == (200, "final")
+
+
+async def test_bodiless_answers_and_head_requests() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
             try:
-                sock = stream.get_extra_info("socket")
-                assert sock.getsockopt(*keepalive) == expected
-            finally:
-                await stream.aclose()
+                head, _ = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            if head.startswith(b"HEAD"):  # the length of a body that is not sent
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            else:
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+
+    async with serving(handler) as (url, connections), client() as http, asyncio.timeout(10):
+        assert (await http.get(url)).status_code == 204
+        assert (await http.get(url)).status_code == 204
+        assert len(connections) == 1  # a 204 ends at its head: the connection is kept
+        head = await http.head(url)
+        assert (head.status_code, head.headers["content-length"], head.content) == (
+            200,
+            "1000",
+            b"",
+        )
+        assert (await http.get(url)).status_code == 204
+        assert len(connections) == 2  # not after a HEAD: the next answer could be misread
+
+
+async def test_a_connection_the_server_closes_or_talks_on_is_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head, _ = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            line = head.split(b"\r\n")[0]
+            if b"/close-header" in line:  # says so, then keeps the socket open
+                writer.write(response(b"ok", close=True))
+            elif b"/chatter" in line:  # bytes after the answer, while the client is idle
+                writer.write(response(b"ok"))
+                await writer.drain()
+                await asyncio.sleep(0.02)
+                writer.write(b"unasked")
+            else:
+                writer.write(response(b"ok"))
+            await writer.drain()
+
+    async with serving(handler) as (url, connections), client() as http, asyncio.timeout(10):
+        assert (await http.get(f"{url}/close-header")).text == "ok"
+        assert (await http.get(f"{url}/a")).text == "ok"
+        assert len(connections) == 2
+        assert (await http.get(f"{url}/chatter")).text == "ok"
+        await asyncio.sleep(0.1)
+        assert (await http.get(f"{url}/b")).text == "ok"
+        assert len(connections) == 3
+        assert (await http.get(f"{url}/c")).text == "ok"
+        assert len(connections) == 3  # a plain answer leaves its connection for the next
+
+
+async def test_idle_connections_expire() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(response(b"ok"))
+            await writer.drain()
+
+    transport = Http11Transport(ssl_context=ssl.create_default_context(), keepalive_expiry=0.1)
+    async with (
+        serving(handler) as (url, connections),
+        httpx.AsyncClient(transport=transport) as http,
+    ):
+        await http.get(url)
+        await http.get(url)
+        assert len(connections) == 1
+        await asyncio.sleep(0.2)
+        await http.get(url)
+        assert len(connections) == 2
+
+
+async def test_requests_wait_for_a_free_connection_up_to_the_pool_timeout() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head, _ = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            if b"/slow" in head.split(b"\r\n")[0]:
+                await release.wait()
+            writer.write(response(b"ok"))
+            await writer.drain()
+
+    async with (
+        serving(handler) as (url, connections),
+        client(max_connections=1, max_keepalive_connections=1) as http,
+        asyncio.timeout(10),
+    ):
+        slow = asyncio.ensure_future(http.get(f"{url}/slow"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(httpx.PoolTimeout):  # the one connection is busy
+            await http.get(url, timeout=httpx.Timeout(5, pool=0.1))
+        waiting = asyncio.ensure_future(http.get(url))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        release.set()
+        assert (await slow).text == "ok"
+        assert (await waiting).text == "ok"
+        assert len(connections) == 1  # the waiting request took the freed connection
 
 
 def test_every_case_also_on_uvloop() -> None:
     """The servers run uvloop, whose transports are not asyncio's classes: the same cases there."""
     cases = [
-        test_the_client_connects_through_the_asyncio_backend,
+        test_the_client_sends_through_the_http11_transport,
         test_a_streamed_body_arrives_piece_by_piece,
         test_large_bodies_both_ways_survive_flow_control,
         test_keep_alive_reuses_a_connection_and_replaces_one_the_server_closed,
@@ -246,7 +412,15 @@ def test_every_case_also_on_uvloop() -> None:
         test_a_refused_connection_is_a_connect_error,
         test_a_read_timeout_raises_read_timeout,
         test_tls_with_a_trusted_certificate_and_refused_with_an_unknown_one,
-        test_socket_options_are_set_on_the_connection,
+        test_a_streamed_upload_is_sent_chunked,
+        test_a_body_without_length_ends_with_the_connection,
+        test_a_chunked_body_cut_before_its_end_is_a_protocol_error,
+        test_a_malformed_answer_is_a_protocol_error,
+        test_an_interim_100_continue_is_skipped,
+        test_bodiless_answers_and_head_requests,
+        test_a_connection_the_server_closes_or_talks_on_is_not_reused,
+        test_idle_connections_expire,
+        test_requests_wait_for_a_free_connection_up_to_the_pool_timeout,
     ]
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         for case in cases:
