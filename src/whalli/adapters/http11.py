@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -41,7 +42,6 @@ import httptools
 import httpx
 
 _PAUSE_AT = 256 * 1024  # unread body bytes past which the connection stops reading
-_WRITE_CHUNK = 64 * 1024
 
 Key = tuple[str, str, int]
 
@@ -50,7 +50,8 @@ class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection; the parser's callbacks fill the current response."""
 
     __slots__ = (
-        "_chunks", "_drained", "_eof_ends", "_error", "_expect_body", "_keep_alive", "_size",
+        "_ambiguous", "_chunks", "_drained", "_eof_ends", "_error", "_expect_body", "_keep_alive",
+        "_size",
         "_waiter", "closed", "complete", "head_done", "headers", "idle_since", "in_use", "key",
         "parser", "reason", "status", "transport",
     )  # fmt: skip
@@ -59,6 +60,14 @@ class _Connection(asyncio.Protocol):
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # What h11 (httpx's default) also reads: bare LF line ends, spaces after a chunk size,
+        # and Content-Length beside chunked (chunked wins, RFC 9112 6.3; the connection is
+        # then not reused). Folded or duplicate headers stay refused.
+        self.parser.set_dangerous_leniencies(
+            lenient_chunked_length=True,
+            lenient_optional_cr_before_lf=True,
+            lenient_spaces_after_chunk_size=True,
+        )
         self.in_use = True
         self.idle_since = 0.0
         self.closed = False  # the peer ended the stream, or the connection is gone
@@ -74,6 +83,7 @@ class _Connection(asyncio.Protocol):
         self.head_done = False
         self.complete = False
         self._keep_alive = False  # the parser's verdict once the answer is complete
+        self._ambiguous = False  # both Content-Length and Transfer-Encoding
         self._expect_body = True  # False for HEAD: the answer's head is all there is
         self._eof_ends = False  # no Content-Length nor chunked: the body ends with the stream
         self._chunks: list[bytes] = []
@@ -110,8 +120,8 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if exc is not None and self._error is None:
             self._error = httpx.ReadError(str(exc) or type(exc).__name__)
-        elif self._eof_ends and self.head_done:
-            self.complete = True
+        elif self._eof_ends and self.head_done and self._error is None:
+            self.complete = True  # the server ended the body (not our own close)
         self._wake()
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
@@ -141,10 +151,10 @@ class _Connection(asyncio.Protocol):
             return
         self.status = status
         self.head_done = True
-        framed = any(
-            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
-        )
+        names = {name.lower() for name, _ in self.headers}
+        framed = b"content-length" in names or b"transfer-encoding" in names
         self._eof_ends = not framed and status not in (204, 304)
+        self._ambiguous = b"content-length" in names and b"transfer-encoding" in names
         if not self._expect_body:
             self.complete = True
 
@@ -156,7 +166,8 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.head_done:
             self.complete = True
-            self._keep_alive = self.parser.should_keep_alive()  # only known until the next one
+            # only known until the next answer; never after an ambiguous framing
+            self._keep_alive = self.parser.should_keep_alive() and not self._ambiguous
 
     # what the transport asks
 
@@ -181,6 +192,17 @@ class _Connection(asyncio.Protocol):
     @property
     def reusable(self) -> bool:
         return not self.closed and self._error is None and not self.transport_closing
+
+    def peer_stirred(self) -> bool:
+        """Whether the server wrote to (or closed) this idle connection since the loop last
+        read it: its end (FIN) may be waiting unread, as the task that read the last answer
+        can run before the loop reads the socket again."""
+        sock = None if self.transport is None else self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        poller = select.poll()  # not select.select: descriptors above 1024 are common here
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
     @property
     def transport_closing(self) -> bool:
@@ -257,9 +279,12 @@ class _Connection(asyncio.Protocol):
             raise httpx.WriteError("The connection closed while sending.")
 
     def close(self) -> None:
+        if not self.complete and self._error is None:  # a reader waiting for more fails
+            self._error = httpx.ReadError("The connection was closed before the end of the body.")
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+        self._wake()
 
 
 class _Body(httpx.AsyncByteStream):
@@ -319,7 +344,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
         connection = await self._acquire(key, timeouts)
         try:
             connection.start(expect_body=request.method != "HEAD")
-            await self._send(connection, request, timeouts.get("write"))
+            try:
+                await self._send(connection, request, timeouts.get("write"))
+            except httpx.WriteError:
+                if not connection.head_done:  # no early answer (a 413 before the whole body)
+                    raise
             await connection.head(timeouts.get("read"))
         except BaseException:
             self._discard(connection)
@@ -368,7 +397,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
         now = time.monotonic()
         while idle:
             connection = idle.pop()  # the most recently used: the likeliest still open
-            if connection.reusable and now - connection.idle_since < self._expiry:
+            if (
+                connection.reusable
+                and now - connection.idle_since < self._expiry
+                and not connection.peer_stirred()
+            ):
                 connection.in_use = True
                 return connection
             self._discard(connection)
@@ -446,17 +479,20 @@ class Http11Transport(httpx.AsyncBaseTransport):
             head += (name, b": ", value, b"\r\n")
         head.append(b"\r\n")
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-        pending = b"".join(head)
-        async for piece in request.stream:  # type: ignore[union-attr]
-            if not piece:
-                continue
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream):  # the whole body at hand: one write
+            body = b"".join([piece async for piece in stream])
             if chunked:
-                piece = b"%x\r\n%b\r\n" % (len(piece), piece)
-            pending += piece
-            if len(pending) >= _WRITE_CHUNK:
-                await connection.send(pending, timeout)
-                pending = b""
+                body = _chunk(body) + b"0\r\n\r\n"
+            await connection.send(b"".join(head) + body, timeout)
+            return
+        await connection.send(b"".join(head), timeout)
+        async for piece in stream:  # type: ignore[union-attr]
+            if piece:  # each piece as it comes: a producer may wait for the server
+                await connection.send(_chunk(piece) if chunked else piece, timeout)
         if chunked:
-            pending += b"0\r\n\r\n"
-        if pending:
-            await connection.send(pending, timeout)
+            await connection.send(b"0\r\n\r\n", timeout)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
