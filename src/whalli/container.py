@@ -81,8 +81,12 @@ from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.fail_abandoned_replies import FailAbandonedReplies
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
+from whalli.domain.services.chats.read_shared_chat import ReadSharedChatHandler
+from whalli.domain.services.chats.revoke_share import RevokeChatShareHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
+from whalli.domain.services.chats.share_chat import ShareChatHandler
 from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
@@ -524,6 +528,10 @@ class Services(containers.DeclarativeContainer):
     )
     update_chat = providers.Factory(UpdateChatHandler, uow, clock)
     rate_reply = providers.Factory(RateReplyHandler, uow, clock, adapters.chat_metrics)
+    share_chat = providers.Factory(ShareChatHandler, uow, clock, ids)
+    list_chat_shares = providers.Factory(ListChatSharesHandler, uow)
+    revoke_chat_share = providers.Factory(RevokeChatShareHandler, uow, clock)
+    read_shared_chat = providers.Factory(ReadSharedChatHandler, uow)
     delete_chat = providers.Factory(DeleteChatHandler, uow)
     search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)
     attach_stream = providers.Factory(

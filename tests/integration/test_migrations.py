@@ -20,7 +20,7 @@ from whalli.domain.model.errors import MigrationError
 REAL_TABLES = {
     "users", "projects", "memberships", "chats", "messages", "attachments", "transcriptions",
     "search_subscriptions", "search_results", "notifications", "schema_migrations",
-    "refresh_tokens", "api_keys", "oauth_identities",
+    "refresh_tokens", "api_keys", "oauth_identities", "message_feedback", "chat_shares",
 }  # fmt: skip
 
 

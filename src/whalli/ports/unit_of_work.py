@@ -15,6 +15,7 @@ from whalli.ports.oauth_identities import OAuthIdentityRepository
 from whalli.ports.projects import ProjectRepository
 from whalli.ports.refresh_tokens import RefreshTokenRepository
 from whalli.ports.search_subscriptions import SearchSubscriptionRepository
+from whalli.ports.shares import ChatShareRepository
 from whalli.ports.transcriptions import TranscriptionRepository
 from whalli.ports.usage import UsageRepository
 from whalli.ports.users import UserRepository
@@ -40,6 +41,7 @@ class UnitOfWork(Protocol):
     oauth_identities: OAuthIdentityRepository
     usage: UsageRepository
     feedback: FeedbackRepository
+    shares: ChatShareRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -396,8 +396,12 @@ async def test_nothing_but_the_public_routes_answers_without_credentials(world: 
     app = world.client.app
     assert isinstance(app, Litestar)
     # the stream's unguessable session id is its credential (a browser EventSource sends no
-    # headers); it is checked in test_chat_flow
-    public_prefixes = ("/api/health", "/api/metrics", "/api/docs", "/api/auth/", "/api/chat/stream")
+    # headers); it is checked in test_chat_flow; so is a shared chat's link token (checked in
+    # tests/unit/http/test_share_routes.py)
+    public_prefixes = (
+        "/api/health", "/api/metrics", "/api/docs", "/api/auth/", "/api/chat/stream",
+        "/api/shared/",
+    )  # fmt: skip
     private = {"/api/auth/me", "/api/auth/logout-all", "/api/auth/password"}
     checked = 0
     for route in app.routes:
@@ -413,6 +417,7 @@ async def test_nothing_but_the_public_routes_answers_without_credentials(world: 
             "chat_id",
             "file_id",
             "message_id",
+            "share_id",
         ):
             concrete = concrete.replace(f"{{{param}:uuid}}", str(uuid.uuid4()))
         for method in sorted(getattr(route, "methods", set()) - {"OPTIONS", "HEAD"}):

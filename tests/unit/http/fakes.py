@@ -52,8 +52,12 @@ from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
+from whalli.domain.services.chats.read_shared_chat import ReadSharedChatHandler
+from whalli.domain.services.chats.revoke_share import RevokeChatShareHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
+from whalli.domain.services.chats.share_chat import ShareChatHandler
 from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
@@ -262,6 +266,18 @@ class FakeContainer:
 
     async def rate_reply(self) -> RateReplyHandler:
         return RateReplyHandler(self.uow(), self.clock, self.chat_metrics)
+
+    async def share_chat(self) -> ShareChatHandler:
+        return ShareChatHandler(self.uow(), self.clock, self.ids)
+
+    async def list_chat_shares(self) -> ListChatSharesHandler:
+        return ListChatSharesHandler(self.uow())
+
+    async def revoke_chat_share(self) -> RevokeChatShareHandler:
+        return RevokeChatShareHandler(self.uow(), self.clock)
+
+    async def read_shared_chat(self) -> ReadSharedChatHandler:
+        return ReadSharedChatHandler(self.uow())
 
     async def delete_chat(self) -> DeleteChatHandler:
         return DeleteChatHandler(self.uow())

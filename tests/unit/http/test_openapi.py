@@ -65,8 +65,10 @@ async def test_private_operations_require_a_scheme_and_public_ones_none(
         ("/api/auth/register", "post"),
         ("/api/auth/login", "post"),
         ("/api/chat/stream", "get"),
+        ("/api/shared/{token}", "get"),
     ]:
         assert "security" not in paths[path][method], path
+    assert paths["/api/chats/{chat_id}/shares"]["post"]["security"] == [BEARER_JWT, BEARER_API_KEY]
 
 
 async def test_every_operation_answers_401_without_credentials_exactly_when_it_requires_some(
@@ -76,6 +78,7 @@ async def test_every_operation_answers_401_without_credentials_exactly_when_it_r
     checked = 0
     for path, item in paths.items():
         concrete = path.replace("{provider}", "github").replace("{session_id}", "s")
+        concrete = concrete.replace("{token}", "a-shared-link-token")
         for name in (
             "project_id",
             "member_id",
@@ -84,6 +87,7 @@ async def test_every_operation_answers_401_without_credentials_exactly_when_it_r
             "chat_id",
             "file_id",
             "message_id",
+            "share_id",
         ):
             concrete = concrete.replace(f"{{{name}}}", str(uuid.uuid4()))
         for method, operation in item.items():

@@ -43,6 +43,7 @@ TABLES = (
     "users", "projects", "memberships", "chats", "messages", "attachments", "transcriptions",
     "search_subscriptions", "search_results", "notifications",
     "refresh_tokens", "api_keys", "oauth_identities", "usage_records", "message_feedback",
+    "chat_shares",
 )  # fmt: skip
 FOREIGN_KEYS = (
     ForeignKey("projects", "owner_id", "users", UserNotFound, cascade=False),
@@ -69,6 +70,8 @@ FOREIGN_KEYS = (
     ForeignKey("usage_records", "message_id", "messages", MessageNotFound, set_null=True),
     ForeignKey("message_feedback", "message_id", "messages", MessageNotFound),
     ForeignKey("message_feedback", "user_id", "users", UserNotFound),
+    ForeignKey("chat_shares", "chat_id", "chats", ChatNotFound),
+    ForeignKey("chat_shares", "created_by", "users", UserNotFound),
 )  # fmt: skip
 UNIQUES = (
     Unique("users", ("email",), EmailAlreadyRegistered),
@@ -76,5 +79,6 @@ UNIQUES = (
     Unique("search_results", ("subscription_id", "fingerprint")),
     Unique("refresh_tokens", ("token_hash",)),
     Unique("api_keys", ("key_hash",)),
+    Unique("chat_shares", ("token_hash",)),
 )
 DUPLICATE_KEY: dict[str, type[WhalliError]] = {"memberships": AlreadyMember}

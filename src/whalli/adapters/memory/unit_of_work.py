@@ -16,6 +16,7 @@ from whalli.adapters.memory.oauth_identities import InMemoryOAuthIdentityReposit
 from whalli.adapters.memory.projects import InMemoryProjectRepository
 from whalli.adapters.memory.refresh_tokens import InMemoryRefreshTokenRepository
 from whalli.adapters.memory.search_subscriptions import InMemorySearchSubscriptionRepository
+from whalli.adapters.memory.shares import InMemoryChatShareRepository
 from whalli.adapters.memory.store import MemoryStore, MemoryTransaction
 from whalli.adapters.memory.transcriptions import InMemoryTranscriptionRepository
 from whalli.adapters.memory.usage import InMemoryUsageRepository
@@ -47,6 +48,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.oauth_identities = InMemoryOAuthIdentityRepository(self._transaction)
         self.usage = InMemoryUsageRepository(self._transaction)
         self.feedback = InMemoryFeedbackRepository(self._transaction)
+        self.shares = InMemoryChatShareRepository(self._transaction)
 
     def _transaction(self) -> MemoryTransaction:
         if self._tx is None:

@@ -40,6 +40,7 @@ _MISSING_PARENT: dict[str, type[WhalliError]] = {
     "project_id": ProjectNotFound,
     "user_id": UserNotFound,
     "owner_id": UserNotFound,
+    "created_by": UserNotFound,
     "chat_id": ChatNotFound,
     "message_id": MessageNotFound,
     "attachment_id": AttachmentNotFound,

@@ -22,6 +22,7 @@ from whalli.adapters.postgres.pool import PostgresPool
 from whalli.adapters.postgres.projects import PostgresProjectRepository
 from whalli.adapters.postgres.refresh_tokens import PostgresRefreshTokenRepository
 from whalli.adapters.postgres.search_subscriptions import PostgresSearchSubscriptionRepository
+from whalli.adapters.postgres.shares import PostgresChatShareRepository
 from whalli.adapters.postgres.transcriptions import PostgresTranscriptionRepository
 from whalli.adapters.postgres.usage import PostgresUsageRepository
 from whalli.adapters.postgres.users import PostgresUserRepository
@@ -34,7 +35,7 @@ R = TypeVar("R")
 class _Repository(Generic[R]):
     """A repository of the unit of work, made on first use and then kept in the instance (as
     ``functools.cached_property`` would, which mypy takes for read-only where the port's
-    attributes are not): a use case touches one or two of the eleven, and a reply being
+    attributes are not): a use case touches one or two of them, and a reply being
     generated holds its unit of work for as long as it streams."""
 
     def __init__(self, make: Callable[[ConnectionGetter], R]) -> None:
@@ -82,6 +83,7 @@ class PostgresUnitOfWork(UnitOfWork):
     oauth_identities = _Repository(PostgresOAuthIdentityRepository)
     usage = _Repository(PostgresUsageRepository)
     feedback = _Repository(PostgresFeedbackRepository)
+    shares = _Repository(PostgresChatShareRepository)
 
     def __init__(self, pool: PostgresPool) -> None:
         self._pool = pool

@@ -46,6 +46,11 @@ class InvalidPassword(InvalidInput):
     default_message = "That password does not meet the password policy."
 
 
+class ShareLimitReached(InvalidInput):
+    code = "share_limit_reached"
+    default_message = "This chat has as many shared links as allowed; revoke one first."
+
+
 class InvalidStateTransition(InvalidInput):
     code = "invalid_state_transition"
     default_message = "That change is not allowed in the current state."
@@ -110,6 +115,13 @@ class SearchSubscriptionNotFound(NotFound):
 class NotificationNotFound(NotFound):
     code = "notification_not_found"
     default_message = "Notification not found."
+
+
+class ShareNotFound(NotFound):
+    """A shared link that does not exist, was revoked, or whose chat was deleted."""
+
+    code = "share_not_found"
+    default_message = "This shared chat does not exist or is no longer shared."
 
 
 class BlobNotFound(NotFound):

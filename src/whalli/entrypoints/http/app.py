@@ -26,6 +26,7 @@ from whalli.entrypoints.http.controllers.models import ModelController
 from whalli.entrypoints.http.controllers.oauth import OAuthController
 from whalli.entrypoints.http.controllers.openai_compat import OpenAICompatController
 from whalli.entrypoints.http.controllers.projects import MemberController, ProjectController
+from whalli.entrypoints.http.controllers.shares import ChatShareController, SharedChatController
 from whalli.entrypoints.http.controllers.usage import UsageController
 from whalli.entrypoints.http.deps import AppContainer, build_dependencies
 from whalli.entrypoints.http.json_body import JsonRequest
@@ -60,6 +61,8 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     ApiKeyController,
     OpenAICompatController,
     ChatController,
+    ChatShareController,
+    SharedChatController,
     FileController,
 )
 

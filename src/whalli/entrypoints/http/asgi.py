@@ -42,8 +42,12 @@ from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
+from whalli.domain.services.chats.read_shared_chat import ReadSharedChatHandler
+from whalli.domain.services.chats.revoke_share import RevokeChatShareHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
+from whalli.domain.services.chats.share_chat import ShareChatHandler
 from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
@@ -221,6 +225,18 @@ class ContainerApp:
 
     async def rate_reply(self) -> RateReplyHandler:
         return await self._get(self.container.services.rate_reply, RateReplyHandler)
+
+    async def share_chat(self) -> ShareChatHandler:
+        return await self._get(self.container.services.share_chat, ShareChatHandler)
+
+    async def list_chat_shares(self) -> ListChatSharesHandler:
+        return await self._get(self.container.services.list_chat_shares, ListChatSharesHandler)
+
+    async def revoke_chat_share(self) -> RevokeChatShareHandler:
+        return await self._get(self.container.services.revoke_chat_share, RevokeChatShareHandler)
+
+    async def read_shared_chat(self) -> ReadSharedChatHandler:
+        return await self._get(self.container.services.read_shared_chat, ReadSharedChatHandler)
 
     async def delete_chat(self) -> DeleteChatHandler:
         return await self._get(self.container.services.delete_chat, DeleteChatHandler)

@@ -35,8 +35,12 @@ from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
+from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
+from whalli.domain.services.chats.read_shared_chat import ReadSharedChatHandler
+from whalli.domain.services.chats.revoke_share import RevokeChatShareHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
+from whalli.domain.services.chats.share_chat import ShareChatHandler
 from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
@@ -107,6 +111,10 @@ class AppContainer(Protocol):
     async def get_chat(self) -> GetChatHandler: ...
     async def update_chat(self) -> UpdateChatHandler: ...
     async def rate_reply(self) -> RateReplyHandler: ...
+    async def share_chat(self) -> ShareChatHandler: ...
+    async def list_chat_shares(self) -> ListChatSharesHandler: ...
+    async def revoke_chat_share(self) -> RevokeChatShareHandler: ...
+    async def read_shared_chat(self) -> ReadSharedChatHandler: ...
     async def delete_chat(self) -> DeleteChatHandler: ...
     async def search_chats(self) -> SearchChatsHandler: ...
 
@@ -246,6 +254,10 @@ def _chat_providers(container: AppContainer) -> dict[str, Provide]:
         "get_chat": Provide(container.get_chat),
         "update_chat": Provide(container.update_chat),
         "rate_reply": Provide(container.rate_reply),
+        "share_chat": Provide(container.share_chat),
+        "list_chat_shares": Provide(container.list_chat_shares),
+        "revoke_chat_share": Provide(container.revoke_chat_share),
+        "read_shared_chat": Provide(container.read_shared_chat),
         "delete_chat": Provide(container.delete_chat),
         "search_chats": Provide(container.search_chats),
         "complete_chat": Provide(container.complete_chat),

@@ -1,0 +1,51 @@
+"""Shared links to chats in Postgres."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from whalli.adapters.postgres._base import PostgresRepository, Row, columns, placeholders
+from whalli.domain.model.shares import ChatShare
+from whalli.ports.shares import ChatShareRepository
+
+_COLUMNS = tuple(ChatShare.__struct_fields__)
+_SELECT = f"SELECT {columns(_COLUMNS)} FROM chat_shares"
+_INSERT = f"INSERT INTO chat_shares ({columns(_COLUMNS)}) VALUES ({placeholders(_COLUMNS)})"
+_LIVE = "chat_id = %(chat_id)s AND revoked_at IS NULL"
+
+
+def _share(row: Row | None) -> ChatShare | None:
+    return None if row is None else msgspec.convert(row, ChatShare)
+
+
+class PostgresChatShareRepository(PostgresRepository, ChatShareRepository):
+    async def add(self, share: ChatShare) -> None:
+        params = msgspec.structs.asdict(share)
+        params["message_ids"] = list(share.message_ids)
+        await self._run(_INSERT, params)
+
+    async def find(self, share_id: UUID) -> ChatShare | None:
+        return _share(await self._one(f"{_SELECT} WHERE id = %(id)s", {"id": share_id}))
+
+    async def find_by_hash(self, token_hash: str) -> ChatShare | None:
+        query = f"{_SELECT} WHERE token_hash = %(h)s"
+        return _share(await self._one(query, {"h": token_hash}))
+
+    async def list_live(self, chat_id: UUID) -> list[ChatShare]:
+        query = f"{_SELECT} WHERE {_LIVE} ORDER BY created_at DESC, id DESC"
+        rows = await self._all(query, {"chat_id": chat_id})
+        return [msgspec.convert(r, ChatShare) for r in rows]
+
+    async def count_live(self, chat_id: UUID) -> int:
+        row = await self._one(f"SELECT count(*) AS n FROM chat_shares WHERE {_LIVE}",
+                              {"chat_id": chat_id})  # fmt: skip
+        return 0 if row is None else int(row["n"])
+
+    async def revoke(self, share_id: UUID, now: datetime) -> bool:
+        query = (
+            "UPDATE chat_shares SET revoked_at = %(now)s WHERE id = %(id)s AND revoked_at IS NULL"
+        )
+        return await self._run(query, {"id": share_id, "now": now}) > 0

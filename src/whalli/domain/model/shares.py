@@ -1,0 +1,65 @@
+"""Public read-only links to a snapshot of a chat.
+
+The link's token is shown once, when the link is made; only its SHA-256 is stored (as for API
+keys), so a copy of the database opens no link. The snapshot is the ids of the messages the link
+shows: those of the chat that were finished (complete, stopped or failed) when it was made, in
+the chat's order; later messages, and a reply still being generated then, are never shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from whalli.domain.model.base import Entity
+from whalli.domain.model.chats import Message, MessageRole
+
+MAX_LIVE_SHARES = 20  # live (not revoked) links per chat
+SHARE_TOKEN_BYTES = 32  # random bytes in a link's token: 256 bits
+SHARED_PATH = "/api/shared/"  # a link is SHARED_PATH + token
+
+
+def hash_share_token(token: str) -> str:
+    """SHA-256 hex: the token is 256 random bits, so a fast digest is safe and indexable."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def snapshot_of(messages: Sequence[Message]) -> tuple[UUID, ...]:
+    """The messages a link made now shows: finished ones, never the system's."""
+    return tuple(m.id for m in messages if m.status.is_final and m.role is not MessageRole.SYSTEM)
+
+
+class ChatShare(Entity, kw_only=True):
+    id: UUID
+    chat_id: UUID
+    created_by: UUID
+    token_hash: str
+    message_ids: tuple[UUID, ...]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @classmethod
+    def create(
+        cls, *, id: UUID, chat_id: UUID, created_by: UUID, token: str,
+        messages: Sequence[Message], now: datetime,
+    ) -> ChatShare:  # fmt: skip
+        if len(token) < 43:  # token_urlsafe(32) is 43 characters
+            raise ValueError("a share token must carry at least 256 random bits")
+        return cls(
+            id=id, chat_id=chat_id, created_by=created_by, token_hash=hash_share_token(token),
+            message_ids=snapshot_of(messages), created_at=now,
+        )  # fmt: skip
+
+    @property
+    def message_count(self) -> int:
+        return len(self.message_ids)
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None
+
+    def revoke(self, now: datetime) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = now

@@ -1,0 +1,141 @@
+"""Contract of ChatShareRepository (public links to chat snapshots), in memory and on Postgres."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+import pytest
+
+from whalli.domain.model.chats import Chat, Message
+from whalli.domain.model.errors import ChatNotFound, Conflict, UserNotFound
+from whalli.domain.model.shares import ChatShare, hash_share_token
+from whalli.domain.model.users import User
+
+from ..conftest import UowFactory
+from ..entities import a_chat, a_message, a_user, at, committed_world
+
+
+def a_share(
+    chat: Chat, user: User, messages: list[Message] | None = None, *, seconds: float = 0
+) -> ChatShare:
+    return ChatShare.create(
+        id=uuid.uuid4(), chat_id=chat.id, created_by=user.id, token=secrets.token_urlsafe(32),
+        messages=messages or [], now=at(seconds),
+    )  # fmt: skip
+
+
+async def test_a_share_reads_back_equal_by_id_and_by_hash_with_its_snapshot(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    first, second = a_message(world.chat), a_message(world.chat, content="More")
+    token = secrets.token_urlsafe(32)
+    share = ChatShare.create(
+        id=uuid.uuid4(), chat_id=world.chat.id, created_by=world.user.id, token=token,
+        messages=[first, second], now=at(5),
+    )  # fmt: skip
+    async with uow_factory() as uow:
+        await uow.chats.add_messages([first, second])
+        await uow.shares.add(share)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.shares.find(share.id) == share
+        assert await uow.shares.find_by_hash(hash_share_token(token)) == share
+        assert await uow.shares.find_by_hash(token) is None  # the token itself is not stored
+        assert await uow.shares.find_by_hash(hash_share_token("another")) is None
+        assert await uow.shares.find(uuid.uuid4()) is None
+    assert share.message_ids == (first.id, second.id)
+    assert share.token_hash != token
+
+
+async def test_an_empty_snapshot_reads_back_empty(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    share = a_share(world.chat, world.user)
+    async with uow_factory() as uow:
+        await uow.shares.add(share)
+        await uow.commit()
+    async with uow_factory() as uow:
+        found = await uow.shares.find(share.id)
+    assert found is not None
+    assert found.message_ids == ()
+
+
+async def test_a_share_needs_its_chat_and_its_creator_and_a_free_hash(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    stored = a_share(world.chat, world.user)
+    async with uow_factory() as uow:
+        await uow.shares.add(stored)
+        await uow.commit()
+    with pytest.raises(ChatNotFound, match="Chat not found"):
+        async with uow_factory() as uow:
+            await uow.shares.add(a_share(a_chat(world.project, world.user), world.user))
+    with pytest.raises(UserNotFound, match="User not found"):
+        async with uow_factory() as uow:
+            await uow.shares.add(a_share(world.chat, a_user()))
+    twin = a_share(world.chat, world.user)
+    twin.token_hash = stored.token_hash
+    with pytest.raises(Conflict, match="conflicts with the current state"):
+        async with uow_factory() as uow:
+            await uow.shares.add(twin)
+    async with uow_factory() as uow:
+        assert await uow.shares.list_live(world.chat.id) == [stored]
+
+
+async def test_live_shares_are_listed_newest_first_counted_and_revoked_once(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    other = await committed_world(uow_factory())
+    old, new, gone = (a_share(world.chat, world.user, seconds=s) for s in (1, 3, 2))
+    elsewhere = a_share(other.chat, other.user)
+    async with uow_factory() as uow:
+        for share in (old, new, gone, elsewhere):
+            await uow.shares.add(share)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.shares.count_live(world.chat.id) == 3
+        assert await uow.shares.revoke(gone.id, at(10)) is True
+        assert await uow.shares.revoke(gone.id, at(11)) is False  # already revoked
+        assert await uow.shares.revoke(uuid.uuid4(), at(11)) is False
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.shares.list_live(world.chat.id) == [new, old]
+        assert await uow.shares.count_live(world.chat.id) == 2
+        assert await uow.shares.count_live(other.chat.id) == 1
+        assert await uow.shares.count_live(uuid.uuid4()) == 0
+        revoked = await uow.shares.find(gone.id)
+    assert revoked is not None
+    assert revoked.revoked_at == at(10)
+    assert not revoked.is_live
+
+
+async def test_a_revocation_not_committed_is_rolled_back(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    share = a_share(world.chat, world.user)
+    async with uow_factory() as uow:
+        await uow.shares.add(share)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.shares.revoke(share.id, at(1)) is True
+    async with uow_factory() as uow:
+        assert await uow.shares.list_live(world.chat.id) == [share]
+
+
+async def test_deleting_the_chat_deletes_its_shares(uow_factory: UowFactory) -> None:
+    world = await committed_world(uow_factory())
+    share = a_share(world.chat, world.user)
+    async with uow_factory() as uow:
+        await uow.shares.add(share)
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.chats.delete(world.chat.id)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.shares.find(share.id) is None
+        assert await uow.shares.find_by_hash(share.token_hash) is None
+        assert await uow.shares.count_live(world.chat.id) == 0
