@@ -21,7 +21,7 @@ def a_share(
 ) -> ChatShare:
     return ChatShare.create(
         id=uuid.uuid4(), chat_id=chat.id, created_by=user.id, token=secrets.token_urlsafe(32),
-        messages=messages or [], now=at(seconds),
+        title=chat.title, messages=messages or [], now=at(seconds),
     )  # fmt: skip
 
 
@@ -33,7 +33,7 @@ async def test_a_share_reads_back_equal_by_id_and_by_hash_with_its_snapshot(
     token = secrets.token_urlsafe(32)
     share = ChatShare.create(
         id=uuid.uuid4(), chat_id=world.chat.id, created_by=world.user.id, token=token,
-        messages=[first, second], now=at(5),
+        title="Shared as this", messages=[first, second], now=at(5),
     )  # fmt: skip
     async with uow_factory() as uow:
         await uow.chats.add_messages([first, second])

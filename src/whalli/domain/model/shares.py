@@ -36,20 +36,21 @@ class ChatShare(Entity, kw_only=True):
     chat_id: UUID
     created_by: UUID
     token_hash: str
+    title: str  # the chat's when the link was made
     message_ids: tuple[UUID, ...]
     created_at: datetime
     revoked_at: datetime | None = None
 
     @classmethod
     def create(
-        cls, *, id: UUID, chat_id: UUID, created_by: UUID, token: str,
+        cls, *, id: UUID, chat_id: UUID, created_by: UUID, token: str, title: str,
         messages: Sequence[Message], now: datetime,
     ) -> ChatShare:  # fmt: skip
         if len(token) < 43:  # token_urlsafe(32) is 43 characters
             raise ValueError("a share token must carry at least 256 random bits")
         return cls(
             id=id, chat_id=chat_id, created_by=created_by, token_hash=hash_share_token(token),
-            message_ids=snapshot_of(messages), created_at=now,
+            title=title, message_ids=snapshot_of(messages), created_at=now,
         )  # fmt: skip
 
     @property

@@ -7,9 +7,10 @@ from datetime import datetime
 
 import msgspec
 
-from whalli.domain.model.chats import MessageRole
-from whalli.domain.model.errors import ChatNotFound, ShareNotFound
-from whalli.domain.model.shares import hash_share_token
+from whalli.domain.model.chats import Message, MessageRole, MessageStatus
+from whalli.domain.model.errors import NotFound, PermissionDenied, ShareNotFound
+from whalli.domain.model.shares import ChatShare, hash_share_token
+from whalli.domain.services.projects.access import require_role
 from whalli.ports.unit_of_work import UnitOfWork
 
 # What ``token_urlsafe`` produces, with room: anything else is not a token we issued.
@@ -25,6 +26,7 @@ class SharedMessage(msgspec.Struct, frozen=True, kw_only=True):
     content: str
     model: str | None
     created_at: datetime
+    status: MessageStatus  # a reply stopped (aborted) or failed says so; never why
 
 
 class SharedChat(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,10 +42,15 @@ class ReadSharedChatHandler:
     Rules:
     - a token that is malformed, unknown or revoked, or whose chat was deleted, gets
       ``ShareNotFound`` (all alike, so links cannot be probed);
-    - only the snapshot's messages still in the chat are shown (a message deleted since, such
-      as a regenerated reply, is gone), with their role, text, model and time: never who wrote
-      them, the project, attachments, costs, usage or errors, nor the chat's system prompt
-      (it may hold private instructions).
+    - a link lives only as long as its creator could still share the chat: once their account
+      is disabled, or they may no longer read the chat's project (removed from it), it gets
+      ``ShareNotFound`` too (a link made with a stolen session dies with the account's
+      disabling; a member removed for cause keeps no window on the project);
+    - it shows the title the chat had when the link was made, and only the snapshot's messages
+      still in the chat (a message deleted since, such as a regenerated reply, is gone), with
+      their role, text, model, time and status (a stopped or failed reply says so; a failed
+      one with no text is left out): never who wrote them, the project, attachments, costs,
+      usage or errors, nor the chat's system prompt (it may hold private instructions).
     """
 
     def __init__(self, uow: UnitOfWork) -> None:
@@ -52,22 +59,33 @@ class ReadSharedChatHandler:
     async def execute(self, command: ReadSharedChat) -> SharedChat:
         if _TOKEN.fullmatch(command.token) is None:
             raise ShareNotFound()
-        async with self._uow as uow:
+        async with self._uow.read_only() as uow:
             share = await uow.shares.find_by_hash(hash_share_token(command.token))
             if share is None or not share.is_live:
                 raise ShareNotFound()
             try:
                 chat = await uow.chats.get(share.chat_id)
-            except ChatNotFound:
+                if (await uow.users.get(share.created_by)).disabled:
+                    raise ShareNotFound()
+                await require_role(uow, chat.project_id, share.created_by, "read")
+            except (NotFound, PermissionDenied):
                 raise ShareNotFound() from None
-            shown = set(share.message_ids)
-            messages = [m for m in await uow.chats.list_messages(chat.id) if m.id in shown]
+            messages = _shown(share, await uow.chats.list_messages(chat.id))
         replies = [m.model for m in messages if m.role is MessageRole.ASSISTANT and m.model]
         return SharedChat(
-            title=chat.title, model=replies[-1] if replies else None, shared_at=share.created_at,
+            title=share.title, model=replies[-1] if replies else None,
+            shared_at=share.created_at,
             messages=tuple(
                 SharedMessage(role=m.role, content=m.content, model=m.model,
-                              created_at=m.created_at)
+                              created_at=m.created_at, status=m.status)
                 for m in messages
             ),
         )  # fmt: skip
+
+
+def _shown(share: ChatShare, messages: list[Message]) -> list[Message]:
+    shown = set(share.message_ids)
+    return [
+        m for m in messages
+        if m.id in shown and not (m.status is MessageStatus.FAILED and not m.content)
+    ]  # fmt: skip

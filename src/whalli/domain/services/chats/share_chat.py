@@ -53,7 +53,8 @@ class ShareChatHandler:
             token = self._ids.new_token(SHARE_TOKEN_BYTES)
             share = ChatShare.create(
                 id=self._ids.new_id(), chat_id=chat.id, created_by=command.user_id, token=token,
-                messages=await uow.chats.list_messages(chat.id), now=self._clock.now(),
+                title=chat.title, messages=await uow.chats.list_messages(chat.id),
+                now=self._clock.now(),
             )  # fmt: skip
             await uow.shares.add(share)
             await uow.commit()

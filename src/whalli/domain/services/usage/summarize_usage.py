@@ -22,6 +22,9 @@ class SummarizeUsage(msgspec.Struct, frozen=True, kw_only=True):
     since: date | None = None  # the first day (UTC); default: DEFAULT_DAYS days up to ``until``
     until: date | None = None  # the last day, included (UTC); default: today
     api_key_id: UUID | None = None  # set when the caller authenticated with an API key
+    # Asked as an admin (the admin route): the caller must be an admin with a session even
+    # for their own usage (their own is at /api/usage).
+    as_admin: bool = False
 
 
 class UsageFigures(Value, frozen=True, kw_only=True):
@@ -58,6 +61,8 @@ class SummarizeUsageHandler:
     - a user reads their own usage (with a session or an API key); another user's is for
       active admins only (``PermissionDenied``), signed in with a session (an API key gets
       ``ApiKeyNotAllowed``, 403); an admin asking for an unknown account gets ``UserNotFound``;
+    - asked ``as_admin`` (the admin route), the admin rule holds for the caller's own usage
+      too;
     - days are UTC; ``until`` is included; ``since`` after ``until`` or a range of more than
       ``MAX_DAYS`` days is ``InvalidInput``; a range may reach into the future (nothing there);
     - ``by_day`` lists every day of the range, so a chart needs no gap filling.
@@ -71,7 +76,7 @@ class SummarizeUsageHandler:
         today = self._clock.now().astimezone(UTC).date()
         days = DayRange.of(command.since, command.until, today=today)
         async with self._uow as uow:
-            if command.user_id != command.caller_id:
+            if command.as_admin or command.user_id != command.caller_id:
                 await require_admin(uow, command.caller_id, api_key_id=command.api_key_id)
                 await uow.users.get(command.user_id)  # UserNotFound for an unknown account
             rows = await uow.usage.daily(command.user_id, since=days.start, until=days.end)

@@ -10,7 +10,7 @@ from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from whalli.domain.model.chats import MessageRole
+from whalli.domain.model.chats import MessageRole, MessageStatus
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.shares import SHARED_PATH, ChatShare
 from whalli.domain.services.chats.list_shares import ListChatShares, ListChatSharesHandler
@@ -41,6 +41,7 @@ class SharedMessage(Schema):
     content: str
     model: str | None  # no default: always present, null on the user's messages
     created_at: datetime
+    status: MessageStatus  # complete, or aborted (stopped) / failed: never why
 
 
 class SharedChat(Schema):
@@ -131,7 +132,7 @@ class SharedChatController(Controller):
             title=found.title, model=found.model, shared_at=found.shared_at,
             messages=[
                 SharedMessage(role=m.role, content=m.content, model=m.model,
-                              created_at=m.created_at)
+                              created_at=m.created_at, status=m.status)
                 for m in found.messages
             ],
         )  # fmt: skip

@@ -123,7 +123,7 @@ class UsageController(Controller):
     ) -> UsageSummary:
         command = SummarizeUsage(
             caller_id=principal.user_id, user_id=user_id, since=since, until=until,
-            api_key_id=principal.api_key_id,
+            api_key_id=principal.api_key_id, as_admin=True,
         )  # fmt: skip
         return _summary(await summarize_usage.execute(command))
 
