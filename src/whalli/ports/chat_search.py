@@ -16,6 +16,9 @@ class ChatSearchHit(Value, frozen=True, kw_only=True):
     snippet: str  # the best-matching part of a message, plain text
     updated_at: datetime
     rank: float
+    # archived chats are found too (a user searches their archive); the flags say which
+    pinned: bool = False
+    archived: bool = False
 
 
 class ChatSearch(Protocol):

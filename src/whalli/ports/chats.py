@@ -26,9 +26,10 @@ class ChatRepository(Protocol):
         waiting)."""
         ...
 
-    async def touch(self, chat_id: UUID, now: datetime) -> None:
-        """Mark the chat updated at ``now`` (never moving it back); nothing else changes, so a
-        rename committed meanwhile stays. Raises ``ChatNotFound``."""
+    async def touch(self, chat_id: UUID, now: datetime, *, unarchive: bool = False) -> None:
+        """Mark the chat updated at ``now`` (never moving it back), and with ``unarchive`` no
+        longer archived, in the same write; nothing else changes, so a rename committed
+        meanwhile stays. Raises ``ChatNotFound``."""
         ...
 
     async def update(self, chat: Chat) -> None:
@@ -40,9 +41,17 @@ class ChatRepository(Protocol):
         ...
 
     async def list_for_project(
-        self, project_id: UUID, *, limit: int, before: tuple[datetime, UUID] | None = None
+        self,
+        project_id: UUID,
+        *,
+        limit: int,
+        before: tuple[datetime, UUID] | None = None,
+        archived: bool | None = None,
+        pinned: bool | None = None,
     ) -> list[Chat]:
-        """Newest first (by ``updated_at``, then id); ``before`` is the cursor of the last seen."""
+        """Newest first (by ``updated_at``, then id); ``before`` is the cursor of the last seen.
+        ``archived`` / ``pinned``: only the chats that are (``True``) or are not (``False``);
+        ``None``: both."""
         ...
 
     async def add_message(self, message: Message) -> None:

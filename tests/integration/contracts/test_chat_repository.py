@@ -132,6 +132,90 @@ async def test_the_cursor_walks_every_chat_once(uow_factory: UowFactory) -> None
     assert seen == [c.id for c in everything]
 
 
+async def test_pin_and_archive_times_read_back_and_leave_the_update_time(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    async with uow_factory() as uow:
+        chat = await uow.chats.lock(world.chat.id)
+        chat.pin(True, at(7))
+        await uow.chats.update(chat)
+        await uow.commit()
+    async with uow_factory() as uow:
+        found = await uow.chats.get(world.chat.id)
+        assert found == chat
+        assert (found.pinned_at, found.archived_at, found.updated_at) == (
+            at(7), None, world.chat.updated_at,
+        )  # fmt: skip
+        found.archive(True, at(8))
+        await uow.chats.update(found)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.chats.get(world.chat.id) == found
+        assert (found.pinned_at, found.archived_at) == (None, at(8))
+
+
+async def test_touching_with_unarchive_brings_a_chat_back_in_the_same_write(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    async with uow_factory() as uow:
+        world.chat.archive(True, at(5))
+        await uow.chats.update(world.chat)
+        await uow.chats.touch(world.chat.id, at(6))  # a plain touch keeps it archived
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert (await uow.chats.get(world.chat.id)).archived_at == at(5)
+        await uow.chats.touch(world.chat.id, at(9), unarchive=True)
+        await uow.commit()
+    async with uow_factory() as uow:
+        found = await uow.chats.get(world.chat.id)
+        assert (found.archived_at, found.updated_at) == (None, at(9))
+
+
+async def test_the_list_filters_on_archived_and_pinned_and_pages_each_filter_once(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    # several chats at each time: the cursor's tie-break on id is exercised within each filter
+    chats = [a_chat(world.project, world.user, now=at(s % 4)) for s in range(12)]
+    for i, chat in enumerate(chats):
+        if i % 3 == 1:
+            chat.pin(True, at(20))
+        elif i % 3 == 2:
+            chat.archive(True, at(20))
+    async with uow_factory() as uow:
+        await uow.chats.delete(world.chat.id)
+        for chat in chats:
+            await uow.chats.add(chat)
+        await uow.commit()
+
+    newest_first = sorted(chats, key=lambda c: (c.updated_at, c.id), reverse=True)
+    # (archived, pinned) -> the chats listed
+    cases: list[tuple[bool | None, bool | None, list[Chat]]] = [
+        (None, None, newest_first),
+        (False, None, [c for c in newest_first if not c.archived]),
+        (True, None, [c for c in newest_first if c.archived]),
+        (None, True, [c for c in newest_first if c.pinned]),
+        (False, False, [c for c in newest_first if not c.pinned and not c.archived]),
+        (True, True, []),
+    ]
+    async with uow_factory() as uow:
+        for archived, pinned, expected in cases:
+            seen: list[Chat] = []
+            before = None
+            while True:
+                page = await uow.chats.list_for_project(
+                    world.project.id, limit=3, before=before, archived=archived, pinned=pinned
+                )
+                if not page:
+                    break
+                seen += page
+                before = (page[-1].updated_at, page[-1].id)
+            assert seen == expected, (archived, pinned)
+    assert [len(e) for *_, e in cases[1:5]] == [8, 4, 4, 4]  # the filters are not trivially empty
+
+
 async def test_a_negative_limit_is_invalid(uow_factory: UowFactory) -> None:
     async with uow_factory() as uow:
         with pytest.raises(InvalidInput, match="limit must not be negative"):

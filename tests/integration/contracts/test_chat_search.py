@@ -194,3 +194,25 @@ async def test_special_characters_in_the_query_never_raise(
         assert [h.chat_id for h in await search.search(world.user.id, query)] == [world.chat.id]
     for query in ("&", "|", "!", ":*", "'", '"', "&|!:*", "<->", "(", ")", "\\", "a\x00b", "%_"):
         assert isinstance(await search.search(world.user.id, query), list)
+
+
+async def test_archived_chats_are_found_and_every_hit_shows_its_flags(
+    backend: Backend, add_messages: AddMessages, word: str
+) -> None:
+    uow_factory, search = backend
+    world = await committed_world(uow_factory())
+    pinned, archived = a_chat(world.project, world.user), a_chat(world.project, world.user)
+    pinned.pin(True, at(1))
+    archived.archive(True, at(1))
+    async with uow_factory() as uow:
+        await uow.chats.add(pinned)
+        await uow.chats.add(archived)
+        await uow.commit()
+    for chat in (world.chat, pinned, archived):
+        await add_messages(chat, [f"about {word}"])
+
+    hits = await search.search(world.user.id, word)
+
+    assert {(h.chat_id, h.pinned, h.archived) for h in hits} == {
+        (world.chat.id, False, False), (pinned.id, True, False), (archived.id, False, True),
+    }  # fmt: skip

@@ -682,3 +682,40 @@ async def test_sampling_params_of_a_start_reach_the_provider_and_bad_ones_are_40
             headers=alice["auth"],
         )
         assert refused.status_code == 400, (bad, refused.text)
+
+
+async def test_an_archived_chat_leaves_the_list_and_a_new_message_brings_it_back(
+    chat: Chat,
+) -> None:
+    """On the real stack: PATCH archives without moving the chat; the default list leaves it
+    out, ``archived=true`` shows it; a message sent in it unarchives it (at the top)."""
+    alice = await chat.world.register("alice")
+    model = "openai/gpt-4o-mini"
+    first = await chat.start(alice["auth"], model=model, message=f"One {uuid.uuid4()}")
+    await chat.events(first["sessionId"])
+    second = await chat.start(alice["auth"], model=model, message=f"Two {uuid.uuid4()}")
+    await chat.events(second["sessionId"])
+
+    async def listed(query: str = "") -> list[str]:
+        response = await chat.client.get(f"/api/chats{query}", headers=alice["auth"])
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    url = f"/api/chats/{first['chatId']}"
+    pinned = await chat.client.patch(url, json={"pinned": True}, headers=alice["auth"])
+    assert pinned.json()["pinned"] is True
+    assert await listed("?pinned=true") == [first["chatId"]]
+    archived = await chat.client.patch(url, json={"archived": True}, headers=alice["auth"])
+    assert archived.status_code == 200, archived.text
+    assert (archived.json()["archived"], archived.json()["pinned"]) == (True, False)
+    assert archived.json()["updatedAt"] == pinned.json()["updatedAt"]
+    assert await listed() == [second["chatId"]]
+    assert await listed("?archived=true") == [first["chatId"]]
+    assert await listed("?pinned=true") == []
+
+    again = await chat.start(alice["auth"], model=model, message="Back.", chatId=first["chatId"])
+    await chat.events(again["sessionId"])
+
+    assert await listed() == [first["chatId"], second["chatId"]]
+    assert await listed("?archived=true") == []
+    assert (await chat.client.get(url, headers=alice["auth"])).json()["archivedAt"] is None

@@ -88,6 +88,7 @@ async def test_a_member_pages_through_a_projects_chats_newest_first(
     assert body["items"][0] == {
         "id": chat_ids[0], "projectId": project_id, "title": "A chat",
         "createdAt": body["items"][0]["createdAt"], "updatedAt": body["items"][0]["updatedAt"],
+        "pinned": False, "archived": False, "pinnedAt": None, "archivedAt": None,
     }  # fmt: skip
 
 
@@ -273,7 +274,7 @@ async def test_search_returns_only_chats_the_caller_can_read(
     hit = next(h for h in hits if h["chatId"] == shared)
     assert hit == {
         "chatId": shared, "projectId": shared_project, "title": "Budget review",
-        "snippet": "", "updatedAt": hit["updatedAt"],
+        "snippet": "", "updatedAt": hit["updatedAt"], "pinned": False, "archived": False,
     }  # fmt: skip
 
 
@@ -457,3 +458,79 @@ async def test_a_stranger_rating_a_reply_gets_404_like_a_missing_chat(
     assert stranger.status_code == missing.status_code == 404
     assert stranger.json()["code"] == missing.json()["code"] == "chat_not_found"
     assert (in_progress.status_code, in_progress.json()["code"]) == (409, "reply_in_progress")
+
+
+# --- pinning and archiving --------------------------------------------------------------------
+async def test_an_editor_pins_and_archives_a_chat_and_the_list_filters_on_it(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada, eve = await seed("ada"), await seed("eve")
+    project_id = await new_project(ada, (eve, "editor"))
+    kept, pinned, archived = [await new_chat(container, project_id, ada) for _ in range(3)]
+    listed = f"/api/chats?projectId={project_id}"
+    before = {c["id"]: c for c in (await ada.call("GET", listed)).json()["items"]}
+
+    pin = await eve.call("PATCH", f"/api/chats/{pinned}", {"pinned": True})
+    archive = await eve.call("PATCH", f"/api/chats/{archived}", {"archived": True, "title": "Old"})
+
+    assert pin.status_code == archive.status_code == 200, (pin.text, archive.text)
+    assert (pin.json()["pinned"], pin.json()["archived"], pin.json()["archivedAt"]) == (
+        True, False, None,
+    )  # fmt: skip
+    assert pin.json()["pinnedAt"] is not None
+    assert pin.json()["updatedAt"] == before[pinned]["updatedAt"]  # not moved
+    assert (archive.json()["archived"], archive.json()["title"]) == (True, "Old")
+    read = (await ada.call("GET", f"/api/chats/{archived}")).json()
+    assert (read["archived"], read["archivedAt"]) == (True, archive.json()["archivedAt"])
+
+    async def ids(query: str) -> list[str]:
+        response = await ada.call("GET", f"{listed}{query}")
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert await ids("") == await ids("&archived=false") == [pinned, kept]
+    assert await ids("&archived=true") == [archived]
+    assert await ids("&pinned=true") == [pinned]
+    assert await ids("&pinned=false") == [kept]
+    hits = (await ada.call("GET", "/api/chats/search?q=old")).json()
+    assert [(h["chatId"], h["archived"], h["pinned"]) for h in hits] == [(archived, True, False)]
+
+
+@pytest.mark.parametrize(
+    "body", [{"pinned": "yes"}, {"pinned": 2}, {"archived": None}, {"archived": []}]
+)
+async def test_a_flag_that_is_not_a_boolean_is_refused_naming_the_field(
+    seed: SeedCaller, container: FakeContainer, body: dict[str, Any]
+) -> None:
+    ada = await seed("ada")
+    chat_id = await new_chat(container, await new_project(ada), ada)
+    before = (await ada.call("GET", f"/api/chats/{chat_id}")).json()
+
+    response = await ada.call("PATCH", f"/api/chats/{chat_id}", body)
+
+    # the house rule (test_hostile_inputs): a body the schema refuses is 400 validation_failed.
+    # (Litestar converts bodies laxly, app-wide: 0/1 and "true"/"false" are read as booleans.)
+    assert (response.status_code, response.json()["code"]) == (400, "validation_failed")
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [e["key"] for e in response.json()["errors"]] == list(body)
+    assert (await ada.call("GET", f"/api/chats/{chat_id}")).json() == before
+
+
+async def test_pinning_an_archived_chat_is_422_naming_the_field(
+    seed: SeedCaller, container: FakeContainer
+) -> None:
+    ada = await seed("ada")
+    chat_id = await new_chat(container, await new_project(ada), ada)
+
+    both = await ada.call("PATCH", f"/api/chats/{chat_id}", {"pinned": True, "archived": True})
+
+    assert (both.status_code, both.json()["code"]) == (422, "invalid_input")
+    assert both.json()["field"] == "pinned"
+
+
+@pytest.mark.parametrize("query", ["archived=maybe", "pinned=2"])
+async def test_a_list_filter_that_is_not_a_boolean_is_400(seed: SeedCaller, query: str) -> None:
+    ada = await seed("ada")
+    response = await ada.call("GET", f"/api/chats?{query}")
+    assert (response.status_code, response.json()["code"]) == (400, "validation_failed")
+    assert query.split("=")[0] in response.text

@@ -71,6 +71,8 @@ class InMemoryChatSearch(ChatSearch):
                     snippet="" if best is None else _snippet(best[1].content, wanted),
                     updated_at=chat.updated_at,
                     rank=title_rank + (0.0 if best is None else best[0]),
+                    pinned=chat.pinned,
+                    archived=chat.archived,
                 )
             )
         hits.sort(key=lambda h: (h.rank, h.updated_at, h.chat_id), reverse=True)

@@ -26,9 +26,11 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
     async def lock(self, chat_id: UUID) -> Chat:
         return await self.get(chat_id)  # (one task writes the store at a time)
 
-    async def touch(self, chat_id: UUID, now: datetime) -> None:
+    async def touch(self, chat_id: UUID, now: datetime, *, unarchive: bool = False) -> None:
         chat = msgspec.structs.replace(await self.get(chat_id))
         chat.updated_at = max(chat.updated_at, now)
+        if unarchive:
+            chat.archived_at = None
         self._tx().replace("chats", chat.id, chat, ChatNotFound)
 
     async def update(self, chat: Chat) -> None:
@@ -38,13 +40,22 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
         self._tx().delete("chats", chat_id, ChatNotFound)
 
     async def list_for_project(
-        self, project_id: UUID, *, limit: int, before: tuple[datetime, UUID] | None = None
+        self,
+        project_id: UUID,
+        *,
+        limit: int,
+        before: tuple[datetime, UUID] | None = None,
+        archived: bool | None = None,
+        pinned: bool | None = None,
     ) -> list[Chat]:
         check_limit(limit)
         found: list[Chat] = self._tx().select(
             "chats",
             lambda c: (
-                c.project_id == project_id and (before is None or (c.updated_at, c.id) < before)
+                c.project_id == project_id
+                and (before is None or (c.updated_at, c.id) < before)
+                and archived in (None, c.archived)
+                and pinned in (None, c.pinned)
             ),
         )
         return sorted(found, key=lambda c: (c.updated_at, c.id), reverse=True)[:limit]

@@ -21,6 +21,7 @@ WITH q AS (SELECT websearch_to_tsquery('simple', %(query)s) AS query),
 matches AS (
     SELECT DISTINCT ON (c.id)
         c.id AS chat_id, c.project_id, c.title, c.updated_at,
+        c.pinned_at IS NOT NULL AS pinned, c.archived_at IS NOT NULL AS archived,
         m.content,
         coalesce(ts_rank(c.title_tsv, q.query), 0)
             + coalesce(ts_rank(m.content_tsv, q.query), 0) AS rank
@@ -35,6 +36,7 @@ best AS (
     SELECT * FROM matches ORDER BY rank DESC, updated_at DESC, chat_id DESC LIMIT %(limit)s
 )
 SELECT best.chat_id, best.project_id, best.title, best.updated_at, best.rank::double precision,
+    best.pinned, best.archived,
     CASE WHEN best.content IS NULL THEN '' ELSE ts_headline(
         'simple', left(best.content, 100000), q.query,
         'StartSel="", StopSel="", MaxFragments=2, MaxWords=24, MinWords=8, '

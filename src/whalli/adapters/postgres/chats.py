@@ -25,7 +25,8 @@ from whalli.ports.chats import ChatRepository
 from whalli.ports.usage import UsageRecord
 
 _CHAT_COLUMNS = (
-    "id", "project_id", "user_id", "title", "created_at", "updated_at", "system_prompt"
+    "id", "project_id", "user_id", "title", "created_at", "updated_at", "system_prompt",
+    "pinned_at", "archived_at",
 )  # fmt: skip
 _SELECT_CHAT = f"SELECT {columns(_CHAT_COLUMNS)} FROM chats"
 _INSERT_CHAT = (
@@ -33,6 +34,15 @@ _INSERT_CHAT = (
 )
 _UPDATE_CHAT = f"UPDATE chats SET {assignments(_CHAT_COLUMNS[1:])} WHERE id = %(id)s"
 _RECENT = "ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"
+_TOUCH = "UPDATE chats SET updated_at = GREATEST(updated_at, %(now)s) WHERE id = %(id)s"
+_UNARCHIVE_AND_TOUCH = (
+    "UPDATE chats SET updated_at = GREATEST(updated_at, %(now)s), archived_at = NULL "
+    "WHERE id = %(id)s"
+)
+# Filters of a project's list, as literal conditions: `archived_at IS NULL` lets Postgres use
+# the partial index of 0011 for the default list.
+_ARCHIVED = {True: "archived_at IS NOT NULL", False: "archived_at IS NULL"}
+_PINNED = {True: "pinned_at IS NOT NULL", False: "pinned_at IS NULL"}
 
 # Column -> SQL type: the insert below selects its values, so untyped NULLs need a cast.
 _MESSAGE_TYPES = {
@@ -178,8 +188,8 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
             raise ChatNotFound()
         return msgspec.convert(row, Chat)
 
-    async def touch(self, chat_id: UUID, now: datetime) -> None:
-        query = "UPDATE chats SET updated_at = GREATEST(updated_at, %(now)s) WHERE id = %(id)s"
+    async def touch(self, chat_id: UUID, now: datetime, *, unarchive: bool = False) -> None:
+        query = _UNARCHIVE_AND_TOUCH if unarchive else _TOUCH
         if await self._run(query, {"id": chat_id, "now": now}) == 0:
             raise ChatNotFound()
 
@@ -192,18 +202,25 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
             raise ChatNotFound()
 
     async def list_for_project(
-        self, project_id: UUID, *, limit: int, before: tuple[datetime, UUID] | None = None
+        self,
+        project_id: UUID,
+        *,
+        limit: int,
+        before: tuple[datetime, UUID] | None = None,
+        archived: bool | None = None,
+        pinned: bool | None = None,
     ) -> list[Chat]:
         check_limit(limit)
         params: dict[str, Any] = {"project_id": project_id, "limit": limit}
-        if before is None:
-            query = f"{_SELECT_CHAT} WHERE project_id = %(project_id)s {_RECENT}"
-        else:
+        conditions = ["project_id = %(project_id)s"]
+        if before is not None:
             params["at"], params["id"] = before
-            query = (
-                f"{_SELECT_CHAT} WHERE project_id = %(project_id)s "
-                f"AND (updated_at, id) < (%(at)s, %(id)s) {_RECENT}"
-            )
+            conditions.append("(updated_at, id) < (%(at)s, %(id)s)")
+        if archived is not None:
+            conditions.append(_ARCHIVED[archived])
+        if pinned is not None:
+            conditions.append(_PINNED[pinned])
+        query = f"{_SELECT_CHAT} WHERE {' AND '.join(conditions)} {_RECENT}"
         return [msgspec.convert(r, Chat) for r in await self._all(query, params)]
 
     async def add_message(self, message: Message) -> None:

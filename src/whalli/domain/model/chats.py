@@ -95,6 +95,9 @@ class Chat(Entity, kw_only=True):
     created_at: datetime
     updated_at: datetime
     system_prompt: str | None = None
+    # when the chat was pinned / archived, None when it is not; never both (archiving unpins)
+    pinned_at: datetime | None = None
+    archived_at: datetime | None = None
 
     @classmethod
     def start(
@@ -129,6 +132,34 @@ class Chat(Entity, kw_only=True):
             raise InvalidInput(f"A title needs 1 to {TITLE_MAX} characters.", field="title")
         self.title = cleaned
         self.updated_at = now
+
+    @property
+    def pinned(self) -> bool:
+        return self.pinned_at is not None
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
+
+    def pin(self, pinned: bool, now: datetime) -> None:
+        """Pin (keeping the time of a pin already there) or unpin. An archived chat cannot be
+        pinned (``InvalidInput``). Not an update: the chat keeps its place in the list."""
+        if not pinned:
+            self.pinned_at = None
+        elif self.archived_at is not None:
+            raise InvalidInput("An archived chat cannot be pinned; unarchive it.", field="pinned")
+        elif self.pinned_at is None:
+            self.pinned_at = now
+
+    def archive(self, archived: bool, now: datetime) -> None:
+        """Archive (which unpins; the time of an archive already there is kept) or unarchive.
+        Not an update: the chat keeps its place in the list."""
+        if not archived:
+            self.archived_at = None
+            return
+        self.pinned_at = None
+        if self.archived_at is None:
+            self.archived_at = now
 
 
 def clean_system_prompt(text: str | None) -> str | None:

@@ -67,7 +67,8 @@ class StartChatHandler:
       are read and written (a regeneration or another message in it waits); a new chat goes
       to ``project_id`` (write access) or the caller's personal project (always theirs to
       write: no check), and takes its title from the message; what the caller may not see
-      answers 404;
+      answers 404; a message in an archived chat unarchives it (in the write that marks the
+      chat updated: no extra query);
     - a system prompt is given to a new chat only (``InvalidInput`` with ``chat_id``: an
       existing chat's is changed with ``UpdateChat``); the chat's system prompt opens the
       prompt of every reply in it;
@@ -180,7 +181,8 @@ class StartChatHandler:
                     await uow.chats.add_with_messages(chat, [message, reply])
                 else:
                     await uow.chats.add_messages([message, reply])
-                    await uow.chats.touch(chat.id, now)  # (a rename meanwhile stays)
+                    # (a rename meanwhile stays); a new message brings an archived chat back
+                    await uow.chats.touch(chat.id, now, unarchive=True)
                     await uow.commit()
 
             await save_and_launch(self._sessions, session, prepared, now, launch, write)

@@ -23,6 +23,8 @@ class ListChats(msgspec.Struct, frozen=True, kw_only=True):
     project_id: UUID | None = None
     limit: int = DEFAULT_PAGE_SIZE
     cursor: str | None = None
+    archived: bool = False  # False: the chats not archived; True: only the archived ones
+    pinned: bool | None = None  # True: only pinned chats; False: only the others; None: both
 
 
 class ChatPage(Value, frozen=True, kw_only=True):
@@ -41,7 +43,11 @@ class ListChatsHandler:
     - ``next_cursor`` is an opaque URL-safe string naming the last chat of the page, present
       only when more chats follow; passing it back returns the next page, and paging through
       neither repeats nor skips a chat that does not change meanwhile; a cursor this service did
-      not issue is ``InvalidInput``.
+      not issue is ``InvalidInput``;
+    - archived chats are left out unless ``archived`` asks for them (then only they are
+      listed); ``pinned`` narrows to the pinned (or the unpinned) chats. The order and the
+      cursor are the same within the filtered list (a cursor from another filter continues
+      from its position).
     """
 
     def __init__(self, uow: UnitOfWork) -> None:
@@ -62,7 +68,11 @@ class ListChatsHandler:
                 raise
             # One more than asked tells whether another page follows.
             chats = await uow.chats.list_for_project(
-                project_id, limit=command.limit + 1, before=before
+                project_id,
+                limit=command.limit + 1,
+                before=before,
+                archived=command.archived,
+                pinned=command.pinned,
             )
         items = chats[: command.limit]
         more = len(chats) > command.limit

@@ -1,4 +1,4 @@
-"""Use case: change a chat's title or its system prompt."""
+"""Use case: change a chat's title, its system prompt, or pin or archive it."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ class UpdateChat(msgspec.Struct, frozen=True, kw_only=True):
     title: str | None = None  # None: unchanged
     # UNSET: unchanged; None (or blank text): removed
     system_prompt: str | msgspec.UnsetType | None = msgspec.UNSET
+    pinned: bool | None = None  # None: unchanged
+    archived: bool | None = None  # None: unchanged
 
 
 class UpdateChatHandler:
-    """Rename a chat, or change its system prompt.
+    """Rename a chat, change its system prompt, pin or unpin it, archive or unarchive it.
 
     Rules:
     - owners and editors of the chat's project may change it; a viewer gets
@@ -31,7 +33,11 @@ class UpdateChatHandler:
       (``InvalidInput``);
     - the system prompt has at most ``SYSTEM_PROMPT_MAX`` characters; blank text removes it;
       it applies to the replies generated from then on (the ones before keep theirs);
-    - a change counts as an update: the chat moves to the top of its project's list;
+    - a new title or system prompt counts as an update: the chat moves to the top of its
+      project's list; pinning and archiving do not (the chat keeps its place);
+    - archiving unpins; an archived chat cannot be pinned (``InvalidInput``) unless the same
+      change unarchives it (archiving is applied first, so pinned + archived is refused);
+      pinning a pinned chat (or archiving an archived one) keeps its first time;
     - nothing to change (an empty PATCH) changes nothing, but is still checked like a change:
       a viewer gets ``PermissionDenied``, not the chat.
     """
@@ -46,13 +52,18 @@ class UpdateChatHandler:
             # run one after the other, each writing on what the other wrote
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
             prompt = command.system_prompt
-            if command.title is None and isinstance(prompt, msgspec.UnsetType):
+            fields = (command.title, command.pinned, command.archived)
+            if all(f is None for f in fields) and isinstance(prompt, msgspec.UnsetType):
                 return chat
             now = self._clock.now()
             if command.title is not None:
                 chat.rename(command.title, now)
             if not isinstance(prompt, msgspec.UnsetType):
                 chat.instruct(prompt, now)
+            if command.archived is not None:
+                chat.archive(command.archived, now)
+            if command.pinned is not None:
+                chat.pin(command.pinned, now)
             await uow.chats.update(chat)
             await uow.commit()
         return chat

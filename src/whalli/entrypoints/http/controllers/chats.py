@@ -34,6 +34,10 @@ class Chat(Schema):
     title: str
     created_at: datetime
     updated_at: datetime
+    pinned: bool
+    archived: bool
+    pinned_at: datetime | None  # no default: always present, null when not pinned
+    archived_at: datetime | None  # no default: always present, null when not archived
 
 
 class InstructedChat(Chat):
@@ -95,6 +99,9 @@ class ChatUpdate(Inbound, omit_defaults=True):
     title: str | msgspec.UnsetType = msgspec.UNSET
     # null (or blank text) removes it
     system_prompt: str | msgspec.UnsetType | None = msgspec.UNSET
+    # neither moves the chat in the list; archiving unpins; an archived chat cannot be pinned
+    pinned: bool | msgspec.UnsetType = msgspec.UNSET
+    archived: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class SearchHit(Schema):
@@ -103,12 +110,15 @@ class SearchHit(Schema):
     title: str
     snippet: str
     updated_at: datetime
+    pinned: bool
+    archived: bool
 
 
 def _chat(chat: model.Chat) -> Chat:
     return Chat(
         id=chat.id, project_id=chat.project_id, title=chat.title, created_at=chat.created_at,
-        updated_at=chat.updated_at,
+        updated_at=chat.updated_at, pinned=chat.pinned, archived=chat.archived,
+        pinned_at=chat.pinned_at, archived_at=chat.archived_at,
     )  # fmt: skip
 
 
@@ -141,7 +151,7 @@ def _message(m: model.Message, session_id: str | None, feedback: Feedback | None
 def _hit(hit: ChatSearchHit) -> SearchHit:
     return SearchHit(
         chat_id=hit.chat_id, project_id=hit.project_id, title=hit.title, snippet=hit.snippet,
-        updated_at=hit.updated_at,
+        updated_at=hit.updated_at, pinned=hit.pinned, archived=hit.archived,
     )  # fmt: skip
 
 
@@ -152,7 +162,13 @@ class ChatController(Controller):
     path = "/api/chats"
     tags = ["chats"]
 
-    @get("/", summary="A project's chats, newest first (cursor pagination)")
+    @get(
+        "/",
+        summary="A project's chats, newest first (cursor pagination)",
+        description="Archived chats are left out unless `archived=true` (then only they are "
+        "listed); `pinned=true` lists only the pinned chats, `pinned=false` only the others. "
+        "Pinning and archiving do not change a chat's place (`updatedAt`).",
+    )
     async def index(
         self,
         principal: NamedDependency[Principal],
@@ -165,10 +181,17 @@ class ChatController(Controller):
         cursor: Annotated[
             str | None, QueryParameter(description="nextCursor of the previous page")
         ] = None,
+        archived: Annotated[
+            bool, QueryParameter(description="true: only archived chats; false: none of them")
+        ] = False,
+        pinned: Annotated[
+            bool | None, QueryParameter(description="true: only pinned chats; false: unpinned")
+        ] = None,
     ) -> ChatPage:
         command = ListChats(
-            user_id=principal.user_id, project_id=project_id, limit=limit, cursor=cursor
-        )
+            user_id=principal.user_id, project_id=project_id, limit=limit, cursor=cursor,
+            archived=archived, pinned=pinned,
+        )  # fmt: skip
         page = await list_chats.execute(command)
         return ChatPage(items=[_chat(c) for c in page.items], next_cursor=page.next_cursor)
 
@@ -267,7 +290,11 @@ class ChatController(Controller):
         ))  # fmt: skip
 
     @patch(
-        "/{chat_id:uuid}", summary="Rename a chat or change its system prompt (owners and editors)"
+        "/{chat_id:uuid}",
+        summary="Rename a chat, change its system prompt, pin or archive it (owners and editors)",
+        description="`pinned` and `archived` (booleans) do not move the chat in the list. "
+        "Archiving unpins; pinning an archived chat is 422 unless `archived: false` comes "
+        "with it. A new message in an archived chat (POST /api/chat/start) unarchives it.",
     )
     async def update(
         self,
@@ -277,9 +304,11 @@ class ChatController(Controller):
         data: JSONBody[ChatUpdate],
     ) -> InstructedChat:
         title = None if isinstance(data.title, msgspec.UnsetType) else data.title
+        pinned = None if isinstance(data.pinned, msgspec.UnsetType) else data.pinned
+        archived = None if isinstance(data.archived, msgspec.UnsetType) else data.archived
         command = UpdateChat(
             user_id=principal.user_id, chat_id=chat_id, title=title,
-            system_prompt=data.system_prompt,
+            system_prompt=data.system_prompt, pinned=pinned, archived=archived,
         )  # fmt: skip
         chat = await update_chat.execute(command)
         return InstructedChat(
