@@ -11,68 +11,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import trustme
 import uvloop
 
+from tests.support.raw_http import client, read_request, response, serving
 from whalli.adapters.http11 import Http11Transport
-from whalli.adapters.outbound_http import new_http_client
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@asynccontextmanager
-async def serving(
-    handler: Handler, tls: ssl.SSLContext | None = None
-) -> AsyncIterator[tuple[str, list[int]]]:
-    """A raw server on loopback: (its base URL, a list that grows by one per connection)."""
-    connections: list[int] = []
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(len(connections))
-        try:
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0, ssl=tls)
-    port = server.sockets[0].getsockname()[1]
-    scheme = "https" if tls else "http"
-    try:
-        yield f"{scheme}://127.0.0.1:{port}", connections
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    """(request head, body) of one request with a Content-Length (or none)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return head, await reader.readexactly(length)
-
-
-def response(body: bytes, *, close: bool = False) -> bytes:
-    extra = b"Connection: close\r\n" if close else b""
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
-
-
-def client(**options: object) -> httpx.AsyncClient:
-    settings: dict[str, object] = {
-        "timeout": 5.0, "max_connections": 10, "max_keepalive_connections": 10,
-    }  # fmt: skip
-    settings.update(options)
-    return new_http_client(**settings)  # type: ignore[arg-type]
 
 
 async def test_the_client_sends_through_the_http11_transport() -> None:
