@@ -60,6 +60,7 @@ from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
 from whalli.domain.services.auth.create_user import CreateUserHandler
+from whalli.domain.services.auth.get_profile import GetProfileHandler
 from whalli.domain.services.auth.key_owners import KeyOwners
 from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
@@ -80,6 +81,7 @@ from whalli.domain.services.chat.streaming import StopBoard
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.fail_abandoned_replies import FailAbandonedReplies
 from whalli.domain.services.chats.get_chat import GetChatHandler
+from whalli.domain.services.chats.import_chats import ImportChatsHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
@@ -448,6 +450,7 @@ class Services(containers.DeclarativeContainer):
         refresh_ttl=refresh_ttl,
     )
     update_profile = providers.Factory(UpdateProfileHandler, uow, clock)
+    get_profile = providers.Factory(GetProfileHandler, uow)
     create_user = providers.Factory(
         CreateUserHandler,
         uow,
@@ -534,6 +537,7 @@ class Services(containers.DeclarativeContainer):
     read_shared_chat = providers.Factory(ReadSharedChatHandler, uow)
     delete_chat = providers.Factory(DeleteChatHandler, uow)
     search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)
+    import_chats = providers.Factory(ImportChatsHandler, uow, clock, ids)
     attach_stream = providers.Factory(
         AttachStreamHandler, adapters.chat_sessions, uow, adapters.stream_passes, clock
     )

@@ -11,7 +11,8 @@ from whalli.domain.model.users import User
 
 class UserRepository(Protocol):
     async def add(self, user: User) -> None:
-        """Store a new user. Raises ``EmailAlreadyRegistered`` if the email is taken."""
+        """Store a new user, without custom instructions (``has_custom_instructions`` reads
+        back false). Raises ``EmailAlreadyRegistered`` if the email is taken."""
         ...
 
     async def get(self, user_id: UUID) -> User:
@@ -47,7 +48,21 @@ class UserRepository(Protocol):
         ...
 
     async def update(self, user: User) -> None:
-        """Persist changed fields. Raises ``UserNotFound``."""
+        """Persist changed fields (not the custom instructions: ``set_custom_instructions``).
+        Raises ``UserNotFound``."""
+        ...
+
+    async def get_custom_instructions(self, user_id: UUID) -> str | None:
+        """The user's custom instructions, ``None`` if they have none. Only this reads them:
+        every other read of an account carries just ``User.has_custom_instructions``, so that
+        authenticating a request never loads the text. Raises ``UserNotFound``."""
+        ...
+
+    async def set_custom_instructions(self, user_id: UUID, text: str | None, now: datetime) -> None:
+        """Store the user's custom instructions (cleaned: ``clean_custom_instructions``), or
+        clear them with ``None``, in one statement; the account's ``updated_at`` becomes
+        ``now`` and its ``has_custom_instructions`` follows. ``update`` leaves both the text
+        and the flag as stored. Raises ``UserNotFound``."""
         ...
 
     async def count_admins(self) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from whalli.domain.model.api_keys import ApiKey
 from whalli.domain.model.errors import (
     Conflict,
     EmailAlreadyRegistered,
@@ -292,3 +294,103 @@ async def test_rows_referring_to_a_locked_user_can_still_be_added(uow_factory: U
         # a guard against hanging only: the add waits for nothing when the lock allows it
         await asyncio.wait_for(open_session(), timeout=30)
         assert await holder.refresh_tokens.family_is_active(token.family_id, at(60))
+
+
+# --- custom instructions -------------------------------------------------------------------------
+async def test_a_new_user_has_no_custom_instructions_whatever_its_flag_says(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user(has_custom_instructions=True)
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert (await uow.users.get(user.id)).has_custom_instructions is False
+        assert await uow.users.get_custom_instructions(user.id) is None
+
+
+async def test_custom_instructions_are_set_flagged_on_every_read_and_cleared(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    token = a_refresh_token(user)
+    await stored_with_sessions(uow_factory, user, token)
+    key = ApiKey(
+        id=uuid.uuid4(), user_id=user.id, name="k", key_hash=uuid.uuid4().hex,
+        display_prefix="wk_test", created_at=at(0),
+    )  # fmt: skip
+    async with uow_factory() as uow:
+        await uow.api_keys.add(key)
+        await uow.users.set_custom_instructions(user.id, "Answer in French.", at(60))
+        await uow.commit()
+
+    flagged = msgspec.structs.replace(user, has_custom_instructions=True, updated_at=at(60))
+    async with uow_factory() as uow:
+        assert await uow.users.get_custom_instructions(user.id) == "Answer in French."
+        assert await uow.users.get(user.id) == flagged
+        assert await uow.users.get_for_update(user.id) == flagged
+        assert await uow.users.find_by_email(user.email) == flagged
+        assert await uow.users.search(user.email) == [flagged]
+        assert await uow.users.find_with_session(user.id, token.family_id, at(60)) == (
+            flagged, True,
+        )  # fmt: skip
+        assert await uow.api_keys.find_by_hash_with_user(key.key_hash) == (key, flagged)
+
+    async with uow_factory() as uow:
+        await uow.users.set_custom_instructions(user.id, "Answer in Latin.", at(90))
+        await uow.commit()
+    async with uow_factory().read_only() as uow:
+        assert await uow.users.get_custom_instructions(user.id) == "Answer in Latin."
+
+    async with uow_factory() as uow:
+        await uow.users.set_custom_instructions(user.id, None, at(120))
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.users.get_custom_instructions(user.id) is None
+        stored = await uow.users.get(user.id)
+        assert (stored.has_custom_instructions, stored.updated_at) == (False, at(120))
+
+
+async def test_an_update_leaves_the_custom_instructions_and_their_flag(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.users.set_custom_instructions(user.id, "Be brief.", at(10))
+        await uow.commit()
+
+    user.name = "Grace"  # read before the instructions were set: its flag is stale
+    async with uow_factory() as uow:
+        await uow.users.update(user)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        stored = await uow.users.get(user.id)
+        assert (stored.name, stored.has_custom_instructions) == ("Grace", True)
+        assert await uow.users.get_custom_instructions(user.id) == "Be brief."
+
+
+async def test_custom_instructions_not_committed_are_rolled_back(uow_factory: UowFactory) -> None:
+    user = a_user()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        await uow.users.set_custom_instructions(user.id, "Be brief.", at(10))
+
+    async with uow_factory() as uow:
+        assert await uow.users.get(user.id) == user
+        assert await uow.users.get_custom_instructions(user.id) is None
+
+
+async def test_custom_instructions_of_an_unknown_user_are_not_found(
+    uow_factory: UowFactory,
+) -> None:
+    async with uow_factory() as uow:
+        with pytest.raises(UserNotFound, match="User not found"):
+            await uow.users.get_custom_instructions(uuid.uuid4())
+        with pytest.raises(UserNotFound, match="User not found"):
+            await uow.users.set_custom_instructions(uuid.uuid4(), "Be brief.", at(10))

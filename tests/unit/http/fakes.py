@@ -37,6 +37,7 @@ from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
+from whalli.domain.services.auth.get_profile import GetProfileHandler
 from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAllHandler
@@ -51,6 +52,7 @@ from whalli.domain.services.chat.read_reply import ReadReplyHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
+from whalli.domain.services.chats.import_chats import ImportChatsHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
@@ -191,6 +193,9 @@ class FakeContainer:
     async def update_profile(self) -> UpdateProfileHandler:
         return UpdateProfileHandler(self.uow(), self.clock)
 
+    async def get_profile(self) -> GetProfileHandler:
+        return GetProfileHandler(self.uow())
+
     # --- projects, members, models, admin, API keys ---------------------------------------------
     async def create_project(self) -> CreateProjectHandler:
         return CreateProjectHandler(self.uow(), self.clock, self.ids)
@@ -284,6 +289,9 @@ class FakeContainer:
 
     async def search_chats(self) -> SearchChatsHandler:
         return SearchChatsHandler(InMemoryChatSearch(self.store))
+
+    async def import_chats(self) -> ImportChatsHandler:
+        return ImportChatsHandler(self.uow(), self.clock, self.ids)
 
     # --- files ---------------------------------------------------------------------------------
     async def upload_attachment(self) -> UploadAttachmentHandler:

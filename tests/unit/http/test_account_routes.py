@@ -151,3 +151,41 @@ async def test_a_key_lists_only_the_callers_keys(
     await ada.call_signed_in("POST", "/api/keys", {"name": "ada's"})
     names = [k["name"] for k in (await bob.call("GET", "/api/keys")).json()]
     assert names == ["tests"]
+
+
+# --- the caller's account: custom instructions ----------------------------------------------------
+async def test_custom_instructions_are_shown_set_kept_and_cleared_on_me(ada: Caller) -> None:
+    assert (await ada.call("GET", "/api/auth/me")).json()["customInstructions"] is None
+
+    set_ = await ada.call("PATCH", "/api/auth/me", {"customInstructions": "  Be brief.  "})
+    assert (set_.status_code, set_.json()["customInstructions"]) == (200, "Be brief.")
+    assert (await ada.call("GET", "/api/auth/me")).json()["customInstructions"] == "Be brief."
+
+    renamed = await ada.call("PATCH", "/api/auth/me", {"name": "Ada L."})
+    assert (renamed.json()["name"], renamed.json()["customInstructions"]) == ("Ada L.", "Be brief.")
+    untouched = await ada.call("PATCH", "/api/auth/me", {})
+    assert untouched.json()["customInstructions"] == "Be brief."
+
+    cleared = await ada.call("PATCH", "/api/auth/me", {"customInstructions": None})
+    assert (cleared.status_code, cleared.json()["customInstructions"]) == (200, None)
+    assert (await ada.call("GET", "/api/auth/me")).json()["customInstructions"] is None
+    await ada.call("PATCH", "/api/auth/me", {"customInstructions": "Be kind."})
+    blank = await ada.call("PATCH", "/api/auth/me", {"customInstructions": " \n "})
+    assert blank.json()["customInstructions"] is None
+
+
+async def test_custom_instructions_too_long_are_a_422_problem_naming_the_limit(
+    ada: Caller,
+) -> None:
+    await ada.call("PATCH", "/api/auth/me", {"customInstructions": "Be brief."})
+
+    response = await ada.call("PATCH", "/api/auth/me", {"customInstructions": "x" * 20_001})
+
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert (problem["code"], problem["field"], problem["limit"]) == (
+        "invalid_input", "customInstructions", 20_000,
+    )  # fmt: skip
+    assert "at most 20000 characters" in problem["detail"]
+    assert (await ada.call("GET", "/api/auth/me")).json()["customInstructions"] == "Be brief."

@@ -48,7 +48,7 @@ async def _change(
 
 async def _rename(auth: Auth, user: User, name: str | None) -> User:
     handler = UpdateProfileHandler(auth.uow(), auth.clock)
-    return await handler.execute(UpdateProfile(user_id=user.id, name=name))
+    return (await handler.execute(UpdateProfile(user_id=user.id, name=name))).user
 
 
 # --- change password -----------------------------------------------------------------------------

@@ -5,11 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+import msgspec
+
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
 from whalli.adapters.memory.refresh_tokens import family_is_active
 from whalli.domain.model.errors import InvalidInput, UserNotFound
 from whalli.domain.model.users import Role, User
 from whalli.ports.users import UserRepository
+
+
+class CustomInstructions(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's custom instructions: a row of their own here, where Postgres has a column of
+    ``users`` (deleted with the account either way)."""
+
+    user_id: UUID
+    text: str
 
 
 def _active_admin(user: User) -> bool:
@@ -18,7 +28,9 @@ def _active_admin(user: User) -> bool:
 
 class InMemoryUserRepository(MemoryRepository, UserRepository):
     async def add(self, user: User) -> None:
-        self._tx().insert("users", user.id, user)
+        # a new account has no instructions, whatever the flag says (Postgres derives it)
+        stored = msgspec.structs.replace(user, has_custom_instructions=False)
+        self._tx().insert("users", user.id, stored)
 
     async def get(self, user_id: UUID) -> User:
         user: User = self._tx().get("users", user_id, UserNotFound)
@@ -43,7 +55,38 @@ class InMemoryUserRepository(MemoryRepository, UserRepository):
         return found[0] if found else None
 
     async def update(self, user: User) -> None:
-        self._tx().replace("users", user.id, user, UserNotFound)
+        tx = self._tx()
+        stored: User = tx.get("users", user.id, UserNotFound)
+        # the flag follows the stored instructions, which only set_custom_instructions changes
+        flag = stored.has_custom_instructions
+        tx.replace(
+            "users",
+            user.id,
+            msgspec.structs.replace(user, has_custom_instructions=flag),
+            UserNotFound,
+        )
+
+    async def get_custom_instructions(self, user_id: UUID) -> str | None:
+        tx = self._tx()
+        tx.get("users", user_id, UserNotFound)
+        row: CustomInstructions | None = tx.find("user_custom_instructions", user_id)
+        return None if row is None else row.text
+
+    async def set_custom_instructions(self, user_id: UUID, text: str | None, now: datetime) -> None:
+        tx = self._tx()
+        user: User = tx.get("users", user_id, UserNotFound)
+        user.note_custom_instructions(text is not None, now)
+        tx.replace("users", user_id, user, UserNotFound)
+        if text is None:
+            if tx.find("user_custom_instructions", user_id) is not None:
+                tx.delete("user_custom_instructions", user_id, UserNotFound)
+        elif tx.find("user_custom_instructions", user_id) is None:
+            tx.insert(
+                "user_custom_instructions", user_id, CustomInstructions(user_id=user_id, text=text)
+            )
+        else:
+            row = CustomInstructions(user_id=user_id, text=text)
+            tx.replace("user_custom_instructions", user_id, row, UserNotFound)
 
     async def count_admins(self) -> int:
         return len(self._tx().select("users", _active_admin))

@@ -14,7 +14,7 @@ from whalli.adapters.postgres._base import (
     columns,
     placeholders,
 )
-from whalli.adapters.postgres.users import COLUMNS as USER_COLUMNS
+from whalli.adapters.postgres.users import user_columns
 from whalli.domain.model.api_keys import ApiKey
 from whalli.domain.model.errors import ApiKeyNotFound
 from whalli.domain.model.users import User
@@ -37,7 +37,7 @@ _UPDATE = f"UPDATE api_keys SET {assignments(_COLUMNS[1:])} WHERE id = %(id)s"
 # The key and its user in one statement (``k_``/``u_`` prefixes keep the shared names apart).
 _WITH_USER = (
     "SELECT "
-    + ", ".join([f"k.{c} AS k_{c}" for c in _COLUMNS] + [f"u.{c} AS u_{c}" for c in USER_COLUMNS])
+    + ", ".join([f"k.{c} AS k_{c}" for c in _COLUMNS] + [user_columns("u", "u_")])
     + " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = %(hash)s"
 )
 _RECORD_USE = (

@@ -37,7 +37,20 @@ COLUMNS = (
     "created_at",
     "updated_at",
 )
-_SELECT = f"SELECT {columns(COLUMNS)} FROM users"
+
+
+def user_columns(alias: str = "", prefix: str = "") -> str:
+    """The select list of a ``User``: its columns (``alias.``-qualified, named ``prefix``+name)
+    and the custom instructions' flag, not their text: accounts are read on every authenticated
+    request, the text only by ``get_custom_instructions`` (``IS NOT NULL`` reads the row's null
+    bitmap, never a long text stored out of line)."""
+    qualified = f"{alias}." if alias else ""
+    names = [f"{qualified}{c} AS {prefix}{c}" if prefix else f"{qualified}{c}" for c in COLUMNS]
+    flag = f"{qualified}custom_instructions IS NOT NULL AS {prefix}has_custom_instructions"
+    return ", ".join([*names, flag])
+
+
+_SELECT = f"SELECT {user_columns()} FROM users"
 # DO NOTHING keeps the transaction usable when the email is taken (an expected outcome).
 _INSERT = (
     f"INSERT INTO users ({columns(COLUMNS)}) VALUES ({placeholders(COLUMNS)}) "
@@ -45,7 +58,7 @@ _INSERT = (
 )
 # The user and its session in one statement: a request is authenticated in one round trip.
 _WITH_SESSION = (
-    f"SELECT {columns(COLUMNS)}, EXISTS (SELECT 1 FROM refresh_tokens t "
+    f"SELECT {user_columns()}, EXISTS (SELECT 1 FROM refresh_tokens t "
     "WHERE t.family_id = %(session_id)s AND t.revoked_at IS NULL AND t.expires_at > %(now)s) "
     "AS session_active FROM users WHERE id = %(id)s"
 )
@@ -54,6 +67,9 @@ _WITH_SESSION = (
 # wait for that refresh's token (revoking every session): a deadlock.
 _SELECT_FOR_UPDATE = f"{_SELECT} WHERE id = %(id)s FOR NO KEY UPDATE"
 _UPDATE = f"UPDATE users SET {assignments(COLUMNS[1:])} WHERE id = %(id)s"
+_SET_INSTRUCTIONS = (
+    "UPDATE users SET custom_instructions = %(text)s, updated_at = %(now)s WHERE id = %(id)s"
+)
 # A contains-search is a sequential scan whatever the index (no pg_trgm); fine for an admin list.
 _MATCHES = "(email ILIKE %(pattern)s OR name ILIKE %(pattern)s)"
 _SEARCH = f"{_SELECT} WHERE {_MATCHES} ORDER BY created_at, id LIMIT %(limit)s OFFSET %(offset)s"
@@ -118,6 +134,20 @@ class PostgresUserRepository(PostgresRepository, UserRepository):
 
     async def update(self, user: User) -> None:
         if await self._run(_UPDATE, _params(user)) == 0:
+            raise UserNotFound()
+
+    async def get_custom_instructions(self, user_id: UUID) -> str | None:
+        row = await self._one(
+            "SELECT custom_instructions FROM users WHERE id = %(id)s", {"id": user_id}
+        )
+        if row is None:
+            raise UserNotFound()
+        text: str | None = row["custom_instructions"]
+        return text
+
+    async def set_custom_instructions(self, user_id: UUID, text: str | None, now: datetime) -> None:
+        params = {"id": user_id, "text": text, "now": now}
+        if await self._run(_SET_INSTRUCTIONS, params) == 0:
             raise UserNotFound()
 
     async def count_admins(self) -> int:

@@ -12,6 +12,8 @@ from whalli.domain.model.errors import InvalidInput, InvalidStateTransition
 TITLE_MAX = 120
 # A chat's instructions (its system prompt): sent first with every reply in the chat.
 SYSTEM_PROMPT_MAX = 20_000
+# Characters of one message (a user's, as POST /api/chat/start takes it, or an imported one).
+MESSAGE_MAX = 200_000
 
 
 class MessageRole(StrEnum):

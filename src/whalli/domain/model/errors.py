@@ -229,6 +229,11 @@ class AttachmentTooLarge(WhalliError):
     default_message = "The file is larger than allowed."
 
 
+class ImportTooLarge(WhalliError):
+    code = "import_too_large"
+    default_message = "This import is larger than allowed; split it."
+
+
 class UnsupportedFileType(WhalliError):
     code = "unsupported_file_type"
     default_message = "This type of file is not supported."

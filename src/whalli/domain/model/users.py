@@ -9,7 +9,8 @@ from enum import StrEnum
 from uuid import UUID
 
 from whalli.domain.model.base import Entity
-from whalli.domain.model.errors import InvalidEmail
+from whalli.domain.model.chats import SYSTEM_PROMPT_MAX
+from whalli.domain.model.errors import InvalidEmail, InvalidInput
 
 
 class Role(StrEnum):
@@ -52,6 +53,28 @@ def clean_user_name(name: str) -> str:
     return name.strip()[:USER_NAME_MAX_LENGTH]
 
 
+# A user's custom instructions: the system prompt a new chat of theirs gets when its start gives
+# none. The limit and cleaning rules are a chat's system prompt's.
+CUSTOM_INSTRUCTIONS_MAX = SYSTEM_PROMPT_MAX
+
+
+def clean_custom_instructions(text: str | None) -> str | None:
+    """Custom instructions as stored: ``None`` for none (or only whitespace), else the text with
+    its outer whitespace stripped, at most ``CUSTOM_INSTRUCTIONS_MAX`` characters
+    (``InvalidInput``), as ``chats.clean_system_prompt``."""
+    if text is None or not text.strip():
+        return None
+    cleaned = text.strip()
+    if len(cleaned) > CUSTOM_INSTRUCTIONS_MAX:
+        raise InvalidInput(
+            f"Custom instructions have at most {CUSTOM_INSTRUCTIONS_MAX} characters (these "
+            f"have {len(cleaned)}).",
+            field="customInstructions",
+            limit=CUSTOM_INSTRUCTIONS_MAX,
+        )
+    return cleaned
+
+
 class User(Entity, kw_only=True):
     id: UUID
     email: str
@@ -63,6 +86,10 @@ class User(Entity, kw_only=True):
     email_verified: bool = False
     created_at: datetime
     updated_at: datetime
+    # Whether the user has custom instructions. Only this flag travels with the account (it is
+    # read on every authenticated request); the text is read by whoever needs it
+    # (``UserRepository.get_custom_instructions``) and changed by ``set_custom_instructions``.
+    has_custom_instructions: bool = False
 
     @classmethod
     def create(
@@ -97,6 +124,11 @@ class User(Entity, kw_only=True):
         self.name = cleaned
         self.updated_at = now
         return True
+
+    def note_custom_instructions(self, present: bool, now: datetime) -> None:
+        """Record that the user's custom instructions were set (``present``) or cleared."""
+        self.has_custom_instructions = present
+        self.updated_at = now
 
     @property
     def is_admin(self) -> bool:

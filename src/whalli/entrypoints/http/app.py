@@ -18,6 +18,7 @@ from whalli.entrypoints.http.controllers.admin import AdminController
 from whalli.entrypoints.http.controllers.api_keys import ApiKeyController
 from whalli.entrypoints.http.controllers.auth import AuthController
 from whalli.entrypoints.http.controllers.chat import ChatStreamController
+from whalli.entrypoints.http.controllers.chat_imports import ChatImportController
 from whalli.entrypoints.http.controllers.chats import ChatController
 from whalli.entrypoints.http.controllers.files import FileController
 from whalli.entrypoints.http.controllers.health import HealthController
@@ -61,6 +62,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     ApiKeyController,
     OpenAICompatController,
     ChatController,
+    ChatImportController,
     ChatShareController,
     SharedChatController,
     FileController,

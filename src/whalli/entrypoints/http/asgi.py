@@ -24,6 +24,7 @@ from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
+from whalli.domain.services.auth.get_profile import GetProfileHandler
 from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAllHandler
@@ -41,6 +42,7 @@ from whalli.domain.services.chat.start_chat import StartChatHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
+from whalli.domain.services.chats.import_chats import ImportChatsHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
@@ -132,6 +134,9 @@ class ContainerApp:
 
     async def update_profile(self) -> UpdateProfileHandler:
         return await self._get(self.container.services.update_profile, UpdateProfileHandler)
+
+    async def get_profile(self) -> GetProfileHandler:
+        return await self._get(self.container.services.get_profile, GetProfileHandler)
 
     async def create_project(self) -> CreateProjectHandler:
         return await self._get(self.container.services.create_project, CreateProjectHandler)
@@ -243,6 +248,9 @@ class ContainerApp:
 
     async def search_chats(self) -> SearchChatsHandler:
         return await self._get(self.container.services.search_chats, SearchChatsHandler)
+
+    async def import_chats(self) -> ImportChatsHandler:
+        return await self._get(self.container.services.import_chats, ImportChatsHandler)
 
     async def upload_attachment(self) -> UploadAttachmentHandler:
         return await self._get(self.container.services.upload_attachment, UploadAttachmentHandler)

@@ -17,6 +17,7 @@ from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
+from whalli.domain.services.auth.get_profile import GetProfileHandler
 from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAllHandler
@@ -34,6 +35,7 @@ from whalli.domain.services.chat.start_chat import StartChatHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
+from whalli.domain.services.chats.import_chats import ImportChatsHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
@@ -86,6 +88,7 @@ class AppContainer(Protocol):
     async def logout_all(self) -> LogoutAllHandler: ...
     async def change_password(self) -> ChangePasswordHandler: ...
     async def update_profile(self) -> UpdateProfileHandler: ...
+    async def get_profile(self) -> GetProfileHandler: ...
 
     # Projects, members, models, admin, API keys: one fresh handler (and unit of work) per call.
     async def create_project(self) -> CreateProjectHandler: ...
@@ -117,6 +120,7 @@ class AppContainer(Protocol):
     async def read_shared_chat(self) -> ReadSharedChatHandler: ...
     async def delete_chat(self) -> DeleteChatHandler: ...
     async def search_chats(self) -> SearchChatsHandler: ...
+    async def import_chats(self) -> ImportChatsHandler: ...
 
     # Files (controllers/files.py): one fresh handler per call.
     async def upload_attachment(self) -> UploadAttachmentHandler: ...
@@ -220,6 +224,7 @@ def _auth_providers(container: AppContainer) -> dict[str, Provide]:
         "logout_all": Provide(container.logout_all),
         "change_password": Provide(container.change_password),
         "update_profile": Provide(container.update_profile),
+        "get_profile": Provide(container.get_profile),
     }
 
 
@@ -260,5 +265,6 @@ def _chat_providers(container: AppContainer) -> dict[str, Provide]:
         "read_shared_chat": Provide(container.read_shared_chat),
         "delete_chat": Provide(container.delete_chat),
         "search_chats": Provide(container.search_chats),
+        "import_chats": Provide(container.import_chats),
         "complete_chat": Provide(container.complete_chat),
     }

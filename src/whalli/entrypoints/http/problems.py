@@ -21,6 +21,7 @@ from litestar.types import ExceptionHandlersMap
 from whalli.domain.model.errors import (
     AttachmentTooLarge,
     Conflict,
+    ImportTooLarge,
     InvalidCatalog,
     InvalidInput,
     InvalidToken,
@@ -50,6 +51,7 @@ STATUS_BY_ERROR: dict[type[WhalliError], int] = {
     PermissionDenied: 403,
     RateLimited: 429,
     AttachmentTooLarge: 413,
+    ImportTooLarge: 413,
     UnsupportedFileType: 415,
     ServiceUnavailable: 503,
     ProviderError: 502,  # the upstream model provider failed: a bad gateway, not our bug

@@ -1,4 +1,4 @@
-"""Use case: change one's own profile (the display name)."""
+"""Use case: change one's own profile (the display name, the custom instructions)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.users import User
+from whalli.domain.model.users import clean_custom_instructions
+from whalli.domain.services.auth.get_profile import Profile
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
 
 
 class UpdateProfile(msgspec.Struct, frozen=True, kw_only=True):
-    """``None`` leaves a field as it is."""
+    """``None`` leaves a field as it is; blank custom instructions clear them."""
 
     user_id: UUID
     name: str | None = None
+    custom_instructions: str | None = None
 
 
 class UpdateProfileHandler:
@@ -24,6 +26,10 @@ class UpdateProfileHandler:
     Rules:
     - the name follows the sign-up rules (``clean_user_name``): trimmed, cut to 200 characters,
       and it may be empty;
+    - the custom instructions follow a chat's system prompt's rules
+      (``clean_custom_instructions``): trimmed, at most 20,000 characters (else
+      ``InvalidInput``, nothing changed), blank clears them; they are copied into each chat
+      started afterwards without a system prompt, so a change here changes no existing chat;
     - an unknown account: ``UserNotFound``;
     - a change that changes nothing is not written.
     """
@@ -32,11 +38,23 @@ class UpdateProfileHandler:
         self._uow = uow
         self._clock = clock
 
-    async def execute(self, command: UpdateProfile) -> User:
+    async def execute(self, command: UpdateProfile) -> Profile:
+        wanted = command.custom_instructions
+        instructions = None if wanted is None else clean_custom_instructions(wanted)
+        now = self._clock.now()
         async with self._uow as uow:
             user = await uow.users.get(command.user_id)
-            if command.name is None or not user.rename(command.name, self._clock.now()):
-                return user
-            await uow.users.update(user)
-            await uow.commit()
-        return user
+            current = None
+            if user.has_custom_instructions:
+                current = await uow.users.get_custom_instructions(user.id)
+            changed = False
+            if wanted is not None and instructions != current:
+                await uow.users.set_custom_instructions(user.id, instructions, now)
+                user.note_custom_instructions(instructions is not None, now)
+                current, changed = instructions, True
+            if command.name is not None and user.rename(command.name, now):
+                await uow.users.update(user)
+                changed = True
+            if changed:
+                await uow.commit()
+        return Profile(user=user, custom_instructions=current)

@@ -44,7 +44,8 @@ class StartChat(msgspec.Struct, frozen=True, kw_only=True):
     attachment_ids: tuple[UUID, ...] = ()
     params: GenerationParams = GenerationParams()
     use_cache: bool = True
-    # A new chat's instructions; an existing chat's are changed with ``UpdateChat``.
+    # A new chat's instructions; an existing chat's are changed with ``UpdateChat``. ``None``:
+    # the caller's custom instructions, if any; blank: none for this chat.
     system_prompt: str | None = None
 
 
@@ -72,6 +73,10 @@ class StartChatHandler:
     - a system prompt is given to a new chat only (``InvalidInput`` with ``chat_id``: an
       existing chat's is changed with ``UpdateChat``); the chat's system prompt opens the
       prompt of every reply in it;
+    - a new chat started without one (``None``) gets the caller's custom instructions, copied
+      (a later change of them changes no existing chat); a blank one opts this chat out. Their
+      text is read (one query) only when the account read by authentication says there are
+      some: a caller without any costs no extra round trip;
     - attachments must belong to the chat's project (else 404) and have finished extraction:
       while one is still ``pending``/``processing`` the start is tried again every
       ``attachment_poll_s`` for up to ``attachment_wait_s``, then ``AttachmentNotReady`` (409,
@@ -143,7 +148,7 @@ class StartChatHandler:
             if user is None or user.id != command.user_id:
                 user = await uow.users.get(command.user_id)
             ensure_model_allowed(user, spec)
-            chat, history = await self._chat_for(uow, command, now)
+            chat, history = await self._chat_for(uow, command, user, now)
             files = await read_attachments(uow, chat.project_id, command.attachment_ids)
             prompt = self._limits.build(spec, history, command.message, files, chat.system_prompt)
             message = Message.from_user(
@@ -194,7 +199,7 @@ class StartChatHandler:
         )
 
     async def _chat_for(
-        self, uow: UnitOfWork, command: StartChat, now: datetime
+        self, uow: UnitOfWork, command: StartChat, user: User, now: datetime
     ) -> tuple[Chat, list[Message] | None]:
         """The chat, and its earlier messages (``None`` for a new chat, not stored yet)."""
         if command.chat_id is not None:
@@ -212,12 +217,16 @@ class StartChatHandler:
             await require_role(uow, project_id, command.user_id, "write")
         # else the caller's own personal project, which they always own (EnsurePersonalProject's
         # rule): no read needed; were it missing, the insert answers ProjectNotFound
+        system_prompt = command.system_prompt
+        if system_prompt is None and user.has_custom_instructions:
+            # read before the prompt is built (the reply is launched before the chat's INSERT)
+            system_prompt = await uow.users.get_custom_instructions(user.id)
         chat = Chat.start(
             id=self._ids.new_id(),
             project_id=project_id,
             user_id=command.user_id,
             first_message=command.message,
             now=now,
-            system_prompt=command.system_prompt,
+            system_prompt=system_prompt,
         )
         return chat, None

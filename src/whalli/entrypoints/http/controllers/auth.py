@@ -15,6 +15,7 @@ from litestar.params import JSONBody
 from whalli.domain.model import users as model
 from whalli.domain.model.principal import Principal
 from whalli.domain.services.auth.change_password import ChangePassword, ChangePasswordHandler
+from whalli.domain.services.auth.get_profile import GetProfile, GetProfileHandler, Profile
 from whalli.domain.services.auth.login import Login, LoginHandler
 from whalli.domain.services.auth.logout import Logout, LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAll, LogoutAllHandler
@@ -32,6 +33,8 @@ Email = Annotated[str, msgspec.Meta(max_length=320)]
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
 Name = Annotated[str, msgspec.Meta(max_length=200)]
 OpaqueToken = Annotated[str, msgspec.Meta(max_length=512)]
+# (the rule, 20,000 characters once trimmed, is the use case's: a 422 naming the limit)
+Instructions = Annotated[str, msgspec.Meta(max_length=100_000)]
 
 
 class RegisterBody(Inbound):
@@ -68,6 +71,8 @@ class PasswordChange(Inbound):
 
 class AccountUpdate(Inbound, omit_defaults=True):
     name: Name | msgspec.UnsetType = msgspec.UNSET
+    # null or blank clears them
+    custom_instructions: Instructions | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Tokens(Schema):
@@ -88,6 +93,8 @@ class Account(Schema):
     plan: model.Plan
     email_verified: bool
     created_at: datetime
+    # the system prompt of a new chat started without one; always sent (null: none)
+    custom_instructions: str | None
 
 
 class Registration(Schema):
@@ -104,11 +111,16 @@ def _tokens(pair: TokenPair) -> Tokens:
     )
 
 
-def _account(user: model.User) -> Account:
+def _account(user: model.User, custom_instructions: str | None = None) -> Account:
     return Account(
         id=user.id, email=user.email, name=user.name, role=user.role, plan=user.plan,
         email_verified=user.email_verified, created_at=user.created_at,
+        custom_instructions=custom_instructions,
     )  # fmt: skip
+
+
+def _profile(profile: Profile) -> Account:
+    return _account(profile.user, profile.custom_instructions)
 
 
 class AuthController(Controller):
@@ -183,11 +195,14 @@ class AuthController(Controller):
         )  # fmt: skip
         return _tokens(await change_password.execute(command))
 
-    @get("/me", summary="The caller's account")
-    async def me(self, principal: NamedDependency[Principal]) -> Account:
-        return _account(principal.user)
+    @get("/me", summary="The caller's account, with their custom instructions")
+    async def me(
+        self, principal: NamedDependency[Principal], get_profile: NamedDependency[GetProfileHandler]
+    ) -> Account:
+        command = GetProfile(user_id=principal.user_id, user=principal.user)
+        return _profile(await get_profile.execute(command))
 
-    @patch("/me", summary="Change the caller's display name")
+    @patch("/me", summary="Change the caller's display name or custom instructions")
     async def update_me(
         self,
         data: JSONBody[AccountUpdate],
@@ -195,5 +210,12 @@ class AuthController(Controller):
         update_profile: NamedDependency[UpdateProfileHandler],
     ) -> Account:
         name = None if isinstance(data.name, msgspec.UnsetType) else data.name
-        user = await update_profile.execute(UpdateProfile(user_id=principal.user_id, name=name))
-        return _account(user)
+        instructions = data.custom_instructions
+        command = UpdateProfile(
+            user_id=principal.user_id,
+            name=name,
+            # UNSET leaves them; null clears them, as blank does
+            custom_instructions=None if isinstance(instructions, msgspec.UnsetType)
+            else instructions or "",
+        )  # fmt: skip
+        return _profile(await update_profile.execute(command))

@@ -13,7 +13,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from whalli.domain.model.chat_sessions import ChatSession
-from whalli.domain.model.chats import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, GenerationParams
+from whalli.domain.model.chats import (
+    MAX_STOP_LENGTH,
+    MAX_STOP_SEQUENCES,
+    MESSAGE_MAX,
+    GenerationParams,
+)
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.replies import (
     parse_event_id,
@@ -57,7 +62,7 @@ class ParamsBody(Inbound):
 
 class ChatStartBody(Inbound):
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    message: Annotated[str, msgspec.Meta(min_length=1, max_length=200_000)]
+    message: Annotated[str, msgspec.Meta(min_length=1, max_length=MESSAGE_MAX)]
     chat_id: UUID | None = None
     project_id: UUID | None = None
     attachment_ids: Annotated[list[UUID], msgspec.Meta(max_length=10)] = []
@@ -70,7 +75,7 @@ class ChatStartBody(Inbound):
 class RegenerateBody(Inbound):
     chat_id: UUID
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
-    message: Annotated[str, msgspec.Meta(min_length=1, max_length=200_000)] | None = None
+    message: Annotated[str, msgspec.Meta(min_length=1, max_length=MESSAGE_MAX)] | None = None
     params: ParamsBody | None = None
 
 
