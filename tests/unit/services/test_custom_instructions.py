@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.integration.entities import World, committed_world
+from tests.integration.entities import NOW, World, a_membership, committed_world
 from tests.unit.services.test_start_chat_attachments import CATALOG
 from whalli.adapters.memory.chat_sessions import InMemoryChatSessionStore
 from whalli.adapters.memory.clock import ManualClock
@@ -17,11 +17,13 @@ from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.chats import MessageRole, PromptMessage
 from whalli.domain.model.errors import InvalidInput, UserNotFound
+from whalli.domain.model.projects import MemberRole, Project
 from whalli.domain.model.users import User, clean_custom_instructions
 from whalli.domain.services.auth.get_profile import GetProfile, GetProfileHandler, Profile
 from whalli.domain.services.auth.update_profile import UpdateProfile, UpdateProfileHandler
 from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler, StartedChat
 from whalli.domain.services.chats.update_chat import UpdateChat, UpdateChatHandler
+from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 
 
 class Recording:
@@ -62,7 +64,18 @@ class Accounts:
         return InMemoryUnitOfWork(self.store)
 
     async def world(self) -> World:
-        return await committed_world(self.uow())
+        """A user with a shared project (``world.project``, holding a chat) and their personal
+        project, where new chats start by default here."""
+        world = await committed_world(self.uow())
+        personal = Project.create(
+            id=personal_project_id(world.user.id), name="Personal", owner_id=world.user.id,
+            now=NOW,
+        )  # fmt: skip
+        async with self.uow() as uow:
+            await uow.projects.add(personal)
+            await uow.projects.add_member(a_membership(personal, world.user, MemberRole.OWNER))
+            await uow.commit()
+        return world
 
     async def user(self, user_id: uuid.UUID) -> User:
         async with self.uow().read_only() as uow:
@@ -85,9 +98,11 @@ class Accounts:
         # the caller as authentication read it, as the HTTP entrypoint passes it
         user = await self.user(world.user.id)
         command = StartChat(
-            user_id=user.id, user=user, model="dev/echo", message="hello",
-            project_id=world.project.id,
-        )  # fmt: skip
+            user_id=user.id,
+            user=user,
+            model="dev/echo",
+            message="hello",
+        )  # fmt: skip (no project: the caller's personal one)
         return await handler.execute(msgspec.structs.replace(command, **changes))
 
     def system_prompt(self, started: StartedChat) -> str | None:
@@ -258,6 +273,19 @@ async def test_a_start_with_its_own_system_prompt_does_not_read_the_instructions
     await accounts.start(world, recording, system_prompt="Answer in German.")
 
     assert "users.get_custom_instructions" not in recording.calls
+
+
+async def test_a_chat_in_a_shared_project_never_gets_the_instructions(accounts: Accounts) -> None:
+    """They are private: a shared project's chat shows its system prompt to every member."""
+    world = await accounts.world()
+    await accounts.update(world.user.id, custom_instructions="Answer in French.")
+    recording = RecordingUnitOfWork(accounts.store)
+
+    started = await accounts.start(world, recording, project_id=world.project.id)
+
+    assert accounts.system_prompt(started) is None
+    assert "users.get_custom_instructions" not in recording.calls
+    assert [m.role for m in started.prepared.prompt] == [MessageRole.USER]
 
 
 async def test_reading_a_profile_without_instructions_makes_no_query(accounts: Accounts) -> None:

@@ -55,16 +55,21 @@ Parsed = ParsedConversation | SkippedConversation
 Parser = Callable[[object], list[Parsed]]
 
 
+def check_count(conversations: int) -> None:
+    """``ImportTooLarge`` over ``MAX_CONVERSATIONS``: a parser asks before parsing any."""
+    if conversations > MAX_CONVERSATIONS:
+        raise ImportTooLarge(
+            f"An import takes at most {MAX_CONVERSATIONS} conversations (this one has "
+            f"{conversations}); split the export.",
+            limit=MAX_CONVERSATIONS,
+        )
+
+
 def check_limits(parsed: Sequence[Parsed]) -> list[ParsedConversation]:
     """The conversations to import. Raises ``ImportTooLarge`` over ``MAX_CONVERSATIONS`` or
     ``MAX_MESSAGES`` in all, and ``InvalidInput`` for a message over ``MESSAGE_MAX``
     characters (naming its conversation): the whole import is refused, nothing is written."""
-    if len(parsed) > MAX_CONVERSATIONS:
-        raise ImportTooLarge(
-            f"An import takes at most {MAX_CONVERSATIONS} conversations (this one has "
-            f"{len(parsed)}); split the export.",
-            limit=MAX_CONVERSATIONS,
-        )
+    check_count(len(parsed))
     accepted = [p for p in parsed if isinstance(p, ParsedConversation)]
     count = sum(len(c.messages) for c in accepted)
     if count > MAX_MESSAGES:

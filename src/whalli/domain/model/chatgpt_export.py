@@ -19,6 +19,7 @@ from whalli.domain.model.chat_imports import (
     ParsedConversation,
     ParsedMessage,
     SkippedConversation,
+    check_count,
 )
 from whalli.domain.model.chats import MessageRole
 from whalli.domain.model.errors import InvalidInput
@@ -36,6 +37,7 @@ def parse_chatgpt(document: object) -> list[Parsed]:
             "A ChatGPT export (conversations.json) is a JSON array of conversations.",
             field="conversations",
         )
+    check_count(len(document))  # before parsing: each item parsed costs an object
     return [parse_conversation(index, item) for index, item in enumerate(document)]
 
 
@@ -114,7 +116,12 @@ def _message(message: object) -> ParsedMessage | None:
     metadata = metadata if isinstance(metadata, dict) else {}
     if role is None or metadata.get("is_visually_hidden_from_conversation") is True:
         return None
-    content = _content(message.get("content"))
+    recipient = message.get("recipient")
+    content = message.get("content")
+    kind = content.get("content_type") if isinstance(content, dict) else None
+    if role is MessageRole.ASSISTANT and recipient not in (None, "all") and kind != "code":
+        return None  # a call to a tool (DALL-E, browsing, memory): ChatGPT does not show it
+    content = _content(content)
     if content is None:
         return None
     slug = _text(metadata.get("model_slug"))

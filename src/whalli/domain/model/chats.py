@@ -166,10 +166,14 @@ class Chat(Entity, kw_only=True):
 
 def clean_system_prompt(text: str | None) -> str | None:
     """Instructions as stored: ``None`` for none (or only whitespace), else the text with its
-    outer whitespace stripped, at most ``SYSTEM_PROMPT_MAX`` characters (``InvalidInput``)."""
+    outer whitespace stripped, at most ``SYSTEM_PROMPT_MAX`` characters and no NUL
+    (``InvalidInput``)."""
     if text is None or not text.strip():
         return None
     cleaned = text.strip()
+    if "\x00" in cleaned:  # Postgres text cannot hold it: refused here, naming the field
+        raise InvalidInput("A system prompt may not contain the NUL character.",
+                           field="systemPrompt")  # fmt: skip
     if len(cleaned) > SYSTEM_PROMPT_MAX:
         raise InvalidInput(
             f"A system prompt has at most {SYSTEM_PROMPT_MAX} characters (this one has "

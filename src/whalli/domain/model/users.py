@@ -61,10 +61,14 @@ CUSTOM_INSTRUCTIONS_MAX = SYSTEM_PROMPT_MAX
 def clean_custom_instructions(text: str | None) -> str | None:
     """Custom instructions as stored: ``None`` for none (or only whitespace), else the text with
     its outer whitespace stripped, at most ``CUSTOM_INSTRUCTIONS_MAX`` characters
-    (``InvalidInput``), as ``chats.clean_system_prompt``."""
+    (``InvalidInput``, as for a NUL character), as ``chats.clean_system_prompt``."""
     if text is None or not text.strip():
         return None
     cleaned = text.strip()
+    if "\x00" in cleaned:  # Postgres text cannot hold it: refused here, naming the field
+        raise InvalidInput(
+            "Custom instructions may not contain the NUL character.", field="customInstructions"
+        )
     if len(cleaned) > CUSTOM_INSTRUCTIONS_MAX:
         raise InvalidInput(
             f"Custom instructions have at most {CUSTOM_INSTRUCTIONS_MAX} characters (these "

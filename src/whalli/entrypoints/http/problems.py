@@ -132,19 +132,36 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
             request, status=status, code="internal_error", detail=GENERIC_DETAIL
         )
     # Litestar's validation errors name the field and the rule (at most echoing the client's input).
-    extra = {"errors": exc.extra} if isinstance(exc.extra, list) and exc.extra else None
+    extra: dict[str, Any] | None = (
+        {"errors": exc.extra} if isinstance(exc.extra, list) and exc.extra else None
+    )
     if isinstance(exc, ValidationException):
         code = "validation_failed"
     else:
         code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    detail = exc.detail
+    if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE and (limit := _body_limit(request)):
+        detail = f"The request body is larger than this route accepts (at most {limit} bytes)."
+        extra = {**(extra or {}), "limit": limit}
     return problem_response(
         request,
         status=status,
         code=code,
-        detail=exc.detail,
+        detail=detail,
         extra=extra,
         headers=exc.headers,
     )
+
+
+def _body_limit(request: Request[Any, Any, Any]) -> int | None:
+    """The body size the route takes (its own limit, else the app's), if it can be told."""
+    try:
+        handler = request.route_handler
+    except (AttributeError, KeyError):  # no route matched
+        return None
+    resolve = getattr(handler, "resolve_request_max_body_size", None)
+    limit = resolve() if callable(resolve) else None
+    return limit if isinstance(limit, int) else None
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -73,8 +73,10 @@ class StartChatHandler:
     - a system prompt is given to a new chat only (``InvalidInput`` with ``chat_id``: an
       existing chat's is changed with ``UpdateChat``); the chat's system prompt opens the
       prompt of every reply in it;
-    - a new chat started without one (``None``) gets the caller's custom instructions, copied
-      (a later change of them changes no existing chat); a blank one opts this chat out. Their
+    - a new chat in the caller's personal project started without one (``None``) gets the
+      caller's custom instructions, copied (a later change of them changes no existing chat);
+      a blank one opts this chat out; a chat in a shared project never gets them (they are
+      private, and a chat's system prompt is read by every member). Their
       text is read (one query) only when the account read by authentication says there are
       some: a caller without any costs no extra round trip;
     - attachments must belong to the chat's project (else 404) and have finished extraction:
@@ -213,12 +215,15 @@ class StartChatHandler:
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
             return chat, await uow.chats.list_messages(chat.id)
         project_id = command.project_id or personal_project_id(command.user_id)
-        if project_id != personal_project_id(command.user_id):
+        personal = project_id == personal_project_id(command.user_id)
+        if not personal:
             await require_role(uow, project_id, command.user_id, "write")
         # else the caller's own personal project, which they always own (EnsurePersonalProject's
         # rule): no read needed; were it missing, the insert answers ProjectNotFound
         system_prompt = command.system_prompt
-        if system_prompt is None and user.has_custom_instructions:
+        # Private to the caller: never copied into a shared project's chat, where every member
+        # would read (and editors change) them as its system prompt.
+        if system_prompt is None and personal and user.has_custom_instructions:
             # read before the prompt is built (the reply is launched before the chat's INSERT)
             system_prompt = await uow.users.get_custom_instructions(user.id)
         chat = Chat.start(
