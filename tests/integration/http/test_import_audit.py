@@ -502,12 +502,14 @@ async def test_an_imported_chat_continues_with_a_real_model_and_its_label_is_not
     made = await _import(chat, alice["auth"], [_conv(["Plan a trip", "Day 1: Alfama."])])
     chat_id = made.json()["imported"][0]["chatId"]
 
-    # regenerating the imported reply with its own (label) model: a clear 4xx naming it
+    # regenerating the imported reply with its own (label) model: a 422 naming it, asking
+    # for a model
     regen = await chat.client.post(
         "/api/chat/regenerate", json={"chatId": chat_id}, headers=alice["auth"]
     )
-    refused = _problem(regen, 404)
+    refused = _problem(regen, 422)
     assert "chatgpt/gpt-4o" in refused["detail"]
+    assert refused["field"] == "model"
     label = await chat.client.post(
         "/api/chat/start", json={"model": "chatgpt/gpt-4o", "message": "hi", "chatId": chat_id},
         headers=alice["auth"],

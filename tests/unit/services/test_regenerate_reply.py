@@ -209,6 +209,26 @@ async def test_an_unknown_model_changes_nothing(chat: Chat) -> None:
     assert await chat.messages() == before
 
 
+async def test_a_reply_whose_model_is_gone_asks_for_a_model_and_changes_nothing(
+    chat: Chat,
+) -> None:
+    """A retired model, or an imported reply's label (``chatgpt/gpt-4o``): a 422 on ``model``
+    saying which, instead of a 404 for a model the caller never named."""
+    retired = msgspec.structs.replace((await chat.messages())[-1], model="chatgpt/gpt-4o")
+    async with chat.uow() as uow:
+        await uow.chats.update_message(retired)
+        await uow.commit()
+    before = await chat.messages()
+
+    with pytest.raises(InvalidInput, match="chatgpt/gpt-4o") as info:
+        await chat.regenerate()
+
+    assert info.value.details["field"] == "model"
+    assert await chat.messages() == before
+    await chat.regenerate(model="dev/echo")  # naming one answers
+    assert len(chat.launched) == 1
+
+
 async def test_a_regeneration_whose_write_fails_keeps_the_old_reply_and_no_session(
     chat: Chat,
 ) -> None:

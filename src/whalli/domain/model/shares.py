@@ -14,7 +14,7 @@ from datetime import datetime
 from uuid import UUID
 
 from whalli.domain.model.base import Entity
-from whalli.domain.model.chats import Message, MessageRole
+from whalli.domain.model.chats import Message, MessageRole, MessageStatus
 
 MAX_LIVE_SHARES = 20  # live (not revoked) links per chat
 SHARE_TOKEN_BYTES = 32  # random bytes in a link's token: 256 bits
@@ -27,8 +27,15 @@ def hash_share_token(token: str) -> str:
 
 
 def snapshot_of(messages: Sequence[Message]) -> tuple[UUID, ...]:
-    """The messages a link made now shows: finished ones, never the system's."""
-    return tuple(m.id for m in messages if m.status.is_final and m.role is not MessageRole.SYSTEM)
+    """The messages a link made now shows: finished ones, never the system's, nor a failed
+    reply with no text (it would show as an empty answer)."""
+    return tuple(m.id for m in messages if _shown(m))
+
+
+def _shown(message: Message) -> bool:
+    if not message.status.is_final or message.role is MessageRole.SYSTEM:
+        return False
+    return message.status is not MessageStatus.FAILED or bool(message.content)
 
 
 class ChatShare(Entity, kw_only=True):

@@ -7,10 +7,11 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.catalog import ModelCatalog, ensure_model_allowed
+from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_allowed
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import GenerationParams, Message, MessageRole
 from whalli.domain.model.errors import (
+    InvalidInput,
     ModelNotFound,
     NothingToRegenerate,
     ReplyInProgress,
@@ -53,7 +54,8 @@ class RegenerateReplyHandler:
       user's message: while one is still being generated, ``ReplyInProgress`` (409); a chat
       ending otherwise, ``NothingToRegenerate`` (409);
     - the model is the one asked for, or the replaced reply's; it must exist with its provider
-      configured (else ``ModelNotFound``) and the caller's plan, read fresh, must include it;
+      configured (else ``ModelNotFound``; for the replaced reply's, ``InvalidInput`` asking
+      for a model, as for an imported reply) and the caller's plan, read fresh, must include it;
     - with ``message``, that user's message is edited first (its attachments stay), and saved
       with the new reply;
     - the prompt is built as the start built it: the messages before that user's message,
@@ -93,9 +95,7 @@ class RegenerateReplyHandler:
             # locked: another regeneration, a new message or the chat's deletion waits for it
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
             history, question, old = _last_exchange(await uow.chats.list_messages(chat.id))
-            spec = self._catalog.get(command.model or old.model or "")
-            if spec.provider not in self._enabled:
-                raise ModelNotFound(f"The model {spec.id} is not available.")
+            spec = self._model(command.model, old)
             user = command.user
             if user is None or user.id != command.user_id:
                 user = await uow.users.get(command.user_id)
@@ -129,6 +129,24 @@ class RegenerateReplyHandler:
             session=session, message_id=question.id, replaced_message_id=old.id,
             prepared=prepared,
         )  # fmt: skip
+
+    def _model(self, asked: str | None, old: Message) -> ModelSpec:
+        """The model asked for (``ModelNotFound`` when unavailable), else the replaced reply's:
+        when that one is not available (retired, or an imported reply's label such as
+        ``chatgpt/gpt-4o``), ``InvalidInput`` asks for a model."""
+        try:
+            spec = self._catalog.get(asked or old.model or "")
+            if spec.provider not in self._enabled:
+                raise ModelNotFound(f"The model {spec.id} is not available.")
+        except ModelNotFound:
+            if asked is not None:
+                raise
+            raise InvalidInput(
+                f"This reply's model ({old.model or 'none'}) is not available here; name the "
+                "model to answer with.",
+                field="model",
+            ) from None
+        return spec
 
 
 def _last_exchange(messages: list[Message]) -> tuple[list[Message], Message, Message]:
