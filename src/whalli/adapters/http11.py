@@ -51,9 +51,8 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "_ambiguous", "_chunks", "_drained", "_eof_ends", "_error", "_expect_body", "_keep_alive",
-        "_size",
-        "_waiter", "closed", "complete", "head_done", "headers", "idle_since", "in_use", "key",
-        "parser", "reason", "status", "transport",
+        "_size", "_waiter", "closed", "complete", "head_done", "headers", "idle_since", "in_use",
+        "key", "parser", "reason", "status", "transport",
     )  # fmt: skip
 
     def __init__(self, key: Key) -> None:
@@ -171,7 +170,8 @@ class _Connection(asyncio.Protocol):
 
     # what the transport asks
 
-    def _fail(self, error: BaseException) -> None:
+    def _fail(self, error: BaseException | None) -> None:
+        """Close the connection; ``error`` (the first one kept) is what a waiting reader gets."""
         if self._error is None:
             self._error = error
         self.closed = True
@@ -279,12 +279,9 @@ class _Connection(asyncio.Protocol):
             raise httpx.WriteError("The connection closed while sending.")
 
     def close(self) -> None:
-        if not self.complete and self._error is None:  # a reader waiting for more fails
-            self._error = httpx.ReadError("The connection was closed before the end of the body.")
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-        self._wake()
+        """Close it ourselves: a reader still waiting for the body gets a ``ReadError``."""
+        ended = "The connection was closed before the end of the body."
+        self._fail(None if self.complete else httpx.ReadError(ended))
 
 
 class _Body(httpx.AsyncByteStream):

@@ -165,20 +165,23 @@ class Chat(Entity, kw_only=True):
 
 
 def clean_system_prompt(text: str | None) -> str | None:
+    """A chat's instructions as stored (see ``clean_instructions``)."""
+    return clean_instructions(text, field="systemPrompt", name="A system prompt")
+
+
+def clean_instructions(text: str | None, *, field: str, name: str) -> str | None:
     """Instructions as stored: ``None`` for none (or only whitespace), else the text with its
-    outer whitespace stripped, at most ``SYSTEM_PROMPT_MAX`` characters and no NUL
-    (``InvalidInput``)."""
+    outer whitespace stripped, at most ``SYSTEM_PROMPT_MAX`` characters and no NUL (else
+    ``InvalidInput`` naming ``field``; ``name`` is what the message calls them)."""
     if text is None or not text.strip():
         return None
     cleaned = text.strip()
     if "\x00" in cleaned:  # Postgres text cannot hold it: refused here, naming the field
-        raise InvalidInput("A system prompt may not contain the NUL character.",
-                           field="systemPrompt")  # fmt: skip
+        raise InvalidInput(f"{name} may not contain the NUL character.", field=field)
     if len(cleaned) > SYSTEM_PROMPT_MAX:
         raise InvalidInput(
-            f"A system prompt has at most {SYSTEM_PROMPT_MAX} characters (this one has "
-            f"{len(cleaned)}).",
-            field="systemPrompt",
+            f"{name} may have at most {SYSTEM_PROMPT_MAX} characters ({len(cleaned)} given).",
+            field=field,
             limit=SYSTEM_PROMPT_MAX,
         )
     return cleaned

@@ -29,10 +29,11 @@ def hash_share_token(token: str) -> str:
 def snapshot_of(messages: Sequence[Message]) -> tuple[UUID, ...]:
     """The messages a link made now shows: finished ones, never the system's, nor a failed
     reply with no text (it would show as an empty answer)."""
-    return tuple(m.id for m in messages if _shown(m))
+    return tuple(m.id for m in messages if shown_in_link(m))
 
 
-def _shown(message: Message) -> bool:
+def shown_in_link(message: Message) -> bool:
+    """Whether a link may show ``message`` (the rule of ``snapshot_of``)."""
     if not message.status.is_final or message.role is MessageRole.SYSTEM:
         return False
     return message.status is not MessageStatus.FAILED or bool(message.content)

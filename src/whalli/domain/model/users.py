@@ -9,8 +9,8 @@ from enum import StrEnum
 from uuid import UUID
 
 from whalli.domain.model.base import Entity
-from whalli.domain.model.chats import SYSTEM_PROMPT_MAX
-from whalli.domain.model.errors import InvalidEmail, InvalidInput
+from whalli.domain.model.chats import SYSTEM_PROMPT_MAX, clean_instructions
+from whalli.domain.model.errors import InvalidEmail
 
 
 class Role(StrEnum):
@@ -59,24 +59,9 @@ CUSTOM_INSTRUCTIONS_MAX = SYSTEM_PROMPT_MAX
 
 
 def clean_custom_instructions(text: str | None) -> str | None:
-    """Custom instructions as stored: ``None`` for none (or only whitespace), else the text with
-    its outer whitespace stripped, at most ``CUSTOM_INSTRUCTIONS_MAX`` characters
-    (``InvalidInput``, as for a NUL character), as ``chats.clean_system_prompt``."""
-    if text is None or not text.strip():
-        return None
-    cleaned = text.strip()
-    if "\x00" in cleaned:  # Postgres text cannot hold it: refused here, naming the field
-        raise InvalidInput(
-            "Custom instructions may not contain the NUL character.", field="customInstructions"
-        )
-    if len(cleaned) > CUSTOM_INSTRUCTIONS_MAX:
-        raise InvalidInput(
-            f"Custom instructions have at most {CUSTOM_INSTRUCTIONS_MAX} characters (these "
-            f"have {len(cleaned)}).",
-            field="customInstructions",
-            limit=CUSTOM_INSTRUCTIONS_MAX,
-        )
-    return cleaned
+    """Custom instructions as stored: a chat's system prompt's rules
+    (``chats.clean_instructions``), errors naming ``customInstructions``."""
+    return clean_instructions(text, field="customInstructions", name="Custom instructions")
 
 
 class User(Entity, kw_only=True):

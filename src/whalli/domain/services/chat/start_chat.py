@@ -23,7 +23,7 @@ from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.opening import LaunchReply, read_attachments, save_and_launch
 from whalli.domain.services.chats.access import require_chat
-from whalli.domain.services.projects.access import require_role
+from whalli.domain.services.projects.access import project_to_write
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.clock import Clock
@@ -214,12 +214,8 @@ class StartChatHandler:
             # locked: a regeneration or another message in this chat waits for this one
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
             return chat, await uow.chats.list_messages(chat.id)
-        project_id = command.project_id or personal_project_id(command.user_id)
+        project_id = await project_to_write(uow, command.user_id, command.project_id)
         personal = project_id == personal_project_id(command.user_id)
-        if not personal:
-            await require_role(uow, project_id, command.user_id, "write")
-        # else the caller's own personal project, which they always own (EnsurePersonalProject's
-        # rule): no read needed; were it missing, the insert answers ProjectNotFound
         system_prompt = command.system_prompt
         # Private to the caller: never copied into a shared project's chat, where every member
         # would read (and editors change) them as its system prompt.

@@ -15,8 +15,7 @@ from whalli.domain.model.chat_imports import (
 )
 from whalli.domain.model.chatgpt_export import parse_chatgpt
 from whalli.domain.model.errors import InvalidInput
-from whalli.domain.services.projects.access import require_role
-from whalli.domain.services.projects.ensure_personal_project import personal_project_id
+from whalli.domain.services.projects.access import project_to_write
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.unit_of_work import UnitOfWork
@@ -73,13 +72,10 @@ class ImportChatsHandler:
         parsed = parser(command.conversations)
         accepted = check_limits(parsed)
         skipped = [p for p in parsed if isinstance(p, SkippedConversation)]
-        personal = personal_project_id(command.user_id)
-        project_id = command.project_id or personal
         now = self._clock.now()
         imported: list[ImportedChat] = []
         async with self._uow as uow:
-            if project_id != personal:
-                await require_role(uow, project_id, command.user_id, "write")
+            project_id = await project_to_write(uow, command.user_id, command.project_id)
             for conversation in accepted:
                 chat, messages = build_chat(
                     conversation, project_id=project_id, user_id=command.user_id, now=now,

@@ -9,7 +9,7 @@ import msgspec
 
 from whalli.domain.model.chats import Message, MessageRole, MessageStatus
 from whalli.domain.model.errors import NotFound, PermissionDenied, ShareNotFound
-from whalli.domain.model.shares import ChatShare, hash_share_token
+from whalli.domain.model.shares import ChatShare, hash_share_token, shown_in_link
 from whalli.domain.services.projects.access import require_role
 from whalli.ports.unit_of_work import UnitOfWork
 
@@ -84,8 +84,6 @@ class ReadSharedChatHandler:
 
 
 def _shown(share: ChatShare, messages: list[Message]) -> list[Message]:
-    shown = set(share.message_ids)
-    return [
-        m for m in messages
-        if m.id in shown and not (m.status is MessageStatus.FAILED and not m.content)
-    ]  # fmt: skip
+    """The snapshot's messages still in the chat, by the snapshot's own rule."""
+    snapshot = set(share.message_ids)
+    return [m for m in messages if m.id in snapshot and shown_in_link(m)]

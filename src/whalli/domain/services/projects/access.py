@@ -18,6 +18,7 @@ from uuid import UUID
 
 from whalli.domain.model.errors import PermissionDenied, ProjectNotFound
 from whalli.domain.model.projects import Membership
+from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 from whalli.ports.unit_of_work import UnitOfWork
 
 Need = Literal["read", "write", "manage"]
@@ -40,3 +41,15 @@ async def require_role(uow: UnitOfWork, project_id: UUID, user_id: UUID, need: N
             need=need,
         )
     return membership
+
+
+async def project_to_write(uow: UnitOfWork, user_id: UUID, project_id: UUID | None) -> UUID:
+    """The project new chats of the caller go to: ``project_id`` if they may write to it
+    (``require_role``'s errors otherwise), else their personal project. That one is always
+    theirs to write (``EnsurePersonalProject``'s rule), so it costs no read; were it missing,
+    the caller's insert answers ``ProjectNotFound``."""
+    personal = personal_project_id(user_id)
+    if project_id is not None and project_id != personal:
+        await require_role(uow, project_id, user_id, "write")
+        return project_id
+    return personal
