@@ -1,9 +1,11 @@
 """The chat app on real services with an OpenAI-compatible fake provider on loopback, for the
-chat route tests (a module may define its own ``chat`` instead)."""
+chat route tests (a module may define its own ``chat`` instead), and helpers they share."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -12,12 +14,32 @@ from tests.support.fake_providers import FakeProviderServer, openai_default
 from whalli.adapters.embedded.stack import StackUrls
 
 
+@asynccontextmanager
+async def chat_app(stack_urls: StackUrls, unique: str, **env: str) -> AsyncIterator[Chat]:
+    """The app (with ``env`` added to its settings) and its fake provider."""
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        _app(stack_urls, unique, provider, **env) as chat,
+    ):
+        yield chat
+
+
 @pytest.fixture
 async def chat(
     stack_urls: StackUrls, migrated_database_url: str, unique: str
 ) -> AsyncIterator[Chat]:
-    async with (
-        FakeProviderServer(openai_default()) as provider,
-        _app(stack_urls, unique, provider) as chat,
-    ):
+    async with chat_app(stack_urls, unique) as chat:
         yield chat
+
+
+async def team_project(chat: Chat, owner: dict[str, Any], member: dict[str, Any], role: str) -> str:
+    """A project of ``owner`` shared with ``member`` in ``role``; its id."""
+    created = await chat.client.post("/api/projects", json={"name": "Team"}, headers=owner["auth"])
+    assert created.status_code == 201, created.text
+    project_id: str = created.json()["id"]
+    added = await chat.client.post(
+        f"/api/projects/{project_id}/members",
+        json={"email": member["email"], "role": role}, headers=owner["auth"],
+    )  # fmt: skip
+    assert added.status_code == 201, added.text
+    return project_id

@@ -11,21 +11,15 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.integration.http.conftest import chat_app, team_project
 from tests.integration.http.test_chat_flow import Chat
-from tests.integration.http.test_identity_end_to_end import World, _settings
-from tests.support.fake_providers import API_KEY, FakeProviderServer, openai_default
-from tests.support.live_server import live_server
 from whalli.adapters.embedded.stack import StackUrls
-from whalli.container import build_container
-from whalli.entrypoints.http.asgi import build_app
 
 MODEL = "openai/gpt-4o-mini"
 IMPORT = "/api/chats/import"
@@ -33,26 +27,6 @@ T = 1_700_000_000.0
 
 
 # --- helpers ------------------------------------------------------------------------------------
-@asynccontextmanager
-async def _app(stack_urls: StackUrls, unique: str, **env: str) -> AsyncIterator[Chat]:
-    async with FakeProviderServer(openai_default()) as provider:
-        settings = _settings(
-            stack_urls, unique, WHALLI_OPENAI_API_KEY=API_KEY,
-            WHALLI_OPENAI_BASE_URL=provider.url, WHALLI_PROVIDER_MAX_ATTEMPTS="1", **env,
-        )  # fmt: skip
-        container = build_container(settings)
-        async with live_server(build_app(settings, container)) as client:
-            yield Chat(World(client, container), provider)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def chat(
-    stack_urls: StackUrls, migrated_database_url: str, unique: str
-) -> AsyncIterator[Chat]:
-    async with _app(stack_urls, unique) as chat:
-        yield chat
-
-
 def _msg(role: str, text: Any, at: Any = None, **metadata: Any) -> dict[str, Any]:
     return {
         "author": {"role": role},
@@ -115,18 +89,6 @@ def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["status"] == status, body
     assert body["detail"], body
     return body
-
-
-async def _team(chat: Chat, owner: dict[str, Any], member: dict[str, Any], role: str) -> str:
-    created = await chat.client.post("/api/projects", json={"name": "Team"}, headers=owner["auth"])
-    assert created.status_code == 201, created.text
-    project_id: str = created.json()["id"]
-    added = await chat.client.post(
-        f"/api/projects/{project_id}/members",
-        json={"email": member["email"], "role": role}, headers=owner["auth"],
-    )  # fmt: skip
-    assert added.status_code == 201, added.text
-    return project_id
 
 
 async def _sent(chat: Chat, auth: dict[str, str], **body: Any) -> tuple[str, list[Any]]:
@@ -449,7 +411,7 @@ async def test_import_into_projects_follows_roles_and_search_follows_membership(
 ) -> None:
     owner, viewer = await chat.world.register("owner"), await chat.world.register("viewer")
     editor, outsider = await chat.world.register("editor"), await chat.world.register("outsider")
-    project_id = await _team(chat, owner, viewer, "viewer")
+    project_id = await team_project(chat, owner, viewer, "viewer")
     added = await chat.client.post(
         f"/api/projects/{project_id}/members",
         json={"email": editor["email"], "role": "editor"}, headers=owner["auth"],
@@ -488,7 +450,7 @@ async def test_import_into_projects_follows_roles_and_search_follows_membership(
 async def test_imports_count_against_the_users_rate_limit(
     stack_urls: StackUrls, migrated_database_url: str, unique: str
 ) -> None:
-    async with _app(stack_urls, unique, WHALLI_RATE_LIMIT_USER_PER_MIN="4") as chat:
+    async with chat_app(stack_urls, unique, WHALLI_RATE_LIMIT_USER_PER_MIN="4") as chat:
         alice = await chat.world.register("alice")
         codes = [(await _import(chat, alice["auth"], [_conv(["q"])])).status_code for _ in range(6)]
         assert codes[0] == 201, codes
@@ -671,7 +633,7 @@ async def test_instructions_stay_out_of_lists_search_logs_and_v1_completions(
 
 async def test_custom_instructions_are_not_shown_to_other_project_members(chat: Chat) -> None:
     owner, viewer = await chat.world.register("owner"), await chat.world.register("viewer")
-    project_id = await _team(chat, owner, viewer, "viewer")
+    project_id = await team_project(chat, owner, viewer, "viewer")
     private = f"I am pregnant; my doctor is Dr. X {uuid.uuid4().hex[:6]}"
     await chat.client.patch(
         "/api/auth/me", json={"customInstructions": private}, headers=owner["auth"]

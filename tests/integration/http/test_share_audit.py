@@ -9,21 +9,17 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.integration.http.conftest import chat_app, team_project
 from tests.integration.http.test_chat_flow import Chat
-from tests.integration.http.test_identity_end_to_end import PASSWORD, World, _settings
-from tests.support.fake_providers import API_KEY, FakeProviderServer, Reply, openai_default
+from tests.integration.http.test_identity_end_to_end import PASSWORD
+from tests.support.fake_providers import Reply
 from tests.support.fake_providers import openai_stream as openai_pieces
-from tests.support.live_server import live_server
 from whalli.adapters.embedded.stack import StackUrls
-from whalli.container import build_container
-from whalli.entrypoints.http.asgi import build_app
 
 MODEL = "openai/gpt-4o-mini"
 SHARED_KEYS = {"title", "sharedAt", "messages", "model"}
@@ -31,26 +27,6 @@ MESSAGE_KEYS = {"role", "content", "model", "createdAt", "status"}
 
 
 # --- helpers ------------------------------------------------------------------------------------
-@asynccontextmanager
-async def _app(stack_urls: StackUrls, unique: str, **env: str) -> AsyncIterator[Chat]:
-    async with FakeProviderServer(openai_default()) as provider:
-        settings = _settings(
-            stack_urls, unique, WHALLI_OPENAI_API_KEY=API_KEY,
-            WHALLI_OPENAI_BASE_URL=provider.url, WHALLI_PROVIDER_MAX_ATTEMPTS="1", **env,
-        )  # fmt: skip
-        container = build_container(settings)
-        async with live_server(build_app(settings, container)) as client:
-            yield Chat(World(client, container), provider)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def chat(
-    stack_urls: StackUrls, migrated_database_url: str, unique: str
-) -> AsyncIterator[Chat]:
-    async with _app(stack_urls, unique) as chat:
-        yield chat
-
-
 async def _exchange(
     chat: Chat, auth: dict[str, str], message: str | None = None, **body: Any
 ) -> dict[str, Any]:
@@ -74,18 +50,6 @@ async def _share(chat: Chat, auth: dict[str, str], chat_id: str) -> dict[str, An
 
 async def _public(chat: Chat, token: str) -> httpx.Response:
     return await chat.client.get(f"/api/shared/{token}")
-
-
-async def _team(chat: Chat, owner: dict[str, Any], member: dict[str, Any], role: str) -> str:
-    created = await chat.client.post("/api/projects", json={"name": "Team"}, headers=owner["auth"])
-    assert created.status_code == 201, created.text
-    project_id: str = created.json()["id"]
-    added = await chat.client.post(
-        f"/api/projects/{project_id}/members",
-        json={"email": member["email"], "role": role}, headers=owner["auth"],
-    )  # fmt: skip
-    assert added.status_code == 201, added.text
-    return project_id
 
 
 def _keys(value: Any) -> set[str]:
@@ -240,7 +204,7 @@ async def test_disabling_the_creators_account_closes_their_links(chat: Chat) -> 
 
 async def test_a_removed_members_links_close_with_their_access(chat: Chat) -> None:
     owner, eve = await chat.world.register("owner"), await chat.world.register("eve")
-    project_id = await _team(chat, owner, eve, "editor")
+    project_id = await team_project(chat, owner, eve, "editor")
     chat_id = await _new_chat(chat, owner["auth"], projectId=project_id)
     by_owner = (await _share(chat, owner["auth"], chat_id))["token"]
     by_eve = (await _share(chat, eve["auth"], chat_id))["token"]
@@ -259,7 +223,7 @@ async def test_revoking_is_for_writers_and_the_creator_and_404s_alike_for_strang
 ) -> None:
     owner, vic = await chat.world.register("owner"), await chat.world.register("vic")
     eve, sam = await chat.world.register("eve"), await chat.world.register("sam")
-    project_id = await _team(chat, owner, vic, "viewer")
+    project_id = await team_project(chat, owner, vic, "viewer")
     added = await chat.client.post(
         f"/api/projects/{project_id}/members", json={"email": eve["email"], "role": "editor"},
         headers=owner["auth"],
@@ -400,7 +364,7 @@ async def test_the_public_route_is_limited_per_ip_like_other_anonymous_traffic(
     ip = f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
     other_ip = {"X-Forwarded-For": f"192.0.2.{secrets.randbelow(250) + 1}"}
     mine = {"X-Forwarded-For": ip}
-    async with _app(stack_urls, unique, **env) as chat:
+    async with chat_app(stack_urls, unique, **env) as chat:
         email = f"alice-{uuid.uuid4().hex[:10]}@example.com"
         registered = await chat.client.post(
             "/api/auth/register", json={"email": email, "password": PASSWORD, "name": "a"},
