@@ -21,7 +21,7 @@ import pytest
 import trustme
 import uvloop
 
-from tests.support.raw_http import Handler, client, read_request, response, serving
+from tests.support.raw_http import Handler, client, read_request, requests, response, serving
 from whalli.adapters.http11 import Http11Transport
 
 
@@ -328,11 +328,7 @@ def keep_alive_server(
     """Answers every request on a connection with ``answer(head)``, keeping it alive."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                head, body = await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
+        async for head, body in requests(reader):
             if heads is not None:
                 heads.append(head + body)
             writer.write(answer(head))
@@ -698,11 +694,7 @@ async def test_cancelling_while_writing_or_during_the_tls_handshake() -> None:
 
 async def test_cancellations_under_a_connection_limit_give_every_slot_back() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                _head, _ = await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
+        async for _head, _ in requests(reader):
             await asyncio.sleep(0.02)
             writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n")
             await writer.drain()

@@ -18,7 +18,7 @@ import pytest
 import trustme
 import uvloop
 
-from tests.support.raw_http import client, read_request, response, serving
+from tests.support.raw_http import client, read_request, requests, response, serving
 from whalli.adapters.http11 import Http11Transport
 
 
@@ -73,11 +73,7 @@ async def test_large_bodies_both_ways_survive_flow_control() -> None:
 
 async def test_keep_alive_reuses_a_connection_and_replaces_one_the_server_closed() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                head, _ = await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
+        async for head, _ in requests(reader):
             close = b"/close" in head.split(b"\r\n")[0]
             writer.write(response(b"ok"))
             await writer.drain()
@@ -236,11 +232,7 @@ async def test_an_interim_100_continue_is_skipped() -> None:
 
 async def test_bodiless_answers_and_head_requests() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                head, _ = await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
+        async for head, _ in requests(reader):
             if head.startswith(b"HEAD"):  # the length of a body that is not sent
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
             else:
@@ -263,11 +255,7 @@ async def test_bodiless_answers_and_head_requests() -> None:
 
 async def test_a_connection_the_server_closes_or_talks_on_is_not_reused() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                head, _ = await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
+        async for head, _ in requests(reader):
             line = head.split(b"\r\n")[0]
             if b"/close-header" in line:  # says so, then keeps the socket open
                 writer.write(response(b"ok", close=True))
@@ -294,11 +282,7 @@ async def test_a_connection_the_server_closes_or_talks_on_is_not_reused() -> Non
 
 async def test_idle_connections_expire() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
+        async for _ in requests(reader):
             writer.write(response(b"ok"))
             await writer.drain()
 
@@ -319,11 +303,7 @@ async def test_requests_wait_for_a_free_connection_up_to_the_pool_timeout() -> N
     release = asyncio.Event()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                head, _ = await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
+        async for head, _ in requests(reader):
             if b"/slow" in head.split(b"\r\n")[0]:
                 await release.wait()
             writer.write(response(b"ok"))

@@ -64,3 +64,12 @@ def client(**options: object) -> httpx.AsyncClient:
     }  # fmt: skip
     settings.update(options)
     return new_http_client(**settings)  # type: ignore[arg-type]
+
+
+async def requests(reader: asyncio.StreamReader) -> AsyncIterator[tuple[bytes, bytes]]:
+    """Each request (head, body) on a kept-alive connection, until the client hangs up."""
+    while True:
+        try:
+            yield await read_request(reader)
+        except asyncio.IncompleteReadError:
+            return
