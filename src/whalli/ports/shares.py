@@ -23,12 +23,13 @@ class ChatShareRepository(Protocol):
         """The share whose token has this SHA-256, live or revoked."""
         ...
 
-    async def list_live(self, chat_id: UUID) -> list[ChatShare]:
-        """The chat's shares not revoked, newest first (by ``created_at``, then id)."""
+    async def list_live(self, chat_id: UUID, now: datetime) -> list[ChatShare]:
+        """The chat's shares neither revoked nor expired at ``now``, newest first (by
+        ``created_at``, then id)."""
         ...
 
-    async def count_live(self, chat_id: UUID) -> int:
-        """How many of the chat's shares are not revoked."""
+    async def count_live(self, chat_id: UUID, now: datetime) -> int:
+        """How many of the chat's shares are neither revoked nor expired at ``now``."""
         ...
 
     async def revoke(self, share_id: UUID, now: datetime) -> bool:

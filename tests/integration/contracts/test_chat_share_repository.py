@@ -13,15 +13,17 @@ from whalli.domain.model.shares import ChatShare, hash_share_token
 from whalli.domain.model.users import User
 
 from ..conftest import UowFactory
-from ..entities import a_chat, a_message, a_user, at, committed_world
+from ..entities import NOW, a_chat, a_message, a_user, at, committed_world
 
 
 def a_share(
-    chat: Chat, user: User, messages: list[Message] | None = None, *, seconds: float = 0
-) -> ChatShare:
+    chat: Chat, user: User, messages: list[Message] | None = None, *, seconds: float = 0,
+    expires_after: float | None = None,
+) -> ChatShare:  # fmt: skip
+    expires_at = None if expires_after is None else at(seconds + expires_after)
     return ChatShare.create(
         id=uuid.uuid4(), chat_id=chat.id, created_by=user.id, token=secrets.token_urlsafe(32),
-        title=chat.title, messages=messages or [], now=at(seconds),
+        title=chat.title, messages=messages or [], now=at(seconds), expires_at=expires_at,
     )  # fmt: skip
 
 
@@ -82,7 +84,7 @@ async def test_a_share_needs_its_chat_and_its_creator_and_a_free_hash(
         async with uow_factory() as uow:
             await uow.shares.add(twin)
     async with uow_factory() as uow:
-        assert await uow.shares.list_live(world.chat.id) == [stored]
+        assert await uow.shares.list_live(world.chat.id, NOW) == [stored]
 
 
 async def test_live_shares_are_listed_newest_first_counted_and_revoked_once(
@@ -97,17 +99,17 @@ async def test_live_shares_are_listed_newest_first_counted_and_revoked_once(
             await uow.shares.add(share)
         await uow.commit()
     async with uow_factory() as uow:
-        assert await uow.shares.count_live(world.chat.id) == 3
+        assert await uow.shares.count_live(world.chat.id, NOW) == 3
         assert await uow.shares.revoke(gone.id, at(10)) is True
         assert await uow.shares.revoke(gone.id, at(11)) is False  # already revoked
         assert await uow.shares.revoke(uuid.uuid4(), at(11)) is False
         await uow.commit()
 
     async with uow_factory() as uow:
-        assert await uow.shares.list_live(world.chat.id) == [new, old]
-        assert await uow.shares.count_live(world.chat.id) == 2
-        assert await uow.shares.count_live(other.chat.id) == 1
-        assert await uow.shares.count_live(uuid.uuid4()) == 0
+        assert await uow.shares.list_live(world.chat.id, NOW) == [new, old]
+        assert await uow.shares.count_live(world.chat.id, NOW) == 2
+        assert await uow.shares.count_live(other.chat.id, NOW) == 1
+        assert await uow.shares.count_live(uuid.uuid4(), NOW) == 0
         revoked = await uow.shares.find(gone.id)
     assert revoked is not None
     assert revoked.revoked_at == at(10)
@@ -123,7 +125,7 @@ async def test_a_revocation_not_committed_is_rolled_back(uow_factory: UowFactory
     async with uow_factory() as uow:
         assert await uow.shares.revoke(share.id, at(1)) is True
     async with uow_factory() as uow:
-        assert await uow.shares.list_live(world.chat.id) == [share]
+        assert await uow.shares.list_live(world.chat.id, NOW) == [share]
 
 
 async def test_deleting_the_chat_deletes_its_shares(uow_factory: UowFactory) -> None:
@@ -138,4 +140,25 @@ async def test_deleting_the_chat_deletes_its_shares(uow_factory: UowFactory) -> 
     async with uow_factory() as uow:
         assert await uow.shares.find(share.id) is None
         assert await uow.shares.find_by_hash(share.token_hash) is None
-        assert await uow.shares.count_live(world.chat.id) == 0
+        assert await uow.shares.count_live(world.chat.id, NOW) == 0
+
+
+async def test_a_link_past_its_expiry_is_neither_listed_nor_counted_but_reads_back(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    lasting = a_share(world.chat, world.user, seconds=1)
+    brief = a_share(world.chat, world.user, seconds=2, expires_after=60)  # until at(62)
+    async with uow_factory() as uow:
+        await uow.shares.add(lasting)
+        await uow.shares.add(brief)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.shares.list_live(world.chat.id, at(61)) == [brief, lasting]
+        assert await uow.shares.count_live(world.chat.id, at(61)) == 2
+        assert await uow.shares.list_live(world.chat.id, at(62)) == [lasting]  # expired then
+        assert await uow.shares.count_live(world.chat.id, at(3600)) == 1
+        stored = await uow.shares.find_by_hash(brief.token_hash)
+    assert stored == brief
+    assert stored.expires_at == at(62)
+    assert (stored.opens_at(at(61)), stored.opens_at(at(62))) == (True, False)

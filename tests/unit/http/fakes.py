@@ -276,13 +276,13 @@ class FakeContainer:
         return ShareChatHandler(self.uow(), self.clock, self.ids)
 
     async def list_chat_shares(self) -> ListChatSharesHandler:
-        return ListChatSharesHandler(self.uow())
+        return ListChatSharesHandler(self.uow(), self.clock)
 
     async def revoke_chat_share(self) -> RevokeChatShareHandler:
         return RevokeChatShareHandler(self.uow(), self.clock)
 
     async def read_shared_chat(self) -> ReadSharedChatHandler:
-        return ReadSharedChatHandler(self.uow())
+        return ReadSharedChatHandler(self.uow(), self.clock)
 
     async def delete_chat(self) -> DeleteChatHandler:
         return DeleteChatHandler(self.uow())

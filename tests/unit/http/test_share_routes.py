@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -195,3 +196,57 @@ async def test_the_share_management_routes_need_a_credential(
         ("DELETE", f"/api/chats/{chat_id}/shares/{uuid.uuid4()}"),
     ]:
         assert (await client.request(method, path)).status_code == 401, (method, path)
+
+
+async def test_a_link_made_with_an_expiry_shows_it_and_answers_404_once_it_passed(
+    seed: SeedCaller,
+    container: FakeContainer,
+    client: AsyncTestClient[Litestar],
+) -> None:
+    ada = await seed("ada")
+    chat_id = await a_chat_with_a_reply(container, await new_project(ada), ada)
+    until = container.clock.now() + timedelta(days=2)
+
+    made = await ada.call("POST", f"/api/chats/{chat_id}/shares", {"expiresAt": until.isoformat()})
+    assert made.status_code == 201, made.text
+    body = made.json()
+    listed = (await ada.call("GET", f"/api/chats/{chat_id}/shares")).json()
+    before = await client.get(f"/api/shared/{body['token']}")
+    container.clock.set(until)
+    after = await client.get(f"/api/shared/{body['token']}")
+    listed_after = (await ada.call("GET", f"/api/chats/{chat_id}/shares")).json()
+
+    assert datetime.fromisoformat(body["expiresAt"]) == until
+    assert [datetime.fromisoformat(s["expiresAt"]) for s in listed] == [until]
+    assert before.status_code == 200, before.text
+    assert (after.status_code, after.json()["code"]) == (404, "share_not_found")
+    assert listed_after == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"expiresAt": "2000-01-01T00:00:00Z"}, 422, "expiresAt"),
+        ({"expiresAt": "2999-01-01T00:00:00Z"}, 422, "expiresAt"),
+        ({"expiresAt": "next week"}, 400, None),
+        ({"expiresInDays": 3}, 400, None),
+    ],
+)
+async def test_a_bad_expiry_or_an_unknown_field_is_refused_and_no_link_is_made(
+    seed: SeedCaller,
+    container: FakeContainer,
+    body: dict[str, Any],
+    status: int,
+    field: str | None,
+) -> None:
+    ada = await seed("ada")
+    chat_id = await a_chat_with_a_reply(container, await new_project(ada), ada)
+
+    refused = await ada.call("POST", f"/api/chats/{chat_id}/shares", body)
+    listed = (await ada.call("GET", f"/api/chats/{chat_id}/shares")).json()
+
+    assert refused.status_code == status, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    if field is not None:
+        assert refused.json()["field"] == field
+    assert listed == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 import pytest
@@ -11,6 +11,7 @@ from tests.unit.services.test_chats import EDITOR, T0, VIEWER, App
 from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus, TokenUsage
 from whalli.domain.model.errors import (
     ChatNotFound,
+    InvalidInput,
     PermissionDenied,
     ShareLimitReached,
     ShareNotFound,
@@ -32,12 +33,13 @@ class Shares:
     def __init__(self, app: App) -> None:
         self.app = app
 
-    async def make(self, user: User, chat: Chat) -> NewShare:
+    async def make(self, user: User, chat: Chat, expires_at: datetime | None = None) -> NewShare:
         handler = ShareChatHandler(self.app.uow(), self.app.clock, self.app.ids)
-        return await handler.execute(ShareChat(user_id=user.id, chat_id=chat.id))
+        command = ShareChat(user_id=user.id, chat_id=chat.id, expires_at=expires_at)
+        return await handler.execute(command)
 
     async def list(self, user: User, chat: Chat) -> list[object]:
-        handler = ListChatSharesHandler(self.app.uow())
+        handler = ListChatSharesHandler(self.app.uow(), self.app.clock)
         return list(await handler.execute(ListChatShares(user_id=user.id, chat_id=chat.id)))
 
     async def revoke(self, user: User, chat: Chat, made: NewShare) -> None:
@@ -46,7 +48,8 @@ class Shares:
         await handler.execute(command)
 
     async def read(self, token: str) -> SharedChat:
-        return await ReadSharedChatHandler(self.app.uow()).execute(ReadSharedChat(token=token))
+        handler = ReadSharedChatHandler(self.app.uow(), self.app.clock)
+        return await handler.execute(ReadSharedChat(token=token))
 
 
 @pytest.fixture
@@ -249,3 +252,64 @@ async def test_a_chat_has_at_most_20_live_links(app: App, shares: Shares) -> Non
     await shares.revoke(ada, chat, made[0])
     await shares.make(ada, chat)  # a revoked link frees its place
     assert len(await shares.list(ada, chat)) == 20
+
+
+async def test_a_link_with_an_expiry_opens_until_then_and_is_then_gone_from_the_list(
+    app: App, shares: Shares
+) -> None:
+    ada = await app.user("ada")
+    chat = await app.chat(await app.project(ada), ada)
+    lasting = await shares.make(ada, chat)
+    brief = await shares.make(ada, chat, expires_at=app.clock.now() + timedelta(days=7))
+    assert brief.share.expires_at == app.clock.now() + timedelta(days=7)
+
+    app.clock.advance(timedelta(days=7) - timedelta(seconds=1))
+    assert (await shares.read(brief.token)).title == chat.title
+    assert len(await shares.list(ada, chat)) == 2
+
+    app.clock.advance(timedelta(seconds=1))
+    with pytest.raises(ShareNotFound, match="no longer shared"):  # as a revoked one
+        await shares.read(brief.token)
+    assert await shares.list(ada, chat) == [lasting.share]
+    assert (await shares.read(lasting.token)).title == chat.title
+
+
+async def test_an_expired_link_frees_its_place_among_the_20(app: App, shares: Shares) -> None:
+    ada = await app.user("ada")
+    chat = await app.chat(await app.project(ada), ada)
+    soon = app.clock.now() + timedelta(hours=1)
+    for _ in range(MAX_LIVE_SHARES):
+        await shares.make(ada, chat, expires_at=soon)
+    with pytest.raises(ShareLimitReached):
+        await shares.make(ada, chat)
+
+    app.clock.set(soon)
+    await shares.make(ada, chat)
+    assert len(await shares.list(ada, chat)) == 1
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "message"),
+    [
+        (timedelta(0), "must be in the future"),
+        (-timedelta(days=1), "must be in the future"),
+        (timedelta(days=366), "at most 365 days away"),
+    ],
+)
+async def test_an_expiry_not_ahead_or_too_far_is_refused_and_nothing_is_made(
+    app: App, shares: Shares, expires_in: timedelta, message: str
+) -> None:
+    ada = await app.user("ada")
+    chat = await app.chat(await app.project(ada), ada)
+    with pytest.raises(InvalidInput, match=message) as refused:
+        await shares.make(ada, chat, expires_at=app.clock.now() + expires_in)
+    assert refused.value.details == {"field": "expiresAt"}
+    assert await shares.list(ada, chat) == []
+
+
+async def test_an_expiry_without_a_utc_offset_is_refused(app: App, shares: Shares) -> None:
+    ada = await app.user("ada")
+    chat = await app.chat(await app.project(ada), ada)
+    naive = (app.clock.now() + timedelta(days=1)).replace(tzinfo=None)
+    with pytest.raises(InvalidInput, match="UTC offset"):
+        await shares.make(ada, chat, expires_at=naive)

@@ -27,14 +27,14 @@ class InMemoryChatShareRepository(MemoryRepository, ChatShareRepository):
         rows: list[ChatShare] = self._tx().select(_TABLE, lambda s: s.token_hash == token_hash)
         return rows[0] if rows else None
 
-    async def list_live(self, chat_id: UUID) -> list[ChatShare]:
+    async def list_live(self, chat_id: UUID, now: datetime) -> list[ChatShare]:
         rows: list[ChatShare] = self._tx().select(
-            _TABLE, lambda s: s.chat_id == chat_id and s.revoked_at is None
+            _TABLE, lambda s: s.chat_id == chat_id and s.opens_at(now)
         )
         return sorted(rows, key=lambda s: (s.created_at, s.id), reverse=True)
 
-    async def count_live(self, chat_id: UUID) -> int:
-        return len(await self.list_live(chat_id))
+    async def count_live(self, chat_id: UUID, now: datetime) -> int:
+        return len(await self.list_live(chat_id, now))
 
     async def revoke(self, share_id: UUID, now: datetime) -> bool:
         tx = self._tx()

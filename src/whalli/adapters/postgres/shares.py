@@ -14,7 +14,9 @@ from whalli.ports.shares import ChatShareRepository
 _COLUMNS = tuple(ChatShare.__struct_fields__)
 _SELECT = f"SELECT {columns(_COLUMNS)} FROM chat_shares"
 _INSERT = f"INSERT INTO chat_shares ({columns(_COLUMNS)}) VALUES ({placeholders(_COLUMNS)})"
-_LIVE = "chat_id = %(chat_id)s AND revoked_at IS NULL"
+_LIVE = (
+    "chat_id = %(chat_id)s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %(now)s)"
+)
 
 
 def _share(row: Row | None) -> ChatShare | None:
@@ -34,14 +36,14 @@ class PostgresChatShareRepository(PostgresRepository, ChatShareRepository):
         query = f"{_SELECT} WHERE token_hash = %(h)s"
         return _share(await self._one(query, {"h": token_hash}))
 
-    async def list_live(self, chat_id: UUID) -> list[ChatShare]:
+    async def list_live(self, chat_id: UUID, now: datetime) -> list[ChatShare]:
         query = f"{_SELECT} WHERE {_LIVE} ORDER BY created_at DESC, id DESC"
-        rows = await self._all(query, {"chat_id": chat_id})
+        rows = await self._all(query, {"chat_id": chat_id, "now": now})
         return [msgspec.convert(r, ChatShare) for r in rows]
 
-    async def count_live(self, chat_id: UUID) -> int:
+    async def count_live(self, chat_id: UUID, now: datetime) -> int:
         row = await self._one(f"SELECT count(*) AS n FROM chat_shares WHERE {_LIVE}",
-                              {"chat_id": chat_id})  # fmt: skip
+                              {"chat_id": chat_id, "now": now})  # fmt: skip
         return 0 if row is None else int(row["n"])
 
     async def revoke(self, share_id: UUID, now: datetime) -> bool:

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from whalli.domain.model.base import Entity
 from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.expiry import check_expiry, in_force
 
 API_KEY_PREFIX = "whk_"  # lets a client (and a secret scanner) tell a key from a JWT
 API_KEY_NAME_MAX = 100
@@ -51,20 +52,7 @@ class ApiKey(Entity, kw_only=True):
             raise InvalidInput(
                 f"A key name needs 1 to {API_KEY_NAME_MAX} characters.", field="name"
             )
-        if expires_at is not None:
-            if expires_at.utcoffset() is None:
-                raise InvalidInput(
-                    "The expiry needs a UTC offset (like 2031-01-01T00:00:00Z).",
-                    field="expiresAt",
-                )
-            if expires_at <= now:
-                raise InvalidInput("The expiry must be in the future.", field="expiresAt")
-            if expires_at - now > API_KEY_MAX_LIFETIME:
-                raise InvalidInput(
-                    f"The expiry can be at most {API_KEY_MAX_LIFETIME.days // 365} years away "
-                    "(or none: a key without expiry lasts until revoked).",
-                    field="expiresAt",
-                )
+        check_expiry(expires_at, now, API_KEY_MAX_LIFETIME, "a key")
         if not looks_like_api_key(secret) or len(secret) < len(API_KEY_PREFIX) + 43:
             raise ValueError("an API key secret must carry at least 256 random bits")
         return cls(
@@ -78,7 +66,7 @@ class ApiKey(Entity, kw_only=True):
         )
 
     def is_active(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+        return in_force(self.expires_at, self.revoked_at, now)
 
     def revoke(self, now: datetime) -> None:
         if self.revoked_at is None:

@@ -3,22 +3,25 @@
 The link's token is shown once, when the link is made; only its SHA-256 is stored (as for API
 keys), so a copy of the database opens no link. The snapshot is the ids of the messages the link
 shows: those of the chat that were finished (complete, stopped or failed) when it was made, in
-the chat's order; later messages, and a reply still being generated then, are never shown.
+the chat's order; later messages, and a reply still being generated then, are never shown. A
+link may expire (``expires_at``): from then on it opens nothing, as if revoked.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from whalli.domain.model.base import Entity
 from whalli.domain.model.chats import Message, MessageRole, MessageStatus
+from whalli.domain.model.expiry import check_expiry, in_force
 
 MAX_LIVE_SHARES = 20  # live (not revoked) links per chat
 SHARE_TOKEN_BYTES = 32  # random bytes in a link's token: 256 bits
 SHARED_PATH = "/api/shared/"  # a link is SHARED_PATH + token
+SHARE_MAX_LIFETIME = timedelta(days=365)  # an expiry further away is refused (or none at all)
 
 
 def hash_share_token(token: str) -> str:
@@ -48,17 +51,21 @@ class ChatShare(Entity, kw_only=True):
     message_ids: tuple[UUID, ...]
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None  # None: until revoked
 
     @classmethod
     def create(
         cls, *, id: UUID, chat_id: UUID, created_by: UUID, token: str, title: str,
-        messages: Sequence[Message], now: datetime,
+        messages: Sequence[Message], now: datetime, expires_at: datetime | None = None,
     ) -> ChatShare:  # fmt: skip
+        """Raises ``InvalidInput`` (``expiresAt``) for an expiry without a UTC offset, not in
+        the future, or more than ``SHARE_MAX_LIFETIME`` away."""
+        check_expiry(expires_at, now, SHARE_MAX_LIFETIME, "a link")
         if len(token) < 43:  # token_urlsafe(32) is 43 characters
             raise ValueError("a share token must carry at least 256 random bits")
         return cls(
             id=id, chat_id=chat_id, created_by=created_by, token_hash=hash_share_token(token),
-            title=title, message_ids=snapshot_of(messages), created_at=now,
+            title=title, message_ids=snapshot_of(messages), created_at=now, expires_at=expires_at,
         )  # fmt: skip
 
     @property
@@ -67,7 +74,12 @@ class ChatShare(Entity, kw_only=True):
 
     @property
     def is_live(self) -> bool:
+        """Not revoked (it may have expired: see ``opens_at``)."""
         return self.revoked_at is None
+
+    def opens_at(self, now: datetime) -> bool:
+        """Whether the link shows its chat at ``now``: not revoked, not expired."""
+        return in_force(self.expires_at, self.revoked_at, now)
 
     def revoke(self, now: datetime) -> None:
         if self.revoked_at is None:

@@ -11,6 +11,7 @@ from whalli.domain.model.chats import Message, MessageRole, MessageStatus
 from whalli.domain.model.errors import NotFound, PermissionDenied, ShareNotFound
 from whalli.domain.model.shares import ChatShare, hash_share_token, shown_in_link
 from whalli.domain.services.projects.access import require_role
+from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
 
 # What ``token_urlsafe`` produces, with room: anything else is not a token we issued.
@@ -40,7 +41,7 @@ class ReadSharedChatHandler:
     """The snapshot a link shows, and nothing else about the chat.
 
     Rules:
-    - a token that is malformed, unknown or revoked, or whose chat was deleted, gets
+    - a token that is malformed, unknown, revoked or expired, or whose chat was deleted, gets
       ``ShareNotFound`` (all alike, so links cannot be probed);
     - a link lives only as long as its creator could still share the chat: once their account
       is disabled, or they may no longer read the chat's project (removed from it), it gets
@@ -53,15 +54,16 @@ class ReadSharedChatHandler:
       usage or errors, nor the chat's system prompt (it may hold private instructions).
     """
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
         self._uow = uow
+        self._clock = clock
 
     async def execute(self, command: ReadSharedChat) -> SharedChat:
         if _TOKEN.fullmatch(command.token) is None:
             raise ShareNotFound()
         async with self._uow.read_only() as uow:
             share = await uow.shares.find_by_hash(hash_share_token(command.token))
-            if share is None or not share.is_live:
+            if share is None or not share.opens_at(self._clock.now()):
                 raise ShareNotFound()
             try:
                 chat = await uow.chats.get(share.chat_id)

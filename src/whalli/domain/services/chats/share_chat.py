@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import msgspec
@@ -17,6 +18,7 @@ from whalli.ports.unit_of_work import UnitOfWork
 class ShareChat(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID
     chat_id: UUID
+    expires_at: datetime | None = None  # None: the link lasts until revoked
 
 
 class NewShare(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,8 +35,11 @@ class ShareChatHandler:
     - the link shows a snapshot: the chat's messages finished when it is made (a reply still
       being generated, and every later message, is left out; see ``domain.model.shares``);
     - the token carries 256 random bits and is returned once; only its SHA-256 is stored;
-    - a chat has at most ``MAX_LIVE_SHARES`` live links (``ShareLimitReached``); the chat is
-      locked while they are counted, so two requests at once cannot both take the last one.
+    - a link may expire: ``expires_at`` in the future, at most ``SHARE_MAX_LIFETIME`` away,
+      with a UTC offset (else ``InvalidInput``); an expired link opens nothing;
+    - a chat has at most ``MAX_LIVE_SHARES`` live links, neither revoked nor expired
+      (``ShareLimitReached``); the chat is locked while they are counted, so two requests at
+      once cannot both take the last one.
     """
 
     def __init__(self, uow: UnitOfWork, clock: Clock, ids: IdGenerator) -> None:
@@ -43,9 +48,10 @@ class ShareChatHandler:
         self._ids = ids
 
     async def execute(self, command: ShareChat) -> NewShare:
+        now = self._clock.now()
         async with self._uow as uow:
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
-            if await uow.shares.count_live(chat.id) >= MAX_LIVE_SHARES:
+            if await uow.shares.count_live(chat.id, now) >= MAX_LIVE_SHARES:
                 raise ShareLimitReached(
                     f"A chat has at most {MAX_LIVE_SHARES} shared links; revoke one first.",
                     limit=MAX_LIVE_SHARES,
@@ -54,7 +60,7 @@ class ShareChatHandler:
             share = ChatShare.create(
                 id=self._ids.new_id(), chat_id=chat.id, created_by=command.user_id, token=token,
                 title=chat.title, messages=await uow.chats.list_messages(chat.id),
-                now=self._clock.now(),
+                now=now, expires_at=command.expires_at,
             )  # fmt: skip
             await uow.shares.add(share)
             await uow.commit()

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
 from whalli.domain.model.chats import MessageRole, MessageStatus
 from whalli.domain.model.principal import Principal
@@ -17,7 +17,7 @@ from whalli.domain.services.chats.list_shares import ListChatShares, ListChatSha
 from whalli.domain.services.chats.read_shared_chat import ReadSharedChat, ReadSharedChatHandler
 from whalli.domain.services.chats.revoke_share import RevokeChatShare, RevokeChatShareHandler
 from whalli.domain.services.chats.share_chat import ShareChat, ShareChatHandler
-from whalli.entrypoints.http.schemas import Schema
+from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.entrypoints.http.security import PUBLIC
 
 
@@ -26,6 +26,7 @@ class Share(Schema):
     created_at: datetime
     created_by: UUID
     message_count: int
+    expires_at: datetime | None = None  # left out: until revoked
 
 
 class ShareCreated(Schema):
@@ -34,6 +35,12 @@ class ShareCreated(Schema):
     url: str
     created_at: datetime
     message_count: int
+    expires_at: datetime | None = None  # left out: until revoked
+
+
+class ShareCreate(Inbound):
+    # When the link stops opening (with a UTC offset, at most a year away); none: until revoked
+    expires_at: datetime | None = None
 
 
 class SharedMessage(Schema):
@@ -54,7 +61,7 @@ class SharedChat(Schema):
 def _share(share: ChatShare) -> Share:
     return Share(
         id=share.id, created_at=share.created_at, created_by=share.created_by,
-        message_count=share.message_count,
+        message_count=share.message_count, expires_at=share.expires_at,
     )  # fmt: skip
 
 
@@ -69,20 +76,25 @@ class ChatShareController(Controller):
         "/",
         summary="Share a snapshot of a chat by a public read-only link (owners and editors)",
         description="The link shows the messages finished now, never later ones. The token is "
-        "in the response only: it is stored as a hash and cannot be shown again. At most 20 "
-        "live links per chat (422 beyond).",
+        "in the response only: it is stored as a hash and cannot be shown again. The body is "
+        "optional: `expiresAt` makes the link stop opening then (at most a year away). At most "
+        "20 live links per chat (422 beyond).",
     )
     async def create(
         self,
         principal: NamedDependency[Principal],
         share_chat: NamedDependency[ShareChatHandler],
         chat_id: FromPath[UUID],
+        data: JSONBody[ShareCreate | None] = None,
     ) -> ShareCreated:
-        made = await share_chat.execute(ShareChat(user_id=principal.user_id, chat_id=chat_id))
+        expires_at = None if data is None else data.expires_at
+        command = ShareChat(user_id=principal.user_id, chat_id=chat_id, expires_at=expires_at)
+        made = await share_chat.execute(command)
         share = made.share
         return ShareCreated(
             id=share.id, token=made.token, url=SHARED_PATH + made.token,
             created_at=share.created_at, message_count=share.message_count,
+            expires_at=share.expires_at,
         )  # fmt: skip
 
     @get("/", summary="A chat's live shared links, newest first (members; no tokens)")
@@ -122,7 +134,7 @@ class SharedChatController(Controller):
         "/{token:str}",
         summary="A shared chat snapshot (public, no credentials)",
         description="The title and the shared messages (role, text, model, time) only. An "
-        "unknown or revoked link, or one whose chat was deleted, answers 404.",
+        "unknown, revoked or expired link, or one whose chat was deleted, answers 404.",
     )
     async def read(
         self, read_shared_chat: NamedDependency[ReadSharedChatHandler], token: FromPath[str]
