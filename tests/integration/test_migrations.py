@@ -6,6 +6,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -228,3 +229,68 @@ def test_the_migrations_folder_can_be_chosen_by_environment(
 def test_a_missing_folder_is_refused_with_its_name(database_url: str, tmp_path: Path) -> None:
     with pytest.raises(MigrationError, match="nowhere does not exist"):
         Migrator(database_url, tmp_path / "nowhere").apply()
+
+
+def test_existing_share_links_get_a_copy_of_their_messages_as_snapshot(
+    database_url: str, folder: Path
+) -> None:
+    """0015 turns a link's message ids into a copy of those messages, in the chat's order;
+    messages not in the snapshot (later ones), and ids of messages deleted since, are left out."""
+    real = sorted(default_migrations_dir().glob("*.sql"))
+    for path in real:
+        if path.name < "0015":
+            write(folder, path.name, path.read_text())
+    Migrator(database_url, folder).apply()
+    ids = {name: uuid.uuid4() for name in ("user", "project", "chat", "share", "gone")}
+    ids |= {f"m{i}": uuid.UUID(int=i + 1) for i in range(3)}
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO users (id, email, created_at, updated_at) VALUES (%s, 'a@x.org', now(),"
+            " now())",
+            (ids["user"],),
+        )
+        conn.execute(
+            "INSERT INTO projects (id, name, owner_id, created_at, updated_at)"
+            " VALUES (%s, 'P', %s, now(), now())",
+            (ids["project"], ids["user"]),
+        )
+        conn.execute(
+            "INSERT INTO chats (id, project_id, user_id, title, created_at, updated_at)"
+            " VALUES (%s, %s, %s, 'T', now(), now())",
+            (ids["chat"], ids["project"], ids["user"]),
+        )
+        rows = [  # id, role, content, status, model, seconds
+            (ids["m0"], "user", "Why?", "complete", None, 1),
+            (ids["m1"], "assistant", "Because.", "aborted", "openai/gpt-4o", 2),
+            (ids["m2"], "user", "Later", "complete", None, 3),
+        ]
+        for mid, role, content, status, model, seconds in rows:
+            conn.execute(
+                "INSERT INTO messages (id, chat_id, role, content, status, model, created_at,"
+                " updated_at) VALUES (%s, %s, %s, %s, %s, %s,"
+                " timestamptz '2026-01-01 00:00:00+00' + make_interval(secs => %s), now())",
+                (mid, ids["chat"], role, content, status, model, seconds),
+            )
+        conn.execute(
+            "INSERT INTO chat_shares (id, chat_id, created_by, token_hash, message_ids,"
+            " created_at, title) VALUES (%s, %s, %s, 'h', %s, now(), 'T')",
+            (ids["share"], ids["chat"], ids["user"], [ids["m1"], ids["gone"], ids["m0"]]),
+        )
+    for path in real:
+        write(folder, path.name, path.read_text())
+    Migrator(database_url, folder).apply()
+
+    [(snapshot,)] = query(
+        database_url, f"SELECT messages FROM chat_shares WHERE id = '{ids['share']}'"
+    )
+    columns = {r[0] for r in query(database_url, "SELECT column_name FROM information_schema"
+                                   ".columns WHERE table_name = 'chat_shares'")}  # fmt: skip
+    assert isinstance(snapshot, list)
+    assert [(m["role"], m["content"], m["status"], m["model"]) for m in snapshot] == [
+        ("user", "Why?", "complete", None),
+        ("assistant", "Because.", "aborted", "openai/gpt-4o"),
+    ]
+    assert [datetime.fromisoformat(m["created_at"]) for m in snapshot] == [
+        datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC) for s in (1, 2)
+    ]
+    assert "message_ids" not in columns

@@ -48,7 +48,10 @@ async def test_a_share_reads_back_equal_by_id_and_by_hash_with_its_snapshot(
         assert await uow.shares.find_by_hash(token) is None  # the token itself is not stored
         assert await uow.shares.find_by_hash(hash_share_token("another")) is None
         assert await uow.shares.find(uuid.uuid4()) is None
-    assert share.message_ids == (first.id, second.id)
+    assert [(m.role, m.content, m.created_at) for m in share.messages] == [
+        (first.role, first.content, first.created_at),
+        (second.role, "More", second.created_at),
+    ]
     assert share.token_hash != token
 
 
@@ -61,7 +64,7 @@ async def test_an_empty_snapshot_reads_back_empty(uow_factory: UowFactory) -> No
     async with uow_factory() as uow:
         found = await uow.shares.find(share.id)
     assert found is not None
-    assert found.message_ids == ()
+    assert found.messages == ()
 
 
 async def test_a_share_needs_its_chat_and_its_creator_and_a_free_hash(

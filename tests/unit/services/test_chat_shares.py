@@ -8,15 +8,23 @@ import msgspec
 import pytest
 
 from tests.unit.services.test_chats import EDITOR, T0, VIEWER, App
-from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus, TokenUsage
+from whalli.domain.model.chats import (
+    MESSAGE_MAX,
+    Chat,
+    Message,
+    MessageRole,
+    MessageStatus,
+    TokenUsage,
+)
 from whalli.domain.model.errors import (
     ChatNotFound,
     InvalidInput,
     PermissionDenied,
     ShareLimitReached,
     ShareNotFound,
+    ShareTooLarge,
 )
-from whalli.domain.model.shares import MAX_LIVE_SHARES, hash_share_token
+from whalli.domain.model.shares import MAX_LIVE_SHARES, SHARE_MAX_CHARS, hash_share_token
 from whalli.domain.model.users import User
 from whalli.domain.services.chats.delete_chat import DeleteChat
 from whalli.domain.services.chats.list_shares import ListChatShares, ListChatSharesHandler
@@ -313,3 +321,38 @@ async def test_an_expiry_without_a_utc_offset_is_refused(app: App, shares: Share
     naive = (app.clock.now() + timedelta(days=1)).replace(tzinfo=None)
     with pytest.raises(InvalidInput, match="UTC offset"):
         await shares.make(ada, chat, expires_at=naive)
+
+
+async def test_a_link_shows_a_copy_that_later_edits_and_deletions_do_not_change(
+    app: App, shares: Shares
+) -> None:
+    ada = await app.user("ada")
+    chat = await app.chat(await app.project(ada), ada, "Taxes")
+    question = await app.message(chat, "Why?", MessageRole.USER, app.clock.now())
+    answer = await reply(app, chat, "Because.", MessageStatus.COMPLETE)
+    made = await shares.make(ada, chat)
+    shown = await shares.read(made.token)
+
+    async with app.uow() as uow:  # the question edited, the answer deleted (a regeneration)
+        stored = await uow.chats.get_message(question.id)
+        stored.edit("Why not?", app.clock.now())
+        await uow.chats.update_message(stored)
+        await uow.chats.delete_message(answer.id)
+        await uow.commit()
+
+    assert await shares.read(made.token) == shown
+    assert [(m.role, m.content) for m in shown.messages] == [
+        (MessageRole.USER, "Why?"), (MessageRole.ASSISTANT, "Because."),
+    ]  # fmt: skip
+
+
+async def test_a_chat_too_long_to_copy_is_not_shared(app: App, shares: Shares) -> None:
+    ada = await app.user("ada")
+    chat = await app.chat(await app.project(ada), ada)
+    for _ in range(SHARE_MAX_CHARS // MESSAGE_MAX + 1):
+        await app.message(chat, "x" * MESSAGE_MAX, MessageRole.USER, app.clock.now())
+
+    with pytest.raises(ShareTooLarge, match="too long to share") as refused:
+        await shares.make(ada, chat)
+    assert refused.value.details == {"limit": SHARE_MAX_CHARS}
+    assert await shares.list(ada, chat) == []

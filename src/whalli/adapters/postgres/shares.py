@@ -13,7 +13,10 @@ from whalli.ports.shares import ChatShareRepository
 
 _COLUMNS = tuple(ChatShare.__struct_fields__)
 _SELECT = f"SELECT {columns(_COLUMNS)} FROM chat_shares"
-_INSERT = f"INSERT INTO chat_shares ({columns(_COLUMNS)}) VALUES ({placeholders(_COLUMNS)})"
+# the snapshot is a jsonb array of the shown messages
+_INSERT = (
+    f"INSERT INTO chat_shares ({columns(_COLUMNS)}) VALUES ({placeholders(_COLUMNS)})"
+).replace("%(messages)s", "%(messages)s::jsonb")
 _LIVE = (
     "chat_id = %(chat_id)s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %(now)s)"
 )
@@ -26,7 +29,7 @@ def _share(row: Row | None) -> ChatShare | None:
 class PostgresChatShareRepository(PostgresRepository, ChatShareRepository):
     async def add(self, share: ChatShare) -> None:
         params = msgspec.structs.asdict(share)
-        params["message_ids"] = list(share.message_ids)
+        params["messages"] = msgspec.json.encode(share.messages).decode()
         await self._run(_INSERT, params)
 
     async def find(self, share_id: UUID) -> ChatShare | None:

@@ -51,6 +51,11 @@ class ShareLimitReached(InvalidInput):
     default_message = "This chat has as many shared links as allowed; revoke one first."
 
 
+class ShareTooLarge(InvalidInput):
+    code = "share_too_large"
+    default_message = "This chat is too long to share by link."
+
+
 class InvalidStateTransition(InvalidInput):
     code = "invalid_state_transition"
     default_message = "That change is not allowed in the current state."

@@ -7,9 +7,9 @@ from datetime import datetime
 
 import msgspec
 
-from whalli.domain.model.chats import Message, MessageRole, MessageStatus
+from whalli.domain.model.chats import MessageRole
 from whalli.domain.model.errors import NotFound, PermissionDenied, ShareNotFound
-from whalli.domain.model.shares import ChatShare, hash_share_token, shown_in_link
+from whalli.domain.model.shares import SharedMessage, hash_share_token
 from whalli.domain.services.projects.access import require_role
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
@@ -20,14 +20,6 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 class ReadSharedChat(msgspec.Struct, frozen=True, kw_only=True):
     token: str
-
-
-class SharedMessage(msgspec.Struct, frozen=True, kw_only=True):
-    role: MessageRole
-    content: str
-    model: str | None
-    created_at: datetime
-    status: MessageStatus  # a reply stopped (aborted) or failed says so; never why
 
 
 class SharedChat(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,11 +39,12 @@ class ReadSharedChatHandler:
       is disabled, or they may no longer read the chat's project (removed from it), it gets
       ``ShareNotFound`` too (a link made with a stolen session dies with the account's
       disabling; a member removed for cause keeps no window on the project);
-    - it shows the title the chat had when the link was made, and only the snapshot's messages
-      still in the chat (a message deleted since, such as a regenerated reply, is gone), with
-      their role, text, model, time and status (a stopped or failed reply says so; a failed
-      one with no text is left out): never who wrote them, the project, attachments, costs,
-      usage or errors, nor the chat's system prompt (it may hold private instructions).
+    - it shows the snapshot made with the link (``domain.model.shares``): the chat's title and
+      finished messages of then, as they were then (later edits, regenerations and renames do
+      not show through), with their role, text, model, time and status (a stopped or failed
+      reply says so; a failed one with no text is left out): never who wrote them, the
+      project, attachments, costs, usage or errors, nor the chat's system prompt (it may hold
+      private instructions).
     """
 
     def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
@@ -72,20 +65,9 @@ class ReadSharedChatHandler:
                 await require_role(uow, chat.project_id, share.created_by, "read")
             except (NotFound, PermissionDenied):
                 raise ShareNotFound() from None
-            messages = _shown(share, await uow.chats.list_messages(chat.id))
+        messages = share.messages
         replies = [m.model for m in messages if m.role is MessageRole.ASSISTANT and m.model]
         return SharedChat(
             title=share.title, model=replies[-1] if replies else None,
-            shared_at=share.created_at,
-            messages=tuple(
-                SharedMessage(role=m.role, content=m.content, model=m.model,
-                              created_at=m.created_at, status=m.status)
-                for m in messages
-            ),
+            shared_at=share.created_at, messages=messages,
         )  # fmt: skip
-
-
-def _shown(share: ChatShare, messages: list[Message]) -> list[Message]:
-    """The snapshot's messages still in the chat, by the snapshot's own rule."""
-    snapshot = set(share.message_ids)
-    return [m for m in messages if m.id in snapshot and shown_in_link(m)]

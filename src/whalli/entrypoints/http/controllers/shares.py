@@ -75,7 +75,8 @@ class ChatShareController(Controller):
     @post(
         "/",
         summary="Share a snapshot of a chat by a public read-only link (owners and editors)",
-        description="The link shows the messages finished now, never later ones. The token is "
+        description="The link shows a copy of the messages finished now: never later ones, "
+        "nor later edits (a chat over 2,000,000 characters is refused, 422). The token is "
         "in the response only: it is stored as a hash and cannot be shown again. The body is "
         "optional: `expiresAt` makes the link stop opening then (at most a year away). At most "
         "20 live links per chat (422 beyond).",
