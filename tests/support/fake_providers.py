@@ -92,6 +92,62 @@ def openai_stream(
     return pieces
 
 
+@dataclass(frozen=True)
+class ScriptedCall:
+    """A tool call a fake provider streams: its arguments in the pieces given."""
+
+    id: str
+    name: str
+    pieces: Sequence[str]
+
+    @property
+    def arguments(self) -> str:
+        return "".join(self.pieces)
+
+
+def openai_tool_stream(
+    calls: Sequence[ScriptedCall],
+    deltas: Sequence[str] = (),
+    *,
+    usage: tuple[int, int] | None = (PROMPT_TOKENS, COMPLETION_TOKENS),
+    finish_reason: str = "tool_calls",
+) -> list[bytes]:
+    """Tool calls as OpenAI streams them: a call's first piece has its ``index``, ``id``,
+    ``type`` and ``function.name`` (and empty arguments), the next ones only ``index`` and
+    ``function.arguments`` fragments; the last chunk's finish reason is ``tool_calls``."""
+    pieces = [sse(openai_chunk({"role": "assistant", "content": None if not deltas else ""}))]
+    pieces += [sse(openai_chunk({"content": text})) for text in deltas]
+    for index, call in enumerate(calls):
+        first = {
+            "index": index,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        pieces.append(sse(openai_chunk({"tool_calls": [first]})))
+        for fragment in call.pieces:
+            piece = {"index": index, "function": {"arguments": fragment}}
+            pieces.append(sse(openai_chunk({"tool_calls": [piece]})))
+    return _openai_ending(pieces, usage, finish_reason)
+
+
+def _openai_ending(
+    pieces: list[bytes], usage: tuple[int, int] | None, finish_reason: str
+) -> list[bytes]:
+    pieces.append(sse(openai_chunk({}, finish_reason)))
+    if usage is not None:
+        prompt, completion = usage
+        chunk = openai_chunk({}) | {"choices": []}
+        chunk["usage"] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        pieces.append(sse(chunk))
+    pieces.append(sse("[DONE]"))
+    return pieces
+
+
 def openai_error(message: str, code: str, type_: str = "invalid_request_error") -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
@@ -159,6 +215,62 @@ def anthropic_stream(
     )
     if stop:
         pieces.append(sse({"type": "message_stop"}, "message_stop"))
+    return pieces
+
+
+def anthropic_tool_stream(
+    calls: Sequence[ScriptedCall],
+    deltas: Sequence[str] = (),
+    *,
+    input_tokens: int = PROMPT_TOKENS,
+    output_tokens: int = COMPLETION_TOKENS,
+) -> list[bytes]:
+    """A reply as Anthropic streams it when it calls tools: a text block (when ``deltas``),
+    then one ``tool_use`` block per call (id and name at its start, an empty ``input``, its
+    input as ``input_json_delta`` pieces, the first one empty as the API sends it), then
+    ``stop_reason: "tool_use"``."""
+    message = {
+        "id": "msg_tools",
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "model": "claude-test",
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+    }
+    pieces = [sse({"type": "message_start", "message": message}, "message_start")]
+    block = 0
+    if deltas:
+        start = {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        }
+        pieces.append(sse(start, "content_block_start"))
+        for text in deltas:
+            delta = {"type": "text_delta", "text": text}
+            event = {"type": "content_block_delta", "index": 0, "delta": delta}
+            pieces.append(sse(event, "content_block_delta"))
+        pieces.append(sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+        block = 1
+    for call in calls:
+        tool_use = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+        start = {"type": "content_block_start", "index": block, "content_block": tool_use}
+        pieces.append(sse(start, "content_block_start"))
+        for fragment in ("", *call.pieces):
+            delta = {"type": "input_json_delta", "partial_json": fragment}
+            event = {"type": "content_block_delta", "index": block, "delta": delta}
+            pieces.append(sse(event, "content_block_delta"))
+        pieces.append(sse({"type": "content_block_stop", "index": block}, "content_block_stop"))
+        block += 1
+    ending = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        "usage": {"output_tokens": output_tokens},
+    }
+    pieces.append(sse(ending, "message_delta"))
+    pieces.append(sse({"type": "message_stop"}, "message_stop"))
     return pieces
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import msgspec
 import pytest
@@ -21,7 +21,9 @@ from whalli.domain.model.prompt_cache import (
     cache_key,
     decode_cached_reply,
     encode_cached_reply,
+    user_scope,
 )
+from whalli.domain.model.tools import ToolCall, ToolChoice, ToolChoiceMode, Tools, ToolSpec
 
 roles = st.sampled_from(list(MessageRole))
 contents = st.text() | st.sampled_from(["", "a", "ab", "\n", "é", "e\u0301", "日本", "🐳", '"]'])
@@ -259,3 +261,112 @@ WRONG_SHAPE = msgspec.msgpack.encode({"deltas": "not a list", "finish_reason": "
 def test_bytes_that_are_not_a_cached_reply_are_refused(garbage: bytes) -> None:
     with pytest.raises(ValueError, match="not a cached reply"):
         decode_cached_reply(garbage)
+
+
+# --- tools ----------------------------------------------------------------------------------------
+PINNED_MESSAGES = (
+    PromptMessage(role=MessageRole.SYSTEM, content="Be brief."),
+    PromptMessage(role=MessageRole.USER, content="What is 2+2?"),
+    PromptMessage(role=MessageRole.ASSISTANT, content="4"),
+    PromptMessage(role=MessageRole.USER, content="And 3+3?"),
+)
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="The weather in a city.",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
+)
+CALL = ToolCall(id="call_1", name="get_weather", arguments='{"city": "Paris"}')
+
+
+def test_keys_of_requests_without_tools_are_the_ones_computed_before_tools_existed() -> None:
+    # Computed with the code of the commit before tool calling: a change here would turn every
+    # cached reply (shared Redis, an hour of them) into a miss at the next deploy.
+    scope = user_scope(UUID("12345678-1234-5678-1234-567812345678"))
+    generation = GenerationParams(temperature=0, max_tokens=50, stop=("END",))
+
+    pinned = cache_key(
+        model_id="openai/gpt-4o-mini", messages=PINNED_MESSAGES, params=generation, scope=scope
+    )
+    plain = cache_key(model_id="dev/echo", messages=PINNED_MESSAGES[1:2], params=GenerationParams())
+
+    assert pinned == "75d4e9788aa976476c303a19573b34f7863231d54fa52418c7ac948e727e8c12"
+    assert plain == "309e4ffe88bd6c39fa6f904930bc9683e4debe02a5f4f7fbe90210e159bee3a0"
+    assert (
+        cache_key(
+            model_id="dev/echo",
+            messages=PINNED_MESSAGES[1:2],
+            params=GenerationParams(),
+            tools=None,
+        )
+        == plain
+    )
+
+
+def tools_key(tools: Tools | None, messages: tuple[PromptMessage, ...] = PINNED_MESSAGES) -> str:
+    return cache_key(model_id="m", messages=messages, params=GenerationParams(), tools=tools)
+
+
+def test_tools_their_choice_and_parallel_calls_are_part_of_the_key() -> None:
+    other = ToolSpec(name="get_time")
+    variants = [
+        None,
+        Tools(specs=(WEATHER,)),
+        Tools(specs=(WEATHER, other)),
+        Tools(specs=(other, WEATHER)),
+        Tools(specs=(msgspec.structs.replace(WEATHER, description="Other words."),)),
+        Tools(specs=(msgspec.structs.replace(WEATHER, parameters={"type": "object"}),)),
+        Tools(specs=(msgspec.structs.replace(WEATHER, strict=True),)),
+        Tools(specs=(WEATHER,), choice=ToolChoice(mode=ToolChoiceMode.AUTO)),
+        Tools(specs=(WEATHER,), choice=ToolChoice(mode=ToolChoiceMode.REQUIRED)),
+        Tools(specs=(WEATHER,), choice=ToolChoice(mode=ToolChoiceMode.NONE)),
+        Tools(
+            specs=(WEATHER,), choice=ToolChoice(mode=ToolChoiceMode.FUNCTION, name="get_weather")
+        ),
+        Tools(specs=(WEATHER,), parallel=False),
+        Tools(specs=(WEATHER,), parallel=True),
+    ]
+
+    assert len({tools_key(t) for t in variants}) == len(variants)
+
+
+def test_the_same_tools_give_the_same_key_whatever_the_schemas_key_order() -> None:
+    reordered = msgspec.json.decode(
+        b'{"properties": {"city": {"type": "string"}}, "type": "object"}'
+    )
+    again = msgspec.structs.replace(WEATHER, parameters=reordered)
+
+    assert tools_key(Tools(specs=(again,))) == tools_key(Tools(specs=(WEATHER,)))
+
+
+def test_tool_calls_and_tool_answers_in_the_context_are_part_of_the_key() -> None:
+    asked = PromptMessage(role=MessageRole.USER, content="Weather in Paris?")
+    called = PromptMessage(role=MessageRole.ASSISTANT, content="", tool_calls=(CALL,))
+    answered = PromptMessage(role=MessageRole.TOOL, content="18°C", tool_call_id="call_1")
+
+    def calling(call: ToolCall) -> PromptMessage:
+        return msgspec.structs.replace(called, tool_calls=(call,))
+
+    contexts = [
+        (asked, PromptMessage(role=MessageRole.ASSISTANT, content="")),
+        (asked, called),
+        (asked, calling(msgspec.structs.replace(CALL, id="call_2"))),
+        (asked, calling(msgspec.structs.replace(CALL, arguments="{}"))),
+        (asked, called, answered),
+        (asked, called, msgspec.structs.replace(answered, content="19°C")),
+        (asked, called, PromptMessage(role=MessageRole.TOOL, content="18°C")),
+    ]  # fmt: skip
+    tools = Tools(specs=(WEATHER,))
+
+    assert len({tools_key(tools, c) for c in contexts}) == len(contexts)
+
+
+def test_a_cached_reply_keeps_its_tool_calls_and_older_entries_still_read() -> None:
+    reply = CachedReply(deltas=("Let me look.",), finish_reason="tool_calls", tool_calls=(CALL,))
+    written_before_tools = msgspec.msgpack.encode(
+        {"deltas": ["Hi"], "finish_reason": "stop", "usage": {"prompt_tokens": 1}}
+    )
+
+    assert decode_cached_reply(encode_cached_reply(reply)) == reply
+    assert decode_cached_reply(written_before_tools) == CachedReply(
+        deltas=("Hi",), finish_reason="stop", usage=TokenUsage(prompt_tokens=1)
+    )

@@ -10,12 +10,14 @@ from whalli.domain.model.chats import GenerationParams, TokenUsage
 
 # PromptMessage lives in the domain (the prompt cache key hashes it); re-exported for adapters.
 from whalli.domain.model.chats import PromptMessage as PromptMessage
+from whalli.domain.model.tools import Tools
 
 
 class CompletionRequest(Value, frozen=True, kw_only=True):
     model: str  # the provider's own model name
     messages: tuple[PromptMessage, ...]
     params: GenerationParams = GenerationParams()
+    tools: Tools | None = None  # the functions the model may call (only /v1 offers any)
 
 
 class StreamDelta(Value, frozen=True, kw_only=True):
@@ -31,14 +33,26 @@ class StreamEnd(Value, frozen=True, kw_only=True):
     usage: TokenUsage
 
 
-StreamEvent = StreamDelta | StreamEnd
+class ToolCallDelta(Value, frozen=True, kw_only=True):
+    """A piece of a tool call. ``index`` numbers the reply's calls from 0; the first piece of
+    a call has its ``id`` and ``name``, the next ones (``None`` there) add ``arguments`` text,
+    which joined make the call's arguments as JSON."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+StreamEvent = StreamDelta | ToolCallDelta | StreamEnd
 
 
 class ChatModel(Protocol):
     provider: str
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        """Yield deltas, then exactly one ``StreamEnd``.
+        """Yield deltas (text, and tool-call pieces when ``request.tools`` offers tools),
+        then exactly one ``StreamEnd`` (finish reason ``tool_calls`` after tool calls).
 
         Raises ``ProviderError`` subclasses (with ``retryable`` set) on failure; closing the
         iterator closes the upstream request.

@@ -239,9 +239,10 @@ async def test_requests_that_cannot_be_served_get_openais_error_shape(
         json=chat([{"type": "image_url", "image_url": {"url": "https://x"}}]),
         headers=bearer,
     )
-    tools = await client.post(
+    # The deprecated "function" role (tool messages replaced it) is still refused.
+    function = await client.post(
         "/v1/chat/completions",
-        json={"model": "dev/echo", "messages": [{"role": "tool", "content": "{}"}]},
+        json={"model": "dev/echo", "messages": [{"role": "function", "content": "{}"}]},
         headers=bearer,
     )
 
@@ -250,8 +251,8 @@ async def test_requests_that_cannot_be_served_get_openais_error_shape(
     assert "messages" in missing.json()["error"]["message"]
     assert images.status_code == 422, images.text
     assert images.json()["error"]["param"] == "messages[0].content"
-    assert tools.status_code == 422, tools.text
-    assert tools.json()["error"]["param"] == "messages[0].role"
+    assert function.status_code == 422, function.text
+    assert function.json()["error"]["param"] == "messages[0].role"
 
 
 async def test_a_request_without_a_key_is_a_401_in_openais_error_shape(client: Client) -> None:
@@ -324,8 +325,9 @@ async def test_sampling_params_reach_the_model(
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
+        # dev/echo calls no tools (tool calling itself: test_openai_tools.py)
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"functions": [{"name": "f"}]}, "functions"),  # the deprecated API: use tools
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"top_p": 1.5}, "top_p"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),

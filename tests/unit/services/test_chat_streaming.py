@@ -13,7 +13,7 @@ from whalli.adapters.memory.reply_stream import InMemoryReplyStream
 from whalli.domain.model.chats import MessageRole, PromptMessage
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.domain.services.chat.streaming import StopBoard, stream_until_stopped
-from whalli.ports.chat_model import CompletionRequest, StreamEnd
+from whalli.ports.chat_model import CompletionRequest, StreamEnd, ToolCallDelta
 
 REQUEST = CompletionRequest(
     model="m", messages=(PromptMessage(role=MessageRole.USER, content="hi"),)
@@ -207,3 +207,21 @@ async def test_an_abandoned_reply_is_stopped_when_configured() -> None:
 
     assert end is None
     assert isinstance(await asyncio.wait_for(replies[0], timeout=10), StreamEnd)
+
+
+async def test_a_stray_tool_call_piece_is_ignored_and_the_text_kept() -> None:
+    # The chat flow offers no tools: a server sending a piece of a tool call anyway (it has no
+    # tool to call) shows the reader nothing, and the reply's text and end are as sent.
+    stray = [ToolCallDelta(index=0, id="call_1", name="f", arguments="{}")]
+    model = ScriptedChatModel(["a", "b"], tool_calls=stray, finish_reason="stop")
+    board = StopBoard(InMemoryReplyStream(ManualClock()), poll_s=0.01)
+    received: list[str] = []
+
+    async def on_delta(text: str) -> None:
+        received.append(text)
+
+    end = await stream_until_stopped(model, REQUEST, on_delta, board, "s" * 43)
+
+    assert received == ["a", "b"]
+    assert end == StreamEnd(finish_reason="stop", usage=model.usage)
+    assert model.requests[0].tools is None

@@ -4,8 +4,9 @@ Rules (the chat flow depends on them):
 - a failure before the first token may be retried here, with exponential backoff and jitter, on
   connection errors, 429 (waiting what Retry-After asks, capped) and 5xx, a bounded number of
   times; other failures are raised at once;
-- after the first token nothing is retried: the caller has already streamed text to a user, so
-  any failure raises ``ProviderError`` with ``retryable=False`` and the caller ends the stream;
+- after the first token (of text, or a piece of a tool call) nothing is retried: the caller
+  has already streamed it to a user, so any failure raises ``ProviderError`` with
+  ``retryable=False`` and the caller ends the stream;
 - the first token must come within ``first_token_timeout`` of the request, and each later event
   within ``idle_timeout`` of the previous one; a first-token timeout is not retried here (it would
   multiply the wait) but is ``retryable`` so the caller can fall back to another model.
@@ -20,7 +21,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from whalli.domain.model.errors import ProviderError
-from whalli.ports.chat_model import StreamDelta, StreamEvent
+from whalli.ports.chat_model import StreamEnd, StreamEvent
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -93,7 +94,8 @@ async def stream_with_retries(
             # aclosing: when the caller closes us, the upstream response closes now, not at GC.
             async with aclosing(_timed(attempt(), provider, policy)) as events:
                 async for event in events:
-                    started = started or isinstance(event, StreamDelta)
+                    # A piece of text or of a tool call: passed on, so never tried again.
+                    started = started or not isinstance(event, StreamEnd)
                     yield event
             return
         except ProviderError as error:
@@ -134,7 +136,7 @@ async def _timed(
                 if event is None:
                     return
                 yield event
-                if isinstance(event, StreamDelta):
+                if not isinstance(event, StreamEnd):
                     limit, waiting_for = policy.idle_timeout, "the next token"
         finally:
             watchdog.close()

@@ -22,7 +22,9 @@ _WORD = re.compile(r"\s*\S+\s*")
 
 class DevEchoChatModel(ChatModel):
     """Usage counts words (prompt: every message; completion: the words sent back); a
-    ``max_tokens`` below the word count cuts the reply with finish reason ``length``."""
+    ``max_tokens`` below the word count cuts the reply with finish reason ``length``. It calls
+    no tools: the catalog says so (``ModelSpec.calls_tools``), and a request offering tools to
+    it is refused before it gets here."""
 
     def __init__(self, *, delay: float = 0.0) -> None:
         self.provider = "dev"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, Literal
@@ -13,14 +14,16 @@ import msgspec
 
 from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
 from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, stream_with_retries
-from whalli.domain.model.chats import TokenUsage
+from whalli.domain.model.chats import MessageRole, PromptMessage, TokenUsage
 from whalli.domain.model.errors import ProviderError
+from whalli.domain.model.tools import ToolChoiceMode, Tools
 from whalli.ports.chat_model import (
     ChatModel,
     CompletionRequest,
     StreamDelta,
     StreamEnd,
     StreamEvent,
+    ToolCallDelta,
 )
 
 OpenAIFlavour = Literal["openai", "xai", "openai-compatible"]
@@ -64,7 +67,7 @@ class OpenAIChatModel(ChatModel):
     def _body(self, request: CompletionRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": str(m.role), "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "stream": True,
             # Without it OpenAI streams no usage at all, and the reply would be recorded as free.
             "stream_options": {"include_usage": True},
@@ -81,12 +84,15 @@ class OpenAIChatModel(ChatModel):
             value = getattr(params, name)
             if value is not None:
                 body[name] = list(value) if isinstance(value, tuple) else value
+        if request.tools is not None:
+            body.update(_tools(request.tools))
         return body
 
     async def _attempt(self, body: bytes) -> AsyncGenerator[StreamEvent, None]:
         finish_reason: str | None = None
         usage = TokenUsage()
         end: StreamEnd | None = None
+        started_calls: set[int] = set()  # the indexes of the tool calls begun
         events = sse_post(
             self._http,
             self._url,
@@ -103,11 +109,14 @@ class OpenAIChatModel(ChatModel):
                     if sse.data.strip() == "[DONE]":
                         end = StreamEnd(finish_reason=finish_reason or "unknown", usage=usage)
                         continue
-                    texts, finish, chunk_usage = self._read(sse.data)
+                    texts, calls, finish, chunk_usage = self._read(sse.data)
                     del sse  # a held reply waits for its next event here: keep nothing of this one
                     finish_reason, usage = finish or finish_reason, chunk_usage or usage
                     for text in texts:
                         yield StreamDelta(text=text)
+                    if calls is not None:
+                        for call in calls:
+                            yield _with_id(call, started_calls)
             except ProviderError:
                 if end is None:
                     raise  # a failure after [DONE] does not spoil a complete answer
@@ -115,23 +124,98 @@ class OpenAIChatModel(ChatModel):
             raise stream_cut(self.provider)
         yield end
 
-    def _read(self, data: str) -> tuple[list[str], str | None, TokenUsage | None]:
-        """One chunk's text deltas (of the first choice), finish reason and usage."""
+    def _read(
+        self, data: str
+    ) -> tuple[list[str], list[ToolCallDelta] | None, str | None, TokenUsage | None]:
+        """One chunk's text deltas and tool-call pieces (of the first choice), finish reason and
+        usage."""
         chunk = decode_json(self.provider, data)
         if chunk.get("error") is not None:
             raise stream_error(self.provider, chunk)
         texts: list[str] = []
+        calls: list[ToolCallDelta] | None = None
         finish_reason: str | None = None
         choices = chunk.get("choices")
         for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            text = obj(choice.get("delta")).get("content")
+            delta = obj(choice.get("delta"))
+            text = delta.get("content")
             if isinstance(text, str) and text:
                 texts.append(text)
+            pieces = delta.get("tool_calls")
+            if pieces:
+                calls = _tool_calls(pieces)
             if choice.get("finish_reason"):
                 finish_reason = str(choice["finish_reason"])
-        return texts, finish_reason, _usage(chunk.get("usage"))
+        return texts, calls, finish_reason, _usage(chunk.get("usage"))
+
+
+def _message(message: PromptMessage) -> dict[str, Any]:
+    if message.role is MessageRole.TOOL:
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if not message.tool_calls:
+        return {"role": str(message.role), "content": message.content}
+    calls = [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in message.tool_calls
+    ]
+    return {"role": "assistant", "content": message.content or None, "tool_calls": calls}
+
+
+def _tools(tools: Tools) -> dict[str, Any]:
+    """``tools``, ``tool_choice`` and ``parallel_tool_calls`` as the API takes them."""
+    functions = []
+    for spec in tools.specs:
+        function: dict[str, Any] = {"name": spec.name}
+        if spec.description is not None:
+            function["description"] = spec.description
+        if spec.parameters is not None:
+            function["parameters"] = spec.parameters
+        if spec.strict is not None:
+            function["strict"] = spec.strict
+        functions.append({"type": "function", "function": function})
+    body: dict[str, Any] = {"tools": functions}
+    choice = tools.choice
+    if choice is not None:
+        body["tool_choice"] = (
+            {"type": "function", "function": {"name": choice.name}}
+            if choice.mode is ToolChoiceMode.FUNCTION
+            else str(choice.mode)
+        )
+    if tools.parallel is not None:
+        body["parallel_tool_calls"] = tools.parallel
+    return body
+
+
+def _with_id(call: ToolCallDelta, started: set[int]) -> ToolCallDelta:
+    """The first piece of a call with an id: some compatible servers send none, and a client
+    cannot answer a call without one (its tool message names it)."""
+    if call.index in started:
+        return call
+    started.add(call.index)
+    if call.id is not None:
+        return call
+    return msgspec.structs.replace(call, id=f"call_{uuid.uuid4().hex[:24]}")
+
+
+def _tool_calls(pieces: object) -> list[ToolCallDelta]:
+    """``delta.tool_calls``: ``index``, and ``id`` and ``function.name`` on a call's first
+    piece, ``function.arguments`` fragments (servers that leave ``index`` out: the position)."""
+    calls: list[ToolCallDelta] = []
+    for position, raw in enumerate(pieces if isinstance(pieces, list) else ()):
+        piece = obj(raw)
+        index, function = piece.get("index"), obj(piece.get("function"))
+        call_id, name, arguments = piece.get("id"), function.get("name"), function.get("arguments")
+        calls.append(
+            ToolCallDelta(
+                index=index if isinstance(index, int) and index >= 0 else position,
+                id=call_id if isinstance(call_id, str) and call_id else None,
+                name=name if isinstance(name, str) and name else None,
+                arguments=arguments if isinstance(arguments, str) else "",
+            )
+        )
+    return calls
 
 
 def _usage(raw: object) -> TokenUsage | None:

@@ -11,11 +11,13 @@ from whalli.ports.chat_model import (
     StreamDelta,
     StreamEnd,
     StreamEvent,
+    ToolCallDelta,
 )
 
 
 class ScriptedChatModel(ChatModel):
-    """Yields ``deltas`` then one ``StreamEnd``; or, with ``error`` set, raises it after the deltas.
+    """Yields ``deltas``, then ``tool_calls`` (pieces of calls), then one ``StreamEnd``; or,
+    with ``error`` set, raises it after them.
 
     Records every request in ``requests``; ``open_streams`` counts streams started and not yet
     finished or closed, so tests can check that callers close what they open.
@@ -29,6 +31,7 @@ class ScriptedChatModel(ChatModel):
         finish_reason: str = "stop",
         usage: TokenUsage | None = None,
         error: Exception | None = None,
+        tool_calls: Sequence[ToolCallDelta] = (),
     ) -> None:
         self.provider = provider
         self.deltas = list(deltas)
@@ -37,6 +40,7 @@ class ScriptedChatModel(ChatModel):
             prompt_tokens=0, completion_tokens=sum(len(d.split()) for d in self.deltas)
         )
         self.error = error
+        self.tool_calls = list(tool_calls)
         self.requests: list[CompletionRequest] = []
         self.open_streams = 0
 
@@ -49,6 +53,8 @@ class ScriptedChatModel(ChatModel):
         try:
             for text in self.deltas:
                 yield StreamDelta(text=text)
+            for piece in self.tool_calls:
+                yield piece
             if self.error is not None:
                 raise self.error
             yield StreamEnd(finish_reason=self.finish_reason, usage=self.usage)

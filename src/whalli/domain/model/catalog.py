@@ -29,6 +29,11 @@ KNOWN_PROVIDERS: frozenset[str] = frozenset(
     {"openai", "anthropic", "xai", "openai-compatible", "dev"}
 )
 
+# The providers whose adapters pass tools on (dev/echo only echoes text).
+TOOL_CALLING_PROVIDERS: frozenset[str] = frozenset(
+    {"openai", "anthropic", "xai", "openai-compatible"}
+)
+
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
 
@@ -43,6 +48,11 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     output_usd_per_mtok: float
     context_window: int
     fallback: str | None = None
+
+    @property
+    def calls_tools(self) -> bool:
+        """Whether the model can be offered tools (its provider's adapter sends them)."""
+        return self.provider in TOOL_CALLING_PROVIDERS
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The price of one call, in USD."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
 from whalli.domain.model.base import Entity, Value
 from whalli.domain.model.errors import InvalidInput, InvalidStateTransition
+from whalli.domain.model.tools import ToolCall
 
 TITLE_MAX = 120
 # A chat's instructions (its system prompt): sent first with every reply in the chat.
@@ -20,6 +22,9 @@ class MessageRole(StrEnum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
+    # A tool's result, answering an assistant's tool call: only ever in a prompt sent through
+    # /v1, never a stored message (the messages table refuses the role).
+    TOOL = "tool"
 
 
 class MessageStatus(StrEnum):
@@ -286,7 +291,28 @@ class Message(Entity, kw_only=True):
 
 
 class PromptMessage(Value, frozen=True, kw_only=True):
-    """One message of the context sent to a model (the port and the prompt cache key speak it)."""
+    """One message of the context sent to a model (the port and the prompt cache key speak it).
+
+    An assistant turn may carry the tool calls it made (its ``content`` then often empty); a
+    tool turn answers one of them (``tool_call_id``) with its result as ``content``."""
 
     role: MessageRole
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+
+def check_tool_turns(messages: Sequence[PromptMessage]) -> None:
+    """A tool turn must answer a call of an earlier assistant turn (else ``InvalidInput``
+    naming ``messages[i].tool_call_id``, ``i`` its place in ``messages``)."""
+    called: set[str] = set()
+    for index, message in enumerate(messages):
+        if message.tool_calls:
+            called.update(call.id for call in message.tool_calls)
+        if message.role is MessageRole.TOOL and message.tool_call_id not in called:
+            field = f"messages[{index}].tool_call_id"
+            raise InvalidInput(
+                f"{field} ({message.tool_call_id!r}) answers no tool call of an earlier "
+                "assistant message.",
+                field=field,
+            )

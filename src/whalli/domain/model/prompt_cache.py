@@ -3,7 +3,10 @@
 The key is a SHA-256 over a canonical encoding of exactly what decides the reply:
 - the model id (Whalli's catalog name);
 - the context sent, as (role, content) pairs in order; attachment text is part of those contents;
+  a turn with tool calls or answering one adds them: (role, content, calls, tool_call_id);
 - the generation parameters that are set (an explicit ``None`` is the same as a missing one);
+- the tools offered, the tool choice and ``parallel_tool_calls``, when there are tools (a
+  request without tools hashes exactly as before tools existed, so its entries stay valid);
 - ``context_version``, bumped whenever the way a context is built changes, so old entries miss;
 - the ``scope`` sharing the entry: by default a project (chat replies) or a user (``/v1``), so
   a hit never tells anyone that someone they share nothing with asked the same thing (a cached
@@ -25,6 +28,7 @@ import msgspec
 
 from whalli.domain.model.base import Value
 from whalli.domain.model.chats import GenerationParams, PromptMessage, TokenUsage
+from whalli.domain.model.tools import ToolCall, Tools
 
 CONTEXT_VERSION = "v1"
 
@@ -46,17 +50,40 @@ def cache_key(
     params: GenerationParams,
     scope: str | None = None,
     context_version: str = CONTEXT_VERSION,
+    tools: Tools | None = None,
 ) -> str:
     """The hex SHA-256 naming the cached reply for this exact prompt (see the module docstring)."""
-    document = (
+    document: tuple[object, ...] = (
         "whalli-prompt",
         context_version,
         model_id,
-        [(str(m.role), m.content) for m in messages],
+        [_canonical_message(m) for m in messages],
         _canonical_params(params),
         scope,
     )
+    if tools is not None:  # a longer array: never the key of a request without tools
+        document = (*document, _canonical_tools(tools))
     return hashlib.sha256(_canonical.encode(document)).hexdigest()
+
+
+def _canonical_message(message: PromptMessage) -> tuple[object, ...]:
+    if not message.tool_calls and message.tool_call_id is None:
+        return (str(message.role), message.content)  # as before tool calls existed
+    calls = [(c.id, c.name, c.arguments) for c in message.tool_calls]
+    return (str(message.role), message.content, calls, message.tool_call_id)
+
+
+def _canonical_tools(tools: Tools) -> dict[str, object]:
+    # Struct fields as objects with sorted keys (``None`` ones left out, as for the params);
+    # JSON Schemas are hashed as given (sorted keys: their order does not count).
+    return {
+        "specs": [
+            {k: v for k, v in msgspec.structs.asdict(spec).items() if v is not None}
+            for spec in tools.specs
+        ],
+        "choice": None if tools.choice is None else (str(tools.choice.mode), tools.choice.name),
+        "parallel": tools.parallel,
+    }
 
 
 _FLOATS = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty"})
@@ -84,6 +111,8 @@ class CachedReply(Value, frozen=True, kw_only=True):
     deltas: tuple[str, ...]
     finish_reason: str
     usage: TokenUsage = TokenUsage()
+    # The tool calls that followed the text, whole (entries written before tools have none).
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def text(self) -> str:

@@ -2,8 +2,10 @@
 
 Shapes follow OpenAI's Chat Completions and Models APIs, so that the official SDKs work with only
 their ``base_url`` changed. Unlike our own API, fields are snake_case and unknown request fields
-are ignored (SDKs send options Whalli does not use, such as ``user``), except tools, functions
-and a response format other than text, which are refused.
+are ignored (SDKs send options Whalli does not use, such as ``user``), except the deprecated
+``functions`` and a response format other than text, which are refused. Tools (function calling)
+follow OpenAI's shapes: ``tools``, ``tool_choice``, ``parallel_tool_calls``, assistant messages
+with ``tool_calls`` and ``tool`` messages answering them.
 """
 
 from __future__ import annotations
@@ -20,17 +22,21 @@ from litestar.types import ExceptionHandlersMap
 
 from whalli.domain.model.chats import MessageRole, PromptMessage, TokenUsage
 from whalli.domain.model.errors import InvalidInput, InvalidToken, RateLimited, WhalliError
+from whalli.domain.model.tools import ToolCall, ToolChoice, ToolChoiceMode, Tools, ToolSpec
 from whalli.entrypoints.http.problems import GENERIC_DETAIL, status_for
 
 log = structlog.get_logger("whalli.http")
 
-# OpenAI's roles; "developer" is the newer name of "system". Tool turns are not supported.
+# OpenAI's roles; "developer" is the newer name of "system". The deprecated "function" role
+# (answering a ``function_call``) is not supported: "tool" replaced it.
 _ROLES = {
     "system": MessageRole.SYSTEM,
     "developer": MessageRole.SYSTEM,
     "user": MessageRole.USER,
     "assistant": MessageRole.ASSISTANT,
+    "tool": MessageRole.TOOL,
 }
+_CHOICE_MODES = {"none", "auto", "required"}
 # The finish reasons OpenAI clients know; providers' own spellings map onto them.
 _FINISH_REASONS = {"stop", "length", "content_filter", "tool_calls", "function_call"}
 _LENGTH_REASONS = {"length", "max_tokens", "max_output_tokens"}
@@ -42,9 +48,43 @@ class ContentPart(msgspec.Struct, kw_only=True):
     text: str | None = None
 
 
+class FunctionCallIn(msgspec.Struct, kw_only=True):
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+class ToolCallIn(msgspec.Struct, kw_only=True):
+    id: str
+    function: FunctionCallIn
+    type: str = "function"
+
+
 class ChatMessageIn(msgspec.Struct, kw_only=True):
     role: str
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCallIn] | None = None  # an assistant's
+    tool_call_id: str | None = None  # a tool's: the call it answers
+
+
+class FunctionIn(msgspec.Struct, kw_only=True):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON Schema object
+    strict: bool | None = None
+
+
+class ToolIn(msgspec.Struct, kw_only=True):
+    type: str
+    function: FunctionIn
+
+
+class NamedFunction(msgspec.Struct, kw_only=True):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct, kw_only=True):
+    type: str
+    function: NamedFunction
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):
@@ -72,23 +112,54 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     # Whalli's own: the prompt cache for this request (true, false); unset: only at
     # temperature 0, so that a client asking again for a sample (Regenerate) gets a new one.
     cache: bool | None = None
+    tools: list[ToolIn] | None = None  # an empty list is no tools
+    tool_choice: str | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     # Refused when asked for (422) rather than ignored: an answer without them is not the one
-    # the client expects (a tool call, JSON).
-    tools: list[Any] | None = None
+    # the client expects (a function call in the deprecated shape, JSON).
     functions: list[Any] | None = None
     response_format: ResponseFormat | None = None
 
     def unsupported(self) -> InvalidInput | None:
         """What this request asks for that Whalli cannot give, as the error to answer."""
-        if self.tools or self.functions:
-            field = "tools" if self.tools else "functions"
-            return InvalidInput("Tool and function calling are not supported.", field=field)
+        if self.functions:
+            return InvalidInput(
+                "Function calling by `functions` is not supported; use `tools`.",
+                field="functions",
+            )
         if self.response_format is not None and self.response_format.type != "text":
             return InvalidInput(
                 f"response_format {self.response_format.type!r} is not supported (only 'text').",
                 field="response_format",
             )
         return None
+
+    def offered_tools(self) -> Tools | None:
+        """The tools, tool choice and ``parallel_tool_calls``; ``None`` without tools. Raises
+        ``InvalidInput`` (see ``Tools``; also a ``tool_choice`` but ``none`` without tools)."""
+        choice = _tool_choice(self.tool_choice)
+        if not self.tools:
+            if choice is not None and choice.mode is not ToolChoiceMode.NONE:
+                # "none" asks for no call, which a request without tools gives: clients send it
+                raise InvalidInput("tool_choice needs tools to choose from.", field="tool_choice")
+            return None
+        specs = []
+        for index, tool in enumerate(self.tools):
+            if tool.type != "function":
+                raise InvalidInput(
+                    f"Tools of type {tool.type!r} are not supported (only 'function').",
+                    field=f"tools[{index}].type",
+                )
+            function = tool.function
+            specs.append(
+                ToolSpec(
+                    name=function.name,
+                    description=function.description,
+                    parameters=function.parameters,
+                    strict=function.strict,
+                )
+            )
+        return Tools(specs=tuple(specs), choice=choice, parallel=self.parallel_tool_calls)
 
     def stop_sequences(self) -> tuple[str, ...] | None:
         if self.stop is None:
@@ -105,8 +176,44 @@ def prompt_messages(messages: list[ChatMessageIn]) -> tuple[PromptMessage, ...]:
             raise InvalidInput(
                 f"Role {message.role!r} is not supported.", field=f"messages[{index}].role"
             )
-        converted.append(PromptMessage(role=role, content=_text(message.content, index)))
+        content = _text(message.content, index)
+        if message.tool_calls and role is MessageRole.ASSISTANT:
+            calls = tuple(_tool_call(call, index, n) for n, call in enumerate(message.tool_calls))
+            converted.append(PromptMessage(role=role, content=content, tool_calls=calls))
+        elif role is MessageRole.TOOL:
+            converted.append(
+                PromptMessage(role=role, content=content, tool_call_id=message.tool_call_id)
+            )
+        else:
+            converted.append(PromptMessage(role=role, content=content))
     return tuple(converted)
+
+
+def _tool_call(call: ToolCallIn, index: int, number: int) -> ToolCall:
+    if call.type != "function":
+        raise InvalidInput(
+            f"Tool calls of type {call.type!r} are not supported (only 'function').",
+            field=f"messages[{index}].tool_calls[{number}].type",
+        )
+    return ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments)
+
+
+def _tool_choice(choice: str | NamedToolChoice | None) -> ToolChoice | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        if choice not in _CHOICE_MODES:
+            raise InvalidInput(
+                f"tool_choice {choice!r} is not one of 'none', 'auto', 'required' or a function.",
+                field="tool_choice",
+            )
+        return ToolChoice(mode=ToolChoiceMode(choice))
+    if choice.type != "function":
+        raise InvalidInput(
+            f"tool_choice of type {choice.type!r} is not supported (only 'function').",
+            field="tool_choice",
+        )
+    return ToolChoice(mode=ToolChoiceMode.FUNCTION, name=choice.function.name)
 
 
 def _text(content: str | list[ContentPart] | None, index: int) -> str:
@@ -169,10 +276,43 @@ class Usage(msgspec.Struct, kw_only=True):
         )
 
 
+class FunctionCallOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A whole call (a completion), or in a chunk a piece of one: ``index``, and ``id``,
+    ``type`` and ``function.name`` on its first piece only."""
+
+    function: FunctionCallOut
+    index: int | None = None
+    id: str | None = None
+    type: Literal["function"] | None = None
+
+
 class AssistantMessage(msgspec.Struct, kw_only=True):
-    content: str
+    content: str | None
     role: Literal["assistant"] = "assistant"
     refusal: None = None
+    tool_calls: list[ToolCallOut] | msgspec.UnsetType = msgspec.UNSET  # only when it made some
+
+    @classmethod
+    def of(cls, text: str, calls: tuple[ToolCall, ...]) -> AssistantMessage:
+        """``content`` is null when the message is only tool calls."""
+        if not calls:
+            return cls(content=text)
+        return cls(
+            content=text or None,
+            tool_calls=[
+                ToolCallOut(
+                    id=call.id,
+                    type="function",
+                    function=FunctionCallOut(name=call.name, arguments=call.arguments),
+                )
+                for call in calls
+            ],
+        )
 
 
 class Choice(msgspec.Struct, kw_only=True):
@@ -195,6 +335,7 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
 class Delta(msgspec.Struct, kw_only=True, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class ChunkChoice(msgspec.Struct, kw_only=True):

@@ -14,7 +14,13 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_allowed
-from whalli.domain.model.chats import GenerationParams, MessageStatus, PromptMessage, TokenUsage
+from whalli.domain.model.chats import (
+    GenerationParams,
+    MessageStatus,
+    PromptMessage,
+    TokenUsage,
+    check_tool_turns,
+)
 from whalli.domain.model.errors import (
     InvalidInput,
     ModelNotFound,
@@ -28,17 +34,28 @@ from whalli.domain.model.prompt_cache import (
     encode_cached_reply,
     user_scope,
 )
+from whalli.domain.model.tools import ToolCallAssembly, Tools
 from whalli.domain.model.users import User
 from whalli.domain.services.chat import usage_writes
 from whalli.domain.services.chat.context import estimate_prompt_tokens, estimate_tokens
 from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.ports.cache import Cache
 from whalli.ports.chat_metrics import ChatMetrics
-from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
+from whalli.ports.chat_model import (
+    ChatModel,
+    CompletionRequest,
+    StreamDelta,
+    StreamEnd,
+    ToolCallDelta,
+)
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.unit_of_work import UnitOfWork
 from whalli.ports.usage import UsageRecord
+
+Event = StreamDelta | ToolCallDelta | StreamEnd
+# Finish reasons some OpenAI-compatible servers give a reply that made tool calls.
+_PLAIN_ENDS = frozenset({"stop", "end_turn", "unknown"})
 
 # Usage of replies cut short by a client that went away is recorded in a task of its own, which
 # the cancellation of the request cannot interrupt; kept here so that it is not collected early.
@@ -52,6 +69,7 @@ class CompleteChat(msgspec.Struct, frozen=True, kw_only=True):
     model: str  # Whalli's catalog id, e.g. "openai/gpt-4o-mini"
     messages: tuple[PromptMessage, ...]
     params: GenerationParams = GenerationParams()
+    tools: Tools | None = None
     use_cache: bool = True
 
 
@@ -59,10 +77,16 @@ class CompleteChat(msgspec.Struct, frozen=True, kw_only=True):
 class _Run:
     spec: ModelSpec
     text: list[str] = field(default_factory=list)
+    calls: ToolCallAssembly = field(default_factory=ToolCallAssembly)
     end: StreamEnd | None = None
     cached: bool = False
     ttft_s: float | None = None
     recorded: bool = False
+
+    @property
+    def started(self) -> bool:
+        """Whether anything of the reply was passed on (text or a piece of a tool call)."""
+        return bool(self.text) or bool(self.calls)
 
 
 class CompleteChatHandler:
@@ -83,7 +107,13 @@ class CompleteChatHandler:
       short because the client went away; the usage is recorded before the ``StreamEnd``
       (tried again while the database does not answer, counted once);
     - ``answered_by`` names the catalog model answering (a fallback, when one took over) from
-      the first event on.
+      the first event on;
+    - tools (``/v1`` only) go to the model and to its fallbacks that can call tools (a model
+      that cannot, ``dev/echo``, refuses them: ``InvalidInput``); a tool turn must answer an
+      earlier assistant tool call; a reply with tool calls ends with finish reason
+      ``tool_calls`` (unless cut by its length); the tools are part of the cache key and a
+      cached reply keeps its tool calls (replayed whole, after its text): a tool call is an
+      answer like text, as deterministic at temperature 0.
     """
 
     def __init__(
@@ -111,16 +141,17 @@ class CompleteChatHandler:
         self._cache_ttl = int(cache_ttl.total_seconds())
         self.answered_by: str | None = None
 
-    async def stream(self, command: CompleteChat) -> AsyncGenerator[StreamDelta | StreamEnd, None]:
-        """Deltas then one ``StreamEnd``. Raises ``ModelNotFound``, ``ModelNotInPlan``,
-        ``AccountDisabled``, ``InvalidInput`` and ``ProviderError`` (before the first delta when
-        no candidate model could start)."""
+    async def stream(self, command: CompleteChat) -> AsyncGenerator[Event, None]:
+        """Deltas (text, and pieces of tool calls) then one ``StreamEnd``. Raises
+        ``ModelNotFound``, ``ModelNotInPlan``, ``AccountDisabled``, ``InvalidInput`` and
+        ``ProviderError`` (before the first delta when no candidate model could start)."""
         spec = await self._allowed_model(command)
         started = time.perf_counter()
         scope = None if self._cache_shared else user_scope(command.user_id)
         key = cache_key(
-            model_id=spec.id, messages=command.messages, params=command.params, scope=scope
-        )
+            model_id=spec.id, messages=command.messages, params=command.params, scope=scope,
+            tools=command.tools,
+        )  # fmt: skip
         if command.use_cache:
             cached = await self._cached(key)
             self._metrics.cache_lookup(hit=cached is not None)
@@ -132,6 +163,11 @@ class CompleteChatHandler:
                     for delta in cached.deltas:
                         run.text.append(delta)
                         yield StreamDelta(text=delta)
+                    for index, call in enumerate(cached.tool_calls):
+                        run.calls.add(index, call.id, call.name, call.arguments)
+                        yield ToolCallDelta(
+                            index=index, id=call.id, name=call.name, arguments=call.arguments
+                        )
                     yield await self._finish(command, run, started)
                 finally:
                     await self._record_if_cut(command, run, started)
@@ -151,6 +187,9 @@ class CompleteChatHandler:
         ensure_model_allowed(user, spec)
         if not command.messages:
             raise InvalidInput("At least one message is needed.", field="messages")
+        if command.tools is not None and not spec.calls_tools:
+            raise InvalidInput(f"Model {spec.id!r} does not call tools.", field="tools")
+        check_tool_turns(command.messages)
         return spec
 
     async def _cached(self, key: str) -> CachedReply | None:
@@ -162,35 +201,42 @@ class CompleteChatHandler:
 
     async def _generate(
         self, command: CompleteChat, spec: ModelSpec, key: str, started: float
-    ) -> AsyncGenerator[StreamDelta | StreamEnd, None]:
+    ) -> AsyncGenerator[Event, None]:
         last_error: ProviderError | None = None
         for candidate in [spec, *self._catalog.fallbacks(spec.id)]:
             model = self._models.get(candidate.provider)
             if model is None or candidate.provider not in self._enabled:
                 continue
+            if command.tools is not None and not candidate.calls_tools:
+                continue  # a fallback that would answer without the tools asked for
             run = _Run(spec=candidate)
             request = CompletionRequest(
-                model=candidate.upstream, messages=command.messages, params=command.params
-            )
+                model=candidate.upstream, messages=command.messages, params=command.params,
+                tools=command.tools,
+            )  # fmt: skip
             events = model.stream(request)
             try:
                 async for event in events:
                     if isinstance(event, StreamEnd):
                         run.end = event
                         break
-                    if event.text:
-                        if run.ttft_s is None:
-                            run.ttft_s = time.perf_counter() - started
-                            self.answered_by = candidate.id
+                    if isinstance(event, StreamDelta):
+                        if not event.text:
+                            continue
                         run.text.append(event.text)
-                        yield event
+                    else:
+                        run.calls.add(event.index, event.id, event.name, event.arguments)
+                    if run.ttft_s is None:
+                        run.ttft_s = time.perf_counter() - started
+                        self.answered_by = candidate.id
+                    yield event
                 if run.end is None:
                     raise ProviderError("The provider ended the stream without finishing it.")
                 end = await self._finish(command, run, started)
                 self.answered_by = candidate.id  # also when it answered with no text
             except ProviderError as e:
                 self._metrics.provider_error(provider=candidate.provider, kind=e.code)
-                if run.text:  # after the first delta: the reply failed
+                if run.started:  # after the first delta: the reply failed
                     await self._record(command, run, started, MessageStatus.FAILED)
                     raise
                 if not e.falls_back:
@@ -211,18 +257,22 @@ class CompleteChatHandler:
     async def _finish(self, command: CompleteChat, run: _Run, started: float) -> StreamEnd:
         assert run.end is not None
         usage = await self._record(command, run, started, MessageStatus.COMPLETE)
-        return StreamEnd(finish_reason=run.end.finish_reason, usage=usage)
+        reason = run.end.finish_reason
+        if run.calls and reason in _PLAIN_ENDS:
+            reason = "tool_calls"
+        return StreamEnd(finish_reason=reason, usage=usage)
 
     async def _store(self, key: str, run: _Run, end: StreamEnd) -> None:
         reply = CachedReply(
-            deltas=tuple(run.text), finish_reason=end.finish_reason, usage=end.usage
-        )
+            deltas=tuple(run.text), finish_reason=end.finish_reason, usage=end.usage,
+            tool_calls=run.calls.calls(),
+        )  # fmt: skip
         with contextlib.suppress(ServiceUnavailable):  # a reply not cached is only a later miss
             await self._cache.set(key, encode_cached_reply(reply), self._cache_ttl)
 
     async def _record_if_cut(self, command: CompleteChat, run: _Run, started: float) -> None:
         """Record what a reply that the client abandoned used (nothing if nothing started)."""
-        if run.recorded or not run.text:
+        if run.recorded or not run.started:
             return
         await _detached(self._record(command, run, started, MessageStatus.ABORTED))
 
@@ -231,7 +281,7 @@ class CompleteChatHandler:
     ) -> TokenUsage:
         run.recorded = True
         usage = run.end.usage if run.end is not None else TokenUsage()
-        text = "".join(run.text)
+        text = "".join(run.text) + run.calls.text()
         if usage.total == 0 and text:
             # The provider reported no usage (cut short, or it does not report): an estimate.
             usage = TokenUsage(

@@ -159,6 +159,9 @@ async def _consume(
                     await on_delta(event.text)
             elif isinstance(event, StreamEnd):
                 return event
+            # A ToolCallDelta is ignored: the chat flow offers no tools, so no model has one to
+            # call; a piece of a call from a misbehaving server has nothing to show the reader
+            # and is no reason to fail a reply whose text is fine.
     finally:
         close = getattr(events, "aclose", None)
         if close is not None:

@@ -23,14 +23,15 @@ from whalli.adapters.prometheus.chat_metrics import sse_connections
 from whalli.domain.model.chats import GenerationParams
 from whalli.domain.model.errors import InvalidInput, ModelNotFound, WhalliError
 from whalli.domain.model.principal import Principal
+from whalli.domain.model.tools import ToolCallAssembly
 from whalli.domain.services.chat.complete import CompleteChat, CompleteChatHandler
 from whalli.domain.services.models.list_models import ListModels, ListModelsHandler
 from whalli.entrypoints.http import openai_wire as wire
 from whalli.entrypoints.http.lean_stream import LeanStream
 from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_event
-from whalli.ports.chat_model import StreamDelta, StreamEnd
+from whalli.ports.chat_model import StreamDelta, StreamEnd, ToolCallDelta
 
-Event = StreamDelta | StreamEnd
+Event = StreamDelta | ToolCallDelta | StreamEnd
 _json = msgspec.json.Encoder()
 _DONE = encode_event(data="[DONE]")
 
@@ -63,6 +64,7 @@ def _command(
         model=data.model,
         messages=wire.prompt_messages(data.messages),
         params=params,
+        tools=data.offered_tools(),
         use_cache=wire.use_cache(data, cache_control),
     )
 
@@ -90,6 +92,17 @@ def _data(payload: msgspec.Struct) -> bytes:
     return encode_event(data=_json.encode(payload).decode())
 
 
+def _tool_delta(event: ToolCallDelta) -> wire.Delta:
+    """A piece of a tool call as OpenAI streams it: its first piece (with the id) names the
+    call's id, type and function; the next ones add arguments."""
+    first = event.id is not None
+    piece = wire.ToolCallOut(
+        index=event.index, id=event.id, type="function" if first else None,
+        function=wire.FunctionCallOut(name=event.name, arguments=event.arguments),
+    )  # fmt: skip
+    return wire.Delta(tool_calls=[piece])
+
+
 async def _sse(
     completion: _Completion, first: Event, events: AsyncGenerator[Event, None]
 ) -> AsyncIterator[bytes]:
@@ -101,8 +114,11 @@ async def _sse(
     try:
         yield _data(completion.chunk(wire.Delta(role="assistant", content="")))
         event = first
-        while isinstance(event, StreamDelta):
-            yield _data(completion.chunk(wire.Delta(content=event.text)))
+        while not isinstance(event, StreamEnd):
+            if isinstance(event, StreamDelta):
+                yield _data(completion.chunk(wire.Delta(content=event.text)))
+            else:
+                yield _data(completion.chunk(_tool_delta(event)))
             following = await anext(events, None)
             if following is None:
                 raise WhalliError("The reply ended without finishing.")
@@ -124,15 +140,19 @@ async def _completion(
 ) -> Response[Any]:
     """The whole reply as one ``chat.completion``, naming the model that answered."""
     text: list[str] = []
+    calls = ToolCallAssembly()
     async for event in events:
         if isinstance(event, StreamDelta):
             text.append(event.text)
+            continue
+        if isinstance(event, ToolCallDelta):
+            calls.add(event.index, event.id, event.name, event.arguments)
             continue
         body = wire.ChatCompletion(
             id=completion.id, created=completion.created,
             model=answered_by() or completion.model,
             choices=[wire.Choice(
-                message=wire.AssistantMessage(content="".join(text)),
+                message=wire.AssistantMessage.of("".join(text), calls.calls()),
                 finish_reason=wire.finish_reason(event.finish_reason),
             )],
             usage=wire.Usage.of(event.usage),
@@ -151,7 +171,11 @@ class OpenAICompatController(Controller):
         status_code=200,
         summary="Create a chat completion (OpenAI-compatible)",
         description="OpenAI's request and response shapes; `stream: true` answers "
-        "`text/event-stream` chunks ending with `data: [DONE]`. Model ids are Whalli's.",
+        "`text/event-stream` chunks ending with `data: [DONE]`. Model ids are Whalli's. "
+        "Tool calling as OpenAI's: `tools` (functions), `tool_choice`, `parallel_tool_calls`; "
+        "calls come back in `message.tool_calls` (streamed as `delta.tool_calls` pieces) with "
+        "finish reason `tool_calls`, and are answered by `tool` messages. The deprecated "
+        "`functions` and a `response_format` other than text are refused (422).",
     )
     async def create(
         self,
