@@ -159,6 +159,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     chat_cancel_abandoned_after_s: float = 0.0
     # A long reply's text so far is stored in its message this often (0 = never).
     chat_progress_every_s: float = 5.0
+    # Automatic chat titles, written by a worker job after a new chat's first reply: "model"
+    # (the model that wrote that reply), "off", or a catalog model id (checked at start-up).
+    chat_titles: str = "model"
     # The worker's reply sweeper (0 s interval = off) ends as failed the replies still pending
     # or streaming with no update (no progress checkpoint) for this long: their API process
     # died mid-generation.
@@ -314,6 +317,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"{PREFIX}CHAT_HEARTBEAT_S must be more than 0 and at most 3600")
         if self.chat_progress_every_s < 0:
             raise ConfigError(f"{PREFIX}CHAT_PROGRESS_EVERY_S must not be negative")
+        if not self.chat_titles.strip():
+            raise ConfigError(
+                f"{PREFIX}CHAT_TITLES must be 'model', 'off' or a model id of the catalog"
+            )
         if self.reply_sweep_interval_s < 0:
             raise ConfigError(f"{PREFIX}REPLY_SWEEP_INTERVAL_S must not be negative")
         if self.reply_abandoned_after_s < 1:

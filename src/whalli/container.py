@@ -8,7 +8,7 @@ Tests swap adapters with ``container.adapters.<name>.override(...)``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -49,8 +49,11 @@ from whalli.adapters.s3.client import create_minio
 from whalli.adapters.s3.health import S3HealthProbe
 from whalli.adapters.system.clock import SystemClock
 from whalli.adapters.system.ids import UuidGenerator
-from whalli.config import Secret, Settings
-from whalli.domain.model.jobs import ExtractAttachment, Ping
+from whalli.config import ConfigError, Secret, Settings
+from whalli.domain.model.catalog import ModelCatalog
+from whalli.domain.model.chat_titles import TITLES_BY_REPLY_MODEL, TITLES_OFF, TitlePolicy
+from whalli.domain.model.errors import ModelNotFound
+from whalli.domain.model.jobs import ExtractAttachment, Ping, TitleChat
 from whalli.domain.services.admin.list_users import ListUsersHandler
 from whalli.domain.services.admin.summarize_feedback import SummarizeFeedbackHandler
 from whalli.domain.services.admin.update_user import UpdateUserHandler
@@ -89,6 +92,7 @@ from whalli.domain.services.chats.read_shared_chat import ReadSharedChatHandler
 from whalli.domain.services.chats.revoke_share import RevokeChatShareHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.chats.share_chat import ShareChatHandler
+from whalli.domain.services.chats.title_chat import TitleChatHandler
 from whalli.domain.services.chats.update_chat import UpdateChatHandler
 from whalli.domain.services.check_readiness import CheckReadiness
 from whalli.domain.services.files.delete_attachment import DeleteAttachmentHandler
@@ -243,6 +247,25 @@ def reply_settings(settings: Settings) -> ReplySettings:
     )
 
 
+def chat_title_policy(settings: Settings, catalog: Callable[[], ModelCatalog]) -> TitlePolicy:
+    """``WHALLI_CHAT_TITLES`` as a policy, checked at start-up (a resource): a model id must
+    name a model of the catalog whose provider is configured, else ``ConfigError``."""
+    value = settings.chat_titles.strip()
+    if value.lower() in (TITLES_BY_REPLY_MODEL, TITLES_OFF):
+        return TitlePolicy(model=value.lower())
+    try:
+        spec = catalog().get(value)
+    except ModelNotFound:
+        raise ConfigError(
+            f"WHALLI_CHAT_TITLES={value!r} is neither 'model', 'off' nor a model of the catalog"
+        ) from None
+    if spec.provider not in settings.enabled_providers:
+        raise ConfigError(
+            f"WHALLI_CHAT_TITLES={value!r}: its provider {spec.provider!r} is not configured"
+        )
+    return TitlePolicy(model=spec.id)
+
+
 def abandon_after(settings: Settings) -> float | None:
     """None: a reply runs to the end when every client left (and is saved)."""
     abandoned = settings.chat_cancel_abandoned_after_s
@@ -357,6 +380,8 @@ class Adapters(containers.DeclarativeContainer):
     catalog = providers.Singleton(load_catalog, providers.Callable(_catalog_path, settings))
     oauth_providers = providers.Singleton(build_oauth_providers, settings, gateways.http)
     chat_models = providers.Singleton(build_chat_models, settings, gateways.provider_http)
+    # a resource: a bad WHALLI_CHAT_TITLES stops the API and the worker at start-up
+    chat_titles = providers.Resource(chat_title_policy, settings, catalog.provider)
     # Readers elsewhere ask whether a silent reply is still generated after a heartbeat of
     # silence: the liveness marks last at least that long (3 s at least, beats every 1 s at
     # least, so that a short test heartbeat never outruns a busy process's beats).
@@ -511,6 +536,18 @@ class Services(containers.DeclarativeContainer):
         metrics=adapters.chat_metrics,
         stops=stop_board,
         settings=providers.Callable(reply_settings, settings),
+        jobs=adapters.job_queue,
+        titles=adapters.chat_titles,
+    )
+    title_chat = providers.Factory(
+        TitleChatHandler,
+        uow,
+        adapters.catalog,
+        adapters.chat_models,
+        titles=adapters.chat_titles,
+        clock=clock,
+        ids=ids,
+        metrics=adapters.chat_metrics,
     )
     complete_chat = providers.Factory(
         CompleteChatHandler,
@@ -663,4 +700,8 @@ def job_handlers(container: Container) -> dict[type, Any]:
         service: ExtractAttachmentHandler = await container.services.extract_attachment()
         await service.execute(job)
 
-    return {Ping: ping, ExtractAttachment: extract_attachment}
+    async def title_chat(job: TitleChat) -> None:
+        service: TitleChatHandler = await container.services.title_chat()
+        await service.execute(job)
+
+    return {Ping: ping, ExtractAttachment: extract_attachment, TitleChat: title_chat}

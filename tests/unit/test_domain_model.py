@@ -23,6 +23,7 @@ from whalli.domain.model.jobs import (
     Job,
     Ping,
     RunSearchSubscription,
+    TitleChat,
     TranscribeAudio,
     decode_job,
     encode_job,
@@ -159,6 +160,7 @@ jobs = st.one_of(
     st.builds(ExtractAttachment, attachment_id=st.uuids()),
     st.builds(TranscribeAudio, transcription_id=st.uuids()),
     st.builds(RunSearchSubscription, subscription_id=st.uuids()),
+    st.builds(TitleChat, chat_id=st.uuids()),
 )
 
 

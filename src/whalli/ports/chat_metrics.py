@@ -29,3 +29,9 @@ class ChatMetrics(Protocol):
         ``removed`` (a rating taken back). Called once committed; never for a refused request.
         No user goes into a label."""
         ...
+
+    def chat_titled(self, *, outcome: str) -> None:
+        """One automatic title job ended: ``titled``, ``kept`` (renamed meanwhile, or an empty
+        answer), ``skipped`` (gone, titles off, nothing to title) or ``failed`` (a provider
+        error; a retryable one is retried by the queue). No user goes into a label."""
+        ...

@@ -36,6 +36,13 @@ class ChatRepository(Protocol):
         """Raises ``ChatNotFound``."""
         ...
 
+    async def set_title_if(self, chat_id: UUID, *, expected: str, title: str) -> bool:
+        """Compare-and-set: give the chat ``title`` only if its title is still ``expected``
+        (one statement in Postgres, atomic by itself). Nothing else changes, ``updated_at``
+        neither (the chat keeps its place in the list). False when the title is no longer
+        ``expected`` (renamed meanwhile) or the chat is gone."""
+        ...
+
     async def delete(self, chat_id: UUID) -> None:
         """Delete the chat with its messages. Raises ``ChatNotFound``."""
         ...

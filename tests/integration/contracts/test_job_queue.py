@@ -26,6 +26,7 @@ from whalli.domain.model.jobs import (
     Job,
     Ping,
     RunSearchSubscription,
+    TitleChat,
     TranscribeAudio,
     decode_job,
     encode_job,
@@ -99,6 +100,7 @@ async def test_enqueued_jobs_arrive_intact_and_in_order_at_a_consumer(
         ExtractAttachment(attachment_id=uuid.uuid4()),
         TranscribeAudio(transcription_id=uuid.uuid4()),
         RunSearchSubscription(subscription_id=uuid.uuid4()),
+        TitleChat(chat_id=uuid.uuid4()),
     ]
     for job in jobs:
         await queue.enqueue(job)

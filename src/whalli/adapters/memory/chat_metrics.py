@@ -14,6 +14,7 @@ class InMemoryChatMetrics(ChatMetrics):
     replies: list[dict[str, object]] = field(default_factory=list)
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     ratings: Counter[tuple[str, str]] = field(default_factory=Counter)  # (model, rating)
+    titles: Counter[str] = field(default_factory=Counter)  # by outcome
 
     def cache_lookup(self, *, hit: bool) -> None:
         self.cache["hit" if hit else "miss"] += 1
@@ -40,3 +41,6 @@ class InMemoryChatMetrics(ChatMetrics):
 
     def reply_rated(self, *, model: str, rating: str) -> None:
         self.ratings[(model, rating)] += 1
+
+    def chat_titled(self, *, outcome: str) -> None:
+        self.titles[outcome] += 1

@@ -36,6 +36,17 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
     async def update(self, chat: Chat) -> None:
         self._tx().replace("chats", chat.id, chat, ChatNotFound)
 
+    async def set_title_if(self, chat_id: UUID, *, expected: str, title: str) -> bool:
+        try:
+            chat = msgspec.structs.replace(await self.get(chat_id))
+        except ChatNotFound:
+            return False
+        if chat.title != expected:
+            return False
+        chat.title = title
+        self._tx().replace("chats", chat.id, chat, ChatNotFound)
+        return True
+
     async def delete(self, chat_id: UUID) -> None:
         self._tx().delete("chats", chat_id, ChatNotFound)
 

@@ -35,6 +35,7 @@ _INSERT_CHAT = (
 _UPDATE_CHAT = f"UPDATE chats SET {assignments(_CHAT_COLUMNS[1:])} WHERE id = %(id)s"
 _RECENT = "ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"
 _TOUCH = "UPDATE chats SET updated_at = GREATEST(updated_at, %(now)s) WHERE id = %(id)s"
+_SET_TITLE_IF = "UPDATE chats SET title = %(title)s WHERE id = %(id)s AND title = %(expected)s"
 _UNARCHIVE_AND_TOUCH = (
     "UPDATE chats SET updated_at = GREATEST(updated_at, %(now)s), archived_at = NULL "
     "WHERE id = %(id)s"
@@ -196,6 +197,10 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
     async def update(self, chat: Chat) -> None:
         if await self._run(_UPDATE_CHAT, msgspec.structs.asdict(chat)) == 0:
             raise ChatNotFound()
+
+    async def set_title_if(self, chat_id: UUID, *, expected: str, title: str) -> bool:
+        params = {"id": chat_id, "expected": expected, "title": title}
+        return await self._run(_SET_TITLE_IF, params) == 1
 
     async def delete(self, chat_id: UUID) -> None:
         if await self._run("DELETE FROM chats WHERE id = %(id)s", {"id": chat_id}) == 0:

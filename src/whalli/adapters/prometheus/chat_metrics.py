@@ -25,6 +25,7 @@ class _Collectors:
     total: Histogram
     provider_errors: Counter
     ratings: Counter
+    titles: Counter
     sse_connections: Gauge
 
 
@@ -59,6 +60,11 @@ def _collectors() -> _Collectors:
             "whalli_chat_ratings_total",
             "Reply ratings stored, by model of the rated reply and rating (up/down/removed).",
             ["model", "rating"],
+        ),
+        titles=Counter(
+            "whalli_chat_titles_total",
+            "Automatic chat title jobs by outcome (titled/kept/skipped/failed).",
+            ["outcome"],
         ),
         sse_connections=Gauge(
             "whalli_sse_connections_active", "Open SSE streams (chat replies, file events).",
@@ -100,3 +106,6 @@ class PrometheusChatMetrics(ChatMetrics):
 
     def reply_rated(self, *, model: str, rating: str) -> None:
         _collectors().ratings.labels(model, rating).inc()
+
+    def chat_titled(self, *, outcome: str) -> None:
+        _collectors().titles.labels(outcome).inc()

@@ -32,7 +32,13 @@ class RunSearchSubscription(Job, frozen=True, tag="run_search_subscription", kw_
     subscription_id: UUID
 
 
-AnyJob = Ping | ExtractAttachment | TranscribeAudio | RunSearchSubscription
+class TitleChat(Job, frozen=True, tag="title_chat", kw_only=True):
+    """Give a new chat a model-written title once its first reply is complete."""
+
+    chat_id: UUID
+
+
+AnyJob = Ping | ExtractAttachment | TranscribeAudio | RunSearchSubscription | TitleChat
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyJob)

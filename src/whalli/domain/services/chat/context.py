@@ -96,6 +96,10 @@ class PreparedReply:
 
     reply: Message
     prompt: tuple[PromptMessage, ...]
+    # the first reply of a chat this start created (``POST /api/chat/start`` without a chat):
+    # once complete, the chat is queued for an automatic title. Known in process, so the
+    # session stored in Redis does not carry it.
+    first_of_new_chat: bool = False
 
 
 def build_context(

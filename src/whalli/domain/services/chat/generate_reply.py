@@ -15,12 +15,14 @@ import msgspec
 
 from whalli.domain.model.catalog import ModelCatalog, ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chat_titles import TitlePolicy
 from whalli.domain.model.chats import Message, MessageStatus, TokenUsage
 from whalli.domain.model.errors import (
     MessageNotFound,
     ProviderError,
     ServiceUnavailable,
 )
+from whalli.domain.model.jobs import TitleChat
 from whalli.domain.model.prompt_cache import (
     CachedReply,
     cache_key,
@@ -42,6 +44,7 @@ from whalli.ports.chat_metrics import ChatMetrics
 from whalli.ports.chat_model import ChatModel, CompletionRequest, PromptMessage
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
+from whalli.ports.job_queue import JobQueue
 from whalli.ports.reply_stream import ReplyStream
 from whalli.ports.unit_of_work import UnitOfWork
 from whalli.ports.usage import UsageRecord
@@ -144,7 +147,11 @@ class GenerateReplyHandler:
       saved, or anything else fails, readers get an ``error`` (``reply_not_saved``,
       ``chat_deleted``, ``internal_error``) instead of waiting for a ``done`` that never comes;
       after an ``internal_error`` the reply is saved ``failed`` (text so far kept), not left
-      ``pending`` for the sweeper.
+      ``pending`` for the sweeper;
+    - the first reply of a chat the start created (``PreparedReply.first_of_new_chat``), once
+      saved ``complete`` with text, queues the chat's automatic title (``TitleChat``, one
+      enqueue) after its final event was published, unless ``titles`` says that chat keeps its
+      title (titles off, a reply of the dev model); a queue that fails is logged and ignored.
     """
 
     def __init__(
@@ -160,12 +167,16 @@ class GenerateReplyHandler:
         metrics: ChatMetrics,
         stops: StopBoard,
         settings: ReplySettings | None = None,
+        jobs: JobQueue | None = None,
+        titles: TitlePolicy | None = None,
     ) -> None:
-        """``stops`` is the process's one stop poller (shared by every reply it generates)."""
+        """``stops`` is the process's one stop poller (shared by every reply it generates);
+        without ``jobs`` no chat is queued for a title."""
         self._uow, self._stream, self._cache, self._metrics = uow, stream, cache, metrics
         self._stops = stops
         self._catalog, self._models, self._clock, self._ids = catalog, models, clock, ids
         self._settings = settings or ReplySettings()
+        self._jobs, self._titles = jobs, titles or TitlePolicy()
 
     async def execute(
         self, session: ChatSession, prepared: PreparedReply, saved: Awaitable[None]
@@ -248,7 +259,25 @@ class GenerateReplyHandler:
             with contextlib.suppress(ServiceUnavailable):  # not cached: only a later miss
                 await self._cache.set(key, encode_cached_reply(cached), ttl)
         await self._publish(session, self._final_event(final, outcome))
+        if prepared.first_of_new_chat:
+            await self._queue_title(session, final)
         return final.id
+
+    async def _queue_title(self, session: ChatSession, reply: Message) -> None:
+        """After the final event (``done`` never waits for it): best effort, the chat keeps
+        its first-message title when the job cannot be queued."""
+        if self._jobs is None or reply.status is not MessageStatus.COMPLETE:
+            return
+        if not reply.content.strip() or self._titles.model_for(reply.model, reply.provider) is None:
+            return
+        try:
+            await self._jobs.enqueue(TitleChat(chat_id=session.chat_id))
+        except Exception:
+            log.warning(
+                "Chat %s was not queued for a title; it keeps its own.",
+                session.chat_id,
+                exc_info=True,
+            )
 
     async def _from_cache(self, session: ChatSession, spec: ModelSpec, key: str) -> _Outcome | None:
         try:

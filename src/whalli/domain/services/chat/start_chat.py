@@ -67,7 +67,9 @@ class StartChatHandler:
     - an existing chat needs write access to its project, and is locked while its messages
       are read and written (a regeneration or another message in it waits); a new chat goes
       to ``project_id`` (write access) or the caller's personal project (always theirs to
-      write: no check), and takes its title from the message; what the caller may not see
+      write: no check), and takes its title from the message (its reply is marked the first
+      of a new chat, ``PreparedReply.first_of_new_chat``: once complete, its generation queues
+      an automatic title; no extra round trip here); what the caller may not see
       answers 404; a message in an archived chat unarchives it (in the write that marks the
       chat updated: no extra query);
     - a system prompt is given to a new chat only (``InvalidInput`` with ``chat_id``: an
@@ -181,7 +183,7 @@ class StartChatHandler:
                 attachment_ids=command.attachment_ids,
                 ttl=self._ttl,
             )
-            prepared = PreparedReply(reply=reply, prompt=prompt)
+            prepared = PreparedReply(reply=reply, prompt=prompt, first_of_new_chat=new_chat)
 
             async def write() -> None:
                 if history is None:  # a new chat: it and its messages in one statement

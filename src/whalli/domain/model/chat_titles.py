@@ -1,0 +1,87 @@
+"""Automatic chat titles: which model writes them, what it is asked, how its answer is cleaned.
+
+A new chat first takes its title from its first message (``title_from``); once its first reply
+is complete, a background job asks a model for a short title and sets it, unless the user
+renamed the chat meanwhile (its title is no longer the one its first message gave it).
+"""
+
+from __future__ import annotations
+
+import re
+
+from whalli.domain.model.base import Value
+from whalli.domain.model.chats import (
+    TITLE_MAX,
+    GenerationParams,
+    MessageRole,
+    PromptMessage,
+)
+
+# ``WHALLI_CHAT_TITLES``: "model" (the model that wrote the first reply), "off", or a model id.
+TITLES_BY_REPLY_MODEL = "model"
+TITLES_OFF = "off"
+# The dev model only echoes: it never titles, and a chat it answered keeps its first-message title.
+NEVER_TITLING_PROVIDERS = frozenset({"dev"})
+
+INSTRUCTION = (
+    "Write a title of at most 6 words for this conversation. "
+    "Answer with the title only: no quotes, no punctuation at the end."
+)
+EXCERPT_CHARS = 2_000  # of the first message and of the first reply, each
+TITLE_PARAMS = GenerationParams(temperature=0.2, max_tokens=24)
+
+
+class TitlePolicy(Value, frozen=True, kw_only=True):
+    """Which model titles a chat. ``model`` is ``TITLES_BY_REPLY_MODEL``, ``TITLES_OFF`` or a
+    catalog model id (checked against the catalog at start-up)."""
+
+    model: str = TITLES_BY_REPLY_MODEL
+
+    @property
+    def enabled(self) -> bool:
+        return self.model != TITLES_OFF
+
+    def model_for(self, reply_model: str | None, reply_provider: str | None) -> str | None:
+        """The model that titles a chat whose first reply ``reply_model`` (of
+        ``reply_provider``) wrote; ``None``: the chat keeps its title (titles off, or a reply
+        of the dev model)."""
+        if not self.enabled or reply_model is None or reply_provider in NEVER_TITLING_PROVIDERS:
+            return None
+        return reply_model if self.model == TITLES_BY_REPLY_MODEL else self.model
+
+
+def _excerpt(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
+
+
+def title_prompt(first_message: str, first_reply: str) -> tuple[PromptMessage, ...]:
+    """What the titling model is sent: the instruction, then the conversation's start (each
+    side cut to ``EXCERPT_CHARS``) in one user message."""
+    conversation = f"User:\n{_excerpt(first_message)}\n\nAssistant:\n{_excerpt(first_reply)}"
+    return (
+        PromptMessage(role=MessageRole.SYSTEM, content=INSTRUCTION),
+        PromptMessage(role=MessageRole.USER, content=conversation),
+    )
+
+
+_QUOTES = "\"'`“”‘’«»*_"
+_LABEL = re.compile(r"^\s*(?:chat\s+)?title\s*:\s*", re.IGNORECASE)
+
+
+def clean_title(answer: str) -> str:
+    """A model's answer as a title: its first non-blank line, whitespace collapsed, a leading
+    ``Title:`` and surrounding quotes, backticks or emphasis removed, no trailing period, at
+    most ``TITLE_MAX`` characters (cut at a word when it can be). ``""`` when nothing is left."""
+    lines = [line for line in answer.splitlines() if line.strip()]
+    text = " ".join(lines[0].split()) if lines else ""
+    for _ in range(3):  # `"Title: x"`, Title: "x", **"x"**…: peel until nothing changes
+        before = text
+        text = _LABEL.sub("", text).strip().strip(_QUOTES).strip()
+        text = text.rstrip(".。").rstrip()
+        if text == before:
+            break
+    if len(text) > TITLE_MAX:
+        cut = text[:TITLE_MAX].rsplit(" ", 1)[0]
+        text = (cut if cut else text[:TITLE_MAX]).rstrip().rstrip(".。").rstrip()
+    return text

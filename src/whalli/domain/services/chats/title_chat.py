@@ -1,0 +1,165 @@
+"""Use case: give a new chat a title written by a model (the ``TitleChat`` job)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from uuid import UUID
+
+from whalli.domain.model.catalog import ModelCatalog, ModelSpec
+from whalli.domain.model.chat_titles import TITLE_PARAMS, TitlePolicy, clean_title, title_prompt
+from whalli.domain.model.chats import (
+    Chat,
+    Message,
+    MessageRole,
+    MessageStatus,
+    TokenUsage,
+    title_from,
+)
+from whalli.domain.model.errors import ChatNotFound, ModelNotFound, ProviderError
+from whalli.domain.model.jobs import TitleChat
+from whalli.domain.services.chat.context import estimate_prompt_tokens, estimate_tokens
+from whalli.ports.chat_metrics import ChatMetrics
+from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
+from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
+from whalli.ports.unit_of_work import UnitOfWork
+from whalli.ports.usage import UsageRecord
+
+log = logging.getLogger(__name__)
+
+
+class TitleChatHandler:
+    """Ask a model for a short title of a new chat and set it, unless the user renamed it.
+
+    Rules:
+    - only a chat still titled from its first message (``title_from``) gets one: a chat that is
+      gone, that its user renamed, or whose first reply is not ``complete`` with text is left
+      alone; so a job delivered again after it succeeded does nothing (the title is no longer
+      the first message's);
+    - the model is the policy's (``WHALLI_CHAT_TITLES``: by default the model that wrote the
+      first reply; none with titles off or for a reply of the dev model), taken from the
+      catalog as the chat flow does, through the same ``ChatModel`` port; a model without a
+      configured provider titles nothing;
+    - it is sent a short instruction and the first message and reply (each cut to about 2,000
+      characters), at a low temperature and few tokens; its answer is cleaned (``clean_title``)
+      and an empty one keeps the title;
+    - the title is set by compare-and-set against the title read, so a rename committed while
+      the model answered wins; the call's tokens are recorded, in the same transaction, as a
+      usage record of the chat's owner (no message) with their cost, whatever the outcome;
+    - a retryable provider error is raised (the queue retries the job); any other is logged
+      and the job ends. Each job's outcome is counted (``ChatMetrics.chat_titled``).
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        catalog: ModelCatalog,
+        models: Mapping[str, ChatModel],
+        *,
+        titles: TitlePolicy,
+        clock: Clock,
+        ids: IdGenerator,
+        metrics: ChatMetrics,
+    ) -> None:
+        self._uow, self._catalog, self._models, self._titles = uow, catalog, models, titles
+        self._clock, self._ids, self._metrics = clock, ids, metrics
+
+    async def execute(self, job: TitleChat) -> None:
+        try:
+            outcome = await self._title(job.chat_id)
+        except ProviderError as e:
+            self._metrics.chat_titled(outcome="failed")
+            if e.retryable:
+                raise
+            log.warning("Chat %s keeps its title: the model failed (%s).", job.chat_id, e.code)
+            return
+        self._metrics.chat_titled(outcome=outcome)
+
+    async def _title(self, chat_id: UUID) -> str:
+        found = await self._read(chat_id)
+        if found is None:
+            return "skipped"
+        chat, first, reply = found
+        automatic = title_from(first.content)
+        if chat.title != automatic:
+            return "kept"  # renamed by its user (or titled already)
+        spec = self._spec(reply)
+        model = None if spec is None else self._models.get(spec.provider)
+        if spec is None or model is None:
+            return "skipped"
+        text, usage = await self._ask(model, spec, first.content, reply.content)
+        title = clean_title(text)
+        record = UsageRecord(
+            id=self._ids.new_id(), user_id=chat.user_id, message_id=None, model=spec.id,
+            provider=spec.provider, prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=spec.cost_usd(usage.prompt_tokens, usage.completion_tokens),
+            cached=False, created_at=self._clock.now(),
+        )  # fmt: skip
+        async with self._uow as uow:
+            titled = bool(title) and await uow.chats.set_title_if(
+                chat.id, expected=automatic, title=title
+            )
+            await uow.usage.add(record)
+            await uow.commit()
+        return "titled" if titled else "kept"
+
+    async def _read(self, chat_id: UUID) -> tuple[Chat, Message, Message] | None:
+        """The chat, its first user message and the reply to it; ``None`` when there is
+        nothing to title (no chat, or no complete reply with text)."""
+        async with self._uow.read_only() as uow:
+            try:
+                chat = await uow.chats.get(chat_id)
+            except ChatNotFound:
+                return None
+            messages = await uow.chats.list_messages(chat_id)
+        users = [i for i, m in enumerate(messages) if m.role is MessageRole.USER]
+        if not users:
+            return None
+        first = messages[users[0]]
+        replies = [m for m in messages[users[0] + 1 :] if m.role is MessageRole.ASSISTANT]
+        if not replies or replies[0].status is not MessageStatus.COMPLETE:
+            return None
+        if not replies[0].content.strip():
+            return None
+        return chat, first, replies[0]
+
+    def _spec(self, reply: Message) -> ModelSpec | None:
+        model_id = self._titles.model_for(reply.model, reply.provider)
+        if model_id is None:
+            return None
+        try:
+            return self._catalog.get(model_id)
+        except ModelNotFound:  # the catalog changed since the reply: nobody to ask
+            log.warning("No title: the model %s is not in the catalog.", model_id)
+            return None
+
+    @staticmethod
+    async def _ask(
+        model: ChatModel, spec: ModelSpec, first: str, reply: str
+    ) -> tuple[str, TokenUsage]:
+        """The model's whole answer (text deltas only) and its usage (estimated when the
+        provider reports none)."""
+        messages = title_prompt(first, reply)
+        request = CompletionRequest(model=spec.upstream, messages=messages, params=TITLE_PARAMS)
+        parts: list[str] = []
+        usage = TokenUsage()
+        events = model.stream(request)
+        try:
+            async for event in events:
+                if isinstance(event, StreamDelta):
+                    parts.append(event.text)
+                elif isinstance(event, StreamEnd):
+                    usage = event.usage
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:  # closes the upstream request
+                await close()
+        text = "".join(parts)
+        if usage.total == 0 and text:
+            usage = TokenUsage(
+                prompt_tokens=estimate_prompt_tokens(messages),
+                completion_tokens=estimate_tokens(text),
+            )
+        return text, usage
