@@ -51,7 +51,12 @@ from whalli.adapters.system.clock import SystemClock
 from whalli.adapters.system.ids import UuidGenerator
 from whalli.config import ConfigError, Secret, Settings
 from whalli.domain.model.catalog import ModelCatalog
-from whalli.domain.model.chat_titles import TITLES_BY_REPLY_MODEL, TITLES_OFF, TitlePolicy
+from whalli.domain.model.chat_titles import (
+    NEVER_TITLING_PROVIDERS,
+    TITLES_BY_REPLY_MODEL,
+    TITLES_OFF,
+    TitlePolicy,
+)
 from whalli.domain.model.errors import ModelNotFound
 from whalli.domain.model.jobs import ExtractAttachment, Ping, TitleChat
 from whalli.domain.services.admin.list_users import ListUsersHandler
@@ -259,6 +264,8 @@ def chat_title_policy(settings: Settings, catalog: Callable[[], ModelCatalog]) -
         raise ConfigError(
             f"WHALLI_CHAT_TITLES={value!r} is neither 'model', 'off' nor a model of the catalog"
         ) from None
+    if spec.provider in NEVER_TITLING_PROVIDERS:
+        raise ConfigError(f"WHALLI_CHAT_TITLES={value!r}: the development model only echoes")
     if spec.provider not in settings.enabled_providers:
         raise ConfigError(
             f"WHALLI_CHAT_TITLES={value!r}: its provider {spec.provider!r} is not configured"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,6 +31,13 @@ from whalli.domain.model.chats import TITLE_MAX
         ("''", ""),
         ("   ", ""),
         ("Title:", ""),
+        ("__init__ versus __new__", "__init__ versus __new__"),  # identifiers keep their _
+        ("## Sourdough Basics", "Sourdough Basics"),
+        ("**Title:**\n\nSourdough Basics", "Sourdough Basics"),  # the label on a line alone
+        ("Sourdough\x00 Basics\x07", "Sourdough Basics"),  # what Postgres refuses, or rings
+        ("\u200b\ufeff\u200b", ""),  # only invisible characters: no title
+        ("Sour\u200bdough", "Sourdough"),
+        ("Students' Guide", "Students' Guide"),
     ],
 )
 def test_a_models_answer_is_cleaned_into_a_title(answer: str, title: str) -> None:
@@ -41,6 +50,7 @@ def test_a_cleaned_title_is_short_single_line_and_trimmed(answer: str) -> None:
     assert len(title) <= TITLE_MAX
     assert title == " ".join(title.split())
     assert not title.endswith(".")
+    assert all(unicodedata.category(ch)[0] != "C" for ch in title)  # nothing invisible
 
 
 def test_the_prompt_cuts_each_side_to_about_two_thousand_characters() -> None:
@@ -135,3 +145,13 @@ def test_title_jobs_are_counted_by_outcome_in_prometheus() -> None:
     metrics.chat_titled(outcome="kept")
 
     assert (count("titled"), count("kept")) == (before[0] + 2, before[1] + 1)
+
+
+def test_the_development_model_as_title_model_stops_the_start() -> None:
+    """It only echoes: it would title every chat with the start of its prompt."""
+    settings = load_settings(
+        {**UNREACHABLE, "WHALLI_CHAT_TITLES": "dev/echo", "WHALLI_DEV_MODELS": "true"},
+        dotenv=None,
+    )
+    with pytest.raises(ConfigError, match="WHALLI_CHAT_TITLES='dev/echo': the development model"):
+        chat_title_policy(settings, lambda: CATALOG)

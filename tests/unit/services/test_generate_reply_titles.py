@@ -101,7 +101,8 @@ async def test_a_new_chats_first_reply_queues_its_title_after_the_done_event() -
     session, prepared, _ = await setup.reply(world)
 
     assert prepared.first_of_new_chat
-    assert setup.queue.jobs == [TitleChat(chat_id=session.chat_id)]
+    expected = TitleChat(chat_id=session.chat_id, expected_title="How do I bake bread?")
+    assert setup.queue.jobs == [expected]  # the title the start gave the chat
     assert isinstance(setup.queue, WatchingQueue)
     [seen] = setup.queue.seen
     assert isinstance(seen[-1], DoneEvent)  # readers had their done before the enqueue

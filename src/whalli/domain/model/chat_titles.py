@@ -8,6 +8,7 @@ renamed the chat meanwhile (its title is no longer the one its first message gav
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from whalli.domain.model.base import Value
 from whalli.domain.model.chats import (
@@ -65,21 +66,51 @@ def title_prompt(first_message: str, first_reply: str) -> tuple[PromptMessage, .
     )
 
 
-_QUOTES = "\"'`“”‘’«»*_"
-_LABEL = re.compile(r"^\s*(?:chat\s+)?title\s*:\s*", re.IGNORECASE)
+# Pairs that may wrap a whole title: quotes, backticks and markdown bold or italics with
+# asterisks (not underscores: ``__init__`` is more likely in a title than underscore emphasis).
+_WRAPPERS = (
+    ("**", "**"), ("*", "*"), ('"', '"'), ("'", "'"), ("`", "`"), ("“", "”"), ("‘", "’"),
+    ("«", "»"),
+)  # fmt: skip
+_LONE_MARKS = '*"`“”«»'
+_LABEL = re.compile(r"^\s*(?:\*\*)?(?:chat\s+)?title\s*:\s*(?:\*\*)?\s*", re.IGNORECASE)
+_HEADING = re.compile(r"^#{1,6}\s+")
+
+
+def _visible(line: str) -> str:
+    """Without control and format characters (NUL, BEL, zero-width spaces, BOM: what a
+    database refuses or nobody sees), whitespace collapsed."""
+    kept = "".join(" " if ch.isspace() else ch for ch in line if unicodedata.category(ch)[0] != "C")
+    return " ".join(kept.split())
+
+
+def _peeled(text: str) -> str:
+    """One layer less of what may wrap a title: a heading's ``#``, a ``Title:`` label, a pair
+    of quotes or emphasis marks around all of it, a trailing period."""
+    text = _HEADING.sub("", _LABEL.sub("", text)).strip()
+    for opening, closing in _WRAPPERS:
+        wrapped = text.startswith(opening) and text.endswith(closing)
+        if wrapped and len(text) >= len(opening) + len(closing):
+            text = text[len(opening) : -len(closing)].strip()
+            break
+    # a mark left unpaired (emphasis opened on one line, closed on the next)
+    return text.strip(_LONE_MARKS).strip().rstrip(".。").rstrip()
 
 
 def clean_title(answer: str) -> str:
-    """A model's answer as a title: its first non-blank line, whitespace collapsed, a leading
-    ``Title:`` and surrounding quotes, backticks or emphasis removed, no trailing period, at
-    most ``TITLE_MAX`` characters (cut at a word when it can be). ``""`` when nothing is left."""
-    lines = [line for line in answer.splitlines() if line.strip()]
-    text = " ".join(lines[0].split()) if lines else ""
-    for _ in range(3):  # `"Title: x"`, Title: "x", **"x"**…: peel until nothing changes
-        before = text
-        text = _LABEL.sub("", text).strip().strip(_QUOTES).strip()
-        text = text.rstrip(".。").rstrip()
-        if text == before:
+    """A model's answer as a title: its first line with something visible once a bare label
+    (``Title:``) is set aside, without control or invisible characters, whitespace collapsed,
+    a markdown heading's ``#``, a leading ``Title:`` and surrounding quotes, backticks or
+    emphasis removed, no trailing period, at most ``TITLE_MAX`` characters (cut at a word when
+    it can be). ``""`` when nothing is left."""
+    text = ""
+    for line in answer.splitlines():
+        text = _visible(line)
+        for _ in range(4):  # `"Title: x"`, Title: "x", **"x"**…: peel until nothing changes
+            before, text = text, _peeled(text)
+            if text == before:
+                break
+        if text:
             break
     if len(text) > TITLE_MAX:
         cut = text[:TITLE_MAX].rsplit(" ", 1)[0]

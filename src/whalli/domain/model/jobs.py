@@ -36,6 +36,10 @@ class TitleChat(Job, frozen=True, tag="title_chat", kw_only=True):
     """Give a new chat a model-written title once its first reply is complete."""
 
     chat_id: UUID
+    # The title the chat had when the job was queued (from its first message): the job titles
+    # the chat only while it still has it. None (jobs queued before it existed): the title its
+    # first message gives now.
+    expected_title: str | None = None
 
 
 AnyJob = Ping | ExtractAttachment | TranscribeAudio | RunSearchSubscription | TitleChat

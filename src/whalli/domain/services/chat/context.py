@@ -100,6 +100,7 @@ class PreparedReply:
     # once complete, the chat is queued for an automatic title. Known in process, so the
     # session stored in Redis does not carry it.
     first_of_new_chat: bool = False
+    chat_title: str | None = None  # that new chat's title then (the title job expects it)
 
 
 def build_context(

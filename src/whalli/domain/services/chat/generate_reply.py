@@ -260,10 +260,12 @@ class GenerateReplyHandler:
                 await self._cache.set(key, encode_cached_reply(cached), ttl)
         await self._publish(session, self._final_event(final, outcome))
         if prepared.first_of_new_chat:
-            await self._queue_title(session, final)
+            await self._queue_title(session, final, prepared.chat_title)
         return final.id
 
-    async def _queue_title(self, session: ChatSession, reply: Message) -> None:
+    async def _queue_title(
+        self, session: ChatSession, reply: Message, chat_title: str | None
+    ) -> None:
         """After the final event (``done`` never waits for it): best effort, the chat keeps
         its first-message title when the job cannot be queued."""
         if self._jobs is None or reply.status is not MessageStatus.COMPLETE:
@@ -271,7 +273,7 @@ class GenerateReplyHandler:
         if not reply.content.strip() or self._titles.model_for(reply.model, reply.provider) is None:
             return
         try:
-            await self._jobs.enqueue(TitleChat(chat_id=session.chat_id))
+            await self._jobs.enqueue(TitleChat(chat_id=session.chat_id, expected_title=chat_title))
         except Exception:
             log.warning(
                 "Chat %s was not queued for a title; it keeps its own.",

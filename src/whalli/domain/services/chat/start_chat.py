@@ -183,7 +183,10 @@ class StartChatHandler:
                 attachment_ids=command.attachment_ids,
                 ttl=self._ttl,
             )
-            prepared = PreparedReply(reply=reply, prompt=prompt, first_of_new_chat=new_chat)
+            prepared = PreparedReply(
+                reply=reply, prompt=prompt, first_of_new_chat=new_chat,
+                chat_title=chat.title if new_chat else None,
+            )  # fmt: skip
 
             async def write() -> None:
                 if history is None:  # a new chat: it and its messages in one statement

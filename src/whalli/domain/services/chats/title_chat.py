@@ -16,7 +16,7 @@ from whalli.domain.model.chats import (
     TokenUsage,
     title_from,
 )
-from whalli.domain.model.errors import ChatNotFound, ModelNotFound, ProviderError
+from whalli.domain.model.errors import ChatNotFound, ModelNotFound, ProviderError, ReplyInProgress
 from whalli.domain.model.jobs import TitleChat
 from whalli.domain.services.chat.context import estimate_prompt_tokens, estimate_tokens
 from whalli.ports.chat_metrics import ChatMetrics
@@ -33,10 +33,14 @@ class TitleChatHandler:
     """Ask a model for a short title of a new chat and set it, unless the user renamed it.
 
     Rules:
-    - only a chat still titled from its first message (``title_from``) gets one: a chat that is
-      gone, that its user renamed, or whose first reply is not ``complete`` with text is left
-      alone; so a job delivered again after it succeeded does nothing (the title is no longer
-      the first message's);
+    - only a chat still titled as when the job was queued (``TitleChat.expected_title``, its
+      first message's title; ``title_from`` of its first message for a job without one) gets
+      one: a chat that is gone, that its user renamed, or whose first reply ended otherwise
+      than ``complete`` with text is left alone; so a job delivered again after it succeeded
+      does nothing (the title is no longer the expected one); an edit of the first message
+      (a regeneration with a new text) is no rename;
+    - while the first reply is still being generated (it was regenerated since the job was
+      queued), ``ReplyInProgress`` is raised: the queue runs the job again later;
     - the model is the policy's (``WHALLI_CHAT_TITLES``: by default the model that wrote the
       first reply; none with titles off or for a reply of the dev model), taken from the
       catalog as the chat flow does, through the same ``ChatModel`` port; a model without a
@@ -44,9 +48,10 @@ class TitleChatHandler:
     - it is sent a short instruction and the first message and reply (each cut to about 2,000
       characters), at a low temperature and few tokens; its answer is cleaned (``clean_title``)
       and an empty one keeps the title;
-    - the title is set by compare-and-set against the title read, so a rename committed while
-      the model answered wins; the call's tokens are recorded, in the same transaction, as a
-      usage record of the chat's owner (no message) with their cost, whatever the outcome;
+    - the title is set by compare-and-set against the expected title, so a rename committed
+      while the model answered wins; the call's tokens are recorded first, on their own, as a
+      usage record of the chat's owner (no message) with their cost, whatever the outcome (a
+      title that cannot be stored does not lose them);
     - a retryable provider error is raised (the queue retries the job); any other is logged
       and the job ends. Each job's outcome is counted (``ChatMetrics.chat_titled``).
     """
@@ -67,7 +72,7 @@ class TitleChatHandler:
 
     async def execute(self, job: TitleChat) -> None:
         try:
-            outcome = await self._title(job.chat_id)
+            outcome = await self._title(job.chat_id, job.expected_title)
         except ProviderError as e:
             self._metrics.chat_titled(outcome="failed")
             if e.retryable:
@@ -76,12 +81,12 @@ class TitleChatHandler:
             return
         self._metrics.chat_titled(outcome=outcome)
 
-    async def _title(self, chat_id: UUID) -> str:
+    async def _title(self, chat_id: UUID, expected: str | None) -> str:
         found = await self._read(chat_id)
         if found is None:
             return "skipped"
         chat, first, reply = found
-        automatic = title_from(first.content)
+        automatic = title_from(first.content) if expected is None else expected
         if chat.title != automatic:
             return "kept"  # renamed by its user (or titled already)
         spec = self._spec(reply)
@@ -97,12 +102,12 @@ class TitleChatHandler:
             cost_usd=spec.cost_usd(usage.prompt_tokens, usage.completion_tokens),
             cached=False, created_at=self._clock.now(),
         )  # fmt: skip
-        async with self._uow as uow:
-            titled = bool(title) and await uow.chats.set_title_if(
-                chat.id, expected=automatic, title=title
-            )
+        async with self._uow.autocommit() as uow:  # one INSERT: paid for, whatever follows
             await uow.usage.add(record)
-            await uow.commit()
+        if not title:
+            return "kept"
+        async with self._uow.autocommit() as uow:  # one compare-and-set UPDATE
+            titled = await uow.chats.set_title_if(chat.id, expected=automatic, title=title)
         return "titled" if titled else "kept"
 
     async def _read(self, chat_id: UUID) -> tuple[Chat, Message, Message] | None:
@@ -119,6 +124,8 @@ class TitleChatHandler:
             return None
         first = messages[users[0]]
         replies = [m for m in messages[users[0] + 1 :] if m.role is MessageRole.ASSISTANT]
+        if replies and not replies[0].status.is_final:
+            raise ReplyInProgress("The chat's first reply is still being generated.")
         if not replies or replies[0].status is not MessageStatus.COMPLETE:
             return None
         if not replies[0].content.strip():
