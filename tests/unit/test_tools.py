@@ -105,6 +105,47 @@ def test_a_tool_turn_answering_no_earlier_call_is_refused_naming_it(
     assert raised.value.details["field"] == f"messages[{index}].tool_call_id"
 
 
+def _turn(*calls: ToolCall) -> PromptMessage:
+    return PromptMessage(role=MessageRole.ASSISTANT, content="", tool_calls=calls)
+
+
+def _answer(call_id: str) -> PromptMessage:
+    return PromptMessage(role=MessageRole.TOOL, content="done", tool_call_id=call_id)
+
+
+ASK = PromptMessage(role=MessageRole.USER, content="weather?")
+SECOND = ToolCall(id="call_2", name="g", arguments="{}")
+
+
+@pytest.mark.parametrize(
+    ("messages", "field", "message"),
+    [
+        ([ASK, _turn(CALL, SECOND), _answer("call_1"), ASK], "messages[1].tool_calls",
+         "every call"),
+        ([ASK, _turn(CALL)], "messages[1].tool_calls", "every call"),  # the conversation ends
+        ([ASK, _turn(CALL), ASK, _answer("call_1")], "messages[3].tool_call_id", "right before"),
+        ([ASK, _turn(CALL), _answer("call_1"), _answer("call_1")], "messages[3].tool_call_id",
+         "already answered"),
+        ([ASK, _turn(CALL, ToolCall(id="call_1", name="g", arguments="{}"))],
+         "messages[1].tool_calls[1].id", "another call"),
+        ([ASK, _turn(ToolCall(id="c", name="<script>", arguments="{}"))],
+         "messages[1].tool_calls[0].function.name", "letters, digits"),
+    ],
+    ids=["one_unanswered", "answers_missing_at_the_end", "tool_after_a_user_turn",
+         "answered_twice", "duplicate_id", "bad_name"],
+)  # fmt: skip
+def test_tool_turns_must_answer_each_call_right_after_it(
+    messages: list[PromptMessage], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message) as raised:
+        check_tool_turns(messages)
+    assert raised.value.details["field"] == field
+
+
+def test_parallel_calls_answered_in_any_order_are_fine() -> None:
+    check_tool_turns([ASK, _turn(CALL, SECOND), _answer("call_2"), _answer("call_1"), ASK])
+
+
 @given(st.lists(st.text(), min_size=1, max_size=8), st.lists(st.text(), max_size=8))
 def test_a_call_put_back_together_joins_its_pieces_in_order(
     first: list[str], second: list[str]

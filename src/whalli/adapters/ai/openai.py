@@ -92,7 +92,7 @@ class OpenAIChatModel(ChatModel):
         finish_reason: str | None = None
         usage = TokenUsage()
         end: StreamEnd | None = None
-        started_calls: set[int] = set()  # the indexes of the tool calls begun
+        calls = _CallPieces()  # the tool calls begun, across the stream's chunks
         events = sse_post(
             self._http,
             self._url,
@@ -109,14 +109,14 @@ class OpenAIChatModel(ChatModel):
                     if sse.data.strip() == "[DONE]":
                         end = StreamEnd(finish_reason=finish_reason or "unknown", usage=usage)
                         continue
-                    texts, calls, finish, chunk_usage = self._read(sse.data)
+                    texts, pieces, finish, chunk_usage = self._read(sse.data)
                     del sse  # a held reply waits for its next event here: keep nothing of this one
                     finish_reason, usage = finish or finish_reason, chunk_usage or usage
                     for text in texts:
                         yield StreamDelta(text=text)
-                    if calls is not None:
-                        for call in calls:
-                            yield _with_id(call, started_calls)
+                    if pieces is not None:
+                        for piece in pieces:
+                            yield calls.delta(piece)
             except ProviderError:
                 if end is None:
                     raise  # a failure after [DONE] does not spoil a complete answer
@@ -126,14 +126,14 @@ class OpenAIChatModel(ChatModel):
 
     def _read(
         self, data: str
-    ) -> tuple[list[str], list[ToolCallDelta] | None, str | None, TokenUsage | None]:
+    ) -> tuple[list[str], list[dict[str, Any]] | None, str | None, TokenUsage | None]:
         """One chunk's text deltas and tool-call pieces (of the first choice), finish reason and
         usage."""
         chunk = decode_json(self.provider, data)
         if chunk.get("error") is not None:
             raise stream_error(self.provider, chunk)
         texts: list[str] = []
-        calls: list[ToolCallDelta] | None = None
+        calls: list[dict[str, Any]] | None = None
         finish_reason: str | None = None
         choices = chunk.get("choices")
         for choice in choices if isinstance(choices, list) else ():
@@ -144,8 +144,8 @@ class OpenAIChatModel(ChatModel):
             if isinstance(text, str) and text:
                 texts.append(text)
             pieces = delta.get("tool_calls")
-            if pieces:
-                calls = _tool_calls(pieces)
+            if isinstance(pieces, list) and pieces:
+                calls = [obj(piece) for piece in pieces]
             if choice.get("finish_reason"):
                 finish_reason = str(choice["finish_reason"])
         return texts, calls, finish_reason, _usage(chunk.get("usage"))
@@ -188,34 +188,45 @@ def _tools(tools: Tools) -> dict[str, Any]:
     return body
 
 
-def _with_id(call: ToolCallDelta, started: set[int]) -> ToolCallDelta:
-    """The first piece of a call with an id: some compatible servers send none, and a client
-    cannot answer a call without one (its tool message names it)."""
-    if call.index in started:
-        return call
-    started.add(call.index)
-    if call.id is not None:
-        return call
-    return msgspec.structs.replace(call, id=f"call_{uuid.uuid4().hex[:24]}")
+class _CallPieces:
+    """Numbers the pieces of the tool calls of one streamed reply as OpenAI does: a call's
+    first piece carries its id (one is made up when the server sends none: a client cannot
+    answer a call without one) and its function's name, later pieces only arguments.
 
+    Servers differ: some repeat the id and name on every piece (passed on once, or a client
+    joining the pieces would join them too), some send no ``index`` (a piece with a new id, or
+    a name for a call that has one, starts a new call; any other continues the last one).
+    """
 
-def _tool_calls(pieces: object) -> list[ToolCallDelta]:
-    """``delta.tool_calls``: ``index``, and ``id`` and ``function.name`` on a call's first
-    piece, ``function.arguments`` fragments (servers that leave ``index`` out: the position)."""
-    calls: list[ToolCallDelta] = []
-    for position, raw in enumerate(pieces if isinstance(pieces, list) else ()):
-        piece = obj(raw)
-        index, function = piece.get("index"), obj(piece.get("function"))
-        call_id, name, arguments = piece.get("id"), function.get("name"), function.get("arguments")
-        calls.append(
-            ToolCallDelta(
-                index=index if isinstance(index, int) and index >= 0 else position,
-                id=call_id if isinstance(call_id, str) and call_id else None,
-                name=name if isinstance(name, str) and name else None,
-                arguments=arguments if isinstance(arguments, str) else "",
-            )
-        )
-    return calls
+    __slots__ = ("_by_id", "_last", "_started")
+
+    def __init__(self) -> None:
+        self._started: set[int] = set()
+        self._by_id: dict[str, int] = {}
+        self._last: int | None = None
+
+    def delta(self, piece: dict[str, Any]) -> ToolCallDelta:
+        function = obj(piece.get("function"))
+        raw_index, call_id = piece.get("index"), piece.get("id")
+        name, arguments = function.get("name"), function.get("arguments")
+        call_id = call_id if isinstance(call_id, str) and call_id else None
+        name = name if isinstance(name, str) and name else None
+        if isinstance(raw_index, int) and raw_index >= 0:
+            index = raw_index
+        elif call_id is not None:
+            index = self._by_id.get(call_id, len(self._started))
+        elif self._last is None or name is not None:
+            index = len(self._started)
+        else:
+            index = self._last
+        self._last = index
+        arguments = arguments if isinstance(arguments, str) else ""
+        if index in self._started:  # a later piece: its arguments only
+            return ToolCallDelta(index=index, id=None, name=None, arguments=arguments)
+        self._started.add(index)
+        call_id = call_id or f"call_{uuid.uuid4().hex[:24]}"
+        self._by_id[call_id] = index
+        return ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments)
 
 
 def _usage(raw: object) -> TokenUsage | None:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from whalli.domain.model.base import Entity, Value
 from whalli.domain.model.errors import InvalidInput, InvalidStateTransition
-from whalli.domain.model.tools import ToolCall
+from whalli.domain.model.tools import FUNCTION_NAME, ToolCall
 
 TITLE_MAX = 120
 # A chat's instructions (its system prompt): sent first with every reply in the chat.
@@ -303,16 +303,49 @@ class PromptMessage(Value, frozen=True, kw_only=True):
 
 
 def check_tool_turns(messages: Sequence[PromptMessage]) -> None:
-    """A tool turn must answer a call of an earlier assistant turn (else ``InvalidInput``
-    naming ``messages[i].tool_call_id``, ``i`` its place in ``messages``)."""
-    called: set[str] = set()
+    """Tool turns as every provider requires them (else ``InvalidInput`` naming the field,
+    ``i`` a turn's place in ``messages``):
+    - a call's id is unique within its turn (``messages[i].tool_calls[n].id``) and its
+      function's name one a tool can have (``messages[i].tool_calls[n].function.name``);
+    - a tool turn answers a call of the assistant turn right before it (only other tool turns
+      between them), once (``messages[i].tool_call_id``);
+    - every call is answered that way (``messages[i].tool_calls``)."""
+    open_calls: dict[str, int] = {}  # the calls of the turn before, not answered yet
+    caller: int | None = None  # that turn's place
+    unanswered: int | None = None  # the first turn with a call left unanswered
     for index, message in enumerate(messages):
-        if message.tool_calls:
-            called.update(call.id for call in message.tool_calls)
-        if message.role is MessageRole.TOOL and message.tool_call_id not in called:
-            field = f"messages[{index}].tool_call_id"
-            raise InvalidInput(
-                f"{field} ({message.tool_call_id!r}) answers no tool call of an earlier "
-                "assistant message.",
-                field=field,
-            )
+        if message.role is MessageRole.TOOL:
+            if open_calls.pop(message.tool_call_id or "", None) is None:
+                field = f"messages[{index}].tool_call_id"
+                raise InvalidInput(
+                    f"{field} ({message.tool_call_id!r}) answers no tool call of the assistant "
+                    "message right before it (only tool messages may come between them), or "
+                    "answers one already answered.",
+                    field=field,
+                )
+            continue
+        if open_calls and unanswered is None:
+            unanswered = caller
+        open_calls, caller = _calls_of(message, index), index
+    if open_calls and unanswered is None:
+        unanswered = caller
+    if unanswered is not None:  # (a misplaced tool turn is named first, above)
+        field = f"messages[{unanswered}].tool_calls"
+        raise InvalidInput(
+            f"{field}: every call needs a tool message answering it right after this turn.",
+            field=field,
+        )
+
+
+def _calls_of(message: PromptMessage, index: int) -> dict[str, int]:
+    calls: dict[str, int] = {}
+    for number, call in enumerate(message.tool_calls):
+        if call.id in calls:
+            field = f"messages[{index}].tool_calls[{number}].id"
+            raise InvalidInput(f"{field} ({call.id!r}) names another call of the turn too.",
+                               field=field)  # fmt: skip
+        if FUNCTION_NAME.fullmatch(call.name) is None:
+            field = f"messages[{index}].tool_calls[{number}].function.name"
+            raise InvalidInput(f"{field} must be 1 to 64 letters, digits, '_' or '-'.", field=field)
+        calls[call.id] = number
+    return calls

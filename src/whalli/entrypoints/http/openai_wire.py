@@ -338,8 +338,17 @@ class Delta(msgspec.Struct, kw_only=True, omit_defaults=True):
     tool_calls: list[ToolCallOut] | None = None
 
 
+class OpeningDelta(msgspec.Struct, kw_only=True):
+    """The first chunk's delta, as OpenAI sends it: the role, and ``content`` ``""`` for a
+    reply in text or ``null`` for one that opens with a tool call (so that a client joining
+    the chunks gets what the whole reply would have said)."""
+
+    role: str = "assistant"
+    content: str | None
+
+
 class ChunkChoice(msgspec.Struct, kw_only=True):
-    delta: Delta
+    delta: Delta | OpeningDelta
     finish_reason: str | None = None
     index: int = 0
     logprobs: None = None

@@ -79,7 +79,7 @@ class _Completion:
     include_usage: bool = False  # then every chunk has "usage": null, and a last one the usage
 
     def chunk(
-        self, delta: wire.Delta, finish_reason: str | None = None
+        self, delta: wire.Delta | wire.OpeningDelta, finish_reason: str | None = None
     ) -> wire.ChatCompletionChunk:
         return wire.ChatCompletionChunk(
             id=self.id, created=self.created, model=self.model,
@@ -112,7 +112,8 @@ async def _sse(
     gauge = sse_connections()
     gauge.inc()
     try:
-        yield _data(completion.chunk(wire.Delta(role="assistant", content="")))
+        opening = None if isinstance(first, ToolCallDelta) else ""
+        yield _data(completion.chunk(wire.OpeningDelta(content=opening)))
         event = first
         while not isinstance(event, StreamEnd):
             if isinstance(event, StreamDelta):
