@@ -343,6 +343,23 @@ async def test_tool_call_arguments_anthropic_cannot_take_are_refused_before_send
     assert anthropic_server.requests == []
 
 
+async def test_tool_turns_without_the_tools_are_refused_for_anthropic_before_sending(
+    http: httpx.AsyncClient, anthropic_server: FakeProviderServer
+) -> None:
+    call = ToolCall(id="call_1", name="now", arguments="{}")
+    messages = (
+        ASKED,
+        PromptMessage(role=MessageRole.ASSISTANT, content="", tool_calls=(call,)),
+        PromptMessage(role=MessageRole.TOOL, content="12:00", tool_call_id="call_1"),
+    )
+
+    with pytest.raises(InvalidInput, match="offers the tools") as raised:
+        await collect(anthropic_model(http, anthropic_server), request(None, *messages))
+
+    assert raised.value.details["field"] == "tools"
+    assert anthropic_server.requests == []
+
+
 async def test_anthropic_text_then_a_tool_use_in_one_reply(
     http: httpx.AsyncClient, anthropic_server: FakeProviderServer
 ) -> None:

@@ -70,6 +70,14 @@ class AnthropicChatModel(ChatModel):
         )
 
     def _body(self, request: CompletionRequest) -> dict[str, Any]:
+        if request.tools is None and any(
+            m.tool_calls or m.role is MessageRole.TOOL for m in request.messages
+        ):  # the API refuses tool_use and tool_result blocks in a request without tools
+            raise InvalidInput(
+                "Anthropic models read tool calls and results only in a request that offers "
+                "the tools: send them again in tools.",
+                field="tools",
+            )
         system = "\n\n".join(m.content for m in request.messages if m.role == MessageRole.SYSTEM)
         params = request.params
         body: dict[str, Any] = {
