@@ -32,7 +32,7 @@ from whalli.entrypoints.http.controllers.usage import UsageController
 from whalli.entrypoints.http.deps import AppContainer, build_dependencies
 from whalli.entrypoints.http.json_body import JsonRequest
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
-from whalli.entrypoints.http.openai_wire import handle_openai_exception
+from whalli.entrypoints.http.openai_errors import handle_openai_exception
 from whalli.entrypoints.http.problems import exception_handlers
 from whalli.entrypoints.http.rate_limit import RateLimitPlugin
 from whalli.entrypoints.http.security import (

@@ -1,31 +1,25 @@
-"""OpenAI's wire format for /v1: request and response bodies, stream chunks and error bodies.
+"""OpenAI's wire format for /v1, requests: the Chat Completions request body, read into the
+domain's prompt, parameters and tools.
 
 Shapes follow OpenAI's Chat Completions and Models APIs, so that the official SDKs work with only
 their ``base_url`` changed. Unlike our own API, fields are snake_case and unknown request fields
 are ignored (SDKs send options Whalli does not use, such as ``user``), except the deprecated
 ``functions`` and a response format other than text, which are refused. Tools (function calling)
 follow OpenAI's shapes: ``tools``, ``tool_choice``, ``parallel_tool_calls``, assistant messages
-with ``tool_calls`` and ``tool`` messages answering them.
+with ``tool_calls`` and ``tool`` messages answering them. Replies: ``openai_replies``; errors:
+``openai_errors``.
 """
 
 from __future__ import annotations
 
-import re
-from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
-import structlog
-from litestar import Request, Response
-from litestar.exceptions import HTTPException
-from litestar.types import ExceptionHandlersMap
 
-from whalli.domain.model.chats import MessageRole, PromptMessage, TokenUsage
-from whalli.domain.model.errors import InvalidInput, InvalidToken, RateLimited, WhalliError
+from whalli.domain.model.chats import MessageRole, PromptMessage
+from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.tools import ToolCall, ToolChoice, ToolChoiceMode, Tools, ToolSpec
-from whalli.entrypoints.http.problems import GENERIC_DETAIL, status_for
-
-log = structlog.get_logger("whalli.http")
+from whalli.entrypoints.http.openai_errors import snake_field
 
 # OpenAI's roles; "developer" is the newer name of "system". The deprecated "function" role
 # (answering a ``function_call``) is not supported: "tool" replaced it.
@@ -37,12 +31,8 @@ _ROLES = {
     "tool": MessageRole.TOOL,
 }
 _CHOICE_MODES = {"none", "auto", "required"}
-# The finish reasons OpenAI clients know; providers' own spellings map onto them.
-_FINISH_REASONS = {"stop", "length", "content_filter", "tool_calls", "function_call"}
-_LENGTH_REASONS = {"length", "max_tokens", "max_output_tokens"}
 
 
-# --- requests ---------------------------------------------------------------------------------
 class ContentPart(msgspec.Struct, kw_only=True):
     type: str
     text: str | None = None
@@ -230,14 +220,6 @@ def _text(content: str | list[ContentPart] | None, index: int) -> str:
     return "".join(texts)
 
 
-def finish_reason(reason: str) -> str:
-    if reason in _LENGTH_REASONS:
-        return "length"
-    if reason == "refusal":  # Anthropic's: the model declined, for safety
-        return "content_filter"
-    return reason if reason in _FINISH_REASONS else "stop"
-
-
 def use_cache(request: ChatCompletionRequest, cache_control: str) -> bool:
     """Whether the prompt cache may answer (and store) this request: not with ``Cache-Control:
     no-cache`` or ``no-store``; else as ``cache`` says; else only at temperature 0, where an
@@ -256,213 +238,6 @@ def openai_names(error: InvalidInput, *, max_tokens_as: str) -> InvalidInput:
     field = error.details.get("field")
     if not isinstance(field, str):
         return error
-    name = max_tokens_as if field == "maxTokens" else _snake(field)
+    name = max_tokens_as if field == "maxTokens" else snake_field(field)
     details = {**error.details, "field": name}
     return InvalidInput(error.message.replace(field, name), **details)
-
-
-# --- responses --------------------------------------------------------------------------------
-class Usage(msgspec.Struct, kw_only=True):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-    @classmethod
-    def of(cls, usage: TokenUsage) -> Usage:
-        return cls(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total,
-        )
-
-
-class FunctionCallOut(msgspec.Struct, kw_only=True, omit_defaults=True):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class ToolCallOut(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A whole call (a completion), or in a chunk a piece of one: ``index``, and ``id``,
-    ``type`` and ``function.name`` on its first piece only."""
-
-    function: FunctionCallOut
-    index: int | None = None
-    id: str | None = None
-    type: Literal["function"] | None = None
-
-
-class AssistantMessage(msgspec.Struct, kw_only=True):
-    content: str | None
-    role: Literal["assistant"] = "assistant"
-    refusal: None = None
-    tool_calls: list[ToolCallOut] | msgspec.UnsetType = msgspec.UNSET  # only when it made some
-
-    @classmethod
-    def of(cls, text: str, calls: tuple[ToolCall, ...]) -> AssistantMessage:
-        """``content`` is null when the message is only tool calls."""
-        if not calls:
-            return cls(content=text)
-        return cls(
-            content=text or None,
-            tool_calls=[
-                ToolCallOut(
-                    id=call.id,
-                    type="function",
-                    function=FunctionCallOut(name=call.name, arguments=call.arguments),
-                )
-                for call in calls
-            ],
-        )
-
-
-class Choice(msgspec.Struct, kw_only=True):
-    message: AssistantMessage
-    finish_reason: str
-    index: int = 0
-    logprobs: None = None
-
-
-class ChatCompletion(msgspec.Struct, kw_only=True):
-    id: str
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
-    object: Literal["chat.completion"] = "chat.completion"
-    system_fingerprint: None = None
-
-
-class Delta(msgspec.Struct, kw_only=True, omit_defaults=True):
-    role: str | None = None
-    content: str | None = None
-    tool_calls: list[ToolCallOut] | None = None
-
-
-class OpeningDelta(msgspec.Struct, kw_only=True):
-    """The first chunk's delta, as OpenAI sends it: the role, and ``content`` ``""`` for a
-    reply in text or ``null`` for one that opens with a tool call (so that a client joining
-    the chunks gets what the whole reply would have said)."""
-
-    role: str = "assistant"
-    content: str | None
-
-
-class ChunkChoice(msgspec.Struct, kw_only=True):
-    delta: Delta | OpeningDelta
-    finish_reason: str | None = None
-    index: int = 0
-    logprobs: None = None
-
-
-class ChatCompletionChunk(msgspec.Struct, kw_only=True):
-    id: str
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    system_fingerprint: None = None
-    # Present (null until the last chunk) only when the client asked for usage.
-    usage: Usage | msgspec.UnsetType | None = msgspec.UNSET
-
-
-class ModelEntry(msgspec.Struct, kw_only=True):
-    id: str
-    created: int
-    owned_by: str
-    object: Literal["model"] = "model"
-
-
-class ModelList(msgspec.Struct, kw_only=True):
-    data: list[ModelEntry]
-    object: Literal["list"] = "list"
-
-
-# --- errors -----------------------------------------------------------------------------------
-class ErrorDetail(msgspec.Struct, kw_only=True):
-    message: str
-    type: str
-    code: str | None
-    param: str | None = None
-
-
-class ErrorBody(msgspec.Struct, kw_only=True):
-    error: ErrorDetail
-
-
-def error_type(status: int) -> str:
-    """OpenAI's ``error.type`` for a status (clients mostly dispatch on the status itself)."""
-    return {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
-        status, "invalid_request_error" if status < 500 else "server_error"
-    )
-
-
-def error_body(error: WhalliError) -> ErrorBody:
-    field = error.details.get("field")
-    return ErrorBody(
-        error=ErrorDetail(
-            message=error.message,
-            type=error_type(status_for(error)),
-            code=error.code,
-            param=_snake(field) if isinstance(field, str) else None,
-        )
-    )
-
-
-_MISSING_FIELD = re.compile(r"missing required field `(\w+)`")
-
-
-def _snake(field: str) -> str:
-    """OpenAI's name of a request field our errors name in camelCase (``maxTokens``)."""
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), field)
-
-
-def _response(status: int, body: ErrorBody, headers: dict[str, str]) -> Response[bytes]:
-    return Response(
-        content=msgspec.json.encode(body),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
-
-
-def handle_openai_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """Every error under /v1 as ``{"error": {"message", "type", "param", "code"}}``; statuses
-    come from problems.py's one mapping."""
-    headers: dict[str, str] = {}
-    if isinstance(exc, WhalliError):
-        status = status_for(exc)
-        if status == 401:
-            invalid = isinstance(exc, InvalidToken)
-            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if invalid else "Bearer"
-        if isinstance(exc, RateLimited) and "retry_after" in exc.details:
-            headers["Retry-After"] = str(exc.details["retry_after"])
-        if status >= 500:
-            log.error("request failed", code=exc.code, exc_info=exc)
-        return _response(status, error_body(exc), headers)
-    if isinstance(exc, HTTPException) and exc.status_code < 500:
-        return _response(exc.status_code, _http_error(exc), dict(exc.headers or {}))
-    log.error("unhandled exception", exc_info=exc)
-    detail = ErrorDetail(message=GENERIC_DETAIL, type="server_error", code="internal_error")
-    return _response(500, ErrorBody(error=detail), headers)
-
-
-def _http_error(exc: HTTPException) -> ErrorBody:
-    """Litestar's own errors (a body that does not decode, an unknown method): its validation
-    errors name the field and the rule, never more than the client's own input."""
-    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-    message, param = exc.detail, None
-    if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
-        first = exc.extra[0]
-        said = str(first.get("message", ""))
-        message = f"{message}: {said}".rstrip(": ")
-        param = first.get("key") if isinstance(first.get("key"), str) else None
-        missing = _MISSING_FIELD.search(said)
-        if missing and param == "data":  # the body lacks a field: name it, not the body
-            param = missing.group(1)
-    detail = ErrorDetail(message=message, type=error_type(exc.status_code), code=code, param=param)
-    return ErrorBody(error=detail)
-
-
-def openai_exception_handlers() -> ExceptionHandlersMap:
-    # Exception itself too: the app's handler would answer problem+json, which SDKs cannot read.
-    return {Exception: handle_openai_exception}

@@ -26,6 +26,8 @@ from whalli.domain.model.principal import Principal
 from whalli.domain.model.tools import ToolCallAssembly
 from whalli.domain.services.chat.complete import CompleteChat, CompleteChatHandler
 from whalli.domain.services.models.list_models import ListModels, ListModelsHandler
+from whalli.entrypoints.http import openai_errors
+from whalli.entrypoints.http import openai_replies as replies
 from whalli.entrypoints.http import openai_wire as wire
 from whalli.entrypoints.http.lean_stream import LeanStream
 from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_event
@@ -79,11 +81,11 @@ class _Completion:
     include_usage: bool = False  # then every chunk has "usage": null, and a last one the usage
 
     def chunk(
-        self, delta: wire.Delta | wire.OpeningDelta, finish_reason: str | None = None
-    ) -> wire.ChatCompletionChunk:
-        return wire.ChatCompletionChunk(
+        self, delta: replies.Delta | replies.OpeningDelta, finish_reason: str | None = None
+    ) -> replies.ChatCompletionChunk:
+        return replies.ChatCompletionChunk(
             id=self.id, created=self.created, model=self.model,
-            choices=[wire.ChunkChoice(delta=delta, finish_reason=finish_reason)],
+            choices=[replies.ChunkChoice(delta=delta, finish_reason=finish_reason)],
             usage=None if self.include_usage else msgspec.UNSET,
         )  # fmt: skip
 
@@ -92,15 +94,15 @@ def _data(payload: msgspec.Struct) -> bytes:
     return encode_event(data=_json.encode(payload).decode())
 
 
-def _tool_delta(event: ToolCallDelta) -> wire.Delta:
+def _tool_delta(event: ToolCallDelta) -> replies.Delta:
     """A piece of a tool call as OpenAI streams it: its first piece (with the id) names the
     call's id, type and function; the next ones add arguments."""
     first = event.id is not None
-    piece = wire.ToolCallOut(
+    piece = replies.ToolCallOut(
         index=event.index, id=event.id, type="function" if first else None,
-        function=wire.FunctionCallOut(name=event.name, arguments=event.arguments),
+        function=replies.FunctionCallOut(name=event.name, arguments=event.arguments),
     )  # fmt: skip
-    return wire.Delta(tool_calls=[piece])
+    return replies.Delta(tool_calls=[piece])
 
 
 async def _sse(
@@ -113,24 +115,26 @@ async def _sse(
     gauge.inc()
     try:
         opening = None if isinstance(first, ToolCallDelta) else ""
-        yield _data(completion.chunk(wire.OpeningDelta(content=opening)))
+        yield _data(completion.chunk(replies.OpeningDelta(content=opening)))
         event = first
         while not isinstance(event, StreamEnd):
             if isinstance(event, StreamDelta):
-                yield _data(completion.chunk(wire.Delta(content=event.text)))
+                yield _data(completion.chunk(replies.Delta(content=event.text)))
             else:
                 yield _data(completion.chunk(_tool_delta(event)))
             following = await anext(events, None)
             if following is None:
                 raise WhalliError("The reply ended without finishing.")
             event = following
-        last = completion.chunk(wire.Delta(), wire.finish_reason(event.finish_reason))
+        last = completion.chunk(replies.Delta(), replies.finish_reason(event.finish_reason))
         yield _data(last)
         if completion.include_usage:
-            yield _data(msgspec.structs.replace(last, choices=[], usage=wire.Usage.of(event.usage)))
+            yield _data(
+                msgspec.structs.replace(last, choices=[], usage=replies.Usage.of(event.usage))
+            )
         yield _DONE
     except WhalliError as e:
-        yield _data(wire.error_body(e))
+        yield _data(openai_errors.error_body(e))
     finally:
         gauge.dec()
         await events.aclose()
@@ -149,14 +153,14 @@ async def _completion(
         if isinstance(event, ToolCallDelta):
             calls.add(event.index, event.id, event.name, event.arguments)
             continue
-        body = wire.ChatCompletion(
+        body = replies.ChatCompletion(
             id=completion.id, created=completion.created,
             model=answered_by() or completion.model,
-            choices=[wire.Choice(
-                message=wire.AssistantMessage.of("".join(text), calls.calls()),
-                finish_reason=wire.finish_reason(event.finish_reason),
+            choices=[replies.Choice(
+                message=replies.AssistantMessage.of("".join(text), calls.calls()),
+                finish_reason=replies.finish_reason(event.finish_reason),
             )],
-            usage=wire.Usage.of(event.usage),
+            usage=replies.Usage.of(event.usage),
         )  # fmt: skip
         return Response(_json.encode(body), media_type="application/json")
     raise WhalliError("The reply ended without finishing.")
@@ -165,7 +169,7 @@ async def _completion(
 class OpenAICompatController(Controller):
     path = "/v1"
     tags = ["openai-compatible"]
-    exception_handlers = wire.openai_exception_handlers()
+    exception_handlers = openai_errors.openai_exception_handlers()
 
     @post(
         "/chat/completions",
@@ -213,8 +217,10 @@ class OpenAICompatController(Controller):
     ) -> Response[Any]:
         specs = await list_models.execute(ListModels(plan=principal.user.plan))
         # The catalog has no creation dates; a fixed 0 keeps the listing stable.
-        entries = [wire.ModelEntry(id=s.id, created=0, owned_by=s.provider) for s in specs]
-        return Response(_json.encode(wire.ModelList(data=entries)), media_type="application/json")
+        entries = [replies.ModelEntry(id=s.id, created=0, owned_by=s.provider) for s in specs]
+        return Response(
+            _json.encode(replies.ModelList(data=entries)), media_type="application/json"
+        )
 
     @get("/models/{model_id:path}", summary="One model the caller may use (OpenAI-compatible)")
     async def model(
@@ -228,5 +234,5 @@ class OpenAICompatController(Controller):
         spec = next((s for s in specs if s.id == wanted), None)
         if spec is None:  # also one the caller's plan leaves out: as for an unknown one
             raise ModelNotFound(f"The model {wanted!r} does not exist.", field="model")
-        entry = wire.ModelEntry(id=spec.id, created=0, owned_by=spec.provider)
+        entry = replies.ModelEntry(id=spec.id, created=0, owned_by=spec.provider)
         return Response(_json.encode(entry), media_type="application/json")
