@@ -54,15 +54,20 @@ def uow_factory(request: pytest.FixtureRequest) -> UowFactory:
 
 
 @pytest.fixture
-def own_database(stack_urls: StackUrls) -> Iterator[str]:
+def empty_database(stack_urls: StackUrls) -> Iterator[str]:
+    """A throwaway database on the test server, no migration applied; dropped afterwards."""
     name = f"whalli_own_{uuid.uuid4().hex[:12]}"
     server = make_conninfo(stack_urls.database_url, dbname="postgres")
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        url = make_conninfo(stack_urls.database_url, dbname=name)
-        Migrator(url, default_migrations_dir()).apply()
-        yield url
+        yield make_conninfo(stack_urls.database_url, dbname=name)
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def own_database(empty_database: str) -> str:
+    Migrator(empty_database, default_migrations_dir()).apply()
+    return empty_database

@@ -5,16 +5,12 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
-from whalli.adapters.embedded.stack import StackUrls
 from whalli.adapters.postgres.migrator import Migrator, default_migrations_dir
 from whalli.domain.model.errors import MigrationError
 
@@ -26,16 +22,9 @@ REAL_TABLES = {
 
 
 @pytest.fixture
-def database_url(stack_urls: StackUrls) -> Iterator[str]:
-    name = f"whalli_migrations_{uuid.uuid4().hex[:12]}"
-    admin = make_conninfo(stack_urls.database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(stack_urls.database_url, dbname=name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+def database_url(empty_database: str) -> str:
+    """A throwaway database with no migration applied (conftest's ``empty_database``)."""
+    return empty_database
 
 
 @pytest.fixture

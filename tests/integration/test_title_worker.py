@@ -91,10 +91,11 @@ async def stack(
             await client.delete(key)
 
 
-@pytest.fixture
-def worker(
-    stack: Stack, stack_urls: StackUrls, queue_name: str, unique: str, tmp_path: Path
-) -> Iterator[Worker]:
+def worker_env(
+    stack_urls: StackUrls, *, queue_name: str, bucket: str, provider_url: str, tmp_path: Path
+) -> dict[str, str]:
+    """The environment of a ``whalli worker`` on ``queue_name`` that titles with the fake
+    OpenAI provider at ``provider_url`` (and retries jobs within milliseconds)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHALLI_")}
     env.update(
         WHALLI_DATABASE_URL=stack_urls.database_url,
@@ -102,13 +103,13 @@ def worker(
         WHALLI_S3_ENDPOINT=stack_urls.s3_endpoint,
         WHALLI_S3_ACCESS_KEY=stack_urls.s3_access_key,
         WHALLI_S3_SECRET_KEY=stack_urls.s3_secret_key,
-        WHALLI_S3_BUCKET=f"titles-{unique}",
+        WHALLI_S3_BUCKET=bucket,
         WHALLI_QUEUE_NAME=queue_name,
         WHALLI_WORKER_THREADS="2",
         WHALLI_JOB_MIN_BACKOFF_MS="10",
         WHALLI_JOB_MAX_BACKOFF_MS="50",
         WHALLI_OPENAI_API_KEY=API_KEY,
-        WHALLI_OPENAI_BASE_URL=stack.provider.url,
+        WHALLI_OPENAI_BASE_URL=provider_url,
         # the sweepers would pick up other tests' rows in the shared database
         WHALLI_EXTRACTION_SWEEP_INTERVAL_S="0",
         WHALLI_REPLY_SWEEP_INTERVAL_S="0",
@@ -118,6 +119,17 @@ def worker(
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
     )
     (tmp_path / "metrics").mkdir()
+    return env
+
+
+@pytest.fixture
+def worker(
+    stack: Stack, stack_urls: StackUrls, queue_name: str, unique: str, tmp_path: Path
+) -> Iterator[Worker]:
+    env = worker_env(
+        stack_urls, queue_name=queue_name, bucket=f"titles-{unique}",
+        provider_url=stack.provider.url, tmp_path=tmp_path,
+    )  # fmt: skip
     started = Worker(env, tmp_path, tmp_path / "worker.log")
     yield started
     started.close()

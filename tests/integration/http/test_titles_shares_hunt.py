@@ -6,7 +6,6 @@ the fake provider. Each test asserts the correct behaviour; the findings are ``x
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,15 +15,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from redis.asyncio import Redis
 
 from tests.integration.http.conftest import team_project
 from tests.integration.http.test_chat_flow import Chat, _app
 from tests.integration.test_extraction_worker import Worker, eventually
+from tests.integration.test_title_worker import is_title_request, worker_env
 from tests.support.fake_providers import (
-    API_KEY,
     FakeProviderServer,
     RecordedRequest,
     Reply,
@@ -34,7 +31,6 @@ from tests.support.fake_providers import (
 from tests.support.resolve import resolved
 from whalli.adapters.embedded.stack import StackUrls
 from whalli.adapters.postgres.migrator import Migrator, default_migrations_dir
-from whalli.domain.model.chat_titles import INSTRUCTION
 from whalli.domain.model.chats import Message, MessageRole, MessageStatus, title_from
 from whalli.domain.model.jobs import TitleChat
 
@@ -50,14 +46,9 @@ class Titling:
         self._default = openai_default()
 
     def __call__(self, request: RecordedRequest) -> Reply:
-        if not _is_title_request(request):
+        if not is_title_request(request):
             return self._default(request)
         return Reply(chunks=openai_stream(self.answer, usage=(60, 5)))
-
-
-def _is_title_request(request: RecordedRequest) -> bool:
-    messages = request.body.get("messages") or [{}]
-    return bool(messages[0].get("content") == INSTRUCTION)
 
 
 class Stack:
@@ -65,7 +56,7 @@ class Stack:
         self.chat, self.provider, self.titling = chat, provider, titling
 
     def title_requests(self) -> list[RecordedRequest]:
-        return [r for r in self.provider.requests if _is_title_request(r)]
+        return [r for r in self.provider.requests if is_title_request(r)]
 
     async def run_title_job(self, chat_id: str, expected_title: str | None = None) -> None:
         handler = await resolved(self.chat.world.container.services.title_chat())
@@ -466,19 +457,6 @@ async def test_an_editors_chat_in_a_shared_project_records_the_title_in_the_edit
 
 
 # --- migration 0015 on an old link --------------------------------------------------------------
-@pytest.fixture
-def scratch_database_url(stack_urls: StackUrls) -> Iterator[str]:
-    name = f"whalli_hunt_{uuid.uuid4().hex[:12]}"
-    admin = make_conninfo(stack_urls.database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(stack_urls.database_url, dbname=name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def _migrate(url: str, folder: Path, before: str | None) -> None:
     for path in sorted(default_migrations_dir().glob("*.sql")):
         if before is None or path.name < before:
@@ -487,9 +465,9 @@ def _migrate(url: str, folder: Path, before: str | None) -> None:
 
 
 def test_the_backfill_leaves_out_what_the_old_link_did_not_show(
-    scratch_database_url: str, tmp_path: Path
+    empty_database: str, tmp_path: Path
 ) -> None:
-    url, folder = scratch_database_url, tmp_path / "migrations"
+    url, folder = empty_database, tmp_path / "migrations"
     folder.mkdir()
     _migrate(url, folder, "0015")
     user, project, chat, share = (uuid.uuid4() for _ in range(4))
@@ -572,28 +550,10 @@ async def test_the_expiry_may_be_a_year_away_and_no_further(stack: Stack) -> Non
 # --- titles: the production worker ----------------------------------------------------------------
 @pytest.fixture
 def worker(stack: Stack, stack_urls: StackUrls, unique: str, tmp_path: Path) -> Iterator[Worker]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHALLI_")}
-    env.update(
-        WHALLI_DATABASE_URL=stack_urls.database_url,
-        WHALLI_REDIS_URL=stack_urls.redis_url,
-        WHALLI_S3_ENDPOINT=stack_urls.s3_endpoint,
-        WHALLI_S3_ACCESS_KEY=stack_urls.s3_access_key,
-        WHALLI_S3_SECRET_KEY=stack_urls.s3_secret_key,
-        WHALLI_S3_BUCKET=f"hunt-titles-{unique}",
-        WHALLI_QUEUE_NAME=f"hunt-titles-{unique}",
-        WHALLI_WORKER_THREADS="2",
-        WHALLI_JOB_MIN_BACKOFF_MS="10",
-        WHALLI_JOB_MAX_BACKOFF_MS="50",
-        WHALLI_OPENAI_API_KEY=API_KEY,
-        WHALLI_OPENAI_BASE_URL=stack.provider.url,
-        WHALLI_EXTRACTION_SWEEP_INTERVAL_S="0",
-        WHALLI_REPLY_SWEEP_INTERVAL_S="0",
-        WHALLI_LOG_DIR=str(tmp_path / "logs"),
-        WHALLI_LOG_JSON="false",
-        WHALLI_DATA_DIR=str(tmp_path / "data"),
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
-    )
-    (tmp_path / "metrics").mkdir()
+    env = worker_env(
+        stack_urls, queue_name=f"hunt-titles-{unique}", bucket=f"hunt-titles-{unique}",
+        provider_url=stack.provider.url, tmp_path=tmp_path,
+    )  # fmt: skip
     started = Worker(env, tmp_path, tmp_path / "worker.log")
     yield started
     started.close()

@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.integration.http.test_identity_end_to_end import _settings
 from tests.integration.http.test_openai_sdk_end_to_end import _api_key
+from tests.integration.http.test_v1_tools import CLAUDE, GPT, PARIS, TIME, TOOLS
 from tests.support.fake_providers import (
     API_KEY,
     FakeProviderServer,
@@ -38,25 +39,6 @@ from tests.support.resolve import resolved
 from whalli.adapters.embedded.stack import StackUrls
 from whalli.container import Container, build_container
 from whalli.entrypoints.http.asgi import build_app
-
-TOOLS: list[ChatCompletionToolParam] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The weather in a city now.",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    },
-    {"type": "function", "function": {"name": "local_time", "parameters": {"type": "object"}}},
-]
-PARIS = ScriptedCall("call_paris", "get_weather", ['{"ci', 'ty":', ' "Pa', 'ris"}'])
-TIME = ScriptedCall("call_time", "local_time", ["{}"])
-GPT, CLAUDE = "openai/gpt-4o-mini", "anthropic/claude-3-5-haiku"
 
 
 @dataclass

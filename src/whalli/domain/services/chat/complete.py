@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping, Set
+from collections.abc import AsyncGenerator, Coroutine, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -37,7 +37,8 @@ from whalli.domain.model.prompt_cache import (
 from whalli.domain.model.tools import ToolCallAssembly, Tools
 from whalli.domain.model.users import User
 from whalli.domain.services.chat import usage_writes
-from whalli.domain.services.chat.context import estimate_prompt_tokens, estimate_tokens
+from whalli.domain.services.chat.context import usage_or_estimate
+from whalli.domain.services.chat.streaming import close_stream
 from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.ports.cache import Cache
 from whalli.ports.chat_metrics import ChatMetrics
@@ -245,7 +246,7 @@ class CompleteChatHandler:
                 continue
             finally:
                 try:
-                    await _close(events)
+                    await close_stream(events)
                 finally:  # even when closing is interrupted by the request's cancellation
                     await self._record_if_cut(command, run, started)
             if command.use_cache and candidate is spec:  # never a fallback's reply
@@ -280,14 +281,9 @@ class CompleteChatHandler:
         self, command: CompleteChat, run: _Run, started: float, status: MessageStatus
     ) -> TokenUsage:
         run.recorded = True
-        usage = run.end.usage if run.end is not None else TokenUsage()
         text = "".join(run.text) + run.calls.text()
-        if usage.total == 0 and text:
-            # The provider reported no usage (cut short, or it does not report): an estimate.
-            usage = TokenUsage(
-                prompt_tokens=estimate_prompt_tokens(command.messages),
-                completion_tokens=estimate_tokens(text),
-            )
+        reported = run.end.usage if run.end is not None else None
+        usage = usage_or_estimate(reported, command.messages, text)
         cost = (
             0.0 if run.cached else run.spec.cost_usd(usage.prompt_tokens, usage.completion_tokens)
         )
@@ -307,13 +303,6 @@ class CompleteChatHandler:
             ttft_seconds=run.ttft_s, total_seconds=time.perf_counter() - started,
         )  # fmt: skip
         return usage
-
-
-async def _close(events: AsyncIterator[Any]) -> None:
-    """Close the provider's iterator, and so its upstream request."""
-    close = getattr(events, "aclose", None)
-    if close is not None:
-        await close()
 
 
 async def _detached(work: Coroutine[Any, Any, Any]) -> None:

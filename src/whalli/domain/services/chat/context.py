@@ -23,7 +23,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from whalli.domain.model.catalog import ModelSpec
-from whalli.domain.model.chats import Message, MessageRole, MessageStatus, PromptMessage
+from whalli.domain.model.chats import (
+    Message,
+    MessageRole,
+    MessageStatus,
+    PromptMessage,
+    TokenUsage,
+)
 from whalli.domain.model.errors import InvalidInput
 
 # The estimate: about 4 bytes of UTF-8 per token, rounded up. That is close for English with
@@ -50,6 +56,20 @@ def estimate_message_tokens(message: PromptMessage) -> int:
 def estimate_prompt_tokens(messages: Iterable[PromptMessage]) -> int:
     """The estimate of a whole prompt (what ``build_context`` keeps within the window)."""
     return sum(estimate_message_tokens(m) for m in messages)
+
+
+def usage_or_estimate(
+    reported: TokenUsage | None, prompt: Iterable[PromptMessage], text: str
+) -> TokenUsage:
+    """The usage the provider reported; when it reported none (a reply cut short, a provider
+    that does not report) and some text was served, an estimate of the prompt and that text.
+    With no text either, nothing is known to have been served: zero."""
+    usage = reported or TokenUsage()
+    if usage.total == 0 and text:
+        return TokenUsage(
+            prompt_tokens=estimate_prompt_tokens(prompt), completion_tokens=estimate_tokens(text)
+        )
+    return usage
 
 
 def attachment_block(filename: str, text: str, char_cap: int) -> str:
@@ -96,11 +116,15 @@ class PreparedReply:
 
     reply: Message
     prompt: tuple[PromptMessage, ...]
-    # the first reply of a chat this start created (``POST /api/chat/start`` without a chat):
-    # once complete, the chat is queued for an automatic title. Known in process, so the
-    # session stored in Redis does not carry it.
-    first_of_new_chat: bool = False
-    chat_title: str | None = None  # that new chat's title then (the title job expects it)
+    # Set on the first reply of a chat this start created (``POST /api/chat/start`` without a
+    # chat): that chat's title then. Once the reply is complete, the chat is queued for an
+    # automatic title, which the job sets only while the chat still has this one. Known in
+    # process, so the session stored in Redis does not carry it.
+    new_chat_title: str | None = None
+
+    @property
+    def first_of_new_chat(self) -> bool:
+        return self.new_chat_title is not None
 
 
 def build_context(

@@ -34,8 +34,7 @@ from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, Token
 from whalli.domain.services.chat import usage_writes
 from whalli.domain.services.chat.context import (
     PreparedReply,
-    estimate_prompt_tokens,
-    estimate_tokens,
+    usage_or_estimate,
 )
 from whalli.domain.services.chat.streaming import StopBoard, stream_until_stopped
 from whalli.domain.services.chat.usage_writes import write_usage_retrying
@@ -259,13 +258,11 @@ class GenerateReplyHandler:
             with contextlib.suppress(ServiceUnavailable):  # not cached: only a later miss
                 await self._cache.set(key, encode_cached_reply(cached), ttl)
         await self._publish(session, self._final_event(final, outcome))
-        if prepared.first_of_new_chat:
-            await self._queue_title(session, final, prepared.chat_title)
+        if prepared.new_chat_title is not None:
+            await self._queue_title(session, final, prepared.new_chat_title)
         return final.id
 
-    async def _queue_title(
-        self, session: ChatSession, reply: Message, chat_title: str | None
-    ) -> None:
+    async def _queue_title(self, session: ChatSession, reply: Message, chat_title: str) -> None:
         """After the final event (``done`` never waits for it): best effort, the chat keeps
         its first-message title when the job cannot be queued."""
         if self._jobs is None or reply.status is not MessageStatus.COMPLETE:
@@ -358,13 +355,8 @@ class GenerateReplyHandler:
         """The finished reply and its usage, written once; ``None`` when the chat was deleted
         meanwhile (the usage is then recorded alone)."""
         text = "".join(outcome.text)
-        usage = outcome.usage or TokenUsage()
-        if usage.total == 0 and text:
-            # The provider reported no usage (stopped or cut short): record an estimate. With no
-            # text either (it failed before its first token) nothing is known to have been
-            # served, and nothing is charged: zero, as for /v1.
-            prompt = estimate_prompt_tokens(messages)
-            usage = TokenUsage(prompt_tokens=prompt, completion_tokens=estimate_tokens(text))
+        # stopped or cut short, the reply is charged an estimate; failed before any text, zero
+        usage = usage_or_estimate(outcome.usage, messages, text)
         cost = (
             0.0
             if outcome.cached

@@ -184,8 +184,7 @@ class StartChatHandler:
                 ttl=self._ttl,
             )
             prepared = PreparedReply(
-                reply=reply, prompt=prompt, first_of_new_chat=new_chat,
-                chat_title=chat.title if new_chat else None,
+                reply=reply, prompt=prompt, new_chat_title=chat.title if new_chat else None,
             )  # fmt: skip
 
             async def write() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Self
 
 from whalli.domain.model.errors import ProviderError
@@ -148,6 +148,13 @@ async def stream_until_stopped(
     return end
 
 
+async def close_stream(events: AsyncIterator[object]) -> None:
+    """Close a provider's iterator, and so its upstream request (not at garbage collection)."""
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()
+
+
 async def _consume(
     model: ChatModel, request: CompletionRequest, on_delta: Callable[[str], Awaitable[None]]
 ) -> StreamEnd:
@@ -163,7 +170,5 @@ async def _consume(
             # call; a piece of a call from a misbehaving server has nothing to show the reader
             # and is no reason to fail a reply whose text is fine.
     finally:
-        close = getattr(events, "aclose", None)
-        if close is not None:
-            await close()
+        await close_stream(events)
     raise ProviderError("The provider ended the stream without finishing it.")

@@ -18,7 +18,8 @@ from whalli.domain.model.chats import (
 )
 from whalli.domain.model.errors import ChatNotFound, ModelNotFound, ProviderError, ReplyInProgress
 from whalli.domain.model.jobs import TitleChat
-from whalli.domain.services.chat.context import estimate_prompt_tokens, estimate_tokens
+from whalli.domain.services.chat.context import usage_or_estimate
+from whalli.domain.services.chat.streaming import close_stream
 from whalli.ports.chat_metrics import ChatMetrics
 from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
 from whalli.ports.clock import Clock
@@ -160,13 +161,6 @@ class TitleChatHandler:
                 elif isinstance(event, StreamEnd):
                     usage = event.usage
         finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:  # closes the upstream request
-                await close()
+            await close_stream(events)
         text = "".join(parts)
-        if usage.total == 0 and text:
-            usage = TokenUsage(
-                prompt_tokens=estimate_prompt_tokens(messages),
-                completion_tokens=estimate_tokens(text),
-            )
-        return text, usage
+        return text, usage_or_estimate(usage, messages, text)
