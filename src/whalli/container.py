@@ -351,6 +351,7 @@ class Adapters(containers.DeclarativeContainer):
         DramatiqJobQueue,
         broker=gateways.broker,
         queue_name=providers.Callable(lambda s: s.queue_name, settings),
+        client=gateways.redis,
     )
     password_hasher = providers.Singleton(
         Argon2PasswordHasher,

@@ -174,8 +174,15 @@ def broker(stack_urls: StackUrls, queue_name: str) -> Iterator[RedisBroker]:
 
 
 @pytest.fixture
-def job_queue(broker: RedisBroker, queue_name: str) -> DramatiqJobQueue:
-    return DramatiqJobQueue(broker, queue_name)
+async def redis(stack_urls: StackUrls) -> AsyncIterator[Redis]:
+    client = Redis.from_url(stack_urls.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def job_queue(broker: RedisBroker, queue_name: str, redis: Redis) -> DramatiqJobQueue:
+    return DramatiqJobQueue(broker, queue_name, client=redis)
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], worker: Worker) -> Any:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
 from whalli.adapters.dramatiq.broker import create_broker
 from whalli.adapters.dramatiq.job_queue import DramatiqJobQueue
@@ -44,7 +45,8 @@ async def test_the_production_worker_consumes_a_job_from_the_port(
     client = redis.Redis.from_url(stack_urls.redis_url)
     broker = create_broker(stack_urls.redis_url, namespace=queue)
     try:
-        await DramatiqJobQueue(broker, queue).enqueue(Ping(token=unique))
+        async with AsyncRedis.from_url(stack_urls.redis_url) as async_client:
+            await DramatiqJobQueue(broker, queue, client=async_client).enqueue(Ping(token=unique))
         key = f"whalli:cache:ping:{unique}"
         deadline = time.monotonic() + 60
         while client.get(key) is None and time.monotonic() < deadline and worker.poll() is None:

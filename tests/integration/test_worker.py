@@ -126,8 +126,8 @@ def broker(stack_urls: StackUrls, queue_name: str) -> Iterator[RedisBroker]:
 
 
 @pytest.fixture
-def job_queue(broker: RedisBroker, queue_name: str) -> DramatiqJobQueue:
-    return DramatiqJobQueue(broker, queue_name)
+def job_queue(broker: RedisBroker, queue_name: str, redis: Redis) -> DramatiqJobQueue:
+    return DramatiqJobQueue(broker, queue_name, client=redis)
 
 
 @pytest.fixture

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.message import Message
+from dramatiq.middleware import Middleware
+from redis.asyncio import Redis
 
+from tests.integration.contracts.conftest import redis_resource
 from whalli.adapters.dramatiq.broker import create_broker
 from whalli.adapters.dramatiq.job_queue import RUN_JOB_ACTOR, DramatiqJobQueue
 from whalli.adapters.embedded.stack import StackUrls
@@ -83,12 +86,13 @@ def queue_and_receive(
         return fake, drain
 
     broker: RedisBroker = request.getfixturevalue("broker")
+    client: Redis = request.getfixturevalue("redis_client")
 
     async def consume() -> list[Job]:
         messages = await asyncio.to_thread(_consume, broker, queue_name)
         return [decode_job(m.args[0]) for m in messages]
 
-    return DramatiqJobQueue(broker, queue_name), consume
+    return DramatiqJobQueue(broker, queue_name, client=client), consume
 
 
 async def test_enqueued_jobs_arrive_intact_and_in_order_at_a_consumer(
@@ -117,10 +121,10 @@ async def test_a_job_is_delivered_once(queue_and_receive: tuple[JobQueue, Receiv
 
 
 async def test_a_dramatiq_job_is_a_message_to_the_run_job_actor_on_the_queue(
-    broker: RedisBroker, queue_name: str
+    broker: RedisBroker, queue_name: str, redis_client: Redis
 ) -> None:
     job = ExtractAttachment(attachment_id=uuid.uuid4())
-    await DramatiqJobQueue(broker, queue_name).enqueue(job)
+    await DramatiqJobQueue(broker, queue_name, client=redis_client).enqueue(job)
 
     [message] = await asyncio.to_thread(_consume, broker, queue_name)
 
@@ -131,15 +135,53 @@ async def test_a_dramatiq_job_is_a_message_to_the_run_job_actor_on_the_queue(
 
 
 async def test_a_delayed_dramatiq_job_waits_in_the_delay_queue_until_its_eta(
-    broker: RedisBroker, queue_name: str
+    broker: RedisBroker, queue_name: str, redis_client: Redis
 ) -> None:
     before_ms = int(time.time() * 1000)
-    await DramatiqJobQueue(broker, queue_name).enqueue(Ping(token="later"), delay_ms=60_000)
+    queue = DramatiqJobQueue(broker, queue_name, client=redis_client)
+    await queue.enqueue(Ping(token="later"), delay_ms=60_000)
 
     [message] = await asyncio.to_thread(_consume, broker, f"{queue_name}.DQ")
 
     assert decode_job(message.args[0]) == Ping(token="later")
     assert message.options["eta"] >= before_ms + 60_000
+
+
+async def test_the_same_job_enqueued_twice_is_delivered_twice(
+    queue_and_receive: tuple[JobQueue, Receive],
+) -> None:
+    queue, receive = queue_and_receive
+    await queue.enqueue(Ping(token="again"))
+    await queue.enqueue(Ping(token="again"))
+
+    assert await receive() == [Ping(token="again"), Ping(token="again")]
+
+
+async def test_the_broker_middleware_sees_each_enqueue_as_the_broker_would_show_it(
+    broker: RedisBroker, queue_name: str, redis_client: Redis
+) -> None:
+    seen: list[tuple[str, str, int | None, str]] = []
+
+    class Record(Middleware):
+        def before_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
+            seen.append(("before", message.queue_name, delay, message.options["redis_message_id"]))
+
+        def after_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
+            seen.append(("after", message.queue_name, delay, message.options["redis_message_id"]))
+
+    broker.add_middleware(Record())
+    queue = DramatiqJobQueue(broker, queue_name, client=redis_client)
+    await queue.enqueue(Ping(token="now"))
+    await queue.enqueue(Ping(token="later"), delay_ms=5_000)
+
+    assert [entry[:3] for entry in seen] == [
+        ("before", queue_name, None),
+        ("after", queue_name, None),
+        ("before", f"{queue_name}.DQ", 5_000),
+        ("after", f"{queue_name}.DQ", 5_000),
+    ]
+    ids = [entry[3] for entry in seen]
+    assert ids[0] == ids[1] != ids[2] == ids[3]
 
 
 async def test_the_in_memory_queue_records_the_delay() -> None:
@@ -154,10 +196,13 @@ async def test_the_in_memory_queue_records_the_delay() -> None:
 async def test_an_unreachable_broker_raises_service_unavailable_without_the_password(
     closed_port: int,
 ) -> None:
-    broker = create_broker(f"redis://:queue-s3cret-pw@127.0.0.1:{closed_port}/0")
+    url = f"redis://:queue-s3cret-pw@127.0.0.1:{closed_port}/0"
+    broker = create_broker(url)
     try:
-        with pytest.raises(ServiceUnavailable, match=r"^The job queue is unavailable\.$") as caught:
-            await DramatiqJobQueue(broker, "jobs").enqueue(Ping(token="t"))
+        async with redis_resource(url) as client:
+            queue = DramatiqJobQueue(broker, "jobs", client=client)
+            with pytest.raises(ServiceUnavailable, match=r"^The job queue is unavailable\.$") as e:
+                await queue.enqueue(Ping(token="t"))
     finally:
         broker.client.close()
-    assert "queue-s3cret-pw" not in str(caught.value)
+    assert "queue-s3cret-pw" not in str(e.value)
