@@ -88,6 +88,7 @@ from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chat.streaming import StopBoard
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.fail_abandoned_replies import FailAbandonedReplies
+from whalli.domain.services.chats.fork_chat import ForkChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.import_chats import ImportChatsHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
@@ -583,6 +584,7 @@ class Services(containers.DeclarativeContainer):
     delete_chat = providers.Factory(DeleteChatHandler, uow)
     search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)
     import_chats = providers.Factory(ImportChatsHandler, uow, clock, ids)
+    fork_chat = providers.Factory(ForkChatHandler, uow, clock, ids)
     attach_stream = providers.Factory(
         AttachStreamHandler, adapters.chat_sessions, uow, adapters.stream_passes, clock
     )

@@ -51,6 +51,7 @@ from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chat.read_reply import ReadReplyHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
+from whalli.domain.services.chats.fork_chat import ForkChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.import_chats import ImportChatsHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
@@ -292,6 +293,9 @@ class FakeContainer:
 
     async def import_chats(self) -> ImportChatsHandler:
         return ImportChatsHandler(self.uow(), self.clock, self.ids)
+
+    async def fork_chat(self) -> ForkChatHandler:
+        return ForkChatHandler(self.uow(), self.clock, self.ids)
 
     # --- files ---------------------------------------------------------------------------------
     async def upload_attachment(self) -> UploadAttachmentHandler:

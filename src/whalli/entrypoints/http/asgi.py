@@ -41,6 +41,7 @@ from whalli.domain.services.chat.regenerate_reply import RegenerateReplyHandler
 from whalli.domain.services.chat.start_chat import StartChatHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
+from whalli.domain.services.chats.fork_chat import ForkChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.import_chats import ImportChatsHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
@@ -251,6 +252,9 @@ class ContainerApp:
 
     async def import_chats(self) -> ImportChatsHandler:
         return await self._get(self.container.services.import_chats, ImportChatsHandler)
+
+    async def fork_chat(self) -> ForkChatHandler:
+        return await self._get(self.container.services.fork_chat, ForkChatHandler)
 
     async def upload_attachment(self) -> UploadAttachmentHandler:
         return await self._get(self.container.services.upload_attachment, UploadAttachmentHandler)

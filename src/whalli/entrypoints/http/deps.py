@@ -34,6 +34,7 @@ from whalli.domain.services.chat.regenerate_reply import RegenerateReplyHandler
 from whalli.domain.services.chat.start_chat import StartChatHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
+from whalli.domain.services.chats.fork_chat import ForkChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
 from whalli.domain.services.chats.import_chats import ImportChatsHandler
 from whalli.domain.services.chats.list_chats import ListChatsHandler
@@ -121,6 +122,7 @@ class AppContainer(Protocol):
     async def delete_chat(self) -> DeleteChatHandler: ...
     async def search_chats(self) -> SearchChatsHandler: ...
     async def import_chats(self) -> ImportChatsHandler: ...
+    async def fork_chat(self) -> ForkChatHandler: ...
 
     # Files (controllers/files.py): one fresh handler per call.
     async def upload_attachment(self) -> UploadAttachmentHandler: ...
@@ -266,5 +268,6 @@ def _chat_providers(container: AppContainer) -> dict[str, Provide]:
         "delete_chat": Provide(container.delete_chat),
         "search_chats": Provide(container.search_chats),
         "import_chats": Provide(container.import_chats),
+        "fork_chat": Provide(container.fork_chat),
         "complete_chat": Provide(container.complete_chat),
     }

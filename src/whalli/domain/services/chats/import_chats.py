@@ -15,6 +15,7 @@ from whalli.domain.model.chat_imports import (
 )
 from whalli.domain.model.chatgpt_export import parse_chatgpt
 from whalli.domain.model.errors import InvalidInput
+from whalli.domain.services.chats.bulk import add_chat_with_messages
 from whalli.domain.services.projects.access import project_to_write
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
@@ -22,8 +23,6 @@ from whalli.ports.unit_of_work import UnitOfWork
 
 # The formats an import reads, by name; another format's parser goes beside ChatGPT's.
 PARSERS: dict[str, Parser] = {"chatgpt": parse_chatgpt}
-# Messages per statement: Postgres takes at most 65535 parameters (18 a message).
-_BATCH = 1000
 
 
 class ImportChats(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,9 +80,7 @@ class ImportChatsHandler:
                     conversation, project_id=project_id, user_id=command.user_id, now=now,
                     new_id=self._ids.new_id,
                 )  # fmt: skip
-                await uow.chats.add_with_messages(chat, messages[:_BATCH])
-                for start in range(_BATCH, len(messages), _BATCH):
-                    await uow.chats.add_messages(messages[start : start + _BATCH])
+                await add_chat_with_messages(uow, chat, messages)
                 imported.append(
                     ImportedChat(chat_id=chat.id, title=chat.title, messages=len(messages))
                 )

@@ -1,5 +1,5 @@
-"""Existing chats: /api/chats (list, search, read, export, rename, delete). Starting a chat and
-streaming its replies are other routes."""
+"""Existing chats: /api/chats (list, search, read, export, rename, fork, delete). Starting a
+chat and streaming its replies are other routes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Response, delete, get, patch, put
+from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
@@ -18,6 +18,7 @@ from whalli.domain.model.feedback import Feedback, Rating
 from whalli.domain.model.filenames import content_disposition
 from whalli.domain.model.principal import Principal
 from whalli.domain.services.chats.delete_chat import DeleteChat, DeleteChatHandler
+from whalli.domain.services.chats.fork_chat import ForkChat, ForkChatHandler
 from whalli.domain.services.chats.get_chat import ChatWithMessages, GetChat, GetChatHandler
 from whalli.domain.services.chats.list_chats import DEFAULT_PAGE_SIZE, ListChats, ListChatsHandler
 from whalli.domain.services.chats.rate_reply import RateReply, RateReplyHandler
@@ -102,6 +103,12 @@ class ChatUpdate(Inbound, omit_defaults=True):
     # neither moves the chat in the list; archiving unpins; an archived chat cannot be pinned
     pinned: bool | msgspec.UnsetType = msgspec.UNSET
     archived: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class ForkIn(Inbound):
+    message_id: UUID | None = None  # the last message copied; none: the whole conversation
+    project_id: UUID | None = None  # none: the caller's personal project
+    title: str | None = None  # none: the chat's
 
 
 class SearchHit(Schema):
@@ -314,6 +321,31 @@ class ChatController(Controller):
         return InstructedChat(
             **msgspec.structs.asdict(_chat(chat)), system_prompt=chat.system_prompt
         )
+
+    @post(
+        "/{chat_id:uuid}/fork",
+        summary="Fork a chat: a new chat with a copy of its conversation up to a message (readers)",
+        description="Copies the finished messages up to and including `messageId` (all of "
+        "them when left out; a reply still being generated: 409) and the system prompt into a "
+        "new chat of the caller's, in `projectId` (owners and editors) or their personal "
+        "project, titled as the chat or `title`. Go on from there with `POST /api/chat/start` "
+        "or `/api/chat/regenerate`; the chat forked from is not changed. Feedback, share "
+        "links, pin and archive are not copied; attachment links only within one project. The "
+        "body is optional. Answers the new chat as `GET /api/chats/{id}` does.",
+    )
+    async def fork(
+        self,
+        principal: NamedDependency[Principal],
+        fork_chat: NamedDependency[ForkChatHandler],
+        chat_id: FromPath[UUID],
+        data: JSONBody[ForkIn | None] = None,
+    ) -> ChatDetail:
+        given = data or ForkIn()
+        command = ForkChat(
+            user_id=principal.user_id, chat_id=chat_id, message_id=given.message_id,
+            project_id=given.project_id, title=given.title,
+        )  # fmt: skip
+        return _detail(await fork_chat.execute(command), sessions={})
 
     @delete("/{chat_id:uuid}", summary="Delete a chat and its messages (owners and editors)")
     async def remove(
