@@ -110,6 +110,10 @@ from whalli.domain.services.files.requeue_stale import RequeueStaleAttachments
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.presets.create_preset import CreatePresetHandler
+from whalli.domain.services.presets.delete_preset import DeletePresetHandler
+from whalli.domain.services.presets.list_presets import ListPresetsHandler
+from whalli.domain.services.presets.update_preset import UpdatePresetHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
 from whalli.domain.services.projects.create_project import CreateProjectHandler
@@ -585,6 +589,25 @@ class Services(containers.DeclarativeContainer):
     search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)
     import_chats = providers.Factory(ImportChatsHandler, uow, clock, ids)
     fork_chat = providers.Factory(ForkChatHandler, uow, clock, ids)
+
+    # presets
+    create_preset = providers.Factory(
+        CreatePresetHandler,
+        uow,
+        adapters.catalog,
+        providers.Callable(lambda s: s.enabled_providers, settings),
+        clock,
+        ids,
+    )
+    list_presets = providers.Factory(ListPresetsHandler, uow)
+    update_preset = providers.Factory(
+        UpdatePresetHandler,
+        uow,
+        adapters.catalog,
+        providers.Callable(lambda s: s.enabled_providers, settings),
+        clock,
+    )
+    delete_preset = providers.Factory(DeletePresetHandler, uow)
     attach_stream = providers.Factory(
         AttachStreamHandler, adapters.chat_sessions, uow, adapters.stream_passes, clock
     )

@@ -12,6 +12,7 @@ from whalli.ports.chats import ChatRepository
 from whalli.ports.feedback import FeedbackRepository
 from whalli.ports.notifications import NotificationRepository
 from whalli.ports.oauth_identities import OAuthIdentityRepository
+from whalli.ports.presets import PresetRepository
 from whalli.ports.projects import ProjectRepository
 from whalli.ports.refresh_tokens import RefreshTokenRepository
 from whalli.ports.search_subscriptions import SearchSubscriptionRepository
@@ -42,6 +43,7 @@ class UnitOfWork(Protocol):
     usage: UsageRepository
     feedback: FeedbackRepository
     shares: ChatShareRepository
+    presets: PresetRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -70,6 +70,10 @@ from whalli.domain.services.files.open_attachment_content import OpenAttachmentC
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.presets.create_preset import CreatePresetHandler
+from whalli.domain.services.presets.delete_preset import DeletePresetHandler
+from whalli.domain.services.presets.list_presets import ListPresetsHandler
+from whalli.domain.services.presets.update_preset import UpdatePresetHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
 from whalli.domain.services.projects.create_project import CreateProjectHandler
@@ -296,6 +300,20 @@ class FakeContainer:
 
     async def fork_chat(self) -> ForkChatHandler:
         return ForkChatHandler(self.uow(), self.clock, self.ids)
+
+    async def create_preset(self) -> CreatePresetHandler:
+        return CreatePresetHandler(
+            self.uow(), self.catalog, self.enabled_providers, self.clock, self.ids
+        )
+
+    async def list_presets(self) -> ListPresetsHandler:
+        return ListPresetsHandler(self.uow())
+
+    async def update_preset(self) -> UpdatePresetHandler:
+        return UpdatePresetHandler(self.uow(), self.catalog, self.enabled_providers, self.clock)
+
+    async def delete_preset(self) -> DeletePresetHandler:
+        return DeletePresetHandler(self.uow())
 
     # --- files ---------------------------------------------------------------------------------
     async def upload_attachment(self) -> UploadAttachmentHandler:

@@ -88,6 +88,7 @@ async def test_every_operation_answers_401_without_credentials_exactly_when_it_r
             "file_id",
             "message_id",
             "share_id",
+            "preset_id",
         ):
             concrete = concrete.replace(f"{{{name}}}", str(uuid.uuid4()))
         for method, operation in item.items():

@@ -43,7 +43,7 @@ TABLES = (
     "users", "projects", "memberships", "chats", "messages", "attachments", "transcriptions",
     "search_subscriptions", "search_results", "notifications",
     "refresh_tokens", "api_keys", "oauth_identities", "usage_records", "message_feedback",
-    "chat_shares", "user_custom_instructions",
+    "chat_shares", "user_custom_instructions", "presets",
 )  # fmt: skip
 FOREIGN_KEYS = (
     ForeignKey("projects", "owner_id", "users", UserNotFound, cascade=False),
@@ -73,6 +73,7 @@ FOREIGN_KEYS = (
     ForeignKey("chat_shares", "chat_id", "chats", ChatNotFound),
     ForeignKey("chat_shares", "created_by", "users", UserNotFound),
     ForeignKey("user_custom_instructions", "user_id", "users", UserNotFound),
+    ForeignKey("presets", "user_id", "users", UserNotFound),
 )  # fmt: skip
 UNIQUES = (
     Unique("users", ("email",), EmailAlreadyRegistered),

@@ -13,6 +13,7 @@ from whalli.adapters.memory.chats import InMemoryChatRepository
 from whalli.adapters.memory.feedback import InMemoryFeedbackRepository
 from whalli.adapters.memory.notifications import InMemoryNotificationRepository
 from whalli.adapters.memory.oauth_identities import InMemoryOAuthIdentityRepository
+from whalli.adapters.memory.presets import InMemoryPresetRepository
 from whalli.adapters.memory.projects import InMemoryProjectRepository
 from whalli.adapters.memory.refresh_tokens import InMemoryRefreshTokenRepository
 from whalli.adapters.memory.search_subscriptions import InMemorySearchSubscriptionRepository
@@ -49,6 +50,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.usage = InMemoryUsageRepository(self._transaction)
         self.feedback = InMemoryFeedbackRepository(self._transaction)
         self.shares = InMemoryChatShareRepository(self._transaction)
+        self.presets = InMemoryPresetRepository(self._transaction)
 
     def _transaction(self) -> MemoryTransaction:
         if self._tx is None:

@@ -19,6 +19,7 @@ from whalli.adapters.postgres.feedback import PostgresFeedbackRepository
 from whalli.adapters.postgres.notifications import PostgresNotificationRepository
 from whalli.adapters.postgres.oauth_identities import PostgresOAuthIdentityRepository
 from whalli.adapters.postgres.pool import PostgresPool
+from whalli.adapters.postgres.presets import PostgresPresetRepository
 from whalli.adapters.postgres.projects import PostgresProjectRepository
 from whalli.adapters.postgres.refresh_tokens import PostgresRefreshTokenRepository
 from whalli.adapters.postgres.search_subscriptions import PostgresSearchSubscriptionRepository
@@ -84,6 +85,7 @@ class PostgresUnitOfWork(UnitOfWork):
     usage = _Repository(PostgresUsageRepository)
     feedback = _Repository(PostgresFeedbackRepository)
     shares = _Repository(PostgresChatShareRepository)
+    presets = _Repository(PostgresPresetRepository)
 
     def __init__(self, pool: PostgresPool) -> None:
         self._pool = pool

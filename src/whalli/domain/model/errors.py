@@ -293,3 +293,15 @@ class InvalidCredentials(Unauthenticated):
 class AttachmentNotReady(Conflict):
     code = "attachment_not_ready"
     default_message = "An attached file is not ready yet."
+
+
+class PresetNotFound(NotFound):
+    """A preset that does not exist or is someone else's."""
+
+    code = "preset_not_found"
+    default_message = "Preset not found."
+
+
+class PresetLimitReached(InvalidInput):
+    code = "preset_limit_reached"
+    default_message = "You have as many presets as allowed; delete one first."

@@ -26,6 +26,7 @@ from whalli.entrypoints.http.controllers.metrics import MetricsController
 from whalli.entrypoints.http.controllers.models import ModelController
 from whalli.entrypoints.http.controllers.oauth import OAuthController
 from whalli.entrypoints.http.controllers.openai_compat import OpenAICompatController
+from whalli.entrypoints.http.controllers.presets import PresetController
 from whalli.entrypoints.http.controllers.projects import MemberController, ProjectController
 from whalli.entrypoints.http.controllers.shares import ChatShareController, SharedChatController
 from whalli.entrypoints.http.controllers.usage import UsageController
@@ -60,6 +61,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     AdminController,
     UsageController,
     ApiKeyController,
+    PresetController,
     OpenAICompatController,
     ChatController,
     ChatImportController,

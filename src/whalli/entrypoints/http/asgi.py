@@ -60,6 +60,10 @@ from whalli.domain.services.files.open_attachment_content import OpenAttachmentC
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.presets.create_preset import CreatePresetHandler
+from whalli.domain.services.presets.delete_preset import DeletePresetHandler
+from whalli.domain.services.presets.list_presets import ListPresetsHandler
+from whalli.domain.services.presets.update_preset import UpdatePresetHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
 from whalli.domain.services.projects.create_project import CreateProjectHandler
@@ -255,6 +259,18 @@ class ContainerApp:
 
     async def fork_chat(self) -> ForkChatHandler:
         return await self._get(self.container.services.fork_chat, ForkChatHandler)
+
+    async def create_preset(self) -> CreatePresetHandler:
+        return await self._get(self.container.services.create_preset, CreatePresetHandler)
+
+    async def list_presets(self) -> ListPresetsHandler:
+        return await self._get(self.container.services.list_presets, ListPresetsHandler)
+
+    async def update_preset(self) -> UpdatePresetHandler:
+        return await self._get(self.container.services.update_preset, UpdatePresetHandler)
+
+    async def delete_preset(self) -> DeletePresetHandler:
+        return await self._get(self.container.services.delete_preset, DeletePresetHandler)
 
     async def upload_attachment(self) -> UploadAttachmentHandler:
         return await self._get(self.container.services.upload_attachment, UploadAttachmentHandler)

@@ -53,6 +53,10 @@ from whalli.domain.services.files.open_attachment_content import OpenAttachmentC
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.presets.create_preset import CreatePresetHandler
+from whalli.domain.services.presets.delete_preset import DeletePresetHandler
+from whalli.domain.services.presets.list_presets import ListPresetsHandler
+from whalli.domain.services.presets.update_preset import UpdatePresetHandler
 from whalli.domain.services.projects.add_member import AddMemberHandler
 from whalli.domain.services.projects.change_member_role import ChangeMemberRoleHandler
 from whalli.domain.services.projects.create_project import CreateProjectHandler
@@ -123,6 +127,12 @@ class AppContainer(Protocol):
     async def search_chats(self) -> SearchChatsHandler: ...
     async def import_chats(self) -> ImportChatsHandler: ...
     async def fork_chat(self) -> ForkChatHandler: ...
+
+    # Presets
+    async def create_preset(self) -> CreatePresetHandler: ...
+    async def list_presets(self) -> ListPresetsHandler: ...
+    async def update_preset(self) -> UpdatePresetHandler: ...
+    async def delete_preset(self) -> DeletePresetHandler: ...
 
     # Files (controllers/files.py): one fresh handler per call.
     async def upload_attachment(self) -> UploadAttachmentHandler: ...
@@ -269,5 +279,9 @@ def _chat_providers(container: AppContainer) -> dict[str, Provide]:
         "search_chats": Provide(container.search_chats),
         "import_chats": Provide(container.import_chats),
         "fork_chat": Provide(container.fork_chat),
+        "create_preset": Provide(container.create_preset),
+        "list_presets": Provide(container.list_presets),
+        "update_preset": Provide(container.update_preset),
+        "delete_preset": Provide(container.delete_preset),
         "complete_chat": Provide(container.complete_chat),
     }

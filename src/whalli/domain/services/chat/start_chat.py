@@ -19,10 +19,12 @@ from whalli.domain.model.errors import (
     InvalidInput,
     ModelNotFound,
 )
+from whalli.domain.model.presets import applied
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.opening import LaunchReply, read_attachments, save_and_launch
 from whalli.domain.services.chats.access import require_chat
+from whalli.domain.services.presets.rules import require_preset
 from whalli.domain.services.projects.access import project_to_write
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 from whalli.ports.chat_sessions import ChatSessionStore
@@ -37,9 +39,10 @@ class StartChat(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID
     # The caller as authentication read it for this request (fresh); saves reading it again.
     user: User | None = None
-    model: str
+    model: str | None = None  # None: the preset's (one of the two is needed)
     message: str
     chat_id: UUID | None = None
+    preset_id: UUID | None = None
     project_id: UUID | None = None
     attachment_ids: tuple[UUID, ...] = ()
     params: GenerationParams = GenerationParams()
@@ -62,6 +65,9 @@ class StartChatHandler:
     """Save the user's message and open a short-lived chat session for its reply.
 
     Rules:
+    - a preset of the caller's (``preset_id``; anyone else's: ``PresetNotFound``) gives the
+      model, parameters and a new chat's system prompt the start leaves out (see
+      ``presets.applied``); without one, the model is required (``InvalidInput``);
     - the model must exist and its provider be configured (else ``ModelNotFound``, 404), and
       the caller's plan, read fresh, must include it (``ModelNotInPlan``, 403);
     - an existing chat needs write access to its project, and is locked while its messages
@@ -123,6 +129,10 @@ class StartChatHandler:
         """With ``launch``, the reply's generation is started as soon as its prompt is known,
         before the writes and the commit, so the provider's latency overlaps them (and the
         client's stream request); a start that fails afterwards cancels it."""
+        if command.preset_id is not None:
+            command = await self._with_preset(command)
+        if command.model is None:
+            raise InvalidInput("A start needs a model or a presetId.", field="model")
         spec = self._catalog.get(command.model)
         if spec.provider not in self._enabled:
             raise ModelNotFound(f"The model {command.model} is not available.")
@@ -137,6 +147,19 @@ class StartChatHandler:
             # everything was rolled back; the next attempt reads the attachments afresh
             await asyncio.sleep(self._poll_s)
         return await self._start(command, spec, launch)
+
+    async def _with_preset(self, command: StartChat) -> StartChat:
+        """The start as the caller's preset fills it in (see ``presets.applied``)."""
+        assert command.preset_id is not None
+        async with self._uow.read_only() as uow:
+            preset = await require_preset(uow, command.preset_id, command.user_id)
+        model, params, system_prompt = applied(
+            preset, model=command.model, params=command.params,
+            system_prompt=command.system_prompt, new_chat=command.chat_id is None,
+        )  # fmt: skip
+        return msgspec.structs.replace(
+            command, model=model, params=params, system_prompt=system_prompt
+        )
 
     async def _start(
         self, command: StartChat, spec: ModelSpec, launch: LaunchReply | None

@@ -14,10 +14,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import (
-    MAX_STOP_LENGTH,
-    MAX_STOP_SEQUENCES,
     MESSAGE_MAX,
-    GenerationParams,
 )
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.replies import (
@@ -32,6 +29,7 @@ from whalli.domain.services.chat.start_chat import StartChat
 from whalli.domain.services.chat.stop_generation import StopGeneration
 from whalli.entrypoints.http.deps import AppContainer
 from whalli.entrypoints.http.lean_stream import LeanStream
+from whalli.entrypoints.http.params_body import ParamsBody, generation_params
 from whalli.entrypoints.http.reply_events import (
     RETRY,
     SSE_HEADERS,
@@ -42,27 +40,12 @@ from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.entrypoints.http.security import CONTAINER_STATE_KEY, PUBLIC, credential_from
 from whalli.entrypoints.http.sse import json_event
 
-Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
-StopSequence = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STOP_LENGTH)]
-
-
-class ParamsBody(Inbound):
-    # (the ranges of GenerationParams, which refuses anything else too)
-    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
-    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
-    stop: (
-        Annotated[list[StopSequence], msgspec.Meta(min_length=1, max_length=MAX_STOP_SEQUENCES)]
-        | None
-    ) = None
-    seed: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None = None
-    presence_penalty: Penalty | None = None
-    frequency_penalty: Penalty | None = None
-
 
 class ChatStartBody(Inbound):
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     message: Annotated[str, msgspec.Meta(min_length=1, max_length=MESSAGE_MAX)]
+    # one of the two: the model, or a preset of the caller's giving it (with more)
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    preset_id: UUID | None = None
     chat_id: UUID | None = None
     project_id: UUID | None = None
     attachment_ids: Annotated[list[UUID], msgspec.Meta(max_length=10)] = []
@@ -120,10 +103,10 @@ class ChatStreamController(Controller):
             StartChat(
                 user_id=principal.user_id, user=principal.user, model=data.model,
                 message=data.message,
-                chat_id=data.chat_id, project_id=data.project_id,
+                chat_id=data.chat_id, project_id=data.project_id, preset_id=data.preset_id,
                 attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
                 system_prompt=data.system_prompt,
-                params=_params(data.params),
+                params=generation_params(data.params),
             ),
             await _launcher(container),
         )  # fmt: skip
@@ -147,7 +130,7 @@ class ChatStreamController(Controller):
         regenerated = await (await container.regenerate_reply()).execute(
             RegenerateReply(
                 user_id=principal.user_id, user=principal.user, chat_id=data.chat_id,
-                model=data.model, message=data.message, params=_params(data.params),
+                model=data.model, message=data.message, params=generation_params(data.params),
             ),
             await _launcher(container),
         )  # fmt: skip
@@ -200,15 +183,6 @@ def _opened(session: ChatSession, message_id: UUID) -> dict[str, Any]:
         "expires_at": session.expires_at.isoformat(),
         "stream_url": f"/api/chat/stream?sessionId={session.id}",
     }  # fmt: skip
-
-
-def _params(params: ParamsBody | None) -> GenerationParams:
-    if params is None:
-        return GenerationParams()
-    fields = msgspec.structs.asdict(params)
-    if params.stop is not None:
-        fields["stop"] = tuple(params.stop)
-    return GenerationParams(**fields)
 
 
 async def _launcher(container: AppContainer) -> LaunchReply:
