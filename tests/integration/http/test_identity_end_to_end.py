@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -409,17 +410,8 @@ async def test_nothing_but_the_public_routes_answers_without_credentials(world: 
         if path.startswith(public_prefixes) and path not in private:
             continue
         concrete = path.replace("{provider:str}", "github")
-        for param in (
-            "project_id",
-            "member_id",
-            "key_id",
-            "user_id",
-            "chat_id",
-            "file_id",
-            "message_id",
-            "share_id",
-        ):
-            concrete = concrete.replace(f"{{{param}:uuid}}", str(uuid.uuid4()))
+        # every id in a path (chat_id, preset_id, ...): any route added later is checked too
+        concrete = re.sub(r"\{\w+:uuid\}", lambda _: str(uuid.uuid4()), concrete)
         for method in sorted(getattr(route, "methods", set()) - {"OPTIONS", "HEAD"}):
             response = await world.client.request(method, concrete, json={})
             assert response.status_code == 401, (method, path, response.status_code)
