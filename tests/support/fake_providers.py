@@ -4,9 +4,10 @@ A ``FakeProviderServer`` is a real HTTP/1.1 server on 127.0.0.1 (asyncio streams
 event loop) that answers streaming requests with chunked ``text/event-stream`` bodies, one HTTP
 chunk per scripted piece. Each test scripts the next answers (``script``); without a script the
 server plays a well-behaved provider, checking credentials and headers like the real one
-(OpenAI sends the usage chunk only when ``stream_options.include_usage`` asks for it).
-It records every request, and notices when a client leaves before the answer is finished
-(``disconnected``).
+(OpenAI sends the usage chunk only when ``stream_options.include_usage`` asks for it; asked
+for a ``response_format``, OpenAI answers JSON, and Anthropic, forced to call a tool, calls
+it). It records every request (its JSON body parsed), and notices when a client leaves before
+the answer is finished (``disconnected``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 API_KEY = "sk-test-0123456789abcdef"
 DELTAS = ("Hello", ", ", "world", "!")
+# The JSON reply of the well-behaved providers asked for JSON, in the pieces they stream
+JSON_PIECES = ('{"greet', 'ing": "Hel', 'lo, world!"}')
 PROMPT_TOKENS, COMPLETION_TOKENS = 11, 4
 
 
@@ -161,7 +164,9 @@ def openai_default(expected_key: str = API_KEY) -> Callable[[RecordedRequest], R
             return Reply(status=401, body=body)
         include_usage = (request.body.get("stream_options") or {}).get("include_usage") is True
         usage = (PROMPT_TOKENS, COMPLETION_TOKENS) if include_usage else None
-        return Reply(chunks=openai_stream(usage=usage))
+        response_format = (request.body.get("response_format") or {}).get("type", "text")
+        deltas = DELTAS if response_format == "text" else JSON_PIECES
+        return Reply(chunks=openai_stream(deltas, usage=usage))
 
     return reply
 
@@ -300,6 +305,10 @@ def anthropic_default(expected_key: str = API_KEY) -> Callable[[RecordedRequest]
                 status=400,
                 body=anthropic_error("invalid_request_error", "max_tokens: Field required"),
             )
+        forced = request.body.get("tool_choice") or {}
+        if forced.get("type") == "tool":  # the API then answers with that tool's call only
+            call = ScriptedCall("toolu_forced", forced["name"], JSON_PIECES)
+            return Reply(chunks=anthropic_tool_stream([call]))
         return Reply(chunks=anthropic_stream())
 
     return reply

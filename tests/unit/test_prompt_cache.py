@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import msgspec
@@ -23,6 +24,7 @@ from whalli.domain.model.prompt_cache import (
     encode_cached_reply,
     user_scope,
 )
+from whalli.domain.model.response_format import FormatType, JsonSchema, ResponseFormat
 from whalli.domain.model.tools import ToolCall, ToolChoice, ToolChoiceMode, Tools, ToolSpec
 
 roles = st.sampled_from(list(MessageRole))
@@ -369,4 +371,78 @@ def test_a_cached_reply_keeps_its_tool_calls_and_older_entries_still_read() -> N
     assert decode_cached_reply(encode_cached_reply(reply)) == reply
     assert decode_cached_reply(written_before_tools) == CachedReply(
         deltas=("Hi",), finish_reason="stop", usage=TokenUsage(prompt_tokens=1)
+    )
+
+
+# --- response formats (JSON mode, structured outputs) -------------------------------------------
+FORMAT_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
+
+
+def json_schema_format(schema: dict[str, Any] | None = None, **extra: Any) -> ResponseFormat:
+    fields = {"name": "weather", "schema": FORMAT_SCHEMA if schema is None else schema, **extra}
+    return ResponseFormat(type=FormatType.JSON_SCHEMA, json_schema=JsonSchema(**fields))
+
+
+def format_key(response_format: ResponseFormat | None, tools: Tools | None = None) -> str:
+    return cache_key(
+        model_id="m", messages=PINNED_MESSAGES, params=GenerationParams(), tools=tools,
+        response_format=response_format,
+    )  # fmt: skip
+
+
+def test_keys_of_requests_without_a_format_are_the_ones_computed_before_formats_existed() -> None:
+    scope = user_scope(UUID("12345678-1234-5678-1234-567812345678"))
+    generation = GenerationParams(temperature=0, max_tokens=50, stop=("END",))
+
+    pinned = cache_key(
+        model_id="openai/gpt-4o-mini", messages=PINNED_MESSAGES, params=generation, scope=scope,
+        response_format=None,
+    )  # fmt: skip
+
+    assert pinned == "75d4e9788aa976476c303a19573b34f7863231d54fa52418c7ac948e727e8c12"
+    assert format_key(None, Tools(specs=(WEATHER,))) == tools_key(Tools(specs=(WEATHER,)))
+
+
+def test_the_format_and_every_part_of_its_schema_are_part_of_the_key() -> None:
+    other_schema = {"type": "object", "properties": {"town": {"type": "string"}}}
+    variants = [
+        None,
+        ResponseFormat(type=FormatType.JSON_OBJECT),
+        json_schema_format(),
+        json_schema_format(other_schema),
+        json_schema_format(name="forecast"),
+        json_schema_format(strict=True),
+        json_schema_format(strict=False),
+        json_schema_format(description="The weather."),
+        ResponseFormat(type=FormatType.JSON_SCHEMA, json_schema=JsonSchema(name="weather")),
+    ]
+
+    assert len({format_key(f) for f in variants}) == len(variants)
+
+
+def test_a_format_and_tools_are_keyed_apart() -> None:
+    tools = Tools(specs=(WEATHER,))
+    keys = [
+        format_key(None, tools),
+        format_key(ResponseFormat(type=FormatType.JSON_OBJECT), None),
+        format_key(ResponseFormat(type=FormatType.JSON_OBJECT), tools),
+        format_key(None, None),
+    ]
+
+    assert len(set(keys)) == len(keys)
+
+
+def test_the_same_format_gives_the_same_key_whatever_the_schemas_key_order() -> None:
+    reordered = msgspec.json.decode(
+        b'{"properties": {"city": {"type": "string"}}, "type": "object"}'
+    )
+    nested = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 3}}}
+    nested_reordered = msgspec.json.decode(
+        b'{"properties": {"a": {"maxLength": 3, "type": "string"}}, "type": "object"}'
+    )
+
+    assert list(reordered) != list(FORMAT_SCHEMA)
+    assert format_key(json_schema_format(reordered)) == format_key(json_schema_format())
+    assert format_key(json_schema_format(nested_reordered)) == format_key(
+        json_schema_format(nested)
     )

@@ -10,6 +10,7 @@ from whalli.domain.model.chats import GenerationParams, TokenUsage
 
 # PromptMessage lives in the domain (the prompt cache key hashes it); re-exported for adapters.
 from whalli.domain.model.chats import PromptMessage as PromptMessage
+from whalli.domain.model.response_format import ResponseFormat
 from whalli.domain.model.tools import Tools
 
 
@@ -18,6 +19,8 @@ class CompletionRequest(Value, frozen=True, kw_only=True):
     messages: tuple[PromptMessage, ...]
     params: GenerationParams = GenerationParams()
     tools: Tools | None = None  # the functions the model may call (only /v1 offers any)
+    # JSON mode or structured outputs (only /v1 asks); None: text
+    response_format: ResponseFormat | None = None
 
 
 class StreamDelta(Value, frozen=True, kw_only=True):
@@ -52,7 +55,9 @@ class ChatModel(Protocol):
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Yield deltas (text, and tool-call pieces when ``request.tools`` offers tools),
-        then exactly one ``StreamEnd`` (finish reason ``tool_calls`` after tool calls).
+        then exactly one ``StreamEnd`` (finish reason ``tool_calls`` after tool calls). With
+        a ``request.response_format`` the text is the JSON reply, however the provider is
+        made to write it.
 
         Raises ``ProviderError`` subclasses (with ``retryable`` set) on failure; closing the
         iterator closes the upstream request.

@@ -197,7 +197,7 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any], str]] = {
         body(messages=[*ASK, {"role": "tool", "content": "1"}]), "messages[1].tool_call_id"
     ),
     "functions_deprecated": (body(tools=None, functions=[{"name": "f"}]), "functions"),
-    "response_format_json": (body(response_format={"type": "json_object"}), "response_format"),
+    "response_format_unknown": (body(response_format={"type": "xml"}), "response_format.type"),
     "dev_echo_with_tools": (body(model="dev/echo"), "tools"),
 }  # fmt: skip
 

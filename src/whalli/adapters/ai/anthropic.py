@@ -5,6 +5,12 @@ content_block_stop), message_delta (stop reason, output tokens so far), then mes
 events may come at any time and an error event may replace the rest. A tool call is a content
 block of type ``tool_use`` (its id and name at its start), its input streamed as pieces of JSON
 (``input_json_delta``); a reply that called tools stops with ``tool_use``.
+
+A reply in a ``response_format`` is the input of the tool the request forced
+(``anthropic_request.FORMAT_TOOL``): its JSON pieces are passed on as the reply's text, and its
+``tool_use`` stop as ``stop``, so that the caller sees the JSON answer it asked for, not a tool
+call. Text Claude writes beside it is not part of that answer and is left out.
+The request's body: ``anthropic_request``.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
 from whalli.adapters.ai._sse import SseEvent
 from whalli.adapters.ai._stops import LocalStops, split_stops
 from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, stream_with_retries
-from whalli.domain.model.chats import MessageRole, PromptMessage, TokenUsage
-from whalli.domain.model.errors import InvalidInput, ProviderError
-from whalli.domain.model.tools import ToolCall, ToolChoiceMode, Tools
+from whalli.adapters.ai.anthropic_request import FORMAT_TOOL, messages_body
+from whalli.domain.model.chats import TokenUsage
+from whalli.domain.model.errors import ProviderError
 from whalli.domain.services.chat.context import estimate_tokens
 from whalli.ports.chat_model import (
     ChatModel,
@@ -60,48 +66,22 @@ class AnthropicChatModel(ChatModel):
         self._sleep = sleep
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        body = msgspec.json.encode(self._body(request))
+        body = msgspec.json.encode(
+            messages_body(request, default_max_tokens=self._default_max_tokens)
+        )
         _, local = split_stops(request.params.stop)
+        formatted = request.response_format is not None
         return stream_with_retries(
-            lambda: self._attempt(body, local),
+            lambda: self._attempt(body, local, formatted),
             provider=self.provider,
             policy=self._policy,
             sleep=self._sleep,
         )
 
-    def _body(self, request: CompletionRequest) -> dict[str, Any]:
-        if request.tools is None and any(
-            m.tool_calls or m.role is MessageRole.TOOL for m in request.messages
-        ):  # the API refuses tool_use and tool_result blocks in a request without tools
-            raise InvalidInput(
-                "Anthropic models read tool calls and results only in a request that offers "
-                "the tools: send them again in tools.",
-                field="tools",
-            )
-        system = "\n\n".join(m.content for m in request.messages if m.role == MessageRole.SYSTEM)
-        params = request.params
-        body: dict[str, Any] = {
-            "model": request.model,
-            "max_tokens": params.max_tokens or self._default_max_tokens,
-            "messages": _turns(request.messages),
-            "stream": True,
-        }
-        if request.tools is not None:
-            body.update(_tools(request.tools))
-        if system:
-            body["system"] = system
-        if params.temperature is not None:
-            body["temperature"] = min(params.temperature, 1.0)  # Anthropic's range is 0..1
-        if params.top_p is not None:
-            body["top_p"] = params.top_p
-        sent, _ = split_stops(params.stop)
-        if sent:  # whitespace-only ones are refused by the API: they are applied in _attempt
-            body["stop_sequences"] = sent
-        # seed, presence_penalty and frequency_penalty: the Messages API has no such thing
-        return body
-
-    async def _attempt(self, body: bytes, local: list[str]) -> AsyncGenerator[StreamEvent, None]:
-        answer = _Answer(self.provider)
+    async def _attempt(
+        self, body: bytes, local: list[str], formatted: bool
+    ) -> AsyncGenerator[StreamEvent, None]:
+        answer = _Answer(self.provider, formatted=formatted)
         stops = LocalStops(local) if local else None
         events = sse_post(
             self._http,
@@ -148,13 +128,16 @@ class _Answer:
         "blocks",
         "completion_tokens",
         "end",
+        "format_block",
+        "format_written",
+        "formatted",
         "prompt_tokens",
         "provider",
         "sent",
         "stop_reason",
     )
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, *, formatted: bool = False) -> None:
         self.provider = provider
         self.prompt_tokens = self.completion_tokens = 0
         self.stop_reason: str | None = None
@@ -162,6 +145,10 @@ class _Answer:
         self.sent: list[str] = []  # the text passed on (kept only while local stops apply)
         # tool_use blocks by their content block index: [tool call index, arguments sent]
         self.blocks: dict[int, list[int]] = {}
+        # with a response_format: the content block index of the forced tool's input, the reply
+        self.formatted = formatted
+        self.format_block: int | None = None
+        self.format_written = False
 
     def stop_here(self) -> None:
         """End at a stop sequence applied locally. The output count comes only at the end of
@@ -182,15 +169,26 @@ class _Answer:
             delta = obj(data.get("delta"))
             text = delta.get("text")
             if delta.get("type") == "text_delta" and isinstance(text, str) and text:
-                return text
+                return None if self.formatted else text
             if delta.get("type") == "input_json_delta":
-                return self._arguments(data.get("index"), delta.get("partial_json"))
+                partial = delta.get("partial_json")
+                if self._is_format_block(data.get("index")):
+                    self.format_written |= bool(partial)
+                    return partial if isinstance(partial, str) and partial else None
+                return self._arguments(data.get("index"), partial)
         elif kind == "content_block_start":
             block = obj(data.get("content_block"))
             if block.get("type") == "tool_use":
+                if self.formatted and block.get("name") == FORMAT_TOOL:
+                    index = data.get("index")
+                    self.format_block = index if isinstance(index, int) else None
+                    return None
                 return self._tool_call(data.get("index"), block)
         elif kind == "content_block_stop":
             block_index = data.get("index")
+            if self._is_format_block(block_index) and not self.format_written:
+                self.format_written = True
+                return "{}"  # no input at all: the empty object
             tool = self.blocks.get(block_index) if isinstance(block_index, int) else None
             if tool is not None and not tool[1]:  # no input at all: the arguments are {}
                 tool[1] = 1
@@ -207,6 +205,8 @@ class _Answer:
             self.stop_reason = obj(data.get("delta")).get("stop_reason") or self.stop_reason
         elif kind == "message_stop":
             reason = str(self.stop_reason or "unknown")
+            if reason == "tool_use" and self.format_block is not None and not self.blocks:
+                reason = "stop"  # the forced tool's input was the reply asked for
             self.end = StreamEnd(
                 finish_reason="tool_calls" if reason == "tool_use" else reason,
                 usage=TokenUsage(
@@ -217,6 +217,9 @@ class _Answer:
             raise stream_error(self.provider, data)
         # ping, text blocks' start and stop and event types added later carry no text
         return None
+
+    def _is_format_block(self, block_index: object) -> bool:
+        return self.format_block is not None and block_index == self.format_block
 
     def _tool_call(self, block_index: object, block: dict[str, Any]) -> ToolCallDelta | None:
         call_id, name = block.get("id"), block.get("name")
@@ -234,91 +237,6 @@ class _Answer:
             return None
         tool[1] = 1
         return ToolCallDelta(index=tool[0], arguments=partial)
-
-
-def _turns(messages: tuple[PromptMessage, ...]) -> list[dict[str, Any]]:
-    """The conversation as the API takes it. It takes the system prompt apart, refuses a turn
-    without content (an OpenAI client's assistant turn with null content) and wants user and
-    assistant turns to alternate: empty turns are left out and consecutive turns of one role
-    are joined; an assistant's tool calls are ``tool_use`` blocks, and tool results
-    ``tool_result`` blocks of the user turn that follows them."""
-    turns: list[dict[str, Any]] = []
-    for index, message in enumerate(messages):
-        if message.role == MessageRole.SYSTEM:
-            continue
-        content: str | list[dict[str, Any]]
-        role = "user" if message.role is MessageRole.TOOL else str(message.role)
-        if message.role is MessageRole.TOOL:
-            content = [
-                {
-                    "type": "tool_result",
-                    "tool_use_id": message.tool_call_id,
-                    "content": message.content,
-                }
-            ]
-        elif message.tool_calls:
-            content = [{"type": "text", "text": message.content}] if message.content.strip() else []
-            content += [_tool_use(index, n, call) for n, call in enumerate(message.tool_calls)]
-        elif message.content.strip():
-            content = message.content
-        else:
-            continue
-        if not turns or turns[-1]["role"] != role:
-            turns.append({"role": role, "content": content})
-            continue
-        previous = turns[-1]["content"]
-        if isinstance(previous, str) and isinstance(content, str):
-            turns[-1]["content"] = previous + "\n\n" + content
-        else:
-            turns[-1]["content"] = _blocks(previous) + _blocks(content)
-    return turns
-
-
-def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"type": "text", "text": content}] if isinstance(content, str) else content
-
-
-def _tool_use(index: int, number: int, call: ToolCall) -> dict[str, Any]:
-    try:
-        arguments = msgspec.json.decode(call.arguments) if call.arguments.strip() else {}
-    except msgspec.DecodeError:
-        arguments = None
-    if not isinstance(arguments, dict):  # Anthropic's input is a JSON object
-        field = f"messages[{index}].tool_calls[{number}].function.arguments"
-        raise InvalidInput(f"{field} must be a JSON object (for Anthropic).", field=field)
-    return {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments}
-
-
-def _tools(tools: Tools) -> dict[str, Any]:
-    """``tools`` and ``tool_choice`` as the Messages API takes them."""
-    functions = []
-    for spec in tools.specs:
-        function: dict[str, Any] = {"name": spec.name}
-        if spec.description is not None:
-            function["description"] = spec.description
-        # input_schema is required: a function without parameters takes an empty object
-        function["input_schema"] = spec.parameters or {"type": "object", "properties": {}}
-        functions.append(function)
-    body: dict[str, Any] = {"tools": functions}
-    choice: dict[str, Any] | None = None
-    mode = tools.choice.mode if tools.choice is not None else None
-    if mode is ToolChoiceMode.FUNCTION:
-        assert tools.choice is not None
-        choice = {"type": "tool", "name": tools.choice.name}
-    elif mode is not None:
-        choice = {"type": _CHOICES[mode]}
-    if tools.parallel is False and mode is not ToolChoiceMode.NONE:
-        choice = (choice or {"type": "auto"}) | {"disable_parallel_tool_use": True}
-    if choice is not None:
-        body["tool_choice"] = choice
-    return body
-
-
-_CHOICES = {
-    ToolChoiceMode.AUTO: "auto",
-    ToolChoiceMode.REQUIRED: "any",
-    ToolChoiceMode.NONE: "none",
-}
 
 
 def _input_tokens(usage: dict[str, Any]) -> int:

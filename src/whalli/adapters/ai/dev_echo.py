@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 
 from whalli.domain.model.chats import MessageRole, TokenUsage
+from whalli.domain.model.errors import InvalidInput
 from whalli.ports.chat_model import (
     ChatModel,
     CompletionRequest,
@@ -23,14 +24,20 @@ _WORD = re.compile(r"\s*\S+\s*")
 class DevEchoChatModel(ChatModel):
     """Usage counts words (prompt: every message; completion: the words sent back); a
     ``max_tokens`` below the word count cuts the reply with finish reason ``length``. It calls
-    no tools: the catalog says so (``ModelSpec.calls_tools``), and a request offering tools to
-    it is refused before it gets here."""
+    no tools and answers in no ``response_format`` but text: the catalog says so
+    (``ModelSpec.calls_tools``, ``ModelSpec.structured_outputs``), and a request asking it
+    for them is refused before it gets here (a format that does get here is refused too: an
+    echo is not the JSON asked for)."""
 
     def __init__(self, *, delay: float = 0.0) -> None:
         self.provider = "dev"
         self._delay = delay
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        if request.response_format is not None:
+            raise InvalidInput(
+                "dev/echo answers in text only: no response_format.", field="response_format"
+            )
         return self._events(request)
 
     async def _events(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:

@@ -34,6 +34,9 @@ TOOL_CALLING_PROVIDERS: frozenset[str] = frozenset(
     {"openai", "anthropic", "xai", "openai-compatible"}
 )
 
+# The providers whose adapters answer in a response_format (JSON mode, structured outputs).
+STRUCTURED_OUTPUT_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
+
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
 
@@ -53,6 +56,11 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     def calls_tools(self) -> bool:
         """Whether the model can be offered tools (its provider's adapter sends them)."""
         return self.provider in TOOL_CALLING_PROVIDERS
+
+    @property
+    def structured_outputs(self) -> bool:
+        """Whether the model can be asked for a ``response_format`` (JSON, a JSON Schema)."""
+        return self.provider in STRUCTURED_OUTPUT_PROVIDERS
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The price of one call, in USD."""

@@ -7,6 +7,8 @@ The key is a SHA-256 over a canonical encoding of exactly what decides the reply
 - the generation parameters that are set (an explicit ``None`` is the same as a missing one);
 - the tools offered, the tool choice and ``parallel_tool_calls``, when there are tools (a
   request without tools hashes exactly as before tools existed, so its entries stay valid);
+- the ``response_format`` (JSON mode, structured outputs), when there is one (``text`` is
+  none: a request without one hashes exactly as before formats existed);
 - ``context_version``, bumped whenever the way a context is built changes, so old entries miss;
 - the ``scope`` sharing the entry: by default a project (chat replies) or a user (``/v1``), so
   a hit never tells anyone that someone they share nothing with asked the same thing (a cached
@@ -28,6 +30,7 @@ import msgspec
 
 from whalli.domain.model.base import Value
 from whalli.domain.model.chats import GenerationParams, PromptMessage, TokenUsage
+from whalli.domain.model.response_format import ResponseFormat
 from whalli.domain.model.tools import ToolCall, Tools
 
 CONTEXT_VERSION = "v1"
@@ -51,6 +54,7 @@ def cache_key(
     scope: str | None = None,
     context_version: str = CONTEXT_VERSION,
     tools: Tools | None = None,
+    response_format: ResponseFormat | None = None,
 ) -> str:
     """The hex SHA-256 naming the cached reply for this exact prompt (see the module docstring)."""
     document: tuple[object, ...] = (
@@ -63,6 +67,8 @@ def cache_key(
     )
     if tools is not None:  # a longer array: never the key of a request without tools
         document = (*document, _canonical_tools(tools))
+    if response_format is not None:  # an object the tools' (keys specs, choice...) never is
+        document = (*document, {"response_format": _canonical_format(response_format)})
     return hashlib.sha256(_canonical.encode(document)).hexdigest()
 
 
@@ -84,6 +90,16 @@ def _canonical_tools(tools: Tools) -> dict[str, object]:
         "choice": None if tools.choice is None else (str(tools.choice.mode), tools.choice.name),
         "parallel": tools.parallel,
     }
+
+
+def _canonical_format(response_format: ResponseFormat) -> dict[str, object]:
+    # As the tools: ``None`` fields left out, the schema hashed with its keys sorted.
+    canonical: dict[str, object] = {"type": str(response_format.type)}
+    json_schema = response_format.json_schema
+    if json_schema is not None:
+        fields = msgspec.structs.asdict(json_schema).items()
+        canonical["json_schema"] = {k: v for k, v in fields if v is not None}
+    return canonical
 
 
 _FLOATS = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty"})

@@ -1,13 +1,15 @@
 """OpenAI's wire format for /v1, requests: the Chat Completions request body, read into the
-domain's prompt, parameters and tools.
+domain's prompt, parameters, tools and response format.
 
 Shapes follow OpenAI's Chat Completions and Models APIs, so that the official SDKs work with only
 their ``base_url`` changed. Unlike our own API, fields are snake_case and unknown request fields
 are ignored (SDKs send options Whalli does not use, such as ``user``), except the deprecated
-``functions`` and a response format other than text, which are refused. Tools (function calling)
-follow OpenAI's shapes: ``tools``, ``tool_choice``, ``parallel_tool_calls``, assistant messages
-with ``tool_calls`` and ``tool`` messages answering them. Replies: ``openai_replies``; errors:
-``openai_errors``.
+``functions``, which is refused. Tools (function calling) follow OpenAI's shapes: ``tools``,
+``tool_choice``, ``parallel_tool_calls``, assistant messages with ``tool_calls`` and ``tool``
+messages answering them. ``response_format`` too: ``text`` (the default, no format),
+``json_object`` (JSON mode) or ``json_schema`` (structured outputs: ``name``, ``schema``,
+``strict``, ``description``), checked as OpenAI checks them (``domain.model.response_format``).
+Replies: ``openai_replies``; errors: ``openai_errors``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import msgspec
 
 from whalli.domain.model.chats import MessageRole, PromptMessage
 from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.response_format import ResponseFormat, response_format
 from whalli.domain.model.tools import ToolCall, ToolChoice, ToolChoiceMode, Tools, ToolSpec
 from whalli.entrypoints.http.openai_errors import snake_field
 
@@ -81,8 +84,18 @@ class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool = False
 
 
-class ResponseFormat(msgspec.Struct, kw_only=True):
-    type: str
+class JsonSchemaIn(msgspec.Struct, kw_only=True):
+    # Loosely typed: the domain names the field of what is missing or wrong (a 422 in
+    # OpenAI's words rather than a decoding error)
+    name: str | None = None
+    schema: Any = None  # a JSON Schema object
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormatIn(msgspec.Struct, kw_only=True):
+    type: str | None = None
+    json_schema: JsonSchemaIn | None = None
 
 
 class ChatCompletionRequest(msgspec.Struct, kw_only=True):
@@ -105,10 +118,10 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     tools: list[ToolIn] | None = None  # an empty list is no tools
     tool_choice: str | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    # Refused when asked for (422) rather than ignored: an answer without them is not the one
-    # the client expects (a function call in the deprecated shape, JSON).
+    # Refused when asked for (422) rather than ignored: an answer without it is not the one
+    # the client expects (a function call in the deprecated shape).
     functions: list[Any] | None = None
-    response_format: ResponseFormat | None = None
+    response_format: ResponseFormatIn | None = None
 
     def unsupported(self) -> InvalidInput | None:
         """What this request asks for that Whalli cannot give, as the error to answer."""
@@ -117,12 +130,22 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
                 "Function calling by `functions` is not supported; use `tools`.",
                 field="functions",
             )
-        if self.response_format is not None and self.response_format.type != "text":
-            return InvalidInput(
-                f"response_format {self.response_format.type!r} is not supported (only 'text').",
-                field="response_format",
-            )
         return None
+
+    def requested_format(self) -> ResponseFormat | None:
+        """The format asked for; ``None`` for text (or none). Raises ``InvalidInput`` naming
+        the field (``response_format.json_schema.name``...)."""
+        asked = self.response_format
+        if asked is None:
+            return None
+        json_schema = asked.json_schema
+        if json_schema is None:
+            return response_format(asked.type)
+        return response_format(
+            asked.type, name=json_schema.name, schema=json_schema.schema,
+            strict=json_schema.strict, description=json_schema.description,
+            with_json_schema=True,
+        )  # fmt: skip
 
     def offered_tools(self) -> Tools | None:
         """The tools, tool choice and ``parallel_tool_calls``; ``None`` without tools. Raises

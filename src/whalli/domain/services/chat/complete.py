@@ -34,6 +34,7 @@ from whalli.domain.model.prompt_cache import (
     encode_cached_reply,
     user_scope,
 )
+from whalli.domain.model.response_format import ResponseFormat
 from whalli.domain.model.tools import ToolCallAssembly, Tools
 from whalli.domain.model.users import User
 from whalli.domain.services.chat import usage_writes
@@ -71,6 +72,7 @@ class CompleteChat(msgspec.Struct, frozen=True, kw_only=True):
     messages: tuple[PromptMessage, ...]
     params: GenerationParams = GenerationParams()
     tools: Tools | None = None
+    response_format: ResponseFormat | None = None  # None: text
     use_cache: bool = True
 
 
@@ -114,7 +116,9 @@ class CompleteChatHandler:
       earlier assistant tool call; a reply with tool calls ends with finish reason
       ``tool_calls`` (unless cut by its length); the tools are part of the cache key and a
       cached reply keeps its tool calls (replayed whole, after its text): a tool call is an
-      answer like text, as deterministic at temperature 0.
+      answer like text, as deterministic at temperature 0;
+    - a ``response_format`` (``/v1`` only) goes to the model and to its fallbacks that can
+      answer in one (``dev/echo`` cannot: ``InvalidInput``), and is part of the cache key.
     """
 
     def __init__(
@@ -151,7 +155,7 @@ class CompleteChatHandler:
         scope = None if self._cache_shared else user_scope(command.user_id)
         key = cache_key(
             model_id=spec.id, messages=command.messages, params=command.params, scope=scope,
-            tools=command.tools,
+            tools=command.tools, response_format=command.response_format,
         )  # fmt: skip
         if command.use_cache:
             cached = await self._cached(key)
@@ -188,8 +192,9 @@ class CompleteChatHandler:
         ensure_model_allowed(user, spec)
         if not command.messages:
             raise InvalidInput("At least one message is needed.", field="messages")
-        if command.tools is not None and not spec.calls_tools:
-            raise InvalidInput(f"Model {spec.id!r} does not call tools.", field="tools")
+        refused = _refusal(spec, command)
+        if refused is not None:
+            raise refused
         check_tool_turns(command.messages)
         return spec
 
@@ -208,12 +213,12 @@ class CompleteChatHandler:
             model = self._models.get(candidate.provider)
             if model is None or candidate.provider not in self._enabled:
                 continue
-            if command.tools is not None and not candidate.calls_tools:
-                continue  # a fallback that would answer without the tools asked for
+            if _refusal(candidate, command) is not None:
+                continue  # a fallback that would answer without the tools or format asked for
             run = _Run(spec=candidate)
             request = CompletionRequest(
                 model=candidate.upstream, messages=command.messages, params=command.params,
-                tools=command.tools,
+                tools=command.tools, response_format=command.response_format,
             )  # fmt: skip
             events = model.stream(request)
             try:
@@ -303,6 +308,16 @@ class CompleteChatHandler:
             ttft_seconds=run.ttft_s, total_seconds=time.perf_counter() - started,
         )  # fmt: skip
         return usage
+
+
+def _refusal(spec: ModelSpec, command: CompleteChat) -> InvalidInput | None:
+    """Why ``spec`` cannot answer ``command`` as asked (its tools, its format), if it cannot."""
+    if command.tools is not None and not spec.calls_tools:
+        return InvalidInput(f"Model {spec.id!r} does not call tools.", field="tools")
+    if command.response_format is not None and not spec.structured_outputs:
+        message = f"Model {spec.id!r} does not answer in a response_format other than text."
+        return InvalidInput(message, field="response_format")
+    return None
 
 
 async def _detached(work: Coroutine[Any, Any, Any]) -> None:

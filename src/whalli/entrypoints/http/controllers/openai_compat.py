@@ -67,6 +67,7 @@ def _command(
         messages=wire.prompt_messages(data.messages),
         params=params,
         tools=data.offered_tools(),
+        response_format=data.requested_format(),
         use_cache=wire.use_cache(data, cache_control),
     )
 
@@ -179,8 +180,9 @@ class OpenAICompatController(Controller):
         "`text/event-stream` chunks ending with `data: [DONE]`. Model ids are Whalli's. "
         "Tool calling as OpenAI's: `tools` (functions), `tool_choice`, `parallel_tool_calls`; "
         "calls come back in `message.tool_calls` (streamed as `delta.tool_calls` pieces) with "
-        "finish reason `tool_calls`, and are answered by `tool` messages. The deprecated "
-        "`functions` and a `response_format` other than text are refused (422).",
+        "finish reason `tool_calls`, and are answered by `tool` messages. Structured outputs "
+        "as OpenAI's: `response_format` `json_object` or `json_schema` (the reply's content is "
+        "the JSON). The deprecated `functions` is refused (422).",
     )
     async def create(
         self,

@@ -1,0 +1,190 @@
+"""Anthropic Messages API requests: a ``CompletionRequest`` as the body of ``POST /v1/messages``.
+
+The conversation (the system prompt apart, turns alternating, tool calls and results as
+``tool_use`` and ``tool_result`` blocks), the sampling parameters the API has, the tools.
+
+A ``response_format`` (JSON mode, structured outputs) has no field of its own in the Messages
+API. As LiteLLM does, which works with every Claude model: the request offers one tool,
+``FORMAT_TOOL``, whose ``input_schema`` is the format's schema (any object for ``json_object``),
+and forces it (``tool_choice: {"type": "tool"}``): the input Claude writes for it is the reply,
+which the stream reader (``anthropic``) passes on as text ending with finish reason ``stop``.
+
+A format together with the caller's own tools is refused (``InvalidInput`` on
+``response_format``): forcing the format's tool would keep Claude from ever calling the
+caller's tools, and not forcing it (LiteLLM's choice) would let Claude answer in free text, the
+JSON asked for silently not given. Whalli refuses what it cannot honour rather than answering
+something else; the caller can ask for the format on the turn after its tool calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from whalli.adapters.ai._stops import split_stops
+from whalli.domain.model.chats import MessageRole, PromptMessage
+from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.response_format import ResponseFormat
+from whalli.domain.model.tools import ToolCall, ToolChoiceMode, Tools
+from whalli.ports.chat_model import CompletionRequest
+
+FORMAT_TOOL = "json_response"
+# LiteLLM's schema for JSON mode (an empty ``properties``: the API refuses a null one)
+_ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True, "properties": {}}
+_FORMAT_DESCRIPTION = "Give your answer with this tool: its input is the reply, as JSON."
+
+
+def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dict[str, Any]:
+    """The request body (streamed). Raises ``InvalidInput`` for what the API would refuse
+    and clients send (tool turns without tools, arguments that are not an object, see
+    ``_format_tool``)."""
+    if request.tools is None and any(
+        m.tool_calls or m.role is MessageRole.TOOL for m in request.messages
+    ):  # the API refuses tool_use and tool_result blocks in a request without tools
+        raise InvalidInput(
+            "Anthropic models read tool calls and results only in a request that offers "
+            "the tools: send them again in tools.",
+            field="tools",
+        )
+    system = "\n\n".join(m.content for m in request.messages if m.role == MessageRole.SYSTEM)
+    params = request.params
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": params.max_tokens or default_max_tokens,
+        "messages": _turns(request.messages),
+        "stream": True,
+    }
+    if request.response_format is not None:
+        if request.tools is not None:
+            raise InvalidInput(
+                "Anthropic models answer in a response_format only in a request without "
+                "tools: the reply is the input of a tool Claude must call, and it could call "
+                "none of yours.",
+                field="response_format",
+            )
+        body["tools"] = [_format_tool(request.response_format)]
+        body["tool_choice"] = {"type": "tool", "name": FORMAT_TOOL}
+    elif request.tools is not None:
+        body.update(_tools(request.tools))
+    if system:
+        body["system"] = system
+    if params.temperature is not None:
+        body["temperature"] = min(params.temperature, 1.0)  # Anthropic's range is 0..1
+    if params.top_p is not None:
+        body["top_p"] = params.top_p
+    sent, _ = split_stops(params.stop)
+    if sent:  # whitespace-only ones are refused by the API: they are applied while streaming
+        body["stop_sequences"] = sent
+    # seed, presence_penalty and frequency_penalty: the Messages API has no such thing
+    return body
+
+
+def _format_tool(response_format: ResponseFormat) -> dict[str, Any]:
+    """The tool whose input is the reply. A tool's input is an object: a schema of another
+    type is refused (``InvalidInput``), one without a type is given ``object``."""
+    json_schema = response_format.json_schema
+    schema = response_format.schema
+    if schema is None:
+        input_schema = _ANY_OBJECT
+    elif "type" not in schema:
+        input_schema = {"type": "object", **schema}
+    elif schema["type"] == "object":
+        input_schema = schema
+    else:
+        field = "response_format.json_schema.schema"
+        raise InvalidInput(
+            f"{field} must describe an object (type 'object') for Anthropic models.",
+            field=field,
+        )
+    description = json_schema.description if json_schema is not None else None
+    return {
+        "name": FORMAT_TOOL,
+        "description": description or _FORMAT_DESCRIPTION,
+        "input_schema": input_schema,
+    }
+
+
+def _turns(messages: tuple[PromptMessage, ...]) -> list[dict[str, Any]]:
+    """The conversation as the API takes it. It takes the system prompt apart, refuses a turn
+    without content (an OpenAI client's assistant turn with null content) and wants user and
+    assistant turns to alternate: empty turns are left out and consecutive turns of one role
+    are joined; an assistant's tool calls are ``tool_use`` blocks, and tool results
+    ``tool_result`` blocks of the user turn that follows them."""
+    turns: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if message.role == MessageRole.SYSTEM:
+            continue
+        content: str | list[dict[str, Any]]
+        role = "user" if message.role is MessageRole.TOOL else str(message.role)
+        if message.role is MessageRole.TOOL:
+            content = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message.tool_call_id,
+                    "content": message.content,
+                }
+            ]
+        elif message.tool_calls:
+            content = [{"type": "text", "text": message.content}] if message.content.strip() else []
+            content += [_tool_use(index, n, call) for n, call in enumerate(message.tool_calls)]
+        elif message.content.strip():
+            content = message.content
+        else:
+            continue
+        if not turns or turns[-1]["role"] != role:
+            turns.append({"role": role, "content": content})
+            continue
+        previous = turns[-1]["content"]
+        if isinstance(previous, str) and isinstance(content, str):
+            turns[-1]["content"] = previous + "\n\n" + content
+        else:
+            turns[-1]["content"] = _blocks(previous) + _blocks(content)
+    return turns
+
+
+def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def _tool_use(index: int, number: int, call: ToolCall) -> dict[str, Any]:
+    try:
+        arguments = msgspec.json.decode(call.arguments) if call.arguments.strip() else {}
+    except msgspec.DecodeError:
+        arguments = None
+    if not isinstance(arguments, dict):  # Anthropic's input is a JSON object
+        field = f"messages[{index}].tool_calls[{number}].function.arguments"
+        raise InvalidInput(f"{field} must be a JSON object (for Anthropic).", field=field)
+    return {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments}
+
+
+def _tools(tools: Tools) -> dict[str, Any]:
+    """``tools`` and ``tool_choice`` as the Messages API takes them."""
+    functions = []
+    for spec in tools.specs:
+        function: dict[str, Any] = {"name": spec.name}
+        if spec.description is not None:
+            function["description"] = spec.description
+        # input_schema is required: a function without parameters takes an empty object
+        function["input_schema"] = spec.parameters or {"type": "object", "properties": {}}
+        functions.append(function)
+    body: dict[str, Any] = {"tools": functions}
+    choice: dict[str, Any] | None = None
+    mode = tools.choice.mode if tools.choice is not None else None
+    if mode is ToolChoiceMode.FUNCTION:
+        assert tools.choice is not None
+        choice = {"type": "tool", "name": tools.choice.name}
+    elif mode is not None:
+        choice = {"type": _CHOICES[mode]}
+    if tools.parallel is False and mode is not ToolChoiceMode.NONE:
+        choice = (choice or {"type": "auto"}) | {"disable_parallel_tool_use": True}
+    if choice is not None:
+        body["tool_choice"] = choice
+    return body
+
+
+_CHOICES = {
+    ToolChoiceMode.AUTO: "auto",
+    ToolChoiceMode.REQUIRED: "any",
+    ToolChoiceMode.NONE: "none",
+}

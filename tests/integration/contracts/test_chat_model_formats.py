@@ -1,0 +1,208 @@
+"""Response formats (JSON mode, structured outputs) in the chat model adapters, against the
+loopback providers speaking their documented wire formats: OpenAI-compatible servers get
+``response_format`` as OpenAI takes it; Anthropic a forced tool, whose input streams back as
+the reply's text; dev/echo refuses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.support.fake_providers import (
+    API_KEY,
+    JSON_PIECES,
+    FakeProviderServer,
+    Reply,
+    ScriptedCall,
+    anthropic_default,
+    anthropic_tool_stream,
+    openai_default,
+)
+from whalli.adapters.ai import StreamPolicy
+from whalli.adapters.ai.anthropic import AnthropicChatModel
+from whalli.adapters.ai.dev_echo import DevEchoChatModel
+from whalli.adapters.ai.openai import OpenAIChatModel, OpenAIFlavour
+from whalli.adapters.outbound_http import new_http_client
+from whalli.domain.model.chats import MessageRole, PromptMessage
+from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.response_format import FormatType, JsonSchema, ResponseFormat
+from whalli.domain.model.tools import Tools, ToolSpec
+from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
+
+FAST = StreamPolicy(max_attempts=1, connect_timeout=5.0, first_token_timeout=5.0, idle_timeout=5.0)
+SCHEMA = {"type": "object", "properties": {"greeting": {"type": "string"}}}
+JSON_MODE = ResponseFormat(type=FormatType.JSON_OBJECT)
+GREETING = ResponseFormat(
+    type=FormatType.JSON_SCHEMA,
+    json_schema=JsonSchema(name="greeting", schema=SCHEMA, strict=True, description="Hi."),
+)
+ASKED = (PromptMessage(role=MessageRole.USER, content="Greet me in JSON."),)
+
+
+def request(
+    response_format: ResponseFormat | None, tools: Tools | None = None
+) -> CompletionRequest:
+    return CompletionRequest(
+        model="test-model", messages=ASKED, response_format=response_format, tools=tools
+    )
+
+
+async def text_and_end(model: ChatModel, request: CompletionRequest) -> tuple[str, StreamEnd]:
+    texts, ends = [], []
+    async for event in model.stream(request):
+        assert isinstance(event, StreamDelta | StreamEnd), event  # no tool call
+        if isinstance(event, StreamDelta):
+            texts.append(event.text)
+        else:
+            ends.append(event)
+    [end] = ends
+    return "".join(texts), end
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    client = new_http_client(timeout=5.0, max_connections=10, max_keepalive_connections=5)
+    async with client:
+        yield client
+
+
+@pytest.mark.parametrize("flavour", ["openai", "xai", "openai-compatible"])
+@pytest.mark.parametrize(
+    ("response_format", "sent"),
+    [
+        (JSON_MODE, {"type": "json_object"}),
+        (
+            GREETING,
+            {"type": "json_schema", "json_schema": {
+                "name": "greeting", "schema": SCHEMA, "strict": True, "description": "Hi."
+            }},
+        ),
+        (
+            ResponseFormat(type=FormatType.JSON_SCHEMA, json_schema=JsonSchema(name="free")),
+            {"type": "json_schema", "json_schema": {"name": "free"}},
+        ),
+    ],
+    ids=["json_object", "json_schema", "json_schema_without_schema"],
+)  # fmt: skip
+async def test_openai_compatible_servers_get_the_response_format_in_openais_shape(
+    http: httpx.AsyncClient,
+    flavour: OpenAIFlavour,
+    response_format: ResponseFormat,
+    sent: dict[str, object],
+) -> None:
+    async with FakeProviderServer(openai_default()) as server:
+        model = OpenAIChatModel(
+            http, base_url=f"{server.url}/v1", api_key=API_KEY, provider=flavour, policy=FAST
+        )
+        text, end = await text_and_end(model, request(response_format))
+
+    assert (text, end.finish_reason) == ("".join(JSON_PIECES), "stop")
+    assert server.requests[0].body["response_format"] == sent
+
+
+async def test_an_openai_request_without_a_format_sends_none(http: httpx.AsyncClient) -> None:
+    async with FakeProviderServer(openai_default()) as server:
+        model = OpenAIChatModel(http, base_url=f"{server.url}/v1", api_key=API_KEY, policy=FAST)
+        text, _ = await text_and_end(model, request(None))
+
+    assert text == "Hello, world!"
+    assert "response_format" not in server.requests[0].body
+
+
+async def anthropic(
+    http: httpx.AsyncClient, request: CompletionRequest, *replies: Reply
+) -> tuple[str, StreamEnd, dict[str, object]]:
+    async with FakeProviderServer(anthropic_default()) as server:
+        server.script(*replies)
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        text, end = await text_and_end(model, request)
+    return text, end, server.requests[0].body
+
+
+async def test_anthropic_answers_a_format_with_the_forced_tools_input_as_text(
+    http: httpx.AsyncClient,
+) -> None:
+    text, end, body = await anthropic(http, request(GREETING))
+
+    assert (text, end.finish_reason) == ("".join(JSON_PIECES), "stop")
+    assert body["tools"] == [
+        {"name": "json_response", "description": "Hi.", "input_schema": SCHEMA}
+    ]
+    assert body["tool_choice"] == {"type": "tool", "name": "json_response"}
+
+
+async def test_a_forced_tool_without_input_is_the_empty_object(http: httpx.AsyncClient) -> None:
+    empty = Reply(chunks=anthropic_tool_stream([ScriptedCall("toolu_1", "json_response", [])]))
+
+    text, end, _ = await anthropic(http, request(JSON_MODE), empty)
+
+    assert (text, end.finish_reason) == ("{}", "stop")
+
+
+async def test_a_schema_without_a_type_is_given_the_object_type(http: httpx.AsyncClient) -> None:
+    untyped = {"properties": {"greeting": {"type": "string"}}}
+    asked = ResponseFormat(
+        type=FormatType.JSON_SCHEMA, json_schema=JsonSchema(name="g", schema=untyped)
+    )
+
+    _, _, body = await anthropic(http, request(asked))
+
+    assert body["tools"] == [
+        {
+            "name": "json_response",
+            "description": "Give your answer with this tool: its input is the reply, as JSON.",
+            "input_schema": {"type": "object", **untyped},
+        }
+    ]
+
+
+async def test_the_same_tool_called_without_a_format_is_a_tool_call(
+    http: httpx.AsyncClient,
+) -> None:
+    # the name alone does not make a call the reply: only in a request with a format
+    tools = Tools(specs=(ToolSpec(name="json_response"),))
+    call = ScriptedCall("toolu_1", "json_response", ["{}"])
+    async with FakeProviderServer(anthropic_default()) as server:
+        server.script(Reply(chunks=anthropic_tool_stream([call])))
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        events = [event async for event in model.stream(request(None, tools))]
+
+    assert not any(isinstance(e, StreamDelta) for e in events)
+    assert isinstance(events[-1], StreamEnd)
+    assert events[-1].finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize(
+    ("asked", "tools", "field"),
+    [
+        (GREETING, Tools(specs=(ToolSpec(name="now"),)), "response_format"),
+        (
+            ResponseFormat(
+                type=FormatType.JSON_SCHEMA,
+                json_schema=JsonSchema(name="g", schema={"type": "array"}),
+            ),
+            None,
+            "response_format.json_schema.schema",
+        ),
+    ],
+    ids=["with_tools", "schema_of_an_array"],
+)
+async def test_what_anthropic_cannot_answer_in_a_format_is_refused_before_sending(
+    http: httpx.AsyncClient, asked: ResponseFormat, tools: Tools | None, field: str
+) -> None:
+    async with FakeProviderServer(anthropic_default()) as server:
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        with pytest.raises(InvalidInput, match="Anthropic models") as raised:
+            model.stream(request(asked, tools))
+
+    assert raised.value.details["field"] == field
+    assert server.requests == []
+
+
+async def test_dev_echo_refuses_a_format() -> None:
+    with pytest.raises(InvalidInput, match="text only") as raised:
+        DevEchoChatModel().stream(request(JSON_MODE))
+
+    assert raised.value.details["field"] == "response_format"
