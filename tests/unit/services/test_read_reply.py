@@ -65,6 +65,12 @@ async def everything(
     return seen
 
 
+def after(event_id: str) -> str:
+    """The id just after ``event_id`` (a stream id ``ms-seq``)."""
+    ms, seq = event_id.split("-")
+    return f"{ms}-{int(seq) + 1}"
+
+
 async def until_heartbeats(
     reader: AsyncIterator[list[tuple[str, ReplyEvent]] | None], count: int
 ) -> list[list[tuple[str, ReplyEvent]] | None]:
@@ -92,11 +98,14 @@ async def test_a_reader_of_an_abandoned_reply_gets_what_arrived_then_an_interrup
     assert isinstance(last, ErrorEvent)
     assert last.code == "reply_interrupted"
     assert "interrupted" in last.message
-    assert last_id == ids[1]  # resuming after it misses no real event
+    assert last_id == after(ids[1])  # its own id: resuming after it misses no real event
     assert len(items) == 3
+    reader = ReadReplyHandler(stream, heartbeat_s=HEARTBEAT_S)
+    assert await reader.ended_at(session_id, last_id) is True  # told to stop: 204
+    assert await reader.ended_at(session_id, ids[1]) is False  # not seen yet: sent again
 
 
-async def test_a_reader_resuming_an_abandoned_reply_gets_the_error_with_its_own_last_id(
+async def test_a_reader_resuming_an_abandoned_reply_gets_the_error_with_an_id_of_its_own(
     stream: InMemoryReplyStream, session_id: str
 ) -> None:
     ids = await started(stream, session_id, "a", "b")
@@ -106,7 +115,7 @@ async def test_a_reader_resuming_an_abandoned_reply_gets_the_error_with_its_own_
 
     assert items[0] is HEARTBEAT
     assert [(i, type(e), getattr(e, "code", None)) for i, e in items[1] or []] == [
-        (ids[1], ErrorEvent, "reply_interrupted")
+        (after(ids[1]), ErrorEvent, "reply_interrupted")
     ]
 
 
@@ -122,8 +131,10 @@ async def test_an_abandoned_reply_with_no_event_ends_with_an_error_that_resumes_
     [(error_id, error)] = items[1] or []
     assert isinstance(error, ErrorEvent)
     assert error.code == "reply_interrupted"
-    assert error_id == "0-0"
+    assert error_id == "0-1"
     assert await stream.read(session_id, error_id, block_ms=0) == []
+    reader = ReadReplyHandler(stream, heartbeat_s=HEARTBEAT_S)
+    assert await reader.ended_at(session_id, error_id) is True
 
 
 async def test_a_live_but_silent_reply_keeps_getting_heartbeats_and_never_the_error(
@@ -176,7 +187,7 @@ async def test_tokens_that_arrive_as_the_producer_goes_are_delivered_before_the_
     assert rest[0] == [(late, TokenEvent(delta="late"))]
     assert rest[1] is HEARTBEAT
     [(error_id, error)] = rest[2] or []
-    assert (error_id, getattr(error, "code", None)) == (late, "reply_interrupted")
+    assert (error_id, getattr(error, "code", None)) == (after(late), "reply_interrupted")
     assert len(rest) == 3
 
 
@@ -202,7 +213,20 @@ async def test_the_final_event_is_told_apart_from_the_others(
     assert await reader.ended_at(session_id, final) is True
     assert [await reader.ended_at(session_id, i) for i in ids] == [False, False]
     assert await reader.ended_at(session_id, "1-1") is False  # not an id of this stream
-    assert await reader.ended_at(uuid.uuid4().hex, final) is False  # another session
+    assert await reader.ended_at(session_id, after(final)) is True  # past the end
+    assert await reader.ended_at(session_id, "99999999999999-0") is True
+    # a session with nothing stored that nobody generates has nothing more to give
+    assert await reader.ended_at(uuid.uuid4().hex, final) is True
+
+
+async def test_an_id_past_a_live_reply_s_events_is_not_its_end(
+    stream: InMemoryReplyStream, session_id: str
+) -> None:
+    ids = await started(stream, session_id, "Hel", "lo")
+    reader = ReadReplyHandler(stream, heartbeat_s=HEARTBEAT_S)
+
+    assert await reader.ended_at(session_id, ids[-1]) is False
+    assert await reader.ended_at(session_id, after(ids[-1])) is False  # still generating
 
 
 async def test_a_reader_resuming_after_the_final_event_ends_without_an_error(

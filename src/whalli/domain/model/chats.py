@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -137,6 +138,10 @@ class Chat(Entity, kw_only=True):
         cleaned = " ".join(title.split())
         if not 1 <= len(cleaned) <= TITLE_MAX:
             raise InvalidInput(f"A title needs 1 to {TITLE_MAX} characters.", field="title")
+        if "\x00" in cleaned:
+            raise InvalidInput("A title may not contain the NUL character.", field="title")
+        if any(unicodedata.category(ch) == "Cc" for ch in cleaned):
+            raise InvalidInput("A title may not contain control characters.", field="title")
         self.title = cleaned
         self.updated_at = now
 
@@ -167,6 +172,15 @@ class Chat(Entity, kw_only=True):
         self.pinned_at = None
         if self.archived_at is None:
             self.archived_at = now
+
+
+def check_message_text(content: str) -> None:
+    """A user's message must hold more than whitespace and no NUL (which Postgres text cannot
+    store: refused here, naming the field, rather than by the database)."""
+    if not content.strip():
+        raise InvalidInput("A message cannot be empty.", field="message")
+    if "\x00" in content:
+        raise InvalidInput("A message may not contain the NUL character.", field="message")
 
 
 def clean_system_prompt(text: str | None) -> str | None:
@@ -229,8 +243,7 @@ class Message(Entity, kw_only=True):
         now: datetime,
         attachment_ids: tuple[UUID, ...] = (),
     ) -> Message:
-        if not content.strip():
-            raise InvalidInput("A message cannot be empty.", field="message")
+        check_message_text(content)
         return cls(
             id=id,
             chat_id=chat_id,
@@ -245,8 +258,7 @@ class Message(Entity, kw_only=True):
         """A user's message, rewritten (before it is answered again)."""
         if self.role is not MessageRole.USER:
             raise InvalidInput("Only a user's message can be edited.", field="message")
-        if not content.strip():
-            raise InvalidInput("A message cannot be empty.", field="message")
+        check_message_text(content)
         self.content, self.updated_at = content, now
 
     @classmethod

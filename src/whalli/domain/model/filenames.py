@@ -39,6 +39,12 @@ def sanitize_filename(raw: str) -> str:
     return _truncate(*_split(name))
 
 
+def download_name(title: str, extension: str) -> str:
+    """The name of a download named after a title (a chat's export): its slashes kept as
+    ``_`` (a title is not a path), sanitized, ``file`` when nothing visible is left."""
+    return f"{sanitize_filename(title.replace('/', '_').replace(chr(92), '_'))}.{extension}"
+
+
 def content_disposition(filename: str) -> str:
     """A ``Content-Disposition: attachment`` value per RFC 6266: an ASCII fallback in
     ``filename`` and the exact (sanitized) UTF-8 name in ``filename*`` (RFC 5987)."""

@@ -9,6 +9,7 @@ import msgspec
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.errors import ChatSessionNotFound, NotFound
 from whalli.domain.services.projects.access import require_role
+from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.clock import Clock
 from whalli.ports.stream_passes import StreamPasses
@@ -36,6 +37,12 @@ async def resolve(
     return await sessions.get(session_id), granted.user_id
 
 
+def in_own_personal_project(session: ChatSession) -> bool:
+    """Whether the session's chat is in its user's personal project, which is always theirs
+    (nobody removes its owner): their membership needs no read there."""
+    return session.project_id == personal_project_id(session.user_id)
+
+
 class AttachStreamHandler:
     """Rules:
     - the session id is an unguessable, short-lived token bound to its user, who alone is
@@ -44,7 +51,9 @@ class AttachStreamHandler:
       or anyone else while they may read the chat's project (so a member removed since is
       refused); a pass shown with another user's credentials admits nobody;
     - an authenticated caller other than the session's user must be able to read the chat's
-      project;
+      project, and so must the session's user, except in their personal project (a member
+      removed from a shared project since their start is refused; a personal project is
+      always its owner's, so the common case costs no read);
     - whoever is admitted is read fresh at every attach: a disabled or deleted account is
       refused at once (its session id or pass would otherwise admit it until it expires);
     - everyone else gets ``ChatSessionNotFound`` (404), exactly like an unknown or expired
@@ -65,13 +74,14 @@ class AttachStreamHandler:
             raise ChatSessionNotFound()
         unchecked = reader is None  # only the id or pass vouches for the reader
         reader = reader or holder or session.user_id
-        if not unchecked and reader == session.user_id:
+        member_checked = reader != session.user_id or not in_own_personal_project(session)
+        if not unchecked and not member_checked:
             return session
         try:
             async with self._uow.read_only() as uow:
                 if unchecked and (await uow.users.get(reader)).disabled:
                     raise ChatSessionNotFound()
-                if reader != session.user_id:
+                if member_checked:
                     await require_role(uow, session.project_id, reader, "read")
         except NotFound:
             raise ChatSessionNotFound() from None

@@ -23,7 +23,7 @@ INTERRUPTED = ErrorEvent(
     code="reply_interrupted",
     message=INTERRUPTED_MESSAGE,
 )
-# The id of an ``INTERRUPTED`` sent before any event: resuming after it reads from the start.
+# Before any event: the ``INTERRUPTED`` of a reply that sent none follows this id.
 _BEFORE_ALL = "0-0"
 
 
@@ -42,9 +42,11 @@ class ReadReplyHandler:
       can keep proxies from closing an idle connection;
     - after such a silence, if nobody generates the reply any more (its process died, so its
       final event will never come) and no final event raced in meanwhile, the last batch is a
-      synthetic ``reply_interrupted`` error. It carries the id of the last event read (``0-0``
-      before any), so a client resuming after it misses nothing. A store that cannot say
-      counts as 'still generating': a live reply is never ended because the store blinked;
+      synthetic ``reply_interrupted`` error. Its id is one just after the last event read
+      (``0-1`` before any), which no event of the reply has: a client resuming after it has
+      everything (``ended_at``), one resuming after the last real event gets the error again.
+      A store that cannot say counts as 'still generating': a live reply is never ended
+      because the store blinked;
     - with ``track_readers`` (needed only to stop abandoned replies) the reader is counted while
       attached; otherwise no bookkeeping round trip sits before the first token.
     """
@@ -88,7 +90,7 @@ class ReadReplyHandler:
                 batch = await self._stream.read(session_id, cursor, block_ms=0)
                 if not batch:
                     if cursor is None or not await self.ended_at(session_id, cursor):
-                        yield [(cursor or _BEFORE_ALL, INTERRUPTED)]
+                        yield [(_just_after(cursor or _BEFORE_ALL), INTERRUPTED)]
                     return  # (a client resuming after the final event has it all)
             for index, (_, event) in enumerate(batch):
                 if is_final(event):
@@ -98,11 +100,15 @@ class ReadReplyHandler:
             yield batch
 
     async def ended_at(self, session_id: str, event_id: str) -> bool:
-        """Whether ``event_id`` is the reply's final event: a client resuming after it has
-        everything (a browser's ``EventSource`` reconnects whenever a stream closes, with the
-        last id it saw, and should be told to stop). One read."""
+        """Whether a client that saw ``event_id`` has everything (a browser's ``EventSource``
+        reconnects whenever a stream closes, with the last id it saw, and should be told to
+        stop): ``event_id`` is the reply's final event, or nothing is stored from it on and
+        nobody generates the reply any more (the id of a synthetic ``reply_interrupted``, or
+        an id past a finished reply's end). One read, two when nothing is stored from it on."""
         batch = await self._stream.read(session_id, _just_before(event_id), block_ms=0, count=1)
-        return bool(batch) and batch[0][0] == event_id and is_final(batch[0][1])
+        if not batch:
+            return not await self._producing(session_id)
+        return batch[0][0] == event_id and is_final(batch[0][1])
 
     async def _producing(self, session_id: str) -> bool:
         try:
@@ -118,6 +124,12 @@ class ReadReplyHandler:
             return
         with contextlib.suppress(ServiceUnavailable):
             await self._stream.reader_left(session_id)
+
+
+def _just_after(event_id: str) -> str:
+    """The smallest id above ``event_id``."""
+    ms, seq = parse_event_id(event_id)
+    return f"{ms}-{seq + 1}" if seq < MAX_EVENT_ID_PART else f"{ms + 1}-0"
 
 
 def _just_before(event_id: str) -> str | None:

@@ -78,6 +78,8 @@ class StartChatHandler:
       an automatic title; no extra round trip here); what the caller may not see
       answers 404; a message in an archived chat unarchives it (in the write that marks the
       chat updated: no extra query);
+    - a ``project_id`` with ``chat_id`` must be the chat's own (else ``InvalidInput``: the
+      message would not go where the caller says);
     - a system prompt is given to a new chat only (``InvalidInput`` with ``chat_id``: an
       existing chat's is changed with ``UpdateChat``); the chat's system prompt opens the
       prompt of every reply in it;
@@ -240,6 +242,12 @@ class StartChatHandler:
                 )
             # locked: a regeneration or another message in this chat waits for this one
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
+            if command.project_id is not None and command.project_id != chat.project_id:
+                raise InvalidInput(
+                    "A message to an existing chat goes to the chat's project; leave projectId "
+                    "out or give the chat's.",
+                    field="projectId",
+                )
             return chat, await uow.chats.list_messages(chat.id)
         project_id = await project_to_write(uow, command.user_id, command.project_id)
         personal = project_id == personal_project_id(command.user_id)

@@ -7,8 +7,8 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.model.errors import ChatSessionNotFound, NotFound
-from whalli.domain.services.chat.attach_stream import resolve
-from whalli.domain.services.projects.access import require_role
+from whalli.domain.services.chat.attach_stream import in_own_personal_project, resolve
+from whalli.domain.services.projects.access import Need, require_role
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.clock import Clock
 from whalli.ports.reply_stream import ReplyStream
@@ -25,9 +25,11 @@ class StopGeneration(msgspec.Struct, frozen=True, kw_only=True):
 
 class StopGenerationHandler:
     """Rules:
-    - the session's user may stop it, and so may a member who can write to the chat's project;
-      anyone else gets ``ChatSessionNotFound`` (404); a reader pass (what a chat read shows)
-      names its session here too, and the caller's own rights decide, read fresh;
+    - the session's user may stop it while they may still read the chat's project (always, in
+      their personal project: no read), and so may a member who can write to it; anyone else
+      gets ``ChatSessionNotFound`` (404), a viewer who did not start it ``PermissionDenied``;
+      a reader pass (what a chat read shows) names its session here too, and the caller's own
+      rights decide, read fresh;
     - the request is a flag in the shared store: whichever process generates sees it within its
       poll interval, closes the upstream call and saves the partial reply as ``aborted``;
     - stopping a finished or already stopped reply is harmless.
@@ -46,10 +48,12 @@ class StopGenerationHandler:
 
     async def execute(self, command: StopGeneration) -> None:
         session, _ = await resolve(command.session_id, self._sessions, self._passes, self._clock)
-        if command.user_id != session.user_id:
+        starter = command.user_id == session.user_id
+        if not (starter and in_own_personal_project(session)):
             try:
-                async with self._uow as uow:
-                    await require_role(uow, session.project_id, command.user_id, "write")
+                async with self._uow.read_only() as uow:
+                    need: Need = "read" if starter else "write"
+                    await require_role(uow, session.project_id, command.user_id, need)
             except NotFound:
                 raise ChatSessionNotFound() from None
         await self._stream.request_stop(session.id, STOP_FLAG_TTL_SECONDS)

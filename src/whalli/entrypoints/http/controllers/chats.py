@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from whalli.domain.model import chats as model
 from whalli.domain.model.feedback import Feedback, Rating
-from whalli.domain.model.filenames import content_disposition
+from whalli.domain.model.filenames import content_disposition, download_name
 from whalli.domain.model.principal import Principal
 from whalli.domain.services.chats.delete_chat import DeleteChat, DeleteChatHandler
 from whalli.domain.services.chats.fork_chat import ForkChat, ForkChatHandler
@@ -256,7 +256,7 @@ class ChatController(Controller):
         else:
             content = chat_markdown(chat, found.messages).encode()
             media, extension = "text/markdown", "md"  # (Litestar adds the charset)
-        disposition = content_disposition(f"{chat.title}.{extension}")
+        disposition = content_disposition(download_name(chat.title, extension))
         return Response(content, media_type=media, headers={"Content-Disposition": disposition})
 
     @put(
