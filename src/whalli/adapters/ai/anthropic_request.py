@@ -1,7 +1,8 @@
 """Anthropic Messages API requests: a ``CompletionRequest`` as the body of ``POST /v1/messages``.
 
 The conversation (the system prompt apart, turns alternating, tool calls and results as
-``tool_use`` and ``tool_result`` blocks), the sampling parameters the API has, the tools.
+``tool_use`` and ``tool_result`` blocks, a user's images as ``image`` blocks in order with its
+text), the sampling parameters the API has, the tools.
 
 A ``response_format`` (JSON mode, structured outputs) has no field of its own in the Messages
 API. As LiteLLM does, which works with every Claude model: the request offers one tool,
@@ -25,6 +26,7 @@ import msgspec
 from whalli.adapters.ai._stops import split_stops
 from whalli.domain.model.chats import MessageRole, PromptMessage
 from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.images import ImagePart
 from whalli.domain.model.response_format import ResponseFormat
 from whalli.domain.model.tools import ToolCall, ToolChoiceMode, Tools
 from whalli.ports.chat_model import CompletionRequest
@@ -128,6 +130,8 @@ def _turns(messages: tuple[PromptMessage, ...]) -> list[dict[str, Any]]:
         elif message.tool_calls:
             content = [{"type": "text", "text": message.content}] if message.content.strip() else []
             content += [_tool_use(index, n, call) for n, call in enumerate(message.tool_calls)]
+        elif message.parts:  # images, in order with the text (empty text blocks are refused)
+            content = [_part(p) for p in message.parts if not isinstance(p, str) or p.strip()]
         elif message.content.strip():
             content = message.content
         else:
@@ -141,6 +145,19 @@ def _turns(messages: tuple[PromptMessage, ...]) -> list[dict[str, Any]]:
         else:
             turns[-1]["content"] = _blocks(previous) + _blocks(content)
     return turns
+
+
+def _part(part: str | ImagePart) -> dict[str, Any]:
+    """A text block, or an image block: a data URL's image as base64 data, a URL as a URL
+    source, which Anthropic fetches (Whalli never fetches it: no request of ours goes to it).
+    ``detail`` has no equivalent in the Messages API: it is not sent."""
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    if part.is_data:
+        source = {"type": "base64", "media_type": part.media_type, "data": part.data}
+    else:
+        source = {"type": "url", "url": part.url}
+    return {"type": "image", "source": source}
 
 
 def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
 from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, stream_with_retries
 from whalli.domain.model.chats import MessageRole, PromptMessage, TokenUsage
 from whalli.domain.model.errors import ProviderError
+from whalli.domain.model.images import ImagePart
 from whalli.domain.model.response_format import ResponseFormat
 from whalli.domain.model.tools import ToolChoiceMode, Tools
 from whalli.ports.chat_model import (
@@ -157,6 +158,8 @@ class OpenAIChatModel(ChatModel):
 def _message(message: PromptMessage) -> dict[str, Any]:
     if message.role is MessageRole.TOOL:
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.parts:  # images: the parts as the client sent them, in order
+        return {"role": str(message.role), "content": [_part(p) for p in message.parts]}
     if not message.tool_calls:
         return {"role": str(message.role), "content": message.content}
     calls = [
@@ -164,6 +167,17 @@ def _message(message: PromptMessage) -> dict[str, Any]:
         for c in message.tool_calls
     ]
     return {"role": "assistant", "content": message.content or None, "tool_calls": calls}
+
+
+def _part(part: str | ImagePart) -> dict[str, Any]:
+    """A content part in OpenAI's shape. The image URL is the provider's to fetch (Whalli
+    never fetches it: no request of ours goes to it)."""
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    image: dict[str, Any] = {"url": part.url}
+    if part.detail is not None:
+        image["detail"] = str(part.detail)
+    return {"type": "image_url", "image_url": image}
 
 
 def _tools(tools: Tools) -> dict[str, Any]:

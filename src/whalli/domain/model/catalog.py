@@ -4,6 +4,7 @@ Rules (checked once, when the catalog is built, so that a bad file stops the ser
 rather than failing a chat later):
 - every model id is unique, and its provider is one Whalli has an adapter for;
 - prices (USD per million tokens) are not negative, the context window is positive;
+- only a model of a provider whose adapter sends images reads them (``vision``);
 - a fallback names another model of the catalog, no chain of fallbacks comes back to where it
   started, and a fallback is offered to every plan its model is offered to (so that falling back
   never hands a user a model their plan does not include).
@@ -37,6 +38,10 @@ TOOL_CALLING_PROVIDERS: frozenset[str] = frozenset(
 # The providers whose adapters answer in a response_format (JSON mode, structured outputs).
 STRUCTURED_OUTPUT_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
 
+# The providers whose adapters send images on (dev/echo only echoes text). Whether a model of
+# theirs reads images is the catalog's ``vision`` of that model.
+VISION_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
+
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
 
@@ -51,6 +56,8 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     output_usd_per_mtok: float
     context_window: int
     fallback: str | None = None
+    # Whether the model reads images (vision); only a model of VISION_PROVIDERS can.
+    vision: bool = False
 
     @property
     def calls_tools(self) -> bool:
@@ -61,6 +68,11 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     def structured_outputs(self) -> bool:
         """Whether the model can be asked for a ``response_format`` (JSON, a JSON Schema)."""
         return self.provider in STRUCTURED_OUTPUT_PROVIDERS
+
+    @property
+    def sees_images(self) -> bool:
+        """Whether the model can be sent images (``vision``, and its adapter sends them)."""
+        return self.vision and self.provider in VISION_PROVIDERS
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The price of one call, in USD."""
@@ -164,6 +176,8 @@ def _check_spec(spec: ModelSpec, providers: frozenset[str]) -> None:
         problems.append("prices must be finite and not negative")
     if spec.context_window <= 0:
         problems.append("the context window must be positive")
+    if spec.vision and spec.provider not in VISION_PROVIDERS:
+        problems.append(f"provider {spec.provider!r} cannot send images (vision)")
     if problems:
         raise InvalidCatalog(f"Model {name!r}: {'; '.join(problems)}.", model=spec.id)
 

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from whalli.domain.model.base import Entity, Value
 from whalli.domain.model.errors import InvalidInput, InvalidStateTransition
+from whalli.domain.model.images import ImagePart
 from whalli.domain.model.tools import FUNCTION_NAME, ToolCall
 
 TITLE_MAX = 120
@@ -306,12 +307,21 @@ class PromptMessage(Value, frozen=True, kw_only=True):
     """One message of the context sent to a model (the port and the prompt cache key speak it).
 
     An assistant turn may carry the tool calls it made (its ``content`` then often empty); a
-    tool turn answers one of them (``tool_call_id``) with its result as ``content``."""
+    tool turn answers one of them (``tool_call_id``) with its result as ``content``.
+
+    A user message with images (``/v1`` only) also has ``parts``: its text and image parts in
+    the order sent (``content`` is then its text parts joined); without images ``parts`` is
+    empty and ``content`` is the whole message, as before images existed."""
 
     role: MessageRole
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
+    parts: tuple[str | ImagePart, ...] = ()
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ImagePart))
 
 
 def check_tool_turns(messages: Sequence[PromptMessage]) -> None:

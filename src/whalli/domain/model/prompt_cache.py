@@ -4,6 +4,9 @@ The key is a SHA-256 over a canonical encoding of exactly what decides the reply
 - the model id (Whalli's catalog name);
 - the context sent, as (role, content) pairs in order; attachment text is part of those contents;
   a turn with tool calls or answering one adds them: (role, content, calls, tool_call_id);
+  a user turn with images (``/v1``) is (role, content, "parts", parts): its text and images in
+  order, each image as the SHA-256 of its URL (a data URL holds the image itself) and its
+  ``detail`` (text-only turns hash exactly as before images existed);
 - the generation parameters that are set (an explicit ``None`` is the same as a missing one);
 - the tools offered, the tool choice and ``parallel_tool_calls``, when there are tools (a
   request without tools hashes exactly as before tools existed, so its entries stay valid);
@@ -30,6 +33,7 @@ import msgspec
 
 from whalli.domain.model.base import Value
 from whalli.domain.model.chats import GenerationParams, PromptMessage, TokenUsage
+from whalli.domain.model.images import ImagePart
 from whalli.domain.model.response_format import ResponseFormat
 from whalli.domain.model.tools import ToolCall, Tools
 
@@ -73,10 +77,21 @@ def cache_key(
 
 
 def _canonical_message(message: PromptMessage) -> tuple[object, ...]:
+    if message.parts:  # images: a longer turn than any without, its parts in order
+        parts = [_canonical_part(p) for p in message.parts]
+        return (str(message.role), message.content, "parts", parts)
     if not message.tool_calls and message.tool_call_id is None:
         return (str(message.role), message.content)  # as before tool calls existed
     calls = [(c.id, c.name, c.arguments) for c in message.tool_calls]
     return (str(message.role), message.content, calls, message.tool_call_id)
+
+
+def _canonical_part(part: str | ImagePart) -> object:
+    if isinstance(part, str):
+        return part
+    # The URL (a data URL holds the image) by its SHA-256: the key's document stays small
+    digest = hashlib.sha256(part.url.encode("utf-8", "surrogatepass")).hexdigest()
+    return {"image": digest, "detail": None if part.detail is None else str(part.detail)}
 
 
 def _canonical_tools(tools: Tools) -> dict[str, object]:

@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
 from whalli.domain.model.errors import InvalidToken, RateLimited, WhalliError
-from whalli.entrypoints.http.problems import GENERIC_DETAIL, status_for
+from whalli.entrypoints.http.problems import GENERIC_DETAIL, body_limit, status_for
 
 log = structlog.get_logger("whalli.http")
 
@@ -81,7 +81,13 @@ def handle_openai_exception(request: Request[Any, Any, Any], exc: Exception) -> 
             log.error("request failed", code=exc.code, exc_info=exc)
         return _response(status, error_body(exc), headers)
     if isinstance(exc, HTTPException) and exc.status_code < 500:
-        return _response(exc.status_code, _http_error(exc), dict(exc.headers or {}))
+        body = _http_error(exc)
+        if exc.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE and (
+            limit := body_limit(request)
+        ):  # say how large a body may be (an image too large for it, say)
+            message = f"The request body is larger than this route accepts (at most {limit} bytes)."
+            body = ErrorBody(error=msgspec.structs.replace(body.error, message=message))
+        return _response(exc.status_code, body, dict(exc.headers or {}))
     log.error("unhandled exception", exc_info=exc)
     detail = ErrorDetail(message=GENERIC_DETAIL, type="server_error", code="internal_error")
     return _response(500, ErrorBody(error=detail), headers)

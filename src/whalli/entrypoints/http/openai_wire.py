@@ -9,6 +9,10 @@ are ignored (SDKs send options Whalli does not use, such as ``user``), except th
 messages answering them. ``response_format`` too: ``text`` (the default, no format),
 ``json_object`` (JSON mode) or ``json_schema`` (structured outputs: ``name``, ``schema``,
 ``strict``, ``description``), checked as OpenAI checks them (``domain.model.response_format``).
+Images (vision): user messages' ``image_url`` content parts (an ``https:``/``http:`` URL or a
+base64 ``data:`` URL of a PNG, JPEG, GIF or WebP image, ``detail``), kept in order with the
+text parts and sent on as received to models that read images (``domain.model.images`` has the
+rules and limits; Whalli never fetches an image URL, the provider does).
 Replies: ``openai_replies``; errors: ``openai_errors``.
 """
 
@@ -20,6 +24,7 @@ import msgspec
 
 from whalli.domain.model.chats import MessageRole, PromptMessage
 from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.images import ImagePart, image_part
 from whalli.domain.model.response_format import ResponseFormat, response_format
 from whalli.domain.model.tools import ToolCall, ToolChoice, ToolChoiceMode, Tools, ToolSpec
 from whalli.entrypoints.http.openai_errors import snake_field
@@ -36,9 +41,16 @@ _ROLES = {
 _CHOICE_MODES = {"none", "auto", "required"}
 
 
+class ImageUrlIn(msgspec.Struct, kw_only=True):
+    # Loosely typed: the domain names the field of what is wrong (see domain.model.images)
+    url: Any = None
+    detail: Any = None
+
+
 class ContentPart(msgspec.Struct, kw_only=True):
     type: str
     text: str | None = None
+    image_url: ImageUrlIn | None = None  # an image_url part's
 
 
 class FunctionCallIn(msgspec.Struct, kw_only=True):
@@ -189,8 +201,10 @@ def prompt_messages(messages: list[ChatMessageIn]) -> tuple[PromptMessage, ...]:
             raise InvalidInput(
                 f"Role {message.role!r} is not supported.", field=f"messages[{index}].role"
             )
-        content = _text(message.content, index)
-        if message.tool_calls and role is MessageRole.ASSISTANT:
+        content, parts = _content(message.content, index)
+        if parts:  # images (only a user's: check_images refuses the others, naming them)
+            converted.append(PromptMessage(role=role, content=content, parts=parts))
+        elif message.tool_calls and role is MessageRole.ASSISTANT:
             calls = tuple(_tool_call(call, index, n) for n, call in enumerate(message.tool_calls))
             converted.append(PromptMessage(role=role, content=content, tool_calls=calls))
         elif role is MessageRole.TOOL:
@@ -229,18 +243,31 @@ def _tool_choice(choice: str | NamedToolChoice | None) -> ToolChoice | None:
     return ToolChoice(mode=ToolChoiceMode.FUNCTION, name=choice.function.name)
 
 
-def _text(content: str | list[ContentPart] | None, index: int) -> str:
+def _content(
+    content: str | list[ContentPart] | None, index: int
+) -> tuple[str, tuple[str | ImagePart, ...]]:
+    """The text (text parts joined) and, when there are images, every part in order."""
     if content is None or isinstance(content, str):
-        return content or ""
-    texts = []
-    for part in content:
-        if part.type != "text" or part.text is None:
+        return content or "", ()
+    texts: list[str] = []
+    parts: list[str | ImagePart] = []
+    for number, part in enumerate(content):
+        if part.type == "image_url":
+            field = f"messages[{index}].content[{number}].image_url"
+            if part.image_url is None:
+                raise InvalidInput(f"{field} is required.", field=field)
+            url, detail = part.image_url.url, part.image_url.detail
+            parts.append(image_part(url, detail, field=field))
+        elif part.type != "text" or part.text is None:
             raise InvalidInput(
-                f"Content of type {part.type!r} is not supported; send text.",
+                f"Content of type {part.type!r} is not supported; send text or image_url.",
                 field=f"messages[{index}].content",
             )
-        texts.append(part.text)
-    return "".join(texts)
+        else:
+            texts.append(part.text)
+            parts.append(part.text)
+    has_images = len(parts) > len(texts)
+    return "".join(texts), tuple(parts) if has_images else ()
 
 
 def use_cache(request: ChatCompletionRequest, cache_control: str) -> bool:

@@ -140,7 +140,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     else:
         code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     detail = exc.detail
-    if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE and (limit := _body_limit(request)):
+    if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE and (limit := body_limit(request)):
         detail = f"The request body is larger than this route accepts (at most {limit} bytes)."
         extra = {**(extra or {}), "limit": limit}
     return problem_response(
@@ -153,7 +153,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     )
 
 
-def _body_limit(request: Request[Any, Any, Any]) -> int | None:
+def body_limit(request: Request[Any, Any, Any]) -> int | None:
     """The body size the route takes (its own limit, else the app's), if it can be told."""
     try:
         handler = request.route_handler

@@ -27,6 +27,7 @@ from whalli.domain.model.errors import (
     ProviderError,
     ServiceUnavailable,
 )
+from whalli.domain.model.images import check_images, first_image
 from whalli.domain.model.prompt_cache import (
     CachedReply,
     cache_key,
@@ -118,7 +119,11 @@ class CompleteChatHandler:
       cached reply keeps its tool calls (replayed whole, after its text): a tool call is an
       answer like text, as deterministic at temperature 0;
     - a ``response_format`` (``/v1`` only) goes to the model and to its fallbacks that can
-      answer in one (``dev/echo`` cannot: ``InvalidInput``), and is part of the cache key.
+      answer in one (``dev/echo`` cannot: ``InvalidInput``), and is part of the cache key;
+    - images (``/v1`` only, user messages only, at most ``MAX_IMAGES``: ``check_images``) go
+      to the model and to its fallbacks that read images (``ModelSpec.sees_images``; a model
+      that does not refuses them: ``InvalidInput`` naming the first image), and are part of
+      the cache key.
     """
 
     def __init__(
@@ -192,6 +197,7 @@ class CompleteChatHandler:
         ensure_model_allowed(user, spec)
         if not command.messages:
             raise InvalidInput("At least one message is needed.", field="messages")
+        check_images(command.messages)
         refused = _refusal(spec, command)
         if refused is not None:
             raise refused
@@ -317,6 +323,8 @@ def _refusal(spec: ModelSpec, command: CompleteChat) -> InvalidInput | None:
     if command.response_format is not None and not spec.structured_outputs:
         message = f"Model {spec.id!r} does not answer in a response_format other than text."
         return InvalidInput(message, field="response_format")
+    if not spec.sees_images and (image := first_image(command.messages)) is not None:
+        return InvalidInput(f"Model {spec.id!r} does not read images.", field=image)
     return None
 
 

@@ -31,6 +31,7 @@ from whalli.domain.model.chats import (
     TokenUsage,
 )
 from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.images import IMAGE_TOKENS
 
 # The estimate: about 4 bytes of UTF-8 per token, rounded up. That is close for English with
 # OpenAI and Anthropic tokenizers and coarser elsewhere (code, CJK), which is why a reply reserve
@@ -49,8 +50,10 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_message_tokens(message: PromptMessage) -> int:
-    """A message's text estimate plus the per-message overhead."""
-    return estimate_tokens(message.content) + MESSAGE_OVERHEAD_TOKENS
+    """A message's text estimate plus the per-message overhead, plus ``IMAGE_TOKENS`` for each
+    of its images (``/v1``; see ``domain.model.images``)."""
+    images = len(message.images) * IMAGE_TOKENS if message.parts else 0
+    return estimate_tokens(message.content) + MESSAGE_OVERHEAD_TOKENS + images
 
 
 def estimate_prompt_tokens(messages: Iterable[PromptMessage]) -> int:

@@ -34,6 +34,10 @@ from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_event
 from whalli.ports.chat_model import StreamDelta, StreamEnd, ToolCallDelta
 
 Event = StreamDelta | ToolCallDelta | StreamEnd
+# The body of a chat completion: room for an image at its largest (MAX_IMAGE_BYTES, 20 MiB,
+# is 26.7 MiB of base64) and a conversation (Litestar's default is 10 MB). This is also
+# Anthropic's request limit; a larger body is a 413 before it is read whole.
+COMPLETION_BODY_MAX = 32 * 1024 * 1024
 _json = msgspec.json.Encoder()
 _DONE = encode_event(data="[DONE]")
 
@@ -182,7 +186,10 @@ class OpenAICompatController(Controller):
         "calls come back in `message.tool_calls` (streamed as `delta.tool_calls` pieces) with "
         "finish reason `tool_calls`, and are answered by `tool` messages. Structured outputs "
         "as OpenAI's: `response_format` `json_object` or `json_schema` (the reply's content is "
-        "the JSON). The deprecated `functions` is refused (422).",
+        "the JSON). Images as OpenAI's: user messages' `image_url` parts (an https URL or a "
+        "base64 data URL, `detail`), for models that read images. The deprecated `functions` "
+        "is refused (422). A body is at most 32 MiB (413).",
+        request_max_body_size=COMPLETION_BODY_MAX,
     )
     async def create(
         self,
