@@ -28,8 +28,14 @@ from whalli.adapters.outbound_http import new_http_client
 from whalli.domain.model.chats import MessageRole, PromptMessage
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.response_format import FormatType, JsonSchema, ResponseFormat
-from whalli.domain.model.tools import Tools, ToolSpec
-from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
+from whalli.domain.model.tools import ToolChoice, ToolChoiceMode, Tools, ToolSpec
+from whalli.ports.chat_model import (
+    ChatModel,
+    CompletionRequest,
+    StreamDelta,
+    StreamEnd,
+    ToolCallDelta,
+)
 
 FAST = StreamPolicy(max_attempts=1, connect_timeout=5.0, first_token_timeout=5.0, idle_timeout=5.0)
 SCHEMA = {"type": "object", "properties": {"greeting": {"type": "string"}}}
@@ -130,7 +136,75 @@ async def test_anthropic_answers_a_format_with_the_forced_tools_input_as_text(
     assert body["tools"] == [
         {"name": "json_response", "description": "Hi.", "input_schema": SCHEMA}
     ]
-    assert body["tool_choice"] == {"type": "tool", "name": "json_response"}
+    assert body["tool_choice"] == {
+        "type": "tool", "name": "json_response", "disable_parallel_tool_use": True
+    }  # fmt: skip
+
+
+NOW = ToolSpec(name="now")
+FORMAT_TOOL = {"name": "json_response", "description": "Hi.", "input_schema": SCHEMA}
+NOW_TOOL = {"name": "now", "input_schema": {"type": "object", "properties": {}}}
+
+
+@pytest.mark.parametrize(
+    ("choice", "offered", "tool_choice"),
+    [
+        (None, [NOW_TOOL, FORMAT_TOOL], {"type": "any"}),
+        (ToolChoice(mode=ToolChoiceMode.AUTO), [NOW_TOOL, FORMAT_TOOL], {"type": "any"}),
+        (
+            ToolChoice(mode=ToolChoiceMode.NONE), [NOW_TOOL, FORMAT_TOOL],
+            {"type": "tool", "name": "json_response", "disable_parallel_tool_use": True},
+        ),
+        (ToolChoice(mode=ToolChoiceMode.REQUIRED), [NOW_TOOL], {"type": "any"}),
+        (
+            ToolChoice(mode=ToolChoiceMode.FUNCTION, name="now"), [NOW_TOOL],
+            {"type": "tool", "name": "now"},
+        ),
+    ],
+    ids=["default", "auto", "none", "required", "named"],
+)  # fmt: skip
+async def test_with_the_callers_tools_anthropic_offers_the_formats_tool_beside_them(
+    http: httpx.AsyncClient,
+    choice: ToolChoice | None,
+    offered: list[object],
+    tool_choice: dict[str, object],
+) -> None:
+    """Claude answers in the format or calls one of their tools, never in free text; with
+    ``none`` (an agent's final answer after its tool turns) the format's tool is forced."""
+    async with FakeProviderServer(anthropic_default()) as server:
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        async for _ in model.stream(request(GREETING, Tools(specs=(NOW,), choice=choice))):
+            pass
+    body = server.requests[0].body
+
+    assert (body["tools"], body["tool_choice"]) == (offered, tool_choice)
+
+
+async def test_a_call_of_the_callers_tool_beside_a_format_is_a_tool_call(
+    http: httpx.AsyncClient,
+) -> None:
+    call = ScriptedCall("toolu_1", "now", ['{"tz": "UTC"}'])
+    async with FakeProviderServer(anthropic_default()) as server:
+        server.script(Reply(chunks=anthropic_tool_stream([call])))
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        events = [e async for e in model.stream(request(GREETING, Tools(specs=(NOW,))))]
+
+    assert [e.name for e in events if isinstance(e, ToolCallDelta) and e.name] == ["now"]
+    assert not any(isinstance(e, StreamDelta) for e in events)
+    assert isinstance(events[-1], StreamEnd)
+    assert events[-1].finish_reason == "tool_calls"
+
+
+async def test_only_the_first_answer_in_the_format_is_the_reply(http: httpx.AsyncClient) -> None:
+    calls = [
+        ScriptedCall("toolu_1", "json_response", ['{"greeting": "Hi"}']),
+        ScriptedCall("toolu_2", "json_response", ['{"greeting": "Yo"}']),
+    ]
+    text, end, _ = await anthropic(
+        http, request(JSON_MODE), Reply(chunks=anthropic_tool_stream(calls))
+    )
+
+    assert (text, end.finish_reason) == ('{"greeting": "Hi"}', "stop")
 
 
 async def test_a_forced_tool_without_input_is_the_empty_object(http: httpx.AsyncClient) -> None:
@@ -177,7 +251,7 @@ async def test_the_same_tool_called_without_a_format_is_a_tool_call(
 @pytest.mark.parametrize(
     ("asked", "tools", "field"),
     [
-        (GREETING, Tools(specs=(ToolSpec(name="now"),)), "response_format"),
+        (GREETING, Tools(specs=(ToolSpec(name="json_response"),)), "tools"),
         (
             ResponseFormat(
                 type=FormatType.JSON_SCHEMA,
@@ -187,7 +261,7 @@ async def test_the_same_tool_called_without_a_format_is_a_tool_call(
             "response_format.json_schema.schema",
         ),
     ],
-    ids=["with_tools", "schema_of_an_array"],
+    ids=["with_a_tool_of_the_formats_name", "schema_of_an_array"],
 )
 async def test_what_anthropic_cannot_answer_in_a_format_is_refused_before_sending(
     http: httpx.AsyncClient, asked: ResponseFormat, tools: Tools | None, field: str

@@ -15,7 +15,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel
 
-from tests.integration.http.test_v1_tools import CLAUDE, GPT, TOOLS, Providers, providers
+from tests.integration.http.test_v1_tools import CLAUDE, GPT, Providers, providers
 from tests.support.fake_providers import JSON_PIECES, Reply, ScriptedCall, anthropic_tool_stream
 
 __all__ = ["providers"]  # the fixture, shared with the tool tests
@@ -36,7 +36,7 @@ JSON_SCHEMA = {
         "strict": True,
     },
 }
-FORCED = {"type": "tool", "name": "json_response"}
+FORCED = {"type": "tool", "name": "json_response", "disable_parallel_tool_use": True}
 
 
 class Greeting(BaseModel):
@@ -209,7 +209,10 @@ BAD_FORMATS: dict[str, tuple[str, Any, dict[str, Any], str]] = {
         "response_format.json_schema.schema",
     ),
     "dev_echo": ("dev/echo", {"type": "json_object"}, {}, "response_format"),
-    "claude_with_tools": (CLAUDE, {"type": "json_object"}, {"tools": TOOLS}, "response_format"),
+    "claude_with_a_tool_named_as_its_format_tool": (
+        CLAUDE, {"type": "json_object"},
+        {"tools": [{"type": "function", "function": {"name": "json_response"}}]}, "tools",
+    ),
     "claude_with_a_schema_not_of_an_object": (
         CLAUDE, {"type": "json_schema", "json_schema": {"name": "g", "schema": {"type": "array"}}},
         {}, "response_format.json_schema.schema",

@@ -131,6 +131,7 @@ class _Answer:
         "format_block",
         "format_written",
         "formatted",
+        "ignored",
         "prompt_tokens",
         "provider",
         "sent",
@@ -149,6 +150,7 @@ class _Answer:
         self.formatted = formatted
         self.format_block: int | None = None
         self.format_written = False
+        self.ignored: set[int] = set()  # later calls of the format's tool: one reply only
 
     def stop_here(self) -> None:
         """End at a stop sequence applied locally. The output count comes only at the end of
@@ -175,13 +177,20 @@ class _Answer:
                 if self._is_format_block(data.get("index")):
                     self.format_written |= bool(partial)
                     return partial if isinstance(partial, str) and partial else None
+                if data.get("index") in self.ignored:
+                    return None
                 return self._arguments(data.get("index"), partial)
         elif kind == "content_block_start":
             block = obj(data.get("content_block"))
             if block.get("type") == "tool_use":
                 if self.formatted and block.get("name") == FORMAT_TOOL:
                     index = data.get("index")
-                    self.format_block = index if isinstance(index, int) else None
+                    if not isinstance(index, int):
+                        return None
+                    if self.format_block is None:
+                        self.format_block = index
+                    else:  # a second answer in the format: the first one is the reply
+                        self.ignored.add(index)
                     return None
                 return self._tool_call(data.get("index"), block)
         elif kind == "content_block_stop":

@@ -10,11 +10,17 @@ API. As LiteLLM does, which works with every Claude model: the request offers on
 and forces it (``tool_choice: {"type": "tool"}``): the input Claude writes for it is the reply,
 which the stream reader (``anthropic``) passes on as text ending with finish reason ``stop``.
 
-A format together with the caller's own tools is refused (``InvalidInput`` on
-``response_format``): forcing the format's tool would keep Claude from ever calling the
-caller's tools, and not forcing it (LiteLLM's choice) would let Claude answer in free text, the
-JSON asked for silently not given. Whalli refuses what it cannot honour rather than answering
-something else; the caller can ask for the format on the turn after its tool calls.
+With the caller's own tools too, the format's tool is offered beside them (``_formatted``):
+- ``tool_choice`` ``auto`` (or none): Claude must call a tool (``any``), one of the caller's or
+  the format's, so it either calls a tool or answers in the format, never in free text (LiteLLM
+  does not force anything here, which lets the JSON asked for go silently missing);
+- ``none`` (an agent's final, structured answer after its tool turns, which must still send the
+  tools for Anthropic to read those turns): the format's tool is forced;
+- ``required`` or a named function: a call of the caller's is what this turn asks for, so only
+  their tools are offered, as without a format;
+- a caller's tool named ``FORMAT_TOOL`` would be mistaken for the reply: ``InvalidInput``.
+The format's tool is called once (``disable_parallel_tool_use`` when it is forced; the stream
+reader passes on only the first such call in any case).
 """
 
 from __future__ import annotations
@@ -58,15 +64,7 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
         "stream": True,
     }
     if request.response_format is not None:
-        if request.tools is not None:
-            raise InvalidInput(
-                "Anthropic models answer in a response_format only in a request without "
-                "tools: the reply is the input of a tool Claude must call, and it could call "
-                "none of yours.",
-                field="response_format",
-            )
-        body["tools"] = [_format_tool(request.response_format)]
-        body["tool_choice"] = {"type": "tool", "name": FORMAT_TOOL}
+        body.update(_formatted(request.response_format, request.tools))
     elif request.tools is not None:
         body.update(_tools(request.tools))
     if system:
@@ -80,6 +78,32 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
         body["stop_sequences"] = sent
     # seed, presence_penalty and frequency_penalty: the Messages API has no such thing
     return body
+
+
+def _formatted(response_format: ResponseFormat, tools: Tools | None) -> dict[str, Any]:
+    """``tools`` and ``tool_choice`` of a request in a format (see the module docstring)."""
+    forced = {"type": "tool", "name": FORMAT_TOOL, "disable_parallel_tool_use": True}
+    if tools is None:
+        return {"tools": [_format_tool(response_format)], "tool_choice": forced}
+    mode = tools.choice.mode if tools.choice is not None else ToolChoiceMode.AUTO
+    if mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.FUNCTION):
+        return _tools(tools)  # a call of theirs is asked for: the format is for a later turn
+    if any(spec.name == FORMAT_TOOL for spec in tools.specs):
+        raise InvalidInput(
+            f"With a response_format, Anthropic models cannot be offered tools named "
+            f"{FORMAT_TOOL!r}: Whalli gives them one of that name for the reply.",
+            field="tools",
+        )
+    offered = _tools(tools)
+    offered["tools"].append(_format_tool(response_format))
+    if mode is ToolChoiceMode.NONE:
+        offered["tool_choice"] = forced
+    else:  # one of their tools, or the answer in the format: never free text
+        choice: dict[str, Any] = {"type": "any"}
+        if tools.parallel is False:
+            choice["disable_parallel_tool_use"] = True
+        offered["tool_choice"] = choice
+    return offered
 
 
 def _format_tool(response_format: ResponseFormat) -> dict[str, Any]:

@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from uuid import UUID
 
@@ -29,7 +30,21 @@ def preset_name(name: str) -> str:
         raise InvalidInput(
             f"A preset's name needs 1 to {PRESET_NAME_MAX} characters.", field="name"
         )
+    if any(unicodedata.category(ch) == "Cc" for ch in cleaned):  # NUL included
+        raise InvalidInput(
+            "A preset's name may not contain control characters (NUL included).", field="name"
+        )
     return cleaned
+
+
+def storable_params(params: GenerationParams) -> GenerationParams:
+    """A preset's parameters, which are stored as JSON: a stop sequence holding NUL (which a
+    start passes on, but JSON in Postgres cannot hold) is refused, naming the field."""
+    if params.stop is not None and any("\x00" in stop for stop in params.stop):
+        raise InvalidInput(
+            "A preset's stop sequences may not contain the NUL character.", field="params.stop"
+        )
+    return params
 
 
 class Preset(Entity, kw_only=True):
@@ -49,7 +64,8 @@ class Preset(Entity, kw_only=True):
     ) -> Preset:  # fmt: skip
         return cls(
             id=id, user_id=user_id, name=preset_name(name), model=model,
-            system_prompt=clean_system_prompt(system_prompt), params=params, created_at=now,
+            system_prompt=clean_system_prompt(system_prompt), params=storable_params(params),
+            created_at=now,
             updated_at=now,
         )  # fmt: skip
 

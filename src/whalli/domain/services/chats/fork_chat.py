@@ -12,6 +12,7 @@ from whalli.domain.services.chats.access import require_chat
 from whalli.domain.services.chats.bulk import add_chat_with_messages
 from whalli.domain.services.chats.get_chat import ChatWithMessages
 from whalli.domain.services.projects.access import project_to_write
+from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.unit_of_work import UnitOfWork
@@ -36,6 +37,9 @@ class ForkChatHandler:
       ``domain.model.chat_forks``: finished messages only, with their models, usage and times;
       naming a reply still being generated is ``ReplyInProgress``) and the system prompt; not
       the feedback, the share links, the pin or the archive mark;
+    - except out of the caller's personal project into another: there a chat's system prompt
+      may be the caller's custom instructions, which never go to a shared project (see
+      ``StartChat``), so that fork has none (they may give it one with ``UpdateChat``);
     - its title is the chat's, or ``title`` (1 to ``TITLE_MAX`` characters, spaces folded);
       the caller owns it, and it is new: first in the newest-first list;
     - attachment links are kept only in a fork in the same project: a file belongs to its
@@ -52,10 +56,13 @@ class ForkChatHandler:
         async with self._uow as uow:
             source = await require_chat(uow, command.chat_id, command.user_id, "read")
             project_id = await project_to_write(uow, command.user_id, command.project_id)
+            personal = personal_project_id(command.user_id)
+            # out of the caller's personal project, it may be their private custom instructions
+            private = source.project_id == personal != project_id
             fork = Chat(
                 id=self._ids.new_id(), project_id=project_id, user_id=command.user_id,
                 title=source.title, created_at=now, updated_at=now,
-                system_prompt=source.system_prompt,
+                system_prompt=None if private else source.system_prompt,
             )  # fmt: skip
             if command.title is not None:
                 fork.rename(command.title, now)

@@ -9,7 +9,7 @@ import msgspec
 
 from whalli.domain.model.catalog import ModelCatalog
 from whalli.domain.model.chats import GenerationParams, clean_system_prompt
-from whalli.domain.model.presets import Preset, preset_name
+from whalli.domain.model.presets import Preset, preset_name, storable_params
 from whalli.domain.services.presets.rules import require_preset, usable_model
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
@@ -48,7 +48,7 @@ class UpdatePresetHandler:
             if not isinstance(command.system_prompt, msgspec.UnsetType):
                 preset.system_prompt = clean_system_prompt(command.system_prompt)
             if not isinstance(command.params, msgspec.UnsetType):
-                preset.params = command.params
+                preset.params = storable_params(command.params)
             preset.updated_at = self._clock.now()
             await uow.presets.update(preset)
             await uow.commit()
