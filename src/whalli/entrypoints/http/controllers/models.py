@@ -12,6 +12,15 @@ from whalli.domain.services.models.list_models import ListModels, ListModelsHand
 from whalli.entrypoints.http.schemas import Schema
 
 
+class Capabilities(Schema):
+    """What the model can be asked for beyond text (on ``/v1``: ``tools``,
+    ``response_format``, ``image_url`` parts); a request it cannot answer is a 422."""
+
+    tools: bool
+    structured_outputs: bool
+    vision: bool
+
+
 class Model(Schema):
     id: str
     provider: str
@@ -19,13 +28,18 @@ class Model(Schema):
     input_usd_per_mtok: float
     output_usd_per_mtok: float
     min_plan: Plan
+    capabilities: Capabilities
 
 
 def _model(spec: ModelSpec) -> Model:
+    capabilities = Capabilities(
+        tools=spec.calls_tools, structured_outputs=spec.structured_outputs,
+        vision=spec.sees_images,
+    )  # fmt: skip
     return Model(
         id=spec.id, provider=spec.provider, context_window=spec.context_window,
         input_usd_per_mtok=spec.input_usd_per_mtok, output_usd_per_mtok=spec.output_usd_per_mtok,
-        min_plan=spec.min_plan,
+        min_plan=spec.min_plan, capabilities=capabilities,
     )  # fmt: skip
 
 
@@ -36,7 +50,8 @@ class ModelController(Controller):
     @get(
         "/",
         summary="The models the caller's plan includes",
-        description="Catalog order; prices in USD per million tokens; only configured providers.",
+        description="Catalog order; prices in USD per million tokens; only configured providers; "
+        "`capabilities` says which models take tools, structured outputs and images (`/v1`).",
     )
     async def index(
         self,
