@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from tests.integration.http.conftest import chat_app
 from tests.integration.http.test_chat_attach_elsewhere import team_project
-from tests.integration.http.test_chat_flow import Chat
+from tests.integration.http.test_chat_flow import Chat, _text
 from tests.integration.http.test_chat_fork import conversation, fork
 from tests.integration.http.test_chat_regenerate import messages, regenerate
 from tests.integration.http.test_presets import create, preset
@@ -306,20 +306,27 @@ async def test_a_fork_of_a_pinned_archived_chat_is_neither_and_is_listed(chat: C
     assert (await chat.client.get(url, headers=alice["auth"])).json()["archived"] is True
 
 
-async def test_a_fork_ending_on_a_question_is_answered_only_by_a_new_message(
+async def test_a_fork_ending_on_a_question_is_answered_by_a_regeneration(
     chat: Chat,
 ) -> None:
-    """Documents what happens (the README's recipe forks at a reply): a fork that ends on a
-    question has no reply to regenerate (409, as for an imported chat ending on one)."""
+    """The hunt found a fork ending on a question could only be followed by another question
+    (its regeneration was a 409); it is now answered, nothing replaced, by the model named."""
     alice = await chat.world.register("alice")
     chat_id = await conversation(chat, alice["auth"], "question one")
     question = (await messages(chat, chat_id, alice["auth"]))[0]
     forked = (await fork(chat, chat_id, alice["auth"], messageId=question["id"])).json()
 
+    unnamed = await regenerate(chat, alice["auth"], chatId=forked["id"])
     again = await regenerate(chat, alice["auth"], chatId=forked["id"], model="dev/echo")
 
-    _problem(again, 409)
-    assert len(await messages(chat, forked["id"], alice["auth"])) == 1
+    _problem(unnamed, 422)
+    assert unnamed.json()["field"] == "model"
+    assert again.status_code == 201, again.text
+    assert again.json()["replacedMessageId"] is None
+    assert _text(await chat.events(again.json()["sessionId"])) == "question one"
+    assert [m["content"] for m in await messages(chat, forked["id"], alice["auth"])] == [
+        "question one", "question one"
+    ]  # fmt: skip
 
 
 async def test_a_member_removed_can_no_longer_fork_the_chat_or_into_the_project(

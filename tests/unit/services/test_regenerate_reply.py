@@ -33,6 +33,7 @@ from whalli.domain.model.errors import (
 from whalli.domain.model.projects import MemberRole
 from whalli.domain.services.chat.context import PreparedReply
 from whalli.domain.services.chat.regenerate_reply import (
+    RegeneratedReply,
     RegenerateReply,
     RegenerateReplyHandler,
 )
@@ -167,20 +168,35 @@ async def test_two_regenerations_one_after_the_other_the_second_waits_its_turn(
     assert len(await chat.messages()) == 2
 
 
-async def test_a_chat_that_does_not_end_with_a_reply_has_nothing_to_regenerate(
-    chat: Chat,
-) -> None:
+async def test_a_question_without_a_reply_is_answered_by_the_model_named(chat: Chat) -> None:
+    """A chat ending with an unanswered question (a fork at it, an import): nothing is
+    replaced; the model must be named, there is no reply to take it from."""
     async with chat.uow() as uow:
         await uow.chats.delete_message(chat.reply.id)
         await uow.commit()
 
-    with pytest.raises(NothingToRegenerate):  # ends with the question
+    with pytest.raises(InvalidInput, match="no reply to take the model from") as caught:
         await chat.regenerate()
+    assert caught.value.details["field"] == "model"
+    regenerated = await chat.regenerate(model="dev/echo")
+
+    assert isinstance(regenerated, RegeneratedReply)
+    assert regenerated.replaced_message_id is None
+    assert regenerated.message_id == chat.question_id
+    question, reply = await chat.messages()
+    assert (question.id, reply.id, reply.model) == (
+        chat.question_id, regenerated.prepared.reply.id, "dev/echo"
+    )  # fmt: skip
+
+
+async def test_an_empty_chat_has_nothing_to_regenerate(chat: Chat) -> None:
     async with chat.uow() as uow:
+        await uow.chats.delete_message(chat.reply.id)
         await uow.chats.delete_message(chat.question_id)
         await uow.commit()
-    with pytest.raises(NothingToRegenerate):  # empty
-        await chat.regenerate()
+
+    with pytest.raises(NothingToRegenerate):
+        await chat.regenerate(model="dev/echo")
     assert chat.launched == []
 
 

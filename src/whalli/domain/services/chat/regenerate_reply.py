@@ -40,7 +40,7 @@ class RegenerateReply(msgspec.Struct, frozen=True, kw_only=True):
 class RegeneratedReply(msgspec.Struct, frozen=True, kw_only=True):
     session: ChatSession
     message_id: UUID  # the user's message the new reply answers
-    replaced_message_id: UUID  # the reply deleted
+    replaced_message_id: UUID | None  # the reply deleted; None: the message had none
     prepared: PreparedReply
 
 
@@ -51,11 +51,14 @@ class RegenerateReplyHandler:
     - the caller needs write access to the chat's project (a chat they may not read answers
       404, a viewer's request 403);
     - the chat must end with a finished reply (``complete``, ``aborted`` or ``failed``) to a
-      user's message: while one is still being generated, ``ReplyInProgress`` (409); a chat
-      ending otherwise, ``NothingToRegenerate`` (409);
+      user's message, or with a user's message that has no reply (a fork at a question, an
+      imported conversation ending with one): it is answered, nothing replaced; while a reply
+      is still being generated, ``ReplyInProgress`` (409); a chat ending otherwise,
+      ``NothingToRegenerate`` (409);
     - the model is the one asked for, or the replaced reply's; it must exist with its provider
       configured (else ``ModelNotFound``; for the replaced reply's, ``InvalidInput`` asking
-      for a model, as for an imported reply) and the caller's plan, read fresh, must include it;
+      for a model, as for an imported reply or when there is no reply to replace) and the
+      caller's plan, read fresh, must include it;
     - with ``message``, that user's message is edited first (its attachments stay), and saved
       with the new reply;
     - the prompt is built as the start built it: the messages before that user's message,
@@ -117,7 +120,8 @@ class RegenerateReplyHandler:
             prepared = PreparedReply(reply=reply, prompt=prompt)
 
             async def write() -> None:
-                await uow.chats.delete_message(old.id)
+                if old is not None:
+                    await uow.chats.delete_message(old.id)
                 if command.message is not None:
                     await uow.chats.update_message(question)
                 await uow.chats.add_messages([reply])
@@ -126,21 +130,28 @@ class RegenerateReplyHandler:
 
             await save_and_launch(self._sessions, session, prepared, now, launch, write)
         return RegeneratedReply(
-            session=session, message_id=question.id, replaced_message_id=old.id,
+            session=session, message_id=question.id,
+            replaced_message_id=None if old is None else old.id,
             prepared=prepared,
         )  # fmt: skip
 
-    def _model(self, asked: str | None, old: Message) -> ModelSpec:
+    def _model(self, asked: str | None, old: Message | None) -> ModelSpec:
         """The model asked for (``ModelNotFound`` when unavailable), else the replaced reply's:
         when that one is not available (retired, or an imported reply's label such as
         ``chatgpt/gpt-4o``), ``InvalidInput`` asks for a model."""
         try:
-            spec = self._catalog.get(asked or old.model or "")
+            spec = self._catalog.get(asked or (old.model if old is not None else None) or "")
             if spec.provider not in self._enabled:
                 raise ModelNotFound(f"The model {spec.id} is not available.")
         except ModelNotFound:
             if asked is not None:
                 raise
+            if old is None:
+                raise InvalidInput(
+                    "This chat's last message has no reply to take the model from; name the "
+                    "model to answer with.",
+                    field="model",
+                ) from None
             raise InvalidInput(
                 f"This reply's model ({old.model or 'none'}) is not available here; name the "
                 "model to answer with.",
@@ -149,8 +160,11 @@ class RegenerateReplyHandler:
         return spec
 
 
-def _last_exchange(messages: list[Message]) -> tuple[list[Message], Message, Message]:
-    """(the messages before the last user message, it, the reply to it that ends the chat)."""
+def _last_exchange(messages: list[Message]) -> tuple[list[Message], Message, Message | None]:
+    """(the messages before the last user message, it, the reply to it that ends the chat;
+    ``None`` when the chat ends with that user message, unanswered)."""
+    if messages and messages[-1].role is MessageRole.USER:
+        return messages[:-1], messages[-1], None
     if len(messages) < 2 or messages[-1].role is not MessageRole.ASSISTANT:
         raise NothingToRegenerate()
     old = messages[-1]

@@ -71,7 +71,7 @@ class ChatStarted(Schema):
 
 
 class ReplyRegenerated(ChatStarted):
-    replaced_message_id: UUID
+    replaced_message_id: UUID | None  # no default: always present, null when none was replaced
 
 
 Answer = TypeVar("Answer", bound=ChatStarted)
@@ -119,8 +119,9 @@ class ChatStreamController(Controller):
         "with a new one to the same message (edited to `message` first, when given), by "
         "`model` or the replaced reply's model; never from the prompt cache. Answers like "
         "`/api/chat/start` (JSON, or the reply as events with `Accept: text/event-stream`), "
-        "plus `replacedMessageId`, the reply deleted. 409 while a reply is still being "
-        "generated.",
+        "plus `replacedMessageId`, the reply deleted. A chat ending with a message that has "
+        "no reply (a fork at a question, an import) gets one, by the `model` named, and "
+        "`replacedMessageId` null. 409 while a reply is still being generated.",
     )  # fmt: skip
     async def regenerate(
         self, request: Request[Any, Any, Any], principal: NamedDependency[Principal],
