@@ -308,11 +308,17 @@ async def test_messages_are_listed_oldest_first(uow_factory: UowFactory) -> None
     assert contents == ["m1", "m2", "m3"]
 
 
+def _with_nul(message: Message) -> Message:
+    """A message holding NUL, which the domain refuses (``Message.from_user``): the store must
+    refuse it too, naming no field, should one get past the domain."""
+    return msgspec.structs.replace(message, content="a\x00b")
+
+
 async def test_text_with_a_nul_character_is_invalid_input(uow_factory: UowFactory) -> None:
     world = await committed_world(uow_factory())
     async with uow_factory() as uow:
         with pytest.raises(InvalidInput, match="could not be stored"):
-            await uow.chats.add_message(a_message(world.chat, content="a\x00b"))
+            await uow.chats.add_message(_with_nul(a_message(world.chat)))
 
 
 async def test_a_backslash_escape_in_text_is_stored_as_typed(uow_factory: UowFactory) -> None:
@@ -403,7 +409,7 @@ async def test_a_nul_character_in_added_messages_is_invalid_input(uow_factory: U
     world = await committed_world(uow_factory())
     async with uow_factory() as uow:
         with pytest.raises(InvalidInput, match="could not be stored"):
-            await uow.chats.add_messages([a_message(world.chat, content="a\x00b")])
+            await uow.chats.add_messages([_with_nul(a_message(world.chat))])
 
 
 async def test_a_new_chat_and_its_first_messages_are_added_together(

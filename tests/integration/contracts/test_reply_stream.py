@@ -546,15 +546,19 @@ class FlakyRedisReplyStream(RedisReplyStream):
 
 async def assert_read_then_interrupted(store: ReplyStream, session_id: str, first: str) -> None:
     """A reader of a reply whose generator is gone after its one token ("half", id ``first``)
-    gets that token, a heartbeat, then ``reply_interrupted`` under the token's id, and ends."""
+    gets that token, a heartbeat, then ``reply_interrupted`` under an id of its own just after
+    the token's (a reconnect after it is told to stop: ``ended_at``), and ends."""
     reader = ReadReplyHandler(store, heartbeat_s=BEAT_S, track_readers=False)
     async with asyncio.timeout(30):  # (a reader that is never told would wait forever)
         items = [item async for item in reader.events(session_id, None)]
     assert items[0] == [(first, TokenEvent(delta="half"))]
     assert items[1] is HEARTBEAT
     [(error_id, error)] = items[2] or []
-    assert (error_id, getattr(error, "code", None)) == (first, "reply_interrupted")
+    ms, seq = first.split("-")
+    assert (error_id, getattr(error, "code", None)) == (f"{ms}-{int(seq) + 1}", "reply_interrupted")
     assert len(items) == 3
+    assert await reader.ended_at(session_id, error_id)
+    assert not await reader.ended_at(session_id, first)  # the error not seen yet: sent again
 
 
 def beating(redis: RedisReplyStream) -> RelayedReplyStream:
