@@ -998,9 +998,10 @@ async def test_a_bad_regeneration_is_a_4xx_problem_and_changes_nothing(
     assert (await _usage(chat, alice["auth"]))["total"]["requests"] == 1
 
 
-async def test_a_regeneration_of_a_chat_without_a_reply_yet_is_a_409_problem(chat: Chat) -> None:
+async def test_a_regeneration_of_a_chat_without_a_reply_yet_answers_it(chat: Chat) -> None:
     """A chat whose last message is a user's (its reply never written: an imported chat ending
-    on a question) has nothing to regenerate: a 409 problem, nothing written."""
+    on a question) gets its reply by the model named, nothing replaced (c9f8304; before, a 409:
+    such a chat could only be followed by another question)."""
     alice = await chat.world.register("alice")
     imported = await chat.client.post(
         "/api/chats/import", headers=alice["auth"],
@@ -1009,8 +1010,11 @@ async def test_a_regeneration_of_a_chat_without_a_reply_yet_is_a_409_problem(cha
     assert imported.status_code == 201, imported.text
     chat_id = imported.json()["imported"][0]["chatId"]
     response = await _regenerate(chat, alice["auth"], chatId=chat_id, model=ECHO)
-    _is_problem(response, 409)
-    assert [m["role"] for m in (await _read(chat, chat_id, alice["auth"]))["messages"]] == ["user"]
+    assert response.status_code == 201, response.text
+    assert response.json()["replacedMessageId"] is None
+    assert _text(await chat.events(response.json()["sessionId"])) == "only a question"
+    read = (await _read(chat, chat_id, alice["auth"]))["messages"]
+    assert [(m["role"], m["model"]) for m in read] == [("user", None), ("assistant", ECHO)]
 
 
 def _conversation(question: str) -> dict[str, Any]:
