@@ -17,7 +17,6 @@ from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, strea
 from whalli.domain.model.chats import MessageRole, PromptMessage, TokenUsage
 from whalli.domain.model.errors import ProviderError
 from whalli.domain.model.images import ImagePart
-from whalli.domain.model.response_format import ResponseFormat
 from whalli.domain.model.tools import ToolChoiceMode, Tools
 from whalli.ports.chat_model import (
     ChatModel,
@@ -89,7 +88,7 @@ class OpenAIChatModel(ChatModel):
         if request.tools is not None:
             body.update(_tools(request.tools))
         if request.response_format is not None:
-            body["response_format"] = _response_format(request.response_format)
+            body["response_format"] = request.response_format.as_sent()
         return body
 
     async def _attempt(self, body: bytes) -> AsyncGenerator[StreamEvent, None]:
@@ -203,16 +202,6 @@ def _tools(tools: Tools) -> dict[str, Any]:
     if tools.parallel is not None:
         body["parallel_tool_calls"] = tools.parallel
     return body
-
-
-def _response_format(response_format: ResponseFormat) -> dict[str, Any]:
-    """The format as the client sent it: OpenAI's shape, which compatible servers read too."""
-    sent: dict[str, Any] = {"type": str(response_format.type)}
-    json_schema = response_format.json_schema
-    if json_schema is not None:
-        fields = msgspec.structs.asdict(json_schema).items()
-        sent["json_schema"] = {name: value for name, value in fields if value is not None}
-    return sent
 
 
 class _CallPieces:

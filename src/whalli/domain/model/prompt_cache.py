@@ -72,7 +72,8 @@ def cache_key(
     if tools is not None:  # a longer array: never the key of a request without tools
         document = (*document, _canonical_tools(tools))
     if response_format is not None:  # an object the tools' (keys specs, choice...) never is
-        document = (*document, {"response_format": _canonical_format(response_format)})
+        # as sent (``None`` fields left out), the schema hashed with its keys sorted
+        document = (*document, {"response_format": response_format.as_sent()})
     return hashlib.sha256(_canonical.encode(document)).hexdigest()
 
 
@@ -105,16 +106,6 @@ def _canonical_tools(tools: Tools) -> dict[str, object]:
         "choice": None if tools.choice is None else (str(tools.choice.mode), tools.choice.name),
         "parallel": tools.parallel,
     }
-
-
-def _canonical_format(response_format: ResponseFormat) -> dict[str, object]:
-    # As the tools: ``None`` fields left out, the schema hashed with its keys sorted.
-    canonical: dict[str, object] = {"type": str(response_format.type)}
-    json_schema = response_format.json_schema
-    if json_schema is not None:
-        fields = msgspec.structs.asdict(json_schema).items()
-        canonical["json_schema"] = {k: v for k, v in fields if v is not None}
-    return canonical
 
 
 _FLOATS = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty"})

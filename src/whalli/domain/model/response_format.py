@@ -21,6 +21,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 from whalli.domain.model.base import Value
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.tools import FUNCTION_NAME
@@ -74,6 +76,15 @@ class ResponseFormat(Value, frozen=True, kw_only=True):
             raise InvalidInput(f"{field} is required with type 'json_schema'.", field=field)
         if self.type is FormatType.JSON_OBJECT and self.json_schema is not None:
             raise ValueError("a json_object format has no json_schema")  # a bug, not input
+
+    def as_sent(self) -> dict[str, Any]:
+        """The format in OpenAI's shape, its ``None`` fields left out: what OpenAI-compatible
+        servers are sent, and what the prompt cache's key hashes."""
+        sent: dict[str, Any] = {"type": str(self.type)}
+        if self.json_schema is not None:
+            fields = msgspec.structs.asdict(self.json_schema).items()
+            sent["json_schema"] = {name: value for name, value in fields if value is not None}
+        return sent
 
     @property
     def schema(self) -> dict[str, Any] | None:
