@@ -136,14 +136,7 @@ class Chat(Entity, kw_only=True):
         self.updated_at = now
 
     def rename(self, title: str, now: datetime) -> None:
-        cleaned = " ".join(title.split())
-        if not 1 <= len(cleaned) <= TITLE_MAX:
-            raise InvalidInput(f"A title needs 1 to {TITLE_MAX} characters.", field="title")
-        if "\x00" in cleaned:
-            raise InvalidInput("A title may not contain the NUL character.", field="title")
-        if any(unicodedata.category(ch) == "Cc" for ch in cleaned):
-            raise InvalidInput("A title may not contain control characters.", field="title")
-        self.title = cleaned
+        self.title = clean_name(title, limit=TITLE_MAX, field="title", what="A title")
         self.updated_at = now
 
     @property
@@ -173,6 +166,20 @@ class Chat(Entity, kw_only=True):
         self.pinned_at = None
         if self.archived_at is None:
             self.archived_at = now
+
+
+def clean_name(text: str, *, limit: int, field: str, what: str) -> str:
+    """A name as stored (a chat's title, a preset's): whitespace folded to single spaces, 1 to
+    ``limit`` characters, no control character (NUL included, which Postgres text cannot hold);
+    else ``InvalidInput`` naming ``field`` (``what`` is what the message calls it)."""
+    cleaned = " ".join(text.split())
+    if not 1 <= len(cleaned) <= limit:
+        raise InvalidInput(f"{what} needs 1 to {limit} characters.", field=field)
+    if any(unicodedata.category(ch) == "Cc" for ch in cleaned):
+        raise InvalidInput(
+            f"{what} may not contain control characters (NUL included).", field=field
+        )
+    return cleaned
 
 
 def check_message_text(content: str) -> None:

@@ -12,12 +12,11 @@ Rules:
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
 from uuid import UUID
 
 from whalli.domain.model.base import Entity
-from whalli.domain.model.chats import GenerationParams, clean_system_prompt
+from whalli.domain.model.chats import GenerationParams, clean_name, clean_system_prompt
 from whalli.domain.model.errors import InvalidInput
 
 MAX_PRESETS = 100
@@ -25,16 +24,7 @@ PRESET_NAME_MAX = 80
 
 
 def preset_name(name: str) -> str:
-    cleaned = " ".join(name.split())
-    if not 1 <= len(cleaned) <= PRESET_NAME_MAX:
-        raise InvalidInput(
-            f"A preset's name needs 1 to {PRESET_NAME_MAX} characters.", field="name"
-        )
-    if any(unicodedata.category(ch) == "Cc" for ch in cleaned):  # NUL included
-        raise InvalidInput(
-            "A preset's name may not contain control characters (NUL included).", field="name"
-        )
-    return cleaned
+    return clean_name(name, limit=PRESET_NAME_MAX, field="name", what="A preset's name")
 
 
 def storable_params(params: GenerationParams) -> GenerationParams:
