@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -14,6 +15,10 @@ class AttachmentRepository(Protocol):
 
     async def get(self, attachment_id: UUID) -> Attachment:
         """Raises ``AttachmentNotFound``."""
+        ...
+
+    async def get_many(self, attachment_ids: Collection[UUID]) -> dict[UUID, Attachment]:
+        """Those of ``attachment_ids`` that exist, by id (one read; the missing are left out)."""
         ...
 
     async def get_for_update(self, attachment_id: UUID) -> Attachment:

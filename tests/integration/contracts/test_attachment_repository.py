@@ -77,6 +77,22 @@ async def test_an_unknown_attachment_is_not_found(uow_factory: UowFactory) -> No
             await uow.attachments.delete(ghost.id)
 
 
+async def test_get_many_reads_the_existing_ones_by_id_in_one_call(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    first, second, ghost = (an_attachment(world.project, world.user) for _ in range(3))
+    async with uow_factory() as uow:
+        await uow.attachments.add(first)
+        await uow.attachments.add(second)
+        await uow.commit()
+    async with uow_factory() as uow:
+        found = await uow.attachments.get_many([second.id, ghost.id, first.id, second.id])
+        assert found == {first.id: first, second.id: second}
+        assert await uow.attachments.get_many([]) == {}
+        assert await uow.attachments.get_many([ghost.id]) == {}
+
+
 async def test_a_deleted_attachment_is_gone_with_its_transcriptions(
     uow_factory: UowFactory,
 ) -> None:

@@ -278,3 +278,103 @@ def test_the_system_prompt_takes_its_share_of_the_window_from_the_oldest_history
     assert [(m.role, m.content) for m in result] == [
         (SYSTEM, "s" * 100), (USER, "c" * 100), (USER, "question"),
     ]  # fmt: skip
+
+
+# --- files attached to earlier messages ---
+
+REPORT, NOTES = UUID(int=7001), UUID(int=7002)
+
+
+def with_files(m: Message, *ids: UUID) -> Message:
+    m.attachment_ids = ids
+    return m
+
+
+def test_an_earlier_message_keeps_its_files_text_before_its_own() -> None:
+    history = [
+        with_files(message(0, USER, "summarise this", MessageStatus.COMPLETE), REPORT, NOTES),
+        message(1, ASSISTANT, "It says hello.", MessageStatus.COMPLETE),
+    ]
+    earlier = {REPORT: ("report.pdf", "hello world"), NOTES: ("notes.txt", "more")}
+    prompt = build_context(
+        history=history, new_message="and section 3?", attachments=[], context_window=1000,
+        reserve_for_reply=0, attachment_char_cap=5, earlier_files=earlier,
+    )  # fmt: skip
+    assert prompt[0] == PromptMessage(
+        role=USER,
+        content=(
+            "Attached file: report.pdf (first 5 of 11 characters)\nhello\n\n"
+            "Attached file: notes.txt\nmore\n\nsummarise this"
+        ),
+    )
+    assert prompt[1:] == (
+        PromptMessage(role=ASSISTANT, content="It says hello."),
+        PromptMessage(role=USER, content="and section 3?"),
+    )
+
+
+def test_a_file_deleted_since_is_left_out_of_its_message() -> None:
+    history = [with_files(message(0, USER, "look", MessageStatus.COMPLETE), REPORT, NOTES)]
+    prompt = build_context(
+        history=history, new_message="q", attachments=[], context_window=1000,
+        reserve_for_reply=0, attachment_char_cap=100, earlier_files={NOTES: ("n.txt", "kept")},
+    )  # fmt: skip
+    assert prompt[0].content == "Attached file: n.txt\nkept\n\nlook"
+
+
+def test_files_that_no_longer_fit_are_named_as_left_out_and_the_message_stays() -> None:
+    history = [
+        with_files(message(0, USER, "read it", MessageStatus.COMPLETE), REPORT),
+        message(1, ASSISTANT, "done", MessageStatus.COMPLETE),
+    ]
+    earlier = {REPORT: ("big.pdf", "x" * 4000)}  # ~1,000 tokens: more than the window
+    prompt = build_context(
+        history=history, new_message="q", attachments=[], context_window=200,
+        reserve_for_reply=0, attachment_char_cap=10_000, earlier_files=earlier,
+    )  # fmt: skip
+    assert [m.content for m in prompt] == [
+        "Attached file: big.pdf (left out: the conversation no longer fits with it)\n\nread it",
+        "done",
+        "q",
+    ]
+    # with room, the same history keeps the text
+    roomy = build_context(
+        history=history, new_message="q", attachments=[], context_window=5000,
+        reserve_for_reply=0, attachment_char_cap=10_000, earlier_files=earlier,
+    )  # fmt: skip
+    assert roomy[0].content.startswith("Attached file: big.pdf\nxxxx")
+
+
+def test_an_assistant_message_never_takes_files() -> None:
+    history = [
+        message(0, USER, "hi", MessageStatus.COMPLETE),
+        with_files(message(1, ASSISTANT, "hello", MessageStatus.COMPLETE), REPORT),
+    ]
+    prompt = build_context(
+        history=history, new_message="q", attachments=[], context_window=1000,
+        reserve_for_reply=0, attachment_char_cap=100, earlier_files={REPORT: ("r", "secret")},
+    )  # fmt: skip
+    assert [m.content for m in prompt] == ["hi", "hello", "q"]
+
+
+@given(history=histories, window=windows, cap=caps, text=st.text(max_size=400))
+def test_with_earlier_files_the_prompt_still_fits_and_keeps_the_newest_run(
+    history: list[Message], window: int, cap: int, text: str
+) -> None:
+    for m in history:
+        if m.role is USER:
+            m.attachment_ids = (REPORT,)
+    try:
+        prompt = build_context(
+            history=history, new_message="q", attachments=[], context_window=window,
+            reserve_for_reply=0, attachment_char_cap=cap, earlier_files={REPORT: ("r.txt", text)},
+        )  # fmt: skip
+    except InvalidInput:
+        return
+    assert estimate_prompt_tokens(prompt) <= window
+    # each kept earlier message ends with its own text, in order, an unbroken newest run
+    kept = prompt[:-1]
+    expected = eligible(history)[len(eligible(history)) - len(kept) :]
+    assert [m.role for m in kept] == [m.role for m in expected]
+    for sent, original in zip(kept, expected, strict=True):
+        assert sent.content.endswith(original.content)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from uuid import UUID
 
@@ -18,6 +19,15 @@ class InMemoryAttachmentRepository(MemoryRepository, AttachmentRepository):
     async def get(self, attachment_id: UUID) -> Attachment:
         attachment: Attachment = self._tx().get("attachments", attachment_id, AttachmentNotFound)
         return attachment
+
+    async def get_many(self, attachment_ids: Collection[UUID]) -> dict[UUID, Attachment]:
+        found: dict[UUID, Attachment] = {}
+        for attachment_id in attachment_ids:
+            try:
+                found[attachment_id] = await self.get(attachment_id)
+            except AttachmentNotFound:
+                continue
+        return found
 
     async def get_for_update(self, attachment_id: UUID) -> Attachment:
         await self._tx().lock("attachments", attachment_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -75,6 +76,12 @@ class PostgresAttachmentRepository(PostgresRepository, AttachmentRepository):
 
     async def get(self, attachment_id: UUID) -> Attachment:
         return await self._get(f"{_SELECT} WHERE id = %(id)s", attachment_id)
+
+    async def get_many(self, attachment_ids: Collection[UUID]) -> dict[UUID, Attachment]:
+        if not attachment_ids:
+            return {}
+        rows = await self._all(f"{_SELECT} WHERE id = ANY(%(ids)s)", {"ids": list(attachment_ids)})
+        return {a.id: a for a in map(_attachment, rows)}
 
     async def get_for_update(self, attachment_id: UUID) -> Attachment:
         return await self._get(f"{_SELECT} WHERE id = %(id)s FOR UPDATE", attachment_id)

@@ -5,10 +5,14 @@ Rules:
   user message, before the question, each file labelled ``Attached file: <name>`` and cut to
   ``attachment_char_cap`` characters (the label then says how much of it is included);
 - earlier messages are sent in their order, only complete user and assistant replies with some
-  text (no system notes, no aborted, failed or pending replies);
+  text (no system notes, no aborted, failed or pending replies); an earlier user message keeps
+  its attached files' text, labelled and cut the same way (``earlier_files``; a file deleted
+  since is left out), so a follow-up question can still be about a file sent before;
 - they are trimmed oldest-first: the newest earlier messages are kept while the estimate of the
   whole prompt fits ``context_window - reserve_for_reply``; once one does not fit, it and every
-  older one are dropped, so the kept history is always an unbroken, most recent run;
+  older one are dropped, so the kept history is always an unbroken, most recent run. An earlier
+  message whose files do not fit is first tried without their text: its files are then only
+  named, each marked left out;
 - the context starts with a user message (some providers refuse an assistant turn first), so an
   assistant reply left at the start by trimming is dropped too;
 - the chat's system prompt, when it has one, is sent first as a system message and is never
@@ -19,8 +23,9 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chats import (
@@ -86,6 +91,12 @@ def attachment_block(filename: str, text: str, char_cap: int) -> str:
     return f"Attached file: {name} (first {char_cap} of {len(text)} characters)\n{text[:char_cap]}"
 
 
+def left_out_block(filename: str) -> str:
+    """The label of an earlier message's file whose text no longer fits the context."""
+    name = " ".join(filename.split()) or "unnamed file"
+    return f"Attached file: {name} (left out: the conversation no longer fits with it)"
+
+
 @dataclass(frozen=True)
 class ContextLimits:
     """How much of a model's window the prompt may use."""
@@ -100,6 +111,7 @@ class ContextLimits:
         new_message: str,
         attachments: Sequence[tuple[str, str]],
         system: str | None = None,
+        earlier_files: Mapping[UUID, tuple[str, str]] | None = None,
     ) -> tuple[PromptMessage, ...]:
         """``build_context`` for ``spec``'s window; ``history`` excludes the new message."""
         return build_context(
@@ -107,6 +119,7 @@ class ContextLimits:
             new_message=new_message,
             attachments=attachments,
             system=system,
+            earlier_files=earlier_files or {},
             context_window=spec.context_window,
             reserve_for_reply=min(self.reserve_for_reply, spec.context_window // 4),
             attachment_char_cap=self.attachment_char_cap,
@@ -139,11 +152,13 @@ def build_context(
     reserve_for_reply: int,
     attachment_char_cap: int,
     system: str | None = None,
+    earlier_files: Mapping[UUID, tuple[str, str]] | None = None,
 ) -> tuple[PromptMessage, ...]:
     """The prompt for one reply (see the module docstring for the rules).
 
     ``history`` is the chat's earlier messages, oldest first, without the new one; ``attachments``
-    are (file name, extracted text) pairs; ``system`` the chat's system prompt. Raises
+    are (file name, extracted text) pairs; ``system`` the chat's system prompt; ``earlier_files``
+    the (file name, extracted text) of the files of earlier messages, by id. Raises
     ``InvalidInput`` when the new message and its attachments (with the system prompt) alone
     exceed the window minus the reply reserve.
     """
@@ -167,12 +182,16 @@ def build_context(
             estimated_tokens=needed,
         )
     budget = limit - needed
+    files = earlier_files or {}
     kept: list[PromptMessage] = []
     for message in reversed(history):
         if not _is_conversation(message):
             continue
-        prompt = PromptMessage(role=message.role, content=message.content)
+        prompt = _earlier(message, files, attachment_char_cap, with_text=True)
         cost = estimate_message_tokens(prompt)
+        if cost > budget and prompt.content != message.content:
+            prompt = _earlier(message, files, attachment_char_cap, with_text=False)
+            cost = estimate_message_tokens(prompt)
         if cost > budget:
             break
         budget -= cost
@@ -180,6 +199,20 @@ def build_context(
     kept.reverse()
     first_user = next((i for i, m in enumerate(kept) if m.role == MessageRole.USER), len(kept))
     return (*head, *kept[first_user:], new)
+
+
+def _earlier(
+    message: Message, files: Mapping[UUID, tuple[str, str]], char_cap: int, *, with_text: bool
+) -> PromptMessage:
+    """An earlier message as sent: a user's with its files still there, before its text."""
+    attached = [files[i] for i in message.attachment_ids if i in files]
+    if not attached or message.role is not MessageRole.USER:
+        return PromptMessage(role=message.role, content=message.content)
+    if with_text:
+        blocks = [attachment_block(name, text, char_cap) for name, text in attached]
+    else:
+        blocks = [left_out_block(name) for name, _ in attached]
+    return PromptMessage(role=message.role, content="\n\n".join([*blocks, message.content]))
 
 
 def _is_conversation(message: Message) -> bool:

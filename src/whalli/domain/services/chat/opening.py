@@ -1,17 +1,19 @@
 """What opening a reply takes, shared by the start of a chat and the regeneration of a reply:
-the attached files' text, and saving the reply's messages and session while it is launched."""
+the attached files' text (the new message's and the earlier messages'), and saving the
+reply's messages and session while it is launched."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from whalli.domain.model.attachments import AttachmentStatus
+from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chats import Message, MessageRole
 from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady
 from whalli.domain.services.chat.context import PreparedReply
 from whalli.ports.chat_sessions import ChatSessionStore
@@ -28,16 +30,22 @@ class LaunchReply(Protocol):
     ) -> None: ...
 
 
+# Files of earlier messages read for a reply's context: the newest this many. Older ones would
+# not fit any model's window anyway: 50 files at the 20,000-character cap are ~250,000 tokens.
+MAX_EARLIER_FILES = 50
+
+
 async def read_attachments(
     uow: UnitOfWork, project_id: UUID, attachment_ids: tuple[UUID, ...]
 ) -> list[tuple[str, str]]:
     """(file name, extracted text) of each attachment, which must belong to ``project_id``
     (else ``AttachmentNotFound``) and have its text extracted (else ``AttachmentNotReady``,
-    naming the file and its status)."""
+    naming the file and its status). One read for all of them."""
+    found = await uow.attachments.get_many(attachment_ids) if attachment_ids else {}
     files = []
     for attachment_id in attachment_ids:
-        attachment = await uow.attachments.get(attachment_id)
-        if attachment.project_id != project_id:
+        attachment = found.get(attachment_id)
+        if attachment is None or attachment.project_id != project_id:
             raise AttachmentNotFound()
         if attachment.status is not AttachmentStatus.DONE:
             reason = attachment.failure_reason or "its text is still being extracted"
@@ -47,9 +55,35 @@ async def read_attachments(
                 filename=attachment.filename,
                 status=str(attachment.status),
             )
-        text = attachment.extraction.text if attachment.extraction else ""
-        files.append((attachment.filename, text))
+        files.append((attachment.filename, _text(attachment)))
     return files
+
+
+async def read_earlier_attachments(
+    uow: UnitOfWork, project_id: UUID, history: Sequence[Message] | None
+) -> dict[UUID, tuple[str, str]]:
+    """(file name, extracted text) of the files attached to the user's earlier messages, by
+    id: they join the context with their messages (``build_context``). Only the newest
+    ``MAX_EARLIER_FILES``; a file deleted since, failed, or no longer in ``project_id`` is
+    left out (its message goes without it). Nothing is read when no earlier message has one."""
+    wanted: dict[UUID, None] = {}
+    for message in reversed(history or ()):
+        if message.role is MessageRole.USER:
+            wanted.update(dict.fromkeys(message.attachment_ids))
+        if len(wanted) >= MAX_EARLIER_FILES:
+            break
+    if not wanted:
+        return {}
+    found = await uow.attachments.get_many(list(wanted)[:MAX_EARLIER_FILES])
+    return {
+        a.id: (a.filename, _text(a))
+        for a in found.values()
+        if a.project_id == project_id and a.status is AttachmentStatus.DONE
+    }
+
+
+def _text(attachment: Attachment) -> str:
+    return attachment.extraction.text if attachment.extraction else ""
 
 
 async def save_and_launch(

@@ -18,7 +18,12 @@ from whalli.domain.model.errors import (
 )
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
-from whalli.domain.services.chat.opening import LaunchReply, read_attachments, save_and_launch
+from whalli.domain.services.chat.opening import (
+    LaunchReply,
+    read_attachments,
+    read_earlier_attachments,
+    save_and_launch,
+)
 from whalli.domain.services.chats.access import require_chat
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.clock import Clock
@@ -61,9 +66,9 @@ class RegenerateReplyHandler:
       caller's plan, read fresh, must include it;
     - with ``message``, that user's message is edited first (its attachments stay), and saved
       with the new reply;
-    - the prompt is built as the start built it: the messages before that user's message,
-      trimmed to the model's window, and its attached files' text (a file deleted or failed
-      since answers as it would at the start);
+    - the prompt is built as the start built it: the messages before that user's message
+      (with their files' text), trimmed to the model's window, and its attached files' text
+      (a file deleted or failed since answers as it would at the start);
     - the new reply is never answered from the prompt cache nor stored in it: asking again
       means wanting another answer;
     - the chat is locked first, so a regeneration, a new message (``StartChat``) and the
@@ -106,7 +111,10 @@ class RegenerateReplyHandler:
             if command.message is not None:
                 question.edit(command.message, now)
             files = await read_attachments(uow, chat.project_id, question.attachment_ids)
-            prompt = self._limits.build(spec, history, question.content, files, chat.system_prompt)
+            earlier = await read_earlier_attachments(uow, chat.project_id, history)
+            prompt = self._limits.build(
+                spec, history, question.content, files, chat.system_prompt, earlier
+            )
             reply = Message.pending_reply(
                 id=self._ids.new_id(), chat_id=chat.id, model=spec.id, provider=spec.provider,
                 now=now,

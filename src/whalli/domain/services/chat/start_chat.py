@@ -22,7 +22,12 @@ from whalli.domain.model.errors import (
 from whalli.domain.model.presets import applied
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
-from whalli.domain.services.chat.opening import LaunchReply, read_attachments, save_and_launch
+from whalli.domain.services.chat.opening import (
+    LaunchReply,
+    read_attachments,
+    read_earlier_attachments,
+    save_and_launch,
+)
 from whalli.domain.services.chats.access import require_chat
 from whalli.domain.services.presets.rules import require_preset
 from whalli.domain.services.projects.access import project_to_write
@@ -94,8 +99,9 @@ class StartChatHandler:
       ``attachment_poll_s`` for up to ``attachment_wait_s``, then ``AttachmentNotReady`` (409,
       naming the file); a ``failed`` one answers that at once, with its reason;
     - the session id is an unguessable token bound to the caller, expiring after ``ttl``;
-    - the prompt is built here, from what the transaction read (the chat's earlier messages,
-      trimmed to the model's window, and the attached files' text): a message that cannot fit
+    - the prompt is built here, from what the transaction read (the chat's earlier messages
+      with their files' text, trimmed to the model's window, and the attached files' text;
+      ``build_context``): a message that cannot fit
       is refused now (``InvalidInput``, 422) rather than failing its reply later;
     - the message, the chat and the reply's pending assistant message are saved all or none
       (a new chat with its messages in one statement, without a transaction; messages of an
@@ -179,7 +185,10 @@ class StartChatHandler:
             ensure_model_allowed(user, spec)
             chat, history = await self._chat_for(uow, command, user, now)
             files = await read_attachments(uow, chat.project_id, command.attachment_ids)
-            prompt = self._limits.build(spec, history, command.message, files, chat.system_prompt)
+            earlier = await read_earlier_attachments(uow, chat.project_id, history)
+            prompt = self._limits.build(
+                spec, history, command.message, files, chat.system_prompt, earlier
+            )
             message = Message.from_user(
                 id=self._ids.new_id(),
                 chat_id=chat.id,
