@@ -520,6 +520,7 @@ class Services(containers.DeclarativeContainer):
         ids=ids,
         ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_session_ttl_s), settings),
         attachment_wait_s=providers.Callable(lambda s: s.chat_attachment_wait_s, settings),
+        blobs=adapters.blob_storage,
     )
     regenerate_reply = providers.Factory(
         RegenerateReplyHandler,
@@ -530,6 +531,7 @@ class Services(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_session_ttl_s), settings),
+        blobs=adapters.blob_storage,
     )
     # one stop poller for every reply this process generates
     stop_board = providers.Singleton(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from whalli.domain.model.chats import Message, MessageRole, MessageStatus, PromptMessage
 from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.images import IMAGE_TOKENS, ImagePart
 from whalli.domain.services.chat.context import (
     MESSAGE_OVERHEAD_TOKENS,
     attachment_block,
@@ -378,3 +379,45 @@ def test_with_earlier_files_the_prompt_still_fits_and_keeps_the_newest_run(
     assert [m.role for m in kept] == [m.role for m in expected]
     for sent, original in zip(kept, expected, strict=True):
         assert sent.content.endswith(original.content)
+
+
+# --- attached images (sent as images to models that read them) ---
+
+PNG = ImagePart(url="data:image/png;base64,iVBORw0K")
+
+
+def test_an_attached_image_goes_as_a_labelled_image_part_between_the_text_parts() -> None:
+    prompt = build_context(
+        history=[], new_message="What is in it?", attachments=[("a.pdf", "text"), ("p.png", PNG)],
+        context_window=10_000, reserve_for_reply=0, attachment_char_cap=100,
+    )  # fmt: skip
+    (new,) = prompt
+    assert new.parts == (
+        "Attached file: a.pdf\ntext\n\nAttached image: p.png", PNG, "What is in it?",
+    )  # fmt: skip
+    assert new.content == "Attached file: a.pdf\ntext\n\nAttached image: p.png\n\nWhat is in it?"
+    assert estimate_message_tokens(new) == (
+        estimate_tokens(new.content) + MESSAGE_OVERHEAD_TOKENS + IMAGE_TOKENS
+    )
+
+
+def test_an_earlier_image_that_no_longer_fits_is_named_as_left_out() -> None:
+    history = [
+        with_files(message(0, USER, "look", MessageStatus.COMPLETE), REPORT),
+        message(1, ASSISTANT, "a cat", MessageStatus.COMPLETE),
+    ]
+    files = {REPORT: ("cat.png", PNG)}
+    small = build_context(
+        history=history, new_message="q", attachments=[], context_window=IMAGE_TOKENS,
+        reserve_for_reply=0, attachment_char_cap=100, earlier_files=files,
+    )  # fmt: skip
+    assert small[0] == PromptMessage(
+        role=USER,
+        content="Attached file: cat.png (left out: the conversation no longer fits with it)"
+        "\n\nlook",
+    )
+    roomy = build_context(
+        history=history, new_message="q", attachments=[], context_window=2 * IMAGE_TOKENS,
+        reserve_for_reply=0, attachment_char_cap=100, earlier_files=files,
+    )  # fmt: skip
+    assert roomy[0].parts == ("Attached image: cat.png", PNG, "look")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Self
 from uuid import UUID
 
+import msgspec
 import pytest
 
 from tests.integration.entities import World, committed_world
@@ -23,10 +25,13 @@ from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.reply_stream import InMemoryReplyStream
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.domain.model.catalog import ModelCatalog, ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
-from whalli.domain.model.chats import Message, MessageStatus
+from whalli.domain.model.chats import Message, MessageRole, MessageStatus, PromptMessage
 from whalli.domain.model.errors import ProviderError, ServiceUnavailable
+from whalli.domain.model.images import ImagePart
 from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.domain.model.users import Plan
 from whalli.domain.services.chat.context import PreparedReply
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler, ReplySettings
 from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler
@@ -397,3 +402,43 @@ async def test_the_cache_answers_within_a_project_unless_shared(shared: bool) ->
     here = await _reply_in(setup, mine, shared=shared)
 
     assert (first.cached, elsewhere.cached, here.cached) == (False, shared, True)
+
+
+def _spec(model_id: str, *, vision: bool, fallback: str | None = None) -> ModelSpec:
+    provider = model_id.split("/")[0]
+    return ModelSpec(
+        id=model_id, provider=provider, upstream=model_id, min_plan=Plan.FREE,
+        input_usd_per_mtok=0.0, output_usd_per_mtok=0.0, context_window=8000, vision=vision,
+        fallback=fallback,
+    )  # fmt: skip
+
+
+async def test_a_prompt_with_images_falls_back_only_to_models_that_read_images() -> None:
+    catalog = ModelCatalog(
+        [
+            _spec("anthropic/seeing", vision=True, fallback="xai/blind"),
+            _spec("xai/blind", vision=False, fallback="openai/seeing"),
+            _spec("openai/seeing", vision=True),
+        ]
+    )
+    down = ProviderError("overloaded", kind="server_error")
+    failing = ScriptedChatModel((), provider="anthropic", error=down)
+    blind, seeing = ScriptedChatModel(provider="xai"), ScriptedChatModel(provider="openai")
+    setup = Setup()
+    _world, session, prepared, saved = await setup.start()
+    session = msgspec.structs.replace(session, model="anthropic/seeing")
+    image = ImagePart(url="data:image/png;base64,iVBORw0K")
+    question = PromptMessage(role=MessageRole.USER, content="q", parts=(image, "q"))
+    handler = GenerateReplyHandler(
+        setup.uow, setup.stream, setup.cache, catalog,
+        {"anthropic": failing, "xai": blind, "openai": seeing},
+        clock=setup.clock, ids=setup.ids, metrics=InMemoryChatMetrics(),
+        stops=StopBoard(setup.stream), settings=ReplySettings(persist_backoff_s=0),
+    )  # fmt: skip
+
+    await handler.execute(session, replace(prepared, prompt=(question,)), saved)
+
+    assert blind.requests == []  # skipped: it cannot read the image
+    assert [r.messages for r in seeing.requests] == [(question,)]
+    reply = setup.reply(prepared.reply.id)
+    assert (reply.status, reply.model) == (MessageStatus.COMPLETE, "openai/seeing")

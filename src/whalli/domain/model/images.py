@@ -38,6 +38,9 @@ MAX_IMAGES = 20
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 IMAGE_TOKENS = 1_600
 IMAGE_MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+# The decoded bytes of one image a provider takes, where less than ``MAX_IMAGE_BYTES``:
+# Anthropic counts an image's base64 text, at most 5 MiB of it.
+_PROVIDER_IMAGE_BYTES = {"anthropic": 5 * 1024 * 1024 // 4 * 3}
 _URL_SCHEMES = frozenset({"https", "http"})
 _CHUNK = 4 * 256 * 1024  # base64 characters checked at a time (a multiple of 4)
 
@@ -71,6 +74,18 @@ class ImagePart(Value, frozen=True, kw_only=True):
     def data(self) -> str | None:
         """A data URL's base64 data; ``None`` for a URL."""
         return self.url[self.url.index(",") + 1 :] if self.is_data else None
+
+
+def max_image_bytes(provider: str) -> int:
+    """The largest image (decoded bytes) ``provider`` takes in a ``data:`` URL."""
+    return _PROVIDER_IMAGE_BYTES.get(provider, MAX_IMAGE_BYTES)
+
+
+def data_image(media_type: str, data: bytes) -> ImagePart:
+    """An image the server holds (an attached file), as a ``data:`` URL part."""
+    return ImagePart(
+        url=f"data:{media_type};base64,{binascii.b2a_base64(data, newline=False).decode()}"
+    )
 
 
 def image_part(url: object, detail: object, *, field: str) -> ImagePart:

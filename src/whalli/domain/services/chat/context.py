@@ -13,6 +13,8 @@ Rules:
   older one are dropped, so the kept history is always an unbroken, most recent run. An earlier
   message whose files do not fit is first tried without their text: its files are then only
   named, each marked left out;
+- an attached image may go as the image itself (``prompt_files`` says when): labelled
+  ``Attached image: <name>``, in the message's ``parts``, counting ``IMAGE_TOKENS``;
 - the context starts with a user message (some providers refuse an assistant turn first), so an
   assistant reply left at the start by trimming is dropped too;
 - the chat's system prompt, when it has one, is sent first as a system message and is never
@@ -36,7 +38,7 @@ from whalli.domain.model.chats import (
     TokenUsage,
 )
 from whalli.domain.model.errors import InvalidInput
-from whalli.domain.model.images import IMAGE_TOKENS
+from whalli.domain.model.images import IMAGE_TOKENS, ImagePart
 
 # The estimate: about 4 bytes of UTF-8 per token, rounded up. That is close for English with
 # OpenAI and Anthropic tokenizers and coarser elsewhere (code, CJK), which is why a reply reserve
@@ -56,7 +58,7 @@ def estimate_tokens(text: str) -> int:
 
 def estimate_message_tokens(message: PromptMessage) -> int:
     """A message's text estimate plus the per-message overhead, plus ``IMAGE_TOKENS`` for each
-    of its images (``/v1``; see ``domain.model.images``)."""
+    of its images (``/v1``'s, attached ones; see ``domain.model.images``)."""
     images = len(message.images) * IMAGE_TOKENS if message.parts else 0
     return estimate_tokens(message.content) + MESSAGE_OVERHEAD_TOKENS + images
 
@@ -91,6 +93,11 @@ def attachment_block(filename: str, text: str, char_cap: int) -> str:
     return f"Attached file: {name} (first {char_cap} of {len(text)} characters)\n{text[:char_cap]}"
 
 
+def image_label(filename: str) -> str:
+    """The line before an attached image sent as an image."""
+    return f"Attached image: {' '.join(filename.split()) or 'unnamed file'}"
+
+
 def left_out_block(filename: str) -> str:
     """The label of an earlier message's file whose text no longer fits the context."""
     name = " ".join(filename.split()) or "unnamed file"
@@ -109,9 +116,9 @@ class ContextLimits:
         spec: ModelSpec,
         history: Sequence[Message] | None,
         new_message: str,
-        attachments: Sequence[tuple[str, str]],
+        attachments: Sequence[tuple[str, str | ImagePart]],
         system: str | None = None,
-        earlier_files: Mapping[UUID, tuple[str, str]] | None = None,
+        earlier_files: Mapping[UUID, tuple[str, str | ImagePart]] | None = None,
     ) -> tuple[PromptMessage, ...]:
         """``build_context`` for ``spec``'s window; ``history`` excludes the new message."""
         return build_context(
@@ -147,12 +154,12 @@ def build_context(
     *,
     history: Sequence[Message],
     new_message: str,
-    attachments: Sequence[tuple[str, str]],
+    attachments: Sequence[tuple[str, str | ImagePart]],
     context_window: int,
     reserve_for_reply: int,
     attachment_char_cap: int,
     system: str | None = None,
-    earlier_files: Mapping[UUID, tuple[str, str]] | None = None,
+    earlier_files: Mapping[UUID, tuple[str, str | ImagePart]] | None = None,
 ) -> tuple[PromptMessage, ...]:
     """The prompt for one reply (see the module docstring for the rules).
 
@@ -164,8 +171,7 @@ def build_context(
     """
     if context_window <= 0 or reserve_for_reply < 0 or attachment_char_cap < 0:
         raise ValueError("the window must be positive, the reserve and the cap not negative")
-    blocks = [attachment_block(name, text, attachment_char_cap) for name, text in attachments]
-    new = PromptMessage(role=MessageRole.USER, content="\n\n".join([*blocks, new_message]))
+    new = with_files(new_message, attachments, attachment_char_cap, with_text=True)
     head = () if system is None else (PromptMessage(role=MessageRole.SYSTEM, content=system),)
     limit = context_window - reserve_for_reply
     needed = estimate_prompt_tokens((*head, new))
@@ -202,17 +208,51 @@ def build_context(
 
 
 def _earlier(
-    message: Message, files: Mapping[UUID, tuple[str, str]], char_cap: int, *, with_text: bool
+    message: Message,
+    files: Mapping[UUID, tuple[str, str | ImagePart]],
+    char_cap: int,
+    *,
+    with_text: bool,
 ) -> PromptMessage:
     """An earlier message as sent: a user's with its files still there, before its text."""
     attached = [files[i] for i in message.attachment_ids if i in files]
     if not attached or message.role is not MessageRole.USER:
         return PromptMessage(role=message.role, content=message.content)
-    if with_text:
-        blocks = [attachment_block(name, text, char_cap) for name, text in attached]
-    else:
-        blocks = [left_out_block(name) for name, _ in attached]
-    return PromptMessage(role=message.role, content="\n\n".join([*blocks, message.content]))
+    return with_files(message.content, attached, char_cap, with_text=with_text)
+
+
+def with_files(
+    text: str, files: Sequence[tuple[str, str | ImagePart]], char_cap: int, *, with_text: bool
+) -> PromptMessage:
+    """A user message with its files before its text: each file's labelled text, or its label
+    and image (without ``with_text``: only each one's name, marked left out). With images the
+    message has ``parts``, its text parts joined by blank lines as ``content``."""
+    parts: list[str | ImagePart] = []
+    for name, body in files:
+        if not with_text:
+            parts.append(left_out_block(name))
+        elif isinstance(body, ImagePart):
+            parts += [image_label(name), body]
+        else:
+            parts.append(attachment_block(name, body, char_cap))
+    parts.append(text)
+    texts = [p for p in parts if isinstance(p, str)]
+    content = "\n\n".join(texts)
+    if len(texts) == len(parts):
+        return PromptMessage(role=MessageRole.USER, content=content)
+    return PromptMessage(role=MessageRole.USER, content=content, parts=tuple(_joined(parts)))
+
+
+def _joined(parts: list[str | ImagePart]) -> list[str | ImagePart]:
+    """Neighbouring text parts as one (a blank line between them)."""
+    merged: list[str | ImagePart] = []
+    for part in parts:
+        last = merged[-1] if merged else None
+        if isinstance(part, str) and isinstance(last, str):
+            merged[-1] = f"{last}\n\n{part}"
+        else:
+            merged.append(part)
+    return merged
 
 
 def _is_conversation(message: Message) -> bool:

@@ -130,7 +130,8 @@ class GenerateReplyHandler:
       by token; only complete replies of the model asked for are cached, never errors, partial
       ones or a fallback's;
     - provider failures before the first token move on to the catalog's fallback models, except
-      a provider's refusal of the request as invalid (``ProviderError.falls_back``); after the
+      a provider's refusal of the request as invalid (``ProviderError.falls_back``), and to a
+      fallback only if it reads images when the prompt has attached images; after the
       first token an error ends the stream with ``error`` and a ``failed`` message keeping the
       partial text;
     - a stop request closes the upstream call and saves the partial reply as ``aborted``;
@@ -308,10 +309,11 @@ class GenerateReplyHandler:
         progress: _Progress,
     ) -> _Outcome:
         candidates = [spec, *self._catalog.fallbacks(spec.id)]
+        images = any(m.parts for m in messages)  # attached images: only for models reading them
         last_error: ProviderError | None = None
         for candidate in candidates:
             model = self._models.get(candidate.provider)
-            if model is None:
+            if model is None or (images and not candidate.sees_images):
                 continue
             outcome = _Outcome(spec=candidate)
             request = CompletionRequest(

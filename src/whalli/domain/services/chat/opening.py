@@ -37,8 +37,8 @@ MAX_EARLIER_FILES = 50
 
 async def read_attachments(
     uow: UnitOfWork, project_id: UUID, attachment_ids: tuple[UUID, ...]
-) -> list[tuple[str, str]]:
-    """(file name, extracted text) of each attachment, which must belong to ``project_id``
+) -> list[Attachment]:
+    """Each attachment, in order, which must belong to ``project_id``
     (else ``AttachmentNotFound``) and have its text extracted (else ``AttachmentNotReady``,
     naming the file and its status). One read for all of them."""
     found = await uow.attachments.get_many(attachment_ids) if attachment_ids else {}
@@ -55,15 +55,15 @@ async def read_attachments(
                 filename=attachment.filename,
                 status=str(attachment.status),
             )
-        files.append((attachment.filename, _text(attachment)))
+        files.append(attachment)
     return files
 
 
 async def read_earlier_attachments(
     uow: UnitOfWork, project_id: UUID, history: Sequence[Message] | None
-) -> dict[UUID, tuple[str, str]]:
-    """(file name, extracted text) of the files attached to the user's earlier messages, by
-    id: they join the context with their messages (``build_context``). Only the newest
+) -> dict[UUID, Attachment]:
+    """The files attached to the user's earlier messages, by id: they join the context with
+    their messages (``build_context``). Only the newest
     ``MAX_EARLIER_FILES``; a file deleted since, failed, or no longer in ``project_id`` is
     left out (its message goes without it). Nothing is read when no earlier message has one."""
     wanted: dict[UUID, None] = {}
@@ -76,14 +76,10 @@ async def read_earlier_attachments(
         return {}
     found = await uow.attachments.get_many(list(wanted)[:MAX_EARLIER_FILES])
     return {
-        a.id: (a.filename, _text(a))
+        a.id: a
         for a in found.values()
         if a.project_id == project_id and a.status is AttachmentStatus.DONE
     }
-
-
-def _text(attachment: Attachment) -> str:
-    return attachment.extraction.text if attachment.extraction else ""
 
 
 async def save_and_launch(

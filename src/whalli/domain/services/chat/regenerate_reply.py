@@ -24,7 +24,9 @@ from whalli.domain.services.chat.opening import (
     read_earlier_attachments,
     save_and_launch,
 )
+from whalli.domain.services.chat.prompt_files import files_for_prompt
 from whalli.domain.services.chats.access import require_chat
+from whalli.ports.blob_storage import BlobStorage
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
@@ -90,7 +92,9 @@ class RegenerateReplyHandler:
         ids: IdGenerator,
         ttl: timedelta = timedelta(minutes=10),
         context_limits: ContextLimits | None = None,
+        blobs: BlobStorage | None = None,
     ) -> None:
+        self._blobs = blobs
         self._uow, self._sessions, self._catalog = uow, sessions, catalog
         self._limits = context_limits or ContextLimits()
         self._enabled, self._clock, self._ids, self._ttl = enabled_providers, clock, ids, ttl
@@ -110,10 +114,13 @@ class RegenerateReplyHandler:
             ensure_model_allowed(user, spec)
             if command.message is not None:
                 question.edit(command.message, now)
-            files = await read_attachments(uow, chat.project_id, question.attachment_ids)
+            attached = await read_attachments(uow, chat.project_id, question.attachment_ids)
             earlier = await read_earlier_attachments(uow, chat.project_id, history)
+            files, earlier_files = await files_for_prompt(
+                spec, self._blobs, attached, history, earlier
+            )
             prompt = self._limits.build(
-                spec, history, question.content, files, chat.system_prompt, earlier
+                spec, history, question.content, files, chat.system_prompt, earlier_files
             )
             reply = Message.pending_reply(
                 id=self._ids.new_id(), chat_id=chat.id, model=spec.id, provider=spec.provider,

@@ -28,10 +28,12 @@ from whalli.domain.services.chat.opening import (
     read_earlier_attachments,
     save_and_launch,
 )
+from whalli.domain.services.chat.prompt_files import files_for_prompt
 from whalli.domain.services.chats.access import require_chat
 from whalli.domain.services.presets.rules import require_preset
 from whalli.domain.services.projects.access import project_to_write
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
+from whalli.ports.blob_storage import BlobStorage
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
@@ -123,7 +125,9 @@ class StartChatHandler:
         attachment_wait_s: float = 0.0,
         attachment_poll_s: float = 0.25,
         context_limits: ContextLimits | None = None,
+        blobs: BlobStorage | None = None,
     ) -> None:
+        self._blobs = blobs
         self._uow, self._sessions, self._catalog = uow, sessions, catalog
         self._limits = context_limits or ContextLimits()
         self._enabled, self._clock, self._ids, self._ttl = enabled_providers, clock, ids, ttl
@@ -184,10 +188,13 @@ class StartChatHandler:
                 user = await uow.users.get(command.user_id)
             ensure_model_allowed(user, spec)
             chat, history = await self._chat_for(uow, command, user, now)
-            files = await read_attachments(uow, chat.project_id, command.attachment_ids)
+            attached = await read_attachments(uow, chat.project_id, command.attachment_ids)
             earlier = await read_earlier_attachments(uow, chat.project_id, history)
+            files, earlier_files = await files_for_prompt(
+                spec, self._blobs, attached, history, earlier
+            )
             prompt = self._limits.build(
-                spec, history, command.message, files, chat.system_prompt, earlier
+                spec, history, command.message, files, chat.system_prompt, earlier_files
             )
             message = Message.from_user(
                 id=self._ids.new_id(),

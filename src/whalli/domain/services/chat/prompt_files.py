@@ -1,0 +1,124 @@
+"""How attached files go to a model: as their text, or, to a model that reads images, as images.
+
+Rules (the chat flow; ``/v1`` clients send their images themselves):
+- a model that reads images (``ModelSpec.sees_images``) is sent an attached PNG, JPEG, GIF or
+  WebP as the image itself (a ``data:`` URL of its bytes, read from blob storage), labelled
+  ``Attached image: <name>``, instead of the text OCR found in it; any other model, and every
+  other file, gets the text (``context.attachment_block``);
+- a prompt holds at most ``MAX_IMAGES`` images and ``MAX_PROMPT_IMAGE_BYTES`` of them in all:
+  the new message's first, then the earlier messages', newest first. A file past either limit,
+  larger than the model's provider takes (``images.max_image_bytes``), or whose bytes cannot be
+  read now (deleted from the store, the store down) goes as its text: the reply never fails
+  for it;
+- the images are read at once, side by side, and only when some are wanted: a prompt without
+  images costs no read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from uuid import UUID
+
+from whalli.domain.model.attachments import Attachment
+from whalli.domain.model.catalog import ModelSpec
+from whalli.domain.model.chats import Message, MessageRole
+from whalli.domain.model.errors import WhalliError
+from whalli.domain.model.images import (
+    IMAGE_MEDIA_TYPES,
+    MAX_IMAGES,
+    ImagePart,
+    data_image,
+    max_image_bytes,
+)
+from whalli.ports.blob_storage import BlobStorage
+
+# The bytes of all the images of one prompt (what one reply holds in memory for them, base64).
+MAX_PROMPT_IMAGE_BYTES = 20 * 1024 * 1024
+
+FileBody = str | ImagePart  # the text of a file, or the file as an image
+PromptFile = tuple[str, FileBody]  # (file name, body)
+
+
+async def files_for_prompt(
+    spec: ModelSpec,
+    blobs: BlobStorage | None,
+    new: Sequence[Attachment],
+    history: Sequence[Message] | None,
+    earlier: Mapping[UUID, Attachment],
+) -> tuple[list[PromptFile], dict[UUID, PromptFile]]:
+    """The new message's files in order, and the earlier messages' by id (see the rules).
+
+    ``blobs`` ``None``: no image is ever sent (a handler built without blob storage)."""
+    chosen = _images_wanted(spec, new, history, earlier) if blobs is not None else []
+    images: dict[UUID, ImagePart] = {}
+    if chosen:
+        assert blobs is not None
+        read = await asyncio.gather(*(_read_image(blobs, a) for a in chosen))
+        images = {a.id: image for a, image in zip(chosen, read, strict=True) if image}
+    return (
+        [_body(a, images) for a in new],
+        {file_id: _body(a, images) for file_id, a in earlier.items()},
+    )
+
+
+def _body(attachment: Attachment, images: Mapping[UUID, ImagePart]) -> PromptFile:
+    image = images.get(attachment.id)
+    if image is not None:
+        return attachment.filename, image
+    return attachment.filename, attachment.extraction.text if attachment.extraction else ""
+
+
+def _images_wanted(
+    spec: ModelSpec,
+    new: Sequence[Attachment],
+    history: Sequence[Message] | None,
+    earlier: Mapping[UUID, Attachment],
+) -> list[Attachment]:
+    if not spec.sees_images:
+        return []
+    ordered = list(new)
+    for message in reversed(history or ()):
+        if message.role is MessageRole.USER:
+            ordered += [earlier[i] for i in message.attachment_ids if i in earlier]
+    limit, budget = max_image_bytes(spec.provider), MAX_PROMPT_IMAGE_BYTES
+    chosen: list[Attachment] = []
+    seen: set[UUID] = set()
+    for attachment in ordered:
+        if len(chosen) == MAX_IMAGES:
+            break
+        size = attachment.size_bytes
+        if (
+            attachment.id in seen
+            or attachment.content_type not in IMAGE_MEDIA_TYPES
+            or not 0 < size <= min(limit, budget)
+        ):
+            continue
+        seen.add(attachment.id)
+        budget -= size
+        chosen.append(attachment)
+    return chosen
+
+
+async def _read_image(blobs: BlobStorage, attachment: Attachment) -> ImagePart | None:
+    """The file as an image, or ``None`` when its bytes cannot be read now or are not the size
+    recorded (the store's copy then is not the file that was checked)."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        stream = await blobs.get(attachment.object_key)
+        try:
+            async for chunk in stream:
+                size += len(chunk)
+                if size > attachment.size_bytes:
+                    return None
+                chunks.append(chunk)
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:  # the store's response now, not when collected
+                await close()
+    except WhalliError:  # BlobNotFound, ServiceUnavailable: the text goes instead
+        return None
+    if size != attachment.size_bytes:
+        return None
+    return data_image(attachment.content_type, b"".join(chunks))

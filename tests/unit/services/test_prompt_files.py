@@ -1,0 +1,141 @@
+"""Which attached files go to a model as images (vision in the chat flow), read from the store."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
+from whalli.domain.model.attachments import Attachment, ExtractionResult
+from whalli.domain.model.catalog import ModelSpec
+from whalli.domain.model.chats import Message, MessageRole, MessageStatus
+from whalli.domain.model.images import MAX_IMAGES, ImagePart
+from whalli.domain.model.users import Plan
+from whalli.domain.services.chat.prompt_files import MAX_PROMPT_IMAGE_BYTES, files_for_prompt
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+PROJECT, USER = uuid.uuid4(), uuid.uuid4()
+
+
+def model(provider: str = "openai", *, vision: bool = True) -> ModelSpec:
+    return ModelSpec(
+        id=f"{provider}/m", provider=provider, upstream="m", min_plan=Plan.FREE,
+        input_usd_per_mtok=0.0, output_usd_per_mtok=0.0, context_window=100_000, vision=vision,
+    )  # fmt: skip
+
+
+class CountingBlobs(InMemoryBlobStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    async def get(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        self.reads.append(key)
+        return await super().get(key, chunk_size=7)  # many chunks
+
+
+async def stored(
+    blobs: InMemoryBlobStorage, name: str, content_type: str, data: bytes, *, size: int = -1
+) -> Attachment:
+    attachment_id = uuid.uuid4()
+    attachment = Attachment(
+        id=attachment_id, project_id=PROJECT, user_id=USER,
+        object_key=Attachment.key_for(PROJECT, attachment_id), filename=name,
+        content_type=content_type, size_bytes=len(data) if size < 0 else size, sha256="0" * 64,
+        created_at=NOW, updated_at=NOW,
+    )  # fmt: skip
+    attachment.start_processing(NOW)
+    attachment.complete(ExtractionResult(text=f"OCR of {name}", method="ocr"), NOW)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    await blobs.put(attachment.object_key, chunks(), content_type)
+    return attachment
+
+
+def said(i: int, *files: Attachment) -> Message:
+    message = Message.from_user(
+        id=uuid.UUID(int=i), chat_id=uuid.UUID(int=0), content=f"message {i}", now=NOW,
+        attachment_ids=tuple(f.id for f in files),
+    )  # fmt: skip
+    assert message.status is MessageStatus.COMPLETE
+    assert message.role is MessageRole.USER
+    return message
+
+
+def image_bytes(part: object) -> bytes:
+    assert isinstance(part, ImagePart)
+    assert part.is_data
+    return base64.b64decode(part.data or "")
+
+
+async def test_a_model_that_reads_images_gets_the_image_itself_and_other_files_as_text() -> None:
+    blobs = CountingBlobs()
+    photo = await stored(blobs, "photo.png", "image/png", b"\x89PNG fake image bytes")
+    report = await stored(blobs, "report.pdf", "application/pdf", b"%PDF")
+    new, earlier = await files_for_prompt(model(), blobs, [photo, report], None, {})
+    assert new[0][0] == "photo.png"
+    assert image_bytes(new[0][1]) == b"\x89PNG fake image bytes"
+    assert isinstance(new[0][1], ImagePart)
+    assert new[0][1].media_type == "image/png"
+    assert new[1] == ("report.pdf", "OCR of report.pdf")
+    assert earlier == {}
+    assert blobs.reads == [photo.object_key]  # the PDF's bytes are never read
+
+
+async def test_a_model_that_does_not_read_images_gets_their_text_and_nothing_is_read() -> None:
+    blobs = CountingBlobs()
+    photo = await stored(blobs, "photo.png", "image/png", b"png")
+    for spec in (model(vision=False), model("dev", vision=True)):
+        new, _ = await files_for_prompt(spec, blobs, [photo], None, {})
+        assert new == [("photo.png", "OCR of photo.png")]
+    new, _ = await files_for_prompt(model(), None, [photo], None, {})  # no store: text
+    assert new == [("photo.png", "OCR of photo.png")]
+    assert blobs.reads == []
+
+
+async def test_an_image_that_cannot_be_read_as_recorded_goes_as_its_text() -> None:
+    blobs = CountingBlobs()
+    gone = await stored(blobs, "gone.png", "image/png", b"png")
+    await blobs.delete(gone.object_key)
+    longer = await stored(blobs, "longer.png", "image/png", b"more bytes than recorded", size=4)
+    shorter = await stored(blobs, "shorter.png", "image/png", b"abc", size=10)
+    new, _ = await files_for_prompt(model(), blobs, [gone, longer, shorter], None, {})
+    assert [body for _, body in new] == [
+        f"OCR of {n}" for n in ("gone.png", "longer.png", "shorter.png")
+    ]
+
+
+async def test_an_image_larger_than_the_provider_takes_goes_as_its_text() -> None:
+    blobs = CountingBlobs()
+    big = await stored(blobs, "big.jpg", "image/jpeg", b"j" * (4 * 1024 * 1024))  # > 5 MiB base64
+    to_claude, _ = await files_for_prompt(model("anthropic"), blobs, [big], None, {})
+    assert to_claude == [("big.jpg", "OCR of big.jpg")]
+    to_openai, _ = await files_for_prompt(model("openai"), blobs, [big], None, {})
+    assert image_bytes(to_openai[0][1]) == b"j" * (4 * 1024 * 1024)
+
+
+async def test_earlier_images_go_newest_first_after_the_new_ones_up_to_the_count() -> None:
+    blobs = CountingBlobs()
+    olds = [
+        await stored(blobs, f"old{i}.webp", "image/webp", b"w%d" % i) for i in range(MAX_IMAGES)
+    ]
+    history = [said(i, f) for i, f in enumerate(olds)]
+    fresh = await stored(blobs, "new.gif", "image/gif", b"gif")
+    new, earlier = await files_for_prompt(model(), blobs, [fresh], history, {f.id: f for f in olds})
+    assert isinstance(new[0][1], ImagePart)
+    as_images = [f.filename for f in olds if isinstance(earlier[f.id][1], ImagePart)]
+    # one slot went to the new message's image: the oldest earlier one goes as text
+    assert as_images == [f"old{i}.webp" for i in range(1, MAX_IMAGES)]
+    assert earlier[olds[0].id] == ("old0.webp", "OCR of old0.webp")
+
+
+async def test_the_images_of_one_prompt_hold_at_most_the_byte_budget() -> None:
+    blobs = CountingBlobs()
+    piece = MAX_PROMPT_IMAGE_BYTES // 3 + 1  # three do not fit; two do
+    files = [await stored(blobs, f"{i}.png", "image/png", bytes([i]) * piece) for i in range(3)]
+    new, _ = await files_for_prompt(model(), blobs, files, None, {})
+    assert [isinstance(body, ImagePart) for _, body in new] == [True, True, False]
