@@ -163,3 +163,46 @@ async def test_bad_presets_are_refused_with_a_problem_and_write_nothing(chat: Ch
         if field is not None:
             assert response.json()["field"] == field
     assert (await chat.client.get("/api/presets", headers=alice["auth"])).json() == []
+
+
+async def test_a_regeneration_with_a_preset_uses_its_model_and_parameters_not_its_prompt(
+    chat: Chat,
+) -> None:
+    alice, bob = await chat.world.register("alice"), await chat.world.register("bob")
+    made = await preset(
+        chat, alice["auth"], systemPrompt="Answer in French.",
+        params={"temperature": 0.3, "maxTokens": 50},
+    )  # fmt: skip
+    first = await chat.start(alice["auth"], model="dev/echo", message=f"hi {uuid.uuid4()}")
+    await chat.events(first["sessionId"])
+    calls = len(chat.provider.requests)
+
+    again = await chat.client.post(
+        "/api/chat/regenerate", headers=alice["auth"],
+        json={"chatId": first["chatId"], "presetId": made["id"], "params": {"maxTokens": 20}},
+    )  # fmt: skip
+    assert again.status_code == 201, again.text
+    assert (await chat.events(again.json()["sessionId"]))[-1][1] == "done"
+
+    sent = chat.provider.requests[calls].body  # the preset's model, not the replaced reply's
+    assert sent["model"] == "gpt-4o-mini"
+    assert (sent["temperature"], sent["max_completion_tokens"]) == (0.3, 20)  # params win
+    assert [m["role"] for m in sent["messages"]] == ["user"]  # the chat keeps its own prompt
+    reply = (await messages(chat, first["chatId"], alice["auth"]))[1]
+    assert reply["model"] == MODEL
+
+    # someone else's preset is not found, and nothing is replaced
+    refused = await chat.client.post(
+        "/api/chat/regenerate", headers=bob["auth"],
+        json={"chatId": first["chatId"], "presetId": made["id"]},
+    )  # fmt: skip
+    assert refused.status_code == 404, refused.text
+    own_chat = await chat.start(bob["auth"], model="dev/echo", message="mine")
+    await chat.events(own_chat["sessionId"])
+    theirs = await chat.client.post(
+        "/api/chat/regenerate", headers=bob["auth"],
+        json={"chatId": own_chat["chatId"], "presetId": made["id"]},
+    )  # fmt: skip
+    assert (theirs.status_code, theirs.json()["code"]) == (404, "preset_not_found")
+    kept = (await messages(chat, own_chat["chatId"], bob["auth"]))[1]
+    assert kept["model"] == "dev/echo"

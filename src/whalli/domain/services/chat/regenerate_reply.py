@@ -16,6 +16,7 @@ from whalli.domain.model.errors import (
     NothingToRegenerate,
     ReplyInProgress,
 )
+from whalli.domain.model.presets import applied
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.opening import (
@@ -26,6 +27,7 @@ from whalli.domain.services.chat.opening import (
 )
 from whalli.domain.services.chat.prompt_files import files_for_prompt
 from whalli.domain.services.chats.access import require_chat
+from whalli.domain.services.presets.rules import require_preset
 from whalli.ports.blob_storage import BlobStorage
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.clock import Clock
@@ -42,6 +44,9 @@ class RegenerateReply(msgspec.Struct, frozen=True, kw_only=True):
     # The user's message edited before it is answered again; None: answered as it is.
     message: str | None = None
     params: GenerationParams = GenerationParams()
+    # The caller's preset: its model unless ``model`` is given, its parameters where ``params``
+    # leaves them unset (the chat keeps its own system prompt)
+    preset_id: UUID | None = None
 
 
 class RegeneratedReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,6 +71,9 @@ class RegenerateReplyHandler:
       configured (else ``ModelNotFound``; for the replaced reply's, ``InvalidInput`` asking
       for a model, as for an imported reply or when there is no reply to replace) and the
       caller's plan, read fresh, must include it;
+    - with ``preset_id`` (the caller's own preset, else ``PresetNotFound``, 404), the preset's
+      model unless one is asked for, and its parameters where none are given; the chat keeps
+      its system prompt;
     - with ``message``, that user's message is edited first (its attachments stay), and saved
       with the new reply;
     - the prompt is built as the start built it: the messages before that user's message
@@ -107,7 +115,13 @@ class RegenerateReplyHandler:
             # locked: another regeneration, a new message or the chat's deletion waits for it
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
             history, question, old = _last_exchange(await uow.chats.list_messages(chat.id))
-            spec = self._model(command.model, old)
+            model, params = command.model, command.params
+            if command.preset_id is not None:
+                preset = await require_preset(uow, command.preset_id, command.user_id)
+                model, params, _ = applied(
+                    preset, model=model, params=params, system_prompt=None, new_chat=False
+                )
+            spec = self._model(model, old)
             user = command.user
             if user is None or user.id != command.user_id:
                 user = await uow.users.get(command.user_id)
@@ -129,7 +143,7 @@ class RegenerateReplyHandler:
             session = ChatSession.open(
                 id=self._ids.new_token(32), user_id=command.user_id, chat_id=chat.id,
                 project_id=chat.project_id, user_message_id=question.id,
-                reply_message_id=reply.id, model=spec.id, now=now, params=command.params,
+                reply_message_id=reply.id, model=spec.id, now=now, params=params,
                 use_cache=False, attachment_ids=question.attachment_ids, ttl=self._ttl,
             )  # fmt: skip
             prepared = PreparedReply(reply=reply, prompt=prompt)

@@ -60,6 +60,7 @@ class RegenerateBody(Inbound):
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     message: Annotated[str, msgspec.Meta(min_length=1, max_length=MESSAGE_MAX)] | None = None
     params: ParamsBody | None = None
+    preset_id: UUID | None = None
 
 
 class ChatStarted(Schema):
@@ -117,7 +118,9 @@ class ChatStreamController(Controller):
         "/regenerate", status_code=201, summary="Answer the chat's last message again",
         description="Replaces the chat's last reply (finished: complete, aborted or failed) "
         "with a new one to the same message (edited to `message` first, when given), by "
-        "`model` or the replaced reply's model; never from the prompt cache. Answers like "
+        "`model` or the replaced reply's model (or `presetId`'s: the caller's preset gives its "
+        "model unless `model` is named, and the parameters `params` leaves out); never from the "
+        "prompt cache. Answers like "
         "`/api/chat/start` (JSON, or the reply as events with `Accept: text/event-stream`), "
         "plus `replacedMessageId`, the reply deleted. A chat ending with a message that has "
         "no reply (a fork at a question, an import) gets one, by the `model` named, and "
@@ -132,6 +135,7 @@ class ChatStreamController(Controller):
             RegenerateReply(
                 user_id=principal.user_id, user=principal.user, chat_id=data.chat_id,
                 model=data.model, message=data.message, params=generation_params(data.params),
+                preset_id=data.preset_id,
             ),
             await _launcher(container),
         )  # fmt: skip
