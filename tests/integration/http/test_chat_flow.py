@@ -21,6 +21,7 @@ from tests.support.fake_providers import (
     anthropic_default,
     anthropic_error,
     openai_default,
+    openai_error,
 )
 from tests.support.fake_providers import openai_stream as openai_pieces
 from tests.support.live_server import live_server
@@ -620,10 +621,35 @@ async def test_a_request_the_provider_refuses_as_invalid_fails_without_a_fallbac
         )
         events = await chat.events(started["sessionId"])
         assert events[-1][1] == "error"
-        assert "HTTP 400" in events[-1][2]["message"]
+        assert events[-1][2]["code"] == "provider_rejected_request"
+        assert "HTTP 400: invalid_request_error): Bad request" in events[-1][2]["message"]
         assert provider.requests == []  # the fallback (gpt-4o-mini) was not asked
         reply = await _until_final(chat, started["chatId"])
         assert (reply.status, reply.model) == (MessageStatus.FAILED, "anthropic/claude-3-5-haiku")
+        assert reply.error == events[-1][2]["message"]
+
+
+async def test_a_refused_request_tells_the_user_the_providers_explanation(chat: Chat) -> None:
+    said = "This model's maximum context length is 128000 tokens.\nPlease reduce the length."
+    chat.provider.script(Reply(status=400, body=openai_error(said, "context_length_exceeded")))
+    alice = await chat.world.register("alice")
+
+    started = await chat.start(
+        alice["auth"], model="openai/gpt-4o-mini", message=f"long {uuid.uuid4()}"
+    )
+    events = await chat.events(started["sessionId"])
+
+    name, error = events[-1][1], events[-1][2]
+    assert name == "error"
+    assert error["code"] == "provider_rejected_request"
+    assert error["message"] == (
+        "The openai provider rejected the request (HTTP 400: context_length_exceeded): "
+        "This model's maximum context length is 128000 tokens. Please reduce the length."
+    )
+    assert len(chat.provider.requests) == 1  # not retried
+    reply = await _until_final(chat, started["chatId"])
+    assert (reply.status, reply.content) == (MessageStatus.FAILED, "")
+    assert reply.error == error["message"]
 
 
 async def test_chat_metrics_are_exported(chat: Chat) -> None:

@@ -1064,7 +1064,8 @@ async def test_a_format_refused_by_claude_as_invalid_is_not_answered_by_the_fall
     providers: Providers,
 ) -> None:
     """The README: a provider refusing the request itself as invalid (400) fails it instead of
-    letting another model answer silently (here: a schema Claude cannot take)."""
+    letting another model answer silently (here: a schema Claude cannot take), as the caller's
+    400 with the provider's explanation (not a 502 an SDK would retry)."""
     providers.anthropic.script(
         Reply(status=400, body=anthropic_error("invalid_request_error", "schema is invalid"))
     )
@@ -1074,7 +1075,8 @@ async def test_a_format_refused_by_claude_as_invalid_is_not_answered_by_the_fall
             model=CLAUDE, messages=_asked(), response_format=JSON_SCHEMA
         )
 
-    assert raised.value.status_code == 502
+    assert raised.value.status_code == 400
+    assert "schema is invalid" in raised.value.message
     assert providers.openai.requests == []
 
 

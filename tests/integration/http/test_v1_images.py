@@ -15,6 +15,7 @@ import pytest
 
 from tests.integration.http.test_v1_tools import CLAUDE, GPT, Providers, providers
 from tests.support.fake_providers import DELTAS
+from whalli.adapters.ai.anthropic_images import MAX_IMAGE_BASE64
 from whalli.domain.model.images import MAX_IMAGE_BYTES, MAX_IMAGES
 
 __all__ = ["providers"]  # the fixture, shared with the tool tests
@@ -204,6 +205,29 @@ async def test_a_body_over_the_limit_is_a_413_saying_the_limit(providers: Provid
 
     assert raised.value.status_code == 413
     assert providers.openai.requests == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_image_over_anthropics_5_mb_is_a_400_naming_it_and_claude_is_not_called(
+    providers: Providers, stream: bool
+) -> None:
+    too_large = "A" * (MAX_IMAGE_BASE64 + 4)  # base64 text, as Anthropic's API measures it
+    messages = user_says(image(DATA_URL), text("and"), image(f"data:image/png;base64,{too_large}"))
+
+    with pytest.raises(openai.BadRequestError, match="Image 2 of the request") as raised:
+        await ask(providers, CLAUDE, messages, stream=stream)
+
+    body = raised.value.body
+    assert isinstance(body, dict)
+    assert (body["type"], body["code"], body["param"]) == (
+        "invalid_request_error",
+        "provider_rejected_request",
+        "messages[0].content[3].image_url.url",
+    )
+    assert "at most 5,242,880 (5 MB)" in body["message"]
+    assert too_large not in body["message"]
+    assert providers.anthropic.requests == []
+    assert providers.openai.requests == []  # nor its fallback
 
 
 # --- the cache: keyed by the images -------------------------------------------------------------

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -15,11 +14,11 @@ import msgspec
 
 from whalli.adapters.ai._sse import SseDecoder, SseEvent
 from whalli.adapters.ai._streaming import StreamPolicy, provider_error, stream_cut
+from whalli.adapters.ai._upstream_errors import error_code, upstream_message
 from whalli.domain.model.errors import ProviderError
 
-# Upstream error messages may echo the API key (OpenAI's 401 does, partly masked): only a short
-# machine-readable error code of the upstream body ever reaches our messages.
-_SAFE_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+# Statuses by which a provider refuses this very request as invalid (not its key or model)
+_REQUEST_AT_FAULT = frozenset({400, 413, 422})
 
 
 async def sse_post(
@@ -77,6 +76,8 @@ async def sse_post(
 def status_error(
     provider: str, status: int, headers: Mapping[str, str], body: bytes
 ) -> ProviderError:
+    """The error for a non-2xx answer. Only a request refused as invalid carries the provider's
+    own message (sanitised, see ``_upstream_errors``); every error has ``upstream_status``."""
     code = error_code(body)
     detail = f"HTTP {status}" + (f": {code}" if code else "")
     if status == 429:
@@ -86,6 +87,7 @@ def status_error(
             kind="rate_limited",
             retryable=True,
             retry_after=retry_after(headers),
+            upstream_status=status,
         )
     if status >= 500:
         return provider_error(
@@ -94,32 +96,28 @@ def status_error(
             kind="server_error",
             retryable=True,
             retry_after=retry_after(headers),  # 503 and Anthropic's 529 may say when to retry
+            upstream_status=status,
         )
+    if status in _REQUEST_AT_FAULT:
+        # this request is at fault (no other model may answer it instead): say why
+        said = upstream_message(body)
+        return provider_error(
+            f"The {provider} provider rejected the request ({detail})"
+            + (f": {said}" if said else "."),
+            provider=provider,
+            kind="invalid_request",
+            retryable=False,
+            upstream_status=status,
+        )
+    # 401, 403, 404: the provider's key or model is at fault (another model may answer); their
+    # message is never passed on (a 401's may echo part of the key)
     return provider_error(
         f"The {provider} provider rejected the request ({detail}).",
         provider=provider,
-        # 400, 413, 422: this request is at fault (no other model may answer it instead);
-        # 401, 403, 404: the provider's key or model is (another may)
-        kind="invalid_request" if status in (400, 413, 422) else "rejected",
+        kind="rejected",
         retryable=False,
+        upstream_status=status,
     )
-
-
-def error_code(body: object) -> str:
-    """The upstream error's type or code, if it is a short safe token (OpenAI's
-    ``{"error": {"code", "type"}}``, Anthropic's ``{"type": "error", "error": {"type"}}``)."""
-    try:
-        document = msgspec.json.decode(body) if isinstance(body, bytes) else body
-    except msgspec.DecodeError:
-        return ""
-    error = document.get("error") if isinstance(document, dict) else None
-    if not isinstance(error, dict):
-        return ""
-    for key in ("code", "type"):
-        value = error.get(key)
-        if isinstance(value, str) and _SAFE_CODE.fullmatch(value):
-            return value
-    return ""
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -157,10 +155,14 @@ _TRANSIENT = frozenset(
 
 
 def stream_error(provider: str, payload: object) -> ProviderError:
-    """An error the provider reported inside a 2xx stream (an ``error`` event or chunk)."""
+    """An error the provider reported inside a 2xx stream (an ``error`` event or chunk), with
+    its message (sanitised) when it has one."""
     code = error_code(payload)
+    said = upstream_message(payload)
     return provider_error(
-        f"The {provider} provider reported an error mid-stream" + (f" ({code})." if code else "."),
+        f"The {provider} provider reported an error mid-stream"
+        + (f" ({code})" if code else "")
+        + (f": {said}" if said else "."),
         provider=provider,
         kind="upstream_error",
         retryable=code in _TRANSIENT,

@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from whalli.domain.model.errors import ProviderError
+from whalli.domain.model.errors import ProviderError, ProviderRejectedRequest
 from whalli.ports.chat_model import StreamEnd, StreamEvent
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -64,9 +64,12 @@ def provider_error(
     kind: str,
     retryable: bool,
     retry_after: float | None = None,
+    **details: object,
 ) -> ProviderError:
-    """A ``ProviderError`` whose details say which provider failed and how (for metrics)."""
-    error = ProviderError(message, provider=provider, kind=kind, retry_after=retry_after)
+    """A ``ProviderError`` whose details say which provider failed and how (for metrics); of
+    kind ``invalid_request`` (the request is at fault), a ``ProviderRejectedRequest``."""
+    cls = ProviderRejectedRequest if kind == "invalid_request" else ProviderError
+    error = cls(message, provider=provider, kind=kind, retry_after=retry_after, **details)
     error.retryable = retryable
     return error
 
@@ -78,6 +81,13 @@ def stream_cut(provider: str) -> ProviderError:
         kind="stream_cut",
         retryable=True,
     )
+
+
+async def refused(error: ProviderError) -> AsyncGenerator[StreamEvent, None]:
+    """A stream failing at once with ``error``: a request refused before the provider is called
+    fails where the provider's own refusal would, on iteration (as the caller expects it)."""
+    raise error
+    yield  # unreachable: makes this an async generator
 
 
 async def stream_with_retries(

@@ -26,7 +26,13 @@ import msgspec
 from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
 from whalli.adapters.ai._sse import SseEvent
 from whalli.adapters.ai._stops import LocalStops, split_stops
-from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, stream_with_retries
+from whalli.adapters.ai._streaming import (
+    Sleep,
+    StreamPolicy,
+    refused,
+    stream_cut,
+    stream_with_retries,
+)
 from whalli.adapters.ai.anthropic_request import FORMAT_TOOL, messages_body
 from whalli.domain.model.chats import TokenUsage
 from whalli.domain.model.errors import ProviderError
@@ -66,9 +72,11 @@ class AnthropicChatModel(ChatModel):
         self._sleep = sleep
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        body = msgspec.json.encode(
-            messages_body(request, default_max_tokens=self._default_max_tokens)
-        )
+        try:
+            payload = messages_body(request, default_max_tokens=self._default_max_tokens)
+        except ProviderError as e:  # an image the API would refuse: not sent
+            return refused(e)
+        body = msgspec.json.encode(payload)
         _, local = split_stops(request.params.stop)
         formatted = request.response_format is not None
         return stream_with_retries(

@@ -21,6 +21,8 @@ With the caller's own tools too, the format's tool is offered beside them (``_fo
 - a caller's tool named ``FORMAT_TOOL`` would be mistaken for the reply: ``InvalidInput``.
 The format's tool is called once (``disable_parallel_tool_use`` when it is forced; the stream
 reader passes on only the first such call in any case).
+
+An image the API would refuse for its size is refused before calling it (``anthropic_images``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import msgspec
 
 from whalli.adapters.ai._stops import split_stops
+from whalli.adapters.ai.anthropic_images import check_image_sizes
 from whalli.domain.model.chats import MessageRole, PromptMessage
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.images import ImagePart
@@ -46,7 +49,8 @@ _FORMAT_DESCRIPTION = "Give your answer with this tool: its input is the reply, 
 def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dict[str, Any]:
     """The request body (streamed). Raises ``InvalidInput`` for what the API would refuse
     and clients send (tool turns without tools, arguments that are not an object, see
-    ``_format_tool``)."""
+    ``_format_tool``), and ``check_image_sizes``'s error for an image too large."""
+    check_image_sizes(request.messages)
     if request.tools is None and any(
         m.tool_calls or m.role is MessageRole.TOOL for m in request.messages
     ):  # the API refuses tool_use and tool_result blocks in a request without tools

@@ -275,6 +275,22 @@ class ProviderError(WhalliError):
         return self.details.get("kind") != "invalid_request"
 
 
+class ProviderRejectedRequest(ProviderError):
+    """The provider refused this very request as invalid (its HTTP 400, 413 or 422: a context
+    too long, a parameter value it does not take, an image it cannot read), or an adapter knows
+    it would before calling it. The caller's request is at fault: the caller is told so (not a
+    bad gateway) with the provider's own explanation in the message; trying again, or another
+    model, would not help (never ``retryable``, never ``falls_back``). ``details["kind"]`` is
+    ``"invalid_request"`` as for any such ``ProviderError``."""
+
+    code = "provider_rejected_request"
+    default_message = "The model provider rejected the request."
+
+    @property
+    def falls_back(self) -> bool:
+        return False
+
+
 class ApiKeyNotFound(NotFound):
     code = "api_key_not_found"
     default_message = "API key not found."

@@ -29,6 +29,7 @@ from whalli.domain.model.errors import (
     OAuthFailed,
     PermissionDenied,
     ProviderError,
+    ProviderRejectedRequest,
     RateLimited,
     ServiceUnavailable,
     Unauthenticated,
@@ -55,6 +56,9 @@ STATUS_BY_ERROR: dict[type[WhalliError], int] = {
     UnsupportedFileType: 415,
     ServiceUnavailable: 503,
     ProviderError: 502,  # the upstream model provider failed: a bad gateway, not our bug
+    # ...but refused this request as invalid: the caller's fault (as LiteLLM and OpenRouter
+    # answer it), so that no SDK retries it as a server error
+    ProviderRejectedRequest: 400,
 }
 
 log = structlog.get_logger("whalli.http")
