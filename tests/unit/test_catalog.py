@@ -11,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
-from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_allowed
+from whalli.domain.model.catalog import (
+    ModelCatalog,
+    ModelSpec,
+    check_reasoning,
+    ensure_model_allowed,
+)
+from whalli.domain.model.chats import ReasoningEffort
 from whalli.domain.model.errors import (
     AccountDisabled,
     InvalidCatalog,
@@ -254,3 +260,23 @@ def test_a_valid_catalog_file_keeps_the_order_of_its_entries(tmp_path: Path) -> 
         id="dev/a", provider="dev", upstream="echo", min_plan=Plan.FREE,
         input_usd_per_mtok=1.0, output_usd_per_mtok=2.0, context_window=100, fallback="dev/b",
     )  # fmt: skip
+
+
+def test_only_a_model_of_a_provider_that_asks_for_reasoning_may_take_an_effort() -> None:
+    with pytest.raises(InvalidCatalog, match="cannot ask for reasoning"):
+        ModelCatalog([a_spec("dev/a", reasoning=True)])
+    with pytest.raises(InvalidCatalog, match="cannot ask for reasoning"):
+        ModelCatalog([a_spec("anthropic/a", provider="anthropic", reasoning=True)])
+    reasoner = a_spec("openai/o", provider="openai", reasoning=True)
+    plain = a_spec("openai/p", provider="openai")
+    ModelCatalog([reasoner, plain])
+    check_reasoning(reasoner, ReasoningEffort.HIGH)
+    check_reasoning(plain, None)
+    with pytest.raises(InvalidInput, match="does not take a reasoning effort") as refused:
+        check_reasoning(plain, ReasoningEffort.LOW, field="params.reasoningEffort")
+    assert refused.value.details["field"] == "params.reasoningEffort"
+
+
+def test_the_shipped_catalog_has_reasoning_models() -> None:
+    catalog = load_catalog(default_catalog_path())
+    assert {m.id for m in catalog if m.reasoning} == {"openai/o4-mini", "xai/grok-3-mini"}

@@ -29,6 +29,14 @@ class StreamDelta(Value, frozen=True, kw_only=True):
     text: str
 
 
+class StreamReasoning(Value, frozen=True, kw_only=True):
+    """A piece of the model's reasoning (its thinking before or while it answers), streamed by
+    reasoning models: OpenAI-compatible servers' ``reasoning_content``/``reasoning`` deltas,
+    Anthropic's thinking blocks. Shown to the reader apart from the reply's text."""
+
+    text: str
+
+
 class StreamEnd(Value, frozen=True, kw_only=True):
     """The provider finished; usage as the provider reported it."""
 
@@ -47,14 +55,15 @@ class ToolCallDelta(Value, frozen=True, kw_only=True):
     arguments: str = ""
 
 
-StreamEvent = StreamDelta | ToolCallDelta | StreamEnd
+StreamEvent = StreamDelta | StreamReasoning | ToolCallDelta | StreamEnd
 
 
 class ChatModel(Protocol):
     provider: str
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        """Yield deltas (text, and tool-call pieces when ``request.tools`` offers tools),
+        """Yield deltas (text, reasoning when the model streams any, and tool-call pieces when
+        ``request.tools`` offers tools),
         then exactly one ``StreamEnd`` (finish reason ``tool_calls`` after tool calls). With
         a ``request.response_format`` the text is the JSON reply, however the provider is
         made to write it.

@@ -37,10 +37,17 @@ async def test_the_model_list_follows_the_callers_plan(
     assert free_models[0] == {
         "id": "openai/gpt-4o-mini", "provider": "openai", "contextWindow": 128000,
         "inputUsdPerMtok": 0.15, "outputUsdPerMtok": 0.6, "minPlan": "free",
-        "capabilities": {"tools": True, "structuredOutputs": True, "vision": True},
+        "capabilities": {
+            "tools": True, "structuredOutputs": True, "vision": True, "reasoning": False
+        },
     }  # fmt: skip
     echo = next(m for m in pro_models if m["id"] == "dev/echo")
-    assert echo["capabilities"] == {"tools": False, "structuredOutputs": False, "vision": False}
+    assert echo["capabilities"] == {
+        "tools": False,
+        "structuredOutputs": False,
+        "vision": False,
+        "reasoning": False,
+    }
 
 
 async def test_models_of_unconfigured_providers_are_not_offered(

@@ -137,7 +137,7 @@ async def test_a_member_reads_a_chat_with_its_messages(
     answer.finish(
         status=MessageStatus.COMPLETE, content="Plenty.", now=now, finish_reason="stop",
         usage=TokenUsage(prompt_tokens=12, completion_tokens=3), cost_usd=0.25, ttft_ms=40,
-        total_ms=90,
+        total_ms=90, reasoning="Taxes are high.",
     )  # fmt: skip
     await add_message(container, chat_id, question)
     await add_message(container, chat_id, answer)
@@ -153,6 +153,7 @@ async def test_a_member_reads_a_chat_with_its_messages(
         "model": "gpt-4o-mini", "provider": "openai",
         "usage": {"promptTokens": 12, "completionTokens": 3}, "costUsd": 0.25, "cached": False,
         "finishReason": "stop", "ttftMs": 40, "totalMs": 90, "attachmentIds": [], "error": None,
+        "reasoning": "Taxes are high.",
         "createdAt": body["messages"][1]["createdAt"], "sessionId": None, "feedback": None,
     }  # fmt: skip
 

@@ -30,7 +30,13 @@ from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Message, MessageRole, MessageStatus, PromptMessage
 from whalli.domain.model.errors import ProviderError, ServiceUnavailable
 from whalli.domain.model.images import ImagePart
-from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.domain.model.replies import (
+    DoneEvent,
+    ErrorEvent,
+    ReasoningEvent,
+    ReplyEvent,
+    TokenEvent,
+)
 from whalli.domain.model.users import Plan
 from whalli.domain.services.chat.context import PreparedReply
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler, ReplySettings
@@ -442,3 +448,40 @@ async def test_a_prompt_with_images_falls_back_only_to_models_that_read_images()
     assert [r.messages for r in seeing.requests] == [(question,)]
     reply = setup.reply(prepared.reply.id)
     assert (reply.status, reply.model) == (MessageStatus.COMPLETE, "openai/seeing")
+
+
+async def test_a_models_reasoning_streams_before_its_text_and_is_saved_and_cached() -> None:
+    thinking = ScriptedChatModel(("Hi", "!"), provider="dev", reasoning=("Hmm.", " A greeting."))
+    setup = Setup(model=thinking)
+    world = await committed_world(InMemoryUnitOfWork(setup.store))
+
+    async def reply() -> tuple[list[ReplyEvent], Message, PreparedReply]:
+        launched: list[tuple[ChatSession, PreparedReply, asyncio.Future[None]]] = []
+        starter = StartChatHandler(
+            InMemoryUnitOfWork(setup.store), InMemoryChatSessionStore(setup.clock), CATALOG,
+            frozenset({"dev"}), clock=setup.clock, ids=setup.ids,
+        )  # fmt: skip
+        command = StartChat(
+            user_id=world.user.id, model="dev/echo", message="hi", project_id=world.project.id
+        )
+        await starter.execute(command, lambda *launch: launched.append(launch))
+        [(session, prepared, saved)] = launched
+        await setup.handler().execute(session, prepared, saved)
+        return await setup.events(session.id), setup.reply(prepared.reply.id), prepared
+
+    events, first, prepared = await reply()
+    assert events[:4] == [
+        ReasoningEvent(delta="Hmm."), ReasoningEvent(delta=" A greeting."),
+        TokenEvent(delta="Hi"), TokenEvent(delta="!"),
+    ]  # fmt: skip
+    assert isinstance(events[-1], DoneEvent)
+    assert (first.content, first.reasoning) == ("Hi!", "Hmm. A greeting.")
+    assert prepared.prompt == (PromptMessage(role=MessageRole.USER, content="hi"),)
+
+    # the same prompt again: a cache hit replays the reasoning, then the text
+    replayed, second, _ = await reply()
+    assert replayed[:4] == events[:4]
+    assert isinstance(replayed[-1], DoneEvent)
+    assert replayed[-1].cached
+    assert second.reasoning == "Hmm. A greeting."
+    assert len(thinking.requests) == 1

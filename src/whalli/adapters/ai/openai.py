@@ -24,6 +24,7 @@ from whalli.ports.chat_model import (
     StreamDelta,
     StreamEnd,
     StreamEvent,
+    StreamReasoning,
     ToolCallDelta,
 )
 
@@ -85,6 +86,8 @@ class OpenAIChatModel(ChatModel):
             value = getattr(params, name)
             if value is not None:
                 body[name] = list(value) if isinstance(value, tuple) else value
+        if params.reasoning_effort is not None:
+            body["reasoning_effort"] = str(params.reasoning_effort)
         if request.tools is not None:
             body.update(_tools(request.tools))
         if request.response_format is not None:
@@ -116,7 +119,7 @@ class OpenAIChatModel(ChatModel):
                     del sse  # a held reply waits for its next event here: keep nothing of this one
                     finish_reason, usage = finish or finish_reason, chunk_usage or usage
                     for text in texts:
-                        yield StreamDelta(text=text)
+                        yield text
                     if pieces is not None:
                         for piece in pieces:
                             yield calls.delta(piece)
@@ -129,13 +132,17 @@ class OpenAIChatModel(ChatModel):
 
     def _read(
         self, data: str
-    ) -> tuple[list[str], list[dict[str, Any]] | None, str | None, TokenUsage | None]:
-        """One chunk's text deltas and tool-call pieces (of the first choice), finish reason and
-        usage."""
+    ) -> tuple[
+        list[StreamDelta | StreamReasoning], list[dict[str, Any]] | None, str | None,
+        TokenUsage | None,
+    ]:  # fmt: skip
+        """One chunk's reasoning and text deltas and tool-call pieces (of the first choice),
+        finish reason and usage. Reasoning is ``reasoning_content`` (DeepSeek, xAI, vLLM) or
+        ``reasoning`` (OpenRouter, Ollama), a string; it comes before the text of a delta."""
         chunk = decode_json(self.provider, data)
         if chunk.get("error") is not None:
             raise stream_error(self.provider, chunk)
-        texts: list[str] = []
+        texts: list[StreamDelta | StreamReasoning] = []
         calls: list[dict[str, Any]] | None = None
         finish_reason: str | None = None
         choices = chunk.get("choices")
@@ -143,9 +150,12 @@ class OpenAIChatModel(ChatModel):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = obj(choice.get("delta"))
+            thought = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(thought, str) and thought:
+                texts.append(StreamReasoning(text=thought))
             text = delta.get("content")
             if isinstance(text, str) and text:
-                texts.append(text)
+                texts.append(StreamDelta(text=text))
             pieces = delta.get("tool_calls")
             if isinstance(pieces, list) and pieces:
                 calls = [obj(piece) for piece in pieces]

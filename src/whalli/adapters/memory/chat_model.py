@@ -11,13 +11,14 @@ from whalli.ports.chat_model import (
     StreamDelta,
     StreamEnd,
     StreamEvent,
+    StreamReasoning,
     ToolCallDelta,
 )
 
 
 class ScriptedChatModel(ChatModel):
-    """Yields ``deltas``, then ``tool_calls`` (pieces of calls), then one ``StreamEnd``; or,
-    with ``error`` set, raises it after them.
+    """Yields ``reasoning`` pieces, then ``deltas``, then ``tool_calls`` (pieces of calls),
+    then one ``StreamEnd``; or, with ``error`` set, raises it after them.
 
     Records every request in ``requests``; ``open_streams`` counts streams started and not yet
     finished or closed, so tests can check that callers close what they open.
@@ -32,6 +33,7 @@ class ScriptedChatModel(ChatModel):
         usage: TokenUsage | None = None,
         error: Exception | None = None,
         tool_calls: Sequence[ToolCallDelta] = (),
+        reasoning: Sequence[str] = (),
     ) -> None:
         self.provider = provider
         self.deltas = list(deltas)
@@ -41,6 +43,7 @@ class ScriptedChatModel(ChatModel):
         )
         self.error = error
         self.tool_calls = list(tool_calls)
+        self.reasoning = list(reasoning)
         self.requests: list[CompletionRequest] = []
         self.open_streams = 0
 
@@ -51,6 +54,8 @@ class ScriptedChatModel(ChatModel):
     async def _events(self) -> AsyncIterator[StreamEvent]:
         self.open_streams += 1
         try:
+            for thought in self.reasoning:
+                yield StreamReasoning(text=thought)
             for text in self.deltas:
                 yield StreamDelta(text=text)
             for piece in self.tool_calls:

@@ -63,6 +63,7 @@ _MESSAGE_TYPES = {
     "total_ms": "bigint",
     "attachment_ids": "uuid[]",
     "error": "text",
+    "reasoning": "text",
     "created_at": "timestamptz",
     "updated_at": "timestamptz",
 }
@@ -91,8 +92,8 @@ def _insert_messages(count: int) -> str:
     every chat exists and every id is free, and returns those two facts: the expected failures
     are reported without aborting the transaction, as ``add_message`` does. (A concurrent
     insert of the same id, or deletion of the chat, still fails the statement: ``translated``
-    turns that into ``Conflict`` or ``ChatNotFound``.) 18 parameters a message: Postgres takes
-    65535 parameters, so at most some 3600 messages a call."""
+    turns that into ``Conflict`` or ``ChatNotFound``.) 19 parameters a message: Postgres takes
+    65535 parameters, so at most some 3400 messages a call."""
     rows = _message_rows(count)
     return (
         f"WITH new ({_MESSAGE_COLUMN_LIST}) AS (VALUES {rows}), "

@@ -4,7 +4,8 @@ Rules (checked once, when the catalog is built, so that a bad file stops the ser
 rather than failing a chat later):
 - every model id is unique, and its provider is one Whalli has an adapter for;
 - prices (USD per million tokens) are not negative, the context window is positive;
-- only a model of a provider whose adapter sends images reads them (``vision``);
+- only a model of a provider whose adapter sends images reads them (``vision``), and only one
+  whose adapter asks for a reasoning effort takes one (``reasoning``);
 - a fallback names another model of the catalog, no chain of fallbacks comes back to where it
   started, and a fallback is offered to every plan its model is offered to (so that falling back
   never hands a user a model their plan does not include).
@@ -42,6 +43,10 @@ STRUCTURED_OUTPUT_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
 # theirs reads images is the catalog's ``vision`` of that model.
 VISION_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
 
+# The providers whose adapters ask for a reasoning effort (``reasoning_effort``). Whether a
+# model of theirs takes an effort is the catalog's ``reasoning`` of that model.
+REASONING_PROVIDERS: frozenset[str] = frozenset({"openai", "xai", "openai-compatible"})
+
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
 
@@ -58,6 +63,9 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     fallback: str | None = None
     # Whether the model reads images (vision); only a model of VISION_PROVIDERS can.
     vision: bool = False
+    # Whether the model takes a reasoning effort; only a model of REASONING_PROVIDERS can.
+    # (Any model's streamed reasoning is shown: a server may send it unasked.)
+    reasoning: bool = False
 
     @property
     def calls_tools(self) -> bool:
@@ -178,8 +186,19 @@ def _check_spec(spec: ModelSpec, providers: frozenset[str]) -> None:
         problems.append("the context window must be positive")
     if spec.vision and spec.provider not in VISION_PROVIDERS:
         problems.append(f"provider {spec.provider!r} cannot send images (vision)")
+    if spec.reasoning and spec.provider not in REASONING_PROVIDERS:
+        problems.append(f"provider {spec.provider!r} cannot ask for reasoning (reasoning)")
     if problems:
         raise InvalidCatalog(f"Model {name!r}: {'; '.join(problems)}.", model=spec.id)
+
+
+def check_reasoning(spec: ModelSpec, effort: object, *, field: str = "reasoningEffort") -> None:
+    """A reasoning effort (``effort`` not ``None``) only for a model that takes one (else
+    ``InvalidInput`` naming ``field``)."""
+    if effort is not None and not (spec.reasoning and spec.provider in REASONING_PROVIDERS):
+        raise InvalidInput(
+            f"Model {spec.id!r} does not take a reasoning effort.", field=field, model=spec.id
+        )
 
 
 def ensure_model_allowed(user: User, spec: ModelSpec) -> None:

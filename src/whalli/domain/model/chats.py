@@ -41,6 +41,15 @@ class MessageStatus(StrEnum):
         return self in (MessageStatus.COMPLETE, MessageStatus.ABORTED, MessageStatus.FAILED)
 
 
+class ReasoningEffort(StrEnum):
+    """How much a reasoning model thinks before it answers (OpenAI's ``reasoning_effort``)."""
+
+    MINIMAL = "minimal"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit (Anthropic allows more)
 MAX_STOP_LENGTH = 200
 _SEED_RANGE = (-(2**63), 2**63 - 1)
@@ -60,6 +69,8 @@ class GenerationParams(Value, frozen=True, kw_only=True):
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # Only for a model that reasons (``ModelSpec.reasoning``); None: the provider's default
+    reasoning_effort: ReasoningEffort | None = None
 
     def __post_init__(self) -> None:
         if self.temperature is not None and not 0.0 <= self.temperature <= 2.0:
@@ -238,6 +249,9 @@ class Message(Entity, kw_only=True):
     total_ms: int | None = None
     attachment_ids: tuple[UUID, ...] = ()
     error: str | None = None
+    # What a reasoning model streamed as its thinking before (or while) answering, as shown
+    # to the reader; never sent back as context
+    reasoning: str = ""
     created_at: datetime
     updated_at: datetime
 
@@ -298,6 +312,7 @@ class Message(Entity, kw_only=True):
         ttft_ms: int | None = None,
         total_ms: int | None = None,
         error: str | None = None,
+        reasoning: str = "",
     ) -> None:
         """Record the outcome of a reply once; a final message never changes again."""
         if self.status.is_final:
@@ -307,7 +322,7 @@ class Message(Entity, kw_only=True):
         self.status, self.content, self.usage = status, content, usage
         self.finish_reason, self.cost_usd, self.cached = finish_reason, cost_usd, cached
         self.ttft_ms, self.total_ms, self.error = ttft_ms, total_ms, error
-        self.updated_at = now
+        self.reasoning, self.updated_at = reasoning, now
 
 
 class PromptMessage(Value, frozen=True, kw_only=True):
@@ -316,9 +331,10 @@ class PromptMessage(Value, frozen=True, kw_only=True):
     An assistant turn may carry the tool calls it made (its ``content`` then often empty); a
     tool turn answers one of them (``tool_call_id``) with its result as ``content``.
 
-    A user message with images (``/v1`` only) also has ``parts``: its text and image parts in
-    the order sent (``content`` is then its text parts joined); without images ``parts`` is
-    empty and ``content`` is the whole message, as before images existed."""
+    A user message with images (``/v1``'s, or attached files sent as images) also has
+    ``parts``: its text and image parts in the order sent (``content`` is then its text parts
+    joined); without images ``parts`` is empty and ``content`` is the whole message, as
+    before images existed."""
 
     role: MessageRole
     content: str

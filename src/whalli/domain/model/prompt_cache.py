@@ -135,6 +135,9 @@ class CachedReply(Value, frozen=True, kw_only=True):
     usage: TokenUsage = TokenUsage()
     # The tool calls that followed the text, whole (entries written before tools have none).
     tool_calls: tuple[ToolCall, ...] = ()
+    # A reasoning model's thinking, in its pieces, streamed again before the text on a hit
+    # (entries written before reasoning have none).
+    reasoning: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:

@@ -39,6 +39,12 @@ class TokenEvent(ReplyEvent, frozen=True, tag="token", kw_only=True):
     delta: str
 
 
+class ReasoningEvent(ReplyEvent, frozen=True, tag="reasoning", kw_only=True):
+    """A piece of a reasoning model's thinking (not part of the reply's text)."""
+
+    delta: str
+
+
 class DoneEvent(ReplyEvent, frozen=True, tag="done", kw_only=True):
     message_id: UUID
     cached: bool
@@ -55,7 +61,7 @@ class ErrorEvent(ReplyEvent, frozen=True, tag="error", kw_only=True):
     message_id: UUID | None = None
 
 
-AnyReplyEvent = TokenEvent | DoneEvent | ErrorEvent
+AnyReplyEvent = TokenEvent | ReasoningEvent | DoneEvent | ErrorEvent
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyReplyEvent)

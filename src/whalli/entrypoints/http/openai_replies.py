@@ -57,14 +57,18 @@ class AssistantMessage(msgspec.Struct, kw_only=True):
     role: Literal["assistant"] = "assistant"
     refusal: None = None
     tool_calls: list[ToolCallOut] | msgspec.UnsetType = msgspec.UNSET  # only when it made some
+    # A reasoning model's thinking, as DeepSeek, xAI and vLLM name it; only when there was some
+    reasoning_content: str | msgspec.UnsetType = msgspec.UNSET
 
     @classmethod
-    def of(cls, text: str, calls: tuple[ToolCall, ...]) -> AssistantMessage:
+    def of(cls, text: str, calls: tuple[ToolCall, ...], reasoning: str = "") -> AssistantMessage:
         """``content`` is null when the message is only tool calls."""
+        thought = reasoning or msgspec.UNSET
         if not calls:
-            return cls(content=text)
+            return cls(content=text, reasoning_content=thought)
         return cls(
             content=text or None,
+            reasoning_content=thought,
             tool_calls=[
                 ToolCallOut(
                     id=call.id,
@@ -96,6 +100,7 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
 class Delta(msgspec.Struct, kw_only=True, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    reasoning_content: str | None = None
     tool_calls: list[ToolCallOut] | None = None
 
 

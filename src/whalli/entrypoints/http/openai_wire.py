@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from whalli.domain.model.chats import MessageRole, PromptMessage
+from whalli.domain.model.chats import MessageRole, PromptMessage, ReasoningEffort
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.images import ImagePart, image_part
 from whalli.domain.model.response_format import ResponseFormat, response_format
@@ -134,6 +134,7 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     # the client expects (a function call in the deprecated shape).
     functions: list[Any] | None = None
     response_format: ResponseFormatIn | None = None
+    reasoning_effort: str | None = None  # minimal, low, medium, high: for reasoning models
 
     def unsupported(self) -> InvalidInput | None:
         """What this request asks for that Whalli cannot give, as the error to answer."""
@@ -143,6 +144,19 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
                 field="functions",
             )
         return None
+
+    def requested_effort(self) -> ReasoningEffort | None:
+        """The reasoning effort asked for (``InvalidInput`` naming ``reasoning_effort`` for a
+        value that is none of OpenAI's)."""
+        if self.reasoning_effort is None:
+            return None
+        try:
+            return ReasoningEffort(self.reasoning_effort)
+        except ValueError:
+            allowed = ", ".join(e.value for e in ReasoningEffort)
+            raise InvalidInput(
+                f"reasoning_effort must be one of {allowed}.", field="reasoning_effort"
+            ) from None
 
     def requested_format(self) -> ResponseFormat | None:
         """The format asked for; ``None`` for text (or none). Raises ``InvalidInput`` naming

@@ -6,7 +6,12 @@ from typing import Annotated
 
 import msgspec
 
-from whalli.domain.model.chats import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, GenerationParams
+from whalli.domain.model.chats import (
+    MAX_STOP_LENGTH,
+    MAX_STOP_SEQUENCES,
+    GenerationParams,
+    ReasoningEffort,
+)
 from whalli.entrypoints.http.schemas import Inbound
 
 Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
@@ -25,6 +30,8 @@ class ParamsBody(Inbound):
     seed: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
+    # minimal, low, medium, high: only for a model that reasons (its `capabilities.reasoning`)
+    reasoning_effort: ReasoningEffort | None = None
 
 
 def generation_params(params: ParamsBody | None) -> GenerationParams:

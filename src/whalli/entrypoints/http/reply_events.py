@@ -8,7 +8,13 @@ from typing import Any
 from litestar import Request
 
 from whalli.adapters.prometheus.chat_metrics import sse_connections
-from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.domain.model.replies import (
+    DoneEvent,
+    ErrorEvent,
+    ReasoningEvent,
+    ReplyEvent,
+    TokenEvent,
+)
 from whalli.domain.services.chat.read_reply import ReadReplyHandler
 from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_comment, json_event
 
@@ -22,6 +28,8 @@ SSE_HEADERS = {
 def sse_frame(event_id: str, event: ReplyEvent) -> bytes:
     if isinstance(event, TokenEvent):
         return json_event("token", {"delta": event.delta}, event_id)
+    if isinstance(event, ReasoningEvent):
+        return json_event("reasoning", {"delta": event.delta}, event_id)
     if isinstance(event, DoneEvent):
         payload = {
             "messageId": str(event.message_id), "cached": event.cached,

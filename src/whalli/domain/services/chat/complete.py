@@ -49,6 +49,7 @@ from whalli.ports.chat_model import (
     CompletionRequest,
     StreamDelta,
     StreamEnd,
+    StreamReasoning,
     ToolCallDelta,
 )
 from whalli.ports.clock import Clock
@@ -56,7 +57,7 @@ from whalli.ports.ids import IdGenerator
 from whalli.ports.unit_of_work import UnitOfWork
 from whalli.ports.usage import UsageRecord
 
-Event = StreamDelta | ToolCallDelta | StreamEnd
+Event = StreamDelta | StreamReasoning | ToolCallDelta | StreamEnd
 # Finish reasons some OpenAI-compatible servers give a reply that made tool calls.
 _PLAIN_ENDS = frozenset({"stop", "end_turn", "unknown"})
 
@@ -81,6 +82,7 @@ class CompleteChat(msgspec.Struct, frozen=True, kw_only=True):
 class _Run:
     spec: ModelSpec
     text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
     calls: ToolCallAssembly = field(default_factory=ToolCallAssembly)
     end: StreamEnd | None = None
     cached: bool = False
@@ -89,8 +91,9 @@ class _Run:
 
     @property
     def started(self) -> bool:
-        """Whether anything of the reply was passed on (text or a piece of a tool call)."""
-        return bool(self.text) or bool(self.calls)
+        """Whether anything of the reply was passed on (text, reasoning or a piece of a tool
+        call)."""
+        return bool(self.text) or bool(self.reasoning) or bool(self.calls)
 
 
 class CompleteChatHandler:
@@ -152,7 +155,7 @@ class CompleteChatHandler:
         self.answered_by: str | None = None
 
     async def stream(self, command: CompleteChat) -> AsyncGenerator[Event, None]:
-        """Deltas (text, and pieces of tool calls) then one ``StreamEnd``. Raises
+        """Deltas (text, reasoning, and pieces of tool calls) then one ``StreamEnd``. Raises
         ``ModelNotFound``, ``ModelNotInPlan``, ``AccountDisabled``, ``InvalidInput`` and
         ``ProviderError`` (before the first delta when no candidate model could start)."""
         spec = await self._allowed_model(command)
@@ -170,6 +173,9 @@ class CompleteChatHandler:
                 run = _Run(spec=spec, cached=True, ttft_s=0.0)
                 run.end = StreamEnd(finish_reason=cached.finish_reason, usage=cached.usage)
                 try:
+                    for piece in cached.reasoning:
+                        run.reasoning.append(piece)
+                        yield StreamReasoning(text=piece)
                     for delta in cached.deltas:
                         run.text.append(delta)
                         yield StreamDelta(text=delta)
@@ -236,6 +242,10 @@ class CompleteChatHandler:
                         if not event.text:
                             continue
                         run.text.append(event.text)
+                    elif isinstance(event, StreamReasoning):
+                        if not event.text:
+                            continue
+                        run.reasoning.append(event.text)
                     else:
                         run.calls.add(event.index, event.id, event.name, event.arguments)
                     if run.ttft_s is None:
@@ -277,7 +287,7 @@ class CompleteChatHandler:
     async def _store(self, key: str, run: _Run, end: StreamEnd) -> None:
         reply = CachedReply(
             deltas=tuple(run.text), finish_reason=end.finish_reason, usage=end.usage,
-            tool_calls=run.calls.calls(),
+            tool_calls=run.calls.calls(), reasoning=tuple(run.reasoning),
         )  # fmt: skip
         with contextlib.suppress(ServiceUnavailable):  # a reply not cached is only a later miss
             await self._cache.set(key, encode_cached_reply(reply), self._cache_ttl)
@@ -292,7 +302,7 @@ class CompleteChatHandler:
         self, command: CompleteChat, run: _Run, started: float, status: MessageStatus
     ) -> TokenUsage:
         run.recorded = True
-        text = "".join(run.text) + run.calls.text()
+        text = "".join(run.reasoning) + "".join(run.text) + run.calls.text()
         reported = run.end.usage if run.end is not None else None
         usage = usage_or_estimate(reported, command.messages, text)
         cost = (
@@ -325,6 +335,9 @@ def _refusal(spec: ModelSpec, command: CompleteChat) -> InvalidInput | None:
         return InvalidInput(message, field="response_format")
     if not spec.sees_images and (image := first_image(command.messages)) is not None:
         return InvalidInput(f"Model {spec.id!r} does not read images.", field=image)
+    if command.params.reasoning_effort is not None and not spec.reasoning:
+        message = f"Model {spec.id!r} does not take a reasoning effort."
+        return InvalidInput(message, field="reasoning_effort")
     return None
 
 

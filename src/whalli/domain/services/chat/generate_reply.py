@@ -30,7 +30,13 @@ from whalli.domain.model.prompt_cache import (
     encode_cached_reply,
     project_scope,
 )
-from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
+from whalli.domain.model.replies import (
+    DoneEvent,
+    ErrorEvent,
+    ReasoningEvent,
+    ReplyEvent,
+    TokenEvent,
+)
 from whalli.domain.services.chat import usage_writes
 from whalli.domain.services.chat.context import (
     PreparedReply,
@@ -112,6 +118,7 @@ class _Outcome:
     spec: ModelSpec
     status: MessageStatus = MessageStatus.COMPLETE
     text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
     usage: TokenUsage | None = None
     finish_reason: str = "stop"
     cached: bool = False
@@ -253,8 +260,9 @@ class GenerateReplyHandler:
             and answered_as_asked
         ):
             cached = CachedReply(
-                deltas=tuple(outcome.text), finish_reason=outcome.finish_reason, usage=final.usage
-            )
+                deltas=tuple(outcome.text), finish_reason=outcome.finish_reason, usage=final.usage,
+                reasoning=tuple(outcome.reasoning),
+            )  # fmt: skip
             ttl = int(self._settings.cache_ttl.total_seconds())
             with contextlib.suppress(ServiceUnavailable):  # not cached: only a later miss
                 await self._cache.set(key, encode_cached_reply(cached), ttl)
@@ -290,11 +298,14 @@ class GenerateReplyHandler:
             cached = decode_cached_reply(raw)
         except ValueError:
             return None  # an unreadable entry (older format) is a miss; it gets overwritten
+        for piece in cached.reasoning:
+            await self._publish(session, ReasoningEvent(delta=piece))
         for delta in cached.deltas:
             await self._publish(session, TokenEvent(delta=delta))
         return _Outcome(
             spec=spec,
             text=list(cached.deltas),
+            reasoning=list(cached.reasoning),
             finish_reason=cached.finish_reason,
             cached=True,
             usage=cached.usage,
@@ -328,11 +339,21 @@ class GenerateReplyHandler:
                 progress.tick(outcome.text)
                 await self._publish(session, TokenEvent(delta=text))
 
+            async def on_reasoning(
+                text: str, outcome: _Outcome = outcome, t0: float = started
+            ) -> None:
+                if outcome.ttft_ms is None:  # the first thing the reader sees
+                    outcome.ttft_ms = int((time.perf_counter() - t0) * 1000)
+                outcome.reasoning.append(text)
+                await self._publish(session, ReasoningEvent(delta=text))
+
             try:
-                end = await stream_until_stopped(model, request, on_delta, self._stops, session.id)
+                end = await stream_until_stopped(
+                    model, request, on_delta, self._stops, session.id, on_reasoning
+                )
             except ProviderError as e:
                 self._metrics.provider_error(provider=candidate.provider, kind=e.code)
-                if outcome.text or not e.falls_back:  # the reply failed
+                if outcome.text or outcome.reasoning or not e.falls_back:  # the reply failed
                     outcome.status, outcome.error = MessageStatus.FAILED, e
                     return outcome
                 last_error = e
@@ -356,9 +377,9 @@ class GenerateReplyHandler:
     ) -> Message | None:
         """The finished reply and its usage, written once; ``None`` when the chat was deleted
         meanwhile (the usage is then recorded alone)."""
-        text = "".join(outcome.text)
+        text, reasoning = "".join(outcome.text), "".join(outcome.reasoning)
         # stopped or cut short, the reply is charged an estimate; failed before any text, zero
-        usage = usage_or_estimate(outcome.usage, messages, text)
+        usage = usage_or_estimate(outcome.usage, messages, reasoning + text)
         cost = (
             0.0
             if outcome.cached
@@ -378,6 +399,7 @@ class GenerateReplyHandler:
             ttft_ms=outcome.ttft_ms,
             total_ms=total_ms,
             error=outcome.error.message if outcome.error else None,
+            reasoning=reasoning,
         )
         record = UsageRecord(
             id=self._ids.new_id(),  # one id for every attempt (see write_usage_retrying)

@@ -7,7 +7,12 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_allowed
+from whalli.domain.model.catalog import (
+    ModelCatalog,
+    ModelSpec,
+    check_reasoning,
+    ensure_model_allowed,
+)
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import GenerationParams, Message, MessageRole
 from whalli.domain.model.errors import (
@@ -122,6 +127,7 @@ class RegenerateReplyHandler:
                     preset, model=model, params=params, system_prompt=None, new_chat=False
                 )
             spec = self._model(model, old)
+            check_reasoning(spec, params.reasoning_effort)
             user = command.user
             if user is None or user.id != command.user_id:
                 user = await uow.users.get(command.user_id)

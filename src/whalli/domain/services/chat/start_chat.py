@@ -10,7 +10,12 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.model.attachments import AttachmentStatus
-from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_allowed
+from whalli.domain.model.catalog import (
+    ModelCatalog,
+    ModelSpec,
+    check_reasoning,
+    ensure_model_allowed,
+)
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Chat, GenerationParams, Message
 from whalli.domain.model.errors import (
@@ -148,6 +153,7 @@ class StartChatHandler:
         spec = self._catalog.get(command.model)
         if spec.provider not in self._enabled:
             raise ModelNotFound(f"The model {command.model} is not available.")
+        check_reasoning(spec, command.params.reasoning_effort)
         if len(command.attachment_ids) > MAX_ATTACHMENTS:
             raise AttachmentNotFound(f"At most {MAX_ATTACHMENTS} files can be attached.")
         for _ in range(self._polls):

@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Self
 
 from whalli.domain.model.errors import ProviderError
-from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
+from whalli.ports.chat_model import (
+    ChatModel,
+    CompletionRequest,
+    StreamDelta,
+    StreamEnd,
+    StreamReasoning,
+)
 from whalli.ports.reply_stream import ReplyStream
 
 
@@ -125,8 +131,10 @@ async def stream_until_stopped(
     on_delta: Callable[[str], Awaitable[None]],
     board: StopBoard,
     session_id: str,
+    on_reasoning: Callable[[str], Awaitable[None]] | None = None,
 ) -> StreamEnd | None:
-    """The provider's ``StreamEnd``, or ``None`` when the session was stopped first.
+    """The provider's ``StreamEnd``, or ``None`` when the session was stopped first. Text goes
+    to ``on_delta``, reasoning to ``on_reasoning`` (dropped without one).
 
     Runs in the calling task; a stop cancels it inside this call, which closes the provider
     iterator and so its HTTP request, and is absorbed here. Any other cancellation (shutdown)
@@ -138,7 +146,7 @@ async def stream_until_stopped(
     cancelling = task.cancelling()
     with board.watch(session_id) as ticket:
         try:
-            end = await _consume(model, request, on_delta)
+            end = await _consume(model, request, on_delta, on_reasoning)
         except asyncio.CancelledError:
             if ticket.stopped and task.uncancel() <= cancelling:
                 return None
@@ -156,7 +164,10 @@ async def close_stream(events: AsyncIterator[object]) -> None:
 
 
 async def _consume(
-    model: ChatModel, request: CompletionRequest, on_delta: Callable[[str], Awaitable[None]]
+    model: ChatModel,
+    request: CompletionRequest,
+    on_delta: Callable[[str], Awaitable[None]],
+    on_reasoning: Callable[[str], Awaitable[None]] | None,
 ) -> StreamEnd:
     events = model.stream(request)
     try:
@@ -166,6 +177,8 @@ async def _consume(
                     await on_delta(event.text)
             elif isinstance(event, StreamEnd):
                 return event
+            elif isinstance(event, StreamReasoning) and event.text and on_reasoning is not None:
+                await on_reasoning(event.text)
             # A ToolCallDelta is ignored: the chat flow offers no tools, so no model has one to
             # call; a piece of a call from a misbehaving server has nothing to show the reader
             # and is no reason to fail a reply whose text is fine.

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.catalog import ModelCatalog
+from whalli.domain.model.catalog import ModelCatalog, check_reasoning
 from whalli.domain.model.chats import GenerationParams
 from whalli.domain.model.errors import PresetLimitReached
 from whalli.domain.model.presets import MAX_PRESETS, Preset
@@ -51,7 +51,8 @@ class CreatePresetHandler:
         )  # fmt: skip
         async with self._uow as uow:
             user = await uow.users.get(command.user_id)
-            usable_model(self._catalog, self._enabled, user, command.model)
+            spec = usable_model(self._catalog, self._enabled, user, command.model)
+            check_reasoning(spec, preset.params.reasoning_effort, field="params.reasoningEffort")
             if await uow.presets.count_for_user(command.user_id) >= MAX_PRESETS:
                 raise PresetLimitReached(
                     f"A user has at most {MAX_PRESETS} presets; delete one first.",

@@ -83,6 +83,9 @@ class Message(Schema):
     total_ms: int | None
     attachment_ids: list[UUID]
     error: str | None
+    # a reasoning model's thinking before its answer (streamed as `reasoning` events); null
+    # when it streamed none
+    reasoning: str | None
     created_at: datetime
     # no default: always present; for a reply still being generated, the caller's reader pass
     # for its session (GET /api/chat/stream?sessionId=, POST /api/chat/sessions/{it}/stop),
@@ -150,8 +153,8 @@ def _message(m: model.Message, session_id: str | None, feedback: Feedback | None
         id=m.id, role=m.role, content=m.content, status=m.status, model=m.model,
         provider=m.provider, usage=usage, cost_usd=m.cost_usd, cached=m.cached,
         finish_reason=m.finish_reason, ttft_ms=m.ttft_ms, total_ms=m.total_ms,
-        attachment_ids=list(m.attachment_ids), error=m.error, created_at=m.created_at,
-        session_id=session_id, feedback=_feedback(feedback),
+        attachment_ids=list(m.attachment_ids), error=m.error, reasoning=m.reasoning or None,
+        created_at=m.created_at, session_id=session_id, feedback=_feedback(feedback),
     )  # fmt: skip
 
 

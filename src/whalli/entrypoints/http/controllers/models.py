@@ -18,7 +18,8 @@ class Capabilities(Schema):
 
     tools: bool
     structured_outputs: bool
-    vision: bool
+    vision: bool  # also: attached images go to it as images in the chat flow
+    reasoning: bool  # takes a reasoning effort (`params.reasoningEffort`, `reasoning_effort`)
 
 
 class Model(Schema):
@@ -34,7 +35,7 @@ class Model(Schema):
 def _model(spec: ModelSpec) -> Model:
     capabilities = Capabilities(
         tools=spec.calls_tools, structured_outputs=spec.structured_outputs,
-        vision=spec.sees_images,
+        vision=spec.sees_images, reasoning=spec.reasoning,
     )  # fmt: skip
     return Model(
         id=spec.id, provider=spec.provider, context_window=spec.context_window,
@@ -51,7 +52,8 @@ class ModelController(Controller):
         "/",
         summary="The models the caller's plan includes",
         description="Catalog order; prices in USD per million tokens; only configured providers; "
-        "`capabilities` says which models take tools, structured outputs and images (`/v1`).",
+        "`capabilities` says which models take tools, structured outputs and images (`/v1`), "
+        "and a reasoning effort.",
     )
     async def index(
         self,

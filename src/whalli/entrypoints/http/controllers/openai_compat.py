@@ -31,9 +31,9 @@ from whalli.entrypoints.http import openai_replies as replies
 from whalli.entrypoints.http import openai_wire as wire
 from whalli.entrypoints.http.lean_stream import LeanStream
 from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_event
-from whalli.ports.chat_model import StreamDelta, StreamEnd, ToolCallDelta
+from whalli.ports.chat_model import StreamDelta, StreamEnd, StreamReasoning, ToolCallDelta
 
-Event = StreamDelta | ToolCallDelta | StreamEnd
+Event = StreamDelta | StreamReasoning | ToolCallDelta | StreamEnd
 # The body of a chat completion: room for an image at its largest (MAX_IMAGE_BYTES, 20 MiB,
 # is 26.7 MiB of base64) and a conversation (Litestar's default is 10 MB). This is also
 # Anthropic's request limit; a larger body is a 413 before it is read whole.
@@ -60,6 +60,7 @@ def _command(
             seed=data.seed,
             presence_penalty=data.presence_penalty,
             frequency_penalty=data.frequency_penalty,
+            reasoning_effort=data.requested_effort(),
         )
     except InvalidInput as e:
         name = "max_completion_tokens" if by_new_name else "max_tokens"
@@ -125,6 +126,8 @@ async def _sse(
         while not isinstance(event, StreamEnd):
             if isinstance(event, StreamDelta):
                 yield _data(completion.chunk(replies.Delta(content=event.text)))
+            elif isinstance(event, StreamReasoning):  # as DeepSeek, xAI and vLLM stream it
+                yield _data(completion.chunk(replies.Delta(reasoning_content=event.text)))
             else:
                 yield _data(completion.chunk(_tool_delta(event)))
             following = await anext(events, None)
@@ -150,10 +153,14 @@ async def _completion(
 ) -> Response[Any]:
     """The whole reply as one ``chat.completion``, naming the model that answered."""
     text: list[str] = []
+    reasoning: list[str] = []
     calls = ToolCallAssembly()
     async for event in events:
         if isinstance(event, StreamDelta):
             text.append(event.text)
+            continue
+        if isinstance(event, StreamReasoning):
+            reasoning.append(event.text)
             continue
         if isinstance(event, ToolCallDelta):
             calls.add(event.index, event.id, event.name, event.arguments)
@@ -162,7 +169,9 @@ async def _completion(
             id=completion.id, created=completion.created,
             model=answered_by() or completion.model,
             choices=[replies.Choice(
-                message=replies.AssistantMessage.of("".join(text), calls.calls()),
+                message=replies.AssistantMessage.of(
+                    "".join(text), calls.calls(), "".join(reasoning)
+                ),
                 finish_reason=replies.finish_reason(event.finish_reason),
             )],
             usage=replies.Usage.of(event.usage),

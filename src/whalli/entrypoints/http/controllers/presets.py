@@ -34,6 +34,7 @@ class ParamsOut(Schema):
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    reasoning_effort: str | None = None
 
 
 class Preset(Schema):

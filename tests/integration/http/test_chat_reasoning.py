@@ -1,0 +1,137 @@
+"""Reasoning models through the real app, Postgres and Redis, the provider on loopback: the
+model's thinking streams as ``reasoning`` events (``reasoning_content`` on /v1), is kept with
+its reply but never sent back as context, and a reasoning effort is asked only of a model that
+takes one."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from tests.integration.http.test_chat_flow import Chat
+from tests.integration.http.test_chat_regenerate import messages
+from tests.integration.http.test_new_features_hunt import _plan
+from tests.support.fake_providers import DELTAS, Reply
+from tests.support.fake_reasoning import THOUGHTS, openai_reasoning_stream
+
+MODEL = "openai/gpt-4o-mini"
+REASONER = "openai/o4-mini"
+
+
+def named(events: list[tuple[str | None, str, dict[str, Any]]], name: str) -> list[str]:
+    return [data["delta"] for _, event, data in events if event == name]
+
+
+async def test_a_models_reasoning_streams_as_reasoning_events_and_stays_out_of_the_context(
+    chat: Chat,
+) -> None:
+    alice = await chat.world.register("alice")
+    chat.provider.script(Reply(chunks=openai_reasoning_stream()))
+    started = await chat.start(alice["auth"], model=MODEL, message=f"Hi {uuid.uuid4()}")
+    events = await chat.events(started["sessionId"])
+
+    assert named(events, "reasoning") == list(THOUGHTS)
+    assert named(events, "token") == list(DELTAS)
+    order = [event for _, event, _ in events]
+    assert order.index("token") > max(i for i, e in enumerate(order) if e == "reasoning")
+    assert events[-1][1] == "done"
+    reply = (await messages(chat, started["chatId"], alice["auth"]))[1]
+    assert (reply["content"], reply["reasoning"]) == ("".join(DELTAS), "".join(THOUGHTS))
+
+    more = await chat.start(alice["auth"], model=MODEL, message="And?", chatId=started["chatId"])
+    await chat.events(more["sessionId"])
+    sent = chat.provider.requests[-1].body["messages"]
+    assert sent[1] == {"role": "assistant", "content": "".join(DELTAS)}  # no reasoning in it
+    question = (await messages(chat, started["chatId"], alice["auth"]))[0]
+    assert question["reasoning"] is None
+
+
+async def test_a_reasoning_effort_goes_only_to_a_model_that_takes_one(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    refused = await chat.client.post(
+        "/api/chat/start", headers=alice["auth"],
+        json={"model": MODEL, "message": "x", "params": {"reasoningEffort": "high"}},
+    )  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "reasoningEffort"
+    assert (await chat.client.get("/api/chats", headers=alice["auth"])).json()["items"] == []
+    unknown = await chat.client.post(
+        "/api/chat/start", headers=alice["auth"],
+        json={"model": MODEL, "message": "x", "params": {"reasoningEffort": "extreme"}},
+    )  # fmt: skip
+    assert unknown.status_code == 400, unknown.text  # as every body the schema refuses
+    assert unknown.json()["errors"][0]["key"] == "params.reasoningEffort"
+
+    await _plan(chat, alice, "pro")
+    calls = len(chat.provider.requests)
+    started = await chat.start(
+        alice["auth"], model=REASONER, message=f"Think {uuid.uuid4()}",
+        params={"reasoningEffort": "high"},
+    )  # fmt: skip
+    assert (await chat.events(started["sessionId"]))[-1][1] == "done"
+    sent = chat.provider.requests[calls].body
+    assert (sent["model"], sent["reasoning_effort"]) == ("o4-mini", "high")
+
+    models = (await chat.client.get("/api/models", headers=alice["auth"])).json()
+    takes = {m["id"]: m["capabilities"]["reasoning"] for m in models}
+    assert (takes[REASONER], takes[MODEL]) == (True, False)
+
+    preset = await chat.client.post(
+        "/api/presets", headers=alice["auth"],
+        json={"name": "Deep", "model": MODEL, "params": {"reasoningEffort": "low"}},
+    )  # fmt: skip
+    assert preset.status_code == 422, preset.text
+    assert preset.json()["field"] == "params.reasoningEffort"
+    kept = await chat.client.post(
+        "/api/presets", headers=alice["auth"],
+        json={"name": "Deep", "model": REASONER, "params": {"reasoningEffort": "low"}},
+    )  # fmt: skip
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["params"] == {"reasoningEffort": "low"}
+
+
+async def _v1_key(chat: Chat, auth: dict[str, str]) -> dict[str, str]:
+    created = await chat.client.post("/api/keys", json={"name": "sdk"}, headers=auth)
+    assert created.status_code == 201, created.text
+    return {"Authorization": f"Bearer {created.json()['secret']}"}
+
+
+async def test_v1_passes_reasoning_on_as_reasoning_content(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    key = await _v1_key(chat, alice["auth"])
+    body = {"model": MODEL, "messages": [{"role": "user", "content": f"Hi {uuid.uuid4()}"}]}
+
+    chat.provider.script(Reply(chunks=openai_reasoning_stream()))
+    whole = await chat.client.post("/v1/chat/completions", json=body, headers=key)
+    assert whole.status_code == 200, whole.text
+    message = whole.json()["choices"][0]["message"]
+    assert (message["content"], message["reasoning_content"]) == (
+        "".join(DELTAS), "".join(THOUGHTS),
+    )  # fmt: skip
+
+    chat.provider.script(Reply(chunks=openai_reasoning_stream(field="reasoning")))
+    streamed = await chat.client.post(
+        "/v1/chat/completions", json=body | {"stream": True, "cache": False}, headers=key
+    )
+    assert streamed.status_code == 200, streamed.text
+    deltas = [
+        json.loads(line[6:])["choices"][0]["delta"]
+        for line in streamed.text.splitlines()
+        if line.startswith("data: {") and '"choices":[{' in line
+    ]
+    assert [d["reasoning_content"] for d in deltas if "reasoning_content" in d] == list(THOUGHTS)
+    assert "".join(d.get("content") or "" for d in deltas) == "".join(DELTAS)
+
+    plain = await chat.client.post(
+        "/v1/chat/completions", json=body | {"messages": [{"role": "user", "content": "x"}]},
+        headers=key,
+    )  # fmt: skip
+    assert "reasoning_content" not in plain.json()["choices"][0]["message"]
+
+    for effort, param in (("high", "reasoning_effort"), ("extreme", "reasoning_effort")):
+        refused = await chat.client.post(
+            "/v1/chat/completions", json=body | {"reasoning_effort": effort}, headers=key
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["param"] == param
