@@ -10,15 +10,25 @@ import pytest
 from tests.integration.contracts.test_chat_model import FAST, REQUEST, collect, text_of
 from tests.support.fake_providers import (
     API_KEY,
+    COMPLETION_TOKENS,
     DELTAS,
+    PROMPT_TOKENS,
     FakeProviderServer,
     Reply,
+    anthropic_default,
     openai_default,
 )
-from tests.support.fake_reasoning import THOUGHTS, openai_reasoning_stream
+from tests.support.fake_reasoning import (
+    THOUGHTS,
+    anthropic_thinking_stream,
+    openai_reasoning_stream,
+)
+from whalli.adapters.ai.anthropic import DEFAULT_MAX_TOKENS, AnthropicChatModel
 from whalli.adapters.ai.openai import OpenAIChatModel
 from whalli.adapters.outbound_http import new_http_client
-from whalli.domain.model.chats import GenerationParams, ReasoningEffort
+from whalli.domain.model.chats import GenerationParams, ReasoningEffort, TokenUsage
+from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.response_format import FormatType, ResponseFormat
 from whalli.ports.chat_model import (
     CompletionRequest,
     StreamDelta,
@@ -76,3 +86,71 @@ async def test_a_reasoning_effort_is_sent_as_reasoning_effort(
     asked, plain = (r.body for r in server.requests)
     assert asked["reasoning_effort"] == "high"
     assert "reasoning_effort" not in plain
+
+
+@pytest.mark.parametrize("redacted", [False, True], ids=["thinking", "with a redacted block"])
+async def test_claudes_thinking_streams_before_its_text(
+    http: httpx.AsyncClient, redacted: bool
+) -> None:
+    async with FakeProviderServer(anthropic_default()) as server:
+        server.script(Reply(chunks=anthropic_thinking_stream(redacted=redacted)))
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        events = await collect(model.stream(REQUEST))
+    await http.aclose()
+
+    assert [e.text for e in events if isinstance(e, StreamReasoning)] == list(THOUGHTS)
+    assert text_of(events) == "".join(DELTAS)
+    assert kinds(events)[: len(THOUGHTS) + 1] == ["StreamReasoning"] * len(THOUGHTS) + [
+        "StreamDelta"
+    ]
+    assert events[-1] == StreamEnd(
+        finish_reason="end_turn",
+        usage=TokenUsage(prompt_tokens=PROMPT_TOKENS, completion_tokens=COMPLETION_TOKENS),
+    )
+
+
+@pytest.mark.parametrize(
+    ("effort", "asked", "budget", "max_tokens"),
+    [
+        (ReasoningEffort.MINIMAL, None, 1_024, 1_024 + DEFAULT_MAX_TOKENS),
+        (ReasoningEffort.HIGH, 500, 24_576, 24_576 + 500),
+    ],
+)
+async def test_an_effort_asks_claude_for_extended_thinking_within_its_budget(
+    http: httpx.AsyncClient,
+    effort: ReasoningEffort,
+    asked: int | None,
+    budget: int,
+    max_tokens: int,
+) -> None:
+    params = GenerationParams(reasoning_effort=effort, max_tokens=asked, temperature=0.2, top_p=0.5)
+    request = CompletionRequest(model="claude-test", messages=REQUEST.messages, params=params)
+    async with FakeProviderServer(anthropic_default()) as server:
+        server.script(Reply(chunks=anthropic_thinking_stream()))
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        await collect(model.stream(request))
+    await http.aclose()
+
+    sent = server.requests[0].body
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": budget}
+    assert sent["max_tokens"] == max_tokens
+    assert "temperature" not in sent
+    assert "top_p" not in sent
+
+
+async def test_claude_is_not_asked_to_think_while_a_tool_call_is_forced(
+    http: httpx.AsyncClient,
+) -> None:
+    request = CompletionRequest(
+        model="claude-test", messages=REQUEST.messages,
+        params=GenerationParams(reasoning_effort=ReasoningEffort.LOW),
+        response_format=ResponseFormat(type=FormatType.JSON_OBJECT),
+    )  # fmt: skip
+    async with FakeProviderServer(anthropic_default()) as server:
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        with pytest.raises(InvalidInput, match="cannot think") as refused:
+            await collect(model.stream(request))
+    await http.aclose()
+
+    assert refused.value.details["field"] == "reasoning_effort"
+    assert server.requests == []

@@ -10,6 +10,8 @@ A reply in a ``response_format`` is the input of the tool the request forced
 (``anthropic_request.FORMAT_TOOL``): its JSON pieces are passed on as the reply's text, and its
 ``tool_use`` stop as ``stop``, so that the caller sees the JSON answer it asked for, not a tool
 call. Text Claude writes beside it is not part of that answer and is left out.
+Extended thinking comes first as ``thinking`` blocks: their ``thinking_delta`` pieces are
+passed on as ``StreamReasoning`` (their signatures, and ``redacted_thinking`` blocks, are not).
 The request's body: ``anthropic_request``.
 """
 
@@ -43,6 +45,7 @@ from whalli.ports.chat_model import (
     StreamDelta,
     StreamEnd,
     StreamEvent,
+    StreamReasoning,
     ToolCallDelta,
 )
 
@@ -106,7 +109,7 @@ class AnthropicChatModel(ChatModel):
                         continue  # read the body to its end so the connection can be reused
                     text = answer.read(sse)
                     del sse  # a held reply waits for its next event here: keep nothing of this one
-                    if isinstance(text, ToolCallDelta):
+                    if isinstance(text, ToolCallDelta | StreamReasoning):
                         yield text
                         continue
                     stopped = False
@@ -171,8 +174,8 @@ class _Answer:
             ),
         )
 
-    def read(self, sse: SseEvent) -> str | ToolCallDelta | None:
-        """Take in one event; the text or the piece of a tool call it adds, if any."""
+    def read(self, sse: SseEvent) -> str | ToolCallDelta | StreamReasoning | None:
+        """Take in one event; the text, thinking or piece of a tool call it adds, if any."""
         data = decode_json(self.provider, sse.data)
         kind = data.get("type", sse.event)
         if kind == "content_block_delta":
@@ -180,6 +183,11 @@ class _Answer:
             text = delta.get("text")
             if delta.get("type") == "text_delta" and isinstance(text, str) and text:
                 return None if self.formatted else text
+            thought = delta.get("thinking")
+            if delta.get("type") == "thinking_delta" and isinstance(thought, str) and thought:
+                # (a thinking block's signature_delta, and redacted_thinking blocks, which
+                # hold nothing readable, are not shown)
+                return StreamReasoning(text=thought)
             if delta.get("type") == "input_json_delta":
                 partial = delta.get("partial_json")
                 if self._is_format_block(data.get("index")):
@@ -232,7 +240,8 @@ class _Answer:
             )
         elif kind == "error":
             raise stream_error(self.provider, data)
-        # ping, text blocks' start and stop and event types added later carry no text
+        # ping, text and thinking blocks' start and stop, signatures and event types added
+        # later carry no text
         return None
 
     def _is_format_block(self, block_index: object) -> bool:

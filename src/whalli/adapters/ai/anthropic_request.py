@@ -23,6 +23,7 @@ The format's tool is called once (``disable_parallel_tool_use`` when it is force
 reader passes on only the first such call in any case).
 
 An image the API would refuse for its size is refused before calling it (``anthropic_images``).
+A reasoning effort asks for extended thinking (``anthropic_thinking``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import msgspec
 
 from whalli.adapters.ai._stops import split_stops
 from whalli.adapters.ai.anthropic_images import check_image_sizes
+from whalli.adapters.ai.anthropic_thinking import with_thinking
 from whalli.domain.model.chats import MessageRole, PromptMessage
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.images import ImagePart
@@ -81,6 +83,8 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
     if sent:  # whitespace-only ones are refused by the API: they are applied while streaming
         body["stop_sequences"] = sent
     # seed, presence_penalty and frequency_penalty: the Messages API has no such thing
+    if params.reasoning_effort is not None:
+        return with_thinking(body, params.reasoning_effort)
     return body
 
 

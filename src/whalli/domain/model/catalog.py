@@ -43,9 +43,10 @@ STRUCTURED_OUTPUT_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
 # theirs reads images is the catalog's ``vision`` of that model.
 VISION_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
 
-# The providers whose adapters ask for a reasoning effort (``reasoning_effort``). Whether a
-# model of theirs takes an effort is the catalog's ``reasoning`` of that model.
-REASONING_PROVIDERS: frozenset[str] = frozenset({"openai", "xai", "openai-compatible"})
+# The providers whose adapters ask for a reasoning effort (OpenAI's ``reasoning_effort``,
+# Anthropic's extended thinking). Whether a model of theirs takes an effort is the catalog's
+# ``reasoning`` of that model.
+REASONING_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 

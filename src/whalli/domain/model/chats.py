@@ -42,7 +42,8 @@ class MessageStatus(StrEnum):
 
 
 class ReasoningEffort(StrEnum):
-    """How much a reasoning model thinks before it answers (OpenAI's ``reasoning_effort``)."""
+    """How much a reasoning model thinks before it answers (OpenAI's ``reasoning_effort``;
+    Anthropic's extended thinking, by budget: ``adapters.ai.anthropic_thinking``)."""
 
     MINIMAL = "minimal"
     LOW = "low"
