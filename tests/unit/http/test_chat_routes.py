@@ -337,7 +337,8 @@ async def test_a_surrogate_pair_or_an_escaped_backslash_is_text(
 
 # --- export ---------------------------------------------------------------------------------------
 async def _exported_chat(container: FakeContainer, project_id: str, ada: Caller) -> str:
-    """ "Impôts 2026": a system prompt, a question, a stopped reply, a question, a failed one."""
+    """ "Impôts 2026": a system prompt, a question, a stopped reply (with reasoning), a
+    question, a failed one."""
     chat_id = await new_chat(container, project_id, ada, "Impôts 2026")
     async with container.uow() as uow:
         chat = await uow.chats.get(UUID(chat_id))
@@ -357,7 +358,11 @@ async def _exported_chat(container: FakeContainer, project_id: str, ada: Caller)
             provider="openai", now=now,
         )  # fmt: skip
         error = "provider_error" if status is MessageStatus.FAILED else None
-        reply.finish(status=status, content=text, now=now, usage=TokenUsage(), error=error)
+        thought = "Taxes vary.\nBy country." if text else ""
+        reply.finish(
+            status=status, content=text, now=now, usage=TokenUsage(), error=error,
+            reasoning=thought,
+        )  # fmt: skip
         await add_message(container, chat_id, reply)
     return chat_id
 
@@ -380,6 +385,8 @@ async def test_a_member_exports_a_chat_as_markdown(
     assert text.startswith("# Impôts 2026\n\n")
     assert "**System prompt**\n\n> Be brief.\n> Cite the law.\n" in text
     assert text.index("How much?") < text.index("It depends") < text.index("And now?")
+    assert "*Reasoning*\n\n> Taxes vary.\n> By country.\n\nIt depends" in text
+    assert text.count("*Reasoning*") == 1
     assert "**Assistant (openai/gpt-4o-mini)**" in text
     assert "*(stopped before the end)*" in text
     assert "*(failed: provider_error)*" in text

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tests.unit.services.test_chats import EDITOR, T0, App
-from whalli.domain.model.chats import Message, MessageRole
+from whalli.domain.model.chats import Message, MessageRole, MessageStatus, TokenUsage
 from whalli.domain.model.errors import ChatNotFound
 from whalli.domain.model.users import User
 from whalli.domain.services.chats.fork_chat import ForkChat, ForkChatHandler
@@ -71,3 +71,26 @@ async def test_a_failed_fork_writes_nothing(app: ForkApp) -> None:
         await app.run(ForkChat(user_id=stranger.id, chat_id=chat_id))
 
     assert (len(app.store.tables["chats"]), len(app.store.tables["messages"])) == before
+
+
+async def test_a_fork_keeps_a_replys_reasoning(app: ForkApp) -> None:
+    alice = await app.person("alice")
+    project = await app.project(alice)
+    chat = await app.chat(project, alice, title="Thinking")
+    question = Message.from_user(id=app.ids.new_id(), chat_id=chat.id, content="why?", now=T0)
+    reply = Message.pending_reply(
+        id=app.ids.new_id(), chat_id=chat.id, model="openai/o4-mini", provider="openai", now=T0
+    )
+    reply.finish(
+        status=MessageStatus.COMPLETE, content="Because.", usage=TokenUsage(), now=T0,
+        reasoning="Let me think.",
+    )  # fmt: skip
+    async with app.uow() as uow:
+        await uow.chats.add_messages([question, reply])
+        await uow.commit()
+
+    fork: ChatWithMessages = await app.run(ForkChat(user_id=alice.id, chat_id=chat.id))
+
+    assert [(m.content, m.reasoning) for m in fork.messages] == [
+        ("why?", ""), ("Because.", "Let me think."),
+    ]  # fmt: skip

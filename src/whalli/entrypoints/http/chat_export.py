@@ -15,16 +15,18 @@ _NOTES = {
 
 
 def chat_markdown(chat: Chat, messages: Sequence[Message]) -> str:
-    """The title, the system prompt (quoted), then each message under its author and time;
-    a reply that was stopped, failed or unfinished says so. Message text is kept as written
+    """The title, the system prompt (quoted), then each message under its author and time
+    (a reasoning model's thinking quoted before its answer); a reply that was stopped, failed
+    or unfinished says so. Message text is kept as written
     (replies are Markdown already)."""
     parts = [f"# {chat.title}", f"*{_when(chat.created_at)} · {len(messages)} messages*"]
     if chat.system_prompt:
-        quoted = "\n".join(f"> {line}".rstrip() for line in chat.system_prompt.splitlines())
-        parts.append(f"**System prompt**\n\n{quoted}")
+        parts.append(f"**System prompt**\n\n{_quoted(chat.system_prompt)}")
     for message in messages:
         parts.append("---")
         parts.append(f"**{_author(message)}** · {_when(message.created_at)}")
+        if message.reasoning:  # quoted, as the system prompt: apart from the answer
+            parts.append(f"*Reasoning*\n\n{_quoted(message.reasoning)}")
         if message.content:
             parts.append(message.content)
         if message.attachment_ids:
@@ -34,6 +36,10 @@ def chat_markdown(chat: Chat, messages: Sequence[Message]) -> str:
         if note:
             parts.append(f"*({note})*")
     return "\n\n".join(parts) + "\n"
+
+
+def _quoted(text: str) -> str:
+    return "\n".join(f"> {line}".rstrip() for line in text.splitlines())
 
 
 def _author(message: Message) -> str:
