@@ -264,8 +264,11 @@ def test_a_valid_catalog_file_keeps_the_order_of_its_entries(tmp_path: Path) -> 
 
 def test_only_a_model_of_a_provider_that_asks_for_reasoning_may_take_an_effort() -> None:
     with pytest.raises(InvalidCatalog, match="cannot ask for reasoning"):
-        ModelCatalog([a_spec("dev/a", reasoning=True)])
+        ModelCatalog(
+            [a_spec("new/a", provider="new", reasoning=True)], providers=frozenset({"new"})
+        )
     ModelCatalog([a_spec("anthropic/a", provider="anthropic", reasoning=True)])
+    ModelCatalog([a_spec("dev/a", reasoning=True)])
     reasoner = a_spec("openai/o", provider="openai", reasoning=True)
     plain = a_spec("openai/p", provider="openai")
     ModelCatalog([reasoner, plain])
@@ -283,4 +286,5 @@ def test_the_shipped_catalog_has_reasoning_models() -> None:
         "xai/grok-3-mini",
         "anthropic/claude-sonnet-4",
         "anthropic/claude-opus-4",
+        "dev/echo",
     }

@@ -24,6 +24,7 @@ from tests.support.fake_reasoning import (
     openai_reasoning_stream,
 )
 from whalli.adapters.ai.anthropic import DEFAULT_MAX_TOKENS, AnthropicChatModel
+from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.ai.openai import OpenAIChatModel
 from whalli.adapters.outbound_http import new_http_client
 from whalli.domain.model.chats import GenerationParams, ReasoningEffort, TokenUsage
@@ -154,3 +155,20 @@ async def test_claude_is_not_asked_to_think_while_a_tool_call_is_forced(
 
     assert refused.value.details["field"] == "reasoning_effort"
     assert server.requests == []
+
+
+async def test_dev_echo_thinks_aloud_only_when_asked() -> None:
+    asked = CompletionRequest(
+        model="echo", messages=REQUEST.messages,
+        params=GenerationParams(reasoning_effort=ReasoningEffort.LOW),
+    )  # fmt: skip
+    thinking = await collect(DevEchoChatModel().stream(asked))
+    plain = await collect(DevEchoChatModel().stream(REQUEST))
+
+    thought = "".join(e.text for e in thinking if isinstance(e, StreamReasoning))
+    assert thought == "Thinking (low effort): the user wrote 5 words; I repeat them."
+    assert text_of(thinking) == text_of(plain) == "Say hello to the  world"
+    assert not any(isinstance(e, StreamReasoning) for e in plain)
+    end = thinking[-1]
+    assert isinstance(end, StreamEnd)
+    assert end.usage.completion_tokens == 5 + len(thought.split())

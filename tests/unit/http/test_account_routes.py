@@ -46,7 +46,7 @@ async def test_the_model_list_follows_the_callers_plan(
         "tools": False,
         "structuredOutputs": False,
         "vision": False,
-        "reasoning": False,
+        "reasoning": True,
     }
 
 

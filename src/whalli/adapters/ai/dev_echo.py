@@ -1,5 +1,7 @@
 """The development model ``dev/echo``: streams the last user message back, word by word, with no
-network, so the whole chat flow can be tried without an API key."""
+network, so the whole chat flow can be tried without an API key. Asked for a reasoning effort,
+it first "thinks" aloud (``StreamReasoning``, one short sentence word by word), so a client's
+reasoning view can be tried too."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from whalli.ports.chat_model import (
     StreamDelta,
     StreamEnd,
     StreamEvent,
+    StreamReasoning,
 )
 
 # A word with the whitespace after it, so that the deltas join back into the exact message.
@@ -49,6 +52,15 @@ class DevEchoChatModel(ChatModel):
         finish_reason = "stop"
         if limit is not None and len(words) > limit:
             words, finish_reason = words[:limit], "length"
+        thoughts: list[str] = []
+        if request.params.reasoning_effort is not None:
+            effort = request.params.reasoning_effort
+            thoughts = _WORD.findall(
+                f"Thinking ({effort} effort): the user wrote {len(words)} words; I repeat them."
+            )
+        for thought in thoughts:
+            await asyncio.sleep(self._delay)
+            yield StreamReasoning(text=thought)
         for word in words:
             # Yield to the event loop between words, as a network stream would.
             await asyncio.sleep(self._delay)
@@ -56,5 +68,7 @@ class DevEchoChatModel(ChatModel):
         prompt_tokens = sum(len(m.content.split()) for m in request.messages)
         yield StreamEnd(
             finish_reason=finish_reason,
-            usage=TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=len(words)),
+            usage=TokenUsage(
+                prompt_tokens=prompt_tokens, completion_tokens=len(thoughts) + len(words)
+            ),
         )

@@ -44,9 +44,9 @@ STRUCTURED_OUTPUT_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
 VISION_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
 
 # The providers whose adapters ask for a reasoning effort (OpenAI's ``reasoning_effort``,
-# Anthropic's extended thinking). Whether a model of theirs takes an effort is the catalog's
-# ``reasoning`` of that model.
-REASONING_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
+# Anthropic's extended thinking; dev/echo "thinks" aloud when asked). Whether a model of theirs
+# takes an effort is the catalog's ``reasoning`` of that model.
+REASONING_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS | {"dev"}
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
