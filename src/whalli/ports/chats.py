@@ -95,8 +95,11 @@ class ChatRepository(Protocol):
         first (this one waits for that one)."""
         ...
 
-    async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
-        """Store what a reply being generated has so far (status ``streaming``), unless it is
+    async def save_progress(
+        self, message_id: UUID, content: str, now: datetime, reasoning: str = ""
+    ) -> bool:
+        """Store what a reply being generated has so far (status ``streaming``): its text and
+        a reasoning model's thinking, unless it is
         already final or gone: then nothing changes and the answer is False. One statement
         (may run in ``UnitOfWork.autocommit``)."""
         ...

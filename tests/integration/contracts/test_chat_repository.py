@@ -570,11 +570,11 @@ async def test_a_replys_progress_is_saved_until_it_is_final(uow_factory: UowFact
 
     for text in ("Hel", "Hello, wor"):
         async with uow_factory().autocommit() as uow:
-            assert await uow.chats.save_progress(reply.id, text, at(2)) is True
+            assert await uow.chats.save_progress(reply.id, text, at(2), f"Think {text}") is True
     async with uow_factory().read_only() as uow:
         saved = await uow.chats.get_message(reply.id)
-    assert (saved.status, saved.content, saved.updated_at) == (
-        MessageStatus.STREAMING, "Hello, wor", at(2),
+    assert (saved.status, saved.content, saved.reasoning, saved.updated_at) == (
+        MessageStatus.STREAMING, "Hello, wor", "Think Hello, wor", at(2),
     )  # fmt: skip
 
     reply.finish(

@@ -276,8 +276,10 @@ class Gated(ScriptedChatModel):
 class ProgressSeen(InMemoryChatRepository):
     seen: asyncio.Event
 
-    async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
-        saved = await super().save_progress(message_id, content, now)
+    async def save_progress(
+        self, message_id: UUID, content: str, now: datetime, reasoning: str = ""
+    ) -> bool:
+        saved = await super().save_progress(message_id, content, now, reasoning)
         ProgressSeen.seen.set()
         return saved
 
@@ -325,11 +327,13 @@ class SlowProgress(InMemoryChatRepository):
     started: asyncio.Event
     writes: list[str]
 
-    async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
+    async def save_progress(
+        self, message_id: UUID, content: str, now: datetime, reasoning: str = ""
+    ) -> bool:
         SlowProgress.started.set()
         await SlowProgress.release.wait()
         SlowProgress.writes.append("progress")
-        return await super().save_progress(message_id, content, now)
+        return await super().save_progress(message_id, content, now, reasoning)
 
     async def finish_reply(self, message: Message, usage: UsageRecord) -> None:
         SlowProgress.writes.append("final")

@@ -139,3 +139,17 @@ async def test_the_images_of_one_prompt_hold_at_most_the_byte_budget() -> None:
     files = [await stored(blobs, f"{i}.png", "image/png", bytes([i]) * piece) for i in range(3)]
     new, _ = await files_for_prompt(model(), blobs, files, None, {})
     assert [isinstance(body, ImagePart) for _, body in new] == [True, True, False]
+
+
+async def test_an_image_attached_again_and_again_counts_each_time() -> None:
+    blobs = CountingBlobs()
+    cat = await stored(blobs, "cat.png", "image/png", b"cat")
+    fits = [said(i, *[cat] * 5) for i in range(3)]  # 15 earlier places, 5 new: 20
+    new, earlier = await files_for_prompt(model(), blobs, [cat] * 5, fits, {cat.id: cat})
+    assert all(isinstance(body, ImagePart) for _, body in new)
+    assert isinstance(earlier[cat.id][1], ImagePart)
+
+    too_many = [*fits, said(3, cat)]  # 21 places: more images than a prompt holds
+    new, earlier = await files_for_prompt(model(), blobs, [cat] * 5, too_many, {cat.id: cat})
+    assert new == [("cat.png", "OCR of cat.png")] * 5
+    assert earlier == {cat.id: ("cat.png", "OCR of cat.png")}

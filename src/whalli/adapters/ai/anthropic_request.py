@@ -84,7 +84,7 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
         body["stop_sequences"] = sent
     # seed, presence_penalty and frequency_penalty: the Messages API has no such thing
     if params.reasoning_effort is not None:
-        return with_thinking(body, params.reasoning_effort)
+        return with_thinking(body, params.reasoning_effort, request.messages)
     return body
 
 

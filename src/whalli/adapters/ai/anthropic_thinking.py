@@ -8,7 +8,11 @@ Rules (``ReasoningEffort`` -> the request body):
 - the API refuses ``temperature`` and most ``top_p`` values with thinking: they are left out;
 - it refuses thinking while a tool call is forced (``tool_choice`` ``any`` or ``tool``: a
   ``response_format``, ``required`` or a named function): ``InvalidInput`` naming
-  ``reasoning_effort``, before the API is called.
+  ``reasoning_effort``, before the API is called;
+- with thinking on, it wants the last assistant turn of a tool loop to start with that turn's
+  signed thinking block, which an OpenAI-shaped client never has (``/v1`` sends the calls and
+  results only): a request whose last assistant turn made tool calls is sent without
+  thinking, as Anthropic's own error advises, so the loop goes on.
 The thinking streams back as ``thinking`` blocks (``anthropic`` reads them).
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from whalli.domain.model.chats import ReasoningEffort
+from whalli.domain.model.chats import MessageRole, PromptMessage, ReasoningEffort
 from whalli.domain.model.errors import InvalidInput
 
 THINKING_BUDGETS = {
@@ -28,8 +32,14 @@ THINKING_BUDGETS = {
 _FORCED = frozenset({"any", "tool"})
 
 
-def with_thinking(body: dict[str, Any], effort: ReasoningEffort) -> dict[str, Any]:
-    """``body`` (a request's, without thinking) asking for ``effort`` (see the rules)."""
+def with_thinking(
+    body: dict[str, Any], effort: ReasoningEffort, messages: tuple[PromptMessage, ...]
+) -> dict[str, Any]:
+    """``body`` (the request of ``messages``, without thinking) asking for ``effort`` (see the
+    rules)."""
+    last_reply = next((m for m in reversed(messages) if m.role is MessageRole.ASSISTANT), None)
+    if last_reply is not None and last_reply.tool_calls:
+        return body  # a tool loop going on: its thinking cannot be sent back
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") in _FORCED:
         raise InvalidInput(

@@ -106,7 +106,9 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
     async def delete_message(self, message_id: UUID) -> None:
         self._tx().delete("messages", message_id, MessageNotFound)
 
-    async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
+    async def save_progress(
+        self, message_id: UUID, content: str, now: datetime, reasoning: str = ""
+    ) -> bool:
         tx = self._tx()
         message: Message | None = tx.find("messages", message_id)
         if message is None or message.status.is_final:
@@ -114,6 +116,7 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
         message.status, message.content, message.updated_at = (
             MessageStatus.STREAMING, content, now,
         )  # fmt: skip
+        message.reasoning = reasoning
         tx.replace("messages", message_id, message, MessageNotFound)
         return True
 

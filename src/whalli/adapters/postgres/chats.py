@@ -131,7 +131,8 @@ _FINISH_REPLY = (
 )
 
 _SAVE_PROGRESS = (
-    "UPDATE messages SET status = 'streaming', content = %(content)s, updated_at = %(now)s "
+    "UPDATE messages SET status = 'streaming', content = %(content)s, "
+    "reasoning = %(reasoning)s, updated_at = %(now)s "
     "WHERE id = %(id)s AND status IN ('pending', 'streaming')"
 )
 
@@ -269,8 +270,10 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
             raise MessageNotFound()
         return _message(row)
 
-    async def save_progress(self, message_id: UUID, content: str, now: datetime) -> bool:
-        params = {"id": message_id, "content": content, "now": now}
+    async def save_progress(
+        self, message_id: UUID, content: str, now: datetime, reasoning: str = ""
+    ) -> bool:
+        params = {"id": message_id, "content": content, "now": now, "reasoning": reasoning}
         return await self._run(_SAVE_PROGRESS, params) == 1
 
     async def update_message(self, message: Message) -> None:

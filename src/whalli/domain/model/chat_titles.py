@@ -30,6 +30,15 @@ INSTRUCTION = (
 )
 EXCERPT_CHARS = 2_000  # of the first message and of the first reply, each
 TITLE_PARAMS = GenerationParams(temperature=0.2, max_tokens=24)
+# A reasoning model (``ModelSpec.reasoning``): OpenAI's refuse a temperature, and their hidden
+# reasoning counts in the token allowance, which 24 would not cover: no temperature, and room
+# for the reasoning (a title stops well before it: only what is used is paid).
+REASONING_TITLE_PARAMS = GenerationParams(max_tokens=2_048)
+
+
+def title_params(reasoning: bool) -> GenerationParams:
+    """What a title is asked with, of a model that reasons (``reasoning``) or not."""
+    return REASONING_TITLE_PARAMS if reasoning else TITLE_PARAMS
 
 
 class TitlePolicy(Value, frozen=True, kw_only=True):

@@ -99,6 +99,12 @@ class GenerationParams(Value, frozen=True, kw_only=True):
             )
 
 
+def storable(text: str) -> str:
+    """A model's text as a message keeps it: a NUL (which Postgres text cannot hold, and a
+    model may stream) becomes U+FFFD, the replacement character."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 class TokenUsage(Value, frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -16,7 +16,7 @@ import msgspec
 from whalli.domain.model.catalog import ModelCatalog, ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chat_titles import TitlePolicy
-from whalli.domain.model.chats import Message, MessageStatus, TokenUsage
+from whalli.domain.model.chats import Message, MessageStatus, TokenUsage, storable
 from whalli.domain.model.errors import (
     MessageNotFound,
     ProviderError,
@@ -88,24 +88,25 @@ class ReplySettings:
 
 
 class _Progress:
-    """Checkpoints of a reply's text while it is generated: at most one every ``every_s``, the
+    """Checkpoints of a reply's text and reasoning while it is generated: at most one every
+    ``every_s``, the
     first one ``every_s`` after the start (a short reply writes none), never two at once; each
     in a task of its own, so the tokens never wait for the database."""
 
     __slots__ = ("_due", "_every", "_save", "_task")
 
-    def __init__(self, save: Callable[[str], Awaitable[None]], every_s: float | None) -> None:
+    def __init__(self, save: Callable[[str, str], Awaitable[None]], every_s: float | None) -> None:
         self._save, self._every = save, every_s
         self._due = time.monotonic() + (every_s or 0.0)
         self._task: asyncio.Task[None] | None = None
 
-    def tick(self, text: list[str]) -> None:
+    def tick(self, text: list[str], reasoning: list[str]) -> None:
         if self._every is None or (self._task is not None and not self._task.done()):
             return
         now = time.monotonic()
         if now >= self._due:
             self._due = now + self._every
-            self._task = asyncio.ensure_future(self._save("".join(text)))
+            self._task = asyncio.ensure_future(self._save("".join(text), "".join(reasoning)))
 
     async def settle(self) -> None:
         """Wait for the checkpoint in flight: the final write must land after it."""
@@ -138,7 +139,8 @@ class GenerateReplyHandler:
       ones or a fallback's;
     - provider failures before the first token move on to the catalog's fallback models, except
       a provider's refusal of the request as invalid (``ProviderError.falls_back``), and to a
-      fallback only if it reads images when the prompt has attached images; after the
+      fallback only if it reads images when the prompt has attached images (one that takes
+      no reasoning effort is asked without the one asked for); after the
       first token an error ends the stream with ``error`` and a ``failed`` message keeping the
       partial text;
     - a stop request closes the upstream call and saves the partial reply as ``aborted``;
@@ -231,7 +233,8 @@ class GenerateReplyHandler:
             self._metrics.cache_lookup(hit=outcome is not None)
         if outcome is None:
             progress = _Progress(
-                lambda text: self._save_progress(reply.id, text), self._settings.progress_every_s
+                lambda text, reasoning: self._save_progress(reply.id, text, reasoning),
+                self._settings.progress_every_s,
             )
             outcome = await self._generate(session, spec, messages, progress)
             await progress.settle()
@@ -321,22 +324,24 @@ class GenerateReplyHandler:
     ) -> _Outcome:
         candidates = [spec, *self._catalog.fallbacks(spec.id)]
         images = any(m.parts for m in messages)  # attached images: only for models reading them
+        # a reasoning effort only for models that take one: a fallback that takes none answers
+        # without it (a preference, unlike an image the model could not see)
+        plain = msgspec.structs.replace(session.params, reasoning_effort=None)
         last_error: ProviderError | None = None
         for candidate in candidates:
             model = self._models.get(candidate.provider)
             if model is None or (images and not candidate.sees_images):
                 continue
             outcome = _Outcome(spec=candidate)
-            request = CompletionRequest(
-                model=candidate.upstream, messages=messages, params=session.params
-            )
+            params = session.params if candidate.reasoning else plain
+            request = CompletionRequest(model=candidate.upstream, messages=messages, params=params)
             started = time.perf_counter()
 
             async def on_delta(text: str, outcome: _Outcome = outcome, t0: float = started) -> None:
                 if outcome.ttft_ms is None:
                     outcome.ttft_ms = int((time.perf_counter() - t0) * 1000)
                 outcome.text.append(text)
-                progress.tick(outcome.text)
+                progress.tick(outcome.text, outcome.reasoning)
                 await self._publish(session, TokenEvent(delta=text))
 
             async def on_reasoning(
@@ -345,6 +350,7 @@ class GenerateReplyHandler:
                 if outcome.ttft_ms is None:  # the first thing the reader sees
                     outcome.ttft_ms = int((time.perf_counter() - t0) * 1000)
                 outcome.reasoning.append(text)
+                progress.tick(outcome.text, outcome.reasoning)
                 await self._publish(session, ReasoningEvent(delta=text))
 
             try:
@@ -377,7 +383,8 @@ class GenerateReplyHandler:
     ) -> Message | None:
         """The finished reply and its usage, written once; ``None`` when the chat was deleted
         meanwhile (the usage is then recorded alone)."""
-        text, reasoning = "".join(outcome.text), "".join(outcome.reasoning)
+        # as stored: a NUL the model streamed (Postgres text holds none) is shown as U+FFFD
+        text, reasoning = storable("".join(outcome.text)), storable("".join(outcome.reasoning))
         # stopped or cut short, the reply is charged an estimate; failed before any text, zero
         usage = usage_or_estimate(outcome.usage, messages, reasoning + text)
         cost = (
@@ -421,11 +428,13 @@ class GenerateReplyHandler:
             return None
         return message
 
-    async def _save_progress(self, message_id: UUID, text: str) -> None:
+    async def _save_progress(self, message_id: UUID, text: str, reasoning: str) -> None:
         """Best effort: a checkpoint that fails is only one less (the final write follows)."""
         try:
             async with self._uow.autocommit() as uow:
-                await uow.chats.save_progress(message_id, text, self._clock.now())
+                await uow.chats.save_progress(
+                    message_id, storable(text), self._clock.now(), storable(reasoning)
+                )
         except Exception as e:
             log.warning("reply progress not saved: %r", e)
 

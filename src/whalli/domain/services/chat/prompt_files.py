@@ -5,8 +5,9 @@ Rules (the chat flow; ``/v1`` clients send their images themselves):
   WebP as the image itself (a ``data:`` URL of its bytes, read from blob storage), labelled
   ``Attached image: <name>``, instead of the text OCR found in it; any other model, and every
   other file, gets the text (``context.attachment_block``);
-- a prompt holds at most ``MAX_IMAGES`` images and ``MAX_PROMPT_IMAGE_BYTES`` of them in all:
-  the new message's first, then the earlier messages', newest first. A file past either limit,
+- a prompt holds at most ``MAX_IMAGES`` images and ``MAX_PROMPT_IMAGE_BYTES`` of them in all
+  (a file attached more than once counts each time): the new message's first, then the
+  earlier messages', newest first. A file past either limit,
   larger than the model's provider takes (``images.max_image_bytes``), or whose bytes cannot be
   read now (deleted from the store, the store down) goes as its text: the reply never fails
   for it;
@@ -17,6 +18,7 @@ Rules (the chat flow; ``/v1`` clients send their images themselves):
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from uuid import UUID
 
@@ -75,29 +77,31 @@ def _images_wanted(
     history: Sequence[Message] | None,
     earlier: Mapping[UUID, Attachment],
 ) -> list[Attachment]:
+    """The files to send as images. A file attached more than once goes as an image every
+    time (``_body``), so it is counted every time: each of its places in the prompt takes one
+    of the ``MAX_IMAGES`` and its bytes from the budget."""
     if not spec.sees_images:
         return []
     ordered = list(new)
     for message in reversed(history or ()):
         if message.role is MessageRole.USER:
             ordered += [earlier[i] for i in message.attachment_ids if i in earlier]
-    limit, budget = max_image_bytes(spec.provider), MAX_PROMPT_IMAGE_BYTES
-    chosen: list[Attachment] = []
-    seen: set[UUID] = set()
+    places = Counter(a.id for a in ordered)
+    limit, images, budget = max_image_bytes(spec.provider), MAX_IMAGES, MAX_PROMPT_IMAGE_BYTES
+    chosen: dict[UUID, Attachment] = {}
     for attachment in ordered:
-        if len(chosen) == MAX_IMAGES:
-            break
-        size = attachment.size_bytes
+        count, size = places[attachment.id], attachment.size_bytes
         if (
-            attachment.id in seen
+            attachment.id in chosen
             or attachment.content_type not in IMAGE_MEDIA_TYPES
-            or not 0 < size <= min(limit, budget)
+            or not 0 < size <= limit
+            or count > images
+            or count * size > budget
         ):
             continue
-        seen.add(attachment.id)
-        budget -= size
-        chosen.append(attachment)
-    return chosen
+        images, budget = images - count, budget - count * size
+        chosen[attachment.id] = attachment
+    return list(chosen.values())
 
 
 async def _read_image(blobs: BlobStorage, attachment: Attachment) -> ImagePart | None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from uuid import UUID
 
 from whalli.domain.model.catalog import ModelCatalog, ModelSpec
-from whalli.domain.model.chat_titles import TITLE_PARAMS, TitlePolicy, clean_title, title_prompt
+from whalli.domain.model.chat_titles import TitlePolicy, clean_title, title_params, title_prompt
 from whalli.domain.model.chats import (
     Chat,
     Message,
@@ -150,7 +150,8 @@ class TitleChatHandler:
         """The model's whole answer (text deltas only) and its usage (estimated when the
         provider reports none)."""
         messages = title_prompt(first, reply)
-        request = CompletionRequest(model=spec.upstream, messages=messages, params=TITLE_PARAMS)
+        params = title_params(spec.reasoning)
+        request = CompletionRequest(model=spec.upstream, messages=messages, params=params)
         parts: list[str] = []
         usage = TokenUsage()
         events = model.stream(request)
