@@ -148,6 +148,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     provider_max_attempts: int = 3
     provider_connect_timeout_s: float = 10.0
     provider_first_token_timeout_s: float = 60.0
+    # A reasoning model's (catalog ``reasoning = true``): it may think for minutes first
+    provider_reasoning_first_token_timeout_s: float = 600.0
     provider_idle_timeout_s: float = 30.0
     chat_cache_ttl_s: int = 3600
     # One identical-prompt cache for every tenant (false: one per project, and per user on /v1).

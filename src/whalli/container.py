@@ -209,6 +209,7 @@ def build_chat_models(settings: Settings, client: httpx.AsyncClient) -> dict[str
         connect_timeout=settings.provider_connect_timeout_s,
         first_token_timeout=settings.provider_first_token_timeout_s,
         idle_timeout=settings.provider_idle_timeout_s,
+        reasoning_first_token_timeout=settings.provider_reasoning_first_token_timeout_s,
     )
     models: dict[str, ChatModel] = {}
     if settings.openai_api_key:

@@ -21,6 +21,9 @@ class CompletionRequest(Value, frozen=True, kw_only=True):
     tools: Tools | None = None  # the functions the model may call (only /v1 offers any)
     # JSON mode or structured outputs (only /v1 asks); None: text
     response_format: ResponseFormat | None = None
+    # The model reasons before it answers (the catalog's ``reasoning``): its first token may
+    # come after a long silence (OpenAI's reasoning models stream nothing while they think)
+    reasons: bool = False
 
 
 class StreamDelta(Value, frozen=True, kw_only=True):

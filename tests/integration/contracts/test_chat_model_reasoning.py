@@ -4,7 +4,10 @@ thinking comes back as ``StreamReasoning``, apart from (and before) the answer's
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
+import msgspec
 import pytest
 
 from tests.integration.contracts.test_chat_model import FAST, REQUEST, collect, text_of
@@ -16,7 +19,9 @@ from tests.support.fake_providers import (
     FakeProviderServer,
     Reply,
     anthropic_default,
+    anthropic_stream,
     openai_default,
+    openai_stream,
 )
 from tests.support.fake_reasoning import (
     THOUGHTS,
@@ -28,9 +33,10 @@ from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.ai.openai import OpenAIChatModel
 from whalli.adapters.outbound_http import new_http_client
 from whalli.domain.model.chats import GenerationParams, ReasoningEffort, TokenUsage
-from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.errors import InvalidInput, ProviderError
 from whalli.domain.model.response_format import FormatType, ResponseFormat
 from whalli.ports.chat_model import (
+    ChatModel,
     CompletionRequest,
     StreamDelta,
     StreamEnd,
@@ -172,3 +178,32 @@ async def test_dev_echo_thinks_aloud_only_when_asked() -> None:
     end = thinking[-1]
     assert isinstance(end, StreamEnd)
     assert end.usage.completion_tokens == 5 + len(thought.split())
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_reasoning_models_first_token_may_come_after_a_long_silence(
+    http: httpx.AsyncClient, provider: str
+) -> None:
+    policy = dataclasses.replace(
+        FAST, max_attempts=1, first_token_timeout=0.2, reasoning_first_token_timeout=3.0
+    )
+    thinking = msgspec.structs.replace(REQUEST, reasons=True)
+    default, chunks = (
+        (openai_default(), openai_stream())
+        if provider == "openai"
+        else (anthropic_default(), anthropic_stream())
+    )
+    async with FakeProviderServer(default) as server:
+        model: ChatModel = (
+            OpenAIChatModel(http, base_url=server.url, api_key=API_KEY, policy=policy)
+            if provider == "openai"
+            else AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=policy)
+        )
+        server.script(Reply(chunks=chunks, first_delay=0.6), Reply(chunks=chunks, first_delay=0.6))
+        answered = await collect(model.stream(thinking))
+        with pytest.raises(ProviderError, match="waiting for the first token") as timed_out:
+            await collect(model.stream(REQUEST))
+    await http.aclose()
+
+    assert text_of(answered) == "".join(DELTAS)
+    assert timed_out.value.details["kind"] == "timeout"

@@ -7,7 +7,8 @@ Rules (the chat flow depends on them):
 - after the first token (of text, or a piece of a tool call) nothing is retried: the caller
   has already streamed it to a user, so any failure raises ``ProviderError`` with
   ``retryable=False`` and the caller ends the stream;
-- the first token must come within ``first_token_timeout`` of the request, and each later event
+- the first token must come within ``first_token_timeout`` of the request (a reasoning
+  model's: ``reasoning_first_token_timeout``, see ``to_answer``), and each later event
   within ``idle_timeout`` of the previous one; a first-token timeout is not retried here (it would
   multiply the wait) but is ``retryable`` so the caller can fall back to another model.
 """
@@ -18,10 +19,10 @@ import asyncio
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from whalli.domain.model.errors import ProviderError, ProviderRejectedRequest
-from whalli.ports.chat_model import StreamEnd, StreamEvent
+from whalli.ports.chat_model import CompletionRequest, StreamEnd, StreamEvent
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -37,16 +38,29 @@ class StreamPolicy:
     connect_timeout: float = 10.0
     first_token_timeout: float = 60.0
     idle_timeout: float = 30.0
+    # for a model that reasons first (``CompletionRequest.reasons``): OpenAI's reasoning models
+    # stream nothing while they think, which takes minutes at a high effort
+    reasoning_first_token_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        for name in ("connect_timeout", "first_token_timeout", "idle_timeout"):
+        for name in (
+            "connect_timeout", "first_token_timeout", "idle_timeout",
+            "reasoning_first_token_timeout",
+        ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("backoff_base", "backoff_max", "retry_after_cap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} cannot be negative")
+
+    def to_answer(self, request: CompletionRequest) -> StreamPolicy:
+        """The policy for ``request``: a reasoning model's first token may take
+        ``reasoning_first_token_timeout`` (if longer)."""
+        if not request.reasons or self.reasoning_first_token_timeout <= self.first_token_timeout:
+            return self
+        return replace(self, first_token_timeout=self.reasoning_first_token_timeout)
 
     def delay(self, failed_attempts: int, retry_after: float | None = None) -> float:
         """How long to wait before the next attempt."""

@@ -85,7 +85,7 @@ class AnthropicChatModel(ChatModel):
         return stream_with_retries(
             lambda: self._attempt(body, local, formatted),
             provider=self.provider,
-            policy=self._policy,
+            policy=self._policy.to_answer(request),
             sleep=self._sleep,
         )
 

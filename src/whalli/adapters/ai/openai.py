@@ -62,7 +62,7 @@ class OpenAIChatModel(ChatModel):
         return stream_with_retries(
             lambda: self._attempt(body),
             provider=self.provider,
-            policy=self._policy,
+            policy=self._policy.to_answer(request),
             sleep=self._sleep,
         )
 

@@ -231,6 +231,7 @@ class CompleteChatHandler:
             request = CompletionRequest(
                 model=candidate.upstream, messages=command.messages, params=command.params,
                 tools=command.tools, response_format=command.response_format,
+                reasons=candidate.reasoning,
             )  # fmt: skip
             events = model.stream(request)
             try:

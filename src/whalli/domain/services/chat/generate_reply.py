@@ -334,7 +334,10 @@ class GenerateReplyHandler:
                 continue
             outcome = _Outcome(spec=candidate)
             params = session.params if candidate.reasoning else plain
-            request = CompletionRequest(model=candidate.upstream, messages=messages, params=params)
+            request = CompletionRequest(
+                model=candidate.upstream, messages=messages, params=params,
+                reasons=candidate.reasoning,
+            )  # fmt: skip
             started = time.perf_counter()
 
             async def on_delta(text: str, outcome: _Outcome = outcome, t0: float = started) -> None:

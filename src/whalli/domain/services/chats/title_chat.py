@@ -151,7 +151,9 @@ class TitleChatHandler:
         provider reports none)."""
         messages = title_prompt(first, reply)
         params = title_params(spec.reasoning)
-        request = CompletionRequest(model=spec.upstream, messages=messages, params=params)
+        request = CompletionRequest(
+            model=spec.upstream, messages=messages, params=params, reasons=spec.reasoning
+        )
         parts: list[str] = []
         usage = TokenUsage()
         events = model.stream(request)
