@@ -324,16 +324,17 @@ class GenerateReplyHandler:
     ) -> _Outcome:
         candidates = [spec, *self._catalog.fallbacks(spec.id)]
         images = any(m.parts for m in messages)  # attached images: only for models reading them
-        # a reasoning effort only for models that take one: a fallback that takes none answers
-        # without it (a preference, unlike an image the model could not see)
-        plain = msgspec.structs.replace(session.params, reasoning_effort=None)
         last_error: ProviderError | None = None
         for candidate in candidates:
             model = self._models.get(candidate.provider)
             if model is None or (images and not candidate.sees_images):
                 continue
             outcome = _Outcome(spec=candidate)
-            params = session.params if candidate.reasoning else plain
+            params = session.params
+            if params.reasoning_effort is not None and not candidate.reasoning:
+                # a fallback that takes no effort answers without it (a preference, unlike an
+                # image the model could not see)
+                params = msgspec.structs.replace(params, reasoning_effort=None)
             request = CompletionRequest(
                 model=candidate.upstream, messages=messages, params=params,
                 reasons=candidate.reasoning,
