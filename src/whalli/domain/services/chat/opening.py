@@ -12,10 +12,13 @@ from typing import Protocol
 from uuid import UUID
 
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
+from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
-from whalli.domain.model.chats import Message, MessageRole
+from whalli.domain.model.chats import Chat, Message, MessageRole, PromptMessage
 from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady
-from whalli.domain.services.chat.context import PreparedReply
+from whalli.domain.services.chat.context import ContextLimits, PreparedReply
+from whalli.domain.services.chat.prompt_files import files_for_prompt
+from whalli.ports.blob_storage import BlobStorage
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.unit_of_work import UnitOfWork
 
@@ -80,6 +83,26 @@ async def read_earlier_attachments(
         for a in found.values()
         if a.project_id == project_id and a.status is AttachmentStatus.DONE
     }
+
+
+async def prompt_for(
+    uow: UnitOfWork,
+    chat: Chat,
+    history: Sequence[Message] | None,
+    text: str,
+    attachment_ids: tuple[UUID, ...],
+    *,
+    spec: ModelSpec,
+    limits: ContextLimits,
+    blobs: BlobStorage | None,
+) -> tuple[PromptMessage, ...]:
+    """The prompt of a user's message ``text`` with its files, after ``history`` (the chat's
+    earlier messages, with theirs) and under the chat's system prompt, for ``spec``
+    (``read_attachments``, ``read_earlier_attachments``, ``prompt_files``, ``build_context``)."""
+    attached = await read_attachments(uow, chat.project_id, attachment_ids)
+    earlier = await read_earlier_attachments(uow, chat.project_id, history)
+    files, earlier_files = await files_for_prompt(spec, blobs, attached, history, earlier)
+    return limits.build(spec, history, text, files, chat.system_prompt, earlier_files)
 
 
 async def save_and_launch(

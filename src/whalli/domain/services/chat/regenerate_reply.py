@@ -24,13 +24,7 @@ from whalli.domain.model.errors import (
 from whalli.domain.model.presets import applied
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
-from whalli.domain.services.chat.opening import (
-    LaunchReply,
-    read_attachments,
-    read_earlier_attachments,
-    save_and_launch,
-)
-from whalli.domain.services.chat.prompt_files import files_for_prompt
+from whalli.domain.services.chat.opening import LaunchReply, prompt_for, save_and_launch
 from whalli.domain.services.chats.access import require_chat
 from whalli.domain.services.presets.rules import require_preset
 from whalli.ports.blob_storage import BlobStorage
@@ -134,14 +128,10 @@ class RegenerateReplyHandler:
             ensure_model_allowed(user, spec)
             if command.message is not None:
                 question.edit(command.message, now)
-            attached = await read_attachments(uow, chat.project_id, question.attachment_ids)
-            earlier = await read_earlier_attachments(uow, chat.project_id, history)
-            files, earlier_files = await files_for_prompt(
-                spec, self._blobs, attached, history, earlier
-            )
-            prompt = self._limits.build(
-                spec, history, question.content, files, chat.system_prompt, earlier_files
-            )
+            prompt = await prompt_for(
+                uow, chat, history, question.content, question.attachment_ids,
+                spec=spec, limits=self._limits, blobs=self._blobs,
+            )  # fmt: skip
             reply = Message.pending_reply(
                 id=self._ids.new_id(), chat_id=chat.id, model=spec.id, provider=spec.provider,
                 now=now,

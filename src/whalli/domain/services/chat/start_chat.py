@@ -27,13 +27,7 @@ from whalli.domain.model.errors import (
 from whalli.domain.model.presets import applied
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
-from whalli.domain.services.chat.opening import (
-    LaunchReply,
-    read_attachments,
-    read_earlier_attachments,
-    save_and_launch,
-)
-from whalli.domain.services.chat.prompt_files import files_for_prompt
+from whalli.domain.services.chat.opening import LaunchReply, prompt_for, save_and_launch
 from whalli.domain.services.chats.access import require_chat
 from whalli.domain.services.presets.rules import require_preset
 from whalli.domain.services.projects.access import project_to_write
@@ -194,14 +188,10 @@ class StartChatHandler:
                 user = await uow.users.get(command.user_id)
             ensure_model_allowed(user, spec)
             chat, history = await self._chat_for(uow, command, user, now)
-            attached = await read_attachments(uow, chat.project_id, command.attachment_ids)
-            earlier = await read_earlier_attachments(uow, chat.project_id, history)
-            files, earlier_files = await files_for_prompt(
-                spec, self._blobs, attached, history, earlier
-            )
-            prompt = self._limits.build(
-                spec, history, command.message, files, chat.system_prompt, earlier_files
-            )
+            prompt = await prompt_for(
+                uow, chat, history, command.message, command.attachment_ids,
+                spec=spec, limits=self._limits, blobs=self._blobs,
+            )  # fmt: skip
             message = Message.from_user(
                 id=self._ids.new_id(),
                 chat_id=chat.id,
