@@ -206,3 +206,33 @@ async def test_a_regeneration_with_a_preset_uses_its_model_and_parameters_not_it
     assert (theirs.status_code, theirs.json()["code"]) == (404, "preset_not_found")
     kept = (await messages(chat, own_chat["chatId"], bob["auth"]))[1]
     assert kept["model"] == "dev/echo"
+
+
+async def test_a_regeneration_asks_again_with_the_replaced_replys_parameters(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    first = await chat.start(
+        alice["auth"], model=MODEL, message=f"one two three four {uuid.uuid4().hex[:4]}",
+        params={"temperature": 0.3, "maxTokens": 2, "stop": ["END"]},
+    )  # fmt: skip
+    await chat.events(first["sessionId"])
+
+    async def regenerate(**body: Any) -> list[tuple[str | None, str, dict[str, Any]]]:
+        again = await chat.client.post(
+            "/api/chat/regenerate", json={"chatId": first["chatId"], **body},
+            headers=alice["auth"],
+        )  # fmt: skip
+        assert again.status_code == 201, again.text
+        return await chat.events(again.json()["sessionId"])
+
+    await regenerate()
+    sent = chat.provider.requests[-1].body
+    assert (sent["temperature"], sent["max_completion_tokens"], sent["stop"]) == (0.3, 2, ["END"])
+
+    await regenerate(params={"temperature": 1.0})  # what is given wins, the rest carries on
+    sent = chat.provider.requests[-1].body
+    assert (sent["temperature"], sent["max_completion_tokens"], sent["stop"]) == (1.0, 2, ["END"])
+
+    # another model is not asked with the parameters chosen for this one
+    echoed = await regenerate(model="dev/echo")
+    assert echoed[-1][2]["finishReason"] == "stop"  # maxTokens 2 would have cut it: length
+    assert "".join(d["delta"] for _, e, d in echoed if e == "token").startswith("one two three")

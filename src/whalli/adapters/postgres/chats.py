@@ -19,7 +19,7 @@ from whalli.adapters.postgres._base import (
     columns,
     placeholders,
 )
-from whalli.domain.model.chats import Chat, Message
+from whalli.domain.model.chats import Chat, GenerationParams, Message
 from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
 from whalli.ports.chats import ChatRepository
 from whalli.ports.usage import UsageRecord
@@ -64,6 +64,7 @@ _MESSAGE_TYPES = {
     "attachment_ids": "uuid[]",
     "error": "text",
     "reasoning": "text",
+    "params": "jsonb",
     "created_at": "timestamptz",
     "updated_at": "timestamptz",
 }
@@ -92,8 +93,8 @@ def _insert_messages(count: int) -> str:
     every chat exists and every id is free, and returns those two facts: the expected failures
     are reported without aborting the transaction, as ``add_message`` does. (A concurrent
     insert of the same id, or deletion of the chat, still fails the statement: ``translated``
-    turns that into ``Conflict`` or ``ChatNotFound``.) 19 parameters a message: Postgres takes
-    65535 parameters, so at most some 3400 messages a call."""
+    turns that into ``Conflict`` or ``ChatNotFound``.) 20 parameters a message: Postgres takes
+    65535 parameters, so at most some 3200 messages a call."""
     rows = _message_rows(count)
     return (
         f"WITH new ({_MESSAGE_COLUMN_LIST}) AS (VALUES {rows}), "
@@ -161,7 +162,14 @@ def _message_params(message: Message) -> dict[str, Any]:
     params["prompt_tokens"] = usage.prompt_tokens
     params["completion_tokens"] = usage.completion_tokens
     params["attachment_ids"] = list(message.attachment_ids)
+    params["params"] = _params_json(message.params)
     return params
+
+
+def _params_json(params: GenerationParams) -> str:
+    """A reply's parameters as stored: only those set."""
+    given = {k: v for k, v in msgspec.structs.asdict(params).items() if v is not None}
+    return msgspec.json.encode(given).decode()
 
 
 def _message(row: Row) -> Message:

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
+import msgspec
+
 from whalli.domain.model.base import Entity, Value
 from whalli.domain.model.errors import InvalidInput, InvalidStateTransition
 from whalli.domain.model.images import ImagePart
@@ -73,6 +75,13 @@ class GenerationParams(Value, frozen=True, kw_only=True):
     # Only for a model that reasons (``ModelSpec.reasoning``); None: the provider's default
     reasoning_effort: ReasoningEffort | None = None
 
+    def filled_from(self, other: GenerationParams) -> GenerationParams:
+        """These parameters, each one left unset (``None``) taken from ``other``."""
+        return GenerationParams(**{
+            name: getattr(self, name) if getattr(self, name) is not None else getattr(other, name)
+            for name in GenerationParams.__struct_fields__
+        })  # fmt: skip
+
     def __post_init__(self) -> None:
         if self.temperature is not None and not 0.0 <= self.temperature <= 2.0:
             raise InvalidInput("temperature must be between 0 and 2", field="temperature")
@@ -97,6 +106,14 @@ class GenerationParams(Value, frozen=True, kw_only=True):
                 "characters",
                 field="stop",
             )
+
+
+def _storable_params(params: GenerationParams) -> GenerationParams:
+    """A reply's parameters as stored (JSON in Postgres, which holds no NUL): stop sequences
+    with a NUL are left out of the stored copy (the reply itself was asked with them)."""
+    if params.stop is not None and any("\x00" in stop for stop in params.stop):
+        return msgspec.structs.replace(params, stop=None)
+    return params
 
 
 def storable(text: str) -> str:
@@ -259,6 +276,8 @@ class Message(Entity, kw_only=True):
     # What a reasoning model streamed as its thinking before (or while) answering, as shown
     # to the reader; never sent back as context
     reasoning: str = ""
+    # A reply's: the sampling parameters it was asked with (a regeneration asks again with them)
+    params: GenerationParams = GenerationParams()
     created_at: datetime
     updated_at: datetime
 
@@ -292,8 +311,9 @@ class Message(Entity, kw_only=True):
 
     @classmethod
     def pending_reply(
-        cls, *, id: UUID, chat_id: UUID, model: str, provider: str, now: datetime
-    ) -> Message:
+        cls, *, id: UUID, chat_id: UUID, model: str, provider: str, now: datetime,
+        params: GenerationParams | None = None,
+    ) -> Message:  # fmt: skip
         return cls(
             id=id,
             chat_id=chat_id,
@@ -302,6 +322,7 @@ class Message(Entity, kw_only=True):
             status=MessageStatus.PENDING,
             model=model,
             provider=provider,
+            params=_storable_params(params or GenerationParams()),
             created_at=now,
             updated_at=now,
         )

@@ -69,11 +69,7 @@ def applied(
     (``None``) from the preset; for a new chat started without a system prompt, the preset's
     (over the caller's custom instructions, which still apply when the preset has none). An
     existing chat keeps its own system prompt."""
-    merged = GenerationParams(**{
-        name: getattr(params, name) if getattr(params, name) is not None
-        else getattr(preset.params, name)
-        for name in GenerationParams.__struct_fields__
-    })  # fmt: skip
+    merged = params.filled_from(preset.params)
     if new_chat and system_prompt is None:
         system_prompt = preset.system_prompt
     return model or preset.model, merged, system_prompt

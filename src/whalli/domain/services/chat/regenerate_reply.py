@@ -73,6 +73,8 @@ class RegenerateReplyHandler:
     - with ``preset_id`` (the caller's own preset, else ``PresetNotFound``, 404), the preset's
       model unless one is asked for, and its parameters where none are given; the chat keeps
       its system prompt;
+    - by the replaced reply's model, the parameters it was asked with fill in what the request
+      (and the preset) leave unset: Regenerate asks again as before;
     - with ``message``, that user's message is edited first (its attachments stay), and saved
       with the new reply;
     - the prompt is built as the start built it: the messages before that user's message
@@ -121,6 +123,8 @@ class RegenerateReplyHandler:
                     preset, model=model, params=params, system_prompt=None, new_chat=False
                 )
             spec = self._model(model, old)
+            if old is not None and old.model == spec.id:  # asked again as it was asked
+                params = params.filled_from(old.params)
             check_reasoning(spec, params.reasoning_effort)
             user = command.user
             if user is None or user.id != command.user_id:
@@ -134,7 +138,7 @@ class RegenerateReplyHandler:
             )  # fmt: skip
             reply = Message.pending_reply(
                 id=self._ids.new_id(), chat_id=chat.id, model=spec.id, provider=spec.provider,
-                now=now,
+                now=now, params=params,
             )  # fmt: skip
             session = ChatSession.open(
                 id=self._ids.new_token(32), user_id=command.user_id, chat_id=chat.id,

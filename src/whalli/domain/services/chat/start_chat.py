@@ -205,6 +205,7 @@ class StartChatHandler:
                 model=spec.id,
                 provider=spec.provider,
                 now=now,
+                params=command.params,
             )
             session = ChatSession.open(
                 id=self._ids.new_token(32),
