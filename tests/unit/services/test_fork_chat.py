@@ -7,7 +7,13 @@ import uuid
 import pytest
 
 from tests.unit.services.test_chats import EDITOR, T0, App
-from whalli.domain.model.chats import Message, MessageRole, MessageStatus, TokenUsage
+from whalli.domain.model.chats import (
+    GenerationParams,
+    Message,
+    MessageRole,
+    MessageStatus,
+    TokenUsage,
+)
 from whalli.domain.model.errors import ChatNotFound
 from whalli.domain.model.users import User
 from whalli.domain.services.chats.fork_chat import ForkChat, ForkChatHandler
@@ -73,14 +79,15 @@ async def test_a_failed_fork_writes_nothing(app: ForkApp) -> None:
     assert (len(app.store.tables["chats"]), len(app.store.tables["messages"])) == before
 
 
-async def test_a_fork_keeps_a_replys_reasoning(app: ForkApp) -> None:
+async def test_a_fork_keeps_a_replys_reasoning_and_parameters(app: ForkApp) -> None:
     alice = await app.person("alice")
     project = await app.project(alice)
     chat = await app.chat(project, alice, title="Thinking")
     question = Message.from_user(id=app.ids.new_id(), chat_id=chat.id, content="why?", now=T0)
     reply = Message.pending_reply(
-        id=app.ids.new_id(), chat_id=chat.id, model="openai/o4-mini", provider="openai", now=T0
-    )
+        id=app.ids.new_id(), chat_id=chat.id, model="openai/o4-mini", provider="openai", now=T0,
+        params=GenerationParams(max_tokens=99),
+    )  # fmt: skip
     reply.finish(
         status=MessageStatus.COMPLETE, content="Because.", usage=TokenUsage(), now=T0,
         reasoning="Let me think.",
@@ -94,3 +101,4 @@ async def test_a_fork_keeps_a_replys_reasoning(app: ForkApp) -> None:
     assert [(m.content, m.reasoning) for m in fork.messages] == [
         ("why?", ""), ("Because.", "Let me think."),
     ]  # fmt: skip
+    assert fork.messages[1].params == GenerationParams(max_tokens=99)  # regenerated as asked

@@ -53,5 +53,6 @@ def _copy(m: Message, chat_id: UUID, id: UUID, keep_attachments: bool) -> Messag
         provider=m.provider, usage=m.usage, cost_usd=m.cost_usd, cached=m.cached,
         finish_reason=m.finish_reason, ttft_ms=m.ttft_ms, total_ms=m.total_ms,
         attachment_ids=m.attachment_ids if keep_attachments else (), error=m.error,
-        reasoning=m.reasoning, created_at=m.created_at, updated_at=m.updated_at,
+        reasoning=m.reasoning, params=m.params, created_at=m.created_at,
+        updated_at=m.updated_at,
     )  # fmt: skip
