@@ -109,10 +109,11 @@ class GenerationParams(Value, frozen=True, kw_only=True):
 
 
 def _storable_params(params: GenerationParams) -> GenerationParams:
-    """A reply's parameters as stored (JSON in Postgres, which holds no NUL): stop sequences
-    with a NUL are left out of the stored copy (the reply itself was asked with them)."""
+    """A reply's parameters as stored (JSON in Postgres, which holds no NUL): the stop
+    sequences with a NUL are left out of the stored copy (the reply itself was asked with them)."""
     if params.stop is not None and any("\x00" in stop for stop in params.stop):
-        return msgspec.structs.replace(params, stop=None)
+        kept = tuple(stop for stop in params.stop if "\x00" not in stop)
+        return msgspec.structs.replace(params, stop=kept or None)
     return params
 
 

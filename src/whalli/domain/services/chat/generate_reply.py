@@ -89,16 +89,22 @@ class ReplySettings:
 
 class _Progress:
     """Checkpoints of a reply's text and reasoning while it is generated: at most one every
-    ``every_s``, the
-    first one ``every_s`` after the start (a short reply writes none), never two at once; each
-    in a task of its own, so the tokens never wait for the database."""
+    ``every_s``, the first one ``every_s`` after the start (a short reply writes none), never
+    two at once; each in a task of its own, so the tokens never wait for the database.
 
-    __slots__ = ("_due", "_every", "_save", "_task")
+    While a reasoning model thinks in silence (OpenAI's stream nothing, for minutes), nothing
+    would be written: ``watch_silence`` then checkpoints every ``every_s`` all the same, so the
+    abandoned-reply sweeper sees the reply alive (one loop timer per such reply)."""
+
+    __slots__ = ("_due", "_every", "_reasoning", "_save", "_task", "_text", "_timer")
 
     def __init__(self, save: Callable[[str, str], Awaitable[None]], every_s: float | None) -> None:
         self._save, self._every = save, every_s
         self._due = time.monotonic() + (every_s or 0.0)
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
 
     def tick(self, text: list[str], reasoning: list[str]) -> None:
         if self._every is None or (self._task is not None and not self._task.done()):
@@ -108,8 +114,27 @@ class _Progress:
             self._due = now + self._every
             self._task = asyncio.ensure_future(self._save("".join(text), "".join(reasoning)))
 
+    def watch_silence(self, text: list[str], reasoning: list[str]) -> None:
+        """Checkpoint ``text`` and ``reasoning`` (as they grow) even while nothing streams."""
+        if self._every is None:
+            return
+        self._text, self._reasoning = text, reasoning
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._every, self._silent)
+
+    def _silent(self) -> None:
+        assert self._every is not None
+        self.tick(self._text, self._reasoning)  # a no-op unless a checkpoint is due
+        self._timer = asyncio.get_running_loop().call_later(self._every, self._silent)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     async def settle(self) -> None:
         """Wait for the checkpoint in flight: the final write must land after it."""
+        self.stop()
         if self._task is not None:
             await self._task
 
@@ -236,7 +261,10 @@ class GenerateReplyHandler:
                 lambda text, reasoning: self._save_progress(reply.id, text, reasoning),
                 self._settings.progress_every_s,
             )
-            outcome = await self._generate(session, spec, messages, progress)
+            try:
+                outcome = await self._generate(session, spec, messages, progress)
+            finally:
+                progress.stop()
             await progress.settle()
         total_s = time.perf_counter() - started
         await saved  # the pending message exists once the start committed
@@ -330,6 +358,8 @@ class GenerateReplyHandler:
             if model is None or (images and not candidate.sees_images):
                 continue
             outcome = _Outcome(spec=candidate)
+            if candidate.reasoning:  # it may think in silence for minutes
+                progress.watch_silence(outcome.text, outcome.reasoning)
             params = session.params
             if params.reasoning_effort is not None and not candidate.reasoning:
                 # a fallback that takes no effort answers without it (a preference, unlike an
@@ -399,6 +429,9 @@ class GenerateReplyHandler:
         now = self._clock.now()
         message = reply  # as saved pending; this generation is the only writer of that row
         message.model, message.provider = outcome.spec.id, outcome.spec.provider
+        if message.params.reasoning_effort is not None and not outcome.spec.reasoning:
+            # a fallback answered, asked without the effort: kept as it was asked
+            message.params = msgspec.structs.replace(message.params, reasoning_effort=None)
         message.finish(
             status=outcome.status,
             content=text,
