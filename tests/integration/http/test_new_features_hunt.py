@@ -692,12 +692,12 @@ async def test_two_presets_with_other_instructions_do_not_share_a_cached_answer(
     assert done == [False, False, True]
 
 
-async def test_a_regeneration_in_a_preset_chat_sends_only_its_own_parameters(
+async def test_a_regeneration_in_a_preset_chat_asks_again_with_the_replys_parameters(
     chat: Chat,
 ) -> None:
-    """Documents what happens (the README is silent): a chat does not remember the preset it
-    was started with, so a regeneration gets the model of the reply it replaces and the chat's
-    system prompt, but not the preset's sampling parameters unless sent again."""
+    """The README: a regeneration by the replaced reply's model takes the parameters that reply
+    was asked with (here the preset's) where the request leaves them out; the chat keeps its
+    system prompt. (This test pinned the opposite before 37643da: the parameters were lost.)"""
     alice = await chat.world.register("alice")
     made = await preset(
         chat, alice["auth"], systemPrompt="Short.", params={"temperature": 0.3, "maxTokens": 40}
@@ -713,8 +713,7 @@ async def test_a_regeneration_in_a_preset_chat_sends_only_its_own_parameters(
     sent = chat.provider.requests[calls].body
     assert sent["model"] == "gpt-4o-mini"
     assert sent["messages"][0] == {"role": "system", "content": "Short."}
-    assert "temperature" not in sent
-    assert "max_completion_tokens" not in sent
+    assert (sent["temperature"], sent["max_completion_tokens"]) == (0.3, 40)
 
 
 async def test_presets_work_with_an_api_key_as_with_a_session(chat: Chat) -> None:
