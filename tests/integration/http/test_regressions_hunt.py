@@ -498,13 +498,13 @@ async def test_the_sweeper_leaves_alone_a_reply_whose_reasoning_model_is_still_t
     started = await chat.start(alice["auth"], model=REASONER, message=f"Slow {uuid.uuid4()}")
     await asyncio.sleep(2.5)  # no news of the reply for longer than the sweeper's 2 s
     sweeper = await resolved(chat.world.container.services.fail_abandoned_replies())
-    swept = await sweeper.execute()
+    await sweeper.execute()  # (it may sweep other tests' abandoned replies: one database)
     meanwhile = (await messages(chat, started["chatId"], alice["auth"]))[-1]
     events = await chat.events(started["sessionId"])
     assert events[-1][1] == "done"  # the generation itself went on
     assert len(chat.provider.requests) == 1
     assert meanwhile["status"] in ("pending", "streaming")  # not "failed" under its writer
-    assert swept == 0
+    assert meanwhile["error"] is None
 
 
 # === earlier files in a shared project ===========================================================
