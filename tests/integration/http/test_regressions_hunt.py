@@ -23,8 +23,13 @@ from tests.integration.http.conftest import team_project
 from tests.integration.http.test_chat_flow import Chat, _app
 from tests.integration.http.test_chat_regenerate import messages
 from tests.integration.http.test_new_features_hunt import _extracted_file, _import, _plan
+from tests.integration.http.test_reasoning_files_hunt import (
+    Events,
+    fail_the_reasoner,
+    named,
+    xai_chat,  # noqa: F401  (a fixture)
+)
 from tests.support.fake_providers import (
-    API_KEY,
     DELTAS,
     FakeProviderServer,
     RecordedRequest,
@@ -42,24 +47,6 @@ from whalli.adapters.embedded.stack import StackUrls
 MODEL = "openai/gpt-4o-mini"
 REASONER = "openai/o4-mini"  # pro; falls back to gpt-4o-mini
 GROK_MINI = "xai/grok-3-mini"  # free, reasons; falls back to gpt-4o-mini
-
-Events = list[tuple[str | None, str, dict[str, Any]]]
-
-
-def named(events: Events, name: str) -> list[str]:
-    return [data["delta"] for _, event, data in events if event == name]
-
-
-@pytest.fixture
-async def xai_chat(
-    stack_urls: StackUrls, migrated_database_url: str, unique: str
-) -> AsyncIterator[Chat]:
-    """The app with OpenAI and xAI both on the one OpenAI-compatible fake provider."""
-    async with FakeProviderServer(openai_default()) as provider, _app(
-        stack_urls, unique, provider, WHALLI_XAI_API_KEY=API_KEY,
-        WHALLI_XAI_BASE_URL=provider.url,
-    ) as chat:  # fmt: skip
-        yield chat
 
 
 async def regenerate(chat: Chat, auth: dict[str, str], **body: Any) -> Events:
@@ -80,17 +67,8 @@ def sampling(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # === regeneration and the stored parameters =====================================================
-def fail_the_reasoner(upstream: str) -> Any:
-    def reply(request: RecordedRequest) -> Reply:
-        if request.body.get("model") == upstream:
-            return Reply(status=500, body=openai_error("boom", "server_error", "server_error"))
-        return Reply(chunks=openai_stream())
-
-    return reply
-
-
 async def test_a_reply_a_fallback_answered_for_a_reasoning_request_can_be_regenerated(
-    xai_chat: Chat,
+    xai_chat: Chat,  # noqa: F811  (the imported fixture)
 ) -> None:
     chat = xai_chat
     alice = await chat.world.register("alice")
