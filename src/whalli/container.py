@@ -95,6 +95,10 @@ from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
 from whalli.domain.services.chats.read_shared_chat import ReadSharedChatHandler
+from whalli.domain.services.chats.reply_versions import (
+    ListReplyVersionsHandler,
+    RestoreReplyVersionHandler,
+)
 from whalli.domain.services.chats.revoke_share import RevokeChatShareHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.chats.share_chat import ShareChatHandler
@@ -584,6 +588,8 @@ class Services(containers.DeclarativeContainer):
     )
     update_chat = providers.Factory(UpdateChatHandler, uow, clock)
     rate_reply = providers.Factory(RateReplyHandler, uow, clock, adapters.chat_metrics)
+    list_reply_versions = providers.Factory(ListReplyVersionsHandler, uow)
+    restore_reply_version = providers.Factory(RestoreReplyVersionHandler, uow, clock)
     share_chat = providers.Factory(ShareChatHandler, uow, clock, ids)
     list_chat_shares = providers.Factory(ListChatSharesHandler, uow, clock)
     revoke_chat_share = providers.Factory(RevokeChatShareHandler, uow, clock)

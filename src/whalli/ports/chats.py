@@ -8,6 +8,7 @@ from typing import Protocol
 from uuid import UUID
 
 from whalli.domain.model.chats import Chat, Message
+from whalli.domain.model.reply_versions import ReplyVersion
 from whalli.ports.usage import UsageRecord
 
 
@@ -113,7 +114,37 @@ class ChatRepository(Protocol):
         ...
 
     async def list_messages(self, chat_id: UUID) -> list[Message]:
-        """Oldest first."""
+        """The conversation, oldest first: earlier versions of replies are left out."""
+        ...
+
+    async def supersede_reply(
+        self, reply_id: UUID, *, question_id: UUID, asked: str, now: datetime, keep: int
+    ) -> None:
+        """Take a reply out of the conversation as an earlier version of the answer to the
+        user's message ``question_id`` (``asked``: that message's text it answered), replaced
+        at ``now``. Of that question's earlier versions only the ``keep`` generated last stay:
+        the others are deleted, with their feedback. Raises ``MessageNotFound`` when the reply
+        does not exist or is already an earlier version."""
+        ...
+
+    async def list_versions(self, question_id: UUID) -> list[ReplyVersion]:
+        """The earlier versions of the answer to a user's message, in the order they were
+        generated."""
+        ...
+
+    async def get_version(self, reply_id: UUID) -> ReplyVersion:
+        """Raises ``MessageNotFound`` when there is no such earlier version (a reply in the
+        conversation is not one)."""
+        ...
+
+    async def restore_version(self, reply_id: UUID) -> None:
+        """Put an earlier version back into the conversation. Raises ``MessageNotFound`` when
+        there is no such earlier version."""
+        ...
+
+    async def version_counts(self, chat_id: UUID) -> dict[UUID, int]:
+        """User message id -> how many earlier versions of its answer the chat keeps (only
+        messages that have some)."""
         ...
 
     async def fail_reply(self, message_id: UUID, now: datetime, error: str) -> bool:

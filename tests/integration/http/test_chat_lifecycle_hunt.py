@@ -168,11 +168,11 @@ async def test_search_forgets_an_edited_question_and_a_replaced_reply(chat: Chat
     ]
 
 
-async def test_the_replaced_replys_rating_goes_with_it_and_the_new_reply_is_unrated(
+async def test_the_replaced_replys_rating_stays_with_it_and_the_new_reply_is_unrated(
     chat: Chat,
 ) -> None:
-    """Feedback is "gone with the reply (a regeneration replaces it)": the new reply carries no
-    rating, the old id answers 404, and the admin's per-model counts drop it."""
+    """The replaced reply is kept as an earlier version, with its rating: the new reply carries
+    none, the version shows it, it may still be rated, and the admin's counts keep it."""
     alice = await chat.world.register("alice")
     admin = await chat.world.create_admin()
     started = await _exchange(chat, alice["auth"], f"rate me {uuid.uuid4()}", model=ECHO)
@@ -195,9 +195,16 @@ async def test_the_replaced_replys_rating_goes_with_it_and_the_new_reply_is_unra
 
     _, reply = (await _read(chat, started["chatId"], alice["auth"]))["messages"]
     assert reply["id"] != old_id
-    assert reply["feedback"] is None
+    assert (reply["feedback"], reply["earlierVersions"]) == (None, 1)
+    versions = await chat.client.get(
+        f"/api/chats/{started['chatId']}/messages/{reply['id']}/versions", headers=alice["auth"]
+    )
+    assert versions.status_code == 200, versions.text
+    [version] = versions.json()["items"]
+    assert (version["id"], version["feedback"]["rating"]) == (old_id, "down")
+    assert await downs() == before + 1
     again = await chat.client.put(url, json={"rating": "up"}, headers=alice["auth"])
-    _is_problem(again, 404)
+    assert again.status_code == 200, again.text
     assert await downs() == before
 
 

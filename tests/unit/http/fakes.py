@@ -58,6 +58,10 @@ from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
 from whalli.domain.services.chats.read_shared_chat import ReadSharedChatHandler
+from whalli.domain.services.chats.reply_versions import (
+    ListReplyVersionsHandler,
+    RestoreReplyVersionHandler,
+)
 from whalli.domain.services.chats.revoke_share import RevokeChatShareHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.chats.share_chat import ShareChatHandler
@@ -276,6 +280,12 @@ class FakeContainer:
 
     async def rate_reply(self) -> RateReplyHandler:
         return RateReplyHandler(self.uow(), self.clock, self.chat_metrics)
+
+    async def list_reply_versions(self) -> ListReplyVersionsHandler:
+        return ListReplyVersionsHandler(self.uow())
+
+    async def restore_reply_version(self) -> RestoreReplyVersionHandler:
+        return RestoreReplyVersionHandler(self.uow(), self.clock)
 
     async def share_chat(self) -> ShareChatHandler:
         return ShareChatHandler(self.uow(), self.clock, self.ids)

@@ -155,6 +155,7 @@ async def test_a_member_reads_a_chat_with_its_messages(
         "finishReason": "stop", "ttftMs": 40, "totalMs": 90, "attachmentIds": [], "error": None,
         "reasoning": "Taxes are high.",
         "createdAt": body["messages"][1]["createdAt"], "sessionId": None, "feedback": None,
+        "earlierVersions": 0,
     }  # fmt: skip
 
 

@@ -55,7 +55,8 @@ class InMemoryChatSearch(ChatSearch):
         chats: list[Chat] = [c for c in tables["chats"].values() if c.project_id in readable]
         by_chat: dict[UUID, list[Message]] = {}
         for message in tables["messages"].values():
-            by_chat.setdefault(message.chat_id, []).append(message)
+            if message.id not in tables["reply_versions"]:  # earlier versions are not found
+                by_chat.setdefault(message.chat_id, []).append(message)
         hits: list[ChatSearchHit] = []
         for chat in chats:
             title_words = _words(chat.title)

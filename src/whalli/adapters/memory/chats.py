@@ -11,8 +11,19 @@ import msgspec
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
 from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus
 from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
+from whalli.domain.model.reply_versions import ReplyVersion
 from whalli.ports.chats import ChatRepository
 from whalli.ports.usage import UsageRecord
+
+
+class VersionMark(msgspec.Struct, kw_only=True):
+    """A reply out of the conversation (the ``reply_versions`` table; in Postgres, the
+    ``answers``, ``asked`` and ``superseded_at`` columns of ``messages``)."""
+
+    id: UUID  # the reply's
+    question_id: UUID
+    asked: str
+    replaced_at: datetime
 
 
 class InMemoryChatRepository(MemoryRepository, ChatRepository):
@@ -128,8 +139,53 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
         tx.insert("usage_records", usage.id, usage)
 
     async def list_messages(self, chat_id: UUID) -> list[Message]:
-        found: list[Message] = self._tx().select("messages", lambda m: m.chat_id == chat_id)
+        tx = self._tx()
+        versions = tx.table("reply_versions")
+        found: list[Message] = tx.select(
+            "messages", lambda m: m.chat_id == chat_id and m.id not in versions
+        )
         return sorted(found, key=lambda m: (m.created_at, m.id))
+
+    async def supersede_reply(
+        self, reply_id: UUID, *, question_id: UUID, asked: str, now: datetime, keep: int
+    ) -> None:
+        check_limit(keep)
+        tx = self._tx()
+        if tx.find("messages", reply_id) is None or reply_id in tx.table("reply_versions"):
+            raise MessageNotFound()
+        mark = VersionMark(id=reply_id, question_id=question_id, asked=asked, replaced_at=now)
+        tx.insert("reply_versions", reply_id, mark)
+        kept = await self.list_versions(question_id)
+        for version in kept[: max(0, len(kept) - keep)]:
+            tx.delete("messages", version.reply.id, MessageNotFound)
+
+    async def list_versions(self, question_id: UUID) -> list[ReplyVersion]:
+        marks = self._tx().select("reply_versions", lambda v: v.question_id == question_id)
+        versions = [self._version(mark) for mark in marks]
+        return sorted(versions, key=lambda v: (v.reply.created_at, v.reply.id))
+
+    async def get_version(self, reply_id: UUID) -> ReplyVersion:
+        mark: VersionMark = self._tx().get("reply_versions", reply_id, MessageNotFound)
+        return self._version(mark)
+
+    async def restore_version(self, reply_id: UUID) -> None:
+        self._tx().delete("reply_versions", reply_id, MessageNotFound)
+
+    async def version_counts(self, chat_id: UUID) -> dict[UUID, int]:
+        tx = self._tx()
+        counts: dict[UUID, int] = {}
+        for mark in tx.table("reply_versions").values():
+            reply: Message | None = tx.find("messages", mark.id)
+            if reply is not None and reply.chat_id == chat_id:
+                counts[mark.question_id] = counts.get(mark.question_id, 0) + 1
+        return counts
+
+    def _version(self, mark: VersionMark) -> ReplyVersion:
+        reply: Message = self._tx().get("messages", mark.id, MessageNotFound)
+        return ReplyVersion(
+            reply=reply, question_id=mark.question_id, asked=mark.asked,
+            replaced_at=mark.replaced_at,
+        )  # fmt: skip
 
     async def fail_reply(self, message_id: UUID, now: datetime, error: str) -> bool:
         tx = self._tx()

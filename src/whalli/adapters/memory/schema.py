@@ -43,7 +43,7 @@ TABLES = (
     "users", "projects", "memberships", "chats", "messages", "attachments", "transcriptions",
     "search_subscriptions", "search_results", "notifications",
     "refresh_tokens", "api_keys", "oauth_identities", "usage_records", "message_feedback",
-    "chat_shares", "user_custom_instructions", "presets",
+    "chat_shares", "user_custom_instructions", "presets", "reply_versions",
 )  # fmt: skip
 FOREIGN_KEYS = (
     ForeignKey("projects", "owner_id", "users", UserNotFound, cascade=False),
@@ -74,6 +74,9 @@ FOREIGN_KEYS = (
     ForeignKey("chat_shares", "created_by", "users", UserNotFound),
     ForeignKey("user_custom_instructions", "user_id", "users", UserNotFound),
     ForeignKey("presets", "user_id", "users", UserNotFound),
+    # (messages.answers in Postgres: a reply out of the conversation, and its question)
+    ForeignKey("reply_versions", "id", "messages", MessageNotFound),
+    ForeignKey("reply_versions", "question_id", "messages", MessageNotFound),
 )  # fmt: skip
 UNIQUES = (
     Unique("users", ("email",), EmailAlreadyRegistered),

@@ -29,6 +29,7 @@ matches AS (
     CROSS JOIN chats c
     JOIN memberships mb ON mb.project_id = c.project_id AND mb.user_id = %(user_id)s
     LEFT JOIN messages m ON m.chat_id = c.id AND m.content_tsv @@ q.query
+        AND m.answers IS NULL  -- (earlier versions of replies are not found)
     WHERE c.title_tsv @@ q.query OR m.id IS NOT NULL
     ORDER BY c.id, ts_rank(m.content_tsv, q.query) DESC NULLS LAST, m.created_at DESC
 ),

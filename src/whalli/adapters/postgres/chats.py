@@ -21,6 +21,7 @@ from whalli.adapters.postgres._base import (
 )
 from whalli.domain.model.chats import Chat, GenerationParams, Message
 from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
+from whalli.domain.model.reply_versions import ReplyVersion
 from whalli.ports.chats import ChatRepository
 from whalli.ports.usage import UsageRecord
 
@@ -156,6 +157,28 @@ _FAIL_ABANDONED = (
 )
 
 
+# Earlier versions of replies (0020): `answers` (their question) is set on them only.
+_IN_CONVERSATION = "answers IS NULL"
+_SUPERSEDE = (
+    "UPDATE messages SET answers = %(question_id)s, asked = %(asked)s, superseded_at = %(now)s "
+    "WHERE id = %(id)s AND answers IS NULL"
+)
+_DROP_OLD_VERSIONS = (
+    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE answers = %(question_id)s "
+    "ORDER BY created_at DESC, id DESC OFFSET %(keep)s)"
+)
+_VERSION_COLUMNS = (*_MESSAGE_COLUMNS, "answers", "asked", "superseded_at")
+_SELECT_VERSION = f"SELECT {columns(_VERSION_COLUMNS)} FROM messages"
+_RESTORE = (
+    "UPDATE messages SET answers = NULL, asked = NULL, superseded_at = NULL "
+    "WHERE id = %(id)s AND answers IS NOT NULL"
+)
+_VERSION_COUNTS = (
+    "SELECT answers, count(*) AS versions FROM messages "
+    "WHERE chat_id = %(chat_id)s AND answers IS NOT NULL GROUP BY answers"
+)
+
+
 def _message_params(message: Message) -> dict[str, Any]:
     params = msgspec.structs.asdict(message)
     usage = params.pop("usage")
@@ -170,6 +193,13 @@ def _params_json(params: GenerationParams) -> str:
     """A reply's parameters as stored: only those set."""
     given = {k: v for k, v in msgspec.structs.asdict(params).items() if v is not None}
     return msgspec.json.encode(given).decode()
+
+
+def _version(row: Row) -> ReplyVersion:
+    question_id, asked, replaced_at = row.pop("answers"), row.pop("asked"), row.pop("superseded_at")
+    return ReplyVersion(
+        reply=_message(row), question_id=question_id, asked=asked, replaced_at=replaced_at
+    )
 
 
 def _message(row: Row) -> Message:
@@ -303,10 +333,39 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
 
     async def list_messages(self, chat_id: UUID) -> list[Message]:
         rows = await self._all(
-            f"{_SELECT_MESSAGE} WHERE chat_id = %(chat_id)s ORDER BY created_at, id",
+            f"{_SELECT_MESSAGE} WHERE chat_id = %(chat_id)s AND {_IN_CONVERSATION} "
+            "ORDER BY created_at, id",
             {"chat_id": chat_id},
         )
         return [_message(r) for r in rows]
+
+    async def supersede_reply(
+        self, reply_id: UUID, *, question_id: UUID, asked: str, now: datetime, keep: int
+    ) -> None:
+        check_limit(keep)
+        params = {"id": reply_id, "question_id": question_id, "asked": asked, "now": now}
+        if await self._run(_SUPERSEDE, params) == 0:
+            raise MessageNotFound()
+        await self._run(_DROP_OLD_VERSIONS, {"question_id": question_id, "keep": keep})
+
+    async def list_versions(self, question_id: UUID) -> list[ReplyVersion]:
+        query = f"{_SELECT_VERSION} WHERE answers = %(question_id)s ORDER BY created_at, id"
+        return [_version(r) for r in await self._all(query, {"question_id": question_id})]
+
+    async def get_version(self, reply_id: UUID) -> ReplyVersion:
+        query = f"{_SELECT_VERSION} WHERE id = %(id)s AND answers IS NOT NULL"
+        row = await self._one(query, {"id": reply_id})
+        if row is None:
+            raise MessageNotFound()
+        return _version(row)
+
+    async def restore_version(self, reply_id: UUID) -> None:
+        if await self._run(_RESTORE, {"id": reply_id}) == 0:
+            raise MessageNotFound()
+
+    async def version_counts(self, chat_id: UUID) -> dict[UUID, int]:
+        rows = await self._all(_VERSION_COUNTS, {"chat_id": chat_id})
+        return {row["answers"]: row["versions"] for row in rows}
 
     async def fail_reply(self, message_id: UUID, now: datetime, error: str) -> bool:
         params = {"id": message_id, "now": now, "error": error}

@@ -150,6 +150,11 @@ class NothingToRegenerate(Conflict):
     default_message = "The chat does not end with a finished reply to a message."
 
 
+class NotTheLastReply(Conflict):
+    code = "not_the_last_reply"
+    default_message = "Only the chat's last reply can be switched to an earlier version."
+
+
 class EmailAlreadyRegistered(Conflict):
     code = "email_taken"
     default_message = "An account with this email already exists."

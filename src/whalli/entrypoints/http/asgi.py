@@ -48,6 +48,10 @@ from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
 from whalli.domain.services.chats.read_shared_chat import ReadSharedChatHandler
+from whalli.domain.services.chats.reply_versions import (
+    ListReplyVersionsHandler,
+    RestoreReplyVersionHandler,
+)
 from whalli.domain.services.chats.revoke_share import RevokeChatShareHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.chats.share_chat import ShareChatHandler
@@ -235,6 +239,16 @@ class ContainerApp:
 
     async def rate_reply(self) -> RateReplyHandler:
         return await self._get(self.container.services.rate_reply, RateReplyHandler)
+
+    async def list_reply_versions(self) -> ListReplyVersionsHandler:
+        return await self._get(
+            self.container.services.list_reply_versions, ListReplyVersionsHandler
+        )
+
+    async def restore_reply_version(self) -> RestoreReplyVersionHandler:
+        return await self._get(
+            self.container.services.restore_reply_version, RestoreReplyVersionHandler
+        )
 
     async def share_chat(self) -> ShareChatHandler:
         return await self._get(self.container.services.share_chat, ShareChatHandler)

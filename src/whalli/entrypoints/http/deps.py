@@ -41,6 +41,10 @@ from whalli.domain.services.chats.list_chats import ListChatsHandler
 from whalli.domain.services.chats.list_shares import ListChatSharesHandler
 from whalli.domain.services.chats.rate_reply import RateReplyHandler
 from whalli.domain.services.chats.read_shared_chat import ReadSharedChatHandler
+from whalli.domain.services.chats.reply_versions import (
+    ListReplyVersionsHandler,
+    RestoreReplyVersionHandler,
+)
 from whalli.domain.services.chats.revoke_share import RevokeChatShareHandler
 from whalli.domain.services.chats.search_chats import SearchChatsHandler
 from whalli.domain.services.chats.share_chat import ShareChatHandler
@@ -119,6 +123,8 @@ class AppContainer(Protocol):
     async def get_chat(self) -> GetChatHandler: ...
     async def update_chat(self) -> UpdateChatHandler: ...
     async def rate_reply(self) -> RateReplyHandler: ...
+    async def list_reply_versions(self) -> ListReplyVersionsHandler: ...
+    async def restore_reply_version(self) -> RestoreReplyVersionHandler: ...
     async def share_chat(self) -> ShareChatHandler: ...
     async def list_chat_shares(self) -> ListChatSharesHandler: ...
     async def revoke_chat_share(self) -> RevokeChatShareHandler: ...
@@ -271,6 +277,8 @@ def _chat_providers(container: AppContainer) -> dict[str, Provide]:
         "get_chat": Provide(container.get_chat),
         "update_chat": Provide(container.update_chat),
         "rate_reply": Provide(container.rate_reply),
+        "list_reply_versions": Provide(container.list_reply_versions),
+        "restore_reply_version": Provide(container.restore_reply_version),
         "share_chat": Provide(container.share_chat),
         "list_chat_shares": Provide(container.list_chat_shares),
         "revoke_chat_share": Provide(container.revoke_chat_share),

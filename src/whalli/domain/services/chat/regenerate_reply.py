@@ -14,14 +14,10 @@ from whalli.domain.model.catalog import (
     ensure_model_allowed,
 )
 from whalli.domain.model.chat_sessions import ChatSession
-from whalli.domain.model.chats import GenerationParams, Message, MessageRole
-from whalli.domain.model.errors import (
-    InvalidInput,
-    ModelNotFound,
-    NothingToRegenerate,
-    ReplyInProgress,
-)
+from whalli.domain.model.chats import GenerationParams, Message
+from whalli.domain.model.errors import InvalidInput, ModelNotFound
 from whalli.domain.model.presets import applied
+from whalli.domain.model.reply_versions import MAX_EARLIER_VERSIONS, last_exchange
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.opening import LaunchReply, prompt_for, save_and_launch
@@ -51,7 +47,8 @@ class RegenerateReply(msgspec.Struct, frozen=True, kw_only=True):
 class RegeneratedReply(msgspec.Struct, frozen=True, kw_only=True):
     session: ChatSession
     message_id: UUID  # the user's message the new reply answers
-    replaced_message_id: UUID | None  # the reply deleted; None: the message had none
+    # the reply replaced (kept as an earlier version); None: the message had none
+    replaced_message_id: UUID | None
     prepared: PreparedReply
 
 
@@ -85,9 +82,10 @@ class RegenerateReplyHandler:
     - the chat is locked first, so a regeneration, a new message (``StartChat``) and the
       chat's deletion in the same chat run one after the other: of two regenerations at once
       the second gets ``ReplyInProgress``, after a deletion ``ChatNotFound``;
-    - the old reply is deleted and the new pending one saved in one transaction (the old one's
-      usage stays recorded); the session is opened, and the generation launched, as at the
-      start (``save_and_launch``).
+    - the old reply leaves the conversation as an earlier version of the answer (with the
+      question's text it answered; at most ``MAX_EARLIER_VERSIONS`` kept, the oldest dropped)
+      and the new pending one is saved, in one transaction; the session is opened, and the
+      generation launched, as at the start (``save_and_launch``).
     """
 
     def __init__(
@@ -115,7 +113,8 @@ class RegenerateReplyHandler:
         async with self._uow as uow:
             # locked: another regeneration, a new message or the chat's deletion waits for it
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
-            history, question, old = _last_exchange(await uow.chats.list_messages(chat.id))
+            history, question, old = last_exchange(await uow.chats.list_messages(chat.id))
+            asked = question.content  # what the old reply answered
             model, params = command.model, command.params
             if command.preset_id is not None:
                 preset = await require_preset(uow, command.preset_id, command.user_id)
@@ -150,7 +149,10 @@ class RegenerateReplyHandler:
 
             async def write() -> None:
                 if old is not None:
-                    await uow.chats.delete_message(old.id)
+                    await uow.chats.supersede_reply(
+                        old.id, question_id=question.id, asked=asked, now=now,
+                        keep=MAX_EARLIER_VERSIONS,
+                    )  # fmt: skip
                 if command.message is not None:
                     await uow.chats.update_message(question)
                 await uow.chats.add_messages([reply])
@@ -187,18 +189,3 @@ class RegenerateReplyHandler:
                 field="model",
             ) from None
         return spec
-
-
-def _last_exchange(messages: list[Message]) -> tuple[list[Message], Message, Message | None]:
-    """(the messages before the last user message, it, the reply to it that ends the chat;
-    ``None`` when the chat ends with that user message, unanswered)."""
-    if messages and messages[-1].role is MessageRole.USER:
-        return messages[:-1], messages[-1], None
-    if len(messages) < 2 or messages[-1].role is not MessageRole.ASSISTANT:
-        raise NothingToRegenerate()
-    old = messages[-1]
-    if not old.status.is_final:
-        raise ReplyInProgress()
-    if messages[-2].role is not MessageRole.USER:
-        raise NothingToRegenerate()
-    return messages[:-2], messages[-2], old

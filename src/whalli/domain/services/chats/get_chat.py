@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from uuid import UUID
 
 import msgspec
@@ -34,6 +35,8 @@ class ChatWithMessages(Value, frozen=True, kw_only=True):
     live_sessions: dict[UUID, str] = {}
     # reply message id -> the caller's own feedback on it (``RateReply``)
     feedback: dict[UUID, Feedback] = {}
+    # reply message id -> how many earlier versions of it are kept (``reply_versions``)
+    earlier_versions: dict[UUID, int] = {}
 
 
 class GetChatHandler:
@@ -43,7 +46,8 @@ class GetChatHandler:
     - any member of the chat's project may read it; anyone else gets ``ChatNotFound``, as for
       an id that does not exist (see ``chats.access``);
     - replies still streaming are returned as stored (their status says so);
-    - the caller's own feedback on replies comes with them (others' is not shown);
+    - the caller's own feedback on replies comes with them (others' is not shown), and so does
+      the number of earlier versions of each reply (the replies regenerations replaced);
     - only to a caller who may read the chat, each reply still ``pending``/``streaming`` whose
       session is alive comes with that session's id, so another device can attach to its
       stream (which lets every reader of the chat's project in: ``AttachStream``); a finished
@@ -65,6 +69,7 @@ class GetChatHandler:
             messages = await uow.chats.list_messages(chat.id)
             replies = [m.id for m in messages if m.role is MessageRole.ASSISTANT]
             feedback = await uow.feedback.of_user(command.user_id, replies) if replies else {}
+            counts = await uow.chats.version_counts(chat.id) if replies else {}
         generating = [
             m.id for m in messages if m.role is MessageRole.ASSISTANT and m.status in _GENERATING
         ]
@@ -83,4 +88,16 @@ class GetChatHandler:
                 )
                 for reply_id in live
             }
-        return ChatWithMessages(chat=chat, messages=messages, live_sessions=live, feedback=feedback)
+        return ChatWithMessages(
+            chat=chat, messages=messages, live_sessions=live, feedback=feedback,
+            earlier_versions=_per_reply(messages, counts),
+        )  # fmt: skip
+
+
+def _per_reply(messages: list[Message], per_question: dict[UUID, int]) -> dict[UUID, int]:
+    """Earlier versions counted per question, given to the reply that answers it now."""
+    found: dict[UUID, int] = {}
+    for before, message in itertools.pairwise(messages):
+        if message.role is MessageRole.ASSISTANT and before.id in per_question:
+            found[message.id] = per_question[before.id]
+    return found

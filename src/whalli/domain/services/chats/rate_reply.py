@@ -39,7 +39,9 @@ class RateReplyHandler:
     - a comment has at most ``COMMENT_MAX`` characters; rating again replaces the rating and
       the comment, keeping when it was first given; removing feedback that is not there is
       not an error;
-    - feedback goes with its reply (a regeneration replaces the reply, and its feedback);
+    - feedback stays with its reply, also once a regeneration made it an earlier version
+      (which may be rated too); it goes when the reply is deleted (with its chat, or as the
+      oldest of too many versions);
     - each stored rating is counted once committed, by the reply's model and the rating
       (``up``/``down``; a rating actually taken back counts as ``removed``); a refused request
       counts nothing.

@@ -22,6 +22,13 @@ from whalli.domain.services.chats.fork_chat import ForkChat, ForkChatHandler
 from whalli.domain.services.chats.get_chat import ChatWithMessages, GetChat, GetChatHandler
 from whalli.domain.services.chats.list_chats import DEFAULT_PAGE_SIZE, ListChats, ListChatsHandler
 from whalli.domain.services.chats.rate_reply import RateReply, RateReplyHandler
+from whalli.domain.services.chats.reply_versions import (
+    ListReplyVersions,
+    ListReplyVersionsHandler,
+    ReplyVersions,
+    RestoreReplyVersion,
+    RestoreReplyVersionHandler,
+)
 from whalli.domain.services.chats.search_chats import DEFAULT_LIMIT, SearchChats, SearchChatsHandler
 from whalli.domain.services.chats.update_chat import UpdateChat, UpdateChatHandler
 from whalli.entrypoints.http.chat_export import chat_markdown
@@ -93,10 +100,24 @@ class Message(Schema):
     session_id: str | None
     # no default: always present; the caller's own rating of this reply, or null
     feedback: FeedbackOut | None
+    # no default: always present; how many earlier versions of this reply are kept (the
+    # replies regenerations replaced: GET .../messages/{id}/versions), 0 for most
+    earlier_versions: int
 
 
 class ChatDetail(InstructedChat):
     messages: list[Message]
+
+
+class ReplyVersionOut(Message):
+    """An earlier version of a reply (its sessionId always null, earlierVersions 0)."""
+
+    question: str  # the user's message it answered, as it was then
+    replaced_at: datetime
+
+
+class ReplyVersionList(Schema):
+    items: list[ReplyVersionOut]  # in the order they were generated
 
 
 class ChatUpdate(Inbound, omit_defaults=True):
@@ -134,7 +155,12 @@ def _chat(chat: model.Chat) -> Chat:
 
 def _detail(found: ChatWithMessages, sessions: Mapping[UUID, str]) -> ChatDetail:
     """A chat read, with its messages, the caller's ratings and the given reader passes."""
-    messages = [_message(m, sessions.get(m.id), found.feedback.get(m.id)) for m in found.messages]
+    messages = [
+        _message(
+            m, sessions.get(m.id), found.feedback.get(m.id), found.earlier_versions.get(m.id, 0)
+        )
+        for m in found.messages
+    ]
     return ChatDetail(
         **msgspec.structs.asdict(_chat(found.chat)), system_prompt=found.chat.system_prompt,
         messages=messages,
@@ -147,7 +173,9 @@ def _feedback(f: Feedback | None) -> FeedbackOut | None:
     return FeedbackOut(rating=f.rating, comment=f.comment, updated_at=f.updated_at)
 
 
-def _message(m: model.Message, session_id: str | None, feedback: Feedback | None) -> Message:
+def _message(
+    m: model.Message, session_id: str | None, feedback: Feedback | None, earlier_versions: int
+) -> Message:
     usage = Usage(prompt_tokens=m.usage.prompt_tokens, completion_tokens=m.usage.completion_tokens)
     return Message(
         id=m.id, role=m.role, content=m.content, status=m.status, model=m.model,
@@ -155,7 +183,18 @@ def _message(m: model.Message, session_id: str | None, feedback: Feedback | None
         finish_reason=m.finish_reason, ttft_ms=m.ttft_ms, total_ms=m.total_ms,
         attachment_ids=list(m.attachment_ids), error=m.error, reasoning=m.reasoning or None,
         created_at=m.created_at, session_id=session_id, feedback=_feedback(feedback),
+        earlier_versions=earlier_versions,
     )  # fmt: skip
+
+
+def _versions(found: ReplyVersions) -> ReplyVersionList:
+    items = []
+    for v in found.versions:
+        shown = _message(v.reply, None, found.feedback.get(v.reply.id), 0)
+        items.append(ReplyVersionOut(
+            **msgspec.structs.asdict(shown), question=v.asked, replaced_at=v.replaced_at
+        ))  # fmt: skip
+    return ReplyVersionList(items=items)
 
 
 def _hit(hit: ChatSearchHit) -> SearchHit:
@@ -298,6 +337,49 @@ class ChatController(Controller):
         await rate_reply.execute(RateReply(
             user_id=principal.user_id, chat_id=chat_id, message_id=message_id, rating=None,
         ))  # fmt: skip
+
+    @get(
+        "/{chat_id:uuid}/messages/{message_id:uuid}/versions",
+        summary="A reply's earlier versions: the replies regenerations replaced (members)",
+        description="`message_id` is a reply of the chat (as `GET /api/chats/{id}` lists it; "
+        "its `earlierVersions` says how many there are). Each version comes in the order they "
+        "were generated, with the question's text it answered and the caller's rating.",
+    )
+    async def versions(
+        self,
+        principal: NamedDependency[Principal],
+        list_reply_versions: NamedDependency[ListReplyVersionsHandler],
+        chat_id: FromPath[UUID],
+        message_id: FromPath[UUID],
+    ) -> ReplyVersionList:
+        command = ListReplyVersions(
+            user_id=principal.user_id, chat_id=chat_id, message_id=message_id
+        )
+        return _versions(await list_reply_versions.execute(command))
+
+    @post(
+        "/{chat_id:uuid}/messages/{message_id:uuid}/restore",
+        status_code=200,
+        summary="Make an earlier version the chat's last reply again (owners and editors)",
+        description="`message_id` is an earlier version of the chat's last reply; the reply it "
+        "replaces becomes an earlier version in turn, and the question takes back the text "
+        "that version answered. Answers the chat as `GET /api/chats/{id}` reads it. 409 "
+        "`not_the_last_reply` for a version of an earlier reply, `reply_in_progress` while the "
+        "last reply is being generated.",
+    )
+    async def restore(
+        self,
+        principal: NamedDependency[Principal],
+        restore_reply_version: NamedDependency[RestoreReplyVersionHandler],
+        get_chat: NamedDependency[GetChatHandler],
+        chat_id: FromPath[UUID],
+        message_id: FromPath[UUID],
+    ) -> ChatDetail:
+        await restore_reply_version.execute(RestoreReplyVersion(
+            user_id=principal.user_id, chat_id=chat_id, version_id=message_id
+        ))  # fmt: skip
+        found = await get_chat.execute(GetChat(user_id=principal.user_id, chat_id=chat_id))
+        return _detail(found, found.live_sessions)
 
     @patch(
         "/{chat_id:uuid}",
