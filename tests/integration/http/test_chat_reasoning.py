@@ -135,3 +135,19 @@ async def test_v1_passes_reasoning_on_as_reasoning_content(chat: Chat) -> None:
         )
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["param"] == param
+
+
+async def test_a_shared_link_shows_a_replys_reasoning_as_the_chat_does(chat: Chat) -> None:
+    alice = await chat.world.register("alice")
+    chat.provider.script(Reply(chunks=openai_reasoning_stream()))
+    started = await chat.start(alice["auth"], model=MODEL, message=f"Think {uuid.uuid4()}")
+    await chat.events(started["sessionId"])
+
+    made = await chat.client.post(f"/api/chats/{started['chatId']}/shares", headers=alice["auth"])
+    assert made.status_code == 201, made.text
+    public = await chat.client.get(made.json()["url"])
+
+    assert public.status_code == 200, public.text
+    question, reply = public.json()["messages"]
+    assert question["reasoning"] is None
+    assert (reply["content"], reply["reasoning"]) == ("".join(DELTAS), "".join(THOUGHTS))

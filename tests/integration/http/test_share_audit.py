@@ -23,7 +23,7 @@ from whalli.adapters.embedded.stack import StackUrls
 
 MODEL = "openai/gpt-4o-mini"
 SHARED_KEYS = {"title", "sharedAt", "messages", "model"}
-MESSAGE_KEYS = {"role", "content", "model", "createdAt", "status"}
+MESSAGE_KEYS = {"role", "content", "model", "createdAt", "status", "reasoning"}
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -85,9 +85,11 @@ async def test_an_editor_shares_a_chat_and_anyone_reads_it_without_credentials(
         "title": "Taxes", "model": "dev/echo", "sharedAt": body["createdAt"],
         "messages": [
             {"role": "user", "content": "Why?", "model": None,
-             "createdAt": shown["messages"][0]["createdAt"], "status": "complete"},
+             "createdAt": shown["messages"][0]["createdAt"], "status": "complete",
+             "reasoning": None},
             {"role": "assistant", "content": "Because.", "model": "dev/echo",
-             "createdAt": shown["messages"][1]["createdAt"], "status": "complete"},
+             "createdAt": shown["messages"][1]["createdAt"], "status": "complete",
+             "reasoning": None},
         ],
     }  # fmt: skip
     assert keys_in(shown).isdisjoint(PRIVATE_KEYS)

@@ -117,7 +117,7 @@ async def test_a_link_shows_the_finished_messages_of_its_time_and_nothing_privat
         (MessageRole.USER, "And?"),
     ]  # fmt: skip
     assert set(msgspec.structs.asdict(shown.messages[1])) == {
-        "role", "content", "model", "created_at", "status",
+        "role", "content", "model", "created_at", "status", "reasoning",
     }  # fmt: skip
     assert "Secret instructions" not in msgspec.json.encode(shown).decode()
 

@@ -3,7 +3,8 @@
 The link's token is shown once, when the link is made; only its SHA-256 is stored (as for API
 keys), so a copy of the database opens no link. The snapshot is a copy of what the link shows,
 made with it: the chat's title and the messages finished (complete, stopped or failed) then, in
-the chat's order, each with its role, text, model, time and status. Later messages, a reply
+the chat's order, each with its role, text, model, time and status, and a reasoning model's
+thinking as the chat shows it. Later messages, a reply
 still being generated then, and later edits, renames or regenerations never show through (to
 change what a link shows, revoke it and share again). A link may expire (``expires_at``): from
 then on it opens nothing, as if revoked.
@@ -42,6 +43,9 @@ class SharedMessage(Value, frozen=True, kw_only=True):
     model: str | None
     created_at: datetime
     status: MessageStatus  # a reply stopped (aborted) or failed says so; never why
+    # a reasoning model's thinking before its answer ("" when none, and in links made before
+    # links showed it)
+    reasoning: str = ""
 
 
 def snapshot_of(messages: Sequence[Message]) -> tuple[SharedMessage, ...]:
@@ -49,7 +53,7 @@ def snapshot_of(messages: Sequence[Message]) -> tuple[SharedMessage, ...]:
     reply with no text (it would show as an empty answer). Raises ``ShareTooLarge`` past
     ``SHARE_MAX_CHARS`` of text."""
     shown = tuple(_copy(m) for m in messages if shown_in_link(m))
-    chars = sum(len(m.content) for m in shown)
+    chars = sum(len(m.content) + len(m.reasoning) for m in shown)
     if chars > SHARE_MAX_CHARS:
         raise ShareTooLarge(
             f"This chat is too long to share by link ({chars:,} characters; at most "
@@ -61,7 +65,12 @@ def snapshot_of(messages: Sequence[Message]) -> tuple[SharedMessage, ...]:
 
 def _copy(m: Message) -> SharedMessage:
     return SharedMessage(
-        role=m.role, content=m.content, model=m.model, created_at=m.created_at, status=m.status
+        role=m.role,
+        content=m.content,
+        model=m.model,
+        created_at=m.created_at,
+        status=m.status,
+        reasoning=m.reasoning,
     )
 
 

@@ -49,6 +49,8 @@ class SharedMessage(Schema):
     model: str | None  # no default: always present, null on the user's messages
     created_at: datetime
     status: MessageStatus  # complete, or aborted (stopped) / failed: never why
+    # no default: always present; a reasoning model's thinking before its answer, or null
+    reasoning: str | None
 
 
 class SharedChat(Schema):
@@ -145,7 +147,8 @@ class SharedChatController(Controller):
             title=found.title, model=found.model, shared_at=found.shared_at,
             messages=[
                 SharedMessage(role=m.role, content=m.content, model=m.model,
-                              created_at=m.created_at, status=m.status)
+                              created_at=m.created_at, status=m.status,
+                              reasoning=m.reasoning or None)
                 for m in found.messages
             ],
         )  # fmt: skip
