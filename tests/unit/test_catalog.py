@@ -14,6 +14,7 @@ from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_cata
 from whalli.domain.model.catalog import (
     ModelCatalog,
     ModelSpec,
+    check_max_tokens,
     check_reasoning,
     ensure_model_allowed,
 )
@@ -169,6 +170,17 @@ def test_negative_token_counts_have_no_cost() -> None:
         ({"upstream": " "}, r"Model 'dev/a': the upstream model name is empty"),
         ({"fallback": "dev/ghost"}, r"'dev/a' falls back to 'dev/ghost', which is not in"),
         ({"fallback": "dev/a"}, r"'dev/a' has a fallback cycle: dev/a -> dev/a"),
+        ({"reasoning_efforts": ("low",)}, r"'dev/a': reasoning_efforts needs reasoning = true"),
+        (
+            {"reasoning": True, "reasoning_efforts": ()},
+            r"'dev/a': reasoning_efforts must name at least one effort, each once",
+        ),
+        (
+            {"reasoning": True, "reasoning_efforts": ("low", "low")},
+            r"'dev/a': reasoning_efforts must name at least one effort, each once",
+        ),
+        ({"max_output_tokens": 0}, r"'dev/a': max_output_tokens must be positive and within"),
+        ({"max_output_tokens": 1001}, r"'dev/a': max_output_tokens must be positive and within"),
     ],
 )
 def test_an_invalid_model_is_refused_with_its_name(
@@ -277,6 +289,36 @@ def test_only_a_model_of_a_provider_that_asks_for_reasoning_may_take_an_effort()
     with pytest.raises(InvalidInput, match="does not take a reasoning effort") as refused:
         check_reasoning(plain, ReasoningEffort.LOW, field="params.reasoningEffort")
     assert refused.value.details["field"] == "params.reasoningEffort"
+
+
+def test_a_model_taking_some_efforts_refuses_the_others_naming_those_it_takes() -> None:
+    grok = a_spec(
+        "xai/m", provider="xai", reasoning=True,
+        reasoning_efforts=(ReasoningEffort.LOW, ReasoningEffort.HIGH),
+    )  # fmt: skip
+    every = a_spec("openai/r", provider="openai", reasoning=True)
+    ModelCatalog([grok, every])
+    assert every.efforts == tuple(ReasoningEffort)
+    assert grok.efforts == (ReasoningEffort.LOW, ReasoningEffort.HIGH)
+    assert (grok.takes_effort(None), grok.takes_effort(ReasoningEffort.HIGH)) == (True, True)
+    assert not grok.takes_effort(ReasoningEffort.MEDIUM)
+    assert a_spec("openai/p", provider="openai").efforts == ()
+    check_reasoning(grok, ReasoningEffort.LOW)
+    with pytest.raises(InvalidInput, match="takes a reasoning effort of low or high, not medium"):
+        check_reasoning(grok, ReasoningEffort.MEDIUM, field="reasoning_effort")
+
+
+def test_a_max_tokens_above_the_models_output_cap_is_refused_naming_it() -> None:
+    capped = a_spec(max_output_tokens=500)
+    check_max_tokens(capped, None)
+    check_max_tokens(capped, 500)
+    check_max_tokens(a_spec(), 10**6)  # no cap known
+    with pytest.raises(InvalidInput, match="writes at most 500 tokens") as refused:
+        check_max_tokens(capped, 501, field="max_tokens")
+    assert (refused.value.details["field"], refused.value.details["model"]) == (
+        "max_tokens",
+        "dev/a",
+    )
 
 
 def test_the_shipped_catalog_has_reasoning_models() -> None:

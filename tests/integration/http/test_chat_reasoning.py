@@ -151,3 +151,48 @@ async def test_a_shared_link_shows_a_replys_reasoning_as_the_chat_does(chat: Cha
     question, reply = public.json()["messages"]
     assert question["reasoning"] is None
     assert (reply["content"], reply["reasoning"]) == ("".join(DELTAS), "".join(THOUGHTS))
+
+
+async def test_an_effort_or_max_tokens_the_model_does_not_take_is_a_422_before_any_call(
+    chat: Chat,
+) -> None:
+    alice = await chat.world.register("alice")
+    await _plan(chat, alice, "pro")
+    calls = len(chat.provider.requests)
+    bodies = {
+        "reasoningEffort": {"model": REASONER, "params": {"reasoningEffort": "minimal"}},
+        "maxTokens": {"model": MODEL, "params": {"maxTokens": 16_385}},
+    }
+    for field, body in bodies.items():
+        refused = await chat.client.post(
+            "/api/chat/start", headers=alice["auth"], json={"message": "x", **body}
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["field"] == field
+    assert "low or medium or high, not minimal" in refused_detail(
+        await chat.client.post(
+            "/api/presets",
+            headers=alice["auth"],
+            json={"name": "Fast", "model": REASONER, "params": {"reasoningEffort": "minimal"}},
+        )
+    )
+    assert (await chat.client.get("/api/chats", headers=alice["auth"])).json()["items"] == []
+    assert len(chat.provider.requests) == calls
+
+    models = {
+        m["id"]: m for m in (await chat.client.get("/api/models", headers=alice["auth"])).json()
+    }
+    assert models[REASONER]["capabilities"]["reasoningEfforts"] == ["low", "medium", "high"]
+    assert models[MODEL]["maxOutputTokens"] == 16_384
+    started = await chat.start(
+        alice["auth"], model=MODEL, message=f"Long {uuid.uuid4()}", params={"maxTokens": 16_384}
+    )
+    assert (await chat.events(started["sessionId"]))[-1][1] == "done"
+    assert chat.provider.requests[-1].body["max_completion_tokens"] == 16_384
+
+
+def refused_detail(response: Any) -> str:
+    assert response.status_code == 422, response.text
+    detail: str = response.json()["detail"]
+    return detail

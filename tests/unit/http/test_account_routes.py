@@ -36,9 +36,11 @@ async def test_the_model_list_follows_the_callers_plan(
     assert "openai/gpt-4o" in {m["id"] for m in pro_models}
     assert free_models[0] == {
         "id": "openai/gpt-4o-mini", "provider": "openai", "contextWindow": 128000,
+        "maxOutputTokens": 16384,
         "inputUsdPerMtok": 0.15, "outputUsdPerMtok": 0.6, "minPlan": "free",
         "capabilities": {
-            "tools": True, "structuredOutputs": True, "vision": True, "reasoning": False
+            "tools": True, "structuredOutputs": True, "vision": True, "reasoning": False,
+            "reasoningEfforts": [],
         },
     }  # fmt: skip
     echo = next(m for m in pro_models if m["id"] == "dev/echo")
@@ -47,7 +49,11 @@ async def test_the_model_list_follows_the_callers_plan(
         "structuredOutputs": False,
         "vision": False,
         "reasoning": True,
+        "reasoningEfforts": ["minimal", "low", "medium", "high"],
     }
+    assert echo["maxOutputTokens"] is None
+    grok = next(m for m in pro_models if m["id"] == "xai/grok-3-mini")
+    assert grok["capabilities"]["reasoningEfforts"] == ["low", "high"]
 
 
 async def test_models_of_unconfigured_providers_are_not_offered(

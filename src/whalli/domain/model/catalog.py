@@ -5,7 +5,9 @@ rather than failing a chat later):
 - every model id is unique, and its provider is one Whalli has an adapter for;
 - prices (USD per million tokens) are not negative, the context window is positive;
 - only a model of a provider whose adapter sends images reads them (``vision``), and only one
-  whose adapter asks for a reasoning effort takes one (``reasoning``);
+  whose adapter asks for a reasoning effort takes one (``reasoning``); the efforts it takes
+  (``reasoning_efforts``, default all four) are named only for such a model, without repeats;
+- an output cap (``max_output_tokens``), when known, is positive and within the context window;
 - a fallback names another model of the catalog, no chain of fallbacks comes back to where it
   started, and a fallback is offered to every plan its model is offered to (so that falling back
   never hands a user a model their plan does not include).
@@ -17,6 +19,7 @@ import math
 from collections.abc import Iterable, Iterator, Set
 
 from whalli.domain.model.base import Value
+from whalli.domain.model.chats import ReasoningEffort
 from whalli.domain.model.errors import (
     AccountDisabled,
     InvalidCatalog,
@@ -67,6 +70,23 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # Whether the model takes a reasoning effort; only a model of REASONING_PROVIDERS can.
     # (Any model's streamed reasoning is shown: a server may send it unasked.)
     reasoning: bool = False
+    # The efforts it takes, when not all of ``ReasoningEffort`` (xAI's grok-3-mini: low and
+    # high; OpenAI's o-series: no minimal); only for a ``reasoning`` model
+    reasoning_efforts: tuple[ReasoningEffort, ...] | None = None
+    # The most tokens it writes in one reply, thinking included, when known (a larger
+    # ``maxTokens`` is refused before the call; Claude's thinking budget stays under it)
+    max_output_tokens: int | None = None
+
+    @property
+    def efforts(self) -> tuple[ReasoningEffort, ...]:
+        """The reasoning efforts it may be asked for (none unless it takes one)."""
+        if not (self.reasoning and self.provider in REASONING_PROVIDERS):
+            return ()
+        return self.reasoning_efforts or tuple(ReasoningEffort)
+
+    def takes_effort(self, effort: ReasoningEffort | None) -> bool:
+        """Whether a request asking for ``effort`` may go to it as asked (``None``: always)."""
+        return effort is None or effort in self.efforts
 
     @property
     def calls_tools(self) -> bool:
@@ -189,17 +209,45 @@ def _check_spec(spec: ModelSpec, providers: frozenset[str]) -> None:
         problems.append(f"provider {spec.provider!r} cannot send images (vision)")
     if spec.reasoning and spec.provider not in REASONING_PROVIDERS:
         problems.append(f"provider {spec.provider!r} cannot ask for reasoning (reasoning)")
+    if spec.reasoning_efforts is not None:
+        if not spec.reasoning:
+            problems.append("reasoning_efforts needs reasoning = true")
+        efforts = spec.reasoning_efforts
+        if not efforts or len(set(efforts)) != len(efforts):
+            problems.append("reasoning_efforts must name at least one effort, each once")
+    cap = spec.max_output_tokens
+    if cap is not None and not 0 < cap <= max(spec.context_window, 0):
+        problems.append("max_output_tokens must be positive and within the context window")
     if problems:
         raise InvalidCatalog(f"Model {name!r}: {'; '.join(problems)}.", model=spec.id)
 
 
 def check_reasoning(spec: ModelSpec, effort: object, *, field: str = "reasoningEffort") -> None:
-    """A reasoning effort (``effort`` not ``None``) only for a model that takes one (else
-    ``InvalidInput`` naming ``field``)."""
-    if effort is not None and not (spec.reasoning and spec.provider in REASONING_PROVIDERS):
+    """A reasoning effort (``effort`` not ``None``) only for a model that takes that one (else
+    ``InvalidInput`` naming ``field``, and the efforts it takes)."""
+    if effort is None or effort in spec.efforts:
+        return
+    if not spec.efforts:
         raise InvalidInput(
             f"Model {spec.id!r} does not take a reasoning effort.", field=field, model=spec.id
         )
+    taken = " or ".join(e.value for e in spec.efforts)
+    raise InvalidInput(
+        f"Model {spec.id!r} takes a reasoning effort of {taken}, not {effort}.",
+        field=field, model=spec.id,
+    )  # fmt: skip
+
+
+def check_max_tokens(spec: ModelSpec, max_tokens: int | None, *, field: str = "maxTokens") -> None:
+    """``max_tokens`` (when given) within the model's output cap, when known (else
+    ``InvalidInput`` naming ``field`` and the cap)."""
+    cap = spec.max_output_tokens
+    if max_tokens is not None and cap is not None and max_tokens > cap:
+        raise InvalidInput(
+            f"Model {spec.id!r} writes at most {cap:,} tokens in a reply; {field} was "
+            f"{max_tokens:,}.",
+            field=field, model=spec.id,
+        )  # fmt: skip
 
 
 def ensure_model_allowed(user: User, spec: ModelSpec) -> None:

@@ -10,6 +10,7 @@ import msgspec
 from whalli.domain.model.catalog import (
     ModelCatalog,
     ModelSpec,
+    check_max_tokens,
     check_reasoning,
     ensure_model_allowed,
 )
@@ -125,6 +126,7 @@ class RegenerateReplyHandler:
             if old is not None and old.model == spec.id:  # asked again as it was asked
                 params = params.filled_from(old.params)
             check_reasoning(spec, params.reasoning_effort)
+            check_max_tokens(spec, params.max_tokens)
             user = command.user
             if user is None or user.id != command.user_id:
                 user = await uow.users.get(command.user_id)

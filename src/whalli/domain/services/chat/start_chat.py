@@ -13,6 +13,7 @@ from whalli.domain.model.attachments import AttachmentStatus
 from whalli.domain.model.catalog import (
     ModelCatalog,
     ModelSpec,
+    check_max_tokens,
     check_reasoning,
     ensure_model_allowed,
 )
@@ -148,6 +149,7 @@ class StartChatHandler:
         if spec.provider not in self._enabled:
             raise ModelNotFound(f"The model {command.model} is not available.")
         check_reasoning(spec, command.params.reasoning_effort)
+        check_max_tokens(spec, command.params.max_tokens)
         if len(command.attachment_ids) > MAX_ATTACHMENTS:
             raise AttachmentNotFound(f"At most {MAX_ATTACHMENTS} files can be attached.")
         for _ in range(self._polls):

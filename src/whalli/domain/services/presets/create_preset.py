@@ -7,7 +7,7 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.catalog import ModelCatalog, check_reasoning
+from whalli.domain.model.catalog import ModelCatalog, check_max_tokens, check_reasoning
 from whalli.domain.model.chats import GenerationParams
 from whalli.domain.model.errors import PresetLimitReached
 from whalli.domain.model.presets import MAX_PRESETS, Preset
@@ -53,6 +53,7 @@ class CreatePresetHandler:
             user = await uow.users.get(command.user_id)
             spec = usable_model(self._catalog, self._enabled, user, command.model)
             check_reasoning(spec, preset.params.reasoning_effort, field="params.reasoningEffort")
+            check_max_tokens(spec, preset.params.max_tokens, field="params.maxTokens")
             if await uow.presets.count_for_user(command.user_id) >= MAX_PRESETS:
                 raise PresetLimitReached(
                     f"A user has at most {MAX_PRESETS} presets; delete one first.",

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.catalog import ModelCatalog, check_reasoning
+from whalli.domain.model.catalog import ModelCatalog, check_max_tokens, check_reasoning
 from whalli.domain.model.chats import GenerationParams, clean_system_prompt
 from whalli.domain.model.presets import Preset, preset_name, storable_params
 from whalli.domain.services.presets.rules import require_preset, usable_model
@@ -49,11 +49,11 @@ class UpdatePresetHandler:
                 preset.system_prompt = clean_system_prompt(command.system_prompt)
             if not isinstance(command.params, msgspec.UnsetType):
                 preset.params = storable_params(command.params)
-            if preset.params.reasoning_effort is not None:  # still a model that takes one
-                spec = self._catalog.get(preset.model)
-                check_reasoning(
-                    spec, preset.params.reasoning_effort, field="params.reasoningEffort"
-                )
+            params = preset.params
+            if params.reasoning_effort is not None or params.max_tokens is not None:
+                spec = self._catalog.get(preset.model)  # still a model that takes them
+                check_reasoning(spec, params.reasoning_effort, field="params.reasoningEffort")
+                check_max_tokens(spec, params.max_tokens, field="params.maxTokens")
             preset.updated_at = self._clock.now()
             await uow.presets.update(preset)
             await uow.commit()

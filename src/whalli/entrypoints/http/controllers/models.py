@@ -6,6 +6,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 
 from whalli.domain.model.catalog import ModelSpec
+from whalli.domain.model.chats import ReasoningEffort
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.users import Plan
 from whalli.domain.services.models.list_models import ListModels, ListModelsHandler
@@ -20,12 +21,16 @@ class Capabilities(Schema):
     structured_outputs: bool
     vision: bool  # also: attached images go to it as images in the chat flow
     reasoning: bool  # takes a reasoning effort (`params.reasoningEffort`, `reasoning_effort`)
+    reasoning_efforts: list[ReasoningEffort]  # which ones (empty unless `reasoning`)
 
 
 class Model(Schema):
     id: str
     provider: str
     context_window: int
+    # no default: always present; the most tokens it writes in a reply (a larger `maxTokens`
+    # is a 422), null when not known
+    max_output_tokens: int | None
     input_usd_per_mtok: float
     output_usd_per_mtok: float
     min_plan: Plan
@@ -35,10 +40,12 @@ class Model(Schema):
 def _model(spec: ModelSpec) -> Model:
     capabilities = Capabilities(
         tools=spec.calls_tools, structured_outputs=spec.structured_outputs,
-        vision=spec.sees_images, reasoning=spec.reasoning,
+        vision=spec.sees_images, reasoning=bool(spec.efforts),
+        reasoning_efforts=list(spec.efforts),
     )  # fmt: skip
     return Model(
         id=spec.id, provider=spec.provider, context_window=spec.context_window,
+        max_output_tokens=spec.max_output_tokens,
         input_usd_per_mtok=spec.input_usd_per_mtok, output_usd_per_mtok=spec.output_usd_per_mtok,
         min_plan=spec.min_plan, capabilities=capabilities,
     )  # fmt: skip
