@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from whalli.domain.model.chats import (
     MessageStatus,
     TokenUsage,
     title_from,
+    visible_words,
 )
 from whalli.domain.model.errors import InvalidEmail, InvalidStateTransition
 from whalli.domain.model.jobs import (
@@ -201,6 +203,16 @@ def test_a_title_from_any_text_is_short_and_never_empty(text: str) -> None:
     assert title == title.strip() or title.endswith("…")
 
 
-@given(st.text(min_size=1).filter(lambda t: 0 < len(" ".join(t.split())) <= 60))
-def test_a_short_text_is_its_own_title_with_spaces_collapsed(text: str) -> None:
-    assert title_from(text) == " ".join(text.split())
+@given(st.text(min_size=1).filter(lambda t: 0 < len(visible_words(t)) <= 60))
+def test_a_short_text_is_its_own_title_with_spaces_collapsed_and_nothing_invisible(
+    text: str,
+) -> None:
+    title = title_from(text)
+    assert title == visible_words(text)
+    assert not any(unicodedata.category(ch)[0] == "C" for ch in title)
+    assert title == " ".join(title.split())
+
+
+def test_a_title_leaves_control_and_format_characters_out() -> None:
+    assert title_from("ring\x07 the \u202ebell\u200b\tnow\x00") == "ring the bell now"
+    assert title_from("\x1b\u200b") == "New chat"

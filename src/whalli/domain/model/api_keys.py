@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from whalli.domain.model.base import Entity
-from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.chats import clean_name
 from whalli.domain.model.expiry import check_expiry, in_force
 
 API_KEY_PREFIX = "whk_"  # lets a client (and a secret scanner) tell a key from a JWT
@@ -47,11 +47,7 @@ class ApiKey(Entity, kw_only=True):
         now: datetime,
         expires_at: datetime | None = None,
     ) -> ApiKey:
-        cleaned = " ".join(name.split())
-        if not 1 <= len(cleaned) <= API_KEY_NAME_MAX:
-            raise InvalidInput(
-                f"A key name needs 1 to {API_KEY_NAME_MAX} characters.", field="name"
-            )
+        cleaned = clean_name(name, limit=API_KEY_NAME_MAX, field="name", what="A key name")
         check_expiry(expires_at, now, API_KEY_MAX_LIFETIME, "a key")
         if not looks_like_api_key(secret) or len(secret) < len(API_KEY_PREFIX) + 43:
             raise ValueError("an API key secret must carry at least 256 random bits")

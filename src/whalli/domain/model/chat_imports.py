@@ -21,6 +21,7 @@ from whalli.domain.model.chats import (
     MessageRole,
     MessageStatus,
     title_from,
+    visible_words,
 )
 from whalli.domain.model.errors import ImportTooLarge, InvalidInput
 
@@ -92,9 +93,10 @@ def check_limits(parsed: Sequence[Parsed]) -> list[ParsedConversation]:
 
 
 def import_title(title: str, messages: Sequence[ParsedMessage]) -> str:
-    """The exported title, whitespace runs as one space and cut to ``TITLE_MAX`` characters;
-    a blank one is made from the first user message, as a new chat's is."""
-    cleaned = " ".join(title.split())
+    """The exported title (``visible_words``: one line, no control or format characters) cut
+    to ``TITLE_MAX`` characters; a blank one is made from the first user message, as a new
+    chat's is."""
+    cleaned = visible_words(title)
     if not cleaned:
         first = next((m for m in messages if m.role is MessageRole.USER), messages[0])
         return title_from(first.content)

@@ -250,8 +250,18 @@ def clean_instructions(text: str | None, *, field: str, name: str) -> str | None
     return cleaned
 
 
+def visible_words(text: str) -> str:
+    """``text`` on one line: whitespace runs as one space, control and format characters
+    (NUL, BEL, zero-width spaces, direction overrides: what a database refuses or nobody sees)
+    left out."""
+    kept = "".join(ch for ch in " ".join(text.split()) if unicodedata.category(ch)[0] != "C")
+    return " ".join(kept.split())
+
+
 def title_from(text: str) -> str:
-    words = " ".join(text.split())
+    """A new chat's title, from its first message (``visible_words``, cut to 60 characters at
+    a word when it can be)."""
+    words = visible_words(text)
     if len(words) <= 60:
         return words or "New chat"
     cut = words[:60].rsplit(" ", 1)[0] or words[:60]

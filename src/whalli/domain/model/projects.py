@@ -7,7 +7,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from whalli.domain.model.base import Entity, Value
-from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.chats import clean_name
 
 
 class MemberRole(StrEnum):
@@ -53,10 +53,8 @@ class Project(Entity, kw_only=True):
 
 
 def validate_project_name(name: str) -> str:
-    cleaned = " ".join(name.split())
-    if not 1 <= len(cleaned) <= 120:
-        raise InvalidInput("A project name needs 1 to 120 characters.", field="name")
-    return cleaned
+    """Whitespace folded; 1 to 120 characters, no control character (``chats.clean_name``)."""
+    return clean_name(name, limit=120, field="name", what="A project name")
 
 
 class Membership(Value, frozen=True, kw_only=True):

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from whalli.domain.model.base import Entity
 from whalli.domain.model.chats import SYSTEM_PROMPT_MAX, clean_instructions
-from whalli.domain.model.errors import InvalidEmail
+from whalli.domain.model.errors import InvalidEmail, InvalidInput
 
 
 class Role(StrEnum):
@@ -38,18 +38,28 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
 def normalize_email(raw: str) -> str:
-    """Trim, NFKC-normalize and lower-case an address; raise ``InvalidEmail`` if it is not one."""
+    """Trim, NFKC-normalize and lower-case an address; raise ``InvalidEmail`` (naming
+    ``email``) if it is not one, or holds a control or format character (NUL included)."""
     email = unicodedata.normalize("NFKC", raw).strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email):
-        raise InvalidEmail()
+    if len(email) > 254 or not _EMAIL.match(email) or _has_control(email):
+        raise InvalidEmail(field="email")
     return email
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
 
 
 USER_NAME_MAX_LENGTH = 200
 
 
 def clean_user_name(name: str) -> str:
-    """A display name as stored: trimmed and cut to ``USER_NAME_MAX_LENGTH``; may be empty."""
+    """A display name as stored: trimmed and cut to ``USER_NAME_MAX_LENGTH``; may be empty; no
+    control character (NUL included: ``InvalidInput`` naming ``name``)."""
+    if any(unicodedata.category(ch) == "Cc" for ch in name.strip()):
+        raise InvalidInput(
+            "A name may not contain control characters (NUL included).", field="name"
+        )
     return name.strip()[:USER_NAME_MAX_LENGTH]
 
 

@@ -8,6 +8,8 @@ objects nested about a thousand deep. All are the client's mistake.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
@@ -15,9 +17,12 @@ from litestar import Request
 from litestar.exceptions import SerializationException
 
 # a \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a \uDC00-\uDFFF one alone
+# (an escape starts at a backslash after an even run of them: in `a\\\ud800` the first
+# two are one backslash, the third starts an escape)
+_ESCAPE = rb"(?<!\\)(?:\\\\)*\\u"
 _LONE_SURROGATE = re.compile(
-    rb"(?<!\\)\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})(?<!\\)\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    _ESCAPE + rb"[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})" + _ESCAPE + rb"[dD][c-fC-F][0-9a-fA-F]{2}"
 )
 LONE_SURROGATE = (
     "JSON is malformed: a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff "
@@ -25,6 +30,8 @@ LONE_SURROGATE = (
 )
 
 TOO_DEEP = "JSON is malformed: it is nested too deeply."
+
+OUT_OF_RANGE = "JSON is malformed: the number at {} is out of range."
 
 
 NOT_UTF8 = "JSON is malformed: the body is not valid UTF-8."
@@ -44,7 +51,33 @@ class JsonRequest(Request[Any, Any, Any]):
                 raise SerializationException(NOT_UTF8) from None
             if _LONE_SURROGATE.search(body):
                 raise SerializationException(LONE_SURROGATE) from None
+            if (where := _infinite_at(body)) is not None:
+                raise SerializationException(OUT_OF_RANGE.format(where)) from None
             raise
+
+
+def _infinite_at(body: bytes) -> str | None:
+    """Where a number too large for a float is (``params.temperature``, ``messages[2].x``), if
+    the body is otherwise JSON: msgspec's own error elides the path."""
+    try:
+        found = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return _path_of_infinity(found, "")
+
+
+def _path_of_infinity(value: Any, path: str) -> str | None:
+    if isinstance(value, float) and math.isinf(value):
+        return path or "the top level"
+    items: Any = ()
+    if isinstance(value, dict):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    for where, item in items:
+        if (found := _path_of_infinity(item, where)) is not None:
+            return found
+    return None
 
 
 def _utf8(body: bytes) -> bool:

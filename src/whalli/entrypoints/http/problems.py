@@ -137,7 +137,9 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         )
     # Litestar's validation errors name the field and the rule (at most echoing the client's input).
     extra: dict[str, Any] | None = (
-        {"errors": exc.extra} if isinstance(exc.extra, list) and exc.extra else None
+        {"errors": [_as_sent(request, e) for e in exc.extra]}
+        if isinstance(exc.extra, list) and exc.extra
+        else None
     )
     if isinstance(exc, ValidationException):
         code = "validation_failed"
@@ -155,6 +157,20 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         extra=extra,
         headers=exc.headers,
     )
+
+
+def _as_sent(request: Request[Any, Any, Any], error: Any) -> Any:
+    """A validation error naming a query (header, cookie) parameter by the name the client sent,
+    not by the handler's argument (``projectId``, not ``project_id``)."""
+    if not (isinstance(error, dict) and error.get("source") in ("query", "header", "cookie")):
+        return error
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters[error["key"]]
+    except (AttributeError, KeyError, TypeError):
+        return error
+    definition = parameter.kwarg_definition
+    sent = getattr(definition, "name", None) or getattr(definition, error["source"], None)
+    return {**error, "key": sent} if isinstance(sent, str) and sent else error
 
 
 def body_limit(request: Request[Any, Any, Any]) -> int | None:

@@ -96,6 +96,7 @@ class StartChatHandler:
       private, and a chat's system prompt is read by every member). Their
       text is read (one query) only when the account read by authentication says there are
       some: a caller without any costs no extra round trip;
+    - a file named more than once is attached once (its first place kept);
     - attachments must belong to the chat's project (else 404) and have finished extraction:
       while one is still ``pending``/``processing`` the start is tried again every
       ``attachment_poll_s`` for up to ``attachment_wait_s``, then ``AttachmentNotReady`` (409,
@@ -150,6 +151,9 @@ class StartChatHandler:
             raise ModelNotFound(f"The model {command.model} is not available.")
         check_reasoning(spec, command.params.reasoning_effort)
         check_max_tokens(spec, command.params.max_tokens)
+        if len(set(command.attachment_ids)) < len(command.attachment_ids):  # each file once
+            unique = tuple(dict.fromkeys(command.attachment_ids))
+            command = msgspec.structs.replace(command, attachment_ids=unique)
         if len(command.attachment_ids) > MAX_ATTACHMENTS:
             raise AttachmentNotFound(f"At most {MAX_ATTACHMENTS} files can be attached.")
         for _ in range(self._polls):
