@@ -24,6 +24,9 @@ class CompletionRequest(Value, frozen=True, kw_only=True):
     # The model reasons before it answers (the catalog's ``reasoning``): its first token may
     # come after a long silence (OpenAI's reasoning models stream nothing while they think)
     reasons: bool = False
+    # The most tokens the model writes in a reply, thinking included (the catalog's
+    # ``max_output_tokens``), when known: an adapter that adds to ``max_tokens`` stays under it
+    max_output_tokens: int | None = None
 
 
 class StreamDelta(Value, frozen=True, kw_only=True):

@@ -117,21 +117,30 @@ async def test_claudes_thinking_streams_before_its_text(
 
 
 @pytest.mark.parametrize(
-    ("effort", "asked", "budget", "max_tokens"),
+    ("effort", "asked", "cap", "budget", "max_tokens"),
     [
-        (ReasoningEffort.MINIMAL, None, 1_024, 1_024 + DEFAULT_MAX_TOKENS),
-        (ReasoningEffort.HIGH, 500, 24_576, 24_576 + 500),
+        (ReasoningEffort.MINIMAL, None, None, 1_024, 1_024 + DEFAULT_MAX_TOKENS),
+        (ReasoningEffort.HIGH, 500, None, 24_576, 24_576 + 500),
+        (ReasoningEffort.HIGH, 500, 64_000, 24_576, 24_576 + 500),  # under the cap: as asked
+        # the model's output cap holds: the budget stays, the answer gets the rest
+        (ReasoningEffort.HIGH, 60_000, 64_000, 24_576, 64_000),
+        # a small cap: at most half of it thinking
+        (ReasoningEffort.HIGH, 30_000, 32_000, 16_000, 32_000),
+        (ReasoningEffort.MEDIUM, 8_000, 8_192, 4_096, 8_192),
     ],
 )
 async def test_an_effort_asks_claude_for_extended_thinking_within_its_budget(
     http: httpx.AsyncClient,
     effort: ReasoningEffort,
     asked: int | None,
+    cap: int | None,
     budget: int,
     max_tokens: int,
 ) -> None:
     params = GenerationParams(reasoning_effort=effort, max_tokens=asked, temperature=0.2, top_p=0.5)
-    request = CompletionRequest(model="claude-test", messages=REQUEST.messages, params=params)
+    request = CompletionRequest(
+        model="claude-test", messages=REQUEST.messages, params=params, max_output_tokens=cap
+    )
     async with FakeProviderServer(anthropic_default()) as server:
         server.script(Reply(chunks=anthropic_thinking_stream()))
         model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)

@@ -48,6 +48,10 @@ _ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True, "
 _FORMAT_DESCRIPTION = "Give your answer with this tool: its input is the reply, as JSON."
 
 
+def _at_most(tokens: int, cap: int | None) -> int:
+    return tokens if cap is None else min(tokens, cap)
+
+
 def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dict[str, Any]:
     """The request body (streamed). Raises ``InvalidInput`` for what the API would refuse
     and clients send (tool turns without tools, arguments that are not an object, see
@@ -65,7 +69,7 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
     params = request.params
     body: dict[str, Any] = {
         "model": request.model,
-        "max_tokens": params.max_tokens or default_max_tokens,
+        "max_tokens": _at_most(params.max_tokens or default_max_tokens, request.max_output_tokens),
         "messages": _turns(request.messages),
         "stream": True,
     }
@@ -84,7 +88,9 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
         body["stop_sequences"] = sent
     # seed, presence_penalty and frequency_penalty: the Messages API has no such thing
     if params.reasoning_effort is not None:
-        return with_thinking(body, params.reasoning_effort, request.messages)
+        return with_thinking(
+            body, params.reasoning_effort, request.messages, request.max_output_tokens
+        )
     return body
 
 

@@ -4,7 +4,9 @@ Rules (``ReasoningEffort`` -> the request body):
 - ``thinking: {"type": "enabled", "budget_tokens": B}``, ``B`` from ``THINKING_BUDGETS`` (the
   API takes 1,024 at least);
 - ``max_tokens`` counts the thinking too, so it becomes ``B`` plus what the reply may use (the
-  caller's ``max_tokens``, else the adapter's default): the answer keeps the room asked for;
+  caller's ``max_tokens``, else the adapter's default): the answer keeps the room asked for,
+  as far as the model's output cap (``max_output_tokens``) allows: ``max_tokens`` is then the
+  cap, and ``B`` at most half of it (the answer keeps the rest);
 - the API refuses ``temperature`` and most ``top_p`` values with thinking: they are left out;
 - it refuses thinking while a tool call is forced (``tool_choice`` ``any`` or ``tool``: a
   ``response_format``, ``required`` or a named function): ``InvalidInput`` naming
@@ -23,6 +25,7 @@ from typing import Any
 from whalli.domain.model.chats import MessageRole, PromptMessage, ReasoningEffort
 from whalli.domain.model.errors import InvalidInput
 
+MIN_BUDGET = 1_024  # the least budget the API takes
 THINKING_BUDGETS = {
     ReasoningEffort.MINIMAL: 1_024,
     ReasoningEffort.LOW: 2_048,
@@ -33,10 +36,13 @@ _FORCED = frozenset({"any", "tool"})
 
 
 def with_thinking(
-    body: dict[str, Any], effort: ReasoningEffort, messages: tuple[PromptMessage, ...]
+    body: dict[str, Any],
+    effort: ReasoningEffort,
+    messages: tuple[PromptMessage, ...],
+    cap: int | None = None,
 ) -> dict[str, Any]:
-    """``body`` (the request of ``messages``, without thinking) asking for ``effort`` (see the
-    rules)."""
+    """``body`` (the request of ``messages``, without thinking) asking for ``effort``, for a
+    model writing at most ``cap`` tokens (``None``: not known) (see the rules)."""
     last_reply = next((m for m in reversed(messages) if m.role is MessageRole.ASSISTANT), None)
     if last_reply is not None and last_reply.tool_calls:
         return body  # a tool loop going on: its thinking cannot be sent back
@@ -48,7 +54,10 @@ def with_thinking(
             field="reasoning_effort",
         )
     budget = THINKING_BUDGETS[effort]
+    total = budget + body["max_tokens"]
+    if cap is not None and total > cap:
+        total, budget = cap, max(MIN_BUDGET, min(budget, cap // 2))
     thinking = {key: value for key, value in body.items() if key not in ("temperature", "top_p")}
     thinking["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    thinking["max_tokens"] = budget + body["max_tokens"]
+    thinking["max_tokens"] = total
     return thinking

@@ -152,7 +152,11 @@ class TitleChatHandler:
         messages = title_prompt(first, reply)
         params = title_params(spec.reasoning)
         request = CompletionRequest(
-            model=spec.upstream, messages=messages, params=params, reasons=spec.reasoning
+            model=spec.upstream,
+            messages=messages,
+            params=params,
+            reasons=spec.reasoning,
+            max_output_tokens=spec.max_output_tokens,
         )
         parts: list[str] = []
         usage = TokenUsage()
