@@ -122,9 +122,9 @@ class ChatRepository(Protocol):
     ) -> None:
         """Take a reply out of the conversation as an earlier version of the answer to the
         user's message ``question_id`` (``asked``: that message's text it answered), replaced
-        at ``now``. Of that question's earlier versions only the ``keep`` generated last stay:
-        the others are deleted, with their feedback. Raises ``MessageNotFound`` when the reply
-        does not exist or is already an earlier version."""
+        at ``now``. Of that question's earlier versions only ``keep`` stay, this reply first,
+        then those generated last: the others are deleted, with their feedback. Raises
+        ``MessageNotFound`` when the reply does not exist or is already an earlier version."""
         ...
 
     async def list_versions(self, question_id: UUID) -> list[ReplyVersion]:

@@ -17,6 +17,7 @@ from whalli.domain.model.chats import Chat, Message, MessageStatus, TokenUsage
 from whalli.domain.model.errors import InvalidInput, MessageNotFound
 from whalli.domain.model.feedback import Feedback, Rating
 from whalli.ports.chat_search import ChatSearch
+from whalli.ports.unit_of_work import UnitOfWork
 
 from ..conftest import UowFactory
 from ..entities import World, a_message, at, committed_world
@@ -149,8 +150,8 @@ async def test_only_the_versions_generated_last_are_kept_with_their_feedback_gon
             )
         )  # fmt: skip
         await uow.commit()
-    async with uow_factory() as uow:  # superseded newest first: the oldest ones must still go
-        for i, reply in enumerate(reversed(answers[:4])):
+    async with uow_factory() as uow:
+        for i, reply in enumerate(answers[:4]):
             await uow.chats.supersede_reply(
                 reply.id, question_id=question.id, asked="?", now=at(30 + i), keep=2
             )
@@ -211,3 +212,29 @@ async def test_search_does_not_find_an_earlier_version(backend: Backend, unique:
     assert [h.chat_id for h in await search.search(world.user.id, f"giraffe{unique}")] == [
         world.chat.id
     ]
+
+
+async def test_at_the_cap_the_reply_just_replaced_stays_however_old_it_is(
+    backend: Backend,
+) -> None:
+    """As a restore of the oldest version then a regeneration would: that reply, replaced
+    again, is kept (it was generated first: by age alone it would go at once)."""
+    uow_factory, _ = backend
+    world = await committed_world(uow_factory())
+    question, (first, second, third) = await _exchange(uow_factory, world, "1.", "2.", "3.")
+
+    async def supersede(reply: Message, seconds: float, uow: UnitOfWork) -> None:
+        await uow.chats.supersede_reply(
+            reply.id, question_id=question.id, asked="?", now=at(seconds), keep=2
+        )
+
+    async with uow_factory() as uow:
+        await supersede(first, 10, uow)
+        await supersede(second, 11, uow)
+        await uow.chats.restore_version(first.id)
+        await supersede(third, 12, uow)
+        await supersede(first, 13, uow)  # the first generated, replaced just now
+        await uow.commit()
+    async with uow_factory() as uow:
+        kept = [v.reply.id for v in await uow.chats.list_versions(question.id)]
+        assert kept == [first.id, third.id]  # in the order generated; `second` went

@@ -155,8 +155,9 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
             raise MessageNotFound()
         mark = VersionMark(id=reply_id, question_id=question_id, asked=asked, replaced_at=now)
         tx.insert("reply_versions", reply_id, mark)
-        kept = await self.list_versions(question_id)
-        for version in kept[: max(0, len(kept) - keep)]:
+        versions = await self.list_versions(question_id)  # the reply just replaced, then newest
+        versions.sort(key=lambda v: (v.reply.id == reply_id, v.reply.created_at, v.reply.id))
+        for version in versions[: max(0, len(versions) - keep)]:
             tx.delete("messages", version.reply.id, MessageNotFound)
 
     async def list_versions(self, question_id: UUID) -> list[ReplyVersion]:

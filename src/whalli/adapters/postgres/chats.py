@@ -163,9 +163,11 @@ _SUPERSEDE = (
     "UPDATE messages SET answers = %(question_id)s, asked = %(asked)s, superseded_at = %(now)s "
     "WHERE id = %(id)s AND answers IS NULL"
 )
+# kept: the reply just replaced, then the others generated last (a restored reply keeps its
+# old created_at: replaced again, it is still the one kept)
 _DROP_OLD_VERSIONS = (
     "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE answers = %(question_id)s "
-    "ORDER BY created_at DESC, id DESC OFFSET %(keep)s)"
+    "ORDER BY id = %(id)s DESC, created_at DESC, id DESC OFFSET %(keep)s)"
 )
 _VERSION_COLUMNS = (*_MESSAGE_COLUMNS, "answers", "asked", "superseded_at")
 _SELECT_VERSION = f"SELECT {columns(_VERSION_COLUMNS)} FROM messages"
@@ -346,7 +348,8 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
         params = {"id": reply_id, "question_id": question_id, "asked": asked, "now": now}
         if await self._run(_SUPERSEDE, params) == 0:
             raise MessageNotFound()
-        await self._run(_DROP_OLD_VERSIONS, {"question_id": question_id, "keep": keep})
+        params = {"id": reply_id, "question_id": question_id, "keep": keep}
+        await self._run(_DROP_OLD_VERSIONS, params)
 
     async def list_versions(self, question_id: UUID) -> list[ReplyVersion]:
         query = f"{_SELECT_VERSION} WHERE answers = %(question_id)s ORDER BY created_at, id"
