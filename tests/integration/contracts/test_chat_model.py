@@ -48,6 +48,7 @@ from whalli.ports.chat_model import (
     StreamDelta,
     StreamEnd,
     StreamEvent,
+    StreamReasoning,
 )
 
 USER_TEXT = "Say hello to the  world"
@@ -340,6 +341,21 @@ async def test_a_long_gap_between_tokens_fails_the_stream(upstream: Upstream) ->
     assert not raised.value.retryable
     assert text_of(received) == "Hello, "
     await asyncio.wait_for(upstream.server.disconnected.wait(), 1.0)
+
+
+async def test_the_end_of_the_stream_then_a_connection_left_open_ends_the_stream_complete(
+    upstream: Upstream,
+) -> None:
+    """``[DONE]`` or ``message_stop``, then a proxy keeping the connection open: the answer is
+    complete at its end, nothing after it is waited for (here, for an idle timeout)."""
+    upstream.server.script(Reply(chunks=upstream.stream(), hold=True))
+    policy = StreamPolicy(idle_timeout=0.3, first_token_timeout=5.0)
+
+    events = await collect(upstream.model(policy).stream(REQUEST))
+
+    assert events[-1] == StreamEnd(finish_reason=events[-1].finish_reason, usage=PROVIDER_USAGE)
+    assert text_of(events) == "".join(DELTAS)
+    await asyncio.wait_for(upstream.server.disconnected.wait(), 1.0)  # closed, not left open
 
 
 async def test_a_slow_first_token_fails_without_retrying(upstream: Upstream) -> None:
@@ -654,3 +670,77 @@ async def test_an_openai_error_chunk_before_any_token_that_is_not_transient_is_n
 
     assert not raised.value.retryable
     assert len(server.requests) == 1
+
+
+async def test_an_openai_finish_reason_error_fails_the_stream_after_its_text(
+    http: httpx.AsyncClient,
+) -> None:
+    """OpenRouter's normalised reason for a generation that failed, without an ``error``
+    object: failed as an ``error`` chunk fails it, the text before it passed on."""
+    async with FakeProviderServer(openai_default()) as server:
+        server.script(Reply(chunks=openai_stream(["par"], finish_reason="error")))
+        model = OpenAIChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        received: list[StreamEvent] = []
+        with pytest.raises(ProviderError, match="finish reason 'error'") as raised:
+            await read_into(received, model.stream(REQUEST))
+
+    assert not raised.value.retryable
+    assert raised.value.falls_back
+    assert text_of(received) == "par"
+    assert len(server.requests) == 1
+
+
+async def test_an_openai_server_ignoring_stream_true_is_read_from_its_json_completion(
+    http: httpx.AsyncClient,
+) -> None:
+    completion = {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{
+            "index": 0, "finish_reason": "length",
+            "message": {"role": "assistant", "content": "Whole", "reasoning_content": "Hm."},
+        }],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }  # fmt: skip
+    async with FakeProviderServer(openai_default()) as server:
+        server.script(Reply(body=completion))
+        model = OpenAIChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        events = await collect(model.stream(REQUEST))
+
+    assert events == [
+        StreamReasoning(text="Hm."),
+        StreamDelta(text="Whole"),
+        StreamEnd(finish_reason="length", usage=TokenUsage(prompt_tokens=5, completion_tokens=2)),
+    ]
+    assert len(server.requests) == 1
+
+
+async def test_an_openai_json_answer_that_is_an_error_fails_as_an_error_chunk(
+    http: httpx.AsyncClient,
+) -> None:
+    async with FakeProviderServer(openai_default()) as server:
+        server.script(Reply(body=openai_error("Bad input.", "invalid_value")))
+        model = OpenAIChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        with pytest.raises(ProviderError, match=r"mid-stream \(invalid_value\): Bad input"):
+            await collect(model.stream(REQUEST))
+
+    assert len(server.requests) == 1
+
+
+async def test_an_openai_delta_with_a_lone_surrogate_escape_keeps_the_reply_valid_text(
+    http: httpx.AsyncClient,
+) -> None:
+    """An emoji split by UTF-16 code units into two escaped halves (legal JSON msgspec
+    refuses): each half reads as U+FFFD, the reply goes on."""
+    halves = [
+        b'data: {"choices":[{"index":0,"delta":{"content":"a \\ud83d"}}]}\n\n',
+        b'data: {"choices":[{"index":0,"delta":{"content":"\\ude00 b"}}]}\n\n',
+    ]
+    pieces = openai_stream(["x "])
+    async with FakeProviderServer(openai_default()) as server:
+        server.script(Reply(chunks=[*pieces[:2], *halves, *pieces[2:]]))
+        model = OpenAIChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        events = await collect(model.stream(REQUEST))
+
+    assert text_of(events) == "x a \ufffd\ufffd b"
+    text_of(events).encode()  # valid UTF-8: it can be stored and streamed
+    assert events[-1] == StreamEnd(finish_reason="stop", usage=PROVIDER_USAGE)

@@ -250,6 +250,28 @@ async def test_two_parallel_openai_calls_after_some_text(
     assert events[-1] == StreamEnd(finish_reason="tool_calls", usage=USAGE)
 
 
+async def test_openai_calls_in_a_json_completion_of_a_server_ignoring_stream_true(
+    http: httpx.AsyncClient, openai_server: FakeProviderServer
+) -> None:
+    calls = [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in (PARIS, OSLO)
+    ]
+    message = {"role": "assistant", "content": None, "tool_calls": calls}
+    usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS}
+    completion = {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": message}],
+        "usage": usage,
+    }
+    openai_server.script(Reply(body=completion))
+
+    events = await collect(openai_model(http, openai_server), request())
+
+    assert calls_of(events) == (as_call(PARIS), as_call(OSLO))
+    assert events[-1] == StreamEnd(finish_reason="tool_calls", usage=USAGE)
+
+
 # --- Anthropic ------------------------------------------------------------------------------------
 async def test_anthropic_gets_its_own_tool_shapes_and_tool_turns_as_blocks(
     http: httpx.AsyncClient, anthropic_server: FakeProviderServer

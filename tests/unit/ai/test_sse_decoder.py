@@ -55,3 +55,42 @@ def test_an_unterminated_last_event_is_still_delivered_at_the_end() -> None:
 
     assert decoder.feed(b"data: [DONE]") == []
     assert decoder.finish() == [SseEvent("message", "[DONE]")]
+
+
+def test_one_leading_byte_order_mark_is_ignored_even_split_between_reads() -> None:
+    decoder = SseDecoder()
+
+    assert decoder.feed(b"\xef\xbb") == []
+    assert decoder.feed(b"\xbfdata: first\n\n") == [SseEvent("message", "first")]
+    # only the leading one: a later BOM is text
+    assert decoder.feed(b"data: \xef\xbb\xbfx\n\n") == [SseEvent("message", "\ufeffx")]
+
+
+def test_a_lone_cr_ending_a_read_dispatches_the_event_at_once() -> None:
+    decoder = SseDecoder()
+
+    assert decoder.feed(b"data: a\r\r") == [SseEvent("message", "a")]
+    # the LF opening the next read ends no line: it was the second half of a CRLF
+    assert decoder.feed(b"\ndata: b\r") == []
+    assert decoder.feed(b"\n\r\n") == [SseEvent("message", "b")]
+    assert decoder.feed(b"\n") == []  # a blank line: nothing to dispatch
+    assert decoder.finish() == []
+
+
+def test_a_cr_ending_a_read_then_a_read_decoding_to_nothing_still_skips_the_lf() -> None:
+    decoder = SseDecoder()
+
+    assert decoder.feed(b"data: \xc3\xa9\r") == []
+    assert decoder.feed(b"") == []
+    assert decoder.feed(b"\n\n") == [SseEvent("message", "é")]
+
+
+def test_a_multi_megabyte_event_in_small_reads_is_read_whole() -> None:
+    """A base64 image or large tool-call arguments in one delta: one event, many reads."""
+    payload = ("0123456789abcdef" * 4096) * 48  # 3 MiB
+    data = f"data: {payload}\ndata: tail\n\n".encode()
+    decoder, found = SseDecoder(), []
+    for start in range(0, len(data), 4093):
+        found += decoder.feed(data[start : start + 4093])
+
+    assert found + decoder.finish() == [SseEvent("message", payload + "\ntail")]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -7,6 +9,7 @@ import pytest
 
 from whalli.adapters.ai import StreamPolicy
 from whalli.adapters.ai._http import error_code, retry_after, status_error
+from whalli.adapters.ai._streaming import stream_with_retries
 from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.domain.model.chats import GenerationParams, MessageRole, TokenUsage
 from whalli.ports.chat_model import (
@@ -112,3 +115,23 @@ async def test_dev_echo_stops_at_max_tokens_with_finish_reason_length() -> None:
 
 def test_dev_echo_is_the_dev_provider() -> None:
     assert DevEchoChatModel().provider == "dev"
+
+
+async def test_nothing_is_read_after_the_end_of_a_stream() -> None:
+    """An attempt that would wait after its end (a connection left open) is closed at its end,
+    never read again: no idle timeout can spoil the complete answer."""
+    closed: list[bool] = []
+
+    async def attempt() -> AsyncGenerator[StreamEvent, None]:
+        try:
+            yield StreamDelta(text="Hi")
+            yield StreamEnd(finish_reason="stop", usage=TokenUsage())
+            await asyncio.Event().wait()  # a read after the end would wait here
+        finally:
+            closed.append(True)
+
+    policy = StreamPolicy(idle_timeout=0.05)
+    events = [e async for e in stream_with_retries(attempt, provider="p", policy=policy)]
+
+    assert events == [StreamDelta(text="Hi"), StreamEnd(finish_reason="stop", usage=TokenUsage())]
+    assert closed == [True]

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -29,9 +30,13 @@ async def sse_post(
     headers: Mapping[str, str],
     body: bytes,
     policy: StreamPolicy,
+    whole: Callable[[dict[str, Any]], list[str]] | None = None,
 ) -> AsyncGenerator[SseEvent, None]:
     """POST ``body`` (JSON) and yield the SSE events of a 2xx answer as they arrive.
 
+    A 2xx ``application/json`` answer (a server that ignored ``stream: true``) is read whole
+    and, with ``whole``, yielded as the events' ``data`` that ``whole`` makes of it (the stream
+    that would have said the same); without ``whole`` it is read as events, as any other type.
     Closing the generator closes the response (and its connection) at once.
     """
     # Reads are bounded by the caller's first-token and idle timeouts, not by httpx.
@@ -48,6 +53,11 @@ async def sse_post(
             if not response.is_success:  # redirects are not followed: a 3xx is a bad base URL
                 content = await response.aread()
                 raise status_error(provider, response.status_code, response.headers, content)
+            if whole is not None and _is_json(response.headers.get("content-type", "")):
+                document = decode_json(provider, (await response.aread()).decode(errors="replace"))
+                for data in whole(document):
+                    yield SseEvent("message", data)
+                return
             decoder = SseDecoder()
             async for chunk in response.aiter_bytes():
                 for event in decoder.feed(chunk):
@@ -71,6 +81,10 @@ async def sse_post(
             kind="connection",
             retryable=True,
         ) from e
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.partition(";")[0].strip().lower() == "application/json"
 
 
 def status_error(
@@ -176,11 +190,12 @@ def obj(value: object) -> dict[str, Any]:
 
 
 def decode_json(provider: str, data: str) -> dict[str, Any]:
-    """One SSE ``data`` payload as a JSON object."""
+    """One SSE ``data`` payload as a JSON object (msgspec; ``_lenient`` only for what it
+    refuses)."""
     try:
         document = msgspec.json.decode(data)
     except msgspec.DecodeError:
-        document = None
+        document = _lenient(data)
     if not isinstance(document, dict):
         raise provider_error(
             f"The {provider} provider sent a malformed stream event.",
@@ -189,3 +204,29 @@ def decode_json(provider: str, data: str) -> dict[str, Any]:
             retryable=True,
         )
     return document
+
+
+def _lenient(data: str) -> object:
+    """``data`` as JSON that msgspec refuses but JSON allows, or ``None``: a lone surrogate
+    escape (``"\\ud83d"``, half of an astral character, as a proxy that re-chunks text by
+    UTF-16 code units sends it; RFC 8259 §8.2). Each lone half becomes U+FFFD, so the text
+    stays valid UTF-8 wherever it goes (streamed, stored). NaN and Infinity stay refused."""
+    try:
+        return _valid_text(json.loads(data, parse_constant=_refuse))
+    except (ValueError, RecursionError):
+        return None
+
+
+def _refuse(constant: str) -> object:
+    raise ValueError(constant)
+
+
+def _valid_text(value: object) -> object:
+    if isinstance(value, str):
+        # a surrogate pair would be one character here: any surrogate left is a lone half
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, dict):
+        return {_valid_text(k): _valid_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_valid_text(v) for v in value]
+    return value

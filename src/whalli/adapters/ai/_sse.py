@@ -2,6 +2,14 @@
 
 Bytes arrive in arbitrary pieces: a line, a UTF-8 character or a CRLF pair may be split between
 two network reads, so the decoder keeps what it has not finished and yields only whole events.
+
+Rules (from the format):
+- one leading U+FEFF byte order mark is ignored;
+- a line ends at CRLF, LF or a lone CR; an event is dispatched as soon as the line ending it
+  has arrived, CR included (a CR closing a read is a line end at once, and an LF opening the
+  next read is then the second half of that CRLF, skipped);
+- each piece of text is scanned once: a long line arriving in many reads is kept as its
+  pieces and joined once it ends (linear in its length, whatever the number of reads).
 """
 
 from __future__ import annotations
@@ -20,16 +28,18 @@ class SseEvent:
 class SseDecoder:
     """Feed bytes, get the events they complete; ``finish`` at end of stream."""
 
+    # "utf-8-sig" drops one leading BOM (even split between reads), and only that one
     _text: codecs.IncrementalDecoder = field(
-        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
     )
-    _pending: str = ""
+    _partial: list[str] = field(default_factory=list)  # the unfinished line, in pieces
+    _after_cr: bool = False  # the last text ended with CR: an LF opening the next is skipped
     _event: str = ""
     _data: list[str] = field(default_factory=list)
     _has_data: bool = False
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
-        return self._lines(self._pending + self._text.decode(chunk), final=False)
+        return self._lines(self._text.decode(chunk))
 
     def finish(self) -> list[SseEvent]:
         """The event left unterminated when the stream ended, if any.
@@ -37,18 +47,36 @@ class SseDecoder:
         The format says to drop it; some OpenAI-compatible servers end with ``data: [DONE]``
         and no blank line, and a complete reply should not read as a cut stream.
         """
-        events = self._lines(self._pending + self._text.decode(b"", final=True) + "\n", final=True)
+        events = self._lines(self._text.decode(b"", final=True))
+        if self._partial:
+            line = "".join(self._partial)
+            self._partial.clear()
+            self._line(line)  # a last line is never blank: it only adds to the event
         last = self._dispatch()
         return [*events, last] if last is not None else events
 
-    def _lines(self, text: str, *, final: bool) -> list[SseEvent]:
-        # A trailing "\r" may be the first half of a CRLF: keep it until the next piece.
-        if not final and text.endswith("\r"):
-            text, self._pending = text[:-1], "\r"
-        else:
-            self._pending = ""
-        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        self._pending = lines.pop() + self._pending
+    def _lines(self, text: str) -> list[SseEvent]:
+        if not text:
+            return []
+        if self._after_cr:
+            self._after_cr = False
+            if text[0] == "\n":
+                text = text[1:]
+        if "\r" in text:
+            self._after_cr = text[-1] == "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
+        rest = lines.pop()
+        if not lines:  # no line ends here: only more of the unfinished one
+            if rest:
+                self._partial.append(rest)
+            return []
+        if self._partial:
+            self._partial.append(lines[0])
+            lines[0] = "".join(self._partial)
+            self._partial.clear()
+        if rest:
+            self._partial.append(rest)
         events: list[SseEvent] = []
         for line in lines:
             event = self._line(line)

@@ -10,7 +10,13 @@ Rules (the chat flow depends on them):
 - the first token must come within ``first_token_timeout`` of the request (a reasoning
   model's: ``reasoning_first_token_timeout``, see ``to_answer``), and each later event
   within ``idle_timeout`` of the previous one; a first-token timeout is not retried here (it would
-  multiply the wait) but is ``retryable`` so the caller can fall back to another model.
+  multiply the wait) but is ``retryable`` so the caller can fall back to another model;
+- the ``StreamEnd`` ends the stream: an adapter yields it as soon as the provider marks the end
+  (``[DONE]``, ``message_stop``), without reading on, and nothing is read after it (a provider
+  or proxy that keeps the connection open after the end never turns a complete answer into a
+  timeout). The response is then closed, not drained: its connection is kept for the next
+  request when its body had already ended (the usual case: the end of the body comes with the
+  last event), else closed (see ``adapters/http11``).
 """
 
 from __future__ import annotations
@@ -160,8 +166,9 @@ async def _timed(
                 if event is None:
                     return
                 yield event
-                if not isinstance(event, StreamEnd):
-                    limit, waiting_for = policy.idle_timeout, "the next token"
+                if isinstance(event, StreamEnd):
+                    return  # the answer is complete: nothing after its end is read or waited for
+                limit, waiting_for = policy.idle_timeout, "the next token"
         finally:
             watchdog.close()
 

@@ -103,27 +103,25 @@ class AnthropicChatModel(ChatModel):
             policy=self._policy,
         )
         async with aclosing(events):
-            try:
-                async for sse in events:
-                    if answer.end is not None:
-                        continue  # read the body to its end so the connection can be reused
-                    text = answer.read(sse)
-                    del sse  # a held reply waits for its next event here: keep nothing of this one
-                    if isinstance(text, ToolCallDelta | StreamReasoning):
-                        yield text
-                        continue
-                    stopped = False
-                    if text and stops is not None:
-                        text, stopped = stops.feed(text)
-                        answer.sent.append(text)
-                    if text:
-                        yield StreamDelta(text=text)
-                    if stopped:  # closing the response ends the generation upstream
-                        answer.stop_here()
-                        break
-            except ProviderError:
-                if answer.end is None:
-                    raise  # a failure after message_stop does not spoil a complete answer
+            async for sse in events:
+                text = answer.read(sse)
+                del sse  # a held reply waits for its next event here: keep nothing of this one
+                if isinstance(text, ToolCallDelta | StreamReasoning):
+                    yield text
+                    continue
+                stopped = False
+                if text and stops is not None:
+                    text, stopped = stops.feed(text)
+                    answer.sent.append(text)
+                if text:
+                    yield StreamDelta(text=text)
+                if stopped:  # closing the response ends the generation upstream
+                    answer.stop_here()
+                    break
+                if answer.end is not None:
+                    # message_stop: the answer is complete, nothing more is read (a connection
+                    # left open after it is closed, not waited on)
+                    break
         if answer.end is None:
             raise stream_cut(self.provider)
         rest = stops.flush() if stops is not None else ""

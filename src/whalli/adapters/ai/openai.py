@@ -13,7 +13,13 @@ import httpx
 import msgspec
 
 from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
-from whalli.adapters.ai._streaming import Sleep, StreamPolicy, stream_cut, stream_with_retries
+from whalli.adapters.ai._streaming import (
+    Sleep,
+    StreamPolicy,
+    provider_error,
+    stream_cut,
+    stream_with_retries,
+)
 from whalli.domain.model.chats import MessageRole, PromptMessage, TokenUsage
 from whalli.domain.model.errors import ProviderError
 from whalli.domain.model.images import ImagePart
@@ -95,9 +101,14 @@ class OpenAIChatModel(ChatModel):
         return body
 
     async def _attempt(self, body: bytes) -> AsyncGenerator[StreamEvent, None]:
+        """One request. The answer ends at ``[DONE]``: its end is passed on at once and
+        nothing more is read (a connection a proxy keeps open after it is closed, not waited
+        on). A ``finish_reason`` of ``error`` (OpenRouter's for a generation that failed) fails
+        the answer after its text so far, as an ``error`` chunk does. A server that ignored
+        ``stream: true`` and answered one ``chat.completion`` is read as its stream
+        (``_as_chunk``)."""
         finish_reason: str | None = None
         usage = TokenUsage()
-        end: StreamEnd | None = None
         calls = _CallPieces()  # the tool calls begun, across the stream's chunks
         events = sse_post(
             self._http,
@@ -106,29 +117,25 @@ class OpenAIChatModel(ChatModel):
             headers=self._headers,
             body=body,
             policy=self._policy,
+            whole=_as_chunk,
         )
         async with aclosing(events):
-            try:
-                async for sse in events:
-                    if end is not None:
-                        continue  # read the body to its end so the connection can be reused
-                    if sse.data.strip() == "[DONE]":
-                        end = StreamEnd(finish_reason=finish_reason or "unknown", usage=usage)
-                        continue
-                    texts, pieces, finish, chunk_usage = self._read(sse.data)
-                    del sse  # a held reply waits for its next event here: keep nothing of this one
-                    finish_reason, usage = finish or finish_reason, chunk_usage or usage
-                    for text in texts:
-                        yield text
-                    if pieces is not None:
-                        for piece in pieces:
-                            yield calls.delta(piece)
-            except ProviderError:
-                if end is None:
-                    raise  # a failure after [DONE] does not spoil a complete answer
-        if end is None:
-            raise stream_cut(self.provider)
-        yield end
+            async for sse in events:
+                if sse.data.strip() == "[DONE]":
+                    break
+                texts, pieces, finish, chunk_usage = self._read(sse.data)
+                del sse  # a held reply waits for its next event here: keep nothing of this one
+                finish_reason, usage = finish or finish_reason, chunk_usage or usage
+                for text in texts:
+                    yield text
+                if pieces is not None:
+                    for piece in pieces:
+                        yield calls.delta(piece)
+                if finish == "error":
+                    raise _failed_generation(self.provider)
+            else:
+                raise stream_cut(self.provider)
+        yield StreamEnd(finish_reason=finish_reason or "unknown", usage=usage)
 
     def _read(
         self, data: str
@@ -162,6 +169,41 @@ class OpenAIChatModel(ChatModel):
             if choice.get("finish_reason"):
                 finish_reason = str(choice["finish_reason"])
         return texts, calls, finish_reason, _usage(chunk.get("usage"))
+
+
+def _failed_generation(provider: str) -> ProviderError:
+    """``finish_reason: "error"`` without an ``error`` object (OpenRouter's normalised reason
+    for a generation that failed upstream) fails the answer as an ``error`` chunk without a
+    transient code does (``stream_error``): not retried; before any text, the caller may fall
+    back to another model; after it, the text so far is kept."""
+    return provider_error(
+        f"The {provider} provider reported that its generation failed (finish reason 'error').",
+        provider=provider,
+        kind="upstream_error",
+        retryable=False,
+    )
+
+
+def _as_chunk(document: dict[str, Any]) -> list[str]:
+    """A whole ``chat.completion`` (a server that ignored ``stream: true``) as the ``data`` of
+    the stream that would have said the same: one chunk with its message as the delta, its
+    finish reason and usage, then ``[DONE]``. Anything else (an ``error`` object) goes as it
+    is, read as a chunk would be."""
+    choices = document.get("choices")
+    if not isinstance(choices, list):
+        return [msgspec.json.encode(document).decode()]
+    chunk_choices = []
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        delta = dict(obj(choice.get("message")))
+        if isinstance(delta.get("tool_calls"), list):  # numbered as a stream numbers them
+            delta["tool_calls"] = [
+                {"index": i, **obj(call)} for i, call in enumerate(delta["tool_calls"])
+            ]
+        chunk_choices.append({**choice, "delta": delta})
+    chunk = {**document, "choices": chunk_choices}
+    return [msgspec.json.encode(chunk).decode(), "[DONE]"]
 
 
 def _message(message: PromptMessage) -> dict[str, Any]:
