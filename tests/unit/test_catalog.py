@@ -18,7 +18,7 @@ from whalli.domain.model.catalog import (
     check_reasoning,
     ensure_model_allowed,
 )
-from whalli.domain.model.chats import ReasoningEffort
+from whalli.domain.model.chats import GenerationParams, ReasoningEffort
 from whalli.domain.model.errors import (
     AccountDisabled,
     InvalidCatalog,
@@ -330,3 +330,16 @@ def test_the_shipped_catalog_has_reasoning_models() -> None:
         "anthropic/claude-opus-4",
         "dev/echo",
     }
+
+
+def test_a_fallback_is_asked_what_it_takes_of_what_its_model_was_asked() -> None:
+    grok = a_spec(
+        "xai/m", provider="xai", reasoning=True, max_output_tokens=500,
+        reasoning_efforts=(ReasoningEffort.LOW, ReasoningEffort.HIGH),
+    )  # fmt: skip
+    asked = GenerationParams(reasoning_effort=ReasoningEffort.HIGH, max_tokens=400, seed=7)
+    assert grok.fitted(asked) is asked  # nothing to change: the same object
+    medium = GenerationParams(reasoning_effort=ReasoningEffort.MEDIUM, max_tokens=900, seed=7)
+    assert grok.fitted(medium) == GenerationParams(max_tokens=500, seed=7)
+    plain = a_spec("openai/p", provider="openai")
+    assert plain.fitted(medium) == GenerationParams(max_tokens=900, seed=7)

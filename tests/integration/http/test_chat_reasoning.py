@@ -196,3 +196,21 @@ def refused_detail(response: Any) -> str:
     assert response.status_code == 422, response.text
     detail: str = response.json()["detail"]
     return detail
+
+
+async def test_v1_refuses_an_effort_or_max_tokens_the_model_does_not_take_naming_the_param(
+    chat: Chat,
+) -> None:
+    alice = await chat.world.register("alice")
+    await _plan(chat, alice, "pro")
+    key = await _v1_key(chat, alice["auth"])
+    calls = len(chat.provider.requests)
+    for param, extra in (
+        ("reasoning_effort", {"model": REASONER, "reasoning_effort": "minimal"}),
+        ("max_tokens", {"model": MODEL, "max_tokens": 16_385}),
+    ):
+        body = {"messages": [{"role": "user", "content": "Hi"}], **extra}
+        refused = await chat.client.post("/v1/chat/completions", json=body, headers=key)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["param"] == param
+    assert len(chat.provider.requests) == calls

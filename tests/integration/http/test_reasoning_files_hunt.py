@@ -466,10 +466,12 @@ async def test_a_fork_into_another_project_takes_no_file_text_along(
 
 @pytest.fixture
 def small_catalog(tmp_path: Path) -> str:
-    """The catalog with gpt-4o-mini's window cut to 3,000 tokens."""
+    """The catalog with gpt-4o-mini's window cut to 3,000 tokens (and its output cap, which
+    must fit in it, to 1,000)."""
     text = Path("catalog/models.toml").read_text()
     head, sep, rest = text.partition('id = "openai/gpt-4o-mini"')
     rest = rest.replace("context_window = 128000", "context_window = 3000", 1)
+    rest = rest.replace("max_output_tokens = 16384", "max_output_tokens = 1000", 1)
     path = tmp_path / "models.toml"
     path.write_text(head + sep + rest)
     return str(path)

@@ -556,3 +556,23 @@ async def test_the_sdk_raises_a_providers_mid_stream_error_after_the_reasoning(
         with pytest.raises(openai.APIError, match="overloaded"):
             await read()
     assert thoughts == list(THOUGHTS)
+
+
+async def test_a_fallback_writes_at_most_its_own_cap_and_the_reply_keeps_what_it_was_asked(
+    xai_chat: Chat,  # noqa: F811  (the imported fixture)
+) -> None:
+    chat = xai_chat
+    alice = await chat.world.register("alice")
+    chat.provider.script(*[fail_the_reasoner("grok-3-mini")] * 4)
+    started = await chat.start(
+        alice["auth"], model=GROK_MINI, message=f"Long {uuid.uuid4()}",
+        params={"reasoningEffort": "low", "maxTokens": 30_000},  # grok-3-mini: no cap known
+    )  # fmt: skip
+    assert (await chat.events(started["sessionId"]))[-1][1] == "done"
+    asked = [r.body for r in chat.provider.requests[-4:] if r.body.get("model") == "grok-3-mini"]
+    assert asked
+    assert {(b["max_tokens"], b["reasoning_effort"]) for b in asked} == {(30_000, "low")}
+    # gpt-4o-mini writes at most 16,384 tokens: asked for that, without the effort
+    assert sampling(last_sent(chat)) == {"max_completion_tokens": 16_384}
+    reply = (await messages(chat, started["chatId"], alice["auth"]))[-1]
+    assert reply["model"] == MODEL

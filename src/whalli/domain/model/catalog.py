@@ -18,8 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Set
 
+import msgspec
+
 from whalli.domain.model.base import Value
-from whalli.domain.model.chats import ReasoningEffort
+from whalli.domain.model.chats import GenerationParams, ReasoningEffort
 from whalli.domain.model.errors import (
     AccountDisabled,
     InvalidCatalog,
@@ -87,6 +89,21 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     def takes_effort(self, effort: ReasoningEffort | None) -> bool:
         """Whether a request asking for ``effort`` may go to it as asked (``None``: always)."""
         return effort is None or effort in self.efforts
+
+    def fitted(self, params: GenerationParams) -> GenerationParams:
+        """``params`` as this model takes them (for a fallback asked what its model was): an
+        effort it does not take left out, ``max_tokens`` cut to its output cap. The same object
+        when nothing changes."""
+        effort, cap = params.reasoning_effort, self.max_output_tokens
+        drop_effort = not self.takes_effort(effort)
+        cut = cap is not None and params.max_tokens is not None and params.max_tokens > cap
+        if not (drop_effort or cut):
+            return params
+        return msgspec.structs.replace(
+            params,
+            reasoning_effort=None if drop_effort else effort,
+            max_tokens=cap if cut else params.max_tokens,
+        )
 
     @property
     def calls_tools(self) -> bool:

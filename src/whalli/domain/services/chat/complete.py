@@ -13,7 +13,13 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_allowed
+from whalli.domain.model.catalog import (
+    ModelCatalog,
+    ModelSpec,
+    check_max_tokens,
+    check_reasoning,
+    ensure_model_allowed,
+)
 from whalli.domain.model.chats import (
     GenerationParams,
     MessageStatus,
@@ -207,6 +213,7 @@ class CompleteChatHandler:
         refused = _refusal(spec, command)
         if refused is not None:
             raise refused
+        check_max_tokens(spec, command.params.max_tokens, field="max_tokens")
         check_tool_turns(command.messages)
         return spec
 
@@ -229,9 +236,10 @@ class CompleteChatHandler:
                 continue  # a fallback that would answer without the tools or format asked for
             run = _Run(spec=candidate)
             request = CompletionRequest(
-                model=candidate.upstream, messages=command.messages, params=command.params,
+                model=candidate.upstream, messages=command.messages,
+                params=candidate.fitted(command.params),  # (a fallback: max_tokens within its cap)
                 tools=command.tools, response_format=command.response_format,
-                reasons=candidate.reasoning,
+                reasons=candidate.reasoning, max_output_tokens=candidate.max_output_tokens,
             )  # fmt: skip
             events = model.stream(request)
             try:
@@ -336,9 +344,11 @@ def _refusal(spec: ModelSpec, command: CompleteChat) -> InvalidInput | None:
         return InvalidInput(message, field="response_format")
     if not spec.sees_images and (image := first_image(command.messages)) is not None:
         return InvalidInput(f"Model {spec.id!r} does not read images.", field=image)
-    if command.params.reasoning_effort is not None and not spec.reasoning:
-        message = f"Model {spec.id!r} does not take a reasoning effort."
-        return InvalidInput(message, field="reasoning_effort")
+    if not spec.takes_effort(command.params.reasoning_effort):
+        try:
+            check_reasoning(spec, command.params.reasoning_effort, field="reasoning_effort")
+        except InvalidInput as refused:
+            return refused
     return None
 
 

@@ -360,14 +360,12 @@ class GenerateReplyHandler:
             outcome = _Outcome(spec=candidate)
             if candidate.reasoning:  # it may think in silence for minutes
                 progress.watch_silence(outcome.text, outcome.reasoning)
-            params = session.params
-            if params.reasoning_effort is not None and not candidate.reasoning:
-                # a fallback that takes no effort answers without it (a preference, unlike an
-                # image the model could not see)
-                params = msgspec.structs.replace(params, reasoning_effort=None)
+            # a fallback that does not take the effort answers without it (a preference, unlike
+            # an image the model could not see), and writes at most what it can
+            params = candidate.fitted(session.params)
             request = CompletionRequest(
                 model=candidate.upstream, messages=messages, params=params,
-                reasons=candidate.reasoning,
+                reasons=candidate.reasoning, max_output_tokens=candidate.max_output_tokens,
             )  # fmt: skip
             started = time.perf_counter()
 
@@ -429,9 +427,8 @@ class GenerateReplyHandler:
         now = self._clock.now()
         message = reply  # as saved pending; this generation is the only writer of that row
         message.model, message.provider = outcome.spec.id, outcome.spec.provider
-        if message.params.reasoning_effort is not None and not outcome.spec.reasoning:
-            # a fallback answered, asked without the effort: kept as it was asked
-            message.params = msgspec.structs.replace(message.params, reasoning_effort=None)
+        # a fallback answered, asked what it takes of it: kept as it was asked
+        message.params = outcome.spec.fitted(message.params)
         message.finish(
             status=outcome.status,
             content=text,
