@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -15,7 +15,7 @@ import msgspec
 
 from whalli.adapters.ai._sse import SseDecoder, SseEvent
 from whalli.adapters.ai._streaming import StreamPolicy, provider_error, stream_cut
-from whalli.adapters.ai._upstream_errors import error_code, upstream_message
+from whalli.adapters.ai._upstream_errors import error_code, request_secrets, upstream_message
 from whalli.domain.model.errors import ProviderError
 
 # Statuses by which a provider refuses this very request as invalid (not its key or model)
@@ -52,7 +52,10 @@ async def sse_post(
         ) as response:
             if not response.is_success:  # redirects are not followed: a 3xx is a bad base URL
                 content = await response.aread()
-                raise status_error(provider, response.status_code, response.headers, content)
+                raise status_error(
+                    provider, response.status_code, response.headers, content,
+                    secrets=request_secrets(headers),
+                )  # fmt: skip
             if whole is not None and _is_json(response.headers.get("content-type", "")):
                 document = decode_json(provider, (await response.aread()).decode(errors="replace"))
                 for data in whole(document):
@@ -88,10 +91,16 @@ def _is_json(content_type: str) -> bool:
 
 
 def status_error(
-    provider: str, status: int, headers: Mapping[str, str], body: bytes
+    provider: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secrets: Sequence[str] = (),
 ) -> ProviderError:
     """The error for a non-2xx answer. Only a request refused as invalid carries the provider's
-    own message (sanitised, see ``_upstream_errors``); every error has ``upstream_status``."""
+    own message (sanitised, ``secrets`` the request's keys: see ``_upstream_errors``); every
+    error has ``upstream_status``."""
     code = error_code(body)
     detail = f"HTTP {status}" + (f": {code}" if code else "")
     if status == 429:
@@ -114,7 +123,7 @@ def status_error(
         )
     if status in _REQUEST_AT_FAULT:
         # this request is at fault (no other model may answer it instead): say why
-        said = upstream_message(body)
+        said = upstream_message(body, secrets)
         return provider_error(
             f"The {provider} provider rejected the request ({detail})"
             + (f": {said}" if said else "."),
@@ -168,11 +177,11 @@ _TRANSIENT = frozenset(
 )
 
 
-def stream_error(provider: str, payload: object) -> ProviderError:
+def stream_error(provider: str, payload: object, secrets: Sequence[str] = ()) -> ProviderError:
     """An error the provider reported inside a 2xx stream (an ``error`` event or chunk), with
-    its message (sanitised) when it has one."""
+    its message (sanitised, ``secrets`` the request's keys) when it has one."""
     code = error_code(payload)
-    said = upstream_message(payload)
+    said = upstream_message(payload, secrets)
     return provider_error(
         f"The {provider} provider reported an error mid-stream"
         + (f" ({code})" if code else "")

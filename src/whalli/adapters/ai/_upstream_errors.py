@@ -10,15 +10,17 @@ Rules:
 - the message is read from the shapes providers send: OpenAI, xAI and compatible servers'
   ``{"error": {"message"}}``, Anthropic's ``{"type": "error", "error": {"type", "message"}}``,
   Ollama's ``{"error": "text"}``, vLLM's ``{"message"}``; anything else gives none;
-- it is sanitised: control and format characters dropped, whitespace collapsed, anything shaped
-  like a key or a bearer token replaced (an upstream that echoes one in a 400 leaks nothing),
-  at most ``MAX_MESSAGE`` characters (cut with an ellipsis).
+- it is sanitised: control and format characters dropped, whitespace collapsed, the keys the
+  request was sent with (``secrets``: a self-hosted server's key may have any shape) and
+  anything shaped like a key or a bearer token replaced (an upstream that echoes one in a 400
+  leaks nothing), at most ``MAX_MESSAGE`` characters (cut with an ellipsis).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
@@ -56,9 +58,21 @@ def error_code(body: object) -> str:
     return ""
 
 
-def upstream_message(body: object) -> str:
+def request_secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The credentials in a request's headers (``Authorization: Bearer``, ``x-api-key``)."""
+    found = []
+    for name, value in headers.items():
+        if name.lower() == "authorization":
+            found.append(value.removeprefix("Bearer ").strip())
+        elif name.lower() == "x-api-key":
+            found.append(value.strip())
+    return tuple(s for s in found if s)
+
+
+def upstream_message(body: object, secrets: Sequence[str] = ()) -> str:
     """The provider's own explanation in an error body (a JSON document, or its bytes),
-    sanitised; ``""`` when it has none. See the module docstring for when to ask for it."""
+    sanitised (``secrets`` removed); ``""`` when it has none. See the module docstring for when
+    to ask for it."""
     document = _document(body)
     if not isinstance(document, dict):
         return ""
@@ -69,12 +83,15 @@ def upstream_message(body: object) -> str:
         said = error
     else:
         said = document.get("message")
-    return sanitised(said) if isinstance(said, str) else ""
+    return sanitised(said, secrets) if isinstance(said, str) else ""
 
 
-def sanitised(text: str) -> str:
-    """``text`` on one line, without control characters or key-shaped words, at most
-    ``MAX_MESSAGE`` characters."""
+def sanitised(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` on one line, without control characters, ``secrets`` or key-shaped words, at
+    most ``MAX_MESSAGE`` characters."""
+    for secret in secrets:
+        if len(secret) >= 4:  # (an empty or trivial one would redact everything)
+            text = text.replace(secret, _REDACTED)
     printable = "".join(
         " " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text
     )

@@ -92,7 +92,7 @@ class AnthropicChatModel(ChatModel):
     async def _attempt(
         self, body: bytes, local: list[str], formatted: bool
     ) -> AsyncGenerator[StreamEvent, None]:
-        answer = _Answer(self.provider, formatted=formatted)
+        answer = _Answer(self.provider, formatted=formatted, secrets=(self._headers["x-api-key"],))
         stops = LocalStops(local) if local else None
         events = sse_post(
             self._http,
@@ -143,12 +143,16 @@ class _Answer:
         "ignored",
         "prompt_tokens",
         "provider",
+        "secrets",
         "sent",
         "stop_reason",
     )
 
-    def __init__(self, provider: str, *, formatted: bool = False) -> None:
+    def __init__(
+        self, provider: str, *, formatted: bool = False, secrets: tuple[str, ...] = ()
+    ) -> None:
         self.provider = provider
+        self.secrets = secrets  # the request's key: never repeated in an error's message
         self.prompt_tokens = self.completion_tokens = 0
         self.stop_reason: str | None = None
         self.end: StreamEnd | None = None
@@ -237,7 +241,7 @@ class _Answer:
                 ),
             )
         elif kind == "error":
-            raise stream_error(self.provider, data)
+            raise stream_error(self.provider, data, self.secrets)
         # ping, text and thinking blocks' start and stop, signatures and event types added
         # later carry no text
         return None

@@ -60,6 +60,7 @@ class OpenAIChatModel(ChatModel):
         self._http = http
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._secrets = (api_key,) if api_key else ()  # never repeated in an error's message
         self._policy = policy or StreamPolicy()
         self._sleep = sleep
 
@@ -148,7 +149,7 @@ class OpenAIChatModel(ChatModel):
         ``reasoning`` (OpenRouter, Ollama), a string; it comes before the text of a delta."""
         chunk = decode_json(self.provider, data)
         if chunk.get("error") is not None:
-            raise stream_error(self.provider, chunk)
+            raise stream_error(self.provider, chunk, self._secrets)
         texts: list[StreamDelta | StreamReasoning] = []
         calls: list[dict[str, Any]] | None = None
         finish_reason: str | None = None

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import unicodedata
 from uuid import UUID
 
 from whalli.domain.model.base import Value
-from whalli.domain.model.errors import RateLimited, ServiceUnavailable
+from whalli.domain.model.errors import InvalidEmail, RateLimited, ServiceUnavailable
+from whalli.domain.model.users import normalize_email
 from whalli.ports.rate_limiter import RateDecision, RateLimiter
 
 
@@ -112,4 +114,10 @@ def _ip_key(client_ip: str) -> str:
 
 
 def _account_key(email: str) -> str:
-    return hashlib.sha256(email.strip().casefold().encode()).hexdigest()[:32]
+    """The account a sign-in names, as the sign-in finds it (``normalize_email``: a fullwidth or
+    otherwise respelled address is the same account, with the same budget)."""
+    try:
+        canonical = normalize_email(email)
+    except InvalidEmail:
+        canonical = unicodedata.normalize("NFKC", email).strip().casefold()
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -7,6 +7,7 @@ from uuid import UUID
 
 import msgspec
 
+from whalli.domain.model.chat_imports import IMPORTED_PROVIDER
 from whalli.domain.model.chats import MessageRole
 from whalli.domain.model.errors import MessageNotFound, ReplyInProgress
 from whalli.domain.model.feedback import Feedback, Rating
@@ -17,6 +18,9 @@ from whalli.ports.unit_of_work import UnitOfWork
 
 RATING_REMOVED = "removed"  # the metrics label of a rating taken back
 UNKNOWN_MODEL = "unknown"  # the metrics label of a reply that names no model
+# ... and of an imported one: its model is the export's free text (``chatgpt/<slug>``), which
+# would make a new series of the ratings counter per invented slug
+IMPORTED_MODEL = "imported"
 
 
 class RateReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,7 +46,8 @@ class RateReplyHandler:
     - feedback stays with its reply, also once a regeneration made it an earlier version
       (which may be rated too); it goes when the reply is deleted (with its chat, or as the
       oldest of too many versions);
-    - each stored rating is counted once committed, by the reply's model and the rating
+    - each stored rating is counted once committed, by the reply's model (``imported`` for an
+      imported reply, whose model is the export's free text) and the rating
       (``up``/``down``; a rating actually taken back counts as ``removed``); a refused request
       counts nothing.
     """
@@ -59,6 +64,8 @@ class RateReplyHandler:
             if message.chat_id != chat.id or message.role is not MessageRole.ASSISTANT:
                 raise MessageNotFound()
             model = message.model or UNKNOWN_MODEL
+            if message.provider == IMPORTED_PROVIDER:
+                model = IMPORTED_MODEL
             if command.rating is None:
                 removed = await uow.feedback.remove(message.id, command.user_id)
                 await uow.commit()
