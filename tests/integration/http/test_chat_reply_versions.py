@@ -67,6 +67,17 @@ async def _three_versions(chat: Chat, auth: dict[str, str]) -> tuple[dict[str, A
     return started, [blue, green, red]
 
 
+async def blue_then_red(
+    chat: Chat, auth: dict[str, str], **start: Any
+) -> tuple[dict[str, Any], str, str]:
+    """A chat whose question "Which colour?" was answered "Blue.", then regenerated "Red.": the
+    start's answer, the "Blue." reply's id (now an earlier version) and the "Red." one's."""
+    started = await _answered(chat, auth, "Blue.", message="Which colour?", **start)
+    blue = (await messages(chat, started["chatId"], auth))[1]["id"]
+    red = await _regenerated(chat, auth, "Red.", chatId=started["chatId"])
+    return started, blue, red
+
+
 def _is_problem(response: Any, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -183,12 +194,8 @@ async def test_readers_list_versions_writers_restore_and_others_get_404(chat: Ch
     alice, bob = await chat.world.register("alice"), await chat.world.register("bob")
     carol = await chat.world.register("carol")
     project_id = await team_project(chat, alice, carol, "viewer")
-    started = await _answered(
-        chat, alice["auth"], "Blue.", message="Which colour?", projectId=project_id
-    )
+    started, blue, red = await blue_then_red(chat, alice["auth"], projectId=project_id)
     chat_id = started["chatId"]
-    blue = (await messages(chat, chat_id, alice["auth"]))[1]["id"]
-    red = await _regenerated(chat, alice["auth"], "Red.", chatId=chat_id)
     other = await _answered(chat, bob["auth"], "Mine.", message="Bob's question")
     bobs_reply = (await messages(chat, other["chatId"], bob["auth"]))[1]["id"]
 

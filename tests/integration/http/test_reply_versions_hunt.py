@@ -26,6 +26,7 @@ from tests.integration.http.test_chat_reply_versions import (
     _restore,
     _three_versions,
     _versions,
+    blue_then_red,
 )
 from tests.support.fake_providers import Reply
 from tests.support.fake_providers import openai_stream as openai_pieces
@@ -270,12 +271,8 @@ async def test_a_restore_while_another_member_streams_a_new_message_is_a_409(
 ) -> None:
     alice, bob = await chat.world.register("alice"), await chat.world.register("bob")
     project_id = await team_project(chat, alice, bob, "editor")
-    started = await _answered(
-        chat, alice["auth"], "Blue.", message="Which colour?", projectId=project_id
-    )
+    started, blue, red = await blue_then_red(chat, alice["auth"], projectId=project_id)
     chat_id = started["chatId"]
-    blue = (await messages(chat, chat_id, alice["auth"]))[1]["id"]
-    red = await _regenerated(chat, alice["auth"], "Red.", chatId=chat_id)
     gate = held_reply(chat)
     bobs = await chat.start(bob["auth"], model=MODEL, message="Why red?", chatId=chat_id)
     first = await chat.events(bobs["sessionId"], limit=1)
@@ -445,12 +442,8 @@ async def test_a_version_is_rated_by_readers_and_the_rating_follows_it_back_and_
 ) -> None:
     alice, carol = await chat.world.register("alice"), await chat.world.register("carol")
     project_id = await team_project(chat, alice, carol, "viewer")
-    started = await _answered(
-        chat, alice["auth"], "Blue.", message="Which colour?", projectId=project_id
-    )
+    started, blue, red = await blue_then_red(chat, alice["auth"], projectId=project_id)
     chat_id = started["chatId"]
-    blue = (await messages(chat, chat_id, alice["auth"]))[1]["id"]
-    red = await _regenerated(chat, alice["auth"], "Red.", chatId=chat_id)
 
     # a viewer rates the version; each reader sees their own rating only
     assert (await _rate(chat, chat_id, blue, carol["auth"], "down")).status_code == 200
@@ -497,12 +490,8 @@ async def test_editors_restore_in_others_chats_and_removed_members_get_404(chat:
         headers=alice["auth"],
     )
     assert added.status_code == 201, added.text
-    started = await _answered(
-        chat, alice["auth"], "Blue.", message="Which colour?", projectId=project_id
-    )
+    started, blue, red = await blue_then_red(chat, alice["auth"], projectId=project_id)
     chat_id = started["chatId"]
-    blue = (await messages(chat, chat_id, alice["auth"]))[1]["id"]
-    red = await _regenerated(chat, alice["auth"], "Red.", chatId=chat_id)
 
     by_editor = await _restore(chat, chat_id, blue, dave["auth"])
     assert by_editor.status_code == 200, by_editor.text
