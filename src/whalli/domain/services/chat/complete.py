@@ -344,11 +344,10 @@ def _refusal(spec: ModelSpec, command: CompleteChat) -> InvalidInput | None:
         return InvalidInput(message, field="response_format")
     if not spec.sees_images and (image := first_image(command.messages)) is not None:
         return InvalidInput(f"Model {spec.id!r} does not read images.", field=image)
-    if not spec.takes_effort(command.params.reasoning_effort):
-        try:
-            check_reasoning(spec, command.params.reasoning_effort, field="reasoning_effort")
-        except InvalidInput as refused:
-            return refused
+    try:
+        check_reasoning(spec, command.params.reasoning_effort, field="reasoning_effort")
+    except InvalidInput as refused:
+        return refused
     return None
 
 
