@@ -13,6 +13,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from tests.conftest import new_unique
 from tests.integration.http.test_identity_end_to_end import World, _settings
 from tests.support.live_server import live_server
 from tests.support.resolve import resolved
@@ -24,7 +25,7 @@ from whalli.domain.model.filenames import content_disposition, sanitize_filename
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 from whalli.entrypoints.http.asgi import build_app
 
-BUCKET = f"files-{uuid.uuid4().hex[:12]}"  # one bucket for this module
+BUCKET = f"files-{new_unique()}"  # one bucket for this module
 BOUNDARY = "whalli-test-boundary-7f3a"
 SMALL_LIMIT = 100_000
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 64
