@@ -26,6 +26,10 @@ class ReplyStream(Protocol):
         for at least one; an empty list means none arrived in time."""
         ...
 
+    async def last(self, session_id: str) -> tuple[str, ReplyEvent] | None:
+        """The stream's last event with its id; ``None`` when it has none (or expired)."""
+        ...
+
     async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
         """Ask whoever generates this reply to stop (seen by ``stops_requested``)."""
         ...

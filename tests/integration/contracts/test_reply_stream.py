@@ -707,3 +707,43 @@ async def test_a_mark_arriving_after_the_final_event_does_not_revive_the_reply(
 
     assert not await redis.producing(published)
     assert not await redis.producing(appended)
+
+
+async def test_last_is_the_streams_last_event_with_its_id(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    assert await reply_stream.last(session_id) is None
+    ids = await publish_all(reply_stream, session_id, tokens("a", "b"))
+    assert await reply_stream.last(session_id) == (ids[1], TokenEvent(delta="b"))
+
+    final = ErrorEvent(code="provider_error", message="gone")
+    final_id = await reply_stream.publish(session_id, final, ttl_seconds=TTL)
+
+    assert await reply_stream.last(session_id) == (final_id, final)
+    assert await reply_stream.last(uuid.uuid4().hex) is None  # another session's is not it
+
+
+@pytest.mark.parametrize("backend", ["fake", "relayed"], indirect=True)  # (Redis alone: no beat)
+async def test_a_reader_resumed_after_an_id_beyond_a_live_reply_still_gets_its_final_event(
+    reply_stream: ReplyStream, session_id: str
+) -> None:
+    await reply_stream.begin(session_id, TTL)
+    first = await reply_stream.publish(session_id, TokenEvent(delta="a"), ttl_seconds=TTL)
+    ms = int(first.partition("-")[0])
+    forged = f"{ms + 10**9}-1"  # a valid id after every event the reply will have
+    reader = ReadReplyHandler(reply_stream, heartbeat_s=0.05, track_readers=False)
+    read: list[tuple[str, ReplyEvent]] = []
+
+    async def read_all() -> None:
+        async for batch in reader.events(session_id, forged):
+            if batch is not HEARTBEAT:
+                read.extend(batch)
+
+    reading = asyncio.create_task(read_all())
+    await asyncio.sleep(0.1)  # the reader waits past the reply's end
+    await reply_stream.publish(session_id, TokenEvent(delta="b"), ttl_seconds=TTL)
+    final = ErrorEvent(code="provider_error", message="gone")
+    final_id = await reply_stream.publish(session_id, final, ttl_seconds=TTL)
+    await asyncio.wait_for(reading, 10)
+
+    assert read == [(final_id, final)]

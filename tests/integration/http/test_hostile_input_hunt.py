@@ -8,10 +8,10 @@ back is a 4xx RFC 9457 problem naming what was wrong, with nothing written. Kept
 regression suite: it found NUL in account, project, key and member fields reaching Postgres (a
 422 naming nothing), a control character in an email, control characters kept in titles made
 from a first message or an import, duplicate attachment ids counted twice, numbers out of range
-refused without their field, query errors naming Python parameters and a surrogate hidden behind
-an escaped backslash, all fixed since. Two stay ``xfail`` (known, not fixed): numbers sent as
-JSON strings are coerced (Litestar converts bodies leniently), and a live stream resumed after a
-forged future ``Last-Event-ID`` ends without a final event."""
+refused without their field, query errors naming Python parameters, a surrogate hidden behind
+an escaped backslash, and a live stream resumed after a forged future ``Last-Event-ID`` ending
+without a final event, all fixed since. One stays ``xfail`` (known, not fixed): numbers sent as
+JSON strings are coerced (Litestar converts bodies leniently)."""
 
 from __future__ import annotations
 
@@ -569,11 +569,6 @@ async def test_another_users_file_among_attachments_is_404_and_starts_nothing(
     assert not any("bob's" in json.dumps(r.body) for r in chat.provider.requests)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a live stream resumed after an id beyond its events closes with no "
-    "done/error event",
-)
 async def test_a_live_stream_resumed_after_a_forged_future_id_still_ends_with_a_final_event(
     chat: Chat,
 ) -> None:

@@ -105,6 +105,13 @@ class InMemoryReplyStream(ReplyStream):
                 return []
         return self._after(session_id, start, count)
 
+    async def last(self, session_id: str) -> tuple[str, ReplyEvent] | None:
+        stream = self._live(session_id)
+        if stream is None or not stream.events:
+            return None
+        (ms, seq), event = stream.events[-1]
+        return f"{ms}-{seq}", event
+
     async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
         self._flags[("stop", session_id)] = self._expiry(ttl_seconds)
 

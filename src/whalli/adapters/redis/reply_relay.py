@@ -295,6 +295,12 @@ class RelayedReplyStream(ReplyStream):
             return not entry.abandoned
         return await self._redis.producing(session_id)
 
+    async def last(self, session_id: str) -> tuple[str, ReplyEvent] | None:
+        entry = self._live(session_id)
+        if entry is not None and entry.events:
+            return entry.events[-1]
+        return await self._redis.last(session_id)
+
     async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
         await self._redis.request_stop(session_id, ttl_seconds)
 

@@ -210,6 +210,15 @@ class RedisReplyStream(ReplyStream):
                 if entries or block is None:
                     return [(_text(i), _decoded(fields)) for i, fields in entries]
 
+    async def last(self, session_id: str) -> tuple[str, ReplyEvent] | None:
+        with translated():
+            found = await self._client.xrevrange(self._key("reply", session_id), count=1)
+        entries = _entries([(None, found)])
+        if not entries:
+            return None
+        event_id, fields = entries[0]
+        return _text(event_id), _decoded(fields)
+
     async def request_stop(self, session_id: str, ttl_seconds: int) -> None:
         check_ttl(ttl_seconds)
         with translated():

@@ -37,7 +37,8 @@ class ReadReplyHandler:
       that event (``Last-Event-ID``), from the start otherwise;
     - every reader of a session sees the same events (other tabs, other API processes);
     - the iteration ends with the batch holding the final ``done`` or ``error`` event (nothing
-      after it is yielded);
+      after it is yielded); a reader that resumed after an id beyond the final event (one the
+      reply never had) is given that final event alone, once the reply ended;
     - when nothing arrives for ``heartbeat_s`` a ``HEARTBEAT`` (None) is yielded, so the caller
       can keep proxies from closing an idle connection;
     - after such a silence, if nobody generates the reply any more (its process died, so its
@@ -89,6 +90,11 @@ class ReadReplyHandler:
                 # Whatever reached the store before the generator went is all there will be.
                 batch = await self._stream.read(session_id, cursor, block_ms=0)
                 if not batch:
+                    if cursor is not None:
+                        final = await self._final_before(session_id, cursor)
+                        if final is not None:
+                            yield [final]
+                            return
                     if cursor is None or not await self.ended_at(session_id, cursor):
                         yield [(_just_after(cursor or _BEFORE_ALL), INTERRUPTED)]
                     return  # (a client resuming after the final event has it all)
@@ -109,6 +115,15 @@ class ReadReplyHandler:
         if not batch:
             return not await self._producing(session_id)
         return batch[0][0] == event_id and is_final(batch[0][1])
+
+    async def _final_before(self, session_id: str, cursor: str) -> tuple[str, ReplyEvent] | None:
+        """The reply's final event when the reader resumed after an id beyond it (one the reply
+        never had: forged, or another reply's), so its stream still ends with that event
+        rather than with nothing; ``None`` when the reader has it or the reply has none."""
+        last = await self._stream.last(session_id)
+        if last is None or last[0] == cursor or not is_final(last[1]):
+            return None
+        return last
 
     async def _producing(self, session_id: str) -> bool:
         try:
