@@ -232,6 +232,15 @@ async def test_a_regeneration_asks_again_with_the_replaced_replys_parameters(cha
     sent = chat.provider.requests[-1].body
     assert (sent["temperature"], sent["max_completion_tokens"], sent["stop"]) == (1.0, 2, ["END"])
 
+    # null unsets: the provider's default, not the replaced reply's (and it stays unset after)
+    await regenerate(params={"maxTokens": None, "stop": None})
+    sent = chat.provider.requests[-1].body
+    assert sent["temperature"] == 1.0
+    assert not {"max_completion_tokens", "stop"} & sent.keys(), sent
+    await regenerate()
+    sent = chat.provider.requests[-1].body
+    assert not {"max_completion_tokens", "stop"} & sent.keys(), sent
+
     # another model is not asked with the parameters chosen for this one
     echoed = await regenerate(model="dev/echo")
     assert echoed[-1][2]["finishReason"] == "stop"  # maxTokens 2 would have cut it: length

@@ -75,10 +75,15 @@ class GenerationParams(Value, frozen=True, kw_only=True):
     # Only for a model that reasons (``ModelSpec.reasoning``); None: the provider's default
     reasoning_effort: ReasoningEffort | None = None
 
-    def filled_from(self, other: GenerationParams) -> GenerationParams:
-        """These parameters, each one left unset (``None``) taken from ``other``."""
+    def filled_from(
+        self, other: GenerationParams, *, but: frozenset[str] = frozenset()
+    ) -> GenerationParams:
+        """These parameters, each one left unset (``None``) taken from ``other``, except those
+        named in ``but`` (which stay unset: the provider's default)."""
         return GenerationParams(**{
-            name: getattr(self, name) if getattr(self, name) is not None else getattr(other, name)
+            name: getattr(self, name)
+            if getattr(self, name) is not None or name in but
+            else getattr(other, name)
             for name in GenerationParams.__struct_fields__
         })  # fmt: skip
 

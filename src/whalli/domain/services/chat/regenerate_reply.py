@@ -40,9 +40,17 @@ class RegenerateReply(msgspec.Struct, frozen=True, kw_only=True):
     # The user's message edited before it is answered again; None: answered as it is.
     message: str | None = None
     params: GenerationParams = GenerationParams()
+    # Parameters (``GenerationParams`` field names) the caller unset on purpose: the provider's
+    # default, taken neither from the replaced reply nor from a preset
+    cleared: frozenset[str] = frozenset()
     # The caller's preset: its model unless ``model`` is given, its parameters where ``params``
     # leaves them unset (the chat keeps its own system prompt)
     preset_id: UUID | None = None
+
+    def __post_init__(self) -> None:
+        unknown = self.cleared - set(GenerationParams.__struct_fields__)
+        if unknown:
+            raise InvalidInput(f"Unknown parameters: {', '.join(sorted(unknown))}.", field="params")
 
 
 class RegeneratedReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,7 +80,8 @@ class RegenerateReplyHandler:
       model unless one is asked for, and its parameters where none are given; the chat keeps
       its system prompt;
     - by the replaced reply's model, the parameters it was asked with fill in what the request
-      (and the preset) leave unset: Regenerate asks again as before;
+      (and the preset) leave unset: Regenerate asks again as before; a parameter the request
+      clears (``cleared``) is taken from neither, and the provider's default applies;
     - with ``message``, that user's message is edited first (its attachments stay), and saved
       with the new reply;
     - the prompt is built as the start built it: the messages before that user's message
@@ -122,9 +131,10 @@ class RegenerateReplyHandler:
                 model, params, _ = applied(
                     preset, model=model, params=params, system_prompt=None, new_chat=False
                 )
+                params = params.filled_from(GenerationParams(), but=command.cleared)
             spec = self._model(model, old)
             if old is not None and old.model == spec.id:  # asked again as it was asked
-                params = params.filled_from(old.params)
+                params = params.filled_from(old.params, but=command.cleared)
             check_reasoning(spec, params.reasoning_effort)
             check_max_tokens(spec, params.max_tokens)
             user = command.user

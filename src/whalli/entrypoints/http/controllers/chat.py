@@ -29,7 +29,7 @@ from whalli.domain.services.chat.start_chat import StartChat
 from whalli.domain.services.chat.stop_generation import StopGeneration
 from whalli.entrypoints.http.deps import AppContainer
 from whalli.entrypoints.http.lean_stream import LeanStream
-from whalli.entrypoints.http.params_body import ParamsBody, generation_params
+from whalli.entrypoints.http.params_body import ParamsBody, cleared_params, generation_params
 from whalli.entrypoints.http.reply_events import (
     RETRY,
     SSE_HEADERS,
@@ -119,12 +119,15 @@ class ChatStreamController(Controller):
         description="Replaces the chat's last reply (finished: complete, aborted or failed) "
         "with a new one to the same message (edited to `message` first, when given), by "
         "`model` or the replaced reply's model (or `presetId`'s: the caller's preset gives its "
-        "model unless `model` is named, and the parameters `params` leaves out); never from the "
-        "prompt cache. Answers like "
+        "model unless `model` is named, and the parameters `params` leaves out). By the "
+        "replaced reply's model, the parameters it was asked with fill in what `params` leaves "
+        "out; a parameter set to null is taken from neither (the provider's default). Never "
+        "from the prompt cache. Answers like "
         "`/api/chat/start` (JSON, or the reply as events with `Accept: text/event-stream`), "
-        "plus `replacedMessageId`, the reply deleted. A chat ending with a message that has "
-        "no reply (a fork at a question, an import) gets one, by the `model` named, and "
-        "`replacedMessageId` null. 409 while a reply is still being generated.",
+        "plus `replacedMessageId`, the reply replaced (kept as an earlier version). A chat "
+        "ending with a message that has no reply (a fork at a question, an import) gets one, "
+        "by the `model` named, and `replacedMessageId` null. 409 while a reply is still "
+        "being generated.",
     )  # fmt: skip
     async def regenerate(
         self, request: Request[Any, Any, Any], principal: NamedDependency[Principal],
@@ -135,7 +138,7 @@ class ChatStreamController(Controller):
             RegenerateReply(
                 user_id=principal.user_id, user=principal.user, chat_id=data.chat_id,
                 model=data.model, message=data.message, params=generation_params(data.params),
-                preset_id=data.preset_id,
+                cleared=cleared_params(data.params), preset_id=data.preset_id,
             ),
             await _launcher(container),
         )  # fmt: skip
