@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
@@ -17,10 +17,18 @@ from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Chat, Message, MessageRole, PromptMessage
 from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
-from whalli.domain.services.chat.prompt_files import files_for_prompt
+from whalli.domain.services.chat.prompt_files import (
+    ImagesToRead,
+    ReadImages,
+    files_for_prompt,
+    images_wanted,
+    read_images,
+)
 from whalli.ports.blob_storage import BlobStorage
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.unit_of_work import UnitOfWork
+
+T = TypeVar("T")
 
 
 class LaunchReply(Protocol):
@@ -95,14 +103,39 @@ async def prompt_for(
     spec: ModelSpec,
     limits: ContextLimits,
     blobs: BlobStorage | None,
+    images: ReadImages | None,
 ) -> tuple[PromptMessage, ...]:
     """The prompt of a user's message ``text`` with its files, after ``history`` (the chat's
     earlier messages, with theirs) and under the chat's system prompt, for ``spec``
-    (``read_attachments``, ``read_earlier_attachments``, ``prompt_files``, ``build_context``)."""
+    (``read_attachments``, ``read_earlier_attachments``, ``prompt_files``, ``build_context``).
+
+    ``images``: the files already read as images (``with_images_read``). ``None``: none were,
+    and a prompt that wants some raises ``ImagesToRead`` before reading any (this runs inside
+    the caller's transaction); given, any image still missing is read here (the chat changed
+    in between: rare)."""
     attached = await read_attachments(uow, chat.project_id, attachment_ids)
     earlier = await read_earlier_attachments(uow, chat.project_id, history)
-    files, earlier_files = await files_for_prompt(spec, blobs, attached, history, earlier)
+    if images is None:
+        wanted = images_wanted(spec, blobs, attached, history, earlier)
+        if wanted:
+            raise ImagesToRead(wanted)
+    files, earlier_files = await files_for_prompt(spec, blobs, attached, history, earlier, images)
     return limits.build(spec, history, text, files, chat.system_prompt, earlier_files)
+
+
+async def with_images_read(
+    blobs: BlobStorage | None, opening: Callable[[ReadImages | None], Awaitable[T]]
+) -> T:
+    """``opening(None)``; when it wants images (``ImagesToRead``, raised before it wrote
+    anything, its transaction left), they are read here, outside any transaction, and it
+    runs again with them."""
+    try:
+        return await opening(None)
+    except ImagesToRead as wanted:
+        if blobs is None:  # (no store, no image is ever wanted)
+            raise
+        images = await read_images(blobs, wanted.attachments)
+    return await opening(images)
 
 
 async def save_and_launch(

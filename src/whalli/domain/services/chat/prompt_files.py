@@ -12,7 +12,8 @@ Rules (the chat flow; ``/v1`` clients send their images themselves):
   read now (deleted from the store, the store down) goes as its text: the reply never fails
   for it;
 - the images are read at once, side by side, and only when some are wanted: a prompt without
-  images costs no read.
+  images costs no read. A start or a regeneration reads them outside its transaction (see
+  ``ImagesToRead``): no database connection or chat lock is held while the store answers.
 """
 
 from __future__ import annotations
@@ -40,6 +41,34 @@ MAX_PROMPT_IMAGE_BYTES = 20 * 1024 * 1024
 
 FileBody = str | ImagePart  # the text of a file, or the file as an image
 PromptFile = tuple[str, FileBody]  # (file name, body)
+ReadImages = Mapping[UUID, ImagePart | None]  # by attachment id; None: could not be read
+
+
+class ImagesToRead(Exception):
+    """The prompt wants these files as images, and they were not read beforehand: the caller
+    leaves its transaction (nothing was written yet), reads them (``read_images``) and builds
+    the prompt again with them. Never reaches a client."""
+
+    def __init__(self, attachments: list[Attachment]) -> None:
+        super().__init__(f"{len(attachments)} image(s) to read first")
+        self.attachments = attachments
+
+
+def images_wanted(
+    spec: ModelSpec,
+    blobs: BlobStorage | None,
+    new: Sequence[Attachment],
+    history: Sequence[Message] | None,
+    earlier: Mapping[UUID, Attachment],
+) -> list[Attachment]:
+    """The files the prompt sends as images (none without blob storage)."""
+    return _images_wanted(spec, new, history, earlier) if blobs is not None else []
+
+
+async def read_images(blobs: BlobStorage, attachments: Sequence[Attachment]) -> ReadImages:
+    """Each file's image (``None`` when it cannot be read now), side by side."""
+    read = await asyncio.gather(*(_read_image(blobs, a) for a in attachments))
+    return {a.id: image for a, image in zip(attachments, read, strict=True)}
 
 
 async def files_for_prompt(
@@ -48,16 +77,19 @@ async def files_for_prompt(
     new: Sequence[Attachment],
     history: Sequence[Message] | None,
     earlier: Mapping[UUID, Attachment],
+    already: ReadImages | None = None,
 ) -> tuple[list[PromptFile], dict[UUID, PromptFile]]:
     """The new message's files in order, and the earlier messages' by id (see the rules).
+    The images wanted are taken from ``already`` when they are there, read otherwise.
 
     ``blobs`` ``None``: no image is ever sent (a handler built without blob storage)."""
-    chosen = _images_wanted(spec, new, history, earlier) if blobs is not None else []
-    images: dict[UUID, ImagePart] = {}
-    if chosen:
+    chosen = images_wanted(spec, blobs, new, history, earlier)
+    found = dict(already or {})
+    missing = [a for a in chosen if a.id not in found]
+    if missing:
         assert blobs is not None
-        read = await asyncio.gather(*(_read_image(blobs, a) for a in chosen))
-        images = {a.id: image for a, image in zip(chosen, read, strict=True) if image}
+        found.update(await read_images(blobs, missing))
+    images = {a.id: image for a in chosen if (image := found.get(a.id)) is not None}
     return (
         [_body(a, images) for a in new],
         {file_id: _body(a, images) for file_id, a in earlier.items()},

@@ -21,7 +21,13 @@ from whalli.domain.model.presets import applied
 from whalli.domain.model.reply_versions import MAX_EARLIER_VERSIONS, last_exchange
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
-from whalli.domain.services.chat.opening import LaunchReply, prompt_for, save_and_launch
+from whalli.domain.services.chat.opening import (
+    LaunchReply,
+    prompt_for,
+    save_and_launch,
+    with_images_read,
+)
+from whalli.domain.services.chat.prompt_files import ReadImages
 from whalli.domain.services.chats.access import require_chat
 from whalli.domain.services.presets.rules import require_preset
 from whalli.ports.blob_storage import BlobStorage
@@ -119,6 +125,13 @@ class RegenerateReplyHandler:
     async def execute(
         self, command: RegenerateReply, launch: LaunchReply | None = None
     ) -> RegeneratedReply:
+        return await with_images_read(
+            self._blobs, lambda images: self._regenerate(command, launch, images)
+        )
+
+    async def _regenerate(
+        self, command: RegenerateReply, launch: LaunchReply | None, images: ReadImages | None
+    ) -> RegeneratedReply:
         now = self._clock.now()
         async with self._uow as uow:
             # locked: another regeneration, a new message or the chat's deletion waits for it
@@ -145,7 +158,7 @@ class RegenerateReplyHandler:
                 question.edit(command.message, now)
             prompt = await prompt_for(
                 uow, chat, history, question.content, question.attachment_ids,
-                spec=spec, limits=self._limits, blobs=self._blobs,
+                spec=spec, limits=self._limits, blobs=self._blobs, images=images,
             )  # fmt: skip
             reply = Message.pending_reply(
                 id=self._ids.new_id(), chat_id=chat.id, model=spec.id, provider=spec.provider,

@@ -28,7 +28,13 @@ from whalli.domain.model.errors import (
 from whalli.domain.model.presets import applied
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
-from whalli.domain.services.chat.opening import LaunchReply, prompt_for, save_and_launch
+from whalli.domain.services.chat.opening import (
+    LaunchReply,
+    prompt_for,
+    save_and_launch,
+    with_images_read,
+)
+from whalli.domain.services.chat.prompt_files import ReadImages
 from whalli.domain.services.chats.access import require_chat
 from whalli.domain.services.presets.rules import require_preset
 from whalli.domain.services.projects.access import project_to_write
@@ -158,13 +164,20 @@ class StartChatHandler:
             raise AttachmentNotFound(f"At most {MAX_ATTACHMENTS} files can be attached.")
         for _ in range(self._polls):
             try:
-                return await self._start(command, spec, launch)
+                return await self._opened(command, spec, launch)
             except AttachmentNotReady as e:
                 if e.details.get("status") == AttachmentStatus.FAILED:
                     raise
             # everything was rolled back; the next attempt reads the attachments afresh
             await asyncio.sleep(self._poll_s)
-        return await self._start(command, spec, launch)
+        return await self._opened(command, spec, launch)
+
+    async def _opened(
+        self, command: StartChat, spec: ModelSpec, launch: LaunchReply | None
+    ) -> StartedChat:
+        return await with_images_read(
+            self._blobs, lambda images: self._start(command, spec, launch, images)
+        )
 
     async def _with_preset(self, command: StartChat) -> StartChat:
         """The start as the caller's preset fills it in (see ``presets.applied``)."""
@@ -180,7 +193,11 @@ class StartChatHandler:
         )
 
     async def _start(
-        self, command: StartChat, spec: ModelSpec, launch: LaunchReply | None
+        self,
+        command: StartChat,
+        spec: ModelSpec,
+        launch: LaunchReply | None,
+        images: ReadImages | None,
     ) -> StartedChat:
         now = self._clock.now()
         # A new chat is written by one statement (it and its messages): no transaction needed,
@@ -196,7 +213,7 @@ class StartChatHandler:
             chat, history = await self._chat_for(uow, command, user, now)
             prompt = await prompt_for(
                 uow, chat, history, command.message, command.attachment_ids,
-                spec=spec, limits=self._limits, blobs=self._blobs,
+                spec=spec, limits=self._limits, blobs=self._blobs, images=images,
             )  # fmt: skip
             message = Message.from_user(
                 id=self._ids.new_id(),
