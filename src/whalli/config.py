@@ -76,6 +76,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     queue_name: str = "whalli"
     worker_threads: int = 4
+    # The worker serves its Prometheus metrics at /metrics on this port (0: not served), behind
+    # the same bearer token as /api/metrics; on this address (0.0.0.0 in a container).
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
     job_max_retries: int = 5
     job_min_backoff_ms: int = 1000
     job_max_backoff_ms: int = 300_000
@@ -226,6 +230,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
         if self.max_upload_bytes < 1:
             raise ConfigError(f"{PREFIX}MAX_UPLOAD_BYTES must be at least 1")
+        if not 0 <= self.worker_metrics_port <= 65535:
+            raise ConfigError(f"{PREFIX}WORKER_METRICS_PORT must be between 0 and 65535")
         self._check_identity()
         self._check_oauth()
         self._check_rate_limits()

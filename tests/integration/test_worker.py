@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.message import Message
@@ -105,8 +106,11 @@ def start_worker(
     )
     started: list[WorkerProcess] = []
 
-    def start(*args: str, redis_url: str | None = None) -> WorkerProcess:
+    def start(
+        *args: str, redis_url: str | None = None, settings: dict[str, str] | None = None
+    ) -> WorkerProcess:
         worker_env = {**env, "WHALLI_REDIS_URL": redis_url or stack_urls.redis_url}
+        worker_env.update(settings or {})
         worker = WorkerProcess(worker_env, tmp_path / f"worker-{len(started)}.log", list(args))
         started.append(worker)
         return worker
@@ -332,3 +336,54 @@ def test_a_worker_whose_resources_cannot_start_exits_with_an_error(
     assert worker.wait() == 1
     assert "The worker could not start" in worker.log()
     assert "worker-s3cret" not in worker.log()
+
+
+async def test_the_worker_serves_its_metrics_behind_the_metrics_token(
+    start_worker: Callable[..., WorkerProcess],
+    job_queue: DramatiqJobQueue,
+    redis: Redis,
+    queue_name: str,
+    closed_port: int,
+) -> None:
+    worker = start_worker(
+        settings={
+            "WHALLI_WORKER_METRICS_PORT": str(closed_port),
+            "WHALLI_METRICS_TOKEN": "scrape-me",
+        }
+    )
+    await job_queue.enqueue(Ping(token="scraped"))
+    await eventually(lambda: RedisCache(redis).get(ping_key("scraped")), worker)
+    url = f"http://127.0.0.1:{closed_port}/metrics"
+    labels = f'actor_name="{RUN_JOB_ACTOR}",queue_name="{queue_name}"'
+
+    async def scraped() -> str | None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.get(url, headers={"Authorization": "Bearer scrape-me"})
+        assert answer.status_code == 200, answer.text
+        return (
+            answer.text
+            if f"whalli_worker_messages_processed_total{{{labels}}} 1.0" in (answer.text)
+            else None
+        )
+
+    body = await eventually(scraped, worker)
+    assert "whalli_worker_message_duration_seconds_count" in body
+    async with httpx.AsyncClient(timeout=10) as client:
+        refused = await client.get(url)
+        wrong = await client.get(url, headers={"Authorization": "Bearer nope"})
+        elsewhere = await client.get(url.replace("/metrics", "/"))
+    assert (refused.status_code, wrong.status_code, elsewhere.status_code) == (401, 401, 404)
+    assert "whalli_worker" not in refused.text + wrong.text
+    assert worker.terminate() == 0
+
+
+def test_a_worker_whose_metrics_port_is_taken_does_not_start(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        worker = start_worker(settings={"WHALLI_WORKER_METRICS_PORT": port})
+        assert worker.wait() == 1
+    assert "metrics could not be served" in worker.log()

@@ -37,6 +37,7 @@ from whalli.config import ConfigError, Settings
 from whalli.domain.model.jobs import Job
 from whalli.entrypoints.worker.actors import register
 from whalli.entrypoints.worker.dispatch import JobDispatcher
+from whalli.entrypoints.worker.metrics_server import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,15 @@ def run_worker(
         await dispatcher.dispatch(job)
 
     register(broker, dispatch, queue_name=settings.queue_name)
+    try:
+        metrics = _metrics_server(settings)
+    except OSError as e:  # the worker does not start unwatched
+        log.error(
+            "The worker's metrics could not be served on %s:%d: %s",
+            settings.worker_metrics_host, settings.worker_metrics_port, e.strerror or e,
+        )  # fmt: skip
+        broker.close()
+        return 1
     stop = threading.Event()
     restore = _handle_signals(stop)
     worker = dramatiq.Worker(
@@ -171,7 +181,21 @@ def run_worker(
         return 1 if closer.failed else 0
     finally:
         restore()
+        if metrics is not None:
+            metrics.stop()
         broker.close()
+
+
+def _metrics_server(settings: Settings) -> MetricsServer | None:
+    """The started metrics server (``None``: not asked for). ``OSError``: its port could not
+    be bound."""
+    if not settings.worker_metrics_port:
+        return None
+    token = settings.metrics_token.reveal() if settings.metrics_token else None
+    server = MetricsServer(settings.worker_metrics_host, settings.worker_metrics_port, token)
+    server.start()
+    log.info("Worker metrics at http://%s:%d/metrics", settings.worker_metrics_host, server.port)
+    return server
 
 
 def _handle_signals(stop: threading.Event) -> Callable[[], None]:
