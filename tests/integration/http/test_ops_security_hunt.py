@@ -999,8 +999,9 @@ def test_every_metric_the_alerts_and_dashboard_query_is_one_the_code_exports() -
 async def test_the_latency_alert_leaves_out_every_sse_route_as_its_comment_says(
     stack_urls: StackUrls, migrated_database_url: str, unique: str
 ) -> None:
-    """alerts.yml: "streamed routes (SSE, whose duration is the whole stream) [are left] out
-    of latency". A file's event feed is SSE only and lives up to 600 s by default."""
+    """alerts.yml: latency "leaves out event streams (SSE ...) and /v1/chat/completions". A
+    file's event feed is SSE only and lives up to 600 s by default; a start may answer with the
+    reply as events; a plain /v1 answer waits for the whole reply."""
     async with ops_app(
         stack_urls, unique, WHALLI_FILE_EVENTS_MAX_LIFETIME_S="0.5",
         WHALLI_FILE_EVENTS_POLL_S="0.1",
@@ -1016,18 +1017,30 @@ async def test_the_latency_alert_leaves_out_every_sse_route_as_its_comment_says(
             assert feed.headers["content-type"].startswith("text/event-stream")
             body = (await feed.aread()).decode()
         assert "event: " in body
+        async with chat.client.stream(
+            "POST", "/api/chat/start", json={"model": "dev/echo", "message": "hi there"},
+            headers={**alice["auth"], "Accept": "text/event-stream"},
+        ) as reply:  # fmt: skip
+            assert reply.headers["content-type"].startswith("text/event-stream")
+            assert "event: done" in (await reply.aread()).decode()
+        plain = await chat.client.post(
+            "/api/chat/start", json={"model": "dev/echo", "message": "hi again"},
+            headers=alice["auth"],
+        )  # fmt: skip
+        assert plain.status_code == 201, plain.text
         scraped = await scrape(chat.client)
-    sse_routes = {
-        route
-        for route in label_values(scraped, "whalli_http_request_duration_seconds_bucket", "route")
-        if route.endswith("/events") or route.endswith("/stream")
-    }
-    assert any(route.endswith("/events") for route in sse_routes), sse_routes
+    streamed = set(label_values(scraped, "whalli_http_stream_duration_seconds_bucket", "route"))
+    assert {"/api/files/{file_id:uuid}/events", "/api/chat/start"} <= streamed, streamed
+    timed = set(label_values(scraped, "whalli_http_request_duration_seconds_bucket", "route"))
+    assert "/api/chat/start" in timed  # the plain start: a request's latency
+    assert not any(route.endswith(("/events", "/stream")) for route in timed), timed
     latency = _queries()["alert WhalliHighLatencyP95"]
+    assert "whalli_http_request_duration_seconds_bucket" in latency
+    assert "whalli_http_stream_duration_seconds" not in latency
     excluded = re.search(r'route!~"([^"]+)"', latency)
     assert excluded is not None, latency
-    counted = {route for route in sse_routes if not re.fullmatch(excluded.group(1), route)}
-    assert counted == set()
+    assert re.fullmatch(excluded.group(1), "/v1/chat/completions")
+    assert not re.fullmatch(excluded.group(1), "/api/chat/start")
 
 
 def gauge(metrics: str, name: str) -> float:

@@ -36,12 +36,15 @@ LATENCY_BUCKETS = (
     7.5,
     10.0,
 )
+# An event stream lasts as long as a reply (seconds to minutes) or a file's feed (up to 10 min).
+STREAM_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
 @dataclass(frozen=True, slots=True)
 class HttpMetrics:
     requests_total: Counter
     request_duration_seconds: Histogram
+    stream_duration_seconds: Histogram
     requests_in_flight: Gauge
 
 
@@ -58,9 +61,16 @@ def http_metrics() -> HttpMetrics:
         ),
         request_duration_seconds=Histogram(
             "whalli_http_request_duration_seconds",
-            "HTTP request duration (for streams: until the stream ends).",
+            "HTTP request duration, for requests not answered with an event stream.",
             ["method", "route"],
             buckets=LATENCY_BUCKETS,
+        ),
+        stream_duration_seconds=Histogram(
+            "whalli_http_stream_duration_seconds",
+            "Duration of HTTP requests answered with an event stream (SSE), until it ends: "
+            "as long as the reply or feed it carries, so kept apart from request latency.",
+            ["method", "route"],
+            buckets=STREAM_BUCKETS,
         ),
         requests_in_flight=Gauge(
             "whalli_http_requests_in_flight",

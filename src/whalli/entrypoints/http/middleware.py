@@ -11,7 +11,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -108,6 +108,13 @@ async def _refuse(
     await send({"type": "http.response.body", "body": content, "more_body": False})
 
 
+def _is_event_stream(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value[:17].lower() == b"text/event-stream"
+    return False
+
+
 class RequestContextMiddleware:
     """Per HTTP request: honour or mint ``X-Request-ID``, echo it, bind it for logging, write one
     access line and record count, latency and in-flight metrics by route template.
@@ -131,13 +138,16 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})[REQUEST_ID_STATE_KEY] = request_id
         header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
         status = 500  # what the client sees if the app fails before sending anything
+        streamed = False
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, streamed
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = message.get("headers", ())
+                streamed = _is_event_stream(headers)
                 limits = decision_headers(scope)
-                message["headers"] = [*message.get("headers", ()), *limits, header]
+                message["headers"] = [*headers, *limits, header]
             await send(message)
 
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -153,16 +163,22 @@ class RequestContextMiddleware:
         finally:
             duration = time.perf_counter() - started
             in_flight.dec()
-            self._record(scope, status, duration)
+            self._record(scope, status, duration, streamed)
             structlog.contextvars.reset_contextvars(**tokens)
 
-    def _record(self, scope: HTTPScope, status: int, duration: float) -> None:
+    def _record(self, scope: HTTPScope, status: int, duration: float, streamed: bool) -> None:
         method = scope["method"]
         method_label = method if method in _KNOWN_METHODS else "OTHER"
         template = scope.get("path_template")
         route = self.route_of(template) if template else UNMATCHED_ROUTE
         self.metrics.requests_total.labels(method_label, route, str(status)).inc()
-        self.metrics.request_duration_seconds.labels(method_label, route).observe(duration)
+        # a stream lasts as long as what it carries: not a request's latency (same route label)
+        durations = (
+            self.metrics.stream_duration_seconds
+            if streamed
+            else self.metrics.request_duration_seconds
+        )
+        durations.labels(method_label, route).observe(duration)
         access_log.info(
             "request",
             method=method,
