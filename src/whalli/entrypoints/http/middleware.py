@@ -144,7 +144,7 @@ class RequestContextMiddleware:
             nonlocal status, streamed
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = message.get("headers", ())
+                headers = list(message.get("headers", ()))  # (read twice: not an iterator)
                 streamed = _is_event_stream(headers)
                 limits = decision_headers(scope)
                 message["headers"] = [*headers, *limits, header]

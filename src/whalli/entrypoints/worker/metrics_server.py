@@ -46,28 +46,48 @@ def _handler(expected: bytes | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "whalli-worker"
         sys_version = ""
+        timeout = 10  # a client that sends nothing does not hold its thread for ever
 
-        def do_GET(self) -> None:  # (the name http.server calls)
+        def do_GET(self) -> None:  # (the names http.server calls)
+            self._metrics(with_body=True)
+
+        def do_HEAD(self) -> None:
+            self._metrics(with_body=False)
+
+        def do_POST(self) -> None:
+            self._not_allowed()
+
+        do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_POST
+
+        def _metrics(self, *, with_body: bool) -> None:
             if self.path.partition("?")[0] != "/metrics":
-                self._answer(HTTPStatus.NOT_FOUND, b"Not found.\n", "text/plain")
+                self._answer(HTTPStatus.NOT_FOUND, b"Not found.\n", "text/plain", with_body)
                 return
             given = self.headers.get("authorization", "").encode("latin-1", "replace")
             if expected is not None and not hmac.compare_digest(given, expected):
-                self._answer(
-                    HTTPStatus.UNAUTHORIZED, b"A valid metrics token is required.\n", "text/plain"
-                )
+                refusal = b"A valid metrics token is required.\n"
+                self._answer(HTTPStatus.UNAUTHORIZED, refusal, "text/plain", with_body)
                 return
             body, content_type = render_metrics()
-            self._answer(HTTPStatus.OK, body, content_type)
+            self._answer(HTTPStatus.OK, body, content_type, with_body)
 
-        def _answer(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        def _not_allowed(self) -> None:
+            body = b"Only GET and HEAD.\n"
+            self._answer(HTTPStatus.METHOD_NOT_ALLOWED, body, "text/plain", with_body=True)
+
+        def _answer(
+            self, status: HTTPStatus, body: bytes, content_type: str, with_body: bool
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             if status == HTTPStatus.UNAUTHORIZED:
                 self.send_header("WWW-Authenticate", "Bearer")
+            if status == HTTPStatus.METHOD_NOT_ALLOWED:
+                self.send_header("Allow", "GET, HEAD")
             self.end_headers()
-            self.wfile.write(body)
+            if with_body:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # a scrape every 15 s is not worth a log line

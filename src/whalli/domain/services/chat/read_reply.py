@@ -37,8 +37,9 @@ class ReadReplyHandler:
       that event (``Last-Event-ID``), from the start otherwise;
     - every reader of a session sees the same events (other tabs, other API processes);
     - the iteration ends with the batch holding the final ``done`` or ``error`` event (nothing
-      after it is yielded); a reader that resumed after an id beyond the final event (one the
-      reply never had) is given that final event alone, once the reply ended;
+      after it is yielded); a reader that resumed after an id beyond the reply's events (one
+      it never had) is given the final event alone once the reply ended, or the
+      ``reply_interrupted`` below when it has none;
     - when nothing arrives for ``heartbeat_s`` a ``HEARTBEAT`` (None) is yielded, so the caller
       can keep proxies from closing an idle connection;
     - after such a silence, if nobody generates the reply any more (its process died, so its
@@ -90,14 +91,10 @@ class ReadReplyHandler:
                 # Whatever reached the store before the generator went is all there will be.
                 batch = await self._stream.read(session_id, cursor, block_ms=0)
                 if not batch:
-                    if cursor is not None:
-                        final = await self._final_before(session_id, cursor)
-                        if final is not None:
-                            yield [final]
-                            return
-                    if cursor is None or not await self.ended_at(session_id, cursor):
-                        yield [(_just_after(cursor or _BEFORE_ALL), INTERRUPTED)]
-                    return  # (a client resuming after the final event has it all)
+                    ending = await self._ending(session_id, cursor)
+                    if ending:
+                        yield ending
+                    return
             for index, (_, event) in enumerate(batch):
                 if is_final(event):
                     yield batch[: index + 1]
@@ -116,14 +113,22 @@ class ReadReplyHandler:
             return not await self._producing(session_id)
         return batch[0][0] == event_id and is_final(batch[0][1])
 
-    async def _final_before(self, session_id: str, cursor: str) -> tuple[str, ReplyEvent] | None:
-        """The reply's final event when the reader resumed after an id beyond it (one the reply
-        never had: forged, or another reply's), so its stream still ends with that event
-        rather than with nothing; ``None`` when the reader has it or the reply has none."""
+    async def _ending(self, session_id: str, cursor: str | None) -> Batch:
+        """What ends a reader's stream once nothing more will come after ``cursor``:
+        - the reply's final event, when the reader resumed after an id beyond it (one the reply
+          never had: forged, or another reply's), so its stream still ends with that event;
+        - nothing when the reader has it all: the final event itself, or the ``reply_interrupted``
+          it was given before (whose id is just after the reply's last event), or a stream gone;
+        - else ``reply_interrupted`` (the reply ended without a final event), with an id of its
+          own just after ``cursor``."""
         last = await self._stream.last(session_id)
-        if last is None or last[0] == cursor or not is_final(last[1]):
-            return None
-        return last
+        if last is not None and is_final(last[1]):
+            return [] if last[0] == cursor else [last]
+        if cursor is not None and (
+            last is None or cursor == _just_after(last[0])
+        ):  # (an expired stream: what it held was read or is saved)
+            return []
+        return [(_just_after(cursor or _BEFORE_ALL), INTERRUPTED)]
 
     async def _producing(self, session_id: str) -> bool:
         try:

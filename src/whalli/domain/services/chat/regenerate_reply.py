@@ -144,7 +144,8 @@ class RegenerateReplyHandler:
                 model, params, _ = applied(
                     preset, model=model, params=params, system_prompt=None, new_chat=False
                 )
-                params = params.filled_from(GenerationParams(), but=command.cleared)
+                # the preset filled every unset parameter: the cleared ones are unset again
+                params = msgspec.structs.replace(params, **dict.fromkeys(command.cleared))
             spec = self._model(model, old)
             if old is not None and old.model == spec.id:  # asked again as it was asked
                 params = params.filled_from(old.params, but=command.cleared)
