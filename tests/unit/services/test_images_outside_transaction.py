@@ -23,7 +23,7 @@ from whalli.domain.model.images import ImagePart
 from whalli.domain.model.users import Plan
 from whalli.domain.services.chat.context import PreparedReply
 from whalli.domain.services.chat.regenerate_reply import RegenerateReply, RegenerateReplyHandler
-from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler
+from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler, StartedChat
 
 MODEL = "openai/vision"
 VISION = ModelSpec(
@@ -118,16 +118,20 @@ def images_in(prompt: tuple[PromptMessage, ...]) -> list[ImagePart]:
     return [image for message in prompt for image in message.images]
 
 
-async def test_a_start_reads_its_images_outside_its_transaction_and_sends_them() -> None:
-    setup = Setup()
+async def photo_chat(setup: Setup) -> tuple[World, StartedChat]:
+    """A new chat whose first message has a photo attached."""
     world = await committed_world(InMemoryUnitOfWork(setup.store))
     photo = await setup.image(world)
     start = StartChat(
         user_id=world.user.id, project_id=world.project.id, model=MODEL,
         message="What is in it?", attachment_ids=(photo.id,),
     )  # fmt: skip
+    return world, await setup.starter().execute(start)
 
-    first = await setup.starter().execute(start)
+
+async def test_a_start_reads_its_images_outside_its_transaction_and_sends_them() -> None:
+    setup = Setup()
+    world, first = await photo_chat(setup)
 
     assert setup.blobs.read_inside == [False]
     assert len(images_in(first.prepared.prompt)) == 1
@@ -146,13 +150,7 @@ async def test_a_start_reads_its_images_outside_its_transaction_and_sends_them()
 
 async def test_a_regeneration_reads_its_images_outside_its_transaction() -> None:
     setup = Setup()
-    world = await committed_world(InMemoryUnitOfWork(setup.store))
-    photo = await setup.image(world)
-    start = StartChat(
-        user_id=world.user.id, project_id=world.project.id, model=MODEL,
-        message="What is in it?", attachment_ids=(photo.id,),
-    )  # fmt: skip
-    started = await setup.starter().execute(start)
+    world, started = await photo_chat(setup)
     reply = msgspec.structs.replace(started.prepared.reply)  # the reply finished
     reply.finish(
         status=MessageStatus.COMPLETE, content="A photo.", now=setup.clock.now(),
