@@ -9,9 +9,9 @@ regression suite: it found NUL in account, project, key and member fields reachi
 422 naming nothing), a control character in an email, control characters kept in titles made
 from a first message or an import, duplicate attachment ids counted twice, numbers out of range
 refused without their field, query errors naming Python parameters, a surrogate hidden behind
-an escaped backslash, and a live stream resumed after a forged future ``Last-Event-ID`` ending
-without a final event, all fixed since. One stays ``xfail`` (known, not fixed): numbers sent as
-JSON strings are coerced (Litestar converts bodies leniently)."""
+an escaped backslash, a live stream resumed after a forged future ``Last-Event-ID`` ending
+without a final event, and numbers sent as JSON strings coerced (Litestar converts bodies
+leniently), all fixed since."""
 
 from __future__ import annotations
 
@@ -351,14 +351,36 @@ async def test_a_number_out_of_range_is_a_400_naming_the_field(chat: Chat) -> No
     assert "temperature" in json.dumps(answer), answer
 
 
-@pytest.mark.xfail(
-    strict=True, reason="defect: numbers sent as strings are coerced (lax decoding), not refused"
-)
 async def test_a_number_sent_as_a_string_is_a_400(chat: Chat) -> None:
     alice = await chat.world.register("alice")
     body = f'{{"model":"{MODEL}","message":"hi","params":{{"temperature":"0.5"}}}}'
     answer = problem(await send(chat, "POST", "/api/chat/start", body, alice["auth"]), 400)
     assert names(answer, "params.temperature"), answer
+    assert await chat_ids(chat, alice["auth"]) == set()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ('"cache":"false"', "cache"),  # a boolean as a string
+        ('"params":{"maxTokens":"50"}', "params.maxTokens"),  # an integer as a string
+        ('"params":{"maxTokens":50.0}', "params.maxTokens"),  # an integer as a decimal
+        ('"params":{"seed":true}', "params.seed"),  # a boolean for an integer
+    ],
+)
+async def test_a_value_of_another_json_type_is_a_400_naming_it(
+    chat: Chat, fields: str, field: str
+) -> None:
+    alice = await chat.world.register("alice")
+    body = f'{{"model":"{MODEL}","message":"hi",{fields}}}'
+    answer = problem(await send(chat, "POST", "/api/chat/start", body, alice["auth"]), 400)
+    assert names(answer, field), answer
+    assert await chat_ids(chat, alice["auth"]) == set()
+    # the same values with their JSON types are taken
+    typed = body.replace('"false"', "false").replace('"50"', "50").replace("50.0", "50")
+    typed = typed.replace('"seed":true', '"seed":7')
+    started = await send(chat, "POST", "/api/chat/start", typed, alice["auth"])
+    assert started.status_code == 201, started.text
 
 
 async def test_a_body_over_the_limit_is_a_413_problem(chat: Chat) -> None:

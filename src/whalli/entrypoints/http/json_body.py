@@ -4,6 +4,11 @@ msgspec refuses some with an error that does not (a lone high surrogate escape, 
 reads as "Input data was truncated"), others with an exception Litestar does not map (a 500):
 ``UnicodeDecodeError`` for invalid UTF-8 inside a string, ``RecursionError`` for arrays or
 objects nested about a thousand deep. All are the client's mistake.
+
+Litestar converts a decoded body to the handler's type leniently: ``"0.5"`` becomes a number,
+``"true"`` a boolean. A JSON API takes JSON's types, so a body that only that leniency would
+accept is refused here, with the same 400 naming the field that Litestar gives for any other
+wrong type (``Expected `float | null`, got `str```, key ``params.temperature``).
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import math
 import re
 from typing import Any
 
+import msgspec
 from litestar import Request
-from litestar.exceptions import SerializationException
+from litestar.exceptions import SerializationException, ValidationException
 
 # a \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a \uDC00-\uDFFF one alone
 # (an escape starts at a backslash after an even run of them: in `a\\\ud800` the first
@@ -39,6 +45,11 @@ NOT_UTF8 = "JSON is malformed: the body is not valid UTF-8."
 
 class JsonRequest(Request[Any, Any, Any]):
     async def json(self) -> Any:
+        value = await self._decoded()
+        _check_types(self, value)
+        return value
+
+    async def _decoded(self) -> Any:
         try:
             return await super().json()
         except UnicodeDecodeError:  # (msgspec 0.22; 0.23 raises its own DecodeError instead)
@@ -54,6 +65,41 @@ class JsonRequest(Request[Any, Any, Any]):
             if (where := _infinite_at(body)) is not None:
                 raise SerializationException(OUT_OF_RANGE.format(where)) from None
             raise
+
+
+def _check_types(request: Request[Any, Any, Any], value: Any) -> None:
+    """Refuse a body whose values have other JSON types than the handler's ``data`` asks for,
+    where Litestar's lenient conversion would accept them. A body wrong in other ways is left
+    to Litestar, which reports it as before."""
+    body_type = _body_type(request)
+    if body_type is None:
+        return
+    try:
+        msgspec.convert(value, body_type, strict=True, str_keys=True)
+    except TypeError:  # a type msgspec cannot convert to: Litestar decides alone
+        return
+    except msgspec.ValidationError as strict_error:
+        try:
+            msgspec.convert(value, body_type, strict=False, str_keys=True)
+        except msgspec.ValidationError:
+            return  # wrong whatever the rules: Litestar's own 400
+        message, _, where = str(strict_error).partition(" - at `")
+        error = {"message": message, "source": "body"}
+        key = where.rstrip("`").removeprefix("$").removeprefix(".")
+        if key:
+            error["key"] = key
+        raise ValidationException(
+            detail=f"Validation failed for {request.method} {request.url.path}", extra=[error]
+        ) from None
+
+
+def _body_type(request: Request[Any, Any, Any]) -> Any:
+    """The type of the handler's ``data`` (its body), or ``None``."""
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters.get("data")
+    except (AttributeError, KeyError):
+        return None
+    return None if parameter is None else parameter.annotation
 
 
 def _infinite_at(body: bytes) -> str | None:
