@@ -6,6 +6,7 @@ streams, and closing a stream early."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -744,3 +745,21 @@ async def test_an_openai_delta_with_a_lone_surrogate_escape_keeps_the_reply_vali
     assert text_of(events) == "x a \ufffd\ufffd b"
     text_of(events).encode()  # valid UTF-8: it can be stored and streamed
     assert events[-1] == StreamEnd(finish_reason="stop", usage=PROVIDER_USAGE)
+
+
+async def test_a_stream_is_asked_for_uncompressed_and_a_compressed_one_is_still_read(
+    upstream: Upstream,
+) -> None:
+    # (a compressing proxy in front of a provider holds tokens back until its buffer fills)
+    await collect(upstream.model().stream(REQUEST))
+    assert upstream.server.requests[-1].headers["accept-encoding"] == "identity"
+
+    # a server that compresses anyway: one gzip member, cut across chunks
+    packed = gzip.compress(b"".join(upstream.stream()))
+    upstream.server.script(
+        Reply(headers={"Content-Encoding": "gzip"}, chunks=split_pieces([packed], 7))
+    )
+    events = await collect(upstream.model().stream(REQUEST))
+
+    assert text_of(events) == "".join(DELTAS)
+    assert isinstance(events[-1], StreamEnd)

@@ -44,6 +44,9 @@ async def sse_post(
     request_headers = {
         "content-type": "application/json",
         "accept": "text/event-stream",
+        # An uncompressed stream: a compressing proxy in front of a provider may hold tokens
+        # back to fill its compression buffer. A server that compresses anyway is still read.
+        "accept-encoding": "identity",
         **headers,
     }
     try:
