@@ -95,7 +95,9 @@ async def _rest(events: Any) -> list[Any]:
     raise AssertionError(f"the reader did not end: {got}")
 
 
-async def test_a_live_reply_resumed_beyond_its_events_ends_with_its_final_event() -> None:
+async def _resumed_beyond() -> tuple[InMemoryReplyStream, ReadReplyHandler, str, str, Any]:
+    """A live reply with one token, and a reader resumed after a (forged) id beyond it, which
+    got a heartbeat: (stream, reader, session, the token's id, the reader's events)."""
     stream = InMemoryReplyStream(ManualClock())
     reader = ReadReplyHandler(stream, heartbeat_s=0.01, track_readers=False)
     session = uuid.uuid4().hex
@@ -103,7 +105,12 @@ async def test_a_live_reply_resumed_beyond_its_events_ends_with_its_final_event(
     first = await stream.publish(session, TokenEvent(delta="a"), ttl_seconds=TTL)
     forged = f"{int(first.partition('-')[0]) + 10**9}-0"
     events = reader.events(session, forged)
-    assert await _next(events) is HEARTBEAT  # still generating
+    assert await _next(events) is HEARTBEAT  # attached while it is generated
+    return stream, reader, session, first, events
+
+
+async def test_a_live_reply_resumed_beyond_its_events_ends_with_its_final_event() -> None:
+    stream, reader, session, first, events = await _resumed_beyond()
     final = DoneEvent(
         message_id=uuid.uuid4(), cached=False, prompt_tokens=1, completion_tokens=1,
         finish_reason="stop", cost_usd=0.0, status="complete",
@@ -120,14 +127,7 @@ async def test_a_live_reply_resumed_beyond_its_events_ends_with_its_final_event(
 
 
 async def test_a_live_reply_resumed_beyond_its_events_that_dies_ends_interrupted() -> None:
-    stream = InMemoryReplyStream(ManualClock())
-    reader = ReadReplyHandler(stream, heartbeat_s=0.01, track_readers=False)
-    session = uuid.uuid4().hex
-    await stream.begin(session, TTL)
-    first = await stream.publish(session, TokenEvent(delta="a"), ttl_seconds=TTL)
-    forged = f"{int(first.partition('-')[0]) + 10**9}-0"
-    events = reader.events(session, forged)
-    assert await _next(events) is HEARTBEAT  # attached while it is generated
+    stream, _, session, _, events = await _resumed_beyond()
     stream.abandon(session)  # its process died: no final event will come
     got = await _rest(events)
     assert [event for batch in got for _, event in batch] == [INTERRUPTED]

@@ -4,7 +4,7 @@ database connection, and no lock on the chat, is held while the store answers.""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Self
 
 import msgspec
@@ -50,18 +50,15 @@ class WatchedUnitOfWork(InMemoryUnitOfWork):
         self.open -= 1
         await super().__aexit__(*exc_info)  # type: ignore[arg-type]
 
-    @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[Self]:
-        async with super().autocommit() as uow:
-            self.open += 1
-            try:
-                yield uow
-            finally:
-                self.open -= 1
+    def autocommit(self) -> AbstractAsyncContextManager[Self]:
+        return self._watched(super().autocommit())
+
+    def read_only(self) -> AbstractAsyncContextManager[Self]:
+        return self._watched(super().read_only())
 
     @asynccontextmanager
-    async def read_only(self) -> AsyncIterator[Self]:
-        async with super().read_only() as uow:
+    async def _watched(self, block: AbstractAsyncContextManager[Self]) -> AsyncIterator[Self]:
+        async with block as uow:
             self.open += 1
             try:
                 yield uow

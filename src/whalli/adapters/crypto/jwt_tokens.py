@@ -233,7 +233,7 @@ def _check_well_formed(header: dict[str, Any]) -> None:
         if not isinstance(crit, list) or not crit:
             raise _invalid("malformed")
         for extension in crit:
-            if not isinstance(extension, str) or extension != "b64" or extension not in header:
+            if extension != "b64" or extension not in header:
                 raise _invalid("malformed")
 
 

@@ -8,6 +8,7 @@ call :func:`prepare_multiprocess_dir` before any API or worker process touches a
 from __future__ import annotations
 
 import functools
+import hmac
 import os
 import shutil
 from dataclasses import dataclass
@@ -90,6 +91,15 @@ def rate_limiter_errors() -> Counter:
         "whalli_rate_limiter_errors_total",
         "Rate-limit checks that failed because the store was unreachable.",
     )
+
+
+def scrape_allowed(authorization: str, token: str | None) -> bool:
+    """Whether a scrape's ``Authorization`` header carries the metrics token (anyone may
+    scrape when no token is set), compared in constant time."""
+    if not token:
+        return True
+    expected = f"Bearer {token}".encode()
+    return hmac.compare_digest(authorization.encode("latin-1", "replace"), expected)
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -62,14 +62,14 @@ class Preset(Entity, kw_only=True):
 
 def applied(
     preset: Preset, *, model: str | None, params: GenerationParams, system_prompt: str | None,
-    new_chat: bool,
+    new_chat: bool, cleared: frozenset[str] = frozenset(),
 ) -> tuple[str, GenerationParams, str | None]:  # fmt: skip
     """A start's model, parameters and system prompt with ``preset`` filling in what it leaves
     out: the preset's model unless the start names one; each parameter the start leaves unset
-    (``None``) from the preset; for a new chat started without a system prompt, the preset's
-    (over the caller's custom instructions, which still apply when the preset has none). An
-    existing chat keeps its own system prompt."""
-    merged = params.filled_from(preset.params)
+    (``None``) from the preset, but those it ``cleared`` on purpose; for a new chat started
+    without a system prompt, the preset's (over the caller's custom instructions, which still
+    apply when the preset has none). An existing chat keeps its own system prompt."""
+    merged = params.filled_from(preset.params, but=cleared)
     if new_chat and system_prompt is None:
         system_prompt = preset.system_prompt
     return model or preset.model, merged, system_prompt

@@ -10,20 +10,18 @@ job, nor a job for a scrape.
 
 from __future__ import annotations
 
-import hmac
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from whalli.adapters.prometheus.metrics import render_metrics
+from whalli.adapters.prometheus.metrics import render_metrics, scrape_allowed
 
 
 class MetricsServer:
     """Serving from ``start`` until ``stop``; ``port`` is the one bound (0 asks for any)."""
 
     def __init__(self, host: str, port: int, token: str | None) -> None:
-        expected = None if not token else f"Bearer {token}".encode()
-        self._server = ThreadingHTTPServer((host, port), _handler(expected))
+        self._server = ThreadingHTTPServer((host, port), _handler(token))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="worker-metrics", daemon=True
@@ -42,7 +40,7 @@ class MetricsServer:
         self._server.server_close()
 
 
-def _handler(expected: bytes | None) -> type[BaseHTTPRequestHandler]:
+def _handler(token: str | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "whalli-worker"
         sys_version = ""
@@ -63,8 +61,7 @@ def _handler(expected: bytes | None) -> type[BaseHTTPRequestHandler]:
             if self.path.partition("?")[0] != "/metrics":
                 self._answer(HTTPStatus.NOT_FOUND, b"Not found.\n", "text/plain", with_body)
                 return
-            given = self.headers.get("authorization", "").encode("latin-1", "replace")
-            if expected is not None and not hmac.compare_digest(given, expected):
+            if not scrape_allowed(self.headers.get("authorization", ""), token):
                 refusal = b"A valid metrics token is required.\n"
                 self._answer(HTTPStatus.UNAUTHORIZED, refusal, "text/plain", with_body)
                 return

@@ -21,7 +21,6 @@ from whalli.domain.services.chat.prompt_files import (
     ImagesToRead,
     ReadImages,
     files_for_prompt,
-    images_wanted,
     read_images,
 )
 from whalli.ports.blob_storage import BlobStorage
@@ -115,11 +114,9 @@ async def prompt_for(
     in between: rare)."""
     attached = await read_attachments(uow, chat.project_id, attachment_ids)
     earlier = await read_earlier_attachments(uow, chat.project_id, history)
-    if images is None:
-        wanted = images_wanted(spec, blobs, attached, history, earlier)
-        if wanted:
-            raise ImagesToRead(wanted)
-    files, earlier_files = await files_for_prompt(spec, blobs, attached, history, earlier, images)
+    files, earlier_files = await files_for_prompt(
+        spec, blobs, attached, history, earlier, images, read_here=images is not None
+    )
     return limits.build(spec, history, text, files, chat.system_prompt, earlier_files)
 
 

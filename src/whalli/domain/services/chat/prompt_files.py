@@ -54,17 +54,6 @@ class ImagesToRead(Exception):
         self.attachments = attachments
 
 
-def images_wanted(
-    spec: ModelSpec,
-    blobs: BlobStorage | None,
-    new: Sequence[Attachment],
-    history: Sequence[Message] | None,
-    earlier: Mapping[UUID, Attachment],
-) -> list[Attachment]:
-    """The files the prompt sends as images (none without blob storage)."""
-    return _images_wanted(spec, new, history, earlier) if blobs is not None else []
-
-
 async def read_images(blobs: BlobStorage, attachments: Sequence[Attachment]) -> ReadImages:
     """Each file's image (``None`` when it cannot be read now), side by side."""
     read = await asyncio.gather(*(_read_image(blobs, a) for a in attachments))
@@ -78,15 +67,20 @@ async def files_for_prompt(
     history: Sequence[Message] | None,
     earlier: Mapping[UUID, Attachment],
     already: ReadImages | None = None,
+    *,
+    read_here: bool = True,
 ) -> tuple[list[PromptFile], dict[UUID, PromptFile]]:
     """The new message's files in order, and the earlier messages' by id (see the rules).
-    The images wanted are taken from ``already`` when they are there, read otherwise.
+    The images wanted are taken from ``already`` when they are there, read otherwise; with
+    ``read_here`` False, ``ImagesToRead`` is raised instead of reading any.
 
     ``blobs`` ``None``: no image is ever sent (a handler built without blob storage)."""
-    chosen = images_wanted(spec, blobs, new, history, earlier)
+    chosen = _images_wanted(spec, new, history, earlier) if blobs is not None else []
     found = dict(already or {})
     missing = [a for a in chosen if a.id not in found]
     if missing:
+        if not read_here:
+            raise ImagesToRead(missing)
         assert blobs is not None
         found.update(await read_images(blobs, missing))
     images = {a.id: image for a in chosen if (image := found.get(a.id)) is not None}

@@ -142,10 +142,9 @@ class RegenerateReplyHandler:
             if command.preset_id is not None:
                 preset = await require_preset(uow, command.preset_id, command.user_id)
                 model, params, _ = applied(
-                    preset, model=model, params=params, system_prompt=None, new_chat=False
-                )
-                # the preset filled every unset parameter: the cleared ones are unset again
-                params = msgspec.structs.replace(params, **dict.fromkeys(command.cleared))
+                    preset, model=model, params=params, system_prompt=None, new_chat=False,
+                    cleared=command.cleared,
+                )  # fmt: skip
             spec = self._model(model, old)
             if old is not None and old.model == spec.id:  # asked again as it was asked
                 params = params.filled_from(old.params, but=command.cleared)

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 
-from whalli.adapters.prometheus.metrics import render_metrics
+from whalli.adapters.prometheus.metrics import render_metrics, scrape_allowed
 from whalli.config import Settings
 from whalli.domain.model.errors import Unauthenticated
 from whalli.entrypoints.http.security import PUBLIC
 
 
 def _authorized(request: Request[Any, Any, Any], settings: Settings) -> bool:
-    if not settings.metrics_token:
-        return True
-    expected = f"Bearer {settings.metrics_token.reveal()}".encode()
-    given = request.headers.get("authorization", "").encode()
-    return hmac.compare_digest(given, expected)
+    token = settings.metrics_token.reveal() if settings.metrics_token else None
+    return scrape_allowed(request.headers.get("authorization", ""), token)
 
 
 class MetricsController(Controller):
