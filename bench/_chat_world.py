@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from bench._lean_http import LeanClient, LeanResponse
+
 MODEL = "openai/gpt-4o-mini"
 API_KEY = "sk-bench-0123456789abcdef"
 PASSWORD = "correct horse battery staple"
@@ -126,36 +128,36 @@ def _token(sent: str, timed: Timed, now: float) -> None:
 
 
 async def whalli_reply(
-    client: httpx.AsyncClient, auth: dict[str, str], prompt: str, *, cache: bool = False
+    client: LeanClient, auth: dict[str, str], prompt: str, *, cache: bool = False
 ) -> Timed:
     """POST /api/chat/start then GET /api/chat/stream (no header: the EventSource way)."""
     timed = Timed(time.perf_counter())
     body = {"model": MODEL, "message": prompt, "cache": cache}
-    response = await client.post("/api/chat/start", json=body, headers=auth)
-    if response.status_code != 201:
-        raise RuntimeError(f"start answered {response.status_code}: {response.text[:300]}")
+    status, answer = await client.request("POST", "/api/chat/start", json_body=body, headers=auth)
+    if status != 201:
+        raise RuntimeError(f"start answered {status}: {answer[:300]!r}")
     timed.started = time.perf_counter()
-    url = f"/api/chat/stream?sessionId={response.json()['sessionId']}"
+    url = f"/api/chat/stream?sessionId={json.loads(answer)['sessionId']}"
     async with client.stream("GET", url) as stream:
         timed.attached = time.perf_counter()
         return await _read_reply(stream, timed)
 
 
 async def whalli_one_request_reply(
-    client: httpx.AsyncClient, auth: dict[str, str], prompt: str, *, cache: bool = False
+    client: LeanClient, auth: dict[str, str], prompt: str, *, cache: bool = False
 ) -> Timed:
     """POST /api/chat/start with ``Accept: text/event-stream``: the reply in the same request."""
     timed = Timed(time.perf_counter())
     body = {"model": MODEL, "message": prompt, "cache": cache}
     headers = {**auth, "Accept": "text/event-stream"}
-    async with client.stream("POST", "/api/chat/start", json=body, headers=headers) as stream:
+    async with client.stream("POST", "/api/chat/start", json_body=body, headers=headers) as stream:
         if stream.status_code != 201:
             raise RuntimeError(f"start answered {stream.status_code}: {(await stream.aread())!r}")
         timed.started = timed.attached = time.perf_counter()
         return await _read_reply(stream, timed)
 
 
-async def _read_reply(stream: httpx.Response, timed: Timed) -> Timed:
+async def _read_reply(stream: LeanResponse, timed: Timed) -> Timed:
     """Whalli's ``token`` events until ``done`` (an ``error`` raises)."""
     buffer = b""
     async for data in stream.aiter_raw():
@@ -171,11 +173,18 @@ async def _read_reply(stream: httpx.Response, timed: Timed) -> Timed:
                 if event == b"error":
                     raise RuntimeError(f"the stream ended with an error: {payload}")
                 timed.cached, timed.done = payload["cached"], now
+                await _drain(stream)
                 return timed
     raise RuntimeError("the stream ended without a done event")
 
 
-async def direct_reply(client: httpx.AsyncClient, provider_url: str, prompt: str) -> Timed:
+async def _drain(stream: LeanResponse) -> None:
+    """Read what is left of a response (its last chunk), so its connection can be reused."""
+    async for _ in stream.aiter_raw():
+        pass
+
+
+async def direct_reply(client: LeanClient, prompt: str) -> Timed:
     """The same request straight to the fake provider, as Whalli's OpenAI adapter sends it."""
     timed = Timed(time.perf_counter())
     timed.started = timed.t0
@@ -184,13 +193,12 @@ async def direct_reply(client: httpx.AsyncClient, provider_url: str, prompt: str
         "stream": True, "stream_options": {"include_usage": True},
     }  # fmt: skip
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    url = f"{provider_url}/chat/completions"
-    async with client.stream("POST", url, json=body, headers=headers) as stream:
+    async with client.stream("POST", "/chat/completions", json_body=body, headers=headers) as s:
         timed.attached = time.perf_counter()
-        return await _read_chunks(stream, timed)
+        return await _read_chunks(s, timed)
 
 
-async def _read_chunks(stream: httpx.Response, timed: Timed) -> Timed:
+async def _read_chunks(stream: LeanResponse, timed: Timed) -> Timed:
     """OpenAI's chat completion chunks until ``data: [DONE]``."""
     buffer = b""
     async for data in stream.aiter_raw():
@@ -200,6 +208,7 @@ async def _read_chunks(stream: httpx.Response, timed: Timed) -> Timed:
             payload = frame.removeprefix(b"data: ")
             if payload == b"[DONE]":
                 timed.done = now
+                await _drain(stream)
                 return timed
             choices = json.loads(payload)["choices"]
             if choices and choices[0]["delta"].get("content"):
@@ -207,7 +216,7 @@ async def _read_chunks(stream: httpx.Response, timed: Timed) -> Timed:
     raise RuntimeError("the stream ended without [DONE]")
 
 
-async def v1_reply(client: httpx.AsyncClient, api_key: str, prompt: str) -> Timed:
+async def v1_reply(client: LeanClient, api_key: str, prompt: str) -> Timed:
     """The same conversation as one streamed ``POST /v1/chat/completions`` with an API key (the
     OpenAI-compatible API: one request, as through LiteLLM or any other proxy)."""
     timed = Timed(time.perf_counter())
@@ -219,7 +228,8 @@ async def v1_reply(client: httpx.AsyncClient, api_key: str, prompt: str) -> Time
         "temperature": 0,
     }  # fmt: skip
     headers = {"Authorization": f"Bearer {api_key}"}
-    async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as stream:
+    path = "/v1/chat/completions"
+    async with client.stream("POST", path, json_body=body, headers=headers) as stream:
         if stream.status_code != 200:
             raise RuntimeError(f"/v1/chat/completions answered {stream.status_code}")
         timed.attached = time.perf_counter()
