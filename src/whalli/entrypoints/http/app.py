@@ -14,6 +14,7 @@ from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler
 
 from whalli.adapters.prometheus.metrics import http_metrics
+from whalli.entrypoints.http import dependency_order
 from whalli.entrypoints.http.controllers.admin import AdminController
 from whalli.entrypoints.http.controllers.api_keys import ApiKeyController
 from whalli.entrypoints.http.controllers.auth import AuthController
@@ -80,6 +81,7 @@ def create_app(
 
     Logging is configured by the caller (CLI or tests) with ``configure_logging``.
     """
+    dependency_order.install()  # no task group per request for its dependencies
     app = Litestar(
         route_handlers=[*ROUTE_HANDLERS, *extra_route_handlers],
         dependencies=build_dependencies(container),
