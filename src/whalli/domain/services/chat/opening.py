@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
 from uuid import UUID
@@ -135,34 +135,81 @@ async def with_images_read(
     return await opening(images)
 
 
-async def save_and_launch(
-    sessions: ChatSessionStore,
-    session: ChatSession,
-    prepared: PreparedReply,
-    now: datetime,
-    launch: LaunchReply | None,
-    write: Callable[[], Awaitable[None]],
-) -> None:
-    """Launch the reply's generation, and store its session while ``write`` saves its messages.
+class ReplyOpening:
+    """The end of a start or a regeneration: the reply's messages written, its generation
+    launched and its session stored, the session's store awaited only once the caller's unit
+    of work is left (see ``opening_reply``)."""
 
-    The session is stored while the messages are written (one round trip less before the
-    answer), and queued before the generation: its first step (building the provider request)
-    would otherwise delay the session's write. If either fails, the generation is cancelled and
-    the session deleted again: nobody knew its id yet, so no one ever reads a session whose
-    message does not exist.
-    """
-    saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    storing = asyncio.ensure_future(sessions.save(session, now))
-    try:
+    def __init__(self, sessions: ChatSessionStore) -> None:
+        self._sessions = sessions
+        self._pending: _PendingSession | None = None
+
+    async def save_and_launch(
+        self,
+        session: ChatSession,
+        prepared: PreparedReply,
+        now: datetime,
+        launch: LaunchReply | None,
+        write: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Launch the reply's generation, and store its session while ``write`` saves its
+        messages.
+
+        The session is stored while the messages are written (one round trip less before the
+        answer), and queued before the generation: its first step (building the provider
+        request) would otherwise delay the session's write. If ``write`` fails, the generation
+        is cancelled and the session deleted again: nobody knew its id yet, so no one ever
+        reads a session whose message does not exist.
+        """
+        saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        storing = asyncio.ensure_future(self._sessions.save(session, now))
+        self._pending = _PendingSession(self._sessions, session, storing, saved)
         if launch is not None:
             launch(session, prepared, saved)
         await write()
-        await storing
+
+
+@contextlib.asynccontextmanager
+async def opening_reply(sessions: ChatSessionStore) -> AsyncIterator[ReplyOpening]:
+    """Around the unit of work of a start or a regeneration, which calls
+    ``ReplyOpening.save_and_launch`` last: the session's store is awaited after the unit of
+    work is left, so its database connection goes back to the pool instead of waiting for
+    Redis (at 16 concurrent starts, the pool's 10 connections ran out). Then the generation
+    may persist its reply. If anything fails after the launch (the write, leaving the unit of
+    work, storing the session), the generation is cancelled and the session deleted."""
+    opening = ReplyOpening(sessions)
+    try:
+        yield opening
     except BaseException:
-        saved.cancel()
-        with contextlib.suppress(BaseException):
-            await storing
-        with contextlib.suppress(Exception):
-            await sessions.delete(session.id)
+        if opening._pending is not None:
+            await opening._pending.abandon()
         raise
-    saved.set_result(None)
+    if opening._pending is not None:
+        await opening._pending.stored()
+
+
+class _PendingSession:
+    def __init__(
+        self,
+        sessions: ChatSessionStore,
+        session: ChatSession,
+        storing: asyncio.Future[None],
+        saved: asyncio.Future[None],
+    ) -> None:
+        self._sessions, self._session = sessions, session
+        self._storing, self._saved = storing, saved
+
+    async def stored(self) -> None:
+        try:
+            await self._storing
+        except BaseException:
+            await self.abandon()
+            raise
+        self._saved.set_result(None)
+
+    async def abandon(self) -> None:
+        self._saved.cancel()
+        with contextlib.suppress(BaseException):
+            await self._storing
+        with contextlib.suppress(Exception):
+            await self._sessions.delete(self._session.id)

@@ -23,8 +23,8 @@ from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.opening import (
     LaunchReply,
+    opening_reply,
     prompt_for,
-    save_and_launch,
     with_images_read,
 )
 from whalli.domain.services.chat.prompt_files import ReadImages
@@ -101,7 +101,7 @@ class RegenerateReplyHandler:
     - the old reply leaves the conversation as an earlier version of the answer (with the
       question's text it answered; at most ``MAX_EARLIER_VERSIONS`` kept, the oldest dropped)
       and the new pending one is saved, in one transaction; the session is opened, and the
-      generation launched, as at the start (``save_and_launch``).
+      generation launched, as at the start (``opening_reply``).
     """
 
     def __init__(
@@ -133,7 +133,7 @@ class RegenerateReplyHandler:
         self, command: RegenerateReply, launch: LaunchReply | None, images: ReadImages | None
     ) -> RegeneratedReply:
         now = self._clock.now()
-        async with self._uow as uow:
+        async with opening_reply(self._sessions) as opening, self._uow as uow:
             # locked: another regeneration, a new message or the chat's deletion waits for it
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
             history, question, old = last_exchange(await uow.chats.list_messages(chat.id))
@@ -184,7 +184,7 @@ class RegenerateReplyHandler:
                 await uow.chats.touch(chat.id, now)  # (a rename meanwhile stays)
                 await uow.commit()
 
-            await save_and_launch(self._sessions, session, prepared, now, launch, write)
+            await opening.save_and_launch(session, prepared, now, launch, write)
         return RegeneratedReply(
             session=session, message_id=question.id,
             replaced_message_id=None if old is None else old.id,

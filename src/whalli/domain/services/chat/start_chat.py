@@ -30,8 +30,8 @@ from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.opening import (
     LaunchReply,
+    opening_reply,
     prompt_for,
-    save_and_launch,
     with_images_read,
 )
 from whalli.domain.services.chat.prompt_files import ReadImages
@@ -205,7 +205,7 @@ class StartChatHandler:
         # the attachments) hold no lock in a transaction either.
         new_chat = command.chat_id is None
         block = self._uow.autocommit() if new_chat else self._uow
-        async with block as uow:
+        async with opening_reply(self._sessions) as opening, block as uow:
             user = command.user
             if user is None or user.id != command.user_id:
                 user = await uow.users.get(command.user_id)
@@ -257,7 +257,7 @@ class StartChatHandler:
                     await uow.chats.touch(chat.id, now, unarchive=True)
                     await uow.commit()
 
-            await save_and_launch(self._sessions, session, prepared, now, launch, write)
+            await opening.save_and_launch(session, prepared, now, launch, write)
         return StartedChat(
             session=session,
             chat_id=chat.id,
