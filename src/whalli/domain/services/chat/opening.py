@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -15,7 +16,7 @@ from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Chat, Message, MessageRole, PromptMessage
-from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady
+from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady, ServiceUnavailable
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.prompt_files import (
     ImagesToRead,
@@ -28,6 +29,7 @@ from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class LaunchReply(Protocol):
@@ -151,9 +153,11 @@ class ReplyOpening:
         now: datetime,
         launch: LaunchReply | None,
         write: Callable[[], Awaitable[None]],
+        undo: Callable[[], Awaitable[None]],
     ) -> None:
         """Launch the reply's generation, and store its session while ``write`` saves its
-        messages.
+        messages (and commits them). ``undo``, in a unit of work of its own, takes back what
+        ``write`` committed, should the reply not be opened after all.
 
         The session is stored while the messages are written (one round trip less before the
         answer), and queued before the generation: its first step (building the provider
@@ -163,10 +167,11 @@ class ReplyOpening:
         """
         saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         storing = asyncio.ensure_future(self._sessions.save(session, now))
-        self._pending = _PendingSession(self._sessions, session, storing, saved)
+        self._pending = pending = _PendingSession(self._sessions, session, storing, saved)
         if launch is not None:
             launch(session, prepared, saved)
         await write()
+        pending.undo = undo
 
 
 @contextlib.asynccontextmanager
@@ -175,8 +180,13 @@ async def opening_reply(sessions: ChatSessionStore) -> AsyncIterator[ReplyOpenin
     ``ReplyOpening.save_and_launch`` last: the session's store is awaited after the unit of
     work is left, so its database connection goes back to the pool instead of waiting for
     Redis (at 16 concurrent starts, the pool's 10 connections ran out). Then the generation
-    may persist its reply. If anything fails after the launch (the write, leaving the unit of
-    work, storing the session), the generation is cancelled and the session deleted."""
+    may persist its reply.
+
+    If anything fails after the launch (the write, leaving the unit of work, storing the
+    session, or the generation cancelled meanwhile by a shutdown), the generation is
+    cancelled, the session deleted, and what the write committed is taken back (``undo``):
+    no reply is left ``pending`` until the sweeper finds it, blocking the chat's next
+    regeneration, and a failed start leaves no message, as when its write fails."""
     opening = ReplyOpening(sessions)
     try:
         yield opening
@@ -198,6 +208,8 @@ class _PendingSession:
     ) -> None:
         self._sessions, self._session = sessions, session
         self._storing, self._saved = storing, saved
+        # set once the write committed: what takes it back
+        self.undo: Callable[[], Awaitable[None]] | None = None
 
     async def stored(self) -> None:
         try:
@@ -205,6 +217,9 @@ class _PendingSession:
         except BaseException:
             await self.abandon()
             raise
+        if self._saved.done():  # the generation was cancelled meanwhile (a shutdown)
+            await self.abandon()
+            raise ServiceUnavailable("The reply could not be started; try again.")
         self._saved.set_result(None)
 
     async def abandon(self) -> None:
@@ -213,3 +228,13 @@ class _PendingSession:
             await self._storing
         with contextlib.suppress(Exception):
             await self._sessions.delete(self._session.id)
+        if self.undo is None:
+            return  # rolled back (or never written)
+        try:
+            await self.undo()
+        except Exception:  # the sweeper still ends the reply later
+            log.warning(
+                "What opened reply %s was not taken back; the sweeper will fail it.",
+                self._session.reply_message_id,
+                exc_info=True,
+            )

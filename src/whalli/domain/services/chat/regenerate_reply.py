@@ -184,7 +184,18 @@ class RegenerateReplyHandler:
                 await uow.chats.touch(chat.id, now)  # (a rename meanwhile stays)
                 await uow.commit()
 
-            await opening.save_and_launch(session, prepared, now, launch, write)
+            async def undo() -> None:  # the reply could not be opened after all
+                async with self._uow as again:
+                    await again.chats.lock(chat.id)
+                    await again.chats.delete_message(reply.id)
+                    if old is not None:
+                        await again.chats.restore_version(old.id)
+                    if command.message is not None:  # the question takes back its text
+                        question.edit(asked, now)
+                        await again.chats.update_message(question)
+                    await again.commit()
+
+            await opening.save_and_launch(session, prepared, now, launch, write, undo)
         return RegeneratedReply(
             session=session, message_id=question.id,
             replaced_message_id=None if old is None else old.id,

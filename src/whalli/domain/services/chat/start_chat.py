@@ -257,7 +257,16 @@ class StartChatHandler:
                     await uow.chats.touch(chat.id, now, unarchive=True)
                     await uow.commit()
 
-            await opening.save_and_launch(session, prepared, now, launch, write)
+            async def undo() -> None:  # the reply could not be opened after all
+                async with self._uow as again:
+                    if history is None:
+                        await again.chats.delete(chat.id)  # with its messages
+                    else:
+                        await again.chats.delete_message(reply.id)
+                        await again.chats.delete_message(message.id)
+                    await again.commit()
+
+            await opening.save_and_launch(session, prepared, now, launch, write, undo)
         return StartedChat(
             session=session,
             chat_id=chat.id,
