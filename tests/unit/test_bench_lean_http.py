@@ -38,13 +38,15 @@ class _Server:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[_Server, str]]:
+async def server() -> AsyncIterator[tuple[_Server, LeanClient]]:
+    """The server (its responses to be given by the test) and a client of it."""
     state = _Server([])
     listening = await asyncio.start_server(state.serve, "127.0.0.1", 0)
-    port = listening.sockets[0].getsockname()[1]
+    client = LeanClient(f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}")
     try:
-        yield state, f"http://127.0.0.1:{port}"
+        yield state, client
     finally:
+        await client.aclose()
         listening.close()
 
 
@@ -56,11 +58,10 @@ LENGTH = b'HTTP/1.1 201 Created\r\nContent-Length: 11\r\n\r\n{"id": "x"}'
 
 
 async def test_chunked_pieces_come_one_by_one_and_the_connection_is_reused(
-    server: tuple[_Server, str],
+    server: tuple[_Server, LeanClient],
 ) -> None:
-    state, url = server
+    state, client = server
     state.responses += [CHUNKED, LENGTH]
-    client = LeanClient(url)
     async with client.stream("GET", "/a") as response:
         pieces = [piece async for piece in response.aiter_raw()]
     assert response.status_code == 200
@@ -71,28 +72,23 @@ async def test_chunked_pieces_come_one_by_one_and_the_connection_is_reused(
     assert state.requests[1].startswith(b"POST /b HTTP/1.1\r\n")
     assert b"X-A: 1\r\n" in state.requests[1]
     assert state.requests[1].endswith(b'\r\n\r\n{"k": "v"}')
-    await client.aclose()
 
 
 async def test_a_response_left_before_its_end_closes_its_connection(
-    server: tuple[_Server, str],
+    server: tuple[_Server, LeanClient],
 ) -> None:
-    state, url = server
+    state, client = server
     state.responses += [CHUNKED, LENGTH]
-    client = LeanClient(url)
     async with client.stream("GET", "/a") as response:
         async for _ in response.aiter_raw():
             break
     assert await client.request("GET", "/b") == (201, b'{"id": "x"}')
     assert state.connections == 2  # the half-read one was not reused
-    await client.aclose()
 
 
-async def test_a_body_to_the_end_of_the_connection(server: tuple[_Server, str]) -> None:
-    state, url = server
+async def test_a_body_to_the_end_of_the_connection(server: tuple[_Server, LeanClient]) -> None:
+    state, client = server
     state.responses += [b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it", LENGTH]
-    client = LeanClient(url)
     assert await client.request("GET", "/a") == (200, b"all of it")
     assert await client.request("GET", "/b") == (201, b'{"id": "x"}')
     assert state.connections == 2
-    await client.aclose()

@@ -128,6 +128,18 @@ async def until(condition: Any, what: str) -> None:
     raise AssertionError(f"never: {what}")
 
 
+def held_start(
+    chat: OpeningChat, auth: dict[str, str], message: str, chat_id: str | None = None,
+    *, model: str = ECHO,
+) -> asyncio.Future[Any]:  # fmt: skip
+    """A start posted while the session store holds its saves (``chat.sessions.gate``, set
+    here if it is not): it answers once the gate opens."""
+    if chat.sessions.gate is None:
+        chat.sessions.gate = asyncio.Event()
+    body = {"model": model, "message": message} | ({"chatId": chat_id} if chat_id else {})
+    return asyncio.ensure_future(chat.client.post("/api/chat/start", json=body, headers=auth))
+
+
 async def messages_of(chat: Chat, chat_id: str | uuid.UUID) -> list[Any]:
     uow = await resolved(chat.world.container.adapters.unit_of_work())
     async with uow:
@@ -247,14 +259,8 @@ async def test_a_store_failing_while_the_provider_streams_closes_the_provider_re
     """The launched generation is cancelled, not left running: its upstream request closes."""
     alice = await chat.world.register("alice")
     chat.provider.script(Reply(chunks=openai_pieces(["never", " told"], done=False), hold=True))
-    chat.sessions.gate, chat.sessions.fail = asyncio.Event(), True
-    answer = asyncio.ensure_future(
-        chat.client.post(
-            "/api/chat/start",
-            json={"model": MODEL, "message": f"z {uuid.uuid4()}"},
-            headers=alice["auth"],
-        )
-    )
+    chat.sessions.fail = True
+    answer = held_start(chat, alice["auth"], f"z {uuid.uuid4()}", model=MODEL)
     await until(lambda: chat.provider.requests and chat.sessions.waiting, "provider asked")
     chat.sessions.gate.set()
     problem(await answer, 503)
@@ -271,17 +277,7 @@ async def test_starts_waiting_for_their_session_store_hold_no_database_connectio
     chats answers meanwhile: none of them holds a connection while Redis is awaited."""
     async with _opening_app(stack_urls, unique, WHALLI_DATABASE_POOL_MAX="2") as chat:
         alice = await chat.world.register("alice")
-        chat.sessions.gate = asyncio.Event()
-        starts = [
-            asyncio.ensure_future(
-                chat.client.post(
-                    "/api/chat/start",
-                    json={"model": ECHO, "message": f"n{i}"},
-                    headers=alice["auth"],
-                )
-            )
-            for i in range(4)
-        ]
+        starts = [held_start(chat, alice["auth"], f"n{i}") for i in range(4)]
         await until(lambda: len(chat.sessions.waiting) == 4, "four saves held")
         listed = await asyncio.wait_for(chat.client.get("/api/chats", headers=alice["auth"]), 10)
         assert listed.status_code == 200
@@ -297,14 +293,7 @@ async def test_a_reply_generated_before_its_session_is_stored_streams_and_is_sav
     chat: OpeningChat,
 ) -> None:
     alice = await chat.world.register("alice")
-    chat.sessions.gate = asyncio.Event()
-    answer = asyncio.ensure_future(
-        chat.client.post(
-            "/api/chat/start",
-            json={"model": ECHO, "message": "early bird words"},
-            headers=alice["auth"],
-        )
-    )
+    answer = held_start(chat, alice["auth"], "early bird words")
     await until(lambda: chat.sessions.waiting, "save held")
     await asyncio.sleep(0.3)  # the echo reply is generated meanwhile, waiting to be persisted
     chat_id = str(chat.sessions.tried[-1].chat_id)
@@ -323,14 +312,7 @@ async def test_a_regeneration_while_a_start_awaits_its_session_store_is_409(
 ) -> None:
     alice = await chat.world.register("alice")
     chat_id = (await exchange(chat, alice["auth"], "first"))["chatId"]
-    chat.sessions.gate = asyncio.Event()
-    answer = asyncio.ensure_future(
-        chat.client.post(
-            "/api/chat/start",
-            json={"model": ECHO, "message": "second", "chatId": chat_id},
-            headers=alice["auth"],
-        )
-    )
+    answer = held_start(chat, alice["auth"], "second", chat_id)
     await until(lambda: chat.sessions.waiting, "save held")
     regen = await chat.client.post(
         "/api/chat/regenerate", json={"chatId": chat_id}, headers=alice["auth"]
@@ -352,20 +334,9 @@ async def test_a_second_start_while_the_first_awaits_its_session_store_both_answ
 ) -> None:
     alice = await chat.world.register("alice")
     chat_id = (await exchange(chat, alice["auth"], "first"))["chatId"]
-    chat.sessions.gate = asyncio.Event()
-
-    def post(text: str) -> Any:
-        return asyncio.ensure_future(
-            chat.client.post(
-                "/api/chat/start",
-                json={"model": ECHO, "message": text, "chatId": chat_id},
-                headers=alice["auth"],
-            )
-        )
-
-    one = post("alpha one")
+    one = held_start(chat, alice["auth"], "alpha one", chat_id)
     await until(lambda: len(chat.sessions.waiting) == 1, "first save held")
-    two = post("beta two")
+    two = held_start(chat, alice["auth"], "beta two", chat_id)
     await until(lambda: len(chat.sessions.waiting) == 2, "second save held")
     chat.sessions.gate.set()
     answers = [await one, await two]
@@ -384,14 +355,7 @@ async def test_a_generation_cancelled_while_its_start_awaits_the_store_leaves_no
     chat: OpeningChat,
 ) -> None:
     alice = await chat.world.register("alice")
-    chat.sessions.gate = asyncio.Event()
-    answer = asyncio.ensure_future(
-        chat.client.post(
-            "/api/chat/start",
-            json={"model": ECHO, "message": "cut short"},
-            headers=alice["auth"],
-        )
-    )
+    answer = held_start(chat, alice["auth"], "cut short")
     await until(lambda: chat.sessions.waiting, "save held")
     await asyncio.sleep(0.2)  # the echo generation now waits for `saved`
     for task in list(chat.generations._tasks):  # as shutdown does after its grace

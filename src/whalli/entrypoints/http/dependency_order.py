@@ -22,8 +22,6 @@ from litestar._kwargs import kwargs_model as _kwargs_model
 from litestar._kwargs.cleanup import DependencyCleanupGroup
 from litestar.connection import ASGIConnection
 
-_ORIGINAL = getattr(_kwargs_model.KwargsModel, "resolve_dependencies", None)
-
 
 async def _resolve_in_turn(
     self: _kwargs_model.KwargsModel,
@@ -41,7 +39,7 @@ def install() -> bool:
     """Resolve dependencies in turn from now on; ``False`` if Litestar's internals moved."""
     model = _kwargs_model.KwargsModel
     if (
-        _ORIGINAL is None
+        not hasattr(model, "resolve_dependencies")
         or not hasattr(_dependencies, "resolve_dependency")
         or "dependency_batches" not in getattr(model, "__slots__", ())
     ):

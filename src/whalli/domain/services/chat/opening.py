@@ -9,7 +9,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
@@ -144,7 +144,9 @@ class ReplyOpening:
 
     def __init__(self, sessions: ChatSessionStore) -> None:
         self._sessions = sessions
-        self._pending: _PendingSession | None = None
+        self._launched: _Launched | None = None
+        # set once the write committed: what takes it back
+        self._undo: Callable[[], Awaitable[None]] | None = None
 
     async def save_and_launch(
         self,
@@ -167,11 +169,50 @@ class ReplyOpening:
         """
         saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         storing = asyncio.ensure_future(self._sessions.save(session, now))
-        self._pending = pending = _PendingSession(self._sessions, session, storing, saved)
+        self._launched = _Launched(session, storing, saved)
         if launch is not None:
             launch(session, prepared, saved)
         await write()
-        pending.undo = undo
+        self._undo = undo
+
+    async def _stored(self) -> None:
+        if self._launched is None:
+            return
+        try:
+            await self._launched.storing
+        except BaseException:
+            await self._abandon()
+            raise
+        if self._launched.saved.done():  # the generation was cancelled meanwhile (a shutdown)
+            await self._abandon()
+            raise ServiceUnavailable("The reply could not be started; try again.")
+        self._launched.saved.set_result(None)
+
+    async def _abandon(self) -> None:
+        if self._launched is None:
+            return
+        session, storing, saved = self._launched
+        saved.cancel()
+        with contextlib.suppress(BaseException):
+            await storing
+        with contextlib.suppress(Exception):
+            await self._sessions.delete(session.id)
+        if self._undo is None:
+            return  # rolled back (or never written)
+        try:
+            await self._undo()
+        except Exception:  # the sweeper still ends the reply later
+            log.warning(
+                "What opened reply %s was not taken back; the sweeper will fail it.",
+                session.reply_message_id,
+                exc_info=True,
+            )
+
+
+class _Launched(NamedTuple):
+    session: ChatSession
+    storing: asyncio.Future[None]  # the session's store
+    saved: asyncio.Future[None]  # what tells the generation it may persist its reply
 
 
 @contextlib.asynccontextmanager
@@ -191,50 +232,6 @@ async def opening_reply(sessions: ChatSessionStore) -> AsyncIterator[ReplyOpenin
     try:
         yield opening
     except BaseException:
-        if opening._pending is not None:
-            await opening._pending.abandon()
+        await opening._abandon()
         raise
-    if opening._pending is not None:
-        await opening._pending.stored()
-
-
-class _PendingSession:
-    def __init__(
-        self,
-        sessions: ChatSessionStore,
-        session: ChatSession,
-        storing: asyncio.Future[None],
-        saved: asyncio.Future[None],
-    ) -> None:
-        self._sessions, self._session = sessions, session
-        self._storing, self._saved = storing, saved
-        # set once the write committed: what takes it back
-        self.undo: Callable[[], Awaitable[None]] | None = None
-
-    async def stored(self) -> None:
-        try:
-            await self._storing
-        except BaseException:
-            await self.abandon()
-            raise
-        if self._saved.done():  # the generation was cancelled meanwhile (a shutdown)
-            await self.abandon()
-            raise ServiceUnavailable("The reply could not be started; try again.")
-        self._saved.set_result(None)
-
-    async def abandon(self) -> None:
-        self._saved.cancel()
-        with contextlib.suppress(BaseException):
-            await self._storing
-        with contextlib.suppress(Exception):
-            await self._sessions.delete(self._session.id)
-        if self.undo is None:
-            return  # rolled back (or never written)
-        try:
-            await self.undo()
-        except Exception:  # the sweeper still ends the reply later
-            log.warning(
-                "What opened reply %s was not taken back; the sweeper will fail it.",
-                self._session.reply_message_id,
-                exc_info=True,
-            )
+    await opening._stored()
