@@ -44,6 +44,7 @@ from whalli.adapters.redis.health import RedisHealthProbe
 from whalli.adapters.redis.rate_limiter import RedisRateLimiter
 from whalli.adapters.redis.reply_relay import RelayedReplyStream
 from whalli.adapters.redis.reply_stream import RedisReplyStream
+from whalli.adapters.redis.resp import create_resp_client
 from whalli.adapters.s3.blob_storage import S3BlobStorage
 from whalli.adapters.s3.client import create_minio
 from whalli.adapters.s3.health import S3HealthProbe
@@ -309,6 +310,11 @@ class Gateways(containers.DeclarativeContainer):
     redis = providers.Resource(
         create_redis, url=providers.Callable(lambda s: _reveal(s.redis_url), settings)
     )
+    # the request path's short commands (rate limit, prompt cache, chat sessions): one
+    # multiplexed connection, opened on first use (adapters/redis/resp)
+    redis_lean = providers.Resource(
+        create_resp_client, url=providers.Callable(lambda s: _reveal(s.redis_url), settings)
+    )
     minio = providers.Singleton(
         create_minio,
         endpoint=providers.Callable(lambda s: _required(s.s3_endpoint), settings),
@@ -343,12 +349,17 @@ class Adapters(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidGenerator)
     unit_of_work = providers.Factory(PostgresUnitOfWork, pool=gateways.postgres)
-    cache = providers.Singleton(RedisCache, client=gateways.redis)
+    cache = providers.Singleton(RedisCache, client=gateways.redis, lean=gateways.redis_lean)
     # The stream request after a start finds its session here without a Redis round trip.
     chat_sessions = providers.Singleton(
-        RedisChatSessionStore, client=gateways.redis, local_copies_s=30.0
+        RedisChatSessionStore,
+        client=gateways.redis,
+        local_copies_s=30.0,
+        lean=gateways.redis_lean,
     )
-    rate_limiter = providers.Singleton(RedisRateLimiter, client=gateways.redis)
+    rate_limiter = providers.Singleton(
+        RedisRateLimiter, client=gateways.redis, lean=gateways.redis_lean
+    )
     stream_passes = providers.Singleton(
         HmacStreamPasses, secret=providers.Callable(_jwt_secret, settings)
     )
@@ -405,7 +416,7 @@ class Adapters(containers.DeclarativeContainer):
     # least, so that a short test heartbeat never outruns a busy process's beats).
     reply_stream = providers.Singleton(
         RelayedReplyStream,
-        providers.Singleton(RedisReplyStream, gateways.redis),
+        providers.Singleton(RedisReplyStream, gateways.redis, lean=gateways.redis_lean),
         beat_every_s=providers.Callable(lambda s: max(s.chat_heartbeat_s / 3, 1.0), settings),
         alive_for_s=providers.Callable(lambda s: max(s.chat_heartbeat_s, 3.0), settings),
     )

@@ -27,6 +27,7 @@ from whalli.adapters.redis.cache import RedisCache
 from whalli.adapters.redis.chat_sessions import RedisChatSessionStore
 from whalli.adapters.redis.client import create_redis
 from whalli.adapters.redis.rate_limiter import RedisRateLimiter
+from whalli.adapters.redis.resp import RespClient, create_resp_client
 from whalli.adapters.s3.blob_storage import S3BlobStorage
 from whalli.adapters.s3.client import create_minio
 from whalli.ports.blob_storage import BlobStorage
@@ -37,6 +38,7 @@ from whalli.ports.rate_limiter import RateLimiter
 CONTRACT_BUCKET = "whalli-contracts"
 
 redis_resource = asynccontextmanager(create_redis)
+lean_resource = asynccontextmanager(create_resp_client)
 
 
 @pytest.fixture(params=["fake", "real"])
@@ -66,6 +68,21 @@ async def redis_client(stack_urls: StackUrls) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
+async def lean_redis(stack_urls: StackUrls) -> AsyncIterator[RespClient]:
+    """The lean multiplexed client (``adapters/redis/resp``), for the "lean" backends: the
+    Redis adapters as the app wires them."""
+    async with lean_resource(stack_urls.redis_url) as client:
+        yield client
+
+
+def lean_or_none(backend: str, request: pytest.FixtureRequest) -> RespClient | None:
+    if backend != "lean":
+        return None
+    lean: RespClient = request.getfixturevalue("lean_redis")
+    return lean
+
+
+@pytest.fixture
 def redis_prefix(unique: str) -> str:
     return f"whalli:test:{unique}:"
 
@@ -89,7 +106,7 @@ def cache(
     if backend == "fake":
         return InMemoryCache(clock)
     client: Redis = request.getfixturevalue("redis_client")
-    return RedisCache(client, prefix=redis_prefix + "cache:")
+    return RedisCache(client, prefix=redis_prefix + "cache:", lean=lean_or_none(backend, request))
 
 
 @pytest.fixture
@@ -100,7 +117,12 @@ def session_store(
         return InMemoryChatSessionStore(clock)
     client: Redis = request.getfixturevalue("redis_client")
     local = 30.0 if backend == "real-with-local-copies" else 0.0  # see test_chat_sessions
-    return RedisChatSessionStore(client, prefix=redis_prefix + "session:", local_copies_s=local)
+    return RedisChatSessionStore(
+        client,
+        prefix=redis_prefix + "session:",
+        local_copies_s=local,
+        lean=lean_or_none(backend, request),
+    )
 
 
 @pytest.fixture
@@ -110,7 +132,9 @@ def rate_limiter(
     if backend == "fake":
         return InMemoryRateLimiter(clock)
     client: Redis = request.getfixturevalue("redis_client")
-    return RedisRateLimiter(client, prefix=redis_prefix + "rate:")
+    return RedisRateLimiter(
+        client, prefix=redis_prefix + "rate:", lean=lean_or_none(backend, request)
+    )
 
 
 @pytest.fixture

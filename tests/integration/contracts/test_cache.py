@@ -14,6 +14,12 @@ from whalli.ports.cache import Cache
 Elapse = Callable[[float], Awaitable[None]]
 
 
+@pytest.fixture(params=["fake", "real", "lean"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Also "lean": the adapter sending through the lean multiplexed client, as the app does."""
+    return str(request.param)
+
+
 async def test_a_stored_value_is_returned_until_it_expires(cache: Cache, elapse: Elapse) -> None:
     await cache.set("k", b"value", ttl_seconds=1)
     assert await cache.get("k") == b"value"

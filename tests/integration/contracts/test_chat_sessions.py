@@ -21,7 +21,7 @@ from whalli.ports.chat_sessions import ChatSessionStore
 Elapse = Callable[[float], Awaitable[None]]
 
 
-@pytest.fixture(params=["fake", "real", "real-with-local-copies"])
+@pytest.fixture(params=["fake", "real", "real-with-local-copies", "lean"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -15,6 +15,12 @@ from whalli.ports.rate_limiter import RateDecision, RateLimiter
 Elapse = Callable[[float], Awaitable[None]]
 
 
+@pytest.fixture(params=["fake", "real", "lean"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Also "lean": the adapter sending through the lean multiplexed client, as the app does."""
+    return str(request.param)
+
+
 async def test_hits_within_the_limit_are_allowed_and_count_down(
     rate_limiter: RateLimiter,
 ) -> None:

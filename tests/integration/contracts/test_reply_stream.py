@@ -16,6 +16,7 @@ from whalli.adapters.memory.reply_stream import InMemoryReplyStream
 from whalli.adapters.redis.client import create_redis
 from whalli.adapters.redis.reply_relay import RelayedReplyStream
 from whalli.adapters.redis.reply_stream import RedisReplyStream
+from whalli.adapters.redis.resp import RespClient
 from whalli.domain.model.errors import InvalidInput, ServiceUnavailable
 from whalli.domain.model.replies import DoneEvent, ErrorEvent, ReplyEvent, TokenEvent
 from whalli.domain.services.chat.read_reply import HEARTBEAT, ReadReplyHandler
@@ -27,7 +28,7 @@ TTL = 600
 LONG_BLOCK_MS = 10_000
 
 
-@pytest.fixture(params=["fake", "real", "relayed"])
+@pytest.fixture(params=["fake", "real", "relayed", "lean"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -40,6 +41,16 @@ async def relayed_stream(redis_client: Redis, redis_prefix: str) -> AsyncIterato
 
 
 @pytest.fixture
+async def lean_relayed_stream(
+    redis_client: Redis, lean_redis: RespClient, redis_prefix: str
+) -> AsyncIterator[ReplyStream]:
+    """As the app wires it: relayed, its scripted writes through the lean client."""
+    relay = RelayedReplyStream(RedisReplyStream(redis_client, prefix=redis_prefix, lean=lean_redis))
+    yield relay
+    await relay.aclose()
+
+
+@pytest.fixture
 def reply_stream(
     backend: str, clock: ManualClock, request: pytest.FixtureRequest, redis_prefix: str
 ) -> ReplyStream:
@@ -48,6 +59,9 @@ def reply_stream(
     if backend == "relayed":
         relay: ReplyStream = request.getfixturevalue("relayed_stream")
         return relay
+    if backend == "lean":
+        lean: ReplyStream = request.getfixturevalue("lean_relayed_stream")
+        return lean
     client: Redis = request.getfixturevalue("redis_client")
     return RedisReplyStream(client, prefix=redis_prefix)
 
@@ -565,7 +579,7 @@ def beating(redis: RedisReplyStream) -> RelayedReplyStream:
     return RelayedReplyStream(redis, beat_every_s=BEAT_S, alive_for_s=ALIVE_S)
 
 
-@pytest.mark.parametrize("backend", ["fake", "relayed"], indirect=True)
+@pytest.mark.parametrize("backend", ["fake", "relayed", "lean"], indirect=True)
 async def test_a_reply_is_produced_from_begin_until_its_final_event(
     reply_stream: ReplyStream, session_id: str
 ) -> None:
@@ -580,7 +594,7 @@ async def test_a_reply_is_produced_from_begin_until_its_final_event(
     assert not await reply_stream.producing(session_id)
 
 
-@pytest.mark.parametrize("backend", ["fake", "relayed"], indirect=True)
+@pytest.mark.parametrize("backend", ["fake", "relayed", "lean"], indirect=True)
 async def test_a_reply_whose_generator_ended_without_its_final_event_is_not_produced(
     reply_stream: ReplyStream, session_id: str
 ) -> None:
@@ -723,7 +737,8 @@ async def test_last_is_the_streams_last_event_with_its_id(
     assert await reply_stream.last(uuid.uuid4().hex) is None  # another session's is not it
 
 
-@pytest.mark.parametrize("backend", ["fake", "relayed"], indirect=True)  # (Redis alone: no beat)
+# (Redis alone: no beat)
+@pytest.mark.parametrize("backend", ["fake", "relayed", "lean"], indirect=True)
 async def test_a_reader_resumed_after_an_id_beyond_a_live_reply_still_gets_its_final_event(
     reply_stream: ReplyStream, session_id: str
 ) -> None:

@@ -11,6 +11,9 @@ start nearly always reaches the same API process, and then finds its session wit
 trip. Sessions never change once saved, so a copy is never stale; the one exception is
 ``delete`` called by another process, which this process sees once its copy lapses (no use case
 deletes sessions today).
+
+With ``lean`` (the app's wiring) a session's save and read go through the lean multiplexed
+client (``adapters/redis/resp``), as every start saves one; the rest through redis-py.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from redis.asyncio import Redis
 
 from whalli.adapters.redis._values import as_bytes
 from whalli.adapters.redis.errors import translated
+from whalli.adapters.redis.resp import Arg, RespClient
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.errors import ChatSessionNotFound
 from whalli.ports.chat_sessions import ChatSessionStore
@@ -43,8 +47,10 @@ class RedisChatSessionStore(ChatSessionStore):
         reply_prefix: str | None = None,
         local_copies_s: float = 0.0,
         max_local_copies: int = 10_000,
+        lean: RespClient | None = None,
     ) -> None:
         self._client = client
+        self._lean = lean
         self._prefix = prefix
         self._reply_prefix = reply_prefix or prefix.rstrip(":") + "-reply:"
         self._local_s, self._max_local = local_copies_s, max_local_copies
@@ -72,7 +78,18 @@ class RedisChatSessionStore(ChatSessionStore):
                 # Already expired: make sure no earlier version of it stays readable.
                 await self._client.delete(*self._keys(session))
                 return
-            if session.reply_message_id is None:
+            lean = self._lean
+            if lean is not None:
+                sets: list[tuple[Arg, ...]] = [
+                    ("SET", self._key(session.id), _encoder.encode(session), "PX", ttl_ms)
+                ]
+                if session.reply_message_id is not None:
+                    key = self._reply_key(session.reply_message_id)
+                    sets.append(("SET", key, session.id, "PX", ttl_ms))
+                    await lean.transaction(*sets)
+                else:
+                    await lean.execute(*sets[0])
+            elif session.reply_message_id is None:
                 await self._client.set(self._key(session.id), _encoder.encode(session), px=ttl_ms)
             else:
                 async with self._client.pipeline(transaction=True) as pipe:
@@ -89,7 +106,10 @@ class RedisChatSessionStore(ChatSessionStore):
                 return local[1]
             del self._local[session_id]
         with translated():
-            raw = as_bytes(await self._client.get(self._key(session_id)))
+            if self._lean is not None:
+                raw = as_bytes(await self._lean.execute("GET", self._key(session_id)))
+            else:
+                raw = as_bytes(await self._client.get(self._key(session_id)))
         session = _decoded(raw)
         if session is None:
             raise ChatSessionNotFound()

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from whalli.adapters.prometheus.metrics import rate_limiter_errors
 from whalli.adapters.redis.errors import translated
+from whalli.adapters.redis.resp import RespClient
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.ports.rate_limiter import RateDecision, RateLimiter
 
@@ -56,8 +57,14 @@ log = structlog.get_logger("whalli.rate_limiter")
 
 
 class RedisRateLimiter(RateLimiter):
-    def __init__(self, client: Redis, prefix: str = "whalli:ratelimit:") -> None:
+    """With ``lean`` (the app's wiring) each hit goes through the lean multiplexed client
+    (``adapters/redis/resp``): every request counts one. Without it, through redis-py."""
+
+    def __init__(
+        self, client: Redis, prefix: str = "whalli:ratelimit:", *, lean: RespClient | None = None
+    ) -> None:
         self._client = client
+        self._lean = lean
         self._prefix = prefix
         # The script is loaded on first use (and again after a Redis restart: NOSCRIPT).
         self._script = client.register_script(_FIXED_WINDOW)
@@ -86,6 +93,12 @@ class RedisRateLimiter(RateLimiter):
         )
 
     async def _evalsha(self, key: str, window_ms: int, limit: int) -> Any:
+        lean = self._lean
+        if lean is not None:
+            try:
+                return await lean.execute("EVALSHA", self._script.sha, 1, key, window_ms, limit)
+            except rx.NoScriptError:  # a restarted Redis: EVAL loads it again
+                return await lean.execute("EVAL", _FIXED_WINDOW, 1, key, window_ms, limit)
         # EVALSHA straight on the client, skipping the Script wrapper's per-call work.
         try:
             return await self._client.evalsha(self._script.sha, 1, key, window_ms, limit)

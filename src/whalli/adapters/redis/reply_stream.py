@@ -13,6 +13,10 @@ in the same script or transaction (kept as long as the stream), and ``mark_produ
 ended reply ended: a renewal still in flight when the reply ends cannot bring it back to life.
 This adapter on its own keeps no beacon: ``producing`` is True only while a relay beats for it.
 
+With ``lean`` (the app's wiring) the relay's writes, one script per write whatever it holds,
+go through the lean multiplexed client (``adapters/redis/resp``); reads, blocking ones above
+all, stay on redis-py.
+
 Connections: a blocking XREAD holds its pooled connection for as long as it waits, so every SSE
 stream read from here keeps one Redis connection busy. In the app, ``RelayedReplyStream`` serves
 the readers in the generating process from memory, so only streams read in another process (or
@@ -35,6 +39,7 @@ from redis.commands.core import AsyncScript
 
 from whalli.adapters.redis._values import check_ttl
 from whalli.adapters.redis.errors import translated
+from whalli.adapters.redis.resp import RespClient
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.replies import (
     AnyReplyEvent,
@@ -106,8 +111,10 @@ class RedisReplyStream(ReplyStream):
         *,
         max_len: int = 10_000,
         block_slice_ms: int | None = None,
+        lean: RespClient | None = None,
     ) -> None:
         self._client = client
+        self._lean = lean  # the scripts' writes (append, mark_producing): see the docstring
         self._prefix = prefix
         self._max_len = max_len
         if block_slice_ms is None:
@@ -184,6 +191,15 @@ class RedisReplyStream(ReplyStream):
         self, script: AsyncScript, keys: list[str], args: list[bytes | str | int]
     ) -> None:
         with translated():
+            lean = self._lean
+            if lean is not None:
+                try:
+                    await lean.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+                except rx.NoScriptError:  # a restarted Redis: EVAL loads it again
+                    source = script.script
+                    text = source if isinstance(source, str | bytes) else bytes(source)
+                    await lean.execute("EVAL", text, len(keys), *keys, *args)
+                return
             try:
                 await self._client.evalsha(script.sha, len(keys), *keys, *args)
             except rx.NoScriptError:
