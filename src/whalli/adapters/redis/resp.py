@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from redis import exceptions as rx
-from redis.asyncio.connection import RedisSSLContext, SSLConnection, parse_url
+from redis.asyncio.connection import SSLConnection, parse_url
 
 Arg = str | bytes | int | float
 Reply = Any  # bytes | int | None | list[Reply], or an exception instance for an error reply
@@ -222,13 +222,10 @@ class RespClient:
         self._password: str | None = options.get("password")
         self._ssl: ssl.SSLContext | None = None
         if options.get("connection_class") is SSLConnection:
-            self._ssl = RedisSSLContext(
-                keyfile=options.get("ssl_keyfile"),
-                certfile=options.get("ssl_certfile"),
-                cert_reqs=options.get("ssl_cert_reqs"),
-                ca_certs=options.get("ssl_ca_certs"),
-                check_hostname=options.get("ssl_check_hostname", True),
-            ).get()
+            # redis-py's own TLS settings from the URL's ssl_* options, with its defaults
+            # (the certificate and host name verified): no connection is opened here
+            tls = {name: value for name, value in options.items() if name.startswith("ssl_")}
+            self._ssl = SSLConnection(**tls).ssl_context.get()
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._connection: _Connection | None = None
