@@ -269,3 +269,39 @@ async def test_rediss_urls_speak_tls_verified_by_the_urls_ca(tmp_path: Path) -> 
             assert await anyone.execute("PING") == b"PONG"
     finally:
         server.close()
+
+
+async def test_unix_urls_connect_to_the_socket_and_select_its_database(tmp_path: Path) -> None:
+    seen: list[bytes] = []
+
+    async def recording(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            seen.append(data)
+            writer.write(b"+OK\r\n" * data.count(b"*"))  # one answer per command
+            await writer.drain()
+        writer.close()
+
+    path = tmp_path / "redis.sock"
+    server = await asyncio.start_unix_server(recording, str(path))
+    try:
+        async with lean_resource(f"unix://{path}?db=3") as local:
+            assert await local.execute("PING") == b"OK"
+        assert b"".join(seen) == b"*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n*1\r\n$4\r\nPING\r\n"
+    finally:
+        server.close()
+
+
+async def test_the_lean_rate_limiter_sends_its_count_before_it_is_awaited(
+    lean: RespClient, redis: Redis
+) -> None:
+    prefix = key() + ":"
+    limiter = RedisRateLimiter(redis, prefix=prefix, lean=lean)
+    await limiter.hit("user:1", limit=5, window_seconds=60)  # the connection is open now
+
+    pending = limiter.hit("user:1", limit=5, window_seconds=60)
+    for _ in range(1000):  # Redis runs it as soon as it reads it; no await of ours needed
+        if await redis.get(prefix + "user:1") == b"2":
+            break
+    assert await redis.get(prefix + "user:1") == b"2"
+    decision = await pending
+    assert decision.remaining == 3

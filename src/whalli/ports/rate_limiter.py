@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Protocol
 
 from whalli.domain.model.base import Value
@@ -19,10 +20,13 @@ class RateDecision(Value, frozen=True, kw_only=True):
 
 
 class RateLimiter(Protocol):
-    async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
-        """Count one request against ``key`` and decide, atomically across processes.
+    def hit(self, key: str, limit: int, window_seconds: int) -> Awaitable[RateDecision]:
+        """Count one request against ``key`` and decide, atomically across processes; the
+        awaitable gives the decision. An adapter may send the count before it returns, so that
+        it travels while the caller does other work (an ``async def`` sends it when awaited);
+        the request is then counted even if the awaitable is dropped.
 
         Raises ``ServiceUnavailable`` when the store cannot be reached (the caller decides
-        whether to fail open or closed).
+        whether to fail open or closed), when awaited.
         """
         ...

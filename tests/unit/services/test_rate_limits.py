@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 
 import pytest
 
@@ -139,3 +140,47 @@ async def test_disabled_limits_count_nothing(clock: ManualClock) -> None:
     decisions = [await limits.check_request(None, "203.0.113.1") for _ in range(50)]
 
     assert all(d.allowed and not d.metered for d in decisions)
+
+
+class EagerRateLimiter(RateLimiter):
+    """Sends its count when called, as the Redis limiter does through the lean client."""
+
+    def __init__(self, answer: Exception | None = None) -> None:
+        self.sent: list[str] = []
+        self._answer = answer
+
+    def hit(self, key: str, limit: int, window_seconds: int) -> Awaitable[RateDecision]:
+        self.sent.append(key)
+        return self._decision(limit)
+
+    async def _decision(self, limit: int) -> RateDecision:
+        if self._answer is not None:
+            raise self._answer
+        return RateDecision(allowed=True, limit=limit, remaining=limit - 1, reset_seconds=60)
+
+
+async def test_a_request_is_counted_when_checked_and_decided_when_awaited() -> None:
+    limiter = EagerRateLimiter()
+    user = uuid.uuid4()
+
+    pending = limits_for(limiter).check_request(user, "203.0.113.1")
+
+    assert limiter.sent == [f"user:{user}"]  # sent before any await: beside other work
+    decision = await pending
+    assert decision.metered
+    assert decision.remaining == 2
+
+
+async def test_an_eager_count_that_fails_still_fails_open_when_awaited() -> None:
+    limiter = EagerRateLimiter(ServiceUnavailable("redis: connection failed"))
+
+    pending = limits_for(limiter).check_request(None, "203.0.113.1")
+
+    assert limiter.sent == ["ip:203.0.113.1"]
+    decision = await pending
+    assert decision.allowed
+    assert not decision.metered
+
+
+def limits_for(limiter: RateLimiter) -> RequestLimits:
+    return RequestLimits(limiter, POLICY)

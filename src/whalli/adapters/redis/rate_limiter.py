@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import structlog
@@ -71,16 +72,38 @@ class RedisRateLimiter(RateLimiter):
         self._last_warning: float | None = None
         self._unlogged_failures = 0
 
-    async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
+    def hit(self, key: str, limit: int, window_seconds: int) -> Awaitable[RateDecision]:
+        """Through the lean client, the count is written before this returns (when its
+        connection is open): the caller's other work overlaps the round trip, with no task."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         if window_seconds < 1:
             raise ValueError("window_seconds must be at least 1")
         if limit > MAX_LIMIT or window_seconds > MAX_WINDOW_SECONDS:
             raise ValueError(f"limit must be at most {MAX_LIMIT}, window at most 49 days")
+        full_key, window_ms = self._prefix + key, window_seconds * 1000
+        lean, sent = self._lean, None
+        if lean is not None:
+            sent = lean.send_now("EVALSHA", self._script.sha, 1, full_key, window_ms, limit)
+        return self._decided(lean, sent, full_key, window_ms, limit)
+
+    async def _decided(
+        self,
+        lean: RespClient | None,
+        sent: Awaitable[Any] | None,
+        key: str,
+        window_ms: int,
+        limit: int,
+    ) -> RateDecision:
         try:
             with translated():
-                packed = await self._evalsha(self._prefix + key, window_seconds * 1000, limit)
+                if lean is None or sent is None:
+                    packed = await self._evalsha(key, window_ms, limit)
+                else:
+                    try:
+                        packed = await sent
+                    except rx.NoScriptError:  # a restarted Redis: EVAL loads it again
+                        packed = await self._eval(lean, key, window_ms, limit)
         except ServiceUnavailable as e:
             self._report(e)
             raise
@@ -97,13 +120,18 @@ class RedisRateLimiter(RateLimiter):
         if lean is not None:
             try:
                 return await lean.execute("EVALSHA", self._script.sha, 1, key, window_ms, limit)
-            except rx.NoScriptError:  # a restarted Redis: EVAL loads it again
-                return await lean.execute("EVAL", _FIXED_WINDOW, 1, key, window_ms, limit)
+            except rx.NoScriptError:
+                return await self._eval(lean, key, window_ms, limit)
         # EVALSHA straight on the client, skipping the Script wrapper's per-call work.
         try:
             return await self._client.evalsha(self._script.sha, 1, key, window_ms, limit)
         except rx.NoScriptError:
             return await self._script(keys=[key], args=[window_ms, limit])
+
+    @staticmethod
+    async def _eval(lean: RespClient, key: str, window_ms: int, limit: int) -> Any:
+        """The script sent whole, through the lean client (which Redis then keeps again)."""
+        return await lean.execute("EVAL", _FIXED_WINDOW, 1, key, window_ms, limit)
 
     def _report(self, error: ServiceUnavailable) -> None:
         rate_limiter_errors().inc()

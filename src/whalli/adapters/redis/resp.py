@@ -165,6 +165,7 @@ class _Connection(asyncio.Protocol):
                 if future is not None and not future.done():
                     if isinstance(reply, rx.RedisError):
                         future.set_exception(reply)
+                        future.exception()  # a caller that left (send_now) does not warn at GC
                     else:
                         future.set_result(reply)
         except _Incomplete:
@@ -242,6 +243,18 @@ class RespClient:
         except rx.ConnectionError:  # it closed since: nothing was sent, so send it anew
             future = (await self._connect()).send(payload)
         return await future
+
+    def send_now(self, *args: Arg) -> asyncio.Future[Reply] | None:
+        """Write one command now, before returning, and give the future of its answer; or
+        ``None`` when no connection is open (then ``execute`` it). A caller can so start a
+        command beside other work without a task, whose first step would wait a loop turn."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            return None
+        try:
+            return connection.send(encode_command(args))
+        except rx.ConnectionError:
+            return None
 
     async def transaction(self, *commands: tuple[Arg, ...]) -> list[Reply]:
         """``commands`` between MULTI and EXEC, written at once on the one connection (nothing

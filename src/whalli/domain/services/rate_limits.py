@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import ipaddress
 import unicodedata
+from collections.abc import Awaitable
 from uuid import UUID
 
 from whalli.domain.model.base import Value
@@ -48,15 +49,23 @@ class RequestLimits:
         self._limiter = limiter
         self.policy = policy
 
-    async def check_request(self, principal_user_id: UUID | None, client_ip: str) -> RateDecision:
+    def check_request(
+        self, principal_user_id: UUID | None, client_ip: str
+    ) -> Awaitable[RateDecision]:
+        """The request's decision. The count starts at this call (where the limiter sends it
+        at once: ``RateLimiter.hit``), so a caller can run it beside other work without a
+        task; awaiting gives the decision."""
         if principal_user_id is not None:
             key, rule = f"user:{principal_user_id}", self.policy.per_user
         else:
             key, rule = f"ip:{_ip_key(client_ip)}", self.policy.per_ip
         if not self.policy.enabled:
-            return _unmetered(rule)
+            return _at_once(_unmetered(rule))
+        return self._decided(self._limiter.hit(key, rule.limit, rule.window_seconds), rule)
+
+    async def _decided(self, hit: Awaitable[RateDecision], rule: RateLimit) -> RateDecision:
         try:
-            return await self._limiter.hit(key, rule.limit, rule.window_seconds)
+            return await hit
         except ServiceUnavailable:
             if self.policy.fail_open:
                 return _unmetered(rule)
@@ -89,6 +98,10 @@ class RequestLimits:
         if refused:
             raise RateLimited(retry_after=max(d.reset_seconds for d in refused))
         return min(decisions, key=lambda d: (d.remaining, -d.reset_seconds))
+
+
+async def _at_once(decision: RateDecision) -> RateDecision:
+    return decision
 
 
 def _unmetered(rule: RateLimit) -> RateDecision:

@@ -12,6 +12,7 @@ response goes out, error documents from the exception handlers included (a 429 c
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -26,9 +27,16 @@ from whalli.entrypoints.http.client_ip import IPNetwork, client_ip, parse_truste
 from whalli.ports.rate_limiter import RateDecision
 
 if TYPE_CHECKING:
+    from whalli.domain.services.rate_limits import RequestLimits
     from whalli.entrypoints.http.deps import AppContainer
 
-__all__ = ["RateLimitPlugin", "enforce_rate_limit", "rate_limit_policy", "request_client_ip"]
+__all__ = [
+    "RateLimitPlugin",
+    "enforce_rate_limit",
+    "rate_limit_policy",
+    "request_client_ip",
+    "start_rate_limit",
+]
 
 OPT_KEY = "rate_limit"
 DECISION_STATE_KEY = "rate_limit"
@@ -42,6 +50,18 @@ class RateLimitPlugin(InitPlugin):
         self.container = container
         self._trusted: tuple[IPNetwork, ...] | None = None
         self._exempt_prefix: str | None = None
+        self._limits: RequestLimits | None = None  # the container's, once resolved
+
+    @property
+    def resolved_limits(self) -> RequestLimits | None:
+        """The limits, once ``limits`` has resolved them (the first counted request)."""
+        return self._limits
+
+    async def limits(self) -> RequestLimits:
+        limits = self._limits
+        if limits is None:
+            limits = self._limits = await self.container.request_limits()
+        return limits
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         openapi = app_config.openapi_config
@@ -96,8 +116,30 @@ async def enforce_rate_limit(
     plugin = _plugin(connection)
     if not plugin.is_limited(connection):
         return
-    limits = await plugin.container.request_limits()
-    decision = await limits.check_request(principal_user_id, request_client_ip(connection))
+    limits = await plugin.limits()
+    hit = limits.check_request(principal_user_id, request_client_ip(connection))
+    await _decide(connection, hit)
+
+
+def start_rate_limit(
+    connection: ASGIConnection[Any, Any, Any, Any], principal_user_id: UUID
+) -> Coroutine[Any, Any, None]:
+    """``enforce_rate_limit`` for a route that counts, its count sent before this returns
+    once the app has resolved its limits (else when awaited): the guard awaits it after the
+    authentication, which the count's round trip overlaps, with no task of its own (a task
+    would start a loop turn late and be waited for one more). A dropped coroutine must be
+    closed (``close()``); the request may have been counted."""
+    limits = _plugin(connection).resolved_limits
+    if limits is None:
+        return enforce_rate_limit(connection, principal_user_id)
+    hit = limits.check_request(principal_user_id, request_client_ip(connection))
+    return _decide(connection, hit)
+
+
+async def _decide(
+    connection: ASGIConnection[Any, Any, Any, Any], hit: Awaitable[RateDecision]
+) -> None:
+    decision = await hit
     connection.scope.setdefault("state", {})[DECISION_STATE_KEY] = decision
     if not decision.allowed:
         raise RateLimited(retry_after=decision.reset_seconds)

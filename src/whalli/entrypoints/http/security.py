@@ -9,9 +9,8 @@ resulting :class:`Principal` in the connection state, where ``provide_principal`
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -24,7 +23,11 @@ from litestar.types import Scope
 from whalli.domain.model.errors import InvalidToken, Unauthenticated, WhalliError
 from whalli.domain.model.principal import Principal
 from whalli.domain.services.auth.authenticate import Authenticate
-from whalli.entrypoints.http.rate_limit import enforce_rate_limit, is_rate_limited
+from whalli.entrypoints.http.rate_limit import (
+    enforce_rate_limit,
+    is_rate_limited,
+    start_rate_limit,
+)
 
 if TYPE_CHECKING:
     from whalli.entrypoints.http.deps import AppContainer
@@ -112,7 +115,7 @@ async def require_principal(
     if is_public(handler):
         await enforce_rate_limit(connection, None)
         return
-    charged: asyncio.Future[None] | None = None
+    charged: Coroutine[Any, Any, None] | None = None
     try:
         credential = credential_from(connection.headers)
         if credential is None:
@@ -123,7 +126,8 @@ async def require_principal(
         if claimed is not None and is_rate_limited(connection):
             # A genuine token names its user: count the request against that budget while the
             # database confirms the rest (one round trip saved on every authenticated request).
-            charged = asyncio.ensure_future(enforce_rate_limit(connection, claimed))
+            # The count is sent now; its answer is read below, after the authentication.
+            charged = start_rate_limit(connection, claimed)
         principal = await authenticate.execute(Authenticate(credential=credential))
     except Unauthenticated:
         if charged is not None:
@@ -133,12 +137,14 @@ async def require_principal(
         raise
     except BaseException:
         if charged is not None:
-            charged.cancel()
+            charged.close()
         raise
     connection.scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
     if charged is not None and claimed == principal.user_id:
         await charged
     else:
+        if charged is not None:
+            charged.close()  # another user's budget: counted, its answer not needed
         await enforce_rate_limit(connection, principal.user_id)
 
 
