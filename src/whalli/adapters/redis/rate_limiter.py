@@ -17,6 +17,8 @@ strict side.)
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
 import time
 from collections.abc import Awaitable
@@ -27,7 +29,7 @@ from redis import exceptions as rx
 from redis.asyncio import Redis
 
 from whalli.adapters.prometheus.metrics import rate_limiter_errors
-from whalli.adapters.redis.errors import translated
+from whalli.adapters.redis.errors import translated, unavailable
 from whalli.adapters.redis.resp import RespClient
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.ports.rate_limiter import RateDecision, RateLimiter
@@ -73,8 +75,12 @@ class RedisRateLimiter(RateLimiter):
         self._unlogged_failures = 0
 
     def hit(self, key: str, limit: int, window_seconds: int) -> Awaitable[RateDecision]:
-        """Through the lean client, the count is written before this returns (when its
-        connection is open): the caller's other work overlaps the round trip, with no task."""
+        """Through the lean client, the count is written before this returns and the decision
+        is a future resolved from its answer: the caller's other work overlaps the round
+        trip, with no task, and a decision dropped unawaited leaves nothing behind (the
+        request is counted all the same). With no connection open yet, a task connects and
+        sends it. Without the lean client, a coroutine sends it through redis-py when
+        awaited."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         if window_seconds < 1:
@@ -82,38 +88,65 @@ class RedisRateLimiter(RateLimiter):
         if limit > MAX_LIMIT or window_seconds > MAX_WINDOW_SECONDS:
             raise ValueError(f"limit must be at most {MAX_LIMIT}, window at most 49 days")
         full_key, window_ms = self._prefix + key, window_seconds * 1000
-        lean, sent = self._lean, None
-        if lean is not None:
-            sent = lean.send_now("EVALSHA", self._script.sha, 1, full_key, window_ms, limit)
-        return self._decided(lean, sent, full_key, window_ms, limit)
+        lean = self._lean
+        if lean is None:
+            return self._decided(full_key, window_ms, limit)
+        sent = lean.send_now("EVALSHA", self._script.sha, 1, full_key, window_ms, limit)
+        if sent is None:
+            return asyncio.ensure_future(self._decided(full_key, window_ms, limit))
+        decision: asyncio.Future[RateDecision] = sent.get_loop().create_future()
+        sent.add_done_callback(
+            functools.partial(self._answered, decision, lean, full_key, window_ms, limit)
+        )
+        return decision
 
-    async def _decided(
+    def _answered(
         self,
-        lean: RespClient | None,
-        sent: Awaitable[Any] | None,
+        decision: asyncio.Future[RateDecision],
+        lean: RespClient,
         key: str,
         window_ms: int,
         limit: int,
+        sent: asyncio.Future[Any],
+    ) -> None:
+        if decision.done():  # its caller left (the request is counted all the same)
+            if not sent.cancelled():
+                sent.exception()
+            return
+        error = None if sent.cancelled() else sent.exception()
+        if sent.cancelled():
+            decision.cancel()
+        elif isinstance(error, rx.NoScriptError):  # a restarted Redis: EVAL loads it again
+            again = asyncio.ensure_future(self._reloaded(lean, key, window_ms, limit))
+            again.add_done_callback(functools.partial(_pass_on, decision))
+        elif error is not None:
+            failure = unavailable(error) if _is_redis_failure(error) else error
+            if isinstance(failure, ServiceUnavailable):
+                self._report(failure)
+            decision.set_exception(failure)
+            decision.exception()  # retrieved: a caller that left does not warn at GC
+        else:
+            decision.set_result(_decision(sent.result(), limit))
+
+    async def _reloaded(
+        self, lean: RespClient, key: str, window_ms: int, limit: int
     ) -> RateDecision:
         try:
             with translated():
-                if lean is None or sent is None:
-                    packed = await self._evalsha(key, window_ms, limit)
-                else:
-                    try:
-                        packed = await sent
-                    except rx.NoScriptError:  # a restarted Redis: EVAL loads it again
-                        packed = await self._eval(lean, key, window_ms, limit)
+                packed = await self._eval(lean, key, window_ms, limit)
         except ServiceUnavailable as e:
             self._report(e)
             raise
-        count, reset_ms = divmod(int(packed), 1 << _TTL_BITS)
-        return RateDecision(
-            allowed=count <= limit,
-            limit=limit,
-            remaining=max(0, limit - count),
-            reset_seconds=max(1, math.ceil(reset_ms / 1000)),
-        )
+        return _decision(packed, limit)
+
+    async def _decided(self, key: str, window_ms: int, limit: int) -> RateDecision:
+        try:
+            with translated():
+                packed = await self._evalsha(key, window_ms, limit)
+        except ServiceUnavailable as e:
+            self._report(e)
+            raise
+        return _decision(packed, limit)
 
     async def _evalsha(self, key: str, window_ms: int, limit: int) -> Any:
         lean = self._lean
@@ -144,3 +177,31 @@ class RedisRateLimiter(RateLimiter):
             "rate_limiter_unavailable", reason=error.message, failures=self._unlogged_failures
         )
         self._unlogged_failures = 0
+
+
+def _decision(packed: Any, limit: int) -> RateDecision:
+    count, reset_ms = divmod(int(packed), 1 << _TTL_BITS)
+    return RateDecision(
+        allowed=count <= limit,
+        limit=limit,
+        remaining=max(0, limit - count),
+        reset_seconds=max(1, math.ceil(reset_ms / 1000)),
+    )
+
+
+def _is_redis_failure(error: BaseException) -> bool:
+    return isinstance(error, rx.RedisError | OSError | TimeoutError)
+
+
+def _pass_on(decision: asyncio.Future[RateDecision], task: asyncio.Future[RateDecision]) -> None:
+    """``task``'s outcome as ``decision``'s (unless its caller left)."""
+    error = None if task.cancelled() else task.exception()
+    if decision.done():
+        return
+    if task.cancelled():
+        decision.cancel()
+    elif error is not None:
+        decision.set_exception(error)
+        decision.exception()  # retrieved: a caller that left does not warn at GC
+    else:
+        decision.set_result(task.result())

@@ -62,7 +62,10 @@ class _Incomplete(Exception):
 
 
 def encode_command(args: tuple[Arg, ...]) -> bytes:
-    """``args`` as a RESP array of bulk strings."""
+    """``args`` as a RESP array of bulk strings (a command has at least its name: Redis
+    never answers an empty one, which would leave every later answer to the wrong caller)."""
+    if not args:
+        raise ValueError("a Redis command needs at least its name")
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         if isinstance(arg, bytes):
@@ -114,6 +117,35 @@ def parse_reply(buf: bytes | bytearray, pos: int) -> tuple[Reply, int]:
     raise rx.InvalidResponse(f"unexpected reply type {chr(kind)!r}")
 
 
+def scan_reply(buf: bytes | bytearray, pos: int, owed: list[int]) -> int:
+    """Step over the whole elements from ``pos`` without building them, and return where it
+    stopped. ``owed`` counts the elements still owed, outermost first (``[1]``: one reply);
+    it is updated in place, and empty once the reply ends at the position returned. Stopped
+    inside an element, it can resume from the same position and ``owed`` when more bytes
+    come: an array arriving in many reads is stepped over once, then parsed once."""
+    while owed:
+        end = buf.find(_CRLF, pos)
+        if end < 0:
+            return pos
+        kind, header = buf[pos], buf[pos + 1 : end]
+        if kind == 0x24:  # $ bulk string
+            size = int(header)
+            after = end + 2 + (size + 2 if size >= 0 else 0)
+            if len(buf) < after:
+                return pos
+        elif kind in (0x2A, 0x3A, 0x2B, 0x2D):  # * array, : integer, + simple, - error
+            after = end + 2
+        else:
+            raise rx.InvalidResponse(f"unexpected reply type {chr(kind)!r}")
+        pos = after
+        owed[-1] -= 1
+        if kind == 0x2A and int(header) > 0:  # its elements are owed next
+            owed.append(int(header))
+        while owed and owed[-1] == 0:
+            owed.pop()
+    return pos
+
+
 def _error(message: str) -> rx.RedisError:
     return _ERRORS.get(message.partition(" ")[0], rx.ResponseError)(message)
 
@@ -121,7 +153,10 @@ def _error(message: str) -> rx.RedisError:
 class _Connection(asyncio.Protocol):
     """One connection: commands written in order, their futures resolved in order."""
 
-    __slots__ = ("_buf", "_loop", "_pending", "_timeout", "_timer", "closed", "transport")
+    __slots__ = (
+        "_buf", "_loop", "_owed", "_pending", "_scanned", "_timeout", "_timer", "closed",
+        "transport",
+    )  # fmt: skip
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self._loop = loop
@@ -130,6 +165,10 @@ class _Connection(asyncio.Protocol):
         # (future, deadline) of each command sent and not yet answered, oldest first
         self._pending: deque[tuple[asyncio.Future[Reply] | None, float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        # an array answer still arriving (at the buffer's start): what it still owes, and how
+        # far it was stepped over (``scan_reply``)
+        self._owed: list[int] | None = None
+        self._scanned = 0
         self.transport: asyncio.Transport | None = None
         self.closed = False
 
@@ -157,6 +196,15 @@ class _Connection(asyncio.Protocol):
         pos, size, pending = 0, len(buf), self._pending
         try:
             while pos < size:
+                if buf[pos] == 0x2A:  # an array: stepped over until whole, then parsed once
+                    owed = self._owed
+                    if owed is None:
+                        owed, self._scanned = [1], 0
+                    reached = scan_reply(buf, pos + self._scanned, owed)
+                    if owed:
+                        self._owed, self._scanned = owed, reached - pos
+                        raise _Incomplete
+                    self._owed = None
                 reply, pos = parse_reply(buf, pos)
                 if not pending:
                     raise rx.InvalidResponse("an answer to no command")
@@ -231,6 +279,7 @@ class RespClient:
         self._command_timeout = command_timeout
         self._connection: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
+        self._closes = 0  # aclose calls: a connect that outlives one is dropped
 
     async def execute(self, *args: Arg) -> Reply:
         """Send one command and return its answer (bytes, int, None or a list of them)."""
@@ -291,6 +340,7 @@ class RespClient:
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
         connection = _Connection(loop, self._command_timeout)
+        closes = self._closes
         try:
             async with asyncio.timeout(self._connect_timeout):
                 if self._path is not None:
@@ -317,10 +367,16 @@ class RespClient:
             raise
         except OSError as e:
             raise rx.ConnectionError(f"Error connecting to Redis ({type(e).__name__})") from e
+        if closes != self._closes:  # closed while connecting: nothing goes out on it
+            connection._fail(rx.ConnectionError("Redis client closed"))
+            raise rx.ConnectionError("Redis client closed")
         self._connection = connection
         return connection
 
     async def aclose(self) -> None:
+        """Close the connection, failing what is in flight on it and a connect under way; a
+        later command connects again."""
+        self._closes += 1
         connection, self._connection = self._connection, None
         if connection is not None and not connection.closed:
             connection._fail(rx.ConnectionError("Redis client closed"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import unicodedata
@@ -52,16 +53,25 @@ class RequestLimits:
     def check_request(
         self, principal_user_id: UUID | None, client_ip: str
     ) -> Awaitable[RateDecision]:
-        """The request's decision. The count starts at this call (where the limiter sends it
-        at once: ``RateLimiter.hit``), so a caller can run it beside other work without a
-        task; awaiting gives the decision."""
+        """The request's decision. The count starts at this call where the limiter sends it
+        at once (``RateLimiter.hit``), so a caller can run it beside other work without a
+        task; awaiting gives the decision. A limiter's future gives a future, which may be
+        dropped unawaited (the request is counted all the same); any other awaitable gives a
+        coroutine, to be awaited."""
         if principal_user_id is not None:
             key, rule = f"user:{principal_user_id}", self.policy.per_user
         else:
             key, rule = f"ip:{_ip_key(client_ip)}", self.policy.per_ip
         if not self.policy.enabled:
-            return _at_once(_unmetered(rule))
-        return self._decided(self._limiter.hit(key, rule.limit, rule.window_seconds), rule)
+            settled: asyncio.Future[RateDecision] = asyncio.get_running_loop().create_future()
+            settled.set_result(_unmetered(rule))
+            return settled
+        hit = self._limiter.hit(key, rule.limit, rule.window_seconds)
+        if not isinstance(hit, asyncio.Future):
+            return self._decided(hit, rule)
+        decided: asyncio.Future[RateDecision] = hit.get_loop().create_future()
+        hit.add_done_callback(functools.partial(self._settle, decided, rule))
+        return decided
 
     async def _decided(self, hit: Awaitable[RateDecision], rule: RateLimit) -> RateDecision:
         try:
@@ -70,6 +80,26 @@ class RequestLimits:
             if self.policy.fail_open:
                 return _unmetered(rule)
             raise
+
+    def _settle(
+        self,
+        decided: asyncio.Future[RateDecision],
+        rule: RateLimit,
+        hit: asyncio.Future[RateDecision],
+    ) -> None:
+        """``hit``'s outcome as ``decided``'s, failing open as ``_decided`` does."""
+        error = None if hit.cancelled() else hit.exception()
+        if decided.done():  # its caller left
+            return
+        if hit.cancelled():
+            decided.cancel()
+        elif isinstance(error, ServiceUnavailable) and self.policy.fail_open:
+            decided.set_result(_unmetered(rule))
+        elif error is not None:
+            decided.set_exception(error)
+            decided.exception()  # retrieved: a caller that left does not warn at GC
+        else:
+            decided.set_result(hit.result())
 
     async def check_login(self, email: str, client_ip: str) -> RateDecision:
         ip = _ip_key(client_ip)
@@ -98,10 +128,6 @@ class RequestLimits:
         if refused:
             raise RateLimited(retry_after=max(d.reset_seconds for d in refused))
         return min(decisions, key=lambda d: (d.remaining, -d.reset_seconds))
-
-
-async def _at_once(decision: RateDecision) -> RateDecision:
-    return decision
 
 
 def _unmetered(rule: RateLimit) -> RateDecision:

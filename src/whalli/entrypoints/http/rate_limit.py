@@ -12,7 +12,7 @@ response goes out, error documents from the exception handlers included (a 429 c
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Coroutine
+import asyncio
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RateLimitPlugin",
+    "apply_decision",
     "enforce_rate_limit",
     "rate_limit_policy",
     "request_client_ip",
@@ -118,28 +119,34 @@ async def enforce_rate_limit(
         return
     limits = await plugin.limits()
     hit = limits.check_request(principal_user_id, request_client_ip(connection))
-    await _decide(connection, hit)
+    apply_decision(connection, await hit)
 
 
 def start_rate_limit(
     connection: ASGIConnection[Any, Any, Any, Any], principal_user_id: UUID
-) -> Coroutine[Any, Any, None]:
-    """``enforce_rate_limit`` for a route that counts, its count sent before this returns
-    once the app has resolved its limits (else when awaited): the guard awaits it after the
-    authentication, which the count's round trip overlaps, with no task of its own (a task
-    would start a loop turn late and be waited for one more). A dropped coroutine must be
-    closed (``close()``); the request may have been counted."""
+) -> asyncio.Future[RateDecision]:
+    """Start counting this request (for a route that counts) and give the future of its
+    decision, for ``apply_decision``: the guard awaits it after the authentication, whose
+    round trip the count's overlaps. Through the app's Redis limiter the count is written
+    before this returns and no task is made (a task would start a loop turn late, and be
+    waited for one more); with another limiter, or before the app has resolved its limits,
+    it runs in a task. Cancel the future to drop it (the request may have been counted)."""
     limits = _plugin(connection).resolved_limits
     if limits is None:
-        return enforce_rate_limit(connection, principal_user_id)
+        return asyncio.ensure_future(_first_check(connection, principal_user_id))
     hit = limits.check_request(principal_user_id, request_client_ip(connection))
-    return _decide(connection, hit)
+    return hit if isinstance(hit, asyncio.Future) else asyncio.ensure_future(hit)
 
 
-async def _decide(
-    connection: ASGIConnection[Any, Any, Any, Any], hit: Awaitable[RateDecision]
-) -> None:
-    decision = await hit
+async def _first_check(
+    connection: ASGIConnection[Any, Any, Any, Any], principal_user_id: UUID
+) -> RateDecision:
+    limits = await _plugin(connection).limits()
+    return await limits.check_request(principal_user_id, request_client_ip(connection))
+
+
+def apply_decision(connection: ASGIConnection[Any, Any, Any, Any], decision: RateDecision) -> None:
+    """Keep the decision for the response headers; raise ``RateLimited`` when refused."""
     connection.scope.setdefault("state", {})[DECISION_STATE_KEY] = decision
     if not decision.allowed:
         raise RateLimited(retry_after=decision.reset_seconds)

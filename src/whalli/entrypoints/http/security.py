@@ -9,8 +9,9 @@ resulting :class:`Principal` in the connection state, where ``provide_principal`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -24,10 +25,12 @@ from whalli.domain.model.errors import InvalidToken, Unauthenticated, WhalliErro
 from whalli.domain.model.principal import Principal
 from whalli.domain.services.auth.authenticate import Authenticate
 from whalli.entrypoints.http.rate_limit import (
+    apply_decision,
     enforce_rate_limit,
     is_rate_limited,
     start_rate_limit,
 )
+from whalli.ports.rate_limiter import RateDecision
 
 if TYPE_CHECKING:
     from whalli.entrypoints.http.deps import AppContainer
@@ -115,7 +118,7 @@ async def require_principal(
     if is_public(handler):
         await enforce_rate_limit(connection, None)
         return
-    charged: Coroutine[Any, Any, None] | None = None
+    charged: asyncio.Future[RateDecision] | None = None
     try:
         credential = credential_from(connection.headers)
         if credential is None:
@@ -137,14 +140,14 @@ async def require_principal(
         raise
     except BaseException:
         if charged is not None:
-            charged.close()
+            charged.cancel()
         raise
     connection.scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = principal
     if charged is not None and claimed == principal.user_id:
-        await charged
+        apply_decision(connection, await charged)
     else:
         if charged is not None:
-            charged.close()  # another user's budget: counted, its answer not needed
+            charged.cancel()  # another user's budget: counted, its answer not needed
         await enforce_rate_limit(connection, principal.user_id)
 
 
