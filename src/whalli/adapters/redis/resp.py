@@ -308,7 +308,8 @@ class RespClient:
     async def transaction(self, *commands: tuple[Arg, ...]) -> list[Reply]:
         """``commands`` between MULTI and EXEC, written at once on the one connection (nothing
         comes between them) and run atomically; their answers. An error queueing any of them
-        fails it as a whole (``EXECABORT``)."""
+        fails it as a whole (``EXECABORT``); one failing as it runs (INCR of a text) raises its
+        error as redis-py's pipeline does, the others having run."""
         payload = b"".join(
             [encode_command(("MULTI",)), *map(encode_command, commands), encode_command(("EXEC",))]
         )
@@ -323,6 +324,9 @@ class RespClient:
         result = await future
         if not isinstance(result, list):  # a WATCH-less EXEC answers its list (or an error)
             raise rx.ResponseError("Redis aborted the transaction")
+        for answer in result:  # a command that failed as it ran (the others still ran)
+            if isinstance(answer, rx.RedisError):
+                raise answer
         return result
 
     async def _connect(self) -> _Connection:
