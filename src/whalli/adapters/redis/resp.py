@@ -4,9 +4,10 @@ RESP2 parsed in the protocol's own callback.
 redis-py checks a connection out of its pool for every command (a lock, a liveness check,
 observability hooks), writes, awaits its reader, parses and checks the connection back in. For
 the few short commands every chat request sends (the rate limit's script, the prompt cache,
-the chat session, the reply relay's writes) that is most of their cost: about 0.13 ms of CPU per
-command against 0.04 ms for the same GET on a bare socket, and 0.55 against 0.19 ms of wall time
-after an idle pause (measured on this machine, ``/tmp`` probe in docs/benchmarks.md).
+the chat session, the reply relay's writes) that is most of their cost. Measured on a 2-core
+machine (docs/benchmarks.md, sixteenth session): a GET awaited in turn took 0.17-0.20 ms
+through redis-py, 0.04-0.07 ms on a bare socket and 0.075 ms here; after a 10 ms idle pause
+0.55-0.57, 0.19-0.22 and 0.24 ms.
 
 Here every command is written at once on one connection and its future queued; Redis answers
 in order, so ``data_received`` resolves the futures first in, first out. There is no pool and no
