@@ -727,11 +727,11 @@ async def test_an_openai_json_answer_that_is_an_error_fails_as_an_error_chunk(
     assert len(server.requests) == 1
 
 
-async def test_an_openai_delta_with_a_lone_surrogate_escape_keeps_the_reply_valid_text(
+async def test_an_openai_emoji_split_into_two_escaped_halves_is_whole_again(
     http: httpx.AsyncClient,
 ) -> None:
-    """An emoji split by UTF-16 code units into two escaped halves (legal JSON msgspec
-    refuses): each half reads as U+FFFD, the reply goes on."""
+    """An emoji split by UTF-16 code units into two escaped halves, one per delta (legal JSON
+    msgspec refuses, as a proxy slicing JavaScript strings sends it): joined again."""
     halves = [
         b'data: {"choices":[{"index":0,"delta":{"content":"a \\ud83d"}}]}\n\n',
         b'data: {"choices":[{"index":0,"delta":{"content":"\\ude00 b"}}]}\n\n',
@@ -742,9 +742,42 @@ async def test_an_openai_delta_with_a_lone_surrogate_escape_keeps_the_reply_vali
         model = OpenAIChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
         events = await collect(model.stream(REQUEST))
 
-    assert text_of(events) == "x a \ufffd\ufffd b"
+    assert text_of(events) == "x a \U0001f600 b"
+    assert events[-1] == StreamEnd(finish_reason="stop", usage=PROVIDER_USAGE)
+
+
+async def test_an_openai_half_left_alone_is_a_replacement_character_in_valid_text(
+    http: httpx.AsyncClient,
+) -> None:
+    alone = [
+        b'data: {"choices":[{"index":0,"delta":{"content":"a \\ud83d"}}]}\n\n',
+        b'data: {"choices":[{"index":0,"delta":{"content":" b \\ude00"}}]}\n\n',
+    ]
+    pieces = openai_stream(["x "])
+    async with FakeProviderServer(openai_default()) as server:
+        server.script(Reply(chunks=[*pieces[:2], *alone, *pieces[2:]]))
+        model = OpenAIChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        events = await collect(model.stream(REQUEST))
+
+    assert text_of(events) == "x a \ufffd b \ufffd"
     text_of(events).encode()  # valid UTF-8: it can be stored and streamed
     assert events[-1] == StreamEnd(finish_reason="stop", usage=PROVIDER_USAGE)
+
+
+async def test_an_anthropic_emoji_split_into_two_escaped_halves_is_whole_again(
+    http: httpx.AsyncClient,
+) -> None:
+    pieces = [
+        p.replace(b"@HIGH@", b"\\ud83d").replace(b"@LOW@", b"\\ude00")
+        for p in anthropic_stream(["a @HIGH@", "@LOW@ b"])
+    ]
+    async with FakeProviderServer(anthropic_default()) as server:
+        server.script(Reply(chunks=pieces))
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        events = await collect(model.stream(REQUEST))
+
+    assert text_of(events) == "a \U0001f600 b"
+    assert isinstance(events[-1], StreamEnd)
 
 
 async def test_a_stream_is_asked_for_uncompressed_and_a_compressed_one_is_still_read(

@@ -25,3 +25,12 @@ def test_an_escaped_surrogate_pair_is_one_character() -> None:
 def test_what_is_not_a_json_object_is_a_malformed_event(data: str) -> None:
     with pytest.raises(ProviderError, match="malformed stream event"):
         decode_json("p", data)
+
+
+def test_with_halves_only_a_strings_edge_halves_are_kept_for_the_joiner() -> None:
+    document = decode_json(
+        "p", '{"a": "x \\ud83d", "b": "\\ude00 y", "c": "in \\ud83d the middle", "\\ud83d": 1}',
+        halves=True,
+    )  # fmt: skip
+
+    assert document == {"a": "x \ud83d", "b": "\ude00 y", "c": "in \ufffd the middle", "\ufffd": 1}

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from whalli.adapters.ai._halves import edge_halves_kept, valid_text
 from whalli.adapters.ai._sse import SseDecoder, SseEvent
 from whalli.adapters.ai._streaming import StreamPolicy, provider_error, stream_cut
 from whalli.adapters.ai._upstream_errors import error_code, request_secrets, upstream_message
@@ -201,13 +202,15 @@ def obj(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def decode_json(provider: str, data: str) -> dict[str, Any]:
+def decode_json(provider: str, data: str, *, halves: bool = False) -> dict[str, Any]:
     """One SSE ``data`` payload as a JSON object (msgspec; ``_lenient`` only for what it
-    refuses)."""
+    refuses). With ``halves``, a string's lone surrogate at its very end (a high one) or start
+    (a low one) is kept for ``_halves.SurrogateJoiner`` to pair with the next delta's, as a
+    stream re-chunked by UTF-16 code units splits an emoji; every other one is U+FFFD."""
     try:
         document = msgspec.json.decode(data)
     except msgspec.DecodeError:
-        document = _lenient(data)
+        document = _lenient(data, halves)
     if not isinstance(document, dict):
         raise provider_error(
             f"The {provider} provider sent a malformed stream event.",
@@ -218,13 +221,14 @@ def decode_json(provider: str, data: str) -> dict[str, Any]:
     return document
 
 
-def _lenient(data: str) -> object:
+def _lenient(data: str, halves: bool = False) -> object:
     """``data`` as JSON that msgspec refuses but JSON allows, or ``None``: a lone surrogate
     escape (``"\\ud83d"``, half of an astral character, as a proxy that re-chunks text by
-    UTF-16 code units sends it; RFC 8259 §8.2). Each lone half becomes U+FFFD, so the text
-    stays valid UTF-8 wherever it goes (streamed, stored). NaN and Infinity stay refused."""
+    UTF-16 code units sends it; RFC 8259 §8.2). Each lone half becomes U+FFFD (but the edge
+    halves ``halves`` keeps, see ``decode_json``), so the text stays valid UTF-8 wherever it
+    goes (streamed, stored). NaN and Infinity stay refused."""
     try:
-        return _valid_text(json.loads(data, parse_constant=_refuse))
+        return _valid_text(json.loads(data, parse_constant=_refuse), halves)
     except (ValueError, RecursionError):
         return None
 
@@ -233,12 +237,11 @@ def _refuse(constant: str) -> object:
     raise ValueError(constant)
 
 
-def _valid_text(value: object) -> object:
+def _valid_text(value: object, halves: bool = False) -> object:
     if isinstance(value, str):
-        # a surrogate pair would be one character here: any surrogate left is a lone half
-        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return edge_halves_kept(value) if halves else valid_text(value)
     if isinstance(value, dict):
-        return {_valid_text(k): _valid_text(v) for k, v in value.items()}
+        return {valid_text(k): _valid_text(v, halves) for k, v in value.items()}
     if isinstance(value, list):
-        return [_valid_text(v) for v in value]
+        return [_valid_text(v, halves) for v in value]
     return value

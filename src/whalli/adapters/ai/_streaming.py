@@ -27,6 +27,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
+from whalli.adapters.ai._halves import SurrogateJoiner
 from whalli.domain.model.errors import ProviderError, ProviderRejectedRequest
 from whalli.ports.chat_model import CompletionRequest, StreamEnd, StreamEvent
 
@@ -145,6 +146,7 @@ async def _timed(
     async with aclosing(events):
         limit, waiting_for = policy.first_token_timeout, "the first token"
         watchdog = ReadWatchdog()  # in the task reading the stream (this body runs in it)
+        joiner = SurrogateJoiner()  # an emoji split in two escaped halves, whole again
         try:
             while True:
                 # The limit covers the read only, never the caller's time between events.
@@ -165,7 +167,8 @@ async def _timed(
                     watchdog.disarm()
                 if event is None:
                     return
-                yield event
+                for passed in joiner.events(event):
+                    yield passed
                 if isinstance(event, StreamEnd):
                     return  # the answer is complete: nothing after its end is read or waited for
                 limit, waiting_for = policy.idle_timeout, "the next token"

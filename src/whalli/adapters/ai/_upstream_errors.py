@@ -93,7 +93,7 @@ def sanitised(text: str, secrets: Sequence[str] = ()) -> str:
         if len(secret) >= 4:  # (an empty or trivial one would redact everything)
             text = text.replace(secret, _REDACTED)
     printable = "".join(
-        " " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text
+        " " if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c for c in text
     )
     clean = _SECRET.sub(_REDACTED, " ".join(printable.split()))
     if len(clean) <= MAX_MESSAGE:

@@ -178,7 +178,7 @@ class _Answer:
 
     def read(self, sse: SseEvent) -> str | ToolCallDelta | StreamReasoning | None:
         """Take in one event; the text, thinking or piece of a tool call it adds, if any."""
-        data = decode_json(self.provider, sse.data)
+        data = decode_json(self.provider, sse.data, halves=True)
         kind = data.get("type", sse.event)
         if kind == "content_block_delta":
             delta = obj(data.get("delta"))

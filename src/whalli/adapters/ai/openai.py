@@ -147,7 +147,7 @@ class OpenAIChatModel(ChatModel):
         """One chunk's reasoning and text deltas and tool-call pieces (of the first choice),
         finish reason and usage. Reasoning is ``reasoning_content`` (DeepSeek, xAI, vLLM) or
         ``reasoning`` (OpenRouter, Ollama), a string; it comes before the text of a delta."""
-        chunk = decode_json(self.provider, data)
+        chunk = decode_json(self.provider, data, halves=True)
         if chunk.get("error") is not None:
             raise stream_error(self.provider, chunk, self._secrets)
         texts: list[StreamDelta | StreamReasoning] = []
