@@ -216,8 +216,8 @@ async def test_callers_before_the_connection_share_one_failed_then_one_good_conn
         await client.aclose()
 
 
-async def test_a_caller_cancelled_while_connecting_sends_nothing_and_others_proceed() -> None:
-    authing, release = asyncio.Event(), asyncio.Event()
+def held_auth(authing: asyncio.Event, release: asyncio.Event) -> Any:
+    """A server whose answer to AUTH waits for ``release`` (``authing`` set once asked)."""
 
     async def slow_auth(fake: Fake, index: int, reader: asyncio.StreamReader, writer: Any) -> None:
         command = await read_command(reader)
@@ -227,6 +227,13 @@ async def test_a_caller_cancelled_while_connecting_sends_nothing_and_others_proc
         await release.wait()
         writer.write(b"+OK\r\n")
         await respond(fake, index, reader, writer)
+
+    return slow_auth
+
+
+async def test_a_caller_cancelled_while_connecting_sends_nothing_and_others_proceed() -> None:
+    authing, release = asyncio.Event(), asyncio.Event()
+    slow_auth = held_auth(authing, release)
 
     async with serve(slow_auth, userinfo=":pw@") as fake:
         client = RespClient(fake.url)
@@ -252,15 +259,7 @@ async def test_a_caller_cancelled_while_connecting_sends_nothing_and_others_proc
 
 async def test_aclose_while_connecting_leaves_no_connection_open() -> None:
     authing, release = asyncio.Event(), asyncio.Event()
-
-    async def slow_auth(fake: Fake, index: int, reader: asyncio.StreamReader, writer: Any) -> None:
-        command = await read_command(reader)
-        assert command is not None
-        fake.commands[index].append(command)
-        authing.set()
-        await release.wait()
-        writer.write(b"+OK\r\n")
-        await respond(fake, index, reader, writer)
+    slow_auth = held_auth(authing, release)
 
     async with serve(slow_auth, userinfo=":pw@") as fake:
         client = RespClient(fake.url)

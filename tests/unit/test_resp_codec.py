@@ -5,6 +5,7 @@ matched to their commands in order, errors as redis-py raises them."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -121,76 +122,71 @@ def test_answers_resolve_their_commands_in_order_however_the_bytes_arrive(
         loop.close()
 
 
-def test_a_cancelled_callers_answer_is_dropped_and_the_next_gets_its_own() -> None:
+@pytest.fixture
+def wire() -> Iterator[tuple[_Connection, _Transport]]:
+    """A connection on a recording transport, in a loop of its own (never run: the tests
+    feed the connection's callbacks by hand)."""
     loop = asyncio.new_event_loop()
+    connection, transport = _Connection(loop, timeout=60.0), _Transport()
+    connection.connection_made(transport)
     try:
-        connection = _Connection(loop, timeout=60.0)
-        connection.connection_made(_Transport())
-        first = connection.send(encode_command(("GET", "a")))
-        second = connection.send(encode_command(("GET", "b")))
-        first.cancel()
-        connection.data_received(resp(b"A") + resp(b"B"))
-        assert second.result() == b"B"
-        connection._fail(rx.ConnectionError("done"))
+        yield connection, transport
     finally:
+        connection._fail(rx.ConnectionError("done"))  # cancels the deadline timer
         loop.close()
 
 
-def test_an_error_answer_fails_its_own_command_only() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        connection = _Connection(loop, timeout=60.0)
-        connection.connection_made(_Transport())
-        failing = connection.send(encode_command(("EVALSHA", "x", 0)))
-        fine = connection.send(encode_command(("GET", "b")))
-        connection.data_received(b"-NOSCRIPT No matching script.\r\n" + resp(b"B"))
-        assert isinstance(failing.exception(), rx.NoScriptError)
-        assert fine.result() == b"B"
-        connection._fail(rx.ConnectionError("done"))
-    finally:
-        loop.close()
+def test_a_cancelled_callers_answer_is_dropped_and_the_next_gets_its_own(
+    wire: tuple[_Connection, _Transport],
+) -> None:
+    connection, _ = wire
+    first = connection.send(encode_command(("GET", "a")))
+    second = connection.send(encode_command(("GET", "b")))
+    first.cancel()
+    connection.data_received(resp(b"A") + resp(b"B"))
+    assert second.result() == b"B"
 
 
-def test_a_malformed_answer_closes_the_connection_and_fails_what_waits() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        connection = _Connection(loop, timeout=60.0)
-        transport = _Transport()
-        connection.connection_made(transport)
-        waiting = connection.send(encode_command(("GET", "a")))
-        connection.data_received(b"?what\r\n")
-        assert isinstance(waiting.exception(), rx.ConnectionError)
-        assert transport.aborted
-        assert connection.closed
-        with pytest.raises(rx.ConnectionError):
-            connection.send(encode_command(("GET", "a")))
-    finally:
-        loop.close()
+def test_an_error_answer_fails_its_own_command_only(wire: tuple[_Connection, _Transport]) -> None:
+    connection, _ = wire
+    failing = connection.send(encode_command(("EVALSHA", "x", 0)))
+    fine = connection.send(encode_command(("GET", "b")))
+    connection.data_received(b"-NOSCRIPT No matching script.\r\n" + resp(b"B"))
+    assert isinstance(failing.exception(), rx.NoScriptError)
+    assert fine.result() == b"B"
 
 
-def test_an_answer_to_no_command_closes_the_connection() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        connection = _Connection(loop, timeout=60.0)
-        transport = _Transport()
-        connection.connection_made(transport)
-        connection.data_received(resp(b"unasked"))
-        assert transport.aborted
-        assert connection.closed
-    finally:
-        loop.close()
+def test_a_malformed_answer_closes_the_connection_and_fails_what_waits(
+    wire: tuple[_Connection, _Transport],
+) -> None:
+    connection, transport = wire
+    waiting = connection.send(encode_command(("GET", "a")))
+    connection.data_received(b"?what\r\n")
+    assert isinstance(waiting.exception(), rx.ConnectionError)
+    assert transport.aborted
+    assert connection.closed
+    with pytest.raises(rx.ConnectionError):
+        connection.send(encode_command(("GET", "a")))
 
 
-def test_a_transaction_waits_for_its_last_answer_only() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        connection = _Connection(loop, timeout=60.0)
-        connection.connection_made(_Transport())
-        exec_answer = connection.send(b"", answers=4)  # MULTI, SET, SET, EXEC
-        connection.data_received(b"+OK\r\n+QUEUED\r\n+QUEUED\r\n")
-        assert not exec_answer.done()
-        connection.data_received(b"*2\r\n+OK\r\n+OK\r\n")
-        assert exec_answer.result() == [b"OK", b"OK"]
-        connection._fail(rx.ConnectionError("done"))
-    finally:
-        loop.close()
+def test_an_answer_to_no_command_closes_the_connection(
+    wire: tuple[_Connection, _Transport],
+) -> None:
+    connection, transport = wire
+    connection.data_received(resp(b"unasked"))
+    assert transport.aborted
+    assert connection.closed
+
+
+def test_a_transaction_waits_for_its_last_answer_only(wire: tuple[_Connection, _Transport]) -> None:
+    connection, _ = wire
+    exec_answer = connection.send(b"", answers=4)  # MULTI, SET, SET, EXEC
+    connection.data_received(b"+OK\r\n+QUEUED\r\n+QUEUED\r\n")
+    assert not exec_answer.done()
+    connection.data_received(b"*2\r\n+OK\r\n+OK\r\n")
+    assert exec_answer.result() == [b"OK", b"OK"]
+
+
+def test_an_empty_command_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs at least its name"):
+        encode_command(())

@@ -727,14 +727,22 @@ async def test_an_openai_json_answer_that_is_an_error_fails_as_an_error_chunk(
     assert len(server.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("contents", "expected"),
+    [
+        ((b"a \\ud83d", b"\\ude00 b"), "x a \U0001f600 b"),  # whole again
+        ((b"a \\ud83d", b" b \\ude00"), "x a \ufffd b \ufffd"),  # each half alone
+    ],
+    ids=["joined", "alone"],
+)
 async def test_an_openai_emoji_split_into_two_escaped_halves_is_whole_again(
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient, contents: tuple[bytes, bytes], expected: str
 ) -> None:
     """An emoji split by UTF-16 code units into two escaped halves, one per delta (legal JSON
-    msgspec refuses, as a proxy slicing JavaScript strings sends it): joined again."""
+    msgspec refuses, as a proxy slicing JavaScript strings sends it): joined again; a half
+    left alone reads as U+FFFD, and the text stays valid."""
     halves = [
-        b'data: {"choices":[{"index":0,"delta":{"content":"a \\ud83d"}}]}\n\n',
-        b'data: {"choices":[{"index":0,"delta":{"content":"\\ude00 b"}}]}\n\n',
+        b'data: {"choices":[{"index":0,"delta":{"content":"' + c + b'"}}]}\n\n' for c in contents
     ]
     pieces = openai_stream(["x "])
     async with FakeProviderServer(openai_default()) as server:
@@ -742,24 +750,7 @@ async def test_an_openai_emoji_split_into_two_escaped_halves_is_whole_again(
         model = OpenAIChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
         events = await collect(model.stream(REQUEST))
 
-    assert text_of(events) == "x a \U0001f600 b"
-    assert events[-1] == StreamEnd(finish_reason="stop", usage=PROVIDER_USAGE)
-
-
-async def test_an_openai_half_left_alone_is_a_replacement_character_in_valid_text(
-    http: httpx.AsyncClient,
-) -> None:
-    alone = [
-        b'data: {"choices":[{"index":0,"delta":{"content":"a \\ud83d"}}]}\n\n',
-        b'data: {"choices":[{"index":0,"delta":{"content":" b \\ude00"}}]}\n\n',
-    ]
-    pieces = openai_stream(["x "])
-    async with FakeProviderServer(openai_default()) as server:
-        server.script(Reply(chunks=[*pieces[:2], *alone, *pieces[2:]]))
-        model = OpenAIChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
-        events = await collect(model.stream(REQUEST))
-
-    assert text_of(events) == "x a \ufffd b \ufffd"
+    assert text_of(events) == expected
     text_of(events).encode()  # valid UTF-8: it can be stored and streamed
     assert events[-1] == StreamEnd(finish_reason="stop", usage=PROVIDER_USAGE)
 

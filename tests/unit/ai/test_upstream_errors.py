@@ -164,3 +164,8 @@ def test_an_error_mid_stream_carries_the_providers_message() -> None:
     )
     assert bare.message == "The openai provider reported an error mid-stream."
     assert status_for(from_anthropic) == 502
+
+
+def test_a_lone_surrogate_in_a_message_becomes_a_space_so_it_stays_valid_text() -> None:
+    assert sanitised("a\ud83db") == "a b"
+    sanitised("x \ude00").encode()  # valid UTF-8: it can be logged and sent
