@@ -305,3 +305,20 @@ async def test_the_lean_rate_limiter_sends_its_count_before_it_is_awaited(
     assert await redis.get(prefix + "user:1") == b"2"
     decision = await pending
     assert decision.remaining == 3
+
+
+async def test_a_decision_dropped_while_redis_reloads_its_script_is_still_counted(
+    lean: RespClient, redis: Redis
+) -> None:
+    """(found by a hunt: a cancelled decision skipped the reload, so it was never counted)"""
+    prefix = key() + ":"
+    limiter = RedisRateLimiter(redis, prefix=prefix, lean=lean)
+    await limiter.hit("user:1", limit=1, window_seconds=60)  # the connection is open
+    await redis.script_flush()  # as after a Redis restart
+    await redis.delete(prefix + "user:1")
+
+    left = limiter.hit("user:1", limit=1, window_seconds=60)
+    assert isinstance(left, asyncio.Future)
+    left.cancel()  # its caller left
+
+    assert not (await limiter.hit("user:1", limit=1, window_seconds=60)).allowed

@@ -4,12 +4,16 @@ half left alone is U+FFFD; whatever passes on is valid text."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncGenerator
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from whalli.adapters.ai._halves import SurrogateJoiner, edge_halves_kept
+from whalli.adapters.ai._streaming import StreamPolicy, stream_with_retries
 from whalli.domain.model.chats import TokenUsage
+from whalli.domain.model.errors import ProviderError
 from whalli.ports.chat_model import (
     StreamDelta,
     StreamEnd,
@@ -19,6 +23,7 @@ from whalli.ports.chat_model import (
 )
 
 END = StreamEnd(finish_reason="stop", usage=TokenUsage())
+ONCE = StreamPolicy(max_attempts=1)
 
 
 def utf16_pieces(text: str, cuts: list[int]) -> list[str]:
@@ -94,3 +99,31 @@ def test_a_half_left_alone_is_a_replacement_character() -> None:
 def test_ascii_deltas_pass_on_as_they_are() -> None:
     delta = StreamDelta(text="plain")
     assert SurrogateJoiner().events(delta) == (delta,)
+
+
+async def test_a_half_held_when_the_stream_fails_is_passed_on_before_the_error() -> None:
+    """(found by a hunt: the half was dropped) the caller keeps the reply's text so far."""
+
+    async def failing() -> AsyncGenerator[StreamEvent, None]:
+        yield StreamDelta(text="ab\ud83d")
+        raise ProviderError("cut", provider="p", kind="stream_cut")
+
+    received: list[StreamEvent] = []
+
+    async def read() -> None:
+        async for event in stream_with_retries(failing, provider="p", policy=ONCE):
+            received.append(event)
+
+    with pytest.raises(ProviderError):
+        await read()
+
+    assert text_of(received) == "ab\ufffd"
+
+
+def test_a_half_waits_across_other_channels_and_ends_as_a_replacement() -> None:
+    """Kept by choice: a server may send reasoning and text in one chunk, so a half of one may
+    be followed by the other's piece before its own; one never completed is U+FFFD at the end."""
+    call = ToolCallDelta(index=0, id="c", name="f", arguments="{}")
+    out = passed(SurrogateJoiner(), [StreamDelta(text="a\ud83d"), call, END])
+
+    assert out == [StreamDelta(text="a"), call, StreamDelta(text="\ufffd"), END]

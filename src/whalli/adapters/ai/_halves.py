@@ -11,8 +11,6 @@ valid text (streamed, stored, encoded as UTF-8).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from whalli.ports.chat_model import (
     StreamDelta,
     StreamEnd,
@@ -60,7 +58,9 @@ class SurrogateJoiner:
 
     def events(self, event: StreamEvent) -> tuple[StreamEvent, ...]:
         """``event`` as it passes on (its text completed, or a half held back), preceded by
-        U+FFFD for halves the stream left alone when it ends."""
+        U+FFFD for the halves left when the stream ends. A half waits for its channel's next
+        piece across the other channels' events (a server may send reasoning and text in one
+        chunk), so one never completed comes out as U+FFFD at the end, not in its place."""
         if isinstance(event, StreamDelta | StreamReasoning):
             text = event.text
             if not self._held and (text.isascii() or not _edged(text)):
@@ -83,7 +83,7 @@ class SurrogateJoiner:
                     arguments=arguments,
                 ),
             )
-        return (*self._left_alone(), _ended(event))
+        return (*self.left_alone(), _ended(event))
 
     def _join(self, channel: Channel, text: str) -> str:
         """``text`` with the half held for ``channel`` before it and its own last half held."""
@@ -106,15 +106,21 @@ class SurrogateJoiner:
             text = text[:-1]
         return text
 
-    def _left_alone(self) -> Iterator[StreamEvent]:
+    def left_alone(self) -> tuple[StreamEvent, ...]:
+        """U+FFFD for each half held, which is then held no more: for a stream that ends or
+        fails."""
+        if not self._held:
+            return ()
         held, self._held = self._held, {}
+        out: list[StreamEvent] = []
         for channel in held:
             if channel == "text":
-                yield StreamDelta(text=REPLACEMENT)
+                out.append(StreamDelta(text=REPLACEMENT))
             elif channel == "reasoning":
-                yield StreamReasoning(text=REPLACEMENT)
+                out.append(StreamReasoning(text=REPLACEMENT))
             else:
-                yield ToolCallDelta(index=int(channel), arguments=REPLACEMENT)
+                out.append(ToolCallDelta(index=int(channel), arguments=REPLACEMENT))
+        return tuple(out)
 
 
 def _edged(text: str) -> bool:

@@ -147,6 +147,7 @@ async def _timed(
         limit, waiting_for = policy.first_token_timeout, "the first token"
         watchdog = ReadWatchdog()  # in the task reading the stream (this body runs in it)
         joiner = SurrogateJoiner()  # an emoji split in two escaped halves, whole again
+        passed_any = False
         try:
             while True:
                 # The limit covers the read only, never the caller's time between events.
@@ -169,9 +170,15 @@ async def _timed(
                     return
                 for passed in joiner.events(event):
                     yield passed
+                    passed_any = True
                 if isinstance(event, StreamEnd):
                     return  # the answer is complete: nothing after its end is read or waited for
                 limit, waiting_for = policy.idle_timeout, "the next token"
+        except ProviderError:
+            if passed_any:  # the reply fails keeping its text: a half held goes as U+FFFD
+                for passed in joiner.left_alone():
+                    yield passed
+            raise
         finally:
             watchdog.close()
 

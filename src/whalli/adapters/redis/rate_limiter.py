@@ -109,16 +109,15 @@ class RedisRateLimiter(RateLimiter):
         limit: int,
         sent: asyncio.Future[Any],
     ) -> None:
-        if decision.done():  # its caller left (the request is counted all the same)
-            if not sent.cancelled():
-                sent.exception()
-            return
         error = None if sent.cancelled() else sent.exception()
+        if isinstance(error, rx.NoScriptError):  # a restarted Redis: EVAL loads it again,
+            again = asyncio.ensure_future(self._reloaded(lean, key, window_ms, limit))
+            again.add_done_callback(functools.partial(_pass_on, decision))  # (counted even
+            return  # when the caller left, as the docstring says)
+        if decision.done():  # its caller left (the request is counted all the same)
+            return
         if sent.cancelled():
             decision.cancel()
-        elif isinstance(error, rx.NoScriptError):  # a restarted Redis: EVAL loads it again
-            again = asyncio.ensure_future(self._reloaded(lean, key, window_ms, limit))
-            again.add_done_callback(functools.partial(_pass_on, decision))
         elif error is not None:
             failure = unavailable(error) if _is_redis_failure(error) else error
             if isinstance(failure, ServiceUnavailable):
