@@ -32,10 +32,14 @@ def unavailable(error: BaseException) -> ServiceUnavailable:
     return ServiceUnavailable(f"redis: {_reason(error)}")
 
 
+# what a Redis client raises when the server cannot serve: each is ``unavailable``
+FAILURES = (rx.RedisError, OSError, TimeoutError)
+
+
 @contextmanager
 def translated() -> Iterator[None]:
     """Raise ``ServiceUnavailable`` for any Redis failure inside the block."""
     try:
         yield
-    except (rx.RedisError, OSError, TimeoutError) as e:
+    except FAILURES as e:
         raise unavailable(e) from e

@@ -29,7 +29,7 @@ from redis import exceptions as rx
 from redis.asyncio import Redis
 
 from whalli.adapters.prometheus.metrics import rate_limiter_errors
-from whalli.adapters.redis.errors import translated, unavailable
+from whalli.adapters.redis.errors import FAILURES, translated, unavailable
 from whalli.adapters.redis.resp import RespClient
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.ports.rate_limiter import RateDecision, RateLimiter
@@ -90,10 +90,12 @@ class RedisRateLimiter(RateLimiter):
         full_key, window_ms = self._prefix + key, window_seconds * 1000
         lean = self._lean
         if lean is None:
-            return self._decided(full_key, window_ms, limit)
+            return self._decided(self._evalsha(full_key, window_ms, limit), limit)
         sent = lean.send_now("EVALSHA", self._script.sha, 1, full_key, window_ms, limit)
         if sent is None:
-            return asyncio.ensure_future(self._decided(full_key, window_ms, limit))
+            return asyncio.ensure_future(
+                self._decided(self._evalsha(full_key, window_ms, limit), limit)
+            )
         decision: asyncio.Future[RateDecision] = sent.get_loop().create_future()
         sent.add_done_callback(
             functools.partial(self._answered, decision, lean, full_key, window_ms, limit)
@@ -111,7 +113,9 @@ class RedisRateLimiter(RateLimiter):
     ) -> None:
         error = None if sent.cancelled() else sent.exception()
         if isinstance(error, rx.NoScriptError):  # a restarted Redis: EVAL loads it again,
-            again = asyncio.ensure_future(self._reloaded(lean, key, window_ms, limit))
+            again = asyncio.ensure_future(
+                self._decided(self._eval(lean, key, window_ms, limit), limit)
+            )
             again.add_done_callback(functools.partial(_pass_on, decision))  # (counted even
             return  # when the caller left, as the docstring says)
         if decision.done():  # its caller left (the request is counted all the same)
@@ -119,7 +123,7 @@ class RedisRateLimiter(RateLimiter):
         if sent.cancelled():
             decision.cancel()
         elif error is not None:
-            failure = unavailable(error) if _is_redis_failure(error) else error
+            failure = unavailable(error) if isinstance(error, FAILURES) else error
             if isinstance(failure, ServiceUnavailable):
                 self._report(failure)
             decision.set_exception(failure)
@@ -127,25 +131,15 @@ class RedisRateLimiter(RateLimiter):
         else:
             decision.set_result(_decision(sent.result(), limit))
 
-    async def _reloaded(
-        self, lean: RespClient, key: str, window_ms: int, limit: int
-    ) -> RateDecision:
+    async def _decided(self, packed: Awaitable[Any], limit: int) -> RateDecision:
+        """The decision the script's answer ``packed`` gives (a failure counted and raised)."""
         try:
             with translated():
-                packed = await self._eval(lean, key, window_ms, limit)
+                answer = await packed
         except ServiceUnavailable as e:
             self._report(e)
             raise
-        return _decision(packed, limit)
-
-    async def _decided(self, key: str, window_ms: int, limit: int) -> RateDecision:
-        try:
-            with translated():
-                packed = await self._evalsha(key, window_ms, limit)
-        except ServiceUnavailable as e:
-            self._report(e)
-            raise
-        return _decision(packed, limit)
+        return _decision(answer, limit)
 
     async def _evalsha(self, key: str, window_ms: int, limit: int) -> Any:
         lean = self._lean
@@ -186,10 +180,6 @@ def _decision(packed: Any, limit: int) -> RateDecision:
         remaining=max(0, limit - count),
         reset_seconds=max(1, math.ceil(reset_ms / 1000)),
     )
-
-
-def _is_redis_failure(error: BaseException) -> bool:
-    return isinstance(error, rx.RedisError | OSError | TimeoutError)
 
 
 def _pass_on(decision: asyncio.Future[RateDecision], task: asyncio.Future[RateDecision]) -> None:

@@ -284,15 +284,18 @@ class RespClient:
 
     async def execute(self, *args: Arg) -> Reply:
         """Send one command and return its answer (bytes, int, None or a list of them)."""
-        payload = encode_command(args)
+        return await (await self._sent(encode_command(args), 1))
+
+    async def _sent(self, payload: bytes, answers: int) -> asyncio.Future[Reply]:
+        """``payload`` (``answers`` commands) written on the live connection, opened if need
+        be; the future of the last answer."""
         connection = self._connection
         if connection is None or connection.closed:
             connection = await self._connect()
         try:
-            future = connection.send(payload)
+            return connection.send(payload, answers)
         except rx.ConnectionError:  # it closed since: nothing was sent, so send it anew
-            future = (await self._connect()).send(payload)
-        return await future
+            return (await self._connect()).send(payload, answers)
 
     def send_now(self, *args: Arg) -> asyncio.Future[Reply] | None:
         """Write one command now, before returning, and give the future of its answer; or
@@ -314,15 +317,7 @@ class RespClient:
         payload = b"".join(
             [encode_command(("MULTI",)), *map(encode_command, commands), encode_command(("EXEC",))]
         )
-        answers = len(commands) + 2
-        connection = self._connection
-        if connection is None or connection.closed:
-            connection = await self._connect()
-        try:
-            future = connection.send(payload, answers)
-        except rx.ConnectionError:
-            future = (await self._connect()).send(payload, answers)
-        result = await future
+        result = await (await self._sent(payload, len(commands) + 2))
         if not isinstance(result, list):  # a WATCH-less EXEC answers its list (or an error)
             raise rx.ResponseError("Redis aborted the transaction")
         for answer in result:  # a command that failed as it ran (the others still ran)
