@@ -305,6 +305,9 @@ def anthropic_default(expected_key: str = API_KEY) -> Callable[[RecordedRequest]
                 status=400,
                 body=anthropic_error("invalid_request_error", "max_tokens: Field required"),
             )
+        output_format = (request.body.get("output_config") or {}).get("format")
+        if output_format is not None and output_format.get("type") == "json_schema":
+            return Reply(chunks=anthropic_stream(JSON_PIECES))  # the JSON, as Claude's text
         forced = request.body.get("tool_choice") or {}
         if forced.get("type") == "tool":  # the API then answers with that tool's call only
             call = ScriptedCall("toolu_forced", forced["name"], JSON_PIECES)

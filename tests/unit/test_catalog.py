@@ -81,6 +81,17 @@ def test_a_free_user_gets_a_model_of_the_shipped_catalog_from_every_provider() -
         assert catalog.available_for(Plan.FREE, frozenset({provider}))
 
 
+def test_the_shipped_catalog_says_which_models_enforce_schemas() -> None:
+    catalog = load_catalog(default_catalog_path())
+
+    strict = {spec.id for spec in catalog if spec.strict_outputs}
+
+    assert {"openai/gpt-4o-mini", "anthropic/claude-haiku-4-5", "anthropic/claude-opus-4-6"} <= (
+        strict
+    )
+    assert not strict & {"anthropic/claude-3-5-haiku", "anthropic/claude-sonnet-4", "dev/echo"}
+
+
 def test_a_fallback_chain_of_the_shipped_catalog_ends() -> None:
     catalog = load_catalog(default_catalog_path())
     chain = [s.id for s in catalog.fallbacks("anthropic/claude-opus-4")]
@@ -181,6 +192,7 @@ def test_negative_token_counts_have_no_cost() -> None:
         ),
         ({"max_output_tokens": 0}, r"'dev/a': max_output_tokens must be positive and within"),
         ({"max_output_tokens": 1001}, r"'dev/a': max_output_tokens must be positive and within"),
+        ({"strict_outputs": True}, r"'dev/a': provider 'dev' cannot enforce schemas"),
     ],
 )
 def test_an_invalid_model_is_refused_with_its_name(
@@ -328,6 +340,9 @@ def test_the_shipped_catalog_has_reasoning_models() -> None:
         "xai/grok-3-mini",
         "anthropic/claude-sonnet-4",
         "anthropic/claude-opus-4",
+        "anthropic/claude-haiku-4-5",
+        "anthropic/claude-sonnet-4-6",
+        "anthropic/claude-opus-4-6",
         "dev/echo",
     }
 

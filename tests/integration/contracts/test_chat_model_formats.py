@@ -1,7 +1,8 @@
 """Response formats (JSON mode, structured outputs) in the chat model adapters, against the
 loopback providers speaking their documented wire formats: OpenAI-compatible servers get
 ``response_format`` as OpenAI takes it; Anthropic a forced tool, whose input streams back as
-the reply's text; dev/echo refuses."""
+the reply's text, or, for a strict schema to a model that enforces schemas, its own
+``output_config.format`` (and a strict function a strict tool); dev/echo refuses."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from whalli.adapters.ai.anthropic import AnthropicChatModel
 from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.ai.openai import OpenAIChatModel, OpenAIFlavour
 from whalli.adapters.outbound_http import new_http_client
-from whalli.domain.model.chats import MessageRole, PromptMessage
+from whalli.domain.model.chats import GenerationParams, MessageRole, PromptMessage, ReasoningEffort
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.response_format import FormatType, JsonSchema, ResponseFormat
 from whalli.domain.model.tools import ToolChoice, ToolChoiceMode, Tools, ToolSpec
@@ -48,11 +49,16 @@ ASKED = (PromptMessage(role=MessageRole.USER, content="Greet me in JSON."),)
 
 
 def request(
-    response_format: ResponseFormat | None, tools: Tools | None = None
+    response_format: ResponseFormat | None,
+    tools: Tools | None = None,
+    *,
+    strict_outputs: bool = False,
+    params: GenerationParams = GenerationParams(),
 ) -> CompletionRequest:
     return CompletionRequest(
-        model="test-model", messages=ASKED, response_format=response_format, tools=tools
-    )
+        model="test-model", messages=ASKED, response_format=response_format, tools=tools,
+        strict_outputs=strict_outputs, params=params,
+    )  # fmt: skip
 
 
 async def text_and_end(model: ChatModel, request: CompletionRequest) -> tuple[str, StreamEnd]:
@@ -280,3 +286,114 @@ async def test_dev_echo_refuses_a_format() -> None:
         DevEchoChatModel().stream(request(JSON_MODE))
 
     assert raised.value.details["field"] == "response_format"
+
+
+# --- a model that enforces schemas (Claude's structured outputs) --------------------------------
+LOOSE = ResponseFormat(
+    type=FormatType.JSON_SCHEMA, json_schema=JsonSchema(name="greeting", schema=SCHEMA)
+)
+STRICT_NOW = ToolSpec(name="now", parameters=SCHEMA, strict=True)
+
+
+async def test_a_strict_schema_goes_as_claudes_own_format_and_its_text_is_the_reply(
+    http: httpx.AsyncClient,
+) -> None:
+    text, end, body = await anthropic(http, request(GREETING, strict_outputs=True))
+
+    assert (text, end.finish_reason) == ("".join(JSON_PIECES), "end_turn")
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
+    assert "tools" not in body  # nothing forced
+    assert "tool_choice" not in body
+
+
+@pytest.mark.parametrize(
+    ("asked", "strict_outputs"),
+    [(GREETING, False), (LOOSE, True), (JSON_MODE, True)],
+    ids=["a_model_that_does_not_enforce", "a_schema_not_asked_strict", "json_mode"],
+)
+async def test_other_formats_and_models_keep_the_forced_tool(
+    http: httpx.AsyncClient, asked: ResponseFormat, strict_outputs: bool
+) -> None:
+    text, end, body = await anthropic(http, request(asked, strict_outputs=strict_outputs))
+
+    assert (text, end.finish_reason) == ("".join(JSON_PIECES), "stop")
+    assert "output_config" not in body
+    assert body["tool_choice"]["name"] == "json_response"
+    assert "strict" not in body["tools"][0]
+
+
+@pytest.mark.parametrize(
+    ("strict_outputs", "spec", "sent"),
+    [
+        (True, STRICT_NOW, True),
+        (False, STRICT_NOW, None),
+        (True, ToolSpec(name="now", parameters=SCHEMA), None),
+        (True, ToolSpec(name="now", parameters=SCHEMA, strict=False), None),
+    ],
+    ids=["strict_to_a_model_that_enforces", "to_one_that_does_not", "not_asked", "asked_not"],
+)
+async def test_a_function_asked_strict_is_a_strict_tool_for_a_model_that_enforces_schemas(
+    http: httpx.AsyncClient, strict_outputs: bool, spec: ToolSpec, sent: bool | None
+) -> None:
+    async with FakeProviderServer(anthropic_default()) as server:
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        tools = Tools(specs=(spec,))
+        async for _ in model.stream(request(None, tools, strict_outputs=strict_outputs)):
+            pass
+    [tool] = server.requests[0].body["tools"]
+
+    assert tool.get("strict") == sent
+    assert tool["input_schema"] == SCHEMA
+
+
+async def test_with_claudes_own_format_the_callers_tools_are_offered_as_they_asked(
+    http: httpx.AsyncClient,
+) -> None:
+    """Nothing is forced: a turn may call one of their tools (a tool call, not the reply), or
+    answer in the format."""
+    call = ScriptedCall("toolu_1", "now", ['{"greeting": "UTC"}'])
+    tools = Tools(specs=(STRICT_NOW,), choice=ToolChoice(mode=ToolChoiceMode.AUTO))
+    async with FakeProviderServer(anthropic_default()) as server:
+        server.script(Reply(chunks=anthropic_tool_stream([call])))
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        events = [e async for e in model.stream(request(GREETING, tools, strict_outputs=True))]
+    body = server.requests[0].body
+
+    assert body["tools"] == [{"name": "now", "input_schema": SCHEMA, "strict": True}]
+    assert body["tool_choice"] == {"type": "auto"}
+    assert body["output_config"]["format"]["schema"] == SCHEMA
+    assert [e.name for e in events if isinstance(e, ToolCallDelta) and e.name] == ["now"]
+    assert isinstance(events[-1], StreamEnd)
+    assert events[-1].finish_reason == "tool_calls"
+
+
+async def test_claude_may_think_before_answering_in_its_own_format(
+    http: httpx.AsyncClient,
+) -> None:
+    """A forced tool and thinking do not go together (the API refuses them, and so does the
+    adapter, before sending); Claude's own format does."""
+    thinking = GenerationParams(reasoning_effort=ReasoningEffort.LOW)
+    with pytest.raises(InvalidInput, match="cannot think"):
+        await anthropic(http, request(GREETING, params=thinking))
+
+    text, _, body = await anthropic(http, request(GREETING, strict_outputs=True, params=thinking))
+
+    assert text == "".join(JSON_PIECES)
+    assert body["thinking"]["type"] == "enabled"
+    assert "output_config" in body
+
+
+async def test_a_strict_schema_of_another_type_than_object_is_refused_before_sending(
+    http: httpx.AsyncClient,
+) -> None:
+    listed = ResponseFormat(
+        type=FormatType.JSON_SCHEMA,
+        json_schema=JsonSchema(name="g", schema={"type": "array"}, strict=True),
+    )
+    async with FakeProviderServer(anthropic_default()) as server:
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        with pytest.raises(InvalidInput, match="must describe an object") as raised:
+            model.stream(request(listed, strict_outputs=True))
+
+    assert raised.value.details["field"] == "response_format.json_schema.schema"
+    assert server.requests == []

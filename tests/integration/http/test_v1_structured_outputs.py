@@ -283,3 +283,52 @@ async def test_a_cached_json_reply_from_claude_comes_back_the_same(providers: Pr
 
     assert first == second == (JSON_TEXT, "stop")
     assert len(providers.anthropic.requests) == 1
+
+
+# --- a Claude model that enforces schemas: Claude's own structured outputs --------------------
+CLAUDE_STRICT = "anthropic/claude-haiku-4-5"  # the shipped catalog's strict_outputs = true
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_strict_schema_asked_of_a_claude_that_enforces_schemas_is_its_own_format(
+    providers: Providers, stream: bool
+) -> None:
+    content, finish_reason, called = await ask(providers, CLAUDE_STRICT, JSON_SCHEMA, stream=stream)
+
+    assert (content, finish_reason, called) == (JSON_TEXT, "stop", False)
+    [sent] = providers.anthropic.requests
+    assert sent.body["model"] == "claude-haiku-4-5"
+    assert sent.body["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
+    assert "tool_choice" not in sent.body
+
+
+async def test_the_sdks_parse_gets_claudes_own_format_and_may_think_first(
+    providers: Providers,
+) -> None:
+    completion = await providers.sdk.chat.completions.parse(
+        model=CLAUDE_STRICT, messages=asked(), response_format=Greeting, reasoning_effort="low"
+    )
+
+    assert completion.choices[0].message.parsed == Greeting(greeting="Hello, world!")
+    sent = providers.anthropic.requests[-1].body
+    assert sent["output_config"]["format"]["schema"]["required"] == ["greeting"]
+    assert sent["thinking"]["type"] == "enabled"
+
+
+async def test_a_strict_function_is_a_strict_tool_for_a_claude_that_enforces_schemas(
+    providers: Providers,
+) -> None:
+    tool = {
+        "type": "function",
+        "function": {"name": "greet", "parameters": SCHEMA, "strict": True},
+    }
+    for model in (CLAUDE_STRICT, CLAUDE):
+        await providers.sdk.chat.completions.create(
+            model=model,
+            messages=asked(),
+            tools=[tool],  # type: ignore[list-item]
+        )
+
+    strict_sent, loose_sent = (r.body["tools"][0] for r in providers.anthropic.requests)
+    assert strict_sent == {"name": "greet", "input_schema": SCHEMA, "strict": True}
+    assert loose_sent == {"name": "greet", "input_schema": SCHEMA}  # not enforced: not sent

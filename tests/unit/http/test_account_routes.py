@@ -39,14 +39,15 @@ async def test_the_model_list_follows_the_callers_plan(
         "maxOutputTokens": 16384,
         "inputUsdPerMtok": 0.15, "outputUsdPerMtok": 0.6, "minPlan": "free",
         "capabilities": {
-            "tools": True, "structuredOutputs": True, "vision": True, "reasoning": False,
-            "reasoningEfforts": [],
+            "tools": True, "structuredOutputs": True, "strictOutputs": True, "vision": True,
+            "reasoning": False, "reasoningEfforts": [],
         },
     }  # fmt: skip
     echo = next(m for m in pro_models if m["id"] == "dev/echo")
     assert echo["capabilities"] == {
         "tools": False,
         "structuredOutputs": False,
+        "strictOutputs": False,
         "vision": False,
         "reasoning": True,
         "reasoningEfforts": ["minimal", "low", "medium", "high"],
@@ -54,6 +55,9 @@ async def test_the_model_list_follows_the_callers_plan(
     assert echo["maxOutputTokens"] is None
     grok = next(m for m in pro_models if m["id"] == "xai/grok-3-mini")
     assert grok["capabilities"]["reasoningEfforts"] == ["low", "high"]
+    strict = {m["id"]: m["capabilities"]["strictOutputs"] for m in free_models}
+    assert strict["anthropic/claude-haiku-4-5"] is True  # Claude's structured outputs
+    assert strict["anthropic/claude-3-5-haiku"] is False  # a forced tool: followed, not enforced
 
 
 async def test_models_of_unconfigured_providers_are_not_offered(

@@ -9,7 +9,9 @@ block of type ``tool_use`` (its id and name at its start), its input streamed as
 A reply in a ``response_format`` is the input of the tool the request forced
 (``anthropic_request.FORMAT_TOOL``): its JSON pieces are passed on as the reply's text, and its
 ``tool_use`` stop as ``stop``, so that the caller sees the JSON answer it asked for, not a tool
-call. Text Claude writes beside it is not part of that answer and is left out.
+call. Text Claude writes beside it is not part of that answer and is left out. A format
+asked of the API itself (``anthropic_request.native_format``: a strict schema, a model that
+enforces it) comes back as text, passed on as any text.
 Extended thinking comes first as ``thinking`` blocks: their ``thinking_delta`` pieces are
 passed on as ``StreamReasoning`` (their signatures, and ``redacted_thinking`` blocks, are not).
 The request's body: ``anthropic_request``.
@@ -35,7 +37,7 @@ from whalli.adapters.ai._streaming import (
     stream_cut,
     stream_with_retries,
 )
-from whalli.adapters.ai.anthropic_request import FORMAT_TOOL, messages_body
+from whalli.adapters.ai.anthropic_request import FORMAT_TOOL, messages_body, native_format
 from whalli.domain.model.chats import TokenUsage
 from whalli.domain.model.errors import ProviderError
 from whalli.domain.services.chat.context import estimate_tokens
@@ -81,7 +83,8 @@ class AnthropicChatModel(ChatModel):
             return refused(e)
         body = msgspec.json.encode(payload)
         _, local = split_stops(request.params.stop)
-        formatted = request.response_format is not None
+        # the reply is the forced tool's input (else any text: no format, or the API's own)
+        formatted = request.response_format is not None and not native_format(request)
         return stream_with_retries(
             lambda: self._attempt(body, local, formatted),
             provider=self.provider,

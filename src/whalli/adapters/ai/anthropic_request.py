@@ -22,6 +22,16 @@ With the caller's own tools too, the format's tool is offered beside them (``_fo
 The format's tool is called once (``disable_parallel_tool_use`` when it is forced; the stream
 reader passes on only the first such call in any case).
 
+A model that enforces schemas (the catalog's ``strict_outputs``: Claude's structured outputs,
+4.5 and later) is asked for them as OpenAI's are:
+- a ``json_schema`` format with ``strict: true`` and a schema goes as the API's own
+  ``output_config.format`` (``native_format``): Claude's text is then the JSON, which the stream
+  reader passes on as any text; the caller's tools, if any, are offered as without a format (a
+  turn may still call one), and extended thinking is allowed (nothing is forced);
+- a function with ``strict: true`` is a tool with ``strict: true``.
+Other formats (``json_object``, a schema not asked strict, whose subset of JSON Schema the API
+may not take) and other models keep the forced tool, and ``strict`` is not sent.
+
 An image the API would refuse for its size is refused before calling it (``anthropic_images``).
 A reasoning effort asks for extended thinking (``anthropic_thinking``).
 """
@@ -73,10 +83,17 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
         "messages": _turns(request.messages),
         "stream": True,
     }
-    if request.response_format is not None:
-        body.update(_formatted(request.response_format, request.tools))
+    strict = request.strict_outputs
+    if native_format(request):
+        assert request.response_format is not None
+        schema = _object_schema(request.response_format)
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        if request.tools is not None:
+            body.update(_tools(request.tools, strict=strict))
+    elif request.response_format is not None:
+        body.update(_formatted(request.response_format, request.tools, strict=strict))
     elif request.tools is not None:
-        body.update(_tools(request.tools))
+        body.update(_tools(request.tools, strict=strict))
     if system:
         body["system"] = system
     if params.temperature is not None:
@@ -94,21 +111,37 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
     return body
 
 
-def _formatted(response_format: ResponseFormat, tools: Tools | None) -> dict[str, Any]:
+def native_format(request: CompletionRequest) -> bool:
+    """Whether the request's format goes as the API's own ``output_config.format``: a JSON
+    Schema asked ``strict``, of a model that enforces schemas (see the module docstring)."""
+    asked = request.response_format
+    return (
+        request.strict_outputs
+        and asked is not None
+        and asked.json_schema is not None
+        and asked.json_schema.strict is True
+        and asked.schema is not None
+    )
+
+
+def _formatted(
+    response_format: ResponseFormat, tools: Tools | None, *, strict: bool
+) -> dict[str, Any]:
     """``tools`` and ``tool_choice`` of a request in a format (see the module docstring)."""
     forced = {"type": "tool", "name": FORMAT_TOOL, "disable_parallel_tool_use": True}
     if tools is None:
         return {"tools": [_format_tool(response_format)], "tool_choice": forced}
     mode = tools.choice.mode if tools.choice is not None else ToolChoiceMode.AUTO
     if mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.FUNCTION):
-        return _tools(tools)  # a call of theirs is asked for: the format is for a later turn
+        # a call of theirs is asked for: the format is for a later turn
+        return _tools(tools, strict=strict)
     if any(spec.name == FORMAT_TOOL for spec in tools.specs):
         raise InvalidInput(
             f"With a response_format, Anthropic models cannot be offered tools named "
             f"{FORMAT_TOOL!r}: Whalli gives them one of that name for the reply.",
             field="tools",
         )
-    offered = _tools(tools)
+    offered = _tools(tools, strict=strict)
     offered["tools"].append(_format_tool(response_format))
     if mode is ToolChoiceMode.NONE:
         offered["tool_choice"] = forced
@@ -121,28 +154,31 @@ def _formatted(response_format: ResponseFormat, tools: Tools | None) -> dict[str
 
 
 def _format_tool(response_format: ResponseFormat) -> dict[str, Any]:
-    """The tool whose input is the reply. A tool's input is an object: a schema of another
-    type is refused (``InvalidInput``), one without a type is given ``object``."""
+    """The tool whose input is the reply (its input schema: ``_object_schema``)."""
     json_schema = response_format.json_schema
-    schema = response_format.schema
-    if schema is None:
-        input_schema = _ANY_OBJECT
-    elif "type" not in schema:
-        input_schema = {"type": "object", **schema}
-    elif schema["type"] == "object":
-        input_schema = schema
-    else:
-        field = "response_format.json_schema.schema"
-        raise InvalidInput(
-            f"{field} must describe an object (type 'object') for Anthropic models.",
-            field=field,
-        )
     description = json_schema.description if json_schema is not None else None
     return {
         "name": FORMAT_TOOL,
         "description": description or _FORMAT_DESCRIPTION,
-        "input_schema": input_schema,
+        "input_schema": _object_schema(response_format),
     }
+
+
+def _object_schema(response_format: ResponseFormat) -> dict[str, Any]:
+    """The format's schema, which must describe an object (a tool's input, and the API's
+    own format, are objects): a schema of another type is refused (``InvalidInput``), one
+    without a type is given ``object``, none at all is any object."""
+    schema = response_format.schema
+    if schema is None:
+        return _ANY_OBJECT
+    if "type" not in schema:
+        return {"type": "object", **schema}
+    if schema["type"] == "object":
+        return schema
+    field = "response_format.json_schema.schema"
+    raise InvalidInput(
+        f"{field} must describe an object (type 'object') for Anthropic models.", field=field
+    )
 
 
 def _turns(messages: tuple[PromptMessage, ...]) -> list[dict[str, Any]]:
@@ -213,8 +249,9 @@ def _tool_use(index: int, number: int, call: ToolCall) -> dict[str, Any]:
     return {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments}
 
 
-def _tools(tools: Tools) -> dict[str, Any]:
-    """``tools`` and ``tool_choice`` as the Messages API takes them."""
+def _tools(tools: Tools, *, strict: bool) -> dict[str, Any]:
+    """``tools`` and ``tool_choice`` as the Messages API takes them; ``strict``: the model
+    enforces the schema of a function asked ``strict``."""
     functions = []
     for spec in tools.specs:
         function: dict[str, Any] = {"name": spec.name}
@@ -222,6 +259,8 @@ def _tools(tools: Tools) -> dict[str, Any]:
             function["description"] = spec.description
         # input_schema is required: a function without parameters takes an empty object
         function["input_schema"] = spec.parameters or {"type": "object", "properties": {}}
+        if strict and spec.strict is True:
+            function["strict"] = True
         functions.append(function)
     body: dict[str, Any] = {"tools": functions}
     choice: dict[str, Any] | None = None

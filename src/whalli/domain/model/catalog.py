@@ -7,6 +7,8 @@ rather than failing a chat later):
 - only a model of a provider whose adapter sends images reads them (``vision``), and only one
   whose adapter asks for a reasoning effort takes one (``reasoning``); the efforts it takes
   (``reasoning_efforts``, default all four) are named only for such a model, without repeats;
+- only a model of a provider whose adapter answers in a response_format enforces schemas
+  (``strict_outputs``);
 - an output cap (``max_output_tokens``), when known, is positive and within the context window;
 - a fallback names another model of the catalog, no chain of fallbacks comes back to where it
   started, and a fallback is offered to every plan its model is offered to (so that falling back
@@ -78,6 +80,11 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # The most tokens it writes in one reply, thinking included, when known (a larger
     # ``maxTokens`` is refused before the call; Claude's thinking budget stays under it)
     max_output_tokens: int | None = None
+    # Whether the model enforces a JSON Schema exactly when asked ``strict`` (a json_schema
+    # response_format, a function): OpenAI's structured outputs, Claude's (4.5 and later),
+    # which the Anthropic adapter then asks for (``output_config.format``, a tool's
+    # ``strict``); only a model of STRUCTURED_OUTPUT_PROVIDERS
+    strict_outputs: bool = False
 
     @property
     def efforts(self) -> tuple[ReasoningEffort, ...]:
@@ -226,6 +233,8 @@ def _check_spec(spec: ModelSpec, providers: frozenset[str]) -> None:
         problems.append(f"provider {spec.provider!r} cannot send images (vision)")
     if spec.reasoning and spec.provider not in REASONING_PROVIDERS:
         problems.append(f"provider {spec.provider!r} cannot ask for reasoning (reasoning)")
+    if spec.strict_outputs and spec.provider not in STRUCTURED_OUTPUT_PROVIDERS:
+        problems.append(f"provider {spec.provider!r} cannot enforce schemas (strict_outputs)")
     if spec.reasoning_efforts is not None:
         if not spec.reasoning:
             problems.append("reasoning_efforts needs reasoning = true")

@@ -240,6 +240,7 @@ class CompleteChatHandler:
                 params=candidate.fitted(command.params),  # (a fallback: max_tokens within its cap)
                 tools=command.tools, response_format=command.response_format,
                 reasons=candidate.reasoning, max_output_tokens=candidate.max_output_tokens,
+                strict_outputs=candidate.strict_outputs,
             )  # fmt: skip
             events = model.stream(request)
             try:

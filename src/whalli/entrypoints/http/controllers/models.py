@@ -19,6 +19,9 @@ class Capabilities(Schema):
 
     tools: bool
     structured_outputs: bool
+    # enforces a JSON Schema exactly when asked `strict` (a json_schema response_format, a
+    # function); without it a schema is followed, not guaranteed
+    strict_outputs: bool
     vision: bool  # also: attached images go to it as images in the chat flow
     reasoning: bool  # takes a reasoning effort (`params.reasoningEffort`, `reasoning_effort`)
     reasoning_efforts: list[ReasoningEffort]  # which ones (empty unless `reasoning`)
@@ -40,7 +43,7 @@ class Model(Schema):
 def _model(spec: ModelSpec) -> Model:
     capabilities = Capabilities(
         tools=spec.calls_tools, structured_outputs=spec.structured_outputs,
-        vision=spec.sees_images, reasoning=bool(spec.efforts),
+        strict_outputs=spec.strict_outputs, vision=spec.sees_images, reasoning=bool(spec.efforts),
         reasoning_efforts=list(spec.efforts),
     )  # fmt: skip
     return Model(
