@@ -116,36 +116,47 @@ async def _sse(
 ) -> AsyncIterator[bytes]:
     """The chunks: the role, the deltas, the finish reason, the usage if asked for, ``[DONE]``.
     An error after the first chunk can only be told in the stream: an ``{"error": ...}`` chunk
-    (which OpenAI's SDKs raise as an ``APIError``), and no ``[DONE]``."""
+    (which OpenAI's SDKs raise as an ``APIError``), and no ``[DONE]``.
+
+    What is known at once goes in one write: the role's chunk with the first delta (both are
+    in hand when the stream opens), and the finish reason's chunk with the usage and ``[DONE]``
+    (all told by the last event); every write is a system call and a pass through the ASGI
+    stack, and a client reads the chunks the same however they are cut."""
     gauge = sse_connections()
     gauge.inc()
     try:
         opening = None if isinstance(first, ToolCallDelta) else ""
-        yield _data(completion.chunk(replies.OpeningDelta(content=opening)))
+        head = _data(completion.chunk(replies.OpeningDelta(content=opening)))
         event = first
         while not isinstance(event, StreamEnd):
-            if isinstance(event, StreamDelta):
-                yield _data(completion.chunk(replies.Delta(content=event.text)))
-            elif isinstance(event, StreamReasoning):  # as DeepSeek, xAI and vLLM stream it
-                yield _data(completion.chunk(replies.Delta(reasoning_content=event.text)))
-            else:
-                yield _data(completion.chunk(_tool_delta(event)))
+            chunk = _data(completion.chunk(_delta(event)))
+            if head:
+                chunk, head = head + chunk, b""
+            yield chunk
             following = await anext(events, None)
             if following is None:
                 raise WhalliError("The reply ended without finishing.")
             event = following
         last = completion.chunk(replies.Delta(), replies.finish_reason(event.finish_reason))
-        yield _data(last)
+        ending = [head, _data(last)]
         if completion.include_usage:
-            yield _data(
-                msgspec.structs.replace(last, choices=[], usage=replies.Usage.of(event.usage))
-            )
-        yield _DONE
+            usage = replies.Usage.of(event.usage)
+            ending.append(_data(msgspec.structs.replace(last, choices=[], usage=usage)))
+        ending.append(_DONE)
+        yield b"".join(ending)
     except WhalliError as e:
         yield _data(openai_errors.error_body(e))
     finally:
         gauge.dec()
         await events.aclose()
+
+
+def _delta(event: StreamDelta | StreamReasoning | ToolCallDelta) -> replies.Delta:
+    if isinstance(event, StreamDelta):
+        return replies.Delta(content=event.text)
+    if isinstance(event, StreamReasoning):  # as DeepSeek, xAI and vLLM stream it
+        return replies.Delta(reasoning_content=event.text)
+    return _tool_delta(event)
 
 
 async def _completion(
