@@ -17,10 +17,15 @@ from whalli.domain.model.chat_sessions import STREAM_PASS_TTL, ChatSession, Stre
 from whalli.domain.model.chats import MessageStatus
 from whalli.domain.model.errors import ChatSessionNotFound, PermissionDenied
 from whalli.domain.model.projects import MemberRole
-from whalli.domain.services.chat.attach_stream import AttachStream, AttachStreamHandler
+from whalli.domain.services.chat.attach_stream import (
+    START_READ_GRACE,
+    AttachStream,
+    AttachStreamHandler,
+)
 from whalli.domain.services.chat.stop_generation import StopGeneration, StopGenerationHandler
 from whalli.domain.services.chats.get_chat import GetChat
 from whalli.domain.services.projects.add_member import AddMember
+from whalli.domain.services.projects.ensure_personal_project import EnsurePersonalProject
 from whalli.domain.services.projects.remove_member import RemoveMember, RemoveMemberHandler
 
 SECRET = "a test secret for reader passes, 32+ bytes"
@@ -183,3 +188,57 @@ async def test_a_pass_names_the_reply_to_stop_and_the_callers_rights_decide(
 
     await world.stop(eve_pass, editor.id)
     assert await world.stream.stops_requested([world.session.id]) == {world.session.id}
+
+
+# --- the start's fresh read, relied on just after it ----------------------------------------------
+async def _disable(app: App, user_id: uuid.UUID) -> None:
+    async with app.uow() as uow:
+        user = await uow.users.get(user_id)
+        user.disabled = True
+        await uow.users.update(user)
+        await uow.commit()
+
+
+async def _personal_session(app: App) -> tuple[uuid.UUID, ChatSession]:
+    """Ada's session, started just now in her personal project."""
+    ada = await app.user("ada")
+    personal = await app.run(EnsurePersonalProject(user_id=ada.id))
+    chat = await app.chat(personal, ada)
+    _, session = await reply_with_session(app, chat, ada, MessageStatus.STREAMING)
+    return ada.id, session
+
+
+async def attach(app: App, value: str, caller: uuid.UUID | None = None) -> ChatSession:
+    handler = AttachStreamHandler(app.sessions, app.uow(), passes, app.clock)
+    return await handler.execute(AttachStream(session_id=value, user_id=caller))
+
+
+async def test_just_after_its_start_a_session_id_relies_on_the_starts_read_of_its_user() -> None:
+    """The EventSource a chat app opens right after a start: the start read the user fresh
+    moments ago (a disabled account was refused there), so no second read is made; an attach
+    later than ``START_READ_GRACE`` reads the user fresh again."""
+    app = App()
+    ada, session = await _personal_session(app)
+    await _disable(app, ada)  # (by an admin, between the start and the attach)
+
+    app.clock.advance(START_READ_GRACE)
+    assert await attach(app, session.id) == session  # not read: the start's read stands
+
+    app.clock.advance(timedelta(milliseconds=1))
+    with pytest.raises(ChatSessionNotFound):
+        await attach(app, session.id)
+
+
+async def test_a_pass_or_a_membership_read_just_after_the_start_reads_the_user_too() -> None:
+    app = App()
+    app.passes = passes
+    world = World(app)
+    await world.setup()  # ada's session, in a project shared with vic, started just now
+    vic_pass = await world.pass_for(world.vic.id)
+    await _disable(app, world.ada.id)
+    await _disable(app, world.vic.id)
+
+    with pytest.raises(ChatSessionNotFound):  # a shared project: her membership is read
+        await world.attach(world.session.id)
+    with pytest.raises(ChatSessionNotFound):  # a pass: its reader is read
+        await world.attach(vic_pass)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from uuid import UUID
 
 import msgspec
@@ -14,6 +15,11 @@ from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.clock import Clock
 from whalli.ports.stream_passes import StreamPasses
 from whalli.ports.unit_of_work import UnitOfWork
+
+# How long after its start a session's own user attaching by its id relies on the start's
+# fresh read of that user (see ``AttachStreamHandler``); a clock of another API process may be
+# off either way by as much.
+START_READ_GRACE = timedelta(seconds=2)
 
 
 class AttachStream(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,7 +61,12 @@ class AttachStreamHandler:
       removed from a shared project since their start is refused; a personal project is
       always its owner's, so the common case costs no read);
     - whoever is admitted is read fresh at every attach: a disabled or deleted account is
-      refused at once (its session id or pass would otherwise admit it until it expires);
+      refused at once (its session id or pass would otherwise admit it until it expires),
+      except the session's own user attaching by its id, in their personal project, within
+      ``START_READ_GRACE`` of its start: the start read that user fresh (a disabled account
+      was refused there) moments ago, and the ``EventSource`` a chat app opens right after a
+      start is admitted without a second read; a later attach, one by a pass, and one that
+      reads a membership anyway read the user fresh;
     - everyone else gets ``ChatSessionNotFound`` (404), exactly like an unknown or expired
       session (or a forged or expired pass).
     """
@@ -75,7 +86,7 @@ class AttachStreamHandler:
         unchecked = reader is None  # only the id or pass vouches for the reader
         reader = reader or holder or session.user_id
         member_checked = reader != session.user_id or not in_own_personal_project(session)
-        if not unchecked and not member_checked:
+        if not member_checked and (not unchecked or self._read_at_start(session, holder)):
             return session
         try:
             async with self._uow.read_only() as uow:
@@ -86,3 +97,8 @@ class AttachStreamHandler:
         except NotFound:
             raise ChatSessionNotFound() from None
         return session
+
+    def _read_at_start(self, session: ChatSession, holder: UUID | None) -> bool:
+        """Whether the session's start read its user fresh just now (by its id, not a pass)."""
+        age = self._clock.now() - session.created_at
+        return holder is None and -START_READ_GRACE <= age <= START_READ_GRACE
