@@ -81,6 +81,14 @@ def test_a_free_user_gets_a_model_of_the_shipped_catalog_from_every_provider() -
         assert catalog.available_for(Plan.FREE, frozenset({provider}))
 
 
+def test_the_shipped_catalog_says_which_claude_models_think_adaptively() -> None:
+    catalog = load_catalog(default_catalog_path())
+
+    adaptive = {spec.id for spec in catalog if spec.adaptive_thinking}
+
+    assert adaptive == {"anthropic/claude-sonnet-4-6", "anthropic/claude-opus-4-6"}
+
+
 def test_the_shipped_catalog_says_which_models_enforce_schemas() -> None:
     catalog = load_catalog(default_catalog_path())
 
@@ -193,6 +201,11 @@ def test_negative_token_counts_have_no_cost() -> None:
         ({"max_output_tokens": 0}, r"'dev/a': max_output_tokens must be positive and within"),
         ({"max_output_tokens": 1001}, r"'dev/a': max_output_tokens must be positive and within"),
         ({"strict_outputs": True}, r"'dev/a': provider 'dev' cannot enforce schemas"),
+        ({"adaptive_thinking": True, "reasoning": True}, r"'dev/a': adaptive_thinking needs"),
+        (
+            {"adaptive_thinking": True, "provider": "anthropic"},
+            r"'dev/a': adaptive_thinking needs reasoning = true",
+        ),
     ],
 )
 def test_an_invalid_model_is_refused_with_its_name(

@@ -30,6 +30,9 @@ class CompletionRequest(Value, frozen=True, kw_only=True):
     # The model enforces a JSON Schema asked ``strict`` (the catalog's ``strict_outputs``): an
     # adapter whose API asks for that apart (Anthropic's) asks for it
     strict_outputs: bool = False
+    # The model decides how much to think (the catalog's ``adaptive_thinking``): an adapter
+    # asks it for an effort, not a budget
+    adaptive_thinking: bool = False
 
 
 class StreamDelta(Value, frozen=True, kw_only=True):

@@ -34,7 +34,7 @@ from whalli.adapters.ai.openai import OpenAIChatModel
 from whalli.adapters.outbound_http import new_http_client
 from whalli.domain.model.chats import GenerationParams, ReasoningEffort, TokenUsage
 from whalli.domain.model.errors import InvalidInput, ProviderError
-from whalli.domain.model.response_format import FormatType, ResponseFormat
+from whalli.domain.model.response_format import FormatType, JsonSchema, ResponseFormat
 from whalli.ports.chat_model import (
     ChatModel,
     CompletionRequest,
@@ -152,6 +152,69 @@ async def test_an_effort_asks_claude_for_extended_thinking_within_its_budget(
     assert sent["max_tokens"] == max_tokens
     assert "temperature" not in sent
     assert "top_p" not in sent
+
+
+@pytest.mark.parametrize(
+    ("effort", "asked", "cap", "sent_effort", "max_tokens"),
+    [
+        (ReasoningEffort.MINIMAL, None, None, "low", 1_024 + DEFAULT_MAX_TOKENS),
+        (ReasoningEffort.LOW, 500, None, "low", 2_048 + 500),
+        (ReasoningEffort.MEDIUM, 500, 64_000, "medium", 8_192 + 500),
+        (ReasoningEffort.HIGH, 60_000, 64_000, "high", 64_000),  # the cap holds
+    ],
+)
+async def test_an_effort_asks_an_adaptive_claude_for_that_effort_and_no_budget(
+    http: httpx.AsyncClient,
+    effort: ReasoningEffort,
+    asked: int | None,
+    cap: int | None,
+    sent_effort: str,
+    max_tokens: int,
+) -> None:
+    """Claude Opus and Sonnet 4.6 (a budget deprecated) and later (a budget refused) decide
+    how much to think; the room a budget would have had is left in ``max_tokens``."""
+    params = GenerationParams(reasoning_effort=effort, max_tokens=asked, temperature=0.2)
+    request = CompletionRequest(
+        model="claude-test", messages=REQUEST.messages, params=params, max_output_tokens=cap,
+        adaptive_thinking=True,
+    )  # fmt: skip
+    async with FakeProviderServer(anthropic_default()) as server:
+        server.script(Reply(chunks=anthropic_thinking_stream()))
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        events = await collect(model.stream(request))
+    await http.aclose()
+
+    sent = server.requests[0].body
+    assert sent["thinking"] == {"type": "adaptive"}
+    assert sent["output_config"] == {"effort": sent_effort}
+    assert sent["max_tokens"] == max_tokens
+    assert "temperature" not in sent
+    assert [e.text for e in events if isinstance(e, StreamReasoning)] == list(THOUGHTS)
+
+
+async def test_an_adaptive_claude_asked_a_strict_format_gets_both_in_its_output_config(
+    http: httpx.AsyncClient,
+) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    request = CompletionRequest(
+        model="claude-test", messages=REQUEST.messages,
+        params=GenerationParams(reasoning_effort=ReasoningEffort.HIGH),
+        response_format=ResponseFormat(
+            type=FormatType.JSON_SCHEMA,
+            json_schema=JsonSchema(name="a", schema=schema, strict=True),
+        ),
+        strict_outputs=True, adaptive_thinking=True,
+    )  # fmt: skip
+    async with FakeProviderServer(anthropic_default()) as server:
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        await collect(model.stream(request))
+    await http.aclose()
+
+    sent = server.requests[0].body
+    assert sent["output_config"] == {
+        "format": {"type": "json_schema", "schema": schema}, "effort": "high"
+    }  # fmt: skip
+    assert sent["thinking"] == {"type": "adaptive"}
 
 
 async def test_claude_is_not_asked_to_think_while_a_tool_call_is_forced(

@@ -9,11 +9,23 @@ import json
 import uuid
 from typing import Any
 
-from tests.integration.http.test_chat_flow import Chat
+from tests.integration.http.test_chat_flow import Chat, _app
 from tests.integration.http.test_chat_regenerate import messages
 from tests.integration.http.test_new_features_hunt import _plan
-from tests.support.fake_providers import DELTAS, Reply
-from tests.support.fake_reasoning import THOUGHTS, openai_reasoning_stream
+from tests.support.fake_providers import (
+    API_KEY,
+    DELTAS,
+    FakeProviderServer,
+    Reply,
+    anthropic_default,
+    openai_default,
+)
+from tests.support.fake_reasoning import (
+    THOUGHTS,
+    anthropic_thinking_stream,
+    openai_reasoning_stream,
+)
+from whalli.adapters.embedded.stack import StackUrls
 
 MODEL = "openai/gpt-4o-mini"
 REASONER = "openai/o4-mini"
@@ -214,3 +226,32 @@ async def test_v1_refuses_an_effort_or_max_tokens_the_model_does_not_take_naming
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["param"] == param
     assert len(chat.provider.requests) == calls
+
+
+async def test_a_chat_with_an_adaptive_claude_asks_it_for_an_effort_not_a_budget(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    """Claude Sonnet 4.6 (the shipped catalog's adaptive_thinking): a chat's reasoningEffort
+    is Anthropic's effort, and its thinking comes back as the reply's reasoning."""
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        FakeProviderServer(anthropic_default()) as anthropic,
+        _app(
+            stack_urls, unique, provider, WHALLI_ANTHROPIC_API_KEY=API_KEY,
+            WHALLI_ANTHROPIC_BASE_URL=anthropic.url,
+        ) as chat,
+    ):  # fmt: skip
+        alice = await chat.world.register("alice")
+        await _plan(chat, alice, "pro")
+        anthropic.script(Reply(chunks=anthropic_thinking_stream()))
+        started = await chat.start(
+            alice["auth"], model="anthropic/claude-sonnet-4-6", message=f"Hm {uuid.uuid4()}",
+            params={"reasoningEffort": "minimal"},
+        )  # fmt: skip
+        events = await chat.events(started["sessionId"])
+
+    assert events[-1][1] == "done"
+    assert "".join(e[2]["delta"] for e in events if e[1] == "reasoning") == "".join(THOUGHTS)
+    sent = anthropic.requests[-1].body
+    assert sent["thinking"] == {"type": "adaptive"}
+    assert sent["output_config"] == {"effort": "low"}

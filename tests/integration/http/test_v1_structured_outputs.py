@@ -17,6 +17,8 @@ from pydantic import BaseModel
 
 from tests.integration.http.test_v1_tools import CLAUDE, GPT, Providers, providers
 from tests.support.fake_providers import JSON_PIECES, Reply, ScriptedCall, anthropic_tool_stream
+from tests.support.resolve import resolved
+from whalli.domain.model.users import Plan
 
 __all__ = ["providers"]  # the fixture, shared with the tool tests
 
@@ -332,3 +334,29 @@ async def test_a_strict_function_is_a_strict_tool_for_a_claude_that_enforces_sch
     strict_sent, loose_sent = (r.body["tools"][0] for r in providers.anthropic.requests)
     assert strict_sent == {"name": "greet", "input_schema": SCHEMA, "strict": True}
     assert loose_sent == {"name": "greet", "input_schema": SCHEMA}  # not enforced: not sent
+
+
+async def test_an_adaptive_claude_is_asked_for_an_effort_with_a_strict_format(
+    providers: Providers,
+) -> None:
+    """Claude Sonnet 4.6 (the shipped catalog's adaptive_thinking, a pro model) thinks as much
+    as it decides at the effort asked, and answers in Claude's own format."""
+    uow = await resolved(providers.container.adapters.unit_of_work())
+    async with uow:
+        user = await uow.users.get(providers.user_id)
+        user.plan = Plan.PRO
+        await uow.users.update(user)
+        await uow.commit()
+
+    content, finish_reason, _ = await ask(
+        providers, "anthropic/claude-sonnet-4-6", JSON_SCHEMA, stream=True,
+        reasoning_effort="medium",
+    )  # fmt: skip
+
+    assert (content, finish_reason) == (JSON_TEXT, "stop")
+    sent = providers.anthropic.requests[-1].body
+    assert sent["thinking"] == {"type": "adaptive"}
+    assert sent["output_config"] == {
+        "format": {"type": "json_schema", "schema": SCHEMA}, "effort": "medium"
+    }  # fmt: skip
+    assert "budget_tokens" not in json.dumps(sent)

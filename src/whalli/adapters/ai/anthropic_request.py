@@ -106,8 +106,9 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
     # seed, presence_penalty and frequency_penalty: the Messages API has no such thing
     if params.reasoning_effort is not None:
         return with_thinking(
-            body, params.reasoning_effort, request.messages, request.max_output_tokens
-        )
+            body, params.reasoning_effort, request.messages, request.max_output_tokens,
+            adaptive=request.adaptive_thinking,
+        )  # fmt: skip
     return body
 
 

@@ -15,6 +15,11 @@ Rules (``ReasoningEffort`` -> the request body):
   signed thinking block, which an OpenAI-shaped client never has (``/v1`` sends the calls and
   results only): a request whose last assistant turn made tool calls is sent without
   thinking, as Anthropic's own error advises, so the loop goes on.
+- a model that thinks adaptively (the catalog's ``adaptive_thinking``: Claude Opus and Sonnet
+  4.6 and later, where a budget is deprecated or refused) is asked ``thinking: {"type":
+  "adaptive"}`` with the effort as ``output_config.effort`` (``ADAPTIVE_EFFORTS``; beside the
+  format a request may have there): it decides how much to think; ``max_tokens`` leaves it the
+  room the effort's budget would, as above.
 The thinking streams back as ``thinking`` blocks (``anthropic`` reads them).
 """
 
@@ -32,6 +37,13 @@ THINKING_BUDGETS = {
     ReasoningEffort.MEDIUM: 8_192,
     ReasoningEffort.HIGH: 24_576,
 }
+# Anthropic's efforts are low, medium, high (its default) and max: minimal asks for its least.
+ADAPTIVE_EFFORTS = {
+    ReasoningEffort.MINIMAL: "low",
+    ReasoningEffort.LOW: "low",
+    ReasoningEffort.MEDIUM: "medium",
+    ReasoningEffort.HIGH: "high",
+}
 _FORCED = frozenset({"any", "tool"})
 
 
@@ -40,9 +52,12 @@ def with_thinking(
     effort: ReasoningEffort,
     messages: tuple[PromptMessage, ...],
     cap: int | None = None,
+    *,
+    adaptive: bool = False,
 ) -> dict[str, Any]:
     """``body`` (the request of ``messages``, without thinking) asking for ``effort``, for a
-    model writing at most ``cap`` tokens (``None``: not known) (see the rules)."""
+    model writing at most ``cap`` tokens (``None``: not known), ``adaptive`` or with a budget
+    (see the rules)."""
     last_reply = next((m for m in reversed(messages) if m.role is MessageRole.ASSISTANT), None)
     if last_reply is not None and last_reply.tool_calls:
         return body  # a tool loop going on: its thinking cannot be sent back
@@ -58,6 +73,11 @@ def with_thinking(
     if cap is not None and total > cap:
         total, budget = cap, max(MIN_BUDGET, min(budget, cap // 2))
     thinking = {key: value for key, value in body.items() if key not in ("temperature", "top_p")}
-    thinking["thinking"] = {"type": "enabled", "budget_tokens": budget}
     thinking["max_tokens"] = total
+    if adaptive:
+        thinking["thinking"] = {"type": "adaptive"}
+        config = body.get("output_config", {})
+        thinking["output_config"] = {**config, "effort": ADAPTIVE_EFFORTS[effort]}
+    else:
+        thinking["thinking"] = {"type": "enabled", "budget_tokens": budget}
     return thinking

@@ -8,7 +8,8 @@ rather than failing a chat later):
   whose adapter asks for a reasoning effort takes one (``reasoning``); the efforts it takes
   (``reasoning_efforts``, default all four) are named only for such a model, without repeats;
 - only a model of a provider whose adapter answers in a response_format enforces schemas
-  (``strict_outputs``);
+  (``strict_outputs``), and only a reasoning model of Anthropic thinks adaptively
+  (``adaptive_thinking``);
 - an output cap (``max_output_tokens``), when known, is positive and within the context window;
 - a fallback names another model of the catalog, no chain of fallbacks comes back to where it
   started, and a fallback is offered to every plan its model is offered to (so that falling back
@@ -55,6 +56,9 @@ VISION_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
 # takes an effort is the catalog's ``reasoning`` of that model.
 REASONING_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS | {"dev"}
 
+# The providers whose adapters ask a model to think adaptively (Anthropic's).
+ADAPTIVE_PROVIDERS: frozenset[str] = frozenset({"anthropic"})
+
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
 
@@ -85,6 +89,10 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # which the Anthropic adapter then asks for (``output_config.format``, a tool's
     # ``strict``); only a model of STRUCTURED_OUTPUT_PROVIDERS
     strict_outputs: bool = False
+    # Whether the model decides how much to think, asked for an effort rather than a budget
+    # (Claude's adaptive thinking: Opus and Sonnet 4.6, where a budget is deprecated, and
+    # later models, which refuse one); only a ``reasoning`` model of ADAPTIVE_PROVIDERS
+    adaptive_thinking: bool = False
 
     @property
     def efforts(self) -> tuple[ReasoningEffort, ...]:
@@ -235,6 +243,8 @@ def _check_spec(spec: ModelSpec, providers: frozenset[str]) -> None:
         problems.append(f"provider {spec.provider!r} cannot ask for reasoning (reasoning)")
     if spec.strict_outputs and spec.provider not in STRUCTURED_OUTPUT_PROVIDERS:
         problems.append(f"provider {spec.provider!r} cannot enforce schemas (strict_outputs)")
+    if spec.adaptive_thinking and not (spec.reasoning and spec.provider in ADAPTIVE_PROVIDERS):
+        problems.append("adaptive_thinking needs reasoning = true and an anthropic model")
     if spec.reasoning_efforts is not None:
         if not spec.reasoning:
             problems.append("reasoning_efforts needs reasoning = true")

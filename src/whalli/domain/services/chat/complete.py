@@ -46,13 +46,13 @@ from whalli.domain.model.tools import ToolCallAssembly, Tools
 from whalli.domain.model.users import User
 from whalli.domain.services.chat import usage_writes
 from whalli.domain.services.chat.context import usage_or_estimate
+from whalli.domain.services.chat.requests import completion_request
 from whalli.domain.services.chat.streaming import close_stream
 from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.ports.cache import Cache
 from whalli.ports.chat_metrics import ChatMetrics
 from whalli.ports.chat_model import (
     ChatModel,
-    CompletionRequest,
     StreamDelta,
     StreamEnd,
     StreamReasoning,
@@ -235,12 +235,10 @@ class CompleteChatHandler:
             if _refusal(candidate, command) is not None:
                 continue  # a fallback that would answer without the tools or format asked for
             run = _Run(spec=candidate)
-            request = CompletionRequest(
-                model=candidate.upstream, messages=command.messages,
-                params=candidate.fitted(command.params),  # (a fallback: max_tokens within its cap)
+            request = completion_request(
+                candidate, command.messages,
+                candidate.fitted(command.params),  # (a fallback: max_tokens within its cap)
                 tools=command.tools, response_format=command.response_format,
-                reasons=candidate.reasoning, max_output_tokens=candidate.max_output_tokens,
-                strict_outputs=candidate.strict_outputs,
             )  # fmt: skip
             events = model.stream(request)
             try:

@@ -42,11 +42,12 @@ from whalli.domain.services.chat.context import (
     PreparedReply,
     usage_or_estimate,
 )
+from whalli.domain.services.chat.requests import completion_request
 from whalli.domain.services.chat.streaming import StopBoard, stream_until_stopped
 from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.ports.cache import Cache
 from whalli.ports.chat_metrics import ChatMetrics
-from whalli.ports.chat_model import ChatModel, CompletionRequest, PromptMessage
+from whalli.ports.chat_model import ChatModel, PromptMessage
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.job_queue import JobQueue
@@ -363,10 +364,7 @@ class GenerateReplyHandler:
             # a fallback that does not take the effort answers without it (a preference, unlike
             # an image the model could not see), and writes at most what it can
             params = candidate.fitted(session.params)
-            request = CompletionRequest(
-                model=candidate.upstream, messages=messages, params=params,
-                reasons=candidate.reasoning, max_output_tokens=candidate.max_output_tokens,
-            )  # fmt: skip
+            request = completion_request(candidate, messages, params)
             started = time.perf_counter()
 
             async def on_delta(text: str, outcome: _Outcome = outcome, t0: float = started) -> None:

@@ -19,9 +19,10 @@ from whalli.domain.model.chats import (
 from whalli.domain.model.errors import ChatNotFound, ModelNotFound, ProviderError, ReplyInProgress
 from whalli.domain.model.jobs import TitleChat
 from whalli.domain.services.chat.context import usage_or_estimate
+from whalli.domain.services.chat.requests import completion_request
 from whalli.domain.services.chat.streaming import close_stream
 from whalli.ports.chat_metrics import ChatMetrics
-from whalli.ports.chat_model import ChatModel, CompletionRequest, StreamDelta, StreamEnd
+from whalli.ports.chat_model import ChatModel, StreamDelta, StreamEnd
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.unit_of_work import UnitOfWork
@@ -151,13 +152,7 @@ class TitleChatHandler:
         provider reports none)."""
         messages = title_prompt(first, reply)
         params = title_params(spec.reasoning)
-        request = CompletionRequest(
-            model=spec.upstream,
-            messages=messages,
-            params=params,
-            reasons=spec.reasoning,
-            max_output_tokens=spec.max_output_tokens,
-        )
+        request = completion_request(spec, messages, params)
         parts: list[str] = []
         usage = TokenUsage()
         events = model.stream(request)

@@ -1,0 +1,27 @@
+"""The request a model of the catalog is sent, with what its catalog entry says of it."""
+
+from __future__ import annotations
+
+from whalli.domain.model.catalog import ModelSpec
+from whalli.domain.model.chats import GenerationParams, PromptMessage
+from whalli.domain.model.response_format import ResponseFormat
+from whalli.domain.model.tools import Tools
+from whalli.ports.chat_model import CompletionRequest
+
+
+def completion_request(
+    spec: ModelSpec,
+    messages: tuple[PromptMessage, ...],
+    params: GenerationParams,
+    *,
+    tools: Tools | None = None,
+    response_format: ResponseFormat | None = None,
+) -> CompletionRequest:
+    """``messages`` for ``spec`` (its provider's name for it, whether it reasons, its output
+    cap, whether it enforces schemas and thinks adaptively), asked with ``params``."""
+    return CompletionRequest(
+        model=spec.upstream, messages=messages, params=params,
+        tools=tools, response_format=response_format,
+        reasons=spec.reasoning, max_output_tokens=spec.max_output_tokens,
+        strict_outputs=spec.strict_outputs, adaptive_thinking=spec.adaptive_thinking,
+    )  # fmt: skip
