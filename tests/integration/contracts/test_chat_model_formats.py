@@ -289,6 +289,7 @@ async def test_dev_echo_refuses_a_format() -> None:
 
 
 # --- a model that enforces schemas (Claude's structured outputs) --------------------------------
+CLOSED = {**SCHEMA, "additionalProperties": False}  # as Claude enforces it (anthropic_schemas)
 LOOSE = ResponseFormat(
     type=FormatType.JSON_SCHEMA, json_schema=JsonSchema(name="greeting", schema=SCHEMA)
 )
@@ -301,7 +302,7 @@ async def test_a_strict_schema_goes_as_claudes_own_format_and_its_text_is_the_re
     text, end, body = await anthropic(http, request(GREETING, strict_outputs=True))
 
     assert (text, end.finish_reason) == ("".join(JSON_PIECES), "end_turn")
-    assert body["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": CLOSED}}
     assert "tools" not in body  # nothing forced
     assert "tool_choice" not in body
 
@@ -343,7 +344,7 @@ async def test_a_function_asked_strict_is_a_strict_tool_for_a_model_that_enforce
     [tool] = server.requests[0].body["tools"]
 
     assert tool.get("strict") == sent
-    assert tool["input_schema"] == SCHEMA
+    assert tool["input_schema"] == (CLOSED if sent else SCHEMA)  # enforced: as Claude takes it
 
 
 async def test_with_claudes_own_format_the_callers_tools_are_offered_as_they_asked(
@@ -359,9 +360,9 @@ async def test_with_claudes_own_format_the_callers_tools_are_offered_as_they_ask
         events = [e async for e in model.stream(request(GREETING, tools, strict_outputs=True))]
     body = server.requests[0].body
 
-    assert body["tools"] == [{"name": "now", "input_schema": SCHEMA, "strict": True}]
+    assert body["tools"] == [{"name": "now", "input_schema": CLOSED, "strict": True}]
     assert body["tool_choice"] == {"type": "auto"}
-    assert body["output_config"]["format"]["schema"] == SCHEMA
+    assert body["output_config"]["format"]["schema"] == CLOSED
     assert [e.name for e in events if isinstance(e, ToolCallDelta) and e.name] == ["now"]
     assert isinstance(events[-1], StreamEnd)
     assert events[-1].finish_reason == "tool_calls"

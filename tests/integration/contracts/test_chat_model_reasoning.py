@@ -211,8 +211,9 @@ async def test_an_adaptive_claude_asked_a_strict_format_gets_both_in_its_output_
     await http.aclose()
 
     sent = server.requests[0].body
+    closed = {**schema, "additionalProperties": False}  # as Claude enforces it
     assert sent["output_config"] == {
-        "format": {"type": "json_schema", "schema": schema}, "effort": "high"
+        "format": {"type": "json_schema", "schema": closed}, "effort": "high"
     }  # fmt: skip
     assert sent["thinking"] == {"type": "adaptive"}
 

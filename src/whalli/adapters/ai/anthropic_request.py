@@ -2,7 +2,9 @@
 
 The conversation (the system prompt apart, turns alternating, tool calls and results as
 ``tool_use`` and ``tool_result`` blocks, a user's images as ``image`` blocks in order with its
-text), the sampling parameters the API has, the tools.
+text), the sampling parameters the API has (``temperature``, else ``top_p``: Claude Sonnet and
+Haiku 4.5, Opus 4.1 and later refuse both at once, and Anthropic advises changing one only),
+the tools.
 
 A ``response_format`` (JSON mode, structured outputs) has no field of its own in the Messages
 API. As LiteLLM does, which works with every Claude model: the request offers one tool,
@@ -28,7 +30,9 @@ A model that enforces schemas (the catalog's ``strict_outputs``: Claude's struct
   ``output_config.format`` (``native_format``): Claude's text is then the JSON, which the stream
   reader passes on as any text; the caller's tools, if any, are offered as without a format (a
   turn may still call one), and extended thinking is allowed (nothing is forced);
-- a function with ``strict: true`` is a tool with ``strict: true``.
+- a function with ``strict: true`` is a tool with ``strict: true``;
+- either schema is sent in the subset of JSON Schema Claude enforces (``anthropic_schemas``:
+  what it cannot enforce, bounds above all, is said in the schema's description instead).
 Other formats (``json_object``, a schema not asked strict, whose subset of JSON Schema the API
 may not take) and other models keep the forced tool, and ``strict`` is not sent.
 
@@ -44,6 +48,7 @@ import msgspec
 
 from whalli.adapters.ai._stops import split_stops
 from whalli.adapters.ai.anthropic_images import check_image_sizes
+from whalli.adapters.ai.anthropic_schemas import strict_schema
 from whalli.adapters.ai.anthropic_thinking import with_thinking
 from whalli.domain.model.chats import MessageRole, PromptMessage
 from whalli.domain.model.errors import InvalidInput
@@ -86,7 +91,7 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
     strict = request.strict_outputs
     if native_format(request):
         assert request.response_format is not None
-        schema = _object_schema(request.response_format)
+        schema = strict_schema(_object_schema(request.response_format))
         body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         if request.tools is not None:
             body.update(_tools(request.tools, strict=strict))
@@ -98,7 +103,7 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
         body["system"] = system
     if params.temperature is not None:
         body["temperature"] = min(params.temperature, 1.0)  # Anthropic's range is 0..1
-    if params.top_p is not None:
+    elif params.top_p is not None:  # (not both: the newer models refuse the pair)
         body["top_p"] = params.top_p
     sent, _ = split_stops(params.stop)
     if sent:  # whitespace-only ones are refused by the API: they are applied while streaming
@@ -261,6 +266,7 @@ def _tools(tools: Tools, *, strict: bool) -> dict[str, Any]:
         # input_schema is required: a function without parameters takes an empty object
         function["input_schema"] = spec.parameters or {"type": "object", "properties": {}}
         if strict and spec.strict is True:
+            function["input_schema"] = strict_schema(function["input_schema"])
             function["strict"] = True
         functions.append(function)
     body: dict[str, Any] = {"tools": functions}
