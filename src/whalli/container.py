@@ -52,6 +52,7 @@ from whalli.adapters.system.clock import SystemClock
 from whalli.adapters.system.ids import UuidGenerator
 from whalli.config import ConfigError, Secret, Settings
 from whalli.domain.model.catalog import ModelCatalog
+from whalli.domain.model.chat_sessions import THIS_PROCESS
 from whalli.domain.model.chat_titles import (
     NEVER_TITLING_PROVIDERS,
     TITLES_BY_REPLY_MODEL,
@@ -347,6 +348,8 @@ class Adapters(containers.DeclarativeContainer):
     gateways = providers.DependenciesContainer()
 
     clock = providers.Singleton(SystemClock)
+    # This process, as sessions name the one that read their user (and whose clock timed it)
+    process = providers.Object(THIS_PROCESS)
     ids = providers.Singleton(UuidGenerator)
     unit_of_work = providers.Factory(PostgresUnitOfWork, pool=gateways.postgres)
     cache = providers.Singleton(RedisCache, client=gateways.redis, lean=gateways.redis_lean)
@@ -537,6 +540,7 @@ class Services(containers.DeclarativeContainer):
         ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_session_ttl_s), settings),
         attachment_wait_s=providers.Callable(lambda s: s.chat_attachment_wait_s, settings),
         blobs=adapters.blob_storage,
+        process=adapters.process,
     )
     regenerate_reply = providers.Factory(
         RegenerateReplyHandler,
@@ -548,6 +552,7 @@ class Services(containers.DeclarativeContainer):
         ids=ids,
         ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_session_ttl_s), settings),
         blobs=adapters.blob_storage,
+        process=adapters.process,
     )
     # one stop poller for every reply this process generates
     stop_board = providers.Singleton(
@@ -629,8 +634,9 @@ class Services(containers.DeclarativeContainer):
     )
     delete_preset = providers.Factory(DeletePresetHandler, uow)
     attach_stream = providers.Factory(
-        AttachStreamHandler, adapters.chat_sessions, uow, adapters.stream_passes, clock
-    )
+        AttachStreamHandler, adapters.chat_sessions, uow, adapters.stream_passes, clock,
+        process=adapters.process,
+    )  # fmt: skip
     read_reply = providers.Factory(
         ReadReplyHandler,
         adapters.reply_stream,

@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 from tests.unit.services.test_chats import T0, VIEWER, App, reply_with_session
 from whalli.adapters.crypto.stream_passes import HmacStreamPasses
 from whalli.adapters.memory.reply_stream import InMemoryReplyStream
-from whalli.domain.model.chat_sessions import STREAM_PASS_TTL, ChatSession, StreamPass
+from whalli.domain.model.chat_sessions import (
+    STREAM_PASS_TTL,
+    THIS_PROCESS,
+    ChatSession,
+    StreamPass,
+)
 from whalli.domain.model.chats import MessageStatus
 from whalli.domain.model.errors import ChatSessionNotFound, PermissionDenied
 from whalli.domain.model.projects import MemberRole
@@ -199,12 +204,21 @@ async def _disable(app: App, user_id: uuid.UUID) -> None:
         await uow.commit()
 
 
-async def _personal_session(app: App) -> tuple[uuid.UUID, ChatSession]:
-    """Ada's session, started just now in her personal project."""
+async def _personal_session(
+    app: App, *, read_before: timedelta = timedelta(0), process: str = THIS_PROCESS
+) -> tuple[uuid.UUID, ChatSession]:
+    """Ada's session, started just now in her personal project by a request whose
+    authentication read her ``read_before`` earlier, in ``process``."""
     ada = await app.user("ada")
     personal = await app.run(EnsurePersonalProject(user_id=ada.id))
     chat = await app.chat(personal, ada)
-    _, session = await reply_with_session(app, chat, ada, MessageStatus.STREAMING)
+    _, opened = await reply_with_session(app, chat, ada, MessageStatus.STREAMING)
+    session = msgspec.structs.replace(
+        opened,
+        user_read_at=app.clock.now() - read_before,
+        user_read_by=process,
+    )
+    await app.sessions.save(session, app.clock.now())
     return ada.id, session
 
 
@@ -229,11 +243,45 @@ async def test_just_after_its_start_a_session_id_relies_on_the_starts_read_of_it
         await attach(app, session.id)
 
 
+@pytest.mark.parametrize(
+    ("read_before", "process"),
+    [(timedelta(seconds=3), THIS_PROCESS), (timedelta(0), "another-api-process")],
+    ids=["read_long_before_the_start_opened_it", "read_by_another_process"],
+)
+async def test_only_a_read_made_here_moments_ago_is_relied_on(
+    read_before: timedelta, process: str
+) -> None:
+    """A start whose body came slowly (or that waited for its files) read the user long
+    before it opened the session; another process's read was timed by another clock."""
+    app = App()
+    ada, session = await _personal_session(app, read_before=read_before, process=process)
+    await _disable(app, ada)
+
+    with pytest.raises(ChatSessionNotFound):
+        await attach(app, session.id)
+
+
+async def test_a_session_that_does_not_say_when_its_user_was_read_reads_them() -> None:
+    app = App()
+    ada, session = await _personal_session(app)
+    await app.sessions.save(
+        msgspec.structs.replace(session, user_read_at=None, user_read_by=None), app.clock.now()
+    )
+    await _disable(app, ada)
+
+    with pytest.raises(ChatSessionNotFound):
+        await attach(app, session.id)
+
+
 async def test_a_pass_or_a_membership_read_just_after_the_start_reads_the_user_too() -> None:
     app = App()
     app.passes = passes
     world = World(app)
     await world.setup()  # ada's session, in a project shared with vic, started just now
+    read_here = msgspec.structs.replace(
+        world.session, user_read_at=app.clock.now(), user_read_by=THIS_PROCESS
+    )
+    await app.sessions.save(read_here, app.clock.now())
     vic_pass = await world.pass_for(world.vic.id)
     await _disable(app, world.ada.id)
     await _disable(app, world.vic.id)

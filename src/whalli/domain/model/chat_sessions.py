@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -11,6 +12,11 @@ from whalli.domain.model.chats import GenerationParams
 DEFAULT_SESSION_TTL = timedelta(minutes=10)
 # How long a reader pass handed out with a chat read admits its holder (see ``StreamPass``).
 STREAM_PASS_TTL = timedelta(minutes=10)
+
+
+# This API process, as a session names the process that read its user (the one whose clock took
+# ``user_read_at``): a time is compared only with the clock that took it.
+THIS_PROCESS = secrets.token_hex(8)
 
 
 class ChatSession(Value, frozen=True, kw_only=True):
@@ -35,6 +41,10 @@ class ChatSession(Value, frozen=True, kw_only=True):
     attachment_ids: tuple[UUID, ...] = ()
     created_at: datetime
     expires_at: datetime
+    # When its start (or regeneration) read its user fresh, by the clock of the process named
+    # by ``user_read_by`` (``THIS_PROCESS`` there); None: not known (stored before they existed)
+    user_read_at: datetime | None = None
+    user_read_by: str | None = None
 
     @classmethod
     def open(
@@ -52,7 +62,10 @@ class ChatSession(Value, frozen=True, kw_only=True):
         attachment_ids: tuple[UUID, ...] = (),
         ttl: timedelta = DEFAULT_SESSION_TTL,
         reply_message_id: UUID | None = None,
+        user_read_at: datetime | None = None,
+        process: str = THIS_PROCESS,
     ) -> ChatSession:
+        """``user_read_at``: when this process (``process``) read the user, if it did."""
         if len(id) < 32:
             raise ValueError("a chat session id must be an unguessable token")
         if ttl <= timedelta(0):
@@ -70,6 +83,8 @@ class ChatSession(Value, frozen=True, kw_only=True):
             attachment_ids=attachment_ids,
             created_at=now,
             expires_at=now + ttl,
+            user_read_at=user_read_at,
+            user_read_by=None if user_read_at is None else process,
         )
 
     def is_expired(self, now: datetime) -> bool:

@@ -106,19 +106,19 @@ class AuthenticateHandler:
                 claims = self._issuer.verify(token)
             except InvalidToken:
                 raise InvalidToken() from None
+        read_at = self._clock.now()
         async with self._uow.read_only() as uow:
-            found = await uow.users.find_with_session(
-                claims.subject, claims.session_id, self._clock.now()
-            )
+            found = await uow.users.find_with_session(claims.subject, claims.session_id, read_at)
         if found is None:
             raise InvalidToken()
         user, session_active = found
         if user.disabled or not session_active:
             raise InvalidToken()
-        return Principal(user=user, session_id=claims.session_id)
+        return Principal(user=user, session_id=claims.session_id, read_at=read_at)
 
     async def _by_api_key(self, secret: str) -> Principal:
         key_hash = hash_api_key(secret)
+        read_at = self._clock.now()
         async with self._uow.read_only() as uow:
             found = await uow.api_keys.find_by_hash_with_user(key_hash)
         if found is None:
@@ -132,7 +132,7 @@ class AuthenticateHandler:
         stale_before = now - self._last_used_interval
         if key.last_used_at is None or key.last_used_at < stale_before:
             await self._record_use(key, now, stale_before)
-        return Principal(user=user, api_key_id=key.id)
+        return Principal(user=user, api_key_id=key.id, read_at=read_at)
 
     async def _record_use(self, key: ApiKey, now: datetime, stale_before: datetime) -> None:
         try:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chat_sessions import THIS_PROCESS, ChatSession
 from whalli.domain.model.errors import ChatSessionNotFound, NotFound
 from whalli.domain.services.projects.access import require_role
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
@@ -16,9 +16,9 @@ from whalli.ports.clock import Clock
 from whalli.ports.stream_passes import StreamPasses
 from whalli.ports.unit_of_work import UnitOfWork
 
-# How long after its start a session's own user attaching by its id relies on the start's
-# fresh read of that user (see ``AttachStreamHandler``); a clock of another API process may be
-# off either way by as much.
+# How long after its start read the user fresh a session's own user attaching by its id relies
+# on that read (see ``AttachStreamHandler``): counted from the read (the start's authentication,
+# before its body was read or its files waited for), in the process that read it (by its clock).
 START_READ_GRACE = timedelta(seconds=2)
 
 
@@ -63,18 +63,25 @@ class AttachStreamHandler:
     - whoever is admitted is read fresh at every attach: a disabled or deleted account is
       refused at once (its session id or pass would otherwise admit it until it expires),
       except the session's own user attaching by its id, in their personal project, within
-      ``START_READ_GRACE`` of its start: the start read that user fresh (a disabled account
-      was refused there) moments ago, and the ``EventSource`` a chat app opens right after a
-      start is admitted without a second read; a later attach, one by a pass, and one that
-      reads a membership anyway read the user fresh;
+      ``START_READ_GRACE`` of the start's own fresh read of that user (a disabled account was
+      refused there), made in this process: the ``EventSource`` a chat app opens right after
+      a start is admitted without a second read; a later attach, one in another process, one
+      by a pass, and one that reads a membership anyway read the user fresh;
     - everyone else gets ``ChatSessionNotFound`` (404), exactly like an unknown or expired
       session (or a forged or expired pass).
     """
 
     def __init__(
-        self, sessions: ChatSessionStore, uow: UnitOfWork, passes: StreamPasses, clock: Clock
+        self,
+        sessions: ChatSessionStore,
+        uow: UnitOfWork,
+        passes: StreamPasses,
+        clock: Clock,
+        *,
+        process: str = THIS_PROCESS,
     ) -> None:
         self._sessions, self._uow, self._passes, self._clock = sessions, uow, passes, clock
+        self._process = process
 
     async def execute(self, command: AttachStream) -> ChatSession:
         reader = command.user_id  # authenticated just now when set: exists, not disabled
@@ -100,5 +107,8 @@ class AttachStreamHandler:
 
     def _read_at_start(self, session: ChatSession, holder: UUID | None) -> bool:
         """Whether the session's start read its user fresh just now (by its id, not a pass)."""
-        age = self._clock.now() - session.created_at
-        return holder is None and -START_READ_GRACE <= age <= START_READ_GRACE
+        if holder is not None or session.user_read_at is None:
+            return False
+        if session.user_read_by != self._process:
+            return False  # read by another process, by its clock: read again here
+        return timedelta(0) <= self._clock.now() - session.user_read_at <= START_READ_GRACE

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import msgspec
@@ -14,7 +14,7 @@ from whalli.domain.model.catalog import (
     check_reasoning,
     ensure_model_allowed,
 )
-from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chat_sessions import THIS_PROCESS, ChatSession
 from whalli.domain.model.chats import GenerationParams, Message
 from whalli.domain.model.errors import InvalidInput, ModelNotFound
 from whalli.domain.model.presets import applied
@@ -41,6 +41,7 @@ class RegenerateReply(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID
     # The caller as authentication read it for this request (fresh); saves reading it again.
     user: User | None = None
+    user_read_at: datetime | None = None  # when ``user`` was read
     chat_id: UUID
     model: str | None = None  # None: the model of the reply it replaces
     # The user's message edited before it is answered again; None: answered as it is.
@@ -116,8 +117,9 @@ class RegenerateReplyHandler:
         ttl: timedelta = timedelta(minutes=10),
         context_limits: ContextLimits | None = None,
         blobs: BlobStorage | None = None,
+        process: str = THIS_PROCESS,
     ) -> None:
-        self._blobs = blobs
+        self._blobs, self._process = blobs, process
         self._uow, self._sessions, self._catalog = uow, sessions, catalog
         self._limits = context_limits or ContextLimits()
         self._enabled, self._clock, self._ids, self._ttl = enabled_providers, clock, ids, ttl
@@ -150,9 +152,9 @@ class RegenerateReplyHandler:
                 params = params.filled_from(old.params, but=command.cleared)
             check_reasoning(spec, params.reasoning_effort)
             check_max_tokens(spec, params.max_tokens)
-            user = command.user
+            user, user_read_at = command.user, command.user_read_at
             if user is None or user.id != command.user_id:
-                user = await uow.users.get(command.user_id)
+                user, user_read_at = await uow.users.get(command.user_id), now
             ensure_model_allowed(user, spec)
             if command.message is not None:
                 question.edit(command.message, now)
@@ -169,6 +171,7 @@ class RegenerateReplyHandler:
                 project_id=chat.project_id, user_message_id=question.id,
                 reply_message_id=reply.id, model=spec.id, now=now, params=params,
                 use_cache=False, attachment_ids=question.attachment_ids, ttl=self._ttl,
+                user_read_at=user_read_at, process=self._process,
             )  # fmt: skip
             prepared = PreparedReply(reply=reply, prompt=prompt)
 

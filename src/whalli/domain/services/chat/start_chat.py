@@ -17,7 +17,7 @@ from whalli.domain.model.catalog import (
     check_reasoning,
     ensure_model_allowed,
 )
-from whalli.domain.model.chat_sessions import ChatSession
+from whalli.domain.model.chat_sessions import THIS_PROCESS, ChatSession
 from whalli.domain.model.chats import Chat, GenerationParams, Message
 from whalli.domain.model.errors import (
     AttachmentNotFound,
@@ -52,6 +52,7 @@ class StartChat(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID
     # The caller as authentication read it for this request (fresh); saves reading it again.
     user: User | None = None
+    user_read_at: datetime | None = None  # when ``user`` was read
     model: str | None = None  # None: the preset's (one of the two is needed)
     message: str
     chat_id: UUID | None = None
@@ -133,8 +134,9 @@ class StartChatHandler:
         attachment_poll_s: float = 0.25,
         context_limits: ContextLimits | None = None,
         blobs: BlobStorage | None = None,
+        process: str = THIS_PROCESS,
     ) -> None:
-        self._blobs = blobs
+        self._blobs, self._process = blobs, process
         self._uow, self._sessions, self._catalog = uow, sessions, catalog
         self._limits = context_limits or ContextLimits()
         self._enabled, self._clock, self._ids, self._ttl = enabled_providers, clock, ids, ttl
@@ -206,9 +208,9 @@ class StartChatHandler:
         new_chat = command.chat_id is None
         block = self._uow.autocommit() if new_chat else self._uow
         async with opening_reply(self._sessions) as opening, block as uow:
-            user = command.user
+            user, user_read_at = command.user, command.user_read_at
             if user is None or user.id != command.user_id:
-                user = await uow.users.get(command.user_id)
+                user, user_read_at = await uow.users.get(command.user_id), now
             ensure_model_allowed(user, spec)
             chat, history = await self._chat_for(uow, command, user, now)
             prompt = await prompt_for(
@@ -243,6 +245,8 @@ class StartChatHandler:
                 use_cache=command.use_cache,
                 attachment_ids=command.attachment_ids,
                 ttl=self._ttl,
+                user_read_at=user_read_at,
+                process=self._process,
             )
             prepared = PreparedReply(
                 reply=reply, prompt=prompt, new_chat_title=chat.title if new_chat else None,

@@ -102,8 +102,8 @@ class ChatStreamController(Controller):
         container = _container(request)
         started = await (await container.start_chat()).execute(
             StartChat(
-                user_id=principal.user_id, user=principal.user, model=data.model,
-                message=data.message,
+                user_id=principal.user_id, user=principal.user, user_read_at=principal.read_at,
+                model=data.model, message=data.message,
                 chat_id=data.chat_id, project_id=data.project_id, preset_id=data.preset_id,
                 attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
                 system_prompt=data.system_prompt,
@@ -136,7 +136,8 @@ class ChatStreamController(Controller):
         container = _container(request)
         regenerated = await (await container.regenerate_reply()).execute(
             RegenerateReply(
-                user_id=principal.user_id, user=principal.user, chat_id=data.chat_id,
+                user_id=principal.user_id, user=principal.user, user_read_at=principal.read_at,
+                chat_id=data.chat_id,
                 model=data.model, message=data.message, params=generation_params(data.params),
                 cleared=cleared_params(data.params), preset_id=data.preset_id,
             ),
