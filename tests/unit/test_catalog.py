@@ -201,6 +201,7 @@ def test_negative_token_counts_have_no_cost() -> None:
         ({"max_output_tokens": 0}, r"'dev/a': max_output_tokens must be positive and within"),
         ({"max_output_tokens": 1001}, r"'dev/a': max_output_tokens must be positive and within"),
         ({"strict_outputs": True}, r"'dev/a': provider 'dev' cannot enforce schemas"),
+        ({"prefill": False}, r"'dev/a': prefill = false is for an anthropic model"),
         ({"adaptive_thinking": True, "reasoning": True}, r"'dev/a': adaptive_thinking needs"),
         (
             {"adaptive_thinking": True, "provider": "anthropic"},

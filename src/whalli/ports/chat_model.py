@@ -33,6 +33,8 @@ class CompletionRequest(Value, frozen=True, kw_only=True):
     # The model decides how much to think (the catalog's ``adaptive_thinking``): an adapter
     # asks it for an effort, not a budget
     adaptive_thinking: bool = False
+    # The model continues a conversation that ends with its own turn (the catalog's ``prefill``)
+    prefill: bool = True
 
 
 class StreamDelta(Value, frozen=True, kw_only=True):

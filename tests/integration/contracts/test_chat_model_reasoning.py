@@ -32,7 +32,13 @@ from whalli.adapters.ai.anthropic import DEFAULT_MAX_TOKENS, AnthropicChatModel
 from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.ai.openai import OpenAIChatModel
 from whalli.adapters.outbound_http import new_http_client
-from whalli.domain.model.chats import GenerationParams, ReasoningEffort, TokenUsage
+from whalli.domain.model.chats import (
+    GenerationParams,
+    MessageRole,
+    PromptMessage,
+    ReasoningEffort,
+    TokenUsage,
+)
 from whalli.domain.model.errors import InvalidInput, ProviderError
 from whalli.domain.model.response_format import FormatType, JsonSchema, ResponseFormat
 from whalli.ports.chat_model import (
@@ -216,6 +222,43 @@ async def test_an_adaptive_claude_asked_a_strict_format_gets_both_in_its_output_
         "format": {"type": "json_schema", "schema": closed}, "effort": "high"
     }  # fmt: skip
     assert sent["thinking"] == {"type": "adaptive"}
+
+
+PREFILLED = (*REQUEST.messages, PromptMessage(role=MessageRole.ASSISTANT, content="Once"))
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+async def test_a_prefilled_reply_goes_without_thinking_and_an_adaptive_claude_keeps_its_effort(
+    http: httpx.AsyncClient, adaptive: bool
+) -> None:
+    """A conversation ending with the reply's start (a prefill): thinking would have to come
+    first in it, so it is left out; an adaptive model's effort still governs the text."""
+    request = CompletionRequest(
+        model="claude-test", messages=PREFILLED, adaptive_thinking=adaptive,
+        params=GenerationParams(reasoning_effort=ReasoningEffort.MEDIUM, temperature=0.3),
+    )  # fmt: skip
+    async with FakeProviderServer(anthropic_default()) as server:
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        await collect(model.stream(request))
+    await http.aclose()
+
+    sent = server.requests[0].body
+    assert "thinking" not in sent
+    assert sent["messages"][-1] == {"role": "assistant", "content": "Once"}
+    assert sent.get("output_config") == ({"effort": "medium"} if adaptive else None)
+    assert sent["temperature"] == 0.3  # no thinking: the caller's sampler goes
+
+
+async def test_a_model_that_takes_no_prefill_is_not_sent_one(http: httpx.AsyncClient) -> None:
+    request = CompletionRequest(model="claude-test", messages=PREFILLED, prefill=False)
+    async with FakeProviderServer(anthropic_default()) as server:
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY, policy=FAST)
+        with pytest.raises(InvalidInput, match="ends with an assistant message") as refused:
+            model.stream(request)
+    await http.aclose()
+
+    assert refused.value.details["field"] == "messages"
+    assert server.requests == []
 
 
 async def test_claude_is_not_asked_to_think_while_a_tool_call_is_forced(

@@ -36,7 +36,9 @@ A model that enforces schemas (the catalog's ``strict_outputs``: Claude's struct
 Other formats (``json_object``, a schema not asked strict, whose subset of JSON Schema the API
 may not take) and other models keep the forced tool, and ``strict`` is not sent.
 
-An image the API would refuse for its size is refused before calling it (``anthropic_images``).
+An image the API would refuse for its size is refused before calling it (``anthropic_images``),
+and so is a conversation ending with an assistant turn (a prefill of the reply) for a model that
+takes none (the catalog's ``prefill = false``: Claude Opus and Sonnet 4.6).
 A reasoning effort asks for extended thinking (``anthropic_thinking``).
 """
 
@@ -49,7 +51,7 @@ import msgspec
 from whalli.adapters.ai._stops import split_stops
 from whalli.adapters.ai.anthropic_images import check_image_sizes
 from whalli.adapters.ai.anthropic_schemas import strict_schema
-from whalli.adapters.ai.anthropic_thinking import with_thinking
+from whalli.adapters.ai.anthropic_thinking import prefilled, with_thinking
 from whalli.domain.model.chats import MessageRole, PromptMessage
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.images import ImagePart
@@ -72,6 +74,12 @@ def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dic
     and clients send (tool turns without tools, arguments that are not an object, see
     ``_format_tool``), and ``check_image_sizes``'s error for an image too large."""
     check_image_sizes(request.messages)
+    if not request.prefill and prefilled(request.messages):
+        raise InvalidInput(
+            f"{request.model} does not continue a conversation that ends with an assistant "
+            "message (a prefill): end messages with the user's turn.",
+            field="messages",
+        )
     if request.tools is None and any(
         m.tool_calls or m.role is MessageRole.TOOL for m in request.messages
     ):  # the API refuses tool_use and tool_result blocks in a request without tools

@@ -14,12 +14,14 @@ Rules (``ReasoningEffort`` -> the request body):
 - with thinking on, it wants the last assistant turn of a tool loop to start with that turn's
   signed thinking block, which an OpenAI-shaped client never has (``/v1`` sends the calls and
   results only): a request whose last assistant turn made tool calls is sent without
-  thinking, as Anthropic's own error advises, so the loop goes on.
+  thinking, as Anthropic's own error advises, so the loop goes on; so is one that ends with
+  an assistant turn (a prefill, which would have to start with a thinking block);
 - a model that thinks adaptively (the catalog's ``adaptive_thinking``: Claude Opus and Sonnet
   4.6 and later, where a budget is deprecated or refused) is asked ``thinking: {"type":
   "adaptive"}`` with the effort as ``output_config.effort`` (``ADAPTIVE_EFFORTS``; beside the
   format a request may have there): it decides how much to think; ``max_tokens`` leaves it the
-  room the effort's budget would, as above.
+  room the effort's budget would, as above. Sent without thinking (above), it keeps the effort,
+  which governs its text and tool calls too.
 The thinking streams back as ``thinking`` blocks (``anthropic`` reads them).
 """
 
@@ -47,6 +49,13 @@ ADAPTIVE_EFFORTS = {
 _FORCED = frozenset({"any", "tool"})
 
 
+def prefilled(messages: tuple[PromptMessage, ...]) -> bool:
+    """Whether the conversation ends with an assistant turn that calls no tool: the start of
+    the reply, given (a prefill), which Claude continues."""
+    last = next((m for m in reversed(messages) if m.role is not MessageRole.SYSTEM), None)
+    return last is not None and last.role is MessageRole.ASSISTANT and not last.tool_calls
+
+
 def with_thinking(
     body: dict[str, Any],
     effort: ReasoningEffort,
@@ -59,8 +68,15 @@ def with_thinking(
     model writing at most ``cap`` tokens (``None``: not known), ``adaptive`` or with a budget
     (see the rules)."""
     last_reply = next((m for m in reversed(messages) if m.role is MessageRole.ASSISTANT), None)
-    if last_reply is not None and last_reply.tool_calls:
-        return body  # a tool loop going on: its thinking cannot be sent back
+    if (last_reply is not None and last_reply.tool_calls) or prefilled(messages):
+        # a tool loop going on (its thinking cannot be sent back), or the reply's start given
+        # (a prefill, which would have to start with a thinking block): no thinking, but an
+        # adaptive model keeps the effort, which governs its text and calls too
+        if not adaptive:
+            return body
+        return body | {
+            "output_config": {**body.get("output_config", {}), "effort": ADAPTIVE_EFFORTS[effort]}
+        }
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") in _FORCED:
         raise InvalidInput(

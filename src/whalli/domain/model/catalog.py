@@ -93,6 +93,9 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # (Claude's adaptive thinking: Opus and Sonnet 4.6, where a budget is deprecated, and
     # later models, which refuse one); only a ``reasoning`` model of ADAPTIVE_PROVIDERS
     adaptive_thinking: bool = False
+    # False when the model refuses a conversation that ends with its own turn (a prefill of
+    # its reply: Claude Opus and Sonnet 4.6); only a model of ADAPTIVE_PROVIDERS (Anthropic's)
+    prefill: bool = True
 
     @property
     def efforts(self) -> tuple[ReasoningEffort, ...]:
@@ -245,6 +248,8 @@ def _check_spec(spec: ModelSpec, providers: frozenset[str]) -> None:
         problems.append(f"provider {spec.provider!r} cannot enforce schemas (strict_outputs)")
     if spec.adaptive_thinking and not (spec.reasoning and spec.provider in ADAPTIVE_PROVIDERS):
         problems.append("adaptive_thinking needs reasoning = true and an anthropic model")
+    if not spec.prefill and spec.provider not in ADAPTIVE_PROVIDERS:
+        problems.append("prefill = false is for an anthropic model")
     if spec.reasoning_efforts is not None:
         if not spec.reasoning:
             problems.append("reasoning_efforts needs reasoning = true")

@@ -12,7 +12,8 @@ from whalli.domain.model.tools import ToolCall
 
 # The finish reasons OpenAI clients know; providers' own spellings map onto them.
 _FINISH_REASONS = {"stop", "length", "content_filter", "tool_calls", "function_call"}
-_LENGTH_REASONS = {"length", "max_tokens", "max_output_tokens"}
+# (model_context_window_exceeded: Claude 4.5 and later, cut where its context window ends)
+_LENGTH_REASONS = {"length", "max_tokens", "max_output_tokens", "model_context_window_exceeded"}
 
 
 def finish_reason(reason: str) -> str:

@@ -18,10 +18,12 @@ def completion_request(
     response_format: ResponseFormat | None = None,
 ) -> CompletionRequest:
     """``messages`` for ``spec`` (its provider's name for it, whether it reasons, its output
-    cap, whether it enforces schemas and thinks adaptively), asked with ``params``."""
+    cap, whether it enforces schemas, thinks adaptively and takes a prefill), asked with
+    ``params``."""
     return CompletionRequest(
         model=spec.upstream, messages=messages, params=params,
         tools=tools, response_format=response_format,
         reasons=spec.reasoning, max_output_tokens=spec.max_output_tokens,
         strict_outputs=spec.strict_outputs, adaptive_thinking=spec.adaptive_thinking,
+        prefill=spec.prefill,
     )  # fmt: skip
