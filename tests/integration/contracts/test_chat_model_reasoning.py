@@ -163,7 +163,7 @@ async def test_an_effort_asks_claude_for_extended_thinking_within_its_budget(
 @pytest.mark.parametrize(
     ("effort", "asked", "cap", "sent_effort", "max_tokens"),
     [
-        (ReasoningEffort.MINIMAL, None, None, "low", 1_024 + DEFAULT_MAX_TOKENS),
+        (ReasoningEffort.MINIMAL, None, None, "low", 2_048 + DEFAULT_MAX_TOKENS),  # as low
         (ReasoningEffort.LOW, 500, None, "low", 2_048 + 500),
         (ReasoningEffort.MEDIUM, 500, 64_000, "medium", 8_192 + 500),
         (ReasoningEffort.HIGH, 60_000, 64_000, "high", 64_000),  # the cap holds

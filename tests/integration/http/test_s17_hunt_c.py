@@ -321,7 +321,7 @@ async def test_a_chat_with_opus_46_thinks_adaptively_through_start_regenerate_an
         assert sent["max_tokens"] == 128_000  # 120,000 + high's room, within the cap
     assert quick["model"] == "claude-sonnet-4-6"
     assert (quick["thinking"], quick["output_config"]) == ({"type": "adaptive"}, {"effort": "low"})
-    assert quick["max_tokens"] == 1024 + 1024
+    assert quick["max_tokens"] == 1024 + 2048  # minimal is asked as low: low's room
 
 
 async def test_a_chat_on_sonnet_46_falling_back_to_haiku_45_thinks_with_a_budget(

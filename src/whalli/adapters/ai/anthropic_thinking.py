@@ -20,8 +20,8 @@ Rules (``ReasoningEffort`` -> the request body):
   4.6 and later, where a budget is deprecated or refused) is asked ``thinking: {"type":
   "adaptive"}`` with the effort as ``output_config.effort`` (``ADAPTIVE_EFFORTS``; beside the
   format a request may have there): it decides how much to think; ``max_tokens`` leaves it the
-  room the effort's budget would, as above. Sent without thinking (above), it keeps the effort,
-  which governs its text and tool calls too.
+  room the budget of the effort sent would (minimal is sent as low, and has low's room). Sent
+  without thinking (above), it keeps the effort, which governs its text and tool calls too.
 The thinking streams back as ``thinking`` blocks (``anthropic`` reads them).
 """
 
@@ -84,7 +84,9 @@ def with_thinking(
             "response_format, tool_choice required or a named function.",
             field="reasoning_effort",
         )
-    budget = THINKING_BUDGETS[effort]
+    # an adaptive model asked minimal is asked Anthropic's low: it gets low's room
+    sent = ReasoningEffort.LOW if adaptive and effort is ReasoningEffort.MINIMAL else effort
+    budget = THINKING_BUDGETS[sent]
     total = budget + body["max_tokens"]
     if cap is not None and total > cap:
         total, budget = cap, max(MIN_BUDGET, min(budget, cap // 2))
