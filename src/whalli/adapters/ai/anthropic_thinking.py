@@ -72,11 +72,7 @@ def with_thinking(
         # a tool loop going on (its thinking cannot be sent back), or the reply's start given
         # (a prefill, which would have to start with a thinking block): no thinking, but an
         # adaptive model keeps the effort, which governs its text and calls too
-        if not adaptive:
-            return body
-        return body | {
-            "output_config": {**body.get("output_config", {}), "effort": ADAPTIVE_EFFORTS[effort]}
-        }
+        return _with_effort(body, effort) if adaptive else body
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") in _FORCED:
         raise InvalidInput(
@@ -93,9 +89,12 @@ def with_thinking(
     thinking = {key: value for key, value in body.items() if key not in ("temperature", "top_p")}
     thinking["max_tokens"] = total
     if adaptive:
-        thinking["thinking"] = {"type": "adaptive"}
-        config = body.get("output_config", {})
-        thinking["output_config"] = {**config, "effort": ADAPTIVE_EFFORTS[effort]}
-    else:
-        thinking["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        return _with_effort(thinking, effort) | {"thinking": {"type": "adaptive"}}
+    thinking["thinking"] = {"type": "enabled", "budget_tokens": budget}
     return thinking
+
+
+def _with_effort(body: dict[str, Any], effort: ReasoningEffort) -> dict[str, Any]:
+    """``body`` asking Anthropic's effort for ``effort``, beside what ``output_config`` holds."""
+    config = {**body.get("output_config", {}), "effort": ADAPTIVE_EFFORTS[effort]}
+    return body | {"output_config": config}

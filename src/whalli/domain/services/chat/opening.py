@@ -17,6 +17,7 @@ from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Chat, Message, MessageRole, PromptMessage
 from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady, ServiceUnavailable
+from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.prompt_files import (
     ImagesToRead,
@@ -45,6 +46,16 @@ class LaunchReply(Protocol):
 # Files of earlier messages read for a reply's context: the newest this many. Older ones would
 # not fit any model's window anyway: 50 files at the 20,000-character cap are ~250,000 tokens.
 MAX_EARLIER_FILES = 50
+
+
+async def caller(
+    uow: UnitOfWork, user_id: UUID, read: User | None, read_at: datetime | None, now: datetime
+) -> tuple[User, datetime | None]:
+    """The caller and when they were read: as authentication read them for this request
+    (``read`` at ``read_at``), else read here (at ``now``, taken before the read)."""
+    if read is not None and read.id == user_id:
+        return read, read_at
+    return await uow.users.get(user_id), now
 
 
 async def read_attachments(

@@ -23,6 +23,7 @@ from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.opening import (
     LaunchReply,
+    caller,
     opening_reply,
     prompt_for,
     with_images_read,
@@ -152,9 +153,9 @@ class RegenerateReplyHandler:
                 params = params.filled_from(old.params, but=command.cleared)
             check_reasoning(spec, params.reasoning_effort)
             check_max_tokens(spec, params.max_tokens)
-            user, user_read_at = command.user, command.user_read_at
-            if user is None or user.id != command.user_id:
-                user, user_read_at = await uow.users.get(command.user_id), now
+            user, user_read_at = await caller(
+                uow, command.user_id, command.user, command.user_read_at, now
+            )
             ensure_model_allowed(user, spec)
             if command.message is not None:
                 question.edit(command.message, now)

@@ -30,6 +30,7 @@ from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.opening import (
     LaunchReply,
+    caller,
     opening_reply,
     prompt_for,
     with_images_read,
@@ -208,9 +209,9 @@ class StartChatHandler:
         new_chat = command.chat_id is None
         block = self._uow.autocommit() if new_chat else self._uow
         async with opening_reply(self._sessions) as opening, block as uow:
-            user, user_read_at = command.user, command.user_read_at
-            if user is None or user.id != command.user_id:
-                user, user_read_at = await uow.users.get(command.user_id), now
+            user, user_read_at = await caller(
+                uow, command.user_id, command.user, command.user_read_at, now
+            )
             ensure_model_allowed(user, spec)
             chat, history = await self._chat_for(uow, command, user, now)
             prompt = await prompt_for(
