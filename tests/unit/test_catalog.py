@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ from whalli.domain.model.catalog import (
     check_reasoning,
     ensure_model_allowed,
 )
-from whalli.domain.model.chats import GenerationParams, ReasoningEffort
+from whalli.domain.model.chats import CLASSIC_EFFORTS, GenerationParams, ReasoningEffort
 from whalli.domain.model.errors import (
     AccountDisabled,
     InvalidCatalog,
@@ -324,7 +325,7 @@ def test_a_model_taking_some_efforts_refuses_the_others_naming_those_it_takes() 
     )  # fmt: skip
     every = a_spec("openai/r", provider="openai", reasoning=True)
     ModelCatalog([grok, every])
-    assert every.efforts == tuple(ReasoningEffort)
+    assert every.efforts == CLASSIC_EFFORTS
     assert grok.efforts == (ReasoningEffort.LOW, ReasoningEffort.HIGH)
     assert (grok.takes_effort(None), grok.takes_effort(ReasoningEffort.HIGH)) == (True, True)
     assert not grok.takes_effort(ReasoningEffort.MEDIUM)
@@ -351,6 +352,10 @@ def test_the_shipped_catalog_has_reasoning_models() -> None:
     catalog = load_catalog(default_catalog_path())
     assert {m.id for m in catalog if m.reasoning} == {
         "openai/o4-mini",
+        "openai/gpt-5-mini",
+        "openai/gpt-5",
+        "openai/gpt-5.1",
+        "openai/gpt-5.2",
         "xai/grok-3-mini",
         "anthropic/claude-sonnet-4",
         "anthropic/claude-opus-4",
@@ -369,6 +374,84 @@ def test_a_fallback_is_asked_what_it_takes_of_what_its_model_was_asked() -> None
     asked = GenerationParams(reasoning_effort=ReasoningEffort.HIGH, max_tokens=400, seed=7)
     assert grok.fitted(asked) is asked  # nothing to change: the same object
     medium = GenerationParams(reasoning_effort=ReasoningEffort.MEDIUM, max_tokens=900, seed=7)
-    assert grok.fitted(medium) == GenerationParams(max_tokens=500, seed=7)
-    plain = a_spec("openai/p", provider="openai")
+    # medium is as near to low as to high: the greater is asked
+    high = GenerationParams(reasoning_effort=ReasoningEffort.HIGH, max_tokens=500, seed=7)
+    assert grok.fitted(medium) == high
+    plain = a_spec("openai/p", provider="openai")  # takes no effort: asked none
     assert plain.fitted(medium) == GenerationParams(max_tokens=900, seed=7)
+
+
+@pytest.mark.parametrize(
+    ("takes", "asked", "nearest"),
+    [
+        (("none", "low", "medium", "high", "xhigh"), "minimal", "low"),  # none as near: greater
+        (("none", "low", "medium", "high"), "xhigh", "high"),
+        (("minimal", "low", "medium", "high"), "none", "minimal"),
+        (("low", "medium", "high"), "none", "low"),
+        (("none", "high"), "minimal", "none"),
+        (("low", "high"), "low", "low"),
+    ],
+)
+def test_a_fallback_is_asked_the_nearest_effort_it_takes(
+    takes: tuple[str, ...], asked: str, nearest: str
+) -> None:
+    spec = a_spec(
+        "openai/f", provider="openai", reasoning=True,
+        reasoning_efforts=tuple(ReasoningEffort(e) for e in takes),
+    )  # fmt: skip
+    ModelCatalog([spec])
+    fitted = spec.fitted(GenerationParams(reasoning_effort=ReasoningEffort(asked)))
+    assert fitted.reasoning_effort is ReasoningEffort(nearest)
+    assert spec.nearest_effort(None) is None
+
+
+def test_refused_sampling_parameters_are_named_among_the_known_ones_each_once() -> None:
+    with pytest.raises(InvalidCatalog, match="refuses names logit_bias, not sampling"):
+        ModelCatalog([a_spec("openai/r", provider="openai", refuses=("logit_bias",))])
+    with pytest.raises(InvalidCatalog, match="refuses names a parameter twice"):
+        ModelCatalog([a_spec("openai/r", provider="openai", refuses=("stop", "stop"))])
+    with pytest.raises(InvalidCatalog, match="top_p in both refuses and refuses_while"):
+        ModelCatalog([
+            a_spec(
+                "openai/r", provider="openai", reasoning=True, refuses=("top_p",),
+                reasoning_efforts=(ReasoningEffort.NONE, ReasoningEffort.HIGH),
+                refuses_while_reasoning=("top_p",),
+            )
+        ])  # fmt: skip
+    # only a model that reasons by default at none (it takes none) refuses "while reasoning"
+    with pytest.raises(InvalidCatalog, match="needs a reasoning model that takes none"):
+        ModelCatalog([
+            a_spec("openai/r", provider="openai", reasoning=True,
+                   refuses_while_reasoning=("temperature",))
+        ])  # fmt: skip
+
+
+def test_a_claude_model_takes_only_the_classic_efforts() -> None:
+    with pytest.raises(InvalidCatalog, match="takes only minimal, low, medium and high"):
+        ModelCatalog([
+            a_spec("anthropic/c", provider="anthropic", reasoning=True,
+                   reasoning_efforts=(ReasoningEffort.HIGH, ReasoningEffort.XHIGH))
+        ])  # fmt: skip
+
+
+def test_what_a_model_refuses_is_not_sent_and_a_refused_stop_is_applied_here() -> None:
+    spec = a_spec(
+        "openai/g", provider="openai", reasoning=True, refuses=("stop", "seed"),
+        reasoning_efforts=(ReasoningEffort.NONE, ReasoningEffort.HIGH),
+        refuses_while_reasoning=("temperature",),
+    )  # fmt: skip
+    ModelCatalog([spec])
+    asked = GenerationParams(temperature=0.3, stop=("END", "\n\n"), seed=4, max_tokens=9)
+    sent, local = spec.sent(asked)
+    assert sent == GenerationParams(temperature=0.3, max_tokens=9)  # at its default (none)
+    assert local == ("END", "\n\n")
+    reasoning = msgspec.structs.replace(asked, reasoning_effort=ReasoningEffort.HIGH)
+    sent, local = spec.sent(reasoning)
+    assert sent == GenerationParams(max_tokens=9, reasoning_effort=ReasoningEffort.HIGH)
+    at_none = msgspec.structs.replace(asked, reasoning_effort=ReasoningEffort.NONE, stop=None)
+    sent, local = spec.sent(at_none)
+    assert (sent.temperature, sent.seed, local) == (0.3, None, ())
+    plain = GenerationParams(temperature=0.3, max_tokens=9)
+    assert a_spec().sent(plain) == (plain, ())
+    untouched = GenerationParams(max_tokens=9)
+    assert spec.sent(untouched)[0] is untouched  # nothing it refuses asked: the same object

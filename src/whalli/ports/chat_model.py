@@ -35,6 +35,10 @@ class CompletionRequest(Value, frozen=True, kw_only=True):
     adaptive_thinking: bool = False
     # The model continues a conversation that ends with its own turn (the catalog's ``prefill``)
     prefill: bool = True
+    # Stop sequences asked of a model that refuses ``stop`` (the catalog's ``refuses``): not in
+    # ``params``; the adapter cuts the reply's text where the first of them begins, and ends
+    # the reply there as a stop sequence would have
+    local_stops: tuple[str, ...] = ()
 
 
 class StreamDelta(Value, frozen=True, kw_only=True):

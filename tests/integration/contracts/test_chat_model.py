@@ -787,3 +787,23 @@ async def test_a_stream_is_asked_for_uncompressed_and_a_compressed_one_is_still_
 
     assert text_of(events) == "".join(DELTAS)
     assert isinstance(events[-1], StreamEnd)
+
+
+async def test_local_stops_cut_the_text_and_close_the_upstream_request(upstream: Upstream) -> None:
+    """A stop the model refuses (``local_stops``, not sent) is applied by the adapter: the
+    text ends where the sequence begins, the reply ends as a stop sequence would end it, and
+    the rest is not read (the provider sees the request closed)."""
+    pieces = upstream.stream()
+    upstream.server.script(Reply(chunks=pieces[:-1], hold=True))  # its end never comes
+    request = msgspec.structs.replace(REQUEST, local_stops=("xyz", ", wo"))
+
+    events = await asyncio.wait_for(collect(upstream.model().stream(request)), 5.0)
+
+    assert text_of(events) == "Hello"
+    end = events[-1]
+    assert isinstance(end, StreamEnd)
+    assert end.finish_reason in ("stop", "stop_sequence")
+    sent = upstream.server.requests[-1].body
+    assert "stop" not in sent
+    assert "stop_sequences" not in sent
+    await asyncio.wait_for(upstream.server.disconnected.wait(), 1.0)

@@ -41,6 +41,7 @@ async def test_the_model_list_follows_the_callers_plan(
         "capabilities": {
             "tools": True, "structuredOutputs": True, "strictOutputs": True, "vision": True,
             "reasoning": False, "reasoningEfforts": [],
+            "refusedParams": [], "refusedParamsWhileReasoning": [],
         },
     }  # fmt: skip
     echo = next(m for m in pro_models if m["id"] == "dev/echo")
@@ -51,10 +52,16 @@ async def test_the_model_list_follows_the_callers_plan(
         "vision": False,
         "reasoning": True,
         "reasoningEfforts": ["minimal", "low", "medium", "high"],
+        "refusedParams": [],
+        "refusedParamsWhileReasoning": [],
     }
     assert echo["maxOutputTokens"] is None
     grok = next(m for m in pro_models if m["id"] == "xai/grok-3-mini")
     assert grok["capabilities"]["reasoningEfforts"] == ["low", "high"]
+    assert grok["capabilities"]["refusedParams"] == ["stop", "presencePenalty", "frequencyPenalty"]
+    latest = next(m for m in pro_models if m["id"] == "openai/gpt-5.2")["capabilities"]
+    assert latest["reasoningEfforts"] == ["none", "low", "medium", "high", "xhigh"]
+    assert latest["refusedParamsWhileReasoning"] == ["temperature", "topP"]
     strict = {m["id"]: m["capabilities"]["strictOutputs"] for m in free_models}
     assert strict["anthropic/claude-haiku-4-5"] is True  # Claude's structured outputs
     assert strict["anthropic/claude-3-5-haiku"] is False  # a forced tool: followed, not enforced

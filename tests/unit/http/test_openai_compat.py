@@ -284,8 +284,8 @@ async def test_models_lists_what_the_plan_and_the_enabled_providers_allow(
         listed[caller.user.plan] = {m["id"]: m for m in response.json()["data"]}
 
     assert set(listed[Plan.FREE]) == {
-        "openai/gpt-4o-mini", "anthropic/claude-3-5-haiku", "anthropic/claude-haiku-4-5",
-        "dev/echo",
+        "openai/gpt-4o-mini", "openai/gpt-5-mini", "anthropic/claude-3-5-haiku",
+        "anthropic/claude-haiku-4-5", "dev/echo",
     }  # fmt: skip
     assert {"openai/gpt-4o", "anthropic/claude-sonnet-4"} <= set(listed[Plan.PRO])
     assert not any(model_id.startswith("xai/") for model_id in listed[Plan.PRO])

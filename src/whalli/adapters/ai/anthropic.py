@@ -83,6 +83,7 @@ class AnthropicChatModel(ChatModel):
             return refused(e)
         body = msgspec.json.encode(payload)
         _, local = split_stops(request.params.stop)
+        local = [*local, *request.local_stops]  # and those the model refuses (the catalog's)
         # the reply is the forced tool's input (else any text: no format, or the API's own)
         formatted = request.response_format is not None and not native_format(request)
         return stream_with_retries(

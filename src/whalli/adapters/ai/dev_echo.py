@@ -9,7 +9,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from whalli.domain.model.chats import MessageRole, TokenUsage
+from whalli.domain.model.chats import MessageRole, ReasoningEffort, TokenUsage
 from whalli.domain.model.errors import InvalidInput
 from whalli.ports.chat_model import (
     ChatModel,
@@ -53,8 +53,8 @@ class DevEchoChatModel(ChatModel):
         if limit is not None and len(words) > limit:
             words, finish_reason = words[:limit], "length"
         thoughts: list[str] = []
-        if request.params.reasoning_effort is not None:
-            effort = request.params.reasoning_effort
+        effort = request.params.reasoning_effort
+        if effort is not None and effort is not ReasoningEffort.NONE:
             thoughts = _WORD.findall(
                 f"Thinking ({effort} effort): the user wrote {len(words)} words; I repeat them."
             )

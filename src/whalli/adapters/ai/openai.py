@@ -13,6 +13,7 @@ import httpx
 import msgspec
 
 from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
+from whalli.adapters.ai._stops import LocalStops
 from whalli.adapters.ai._streaming import (
     Sleep,
     StreamPolicy,
@@ -66,8 +67,9 @@ class OpenAIChatModel(ChatModel):
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         body = msgspec.json.encode(self._body(request))
+        stops = request.local_stops
         return stream_with_retries(
-            lambda: self._attempt(body),
+            lambda: self._attempt(body, stops),
             provider=self.provider,
             policy=self._policy.to_answer(request),
             sleep=self._sleep,
@@ -101,16 +103,21 @@ class OpenAIChatModel(ChatModel):
             body["response_format"] = request.response_format.as_sent()
         return body
 
-    async def _attempt(self, body: bytes) -> AsyncGenerator[StreamEvent, None]:
+    async def _attempt(
+        self, body: bytes, local_stops: tuple[str, ...] = ()
+    ) -> AsyncGenerator[StreamEvent, None]:
         """One request. The answer ends at ``[DONE]``: its end is passed on at once and
         nothing more is read (a connection a proxy keeps open after it is closed, not waited
         on). A ``finish_reason`` of ``error`` (OpenRouter's for a generation that failed) fails
         the answer after its text so far, as an ``error`` chunk does. A server that ignored
         ``stream: true`` and answered one ``chat.completion`` is read as its stream
-        (``_as_chunk``)."""
+        (``_as_chunk``). With ``local_stops`` (sequences the model refuses), the text is cut
+        where the first of them begins: the answer ends there with ``stop``, its usage not
+        reported (the request is closed before its usage comes; the caller estimates it)."""
         finish_reason: str | None = None
         usage = TokenUsage()
         calls = _CallPieces()  # the tool calls begun, across the stream's chunks
+        stops = LocalStops(local_stops) if local_stops else None
         events = sse_post(
             self._http,
             self._url,
@@ -128,6 +135,14 @@ class OpenAIChatModel(ChatModel):
                 del sse  # a held reply waits for its next event here: keep nothing of this one
                 finish_reason, usage = finish or finish_reason, chunk_usage or usage
                 for text in texts:
+                    if stops is not None and isinstance(text, StreamDelta):
+                        cut, stopped = stops.feed(text.text)
+                        if cut:
+                            yield StreamDelta(text=cut)
+                        if stopped:  # closing the response ends the generation upstream
+                            yield StreamEnd(finish_reason="stop", usage=TokenUsage())
+                            return
+                        continue
                     yield text
                 if pieces is not None:
                     for piece in pieces:
@@ -136,6 +151,9 @@ class OpenAIChatModel(ChatModel):
                     raise _failed_generation(self.provider)
             else:
                 raise stream_cut(self.provider)
+        rest = stops.flush() if stops is not None else ""
+        if rest:
+            yield StreamDelta(text=rest)
         yield StreamEnd(finish_reason=finish_reason or "unknown", usage=usage)
 
     def _read(

@@ -6,7 +6,12 @@ rather than failing a chat later):
 - prices (USD per million tokens) are not negative, the context window is positive;
 - only a model of a provider whose adapter sends images reads them (``vision``), and only one
   whose adapter asks for a reasoning effort takes one (``reasoning``); the efforts it takes
-  (``reasoning_efforts``, default all four) are named only for such a model, without repeats;
+  (``reasoning_efforts``, default the four classic ones) are named only for such a model,
+  without repeats, and a Claude model (whose thinking is asked by the classic four) names only
+  those;
+- the sampling parameters a model refuses (``refuses``, and ``refuses_while_reasoning``, for a
+  model that reasons only when asked an effort other than ``none``) are named among
+  ``SAMPLING_PARAMS``, each once;
 - only a model of a provider whose adapter answers in a response_format enforces schemas
   (``strict_outputs``), and only a reasoning model of Anthropic thinks adaptively
   (``adaptive_thinking``);
@@ -24,7 +29,7 @@ from collections.abc import Iterable, Iterator, Set
 import msgspec
 
 from whalli.domain.model.base import Value
-from whalli.domain.model.chats import GenerationParams, ReasoningEffort
+from whalli.domain.model.chats import CLASSIC_EFFORTS, GenerationParams, ReasoningEffort
 from whalli.domain.model.errors import (
     AccountDisabled,
     InvalidCatalog,
@@ -61,6 +66,13 @@ ADAPTIVE_PROVIDERS: frozenset[str] = frozenset({"anthropic"})
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
+# The sampling parameters a model may refuse (``ModelSpec.refuses``), by their names in
+# ``GenerationParams`` (and on /v1). A refused one is not sent: ``stop`` is applied by Whalli
+# instead (the reply is cut where a sequence begins), the others are left to the model.
+SAMPLING_PARAMS: tuple[str, ...] = (
+    "temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty",
+)  # fmt: skip
+
 
 class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One model: ``id`` is Whalli's name for it, ``upstream`` the provider's."""
@@ -78,9 +90,21 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # Whether the model takes a reasoning effort; only a model of REASONING_PROVIDERS can.
     # (Any model's streamed reasoning is shown: a server may send it unasked.)
     reasoning: bool = False
-    # The efforts it takes, when not all of ``ReasoningEffort`` (xAI's grok-3-mini: low and
-    # high; OpenAI's o-series: no minimal); only for a ``reasoning`` model
+    # Whether it reasons before every answer though it takes no effort (xAI's Grok 4, which
+    # refuses one): its first token may come after a long silence, as a ``reasoning`` model's
+    always_reasons: bool = False
+    # The efforts it takes, when not the ``CLASSIC_EFFORTS`` (xAI's grok-3-mini: low and
+    # high; OpenAI's o-series: no minimal; GPT-5.2: none to xhigh); only for a ``reasoning``
+    # model
     reasoning_efforts: tuple[ReasoningEffort, ...] | None = None
+    # The sampling parameters (``SAMPLING_PARAMS``) it refuses with an error when sent
+    # (OpenAI's reasoning models: temperature, top_p, the penalties, stop; xAI's: the
+    # penalties and stop). Asked for anyway, they are not sent (see ``sent``)
+    refuses: tuple[str, ...] = ()
+    # Those it refuses only while it reasons: asked an effort other than ``none``, its default
+    # (GPT-5.2 takes temperature and top_p at effort none only); only for a ``reasoning`` model
+    # that takes ``none``
+    refuses_while_reasoning: tuple[str, ...] = ()
     # The most tokens it writes in one reply, thinking included, when known (a larger
     # ``maxTokens`` is refused before the call; Claude's thinking budget stays under it)
     max_output_tokens: int | None = None
@@ -102,7 +126,7 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
         """The reasoning efforts it may be asked for (none unless it takes one)."""
         if not (self.reasoning and self.provider in REASONING_PROVIDERS):
             return ()
-        return self.reasoning_efforts or tuple(ReasoningEffort)
+        return self.reasoning_efforts or CLASSIC_EFFORTS
 
     def takes_effort(self, effort: ReasoningEffort | None) -> bool:
         """Whether a request asking for ``effort`` may go to it as asked (``None``: always)."""
@@ -110,18 +134,46 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     def fitted(self, params: GenerationParams) -> GenerationParams:
         """``params`` as this model takes them (for a fallback asked what its model was): an
-        effort it does not take left out, ``max_tokens`` cut to its output cap. The same object
-        when nothing changes."""
+        effort it does not take replaced by the nearest one it takes (``nearest_effort``),
+        ``max_tokens`` cut to its output cap. The same object when nothing changes."""
         effort, cap = params.reasoning_effort, self.max_output_tokens
-        drop_effort = not self.takes_effort(effort)
+        other_effort = not self.takes_effort(effort)
         cut = cap is not None and params.max_tokens is not None and params.max_tokens > cap
-        if not (drop_effort or cut):
+        if not (other_effort or cut):
             return params
         return msgspec.structs.replace(
             params,
-            reasoning_effort=None if drop_effort else effort,
+            reasoning_effort=self.nearest_effort(effort) if other_effort else effort,
             max_tokens=cap if cut else params.max_tokens,
         )
+
+    def nearest_effort(self, effort: ReasoningEffort | None) -> ReasoningEffort | None:
+        """``effort`` if it takes it; else the one it takes nearest to it (in the order none,
+        minimal ... xhigh; the greater of two as near); ``None`` if it takes no effort."""
+        if effort is None or effort in self.efforts or not self.efforts:
+            return effort if effort in self.efforts else None
+        order = list(ReasoningEffort)
+        asked = order.index(effort)
+        return min(self.efforts, key=lambda e: (abs(order.index(e) - asked), -order.index(e)))
+
+    def refused(self, effort: ReasoningEffort | None) -> tuple[str, ...]:
+        """The sampling parameters it refuses when asked ``effort`` (``None``: its default)."""
+        if effort is None or effort is ReasoningEffort.NONE or not self.refuses_while_reasoning:
+            return self.refuses
+        return (*self.refuses, *self.refuses_while_reasoning)
+
+    def sent(self, params: GenerationParams) -> tuple[GenerationParams, tuple[str, ...]]:
+        """``params`` as they are sent to it, and the stop sequences to cut its reply at here:
+        the parameters it refuses left out, its ``stop`` (when refused) applied by Whalli. The
+        same object and no stops when it refuses none of those asked."""
+        refused = [
+            name for name in self.refused(params.reasoning_effort)
+            if getattr(params, name) is not None
+        ]  # fmt: skip
+        if not refused:
+            return params, ()
+        local = params.stop if "stop" in refused and params.stop is not None else ()
+        return msgspec.structs.replace(params, **dict.fromkeys(refused)), local
 
     @property
     def calls_tools(self) -> bool:
@@ -256,11 +308,34 @@ def _check_spec(spec: ModelSpec, providers: frozenset[str]) -> None:
         efforts = spec.reasoning_efforts
         if not efforts or len(set(efforts)) != len(efforts):
             problems.append("reasoning_efforts must name at least one effort, each once")
+        if spec.provider == "anthropic" and not set(efforts) <= set(CLASSIC_EFFORTS):
+            problems.append("an anthropic model takes only minimal, low, medium and high efforts")
+    problems.extend(_refusal_problems(spec))
     cap = spec.max_output_tokens
     if cap is not None and not 0 < cap <= max(spec.context_window, 0):
         problems.append("max_output_tokens must be positive and within the context window")
     if problems:
         raise InvalidCatalog(f"Model {name!r}: {'; '.join(problems)}.", model=spec.id)
+
+
+def _refusal_problems(spec: ModelSpec) -> list[str]:
+    problems = []
+    known = ", ".join(SAMPLING_PARAMS)
+    for field, names in (
+        ("refuses", spec.refuses),
+        ("refuses_while_reasoning", spec.refuses_while_reasoning),
+    ):
+        if not set(names) <= set(SAMPLING_PARAMS):
+            unknown = ", ".join(sorted(set(names) - set(SAMPLING_PARAMS)))
+            problems.append(f"{field} names {unknown}, not sampling parameters ({known})")
+        if len(set(names)) != len(names):
+            problems.append(f"{field} names a parameter twice")
+    both = set(spec.refuses) & set(spec.refuses_while_reasoning)
+    if both:
+        problems.append(f"{', '.join(sorted(both))} in both refuses and refuses_while_reasoning")
+    if spec.refuses_while_reasoning and ReasoningEffort.NONE not in spec.efforts:
+        problems.append("refuses_while_reasoning needs a reasoning model that takes none")
+    return problems
 
 
 def check_reasoning(spec: ModelSpec, effort: object, *, field: str = "reasoningEffort") -> None:

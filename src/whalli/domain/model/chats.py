@@ -45,12 +45,26 @@ class MessageStatus(StrEnum):
 
 class ReasoningEffort(StrEnum):
     """How much a reasoning model thinks before it answers (OpenAI's ``reasoning_effort``;
-    Anthropic's extended thinking, by budget: ``adapters.ai.anthropic_thinking``)."""
+    Anthropic's extended thinking, by budget: ``adapters.ai.anthropic_thinking``). ``none``
+    (no reasoning at all) and ``xhigh`` are taken only by the models that list them (OpenAI's
+    GPT-5.1 and later); every reasoning model takes the ``CLASSIC_EFFORTS`` unless it lists
+    its own."""
 
+    NONE = "none"
     MINIMAL = "minimal"
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
+    XHIGH = "xhigh"
+
+
+# What a reasoning model takes when its catalog entry names no efforts of its own.
+CLASSIC_EFFORTS: tuple[ReasoningEffort, ...] = (
+    ReasoningEffort.MINIMAL,
+    ReasoningEffort.LOW,
+    ReasoningEffort.MEDIUM,
+    ReasoningEffort.HIGH,
+)
 
 
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit (Anthropic allows more)

@@ -134,7 +134,7 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     # the client expects (a function call in the deprecated shape).
     functions: list[Any] | None = None
     response_format: ResponseFormatIn | None = None
-    reasoning_effort: str | None = None  # minimal, low, medium, high: for reasoning models
+    reasoning_effort: str | None = None  # none, minimal ... xhigh: for reasoning models
 
     def unsupported(self) -> InvalidInput | None:
         """What this request asks for that Whalli cannot give, as the error to answer."""

@@ -19,11 +19,12 @@ def completion_request(
 ) -> CompletionRequest:
     """``messages`` for ``spec`` (its provider's name for it, whether it reasons, its output
     cap, whether it enforces schemas, thinks adaptively and takes a prefill), asked with
-    ``params``."""
+    ``params``: those it refuses left out, and a refused ``stop`` applied by the adapter."""
+    sent, local_stops = spec.sent(params)
     return CompletionRequest(
-        model=spec.upstream, messages=messages, params=params,
+        model=spec.upstream, messages=messages, params=sent,
         tools=tools, response_format=response_format,
-        reasons=spec.reasoning, max_output_tokens=spec.max_output_tokens,
+        reasons=spec.reasoning or spec.always_reasons, max_output_tokens=spec.max_output_tokens,
         strict_outputs=spec.strict_outputs, adaptive_thinking=spec.adaptive_thinking,
-        prefill=spec.prefill,
+        prefill=spec.prefill, local_stops=local_stops,
     )  # fmt: skip

@@ -25,6 +25,11 @@ class Capabilities(Schema):
     vision: bool  # also: attached images go to it as images in the chat flow
     reasoning: bool  # takes a reasoning effort (`params.reasoningEffort`, `reasoning_effort`)
     reasoning_efforts: list[ReasoningEffort]  # which ones (empty unless `reasoning`)
+    # the sampling parameters (as `params` names them: `topP`...) it refuses, which are not
+    # sent to it when asked (a `stop` is applied by Whalli: the reply ends where it begins)
+    refused_params: list[str]
+    # those it refuses only while asked an effort other than `none`
+    refused_params_while_reasoning: list[str]
 
 
 class Model(Schema):
@@ -45,6 +50,8 @@ def _model(spec: ModelSpec) -> Model:
         tools=spec.calls_tools, structured_outputs=spec.structured_outputs,
         strict_outputs=spec.strict_outputs, vision=spec.sees_images, reasoning=bool(spec.efforts),
         reasoning_efforts=list(spec.efforts),
+        refused_params=[_camel(name) for name in spec.refuses],
+        refused_params_while_reasoning=[_camel(name) for name in spec.refuses_while_reasoning],
     )  # fmt: skip
     return Model(
         id=spec.id, provider=spec.provider, context_window=spec.context_window,
@@ -52,6 +59,11 @@ def _model(spec: ModelSpec) -> Model:
         input_usd_per_mtok=spec.input_usd_per_mtok, output_usd_per_mtok=spec.output_usd_per_mtok,
         min_plan=spec.min_plan, capabilities=capabilities,
     )  # fmt: skip
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
 
 
 class ModelController(Controller):
