@@ -30,7 +30,8 @@ INSTRUCTION = (
 )
 EXCERPT_CHARS = 2_000  # of the first message and of the first reply, each
 TITLE_PARAMS = GenerationParams(temperature=0.2, max_tokens=24)
-# A reasoning model (``ModelSpec.reasoning``): OpenAI's refuse a temperature, and their hidden
+# A reasoning model (``ModelSpec.reasoning`` or ``always_reasons``): OpenAI's refuse a
+# temperature (left out for them anyway: ``ModelSpec.refuses``), and their hidden
 # reasoning counts in the token allowance, which 24 would not cover: no temperature, and room
 # for the reasoning (a title stops well before it: only what is used is paid).
 REASONING_TITLE_PARAMS = GenerationParams(max_tokens=2_048)

@@ -151,7 +151,7 @@ class TitleChatHandler:
         """The model's whole answer (text deltas only) and its usage (estimated when the
         provider reports none)."""
         messages = title_prompt(first, reply)
-        params = title_params(spec.reasoning)
+        params = title_params(spec.reasoning or spec.always_reasons)
         request = completion_request(spec, messages, params)
         parts: list[str] = []
         usage = TokenUsage()
