@@ -28,7 +28,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 from whalli.adapters.ai._halves import SurrogateJoiner
-from whalli.domain.model.errors import ProviderError, ProviderRejectedRequest
+from whalli.domain.model.errors import ProviderError, ProviderRateLimited, ProviderRejectedRequest
 from whalli.ports.chat_model import CompletionRequest, StreamEnd, StreamEvent
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -88,8 +88,11 @@ def provider_error(
     **details: object,
 ) -> ProviderError:
     """A ``ProviderError`` whose details say which provider failed and how (for metrics); of
-    kind ``invalid_request`` (the request is at fault), a ``ProviderRejectedRequest``."""
-    cls = ProviderRejectedRequest if kind == "invalid_request" else ProviderError
+    kind ``invalid_request`` (the request is at fault), a ``ProviderRejectedRequest``; of kind
+    ``rate_limited``, a ``ProviderRateLimited``."""
+    cls = {"invalid_request": ProviderRejectedRequest, "rate_limited": ProviderRateLimited}.get(
+        kind, ProviderError
+    )
     error = cls(message, provider=provider, kind=kind, retry_after=retry_after, **details)
     error.retryable = retryable
     return error

@@ -296,6 +296,16 @@ class ProviderRejectedRequest(ProviderError):
         return False
 
 
+class ProviderRateLimited(ProviderError):
+    """The provider kept answering that it is rate limiting requests (its HTTP 429), through
+    every attempt and fallback: the caller is told so (a 429, with the provider's
+    ``details["retry_after"]`` seconds when it said), so that a client backs off as it does
+    for a rate limit, not for a failed server. ``details["kind"]`` is ``"rate_limited"``."""
+
+    code = "provider_rate_limited"
+    default_message = "The model provider is rate limiting requests."
+
+
 class ApiKeyNotFound(NotFound):
     code = "api_key_not_found"
     default_message = "API key not found."

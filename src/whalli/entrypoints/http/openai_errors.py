@@ -13,8 +13,13 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
-from whalli.domain.model.errors import InvalidToken, RateLimited, WhalliError
-from whalli.entrypoints.http.problems import GENERIC_DETAIL, body_limit, status_for
+from whalli.domain.model.errors import InvalidToken, WhalliError
+from whalli.entrypoints.http.problems import (
+    GENERIC_DETAIL,
+    body_limit,
+    retry_after_header,
+    status_for,
+)
 
 log = structlog.get_logger("whalli.http")
 
@@ -75,8 +80,8 @@ def handle_openai_exception(request: Request[Any, Any, Any], exc: Exception) -> 
         if status == 401:
             invalid = isinstance(exc, InvalidToken)
             headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if invalid else "Bearer"
-        if isinstance(exc, RateLimited) and "retry_after" in exc.details:
-            headers["Retry-After"] = str(exc.details["retry_after"])
+        if (retry := retry_after_header(exc)) is not None:
+            headers["Retry-After"] = retry
         if status >= 500:
             log.error("request failed", code=exc.code, exc_info=exc)
         return _response(status, error_body(exc), headers)

@@ -135,6 +135,15 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     functions: list[Any] | None = None
     response_format: ResponseFormatIn | None = None
     reasoning_effort: str | None = None  # none, minimal ... xhigh: for reasoning models
+    # Refused when they ask for something (422 naming them) rather than ignored: each changes
+    # the answer the client expects (its log probabilities, tokens banned or favoured, an
+    # audio answer, a web search). Their "nothing asked" values are taken.
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    audio: Any = None
+    web_search_options: Any = None
 
     def unsupported(self) -> InvalidInput | None:
         """What this request asks for that Whalli cannot give, as the error to answer."""
@@ -143,6 +152,20 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
                 "Function calling by `functions` is not supported; use `tools`.",
                 field="functions",
             )
+        if self.modalities and set(self.modalities) != {"text"}:
+            return InvalidInput(
+                'Only text answers are supported: `modalities` may only be ["text"].',
+                field="modalities",
+            )
+        for field, asked, what in (
+            ("logprobs", self.logprobs, "Log probabilities are"),
+            ("top_logprobs", self.top_logprobs, "Log probabilities are"),
+            ("logit_bias", self.logit_bias, "A logit_bias is"),
+            ("audio", self.audio, "Audio answers are"),
+            ("web_search_options", self.web_search_options is not None, "Web search is"),
+        ):
+            if asked:
+                return InvalidInput(f"{what} not supported; leave out `{field}`.", field=field)
         return None
 
     def requested_effort(self) -> ReasoningEffort | None:

@@ -8,6 +8,7 @@ the traceback goes to the log, never to the client.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -29,6 +30,7 @@ from whalli.domain.model.errors import (
     OAuthFailed,
     PermissionDenied,
     ProviderError,
+    ProviderRateLimited,
     ProviderRejectedRequest,
     RateLimited,
     ServiceUnavailable,
@@ -59,9 +61,22 @@ STATUS_BY_ERROR: dict[type[WhalliError], int] = {
     # ...but refused this request as invalid: the caller's fault (as LiteLLM and OpenRouter
     # answer it), so that no SDK retries it as a server error
     ProviderRejectedRequest: 400,
+    # ...or kept rate limiting it: as Whalli's own limit is answered (a client backs off)
+    ProviderRateLimited: 429,
 }
 
 log = structlog.get_logger("whalli.http")
+
+
+def retry_after_header(error: WhalliError) -> str | None:
+    """The ``Retry-After`` to answer ``error`` with, if any: Whalli's own rate limit, or the
+    provider's (whole seconds, rounded up) when it said."""
+    if isinstance(error, RateLimited) and "retry_after" in error.details:
+        return str(error.details["retry_after"])
+    seconds = error.details.get("retry_after")
+    if isinstance(error, ProviderRateLimited) and isinstance(seconds, int | float):
+        return str(max(0, math.ceil(seconds)))
+    return None
 
 
 def status_for(error: WhalliError) -> int:
@@ -112,8 +127,8 @@ def _domain_error(request: Request[Any, Any, Any], exc: WhalliError) -> Response
         # RFC 6750 3.1: a presented token that failed says so; a missing one gets a bare challenge.
         invalid = isinstance(exc, InvalidToken)
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if invalid else "Bearer"
-    if isinstance(exc, RateLimited) and "retry_after" in exc.details:
-        headers["Retry-After"] = str(exc.details["retry_after"])
+    if (retry := retry_after_header(exc)) is not None:
+        headers["Retry-After"] = retry
     if status == 503:
         log.warning("service unavailable", code=exc.code, detail=exc.message)
     elif status >= 500:

@@ -82,6 +82,8 @@ class CompleteChat(msgspec.Struct, frozen=True, kw_only=True):
     tools: Tools | None = None
     response_format: ResponseFormat | None = None  # None: text
     use_cache: bool = True
+    # The name the client gave ``params.max_tokens`` (an error about it names that one)
+    max_tokens_field: str = "max_tokens"
 
 
 @dataclass
@@ -213,7 +215,7 @@ class CompleteChatHandler:
         refused = _refusal(spec, command)
         if refused is not None:
             raise refused
-        check_max_tokens(spec, command.params.max_tokens, field="max_tokens")
+        check_max_tokens(spec, command.params.max_tokens, field=command.max_tokens_field)
         check_tool_turns(command.messages)
         return spec
 

@@ -73,6 +73,7 @@ def _command(
         params=params,
         tools=data.offered_tools(),
         response_format=data.requested_format(),
+        max_tokens_field="max_completion_tokens" if by_new_name else "max_tokens",
         use_cache=wire.use_cache(data, cache_control),
     )
 
