@@ -11,7 +11,7 @@ import pytest
 
 from whalli.adapters.ai._http import status_error, stream_error
 from whalli.adapters.ai._upstream_errors import MAX_MESSAGE, sanitised, upstream_message
-from whalli.domain.model.errors import ProviderError, ProviderRejectedRequest
+from whalli.domain.model.errors import ProviderError, ProviderRateLimited, ProviderRejectedRequest
 from whalli.entrypoints.http.openai_errors import error_body
 from whalli.entrypoints.http.problems import status_for
 
@@ -134,15 +134,17 @@ def test_other_statuses_never_echo_the_providers_message_and_stay_a_bad_gateway(
 
     error = status_error("openai", status, {}, body(document))
 
-    assert type(error) is ProviderError
+    # a rate limit is told apart (a 429 to the caller), any other failure a bad gateway
+    assert type(error) is (ProviderRateLimited if status == 429 else ProviderError)
     assert "Incorrect" not in error.message
     assert key not in error.message
     assert key not in repr(error.details)
     assert f"HTTP {status}: invalid_api_key" in error.message
     assert error.details["upstream_status"] == status
     assert error.details["kind"] != "invalid_request"
-    assert status_for(error) == 502
-    assert error_body(error).error.type == "server_error"
+    limited = status == 429
+    assert status_for(error) == (429 if limited else 502)
+    assert error_body(error).error.type == ("rate_limit_error" if limited else "server_error")
 
 
 def test_an_error_mid_stream_carries_the_providers_message() -> None:

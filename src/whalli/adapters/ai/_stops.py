@@ -7,7 +7,10 @@ that could still be the start of a stop sequence, held back until the next text 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class LocalStops:
@@ -25,11 +28,15 @@ class LocalStops:
         """The text to pass on now, and whether a stop sequence was met (then nothing after it
         may be passed on: the stream is over)."""
         seen = self._held + text
+        if _SURROGATE.search(seen):  # a character sent in two halves: joined, to be matched
+            seen = seen.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
         cut = min((i for i in (seen.find(s) for s in self._stops) if i >= 0), default=-1)
         if cut >= 0:
             self._held = ""
             return seen[:cut], True
         keep = self._pending_tail(seen)
+        if keep == 0 and seen and "\ud800" <= seen[-1] <= "\udbff":
+            keep = 1  # half of a character (its other half comes next): it may begin a stop
         self._held = seen[len(seen) - keep :]
         return seen[: len(seen) - keep], False
 

@@ -140,11 +140,15 @@ class OpenAIChatModel(ChatModel):
                         if cut:
                             yield StreamDelta(text=cut)
                         if stopped:  # closing the response ends the generation upstream
-                            yield StreamEnd(finish_reason="stop", usage=TokenUsage())
+                            # its usage, if it came (a whole answer); else the caller estimates
+                            yield StreamEnd(finish_reason="stop", usage=usage)
                             return
                         continue
                     yield text
                 if pieces is not None:
+                    held = stops.flush() if stops is not None else ""
+                    if held:  # the model moved on to its calls: that text was no stop's start
+                        yield StreamDelta(text=held)
                     for piece in pieces:
                         yield calls.delta(piece)
                 if finish == "error":

@@ -156,6 +156,12 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
         asked = order.index(effort)
         return min(self.efforts, key=lambda e: (abs(order.index(e) - asked), -order.index(e)))
 
+    @property
+    def thinks_first(self) -> bool:
+        """Whether its first token may come after a long silence: it reasons before it answers
+        (``reasoning``, or ``always_reasons``)."""
+        return self.reasoning or self.always_reasons
+
     def refused(self, effort: ReasoningEffort | None) -> tuple[str, ...]:
         """The sampling parameters it refuses when asked ``effort`` (``None``: its default)."""
         if effort is None or effort is ReasoningEffort.NONE or not self.refuses_while_reasoning:

@@ -71,11 +71,13 @@ def estimate_prompt_tokens(messages: Iterable[PromptMessage]) -> int:
 def usage_or_estimate(
     reported: TokenUsage | None, prompt: Iterable[PromptMessage], text: str
 ) -> TokenUsage:
-    """The usage the provider reported; when it reported none (a reply cut short, a provider
-    that does not report) and some text was served, an estimate of the prompt and that text.
-    With no text either, nothing is known to have been served: zero."""
+    """The usage the provider reported (``reported``: ``None`` when its answer did not end);
+    when it reported none (a reply cut short, one cut by a stop Whalli applies, a provider
+    that does not report) and it answered or some text was served, an estimate of the prompt
+    and that text (a reasoning model's hidden reasoning is not known, so not counted). Failed
+    before any text, nothing is known to have been served: zero."""
     usage = reported or TokenUsage()
-    if usage.total == 0 and text:
+    if usage.total == 0 and (text or reported is not None):
         return TokenUsage(
             prompt_tokens=estimate_prompt_tokens(prompt), completion_tokens=estimate_tokens(text)
         )

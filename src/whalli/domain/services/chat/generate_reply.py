@@ -359,7 +359,7 @@ class GenerateReplyHandler:
             if model is None or (images and not candidate.sees_images):
                 continue
             outcome = _Outcome(spec=candidate)
-            if candidate.reasoning:  # it may think in silence for minutes
+            if candidate.thinks_first:  # it may think in silence for minutes
                 progress.watch_silence(outcome.text, outcome.reasoning)
             # a fallback that does not take the effort answers without it (a preference, unlike
             # an image the model could not see), and writes at most what it can

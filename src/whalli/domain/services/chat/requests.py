@@ -24,7 +24,7 @@ def completion_request(
     return CompletionRequest(
         model=spec.upstream, messages=messages, params=sent,
         tools=tools, response_format=response_format,
-        reasons=spec.reasoning or spec.always_reasons, max_output_tokens=spec.max_output_tokens,
+        reasons=spec.thinks_first, max_output_tokens=spec.max_output_tokens,
         strict_outputs=spec.strict_outputs, adaptive_thinking=spec.adaptive_thinking,
         prefill=spec.prefill, local_stops=local_stops,
     )  # fmt: skip

@@ -151,10 +151,10 @@ class TitleChatHandler:
         """The model's whole answer (text deltas only) and its usage (estimated when the
         provider reports none)."""
         messages = title_prompt(first, reply)
-        params = title_params(spec.reasoning or spec.always_reasons)
+        params = title_params(spec.thinks_first)
         request = completion_request(spec, messages, params)
         parts: list[str] = []
-        usage = TokenUsage()
+        usage: TokenUsage | None = None  # until the answer ends
         events = model.stream(request)
         try:
             async for event in events:
