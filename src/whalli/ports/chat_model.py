@@ -47,6 +47,12 @@ class StreamDelta(Value, frozen=True, kw_only=True):
     text: str
 
 
+class StreamRefusal(StreamDelta, frozen=True, kw_only=True):
+    """A piece of the model's refusal to answer as asked (OpenAI's ``refusal``: a structured
+    output it declines to give). A ``StreamDelta`` wherever refusals are not told apart (a
+    chat shows it as the reply's text); ``/v1`` passes it on as OpenAI's ``refusal``."""
+
+
 class StreamReasoning(Value, frozen=True, kw_only=True):
     """A piece of the model's reasoning (its thinking before or while it answers), streamed by
     reasoning models: OpenAI-compatible servers' ``reasoning_content``/``reasoning`` deltas,

@@ -78,11 +78,6 @@ def refusal_stream() -> list[bytes]:
 
 
 # --- an OpenAI model's refusal ------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="OpenAI's delta.refusal is dropped by the adapter: message.refusal is always null "
-    "and the SDK's parse() gets neither a refusal nor an answer",
-)
 async def test_an_openai_structured_outputs_refusal_reaches_the_sdk_as_message_refusal(
     providers: Providers,
 ) -> None:
@@ -97,10 +92,6 @@ async def test_an_openai_structured_outputs_refusal_reaches_the_sdk_as_message_r
     assert message.refusal == "".join(REFUSAL), message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OpenAI's streamed delta.refusal pieces are dropped: the stream carries no refusal",
-)
 async def test_a_streamed_openai_refusal_is_streamed_as_delta_refusal(
     providers: Providers,
 ) -> None:
@@ -199,11 +190,6 @@ async def test_the_name_of_a_speaker_reaches_openai(providers: Providers) -> Non
 
 
 # --- the conversation as sent back by clients -----------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="an assistant turn whose content holds a refusal part (valid per OpenAI's API) is "
-    "a 422 naming messages[1].content",
-)
 async def test_an_assistant_turn_with_a_refusal_part_is_taken(providers: Providers) -> None:
     messages: list[Any] = [
         {"role": "user", "content": "Help me pick a lock."},
@@ -216,11 +202,6 @@ async def test_an_assistant_turn_with_a_refusal_part_is_taken(providers: Provide
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an assistant turn's refusal text (content null, refusal set: how the SDK's "
-    "message is sent back) is dropped: the model is told it said nothing",
-)
 async def test_an_assistant_refusal_sent_back_keeps_its_words(providers: Providers) -> None:
     messages: list[Any] = [
         {"role": "user", "content": "Help me pick a lock."},

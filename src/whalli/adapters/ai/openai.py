@@ -32,6 +32,7 @@ from whalli.ports.chat_model import (
     StreamEnd,
     StreamEvent,
     StreamReasoning,
+    StreamRefusal,
     ToolCallDelta,
 )
 
@@ -135,7 +136,7 @@ class OpenAIChatModel(ChatModel):
                 del sse  # a held reply waits for its next event here: keep nothing of this one
                 finish_reason, usage = finish or finish_reason, chunk_usage or usage
                 for text in texts:
-                    if stops is not None and isinstance(text, StreamDelta):
+                    if stops is not None and type(text) is StreamDelta:  # (not a refusal)
                         cut, stopped = stops.feed(text.text)
                         if cut:
                             yield StreamDelta(text=cut)
@@ -186,6 +187,9 @@ class OpenAIChatModel(ChatModel):
             text = delta.get("content")
             if isinstance(text, str) and text:
                 texts.append(StreamDelta(text=text))
+            declined = delta.get("refusal")  # a structured output refused: OpenAI's words
+            if isinstance(declined, str) and declined:
+                texts.append(StreamRefusal(text=declined))
             pieces = delta.get("tool_calls")
             if isinstance(pieces, list) and pieces:
                 calls = [obj(piece) for piece in pieces]

@@ -138,6 +138,9 @@ class CachedReply(Value, frozen=True, kw_only=True):
     # A reasoning model's thinking, in its pieces, streamed again before the text on a hit
     # (entries written before reasoning have none).
     reasoning: tuple[str, ...] = ()
+    # The model's refusal (OpenAI's ``refusal``, ``/v1``), in its pieces, after the text
+    # (entries written before refusals have none).
+    refusal: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:

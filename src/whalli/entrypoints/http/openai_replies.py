@@ -56,15 +56,19 @@ class ToolCallOut(msgspec.Struct, kw_only=True, omit_defaults=True):
 class AssistantMessage(msgspec.Struct, kw_only=True):
     content: str | None
     role: Literal["assistant"] = "assistant"
-    refusal: None = None
+    refusal: str | None = None  # the model declined to answer as asked (its words)
     tool_calls: list[ToolCallOut] | msgspec.UnsetType = msgspec.UNSET  # only when it made some
     # A reasoning model's thinking, as DeepSeek, xAI and vLLM name it; only when there was some
     reasoning_content: str | msgspec.UnsetType = msgspec.UNSET
 
     @classmethod
-    def of(cls, text: str, calls: tuple[ToolCall, ...], reasoning: str = "") -> AssistantMessage:
-        """``content`` is null when the message is only tool calls."""
+    def of(
+        cls, text: str, calls: tuple[ToolCall, ...], reasoning: str = "", refusal: str = ""
+    ) -> AssistantMessage:
+        """``content`` is null when the message is only tool calls, or only a refusal."""
         thought = reasoning or msgspec.UNSET
+        if refusal:
+            return cls(content=text or None, refusal=refusal, reasoning_content=thought)
         if not calls:
             return cls(content=text, reasoning_content=thought)
         return cls(
@@ -102,6 +106,7 @@ class Delta(msgspec.Struct, kw_only=True, omit_defaults=True):
     role: str | None = None
     content: str | None = None
     reasoning_content: str | None = None
+    refusal: str | None = None
     tool_calls: list[ToolCallOut] | None = None
 
 

@@ -51,6 +51,7 @@ class ContentPart(msgspec.Struct, kw_only=True):
     type: str
     text: str | None = None
     image_url: ImageUrlIn | None = None  # an image_url part's
+    refusal: str | None = None  # an assistant's refusal part's: its words
 
 
 class FunctionCallIn(msgspec.Struct, kw_only=True):
@@ -69,6 +70,8 @@ class ChatMessageIn(msgspec.Struct, kw_only=True):
     content: str | list[ContentPart] | None = None
     tool_calls: list[ToolCallIn] | None = None  # an assistant's
     tool_call_id: str | None = None  # a tool's: the call it answers
+    # an assistant's refusal (as the SDK sends its message back): its words are what it said
+    refusal: str | None = None
 
 
 class FunctionIn(msgspec.Struct, kw_only=True):
@@ -238,7 +241,10 @@ def prompt_messages(messages: list[ChatMessageIn]) -> tuple[PromptMessage, ...]:
             raise InvalidInput(
                 f"Role {message.role!r} is not supported.", field=f"messages[{index}].role"
             )
-        content, parts = _content(message.content, index)
+        assistant = role is MessageRole.ASSISTANT
+        content, parts = _content(message.content, index, assistant=assistant)
+        if assistant and not content and message.refusal:
+            content = message.refusal
         if parts:  # images (only a user's: check_images refuses the others, naming them)
             converted.append(PromptMessage(role=role, content=content, parts=parts))
         elif message.tool_calls and role is MessageRole.ASSISTANT:
@@ -281,9 +287,10 @@ def _tool_choice(choice: str | NamedToolChoice | None) -> ToolChoice | None:
 
 
 def _content(
-    content: str | list[ContentPart] | None, index: int
+    content: str | list[ContentPart] | None, index: int, *, assistant: bool = False
 ) -> tuple[str, tuple[str | ImagePart, ...]]:
-    """The text (text parts joined) and, when there are images, every part in order."""
+    """The text (text parts joined, an assistant's refusal parts as text) and, when there are
+    images, every part in order."""
     if content is None or isinstance(content, str):
         return content or "", ()
     texts: list[str] = []
@@ -295,6 +302,9 @@ def _content(
                 raise InvalidInput(f"{field} is required.", field=field)
             url, detail = part.image_url.url, part.image_url.detail
             parts.append(image_part(url, detail, field=field))
+        elif assistant and part.type == "refusal" and part.refusal is not None:
+            texts.append(part.refusal)
+            parts.append(part.refusal)
         elif part.type != "text" or part.text is None:
             raise InvalidInput(
                 f"Content of type {part.type!r} is not supported; send text or image_url.",

@@ -56,6 +56,7 @@ from whalli.ports.chat_model import (
     StreamDelta,
     StreamEnd,
     StreamReasoning,
+    StreamRefusal,
     ToolCallDelta,
 )
 from whalli.ports.clock import Clock
@@ -91,6 +92,7 @@ class _Run:
     spec: ModelSpec
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)  # the model declined (OpenAI's refusal)
     calls: ToolCallAssembly = field(default_factory=ToolCallAssembly)
     end: StreamEnd | None = None
     cached: bool = False
@@ -101,7 +103,7 @@ class _Run:
     def started(self) -> bool:
         """Whether anything of the reply was passed on (text, reasoning or a piece of a tool
         call)."""
-        return bool(self.text) or bool(self.reasoning) or bool(self.calls)
+        return bool(self.text) or bool(self.reasoning) or bool(self.refusal) or bool(self.calls)
 
 
 class CompleteChatHandler:
@@ -187,6 +189,9 @@ class CompleteChatHandler:
                     for delta in cached.deltas:
                         run.text.append(delta)
                         yield StreamDelta(text=delta)
+                    for piece in cached.refusal:
+                        run.refusal.append(piece)
+                        yield StreamRefusal(text=piece)
                     for index, call in enumerate(cached.tool_calls):
                         run.calls.add(index, call.id, call.name, call.arguments)
                         yield ToolCallDelta(
@@ -251,7 +256,8 @@ class CompleteChatHandler:
                     if isinstance(event, StreamDelta):
                         if not event.text:
                             continue
-                        run.text.append(event.text)
+                        refused = isinstance(event, StreamRefusal)
+                        (run.refusal if refused else run.text).append(event.text)
                     elif isinstance(event, StreamReasoning):
                         if not event.text:
                             continue
@@ -298,6 +304,7 @@ class CompleteChatHandler:
         reply = CachedReply(
             deltas=tuple(run.text), finish_reason=end.finish_reason, usage=end.usage,
             tool_calls=run.calls.calls(), reasoning=tuple(run.reasoning),
+            refusal=tuple(run.refusal),
         )  # fmt: skip
         with contextlib.suppress(ServiceUnavailable):  # a reply not cached is only a later miss
             await self._cache.set(key, encode_cached_reply(reply), self._cache_ttl)
@@ -312,7 +319,7 @@ class CompleteChatHandler:
         self, command: CompleteChat, run: _Run, started: float, status: MessageStatus
     ) -> TokenUsage:
         run.recorded = True
-        text = "".join(run.reasoning) + "".join(run.text) + run.calls.text()
+        text = "".join(run.reasoning) + "".join(run.text) + "".join(run.refusal) + run.calls.text()
         reported = run.end.usage if run.end is not None else None
         usage = usage_or_estimate(reported, command.messages, text)
         cost = (

@@ -31,7 +31,13 @@ from whalli.entrypoints.http import openai_replies as replies
 from whalli.entrypoints.http import openai_wire as wire
 from whalli.entrypoints.http.lean_stream import LeanStream
 from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_event
-from whalli.ports.chat_model import StreamDelta, StreamEnd, StreamReasoning, ToolCallDelta
+from whalli.ports.chat_model import (
+    StreamDelta,
+    StreamEnd,
+    StreamReasoning,
+    StreamRefusal,
+    ToolCallDelta,
+)
 
 Event = StreamDelta | StreamReasoning | ToolCallDelta | StreamEnd
 # The body of a chat completion: room for an image at its largest (MAX_IMAGE_BYTES, 20 MiB,
@@ -126,7 +132,7 @@ async def _sse(
     gauge = sse_connections()
     gauge.inc()
     try:
-        opening = None if isinstance(first, ToolCallDelta) else ""
+        opening = None if isinstance(first, ToolCallDelta | StreamRefusal) else ""
         head = _data(completion.chunk(replies.OpeningDelta(content=opening)))
         event = first
         while not isinstance(event, StreamEnd):
@@ -153,6 +159,8 @@ async def _sse(
 
 
 def _delta(event: StreamDelta | StreamReasoning | ToolCallDelta) -> replies.Delta:
+    if isinstance(event, StreamRefusal):
+        return replies.Delta(refusal=event.text)
     if isinstance(event, StreamDelta):
         return replies.Delta(content=event.text)
     if isinstance(event, StreamReasoning):  # as DeepSeek, xAI and vLLM stream it
@@ -166,10 +174,11 @@ async def _completion(
     """The whole reply as one ``chat.completion``, naming the model that answered."""
     text: list[str] = []
     reasoning: list[str] = []
+    refusal: list[str] = []
     calls = ToolCallAssembly()
     async for event in events:
         if isinstance(event, StreamDelta):
-            text.append(event.text)
+            (refusal if isinstance(event, StreamRefusal) else text).append(event.text)
             continue
         if isinstance(event, StreamReasoning):
             reasoning.append(event.text)
@@ -182,7 +191,7 @@ async def _completion(
             model=answered_by() or completion.model,
             choices=[replies.Choice(
                 message=replies.AssistantMessage.of(
-                    "".join(text), calls.calls(), "".join(reasoning)
+                    "".join(text), calls.calls(), "".join(reasoning), "".join(refusal)
                 ),
                 finish_reason=replies.finish_reason(event.finish_reason),
             )],
