@@ -19,7 +19,12 @@ from whalli.domain.model.catalog import (
     check_reasoning,
     ensure_model_allowed,
 )
-from whalli.domain.model.chats import CLASSIC_EFFORTS, GenerationParams, ReasoningEffort
+from whalli.domain.model.chats import (
+    CLASSIC_EFFORTS,
+    GenerationParams,
+    ReasoningEffort,
+    Verbosity,
+)
 from whalli.domain.model.errors import (
     AccountDisabled,
     InvalidCatalog,
@@ -455,3 +460,14 @@ def test_what_a_model_refuses_is_not_sent_and_a_refused_stop_is_applied_here() -
     assert a_spec().sent(plain) == (plain, ())
     untouched = GenerationParams(max_tokens=9)
     assert spec.sent(untouched)[0] is untouched  # nothing it refuses asked: the same object
+
+
+def test_a_verbosity_goes_only_to_a_model_that_takes_it() -> None:
+    takes = a_spec("openai/v", provider="openai", verbosity=True)
+    other = a_spec("openai/o", provider="openai")
+    ModelCatalog([takes, other])
+    asked = GenerationParams(verbosity=Verbosity.LOW, temperature=0.5)
+    assert takes.sent(asked) == (asked, ())
+    assert other.sent(asked) == (GenerationParams(temperature=0.5), ())
+    with pytest.raises(InvalidCatalog, match="cannot ask for a verbosity"):
+        ModelCatalog([a_spec("anthropic/c", provider="anthropic", verbosity=True)])

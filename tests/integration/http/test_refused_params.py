@@ -245,3 +245,24 @@ async def test_grok_4_is_given_a_reasoning_models_time_to_its_first_token(
 
         # Grok 3's first token was not waited for: its fallback (not delayed) answered
         assert answered == {"xai/grok-4": "xai/grok-4", "xai/grok-3": "xai/grok-3-mini"}
+
+
+async def test_a_chats_verbosity_goes_to_a_model_that_takes_it_only(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    async with _chats(stack_urls, unique) as (chat, _):
+        auth = await _pro(chat)
+        for model, sent_verbosity in (("openai/gpt-5", "high"), ("openai/gpt-4o", None)):
+            started = await chat.start(
+                auth, model=model, message=f"v {uuid.uuid4()}", params={"verbosity": "high"}
+            )
+            events = await chat.events(started["sessionId"])
+
+            assert events[-1][1] == "done", events[-1]
+            assert chat.provider.requests[-1].body.get("verbosity") == sent_verbosity, model
+        refused = await chat.client.post(
+            "/api/chat/start",
+            json={"model": "openai/gpt-5", "message": "hi", "params": {"verbosity": "loud"}},
+            headers=auth,
+        )
+        assert refused.status_code == 400, refused.text

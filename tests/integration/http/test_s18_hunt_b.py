@@ -158,10 +158,6 @@ async def test_an_option_that_changes_the_answer_is_honoured_or_refused(
     assert honoured(response.json(), sent), (case, sent)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verbosity (GPT-5's answer length) is accepted but never sent to OpenAI",
-)
 async def test_verbosity_asked_of_gpt_5_reaches_openai(providers: Providers) -> None:
     completion = await providers.sdk.chat.completions.create(
         model=GPT5, messages=asked(), verbosity="low"

@@ -40,7 +40,7 @@ async def test_the_model_list_follows_the_callers_plan(
         "inputUsdPerMtok": 0.15, "outputUsdPerMtok": 0.6, "minPlan": "free",
         "capabilities": {
             "tools": True, "structuredOutputs": True, "strictOutputs": True, "vision": True,
-            "reasoning": False, "reasoningEfforts": [],
+            "reasoning": False, "reasoningEfforts": [], "verbosity": False,
             "refusedParams": [], "refusedParamsWhileReasoning": [],
         },
     }  # fmt: skip
@@ -52,6 +52,7 @@ async def test_the_model_list_follows_the_callers_plan(
         "vision": False,
         "reasoning": True,
         "reasoningEfforts": ["minimal", "low", "medium", "high"],
+        "verbosity": False,
         "refusedParams": [],
         "refusedParamsWhileReasoning": [],
     }
@@ -62,6 +63,7 @@ async def test_the_model_list_follows_the_callers_plan(
     latest = next(m for m in pro_models if m["id"] == "openai/gpt-5.2")["capabilities"]
     assert latest["reasoningEfforts"] == ["none", "low", "medium", "high", "xhigh"]
     assert latest["refusedParamsWhileReasoning"] == ["temperature", "topP"]
+    assert latest["verbosity"] is True
     strict = {m["id"]: m["capabilities"]["strictOutputs"] for m in free_models}
     assert strict["anthropic/claude-haiku-4-5"] is True  # Claude's structured outputs
     assert strict["anthropic/claude-3-5-haiku"] is False  # a forced tool: followed, not enforced

@@ -98,6 +98,8 @@ class OpenAIChatModel(ChatModel):
                 body[name] = list(value) if isinstance(value, tuple) else value
         if params.reasoning_effort is not None:
             body["reasoning_effort"] = str(params.reasoning_effort)
+        if params.verbosity is not None:  # (only asked of a model that takes it)
+            body["verbosity"] = str(params.verbosity)
         if request.tools is not None:
             body.update(_tools(request.tools))
         if request.response_format is not None:

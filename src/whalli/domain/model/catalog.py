@@ -61,6 +61,9 @@ VISION_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS
 # takes an effort is the catalog's ``reasoning`` of that model.
 REASONING_PROVIDERS: frozenset[str] = TOOL_CALLING_PROVIDERS | {"dev"}
 
+# The providers whose adapters send OpenAI's ``verbosity`` (to a model that takes it).
+VERBOSITY_PROVIDERS: frozenset[str] = frozenset({"openai", "xai", "openai-compatible"})
+
 # The providers whose adapters ask a model to think adaptively (Anthropic's).
 ADAPTIVE_PROVIDERS: frozenset[str] = frozenset({"anthropic"})
 
@@ -97,6 +100,9 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # high; OpenAI's o-series: no minimal; GPT-5.2: none to xhigh); only for a ``reasoning``
     # model
     reasoning_efforts: tuple[ReasoningEffort, ...] | None = None
+    # Whether it takes OpenAI's ``verbosity`` (GPT-5 and later); asked of another model, it is
+    # not sent. Only a model of an OpenAI-wire provider (VERBOSITY_PROVIDERS)
+    verbosity: bool = False
     # The sampling parameters (``SAMPLING_PARAMS``) it refuses with an error when sent
     # (OpenAI's reasoning models: temperature, top_p, the penalties, stop; xAI's: the
     # penalties and stop). Asked for anyway, they are not sent (see ``sent``)
@@ -170,12 +176,15 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     def sent(self, params: GenerationParams) -> tuple[GenerationParams, tuple[str, ...]]:
         """``params`` as they are sent to it, and the stop sequences to cut its reply at here:
-        the parameters it refuses left out, its ``stop`` (when refused) applied by Whalli. The
-        same object and no stops when it refuses none of those asked."""
+        the parameters it refuses left out (and a ``verbosity`` it does not take), its ``stop``
+        (when refused) applied by Whalli. The same object and no stops when it refuses none of
+        those asked."""
         refused = [
             name for name in self.refused(params.reasoning_effort)
             if getattr(params, name) is not None
         ]  # fmt: skip
+        if params.verbosity is not None and not self.verbosity:
+            refused.append("verbosity")  # a preference: the model writes as it does
         if not refused:
             return params, ()
         local = params.stop if "stop" in refused and params.stop is not None else ()
@@ -306,6 +315,8 @@ def _check_spec(spec: ModelSpec, providers: frozenset[str]) -> None:
         problems.append(f"provider {spec.provider!r} cannot enforce schemas (strict_outputs)")
     if spec.adaptive_thinking and not (spec.reasoning and spec.provider in ADAPTIVE_PROVIDERS):
         problems.append("adaptive_thinking needs reasoning = true and an anthropic model")
+    if spec.verbosity and spec.provider not in VERBOSITY_PROVIDERS:
+        problems.append(f"provider {spec.provider!r} cannot ask for a verbosity (verbosity)")
     if not spec.prefill and spec.provider not in ADAPTIVE_PROVIDERS:
         problems.append("prefill = false is for an anthropic model")
     if spec.reasoning_efforts is not None:

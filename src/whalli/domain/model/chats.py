@@ -58,6 +58,15 @@ class ReasoningEffort(StrEnum):
     XHIGH = "xhigh"
 
 
+class Verbosity(StrEnum):
+    """How long and detailed an answer is asked to be (OpenAI's ``verbosity``, GPT-5 and
+    later: ``ModelSpec.verbosity``); other models are not sent it."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
 # What a reasoning model takes when its catalog entry names no efforts of its own.
 CLASSIC_EFFORTS: tuple[ReasoningEffort, ...] = (
     ReasoningEffort.MINIMAL,
@@ -88,6 +97,8 @@ class GenerationParams(Value, frozen=True, kw_only=True):
     frequency_penalty: float | None = None
     # Only for a model that reasons (``ModelSpec.reasoning``); None: the provider's default
     reasoning_effort: ReasoningEffort | None = None
+    # Only sent to a model that takes it (``ModelSpec.verbosity``); None: the provider's default
+    verbosity: Verbosity | None = None
 
     def filled_from(
         self, other: GenerationParams, *, but: frozenset[str] = frozenset()

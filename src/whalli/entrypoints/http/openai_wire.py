@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from whalli.domain.model.chats import MessageRole, PromptMessage, ReasoningEffort
+from whalli.domain.model.chats import MessageRole, PromptMessage, ReasoningEffort, Verbosity
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.images import ImagePart, image_part
 from whalli.domain.model.response_format import ResponseFormat, response_format
@@ -138,6 +138,7 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     functions: list[Any] | None = None
     response_format: ResponseFormatIn | None = None
     reasoning_effort: str | None = None  # none, minimal ... xhigh: for reasoning models
+    verbosity: str | None = None  # low, medium, high: sent to the models that take it
     # Refused when they ask for something (422 naming them) rather than ignored: each changes
     # the answer the client expects (its log probabilities, tokens banned or favoured, an
     # audio answer, a web search). Their "nothing asked" values are taken.
@@ -182,6 +183,17 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
             allowed = ", ".join(e.value for e in ReasoningEffort)
             raise InvalidInput(
                 f"reasoning_effort must be one of {allowed}.", field="reasoning_effort"
+            ) from None
+
+    def requested_verbosity(self) -> Verbosity | None:
+        """The verbosity asked for (``InvalidInput`` naming ``verbosity`` for another value)."""
+        if self.verbosity is None:
+            return None
+        try:
+            return Verbosity(self.verbosity)
+        except ValueError:
+            raise InvalidInput(
+                "verbosity must be one of low, medium, high.", field="verbosity"
             ) from None
 
     def requested_format(self) -> ResponseFormat | None:

@@ -12,6 +12,7 @@ from whalli.domain.model.chats import (
     MAX_STOP_SEQUENCES,
     GenerationParams,
     ReasoningEffort,
+    Verbosity,
 )
 from whalli.entrypoints.http.schemas import Inbound
 
@@ -33,8 +34,10 @@ class ParamsBody(Inbound):
     seed: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | UnsetType | None = UNSET
     presence_penalty: Penalty | UnsetType | None = UNSET
     frequency_penalty: Penalty | UnsetType | None = UNSET
-    # minimal, low, medium, high: only for a model that reasons (its `capabilities.reasoning`)
+    # none ... xhigh: only for a model that reasons (its `capabilities.reasoning`)
     reasoning_effort: ReasoningEffort | UnsetType | None = UNSET
+    # low, medium, high: sent to a model that takes it (its `capabilities.verbosity`)
+    verbosity: Verbosity | UnsetType | None = UNSET
 
 
 def generation_params(params: ParamsBody | None) -> GenerationParams:

@@ -25,6 +25,8 @@ class Capabilities(Schema):
     vision: bool  # also: attached images go to it as images in the chat flow
     reasoning: bool  # takes a reasoning effort (`params.reasoningEffort`, `reasoning_effort`)
     reasoning_efforts: list[ReasoningEffort]  # which ones (empty unless `reasoning`)
+    # takes a `verbosity` (OpenAI's, GPT-5 and later); asked of another model it is not sent
+    verbosity: bool
     # the sampling parameters (as `params` names them: `topP`...) it refuses, which are not
     # sent to it when asked (a `stop` is applied by Whalli: the reply ends where it begins)
     refused_params: list[str]
@@ -50,6 +52,7 @@ def _model(spec: ModelSpec) -> Model:
         tools=spec.calls_tools, structured_outputs=spec.structured_outputs,
         strict_outputs=spec.strict_outputs, vision=spec.sees_images, reasoning=bool(spec.efforts),
         reasoning_efforts=list(spec.efforts),
+        verbosity=spec.verbosity,
         refused_params=[_camel(name) for name in spec.refuses],
         refused_params_while_reasoning=[_camel(name) for name in spec.refuses_while_reasoning],
     )  # fmt: skip

@@ -67,6 +67,7 @@ def _command(
             presence_penalty=data.presence_penalty,
             frequency_penalty=data.frequency_penalty,
             reasoning_effort=data.requested_effort(),
+            verbosity=data.requested_verbosity(),
         )
     except InvalidInput as e:
         name = "max_completion_tokens" if by_new_name else "max_tokens"

@@ -35,6 +35,7 @@ class ParamsOut(Schema):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     reasoning_effort: str | None = None
+    verbosity: str | None = None
 
 
 class Preset(Schema):
