@@ -111,6 +111,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # is {oauth_redirect_base_url}/api/auth/oauth/{provider}/callback (register it with the
     # provider); after sign-in the browser goes to web_url with the tokens in the fragment.
     web_url: str = "http://localhost:3000"
+    # The origins a browser may call the API from (CORS), comma-separated: "*" for any (an
+    # OpenAI client in a browser), empty for web_url's alone. Credentials are bearer tokens
+    # and API keys, never cookies: a page can only use the ones it holds.
+    cors_origins: str = ""
     oauth_redirect_base_url: str = "http://127.0.0.1:3001"
     oauth_timeout_s: float = 10.0
     github_client_id: str = ""
@@ -361,6 +365,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     f"{PREFIX}{provider.upper()}_CLIENT_ID is set, so "
                     f"{PREFIX}{provider.upper()}_CLIENT_SECRET is required"
                 )
+
+    @property
+    def cors_allowed_origins(self) -> list[str]:
+        """``cors_origins``'s origins, or web_url's origin when it names none."""
+        named = split_csv(self.cors_origins)
+        if named:
+            return ["*"] if "*" in named else [o.rstrip("/") for o in named]
+        web = urlsplit(self.web_url)
+        return [f"{web.scheme}://{web.netloc}"]
 
     @property
     def uses_embedded_services(self) -> bool:

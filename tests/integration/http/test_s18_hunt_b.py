@@ -352,23 +352,3 @@ async def test_max_tokens_above_the_models_cap_is_a_4xx_naming_max_tokens(
     error = response.json()["error"]
     assert (error["type"], error["param"]) == ("invalid_request_error", "max_tokens"), error
     assert "16,384" in error["message"], error
-
-
-# --- browser clients ----------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="no CORS on /v1: a browser client's preflight (the JS SDK with "
-    "dangerouslyAllowBrowser, TypingMind, LobeChat client mode) is refused",
-)
-async def test_a_browser_preflight_for_chat_completions_is_allowed(providers: Providers) -> None:
-    preflight = {
-        "Origin": "https://chat.example.org",
-        "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type, x-stainless-os",
-    }
-    async with raw(providers) as client:
-        response = await client.options("/chat/completions", headers=preflight)
-
-    assert response.status_code in (200, 204), response.text
-    allowed = response.headers.get("access-control-allow-origin")
-    assert allowed in ("*", "https://chat.example.org"), dict(response.headers)

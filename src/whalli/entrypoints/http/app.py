@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -14,6 +15,7 @@ from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler
 
 from whalli.adapters.prometheus.metrics import http_metrics
+from whalli.config import Settings
 from whalli.entrypoints.http import dependency_order
 from whalli.entrypoints.http.controllers.admin import AdminController
 from whalli.entrypoints.http.controllers.api_keys import ApiKeyController
@@ -72,6 +74,23 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
 )
 
 
+# The response headers a browser page may read (beyond the CORS-safelisted ones)
+_EXPOSED = ["Retry-After", "X-Request-ID", "WWW-Authenticate", "Content-Disposition", "Location"]
+
+
+def _cors(settings: Settings) -> CORSConfig:
+    """CORS for the origins of ``settings.cors_allowed_origins``: any method and request header
+    (a preflight is answered before routing), no credentials mode (nothing rides on cookies)."""
+    return CORSConfig(
+        allow_origins=settings.cors_allowed_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        allow_credentials=False,
+        expose_headers=_EXPOSED,
+        max_age=600,
+    )
+
+
 def create_app(
     container: AppContainer,
     *,
@@ -94,6 +113,7 @@ def create_app(
         exception_handlers=exception_handlers(
             openai_prefix="/v1", openai_handler=handle_openai_exception
         ),
+        cors_config=_cors(container.settings),
         on_startup=[container.init_resources],
         on_shutdown=[container.shutdown_resources],
         openapi_config=OpenAPIConfig(
