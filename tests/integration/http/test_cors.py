@@ -52,6 +52,14 @@ async def test_the_web_apps_origin_may_call_the_api_and_no_other(
         )
         assert "access-control-allow-origin" not in foreign.headers
 
+        # the reply stream (answered below Litestar), as an EventSource at that origin reads it
+        started = await chat.start(alice["auth"], model="openai/gpt-4o-mini", message="hi")
+        url = f"/api/chat/stream?sessionId={started['sessionId']}"
+        async with chat.client.stream("GET", url, headers={"Origin": WEB}) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["access-control-allow-origin"] == WEB
+            assert stream.headers["content-type"].startswith("text/event-stream")
+
 
 async def test_any_origin_when_configured_reaches_v1(
     stack_urls: StackUrls, migrated_database_url: str, unique: str

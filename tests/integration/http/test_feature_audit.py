@@ -27,6 +27,7 @@ from whalli.adapters.embedded.stack import StackUrls
 from whalli.adapters.memory.clock import ManualClock
 from whalli.container import build_container
 from whalli.entrypoints.http.asgi import build_app
+from whalli.entrypoints.http.cors import CorsMiddleware
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
 from whalli.entrypoints.http.stream_route import STREAM_PATH, StreamRoute
 from whalli.ports.usage import UsageRecord
@@ -43,8 +44,9 @@ class Audit(Chat):
         self.app = app
         outer = app.asgi_handler
         assert isinstance(outer, RequestContextMiddleware)
-        assert isinstance(outer.app, StreamRoute)
-        self._outer, self._fast = outer, outer.app
+        assert isinstance(outer.app, CorsMiddleware)  # (CORS around the stream route too)
+        assert isinstance(outer.app.app, StreamRoute)
+        self._outer, self._fast = outer.app, outer.app.app
 
     @asynccontextmanager
     async def litestar_only(self) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from tests.unit.http.fakes import FakeContainer, FakeProbe
 from tests.unit.http.test_access_audit import SESSION_ID, World, audit_container, build_world
 from whalli.entrypoints.http.app import create_app
+from whalli.entrypoints.http.cors import CorsMiddleware
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
 from whalli.entrypoints.http.stream_route import STREAM_PATH, StreamRoute
 
@@ -35,8 +36,9 @@ class Seen:
 def stream_route(app: Litestar) -> StreamRoute:
     outer = app.asgi_handler
     assert isinstance(outer, RequestContextMiddleware)
-    assert isinstance(outer.app, StreamRoute)
-    return outer.app
+    assert isinstance(outer.app, CorsMiddleware)  # (CORS around the stream route too)
+    assert isinstance(outer.app.app, StreamRoute)
+    return outer.app.app
 
 
 @pytest.fixture

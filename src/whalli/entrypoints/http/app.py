@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar, Router
-from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -15,7 +14,6 @@ from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler
 
 from whalli.adapters.prometheus.metrics import http_metrics
-from whalli.config import Settings
 from whalli.entrypoints.http import dependency_order
 from whalli.entrypoints.http.controllers.admin import AdminController
 from whalli.entrypoints.http.controllers.api_keys import ApiKeyController
@@ -33,6 +31,7 @@ from whalli.entrypoints.http.controllers.presets import PresetController
 from whalli.entrypoints.http.controllers.projects import MemberController, ProjectController
 from whalli.entrypoints.http.controllers.shares import ChatShareController, SharedChatController
 from whalli.entrypoints.http.controllers.usage import UsageController
+from whalli.entrypoints.http.cors import CorsMiddleware
 from whalli.entrypoints.http.deps import AppContainer, build_dependencies
 from whalli.entrypoints.http.json_body import JsonRequest
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
@@ -74,23 +73,6 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
 )
 
 
-# The response headers a browser page may read (beyond the CORS-safelisted ones)
-_EXPOSED = ["Retry-After", "X-Request-ID", "WWW-Authenticate", "Content-Disposition", "Location"]
-
-
-def _cors(settings: Settings) -> CORSConfig:
-    """CORS for the origins of ``settings.cors_allowed_origins``: any method and request header
-    (a preflight is answered before routing), no credentials mode (nothing rides on cookies)."""
-    return CORSConfig(
-        allow_origins=settings.cors_allowed_origins,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        allow_credentials=False,
-        expose_headers=_EXPOSED,
-        max_age=600,
-    )
-
-
 def create_app(
     container: AppContainer,
     *,
@@ -113,7 +95,6 @@ def create_app(
         exception_handlers=exception_handlers(
             openai_prefix="/v1", openai_handler=handle_openai_exception
         ),
-        cors_config=_cors(container.settings),
         on_startup=[container.init_resources],
         on_shutdown=[container.shutdown_resources],
         openapi_config=OpenAPIConfig(
@@ -136,8 +117,13 @@ def create_app(
     # Outside routing and the exception handler, so 404/405 and errors are observed as well.
     # The stream route, below Litestar (stream_route.py), inside the request context (its
     # request id, access line and metrics)
+    # CORS around both (cors.py): the reply stream is read cross-origin too
     app.asgi_handler = RequestContextMiddleware(
-        StreamRoute(app.asgi_handler, container), http_metrics(), _RouteTemplates(app)
+        CorsMiddleware(
+            StreamRoute(app.asgi_handler, container), container.settings.cors_allowed_origins
+        ),
+        http_metrics(),
+        _RouteTemplates(app),
     )
     return app
 
