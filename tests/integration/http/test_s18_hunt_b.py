@@ -261,11 +261,6 @@ def usage_with_details_stream() -> list[bytes]:
     return [*pieces, sse(chunk), sse("[DONE]")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="usage.prompt_tokens_details.cached_tokens and completion_tokens_details."
-    "reasoning_tokens from OpenAI are dropped: cost trackers cannot price the reply",
-)
 async def test_usage_details_from_openai_reach_the_client(providers: Providers) -> None:
     providers.openai.script(Reply(chunks=usage_with_details_stream()))
 

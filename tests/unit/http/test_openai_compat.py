@@ -57,7 +57,11 @@ async def test_a_completion_has_openais_shape(client: Client, bearer: dict[str, 
             "logprobs": None,
         }
     ]
-    assert completion["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    assert completion["usage"] == {
+        "prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }  # fmt: skip
 
 
 async def test_text_parts_and_max_completion_tokens_are_understood(
@@ -93,7 +97,11 @@ async def test_a_stream_sends_chunks_then_usage_then_done(
     assert all(c["choices"][0]["finish_reason"] is None and c["usage"] is None for c in middle)
     assert last["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}]
     assert usage["choices"] == []
-    assert usage["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    assert usage["usage"] == {
+        "prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }  # fmt: skip
     [record] = container.store.tables["usage_records"].values()
     assert (record.model, record.completion_tokens, record.cached) == ("dev/echo", 3, False)
 

@@ -49,7 +49,11 @@ async def test_the_role_goes_with_the_first_delta_and_the_end_in_one_write() -> 
     finish, usage, done = data(sent[2])
     assert finish["choices"][0]["finish_reason"] == "stop"
     assert usage["choices"] == []
-    assert usage["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    assert usage["usage"] == {
+        "prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }  # fmt: skip
     assert done == "[DONE]"
 
 

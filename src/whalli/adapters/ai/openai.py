@@ -329,9 +329,15 @@ class _CallPieces:
 def _usage(raw: object) -> TokenUsage | None:
     if not isinstance(raw, dict):
         return None
+    prompt, completion = (
+        obj(raw.get("prompt_tokens_details")),
+        obj(raw.get("completion_tokens_details")),
+    )
     return TokenUsage(
         prompt_tokens=_count(raw.get("prompt_tokens")),
         completion_tokens=_count(raw.get("completion_tokens")),
+        cached_prompt_tokens=_count(prompt.get("cached_tokens")),
+        reasoning_tokens=_count(completion.get("reasoning_tokens")),
     )
 
 

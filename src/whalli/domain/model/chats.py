@@ -156,6 +156,11 @@ def storable(text: str) -> str:
 class TokenUsage(Value, frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Of the prompt tokens, those the provider read from its prompt cache (OpenAI's
+    # cached_tokens), and of the completion tokens, the model's hidden reasoning (its
+    # reasoning_tokens), when it said: passed on to /v1 clients (cost trackers price them)
+    cached_prompt_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total(self) -> int:

@@ -24,10 +24,21 @@ def finish_reason(reason: str) -> str:
     return reason if reason in _FINISH_REASONS else "stop"
 
 
+class PromptTokensDetails(msgspec.Struct, kw_only=True):
+    cached_tokens: int
+
+
+class CompletionTokensDetails(msgspec.Struct, kw_only=True):
+    reasoning_tokens: int
+
+
 class Usage(msgspec.Struct, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    # as OpenAI answers them (0 when the provider said nothing of them)
+    prompt_tokens_details: PromptTokensDetails
+    completion_tokens_details: CompletionTokensDetails
 
     @classmethod
     def of(cls, usage: TokenUsage) -> Usage:
@@ -35,6 +46,10 @@ class Usage(msgspec.Struct, kw_only=True):
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_prompt_tokens),
+            completion_tokens_details=CompletionTokensDetails(
+                reasoning_tokens=usage.reasoning_tokens
+            ),
         )
 
 
