@@ -156,8 +156,10 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     def nearest_effort(self, effort: ReasoningEffort | None) -> ReasoningEffort | None:
         """``effort`` if it takes it; else the one it takes nearest to it (in the order none,
         minimal ... xhigh; the greater of two as near); ``None`` if it takes no effort."""
-        if effort is None or effort in self.efforts or not self.efforts:
-            return effort if effort in self.efforts else None
+        if effort is None or effort in self.efforts:
+            return effort
+        if not self.efforts:
+            return None
         order = list(ReasoningEffort)
         asked = order.index(effort)
         return min(self.efforts, key=lambda e: (abs(order.index(e) - asked), -order.index(e)))

@@ -18,7 +18,8 @@ Replies: ``openai_replies``; errors: ``openai_errors``.
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -31,6 +32,8 @@ from whalli.entrypoints.http.openai_errors import snake_field
 
 # OpenAI's roles; "developer" is the newer name of "system". The deprecated "function" role
 # (answering a ``function_call``) is not supported: "tool" replaced it.
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
 _ROLES = {
     "system": MessageRole.SYSTEM,
     "developer": MessageRole.SYSTEM,
@@ -175,26 +178,11 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     def requested_effort(self) -> ReasoningEffort | None:
         """The reasoning effort asked for (``InvalidInput`` naming ``reasoning_effort`` for a
         value that is none of OpenAI's)."""
-        if self.reasoning_effort is None:
-            return None
-        try:
-            return ReasoningEffort(self.reasoning_effort)
-        except ValueError:
-            allowed = ", ".join(e.value for e in ReasoningEffort)
-            raise InvalidInput(
-                f"reasoning_effort must be one of {allowed}.", field="reasoning_effort"
-            ) from None
+        return _one_of(ReasoningEffort, self.reasoning_effort, "reasoning_effort")
 
     def requested_verbosity(self) -> Verbosity | None:
         """The verbosity asked for (``InvalidInput`` naming ``verbosity`` for another value)."""
-        if self.verbosity is None:
-            return None
-        try:
-            return Verbosity(self.verbosity)
-        except ValueError:
-            raise InvalidInput(
-                "verbosity must be one of low, medium, high.", field="verbosity"
-            ) from None
+        return _one_of(Verbosity, self.verbosity, "verbosity")
 
     def requested_format(self) -> ResponseFormat | None:
         """The format asked for; ``None`` for text (or none). Raises ``InvalidInput`` naming
@@ -242,6 +230,18 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
         if self.stop is None:
             return None
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+def _one_of(choices: type[_Choice], value: str | None, field: str) -> _Choice | None:
+    """``value`` as one of ``choices`` (``None`` for none), else ``InvalidInput`` naming
+    ``field`` and the values it takes."""
+    if value is None:
+        return None
+    try:
+        return choices(value)
+    except ValueError:
+        allowed = ", ".join(choice.value for choice in choices)
+        raise InvalidInput(f"{field} must be one of {allowed}.", field=field) from None
 
 
 def prompt_messages(messages: list[ChatMessageIn]) -> tuple[PromptMessage, ...]:

@@ -39,6 +39,7 @@ from whalli.domain.model.errors import (
     WhalliError,
 )
 from whalli.entrypoints.http.middleware import request_id_of
+from whalli.entrypoints.http.schemas import camel_name
 
 PROBLEM_JSON = "application/problem+json"
 GENERIC_DETAIL = "An unexpected error occurred."
@@ -87,11 +88,6 @@ def status_for(error: WhalliError) -> int:
     return 500
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
 def problem_response(
     request: Request[Any, Any, Any],
     *,
@@ -111,7 +107,7 @@ def problem_response(
         "requestId": request_id_of(request.scope),
     }
     for key, value in (extra or {}).items():
-        body.setdefault(_camel(key), value)
+        body.setdefault(camel_name(key), value)
     return Response(
         content=msgspec.json.encode(body, enc_hook=str),
         status_code=status,

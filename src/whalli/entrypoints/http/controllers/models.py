@@ -10,7 +10,7 @@ from whalli.domain.model.chats import ReasoningEffort
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.users import Plan
 from whalli.domain.services.models.list_models import ListModels, ListModelsHandler
-from whalli.entrypoints.http.schemas import Schema
+from whalli.entrypoints.http.schemas import Schema, camel_name
 
 
 class Capabilities(Schema):
@@ -53,8 +53,8 @@ def _model(spec: ModelSpec) -> Model:
         strict_outputs=spec.strict_outputs, vision=spec.sees_images, reasoning=bool(spec.efforts),
         reasoning_efforts=list(spec.efforts),
         verbosity=spec.verbosity,
-        refused_params=[_camel(name) for name in spec.refuses],
-        refused_params_while_reasoning=[_camel(name) for name in spec.refuses_while_reasoning],
+        refused_params=[camel_name(name) for name in spec.refuses],
+        refused_params_while_reasoning=[camel_name(name) for name in spec.refuses_while_reasoning],
     )  # fmt: skip
     return Model(
         id=spec.id, provider=spec.provider, context_window=spec.context_window,
@@ -62,11 +62,6 @@ def _model(spec: ModelSpec) -> Model:
         input_usd_per_mtok=spec.input_usd_per_mtok, output_usd_per_mtok=spec.output_usd_per_mtok,
         min_plan=spec.min_plan, capabilities=capabilities,
     )  # fmt: skip
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(word.capitalize() for word in rest)
 
 
 class ModelController(Controller):
