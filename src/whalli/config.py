@@ -147,6 +147,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     xai_api_key: Secret | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     anthropic_base_url: str = "https://api.anthropic.com"
+    # Ask Anthropic to cache each request's prompt for the conversation's next turn (reads
+    # billed at a tenth of the input price, writes at 1.25 times it)
+    anthropic_prompt_cache: bool = True
     xai_base_url: str = "https://api.x.ai/v1"
     # Any OpenAI-compatible server (Ollama, vLLM, llama.cpp, OpenRouter): on when a URL is set.
     openai_compatible_base_url: str = ""

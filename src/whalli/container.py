@@ -249,6 +249,7 @@ def build_chat_models(settings: Settings, client: httpx.AsyncClient) -> dict[str
             api_key=settings.anthropic_api_key.reveal(),
             base_url=settings.anthropic_base_url,
             policy=policy,
+            prompt_cache=settings.anthropic_prompt_cache,
         )
     if settings.dev_models:
         models["dev"] = DevEchoChatModel()

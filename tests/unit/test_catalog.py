@@ -23,6 +23,7 @@ from whalli.domain.model.chats import (
     CLASSIC_EFFORTS,
     GenerationParams,
     ReasoningEffort,
+    TokenUsage,
     Verbosity,
 )
 from whalli.domain.model.errors import (
@@ -180,6 +181,54 @@ def test_the_cost_of_a_call_is_the_tokens_times_the_price_per_million() -> None:
 def test_negative_token_counts_have_no_cost() -> None:
     with pytest.raises(InvalidInput, match="cannot be negative"):
         a_spec().cost_usd(-1, 0)
+    with pytest.raises(InvalidInput, match="cannot be negative"):
+        a_spec().cost_usd(10, 0, cached=-1)
+
+
+def test_claudes_cache_reads_cost_a_tenth_and_writes_a_quarter_more_than_input() -> None:
+    claude = a_spec("anthropic/c", provider="anthropic", input_usd_per_mtok=3.0)
+    assert (claude.cache_read_price, claude.cache_write_price) == pytest.approx((0.3, 3.75))
+    usage = TokenUsage(
+        prompt_tokens=10_000, completion_tokens=100, cached_prompt_tokens=6_000,
+        cache_write_tokens=3_000,
+    )  # fmt: skip
+    expected = (1_000 * 3.0 + 6_000 * 0.3 + 3_000 * 3.75 + 100 * 2.0) / 1_000_000
+    assert claude.price(usage) == pytest.approx(expected)
+
+
+def test_other_providers_cached_input_costs_the_input_price_unless_the_catalog_says() -> None:
+    usage = TokenUsage(prompt_tokens=1_000, completion_tokens=0, cached_prompt_tokens=800)
+    plain = a_spec("openai/p", provider="openai", input_usd_per_mtok=2.0)
+    assert plain.price(usage) == pytest.approx(1_000 * 2.0 / 1_000_000)
+    listed = a_spec("openai/l", provider="openai", input_usd_per_mtok=2.0,
+                    cached_input_usd_per_mtok=0.5)  # fmt: skip
+    assert listed.price(usage) == pytest.approx((200 * 2.0 + 800 * 0.5) / 1_000_000)
+    # a price of the catalog's wins over the provider's share too
+    claude = a_spec("anthropic/c", provider="anthropic", cache_write_usd_per_mtok=9.0)
+    assert claude.cache_write_price == 9.0
+
+
+@given(
+    prompt=st.integers(0, 10**7), cached=st.integers(0, 2 * 10**7), written=st.integers(0, 10**7)
+)
+def test_cached_and_written_tokens_never_cost_more_than_the_prompt_has(
+    prompt: int, cached: int, written: int
+) -> None:
+    """Counts a provider reports beyond the prompt's are taken as all of it, reads first:
+    the price stays between the prompt read wholly from the cache and wholly written."""
+    claude = a_spec("anthropic/c", provider="anthropic", input_usd_per_mtok=1.0)
+    cost = claude.cost_usd(prompt, 0, cached=cached, written=written)
+    assert prompt * 0.1 / 1e6 * (1 - 1e-9) <= cost <= prompt * 1.25 / 1e6 * (1 + 1e-9)
+
+
+def test_the_shipped_catalog_prices_openai_and_xai_cached_input_below_their_input() -> None:
+    catalog = load_catalog(default_catalog_path(), providers=frozenset(ALL_PROVIDERS))
+    for spec in catalog:
+        if spec.provider in ("openai", "xai"):
+            assert spec.cached_input_usd_per_mtok is not None, spec.id
+            assert 0 < spec.cache_read_price < spec.input_usd_per_mtok, spec.id
+        if spec.provider == "anthropic":
+            assert spec.cache_read_price == pytest.approx(spec.input_usd_per_mtok / 10)
 
 
 # --- refused catalogs -----------------------------------------------------------------------
@@ -188,6 +237,14 @@ def test_negative_token_counts_have_no_cost() -> None:
     [
         ({"provider": "acme"}, r"Model 'dev/a': provider 'acme' is unknown"),
         ({"input_usd_per_mtok": -0.01}, r"Model 'dev/a': prices must be finite and not negative"),
+        (
+            {"cached_input_usd_per_mtok": float("nan")},
+            r"Model 'dev/a': prices must be finite and not negative",
+        ),
+        (
+            {"cache_write_usd_per_mtok": -1.0},
+            r"Model 'dev/a': prices must be finite and not negative",
+        ),
         ({"output_usd_per_mtok": -1.0}, r"Model 'dev/a': prices must be finite and not negative"),
         ({"output_usd_per_mtok": float("nan")}, r"Model 'dev/a': prices must be finite"),
         ({"context_window": 0}, r"Model 'dev/a': the context window must be positive"),

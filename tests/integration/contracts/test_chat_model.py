@@ -537,14 +537,18 @@ async def test_anthropic_requests_carry_key_version_system_and_max_tokens(
         "messages": [
             {"role": "user", "content": "One.\n\nTwo."},
             {"role": "assistant", "content": "Yes?"},
-            {"role": "user", "content": "Three."},
+            # the prompt cache's breakpoints: the last block, and the system prompt
+            {"role": "user", "content": [{"type": "text", "text": "Three.", **CACHED}]},
         ],
         "stream": True,
-        "system": "Be brief.\n\nBe kind.",
+        "system": [{"type": "text", "text": "Be brief.\n\nBe kind.", **CACHED}],
         "temperature": 1.0,
     }
     assert server.requests[1].body["max_tokens"] == 99
 
+
+# Anthropic's prompt cache breakpoint, as the adapter marks a block by default
+CACHED = {"cache_control": {"type": "ephemeral"}}
 
 SAMPLING = GenerationParams(
     top_p=0.9, stop=("END", "\n\n"), seed=42, presence_penalty=0.5, frequency_penalty=-1.0
@@ -632,7 +636,7 @@ async def test_anthropic_gets_no_empty_turn_and_alternating_roles(
         await collect(model.stream(CompletionRequest(model="claude", messages=messages)))
 
     assert server.requests[0].body["messages"] == [
-        {"role": "user", "content": "one\n\ntwo\n\nthree"}
+        {"role": "user", "content": [{"type": "text", "text": "one\n\ntwo\n\nthree", **CACHED}]}
     ]
 
 
@@ -651,12 +655,8 @@ async def test_anthropic_usage_adds_cached_input_and_takes_the_last_output_count
         model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY)
         events = await collect(model.stream(REQUEST))
 
-    assert events == [
-        StreamDelta(text="Hi"),
-        StreamEnd(
-            finish_reason="max_tokens", usage=TokenUsage(prompt_tokens=25, completion_tokens=9)
-        ),
-    ]
+    usage = TokenUsage(prompt_tokens=25, completion_tokens=9, cached_prompt_tokens=20)
+    assert events == [StreamDelta(text="Hi"), StreamEnd(finish_reason="max_tokens", usage=usage)]
 
 
 async def test_an_openai_error_chunk_before_any_token_that_is_not_transient_is_not_retried(

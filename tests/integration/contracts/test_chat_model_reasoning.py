@@ -244,7 +244,8 @@ async def test_a_prefilled_reply_goes_without_thinking_and_an_adaptive_claude_ke
 
     sent = server.requests[0].body
     assert "thinking" not in sent
-    assert sent["messages"][-1] == {"role": "assistant", "content": "Once"}
+    last = {"type": "text", "text": "Once", "cache_control": {"type": "ephemeral"}}
+    assert sent["messages"][-1] == {"role": "assistant", "content": [last]}
     assert sent.get("output_config") == ({"effort": "medium"} if adaptive else None)
     assert sent["temperature"] == 0.3  # no thinking: the caller's sampler goes
 

@@ -284,7 +284,8 @@ async def test_anthropic_gets_its_own_tool_shapes_and_tool_turns_as_blocks(
         {"name": "now", "input_schema": {"type": "object", "properties": {}}},
     ]
     assert "tool_choice" not in sent
-    assert sent["system"] == "Be brief."
+    cached = {"cache_control": {"type": "ephemeral"}}  # the prompt cache's breakpoints
+    assert sent["system"] == [{"type": "text", "text": "Be brief.", **cached}]
     paris, oslo = json.loads(PARIS.arguments), json.loads(OSLO.arguments)
     assert sent["messages"] == [
         {"role": "user", "content": ASKED.content},
@@ -312,7 +313,9 @@ async def test_anthropic_gets_its_own_tool_shapes_and_tool_turns_as_blocks(
         },
         {
             "role": "user",
-            "content": [{"type": "tool_result", "tool_use_id": "call_oslo", "content": "48°F"}],
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_oslo", "content": "48°F", **cached}
+            ],
         },
     ]
 

@@ -14,11 +14,13 @@ import uuid
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel
 
 from tests.integration.http.test_v1_tools import CLAUDE, GPT, Providers, providers
+from tests.support.fake_prompt_cache import unmarked
 from tests.support.fake_providers import (
     COMPLETION_TOKENS,
     DELTAS,
@@ -168,11 +170,6 @@ async def test_verbosity_asked_of_gpt_5_reaches_openai(providers: Providers) -> 
     assert sent.body.get("verbosity") == "low", sent.body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a message's name (who spoke in a multi-party chat) is dropped before OpenAI, "
-    "which reads it",
-)
 async def test_the_name_of_a_speaker_reaches_openai(providers: Providers) -> None:
     messages: list[ChatCompletionMessageParam] = [
         {"role": "user", "name": "alice", "content": "I like tea."},
@@ -183,6 +180,39 @@ async def test_the_name_of_a_speaker_reaches_openai(providers: Providers) -> Non
 
     [sent] = providers.openai.requests
     assert [m.get("name") for m in sent.body["messages"]] == ["alice", "bob"], sent.body
+
+
+async def test_a_name_openai_would_refuse_is_a_422_naming_the_message(
+    providers: Providers,
+) -> None:
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Hi."},
+        {"role": "user", "name": "alice smith", "content": "Hello."},
+    ]
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        await providers.sdk.chat.completions.create(model=GPT, messages=messages)
+
+    assert refused.value.body["param"] == "messages[1].name"  # type: ignore[index]
+    assert providers.openai.requests == []
+
+
+async def test_who_spoke_is_part_of_the_cache_key(providers: Providers) -> None:
+    """The same words said by someone else are another prompt: not served from the cache."""
+    question = f"What do I like? {uuid.uuid4()}"
+    for name in ("alice", "bob", None):
+        message: dict[str, Any] = {"role": "user", "content": question}
+        if name is not None:
+            message["name"] = name
+        await providers.sdk.chat.completions.create(
+            model=GPT,
+            messages=[message],
+            temperature=0,  # type: ignore[list-item]
+        )
+    assert len(providers.openai.requests) == 3  # none answered from the cache
+    await providers.sdk.chat.completions.create(
+        model=GPT, messages=[{"role": "user", "name": "bob", "content": question}], temperature=0
+    )
+    assert len(providers.openai.requests) == 3  # bob's again: from the cache
 
 
 # --- the conversation as sent back by clients -----------------------------------------------------
@@ -234,9 +264,10 @@ async def test_text_parts_of_developer_assistant_and_tool_turns_reach_claude(
     response = await post(providers, {"model": CLAUDE, "messages": messages, "tools": tools})
 
     assert response.status_code == 200, response.text
-    [sent] = providers.anthropic.requests
-    assert sent.body["system"] == "Be brief."
-    _, assistant, results = sent.body["messages"]
+    [request] = providers.anthropic.requests
+    sent = unmarked(request.body)  # (the prompt cache's marks: test_prompt_caching)
+    assert sent["system"] == "Be brief."
+    _, assistant, results = sent["messages"]
     assert assistant["role"] == "assistant"
     assert assistant["content"][0] == {"type": "text", "text": "Checking."}
     assert assistant["content"][1]["type"] == "tool_use"

@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.integration.http.test_v1_tools import CLAUDE, GPT, Providers, providers
+from tests.support.fake_prompt_cache import unmarked
 from tests.support.fake_providers import DELTAS
 from whalli.adapters.ai.anthropic_images import MAX_IMAGE_BASE64
 from whalli.domain.model.images import MAX_IMAGE_BYTES, MAX_IMAGES
@@ -103,7 +104,7 @@ async def test_anthropic_gets_image_blocks_in_order_with_the_text(
 
     assert answer == REPLY
     [sent] = providers.anthropic.requests
-    assert sent.body["messages"] == [
+    assert unmarked(sent.body)["messages"] == [
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Hello! Send me pictures."},
         {

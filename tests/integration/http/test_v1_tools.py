@@ -19,6 +19,7 @@ from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolPara
 
 from tests.integration.http.test_identity_end_to_end import _settings
 from tests.integration.http.test_openai_sdk_end_to_end import _api_key
+from tests.support.fake_prompt_cache import unmarked
 from tests.support.fake_providers import (
     API_KEY,
     DELTAS,
@@ -262,7 +263,7 @@ async def test_a_tool_round_trip_through_anthropic(providers: Providers, stream:
     answer = await final_answer(providers, CLAUDE, [*messages, replayed(choice.message)])
 
     assert answer == "".join(DELTAS)
-    back = providers.anthropic.requests[-1].body["messages"]
+    back = unmarked(providers.anthropic.requests[-1].body)["messages"]
     assert back[1:] == [
         {"role": "assistant", "content": [
             {"type": "text", "text": "Checking."},

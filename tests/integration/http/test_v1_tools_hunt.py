@@ -21,6 +21,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from tests.integration.http.test_identity_end_to_end import _settings
 from tests.integration.http.test_openai_sdk_end_to_end import _api_key
 from tests.integration.http.test_v1_tools import CLAUDE, GPT, PARIS, TIME, TOOLS
+from tests.support.fake_prompt_cache import unmarked
 from tests.support.fake_providers import (
     API_KEY,
     FakeProviderServer,
@@ -566,7 +567,7 @@ async def test_claude_tool_results_merge_into_one_user_turn_with_the_text_after(
     ]
     response = await hunt.post({"model": CLAUDE, "messages": messages, "tools": TOOLS})
     assert response.status_code == 200, response.text
-    sent = hunt.anthropic.requests[-1].body
+    sent = unmarked(hunt.anthropic.requests[-1].body)
     assert sent["system"] == "Be brief."
     assert sent["messages"][1:] == [
         {

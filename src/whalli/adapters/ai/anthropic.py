@@ -67,8 +67,10 @@ class AnthropicChatModel(ChatModel):
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         policy: StreamPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
+        prompt_cache: bool = True,
     ) -> None:
         self.provider = "anthropic"
+        self._prompt_cache = prompt_cache  # ask the API to cache prompts (cache_breakpoints)
         self._http = http
         self._url = base_url.rstrip("/") + "/v1/messages"
         self._headers = {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
@@ -78,7 +80,11 @@ class AnthropicChatModel(ChatModel):
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         try:
-            payload = messages_body(request, default_max_tokens=self._default_max_tokens)
+            payload = messages_body(
+                request,
+                default_max_tokens=self._default_max_tokens,
+                prompt_cache=self._prompt_cache,
+            )
         except ProviderError as e:  # an image the API would refuse: not sent
             return refused(e)
         body = msgspec.json.encode(payload)
@@ -139,6 +145,8 @@ class _Answer:
 
     __slots__ = (
         "blocks",
+        "cache_read",
+        "cache_write",
         "completion_tokens",
         "end",
         "format_block",
@@ -158,6 +166,7 @@ class _Answer:
         self.provider = provider
         self.secrets = secrets  # the request's key: never repeated in an error's message
         self.prompt_tokens = self.completion_tokens = 0
+        self.cache_read = self.cache_write = 0  # of the prompt tokens (see ``TokenUsage``)
         self.stop_reason: str | None = None
         self.end: StreamEnd | None = None
         self.sent: list[str] = []  # the text passed on (kept only while local stops apply)
@@ -174,10 +183,7 @@ class _Answer:
         the stream, so it is estimated from the text (``estimate_tokens``)."""
         self.end = StreamEnd(
             finish_reason="stop_sequence",
-            usage=TokenUsage(
-                prompt_tokens=self.prompt_tokens,
-                completion_tokens=max(self.completion_tokens, estimate_tokens("".join(self.sent))),
-            ),
+            usage=self._usage(max(self.completion_tokens, estimate_tokens("".join(self.sent)))),
         )
 
     def read(self, sse: SseEvent) -> str | ToolCallDelta | StreamReasoning | None:
@@ -225,14 +231,10 @@ class _Answer:
                 tool[1] = 1
                 return ToolCallDelta(index=tool[0], arguments="{}")
         elif kind == "message_start":
-            usage = obj(obj(data.get("message")).get("usage"))
-            self.prompt_tokens = _input_tokens(usage) or self.prompt_tokens
-            self.completion_tokens = _count(usage.get("output_tokens")) or self.completion_tokens
+            self._count(obj(obj(data.get("message")).get("usage")))
         elif kind == "message_delta":
-            usage = obj(data.get("usage"))
             # Counts here are cumulative; newer API versions repeat the input count.
-            self.prompt_tokens = _input_tokens(usage) or self.prompt_tokens
-            self.completion_tokens = _count(usage.get("output_tokens")) or self.completion_tokens
+            self._count(obj(data.get("usage")))
             self.stop_reason = obj(data.get("delta")).get("stop_reason") or self.stop_reason
         elif kind == "message_stop":
             reason = str(self.stop_reason or "unknown")
@@ -240,15 +242,31 @@ class _Answer:
                 reason = "stop"  # the forced tool's input was the reply asked for
             self.end = StreamEnd(
                 finish_reason="tool_calls" if reason == "tool_use" else reason,
-                usage=TokenUsage(
-                    prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens
-                ),
+                usage=self._usage(self.completion_tokens),
             )
         elif kind == "error":
             raise stream_error(self.provider, data, self.secrets)
         # ping, text and thinking blocks' start and stop, signatures and event types added
         # later carry no text
         return None
+
+    def _count(self, usage: dict[str, Any]) -> None:
+        """Take in a ``usage`` object's counts (those it leaves out or at 0 are kept). The
+        prompt's tokens are reported in three parts: ``input_tokens`` (after the last cache
+        breakpoint), ``cache_creation_input_tokens`` (written to the prompt cache) and
+        ``cache_read_input_tokens`` (read from it); the prompt is all three."""
+        self.prompt_tokens = _input_tokens(usage) or self.prompt_tokens
+        self.cache_read = _count(usage.get("cache_read_input_tokens")) or self.cache_read
+        self.cache_write = _count(usage.get("cache_creation_input_tokens")) or self.cache_write
+        self.completion_tokens = _count(usage.get("output_tokens")) or self.completion_tokens
+
+    def _usage(self, completion_tokens: int) -> TokenUsage:
+        return TokenUsage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=completion_tokens,
+            cached_prompt_tokens=self.cache_read,
+            cache_write_tokens=self.cache_write,
+        )
 
     def _is_format_block(self, block_index: object) -> bool:
         return self.format_block is not None and block_index == self.format_block

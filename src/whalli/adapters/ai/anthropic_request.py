@@ -40,6 +40,9 @@ An image the API would refuse for its size is refused before calling it (``anthr
 and so is a conversation ending with an assistant turn (a prefill of the reply) for a model that
 takes none (the catalog's ``prefill = false``: Claude Opus and Sonnet 4.6).
 A reasoning effort asks for extended thinking (``anthropic_thinking``).
+
+Long conversations are cached by the API between their turns (``cache_breakpoints``, on by
+default: ``WHALLI_ANTHROPIC_PROMPT_CACHE``).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from whalli.domain.model.tools import ToolCall, ToolChoiceMode, Tools
 from whalli.ports.chat_model import CompletionRequest
 
 FORMAT_TOOL = "json_response"
+_EPHEMERAL = {"type": "ephemeral"}  # the prompt cache's only kind (5 minutes, renewed on use)
 # LiteLLM's schema for JSON mode (an empty ``properties``: the API refuses a null one)
 _ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True, "properties": {}}
 _FORMAT_DESCRIPTION = "Give your answer with this tool: its input is the reply, as JSON."
@@ -69,10 +73,40 @@ def _at_most(tokens: int, cap: int | None) -> int:
     return tokens if cap is None else min(tokens, cap)
 
 
-def messages_body(request: CompletionRequest, *, default_max_tokens: int) -> dict[str, Any]:
-    """The request body (streamed). Raises ``InvalidInput`` for what the API would refuse
-    and clients send (tool turns without tools, arguments that are not an object, see
+def messages_body(
+    request: CompletionRequest, *, default_max_tokens: int, prompt_cache: bool = False
+) -> dict[str, Any]:
+    """The request body (streamed), with ``prompt_cache`` the prompt cache's breakpoints
+    (``cache_breakpoints``). Raises ``InvalidInput`` for what the API would refuse and
+    clients send (tool turns without tools, arguments that are not an object, see
     ``_format_tool``), and ``check_image_sizes``'s error for an image too large."""
+    body = _body(request, default_max_tokens)
+    return cache_breakpoints(body) if prompt_cache else body
+
+
+def cache_breakpoints(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` asking Anthropic to cache its prompt (``cache_control`` breakpoints, its
+    5-minute cache): on the system prompt (with the tools before it: the same instructions
+    start many chats) and on the last block of the last turn. The next request of the
+    conversation repeats this one's prompt and adds to it; the API looks back from its own
+    last breakpoint for the longest prefix cached, so it reads all of this one's prompt from
+    the cache (billed a tenth of the input price; writing it, a quarter more) and only the
+    new turns are read afresh. Two of the API's four breakpoints; a prompt too short to cache
+    (1,024 to 4,096 tokens by model) is read as without them, at no extra cost."""
+    cached = dict(body)
+    system = body.get("system")
+    if isinstance(system, str) and system.strip():  # (a blank text block is refused)
+        cached["system"] = [{"type": "text", "text": system, "cache_control": _EPHEMERAL}]
+    turns = body.get("messages")
+    if turns:
+        last = turns[-1]
+        blocks = _blocks(last["content"])
+        blocks = [*blocks[:-1], {**blocks[-1], "cache_control": _EPHEMERAL}]
+        cached["messages"] = [*turns[:-1], {**last, "content": blocks}]
+    return cached
+
+
+def _body(request: CompletionRequest, default_max_tokens: int) -> dict[str, Any]:
     check_image_sizes(request.messages)
     if not request.prefill and prefilled(request.messages):
         raise InvalidInput(

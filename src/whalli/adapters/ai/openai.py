@@ -236,6 +236,13 @@ def _as_chunk(document: dict[str, Any]) -> list[str]:
 
 
 def _message(message: PromptMessage) -> dict[str, Any]:
+    sent = _turn(message)
+    if message.name is not None and message.role is not MessageRole.TOOL:
+        sent["name"] = message.name  # who spoke (a tool's turn is named by its call)
+    return sent
+
+
+def _turn(message: PromptMessage) -> dict[str, Any]:
     if message.role is MessageRole.TOOL:
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
     if message.parts:  # images: the parts as the client sent them, in order

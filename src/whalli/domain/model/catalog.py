@@ -3,7 +3,8 @@
 Rules (checked once, when the catalog is built, so that a bad file stops the service at start-up
 rather than failing a chat later):
 - every model id is unique, and its provider is one Whalli has an adapter for;
-- prices (USD per million tokens) are not negative, the context window is positive;
+- prices (USD per million tokens, prompt-cache reads and writes included) are not negative,
+  the context window is positive;
 - only a model of a provider whose adapter sends images reads them (``vision``), and only one
   whose adapter asks for a reasoning effort takes one (``reasoning``); the efforts it takes
   (``reasoning_efforts``, default the four classic ones) are named only for such a model,
@@ -29,7 +30,12 @@ from collections.abc import Iterable, Iterator, Set
 import msgspec
 
 from whalli.domain.model.base import Value
-from whalli.domain.model.chats import CLASSIC_EFFORTS, GenerationParams, ReasoningEffort
+from whalli.domain.model.chats import (
+    CLASSIC_EFFORTS,
+    GenerationParams,
+    ReasoningEffort,
+    TokenUsage,
+)
 from whalli.domain.model.errors import (
     AccountDisabled,
     InvalidCatalog,
@@ -69,6 +75,14 @@ ADAPTIVE_PROVIDERS: frozenset[str] = frozenset({"anthropic"})
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
+# A provider's price of prompt tokens read from its prompt cache, and written to it, as a share
+# of the model's input price, where the provider has one rule for all its models (Anthropic:
+# reads 0.1, writes to its 5-minute cache 1.25); a provider not named here charges the input
+# price unless a model lists its own (``cached_input_usd_per_mtok``: OpenAI's and xAI's
+# discounts differ by model).
+CACHE_READ_SHARE: dict[str, float] = {"anthropic": 0.1}
+CACHE_WRITE_SHARE: dict[str, float] = {"anthropic": 1.25}
+
 # The sampling parameters a model may refuse (``ModelSpec.refuses``), by their names in
 # ``GenerationParams`` (and on /v1). A refused one is not sent: ``stop`` is applied by Whalli
 # instead (the reply is cut where a sequence begins), the others are left to the model.
@@ -88,6 +102,12 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     output_usd_per_mtok: float
     context_window: int
     fallback: str | None = None
+    # The price of 1M prompt tokens read from the provider's prompt cache, and of 1M written
+    # to it, when not the provider's usual share of the input price (``CACHE_READ_SHARE``,
+    # ``CACHE_WRITE_SHARE``: Anthropic's 0.1 and 1.25; other providers' reads are discounted
+    # only where listed, their writes cost the input price)
+    cached_input_usd_per_mtok: float | None = None
+    cache_write_usd_per_mtok: float | None = None
     # Whether the model reads images (vision); only a model of VISION_PROVIDERS can.
     vision: bool = False
     # Whether the model takes a reasoning effort; only a model of REASONING_PROVIDERS can.
@@ -207,13 +227,46 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
         """Whether the model can be sent images (``vision``, and its adapter sends them)."""
         return self.vision and self.provider in VISION_PROVIDERS
 
-    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """The price of one call, in USD."""
-        if prompt_tokens < 0 or completion_tokens < 0:
+    def cost_usd(
+        self, prompt_tokens: int, completion_tokens: int, *, cached: int = 0, written: int = 0
+    ) -> float:
+        """The price of one call, in USD: of its ``prompt_tokens``, ``cached`` were read from
+        the provider's prompt cache and ``written`` written to it (each priced as such; more
+        than the prompt's count are taken as all of it, reads first)."""
+        if min(prompt_tokens, completion_tokens, cached, written) < 0:
             raise InvalidInput("Token counts cannot be negative.", model=self.id)
+        cached = min(cached, prompt_tokens)
+        written = min(written, prompt_tokens - cached)
+        fresh = prompt_tokens - cached - written
         return (
-            prompt_tokens * self.input_usd_per_mtok + completion_tokens * self.output_usd_per_mtok
+            fresh * self.input_usd_per_mtok
+            + cached * self.cache_read_price
+            + written * self.cache_write_price
+            + completion_tokens * self.output_usd_per_mtok
         ) / TOKENS_PER_PRICE_UNIT
+
+    def price(self, usage: TokenUsage) -> float:
+        """The price of a call that used ``usage``, in USD (see ``cost_usd``)."""
+        return self.cost_usd(
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            cached=usage.cached_prompt_tokens,
+            written=usage.cache_write_tokens,
+        )
+
+    @property
+    def cache_read_price(self) -> float:
+        """The price of 1M prompt tokens read from the provider's prompt cache."""
+        if self.cached_input_usd_per_mtok is not None:
+            return self.cached_input_usd_per_mtok
+        return self.input_usd_per_mtok * CACHE_READ_SHARE.get(self.provider, 1.0)
+
+    @property
+    def cache_write_price(self) -> float:
+        """The price of 1M prompt tokens written to the provider's prompt cache."""
+        if self.cache_write_usd_per_mtok is not None:
+            return self.cache_write_usd_per_mtok
+        return self.input_usd_per_mtok * CACHE_WRITE_SHARE.get(self.provider, 1.0)
 
 
 class ModelCatalog:
@@ -304,7 +357,12 @@ def _check_spec(spec: ModelSpec, providers: frozenset[str]) -> None:
     if spec.provider not in providers:
         known = ", ".join(sorted(providers))
         problems.append(f"provider {spec.provider!r} is unknown (known: {known})")
-    prices = (spec.input_usd_per_mtok, spec.output_usd_per_mtok)
+    prices = (
+        spec.input_usd_per_mtok,
+        spec.output_usd_per_mtok,
+        spec.cache_read_price,
+        spec.cache_write_price,
+    )
     if not all(math.isfinite(p) and p >= 0 for p in prices):
         problems.append("prices must be finite and not negative")
     if spec.context_window <= 0:

@@ -157,9 +157,12 @@ class TokenUsage(Value, frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     # Of the prompt tokens, those the provider read from its prompt cache (OpenAI's
-    # cached_tokens), and of the completion tokens, the model's hidden reasoning (its
-    # reasoning_tokens), when it said: passed on to /v1 clients (cost trackers price them)
+    # cached_tokens, Anthropic's cache_read_input_tokens) and those it wrote to it
+    # (Anthropic's cache_creation_input_tokens, billed above the input price), and of the
+    # completion tokens, the model's hidden reasoning (its reasoning_tokens), when it said:
+    # priced apart (``ModelSpec.price``) and passed on to /v1 clients
     cached_prompt_tokens: int = 0
+    cache_write_tokens: int = 0
     reasoning_tokens: int = 0
 
     @property
@@ -408,13 +411,17 @@ class PromptMessage(Value, frozen=True, kw_only=True):
     A user message with images (``/v1``'s, or attached files sent as images) also has
     ``parts``: its text and image parts in the order sent (``content`` is then its text parts
     joined); without images ``parts`` is empty and ``content`` is the whole message, as
-    before images existed."""
+    before images existed.
+
+    ``name`` is who spoke, in a conversation of several participants (OpenAI's message
+    ``name``, which /v1 clients send): passed on to the providers that read it."""
 
     role: MessageRole
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     parts: tuple[str | ImagePart, ...] = ()
+    name: str | None = None
 
     @property
     def images(self) -> tuple[ImagePart, ...]:

@@ -78,6 +78,12 @@ def cache_key(
 
 
 def _canonical_message(message: PromptMessage) -> tuple[object, ...]:
+    if message.name is not None:  # the speaker's name, after the rest (none: as before names)
+        return (*_canonical_turn(message), "name", message.name)
+    return _canonical_turn(message)
+
+
+def _canonical_turn(message: PromptMessage) -> tuple[object, ...]:
     if message.parts:  # images: a longer turn than any without, its parts in order
         parts = [_canonical_part(p) for p in message.parts]
         return (str(message.role), message.content, "parts", parts)

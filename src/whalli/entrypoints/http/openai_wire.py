@@ -18,6 +18,7 @@ Replies: ``openai_replies``; errors: ``openai_errors``.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -75,6 +76,7 @@ class ChatMessageIn(msgspec.Struct, kw_only=True):
     tool_call_id: str | None = None  # a tool's: the call it answers
     # an assistant's refusal (as the SDK sends its message back): its words are what it said
     refusal: str | None = None
+    name: str | None = None  # who spoke, among several participants
 
 
 class FunctionIn(msgspec.Struct, kw_only=True):
@@ -257,18 +259,35 @@ def prompt_messages(messages: list[ChatMessageIn]) -> tuple[PromptMessage, ...]:
         content, parts = _content(message.content, index, assistant=assistant)
         if assistant and not content and message.refusal:
             content = message.refusal
+        name = _speaker(message.name, index) if role is not MessageRole.TOOL else None
         if parts:  # images (only a user's: check_images refuses the others, naming them)
-            converted.append(PromptMessage(role=role, content=content, parts=parts))
+            converted.append(PromptMessage(role=role, content=content, parts=parts, name=name))
         elif message.tool_calls and role is MessageRole.ASSISTANT:
             calls = tuple(_tool_call(call, index, n) for n, call in enumerate(message.tool_calls))
-            converted.append(PromptMessage(role=role, content=content, tool_calls=calls))
+            converted.append(PromptMessage(role=role, content=content, tool_calls=calls, name=name))
         elif role is MessageRole.TOOL:
             converted.append(
                 PromptMessage(role=role, content=content, tool_call_id=message.tool_call_id)
             )
         else:
-            converted.append(PromptMessage(role=role, content=content))
+            converted.append(PromptMessage(role=role, content=content, name=name))
     return tuple(converted)
+
+
+# OpenAI's rule for a participant's name: no whitespace and none of < | \ / >
+_SPEAKER = re.compile(r"[^\s<|\\/>]+")
+
+
+def _speaker(name: str | None, index: int) -> str | None:
+    """A message's ``name`` as OpenAI takes it (``None``: none), else ``InvalidInput``."""
+    if name is None:
+        return None
+    if not _SPEAKER.fullmatch(name):
+        field = f"messages[{index}].name"
+        raise InvalidInput(
+            f"{field} must be a name without spaces or any of < | \\ / >.", field=field
+        )
+    return name
 
 
 def _tool_call(call: ToolCallIn, index: int, number: int) -> ToolCall:

@@ -322,9 +322,7 @@ class CompleteChatHandler:
         text = "".join(run.reasoning) + "".join(run.text) + "".join(run.refusal) + run.calls.text()
         reported = run.end.usage if run.end is not None else None
         usage = usage_or_estimate(reported, command.messages, text)
-        cost = (
-            0.0 if run.cached else run.spec.cost_usd(usage.prompt_tokens, usage.completion_tokens)
-        )
+        cost = 0.0 if run.cached else run.spec.price(usage)
         record = UsageRecord(
             id=self._ids.new_id(), user_id=command.user_id, message_id=None,
             model=run.spec.id, provider=run.spec.provider,

@@ -417,11 +417,7 @@ class GenerateReplyHandler:
         text, reasoning = storable("".join(outcome.text)), storable("".join(outcome.reasoning))
         # stopped or cut short, the reply is charged an estimate; failed before any text, zero
         usage = usage_or_estimate(outcome.usage, messages, reasoning + text)
-        cost = (
-            0.0
-            if outcome.cached
-            else outcome.spec.cost_usd(usage.prompt_tokens, usage.completion_tokens)
-        )
+        cost = 0.0 if outcome.cached else outcome.spec.price(usage)
         now = self._clock.now()
         message = reply  # as saved pending; this generation is the only writer of that row
         message.model, message.provider = outcome.spec.id, outcome.spec.provider

@@ -101,7 +101,7 @@ class TitleChatHandler:
             id=self._ids.new_id(), user_id=chat.user_id, message_id=None, model=spec.id,
             provider=spec.provider, prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
-            cost_usd=spec.cost_usd(usage.prompt_tokens, usage.completion_tokens),
+            cost_usd=spec.price(usage),
             cached=False, created_at=self._clock.now(),
         )  # fmt: skip
         async with self._uow.autocommit() as uow:  # one INSERT: paid for, whatever follows
