@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from uuid import UUID
 
 import msgspec
+import psycopg
 from psycopg.rows import dict_row
 
 from whalli.adapters.postgres._base import check_limit, translated
 from whalli.adapters.postgres.pool import PostgresPool
+from whalli.domain.model.errors import InvalidInput
 from whalli.ports.chat_search import ChatSearch, ChatSearchHit
 
 # websearch_to_tsquery accepts any text (quotes, operators, punctuation) without a syntax error.
 # The 'simple' configuration matches chats.title_tsv and messages.content_tsv (any language).
 # `matches` keeps one row per readable chat: its best message, if any message matches; the
 # headline (costly: it re-parses the text) is only computed for the rows that are returned.
+_NEGATIONS: Final = re.compile(r"-(?:[^\w-]*-)+")  # dashes with only punctuation between
 _SEARCH: Final = """
 WITH q AS (SELECT websearch_to_tsquery('simple', %(query)s) AS query),
 matches AS (
@@ -61,9 +65,20 @@ class PostgresChatSearch(ChatSearch):
         query = query.replace("\x00", " ")
         if not query.strip() or limit == 0:
             return []
+        # A run of negations ("---", "- - -") nests one NOT in another, and from 33 on the
+        # parser's stack overflows: one is as good as many
+        query = _NEGATIONS.sub("-", query)
         params = {"query": query, "user_id": user_id, "limit": limit}
-        with translated():
-            async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(_SEARCH, params)
-                rows = await cur.fetchall()
+        try:
+            with translated():
+                async with (
+                    self._pool.connection() as conn,
+                    conn.cursor(row_factory=dict_row) as cur,
+                ):
+                    await cur.execute(_SEARCH, params)
+                    rows = await cur.fetchall()
+        except psycopg.errors.InternalError_ as e:  # any other query too deep to parse
+            if "tsquery" not in str(e):
+                raise
+            raise InvalidInput("q is too complex a search.", field="q") from None
         return [msgspec.convert(row, ChatSearchHit) for row in rows]

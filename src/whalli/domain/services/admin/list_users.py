@@ -13,6 +13,7 @@ from whalli.domain.services.admin.access import require_admin
 from whalli.ports.unit_of_work import UnitOfWork
 
 MAX_PAGE_SIZE = 100
+MAX_OFFSET = 2**63 - 1 - MAX_PAGE_SIZE  # (Postgres bigint; beyond, no page can be read)
 DEFAULT_PAGE_SIZE = 50
 
 
@@ -37,7 +38,8 @@ class ListUsersHandler:
     Rules:
     - active admins only (``PermissionDenied``), signed in with a session: an API key gets
       ``ApiKeyNotAllowed`` (403), so a leaked key grants no admin power;
-    - ``limit`` is 1 to 100 and ``offset`` not negative (``InvalidInput``);
+    - ``limit`` is 1 to 100, ``offset`` 0 to ``MAX_OFFSET`` and the query holds no NUL (which
+      Postgres text cannot hold) (``InvalidInput``, naming the parameter);
     - ``total`` counts every match, so that a client can page through all of them;
     - the query is trimmed; an empty query matches everyone.
     """
@@ -50,6 +52,10 @@ class ListUsersHandler:
             raise InvalidInput(f"limit must be 1 to {MAX_PAGE_SIZE}.", field="limit")
         if command.offset < 0:
             raise InvalidInput("offset cannot be negative.", field="offset")
+        if command.offset > MAX_OFFSET:
+            raise InvalidInput(f"offset must be at most {MAX_OFFSET}.", field="offset")
+        if "\x00" in command.query:
+            raise InvalidInput("q cannot contain a NUL character.", field="q")
         query = command.query.strip()
         async with self._uow as uow:
             await require_admin(uow, command.admin_id, api_key_id=command.api_key_id)

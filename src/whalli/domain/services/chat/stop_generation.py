@@ -28,8 +28,9 @@ class StopGenerationHandler:
     - the session's user may stop it while they may still read the chat's project (always, in
       their personal project: no read), and so may a member who can write to it; anyone else
       gets ``ChatSessionNotFound`` (404), a viewer who did not start it ``PermissionDenied``;
-      a reader pass (what a chat read shows) names its session here too, and the caller's own
-      rights decide, read fresh;
+      a reader pass (what a chat read shows) names its session here too, for the caller who read
+      it only (another caller gets 404, as on the stream), and the caller's own rights decide,
+      read fresh;
     - the request is a flag in the shared store: whichever process generates sees it within its
       poll interval, closes the upstream call and saves the partial reply as ``aborted``;
     - stopping a finished or already stopped reply is harmless.
@@ -47,7 +48,11 @@ class StopGenerationHandler:
         self._passes, self._clock = passes, clock
 
     async def execute(self, command: StopGeneration) -> None:
-        session, _ = await resolve(command.session_id, self._sessions, self._passes, self._clock)
+        session, holder = await resolve(
+            command.session_id, self._sessions, self._passes, self._clock
+        )
+        if holder is not None and holder != command.user_id:
+            raise ChatSessionNotFound()  # a pass admits only the caller who read it
         starter = command.user_id == session.user_id
         if not (starter and in_own_personal_project(session)):
             try:
