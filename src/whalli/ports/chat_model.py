@@ -39,6 +39,24 @@ class CompletionRequest(Value, frozen=True, kw_only=True):
     # ``params``; the adapter cuts the reply's text where the first of them begins, and ends
     # the reply there as a stop sequence would have
     local_stops: tuple[str, ...] = ()
+    # An opaque key shared by the requests of one conversation (a chat; a /v1 caller's
+    # requests), for a provider that routes by one to the machine holding its prompt cache
+    # (OpenAI's ``prompt_cache_key``); never anything a reader could map back to the chat
+    conversation: str | None = None
+    # Whether the prompt is worth writing to the provider's prompt cache (Anthropic's, which
+    # bills the writes above the input price): False for a one-off request that no later
+    # one repeats (a chat's title)
+    cacheable: bool = True
+
+
+class StreamStart(Value, frozen=True, kw_only=True):
+    """What the provider counted of the prompt as it began to answer, before any text
+    (Anthropic's ``message_start``: the prompt's tokens, those read from and written to its
+    prompt cache). A reply that ends without its ``StreamEnd`` (stopped, failed mid-stream)
+    is charged this prompt, not an estimate of it. Not a token: the answer has not started
+    (an attempt failing after it may still be retried), and no time to first token."""
+
+    usage: TokenUsage
 
 
 class StreamDelta(Value, frozen=True, kw_only=True):
@@ -79,7 +97,7 @@ class ToolCallDelta(Value, frozen=True, kw_only=True):
     arguments: str = ""
 
 
-StreamEvent = StreamDelta | StreamReasoning | ToolCallDelta | StreamEnd
+StreamEvent = StreamStart | StreamDelta | StreamReasoning | ToolCallDelta | StreamEnd
 
 
 class ChatModel(Protocol):

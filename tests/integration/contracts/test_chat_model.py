@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from whalli.ports.chat_model import (
     StreamEnd,
     StreamEvent,
     StreamReasoning,
+    StreamStart,
 )
 
 USER_TEXT = "Say hello to the  world"
@@ -73,6 +75,12 @@ PROVIDER_USAGE = TokenUsage(prompt_tokens=PROMPT_TOKENS, completion_tokens=COMPL
 
 
 async def collect(stream: AsyncIterator[StreamEvent]) -> list[StreamEvent]:
+    """The answer's events: all but the prompt's count at the start (``StreamStart``, which
+    only Anthropic's stream has; ``collect_all`` keeps it, for its own tests)."""
+    return [event for event in await collect_all(stream) if not isinstance(event, StreamStart)]
+
+
+async def collect_all(stream: AsyncIterator[StreamEvent]) -> list[StreamEvent]:
     return [event async for event in stream]
 
 
@@ -140,6 +148,8 @@ async def test_a_stream_is_deltas_then_exactly_one_end_with_usage(harness: Harne
 async def test_a_stream_closed_after_its_first_delta_stops_quietly(harness: Harness) -> None:
     stream = harness.model.stream(REQUEST)
     first = await anext(stream)
+    while isinstance(first, StreamStart):  # (the prompt's count, before the answer)
+        first = await anext(stream)
     await stream.aclose()  # type: ignore[attr-defined]
 
     assert isinstance(first, StreamDelta)
@@ -535,9 +545,10 @@ async def test_anthropic_requests_carry_key_version_system_and_max_tokens(
         "model": "claude-test",
         "max_tokens": 1024,
         "messages": [
-            {"role": "user", "content": "One.\n\nTwo."},
+            # the prompt cache's breakpoints: where the previous request's prompt ended, the
+            # last block, and the system prompt
+            {"role": "user", "content": [{"type": "text", "text": "One.\n\nTwo.", **CACHED}]},
             {"role": "assistant", "content": "Yes?"},
-            # the prompt cache's breakpoints: the last block, and the system prompt
             {"role": "user", "content": [{"type": "text", "text": "Three.", **CACHED}]},
         ],
         "stream": True,
@@ -568,6 +579,22 @@ async def test_openai_compatible_servers_get_every_sampling_param(http: httpx.As
     }  # fmt: skip
     assert (sent["presence_penalty"], sent["frequency_penalty"]) == (0.5, -1.0)
     assert not {"top_p", "stop", "seed", "presence_penalty", "frequency_penalty"} & set(plain)
+
+
+@pytest.mark.parametrize("provider", ["openai", "xai", "openai-compatible"])
+async def test_only_openai_is_sent_the_conversations_prompt_cache_key(
+    http: httpx.AsyncClient, provider: str
+) -> None:
+    """OpenAI's ``prompt_cache_key``; other servers may refuse a field they do not know."""
+    request = msgspec.structs.replace(REQUEST, conversation="k" * 32)
+    async with FakeProviderServer(openai_default()) as server:
+        model = OpenAIChatModel(http, base_url=server.url, api_key=API_KEY, provider=provider)
+        await collect(model.stream(request))
+        await collect(model.stream(REQUEST))
+
+    first, plain = (r.body for r in server.requests)
+    assert first.get("prompt_cache_key") == ("k" * 32 if provider == "openai" else None)
+    assert "prompt_cache_key" not in plain
 
 
 async def test_anthropic_gets_top_p_and_stop_sequences_and_nothing_it_does_not_know(
@@ -657,6 +684,34 @@ async def test_anthropic_usage_adds_cached_input_and_takes_the_last_output_count
 
     usage = TokenUsage(prompt_tokens=25, completion_tokens=9, cached_prompt_tokens=20)
     assert events == [StreamDelta(text="Hi"), StreamEnd(finish_reason="max_tokens", usage=usage)]
+
+
+async def test_anthropic_counts_the_prompt_at_its_start_and_keeps_counts_a_delta_leaves_null(
+    http: httpx.AsyncClient,
+) -> None:
+    """``message_start`` counts the prompt (a ``StreamStart``, first: what a reply stopped or
+    failed before its end is charged); a ``message_delta`` repeating ``input_tokens`` with the
+    cache's counts null keeps them."""
+    pieces = anthropic_stream(["Hi"], input_tokens=3, output_tokens=7)
+    start = json.loads(pieces[0].decode().split("data: ", 1)[1])
+    start["message"]["usage"] |= {"cache_read_input_tokens": 5000, "cache_creation_input_tokens": 0}
+    pieces[0] = sse(start, "message_start")
+    final_delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"input_tokens": 3, "cache_read_input_tokens": None,
+                  "cache_creation_input_tokens": None, "output_tokens": 7},
+    }  # fmt: skip
+    pieces[-2] = sse(final_delta, "message_delta")
+    async with FakeProviderServer(anthropic_default()) as server:
+        server.script(Reply(chunks=pieces))
+        model = AnthropicChatModel(http, base_url=server.url, api_key=API_KEY)
+        events = await collect_all(model.stream(REQUEST))
+
+    counted = TokenUsage(prompt_tokens=5003, completion_tokens=1, cached_prompt_tokens=5000)
+    assert events[0] == StreamStart(usage=counted)
+    end = msgspec.structs.replace(counted, completion_tokens=7)
+    assert events[1:] == [StreamDelta(text="Hi"), StreamEnd(finish_reason="end_turn", usage=end)]
 
 
 async def test_an_openai_error_chunk_before_any_token_that_is_not_transient_is_not_retried(

@@ -35,6 +35,7 @@ from whalli.ports.chat_model import (
     CompletionRequest,
     StreamDelta,
     StreamEnd,
+    StreamStart,
     ToolCallDelta,
 )
 
@@ -64,6 +65,8 @@ def request(
 async def text_and_end(model: ChatModel, request: CompletionRequest) -> tuple[str, StreamEnd]:
     texts, ends = [], []
     async for event in model.stream(request):
+        if isinstance(event, StreamStart):
+            continue  # (the prompt's count at the start)
         assert isinstance(event, StreamDelta | StreamEnd), event  # no tool call
         if isinstance(event, StreamDelta):
             texts.append(event.text)

@@ -99,11 +99,12 @@ async def test_a_conversations_earlier_turns_are_read_from_claudes_cache_and_cha
         third = await _turn(chat, auth, message="And Galileo?", chatId=first["chatId"])
         reply = await _reply(chat, first["chatId"])
 
-    # each request marks the system prompt and its last turn, which the API accepted
+    # each request marks the system prompt, where the previous request's prompt ended and
+    # its last turn, which the API accepted
     assert [breakpoints(r.body) for r in anthropic.requests] == [
         ["system", "messages[0]"],
-        ["system", "messages[2]"],
-        ["system", "messages[4]"],
+        ["system", "messages[0]", "messages[2]"],
+        ["system", "messages[2]", "messages[4]"],
     ]
     writing, reading, again = cache.usages
     # the first turn wrote its whole prompt; each later one read the turns before it
@@ -146,7 +147,10 @@ async def test_a_short_conversation_is_not_cached_and_costs_what_it_did(
         first = await _turn(chat, auth, message=f"Who was Tycho Brahe? {uuid.uuid4()}")
         second = await _turn(chat, auth, message="And Kepler?", chatId=first["chatId"])
 
-    assert [breakpoints(r.body) for r in anthropic.requests] == [["messages[0]"], ["messages[2]"]]
+    assert [breakpoints(r.body) for r in anthropic.requests] == [
+        ["messages[0]"],
+        ["messages[0]", "messages[2]"],
+    ]
     for done, usage in ((first, cache.usages[0]), (second, cache.usages[1])):
         assert usage.cache_creation_input_tokens == usage.cache_read_input_tokens == 0
         assert done["costUsd"] == pytest.approx((usage.input_tokens * 3.00 + 60) / 1e6, rel=1e-9)
@@ -213,3 +217,50 @@ async def test_openais_cached_input_is_charged_at_the_catalogs_price(
     expected = (952 * 0.15 + 2048 * 0.075 + 4 * 0.60) / 1_000_000
     assert done["costUsd"] == pytest.approx(expected, rel=1e-9)
     assert done["usage"]["promptTokens"] == 3000
+
+
+async def test_openai_gets_one_prompt_cache_key_per_chat_that_names_nothing(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    """OpenAI routes requests with one ``prompt_cache_key`` to the machine holding their
+    prefix: a chat's turns share one, another chat has its own, and it is not the chat's id."""
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        _app(stack_urls, unique, provider) as chat,
+    ):
+        alice = await chat.world.register("alice")
+        chat_ids = []
+        for _ in range(2):
+            first = await chat.start(
+                alice["auth"], model="openai/gpt-4o-mini", message=f"hi {uuid.uuid4()}"
+            )
+            await chat.events(first["sessionId"])
+            again = await chat.start(
+                alice["auth"], model="openai/gpt-4o-mini", message="more", chatId=first["chatId"]
+            )
+            await chat.events(again["sessionId"])
+            chat_ids.append(first["chatId"])
+
+    keys = [r.body.get("prompt_cache_key") for r in provider.requests]
+    assert len(keys) == 4
+    assert all(isinstance(k, str) and len(k) == 32 for k in keys), keys
+    assert keys[0] == keys[1] != keys[2] == keys[3]
+    for key in keys:
+        assert not any(part in key for c in chat_ids for part in c.split("-")), key
+
+
+async def test_v1_callers_requests_share_a_prompt_cache_key_on_openai_only(
+    providers: Providers,
+) -> None:
+    for _ in range(2):
+        await providers.sdk.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": f"{uuid.uuid4()}"}]
+        )
+    first, second = (r.body["prompt_cache_key"] for r in providers.openai.requests)
+    assert first == second
+    assert str(providers.user_id).split("-")[0] not in first
+    await providers.sdk.chat.completions.create(
+        model="anthropic/claude-haiku-4-5",
+        messages=[{"role": "user", "content": f"{uuid.uuid4()}"}],
+    )
+    assert "prompt_cache_key" not in providers.anthropic.requests[-1].body

@@ -525,7 +525,7 @@ async def test_e2e_what_a_client_sends_reaches_the_provider_as_meant(world: Worl
     sent = world.provider.requests[-1].body
     assert sent["messages"] == [
         {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": f"Hi {tag}"},
+        {"role": "user", "content": f"Hi {tag}", "name": "al"},  # who spoke, passed on
     ]
     assert sent["max_completion_tokens"] == 50
     assert sent["stop"] == ["END"]

@@ -16,6 +16,7 @@ from whalli.ports.chat_model import (
     StreamEnd,
     StreamEvent,
     StreamReasoning,
+    StreamStart,
     ToolCallDelta,
 )
 
@@ -61,6 +62,8 @@ class SurrogateJoiner:
         U+FFFD for the halves left when the stream ends. A half waits for its channel's next
         piece across the other channels' events (a server may send reasoning and text in one
         chunk), so one never completed comes out as U+FFFD at the end, not in its place."""
+        if isinstance(event, StreamStart):
+            return (event,)  # (no text: before any)
         if isinstance(event, StreamDelta | StreamReasoning):
             text = event.text
             if not self._held and (text.isascii() or not _edged(text)):

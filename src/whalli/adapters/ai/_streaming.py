@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 from whalli.adapters.ai._halves import SurrogateJoiner
 from whalli.domain.model.errors import ProviderError, ProviderRateLimited, ProviderRejectedRequest
-from whalli.ports.chat_model import CompletionRequest, StreamEnd, StreamEvent
+from whalli.ports.chat_model import CompletionRequest, StreamEnd, StreamEvent, StreamStart
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -129,7 +129,7 @@ async def stream_with_retries(
             async with aclosing(_timed(attempt(), provider, policy)) as events:
                 async for event in events:
                     # A piece of text or of a tool call: passed on, so never tried again.
-                    started = started or not isinstance(event, StreamEnd)
+                    started = started or not isinstance(event, StreamEnd | StreamStart)
                     yield event
             return
         except ProviderError as error:
@@ -176,7 +176,8 @@ async def _timed(
                     passed_any = True
                 if isinstance(event, StreamEnd):
                     return  # the answer is complete: nothing after its end is read or waited for
-                limit, waiting_for = policy.idle_timeout, "the next token"
+                if not isinstance(event, StreamStart):  # (the prompt's count: no token yet)
+                    limit, waiting_for = policy.idle_timeout, "the next token"
         except ProviderError:
             if passed_any:  # the reply fails keeping its text: a half held goes as U+FFFD
                 for passed in joiner.left_alone():

@@ -48,6 +48,7 @@ from whalli.ports.chat_model import (
     StreamEnd,
     StreamEvent,
     StreamReasoning,
+    StreamStart,
     ToolCallDelta,
 )
 
@@ -83,7 +84,7 @@ class AnthropicChatModel(ChatModel):
             payload = messages_body(
                 request,
                 default_max_tokens=self._default_max_tokens,
-                prompt_cache=self._prompt_cache,
+                prompt_cache=self._prompt_cache and request.cacheable,
             )
         except ProviderError as e:  # an image the API would refuse: not sent
             return refused(e)
@@ -116,7 +117,7 @@ class AnthropicChatModel(ChatModel):
             async for sse in events:
                 text = answer.read(sse)
                 del sse  # a held reply waits for its next event here: keep nothing of this one
-                if isinstance(text, ToolCallDelta | StreamReasoning):
+                if isinstance(text, ToolCallDelta | StreamReasoning | StreamStart):
                     yield text
                     continue
                 stopped = False
@@ -153,7 +154,7 @@ class _Answer:
         "format_written",
         "formatted",
         "ignored",
-        "prompt_tokens",
+        "input_tokens",
         "provider",
         "secrets",
         "sent",
@@ -165,7 +166,7 @@ class _Answer:
     ) -> None:
         self.provider = provider
         self.secrets = secrets  # the request's key: never repeated in an error's message
-        self.prompt_tokens = self.completion_tokens = 0
+        self.input_tokens = self.completion_tokens = 0
         self.cache_read = self.cache_write = 0  # of the prompt tokens (see ``TokenUsage``)
         self.stop_reason: str | None = None
         self.end: StreamEnd | None = None
@@ -186,8 +187,9 @@ class _Answer:
             usage=self._usage(max(self.completion_tokens, estimate_tokens("".join(self.sent)))),
         )
 
-    def read(self, sse: SseEvent) -> str | ToolCallDelta | StreamReasoning | None:
-        """Take in one event; the text, thinking or piece of a tool call it adds, if any."""
+    def read(self, sse: SseEvent) -> str | ToolCallDelta | StreamReasoning | StreamStart | None:
+        """Take in one event; the text, thinking or piece of a tool call it adds, or the
+        prompt's count at the start, if any."""
         data = decode_json(self.provider, sse.data, halves=True)
         kind = data.get("type", sse.event)
         if kind == "content_block_delta":
@@ -232,6 +234,7 @@ class _Answer:
                 return ToolCallDelta(index=tool[0], arguments="{}")
         elif kind == "message_start":
             self._count(obj(obj(data.get("message")).get("usage")))
+            return StreamStart(usage=self._usage(self.completion_tokens))
         elif kind == "message_delta":
             # Counts here are cumulative; newer API versions repeat the input count.
             self._count(obj(data.get("usage")))
@@ -251,18 +254,19 @@ class _Answer:
         return None
 
     def _count(self, usage: dict[str, Any]) -> None:
-        """Take in a ``usage`` object's counts (those it leaves out or at 0 are kept). The
-        prompt's tokens are reported in three parts: ``input_tokens`` (after the last cache
+        """Take in a ``usage`` object's counts, each on its own (those it leaves out, null or
+        at 0 are kept: a ``message_delta`` may repeat some and not others). The prompt's
+        tokens are reported in three parts: ``input_tokens`` (after the last cache
         breakpoint), ``cache_creation_input_tokens`` (written to the prompt cache) and
         ``cache_read_input_tokens`` (read from it); the prompt is all three."""
-        self.prompt_tokens = _input_tokens(usage) or self.prompt_tokens
+        self.input_tokens = _count(usage.get("input_tokens")) or self.input_tokens
         self.cache_read = _count(usage.get("cache_read_input_tokens")) or self.cache_read
         self.cache_write = _count(usage.get("cache_creation_input_tokens")) or self.cache_write
         self.completion_tokens = _count(usage.get("output_tokens")) or self.completion_tokens
 
     def _usage(self, completion_tokens: int) -> TokenUsage:
         return TokenUsage(
-            prompt_tokens=self.prompt_tokens,
+            prompt_tokens=self.input_tokens + self.cache_read + self.cache_write,
             completion_tokens=completion_tokens,
             cached_prompt_tokens=self.cache_read,
             cache_write_tokens=self.cache_write,
@@ -287,14 +291,6 @@ class _Answer:
             return None
         tool[1] = 1
         return ToolCallDelta(index=tool[0], arguments=partial)
-
-
-def _input_tokens(usage: dict[str, Any]) -> int:
-    # Prompt-cache reads and writes are billed input too, reported apart from input_tokens.
-    return sum(
-        _count(usage.get(key))
-        for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    )
 
 
 def _count(value: object) -> int:

@@ -64,6 +64,7 @@ from whalli.ports.chat_model import CompletionRequest
 
 FORMAT_TOOL = "json_response"
 _EPHEMERAL = {"type": "ephemeral"}  # the prompt cache's only kind (5 minutes, renewed on use)
+_MARK = {"cache_control": _EPHEMERAL}
 # LiteLLM's schema for JSON mode (an empty ``properties``: the API refuses a null one)
 _ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True, "properties": {}}
 _FORMAT_DESCRIPTION = "Give your answer with this tool: its input is the reply, as JSON."
@@ -87,22 +88,30 @@ def messages_body(
 def cache_breakpoints(body: dict[str, Any]) -> dict[str, Any]:
     """``body`` asking Anthropic to cache its prompt (``cache_control`` breakpoints, its
     5-minute cache): on the system prompt (with the tools before it: the same instructions
-    start many chats) and on the last block of the last turn. The next request of the
-    conversation repeats this one's prompt and adds to it; the API looks back from its own
-    last breakpoint for the longest prefix cached, so it reads all of this one's prompt from
-    the cache (billed a tenth of the input price; writing it, a quarter more) and only the
-    new turns are read afresh. Two of the API's four breakpoints; a prompt too short to cache
-    (1,024 to 4,096 tokens by model) is read as without them, at no extra cost."""
+    start many chats), on the last block of the last turn, and on the last block of the turn
+    before the model's last one. The next request of the conversation repeats this one's
+    prompt and adds a reply and a turn to it; the API looks back from each breakpoint (about
+    20 blocks) for the longest prefix cached, and the third breakpoint sits where this
+    request's last one was, however many blocks a step added (a tool loop's parallel calls
+    and results), so all of this one's prompt is read from the cache (billed a tenth of the
+    input price; writing it, a quarter more) and only the new turns afresh. Three of the
+    API's four breakpoints; a prompt too short to cache (1,024 to 4,096 tokens by model) is
+    read as without them, at no extra cost."""
     cached = dict(body)
     system = body.get("system")
     if isinstance(system, str) and system.strip():  # (a blank text block is refused)
         cached["system"] = [{"type": "text", "text": system, "cache_control": _EPHEMERAL}]
-    turns = body.get("messages")
-    if turns:
-        last = turns[-1]
-        blocks = _blocks(last["content"])
-        blocks = [*blocks[:-1], {**blocks[-1], "cache_control": _EPHEMERAL}]
-        cached["messages"] = [*turns[:-1], {**last, "content": blocks}]
+    turns = list(body.get("messages") or [])
+    if not turns:
+        return cached
+    marked = [len(turns) - 1]
+    replies = [n for n, turn in enumerate(turns[:-1]) if turn["role"] == "assistant"]
+    if replies and replies[-1] > 0:  # the end of the previous request's prompt
+        marked.append(replies[-1] - 1)
+    for n in marked:
+        blocks = _blocks(turns[n]["content"])
+        turns[n] = {**turns[n], "content": [*blocks[:-1], {**blocks[-1], **_MARK}]}
+    cached["messages"] = turns
     return cached
 
 

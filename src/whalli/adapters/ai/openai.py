@@ -104,6 +104,10 @@ class OpenAIChatModel(ChatModel):
             body.update(_tools(request.tools))
         if request.response_format is not None:
             body["response_format"] = request.response_format.as_sent()
+        if request.conversation is not None and self.provider == "openai":
+            # OpenAI's own: requests with one key go where its prompt cache holds their prefix
+            # (other servers may refuse a field they do not know)
+            body["prompt_cache_key"] = request.conversation
         return body
 
     async def _attempt(

@@ -46,7 +46,7 @@ from whalli.domain.model.tools import ToolCallAssembly, Tools
 from whalli.domain.model.users import User
 from whalli.domain.services.chat import usage_writes
 from whalli.domain.services.chat.context import usage_or_estimate
-from whalli.domain.services.chat.requests import completion_request
+from whalli.domain.services.chat.requests import completion_request, conversation_key
 from whalli.domain.services.chat.streaming import close_stream
 from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.ports.cache import Cache
@@ -57,6 +57,7 @@ from whalli.ports.chat_model import (
     StreamEnd,
     StreamReasoning,
     StreamRefusal,
+    StreamStart,
     ToolCallDelta,
 )
 from whalli.ports.clock import Clock
@@ -98,6 +99,7 @@ class _Run:
     cached: bool = False
     ttft_s: float | None = None
     recorded: bool = False
+    started_usage: TokenUsage | None = None  # the prompt's count as the provider began
 
     @property
     def started(self) -> bool:
@@ -246,6 +248,7 @@ class CompleteChatHandler:
                 candidate, command.messages,
                 candidate.fitted(command.params),  # (a fallback: max_tokens within its cap)
                 tools=command.tools, response_format=command.response_format,
+                conversation=conversation_key("v1", command.user_id),
             )  # fmt: skip
             events = model.stream(request)
             try:
@@ -253,6 +256,9 @@ class CompleteChatHandler:
                     if isinstance(event, StreamEnd):
                         run.end = event
                         break
+                    if isinstance(event, StreamStart):
+                        run.started_usage = event.usage
+                        continue
                     if isinstance(event, StreamDelta):
                         if not event.text:
                             continue
@@ -321,7 +327,7 @@ class CompleteChatHandler:
         run.recorded = True
         text = "".join(run.reasoning) + "".join(run.text) + "".join(run.refusal) + run.calls.text()
         reported = run.end.usage if run.end is not None else None
-        usage = usage_or_estimate(reported, command.messages, text)
+        usage = usage_or_estimate(reported, command.messages, text, run.started_usage)
         cost = 0.0 if run.cached else run.spec.price(usage)
         record = UsageRecord(
             id=self._ids.new_id(), user_id=command.user_id, message_id=None,

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
+import msgspec
+
 from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chats import (
     Message,
@@ -69,17 +71,25 @@ def estimate_prompt_tokens(messages: Iterable[PromptMessage]) -> int:
 
 
 def usage_or_estimate(
-    reported: TokenUsage | None, prompt: Iterable[PromptMessage], text: str
+    reported: TokenUsage | None,
+    prompt: Iterable[PromptMessage],
+    text: str,
+    started: TokenUsage | None = None,
 ) -> TokenUsage:
     """The usage the provider reported (``reported``: ``None`` when its answer did not end);
     when it reported none (a reply cut short, one cut by a stop Whalli applies, a provider
-    that does not report) and it answered or some text was served, an estimate of the prompt
-    and that text (a reasoning model's hidden reasoning is not known, so not counted). Failed
-    before any text, nothing is known to have been served: zero."""
+    that does not report) and it answered or some text was served, an estimate of that text
+    (a reasoning model's hidden reasoning is not known, so not counted) and of the prompt,
+    unless the provider counted the prompt as it began (``started``: its count, and what of
+    it came from or went to its prompt cache, are kept). Failed before any text, nothing is
+    known to have been served: zero."""
     usage = reported or TokenUsage()
     if usage.total == 0 and (text or reported is not None):
+        completion = estimate_tokens(text)
+        if started is not None and started.prompt_tokens > 0:
+            return msgspec.structs.replace(started, completion_tokens=completion)
         return TokenUsage(
-            prompt_tokens=estimate_prompt_tokens(prompt), completion_tokens=estimate_tokens(text)
+            prompt_tokens=estimate_prompt_tokens(prompt), completion_tokens=completion
         )
     return usage
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,7 +43,7 @@ from whalli.domain.services.chat.context import (
     PreparedReply,
     usage_or_estimate,
 )
-from whalli.domain.services.chat.requests import completion_request
+from whalli.domain.services.chat.requests import completion_request, conversation_key
 from whalli.domain.services.chat.streaming import StopBoard, stream_until_stopped
 from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.ports.cache import Cache
@@ -147,6 +148,7 @@ class _Outcome:
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     usage: TokenUsage | None = None
+    started_usage: TokenUsage | None = None  # the prompt's count as the provider began
     finish_reason: str = "stop"
     cached: bool = False
     error: ProviderError | None = None
@@ -353,6 +355,7 @@ class GenerateReplyHandler:
     ) -> _Outcome:
         candidates = [spec, *self._catalog.fallbacks(spec.id)]
         images = any(m.parts for m in messages)  # attached images: only for models reading them
+        conversation = conversation_key("chat", session.chat_id)
         last_error: ProviderError | None = None
         for candidate in candidates:
             model = self._models.get(candidate.provider)
@@ -364,7 +367,7 @@ class GenerateReplyHandler:
             # a fallback that does not take the effort answers without it (a preference, unlike
             # an image the model could not see), and writes at most what it can
             params = candidate.fitted(session.params)
-            request = completion_request(candidate, messages, params)
+            request = completion_request(candidate, messages, params, conversation=conversation)
             started = time.perf_counter()
 
             async def on_delta(text: str, outcome: _Outcome = outcome, t0: float = started) -> None:
@@ -385,8 +388,9 @@ class GenerateReplyHandler:
 
             try:
                 end = await stream_until_stopped(
-                    model, request, on_delta, self._stops, session.id, on_reasoning
-                )
+                    model, request, on_delta, self._stops, session.id, on_reasoning,
+                    on_start=functools.partial(setattr, outcome, "started_usage"),
+                )  # fmt: skip
             except ProviderError as e:
                 self._metrics.provider_error(provider=candidate.provider, kind=e.code)
                 if outcome.text or outcome.reasoning or not e.falls_back:  # the reply failed
@@ -416,7 +420,7 @@ class GenerateReplyHandler:
         # as stored: a NUL the model streamed (Postgres text holds none) is shown as U+FFFD
         text, reasoning = storable("".join(outcome.text)), storable("".join(outcome.reasoning))
         # stopped or cut short, the reply is charged an estimate; failed before any text, zero
-        usage = usage_or_estimate(outcome.usage, messages, reasoning + text)
+        usage = usage_or_estimate(outcome.usage, messages, reasoning + text, outcome.started_usage)
         cost = 0.0 if outcome.cached else outcome.spec.price(usage)
         now = self._clock.now()
         message = reply  # as saved pending; this generation is the only writer of that row

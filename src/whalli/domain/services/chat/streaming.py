@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Self
 
+from whalli.domain.model.chats import TokenUsage
 from whalli.domain.model.errors import ProviderError
 from whalli.ports.chat_model import (
     ChatModel,
@@ -14,6 +15,7 @@ from whalli.ports.chat_model import (
     StreamDelta,
     StreamEnd,
     StreamReasoning,
+    StreamStart,
 )
 from whalli.ports.reply_stream import ReplyStream
 
@@ -132,9 +134,11 @@ async def stream_until_stopped(
     board: StopBoard,
     session_id: str,
     on_reasoning: Callable[[str], Awaitable[None]] | None = None,
+    on_start: Callable[[TokenUsage], None] | None = None,
 ) -> StreamEnd | None:
     """The provider's ``StreamEnd``, or ``None`` when the session was stopped first. Text goes
-    to ``on_delta``, reasoning to ``on_reasoning`` (dropped without one).
+    to ``on_delta``, reasoning to ``on_reasoning`` (dropped without one), the prompt's count
+    as the provider began (``StreamStart``) to ``on_start``.
 
     Runs in the calling task; a stop cancels it inside this call, which closes the provider
     iterator and so its HTTP request, and is absorbed here. Any other cancellation (shutdown)
@@ -146,7 +150,7 @@ async def stream_until_stopped(
     cancelling = task.cancelling()
     with board.watch(session_id) as ticket:
         try:
-            end = await _consume(model, request, on_delta, on_reasoning)
+            end = await _consume(model, request, on_delta, on_reasoning, on_start)
         except asyncio.CancelledError:
             if ticket.stopped and task.uncancel() <= cancelling:
                 return None
@@ -168,6 +172,7 @@ async def _consume(
     request: CompletionRequest,
     on_delta: Callable[[str], Awaitable[None]],
     on_reasoning: Callable[[str], Awaitable[None]] | None,
+    on_start: Callable[[TokenUsage], None] | None = None,
 ) -> StreamEnd:
     events = model.stream(request)
     try:
@@ -179,6 +184,8 @@ async def _consume(
                 return event
             elif isinstance(event, StreamReasoning) and event.text and on_reasoning is not None:
                 await on_reasoning(event.text)
+            elif isinstance(event, StreamStart) and on_start is not None:
+                on_start(event.usage)
             # A ToolCallDelta is ignored: the chat flow offers no tools, so no model has one to
             # call; a piece of a call from a misbehaving server has nothing to show the reader
             # and is no reason to fail a reply whose text is fine.

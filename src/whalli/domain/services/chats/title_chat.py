@@ -6,6 +6,8 @@ import logging
 from collections.abc import Mapping
 from uuid import UUID
 
+import msgspec
+
 from whalli.domain.model.catalog import ModelCatalog, ModelSpec
 from whalli.domain.model.chat_titles import TitlePolicy, clean_title, title_params, title_prompt
 from whalli.domain.model.chats import (
@@ -152,7 +154,10 @@ class TitleChatHandler:
         provider reports none)."""
         messages = title_prompt(first, reply)
         params = title_params(spec.thinks_first)
-        request = completion_request(spec, messages, params)
+        # asked once: its prompt is not worth a write to the provider's prompt cache
+        request = msgspec.structs.replace(
+            completion_request(spec, messages, params), cacheable=False
+        )
         parts: list[str] = []
         usage: TokenUsage | None = None  # until the answer ends
         events = model.stream(request)
