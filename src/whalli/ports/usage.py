@@ -20,6 +20,9 @@ class UsageRecord(Value, frozen=True, kw_only=True):
     cost_usd: float
     cached: bool
     created_at: datetime
+    # of the prompt tokens, read from / written to the provider's prompt cache
+    cached_prompt_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class UsageTotals(Value, frozen=True, kw_only=True):
@@ -40,6 +43,9 @@ class UsageDay(Value, frozen=True, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    # of the prompt tokens, read from / written to the providers' prompt caches
+    cached_prompt_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class UsageRepository(Protocol):

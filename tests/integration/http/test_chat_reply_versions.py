@@ -101,7 +101,10 @@ async def test_a_regeneration_keeps_the_replaced_reply_as_an_earlier_version(cha
         assert (version["role"], version["status"], version["model"]) == (
             "assistant", "complete", MODEL,
         )  # fmt: skip
-        assert version["usage"] == {"promptTokens": 5, "completionTokens": 1}
+        assert version["usage"] == {
+            "promptTokens": 5, "completionTokens": 1, "cachedPromptTokens": 0,
+            "cacheWriteTokens": 0,
+        }  # fmt: skip
         assert (version["sessionId"], version["feedback"], version["earlierVersions"]) == (
             None, None, 0,
         )  # fmt: skip

@@ -264,3 +264,33 @@ async def test_v1_callers_requests_share_a_prompt_cache_key_on_openai_only(
         messages=[{"role": "user", "content": f"{uuid.uuid4()}"}],
     )
     assert "prompt_cache_key" not in providers.anthropic.requests[-1].body
+
+
+async def test_a_replys_and_the_usages_cache_figures_are_kept_and_shown(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    """What the provider read from and wrote to its cache is kept with the reply
+    (``GET /api/chats/{id}``) and summed in ``/api/usage``."""
+    async with _claude(stack_urls, unique) as (chat, _, cache, auth):
+        system = f"{INSTRUCTIONS}{uuid.uuid4()}"
+        first = await _turn(chat, auth, message="Who was Tycho Brahe?", systemPrompt=system)
+        await _turn(chat, auth, message="And Kepler?", chatId=first["chatId"])
+        read = await chat.client.get(f"/api/chats/{first['chatId']}", headers=auth)
+        usage = await chat.client.get("/api/usage", headers=auth)
+
+    assert read.status_code == 200, read.text
+    replies = [m["usage"] for m in read.json()["messages"] if m["role"] == "assistant"]
+    assert replies == [
+        {
+            "promptTokens": u.prompt_tokens,
+            "completionTokens": 4,
+            "cachedPromptTokens": u.cache_read_input_tokens,
+            "cacheWriteTokens": u.cache_creation_input_tokens,
+        }
+        for u in cache.usages
+    ]
+    assert replies[1]["cachedPromptTokens"] > 1024
+    [claude] = usage.json()["byModel"]
+    assert claude["cachedPromptTokens"] == sum(u.cache_read_input_tokens for u in cache.usages)
+    assert claude["cacheWriteTokens"] == sum(u.cache_creation_input_tokens for u in cache.usages)
+    assert usage.json()["total"]["cachedPromptTokens"] == claude["cachedPromptTokens"]

@@ -151,7 +151,8 @@ async def test_a_member_reads_a_chat_with_its_messages(
     assert body["messages"][1] == {
         "id": str(answer.id), "role": "assistant", "content": "Plenty.", "status": "complete",
         "model": "gpt-4o-mini", "provider": "openai",
-        "usage": {"promptTokens": 12, "completionTokens": 3}, "costUsd": 0.25, "cached": False,
+        "usage": {"promptTokens": 12, "completionTokens": 3, "cachedPromptTokens": 0,
+                  "cacheWriteTokens": 0}, "costUsd": 0.25, "cached": False,
         "finishReason": "stop", "ttftMs": 40, "totalMs": 90, "attachmentIds": [], "error": None,
         "reasoning": "Taxes are high.",
         "createdAt": body["messages"][1]["createdAt"], "sessionId": None, "feedback": None,

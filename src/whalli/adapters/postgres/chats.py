@@ -57,6 +57,8 @@ _MESSAGE_TYPES = {
     "provider": "text",
     "prompt_tokens": "bigint",
     "completion_tokens": "bigint",
+    "cached_prompt_tokens": "bigint",
+    "cache_write_tokens": "bigint",
     "cost_usd": "double precision",
     "cached": "boolean",
     "finish_reason": "text",
@@ -186,6 +188,8 @@ def _message_params(message: Message) -> dict[str, Any]:
     usage = params.pop("usage")
     params["prompt_tokens"] = usage.prompt_tokens
     params["completion_tokens"] = usage.completion_tokens
+    params["cached_prompt_tokens"] = usage.cached_prompt_tokens
+    params["cache_write_tokens"] = usage.cache_write_tokens
     params["attachment_ids"] = list(message.attachment_ids)
     params["params"] = _params_json(message.params)
     return params
@@ -208,6 +212,8 @@ def _message(row: Row) -> Message:
     row["usage"] = {
         "prompt_tokens": row.pop("prompt_tokens"),
         "completion_tokens": row.pop("completion_tokens"),
+        "cached_prompt_tokens": row.pop("cached_prompt_tokens"),
+        "cache_write_tokens": row.pop("cache_write_tokens"),
     }
     return msgspec.convert(row, Message)
 

@@ -27,7 +27,9 @@ _DAILY = (
     "count(*) AS requests, count(*) FILTER (WHERE cached) AS cached_requests, "
     "sum(prompt_tokens)::bigint AS prompt_tokens, "
     "sum(completion_tokens)::bigint AS completion_tokens, "
-    "sum(cost_usd)::double precision AS cost_usd "
+    "sum(cost_usd)::double precision AS cost_usd, "
+    "sum(cached_prompt_tokens)::bigint AS cached_prompt_tokens, "
+    "sum(cache_write_tokens)::bigint AS cache_write_tokens "
     "FROM usage_records "
     "WHERE user_id = %(user_id)s AND created_at >= %(since)s AND created_at < %(until)s "
     'GROUP BY 1, model, provider ORDER BY 1, model COLLATE "C", provider COLLATE "C"'

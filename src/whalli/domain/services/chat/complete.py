@@ -334,6 +334,8 @@ class CompleteChatHandler:
             model=run.spec.id, provider=run.spec.provider,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             cost_usd=cost, cached=run.cached, created_at=self._clock.now(),
+            cached_prompt_tokens=usage.cached_prompt_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
         )  # fmt: skip
         await write_usage_retrying(  # one INSERT: no BEGIN/COMMIT round trips
             self._uow, lambda uow: uow.usage.add(record),

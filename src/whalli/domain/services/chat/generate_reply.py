@@ -451,6 +451,8 @@ class GenerateReplyHandler:
             cost_usd=cost,
             cached=outcome.cached,
             created_at=now,
+            cached_prompt_tokens=usage.cached_prompt_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
         )
         try:
             await self._retrying(lambda uow: uow.chats.finish_reply(message, record))

@@ -103,7 +103,8 @@ class TitleChatHandler:
             id=self._ids.new_id(), user_id=chat.user_id, message_id=None, model=spec.id,
             provider=spec.provider, prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
-            cost_usd=spec.price(usage),
+            cost_usd=spec.price(usage), cached_prompt_tokens=usage.cached_prompt_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
             cached=False, created_at=self._clock.now(),
         )  # fmt: skip
         async with self._uow.autocommit() as uow:  # one INSERT: paid for, whatever follows

@@ -33,6 +33,8 @@ class UsageFigures(Value, frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    cached_prompt_tokens: int = 0  # of the prompt tokens, read from providers' prompt caches
+    cache_write_tokens: int = 0  # and written to them
 
 
 class ModelUsage(Value, frozen=True, kw_only=True):
@@ -94,6 +96,8 @@ def _sum(days: Iterable[UsageDay]) -> UsageFigures:
         prompt_tokens=sum(d.prompt_tokens for d in rows),
         completion_tokens=sum(d.completion_tokens for d in rows),
         cost_usd=sum((d.cost_usd for d in rows), 0.0),
+        cached_prompt_tokens=sum(d.cached_prompt_tokens for d in rows),
+        cache_write_tokens=sum(d.cache_write_tokens for d in rows),
     )
 
 

@@ -62,6 +62,9 @@ class ChatPage(Schema):
 class Usage(Schema):
     prompt_tokens: int
     completion_tokens: int
+    # of the prompt tokens, read from / written to the provider's prompt cache
+    cached_prompt_tokens: int
+    cache_write_tokens: int
 
 
 class FeedbackOut(Schema):
@@ -176,7 +179,11 @@ def _feedback(f: Feedback | None) -> FeedbackOut | None:
 def _message(
     m: model.Message, session_id: str | None, feedback: Feedback | None, earlier_versions: int
 ) -> Message:
-    usage = Usage(prompt_tokens=m.usage.prompt_tokens, completion_tokens=m.usage.completion_tokens)
+    usage = Usage(
+        prompt_tokens=m.usage.prompt_tokens, completion_tokens=m.usage.completion_tokens,
+        cached_prompt_tokens=m.usage.cached_prompt_tokens,
+        cache_write_tokens=m.usage.cache_write_tokens,
+    )  # fmt: skip
     return Message(
         id=m.id, role=m.role, content=m.content, status=m.status, model=m.model,
         provider=m.provider, usage=usage, cost_usd=m.cost_usd, cached=m.cached,

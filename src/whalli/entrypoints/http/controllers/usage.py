@@ -37,6 +37,9 @@ class Figures(Schema):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    # of the prompt tokens, read from / written to the providers' prompt caches
+    cached_prompt_tokens: int
+    cache_write_tokens: int
 
 
 class ModelUsage(Figures):
@@ -75,7 +78,9 @@ F = TypeVar("F", bound=Figures)
 def _row(kind: type[F], f: model.UsageFigures, **key: Any) -> F:
     return kind(
         requests=f.requests, cached_requests=f.cached_requests, prompt_tokens=f.prompt_tokens,
-        completion_tokens=f.completion_tokens, cost_usd=round(f.cost_usd, 6), **key,
+        completion_tokens=f.completion_tokens, cost_usd=round(f.cost_usd, 6),
+        cached_prompt_tokens=f.cached_prompt_tokens, cache_write_tokens=f.cache_write_tokens,
+        **key,
     )  # fmt: skip
 
 
