@@ -7,6 +7,7 @@ from typing import Protocol
 from uuid import UUID
 
 from whalli.domain.model.base import Value
+from whalli.domain.model.chats import TokenUsage
 
 
 class UsageRecord(Value, frozen=True, kw_only=True):
@@ -23,6 +24,15 @@ class UsageRecord(Value, frozen=True, kw_only=True):
     # of the prompt tokens, read from / written to the provider's prompt cache
     cached_prompt_tokens: int = 0
     cache_write_tokens: int = 0
+
+    @classmethod
+    def of(cls, usage: TokenUsage, **fields: object) -> UsageRecord:
+        """The record of a call that used ``usage`` (its token counts), with ``fields``."""
+        return cls(
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            cached_prompt_tokens=usage.cached_prompt_tokens,
+            cache_write_tokens=usage.cache_write_tokens, **fields,  # type: ignore[arg-type]
+        )  # fmt: skip
 
 
 class UsageTotals(Value, frozen=True, kw_only=True):

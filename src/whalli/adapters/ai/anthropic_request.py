@@ -63,8 +63,8 @@ from whalli.domain.model.tools import ToolCall, ToolChoiceMode, Tools
 from whalli.ports.chat_model import CompletionRequest
 
 FORMAT_TOOL = "json_response"
-_EPHEMERAL = {"type": "ephemeral"}  # the prompt cache's only kind (5 minutes, renewed on use)
-_MARK = {"cache_control": _EPHEMERAL}
+# a prompt cache breakpoint, of its only kind (5 minutes, renewed on use)
+_MARK = {"cache_control": {"type": "ephemeral"}}
 # LiteLLM's schema for JSON mode (an empty ``properties``: the API refuses a null one)
 _ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True, "properties": {}}
 _FORMAT_DESCRIPTION = "Give your answer with this tool: its input is the reply, as JSON."
@@ -100,7 +100,7 @@ def cache_breakpoints(body: dict[str, Any]) -> dict[str, Any]:
     cached = dict(body)
     system = body.get("system")
     if isinstance(system, str) and system.strip():  # (a blank text block is refused)
-        cached["system"] = [{"type": "text", "text": system, "cache_control": _EPHEMERAL}]
+        cached["system"] = [{"type": "text", "text": system, **_MARK}]
     turns = list(body.get("messages") or [])
     if not turns:
         return cached

@@ -72,6 +72,8 @@ _MESSAGE_TYPES = {
     "updated_at": "timestamptz",
 }
 _MESSAGE_COLUMNS = tuple(_MESSAGE_TYPES)
+# The reply's TokenUsage fields kept in its own columns (its reasoning_tokens are not kept)
+_STORED_USAGE = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "cache_write_tokens")
 _SELECT_MESSAGE = f"SELECT {columns(_MESSAGE_COLUMNS)} FROM messages"
 # Inserting only when the chat exists reports a missing chat without aborting the transaction.
 _INSERT_MESSAGE = (
@@ -186,10 +188,7 @@ _VERSION_COUNTS = (
 def _message_params(message: Message) -> dict[str, Any]:
     params = msgspec.structs.asdict(message)
     usage = params.pop("usage")
-    params["prompt_tokens"] = usage.prompt_tokens
-    params["completion_tokens"] = usage.completion_tokens
-    params["cached_prompt_tokens"] = usage.cached_prompt_tokens
-    params["cache_write_tokens"] = usage.cache_write_tokens
+    params.update((name, getattr(usage, name)) for name in _STORED_USAGE)
     params["attachment_ids"] = list(message.attachment_ids)
     params["params"] = _params_json(message.params)
     return params
@@ -209,12 +208,7 @@ def _version(row: Row) -> ReplyVersion:
 
 
 def _message(row: Row) -> Message:
-    row["usage"] = {
-        "prompt_tokens": row.pop("prompt_tokens"),
-        "completion_tokens": row.pop("completion_tokens"),
-        "cached_prompt_tokens": row.pop("cached_prompt_tokens"),
-        "cache_write_tokens": row.pop("cache_write_tokens"),
-    }
+    row["usage"] = {name: row.pop(name) for name in _STORED_USAGE}
     return msgspec.convert(row, Message)
 
 

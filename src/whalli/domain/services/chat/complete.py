@@ -329,13 +329,10 @@ class CompleteChatHandler:
         reported = run.end.usage if run.end is not None else None
         usage = usage_or_estimate(reported, command.messages, text, run.started_usage)
         cost = 0.0 if run.cached else run.spec.price(usage)
-        record = UsageRecord(
-            id=self._ids.new_id(), user_id=command.user_id, message_id=None,
+        record = UsageRecord.of(
+            usage, id=self._ids.new_id(), user_id=command.user_id, message_id=None,
             model=run.spec.id, provider=run.spec.provider,
-            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             cost_usd=cost, cached=run.cached, created_at=self._clock.now(),
-            cached_prompt_tokens=usage.cached_prompt_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
         )  # fmt: skip
         await write_usage_retrying(  # one INSERT: no BEGIN/COMMIT round trips
             self._uow, lambda uow: uow.usage.add(record),

@@ -440,19 +440,16 @@ class GenerateReplyHandler:
             error=outcome.error.message if outcome.error else None,
             reasoning=reasoning,
         )
-        record = UsageRecord(
+        record = UsageRecord.of(
+            usage,
             id=self._ids.new_id(),  # one id for every attempt (see write_usage_retrying)
             user_id=session.user_id,
             message_id=message.id,
             model=outcome.spec.id,
             provider=outcome.spec.provider,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
             cost_usd=cost,
             cached=outcome.cached,
             created_at=now,
-            cached_prompt_tokens=usage.cached_prompt_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
         )
         try:
             await self._retrying(lambda uow: uow.chats.finish_reply(message, record))

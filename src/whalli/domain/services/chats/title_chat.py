@@ -99,13 +99,10 @@ class TitleChatHandler:
             return "skipped"
         text, usage = await self._ask(model, spec, first.content, reply.content)
         title = clean_title(text)
-        record = UsageRecord(
-            id=self._ids.new_id(), user_id=chat.user_id, message_id=None, model=spec.id,
-            provider=spec.provider, prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cost_usd=spec.price(usage), cached_prompt_tokens=usage.cached_prompt_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            cached=False, created_at=self._clock.now(),
+        record = UsageRecord.of(
+            usage, id=self._ids.new_id(), user_id=chat.user_id, message_id=None, model=spec.id,
+            provider=spec.provider, cost_usd=spec.price(usage), cached=False,
+            created_at=self._clock.now(),
         )  # fmt: skip
         async with self._uow.autocommit() as uow:  # one INSERT: paid for, whatever follows
             await uow.usage.add(record)
