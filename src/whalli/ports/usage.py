@@ -24,6 +24,7 @@ class UsageRecord(Value, frozen=True, kw_only=True):
     # of the prompt tokens, read from / written to the provider's prompt cache
     cached_prompt_tokens: int = 0
     cache_write_tokens: int = 0
+    reasoning_tokens: int = 0  # of the completion tokens, the model's hidden reasoning
 
     @classmethod
     def of(cls, usage: TokenUsage, **fields: object) -> UsageRecord:
@@ -31,7 +32,8 @@ class UsageRecord(Value, frozen=True, kw_only=True):
         return cls(
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             cached_prompt_tokens=usage.cached_prompt_tokens,
-            cache_write_tokens=usage.cache_write_tokens, **fields,  # type: ignore[arg-type]
+            cache_write_tokens=usage.cache_write_tokens, reasoning_tokens=usage.reasoning_tokens,
+            **fields,  # type: ignore[arg-type]
         )  # fmt: skip
 
 
@@ -56,6 +58,7 @@ class UsageDay(Value, frozen=True, kw_only=True):
     # of the prompt tokens, read from / written to the providers' prompt caches
     cached_prompt_tokens: int = 0
     cache_write_tokens: int = 0
+    reasoning_tokens: int = 0  # of the completion tokens, the models' hidden reasoning
 
 
 class UsageRepository(Protocol):

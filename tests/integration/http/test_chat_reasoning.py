@@ -18,7 +18,10 @@ from tests.support.fake_providers import (
     FakeProviderServer,
     Reply,
     anthropic_default,
+    openai_chunk,
     openai_default,
+    openai_stream,
+    sse,
 )
 from tests.support.fake_reasoning import (
     THOUGHTS,
@@ -255,3 +258,32 @@ async def test_a_chat_with_an_adaptive_claude_asks_it_for_an_effort_not_a_budget
     sent = anthropic.requests[-1].body
     assert sent["thinking"] == {"type": "adaptive"}
     assert sent["output_config"] == {"effort": "low"}
+
+
+async def test_the_hidden_reasoning_tokens_a_provider_reports_are_told_kept_and_summed(
+    chat: Chat,
+) -> None:
+    """OpenAI's ``completion_tokens_details.reasoning_tokens``: in the ``done`` event, the
+    stored reply and the caller's ``/api/usage``."""
+    alice = await chat.world.register("alice")
+    stream = openai_stream(usage=None)
+    ending = openai_chunk({}) | {"choices": []}
+    ending["usage"] = {
+        "prompt_tokens": 9, "completion_tokens": 70, "total_tokens": 79,
+        "completion_tokens_details": {"reasoning_tokens": 64},
+    }  # fmt: skip
+    chat.provider.script(Reply(chunks=[*stream[:-1], sse(ending), stream[-1]]))
+    started = await chat.start(alice["auth"], model=MODEL, message=f"Hm {uuid.uuid4()}")
+    events = await chat.events(started["sessionId"])
+    usage = await chat.client.get("/api/usage", headers=alice["auth"])
+
+    assert events[-1][1] == "done"
+    assert events[-1][2]["usage"] == {
+        "promptTokens": 9, "completionTokens": 70, "cachedPromptTokens": 0,
+        "cacheWriteTokens": 0, "reasoningTokens": 64,
+    }  # fmt: skip
+    reply = (await messages(chat, started["chatId"], alice["auth"]))[1]
+    assert reply["usage"] == events[-1][2]["usage"]
+    assert usage.status_code == 200, usage.text
+    assert usage.json()["total"]["reasoningTokens"] == 64
+    assert usage.json()["total"]["completionTokens"] == 70

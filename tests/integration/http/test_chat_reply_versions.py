@@ -103,7 +103,7 @@ async def test_a_regeneration_keeps_the_replaced_reply_as_an_earlier_version(cha
         )  # fmt: skip
         assert version["usage"] == {
             "promptTokens": 5, "completionTokens": 1, "cachedPromptTokens": 0,
-            "cacheWriteTokens": 0,
+            "cacheWriteTokens": 0, "reasoningTokens": 0,
         }  # fmt: skip
         assert (version["sessionId"], version["feedback"], version["earlierVersions"]) == (
             None, None, 0,

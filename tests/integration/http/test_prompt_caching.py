@@ -116,6 +116,9 @@ async def test_a_conversations_earlier_turns_are_read_from_claudes_cache_and_cha
     # 1.25 times the input price
     for done, usage in ((first, writing), (second, reading), (third, again)):
         assert done["usage"]["promptTokens"] == usage.prompt_tokens
+        # the done event tells what of the prompt came from and went to the cache
+        assert done["usage"]["cachedPromptTokens"] == usage.cache_read_input_tokens
+        assert done["usage"]["cacheWriteTokens"] == usage.cache_creation_input_tokens
         assert done["costUsd"] == pytest.approx(billed(usage, 4), rel=1e-9)
     assert float(reply.cost_usd) == pytest.approx(billed(again, 4), rel=1e-9)
     uncached = (again.prompt_tokens * 3.00 + 4 * 15.00) / 1_000_000
@@ -286,6 +289,7 @@ async def test_a_replys_and_the_usages_cache_figures_are_kept_and_shown(
             "completionTokens": 4,
             "cachedPromptTokens": u.cache_read_input_tokens,
             "cacheWriteTokens": u.cache_creation_input_tokens,
+            "reasoningTokens": 0,
         }
         for u in cache.usages
     ]

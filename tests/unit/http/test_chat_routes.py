@@ -136,7 +136,8 @@ async def test_a_member_reads_a_chat_with_its_messages(
                                    model="gpt-4o-mini", provider="openai", now=now)  # fmt: skip
     answer.finish(
         status=MessageStatus.COMPLETE, content="Plenty.", now=now, finish_reason="stop",
-        usage=TokenUsage(prompt_tokens=12, completion_tokens=3), cost_usd=0.25, ttft_ms=40,
+        usage=TokenUsage(prompt_tokens=12, completion_tokens=3, reasoning_tokens=2),
+        cost_usd=0.25, ttft_ms=40,
         total_ms=90, reasoning="Taxes are high.",
     )  # fmt: skip
     await add_message(container, chat_id, question)
@@ -152,7 +153,7 @@ async def test_a_member_reads_a_chat_with_its_messages(
         "id": str(answer.id), "role": "assistant", "content": "Plenty.", "status": "complete",
         "model": "gpt-4o-mini", "provider": "openai",
         "usage": {"promptTokens": 12, "completionTokens": 3, "cachedPromptTokens": 0,
-                  "cacheWriteTokens": 0}, "costUsd": 0.25, "cached": False,
+                  "cacheWriteTokens": 0, "reasoningTokens": 2}, "costUsd": 0.25, "cached": False,
         "finishReason": "stop", "ttftMs": 40, "totalMs": 90, "attachmentIds": [], "error": None,
         "reasoning": "Taxes are high.",
         "createdAt": body["messages"][1]["createdAt"], "sessionId": None, "feedback": None,

@@ -37,9 +37,9 @@ async def test_the_callers_usage_totals_per_model_and_per_day(
 ) -> None:
     ada = await seed_caller(container, client, "ada")
     bob = await seed_caller(container, client, "bob")
-    await spend(container, ada)
+    await spend(container, ada, reasoning_tokens=3)
     await spend(container, ada, days_ago=2, cached=True, model="dev/echo", provider="dev")
-    await spend(container, bob, cost_usd=7.0)
+    await spend(container, bob, cost_usd=7.0, reasoning_tokens=4)
     today = container.clock.now().date()
 
     response = await ada.call("GET", "/api/usage")
@@ -49,7 +49,7 @@ async def test_the_callers_usage_totals_per_model_and_per_day(
     assert (body["from"], body["to"]) == (str(today - timedelta(days=29)), str(today))
     assert body["total"] == {
         "requests": 2, "cachedRequests": 1, "promptTokens": 20, "completionTokens": 10,
-        "costUsd": 0.5, "cachedPromptTokens": 0, "cacheWriteTokens": 0,
+        "costUsd": 0.5, "cachedPromptTokens": 0, "cacheWriteTokens": 0, "reasoningTokens": 3,
     }  # fmt: skip
     assert [(m["model"], m["provider"], m["requests"]) for m in body["byModel"]] == [
         ("dev/echo", "dev", 1), ("openai/gpt-4o-mini", "openai", 1),
@@ -58,6 +58,7 @@ async def test_the_callers_usage_totals_per_model_and_per_day(
     assert body["byDay"][-1] == {
         "day": str(today), "requests": 1, "cachedRequests": 0, "promptTokens": 10,
         "completionTokens": 5, "costUsd": 0.25, "cachedPromptTokens": 0, "cacheWriteTokens": 0,
+        "reasoningTokens": 3,
     }  # fmt: skip
     assert body["byDay"][-3]["cachedRequests"] == 1
 

@@ -51,6 +51,7 @@ class InMemoryUsageRepository(MemoryRepository, UsageRepository):
                 cost_usd=sum((r.cost_usd for r in rs), 0.0),
                 cached_prompt_tokens=sum(r.cached_prompt_tokens for r in rs),
                 cache_write_tokens=sum(r.cache_write_tokens for r in rs),
+                reasoning_tokens=sum(r.reasoning_tokens for r in rs),
             )
             for (day, model, provider), rs in sorted(groups.items())
         ]

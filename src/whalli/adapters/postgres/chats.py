@@ -19,7 +19,7 @@ from whalli.adapters.postgres._base import (
     columns,
     placeholders,
 )
-from whalli.domain.model.chats import Chat, GenerationParams, Message
+from whalli.domain.model.chats import Chat, GenerationParams, Message, TokenUsage
 from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
 from whalli.domain.model.reply_versions import ReplyVersion
 from whalli.ports.chats import ChatRepository
@@ -59,6 +59,7 @@ _MESSAGE_TYPES = {
     "completion_tokens": "bigint",
     "cached_prompt_tokens": "bigint",
     "cache_write_tokens": "bigint",
+    "reasoning_tokens": "bigint",
     "cost_usd": "double precision",
     "cached": "boolean",
     "finish_reason": "text",
@@ -72,8 +73,8 @@ _MESSAGE_TYPES = {
     "updated_at": "timestamptz",
 }
 _MESSAGE_COLUMNS = tuple(_MESSAGE_TYPES)
-# The reply's TokenUsage fields kept in its own columns (its reasoning_tokens are not kept)
-_STORED_USAGE = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "cache_write_tokens")
+# The reply's TokenUsage fields, each kept in a column of the same name
+_STORED_USAGE = tuple(TokenUsage.__struct_fields__)
 _SELECT_MESSAGE = f"SELECT {columns(_MESSAGE_COLUMNS)} FROM messages"
 # Inserting only when the chat exists reports a missing chat without aborting the transaction.
 _INSERT_MESSAGE = (
@@ -98,8 +99,8 @@ def _insert_messages(count: int) -> str:
     every chat exists and every id is free, and returns those two facts: the expected failures
     are reported without aborting the transaction, as ``add_message`` does. (A concurrent
     insert of the same id, or deletion of the chat, still fails the statement: ``translated``
-    turns that into ``Conflict`` or ``ChatNotFound``.) 20 parameters a message: Postgres takes
-    65535 parameters, so at most some 3200 messages a call."""
+    turns that into ``Conflict`` or ``ChatNotFound``.) 23 parameters a message: Postgres takes
+    65535 parameters, so at most some 2800 messages a call."""
     rows = _message_rows(count)
     return (
         f"WITH new ({_MESSAGE_COLUMN_LIST}) AS (VALUES {rows}), "

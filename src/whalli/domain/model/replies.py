@@ -53,6 +53,12 @@ class DoneEvent(ReplyEvent, frozen=True, tag="done", kw_only=True):
     finish_reason: str
     cost_usd: float
     status: str  # complete | aborted
+    # Of the prompt tokens, read from / written to the provider's prompt cache; of the
+    # completion tokens, the model's hidden reasoning. Defaults: an event written by an older
+    # process (during a rolling deploy) still decodes.
+    cached_prompt_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 class ErrorEvent(ReplyEvent, frozen=True, tag="error", kw_only=True):

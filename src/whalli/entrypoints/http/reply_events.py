@@ -34,7 +34,10 @@ def sse_frame(event_id: str, event: ReplyEvent) -> bytes:
         payload = {
             "messageId": str(event.message_id), "cached": event.cached,
             "usage": {"promptTokens": event.prompt_tokens,
-                      "completionTokens": event.completion_tokens},
+                      "completionTokens": event.completion_tokens,
+                      "cachedPromptTokens": event.cached_prompt_tokens,
+                      "cacheWriteTokens": event.cache_write_tokens,
+                      "reasoningTokens": event.reasoning_tokens},
             "finishReason": event.finish_reason, "costUsd": event.cost_usd,
             "status": event.status,
         }  # fmt: skip

@@ -489,6 +489,9 @@ class GenerateReplyHandler:
             finish_reason=message.finish_reason or "stop",
             cost_usd=message.cost_usd,
             status=str(message.status),
+            cached_prompt_tokens=message.usage.cached_prompt_tokens,
+            cache_write_tokens=message.usage.cache_write_tokens,
+            reasoning_tokens=message.usage.reasoning_tokens,
         )
 
     async def _publish(self, session: ChatSession, event: ReplyEvent) -> None:

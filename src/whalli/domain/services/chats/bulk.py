@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from whalli.domain.model.chats import Chat, Message
 from whalli.ports.unit_of_work import UnitOfWork
 
-# Messages per statement: Postgres takes at most 65535 parameters (20 a message).
+# Messages per statement: Postgres takes at most 65535 parameters (23 a message).
 BATCH = 1000
 
 

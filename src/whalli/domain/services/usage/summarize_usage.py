@@ -35,6 +35,7 @@ class UsageFigures(Value, frozen=True, kw_only=True):
     cost_usd: float = 0.0
     cached_prompt_tokens: int = 0  # of the prompt tokens, read from providers' prompt caches
     cache_write_tokens: int = 0  # and written to them
+    reasoning_tokens: int = 0  # of the completion tokens, the models' hidden reasoning
 
 
 class ModelUsage(Value, frozen=True, kw_only=True):
@@ -98,6 +99,7 @@ def _sum(days: Iterable[UsageDay]) -> UsageFigures:
         cost_usd=sum((d.cost_usd for d in rows), 0.0),
         cached_prompt_tokens=sum(d.cached_prompt_tokens for d in rows),
         cache_write_tokens=sum(d.cache_write_tokens for d in rows),
+        reasoning_tokens=sum(d.reasoning_tokens for d in rows),
     )
 
 

@@ -65,6 +65,7 @@ class Usage(Schema):
     # of the prompt tokens, read from / written to the provider's prompt cache
     cached_prompt_tokens: int
     cache_write_tokens: int
+    reasoning_tokens: int  # of the completion tokens, the model's hidden reasoning
 
 
 class FeedbackOut(Schema):
@@ -183,6 +184,7 @@ def _message(
         prompt_tokens=m.usage.prompt_tokens, completion_tokens=m.usage.completion_tokens,
         cached_prompt_tokens=m.usage.cached_prompt_tokens,
         cache_write_tokens=m.usage.cache_write_tokens,
+        reasoning_tokens=m.usage.reasoning_tokens,
     )  # fmt: skip
     return Message(
         id=m.id, role=m.role, content=m.content, status=m.status, model=m.model,

@@ -40,6 +40,7 @@ class Figures(Schema):
     # of the prompt tokens, read from / written to the providers' prompt caches
     cached_prompt_tokens: int
     cache_write_tokens: int
+    reasoning_tokens: int  # of the completion tokens, the models' hidden reasoning
 
 
 class ModelUsage(Figures):
@@ -80,6 +81,7 @@ def _row(kind: type[F], f: model.UsageFigures, **key: Any) -> F:
         requests=f.requests, cached_requests=f.cached_requests, prompt_tokens=f.prompt_tokens,
         completion_tokens=f.completion_tokens, cost_usd=round(f.cost_usd, 6),
         cached_prompt_tokens=f.cached_prompt_tokens, cache_write_tokens=f.cache_write_tokens,
+        reasoning_tokens=f.reasoning_tokens,
         **key,
     )  # fmt: skip
 
