@@ -150,6 +150,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Ask Anthropic to cache each request's prompt for the conversation's next turn (reads
     # billed at a tenth of the input price, writes at 1.25 times it)
     anthropic_prompt_cache: bool = True
+    # How long Anthropic keeps what it caches: "5m" (renewed on each read) or "1h" for
+    # conversations whose turns are further apart (its writes billed at twice the input price)
+    anthropic_prompt_cache_ttl: Literal["5m", "1h"] = "5m"
     xai_base_url: str = "https://api.x.ai/v1"
     # Any OpenAI-compatible server (Ollama, vLLM, llama.cpp, OpenRouter): on when a URL is set.
     openai_compatible_base_url: str = ""

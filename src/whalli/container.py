@@ -250,6 +250,7 @@ def build_chat_models(settings: Settings, client: httpx.AsyncClient) -> dict[str
             base_url=settings.anthropic_base_url,
             policy=policy,
             prompt_cache=settings.anthropic_prompt_cache,
+            prompt_cache_ttl=settings.anthropic_prompt_cache_ttl,
         )
     if settings.dev_models:
         models["dev"] = DevEchoChatModel()

@@ -8,9 +8,13 @@ caching documentation), so that what Whalli asks of it and what it is billed can
 - a request reads the longest cached prefix ending at one of its breakpoints or at one of the
   ``LOOKBACK`` block boundaries before each of them;
 - the usage splits the prompt as the API does: ``cache_read_input_tokens`` (the prefix read),
-  ``cache_creation_input_tokens`` (what was written beyond it) and ``input_tokens`` (the rest);
+  ``cache_creation_input_tokens`` (what was written beyond it) and ``input_tokens`` (the rest),
+  and the writes by how long they are kept (``cache_creation``'s ``ephemeral_5m_input_tokens``
+  and ``ephemeral_1h_input_tokens``: here all to the ``ttl`` of the breakpoint whose prefix
+  was written, exact when a request's breakpoints share one);
 - it refuses what the API refuses: more than four breakpoints, a kind other than
-  ``ephemeral``, a ``ttl`` other than ``5m`` or ``1h``, a breakpoint on an empty text block.
+  ``ephemeral``, a ``ttl`` other than ``5m`` or ``1h``, a 1-hour breakpoint after a 5-minute
+  one, a breakpoint on an empty text block.
 
 A block's tokens are its JSON's length in characters divided by 4 (at least 1): not Claude's
 tokenizer, but the same for the same block, which is all the cache's arithmetic needs.
@@ -40,6 +44,7 @@ class CacheUsage:
     input_tokens: int
     cache_creation_input_tokens: int
     cache_read_input_tokens: int
+    cache_creation_1h_input_tokens: int = 0  # of the writes, those kept an hour
 
     @property
     def prompt_tokens(self) -> int:
@@ -71,6 +76,11 @@ class PromptCacheAnthropic:
             "input_tokens": usage.input_tokens,
             "cache_creation_input_tokens": usage.cache_creation_input_tokens,
             "cache_read_input_tokens": usage.cache_read_input_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": usage.cache_creation_input_tokens
+                - usage.cache_creation_1h_input_tokens,
+                "ephemeral_1h_input_tokens": usage.cache_creation_1h_input_tokens,
+            },
             "output_tokens": 1,
         }
         chunks[0] = f"event: message_start\ndata: {json.dumps(start)}\n\n".encode()
@@ -93,15 +103,17 @@ class PromptCacheAnthropic:
                 if hashes[n] in self.entries:
                     read = max(read, lengths[n])
                     break
-        written = read
+        written, hour = read, False
         for mark in marks:
             if lengths[mark] >= MIN_CACHEABLE and hashes[mark] not in self.entries:
                 self.entries.add(hashes[mark])
-                written = max(written, lengths[mark])
+                if lengths[mark] > written:
+                    written, hour = lengths[mark], blocks[mark]["cache_control"].get("ttl") == "1h"
         return CacheUsage(
             input_tokens=total - written,
             cache_creation_input_tokens=written - read,
             cache_read_input_tokens=read,
+            cache_creation_1h_input_tokens=written - read if hour else 0,
         )
 
 
@@ -147,6 +159,12 @@ def refused_breakpoints(body: dict[str, Any]) -> str | None:
     for where, block in marks:
         if block.get("type") == "text" and not str(block.get("text", "")).strip():
             return f"{where}: text content blocks must contain non-whitespace text"
+    ttls = [b["cache_control"].get("ttl", "5m") for b in _blocks(body) if "cache_control" in b]
+    if "5m" in ttls and "1h" in ttls[ttls.index("5m") :]:
+        return (
+            "A cache_control entry with ttl='1h' must not come after one with ttl='5m' "
+            "(tools, then system, then messages)."
+        )
     return None
 
 

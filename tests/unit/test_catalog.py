@@ -196,6 +196,25 @@ def test_claudes_cache_reads_cost_a_tenth_and_writes_a_quarter_more_than_input()
     assert claude.price(usage) == pytest.approx(expected)
 
 
+def test_claudes_writes_to_its_hour_long_cache_cost_twice_the_input() -> None:
+    claude = a_spec("anthropic/c", provider="anthropic", input_usd_per_mtok=3.0)
+    assert claude.cache_write_1h_price == pytest.approx(6.0)
+    usage = TokenUsage(
+        prompt_tokens=10_000, completion_tokens=0, cache_write_tokens=4_000,
+        cache_write_1h_tokens=3_000,
+    )  # fmt: skip
+    expected = (6_000 * 3.0 + 1_000 * 3.75 + 3_000 * 6.0) / 1_000_000
+    assert claude.price(usage) == pytest.approx(expected)
+    # more hour-long writes than writes are taken as all of them
+    assert claude.cost_usd(100, 0, written=10, written_1h=50) == pytest.approx(
+        (90 * 3.0 + 10 * 6.0) / 1_000_000
+    )
+    listed = a_spec("anthropic/l", provider="anthropic", cache_write_1h_usd_per_mtok=7.5)
+    assert listed.cache_write_1h_price == 7.5
+    with pytest.raises(InvalidInput, match="cannot be negative"):
+        claude.cost_usd(10, 0, written_1h=-1)
+
+
 def test_other_providers_cached_input_costs_the_input_price_unless_the_catalog_says() -> None:
     usage = TokenUsage(prompt_tokens=1_000, completion_tokens=0, cached_prompt_tokens=800)
     plain = a_spec("openai/p", provider="openai", input_usd_per_mtok=2.0)

@@ -43,6 +43,10 @@ def test_the_api_key_last_use_interval_defaults_to_a_minute_and_is_bounded() -> 
 def test_a_bad_choice_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="WHALLI_LOG_LEVEL"):
         load_settings({"WHALLI_LOG_LEVEL": "loud"}, dotenv=None)
+    with pytest.raises(ConfigError, match="WHALLI_ANTHROPIC_PROMPT_CACHE_TTL"):
+        load_settings({"WHALLI_ANTHROPIC_PROMPT_CACHE_TTL": "2h"}, dotenv=None)
+    hour = load_settings({"WHALLI_ANTHROPIC_PROMPT_CACHE_TTL": "1h"}, dotenv=None)
+    assert hour.anthropic_prompt_cache_ttl == "1h"
 
 
 def test_an_s3_endpoint_needs_its_keys() -> None:

@@ -142,6 +142,36 @@ async def test_claude_is_not_asked_to_cache_when_the_setting_is_off(
     assert second["costUsd"] == pytest.approx(billed(cache.usages[1], 4), rel=1e-9)
 
 
+async def test_with_the_hour_long_cache_every_mark_asks_for_it_and_its_writes_cost_double(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    """``WHALLI_ANTHROPIC_PROMPT_CACHE_TTL=1h``: each breakpoint asks for Claude's 1-hour
+    cache (which the API takes), and what it writes there is billed at twice the input price
+    ($6 per 1M for Claude Sonnet 4), reads still a tenth."""
+    async with _claude(stack_urls, unique, WHALLI_ANTHROPIC_PROMPT_CACHE_TTL="1h") as (
+        chat, anthropic, cache, auth,
+    ):  # fmt: skip
+        system = f"{INSTRUCTIONS}{uuid.uuid4()}"
+        first = await _turn(chat, auth, message="Who was Tycho Brahe?", systemPrompt=system)
+        second = await _turn(chat, auth, message="And Kepler?", chatId=first["chatId"])
+
+    marks = [
+        block["cache_control"]
+        for body in (r.body for r in anthropic.requests)
+        for block in [*body["system"], *(b for t in body["messages"] for b in t["content"])]
+        if "cache_control" in block
+    ]
+    assert marks == [{"type": "ephemeral", "ttl": "1h"}] * 5
+    writing, reading = cache.usages
+    assert writing.cache_creation_1h_input_tokens == writing.cache_creation_input_tokens > 1024
+    assert reading.cache_read_input_tokens == writing.prompt_tokens
+    for done, usage in ((first, writing), (second, reading)):
+        hour_writes = usage.cache_creation_1h_input_tokens
+        expected = billed(usage, 4) + hour_writes * (6.00 - 3.75) / 1_000_000
+        assert done["costUsd"] == pytest.approx(expected, rel=1e-9)
+        assert done["usage"]["cacheWriteTokens"] == usage.cache_creation_input_tokens
+
+
 async def test_a_short_conversation_is_not_cached_and_costs_what_it_did(
     stack_urls: StackUrls, migrated_database_url: str, unique: str
 ) -> None:

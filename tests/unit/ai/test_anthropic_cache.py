@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.fake_prompt_cache import refused_breakpoints
-from whalli.adapters.ai.anthropic_request import messages_body
+from whalli.adapters.ai.anthropic_request import cache_breakpoints, messages_body
 from whalli.domain.model.chats import GenerationParams, MessageRole, PromptMessage, ReasoningEffort
 from whalli.domain.model.images import ImagePart
 from whalli.domain.model.tools import ToolCall, Tools, ToolSpec
@@ -112,3 +112,28 @@ def test_a_blank_system_prompt_is_not_marked(system: str) -> None:
     sent = body(PromptMessage(role=MessageRole.SYSTEM, content=system), user("Hi"))
     assert not isinstance(sent.get("system"), list)
     assert refused_breakpoints(sent) is None
+
+
+def test_an_hour_long_cache_marks_every_breakpoint_so_and_the_api_takes_it() -> None:
+    asked = CompletionRequest(
+        model="claude-test",
+        messages=(
+            PromptMessage(role=MessageRole.SYSTEM, content="Be brief."), user("Hi"),
+            PromptMessage(role=MessageRole.ASSISTANT, content="Hello."), user("More?"),
+        ),
+    )  # fmt: skip
+    sent = messages_body(asked, default_max_tokens=1024, prompt_cache=True, cache_ttl="1h")
+    hour = {"cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    assert sent["system"] == [{"type": "text", "text": "Be brief.", **hour}]
+    assert sent["messages"][0]["content"] == [{"type": "text", "text": "Hi", **hour}]
+    assert sent["messages"][2]["content"] == [{"type": "text", "text": "More?", **hour}]
+    assert refused_breakpoints(sent) is None
+    with pytest.raises(ValueError, match="5m or 1h"):
+        cache_breakpoints(sent, "2h")
+
+
+def test_the_api_refuses_an_hour_long_mark_after_a_five_minute_one() -> None:
+    """(the loopback cache's rule, which the one-TTL marks above never break)"""
+    sent = body(PromptMessage(role=MessageRole.SYSTEM, content="Be brief."), user("Hi"))
+    sent["messages"][0]["content"][0]["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
+    assert "must not come after" in (refused_breakpoints(sent) or "")

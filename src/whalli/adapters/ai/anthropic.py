@@ -37,7 +37,12 @@ from whalli.adapters.ai._streaming import (
     stream_cut,
     stream_with_retries,
 )
-from whalli.adapters.ai.anthropic_request import FORMAT_TOOL, messages_body, native_format
+from whalli.adapters.ai.anthropic_request import (
+    CACHE_TTLS,
+    FORMAT_TOOL,
+    messages_body,
+    native_format,
+)
 from whalli.domain.model.chats import TokenUsage
 from whalli.domain.model.errors import ProviderError
 from whalli.domain.services.chat.context import estimate_tokens
@@ -69,9 +74,13 @@ class AnthropicChatModel(ChatModel):
         policy: StreamPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         prompt_cache: bool = True,
+        prompt_cache_ttl: str = "5m",
     ) -> None:
+        if prompt_cache_ttl not in CACHE_TTLS:
+            raise ValueError(f"a prompt cache is kept 5m or 1h, not {prompt_cache_ttl!r}")
         self.provider = "anthropic"
         self._prompt_cache = prompt_cache  # ask the API to cache prompts (cache_breakpoints)
+        self._cache_ttl = prompt_cache_ttl
         self._http = http
         self._url = base_url.rstrip("/") + "/v1/messages"
         self._headers = {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
@@ -85,6 +94,7 @@ class AnthropicChatModel(ChatModel):
                 request,
                 default_max_tokens=self._default_max_tokens,
                 prompt_cache=self._prompt_cache and request.cacheable,
+                cache_ttl=self._cache_ttl,
             )
         except ProviderError as e:  # an image the API would refuse: not sent
             return refused(e)
@@ -148,6 +158,7 @@ class _Answer:
         "blocks",
         "cache_read",
         "cache_write",
+        "cache_write_1h",
         "completion_tokens",
         "end",
         "format_block",
@@ -168,6 +179,7 @@ class _Answer:
         self.secrets = secrets  # the request's key: never repeated in an error's message
         self.input_tokens = self.completion_tokens = 0
         self.cache_read = self.cache_write = 0  # of the prompt tokens (see ``TokenUsage``)
+        self.cache_write_1h = 0  # of the cache writes, those kept an hour
         self.stop_reason: str | None = None
         self.end: StreamEnd | None = None
         self.sent: list[str] = []  # the text passed on (kept only while local stops apply)
@@ -258,11 +270,16 @@ class _Answer:
         at 0 are kept: a ``message_delta`` may repeat some and not others). The prompt's
         tokens are reported in three parts: ``input_tokens`` (after the last cache
         breakpoint), ``cache_creation_input_tokens`` (written to the prompt cache) and
-        ``cache_read_input_tokens`` (read from it); the prompt is all three."""
+        ``cache_read_input_tokens`` (read from it); the prompt is all three. Of the writes,
+        ``cache_creation.ephemeral_1h_input_tokens`` were to the 1-hour cache (priced apart)."""
         self.input_tokens = _count(usage.get("input_tokens")) or self.input_tokens
         self.cache_read = _count(usage.get("cache_read_input_tokens")) or self.cache_read
         self.cache_write = _count(usage.get("cache_creation_input_tokens")) or self.cache_write
         self.completion_tokens = _count(usage.get("output_tokens")) or self.completion_tokens
+        creation = usage.get("cache_creation")
+        if isinstance(creation, dict):
+            hour = _count(creation.get("ephemeral_1h_input_tokens"))
+            self.cache_write_1h = hour or self.cache_write_1h
 
     def _usage(self, completion_tokens: int) -> TokenUsage:
         return TokenUsage(
@@ -270,6 +287,7 @@ class _Answer:
             completion_tokens=completion_tokens,
             cached_prompt_tokens=self.cache_read,
             cache_write_tokens=self.cache_write,
+            cache_write_1h_tokens=min(self.cache_write_1h, self.cache_write),
         )
 
     def _is_format_block(self, block_index: object) -> bool:

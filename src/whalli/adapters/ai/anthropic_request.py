@@ -42,7 +42,7 @@ takes none (the catalog's ``prefill = false``: Claude Opus and Sonnet 4.6).
 A reasoning effort asks for extended thinking (``anthropic_thinking``).
 
 Long conversations are cached by the API between their turns (``cache_breakpoints``, on by
-default: ``WHALLI_ANTHROPIC_PROMPT_CACHE``).
+default: ``WHALLI_ANTHROPIC_PROMPT_CACHE``, for ``WHALLI_ANTHROPIC_PROMPT_CACHE_TTL``).
 """
 
 from __future__ import annotations
@@ -63,8 +63,10 @@ from whalli.domain.model.tools import ToolCall, ToolChoiceMode, Tools
 from whalli.ports.chat_model import CompletionRequest
 
 FORMAT_TOOL = "json_response"
-# a prompt cache breakpoint, of its only kind (5 minutes, renewed on use)
+# a prompt cache breakpoint (kept 5 minutes, renewed on use), and one kept an hour
 _MARK = {"cache_control": {"type": "ephemeral"}}
+_HOUR_MARK = {"cache_control": {"type": "ephemeral", "ttl": "1h"}}
+CACHE_TTLS = ("5m", "1h")
 # LiteLLM's schema for JSON mode (an empty ``properties``: the API refuses a null one)
 _ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True, "properties": {}}
 _FORMAT_DESCRIPTION = "Give your answer with this tool: its input is the reply, as JSON."
@@ -75,32 +77,40 @@ def _at_most(tokens: int, cap: int | None) -> int:
 
 
 def messages_body(
-    request: CompletionRequest, *, default_max_tokens: int, prompt_cache: bool = False
+    request: CompletionRequest,
+    *,
+    default_max_tokens: int,
+    prompt_cache: bool = False,
+    cache_ttl: str = "5m",
 ) -> dict[str, Any]:
     """The request body (streamed), with ``prompt_cache`` the prompt cache's breakpoints
-    (``cache_breakpoints``). Raises ``InvalidInput`` for what the API would refuse and
-    clients send (tool turns without tools, arguments that are not an object, see
-    ``_format_tool``), and ``check_image_sizes``'s error for an image too large."""
+    (``cache_breakpoints``, kept ``cache_ttl``). Raises ``InvalidInput`` for what the API
+    would refuse and clients send (tool turns without tools, arguments that are not an
+    object, see ``_format_tool``), and ``check_image_sizes``'s error for an image too large."""
     body = _body(request, default_max_tokens)
-    return cache_breakpoints(body) if prompt_cache else body
+    return cache_breakpoints(body, cache_ttl) if prompt_cache else body
 
 
-def cache_breakpoints(body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` asking Anthropic to cache its prompt (``cache_control`` breakpoints, its
-    5-minute cache): on the system prompt (with the tools before it: the same instructions
-    start many chats), on the last block of the last turn, and on the last block of the turn
-    before the model's last one. The next request of the conversation repeats this one's
-    prompt and adds a reply and a turn to it; the API looks back from each breakpoint (about
-    20 blocks) for the longest prefix cached, and the third breakpoint sits where this
-    request's last one was, however many blocks a step added (a tool loop's parallel calls
-    and results), so all of this one's prompt is read from the cache (billed a tenth of the
-    input price; writing it, a quarter more) and only the new turns afresh. Three of the
-    API's four breakpoints; a prompt too short to cache (1,024 to 4,096 tokens by model) is
-    read as without them, at no extra cost."""
+def cache_breakpoints(body: dict[str, Any], ttl: str = "5m") -> dict[str, Any]:
+    """``body`` asking Anthropic to cache its prompt (``cache_control`` breakpoints, kept ``ttl``:
+    its 5-minute cache, renewed on each read, or its 1-hour one, whose writes cost twice the
+    input price; all the same, as the API wants longer ones first): on the system prompt (with
+    the tools before it: the same instructions start many chats), on the last block of the last
+    turn, and on the last block of the turn before the model's last one. The next request of the
+    conversation repeats this one's prompt and adds a reply and a turn to it; the API looks back
+    from each breakpoint (about 20 blocks) for the longest prefix cached, and the third
+    breakpoint sits where this request's last one was, however many blocks a step added (a tool
+    loop's parallel calls and results), so all of this one's prompt is read from the cache
+    (billed a tenth of the input price; writing it, a quarter more) and only the new turns
+    afresh. Three of the API's four breakpoints; a prompt too short to cache (1,024 to 4,096
+    tokens by model) is read as without them, at no extra cost."""
+    if ttl not in CACHE_TTLS:
+        raise ValueError(f"a prompt cache is kept 5m or 1h, not {ttl!r}")
+    mark = _HOUR_MARK if ttl == "1h" else _MARK
     cached = dict(body)
     system = body.get("system")
     if isinstance(system, str) and system.strip():  # (a blank text block is refused)
-        cached["system"] = [{"type": "text", "text": system, **_MARK}]
+        cached["system"] = [{"type": "text", "text": system, **mark}]
     turns = list(body.get("messages") or [])
     if not turns:
         return cached
@@ -110,7 +120,7 @@ def cache_breakpoints(body: dict[str, Any]) -> dict[str, Any]:
         marked.append(replies[-1] - 1)
     for n in marked:
         blocks = _blocks(turns[n]["content"])
-        turns[n] = {**turns[n], "content": [*blocks[:-1], {**blocks[-1], **_MARK}]}
+        turns[n] = {**turns[n], "content": [*blocks[:-1], {**blocks[-1], **mark}]}
     cached["messages"] = turns
     return cached
 

@@ -19,7 +19,7 @@ from whalli.adapters.postgres._base import (
     columns,
     placeholders,
 )
-from whalli.domain.model.chats import Chat, GenerationParams, Message, TokenUsage
+from whalli.domain.model.chats import Chat, GenerationParams, Message
 from whalli.domain.model.errors import ChatNotFound, Conflict, MessageNotFound
 from whalli.domain.model.reply_versions import ReplyVersion
 from whalli.ports.chats import ChatRepository
@@ -73,8 +73,12 @@ _MESSAGE_TYPES = {
     "updated_at": "timestamptz",
 }
 _MESSAGE_COLUMNS = tuple(_MESSAGE_TYPES)
-# The reply's TokenUsage fields, each kept in a column of the same name
-_STORED_USAGE = tuple(TokenUsage.__struct_fields__)
+# The reply's TokenUsage fields kept, each in a column of the same name (the split of its cache
+# writes by how long they are kept is not: its cost counts it)
+_STORED_USAGE = (
+    "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "cache_write_tokens",
+    "reasoning_tokens",
+)  # fmt: skip
 _SELECT_MESSAGE = f"SELECT {columns(_MESSAGE_COLUMNS)} FROM messages"
 # Inserting only when the chat exists reports a missing chat without aborting the transaction.
 _INSERT_MESSAGE = (

@@ -77,11 +77,12 @@ TOKENS_PER_PRICE_UNIT = 1_000_000
 
 # A provider's price of prompt tokens read from its prompt cache, and written to it, as a share
 # of the model's input price, where the provider has one rule for all its models (Anthropic:
-# reads 0.1, writes to its 5-minute cache 1.25); a provider not named here charges the input
-# price unless a model lists its own (``cached_input_usd_per_mtok``: OpenAI's and xAI's
-# discounts differ by model).
+# reads 0.1, writes to its 5-minute cache 1.25, to its 1-hour cache 2); a provider not named
+# here charges the input price unless a model lists its own (``cached_input_usd_per_mtok``:
+# OpenAI's and xAI's discounts differ by model).
 CACHE_READ_SHARE: dict[str, float] = {"anthropic": 0.1}
 CACHE_WRITE_SHARE: dict[str, float] = {"anthropic": 1.25}
+CACHE_WRITE_1H_SHARE: dict[str, float] = {"anthropic": 2.0}
 
 # The sampling parameters a model may refuse (``ModelSpec.refuses``), by their names in
 # ``GenerationParams`` (and on /v1). A refused one is not sent: ``stop`` is applied by Whalli
@@ -108,6 +109,8 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # only where listed, their writes cost the input price)
     cached_input_usd_per_mtok: float | None = None
     cache_write_usd_per_mtok: float | None = None
+    # ... and of 1M written to Anthropic's 1-hour cache (``CACHE_WRITE_1H_SHARE``: 2)
+    cache_write_1h_usd_per_mtok: float | None = None
     # Whether the model reads images (vision); only a model of VISION_PROVIDERS can.
     vision: bool = False
     # Whether the model takes a reasoning effort; only a model of REASONING_PROVIDERS can.
@@ -228,20 +231,29 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
         return self.vision and self.provider in VISION_PROVIDERS
 
     def cost_usd(
-        self, prompt_tokens: int, completion_tokens: int, *, cached: int = 0, written: int = 0
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        cached: int = 0,
+        written: int = 0,
+        written_1h: int = 0,
     ) -> float:
         """The price of one call, in USD: of its ``prompt_tokens``, ``cached`` were read from
-        the provider's prompt cache and ``written`` written to it (each priced as such; more
-        than the prompt's count are taken as all of it, reads first)."""
-        if min(prompt_tokens, completion_tokens, cached, written) < 0:
+        the provider's prompt cache and ``written`` written to it, ``written_1h`` of those to
+        its 1-hour cache (each priced as such; more than the prompt's count are taken as all
+        of it, reads first, and more hour-long writes than writes as all of them)."""
+        if min(prompt_tokens, completion_tokens, cached, written, written_1h) < 0:
             raise InvalidInput("Token counts cannot be negative.", model=self.id)
         cached = min(cached, prompt_tokens)
         written = min(written, prompt_tokens - cached)
+        written_1h = min(written_1h, written)
         fresh = prompt_tokens - cached - written
         return (
             fresh * self.input_usd_per_mtok
             + cached * self.cache_read_price
-            + written * self.cache_write_price
+            + (written - written_1h) * self.cache_write_price
+            + written_1h * self.cache_write_1h_price
             + completion_tokens * self.output_usd_per_mtok
         ) / TOKENS_PER_PRICE_UNIT
 
@@ -252,6 +264,7 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
             usage.completion_tokens,
             cached=usage.cached_prompt_tokens,
             written=usage.cache_write_tokens,
+            written_1h=usage.cache_write_1h_tokens,
         )
 
     @property
@@ -267,6 +280,13 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
         if self.cache_write_usd_per_mtok is not None:
             return self.cache_write_usd_per_mtok
         return self.input_usd_per_mtok * CACHE_WRITE_SHARE.get(self.provider, 1.0)
+
+    @property
+    def cache_write_1h_price(self) -> float:
+        """The price of 1M prompt tokens written to the provider's 1-hour prompt cache."""
+        if self.cache_write_1h_usd_per_mtok is not None:
+            return self.cache_write_1h_usd_per_mtok
+        return self.input_usd_per_mtok * CACHE_WRITE_1H_SHARE.get(self.provider, 1.0)
 
 
 class ModelCatalog:
@@ -362,6 +382,7 @@ def _check_spec(spec: ModelSpec, providers: frozenset[str]) -> None:
         spec.output_usd_per_mtok,
         spec.cache_read_price,
         spec.cache_write_price,
+        spec.cache_write_1h_price,
     )
     if not all(math.isfinite(p) and p >= 0 for p in prices):
         problems.append("prices must be finite and not negative")

@@ -164,6 +164,9 @@ class TokenUsage(Value, frozen=True, kw_only=True):
     cached_prompt_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    # Of the cache writes, those to Anthropic's 1-hour cache (priced apart: twice the input
+    # price); not kept with a reply, whose cost already counts them.
+    cache_write_1h_tokens: int = 0
 
     @property
     def total(self) -> int:
