@@ -24,6 +24,13 @@ class ChatMetrics(Protocol):
 
     def provider_error(self, *, provider: str, kind: str) -> None: ...
 
+    def tokens_used(
+        self, *, model: str, provider: str, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Tokens of a call that is not a reply (a chat's automatic title), counted with the
+        replies' tokens (what providers bill), not as a reply."""
+        ...
+
     def reply_rated(self, *, model: str, rating: str) -> None:
         """One rating stored for a reply of ``model``: ``up`` or ``down`` (given or changed), or
         ``removed`` (a rating taken back). Called once committed; never for a refused request.

@@ -181,9 +181,13 @@ class Upstream:
         )
 
     def stream(self, deltas: tuple[str, ...] = DELTAS, *, final: bool = True) -> list[bytes]:
+        """The answer, whole, or (not ``final``) cut before anything of its end: OpenAI's
+        finish reason, usage and ``[DONE]``, Anthropic's ``message_delta`` and
+        ``message_stop`` (after the finish reason and usage, or the ``message_delta``,
+        nothing of the answer is missing: it is read as complete, see below)."""
         if self.wire == "openai":
-            return openai_stream(deltas, done=final)
-        return anthropic_stream(deltas, stop=final)
+            return openai_stream(deltas) if final else openai_stream(deltas, usage=None)[:-2]
+        return anthropic_stream(deltas) if final else anthropic_stream(deltas, stop=False)[:-1]
 
     def error_event(self, transient: bool) -> bytes:
         if self.wire == "openai":
@@ -319,6 +323,25 @@ async def test_a_stream_cut_without_its_final_event_fails(upstream: Upstream) ->
     assert not raised.value.retryable  # tokens had been streamed: no retry
     assert text_of(received) == "".join(DELTAS)
     assert len(upstream.server.requests) == 1
+
+
+async def test_a_stream_cut_after_its_end_was_told_is_complete(upstream: Upstream) -> None:
+    """Cut (closed, or dropped) after OpenAI's finish reason and usage but before ``[DONE]``,
+    or after Anthropic's ``message_delta`` but before ``message_stop``: nothing of the answer
+    is missing, and it ends as told, with the usage the provider reported."""
+    whole = upstream.stream()
+    upstream.server.script(
+        Reply(chunks=whole[:-1]), Reply(chunks=whole[:-1], abort=True)
+    )  # fmt: skip
+    for _ in range(2):
+        events = await collect(upstream.model().stream(REQUEST))
+        assert text_of(events) == "".join(DELTAS)
+        end = events[-1]
+        assert isinstance(end, StreamEnd)
+        assert (end.usage.prompt_tokens, end.usage.completion_tokens) == (
+            PROMPT_TOKENS, COMPLETION_TOKENS,
+        )  # fmt: skip
+    assert len(upstream.server.requests) == 2
 
 
 async def test_a_dropped_connection_mid_stream_fails_as_a_cut_stream(upstream: Upstream) -> None:

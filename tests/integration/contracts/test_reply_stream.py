@@ -519,7 +519,9 @@ async def test_replies_published_in_the_same_turn_are_written_in_one_round_trip(
 
 async def test_local_readers_get_the_whole_reply_when_redis_is_down(closed_port: int) -> None:
     async for client in create_redis(f"redis://127.0.0.1:{closed_port}/0"):
-        relay = RelayedReplyStream(RedisReplyStream(client))
+        relay = RelayedReplyStream(
+            RedisReplyStream(client), retry_every_s=0.05, give_up_after_s=0.3
+        )
         first = await relay.publish("s", TokenEvent(delta="still"), TTL)
         reader = asyncio.create_task(relay.read("s", first, block_ms=LONG_BLOCK_MS))
         await asyncio.sleep(0.05)
@@ -528,8 +530,46 @@ async def test_local_readers_get_the_whole_reply_when_redis_is_down(closed_port:
         assert await asyncio.wait_for(reader, LONG_BLOCK_MS / 1000) == [
             (second, TokenEvent(delta="here"))
         ]
-        await relay.publish("s", a_done_event(), TTL)  # returns although Redis never took it
+        # returns although Redis never took it, once the relay gave up writing it
+        await asyncio.wait_for(relay.publish("s", a_done_event(), TTL), 5)
         assert relay.local_replies == 0
+
+
+class BlinkingRedisReplyStream(RedisReplyStream):
+    """The real adapter, whose first ``failures`` writes fail as if Redis blinked (the
+    first after it wrote its batch, as when an answer is lost on the way)."""
+
+    failures = 2
+
+    async def append(
+        self, batches: Sequence[tuple[str, Sequence[tuple[str, ReplyEvent]]]], ttl_seconds: int
+    ) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            if self.failures == 0:
+                await super().append(batches, ttl_seconds)
+            raise ServiceUnavailable("redis: connection failed")
+        await super().append(batches, ttl_seconds)
+
+
+async def test_a_batch_redis_refused_is_written_again_whole_and_in_order(
+    redis_client: Redis, redis_prefix: str, session_id: str
+) -> None:
+    blinking = BlinkingRedisReplyStream(redis_client, prefix=redis_prefix)
+    relay = RelayedReplyStream(blinking, retry_every_s=0.01)
+    try:
+        published = [await relay.publish(session_id, e, TTL) for e in tokens("a", "b", "c")]
+        final = a_done_event()
+        published.append(await relay.publish(session_id, final, TTL))
+    finally:
+        await relay.aclose()
+
+    assert blinking.failures == 0  # both failures happened, the second after its write
+    stored = await RedisReplyStream(redis_client, prefix=redis_prefix).read(
+        session_id, None, block_ms=0
+    )
+    assert [event_id for event_id, _ in stored] == published
+    assert stored[-1][1] == final
 
 
 # --- liveness: is anyone still generating the reply? --------------------------------------------

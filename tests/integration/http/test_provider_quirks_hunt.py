@@ -56,6 +56,9 @@ FAST = {
     "WHALLI_PROVIDER_CONNECT_TIMEOUT_S": "2",
 }
 
+# the done event's usage figures apart from the prompt and completion counts, all 0 here
+NOTHING_APART = {"cachedPromptTokens": 0, "cacheWriteTokens": 0, "reasoningTokens": 0}
+
 
 @pytest.fixture
 async def chat(
@@ -148,7 +151,7 @@ async def test_line_endings_and_no_space_after_the_colon_give_the_same_reply(
     _started, events = await _ask(chat)
     assert events[-1][1] == "done", events[-1]
     assert _text(events) == "Hello, world!"
-    assert events[-1][2]["usage"] == {"promptTokens": 11, "completionTokens": 4}
+    assert events[-1][2]["usage"] == {"promptTokens": 11, "completionTokens": 4, **NOTHING_APART}
 
 
 async def test_a_stream_cut_into_single_bytes_with_crlf_and_emoji_is_read_whole(
@@ -219,7 +222,7 @@ async def test_usage_in_the_last_chunk_with_choices_and_null_usage_elsewhere(cha
     _started, events = await _ask(chat)
     assert events[-1][1] == "done", events[-1]
     assert _text(events) == "ab"
-    assert events[-1][2]["usage"] == {"promptTokens": 7, "completionTokens": 2}
+    assert events[-1][2]["usage"] == {"promptTokens": 7, "completionTokens": 2, **NOTHING_APART}
     assert events[-1][2]["finishReason"] == "stop"
 
 
@@ -435,7 +438,7 @@ async def test_anthropic_pings_unknown_events_and_unknown_blocks_are_skipped(
     started, events = await _ask(chat, HAIKU)
     assert events[-1][1] == "done", events[-1]
     assert _text(events) == "Hi there"
-    assert events[-1][2]["usage"] == {"promptTokens": 11, "completionTokens": 4}
+    assert events[-1][2]["usage"] == {"promptTokens": 11, "completionTokens": 4, **NOTHING_APART}
     reply = await _until_final(chat, started["chatId"])
     assert (reply.model, reply.content) == (HAIKU, "Hi there")
 
@@ -453,7 +456,7 @@ async def test_anthropic_usage_only_in_message_start_is_recorded(
     anthropic.script(Reply(chunks=pieces))
     _started, events = await _ask(chat, HAIKU)
     assert events[-1][1] == "done", events[-1]
-    assert events[-1][2]["usage"] == {"promptTokens": 21, "completionTokens": 3}
+    assert events[-1][2]["usage"] == {"promptTokens": 21, "completionTokens": 3, **NOTHING_APART}
 
 
 async def test_anthropic_error_event_after_text_fails_the_reply_without_fallback(
@@ -590,7 +593,7 @@ async def test_anthropic_a_byte_order_mark_loses_no_usage(
     anthropic.script(Reply(chunks=pieces))
     _started, events = await _ask(chat, HAIKU)
     assert events[-1][1] == "done", events[-1]
-    assert events[-1][2]["usage"] == {"promptTokens": 11, "completionTokens": 4}
+    assert events[-1][2]["usage"] == {"promptTokens": 11, "completionTokens": 4, **NOTHING_APART}
 
 
 async def test_a_stop_during_a_retry_after_wait_ends_the_reply_at_once(chat: Chat) -> None:

@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from whalli.adapters.ai._sse import SseDecoder, SseEvent
+from whalli.adapters.ai._sse import EventTooLarge, SseDecoder, SseEvent
+from whalli.adapters.ai._streaming import (
+    CHARS_PER_TOKEN,
+    DEFAULT_OUTPUT_TOKENS,
+    output_cap_chars,
+    reason_of,
+)
+from whalli.domain.model.chats import GenerationParams, reported_count
+from whalli.ports.chat_model import CompletionRequest
 
 # Data a provider may stream: any text without line breaks (SSE splits data on them).
 line_text = st.text(
@@ -94,3 +103,43 @@ def test_a_multi_megabyte_event_in_small_reads_is_read_whole() -> None:
         found += decoder.feed(data[start : start + 4093])
 
     assert found + decoder.finish() == [SseEvent("message", payload + "\ntail")]
+
+
+def test_an_event_larger_than_the_cap_is_refused_and_smaller_ones_pass() -> None:
+    decoder = SseDecoder(max_event_chars=100)
+    # many events, each under the cap, however much they add up to
+    for _ in range(50):
+        assert decoder.feed(b"data: " + b"x" * 60 + b"\n\n") == [SseEvent("message", "x" * 60)]
+    # one line arriving in pieces, never ending
+    decoder.feed(b"data: " + b"y" * 60)
+    with pytest.raises(EventTooLarge):
+        decoder.feed(b"y" * 60)
+    # an event of many data lines
+    lines = SseDecoder(max_event_chars=100)
+    lines.feed(b"data: " + b"z" * 40 + b"\n")
+    with pytest.raises(EventTooLarge):
+        lines.feed(b"data: " + b"z" * 40 + b"\ndata: " + b"z" * 40 + b"\n")
+
+
+def test_token_counts_past_belief_are_no_counts() -> None:
+    assert [reported_count(v) for v in (7, 10**9, 10**9 + 1, 10**20, -3, 0, True, "5", None)] == [
+        7, 10**9, 0, 0, 0, 0, 0, 0, 0,
+    ]  # fmt: skip
+
+
+def test_a_finish_reason_is_kept_short_and_without_nul() -> None:
+    assert reason_of("stop\x00") == "stop"
+    assert reason_of("x" * 500) == "x" * 64
+    assert (reason_of(None), reason_of(""), reason_of("\x00")) == (None, None, None)
+    assert reason_of(3) == "3"
+
+
+def test_the_output_cap_is_the_models_or_a_default_in_generous_characters() -> None:
+    def cap(**fields: object) -> int:
+        return output_cap_chars(CompletionRequest(model="m", messages=(), **fields))  # type: ignore[arg-type]
+
+    assert cap() == DEFAULT_OUTPUT_TOKENS * CHARS_PER_TOKEN
+    assert cap(max_output_tokens=1000) == 8000
+    # a reply's max_tokens is within the model's cap (and thinking counts too): not lower
+    assert cap(max_output_tokens=1000, params=GenerationParams(max_tokens=10)) == 8000
+    assert cap(params=GenerationParams(max_tokens=10**6)) == 8 * 10**6

@@ -254,7 +254,12 @@ async def test_a_request_the_provider_refuses_as_invalid_gets_no_fallback() -> N
     with pytest.raises(ProviderError, match="HTTP 400"):
         await complete(world, user, "anthropic/haiku")
     assert fallback.requests == []
-    assert await world.usage() == []
+    # counted as a failed reply, as a chat's is, with nothing to charge
+    [record] = await world.usage()
+    assert (record.model, record.prompt_tokens, record.completion_tokens, record.cost_usd) == (
+        "anthropic/haiku", 0, 0, 0.0,
+    )  # fmt: skip
+    assert [r["status"] for r in world.metrics.replies] == ["failed"]
 
 
 async def test_a_fallbacks_reply_is_not_cached_as_the_model_asked_for() -> None:
@@ -274,7 +279,12 @@ async def test_when_every_candidate_fails_the_provider_error_is_raised_and_nothi
 
     with pytest.raises(ProviderError, match="down"):
         await complete(world, user, "openai/mini")
-    assert await world.usage() == []
+    # a failed reply, counted as a chat's is, that used nothing
+    [record] = await world.usage()
+    assert (record.model, record.prompt_tokens, record.completion_tokens, record.cost_usd) == (
+        "openai/mini", 0, 0, 0.0,
+    )  # fmt: skip
+    assert [r["status"] for r in world.metrics.replies] == ["failed"]
     assert not await world.cached("openai/mini", user)
 
 

@@ -238,3 +238,49 @@ async def test_a_reader_resuming_after_the_final_event_ends_without_an_error(
     items = await everything(events_of(stream, session_id, after=final))
 
     assert items == [HEARTBEAT]  # a heartbeat of silence, then the end: nothing was lost
+
+
+class BlinkingStream(InMemoryReplyStream):
+    """A store whose reads fail ``failures`` times before it answers again."""
+
+    def __init__(self, clock: ManualClock, failures: int) -> None:
+        super().__init__(clock)
+        self.failures = failures
+
+    async def read(self, *args: object, **kwargs: object) -> list[tuple[str, ReplyEvent]]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ServiceUnavailable("redis is down")
+        return await super().read(*args, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_reader_rides_out_a_store_that_blinks_and_gets_everything(
+    session_id: str,
+) -> None:
+    stream = BlinkingStream(ManualClock(), failures=3)
+    ids = await started(stream, session_id, "one", "two")
+    final = done()
+    final_id = await stream.publish(session_id, final, TTL)
+    reader = ReadReplyHandler(stream, heartbeat_s=HEARTBEAT_S, retry_s=0.001)
+
+    seen = await everything(reader.events(session_id, None))
+
+    # a heartbeat for each failed read, then the reply whole
+    assert seen == [
+        HEARTBEAT, HEARTBEAT, HEARTBEAT,
+        [(ids[0], TokenEvent(delta="one")), (ids[1], TokenEvent(delta="two")), (final_id, final)],
+    ]  # fmt: skip
+
+
+async def test_a_reader_ends_without_a_final_event_when_the_store_stays_away(
+    session_id: str,
+) -> None:
+    stream = BlinkingStream(ManualClock(), failures=10**6)
+    await started(stream, session_id, "one")
+    reader = ReadReplyHandler(stream, heartbeat_s=HEARTBEAT_S, outage_s=0.05, retry_s=0.01)
+
+    seen = await everything(reader.events(session_id, None), limit=1000)
+
+    assert seen  # heartbeats while it waited
+    assert all(item is HEARTBEAT for item in seen)
+    assert len(seen) < 1000  # and then it ended

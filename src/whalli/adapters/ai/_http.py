@@ -14,7 +14,7 @@ import httpx
 import msgspec
 
 from whalli.adapters.ai._halves import edge_halves_kept, valid_text
-from whalli.adapters.ai._sse import SseDecoder, SseEvent
+from whalli.adapters.ai._sse import EventTooLarge, SseDecoder, SseEvent
 from whalli.adapters.ai._streaming import StreamPolicy, provider_error, stream_cut
 from whalli.adapters.ai._upstream_errors import error_code, request_secrets, upstream_message
 from whalli.domain.model.errors import ProviderError
@@ -74,6 +74,13 @@ async def sse_post(
                 yield event
     except (httpx.RemoteProtocolError, httpx.ReadError) as e:
         raise stream_cut(provider) from e
+    except EventTooLarge as e:
+        raise provider_error(
+            f"The {provider} provider sent a stream event too large to read ({e}).",
+            provider=provider,
+            kind="protocol",
+            retryable=False,
+        ) from e
     except httpx.TimeoutException as e:
         raise provider_error(
             f"Timed out connecting to the {provider} provider.",

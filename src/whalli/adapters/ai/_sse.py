@@ -9,13 +9,22 @@ Rules (from the format):
   has arrived, CR included (a CR closing a read is a line end at once, and an LF opening the
   next read is then the second half of that CRLF, skipped);
 - each piece of text is scanned once: a long line arriving in many reads is kept as its
-  pieces and joined once it ends (linear in its length, whatever the number of reads).
+  pieces and joined once it ends (linear in its length, whatever the number of reads);
+- an event (or an unfinished line) larger than ``max_event_chars`` is ``EventTooLarge``: no
+  provider sends one (a token, or a tool call's piece, is a few KiB), and a server streaming
+  one line without end would otherwise be held in memory until the idle timeout.
 """
 
 from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass, field
+
+MAX_EVENT_CHARS = 16 * 1024 * 1024
+
+
+class EventTooLarge(ValueError):
+    """The stream holds an event larger than the decoder takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +46,8 @@ class SseDecoder:
     _event: str = ""
     _data: list[str] = field(default_factory=list)
     _has_data: bool = False
+    max_event_chars: int = MAX_EVENT_CHARS
+    _held: int = 0  # characters of the unfinished line and of the event's data so far
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         return self._lines(self._text.decode(chunk))
@@ -65,6 +76,9 @@ class SseDecoder:
         if "\r" in text:
             self._after_cr = text[-1] == "\r"
             text = text.replace("\r\n", "\n").replace("\r", "\n")
+        self._held += len(text)
+        if self._held > self.max_event_chars:
+            raise EventTooLarge(f"an event of more than {self.max_event_chars} characters")
         lines = text.split("\n")
         rest = lines.pop()
         if not lines:  # no line ends here: only more of the unfinished one
@@ -103,4 +117,5 @@ class SseDecoder:
         event = SseEvent(self._event or "message", "\n".join(self._data))
         has_data = self._has_data
         self._event, self._data, self._has_data = "", [], False
+        self._held = sum(map(len, self._partial))  # only the unfinished line is held now
         return event if has_data else None

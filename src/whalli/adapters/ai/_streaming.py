@@ -98,6 +98,36 @@ def provider_error(
     return error
 
 
+_REASON_CHARS = 64
+# A reply's output is bounded by what the model may write: the catalog's cap (``max_tokens``
+# asked of a reply is within it; thinking counts too), else this, at a generous 8 characters a
+# token (English averages about 4).
+DEFAULT_OUTPUT_TOKENS = 131_072
+CHARS_PER_TOKEN = 8
+
+
+def output_cap_chars(request: CompletionRequest) -> int:
+    """The most characters (text, thinking and tool calls together) an adapter passes on for
+    ``request`` before it ends the reply as cut by its length: a server that never ends its
+    stream (a runaway local model, a hostile one) is not relayed, held and saved without end."""
+    tokens = request.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+    return max(tokens, request.params.max_tokens or 0) * CHARS_PER_TOKEN
+
+
+def reason_of(value: object) -> str | None:
+    """A finish (stop) reason as a provider gave it, kept to what a reason can be: text of at
+    most 64 characters without NUL (which Postgres text cannot hold); ``None`` for none."""
+    if value is None or value == "":
+        return None
+    reason = str(value)[:_REASON_CHARS].replace("\x00", "")
+    return reason or None
+
+
+def is_cut(error: ProviderError) -> bool:
+    """Whether ``error`` is a stream cut (``stream_cut``: the connection dropped or closed)."""
+    return error.details.get("kind") == "stream_cut"
+
+
 def stream_cut(provider: str) -> ProviderError:
     return provider_error(
         f"The {provider} stream was cut before it finished (stream cut).",

@@ -33,6 +33,9 @@ from whalli.adapters.ai._stops import LocalStops, split_stops
 from whalli.adapters.ai._streaming import (
     Sleep,
     StreamPolicy,
+    is_cut,
+    output_cap_chars,
+    reason_of,
     refused,
     stream_cut,
     stream_with_retries,
@@ -43,7 +46,7 @@ from whalli.adapters.ai.anthropic_request import (
     messages_body,
     native_format,
 )
-from whalli.domain.model.chats import TokenUsage
+from whalli.domain.model.chats import TokenUsage, reported_count
 from whalli.domain.model.errors import ProviderError
 from whalli.domain.services.chat.context import estimate_tokens
 from whalli.ports.chat_model import (
@@ -103,18 +106,20 @@ class AnthropicChatModel(ChatModel):
         local = [*local, *request.local_stops]  # and those the model refuses (the catalog's)
         # the reply is the forced tool's input (else any text: no format, or the API's own)
         formatted = request.response_format is not None and not native_format(request)
+        cap = output_cap_chars(request)
         return stream_with_retries(
-            lambda: self._attempt(body, local, formatted),
+            lambda: self._attempt(body, local, formatted, cap),
             provider=self.provider,
             policy=self._policy.to_answer(request),
             sleep=self._sleep,
         )
 
     async def _attempt(
-        self, body: bytes, local: list[str], formatted: bool
+        self, body: bytes, local: list[str], formatted: bool, cap_chars: int
     ) -> AsyncGenerator[StreamEvent, None]:
         answer = _Answer(self.provider, formatted=formatted, secrets=(self._headers["x-api-key"],))
         stops = LocalStops(local) if local else None
+        left = cap_chars  # characters the model may still write (``output_cap_chars``)
         events = sse_post(
             self._http,
             self._url,
@@ -123,26 +128,38 @@ class AnthropicChatModel(ChatModel):
             body=body,
             policy=self._policy,
         )
-        async with aclosing(events):
-            async for sse in events:
-                text = answer.read(sse)
-                del sse  # a held reply waits for its next event here: keep nothing of this one
-                if isinstance(text, ToolCallDelta | StreamReasoning | StreamStart):
-                    yield text
-                    continue
-                stopped = False
-                if text and stops is not None:
-                    text, stopped = stops.feed(text)
-                    answer.sent.append(text)
-                if text:
-                    yield StreamDelta(text=text)
-                if stopped:  # closing the response ends the generation upstream
-                    answer.stop_here()
-                    break
-                if answer.end is not None:
-                    # message_stop: the answer is complete, nothing more is read (a connection
-                    # left open after it is closed, not waited on)
-                    break
+        try:
+            async with aclosing(events):
+                async for sse in events:
+                    text = answer.read(sse)
+                    del sse  # a held reply waits for its next event here: keep nothing of it
+                    left -= _written(text)
+                    if left < 0:  # past what the model may write: ended here, as by its length
+                        answer.stop_here("max_tokens")
+                        break
+                    if isinstance(text, ToolCallDelta | StreamReasoning | StreamStart):
+                        yield text
+                        continue
+                    stopped = False
+                    if text and stops is not None:
+                        text, stopped = stops.feed(text)
+                        answer.sent.append(text)
+                    if text:
+                        yield StreamDelta(text=text)
+                    if stopped:  # closing the response ends the generation upstream
+                        answer.stop_here()
+                        break
+                    if answer.end is not None:
+                        # message_stop: the answer is complete, nothing more is read (a
+                        # connection left open after it is closed, not waited on)
+                        break
+        except ProviderError as e:
+            if not is_cut(e) or answer.stop_reason is None:
+                raise
+        if answer.end is None and answer.stop_reason is not None:
+            # cut (dropped or closed) after message_delta (the stop reason and final counts),
+            # before message_stop: nothing of the reply is missing
+            answer.finish()
         if answer.end is None:
             raise stream_cut(self.provider)
         rest = stops.flush() if stops is not None else ""
@@ -191,11 +208,22 @@ class _Answer:
         self.format_written = False
         self.ignored: set[int] = set()  # later calls of the format's tool: one reply only
 
-    def stop_here(self) -> None:
-        """End at a stop sequence applied locally. The output count comes only at the end of
-        the stream, so it is estimated from the text (``estimate_tokens``)."""
+    def finish(self) -> None:
+        """End as the message's stop reason says, with its final counts."""
+        reason = str(self.stop_reason or "unknown")
+        if reason == "tool_use" and self.format_block is not None and not self.blocks:
+            reason = "stop"  # the forced tool's input was the reply asked for
         self.end = StreamEnd(
-            finish_reason="stop_sequence",
+            finish_reason="tool_calls" if reason == "tool_use" else reason,
+            usage=self._usage(self.completion_tokens),
+        )
+
+    def stop_here(self, reason: str = "stop_sequence") -> None:
+        """End at a stop sequence applied locally (or, ``max_tokens``, at the output cap).
+        The output count comes only at the end of the stream, so it is estimated from the text
+        (``estimate_tokens``)."""
+        self.end = StreamEnd(
+            finish_reason=reason,
             usage=self._usage(max(self.completion_tokens, estimate_tokens("".join(self.sent)))),
         )
 
@@ -250,15 +278,10 @@ class _Answer:
         elif kind == "message_delta":
             # Counts here are cumulative; newer API versions repeat the input count.
             self._count(obj(data.get("usage")))
-            self.stop_reason = obj(data.get("delta")).get("stop_reason") or self.stop_reason
+            said = reason_of(obj(data.get("delta")).get("stop_reason"))
+            self.stop_reason = said or self.stop_reason
         elif kind == "message_stop":
-            reason = str(self.stop_reason or "unknown")
-            if reason == "tool_use" and self.format_block is not None and not self.blocks:
-                reason = "stop"  # the forced tool's input was the reply asked for
-            self.end = StreamEnd(
-                finish_reason="tool_calls" if reason == "tool_use" else reason,
-                usage=self._usage(self.completion_tokens),
-            )
+            self.finish()
         elif kind == "error":
             raise stream_error(self.provider, data, self.secrets)
         # ping, text and thinking blocks' start and stop, signatures and event types added
@@ -311,5 +334,14 @@ class _Answer:
         return ToolCallDelta(index=tool[0], arguments=partial)
 
 
+def _written(read: str | ToolCallDelta | StreamReasoning | StreamStart | None) -> int:
+    """Characters of what one event added: text, thinking or a tool call's arguments."""
+    if isinstance(read, str):
+        return len(read)
+    if isinstance(read, ToolCallDelta):
+        return len(read.arguments)
+    return len(read.text) if isinstance(read, StreamReasoning) else 0
+
+
 def _count(value: object) -> int:
-    return value if isinstance(value, int) and value > 0 else 0
+    return reported_count(value)

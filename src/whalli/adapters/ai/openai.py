@@ -15,13 +15,18 @@ import msgspec
 from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
 from whalli.adapters.ai._stops import LocalStops
 from whalli.adapters.ai._streaming import (
+    CHARS_PER_TOKEN,
+    DEFAULT_OUTPUT_TOKENS,
     Sleep,
     StreamPolicy,
+    is_cut,
+    output_cap_chars,
     provider_error,
+    reason_of,
     stream_cut,
     stream_with_retries,
 )
-from whalli.domain.model.chats import MessageRole, PromptMessage, TokenUsage
+from whalli.domain.model.chats import MessageRole, PromptMessage, TokenUsage, reported_count
 from whalli.domain.model.errors import ProviderError
 from whalli.domain.model.images import ImagePart
 from whalli.domain.model.tools import ToolChoiceMode, Tools
@@ -41,6 +46,9 @@ OpenAIFlavour = Literal["openai", "xai", "openai-compatible"]
 
 # Sent as they are when set: every OpenAI-compatible server reads these by these names.
 _SAMPLING = ("top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
+
+
+DEFAULT_CAP = DEFAULT_OUTPUT_TOKENS * CHARS_PER_TOKEN
 
 
 class OpenAIChatModel(ChatModel):
@@ -68,9 +76,9 @@ class OpenAIChatModel(ChatModel):
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         body = msgspec.json.encode(self._body(request))
-        stops = request.local_stops
+        stops, cap = request.local_stops, output_cap_chars(request)
         return stream_with_retries(
-            lambda: self._attempt(body, stops),
+            lambda: self._attempt(body, stops, cap),
             provider=self.provider,
             policy=self._policy.to_answer(request),
             sleep=self._sleep,
@@ -111,7 +119,7 @@ class OpenAIChatModel(ChatModel):
         return body
 
     async def _attempt(
-        self, body: bytes, local_stops: tuple[str, ...] = ()
+        self, body: bytes, local_stops: tuple[str, ...] = (), cap_chars: int = DEFAULT_CAP
     ) -> AsyncGenerator[StreamEvent, None]:
         """One request. The answer ends at ``[DONE]``: its end is passed on at once and
         nothing more is read (a connection a proxy keeps open after it is closed, not waited
@@ -122,7 +130,8 @@ class OpenAIChatModel(ChatModel):
         where the first of them begins: the answer ends there with ``stop``, its usage not
         reported (the request is closed before its usage comes; the caller estimates it)."""
         finish_reason: str | None = None
-        usage = TokenUsage()
+        usage, counted = TokenUsage(), False
+        left = cap_chars  # characters the model may still write (``output_cap_chars``)
         calls = _CallPieces()  # the tool calls begun, across the stream's chunks
         stops = LocalStops(local_stops) if local_stops else None
         events = sse_post(
@@ -134,34 +143,45 @@ class OpenAIChatModel(ChatModel):
             policy=self._policy,
             whole=_as_chunk,
         )
-        async with aclosing(events):
-            async for sse in events:
-                if sse.data.strip() == "[DONE]":
-                    break
-                texts, pieces, finish, chunk_usage = self._read(sse.data)
-                del sse  # a held reply waits for its next event here: keep nothing of this one
-                finish_reason, usage = finish or finish_reason, chunk_usage or usage
-                for text in texts:
-                    if stops is not None and type(text) is StreamDelta:  # (not a refusal)
-                        cut, stopped = stops.feed(text.text)
-                        if cut:
-                            yield StreamDelta(text=cut)
-                        if stopped:  # closing the response ends the generation upstream
-                            # its usage, if it came (a whole answer); else the caller estimates
-                            yield StreamEnd(finish_reason="stop", usage=usage)
-                            return
-                        continue
-                    yield text
-                if pieces is not None:
-                    held = stops.flush() if stops is not None else ""
-                    if held:  # the model moved on to its calls: that text was no stop's start
-                        yield StreamDelta(text=held)
-                    for piece in pieces:
-                        yield calls.delta(piece)
-                if finish == "error":
-                    raise _failed_generation(self.provider)
-            else:
-                raise stream_cut(self.provider)
+        try:
+            async with aclosing(events):
+                async for sse in events:
+                    if sse.data.strip() == "[DONE]":
+                        break
+                    texts, pieces, finish, chunk_usage = self._read(sse.data)
+                    left -= _written(texts, pieces)
+                    if left < 0:  # past what the model may write: ended here, as by its length
+                        yield StreamEnd(finish_reason="length", usage=usage)
+                        return
+                    del sse  # a held reply waits for its next event here: keep nothing of this one
+                    finish_reason, usage = finish or finish_reason, chunk_usage or usage
+                    counted = counted or chunk_usage is not None
+                    for text in texts:
+                        if stops is not None and type(text) is StreamDelta:  # (not a refusal)
+                            cut, stopped = stops.feed(text.text)
+                            if cut:
+                                yield StreamDelta(text=cut)
+                            if stopped:  # closing the response ends the generation upstream
+                                # its usage, if it came (a whole answer); else the caller estimates
+                                yield StreamEnd(finish_reason="stop", usage=usage)
+                                return
+                            continue
+                        yield text
+                    if pieces is not None:
+                        held = stops.flush() if stops is not None else ""
+                        if held:  # the model moved on to its calls: that text was no stop's start
+                            yield StreamDelta(text=held)
+                        for piece in pieces:
+                            yield calls.delta(piece)
+                    if finish == "error":
+                        raise _failed_generation(self.provider)
+                else:
+                    raise stream_cut(self.provider)
+        except ProviderError as e:
+            # Cut (dropped, or closed without [DONE]) after the finish reason and then the
+            # usage, the last chunk before [DONE]: nothing of the reply is missing.
+            if not is_cut(e) or finish_reason is None or not counted:
+                raise
         rest = stops.flush() if stops is not None else ""
         if rest:
             yield StreamDelta(text=rest)
@@ -200,7 +220,7 @@ class OpenAIChatModel(ChatModel):
             if isinstance(pieces, list) and pieces:
                 calls = [obj(piece) for piece in pieces]
             if choice.get("finish_reason"):
-                finish_reason = str(choice["finish_reason"])
+                finish_reason = reason_of(choice["finish_reason"])
         return texts, calls, finish_reason, _usage(chunk.get("usage"))
 
 
@@ -352,5 +372,16 @@ def _usage(raw: object) -> TokenUsage | None:
     )
 
 
+def _written(
+    texts: list[StreamDelta | StreamReasoning], pieces: list[dict[str, Any]] | None
+) -> int:
+    """Characters of a chunk's text, thinking and tool calls' arguments."""
+    written = sum(len(t.text) for t in texts)
+    for piece in pieces or ():
+        arguments = obj(piece.get("function")).get("arguments")
+        written += len(arguments) if isinstance(arguments, str) else 0
+    return written
+
+
 def _count(value: object) -> int:
-    return value if isinstance(value, int) and value > 0 else 0
+    return reported_count(value)

@@ -15,6 +15,8 @@ class InMemoryChatMetrics(ChatMetrics):
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     ratings: Counter[tuple[str, str]] = field(default_factory=Counter)  # (model, rating)
     titles: Counter[str] = field(default_factory=Counter)  # by outcome
+    # tokens of calls that are not replies, by (model, provider, "prompt" | "completion")
+    tokens: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     def cache_lookup(self, *, hit: bool) -> None:
         self.cache["hit" if hit else "miss"] += 1
@@ -38,6 +40,12 @@ class InMemoryChatMetrics(ChatMetrics):
 
     def provider_error(self, *, provider: str, kind: str) -> None:
         self.errors[(provider, kind)] += 1
+
+    def tokens_used(
+        self, *, model: str, provider: str, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        self.tokens[(model, provider, "prompt")] += prompt_tokens
+        self.tokens[(model, provider, "completion")] += completion_tokens
 
     def reply_rated(self, *, model: str, rating: str) -> None:
         self.ratings[(model, rating)] += 1

@@ -73,6 +73,9 @@ class LivenessCheck:
         self._handed_out_at[conn] = now
 
 
+RECONNECT_TIMEOUT_S = 5.0
+
+
 async def create_pool(
     url: str,
     min_size: int = 1,
@@ -93,6 +96,11 @@ async def create_pool(
         max_size=max_size,
         open=False,
         timeout=acquire_timeout,
+        # A connection that cannot be made is retried with a growing delay (1, 2, 4 s, ...),
+        # which after a long outage would leave requests failing long after Postgres is back.
+        # Given up after a few seconds instead: the next request asking for a connection then
+        # makes one at once.
+        reconnect_timeout=RECONNECT_TIMEOUT_S,
         kwargs={"options": "-c TimeZone=UTC", "connect_timeout": 5, "application_name": "whalli"},
         # A connection broken by a server restart is noticed before a use case gets it, without
         # a ping round trip on every checkout.

@@ -104,6 +104,13 @@ class PrometheusChatMetrics(ChatMetrics):
     def provider_error(self, *, provider: str, kind: str) -> None:
         _collectors().provider_errors.labels(provider, kind).inc()
 
+    def tokens_used(
+        self, *, model: str, provider: str, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        c = _collectors()
+        c.tokens.labels(model, provider, "prompt").inc(prompt_tokens)
+        c.tokens.labels(model, provider, "completion").inc(completion_tokens)
+
     def reply_rated(self, *, model: str, rating: str) -> None:
         _collectors().ratings.labels(model, rating).inc()
 

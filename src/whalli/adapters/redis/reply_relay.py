@@ -19,7 +19,10 @@ connection per open stream, and CPU that caps how many streams one process relay
   attaches anywhere afterwards sees all of it); only then is the log dropped.
 
 When Redis fails to take a batch, local readers still get every event and the reply is still
-saved by its generator; readers in other processes miss that batch (logged, throttled).
+saved by its generator; the batch is written again with the next one (every
+``retry_every_s``, in order: the ids are the same, and one the stream already holds is
+skipped), for up to ``give_up_after_s`` of failed writes, after which readers in other
+processes miss it (logged, throttled).
 
 Liveness (``producing``): one beacon task per process marks every reply it generates as alive in
 Redis (``RedisReplyStream.mark_producing``): a reply as soon as it begins, then all of them every
@@ -232,10 +235,14 @@ class RelayedReplyStream(ReplyStream):
         sweep_every_s: float = 60.0,
         beat_every_s: float = 5.0,
         alive_for_s: float = 15.0,
+        retry_every_s: float = 0.25,
+        give_up_after_s: float = 15.0,
     ) -> None:
         if not 0 < beat_every_s < alive_for_s:
             raise ValueError("beat_every_s must be more than 0 and less than alive_for_s")
         self._redis = redis
+        self._retry_every, self._give_up_after = retry_every_s, give_up_after_s
+        self._failing_since: float | None = None  # when writes began to fail, while they do
         self._logs: dict[str, _Log] = {}
         self._deadlines = _Deadlines()
         self._dirty: dict[str, _Log] = {}
@@ -392,8 +399,26 @@ class RelayedReplyStream(ReplyStream):
                 await self._redis.append(batches, ttl)
             except Exception as e:  # never lose the local readers over it
                 self._warn(e, len(batches))
+                if self._keep_trying(dirty):
+                    await asyncio.sleep(self._retry_every)
+                    continue
+            self._failing_since = None
             for entry, upto in marks:
                 entry.mark_flushed(upto)
+
+    def _keep_trying(self, dirty: dict[str, _Log]) -> bool:
+        """After a failed write: whether to write its events again with the next batch (they
+        are put back), which it is until writes have failed for ``give_up_after_s``; then
+        they are let go, as written, so that a final event's publisher is not held longer."""
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._failing_since >= self._give_up_after:
+            return False
+        for session_id, entry in dirty.items():
+            if self._logs.get(session_id) is entry:  # (not dropped meanwhile)
+                self._dirty.setdefault(session_id, entry)
+        return True
 
     def _warn(self, error: Exception, sessions: int) -> None:
         now = time.monotonic()

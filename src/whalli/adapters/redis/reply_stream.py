@@ -64,7 +64,8 @@ for k = 1, streams do
   local count = tonumber(ARGV[at])
   at = at + 1
   for _ = 1, count do
-    redis.call('XADD', KEYS[k], 'MAXLEN', '~', max_len, ARGV[at], 'payload', ARGV[at + 1])
+    -- (pcall: an id the stream already has, written by a batch tried again, is skipped)
+    redis.pcall('XADD', KEYS[k], 'MAXLEN', '~', max_len, ARGV[at], 'payload', ARGV[at + 1])
     at = at + 2
   end
   redis.call('PEXPIRE', KEYS[k], ttl)

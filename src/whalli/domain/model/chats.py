@@ -153,6 +153,19 @@ def storable(text: str) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
+# The most tokens one call can be said to have used: a provider's count above it (a bug, or a
+# hostile server) is taken as no count (the caller estimates instead), not stored and charged.
+MAX_REPORTED_TOKENS = 10**9
+
+
+def reported_count(value: object) -> int:
+    """A token count as a provider reported it: a whole number from 1 to
+    ``MAX_REPORTED_TOKENS``, else 0 (none said, or one that cannot be true)."""
+    if type(value) is int and 0 < value <= MAX_REPORTED_TOKENS:
+        return value
+    return 0
+
+
 class TokenUsage(Value, frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -171,6 +184,17 @@ class TokenUsage(Value, frozen=True, kw_only=True):
     @property
     def total(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def replayed(self) -> TokenUsage:
+        """The usage of this reply served again from Whalli's own cache: the same tokens
+        (every reply counts them), none read from or written to a provider's prompt cache (no
+        provider was called)."""
+        if not (self.cached_prompt_tokens or self.cache_write_tokens):
+            return self
+        return TokenUsage(
+            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )  # fmt: skip
 
 
 class Chat(Entity, kw_only=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, Coroutine, Mapping, Set
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.unit_of_work import UnitOfWork
 from whalli.ports.usage import UsageRecord
+
+log = logging.getLogger(__name__)
 
 Event = StreamDelta | StreamReasoning | ToolCallDelta | StreamEnd
 # Finish reasons some OpenAI-compatible servers give a reply that made tool calls.
@@ -183,7 +186,8 @@ class CompleteChatHandler:
             if cached is not None:
                 self.answered_by = spec.id
                 run = _Run(spec=spec, cached=True, ttft_s=0.0)
-                run.end = StreamEnd(finish_reason=cached.finish_reason, usage=cached.usage)
+                usage = cached.usage.replayed()
+                run.end = StreamEnd(finish_reason=cached.finish_reason, usage=usage)
                 try:
                     for piece in cached.reasoning:
                         run.reasoning.append(piece)
@@ -280,10 +284,8 @@ class CompleteChatHandler:
                 self.answered_by = candidate.id  # also when it answered with no text
             except ProviderError as e:
                 self._metrics.provider_error(provider=candidate.provider, kind=e.code)
-                if run.started:  # after the first delta: the reply failed
+                if run.started or not e.falls_back:  # the reply failed
                     await self._record(command, run, started, MessageStatus.FAILED)
-                    raise
-                if not e.falls_back:
                     raise
                 last_error = e
                 continue
@@ -296,6 +298,8 @@ class CompleteChatHandler:
                 await self._store(key, run, end)
             yield end
             return
+        # no model could start: a failed reply, counted as a chat's is (nothing to charge)
+        await self._record(command, _Run(spec=spec), started, MessageStatus.FAILED)
         raise last_error or ProviderError("No provider is configured for this model.")
 
     async def _finish(self, command: CompleteChat, run: _Run, started: float) -> StreamEnd:
@@ -316,8 +320,9 @@ class CompleteChatHandler:
             await self._cache.set(key, encode_cached_reply(reply), self._cache_ttl)
 
     async def _record_if_cut(self, command: CompleteChat, run: _Run, started: float) -> None:
-        """Record what a reply that the client abandoned used (nothing if nothing started)."""
-        if run.recorded or not run.started:
+        """Record what a reply that the client abandoned used (nothing if nothing started and
+        the provider counted nothing)."""
+        if run.recorded or not (run.started or run.started_usage is not None):
             return
         await _detached(self._record(command, run, started, MessageStatus.ABORTED))
 
@@ -334,14 +339,18 @@ class CompleteChatHandler:
             model=run.spec.id, provider=run.spec.provider,
             cost_usd=cost, cached=run.cached, created_at=self._clock.now(),
         )  # fmt: skip
-        await write_usage_retrying(  # one INSERT: no BEGIN/COMMIT round trips
-            self._uow, lambda uow: uow.usage.add(record),
-            attempts=self._write_attempts, backoff_s=self._write_backoff_s,
-        )  # fmt: skip
         self._metrics.reply(
             model=run.spec.id, provider=run.spec.provider, status=str(status),
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             ttft_seconds=run.ttft_s, total_seconds=time.perf_counter() - started,
+        )  # fmt: skip
+        # In a task of its own, which a client leaving (the request's cancellation) does not
+        # interrupt: the reply is marked recorded, so nothing else would write it.
+        await _unstoppable(
+            write_usage_retrying(  # one INSERT: no BEGIN/COMMIT round trips
+                self._uow, lambda uow: uow.usage.add(record),
+                attempts=self._write_attempts, backoff_s=self._write_backoff_s,
+            )
         )  # fmt: skip
         return usage
 
@@ -360,6 +369,22 @@ def _refusal(spec: ModelSpec, command: CompleteChat) -> InvalidInput | None:
     except InvalidInput as refused:
         return refused
     return None
+
+
+async def _unstoppable(work: Coroutine[Any, Any, None]) -> None:
+    """Await ``work`` in a task that the caller's cancellation does not cancel: cancelled,
+    the caller stops waiting at once and ``work`` goes on to its end (its failure is then
+    logged, nobody being left to tell)."""
+    task = asyncio.ensure_future(work)
+    _DETACHED.add(task)
+    task.add_done_callback(_settled)
+    await asyncio.shield(task)
+
+
+def _settled(task: asyncio.Task[None]) -> None:
+    _DETACHED.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("A usage record was not written: %r", task.exception())
 
 
 async def _detached(work: Coroutine[Any, Any, Any]) -> None:

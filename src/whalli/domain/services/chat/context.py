@@ -81,13 +81,17 @@ def usage_or_estimate(
     that does not report) and it answered or some text was served, an estimate of that text
     (a reasoning model's hidden reasoning is not known, so not counted) and of the prompt,
     unless the provider counted the prompt as it began (``started``: its count, and what of
-    it came from or went to its prompt cache, are kept). Failed before any text, nothing is
+    it came from or went to its prompt cache, are kept, with or without any text: Claude
+    bills a prompt it began answering). Failed before any text and uncounted, nothing is
     known to have been served: zero."""
     usage = reported or TokenUsage()
-    if usage.total == 0 and (text or reported is not None):
-        completion = estimate_tokens(text)
-        if started is not None and started.prompt_tokens > 0:
-            return msgspec.structs.replace(started, completion_tokens=completion)
+    if usage.total > 0:
+        return usage
+    completion = estimate_tokens(text)
+    if started is not None and started.prompt_tokens > 0:  # counted: charged, text or not
+        counted = max(completion, started.completion_tokens)
+        return msgspec.structs.replace(started, completion_tokens=counted)
+    if text or reported is not None:
         return TokenUsage(
             prompt_tokens=estimate_prompt_tokens(prompt), completion_tokens=completion
         )

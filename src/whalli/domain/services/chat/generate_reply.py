@@ -271,10 +271,7 @@ class GenerateReplyHandler:
             await progress.settle()
         total_s = time.perf_counter() - started
         await saved  # the pending message exists once the start committed
-        final = await self._persist(session, reply, outcome, messages, int(total_s * 1000))
-        if final is None:
-            await self._publish(session, CHAT_DELETED)
-            return reply.id
+        final, stored = await self._persist(session, reply, outcome, messages, int(total_s * 1000))
         self._metrics.reply(
             model=outcome.spec.id,
             provider=outcome.spec.provider,
@@ -284,6 +281,9 @@ class GenerateReplyHandler:
             ttft_seconds=None if outcome.ttft_ms is None else outcome.ttft_ms / 1000,
             total_seconds=total_s,
         )
+        if not stored:  # the chat was deleted meanwhile: its usage was recorded alone
+            await self._publish(session, CHAT_DELETED)
+            return reply.id
         # A fallback's reply is not cached under the key of the model asked for: the next
         # identical question may get that model's own answer.
         answered_as_asked = outcome.spec.id == spec.id
@@ -342,7 +342,7 @@ class GenerateReplyHandler:
             reasoning=list(cached.reasoning),
             finish_reason=cached.finish_reason,
             cached=True,
-            usage=cached.usage,
+            usage=cached.usage.replayed(),
             ttft_ms=0,
         )
 
@@ -414,9 +414,9 @@ class GenerateReplyHandler:
         outcome: _Outcome,
         messages: tuple[PromptMessage, ...],
         total_ms: int,
-    ) -> Message | None:
-        """The finished reply and its usage, written once; ``None`` when the chat was deleted
-        meanwhile (the usage is then recorded alone)."""
+    ) -> tuple[Message, bool]:
+        """The finished reply and its usage, written once, and whether the reply was (not when
+        the chat was deleted meanwhile: the usage is then recorded alone)."""
         # as stored: a NUL the model streamed (Postgres text holds none) is shown as U+FFFD
         text, reasoning = storable("".join(outcome.text)), storable("".join(outcome.reasoning))
         # stopped or cut short, the reply is charged an estimate; failed before any text, zero
@@ -456,8 +456,8 @@ class GenerateReplyHandler:
         except MessageNotFound:
             orphan = msgspec.structs.replace(record, message_id=None)
             await self._retrying(lambda uow: uow.usage.add(orphan))
-            return None
-        return message
+            return message, False
+        return message, True
 
     async def _save_progress(self, message_id: UUID, text: str, reasoning: str) -> None:
         """Best effort: a checkpoint that fails is only one less (the final write follows)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from whalli.domain.model.errors import ServiceUnavailable
@@ -50,15 +51,25 @@ class ReadReplyHandler:
       A store that cannot say counts as 'still generating': a live reply is never ended
       because the store blinked;
     - with ``track_readers`` (needed only to stop abandoned replies) the reader is counted while
-      attached; otherwise no bookkeeping round trip sits before the first token.
+      attached; otherwise no bookkeeping round trip sits before the first token;
+    - a store that stops answering mid-stream is ridden out: the read is tried again every
+      ``retry_s`` (a ``HEARTBEAT`` each time) for up to ``outage_s``, then the iteration ends
+      without a final event (a client resumes later with the last id it had).
     """
 
     def __init__(
-        self, stream: ReplyStream, heartbeat_s: float = 15.0, *, track_readers: bool = True
+        self,
+        stream: ReplyStream,
+        heartbeat_s: float = 15.0,
+        *,
+        track_readers: bool = True,
+        outage_s: float = 60.0,
+        retry_s: float = 0.5,
     ) -> None:
         self._stream = stream
         self._block_ms = int(heartbeat_s * 1000)
         self._track = track_readers
+        self._outage_s, self._retry_s = outage_s, retry_s
 
     def events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
         # (untracked: no generator layer of its own, which every open stream would hold)
@@ -82,19 +93,33 @@ class ReadReplyHandler:
 
     async def _events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
         cursor = after
+        outage: float | None = None  # when the store stopped answering, while it does not
         while True:
-            batch = await self._stream.read(session_id, cursor, block_ms=self._block_ms)
-            if not batch:
-                yield HEARTBEAT
-                if await self._producing(session_id):
-                    continue
-                # Whatever reached the store before the generator went is all there will be.
-                batch = await self._stream.read(session_id, cursor, block_ms=0)
+            try:
+                batch = await self._stream.read(session_id, cursor, block_ms=self._block_ms)
                 if not batch:
-                    ending = await self._ending(session_id, cursor)
-                    if ending:
-                        yield ending
+                    yield HEARTBEAT
+                    if await self._producing(session_id):
+                        continue
+                    # Whatever reached the store before the generator went is all there is.
+                    batch = await self._stream.read(session_id, cursor, block_ms=0)
+                    if not batch:
+                        ending = await self._ending(session_id, cursor)
+                        if ending:
+                            yield ending
+                        return
+            except ServiceUnavailable:
+                # The store blinked: ride it out, heartbeats keeping the connection open; after
+                # ``outage_s`` the stream just ends (no event of its own: a browser reconnects
+                # with the last id it saw, and resumes there once the store is back).
+                now = time.monotonic()
+                outage = now if outage is None else outage
+                if now - outage > self._outage_s:
                     return
+                yield HEARTBEAT
+                await asyncio.sleep(self._retry_s)
+                continue
+            outage = None
             for index, (_, event) in enumerate(batch):
                 if is_final(event):
                     yield batch[: index + 1]

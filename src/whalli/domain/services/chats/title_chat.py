@@ -24,7 +24,7 @@ from whalli.domain.services.chat.context import usage_or_estimate
 from whalli.domain.services.chat.requests import completion_request
 from whalli.domain.services.chat.streaming import close_stream
 from whalli.ports.chat_metrics import ChatMetrics
-from whalli.ports.chat_model import ChatModel, StreamDelta, StreamEnd
+from whalli.ports.chat_model import ChatModel, StreamDelta, StreamEnd, StreamStart
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.unit_of_work import UnitOfWork
@@ -55,7 +55,9 @@ class TitleChatHandler:
     - the title is set by compare-and-set against the expected title, so a rename committed
       while the model answered wins; the call's tokens are recorded first, on their own, as a
       usage record of the chat's owner (no message) with their cost, whatever the outcome (a
-      title that cannot be stored does not lose them);
+      title that cannot be stored does not lose them; an answer the provider cut part way is
+      charged what it used, as a failed reply is), and counted in the tokens' metrics
+      (``ChatMetrics.tokens_used``);
     - a retryable provider error is raised (the queue retries the job); any other is logged
       and the job ends. Each job's outcome is counted (``ChatMetrics.chat_titled``).
     """
@@ -97,15 +99,22 @@ class TitleChatHandler:
         model = None if spec is None else self._models.get(spec.provider)
         if spec is None or model is None:
             return "skipped"
-        text, usage = await self._ask(model, spec, first.content, reply.content)
+        text, usage, failure = await self._ask(model, spec, first.content, reply.content)
+        if usage.total > 0 or failure is None:
+            record = UsageRecord.of(
+                usage, id=self._ids.new_id(), user_id=chat.user_id, message_id=None,
+                model=spec.id, provider=spec.provider, cost_usd=spec.price(usage), cached=False,
+                created_at=self._clock.now(),
+            )  # fmt: skip
+            async with self._uow.autocommit() as uow:  # one INSERT: paid for, whatever follows
+                await uow.usage.add(record)
+            self._metrics.tokens_used(
+                model=spec.id, provider=spec.provider,
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            )  # fmt: skip
+        if failure is not None:
+            raise failure
         title = clean_title(text)
-        record = UsageRecord.of(
-            usage, id=self._ids.new_id(), user_id=chat.user_id, message_id=None, model=spec.id,
-            provider=spec.provider, cost_usd=spec.price(usage), cached=False,
-            created_at=self._clock.now(),
-        )  # fmt: skip
-        async with self._uow.autocommit() as uow:  # one INSERT: paid for, whatever follows
-            await uow.usage.add(record)
         if not title:
             return "kept"
         async with self._uow.autocommit() as uow:  # one compare-and-set UPDATE
@@ -147,9 +156,10 @@ class TitleChatHandler:
     @staticmethod
     async def _ask(
         model: ChatModel, spec: ModelSpec, first: str, reply: str
-    ) -> tuple[str, TokenUsage]:
-        """The model's whole answer (text deltas only) and its usage (estimated when the
-        provider reports none)."""
+    ) -> tuple[str, TokenUsage, ProviderError | None]:
+        """The model's whole answer (text deltas only), its usage (estimated when the
+        provider reports none: also of an answer that failed part way, or one the provider
+        counted as it began) and the failure that cut it, if one did."""
         messages = title_prompt(first, reply)
         params = title_params(spec.thinks_first)
         # asked once: its prompt is not worth a write to the provider's prompt cache
@@ -158,6 +168,8 @@ class TitleChatHandler:
         )
         parts: list[str] = []
         usage: TokenUsage | None = None  # until the answer ends
+        started: TokenUsage | None = None  # the prompt's count as the provider began
+        failure: ProviderError | None = None
         events = model.stream(request)
         try:
             async for event in events:
@@ -165,7 +177,11 @@ class TitleChatHandler:
                     parts.append(event.text)
                 elif isinstance(event, StreamEnd):
                     usage = event.usage
+                elif isinstance(event, StreamStart):
+                    started = event.usage
+        except ProviderError as e:
+            failure = e
         finally:
             await close_stream(events)
         text = "".join(parts)
-        return text, usage_or_estimate(usage, messages, text)
+        return text, usage_or_estimate(usage, messages, text, started), failure
