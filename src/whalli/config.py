@@ -66,6 +66,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: Secret | None = None
     database_pool_min: int = 1
     database_pool_max: int = 10
+    # how long one statement (or commit) may wait for the server before it is given up, and
+    # how long a request waits for a free connection of the pool
+    database_io_timeout_s: float = 30.0
+    database_acquire_timeout_s: float = 10.0
     redis_url: Secret | None = None
     s3_endpoint: str | None = None
     s3_access_key: Secret | None = None
@@ -240,6 +244,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
         if self.max_upload_bytes < 1:
             raise ConfigError(f"{PREFIX}MAX_UPLOAD_BYTES must be at least 1")
+        for name in ("database_io_timeout_s", "database_acquire_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be more than 0 seconds")
         if not 0 <= self.worker_metrics_port <= 65535:
             raise ConfigError(f"{PREFIX}WORKER_METRICS_PORT must be between 0 and 65535")
         self._check_identity()

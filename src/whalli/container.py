@@ -309,6 +309,8 @@ class Gateways(containers.DeclarativeContainer):
         url=providers.Callable(lambda s: _reveal(s.database_url), settings),
         min_size=providers.Callable(lambda s: s.database_pool_min, settings),
         max_size=providers.Callable(lambda s: s.database_pool_max, settings),
+        io_timeout=providers.Callable(lambda s: s.database_io_timeout_s, settings),
+        acquire_timeout=providers.Callable(lambda s: s.database_acquire_timeout_s, settings),
     )
     redis = providers.Resource(
         create_redis, url=providers.Callable(lambda s: _reveal(s.redis_url), settings)

@@ -45,6 +45,10 @@ def test_a_bad_choice_names_the_variable() -> None:
         load_settings({"WHALLI_LOG_LEVEL": "loud"}, dotenv=None)
     with pytest.raises(ConfigError, match="WHALLI_ANTHROPIC_PROMPT_CACHE_TTL"):
         load_settings({"WHALLI_ANTHROPIC_PROMPT_CACHE_TTL": "2h"}, dotenv=None)
+    with pytest.raises(ConfigError, match="WHALLI_DATABASE_IO_TIMEOUT_S must be more than 0"):
+        load_settings({"WHALLI_DATABASE_IO_TIMEOUT_S": "0"}, dotenv=None)
+    with pytest.raises(ConfigError, match="WHALLI_DATABASE_ACQUIRE_TIMEOUT_S"):
+        load_settings({"WHALLI_DATABASE_ACQUIRE_TIMEOUT_S": "-1"}, dotenv=None)
     hour = load_settings({"WHALLI_ANTHROPIC_PROMPT_CACHE_TTL": "1h"}, dotenv=None)
     assert hour.anthropic_prompt_cache_ttl == "1h"
 

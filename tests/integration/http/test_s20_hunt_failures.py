@@ -39,6 +39,9 @@ from whalli.entrypoints.http.asgi import build_app
 MODEL = "openai/gpt-4o-mini"
 EventList = list[tuple[str | None, str, dict[str, Any]]]
 
+# Short deadlines for the stalled-Postgres tests: one statement, and a free connection, 2 s.
+STALL_TIMEOUTS = {"WHALLI_DATABASE_IO_TIMEOUT_S": "2", "WHALLI_DATABASE_ACQUIRE_TIMEOUT_S": "2"}
+
 
 # --- a cuttable loopback proxy in front of a real service ------------------------------------
 class Cuttable:
@@ -806,19 +809,13 @@ async def test_s20f_redis_refusing_a_regeneration_with_an_edit_leaves_the_chat_a
         assert (await _events(chat, again.json()["sessionId"]))[-1][1] == "done"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no timeout on Postgres I/O (no statement/socket timeout, keepalives or deadline "
-    "around a query): a Postgres that stops answering wedges requests and a reply's final "
-    "write forever, so the persist retry never runs and no final event comes",
-)
 async def test_s20f_a_postgres_that_stops_answering_gives_a_503_and_a_final_event(
     stack_urls: StackUrls, migrated_database_url: str, unique: str
 ) -> None:
     """Postgres stalls (a frozen server, a half-open connection after a network cut): the
     bytes the app sends get no answer. A request should get its 503 and a reply being
     written its ``reply_not_saved`` error, not wait for ever."""
-    async with proxied(stack_urls, unique, pg=True) as (chat, pg, _):
+    async with proxied(stack_urls, unique, pg=True, **STALL_TIMEOUTS) as (chat, pg, _):
         assert pg is not None
         alice = await chat.world.register("alice")
         gate = asyncio.Event()
@@ -844,15 +841,10 @@ async def test_s20f_a_postgres_that_stops_answering_gives_a_503_and_a_final_even
         assert ended, f"no final event after 18 s: {reader.events}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the pool's liveness ping (LivenessCheck -> check_connection) and queries have no "
-    "timeout: with Postgres stalled, a request on a connection idle > 1 s hangs for ever",
-)
 async def test_s20f_a_request_while_postgres_stalls_is_a_503_problem_not_a_hang(
     stack_urls: StackUrls, migrated_database_url: str, unique: str
 ) -> None:
-    async with proxied(stack_urls, unique, pg=True) as (chat, pg, _):
+    async with proxied(stack_urls, unique, pg=True, **STALL_TIMEOUTS) as (chat, pg, _):
         assert pg is not None
         alice = await chat.world.register("alice")
         await asyncio.sleep(1.5)  # the pool's connection idles: its next checkout pings it

@@ -5,17 +5,50 @@ from __future__ import annotations
 import select
 from collections.abc import AsyncIterator
 from time import monotonic
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 from weakref import WeakKeyDictionary
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.abc import PQGen
 from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 PostgresPool: TypeAlias = AsyncConnectionPool[AsyncConnection[TupleRow]]
 Connection: TypeAlias = AsyncConnection[TupleRow]
+RV = TypeVar("RV")
+
+# How long one exchange with the server (a statement and its results, a commit, a ping) may
+# take before the connection is given up as stalled (see ``DeadlineConnection``).
+IO_TIMEOUT_S = 30.0
+_WAIT_INTERVAL = 0.1  # psycopg's own
+
+
+class DeadlineConnection(AsyncConnection[TupleRow]):
+    """A connection whose every exchange with the server has a deadline (``io_timeout``).
+
+    A server that stops answering without closing the connection (a network cut leaving it
+    half open, a frozen host) would otherwise hold a request, or a reply's final write, for
+    ever: the operation fails instead (``psycopg.OperationalError``, which the repositories
+    report as ``ServiceUnavailable``), after psycopg's own attempt to cancel it, and the
+    connection, left mid-exchange, is closed by the unit of work rather than reused. The
+    server-side ``statement_timeout`` cannot do this: it needs the server to answer."""
+
+    io_timeout: float = IO_TIMEOUT_S
+
+    async def wait(
+        self,
+        gen: PQGen[RV],
+        interval: float = _WAIT_INTERVAL,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> RV:
+        return await super().wait(gen, interval, self.io_timeout if timeout is None else timeout)
+
+
+def _deadline_class(io_timeout: float) -> type[DeadlineConnection]:
+    return type("DeadlineConnection", (DeadlineConnection,), {"io_timeout": io_timeout})
+
 
 # A connection handed out less than this long ago is not pinged again (see ``LivenessCheck``).
 PING_AFTER_IDLE = 1.0
@@ -83,12 +116,14 @@ async def create_pool(
     *,
     acquire_timeout: float = 10.0,
     ping_after_idle: float = PING_AFTER_IDLE,
+    io_timeout: float = IO_TIMEOUT_S,
 ) -> AsyncIterator[PostgresPool]:
     """Yield an opened pool and close it on exit (a dependency-injector ``Resource``).
 
     The pool opens without waiting for its first connection, so the application starts (and
     reports "not ready") while Postgres is down; ``acquire_timeout`` bounds how long a caller
-    waits for a connection. Sessions run in UTC so timestamps read back as UTC.
+    waits for a connection, ``io_timeout`` how long one exchange with the server may take
+    (``DeadlineConnection``). Sessions run in UTC so timestamps read back as UTC.
     """
     pool: PostgresPool = AsyncConnectionPool(
         url,
@@ -96,6 +131,7 @@ async def create_pool(
         max_size=max_size,
         open=False,
         timeout=acquire_timeout,
+        connection_class=_deadline_class(io_timeout),
         # A connection that cannot be made is retried with a growing delay (1, 2, 4 s, ...),
         # which after a long outage would leave requests failing long after Postgres is back.
         # Given up after a few seconds instead: the next request asking for a connection then
