@@ -32,6 +32,7 @@ from tests.support.fake_providers import (
     openai_stream,
 )
 from tests.support.live_server import live_server
+from whalli.adapters.ai._streaming import CHARS_PER_TOKEN
 from whalli.adapters.embedded.stack import StackUrls
 from whalli.container import build_container
 from whalli.entrypoints.http.asgi import build_app
@@ -706,7 +707,8 @@ async def _endless_tokens(reader: asyncio.StreamReader, writer: asyncio.StreamWr
 async def test_s20f_a_never_ending_provider_stream_is_cut_at_the_models_output_cap(
     stack_urls: StackUrls, migrated_database_url: str, unique: str
 ) -> None:
-    cap_chars = 16_384 * 8  # gpt-4o-mini's max_output_tokens, at a generous 8 characters each
+    # gpt-4o-mini's max_output_tokens, at the adapters' generous characters per token
+    cap_chars = 16_384 * CHARS_PER_TOKEN
     async with raw_app(stack_urls, unique, _endless_tokens) as (chat, _):
         alice = await chat.world.register("alice")
         started = await chat.start(alice["auth"], **_start_body())

@@ -139,7 +139,7 @@ def test_the_output_cap_is_the_models_or_a_default_in_generous_characters() -> N
         return output_cap_chars(CompletionRequest(model="m", messages=(), **fields))  # type: ignore[arg-type]
 
     assert cap() == DEFAULT_OUTPUT_TOKENS * CHARS_PER_TOKEN
-    assert cap(max_output_tokens=1000) == 8000
+    assert cap(max_output_tokens=1000) == 1000 * CHARS_PER_TOKEN
     # a reply's max_tokens is within the model's cap (and thinking counts too): not lower
-    assert cap(max_output_tokens=1000, params=GenerationParams(max_tokens=10)) == 8000
-    assert cap(params=GenerationParams(max_tokens=10**6)) == 8 * 10**6
+    assert cap(max_output_tokens=1000, params=GenerationParams(max_tokens=10)) == 32_000
+    assert cap(params=GenerationParams(max_tokens=10**6)) == 32 * 10**6

@@ -100,10 +100,11 @@ def provider_error(
 
 _REASON_CHARS = 64
 # A reply's output is bounded by what the model may write: the catalog's cap (``max_tokens``
-# asked of a reply is within it; thinking counts too), else this, at a generous 8 characters a
-# token (English averages about 4).
+# asked of a reply is within it; thinking counts too), else this, at a generous 32 characters
+# a token (English averages about 4; a token of indentation or of a repeated character runs
+# longer): a guard against a stream without end, never a cut of a reply the model may write.
 DEFAULT_OUTPUT_TOKENS = 131_072
-CHARS_PER_TOKEN = 8
+CHARS_PER_TOKEN = 32
 
 
 def output_cap_chars(request: CompletionRequest) -> int:

@@ -221,7 +221,10 @@ class _Answer:
     def stop_here(self, reason: str = "stop_sequence") -> None:
         """End at a stop sequence applied locally (or, ``max_tokens``, at the output cap).
         The output count comes only at the end of the stream, so it is estimated from the text
-        (``estimate_tokens``)."""
+        (``estimate_tokens``; at the cap, by the caller, who has all of it)."""
+        if reason == "max_tokens":
+            self.end = StreamEnd(finish_reason=reason, usage=self._usage(0))
+            return
         self.end = StreamEnd(
             finish_reason=reason,
             usage=self._usage(max(self.completion_tokens, estimate_tokens("".join(self.sent)))),

@@ -364,11 +364,13 @@ def _usage(raw: object) -> TokenUsage | None:
         obj(raw.get("prompt_tokens_details")),
         obj(raw.get("completion_tokens_details")),
     )
+    completion_tokens = _count(raw.get("completion_tokens"))
     return TokenUsage(
         prompt_tokens=_count(raw.get("prompt_tokens")),
-        completion_tokens=_count(raw.get("completion_tokens")),
+        completion_tokens=completion_tokens,
         cached_prompt_tokens=_count(prompt.get("cached_tokens")),
-        reasoning_tokens=_count(completion.get("reasoning_tokens")),
+        # of the completion tokens: never more than them (a server's inconsistent report)
+        reasoning_tokens=min(_count(completion.get("reasoning_tokens")), completion_tokens),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import select
 from collections.abc import AsyncIterator
 from time import monotonic
@@ -20,9 +21,16 @@ Connection: TypeAlias = AsyncConnection[TupleRow]
 RV = TypeVar("RV")
 
 # How long one exchange with the server (a statement and its results, a commit, a ping) may
-# take before the connection is given up as stalled (see ``DeadlineConnection``).
+# take before the connection is given up as stalled (see ``DeadlineConnection``), and how long
+# the cancellation of the statement then may take.
 IO_TIMEOUT_S = 30.0
+CANCEL_TIMEOUT_S = 2.0
 _WAIT_INTERVAL = 0.1  # psycopg's own
+# What psycopg raises when a wait's timeout expires (a private class; any OperationalError if
+# a later version drops it: a connection failing so is closed all the same).
+_WAIT_TIMEOUT: type[psycopg.OperationalError] = getattr(
+    psycopg.errors, "_WaitTimeout", psycopg.OperationalError
+)
 
 
 class DeadlineConnection(AsyncConnection[TupleRow]):
@@ -31,9 +39,10 @@ class DeadlineConnection(AsyncConnection[TupleRow]):
     A server that stops answering without closing the connection (a network cut leaving it
     half open, a frozen host) would otherwise hold a request, or a reply's final write, for
     ever: the operation fails instead (``psycopg.OperationalError``, which the repositories
-    report as ``ServiceUnavailable``), after psycopg's own attempt to cancel it, and the
-    connection, left mid-exchange, is closed by the unit of work rather than reused. The
-    server-side ``statement_timeout`` cannot do this: it needs the server to answer."""
+    report as ``ServiceUnavailable``). Its statement is cancelled first (for up to
+    ``CANCEL_TIMEOUT_S``: a statement merely waiting, on a lock say, must not go on and
+    commit after its caller was told it failed), then the connection is closed, never reused.
+    The server-side ``statement_timeout`` cannot do this: it needs the server to answer."""
 
     io_timeout: float = IO_TIMEOUT_S
 
@@ -43,7 +52,18 @@ class DeadlineConnection(AsyncConnection[TupleRow]):
         interval: float = _WAIT_INTERVAL,
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> RV:
-        return await super().wait(gen, interval, self.io_timeout if timeout is None else timeout)
+        try:
+            return await super().wait(
+                gen, interval, self.io_timeout if timeout is None else timeout
+            )
+        except _WAIT_TIMEOUT:
+            await self._give_up()
+            raise
+
+    async def _give_up(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.cancel_safe(timeout=CANCEL_TIMEOUT_S)
+        self.pgconn.finish()  # closed at once: no exchange that could hang again
 
 
 def _deadline_class(io_timeout: float) -> type[DeadlineConnection]:
@@ -84,8 +104,14 @@ class LivenessCheck:
     A failed check makes the pool discard the connection and try the next one.
     """
 
-    def __init__(self, ping_after_idle: float = PING_AFTER_IDLE) -> None:
+    def __init__(
+        self, ping_after_idle: float = PING_AFTER_IDLE, ping_timeout: float | None = None
+    ) -> None:
+        """``ping_timeout``: how long a ping may take (a stalled server: the connection is
+        refused then), so a checkout is bounded by the pool's acquire timeout, not by a
+        connection's I/O deadline."""
         self._ping_after_idle = ping_after_idle
+        self._ping_timeout = ping_timeout
         self._handed_out_at: WeakKeyDictionary[Connection, float] = WeakKeyDictionary()
 
     async def __call__(self, conn: Connection) -> None:
@@ -102,8 +128,18 @@ class LivenessCheck:
         now = monotonic()
         last = self._handed_out_at.get(conn)
         if last is None or now - last > self._ping_after_idle or _has_unread_input(conn):
-            await AsyncConnectionPool.check_connection(conn)
+            await self._ping(conn)
         self._handed_out_at[conn] = now
+
+    async def _ping(self, conn: Connection) -> None:
+        if self._ping_timeout is None or not isinstance(conn, DeadlineConnection):
+            await AsyncConnectionPool.check_connection(conn)
+            return
+        conn.io_timeout = min(self._ping_timeout, conn.io_timeout)  # this connection's, for now
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        finally:
+            del conn.io_timeout  # its class's again
 
 
 RECONNECT_TIMEOUT_S = 5.0
@@ -140,7 +176,7 @@ async def create_pool(
         kwargs={"options": "-c TimeZone=UTC", "connect_timeout": 5, "application_name": "whalli"},
         # A connection broken by a server restart is noticed before a use case gets it, without
         # a ping round trip on every checkout.
-        check=LivenessCheck(ping_after_idle),
+        check=LivenessCheck(ping_after_idle, ping_timeout=acquire_timeout),
         name="whalli",
     )
     await pool.open(wait=False)

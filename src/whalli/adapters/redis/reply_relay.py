@@ -47,7 +47,7 @@ from collections.abc import Collection, Sequence
 import structlog
 
 from whalli.adapters.redis._values import check_ttl
-from whalli.adapters.redis.reply_stream import RedisReplyStream
+from whalli.adapters.redis.reply_stream import RedisReplyStream, StreamsRefused
 from whalli.domain.model.replies import ReplyEvent, is_final, parse_event_id
 from whalli.ports.reply_stream import ReplyStream
 
@@ -397,6 +397,8 @@ class RelayedReplyStream(ReplyStream):
             ttl = max(entry.ttl for entry in dirty.values())
             try:
                 await self._redis.append(batches, ttl)
+            except StreamsRefused as e:  # the others were written; those will never be
+                self._warn(e, len(e.sessions))
             except Exception as e:  # never lose the local readers over it
                 self._warn(e, len(batches))
                 if self._keep_trying(dirty):
@@ -415,10 +417,14 @@ class RelayedReplyStream(ReplyStream):
             self._failing_since = now
         if now - self._failing_since >= self._give_up_after:
             return False
+        kept = False
         for session_id, entry in dirty.items():
             if self._logs.get(session_id) is entry:  # (not dropped meanwhile)
                 self._dirty.setdefault(session_id, entry)
-        return True
+                kept = True
+        if not kept:  # nothing left to write: the next failure starts a clock of its own
+            self._failing_since = None
+        return kept
 
     def _warn(self, error: Exception, sessions: int) -> None:
         now = time.monotonic()

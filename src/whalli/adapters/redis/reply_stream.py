@@ -40,7 +40,7 @@ from redis.commands.core import AsyncScript
 from whalli.adapters.redis._values import check_ttl
 from whalli.adapters.redis.errors import translated
 from whalli.adapters.redis.resp import RespClient
-from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.errors import InvalidInput, ServiceUnavailable
 from whalli.domain.model.replies import (
     AnyReplyEvent,
     ErrorEvent,
@@ -54,26 +54,49 @@ from whalli.ports.reply_stream import ReplyStream
 
 # Keys read by one MGET when polling many sessions at once (stop flags, reader counts).
 _MGET_BATCH = 1000
+
+
+class StreamsRefused(ServiceUnavailable):
+    """Redis took a write but refused some sessions' streams (their keys hold something
+    else): those sessions' events are not stored, the others' are."""
+
+    def __init__(self, sessions: list[str]) -> None:
+        super().__init__(f"redis: {len(sessions)} reply streams refused the write")
+        self.sessions = sessions
+
+
 _FIELD = b"payload"
 _LIVE, _ENDED = "live", "ended"  # the producer key's values, as the scripts write them
-# KEYS: the streams, then the producer keys of the replies that end in this write; ARGV: ttl ms,
-# max length, the number of streams, then per stream its event count and its (id, payload) pairs.
+# KEYS: per stream, the stream and its producer key; ARGV: ttl ms, max length, the number of
+# streams, then per stream its event count, whether this write ends the reply (1 or 0) and its
+# (id, payload) pairs. An id the stream already holds (a batch written again after its answer
+# was lost) is skipped; a stream Redis refuses (its key holds something else) is left, not
+# marked ended, and its number returned: the others are written all the same.
 _APPEND = """
 local ttl, max_len, streams, at = ARGV[1], ARGV[2], tonumber(ARGV[3]), 4
+local refused = {}
 for k = 1, streams do
-  local count = tonumber(ARGV[at])
-  at = at + 1
+  local key, count, ends = KEYS[2 * k - 1], tonumber(ARGV[at]), ARGV[at + 1] == '1'
+  at = at + 2
+  local ok = true
   for _ = 1, count do
-    -- (pcall: an id the stream already has, written by a batch tried again, is skipped)
-    redis.pcall('XADD', KEYS[k], 'MAXLEN', '~', max_len, ARGV[at], 'payload', ARGV[at + 1])
+    if ok then
+      local r = redis.pcall('XADD', key, 'MAXLEN', '~', max_len, ARGV[at], 'payload', ARGV[at + 1])
+      if type(r) == 'table' and r.err and not string.find(r.err, 'equal or smaller', 1, true) then
+        ok = false
+        refused[#refused + 1] = k
+      end
+    end
     at = at + 2
   end
-  redis.call('PEXPIRE', KEYS[k], ttl)
+  if ok then
+    redis.call('PEXPIRE', key, ttl)
+    if ends then
+      redis.call('SET', KEYS[2 * k], 'ended', 'PX', ttl)
+    end
+  end
 end
-for k = streams + 1, #KEYS do
-  redis.call('SET', KEYS[k], 'ended', 'PX', ttl)
-end
-return streams
+return refused
 """
 # KEYS: producer keys; ARGV: their expiry in ms. A reply whose end was written stays ended.
 _MARK = """
@@ -152,7 +175,9 @@ class RedisReplyStream(ReplyStream):
         already in the stream), for several sessions in one round trip: ``[(session_id,
         [(event_id, event), ...]), ...]``. Each written stream's expiry is set by the same
         script, so a stream never exists without it; a session whose final event is written
-        is marked ended by it too (see ``producing``).
+        is marked ended by it too (see ``producing``). An id the stream already holds is
+        skipped (a batch written again), and a session whose stream Redis refuses is left
+        out: ``StreamsRefused`` names those once the rest is written.
 
         One EVALSHA whatever the batch: a MULTI of one XADD per event costs the client about
         24 µs of CPU per command to pack and parse (measured), the script's arguments ~1 µs."""
@@ -160,17 +185,16 @@ class RedisReplyStream(ReplyStream):
         if not batches:
             return
         keys: list[str] = []
-        ended: list[str] = []
         args: list[bytes | str | int] = [ttl_seconds * 1000, self._max_len, len(batches)]
         for session_id, events in batches:
-            keys.append(self._key("reply", session_id))
-            args.append(len(events))
+            keys += (self._key("reply", session_id), self._key("reply-producer", session_id))
+            args += (len(events), int(bool(events) and is_final(events[-1][1])))
             for event_id, event in events:
                 args += (event_id, encode_reply_event(event))
-            if events and is_final(events[-1][1]):
-                ended.append(self._key("reply-producer", session_id))
-        keys += ended
-        await self._run(self._append, keys, args)
+        refused = await self._run(self._append, keys, args)
+        if refused:
+            sessions = [batches[int(k) - 1][0] for k in refused]
+            raise StreamsRefused(sessions)
 
     async def mark_producing(self, session_ids: Collection[str], ttl_ms: int) -> None:
         """Mark these replies as generated by the caller for the next ``ttl_ms`` (a reply
@@ -190,21 +214,21 @@ class RedisReplyStream(ReplyStream):
 
     async def _run(
         self, script: AsyncScript, keys: list[str], args: list[bytes | str | int]
-    ) -> None:
+    ) -> Any:
+        """The script's answer."""
         with translated():
             lean = self._lean
             if lean is not None:
                 try:
-                    await lean.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+                    return await lean.execute("EVALSHA", script.sha, len(keys), *keys, *args)
                 except rx.NoScriptError:  # a restarted Redis: EVAL loads it again
                     source = script.script
                     text = source if isinstance(source, str | bytes) else bytes(source)
-                    await lean.execute("EVAL", text, len(keys), *keys, *args)
-                return
+                    return await lean.execute("EVAL", text, len(keys), *keys, *args)
             try:
-                await self._client.evalsha(script.sha, len(keys), *keys, *args)
+                return await self._client.evalsha(script.sha, len(keys), *keys, *args)
             except rx.NoScriptError:
-                await script(keys=keys, args=args)
+                return await script(keys=keys, args=args)
 
     async def read(
         self, session_id: str, after: str | None, *, block_ms: int, count: int = 256

@@ -287,6 +287,9 @@ class CompleteChatHandler:
                 if run.started or not e.falls_back:  # the reply failed
                     await self._record(command, run, started, MessageStatus.FAILED)
                     raise
+                # an attempt that failed before its first delta is no reply (the next model
+                # answers, and is counted), as in a chat
+                run.recorded = True
                 last_error = e
                 continue
             finally:

@@ -83,11 +83,19 @@ def usage_or_estimate(
     unless the provider counted the prompt as it began (``started``: its count, and what of
     it came from or went to its prompt cache, are kept, with or without any text: Claude
     bills a prompt it began answering). Failed before any text and uncounted, nothing is
-    known to have been served: zero."""
+    known to have been served: zero. A report that leaves one count out (0: not said, or one
+    past belief) has it estimated (the prompt's as counted at the start, if it was)."""
     usage = reported or TokenUsage()
-    if usage.total > 0:
-        return usage
     completion = estimate_tokens(text)
+    if usage.total > 0:  # a count left out (or past belief, see ``reported_count``): estimated
+        if usage.prompt_tokens == 0:
+            counted = started.prompt_tokens if started is not None else 0
+            usage = msgspec.structs.replace(
+                usage, prompt_tokens=counted or estimate_prompt_tokens(prompt)
+            )
+        if usage.completion_tokens == 0 and completion:
+            usage = msgspec.structs.replace(usage, completion_tokens=completion)
+        return usage
     if started is not None and started.prompt_tokens > 0:  # counted: charged, text or not
         counted = max(completion, started.completion_tokens)
         return msgspec.structs.replace(started, completion_tokens=counted)

@@ -97,6 +97,7 @@ class ReadReplyHandler:
         while True:
             try:
                 batch = await self._stream.read(session_id, cursor, block_ms=self._block_ms)
+                outage = None  # it answered
                 if not batch:
                     yield HEARTBEAT
                     if await self._producing(session_id):
@@ -119,7 +120,6 @@ class ReadReplyHandler:
                 yield HEARTBEAT
                 await asyncio.sleep(self._retry_s)
                 continue
-            outage = None
             for index, (_, event) in enumerate(batch):
                 if is_final(event):
                     yield batch[: index + 1]
