@@ -14,18 +14,28 @@ from whalli.adapters.prometheus.metrics import (
 )
 
 CHILD = """
-import os
+import os, sys
 from whalli.adapters.prometheus.metrics import http_metrics
 m = http_metrics()
 m.requests_total.labels("GET", "/api/chats/{chat_id:uuid}", "200").inc(3)
 m.requests_in_flight.inc()
-print(os.getpid())
+print(os.getpid(), flush=True)
+sys.stdin.read()  # alive until told to end
 """
 
 
-def _run_child() -> int:
-    done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True)
-    return int(done.stdout)
+def _run_child() -> subprocess.Popen[str]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    child.stdout.readline()  # its metrics are written
+    return child
+
+
+def _end(child: subprocess.Popen[str]) -> int:
+    child.communicate(timeout=30)  # its stdin closed: it ends (and its pipes are closed)
+    return child.pid
 
 
 @pytest.fixture
@@ -60,8 +70,9 @@ def test_metrics_of_several_processes_are_summed_and_dead_ones_leave_the_live_ga
     assert "whalli_http_requests_in_flight 2.0" in text
     assert content_type.startswith("text/plain")
 
-    mark_process_dead(first)
-    mark_process_dead(second)
+    _end(first)
+    mark_process_dead(_end(second))  # one says so; the other ended without a word (a kill)
     text = render_metrics()[0].decode()
     assert f"{counter} 6.0" in text
     assert "whalli_http_requests_in_flight 2.0" not in text
+    assert "whalli_http_requests_in_flight 1.0" not in text  # neither is counted any more

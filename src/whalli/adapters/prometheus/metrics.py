@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hmac
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,13 +107,19 @@ def render_metrics() -> tuple[bytes, str]:
     """Return ``(body, content_type)`` in the Prometheus text format.
 
     With ``PROMETHEUS_MULTIPROC_DIR`` set, every process writing to that directory (API and
-    worker processes alike) is aggregated; otherwise this process's default registry is used.
+    worker processes alike) is aggregated, the live gauges of processes that ended without
+    saying so first dropped (``drop_dead_processes``); otherwise this process's default
+    registry is used.
     """
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client.multiprocess import MultiProcessCollector
 
+        drop_dead_processes()
+        from whalli.adapters.prometheus.chat_metrics import sse_connections
+
+        sse_connections()  # made in this process too: with every streaming one gone, it reads 0
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
@@ -134,6 +141,35 @@ def prepare_multiprocess_dir(path: str) -> None:
                 entry.unlink()
     directory.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(directory.resolve())
+
+
+_LIVE_GAUGE = re.compile(r"gauge_live\w*_(\d+)\.db")
+
+
+def drop_dead_processes() -> list[int]:
+    """Drop the live gauges (open streams, requests in flight) of every process of the
+    directory that is gone: one killed (SIGKILL, out of memory) never says so, and a worker
+    process uvicorn replaced, or a ``whalli serve`` restarted on the same directory, would
+    count its streams for ever. The directory is taken to be this host's own (one PID
+    namespace: a container's, or the machine's). Counters are kept. The pids dropped."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path or not Path(path).is_dir():
+        return []
+    pids = {int(m[1]) for e in os.listdir(path) if (m := _LIVE_GAUGE.fullmatch(e))}
+    dead = sorted(pid for pid in pids if not _alive(pid))
+    for pid in dead:
+        mark_process_dead(pid)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def mark_process_dead(pid: int) -> None:

@@ -40,6 +40,7 @@ from whalli.domain.services.chat.read_reply import ReadReplyHandler
 from whalli.domain.services.chat.regenerate_reply import RegenerateReplyHandler
 from whalli.domain.services.chat.start_chat import StartChatHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
+from whalli.domain.services.chat.streaming import StopBoard
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.fork_chat import ForkChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
@@ -324,7 +325,9 @@ class ContainerApp:
             log.warning("s3_bucket_not_ensured", reason=e.message)
 
     async def shutdown_resources(self) -> None:
-        await self._generations.shutdown()  # let running replies finish and be saved
+        # let running replies finish and be saved; those past the grace are stopped (saved)
+        board = await _maybe_await(self.container.services.stop_board())
+        await self._generations.shutdown(board.stop_all if isinstance(board, StopBoard) else None)
         stream = await _maybe_await(self.container.adapters.reply_stream())
         if isinstance(stream, RelayedReplyStream):
             # their last events reach Redis before the client closes, and the beats stop

@@ -32,6 +32,7 @@ from whalli.domain.model.prompt_cache import (
     project_scope,
 )
 from whalli.domain.model.replies import (
+    INTERRUPTED_MESSAGE,
     DoneEvent,
     ErrorEvent,
     ReasoningEvent,
@@ -68,6 +69,7 @@ CHAT_DELETED = ErrorEvent(
     message="The chat was deleted while its reply was being written; the reply was not saved.",
 )
 INTERNAL = ErrorEvent(code="internal_error", message="The reply failed: an internal error.")
+INTERRUPTED = ErrorEvent(code="reply_interrupted", message=INTERRUPTED_MESSAGE)
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,14 @@ class GenerateReplyHandler:
         after it. Anything raised is raised after the readers got an ``error``."""
         try:
             return await self._execute(session, prepared, saved)
+        except asyncio.CancelledError:
+            # Cancelled (a shutdown past its grace and its stop): ended ``failed`` with its
+            # text as last checkpointed, and its readers told, rather than left ``streaming``
+            # for the sweeper; shielded, as the cancellation repeats at every await.
+            ending = asyncio.ensure_future(self._interrupted(session, prepared.reply.id, saved))
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(ending)
+            raise
         except Exception as e:
             final = NOT_SAVED if isinstance(e, ServiceUnavailable) else INTERNAL
             with contextlib.suppress(ServiceUnavailable):  # local readers still get it
@@ -230,6 +240,13 @@ class GenerateReplyHandler:
             if final is INTERNAL:
                 await self._fail(prepared.reply.id, saved, final.message)
             raise
+
+    async def _interrupted(
+        self, session: ChatSession, reply_id: UUID, saved: Awaitable[None]
+    ) -> None:
+        with contextlib.suppress(Exception):  # local readers still get it
+            await self._publish(session, INTERRUPTED)
+        await self._fail(reply_id, saved, INTERRUPTED.message)
 
     async def _fail(self, reply_id: UUID, saved: Awaitable[None], error: str) -> None:
         """After an unexpected failure: the reply ends ``failed`` (with its text so far) once

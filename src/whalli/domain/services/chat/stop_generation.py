@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from uuid import UUID
 
 import msgspec
 
 from whalli.domain.model.errors import ChatSessionNotFound, NotFound
+from whalli.domain.model.replies import INTERRUPTED_MESSAGE
 from whalli.domain.services.chat.attach_stream import in_own_personal_project, resolve
 from whalli.domain.services.projects.access import Need, require_role
 from whalli.ports.chat_sessions import ChatSessionStore
@@ -16,6 +18,9 @@ from whalli.ports.stream_passes import StreamPasses
 from whalli.ports.unit_of_work import UnitOfWork
 
 STOP_FLAG_TTL_SECONDS = 900
+# A session younger than this may not have begun its generation yet (its producer mark is set
+# as it begins, moments after the session is made): a stop then only leaves its flag.
+ORPHAN_AFTER = timedelta(seconds=2)
 
 
 class StopGeneration(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,7 +38,10 @@ class StopGenerationHandler:
       read fresh;
     - the request is a flag in the shared store: whichever process generates sees it within its
       poll interval, closes the upstream call and saves the partial reply as ``aborted``;
-    - stopping a finished or already stopped reply is harmless.
+    - stopping a finished or already stopped reply is harmless;
+    - a reply nobody generates any more (its process died: no producer mark, the session older
+      than ``ORPHAN_AFTER``) is ended at once, ``failed`` as interrupted with the text it had
+      saved, so the chat can go on (a regeneration) without waiting for the reply sweeper.
     """
 
     def __init__(
@@ -62,3 +70,10 @@ class StopGenerationHandler:
             except NotFound:
                 raise ChatSessionNotFound() from None
         await self._stream.request_stop(session.id, STOP_FLAG_TTL_SECONDS)
+        reply_id = session.reply_message_id
+        if reply_id is None or self._clock.now() - session.created_at < ORPHAN_AFTER:
+            return
+        if await self._stream.producing(session.id):
+            return  # its process sees the flag
+        async with self._uow.autocommit() as uow:  # (only a reply not yet ended is changed)
+            await uow.chats.fail_reply(reply_id, self._clock.now(), INTERRUPTED_MESSAGE)

@@ -82,6 +82,14 @@ class StopBoard:
     def watched(self) -> int:
         return len(self._watched)
 
+    def stop_all(self) -> int:
+        """Stop every reply watched here now (the process is shutting down): each ends as a
+        user's stop ends it. How many."""
+        tickets = list(self._watched)
+        for ticket in tickets:
+            ticket.stop()
+        return len(tickets)
+
     def watch(self, session_id: str) -> StopTicket:
         """``with board.watch(session_id) as ticket:`` watches the current task's reply for the
         block: a stop cancels the task (inside the block only: the ticket is dropped, without an
