@@ -46,7 +46,8 @@ from whalli.adapters.ai.anthropic_request import (
     messages_body,
     native_format,
 )
-from whalli.domain.model.chats import TokenUsage, reported_count
+from whalli.domain.model.chats import TokenUsage
+from whalli.domain.model.chats import reported_count as _count
 from whalli.domain.model.errors import ProviderError
 from whalli.domain.services.chat.context import estimate_tokens
 from whalli.ports.chat_model import (
@@ -344,7 +345,3 @@ def _written(read: str | ToolCallDelta | StreamReasoning | StreamStart | None) -
     if isinstance(read, ToolCallDelta):
         return len(read.arguments)
     return len(read.text) if isinstance(read, StreamReasoning) else 0
-
-
-def _count(value: object) -> int:
-    return reported_count(value)

@@ -15,8 +15,6 @@ import msgspec
 from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
 from whalli.adapters.ai._stops import LocalStops
 from whalli.adapters.ai._streaming import (
-    CHARS_PER_TOKEN,
-    DEFAULT_OUTPUT_TOKENS,
     Sleep,
     StreamPolicy,
     is_cut,
@@ -46,9 +44,6 @@ OpenAIFlavour = Literal["openai", "xai", "openai-compatible"]
 
 # Sent as they are when set: every OpenAI-compatible server reads these by these names.
 _SAMPLING = ("top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
-
-
-DEFAULT_CAP = DEFAULT_OUTPUT_TOKENS * CHARS_PER_TOKEN
 
 
 class OpenAIChatModel(ChatModel):
@@ -119,7 +114,7 @@ class OpenAIChatModel(ChatModel):
         return body
 
     async def _attempt(
-        self, body: bytes, local_stops: tuple[str, ...] = (), cap_chars: int = DEFAULT_CAP
+        self, body: bytes, local_stops: tuple[str, ...], cap_chars: int
     ) -> AsyncGenerator[StreamEvent, None]:
         """One request. The answer ends at ``[DONE]``: its end is passed on at once and
         nothing more is read (a connection a proxy keeps open after it is closed, not waited
@@ -364,13 +359,13 @@ def _usage(raw: object) -> TokenUsage | None:
         obj(raw.get("prompt_tokens_details")),
         obj(raw.get("completion_tokens_details")),
     )
-    completion_tokens = _count(raw.get("completion_tokens"))
+    completion_tokens = reported_count(raw.get("completion_tokens"))
     return TokenUsage(
-        prompt_tokens=_count(raw.get("prompt_tokens")),
+        prompt_tokens=reported_count(raw.get("prompt_tokens")),
         completion_tokens=completion_tokens,
-        cached_prompt_tokens=_count(prompt.get("cached_tokens")),
+        cached_prompt_tokens=reported_count(prompt.get("cached_tokens")),
         # of the completion tokens: never more than them (a server's inconsistent report)
-        reasoning_tokens=min(_count(completion.get("reasoning_tokens")), completion_tokens),
+        reasoning_tokens=min(reported_count(completion.get("reasoning_tokens")), completion_tokens),
     )
 
 
@@ -383,7 +378,3 @@ def _written(
         arguments = obj(piece.get("function")).get("arguments")
         written += len(arguments) if isinstance(arguments, str) else 0
     return written
-
-
-def _count(value: object) -> int:
-    return reported_count(value)

@@ -95,8 +95,10 @@ class PrometheusChatMetrics(ChatMetrics):
     ) -> None:
         c = _collectors()
         c.requests.labels(model, provider, status).inc()
-        c.tokens.labels(model, provider, "prompt").inc(prompt_tokens)
-        c.tokens.labels(model, provider, "completion").inc(completion_tokens)
+        self.tokens_used(
+            model=model, provider=provider,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+        )  # fmt: skip
         if ttft_seconds is not None:
             c.ttft.labels(provider).observe(ttft_seconds)
         c.total.labels(provider).observe(total_seconds)

@@ -56,15 +56,6 @@ from whalli.ports.reply_stream import ReplyStream
 _MGET_BATCH = 1000
 
 
-class StreamsRefused(ServiceUnavailable):
-    """Redis took a write but refused some sessions' streams (their keys hold something
-    else): those sessions' events are not stored, the others' are."""
-
-    def __init__(self, sessions: list[str]) -> None:
-        super().__init__(f"redis: {len(sessions)} reply streams refused the write")
-        self.sessions = sessions
-
-
 _FIELD = b"payload"
 _LIVE, _ENDED = "live", "ended"  # the producer key's values, as the scripts write them
 # KEYS: per stream, the stream and its producer key; ARGV: ttl ms, max length, the number of
@@ -107,6 +98,15 @@ for _, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+
+
+class StreamsRefused(ServiceUnavailable):
+    """Redis took a write but refused some sessions' streams (their keys hold something
+    else): those sessions' events are not stored, the others' are."""
+
+    def __init__(self, sessions: list[str]) -> None:
+        super().__init__(f"redis: {len(sessions)} reply streams refused the write")
+        self.sessions = sessions
 
 
 def _decoded(fields: dict[bytes, bytes]) -> AnyReplyEvent:

@@ -72,8 +72,8 @@ Event = StreamDelta | StreamReasoning | ToolCallDelta | StreamEnd
 # Finish reasons some OpenAI-compatible servers give a reply that made tool calls.
 _PLAIN_ENDS = frozenset({"stop", "end_turn", "unknown"})
 
-# Usage of replies cut short by a client that went away is recorded in a task of its own, which
-# the cancellation of the request cannot interrupt; kept here so that it is not collected early.
+# Usage records are written in tasks of their own, which the cancellation of the request (a
+# client that went away) cannot interrupt; kept here so that they are not collected early.
 _DETACHED: set[asyncio.Task[None]] = set()
 
 
@@ -327,7 +327,10 @@ class CompleteChatHandler:
         the provider counted nothing)."""
         if run.recorded or not (run.started or run.started_usage is not None):
             return
-        await _detached(self._record(command, run, started, MessageStatus.ABORTED))
+        # (its write goes on in a task of its own: see ``_record``; a failure there is logged,
+        # nobody being left to tell)
+        with contextlib.suppress(asyncio.CancelledError, ServiceUnavailable):
+            await self._record(command, run, started, MessageStatus.ABORTED)
 
     async def _record(
         self, command: CompleteChat, run: _Run, started: float, status: MessageStatus
@@ -388,19 +391,3 @@ def _settled(task: asyncio.Task[None]) -> None:
     _DETACHED.discard(task)
     if not task.cancelled() and task.exception() is not None:
         log.warning("A usage record was not written: %r", task.exception())
-
-
-async def _detached(work: Coroutine[Any, Any, Any]) -> None:
-    """Run ``work`` to its end even when the caller is being cancelled (a client disconnect
-    cancels the request's task, and may keep cancelling every await of it)."""
-
-    async def run() -> None:
-        # Nobody is left to tell: a store that does not answer loses this one record.
-        with contextlib.suppress(ServiceUnavailable):
-            await work
-
-    task = asyncio.ensure_future(run())
-    _DETACHED.add(task)
-    task.add_done_callback(_DETACHED.discard)
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.shield(task)
