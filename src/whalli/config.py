@@ -57,6 +57,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # any proxy in front (Traefik's is 90 s in infra/): a server that closes first races the
     # proxy's next request on that connection, which then fails with a reset (a 502).
     http_keep_alive_s: int = 120
+    # On SIGTERM the API first drains this many seconds: readiness answers 503 (a load balancer
+    # takes the process out of its pool) while requests are still served; then it shuts down.
+    # Set it above the balancer's check interval (Traefik's in infra/: 5 s); 0: stop at once.
+    shutdown_drain_s: float = 0.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_dir: str = "logs"
     log_json: bool = True
@@ -230,6 +234,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        if not 0 <= self.shutdown_drain_s <= 300:
+            raise ConfigError(f"{PREFIX}SHUTDOWN_DRAIN_S must be between 0 and 300")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"{PREFIX}PORT must be between 1 and 65535")
         if self.database_pool_min > self.database_pool_max:

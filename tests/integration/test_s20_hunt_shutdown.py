@@ -393,11 +393,6 @@ async def test_s20d_sigterm_cuts_a_long_reply_which_is_then_saved_ended_with_its
             assert await _usage_rows(migrated_database_url, reply_id) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on SIGTERM uvicorn closes the listener at once: readiness is never 503 while the "
-    "process drains; the probe and new requests meet a refused connection (a 502 at Traefik)",
-)
 async def test_s20d_while_draining_readiness_answers_503_instead_of_refusing_connections(
     stack_urls: StackUrls, migrated_database_url: str, unique: str, tmp_path: Path
 ) -> None:
@@ -406,7 +401,7 @@ async def test_s20d_while_draining_readiness_answers_503_instead_of_refusing_con
     async with FakeProviderServer(openai_default()) as provider, processes(tmp_path) as procs:
         gate = asyncio.Event()
         provider.script(Reply(chunks=openai_pieces(["one", " two"]), gate=gate, gate_after=2))
-        env = _env(stack_urls, provider.url, _queue(unique))
+        env = _env(stack_urls, provider.url, _queue(unique), WHALLI_SHUTDOWN_DRAIN_S="3")
         a, a_url = await procs.serve(env, "a")
         try:
             async with httpx.AsyncClient(timeout=10) as client:
@@ -417,18 +412,39 @@ async def test_s20d_while_draining_readiness_answers_503_instead_of_refusing_con
                 await asyncio.sleep(1)
                 assert a.poll() is None  # it drains the reply it generates
                 answers: list[object] = []
-                for path in ("/api/health/ready", "/api/models"):
+                for path in ("/api/health/ready", "/api/models", "/api/health"):
                     try:
                         got = await client.get(f"{a_url}{path}", headers=user["auth"])
-                        answers.append(got.status_code)
+                        answers.append((got.status_code, got.json()))
                     except httpx.TransportError as e:
                         answers.append(type(e).__name__)
         finally:
             gate.set()
-        assert answers[0] == 503, answers  # not ready, yet still answering
-        # a request arriving meanwhile is answered (served, or a 503 problem), not refused
-        assert answers[1] in (200, 503), answers
+        # not ready, yet still answering
+        assert answers[0] == (503, {"api": "draining: this process is shutting down"}), answers
+        # a request arriving meanwhile is served, and the process is alive (liveness)
+        assert isinstance(answers[1], tuple), answers
+        assert answers[1][0] == 200, answers
+        assert answers[2] == (200, {"status": "ok"}), answers
         assert await _exited(a, 25) in STOPPED
+
+
+async def test_shutdown_drain_ends_at_a_second_sigterm(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str, tmp_path: Path
+) -> None:
+    """An operator who cannot wait sends SIGTERM again: the drain period is cut short and the
+    usual shutdown follows at once (here well before the 60 s period would end)."""
+    async with FakeProviderServer(openai_default()) as provider, processes(tmp_path) as procs:
+        env = _env(stack_urls, provider.url, _queue(unique), WHALLI_SHUTDOWN_DRAIN_S="60")
+        a, a_url = await procs.serve(env, "a")
+        async with httpx.AsyncClient(timeout=10) as client:
+            a.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            ready = await client.get(f"{a_url}/api/health/ready")
+            assert ready.status_code == 503, ready.text
+            assert a.poll() is None
+            a.send_signal(signal.SIGTERM)
+        assert await _exited(a, 15) in STOPPED, procs.output("a")
 
 
 async def test_s20d_a_reply_stopped_while_its_process_drains_is_saved_aborted_at_once(

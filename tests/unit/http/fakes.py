@@ -89,6 +89,7 @@ from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
+from whalli.entrypoints.http.draining import ShutdownDrain
 from whalli.entrypoints.http.rate_limit import rate_limit_policy
 from whalli.ports.chat_model import ChatModel
 from whalli.ports.health import HealthProbe
@@ -157,6 +158,8 @@ class FakeContainer:
         # Files: bytes in memory, extraction jobs recorded.
         self.blobs = InMemoryBlobStorage()
         self.jobs = InMemoryJobQueue()
+        # Readiness while the process drains before shutdown (tests begin it by hand).
+        self.drain = ShutdownDrain()
 
     def uow(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self.store)

@@ -52,6 +52,19 @@ async def test_readiness_recovers_as_soon_as_the_service_comes_back(
     assert response.json()["postgres"] == "ok"
 
 
+async def test_readiness_is_503_while_draining_and_the_rest_is_still_served(
+    client: AsyncTestClient[Litestar], container: FakeContainer
+) -> None:
+    container.drain.begin()
+
+    ready = await client.get("/api/health/ready")
+    live = await client.get("/api/health")
+
+    assert ready.status_code == 503
+    assert ready.json() == {"api": "draining: this process is shutting down"}
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
+
+
 async def test_the_app_opens_and_closes_the_container_resources(
     app: Litestar, container: FakeContainer
 ) -> None:

@@ -81,6 +81,7 @@ from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.entrypoints.http.app import create_app
+from whalli.entrypoints.http.draining import ShutdownDrain
 from whalli.entrypoints.http.generation import GenerationSupervisor
 from whalli.ports.oauth_provider import OAuthProvider
 
@@ -100,10 +101,15 @@ class ContainerApp:
         self.container = container
         self._oauth: dict[str, OAuthProvider] = {}
         self._generations = GenerationSupervisor()
+        self._drain = ShutdownDrain(self.settings.shutdown_drain_s)
 
     @property
     def generations(self) -> GenerationSupervisor:
         return self._generations
+
+    @property
+    def drain(self) -> ShutdownDrain:
+        return self._drain
 
     @property
     def settings(self) -> Settings:
@@ -378,6 +384,9 @@ def build_app(settings: Settings, container: Container | None = None) -> Litesta
 def app_factory() -> Litestar:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_dir, json=settings.log_json)
-    app = build_app(settings)
+    container = ContainerApp(build_container(settings))
+    app = create_app(container)
     app.on_startup.append(tune_gc)  # after the container's resources are up
+    # the server's signal handlers are in place by now: SIGTERM drains first
+    app.on_startup.append(container.drain.install)
     return app

@@ -72,6 +72,7 @@ from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
+from whalli.entrypoints.http.draining import ShutdownDrain
 from whalli.entrypoints.http.generation import GenerationSupervisor
 from whalli.entrypoints.http.security import provide_principal
 from whalli.ports.oauth_provider import OAuthProvider
@@ -156,6 +157,8 @@ class AppContainer(Protocol):
     # Chat streaming (controllers/chat.py asks for these through the app state).
     @property
     def generations(self) -> GenerationSupervisor: ...
+    @property
+    def drain(self) -> ShutdownDrain: ...
     async def start_chat(self) -> StartChatHandler: ...
     async def regenerate_reply(self) -> RegenerateReplyHandler: ...
     async def generate_reply(self) -> GenerateReplyHandler: ...
