@@ -700,11 +700,6 @@ async def test_s20d_the_sweeper_ends_a_reply_whose_process_was_killed_and_frees_
         await _drop_queue(stack_urls, queue)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reader whose API process is killed stays counted (reader_left never runs, the "
-    "count lives 1 h): WHALLI_CHAT_CANCEL_ABANDONED_AFTER_S never stops the unread reply",
-)
 async def test_s20d_a_reply_whose_only_reader_died_with_its_process_is_cancelled_as_unread(
     stack_urls: StackUrls, migrated_database_url: str, unique: str, tmp_path: Path
 ) -> None:

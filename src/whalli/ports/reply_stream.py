@@ -38,15 +38,17 @@ class ReplyStream(Protocol):
         """Those of ``session_ids`` asked to stop (one round trip for all of them)."""
         ...
 
-    async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
-        """Count an SSE client attached to the session (shared by every API process)."""
+    async def reader_joined(self, session_id: str, reader_id: str, lease_s: float) -> None:
+        """Count ``reader_id``, an SSE client, as attached to the session for the next
+        ``lease_s`` seconds (shared by every API process); joining again renews the lease. A
+        reader whose process died, and so never left, stops counting when its lease ends."""
         ...
 
-    async def reader_left(self, session_id: str) -> None: ...
+    async def reader_left(self, session_id: str, reader_id: str) -> None: ...
 
     async def readers_of(self, session_ids: Collection[str]) -> dict[str, int]:
-        """How many clients are attached now to each of ``session_ids`` (never below zero;
-        one round trip for all of them)."""
+        """How many clients are attached now (their leases running) to each of
+        ``session_ids``: one round trip for all of them."""
         ...
 
     async def begin(self, session_id: str, ttl_seconds: int) -> None:

@@ -180,16 +180,34 @@ async def test_readers_are_counted_as_they_join_and_leave(
         return await reply_stream.readers_of([session_id, other])
 
     assert await counts() == {session_id: 0, other: 0}
-    await reply_stream.reader_joined(session_id, 60)
-    await reply_stream.reader_joined(session_id, 60)
-    await reply_stream.reader_joined(other, 60)
+    await reply_stream.reader_joined(session_id, "tab-1", 60)
+    await reply_stream.reader_joined(session_id, "tab-2", 60)
+    await reply_stream.reader_joined(session_id, "tab-2", 60)  # a renewal: still one reader
+    await reply_stream.reader_joined(other, "tab-1", 60)
     assert await counts() == {session_id: 2, other: 1}
-    await reply_stream.reader_left(session_id)
+    await reply_stream.reader_left(session_id, "tab-1")
     assert await counts() == {session_id: 1, other: 1}
-    await reply_stream.reader_left(session_id)
-    await reply_stream.reader_left(session_id)  # a stray leave never counts below zero
+    await reply_stream.reader_left(session_id, "tab-2")
+    await reply_stream.reader_left(session_id, "tab-2")  # a stray leave never counts below zero
+    await reply_stream.reader_left(session_id, "never-joined")
     assert await counts() == {session_id: 0, other: 1}
     assert await reply_stream.readers_of([]) == {}
+
+
+async def test_a_reader_that_never_leaves_stops_counting_when_its_lease_ends(
+    reply_stream: ReplyStream, session_id: str, elapse: Elapse
+) -> None:
+    """A reader whose process was killed never says it left: its lease runs out, while a
+    reader that renews its lease keeps counting."""
+    await reply_stream.reader_joined(session_id, "killed", 0.5)
+    await reply_stream.reader_joined(session_id, "alive", 0.5)
+    assert await reply_stream.readers_of([session_id]) == {session_id: 2}
+    await elapse(0.3)
+    await reply_stream.reader_joined(session_id, "alive", 0.5)  # renewed
+    await elapse(0.35)
+    assert await reply_stream.readers_of([session_id]) == {session_id: 1}
+    await elapse(0.3)
+    assert await reply_stream.readers_of([session_id]) == {session_id: 0}
 
 
 async def test_a_stop_request_is_seen_by_the_session_only(
@@ -211,7 +229,7 @@ async def test_many_sessions_are_polled_at_once(reply_stream: ReplyStream) -> No
     stopped = set(sessions[::7])
     for session in stopped:
         await reply_stream.request_stop(session, ttl_seconds=TTL)
-    await reply_stream.reader_joined(sessions[-1], TTL)
+    await reply_stream.reader_joined(sessions[-1], "tab", TTL)
 
     assert await reply_stream.stops_requested(sessions) == stopped
     readers = await reply_stream.readers_of(sessions)

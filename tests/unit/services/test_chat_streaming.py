@@ -194,7 +194,7 @@ async def test_an_abandoned_reply_is_stopped_when_configured() -> None:
     stream = InMemoryReplyStream(ManualClock())
     board = StopBoard(stream, poll_s=0.01, abandon_after_s=0.03)
     read, abandoned = Blocked(), Blocked()
-    await stream.reader_joined("read", 60)
+    await stream.reader_joined("read", "tab", 60)
     replies = [
         asyncio.create_task(
             stream_until_stopped(ScriptedChatModel(["a", "b"]), REQUEST, c, board, s)

@@ -284,3 +284,33 @@ async def test_a_reader_ends_without_a_final_event_when_the_store_stays_away(
     assert seen  # heartbeats while it waited
     assert all(item is HEARTBEAT for item in seen)
     assert len(seen) < 1000  # and then it ended
+
+
+async def test_a_reader_renews_its_lease_every_heartbeat_while_it_reads(session_id: str) -> None:
+    """The lease (three heartbeats) would end after two of the store's clock advances below;
+    the reader renews it about once a heartbeat, so it keeps counting, and leaves at the end."""
+    clock = ManualClock()
+    stream = InMemoryReplyStream(clock)
+    await started(stream, session_id, "thinking")
+    reader = ReadReplyHandler(stream, heartbeat_s=0.05).events(session_id, None)
+    counts: list[int] = []
+    for _ in range(6):
+        await anext(reader)  # the token, then heartbeats (each a heartbeat's wait)
+        counts.append((await stream.readers_of([session_id]))[session_id])
+        clock.advance(0.1)  # two of these without a renewal end the lease
+    await reader.aclose()
+
+    assert counts == [1] * 6
+    assert await stream.readers_of([session_id]) == {session_id: 0}
+
+
+async def test_an_untracked_reader_is_never_counted(
+    stream: InMemoryReplyStream, session_id: str
+) -> None:
+    await started(stream, session_id, "thinking")
+    reader = ReadReplyHandler(stream, heartbeat_s=0.05, track_readers=False).events(
+        session_id, None
+    )
+    await anext(reader)
+    assert await stream.readers_of([session_id]) == {session_id: 0}
+    await reader.aclose()

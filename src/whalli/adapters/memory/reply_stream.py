@@ -38,7 +38,7 @@ class InMemoryReplyStream(ReplyStream):
         self._max_len = max_len
         self._streams: dict[str, _Stream] = {}
         self._flags: dict[tuple[str, str], datetime] = {}
-        self._readers: dict[str, int] = {}
+        self._readers: dict[str, dict[str, datetime]] = {}  # session -> reader -> lease end
         self._producing: set[str] = set()
         self._generators: dict[str, asyncio.Task[object]] = {}  # who called ``begin``
         self._ended: set[str] = set()
@@ -118,15 +118,25 @@ class InMemoryReplyStream(ReplyStream):
     async def stops_requested(self, session_ids: Collection[str]) -> set[str]:
         return {session_id for session_id in session_ids if self._flag("stop", session_id)}
 
-    async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
-        _check_ttl(ttl_seconds)
-        self._readers[session_id] = self._readers.get(session_id, 0) + 1
+    async def reader_joined(self, session_id: str, reader_id: str, lease_s: float) -> None:
+        if lease_s <= 0:
+            raise ValueError("lease_s must be positive")
+        leases = self._readers.setdefault(session_id, {})
+        leases[reader_id] = self._clock.now() + timedelta(seconds=lease_s)
 
-    async def reader_left(self, session_id: str) -> None:
-        self._readers[session_id] = self._readers.get(session_id, 0) - 1
+    async def reader_left(self, session_id: str, reader_id: str) -> None:
+        leases = self._readers.get(session_id)
+        if leases is not None:
+            leases.pop(reader_id, None)
+            if not leases:
+                del self._readers[session_id]
 
     async def readers_of(self, session_ids: Collection[str]) -> dict[str, int]:
-        return {session_id: max(0, self._readers.get(session_id, 0)) for session_id in session_ids}
+        now = self._clock.now()
+        return {
+            session_id: sum(1 for end in self._readers.get(session_id, {}).values() if end > now)
+            for session_id in session_ids
+        }
 
     async def begin(self, session_id: str, ttl_seconds: int) -> None:
         _check_ttl(ttl_seconds)

@@ -314,11 +314,11 @@ class RelayedReplyStream(ReplyStream):
     async def stops_requested(self, session_ids: Collection[str]) -> set[str]:
         return await self._redis.stops_requested(session_ids)
 
-    async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
-        await self._redis.reader_joined(session_id, ttl_seconds)
+    async def reader_joined(self, session_id: str, reader_id: str, lease_s: float) -> None:
+        await self._redis.reader_joined(session_id, reader_id, lease_s)
 
-    async def reader_left(self, session_id: str) -> None:
-        await self._redis.reader_left(session_id)
+    async def reader_left(self, session_id: str, reader_id: str) -> None:
+        await self._redis.reader_left(session_id, reader_id)
 
     async def readers_of(self, session_ids: Collection[str]) -> dict[str, int]:
         return await self._redis.readers_of(session_ids)

@@ -1,7 +1,8 @@
 """``ReplyStream`` on Redis Streams: one stream per chat session, read by every API process.
 
 Keys: ``whalli:reply:{session_id}`` (the events), ``whalli:reply-stop:{session_id}`` (the stop
-flag), ``whalli:reply-readers:{session_id}`` (attached readers) and
+flag), ``whalli:reply-leases:{session_id}`` (attached readers: a sorted set of reader ids by the
+end of their lease, in Redis's clock, so one whose process died stops counting) and
 ``whalli:reply-producer:{session_id}`` (whether someone still generates). Event ids are the
 stream's ids (``publish``), or the writer's own increasing ids (``append``, used by
 ``RelayedReplyStream``).
@@ -99,6 +100,29 @@ end
 return #KEYS
 """
 
+# KEYS: a session's reader leases; ARGV: the reader's id, its lease in ms. Ended leases go.
+_JOIN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < lease then
+  redis.call('PEXPIRE', KEYS[1], lease)
+end
+return 1
+"""
+# KEYS: sessions' reader leases: how many of each are running.
+_READERS = """
+local t = redis.call('TIME')
+local now = '(' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('ZCOUNT', key, now, '+inf')
+end
+return counts
+"""
+
 
 class StreamsRefused(ServiceUnavailable):
     """Redis took a write but refused some sessions' streams (their keys hold something
@@ -148,6 +172,8 @@ class RedisReplyStream(ReplyStream):
         self._block_slice_ms = block_slice_ms
         self._append = client.register_script(_APPEND)
         self._mark = client.register_script(_MARK)
+        self._join = client.register_script(_JOIN)
+        self._readers = client.register_script(_READERS)
 
     def _key(self, kind: str, session_id: str) -> str:
         return f"{self._prefix}{kind}:{session_id}"
@@ -269,22 +295,26 @@ class RedisReplyStream(ReplyStream):
         values = await self._values("reply-stop", session_ids)
         return {session_id for session_id, value in values.items() if value is not None}
 
-    async def reader_joined(self, session_id: str, ttl_seconds: int) -> None:
-        check_ttl(ttl_seconds)
-        key = self._key("reply-readers", session_id)
-        with translated():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, ttl_seconds)
-                await pipe.execute()
+    async def reader_joined(self, session_id: str, reader_id: str, lease_s: float) -> None:
+        lease_ms = int(lease_s * 1000)
+        if lease_ms <= 0:
+            raise ValueError("lease_s must be positive")
+        await self._run(self._join, [self._key("reply-leases", session_id)], [reader_id, lease_ms])
 
-    async def reader_left(self, session_id: str) -> None:
+    async def reader_left(self, session_id: str, reader_id: str) -> None:
         with translated():
-            await self._client.decr(self._key("reply-readers", session_id))
+            await self._client.zrem(self._key("reply-leases", session_id), reader_id)
 
     async def readers_of(self, session_ids: Collection[str]) -> dict[str, int]:
-        values = await self._values("reply-readers", session_ids)
-        return {session_id: max(0, int(value or 0)) for session_id, value in values.items()}
+        """One EVALSHA per ``_MGET_BATCH`` sessions (counted in Redis's clock)."""
+        ids = list(session_ids)
+        counts: dict[str, int] = {}
+        for i in range(0, len(ids), _MGET_BATCH):
+            batch = ids[i : i + _MGET_BATCH]
+            keys = [self._key("reply-leases", s) for s in batch]
+            found = await self._run(self._readers, keys, [])
+            counts.update(zip(batch, (int(n) for n in found), strict=True))
+        return counts
 
     async def _values(self, kind: str, session_ids: Collection[str]) -> dict[str, Any]:
         """The value of each session's ``kind`` key (``None`` when absent), by MGET of at most

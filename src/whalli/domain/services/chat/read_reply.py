@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 from whalli.domain.model.errors import ServiceUnavailable
@@ -18,7 +19,9 @@ from whalli.domain.model.replies import (
 )
 from whalli.ports.reply_stream import ReplyStream
 
-READER_TTL_SECONDS = 3600
+# A reader's lease, in heartbeats: renewed about once a heartbeat while it reads, it ends a few
+# heartbeats after its process died (which never said it left).
+READER_LEASE_HEARTBEATS = 3
 HEARTBEAT = None  # yielded when nothing arrived for a while: the client should get a comment
 INTERRUPTED = ErrorEvent(
     code="reply_interrupted",
@@ -51,7 +54,9 @@ class ReadReplyHandler:
       A store that cannot say counts as 'still generating': a live reply is never ended
       because the store blinked;
     - with ``track_readers`` (needed only to stop abandoned replies) the reader is counted while
-      attached; otherwise no bookkeeping round trip sits before the first token;
+      attached, on a lease of ``READER_LEASE_HEARTBEATS`` heartbeats renewed every heartbeat
+      (so a reader whose process was killed stops counting soon after); otherwise no
+      bookkeeping round trip sits before the first token;
     - a store that stops answering mid-stream is ridden out: the read is tried again every
       ``retry_s`` (a ``HEARTBEAT`` each time) for up to ``outage_s``, then the iteration ends
       without a final event (a client resumes later with the last id it had).
@@ -69,6 +74,8 @@ class ReadReplyHandler:
         self._stream = stream
         self._block_ms = int(heartbeat_s * 1000)
         self._track = track_readers
+        self._renew_s = heartbeat_s
+        self._lease_s = heartbeat_s * READER_LEASE_HEARTBEATS
         self._outage_s, self._retry_s = outage_s, retry_s
 
     def events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
@@ -80,16 +87,24 @@ class ReadReplyHandler:
     async def _tracked(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
         # The join runs to its end even if the client leaves during it (then the count was
         # raised, and must come down again), so it is a task of its own.
-        joining = asyncio.ensure_future(self._stream.reader_joined(session_id, READER_TTL_SECONDS))
+        reader = uuid.uuid4().hex
+        joining = asyncio.ensure_future(
+            self._stream.reader_joined(session_id, reader, self._lease_s)
+        )
         try:
             await asyncio.shield(joining)
+            renewed = time.monotonic()
             async for item in self._events(session_id, after):
                 yield item
+                if time.monotonic() - renewed >= self._renew_s:
+                    renewed = time.monotonic()
+                    with contextlib.suppress(ServiceUnavailable):
+                        await self._stream.reader_joined(session_id, reader, self._lease_s)
         finally:
             # A client that went away cancels this generator, and the cancellation repeats at
             # every await of the cancelled scope: shield the bookkeeping so it still happens.
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._leave_after(joining, session_id))
+                await asyncio.shield(self._leave_after(joining, session_id, reader))
 
     async def _events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
         cursor = after
@@ -161,14 +176,16 @@ class ReadReplyHandler:
         except ServiceUnavailable:
             return True
 
-    async def _leave_after(self, joining: asyncio.Future[None], session_id: str) -> None:
+    async def _leave_after(
+        self, joining: asyncio.Future[None], session_id: str, reader: str
+    ) -> None:
         """Count the reader out, once its join ended, if the join counted it in."""
         try:
             await joining
         except (ServiceUnavailable, asyncio.CancelledError):
             return
         with contextlib.suppress(ServiceUnavailable):
-            await self._stream.reader_left(session_id)
+            await self._stream.reader_left(session_id, reader)
 
 
 def _just_after(event_id: str) -> str:
