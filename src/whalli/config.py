@@ -18,6 +18,10 @@ import msgspec
 PREFIX = "WHALLI_"
 
 
+# A production scrape token is long enough not to be guessed (``openssl rand -hex 32``: 64).
+MIN_METRICS_TOKEN_CHARS = 16
+
+
 class Secret:
     """A string that does not reveal itself in ``repr``/``str``; call :meth:`reveal` to use it."""
 
@@ -266,11 +270,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         # and lifetimes short enough that a leaked token does not stay useful for long.
         if self.env == "production" and self.jwt_secret is None:
             raise ConfigError(f"{PREFIX}JWT_SECRET is required in production (>= 32 random bytes)")
-        if self.env == "production" and not self.metrics_token:
+        token = self.metrics_token.reveal().strip() if self.metrics_token else ""
+        if self.env == "production" and len(token) < MIN_METRICS_TOKEN_CHARS:
             # without it /api/metrics answers anyone who reaches the API (routes, volumes)
             raise ConfigError(
-                f"{PREFIX}METRICS_TOKEN is required in production (the bearer token of "
-                "/api/metrics; openssl rand -hex 32)"
+                f"{PREFIX}METRICS_TOKEN is required in production, at least "
+                f"{MIN_METRICS_TOKEN_CHARS} characters (the bearer token of /api/metrics; "
+                "openssl rand -hex 32)"
             )
         if self.jwt_secret is not None and len(self.jwt_secret.reveal().encode()) < 32:
             raise ConfigError(f"{PREFIX}JWT_SECRET must be at least 32 bytes")
@@ -418,7 +424,9 @@ def parse_count_per_seconds(value: str, variable: str = "limit") -> tuple[int, i
 def _dec_hook(tp: type, obj: Any) -> Any:
     if tp is Secret:
         if isinstance(obj, str):
-            return Secret(obj)
+            # a key pasted or read from a file with its newline would break every request's
+            # headers (and a URL its connection): surrounding whitespace is never meant
+            return Secret(obj.strip())
         raise msgspec.ValidationError("Expected a string")
     raise NotImplementedError
 

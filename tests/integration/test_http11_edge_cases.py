@@ -739,3 +739,29 @@ def test_the_hunts_cases_also_on_uvloop() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         for case in cases:
             runner.run(case())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("authorization", "Bearer sk-key\n"),  # a key read from a file with its newline
+        ("authorization", "Bearer sk-key\r\nX-Injected: 1"),
+        ("x-note", "a\x00b"),
+        ("x-note", " padded"),
+        ("bad name", "value"),
+    ],
+)
+async def test_a_header_that_would_change_the_framing_is_refused_before_connecting(
+    name: str, value: str
+) -> None:
+    """As httpx's own transport refuses them (``LocalProtocolError``): nothing is sent, and no
+    connection is even opened for it (httpcore opens one first)."""
+    answer = fixed_answer(b"HTTP/1.1 204 No Content\r\n\r\n")
+    async with serving(answer) as (url, _), reference() as http:
+        with pytest.raises(httpx.LocalProtocolError):
+            await http.get(url, headers={name: value})
+    async with serving(answer) as (url, opened), client() as http:
+        with pytest.raises(httpx.LocalProtocolError):
+            await http.get(url, headers={name: value})
+        assert (await http.get(url, headers={"x-note": "fine"})).status_code == 204
+        assert len(opened) == 1  # only the legal request's

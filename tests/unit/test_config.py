@@ -129,3 +129,24 @@ def test_production_refuses_to_start_without_its_secrets(missing: str, message: 
     assert load_settings(env, dotenv=None).metrics_token is not None
     with pytest.raises(ConfigError, match=message):
         load_settings({k: v for k, v in env.items() if k != missing}, dotenv=None)
+
+
+def test_a_secret_loses_the_whitespace_around_it() -> None:
+    """A key pasted with a space, or read from a file with its newline, would break every
+    request's headers: the whitespace around a secret is never part of it."""
+    settings = load_settings(
+        {"WHALLI_OPENAI_API_KEY": " sk-abc\n", "WHALLI_METRICS_TOKEN": "\ttok en\r\n"},
+        dotenv=None,
+    )
+    assert settings.openai_api_key is not None
+    assert settings.openai_api_key.reveal() == "sk-abc"
+    assert settings.metrics_token is not None
+    assert settings.metrics_token.reveal() == "tok en"
+
+
+@pytest.mark.parametrize("token", ["", "   ", "short-token", " " + "x" * 15 + "\n"])
+def test_production_refuses_a_blank_or_short_metrics_token(token: str) -> None:
+    env = {"WHALLI_ENV": "production", "WHALLI_JWT_SECRET": "p" * 40}
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        load_settings({**env, "WHALLI_METRICS_TOKEN": token}, dotenv=None)
+    assert load_settings({**env, "WHALLI_METRICS_TOKEN": "x" * 16}, dotenv=None).metrics_token

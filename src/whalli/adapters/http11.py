@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import select
 import ssl
 import time
@@ -338,6 +339,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
         if scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"Unsupported URL scheme {scheme!r}.")
         key: Key = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        for name, value in request.headers.raw:
+            _check_header(name, value)  # before a connection is taken for it
         connection = await self._acquire(key, timeouts)
         try:
             connection.start(expect_body=request.method != "HEAD")
@@ -489,6 +492,18 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 await connection.send(_chunk(piece) if chunked else piece, timeout)
         if chunked:
             await connection.send(b"0\r\n\r\n", timeout)
+
+
+# RFC 9110 5.1, 5.5: a token for the name; no CR, LF or NUL in the value, nor surrounding blanks
+_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[\r\n\x00]|^[ \t]|[ \t]$")
+
+
+def _check_header(name: bytes, value: bytes) -> None:
+    """Refuse a header that would change the request's framing (a value with a line break: a
+    key read with its newline, or anything user-influenced), as httpx's own transport does."""
+    if not _HEADER_NAME.fullmatch(name) or _BAD_VALUE.search(value):
+        raise httpx.LocalProtocolError(f"Illegal header {name[:64]!r}: not sent")
 
 
 def _chunk(data: bytes) -> bytes:

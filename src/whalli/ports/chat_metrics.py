@@ -18,8 +18,11 @@ class ChatMetrics(Protocol):
         completion_tokens: int,
         ttft_seconds: float | None,
         total_seconds: float,
+        cached: bool = False,
     ) -> None:
-        """One finished reply (complete, aborted or failed), cached ones included."""
+        """One finished reply (complete, aborted or failed), cached ones included. The latency
+        figures are the provider's: a reply from Whalli's own cache (``cached``) never reached
+        one, so it counts as a request and its tokens, not in the providers' latencies."""
         ...
 
     def provider_error(self, *, provider: str, kind: str) -> None: ...

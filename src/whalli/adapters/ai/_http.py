@@ -88,6 +88,14 @@ async def sse_post(
             kind="connection",
             retryable=True,
         ) from e
+    except httpx.LocalProtocolError as e:  # not sent: asking again would not help
+        raise provider_error(
+            f"The request to the {provider} provider could not be sent (an illegal header "
+            "value: check its API key).",
+            provider=provider,
+            kind="protocol",
+            retryable=False,
+        ) from e
     except httpx.HTTPError as e:
         raise provider_error(
             f"Could not reach the {provider} provider ({type(e).__name__}).",

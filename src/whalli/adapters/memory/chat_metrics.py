@@ -31,11 +31,12 @@ class InMemoryChatMetrics(ChatMetrics):
         completion_tokens: int,
         ttft_seconds: float | None,
         total_seconds: float,
+        cached: bool = False,
     ) -> None:
         self.replies.append(
             {"model": model, "provider": provider, "status": status,
              "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-             "ttft_seconds": ttft_seconds, "total_seconds": total_seconds}
+             "ttft_seconds": ttft_seconds, "total_seconds": total_seconds, "cached": cached}
         )  # fmt: skip
 
     def provider_error(self, *, provider: str, kind: str) -> None:

@@ -92,6 +92,7 @@ class PrometheusChatMetrics(ChatMetrics):
         completion_tokens: int,
         ttft_seconds: float | None,
         total_seconds: float,
+        cached: bool = False,
     ) -> None:
         c = _collectors()
         c.requests.labels(model, provider, status).inc()
@@ -99,6 +100,8 @@ class PrometheusChatMetrics(ChatMetrics):
             model=model, provider=provider,
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
         )  # fmt: skip
+        if cached:  # no provider answered it: kept out of the providers' latencies
+            return
         if ttft_seconds is not None:
             c.ttft.labels(provider).observe(ttft_seconds)
         c.total.labels(provider).observe(total_seconds)

@@ -99,8 +99,10 @@ def scrape_allowed(authorization: str, token: str | None) -> bool:
     scrape when no token is set), compared in constant time."""
     if not token:
         return True
-    expected = f"Bearer {token}".encode()
-    return hmac.compare_digest(authorization.encode("latin-1", "replace"), expected)
+    scheme, _, value = authorization.strip().partition(" ")
+    # the scheme is case-insensitive (RFC 9110 11.1); the token is compared in constant time
+    given = value.strip().encode("latin-1", "replace") if scheme.lower() == "bearer" else b""
+    return hmac.compare_digest(given, token.encode())
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -122,6 +122,16 @@ async def enforce_rate_limit(
     apply_decision(connection, await hit)
 
 
+async def charge_refused_credential(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """Count a request whose credential was refused against its client IP's budget, on a route
+    that otherwise counts nothing (the metrics scrape: its scraper is never limited, while
+    guessing its token is as slow as any anonymous traffic). Raises ``RateLimited`` when the
+    budget is spent."""
+    limits = await _plugin(connection).limits()
+    hit = limits.check_request(None, request_client_ip(connection))
+    apply_decision(connection, await hit)
+
+
 def start_rate_limit(
     connection: ASGIConnection[Any, Any, Any, Any], principal_user_id: UUID
 ) -> asyncio.Future[RateDecision]:

@@ -349,6 +349,7 @@ class CompleteChatHandler:
             model=run.spec.id, provider=run.spec.provider, status=str(status),
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             ttft_seconds=run.ttft_s, total_seconds=time.perf_counter() - started,
+            cached=run.cached,
         )  # fmt: skip
         # In a task of its own, which a client leaving (the request's cancellation) does not
         # interrupt: the reply is marked recorded, so nothing else would write it.

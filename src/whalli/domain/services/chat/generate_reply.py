@@ -297,6 +297,7 @@ class GenerateReplyHandler:
             completion_tokens=final.usage.completion_tokens,
             ttft_seconds=None if outcome.ttft_ms is None else outcome.ttft_ms / 1000,
             total_seconds=total_s,
+            cached=outcome.cached,
         )
         if not stored:  # the chat was deleted meanwhile: its usage was recorded alone
             await self._publish(session, CHAT_DELETED)

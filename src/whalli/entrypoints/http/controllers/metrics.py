@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 
 from whalli.adapters.prometheus.metrics import render_metrics, scrape_allowed
 from whalli.config import Settings
 from whalli.domain.model.errors import Unauthenticated
+from whalli.entrypoints.http.rate_limit import charge_refused_credential
 from whalli.entrypoints.http.security import PUBLIC
 
 
@@ -21,15 +23,17 @@ def _authorized(request: Request[Any, Any, Any], settings: Settings) -> bool:
 class MetricsController(Controller):
     path = "/api/metrics"
     include_in_schema = False
-    # Guarded by its own scrape token (WHALLI_METRICS_TOKEN); the scraper is never refused.
+    # Guarded by its own scrape token (WHALLI_METRICS_TOKEN): the scraper is never refused, a
+    # wrong or missing token is counted against the caller's IP budget (then 429).
     opt = {**PUBLIC, "rate_limit": False}
 
-    # Sync in a thread: with several processes, rendering reads every process's metric files.
-    @get("/", sync_to_thread=True, media_type="text/plain")
-    def metrics(
+    @get("/", media_type="text/plain")
+    async def metrics(
         self, request: Request[Any, Any, Any], settings: NamedDependency[Settings]
     ) -> Response[bytes]:
         if not _authorized(request, settings):
+            await charge_refused_credential(request)
             raise Unauthenticated("A valid metrics token is required.")
-        body, content_type = render_metrics()
+        # In a thread: with several processes, rendering reads every process's metric files.
+        body, content_type = await anyio.to_thread.run_sync(render_metrics)
         return Response(body, media_type=content_type)
