@@ -10,7 +10,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
+from whalli.adapters.embedded.stack import StackUrls
 from whalli.adapters.postgres.migrator import Migrator, default_migrations_dir
 from whalli.domain.model.errors import MigrationError
 
@@ -283,3 +286,44 @@ def test_existing_share_links_get_a_copy_of_their_messages_as_snapshot(
         datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC) for s in (1, 2)
     ]
     assert "message_ids" not in columns
+
+
+FOLDED = "'élodie':1 'москва':2"
+
+
+@pytest.mark.parametrize(
+    ("locale", "warned"),
+    [
+        ("LOCALE_PROVIDER libc LOCALE 'C'", True),
+        ("LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8'", False),
+    ],
+)
+def test_a_database_whose_search_folds_only_ascii_case_is_warned_about(
+    stack_urls: StackUrls, locale: str, warned: bool
+) -> None:
+    """The embedded Postgres is made with Unicode case rules (C.UTF-8); a database with a C
+    character type folds only ASCII letters ('élodie' does not find 'Élodie'): ``whalli
+    migrate`` says so."""
+    name = f"whalli_loc_{uuid.uuid4().hex[:12]}"
+    server = make_conninfo(stack_urls.database_url, dbname="postgres")
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' ").format(
+                sql.Identifier(name)
+            )
+            + sql.SQL(locale)
+        )
+    try:
+        url = make_conninfo(stack_urls.database_url, dbname=name)
+        warning = Migrator(url, default_migrations_dir()).case_folding_warning()
+        vector = query(url, "SELECT to_tsvector('simple', 'Élodie Москва')::text")[0][0]
+        if warned:
+            assert warning is not None
+            assert "character type is C:" in warning
+            assert vector != FOLDED
+        else:
+            assert warning is None
+            assert vector == FOLDED
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

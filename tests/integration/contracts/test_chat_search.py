@@ -216,3 +216,28 @@ async def test_archived_chats_are_found_and_every_hit_shows_its_flags(
     assert {(h.chat_id, h.pinned, h.archived) for h in hits} == {
         (world.chat.id, False, False), (pinned.id, True, False), (archived.id, False, True),
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sentence", "inner"),
+    [
+        ("我喜欢北京烤鸭。", "北京"),
+        ("東京タワーに行きました", "タワー"),
+        ("서울에서 만나요", "서울"),
+    ],
+)
+async def test_a_word_inside_a_sentence_written_without_spaces_finds_its_chat(
+    backend: Backend, add_messages: AddMessages, word: str, sentence: str, inner: str
+) -> None:
+    """Chinese and Japanese put no spaces between words (Korean attaches particles): a word
+    found inside such a sentence finds its chat, and the snippet shows the text as written."""
+    uow_factory, search = backend
+    world = await committed_world(uow_factory())
+    await add_messages(world.chat, [f"{word} {sentence} Mixed with English."])
+
+    hits = await search.search(world.user.id, f"{inner} {word}")
+
+    assert [h.chat_id for h in hits] == [world.chat.id]
+    assert sentence in hits[0].snippet
+    assert "English" in hits[0].snippet
+    assert await search.search(world.user.id, f"{inner}京都 {word}") == []

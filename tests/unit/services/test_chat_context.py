@@ -8,11 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from whalli.domain.model.catalog import ModelSpec, Plan
 from whalli.domain.model.chats import Message, MessageRole, MessageStatus, PromptMessage
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.images import IMAGE_TOKENS, ImagePart
 from whalli.domain.services.chat.context import (
     MESSAGE_OVERHEAD_TOKENS,
+    ContextLimits,
     attachment_block,
     build_context,
     estimate_message_tokens,
@@ -421,3 +423,33 @@ def test_an_earlier_image_that_no_longer_fits_is_named_as_left_out() -> None:
         reserve_for_reply=0, attachment_char_cap=100, earlier_files=files,
     )  # fmt: skip
     assert roomy[0].parts == ("Attached image: cat.png", PNG, "look")
+
+
+def _window_spec(window: int) -> ModelSpec:
+    return ModelSpec(
+        id="openai/w", provider="openai", upstream="w", min_plan=Plan.FREE,
+        input_usd_per_mtok=1.0, output_usd_per_mtok=2.0, context_window=window,
+    )  # fmt: skip
+
+
+def test_a_reply_asked_for_more_than_the_reserve_keeps_its_room_in_the_window() -> None:
+    """OpenAI refuses a prompt and a reply cap that together exceed the window: a long chat
+    asked for a long reply (``maxTokens``) keeps less history, never prompt + cap > window."""
+    history = conversation(*[(USER if i % 2 == 0 else ASSISTANT, f"{i}" * 100) for i in range(40)])
+    limits, spec = ContextLimits(reserve_for_reply=100), _window_spec(2000)
+
+    default = limits.build(spec, history, "question", [])
+    asked = limits.build(spec, history, "question", [], reply_tokens=1200)
+
+    assert estimate_prompt_tokens(default) + 100 <= 2000 < estimate_prompt_tokens(default) + 1200
+    assert estimate_prompt_tokens(asked) + 1200 <= 2000
+    assert asked[-1].content == "question"
+    assert [m.content for m in asked] == [m.content for m in default][-len(asked) :]
+    # a small cap changes nothing: the reserve already holds it
+    assert limits.build(spec, history, "question", [], reply_tokens=50) == default
+
+
+def test_a_reply_cap_as_large_as_the_window_is_refused_naming_max_tokens() -> None:
+    with pytest.raises(InvalidInput, match="maxTokens 2000 leaves no room") as refused:
+        ContextLimits().build(_window_spec(2000), [], "question", [], reply_tokens=2000)
+    assert refused.value.details["field"] == "maxTokens"

@@ -136,7 +136,10 @@ class EmbeddedPostgres:
                     DB_USER,
                     "-E",
                     "UTF8",
-                    "--locale=C",
+                    # C ordering (byte order, as before), and Unicode case rules: full-text
+                    # search then folds the case of every script, not only ASCII letters
+                    "--locale-provider=builtin",
+                    "--builtin-locale=C.UTF-8",
                     "--auth=scram-sha-256",
                     f"--pwfile={pwfile}",
                     "--no-instructions",

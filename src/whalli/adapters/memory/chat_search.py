@@ -10,7 +10,10 @@ from whalli.adapters.memory.store import MemoryStore
 from whalli.domain.model.chats import Chat, Message
 from whalli.ports.chat_search import ChatSearch, ChatSearchHit
 
-_WORD = re.compile(r"\w+")
+# Characters of scripts written without spaces (Chinese, Japanese, Korean syllables) are words
+# of their own, as Postgres indexes them (migration 0023); other words are runs of \w.
+_SPACELESS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_WORD = re.compile(f"[{_SPACELESS}]|[^\\W{_SPACELESS}]+")
 _SNIPPET_WORDS = 24
 
 

@@ -18,7 +18,9 @@ from whalli.ports.chat_search import ChatSearch, ChatSearchHit
 # websearch_to_tsquery accepts any text (quotes, operators, punctuation) without a syntax error.
 # The 'simple' configuration matches chats.title_tsv and messages.content_tsv (any language).
 # `matches` keeps one row per readable chat: its best message, if any message matches; the
-# headline (costly: it re-parses the text) is only computed for the rows that are returned.
+# headline (costly: it re-parses the text) is only computed for the rows that are returned; it
+# reads the text as the index does (whalli_search_words, migration 0023), and the spaces that
+# put between characters written without them are taken out again.
 _NEGATIONS: Final = re.compile(r"-(?:[^\w-]*-)+")  # dashes with only punctuation between
 _SEARCH: Final = """
 WITH q AS (SELECT websearch_to_tsquery('simple', %(query)s) AS query),
@@ -42,14 +44,34 @@ best AS (
 )
 SELECT best.chat_id, best.project_id, best.title, best.updated_at, best.rank::double precision,
     best.pinned, best.archived,
-    CASE WHEN best.content IS NULL THEN '' ELSE ts_headline(
-        'simple', left(best.content, 100000), q.query,
+    CASE WHEN best.content IS NULL THEN '' ELSE regexp_replace(ts_headline(
+        'simple', whalli_search_words(left(best.content, 100000)), q.query,
         'StartSel="", StopSel="", MaxFragments=2, MaxWords=24, MinWords=8, '
         'FragmentDelimiter=" … "'
-    ) END AS snippet
+    ), ' ?([぀-ヿ㐀-䶿一-鿿豈-﫿가-힯]) ?', '\\1', 'g') END AS snippet
 FROM best CROSS JOIN q
 ORDER BY best.rank DESC, best.updated_at DESC, best.chat_id DESC
 """
+
+
+# The characters migration 0023's whalli_search_words indexes one by one (the same ranges).
+_SPACELESS = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+")
+
+
+def phrased_spaceless_runs(query: str) -> str:
+    """The query as the index holds text written without spaces (see migration 0023): each run
+    of those characters becomes a phrase of one-character words, found wherever it appears
+    ('北京' asks for "北 京": 北 followed by 京); inside a quoted phrase it is only spaced out."""
+    parts = query.split('"')
+    for i, part in enumerate(parts):
+        quoted = i % 2 == 1  # websearch syntax: what follows an odd quote is a phrase
+        parts[i] = _SPACELESS.sub(
+            (lambda m: " " + " ".join(m.group()) + " ")
+            if quoted
+            else (lambda m: '"' + " ".join(m.group()) + '"'),
+            part,
+        )
+    return '"'.join(parts)
 
 
 class PostgresChatSearch(ChatSearch):
@@ -68,6 +90,7 @@ class PostgresChatSearch(ChatSearch):
         # A run of negations ("---", "- - -") nests one NOT in another, and from 33 on the
         # parser's stack overflows: one is as good as many
         query = _NEGATIONS.sub("-", query)
+        query = phrased_spaceless_runs(query)
         params = {"query": query, "user_id": user_id, "limit": limit}
         try:
             with translated():

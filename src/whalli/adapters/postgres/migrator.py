@@ -111,6 +111,25 @@ class Migrator:
                     done.append(migration.name)
         return done
 
+    def case_folding_warning(self) -> str | None:
+        """Why chat search would miss words by case in this database, if it would: with a C
+        or POSIX character type (libc), Postgres folds only ASCII letters, so 'élodie' does not
+        find 'Élodie'. The embedded Postgres is made with Unicode case rules (``C.UTF-8``);
+        one created before that, or supplied so, gets this warning."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT datlocprovider, datctype FROM pg_database"
+                " WHERE datname = current_database()"
+            ).fetchone()
+        if row is None or str(row[0]) != "c" or str(row[1]).upper() not in ("C", "POSIX"):
+            return None
+        return (
+            f"this database's character type is {row[1]}: chat search ignores the case of "
+            "ASCII letters only ('élodie' does not find 'Élodie'). Create it with a UTF-8 "
+            "locale (e.g. initdb --locale-provider=builtin --builtin-locale=C.UTF-8) and "
+            "restore a backup into it to search every script alike."
+        )
+
     def _connect(self) -> psycopg.Connection[TupleRow]:
         try:
             return psycopg.connect(self._url, autocommit=True, connect_timeout=10)

@@ -58,6 +58,9 @@ def migrate(args: argparse.Namespace) -> int:
         return 0
     done = migrator.apply()
     say(f"applied {len(done)} migration(s)" + (": " + ", ".join(done) if done else ""))
+    warning = migrator.case_folding_warning()
+    if warning is not None:
+        say(f"warning: {warning}")
     return 0
 
 

@@ -143,8 +143,24 @@ class ContextLimits:
         attachments: Sequence[tuple[str, str | ImagePart]],
         system: str | None = None,
         earlier_files: Mapping[UUID, tuple[str, str | ImagePart]] | None = None,
+        *,
+        reply_tokens: int | None = None,
     ) -> tuple[PromptMessage, ...]:
-        """``build_context`` for ``spec``'s window; ``history`` excludes the new message."""
+        """``build_context`` for ``spec``'s window; ``history`` excludes the new message.
+
+        The reply's room is ``reserve_for_reply`` (at most a quarter of the window), or the
+        reply's own ``maxTokens`` (``reply_tokens``) when larger: a provider refuses a prompt
+        and a reply cap that together exceed the window (OpenAI's 400
+        ``context_length_exceeded``), so a long chat asked for a long reply keeps less of its
+        history instead of failing."""
+        reserve = min(self.reserve_for_reply, spec.context_window // 4)
+        if reply_tokens is not None and reply_tokens >= spec.context_window:
+            raise InvalidInput(
+                f"maxTokens {reply_tokens} leaves no room for the conversation in this model's "
+                f"context window of {spec.context_window} tokens.",
+                field="maxTokens",
+                limit=spec.context_window - 1,
+            )
         return build_context(
             history=history or (),
             new_message=new_message,
@@ -152,7 +168,7 @@ class ContextLimits:
             system=system,
             earlier_files=earlier_files or {},
             context_window=spec.context_window,
-            reserve_for_reply=min(self.reserve_for_reply, spec.context_window // 4),
+            reserve_for_reply=max(reserve, reply_tokens or 0),
             attachment_char_cap=self.attachment_char_cap,
         )
 

@@ -116,6 +116,7 @@ async def prompt_for(
     limits: ContextLimits,
     blobs: BlobStorage | None,
     images: ReadImages | None,
+    reply_tokens: int | None = None,
 ) -> tuple[PromptMessage, ...]:
     """The prompt of a user's message ``text`` with its files, after ``history`` (the chat's
     earlier messages, with theirs) and under the chat's system prompt, for ``spec``
@@ -124,13 +125,15 @@ async def prompt_for(
     ``images``: the files already read as images (``with_images_read``). ``None``: none were,
     and a prompt that wants some raises ``ImagesToRead`` before reading any (this runs inside
     the caller's transaction); given, any image still missing is read here (the chat changed
-    in between: rare)."""
+    in between: rare). ``reply_tokens``: the reply's ``maxTokens``, kept free of the window."""
     attached = await read_attachments(uow, chat.project_id, attachment_ids)
     earlier = await read_earlier_attachments(uow, chat.project_id, history)
     files, earlier_files = await files_for_prompt(
         spec, blobs, attached, history, earlier, images, read_here=images is not None
     )
-    return limits.build(spec, history, text, files, chat.system_prompt, earlier_files)
+    return limits.build(
+        spec, history, text, files, chat.system_prompt, earlier_files, reply_tokens=reply_tokens
+    )
 
 
 async def with_images_read(

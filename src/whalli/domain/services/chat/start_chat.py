@@ -217,6 +217,7 @@ class StartChatHandler:
             prompt = await prompt_for(
                 uow, chat, history, command.message, command.attachment_ids,
                 spec=spec, limits=self._limits, blobs=self._blobs, images=images,
+                reply_tokens=command.params.max_tokens,
             )  # fmt: skip
             message = Message.from_user(
                 id=self._ids.new_id(),
