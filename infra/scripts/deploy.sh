@@ -96,7 +96,7 @@ roll_api() {
     # Traefik follows container health events; give it a moment to route to the new ones.
     sleep "${SETTLE_SECONDS:-5}"
     log "stopping ${#old[@]} old API container(s)"
-    docker stop --time 40 "${old[@]}" >/dev/null
+    docker stop --time 45 "${old[@]}" >/dev/null
     docker rm "${old[@]}" >/dev/null
   fi
 }

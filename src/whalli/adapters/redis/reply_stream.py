@@ -58,7 +58,9 @@ _MGET_BATCH = 1000
 
 
 _FIELD = b"payload"
-_LIVE, _ENDED = "live", "ended"  # the producer key's values, as the scripts write them
+_LIVE, _ENDED = "live", "ended"
+# The readers' count of releases before leases: read, never written (drop it a release later).
+_LEGACY = "reply-readers"  # the producer key's values, as the scripts write them
 # KEYS: per stream, the stream and its producer key; ARGV: ttl ms, max length, the number of
 # streams, then per stream its event count, whether this write ends the reply (1 or 0) and its
 # (id, payload) pairs. An id the stream already holds (a batch written again after its answer
@@ -112,13 +114,16 @@ if redis.call('PTTL', KEYS[1]) < lease then
 end
 return 1
 """
-# KEYS: sessions' reader leases: how many of each are running.
+# KEYS: per session its reader leases and its legacy count; how many readers each has: the
+# leases running, plus the readers of processes of the release before leases (which counted
+# them with INCR/DECR on ``reply-readers``), so a rolling deploy stops no reply they read.
 _READERS = """
 local t = redis.call('TIME')
 local now = '(' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local counts = {}
-for i, key in ipairs(KEYS) do
-  counts[i] = redis.call('ZCOUNT', key, now, '+inf')
+for i = 1, #KEYS / 2 do
+  local legacy = tonumber(redis.call('GET', KEYS[2 * i]) or 0) or 0
+  counts[i] = redis.call('ZCOUNT', KEYS[2 * i - 1], now, '+inf') + math.max(legacy, 0)
 end
 return counts
 """
@@ -311,7 +316,9 @@ class RedisReplyStream(ReplyStream):
         counts: dict[str, int] = {}
         for i in range(0, len(ids), _MGET_BATCH):
             batch = ids[i : i + _MGET_BATCH]
-            keys = [self._key("reply-leases", s) for s in batch]
+            keys = [
+                key for s in batch for key in (self._key("reply-leases", s), self._key(_LEGACY, s))
+            ]
             found = await self._run(self._readers, keys, [])
             counts.update(zip(batch, (int(n) for n in found), strict=True))
         return counts

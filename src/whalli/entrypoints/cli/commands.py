@@ -76,16 +76,15 @@ def _metrics_dir(settings_dir: str, data_dir: str) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     settings = resolved_settings()
     _metrics_dir(settings.metrics_dir, settings.data_dir)
     before, after = raise_open_files_limit()  # every open stream holds a descriptor or two
     if after != before:
         say(f"open-file limit raised from {before} to {after}")
+    from whalli.entrypoints.cli.supervisor import run_server
     from whalli.entrypoints.http.lean_protocol import LeanHttpToolsProtocol
 
-    uvicorn.run(
+    run_server(
         "whalli.entrypoints.http.asgi:app_factory",
         factory=True,
         http=LeanHttpToolsProtocol,  # httptools, holding less per open connection

@@ -54,8 +54,9 @@ class ReadReplyHandler:
       A store that cannot say counts as 'still generating': a live reply is never ended
       because the store blinked;
     - with ``track_readers`` (needed only to stop abandoned replies) the reader is counted while
-      attached, on a lease of ``READER_LEASE_HEARTBEATS`` heartbeats renewed every heartbeat
-      (so a reader whose process was killed stops counting soon after); otherwise no
+      attached, on a lease of ``READER_LEASE_HEARTBEATS`` heartbeats renewed every heartbeat by
+      a timer, however slowly its client reads (so only a reader whose process was killed
+      stops counting, soon after); otherwise no
       bookkeeping round trip sits before the first token;
     - a store that stops answering mid-stream is ridden out: the read is tried again every
       ``retry_s`` (a ``HEARTBEAT`` each time) for up to ``outage_s``, then the iteration ends
@@ -91,20 +92,28 @@ class ReadReplyHandler:
         joining = asyncio.ensure_future(
             self._stream.reader_joined(session_id, reader, self._lease_s)
         )
+        renewing: asyncio.Task[None] | None = None
         try:
             await asyncio.shield(joining)
-            renewed = time.monotonic()
+            # On a timer of its own, not between events: a reader whose client reads slowly
+            # (its writes waiting on the connection) still counts while connected.
+            renewing = asyncio.ensure_future(self._renew(session_id, reader))
             async for item in self._events(session_id, after):
                 yield item
-                if time.monotonic() - renewed >= self._renew_s:
-                    renewed = time.monotonic()
-                    with contextlib.suppress(ServiceUnavailable):
-                        await self._stream.reader_joined(session_id, reader, self._lease_s)
         finally:
+            if renewing is not None:
+                renewing.cancel()
             # A client that went away cancels this generator, and the cancellation repeats at
             # every await of the cancelled scope: shield the bookkeeping so it still happens.
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._leave_after(joining, session_id, reader))
+
+    async def _renew(self, session_id: str, reader: str) -> None:
+        """Renew the reader's lease every heartbeat until cancelled."""
+        while True:
+            await asyncio.sleep(self._renew_s)
+            with contextlib.suppress(ServiceUnavailable):
+                await self._stream.reader_joined(session_id, reader, self._lease_s)
 
     async def _events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
         cursor = after
