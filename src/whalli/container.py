@@ -717,7 +717,7 @@ class Services(containers.DeclarativeContainer):
     list_projects = providers.Factory(ListProjectsHandler, uow)
     get_project = providers.Factory(GetProjectHandler, uow)
     rename_project = providers.Factory(RenameProjectHandler, uow, clock)
-    delete_project = providers.Factory(DeleteProjectHandler, uow)
+    delete_project = providers.Factory(DeleteProjectHandler, uow, adapters.blob_storage)
     list_members = providers.Factory(ListMemberProfilesHandler, uow)
     add_member = providers.Factory(AddMemberHandler, uow, clock)
     change_member_role = providers.Factory(ChangeMemberRoleHandler, uow)

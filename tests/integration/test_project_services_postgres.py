@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.system.ids import UuidGenerator
 from whalli.domain.model.errors import (
@@ -109,7 +110,7 @@ async def test_a_non_member_cannot_tell_a_project_from_a_missing_one(
     project = await create(uow_factory, ada)
     for project_id in (project.id, uuid.uuid4()):
         with pytest.raises(ProjectNotFound, match="Project not found"):
-            await DeleteProjectHandler(uow_factory()).execute(
+            await DeleteProjectHandler(uow_factory(), InMemoryBlobStorage()).execute(
                 DeleteProject(user_id=bob.id, project_id=project_id)
             )
     assert await roles(uow_factory, project) == {ada.id: OWNER}
@@ -180,6 +181,6 @@ async def test_concurrent_first_sign_ins_create_one_personal_project(
     listed = await ListProjectsHandler(uow_factory()).execute(ListProjects(user_id=ada.id))
     assert [p.id for p in listed] == [projects[0].id]
     with pytest.raises(PersonalProjectProtected, match="cannot be deleted"):
-        await DeleteProjectHandler(uow_factory()).execute(
+        await DeleteProjectHandler(uow_factory(), InMemoryBlobStorage()).execute(
             DeleteProject(user_id=ada.id, project_id=projects[0].id)
         )

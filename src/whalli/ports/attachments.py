@@ -37,6 +37,10 @@ class AttachmentRepository(Protocol):
         """Newest first."""
         ...
 
+    async def object_keys_for_project(self, project_id: UUID) -> list[str]:
+        """The stored objects' keys of every file of the project (all of them: to delete)."""
+        ...
+
     async def claim_stale(
         self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
     ) -> list[Attachment]:

@@ -179,3 +179,29 @@ async def test_bad_forks_are_refused_with_a_problem_and_write_nothing(chat: Chat
     assert "messageID" in str(unknown_field.json()["errors"])
     assert (no_chat.status_code, no_chat.json()["code"]) == (404, "chat_not_found")
     assert (await chat.client.get("/api/chats", headers=alice["auth"])).json() == before
+
+
+async def test_a_fork_out_of_someone_elses_personal_project_leaves_its_system_prompt_behind(
+    chat: Chat,
+) -> None:
+    """Alice added Bob to her personal project; a chat there may carry her private custom
+    instructions as its system prompt: Bob's fork into his own project leaves it behind, while
+    a fork within that project keeps it."""
+    alice, bob = await chat.world.register("alice"), await chat.world.register("bob")
+    chat_id = await conversation(chat, alice["auth"], "question", systemPrompt="Alice's own.")
+    personal = (await chat.client.get(f"/api/chats/{chat_id}", headers=alice["auth"])).json()
+    added = await chat.client.post(
+        f"/api/projects/{personal['projectId']}/members",
+        json={"email": bob["email"], "role": "editor"},
+        headers=alice["auth"],
+    )
+    assert added.status_code == 201, added.text
+
+    out = await fork(chat, chat_id, bob["auth"])
+    within = await fork(chat, chat_id, bob["auth"], projectId=personal["projectId"])
+
+    assert out.status_code == 201, out.text
+    assert out.json()["projectId"] != personal["projectId"]
+    assert out.json()["systemPrompt"] is None
+    assert within.status_code == 201, within.text
+    assert within.json()["systemPrompt"] == "Alice's own."

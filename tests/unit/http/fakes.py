@@ -222,7 +222,7 @@ class FakeContainer:
         return RenameProjectHandler(self.uow(), self.clock)
 
     async def delete_project(self) -> DeleteProjectHandler:
-        return DeleteProjectHandler(self.uow())
+        return DeleteProjectHandler(self.uow(), self.blobs)
 
     async def list_members(self) -> ListMemberProfilesHandler:
         return ListMemberProfilesHandler(self.uow())

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.store import MemoryStore
@@ -57,12 +58,13 @@ class App:
         self.store = MemoryStore()
         self.clock = ManualClock()
         self.ids = SequentialIds()
+        self.blobs = InMemoryBlobStorage()
         self._handlers: dict[type, Callable[[], Any]] = {
             CreateProject: lambda: CreateProjectHandler(self.uow(), self.clock, self.ids),
             ListProjects: lambda: ListProjectsHandler(self.uow()),
             GetProject: lambda: GetProjectHandler(self.uow()),
             RenameProject: lambda: RenameProjectHandler(self.uow(), self.clock),
-            DeleteProject: lambda: DeleteProjectHandler(self.uow()),
+            DeleteProject: lambda: DeleteProjectHandler(self.uow(), self.blobs),
             AddMember: lambda: AddMemberHandler(self.uow(), self.clock),
             ChangeMemberRole: lambda: ChangeMemberRoleHandler(self.uow()),
             RemoveMember: lambda: RemoveMemberHandler(self.uow()),

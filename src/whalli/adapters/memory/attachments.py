@@ -46,6 +46,12 @@ class InMemoryAttachmentRepository(MemoryRepository, AttachmentRepository):
         )
         return sorted(found, key=lambda a: (a.created_at, a.id), reverse=True)[:limit]
 
+    async def object_keys_for_project(self, project_id: UUID) -> list[str]:
+        found: list[Attachment] = self._tx().select(
+            "attachments", lambda a: a.project_id == project_id
+        )
+        return [a.object_key for a in found]
+
     async def claim_stale(
         self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
     ) -> list[Attachment]:

@@ -109,6 +109,13 @@ class PostgresAttachmentRepository(PostgresRepository, AttachmentRepository):
         )
         return [_attachment(r) for r in rows]
 
+    async def object_keys_for_project(self, project_id: UUID) -> list[str]:
+        rows = await self._all(
+            "SELECT object_key FROM attachments WHERE project_id = %(project_id)s",
+            {"project_id": project_id},
+        )
+        return [str(r["object_key"]) for r in rows]
+
     async def claim_stale(
         self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
     ) -> list[Attachment]:

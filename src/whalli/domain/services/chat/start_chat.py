@@ -304,8 +304,14 @@ class StartChatHandler:
         personal = project_id == personal_project_id(command.user_id)
         system_prompt = command.system_prompt
         # Private to the caller: never copied into a shared project's chat, where every member
-        # would read (and editors change) them as its system prompt.
-        if system_prompt is None and personal and user.has_custom_instructions:
+        # would read (and editors change) them as its system prompt; a personal project its
+        # owner added members to is shared so.
+        if (
+            system_prompt is None
+            and personal
+            and user.has_custom_instructions
+            and len(await uow.projects.list_members(project_id)) <= 1
+        ):
             # read before the prompt is built (the reply is launched before the chat's INSERT)
             system_prompt = await uow.users.get_custom_instructions(user.id)
         chat = Chat.start(

@@ -37,9 +37,10 @@ class ForkChatHandler:
       ``domain.model.chat_forks``: finished messages only, with their models, usage and times;
       naming a reply still being generated is ``ReplyInProgress``) and the system prompt; not
       the feedback, the share links, the pin or the archive mark;
-    - except out of the caller's personal project into another: there a chat's system prompt
-      may be the caller's custom instructions, which never go to a shared project (see
-      ``StartChat``), so that fork has none (they may give it one with ``UpdateChat``);
+    - except out of a personal project (the caller's, or one whose owner added the caller)
+      into another: there a chat's system prompt may be its owner's custom instructions,
+      which never go to a shared project (see ``StartChat``), so that fork has none (they may
+      give it one with ``UpdateChat``);
     - its title is the chat's, or ``title`` (1 to ``TITLE_MAX`` characters, spaces folded);
       the caller owns it, and it is new: first in the newest-first list;
     - attachment links are kept only in a fork in the same project: a file belongs to its
@@ -56,9 +57,12 @@ class ForkChatHandler:
         async with self._uow as uow:
             source = await require_chat(uow, command.chat_id, command.user_id, "read")
             project_id = await project_to_write(uow, command.user_id, command.project_id)
-            personal = personal_project_id(command.user_id)
-            # out of the caller's personal project, it may be their private custom instructions
-            private = source.project_id == personal != project_id
+            # out of a personal project (anyone's: its owner may have added members), a system
+            # prompt may be the owner's private custom instructions
+            private = project_id != source.project_id and (
+                source.project_id == personal_project_id(command.user_id)
+                or (await uow.projects.get(source.project_id)).personal
+            )
             fork = Chat(
                 id=self._ids.new_id(), project_id=project_id, user_id=command.user_id,
                 title=source.title, created_at=now, updated_at=now,
