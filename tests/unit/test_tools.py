@@ -76,30 +76,41 @@ def test_a_tool_turn_answering_an_earlier_call_is_accepted() -> None:
 
 
 @pytest.mark.parametrize(
-    "messages",
+    ("messages", "said"),
     [
         # answering a call made later, an unknown call, no call id at all
-        [
-            PromptMessage(role=MessageRole.TOOL, content="done", tool_call_id="call_1"),
-            PromptMessage(role=MessageRole.ASSISTANT, content="", tool_calls=(CALL,)),
-        ],
-        [
-            PromptMessage(role=MessageRole.ASSISTANT, content="", tool_calls=(CALL,)),
-            PromptMessage(role=MessageRole.TOOL, content="done", tool_call_id="call_2"),
-        ],
-        [
-            PromptMessage(role=MessageRole.ASSISTANT, content="", tool_calls=(CALL,)),
-            PromptMessage(role=MessageRole.TOOL, content="done"),
-        ],
+        pytest.param(
+            [
+                PromptMessage(role=MessageRole.TOOL, content="done", tool_call_id="call_1"),
+                PromptMessage(role=MessageRole.ASSISTANT, content="", tool_calls=(CALL,)),
+            ],
+            "answers no tool call",
+            id="before_the_call",
+        ),
+        pytest.param(
+            [
+                PromptMessage(role=MessageRole.ASSISTANT, content="", tool_calls=(CALL,)),
+                PromptMessage(role=MessageRole.TOOL, content="done", tool_call_id="call_2"),
+            ],
+            "answers no tool call",
+            id="unknown_call",
+        ),
+        pytest.param(
+            [
+                PromptMessage(role=MessageRole.ASSISTANT, content="", tool_calls=(CALL,)),
+                PromptMessage(role=MessageRole.TOOL, content="done"),
+            ],
+            r"tool_call_id is required for a tool message\.$",
+            id="no_call_id",
+        ),
     ],
-    ids=["before_the_call", "unknown_call", "no_call_id"],
 )
 def test_a_tool_turn_answering_no_earlier_call_is_refused_naming_it(
-    messages: list[PromptMessage],
+    messages: list[PromptMessage], said: str
 ) -> None:
     index = next(i for i, m in enumerate(messages) if m.role is MessageRole.TOOL)
 
-    with pytest.raises(InvalidInput, match="answers no tool call") as raised:
+    with pytest.raises(InvalidInput, match=said) as raised:
         check_tool_turns(messages)
 
     assert raised.value.details["field"] == f"messages[{index}].tool_call_id"

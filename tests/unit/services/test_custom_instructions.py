@@ -256,9 +256,11 @@ async def test_a_start_without_instructions_reads_nothing_more(accounts: Account
     await accounts.start(instructed, with_them)
 
     assert not any(call.startswith("users.") for call in without.calls)
-    # the one read of the text, before the chat and its messages are written (the prompt needs it)
+    # the one read of the text, before the chat and its messages are written (the prompt needs it),
+    # after the members of the personal project (one its owner shared never gets them)
     assert with_them.calls == [
-        *without.calls[:-1], "users.get_custom_instructions", without.calls[-1]
+        *without.calls[:-1], "projects.list_members", "users.get_custom_instructions",
+        without.calls[-1],
     ]  # fmt: skip
     assert without.calls[-1] == "chats.add_with_messages"
 

@@ -468,8 +468,10 @@ def check_tool_turns(messages: Sequence[PromptMessage]) -> None:
     unanswered: int | None = None  # the first turn with a call left unanswered
     for index, message in enumerate(messages):
         if message.role is MessageRole.TOOL:
-            if open_calls.pop(message.tool_call_id or "", None) is None:
-                field = f"messages[{index}].tool_call_id"
+            field = f"messages[{index}].tool_call_id"
+            if message.tool_call_id is None:
+                raise InvalidInput(f"{field} is required for a tool message.", field=field)
+            if open_calls.pop(message.tool_call_id, None) is None:
                 raise InvalidInput(
                     f"{field} ({message.tool_call_id!r}) answers no tool call of the assistant "
                     "message right before it (only tool messages may come between them), or "

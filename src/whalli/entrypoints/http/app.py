@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
+from litestar._openapi.plugin import handle_schema_path_not_found
 from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components
@@ -73,6 +76,12 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
 )
 
 
+def _docs_path_not_found(request: Request[Any, Any, Any]) -> None:
+    """An unknown path under the docs is a 404 problem like any other, not Litestar's page."""
+    if getattr(request.route_handler, "fn", None) is handle_schema_path_not_found:
+        raise NotFoundException()
+
+
 def create_app(
     container: AppContainer,
     *,
@@ -103,7 +112,11 @@ def create_app(
             # The UI at /api/docs, the schema at /api/docs/openapi.json; public. A new router per
             # app: Litestar registers the docs routes on it.
             openapi_router=Router(
-                "/api/docs", route_handlers=[], include_in_schema=False, opt=PUBLIC
+                "/api/docs",
+                route_handlers=[],
+                include_in_schema=False,
+                opt=PUBLIC,
+                before_request=_docs_path_not_found,
             ),
             render_plugins=[ScalarRenderPlugin()],
             components=Components(security_schemes=dict(SECURITY_SCHEMES)),

@@ -16,7 +16,9 @@ from litestar.types import ExceptionHandlersMap
 from whalli.domain.model.errors import InvalidToken, WhalliError
 from whalli.entrypoints.http.problems import (
     GENERIC_DETAIL,
+    MISSING_BODY,
     body_limit,
+    body_missing,
     retry_after_header,
     status_for,
 )
@@ -103,7 +105,9 @@ def _http_error(exc: HTTPException) -> ErrorBody:
     errors name the field and the rule, never more than the client's own input."""
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
     message, param = exc.detail, None
-    if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
+    if body_missing(exc):
+        message = MISSING_BODY
+    elif isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
         first = exc.extra[0]
         said = str(first.get("message", ""))
         message = f"{message}: {said}".rstrip(": ")

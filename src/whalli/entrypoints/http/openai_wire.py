@@ -336,6 +336,9 @@ def _content(
         elif assistant and part.type == "refusal" and part.refusal is not None:
             texts.append(part.refusal)
             parts.append(part.refusal)
+        elif part.type == "text" and part.text is None:
+            field = f"messages[{index}].content[{number}].text"
+            raise InvalidInput(f"{field} is required.", field=field)
         elif part.type != "text" or part.text is None:
             raise InvalidInput(
                 f"Content of type {part.type!r} is not supported; send text or image_url.",

@@ -146,6 +146,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         return problem_response(
             request, status=status, code="internal_error", detail=GENERIC_DETAIL
         )
+    detail = exc.detail
     # Litestar's validation errors name the field and the rule (at most echoing the client's input).
     extra: dict[str, Any] | None = (
         {"errors": [_as_sent(request, e) for e in exc.extra]}
@@ -154,9 +155,11 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     )
     if isinstance(exc, ValidationException):
         code = "validation_failed"
+        if body_missing(exc):
+            detail = MISSING_BODY
+            extra = {"errors": [{"message": MISSING_BODY, "source": "body"}]}
     else:
         code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    detail = exc.detail
     if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE and (limit := body_limit(request)):
         detail = f"The request body is larger than this route accepts (at most {limit} bytes)."
         extra = {**(extra or {}), "limit": limit}
@@ -167,6 +170,23 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         detail=detail,
         extra=extra,
         headers=exc.headers,
+    )
+
+
+MISSING_BODY = "The request body is missing: this route takes a JSON object."
+
+
+def body_missing(exc: HTTPException) -> bool:
+    """Whether Litestar refused the request for want of any body (it says ``'data'``, its
+    handler argument's name, the ``KeyError`` of a body it did not get)."""
+    errors = exc.extra
+    return (
+        isinstance(errors, list)
+        and len(errors) == 1
+        and isinstance(errors[0], dict)
+        and errors[0].get("key") == "data"
+        and errors[0].get("source") == "body"
+        and errors[0].get("message") == "'data'"
     )
 
 

@@ -164,7 +164,16 @@ class UploadForm:
         except ParserLimitReached as e:
             raise ClientException(f"The multipart body is not acceptable: {e}.") from None
         except MultipartError as e:
-            raise ClientException(f"The multipart body is malformed: {e}.") from None
+            raise ClientException(f"The multipart body is malformed: {_said(e)}.") from None
+
+
+def _said(error: MultipartError) -> str:
+    """What the parser's error says, in words (never the repr of the exception it wraps)."""
+    causes = [error, *error.args]
+    if any(isinstance(c, UnicodeDecodeError) for c in causes):
+        return "a part's header is not UTF-8"
+    words = [str(a) for a in error.args if isinstance(a, str)]
+    return "; ".join(words) or "it cannot be read"
 
 
 def _check_headers(segment: MultipartSegment) -> None:
