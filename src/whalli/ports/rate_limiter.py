@@ -30,3 +30,9 @@ class RateLimiter(Protocol):
         whether to fail open or closed), when awaited.
         """
         ...
+
+    async def refund(self, key: str) -> None:
+        """Take back one hit of ``key``'s current window (a request counted against a budget
+        it turned out not to belong to); nothing once the window ended. Raises
+        ``ServiceUnavailable`` when the store cannot be reached."""
+        return None

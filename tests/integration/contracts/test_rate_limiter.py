@@ -128,3 +128,18 @@ async def test_an_unreachable_redis_raises_service_unavailable_without_the_passw
         with pytest.raises(ServiceUnavailable, match=r"^redis: connection failed$") as caught:
             await limiter.hit("user:1", limit=5, window_seconds=60)
         assert "rate-s3cret-pw" not in str(caught.value)
+
+
+async def test_a_refund_takes_back_one_hit_of_the_open_window_only(
+    rate_limiter: RateLimiter,
+) -> None:
+    for _ in range(3):
+        await rate_limiter.hit("user:1", limit=3, window_seconds=60)
+    await rate_limiter.refund("user:1")
+    await rate_limiter.refund("user:never-hit")  # nothing to take back: nothing made
+
+    again = await rate_limiter.hit("user:1", limit=3, window_seconds=60)
+    fresh = await rate_limiter.hit("user:never-hit", limit=3, window_seconds=60)
+
+    assert (again.allowed, again.remaining) == (True, 0)
+    assert fresh == RateDecision(allowed=True, limit=3, remaining=2, reset_seconds=60)

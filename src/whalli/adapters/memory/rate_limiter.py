@@ -14,6 +14,11 @@ class InMemoryRateLimiter(RateLimiter):
         self._clock = clock
         self._windows: dict[str, tuple[datetime, int]] = {}  # key -> (window end, hits)
 
+    async def refund(self, key: str) -> None:
+        window = self._windows.get(key)
+        if window is not None and window[0] > self._clock.now() and window[1] > 0:
+            self._windows[key] = (window[0], window[1] - 1)
+
     async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
         if limit < 1:
             raise ValueError("limit must be at least 1")

@@ -49,6 +49,13 @@ if ttl < 0 then
 end
 return math.min(count, tonumber(ARGV[2]) + 1) * 4294967296 + ttl
 """
+# KEYS[1]: the key. One hit less, in the window still open (a key gone stays gone).
+_REFUND = """
+if redis.call('GET', KEYS[1]) and tonumber(redis.call('GET', KEYS[1])) > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 1
+"""
 _TTL_BITS = 32
 MAX_LIMIT = (1 << 20) - 1
 MAX_WINDOW_SECONDS = ((1 << _TTL_BITS) - 1) // 1000
@@ -71,8 +78,13 @@ class RedisRateLimiter(RateLimiter):
         self._prefix = prefix
         # The script is loaded on first use (and again after a Redis restart: NOSCRIPT).
         self._script = client.register_script(_FIXED_WINDOW)
+        self._refund = client.register_script(_REFUND)
         self._last_warning: float | None = None
         self._unlogged_failures = 0
+
+    async def refund(self, key: str) -> None:
+        with translated():
+            await self._refund(keys=[self._prefix + key])
 
     def hit(self, key: str, limit: int, window_seconds: int) -> Awaitable[RateDecision]:
         """Through the lean client, the count is written before this returns and the decision

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import ipaddress
@@ -72,6 +73,15 @@ class RequestLimits:
         decided: asyncio.Future[RateDecision] = hit.get_loop().create_future()
         hit.add_done_callback(functools.partial(self._settle, decided, rule))
         return decided
+
+    async def refund_request(self, principal_user_id: UUID) -> None:
+        """Take back a request counted against a user's budget that was not theirs after all
+        (a token of theirs refused: an ended session's, replayed), so nobody can spend a
+        user's budget with a credential the user already revoked. Best effort."""
+        if not self.policy.enabled:
+            return
+        with contextlib.suppress(ServiceUnavailable):
+            await self._limiter.refund(f"user:{principal_user_id}")
 
     async def _decided(self, hit: Awaitable[RateDecision], rule: RateLimit) -> RateDecision:
         try:

@@ -122,6 +122,14 @@ async def enforce_rate_limit(
     apply_decision(connection, await hit)
 
 
+async def refund_request(
+    connection: ASGIConnection[Any, Any, Any, Any], principal_user_id: UUID
+) -> None:
+    """Take back a request counted against ``principal_user_id``'s budget before their
+    credential was refused (``RequestLimits.refund_request``)."""
+    await (await _plugin(connection).limits()).refund_request(principal_user_id)
+
+
 async def charge_refused_credential(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
     """Count a request whose credential was refused against its client IP's budget, on a route
     that otherwise counts nothing (the metrics scrape: its scraper is never limited, while

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Headers
@@ -28,6 +29,7 @@ from whalli.entrypoints.http.rate_limit import (
     apply_decision,
     enforce_rate_limit,
     is_rate_limited,
+    refund_request,
     start_rate_limit,
 )
 from whalli.ports.rate_limiter import RateDecision
@@ -119,6 +121,7 @@ async def require_principal(
         await enforce_rate_limit(connection, None)
         return
     charged: asyncio.Future[RateDecision] | None = None
+    claimed: UUID | None = None
     try:
         credential = credential_from(connection.headers)
         if credential is None:
@@ -133,9 +136,13 @@ async def require_principal(
             charged = start_rate_limit(connection, claimed)
         principal = await authenticate.execute(Authenticate(credential=credential))
     except Unauthenticated:
-        if charged is not None:
+        if charged is not None and claimed is not None:
             with contextlib.suppress(WhalliError):
-                await charged  # that user's budget was charged; the IP's is too, below
+                await charged
+            # Not that user's request after all (a token of an ended session, a revoked key,
+            # replayed): the count goes back, so a stolen credential the user has revoked
+            # cannot spend their budget; the IP's is charged below, as for any refusal.
+            await refund_request(connection, claimed)
         await enforce_rate_limit(connection, None)
         raise
     except BaseException:

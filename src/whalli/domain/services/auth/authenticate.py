@@ -116,16 +116,23 @@ class AuthenticateHandler:
             raise InvalidToken()
         return Principal(user=user, session_id=claims.session_id, read_at=read_at)
 
+    def _forget(self, key_hash: str) -> None:
+        if self._key_owners is not None:
+            self._key_owners.forget(key_hash)
+
     async def _by_api_key(self, secret: str) -> Principal:
         key_hash = hash_api_key(secret)
         read_at = self._clock.now()
         async with self._uow.read_only() as uow:
             found = await uow.api_keys.find_by_hash_with_user(key_hash)
         if found is None:
+            self._forget(key_hash)
             raise InvalidToken()
         key, user = found
         now = self._clock.now()
         if not key.is_active(now) or user.disabled:
+            # a revoked key replayed (a leak) stops charging its owner's budget
+            self._forget(key_hash)
             raise InvalidToken()
         if self._key_owners is not None:
             self._key_owners.remember(key_hash, user.id)

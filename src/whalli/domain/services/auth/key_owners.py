@@ -14,7 +14,8 @@ class KeyOwners:
     while the database confirms the session. An API key names nobody by itself; this hint lets
     the guard do the same for a key it has seen before. It decides nothing: the key is still
     checked in the database on every request, and a key revoked since is refused (its
-    request then counts against the IP as well, like any refused credential).
+    request then counts against the IP as well, like any refused credential) and forgotten:
+    it charges its owner once at most.
     """
 
     def __init__(self, size: int = 10_000) -> None:
@@ -31,6 +32,11 @@ class KeyOwners:
         if user_id is not None:
             self._owners.move_to_end(key_hash)
         return user_id
+
+    def forget(self, key_hash: str) -> None:
+        """A key refused (revoked, expired, unknown, its user disabled): no longer a hint, so
+        replaying it charges its sender's IP only."""
+        self._owners.pop(key_hash, None)
 
     def remember(self, key_hash: str, user_id: UUID) -> None:
         self._owners[key_hash] = user_id

@@ -48,7 +48,9 @@ class TitleChatHandler:
     - the model is the policy's (``WHALLI_CHAT_TITLES``: by default the model that wrote the
       first reply; none with titles off or for a reply of the dev model), taken from the
       catalog as the chat flow does, through the same ``ChatModel`` port; a model without a
-      configured provider titles nothing;
+      configured provider titles nothing, nor does the reply's model once the owner may no
+      longer use it (a plan lowered, an account disabled: skipped; a title model the operator
+      chose is theirs to pay);
     - it is sent a short instruction and the first message and reply (each cut to about 2,000
       characters), at a low temperature and few tokens; its answer is cleaned (``clean_title``)
       and an empty one keeps the title;
@@ -99,6 +101,8 @@ class TitleChatHandler:
         model = None if spec is None else self._models.get(spec.provider)
         if spec is None or model is None:
             return "skipped"
+        if spec.id == reply.model and not await self._may_use(chat.user_id, spec):
+            return "skipped"  # the owner's plan lost the reply's model since (or the account)
         text, usage, failure = await self._ask(model, spec, first.content, reply.content)
         if usage.total > 0 or failure is None:
             record = UsageRecord.of(
@@ -142,6 +146,13 @@ class TitleChatHandler:
         if not replies[0].content.strip():
             return None
         return chat, first, replies[0]
+
+    async def _may_use(self, user_id: UUID, spec: ModelSpec) -> bool:
+        """Whether the chat's owner may still use the reply's model (``ensure_model_allowed``:
+        an admin may have changed their plan, or disabled them, since the reply)."""
+        async with self._uow.read_only() as uow:
+            user = await uow.users.get(user_id)
+        return not user.disabled and user.plan.includes(spec.min_plan)
 
     def _spec(self, reply: Message) -> ModelSpec | None:
         model_id = self._titles.model_for(reply.model, reply.provider)
