@@ -339,11 +339,12 @@ async def test_a_rejected_token_is_challenged_as_invalid_and_a_missing_one_plain
     assert missing.json()["code"] == "unauthenticated"
 
 
-async def test_a_refused_genuine_token_counts_against_its_user_and_the_ip(
+async def test_a_refused_genuine_token_counts_against_the_ip_not_its_user(
     probes: list[FakeProbe],
 ) -> None:
     # The guard charges the user a genuine token names while the database is read; when the
-    # session turns out to be over, the request is counted against the client IP as well.
+    # session turns out to be over, that count is given back (a stolen token the user has
+    # revoked cannot spend their budget) and the request counts against the client IP.
     settings = Settings(env="test", rate_limit_user_per_min=5, rate_limit_ip_per_min=50)
     app = create_app(FakeContainer(settings, probes), extra_route_handlers=[WhoAmIController])
     async with AsyncTestClient(app=app) as client:
@@ -362,5 +363,7 @@ async def test_a_refused_genuine_token_counts_against_its_user_and_the_ip(
 
     assert accepted.status_code == 200
     assert accepted.headers["ratelimit-limit"] == "5"
-    assert accepted.headers["ratelimit-remaining"] == "3"  # the refused request and this one
+    assert (
+        accepted.headers["ratelimit-remaining"] == "4"
+    )  # this one alone: the refused one given back
     assert int(refused.headers["ratelimit-remaining"]) < 50  # the IP's budget counted it too
