@@ -8,6 +8,11 @@ from uuid import UUID
 
 from whalli.domain.model.base import Value
 
+# Characters of scripts written without spaces between words (Hiragana and Katakana, CJK
+# ideographs, Hangul syllables): every store searches each as a word of its own, so a word
+# inside a sentence is found (the ranges of migration 0023's whalli_search_words).
+SPACELESS_CHARACTERS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+
 
 class ChatSearchHit(Value, frozen=True, kw_only=True):
     chat_id: UUID

@@ -8,12 +8,10 @@ from uuid import UUID
 from whalli.adapters.memory._repository import check_limit
 from whalli.adapters.memory.store import MemoryStore
 from whalli.domain.model.chats import Chat, Message
-from whalli.ports.chat_search import ChatSearch, ChatSearchHit
+from whalli.ports.chat_search import SPACELESS_CHARACTERS, ChatSearch, ChatSearchHit
 
-# Characters of scripts written without spaces (Chinese, Japanese, Korean syllables) are words
-# of their own, as Postgres indexes them (migration 0023); other words are runs of \w.
-_SPACELESS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-_WORD = re.compile(f"[{_SPACELESS}]|[^\\W{_SPACELESS}]+")
+# A character written without spaces is a word of its own; other words are runs of \w.
+_WORD = re.compile(f"[{SPACELESS_CHARACTERS}]|[^\\W{SPACELESS_CHARACTERS}]+")
 _SNIPPET_WORDS = 24
 
 

@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 from whalli.adapters.postgres._base import check_limit, translated
 from whalli.adapters.postgres.pool import PostgresPool
 from whalli.domain.model.errors import InvalidInput
-from whalli.ports.chat_search import ChatSearch, ChatSearchHit
+from whalli.ports.chat_search import SPACELESS_CHARACTERS, ChatSearch, ChatSearchHit
 
 # websearch_to_tsquery accepts any text (quotes, operators, punctuation) without a syntax error.
 # The 'simple' configuration matches chats.title_tsv and messages.content_tsv (any language).
@@ -22,7 +22,7 @@ from whalli.ports.chat_search import ChatSearch, ChatSearchHit
 # reads the text as the index does (whalli_search_words, migration 0023), and the spaces that
 # put between characters written without them are taken out again.
 _NEGATIONS: Final = re.compile(r"-(?:[^\w-]*-)+")  # dashes with only punctuation between
-_SEARCH: Final = """
+_SEARCH: Final = f"""
 WITH q AS (SELECT websearch_to_tsquery('simple', %(query)s) AS query),
 matches AS (
     SELECT DISTINCT ON (c.id)
@@ -48,14 +48,13 @@ SELECT best.chat_id, best.project_id, best.title, best.updated_at, best.rank::do
         'simple', whalli_search_words(left(best.content, 100000)), q.query,
         'StartSel="", StopSel="", MaxFragments=2, MaxWords=24, MinWords=8, '
         'FragmentDelimiter=" … "'
-    ), ' ?([぀-ヿ㐀-䶿一-鿿豈-﫿가-힯]) ?', '\\1', 'g') END AS snippet
+    ), ' ?([{SPACELESS_CHARACTERS}]) ?', '\\1', 'g') END AS snippet
 FROM best CROSS JOIN q
 ORDER BY best.rank DESC, best.updated_at DESC, best.chat_id DESC
 """
 
 
-# The characters migration 0023's whalli_search_words indexes one by one (the same ranges).
-_SPACELESS = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+")
+_SPACELESS = re.compile(f"[{SPACELESS_CHARACTERS}]+")
 
 
 def phrased_spaceless_runs(query: str) -> str:

@@ -51,7 +51,7 @@ return math.min(count, tonumber(ARGV[2]) + 1) * 4294967296 + ttl
 """
 # KEYS[1]: the key. One hit less, in the window still open (a key gone stays gone).
 _REFUND = """
-if redis.call('GET', KEYS[1]) and tonumber(redis.call('GET', KEYS[1])) > 0 then
+if (tonumber(redis.call('GET', KEYS[1])) or 0) > 0 then
   redis.call('DECR', KEYS[1])
 end
 return 1

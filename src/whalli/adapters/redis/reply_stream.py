@@ -58,9 +58,9 @@ _MGET_BATCH = 1000
 
 
 _FIELD = b"payload"
-_LIVE, _ENDED = "live", "ended"
+_LIVE, _ENDED = "live", "ended"  # the producer key's values, as the scripts write them
 # The readers' count of releases before leases: read, never written (drop it a release later).
-_LEGACY = "reply-readers"  # the producer key's values, as the scripts write them
+_LEGACY = "reply-readers"
 # KEYS: per stream, the stream and its producer key; ARGV: ttl ms, max length, the number of
 # streams, then per stream its event count, whether this write ends the reply (1 or 0) and its
 # (id, payload) pairs. An id the stream already holds (a batch written again after its answer

@@ -56,8 +56,8 @@ class ReadReplyHandler:
     - with ``track_readers`` (needed only to stop abandoned replies) the reader is counted while
       attached, on a lease of ``READER_LEASE_HEARTBEATS`` heartbeats renewed every heartbeat by
       a timer, however slowly its client reads (so only a reader whose process was killed
-      stops counting, soon after); otherwise no
-      bookkeeping round trip sits before the first token;
+      stops counting, soon after); otherwise no bookkeeping round trip sits before the first
+      token;
     - a store that stops answering mid-stream is ridden out: the read is tried again every
       ``retry_s`` (a ``HEARTBEAT`` each time) for up to ``outage_s``, then the iteration ends
       without a final event (a client resumes later with the last id it had).

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.catalog import ModelCatalog, ModelSpec
+from whalli.domain.model.catalog import ModelCatalog, ModelSpec, ensure_model_allowed
 from whalli.domain.model.chat_titles import TitlePolicy, clean_title, title_params, title_prompt
 from whalli.domain.model.chats import (
     Chat,
@@ -18,7 +18,14 @@ from whalli.domain.model.chats import (
     TokenUsage,
     title_from,
 )
-from whalli.domain.model.errors import ChatNotFound, ModelNotFound, ProviderError, ReplyInProgress
+from whalli.domain.model.errors import (
+    AccountDisabled,
+    ChatNotFound,
+    ModelNotFound,
+    ModelNotInPlan,
+    ProviderError,
+    ReplyInProgress,
+)
 from whalli.domain.model.jobs import TitleChat
 from whalli.domain.services.chat.context import usage_or_estimate
 from whalli.domain.services.chat.requests import completion_request
@@ -152,7 +159,11 @@ class TitleChatHandler:
         an admin may have changed their plan, or disabled them, since the reply)."""
         async with self._uow.read_only() as uow:
             user = await uow.users.get(user_id)
-        return not user.disabled and user.plan.includes(spec.min_plan)
+        try:
+            ensure_model_allowed(user, spec)
+        except (AccountDisabled, ModelNotInPlan):
+            return False
+        return True
 
     def _spec(self, reply: Message) -> ModelSpec | None:
         model_id = self._titles.model_for(reply.model, reply.provider)
