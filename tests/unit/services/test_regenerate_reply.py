@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from tests.integration.entities import World, a_membership, a_user, committed_world
-from tests.unit.services.test_start_chat import FailingCommit, Sessions
+from tests.unit.services.test_start_chat import FailingCommit, Sessions, SlowLock
 from tests.unit.services.test_start_chat_attachments import CATALOG
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
@@ -280,3 +280,19 @@ async def test_an_edit_to_nothing_is_refused_and_changes_nothing(chat: Chat) -> 
 
     assert await chat.messages() == before
     assert chat.launched == []
+
+
+async def test_a_regeneration_is_stamped_once_the_chat_is_locked(chat: Chat) -> None:
+    """A regeneration that waited for the chat's lock (another one, or a new message) is
+    written after it, so its reply must not be stamped before it."""
+    read_at = chat.clock.now()
+
+    regenerated = await chat.regenerate(SlowLock(chat.store, chat.clock, wait=5))
+
+    assert isinstance(regenerated, RegeneratedReply)
+    locked_at = chat.clock.now()
+    assert locked_at > read_at
+    reply = chat.store.tables["messages"][regenerated.prepared.reply.id]
+    assert reply.created_at == locked_at
+    assert regenerated.session.created_at == locked_at
+    assert chat.store.tables["chats"][chat.world.chat.id].updated_at == locked_at

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
+from uuid import UUID
 
 import msgspec
 import pytest
@@ -254,3 +255,39 @@ async def test_a_system_prompt_too_long_or_given_to_an_existing_chat_saves_nothi
     assert info.value.details["field"] == "systemPrompt"
     assert sessions.saved == []
     assert (store.tables["messages"], store.tables["chats"]) == (messages_before, chats_before)
+
+
+class SlowLock(InMemoryUnitOfWork):
+    """Taking the chat's lock waits ``wait`` seconds (another start holds it meanwhile)."""
+
+    def __init__(self, store: MemoryStore, clock: ManualClock, wait: float) -> None:
+        super().__init__(store)
+        outer = self
+
+        class Chats(InMemoryChatRepository):
+            async def lock(self, chat_id: UUID) -> Chat:
+                outer.clock.advance(outer.wait)
+                return await super().lock(chat_id)
+
+        self.clock, self.wait = clock, wait
+        self.chats = Chats(self._transaction)
+
+
+async def test_a_message_to_an_existing_chat_is_stamped_once_the_chat_is_locked() -> None:
+    """Two starts in one chat: the one that waited for the lock is written after the other,
+    so its messages must not be stamped (and sorted) before the other's."""
+    store, clock = MemoryStore(), ManualClock()
+    world = await committed_world(InMemoryUnitOfWork(store))
+    read_at = clock.now()
+
+    started = await handler(SlowLock(store, clock, wait=5), Sessions(clock), clock).execute(
+        StartChat(user_id=world.user.id, model="dev/echo", message="hi", chat_id=world.chat.id)
+    )
+
+    locked_at = clock.now()
+    assert locked_at > read_at
+    message = store.tables["messages"][started.message_id]
+    reply = store.tables["messages"][started.prepared.reply.id]
+    assert (message.created_at, reply.created_at) == (locked_at, locked_at)
+    assert started.session.created_at == locked_at
+    assert store.tables["chats"][world.chat.id].updated_at == locked_at

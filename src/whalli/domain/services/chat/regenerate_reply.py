@@ -135,10 +135,10 @@ class RegenerateReplyHandler:
     async def _regenerate(
         self, command: RegenerateReply, launch: LaunchReply | None, images: ReadImages | None
     ) -> RegeneratedReply:
-        now = self._clock.now()
         async with opening_reply(self._sessions) as opening, self._uow as uow:
             # locked: another regeneration, a new message or the chat's deletion waits for it
             chat = await require_chat(uow, command.chat_id, command.user_id, "write", lock=True)
+            now = self._clock.now()  # once locked: what waited for the lock comes later
             history, question, old = last_exchange(await uow.chats.list_messages(chat.id))
             asked = question.content  # what the old reply answered
             model, params = command.model, command.params

@@ -214,6 +214,10 @@ class StartChatHandler:
             )
             ensure_model_allowed(user, spec)
             chat, history = await self._chat_for(uow, command, user, now)
+            if history is not None:
+                # read again once the chat is locked: an exchange that waited for another one
+                # in this chat must not be stamped (and sorted) before it
+                now = self._clock.now()
             prompt = await prompt_for(
                 uow, chat, history, command.message, command.attachment_ids,
                 spec=spec, limits=self._limits, blobs=self._blobs, images=images,
