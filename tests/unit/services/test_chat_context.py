@@ -4,12 +4,19 @@ import math
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from whalli.domain.model.catalog import ModelSpec, Plan
-from whalli.domain.model.chats import Message, MessageRole, MessageStatus, PromptMessage
+from whalli.domain.model.chats import (
+    Message,
+    MessageRole,
+    MessageStatus,
+    PromptMessage,
+    ReasoningEffort,
+)
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.images import IMAGE_TOKENS, ImagePart
 from whalli.domain.services.chat.context import (
@@ -453,3 +460,86 @@ def test_a_reply_cap_as_large_as_the_window_is_refused_naming_max_tokens() -> No
     with pytest.raises(InvalidInput, match="maxTokens 2000 leaves no room") as refused:
         ContextLimits().build(_window_spec(2000), [], "question", [], reply_tokens=2000)
     assert refused.value.details["field"] == "maxTokens"
+
+
+def _claude_spec(window: int, cap: int | None = None, *, adaptive: bool = False) -> ModelSpec:
+    return ModelSpec(
+        id="anthropic/w", provider="anthropic", upstream="w", min_plan=Plan.FREE,
+        input_usd_per_mtok=1.0, output_usd_per_mtok=2.0, context_window=window,
+        reasoning=True, max_output_tokens=cap, adaptive_thinking=adaptive,
+    )  # fmt: skip
+
+
+PER_MESSAGE = 250  # tokens, about: finer than the smallest budget
+
+
+def _long_history(window: int) -> list[Message]:
+    """A chat one and a half times as long as ``window`` tokens."""
+    count = window * 3 // 2 // PER_MESSAGE
+    return conversation(
+        *[
+            (USER if i % 2 == 0 else ASSISTANT, f"{i % 10}" * (PER_MESSAGE * 4))
+            for i in range(count)
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("effort", "adaptive", "budget"),
+    [
+        (ReasoningEffort.HIGH, False, 24_576),
+        (ReasoningEffort.MEDIUM, False, 8_192),
+        (ReasoningEffort.MINIMAL, False, 1_024),
+        (ReasoningEffort.MINIMAL, True, 2_048),  # an adaptive model asked minimal is sent low
+    ],
+)
+def test_claudes_thinking_budget_is_kept_free_of_the_window_beside_the_reply(
+    effort: ReasoningEffort, adaptive: bool, budget: int
+) -> None:
+    """Anthropic's max_tokens is the thinking budget plus the answer's room, and a prompt that
+    with it exceeds the window is refused: the budget is kept free as well."""
+    window = 100_000
+    spec, limits = _claude_spec(window, adaptive=adaptive), ContextLimits(reserve_for_reply=1024)
+    history = _long_history(window)
+
+    thinking = limits.build(spec, history, "question", [], effort=effort)
+    plain = limits.build(spec, history, "question", [])
+
+    assert estimate_prompt_tokens(thinking) + 1024 + budget <= window
+    assert estimate_prompt_tokens(plain) + 1024 + budget > window  # it needed the room
+    assert thinking[-1].content == "question"
+    assert [m.content for m in thinking] == [m.content for m in plain][-len(thinking) :]
+    # with maxTokens, both are kept free
+    asked = limits.build(spec, history, "question", [], reply_tokens=5000, effort=effort)
+    assert estimate_prompt_tokens(asked) + 5000 + budget <= window
+
+
+def test_the_thinking_room_kept_stays_within_the_output_cap_and_the_window() -> None:
+    window, cap = 100_000, 10_000
+    history = _long_history(window)
+    limits = ContextLimits(reserve_for_reply=1024)
+
+    capped = limits.build(_claude_spec(window, cap), history, "q", [], effort=ReasoningEffort.HIGH)
+    # the request's max_tokens is the cap (budget and answer within it): the cap is kept free
+    assert window - 2 * PER_MESSAGE < estimate_prompt_tokens(capped) + cap <= window
+    # a budget larger than the window allows: a quarter of the window is left to the prompt
+    small = _claude_spec(20_000)
+    squeezed = limits.build(small, _long_history(20_000), "q", [], effort=ReasoningEffort.HIGH)
+    assert 0 < estimate_prompt_tokens(squeezed) <= 20_000 // 4
+
+
+def test_a_model_without_a_thinking_budget_keeps_only_the_replys_room() -> None:
+    """OpenAI's reasoning effort asks for no budget: an effort changes nothing there, nor for
+    a Claude model asked no effort."""
+    window = 100_000
+    openai = msgspec.structs.replace(_window_spec(window), reasoning=True)
+    history = _long_history(window)
+    limits = ContextLimits(reserve_for_reply=1024)
+
+    assert limits.build(openai, history, "q", [], effort=ReasoningEffort.HIGH) == limits.build(
+        openai, history, "q", []
+    )
+    claude = _claude_spec(window)
+    assert limits.build(claude, history, "q", [], effort=None) == limits.build(
+        claude, history, "q", []
+    )

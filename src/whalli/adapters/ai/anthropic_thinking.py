@@ -1,8 +1,8 @@
 """Anthropic's extended thinking: a reasoning effort as the Messages API asks for it.
 
 Rules (``ReasoningEffort`` -> the request body):
-- ``thinking: {"type": "enabled", "budget_tokens": B}``, ``B`` from ``THINKING_BUDGETS`` (the
-  API takes 1,024 at least);
+- ``thinking: {"type": "enabled", "budget_tokens": B}``, ``B`` from the catalog's
+  ``THINKING_BUDGETS`` (the API takes 1,024 at least; the chat's context keeps it free);
 - ``max_tokens`` counts the thinking too, so it becomes ``B`` plus what the reply may use (the
   caller's ``max_tokens``, else the adapter's default): the answer keeps the room asked for,
   as far as the model's output cap (``max_output_tokens``) allows: ``max_tokens`` is then the
@@ -29,16 +29,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from whalli.domain.model.catalog import THINKING_BUDGETS
 from whalli.domain.model.chats import MessageRole, PromptMessage, ReasoningEffort
 from whalli.domain.model.errors import InvalidInput
 
 MIN_BUDGET = 1_024  # the least budget the API takes
-THINKING_BUDGETS = {
-    ReasoningEffort.MINIMAL: 1_024,
-    ReasoningEffort.LOW: 2_048,
-    ReasoningEffort.MEDIUM: 8_192,
-    ReasoningEffort.HIGH: 24_576,
-}
 # Anthropic's efforts are low, medium, high (its default) and max: minimal asks for its least.
 ADAPTIVE_EFFORTS = {
     ReasoningEffort.MINIMAL: "low",

@@ -73,6 +73,18 @@ VERBOSITY_PROVIDERS: frozenset[str] = frozenset({"openai", "xai", "openai-compat
 # The providers whose adapters ask a model to think adaptively (Anthropic's).
 ADAPTIVE_PROVIDERS: frozenset[str] = frozenset({"anthropic"})
 
+# The thinking budget of each effort, for the providers whose requests ask for one
+# (Anthropic's ``budget_tokens``, at least 1,024; an adaptive model's ``max_tokens`` leaves it
+# the room of the effort sent). Its ``max_tokens`` is then this budget plus the answer's room,
+# so the budget is kept free of the context window as well (``thinking_room``).
+THINKING_PROVIDERS: frozenset[str] = ADAPTIVE_PROVIDERS
+THINKING_BUDGETS: dict[ReasoningEffort, int] = {
+    ReasoningEffort.MINIMAL: 1_024,
+    ReasoningEffort.LOW: 2_048,
+    ReasoningEffort.MEDIUM: 8_192,
+    ReasoningEffort.HIGH: 24_576,
+}
+
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
 # A provider's price of prompt tokens read from its prompt cache, and written to it, as a share
@@ -156,6 +168,16 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
         if not (self.reasoning and self.provider in REASONING_PROVIDERS):
             return ()
         return self.reasoning_efforts or CLASSIC_EFFORTS
+
+    def thinking_room(self, effort: ReasoningEffort | None) -> int:
+        """The tokens a request asking for ``effort`` asks room for besides the answer's: the
+        thinking budget of a model whose provider asks for one (``THINKING_BUDGETS``; an
+        adaptive model asked minimal is asked low), else 0."""
+        if effort is None or self.provider not in THINKING_PROVIDERS or effort not in self.efforts:
+            return 0
+        if self.adaptive_thinking and effort is ReasoningEffort.MINIMAL:
+            effort = ReasoningEffort.LOW
+        return THINKING_BUDGETS.get(effort, 0)
 
     def takes_effort(self, effort: ReasoningEffort | None) -> bool:
         """Whether a request asking for ``effort`` may go to it as asked (``None``: always)."""

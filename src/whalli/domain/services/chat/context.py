@@ -37,6 +37,7 @@ from whalli.domain.model.chats import (
     MessageRole,
     MessageStatus,
     PromptMessage,
+    ReasoningEffort,
     TokenUsage,
 )
 from whalli.domain.model.errors import InvalidInput
@@ -145,6 +146,7 @@ class ContextLimits:
         earlier_files: Mapping[UUID, tuple[str, str | ImagePart]] | None = None,
         *,
         reply_tokens: int | None = None,
+        effort: ReasoningEffort | None = None,
     ) -> tuple[PromptMessage, ...]:
         """``build_context`` for ``spec``'s window; ``history`` excludes the new message.
 
@@ -152,7 +154,11 @@ class ContextLimits:
         reply's own ``maxTokens`` (``reply_tokens``) when larger: a provider refuses a prompt
         and a reply cap that together exceed the window (OpenAI's 400
         ``context_length_exceeded``), so a long chat asked for a long reply keeps less of its
-        history instead of failing."""
+        history instead of failing. A model asked to think with a budget (``effort``,
+        ``ModelSpec.thinking_room``: Claude's) is asked for that budget on top, which Anthropic
+        counts against the window too: it is kept free as well, as far as the model's output
+        cap (which the request's ``max_tokens`` never passes) and three quarters of the window
+        allow."""
         reserve = min(self.reserve_for_reply, spec.context_window // 4)
         if reply_tokens is not None and reply_tokens >= spec.context_window:
             raise InvalidInput(
@@ -168,9 +174,22 @@ class ContextLimits:
             system=system,
             earlier_files=earlier_files or {},
             context_window=spec.context_window,
-            reserve_for_reply=max(reserve, reply_tokens or 0),
+            reserve_for_reply=reply_room(spec, max(reserve, reply_tokens or 0), effort),
             attachment_char_cap=self.attachment_char_cap,
         )
+
+
+def reply_room(spec: ModelSpec, answer: int, effort: ReasoningEffort | None) -> int:
+    """The tokens kept free of ``spec``'s window for a reply of ``answer`` tokens asked
+    ``effort``: the answer's, and the thinking budget (if any) within the output cap and
+    three quarters of the window (never less than the answer's)."""
+    thinking = spec.thinking_room(effort)
+    if not thinking:
+        return answer
+    room = answer + thinking
+    if spec.max_output_tokens is not None:
+        room = min(room, spec.max_output_tokens)
+    return max(answer, min(room, spec.context_window * 3 // 4))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from uuid import UUID
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
-from whalli.domain.model.chats import Chat, Message, MessageRole, PromptMessage
+from whalli.domain.model.chats import Chat, Message, MessageRole, PromptMessage, ReasoningEffort
 from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady, ServiceUnavailable
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
@@ -117,6 +117,7 @@ async def prompt_for(
     blobs: BlobStorage | None,
     images: ReadImages | None,
     reply_tokens: int | None = None,
+    effort: ReasoningEffort | None = None,
 ) -> tuple[PromptMessage, ...]:
     """The prompt of a user's message ``text`` with its files, after ``history`` (the chat's
     earlier messages, with theirs) and under the chat's system prompt, for ``spec``
@@ -125,15 +126,17 @@ async def prompt_for(
     ``images``: the files already read as images (``with_images_read``). ``None``: none were,
     and a prompt that wants some raises ``ImagesToRead`` before reading any (this runs inside
     the caller's transaction); given, any image still missing is read here (the chat changed
-    in between: rare). ``reply_tokens``: the reply's ``maxTokens``, kept free of the window."""
+    in between: rare). ``reply_tokens``: the reply's ``maxTokens``, kept free of the window
+    with the thinking budget of its reasoning ``effort`` (``ContextLimits.build``)."""
     attached = await read_attachments(uow, chat.project_id, attachment_ids)
     earlier = await read_earlier_attachments(uow, chat.project_id, history)
     files, earlier_files = await files_for_prompt(
         spec, blobs, attached, history, earlier, images, read_here=images is not None
     )
     return limits.build(
-        spec, history, text, files, chat.system_prompt, earlier_files, reply_tokens=reply_tokens
-    )
+        spec, history, text, files, chat.system_prompt, earlier_files,
+        reply_tokens=reply_tokens, effort=effort,
+    )  # fmt: skip
 
 
 async def with_images_read(

@@ -162,7 +162,7 @@ class RegenerateReplyHandler:
             prompt = await prompt_for(
                 uow, chat, history, question.content, question.attachment_ids,
                 spec=spec, limits=self._limits, blobs=self._blobs, images=images,
-                reply_tokens=params.max_tokens,
+                reply_tokens=params.max_tokens, effort=params.reasoning_effort,
             )  # fmt: skip
             reply = Message.pending_reply(
                 id=self._ids.new_id(), chat_id=chat.id, model=spec.id, provider=spec.provider,

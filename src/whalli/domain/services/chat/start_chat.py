@@ -222,6 +222,7 @@ class StartChatHandler:
                 uow, chat, history, command.message, command.attachment_ids,
                 spec=spec, limits=self._limits, blobs=self._blobs, images=images,
                 reply_tokens=command.params.max_tokens,
+                effort=command.params.reasoning_effort,
             )  # fmt: skip
             message = Message.from_user(
                 id=self._ids.new_id(),
