@@ -352,6 +352,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         # a heartbeat of 0 would make every SSE reader poll without waiting
         if not 0 < self.chat_heartbeat_s <= 3600:
             raise ConfigError(f"{PREFIX}CHAT_HEARTBEAT_S must be more than 0 and at most 3600")
+        for name in ("chat_session_ttl_s", "chat_stream_ttl_s", "chat_cache_ttl_s"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        # a reader of a finished reply, its session still alive, must still find its stream
+        if self.chat_stream_ttl_s < self.chat_session_ttl_s:
+            raise ConfigError(
+                f"{PREFIX}CHAT_STREAM_TTL_S must be at least {PREFIX}CHAT_SESSION_TTL_S"
+            )
         if self.chat_progress_every_s < 0:
             raise ConfigError(f"{PREFIX}CHAT_PROGRESS_EVERY_S must not be negative")
         if not self.chat_titles.strip():

@@ -578,6 +578,7 @@ class Services(containers.DeclarativeContainer):
         settings=providers.Callable(reply_settings, settings),
         jobs=adapters.job_queue,
         titles=adapters.chat_titles,
+        sessions=adapters.chat_sessions,
     )
     title_chat = providers.Factory(
         TitleChatHandler,

@@ -286,14 +286,22 @@ async def test_a_published_stream_has_a_ttl_in_redis(
     assert 0 < ttl_ms <= 60_000
 
 
-async def test_the_redis_stream_is_trimmed_to_about_its_max_length(
+async def test_a_long_redis_stream_is_never_trimmed(
     redis_client: Redis, redis_prefix: str, session_id: str
 ) -> None:
-    stream = RedisReplyStream(redis_client, prefix=redis_prefix, max_len=10)
-    for i in range(300):
+    """The stream is the whole reply for a late or resuming reader: a reply of more events than
+    a MAXLEN would keep must not lose its beginning (published or appended)."""
+    stream = RedisReplyStream(redis_client, prefix=redis_prefix)
+    for i in range(12_000):
         await stream.publish(session_id, TokenEvent(delta=str(i)), ttl_seconds=60)
+    appended = f"{session_id}-appended"
+    batch = [(f"1-{i + 1}", TokenEvent(delta=str(i))) for i in range(12_000)]
+    await stream.append([(appended, batch)], ttl_seconds=60)
 
-    assert await redis_client.xlen(f"{redis_prefix}reply:{session_id}") < 300
+    assert await redis_client.xlen(f"{redis_prefix}reply:{session_id}") == 12_000
+    assert await redis_client.xlen(f"{redis_prefix}reply:{appended}") == 12_000
+    first = await stream.read(appended, None, block_ms=0)
+    assert first[0] == ("1-1", TokenEvent(delta="0"))
 
 
 async def test_a_block_longer_than_the_socket_timeout_does_not_time_out(

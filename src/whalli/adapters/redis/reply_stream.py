@@ -5,7 +5,9 @@ flag), ``whalli:reply-leases:{session_id}`` (attached readers: a sorted set of r
 end of their lease, in Redis's clock, so one whose process died stops counting) and
 ``whalli:reply-producer:{session_id}`` (whether someone still generates). Event ids are the
 stream's ids (``publish``), or the writer's own increasing ids (``append``, used by
-``RelayedReplyStream``).
+``RelayedReplyStream``). A stream is never trimmed: it is the whole reply for a reader in
+another process, one resuming or one attaching late (a reply of more tokens than a MAXLEN lost
+its beginning to them), and its key expires with the session's stream TTL.
 
 Liveness: the generating process keeps the producer key ``live`` with a short expiry, renewed by
 one ``mark_producing`` for all its replies (``RelayedReplyStream``'s beacon); if the process dies
@@ -61,13 +63,13 @@ _FIELD = b"payload"
 _LIVE, _ENDED = "live", "ended"  # the producer key's values, as the scripts write them
 # The readers' count of releases before leases: read, never written (drop it a release later).
 _LEGACY = "reply-readers"
-# KEYS: per stream, the stream and its producer key; ARGV: ttl ms, max length, the number of
-# streams, then per stream its event count, whether this write ends the reply (1 or 0) and its
-# (id, payload) pairs. An id the stream already holds (a batch written again after its answer
-# was lost) is skipped; a stream Redis refuses (its key holds something else) is left, not
-# marked ended, and its number returned: the others are written all the same.
+# KEYS: per stream, the stream and its producer key; ARGV: ttl ms, the number of streams, then
+# per stream its event count, whether this write ends the reply (1 or 0) and its (id, payload)
+# pairs. An id the stream already holds (a batch written again after its answer was lost) is
+# skipped; a stream Redis refuses (its key holds something else) is left, not marked ended, and
+# its number returned: the others are written all the same.
 _APPEND = """
-local ttl, max_len, streams, at = ARGV[1], ARGV[2], tonumber(ARGV[3]), 4
+local ttl, streams, at = ARGV[1], tonumber(ARGV[2]), 3
 local refused = {}
 for k = 1, streams do
   local key, count, ends = KEYS[2 * k - 1], tonumber(ARGV[at]), ARGV[at + 1] == '1'
@@ -75,7 +77,7 @@ for k = 1, streams do
   local ok = true
   for _ = 1, count do
     if ok then
-      local r = redis.pcall('XADD', key, 'MAXLEN', '~', max_len, ARGV[at], 'payload', ARGV[at + 1])
+      local r = redis.pcall('XADD', key, ARGV[at], 'payload', ARGV[at + 1])
       if type(r) == 'table' and r.err and not string.find(r.err, 'equal or smaller', 1, true) then
         ok = false
         refused[#refused + 1] = k
@@ -162,14 +164,12 @@ class RedisReplyStream(ReplyStream):
         client: Redis,
         prefix: str = "whalli:",
         *,
-        max_len: int = 10_000,
         block_slice_ms: int | None = None,
         lean: RespClient | None = None,
     ) -> None:
         self._client = client
         self._lean = lean  # the scripts' writes (append, mark_producing): see the docstring
         self._prefix = prefix
-        self._max_len = max_len
         if block_slice_ms is None:
             timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
             # Half the socket timeout leaves room for the round trip; no timeout, no slicing.
@@ -190,9 +190,7 @@ class RedisReplyStream(ReplyStream):
         # event never without its reply marked ended.
         with translated():
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.xadd(
-                    key, {_FIELD: encode_reply_event(event)}, maxlen=self._max_len, approximate=True
-                )
+                pipe.xadd(key, {_FIELD: encode_reply_event(event)})
                 pipe.pexpire(key, ttl_seconds * 1000)
                 if is_final(event):
                     pipe.set(self._key("reply-producer", session_id), _ENDED, ex=ttl_seconds)
@@ -216,7 +214,7 @@ class RedisReplyStream(ReplyStream):
         if not batches:
             return
         keys: list[str] = []
-        args: list[bytes | str | int] = [ttl_seconds * 1000, self._max_len, len(batches)]
+        args: list[bytes | str | int] = [ttl_seconds * 1000, len(batches)]
         for session_id, events in batches:
             keys += (self._key("reply", session_id), self._key("reply-producer", session_id))
             args += (len(events), int(bool(events) and is_final(events[-1][1])))

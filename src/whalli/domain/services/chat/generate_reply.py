@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import msgspec
@@ -50,6 +50,7 @@ from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.ports.cache import Cache
 from whalli.ports.chat_metrics import ChatMetrics
 from whalli.ports.chat_model import ChatModel, PromptMessage
+from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.job_queue import JobQueue
@@ -143,6 +144,31 @@ class _Progress:
             await self._task
 
 
+class _KeptSession:
+    """A reply's session, kept alive while the reply is generated: a reply may outlive its
+    session's lifetime (a reasoning model thinks for up to ten minutes first), and without
+    its session it could no longer be stopped, resumed or attached to. At a checkpoint past
+    half its lifetime, it is saved again for a whole lifetime from then."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: ChatSession) -> None:
+        self.session = session
+
+    async def renew_if_due(self, sessions: ChatSessionStore, now: datetime) -> None:
+        session = self.session
+        lifetime = session.expires_at - session.created_at
+        if session.expires_at - now > lifetime / 2:
+            return
+        renewed = msgspec.structs.replace(session, expires_at=now + lifetime)
+        try:
+            await sessions.save(renewed, now)
+        except Exception as e:  # best effort, as the checkpoint: tried again at the next one
+            log.warning("reply session not renewed: %r", e)
+            return
+        self.session = renewed
+
+
 @dataclass
 class _Outcome:
     spec: ModelSpec
@@ -175,7 +201,9 @@ class GenerateReplyHandler:
       partial text;
     - a stop request closes the upstream call and saves the partial reply as ``aborted``;
     - while a long reply is generated, its text so far is stored in its message (``streaming``)
-      every ``progress_every_s``, so a reply whose process dies keeps most of its text;
+      every ``progress_every_s``, so a reply whose process dies keeps most of its text; at
+      those checkpoints its session is renewed once past half its lifetime, so a reply that
+      outlives it can still be stopped, resumed and attached to;
     - the assistant message records content, model, provider, usage, cost, time to first token,
       total time, cached flag, finish reason and status; usage is recorded per user and model;
     - a cache that does not answer is a miss (and a reply it cannot store is only not cached):
@@ -208,10 +236,13 @@ class GenerateReplyHandler:
         settings: ReplySettings | None = None,
         jobs: JobQueue | None = None,
         titles: TitlePolicy | None = None,
+        sessions: ChatSessionStore | None = None,
     ) -> None:
         """``stops`` is the process's one stop poller (shared by every reply it generates);
-        without ``jobs`` no chat is queued for a title."""
+        without ``jobs`` no chat is queued for a title; with ``sessions``, a reply's session is
+        kept alive while it is generated (at its checkpoints: ``_KeptSession``)."""
         self._uow, self._stream, self._cache, self._metrics = uow, stream, cache, metrics
+        self._sessions = sessions
         self._stops = stops
         self._catalog, self._models, self._clock, self._ids = catalog, models, clock, ids
         self._settings = settings or ReplySettings()
@@ -277,9 +308,10 @@ class GenerateReplyHandler:
         if session.use_cache:
             self._metrics.cache_lookup(hit=outcome is not None)
         if outcome is None:
+            kept = _KeptSession(session)
             progress = _Progress(
-                lambda text, reasoning: self._save_progress(reply.id, text, reasoning),
-                self._settings.progress_every_s,
+                lambda text, reasoning: self._checkpoint(kept, reply.id, text, reasoning),
+                self._checkpoint_every(session),
             )
             try:
                 outcome = await self._generate(session, spec, messages, progress)
@@ -380,7 +412,9 @@ class GenerateReplyHandler:
             if model is None or (images and not candidate.sees_images):
                 continue
             outcome = _Outcome(spec=candidate)
-            if candidate.thinks_first:  # it may think in silence for minutes
+            # it may think in silence for minutes; and a reply's session is renewed even while
+            # its provider is silent
+            if candidate.thinks_first or self._sessions is not None:
                 progress.watch_silence(outcome.text, outcome.reasoning)
             # a fallback that does not take the effort answers without it (a preference, unlike
             # an image the model could not see), and writes at most what it can
@@ -476,6 +510,23 @@ class GenerateReplyHandler:
             await self._retrying(lambda uow: uow.usage.add(orphan))
             return message, False
         return message, True
+
+    def _checkpoint_every(self, session: ChatSession) -> float | None:
+        """How often a reply checkpoints: every ``progress_every_s``, and at least four times
+        in its session's lifetime when it keeps its session alive (``_KeptSession``)."""
+        every = self._settings.progress_every_s
+        if self._sessions is None:
+            return every
+        quarter = (session.expires_at - session.created_at).total_seconds() / 4
+        return quarter if every is None else min(every, quarter)
+
+    async def _checkpoint(
+        self, kept: _KeptSession, message_id: UUID, text: str, reasoning: str
+    ) -> None:
+        if self._settings.progress_every_s is not None:
+            await self._save_progress(message_id, text, reasoning)
+        if self._sessions is not None:
+            await kept.renew_if_due(self._sessions, self._clock.now())
 
     async def _save_progress(self, message_id: UUID, text: str, reasoning: str) -> None:
         """Best effort: a checkpoint that fails is only one less (the final write follows)."""
