@@ -85,6 +85,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_bucket: str = "whalli"
     s3_secure: bool = False
     s3_region: str = "us-east-1"
+    # Where browsers reach the store (a presigned download URL is signed for this address);
+    # unset: S3_ENDPOINT's, right when the API and the browsers see the store at one address.
+    s3_public_url: str | None = None
 
     queue_name: str = "whalli"
     worker_threads: int = 4
@@ -251,6 +254,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"{PREFIX}S3_ENDPOINT is set, so {PREFIX}S3_ACCESS_KEY and "
                 f"{PREFIX}S3_SECRET_KEY are required"
             )
+        if self.s3_public_url is not None:
+            public = urlsplit(self.s3_public_url)
+            bad_path = public.path not in ("", "/") or public.query or public.username
+            if public.scheme not in ("http", "https") or not public.hostname or bad_path:
+                raise ConfigError(
+                    f"{PREFIX}S3_PUBLIC_URL must be an http(s):// URL without a path, such as "
+                    "https://storage.example.com"
+                )
 
         if self.max_upload_bytes < 1:
             raise ConfigError(f"{PREFIX}MAX_UPLOAD_BYTES must be at least 1")

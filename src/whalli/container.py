@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from dependency_injector import containers, providers
+from minio import Minio
 
 from whalli.adapters.ai._streaming import StreamPolicy
 from whalli.adapters.ai.anthropic import AnthropicChatModel
@@ -293,6 +294,14 @@ def abandon_after(settings: Settings) -> float | None:
     return abandoned if abandoned > 0 else None
 
 
+def _public_minio(settings: Settings, access_key: str, secret_key: str) -> Minio | None:
+    """The client that signs download URLs for ``WHALLI_S3_PUBLIC_URL`` (never contacted:
+    signing is local, its region fixed), or None without one."""
+    if settings.s3_public_url is None:
+        return None
+    return create_minio(settings.s3_public_url, access_key, secret_key, region=settings.s3_region)
+
+
 def _required(value: str | None) -> str:
     if value is None:
         raise RuntimeError("WHALLI_S3_ENDPOINT is not configured")
@@ -327,6 +336,13 @@ class Gateways(containers.DeclarativeContainer):
         secret_key=providers.Callable(lambda s: _reveal(s.s3_secret_key), settings),
         secure=providers.Callable(lambda s: s.s3_secure, settings),
         region=providers.Callable(lambda s: s.s3_region, settings),
+    )
+    # presigned URLs only: the store's address as browsers reach it (None: ``minio``'s)
+    minio_public = providers.Singleton(
+        _public_minio,
+        settings,
+        access_key=providers.Callable(lambda s: _reveal(s.s3_access_key), settings),
+        secret_key=providers.Callable(lambda s: _reveal(s.s3_secret_key), settings),
     )
     http = providers.Resource(
         create_http_client, timeout_s=providers.Callable(lambda s: s.request_timeout_s, settings)
@@ -374,6 +390,7 @@ class Adapters(containers.DeclarativeContainer):
         S3BlobStorage,
         client=gateways.minio,
         bucket=providers.Callable(lambda s: s.s3_bucket, settings),
+        signer=gateways.minio_public,
     )
     job_queue = providers.Singleton(
         DramatiqJobQueue,

@@ -58,6 +58,34 @@ def test_an_s3_endpoint_needs_its_keys() -> None:
         load_settings({"WHALLI_S3_ENDPOINT": "http://s3:9000"}, dotenv=None)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["storage.example.com", "ftp://storage.example.com", "https://x.example/bucket", "https://"],
+)
+def test_an_s3_public_url_is_an_http_origin(url: str) -> None:
+    with pytest.raises(ConfigError, match="WHALLI_S3_PUBLIC_URL"):
+        load_settings({"WHALLI_S3_PUBLIC_URL": url}, dotenv=None)
+    public = load_settings({"WHALLI_S3_PUBLIC_URL": "https://storage.example.com"}, dotenv=None)
+    assert public.s3_public_url == "https://storage.example.com"
+
+
+@pytest.mark.parametrize(
+    "name", ["WHALLI_CHAT_SESSION_TTL_S", "WHALLI_CHAT_STREAM_TTL_S", "WHALLI_CHAT_CACHE_TTL_S"]
+)
+def test_a_chat_lifetime_below_one_second_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name} must be at least 1"):
+        load_settings({name: "0"}, dotenv=None)
+
+
+def test_a_reply_stream_outlives_its_session() -> None:
+    with pytest.raises(ConfigError, match="CHAT_STREAM_TTL_S must be at least"):
+        load_settings(
+            {"WHALLI_CHAT_SESSION_TTL_S": "600", "WHALLI_CHAT_STREAM_TTL_S": "300"}, dotenv=None
+        )
+    same = {"WHALLI_CHAT_SESSION_TTL_S": "300", "WHALLI_CHAT_STREAM_TTL_S": "300"}
+    assert load_settings(same, dotenv=None).chat_stream_ttl_s == 300
+
+
 def test_secrets_never_show_in_repr_or_errors() -> None:
     settings = load_settings(
         {

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -149,6 +150,35 @@ async def test_an_s3_presigned_url_can_be_fetched_without_credentials(
 
     assert response.status_code == 200
     assert response.content == b"shared bytes"
+
+
+async def test_a_presigned_url_is_signed_for_the_public_address_browsers_use(
+    minio_client: Minio, stack_urls: StackUrls, unique: str
+) -> None:
+    """The API reaches the store at one address, browsers at another (``S3_PUBLIC_URL``):
+    the URL names the public one and is valid there; one signed for the API's address is
+    refused at the public one (the host is signed), so it could not be rewritten instead."""
+    private = urlsplit(
+        stack_urls.s3_endpoint
+        if "://" in stack_urls.s3_endpoint
+        else f"http://{stack_urls.s3_endpoint}"
+    )
+    assert private.hostname == "127.0.0.1"
+    public_url = f"http://localhost:{private.port}"
+    signer = create_minio(public_url, stack_urls.s3_access_key, stack_urls.s3_secret_key)
+    storage = S3BlobStorage(minio_client, CONTRACT_BUCKET, signer=signer)
+    key = f"contracts/{unique}/public.txt"
+    await storage.put(key, chunks_of(b"for the browser"), "text/plain")
+
+    url = await storage.presigned_url(key, expires_seconds=60)
+    private_url = await S3BlobStorage(minio_client, CONTRACT_BUCKET).presigned_url(key, 60)
+    async with httpx.AsyncClient() as http:
+        fetched = await http.get(url)
+        rewritten = await http.get(private_url.replace("127.0.0.1", "localhost", 1))
+
+    assert url.startswith(f"{public_url}/{CONTRACT_BUCKET}/")
+    assert (fetched.status_code, fetched.content) == (200, b"for the browser")
+    assert rewritten.status_code == 403
 
 
 async def test_a_large_s3_object_is_stored_as_a_multipart_upload(

@@ -24,8 +24,14 @@ T = TypeVar("T")
 
 
 class S3BlobStorage(BlobStorage):
-    def __init__(self, client: Minio, bucket: str) -> None:
+    """``signer``: the client whose address presigned URLs name (the store as browsers reach
+    it, ``WHALLI_S3_PUBLIC_URL``); a URL signed for one host is refused at another, so a
+    private address (``http://minio:9000`` in the compose files) cannot simply be rewritten.
+    Default: ``client``."""
+
+    def __init__(self, client: Minio, bucket: str, *, signer: Minio | None = None) -> None:
         self._client = client
+        self._signer = signer or client
         self.bucket = bucket
 
     async def _call(self, fn: Callable[..., T], *args: Any, key: str | None = None) -> T:
@@ -135,6 +141,6 @@ class S3BlobStorage(BlobStorage):
     async def presigned_url(self, key: str, expires_seconds: int) -> str:
         # Signing is local computation (the region is fixed in create_minio): no request is made.
         with translated():
-            return self._client.presigned_get_object(
+            return self._signer.presigned_get_object(
                 self.bucket, key, expires=timedelta(seconds=expires_seconds)
             )
