@@ -174,10 +174,14 @@ async def user_by_email(stack: Stack, email: str) -> User | None:
         return await uow.users.find_by_email(email)
 
 
-async def existing_user(stack: Stack, email: str, *, disabled: bool = False) -> User:
+async def existing_user(
+    stack: Stack, email: str, *, disabled: bool = False, verified: bool = True
+) -> User:
+    """A password account (its address verified unless told: only such an account links)."""
     user = User.create(
-        id=UuidGenerator().new_id(), email=email, now=SystemClock().now(), password_hash="x"
-    )
+        id=UuidGenerator().new_id(), email=email, now=SystemClock().now(), password_hash="x",
+        email_verified=verified,
+    )  # fmt: skip
     user.disabled = disabled
     async with stack.uow() as uow:
         await add_account(uow, user)
@@ -262,6 +266,51 @@ async def test_a_verified_email_links_the_provider_account_to_the_existing_user(
         identity = await uow.oauth_identities.find(OAuthProviderName.GOOGLE, f"g-{unique}")
     assert identity is not None
     assert identity.user_id == user.id
+
+
+async def test_a_verified_email_never_joins_an_account_whose_email_nobody_verified(
+    flow: AttemptRunner,
+    stack: Stack,
+    server: FakeOAuthServer,
+    providers: Providers,
+    issuer: JwtAccessTokenIssuer,
+    unique: str,
+) -> None:
+    """Its maker (here an unverified Google identity) keeps it; the verified owner is told,
+    and nothing is linked: no one shares the account with whoever made it first."""
+    email = f"squatted-{unique}@example.com"
+    server.google_account = GoogleAccount(sub=f"g-{unique}", email=email, email_verified=False)
+    squatter = await flow.sign_in(providers[OAuthProviderName.GOOGLE])
+    squatted = await user_by_email(stack, email)
+    assert squatted is not None
+    server.github_account = github_account(unique, (email, True, True))
+
+    with pytest.raises(OAuthFailed, match="with its password"):
+        await flow.sign_in(providers[OAuthProviderName.GITHUB])
+
+    assert await user_by_email(stack, email) == squatted
+    async with stack.uow() as uow:
+        github = await uow.oauth_identities.find(
+            OAuthProviderName.GITHUB, str(int(unique, 16) % 10**12)
+        )
+    assert github is None
+    again = await flow.sign_in(providers[OAuthProviderName.GOOGLE])
+    assert issuer.verify(again.access_token).subject == squatted.id
+    assert issuer.verify(squatter.access_token).subject == squatted.id
+
+
+async def test_a_github_name_of_only_control_characters_falls_back_to_the_login(
+    flow: AttemptRunner, stack: Stack, server: FakeOAuthServer, providers: Providers, unique: str
+) -> None:
+    email = f"blank-{unique}@example.com"
+    server.github_account = github_account(unique, (email, True, True))
+    server.github_account.name = "\t\n"
+
+    await flow.sign_in(providers[OAuthProviderName.GITHUB])
+
+    user = await user_by_email(stack, email)
+    assert user is not None
+    assert user.name == f"octo{unique}"
 
 
 async def test_an_unverified_email_never_links_to_an_existing_account(

@@ -11,6 +11,7 @@ import msgspec
 from whalli.adapters.oauth._http import DEFAULT_TIMEOUT_S, decode, refused, safe_error_code, send
 from whalli.domain.model.errors import OAuthFailed
 from whalli.domain.model.oauth import OAuthProfile, OAuthProviderName
+from whalli.domain.model.users import clean_external_name
 from whalli.ports.oauth_provider import OAuthProvider
 
 GITHUB_AUTHORIZE_URL = "https://github.com/login/oauth/authorize"
@@ -102,7 +103,7 @@ class GitHubOAuthProvider(OAuthProvider):
             subject=str(user.id),
             email=primary,
             email_verified=primary is not None,
-            name=user.name or user.login,
+            name=clean_external_name(user.name) or user.login,
         )
 
     async def _exchange(self, code: str, code_verifier: str, redirect_uri: str) -> str:

@@ -35,13 +35,20 @@ class Plan(StrEnum):
 _PLAN_ORDER = [Plan.FREE, Plan.PRO, Plan.ENTERPRISE]
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+DOMAIN_LABEL_MAX_LENGTH = 63
 
 
 def normalize_email(raw: str) -> str:
     """Trim, NFKC-normalize and lower-case an address; raise ``InvalidEmail`` (naming
-    ``email``) if it is not one, or holds a control or format character (NUL included)."""
+    ``email``) if it is not one, or holds a control or format character (NUL included).
+
+    The domain has at least two labels, each of 1 to ``DOMAIN_LABEL_MAX_LENGTH`` characters
+    (RFC 1035): a leading, trailing or doubled dot would spell one mailbox several ways."""
     email = unicodedata.normalize("NFKC", raw).strip().lower()
     if len(email) > 254 or not _EMAIL.match(email) or _has_control(email):
+        raise InvalidEmail(field="email")
+    labels = email.rpartition("@")[2].split(".")
+    if not all(0 < len(label) <= DOMAIN_LABEL_MAX_LENGTH for label in labels):
         raise InvalidEmail(field="email")
     return email
 
@@ -61,6 +68,15 @@ def clean_user_name(name: str) -> str:
             "A name may not contain control characters (NUL included).", field="name"
         )
     return name.strip()[:USER_NAME_MAX_LENGTH]
+
+
+def clean_external_name(name: str | None) -> str:
+    """A display name someone else chose (an OAuth provider's), made storable instead of
+    refused, since the user never typed it here: every control character (``Cc``) becomes a
+    space, runs of whitespace become one space, the ends are trimmed and the result cut to
+    ``USER_NAME_MAX_LENGTH``. May be empty: the caller falls back as for a missing name."""
+    spaced = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in name or "")
+    return " ".join(spaced.split())[:USER_NAME_MAX_LENGTH].rstrip()
 
 
 # A user's custom instructions: the system prompt a new chat of theirs gets when its start gives

@@ -9,7 +9,7 @@ import msgspec
 
 from whalli.domain.model.errors import Conflict, InvalidEmail, OAuthFailed
 from whalli.domain.model.oauth import OAuthIdentity, OAuthProfile
-from whalli.domain.model.users import Plan, Role, User, normalize_email
+from whalli.domain.model.users import Plan, Role, User, clean_external_name, normalize_email
 from whalli.domain.services.auth.accounts import add_account
 from whalli.domain.services.auth.oauth_start import PendingSignIn, binding_hash, state_key
 from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
@@ -33,6 +33,12 @@ class OAuthCallback(msgspec.Struct, frozen=True, kw_only=True):
         return masked_repr(self, "code", "binding")
 
 
+UNCONFIRMED_ACCOUNT = (
+    "An account already uses this email address, and nothing confirmed the address is its "
+    "owner's: sign in to it the way it was made (with its password)."
+)
+
+
 class CompleteOAuth:
     """Exchange the provider's code, find or create the account, and open a session.
 
@@ -43,10 +49,19 @@ class CompleteOAuth:
     - the account is the one already linked to (provider, subject); otherwise a *verified*
       email links to the account with that email, or creates one (user, free plan, verified
       email, no password, personal project) along with the link;
+    - a verified email never links to an account whose own email nobody verified (a password
+      sign-up: nothing checks the mailbox): ``OAuthFailed`` (``UNCONFIRMED_ACCOUNT``), the
+      account unchanged. Linking would let whoever signed up with someone else's address keep
+      its password, sessions and keys in the account its owner then uses (pre-account
+      hijacking); taking the account over instead would wipe an honest user's password and
+      API keys the day they first sign in with a provider. Its owner signs in with its
+      password, as before;
     - an unverified email never links to an existing account: with no account on that email
       a new one is created (email not verified), otherwise ``OAuthFailed``; no email at all
       is ``OAuthFailed``;
     - a disabled account cannot sign in (``OAuthFailed``);
+    - a provider's display name is cleaned (``clean_external_name``), never refused; a name
+      that cleans to nothing is stored empty, as a missing one;
     - user, link and session are written in one unit of work; two first sign-ins racing on
       the same account retry once and find what the other created.
     """
@@ -123,6 +138,8 @@ class CompleteOAuth:
         existing = await uow.users.find_by_email(email)
         if existing is not None and not profile.email_verified:
             raise OAuthFailed("email not verified")
+        if existing is not None and not existing.email_verified:
+            raise OAuthFailed(UNCONFIRMED_ACCOUNT)
         user = existing or await self._create_user(uow, profile, email)
         await uow.oauth_identities.add(
             OAuthIdentity(
@@ -134,8 +151,9 @@ class CompleteOAuth:
 
     async def _create_user(self, uow: UnitOfWork, profile: OAuthProfile, email: str) -> User:
         user = User.create(
-            id=self._ids.new_id(), email=email, name=profile.name, role=Role.USER,
-            plan=Plan.FREE, email_verified=profile.email_verified, now=self._clock.now(),
+            id=self._ids.new_id(), email=email, name=clean_external_name(profile.name),
+            role=Role.USER, plan=Plan.FREE, email_verified=profile.email_verified,
+            now=self._clock.now(),
         )  # fmt: skip
         await add_account(uow, user)
         return user

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, get, patch
+from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
@@ -67,6 +68,8 @@ def _given(value: T | msgspec.UnsetType) -> T | None:
 class AdminController(Controller):
     path = "/api/admin"
     tags = ["admin"]
+    # Accounts' emails and names must not be stored by any cache (as /api/auth's account data).
+    cache_control = CacheControlHeader(no_store=True)
 
     @get(
         "/users",

@@ -6,6 +6,7 @@ from datetime import datetime
 from uuid import UUID
 
 from litestar import Controller, delete, get, post
+from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
@@ -59,6 +60,9 @@ def _created(key: model.ApiKey, secret: str) -> ApiKeyCreated:
 class ApiKeyController(Controller):
     path = "/api/keys"
     tags = ["api keys"]
+    # A new key's secret, and the list of the caller's keys, must not be stored by any cache
+    # (as the token responses of /api/auth: RFC 6749 5.1, ASVS V8.2.1).
+    cache_control = CacheControlHeader(no_store=True)
 
     @post(
         "/",
