@@ -33,8 +33,11 @@ class AttachmentRepository(Protocol):
         """Raises ``AttachmentNotFound``."""
         ...
 
-    async def list_for_project(self, project_id: UUID, *, limit: int = 100) -> list[Attachment]:
-        """Newest first."""
+    async def list_for_project(
+        self, project_id: UUID, *, limit: int = 100, before: tuple[datetime, UUID] | None = None
+    ) -> list[Attachment]:
+        """Newest first (by ``created_at``, then id); ``before``: only those after the
+        (``created_at``, id) of the last one seen, the next page."""
         ...
 
     async def object_keys_for_project(self, project_id: UUID) -> list[str]:

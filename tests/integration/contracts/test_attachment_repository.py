@@ -143,6 +143,29 @@ async def test_attachments_are_listed_newest_first_up_to_the_limit(
             await uow.attachments.list_for_project(world.project.id, limit=-5)
 
 
+async def test_the_attachments_after_one_seen_are_those_older_than_it_ties_broken_by_id(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    attachments = [an_attachment(world.project, world.user, now=at(s)) for s in (1, 3, 2, 2, 2)]
+    async with uow_factory() as uow:
+        for attachment in attachments:
+            await uow.attachments.add(attachment)
+        await uow.commit()
+
+    expected = sorted(attachments, key=lambda a: (a.created_at, a.id), reverse=True)
+    async with uow_factory() as uow:
+        for i, seen in enumerate(expected):
+            after = await uow.attachments.list_for_project(
+                world.project.id, before=(seen.created_at, seen.id)
+            )
+            assert after == expected[i + 1 :]
+        page = await uow.attachments.list_for_project(
+            world.project.id, limit=2, before=(expected[1].created_at, expected[1].id)
+        )
+        assert page == expected[2:4]
+
+
 async def test_get_for_update_lets_one_worker_at_a_time_change_a_row(
     uow_factory: UowFactory,
 ) -> None:

@@ -270,7 +270,7 @@ async def test_metadata_list_and_delete_for_the_owner(files: Files) -> None:
     assert detail.json()["textPreview"] is None
     assert detail.json()["failureReason"] is None
     listed = await files.client.get("/api/files", headers=alice["auth"])
-    assert [f["id"] for f in listed.json()] == [uploaded["id"]]
+    assert [f["id"] for f in listed.json()["items"]] == [uploaded["id"]]
     key = f"{alice['project']}/{uploaded['id']}"
     deleted = await files.client.delete(f"/api/files/{uploaded['id']}", headers=alice["auth"])
     assert deleted.status_code == 204
@@ -292,7 +292,7 @@ async def test_another_user_sees_a_file_exactly_like_a_missing_one(files: Files)
             )
             assert response.status_code == 404, (method, path)
             assert response.json()["code"] == "attachment_not_found"
-    assert (await files.client.get("/api/files", headers=bob["auth"])).json() == []
+    assert (await files.client.get("/api/files", headers=bob["auth"])).json()["items"] == []
     other = await files.client.get(f"/api/files?projectId={alice['project']}", headers=bob["auth"])
     assert other.status_code == 404
     upload_there = await files.upload(

@@ -1130,7 +1130,7 @@ async def test_writing_into_a_project_needs_write_rights_there_and_a_strangers_i
     listed = await chat.client.get(f"/api/chats?projectId={project_id}", headers=owner["auth"])
     assert [c["id"] for c in listed.json()["items"]] == [theirs["chatId"]]
     files = await chat.client.get(f"/api/files?projectId={project_id}", headers=owner["auth"])
-    assert (files.status_code, files.json()) == (200, [])
+    assert (files.status_code, files.json()["items"]) == (200, [])
 
 
 async def test_two_owners_removing_each_other_at_once_leave_exactly_one_owner(

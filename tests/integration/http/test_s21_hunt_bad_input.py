@@ -501,7 +501,7 @@ async def test_s21d_a_malformed_query_parameter_is_a_problem_or_ignored(
     queries = [
         ("/api/chats", ["limit", "cursor", "archived", "pinned", "projectId"]),
         ("/api/chats/search?q=hello", ["q", "limit"]),
-        ("/api/files", ["projectId", "limit"]),
+        ("/api/files", ["projectId", "limit", "cursor"]),
         ("/api/usage", ["from", "to"]),
         ("/api/admin/users", ["q", "limit", "offset"]),
         ("/api/admin/feedback", ["from", "to"]),

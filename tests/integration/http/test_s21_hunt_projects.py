@@ -350,7 +350,7 @@ async def test_s21e_a_demoted_viewer_can_write_nothing_in_the_project_but_still_
     assert read.get("systemPrompt") is None
     assert (await chat.client.get(shared.json()["url"])).status_code == 200
     files = await chat.client.get(f"/api/files?projectId={project_id}", headers=auth)
-    assert [f["id"] for f in files.json()] == [file_id]
+    assert [f["id"] for f in files.json()["items"]] == [file_id]
     listed = await chat.client.get(f"/api/chats?projectId={project_id}", headers=auth)
     assert [c["id"] for c in listed.json()["items"]] == [chat_id]
     forked = await chat.client.post(f"/api/chats/{chat_id}/fork", headers=auth)
@@ -422,7 +422,7 @@ async def test_s21e_a_removed_members_listings_show_nothing_of_the_project(chat:
     projects = (await chat.client.get("/api/projects", headers=auth)).json()
     assert [p["id"] for p in projects] == [str(personal_project_id(uuid.UUID(_uid(member))))]
     assert (await chat.client.get("/api/chats", headers=auth)).json()["items"] == []
-    assert (await chat.client.get("/api/files", headers=auth)).json() == []
+    assert (await chat.client.get("/api/files", headers=auth)).json()["items"] == []
     assert (await chat.client.get(f"/api/chats/search?q={word}", headers=auth)).json() == []
     for url in (
         f"/api/projects/{project_id}",

@@ -304,7 +304,7 @@ async def test_uploading_to_the_project_by_role(world: World) -> None:
 
     assert statuses == {"owner": 201, "editor": 201, "viewer": 403, "stranger": 404}
     listed = await world.ada.call("GET", f"/api/files?projectId={world.project_id}")
-    assert len(listed.json()) == 3  # the world's file and the owner's and editor's
+    assert len(listed.json()["items"]) == 3  # the world's file and the owner's and editor's
 
 
 async def test_a_viewer_leaves_but_does_not_remove_others(world: World) -> None:
@@ -343,7 +343,7 @@ async def test_lists_show_a_stranger_nothing_of_the_owners(world: World) -> None
             assert secret not in response.text, (response.url, secret)
     assert world.project_id not in projects.text
     assert chats.json()["items"] == []
-    assert files.json() == []
+    assert files.json()["items"] == []
     assert found.json() == []
     assert [k["name"] for k in keys.json()] == ["tests"]  # sam's own key alone
 

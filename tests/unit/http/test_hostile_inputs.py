@@ -499,7 +499,7 @@ async def test_a_malformed_upload_is_400(client: Client, ada: Caller, name: str)
         headers={**ada.headers, **headers},
     )
     assert_problem(response, 400)
-    assert (await ada.call("GET", f"/api/files?projectId={project_id}")).json() == []
+    assert (await ada.call("GET", f"/api/files?projectId={project_id}")).json()["items"] == []
 
 
 async def test_a_compressed_upload_is_415_not_stored_compressed(
@@ -512,7 +512,7 @@ async def test_a_compressed_upload_is_415_not_stored_compressed(
         headers={**ada.headers, **MULTIPART, "content-encoding": "gzip"},
     )
     assert_problem(response, 415)
-    assert (await ada.call("GET", f"/api/files?projectId={project_id}")).json() == []
+    assert (await ada.call("GET", f"/api/files?projectId={project_id}")).json()["items"] == []
 
 
 @pytest.mark.parametrize("content_length", ["abc", "1, 2"])

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-from litestar import Litestar
+from typing import Any
+
+import msgspec
+import pytest
+from litestar import Litestar, Request
 from litestar.testing import AsyncTestClient
 
 from tests.unit.http.routes import LEAKY_MESSAGE
+from whalli.entrypoints.http.problems import problem_response
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -102,3 +107,13 @@ async def test_an_unhandled_exception_is_a_generic_500_problem_that_leaks_nothin
     for leaked in ("hunter2", "boom at", "secret_module", "RuntimeError", "Traceback"):
         assert leaked not in response.text
     assert LEAKY_MESSAGE not in response.text
+
+
+@pytest.mark.parametrize("key", ["status", "type", "title", "detail", "instance", "code"])
+def test_a_detail_named_like_a_problem_member_is_refused_not_dropped(key: str) -> None:
+    request: Request[Any, Any, Any] = Request({"type": "http", "path": "/x", "state": {}})  # type: ignore[typeddict-item]
+    with pytest.raises(ValueError, match=f"'{key}' clashes with the member"):
+        problem_response(request, status=409, code="c", detail="d", extra={key: "failed"})
+    made = problem_response(request, status=409, code="c", detail="d",
+                            extra={"attachment_status": "failed"})  # fmt: skip
+    assert msgspec.json.decode(made.content)["attachmentStatus"] == "failed"

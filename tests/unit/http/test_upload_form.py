@@ -66,11 +66,38 @@ async def test_fields_before_the_file_are_read_then_the_file_streams_in_pieces()
         b'--b\r\nContent-Disposition: form-data; name="file"; filename="a b.txt"\r\n'
         b"Content-Type: text/plain\r\n\r\nhello\r\nworld\r\n--b--\r\n"
     )
-    form = UploadForm(_body(body), "b", 1000)
+    form = UploadForm(_body(body), "b", 1000, accepted=("projectId",))
     await form.open()
     assert form.fields == {"projectId": "abc"}
     assert form.filename == "a b.txt"
     assert b"".join([chunk async for chunk in form.file_chunks()]) == b"hello\r\nworld"
+
+
+def _field(name: str, value: str) -> bytes:
+    return f'--b\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+
+
+FILE_PART = (
+    b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nhi\r\n--b--\r\n'
+)
+
+
+@pytest.mark.parametrize("accepted", [("projectId",), ()])
+async def test_a_field_the_form_does_not_take_is_refused_naming_it(
+    accepted: tuple[str, ...],
+) -> None:
+    form = UploadForm(_body(_field("project_id", "abc") + FILE_PART), "b", 1000, accepted=accepted)
+    with pytest.raises(ClientException, match="Unknown form field 'project_id'"):
+        await form.open()
+    assert form.fields == {}
+
+
+@pytest.mark.parametrize("second", ["def", "abc"])
+async def test_a_field_given_twice_is_refused_whatever_its_values(second: str) -> None:
+    body = _field("projectId", "abc") + _field("projectId", second) + FILE_PART
+    form = UploadForm(_body(body), "b", 1000, accepted=("projectId",))
+    with pytest.raises(ClientException, match="'projectId' is given more than once"):
+        await form.open()
 
 
 async def test_an_encoded_file_part_is_refused() -> None:

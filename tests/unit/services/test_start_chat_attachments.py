@@ -143,7 +143,7 @@ async def test_a_failed_extraction_answers_at_once_with_its_reason() -> None:
     with pytest.raises(AttachmentNotReady, match="the PDF is encrypted") as raised:
         await chats.handler(wait_s=60).execute(start(world, attachment))
 
-    assert raised.value.details["status"] == "failed"
+    assert raised.value.details["attachment_status"] == "failed"
     assert chats.uow.entered == 1
 
 

@@ -143,6 +143,26 @@ async def test_an_upload_is_stored_recorded_pending_and_then_queued() -> None:
     assert files.jobs.row_committed == [True]
 
 
+@pytest.mark.parametrize(
+    ("data", "charset"),
+    [
+        ("Résumé of the notes.\n".encode() * 1000, "utf-8"),
+        (b"\xff\xfe" + "Résumé of the notes.\n".encode("utf-16-le") * 1000, "utf-16"),
+        (b"Plain notes.\n" * 1000 + "Résumé".encode("latin-1"), None),  # past the head
+        (PNG, None),
+    ],
+    ids=["utf-8", "utf-16", "not-one-charset", "image"],
+)
+async def test_a_text_files_charset_is_told_from_all_its_bytes(
+    data: bytes, charset: str | None
+) -> None:
+    files = Files()
+    alice = await files.user("alice")
+    attachment = await files.upload(alice, data, name="notes.txt")
+    assert attachment.charset == charset
+    assert [r.charset for r in await files.rows()] == [charset]
+
+
 async def test_a_queue_outage_after_the_commit_keeps_the_row_for_the_sweeper() -> None:
     files = Files(queue_down=True)
     alice = await files.user("alice")

@@ -39,10 +39,15 @@ class InMemoryAttachmentRepository(MemoryRepository, AttachmentRepository):
     async def delete(self, attachment_id: UUID) -> None:
         self._tx().delete("attachments", attachment_id, AttachmentNotFound)
 
-    async def list_for_project(self, project_id: UUID, *, limit: int = 100) -> list[Attachment]:
+    async def list_for_project(
+        self, project_id: UUID, *, limit: int = 100, before: tuple[datetime, UUID] | None = None
+    ) -> list[Attachment]:
         check_limit(limit)
         found: list[Attachment] = self._tx().select(
-            "attachments", lambda a: a.project_id == project_id
+            "attachments",
+            lambda a: (
+                a.project_id == project_id and (before is None or (a.created_at, a.id) < before)
+            ),
         )
         return sorted(found, key=lambda a: (a.created_at, a.id), reverse=True)[:limit]
 

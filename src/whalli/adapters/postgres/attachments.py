@@ -21,6 +21,7 @@ _COLUMNS = (
     "object_key",
     "filename",
     "content_type",
+    "charset",
     "size_bytes",
     "sha256",
     "status",
@@ -100,12 +101,19 @@ class PostgresAttachmentRepository(PostgresRepository, AttachmentRepository):
         if await self._run("DELETE FROM attachments WHERE id = %(id)s", {"id": attachment_id}) == 0:
             raise AttachmentNotFound()
 
-    async def list_for_project(self, project_id: UUID, *, limit: int = 100) -> list[Attachment]:
+    async def list_for_project(
+        self, project_id: UUID, *, limit: int = 100, before: tuple[datetime, UUID] | None = None
+    ) -> list[Attachment]:
         check_limit(limit)
+        params: dict[str, Any] = {"project_id": project_id, "limit": limit}
+        after = ""
+        if before is not None:
+            params["at"], params["id"] = before
+            after = "AND (created_at, id) < (%(at)s, %(id)s) "
         rows = await self._all(
-            f"{_SELECT} WHERE project_id = %(project_id)s "
+            f"{_SELECT} WHERE project_id = %(project_id)s {after}"
             "ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
-            {"project_id": project_id, "limit": limit},
+            params,
         )
         return [_attachment(r) for r in rows]
 

@@ -51,6 +51,9 @@ class Attachment(Entity, kw_only=True):
     object_key: str
     filename: str
     content_type: str
+    # The charset that reads every byte of a text file (``text_charsets``): "utf-8" or
+    # "utf-16"; None for other files, and for text that is neither throughout.
+    charset: str | None = None
     size_bytes: int
     sha256: str
     status: AttachmentStatus = AttachmentStatus.PENDING

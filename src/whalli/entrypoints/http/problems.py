@@ -1,8 +1,10 @@
 """RFC 9457 problem+json: the one place where errors become HTTP responses.
 
 Body: ``type``, ``title``, ``status``, ``detail``, ``code``, ``instance``, ``requestId`` and the
-error's details (camelCased). ``type`` is ``about:blank``, so ``title`` is the status phrase and
-``code`` is the stable machine-readable identifier. Unexpected exceptions become a generic 500:
+error's details (camelCased; a detail named like one of those members is a programming error,
+``ValueError``, never silently dropped: name it after what it is, ``attachment_status``).
+``type`` is ``about:blank``, so ``title`` is the status phrase and ``code`` is the stable
+machine-readable identifier. Unexpected exceptions become a generic 500:
 the traceback goes to the log, never to the client.
 """
 
@@ -107,7 +109,10 @@ def problem_response(
         "requestId": request_id_of(request.scope),
     }
     for key, value in (extra or {}).items():
-        body.setdefault(camel_name(key), value)
+        name = camel_name(key)
+        if name in body:  # a detail named like a member would be lost, or would lie
+            raise ValueError(f"The problem detail {key!r} clashes with the member {name!r}.")
+        body[name] = value
     return Response(
         content=msgspec.json.encode(body, enc_hook=str),
         status_code=status,

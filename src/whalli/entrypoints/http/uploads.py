@@ -1,9 +1,11 @@
 """Streaming ``multipart/form-data`` reading for uploads, with bounded memory.
 
 The body is parsed as it arrives (``multipart.PushMultipartParser``, strict mode): small form
-fields before the file part are collected (at most ``MAX_FIELD_BYTES`` each), then the file's
-bytes are handed on chunk by chunk. The file must be the last part, so that every field that
-decides where the file goes (``projectId``) is known before its first byte.
+fields before the file part are collected (at most ``MAX_FIELD_BYTES`` each, each named at most
+once, and only those the route takes: any other is a 400 naming it, as an unknown JSON field
+is), then the file's bytes are handed on chunk by chunk. The file must be the last part, so
+that every field that decides where the file goes (``projectId``) is known before its first
+byte.
 
 Errors in the framing (Content-Type, boundary, part headers, truncated body) are 400 problems;
 a body larger than the limit is ``AttachmentTooLarge`` (413). A client that goes away before
@@ -14,7 +16,7 @@ error; the upload fails like any other, so nothing of it is stored.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 
 import structlog
 from litestar.exceptions import ClientException
@@ -102,10 +104,19 @@ def _too_large(max_file_bytes: int) -> AttachmentTooLarge:
 
 class UploadForm:
     """One upload body: ``await open()`` reads the fields up to the file part's headers, then
-    ``file_chunks()`` yields the file's bytes and checks that the body ends properly."""
+    ``file_chunks()`` yields the file's bytes and checks that the body ends properly.
+    ``accepted``: the names of the fields the form may carry before the file part."""
 
-    def __init__(self, body: AsyncIterator[bytes], boundary: str, max_file_bytes: int) -> None:
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        boundary: str,
+        max_file_bytes: int,
+        *,
+        accepted: Collection[str] = (),
+    ) -> None:
         self._body = body
+        self._accepted = frozenset(accepted)
         self._max_body = max_file_bytes + FRAMING_ALLOWANCE
         self._max_file_bytes = max_file_bytes
         self._parser = PushMultipartParser(boundary, max_segment_count=MAX_PARTS, strict=True)
@@ -125,7 +136,7 @@ class UploadForm:
                         raise ClientException("The file part has no filename.")
                     self.filename = event.filename
                     return
-                name, value = event.name, bytearray()
+                name, value = self._field_name(event.name), bytearray()
             elif event is None:
                 if name is not None:
                     self.fields[name] = _text(value, name)
@@ -135,6 +146,18 @@ class UploadForm:
                 if len(value) > MAX_FIELD_BYTES:
                     raise ClientException(f"The form field {name!r} is too long.")
         raise ClientException(f"The form has no {FILE_FIELD!r} part.")
+
+    def _field_name(self, name: str) -> str:
+        """``name``, when it is a field this form takes and not given already; else a 400."""
+        if name not in self._accepted:
+            known = ", ".join(repr(n) for n in sorted(self._accepted)) or "no field"
+            raise ClientException(
+                f"Unknown form field {name!r}: this form takes {known} before the "
+                f"{FILE_FIELD!r} part."
+            )
+        if name in self.fields:
+            raise ClientException(f"The form field {name!r} is given more than once.")
+        return name
 
     async def file_chunks(self) -> AsyncGenerator[bytes, None]:
         async for event in self._events:

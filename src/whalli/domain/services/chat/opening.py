@@ -59,24 +59,32 @@ async def caller(
 
 
 async def read_attachments(
-    uow: UnitOfWork, project_id: UUID, attachment_ids: tuple[UUID, ...]
+    uow: UnitOfWork, project_id: UUID, attachment_ids: tuple[UUID, ...], *, strict: bool = True
 ) -> list[Attachment]:
     """Each attachment, in order, which must belong to ``project_id``
     (else ``AttachmentNotFound``) and have its text extracted (else ``AttachmentNotReady``,
-    naming the file and its status). One read for all of them."""
+    naming the file and its state as ``attachment_status``). One read for all of them.
+
+    ``strict=False`` (files the user named before, as a regenerated question's): a file
+    deleted, failed or no longer in ``project_id`` since is left out instead, as an earlier
+    message's is (``read_earlier_attachments``)."""
     found = await uow.attachments.get_many(attachment_ids) if attachment_ids else {}
     files = []
     for attachment_id in attachment_ids:
         attachment = found.get(attachment_id)
         if attachment is None or attachment.project_id != project_id:
+            if not strict:
+                continue
             raise AttachmentNotFound()
         if attachment.status is not AttachmentStatus.DONE:
+            if not strict:
+                continue
             reason = attachment.failure_reason or "its text is still being extracted"
             raise AttachmentNotReady(
                 f"The file {attachment.filename!r} is not ready: {reason}.",
-                attachmentId=str(attachment.id),
+                attachment_id=str(attachment.id),
                 filename=attachment.filename,
-                status=str(attachment.status),
+                attachment_status=str(attachment.status),
             )
         files.append(attachment)
     return files
@@ -118,6 +126,7 @@ async def prompt_for(
     images: ReadImages | None,
     reply_tokens: int | None = None,
     effort: ReasoningEffort | None = None,
+    strict: bool = True,
 ) -> tuple[PromptMessage, ...]:
     """The prompt of a user's message ``text`` with its files, after ``history`` (the chat's
     earlier messages, with theirs) and under the chat's system prompt, for ``spec``
@@ -127,8 +136,10 @@ async def prompt_for(
     and a prompt that wants some raises ``ImagesToRead`` before reading any (this runs inside
     the caller's transaction); given, any image still missing is read here (the chat changed
     in between: rare). ``reply_tokens``: the reply's ``maxTokens``, kept free of the window
-    with the thinking budget of its reasoning ``effort`` (``ContextLimits.build``)."""
-    attached = await read_attachments(uow, chat.project_id, attachment_ids)
+    with the thinking budget of its reasoning ``effort`` (``ContextLimits.build``).
+    ``strict``: as ``read_attachments`` takes the message's own files (``False`` when the
+    message is not new: a regenerated question goes on without a file gone since)."""
+    attached = await read_attachments(uow, chat.project_id, attachment_ids, strict=strict)
     earlier = await read_earlier_attachments(uow, chat.project_id, history)
     files, earlier_files = await files_for_prompt(
         spec, blobs, attached, history, earlier, images, read_here=images is not None

@@ -93,8 +93,9 @@ class RegenerateReplyHandler:
     - with ``message``, that user's message is edited first (its attachments stay), and saved
       with the new reply;
     - the prompt is built as the start built it: the messages before that user's message
-      (with their files' text), trimmed to the model's window, and its attached files' text
-      (a file deleted or failed since answers as it would at the start);
+      (with their files' text), trimmed to the model's window, and its attached files' text;
+      a file of its deleted, failed or moved to another project since is left out (as an
+      earlier message's is), never an error: the user named no file in this request;
     - the new reply is never answered from the prompt cache nor stored in it: asking again
       means wanting another answer;
     - the chat is locked first, so a regeneration, a new message (``StartChat``) and the
@@ -162,7 +163,7 @@ class RegenerateReplyHandler:
             prompt = await prompt_for(
                 uow, chat, history, question.content, question.attachment_ids,
                 spec=spec, limits=self._limits, blobs=self._blobs, images=images,
-                reply_tokens=params.max_tokens, effort=params.reasoning_effort,
+                reply_tokens=params.max_tokens, effort=params.reasoning_effort, strict=False,
             )  # fmt: skip
             reply = Message.pending_reply(
                 id=self._ids.new_id(), chat_id=chat.id, model=spec.id, provider=spec.provider,

@@ -169,7 +169,7 @@ class StartChatHandler:
             try:
                 return await self._opened(command, spec, launch)
             except AttachmentNotReady as e:
-                if e.details.get("status") == AttachmentStatus.FAILED:
+                if e.details.get("attachment_status") == AttachmentStatus.FAILED:
                     raise
             # everything was rolled back; the next attempt reads the attachments afresh
             await asyncio.sleep(self._poll_s)

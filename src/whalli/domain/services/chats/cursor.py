@@ -1,4 +1,5 @@
-"""The opaque page cursor of chat lists: the (``updated_at``, id) of the last chat of a page.
+"""The opaque page cursor of chat lists: the (``updated_at``, id) of the last chat of a page
+(file lists use it too, with a file's ``created_at``).
 
 Encoded as URL-safe base64 (no padding) of 8 bytes of microseconds since the epoch followed by
 the 16 bytes of the id, so it travels in a query string as is. Anything that does not decode to

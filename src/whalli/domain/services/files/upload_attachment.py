@@ -11,9 +11,10 @@ import msgspec
 
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.errors import AttachmentTooLarge, ServiceUnavailable
-from whalli.domain.model.file_types import HEAD_SIZE, DetectedType, detect
+from whalli.domain.model.file_types import HEAD_SIZE, DetectedType, FileKind, detect
 from whalli.domain.model.filenames import sanitize_filename
 from whalli.domain.model.jobs import ExtractAttachment
+from whalli.domain.model.text_charsets import CharsetCheck
 from whalli.domain.services.projects.access import require_role
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 from whalli.ports.blob_storage import BlobStorage
@@ -44,7 +45,8 @@ class UploadAttachmentHandler:
       ``UnsupportedFileType`` naming the detected type, before anything is stored;
     - the object key is generated (``{project_id}/{attachment_id}``); the client's file name is
       kept only sanitized, as metadata;
-    - bytes are streamed (memory stays bounded) while their size and sha256 are computed; the
+    - bytes are streamed (memory stays bounded) while their size and sha256 are computed, and
+      a text file's charset is told (``text_charsets``: what a download says it is in); the
       moment the size crosses ``max_bytes`` the upload stops with ``AttachmentTooLarge`` and the
       blob store leaves nothing behind;
     - the row is committed, THEN the ``ExtractAttachment`` job is enqueued: a crash or a broker
@@ -75,12 +77,13 @@ class UploadAttachmentHandler:
         detected = detect(head, filename)
         attachment_id = self._ids.new_id()
         key = Attachment.key_for(project_id, attachment_id)
-        measure = _Measure(self.max_bytes)
+        charset = CharsetCheck(head) if detected.kind is FileKind.TEXT else None
+        measure = _Measure(self.max_bytes, charset)
         await self._blobs.put(key, measure.stream(head, rest), detected.mime)
         try:
             attachment = await self._record(
                 command, project_id, attachment_id, key, filename, detected, measure.size,
-                measure.digest.hexdigest(),
+                measure.digest.hexdigest(), None if charset is None else charset.charset(),
             )  # fmt: skip
         except BaseException:
             with suppress(Exception):  # the original error is what the caller must see
@@ -94,13 +97,13 @@ class UploadAttachmentHandler:
 
     async def _record(
         self, command: UploadAttachment, project_id: UUID, attachment_id: UUID, key: str,
-        filename: str, detected: DetectedType, size: int, sha256: str,
+        filename: str, detected: DetectedType, size: int, sha256: str, charset: str | None,
     ) -> Attachment:  # fmt: skip
         now = self._clock.now()
         attachment = Attachment(
             id=attachment_id, project_id=project_id, user_id=command.user_id, object_key=key,
-            filename=filename, content_type=detected.mime, size_bytes=size, sha256=sha256,
-            status=AttachmentStatus.PENDING, created_at=now, updated_at=now,
+            filename=filename, content_type=detected.mime, charset=charset, size_bytes=size,
+            sha256=sha256, status=AttachmentStatus.PENDING, created_at=now, updated_at=now,
         )  # fmt: skip
         async with self._uow as uow:
             # again: the membership may have changed while the bytes were arriving
@@ -111,10 +114,12 @@ class UploadAttachmentHandler:
 
 
 class _Measure:
-    """Counts and hashes the bytes passing through; stops them once they cross the limit."""
+    """Counts and hashes the bytes passing through (and feeds them to ``charset``, if given);
+    stops them once they cross the limit."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, charset: CharsetCheck | None = None) -> None:
         self.max_bytes = max_bytes
+        self.charset = charset
         self.size = 0
         self.digest = hashlib.sha256()
 
@@ -133,6 +138,8 @@ class _Measure:
                 limit_bytes=self.max_bytes,
             )
         self.digest.update(chunk)
+        if self.charset is not None:
+            self.charset.feed(chunk)
         return chunk
 
 

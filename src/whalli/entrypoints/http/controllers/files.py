@@ -4,6 +4,7 @@
 (with a filename). The target project is the ``projectId`` query parameter or a ``projectId``
 form field placed BEFORE the file part (the body is streamed to storage as it arrives, so the
 project must be known before the file's first byte); without either, the personal project.
+Any other field, or a field given twice, is a 400 naming it.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ class File(Schema):
     created_at: datetime
 
 
+class FilePage(Schema):
+    items: list[File]
+    next_cursor: str | None  # no default: always present, null on the last page
+
+
 class FileDetail(File):
     failure_reason: str | None
     text_preview: str | None
@@ -121,6 +127,13 @@ async def _status_events(
                     yield sse.json_event("status", _detail(change), str(sent))
     finally:
         gauge.dec()
+
+
+def _media_type(a: Attachment) -> str:
+    """The download's Content-Type: the detected type, with a text file's charset when it has
+    one, else none. Given as a header, so that Litestar does not add its own ``charset=utf-8``
+    to every ``text/*`` type (a UTF-16 file labelled UTF-8 reads as garbage)."""
+    return a.content_type if a.charset is None else f"{a.content_type}; charset={a.charset}"
 
 
 def _project_id(query: UUID | None, fields: dict[str, str]) -> UUID | None:
@@ -167,7 +180,7 @@ class FileController(Controller):
         boundary = boundary_of(request.headers.get("content-type"))
         limit = settings.max_upload_bytes
         check_declared_length(request.content_length, limit)
-        form = UploadForm(request_body(request.receive), boundary, limit)
+        form = UploadForm(request_body(request.receive), boundary, limit, accepted=(PROJECT_FIELD,))
         await form.open()
         # closed here whatever happens, even when the use case refuses before reading it all
         async with aclosing(form.file_chunks()) as chunks:
@@ -177,7 +190,7 @@ class FileController(Controller):
             )  # fmt: skip
             return _file(await upload_attachment.execute(command))
 
-    @get("/", summary="A project's files, newest first")
+    @get("/", summary="A project's files, newest first (cursor pagination)")
     async def index(
         self,
         principal: NamedDependency[Principal],
@@ -187,9 +200,15 @@ class FileController(Controller):
             QueryParameter(name=PROJECT_FIELD, description="Default: the personal project"),
         ] = None,
         limit: Annotated[int, QueryParameter(description="1 to 500")] = DEFAULT_LIMIT,
-    ) -> list[File]:
-        command = ListAttachments(user_id=principal.user_id, project_id=project_id, limit=limit)
-        return [_file(a) for a in await list_attachments.execute(command)]
+        cursor: Annotated[
+            str | None, QueryParameter(description="nextCursor of the previous page")
+        ] = None,
+    ) -> FilePage:
+        command = ListAttachments(
+            user_id=principal.user_id, project_id=project_id, limit=limit, cursor=cursor
+        )
+        page = await list_attachments.execute(command)
+        return FilePage(items=[_file(a) for a in page.items], next_cursor=page.next_cursor)
 
     @get("/{file_id:uuid}", summary="A file's metadata, extraction status and text preview")
     async def read(
@@ -247,6 +266,7 @@ class FileController(Controller):
         a = opened.attachment
         headers = {
             **_DOWNLOAD_HEADERS,
+            "Content-Type": _media_type(a),
             "Content-Disposition": content_disposition(a.filename),
             "Content-Length": str(a.size_bytes),
         }
