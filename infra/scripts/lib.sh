@@ -13,8 +13,8 @@ log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # load_env_file FILE: export the KEY=VALUE lines of a compose .env file without evaluating them
-# (no expansion, no command substitution). Surrounding quotes are removed; variables already set
-# in the environment win, as with docker compose.
+# (no expansion, no command substitution). Surrounding quotes are removed (a " # comment" may
+# follow the closing one); variables already set in the environment win, as with docker compose.
 load_env_file() {
   local file=$1 line key value
   [[ -f $file ]] || return 0
@@ -23,7 +23,7 @@ load_env_file() {
     [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
     key=${BASH_REMATCH[2]}
     value=${BASH_REMATCH[3]}
-    if [[ $value =~ ^\"(.*)\"[[:space:]]*$ || $value =~ ^\'(.*)\'[[:space:]]*$ ]]; then
+    if [[ $value =~ ^\"([^\"]*)\"[[:space:]]*(#.*)?$ || $value =~ ^\'([^\']*)\'[[:space:]]*(#.*)?$ ]]; then
       value=${BASH_REMATCH[1]}
     else
       value=${value%%[[:space:]]#*}   # an unquoted value ends at " #" (inline comment)
@@ -72,6 +72,9 @@ split_database_url() {
       PGPASSWORD="$(urldecode "${BASH_REMATCH[5]}")"
       export PGPASSWORD
     fi
+  elif [[ $url == *@* ]]; then
+    # credentials it cannot split out would go on a command line (and into a prompt)
+    die "the database URL has credentials but is not postgresql://user:password@host/database"
   else
     PG_URL=$url
   fi

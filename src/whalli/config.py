@@ -7,6 +7,7 @@ An invalid value stops start-up with a message naming the variable; secret value
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 PREFIX = "WHALLI_"
 
@@ -275,6 +278,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         self._check_rate_limits()
         self._check_extraction()
         self._check_chat_replies()
+        self._check_services()
+        self._check_providers()
 
     def _check_identity(self) -> None:
         # Bounds: OWASP's argon2id floor (19 MiB, t=2), a JWT secret as long as the HS256 output,
@@ -391,6 +396,57 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def login_limit_per_ip(self) -> tuple[int, int]:
         """``(count, window_seconds)`` from ``rate_limit_login_per_ip``."""
         return parse_count_per_seconds(self.rate_limit_login_per_ip)
+
+    def _check_services(self) -> None:
+        # NaN passes every comparison (a sweep interval of nan turned its sweeper off): no
+        # number setting may be other than finite
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{PREFIX}{name.upper()} must be a finite number")
+        # URLs are checked without echoing them: they hold passwords
+        if self.database_url is not None:
+            try:  # libpq's own parser: a postgresql:// URL or "host=... dbname=..." pairs
+                conninfo_to_dict(self.database_url.reveal())
+            except psycopg.Error:
+                raise ConfigError(
+                    f"{PREFIX}DATABASE_URL must be a postgresql:// URL "
+                    "(postgresql://user:password@host:5432/database) or libpq key=value pairs"
+                ) from None
+        if self.redis_url is not None:
+            url = urlsplit(self.redis_url.reveal())
+            if url.scheme not in ("redis", "rediss", "unix") or not (url.hostname or url.path):
+                raise ConfigError(
+                    f"{PREFIX}REDIS_URL must be a redis://, rediss:// or unix:// URL "
+                    "(redis://:password@host:6379/0)"
+                )
+        if self.worker_threads < 1:
+            raise ConfigError(f"{PREFIX}WORKER_THREADS must be at least 1")
+
+    def _check_providers(self) -> None:
+        if self.provider_max_attempts < 1:
+            raise ConfigError(f"{PREFIX}PROVIDER_MAX_ATTEMPTS must be at least 1")
+        for name in (
+            "provider_connect_timeout_s", "provider_first_token_timeout_s",
+            "provider_reasoning_first_token_timeout_s", "provider_idle_timeout_s",
+        ):  # fmt: skip
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be more than 0 seconds")
+        for name in (
+            "openai_base_url",
+            "anthropic_base_url",
+            "xai_base_url",
+            "openai_compatible_base_url",
+        ):
+            value = getattr(self, name)
+            if name == "openai_compatible_base_url" and not value:
+                continue  # unset: that provider is off
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ConfigError(
+                    f"{PREFIX}{name.upper()} must be an http(s):// URL, such as "
+                    "http://localhost:11434/v1"
+                )
 
     def _check_oauth(self) -> None:
         for name in (

@@ -89,8 +89,8 @@ def serve(args: argparse.Namespace) -> int:
         factory=True,
         http=LeanHttpToolsProtocol,  # httptools, holding less per open connection
         host=args.host or settings.host,
-        port=args.port or settings.port,
-        workers=args.workers or settings.web_workers,
+        port=settings.port if args.port is None else args.port,
+        workers=settings.web_workers if args.workers is None else args.workers,
         log_config=None,
         access_log=False,
         server_header=False,

@@ -12,6 +12,21 @@ from whalli.entrypoints.cli import commands, users
 from whalli.entrypoints.cli.environment import ServicesNotRunning
 
 
+def _in_range(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``, else a usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whalli", description="Whalli chat backend")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -26,8 +41,10 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int, help="API processes (default WHALLI_WEB_WORKERS)")
+    serve.add_argument("--port", type=_in_range(1, 65535), help="default WHALLI_PORT")
+    serve.add_argument(
+        "--workers", type=_in_range(1, 256), help="API processes (default WHALLI_WEB_WORKERS)"
+    )
     serve.set_defaults(handler=commands.serve)
 
     worker = sub.add_parser("worker", help="run a background job worker")
