@@ -387,8 +387,8 @@ async def test_a_model_above_the_callers_plan_is_refused(chat: Chat) -> None:
 
 async def test_stop_closes_the_upstream_request_and_saves_the_partial_reply(chat: Chat) -> None:
     alice = await chat.world.register("alice")
-    # no [DONE]: the answer is still being written when the stop comes
-    pieces = openai_pieces(["partial", " words"], done=False)
+    # no finish reason: the answer is still being written when the stop comes
+    pieces = openai_pieces(["partial", " words"], usage=None, done=False)[:-1]
     chat.provider.script(Reply(chunks=pieces, hold=True))
     started = await chat.start(
         alice["auth"], model="openai/gpt-4o-mini", message=f"go on {uuid.uuid4()}"
@@ -523,7 +523,8 @@ async def test_an_abandoned_reply_is_stopped_when_configured(
         _app(stack_urls, unique, provider, WHALLI_CHAT_CANCEL_ABANDONED_AFTER_S="0.3") as chat,
     ):
         alice = await chat.world.register("alice")
-        provider.script(Reply(chunks=openai_pieces(["lonely"], done=False), hold=True))
+        unfinished = openai_pieces(["lonely"], usage=None, done=False)[:-1]  # no finish reason
+        provider.script(Reply(chunks=unfinished, hold=True))
         started = await chat.start(
             alice["auth"], model="openai/gpt-4o-mini", message=f"y {uuid.uuid4()}"
         )

@@ -357,7 +357,8 @@ async def test_a_stop_before_the_first_token_leaves_an_empty_aborted_reply_that_
 
 async def test_a_stopped_reply_is_exported_as_stopped_and_counted_in_usage(chat: Chat) -> None:
     alice = await chat.world.register("alice")
-    chat.provider.script(Reply(chunks=openai_pieces(["partial", " words"], done=False), hold=True))
+    unfinished = openai_pieces(["partial", " words"], usage=None, done=False)[:-1]  # no finish
+    chat.provider.script(Reply(chunks=unfinished, hold=True))
     started = await chat.start(alice["auth"], model=MODEL, message=f"stop me {uuid.uuid4()}")
     first = await chat.events(started["sessionId"], limit=2)
     assert (await _stop(chat, started["sessionId"], alice["auth"])).status_code == 202

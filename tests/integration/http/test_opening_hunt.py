@@ -258,7 +258,8 @@ async def test_a_store_failing_while_the_provider_streams_closes_the_provider_re
 ) -> None:
     """The launched generation is cancelled, not left running: its upstream request closes."""
     alice = await chat.world.register("alice")
-    chat.provider.script(Reply(chunks=openai_pieces(["never", " told"], done=False), hold=True))
+    unfinished = openai_pieces(["never", " told"], usage=None, done=False)[:-1]  # no finish
+    chat.provider.script(Reply(chunks=unfinished, hold=True))
     chat.sessions.fail = True
     answer = held_start(chat, alice["auth"], f"z {uuid.uuid4()}", model=MODEL)
     await until(lambda: chat.provider.requests and chat.sessions.waiting, "provider asked")

@@ -489,3 +489,23 @@ async def test_a_models_reasoning_streams_before_its_text_and_is_saved_and_cache
     assert replayed[-1].cached
     assert second.reasoning == "Hmm. A greeting."
     assert len(thinking.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("deltas", "finish_reason"),
+    [((), "stop"), (("", ""), "tool_calls"), (("Hi",), "unknown")],
+    ids=["no text", "empty pieces", "unknown finish"],
+)
+async def test_a_reply_without_text_or_with_an_unknown_end_is_saved_but_never_cached(
+    deltas: tuple[str, ...], finish_reason: str
+) -> None:
+    model = ScriptedChatModel(deltas, provider="dev", finish_reason=finish_reason)
+    setup = Setup(model=model)
+    world = await committed_world(InMemoryUnitOfWork(setup.store))
+
+    first = await _reply_in(setup, world, shared=False)
+    again = await _reply_in(setup, world, shared=False)
+
+    assert (first.status, first.finish_reason) == ("complete", finish_reason)
+    assert (first.cached, again.cached) == (False, False)
+    assert len(model.requests) == 2  # the same question asked again

@@ -14,13 +14,18 @@ import httpx
 import msgspec
 
 from whalli.adapters.ai._halves import edge_halves_kept, valid_text
-from whalli.adapters.ai._sse import EventTooLarge, SseDecoder, SseEvent
+from whalli.adapters.ai._sse import MAX_EVENT_CHARS, EventTooLarge, SseDecoder, SseEvent
 from whalli.adapters.ai._streaming import StreamPolicy, provider_error, stream_cut
 from whalli.adapters.ai._upstream_errors import error_code, request_secrets, upstream_message
 from whalli.domain.model.errors import ProviderError
 
 # Statuses by which a provider refuses this very request as invalid (not its key or model)
 _REQUEST_AT_FAULT = frozenset({400, 413, 422})
+# Bytes of a non-2xx answer's body read for its error code and message: a body without end
+# (a broken proxy) is not held, and the status is reported at once
+MAX_ERROR_BODY = 64 * 1024
+# Content types that are never a stream: a web page (a base URL reaching a web app)
+_PAGES = frozenset({"text/html", "application/xhtml+xml"})
 
 
 async def sse_post(
@@ -32,12 +37,18 @@ async def sse_post(
     body: bytes,
     policy: StreamPolicy,
     whole: Callable[[dict[str, Any]], list[str]] | None = None,
+    max_whole_bytes: int = MAX_EVENT_CHARS,
 ) -> AsyncGenerator[SseEvent, None]:
     """POST ``body`` (JSON) and yield the SSE events of a 2xx answer as they arrive.
 
-    A 2xx ``application/json`` answer (a server that ignored ``stream: true``) is read whole
-    and, with ``whole``, yielded as the events' ``data`` that ``whole`` makes of it (the stream
-    that would have said the same); without ``whole`` it is read as events, as any other type.
+    A 2xx ``application/json`` answer (a server that ignored ``stream: true``) is read whole,
+    up to ``max_whole_bytes`` (past them it is refused as too large to read, as an event of a
+    stream past ``MAX_EVENT_CHARS`` is), and, with ``whole``, yielded as the events' ``data``
+    that ``whole`` makes of it (the stream that would have said the same); without ``whole``
+    it is read as events, as any other type (``text/plain`` included) but a web page's: a 2xx
+    ``text/html`` answer, or one of a type other than ``text/event-stream`` that held no event
+    at all, is not a stream (a wrong base URL), a ``protocol`` error naming its type, not
+    retried. Of a non-2xx answer, the first ``MAX_ERROR_BODY`` bytes are read.
     Closing the generator closes the response (and its connection) at once.
     """
     # Reads are bounded by the caller's first-token and idle timeouts, not by httpx.
@@ -55,28 +66,39 @@ async def sse_post(
             "POST", url, content=body, headers=request_headers, timeout=timeout
         ) as response:
             if not response.is_success:  # redirects are not followed: a 3xx is a bad base URL
-                content = await response.aread()
+                content, _ = await _prefix(response, MAX_ERROR_BODY)
                 raise status_error(
                     provider, response.status_code, response.headers, content,
                     secrets=request_secrets(headers),
                 )  # fmt: skip
-            if whole is not None and _is_json(response.headers.get("content-type", "")):
-                document = decode_json(provider, (await response.aread()).decode(errors="replace"))
+            content_type = response.headers.get("content-type", "")
+            media_type = content_type.partition(";")[0].strip().lower()
+            if whole is not None and media_type == "application/json":
+                content, ended = await _prefix(response, max_whole_bytes)
+                if not ended:
+                    raise EventTooLarge(f"an answer of more than {max_whole_bytes} bytes")
+                document = decode_json(provider, content.decode(errors="replace"))
                 for data in whole(document):
                     yield SseEvent("message", data)
                 return
-            decoder = SseDecoder()
+            if media_type in _PAGES:
+                raise not_a_stream(provider, media_type)
+            decoder, held_any = SseDecoder(), False
             async for chunk in response.aiter_bytes():
                 for event in decoder.feed(chunk):
+                    held_any = True
                     yield event
                     del event  # not kept while the next read is awaited (a held reply waits there)
             for event in decoder.finish():
+                held_any = True
                 yield event
+            if not held_any and media_type not in ("", "text/event-stream"):
+                raise not_a_stream(provider, media_type)
     except (httpx.RemoteProtocolError, httpx.ReadError) as e:
         raise stream_cut(provider) from e
     except EventTooLarge as e:
         raise provider_error(
-            f"The {provider} provider sent a stream event too large to read ({e}).",
+            f"The {provider} provider sent {e}: too large to read.",
             provider=provider,
             kind="protocol",
             retryable=False,
@@ -105,8 +127,36 @@ async def sse_post(
         ) from e
 
 
-def _is_json(content_type: str) -> bool:
-    return content_type.partition(";")[0].strip().lower() == "application/json"
+async def _prefix(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """The body of ``response`` up to ``limit`` bytes, and whether it ended within them (the
+    rest, if any, is left unread: closing the response drops its connection)."""
+    read, size = [], 0
+    async for chunk in response.aiter_bytes():
+        read.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(read)[:limit], False
+    return b"".join(read), True
+
+
+def whole_limit(cap_chars: int) -> int:
+    """The most bytes of a whole (non-stream) answer read when a reply may hold ``cap_chars``
+    characters (``output_cap_chars``): twice them (room for JSON's escapes and the fields
+    around the text; that cap already allows 32 characters a token), plus ``MAX_ERROR_BODY``
+    for a reply asked to be short, and never more than ``MAX_EVENT_CHARS``."""
+    return min(MAX_ERROR_BODY + 2 * cap_chars, MAX_EVENT_CHARS)
+
+
+def not_a_stream(provider: str, media_type: str) -> ProviderError:
+    """A 2xx answer that is no event stream (a web page): the base URL reaches something other
+    than the provider's API. Asking it again would get the same page."""
+    named = "".join(c for c in media_type[:64] if c.isprintable())
+    return provider_error(
+        f"The {provider} provider answered {named}, not an event stream: check its base URL.",
+        provider=provider,
+        kind="protocol",
+        retryable=False,
+    )
 
 
 def status_error(

@@ -14,6 +14,11 @@ asked of the API itself (``anthropic_request.native_format``: a strict schema, a
 enforces it) comes back as text, passed on as any text.
 Extended thinking comes first as ``thinking`` blocks: their ``thinking_delta`` pieces are
 passed on as ``StreamReasoning`` (their signatures, and ``redacted_thinking`` blocks, are not).
+
+A ``content_block_start`` carries a whole content block: Anthropic sends it empty, but a
+compatible server or a gateway replaying a whole answer may start it with its content (its
+``text``, its ``thinking``, a tool's whole ``input``), which is the block's first piece. A whole
+answer in JSON (``stream: true`` ignored) is read as its stream (``anthropic_whole``).
 The request's body: ``anthropic_request``.
 """
 
@@ -27,7 +32,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
+from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error, whole_limit
 from whalli.adapters.ai._sse import SseEvent
 from whalli.adapters.ai._stops import LocalStops, split_stops
 from whalli.adapters.ai._streaming import (
@@ -46,6 +51,7 @@ from whalli.adapters.ai.anthropic_request import (
     messages_body,
     native_format,
 )
+from whalli.adapters.ai.anthropic_whole import message_events
 from whalli.domain.model.chats import TokenUsage
 from whalli.domain.model.chats import reported_count as _count
 from whalli.domain.model.errors import ProviderError
@@ -128,6 +134,8 @@ class AnthropicChatModel(ChatModel):
             headers=self._headers,
             body=body,
             policy=self._policy,
+            whole=message_events,
+            max_whole_bytes=whole_limit(cap_chars),
         )
         try:
             async with aclosing(events):
@@ -151,8 +159,9 @@ class AnthropicChatModel(ChatModel):
                         answer.stop_here()
                         break
                     if answer.end is not None:
+                        # message_delta's stop reason (nothing with content follows it), or
                         # message_stop: the answer is complete, nothing more is read (a
-                        # connection left open after it is closed, not waited on)
+                        # connection left open after it, silent, is closed, not waited on)
                         break
         except ProviderError as e:
             if not is_cut(e) or answer.stop_reason is None:
@@ -255,18 +264,7 @@ class _Answer:
                     return None
                 return self._arguments(data.get("index"), partial)
         elif kind == "content_block_start":
-            block = obj(data.get("content_block"))
-            if block.get("type") == "tool_use":
-                if self.formatted and block.get("name") == FORMAT_TOOL:
-                    index = data.get("index")
-                    if not isinstance(index, int):
-                        return None
-                    if self.format_block is None:
-                        self.format_block = index
-                    else:  # a second answer in the format: the first one is the reply
-                        self.ignored.add(index)
-                    return None
-                return self._tool_call(data.get("index"), block)
+            return self._start(data.get("index"), obj(data.get("content_block")))
         elif kind == "content_block_stop":
             block_index = data.get("index")
             if self._is_format_block(block_index) and not self.format_written:
@@ -284,13 +282,40 @@ class _Answer:
             self._count(obj(data.get("usage")))
             said = reason_of(obj(data.get("delta")).get("stop_reason"))
             self.stop_reason = said or self.stop_reason
+            if said:  # the stop reason and final counts: nothing with content follows
+                self.finish()
         elif kind == "message_stop":
             self.finish()
         elif kind == "error":
             raise stream_error(self.provider, data, self.secrets)
-        # ping, text and thinking blocks' start and stop, signatures and event types added
-        # later carry no text
+        # ping, blocks' stop, signatures and event types added later carry no text
         return None
+
+    def _start(
+        self, block_index: object, block: dict[str, Any]
+    ) -> str | ToolCallDelta | StreamReasoning | None:
+        """A content block's start, with its first piece when it carries its content."""
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text")
+            return text if isinstance(text, str) and text and not self.formatted else None
+        if kind == "thinking":
+            thought = block.get("thinking")
+            return StreamReasoning(text=thought) if isinstance(thought, str) and thought else None
+        if kind != "tool_use":
+            return None
+        given = block.get("input")
+        arguments = msgspec.json.encode(given).decode() if isinstance(given, dict) and given else ""
+        if self.formatted and block.get("name") == FORMAT_TOOL:
+            if not isinstance(block_index, int):
+                return None
+            if self.format_block is not None:  # a second answer in the format: the first one
+                self.ignored.add(block_index)  # is the reply
+                return None
+            self.format_block = block_index
+            self.format_written = bool(arguments)
+            return arguments or None
+        return self._tool_call(block_index, block, arguments)
 
     def _count(self, usage: dict[str, Any]) -> None:
         """Take in a ``usage`` object's counts, each on its own (those it leaves out, null or
@@ -320,15 +345,21 @@ class _Answer:
     def _is_format_block(self, block_index: object) -> bool:
         return self.format_block is not None and block_index == self.format_block
 
-    def _tool_call(self, block_index: object, block: dict[str, Any]) -> ToolCallDelta | None:
+    def _tool_call(
+        self, block_index: object, block: dict[str, Any], arguments: str = ""
+    ) -> ToolCallDelta | None:
+        """A tool call's start, with ``arguments`` (its whole input) when its block began
+        with them."""
         call_id, name = block.get("id"), block.get("name")
         if not isinstance(block_index, int) or not isinstance(name, str):
             return None
-        tool = [len(self.blocks), 0]  # tool calls are counted apart from text blocks, from 0
+        # tool calls are counted apart from text blocks, from 0; [index, arguments sent]
+        tool = [len(self.blocks), int(bool(arguments))]
         self.blocks[block_index] = tool
         return ToolCallDelta(
-            index=tool[0], id=call_id if isinstance(call_id, str) else None, name=name
-        )
+            index=tool[0], id=call_id if isinstance(call_id, str) else None, name=name,
+            arguments=arguments,
+        )  # fmt: skip
 
     def _arguments(self, block_index: object, partial: object) -> ToolCallDelta | None:
         tool = self.blocks.get(block_index) if isinstance(block_index, int) else None

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
-from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error
+from whalli.adapters.ai._http import decode_json, obj, sse_post, stream_error, whole_limit
 from whalli.adapters.ai._stops import LocalStops
 from whalli.adapters.ai._streaming import (
     Sleep,
@@ -116,14 +116,16 @@ class OpenAIChatModel(ChatModel):
     async def _attempt(
         self, body: bytes, local_stops: tuple[str, ...], cap_chars: int
     ) -> AsyncGenerator[StreamEvent, None]:
-        """One request. The answer ends at ``[DONE]``: its end is passed on at once and
-        nothing more is read (a connection a proxy keeps open after it is closed, not waited
-        on). A ``finish_reason`` of ``error`` (OpenRouter's for a generation that failed) fails
-        the answer after its text so far, as an ``error`` chunk does. A server that ignored
-        ``stream: true`` and answered one ``chat.completion`` is read as its stream
-        (``_as_chunk``). With ``local_stops`` (sequences the model refuses), the text is cut
-        where the first of them begins: the answer ends there with ``stop``, its usage not
-        reported (the request is closed before its usage comes; the caller estimates it)."""
+        """One request. The answer ends at ``[DONE]``, or at the usage chunk that follows the
+        finish reason (by definition the last chunk before ``[DONE]``): its end is passed on at
+        once and nothing more is read (a connection a proxy keeps open after it, silent, is
+        closed, not waited on). A ``finish_reason`` of ``error`` (OpenRouter's for a
+        generation that failed) fails the answer after its text so far, as an ``error`` chunk
+        does. A server that ignored ``stream: true`` and answered one ``chat.completion`` is
+        read as its stream (``_as_chunk``). With ``local_stops`` (sequences the model
+        refuses), the text is cut where the first of them begins: the answer ends there with
+        ``stop``, its usage not reported (the request is closed before its usage comes; the
+        caller estimates it)."""
         finish_reason: str | None = None
         usage, counted = TokenUsage(), False
         left = cap_chars  # characters the model may still write (``output_cap_chars``)
@@ -137,6 +139,7 @@ class OpenAIChatModel(ChatModel):
             body=body,
             policy=self._policy,
             whole=_as_chunk,
+            max_whole_bytes=whole_limit(cap_chars),
         )
         try:
             async with aclosing(events):
@@ -149,8 +152,13 @@ class OpenAIChatModel(ChatModel):
                         yield StreamEnd(finish_reason="length", usage=usage)
                         return
                     del sse  # a held reply waits for its next event here: keep nothing of this one
+                    # only the usage, after the finish reason: the answer is complete
+                    ended = finish_reason is not None and chunk_usage is not None
+                    ended = ended and finish is None and not texts and pieces is None
                     finish_reason, usage = finish or finish_reason, chunk_usage or usage
                     counted = counted or chunk_usage is not None
+                    if ended:
+                        break
                     for text in texts:
                         if stops is not None and type(text) is StreamDelta:  # (not a refusal)
                             cut, stopped = stops.feed(text.text)

@@ -169,6 +169,13 @@ class _KeptSession:
         self.session = renewed
 
 
+def _worth_caching(outcome: _Outcome) -> bool:
+    """A successful completion: some text, ended for a reason the provider gave. An empty
+    reply (``[DONE]`` alone, or only a call of a tool the chat never offered) or one whose end
+    is ``unknown`` is saved as it is, but never replayed to the next identical question."""
+    return any(outcome.text) and outcome.finish_reason != "unknown"
+
+
 @dataclass
 class _Outcome:
     spec: ModelSpec
@@ -191,8 +198,8 @@ class GenerateReplyHandler:
       (the prompt, the chat's earlier messages trimmed to the model's window plus the new
       message and its files' text, was built by ``StartChat``);
     - an identical prompt (same model, context and parameters) is answered from the cache token
-      by token; only complete replies of the model asked for are cached, never errors, partial
-      ones or a fallback's;
+      by token; only complete replies of the model asked for, with text and a known finish
+      reason, are cached, never errors, partial or empty ones or a fallback's;
     - provider failures before the first token move on to the catalog's fallback models, except
       a provider's refusal of the request as invalid (``ProviderError.falls_back``), and to a
       fallback only if it reads images when the prompt has attached images (one that takes
@@ -342,6 +349,7 @@ class GenerateReplyHandler:
             and not outcome.cached
             and session.use_cache
             and answered_as_asked
+            and _worth_caching(outcome)
         ):
             cached = CachedReply(
                 deltas=tuple(outcome.text), finish_reason=outcome.finish_reason, usage=final.usage,
