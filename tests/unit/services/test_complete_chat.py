@@ -392,3 +392,23 @@ async def test_usage_that_cannot_be_written_fails_the_reply_after_its_attempts()
 
     assert BlinkingUsage.refused == 0  # all three attempts were made
     assert await world.usage() == []
+
+
+@pytest.mark.parametrize(
+    ("deltas", "finish_reason"), [((), "stop"), (("half",), "unknown")], ids=["empty", "unknown"]
+)
+async def test_a_reply_without_anything_said_or_with_an_unknown_end_is_never_cached(
+    deltas: tuple[str, ...], finish_reason: str
+) -> None:
+    """An empty answer (``[DONE]`` alone) or one whose end the provider never gave would be
+    replayed to every identical question for an hour: it is answered, and asked again."""
+    model = ScriptedChatModel(deltas, provider="openai", finish_reason=finish_reason)
+    world = World({"openai": model})
+    user = await world.user()
+
+    await complete(world, user, "openai/mini")
+    await complete(world, user, "openai/mini")
+
+    assert not await world.cached("openai/mini", user)
+    assert len(model.requests) == 2
+    assert world.metrics.cache == {"miss": 2}

@@ -104,6 +104,12 @@ class _Run:
     recorded: bool = False
     started_usage: TokenUsage | None = None  # the prompt's count as the provider began
 
+    def answered(self, end: StreamEnd) -> bool:
+        """Whether it is an answer worth replaying: some text, refusal or tool call, ended for
+        a reason the provider gave (an empty ``[DONE]`` alone is not)."""
+        said = any(self.text) or any(self.refusal) or bool(self.calls)
+        return said and end.finish_reason != "unknown"
+
     @property
     def started(self) -> bool:
         """Whether anything of the reply was passed on (text, reasoning or a piece of a tool
@@ -120,8 +126,8 @@ class CompleteChatHandler:
     - an identical prompt (same model, messages and parameters) of the same user (of anyone,
       with ``cache_shared``) is answered from the cache,
       delta by delta as first streamed; only complete replies of the model asked for are cached
-      (not a fallback's); a cache that does not answer (or holds an unreadable entry) counts
-      as a miss;
+      (not a fallback's), and only those with text, a refusal or a tool call and a known end;
+      a cache that does not answer (or holds an unreadable entry) counts as a miss;
     - provider failures before the first delta move on to the catalog's fallback models, except
       a provider's refusal of the request as invalid (``ProviderError.falls_back``); after it,
       the ``ProviderError`` ends the stream (partial usage is recorded first);
@@ -297,7 +303,8 @@ class CompleteChatHandler:
                     await close_stream(events)
                 finally:  # even when closing is interrupted by the request's cancellation
                     await self._record_if_cut(command, run, started)
-            if command.use_cache and candidate is spec:  # never a fallback's reply
+            # never a fallback's reply, nor an empty one or one whose end is unknown
+            if command.use_cache and candidate is spec and run.answered(end):
                 await self._store(key, run, end)
             yield end
             return
