@@ -55,6 +55,15 @@ class ConfigError(Exception):
     """Raised when the environment holds an invalid setting; the message names the variable."""
 
 
+def _http_url(value: str, *, origin: bool = False) -> bool:
+    """Whether ``value`` is an http(s) URL with a host; with ``origin``, nothing after the
+    host (no path, query or credentials)."""
+    url = urlsplit(value)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return False
+    return not origin or not (url.path not in ("", "/") or url.query or url.username)
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     env: Literal["development", "test", "production"] = "development"
     host: str = "127.0.0.1"
@@ -257,14 +266,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"{PREFIX}S3_ENDPOINT is set, so {PREFIX}S3_ACCESS_KEY and "
                 f"{PREFIX}S3_SECRET_KEY are required"
             )
-        if self.s3_public_url is not None:
-            public = urlsplit(self.s3_public_url)
-            bad_path = public.path not in ("", "/") or public.query or public.username
-            if public.scheme not in ("http", "https") or not public.hostname or bad_path:
-                raise ConfigError(
-                    f"{PREFIX}S3_PUBLIC_URL must be an http(s):// URL without a path, such as "
-                    "https://storage.example.com"
-                )
+        if self.s3_public_url is not None and not _http_url(self.s3_public_url, origin=True):
+            raise ConfigError(
+                f"{PREFIX}S3_PUBLIC_URL must be an http(s):// URL without a path, such as "
+                "https://storage.example.com"
+            )
 
         if self.max_upload_bytes < 1:
             raise ConfigError(f"{PREFIX}MAX_UPLOAD_BYTES must be at least 1")
@@ -441,8 +447,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, name)
             if name == "openai_compatible_base_url" and not value:
                 continue  # unset: that provider is off
-            url = urlsplit(value)
-            if url.scheme not in ("http", "https") or not url.hostname:
+            if not _http_url(value):
                 raise ConfigError(
                     f"{PREFIX}{name.upper()} must be an http(s):// URL, such as "
                     "http://localhost:11434/v1"
