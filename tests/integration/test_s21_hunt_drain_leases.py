@@ -153,7 +153,14 @@ async def test_s21c_two_workers_both_drain_then_the_supervisor_exits_cleanly(
         env = _env(stack_urls, provider.url, _queue(unique), WHALLI_SHUTDOWN_DRAIN_S="3")
         a, a_url = await procs.serve(env, "a", workers=2)
         await _both_started(tmp_path / "a" / "output.log")
-        workers = _children(a.pid)
+        # the workers only: multiprocessing's resource tracker is a child too, and it exits
+        # after the supervisor does (it reads the supervisor's pipe to its end)
+        workers = [
+            pid
+            for pid in _children(a.pid)
+            if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+        ]
+        assert len(workers) == 2, workers
         async with httpx.AsyncClient(timeout=10) as client:
             assert (await client.get(f"{a_url}/api/health/ready")).status_code == 200
             a.send_signal(signal.SIGTERM)
