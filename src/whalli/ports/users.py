@@ -44,7 +44,8 @@ class UserRepository(Protocol):
         ...
 
     async def find_by_email(self, email: str) -> User | None:
-        """Look up by normalized email."""
+        """Look up by normalized email (``normalize_email``), under each of its
+        ``email_spellings``: the normalized one is preferred."""
         ...
 
     async def update(self, user: User) -> None:

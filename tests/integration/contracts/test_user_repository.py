@@ -17,7 +17,7 @@ from whalli.domain.model.errors import (
     UserNotFound,
 )
 from whalli.domain.model.tokens import RefreshToken
-from whalli.domain.model.users import Plan, Role, User
+from whalli.domain.model.users import Plan, Role, User, normalize_email
 
 from ..conftest import UowFactory
 from ..entities import a_refresh_token, a_user, at
@@ -38,6 +38,35 @@ async def test_any_valid_user_reads_back_equal(uow_factory: UowFactory, user: Us
     async with uow_factory() as uow:
         assert await uow.users.get(user.id) == user
         assert await uow.users.find_by_email(user.email) == user
+
+
+async def test_an_account_stored_under_its_domains_ascii_spelling_is_found_by_its_address(
+    uow_factory: UowFactory,
+) -> None:
+    """An account registered before domains were decoded holds its A-label spelling; a
+    sign-in, which looks the address up normalized (Unicode), still finds it."""
+    local = f"idn-{uuid.uuid4().hex}"
+    legacy = a_user(email=f"{local}@xn--bcher-kva.example")
+    async with uow_factory() as uow:
+        await uow.users.add(legacy)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.users.find_by_email(normalize_email(legacy.email)) == legacy
+        assert await uow.users.find_by_email(f"{local}@b\u00fccher.org") is None
+
+
+async def test_of_two_spellings_of_one_address_the_normalized_one_is_found(
+    uow_factory: UowFactory,
+) -> None:
+    local = f"idn-{uuid.uuid4().hex}"
+    legacy = a_user(email=f"{local}@xn--bcher-kva.example")
+    current = a_user(email=f"{local}@b\u00fccher.example")
+    async with uow_factory() as uow:
+        await uow.users.add(legacy)
+        await uow.users.add(current)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.users.find_by_email(current.email) == current
 
 
 async def test_a_taken_email_is_refused_and_the_work_can_go_on(uow_factory: UowFactory) -> None:

@@ -320,11 +320,6 @@ async def test_an_address_whose_domain_has_an_empty_label_is_refused_naming_emai
     assert "email" in str(body).lower(), body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: normalize_email keeps an IDN domain as typed, so its U-label and its "
-    "A-label (punycode) spellings of one mailbox register two accounts",
-)
 async def test_a_domain_spelled_in_unicode_or_punycode_is_one_mailbox_and_one_account(
     chat: Chat,
 ) -> None:

@@ -168,6 +168,21 @@ async def test_registering_a_taken_email_is_a_conflict_that_leaves_nothing_behin
     assert len(auth.tokens()) == 1
 
 
+async def test_an_address_an_older_account_holds_in_its_ascii_spelling_is_taken(
+    auth: Auth,
+) -> None:
+    """Before domains were decoded an account kept its domain as typed: an A-label spelling
+    of the same mailbox registers no second account, and signs in to the first."""
+    legacy, _ = await auth.register("ada@example.com")
+    await auth.change_user(legacy, email="ada@xn--bcher-kva.example")
+
+    with pytest.raises(EmailAlreadyRegistered, match="already exists"):
+        await auth.register("Ada@B\u00fccher.example")
+
+    assert len(auth.store.tables["users"]) == 1
+    assert (await auth.user("ada@b\u00fccher.example")).id == legacy.id
+
+
 async def test_a_password_breaking_the_policy_is_refused_before_anything_is_stored(
     auth: Auth,
 ) -> None:

@@ -10,7 +10,7 @@ import msgspec
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
 from whalli.adapters.memory.refresh_tokens import family_is_active
 from whalli.domain.model.errors import InvalidInput, UserNotFound
-from whalli.domain.model.users import Role, User
+from whalli.domain.model.users import Role, User, email_spellings
 from whalli.ports.users import UserRepository
 
 
@@ -51,7 +51,9 @@ class InMemoryUserRepository(MemoryRepository, UserRepository):
         return None if user is None else (user, family_is_active(tx, session_id, now))
 
     async def find_by_email(self, email: str) -> User | None:
-        found: list[User] = self._tx().select("users", lambda u: u.email == email)
+        spellings = email_spellings(email)
+        found: list[User] = self._tx().select("users", lambda u: u.email in spellings)
+        found.sort(key=lambda u: (u.email != email, u.created_at))
         return found[0] if found else None
 
     async def update(self, user: User) -> None:

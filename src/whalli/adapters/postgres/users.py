@@ -22,7 +22,7 @@ from whalli.domain.model.errors import (
     InvalidInput,
     UserNotFound,
 )
-from whalli.domain.model.users import User
+from whalli.domain.model.users import User, email_spellings
 from whalli.ports.users import UserRepository
 
 COLUMNS = (
@@ -129,7 +129,15 @@ class PostgresUserRepository(PostgresRepository, UserRepository):
         return msgspec.convert(row, User), active
 
     async def find_by_email(self, email: str) -> User | None:
-        row = await self._one(f"{_SELECT} WHERE email = %(email)s", {"email": email})
+        spellings = list(email_spellings(email))
+        if len(spellings) == 1:
+            row = await self._one(f"{_SELECT} WHERE email = %(email)s", {"email": email})
+        else:  # the normalized spelling first, then one stored before domains were decoded
+            row = await self._one(
+                f"{_SELECT} WHERE email = ANY(%(emails)s)"
+                " ORDER BY email = %(email)s DESC, created_at LIMIT 1",
+                {"email": email, "emails": spellings},
+            )
         return None if row is None else msgspec.convert(row, User)
 
     async def update(self, user: User) -> None:

@@ -38,19 +38,60 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 DOMAIN_LABEL_MAX_LENGTH = 63
 
 
+_ACE_PREFIX = "xn--"
+
+
 def normalize_email(raw: str) -> str:
     """Trim, NFKC-normalize and lower-case an address; raise ``InvalidEmail`` (naming
     ``email``) if it is not one, or holds a control or format character (NUL included).
 
     The domain has at least two labels, each of 1 to ``DOMAIN_LABEL_MAX_LENGTH`` characters
-    (RFC 1035): a leading, trailing or doubled dot would spell one mailbox several ways."""
+    (RFC 1035): a leading, trailing or doubled dot would spell one mailbox several ways. For
+    the same reason an internationalized domain is kept in Unicode: a label in its ASCII form
+    (an A-label, ``xn--`` and Punycode) is decoded, so ``x@xn--bcher-kva.example`` and
+    ``x@bücher.example`` are one address; an A-label that is not the exact encoding of a
+    normalized Unicode label is refused."""
     email = unicodedata.normalize("NFKC", raw).strip().lower()
     if len(email) > 254 or not _EMAIL.match(email) or _has_control(email):
         raise InvalidEmail(field="email")
-    labels = email.rpartition("@")[2].split(".")
+    local, _, domain = email.rpartition("@")
+    labels = [_unicode_label(label) for label in domain.split(".")]
     if not all(0 < len(label) <= DOMAIN_LABEL_MAX_LENGTH for label in labels):
         raise InvalidEmail(field="email")
+    email = f"{local}@{'.'.join(labels)}"
+    if len(email) > 254 or _has_control(email):
+        raise InvalidEmail(field="email")
     return email
+
+
+def email_spellings(email: str) -> tuple[str, ...]:
+    """The ways a normalized address may be stored: as ``normalize_email`` gives it, then, for
+    an internationalized domain, with its labels in ASCII (A-labels), as accounts registered
+    before domains were decoded may hold it. A lookup by address tries every spelling."""
+    local, _, domain = email.rpartition("@")
+    ascii_domain = ".".join(_ascii_label(label) for label in domain.split("."))
+    if ascii_domain == domain:
+        return (email,)
+    return (email, f"{local}@{ascii_domain}")
+
+
+def _unicode_label(label: str) -> str:
+    if not label.startswith(_ACE_PREFIX):
+        return label
+    try:
+        decoded = label[len(_ACE_PREFIX) :].encode("ascii").decode("punycode")
+    except (UnicodeError, ValueError):
+        raise InvalidEmail(field="email") from None
+    canonical = unicodedata.normalize("NFKC", decoded).lower()
+    if canonical.isascii() or canonical != decoded or _ascii_label(canonical) != label:
+        raise InvalidEmail(field="email")  # not the one ASCII spelling of a Unicode label
+    return canonical
+
+
+def _ascii_label(label: str) -> str:
+    if label.isascii():
+        return label
+    return _ACE_PREFIX + label.encode("punycode").decode("ascii")
 
 
 def _has_control(text: str) -> bool:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from whalli.domain.model.errors import InvalidCredentials
+from whalli.domain.model.errors import EmailAlreadyRegistered, InvalidCredentials
 from whalli.domain.model.passwords import PASSWORD_MAX_LENGTH, exposed_password, validate_password
 from whalli.domain.model.projects import MemberRole, Membership, Project
-from whalli.domain.model.users import User
+from whalli.domain.model.users import User, email_spellings
 from whalli.domain.services.projects.ensure_personal_project import (
     PERSONAL_PROJECT_NAME,
     personal_project_id,
@@ -53,8 +53,11 @@ async def add_account(uow: UnitOfWork, user: User) -> Project:
 
     The project gets the same id and shape ``EnsurePersonalProject`` gives it, so a later
     ``EnsurePersonalProject`` finds it instead of creating another. Raises
-    ``EmailAlreadyRegistered`` (now or at commit) when the email is taken.
+    ``EmailAlreadyRegistered`` (now or at commit) when the email is taken, under any of its
+    ``email_spellings`` (an internationalized domain's ASCII spelling, as older accounts hold it).
     """
+    if len(email_spellings(user.email)) > 1 and await uow.users.find_by_email(user.email):
+        raise EmailAlreadyRegistered()
     await uow.users.add(user)
     project = Project.create(
         id=personal_project_id(user.id),
