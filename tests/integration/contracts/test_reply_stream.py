@@ -598,6 +598,67 @@ async def test_a_batch_redis_refused_is_written_again_whole_and_in_order(
     assert stored[-1][1] == final
 
 
+class DownRedisReplyStream(RedisReplyStream):
+    """The real adapter, whose writes fail while ``down`` (or for the next ``failures``);
+    ``failed`` is set at each failure."""
+
+    down = False
+    failures = 0
+
+    def __init__(self, client: Redis, *, prefix: str) -> None:
+        super().__init__(client, prefix=prefix)
+        self.failed = asyncio.Event()
+
+    async def append(
+        self, batches: Sequence[tuple[str, Sequence[tuple[str, ReplyEvent]]]], ttl_seconds: int
+    ) -> None:
+        if self.down or self.failures > 0:
+            self.failures = max(0, self.failures - 1)
+            self.failed.set()
+            raise ServiceUnavailable("redis: connection failed")
+        await super().append(batches, ttl_seconds)
+
+
+async def test_a_failure_clock_left_by_a_dropped_reply_does_not_give_up_a_later_write(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    """Writes fail while a reply ends; its publisher stops waiting (cancelled) while the
+    flusher waits to retry, so the reply's log goes and nothing is left to write. Much later
+    (on the relay's failure clock) one write fails once: it is retried, as any fresh failure,
+    not given up at once as if Redis had been failing all along."""
+    redis = DownRedisReplyStream(redis_client, prefix=redis_prefix)
+    clock = [1000.0]
+    relay = RelayedReplyStream(
+        redis, retry_every_s=0.05, give_up_after_s=10.0, failure_clock=lambda: clock[0]
+    )
+    first, second = f"a-{uuid.uuid4().hex}", f"b-{uuid.uuid4().hex}"
+    try:
+        redis.down = True
+        await relay.begin(first, TTL)
+        await relay.publish(first, TokenEvent(delta="lost"), TTL)
+        ending = asyncio.ensure_future(relay.publish(first, a_done_event(), TTL))
+        await asyncio.wait_for(redis.failed.wait(), 5)  # the flusher now waits to retry
+        ending.cancel()
+        await asyncio.wait({ending})
+        await asyncio.wait_for(relay.drain(), 5)
+        redis.down, redis.failures = False, 1
+        clock[0] += 60.0  # all well meanwhile, for longer than give_up_after_s
+
+        await relay.begin(second, TTL)
+        kept = await relay.publish(second, TokenEvent(delta="kept"), TTL)
+        final = a_done_event()
+        await asyncio.wait_for(relay.publish(second, final, TTL), 5)
+    finally:
+        await relay.aclose()
+
+    assert redis.failures == 0  # the later write did fail once
+    stored = await RedisReplyStream(redis_client, prefix=redis_prefix).read(
+        second, None, block_ms=0
+    )
+    assert [event for _, event in stored] == [TokenEvent(delta="kept"), final]
+    assert stored[0][0] == kept
+
+
 # --- liveness: is anyone still generating the reply? --------------------------------------------
 
 # Short enough for a test, with room for a stalled event loop before a mark lapses.

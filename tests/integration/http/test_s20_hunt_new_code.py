@@ -308,12 +308,6 @@ async def test_s20n_append_written_twice_stores_each_event_once_in_order(
 
 
 # --- the relay's retries (RelayedReplyStream._flush / _keep_trying) -----------------------------
-@pytest.mark.xfail(
-    strict=False,
-    reason="timing-sensitive: passed in one fresh-clone run of two this session and in earlier "
-    "sessions, then failed at d1b45c2 and later alike on this machine (the blink's write is "
-    "given up); its wall-clock sleeps must go (a clock the relay takes) before it is trusted",
-)
 async def test_s20n_the_relay_retries_a_later_blink_after_an_abandoned_failed_write(
     stack_urls: StackUrls, migrated_database_url: str, unique: str
 ) -> None:
@@ -322,16 +316,21 @@ async def test_s20n_the_relay_retries_a_later_blink_after_an_abandoned_failed_wr
     retry and the flusher stops, the failure clock still running. Redis comes back. Much later
     Redis blinks for 0.3 s during another reply: that write should be retried (for up to
     ``give_up_after_s``), but the stale clock says it has been failing for long: given up at
-    once, its token never reaches Redis (readers in other processes miss it)."""
+    once, its token never reaches Redis (readers in other processes miss it).
+
+    The failures are timed by a clock this test moves (``failure_clock``): however long a
+    write takes to fail on a slow machine, only the "much later" counts against the give-up."""
     prefix = f"s20n-{unique}:"
+    clock = [1000.0]
     async with (
         Cuttable(*_host_port(stack_urls.redis_url)) as proxy,
         _redis(proxy.url(stack_urls.redis_url)) as through,
         _redis(stack_urls.redis_url) as direct,
     ):
         redis_stream = RedisReplyStream(through, prefix)
-        # (margins for a slow machine: a write during the blink may take a while to fail)
-        relay = RelayedReplyStream(redis_stream, retry_every_s=0.1, give_up_after_s=2.5)
+        relay = RelayedReplyStream(
+            redis_stream, retry_every_s=0.1, give_up_after_s=2.5, failure_clock=lambda: clock[0]
+        )
         first, second = f"a-{uuid.uuid4().hex}", f"b-{uuid.uuid4().hex}"
         try:
             proxy.mode = "drop"
@@ -342,7 +341,7 @@ async def test_s20n_the_relay_retries_a_later_blink_after_an_abandoned_failed_wr
                 await asyncio.wait_for(relay.publish(first, FINAL, 60), 0.4)
             await asyncio.wait_for(relay.drain(), 15)
             proxy.mode = "pass"
-            await asyncio.sleep(3.0)  # longer than give_up_after_s: all is well meanwhile
+            clock[0] += 3.0  # longer than give_up_after_s: all is well meanwhile
 
             await relay.begin(second, 60)
             proxy.mode = "drop"

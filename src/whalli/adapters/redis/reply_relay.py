@@ -42,7 +42,7 @@ import contextlib
 import heapq
 import time
 import weakref
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import structlog
 
@@ -237,11 +237,15 @@ class RelayedReplyStream(ReplyStream):
         alive_for_s: float = 15.0,
         retry_every_s: float = 0.25,
         give_up_after_s: float = 15.0,
+        failure_clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``failure_clock`` (seconds, monotonic) times how long writes have failed, against
+        ``give_up_after_s``; a test passes one it moves by hand."""
         if not 0 < beat_every_s < alive_for_s:
             raise ValueError("beat_every_s must be more than 0 and less than alive_for_s")
         self._redis = redis
         self._retry_every, self._give_up_after = retry_every_s, give_up_after_s
+        self._failure_clock = failure_clock
         self._failing_since: float | None = None  # when writes began to fail, while they do
         self._logs: dict[str, _Log] = {}
         self._deadlines = _Deadlines()
@@ -384,6 +388,14 @@ class RelayedReplyStream(ReplyStream):
                         await self._wake.wait()
 
     async def _flush(self) -> None:
+        try:
+            await self._flush_dirty()
+        finally:
+            # Nothing is left to write (the last failing batch's replies may have been dropped
+            # while it waited to retry): a later failure starts a clock of its own.
+            self._failing_since = None
+
+    async def _flush_dirty(self) -> None:
         # Whatever was published during the previous write goes out in the next one.
         while self._dirty:
             await asyncio.sleep(0)  # let this turn's publishers add to the batch
@@ -412,7 +424,7 @@ class RelayedReplyStream(ReplyStream):
         """After a failed write: whether to write its events again with the next batch (they
         are put back), which it is until writes have failed for ``give_up_after_s``; then
         they are let go, as written, so that a final event's publisher is not held longer."""
-        now = time.monotonic()
+        now = self._failure_clock()
         if self._failing_since is None:
             self._failing_since = now
         if now - self._failing_since >= self._give_up_after:
