@@ -77,6 +77,7 @@ from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAllHandler
 from whalli.domain.services.auth.oauth_callback import CompleteOAuth
+from whalli.domain.services.auth.oauth_links import OAuthLinks
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
@@ -539,6 +540,7 @@ class Services(containers.DeclarativeContainer):
     )
 
     start_oauth = providers.Factory(StartOAuth, adapters.cache, ids)
+    oauth_links = providers.Factory(OAuthLinks, uow)
     complete_oauth = providers.Factory(
         CompleteOAuth,
         uow,

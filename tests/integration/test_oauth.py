@@ -35,13 +35,17 @@ from whalli.adapters.redis.cache import RedisCache
 from whalli.adapters.redis.client import create_redis
 from whalli.adapters.system.clock import SystemClock
 from whalli.adapters.system.ids import UuidGenerator
-from whalli.domain.model.errors import OAuthFailed, ServiceUnavailable
+from whalli.domain.model.errors import ApiKeyNotAllowed, OAuthFailed, ServiceUnavailable
 from whalli.domain.model.oauth import OAuthProviderName
+from whalli.domain.model.principal import Principal
 from whalli.domain.model.users import User
 from whalli.domain.services.auth.accounts import add_account
-from whalli.domain.services.auth.oauth_callback import CompleteOAuth, OAuthCallback
+from whalli.domain.services.auth.authenticate import Authenticate, AuthenticateHandler
+from whalli.domain.services.auth.logout_all import LogoutAll, LogoutAllHandler
+from whalli.domain.services.auth.oauth_callback import CompleteOAuth, OAuthCallback, ProviderLinked
+from whalli.domain.services.auth.oauth_links import LastSignInMethod, OAuthLinks, ProviderNotLinked
 from whalli.domain.services.auth.oauth_start import StartOAuth
-from whalli.domain.services.auth.sessions import TokenPair
+from whalli.domain.services.auth.sessions import TokenPair, open_session
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 from whalli.ports.cache import Cache
 from whalli.ports.oauth_provider import OAuthProvider
@@ -147,13 +151,13 @@ class AttemptRunner:
             stack.uow(), stack.cache, issuer=issuer, clock=SystemClock(), ids=UuidGenerator(),
             refresh_ttl=timedelta(days=30),
         )  # fmt: skip
-        self._http = http
+        self.http = http
 
     async def begin(self, provider: OAuthProvider) -> Attempt:
         started = await self.start.execute(
             provider, redirect_uri=REDIRECT_URI.format(provider.name)
         )
-        consent = await self._http.get(started.authorization_url)  # the browser at the provider
+        consent = await self.http.get(started.authorization_url)  # the browser at the provider
         assert consent.status_code == 302
         query = parse_qs(urlsplit(consent.headers["location"]).query)
         assert query["state"] == [started.state]
@@ -498,3 +502,142 @@ async def test_an_unreachable_provider_is_unavailable(
 
     with pytest.raises(ServiceUnavailable, match="unreachable"):
         await flow.complete.execute(provider, attempt.callback())
+
+
+# --- linking a provider to a signed-in account ----------------------------------------------------
+async def signed_in(
+    stack: Stack, issuer: JwtAccessTokenIssuer, email: str, *, password: bool = True
+) -> Principal:
+    """A password account whose address nobody verified (or one without a password, made by
+    a provider), signed in: its session's principal."""
+    user = User.create(
+        id=UuidGenerator().new_id(), email=email, now=SystemClock().now(),
+        password_hash="x" if password else None,
+    )  # fmt: skip
+    async with stack.uow() as uow:
+        await add_account(uow, user)
+        tokens = await open_session(
+            uow, user, issuer=issuer, clock=SystemClock(), ids=UuidGenerator(),
+            refresh_ttl=timedelta(days=1),
+        )  # fmt: skip
+        await uow.commit()
+    authenticate = AuthenticateHandler(stack.uow(), issuer=issuer, clock=SystemClock())
+    return await authenticate.execute(Authenticate(credential=tokens.access_token))
+
+
+async def link(flow: AttemptRunner, provider: OAuthProvider, principal: Principal) -> object:
+    started = await flow.start.execute(
+        provider, redirect_uri=REDIRECT_URI.format(provider.name), link_to=principal
+    )
+    consent = await flow.http.get(started.authorization_url)
+    code = parse_qs(urlsplit(consent.headers["location"]).query)["code"][0]
+    callback = OAuthCallback(state=started.state, code=code, binding=started.browser_binding)
+    return await flow.complete.execute(provider, callback)
+
+
+async def test_a_signed_in_account_links_a_provider_whose_address_vouches_for_its_own(
+    flow: AttemptRunner, stack: Stack, server: FakeOAuthServer, providers: Providers,
+    issuer: JwtAccessTokenIssuer, unique: str,
+) -> None:  # fmt: skip
+    """The sign-in refused for an unconfirmed account works once its owner links the
+    provider while signed in; the provider's verified address, the account's own, verifies it."""
+    email = f"owner-{unique}@example.com"
+    principal = await signed_in(stack, issuer, email)
+    server.github_account = github_account(unique, (email, True, True))
+    with pytest.raises(OAuthFailed, match="link this provider"):
+        await flow.sign_in(providers[OAuthProviderName.GITHUB])
+
+    linked = await link(flow, providers[OAuthProviderName.GITHUB], principal)
+
+    assert linked == ProviderLinked(provider=OAuthProviderName.GITHUB, user_id=principal.user_id)
+    account = await user_by_email(stack, email)
+    assert account is not None
+    assert account.email_verified
+    assert account.password_hash == "x"  # nothing else changed
+    tokens = await flow.sign_in(providers[OAuthProviderName.GITHUB])
+    assert issuer.verify(tokens.access_token).subject == principal.user_id
+
+
+async def test_a_provider_account_linked_to_another_account_is_not_moved(
+    flow: AttemptRunner, stack: Stack, server: FakeOAuthServer, providers: Providers,
+    issuer: JwtAccessTokenIssuer, unique: str,
+) -> None:  # fmt: skip
+    server.google_account = GoogleAccount(sub=f"g-{unique}", email=f"first-{unique}@example.com")
+    first = await flow.sign_in(providers[OAuthProviderName.GOOGLE])
+    principal = await signed_in(stack, issuer, f"second-{unique}@example.com")
+
+    with pytest.raises(OAuthFailed, match="already linked to another account"):
+        await link(flow, providers[OAuthProviderName.GOOGLE], principal)
+
+    again = await flow.sign_in(providers[OAuthProviderName.GOOGLE])
+    assert issuer.verify(again.access_token).subject == issuer.verify(first.access_token).subject
+    second = await user_by_email(stack, f"second-{unique}@example.com")
+    assert second is not None
+    assert not second.email_verified
+
+
+async def test_a_link_whose_session_ended_meanwhile_is_refused(
+    flow: AttemptRunner, stack: Stack, server: FakeOAuthServer, providers: Providers,
+    issuer: JwtAccessTokenIssuer, unique: str,
+) -> None:  # fmt: skip
+    principal = await signed_in(stack, issuer, f"gone-{unique}@example.com")
+    assert principal.session_id is not None
+    provider = providers[OAuthProviderName.GITHUB]
+    server.github_account = github_account(unique, (f"x-{unique}@example.com", True, True))
+    started = await flow.start.execute(
+        provider, redirect_uri=REDIRECT_URI.format(provider.name), link_to=principal
+    )
+    await LogoutAllHandler(stack.uow(), clock=SystemClock()).execute(
+        LogoutAll(user_id=principal.user_id)
+    )
+    consent = await flow.http.get(started.authorization_url)
+    code = parse_qs(urlsplit(consent.headers["location"]).query)["code"][0]
+
+    with pytest.raises(OAuthFailed, match="session that asked for this link has ended"):
+        await flow.complete.execute(
+            provider, OAuthCallback(state=started.state, code=code, binding=started.browser_binding)
+        )
+    async with stack.uow() as uow:
+        assert await uow.oauth_identities.list_for_user(principal.user_id) == []
+
+
+async def test_an_api_key_cannot_start_a_link(
+    flow: AttemptRunner, stack: Stack, providers: Providers, issuer: JwtAccessTokenIssuer,
+    unique: str,
+) -> None:  # fmt: skip
+    principal = await signed_in(stack, issuer, f"key-{unique}@example.com")
+    by_key = Principal(user=principal.user, api_key_id=UuidGenerator().new_id())
+    with pytest.raises(ApiKeyNotAllowed):
+        await flow.start.execute(
+            providers[OAuthProviderName.GITHUB], redirect_uri="http://x/cb", link_to=by_key
+        )
+
+
+async def test_the_last_way_into_an_account_cannot_be_unlinked(
+    flow: AttemptRunner, stack: Stack, server: FakeOAuthServer, providers: Providers,
+    issuer: JwtAccessTokenIssuer, unique: str,
+) -> None:  # fmt: skip
+    """An account without a password, linked to GitHub and Google: one of them may go, not
+    both; with a password, the last one may go too."""
+    principal = await signed_in(stack, issuer, f"nopass-{unique}@example.com", password=False)
+    server.github_account = github_account(unique, (f"gh-{unique}@example.com", True, True))
+    server.google_account = GoogleAccount(sub=f"g-{unique}", email=f"go-{unique}@example.com")
+    await link(flow, providers[OAuthProviderName.GITHUB], principal)
+    await link(flow, providers[OAuthProviderName.GOOGLE], principal)
+    links = OAuthLinks(stack.uow())
+    assert [x.provider for x in await links.list(principal)] == [
+        OAuthProviderName.GITHUB, OAuthProviderName.GOOGLE,
+    ]  # fmt: skip
+
+    await links.unlink(principal, OAuthProviderName.GITHUB)
+    with pytest.raises(LastSignInMethod, match="only way to sign in"):
+        await links.unlink(principal, OAuthProviderName.GOOGLE)
+    with pytest.raises(ProviderNotLinked):
+        await links.unlink(principal, OAuthProviderName.GITHUB)
+    assert [x.provider for x in await links.list(principal)] == [OAuthProviderName.GOOGLE]
+
+    with_password = await signed_in(stack, issuer, f"pass-{unique}@example.com")
+    server.google_account = GoogleAccount(sub=f"g2-{unique}", email=f"go2-{unique}@example.com")
+    await link(flow, providers[OAuthProviderName.GOOGLE], with_password)
+    await links.unlink(with_password, OAuthProviderName.GOOGLE)
+    assert await links.list(with_password) == []

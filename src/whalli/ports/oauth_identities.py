@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Protocol
+from uuid import UUID
 
 from whalli.domain.model.oauth import OAuthIdentity, OAuthProviderName
 
@@ -12,4 +13,12 @@ class OAuthIdentityRepository(Protocol):
 
     async def add(self, identity: OAuthIdentity) -> None:
         """Raises ``Conflict`` when that provider account is already linked."""
+        ...
+
+    async def list_for_user(self, user_id: UUID) -> list[OAuthIdentity]:
+        """The user's links, oldest first."""
+        ...
+
+    async def remove(self, user_id: UUID, provider: OAuthProviderName) -> int:
+        """Remove the user's links to ``provider``; how many there were."""
         ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -73,3 +74,32 @@ async def test_a_linked_provider_account_cannot_be_linked_again_and_the_work_can
             await uow.oauth_identities.add(an_identity(second, subject=identity.subject))
         assert await uow.oauth_identities.find(identity.provider, identity.subject) == identity
         assert await uow.oauth_identities.find(other.provider, other.subject) == other
+
+
+async def test_a_users_links_are_listed_oldest_first_and_removed_by_provider(
+    uow_factory: UowFactory,
+) -> None:
+    user, other = a_user(), a_user()
+    google = an_identity(user, provider=OAuthProviderName.GOOGLE)
+    github = OAuthIdentity(
+        provider=OAuthProviderName.GITHUB, subject=uuid.uuid4().hex, user_id=user.id,
+        email=None, created_at=NOW + timedelta(seconds=1),
+    )  # fmt: skip
+    theirs = an_identity(other)
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.users.add(other)
+        for identity in (github, google, theirs):
+            await uow.oauth_identities.add(identity)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.oauth_identities.list_for_user(user.id) == [google, github]
+        assert await uow.oauth_identities.remove(user.id, OAuthProviderName.GITHUB) == 1
+        assert await uow.oauth_identities.remove(user.id, OAuthProviderName.GITHUB) == 0
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.oauth_identities.list_for_user(user.id) == [google]
+        assert await uow.oauth_identities.list_for_user(other.id) == [theirs]
+        assert await uow.oauth_identities.find(OAuthProviderName.GITHUB, github.subject) is None

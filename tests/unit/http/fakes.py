@@ -42,6 +42,7 @@ from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAllHandler
 from whalli.domain.services.auth.oauth_callback import CompleteOAuth
+from whalli.domain.services.auth.oauth_links import OAuthLinks
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
@@ -371,6 +372,9 @@ class FakeContainer:
             self.uow(), self.cache, issuer=self.issuer, clock=self.clock, ids=self.ids,
             refresh_ttl=self.refresh_ttl,
         )  # fmt: skip
+
+    async def oauth_links(self) -> OAuthLinks:
+        return OAuthLinks(self.uow())
 
     def oauth_provider(self, name: str) -> OAuthProvider | None:
         return self.oauth_providers.get(name)

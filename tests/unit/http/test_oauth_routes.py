@@ -6,6 +6,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.unit.http.accounts import Caller, seed_api_key
 from tests.unit.http.fakes import FakeContainer
 from whalli.domain.model.oauth import OAuthProfile, OAuthProviderName
 from whalli.domain.services.auth.oauth_start import pkce_challenge, state_key
@@ -164,3 +165,73 @@ async def test_unknown_and_disabled_providers_are_404(
 
     assert [unknown.status_code, disabled.status_code, callback.status_code] == [404, 404, 404]
     assert "set-cookie" not in disabled.headers
+
+
+# --- linking a provider to the signed-in caller's account -----------------------------------------
+LINK = "/api/auth/oauth/{}/link"
+LINKS = "/api/auth/oauth/links"
+
+
+async def test_a_signed_in_user_links_a_provider_then_signs_in_with_it_and_unlinks_it(
+    client: AsyncTestClient[Litestar], container: FakeContainer
+) -> None:
+    """A password account links GitHub whatever GitHub's address (here another one); a
+    GitHub sign-in then enters that account; only a session may link or unlink."""
+    user, secret = await seed_api_key(container, "linker")
+    caller = Caller(user, secret, client)
+    assert (await caller.call("POST", LINK.format("github"))).status_code == 403
+
+    started = await caller.call_signed_in("POST", LINK.format("github"))
+    assert started.status_code == 200, started.text
+    assert started.headers["cache-control"] == "no-store"
+    url = urlsplit(started.json()["authorizationUrl"])
+    state = parse_qs(url.query)["state"][0]
+    binding = started.cookies["whalli_oauth"]
+    other = OAuthProfile(
+        provider=OAuthProviderName.GITHUB, subject="7", email="someone-else@example.com",
+        email_verified=True, name="Octo",
+    )  # fmt: skip
+    code = container.oauth_providers["github"].approve(state, other)
+    done = await client.get(
+        CALLBACK.format("github"), params={"code": code, "state": state},
+        headers={"Cookie": f"whalli_oauth={binding}"}, follow_redirects=False,
+    )  # fmt: skip
+    assert done.status_code == 302, done.text
+    assert urlsplit(done.headers["location"]).fragment == "linked=github"
+
+    links = (await caller.call("GET", LINKS)).json()["items"]
+    assert [(link["provider"], link["email"]) for link in links] == [
+        ("github", "someone-else@example.com")
+    ]
+    state, binding = await start(client)
+    code = container.oauth_providers["github"].approve(state, other)
+    signed_in = await client.get(
+        CALLBACK.format("github"), params={"code": code, "state": state, "format": "json"},
+        headers={"Cookie": f"whalli_oauth={binding}"},
+    )  # fmt: skip
+    assert signed_in.status_code == 200, signed_in.text
+    assert container.issuer.verify(signed_in.json()["accessToken"]).subject == user.id
+
+    assert (await caller.call("DELETE", LINK.format("github"))).status_code == 403
+    assert (await caller.call_signed_in("DELETE", LINK.format("github"))).status_code == 204
+    assert (await caller.call("GET", LINKS)).json()["items"] == []
+    gone = await caller.call_signed_in("DELETE", LINK.format("github"))
+    assert gone.status_code == 404
+    assert gone.json()["code"] == "provider_not_linked"
+    assert (await caller.call_signed_in("DELETE", LINK.format("gitlab"))).status_code == 404
+
+
+async def test_a_link_callback_answers_json_when_asked(
+    client: AsyncTestClient[Litestar], container: FakeContainer
+) -> None:
+    user, secret = await seed_api_key(container, "jsonlinker")
+    caller = Caller(user, secret, client)
+    started = await caller.call_signed_in("POST", LINK.format("google"))
+    state = parse_qs(urlsplit(started.json()["authorizationUrl"]).query)["state"][0]
+    code = container.oauth_providers["google"].approve(state, profile(OAuthProviderName.GOOGLE))
+    done = await client.get(
+        CALLBACK.format("google"), params={"code": code, "state": state, "format": "json"},
+        headers={"Cookie": f"whalli_oauth={started.cookies['whalli_oauth']}"},
+    )  # fmt: skip
+    assert done.status_code == 200, done.text
+    assert done.json() == {"linked": "google"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import msgspec
 
 from whalli.adapters.postgres._base import PostgresRepository, columns, placeholders
@@ -23,6 +25,13 @@ _FIND = (
 )
 
 
+_LIST = (
+    f"SELECT {columns(_COLUMNS)} FROM oauth_identities WHERE user_id = %(user_id)s "
+    "ORDER BY created_at, provider, subject"
+)
+_REMOVE = "DELETE FROM oauth_identities WHERE user_id = %(user_id)s AND provider = %(provider)s"
+
+
 class PostgresOAuthIdentityRepository(PostgresRepository, OAuthIdentityRepository):
     async def find(self, provider: OAuthProviderName, subject: str) -> OAuthIdentity | None:
         row = await self._one(_FIND, {"provider": provider.value, "subject": subject})
@@ -32,3 +41,10 @@ class PostgresOAuthIdentityRepository(PostgresRepository, OAuthIdentityRepositor
         params = msgspec.structs.asdict(identity) | {"provider": identity.provider.value}
         if await self._run(_INSERT, params) == 0:
             raise Conflict(ALREADY_LINKED)
+
+    async def list_for_user(self, user_id: UUID) -> list[OAuthIdentity]:
+        rows = await self._all(_LIST, {"user_id": user_id})
+        return [msgspec.convert(row, OAuthIdentity) for row in rows]
+
+    async def remove(self, user_id: UUID, provider: OAuthProviderName) -> int:
+        return await self._run(_REMOVE, {"user_id": user_id, "provider": provider.value})

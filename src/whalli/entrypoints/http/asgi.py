@@ -29,6 +29,7 @@ from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAllHandler
 from whalli.domain.services.auth.oauth_callback import CompleteOAuth
+from whalli.domain.services.auth.oauth_links import OAuthLinks
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
@@ -213,6 +214,9 @@ class ContainerApp:
 
     async def complete_oauth(self) -> CompleteOAuth:
         return await self._get(self.container.services.complete_oauth, CompleteOAuth)
+
+    async def oauth_links(self) -> OAuthLinks:
+        return await self._get(self.container.services.oauth_links, OAuthLinks)
 
     async def start_chat(self) -> StartChatHandler:
         return await self._get(self.container.services.start_chat, StartChatHandler)

@@ -22,6 +22,7 @@ from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAllHandler
 from whalli.domain.services.auth.oauth_callback import CompleteOAuth
+from whalli.domain.services.auth.oauth_links import OAuthLinks
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
@@ -152,6 +153,7 @@ class AppContainer(Protocol):
     # OAuth sign-in: ``oauth_provider`` is None for unknown names and disabled providers.
     async def start_oauth(self) -> StartOAuth: ...
     async def complete_oauth(self) -> CompleteOAuth: ...
+    async def oauth_links(self) -> OAuthLinks: ...
     def oauth_provider(self, name: str) -> OAuthProvider | None: ...
 
     # Chat streaming (controllers/chat.py asks for these through the app state).
@@ -229,6 +231,7 @@ def _oauth_providers(container: AppContainer) -> dict[str, Provide]:
     return {
         "start_oauth": Provide(container.start_oauth),
         "complete_oauth": Provide(container.complete_oauth),
+        "oauth_links": Provide(container.oauth_links),
         "oauth_provider": Provide(provide_oauth_provider, sync_to_thread=False),
     }
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hmac
 from datetime import timedelta
+from uuid import UUID
 
 import msgspec
 
+from whalli.domain.model.base import Value
 from whalli.domain.model.errors import Conflict, InvalidEmail, OAuthFailed
-from whalli.domain.model.oauth import OAuthIdentity, OAuthProfile
+from whalli.domain.model.oauth import OAuthIdentity, OAuthProfile, OAuthProviderName
 from whalli.domain.model.users import Plan, Role, User, clean_external_name, normalize_email
 from whalli.domain.services.auth.accounts import add_account
 from whalli.domain.services.auth.oauth_start import PendingSignIn, binding_hash, state_key
@@ -35,8 +37,18 @@ class OAuthCallback(msgspec.Struct, frozen=True, kw_only=True):
 
 UNCONFIRMED_ACCOUNT = (
     "An account already uses this email address, and nothing confirmed the address is its "
-    "owner's: sign in to it the way it was made (with its password)."
+    "owner's: sign in to it the way it was made (with its password), then link this provider "
+    "to it (POST /api/auth/oauth/{provider}/link)."
 )
+LINK_SESSION_ENDED = "The session that asked for this link has ended: sign in and try again."
+LINKED_ELSEWHERE = "This provider account is already linked to another account."
+
+
+class ProviderLinked(Value, frozen=True, kw_only=True):
+    """A link callback's outcome: the provider account is linked to the user's account."""
+
+    provider: OAuthProviderName
+    user_id: UUID
 
 
 class CompleteOAuth:
@@ -64,6 +76,14 @@ class CompleteOAuth:
       that cleans to nothing is stored empty, as a missing one;
     - user, link and session are written in one unit of work; two first sign-ins racing on
       the same account retry once and find what the other created.
+
+    A state started by ``StartOAuth(link_to=...)`` links instead (``ProviderLinked``, no new
+    session): the provider account is added to the account of the session that asked, whatever
+    its email, if that session is still active and the account not disabled (else
+    ``OAuthFailed``); a provider account already linked to that account is a success, one
+    linked to another account is ``OAuthFailed`` (``LINKED_ELSEWHERE``), nothing moved. If the
+    provider vouches for the account's own address (verified, the same once normalized), the
+    address becomes verified: its owner, signed in, proved they hold the mailbox.
     """
 
     def __init__(
@@ -83,13 +103,17 @@ class CompleteOAuth:
         self._ids = ids
         self._refresh_ttl = refresh_ttl
 
-    async def execute(self, provider: OAuthProvider, callback: OAuthCallback) -> TokenPair:
+    async def execute(
+        self, provider: OAuthProvider, callback: OAuthCallback
+    ) -> TokenPair | ProviderLinked:
         pending = await self._claim_state(provider, callback)
         if not callback.code:
             raise OAuthFailed("The provider sent no sign-in code.")
         profile = await provider.fetch_profile(
             code=callback.code, code_verifier=pending.verifier, redirect_uri=pending.redirect_uri
         )
+        if pending.link_user_id is not None and pending.link_session_id is not None:
+            return await self._link(profile, pending.link_user_id, pending.link_session_id)
         for attempt in range(_ATTEMPTS):
             try:
                 return await self._sign_in(profile)
@@ -149,6 +173,32 @@ class CompleteOAuth:
         )  # fmt: skip
         return user
 
+    async def _link(self, profile: OAuthProfile, user_id: UUID, session_id: UUID) -> ProviderLinked:
+        now = self._clock.now()
+        async with self._uow as uow:
+            found = await uow.users.find_with_session(user_id, session_id, now)
+            if found is None or not found[1]:
+                raise OAuthFailed(LINK_SESSION_ENDED)
+            user = await uow.users.get_for_update(user_id)
+            if user.disabled:
+                raise OAuthFailed("This account is disabled.")
+            identity = await uow.oauth_identities.find(profile.provider, profile.subject)
+            if identity is not None and identity.user_id != user.id:
+                raise OAuthFailed(LINKED_ELSEWHERE)
+            email = _valid_email(profile.email)
+            if identity is None:
+                await uow.oauth_identities.add(
+                    OAuthIdentity(
+                        provider=profile.provider, subject=profile.subject, user_id=user.id,
+                        email=email, created_at=now,
+                    )
+                )  # fmt: skip
+            if profile.email_verified and email == user.email and not user.email_verified:
+                user.email_verified = True
+                await uow.users.update(user)
+            await uow.commit()
+        return ProviderLinked(provider=profile.provider, user_id=user.id)
+
     async def _create_user(self, uow: UnitOfWork, profile: OAuthProfile, email: str) -> User:
         user = User.create(
             id=self._ids.new_id(), email=email, name=clean_external_name(profile.name),
@@ -157,3 +207,13 @@ class CompleteOAuth:
         )  # fmt: skip
         await add_account(uow, user)
         return user
+
+
+def _valid_email(raw: str | None) -> str | None:
+    """The provider's address, normalized; ``None`` if it sent none or an invalid one."""
+    if not raw:
+        return None
+    try:
+        return normalize_email(raw)
+    except InvalidEmail:
+        return None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from uuid import UUID
 
 import msgspec
 
 from whalli.domain.model.base import Value
+from whalli.domain.model.errors import ApiKeyNotAllowed
 from whalli.domain.model.oauth import OAuthProviderName
+from whalli.domain.model.principal import Principal
 from whalli.domain.services.auth.sessions import masked_repr
 from whalli.ports.cache import Cache
 from whalli.ports.ids import IdGenerator
@@ -45,6 +48,10 @@ class PendingSignIn(msgspec.Struct, frozen=True, kw_only=True):
     verifier: str
     binding_hash: str
     redirect_uri: str
+    # Set when a signed-in user links the provider to their account (``link_to``): the
+    # callback then adds the link to that account, if that session is still active.
+    link_user_id: UUID | None = None
+    link_session_id: UUID | None = None
 
     def __repr__(self) -> str:
         return masked_repr(self, "verifier")
@@ -67,14 +74,20 @@ class StartOAuth:
     - PKCE S256: a fresh verifier per attempt, only its challenge goes to the provider;
     - a fresh browser-binding nonce is returned for an HttpOnly cookie; the callback must
       present it, so a state lured into another browser (login CSRF) is refused;
-    - ``redirect_uri`` is stored so that the token exchange repeats exactly the same value.
+    - ``redirect_uri`` is stored so that the token exchange repeats exactly the same value;
+    - ``link_to``: a signed-in user's session (never an API key: ``ApiKeyNotAllowed``) asks
+      to link the provider to their own account; the callback links rather than signs in.
     """
 
     def __init__(self, cache: Cache, ids: IdGenerator) -> None:
         self._cache = cache
         self._ids = ids
 
-    async def execute(self, provider: OAuthProvider, *, redirect_uri: str) -> OAuthStarted:
+    async def execute(
+        self, provider: OAuthProvider, *, redirect_uri: str, link_to: Principal | None = None
+    ) -> OAuthStarted:
+        if link_to is not None and link_to.session_id is None:
+            raise ApiKeyNotAllowed()
         state = self._ids.new_token(STATE_BYTES)
         verifier = self._ids.new_token(32)  # 43 base64url characters, as RFC 7636 asks
         binding = self._ids.new_token(32)
@@ -83,6 +96,8 @@ class StartOAuth:
             verifier=verifier,
             binding_hash=binding_hash(binding),
             redirect_uri=redirect_uri,
+            link_user_id=None if link_to is None else link_to.user_id,
+            link_session_id=None if link_to is None else link_to.session_id,
         )
         await self._cache.set(state_key(state), msgspec.json.encode(pending), STATE_TTL_SECONDS)
         url = provider.authorization_url(

@@ -7,23 +7,33 @@ for JSON (``Accept: application/json`` or ``?format=json``) get the token pair a
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import CookieParameter, FromQuery, QueryParameter
+from litestar.params import CookieParameter, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect
 
 from whalli.config import Settings
 from whalli.domain.model.errors import OAuthFailed
-from whalli.domain.services.auth.oauth_callback import CompleteOAuth, OAuthCallback
+from whalli.domain.model.oauth import OAuthProviderName
+from whalli.domain.model.principal import Principal
+from whalli.domain.services.auth.oauth_callback import (
+    CompleteOAuth,
+    OAuthCallback,
+    ProviderLinked,
+)
+from whalli.domain.services.auth.oauth_links import OAuthLinks, ProviderNotLinked
 from whalli.domain.services.auth.oauth_start import BINDING_COOKIE, STATE_TTL_SECONDS, StartOAuth
 from whalli.domain.services.auth.sessions import TokenPair
 from whalli.entrypoints.http.controllers.auth import Tokens
 from whalli.entrypoints.http.deps import ChosenOAuthProvider
+from whalli.entrypoints.http.schemas import Schema
+from whalli.entrypoints.http.security import SESSION_ONLY
 
 OAUTH_PATH = "/api/auth/oauth"
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -43,16 +53,45 @@ def _binding_cookie(value: str, settings: Settings, *, max_age: int) -> Cookie:
 
 
 def _fragment_url(web_url: str, tokens: TokenPair) -> str:
-    fragment = urlencode(
+    return _with_fragment(
+        web_url,
         {
             "accessToken": tokens.access_token,
             "refreshToken": tokens.refresh_token,
             "expiresIn": tokens.expires_in,
             "tokenType": tokens.token_type,
-        }
+        },
     )
+
+
+def _with_fragment(web_url: str, values: dict[str, Any]) -> str:
     scheme, netloc, path, query, _ = urlsplit(web_url)
-    return urlunsplit((scheme, netloc, path, query, fragment))
+    return urlunsplit((scheme, netloc, path, query, urlencode(values)))
+
+
+class AuthorizationUrl(Schema):
+    authorization_url: str
+
+
+class Linked(Schema):
+    linked: str
+
+
+class Link(Schema):
+    provider: str
+    email: str | None
+    created_at: datetime
+
+
+class Links(Schema):
+    items: list[Link]
+
+
+def _provider_name(provider: str) -> OAuthProviderName:
+    try:
+        return OAuthProviderName(provider)
+    except ValueError:
+        raise ProviderNotLinked() from None
 
 
 def _wants_json(request: Request[Any, Any, Any], format_: str | None) -> bool:
@@ -85,6 +124,60 @@ class OAuthController(Controller):
             started.authorization_url, status_code=302, cookies=[cookie], headers=_NO_STORE
         )
 
+    @post(
+        "/{provider:str}/link",
+        opt=SESSION_ONLY,
+        status_code=200,
+        summary="Start linking a provider to the caller's account (its authorization URL)",
+        description="The web app sends the browser to `authorizationUrl`; the provider sends it "
+        "back to the callback, which links the provider account to the caller's (whatever its "
+        "email) and redirects to the web app with `#linked=<provider>` (or answers "
+        '`{"linked"}` as JSON). Sets the HttpOnly `whalli_oauth` cookie the callback must '
+        "present. An API key cannot link (403).",
+    )
+    async def link(
+        self,
+        principal: NamedDependency[Principal],
+        oauth_provider: NamedDependency[ChosenOAuthProvider],
+        start_oauth: NamedDependency[StartOAuth],
+        settings: NamedDependency[Settings],
+    ) -> Response[AuthorizationUrl]:
+        provider = oauth_provider.provider
+        started = await start_oauth.execute(
+            provider, redirect_uri=callback_uri(settings, provider.name), link_to=principal
+        )
+        cookie = _binding_cookie(started.browser_binding, settings, max_age=STATE_TTL_SECONDS)
+        body = AuthorizationUrl(authorization_url=started.authorization_url)
+        return Response(body, status_code=200, cookies=[cookie], headers=_NO_STORE)
+
+    @get("/links", summary="The provider accounts linked to the caller's account, oldest first")
+    async def links(
+        self, principal: NamedDependency[Principal], oauth_links: NamedDependency[OAuthLinks]
+    ) -> Links:
+        found = await oauth_links.list(principal)
+        return Links(
+            items=[
+                Link(provider=link.provider.value, email=link.email, created_at=link.created_at)
+                for link in found
+            ]
+        )
+
+    @delete(
+        "/{provider:str}/link",
+        opt=SESSION_ONLY,
+        status_code=204,
+        summary="Unlink a provider from the caller's account",
+        description="404 when none is linked; 409 `last_sign_in_method` when the account has "
+        "no password and no other provider; 403 for an API key.",
+    )
+    async def unlink(
+        self,
+        provider: FromPath[str],
+        principal: NamedDependency[Principal],
+        oauth_links: NamedDependency[OAuthLinks],
+    ) -> None:
+        await oauth_links.unlink(principal, _provider_name(provider))
+
     @get(
         "/{provider:str}/callback",
         opt={"public": True},
@@ -112,7 +205,14 @@ class OAuthController(Controller):
             oauth_provider.provider, OAuthCallback(state=oauth_state, code=code, binding=binding)
         )
         response: Response[Any]
-        if _wants_json(request, format):
+        if isinstance(tokens, ProviderLinked):
+            if _wants_json(request, format):
+                linked = Linked(linked=tokens.provider.value)
+                response = Response(linked, status_code=200, headers=_NO_STORE)
+            else:
+                url = _with_fragment(settings.web_url, {"linked": tokens.provider.value})
+                response = Redirect(url, status_code=302, headers=_NO_STORE)
+        elif _wants_json(request, format):
             body = Tokens(
                 access_token=tokens.access_token, refresh_token=tokens.refresh_token,
                 expires_in=tokens.expires_in, token_type=tokens.token_type,
