@@ -88,6 +88,27 @@ async def test_an_unknown_field_in_a_body_is_a_400_problem_naming_the_field(
     assert "colour" in response.text
 
 
+@pytest.mark.parametrize("body", [[], "a note", 42])
+async def test_a_body_that_is_not_an_object_names_no_field(
+    client: AsyncTestClient[Litestar], body: object
+) -> None:
+    response = await client.post("/api/test/notes", json=body)
+
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["source"] == "body"
+    assert "key" not in error  # not Litestar's name for the body ("data")
+    assert error["message"].startswith("The request body must be a JSON object: Expected `object`")
+
+
+async def test_a_body_missing_a_field_names_that_field(client: AsyncTestClient[Litestar]) -> None:
+    response = await client.post("/api/test/notes", json={"wordCount": 1})
+
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert (error["key"], error["source"]) == ("title", "body")
+
+
 async def test_a_valid_camel_case_body_round_trips(client: AsyncTestClient[Litestar]) -> None:
     response = await client.post("/api/test/notes", json={"title": "a", "wordCount": 2})
 

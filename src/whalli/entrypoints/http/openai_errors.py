@@ -17,6 +17,8 @@ from whalli.domain.model.errors import InvalidToken, WhalliError
 from whalli.entrypoints.http.problems import (
     GENERIC_DETAIL,
     MISSING_BODY,
+    MISSING_FIELD,
+    NOT_AN_OBJECT,
     body_limit,
     body_missing,
     retry_after_header,
@@ -54,9 +56,6 @@ def error_body(error: WhalliError) -> ErrorBody:
             param=snake_field(field) if isinstance(field, str) else None,
         )
     )
-
-
-_MISSING_FIELD = re.compile(r"missing required field `(\w+)`")
 
 
 def snake_field(field: str) -> str:
@@ -112,9 +111,11 @@ def _http_error(exc: HTTPException) -> ErrorBody:
         said = str(first.get("message", ""))
         message = f"{message}: {said}".rstrip(": ")
         param = first.get("key") if isinstance(first.get("key"), str) else None
-        missing = _MISSING_FIELD.search(said)
+        missing = MISSING_FIELD.search(said)
         if missing and param == "data":  # the body lacks a field: name it, not the body
             param = missing.group(1)
+        elif param == "data":  # the body itself is wrong (not an object): no field to name
+            param, message = None, f"{NOT_AN_OBJECT}: {said}"
     detail = ErrorDetail(message=message, type=error_type(exc.status_code), code=code, param=param)
     return ErrorBody(error=detail)
 

@@ -141,6 +141,8 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     # Refused when asked for (422) rather than ignored: an answer without it is not the one
     # the client expects (a function call in the deprecated shape).
     functions: list[Any] | None = None
+    # Its partner: naming a function to call is refused; "none" and "auto" ask for nothing.
+    function_call: str | dict[str, Any] | None = None
     response_format: ResponseFormatIn | None = None
     reasoning_effort: str | None = None  # none, minimal ... xhigh: for reasoning models
     verbosity: str | None = None  # low, medium, high: sent to the models that take it
@@ -160,6 +162,12 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
             return InvalidInput(
                 "Function calling by `functions` is not supported; use `tools`.",
                 field="functions",
+            )
+        if self.function_call not in (None, "none", "auto"):
+            return InvalidInput(
+                "Function calling by `function_call` is not supported; use `tools` and "
+                "`tool_choice`.",
+                field="function_call",
             )
         if self.modalities and set(self.modalities) != {"text"}:
             return InvalidInput(

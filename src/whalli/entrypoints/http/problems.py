@@ -11,6 +11,7 @@ the traceback goes to the log, never to the client.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -179,6 +180,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
 
 
 MISSING_BODY = "The request body is missing: this route takes a JSON object."
+NOT_AN_OBJECT = "The request body must be a JSON object"
 
 
 def body_missing(exc: HTTPException) -> bool:
@@ -198,6 +200,8 @@ def body_missing(exc: HTTPException) -> bool:
 def _as_sent(request: Request[Any, Any, Any], error: Any) -> Any:
     """A validation error naming a query (header, cookie) parameter by the name the client sent,
     not by the handler's argument (``projectId``, not ``project_id``)."""
+    if isinstance(error, dict) and error.get("source") == "body" and error.get("key") == "data":
+        return _body_error(error)
     if not (isinstance(error, dict) and error.get("source") in ("query", "header", "cookie")):
         return error
     try:
@@ -207,6 +211,19 @@ def _as_sent(request: Request[Any, Any, Any], error: Any) -> Any:
     definition = parameter.kwarg_definition
     sent = getattr(definition, "name", None) or getattr(definition, error["source"], None)
     return {**error, "key": sent} if isinstance(sent, str) and sent else error
+
+
+MISSING_FIELD = re.compile(r"missing required field `(\w+)`")
+
+
+def _body_error(error: dict[str, Any]) -> dict[str, Any]:
+    """Litestar names the body by its handler argument, ``data``, which is no field of ours:
+    a missing field is named instead; a body that is not an object names no field."""
+    said = str(error.get("message", ""))
+    missing = MISSING_FIELD.search(said)
+    if missing:
+        return {**error, "key": missing.group(1)}
+    return {"message": f"{NOT_AN_OBJECT}: {said}", "source": "body"}
 
 
 def body_limit(request: Request[Any, Any, Any]) -> int | None:

@@ -56,7 +56,13 @@ def _command(
     refused = data.unsupported()
     if refused is not None:
         raise refused
-    by_new_name = data.max_tokens is None and data.max_completion_tokens is not None
+    if data.max_tokens is not None and data.max_completion_tokens is not None:
+        raise InvalidInput(
+            "Setting max_tokens and max_completion_tokens at the same time is not supported; "
+            "send max_completion_tokens.",
+            field="max_tokens",
+        )
+    by_new_name = data.max_completion_tokens is not None
     try:
         params = GenerationParams(
             temperature=data.temperature,
