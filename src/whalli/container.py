@@ -71,6 +71,7 @@ from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
 from whalli.domain.services.auth.create_user import CreateUserHandler
+from whalli.domain.services.auth.delete_account import DeleteAccountHandler
 from whalli.domain.services.auth.get_profile import GetProfileHandler
 from whalli.domain.services.auth.key_owners import KeyOwners
 from whalli.domain.services.auth.login import LoginHandler
@@ -527,6 +528,9 @@ class Services(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         refresh_ttl=refresh_ttl,
+    )
+    delete_account = providers.Factory(
+        DeleteAccountHandler, uow, adapters.blob_storage, hasher=adapters.password_hasher
     )
     update_profile = providers.Factory(UpdateProfileHandler, uow, clock)
     get_profile = providers.Factory(GetProfileHandler, uow)

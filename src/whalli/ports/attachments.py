@@ -44,6 +44,11 @@ class AttachmentRepository(Protocol):
         """The stored objects' keys of every file of the project (all of them: to delete)."""
         ...
 
+    async def object_keys_for_user(self, user_id: UUID) -> list[str]:
+        """The stored objects' keys of every file the user uploaded, in any project (all of
+        them: to delete)."""
+        ...
+
     async def claim_stale(
         self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
     ) -> list[Attachment]:

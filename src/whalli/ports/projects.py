@@ -35,6 +35,10 @@ class ProjectRepository(Protocol):
         """Projects the user is a member of, oldest first."""
         ...
 
+    async def list_owned(self, owner_id: UUID) -> list[Project]:
+        """Projects whose ``owner_id`` is the user (personal or not), oldest first."""
+        ...
+
     async def add_member(self, membership: Membership) -> None:
         """Raises ``AlreadyMember``."""
         ...

@@ -28,6 +28,14 @@ class UserRepository(Protocol):
         projects, ...) can still be added by others meanwhile. Raises ``UserNotFound``."""
         ...
 
+    async def get_for_delete(self, user_id: UUID) -> User:
+        """Like ``get_for_update``, and also hold off every new row referring to the account
+        (a session, a project, a chat, a file, a membership...) until the unit of work ends:
+        they wait, then fail with ``UserNotFound`` once its deletion commits, so that what the
+        deleting unit of work read of the account's rows stays all there is. Raises
+        ``UserNotFound``."""
+        ...
+
     async def lock_sessions(self, user_id: UUID) -> None:
         """Hold the account, shared, until the unit of work ends: a session refresh takes it
         before its token, so it and a revocation of every session (which takes
@@ -51,6 +59,13 @@ class UserRepository(Protocol):
     async def update(self, user: User) -> None:
         """Persist changed fields (not the custom instructions: ``set_custom_instructions``).
         Raises ``UserNotFound``."""
+        ...
+
+    async def delete(self, user_id: UUID) -> None:
+        """Delete the account and every row referring to it (its sessions, API keys, OAuth
+        identities, memberships, chats, files, usage, presets, feedback, shared links...).
+        Refused with ``Conflict`` while a project still has it as ``owner_id`` (those go
+        first). Raises ``UserNotFound``."""
         ...
 
     async def get_custom_instructions(self, user_id: UUID) -> str | None:

@@ -37,6 +37,7 @@ from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
+from whalli.domain.services.auth.delete_account import DeleteAccountHandler
 from whalli.domain.services.auth.get_profile import GetProfileHandler
 from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
@@ -202,6 +203,9 @@ class FakeContainer:
             self.uow(), hasher=self.hasher, screen=self.password_screen, issuer=self.issuer,
             clock=self.clock, ids=self.ids, refresh_ttl=self.refresh_ttl,
         )  # fmt: skip
+
+    async def delete_account(self) -> DeleteAccountHandler:
+        return DeleteAccountHandler(self.uow(), self.blobs, hasher=self.hasher)
 
     async def update_profile(self) -> UpdateProfileHandler:
         return UpdateProfileHandler(self.uow(), self.clock)

@@ -52,6 +52,7 @@ async def test_private_operations_require_a_scheme_and_public_ones_none(
     assert paths["/v1/chat/completions"]["post"]["security"] == [BEARER_API_KEY, BEARER_JWT]
     # refused to API keys (403), so documented for access tokens only
     assert paths["/api/auth/password"]["post"]["security"] == [BEARER_JWT]
+    assert paths["/api/auth/me"]["delete"]["security"] == [BEARER_JWT]
     assert paths["/api/keys"]["post"]["security"] == [BEARER_JWT]
     admin = {
         (path, method): operation["security"]

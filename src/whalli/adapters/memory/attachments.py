@@ -57,6 +57,10 @@ class InMemoryAttachmentRepository(MemoryRepository, AttachmentRepository):
         )
         return [a.object_key for a in found]
 
+    async def object_keys_for_user(self, user_id: UUID) -> list[str]:
+        found: list[Attachment] = self._tx().select("attachments", lambda a: a.user_id == user_id)
+        return [a.object_key for a in found]
+
     async def claim_stale(
         self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
     ) -> list[Attachment]:

@@ -34,6 +34,10 @@ class InMemoryProjectRepository(MemoryRepository, ProjectRepository):
         found: list[Project] = tx.select("projects", lambda p: p.id in ids)
         return sorted(found, key=lambda p: (p.created_at, p.id))
 
+    async def list_owned(self, owner_id: UUID) -> list[Project]:
+        found: list[Project] = self._tx().select("projects", lambda p: p.owner_id == owner_id)
+        return sorted(found, key=lambda p: (p.created_at, p.id))
+
     async def add_member(self, membership: Membership) -> None:
         key = (membership.project_id, membership.user_id)
         self._tx().insert("memberships", key, membership)

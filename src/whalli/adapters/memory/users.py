@@ -40,6 +40,10 @@ class InMemoryUserRepository(MemoryRepository, UserRepository):
         await self._tx().lock("users", user_id)  # reads the latest committed row, as Postgres
         return await self.get(user_id)
 
+    async def get_for_delete(self, user_id: UUID) -> User:
+        # (one task writes the store at a time: the row lock is all there is to hold)
+        return await self.get_for_update(user_id)
+
     async def lock_sessions(self, user_id: UUID) -> None:
         await self.get(user_id)  # (one task writes the store at a time: nothing to wait for)
 
@@ -67,6 +71,10 @@ class InMemoryUserRepository(MemoryRepository, UserRepository):
             msgspec.structs.replace(user, has_custom_instructions=flag),
             UserNotFound,
         )
+
+    async def delete(self, user_id: UUID) -> None:
+        # cascades as the schema does; an owned project refuses it (Conflict), as RESTRICT
+        self._tx().delete("users", user_id, UserNotFound)
 
     async def get_custom_instructions(self, user_id: UUID) -> str | None:
         tx = self._tx()

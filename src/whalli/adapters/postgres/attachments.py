@@ -124,6 +124,13 @@ class PostgresAttachmentRepository(PostgresRepository, AttachmentRepository):
         )
         return [str(r["object_key"]) for r in rows]
 
+    async def object_keys_for_user(self, user_id: UUID) -> list[str]:
+        rows = await self._all(
+            "SELECT object_key FROM attachments WHERE user_id = %(user_id)s",
+            {"user_id": user_id},
+        )
+        return [str(r["object_key"]) for r in rows]
+
     async def claim_stale(
         self, status: AttachmentStatus, before: datetime, now: datetime, *, limit: int = 100
     ) -> list[Attachment]:

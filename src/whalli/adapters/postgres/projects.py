@@ -65,6 +65,13 @@ class PostgresProjectRepository(PostgresRepository, ProjectRepository):
         rows = await self._all(_FOR_USER, {"user_id": user_id})
         return [msgspec.convert(r, Project) for r in rows]
 
+    async def list_owned(self, owner_id: UUID) -> list[Project]:
+        rows = await self._all(
+            f"{_SELECT} WHERE owner_id = %(owner_id)s ORDER BY created_at, id",
+            {"owner_id": owner_id},
+        )
+        return [msgspec.convert(r, Project) for r in rows]
+
     async def add_member(self, membership: Membership) -> None:
         if await self._run(_INSERT_MEMBER, msgspec.structs.asdict(membership)) == 0:
             raise AlreadyMember()

@@ -66,7 +66,16 @@ _WITH_SESSION = (
 # UPDATE would make a refresh adding its successor token wait for the holder, which may itself
 # wait for that refresh's token (revoking every session): a deadlock.
 _SELECT_FOR_UPDATE = f"{_SELECT} WHERE id = %(id)s FOR NO KEY UPDATE"
+# FOR UPDATE, unlike the above: every insert of a row referring to the user (its foreign key
+# check takes KEY SHARE) waits for the deletion, then finds the user gone.
+_SELECT_FOR_DELETE = f"{_SELECT} WHERE id = %(id)s FOR UPDATE"
 _UPDATE = f"UPDATE users SET {assignments(COLUMNS[1:])} WHERE id = %(id)s"
+# Owned projects RESTRICT the delete: checked in the statement, so that a refusal is an answer
+# (0 rows) rather than an error aborting the transaction. Everything else cascades.
+_DELETE = (
+    "DELETE FROM users WHERE id = %(id)s "
+    "AND NOT EXISTS (SELECT 1 FROM projects WHERE owner_id = %(id)s)"
+)
 _SET_INSTRUCTIONS = (
     "UPDATE users SET custom_instructions = %(text)s, updated_at = %(now)s WHERE id = %(id)s"
 )
@@ -103,6 +112,9 @@ class PostgresUserRepository(PostgresRepository, UserRepository):
 
     async def get_for_update(self, user_id: UUID) -> User:
         return await self._get(_SELECT_FOR_UPDATE, user_id)
+
+    async def get_for_delete(self, user_id: UUID) -> User:
+        return await self._get(_SELECT_FOR_DELETE, user_id)
 
     async def lock_sessions(self, user_id: UUID) -> None:
         # FOR SHARE conflicts with get_for_update's FOR NO KEY UPDATE, not with itself
@@ -143,6 +155,11 @@ class PostgresUserRepository(PostgresRepository, UserRepository):
     async def update(self, user: User) -> None:
         if await self._run(_UPDATE, _params(user)) == 0:
             raise UserNotFound()
+
+    async def delete(self, user_id: UUID) -> None:
+        if await self._run(_DELETE, {"id": user_id}) == 0:
+            await self.get(user_id)  # UserNotFound, else it still owns projects
+            raise Conflict("The account still owns projects; delete them first.")
 
     async def get_custom_instructions(self, user_id: UUID) -> str | None:
         row = await self._one(

@@ -175,6 +175,16 @@ class LastAdmin(Conflict):
     default_message = "Whalli needs at least one active admin."
 
 
+class OwnsSharedProjects(Conflict):
+    """An account deletion refused: the account owns projects other members still use
+    (``project_ids``); they must be handed over or deleted first."""
+
+    code = "owns_shared_projects"
+    default_message = (
+        "You own projects other members use: transfer their ownership or delete them first."
+    )
+
+
 # --- access ------------------------------------------------------------------------------------
 class Unauthenticated(WhalliError):
     code = "unauthenticated"

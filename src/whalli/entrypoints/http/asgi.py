@@ -24,6 +24,7 @@ from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
+from whalli.domain.services.auth.delete_account import DeleteAccountHandler
 from whalli.domain.services.auth.get_profile import GetProfileHandler
 from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
@@ -148,6 +149,9 @@ class ContainerApp:
 
     async def change_password(self) -> ChangePasswordHandler:
         return await self._get(self.container.services.change_password, ChangePasswordHandler)
+
+    async def delete_account(self) -> DeleteAccountHandler:
+        return await self._get(self.container.services.delete_account, DeleteAccountHandler)
 
     async def update_profile(self) -> UpdateProfileHandler:
         return await self._get(self.container.services.update_profile, UpdateProfileHandler)

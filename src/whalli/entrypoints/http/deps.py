@@ -17,6 +17,7 @@ from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
+from whalli.domain.services.auth.delete_account import DeleteAccountHandler
 from whalli.domain.services.auth.get_profile import GetProfileHandler
 from whalli.domain.services.auth.login import LoginHandler
 from whalli.domain.services.auth.logout import LogoutHandler
@@ -98,6 +99,7 @@ class AppContainer(Protocol):
     async def logout(self) -> LogoutHandler: ...
     async def logout_all(self) -> LogoutAllHandler: ...
     async def change_password(self) -> ChangePasswordHandler: ...
+    async def delete_account(self) -> DeleteAccountHandler: ...
     async def update_profile(self) -> UpdateProfileHandler: ...
     async def get_profile(self) -> GetProfileHandler: ...
 
@@ -247,6 +249,7 @@ def _auth_providers(container: AppContainer) -> dict[str, Provide]:
         "logout": Provide(container.logout),
         "logout_all": Provide(container.logout_all),
         "change_password": Provide(container.change_password),
+        "delete_account": Provide(container.delete_account),
         "update_profile": Provide(container.update_profile),
         "get_profile": Provide(container.get_profile),
     }

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from whalli.domain.model.errors import Conflict, ServiceUnavailable
+from whalli.domain.model.errors import Conflict, ServiceUnavailable, UserNotFound
 from whalli.ports.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,9 @@ async def write_usage_retrying(
 
     When a retry finds the record's id taken (``Conflict``), the attempt whose answer was lost
     had written everything: the write is done, and the usage counted once. The last
-    ``ServiceUnavailable`` is raised."""
+    ``ServiceUnavailable`` is raised. When the user is gone (``UserNotFound``: their account
+    was deleted while the reply was generated), there is nobody to charge: nothing is written,
+    which is logged, and the write is done (the reply's own job ends quietly)."""
     delay = backoff_s
     for attempt in range(1, attempts + 1):
         try:
@@ -39,6 +41,9 @@ async def write_usage_retrying(
         except Conflict:
             if attempt == 1:
                 raise
+            return
+        except UserNotFound:
+            log.info("usage not recorded: its account was deleted meanwhile")
             return
         except ServiceUnavailable as e:
             if attempt == attempts:

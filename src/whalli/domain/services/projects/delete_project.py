@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from uuid import UUID
 
 import msgspec
 
 from whalli.domain.model.errors import PersonalProjectProtected
+from whalli.domain.services.files.stored_objects import delete_objects
 from whalli.domain.services.projects.access import require_role
 from whalli.ports.blob_storage import BlobStorage
 from whalli.ports.unit_of_work import UnitOfWork
-
-log = logging.getLogger(__name__)
-_DELETING_AT_ONCE = 16
 
 
 class DeleteProject(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,8 +26,8 @@ class DeleteProjectHandler:
     - a personal project cannot be deleted: ``PersonalProjectProtected`` (a ``PermissionDenied``),
       since every user keeps one (see ``EnsurePersonalProject``);
     - once the deletion is committed, the stored bytes of the project's files are deleted too,
-      ``_DELETING_AT_ONCE`` at a time, as deleting one file does (best effort: the storage is
-      not transactional; one that fails is logged and left).
+      a batch at a time (``delete_objects``), as deleting one file does (best effort: the
+      storage is not transactional; one that fails is logged and left).
     """
 
     def __init__(self, uow: UnitOfWork, blobs: BlobStorage) -> None:
@@ -47,17 +43,4 @@ class DeleteProjectHandler:
             keys = await uow.attachments.object_keys_for_project(command.project_id)
             await uow.projects.delete(command.project_id)
             await uow.commit()
-        await self._delete_objects(self._blobs, keys)
-
-    @staticmethod
-    async def _delete_objects(blobs: BlobStorage, keys: list[str]) -> None:
-        async def one(key: str) -> None:
-            try:
-                await blobs.delete(key)
-            except Exception:
-                log.warning(
-                    "A deleted project's file object %s was not deleted.", key, exc_info=True
-                )
-
-        for i in range(0, len(keys), _DELETING_AT_ONCE):
-            await asyncio.gather(*(one(key) for key in keys[i : i + _DELETING_AT_ONCE]))
+        await delete_objects(self._blobs, keys, of="a deleted project")

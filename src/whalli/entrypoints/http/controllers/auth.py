@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, get, patch, post
+import structlog
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -15,6 +16,7 @@ from litestar.params import JSONBody
 from whalli.domain.model import users as model
 from whalli.domain.model.principal import Principal
 from whalli.domain.services.auth.change_password import ChangePassword, ChangePasswordHandler
+from whalli.domain.services.auth.delete_account import DeleteAccount, DeleteAccountHandler
 from whalli.domain.services.auth.get_profile import GetProfile, GetProfileHandler, Profile
 from whalli.domain.services.auth.login import Login, LoginHandler
 from whalli.domain.services.auth.logout import Logout, LogoutHandler
@@ -27,6 +29,8 @@ from whalli.domain.services.rate_limits import RequestLimits
 from whalli.entrypoints.http.rate_limit import request_client_ip
 from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.entrypoints.http.security import PUBLIC, SESSION_ONLY
+
+log = structlog.get_logger(__name__)
 
 # Generous caps that only stop absurd inputs before any work; the use cases apply the rules.
 Email = Annotated[str, msgspec.Meta(max_length=320)]
@@ -67,6 +71,16 @@ class PasswordChange(Inbound):
 
     def __repr__(self) -> str:
         return masked_repr(self, "current_password", "new_password")
+
+
+class AccountDeletion(Inbound):
+    """The confirmation: the password, or the address of an account without one (OAuth)."""
+
+    password: Password | None = None
+    email: Email | None = None
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "password", "email")
 
 
 class AccountUpdate(Inbound, omit_defaults=True):
@@ -219,3 +233,26 @@ class AuthController(Controller):
             else instructions or "",
         )  # fmt: skip
         return _profile(await update_profile.execute(command))
+
+    @delete(
+        "/me",
+        opt=SESSION_ONLY,
+        summary="Delete the caller's account with every project it owns and everything in them"
+        " (not with an API key; confirmed by the password, or by the address without one)",
+    )
+    async def delete_me(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[AccountDeletion],
+        principal: NamedDependency[Principal],
+        delete_account: NamedDependency[DeleteAccountHandler],
+        request_limits: NamedDependency[RequestLimits],
+    ) -> None:
+        # Counted like a login of this account (429 when over), before the password is checked.
+        await request_limits.check_login(principal.user.email, request_client_ip(request))
+        command = DeleteAccount(
+            user_id=principal.user_id, password=data.password, email=data.email,
+            api_key_id=principal.api_key_id,
+        )  # fmt: skip
+        await delete_account.execute(command)
+        log.info("account_deleted", user_id=str(principal.user_id))

@@ -1,0 +1,150 @@
+"""Use case: delete one's own account and everything only it holds (the right to erasure)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.errors import (
+    ApiKeyNotAllowed,
+    InvalidCredentials,
+    InvalidEmail,
+    InvalidInput,
+    LastAdmin,
+    OwnsSharedProjects,
+    ProjectNotFound,
+    UserNotFound,
+)
+from whalli.domain.model.projects import Project
+from whalli.domain.model.users import User, normalize_email
+from whalli.domain.services.auth.accounts import check_password
+from whalli.domain.services.auth.sessions import masked_repr
+from whalli.domain.services.files.stored_objects import delete_objects
+from whalli.ports.blob_storage import BlobStorage
+from whalli.ports.password_hasher import PasswordHasher
+from whalli.ports.unit_of_work import UnitOfWork
+
+
+class DeleteAccount(msgspec.Struct, frozen=True, kw_only=True):
+    """``password`` confirms for an account that has one, ``email`` for one that has none."""
+
+    user_id: UUID
+    password: str | None = None
+    email: str | None = None
+    api_key_id: UUID | None = None  # set when the caller authenticated with an API key
+
+    def __repr__(self) -> str:
+        return masked_repr(self, "password", "email")
+
+
+class DeleteAccountHandler:
+    """Delete the caller's account, the projects it owns alone and everything in them.
+
+    Rules:
+    - only a session may do it: an API key gets ``ApiKeyNotAllowed`` (403);
+    - it is confirmed: an account with a password gives it, checked as ``ChangePassword``
+      checks the current one (``check_password``: off the event loop, a wrong one, a disabled
+      or deleted account alike and in about the same time), a wrong one ``InvalidCredentials``
+      naming ``password``; none given: ``InvalidInput`` naming ``password``. An account without
+      one (made by an OAuth sign-in) types its address instead, compared normalized
+      (``normalize_email``); missing or another: ``InvalidInput`` naming ``email``;
+    - refused (``LastAdmin``, nothing deleted) when it would leave no active admin, as
+      ``UpdateUser`` refuses it, the active admins locked first so that two admins deleting
+      themselves at once run one after the other;
+    - refused (``OwnsSharedProjects`` with their ``project_ids``, nothing deleted) while it owns
+      a non-personal project with other members: they hand it over or it is deleted first;
+    - in one unit of work, the account locked against every new row referring to it (and each
+      owned project against new rows in it) so that what is read is all there is: every owned
+      project goes with everything in it (the personal one, whoever else it has, and the
+      unshared ones), then the account, whose sessions, API keys, memberships, chats, files in
+      other projects, usage, presets, feedback and shared links go with it (the schema
+      cascades); nothing is deleted unless all of it is;
+    - once committed, the stored bytes of every file that went (the account's own anywhere and
+      every file of the deleted projects) are deleted too, best effort (``delete_objects``).
+    """
+
+    def __init__(self, uow: UnitOfWork, blobs: BlobStorage, *, hasher: PasswordHasher) -> None:
+        self._uow = uow
+        self._blobs = blobs
+        self._hasher = hasher
+
+    async def execute(self, command: DeleteAccount) -> None:
+        if command.api_key_id is not None:
+            raise ApiKeyNotAllowed("An API key cannot delete the account; sign in to do it.")
+        user = await self._confirmed(command)
+        async with self._uow as uow:
+            if user.is_admin:
+                await uow.users.lock_admins()  # before the account: the order UpdateUser takes
+            try:
+                fresh = await uow.users.get_for_delete(user.id)
+            except UserNotFound:
+                raise InvalidCredentials() from None
+            # changed since the check (its password, disabled): confirmed for another state
+            if fresh.disabled or fresh.password_hash != user.password_hash:
+                raise InvalidCredentials()
+            if fresh.is_admin and not user.is_admin:
+                await uow.users.lock_admins()  # promoted meanwhile
+            if fresh.is_admin and await uow.users.count_admins() <= 1:
+                raise LastAdmin("You are the last active admin; appoint another admin first.")
+            doomed = await self._owned_alone(uow, fresh.id)
+            keys = set(await uow.attachments.object_keys_for_user(fresh.id))
+            for project in doomed:
+                keys.update(await uow.attachments.object_keys_for_project(project.id))
+                await uow.projects.delete(project.id)
+            await uow.users.delete(fresh.id)
+            await uow.commit()
+        await delete_objects(self._blobs, sorted(keys), of="a deleted account")
+
+    async def _confirmed(self, command: DeleteAccount) -> User:
+        async with self._uow.read_only() as uow:
+            try:
+                user: User | None = await uow.users.get(command.user_id)
+            except UserNotFound:
+                user = None
+        if user is not None and user.password_hash is None:
+            _check_email(user, command.email)
+            return user
+        if command.password is None:
+            raise InvalidInput("Confirm the deletion with your password.", field="password")
+        try:
+            return await check_password(self._hasher, user, command.password)
+        except InvalidCredentials:
+            raise InvalidCredentials("The password is not correct.", field="password") from None
+
+    @staticmethod
+    async def _owned_alone(uow: UnitOfWork, user_id: UUID) -> list[Project]:
+        """The projects ``user_id`` owns, locked; ``OwnsSharedProjects`` if any of them but
+        the personal one has another member."""
+        owned: list[Project] = []
+        for listed in sorted(await uow.projects.list_owned(user_id), key=lambda p: p.id):
+            try:
+                project = await uow.projects.get_for_update(listed.id)  # fixed order: no deadlock
+            except ProjectNotFound:
+                continue  # deleted meanwhile
+            if project.owner_id == user_id:  # (not handed over meanwhile)
+                owned.append(project)
+        shared: list[UUID] = []
+        for project in owned:
+            if project.personal:
+                continue
+            members = await uow.projects.list_members(project.id)
+            if any(m.user_id != user_id for m in members):
+                shared.append(project.id)
+        if shared:
+            raise OwnsSharedProjects(project_ids=[str(i) for i in shared])
+        return owned
+
+
+def _check_email(user: User, typed: str | None) -> None:
+    if typed is None:
+        raise InvalidInput(
+            "This account has no password: confirm the deletion with its email address.",
+            field="email",
+        )
+    try:
+        same = normalize_email(typed) == normalize_email(user.email)
+    except InvalidEmail:
+        same = False
+    if not same:
+        raise InvalidInput("That is not this account's email address.", field="email")
