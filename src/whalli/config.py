@@ -184,6 +184,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Any OpenAI-compatible server (Ollama, vLLM, llama.cpp, OpenRouter): on when a URL is set.
     openai_compatible_base_url: str = ""
     openai_compatible_api_key: Secret | None = None
+    # Voice transcription: OpenAI's /audio/transcriptions (or a self-hosted server speaking it,
+    # faster-whisper-server, LocalAI). Unset URL and key: OpenAI's, with the OpenAI key (never
+    # sent to another URL); neither a key nor a URL: off (audio uploads refused).
+    transcription_model: str = "whisper-1"
+    transcription_base_url: str = ""
+    transcription_api_key: Secret | None = None
+    transcription_timeout_s: float = 300.0
+    # OpenAI's limit per file: a larger audio file fails (not retried)
+    transcription_max_bytes: int = 25 * 1024 * 1024
 
     # Chat: provider retries/timeouts (seconds), the identical-prompt cache, session lifetime.
     provider_max_attempts: int = 3
@@ -246,6 +255,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.dev_models:
             enabled.add("dev")
         return frozenset(enabled)
+
+    @property
+    def transcription_endpoint(self) -> tuple[str, Secret | None] | None:
+        """Where audio is transcribed and the key sent there; None: transcription is off. The
+        OpenAI key goes only to OpenAI's base URL, never to another server."""
+        url = self.transcription_base_url or self.openai_base_url
+        key = self.transcription_api_key
+        if key is None and url.rstrip("/") == self.openai_base_url.rstrip("/"):
+            key = self.openai_api_key
+        if not self.transcription_base_url and not key:
+            return None
+        return url, key
 
     def __post_init__(self) -> None:
         for name in (
@@ -438,15 +459,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be more than 0 seconds")
+        if not 0 < self.transcription_timeout_s <= 3600:
+            raise ConfigError(
+                f"{PREFIX}TRANSCRIPTION_TIMEOUT_S must be more than 0 and at most 3600"
+            )
+        if self.transcription_max_bytes < 1:
+            raise ConfigError(f"{PREFIX}TRANSCRIPTION_MAX_BYTES must be at least 1")
+        if self.extraction_processing_stale_after_s <= self.transcription_timeout_s:
+            raise ConfigError(
+                f"{PREFIX}EXTRACTION_PROCESSING_STALE_AFTER_S must exceed "
+                f"{PREFIX}TRANSCRIPTION_TIMEOUT_S (a running transcription is not stale)"
+            )
+        if not self.transcription_model.strip():
+            raise ConfigError(f"{PREFIX}TRANSCRIPTION_MODEL must not be empty")
         for name in (
             "openai_base_url",
             "anthropic_base_url",
             "xai_base_url",
             "openai_compatible_base_url",
+            "transcription_base_url",
         ):
             value = getattr(self, name)
-            if name == "openai_compatible_base_url" and not value:
-                continue  # unset: that provider is off
+            if name in ("openai_compatible_base_url", "transcription_base_url") and not value:
+                continue  # unset: that provider is off (transcription: OpenAI's)
             if not _http_url(value):
                 raise ConfigError(
                     f"{PREFIX}{name.upper()} must be an http(s):// URL, such as "

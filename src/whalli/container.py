@@ -20,6 +20,7 @@ from whalli.adapters.ai._streaming import StreamPolicy
 from whalli.adapters.ai.anthropic import AnthropicChatModel
 from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.ai.openai import OpenAIChatModel
+from whalli.adapters.ai.openai_transcriber import OpenAITranscriber
 from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
 from whalli.adapters.crypto.argon2_hasher import Argon2PasswordHasher
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
@@ -71,6 +72,7 @@ from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
 from whalli.domain.services.auth.create_user import CreateUserHandler
+from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.delete_account import DeleteAccountHandler
 from whalli.domain.services.auth.get_profile import GetProfileHandler
 from whalli.domain.services.auth.key_owners import KeyOwners
@@ -90,6 +92,7 @@ from whalli.domain.services.chat.read_reply import ReadReplyHandler
 from whalli.domain.services.chat.regenerate_reply import RegenerateReplyHandler
 from whalli.domain.services.chat.start_chat import StartChatHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
+from whalli.domain.services.chat.stop_replies import ReplyStopper
 from whalli.domain.services.chat.streaming import StopBoard
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.fail_abandoned_replies import FailAbandonedReplies
@@ -134,9 +137,11 @@ from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RateLimit, RateLimitPolicy, RequestLimits
 from whalli.domain.services.record_ping import RecordPing
+from whalli.domain.services.transcriptions.transcribe_speech import TranscribeSpeechHandler
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.ports.chat_model import ChatModel
 from whalli.ports.oauth_provider import OAuthProvider
+from whalli.ports.transcriber import Transcriber
 
 
 def _reveal(secret: Secret | None) -> str:
@@ -258,6 +263,22 @@ def build_chat_models(settings: Settings, client: httpx.AsyncClient) -> dict[str
     if settings.dev_models:
         models["dev"] = DevEchoChatModel()
     return models
+
+
+def build_transcriber(settings: Settings, client: httpx.AsyncClient) -> Transcriber | None:
+    """The speech-to-text adapter, or None when no transcription is configured."""
+    endpoint = settings.transcription_endpoint
+    if endpoint is None:
+        return None
+    url, key = endpoint
+    return OpenAITranscriber(
+        client,
+        base_url=url,
+        api_key=key.reveal() if key else "",
+        model=settings.transcription_model,
+        timeout_s=settings.transcription_timeout_s,
+        connect_timeout_s=settings.provider_connect_timeout_s,
+    )
 
 
 def reply_settings(settings: Settings) -> ReplySettings:
@@ -435,6 +456,7 @@ class Adapters(containers.DeclarativeContainer):
     catalog = providers.Singleton(load_catalog, providers.Callable(_catalog_path, settings))
     oauth_providers = providers.Singleton(build_oauth_providers, settings, gateways.http)
     chat_models = providers.Singleton(build_chat_models, settings, gateways.provider_http)
+    transcriber = providers.Singleton(build_transcriber, settings, gateways.provider_http)
     # a resource: a bad WHALLI_CHAT_TITLES stops the API and the worker at start-up
     chat_titles = providers.Resource(chat_title_policy, settings, catalog.provider)
     # Readers elsewhere ask whether a silent reply is still generated after a heartbeat of
@@ -485,6 +507,8 @@ class Services(containers.DeclarativeContainer):
     # identity
     # who recent API keys belong to: charges their rate budget while the key is checked
     key_owners = providers.Singleton(KeyOwners)
+    # users this process ended a credential of just now (``AttachStreamHandler``'s fast path)
+    credential_ends = providers.Singleton(CredentialEnds)
     authenticate = providers.Factory(
         AuthenticateHandler, uow, issuer=adapters.token_issuer, clock=clock,
         last_used_interval=providers.Callable(
@@ -516,9 +540,10 @@ class Services(containers.DeclarativeContainer):
         reuse_grace=providers.Callable(
             lambda s: timedelta(seconds=s.refresh_token_reuse_grace_s), settings
         ),
+        ends=credential_ends,
     )  # fmt: skip
-    logout = providers.Factory(LogoutHandler, uow, clock=clock)
-    logout_all = providers.Factory(LogoutAllHandler, uow, clock=clock)
+    logout = providers.Factory(LogoutHandler, uow, clock=clock, ends=credential_ends)
+    logout_all = providers.Factory(LogoutAllHandler, uow, clock=clock, ends=credential_ends)
     change_password = providers.Factory(
         ChangePasswordHandler,
         uow,
@@ -528,6 +553,7 @@ class Services(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         refresh_ttl=refresh_ttl,
+        ends=credential_ends,
     )
     delete_account = providers.Factory(
         DeleteAccountHandler, uow, adapters.blob_storage, hasher=adapters.password_hasher
@@ -638,7 +664,8 @@ class Services(containers.DeclarativeContainer):
     list_chat_shares = providers.Factory(ListChatSharesHandler, uow, clock)
     revoke_chat_share = providers.Factory(RevokeChatShareHandler, uow, clock)
     read_shared_chat = providers.Factory(ReadSharedChatHandler, uow, clock)
-    delete_chat = providers.Factory(DeleteChatHandler, uow)
+    reply_stopper = providers.Factory(ReplyStopper, adapters.chat_sessions, adapters.reply_stream)
+    delete_chat = providers.Factory(DeleteChatHandler, uow, reply_stopper)
     search_chats = providers.Factory(SearchChatsHandler, adapters.chat_search)
     import_chats = providers.Factory(ImportChatsHandler, uow, clock, ids)
     fork_chat = providers.Factory(ForkChatHandler, uow, clock, ids)
@@ -663,7 +690,7 @@ class Services(containers.DeclarativeContainer):
     delete_preset = providers.Factory(DeletePresetHandler, uow)
     attach_stream = providers.Factory(
         AttachStreamHandler, adapters.chat_sessions, uow, adapters.stream_passes, clock,
-        process=adapters.process,
+        process=adapters.process, ends=credential_ends,
     )  # fmt: skip
     read_reply = providers.Factory(
         ReadReplyHandler,
@@ -689,6 +716,9 @@ class Services(containers.DeclarativeContainer):
         clock,
         temp_dir=providers.Callable(lambda s: s.extraction_temp_dir or None, settings),
         max_chars=providers.Callable(lambda s: s.extraction_max_chars, settings),
+        transcriber=adapters.transcriber,
+        ids=ids,
+        transcription_max_bytes=providers.Callable(lambda s: s.transcription_max_bytes, settings),
     )
     requeue_stale_attachments = providers.Factory(
         RequeueStaleAttachments,
@@ -721,6 +751,13 @@ class Services(containers.DeclarativeContainer):
         clock,
         ids,
         max_bytes=providers.Callable(lambda s: s.max_upload_bytes, settings),
+        accepts_audio=providers.Callable(lambda s: s.transcription_endpoint is not None, settings),
+    )
+    transcribe_speech = providers.Factory(
+        TranscribeSpeechHandler,
+        adapters.transcriber,
+        model=providers.Callable(lambda s: s.transcription_model, settings),
+        max_bytes=providers.Callable(lambda s: s.transcription_max_bytes, settings),
     )
     list_attachments = providers.Factory(ListAttachmentsHandler, uow)
     get_attachment = providers.Factory(GetAttachmentHandler, uow)
@@ -741,7 +778,9 @@ class Services(containers.DeclarativeContainer):
     list_projects = providers.Factory(ListProjectsHandler, uow)
     get_project = providers.Factory(GetProjectHandler, uow)
     rename_project = providers.Factory(RenameProjectHandler, uow, clock)
-    delete_project = providers.Factory(DeleteProjectHandler, uow, adapters.blob_storage)
+    delete_project = providers.Factory(
+        DeleteProjectHandler, uow, adapters.blob_storage, reply_stopper
+    )
     list_members = providers.Factory(ListMemberProfilesHandler, uow)
     add_member = providers.Factory(AddMemberHandler, uow, clock)
     change_member_role = providers.Factory(ChangeMemberRoleHandler, uow)
@@ -756,10 +795,10 @@ class Services(containers.DeclarativeContainer):
     list_users = providers.Factory(ListUsersHandler, uow)
     summarize_usage = providers.Factory(SummarizeUsageHandler, uow, clock)
     summarize_feedback = providers.Factory(SummarizeFeedbackHandler, uow, clock)
-    update_user = providers.Factory(UpdateUserHandler, uow, clock)
+    update_user = providers.Factory(UpdateUserHandler, uow, clock, credential_ends)
     create_api_key = providers.Factory(CreateApiKeyHandler, uow, clock, ids)
     list_api_keys = providers.Factory(ListApiKeysHandler, uow)
-    revoke_api_key = providers.Factory(RevokeApiKeyHandler, uow, clock)
+    revoke_api_key = providers.Factory(RevokeApiKeyHandler, uow, clock, credential_ends)
 
 
 class Container(containers.DeclarativeContainer):

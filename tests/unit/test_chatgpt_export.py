@@ -162,6 +162,29 @@ def test_only_the_branch_up_to_the_current_node_is_kept_with_text_turns() -> Non
     )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("slug", "model"),
+    [
+        (
+            "gpt-4o\n\n# Injected heading\n\x1b[31mred\u202e",
+            "chatgpt/gpt-4o # Injected heading [31mred",
+        ),
+        ("  o1\u200b-mini\x00 ", "chatgpt/o1-mini"),
+        ("\u200b\n\x07", None),  # nothing visible: no model
+        ("m" * 300, "chatgpt/" + "m" * 192),
+    ],
+)
+def test_a_model_slug_becomes_one_line_of_visible_text(slug: str, model: str | None) -> None:
+    doc = conversation(
+        [
+            ("u", None, message("user", "q", at=T)),
+            ("a", "u", message("assistant", "a", at=T + 1, model_slug=slug)),
+        ],
+        current="a",
+    )
+    assert [m.model for m in parsed_one(doc).messages] == [None, model]
+
+
 def test_another_current_node_shows_the_other_branch() -> None:
     doc = lisbon()
     doc["current_node"] = "u2-old"

@@ -16,10 +16,11 @@ from whalli.domain.model.chats import (
     Message,
     MessageStatus,
     TokenUsage,
+    clean_name,
     title_from,
     visible_words,
 )
-from whalli.domain.model.errors import InvalidEmail, InvalidStateTransition
+from whalli.domain.model.errors import InvalidEmail, InvalidInput, InvalidStateTransition
 from whalli.domain.model.jobs import (
     ExtractAttachment,
     Job,
@@ -216,3 +217,14 @@ def test_a_short_text_is_its_own_title_with_spaces_collapsed_and_nothing_invisib
 def test_a_title_leaves_control_and_format_characters_out() -> None:
     assert title_from("ring\x07 the \u202ebell\u200b\tnow\x00") == "ring the bell now"
     assert title_from("\x1b\u200b") == "New chat"
+
+
+@given(st.text(max_size=20))
+def test_a_name_given_by_a_user_is_kept_only_with_something_visible(text: str) -> None:
+    folded = " ".join(text.split())
+    if visible_words(folded) and not any(unicodedata.category(ch) == "Cc" for ch in folded):
+        assert clean_name(text, limit=TITLE_MAX, field="title", what="A title") == folded
+    else:
+        with pytest.raises(InvalidInput, match="character") as caught:
+            clean_name(text, limit=TITLE_MAX, field="title", what="A title")
+        assert caught.value.details["field"] == "title"

@@ -20,7 +20,10 @@ from whalli.domain.model.images import (
     ImagePart,
     check_images,
     first_image,
+    image_media_types,
     image_part,
+    max_image_side,
+    provider_refusal,
 )
 from whalli.domain.model.prompt_cache import cache_key
 from whalli.domain.model.users import Plan
@@ -234,3 +237,33 @@ def test_claude_gets_image_blocks_in_order_with_the_text() -> None:
         }
     ]  # fmt: skip
     assert body["system"] == "Be brief."
+
+
+def _png_url(width: int, height: int, media_type: str = "image/png") -> ImagePart:
+    ihdr = (13).to_bytes(4) + b"IHDR" + width.to_bytes(4) + height.to_bytes(4) + bytes(9)
+    data = base64.b64encode(b"\x89PNG\r\n\x1a\n" + ihdr + bytes(30)).decode()
+    return ImagePart(url=f"data:{media_type};base64,{data}")
+
+
+def test_each_provider_takes_its_own_image_types_and_sizes() -> None:
+    assert image_media_types("xai") == {"image/png", "image/jpeg"}
+    assert image_media_types("openai") == image_media_types("anthropic") == {
+        "image/png", "image/jpeg", "image/gif", "image/webp",
+    }  # fmt: skip
+    assert (max_image_side("anthropic"), max_image_side("openai")) == (8000, None)
+
+
+def test_a_provider_refuses_an_image_of_a_type_or_a_size_it_does_not_take() -> None:
+    gif = _png_url(10, 10, "image/gif")
+    huge = _png_url(9000, 9000)
+    assert provider_refusal(gif, "xai") == (
+        "its media type is image/gif; xai takes image/jpeg, image/png"
+    )
+    assert provider_refusal(gif, "openai") is None
+    assert provider_refusal(huge, "anthropic") == (
+        "it is 9000x9000 pixels; anthropic takes at most 8000 a side"
+    )
+    assert provider_refusal(huge, "openai") is None
+    assert provider_refusal(_png_url(8000, 10), "anthropic") is None
+    assert provider_refusal(ImagePart(url=DATA_URL), "anthropic") is None  # size unknown
+    assert provider_refusal(ImagePart(url=HTTPS), "xai") is None  # fetched by the provider

@@ -27,6 +27,19 @@ def test_names_are_folded_and_bounded() -> None:
         assert caught.value.details["field"] == "name"
 
 
+@pytest.mark.parametrize(
+    "name", ["\u200b\u200b", "\u2060", "\u200e\u200f", "\ufeff", "\u200b \u200d"]
+)
+def test_a_name_of_only_invisible_characters_is_refused(name: str) -> None:
+    with pytest.raises(InvalidInput, match="at least one visible character") as caught:
+        preset_name(name)
+    assert caught.value.details["field"] == "name"
+
+
+def test_format_characters_beside_visible_ones_stay() -> None:
+    assert preset_name(" Family 👩\u200d👩\u200d👧 ") == "Family 👩\u200d👩\u200d👧"
+
+
 def test_a_preset_s_system_prompt_is_cleaned_like_a_chat_s() -> None:
     assert PRESET.system_prompt == "Code only."
     blank = Preset.create(id=uuid.uuid4(), user_id=uuid.uuid4(), name="n", model="m", now=T0,

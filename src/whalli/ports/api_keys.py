@@ -24,6 +24,11 @@ class ApiKeyRepository(Protocol):
         keys and disabled users included: the caller decides); ``None`` if no key has it."""
         ...
 
+    async def get_with_user(self, key_id: UUID) -> tuple[ApiKey, User] | None:
+        """The key ``key_id`` and the user it belongs to, in one read (revoked and expired keys
+        and disabled users included: the caller decides); ``None`` if there is no such key."""
+        ...
+
     async def update(self, key: ApiKey) -> None:
         """Raises ``ApiKeyNotFound``."""
         ...

@@ -20,7 +20,8 @@ class ChatMetrics(Protocol):
         total_seconds: float,
         cached: bool = False,
     ) -> None:
-        """One finished reply (complete, aborted or failed), cached ones included. The latency
+        """One finished reply (complete, aborted or failed; ``chat_deleted`` when its chat was
+        deleted meanwhile, so it was not saved), cached ones included. The latency
         figures are the provider's: a reply from Whalli's own cache (``cached``) never reached
         one, so it counts as a request and its tokens, not in the providers' latencies."""
         ...

@@ -27,6 +27,9 @@ class CompletionRequest(Value, frozen=True, kw_only=True):
     # The most tokens the model writes in a reply, thinking included (the catalog's
     # ``max_output_tokens``), when known: an adapter that adds to ``max_tokens`` stays under it
     max_output_tokens: int | None = None
+    # The reply cap to send when ``params`` sets none, for an API that requires one (the
+    # catalog's ``default_max_tokens``: Anthropic's); None: the adapter's own default
+    default_max_tokens: int | None = None
     # The model enforces a JSON Schema asked ``strict`` (the catalog's ``strict_outputs``): an
     # adapter whose API asks for that apart (Anthropic's) asks for it
     strict_outputs: bool = False

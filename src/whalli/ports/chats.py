@@ -147,6 +147,15 @@ class ChatRepository(Protocol):
         messages that have some)."""
         ...
 
+    async def unfinished_replies(self, chat_id: UUID) -> list[UUID]:
+        """The ids of the chat's assistant replies still ``pending`` or ``streaming`` (being
+        generated, or abandoned by a process that died), in no particular order. One read."""
+        ...
+
+    async def unfinished_replies_in_project(self, project_id: UUID) -> list[UUID]:
+        """``unfinished_replies`` of every chat of the project, in one read."""
+        ...
+
     async def fail_reply(self, message_id: UUID, now: datetime, error: str) -> bool:
         """Finish one assistant reply still ``pending`` or ``streaming`` as ``failed``, as
         ``fail_abandoned_replies`` does (content kept, ``finish_reason`` ``"error"``, ``error``,

@@ -38,5 +38,7 @@ class FeedbackRepository(Protocol):
 
     async def by_model(self, *, since: datetime, until: datetime) -> list[ModelRatings]:
         """Every rating given (or last changed) from ``since`` up to (not including) ``until``,
-        counted per model of the rated reply, ordered by model."""
+        counted per model of the rated reply, ordered by model: ``""`` for a reply naming none,
+        and ``IMPORTED_PROVIDER`` (``imported``) for every imported one, whose model is free
+        text from the uploaded file (as the ratings metric labels it)."""
         ...

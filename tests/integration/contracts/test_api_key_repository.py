@@ -135,6 +135,25 @@ async def test_find_by_hash_with_user_reads_the_key_and_its_user_as_they_are(
         assert await keys.find_by_hash_with_user(a_key(user).key_hash) is None
 
 
+async def test_get_with_user_reads_the_key_by_id_and_its_user_as_they_are(
+    uow_factory: UowFactory,
+) -> None:
+    user, disabled = a_user(role=Role.ADMIN, plan=Plan.PRO), a_user(disabled=True)
+    key, revoked, expiring = a_key(user), a_key(user), a_key(user, expires_at=at(60))
+    revoked.revoke(at(30))
+    theirs = a_key(disabled)
+    await stored(uow_factory, key, revoked, expiring, user=user)
+    await stored(uow_factory, theirs, user=disabled)
+
+    async with uow_factory().read_only() as uow:
+        keys = uow.api_keys
+        assert await keys.get_with_user(key.id) == (key, user)
+        assert await keys.get_with_user(revoked.id) == (revoked, user)
+        assert await keys.get_with_user(expiring.id) == (expiring, user)
+        assert await keys.get_with_user(theirs.id) == (theirs, disabled)
+        assert await keys.get_with_user(uuid.uuid4()) is None
+
+
 async def test_find_by_hash_with_user_works_in_a_read_only_unit_of_work(
     uow_factory: UowFactory,
 ) -> None:

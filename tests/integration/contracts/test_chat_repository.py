@@ -640,3 +640,30 @@ async def test_touching_a_chat_moves_only_its_update_time_and_never_back(
             await uow.chats.lock(ghost)
         with pytest.raises(ChatNotFound):
             await uow.chats.touch(ghost, at(70))
+
+
+async def test_the_unfinished_replies_of_a_chat_or_of_a_project_are_listed(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    other = a_project(world.user)
+    sibling, elsewhere = a_chat(world.project, world.user), a_chat(other, world.user)
+    pending, streaming = _pending_reply(world.chat), _pending_reply(sibling)
+    streaming.status = MessageStatus.STREAMING
+    done, far = _pending_reply(world.chat), _pending_reply(elsewhere)
+    done.finish(status=MessageStatus.COMPLETE, content="Hi", now=at(2), usage=TokenUsage())
+    async with uow_factory() as uow:
+        await uow.projects.add(other)
+        await uow.chats.add(sibling)
+        await uow.chats.add(elsewhere)
+        await uow.chats.add_messages([a_message(world.chat), pending, done, streaming, far])
+        await uow.commit()
+
+    async with uow_factory().read_only() as uow:
+        assert await uow.chats.unfinished_replies(world.chat.id) == [pending.id]
+        assert await uow.chats.unfinished_replies(sibling.id) == [streaming.id]
+        in_project = await uow.chats.unfinished_replies_in_project(world.project.id)
+        assert sorted(in_project) == sorted([pending.id, streaming.id])
+        assert await uow.chats.unfinished_replies_in_project(other.id) == [far.id]
+        assert await uow.chats.unfinished_replies(uuid.uuid4()) == []
+        assert await uow.chats.unfinished_replies_in_project(uuid.uuid4()) == []

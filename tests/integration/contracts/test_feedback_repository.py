@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from whalli.domain.model.chat_imports import IMPORTED_PROVIDER
 from whalli.domain.model.chats import Message
 from whalli.domain.model.errors import InvalidInput, MessageNotFound
 from whalli.domain.model.feedback import Feedback, Rating
@@ -107,6 +108,37 @@ async def test_ratings_are_counted_per_model_of_the_rated_reply(uow_factory: Uow
     assert counted == [
         ModelRatings(model="anthropic/claude-3-5-haiku", up=0, down=1, comments=1),
         ModelRatings(model="openai/gpt-4o-mini", up=1, down=1, comments=1),
+    ]
+
+
+async def test_imported_replies_are_counted_as_one_model_whatever_their_slug(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    t0 = float(uuid.uuid4().int % 10**9 + 10**6)  # a range of time nobody else rates in
+    replies = [
+        Message.pending_reply(
+            id=uuid.uuid4(), chat_id=world.chat.id, model=model, provider=provider, now=at(0)
+        )
+        for model, provider in [
+            ("chatgpt/made-up-1", IMPORTED_PROVIDER), ("chatgpt/made-up-2", IMPORTED_PROVIDER),
+            ("", IMPORTED_PROVIDER), ("openai/gpt-4o-mini", "openai"),
+        ]
+    ]  # fmt: skip
+    replies[2].model = None  # an imported answer whose export named no model
+    async with uow_factory() as uow:
+        for i, reply in enumerate(replies):
+            await uow.chats.add_message(reply)
+            rating = Rating.DOWN if i == 1 else Rating.UP
+            await uow.feedback.put(feedback(reply.id, world.user, rating, seconds=t0 + i))
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        counted = await uow.feedback.by_model(since=at(t0), until=at(t0 + 100))
+
+    assert counted == [
+        ModelRatings(model=IMPORTED_PROVIDER, up=2, down=1, comments=0),
+        ModelRatings(model="openai/gpt-4o-mini", up=1, down=0, comments=0),
     ]
 
 

@@ -612,8 +612,10 @@ async def test_claude_gets_an_image_up_to_its_limit_and_the_text_of_one_byte_mor
         ) as chat,
     ):  # fmt: skip
         alice = await chat.world.register("alice")
-        fits = await upload_png(chat, pg_pool, alice, PNG.ljust(limit, b"\x00"), "fits.png")
-        over = await upload_png(chat, pg_pool, alice, PNG.ljust(limit + 1, b"\x00"), "over.png")
+        # a header of 640x480 px (within Claude's 8000 a side: only the bytes are at stake)
+        png = PNG[:16] + (640).to_bytes(4) + (480).to_bytes(4) + PNG[24:]
+        fits = await upload_png(chat, pg_pool, alice, png.ljust(limit, b"\x00"), "fits.png")
+        over = await upload_png(chat, pg_pool, alice, png.ljust(limit + 1, b"\x00"), "over.png")
         started = await chat.start(
             alice["auth"], model="anthropic/claude-3-5-haiku", message=f"Two {uuid.uuid4()}",
             attachmentIds=[fits, over],

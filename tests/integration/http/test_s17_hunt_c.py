@@ -139,7 +139,7 @@ async def test_an_adaptive_claudes_first_tool_turn_thinks_at_the_effort_asked(
     sent = providers.anthropic.requests[-1].body
     assert (sent["thinking"], sent["output_config"]) == ({"type": "adaptive"}, {"effort": "low"})
     assert not {"temperature", "top_p", "tool_choice"} & sent.keys()
-    assert sent["max_tokens"] == 1024 + 2048  # the default answer's room and low's budget
+    assert sent["max_tokens"] == 8192 + 2048  # Claude's default answer room and low's budget
 
 
 async def test_an_adaptive_claudes_tool_loop_step_keeps_the_effort_asked(
@@ -321,7 +321,7 @@ async def test_a_chat_with_opus_46_thinks_adaptively_through_start_regenerate_an
         assert sent["max_tokens"] == 128_000  # 120,000 + high's room, within the cap
     assert quick["model"] == "claude-sonnet-4-6"
     assert (quick["thinking"], quick["output_config"]) == ({"type": "adaptive"}, {"effort": "low"})
-    assert quick["max_tokens"] == 1024 + 2048  # minimal is asked as low: low's room
+    assert quick["max_tokens"] == 8192 + 2048  # minimal is asked as low: low's room
 
 
 async def test_a_chat_on_sonnet_46_falling_back_to_haiku_45_thinks_with_a_budget(
@@ -349,7 +349,7 @@ async def test_a_chat_on_sonnet_46_falling_back_to_haiku_45_thinks_with_a_budget
     assert haiku["thinking"] == {"type": "enabled", "budget_tokens": 8_192}
     assert "output_config" not in haiku  # Haiku 4.5 takes no effort
     assert "top_p" not in haiku
-    assert haiku["max_tokens"] == 1024 + 8_192
+    assert haiku["max_tokens"] == 8_192 + 8_192
     assert (reply["model"], reply["reasoning"]) == (HAIKU, None)  # (no thinking streamed)
 
 

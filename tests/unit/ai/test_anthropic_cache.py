@@ -137,3 +137,14 @@ def test_the_api_refuses_an_hour_long_mark_after_a_five_minute_one() -> None:
     sent = body(PromptMessage(role=MessageRole.SYSTEM, content="Be brief."), user("Hi"))
     sent["messages"][0]["content"][0]["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
     assert "must not come after" in (refused_breakpoints(sent) or "")
+
+
+def test_a_request_without_max_tokens_is_sent_the_models_default_cap_not_1024() -> None:
+    """Anthropic requires ``max_tokens``: without one asked, the catalog's default for the
+    model (``default_max_tokens``) is sent, within its output cap; one asked wins."""
+    assert body(user("hi"), default_max_tokens=8192)["max_tokens"] == 8192
+    assert body(user("hi"))["max_tokens"] == 1024  # no default known: the adapter's own
+    asked = GenerationParams(max_tokens=300)
+    assert body(user("hi"), default_max_tokens=8192, params=asked)["max_tokens"] == 300
+    capped = body(user("hi"), default_max_tokens=8192, max_output_tokens=4096)
+    assert capped["max_tokens"] == 4096

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import httpx
 import pytest
 
@@ -76,3 +78,27 @@ async def test_the_model_fails_on_iteration_without_calling_the_api() -> None:
             await anext(aiter(events))
 
     assert sent == []
+
+
+def png_data_url(width: int, height: int) -> ImagePart:
+    ihdr = (13).to_bytes(4) + b"IHDR" + width.to_bytes(4) + height.to_bytes(4) + bytes(9)
+    data = base64.b64encode(b"\x89PNG\r\n\x1a\n" + ihdr + bytes(30)).decode()
+    return ImagePart(url=f"data:image/png;base64,{data}")
+
+
+def test_an_image_past_8000_pixels_a_side_is_refused_naming_it_and_others_pass() -> None:
+    check_image_sizes(prompt("Compare", png_data_url(8000, 8000), data_url(16)))  # 16: unknown
+    messages = prompt("Compare", png_data_url(640, 480), png_data_url(8000, 8001))
+
+    with pytest.raises(ProviderRejectedRequest, match=r"Image 2 of the request") as raised:
+        messages_body(CompletionRequest(model="claude", messages=messages), default_max_tokens=9)
+
+    error = raised.value
+    assert error.message == (
+        "Image 2 of the request (messages[3].content[2].image_url.url) cannot go to Anthropic "
+        "models: it is 8000x8001 pixels; anthropic takes at most 8000 a side."
+    )
+    assert error.details["field"] == "messages[3].content[2].image_url.url"
+    assert (error.details["image_index"], error.details["limit"]) == (1, 8000)
+    assert not error.falls_back
+    assert status_for(error) == 400

@@ -23,6 +23,7 @@ from whalli.adapters.memory.password_hasher import FastPasswordHasher
 from whalli.adapters.memory.rate_limiter import InMemoryRateLimiter
 from whalli.adapters.memory.reply_stream import InMemoryReplyStream
 from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.transcriber import InMemoryTranscriber
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.adapters.passwords.common_list import CommonPasswordList
 from whalli.config import Settings
@@ -37,6 +38,7 @@ from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
+from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.delete_account import DeleteAccountHandler
 from whalli.domain.services.auth.get_profile import GetProfileHandler
 from whalli.domain.services.auth.login import LoginHandler
@@ -52,6 +54,7 @@ from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chat.read_reply import ReadReplyHandler
 from whalli.domain.services.chat.stop_generation import StopGenerationHandler
+from whalli.domain.services.chat.stop_replies import ReplyStopper
 from whalli.domain.services.chats.delete_chat import DeleteChatHandler
 from whalli.domain.services.chats.fork_chat import ForkChatHandler
 from whalli.domain.services.chats.get_chat import GetChatHandler
@@ -90,6 +93,7 @@ from whalli.domain.services.projects.list_projects import ListProjectsHandler
 from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
+from whalli.domain.services.transcriptions.transcribe_speech import TranscribeSpeechHandler
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.entrypoints.http.draining import ShutdownDrain
 from whalli.entrypoints.http.rate_limit import rate_limit_policy
@@ -147,6 +151,7 @@ class FakeContainer:
         # Chat sessions (tests seed them to see a reply's sessionId on GET /api/chats/{id}).
         self.chat_sessions = InMemoryChatSessionStore(self.clock)
         self.stream_passes = HmacStreamPasses(TEST_JWT_SECRET)
+        self.credential_ends = CredentialEnds()
         # Chat replies as the stream and stop routes read them.
         self.reply_stream = InMemoryReplyStream(self.clock)
         # Request limits: in memory on the manual clock unless a test passes a real limiter.
@@ -160,6 +165,8 @@ class FakeContainer:
         # Files: bytes in memory, extraction jobs recorded.
         self.blobs = InMemoryBlobStorage()
         self.jobs = InMemoryJobQueue()
+        # Speech to text (/v1/audio): texts by content (None: transcription not configured).
+        self.transcriber: InMemoryTranscriber | None = InMemoryTranscriber()
         # Readiness while the process drains before shutdown (tests begin it by hand).
         self.drain = ShutdownDrain()
 
@@ -190,18 +197,22 @@ class FakeContainer:
         )  # fmt: skip
 
     async def refresh_session(self) -> RefreshSessionHandler:
-        return RefreshSessionHandler(self.uow(), issuer=self.issuer, clock=self.clock, ids=self.ids)
+        return RefreshSessionHandler(
+            self.uow(), issuer=self.issuer, clock=self.clock, ids=self.ids,
+            ends=self.credential_ends,
+        )  # fmt: skip
 
     async def logout(self) -> LogoutHandler:
-        return LogoutHandler(self.uow(), clock=self.clock)
+        return LogoutHandler(self.uow(), clock=self.clock, ends=self.credential_ends)
 
     async def logout_all(self) -> LogoutAllHandler:
-        return LogoutAllHandler(self.uow(), clock=self.clock)
+        return LogoutAllHandler(self.uow(), clock=self.clock, ends=self.credential_ends)
 
     async def change_password(self) -> ChangePasswordHandler:
         return ChangePasswordHandler(
             self.uow(), hasher=self.hasher, screen=self.password_screen, issuer=self.issuer,
             clock=self.clock, ids=self.ids, refresh_ttl=self.refresh_ttl,
+            ends=self.credential_ends,
         )  # fmt: skip
 
     async def delete_account(self) -> DeleteAccountHandler:
@@ -227,7 +238,9 @@ class FakeContainer:
         return RenameProjectHandler(self.uow(), self.clock)
 
     async def delete_project(self) -> DeleteProjectHandler:
-        return DeleteProjectHandler(self.uow(), self.blobs)
+        return DeleteProjectHandler(
+            self.uow(), self.blobs, ReplyStopper(self.chat_sessions, self.reply_stream)
+        )
 
     async def list_members(self) -> ListMemberProfilesHandler:
         return ListMemberProfilesHandler(self.uow())
@@ -254,7 +267,7 @@ class FakeContainer:
         return SummarizeFeedbackHandler(self.uow(), self.clock)
 
     async def update_user(self) -> UpdateUserHandler:
-        return UpdateUserHandler(self.uow(), self.clock)
+        return UpdateUserHandler(self.uow(), self.clock, self.credential_ends)
 
     async def create_api_key(self) -> CreateApiKeyHandler:
         return CreateApiKeyHandler(self.uow(), self.clock, self.ids)
@@ -263,7 +276,7 @@ class FakeContainer:
         return ListApiKeysHandler(self.uow())
 
     async def revoke_api_key(self) -> RevokeApiKeyHandler:
-        return RevokeApiKeyHandler(self.uow(), self.clock)
+        return RevokeApiKeyHandler(self.uow(), self.clock, self.credential_ends)
 
     # --- existing chats -------------------------------------------------------------------------
     async def list_chats(self) -> ListChatsHandler:
@@ -273,7 +286,10 @@ class FakeContainer:
         return GetChatHandler(self.uow(), self.chat_sessions, self.stream_passes, self.clock)
 
     async def attach_stream(self) -> AttachStreamHandler:
-        return AttachStreamHandler(self.chat_sessions, self.uow(), self.stream_passes, self.clock)
+        return AttachStreamHandler(
+            self.chat_sessions, self.uow(), self.stream_passes, self.clock,
+            ends=self.credential_ends,
+        )  # fmt: skip
 
     async def read_reply(self) -> ReadReplyHandler:
         return ReadReplyHandler(self.reply_stream, 0.05)
@@ -308,7 +324,7 @@ class FakeContainer:
         return ReadSharedChatHandler(self.uow(), self.clock)
 
     async def delete_chat(self) -> DeleteChatHandler:
-        return DeleteChatHandler(self.uow())
+        return DeleteChatHandler(self.uow(), ReplyStopper(self.chat_sessions, self.reply_stream))
 
     async def search_chats(self) -> SearchChatsHandler:
         return SearchChatsHandler(InMemoryChatSearch(self.store))
@@ -337,7 +353,7 @@ class FakeContainer:
     async def upload_attachment(self) -> UploadAttachmentHandler:
         return UploadAttachmentHandler(
             self.uow(), self.blobs, self.jobs, self.clock, self.ids,
-            max_bytes=self._settings.max_upload_bytes,
+            max_bytes=self._settings.max_upload_bytes, accepts_audio=self.transcriber is not None,
         )  # fmt: skip
 
     async def list_attachments(self) -> ListAttachmentsHandler:
@@ -358,6 +374,12 @@ class FakeContainer:
             poll_s=self._settings.file_events_poll_s,
             heartbeat_s=self._settings.chat_heartbeat_s,
             max_lifetime_s=self._settings.file_events_max_lifetime_s,
+        )
+
+    async def transcribe_speech(self) -> TranscribeSpeechHandler:
+        s = self._settings
+        return TranscribeSpeechHandler(
+            self.transcriber, s.transcription_model, s.transcription_max_bytes
         )
 
     # --- the OpenAI-compatible API ----------------------------------------------------------------

@@ -462,6 +462,26 @@ def test_a_reply_cap_as_large_as_the_window_is_refused_naming_max_tokens() -> No
     assert refused.value.details["field"] == "maxTokens"
 
 
+def test_a_reply_cap_leaving_a_short_message_no_room_is_refused_naming_max_tokens() -> None:
+    """The message fits the window with the reply's default room: ``maxTokens`` is at fault."""
+    spec = _window_spec(2000)
+    with pytest.raises(InvalidInput, match="maxTokens 1999 leaves only 1 tokens") as refused:
+        ContextLimits().build(spec, [], "hi", [], reply_tokens=1999)
+    assert refused.value.message == (
+        "maxTokens 1999 leaves only 1 tokens for this message (about 5 needed) in this "
+        "model's context window of 2000 tokens."
+    )
+    assert refused.value.details == {"field": "maxTokens", "limit": 1995, "estimated_tokens": 5}
+    ContextLimits().build(spec, [], "hi", [], reply_tokens=1995)  # the limit it names fits
+
+
+def test_a_message_too_long_even_for_the_default_room_is_still_named_the_message() -> None:
+    spec = _window_spec(2000)
+    with pytest.raises(InvalidInput, match="This message needs about") as refused:
+        ContextLimits().build(spec, [], "x" * 7000, [], reply_tokens=1500)
+    assert refused.value.details["field"] == "message"
+
+
 def _claude_spec(window: int, cap: int | None = None, *, adaptive: bool = False) -> ModelSpec:
     return ModelSpec(
         id="anthropic/w", provider="anthropic", upstream="w", min_plan=Plan.FREE,
@@ -485,6 +505,34 @@ def _long_history(window: int) -> list[Message]:
 
 
 @pytest.mark.parametrize(
+    ("provider", "cap", "default"),
+    [("anthropic", None, 8192), ("anthropic", 64_000, 8192), ("anthropic", 4096, 4096),
+     ("openai", 64_000, None), ("xai", None, None)],
+)  # fmt: skip
+def test_a_model_whose_api_requires_a_reply_cap_is_sent_one_within_its_output_cap(
+    provider: str, cap: int | None, default: int | None
+) -> None:
+    spec = msgspec.structs.replace(_claude_spec(200_000, cap), provider=provider, reasoning=False)
+    assert spec.default_max_tokens == default
+
+
+def test_a_claude_reply_sent_its_default_cap_is_kept_that_room_in_a_long_chat() -> None:
+    """Without maxTokens a Claude reply is sent 8,192 (Anthropic requires a cap): the prompt
+    leaves that free, where a model sent none keeps the 1,024 of ``reserve_for_reply``."""
+    window = 100_000
+    claude = msgspec.structs.replace(_claude_spec(window), reasoning=False)
+    other = msgspec.structs.replace(claude, provider="openai")
+    limits, history = ContextLimits(reserve_for_reply=1024), _long_history(window)
+
+    for_claude = limits.build(claude, history, "question", [])
+    for_other = limits.build(other, history, "question", [])
+
+    assert estimate_prompt_tokens(for_claude) + 8192 <= window
+    assert estimate_prompt_tokens(for_other) + 8192 > window
+    assert estimate_prompt_tokens(for_other) + 1024 <= window
+
+
+@pytest.mark.parametrize(
     ("effort", "adaptive", "budget"),
     [
         (ReasoningEffort.HIGH, False, 24_576),
@@ -505,8 +553,9 @@ def test_claudes_thinking_budget_is_kept_free_of_the_window_beside_the_reply(
     thinking = limits.build(spec, history, "question", [], effort=effort)
     plain = limits.build(spec, history, "question", [])
 
-    assert estimate_prompt_tokens(thinking) + 1024 + budget <= window
-    assert estimate_prompt_tokens(plain) + 1024 + budget > window  # it needed the room
+    answer = spec.default_max_tokens or 1024  # what the answer is sent without maxTokens
+    assert estimate_prompt_tokens(thinking) + answer + budget <= window
+    assert estimate_prompt_tokens(plain) + answer + budget > window  # it needed the room
     assert thinking[-1].content == "question"
     assert [m.content for m in thinking] == [m.content for m in plain][-len(thinking) :]
     # with maxTokens, both are kept free

@@ -27,7 +27,13 @@ from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.catalog import ModelCatalog, ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
-from whalli.domain.model.chats import Message, MessageRole, MessageStatus, PromptMessage
+from whalli.domain.model.chats import (
+    GenerationParams,
+    Message,
+    MessageRole,
+    MessageStatus,
+    PromptMessage,
+)
 from whalli.domain.model.errors import ProviderError, ServiceUnavailable
 from whalli.domain.model.images import ImagePart
 from whalli.domain.model.replies import (
@@ -38,8 +44,13 @@ from whalli.domain.model.replies import (
     TokenEvent,
 )
 from whalli.domain.model.users import Plan
-from whalli.domain.services.chat.context import PreparedReply
+from whalli.domain.services.chat.context import (
+    ContextLimits,
+    PreparedReply,
+    estimate_prompt_tokens,
+)
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler, ReplySettings
+from whalli.domain.services.chat.prompt_source import PromptSource
 from whalli.domain.services.chat.start_chat import StartChat, StartChatHandler
 from whalli.domain.services.chat.streaming import StopBoard
 from whalli.ports.chat_model import ChatModel, StreamDelta, StreamEnd, StreamEvent
@@ -106,6 +117,7 @@ class Setup:
         self.cache = cache or InMemoryCache(self.clock)
         self.uow = FlakyUnitOfWork(self.store)
         self.model = model or ScriptedChatModel(("Hello", " there"), provider="dev")
+        self.metrics = InMemoryChatMetrics()
         LostAnswers.refused = LostAnswers.lost = 0
 
     def handler(
@@ -121,7 +133,7 @@ class Setup:
         )  # fmt: skip
         return GenerateReplyHandler(
             self.uow, self.stream, self.cache, CATALOG, {"dev": self.model},
-            clock=self.clock, ids=self.ids, metrics=InMemoryChatMetrics(),
+            clock=self.clock, ids=self.ids, metrics=self.metrics,
             stops=StopBoard(self.stream), settings=settings,
         )  # fmt: skip
 
@@ -219,6 +231,8 @@ async def test_a_reply_whose_chat_was_deleted_records_its_usage_and_says_so() ->
     [record] = setup.usage()
     assert (record.message_id, record.user_id) == (None, world.user.id)
     assert record.completion_tokens > 0
+    # counted as what it is: not a complete reply (nothing was saved)
+    assert [r["status"] for r in setup.metrics.replies] == ["chat_deleted"]
 
 
 class Broken(ScriptedChatModel):
@@ -446,12 +460,69 @@ async def test_a_prompt_with_images_falls_back_only_to_models_that_read_images()
         stops=StopBoard(setup.stream), settings=ReplySettings(persist_backoff_s=0),
     )  # fmt: skip
 
-    await handler.execute(session, replace(prepared, prompt=(question,)), saved)
+    await handler.execute(session, replace(prepared, prompt=(question,), source=None), saved)
 
     assert blind.requests == []  # skipped: it cannot read the image
     assert [r.messages for r in seeing.requests] == [(question,)]
     reply = setup.reply(prepared.reply.id)
     assert (reply.status, reply.model) == (MessageStatus.COMPLETE, "openai/seeing")
+
+
+def _window(model_id: str, window: int, fallback: str | None = None) -> ModelSpec:
+    return msgspec.structs.replace(
+        _spec(model_id, vision=False, fallback=fallback), context_window=window
+    )
+
+
+async def test_a_fallback_gets_the_prompt_built_for_its_window_or_is_skipped_if_too_small() -> None:
+    big, tiny, small = (
+        _window("openai/big", 8000, fallback="xai/tiny"),
+        _window("xai/tiny", 100, fallback="anthropic/small"),
+        _window("anthropic/small", 2000),
+    )
+    down = ProviderError("overloaded", kind="server_error")
+    failing = ScriptedChatModel((), provider="openai", error=down)
+    tiny_model, small_model = (
+        ScriptedChatModel(provider="xai"),
+        ScriptedChatModel(provider="anthropic"),
+    )
+    setup = Setup()
+    _world, session, prepared, saved = await setup.start()
+    session = msgspec.structs.replace(
+        session, model=big.id, params=GenerationParams(max_tokens=3000)
+    )
+    earlier = [
+        Message.from_user(
+            id=UUID(int=i + 1),
+            chat_id=session.chat_id,
+            content=f"{i} " + "x" * 400,
+            now=setup.clock.now(),
+        )
+        for i in range(30)
+    ]
+    source = PromptSource(ContextLimits(reserve_for_reply=500), earlier, "q" * 600, [], None, {})
+    prompt = source.build(big, reply_tokens=3000, effort=None)
+    handler = GenerateReplyHandler(
+        setup.uow, setup.stream, setup.cache, ModelCatalog([big, tiny, small]),
+        {"openai": failing, "xai": tiny_model, "anthropic": small_model},
+        clock=setup.clock, ids=setup.ids, metrics=InMemoryChatMetrics(),
+        stops=StopBoard(setup.stream), settings=ReplySettings(persist_backoff_s=0),
+    )  # fmt: skip
+
+    await handler.execute(session, replace(prepared, prompt=prompt, source=source), saved)
+
+    assert [r.messages for r in failing.requests] == [prompt]  # as prepared: all of it
+    assert estimate_prompt_tokens(prompt) > 2000
+    assert tiny_model.requests == []  # skipped: the new message alone is past its window
+    [sent] = small_model.requests
+    assert sent.messages[-1].content == "q" * 600
+    assert sent.params.max_tokens is not None
+    assert estimate_prompt_tokens(sent.messages) + sent.params.max_tokens <= 2000
+    assert sent.params.max_tokens == 2000 - (150 + 4)  # cut to what the new message leaves
+    reply = setup.reply(prepared.reply.id)
+    assert (reply.status, reply.model, reply.params) == (
+        MessageStatus.COMPLETE, small.id, sent.params,
+    )  # fmt: skip
 
 
 async def test_a_models_reasoning_streams_before_its_text_and_is_saved_and_cached() -> None:

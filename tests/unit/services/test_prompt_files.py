@@ -153,3 +153,40 @@ async def test_an_image_attached_again_and_again_counts_each_time() -> None:
     new, earlier = await files_for_prompt(model(), blobs, [cat] * 5, too_many, {cat.id: cat})
     assert new == [("cat.png", "OCR of cat.png")] * 5
     assert earlier == {cat.id: ("cat.png", "OCR of cat.png")}
+
+
+def png_of(width: int, height: int) -> bytes:
+    """A PNG's signature and IHDR declaring ``width`` x ``height`` (the size read from it)."""
+    ihdr = (13).to_bytes(4) + b"IHDR" + width.to_bytes(4) + height.to_bytes(4) + bytes(9)
+    return b"\x89PNG\r\n\x1a\n" + ihdr + bytes(64)
+
+
+async def test_xai_gets_only_png_and_jpeg_as_images_and_other_types_as_their_text() -> None:
+    blobs = CountingBlobs()
+    files = [
+        await stored(blobs, "a.png", "image/png", b"png"),
+        await stored(blobs, "b.jpg", "image/jpeg", b"jpeg"),
+        await stored(blobs, "c.gif", "image/gif", b"gif"),
+        await stored(blobs, "d.webp", "image/webp", b"webp"),
+    ]
+    to_grok, _ = await files_for_prompt(model("xai"), blobs, files, None, {})
+    assert [isinstance(body, ImagePart) for _, body in to_grok] == [True, True, False, False]
+    assert to_grok[2:] == [("c.gif", "OCR of c.gif"), ("d.webp", "OCR of d.webp")]
+    assert blobs.reads == [files[0].object_key, files[1].object_key]  # the others never read
+    to_openai, _ = await files_for_prompt(model("openai"), blobs, files, None, {})
+    assert all(isinstance(body, ImagePart) for _, body in to_openai)
+
+
+async def test_an_image_past_claudes_8000_pixels_a_side_goes_as_its_text() -> None:
+    blobs = CountingBlobs()
+    files = [
+        await stored(blobs, "edge.png", "image/png", png_of(8000, 8000)),
+        await stored(blobs, "wide.png", "image/png", png_of(8001, 10)),
+        await stored(blobs, "tall.png", "image/png", png_of(10, 9000)),
+        await stored(blobs, "unknown.png", "image/png", b"no header to read"),
+    ]
+    to_claude, _ = await files_for_prompt(model("anthropic"), blobs, files, None, {})
+    assert [isinstance(body, ImagePart) for _, body in to_claude] == [True, False, False, True]
+    assert to_claude[1:3] == [("wide.png", "OCR of wide.png"), ("tall.png", "OCR of tall.png")]
+    to_openai, _ = await files_for_prompt(model("openai"), blobs, files, None, {})
+    assert all(isinstance(body, ImagePart) for _, body in to_openai)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +24,7 @@ from whalli.domain.model.chat_sessions import (
 )
 from whalli.domain.model.chats import MessageStatus
 from whalli.domain.model.errors import ChatSessionNotFound, PermissionDenied
+from whalli.domain.model.principal import CredentialId
 from whalli.domain.model.projects import MemberRole
 from whalli.domain.services.chat.attach_stream import (
     START_READ_GRACE,
@@ -60,9 +64,37 @@ def test_a_pass_changed_anywhere_admits_nobody(
     replacement = data.draw(st.characters().filter(lambda c: c != value[at]))
     forged = value[:at] + replacement + value[at + 1 :]
 
-    with pytest.raises(ChatSessionNotFound) as refused:  # (three dots: one change keeps two)
+    with pytest.raises(ChatSessionNotFound) as refused:  # (four dots: one change keeps three)
         passes.open(forged, T0 - timedelta(minutes=1))
     assert forged not in str(refused.value)
+
+
+credentials = st.one_of(
+    st.just(CredentialId()),
+    st.uuids().map(lambda u: CredentialId(login_session_id=u)),
+    st.uuids().map(lambda u: CredentialId(api_key_id=u)),
+)
+
+
+@given(st.uuids(), st.uuids(), credentials)
+def test_a_pass_names_the_credential_its_reader_read_the_chat_with(
+    reply_id: uuid.UUID, reader: uuid.UUID, credential: CredentialId
+) -> None:
+    granted = StreamPass(
+        reply_message_id=reply_id, user_id=reader, expires_at=T0, credential=credential
+    )
+
+    assert passes.open(passes.issue(granted), T0 - timedelta(seconds=1)) == granted
+
+
+def test_a_pass_of_the_format_before_credentials_admits_nobody() -> None:
+    body = f"{uuid.uuid4().hex}.{uuid.uuid4().hex}.{int(T0.timestamp())}"
+    key = hmac.new(SECRET.encode(), b"whalli stream pass v1", hashlib.sha256).digest()
+    mac = hmac.new(key, body.encode(), hashlib.sha256).digest()[:16]
+    v1 = f"{body}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+    with pytest.raises(ChatSessionNotFound, match="not found"):
+        passes.open(v1, T0 - timedelta(minutes=1))
 
 
 def test_a_value_without_a_dot_is_a_session_id_and_junk_is_not_found() -> None:

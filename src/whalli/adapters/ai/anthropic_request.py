@@ -145,7 +145,10 @@ def _body(request: CompletionRequest, default_max_tokens: int) -> dict[str, Any]
     params = request.params
     body: dict[str, Any] = {
         "model": request.model,
-        "max_tokens": _at_most(params.max_tokens or default_max_tokens, request.max_output_tokens),
+        "max_tokens": _at_most(
+            params.max_tokens or request.default_max_tokens or default_max_tokens,
+            request.max_output_tokens,
+        ),
         "messages": _turns(request.messages),
         "stream": True,
     }

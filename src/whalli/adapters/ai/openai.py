@@ -21,9 +21,11 @@ from whalli.adapters.ai._streaming import (
     output_cap_chars,
     provider_error,
     reason_of,
+    refused,
     stream_cut,
     stream_with_retries,
 )
+from whalli.adapters.ai.image_types import check_image_types
 from whalli.domain.model.chats import MessageRole, PromptMessage, TokenUsage, reported_count
 from whalli.domain.model.errors import ProviderError
 from whalli.domain.model.images import ImagePart
@@ -70,6 +72,10 @@ class OpenAIChatModel(ChatModel):
         self._sleep = sleep
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        try:
+            check_image_types(request.messages, self.provider)
+        except ProviderError as e:  # an image the API would refuse: not sent
+            return refused(e)
         body = msgspec.json.encode(self._body(request))
         stops, cap = request.local_stops, output_cap_chars(request)
         return stream_with_retries(

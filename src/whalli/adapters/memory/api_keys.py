@@ -25,7 +25,12 @@ class InMemoryApiKeyRepository(MemoryRepository, ApiKeyRepository):
         return found[0] if found else None
 
     async def find_by_hash_with_user(self, key_hash: str) -> tuple[ApiKey, User] | None:
-        key = await self.find_by_hash(key_hash)
+        return self._with_user(await self.find_by_hash(key_hash))
+
+    async def get_with_user(self, key_id: UUID) -> tuple[ApiKey, User] | None:
+        return self._with_user(self._tx().find("api_keys", key_id))
+
+    def _with_user(self, key: ApiKey | None) -> tuple[ApiKey, User] | None:
         if key is None:
             return None
         user: User | None = self._tx().find("users", key.user_id)

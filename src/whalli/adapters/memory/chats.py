@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -187,6 +187,21 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
             reply=reply, question_id=mark.question_id, asked=mark.asked,
             replaced_at=mark.replaced_at,
         )  # fmt: skip
+
+    async def unfinished_replies(self, chat_id: UUID) -> list[UUID]:
+        return self._unfinished(lambda m: m.chat_id == chat_id)
+
+    async def unfinished_replies_in_project(self, project_id: UUID) -> list[UUID]:
+        chats: list[Chat] = self._tx().select("chats", lambda c: c.project_id == project_id)
+        ids = {c.id for c in chats}
+        return self._unfinished(lambda m: m.chat_id in ids)
+
+    def _unfinished(self, where: Callable[[Message], bool]) -> list[UUID]:
+        found: list[Message] = self._tx().select(
+            "messages",
+            lambda m: m.role is MessageRole.ASSISTANT and not m.status.is_final and where(m),
+        )
+        return [m.id for m in found]
 
     async def fail_reply(self, message_id: UUID, now: datetime, error: str) -> bool:
         tx = self._tx()

@@ -7,6 +7,7 @@ from datetime import datetime
 from uuid import UUID
 
 from whalli.adapters.memory._repository import MemoryRepository
+from whalli.domain.model.chat_imports import IMPORTED_PROVIDER
 from whalli.domain.model.errors import MessageNotFound
 from whalli.domain.model.feedback import Feedback, Rating
 from whalli.ports.feedback import FeedbackRepository, ModelRatings
@@ -46,7 +47,9 @@ class InMemoryFeedbackRepository(MemoryRepository, FeedbackRepository):
         )
         counts: dict[str, list[int]] = {}
         for f in rows:
-            model = tx.find("messages", f.message_id).model or ""
+            message = tx.find("messages", f.message_id)
+            imported = message.provider == IMPORTED_PROVIDER
+            model = IMPORTED_PROVIDER if imported else message.model or ""
             up_down_comments = counts.setdefault(model, [0, 0, 0])
             up_down_comments[0 if f.rating is Rating.UP else 1] += 1
             up_down_comments[2] += f.comment is not None

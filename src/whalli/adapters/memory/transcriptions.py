@@ -20,5 +20,11 @@ class InMemoryTranscriptionRepository(MemoryRepository, TranscriptionRepository)
         )
         return found
 
+    async def get_for_attachment(self, attachment_id: UUID) -> Transcription | None:
+        found: list[Transcription] = self._tx().select(
+            "transcriptions", lambda t: t.attachment_id == attachment_id
+        )
+        return max(found, key=lambda t: (t.created_at, t.id), default=None)
+
     async def update(self, transcription: Transcription) -> None:
         self._tx().replace("transcriptions", transcription.id, transcription, TranscriptionNotFound)

@@ -38,8 +38,10 @@ _UPDATE = f"UPDATE api_keys SET {assignments(_COLUMNS[1:])} WHERE id = %(id)s"
 _WITH_USER = (
     "SELECT "
     + ", ".join([f"k.{c} AS k_{c}" for c in _COLUMNS] + [user_columns("u", "u_")])
-    + " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = %(hash)s"
+    + " FROM api_keys k JOIN users u ON u.id = k.user_id"
 )
+_BY_HASH_WITH_USER = f"{_WITH_USER} WHERE k.key_hash = %(hash)s"
+_BY_ID_WITH_USER = f"{_WITH_USER} WHERE k.id = %(id)s"
 _RECORD_USE = (
     "UPDATE api_keys SET last_used_at = %(now)s WHERE id = %(id)s"
     " AND (last_used_at IS NULL OR last_used_at < %(stale_before)s)"
@@ -51,6 +53,12 @@ _REVOKE_ALL = (
 
 def _part(row: Row, prefix: str) -> Row:
     return {k.removeprefix(prefix): v for k, v in row.items() if k.startswith(prefix)}
+
+
+def _with_user(row: Row | None) -> tuple[ApiKey, User] | None:
+    if row is None:
+        return None
+    return msgspec.convert(_part(row, "k_"), ApiKey), msgspec.convert(_part(row, "u_"), User)
 
 
 class PostgresApiKeyRepository(PostgresRepository, ApiKeyRepository):
@@ -68,10 +76,10 @@ class PostgresApiKeyRepository(PostgresRepository, ApiKeyRepository):
         return None if row is None else msgspec.convert(row, ApiKey)
 
     async def find_by_hash_with_user(self, key_hash: str) -> tuple[ApiKey, User] | None:
-        row = await self._one(_WITH_USER, {"hash": key_hash})
-        if row is None:
-            return None
-        return msgspec.convert(_part(row, "k_"), ApiKey), msgspec.convert(_part(row, "u_"), User)
+        return _with_user(await self._one(_BY_HASH_WITH_USER, {"hash": key_hash}))
+
+    async def get_with_user(self, key_id: UUID) -> tuple[ApiKey, User] | None:
+        return _with_user(await self._one(_BY_ID_WITH_USER, {"id": key_id}))
 
     async def update(self, key: ApiKey) -> None:
         if await self._run(_UPDATE, msgspec.structs.asdict(key)) == 0:

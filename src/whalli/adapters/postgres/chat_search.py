@@ -19,8 +19,9 @@ from whalli.ports.chat_search import SPACELESS_CHARACTERS, ChatSearch, ChatSearc
 # The 'simple' configuration matches chats.title_tsv and messages.content_tsv (any language).
 # `matches` keeps one row per readable chat: its best message, if any message matches; the
 # headline (costly: it re-parses the text) is only computed for the rows that are returned; it
-# reads the text as the index does (whalli_search_words, migration 0023), and the spaces that
-# put between characters written without them are taken out again.
+# reads the text as the index does (whalli_search_words, migration 0023; the first 200,000
+# characters, every one a message may hold, migration 0025), and the spaces that put between
+# characters written without them are taken out again.
 _NEGATIONS: Final = re.compile(r"-(?:[^\w-]*-)+")  # dashes with only punctuation between
 _SEARCH: Final = f"""
 WITH q AS (SELECT websearch_to_tsquery('simple', %(query)s) AS query),
@@ -45,7 +46,7 @@ best AS (
 SELECT best.chat_id, best.project_id, best.title, best.updated_at, best.rank::double precision,
     best.pinned, best.archived,
     CASE WHEN best.content IS NULL THEN '' ELSE regexp_replace(ts_headline(
-        'simple', whalli_search_words(left(best.content, 100000)), q.query,
+        'simple', whalli_search_words(left(best.content, 200000)), q.query,
         'StartSel="", StopSel="", MaxFragments=2, MaxWords=24, MinWords=8, '
         'FragmentDelimiter=" … "'
     ), ' ?([{SPACELESS_CHARACTERS}]) ?', '\\1', 'g') END AS snippet

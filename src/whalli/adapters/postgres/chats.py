@@ -155,6 +155,13 @@ _FAIL_REPLY = (
     "UPDATE messages SET status = 'failed', finish_reason = 'error', error = %(error)s, "
     f"updated_at = %(now)s WHERE id = %(id)s AND role = 'assistant' AND {_UNFINISHED}"
 )
+_UNFINISHED_OF_CHAT = (
+    f"SELECT id FROM messages WHERE chat_id = %(id)s AND role = 'assistant' AND {_UNFINISHED}"
+)
+_UNFINISHED_IN_PROJECT = (
+    "SELECT m.id FROM messages m JOIN chats c ON c.id = m.chat_id WHERE c.project_id = %(id)s "
+    f"AND m.role = 'assistant' AND m.{_UNFINISHED}"
+)
 _FAIL_ABANDONED = (
     "WITH abandoned AS (SELECT id, updated_at FROM messages "
     f"WHERE {_UNFINISHED} AND role = 'assistant' AND updated_at < %(before)s "
@@ -374,6 +381,13 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
     async def version_counts(self, chat_id: UUID) -> dict[UUID, int]:
         rows = await self._all(_VERSION_COUNTS, {"chat_id": chat_id})
         return {row["answers"]: row["versions"] for row in rows}
+
+    async def unfinished_replies(self, chat_id: UUID) -> list[UUID]:
+        return [row["id"] for row in await self._all(_UNFINISHED_OF_CHAT, {"id": chat_id})]
+
+    async def unfinished_replies_in_project(self, project_id: UUID) -> list[UUID]:
+        rows = await self._all(_UNFINISHED_IN_PROJECT, {"id": project_id})
+        return [row["id"] for row in rows]
 
     async def fail_reply(self, message_id: UUID, now: datetime, error: str) -> bool:
         params = {"id": message_id, "now": now, "error": error}

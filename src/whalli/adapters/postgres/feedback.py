@@ -9,6 +9,7 @@ from uuid import UUID
 import msgspec
 
 from whalli.adapters.postgres._base import PostgresRepository, columns, placeholders
+from whalli.domain.model.chat_imports import IMPORTED_PROVIDER
 from whalli.domain.model.feedback import Feedback
 from whalli.ports.feedback import FeedbackRepository, ModelRatings
 
@@ -20,12 +21,14 @@ _PUT = (
     "comment = EXCLUDED.comment, updated_at = EXCLUDED.updated_at"
 )
 
+# an imported reply's model is free text from the upload: all of them are one row, ``imported``
+_MODEL = "CASE WHEN m.provider = %(imported)s THEN %(imported)s ELSE coalesce(m.model, '') END"
 _BY_MODEL = (
-    "SELECT coalesce(m.model, '') AS model, count(*) FILTER (WHERE f.rating = 'up') AS up, "
+    f"SELECT {_MODEL} AS model, count(*) FILTER (WHERE f.rating = 'up') AS up, "
     "count(*) FILTER (WHERE f.rating = 'down') AS down, count(f.comment) AS comments "
     "FROM message_feedback f JOIN messages m ON m.id = f.message_id "
     "WHERE f.updated_at >= %(since)s AND f.updated_at < %(until)s "
-    "GROUP BY 1 ORDER BY coalesce(m.model, '') COLLATE \"C\""
+    f'GROUP BY 1 ORDER BY {_MODEL} COLLATE "C"'
 )
 
 
@@ -50,5 +53,6 @@ class PostgresFeedbackRepository(PostgresRepository, FeedbackRepository):
         return {r["message_id"]: msgspec.convert(r, Feedback) for r in rows}
 
     async def by_model(self, *, since: datetime, until: datetime) -> list[ModelRatings]:
-        rows = await self._all(_BY_MODEL, {"since": since, "until": until})
+        params = {"since": since, "until": until, "imported": IMPORTED_PROVIDER}
+        rows = await self._all(_BY_MODEL, params)
         return [msgspec.convert(r, ModelRatings) for r in rows]

@@ -44,6 +44,14 @@ class PostgresTranscriptionRepository(PostgresRepository, TranscriptionRepositor
             raise TranscriptionNotFound()
         return msgspec.convert(row, Transcription)
 
+    async def get_for_attachment(self, attachment_id: UUID) -> Transcription | None:
+        row = await self._one(
+            f"{_SELECT} WHERE attachment_id = %(attachment_id)s "
+            "ORDER BY created_at DESC, id DESC LIMIT 1",
+            {"attachment_id": attachment_id},
+        )
+        return None if row is None else msgspec.convert(row, Transcription)
+
     async def update(self, transcription: Transcription) -> None:
         if await self._run(_UPDATE, msgspec.structs.asdict(transcription)) == 0:
             raise TranscriptionNotFound()

@@ -73,6 +73,12 @@ VERBOSITY_PROVIDERS: frozenset[str] = frozenset({"openai", "xai", "openai-compat
 # The providers whose adapters ask a model to think adaptively (Anthropic's).
 ADAPTIVE_PROVIDERS: frozenset[str] = frozenset({"anthropic"})
 
+# The reply cap a request that sets none is sent with, for the providers whose APIs require one
+# (Anthropic's ``max_tokens``): this, or the model's output cap when lower (``default_max_tokens``).
+# A provider not named here is sent none: its models write until they are done. (A cap of 1,024
+# ended a Claude reply after about 750 words.)
+REQUIRED_REPLY_CAPS: dict[str, int] = {"anthropic": 8_192}
+
 # The thinking budget of each effort, for the providers whose requests ask for one
 # (Anthropic's ``budget_tokens``, at least 1,024; an adaptive model's ``max_tokens`` leaves it
 # the room of the effort sent). Its ``max_tokens`` is then this budget plus the answer's room,
@@ -236,6 +242,15 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
             return params, ()
         local = params.stop if "stop" in refused and params.stop is not None else ()
         return msgspec.structs.replace(params, **dict.fromkeys(refused)), local
+
+    @property
+    def default_max_tokens(self) -> int | None:
+        """The reply cap sent when a request sets none (``REQUIRED_REPLY_CAPS``), within the
+        model's output cap; ``None``: none is sent. Trimming keeps it free of the window."""
+        cap = REQUIRED_REPLY_CAPS.get(self.provider)
+        if cap is None or self.max_output_tokens is None:
+            return cap
+        return min(cap, self.max_output_tokens)
 
     @property
     def calls_tools(self) -> bool:

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from whalli.domain.model.base import Value
 from whalli.domain.model.chats import GenerationParams
+from whalli.domain.model.principal import CredentialId
 
 DEFAULT_SESSION_TTL = timedelta(minutes=10)
 # How long a reader pass handed out with a chat read admits its holder (see ``StreamPass``).
@@ -26,7 +27,9 @@ class ChatSession(Value, frozen=True, kw_only=True):
     ``EventSource`` that cannot send headers; it expires after ``DEFAULT_SESSION_TTL``.
     ``reply_message_id`` names the reply it streams, so a reader of the chat can find the
     session of a reply still being generated; ``None`` in sessions stored before it existed
-    (every field added later has a default, so those still decode).
+    (every field added later has a default, so those still decode). ``credential`` is the
+    login session or API key its start was authenticated by: the id alone admits its holder
+    only while that credential is still in force (see ``AttachStreamHandler``).
     """
 
     id: str
@@ -45,6 +48,7 @@ class ChatSession(Value, frozen=True, kw_only=True):
     # by ``user_read_by`` (``THIS_PROCESS`` there); None: not known (stored before they existed)
     user_read_at: datetime | None = None
     user_read_by: str | None = None
+    credential: CredentialId = CredentialId()  # not known: stored before it was recorded
 
     @classmethod
     def open(
@@ -64,6 +68,7 @@ class ChatSession(Value, frozen=True, kw_only=True):
         reply_message_id: UUID | None = None,
         user_read_at: datetime | None = None,
         process: str = THIS_PROCESS,
+        credential: CredentialId | None = None,
     ) -> ChatSession:
         """``user_read_at``: when this process (``process``) read the user, if it did."""
         if len(id) < 32:
@@ -85,6 +90,7 @@ class ChatSession(Value, frozen=True, kw_only=True):
             expires_at=now + ttl,
             user_read_at=user_read_at,
             user_read_by=None if user_read_at is None else process,
+            credential=credential or CredentialId(),
         )
 
     def is_expired(self, now: datetime) -> bool:
@@ -100,10 +106,12 @@ class StreamPass(Value, frozen=True, kw_only=True):
     A chat read shows each reply still being generated as a pass for the caller, never as its
     session id: the id alone admits its holder, so one shown to a member would stay a
     credential after the member is removed. A pass names the reply (not a secret), admits only
-    the reader it names, and only while that reader may still read the chat (checked again at
-    every attach).
+    the reader it names, and only while that reader may still read the chat and the credential
+    they read it with (``credential``: their login session or API key) is still in force
+    (checked again at every attach).
     """
 
     reply_message_id: UUID
     user_id: UUID
     expires_at: datetime
+    credential: CredentialId = CredentialId()

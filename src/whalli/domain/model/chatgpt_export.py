@@ -21,7 +21,7 @@ from whalli.domain.model.chat_imports import (
     SkippedConversation,
     check_count,
 )
-from whalli.domain.model.chats import MessageRole
+from whalli.domain.model.chats import MessageRole, visible_words
 from whalli.domain.model.errors import InvalidInput
 
 _ROLES = {"user": MessageRole.USER, "assistant": MessageRole.ASSISTANT}
@@ -124,7 +124,7 @@ def _message(message: object) -> ParsedMessage | None:
     content = _content(content)
     if content is None:
         return None
-    slug = _text(metadata.get("model_slug"))
+    slug = _model_slug(metadata.get("model_slug"))
     model = f"chatgpt/{slug}"[:_MODEL_MAX] if slug and role is MessageRole.ASSISTANT else None
     return ParsedMessage(
         role=role, content=content, created_at=_time(message.get("create_time")), model=model
@@ -151,6 +151,14 @@ def _content(content: object) -> str | None:
     if text is None or not text.strip():
         return None
     return text
+
+
+def _model_slug(value: object) -> str | None:
+    """The model an answer names, one line of visible text (``visible_words``), as an imported
+    title: it is free text from the file, shown wherever a reply's model is (an export's author
+    line among them), so a line break, an escape sequence or a direction override is left out;
+    None when nothing visible is left."""
+    return (visible_words(value) or None) if isinstance(value, str) else None
 
 
 def _text(value: object) -> str | None:

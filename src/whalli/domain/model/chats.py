@@ -271,8 +271,10 @@ class Chat(Entity, kw_only=True):
 
 def clean_name(text: str, *, limit: int, field: str, what: str) -> str:
     """A name as stored (a chat's title, a preset's): whitespace folded to single spaces, 1 to
-    ``limit`` characters, no control character (NUL included, which Postgres text cannot hold);
-    else ``InvalidInput`` naming ``field`` (``what`` is what the message calls it)."""
+    ``limit`` characters, no control character (NUL included, which Postgres text cannot hold)
+    and at least one visible one (``visible_words``: a name of only zero-width spaces or
+    direction marks would be listed blank); else ``InvalidInput`` naming ``field`` (``what`` is
+    what the message calls it). Format characters beside visible ones stay (an emoji's ZWJ)."""
     cleaned = " ".join(text.split())
     if not 1 <= len(cleaned) <= limit:
         raise InvalidInput(f"{what} needs 1 to {limit} characters.", field=field)
@@ -280,6 +282,8 @@ def clean_name(text: str, *, limit: int, field: str, what: str) -> str:
         raise InvalidInput(
             f"{what} may not contain control characters (NUL included).", field=field
         )
+    if not visible_words(cleaned):
+        raise InvalidInput(f"{what} needs at least one visible character.", field=field)
     return cleaned
 
 

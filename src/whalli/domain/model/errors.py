@@ -259,6 +259,13 @@ class UnsupportedFileType(WhalliError):
     default_message = "This type of file is not supported."
 
 
+class TranscriptionNotConfigured(InvalidInput):
+    """Audio is transcribed, and this server has no speech-to-text provider configured."""
+
+    code = "transcription_not_configured"
+    default_message = "voice transcription is not configured on this server"
+
+
 # --- infrastructure (raised by adapters from driver errors) --------------------------------------
 class ServiceUnavailable(WhalliError):
     code = "service_unavailable"

@@ -15,6 +15,11 @@ Rules (``InvalidInput`` naming the field as OpenAI's API does, e.g.
 - ``detail``, when given, is ``auto``, ``low`` or ``high`` (sent on as given; Anthropic has none);
 - a request holds at most ``MAX_IMAGES`` images (20), only in user messages.
 
+Providers take less than that, each its own way (``provider_refusal``): xAI only PNG and JPEG
+images (``image_media_types``; its docs: "jpg/jpeg or png"), Anthropic at most 3.75 MiB decoded
+(``max_image_bytes``) and 8000 pixels a side (``max_image_side``; read from the image's header,
+``image_size``: one whose size cannot be read is sent as it is, and the provider judges).
+
 The token estimate (used when a provider reports no usage) counts ``IMAGE_TOKENS`` per image:
 about what Claude counts for an image at its largest size (1.15 megapixels) and more than
 OpenAI counts for a ``high`` detail 1024x1024 image (765), so an estimate errs on the high side.
@@ -30,6 +35,7 @@ from urllib.parse import urlsplit
 
 from whalli.domain.model.base import Value
 from whalli.domain.model.errors import InvalidInput
+from whalli.domain.model.image_size import data_url_size
 
 if TYPE_CHECKING:
     from whalli.domain.model.chats import PromptMessage
@@ -41,6 +47,11 @@ IMAGE_MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/we
 # The decoded bytes of one image a provider takes, where less than ``MAX_IMAGE_BYTES``:
 # Anthropic counts an image's base64 text, at most 5 MiB of it.
 _PROVIDER_IMAGE_BYTES = {"anthropic": 5 * 1024 * 1024 // 4 * 3}
+# The media types a provider takes, where fewer than ``IMAGE_MEDIA_TYPES``.
+_PROVIDER_IMAGE_TYPES = {"xai": frozenset({"image/png", "image/jpeg"})}
+# The longest side (pixels) of an image a provider takes: Anthropic refuses one over 8000 px
+# (2000 px in a request of more than 20 images, more than ``MAX_IMAGES`` allows).
+_PROVIDER_IMAGE_SIDE = {"anthropic": 8000}
 _URL_SCHEMES = frozenset({"https", "http"})
 _CHUNK = 4 * 256 * 1024  # base64 characters checked at a time (a multiple of 4)
 
@@ -79,6 +90,33 @@ class ImagePart(Value, frozen=True, kw_only=True):
 def max_image_bytes(provider: str) -> int:
     """The largest image (decoded bytes) ``provider`` takes in a ``data:`` URL."""
     return _PROVIDER_IMAGE_BYTES.get(provider, MAX_IMAGE_BYTES)
+
+
+def image_media_types(provider: str) -> frozenset[str]:
+    """The media types of the images ``provider`` takes."""
+    return _PROVIDER_IMAGE_TYPES.get(provider, IMAGE_MEDIA_TYPES)
+
+
+def max_image_side(provider: str) -> int | None:
+    """The most pixels on a side of an image ``provider`` takes (``None``: no limit known)."""
+    return _PROVIDER_IMAGE_SIDE.get(provider)
+
+
+def provider_refusal(part: ImagePart, provider: str) -> str | None:
+    """Why ``provider`` would refuse the ``data:`` URL image ``part`` for its media type or its
+    size in pixels (``None``: it takes it, as far as can be told; a URL is fetched by the
+    provider and not judged here). Only the image's header is decoded."""
+    media_type = part.media_type
+    if media_type is None:
+        return None
+    if media_type not in image_media_types(provider):
+        allowed = ", ".join(sorted(image_media_types(provider)))
+        return f"its media type is {media_type}; {provider} takes {allowed}"
+    side = max_image_side(provider)
+    size = data_url_size(part.data or "") if side is not None else None
+    if side is not None and size is not None and max(size) > side:
+        return f"it is {size[0]}x{size[1]} pixels; {provider} takes at most {side} a side"
+    return None
 
 
 def data_image(media_type: str, data: bytes) -> ImagePart:

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
+import idna
+
 from whalli.domain.model.base import Entity
 from whalli.domain.model.chats import SYSTEM_PROMPT_MAX, clean_instructions
 from whalli.domain.model.errors import InvalidEmail, InvalidInput
@@ -39,27 +41,34 @@ DOMAIN_LABEL_MAX_LENGTH = 63
 
 
 _ACE_PREFIX = "xn--"
+# Dots IDNA reads as the label separator (UTS #46): the ideographic full stop (NFKC makes the
+# fullwidth and halfwidth ones either "." or this one).
+_IDEOGRAPHIC_STOPS = str.maketrans({"\u3002": "."})
+ADDRESS_MAX_OCTETS = 254  # RFC 5321's path limit, the domain in ASCII
 
 
 def normalize_email(raw: str) -> str:
     """Trim, NFKC-normalize and lower-case an address; raise ``InvalidEmail`` (naming
     ``email``) if it is not one, or holds a control or format character (NUL included).
 
-    The domain has at least two labels, each of 1 to ``DOMAIN_LABEL_MAX_LENGTH`` characters
-    (RFC 1035): a leading, trailing or doubled dot would spell one mailbox several ways. For
-    the same reason an internationalized domain is kept in Unicode: a label in its ASCII form
-    (an A-label, ``xn--`` and Punycode) is decoded, so ``x@xn--bcher-kva.example`` and
-    ``x@bücher.example`` are one address; an A-label that is not the exact encoding of a
-    normalized Unicode label is refused."""
+    The domain has at least two labels, each of 1 to ``DOMAIN_LABEL_MAX_LENGTH`` octets in
+    its ASCII form (RFC 1035), the whole address at most ``ADDRESS_MAX_OCTETS`` so spelt: a
+    leading, trailing or doubled dot would spell one mailbox several ways. For the same reason
+    an internationalized domain is kept in Unicode: a label in its ASCII form (an A-label,
+    ``xn--`` and Punycode) is decoded, so ``x@xn--bcher-kva.example`` and ``x@bücher.example``
+    are one address, and an ideographic full stop is a dot. A non-ASCII label must be a valid
+    IDNA 2008 label (no invisible or space-like code point, which would let two accounts look
+    alike), and an A-label the exact encoding of one."""
     email = unicodedata.normalize("NFKC", raw).strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email) or _has_control(email):
+    local, at, domain = email.rpartition("@")
+    email = f"{local}{at}{domain.translate(_IDEOGRAPHIC_STOPS)}"
+    if len(email) > ADDRESS_MAX_OCTETS or not _EMAIL.match(email) or _has_control(email):
         raise InvalidEmail(field="email")
     local, _, domain = email.rpartition("@")
     labels = [_unicode_label(label) for label in domain.split(".")]
-    if not all(0 < len(label) <= DOMAIN_LABEL_MAX_LENGTH for label in labels):
-        raise InvalidEmail(field="email")
     email = f"{local}@{'.'.join(labels)}"
-    if len(email) > 254 or _has_control(email):
+    ascii_length = len(local.encode()) + 1 + sum(len(_ascii_label(x)) + 1 for x in labels) - 1
+    if ascii_length > ADDRESS_MAX_OCTETS or not _EMAIL.match(email) or _has_control(email):
         raise InvalidEmail(field="email")
     return email
 
@@ -76,16 +85,25 @@ def email_spellings(email: str) -> tuple[str, ...]:
 
 
 def _unicode_label(label: str) -> str:
-    if not label.startswith(_ACE_PREFIX):
-        return label
-    try:
-        decoded = label[len(_ACE_PREFIX) :].encode("ascii").decode("punycode")
-    except (UnicodeError, ValueError):
-        raise InvalidEmail(field="email") from None
-    canonical = unicodedata.normalize("NFKC", decoded).lower()
-    if canonical.isascii() or canonical != decoded or _ascii_label(canonical) != label:
-        raise InvalidEmail(field="email")  # not the one ASCII spelling of a Unicode label
-    return canonical
+    """The label in Unicode, checked: ``InvalidEmail`` if it is empty, too long in ASCII, not
+    a valid IDNA 2008 label, or an A-label that is not the encoding of a normalized one."""
+    if label.startswith(_ACE_PREFIX):
+        try:
+            decoded = label[len(_ACE_PREFIX) :].encode("ascii").decode("punycode")
+        except (UnicodeError, ValueError):
+            raise InvalidEmail(field="email") from None
+        canonical = unicodedata.normalize("NFKC", decoded).lower()
+        if canonical.isascii() or canonical != decoded or _ascii_label(canonical) != label:
+            raise InvalidEmail(field="email")  # not the one ASCII spelling of a Unicode label
+        label = canonical
+    if not label.isascii():
+        try:
+            idna.alabel(label)  # IDNA 2008: code points, joiners, bidi, its length in ASCII
+        except idna.IDNAError:
+            raise InvalidEmail(field="email") from None
+    if not 0 < len(_ascii_label(label)) <= DOMAIN_LABEL_MAX_LENGTH:
+        raise InvalidEmail(field="email")
+    return label
 
 
 def _ascii_label(label: str) -> str:

@@ -29,6 +29,7 @@ from whalli.entrypoints.http.controllers.health import HealthController
 from whalli.entrypoints.http.controllers.metrics import MetricsController
 from whalli.entrypoints.http.controllers.models import ModelController
 from whalli.entrypoints.http.controllers.oauth import OAuthController
+from whalli.entrypoints.http.controllers.openai_audio import OpenAIAudioController
 from whalli.entrypoints.http.controllers.openai_compat import OpenAICompatController
 from whalli.entrypoints.http.controllers.presets import PresetController
 from whalli.entrypoints.http.controllers.projects import MemberController, ProjectController
@@ -68,6 +69,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     ApiKeyController,
     PresetController,
     OpenAICompatController,
+    OpenAIAudioController,
     ChatController,
     ChatImportController,
     ChatShareController,

@@ -81,6 +81,7 @@ from whalli.domain.services.projects.list_projects import ListProjectsHandler
 from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
+from whalli.domain.services.transcriptions.transcribe_speech import TranscribeSpeechHandler
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.entrypoints.http.app import create_app
 from whalli.entrypoints.http.draining import ShutdownDrain
@@ -320,6 +321,9 @@ class ContainerApp:
 
     async def watch_attachment(self) -> WatchAttachmentHandler:
         return await self._get(self.container.services.watch_attachment, WatchAttachmentHandler)
+
+    async def transcribe_speech(self) -> TranscribeSpeechHandler:
+        return await self._get(self.container.services.transcribe_speech, TranscribeSpeechHandler)
 
     def oauth_provider(self, name: str) -> OAuthProvider | None:
         return self._oauth.get(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus
+from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus, visible_words
 
 _NOTES = {
     MessageStatus.ABORTED: "stopped before the end",
@@ -44,7 +44,9 @@ def _quoted(text: str) -> str:
 
 def _author(message: Message) -> str:
     if message.role is MessageRole.ASSISTANT:
-        return f"Assistant ({message.model})" if message.model else "Assistant"
+        # one line whatever the stored name (an import made before its names were cleaned)
+        model = visible_words(message.model or "")
+        return f"Assistant ({model})" if model else "Assistant"
     return "User" if message.role is MessageRole.USER else "System"
 
 

@@ -73,6 +73,7 @@ from whalli.domain.services.projects.list_projects import ListProjectsHandler
 from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
+from whalli.domain.services.transcriptions.transcribe_speech import TranscribeSpeechHandler
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.entrypoints.http.draining import ShutdownDrain
 from whalli.entrypoints.http.generation import GenerationSupervisor
@@ -151,6 +152,7 @@ class AppContainer(Protocol):
     async def open_attachment_content(self) -> OpenAttachmentContentHandler: ...
     async def delete_attachment(self) -> DeleteAttachmentHandler: ...
     async def watch_attachment(self) -> WatchAttachmentHandler: ...
+    async def transcribe_speech(self) -> TranscribeSpeechHandler: ...
 
     # OAuth sign-in: ``oauth_provider`` is None for unknown names and disabled providers.
     async def start_oauth(self) -> StartOAuth: ...
@@ -207,6 +209,7 @@ def _file_providers(container: AppContainer) -> dict[str, Provide]:
         "open_attachment_content": Provide(container.open_attachment_content),
         "delete_attachment": Provide(container.delete_attachment),
         "watch_attachment": Provide(container.watch_attachment),
+        "transcribe_speech": Provide(container.transcribe_speech),
     }
 
 

@@ -9,6 +9,7 @@ import msgspec
 from whalli.domain.model.errors import LastAdmin
 from whalli.domain.model.users import Plan, Role, User
 from whalli.domain.services.admin.access import require_admin
+from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
 
@@ -33,7 +34,8 @@ class UpdateUserHandler:
       an unknown account: ``UserNotFound``;
     - disabling an account revokes all its sessions (refresh-token families) and API keys in the
       same transaction, so it cannot keep working until its tokens expire; access tokens die with
-      the next request, since the guard reads the account afresh;
+      the next request, since the guard reads the account afresh; once committed, it is noted
+      in ``ends`` (this process's ``CredentialEnds``);
     - a change that leaves no active admin (the last one demoting or disabling themself) is
       refused with ``LastAdmin``; a change that may remove an admin first locks the active
       admins, so that two such changes at once (two admins demoting each other) run one after
@@ -42,9 +44,10 @@ class UpdateUserHandler:
     - a change that changes nothing is not written.
     """
 
-    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWork, clock: Clock, ends: CredentialEnds | None = None) -> None:
         self._uow = uow
         self._clock = clock
+        self._ends = ends
 
     async def execute(self, command: UpdateUser) -> User:
         async with self._uow as uow:
@@ -72,6 +75,8 @@ class UpdateUserHandler:
                 await uow.refresh_tokens.revoke_all_for_user(user.id, changed.updated_at)
                 await uow.api_keys.revoke_all_for_user(user.id, changed.updated_at)
             await uow.commit()
+        if changed.disabled and not user.disabled and self._ends is not None:
+            self._ends.ended(user.id, changed.updated_at)
         return changed
 
 

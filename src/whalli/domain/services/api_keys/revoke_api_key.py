@@ -7,6 +7,7 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.model.errors import ApiKeyNotFound
+from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
 
@@ -22,12 +23,14 @@ class RevokeApiKeyHandler:
     Rules:
     - only the caller's own keys: another user's key is ``ApiKeyNotFound``, exactly like a key
       that does not exist, so that key ids cannot be probed;
-    - revoking a revoked key changes nothing (the first revocation time is kept).
+    - revoking a revoked key changes nothing (the first revocation time is kept);
+    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``).
     """
 
-    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWork, clock: Clock, ends: CredentialEnds | None = None) -> None:
         self._uow = uow
         self._clock = clock
+        self._ends = ends
 
     async def execute(self, command: RevokeApiKey) -> None:
         async with self._uow as uow:
@@ -35,5 +38,9 @@ class RevokeApiKeyHandler:
             if key.user_id != command.user_id:
                 raise ApiKeyNotFound()
             # (one conditional write: of two revocations at once the first one's time stays)
-            if await uow.api_keys.revoke(key.id, self._clock.now()):
-                await uow.commit()
+            now = self._clock.now()
+            if not await uow.api_keys.revoke(key.id, now):
+                return
+            await uow.commit()
+        if self._ends is not None:
+            self._ends.ended(key.user_id, now)

@@ -16,6 +16,7 @@ from whalli.domain.model.errors import (
 from whalli.domain.model.passwords import normalize_password
 from whalli.domain.model.users import User
 from whalli.domain.services.auth.accounts import check_password, hash_new_password
+from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
@@ -57,7 +58,8 @@ class ChangePasswordHandler:
       refresh-token family of the user is revoked, so every other session and every access
       token minted for one stops working at its next use; a new session is opened and its pair
       returned, so the caller stays signed in; API keys are not touched (as ``LogoutAll``);
-    - nothing changes unless all of it does.
+    - nothing changes unless all of it does; once committed, the end of the other sessions is
+      noted in ``ends`` (this process's ``CredentialEnds``).
     """
 
     def __init__(
@@ -70,8 +72,10 @@ class ChangePasswordHandler:
         clock: Clock,
         ids: IdGenerator,
         refresh_ttl: timedelta,
+        ends: CredentialEnds | None = None,
     ) -> None:
         self._uow = uow
+        self._ends = ends
         self._hasher = hasher
         self._screen = screen
         self._issuer = issuer
@@ -105,6 +109,8 @@ class ChangePasswordHandler:
                 refresh_ttl=self._refresh_ttl,
             )  # fmt: skip
             await uow.commit()
+        if self._ends is not None:
+            self._ends.ended(fresh.id, now)
         return tokens
 
     async def _check_current(self, command: ChangePassword) -> User:

@@ -6,6 +6,7 @@ import msgspec
 
 from whalli.domain.model.errors import UserNotFound
 from whalli.domain.model.tokens import hash_refresh_secret
+from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.refresh_session import MAX_REFRESH_TOKEN_LENGTH
 from whalli.domain.services.auth.sessions import masked_repr
 from whalli.ports.clock import Clock
@@ -31,12 +32,16 @@ class LogoutHandler:
     - the account is held (exclusively) before the token, in the order a refresh takes them:
       a refresh in flight (a second tab's, within the reuse grace window, adding a sibling
       token) ends first and its new token is revoked with the family, or it comes after and
-      finds the family revoked. Nothing of the session is left live after the answer.
+      finds the family revoked. Nothing of the session is left live after the answer;
+    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``).
     """
 
-    def __init__(self, uow: UnitOfWork, *, clock: Clock) -> None:
+    def __init__(
+        self, uow: UnitOfWork, *, clock: Clock, ends: CredentialEnds | None = None
+    ) -> None:
         self._uow = uow
         self._clock = clock
+        self._ends = ends
 
     async def execute(self, command: Logout) -> None:
         secret = command.refresh_token
@@ -54,5 +59,8 @@ class LogoutHandler:
             token = await uow.refresh_tokens.find_by_hash_for_update(token_hash)
             if token is None:
                 return
-            await uow.refresh_tokens.revoke_family(token.family_id, self._clock.now())
+            now = self._clock.now()
+            await uow.refresh_tokens.revoke_family(token.family_id, now)
             await uow.commit()
+        if self._ends is not None:
+            self._ends.ended(owner, now)

@@ -6,6 +6,7 @@ from uuid import UUID
 
 import msgspec
 
+from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
 
@@ -20,19 +21,24 @@ class LogoutAllHandler:
     Rules:
     - every refresh-token family of the user is revoked, so every access token minted for
       them stops working at its next use; API keys are not touched (they are revoked one by
-      one, by the user, on purpose).
+      one, by the user, on purpose);
+    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``).
     """
 
-    def __init__(self, uow: UnitOfWork, *, clock: Clock) -> None:
+    def __init__(
+        self, uow: UnitOfWork, *, clock: Clock, ends: CredentialEnds | None = None
+    ) -> None:
         self._uow = uow
         self._clock = clock
+        self._ends = ends
 
     async def execute(self, command: LogoutAll) -> int:
         async with self._uow as uow:
             # held first: a refresh in flight ends before, and its successor is revoked too
             await uow.users.get_for_update(command.user_id)
-            revoked = await uow.refresh_tokens.revoke_all_for_user(
-                command.user_id, self._clock.now()
-            )
+            now = self._clock.now()
+            revoked = await uow.refresh_tokens.revoke_all_for_user(command.user_id, now)
             await uow.commit()
+        if self._ends is not None:
+            self._ends.ended(command.user_id, now)
         return revoked

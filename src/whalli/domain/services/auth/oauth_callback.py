@@ -193,7 +193,8 @@ class CompleteOAuth:
                         email=email, created_at=now,
                     )
                 )  # fmt: skip
-            if profile.email_verified and email == user.email and not user.email_verified:
+            own = normalize_email(user.email)  # (an older account may hold its A-labels)
+            if profile.email_verified and email == own and not user.email_verified:
                 user.email_verified = True
                 await uow.users.update(user)
             await uow.commit()

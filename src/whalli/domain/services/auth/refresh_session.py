@@ -8,6 +8,7 @@ import msgspec
 
 from whalli.domain.model.errors import InvalidToken, RefreshTokenReused, UserNotFound
 from whalli.domain.model.tokens import REFRESH_SECRET_BYTES, hash_refresh_secret
+from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.sessions import TokenPair, issue_access_token, masked_repr
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
@@ -43,7 +44,8 @@ class RefreshSessionHandler:
     - the successor keeps the family and its expiry: rotating never extends a session;
     - the account is held (shared) first: a refresh and a revocation of every session (log
       out everywhere, a password change, a disabled account) run one after the other, so the
-      revocation also ends the successor of a refresh in flight.
+      revocation also ends the successor of a refresh in flight;
+    - a family revoked for reuse is noted in ``ends`` once committed (``CredentialEnds``).
     """
 
     def __init__(
@@ -54,8 +56,10 @@ class RefreshSessionHandler:
         clock: Clock,
         ids: IdGenerator,
         reuse_grace: timedelta = timedelta(0),
+        ends: CredentialEnds | None = None,
     ) -> None:
         self._uow = uow
+        self._ends = ends
         self._reuse_grace = reuse_grace
         self._issuer = issuer
         self._clock = clock
@@ -82,6 +86,8 @@ class RefreshSessionHandler:
             if spent and not token.reissuable(now, self._reuse_grace):
                 await uow.refresh_tokens.revoke_family(token.family_id, now)
                 await uow.commit()
+                if self._ends is not None:
+                    self._ends.ended(token.user_id, now)
                 raise RefreshTokenReused()
             if not spent and not token.is_active(now):
                 raise InvalidToken()

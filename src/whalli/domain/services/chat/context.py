@@ -20,13 +20,15 @@ Rules:
 - the chat's system prompt, when it has one, is sent first as a system message and is never
   trimmed: it counts with the new message;
 - if the new message and its attachments (and the system prompt) alone do not fit,
-  ``InvalidInput`` names the limit.
+  ``InvalidInput`` names the limit (and ``maxTokens``, not the message, when the message would
+  fit the reply's default room: the reply's ``maxTokens`` is what leaves it none).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import msgspec
@@ -42,6 +44,9 @@ from whalli.domain.model.chats import (
 )
 from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.images import IMAGE_TOKENS, ImagePart
+
+if TYPE_CHECKING:
+    from whalli.domain.services.chat.prompt_source import PromptSource
 
 # The estimate: about 4 bytes of UTF-8 per token, rounded up. That is close for English with
 # OpenAI and Anthropic tokenizers and coarser elsewhere (code, CJK), which is why a reply reserve
@@ -150,7 +155,8 @@ class ContextLimits:
     ) -> tuple[PromptMessage, ...]:
         """``build_context`` for ``spec``'s window; ``history`` excludes the new message.
 
-        The reply's room is ``reserve_for_reply`` (at most a quarter of the window), or the
+        The reply's room is ``reserve_for_reply``, or the cap the model is sent by default
+        (``ModelSpec.default_max_tokens``) when larger (at most a quarter of the window), or the
         reply's own ``maxTokens`` (``reply_tokens``) when larger: a provider refuses a prompt
         and a reply cap that together exceed the window (OpenAI's 400
         ``context_length_exceeded``), so a long chat asked for a long reply keeps less of its
@@ -158,25 +164,42 @@ class ContextLimits:
         ``ModelSpec.thinking_room``: Claude's) is asked for that budget on top, which Anthropic
         counts against the window too: it is kept free as well, as far as the model's output
         cap (which the request's ``max_tokens`` never passes) and three quarters of the window
-        allow."""
-        reserve = min(self.reserve_for_reply, spec.context_window // 4)
-        if reply_tokens is not None and reply_tokens >= spec.context_window:
+        allow. A ``maxTokens`` that leaves no room for a message that fits the default room is
+        what ``InvalidInput`` names (``field`` ``maxTokens``, ``limit`` the most that fits)."""
+        window = spec.context_window
+        # a reply sent a cap by default (``default_max_tokens``: Claude's) is kept that room
+        reserve = min(max(self.reserve_for_reply, spec.default_max_tokens or 0), window // 4)
+        if reply_tokens is not None and reply_tokens >= window:
             raise InvalidInput(
                 f"maxTokens {reply_tokens} leaves no room for the conversation in this model's "
-                f"context window of {spec.context_window} tokens.",
+                f"context window of {window} tokens.",
                 field="maxTokens",
-                limit=spec.context_window - 1,
+                limit=window - 1,
             )
-        return build_context(
-            history=history or (),
-            new_message=new_message,
-            attachments=attachments,
-            system=system,
-            earlier_files=earlier_files or {},
-            context_window=spec.context_window,
-            reserve_for_reply=reply_room(spec, max(reserve, reply_tokens or 0), effort),
-            attachment_char_cap=self.attachment_char_cap,
-        )
+        room = reply_room(spec, max(reserve, reply_tokens or 0), effort)
+        try:
+            return build_context(
+                history=history or (),
+                new_message=new_message,
+                attachments=attachments,
+                system=system,
+                earlier_files=earlier_files or {},
+                context_window=window,
+                reserve_for_reply=room,
+                attachment_char_cap=self.attachment_char_cap,
+            )
+        except InvalidInput as e:
+            needed = e.details.get("estimated_tokens")
+            # the message fits the room the reply is kept by default: maxTokens is what is wrong
+            if not isinstance(needed, int) or needed > window - reply_room(spec, reserve, effort):
+                raise
+            raise InvalidInput(
+                f"maxTokens {reply_tokens} leaves only {window - room} tokens for this message "
+                f"(about {needed} needed) in this model's context window of {window} tokens.",
+                field="maxTokens",
+                limit=window - needed,
+                estimated_tokens=needed,
+            ) from None
 
 
 def reply_room(spec: ModelSpec, answer: int, effort: ReasoningEffort | None) -> int:
@@ -198,6 +221,9 @@ class PreparedReply:
 
     reply: Message
     prompt: tuple[PromptMessage, ...]
+    # What ``prompt`` was built from: a fallback model gets it built for its own window
+    # (``None``: fallbacks are sent ``prompt`` as it is)
+    source: PromptSource | None = None
     # Set on the first reply of a chat this start created (``POST /api/chat/start`` without a
     # chat): that chat's title then. Once the reply is complete, the chat is queued for an
     # automatic title, which the job sets only while the chat still has this one. Known in
@@ -230,8 +256,7 @@ def build_context(
     """
     if context_window <= 0 or reserve_for_reply < 0 or attachment_char_cap < 0:
         raise ValueError("the window must be positive, the reserve and the cap not negative")
-    new = with_files(new_message, attachments, attachment_char_cap, with_text=True)
-    head = () if system is None else (PromptMessage(role=MessageRole.SYSTEM, content=system),)
+    head, new = _new_turn(new_message, attachments, system, attachment_char_cap)
     limit = context_window - reserve_for_reply
     needed = estimate_prompt_tokens((*head, new))
     if needed > limit:
@@ -264,6 +289,29 @@ def build_context(
     kept.reverse()
     first_user = next((i for i, m in enumerate(kept) if m.role == MessageRole.USER), len(kept))
     return (*head, *kept[first_user:], new)
+
+
+def new_turn_tokens(
+    new_message: str,
+    attachments: Sequence[tuple[str, str | ImagePart]],
+    system: str | None,
+    attachment_char_cap: int,
+) -> int:
+    """The estimate of what ``build_context`` always sends: the system prompt and the new
+    message with its files."""
+    head, new = _new_turn(new_message, attachments, system, attachment_char_cap)
+    return estimate_prompt_tokens((*head, new))
+
+
+def _new_turn(
+    new_message: str,
+    attachments: Sequence[tuple[str, str | ImagePart]],
+    system: str | None,
+    char_cap: int,
+) -> tuple[tuple[PromptMessage, ...], PromptMessage]:
+    new = with_files(new_message, attachments, char_cap, with_text=True)
+    head = () if system is None else (PromptMessage(role=MessageRole.SYSTEM, content=system),)
+    return head, new
 
 
 def _earlier(

@@ -17,7 +17,13 @@ import msgspec
 from whalli.domain.model.catalog import ModelCatalog, ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chat_titles import TitlePolicy
-from whalli.domain.model.chats import Message, MessageStatus, TokenUsage, storable
+from whalli.domain.model.chats import (
+    GenerationParams,
+    Message,
+    MessageStatus,
+    TokenUsage,
+    storable,
+)
 from whalli.domain.model.errors import (
     MessageNotFound,
     ProviderError,
@@ -69,6 +75,8 @@ CHAT_DELETED = ErrorEvent(
     code="chat_deleted",
     message="The chat was deleted while its reply was being written; the reply was not saved.",
 )
+# The status a reply whose chat was deleted meanwhile is counted under (it was not saved)
+CHAT_DELETED_STATUS = "chat_deleted"
 INTERNAL = ErrorEvent(code="internal_error", message="The reply failed: an internal error.")
 INTERRUPTED = ErrorEvent(code="reply_interrupted", message=INTERRUPTED_MESSAGE)
 
@@ -169,6 +177,19 @@ class _KeptSession:
         self.session = renewed
 
 
+def _fitted(
+    candidate: ModelSpec, spec: ModelSpec, session: ChatSession, prepared: PreparedReply
+) -> tuple[tuple[PromptMessage, ...], GenerationParams] | None:
+    """The prompt and parameters ``candidate`` is sent: the model asked for, the prompt as
+    prepared (nothing built again); a fallback, built for its own window, a ``maxTokens`` it
+    cannot hold cut (``PromptSource.for_fallback``; ``None``: it cannot take the message). A
+    fallback that does not take the effort answers without it (a preference, unlike an image
+    the model could not see), and writes at most what it can."""
+    if candidate.id == spec.id or prepared.source is None:
+        return prepared.prompt, candidate.fitted(session.params)
+    return prepared.source.for_fallback(candidate, session.params)
+
+
 def _worth_caching(outcome: _Outcome) -> bool:
     """A successful completion: some text, ended for a reason the provider gave. An empty
     reply (``[DONE]`` alone, or only a call of a tool the chat never offered) or one whose end
@@ -188,6 +209,9 @@ class _Outcome:
     cached: bool = False
     error: ProviderError | None = None
     ttft_ms: int | None = None
+    # as sent to ``spec`` (a fallback's own: ``PromptSource.for_fallback``); unset: as prepared
+    prompt: tuple[PromptMessage, ...] | None = None
+    params: GenerationParams | None = None
 
 
 class GenerateReplyHandler:
@@ -203,7 +227,9 @@ class GenerateReplyHandler:
     - provider failures before the first token move on to the catalog's fallback models, except
       a provider's refusal of the request as invalid (``ProviderError.falls_back``), and to a
       fallback only if it reads images when the prompt has attached images (one that takes
-      no reasoning effort is asked without the one asked for); after the
+      no reasoning effort is asked without the one asked for); a fallback is sent the prompt
+      built for its own window, never asked for more tokens than that holds, and skipped
+      when the new message does not fit it (``prompt_source``); after the
       first token an error ends the stream with ``error`` and a ``failed`` message keeping the
       partial text;
     - a stop request closes the upstream call and saves the partial reply as ``aborted``;
@@ -216,7 +242,8 @@ class GenerateReplyHandler:
     - a cache that does not answer is a miss (and a reply it cannot store is only not cached):
       it never fails the reply;
     - the final write is tried again, with backoff, while the database does not answer; a
-      reply whose chat was deleted meanwhile still records its usage (without the message);
+      reply whose chat was deleted meanwhile still records its usage (without the message),
+      and is counted in the metrics as ``chat_deleted``, not as its status;
     - every reply's stream ends with a final event, whatever happens: when the reply cannot be
       saved, or anything else fails, readers get an ``error`` (``reply_not_saved``,
       ``chat_deleted``, ``internal_error``) instead of waiting for a ``done`` that never comes;
@@ -321,17 +348,18 @@ class GenerateReplyHandler:
                 self._checkpoint_every(session),
             )
             try:
-                outcome = await self._generate(session, spec, messages, progress)
+                outcome = await self._generate(session, spec, prepared, progress)
             finally:
                 progress.stop()
             await progress.settle()
         total_s = time.perf_counter() - started
         await saved  # the pending message exists once the start committed
-        final, stored = await self._persist(session, reply, outcome, messages, int(total_s * 1000))
+        sent = messages if outcome.prompt is None else outcome.prompt
+        final, stored = await self._persist(session, reply, outcome, sent, int(total_s * 1000))
         self._metrics.reply(
             model=outcome.spec.id,
             provider=outcome.spec.provider,
-            status=str(final.status),
+            status=str(final.status) if stored else CHAT_DELETED_STATUS,
             prompt_tokens=final.usage.prompt_tokens,
             completion_tokens=final.usage.completion_tokens,
             ttft_seconds=None if outcome.ttft_ms is None else outcome.ttft_ms / 1000,
@@ -408,25 +436,25 @@ class GenerateReplyHandler:
         self,
         session: ChatSession,
         spec: ModelSpec,
-        messages: tuple[PromptMessage, ...],
+        prepared: PreparedReply,
         progress: _Progress,
     ) -> _Outcome:
         candidates = [spec, *self._catalog.fallbacks(spec.id)]
-        images = any(m.parts for m in messages)  # attached images: only for models reading them
         conversation = conversation_key("chat", session.chat_id)
         last_error: ProviderError | None = None
         for candidate in candidates:
             model = self._models.get(candidate.provider)
-            if model is None or (images and not candidate.sees_images):
+            fitted = None if model is None else _fitted(candidate, spec, session, prepared)
+            if model is None or fitted is None:  # (its window cannot hold the new message)
                 continue
-            outcome = _Outcome(spec=candidate)
+            messages, params = fitted
+            if not candidate.sees_images and any(m.parts for m in messages):
+                continue  # attached images: only for models reading them
+            outcome = _Outcome(spec=candidate, prompt=messages, params=params)
             # it may think in silence for minutes; and a reply's session is renewed even while
             # its provider is silent
             if candidate.thinks_first or self._sessions is not None:
                 progress.watch_silence(outcome.text, outcome.reasoning)
-            # a fallback that does not take the effort answers without it (a preference, unlike
-            # an image the model could not see), and writes at most what it can
-            params = candidate.fitted(session.params)
             request = completion_request(candidate, messages, params, conversation=conversation)
             started = time.perf_counter()
 
@@ -486,7 +514,8 @@ class GenerateReplyHandler:
         message = reply  # as saved pending; this generation is the only writer of that row
         message.model, message.provider = outcome.spec.id, outcome.spec.provider
         # a fallback answered, asked what it takes of it: kept as it was asked
-        message.params = outcome.spec.fitted(message.params)
+        sent = outcome.params
+        message.params = outcome.spec.fitted(message.params) if sent is None else sent
         message.finish(
             status=outcome.status,
             content=text,

@@ -25,6 +25,7 @@ from whalli.domain.services.chat.prompt_files import (
     files_for_prompt,
     read_images,
 )
+from whalli.domain.services.chat.prompt_source import PromptSource
 from whalli.ports.blob_storage import BlobStorage
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.unit_of_work import UnitOfWork
@@ -127,10 +128,11 @@ async def prompt_for(
     reply_tokens: int | None = None,
     effort: ReasoningEffort | None = None,
     strict: bool = True,
-) -> tuple[PromptMessage, ...]:
+) -> tuple[tuple[PromptMessage, ...], PromptSource]:
     """The prompt of a user's message ``text`` with its files, after ``history`` (the chat's
     earlier messages, with theirs) and under the chat's system prompt, for ``spec``
-    (``read_attachments``, ``read_earlier_attachments``, ``prompt_files``, ``build_context``).
+    (``read_attachments``, ``read_earlier_attachments``, ``prompt_files``, ``build_context``),
+    and what it was built from (for the reply's fallbacks: ``PromptSource``).
 
     ``images``: the files already read as images (``with_images_read``). ``None``: none were,
     and a prompt that wants some raises ``ImagesToRead`` before reading any (this runs inside
@@ -144,10 +146,8 @@ async def prompt_for(
     files, earlier_files = await files_for_prompt(
         spec, blobs, attached, history, earlier, images, read_here=images is not None
     )
-    return limits.build(
-        spec, history, text, files, chat.system_prompt, earlier_files,
-        reply_tokens=reply_tokens, effort=effort,
-    )  # fmt: skip
+    source = PromptSource(limits, history, text, files, chat.system_prompt, earlier_files)
+    return source.build(spec, reply_tokens=reply_tokens, effort=effort), source
 
 
 async def with_images_read(

@@ -7,8 +7,10 @@ Rules (the chat flow; ``/v1`` clients send their images themselves):
   other file, gets the text (``context.attachment_block``);
 - a prompt holds at most ``MAX_IMAGES`` images and ``MAX_PROMPT_IMAGE_BYTES`` of them in all
   (a file attached more than once counts each time): the new message's first, then the
-  earlier messages', newest first. A file past either limit,
-  larger than the model's provider takes (``images.max_image_bytes``), or whose bytes cannot be
+  earlier messages', newest first. A file past either limit, of a type the model's provider
+  does not take (``images.image_media_types``: xAI takes PNG and JPEG only), larger than it
+  takes (``images.max_image_bytes``) or larger in pixels (``images.max_image_side``, read from
+  the image's header once read: Claude's 8000 a side), or whose bytes cannot be
   read now (deleted from the store, the store down) goes as its text: the reply never fails
   for it;
 - the images are read at once, side by side, and only when some are wanted: a prompt without
@@ -28,11 +30,12 @@ from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chats import Message, MessageRole
 from whalli.domain.model.errors import WhalliError
 from whalli.domain.model.images import (
-    IMAGE_MEDIA_TYPES,
     MAX_IMAGES,
     ImagePart,
     data_image,
+    image_media_types,
     max_image_bytes,
+    provider_refusal,
 )
 from whalli.ports.blob_storage import BlobStorage
 
@@ -83,7 +86,11 @@ async def files_for_prompt(
             raise ImagesToRead(missing)
         assert blobs is not None
         found.update(await read_images(blobs, missing))
-    images = {a.id: image for a in chosen if (image := found.get(a.id)) is not None}
+    images = {
+        a.id: image
+        for a in chosen
+        if (image := found.get(a.id)) is not None and provider_refusal(image, spec.provider) is None
+    }
     return (
         [_body(a, images) for a in new],
         {file_id: _body(a, images) for file_id, a in earlier.items()},
@@ -114,12 +121,13 @@ def _images_wanted(
             ordered += [earlier[i] for i in message.attachment_ids if i in earlier]
     places = Counter(a.id for a in ordered)
     limit, images, budget = max_image_bytes(spec.provider), MAX_IMAGES, MAX_PROMPT_IMAGE_BYTES
+    media_types = image_media_types(spec.provider)
     chosen: dict[UUID, Attachment] = {}
     for attachment in ordered:
         count, size = places[attachment.id], attachment.size_bytes
         if (
             attachment.id in chosen
-            or attachment.content_type not in IMAGE_MEDIA_TYPES
+            or attachment.content_type not in media_types
             or not 0 < size <= limit
             or count > images
             or count * size > budget

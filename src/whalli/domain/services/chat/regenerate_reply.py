@@ -18,6 +18,7 @@ from whalli.domain.model.chat_sessions import THIS_PROCESS, ChatSession
 from whalli.domain.model.chats import GenerationParams, Message
 from whalli.domain.model.errors import InvalidInput, ModelNotFound
 from whalli.domain.model.presets import applied
+from whalli.domain.model.principal import CredentialId
 from whalli.domain.model.reply_versions import MAX_EARLIER_VERSIONS, last_exchange
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
@@ -43,6 +44,8 @@ class RegenerateReply(msgspec.Struct, frozen=True, kw_only=True):
     # The caller as authentication read it for this request (fresh); saves reading it again.
     user: User | None = None
     user_read_at: datetime | None = None  # when ``user`` was read
+    # What the caller is authenticated by: the session's id admits nobody once it ended
+    credential: CredentialId = CredentialId()
     chat_id: UUID
     model: str | None = None  # None: the model of the reply it replaces
     # The user's message edited before it is answered again; None: answered as it is.
@@ -160,7 +163,7 @@ class RegenerateReplyHandler:
             ensure_model_allowed(user, spec)
             if command.message is not None:
                 question.edit(command.message, now)
-            prompt = await prompt_for(
+            prompt, source = await prompt_for(
                 uow, chat, history, question.content, question.attachment_ids,
                 spec=spec, limits=self._limits, blobs=self._blobs, images=images,
                 reply_tokens=params.max_tokens, effort=params.reasoning_effort, strict=False,
@@ -174,9 +177,9 @@ class RegenerateReplyHandler:
                 project_id=chat.project_id, user_message_id=question.id,
                 reply_message_id=reply.id, model=spec.id, now=now, params=params,
                 use_cache=False, attachment_ids=question.attachment_ids, ttl=self._ttl,
-                user_read_at=user_read_at, process=self._process,
+                user_read_at=user_read_at, process=self._process, credential=command.credential,
             )  # fmt: skip
-            prepared = PreparedReply(reply=reply, prompt=prompt)
+            prepared = PreparedReply(reply=reply, prompt=prompt, source=source)
 
             async def write() -> None:
                 if old is not None:

@@ -30,6 +30,7 @@ def completion_request(
         model=spec.upstream, messages=messages, params=sent,
         tools=tools, response_format=response_format,
         reasons=spec.thinks_first, max_output_tokens=spec.max_output_tokens,
+        default_max_tokens=spec.default_max_tokens,
         strict_outputs=spec.strict_outputs, adaptive_thinking=spec.adaptive_thinking,
         prefill=spec.prefill, local_stops=local_stops, conversation=conversation,
     )  # fmt: skip

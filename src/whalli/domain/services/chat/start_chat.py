@@ -26,6 +26,7 @@ from whalli.domain.model.errors import (
     ModelNotFound,
 )
 from whalli.domain.model.presets import applied
+from whalli.domain.model.principal import CredentialId
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.opening import (
@@ -54,6 +55,8 @@ class StartChat(msgspec.Struct, frozen=True, kw_only=True):
     # The caller as authentication read it for this request (fresh); saves reading it again.
     user: User | None = None
     user_read_at: datetime | None = None  # when ``user`` was read
+    # What the caller is authenticated by: the session's id admits nobody once it ended
+    credential: CredentialId = CredentialId()
     model: str | None = None  # None: the preset's (one of the two is needed)
     message: str
     chat_id: UUID | None = None
@@ -218,7 +221,7 @@ class StartChatHandler:
                 # read again once the chat is locked: an exchange that waited for another one
                 # in this chat must not be stamped (and sorted) before it
                 now = self._clock.now()
-            prompt = await prompt_for(
+            prompt, source = await prompt_for(
                 uow, chat, history, command.message, command.attachment_ids,
                 spec=spec, limits=self._limits, blobs=self._blobs, images=images,
                 reply_tokens=command.params.max_tokens,
@@ -254,9 +257,11 @@ class StartChatHandler:
                 ttl=self._ttl,
                 user_read_at=user_read_at,
                 process=self._process,
+                credential=command.credential,
             )
             prepared = PreparedReply(
-                reply=reply, prompt=prompt, new_chat_title=chat.title if new_chat else None,
+                reply=reply, prompt=prompt, source=source,
+                new_chat_title=chat.title if new_chat else None,
             )  # fmt: skip
 
             async def write() -> None:

@@ -35,7 +35,8 @@ class StopGenerationHandler:
       gets ``ChatSessionNotFound`` (404), a viewer who did not start it ``PermissionDenied``;
       a reader pass (what a chat read shows) names its session here too, for the caller who read
       it only (another caller gets 404, as on the stream), and the caller's own rights decide,
-      read fresh;
+      read fresh (the caller is authenticated by their own credential, just now: what the
+      id or pass was handed out under need not still be in force);
     - the request is a flag in the shared store: whichever process generates sees it within its
       poll interval, closes the upstream call and saves the partial reply as ``aborted``;
     - stopping a finished or already stopped reply is harmless;
@@ -59,7 +60,7 @@ class StopGenerationHandler:
         session, holder = await resolve(
             command.session_id, self._sessions, self._passes, self._clock
         )
-        if holder is not None and holder != command.user_id:
+        if holder is not None and holder.user_id != command.user_id:
             raise ChatSessionNotFound()  # a pass admits only the caller who read it
         starter = command.user_id == session.user_id
         if not (starter and in_own_personal_project(session)):

@@ -13,6 +13,7 @@ from whalli.domain.model.chat_sessions import STREAM_PASS_TTL, StreamPass
 from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.domain.model.feedback import Feedback
+from whalli.domain.model.principal import CredentialId
 from whalli.domain.services.chats.access import require_chat
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.clock import Clock
@@ -25,6 +26,8 @@ _GENERATING = (MessageStatus.PENDING, MessageStatus.STREAMING)
 class GetChat(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID
     chat_id: UUID
+    # what the caller is authenticated by: their reader passes admit them while it is in force
+    credential: CredentialId = CredentialId()
 
 
 class ChatWithMessages(Value, frozen=True, kw_only=True):
@@ -54,8 +57,9 @@ class GetChatHandler:
       reply, or one whose session expired, has none. The store is asked once, and only when a
       reply is still being generated; if it cannot answer, the chat is returned without them;
     - what is shown is not the session id but a reader pass bound to the caller for
-      ``STREAM_PASS_TTL`` (``StreamPass``): the id itself would stay a credential for whoever
-      saw it, also after they lost access to the chat.
+      ``STREAM_PASS_TTL`` (``StreamPass``) and to the credential they read it with (a pass
+      alone admits nobody once that login session or API key ended): the id itself would
+      stay a credential for whoever saw it, also after they lost access to the chat.
     """
 
     def __init__(
@@ -83,7 +87,10 @@ class GetChatHandler:
             live = {
                 reply_id: self._passes.issue(
                     StreamPass(
-                        reply_message_id=reply_id, user_id=command.user_id, expires_at=expires_at
+                        reply_message_id=reply_id,
+                        user_id=command.user_id,
+                        expires_at=expires_at,
+                        credential=command.credential,
                     )
                 )
                 for reply_id in live

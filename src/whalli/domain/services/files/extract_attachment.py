@@ -14,9 +14,16 @@ import msgspec
 from whalli.domain.model.attachments import Attachment, ExtractionResult
 from whalli.domain.model.errors import AttachmentNotFound, BlobNotFound, ExtractionFailed
 from whalli.domain.model.jobs import ExtractAttachment
+from whalli.domain.services.files.transcribe_attachment import (
+    DEFAULT_MAX_BYTES,
+    AttachmentTranscription,
+    is_audio,
+)
 from whalli.ports.blob_storage import BlobStorage
 from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
 from whalli.ports.text_extractor import TextExtractor
+from whalli.ports.transcriber import Transcriber
 from whalli.ports.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -37,7 +44,9 @@ class ExtractAttachmentHandler:
       the extractor's reason and is not retried; a missing object ends ``failed`` too;
     - an unreachable store or database (``ServiceUnavailable``) propagates, so the queue
       retries with backoff; the attachment stays ``processing`` until then;
-    - the text is capped at ``max_chars`` (marked truncated).
+    - the text is capped at ``max_chars`` (marked truncated);
+    - an audio file's text is its transcript, by the ``transcriber`` instead of the extractor,
+      recorded as its ``Transcription`` too (see ``AttachmentTranscription`` for its rules).
     """
 
     def __init__(
@@ -49,10 +58,14 @@ class ExtractAttachmentHandler:
         *,
         temp_dir: str | Path | None = None,
         max_chars: int = 1_000_000,
+        transcriber: Transcriber | None = None,
+        ids: IdGenerator | None = None,
+        transcription_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self._uow, self._blobs, self._extractor, self._clock = uow, blobs, extractor, clock
         self._temp_dir = None if temp_dir is None else str(temp_dir)
         self._max_chars = max_chars
+        self._audio = AttachmentTranscription(transcriber, ids, transcription_max_bytes)
 
     async def execute(self, job: ExtractAttachment) -> None:
         attachment = await self._start(job)
@@ -75,12 +88,18 @@ class ExtractAttachmentHandler:
                 return None
             if attachment.is_final:
                 return None
-            attachment.start_processing(self._clock.now())
+            now = self._clock.now()
+            attachment.start_processing(now)
             await uow.attachments.update(attachment)
+            if is_audio(attachment):
+                await self._audio.start(uow, attachment, now)
             await uow.commit()
         return attachment
 
     async def _extract(self, attachment: Attachment) -> ExtractionResult:
+        audio = is_audio(attachment)
+        if audio and (refused := self._audio.refusal(attachment)) is not None:
+            raise ExtractionFailed(refused)
         handle, name = tempfile.mkstemp(prefix="whalli-extract-", dir=self._temp_dir)
         path = Path(name)
         try:
@@ -88,7 +107,10 @@ class ExtractAttachmentHandler:
                 chunks = await self._blobs.get(attachment.object_key)
                 async for chunk in chunks:
                     await asyncio.to_thread(file.write, chunk)
-            result = await self._extractor.extract(path, attachment.content_type)
+            if audio:
+                result = await self._audio.transcribe(path, attachment)
+            else:
+                result = await self._extractor.extract(path, attachment.content_type)
         finally:
             await asyncio.to_thread(_remove, path)
         if len(result.text) > self._max_chars:
@@ -111,6 +133,8 @@ class ExtractAttachmentHandler:
             else:
                 attachment.complete(result, now)
             await uow.attachments.update(attachment)
+            if is_audio(attachment):
+                await self._audio.finish(uow, attachment, result, now)
             await uow.commit()
 
 

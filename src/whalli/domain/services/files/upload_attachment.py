@@ -10,7 +10,11 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
-from whalli.domain.model.errors import AttachmentTooLarge, ServiceUnavailable
+from whalli.domain.model.errors import (
+    AttachmentTooLarge,
+    ServiceUnavailable,
+    TranscriptionNotConfigured,
+)
 from whalli.domain.model.file_types import HEAD_SIZE, DetectedType, FileKind, detect
 from whalli.domain.model.filenames import sanitize_filename
 from whalli.domain.model.jobs import ExtractAttachment
@@ -42,7 +46,9 @@ class UploadAttachmentHandler:
       stored;
     - the type comes from the content's first ``HEAD_SIZE`` bytes (``file_types.detect``), never
       from the name or the client's Content-Type; anything unsupported (an empty file too) is
-      ``UnsupportedFileType`` naming the detected type, before anything is stored;
+      ``UnsupportedFileType`` naming the detected type, before anything is stored; audio (its
+      text is its transcript) is ``TranscriptionNotConfigured`` when ``accepts_audio`` is off
+      (no speech-to-text provider), before anything is stored too;
     - the object key is generated (``{project_id}/{attachment_id}``); the client's file name is
       kept only sanitized, as metadata;
     - bytes are streamed (memory stays bounded) while their size and sha256 are computed, and
@@ -63,10 +69,13 @@ class UploadAttachmentHandler:
         clock: Clock,
         ids: IdGenerator,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        *,
+        accepts_audio: bool = True,
     ) -> None:
         self._uow, self._blobs, self._jobs = uow, blobs, jobs
         self._clock, self._ids = clock, ids
         self.max_bytes = max_bytes
+        self._accepts_audio = accepts_audio
 
     async def execute(self, command: UploadAttachment) -> Attachment:
         project_id = command.project_id or personal_project_id(command.user_id)
@@ -75,6 +84,8 @@ class UploadAttachmentHandler:
         filename = sanitize_filename(command.filename)
         head, rest = await _read_head(command.chunks)
         detected = detect(head, filename)
+        if detected.kind is FileKind.AUDIO and not self._accepts_audio:
+            raise TranscriptionNotConfigured(mime=detected.mime)
         attachment_id = self._ids.new_id()
         key = Attachment.key_for(project_id, attachment_id)
         charset = CharsetCheck(head) if detected.kind is FileKind.TEXT else None

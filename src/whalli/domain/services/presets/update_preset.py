@@ -28,7 +28,10 @@ class UpdatePreset(msgspec.Struct, frozen=True, kw_only=True):
 class UpdatePresetHandler:
     """Change the caller's preset (anyone else's: ``PresetNotFound``); a model it is changed to
     must be usable now (``rules.usable_model``), one it keeps is not checked again here (its
-    use is). Chats started with it before are not changed."""
+    use is). A change of model or parameters checks that the model takes the reasoning effort
+    and token cap the preset then has; a change of name or system prompt alone reads no model,
+    so a preset whose model has left the catalog can still be renamed or tidied. Chats started
+    with it before are not changed."""
 
     def __init__(
         self, uow: UnitOfWork, catalog: ModelCatalog, enabled_providers: Set[str], clock: Clock
@@ -50,7 +53,13 @@ class UpdatePresetHandler:
             if not isinstance(command.params, msgspec.UnsetType):
                 preset.params = storable_params(command.params)
             params = preset.params
-            if params.reasoning_effort is not None or params.max_tokens is not None:
+            changes_generation = not (
+                isinstance(command.model, msgspec.UnsetType)
+                and isinstance(command.params, msgspec.UnsetType)
+            )
+            if changes_generation and (
+                params.reasoning_effort is not None or params.max_tokens is not None
+            ):
                 spec = self._catalog.get(preset.model)  # still a model that takes them
                 check_reasoning(spec, params.reasoning_effort, field="params.reasoningEffort")
                 check_max_tokens(spec, params.max_tokens, field="params.maxTokens")

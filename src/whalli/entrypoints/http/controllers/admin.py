@@ -8,6 +8,7 @@ from typing import Annotated, TypeVar
 from uuid import UUID
 
 import msgspec
+import structlog
 from litestar import Controller, get, patch
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
@@ -23,6 +24,8 @@ from whalli.domain.services.admin.list_users import (
 from whalli.domain.services.admin.update_user import UpdateUser, UpdateUserHandler
 from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.entrypoints.http.security import SESSION_ONLY
+
+log = structlog.get_logger(__name__)
 
 
 class User(Schema):
@@ -117,4 +120,12 @@ class AdminController(Controller):
             disabled=_given(data.disabled),
             api_key_id=principal.api_key_id,
         )
-        return _user(await update_user.execute(command))
+        user = await update_user.execute(command)
+        # the audit trail of admin actions: who changed whom, what was asked and what the
+        # account now is (ids only: no email, no name)
+        log.info(
+            "admin_user_updated", admin_id=str(principal.user_id), user_id=str(user.id),
+            requested=msgspec.to_builtins(data), role=user.role.value,
+            plan=user.plan.value, disabled=user.disabled,
+        )  # fmt: skip
+        return _user(user)

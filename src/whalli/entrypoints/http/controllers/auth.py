@@ -106,6 +106,9 @@ class Account(Schema):
     role: model.Role
     plan: model.Plan
     email_verified: bool
+    # whether it signs in with a password (else only through providers): a deletion is then
+    # confirmed with it, else with the address, and it may change it
+    has_password: bool
     created_at: datetime
     # the system prompt of a new chat started without one; always sent (null: none)
     custom_instructions: str | None
@@ -128,8 +131,8 @@ def _tokens(pair: TokenPair) -> Tokens:
 def _account(user: model.User, custom_instructions: str | None = None) -> Account:
     return Account(
         id=user.id, email=user.email, name=user.name, role=user.role, plan=user.plan,
-        email_verified=user.email_verified, created_at=user.created_at,
-        custom_instructions=custom_instructions,
+        email_verified=user.email_verified, has_password=user.password_hash is not None,
+        created_at=user.created_at, custom_instructions=custom_instructions,
     )  # fmt: skip
 
 

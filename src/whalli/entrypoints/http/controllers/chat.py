@@ -103,6 +103,7 @@ class ChatStreamController(Controller):
         started = await (await container.start_chat()).execute(
             StartChat(
                 user_id=principal.user_id, user=principal.user, user_read_at=principal.read_at,
+                credential=principal.credential,
                 model=data.model, message=data.message,
                 chat_id=data.chat_id, project_id=data.project_id, preset_id=data.preset_id,
                 attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
@@ -137,6 +138,7 @@ class ChatStreamController(Controller):
         regenerated = await (await container.regenerate_reply()).execute(
             RegenerateReply(
                 user_id=principal.user_id, user=principal.user, user_read_at=principal.read_at,
+                credential=principal.credential,
                 chat_id=data.chat_id,
                 model=data.model, message=data.message, params=generation_params(data.params),
                 cleared=cleared_params(data.params), preset_id=data.preset_id,

@@ -280,7 +280,9 @@ class ChatController(Controller):
         get_chat: NamedDependency[GetChatHandler],
         chat_id: FromPath[UUID],
     ) -> ChatDetail:
-        found = await get_chat.execute(GetChat(user_id=principal.user_id, chat_id=chat_id))
+        found = await get_chat.execute(
+            GetChat(user_id=principal.user_id, chat_id=chat_id, credential=principal.credential)
+        )
         return _detail(found, found.live_sessions)
 
     @get(
@@ -299,7 +301,9 @@ class ChatController(Controller):
             Literal["markdown", "json"], QueryParameter(name="format")
         ] = "markdown",
     ) -> Response[bytes]:
-        found = await get_chat.execute(GetChat(user_id=principal.user_id, chat_id=chat_id))
+        found = await get_chat.execute(
+            GetChat(user_id=principal.user_id, chat_id=chat_id, credential=principal.credential)
+        )
         chat = found.chat
         if export_format == "json":  # as read, without reader passes (a file outlives them)
             detail = _detail(found, sessions={})
@@ -387,7 +391,9 @@ class ChatController(Controller):
         await restore_reply_version.execute(RestoreReplyVersion(
             user_id=principal.user_id, chat_id=chat_id, version_id=message_id
         ))  # fmt: skip
-        found = await get_chat.execute(GetChat(user_id=principal.user_id, chat_id=chat_id))
+        found = await get_chat.execute(
+            GetChat(user_id=principal.user_id, chat_id=chat_id, credential=principal.credential)
+        )
         return _detail(found, found.live_sessions)
 
     @patch(

@@ -181,10 +181,12 @@ class OAuthController(Controller):
     @get(
         "/{provider:str}/callback",
         opt={"public": True},
-        summary="Finish signing in (the provider redirects the browser here)",
+        summary="Finish signing in, or linking (the provider redirects the browser here)",
         description="302 to the web app with the tokens in the fragment, or the token pair as "
-        "JSON with `Accept: application/json` or `?format=json`.",
-        responses={200: ResponseSpec(data_container=Tokens, generate_examples=False)},
+        "JSON with `Accept: application/json` or `?format=json`. A link started with "
+        "`POST /{provider}/link` answers `#linked=<provider>` in the fragment, or "
+        '`{"linked": "<provider>"}` as JSON, and opens no session.',
+        responses={200: ResponseSpec(data_container=Tokens | Linked, generate_examples=False)},
     )
     async def callback(
         self,

@@ -1,0 +1,122 @@
+"""Speech to text over OpenAI's ``POST {base_url}/audio/transcriptions`` (multipart/form-data:
+``file``, ``model``, ``language``, ``response_format=json`` → ``{"text"}``), with httpx: OpenAI's
+Whisper, or a self-hosted server speaking the same protocol (faster-whisper-server, LocalAI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from whalli.adapters.ai._http import MAX_ERROR_BODY, retry_after, status_error
+from whalli.adapters.ai._streaming import provider_error
+from whalli.adapters.ai._upstream_errors import request_secrets
+from whalli.domain.model.errors import ServiceUnavailable
+from whalli.ports.transcriber import Transcriber
+
+PROVIDER = "transcription"
+# A transcript of the largest file OpenAI takes (25 MB, hours of speech) is far below this: a
+# larger answer is no transcript (a wrong base URL), and it is not held whole in memory.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+# OpenAI tells the format by the file name's extension: the name sent is made from the type
+# detected from the content, never the client's file name.
+_EXTENSIONS = {
+    "audio/wav": "wav",
+    "audio/mpeg": "mp3",
+    "audio/ogg": "ogg",
+    "audio/webm": "webm",
+    "audio/mp4": "m4a",
+    "audio/flac": "flac",
+    "audio/x-matroska": "mka",
+}
+
+
+class _Answer(msgspec.Struct):
+    text: str
+
+
+class OpenAITranscriber(Transcriber):
+    """Raises ``ServiceUnavailable`` when trying again later may help (a 429 or 5xx answer,
+    the server unreachable or too slow), else ``ProviderError``: a request refused as invalid
+    (400, 413, 422: bad or unsupported audio) is a ``ProviderRejectedRequest`` with the
+    server's own explanation, sanitised; a 401, 403 or 404 (the key or the model) says only
+    its status; an answer without a transcript names the base URL. ``api_key`` empty: no
+    Authorization header (a local server needs none). The key is never in a message."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_key: str = "",
+        model: str = "whisper-1",
+        timeout_s: float = 300.0,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self._http = http
+        self._url = base_url.rstrip("/") + "/audio/transcriptions"
+        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._model = model
+        self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+
+    async def transcribe(self, audio: Path, content_type: str, language: str | None = None) -> str:
+        form = {"model": self._model, "response_format": "json"}
+        if language:
+            form["language"] = language
+        name = f"audio.{_EXTENSIONS.get(content_type, 'bin')}"
+        try:
+            with audio.open("rb") as file:  # read in chunks as it is sent
+                files = {"file": (name, file, content_type)}
+                async with self._http.stream(
+                    "POST", self._url, data=form, files=files, headers=self._headers,
+                    timeout=self._timeout,
+                ) as response:  # fmt: skip
+                    return await self._read(response)
+        except httpx.TimeoutException as e:
+            raise _unavailable("did not answer in time") from e
+        except httpx.LocalProtocolError as e:  # not sent: asking again would not help
+            raise provider_error(
+                "The request to the transcription provider could not be sent (an illegal "
+                "header value: check its API key).",
+                provider=PROVIDER, kind="protocol", retryable=False,
+            ) from e  # fmt: skip
+        except httpx.HTTPError as e:
+            raise _unavailable(f"could not be reached ({type(e).__name__})") from e
+
+    async def _read(self, response: httpx.Response) -> str:
+        limit = MAX_ANSWER_BYTES if response.is_success else MAX_ERROR_BODY
+        body = await _prefix(response, limit)
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _unavailable(f"answered HTTP {status}", retry_after(response.headers))
+        if not response.is_success:  # redirects are not followed: a 3xx is a bad base URL
+            raise status_error(
+                PROVIDER, status, response.headers, body,
+                secrets=request_secrets(self._headers),
+            )  # fmt: skip
+        try:
+            return msgspec.json.decode(body, type=_Answer).text
+        except msgspec.DecodeError:
+            raise provider_error(
+                "The transcription provider answered without a transcript: check its base URL.",
+                provider=PROVIDER, kind="protocol", retryable=False,
+            ) from None  # fmt: skip
+
+
+async def _prefix(response: httpx.Response, limit: int) -> bytes:
+    read, size = [], 0
+    async for chunk in response.aiter_bytes():
+        read.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(read)[:limit]
+
+
+def _unavailable(what: str, retry_after_s: float | None = None) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"The transcription provider {what}; try again shortly.",
+        provider=PROVIDER,
+        retry_after=retry_after_s,
+    )

@@ -1,0 +1,104 @@
+"""The audio part of an attachment's extraction (``ExtractAttachmentHandler``): its text is its
+transcript, and every transcription is kept as a ``Transcription`` row (its history)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from whalli.domain.model.attachments import Attachment, ExtractionResult
+from whalli.domain.model.errors import (
+    ExtractionFailed,
+    ProviderError,
+    ServiceUnavailable,
+    TranscriptionNotConfigured,
+)
+from whalli.domain.model.transcriptions import Transcription, TranscriptionStatus
+from whalli.ports.ids import IdGenerator
+from whalli.ports.transcriber import Transcriber
+from whalli.ports.unit_of_work import UnitOfWork
+
+METHOD = "transcription"
+DEFAULT_MAX_BYTES = 25 * 1024 * 1024  # OpenAI's limit per file
+
+
+def is_audio(attachment: Attachment) -> bool:
+    return attachment.content_type.startswith("audio/")
+
+
+class AttachmentTranscription:
+    """Rules:
+    - no transcriber configured: the file fails with ``TranscriptionNotConfigured``'s reason;
+    - a file over ``max_bytes`` (the provider's own limit) fails before it is downloaded;
+    - a provider refusing the audio (``ProviderError`` not retryable: bad or unsupported audio,
+      a rejected key) fails the file with its reason, not retried; one that may succeed later
+      (``ServiceUnavailable``, a retryable ``ProviderError``) propagates as
+      ``ServiceUnavailable`` so that the queue retries;
+    - one ``Transcription`` row per attachment, started with the attachment under its row lock
+      and finished in the same transaction as the attachment: a redelivered job finds it and
+      takes it over, never adds a second.
+    """
+
+    def __init__(
+        self,
+        transcriber: Transcriber | None,
+        ids: IdGenerator | None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self._transcriber, self._ids, self._max_bytes = transcriber, ids, max_bytes
+
+    def refusal(self, attachment: Attachment) -> str | None:
+        """Why the file fails before it is downloaded, if it does."""
+        if self._transcriber is None:
+            return TranscriptionNotConfigured.default_message
+        if attachment.size_bytes > self._max_bytes:
+            return (
+                f"the audio file is larger than the transcription limit of {self._max_bytes} bytes"
+            )
+        return None
+
+    async def transcribe(self, path: Path, attachment: Attachment) -> ExtractionResult:
+        if self._transcriber is None:
+            raise ExtractionFailed(TranscriptionNotConfigured.default_message)
+        try:
+            text = await self._transcriber.transcribe(path, attachment.content_type)
+        except ProviderError as e:
+            if e.retryable:
+                raise ServiceUnavailable(e.message) from e
+            raise ExtractionFailed(e.message) from e
+        return ExtractionResult(text=text, method=METHOD)
+
+    async def start(self, uow: UnitOfWork, attachment: Attachment, now: datetime) -> None:
+        """Record (or take over) the attachment's transcription as processing."""
+        found = await uow.transcriptions.get_for_attachment(attachment.id)
+        if found is not None and found.status in (
+            TranscriptionStatus.DONE,
+            TranscriptionStatus.FAILED,
+        ):
+            found = None  # an earlier one ended: this is a new attempt (never happens today)
+        if found is None:
+            if self._ids is None:
+                raise RuntimeError("transcriptions need an IdGenerator")
+            found = Transcription(
+                id=self._ids.new_id(), attachment_id=attachment.id, user_id=attachment.user_id,
+                created_at=now, updated_at=now,
+            )  # fmt: skip
+            found.start(now)
+            await uow.transcriptions.add(found)
+            return
+        found.start(now)
+        await uow.transcriptions.update(found)
+
+    async def finish(
+        self, uow: UnitOfWork, attachment: Attachment, result: ExtractionResult | str,
+        now: datetime,
+    ) -> None:  # fmt: skip
+        """End the attachment's running transcription as the attachment ends."""
+        found = await uow.transcriptions.get_for_attachment(attachment.id)
+        if found is None or found.status is not TranscriptionStatus.PROCESSING:
+            return
+        if isinstance(result, str):
+            found.fail(result, now)
+        else:
+            found.complete(result.text, None, now)
+        await uow.transcriptions.update(found)

@@ -1,0 +1,167 @@
+"""``OpenAITranscriber`` against a loopback server speaking OpenAI's /audio/transcriptions:
+the multipart request it sends, and what each kind of failure becomes."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.fake_transcription import (
+    API_KEY,
+    TRANSCRIPT,
+    Answer,
+    FakeTranscriptionServer,
+    openai_error,
+    tiny_wav,
+)
+from whalli.adapters.ai.openai_transcriber import OpenAITranscriber
+from whalli.adapters.outbound_http import new_http_client
+from whalli.domain.model.errors import (
+    ProviderError,
+    ProviderRejectedRequest,
+    ServiceUnavailable,
+)
+
+WAV = tiny_wav()
+
+
+@pytest.fixture
+def server() -> Iterator[FakeTranscriptionServer]:
+    found = FakeTranscriptionServer().start()
+    yield found
+    found.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    client = new_http_client(timeout=None, max_connections=10, max_keepalive_connections=10)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def wav(tmp_path: Path) -> Path:
+    path = tmp_path / "whalli-extract-abc123"  # a temporary file's name, without extension
+    path.write_bytes(WAV)
+    return path
+
+
+def transcriber(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, **options: object
+) -> OpenAITranscriber:
+    settings: dict[str, object] = {"base_url": server.base_url, "api_key": API_KEY, **options}
+    return OpenAITranscriber(http, **settings)  # type: ignore[arg-type]
+
+
+async def test_the_audio_goes_as_openai_multipart_and_the_transcript_comes_back(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
+) -> None:
+    server.texts[WAV] = "Ship the release on Friday."
+
+    text = await transcriber(http, server, model="whisper-large-v3").transcribe(
+        wav, "audio/wav", "de"
+    )
+
+    assert text == "Ship the release on Friday."
+    [request] = server.requests
+    assert request.path == "/v1/audio/transcriptions"
+    assert request.headers["authorization"] == f"Bearer {API_KEY}"
+    assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert request.fields == {
+        "model": "whisper-large-v3",
+        "response_format": "json",
+        "language": "de",
+    }
+    assert request.file is not None
+    # named after the detected type (OpenAI reads the format from the extension)
+    assert (request.file.filename, request.file.content_type) == ("audio.wav", "audio/wav")
+    assert request.file.data == WAV
+
+
+async def test_no_language_sends_none_and_no_key_sends_no_authorization(
+    http: httpx.AsyncClient, wav: Path
+) -> None:
+    keyless = FakeTranscriptionServer(api_key="").start()
+    try:
+        text = await OpenAITranscriber(http, base_url=keyless.base_url + "/").transcribe(
+            wav, "audio/mpeg"
+        )
+    finally:
+        keyless.stop()
+    assert text == TRANSCRIPT
+    [request] = keyless.requests
+    assert "authorization" not in request.headers
+    assert "language" not in request.fields
+    assert request.file is not None
+    assert request.file.filename == "audio.mp3"
+
+
+async def test_a_400_is_the_callers_error_with_the_providers_reason_without_the_key(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
+) -> None:
+    said = f"Audio file might be corrupted or unsupported (sent with {API_KEY})"
+    server.script(Answer(400, openai_error(said, "invalid_value")))
+
+    with pytest.raises(ProviderRejectedRequest, match="corrupted or unsupported") as caught:
+        await transcriber(http, server).transcribe(wav, "audio/wav")
+
+    assert API_KEY not in caught.value.message
+    assert caught.value.retryable is False
+    assert caught.value.details["upstream_status"] == 400
+
+
+async def test_a_401_says_only_its_status_never_the_echoed_key(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
+) -> None:
+    with pytest.raises(ProviderError, match=r"HTTP 401: invalid_api_key\)") as caught:
+        await transcriber(http, server, api_key="sk-wrong-key-987654321").transcribe(
+            wav, "audio/wav"
+        )
+
+    assert "9876" not in caught.value.message
+    assert "4321" not in caught.value.message
+    assert not isinstance(caught.value, ProviderRejectedRequest)
+    assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_a_429_or_5xx_is_service_unavailable_so_the_queue_retries(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path, status: int
+) -> None:
+    server.script(Answer(status, openai_error("try later"), {"retry-after": "7"}))
+
+    with pytest.raises(ServiceUnavailable, match=f"answered HTTP {status}") as caught:
+        await transcriber(http, server).transcribe(wav, "audio/wav")
+
+    assert caught.value.details["retry_after"] == 7.0
+
+
+async def test_an_unreachable_server_is_service_unavailable(
+    http: httpx.AsyncClient, wav: Path
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]  # bound, never listening: connections are refused
+        adapter = OpenAITranscriber(http, base_url=f"http://127.0.0.1:{port}/v1")
+        with pytest.raises(ServiceUnavailable, match="could not be reached"):
+            await adapter.transcribe(wav, "audio/wav")
+
+
+async def test_a_2xx_answer_without_a_transcript_names_the_base_url(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
+) -> None:
+    server.script(Answer(200, b"<html>Welcome</html>", {"content-type": "text/html"}))
+
+    with pytest.raises(ProviderError, match="without a transcript: check its base URL"):
+        await transcriber(http, server).transcribe(wav, "audio/wav")
+
+
+async def test_an_unsupported_format_refused_by_the_provider_is_the_callers_error(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
+) -> None:
+    with pytest.raises(ProviderRejectedRequest, match="Invalid file format"):
+        await transcriber(http, server).transcribe(wav, "audio/x-matroska")

@@ -1,0 +1,215 @@
+"""An audio attachment's extraction is its transcription, on in-memory adapters: done with the
+transcript and one transcription row, failed for good, retried, redelivered."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from tests.integration.entities import an_attachment, committed_world
+from tests.support.fake_transcription import tiny_wav
+from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
+from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.memory.ids import SequentialIds
+from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.text_extractor import InMemoryTextExtractor
+from whalli.adapters.memory.transcriber import InMemoryTranscriber
+from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.domain.model.attachments import Attachment, AttachmentStatus
+from whalli.domain.model.errors import ProviderError, ServiceUnavailable
+from whalli.domain.model.jobs import ExtractAttachment
+from whalli.domain.model.transcriptions import Transcription, TranscriptionStatus
+from whalli.domain.services.files.extract_attachment import ExtractAttachmentHandler
+from whalli.ports.transcriber import Transcriber
+
+WAV = tiny_wav()
+SPOKEN = "Remember to call the supplier on Monday."
+
+
+class FlakyTranscriber(Transcriber):
+    """Unavailable (as a 503 or an unreachable server makes the adapter say) ``failures``
+    times, then answers as ``then`` does."""
+
+    def __init__(self, failures: int, then: Transcriber, error: Exception | None = None) -> None:
+        self.failures, self.then = failures, then
+        self.error = error or ServiceUnavailable("The transcription provider answered 503.")
+
+    async def transcribe(self, audio: Path, content_type: str, language: str | None = None) -> str:
+        if self.failures:
+            self.failures -= 1
+            raise self.error
+        return await self.then.transcribe(audio, content_type, language)
+
+
+class Audio:
+    def __init__(self, tmp_path: Path) -> None:
+        self.store = MemoryStore()
+        self.clock = ManualClock()
+        self.blobs = InMemoryBlobStorage()
+        self.extractor = InMemoryTextExtractor()
+        self.transcriber = InMemoryTranscriber(by_content={WAV: SPOKEN})
+        self.temp_dir = tmp_path / "downloads"
+        self.temp_dir.mkdir()
+
+    def handler(
+        self, transcriber: Transcriber | str | None = "default", max_bytes: int = 25_000_000
+    ) -> ExtractAttachmentHandler:
+        chosen = self.transcriber if transcriber == "default" else transcriber
+        assert not isinstance(chosen, str)
+        return ExtractAttachmentHandler(
+            InMemoryUnitOfWork(self.store), self.blobs, self.extractor, self.clock,
+            temp_dir=self.temp_dir, max_chars=1000, transcriber=chosen, ids=SequentialIds(),
+            transcription_max_bytes=max_bytes,
+        )  # fmt: skip
+
+    async def upload(self, data: bytes, content_type: str = "audio/wav") -> Attachment:
+        world = await committed_world(InMemoryUnitOfWork(self.store))
+        attachment = an_attachment(world.project, world.user, now=self.clock.now())
+        attachment.content_type, attachment.size_bytes = content_type, len(data)
+        attachment.filename = "memo.wav"
+        await self.blobs.put(attachment.object_key, _chunks(data), content_type)
+        async with InMemoryUnitOfWork(self.store) as uow:
+            await uow.attachments.add(attachment)
+            await uow.commit()
+        return attachment
+
+    async def read(self, attachment_id: UUID) -> Attachment:
+        async with InMemoryUnitOfWork(self.store) as uow:
+            return await uow.attachments.get(attachment_id)
+
+    def transcriptions(self, attachment_id: UUID) -> list[Transcription]:
+        rows = self.store.tables["transcriptions"].values()
+        return [t for t in rows if t.attachment_id == attachment_id]
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+@pytest.fixture
+def audio(tmp_path: Path) -> Audio:
+    return Audio(tmp_path)
+
+
+async def test_an_audio_file_ends_done_with_its_transcript_and_a_done_transcription_row(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+
+    await audio.handler().execute(ExtractAttachment(attachment_id=attachment.id))
+
+    stored = await audio.read(attachment.id)
+    assert stored.status is AttachmentStatus.DONE
+    assert stored.extraction is not None
+    assert (stored.extraction.text, stored.extraction.method) == (SPOKEN, "transcription")
+    [row] = audio.transcriptions(attachment.id)
+    assert (row.status, row.text, row.user_id) == (
+        TranscriptionStatus.DONE,
+        SPOKEN,
+        attachment.user_id,
+    )
+    assert audio.transcriber.calls[0][1:] == ("audio/wav", None)
+    assert list(audio.temp_dir.iterdir()) == []
+
+
+async def test_audio_the_provider_refuses_ends_failed_with_its_reason_and_a_failed_row(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+
+    await audio.handler().execute(ExtractAttachment(attachment_id=attachment.id))
+
+    stored = await audio.read(attachment.id)
+    assert (stored.status, stored.failure_reason) == (
+        AttachmentStatus.FAILED,
+        "The audio could not be transcribed.",
+    )
+    [row] = audio.transcriptions(attachment.id)
+    assert (row.status, row.failure_reason) == (
+        TranscriptionStatus.FAILED,
+        "The audio could not be transcribed.",
+    )
+
+
+async def test_an_unavailable_provider_propagates_and_the_redelivery_finishes_the_same_row(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+    flaky = FlakyTranscriber(1, audio.transcriber)
+    job = ExtractAttachment(attachment_id=attachment.id)
+
+    with pytest.raises(ServiceUnavailable, match="503"):
+        await audio.handler(flaky).execute(job)
+    assert (await audio.read(attachment.id)).status is AttachmentStatus.PROCESSING
+    [running] = audio.transcriptions(attachment.id)
+    assert running.status is TranscriptionStatus.PROCESSING
+
+    await audio.handler(flaky).execute(job)  # the queue's retry
+    await audio.handler(flaky).execute(job)  # and a duplicate delivery after it
+
+    assert (await audio.read(attachment.id)).status is AttachmentStatus.DONE
+    [row] = audio.transcriptions(attachment.id)
+    assert (row.id, row.status, row.text) == (running.id, TranscriptionStatus.DONE, SPOKEN)
+
+
+async def test_a_retryable_provider_error_is_retried_as_service_unavailable(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+    error = ProviderError("The provider is rate limiting requests.")
+    error.retryable = True
+    flaky = FlakyTranscriber(1, audio.transcriber, error)
+
+    with pytest.raises(ServiceUnavailable, match="rate limiting"):
+        await audio.handler(flaky).execute(ExtractAttachment(attachment_id=attachment.id))
+
+    assert (await audio.read(attachment.id)).status is AttachmentStatus.PROCESSING
+
+
+async def test_a_file_over_the_transcription_limit_fails_without_calling_the_provider(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+
+    handler = audio.handler(max_bytes=len(WAV) - 1)
+    await handler.execute(ExtractAttachment(attachment_id=attachment.id))
+
+    stored = await audio.read(attachment.id)
+    assert stored.status is AttachmentStatus.FAILED
+    assert stored.failure_reason == (
+        f"the audio file is larger than the transcription limit of {len(WAV) - 1} bytes"
+    )
+    assert audio.transcriber.calls == []
+    [row] = audio.transcriptions(attachment.id)
+    assert row.status is TranscriptionStatus.FAILED
+
+
+async def test_without_a_transcriber_audio_fails_saying_transcription_is_not_configured(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+
+    await audio.handler(None).execute(ExtractAttachment(attachment_id=attachment.id))
+
+    stored = await audio.read(attachment.id)
+    assert (stored.status, stored.failure_reason) == (
+        AttachmentStatus.FAILED,
+        "voice transcription is not configured on this server",
+    )
+
+
+async def test_other_files_never_reach_the_transcriber_nor_get_a_transcription_row(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(b"Plain notes.", content_type="text/plain")
+
+    await audio.handler().execute(ExtractAttachment(attachment_id=attachment.id))
+
+    stored = await audio.read(attachment.id)
+    assert stored.extraction is not None
+    assert stored.extraction.text == "Plain notes."
+    assert audio.transcriber.calls == []
+    assert audio.transcriptions(attachment.id) == []
