@@ -556,8 +556,9 @@ class Services(containers.DeclarativeContainer):
         ends=credential_ends,
     )
     delete_account = providers.Factory(
-        DeleteAccountHandler, uow, adapters.blob_storage, hasher=adapters.password_hasher
-    )
+        DeleteAccountHandler, uow, adapters.blob_storage, hasher=adapters.password_hasher,
+        stopper=providers.Factory(ReplyStopper, adapters.chat_sessions, adapters.reply_stream),
+    )  # fmt: skip
     update_profile = providers.Factory(UpdateProfileHandler, uow, clock)
     get_profile = providers.Factory(GetProfileHandler, uow)
     create_user = providers.Factory(

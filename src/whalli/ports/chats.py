@@ -156,6 +156,10 @@ class ChatRepository(Protocol):
         """``unfinished_replies`` of every chat of the project, in one read."""
         ...
 
+    async def unfinished_replies_of_user(self, user_id: UUID) -> list[UUID]:
+        """``unfinished_replies`` of every chat the user started, in any project, in one read."""
+        ...
+
     async def fail_reply(self, message_id: UUID, now: datetime, error: str) -> bool:
         """Finish one assistant reply still ``pending`` or ``streaming`` as ``failed``, as
         ``fail_abandoned_replies`` does (content kept, ``finish_reason`` ``"error"``, ``error``,

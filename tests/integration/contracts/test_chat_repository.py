@@ -667,3 +667,6 @@ async def test_the_unfinished_replies_of_a_chat_or_of_a_project_are_listed(
         assert await uow.chats.unfinished_replies_in_project(other.id) == [far.id]
         assert await uow.chats.unfinished_replies(uuid.uuid4()) == []
         assert await uow.chats.unfinished_replies_in_project(uuid.uuid4()) == []
+        of_user = await uow.chats.unfinished_replies_of_user(world.user.id)
+        assert sorted(of_user) == sorted([pending.id, streaming.id, far.id])
+        assert await uow.chats.unfinished_replies_of_user(uuid.uuid4()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from structlog.testing import capture_logs
 
 from tests.integration.http.conftest import chat_app, team_project
 from tests.integration.http.test_chat_flow import Chat, _app
+from tests.integration.http.test_chat_races import RaceChat, _race_app
 from tests.integration.http.test_files import TEXT, form, multipart
 from tests.integration.http.test_identity_end_to_end import PASSWORD
 from tests.support.fake_providers import FakeProviderServer, Reply, openai_default
@@ -276,3 +278,47 @@ async def _final_event(chat: Chat, session_id: str) -> object:
             return last[1]
         await asyncio.sleep(0.05)
     raise AssertionError("the reply never ended")
+
+
+@pytest.fixture
+async def patient(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> AsyncIterator[RaceChat]:
+    """A provider idle timeout far longer than the test waits: only Whalli closes a held call."""
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        _race_app(
+            stack_urls, unique, provider, WHALLI_CHAT_TITLES="off",
+            WHALLI_PROVIDER_IDLE_TIMEOUT_S="300",
+        ) as chat,
+    ):  # fmt: skip
+        yield chat
+
+
+async def test_deleting_the_account_closes_the_provider_call_of_its_reply(
+    patient: RaceChat,
+) -> None:
+    """As deleting a chat does: the reply is asked to stop, so the upstream call closes within
+    a poll interval rather than running, billed, to its end (the provider here never ends it)."""
+    chat = patient
+    alice = await chat.world.register("alice")
+    chat.provider.script(Reply(chunks=openai_pieces(["endless"], usage=None)[:-2], hold=True))
+    started = await chat.start(
+        alice["auth"], model="openai/gpt-4o-mini", message=f"long {uuid.uuid4()}"
+    )
+    assert [kind for _, kind, _ in await chat.events(started["sessionId"], limit=1)] == ["token"]
+
+    assert (await _delete_me(chat, alice["auth"], password=PASSWORD)).status_code == 204
+    try:  # generous: a stop's poll is 0.25 s; the provider's own idle timeout is 300 s
+        await asyncio.wait_for(chat.provider.disconnected.wait(), 10)
+        closed = True
+    except TimeoutError:
+        closed = False
+    finally:
+        if not closed:  # end it, so the test leaves nothing running
+            stream = await resolved(chat.world.container.adapters.reply_stream())
+            await stream.request_stop(started["sessionId"], 60)
+    assert closed, "the provider call of the deleted account's reply was still open"
+    final = await _final_event(chat, started["sessionId"])
+    assert isinstance(final, ErrorEvent)
+    assert final.code == "chat_deleted"

@@ -216,7 +216,10 @@ class FakeContainer:
         )  # fmt: skip
 
     async def delete_account(self) -> DeleteAccountHandler:
-        return DeleteAccountHandler(self.uow(), self.blobs, hasher=self.hasher)
+        return DeleteAccountHandler(
+            self.uow(), self.blobs, hasher=self.hasher,
+            stopper=ReplyStopper(self.chat_sessions, self.reply_stream),
+        )  # fmt: skip
 
     async def update_profile(self) -> UpdateProfileHandler:
         return UpdateProfileHandler(self.uow(), self.clock)

@@ -196,6 +196,11 @@ class InMemoryChatRepository(MemoryRepository, ChatRepository):
         ids = {c.id for c in chats}
         return self._unfinished(lambda m: m.chat_id in ids)
 
+    async def unfinished_replies_of_user(self, user_id: UUID) -> list[UUID]:
+        chats: list[Chat] = self._tx().select("chats", lambda c: c.user_id == user_id)
+        ids = {c.id for c in chats}
+        return self._unfinished(lambda m: m.chat_id in ids)
+
     def _unfinished(self, where: Callable[[Message], bool]) -> list[UUID]:
         found: list[Message] = self._tx().select(
             "messages",

@@ -162,6 +162,10 @@ _UNFINISHED_IN_PROJECT = (
     "SELECT m.id FROM messages m JOIN chats c ON c.id = m.chat_id WHERE c.project_id = %(id)s "
     f"AND m.role = 'assistant' AND m.{_UNFINISHED}"
 )
+_UNFINISHED_OF_USER = (
+    "SELECT m.id FROM messages m JOIN chats c ON c.id = m.chat_id WHERE c.user_id = %(id)s "
+    f"AND m.role = 'assistant' AND m.{_UNFINISHED}"
+)
 _FAIL_ABANDONED = (
     "WITH abandoned AS (SELECT id, updated_at FROM messages "
     f"WHERE {_UNFINISHED} AND role = 'assistant' AND updated_at < %(before)s "
@@ -387,6 +391,10 @@ class PostgresChatRepository(PostgresRepository, ChatRepository):
 
     async def unfinished_replies_in_project(self, project_id: UUID) -> list[UUID]:
         rows = await self._all(_UNFINISHED_IN_PROJECT, {"id": project_id})
+        return [row["id"] for row in rows]
+
+    async def unfinished_replies_of_user(self, user_id: UUID) -> list[UUID]:
+        rows = await self._all(_UNFINISHED_OF_USER, {"id": user_id})
         return [row["id"] for row in rows]
 
     async def fail_reply(self, message_id: UUID, now: datetime, error: str) -> bool:

@@ -20,6 +20,7 @@ from whalli.domain.model.projects import Project
 from whalli.domain.model.users import User, normalize_email
 from whalli.domain.services.auth.accounts import check_password
 from whalli.domain.services.auth.sessions import masked_repr
+from whalli.domain.services.chat.stop_replies import ReplyStopper
 from whalli.domain.services.files.stored_objects import delete_objects
 from whalli.ports.blob_storage import BlobStorage
 from whalli.ports.password_hasher import PasswordHasher
@@ -60,14 +61,25 @@ class DeleteAccountHandler:
       unshared ones), then the account, whose sessions, API keys, memberships, chats, files in
       other projects, usage, presets, feedback and shared links go with it (the schema
       cascades); nothing is deleted unless all of it is;
+    - once committed, the replies still generated in the chats that went (the account's own
+      anywhere and every chat of the deleted projects) are asked to stop (``ReplyStopper``,
+      best effort), as deleting a chat stops its replies;
     - once committed, the stored bytes of every file that went (the account's own anywhere and
       every file of the deleted projects) are deleted too, best effort (``delete_objects``).
     """
 
-    def __init__(self, uow: UnitOfWork, blobs: BlobStorage, *, hasher: PasswordHasher) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        blobs: BlobStorage,
+        *,
+        hasher: PasswordHasher,
+        stopper: ReplyStopper | None = None,
+    ) -> None:
         self._uow = uow
         self._blobs = blobs
         self._hasher = hasher
+        self._stopper = stopper
 
     async def execute(self, command: DeleteAccount) -> None:
         if command.api_key_id is not None:
@@ -89,11 +101,18 @@ class DeleteAccountHandler:
                 raise LastAdmin("You are the last active admin; appoint another admin first.")
             doomed = await self._owned_alone(uow, fresh.id)
             keys = set(await uow.attachments.object_keys_for_user(fresh.id))
+            unfinished: set[UUID] = set()
+            if self._stopper is not None:
+                unfinished.update(await uow.chats.unfinished_replies_of_user(fresh.id))
             for project in doomed:
                 keys.update(await uow.attachments.object_keys_for_project(project.id))
+                if self._stopper is not None:
+                    unfinished.update(await uow.chats.unfinished_replies_in_project(project.id))
                 await uow.projects.delete(project.id)
             await uow.users.delete(fresh.id)
             await uow.commit()
+        if self._stopper is not None:
+            await self._stopper.stop(unfinished, of=f"deleted account {fresh.id}")
         await delete_objects(self._blobs, sorted(keys), of="a deleted account")
 
     async def _confirmed(self, command: DeleteAccount) -> User:
