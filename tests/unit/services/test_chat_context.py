@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from whalli.domain.model.catalog import ModelSpec, Plan
+from whalli.domain.model.catalog import CLASSIC_EFFORTS, ModelSpec, Plan
 from whalli.domain.model.chats import (
     Message,
     MessageRole,
@@ -577,16 +577,40 @@ def test_the_thinking_room_kept_stays_within_the_output_cap_and_the_window() -> 
     assert 0 < estimate_prompt_tokens(squeezed) <= 20_000 // 4
 
 
-def test_a_model_without_a_thinking_budget_keeps_only_the_replys_room() -> None:
-    """OpenAI's reasoning effort asks for no budget: an effort changes nothing there, nor for
-    a Claude model asked no effort."""
+@pytest.mark.parametrize(
+    ("effort", "room"),
+    [(None, 12_288), (ReasoningEffort.NONE, 0), (ReasoningEffort.LOW, 4_096),
+     (ReasoningEffort.HIGH, 24_576)],
+)  # fmt: skip
+def test_an_openai_reasoning_model_is_kept_room_for_its_reasoning(
+    effort: ReasoningEffort | None, room: int
+) -> None:
+    """OpenAI's reasoning models ask no budget, but their reasoning counts against the window
+    before the answer: a long chat keeps the room of the effort asked (none asked: medium's)
+    free beside the reply's, or the reply would end at ``length`` with nothing said."""
     window = 100_000
     openai = msgspec.structs.replace(_window_spec(window), reasoning=True)
+    efforts = (*CLASSIC_EFFORTS, ReasoningEffort.NONE)
+    openai = msgspec.structs.replace(openai, reasoning_efforts=efforts)
     history = _long_history(window)
     limits = ContextLimits(reserve_for_reply=1024)
 
-    assert limits.build(openai, history, "q", [], effort=ReasoningEffort.HIGH) == limits.build(
-        openai, history, "q", []
+    kept = limits.build(openai, history, "q", [], effort=effort)
+
+    assert estimate_prompt_tokens(kept) + 1024 + room <= window
+    assert estimate_prompt_tokens(kept) + 1024 + room > window - 2 * PER_MESSAGE
+
+
+def test_a_model_that_does_not_reason_first_keeps_only_the_replys_room() -> None:
+    """No reasoning room for a model that does not reason (an effort changes nothing), nor
+    for a Claude model asked no effort (it thinks only when asked)."""
+    window = 100_000
+    plain = _window_spec(window)
+    history = _long_history(window)
+    limits = ContextLimits(reserve_for_reply=1024)
+
+    assert limits.build(plain, history, "q", [], effort=ReasoningEffort.HIGH) == limits.build(
+        plain, history, "q", []
     )
     claude = _claude_spec(window)
     assert limits.build(claude, history, "q", [], effort=None) == limits.build(

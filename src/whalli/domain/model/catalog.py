@@ -91,6 +91,20 @@ THINKING_BUDGETS: dict[ReasoningEffort, int] = {
     ReasoningEffort.HIGH: 24_576,
 }
 
+# The room kept for the reasoning of a model that reasons before it answers, where its provider
+# asks no budget (OpenAI's and xAI's reasoning models: their reasoning tokens count against the
+# window and ``max_completion_tokens`` before the answer's, and a prompt that leaves them too
+# little ends the reply at ``length`` with no text; OpenAI advises keeping about 25,000), by the
+# effort asked; asked none, the default effort's (medium).
+REASONING_ROOMS: dict[ReasoningEffort, int] = {
+    ReasoningEffort.NONE: 0,
+    ReasoningEffort.MINIMAL: 2_048,
+    ReasoningEffort.LOW: 4_096,
+    ReasoningEffort.MEDIUM: 12_288,
+    ReasoningEffort.HIGH: 24_576,
+    ReasoningEffort.XHIGH: 32_768,
+}
+
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
 # A provider's price of prompt tokens read from its prompt cache, and written to it, as a share
@@ -178,8 +192,14 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     def thinking_room(self, effort: ReasoningEffort | None) -> int:
         """The tokens a request asking for ``effort`` asks room for besides the answer's: the
         thinking budget of a model whose provider asks for one (``THINKING_BUDGETS``; an
-        adaptive model asked minimal is asked low), else 0."""
-        if effort is None or self.provider not in THINKING_PROVIDERS or effort not in self.efforts:
+        adaptive model asked minimal is asked low); for a model that reasons first whose
+        provider asks none, the room its reasoning takes (``REASONING_ROOMS``; asked no effort:
+        the default's); else 0."""
+        if self.provider not in THINKING_PROVIDERS:
+            if not self.thinks_first or (effort is not None and effort not in self.efforts):
+                return 0
+            return REASONING_ROOMS[effort or ReasoningEffort.MEDIUM]
+        if effort is None or effort not in self.efforts:
             return 0
         if self.adaptive_thinking and effort is ReasoningEffort.MINIMAL:
             effort = ReasoningEffort.LOW
