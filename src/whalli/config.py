@@ -193,6 +193,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     transcription_timeout_s: float = 300.0
     # OpenAI's limit per file: a larger audio file fails (not retried)
     transcription_max_bytes: int = 25 * 1024 * 1024
+    # Recurring web searches: "searxng" (its instance at search_base_url), "brave" (its key in
+    # search_api_key; its API unless search_base_url says otherwise) or unset: off (no
+    # subscription can be made). The worker's scheduler queues due ones every interval (0: off).
+    search_provider: Literal["", "searxng", "brave"] = ""
+    search_base_url: str = ""
+    search_api_key: Secret | None = None
+    search_timeout_s: float = 15.0
+    search_schedule_interval_s: float = 60.0
+    # Outgoing email (copies of notifications); unset host: off (in-app notifications only).
+    # Port 0: by smtp_tls (587 starttls, 465 ssl, 25 none).
+    smtp_host: str = ""
+    smtp_port: int = 0
+    smtp_username: str = ""
+    smtp_password: Secret | None = None
+    smtp_from: str = ""
+    smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_timeout_s: float = 30.0
 
     # Chat: provider retries/timeouts (seconds), the identical-prompt cache, session lifetime.
     provider_max_attempts: int = 3
@@ -307,6 +324,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         self._check_chat_replies()
         self._check_services()
         self._check_providers()
+        self._check_searches()
+
+    def _check_searches(self) -> None:
+        if self.search_provider == "searxng" and not self.search_base_url:
+            raise ConfigError(
+                f"{PREFIX}SEARCH_PROVIDER is searxng, so {PREFIX}SEARCH_BASE_URL (its instance, "
+                "such as http://searxng:8080) is required"
+            )
+        if self.search_provider == "brave" and not self.search_api_key:
+            raise ConfigError(
+                f"{PREFIX}SEARCH_PROVIDER is brave, so {PREFIX}SEARCH_API_KEY is required"
+            )
+        if self.search_base_url and not _http_url(self.search_base_url):
+            raise ConfigError(f"{PREFIX}SEARCH_BASE_URL must be an http(s):// URL")
+        for name in ("search_timeout_s", "smtp_timeout_s"):
+            if not 0 < getattr(self, name) <= 120:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be more than 0 and at most 120")
+        if self.search_schedule_interval_s < 0:
+            raise ConfigError(f"{PREFIX}SEARCH_SCHEDULE_INTERVAL_S must not be negative")
+        if not 0 <= self.smtp_port <= 65535:
+            raise ConfigError(f"{PREFIX}SMTP_PORT must be between 0 and 65535")
+        if self.smtp_host and "@" not in self.smtp_from:
+            raise ConfigError(
+                f"{PREFIX}SMTP_HOST is set, so {PREFIX}SMTP_FROM (the sender's address) is required"
+            )
+        if any(ord(c) < 32 for c in self.smtp_host + self.smtp_from + self.smtp_username):
+            raise ConfigError(f"{PREFIX}SMTP_HOST, _FROM and _USERNAME must be one line each")
 
     def _check_identity(self) -> None:
         # Bounds: OWASP's argon2id floor (19 MiB, t=2), a JWT secret as long as the HS256 output,

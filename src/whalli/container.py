@@ -27,6 +27,7 @@ from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
 from whalli.adapters.crypto.stream_passes import HmacStreamPasses
 from whalli.adapters.dramatiq.broker import create_broker
 from whalli.adapters.dramatiq.job_queue import DramatiqJobQueue
+from whalli.adapters.email.smtp import SmtpEmailSender
 from whalli.adapters.extraction.pdf_ocr import PdfOcrTextExtractor
 from whalli.adapters.oauth.github import GitHubOAuthProvider
 from whalli.adapters.oauth.google import GoogleOAuthProvider
@@ -50,6 +51,9 @@ from whalli.adapters.redis.resp import create_resp_client
 from whalli.adapters.s3.blob_storage import S3BlobStorage
 from whalli.adapters.s3.client import create_minio
 from whalli.adapters.s3.health import S3HealthProbe
+from whalli.adapters.search.brave import BASE_URL as BRAVE_BASE_URL
+from whalli.adapters.search.brave import BraveWebSearch
+from whalli.adapters.search.searxng import SearxngWebSearch
 from whalli.adapters.system.clock import SystemClock
 from whalli.adapters.system.ids import UuidGenerator
 from whalli.config import ConfigError, Secret, Settings
@@ -62,7 +66,7 @@ from whalli.domain.model.chat_titles import (
     TitlePolicy,
 )
 from whalli.domain.model.errors import ModelNotFound
-from whalli.domain.model.jobs import ExtractAttachment, Ping, TitleChat
+from whalli.domain.model.jobs import ExtractAttachment, Ping, RunSearchSubscription, TitleChat
 from whalli.domain.services.admin.list_users import ListUsersHandler
 from whalli.domain.services.admin.summarize_feedback import SummarizeFeedbackHandler
 from whalli.domain.services.admin.update_user import UpdateUserHandler
@@ -122,6 +126,12 @@ from whalli.domain.services.files.requeue_stale import RequeueStaleAttachments
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.notifications.count_unread import CountUnreadNotificationsHandler
+from whalli.domain.services.notifications.list_notifications import ListNotificationsHandler
+from whalli.domain.services.notifications.mark_read import (
+    MarkAllNotificationsReadHandler,
+    MarkNotificationReadHandler,
+)
 from whalli.domain.services.presets.create_preset import CreatePresetHandler
 from whalli.domain.services.presets.delete_preset import DeletePresetHandler
 from whalli.domain.services.presets.list_presets import ListPresetsHandler
@@ -137,11 +147,21 @@ from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RateLimit, RateLimitPolicy, RequestLimits
 from whalli.domain.services.record_ping import RecordPing
+from whalli.domain.services.searches.create_search import CreateSearchHandler
+from whalli.domain.services.searches.delete_search import DeleteSearchHandler
+from whalli.domain.services.searches.get_search import GetSearchHandler
+from whalli.domain.services.searches.list_search_results import ListSearchResultsHandler
+from whalli.domain.services.searches.list_searches import ListSearchesHandler
+from whalli.domain.services.searches.run_search import RunSearchHandler
+from whalli.domain.services.searches.schedule_due import ScheduleDueSearches
+from whalli.domain.services.searches.update_search import UpdateSearchHandler
 from whalli.domain.services.transcriptions.transcribe_speech import TranscribeSpeechHandler
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.ports.chat_model import ChatModel
+from whalli.ports.email_sender import EmailSender
 from whalli.ports.oauth_provider import OAuthProvider
 from whalli.ports.transcriber import Transcriber
+from whalli.ports.web_search import WebSearch
 
 
 def _reveal(secret: Secret | None) -> str:
@@ -278,6 +298,38 @@ def build_transcriber(settings: Settings, client: httpx.AsyncClient) -> Transcri
         model=settings.transcription_model,
         timeout_s=settings.transcription_timeout_s,
         connect_timeout_s=settings.provider_connect_timeout_s,
+    )
+
+
+def build_web_search(settings: Settings, client: httpx.AsyncClient) -> WebSearch | None:
+    """The web search adapter of ``WHALLI_SEARCH_PROVIDER``, or None: searches are off."""
+    if settings.search_provider == "searxng":
+        return SearxngWebSearch(
+            client, base_url=settings.search_base_url, timeout_s=settings.search_timeout_s
+        )
+    if settings.search_provider == "brave" and settings.search_api_key:
+        return BraveWebSearch(
+            client,
+            api_key=settings.search_api_key.reveal(),
+            base_url=settings.search_base_url or BRAVE_BASE_URL,
+            timeout_s=settings.search_timeout_s,
+        )
+    return None
+
+
+def build_email_sender(settings: Settings) -> EmailSender | None:
+    """The SMTP sender of ``WHALLI_SMTP_*``, or None without a host: email is off."""
+    if not settings.smtp_host:
+        return None
+    password = settings.smtp_password
+    return SmtpEmailSender(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_from,
+        tls=settings.smtp_tls,
+        username=settings.smtp_username,
+        password=password.reveal() if password else "",
+        timeout_s=settings.smtp_timeout_s,
     )
 
 
@@ -457,6 +509,8 @@ class Adapters(containers.DeclarativeContainer):
     oauth_providers = providers.Singleton(build_oauth_providers, settings, gateways.http)
     chat_models = providers.Singleton(build_chat_models, settings, gateways.provider_http)
     transcriber = providers.Singleton(build_transcriber, settings, gateways.provider_http)
+    web_search = providers.Singleton(build_web_search, settings, gateways.provider_http)
+    email_sender = providers.Singleton(build_email_sender, settings)
     # a resource: a bad WHALLI_CHAT_TITLES stops the API and the worker at start-up
     chat_titles = providers.Resource(chat_title_policy, settings, catalog.provider)
     # Readers elsewhere ask whether a silent reply is still generated after a heartbeat of
@@ -558,6 +612,7 @@ class Services(containers.DeclarativeContainer):
     delete_account = providers.Factory(
         DeleteAccountHandler, uow, adapters.blob_storage, hasher=adapters.password_hasher,
         stopper=providers.Factory(ReplyStopper, adapters.chat_sessions, adapters.reply_stream),
+        clock=clock, ends=credential_ends,
     )  # fmt: skip
     update_profile = providers.Factory(UpdateProfileHandler, uow, clock)
     get_profile = providers.Factory(GetProfileHandler, uow)
@@ -689,6 +744,25 @@ class Services(containers.DeclarativeContainer):
         clock,
     )
     delete_preset = providers.Factory(DeletePresetHandler, uow)
+
+    # recurring web searches and notifications
+    create_search = providers.Factory(
+        CreateSearchHandler, uow, clock, ids,
+        enabled=providers.Callable(lambda s: bool(s.search_provider), settings),
+    )  # fmt: skip
+    list_searches = providers.Factory(ListSearchesHandler, uow)
+    get_search = providers.Factory(GetSearchHandler, uow)
+    update_search = providers.Factory(UpdateSearchHandler, uow, clock)
+    delete_search = providers.Factory(DeleteSearchHandler, uow)
+    list_search_results = providers.Factory(ListSearchResultsHandler, uow)
+    run_search = providers.Factory(
+        RunSearchHandler, uow, adapters.web_search, clock, ids, email=adapters.email_sender
+    )
+    schedule_due_searches = providers.Factory(ScheduleDueSearches, uow, adapters.job_queue, clock)
+    list_notifications = providers.Factory(ListNotificationsHandler, uow)
+    count_unread_notifications = providers.Factory(CountUnreadNotificationsHandler, uow)
+    mark_notification_read = providers.Factory(MarkNotificationReadHandler, uow, clock)
+    mark_all_notifications_read = providers.Factory(MarkAllNotificationsReadHandler, uow, clock)
     attach_stream = providers.Factory(
         AttachStreamHandler, adapters.chat_sessions, uow, adapters.stream_passes, clock,
         process=adapters.process, ends=credential_ends,
@@ -831,4 +905,13 @@ def job_handlers(container: Container) -> dict[type, Any]:
         service: TitleChatHandler = await container.services.title_chat()
         await service.execute(job)
 
-    return {Ping: ping, ExtractAttachment: extract_attachment, TitleChat: title_chat}
+    async def run_search(job: RunSearchSubscription) -> None:
+        service: RunSearchHandler = await container.services.run_search()
+        await service.execute(job)
+
+    return {
+        Ping: ping,
+        ExtractAttachment: extract_attachment,
+        TitleChat: title_chat,
+        RunSearchSubscription: run_search,
+    }

@@ -351,8 +351,9 @@ async def test_the_worker_serves_its_metrics_behind_the_metrics_token(
             "WHALLI_METRICS_TOKEN": "scrape-me",
         }
     )
-    await job_queue.enqueue(Ping(token="scraped"))
-    await eventually(lambda: RedisCache(redis).get(ping_key("scraped")), worker)
+    token = f"scraped-{uuid.uuid4().hex}"  # (a fixed one is already there from an earlier run)
+    await job_queue.enqueue(Ping(token=token))
+    await eventually(lambda: RedisCache(redis).get(ping_key(token)), worker)
     url = f"http://127.0.0.1:{closed_port}/metrics"
     labels = f'actor_name="{RUN_JOB_ACTOR}",queue_name="{queue_name}"'
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -20,7 +21,18 @@ class NotificationRepository(Protocol):
         ...
 
     async def list_for_user(
-        self, user_id: UUID, *, unread_only: bool = False, limit: int = 50
+        self,
+        user_id: UUID,
+        *,
+        unread_only: bool = False,
+        limit: int = 50,
+        before: tuple[datetime, UUID] | None = None,
     ) -> list[Notification]:
-        """Newest first."""
+        """Newest first (``created_at``, then id); with ``before``, only those after it."""
+        ...
+
+    async def count_unread(self, user_id: UUID) -> int: ...
+
+    async def mark_all_read(self, user_id: UUID, now: datetime) -> int:
+        """Mark every unread notification of ``user_id`` read at ``now``; return how many."""
         ...

@@ -24,14 +24,37 @@ class SearchSubscriptionRepository(Protocol):
         """Raises ``SearchSubscriptionNotFound``."""
         ...
 
+    async def list_for_project(
+        self, project_id: UUID, *, limit: int = 50, before: tuple[datetime, UUID] | None = None
+    ) -> list[SearchSubscription]:
+        """The project's subscriptions, newest first (``created_at``, then id); with ``before``,
+        only those after that position in this order."""
+        ...
+
+    async def count_active_for_user(self, user_id: UUID) -> int:
+        """How many active subscriptions ``user_id`` made (in any project)."""
+        ...
+
     async def list_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
         """Active subscriptions whose next run is at or before ``now``, most overdue first."""
         ...
 
-    async def add_results(self, results: list[SearchResult]) -> list[SearchResult]:
-        """Store results not seen before for their subscription (by fingerprint); return those."""
+    async def claim_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
+        """Take the active subscriptions due at ``now`` (most overdue first, at most ``limit``)
+        and mark them ran (``SearchSubscription.mark_ran(now)``: their next run one interval
+        on) in the same statement. Rows another unit of work holds locked are skipped, so two
+        claims at once (two workers) never both return one subscription."""
         ...
 
-    async def list_results(self, subscription_id: UUID, *, limit: int = 50) -> list[SearchResult]:
-        """Newest first."""
+    async def add_results(self, results: list[SearchResult]) -> list[SearchResult]:
+        """Store results not seen before for their subscription (by fingerprint); return those.
+
+        Two units of work adding the same result at once: only the one that commits first
+        stores (and returns) it."""
+        ...
+
+    async def list_results(
+        self, subscription_id: UUID, *, limit: int = 50, before: tuple[datetime, UUID] | None = None
+    ) -> list[SearchResult]:
+        """Newest first (``found_at``, then id); with ``before``, only those after it."""
         ...

@@ -22,6 +22,7 @@ from whalli.adapters.ai.openai_transcriber import OpenAITranscriber
 from whalli.adapters.outbound_http import new_http_client
 from whalli.domain.model.errors import (
     ProviderError,
+    ProviderRateLimited,
     ProviderRejectedRequest,
     ServiceUnavailable,
 )
@@ -128,8 +129,20 @@ async def test_a_401_says_only_its_status_never_the_echoed_key(
     assert caught.value.retryable is False
 
 
-@pytest.mark.parametrize("status", [429, 500, 503])
-async def test_a_429_or_5xx_is_service_unavailable_so_the_queue_retries(
+async def test_a_429_is_a_rate_limit_with_its_retry_after_as_for_chat_models(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
+) -> None:
+    server.script(Answer(429, openai_error("Rate limit reached"), {"retry-after": "7"}))
+
+    with pytest.raises(ProviderRateLimited, match="rate limiting requests") as caught:
+        await transcriber(http, server).transcribe(wav, "audio/wav")
+
+    assert caught.value.retryable is True
+    assert caught.value.details["retry_after"] == 7.0
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_a_5xx_is_service_unavailable_so_the_queue_retries(
     http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path, status: int
 ) -> None:
     server.script(Answer(status, openai_error("try later"), {"retry-after": "7"}))
@@ -164,4 +177,31 @@ async def test_an_unsupported_format_refused_by_the_provider_is_the_callers_erro
     http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
 ) -> None:
     with pytest.raises(ProviderRejectedRequest, match="Invalid file format"):
-        await transcriber(http, server).transcribe(wav, "audio/x-matroska")
+        await transcriber(http, server).transcribe(wav, "audio/x-aiff")  # sent as audio.bin
+
+
+async def test_matroska_audio_is_sent_as_webm_an_extension_openai_takes(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
+) -> None:
+    assert await transcriber(http, server).transcribe(wav, "audio/x-matroska") == TRANSCRIPT
+
+    [request] = server.requests
+    assert request.file is not None
+    assert request.file.filename == "audio.webm"
+
+
+@pytest.mark.parametrize(
+    ("said", "stored"),
+    [
+        (b'{"text": "Call Ada\\u0000 at nine."}', "Call Ada at nine."),
+        (b'{"text": "half \\ud83d of an emoji"}', "half \ufffd of an emoji"),
+        (b'{"text": "a whole \\ud83d\\ude00"}', "a whole \U0001f600"),
+    ],
+    ids=["nul", "lone-surrogate", "pair"],
+)
+async def test_a_transcript_is_cleaned_of_what_text_cannot_hold(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path, said: bytes, stored: str
+) -> None:
+    server.script(Answer(200, said, {"content-type": "application/json"}))
+
+    assert await transcriber(http, server).transcribe(wav, "audio/wav") == stored

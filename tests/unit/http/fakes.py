@@ -79,6 +79,12 @@ from whalli.domain.services.files.open_attachment_content import OpenAttachmentC
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.notifications.count_unread import CountUnreadNotificationsHandler
+from whalli.domain.services.notifications.list_notifications import ListNotificationsHandler
+from whalli.domain.services.notifications.mark_read import (
+    MarkAllNotificationsReadHandler,
+    MarkNotificationReadHandler,
+)
 from whalli.domain.services.presets.create_preset import CreatePresetHandler
 from whalli.domain.services.presets.delete_preset import DeletePresetHandler
 from whalli.domain.services.presets.list_presets import ListPresetsHandler
@@ -93,6 +99,12 @@ from whalli.domain.services.projects.list_projects import ListProjectsHandler
 from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
+from whalli.domain.services.searches.create_search import CreateSearchHandler
+from whalli.domain.services.searches.delete_search import DeleteSearchHandler
+from whalli.domain.services.searches.get_search import GetSearchHandler
+from whalli.domain.services.searches.list_search_results import ListSearchResultsHandler
+from whalli.domain.services.searches.list_searches import ListSearchesHandler
+from whalli.domain.services.searches.update_search import UpdateSearchHandler
 from whalli.domain.services.transcriptions.transcribe_speech import TranscribeSpeechHandler
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.entrypoints.http.draining import ShutdownDrain
@@ -167,6 +179,8 @@ class FakeContainer:
         self.jobs = InMemoryJobQueue()
         # Speech to text (/v1/audio): texts by content (None: transcription not configured).
         self.transcriber: InMemoryTranscriber | None = InMemoryTranscriber()
+        # Recurring searches: on (as if a provider were configured) unless a test turns it off.
+        self.searches_enabled = True
         # Readiness while the process drains before shutdown (tests begin it by hand).
         self.drain = ShutdownDrain()
 
@@ -219,6 +233,7 @@ class FakeContainer:
         return DeleteAccountHandler(
             self.uow(), self.blobs, hasher=self.hasher,
             stopper=ReplyStopper(self.chat_sessions, self.reply_stream),
+            clock=self.clock, ends=self.credential_ends,
         )  # fmt: skip
 
     async def update_profile(self) -> UpdateProfileHandler:
@@ -351,6 +366,37 @@ class FakeContainer:
 
     async def delete_preset(self) -> DeletePresetHandler:
         return DeletePresetHandler(self.uow())
+
+    # --- recurring searches and notifications --------------------------------------------------
+    async def create_search(self) -> CreateSearchHandler:
+        return CreateSearchHandler(self.uow(), self.clock, self.ids, enabled=self.searches_enabled)
+
+    async def list_searches(self) -> ListSearchesHandler:
+        return ListSearchesHandler(self.uow())
+
+    async def get_search(self) -> GetSearchHandler:
+        return GetSearchHandler(self.uow())
+
+    async def update_search(self) -> UpdateSearchHandler:
+        return UpdateSearchHandler(self.uow(), self.clock)
+
+    async def delete_search(self) -> DeleteSearchHandler:
+        return DeleteSearchHandler(self.uow())
+
+    async def list_search_results(self) -> ListSearchResultsHandler:
+        return ListSearchResultsHandler(self.uow())
+
+    async def list_notifications(self) -> ListNotificationsHandler:
+        return ListNotificationsHandler(self.uow())
+
+    async def count_unread_notifications(self) -> CountUnreadNotificationsHandler:
+        return CountUnreadNotificationsHandler(self.uow())
+
+    async def mark_notification_read(self) -> MarkNotificationReadHandler:
+        return MarkNotificationReadHandler(self.uow(), self.clock)
+
+    async def mark_all_notifications_read(self) -> MarkAllNotificationsReadHandler:
+        return MarkAllNotificationsReadHandler(self.uow(), self.clock)
 
     # --- files ---------------------------------------------------------------------------------
     async def upload_attachment(self) -> UploadAttachmentHandler:

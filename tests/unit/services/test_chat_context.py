@@ -533,6 +533,26 @@ def test_a_claude_reply_sent_its_default_cap_is_kept_that_room_in_a_long_chat() 
 
 
 @pytest.mark.parametrize(
+    ("window", "cap", "default"),
+    [(2_000, None, 500), (8_000, None, 2_000), (32_767, None, 8_191), (40_000, None, 8_192),
+     (8_000, 1_000, 1_000)],
+)  # fmt: skip
+def test_claudes_default_cap_is_at_most_the_room_trimming_keeps_so_both_fit_the_window(
+    window: int, cap: int | None, default: int
+) -> None:
+    """Trimming keeps at most a quarter of the window for the reply: a Claude model with a
+    smaller window than 32,768 is sent that quarter by default, not 8,192 (which with the
+    prompt would exceed the window)."""
+    claude = msgspec.structs.replace(_claude_spec(window, cap), reasoning=False)
+
+    prompt = ContextLimits(reserve_for_reply=1024).build(claude, _long_history(window), "q", [])
+
+    assert claude.default_max_tokens == default
+    assert estimate_prompt_tokens(prompt) + default <= window
+    assert estimate_prompt_tokens(prompt) + default > window - 2 * PER_MESSAGE  # none wasted
+
+
+@pytest.mark.parametrize(
     ("effort", "adaptive", "budget"),
     [
         (ReasoningEffort.HIGH, False, 24_576),

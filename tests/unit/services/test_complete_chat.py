@@ -27,6 +27,7 @@ from whalli.domain.model.errors import (
 from whalli.domain.model.prompt_cache import cache_key, user_scope
 from whalli.domain.model.users import Plan, User
 from whalli.domain.services.chat.complete import CompleteChat, CompleteChatHandler
+from whalli.domain.services.chat.requests import untrimmed_reply_cap
 from whalli.ports.chat_model import ChatModel, StreamDelta, StreamEnd
 from whalli.ports.usage import UsageRecord
 
@@ -412,3 +413,37 @@ async def test_a_reply_without_anything_said_or_with_an_unknown_end_is_never_cac
     assert not await world.cached("openai/mini", user)
     assert len(model.requests) == 2
     assert world.metrics.cache == {"miss": 2}
+
+
+@pytest.mark.parametrize(
+    ("chars", "sent"),
+    [(9, 2000), (26_000, 8000 - (6500 + 4)), (30_000, 1024)],
+    ids=["short: the quarter of the window", "long: what it leaves", "longer: at least 1,024"],
+)
+async def test_claude_asked_no_max_tokens_is_sent_what_the_window_leaves_after_the_prompt(
+    chars: int, sent: int
+) -> None:
+    """Nothing is trimmed here: the cap sent by default fits the window with the prompt, within
+    the model's default cap (a quarter of an 8,000-token window) and never under 1,024."""
+    claude = ScriptedChatModel(["Hi"], provider="anthropic")
+    world = World({"anthropic": claude})
+    user = await world.user()
+    said = (PromptMessage(role=MessageRole.USER, content="x" * chars),)
+
+    command = CompleteChat(user_id=user.id, model="anthropic/haiku", messages=said)
+    [_, end] = [event async for event in world.handler().stream(command)]
+
+    assert isinstance(end, StreamEnd)
+    [request] = claude.requests
+    assert request.default_max_tokens == sent
+    assert request.params.max_tokens is None
+
+
+def test_the_default_cap_of_a_conversation_sent_whole_is_what_a_large_window_leaves() -> None:
+    large = msgspec.structs.replace(spec("anthropic/opus"), context_window=200_000)
+    short = (PromptMessage(role=MessageRole.USER, content="hi"),)
+    near_full = (PromptMessage(role=MessageRole.USER, content="x" * 4 * 195_000),)
+
+    assert untrimmed_reply_cap(large, short) == 8192  # its default_max_tokens
+    assert untrimmed_reply_cap(large, near_full) == 200_000 - (195_000 + 4)
+    assert untrimmed_reply_cap(spec("openai/mini"), near_full) is None  # none required

@@ -13,7 +13,11 @@ from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chats import Message, MessageRole, MessageStatus
 from whalli.domain.model.images import MAX_IMAGES, ImagePart
 from whalli.domain.model.users import Plan
-from whalli.domain.services.chat.prompt_files import MAX_PROMPT_IMAGE_BYTES, files_for_prompt
+from whalli.domain.services.chat.prompt_files import (
+    MAX_PROMPT_IMAGE_BYTES,
+    attached_files,
+    files_for_prompt,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 PROJECT, USER = uuid.uuid4(), uuid.uuid4()
@@ -190,3 +194,44 @@ async def test_an_image_past_claudes_8000_pixels_a_side_goes_as_its_text() -> No
     assert to_claude[1:3] == [("wide.png", "OCR of wide.png"), ("tall.png", "OCR of tall.png")]
     to_openai, _ = await files_for_prompt(model("openai"), blobs, files, None, {})
     assert all(isinstance(body, ImagePart) for _, body in to_openai)
+
+
+async def test_another_model_gets_the_files_as_its_provider_takes_them_with_no_read() -> None:
+    """What a reply's fallback is given (``AttachedFiles.for_model``): the images read for the
+    model asked, each one its own provider refuses (its type, its pixels, its bytes) as its
+    text, as ``files_for_prompt`` gives them to it asked directly."""
+    blobs = CountingBlobs()
+    files = [
+        await stored(blobs, "a.png", "image/png", png_of(100, 100)),
+        await stored(blobs, "c.gif", "image/gif", b"gif"),
+        await stored(blobs, "huge.png", "image/png", png_of(9000, 9000)),
+        await stored(blobs, "big.jpg", "image/jpeg", b"j" * (4 * 1024 * 1024)),
+    ]
+    to_openai, _, attached = await attached_files(model("openai"), blobs, files, None, {})
+    assert all(isinstance(body, ImagePart) for _, body in to_openai)
+    reads = list(blobs.reads)
+
+    given = {p: attached.for_model(model(p)) for p in ("xai", "anthropic", "openai")}
+    blind = attached.for_model(model("openai", vision=False))
+
+    assert blobs.reads == reads  # nothing read again
+    assert [isinstance(body, ImagePart) for _, body in given["xai"][0]] == [True, False, True, True]
+    assert [isinstance(body, ImagePart) for _, body in given["anthropic"][0]] == [
+        True, True, False, False,
+    ]  # fmt: skip
+    assert given["anthropic"][0][2:] == [
+        ("huge.png", "OCR of huge.png"), ("big.jpg", "OCR of big.jpg"),
+    ]  # fmt: skip
+    assert given["openai"] == (to_openai, {})
+    assert blind == ([(f.filename, f"OCR of {f.filename}") for f in files], {})
+    for provider, files_given in given.items():  # as each is given them asked directly
+        assert files_given == await files_for_prompt(model(provider), blobs, files, None, {})
+
+
+async def test_another_model_gets_an_image_not_read_for_the_model_asked_as_its_text() -> None:
+    blobs = CountingBlobs()
+    photo = await stored(blobs, "photo.png", "image/png", b"png")
+    _, _, attached = await attached_files(model("openai", vision=False), blobs, [photo], None, {})
+
+    assert attached.for_model(model("openai")) == ([("photo.png", "OCR of photo.png")], {})
+    assert blobs.reads == []

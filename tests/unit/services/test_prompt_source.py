@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import UUID
 
+import msgspec
 import pytest
 
+from tests.unit.services.test_prompt_files import CountingBlobs, model, png_of, stored
 from whalli.domain.model.catalog import ModelSpec, Plan
 from whalli.domain.model.chats import GenerationParams, Message, MessageRole, MessageStatus
 from whalli.domain.model.images import ImagePart
 from whalli.domain.services.chat.context import ContextLimits, estimate_prompt_tokens
+from whalli.domain.services.chat.prompt_files import attached_files
 from whalli.domain.services.chat.prompt_source import PromptSource
+from whalli.domain.services.chat.requests import completion_request
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 LIMITS = ContextLimits(reserve_for_reply=500)
@@ -108,3 +112,55 @@ def test_a_fallback_keeps_the_new_messages_images() -> None:
 
     assert fitted is not None
     assert fitted[0][-1].parts == ("Attached image: cat.png", image, "look")
+
+
+def claude(window: int) -> ModelSpec:
+    return msgspec.structs.replace(spec(window), id=f"anthropic/w{window}", provider="anthropic")
+
+
+@pytest.mark.parametrize("window", [4000, 8000, 100_000])
+def test_a_claude_fallback_asked_no_max_tokens_has_its_default_cap_kept_free(window: int) -> None:
+    """Claude is sent ``default_max_tokens`` without maxTokens (its API requires a cap): the
+    prompt built for it as a fallback leaves that room, whatever its window."""
+    fallback = claude(window)
+    fitted = source(turns=window // 50).for_fallback(fallback, GenerationParams())
+
+    assert fitted is not None
+    prompt, params = fitted
+    assert params.max_tokens is None
+    sent = completion_request(fallback, prompt, params).default_max_tokens
+    assert sent == fallback.default_max_tokens == min(8192, window // 4)
+    assert estimate_prompt_tokens(prompt) + sent <= window
+
+
+async def test_a_fallback_gets_each_image_as_its_own_provider_takes_it_read_once() -> None:
+    """The images read for the model asked (an OpenAI one, which takes a GIF and 9000 pixels)
+    go to a fallback as its provider takes them: xAI gets the GIF as its text, Claude the
+    9000-pixel PNG; nothing is read again. A fallback that reads no image is given them as
+    they are (and skipped by the reply)."""
+    blobs = CountingBlobs()
+    gif = await stored(blobs, "anim.gif", "image/gif", b"gif")
+    huge = await stored(blobs, "huge.png", "image/png", png_of(9000, 9000))
+    asked = model("openai")
+    files, earlier, attached = await attached_files(asked, blobs, [gif, huge], None, {})
+    built = PromptSource(LIMITS, history(4), "look", files, None, earlier, attached)
+    reads = list(blobs.reads)
+
+    as_asked = built.build(asked, reply_tokens=None, effort=None)
+    to_grok = built.for_fallback(model("xai"), GenerationParams())
+    to_claude = built.for_fallback(model("anthropic"), GenerationParams())
+    to_blind = built.for_fallback(model("openai", vision=False), GenerationParams())
+
+    assert blobs.reads == reads
+    assert [type(p) for p in as_asked[-1].parts] == [str, ImagePart, str, ImagePart, str]
+    assert to_grok is not None
+    assert to_claude is not None
+    assert to_blind is not None
+    _, gif_image, _, huge_image, _ = as_asked[-1].parts
+    assert to_grok[0][-1].parts == (
+        "Attached file: anim.gif\nOCR of anim.gif\n\nAttached image: huge.png", huge_image, "look",
+    )  # fmt: skip
+    assert to_claude[0][-1].parts == (
+        "Attached image: anim.gif", gif_image, "Attached file: huge.png\nOCR of huge.png\n\nlook",
+    )  # fmt: skip
+    assert to_blind[0] == as_asked

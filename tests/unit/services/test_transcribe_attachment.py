@@ -4,6 +4,7 @@ transcript and one transcription row, failed for good, retried, redelivered."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -14,15 +15,17 @@ from tests.support.fake_transcription import tiny_wav
 from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
+from whalli.adapters.memory.job_queue import InMemoryJobQueue
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.text_extractor import InMemoryTextExtractor
 from whalli.adapters.memory.transcriber import InMemoryTranscriber
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
-from whalli.domain.model.errors import ProviderError, ServiceUnavailable
+from whalli.domain.model.errors import ProviderError, ProviderRateLimited, ServiceUnavailable
 from whalli.domain.model.jobs import ExtractAttachment
 from whalli.domain.model.transcriptions import Transcription, TranscriptionStatus
 from whalli.domain.services.files.extract_attachment import ExtractAttachmentHandler
+from whalli.domain.services.files.requeue_stale import GAVE_UP, RequeueStaleAttachments
 from whalli.ports.transcriber import Transcriber
 
 WAV = tiny_wav()
@@ -167,6 +170,43 @@ async def test_a_retryable_provider_error_is_retried_as_service_unavailable(
         await audio.handler(flaky).execute(ExtractAttachment(attachment_id=attachment.id))
 
     assert (await audio.read(attachment.id)).status is AttachmentStatus.PROCESSING
+
+
+async def test_a_rate_limited_provider_is_retried_no_sooner_than_its_retry_after(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+    error = ProviderRateLimited("The transcription provider is rate limiting.", retry_after=7.0)
+    error.retryable = True
+    flaky = FlakyTranscriber(1, audio.transcriber, error)
+
+    with pytest.raises(ServiceUnavailable, match="rate limiting") as caught:
+        await audio.handler(flaky).execute(ExtractAttachment(attachment_id=attachment.id))
+
+    assert caught.value.details["retry_after"] == 7.0  # the queue waits that long
+    [running] = audio.transcriptions(attachment.id)
+    assert running.status is TranscriptionStatus.PROCESSING
+
+
+async def test_a_transcription_the_sweeper_gives_up_on_ends_failed_with_its_file(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+    with pytest.raises(ServiceUnavailable, match="503"):
+        await audio.handler(FlakyTranscriber(9, audio.transcriber)).execute(
+            ExtractAttachment(attachment_id=attachment.id)
+        )
+    audio.clock.advance(timedelta(days=2))
+    sweeper = RequeueStaleAttachments(
+        InMemoryUnitOfWork(audio.store), InMemoryJobQueue(), audio.clock
+    )
+
+    assert await sweeper.execute() == 0
+
+    stored = await audio.read(attachment.id)
+    assert (stored.status, stored.failure_reason) == (AttachmentStatus.FAILED, GAVE_UP)
+    [row] = audio.transcriptions(attachment.id)
+    assert (row.status, row.failure_reason) == (TranscriptionStatus.FAILED, GAVE_UP)
 
 
 async def test_a_file_over_the_transcription_limit_fails_without_calling_the_provider(

@@ -22,7 +22,7 @@ from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.config import load_settings
 from whalli.container import build_container
 from whalli.domain.model.chats import Message, MessageStatus
-from whalli.domain.model.jobs import ExtractAttachment, Ping, TitleChat
+from whalli.domain.model.jobs import ExtractAttachment, Ping, RunSearchSubscription, TitleChat
 from whalli.domain.model.replies import INTERRUPTED_MESSAGE as INTERRUPTED
 from whalli.entrypoints.worker.run import ContainerWorker
 
@@ -50,7 +50,12 @@ async def test_the_worker_handles_extractions_and_sweeps_stale_attachments_perio
     clock.advance(timedelta(minutes=2))
     worker = ContainerWorker(container, settings)
 
-    assert worker.job_dispatcher().job_types == {Ping, ExtractAttachment, TitleChat}
+    assert worker.job_dispatcher().job_types == {
+        Ping,
+        ExtractAttachment,
+        TitleChat,
+        RunSearchSubscription,
+    }
     await worker.init_resources()
     try:
         for _ in range(2000):

@@ -4,11 +4,13 @@ Whisper, or a self-hosted server speaking the same protocol (faster-whisper-serv
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
 import msgspec
 
+from whalli.adapters.ai._halves import valid_text
 from whalli.adapters.ai._http import MAX_ERROR_BODY, retry_after, status_error
 from whalli.adapters.ai._streaming import provider_error
 from whalli.adapters.ai._upstream_errors import request_secrets
@@ -19,8 +21,10 @@ PROVIDER = "transcription"
 # A transcript of the largest file OpenAI takes (25 MB, hours of speech) is far below this: a
 # larger answer is no transcript (a wrong base URL), and it is not held whole in memory.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
-# OpenAI tells the format by the file name's extension: the name sent is made from the type
-# detected from the content, never the client's file name.
+# OpenAI tells the format by the file name's extension (it takes flac, m4a, mp3, mp4, mpeg,
+# mpga, oga, ogg, wav and webm): the name sent is made from the type detected from the
+# content, never the client's file name. Matroska goes as WebM, the Matroska profile OpenAI
+# takes (its decoder reads either by content); "mka" it refuses.
 _EXTENSIONS = {
     "audio/wav": "wav",
     "audio/mpeg": "mp3",
@@ -28,7 +32,7 @@ _EXTENSIONS = {
     "audio/webm": "webm",
     "audio/mp4": "m4a",
     "audio/flac": "flac",
-    "audio/x-matroska": "mka",
+    "audio/x-matroska": "webm",
 }
 
 
@@ -36,9 +40,19 @@ class _Answer(msgspec.Struct):
     text: str
 
 
+def clean(text: str) -> str:
+    """A transcript as text that can be stored and encoded: without NUL (which Postgres text
+    and jsonb refuse) and with each lone surrogate as U+FFFD (not valid UTF-8)."""
+    return valid_text(text.replace("\x00", ""))
+
+
 class OpenAITranscriber(Transcriber):
-    """Raises ``ServiceUnavailable`` when trying again later may help (a 429 or 5xx answer,
-    the server unreachable or too slow), else ``ProviderError``: a request refused as invalid
+    """The transcript is ``clean``: whatever the server sent, it can be stored.
+
+    Raises ``ProviderRateLimited`` (retryable, with the server's ``retry_after`` seconds when
+    it said) for a 429, as the chat models do; ``ServiceUnavailable`` (with its
+    ``retry_after``) when trying again later may help otherwise (a 5xx answer, the server
+    unreachable or too slow); else ``ProviderError``: a request refused as invalid
     (400, 413, 422: bad or unsupported audio) is a ``ProviderRejectedRequest`` with the
     server's own explanation, sanitised; a 401, 403 or 404 (the key or the model) says only
     its status; an answer without a transcript names the base URL. ``api_key`` empty: no
@@ -88,20 +102,30 @@ class OpenAITranscriber(Transcriber):
         limit = MAX_ANSWER_BYTES if response.is_success else MAX_ERROR_BODY
         body = await _prefix(response, limit)
         status = response.status_code
-        if status == 429 or status >= 500:
+        if status >= 500:
             raise _unavailable(f"answered HTTP {status}", retry_after(response.headers))
-        if not response.is_success:  # redirects are not followed: a 3xx is a bad base URL
+        # a 429 is a ProviderRateLimited; redirects are not followed: a 3xx is a bad base URL
+        if not response.is_success:
             raise status_error(
                 PROVIDER, status, response.headers, body,
                 secrets=request_secrets(self._headers),
             )  # fmt: skip
         try:
-            return msgspec.json.decode(body, type=_Answer).text
-        except msgspec.DecodeError:
+            return clean(_decode(body).text)
+        except (msgspec.DecodeError, ValueError, RecursionError):
             raise provider_error(
                 "The transcription provider answered without a transcript: check its base URL.",
                 provider=PROVIDER, kind="protocol", retryable=False,
             ) from None  # fmt: skip
+
+
+def _decode(body: bytes) -> _Answer:
+    """The answer; a lone surrogate escape (``"\\ud83d"``), legal JSON that msgspec refuses,
+    is read by the standard library's decoder (then ``clean``)."""
+    try:
+        return msgspec.json.decode(body, type=_Answer)
+    except msgspec.DecodeError:
+        return msgspec.convert(json.loads(body.decode()), type=_Answer)
 
 
 async def _prefix(response: httpx.Response, limit: int) -> bytes:

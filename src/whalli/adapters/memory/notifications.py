@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
@@ -22,11 +23,36 @@ class InMemoryNotificationRepository(MemoryRepository, NotificationRepository):
         self._tx().replace("notifications", notification.id, notification, NotificationNotFound)
 
     async def list_for_user(
-        self, user_id: UUID, *, unread_only: bool = False, limit: int = 50
+        self,
+        user_id: UUID,
+        *,
+        unread_only: bool = False,
+        limit: int = 50,
+        before: tuple[datetime, UUID] | None = None,
     ) -> list[Notification]:
         check_limit(limit)
         found: list[Notification] = self._tx().select(
             "notifications",
-            lambda n: n.user_id == user_id and not (unread_only and n.read_at is not None),
+            lambda n: (
+                n.user_id == user_id
+                and not (unread_only and n.read_at is not None)
+                and (before is None or (n.created_at, n.id) < before)
+            ),
         )
         return sorted(found, key=lambda n: (n.created_at, n.id), reverse=True)[:limit]
+
+    async def count_unread(self, user_id: UUID) -> int:
+        return len(await self._unread(user_id))
+
+    async def mark_all_read(self, user_id: UUID, now: datetime) -> int:
+        unread = await self._unread(user_id)
+        for notification in unread:
+            notification.mark_read(now)
+            self._tx().replace("notifications", notification.id, notification, NotificationNotFound)
+        return len(unread)
+
+    async def _unread(self, user_id: UUID) -> list[Notification]:
+        found: list[Notification] = self._tx().select(
+            "notifications", lambda n: n.user_id == user_id and n.read_at is None
+        )
+        return found

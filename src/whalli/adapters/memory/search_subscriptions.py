@@ -29,6 +29,41 @@ class InMemorySearchSubscriptionRepository(MemoryRepository, SearchSubscriptionR
     async def delete(self, subscription_id: UUID) -> None:
         self._tx().delete("search_subscriptions", subscription_id, SearchSubscriptionNotFound)
 
+    async def list_for_project(
+        self, project_id: UUID, *, limit: int = 50, before: tuple[datetime, UUID] | None = None
+    ) -> list[SearchSubscription]:
+        check_limit(limit)
+        found: list[SearchSubscription] = self._tx().select(
+            "search_subscriptions",
+            lambda s: (
+                s.project_id == project_id and (before is None or (s.created_at, s.id) < before)
+            ),
+        )
+        return sorted(found, key=lambda s: (s.created_at, s.id), reverse=True)[:limit]
+
+    async def count_active_for_user(self, user_id: UUID) -> int:
+        return len(
+            self._tx().select("search_subscriptions", lambda s: s.user_id == user_id and s.active)
+        )
+
+    async def claim_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
+        check_limit(limit)
+        tx = self._tx()
+        found: list[SearchSubscription] = tx.select("search_subscriptions", lambda s: s.is_due(now))
+        claimed: list[SearchSubscription] = []
+        for due in sorted(found, key=lambda s: (s.next_run_at, s.id)):
+            if len(claimed) == limit:
+                break
+            if not await tx.try_lock("search_subscriptions", due.id):
+                continue
+            latest: SearchSubscription | None = tx.find("search_subscriptions", due.id)
+            if latest is None or not latest.is_due(now):
+                continue
+            latest.mark_ran(now)
+            tx.replace("search_subscriptions", latest.id, latest, SearchSubscriptionNotFound)
+            claimed.append(latest)
+        return claimed
+
     async def list_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
         check_limit(limit)
         found: list[SearchSubscription] = self._tx().select(
@@ -47,9 +82,15 @@ class InMemorySearchSubscriptionRepository(MemoryRepository, SearchSubscriptionR
                 new.append(result)
         return new
 
-    async def list_results(self, subscription_id: UUID, *, limit: int = 50) -> list[SearchResult]:
+    async def list_results(
+        self, subscription_id: UUID, *, limit: int = 50, before: tuple[datetime, UUID] | None = None
+    ) -> list[SearchResult]:
         check_limit(limit)
         found: list[SearchResult] = self._tx().select(
-            "search_results", lambda r: r.subscription_id == subscription_id
+            "search_results",
+            lambda r: (
+                r.subscription_id == subscription_id
+                and (before is None or (r.found_at, r.id) < before)
+            ),
         )
         return sorted(found, key=lambda r: (r.found_at, r.id), reverse=True)[:limit]

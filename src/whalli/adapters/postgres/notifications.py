@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -39,12 +41,33 @@ class PostgresNotificationRepository(PostgresRepository, NotificationRepository)
             raise NotificationNotFound()
 
     async def list_for_user(
-        self, user_id: UUID, *, unread_only: bool = False, limit: int = 50
+        self,
+        user_id: UUID,
+        *,
+        unread_only: bool = False,
+        limit: int = 50,
+        before: tuple[datetime, UUID] | None = None,
     ) -> list[Notification]:
         check_limit(limit)
+        params: dict[str, Any] = {"user_id": user_id, "limit": limit}
         unread = "AND read_at IS NULL " if unread_only else ""
-        rows = await self._all(
-            f"{_SELECT} WHERE user_id = %(user_id)s {unread}{_NEWEST}",
-            {"user_id": user_id, "limit": limit},
-        )
+        if before is not None:
+            params["at"], params["before_id"] = before
+            unread += "AND (created_at, id) < (%(at)s, %(before_id)s) "
+        rows = await self._all(f"{_SELECT} WHERE user_id = %(user_id)s {unread}{_NEWEST}", params)
         return [msgspec.convert(r, Notification) for r in rows]
+
+    async def count_unread(self, user_id: UUID) -> int:
+        row = await self._one(
+            "SELECT count(*) AS n FROM notifications WHERE user_id = %(user_id)s "
+            "AND read_at IS NULL",
+            {"user_id": user_id},
+        )
+        return 0 if row is None else int(row["n"])
+
+    async def mark_all_read(self, user_id: UUID, now: datetime) -> int:
+        return await self._run(
+            "UPDATE notifications SET read_at = %(now)s "
+            "WHERE user_id = %(user_id)s AND read_at IS NULL",
+            {"user_id": user_id, "now": now},
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -39,6 +40,19 @@ _UPDATE = f"UPDATE search_subscriptions SET {assignments(_COLUMNS[1:])} WHERE id
 # Served by the partial index on next_run_at WHERE active.
 _DUE = f"{_SELECT} WHERE active AND next_run_at <= %(now)s ORDER BY next_run_at, id LIMIT %(limit)s"
 
+_PREFIXED = ", ".join(f"s.{c}" for c in _COLUMNS)
+# Claim in one statement: the due rows are locked (rows another claim holds are skipped),
+# marked ran (SearchSubscription.mark_ran) and returned, most overdue first.
+_CLAIM_DUE = (
+    "WITH due AS (SELECT id, next_run_at FROM search_subscriptions "
+    "WHERE active AND next_run_at <= %(now)s ORDER BY next_run_at, id LIMIT %(limit)s "
+    "FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE search_subscriptions s SET last_run_at = %(now)s, "
+    "next_run_at = %(now)s + make_interval(mins => s.interval_minutes), updated_at = %(now)s "
+    f"FROM due WHERE s.id = due.id RETURNING {_PREFIXED}, due.next_run_at AS due_at) "
+    f"SELECT {columns(_COLUMNS)} FROM claimed ORDER BY due_at, id"
+)
+
 _RESULT_TYPES = {
     "id": "uuid",
     "subscription_id": "uuid",
@@ -56,10 +70,20 @@ _INSERT_RESULTS = (
     f"SELECT * FROM unnest({', '.join(f'%({c})s::{t}[]' for c, t in _RESULT_TYPES.items())}) "
     "ON CONFLICT (subscription_id, fingerprint) DO NOTHING RETURNING id"
 )
-_SELECT_RESULTS = (
-    f"SELECT {columns(_RESULT_COLUMNS)} FROM search_results WHERE subscription_id = %(id)s "
-    "ORDER BY found_at DESC, id DESC LIMIT %(limit)s"
-)
+_SELECT_RESULTS = f"SELECT {columns(_RESULT_COLUMNS)} FROM search_results"
+
+
+def _page(
+    params: dict[str, Any], before: tuple[datetime, UUID] | None, column: str, limit: int
+) -> str:
+    """The cursor condition and order of a newest-first page (``params`` gets its values)."""
+    check_limit(limit)
+    params["limit"] = limit
+    after = ""
+    if before is not None:
+        params["at"], params["before_id"] = before
+        after = f"AND ({column}, id) < (%(at)s, %(before_id)s) "
+    return f"{after}ORDER BY {column} DESC, id DESC LIMIT %(limit)s"
 
 
 class PostgresSearchSubscriptionRepository(PostgresRepository, SearchSubscriptionRepository):
@@ -81,6 +105,26 @@ class PostgresSearchSubscriptionRepository(PostgresRepository, SearchSubscriptio
         if await self._run(query, {"id": subscription_id}) == 0:
             raise SearchSubscriptionNotFound()
 
+    async def list_for_project(
+        self, project_id: UUID, *, limit: int = 50, before: tuple[datetime, UUID] | None = None
+    ) -> list[SearchSubscription]:
+        params: dict[str, Any] = {"project_id": project_id}
+        page = _page(params, before, "created_at", limit)
+        rows = await self._all(f"{_SELECT} WHERE project_id = %(project_id)s {page}", params)
+        return [msgspec.convert(r, SearchSubscription) for r in rows]
+
+    async def count_active_for_user(self, user_id: UUID) -> int:
+        row = await self._one(
+            "SELECT count(*) AS n FROM search_subscriptions WHERE user_id = %(user_id)s AND active",
+            {"user_id": user_id},
+        )
+        return 0 if row is None else int(row["n"])
+
+    async def claim_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
+        check_limit(limit)
+        rows = await self._all(_CLAIM_DUE, {"now": now, "limit": limit})
+        return [msgspec.convert(r, SearchSubscription) for r in rows]
+
     async def list_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
         check_limit(limit)
         rows = await self._all(_DUE, {"now": now, "limit": limit})
@@ -93,7 +137,10 @@ class PostgresSearchSubscriptionRepository(PostgresRepository, SearchSubscriptio
         new = {row["id"] for row in await self._all(_INSERT_RESULTS, params)}
         return [r for r in results if r.id in new]
 
-    async def list_results(self, subscription_id: UUID, *, limit: int = 50) -> list[SearchResult]:
-        check_limit(limit)
-        rows = await self._all(_SELECT_RESULTS, {"id": subscription_id, "limit": limit})
+    async def list_results(
+        self, subscription_id: UUID, *, limit: int = 50, before: tuple[datetime, UUID] | None = None
+    ) -> list[SearchResult]:
+        params: dict[str, Any] = {"id": subscription_id}
+        page = _page(params, before, "found_at", limit)
+        rows = await self._all(f"{_SELECT_RESULTS} WHERE subscription_id = %(id)s {page}", params)
         return [msgspec.convert(r, SearchResult) for r in rows]

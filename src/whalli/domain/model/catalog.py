@@ -266,11 +266,15 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
     @property
     def default_max_tokens(self) -> int | None:
         """The reply cap sent when a request sets none (``REQUIRED_REPLY_CAPS``), within the
-        model's output cap; ``None``: none is sent. Trimming keeps it free of the window."""
+        model's output cap and a quarter of its window (the most of it trimming keeps for a
+        reply by default: ``ContextLimits.build``), so that the prompt trimming leaves and the
+        cap together fit the window; ``None``: none is sent."""
         cap = REQUIRED_REPLY_CAPS.get(self.provider)
-        if cap is None or self.max_output_tokens is None:
-            return cap
-        return min(cap, self.max_output_tokens)
+        if cap is None:
+            return None
+        if self.max_output_tokens is not None:
+            cap = min(cap, self.max_output_tokens)
+        return max(1, min(cap, self.context_window // 4))
 
     @property
     def calls_tools(self) -> bool:

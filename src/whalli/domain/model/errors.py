@@ -350,6 +350,18 @@ class PresetNotFound(NotFound):
     default_message = "Preset not found."
 
 
+class SearchesNotConfigured(InvalidInput):
+    """A recurring search is asked for, and this server has no web search provider configured."""
+
+    code = "searches_not_configured"
+    default_message = "recurring web searches are not configured on this server"
+
+
+class SearchLimitReached(Conflict):
+    code = "search_limit_reached"
+    default_message = "You have as many active recurring searches as allowed; pause one first."
+
+
 class PresetLimitReached(InvalidInput):
     code = "preset_limit_reached"
     default_message = "You have as many presets as allowed; delete one first."

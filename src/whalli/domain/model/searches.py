@@ -11,6 +11,9 @@ from whalli.domain.model.errors import InvalidInput, InvalidSchedule
 
 MIN_INTERVAL = timedelta(minutes=15)
 MAX_INTERVAL = timedelta(days=31)
+QUERY_MAX = 400
+# Active subscriptions a user may have at once (each runs a provider call per interval).
+MAX_ACTIVE_SUBSCRIPTIONS = 20
 
 
 class SearchSubscription(Entity, kw_only=True):
@@ -38,15 +41,12 @@ class SearchSubscription(Entity, kw_only=True):
         now: datetime,
         notify_email: bool = True,
     ) -> SearchSubscription:
-        cleaned = " ".join(query.split())
-        if not 1 <= len(cleaned) <= 400:
-            raise InvalidInput("A search query needs 1 to 400 characters.", field="query")
         validate_interval(interval_minutes)
         return cls(
             id=id,
             user_id=user_id,
             project_id=project_id,
-            query=cleaned,
+            query=search_query(query),
             interval_minutes=interval_minutes,
             notify_email=notify_email,
             next_run_at=now,
@@ -62,6 +62,14 @@ class SearchSubscription(Entity, kw_only=True):
         self.last_run_at = now
         self.next_run_at = now + timedelta(minutes=self.interval_minutes)
         self.updated_at = now
+
+
+def search_query(text: str) -> str:
+    """The query as stored: whitespace runs made one space, 1 to ``QUERY_MAX`` characters."""
+    cleaned = " ".join(text.split())
+    if not 1 <= len(cleaned) <= QUERY_MAX:
+        raise InvalidInput(f"A search query needs 1 to {QUERY_MAX} characters.", field="query")
+    return cleaned
 
 
 def validate_interval(minutes: int) -> None:

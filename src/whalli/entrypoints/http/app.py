@@ -28,11 +28,13 @@ from whalli.entrypoints.http.controllers.files import FileController
 from whalli.entrypoints.http.controllers.health import HealthController
 from whalli.entrypoints.http.controllers.metrics import MetricsController
 from whalli.entrypoints.http.controllers.models import ModelController
+from whalli.entrypoints.http.controllers.notifications import NotificationController
 from whalli.entrypoints.http.controllers.oauth import OAuthController
 from whalli.entrypoints.http.controllers.openai_audio import OpenAIAudioController
 from whalli.entrypoints.http.controllers.openai_compat import OpenAICompatController
 from whalli.entrypoints.http.controllers.presets import PresetController
 from whalli.entrypoints.http.controllers.projects import MemberController, ProjectController
+from whalli.entrypoints.http.controllers.searches import SearchController
 from whalli.entrypoints.http.controllers.shares import ChatShareController, SharedChatController
 from whalli.entrypoints.http.controllers.usage import UsageController
 from whalli.entrypoints.http.cors import CorsMiddleware
@@ -75,6 +77,8 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     ChatShareController,
     SharedChatController,
     FileController,
+    SearchController,
+    NotificationController,
 )
 
 

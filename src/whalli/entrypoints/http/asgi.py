@@ -67,6 +67,12 @@ from whalli.domain.services.files.open_attachment_content import OpenAttachmentC
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.notifications.count_unread import CountUnreadNotificationsHandler
+from whalli.domain.services.notifications.list_notifications import ListNotificationsHandler
+from whalli.domain.services.notifications.mark_read import (
+    MarkAllNotificationsReadHandler,
+    MarkNotificationReadHandler,
+)
 from whalli.domain.services.presets.create_preset import CreatePresetHandler
 from whalli.domain.services.presets.delete_preset import DeletePresetHandler
 from whalli.domain.services.presets.list_presets import ListPresetsHandler
@@ -81,6 +87,12 @@ from whalli.domain.services.projects.list_projects import ListProjectsHandler
 from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
+from whalli.domain.services.searches.create_search import CreateSearchHandler
+from whalli.domain.services.searches.delete_search import DeleteSearchHandler
+from whalli.domain.services.searches.get_search import GetSearchHandler
+from whalli.domain.services.searches.list_search_results import ListSearchResultsHandler
+from whalli.domain.services.searches.list_searches import ListSearchesHandler
+from whalli.domain.services.searches.update_search import UpdateSearchHandler
 from whalli.domain.services.transcriptions.transcribe_speech import TranscribeSpeechHandler
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.entrypoints.http.app import create_app
@@ -301,6 +313,44 @@ class ContainerApp:
 
     async def delete_preset(self) -> DeletePresetHandler:
         return await self._get(self.container.services.delete_preset, DeletePresetHandler)
+
+    async def create_search(self) -> CreateSearchHandler:
+        return await self._get(self.container.services.create_search, CreateSearchHandler)
+
+    async def list_searches(self) -> ListSearchesHandler:
+        return await self._get(self.container.services.list_searches, ListSearchesHandler)
+
+    async def get_search(self) -> GetSearchHandler:
+        return await self._get(self.container.services.get_search, GetSearchHandler)
+
+    async def update_search(self) -> UpdateSearchHandler:
+        return await self._get(self.container.services.update_search, UpdateSearchHandler)
+
+    async def delete_search(self) -> DeleteSearchHandler:
+        return await self._get(self.container.services.delete_search, DeleteSearchHandler)
+
+    async def list_search_results(self) -> ListSearchResultsHandler:
+        return await self._get(
+            self.container.services.list_search_results, ListSearchResultsHandler
+        )
+
+    async def list_notifications(self) -> ListNotificationsHandler:
+        return await self._get(self.container.services.list_notifications, ListNotificationsHandler)
+
+    async def count_unread_notifications(self) -> CountUnreadNotificationsHandler:
+        return await self._get(
+            self.container.services.count_unread_notifications, CountUnreadNotificationsHandler
+        )
+
+    async def mark_notification_read(self) -> MarkNotificationReadHandler:
+        return await self._get(
+            self.container.services.mark_notification_read, MarkNotificationReadHandler
+        )
+
+    async def mark_all_notifications_read(self) -> MarkAllNotificationsReadHandler:
+        return await self._get(
+            self.container.services.mark_all_notifications_read, MarkAllNotificationsReadHandler
+        )
 
     async def upload_attachment(self) -> UploadAttachmentHandler:
         return await self._get(self.container.services.upload_attachment, UploadAttachmentHandler)

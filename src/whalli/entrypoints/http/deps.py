@@ -59,6 +59,12 @@ from whalli.domain.services.files.open_attachment_content import OpenAttachmentC
 from whalli.domain.services.files.upload_attachment import UploadAttachmentHandler
 from whalli.domain.services.files.watch_attachment import WatchAttachmentHandler
 from whalli.domain.services.models.list_models import ListModelsHandler
+from whalli.domain.services.notifications.count_unread import CountUnreadNotificationsHandler
+from whalli.domain.services.notifications.list_notifications import ListNotificationsHandler
+from whalli.domain.services.notifications.mark_read import (
+    MarkAllNotificationsReadHandler,
+    MarkNotificationReadHandler,
+)
 from whalli.domain.services.presets.create_preset import CreatePresetHandler
 from whalli.domain.services.presets.delete_preset import DeletePresetHandler
 from whalli.domain.services.presets.list_presets import ListPresetsHandler
@@ -73,6 +79,12 @@ from whalli.domain.services.projects.list_projects import ListProjectsHandler
 from whalli.domain.services.projects.remove_member import RemoveMemberHandler
 from whalli.domain.services.projects.rename_project import RenameProjectHandler
 from whalli.domain.services.rate_limits import RequestLimits
+from whalli.domain.services.searches.create_search import CreateSearchHandler
+from whalli.domain.services.searches.delete_search import DeleteSearchHandler
+from whalli.domain.services.searches.get_search import GetSearchHandler
+from whalli.domain.services.searches.list_search_results import ListSearchResultsHandler
+from whalli.domain.services.searches.list_searches import ListSearchesHandler
+from whalli.domain.services.searches.update_search import UpdateSearchHandler
 from whalli.domain.services.transcriptions.transcribe_speech import TranscribeSpeechHandler
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
 from whalli.entrypoints.http.draining import ShutdownDrain
@@ -144,6 +156,18 @@ class AppContainer(Protocol):
     async def list_presets(self) -> ListPresetsHandler: ...
     async def update_preset(self) -> UpdatePresetHandler: ...
     async def delete_preset(self) -> DeletePresetHandler: ...
+
+    # Recurring searches and notifications
+    async def create_search(self) -> CreateSearchHandler: ...
+    async def list_searches(self) -> ListSearchesHandler: ...
+    async def get_search(self) -> GetSearchHandler: ...
+    async def update_search(self) -> UpdateSearchHandler: ...
+    async def delete_search(self) -> DeleteSearchHandler: ...
+    async def list_search_results(self) -> ListSearchResultsHandler: ...
+    async def list_notifications(self) -> ListNotificationsHandler: ...
+    async def count_unread_notifications(self) -> CountUnreadNotificationsHandler: ...
+    async def mark_notification_read(self) -> MarkNotificationReadHandler: ...
+    async def mark_all_notifications_read(self) -> MarkAllNotificationsReadHandler: ...
 
     # Files (controllers/files.py): one fresh handler per call.
     async def upload_attachment(self) -> UploadAttachmentHandler: ...
@@ -303,5 +327,15 @@ def _chat_providers(container: AppContainer) -> dict[str, Provide]:
         "list_presets": Provide(container.list_presets),
         "update_preset": Provide(container.update_preset),
         "delete_preset": Provide(container.delete_preset),
+        "create_search": Provide(container.create_search),
+        "list_searches": Provide(container.list_searches),
+        "get_search": Provide(container.get_search),
+        "update_search": Provide(container.update_search),
+        "delete_search": Provide(container.delete_search),
+        "list_search_results": Provide(container.list_search_results),
+        "list_notifications": Provide(container.list_notifications),
+        "count_unread_notifications": Provide(container.count_unread_notifications),
+        "mark_notification_read": Provide(container.mark_notification_read),
+        "mark_all_notifications_read": Provide(container.mark_all_notifications_read),
         "complete_chat": Provide(container.complete_chat),
     }

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import math
 import signal
 import threading
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from dramatiq.broker import Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 
-from whalli.adapters.dramatiq.broker import create_broker
+from whalli.adapters.dramatiq.broker import DEFAULT_TIME_LIMIT_MS, create_broker
 from whalli.adapters.dramatiq.metrics import WorkerMetrics
 from whalli.config import ConfigError, Settings
 from whalli.domain.model.jobs import Job
@@ -40,6 +41,11 @@ from whalli.entrypoints.worker.dispatch import JobDispatcher
 from whalli.entrypoints.worker.metrics_server import MetricsServer
 
 log = logging.getLogger(__name__)
+
+# Beyond the provider's own time, a transcription job downloads the audio (at most 25 MB by
+# default) and records the result: room for that, so that the job is not cut before its
+# transcription times out on its own.
+TRANSCRIPTION_JOB_MARGIN_S = 300
 
 
 class WorkerContainer(Protocol):
@@ -115,10 +121,19 @@ def broker_for(settings: Settings) -> RedisBroker:
         max_retries=settings.job_max_retries,
         min_backoff_ms=settings.job_min_backoff_ms,
         max_backoff_ms=settings.job_max_backoff_ms,
+        time_limit_ms=job_time_limit_ms(settings),
         max_deliveries=settings.job_max_deliveries,
         heartbeat_timeout_ms=settings.worker_heartbeat_timeout_ms,
         maintenance_chance=settings.worker_maintenance_chance,
     )
+
+
+def job_time_limit_ms(settings: Settings) -> int:
+    """How long one job may run: ten minutes, or longer when a transcription may take longer
+    (``WHALLI_TRANSCRIPTION_TIMEOUT_S``, up to an hour, plus its download): a job cut by the
+    limit is retried and its provider paid again, and a long one never completes."""
+    transcription_s = settings.transcription_timeout_s + TRANSCRIPTION_JOB_MARGIN_S
+    return max(DEFAULT_TIME_LIMIT_MS, math.ceil(transcription_s * 1000))
 
 
 def run_worker(
@@ -142,7 +157,10 @@ def run_worker(
         dispatcher = await asyncio.wrap_future(ready)
         await dispatcher.dispatch(job)
 
-    register(broker, dispatch, queue_name=settings.queue_name)
+    register(
+        broker, dispatch, queue_name=settings.queue_name,
+        min_retry_delay_ms=settings.job_min_backoff_ms,
+    )  # fmt: skip
     try:
         metrics = _metrics_server(settings)
     except OSError as e:  # the worker does not start unwatched

@@ -14,6 +14,8 @@ from whalli.config import Settings
 from whalli.container import Container, build_container, job_handlers
 from whalli.domain.services.chats.fail_abandoned_replies import FailAbandonedReplies
 from whalli.domain.services.files.requeue_stale import RequeueStaleAttachments
+from whalli.domain.services.files.spool import remove_dead_spools
+from whalli.domain.services.searches.schedule_due import ScheduleDueSearches
 from whalli.entrypoints.worker.dispatch import JobDispatcher
 from whalli.entrypoints.worker.main import run_worker
 from whalli.entrypoints.worker.sweeper import run_periodically
@@ -26,8 +28,8 @@ async def _resolved(value: object) -> object:
 
 class ContainerWorker:
     """Adapts the dependency-injector container to what the worker asks of it, and runs the
-    sweepers (extractions, abandoned replies) on the worker's event loop while the resources
-    are open."""
+    sweepers (extractions, abandoned replies, due searches) on the worker's event loop while
+    the resources are open."""
 
     def __init__(self, container: Container, settings: Settings) -> None:
         self.container = container
@@ -50,6 +52,13 @@ class ContainerWorker:
             f"sweeper:replies:{queue}",
             "reply sweep",
         )
+        # recurring searches: only with a search provider (else no subscription can exist)
+        self._sweep(
+            self._schedule_searches,
+            self.settings.search_schedule_interval_s if self.settings.search_provider else 0,
+            f"sweeper:searches:{queue}",
+            "search scheduler",
+        )
 
     def _sweep(
         self, task: Callable[[], Awaitable[None]], interval_s: float, lock_key: str, name: str
@@ -71,6 +80,11 @@ class ContainerWorker:
     async def _fail_abandoned_replies(self) -> None:
         service = await _resolved(self.container.services.fail_abandoned_replies())
         assert isinstance(service, FailAbandonedReplies)
+        await service.execute()
+
+    async def _schedule_searches(self) -> None:
+        service = await _resolved(self.container.services.schedule_due_searches())
+        assert isinstance(service, ScheduleDueSearches)
         await service.execute()
 
     async def _cache(self) -> Cache:
@@ -97,4 +111,6 @@ def run(settings: Settings) -> int:
     configure_logging(
         settings.log_level, settings.log_dir, json=settings.log_json, process_name="worker"
     )
+    # the downloads of workers killed mid-job (their cleanup never ran), before any job starts
+    remove_dead_spools(settings.extraction_temp_dir or None)
     return run_worker(settings, lambda: ContainerWorker(build_container(settings), settings))

@@ -35,7 +35,7 @@ class UpdateUserHandler:
     - disabling an account revokes all its sessions (refresh-token families) and API keys in the
       same transaction, so it cannot keep working until its tokens expire; access tokens die with
       the next request, since the guard reads the account afresh; once committed, it is noted
-      in ``ends`` (this process's ``CredentialEnds``);
+      in ``ends`` (this process's ``CredentialEnds``) at the clock's time after the commit;
     - a change that leaves no active admin (the last one demoting or disabling themself) is
       refused with ``LastAdmin``; a change that may remove an admin first locks the active
       admins, so that two such changes at once (two admins demoting each other) run one after
@@ -76,7 +76,7 @@ class UpdateUserHandler:
                 await uow.api_keys.revoke_all_for_user(user.id, changed.updated_at)
             await uow.commit()
         if changed.disabled and not user.disabled and self._ends is not None:
-            self._ends.ended(user.id, changed.updated_at)
+            self._ends.ended(user.id, self._clock.now())
         return changed
 
 

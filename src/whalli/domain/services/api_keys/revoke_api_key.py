@@ -24,7 +24,8 @@ class RevokeApiKeyHandler:
     - only the caller's own keys: another user's key is ``ApiKeyNotFound``, exactly like a key
       that does not exist, so that key ids cannot be probed;
     - revoking a revoked key changes nothing (the first revocation time is kept);
-    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``).
+    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``), at the
+      clock's time after the commit (as ``LogoutAll``).
     """
 
     def __init__(self, uow: UnitOfWork, clock: Clock, ends: CredentialEnds | None = None) -> None:
@@ -43,4 +44,4 @@ class RevokeApiKeyHandler:
                 return
             await uow.commit()
         if self._ends is not None:
-            self._ends.ended(key.user_id, now)
+            self._ends.ended(key.user_id, self._clock.now())

@@ -59,7 +59,8 @@ class ChangePasswordHandler:
       token minted for one stops working at its next use; a new session is opened and its pair
       returned, so the caller stays signed in; API keys are not touched (as ``LogoutAll``);
     - nothing changes unless all of it does; once committed, the end of the other sessions is
-      noted in ``ends`` (this process's ``CredentialEnds``).
+      noted in ``ends`` (this process's ``CredentialEnds``), at the clock's time after the
+      commit (as ``LogoutAll``).
     """
 
     def __init__(
@@ -110,7 +111,7 @@ class ChangePasswordHandler:
             )  # fmt: skip
             await uow.commit()
         if self._ends is not None:
-            self._ends.ended(fresh.id, now)
+            self._ends.ended(fresh.id, self._clock.now())
         return tokens
 
     async def _check_current(self, command: ChangePassword) -> User:

@@ -19,10 +19,12 @@ from whalli.domain.model.errors import (
 from whalli.domain.model.projects import Project
 from whalli.domain.model.users import User, normalize_email
 from whalli.domain.services.auth.accounts import check_password
+from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.sessions import masked_repr
 from whalli.domain.services.chat.stop_replies import ReplyStopper
 from whalli.domain.services.files.stored_objects import delete_objects
 from whalli.ports.blob_storage import BlobStorage
+from whalli.ports.clock import Clock
 from whalli.ports.password_hasher import PasswordHasher
 from whalli.ports.unit_of_work import UnitOfWork
 
@@ -61,6 +63,9 @@ class DeleteAccountHandler:
       unshared ones), then the account, whose sessions, API keys, memberships, chats, files in
       other projects, usage, presets, feedback and shared links go with it (the schema
       cascades); nothing is deleted unless all of it is;
+    - once committed, the end of its credentials is noted in ``ends`` (this process's
+      ``CredentialEnds``, at the clock's time after the commit, as ``LogoutAll``): a read of
+      the account made just before (a start's) is then not trusted without a new one;
     - once committed, the replies still generated in the chats that went (the account's own
       anywhere and every chat of the deleted projects) are asked to stop (``ReplyStopper``,
       best effort), as deleting a chat stops its replies;
@@ -75,11 +80,16 @@ class DeleteAccountHandler:
         *,
         hasher: PasswordHasher,
         stopper: ReplyStopper | None = None,
+        clock: Clock | None = None,
+        ends: CredentialEnds | None = None,
     ) -> None:
+        """``ends`` is noted only with a ``clock`` to tell when."""
         self._uow = uow
         self._blobs = blobs
         self._hasher = hasher
         self._stopper = stopper
+        self._clock = clock
+        self._ends = ends
 
     async def execute(self, command: DeleteAccount) -> None:
         if command.api_key_id is not None:
@@ -111,6 +121,8 @@ class DeleteAccountHandler:
                 await uow.projects.delete(project.id)
             await uow.users.delete(fresh.id)
             await uow.commit()
+        if self._ends is not None and self._clock is not None:
+            self._ends.ended(fresh.id, self._clock.now())
         if self._stopper is not None:
             await self._stopper.stop(unfinished, of=f"deleted account {fresh.id}")
         await delete_objects(self._blobs, sorted(keys), of="a deleted account")

@@ -33,7 +33,8 @@ class LogoutHandler:
       a refresh in flight (a second tab's, within the reuse grace window, adding a sibling
       token) ends first and its new token is revoked with the family, or it comes after and
       finds the family revoked. Nothing of the session is left live after the answer;
-    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``).
+    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``), at the
+      clock's time after the commit (as ``LogoutAll``).
     """
 
     def __init__(
@@ -63,4 +64,4 @@ class LogoutHandler:
             await uow.refresh_tokens.revoke_family(token.family_id, now)
             await uow.commit()
         if self._ends is not None:
-            self._ends.ended(owner, now)
+            self._ends.ended(owner, self._clock.now())

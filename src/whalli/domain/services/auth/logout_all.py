@@ -22,7 +22,10 @@ class LogoutAllHandler:
     - every refresh-token family of the user is revoked, so every access token minted for
       them stops working at its next use; API keys are not touched (they are revoked one by
       one, by the user, on purpose);
-    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``).
+    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``) at the
+      clock's time after the commit, not the revocation's: a start that authenticated while
+      the end waited to commit (the credential still in force) read the user after the
+      revocation's time but before the commit, and must be seen as read before the end.
     """
 
     def __init__(
@@ -40,5 +43,5 @@ class LogoutAllHandler:
             revoked = await uow.refresh_tokens.revoke_all_for_user(command.user_id, now)
             await uow.commit()
         if self._ends is not None:
-            self._ends.ended(command.user_id, now)
+            self._ends.ended(command.user_id, self._clock.now())
         return revoked

@@ -45,7 +45,8 @@ class RefreshSessionHandler:
     - the account is held (shared) first: a refresh and a revocation of every session (log
       out everywhere, a password change, a disabled account) run one after the other, so the
       revocation also ends the successor of a refresh in flight;
-    - a family revoked for reuse is noted in ``ends`` once committed (``CredentialEnds``).
+    - a family revoked for reuse is noted in ``ends`` once committed (``CredentialEnds``), at
+      the clock's time after the commit (as ``LogoutAll``).
     """
 
     def __init__(
@@ -87,7 +88,7 @@ class RefreshSessionHandler:
                 await uow.refresh_tokens.revoke_family(token.family_id, now)
                 await uow.commit()
                 if self._ends is not None:
-                    self._ends.ended(token.user_id, now)
+                    self._ends.ended(token.user_id, self._clock.now())
                 raise RefreshTokenReused()
             if not spent and not token.is_active(now):
                 raise InvalidToken()

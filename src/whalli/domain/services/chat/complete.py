@@ -147,7 +147,10 @@ class CompleteChatHandler:
     - images (``/v1`` only, user messages only, at most ``MAX_IMAGES``: ``check_images``) go
       to the model and to its fallbacks that read images (``ModelSpec.sees_images``; a model
       that does not refuses them: ``InvalidInput`` naming the first image), and are part of
-      the cache key.
+      the cache key;
+    - the conversation is sent whole (nothing is trimmed): a model whose API requires a reply
+      cap (Claude's) asked for none is sent what its window leaves after the conversation's
+      estimate, at least 1,024 and at most its ``default_max_tokens`` (``untrimmed_reply_cap``).
     """
 
     def __init__(
@@ -259,6 +262,7 @@ class CompleteChatHandler:
                 candidate.fitted(command.params),  # (a fallback: max_tokens within its cap)
                 tools=command.tools, response_format=command.response_format,
                 conversation=conversation_key("v1", command.user_id),
+                trimmed=False,  # (sent whole: the default cap is what the window leaves)
             )  # fmt: skip
             events = model.stream(request)
             try:

@@ -22,7 +22,7 @@ from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.prompt_files import (
     ImagesToRead,
     ReadImages,
-    files_for_prompt,
+    attached_files,
     read_images,
 )
 from whalli.domain.services.chat.prompt_source import PromptSource
@@ -143,10 +143,12 @@ async def prompt_for(
     message is not new: a regenerated question goes on without a file gone since)."""
     attached = await read_attachments(uow, chat.project_id, attachment_ids, strict=strict)
     earlier = await read_earlier_attachments(uow, chat.project_id, history)
-    files, earlier_files = await files_for_prompt(
+    files, earlier_files, chosen_from = await attached_files(
         spec, blobs, attached, history, earlier, images, read_here=images is not None
     )
-    source = PromptSource(limits, history, text, files, chat.system_prompt, earlier_files)
+    source = PromptSource(
+        limits, history, text, files, chat.system_prompt, earlier_files, chosen_from
+    )
     return source.build(spec, reply_tokens=reply_tokens, effort=effort), source
 
 

@@ -15,7 +15,10 @@ Rules (the chat flow; ``/v1`` clients send their images themselves):
   for it;
 - the images are read at once, side by side, and only when some are wanted: a prompt without
   images costs no read. A start or a regeneration reads them outside its transaction (see
-  ``ImagesToRead``): no database connection or chat lock is held while the store answers.
+  ``ImagesToRead``): no database connection or chat lock is held while the store answers;
+- a reply's fallback model gets the files as its own provider takes them, by the same rules,
+  from the images read for the model asked (``AttachedFiles.for_model``): one its provider
+  refuses goes as its text, and nothing is read again (one not read then goes as its text).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from uuid import UUID
 
 from whalli.domain.model.attachments import Attachment
@@ -63,6 +67,23 @@ async def read_images(blobs: BlobStorage, attachments: Sequence[Attachment]) -> 
     return {a.id: image for a, image in zip(attachments, read, strict=True)}
 
 
+@dataclass(frozen=True)
+class AttachedFiles:
+    """What a prompt's files were chosen from: the new message's files, the earlier messages'
+    (by id) with the ``history`` that orders them, and the images read of them."""
+
+    new: Sequence[Attachment]
+    history: Sequence[Message] | None
+    earlier: Mapping[UUID, Attachment]
+    images: ReadImages
+
+    def for_model(self, spec: ModelSpec) -> tuple[list[PromptFile], dict[UUID, PromptFile]]:
+        """The files as ``files_for_prompt`` gives them to ``spec``, from the images read
+        here (no read: an image ``spec`` would take that was not read goes as its text)."""
+        chosen = _images_wanted(spec, self.new, self.history, self.earlier)
+        return _files(spec, chosen, self.images, self.new, self.earlier)
+
+
 async def files_for_prompt(
     spec: ModelSpec,
     blobs: BlobStorage | None,
@@ -78,6 +99,23 @@ async def files_for_prompt(
     ``read_here`` False, ``ImagesToRead`` is raised instead of reading any.
 
     ``blobs`` ``None``: no image is ever sent (a handler built without blob storage)."""
+    files, earlier_files, _ = await attached_files(
+        spec, blobs, new, history, earlier, already, read_here=read_here
+    )
+    return files, earlier_files
+
+
+async def attached_files(
+    spec: ModelSpec,
+    blobs: BlobStorage | None,
+    new: Sequence[Attachment],
+    history: Sequence[Message] | None,
+    earlier: Mapping[UUID, Attachment],
+    already: ReadImages | None = None,
+    *,
+    read_here: bool = True,
+) -> tuple[list[PromptFile], dict[UUID, PromptFile], AttachedFiles]:
+    """``files_for_prompt``, and what its files were chosen from (for a reply's fallbacks)."""
     chosen = _images_wanted(spec, new, history, earlier) if blobs is not None else []
     found = dict(already or {})
     missing = [a for a in chosen if a.id not in found]
@@ -86,6 +124,19 @@ async def files_for_prompt(
             raise ImagesToRead(missing)
         assert blobs is not None
         found.update(await read_images(blobs, missing))
+    files, earlier_files = _files(spec, chosen, found, new, earlier)
+    return files, earlier_files, AttachedFiles(new, history, earlier, found)
+
+
+def _files(
+    spec: ModelSpec,
+    chosen: Sequence[Attachment],
+    found: ReadImages,
+    new: Sequence[Attachment],
+    earlier: Mapping[UUID, Attachment],
+) -> tuple[list[PromptFile], dict[UUID, PromptFile]]:
+    """Each file as its image when it was ``chosen``, read, and ``spec``'s provider takes the
+    image read (its pixels); else as its text."""
     images = {
         a.id: image
         for a in chosen

@@ -14,6 +14,7 @@ import msgspec
 from whalli.domain.model.attachments import Attachment, ExtractionResult
 from whalli.domain.model.errors import AttachmentNotFound, BlobNotFound, ExtractionFailed
 from whalli.domain.model.jobs import ExtractAttachment
+from whalli.domain.services.files.spool import spool_prefix
 from whalli.domain.services.files.transcribe_attachment import (
     DEFAULT_MAX_BYTES,
     AttachmentTranscription,
@@ -40,6 +41,7 @@ class ExtractAttachmentHandler:
       the work over (its previous worker died);
     - the row is locked only while its status changes, never while the file is read;
     - the object is streamed to a temporary file (memory stays bounded) that is always removed;
+      one left by a worker killed mid-job is removed when a worker starts (see ``spool``);
     - a file that cannot be read (corrupt, encrypted, a bomb, too slow) ends ``failed`` with
       the extractor's reason and is not retried; a missing object ends ``failed`` too;
     - an unreachable store or database (``ServiceUnavailable``) propagates, so the queue
@@ -100,7 +102,7 @@ class ExtractAttachmentHandler:
         audio = is_audio(attachment)
         if audio and (refused := self._audio.refusal(attachment)) is not None:
             raise ExtractionFailed(refused)
-        handle, name = tempfile.mkstemp(prefix="whalli-extract-", dir=self._temp_dir)
+        handle, name = tempfile.mkstemp(prefix=spool_prefix(), dir=self._temp_dir)
         path = Path(name)
         try:
             with os.fdopen(handle, "wb") as file:

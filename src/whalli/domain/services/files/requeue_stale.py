@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from whalli.domain.model.attachments import AttachmentStatus
 from whalli.domain.model.jobs import ExtractAttachment
+from whalli.domain.services.files.transcribe_attachment import end_transcription, is_audio
 from whalli.ports.clock import Clock
 from whalli.ports.job_queue import JobQueue
 from whalli.ports.unit_of_work import UnitOfWork
@@ -25,7 +26,8 @@ class RequeueStaleAttachments:
     - ``processing`` without a change for longer than ``processing_older_than``: its job was
       dead-lettered (retries exhausted while a service was down) or lost: queue it again;
     - unless it was created more than ``give_up_after`` ago: a file that keeps killing its
-      workers would otherwise come back forever, so it ends ``failed``;
+      workers would otherwise come back forever, so it ends ``failed``, and an audio file's
+      running transcription with it (same reason, same transaction);
     - "for longer than" counts from the last change or the last time the sweeper queued it, and
       the sweeper records the requeue (``requeued_at``) in the same statement that picks it: a
       job merely waiting behind a backlog is not queued again at every run, only once per
@@ -73,6 +75,8 @@ class RequeueStaleAttachments:
                 # claimed: locked and read as committed, so no worker took it over meanwhile
                 stale.fail(GAVE_UP, now)
                 await uow.attachments.update(stale)
+                if is_audio(stale):
+                    await end_transcription(uow, stale, GAVE_UP, now)
             await uow.commit()
         for attachment_id in requeue:
             await self._queue.enqueue(ExtractAttachment(attachment_id=attachment_id))

@@ -32,8 +32,9 @@ class AttachmentTranscription:
     - a file over ``max_bytes`` (the provider's own limit) fails before it is downloaded;
     - a provider refusing the audio (``ProviderError`` not retryable: bad or unsupported audio,
       a rejected key) fails the file with its reason, not retried; one that may succeed later
-      (``ServiceUnavailable``, a retryable ``ProviderError``) propagates as
-      ``ServiceUnavailable`` so that the queue retries;
+      (``ServiceUnavailable``, a retryable ``ProviderError``: a 429 or 5xx) propagates as
+      ``ServiceUnavailable`` so that the queue retries, with the provider's ``retry_after``
+      seconds when it said (the queue waits at least that long);
     - one ``Transcription`` row per attachment, started with the attachment under its row lock
       and finished in the same transaction as the attachment: a redelivered job finds it and
       takes it over, never adds a second.
@@ -64,7 +65,7 @@ class AttachmentTranscription:
             text = await self._transcriber.transcribe(path, attachment.content_type)
         except ProviderError as e:
             if e.retryable:
-                raise ServiceUnavailable(e.message) from e
+                raise ServiceUnavailable(e.message, retry_after=e.details.get("retry_after")) from e
             raise ExtractionFailed(e.message) from e
         return ExtractionResult(text=text, method=METHOD)
 
@@ -94,11 +95,19 @@ class AttachmentTranscription:
         now: datetime,
     ) -> None:  # fmt: skip
         """End the attachment's running transcription as the attachment ends."""
-        found = await uow.transcriptions.get_for_attachment(attachment.id)
-        if found is None or found.status is not TranscriptionStatus.PROCESSING:
-            return
-        if isinstance(result, str):
-            found.fail(result, now)
-        else:
-            found.complete(result.text, None, now)
-        await uow.transcriptions.update(found)
+        await end_transcription(uow, attachment, result, now)
+
+
+async def end_transcription(
+    uow: UnitOfWork, attachment: Attachment, result: ExtractionResult | str, now: datetime
+) -> None:
+    """End the attachment's transcription if it is still running: done with the text, or
+    failed with ``result`` as its reason (an ending attachment never leaves it running)."""
+    found = await uow.transcriptions.get_for_attachment(attachment.id)
+    if found is None or found.status is not TranscriptionStatus.PROCESSING:
+        return
+    if isinstance(result, str):
+        found.fail(result, now)
+    else:
+        found.complete(result.text, None, now)
+    await uow.transcriptions.update(found)

@@ -40,7 +40,8 @@ class TranscribeSpeechHandler:
       ``ModelNotFound``; ``language``, when given, is an ISO 639 code (else ``InvalidInput``);
     - a file over ``max_bytes`` (the provider's limit) is ``AttachmentTooLarge``;
     - the type comes from the content (``file_types.detect``), never the name: anything but
-      audio is ``UnsupportedFileType``;
+      audio (a type ``detect`` refuses itself, an empty file, included) is
+      ``UnsupportedFileType`` naming the ``file`` field;
     - the provider's errors propagate: a refused audio file is the caller's error
       (``ProviderRejectedRequest``), an unavailable provider ``ServiceUnavailable``.
     """
@@ -68,7 +69,10 @@ class TranscribeSpeechHandler:
                 limit_bytes=self._max_bytes,
                 field="file",
             )
-        detected = detect(head)
+        try:
+            detected = detect(head)
+        except UnsupportedFileType as e:
+            raise UnsupportedFileType(e.message, **{**e.details, "field": "file"}) from e
         if detected.kind is not FileKind.AUDIO:
             raise UnsupportedFileType(
                 f"Files of type {detected.mime} cannot be transcribed; send audio.",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, post
+from litestar import Controller, MediaType, Request, Response, post
 from litestar.di import NamedDependency
 
 from whalli.config import Settings
@@ -84,7 +84,7 @@ class OpenAIAudioController(Controller):
         finally:
             await asyncio.to_thread(_remove, audio)
         if response_format == "text":
-            return Response(text, media_type="text/plain; charset=utf-8")
+            return Response(text, media_type=MediaType.TEXT)  # Litestar adds the UTF-8 charset
         return Response(msgspec.json.encode(Transcription(text)), media_type="application/json")
 
 

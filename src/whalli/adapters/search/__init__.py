@@ -1,0 +1,1 @@
+"""Web search APIs (the ``WebSearch`` port): SearXNG's JSON API and Brave Search, over httpx."""

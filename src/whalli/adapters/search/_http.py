@@ -1,0 +1,131 @@
+"""What the search adapters share: one JSON GET with its errors, and the cleaning of results.
+
+A provider's answer is untrusted text shown to users and mailed to them: only http(s) URLs are
+kept, titles and snippets lose control characters (bidirectional overrides included) and are
+capped, snippets lose HTML tags (Brave marks the query's words with ``<strong>``) and entities.
+Error messages name the provider and the HTTP status, never what was sent (the key) nor what
+came back.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from whalli.domain.model.errors import ProviderError, ServiceUnavailable
+from whalli.domain.model.searches import SearchHit
+
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+URL_MAX = 2048
+TITLE_MAX = 300
+SNIPPET_MAX = 1000
+_TAG = re.compile(r"<[^>]*>")
+# bidirectional embeddings, overrides and isolates: they can make a URL read as another
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+async def get_json(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    provider: str,
+    params: Mapping[str, str | int],
+    headers: Mapping[str, str],
+    timeout_s: float,
+) -> Any:
+    """The JSON answer of ``GET url``. ``ServiceUnavailable``: unreachable, too slow, 429 or
+    5xx (trying again may help); ``ProviderError``: any other non-2xx answer, or no JSON."""
+    try:
+        async with http.stream(
+            "GET", url, params=params, headers=headers, timeout=httpx.Timeout(timeout_s)
+        ) as response:
+            body = await _prefix(response, MAX_ANSWER_BYTES + 1)
+            status = response.status_code
+    except httpx.TimeoutException as e:
+        raise _unavailable(provider, "did not answer in time") from e
+    except httpx.HTTPError as e:
+        raise _unavailable(provider, f"could not be reached ({type(e).__name__})") from e
+    if status == 429 or status >= 500:
+        raise _unavailable(provider, f"answered HTTP {status}")
+    if not 200 <= status < 300:
+        raise ProviderError(
+            f"The search provider {provider} refused the request (HTTP {status}){_hint(status)}.",
+            provider=provider, kind="refused", upstream_status=status,
+        )  # fmt: skip
+    if len(body) > MAX_ANSWER_BYTES:
+        raise _no_results(provider, "an answer too large")
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise _no_results(provider, "no JSON") from None
+
+
+def hit(url: Any, title: Any, snippet: Any) -> SearchHit | None:
+    """A result as shown to users, or None when its URL is not a plain http(s) URL."""
+    if not isinstance(url, str):
+        return None
+    url = url.strip()
+    if len(url) > URL_MAX or _unsafe(url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1": an invalid IPv6 host
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    text = clean_text(title if isinstance(title, str) else "", TITLE_MAX)
+    plain = html.unescape(_TAG.sub("", snippet)) if isinstance(snippet, str) else ""
+    return SearchHit(url=url, title=text, snippet=clean_text(plain, SNIPPET_MAX))
+
+
+def clean_text(text: str, limit: int) -> str:
+    """``text`` without control characters, its whitespace runs one space, at most ``limit``."""
+    kept = "".join(" " if _control(c) else c for c in text)
+    words = " ".join(kept.split())
+    return words if len(words) <= limit else words[: limit - 1].rstrip() + "…"
+
+
+def _control(char: str) -> bool:
+    return char in _BIDI or unicodedata.category(char) == "Cc"
+
+
+def _unsafe(url: str) -> bool:
+    return any(_control(c) or c.isspace() for c in url)
+
+
+def _hint(status: int) -> str:
+    if status in (401, 403):
+        return ": check its API key, and for SearXNG that its settings allow the json format"
+    if 300 <= status < 400:
+        return ": check its base URL"
+    return ""
+
+
+def _unavailable(provider: str, what: str) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"The search provider {provider} {what}; try again shortly.", provider=provider
+    )
+
+
+def _no_results(provider: str, what: str) -> ProviderError:
+    return ProviderError(
+        f"The search provider {provider} answered {what}, not results: check its base URL.",
+        provider=provider, kind="protocol",
+    )  # fmt: skip
+
+
+async def _prefix(response: httpx.Response, limit: int) -> bytes:
+    read, size = [], 0
+    async for chunk in response.aiter_bytes():
+        read.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(read)[:limit]

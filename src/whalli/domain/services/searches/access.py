@@ -1,0 +1,47 @@
+"""The access rule of search use cases: a subscription is as visible as its project.
+
+A caller who may not read a subscription's project is told ``SearchSubscriptionNotFound``,
+exactly as for an id that does not exist, so that ids cannot be probed; a member whose role does
+not grant the action is told ``PermissionDenied`` (see ``domain.services.projects.access``).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from whalli.domain.model.errors import InvalidInput, ProjectNotFound, SearchSubscriptionNotFound
+from whalli.domain.model.searches import SearchSubscription
+from whalli.domain.services.chats.cursor import Position, decode_cursor, encode_cursor
+from whalli.domain.services.projects.access import Need, require_role
+from whalli.ports.unit_of_work import UnitOfWork
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+async def require_subscription(
+    uow: UnitOfWork, subscription_id: UUID, user_id: UUID, need: Need
+) -> SearchSubscription:
+    """The subscription, if the caller's role in its project grants ``need``; call inside
+    ``async with uow:``. Raises ``SearchSubscriptionNotFound`` (missing, or not a member) and
+    ``PermissionDenied``."""
+    subscription = await uow.searches.get(subscription_id)
+    try:
+        await require_role(uow, subscription.project_id, user_id, need)
+    except ProjectNotFound:
+        raise SearchSubscriptionNotFound() from None
+    return subscription
+
+
+def page_start(limit: int, cursor: str | None) -> Position | None:
+    """Check a page's ``limit`` (1 to ``MAX_PAGE_SIZE``) and decode its cursor; both
+    ``InvalidInput`` when wrong."""
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"limit must be 1 to {MAX_PAGE_SIZE}.", field="limit")
+    return None if cursor is None else decode_cursor(cursor)
+
+
+def next_cursor(found: int, limit: int, last: Position) -> str | None:
+    """The cursor after a page read with ``limit + 1`` rows (``found`` of them): None when no
+    other page follows."""
+    return encode_cursor(last) if found > limit else None

@@ -1,0 +1,152 @@
+"""Use case: run one recurring search (the ``RunSearchSubscription`` job)."""
+
+from __future__ import annotations
+
+import logging
+from uuid import UUID
+
+from whalli.domain.model.errors import NotFound, PermissionDenied, ProviderError
+from whalli.domain.model.jobs import RunSearchSubscription
+from whalli.domain.model.notifications import Notification
+from whalli.domain.model.searches import SearchHit, SearchResult, SearchSubscription, fingerprint
+from whalli.domain.model.users import User
+from whalli.domain.services.projects.access import require_role
+from whalli.ports.clock import Clock
+from whalli.ports.email_sender import EmailMessage, EmailSender
+from whalli.ports.ids import IdGenerator
+from whalli.ports.unit_of_work import UnitOfWork
+from whalli.ports.web_search import WebSearch
+
+log = logging.getLogger(__name__)
+
+NOTIFICATION_KIND = "search_results"
+RESULTS_PER_RUN = 10
+_BODY_TITLES = 5
+
+
+def results_link(subscription_id: UUID) -> str:
+    return f"/api/searches/{subscription_id}/results"
+
+
+def headline(count: int, query: str) -> str:
+    return f"{count} new result{'' if count == 1 else 's'} for {query}"
+
+
+class RunSearchHandler:
+    """Search the web for a subscription's query and tell its user what is new.
+
+    Rules:
+    - nothing happens for a subscription that is gone (deleted, or with its user or project),
+      paused, whose user is disabled or no longer a member of its project, or when no search
+      provider is configured (logged);
+    - the provider's ``ServiceUnavailable`` propagates (the queue retries the job); a request it
+      refused (``ProviderError``) ends the run, logged, not retried;
+    - results are stored unless seen before by this subscription (by ``fingerprint``); the new
+      ones, if any, get ONE in-app notification ("N new results for <query>", linking to the
+      results) in the same transaction, so a redelivered job (which finds nothing new) never
+      notifies twice, and two runs at once store and notify each result once;
+    - the first run notifies too: the user asked for these results;
+    - with ``notify_email`` and an email sender, one plain-text email lists the new results'
+      titles and URLs after the commit; its failure is logged and loses nothing stored (the
+      email is not sent again: at most once).
+    """
+
+    def __init__(
+        self, uow: UnitOfWork, search: WebSearch | None, clock: Clock, ids: IdGenerator, *,
+        email: EmailSender | None = None, results_per_run: int = RESULTS_PER_RUN,
+    ) -> None:  # fmt: skip
+        self._uow, self._search, self._clock, self._ids = uow, search, clock, ids
+        self._email, self._per_run = email, results_per_run
+
+    async def execute(self, job: RunSearchSubscription) -> None:
+        if self._search is None:
+            log.warning(
+                "Search %s not run: no web search provider is configured.", job.subscription_id
+            )
+            return
+        async with self._uow.read_only() as uow:
+            subscription = await _runnable(uow, job.subscription_id)
+        if subscription is None:
+            return
+        try:
+            hits = await self._search.search(subscription.query, limit=self._per_run)
+        except ProviderError as e:
+            log.error("Search %s failed, not retried: %s", subscription.id, e.message)
+            return
+        async with self._uow as uow:
+            current = await _runnable(uow, subscription.id)
+            if current is None:
+                return
+            new = await uow.searches.add_results(self._results(current, hits))
+            if not new:
+                return
+            user = await uow.users.get(current.user_id)
+            await uow.notifications.add(self._notification(current, new))
+            await uow.commit()
+        log.info("Search %s found %d new results.", current.id, len(new))
+        if current.notify_email and self._email is not None:
+            await self._send(user, current, new)
+
+    def _results(
+        self, subscription: SearchSubscription, hits: list[SearchHit]
+    ) -> list[SearchResult]:
+        now = self._clock.now()
+        return [
+            SearchResult(
+                id=self._ids.new_id(),
+                subscription_id=subscription.id,
+                url=hit.url,
+                title=hit.title,
+                snippet=hit.snippet,
+                fingerprint=fingerprint(hit.url),
+                found_at=now,
+            )
+            for hit in hits
+        ]
+
+    def _notification(
+        self, subscription: SearchSubscription, new: list[SearchResult]
+    ) -> Notification:
+        titles = [r.title or r.url for r in new[:_BODY_TITLES]]
+        more = len(new) - len(titles)
+        body = "\n".join(titles) + (f"\n…and {more} more" if more > 0 else "")
+        return Notification(
+            id=self._ids.new_id(), user_id=subscription.user_id, kind=NOTIFICATION_KIND,
+            title=headline(len(new), subscription.query), body=body,
+            link=results_link(subscription.id), created_at=self._clock.now(),
+        )  # fmt: skip
+
+    async def _send(
+        self, user: User, subscription: SearchSubscription, new: list[SearchResult]
+    ) -> None:
+        assert self._email is not None
+        lines = [f"{headline(len(new), subscription.query)}:", ""]
+        for result in new:
+            lines += [result.title or result.url, result.url, ""]
+        lines.append(
+            "You get this email because of your recurring search. Turn these emails off with "
+            f'PATCH /api/searches/{subscription.id} {{"notifyEmail": false}}.'
+        )
+        message = EmailMessage(
+            to=user.email, subject=headline(len(new), subscription.query), text="\n".join(lines)
+        )
+        try:
+            await self._email.send(message)
+        except Exception:  # the results and the notification are committed: nothing is lost
+            log.exception("The email of search %s was not sent.", subscription.id)
+
+
+async def _runnable(uow: UnitOfWork, subscription_id: UUID) -> SearchSubscription | None:
+    """The subscription if it should run now, else None (logged)."""
+    try:
+        subscription = await uow.searches.get(subscription_id)
+        if not subscription.active:
+            return None
+        user = await uow.users.get(subscription.user_id)
+        if user.disabled:
+            return None
+        await require_role(uow, subscription.project_id, subscription.user_id, "read")
+    except (NotFound, PermissionDenied):
+        log.info("Search %s not run: it, its user or its project is gone.", subscription_id)
+        return None
+    return subscription

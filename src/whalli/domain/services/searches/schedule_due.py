@@ -1,0 +1,48 @@
+"""Use case: queue the recurring searches that are due (the worker's search scheduler)."""
+
+from __future__ import annotations
+
+import logging
+
+from whalli.domain.model.jobs import RunSearchSubscription
+from whalli.ports.clock import Clock
+from whalli.ports.job_queue import JobQueue
+from whalli.ports.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+class ScheduleDueSearches:
+    """Queue ``RunSearchSubscription`` for every active subscription whose run is due.
+
+    Rules:
+    - the due subscriptions are claimed and their next run moved one interval on in one
+      statement that skips rows another claim holds (``claim_due``): two schedulers at once
+      (two workers) never queue one run twice;
+    - the claim is committed before anything is queued: a queue that fails after the commit
+      skips that one run (the next comes one interval later), it never runs one twice;
+    - at most ``batch`` per call, most overdue first (the rest at the next tick).
+
+    ``execute`` returns how many runs it queued.
+    """
+
+    def __init__(self, uow: UnitOfWork, queue: JobQueue, clock: Clock, *, batch: int = 100) -> None:
+        self._uow, self._queue, self._clock, self._batch = uow, queue, clock, batch
+
+    async def execute(self) -> int:
+        async with self._uow as uow:
+            claimed = await uow.searches.claim_due(self._clock.now(), limit=self._batch)
+            await uow.commit()
+        queued = 0
+        for subscription in claimed:
+            try:
+                await self._queue.enqueue(RunSearchSubscription(subscription_id=subscription.id))
+                queued += 1
+            except Exception:
+                log.exception(
+                    "The run of search %s was not queued; it runs at its next interval.",
+                    subscription.id,
+                )
+        if queued:
+            log.info("Queued %d recurring searches.", queued)
+        return queued

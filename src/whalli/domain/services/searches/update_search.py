@@ -1,0 +1,71 @@
+"""Use case: change a recurring search (its query, interval, e-mail copies) or pause it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+import msgspec
+
+from whalli.domain.model.searches import SearchSubscription, search_query, validate_interval
+from whalli.domain.services.searches.access import require_subscription
+from whalli.domain.services.searches.create_search import check_active_cap
+from whalli.ports.clock import Clock
+from whalli.ports.unit_of_work import UnitOfWork
+
+
+class UpdateSearch(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: UUID
+    subscription_id: UUID
+    # UNSET: unchanged
+    query: str | msgspec.UnsetType = msgspec.UNSET
+    interval_minutes: int | msgspec.UnsetType = msgspec.UNSET
+    active: bool | msgspec.UnsetType = msgspec.UNSET
+    notify_email: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class UpdateSearchHandler:
+    """Change a subscription.
+
+    Rules:
+    - owners and editors of its project may (a viewer: ``PermissionDenied``, anyone else
+      ``SearchSubscriptionNotFound``), checked before the fields;
+    - the query and interval as ``SearchSubscription.create`` checks them;
+    - a new query is due at once (the next scheduler tick runs it); results of the old one stay;
+    - a new interval counts from the last run (none yet: the run still due stays due);
+    - activating a paused subscription counts against its user's cap of active ones
+      (``SearchLimitReached``); one overdue meanwhile runs at the next tick, once;
+    - an empty change changes nothing (but is checked like a change).
+    """
+
+    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+        self._uow, self._clock = uow, clock
+
+    async def execute(self, command: UpdateSearch) -> SearchSubscription:
+        async with self._uow as uow:
+            found = await require_subscription(
+                uow, command.subscription_id, command.user_id, "write"
+            )
+            now, unset = self._clock.now(), msgspec.UnsetType
+            changed = msgspec.structs.replace(found, updated_at=now)
+            if not isinstance(command.query, unset):
+                changed.query = search_query(command.query)
+                if changed.query != found.query:
+                    changed.next_run_at = now
+            if not isinstance(command.interval_minutes, unset):
+                validate_interval(command.interval_minutes)
+                changed.interval_minutes = command.interval_minutes
+                if found.last_run_at is not None and changed.next_run_at != now:
+                    minutes = timedelta(minutes=command.interval_minutes)
+                    changed.next_run_at = found.last_run_at + minutes
+            if not isinstance(command.notify_email, unset):
+                changed.notify_email = command.notify_email
+            if not isinstance(command.active, unset):
+                if command.active and not found.active:
+                    await check_active_cap(uow, found.user_id)
+                changed.active = command.active
+            if msgspec.structs.replace(changed, updated_at=found.updated_at) == found:
+                return found
+            await uow.searches.update(changed)
+            await uow.commit()
+        return changed

@@ -1,0 +1,248 @@
+"""Recurring searches end to end on real Postgres and Redis: subscriptions made over HTTP by the
+app, run by the production worker (``whalli worker``, its own process, same queue) against a
+loopback SearXNG, emailed through a loopback SMTP server; the worker's scheduler running a due
+subscription on its own; a redelivered or doubled job storing and notifying each result once;
+and the 404s of a subscription someone else cannot see. Waits are bounded; nothing asserts how
+long anything took."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from tests.integration.http.test_identity_end_to_end import _settings
+from tests.integration.http.test_openai_sdk_end_to_end import _api_key
+from tests.integration.test_extraction_worker import Worker, eventually
+from tests.integration.test_title_worker import worker_env
+from tests.support.fake_search import FakeSearchServer, default_hits
+from tests.support.fake_smtp import FakeSmtpServer
+from tests.support.live_server import live_server
+from tests.support.resolve import resolved
+from whalli.adapters.embedded.stack import StackUrls
+from whalli.container import Container, build_container
+from whalli.domain.model.jobs import RunSearchSubscription
+from whalli.domain.services.searches.run_search import RunSearchHandler
+from whalli.entrypoints.http.asgi import build_app
+
+SENDER = "alerts@whalli.test"
+
+
+@dataclass
+class Searches:
+    client: httpx.AsyncClient
+    container: Container
+    web: FakeSearchServer
+    smtp: FakeSmtpServer
+    auth: dict[str, str]
+    email: str
+    env: dict[str, str]
+
+    async def call(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
+        headers = kw.pop("auth", self.auth)
+        return await self.client.request(method, path, json=body, headers=headers, **kw)
+
+    async def subscribe(self, query: str, **fields: Any) -> dict[str, Any]:
+        body = {"query": query, "intervalMinutes": 60, **fields}
+        created = await self.call("POST", "/api/searches", body)
+        assert created.status_code == 201, created.text
+        found: dict[str, Any] = created.json()
+        return found
+
+    async def enqueue(self, subscription_id: str) -> None:
+        queue = await resolved(self.container.adapters.job_queue())
+        await queue.enqueue(RunSearchSubscription(subscription_id=uuid.UUID(subscription_id)))
+
+    async def notifications(self) -> list[dict[str, Any]]:
+        listed = await self.call("GET", "/api/notifications")
+        assert listed.status_code == 200, listed.text
+        items: list[dict[str, Any]] = listed.json()["items"]
+        return items
+
+    async def results(self, subscription_id: str) -> list[str]:
+        listed = await self.call("GET", f"/api/searches/{subscription_id}/results")
+        assert listed.status_code == 200, listed.text
+        return [r["url"] for r in listed.json()["items"]]
+
+    async def run_here(self) -> RunSearchHandler:
+        handler: RunSearchHandler = await resolved(self.container.services.run_search())
+        return handler
+
+
+@pytest.fixture
+def web() -> Iterator[FakeSearchServer]:
+    server = FakeSearchServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[FakeSmtpServer]:
+    server = FakeSmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def searches(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str, web: FakeSearchServer,
+    smtp: FakeSmtpServer,
+) -> AsyncIterator[Searches]:  # fmt: skip
+    queue_name = f"search-test-{unique}"
+    env = {
+        "WHALLI_QUEUE_NAME": queue_name,
+        "WHALLI_SEARCH_PROVIDER": "searxng",
+        "WHALLI_SEARCH_BASE_URL": web.url,
+        "WHALLI_SMTP_HOST": "127.0.0.1",
+        "WHALLI_SMTP_PORT": str(smtp.port),
+        "WHALLI_SMTP_TLS": "none",
+        "WHALLI_SMTP_FROM": SENDER,
+    }
+    settings = _settings(stack_urls, unique, **env)
+    container = build_container(settings)
+    async with live_server(build_app(settings, container)) as client:
+        api_key, _ = await _api_key(client)
+        auth = {"Authorization": f"Bearer {api_key}"}
+        me = await client.get("/api/auth/me", headers=auth)
+        yield Searches(client, container, web, smtp, auth, me.json()["email"], env)
+    async with Redis.from_url(stack_urls.redis_url) as redis:
+        async for key in redis.scan_iter(match=f"{queue_name}:*"):
+            await redis.delete(key)
+
+
+def _worker(
+    searches: Searches, stack_urls: StackUrls, unique: str, tmp_path: Path, **extra: str
+) -> Worker:
+    env = worker_env(
+        stack_urls, queue_name=searches.env["WHALLI_QUEUE_NAME"], bucket=f"e2e-{unique}",
+        provider_url="http://127.0.0.1:9/v1", tmp_path=tmp_path,
+    )  # fmt: skip
+    env.update(searches.env)
+    env.update({"WHALLI_SEARCH_SCHEDULE_INTERVAL_S": "0", **extra})
+    return Worker(env, tmp_path, tmp_path / "worker.log")
+
+
+@pytest.fixture
+def worker(
+    searches: Searches, stack_urls: StackUrls, unique: str, tmp_path: Path
+) -> Iterator[Worker]:
+    started = _worker(searches, stack_urls, unique, tmp_path)
+    yield started
+    started.close()
+
+
+async def test_a_queued_run_stores_results_notifies_in_app_and_emails_the_user(
+    searches: Searches, worker: Worker
+) -> None:
+    made = await searches.subscribe("postgres 18 release")
+    await searches.enqueue(made["id"])
+
+    [notification] = await eventually(searches.notifications, worker)
+    assert notification["title"] == "3 new results for postgres 18 release"
+    assert notification["link"] == f"/api/searches/{made['id']}/results"
+    assert notification["readAt"] is None
+    expected = [url for url, _, _ in default_hits("postgres 18 release")]
+    assert sorted(await searches.results(made["id"])) == sorted(expected)
+    [request] = searches.web.requests
+    assert request.params["q"] == "postgres 18 release"
+    assert request.params["format"] == "json"
+
+    async def emailed() -> list[Any]:
+        return searches.smtp.messages
+
+    [email] = await eventually(emailed, worker)
+    message = email.parsed()
+    assert (email.mail_from, email.rcpt_to) == (SENDER, [searches.email])
+    assert message["Subject"] == "3 new results for postgres 18 release"
+    for url in expected:
+        assert url in message.get_content()
+    listed = (await searches.call("GET", "/api/searches")).json()["items"]
+    assert listed[0]["id"] == made["id"]
+
+
+async def test_the_workers_scheduler_runs_a_due_subscription_without_being_asked(
+    searches: Searches, stack_urls: StackUrls, unique: str, tmp_path: Path
+) -> None:
+    made = await searches.subscribe("scheduled query", notifyEmail=False)
+    scheduling = _worker(searches, stack_urls, unique, tmp_path,
+                         WHALLI_SEARCH_SCHEDULE_INTERVAL_S="0.2")  # fmt: skip
+    try:
+
+        async def notified() -> list[dict[str, Any]]:
+            return [n for n in await searches.notifications() if "scheduled query" in n["title"]]
+
+        [notification] = await eventually(notified, scheduling)
+    finally:
+        scheduling.close()
+
+    assert notification["title"] == "3 new results for scheduled query"
+    stored = (await searches.call("GET", f"/api/searches/{made['id']}")).json()
+    assert stored["lastRunAt"] is not None
+    assert stored["nextRunAt"] > stored["lastRunAt"]
+    # (the scheduler runs every due subscription of the shared database: other tests' too)
+    assert [m for m in searches.smtp.messages if searches.email in m.rcpt_to] == []
+
+
+async def test_a_redelivered_or_doubled_run_stores_and_notifies_each_result_once(
+    searches: Searches,
+) -> None:
+    made = await searches.subscribe("redelivered query")
+    job = RunSearchSubscription(subscription_id=uuid.UUID(made["id"]))
+    await (await searches.run_here()).execute(job)
+    await (await searches.run_here()).execute(job)  # the queue delivers it again
+    doubled = await searches.subscribe("doubled query")
+    twin = RunSearchSubscription(subscription_id=uuid.UUID(doubled["id"]))
+    await asyncio.gather(*[(await searches.run_here()).execute(twin) for _ in range(2)])
+
+    assert len(await searches.results(made["id"])) == 3
+    assert len(await searches.results(doubled["id"])) == 3
+    titles = sorted(n["title"] for n in await searches.notifications())
+    assert titles == ["3 new results for doubled query", "3 new results for redelivered query"]
+    assert sorted(m.parsed()["Subject"] for m in searches.smtp.messages) == titles
+    assert len(searches.web.requests) == 4
+
+
+async def test_someone_else_gets_404_for_a_subscription_and_its_results(
+    searches: Searches,
+) -> None:
+    made = await searches.subscribe("private query")
+    other_key, _ = await _api_key(searches.client)
+    other = {"Authorization": f"Bearer {other_key}"}
+    path = f"/api/searches/{made['id']}"
+
+    for method, url, body in [
+        ("GET", path, None), ("PATCH", path, {"active": False}), ("DELETE", path, None),
+        ("GET", f"{path}/results", None),
+    ]:  # fmt: skip
+        answer = await searches.call(method, url, body, auth=other)
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["code"] == "search_subscription_not_found"
+    own = await searches.call("GET", "/api/searches", auth=other)
+    assert own.json() == {"items": [], "nextCursor": None}
+    assert (await searches.call("GET", path)).json()["active"] is True
+
+
+async def test_notifications_are_marked_read_one_by_one_or_all_at_once(
+    searches: Searches,
+) -> None:
+    for query in ("first query", "second query"):
+        made = await searches.subscribe(query, notifyEmail=False)
+        await (await searches.run_here()).execute(
+            RunSearchSubscription(subscription_id=uuid.UUID(made["id"]))
+        )
+    newest, oldest = await searches.notifications()
+
+    read = await searches.call("POST", f"/api/notifications/{oldest['id']}/read")
+    assert read.status_code == 200, read.text
+    unread = (await searches.call("GET", "/api/notifications", params={"unread": "true"})).json()
+    assert [n["id"] for n in unread["items"]] == [newest["id"]]
+    assert (await searches.call("GET", "/api/notifications/unread-count")).json() == {"count": 1}
+    assert (await searches.call("POST", "/api/notifications/read-all")).json() == {"marked": 1}
+    assert (await searches.call("GET", "/api/notifications/unread-count")).json() == {"count": 0}

@@ -1,0 +1,132 @@
+"""Every use case that ends a credential notes it in ``CredentialEnds`` at the clock's time
+after its commit: a start that read the user while the end waited to commit (a lock wait,
+the transaction's time) read it before the end, and is not trusted without a new read."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+import pytest
+
+from tests.unit.services.test_auth import PASSWORD, REFRESH_TTL, Auth
+from tests.unit.services.test_change_password import NEW_PASSWORD
+from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
+from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
+from whalli.domain.model.errors import RefreshTokenReused
+from whalli.domain.model.users import User
+from whalli.domain.services.admin.update_user import UpdateUser, UpdateUserHandler
+from whalli.domain.services.api_keys.create_api_key import CreateApiKey, CreateApiKeyHandler
+from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKey, RevokeApiKeyHandler
+from whalli.domain.services.auth.change_password import ChangePassword, ChangePasswordHandler
+from whalli.domain.services.auth.credential_ends import CredentialEnds
+from whalli.domain.services.auth.delete_account import DeleteAccount, DeleteAccountHandler
+from whalli.domain.services.auth.logout import Logout, LogoutHandler
+from whalli.domain.services.auth.logout_all import LogoutAll, LogoutAllHandler
+from whalli.domain.services.auth.refresh_session import RefreshSession, RefreshSessionHandler
+
+MS = timedelta(milliseconds=1)
+
+
+class SlowCommit(InMemoryUnitOfWork):
+    """A unit of work whose commit takes 1 ms; ``read_at`` is when a start read the user
+    meanwhile, the end not yet committed (so the start saw the credential in force)."""
+
+    def __init__(self, store: MemoryStore, clock: ManualClock) -> None:
+        super().__init__(store)
+        self._clock = clock
+        self.read_at: datetime | None = None
+
+    async def commit(self) -> None:
+        self._clock.advance(MS)
+        self.read_at = self._clock.now()
+        await super().commit()
+
+
+Ending = Callable[[Auth, User, SlowCommit, CredentialEnds], Awaitable[object]]
+
+
+async def _logout(auth: Auth, user: User, uow: SlowCommit, ends: CredentialEnds) -> object:
+    pair = await auth.login()
+    handler = LogoutHandler(uow, clock=auth.clock, ends=ends)
+    return await handler.execute(Logout(refresh_token=pair.refresh_token))
+
+
+async def _logout_all(auth: Auth, user: User, uow: SlowCommit, ends: CredentialEnds) -> object:
+    return await LogoutAllHandler(uow, clock=auth.clock, ends=ends).execute(
+        LogoutAll(user_id=user.id)
+    )
+
+
+async def _change_password(auth: Auth, user: User, uow: SlowCommit, ends: CredentialEnds) -> object:
+    handler = ChangePasswordHandler(
+        uow, hasher=auth.hasher, screen=auth.screen, issuer=auth.issuer, clock=auth.clock,
+        ids=auth.ids, refresh_ttl=REFRESH_TTL, ends=ends,
+    )  # fmt: skip
+    return await handler.execute(
+        ChangePassword(user_id=user.id, current_password=PASSWORD, new_password=NEW_PASSWORD)
+    )
+
+
+async def _reused(auth: Auth, user: User, uow: SlowCommit, ends: CredentialEnds) -> object:
+    pair = await auth.login()
+    await auth.refresh(pair.refresh_token)
+    handler = RefreshSessionHandler(
+        uow, issuer=auth.issuer, clock=auth.clock, ids=auth.ids, ends=ends
+    )
+    with pytest.raises(RefreshTokenReused, match="invalid or has expired"):
+        await handler.execute(RefreshSession(refresh_token=pair.refresh_token))
+    return None
+
+
+async def _revoke_key(auth: Auth, user: User, uow: SlowCommit, ends: CredentialEnds) -> object:
+    made = await CreateApiKeyHandler(auth.uow(), auth.clock, auth.ids).execute(
+        CreateApiKey(user_id=user.id, name="laptop")
+    )
+    return await RevokeApiKeyHandler(uow, auth.clock, ends).execute(
+        RevokeApiKey(user_id=user.id, key_id=made.key.id)
+    )
+
+
+async def _disable(auth: Auth, user: User, uow: SlowCommit, ends: CredentialEnds) -> object:
+    admin = await auth.create_user("root@example.com", admin=True)
+    return await UpdateUserHandler(uow, auth.clock, ends).execute(
+        UpdateUser(admin_id=admin.id, user_id=user.id, disabled=True)
+    )
+
+
+async def _delete(auth: Auth, user: User, uow: SlowCommit, ends: CredentialEnds) -> object:
+    handler = DeleteAccountHandler(
+        uow, InMemoryBlobStorage(), hasher=auth.hasher, clock=auth.clock, ends=ends
+    )
+    return await handler.execute(DeleteAccount(user_id=user.id, password=PASSWORD))
+
+
+ENDINGS: dict[str, Ending] = {
+    "logout": _logout,
+    "logout everywhere": _logout_all,
+    "password change": _change_password,
+    "refresh token reused": _reused,
+    "key revoked": _revoke_key,
+    "account disabled": _disable,
+    "account deleted": _delete,
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+async def test_an_end_is_noted_after_its_commit_so_a_read_made_while_it_committed_is_not_trusted(
+    ending: str,
+) -> None:
+    auth = Auth()
+    user, _pair = await auth.register()
+    ends, uow = CredentialEnds(), SlowCommit(auth.store, auth.clock)
+
+    await ENDINGS[ending](auth, user, uow, ends)
+
+    assert uow.read_at is not None
+    assert ends.ended_since(user.id, uow.read_at)  # read before the end committed: read again
+    assert not ends.ended_since(user.id, auth.clock.now() + MS)  # a read after it stands
+    assert not ends.ended_since(uuid.uuid4(), uow.read_at)
