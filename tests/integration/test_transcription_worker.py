@@ -258,3 +258,36 @@ async def test_the_openai_sdk_transcribes_through_v1_synchronously(
     # nothing stored: no file in the caller's project
     listed = await voice.client.get("/api/files", headers=voice.auth)
     assert listed.json()["items"] == []
+
+
+async def test_a_start_without_text_sends_the_recordings_transcript_as_the_message(
+    voice: Voice, worker: Worker
+) -> None:
+    """A voice message (the seed's flow: the transcript becomes a chat message): the start
+    names the recording and no text; it waits for the transcript as for any file's text, the
+    transcript is the message (and the new chat's title) and the reply answers it."""
+    voice.speech.texts[WAV] = "Summarize the launch plan for me."
+    uploaded = await voice.upload(WAV)
+    assert uploaded.status_code == 201, uploaded.text
+    file_id = uploaded.json()["id"]
+
+    started = await voice.client.post(
+        "/api/chat/start",
+        json={"model": "dev/echo", "attachmentIds": [file_id]},
+        headers=voice.auth,
+    )
+    assert started.status_code == 201, started.text
+    assert (await voice.final(file_id, worker))["status"] == "done"
+    chat = await voice.client.get(f"/api/chats/{started.json()['chatId']}", headers=voice.auth)
+    assert chat.status_code == 200, chat.text
+    body = chat.json()
+    assert body["title"] == "Summarize the launch plan for me."
+    question = next(m for m in body["messages"] if m["id"] == started.json()["messageId"])
+    assert question["content"] == "Summarize the launch plan for me."
+    assert question.get("attachmentIds", []) == []  # its words reach the model once
+
+    no_text = await voice.client.post(
+        "/api/chat/start", json={"model": "dev/echo"}, headers=voice.auth
+    )
+    assert no_text.status_code == 422, no_text.text
+    assert no_text.json()["field"] == "message"

@@ -18,7 +18,7 @@ from whalli.domain.model.catalog import (
     ensure_model_allowed,
 )
 from whalli.domain.model.chat_sessions import THIS_PROCESS, ChatSession
-from whalli.domain.model.chats import Chat, GenerationParams, Message
+from whalli.domain.model.chats import Chat, GenerationParams, Message, title_from
 from whalli.domain.model.errors import (
     AttachmentNotFound,
     AttachmentNotReady,
@@ -37,6 +37,7 @@ from whalli.domain.services.chat.opening import (
     with_images_read,
 )
 from whalli.domain.services.chat.prompt_files import ReadImages
+from whalli.domain.services.chat.voice import voice_message
 from whalli.domain.services.chats.access import require_chat
 from whalli.domain.services.presets.rules import require_preset
 from whalli.domain.services.projects.access import project_to_write
@@ -58,6 +59,7 @@ class StartChat(msgspec.Struct, frozen=True, kw_only=True):
     # What the caller is authenticated by: the session's id admits nobody once it ended
     credential: CredentialId = CredentialId()
     model: str | None = None  # None: the preset's (one of the two is needed)
+    # Empty: a voice message, whose attached recordings' transcript is the message (``voice``)
     message: str
     chat_id: UUID | None = None
     preset_id: UUID | None = None
@@ -108,6 +110,10 @@ class StartChatHandler:
       text is read (one query) only when the account read by authentication says there are
       some: a caller without any costs no extra round trip;
     - a file named more than once is attached once (its first place kept);
+    - a start without text is a voice message: the transcript of its attached recordings is
+      the message, and titles a new chat (``voice_message``: the files checked and waited for
+      as below; no recording, or one where nothing was heard: ``InvalidInput`` naming
+      ``message``);
     - attachments must belong to the chat's project (else 404) and have finished extraction:
       while one is still ``pending``/``processing`` the start is tried again every
       ``attachment_poll_s`` for up to ``attachment_wait_s``, then ``AttachmentNotReady`` (409,
@@ -217,6 +223,13 @@ class StartChatHandler:
             )
             ensure_model_allowed(user, spec)
             chat, history = await self._chat_for(uow, command, user, now)
+            if not command.message:  # a voice message: its recordings' transcript is the text
+                voice = await voice_message(uow, chat.project_id, command.attachment_ids)
+                command = msgspec.structs.replace(
+                    command, message=voice.text, attachment_ids=voice.others
+                )
+                if history is None:
+                    chat.title = title_from(voice.text)
             if history is not None:
                 # read again once the chat is locked: an exchange that waited for another one
                 # in this chat must not be stamped (and sorted) before it

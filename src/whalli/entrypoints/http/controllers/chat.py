@@ -16,6 +16,7 @@ from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import (
     MESSAGE_MAX,
 )
+from whalli.domain.model.errors import InvalidInput
 from whalli.domain.model.principal import Principal
 from whalli.domain.model.replies import (
     parse_event_id,
@@ -27,6 +28,7 @@ from whalli.domain.services.chat.opening import LaunchReply
 from whalli.domain.services.chat.regenerate_reply import RegenerateReply
 from whalli.domain.services.chat.start_chat import StartChat
 from whalli.domain.services.chat.stop_generation import StopGeneration
+from whalli.domain.services.chat.voice import NO_MESSAGE
 from whalli.entrypoints.http.deps import AppContainer
 from whalli.entrypoints.http.lean_stream import LeanStream
 from whalli.entrypoints.http.params_body import ParamsBody, cleared_params, generation_params
@@ -42,7 +44,8 @@ from whalli.entrypoints.http.sse import json_event
 
 
 class ChatStartBody(Inbound):
-    message: Annotated[str, msgspec.Meta(min_length=1, max_length=MESSAGE_MAX)]
+    # left out: a voice message, the transcript of its attached recordings (audio files)
+    message: Annotated[str, msgspec.Meta(min_length=1, max_length=MESSAGE_MAX)] | None = None
     # one of the two: the model, or a preset of the caller's giving it (with more)
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     preset_id: UUID | None = None
@@ -104,7 +107,7 @@ class ChatStreamController(Controller):
             StartChat(
                 user_id=principal.user_id, user=principal.user, user_read_at=principal.read_at,
                 credential=principal.credential,
-                model=data.model, message=data.message,
+                model=data.model, message=_message(data),
                 chat_id=data.chat_id, project_id=data.project_id, preset_id=data.preset_id,
                 attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
                 system_prompt=data.system_prompt,
@@ -185,6 +188,13 @@ class ChatStreamController(Controller):
         handler = await _container(request).stop_generation()
         await handler.execute(StopGeneration(session_id=session_id, user_id=principal.user_id))
         return {"status": "stopping"}
+
+
+def _message(data: ChatStartBody) -> str:
+    """The message's text; empty for a voice message (its recordings attached, no text)."""
+    if data.message is None and not data.attachment_ids:
+        raise InvalidInput(NO_MESSAGE, field="message")
+    return data.message or ""
 
 
 def _opened(session: ChatSession, message_id: UUID) -> dict[str, Any]:
