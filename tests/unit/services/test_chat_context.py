@@ -632,6 +632,9 @@ def test_a_model_that_does_not_reason_first_keeps_only_the_replys_room() -> None
     assert limits.build(plain, history, "q", [], effort=ReasoningEffort.HIGH) == limits.build(
         plain, history, "q", []
     )
+    # the dev model "thinks" one sentence: no room kept for it
+    dev = msgspec.structs.replace(plain, provider="dev", reasoning=True)
+    assert limits.build(dev, history, "q", []) == limits.build(plain, history, "q", [])
     claude = _claude_spec(window)
     assert limits.build(claude, history, "q", [], effort=None) == limits.build(
         claude, history, "q", []

@@ -96,6 +96,7 @@ THINKING_BUDGETS: dict[ReasoningEffort, int] = {
 # window and ``max_completion_tokens`` before the answer's, and a prompt that leaves them too
 # little ends the reply at ``length`` with no text; OpenAI advises keeping about 25,000), by the
 # effort asked; asked none, the default effort's (medium).
+REASONING_ROOM_PROVIDERS: frozenset[str] = frozenset({"openai", "xai", "openai-compatible"})
 REASONING_ROOMS: dict[ReasoningEffort, int] = {
     ReasoningEffort.NONE: 0,
     ReasoningEffort.MINIMAL: 2_048,
@@ -196,7 +197,9 @@ class ModelSpec(Value, frozen=True, kw_only=True, forbid_unknown_fields=True):
         provider asks none, the room its reasoning takes (``REASONING_ROOMS``; asked no effort:
         the default's); else 0."""
         if self.provider not in THINKING_PROVIDERS:
-            if not self.thinks_first or (effort is not None and effort not in self.efforts):
+            if self.provider not in REASONING_ROOM_PROVIDERS or not self.thinks_first:
+                return 0  # (the dev model's "thinking" is one sentence)
+            if effort is not None and effort not in self.efforts:
                 return 0
             return REASONING_ROOMS[effort or ReasoningEffort.MEDIUM]
         if effort is None or effort not in self.efforts:
