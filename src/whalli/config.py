@@ -10,6 +10,7 @@ import ipaddress
 import math
 import os
 import re
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -53,6 +54,13 @@ class Secret:
 
 class ConfigError(Exception):
     """Raised when the environment holds an invalid setting; the message names the variable."""
+
+
+def _one_mailbox(value: str) -> bool:
+    """Whether ``value`` is exactly one mailbox (``Whalli, Inc. <a@b>`` is two, ``Whalli`` and
+    ``Inc. <a@b>``: the envelope sender would be ``Whalli``)."""
+    found = getaddresses([value])
+    return len(found) == 1 and found[0][1].count("@") == 1 and "" not in found[0][1].split("@")
 
 
 def _http_url(value: str, *, origin: bool = False) -> bool:
@@ -348,6 +356,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.smtp_host and "@" not in self.smtp_from:
             raise ConfigError(
                 f"{PREFIX}SMTP_HOST is set, so {PREFIX}SMTP_FROM (the sender's address) is required"
+            )
+        if self.smtp_host and not _one_mailbox(self.smtp_from):
+            raise ConfigError(
+                f"{PREFIX}SMTP_FROM must be one mailbox: an address, or Name <address> with a "
+                'name holding a comma in quotes ("Whalli, Inc." <alerts@example.com>)'
             )
         if any(ord(c) < 32 for c in self.smtp_host + self.smtp_from + self.smtp_username):
             raise ConfigError(f"{PREFIX}SMTP_HOST, _FROM and _USERNAME must be one line each")

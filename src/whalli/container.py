@@ -859,7 +859,7 @@ class Services(containers.DeclarativeContainer):
     list_members = providers.Factory(ListMemberProfilesHandler, uow)
     add_member = providers.Factory(AddMemberHandler, uow, clock)
     change_member_role = providers.Factory(ChangeMemberRoleHandler, uow)
-    remove_member = providers.Factory(RemoveMemberHandler, uow)
+    remove_member = providers.Factory(RemoveMemberHandler, uow, clock)
 
     # models, admin, API keys
     list_models = providers.Factory(

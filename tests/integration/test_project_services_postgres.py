@@ -92,7 +92,7 @@ async def test_a_member_is_added_seen_and_removed_and_then_loses_access(
     )
     assert seen == project
 
-    await RemoveMemberHandler(uow_factory()).execute(
+    await RemoveMemberHandler(uow_factory(), clock).execute(
         RemoveMember(user_id=ada.id, project_id=project.id, member_id=bob.id)
     )
 
@@ -129,7 +129,7 @@ async def test_the_last_owner_stays_and_the_owner_of_record_follows_a_handover(
     await change(uow_factory()).execute(
         ChangeMemberRole(user_id=ada.id, project_id=project.id, member_id=bob.id, role=OWNER)
     )
-    await RemoveMemberHandler(uow_factory()).execute(
+    await RemoveMemberHandler(uow_factory(), clock).execute(
         RemoveMember(user_id=ada.id, project_id=project.id, member_id=ada.id)
     )
     async with uow_factory() as uow:

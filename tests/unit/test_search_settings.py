@@ -71,3 +71,12 @@ def test_an_smtp_host_needs_a_sender_address_and_its_password_stays_hidden() -> 
     )  # fmt: skip
     assert isinstance(build_email_sender(settings), SmtpEmailSender)
     assert "hunter2-secret" not in repr(settings)
+
+
+def test_a_sender_must_be_one_mailbox_a_name_with_a_comma_in_quotes() -> None:
+    smtp = {"WHALLI_SMTP_HOST": "mail.example.com"}
+    for two in ("Whalli, Inc. <alerts@example.com>", "a@example.com, b@example.com"):
+        with pytest.raises(ConfigError, match="WHALLI_SMTP_FROM must be one mailbox"):
+            load_settings({**smtp, "WHALLI_SMTP_FROM": two}, dotenv=None)
+    quoted = '"Whalli, Inc." <alerts@example.com>'
+    assert load_settings({**smtp, "WHALLI_SMTP_FROM": quoted}, dotenv=None).smtp_from == quoted

@@ -35,6 +35,11 @@ class SearchSubscriptionRepository(Protocol):
         """How many active subscriptions ``user_id`` made (in any project)."""
         ...
 
+    async def pause_for_member(self, project_id: UUID, user_id: UUID, now: datetime) -> int:
+        """Pause (``active`` false, ``updated_at`` ``now``) the active subscriptions ``user_id``
+        made in ``project_id``; return how many."""
+        ...
+
     async def list_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
         """Active subscriptions whose next run is at or before ``now``, most overdue first."""
         ...
@@ -56,5 +61,7 @@ class SearchSubscriptionRepository(Protocol):
     async def list_results(
         self, subscription_id: UUID, *, limit: int = 50, before: tuple[datetime, UUID] | None = None
     ) -> list[SearchResult]:
-        """Newest first (``found_at``, then id); with ``before``, only those after it."""
+        """Newest first: by ``found_at`` descending, one run's results by ``rank`` (best
+        first), then id descending; with ``before`` (the ``found_at`` and id of a result), only
+        those after that result in this order."""
         ...

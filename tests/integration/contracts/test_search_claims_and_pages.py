@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from whalli.domain.model.searches import SearchSubscription
@@ -152,3 +153,47 @@ async def test_unread_notifications_are_counted_paged_and_all_marked_read(
         assert await uow.notifications.count_unread(world.user.id) == 0
         stored = await uow.notifications.list_for_user(world.user.id)
         assert [n.read_at for n in stored] == [at(20), at(20), at(10), at(20)]
+
+
+async def test_one_runs_results_page_best_first_by_rank_from_a_cursor(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    subscription = a_subscription(world.project, world.user)
+    # ids in no particular order: within a run (one found_at) the rank alone orders them
+    older = [
+        a_result(subscription, f"https://example.org/old/{n}", found_at=at(1)) for n in range(2)
+    ]
+    run = [
+        msgspec.structs.replace(
+            a_result(subscription, f"https://example.org/{n}", found_at=at(2)), rank=n
+        )
+        for n in range(4)
+    ]
+    async with uow_factory() as uow:
+        await uow.searches.add(subscription)
+        await uow.searches.add_results([*reversed(run), *older])
+
+        first = await uow.searches.list_results(subscription.id, limit=3)
+        last = first[-1]
+        rest = await uow.searches.list_results(subscription.id, before=(last.found_at, last.id))
+    assert first == run[:3]
+    assert rest[:1] == run[3:]
+    assert sorted(r.url for r in rest[1:]) == sorted(r.url for r in older)
+
+
+async def test_a_members_active_subscriptions_in_one_project_are_paused(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    theirs = [a_subscription(world.project, world.user) for _ in range(2)]
+    theirs[1].active = False
+    async with uow_factory() as uow:
+        for subscription in theirs:
+            await uow.searches.add(subscription)
+        assert await uow.searches.pause_for_member(world.project.id, world.user.id, at(5)) == 1
+        assert await uow.searches.pause_for_member(uuid.uuid4(), world.user.id, at(5)) == 0
+        stored = await uow.searches.get(theirs[0].id)
+        assert (stored.active, stored.updated_at) == (False, at(5))
+        assert (await uow.searches.get(theirs[1].id)) == theirs[1]
+        assert await uow.searches.count_active_for_user(world.user.id) == 0

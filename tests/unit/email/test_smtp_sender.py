@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator
+from email.utils import getaddresses
+from typing import Any
 
 import pytest
 import trustme
@@ -151,3 +153,45 @@ async def test_a_refused_message_or_an_unreachable_server_is_unavailable(
     gone = SmtpEmailSender(host="127.0.0.1", port=port, sender=SENDER, tls="none", timeout_s=5)
     with pytest.raises(ServiceUnavailable, match="could not be reached"):
         await gone.send(MESSAGE)
+
+
+class AsciiOnlySmtpServer(FakeSmtpServer):
+    """A mail server that does not offer SMTPUTF8 (Amazon SES, many relays)."""
+
+    async def _reply(self, verb: str, arg: str, *rest: Any) -> str:
+        said = await super()._reply(verb, arg, *rest)  # type: ignore[arg-type]
+        return said.replace("250-SMTPUTF8\r\n", "") if verb == "EHLO" else said
+
+
+async def test_an_internationalized_domain_goes_in_ascii_to_a_server_without_smtputf8() -> None:
+    server = AsciiOnlySmtpServer().start()
+    try:
+        mailer = SmtpEmailSender(host="127.0.0.1", port=server.port, tls="none", timeout_s=5,
+                                 sender="Whalli <alerts@bücher.example>")  # fmt: skip
+        await mailer.send(EmailMessage(to="ada@bücher.example", subject="s", text="x"))
+        with pytest.raises(ServiceUnavailable, match="does not offer SMTPUTF8"):
+            await mailer.send(EmailMessage(to="adä@example.com", subject="s", text="x"))
+    finally:
+        server.stop()
+
+    [received] = server.messages
+    assert received.mail_from == "alerts@xn--bcher-kva.example"
+    assert received.rcpt_to == ["ada@xn--bcher-kva.example"]
+    assert received.parsed()["To"] == "ada@xn--bcher-kva.example"
+
+
+async def test_a_sender_is_one_mailbox_and_its_address_the_envelope_sender(
+    plain: FakeSmtpServer,
+) -> None:
+    quoted = '"Whalli, Inc." <alerts@whalli.test>'
+    await SmtpEmailSender(host="127.0.0.1", port=plain.port, sender=quoted, tls="none",
+                          timeout_s=5).send(MESSAGE)  # fmt: skip
+
+    [received] = plain.messages
+    assert received.mail_from == "alerts@whalli.test"
+    assert getaddresses([str(received.parsed()["From"])]) == [
+        ("Whalli, Inc.", "alerts@whalli.test")
+    ]
+    for two_or_none in ("Whalli, Inc. <alerts@whalli.test>", "a@x.example, b@x.example", "Whalli"):
+        with pytest.raises(InvalidEmail, match="one mailbox"):
+            SmtpEmailSender(host="127.0.0.1", sender=two_or_none, tls="none")

@@ -270,7 +270,7 @@ class FakeContainer:
         return ChangeMemberRoleHandler(self.uow())
 
     async def remove_member(self) -> RemoveMemberHandler:
-        return RemoveMemberHandler(self.uow())
+        return RemoveMemberHandler(self.uow(), self.clock)
 
     async def list_models(self) -> ListModelsHandler:
         return ListModelsHandler(self.catalog, self.enabled_providers)

@@ -156,3 +156,43 @@ async def test_an_answer_that_is_not_a_results_list_is_a_provider_error(
         await searxng(http, server).search("q")
     with pytest.raises(ProviderError, match="without a results list"):
         await brave(http, server).search("q")
+
+
+async def test_a_url_with_userinfo_is_dropped_as_it_reads_as_another_site(
+    http: httpx.AsyncClient, server: FakeSearchServer
+) -> None:
+    server.hits["login"] = [
+        ("https://www.paypal.com@evil.example/login", "PayPal", ""),
+        ("https://user:secret@files.example/report", "Report", ""),
+        ("http://:pw@files.example/", "Empty user", ""),
+        ("https://good.example/a@b", "An @ in the path", ""),
+        ("https://good.example/?to=x@y.example", "An @ in the query", ""),
+    ]
+
+    hits = await searxng(http, server).search("login")
+
+    assert [h.url for h in hits] == [
+        "https://good.example/a@b",
+        "https://good.example/?to=x@y.example",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"retry-after": "120"}, 120),
+        ({"x-ratelimit-reset": "7, 1419704"}, 7),  # Brave: per second, then per month
+        ({"retry-after": "30", "x-ratelimit-reset": "7, 1419704"}, 30),
+        ({"x-ratelimit-reset": "soon"}, None),
+        ({}, None),
+    ],
+)
+async def test_a_rate_limited_provider_tells_the_queue_how_long_to_wait(
+    http: httpx.AsyncClient, server: FakeSearchServer, headers: dict[str, str], wait: int | None
+) -> None:
+    server.script(*[Answer(429, b"slow down", {"content-type": "text/plain", **headers})] * 2)
+
+    for search in (searxng(http, server), brave(http, server)):
+        with pytest.raises(ServiceUnavailable, match="answered HTTP 429") as raised:
+            await search.search("q")
+        assert raised.value.details.get("retry_after") == wait

@@ -67,7 +67,7 @@ class App:
             DeleteProject: lambda: DeleteProjectHandler(self.uow(), self.blobs),
             AddMember: lambda: AddMemberHandler(self.uow(), self.clock),
             ChangeMemberRole: lambda: ChangeMemberRoleHandler(self.uow()),
-            RemoveMember: lambda: RemoveMemberHandler(self.uow()),
+            RemoveMember: lambda: RemoveMemberHandler(self.uow(), self.clock),
             ListMembers: lambda: ListMembersHandler(self.uow()),
             EnsurePersonalProject: lambda: EnsurePersonalProjectHandler(self.uow(), self.clock),
         }

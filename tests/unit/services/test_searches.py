@@ -33,6 +33,7 @@ from whalli.domain.model.jobs import RunSearchSubscription
 from whalli.domain.model.projects import MemberRole, Membership, Project
 from whalli.domain.model.searches import MAX_ACTIVE_SUBSCRIPTIONS, SearchHit, SearchSubscription
 from whalli.domain.model.users import User
+from whalli.domain.services.projects.remove_member import RemoveMember, RemoveMemberHandler
 from whalli.domain.services.searches.create_search import CreateSearch, CreateSearchHandler
 from whalli.domain.services.searches.delete_search import DeleteSearch, DeleteSearchHandler
 from whalli.domain.services.searches.get_search import GetSearch, GetSearchHandler
@@ -105,7 +106,8 @@ class World:
 @pytest.fixture
 async def world() -> World:
     store, clock = MemoryStore(), ManualClock()
-    owner = User.create(id=uuid.uuid4(), email="ada@example.com", now=clock.now())
+    owner = User.create(id=uuid.uuid4(), email="ada@example.com", email_verified=True,
+                        now=clock.now())  # fmt: skip
     project = Project.create(id=uuid.uuid4(), name="Research", owner_id=owner.id, now=clock.now())
     async with InMemoryUnitOfWork(store) as uow:
         await uow.users.add(owner)
@@ -393,3 +395,158 @@ async def test_the_scheduler_queues_each_due_subscription_once_and_moves_its_nex
     assert stored.next_run_at == world.clock.now() + timedelta(minutes=60)
     world.clock.advance(timedelta(minutes=60))
     assert await scheduler.execute() == 1
+
+
+@pytest.mark.parametrize("minutes", [10**15, -(10**15), 14, 31 * 24 * 60 + 1])
+async def test_an_interval_out_of_bounds_is_refused_however_large_it_is(
+    world: World, minutes: int
+) -> None:
+    made = await world.create()
+    update = UpdateSearchHandler(world.uow(), world.clock)
+
+    with pytest.raises(InvalidSchedule, match="between 15 minutes and 31 days"):
+        await world.create(interval_minutes=minutes)
+    with pytest.raises(InvalidSchedule, match="between 15 minutes and 31 days"):
+        await update.execute(UpdateSearch(user_id=world.owner.id, subscription_id=made.id,
+                                          interval_minutes=minutes))  # fmt: skip
+    assert (await world.create(interval_minutes=31 * 24 * 60)).interval_minutes == 44640
+
+
+async def test_its_creator_made_viewer_may_stop_their_search_but_change_nothing_else(
+    world: World,
+) -> None:
+    bob, other_viewer = await world.user(MemberRole.EDITOR), await world.user(MemberRole.VIEWER)
+    made = await world.create(bob)
+    async with world.uow() as uow:
+        await uow.projects.update_member(Membership(project_id=world.project.id, user_id=bob.id,
+                                                    role=MemberRole.VIEWER,
+                                                    created_at=world.clock.now()))  # fmt: skip
+        await uow.commit()
+    update, delete = UpdateSearchHandler(world.uow(), world.clock), DeleteSearchHandler(world.uow())
+
+    def change(user: User, **fields: Any) -> UpdateSearch:
+        return UpdateSearch(user_id=user.id, subscription_id=made.id, **fields)
+
+    for fields in ({"query": "other"}, {"interval_minutes": 30}, {"notify_email": True},
+                   {"active": True}, {"active": False, "query": "other"}):  # fmt: skip
+        with pytest.raises(PermissionDenied, match="write access needed"):
+            await update.execute(change(bob, **fields))
+    with pytest.raises(PermissionDenied, match="write access needed"):
+        await update.execute(change(other_viewer, active=False))
+    with pytest.raises(PermissionDenied, match="write access needed"):
+        await delete.execute(DeleteSearch(user_id=other_viewer.id, subscription_id=made.id))
+
+    quiet = await update.execute(change(bob, notify_email=False))
+    paused = await update.execute(change(bob, active=False, notify_email=False))
+    assert (quiet.notify_email, quiet.active, paused.active) == (False, True, False)
+    await delete.execute(DeleteSearch(user_id=bob.id, subscription_id=made.id))
+    async with world.uow() as uow:
+        with pytest.raises(SearchSubscriptionNotFound, match="not found"):
+            await uow.searches.get(made.id)
+
+
+async def test_a_run_already_due_stays_due_when_the_interval_changes(world: World) -> None:
+    made = await world.create()
+    async with world.uow() as uow:
+        await uow.searches.claim_due(world.clock.now())
+        await uow.commit()
+    world.clock.advance(timedelta(minutes=10))
+    update = UpdateSearchHandler(world.uow(), world.clock)
+
+    requery = await update.execute(UpdateSearch(user_id=world.owner.id, subscription_id=made.id,
+                                                query="pgvector news"))  # fmt: skip
+    world.clock.advance(timedelta(seconds=5))
+    slower = await update.execute(UpdateSearch(user_id=world.owner.id, subscription_id=made.id,
+                                               interval_minutes=120))  # fmt: skip
+
+    assert slower.next_run_at == requery.next_run_at  # the new query has not run yet
+    world.clock.advance(timedelta(hours=3))  # overdue: a new interval keeps it due too
+    faster = await update.execute(UpdateSearch(user_id=world.owner.id, subscription_id=made.id,
+                                               interval_minutes=60))  # fmt: skip
+    assert faster.next_run_at == requery.next_run_at
+
+
+async def test_an_unverified_address_gets_the_in_app_notification_but_no_email(
+    world: World,
+) -> None:
+    unverified = await world.user(MemberRole.EDITOR)
+    assert not unverified.email_verified
+    made = await world.create(unverified, notify_email=True)
+
+    await world.run(made)
+
+    [notification] = await world.notifications(unverified)
+    assert notification.title == f"3 new results for {QUERY}"
+    assert world.email.outbox == []
+
+
+async def test_a_runs_results_list_best_first_newest_run_first(world: World) -> None:
+    ranked = [SearchHit(url=f"https://rank.example/{n}", title=f"Rank {n}") for n in range(5)]
+    world.web.set_hits(QUERY, ranked)
+    made = await world.create()
+    await world.run(made)
+    world.clock.advance(timedelta(hours=1))
+    later = [SearchHit(url=f"https://later.example/{n}", title=f"Later {n}") for n in range(2)]
+    world.web.set_hits(QUERY, [*later, *ranked])
+    await world.run(made)
+    handler = ListSearchResultsHandler(world.uow())
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        ask = ListSearchResults(user_id=world.owner.id, subscription_id=made.id, limit=2,
+                                cursor=cursor)  # fmt: skip
+        page = await handler.execute(ask)
+        seen += [r.title for r in page.items]
+        if (cursor := page.next_cursor) is None:
+            break
+    assert seen == [h.title for h in later + ranked]
+    [newest, first] = await world.notifications()
+    assert newest.body.splitlines() == [h.title for h in later]
+    assert first.body.splitlines() == [h.title for h in ranked]
+
+
+async def test_the_scheduler_claims_batch_after_batch_until_one_is_short_at_most_so_many(
+    world: World,
+) -> None:
+    made = [await world.create() for _ in range(7)]
+    queue = InMemoryJobQueue()
+    scheduler = ScheduleDueSearches(world.uow(), queue, world.clock, batch=2, max_batches=3)
+
+    assert await scheduler.execute() == 6  # three full batches: the tick's bound
+    assert await scheduler.execute() == 1  # the rest, one short batch
+    assert await scheduler.execute() == 0
+    assert len(queue.jobs) == 7
+    assert set(queue.jobs) == {RunSearchSubscription(subscription_id=s.id) for s in made}
+
+
+async def test_a_member_removed_or_leaving_has_their_searches_there_paused_only(
+    world: World,
+) -> None:
+    bob, carol = await world.user(MemberRole.EDITOR), await world.user(MemberRole.EDITOR)
+    elsewhere = Project.create(id=uuid.uuid4(), name="Bob's", owner_id=bob.id,
+                               now=world.clock.now())  # fmt: skip
+    async with world.uow() as uow:
+        await uow.projects.add(elsewhere)
+        await uow.projects.add_member(Membership(project_id=elsewhere.id, user_id=bob.id,
+                                                 role=MemberRole.OWNER,
+                                                 created_at=world.clock.now()))  # fmt: skip
+        await uow.commit()
+    bobs = await world.create(bob)
+    kept = await world.create(bob, project_id=elsewhere.id)
+    carols, owners = await world.create(carol), await world.create()
+    world.clock.advance(timedelta(minutes=1))
+    remove = RemoveMemberHandler(world.uow(), world.clock)
+
+    await remove.execute(RemoveMember(user_id=world.owner.id, project_id=world.project.id,
+                                      member_id=bob.id))  # fmt: skip
+    await remove.execute(RemoveMember(user_id=carol.id, project_id=world.project.id,
+                                      member_id=carol.id))  # fmt: skip
+
+    async with world.uow() as uow:
+        stored = {s.id: s for s in [await uow.searches.get(x.id)
+                                    for x in (bobs, kept, carols, owners)]}  # fmt: skip
+        assert await uow.searches.count_active_for_user(bob.id) == 1
+    assert [stored[x.id].active for x in (bobs, kept, carols, owners)] == [
+        False, True, False, True]  # fmt: skip
+    assert stored[bobs.id].updated_at == world.clock.now()

@@ -166,7 +166,7 @@ async def test_a_readers_pass_admits_them_while_they_may_read_the_chat(world: Wo
     assert await world.attach(vic_pass) == world.session  # no header: the EventSource way
     assert await world.attach(vic_pass, world.vic.id) == world.session
 
-    remove = RemoveMemberHandler(world.app.uow())
+    remove = RemoveMemberHandler(world.app.uow(), world.app.clock)
     await remove.execute(
         RemoveMember(user_id=world.ada.id, project_id=world.project.id, member_id=world.vic.id)
     )

@@ -6,6 +6,11 @@ does not offer it is refused, never used in clear), ``ssl`` (port 465: TLS from 
 ``none`` (a local relay). Login only when a username is given. Header values are cleaned of
 CR/LF and other control characters before the message is built, so no text (a search query in
 the subject) can add a header; an address holding any is refused.
+
+Addresses: the sender is one mailbox, ``address`` or ``Name <address>`` (a name holding a comma
+quoted, as RFC 5322 has it), its address the envelope sender too. A domain in Unicode (accounts
+keep internationalized domains so) is sent in its ASCII form (A-labels) whenever the local part
+is ASCII, so any server delivers it; only a non-ASCII local part needs the server's SMTPUTF8.
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
+from email.headerregistry import Address
 from email.message import EmailMessage as MimeMessage
 from email.policy import SMTP
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, getaddresses, make_msgid
 from typing import Literal
+
+import idna
 
 from whalli.domain.model.errors import InvalidEmail, ServiceUnavailable
 from whalli.ports.email_sender import EmailMessage, EmailSender
@@ -37,7 +45,7 @@ class SmtpEmailSender(EmailSender):
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:  # fmt: skip
         self._host, self._port = host, port or DEFAULT_PORTS[tls]
-        self._sender, self._tls = _address(sender), tls
+        self._sender, self._tls = sender_mailbox(sender), tls
         self._username, self._password = username, password
         self._timeout_s = timeout_s
         self._context = ssl_context or ssl.create_default_context()
@@ -49,10 +57,10 @@ class SmtpEmailSender(EmailSender):
     def compose(self, message: EmailMessage) -> MimeMessage:
         mime = MimeMessage(policy=SMTP)
         mime["From"] = self._sender
-        mime["To"] = _address(message.to)
+        mime["To"] = _deliverable(_address(message.to))
         mime["Subject"] = _header_text(message.subject)
         mime["Date"] = formatdate(localtime=False, usegmt=True)
-        mime["Message-ID"] = make_msgid(domain=self._sender.rpartition("@")[2] or None)
+        mime["Message-ID"] = make_msgid(domain=self._sender.domain or None)
         mime.set_content(message.text)
         if message.html is not None:
             mime.add_alternative(message.html, subtype="html")
@@ -69,7 +77,9 @@ class SmtpEmailSender(EmailSender):
                     smtp.ehlo()
                 if self._username:
                     smtp.login(self._username, self._password)
-                smtp.send_message(mime)
+                smtp.send_message(mime, from_addr=self._sender.addr_spec)
+        except smtplib.SMTPNotSupportedError as e:
+            raise _unavailable("does not offer SMTPUTF8, which a non-ASCII address needs") from e
         except smtplib.SMTPResponseException as e:
             raise _unavailable(f"answered {e.smtp_code}") from e
         except smtplib.SMTPRecipientsRefused as e:
@@ -100,6 +110,34 @@ def _address(value: str) -> str:
     if not value.strip() or any(_control(c) for c in value):
         raise InvalidEmail("An email address must not hold control characters.")
     return value.strip()
+
+
+def sender_mailbox(value: str) -> Address:
+    """``WHALLI_SMTP_FROM`` as one mailbox, its domain in ASCII; ``InvalidEmail`` unless it is
+    exactly one (``Whalli, Inc. <a@b>`` is two: the name must be quoted)."""
+    found = getaddresses([_address(value)])
+    if len(found) != 1 or found[0][1].count("@") != 1 or "" in found[0][1].split("@"):
+        raise InvalidEmail(
+            "The sender must be one mailbox: an address, or Name <address> with a name holding "
+            'a comma in quotes ("Whalli, Inc." <alerts@example.com>).'
+        )
+    name, addr_spec = found[0]
+    try:
+        return Address(display_name=name, addr_spec=_deliverable(addr_spec))
+    except (ValueError, IndexError) as e:  # the parser's refusals of a malformed address
+        raise InvalidEmail("The sender's address is not valid.") from e
+
+
+def _deliverable(address: str) -> str:
+    """``address`` with its domain in ASCII (A-labels) when its local part is ASCII: then no
+    SMTPUTF8 is needed. A domain IDNA cannot encode stays as it is."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii() or domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return address
 
 
 def _unavailable(what: str) -> ServiceUnavailable:

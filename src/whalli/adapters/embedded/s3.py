@@ -89,6 +89,11 @@ class EmbeddedS3:
             "-admin.ui=false",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
+            # Every bucket takes a volume of its own. Left at 0, the most is the free disk
+            # divided by the volume size (76 on a 77 GiB disk): a test run making a bucket per
+            # test ran out ("no free volumes left", uploads refused). Volumes are not
+            # preallocated: an empty one costs a few bytes.
+            "-volume.max=2000",
         ]
         for name in _PORTS:
             args += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={ports[name + '_grpc']}"]

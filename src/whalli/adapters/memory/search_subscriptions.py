@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
+
+import msgspec
 
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
 from whalli.domain.model.errors import SearchSubscriptionNotFound
 from whalli.domain.model.searches import SearchResult, SearchSubscription
 from whalli.ports.search_subscriptions import SearchSubscriptionRepository
+
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 
 
 class InMemorySearchSubscriptionRepository(MemoryRepository, SearchSubscriptionRepository):
@@ -45,6 +49,17 @@ class InMemorySearchSubscriptionRepository(MemoryRepository, SearchSubscriptionR
         return len(
             self._tx().select("search_subscriptions", lambda s: s.user_id == user_id and s.active)
         )
+
+    async def pause_for_member(self, project_id: UUID, user_id: UUID, now: datetime) -> int:
+        tx = self._tx()
+        found: list[SearchSubscription] = tx.select(
+            "search_subscriptions",
+            lambda s: s.project_id == project_id and s.user_id == user_id and s.active,
+        )
+        for subscription in found:
+            paused = msgspec.structs.replace(subscription, active=False, updated_at=now)
+            tx.replace("search_subscriptions", paused.id, paused, SearchSubscriptionNotFound)
+        return len(found)
 
     async def claim_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
         check_limit(limit)
@@ -86,11 +101,23 @@ class InMemorySearchSubscriptionRepository(MemoryRepository, SearchSubscriptionR
         self, subscription_id: UUID, *, limit: int = 50, before: tuple[datetime, UUID] | None = None
     ) -> list[SearchResult]:
         check_limit(limit)
-        found: list[SearchResult] = self._tx().select(
-            "search_results",
-            lambda r: (
-                r.subscription_id == subscription_id
-                and (before is None or (r.found_at, r.id) < before)
-            ),
+        tx = self._tx()
+        found: list[SearchResult] = tx.select(
+            "search_results", lambda r: r.subscription_id == subscription_id
         )
-        return sorted(found, key=lambda r: (r.found_at, r.id), reverse=True)[:limit]
+        found.sort(key=_newest_first)
+        if before is not None:
+            at, before_id = before
+            cursor: SearchResult | None = tx.find("search_results", before_id)
+            rank = 0 if cursor is None else cursor.rank
+            start = _newest_first_key(at, rank, before_id)
+            found = [r for r in found if _newest_first(r) > start]
+        return found[:limit]
+
+
+def _newest_first(result: SearchResult) -> tuple[int, int, int]:
+    return _newest_first_key(result.found_at, result.rank, result.id)
+
+
+def _newest_first_key(found_at: datetime, rank: int, id: UUID) -> tuple[int, int, int]:
+    return (-((found_at - _EPOCH) // _MICROSECOND), rank, -id.int)

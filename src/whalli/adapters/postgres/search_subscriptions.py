@@ -61,6 +61,7 @@ _RESULT_TYPES = {
     "snippet": "text",
     "fingerprint": "text",
     "found_at": "timestamptz",
+    "rank": "integer",
 }
 _RESULT_COLUMNS = tuple(_RESULT_TYPES)
 # One statement for the whole batch; a fingerprint already stored (or repeated earlier in the
@@ -71,6 +72,17 @@ _INSERT_RESULTS = (
     "ON CONFLICT (subscription_id, fingerprint) DO NOTHING RETURNING id"
 )
 _SELECT_RESULTS = f"SELECT {columns(_RESULT_COLUMNS)} FROM search_results"
+# Newest run first, one run's results best first (served by search_results_ranked_idx). The
+# cursor is a result's (found_at, id); its rank is read back (0 for a cursor of no result).
+_RESULTS_AFTER = (
+    "AND (found_at, -rank, id) < (%(at)s, -COALESCE((SELECT rank FROM search_results "
+    "WHERE id = %(before_id)s), 0), %(before_id)s) "
+)
+_RESULTS_ORDER = "ORDER BY found_at DESC, rank, id DESC LIMIT %(limit)s"
+_PAUSE_FOR_MEMBER = (
+    "UPDATE search_subscriptions SET active = false, updated_at = %(now)s "
+    "WHERE project_id = %(project_id)s AND user_id = %(user_id)s AND active"
+)
 
 
 def _page(
@@ -120,6 +132,10 @@ class PostgresSearchSubscriptionRepository(PostgresRepository, SearchSubscriptio
         )
         return 0 if row is None else int(row["n"])
 
+    async def pause_for_member(self, project_id: UUID, user_id: UUID, now: datetime) -> int:
+        params = {"project_id": project_id, "user_id": user_id, "now": now}
+        return await self._run(_PAUSE_FOR_MEMBER, params)
+
     async def claim_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
         check_limit(limit)
         rows = await self._all(_CLAIM_DUE, {"now": now, "limit": limit})
@@ -140,7 +156,13 @@ class PostgresSearchSubscriptionRepository(PostgresRepository, SearchSubscriptio
     async def list_results(
         self, subscription_id: UUID, *, limit: int = 50, before: tuple[datetime, UUID] | None = None
     ) -> list[SearchResult]:
-        params: dict[str, Any] = {"id": subscription_id}
-        page = _page(params, before, "found_at", limit)
-        rows = await self._all(f"{_SELECT_RESULTS} WHERE subscription_id = %(id)s {page}", params)
+        check_limit(limit)
+        params: dict[str, Any] = {"id": subscription_id, "limit": limit}
+        after = ""
+        if before is not None:
+            params["at"], params["before_id"] = before
+            after = _RESULTS_AFTER
+        rows = await self._all(
+            f"{_SELECT_RESULTS} WHERE subscription_id = %(id)s {after}{_RESULTS_ORDER}", params
+        )
         return [msgspec.convert(r, SearchResult) for r in rows]

@@ -1,15 +1,21 @@
 """What the search adapters share: one JSON GET with its errors, and the cleaning of results.
 
 A provider's answer is untrusted text shown to users and mailed to them: only http(s) URLs are
-kept, titles and snippets lose control characters (bidirectional overrides included) and are
-capped, snippets lose HTML tags (Brave marks the query's words with ``<strong>``) and entities.
+kept, and none with userinfo (``https://www.paypal.com@evil.example/`` reads as another site,
+``https://user:secret@…`` carries a credential), titles and snippets lose control characters
+(bidirectional overrides included) and are capped, snippets lose HTML tags (Brave marks the
+query's words with ``<strong>``) and entities.
 Error messages name the provider and the HTTP status, never what was sent (the key) nor what
-came back.
+came back. A 429 or 503 passes its wait (``Retry-After``, or Brave's ``X-RateLimit-Reset``) on
+as ``details["retry_after"]``, which the queue honours. The timeout bounds the whole search,
+body included: a provider that trickles its answer is cut, not waited for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
+import math
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -19,6 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
+from whalli.adapters.ai._http import retry_after
 from whalli.domain.model.errors import ProviderError, ServiceUnavailable
 from whalli.domain.model.searches import SearchHit
 
@@ -40,20 +47,24 @@ async def get_json(
     headers: Mapping[str, str],
     timeout_s: float,
 ) -> Any:
-    """The JSON answer of ``GET url``. ``ServiceUnavailable``: unreachable, too slow, 429 or
-    5xx (trying again may help); ``ProviderError``: any other non-2xx answer, or no JSON."""
+    """The JSON answer of ``GET url``, all of it within ``timeout_s``. ``ServiceUnavailable``:
+    unreachable, too slow, 429 or 5xx (trying again may help; with the provider's wait in
+    ``retry_after``); ``ProviderError``: any other non-2xx answer, or no JSON."""
     try:
-        async with http.stream(
-            "GET", url, params=params, headers=headers, timeout=httpx.Timeout(timeout_s)
-        ) as response:
+        async with (
+            asyncio.timeout(timeout_s),
+            http.stream(
+                "GET", url, params=params, headers=headers, timeout=httpx.Timeout(timeout_s)
+            ) as response,
+        ):
             body = await _prefix(response, MAX_ANSWER_BYTES + 1)
-            status = response.status_code
-    except httpx.TimeoutException as e:
+            status, wait = response.status_code, _wait(response.headers)
+    except (TimeoutError, httpx.TimeoutException) as e:
         raise _unavailable(provider, "did not answer in time") from e
     except httpx.HTTPError as e:
         raise _unavailable(provider, f"could not be reached ({type(e).__name__})") from e
     if status == 429 or status >= 500:
-        raise _unavailable(provider, f"answered HTTP {status}")
+        raise _unavailable(provider, f"answered HTTP {status}", wait=wait)
     if not 200 <= status < 300:
         raise ProviderError(
             f"The search provider {provider} refused the request (HTTP {status}){_hint(status)}.",
@@ -79,6 +90,8 @@ def hit(url: Any, title: Any, snippet: Any) -> SearchHit | None:
     except ValueError:  # "http://[::1": an invalid IPv6 host
         return None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    if "@" in parts.netloc:  # userinfo: shown, it makes the URL read as another site
         return None
     text = clean_text(title if isinstance(title, str) else "", TITLE_MAX)
     plain = html.unescape(_TAG.sub("", snippet)) if isinstance(snippet, str) else ""
@@ -108,9 +121,26 @@ def _hint(status: int) -> str:
     return ""
 
 
-def _unavailable(provider: str, what: str) -> ServiceUnavailable:
+def _wait(headers: httpx.Headers) -> float | None:
+    """Seconds the provider asks to wait: ``Retry-After``, else the first window of Brave's
+    ``X-RateLimit-Reset`` (per second, then per month: the one that ran out comes first)."""
+    wait = retry_after(headers)
+    if wait is not None:
+        return wait
+    first = headers.get("x-ratelimit-reset", "").split(",", 1)[0].strip()
+    try:
+        seconds = float(first)
+    except ValueError:
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _unavailable(provider: str, what: str, *, wait: float | None = None) -> ServiceUnavailable:
+    details: dict[str, object] = {"provider": provider}
+    if wait is not None:
+        details["retry_after"] = wait
     return ServiceUnavailable(
-        f"The search provider {provider} {what}; try again shortly.", provider=provider
+        f"The search provider {provider} {what}; try again shortly.", **details
     )
 
 

@@ -73,12 +73,17 @@ def search_query(text: str) -> str:
 
 
 def validate_interval(minutes: int) -> None:
-    interval = timedelta(minutes=minutes)
-    if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+    """``InvalidSchedule`` unless ``MIN_INTERVAL`` <= ``minutes`` <= ``MAX_INTERVAL``; the int
+    is compared in minutes, so any size of number is refused, never an overflow."""
+    if not _minutes(MIN_INTERVAL) <= minutes <= _minutes(MAX_INTERVAL):
         raise InvalidSchedule(
-            f"The interval must be between {int(MIN_INTERVAL.total_seconds() // 60)} minutes "
+            f"The interval must be between {_minutes(MIN_INTERVAL)} minutes "
             f"and {MAX_INTERVAL.days} days."
         )
+
+
+def _minutes(interval: timedelta) -> int:
+    return int(interval.total_seconds() // 60)
 
 
 class SearchHit(Value, frozen=True, kw_only=True):
@@ -96,6 +101,9 @@ def fingerprint(url: str) -> str:
 
 
 class SearchResult(Value, frozen=True, kw_only=True):
+    """One stored result; ``rank`` is its place in its run's answer (0: the provider's best),
+    so the results of one run (one ``found_at``) list best first."""
+
     id: UUID
     subscription_id: UUID
     url: str
@@ -103,3 +111,4 @@ class SearchResult(Value, frozen=True, kw_only=True):
     snippet: str
     fingerprint: str
     found_at: datetime
+    rank: int = 0

@@ -9,6 +9,7 @@ import msgspec
 from whalli.domain.model.errors import MembershipNotFound
 from whalli.domain.services.projects.access import require_role
 from whalli.domain.services.projects.ownership import release_ownership
+from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
 
 
@@ -27,11 +28,15 @@ class RemoveMemberHandler:
     - ``member_id`` not a member: ``MembershipNotFound``;
     - the last owner cannot leave or be removed (``LastOwner``), nor the user a personal project
       belongs to (``PersonalProjectProtected``); the project is locked for the change;
-    - the removed member loses access at once: every check reads memberships afresh.
+    - the removed member loses access at once: every check reads memberships afresh;
+    - the recurring searches they made in the project are paused in the same transaction:
+      they could no longer run, nor be seen, paused or deleted by them, yet would hold their
+      cap of active searches; the project's owners and editors still see them (and may
+      delete them or, for a member back in the project, resume them).
     """
 
-    def __init__(self, uow: UnitOfWork) -> None:
-        self._uow = uow
+    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+        self._uow, self._clock = uow, clock
 
     async def execute(self, command: RemoveMember) -> None:
         leaving = command.member_id == command.user_id
@@ -45,4 +50,7 @@ class RemoveMemberHandler:
                 raise MembershipNotFound()
             await release_ownership(uow, project, member, None)
             await uow.projects.remove_member(command.project_id, command.member_id)
+            await uow.searches.pause_for_member(
+                command.project_id, command.member_id, self._clock.now()
+            )
             await uow.commit()

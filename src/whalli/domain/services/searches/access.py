@@ -33,6 +33,20 @@ async def require_subscription(
     return subscription
 
 
+async def require_to_change(
+    uow: UnitOfWork, subscription_id: UUID, user_id: UUID, *, stopping: bool
+) -> SearchSubscription:
+    """The subscription, if the caller may change it: owners and editors of its project may
+    make any change; its own creator, whatever their role (a viewer too, say an editor made
+    viewer), may always stop it (``stopping``: pause it, turn its emails off, delete it), so
+    that nobody gets runs or emails they cannot stop. Raises ``SearchSubscriptionNotFound``
+    (missing, or not a member) and ``PermissionDenied``."""
+    subscription = await require_subscription(uow, subscription_id, user_id, "read")
+    if not (stopping and subscription.user_id == user_id):
+        await require_role(uow, subscription.project_id, user_id, "write")
+    return subscription
+
+
 def page_start(limit: int, cursor: str | None) -> Position | None:
     """Check a page's ``limit`` (1 to ``MAX_PAGE_SIZE``) and decode its cursor; both
     ``InvalidInput`` when wrong."""

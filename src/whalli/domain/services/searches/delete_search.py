@@ -6,7 +6,7 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.services.searches.access import require_subscription
+from whalli.domain.services.searches.access import require_to_change
 from whalli.ports.unit_of_work import UnitOfWork
 
 
@@ -17,17 +17,17 @@ class DeleteSearch(msgspec.Struct, frozen=True, kw_only=True):
 
 class DeleteSearchHandler:
     """Delete a subscription with its results (the schema cascades them); owners and editors
-    of its project may (a viewer: ``PermissionDenied``, anyone else
-    ``SearchSubscriptionNotFound``). Notifications already sent stay (their link then 404s); a
-    run already queued finds it gone and does nothing."""
+    of its project may, and its own creator with any role (a viewer deleting another's:
+    ``PermissionDenied``, anyone else ``SearchSubscriptionNotFound``). Notifications already
+    sent stay (their link then 404s); a run already queued finds it gone and does nothing."""
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
 
     async def execute(self, command: DeleteSearch) -> None:
         async with self._uow as uow:
-            subscription = await require_subscription(
-                uow, command.subscription_id, command.user_id, "write"
+            subscription = await require_to_change(
+                uow, command.subscription_id, command.user_id, stopping=True
             )
             await uow.searches.delete(subscription.id)
             await uow.commit()

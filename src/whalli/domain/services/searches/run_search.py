@@ -48,7 +48,11 @@ class RunSearchHandler:
     - the first run notifies too: the user asked for these results;
     - with ``notify_email`` and an email sender, one plain-text email lists the new results'
       titles and URLs after the commit; its failure is logged and loses nothing stored (the
-      email is not sent again: at most once).
+      email is not sent again: at most once);
+    - the email goes only to a verified address (``email_verified``: an OAuth provider or the
+      operator vouched for it); an address nobody checked (a password sign-up) gets the in-app
+      notification alone, so that no one can have the server mail a stranger;
+    - each result keeps its rank in the provider's answer, so a run's results list best first.
     """
 
     def __init__(
@@ -85,7 +89,10 @@ class RunSearchHandler:
             await uow.commit()
         log.info("Search %s found %d new results.", current.id, len(new))
         if current.notify_email and self._email is not None:
-            await self._send(user, current, new)
+            if user.email_verified:
+                await self._send(user, current, new)
+            else:
+                log.info("Search %s not emailed: its user's address is not verified.", current.id)
 
     def _results(
         self, subscription: SearchSubscription, hits: list[SearchHit]
@@ -100,8 +107,9 @@ class RunSearchHandler:
                 snippet=hit.snippet,
                 fingerprint=fingerprint(hit.url),
                 found_at=now,
+                rank=rank,
             )
-            for hit in hits
+            for rank, hit in enumerate(hits)
         ]
 
     def _notification(

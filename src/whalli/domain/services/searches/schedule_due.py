@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from whalli.domain.model.jobs import RunSearchSubscription
+from whalli.domain.model.searches import SearchSubscription
 from whalli.ports.clock import Clock
 from whalli.ports.job_queue import JobQueue
 from whalli.ports.unit_of_work import UnitOfWork
@@ -21,18 +22,34 @@ class ScheduleDueSearches:
       (two workers) never queue one run twice;
     - the claim is committed before anything is queued: a queue that fails after the commit
       skips that one run (the next comes one interval later), it never runs one twice;
-    - at most ``batch`` per call, most overdue first (the rest at the next tick).
+    - claimed ``batch`` at a time, most overdue first, batch after batch until one comes back
+      short, at most ``max_batches`` per call (the rest at the next tick): a deployment runs
+      up to ``batch * max_batches`` searches per tick, and one tick never runs unbounded.
 
     ``execute`` returns how many runs it queued.
     """
 
-    def __init__(self, uow: UnitOfWork, queue: JobQueue, clock: Clock, *, batch: int = 100) -> None:
-        self._uow, self._queue, self._clock, self._batch = uow, queue, clock, batch
+    def __init__(
+        self, uow: UnitOfWork, queue: JobQueue, clock: Clock, *, batch: int = 100,
+        max_batches: int = 20,
+    ) -> None:  # fmt: skip
+        self._uow, self._queue, self._clock = uow, queue, clock
+        self._batch, self._max_batches = batch, max_batches
 
     async def execute(self) -> int:
-        async with self._uow as uow:
-            claimed = await uow.searches.claim_due(self._clock.now(), limit=self._batch)
-            await uow.commit()
+        now, queued = self._clock.now(), 0
+        for _ in range(self._max_batches):
+            async with self._uow as uow:
+                claimed = await uow.searches.claim_due(now, limit=self._batch)
+                await uow.commit()
+            queued += await self._queue_runs(claimed)
+            if len(claimed) < self._batch:
+                break
+        if queued:
+            log.info("Queued %d recurring searches.", queued)
+        return queued
+
+    async def _queue_runs(self, claimed: list[SearchSubscription]) -> int:
         queued = 0
         for subscription in claimed:
             try:
@@ -43,6 +60,4 @@ class ScheduleDueSearches:
                     "The run of search %s was not queued; it runs at its next interval.",
                     subscription.id,
                 )
-        if queued:
-            log.info("Queued %d recurring searches.", queued)
         return queued

@@ -8,7 +8,7 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.model.searches import SearchSubscription, search_query, validate_interval
-from whalli.domain.services.searches.access import require_subscription
+from whalli.domain.services.searches.access import require_to_change
 from whalli.domain.services.searches.create_search import check_active_cap
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
@@ -29,10 +29,12 @@ class UpdateSearchHandler:
 
     Rules:
     - owners and editors of its project may (a viewer: ``PermissionDenied``, anyone else
-      ``SearchSubscriptionNotFound``), checked before the fields;
+      ``SearchSubscriptionNotFound``), checked before the fields; its own creator, with any
+      role, may stop it (``active`` false, ``notify_email`` false, nothing else changed);
     - the query and interval as ``SearchSubscription.create`` checks them;
     - a new query is due at once (the next scheduler tick runs it); results of the old one stay;
-    - a new interval counts from the last run (none yet: the run still due stays due);
+    - a new interval counts from the last run; a run already due (none yet, a new query not
+      yet run, an overdue one) stays due;
     - activating a paused subscription counts against its user's cap of active ones
       (``SearchLimitReached``); one overdue meanwhile runs at the next tick, once;
     - an empty change changes nothing (but is checked like a change).
@@ -43,8 +45,8 @@ class UpdateSearchHandler:
 
     async def execute(self, command: UpdateSearch) -> SearchSubscription:
         async with self._uow as uow:
-            found = await require_subscription(
-                uow, command.subscription_id, command.user_id, "write"
+            found = await require_to_change(
+                uow, command.subscription_id, command.user_id, stopping=_stops(command)
             )
             now, unset = self._clock.now(), msgspec.UnsetType
             changed = msgspec.structs.replace(found, updated_at=now)
@@ -55,7 +57,7 @@ class UpdateSearchHandler:
             if not isinstance(command.interval_minutes, unset):
                 validate_interval(command.interval_minutes)
                 changed.interval_minutes = command.interval_minutes
-                if found.last_run_at is not None and changed.next_run_at != now:
+                if found.last_run_at is not None and changed.next_run_at > now:
                     minutes = timedelta(minutes=command.interval_minutes)
                     changed.next_run_at = found.last_run_at + minutes
             if not isinstance(command.notify_email, unset):
@@ -69,3 +71,14 @@ class UpdateSearchHandler:
             await uow.searches.update(changed)
             await uow.commit()
         return changed
+
+
+def _stops(command: UpdateSearch) -> bool:
+    """Whether the change only stops things: pausing, turning emails off."""
+    unset = msgspec.UnsetType
+    return (
+        isinstance(command.query, unset)
+        and isinstance(command.interval_minutes, unset)
+        and command.active in (False, msgspec.UNSET)
+        and command.notify_email in (False, msgspec.UNSET)
+    )
