@@ -43,3 +43,21 @@ async def team_project(chat: Chat, owner: dict[str, Any], member: dict[str, Any]
     )  # fmt: skip
     assert added.status_code == 201, added.text
     return project_id
+
+
+@pytest.fixture
+async def patient(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> AsyncIterator[Any]:
+    """A chat app (``RaceChat``) whose provider idle timeout is far longer than a test waits:
+    only Whalli closes a held call."""
+    from tests.integration.http.test_chat_races import _race_app  # (it imports this module)
+
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        _race_app(
+            stack_urls, unique, provider, WHALLI_CHAT_TITLES="off",
+            WHALLI_PROVIDER_IDLE_TIMEOUT_S="300",
+        ) as chat,
+    ):  # fmt: skip
+        yield chat

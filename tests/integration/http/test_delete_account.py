@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,7 +12,7 @@ from structlog.testing import capture_logs
 
 from tests.integration.http.conftest import chat_app, team_project
 from tests.integration.http.test_chat_flow import Chat, _app
-from tests.integration.http.test_chat_races import RaceChat, _race_app
+from tests.integration.http.test_chat_races import RaceChat
 from tests.integration.http.test_files import TEXT, form, multipart
 from tests.integration.http.test_identity_end_to_end import PASSWORD
 from tests.support.fake_providers import FakeProviderServer, Reply, openai_default
@@ -278,21 +277,6 @@ async def _final_event(chat: Chat, session_id: str) -> object:
             return last[1]
         await asyncio.sleep(0.05)
     raise AssertionError("the reply never ended")
-
-
-@pytest.fixture
-async def patient(
-    stack_urls: StackUrls, migrated_database_url: str, unique: str
-) -> AsyncIterator[RaceChat]:
-    """A provider idle timeout far longer than the test waits: only Whalli closes a held call."""
-    async with (
-        FakeProviderServer(openai_default()) as provider,
-        _race_app(
-            stack_urls, unique, provider, WHALLI_CHAT_TITLES="off",
-            WHALLI_PROVIDER_IDLE_TIMEOUT_S="300",
-        ) as chat,
-    ):  # fmt: skip
-        yield chat
 
 
 async def test_deleting_the_account_closes_the_provider_call_of_its_reply(

@@ -486,19 +486,6 @@ async def test_s23f_v1_claudes_default_reply_cap_fits_what_the_prompt_leaves(
 
 
 # === an account deleted while its reply is generated elsewhere ====================================
-@pytest.fixture
-async def patient(
-    stack_urls: StackUrls, migrated_database_url: str, unique: str
-) -> AsyncIterator[RaceChat]:
-    """A provider idle timeout far longer than the test waits: only Whalli closes a held call."""
-    async with (
-        FakeProviderServer(openai_default()) as provider,
-        _race_app(
-            stack_urls, unique, provider, WHALLI_CHAT_TITLES="off",
-            WHALLI_PROVIDER_IDLE_TIMEOUT_S="300",
-        ) as chat,
-    ):  # fmt: skip
-        yield chat
 
 
 async def test_s23f_deleting_an_account_stops_its_reply_in_a_project_someone_else_owns(

@@ -517,19 +517,6 @@ async def test_s23r_a_file_deleted_while_a_start_waits_for_its_text_is_404_and_s
 
 
 # === a chat or project deleted under a reply still being generated ===============================
-@pytest.fixture
-async def patient(
-    stack_urls: StackUrls, migrated_database_url: str, unique: str
-) -> AsyncIterator[RaceChat]:
-    """A provider idle timeout far longer than the test waits: only Whalli closes a held call."""
-    async with (
-        FakeProviderServer(openai_default()) as provider,
-        _race_app(
-            stack_urls, unique, provider, WHALLI_CHAT_TITLES="off",
-            WHALLI_PROVIDER_IDLE_TIMEOUT_S="300",
-        ) as chat,
-    ):  # fmt: skip
-        yield chat
 
 
 @pytest.mark.parametrize("deleted", ["chat", "project"])
