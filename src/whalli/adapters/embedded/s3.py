@@ -12,6 +12,7 @@ from typing import Any
 from whalli.adapters.embedded.process import (
     free_port,
     pid_alive,
+    port_is_free,
     port_is_open,
     read_or_create_secret,
     terminate,
@@ -20,6 +21,28 @@ from whalli.adapters.embedded.process import (
 
 ACCESS_KEY = "whalli"
 _PORTS = ("s3", "master", "volume", "filer", "admin")
+# weed's gRPC port is its HTTP port + 10000 by default. Every component is given its gRPC port
+# explicitly, but mini's plugin worker ignores that and dials admin + 10000 every 5 s: with any
+# other gRPC port it sent HTTP/2 prefaces to whatever else listened there (a test's fake AI
+# provider recorded a "PRI *" request). So each gRPC port is its HTTP port + 10000.
+_GRPC_OFFSET = 10000
+_HIGHEST_PORT = 65535
+
+
+def _port_pair(wanted: int | None, taken: set[int]) -> int:
+    """A free loopback port whose port + 10000 is free too (``wanted`` when it qualifies)."""
+    candidates = [wanted] if wanted else []
+    for _ in range(200):
+        port = candidates.pop() if candidates else free_port()
+        grpc = port + _GRPC_OFFSET
+        if (
+            grpc <= _HIGHEST_PORT
+            and not {port, grpc} & taken
+            and port_is_free(port)
+            and port_is_free(grpc)
+        ):
+            return port
+    raise RuntimeError("s3: no free pair of ports (p, p + 10000) on loopback")
 
 
 def _weed_binary() -> str:
@@ -56,13 +79,9 @@ class EmbeddedS3:
         taken: set[int] = set()
         for name in _PORTS:
             wanted = previous_ports.get(name) or (self.preferred_port if name == "s3" else None)
-            port = free_port(wanted)
-            # weed listens on port+10000 for gRPC unless told otherwise; pick both explicitly
-            grpc = free_port(previous_ports.get(f"{name}_grpc"))
-            while port in taken or grpc in taken or grpc == port:
-                port, grpc = free_port(), free_port()
-            taken.update((port, grpc))
-            ports[name], ports[f"{name}_grpc"] = port, grpc
+            port = _port_pair(wanted, taken)
+            taken.update((port, port + _GRPC_OFFSET))
+            ports[name], ports[f"{name}_grpc"] = port, port + _GRPC_OFFSET
         config = self.root / "s3.json"
         config.write_text(
             json.dumps(
