@@ -180,7 +180,7 @@ minutes = st.integers(
 
 
 @given(minutes, instants, st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=60)))
-def test_after_a_run_the_next_one_is_in_the_future(
+def test_after_a_claim_the_next_run_is_in_the_future(
     interval: int, created: datetime, elapsed: timedelta
 ) -> None:
     subscription = SearchSubscription.create(
@@ -188,8 +188,9 @@ def test_after_a_run_the_next_one_is_in_the_future(
         interval_minutes=interval, now=created,
     )  # fmt: skip
     now = created + elapsed
-    subscription.mark_ran(now)
+    subscription.claim(now)
 
+    assert (subscription.claimed_at, subscription.last_run_at) == (now, None)  # not a run
     assert subscription.next_run_at > now
     assert subscription.next_run_at == now + timedelta(minutes=interval)
     assert not subscription.is_due(now)

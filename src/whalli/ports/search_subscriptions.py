@@ -16,6 +16,12 @@ class SearchSubscriptionRepository(Protocol):
         """Raises ``SearchSubscriptionNotFound``."""
         ...
 
+    async def get_for_update(self, subscription_id: UUID) -> SearchSubscription:
+        """``get``, and hold the row until the unit of work ends: a claim skips it meanwhile
+        (and takes it at a later tick), a run's ``record_run`` waits. Raises
+        ``SearchSubscriptionNotFound``."""
+        ...
+
     async def update(self, subscription: SearchSubscription) -> None:
         """Raises ``SearchSubscriptionNotFound``."""
         ...
@@ -46,9 +52,20 @@ class SearchSubscriptionRepository(Protocol):
 
     async def claim_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
         """Take the active subscriptions due at ``now`` (most overdue first, at most ``limit``)
-        and mark them ran (``SearchSubscription.mark_ran(now)``: their next run one interval
-        on) in the same statement. Rows another unit of work holds locked are skipped, so two
-        claims at once (two workers) never both return one subscription."""
+        and claim them (``SearchSubscription.claim(now)``: ``claimed_at`` ``now``, their next
+        run one interval on; ``last_run_at`` unchanged) in the same statement. Rows another
+        unit of work holds locked are skipped, so two claims at once (two workers) never both
+        return one subscription."""
+        ...
+
+    async def record_run(self, subscription_id: UUID, now: datetime) -> None:
+        """``SearchSubscription.record_run(now)`` on the stored row, changing no other column
+        (a concurrent change or claim is kept). Nothing for a subscription that is gone."""
+        ...
+
+    async def record_failure(self, subscription_id: UUID, now: datetime, reason: str) -> None:
+        """``SearchSubscription.record_failure(now, reason)`` on the stored row, changing no
+        other column. Nothing for a subscription that is gone."""
         ...
 
     async def add_results(self, results: list[SearchResult]) -> list[SearchResult]:

@@ -57,7 +57,7 @@ async def test_a_claim_takes_the_due_subscriptions_most_overdue_first_and_moves_
     async with uow_factory() as uow:
         for subscription in due:
             stored = await uow.searches.get(subscription.id)
-            assert stored.last_run_at == CLAIM_AT
+            assert (stored.claimed_at, stored.last_run_at) == (CLAIM_AT, None)
             assert stored.next_run_at == CLAIM_AT + timedelta(minutes=60)
             assert stored in first + rest
         assert await uow.searches.claim_due(CLAIM_AT) == []
@@ -79,6 +79,27 @@ async def test_a_claim_skips_what_another_open_claim_holds_and_a_rolled_back_one
     assert [s.id for s in held] == [due[0].id]
     assert [s.id for s in taken] == [due[1].id, due[2].id]
     assert [s.id for s in again] == [due[0].id]
+
+
+async def test_a_claim_skips_a_subscription_a_change_holds_and_takes_it_once_released(
+    uow_factory: UowFactory, due: list[SearchSubscription]
+) -> None:
+    async with uow_factory() as changing:
+        held = await changing.searches.get_for_update(due[0].id)
+        async with uow_factory() as other:
+            taken = await other.searches.claim_due(CLAIM_AT)
+            await other.commit()
+        held.interval_minutes = 120
+        await changing.searches.update(held)
+        await changing.commit()
+    async with uow_factory() as uow:
+        later = await uow.searches.claim_due(CLAIM_AT)
+        await uow.commit()
+
+    assert [s.id for s in taken] == [due[1].id, due[2].id]
+    [claimed] = later
+    assert (claimed.id, claimed.claimed_at) == (due[0].id, CLAIM_AT)
+    assert claimed.next_run_at == CLAIM_AT + timedelta(minutes=120)  # with the change
 
 
 async def test_claims_at_the_same_moment_take_each_subscription_once(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from whalli.domain.model.errors import InvalidInput, SearchSubscriptionNotFound
+from whalli.domain.model.searches import SearchSubscription
 
 from ..conftest import UowFactory
 from ..entities import a_result, a_subscription, at, committed_world
@@ -17,7 +18,9 @@ from ..entities import a_result, a_subscription, at, committed_world
 EARLY = datetime(1, 1, 1, tzinfo=UTC)
 
 
-async def test_a_subscription_reads_back_equal_after_a_run(uow_factory: UowFactory) -> None:
+async def test_a_subscription_reads_back_equal_after_a_claim_a_failure_and_a_run(
+    uow_factory: UowFactory,
+) -> None:
     world = await committed_world(uow_factory())
     subscription = a_subscription(world.project, world.user)
     async with uow_factory() as uow:
@@ -26,7 +29,14 @@ async def test_a_subscription_reads_back_equal_after_a_run(uow_factory: UowFacto
 
     async with uow_factory() as uow:
         assert await uow.searches.get(subscription.id) == subscription
-        subscription.mark_ran(at(10))
+        subscription.claim(at(10))
+        subscription.record_failure(at(11), "The search provider failed (HTTP 503).")
+        await uow.searches.update(subscription)
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.searches.get(subscription.id) == subscription
+        subscription.record_run(at(12))
         subscription.active = False
         await uow.searches.update(subscription)
         await uow.commit()
@@ -136,3 +146,44 @@ async def test_deleting_a_subscription_deletes_its_results(uow_factory: UowFacto
         assert await uow.searches.list_results(subscription.id) == []
         with pytest.raises(SearchSubscriptionNotFound, match="Search subscription not found"):
             await uow.searches.get(subscription.id)
+
+
+async def test_a_run_and_a_failure_are_recorded_on_the_row_in_time_order_only(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    subscription = a_subscription(world.project, world.user)
+    async with uow_factory() as uow:
+        await uow.searches.add(subscription)
+        await uow.commit()
+    expected = await _stored(uow_factory, subscription.id)
+
+    steps = [
+        ("failure", at(5), "The search provider failed (HTTP 503)."),
+        ("run", at(4), ""),  # older than the failure: recorded, the failure stays
+        ("run", at(6), ""),  # clears the failure
+        ("failure", at(5), "A failure older than the last run"),  # changes nothing
+        ("run", at(3), ""),  # older than the last run: changes nothing
+        ("failure", at(7), "x" * 500),  # capped
+    ]
+    for kind, when, reason in steps:
+        async with uow_factory() as uow:
+            if kind == "run":
+                await uow.searches.record_run(subscription.id, when)
+                expected.record_run(when)
+            else:
+                await uow.searches.record_failure(subscription.id, when, reason)
+                expected.record_failure(when, reason)
+            await uow.commit()
+        assert await _stored(uow_factory, subscription.id) == expected, (kind, when)
+
+    assert (expected.last_run_at, expected.last_error_at) == (at(6), at(7))
+    assert expected.last_error == "x" * 200
+    async with uow_factory() as uow:  # a subscription that is gone: nothing, no error
+        await uow.searches.record_run(uuid.uuid4(), at(8))
+        await uow.searches.record_failure(uuid.uuid4(), at(8), "gone")
+
+
+async def _stored(uow_factory: UowFactory, subscription_id: uuid.UUID) -> SearchSubscription:
+    async with uow_factory() as uow:
+        return await uow.searches.get(subscription_id)

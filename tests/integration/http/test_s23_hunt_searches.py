@@ -513,7 +513,8 @@ async def test_a_new_query_stays_due_at_once_when_the_interval_is_changed_next(
     uow = await resolved(hunt.chat.world.container.adapters.unit_of_work())
     async with uow:
         found = await uow.searches.get(uuid.UUID(made["id"]))
-        found.mark_ran(ran_at)
+        found.claim(ran_at)
+        found.record_run(ran_at)
         await uow.searches.update(found)
         await uow.commit()
     path = f"/api/searches/{made['id']}"

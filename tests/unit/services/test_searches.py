@@ -28,10 +28,16 @@ from whalli.domain.model.errors import (
     SearchLimitReached,
     SearchSubscriptionNotFound,
     ServiceUnavailable,
+    WhalliError,
 )
 from whalli.domain.model.jobs import RunSearchSubscription
 from whalli.domain.model.projects import MemberRole, Membership, Project
-from whalli.domain.model.searches import MAX_ACTIVE_SUBSCRIPTIONS, SearchHit, SearchSubscription
+from whalli.domain.model.searches import (
+    MAX_ACTIVE_SUBSCRIPTIONS,
+    SearchHit,
+    SearchSubscription,
+    run_failure,
+)
 from whalli.domain.model.users import User
 from whalli.domain.services.projects.remove_member import RemoveMember, RemoveMemberHandler
 from whalli.domain.services.searches.create_search import CreateSearch, CreateSearchHandler
@@ -391,7 +397,7 @@ async def test_the_scheduler_queues_each_due_subscription_once_and_moves_its_nex
     assert queue.jobs == [RunSearchSubscription(subscription_id=due.id)]
     async with world.uow() as uow:
         stored = await uow.searches.get(due.id)
-    assert stored.last_run_at == world.clock.now()
+    assert (stored.claimed_at, stored.last_run_at) == (world.clock.now(), None)
     assert stored.next_run_at == world.clock.now() + timedelta(minutes=60)
     world.clock.advance(timedelta(minutes=60))
     assert await scheduler.execute() == 1
@@ -550,3 +556,40 @@ async def test_a_member_removed_or_leaving_has_their_searches_there_paused_only(
     assert [stored[x.id].active for x in (bobs, kept, carols, owners)] == [
         False, True, False, True]  # fmt: skip
     assert stored[bobs.id].updated_at == world.clock.now()
+
+
+@pytest.mark.parametrize(
+    ("error", "told"),
+    [
+        (ProviderError("key sk-1 refused", kind="refused", upstream_status=401),
+         "The search provider refused the search (HTTP 401)."),
+        (ProviderError("no results list", kind="protocol"),
+         "The search provider answered without results."),
+        (ServiceUnavailable("answered HTTP 429", upstream_status=429, retry_after=5),
+         "The search provider is limiting searches (HTTP 429)."),
+        (ServiceUnavailable("answered HTTP 502", upstream_status=502),
+         "The search provider failed (HTTP 502)."),
+        (ServiceUnavailable("did not answer in time"),
+         "The search provider could not be reached or did not answer in time."),
+    ],
+)  # fmt: skip
+def test_a_failed_run_is_told_by_its_kind_never_by_the_errors_message(
+    error: WhalliError, told: str
+) -> None:
+    assert run_failure(error) == told
+
+
+async def test_a_refused_run_records_its_failure_and_the_next_run_clears_it(world: World) -> None:
+    made = await world.create()
+    failed_at = world.clock.now()
+    await world.run(made, search=RefusingSearch())
+    async with world.uow() as uow:
+        failed = await uow.searches.get(made.id)
+    world.clock.advance(timedelta(minutes=1))
+    await world.run(made)
+    async with world.uow() as uow:
+        ran = await uow.searches.get(made.id)
+
+    assert (failed.last_run_at, failed.last_error_at) == (None, failed_at)
+    assert failed.last_error == "The search provider refused the search."
+    assert (ran.last_run_at, ran.last_error, ran.last_error_at) == (world.clock.now(), None, None)

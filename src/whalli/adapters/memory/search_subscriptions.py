@@ -25,6 +25,10 @@ class InMemorySearchSubscriptionRepository(MemoryRepository, SearchSubscriptionR
         )
         return found
 
+    async def get_for_update(self, subscription_id: UUID) -> SearchSubscription:
+        await self._tx().lock("search_subscriptions", subscription_id)
+        return await self.get(subscription_id)
+
     async def update(self, subscription: SearchSubscription) -> None:
         self._tx().replace(
             "search_subscriptions", subscription.id, subscription, SearchSubscriptionNotFound
@@ -74,10 +78,26 @@ class InMemorySearchSubscriptionRepository(MemoryRepository, SearchSubscriptionR
             latest: SearchSubscription | None = tx.find("search_subscriptions", due.id)
             if latest is None or not latest.is_due(now):
                 continue
-            latest.mark_ran(now)
+            latest.claim(now)
             tx.replace("search_subscriptions", latest.id, latest, SearchSubscriptionNotFound)
             claimed.append(latest)
         return claimed
+
+    async def record_run(self, subscription_id: UUID, now: datetime) -> None:
+        tx = self._tx()
+        await tx.lock("search_subscriptions", subscription_id)  # as UPDATE waits for a row lock
+        found: SearchSubscription | None = tx.find("search_subscriptions", subscription_id)
+        if found is not None:
+            found.record_run(now)
+            tx.replace("search_subscriptions", found.id, found, SearchSubscriptionNotFound)
+
+    async def record_failure(self, subscription_id: UUID, now: datetime, reason: str) -> None:
+        tx = self._tx()
+        await tx.lock("search_subscriptions", subscription_id)
+        found: SearchSubscription | None = tx.find("search_subscriptions", subscription_id)
+        if found is not None:
+            found.record_failure(now, reason)
+            tx.replace("search_subscriptions", found.id, found, SearchSubscriptionNotFound)
 
     async def list_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
         check_limit(limit)

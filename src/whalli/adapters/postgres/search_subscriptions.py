@@ -16,7 +16,7 @@ from whalli.adapters.postgres._base import (
     placeholders,
 )
 from whalli.domain.model.errors import SearchSubscriptionNotFound
-from whalli.domain.model.searches import SearchResult, SearchSubscription
+from whalli.domain.model.searches import LAST_ERROR_MAX, SearchResult, SearchSubscription
 from whalli.ports.search_subscriptions import SearchSubscriptionRepository
 
 _COLUMNS = (
@@ -31,6 +31,9 @@ _COLUMNS = (
     "next_run_at",
     "created_at",
     "updated_at",
+    "claimed_at",
+    "last_error",
+    "last_error_at",
 )
 _SELECT = f"SELECT {columns(_COLUMNS)} FROM search_subscriptions"
 _INSERT = (
@@ -42,15 +45,28 @@ _DUE = f"{_SELECT} WHERE active AND next_run_at <= %(now)s ORDER BY next_run_at,
 
 _PREFIXED = ", ".join(f"s.{c}" for c in _COLUMNS)
 # Claim in one statement: the due rows are locked (rows another claim holds are skipped),
-# marked ran (SearchSubscription.mark_ran) and returned, most overdue first.
+# claimed (SearchSubscription.claim) and returned, most overdue first.
 _CLAIM_DUE = (
     "WITH due AS (SELECT id, next_run_at FROM search_subscriptions "
     "WHERE active AND next_run_at <= %(now)s ORDER BY next_run_at, id LIMIT %(limit)s "
     "FOR UPDATE SKIP LOCKED), "
-    "claimed AS (UPDATE search_subscriptions s SET last_run_at = %(now)s, "
+    "claimed AS (UPDATE search_subscriptions s SET claimed_at = %(now)s, "
     "next_run_at = %(now)s + make_interval(mins => s.interval_minutes), updated_at = %(now)s "
     f"FROM due WHERE s.id = due.id RETURNING {_PREFIXED}, due.next_run_at AS due_at) "
     f"SELECT {columns(_COLUMNS)} FROM claimed ORDER BY due_at, id"
+)
+
+# SearchSubscription.record_run and record_failure, in one statement each: a run older than
+# the one recorded changes nothing; a success clears a failure recorded at or before it.
+_RECORD_RUN = (
+    "UPDATE search_subscriptions SET last_run_at = %(now)s, "
+    "last_error = CASE WHEN last_error_at <= %(now)s THEN NULL ELSE last_error END, "
+    "last_error_at = CASE WHEN last_error_at <= %(now)s THEN NULL ELSE last_error_at END "
+    "WHERE id = %(id)s AND (last_run_at IS NULL OR last_run_at <= %(now)s)"
+)
+_RECORD_FAILURE = (
+    "UPDATE search_subscriptions SET last_error = %(reason)s, last_error_at = %(now)s "
+    "WHERE id = %(id)s AND (last_run_at IS NULL OR last_run_at <= %(now)s)"
 )
 
 _RESULT_TYPES = {
@@ -108,6 +124,12 @@ class PostgresSearchSubscriptionRepository(PostgresRepository, SearchSubscriptio
             raise SearchSubscriptionNotFound()
         return msgspec.convert(row, SearchSubscription)
 
+    async def get_for_update(self, subscription_id: UUID) -> SearchSubscription:
+        row = await self._one(f"{_SELECT} WHERE id = %(id)s FOR UPDATE", {"id": subscription_id})
+        if row is None:
+            raise SearchSubscriptionNotFound()
+        return msgspec.convert(row, SearchSubscription)
+
     async def update(self, subscription: SearchSubscription) -> None:
         if await self._run(_UPDATE, msgspec.structs.asdict(subscription)) == 0:
             raise SearchSubscriptionNotFound()
@@ -140,6 +162,13 @@ class PostgresSearchSubscriptionRepository(PostgresRepository, SearchSubscriptio
         check_limit(limit)
         rows = await self._all(_CLAIM_DUE, {"now": now, "limit": limit})
         return [msgspec.convert(r, SearchSubscription) for r in rows]
+
+    async def record_run(self, subscription_id: UUID, now: datetime) -> None:
+        await self._run(_RECORD_RUN, {"id": subscription_id, "now": now})
+
+    async def record_failure(self, subscription_id: UUID, now: datetime, reason: str) -> None:
+        params = {"id": subscription_id, "now": now, "reason": reason[:LAST_ERROR_MAX]}
+        await self._run(_RECORD_FAILURE, params)
 
     async def list_due(self, now: datetime, *, limit: int = 100) -> list[SearchSubscription]:
         check_limit(limit)

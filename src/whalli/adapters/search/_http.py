@@ -64,7 +64,7 @@ async def get_json(
     except httpx.HTTPError as e:
         raise _unavailable(provider, f"could not be reached ({type(e).__name__})") from e
     if status == 429 or status >= 500:
-        raise _unavailable(provider, f"answered HTTP {status}", wait=wait)
+        raise _unavailable(provider, f"answered HTTP {status}", wait=wait, status=status)
     if not 200 <= status < 300:
         raise ProviderError(
             f"The search provider {provider} refused the request (HTTP {status}){_hint(status)}.",
@@ -135,8 +135,12 @@ def _wait(headers: httpx.Headers) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def _unavailable(provider: str, what: str, *, wait: float | None = None) -> ServiceUnavailable:
+def _unavailable(
+    provider: str, what: str, *, wait: float | None = None, status: int | None = None
+) -> ServiceUnavailable:
     details: dict[str, object] = {"provider": provider}
+    if status is not None:
+        details["upstream_status"] = status
     if wait is not None:
         details["retry_after"] = wait
     return ServiceUnavailable(

@@ -7,16 +7,28 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from whalli.domain.model.base import Entity, Value
-from whalli.domain.model.errors import InvalidInput, InvalidSchedule
+from whalli.domain.model.errors import (
+    InvalidInput,
+    InvalidSchedule,
+    ProviderError,
+    ServiceUnavailable,
+    WhalliError,
+)
 
 MIN_INTERVAL = timedelta(minutes=15)
 MAX_INTERVAL = timedelta(days=31)
 QUERY_MAX = 400
 # Active subscriptions a user may have at once (each runs a provider call per interval).
 MAX_ACTIVE_SUBSCRIPTIONS = 20
+LAST_ERROR_MAX = 200
 
 
 class SearchSubscription(Entity, kw_only=True):
+    """A recurring search. ``claimed_at``: when the scheduler last claimed a run (the next one
+    counts from it); ``last_run_at``: when a run last queried the provider and stored what it
+    found; ``last_error``/``last_error_at``: why and when the last run since then failed (None
+    once a run succeeds)."""
+
     id: UUID
     user_id: UUID
     project_id: UUID
@@ -28,6 +40,9 @@ class SearchSubscription(Entity, kw_only=True):
     next_run_at: datetime
     created_at: datetime
     updated_at: datetime
+    claimed_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
 
     @classmethod
     def create(
@@ -57,11 +72,27 @@ class SearchSubscription(Entity, kw_only=True):
     def is_due(self, now: datetime) -> bool:
         return self.active and now >= self.next_run_at
 
-    def mark_ran(self, now: datetime) -> None:
-        """Schedule the next run one interval after this one, never in the past."""
-        self.last_run_at = now
+    def claim(self, now: datetime) -> None:
+        """Take the run due ``now``: the next is one interval after it, never in the past. The
+        run has not happened yet (``last_run_at`` is the run's own: ``record_run``)."""
+        self.claimed_at = now
         self.next_run_at = now + timedelta(minutes=self.interval_minutes)
         self.updated_at = now
+
+    def record_run(self, now: datetime) -> None:
+        """A run queried the provider and stored its results at ``now``; an earlier failure is
+        over. A run older than the one recorded changes nothing (two runs at once)."""
+        if self.last_run_at is not None and now < self.last_run_at:
+            return
+        self.last_run_at = now
+        if self.last_error_at is not None and self.last_error_at <= now:
+            self.last_error = self.last_error_at = None
+
+    def record_failure(self, now: datetime, reason: str) -> None:
+        """A run failed at ``now`` (``run_failure`` tells why); unless a run succeeded since."""
+        if self.last_run_at is not None and now < self.last_run_at:
+            return
+        self.last_error, self.last_error_at = reason[:LAST_ERROR_MAX], now
 
 
 def search_query(text: str) -> str:
@@ -84,6 +115,25 @@ def validate_interval(minutes: int) -> None:
 
 def _minutes(interval: timedelta) -> int:
     return int(interval.total_seconds() // 60)
+
+
+def run_failure(error: WhalliError) -> str:
+    """What a user is told of a failed run: a short reason from the error's kind and HTTP
+    status, never its message (which advises the operator) nor anything of the provider's
+    answer or of the request (its key)."""
+    status = error.details.get("upstream_status")
+    http = f" (HTTP {status})" if isinstance(status, int) else ""
+    if isinstance(error, ServiceUnavailable):
+        if status == 429:
+            return f"The search provider is limiting searches{http}."
+        if http:
+            return f"The search provider failed{http}."
+        return "The search provider could not be reached or did not answer in time."
+    if isinstance(error, ProviderError):
+        if error.details.get("kind") == "protocol":
+            return "The search provider answered without results."
+        return f"The search provider refused the search{http}."
+    return "The search failed."
 
 
 class SearchHit(Value, frozen=True, kw_only=True):

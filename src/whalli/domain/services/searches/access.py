@@ -20,12 +20,13 @@ MAX_PAGE_SIZE = 100
 
 
 async def require_subscription(
-    uow: UnitOfWork, subscription_id: UUID, user_id: UUID, need: Need
+    uow: UnitOfWork, subscription_id: UUID, user_id: UUID, need: Need, *, lock: bool = False
 ) -> SearchSubscription:
     """The subscription, if the caller's role in its project grants ``need``; call inside
-    ``async with uow:``. Raises ``SearchSubscriptionNotFound`` (missing, or not a member) and
-    ``PermissionDenied``."""
-    subscription = await uow.searches.get(subscription_id)
+    ``async with uow:``; with ``lock``, its row held until the unit of work ends. Raises
+    ``SearchSubscriptionNotFound`` (missing, or not a member) and ``PermissionDenied``."""
+    searches = uow.searches
+    subscription = await (searches.get_for_update if lock else searches.get)(subscription_id)
     try:
         await require_role(uow, subscription.project_id, user_id, need)
     except ProjectNotFound:
@@ -34,14 +35,14 @@ async def require_subscription(
 
 
 async def require_to_change(
-    uow: UnitOfWork, subscription_id: UUID, user_id: UUID, *, stopping: bool
+    uow: UnitOfWork, subscription_id: UUID, user_id: UUID, *, stopping: bool, lock: bool = False
 ) -> SearchSubscription:
     """The subscription, if the caller may change it: owners and editors of its project may
     make any change; its own creator, whatever their role (a viewer too, say an editor made
     viewer), may always stop it (``stopping``: pause it, turn its emails off, delete it), so
     that nobody gets runs or emails they cannot stop. Raises ``SearchSubscriptionNotFound``
     (missing, or not a member) and ``PermissionDenied``."""
-    subscription = await require_subscription(uow, subscription_id, user_id, "read")
+    subscription = await require_subscription(uow, subscription_id, user_id, "read", lock=lock)
     if not (stopping and subscription.user_id == user_id):
         await require_role(uow, subscription.project_id, user_id, "write")
     return subscription

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from uuid import UUID
 
-from whalli.domain.model.errors import NotFound, PermissionDenied, ProviderError
+from whalli.domain.model.errors import (
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+    ServiceUnavailable,
+    WhalliError,
+)
 from whalli.domain.model.jobs import RunSearchSubscription
 from whalli.domain.model.notifications import Notification
-from whalli.domain.model.searches import SearchHit, SearchResult, SearchSubscription, fingerprint
+from whalli.domain.model.searches import (
+    SearchHit,
+    SearchResult,
+    SearchSubscription,
+    fingerprint,
+    run_failure,
+)
 from whalli.domain.model.users import User
 from whalli.domain.services.projects.access import require_role
 from whalli.ports.clock import Clock
@@ -40,7 +53,13 @@ class RunSearchHandler:
       paused, whose user is disabled or no longer a member of its project, or when no search
       provider is configured (logged);
     - the provider's ``ServiceUnavailable`` propagates (the queue retries the job); a request it
-      refused (``ProviderError``) ends the run, logged, not retried;
+      refused (``ProviderError``) ends the run, logged, not retried; either is recorded as the
+      search's ``last_error`` (a short reason: ``run_failure``) with its time, ``last_run_at``
+      unchanged, so a search the queue gave up on shows why;
+    - a run that queried the provider and stored its results (new ones or none) sets
+      ``last_run_at`` (the results' ``found_at``) and clears ``last_error``, in the same
+      transaction; a run skipped (see the first rule, or found so once the provider answered)
+      changes neither;
     - results are stored unless seen before by this subscription (by ``fingerprint``); the new
       ones, if any, get ONE in-app notification ("N new results for <query>", linking to the
       results) in the same transaction, so a redelivered job (which finds nothing new) never
@@ -76,17 +95,28 @@ class RunSearchHandler:
             hits = await self._search.search(subscription.query, limit=self._per_run)
         except ProviderError as e:
             log.error("Search %s failed, not retried: %s", subscription.id, e.message)
+            await self._record_failure(subscription.id, e)
             return
+        except ServiceUnavailable as e:
+            try:
+                await self._record_failure(subscription.id, e)
+            except Exception:  # the provider's error (and its retry_after) is what the queue needs
+                log.exception("The failure of search %s was not recorded.", subscription.id)
+            raise
         async with self._uow as uow:
             current = await _runnable(uow, subscription.id)
             if current is None:
                 return
-            new = await uow.searches.add_results(self._results(current, hits))
-            if not new:
-                return
+            now = self._clock.now()
+            # first: the row lock it takes makes two runs of one search at once take turns
+            await uow.searches.record_run(current.id, now)
+            new = await uow.searches.add_results(self._results(current, hits, now))
             user = await uow.users.get(current.user_id)
-            await uow.notifications.add(self._notification(current, new))
+            if new:
+                await uow.notifications.add(self._notification(current, new))
             await uow.commit()
+        if not new:
+            return
         log.info("Search %s found %d new results.", current.id, len(new))
         if current.notify_email and self._email is not None:
             if user.email_verified:
@@ -94,10 +124,17 @@ class RunSearchHandler:
             else:
                 log.info("Search %s not emailed: its user's address is not verified.", current.id)
 
+    async def _record_failure(self, subscription_id: UUID, error: WhalliError) -> None:
+        async with self._uow as uow:
+            if await _runnable(uow, subscription_id) is None:
+                return
+            reason = run_failure(error)
+            await uow.searches.record_failure(subscription_id, self._clock.now(), reason)
+            await uow.commit()
+
     def _results(
-        self, subscription: SearchSubscription, hits: list[SearchHit]
+        self, subscription: SearchSubscription, hits: list[SearchHit], now: datetime
     ) -> list[SearchResult]:
-        now = self._clock.now()
         return [
             SearchResult(
                 id=self._ids.new_id(),

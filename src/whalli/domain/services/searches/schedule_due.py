@@ -17,9 +17,10 @@ class ScheduleDueSearches:
     """Queue ``RunSearchSubscription`` for every active subscription whose run is due.
 
     Rules:
-    - the due subscriptions are claimed and their next run moved one interval on in one
-      statement that skips rows another claim holds (``claim_due``): two schedulers at once
-      (two workers) never queue one run twice;
+    - the due subscriptions are claimed (``claimed_at``) and their next run moved one interval
+      on in one statement that skips rows another claim holds (``claim_due``): two schedulers
+      at once (two workers) never queue one run twice; ``last_run_at`` is the run's to set
+      (``RunSearchHandler``), not the claim's;
     - the claim is committed before anything is queued: a queue that fails after the commit
       skips that one run (the next comes one interval later), it never runs one twice;
     - claimed ``batch`` at a time, most overdue first, batch after batch until one comes back

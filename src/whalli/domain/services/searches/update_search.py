@@ -33,8 +33,12 @@ class UpdateSearchHandler:
       role, may stop it (``active`` false, ``notify_email`` false, nothing else changed);
     - the query and interval as ``SearchSubscription.create`` checks them;
     - a new query is due at once (the next scheduler tick runs it); results of the old one stay;
-    - a new interval counts from the last run; a run already due (none yet, a new query not
+    - a new interval counts from the last claimed run (``claimed_at``: the scheduler took it,
+      whether or not it ran yet), never from ``last_run_at``, so a claimed run still queued is
+      never made due again (it would run twice); a run already due (none yet, a new query not
       yet run, an overdue one) stays due;
+    - the row is locked while it changes: a claim at the same moment skips it (the next tick
+      takes it, with the change), so a change never undoes a claim nor a run's record;
     - activating a paused subscription counts against its user's cap of active ones
       (``SearchLimitReached``); one overdue meanwhile runs at the next tick, once;
     - an empty change changes nothing (but is checked like a change).
@@ -46,8 +50,9 @@ class UpdateSearchHandler:
     async def execute(self, command: UpdateSearch) -> SearchSubscription:
         async with self._uow as uow:
             found = await require_to_change(
-                uow, command.subscription_id, command.user_id, stopping=_stops(command)
-            )
+                uow, command.subscription_id, command.user_id, stopping=_stops(command),
+                lock=True,
+            )  # fmt: skip
             now, unset = self._clock.now(), msgspec.UnsetType
             changed = msgspec.structs.replace(found, updated_at=now)
             if not isinstance(command.query, unset):
@@ -57,9 +62,9 @@ class UpdateSearchHandler:
             if not isinstance(command.interval_minutes, unset):
                 validate_interval(command.interval_minutes)
                 changed.interval_minutes = command.interval_minutes
-                if found.last_run_at is not None and changed.next_run_at > now:
+                if found.claimed_at is not None and changed.next_run_at > now:
                     minutes = timedelta(minutes=command.interval_minutes)
-                    changed.next_run_at = found.last_run_at + minutes
+                    changed.next_run_at = found.claimed_at + minutes
             if not isinstance(command.notify_email, unset):
                 changed.notify_email = command.notify_email
             if not isinstance(command.active, unset):

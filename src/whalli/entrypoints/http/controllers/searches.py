@@ -37,7 +37,12 @@ class Search(Schema):
     interval_minutes: int
     active: bool
     notify_email: bool
-    last_run_at: datetime | None  # no default: always present, null before the first run
+    # no defaults: always present. The last run that queried the provider and stored its
+    # results (null before the first); the reason and time of a run that failed since (null
+    # once one succeeds).
+    last_run_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
     next_run_at: datetime
     created_at: datetime
     updated_at: datetime
@@ -87,7 +92,10 @@ class SearchController(Controller):
     """A recurring search runs its query every interval (15 minutes to 31 days) with the
     server's web search provider; new results notify the user who made it (in-app, and by
     email with `notifyEmail` when email is configured). A search is as visible as its project:
-    members read it, owners and editors change it, anyone else gets a 404."""
+    members read it, owners and editors change it, anyone else gets a 404. `lastRunAt` is the
+    last run that searched and stored its results; a run that failed (the provider refused it,
+    or an attempt the queue retries failed) sets `lastError` (a short reason) and `lastErrorAt`
+    instead, cleared by the next run that succeeds."""
 
     path = "/api/searches"
     tags = ["searches"]
