@@ -107,3 +107,25 @@ async def test_a_watchdog_that_fired_along_with_another_cancellation_lets_that_o
 def test_a_watchdog_belongs_to_a_task() -> None:
     with pytest.raises(RuntimeError):
         ReadWatchdog()
+
+
+async def test_a_stream_read_first_by_one_task_then_another_is_still_cut_when_idle() -> None:
+    # /v1 awaits the first event in a task of its own and reads the rest in the request's: the
+    # idle limit must cut the read of the task reading now, not the one that read first.
+    policy = StreamPolicy(first_token_timeout=3600, idle_timeout=0.1, max_attempts=1)
+    stream = stream_with_retries(
+        lambda: _provider([0.0], hang=asyncio.Event()),
+        provider="fake",
+        policy=policy,
+        sleep=asyncio.sleep,
+    )
+    first = await asyncio.ensure_future(anext(stream))
+    assert first == StreamDelta(text="t0")
+    reading = asyncio.ensure_future(anext(stream))
+    # a guard against a hang, not a timing limit: without the cut the read never ends
+    done, _ = await asyncio.wait((reading,), timeout=30)
+    assert reading in done, "the idle read was never cut"
+    with pytest.raises(ProviderError) as raised:
+        reading.result()
+    assert raised.value.details["kind"] == "timeout"
+    await stream.aclose()

@@ -231,8 +231,9 @@ class ReadWatchdog:
     Rules: ``arm`` before the read and ``disarm`` right after it (in a ``finally``); when the
     read raises ``CancelledError``, ``expired()`` says whether the cancellation was this
     watchdog's (it is then absorbed, exactly as ``asyncio.timeout`` absorbs its own) or came
-    from elsewhere (to be re-raised); ``close`` when done. Only the task that built the
-    watchdog may arm it.
+    from elsewhere (to be re-raised); ``close`` when done. A read cancels the task that armed
+    it: a generator may be read by one task, then another (``/v1`` awaits a stream's first
+    event in a task of its own, the rest in the request's).
     """
 
     __slots__ = ("_cancelling", "_deadline", "_fired", "_handle", "_loop", "_task", "_when")
@@ -251,7 +252,8 @@ class ReadWatchdog:
     def arm(self, seconds: float) -> None:
         deadline = self._loop.time() + seconds
         self._deadline = deadline
-        self._cancelling = self._task.cancelling()
+        self._task = task = asyncio.current_task() or self._task
+        self._cancelling = task.cancelling()
         handle = self._handle
         if handle is None or self._when > deadline:  # none yet, or too late for this read
             if handle is not None:

@@ -29,7 +29,9 @@ from whalli.domain.services.models.list_models import ListModels, ListModelsHand
 from whalli.entrypoints.http import openai_errors
 from whalli.entrypoints.http import openai_replies as replies
 from whalli.entrypoints.http import openai_wire as wire
+from whalli.entrypoints.http.first_event import FirstEvent
 from whalli.entrypoints.http.lean_stream import LeanStream
+from whalli.entrypoints.http.security import CONTAINER_STATE_KEY
 from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_event
 from whalli.ports.chat_model import (
     StreamDelta,
@@ -165,6 +167,37 @@ async def _sse(
         await events.aclose()
 
 
+async def _after_silence(
+    waiting: FirstEvent[Event],
+    heartbeat_s: float,
+    opened: Callable[[], _Completion],
+    events: AsyncGenerator[Event, None],
+) -> AsyncIterator[bytes]:
+    """A stream opened before its first event: comments until it comes, then the chunks; a
+    refusal that comes instead is an error chunk, as any error after the first chunk."""
+    gauge = sse_connections()
+    gauge.inc()
+    try:
+        async for beat in waiting.silence(heartbeat_s):
+            yield beat
+        try:
+            first = waiting.result()
+        except StopAsyncIteration:
+            first = None
+        except WhalliError as e:
+            yield _data(openai_errors.error_body(e))
+            return
+    finally:
+        gauge.dec()
+        if not waiting.done():
+            await waiting.close()
+    if first is None:
+        yield _data(openai_errors.error_body(WhalliError("The reply ended without finishing.")))
+        return
+    async for chunk in _sse(opened(), first, events):
+        yield chunk
+
+
 def _delta(event: StreamDelta | StreamReasoning | ToolCallDelta) -> replies.Delta:
     if isinstance(event, StreamRefusal):
         return replies.Delta(refusal=event.text)
@@ -225,7 +258,8 @@ class OpenAICompatController(Controller):
         "as OpenAI's: `response_format` `json_object` or `json_schema` (the reply's content is "
         "the JSON). Images as OpenAI's: user messages' `image_url` parts (an https URL or a "
         "base64 data URL, `detail`), for models that read images. The deprecated `functions` "
-        "is refused (422). A body is at most 32 MiB (413).",
+        "is refused. A request breaking a rule is a 400 `invalid_request_error` naming the "
+        "field in `param`, as OpenAI answers it. A body is at most 32 MiB (413).",
         request_max_body_size=COMPLETION_BODY_MAX,
     )
     async def create(
@@ -240,13 +274,21 @@ class OpenAICompatController(Controller):
         include_usage = data.stream_options is not None and data.stream_options.include_usage
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if data.stream:
+
+            def opened() -> _Completion:  # once the model answering is known (a fallback?)
+                model = complete_chat.answered_by or data.model
+                return _Completion(completion_id, created, model, include_usage)
+
             # The first event is awaited here, so that a refusal (plan, model, provider down)
-            # still gets its own status instead of a 200 stream holding an error; by then the
-            # model answering is known (a fallback, when one took over).
-            first = await anext(events)
-            model = complete_chat.answered_by or data.model
-            completion = _Completion(completion_id, created, model, include_usage)
-            chunks = _sse(completion, first, events)
+            # still gets its own status instead of a 200 stream holding an error; but not for
+            # longer than a heartbeat (first_event.py): a thinking model's silence would have
+            # proxies cut the connection.
+            heartbeat_s = request.app.state[CONTAINER_STATE_KEY].settings.chat_heartbeat_s
+            waiting = FirstEvent(events)
+            if await waiting.within(heartbeat_s):
+                chunks = _sse(opened(), waiting.result(), events)
+            else:
+                chunks = _after_silence(waiting, heartbeat_s, opened, events)
             return LeanStream(chunks, media_type=MEDIA_TYPE, headers=dict(HEADERS))
         async with contextlib.aclosing(events):
             return await _completion(
