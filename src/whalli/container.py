@@ -40,6 +40,7 @@ from whalli.adapters.postgres.health import PostgresHealthProbe
 from whalli.adapters.postgres.pool import create_pool
 from whalli.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from whalli.adapters.prometheus.chat_metrics import PrometheusChatMetrics
+from whalli.adapters.prometheus.transcription_metrics import PrometheusTranscriptionMetrics
 from whalli.adapters.redis.cache import RedisCache
 from whalli.adapters.redis.chat_sessions import RedisChatSessionStore
 from whalli.adapters.redis.client import create_redis
@@ -67,6 +68,7 @@ from whalli.domain.model.chat_titles import (
 )
 from whalli.domain.model.errors import ModelNotFound
 from whalli.domain.model.jobs import ExtractAttachment, Ping, RunSearchSubscription, TitleChat
+from whalli.domain.model.transcription_models import TranscriptionModel
 from whalli.domain.services.admin.list_users import ListUsersHandler
 from whalli.domain.services.admin.summarize_feedback import SummarizeFeedbackHandler
 from whalli.domain.services.admin.update_user import UpdateUserHandler
@@ -301,6 +303,11 @@ def build_transcriber(settings: Settings, client: httpx.AsyncClient) -> Transcri
     )
 
 
+def configured_transcription_model(settings: Settings, catalog: ModelCatalog) -> TranscriptionModel:
+    """The configured speech-to-text model, with its catalog entry (price, plan) if listed."""
+    return catalog.transcription_model(settings.transcription_model)
+
+
 def build_web_search(settings: Settings, client: httpx.AsyncClient) -> WebSearch | None:
     """The web search adapter of ``WHALLI_SEARCH_PROVIDER``, or None: searches are off."""
     if settings.search_provider == "searxng":
@@ -509,6 +516,8 @@ class Adapters(containers.DeclarativeContainer):
     oauth_providers = providers.Singleton(build_oauth_providers, settings, gateways.http)
     chat_models = providers.Singleton(build_chat_models, settings, gateways.provider_http)
     transcriber = providers.Singleton(build_transcriber, settings, gateways.provider_http)
+    transcription_model = providers.Singleton(configured_transcription_model, settings, catalog)
+    transcription_metrics = providers.Singleton(PrometheusTranscriptionMetrics)
     web_search = providers.Singleton(build_web_search, settings, gateways.provider_http)
     email_sender = providers.Singleton(build_email_sender, settings)
     # a resource: a bad WHALLI_CHAT_TITLES stops the API and the worker at start-up
@@ -794,6 +803,8 @@ class Services(containers.DeclarativeContainer):
         transcriber=adapters.transcriber,
         ids=ids,
         transcription_max_bytes=providers.Callable(lambda s: s.transcription_max_bytes, settings),
+        transcription_model=adapters.transcription_model,
+        transcription_metrics=adapters.transcription_metrics,
     )
     requeue_stale_attachments = providers.Factory(
         RequeueStaleAttachments,
@@ -827,12 +838,17 @@ class Services(containers.DeclarativeContainer):
         ids,
         max_bytes=providers.Callable(lambda s: s.max_upload_bytes, settings),
         accepts_audio=providers.Callable(lambda s: s.transcription_endpoint is not None, settings),
+        transcription_model=adapters.transcription_model,
     )
     transcribe_speech = providers.Factory(
         TranscribeSpeechHandler,
         adapters.transcriber,
-        model=providers.Callable(lambda s: s.transcription_model, settings),
+        model=adapters.transcription_model,
         max_bytes=providers.Callable(lambda s: s.transcription_max_bytes, settings),
+        uow=uow,
+        clock=clock,
+        ids=ids,
+        metrics=adapters.transcription_metrics,
     )
     list_attachments = providers.Factory(ListAttachmentsHandler, uow)
     get_attachment = providers.Factory(GetAttachmentHandler, uow)

@@ -246,7 +246,7 @@ async def test_the_openai_sdk_transcribes_through_v1_synchronously(
                 model="whisper-1", file=audio, response_format="text"
             )
         assert text.strip() == "Order more coffee."
-        with pytest.raises(openai.UnprocessableEntityError, match="response_format"):
+        with pytest.raises(openai.BadRequestError, match="response_format"):
             await sdk.audio.transcriptions.create(
                 model="whisper-1", file=("memo.wav", WAV), response_format="srt"
             )

@@ -5,8 +5,11 @@ too) that parses the multipart/form-data body as OpenAI does (``file``, ``model`
 ``response_format``) and, unless a test scripted the next answers (``script``), plays the real
 API: a missing or wrong key is a 401 whose message echoes part of it (as OpenAI's does), a file
 whose name has no audio extension a 400 ``Invalid file format``, a missing model a 400; else
-``{"text"}`` (``response_format=json``) or the bare text (``text``). The transcript is the one
-registered for the file's bytes (``texts``), else ``TRANSCRIPT``. Every request is recorded.
+``{"text", "usage"}`` (``response_format=json``) or the bare text (``text``). The transcript is
+the one registered for the file's bytes (``texts``), else ``TRANSCRIPT``. The usage is OpenAI's
+for the model asked: ``whisper-1`` ``{"type": "duration", "seconds"}`` (``seconds``, else a WAV
+file's duration, else 1), the gpt-4o transcribe models ``{"type": "tokens", ...}``
+(``TOKENS_USAGE``), any other model (a self-hosted server's) none. Every request is recorded.
 """
 
 from __future__ import annotations
@@ -29,6 +32,16 @@ from tests.support.loopback_http import LoopbackHttpServer
 API_KEY = "sk-speech-0123456789abcdef"
 TRANSCRIPT = "The quarterly meeting starts at nine."
 SUPPORTED = ("flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm")
+DURATION_MODELS = ("whisper-1",)
+TOKEN_MODELS = ("gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+# What OpenAI's gpt-4o transcribe models answer (API reference, "The transcription object")
+TOKENS_USAGE: dict[str, Any] = {
+    "type": "tokens",
+    "input_tokens": 1_200,
+    "input_token_details": {"text_tokens": 200, "audio_tokens": 1_000},
+    "output_tokens": 300,
+    "total_tokens": 1_500,
+}
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,9 @@ class FakeTranscriptionServer:
         self.api_key = api_key
         self.requests: list[RecordedTranscription] = []
         self.texts: dict[bytes, str] = {}
+        self.seconds: float | None = None  # the duration whisper-1 says (None: the WAV's, or 1)
         self._script: deque[Answer] = deque()
+        self._holds: deque[threading.Event] = deque()
         self._lock = threading.Lock()
         self._http = LoopbackHttpServer(_handler(self))
 
@@ -76,6 +91,13 @@ class FakeTranscriptionServer:
         with self._lock:
             self._script.extend(answers)
 
+    def hold(self) -> threading.Event:
+        """The next request is answered only once the event returned is set (at most 30 s)."""
+        gate = threading.Event()
+        with self._lock:
+            self._holds.append(gate)
+        return gate
+
     def start(self) -> Self:
         self._http.start()
         return self
@@ -86,6 +108,10 @@ class FakeTranscriptionServer:
     def answer(self, request: RecordedTranscription) -> Answer:
         with self._lock:
             self.requests.append(request)
+            gate = self._holds.popleft() if self._holds else None
+        if gate is not None:
+            gate.wait(30)
+        with self._lock:
             if self._script:
                 return self._script.popleft()
         return self._as_openai(request)
@@ -107,7 +133,22 @@ class FakeTranscriptionServer:
         text = self.texts.get(file.data, TRANSCRIPT)
         if request.fields.get("response_format") == "text":
             return Answer(200, text.encode(), {"content-type": "text/plain"})
-        return Answer(200, {"text": text, "usage": {"type": "duration", "seconds": 1}})
+        answer: dict[str, Any] = {"text": text}
+        model = request.fields["model"]
+        if model in DURATION_MODELS:
+            seconds = self.seconds if self.seconds is not None else _duration(file.data)
+            answer["usage"] = {"type": "duration", "seconds": seconds}
+        elif model in TOKEN_MODELS:
+            answer["usage"] = TOKENS_USAGE
+        return Answer(200, answer)
+
+
+def _duration(data: bytes) -> float:
+    try:
+        with wave.open(io.BytesIO(data)) as audio:
+            return audio.getnframes() / audio.getframerate()
+    except (wave.Error, EOFError):
+        return 1.0
 
 
 def _parse(content_type: str, body: bytes) -> tuple[dict[str, str], FilePart | None]:

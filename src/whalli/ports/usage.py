@@ -1,4 +1,5 @@
-"""Usage records: tokens and cost per user and model, streamed requests included."""
+"""Usage records: tokens and cost per user and model, streamed requests and transcriptions
+included."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class UsageRecord(Value, frozen=True, kw_only=True):
     cached_prompt_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0  # of the completion tokens, the model's hidden reasoning
+    audio_seconds: float = 0.0  # of audio transcribed (a transcription's record)
 
     @classmethod
     def of(cls, usage: TokenUsage, **fields: object) -> UsageRecord:
@@ -59,6 +61,7 @@ class UsageDay(Value, frozen=True, kw_only=True):
     cached_prompt_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0  # of the completion tokens, the models' hidden reasoning
+    audio_seconds: float = 0.0  # of audio transcribed
 
 
 class UsageRepository(Protocol):

@@ -148,6 +148,22 @@ async def test_an_api_key_cannot_change_the_password(world: World) -> None:
     assert (await _login(world, alice["email"], PASSWORD)).status_code == 200
 
 
+async def test_password_changes_with_an_api_key_spend_none_of_the_accounts_login_limit(
+    strict_world: World,
+) -> None:
+    world = strict_world
+    alice = await world.register("alice")
+    key = await world.client.post("/api/keys", json={"name": "ci"}, headers=alice["auth"])
+    api_key = {"X-API-Key": key.json()["secret"]}
+
+    refused = [(await _change(world, api_key, PASSWORD, NEW_PASSWORD)) for _ in range(4)]
+
+    assert [r.status_code for r in refused] == [403] * 4, refused[-1].text
+    assert (await _login(world, alice["email"], PASSWORD)).status_code == 200
+    changed = await _change(world, alice["auth"], PASSWORD, NEW_PASSWORD)
+    assert changed.status_code == 200, changed.text
+
+
 async def test_renaming_shows_on_me(world: World) -> None:
     alice = await world.register("alice")
 

@@ -248,6 +248,24 @@ async def test_deletion_attempts_count_against_the_accounts_login_limit(
         assert (await chat.client.get("/api/auth/me", headers=alice["auth"])).status_code == 200
 
 
+async def test_deletion_attempts_with_an_api_key_spend_none_of_the_accounts_login_limit(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> None:
+    async with chat_app(stack_urls, unique, WHALLI_RATE_LIMIT_LOGIN_PER_ACCOUNT_IP="2/60") as chat:
+        alice = await chat.world.register("alice")
+        key = await chat.client.post("/api/keys", json={"name": "cli"}, headers=alice["auth"])
+        api_key = {"X-API-Key": key.json()["secret"]}
+
+        refused = [await _delete_me(chat, api_key, password=PASSWORD) for _ in range(4)]
+
+        assert [r.status_code for r in refused] == [403] * 4, refused[-1].text
+        assert {r.json()["code"] for r in refused} == {"api_key_not_allowed"}
+        login = {"email": alice["email"], "password": PASSWORD}
+        assert (await chat.client.post("/api/auth/login", json=login)).status_code == 200
+        deleted = await _delete_me(chat, alice["auth"], password=PASSWORD)
+        assert deleted.status_code == 204, deleted.text
+
+
 async def test_a_reply_still_generated_when_its_account_is_deleted_ends_quietly(chat: Chat) -> None:
     alice = await chat.world.register("alice")
     gate = asyncio.Event()  # the provider sends the rest of the reply once the account is gone

@@ -965,11 +965,12 @@ def _exported_series() -> set[str]:
     from prometheus_client import CollectorRegistry
 
     from whalli.adapters.dramatiq.metrics import worker_collectors
-    from whalli.adapters.prometheus import chat_metrics, metrics
+    from whalli.adapters.prometheus import chat_metrics, metrics, transcription_metrics
 
     metrics.http_metrics()
     metrics.rate_limiter_errors()
     chat_metrics.sse_connections()
+    transcription_metrics.register()
     worker = CollectorRegistry()
     worker_collectors(worker)
     from prometheus_client import REGISTRY

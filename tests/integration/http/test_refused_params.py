@@ -134,7 +134,7 @@ async def test_the_efforts_none_and_xhigh_go_to_the_models_that_take_them(
 async def test_an_effort_the_model_does_not_take_is_refused_before_it_is_sent(
     documented: Providers, model: str, effort: str, taken: str
 ) -> None:
-    with pytest.raises(openai.UnprocessableEntityError) as raised:
+    with pytest.raises(openai.BadRequestError) as raised:
         await documented.sdk.chat.completions.create(
             model=model, messages=asked(), reasoning_effort=effort
         )

@@ -515,14 +515,14 @@ async def test_a_members_earlier_file_stays_in_a_team_chats_context_after_they_l
     assert "the team budget is 42" in sent  # the project's file, whoever uploaded it
 
 
-async def test_the_sdk_gets_a_422_naming_reasoning_effort_for_a_model_that_takes_none(
+async def test_the_sdk_gets_a_400_naming_reasoning_effort_for_a_model_that_takes_none(
     chat: Chat,
 ) -> None:
     alice = await chat.world.register("alice")
     calls = len(chat.provider.requests)
     async with await sdk_for(chat, alice) as sdk:
         refused = "does not take a reasoning effort"
-        with pytest.raises(openai.UnprocessableEntityError, match=refused) as raised:
+        with pytest.raises(openai.BadRequestError, match=refused) as raised:
             await sdk.chat.completions.create(
                 model=MODEL, reasoning_effort="low",
                 messages=[{"role": "user", "content": f"Q {uuid.uuid4()}"}],

@@ -326,12 +326,12 @@ async def test_claudes_own_format_after_a_tool_turn_is_sent_without_thinking(
     assert [block["type"] for block in sent["messages"][-1]["content"]] == ["tool_result"]
 
 
-async def test_claudes_own_format_with_a_required_tool_call_and_thinking_is_a_422(
+async def test_claudes_own_format_with_a_required_tool_call_and_thinking_is_a_400(
     documented: Providers,
 ) -> None:
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": SCHEMA}}]
 
-    with pytest.raises(openai.UnprocessableEntityError, match="reasoning_effort"):
+    with pytest.raises(openai.BadRequestError, match="reasoning_effort"):
         await documented.sdk.chat.completions.create(
             model=CLAUDE_STRICT,
             messages=asked(),

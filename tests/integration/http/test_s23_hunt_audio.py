@@ -260,12 +260,12 @@ async def test_the_temporary_file_is_removed_whatever_the_outcome(
         await transcribe(voice, chunked(body(big))),  # 413 while it arrives
         await transcribe(voice, body(WAV)[:-40]),  # never closed: 400
         await transcribe(voice, body(b"notes, not audio\n")),  # 415
-        await transcribe(voice, body(WAV, fields={"model": "whisper-1", "prompt": "x"})),  # 422
+        await transcribe(voice, body(WAV, fields={"model": "whisper-1", "prompt": "x"})),  # 400
     ]
     voice.speech.script(Answer(400, openai_error("Audio file might be corrupted")))
     outcomes.append(await transcribe(voice, body(WAV)))  # the provider refuses
 
-    assert [r.status_code for r in outcomes] == [200, 413, 400, 415, 422, 400], [
+    assert [r.status_code for r in outcomes] == [200, 413, 400, 415, 400, 400], [
         r.text for r in outcomes
     ]
     assert list(spool.iterdir()) == []
@@ -299,14 +299,14 @@ async def test_a_declared_length_over_the_limit_is_a_413_before_the_body_is_read
     "field",
     ["prompt", "stream", "timestamp_granularities[]", "chunking_strategy", "include[]"],
 )
-async def test_a_field_the_sdk_may_send_but_whalli_cannot_honour_is_a_422_naming_it(
+async def test_a_field_the_sdk_may_send_but_whalli_cannot_honour_is_a_400_naming_it(
     voice: Voice, spool: Path, field: str
 ) -> None:
     fields = {"model": "whisper-1", field: "word" if field.endswith("[]") else "x"}
 
     response = await transcribe(voice, body(WAV, fields=fields))
 
-    assert response.status_code == 422, response.text
+    assert response.status_code == 400, response.text
     assert error(response)["param"] == field
     assert voice.speech.requests == []
     assert list(spool.iterdir()) == []

@@ -1,7 +1,7 @@
 """Image input (vision) end to end with the official ``openai`` SDK: user messages with
 ``image_url`` parts (a base64 data URL, an https URL) → /v1 → Whalli's real app and container
 (Postgres, Redis) → its OpenAI adapter (the parts as sent, in order) or its Anthropic adapter
-(``image`` blocks) → a loopback provider; what reached the provider, the 422s (before any
+(``image`` blocks) → a loopback provider; what reached the provider, the 400s (before any
 provider is called), the body limit and the cache."""
 
 from __future__ import annotations
@@ -158,12 +158,12 @@ BAD_IMAGES: dict[str, tuple[str, list[Any], str, str]] = {
 
 @pytest.mark.parametrize("case", list(BAD_IMAGES.values()), ids=list(BAD_IMAGES))
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_bad_image_is_a_422_naming_the_param_and_reaches_no_provider(
+async def test_a_bad_image_is_a_400_naming_the_param_and_reaches_no_provider(
     providers: Providers, case: tuple[str, list[Any], str, str], stream: bool
 ) -> None:
     model, messages, param, says = case
 
-    with pytest.raises(openai.UnprocessableEntityError, match=says) as raised:
+    with pytest.raises(openai.BadRequestError, match=says) as raised:
         await ask(providers, model, messages, stream=stream)
 
     body = raised.value.body
@@ -177,7 +177,7 @@ async def test_a_bad_image_is_a_422_naming_the_param_and_reaches_no_provider(
     assert providers.anthropic.requests == []
 
 
-async def test_an_image_of_20_mb_is_read_and_a_larger_one_is_a_422_naming_it(
+async def test_an_image_of_20_mb_is_read_and_a_larger_one_is_a_400_naming_it(
     providers: Providers,
 ) -> None:
     largest = "A" * (MAX_IMAGE_BYTES // 3 * 4)  # 20 MiB decoded, 26.7 MiB of base64
@@ -185,7 +185,7 @@ async def test_an_image_of_20_mb_is_read_and_a_larger_one_is_a_422_naming_it(
 
     answer = await ask(providers, GPT, user_says(image(f"data:image/png;base64,{largest}")),
                        stream=False)  # fmt: skip
-    with pytest.raises(openai.UnprocessableEntityError, match="at most") as raised:
+    with pytest.raises(openai.BadRequestError, match="at most") as raised:
         await ask(providers, GPT, user_says(image(f"data:image/png;base64,{too_large}")),
                   stream=False)  # fmt: skip
 

@@ -2,7 +2,7 @@
 a JSON Schema, the SDK's ``parse`` with a Pydantic model) → /v1 → Whalli's real app and
 container (Postgres, Redis) → its OpenAI adapter (the format passed on as sent) or its Anthropic
 adapter (a forced tool whose input is the reply) → a loopback provider speaking that provider's
-documented stream; what reached the provider, what came back, the 422s and the cache."""
+documented stream; what reached the provider, what came back, the 400s and the cache."""
 
 from __future__ import annotations
 
@@ -224,12 +224,12 @@ BAD_FORMATS: dict[str, tuple[str, Any, dict[str, Any], str]] = {
 
 @pytest.mark.parametrize("case", list(BAD_FORMATS.values()), ids=list(BAD_FORMATS))
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_bad_response_format_is_a_422_naming_the_param_and_reaches_no_provider(
+async def test_a_bad_response_format_is_a_400_naming_the_param_and_reaches_no_provider(
     providers: Providers, case: tuple[str, Any, dict[str, Any], str], stream: bool
 ) -> None:
     model, response_format, extra, param = case
 
-    with pytest.raises(openai.UnprocessableEntityError, match=param.replace(".", r"\.")) as raised:
+    with pytest.raises(openai.BadRequestError, match=param.replace(".", r"\.")) as raised:
         await ask(providers, model, response_format, stream=stream, **extra)
 
     body = raised.value.body

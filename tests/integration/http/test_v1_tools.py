@@ -279,7 +279,7 @@ async def test_a_tool_round_trip_through_anthropic(providers: Providers, stream:
     assert providers.openai.requests == []  # Claude answered, not its fallback
 
 
-async def test_unparseable_arguments_for_claude_are_a_422_and_reach_no_provider(
+async def test_unparseable_arguments_for_claude_are_a_400_and_reach_no_provider(
     providers: Providers,
 ) -> None:
     bad_turn: ChatCompletionMessageParam = {
@@ -292,7 +292,7 @@ async def test_unparseable_arguments_for_claude_are_a_422_and_reach_no_provider(
     }  # fmt: skip
     messages = [*asked(), bad_turn, {"role": "tool", "tool_call_id": "call_1", "content": "?"}]
 
-    with pytest.raises(openai.UnprocessableEntityError, match="must be a JSON object") as raised:
+    with pytest.raises(openai.BadRequestError, match="must be a JSON object") as raised:
         await providers.sdk.chat.completions.create(model=CLAUDE, messages=messages, tools=TOOLS)
 
     assert isinstance(raised.value.body, dict)

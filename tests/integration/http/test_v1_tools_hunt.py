@@ -595,14 +595,14 @@ async def test_claude_tool_results_merge_into_one_user_turn_with_the_text_after(
 
 
 @pytest.mark.parametrize("arguments", ["[]", "null", "1", '"x"', "{bad"])
-async def test_non_object_arguments_for_claude_are_a_422(hunt: Hunt, arguments: str) -> None:
+async def test_non_object_arguments_for_claude_are_a_400(hunt: Hunt, arguments: str) -> None:
     messages = [
         *asked(),
         call_turn(("call_1", "local_time", arguments)),
         {"role": "tool", "tool_call_id": "call_1", "content": "?"},
     ]
     response = await hunt.post({"model": CLAUDE, "messages": messages, "tools": TOOLS})
-    assert response.status_code == 422, response.text
+    assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "messages[1].tool_calls[0].function.arguments"
     assert hunt.anthropic.requests == []
     assert hunt.openai.requests == []
@@ -827,9 +827,9 @@ async def test_claude_down_falls_back_to_gpt_with_the_tools(hunt: Hunt, stream: 
     assert sent["messages"][2] == {"role": "tool", "tool_call_id": "toolu_1", "content": "12:00"}
 
 
-async def test_dev_echo_refuses_tools_with_a_422(hunt: Hunt) -> None:
+async def test_dev_echo_refuses_tools_with_a_400(hunt: Hunt) -> None:
     response = await hunt.post({"model": "dev/echo", "messages": asked(), "tools": TOOLS})
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json()["error"]["param"] == "tools"
 
 

@@ -12,13 +12,14 @@ import pytest
 
 from tests.support.fake_transcription import (
     API_KEY,
+    TOKENS_USAGE,
     TRANSCRIPT,
     Answer,
     FakeTranscriptionServer,
     openai_error,
     tiny_wav,
 )
-from whalli.adapters.ai.openai_transcriber import OpenAITranscriber
+from whalli.adapters.ai.openai_transcriber import OpenAITranscriber, wav_seconds
 from whalli.adapters.outbound_http import new_http_client
 from whalli.domain.model.errors import (
     ProviderError,
@@ -26,6 +27,7 @@ from whalli.domain.model.errors import (
     ProviderRejectedRequest,
     ServiceUnavailable,
 )
+from whalli.domain.model.transcription_models import TranscriptionUsage
 
 WAV = tiny_wav()
 
@@ -63,11 +65,11 @@ async def test_the_audio_goes_as_openai_multipart_and_the_transcript_comes_back(
 ) -> None:
     server.texts[WAV] = "Ship the release on Friday."
 
-    text = await transcriber(http, server, model="whisper-large-v3").transcribe(
+    transcript = await transcriber(http, server, model="whisper-large-v3").transcribe(
         wav, "audio/wav", "de"
     )
 
-    assert text == "Ship the release on Friday."
+    assert transcript.text == "Ship the release on Friday."
     [request] = server.requests
     assert request.path == "/v1/audio/transcriptions"
     assert request.headers["authorization"] == f"Bearer {API_KEY}"
@@ -88,12 +90,12 @@ async def test_no_language_sends_none_and_no_key_sends_no_authorization(
 ) -> None:
     keyless = FakeTranscriptionServer(api_key="").start()
     try:
-        text = await OpenAITranscriber(http, base_url=keyless.base_url + "/").transcribe(
+        transcript = await OpenAITranscriber(http, base_url=keyless.base_url + "/").transcribe(
             wav, "audio/mpeg"
         )
     finally:
         keyless.stop()
-    assert text == TRANSCRIPT
+    assert transcript.text == TRANSCRIPT
     [request] = keyless.requests
     assert "authorization" not in request.headers
     assert "language" not in request.fields
@@ -183,7 +185,8 @@ async def test_an_unsupported_format_refused_by_the_provider_is_the_callers_erro
 async def test_matroska_audio_is_sent_as_webm_an_extension_openai_takes(
     http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
 ) -> None:
-    assert await transcriber(http, server).transcribe(wav, "audio/x-matroska") == TRANSCRIPT
+    transcript = await transcriber(http, server).transcribe(wav, "audio/x-matroska")
+    assert transcript.text == TRANSCRIPT
 
     [request] = server.requests
     assert request.file is not None
@@ -204,4 +207,92 @@ async def test_a_transcript_is_cleaned_of_what_text_cannot_hold(
 ) -> None:
     server.script(Answer(200, said, {"content-type": "application/json"}))
 
-    assert await transcriber(http, server).transcribe(wav, "audio/wav") == stored
+    assert (await transcriber(http, server).transcribe(wav, "audio/wav")).text == stored
+
+
+async def test_whisper_says_the_seconds_of_audio_it_transcribed(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
+) -> None:
+    server.seconds = 42.5
+
+    transcript = await transcriber(http, server, model="whisper-1").transcribe(wav, "audio/wav")
+
+    assert transcript.usage == TranscriptionUsage(seconds=42.5)
+
+
+async def test_a_gpt_4o_transcribe_model_says_its_text_audio_and_output_tokens(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
+) -> None:
+    model = transcriber(http, server, model="gpt-4o-mini-transcribe")
+
+    transcript = await model.transcribe(wav, "audio/mpeg")
+
+    assert transcript.usage == TranscriptionUsage(
+        input_text_tokens=200, input_audio_tokens=1_000, output_tokens=300
+    )
+    assert TOKENS_USAGE["input_tokens"] == 1_200  # the fake answers OpenAI's numbers
+
+
+async def test_tokens_said_of_a_wav_file_come_with_its_duration_from_its_header(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
+) -> None:
+    transcript = await transcriber(http, server, model="gpt-4o-transcribe").transcribe(
+        wav, "audio/wav"
+    )
+
+    assert transcript.usage.seconds == pytest.approx(0.1)  # 800 frames at 8 kHz
+    assert transcript.usage.input_audio_tokens == 1_000
+
+
+async def test_a_server_that_says_no_usage_has_a_wav_measured_and_other_audio_counted_0(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path, tmp_path: Path
+) -> None:
+    local = transcriber(http, server, model="Systran/faster-whisper-small")
+    long_wav = tmp_path / "long"
+    long_wav.write_bytes(tiny_wav(frames=24_000))  # three seconds at 8 kHz
+
+    assert (await local.transcribe(long_wav, "audio/wav")).usage == TranscriptionUsage(seconds=3)
+    assert (await local.transcribe(wav, "audio/ogg")).usage == TranscriptionUsage()
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"type": "duration", "seconds": 7}, TranscriptionUsage(seconds=7)),
+        (
+            {"type": "tokens", "input_tokens": 50, "output_tokens": 9, "total_tokens": 59},
+            TranscriptionUsage(input_audio_tokens=50, output_tokens=9),
+        ),
+        ({"type": "duration", "seconds": -3}, TranscriptionUsage()),
+        ({"type": "minutes", "minutes": 2}, TranscriptionUsage()),
+        ({"type": "tokens", "input_tokens": "many"}, TranscriptionUsage()),
+        ("lots", TranscriptionUsage()),
+        (None, TranscriptionUsage()),
+    ],
+    ids=["duration", "tokens-without-details", "negative", "unknown-type", "mistyped", "string",
+         "null"],
+)  # fmt: skip
+async def test_a_usage_is_read_as_openai_documents_it_and_a_strange_one_as_none(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path, usage: object,
+    expected: TranscriptionUsage,
+) -> None:  # fmt: skip
+    server.script(Answer(200, {"text": "Hello.", "usage": usage}))
+
+    transcript = await transcriber(http, server).transcribe(wav, "audio/mpeg")
+
+    assert (transcript.text, transcript.usage) == ("Hello.", expected)
+
+
+def test_the_duration_of_a_wav_file_is_read_from_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "a.wav"
+    path.write_bytes(tiny_wav(frames=4_000, rate=16_000))
+    assert wav_seconds(path) == pytest.approx(0.25)
+    streamed = bytearray(tiny_wav(frames=8_000))  # a stream's header: sizes left unset
+    data = streamed.index(b"data")
+    streamed[data + 4 : data + 8] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(streamed))
+    assert wav_seconds(path) == pytest.approx(1.0)
+    path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")  # cut short
+    assert wav_seconds(path) == 0
+    path.write_bytes(b"OggS" + bytes(40))
+    assert wav_seconds(path) == 0

@@ -13,7 +13,7 @@ async def test_the_text_configured_for_the_file_name_is_returned(tmp_path: Path)
     audio.write_bytes(b"\x1a\x45\xdf\xa3")
     transcriber = InMemoryTranscriber(by_name={"memo.webm": "Buy milk."})
 
-    assert await transcriber.transcribe(audio, "audio/webm", "en") == "Buy milk."
+    assert (await transcriber.transcribe(audio, "audio/webm", "en")).text == "Buy milk."
     assert transcriber.calls == [("memo.webm", "audio/webm", "en")]
 
 
@@ -22,7 +22,7 @@ async def test_the_text_configured_for_the_content_is_returned(tmp_path: Path) -
     audio.write_bytes(b"spoken bytes")
     transcriber = InMemoryTranscriber(by_content={b"spoken bytes": "Hello there."})
 
-    assert await transcriber.transcribe(audio, "audio/ogg") == "Hello there."
+    assert (await transcriber.transcribe(audio, "audio/ogg")).text == "Hello there."
 
 
 async def test_audio_without_a_configured_text_fails_like_a_provider(tmp_path: Path) -> None:

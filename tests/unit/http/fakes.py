@@ -24,6 +24,7 @@ from whalli.adapters.memory.rate_limiter import InMemoryRateLimiter
 from whalli.adapters.memory.reply_stream import InMemoryReplyStream
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.transcriber import InMemoryTranscriber
+from whalli.adapters.memory.transcription_metrics import InMemoryTranscriptionMetrics
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.adapters.passwords.common_list import CommonPasswordList
 from whalli.config import Settings
@@ -179,6 +180,7 @@ class FakeContainer:
         self.jobs = InMemoryJobQueue()
         # Speech to text (/v1/audio): texts by content (None: transcription not configured).
         self.transcriber: InMemoryTranscriber | None = InMemoryTranscriber()
+        self.transcription_metrics = InMemoryTranscriptionMetrics()
         # Recurring searches: on (as if a provider were configured) unless a test turns it off.
         self.searches_enabled = True
         # Readiness while the process drains before shutdown (tests begin it by hand).
@@ -428,8 +430,10 @@ class FakeContainer:
     async def transcribe_speech(self) -> TranscribeSpeechHandler:
         s = self._settings
         return TranscribeSpeechHandler(
-            self.transcriber, s.transcription_model, s.transcription_max_bytes
-        )
+            self.transcriber, self.catalog.transcription_model(s.transcription_model),
+            s.transcription_max_bytes, uow=self.uow(), clock=self.clock, ids=self.ids,
+            metrics=self.transcription_metrics,
+        )  # fmt: skip
 
     # --- the OpenAI-compatible API ----------------------------------------------------------------
     async def complete_chat(self) -> CompleteChatHandler:

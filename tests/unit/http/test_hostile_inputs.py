@@ -3,8 +3,9 @@ under /v1), never a 500, a crash or a hang.
 
 Statuses assumed: 400 for a body, query or header that cannot be read at all (not JSON, nested
 too deep, not text), Litestar's schema validation 400 (``validation_failed``), 422 for a value
-the use case refuses, 404 for an id that cannot name anything, 401 for a credential that is not
-one. Found by fuzzing the app over the in-memory adapters; each 500 found has a test here.
+the use case refuses (400 under /v1, as OpenAI answers it), 404 for an id that cannot name
+anything, 401 for a credential that is not one. Found by fuzzing the app over the in-memory
+adapters; each 500 found has a test here.
 """
 
 from __future__ import annotations
@@ -403,14 +404,14 @@ def completion(**changes: Any) -> dict[str, Any]:
      (completion(messages=[{"role": "user", "content": ["text"]}]), 400),
      (completion(messages=[{"content": "x"}]), 400),
      (completion(messages=None), 400),
-     (completion(messages=[]), 422),
-     (completion(messages=[{"role": "wizard", "content": "x"}]), 422),
-     (completion(messages=[{"role": "tool", "content": "x", "tool_call_id": "1"}]), 422),
-     (completion(messages=[{"role": "user", "content": [{"type": "image_url"}]}]), 422),
-     (completion(messages=[{"role": "user", "content": [{"type": "text", "text": None}]}]), 422),
-     (completion(n=0), 422), (completion(n=2), 422), (completion(n=1.5), 400),
+     (completion(messages=[]), 400),
+     (completion(messages=[{"role": "wizard", "content": "x"}]), 400),
+     (completion(messages=[{"role": "tool", "content": "x", "tool_call_id": "1"}]), 400),
+     (completion(messages=[{"role": "user", "content": [{"type": "image_url"}]}]), 400),
+     (completion(messages=[{"role": "user", "content": [{"type": "text", "text": None}]}]), 400),
+     (completion(n=0), 400), (completion(n=2), 400), (completion(n=1.5), 400),
      (completion(stream="yes"), 400),
-     (completion(temperature=-1), 422), (completion(max_tokens=2**64), 422),
+     (completion(temperature=-1), 400), (completion(max_tokens=2**64), 400),
      (completion(model=""), 404), (completion(model=None), 400)],
 )  # fmt: skip
 async def test_odd_completion_bodies_are_openai_errors(
@@ -420,14 +421,27 @@ async def test_odd_completion_bodies_are_openai_errors(
         payload = {"stream": stream, **body}
         response = await client.post("/v1/chat/completions", json=payload, headers=ada.headers)
         assert response.status_code == status, response.text
-        assert "error" in response.json()
+        assert response.json()["error"]["type"] == "invalid_request_error", response.text
 
 
 async def test_a_refused_param_is_named_as_openai_names_it(client: Client, ada: Caller) -> None:
     body = completion(max_tokens=0)
     response = await client.post("/v1/chat/completions", json=body, headers=ada.headers)
-    error = assert_openai_error(response, 422)
+    error = assert_openai_error(response, 400)
     assert error["param"] == "max_tokens"
+    assert error["code"] == "invalid_input"
+
+
+async def test_a_rule_broken_is_a_422_problem_on_api_and_openais_400_on_v1(
+    client: Client, ada: Caller
+) -> None:
+    api = await ada.call("GET", "/api/chats?limit=0")
+    body = completion(temperature=-1)
+    v1 = await client.post("/v1/chat/completions", json=body, headers=ada.headers)
+
+    assert assert_problem(api, 422)["code"] == "invalid_input"
+    error = assert_openai_error(v1, 400)
+    assert (error["code"], error["param"]) == ("invalid_input", "temperature")
 
 
 async def test_text_parts_are_joined_and_null_content_is_empty(client: Client, ada: Caller) -> None:

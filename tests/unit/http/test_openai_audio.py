@@ -14,6 +14,9 @@ from tests.support.fake_transcription import tiny_wav
 from tests.unit.http.accounts import seed_caller
 from tests.unit.http.fakes import FakeContainer, FakeProbe
 from whalli.config import Settings
+from whalli.domain.model.catalog import ModelCatalog
+from whalli.domain.model.transcription_models import TranscriptionSpec, TranscriptionUsage
+from whalli.domain.model.users import Plan
 
 Client = AsyncTestClient[Litestar]
 WAV = tiny_wav()
@@ -95,11 +98,11 @@ async def test_fields_after_the_file_the_configured_model_a_language_and_text_fo
     ("fields", "status", "code", "param"),
     [
         ({"model": "gpt-4o"}, 404, "model_not_found", "model"),
-        ({}, 422, "invalid_input", "model"),
-        ({"model": "whisper-1", "response_format": "srt"}, 422, "invalid_input",
+        ({}, 400, "invalid_input", "model"),
+        ({"model": "whisper-1", "response_format": "srt"}, 400, "invalid_input",
          "response_format"),
-        ({"model": "whisper-1", "temperature": "0"}, 422, "invalid_input", "temperature"),
-        ({"model": "whisper-1", "language": "english!"}, 422, "invalid_input", "language"),
+        ({"model": "whisper-1", "temperature": "0"}, 400, "invalid_input", "temperature"),
+        ({"model": "whisper-1", "language": "english!"}, 400, "invalid_input", "language"),
     ],
 )  # fmt: skip
 async def test_what_cannot_be_honoured_is_refused_naming_the_param(
@@ -139,14 +142,14 @@ async def test_without_a_credential_it_is_a_401_in_openais_shape(client: Client)
     assert response.json()["error"]["type"] == "authentication_error"
 
 
-async def test_without_a_transcriber_it_is_a_422_saying_so(
+async def test_without_a_transcriber_it_is_a_400_saying_so(
     client: Client, bearer: dict[str, str], container: FakeContainer
 ) -> None:
     container.transcriber = None
 
     response = await transcribe(client, bearer, form(before={"model": "whisper-1"}))
 
-    assert error(response) == (422, "transcription_not_configured", None)
+    assert error(response) == (400, "transcription_not_configured", None)
     assert "not configured" in response.json()["error"]["message"]
 
 
@@ -175,3 +178,41 @@ async def test_the_route_is_documented_for_api_keys_and_access_tokens(client: Cl
 
     operation = document["paths"]["/v1/audio/transcriptions"]["post"]
     assert operation["security"] == [{"apiKey": []}, {"accessToken": []}]
+
+
+async def test_a_transcription_is_the_callers_usage_and_counted_in_the_metrics(
+    client: Client, bearer: dict[str, str], container: FakeContainer
+) -> None:
+    assert container.transcriber is not None
+    container.transcriber.usage = TranscriptionUsage(seconds=12.5)
+
+    response = await transcribe(client, bearer, form(before={"model": "whisper-1"}))
+
+    assert response.status_code == 200, response.text
+    usage = (await client.get("/api/usage", headers=bearer)).json()
+    assert (usage["total"]["requests"], usage["total"]["audioSeconds"]) == (1, 12.5)
+    # large-v3 is no model of the catalog (a self-hosted server's): it costs nothing
+    [model] = usage["byModel"]
+    assert (model["model"], model["provider"], model["costUsd"]) == (
+        "large-v3", "openai-compatible", 0.0,
+    )  # fmt: skip
+    assert container.transcription_metrics.outcomes == {("large-v3", "done"): 1}
+    assert container.transcription_metrics.audio_seconds == {"large-v3": 12.5}
+
+
+async def test_a_transcription_model_above_the_callers_plan_is_a_403_and_nothing_is_sent(
+    client: Client, bearer: dict[str, str], container: FakeContainer
+) -> None:
+    pro = TranscriptionSpec(id="large-v3", provider="openai", min_plan=Plan.PRO)
+    container.catalog = ModelCatalog(list(container.catalog), transcription=[pro])
+
+    response = await transcribe(client, bearer, form(before={"model": "whisper-1"}))
+
+    assert error(response) == (403, "model_not_in_plan", None)
+    assert response.json()["error"]["type"] == "permission_error"
+    assert "needs pro" in response.json()["error"]["message"]
+    assert container.transcriber is not None
+    assert container.transcriber.calls == []
+    assert container.transcription_metrics.outcomes == {("large-v3", "refused"): 1}
+    usage = (await client.get("/api/usage", headers=bearer)).json()
+    assert usage["total"]["requests"] == 0

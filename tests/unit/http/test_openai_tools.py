@@ -204,7 +204,7 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any], str]] = {
 
 @pytest.mark.parametrize("case", list(BAD_REQUESTS.values()), ids=list(BAD_REQUESTS))
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_bad_tool_request_is_a_422_naming_the_field_and_nothing_is_recorded(
+async def test_a_bad_tool_request_is_a_400_naming_the_field_and_nothing_is_recorded(
     client: Client, bearer: dict[str, str], model: ScriptedChatModel, container: FakeContainer,
     case: tuple[dict[str, Any], str], stream: bool,
 ) -> None:  # fmt: skip
@@ -214,7 +214,7 @@ async def test_a_bad_tool_request_is_a_422_naming_the_field_and_nothing_is_recor
         "/v1/chat/completions", json={**sent, "stream": stream}, headers=bearer
     )
 
-    assert response.status_code == 422, response.text
+    assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert (error["type"], error["param"]) == ("invalid_request_error", param)
     assert error["message"]

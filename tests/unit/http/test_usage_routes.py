@@ -50,6 +50,7 @@ async def test_the_callers_usage_totals_per_model_and_per_day(
     assert body["total"] == {
         "requests": 2, "cachedRequests": 1, "promptTokens": 20, "completionTokens": 10,
         "costUsd": 0.5, "cachedPromptTokens": 0, "cacheWriteTokens": 0, "reasoningTokens": 3,
+        "audioSeconds": 0.0,
     }  # fmt: skip
     assert [(m["model"], m["provider"], m["requests"]) for m in body["byModel"]] == [
         ("dev/echo", "dev", 1), ("openai/gpt-4o-mini", "openai", 1),
@@ -58,7 +59,7 @@ async def test_the_callers_usage_totals_per_model_and_per_day(
     assert body["byDay"][-1] == {
         "day": str(today), "requests": 1, "cachedRequests": 0, "promptTokens": 10,
         "completionTokens": 5, "costUsd": 0.25, "cachedPromptTokens": 0, "cacheWriteTokens": 0,
-        "reasoningTokens": 3,
+        "reasoningTokens": 3, "audioSeconds": 0.0,
     }  # fmt: skip
     assert body["byDay"][-3]["cachedRequests"] == 1
 

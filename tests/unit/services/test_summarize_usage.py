@@ -193,3 +193,28 @@ async def test_a_range_runs_forward_and_spans_at_most_366_days(
     with pytest.raises(InvalidInput, match=match) as info:
         await usage.summary(ada, since=since, until=until)
     assert info.value.details["field"] == "from"
+
+
+async def test_transcriptions_count_with_their_cost_and_their_seconds_of_audio(
+    usage: Usage,
+) -> None:
+    ada = await usage.user()
+    await usage.spend(ada, NOW, cost=0.25)  # a reply
+    for seconds, when in ((90.0, NOW), (30.0, NOW - timedelta(days=1))):
+        record = UsageRecord(
+            id=uuid.uuid4(), user_id=ada.id, message_id=None, model="whisper-1",
+            provider="openai", prompt_tokens=0, completion_tokens=0,
+            cost_usd=seconds / 60 * 0.006, cached=False, created_at=when, audio_seconds=seconds,
+        )  # fmt: skip
+        async with usage.uow() as uow:
+            await uow.usage.add(record)
+            await uow.commit()
+
+    summary = await usage.summary(ada)
+
+    total = summary.total
+    assert (total.requests, total.audio_seconds) == (3, 120.0)
+    assert total.cost_usd == pytest.approx(0.25 + 0.012)
+    whisper = next(m for m in summary.by_model if m.model == "whisper-1")
+    assert (whisper.provider, whisper.figures.audio_seconds) == ("openai", 120.0)
+    assert [d.figures.audio_seconds for d in summary.by_day[-2:]] == [30.0, 90.0]

@@ -12,6 +12,7 @@ import pytest
 
 from tests.integration.entities import an_attachment, committed_world
 from tests.support.fake_transcription import tiny_wav
+from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
 from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
@@ -19,17 +20,27 @@ from whalli.adapters.memory.job_queue import InMemoryJobQueue
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.text_extractor import InMemoryTextExtractor
 from whalli.adapters.memory.transcriber import InMemoryTranscriber
+from whalli.adapters.memory.transcription_metrics import InMemoryTranscriptionMetrics
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
-from whalli.domain.model.errors import ProviderError, ProviderRateLimited, ServiceUnavailable
+from whalli.domain.model.errors import (
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejectedRequest,
+    ServiceUnavailable,
+)
 from whalli.domain.model.jobs import ExtractAttachment
+from whalli.domain.model.transcription_models import Transcript, TranscriptionUsage
 from whalli.domain.model.transcriptions import Transcription, TranscriptionStatus
 from whalli.domain.services.files.extract_attachment import ExtractAttachmentHandler
 from whalli.domain.services.files.requeue_stale import GAVE_UP, RequeueStaleAttachments
 from whalli.ports.transcriber import Transcriber
+from whalli.ports.usage import UsageRecord
 
 WAV = tiny_wav()
 SPOKEN = "Remember to call the supplier on Monday."
+HALF_A_MINUTE = TranscriptionUsage(seconds=30.0)
+WHISPER = load_catalog(default_catalog_path()).transcription_model("whisper-1")
 
 
 class FlakyTranscriber(Transcriber):
@@ -40,7 +51,9 @@ class FlakyTranscriber(Transcriber):
         self.failures, self.then = failures, then
         self.error = error or ServiceUnavailable("The transcription provider answered 503.")
 
-    async def transcribe(self, audio: Path, content_type: str, language: str | None = None) -> str:
+    async def transcribe(
+        self, audio: Path, content_type: str, language: str | None = None
+    ) -> Transcript:
         if self.failures:
             self.failures -= 1
             raise self.error
@@ -53,7 +66,8 @@ class Audio:
         self.clock = ManualClock()
         self.blobs = InMemoryBlobStorage()
         self.extractor = InMemoryTextExtractor()
-        self.transcriber = InMemoryTranscriber(by_content={WAV: SPOKEN})
+        self.transcriber = InMemoryTranscriber(by_content={WAV: SPOKEN}, usage=HALF_A_MINUTE)
+        self.metrics = InMemoryTranscriptionMetrics()
         self.temp_dir = tmp_path / "downloads"
         self.temp_dir.mkdir()
 
@@ -65,7 +79,8 @@ class Audio:
         return ExtractAttachmentHandler(
             InMemoryUnitOfWork(self.store), self.blobs, self.extractor, self.clock,
             temp_dir=self.temp_dir, max_chars=1000, transcriber=chosen, ids=SequentialIds(),
-            transcription_max_bytes=max_bytes,
+            transcription_max_bytes=max_bytes, transcription_model=WHISPER,
+            transcription_metrics=self.metrics,
         )  # fmt: skip
 
     async def upload(self, data: bytes, content_type: str = "audio/wav") -> Attachment:
@@ -82,6 +97,9 @@ class Audio:
     async def read(self, attachment_id: UUID) -> Attachment:
         async with InMemoryUnitOfWork(self.store) as uow:
             return await uow.attachments.get(attachment_id)
+
+    def usage(self) -> list[UsageRecord]:
+        return list(self.store.tables["usage_records"].values())
 
     def transcriptions(self, attachment_id: UUID) -> list[Transcription]:
         rows = self.store.tables["transcriptions"].values()
@@ -156,6 +174,9 @@ async def test_an_unavailable_provider_propagates_and_the_redelivery_finishes_th
     assert (await audio.read(attachment.id)).status is AttachmentStatus.DONE
     [row] = audio.transcriptions(attachment.id)
     assert (row.id, row.status, row.text) == (running.id, TranscriptionStatus.DONE, SPOKEN)
+    [record] = audio.usage()  # the failed attempt used nothing, the duplicate did nothing
+    assert record.audio_seconds == 30.0
+    assert audio.metrics.outcomes == {("whisper-1", "failed"): 1, ("whisper-1", "done"): 1}
 
 
 async def test_a_retryable_provider_error_is_retried_as_service_unavailable(
@@ -253,3 +274,59 @@ async def test_other_files_never_reach_the_transcriber_nor_get_a_transcription_r
     assert stored.extraction.text == "Plain notes."
     assert audio.transcriber.calls == []
     assert audio.transcriptions(attachment.id) == []
+
+
+async def test_a_done_transcription_is_the_users_usage_record_priced_by_the_minute(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+
+    await audio.handler().execute(ExtractAttachment(attachment_id=attachment.id))
+
+    [record] = audio.usage()
+    assert (record.user_id, record.model, record.provider, record.message_id) == (
+        attachment.user_id, "whisper-1", "openai", None,
+    )  # fmt: skip
+    assert (record.audio_seconds, record.prompt_tokens, record.completion_tokens) == (30.0, 0, 0)
+    assert record.cost_usd == pytest.approx(0.003)  # half a minute at $0.006
+    assert audio.metrics.outcomes == {("whisper-1", "done"): 1}
+    assert audio.metrics.audio_seconds == {"whisper-1": 30.0}
+
+
+async def test_a_job_delivered_again_after_it_ended_records_no_second_usage(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+    job = ExtractAttachment(attachment_id=attachment.id)
+
+    await audio.handler().execute(job)
+    await audio.handler().execute(job)
+
+    assert len(audio.usage()) == 1
+    assert len(audio.transcriber.calls) == 1
+
+
+async def test_audio_the_provider_refuses_records_no_usage_and_counts_as_refused(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+    refusing = FlakyTranscriber(1, audio.transcriber, ProviderRejectedRequest("Bad audio."))
+
+    await audio.handler(refusing).execute(ExtractAttachment(attachment_id=attachment.id))
+
+    assert (await audio.read(attachment.id)).status is AttachmentStatus.FAILED
+    assert audio.usage() == []
+    assert audio.metrics.outcomes == {("whisper-1", "refused"): 1}
+
+
+async def test_a_file_over_the_limit_counts_as_refused_and_records_no_usage(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+
+    await audio.handler(max_bytes=len(WAV) - 1).execute(
+        ExtractAttachment(attachment_id=attachment.id)
+    )
+
+    assert audio.usage() == []
+    assert audio.metrics.outcomes == {("whisper-1", "refused"): 1}

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import pytest
 
+from tests.support.fake_transcription import tiny_wav
 from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
 from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
@@ -19,6 +20,7 @@ from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.errors import (
     AttachmentTooLarge,
+    ModelNotInPlan,
     PermissionDenied,
     ProjectNotFound,
     ServiceUnavailable,
@@ -26,7 +28,8 @@ from whalli.domain.model.errors import (
 )
 from whalli.domain.model.jobs import ExtractAttachment, Job
 from whalli.domain.model.projects import MemberRole, Membership, Project
-from whalli.domain.model.users import User
+from whalli.domain.model.transcription_models import TranscriptionModel, TranscriptionSpec
+from whalli.domain.model.users import Plan, User
 from whalli.domain.services.files.upload_attachment import (
     UploadAttachment,
     UploadAttachmentHandler,
@@ -65,7 +68,11 @@ async def _all(uow: InMemoryUnitOfWork) -> list[Attachment]:
 
 
 class Files:
-    def __init__(self, *, max_bytes: int = 1_000_000, queue_down: bool = False) -> None:
+    def __init__(
+        self, *, max_bytes: int = 1_000_000, queue_down: bool = False,
+        transcription_model: TranscriptionModel | None = None,
+    ) -> None:  # fmt: skip
+        self.transcription_model = transcription_model
         self.store = MemoryStore()
         self.clock = ManualClock(T0)
         self.ids = SequentialIds()
@@ -78,8 +85,9 @@ class Files:
 
     def handler(self) -> UploadAttachmentHandler:
         return UploadAttachmentHandler(
-            self.uow(), self.blobs, self.jobs, self.clock, self.ids, max_bytes=self.max_bytes
-        )
+            self.uow(), self.blobs, self.jobs, self.clock, self.ids, max_bytes=self.max_bytes,
+            transcription_model=self.transcription_model,
+        )  # fmt: skip
 
     async def user(self, name: str) -> User:
         user = User.create(
@@ -236,3 +244,24 @@ async def test_viewers_and_strangers_cannot_upload() -> None:
         await files.upload(carol, PNG, project_id=project.id)
     await files.share(project, carol, MemberRole.EDITOR)
     assert (await files.upload(carol, PNG, project_id=project.id)).user_id == carol.id
+
+
+async def test_audio_is_refused_before_anything_is_stored_when_the_plan_lacks_the_model() -> None:
+    pro = TranscriptionSpec(id="whisper-1", provider="openai", min_plan=Plan.PRO)
+    files = Files(transcription_model=TranscriptionModel(name="whisper-1", spec=pro))
+    alice = await files.user("alice")
+
+    with pytest.raises(ModelNotInPlan, match=r"plan \(free\) does not include .* whisper-1"):
+        await files.upload(alice, tiny_wav(), name="memo.wav")
+
+    assert await files.rows() == []
+    assert files.blobs._objects == {}
+    assert files.jobs.jobs == []
+    await files.upload(alice, PNG)  # other files are not transcribed: any plan uploads them
+    async with files.uow() as uow:
+        user = await uow.users.get(alice.id)
+        user.plan = Plan.PRO
+        await uow.users.update(user)
+        await uow.commit()
+    voice = await files.upload(alice, tiny_wav(), name="memo.wav")
+    assert voice.content_type == "audio/wav"

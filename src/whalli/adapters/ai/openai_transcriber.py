@@ -1,11 +1,24 @@
 """Speech to text over OpenAI's ``POST {base_url}/audio/transcriptions`` (multipart/form-data:
-``file``, ``model``, ``language``, ``response_format=json`` → ``{"text"}``), with httpx: OpenAI's
-Whisper, or a self-hosted server speaking the same protocol (faster-whisper-server, LocalAI)."""
+``file``, ``model``, ``language``, ``response_format=json`` → ``{"text", "usage"}``), with
+httpx: OpenAI's Whisper, or a self-hosted server speaking the same protocol
+(faster-whisper-server, LocalAI).
+
+What a transcription used is OpenAI's ``usage``: ``{"type": "duration", "seconds"}`` for a model
+billed by duration (whisper-1), ``{"type": "tokens", "input_tokens", "input_token_details":
+{"text_tokens", "audio_tokens"}, "output_tokens", "total_tokens"}`` for one billed by tokens
+(gpt-4o-transcribe, gpt-4o-mini-transcribe). A server that says no seconds (no usage, a
+self-hosted one; or tokens only) has a WAV file's duration read from its header; any other
+audio then counts 0 seconds (measuring it would mean decoding it). A usage that does not read
+as either shape counts as none: the transcript is what matters."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import struct
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -15,6 +28,7 @@ from whalli.adapters.ai._http import MAX_ERROR_BODY, retry_after, status_error
 from whalli.adapters.ai._streaming import provider_error
 from whalli.adapters.ai._upstream_errors import request_secrets
 from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.model.transcription_models import Transcript, TranscriptionUsage
 from whalli.ports.transcriber import Transcriber
 
 PROVIDER = "transcription"
@@ -38,6 +52,20 @@ _EXTENSIONS = {
 
 class _Answer(msgspec.Struct):
     text: str
+    usage: Any = None  # read apart (``_usage``): a strange one does not lose the transcript
+
+
+class _TokenDetails(msgspec.Struct):
+    text_tokens: int = 0
+    audio_tokens: int = 0
+
+
+class _Usage(msgspec.Struct):
+    type: str
+    seconds: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    input_token_details: _TokenDetails | None = None
 
 
 def clean(text: str) -> str:
@@ -74,7 +102,18 @@ class OpenAITranscriber(Transcriber):
         self._model = model
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
 
-    async def transcribe(self, audio: Path, content_type: str, language: str | None = None) -> str:
+    async def transcribe(
+        self, audio: Path, content_type: str, language: str | None = None
+    ) -> Transcript:
+        answer = await self._transcribe(audio, content_type, language)
+        usage = _usage(answer.usage)
+        if usage.seconds == 0 and content_type == "audio/wav":
+            usage = msgspec.structs.replace(
+                usage, seconds=await asyncio.to_thread(wav_seconds, audio)
+            )
+        return Transcript(text=clean(answer.text), usage=usage)
+
+    async def _transcribe(self, audio: Path, content_type: str, language: str | None) -> _Answer:
         form = {"model": self._model, "response_format": "json"}
         if language:
             form["language"] = language
@@ -98,7 +137,7 @@ class OpenAITranscriber(Transcriber):
         except httpx.HTTPError as e:
             raise _unavailable(f"could not be reached ({type(e).__name__})") from e
 
-    async def _read(self, response: httpx.Response) -> str:
+    async def _read(self, response: httpx.Response) -> _Answer:
         limit = MAX_ANSWER_BYTES if response.is_success else MAX_ERROR_BODY
         body = await _prefix(response, limit)
         status = response.status_code
@@ -111,7 +150,7 @@ class OpenAITranscriber(Transcriber):
                 secrets=request_secrets(self._headers),
             )  # fmt: skip
         try:
-            return clean(_decode(body).text)
+            return _decode(body)
         except (msgspec.DecodeError, ValueError, RecursionError):
             raise provider_error(
                 "The transcription provider answered without a transcript: check its base URL.",
@@ -126,6 +165,62 @@ def _decode(body: bytes) -> _Answer:
         return msgspec.json.decode(body, type=_Answer)
     except msgspec.DecodeError:
         return msgspec.convert(json.loads(body.decode()), type=_Answer)
+
+
+def _usage(raw: Any) -> TranscriptionUsage:
+    """OpenAI's ``usage`` as a ``TranscriptionUsage`` (none, or another shape: all 0). Tokens
+    without their details are taken as the audio's (the most of them, and the dearer)."""
+    try:
+        usage = msgspec.convert(raw, _Usage)
+    except msgspec.ValidationError:
+        return TranscriptionUsage()
+    if usage.type == "duration":
+        seconds = usage.seconds if usage.seconds is not None else 0.0
+        return TranscriptionUsage(seconds=seconds if math.isfinite(seconds) and seconds > 0 else 0)
+    if usage.type != "tokens":
+        return TranscriptionUsage()
+    details = usage.input_token_details
+    text, audio = (0, usage.input_tokens) if details is None else (
+        details.text_tokens, details.audio_tokens
+    )  # fmt: skip
+    return TranscriptionUsage(
+        input_text_tokens=max(text, 0), input_audio_tokens=max(audio, 0),
+        output_tokens=max(usage.output_tokens, 0),
+    )  # fmt: skip
+
+
+_MAX_CHUNKS = 64  # a WAV file's chunks before its data: fmt, and a few of metadata
+
+
+def wav_seconds(path: Path) -> float:
+    """The duration of a RIFF/WAVE file from its header (its ``data`` size over the ``fmt``
+    chunk's bytes per second; a size left unset, as a stream writes it, is the rest of the
+    file); 0 when the header does not tell."""
+    try:
+        with path.open("rb") as file:
+            size = path.stat().st_size
+            if file.read(12)[8:] != b"WAVE":
+                return 0.0
+            byte_rate = 0
+            for _ in range(_MAX_CHUNKS):
+                header = file.read(8)
+                if len(header) < 8:
+                    return 0.0
+                kind, length = header[:4], struct.unpack("<I", header[4:])[0]
+                if kind == b"fmt ":
+                    fmt = file.read(length + length % 2)
+                    if len(fmt) < 12:
+                        return 0.0
+                    byte_rate = struct.unpack("<I", fmt[8:12])[0]
+                elif kind == b"data":
+                    rest = size - file.tell()
+                    data = rest if length in (0, 0xFFFFFFFF) or length > rest else length
+                    return data / byte_rate if byte_rate > 0 else 0.0
+                else:
+                    file.seek(length + length % 2, 1)
+    except OSError:
+        return 0.0
+    return 0.0
 
 
 async def _prefix(response: httpx.Response, limit: int) -> bytes:

@@ -1,4 +1,5 @@
-"""The model catalog from a TOML file (``catalog/models.toml``): a ``[[model]]`` table per model."""
+"""The model catalog from a TOML file (``catalog/models.toml``): a ``[[model]]`` table per chat
+model, a ``[[transcription]]`` table per speech-to-text model (optional)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import msgspec
 
 from whalli.domain.model.catalog import KNOWN_PROVIDERS, ModelCatalog, ModelSpec
 from whalli.domain.model.errors import InvalidCatalog
+from whalli.domain.model.transcription_models import TranscriptionSpec
 
 
 def default_catalog_path() -> Path:
@@ -32,16 +34,22 @@ def load_catalog(path: Path | str, *, providers: frozenset[str] = KNOWN_PROVIDER
     except tomllib.TOMLDecodeError as e:
         raise InvalidCatalog(f"{path}: not valid TOML ({e}).") from e
     specs = [_spec(path, n, entry) for n, entry in enumerate(_entries(path, document), 1)]
+    transcription = [
+        _transcription(path, n, entry)
+        for n, entry in enumerate(_transcription_entries(path, document), 1)
+    ]
     try:
-        return ModelCatalog(specs, providers=providers)
+        return ModelCatalog(specs, providers=providers, transcription=transcription)
     except InvalidCatalog as e:
         raise InvalidCatalog(f"{path}: {e.message}", **e.details) from e
 
 
 def _entries(path: Path, document: dict[str, Any]) -> list[Any]:
-    unknown = sorted(set(document) - {"model"})
+    unknown = sorted(set(document) - {"model", "transcription"})
     if unknown:
-        raise InvalidCatalog(f"{path}: unknown top-level keys {unknown}; expected [[model]].")
+        raise InvalidCatalog(
+            f"{path}: unknown top-level keys {unknown}; expected [[model]] and [[transcription]]."
+        )
     entries = document.get("model")
     if not isinstance(entries, list) or not entries:
         raise InvalidCatalog(f"{path}: no models; expected one [[model]] table per model.")
@@ -54,5 +62,22 @@ def _spec(path: Path, number: int, entry: Any) -> ModelSpec:
         where += f" ({entry['id']!r})"
     try:
         return msgspec.convert(entry, ModelSpec)
+    except msgspec.ValidationError as e:
+        raise InvalidCatalog(f"{path}: {where}: {e}.", entry=number) from e
+
+
+def _transcription_entries(path: Path, document: dict[str, Any]) -> list[Any]:
+    entries = document.get("transcription", [])
+    if not isinstance(entries, list):
+        raise InvalidCatalog(f"{path}: expected one [[transcription]] table per model.")
+    return entries
+
+
+def _transcription(path: Path, number: int, entry: Any) -> TranscriptionSpec:
+    where = f"transcription entry {number}"
+    if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+        where += f" ({entry['id']!r})"
+    try:
+        return msgspec.convert(entry, TranscriptionSpec)
     except msgspec.ValidationError as e:
         raise InvalidCatalog(f"{path}: {where}: {e}.", entry=number) from e

@@ -52,6 +52,7 @@ class InMemoryUsageRepository(MemoryRepository, UsageRepository):
                 cached_prompt_tokens=sum(r.cached_prompt_tokens for r in rs),
                 cache_write_tokens=sum(r.cache_write_tokens for r in rs),
                 reasoning_tokens=sum(r.reasoning_tokens for r in rs),
+                audio_seconds=sum((r.audio_seconds for r in rs), 0.0),
             )
             for (day, model, provider), rs in sorted(groups.items())
         ]

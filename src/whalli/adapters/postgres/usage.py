@@ -30,7 +30,8 @@ _DAILY = (
     "sum(cost_usd)::double precision AS cost_usd, "
     "sum(cached_prompt_tokens)::bigint AS cached_prompt_tokens, "
     "sum(cache_write_tokens)::bigint AS cache_write_tokens, "
-    "sum(reasoning_tokens)::bigint AS reasoning_tokens "
+    "sum(reasoning_tokens)::bigint AS reasoning_tokens, "
+    "sum(audio_seconds)::double precision AS audio_seconds "
     "FROM usage_records "
     "WHERE user_id = %(user_id)s AND created_at >= %(since)s AND created_at < %(until)s "
     'GROUP BY 1, model, provider ORDER BY 1, model COLLATE "C", provider COLLATE "C"'

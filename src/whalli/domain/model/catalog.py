@@ -43,6 +43,11 @@ from whalli.domain.model.errors import (
     ModelNotFound,
     ModelNotInPlan,
 )
+from whalli.domain.model.transcription_models import (
+    TranscriptionModel,
+    TranscriptionSpec,
+    check_transcription_spec,
+)
 from whalli.domain.model.users import Plan, User
 
 # The providers Whalli has chat model adapters for; "dev" is the local echo model.
@@ -357,7 +362,11 @@ class ModelCatalog:
     """The validated, ordered set of models (see the module docstring for the rules)."""
 
     def __init__(
-        self, specs: Iterable[ModelSpec], *, providers: frozenset[str] = KNOWN_PROVIDERS
+        self,
+        specs: Iterable[ModelSpec],
+        *,
+        providers: frozenset[str] = KNOWN_PROVIDERS,
+        transcription: Iterable[TranscriptionSpec] = (),
     ) -> None:
         self._specs: dict[str, ModelSpec] = {}
         for spec in specs:
@@ -367,6 +376,15 @@ class ModelCatalog:
             self._specs[spec.id] = spec
         for spec in self._specs.values():
             self._check_fallbacks(spec)
+        # The speech-to-text models (``transcription_models``), apart: they are no chat model.
+        self._transcription: dict[str, TranscriptionSpec] = {}
+        for entry in transcription:
+            check_transcription_spec(entry)
+            if entry.id in self._transcription:
+                raise InvalidCatalog(
+                    f"Transcription model {entry.id!r} is listed twice.", model=entry.id
+                )
+            self._transcription[entry.id] = entry
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self._specs.values())
@@ -404,6 +422,10 @@ class ModelCatalog:
     def cost_usd(self, spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> float:
         """The price of one call to ``spec``, in USD."""
         return spec.cost_usd(prompt_tokens, completion_tokens)
+
+    def transcription_model(self, name: str) -> TranscriptionModel:
+        """The transcription model called ``name`` (its entry, if the catalog lists it)."""
+        return TranscriptionModel(name=name, spec=self._transcription.get(name))
 
     def _check_fallbacks(self, spec: ModelSpec) -> None:
         seen = [spec.id]

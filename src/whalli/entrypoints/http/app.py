@@ -42,6 +42,7 @@ from whalli.entrypoints.http.deps import AppContainer, build_dependencies
 from whalli.entrypoints.http.json_body import JsonRequest
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
 from whalli.entrypoints.http.openai_errors import handle_openai_exception
+from whalli.entrypoints.http.openapi_errors import document_errors
 from whalli.entrypoints.http.problems import exception_handlers
 from whalli.entrypoints.http.rate_limit import RateLimitPlugin
 from whalli.entrypoints.http.security import (
@@ -133,6 +134,7 @@ def create_app(
         debug=False,
     )
     _document_security(app)
+    document_errors(app)  # every operation's error responses (problems, OpenAI's on /v1)
     # Outside routing and the exception handler, so 404/405 and errors are observed as well.
     # The stream route, below Litestar (stream_route.py), inside the request context (its
     # request id, access line and metrics)

@@ -1,5 +1,9 @@
 """OpenAI's wire format for /v1, errors: every error on /v1 (unknown routes included) in OpenAI's
-``{"error": {...}}`` shape, with the field in ``param`` (see ``openai_wire``)."""
+``{"error": {...}}`` shape, with the field in ``param`` (see ``openai_wire``).
+
+A request /api refuses with a 422 is a 400 here: OpenAI answers its parameter errors so, and its
+SDKs raise ``BadRequestError`` for a 400 (``UnprocessableEntityError`` for a 422, which no client
+written for OpenAI catches). Every other status is /api's."""
 
 from __future__ import annotations
 
@@ -46,12 +50,17 @@ def error_type(status: int) -> str:
     )
 
 
+def openai_status(status: int) -> int:
+    """The status /v1 answers for one /api would answer (a 422 is OpenAI's 400)."""
+    return 400 if status == 422 else status
+
+
 def error_body(error: WhalliError) -> ErrorBody:
     field = error.details.get("field")
     return ErrorBody(
         error=ErrorDetail(
             message=error.message,
-            type=error_type(status_for(error)),
+            type=error_type(openai_status(status_for(error))),
             code=error.code,
             param=snake_field(field) if isinstance(field, str) else None,
         )
@@ -74,10 +83,10 @@ def _response(status: int, body: ErrorBody, headers: dict[str, str]) -> Response
 
 def handle_openai_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """Every error under /v1 as ``{"error": {"message", "type", "param", "code"}}``; statuses
-    come from problems.py's one mapping."""
+    come from problems.py's one mapping, a 422 answered as OpenAI's 400."""
     headers: dict[str, str] = {}
     if isinstance(exc, WhalliError):
-        status = status_for(exc)
+        status = openai_status(status_for(exc))
         if status == 401:
             invalid = isinstance(exc, InvalidToken)
             headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if invalid else "Bearer"
@@ -93,7 +102,7 @@ def handle_openai_exception(request: Request[Any, Any, Any], exc: Exception) -> 
         ):  # say how large a body may be (an image too large for it, say)
             message = f"The request body is larger than this route accepts (at most {limit} bytes)."
             body = ErrorBody(error=msgspec.structs.replace(body.error, message=message))
-        return _response(exc.status_code, body, dict(exc.headers or {}))
+        return _response(openai_status(exc.status_code), body, dict(exc.headers or {}))
     log.error("unhandled exception", exc_info=exc)
     detail = ErrorDetail(message=GENERIC_DETAIL, type="server_error", code="internal_error")
     return _response(500, ErrorBody(error=detail), headers)

@@ -105,8 +105,8 @@ class StreamOptions(msgspec.Struct, kw_only=True):
 
 
 class JsonSchemaIn(msgspec.Struct, kw_only=True):
-    # Loosely typed: the domain names the field of what is missing or wrong (a 422 in
-    # OpenAI's words rather than a decoding error)
+    # Loosely typed: the domain names the field of what is missing or wrong (OpenAI's 400
+    # naming it rather than a decoding error)
     name: str | None = None
     schema: Any = None  # a JSON Schema object
     strict: bool | None = None
@@ -138,7 +138,7 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     tools: list[ToolIn] | None = None  # an empty list is no tools
     tool_choice: str | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    # Refused when asked for (422) rather than ignored: an answer without it is not the one
+    # Refused when asked for (400) rather than ignored: an answer without it is not the one
     # the client expects (a function call in the deprecated shape).
     functions: list[Any] | None = None
     # Its partner: naming a function to call is refused; "none" and "auto" ask for nothing.
@@ -146,7 +146,7 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     response_format: ResponseFormatIn | None = None
     reasoning_effort: str | None = None  # none, minimal ... xhigh: for reasoning models
     verbosity: str | None = None  # low, medium, high: sent to the models that take it
-    # Refused when they ask for something (422 naming them) rather than ignored: each changes
+    # Refused when they ask for something (400 naming them) rather than ignored: each changes
     # the answer the client expects (its log probabilities, tokens banned or favoured, an
     # audio answer, a web search). Their "nothing asked" values are taken.
     logprobs: bool | None = None

@@ -41,7 +41,8 @@ class ChangePasswordHandler:
 
     Rules:
     - only a session may do it: a caller authenticated by an API key gets
-      ``ApiKeyNotAllowed`` (403), since a leaked key must not be able to take the account over;
+      ``ApiKeyNotAllowed`` (403), since a leaked key must not be able to take the account over,
+      before anything else (``refuse_api_key``: nor counted against the login limits);
     - the current password is checked as at login, off the event loop: a wrong one, an account
       without a password (OAuth only; it still pays for one ``dummy_verify``) and a disabled or
       deleted account all raise the same ``InvalidCredentials``; the entrypoint counts the
@@ -84,9 +85,15 @@ class ChangePasswordHandler:
         self._ids = ids
         self._refresh_ttl = refresh_ttl
 
-    async def execute(self, command: ChangePassword) -> TokenPair:
+    @staticmethod
+    def refuse_api_key(command: ChangePassword) -> None:
+        """``ApiKeyNotAllowed`` when an API key asks: the entrypoint asks it before it counts
+        the attempt against the login limit (a key's attempt spends no password attempt)."""
         if command.api_key_id is not None:
             raise ApiKeyNotAllowed("An API key cannot change the password; sign in to do it.")
+
+    async def execute(self, command: ChangePassword) -> TokenPair:
+        self.refuse_api_key(command)
         user = await self._check_current(command)
         if normalize_password(command.new_password) == normalize_password(command.current_password):
             raise InvalidPassword(

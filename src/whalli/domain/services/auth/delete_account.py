@@ -45,7 +45,8 @@ class DeleteAccountHandler:
     """Delete the caller's account, the projects it owns alone and everything in them.
 
     Rules:
-    - only a session may do it: an API key gets ``ApiKeyNotAllowed`` (403);
+    - only a session may do it: an API key gets ``ApiKeyNotAllowed`` (403), before anything
+      else (``refuse_api_key``: nor counted against the login limits);
     - it is confirmed: an account with a password gives it, checked as ``ChangePassword``
       checks the current one (``check_password``: off the event loop, a wrong one, a disabled
       or deleted account alike and in about the same time), a wrong one ``InvalidCredentials``
@@ -91,9 +92,15 @@ class DeleteAccountHandler:
         self._clock = clock
         self._ends = ends
 
-    async def execute(self, command: DeleteAccount) -> None:
+    @staticmethod
+    def refuse_api_key(command: DeleteAccount) -> None:
+        """``ApiKeyNotAllowed`` when an API key asks: the entrypoint asks it before it counts
+        the attempt against the login limit (a key's attempt spends no password attempt)."""
         if command.api_key_id is not None:
             raise ApiKeyNotAllowed("An API key cannot delete the account; sign in to do it.")
+
+    async def execute(self, command: DeleteAccount) -> None:
+        self.refuse_api_key(command)
         user = await self._confirmed(command)
         async with self._uow as uow:
             if user.is_admin:

@@ -14,6 +14,7 @@ import msgspec
 from whalli.domain.model.attachments import Attachment, ExtractionResult
 from whalli.domain.model.errors import AttachmentNotFound, BlobNotFound, ExtractionFailed
 from whalli.domain.model.jobs import ExtractAttachment
+from whalli.domain.model.transcription_models import TranscriptionModel, TranscriptionUsage
 from whalli.domain.services.files.spool import spool_prefix
 from whalli.domain.services.files.transcribe_attachment import (
     DEFAULT_MAX_BYTES,
@@ -25,6 +26,7 @@ from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.text_extractor import TextExtractor
 from whalli.ports.transcriber import Transcriber
+from whalli.ports.transcription_metrics import TranscriptionMetrics
 from whalli.ports.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,8 @@ class ExtractAttachmentHandler:
       retries with backoff; the attachment stays ``processing`` until then;
     - the text is capped at ``max_chars`` (marked truncated);
     - an audio file's text is its transcript, by the ``transcriber`` instead of the extractor,
-      recorded as its ``Transcription`` too (see ``AttachmentTranscription`` for its rules).
+      recorded as its ``Transcription`` too, what it used as the user's usage record (see
+      ``AttachmentTranscription`` for its rules).
     """
 
     def __init__(
@@ -63,23 +66,31 @@ class ExtractAttachmentHandler:
         transcriber: Transcriber | None = None,
         ids: IdGenerator | None = None,
         transcription_max_bytes: int = DEFAULT_MAX_BYTES,
+        transcription_model: TranscriptionModel | None = None,
+        transcription_metrics: TranscriptionMetrics | None = None,
     ) -> None:
         self._uow, self._blobs, self._extractor, self._clock = uow, blobs, extractor, clock
         self._temp_dir = None if temp_dir is None else str(temp_dir)
         self._max_chars = max_chars
-        self._audio = AttachmentTranscription(transcriber, ids, transcription_max_bytes)
+        self._audio = AttachmentTranscription(
+            transcriber, ids, transcription_max_bytes,
+            model=transcription_model or TranscriptionModel(name="unlisted"),
+            metrics=transcription_metrics,
+        )  # fmt: skip
 
     async def execute(self, job: ExtractAttachment) -> None:
         attachment = await self._start(job)
         if attachment is None:
             return
+        usage: TranscriptionUsage | None = None
         try:
-            result: ExtractionResult | str = await self._extract(attachment)
+            result: ExtractionResult | str
+            result, usage = await self._extract(attachment)
         except ExtractionFailed as e:
             result = e.message
         except BlobNotFound:
             result = MISSING_FILE
-        await self._finish(attachment, result)
+        await self._finish(attachment, result, usage)
 
     async def _start(self, job: ExtractAttachment) -> Attachment | None:
         async with self._uow as uow:
@@ -98,8 +109,12 @@ class ExtractAttachmentHandler:
             await uow.commit()
         return attachment
 
-    async def _extract(self, attachment: Attachment) -> ExtractionResult:
+    async def _extract(
+        self, attachment: Attachment
+    ) -> tuple[ExtractionResult, TranscriptionUsage | None]:
+        """The file's text, and what transcribing it used (``None``: not audio)."""
         audio = is_audio(attachment)
+        usage = None
         if audio and (refused := self._audio.refusal(attachment)) is not None:
             raise ExtractionFailed(refused)
         handle, name = tempfile.mkstemp(prefix=spool_prefix(), dir=self._temp_dir)
@@ -110,7 +125,7 @@ class ExtractAttachmentHandler:
                 async for chunk in chunks:
                     await asyncio.to_thread(file.write, chunk)
             if audio:
-                result = await self._audio.transcribe(path, attachment)
+                result, usage = await self._audio.transcribe(path, attachment)
             else:
                 result = await self._extractor.extract(path, attachment.content_type)
         finally:
@@ -119,9 +134,12 @@ class ExtractAttachmentHandler:
             result = msgspec.structs.replace(
                 result, text=result.text[: self._max_chars], truncated=True
             )
-        return result
+        return result, usage
 
-    async def _finish(self, started: Attachment, result: ExtractionResult | str) -> None:
+    async def _finish(
+        self, started: Attachment, result: ExtractionResult | str,
+        usage: TranscriptionUsage | None = None,
+    ) -> None:  # fmt: skip
         async with self._uow as uow:
             try:
                 attachment = await uow.attachments.get_for_update(started.id)
@@ -136,7 +154,7 @@ class ExtractAttachmentHandler:
                 attachment.complete(result, now)
             await uow.attachments.update(attachment)
             if is_audio(attachment):
-                await self._audio.finish(uow, attachment, result, now)
+                await self._audio.finish(uow, attachment, result, now, usage)
             await uow.commit()
 
 

@@ -13,9 +13,12 @@ from whalli.domain.model.errors import (
     ServiceUnavailable,
     TranscriptionNotConfigured,
 )
+from whalli.domain.model.transcription_models import TranscriptionModel, TranscriptionUsage
 from whalli.domain.model.transcriptions import Transcription, TranscriptionStatus
+from whalli.domain.services.transcriptions.usage import outcome_of, report, usage_record
 from whalli.ports.ids import IdGenerator
 from whalli.ports.transcriber import Transcriber
+from whalli.ports.transcription_metrics import TranscriptionMetrics
 from whalli.ports.unit_of_work import UnitOfWork
 
 METHOD = "transcription"
@@ -37,7 +40,11 @@ class AttachmentTranscription:
       seconds when it said (the queue waits at least that long);
     - one ``Transcription`` row per attachment, started with the attachment under its row lock
       and finished in the same transaction as the attachment: a redelivered job finds it and
-      takes it over, never adds a second.
+      takes it over, never adds a second;
+    - what a completed transcription used is the user's usage record (``usage_record``: the
+      ``model``'s price), added in the transaction that ends its row ``done``: only the delivery
+      that ends the row records it, so a job delivered twice records it once;
+    - every call, and every file refused for its size, is counted in ``metrics``.
     """
 
     def __init__(
@@ -45,29 +52,40 @@ class AttachmentTranscription:
         transcriber: Transcriber | None,
         ids: IdGenerator | None,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        *,
+        model: TranscriptionModel,
+        metrics: TranscriptionMetrics | None = None,
     ) -> None:
         self._transcriber, self._ids, self._max_bytes = transcriber, ids, max_bytes
+        self._model, self._metrics = model, metrics
 
     def refusal(self, attachment: Attachment) -> str | None:
         """Why the file fails before it is downloaded, if it does."""
         if self._transcriber is None:
             return TranscriptionNotConfigured.default_message
         if attachment.size_bytes > self._max_bytes:
+            report(self._metrics, self._model, "refused")
             return (
                 f"the audio file is larger than the transcription limit of {self._max_bytes} bytes"
             )
         return None
 
-    async def transcribe(self, path: Path, attachment: Attachment) -> ExtractionResult:
+    async def transcribe(
+        self, path: Path, attachment: Attachment
+    ) -> tuple[ExtractionResult, TranscriptionUsage]:
         if self._transcriber is None:
             raise ExtractionFailed(TranscriptionNotConfigured.default_message)
         try:
-            text = await self._transcriber.transcribe(path, attachment.content_type)
-        except ProviderError as e:
+            transcript = await self._transcriber.transcribe(path, attachment.content_type)
+        except (ProviderError, ServiceUnavailable) as e:
+            report(self._metrics, self._model, outcome_of(e))
+            if isinstance(e, ServiceUnavailable):
+                raise
             if e.retryable:
                 raise ServiceUnavailable(e.message, retry_after=e.details.get("retry_after")) from e
             raise ExtractionFailed(e.message) from e
-        return ExtractionResult(text=text, method=METHOD)
+        report(self._metrics, self._model, "done", transcript.usage)
+        return ExtractionResult(text=transcript.text, method=METHOD), transcript.usage
 
     async def start(self, uow: UnitOfWork, attachment: Attachment, now: datetime) -> None:
         """Record (or take over) the attachment's transcription as processing."""
@@ -92,22 +110,33 @@ class AttachmentTranscription:
 
     async def finish(
         self, uow: UnitOfWork, attachment: Attachment, result: ExtractionResult | str,
-        now: datetime,
+        now: datetime, usage: TranscriptionUsage | None = None,
     ) -> None:  # fmt: skip
-        """End the attachment's running transcription as the attachment ends."""
-        await end_transcription(uow, attachment, result, now)
+        """End the attachment's running transcription as the attachment ends, and record what
+        it used (``usage``) when this ends it done."""
+        done = await end_transcription(uow, attachment, result, now)
+        if done and usage is not None:
+            if self._ids is None:
+                raise RuntimeError("transcriptions need an IdGenerator")
+            record = usage_record(
+                self._model, usage, record_id=self._ids.new_id(), user_id=attachment.user_id,
+                now=now,
+            )  # fmt: skip
+            await uow.usage.add(record)
 
 
 async def end_transcription(
     uow: UnitOfWork, attachment: Attachment, result: ExtractionResult | str, now: datetime
-) -> None:
+) -> bool:
     """End the attachment's transcription if it is still running: done with the text, or
-    failed with ``result`` as its reason (an ending attachment never leaves it running)."""
+    failed with ``result`` as its reason (an ending attachment never leaves it running).
+    Whether this ended it done."""
     found = await uow.transcriptions.get_for_attachment(attachment.id)
     if found is None or found.status is not TranscriptionStatus.PROCESSING:
-        return
+        return False
     if isinstance(result, str):
         found.fail(result, now)
     else:
         found.complete(result.text, None, now)
     await uow.transcriptions.update(found)
+    return not isinstance(result, str)

@@ -19,6 +19,8 @@ from whalli.domain.model.file_types import HEAD_SIZE, DetectedType, FileKind, de
 from whalli.domain.model.filenames import sanitize_filename
 from whalli.domain.model.jobs import ExtractAttachment
 from whalli.domain.model.text_charsets import CharsetCheck
+from whalli.domain.model.transcription_models import TranscriptionModel
+from whalli.domain.model.users import User
 from whalli.domain.services.projects.access import require_role
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
 from whalli.ports.blob_storage import BlobStorage
@@ -48,7 +50,9 @@ class UploadAttachmentHandler:
       from the name or the client's Content-Type; anything unsupported (an empty file too) is
       ``UnsupportedFileType`` naming the detected type, before anything is stored; audio (its
       text is its transcript) is ``TranscriptionNotConfigured`` when ``accepts_audio`` is off
-      (no speech-to-text provider), before anything is stored too;
+      (no speech-to-text provider), and ``ModelNotInPlan`` (403, as a chat start with a model
+      above the plan) when the uploader's plan does not include the configured
+      ``transcription_model``, before anything is stored too;
     - the object key is generated (``{project_id}/{attachment_id}``); the client's file name is
       kept only sanitized, as metadata;
     - bytes are streamed (memory stays bounded) while their size and sha256 are computed, and
@@ -71,21 +75,29 @@ class UploadAttachmentHandler:
         max_bytes: int = DEFAULT_MAX_BYTES,
         *,
         accepts_audio: bool = True,
+        transcription_model: TranscriptionModel | None = None,
     ) -> None:
         self._uow, self._blobs, self._jobs = uow, blobs, jobs
         self._clock, self._ids = clock, ids
         self.max_bytes = max_bytes
         self._accepts_audio = accepts_audio
+        self._transcription_model = transcription_model
 
     async def execute(self, command: UploadAttachment) -> Attachment:
         project_id = command.project_id or personal_project_id(command.user_id)
+        user: User | None = None
         async with self._uow as uow:  # a short transaction: none is held during the upload
             await require_role(uow, project_id, command.user_id, "write")
+            if self._transcription_model is not None:
+                user = await uow.users.get(command.user_id)  # its plan, should it be audio
         filename = sanitize_filename(command.filename)
         head, rest = await _read_head(command.chunks)
         detected = detect(head, filename)
-        if detected.kind is FileKind.AUDIO and not self._accepts_audio:
-            raise TranscriptionNotConfigured(mime=detected.mime)
+        if detected.kind is FileKind.AUDIO:
+            if not self._accepts_audio:
+                raise TranscriptionNotConfigured(mime=detected.mime)
+            if self._transcription_model is not None and user is not None:
+                self._transcription_model.ensure_allowed(user)
         attachment_id = self._ids.new_id()
         key = Attachment.key_for(project_id, attachment_id)
         charset = CharsetCheck(head) if detected.kind is FileKind.TEXT else None

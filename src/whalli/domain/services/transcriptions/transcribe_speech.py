@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -13,14 +16,30 @@ from whalli.domain.model.errors import (
     AttachmentTooLarge,
     InvalidInput,
     ModelNotFound,
+    ModelNotInPlan,
+    ProviderError,
+    ServiceUnavailable,
     TranscriptionNotConfigured,
     UnsupportedFileType,
 )
 from whalli.domain.model.file_types import HEAD_SIZE, FileKind, detect
+from whalli.domain.model.transcription_models import Transcript, TranscriptionModel
+from whalli.domain.services.chat.usage_writes import write_usage_retrying
+from whalli.domain.services.transcriptions.usage import outcome_of, report, usage_record
+from whalli.ports.clock import Clock
+from whalli.ports.ids import IdGenerator
 from whalli.ports.transcriber import Transcriber
+from whalli.ports.transcription_metrics import TranscriptionMetrics
+from whalli.ports.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 # OpenAI's own name for its speech model, taken as a name of whichever model is configured
 ALIAS = "whisper-1"
+# The usage write: tried again while the database does not answer (as a reply's)
+WRITE_ATTEMPTS = 4
+WRITE_BACKOFF_S = 0.5
+_DETACHED: set[asyncio.Task[None]] = set()
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}")  # ISO 639-1 (639-3 codes are three letters)
 
 
@@ -32,35 +51,72 @@ class TranscribeSpeech(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TranscribeSpeechHandler:
-    """The spoken text of an audio file, synchronously; nothing is stored.
+    """The spoken text of an audio file, synchronously; the audio is not stored.
 
     Rules:
     - no transcriber configured: ``TranscriptionNotConfigured``;
     - ``model`` is the configured model's name, or ``whisper-1`` for it; any other is
       ``ModelNotFound``; ``language``, when given, is an ISO 639 code (else ``InvalidInput``);
+    - the caller's plan, read fresh, must include the configured model (``ModelNotInPlan``,
+      403, as a chat model above the plan on /v1; a disabled account: ``AccountDisabled``);
     - a file over ``max_bytes`` (the provider's limit) is ``AttachmentTooLarge``;
     - the type comes from the content (``file_types.detect``), never the name: anything but
       audio (a type ``detect`` refuses itself, an empty file, included) is
       ``UnsupportedFileType`` naming the ``file`` field;
     - the provider's errors propagate: a refused audio file is the caller's error
-      (``ProviderRejectedRequest``), an unavailable provider ``ServiceUnavailable``.
+      (``ProviderRejectedRequest``), an unavailable provider ``ServiceUnavailable``;
+    - what a transcript used is the caller's usage record (``usage_record``), written before
+      the answer and finished even when the client leaves meanwhile; every transcription
+      (refused by the plan or the size, failed, done) is counted in ``metrics``.
     """
 
-    def __init__(self, transcriber: Transcriber | None, model: str, max_bytes: int) -> None:
+    def __init__(
+        self,
+        transcriber: Transcriber | None,
+        model: TranscriptionModel,
+        max_bytes: int,
+        *,
+        uow: UnitOfWork,
+        clock: Clock,
+        ids: IdGenerator,
+        metrics: TranscriptionMetrics | None = None,
+    ) -> None:
         self._transcriber, self._model, self._max_bytes = transcriber, model, max_bytes
+        self._uow, self._clock, self._ids, self._metrics = uow, clock, ids, metrics
 
     async def execute(self, command: TranscribeSpeech) -> str:
         if self._transcriber is None:
             raise TranscriptionNotConfigured()
-        if command.model not in (self._model, ALIAS):
+        name = self._model.name
+        if command.model not in (name, ALIAS):
             raise ModelNotFound(
-                f"The model {command.model!r} does not exist: use {self._model!r}.",
-                field="model",
+                f"The model {command.model!r} does not exist: use {name!r}.", field="model"
             )
         if command.language is not None and not _LANGUAGE.fullmatch(command.language):
             raise InvalidInput(
                 "language must be an ISO-639-1 code, such as en or de.", field="language"
             )
+        try:
+            transcript = await self._transcribe(self._transcriber, command)
+        except (ModelNotInPlan, AttachmentTooLarge, ProviderError, ServiceUnavailable) as e:
+            report(self._metrics, self._model, outcome_of(e))
+            raise
+        report(self._metrics, self._model, "done", transcript.usage)
+        record = usage_record(
+            self._model, transcript.usage, record_id=self._ids.new_id(),
+            user_id=command.user_id, now=self._clock.now(),
+        )  # fmt: skip
+        write = write_usage_retrying(  # one INSERT: no BEGIN/COMMIT round trips
+            self._uow, lambda uow: uow.usage.add(record),
+            attempts=WRITE_ATTEMPTS, backoff_s=WRITE_BACKOFF_S,
+        )  # fmt: skip
+        await _unstoppable(write)
+        return transcript.text
+
+    async def _transcribe(self, transcriber: Transcriber, command: TranscribeSpeech) -> Transcript:
+        async with self._uow as uow:
+            user = await uow.users.get(command.user_id)
+        self._model.ensure_allowed(user)
         size, head = await asyncio.to_thread(_size_and_head, command.audio)
         if size > self._max_bytes:
             raise AttachmentTooLarge(
@@ -79,7 +135,7 @@ class TranscribeSpeechHandler:
                 mime=detected.mime,
                 field="file",
             )
-        return await self._transcriber.transcribe(
+        return await transcriber.transcribe(
             command.audio, detected.mime, command.language and command.language.lower()
         )
 
@@ -87,3 +143,18 @@ class TranscribeSpeechHandler:
 def _size_and_head(path: Path) -> tuple[int, bytes]:
     with path.open("rb") as file:
         return path.stat().st_size, file.read(HEAD_SIZE)
+
+
+async def _unstoppable(work: Coroutine[Any, Any, None]) -> None:
+    """Await ``work`` in a task the caller's cancellation (a client leaving) does not cancel:
+    the transcription was paid for, so its record is written whatever happens to the request."""
+    task = asyncio.ensure_future(work)
+    _DETACHED.add(task)
+    task.add_done_callback(_settled)
+    await asyncio.shield(task)
+
+
+def _settled(task: asyncio.Task[None]) -> None:
+    _DETACHED.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("A transcription's usage record was not written: %r", task.exception())

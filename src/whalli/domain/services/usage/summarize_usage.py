@@ -36,6 +36,7 @@ class UsageFigures(Value, frozen=True, kw_only=True):
     cached_prompt_tokens: int = 0  # of the prompt tokens, read from providers' prompt caches
     cache_write_tokens: int = 0  # and written to them
     reasoning_tokens: int = 0  # of the completion tokens, the models' hidden reasoning
+    audio_seconds: float = 0.0  # of audio transcribed
 
 
 class ModelUsage(Value, frozen=True, kw_only=True):
@@ -58,7 +59,8 @@ class UsageSummary(Value, frozen=True, kw_only=True):
 
 
 class SummarizeUsageHandler:
-    """Sum a user's usage records (streamed, cached and failed replies alike, ``/v1`` included).
+    """Sum a user's usage records (streamed, cached and failed replies alike, ``/v1`` included;
+    transcriptions too, with the seconds of audio they transcribed).
 
     Rules:
     - a user reads their own usage (with a session or an API key); another user's is for
@@ -100,6 +102,7 @@ def _sum(days: Iterable[UsageDay]) -> UsageFigures:
         cached_prompt_tokens=sum(d.cached_prompt_tokens for d in rows),
         cache_write_tokens=sum(d.cache_write_tokens for d in rows),
         reasoning_tokens=sum(d.reasoning_tokens for d in rows),
+        audio_seconds=sum((d.audio_seconds for d in rows), 0.0),
     )
 
 

@@ -204,12 +204,13 @@ class AuthController(Controller):
         change_password: NamedDependency[ChangePasswordHandler],
         request_limits: NamedDependency[RequestLimits],
     ) -> Tokens:
-        # Counted like a login of this account (429 when over), before the password is checked.
-        await request_limits.check_login(principal.user.email, request_client_ip(request))
         command = ChangePassword(
             user_id=principal.user_id, current_password=data.current_password,
             new_password=data.new_password, api_key_id=principal.api_key_id,
         )  # fmt: skip
+        change_password.refuse_api_key(command)  # a 403 first: a key's attempt is no login
+        # Counted like a login of this account (429 when over), before the password is checked.
+        await request_limits.check_login(principal.user.email, request_client_ip(request))
         return _tokens(await change_password.execute(command))
 
     @get("/me", summary="The caller's account, with their custom instructions")
@@ -251,11 +252,12 @@ class AuthController(Controller):
         delete_account: NamedDependency[DeleteAccountHandler],
         request_limits: NamedDependency[RequestLimits],
     ) -> None:
-        # Counted like a login of this account (429 when over), before the password is checked.
-        await request_limits.check_login(principal.user.email, request_client_ip(request))
         command = DeleteAccount(
             user_id=principal.user_id, password=data.password, email=data.email,
             api_key_id=principal.api_key_id,
         )  # fmt: skip
+        delete_account.refuse_api_key(command)  # a 403 first: a key's attempt is no login
+        # Counted like a login of this account (429 when over), before the password is checked.
+        await request_limits.check_login(principal.user.email, request_client_ip(request))
         await delete_account.execute(command)
         log.info("account_deleted", user_id=str(principal.user_id))

@@ -15,7 +15,8 @@ from whalli.entrypoints.http.schemas import Schema, camel_name
 
 class Capabilities(Schema):
     """What the model can be asked for beyond text (on ``/v1``: ``tools``,
-    ``response_format``, ``image_url`` parts); a request it cannot answer is a 422."""
+    ``response_format``, ``image_url`` parts); a request it cannot answer is a 422 (on ``/v1``
+    OpenAI's 400)."""
 
     tools: bool
     structured_outputs: bool

@@ -77,6 +77,11 @@ class Linked(Schema):
     linked: str
 
 
+# The callback's JSON answer, either shape (Litestar documents a union as oneOf; the annotation of
+# ResponseSpec.data_container names a single type, hence Any)
+_TOKENS_OR_LINKED: Any = Tokens | Linked
+
+
 class Link(Schema):
     provider: str
     email: str | None
@@ -186,7 +191,7 @@ class OAuthController(Controller):
         "JSON with `Accept: application/json` or `?format=json`. A link started with "
         "`POST /{provider}/link` answers `#linked=<provider>` in the fragment, or "
         '`{"linked": "<provider>"}` as JSON, and opens no session.',
-        responses={200: ResponseSpec(data_container=Tokens | Linked, generate_examples=False)},
+        responses={200: ResponseSpec(data_container=_TOKENS_OR_LINKED, generate_examples=False)},
     )
     async def callback(
         self,

@@ -47,7 +47,9 @@ class OpenAIAudioController(Controller):
         "the transcription limit, 25 MB by default: 413), `model` (the configured "
         "transcription model, or `whisper-1`), optional `language` (ISO-639-1) and "
         '`response_format` (`json`, the default: `{"text"}`; or `text`). Answered at once; '
-        "the audio is not stored. 422 when this server has no transcription configured.",
+        "the audio is not stored. 400 when this server has no transcription configured, 403 "
+        "when the caller's plan does not include the transcription model. Each transcript is "
+        "a usage record of the caller (see `/api/usage`).",
         request_max_body_size=None,  # our own limit, checked while the body arrives
     )
     async def transcriptions(

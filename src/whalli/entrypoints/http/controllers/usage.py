@@ -41,6 +41,7 @@ class Figures(Schema):
     cached_prompt_tokens: int
     cache_write_tokens: int
     reasoning_tokens: int  # of the completion tokens, the models' hidden reasoning
+    audio_seconds: float  # of audio transcribed (voice messages, /v1/audio/transcriptions)
 
 
 class ModelUsage(Figures):
@@ -81,7 +82,7 @@ def _row(kind: type[F], f: model.UsageFigures, **key: Any) -> F:
         requests=f.requests, cached_requests=f.cached_requests, prompt_tokens=f.prompt_tokens,
         completion_tokens=f.completion_tokens, cost_usd=round(f.cost_usd, 6),
         cached_prompt_tokens=f.cached_prompt_tokens, cache_write_tokens=f.cache_write_tokens,
-        reasoning_tokens=f.reasoning_tokens,
+        reasoning_tokens=f.reasoning_tokens, audio_seconds=round(f.audio_seconds, 3),
         **key,
     )  # fmt: skip
 
@@ -100,7 +101,8 @@ class UsageController(Controller):
 
     @get(
         "/api/usage", summary="The caller's usage: totals, per model and per day",
-        description="Every reply counts (streamed, cached, stopped or failed; `/v1` too). Days "
+        description="Every reply counts (streamed, cached, stopped or failed; `/v1` too), and "
+        "every transcription (its cost, and its seconds of audio in `audioSeconds`). Days "
         "are UTC; at most 366 of them.",
     )  # fmt: skip
     async def mine(
