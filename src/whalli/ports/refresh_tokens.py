@@ -33,6 +33,11 @@ class RefreshTokenRepository(Protocol):
         """Revoke every family of the user (logout everywhere, disabled account)."""
         ...
 
+    async def signed_in_at(self, family_id: UUID) -> datetime | None:
+        """When the session (refresh-token family) began: its first token's creation, the
+        sign-in itself; ``None`` for an unknown family."""
+        ...
+
     async def family_is_active(self, family_id: UUID, now: datetime) -> bool:
         """True while the family has a token that is neither revoked nor past its expiry."""
         ...

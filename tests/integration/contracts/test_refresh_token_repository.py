@@ -155,6 +155,20 @@ async def test_a_family_is_active_until_revoked_or_expired(uow_factory: UowFacto
         assert not await tokens.family_is_active(token.family_id, at(120))
 
 
+async def test_a_session_began_when_its_first_token_was_issued(uow_factory: UowFactory) -> None:
+    # rotations do not make a session younger: the sign-in is its first token's creation
+    user = a_user()
+    first = a_token(user)
+    second = rotated(first, 600)
+    third = rotated(second, 1200)
+    other = a_token(user)
+    await stored(uow_factory, first, second, third, other, user=user)
+
+    async with uow_factory() as uow:
+        assert await uow.refresh_tokens.signed_in_at(first.family_id) == NOW
+        assert await uow.refresh_tokens.signed_in_at(uuid.uuid4()) is None
+
+
 async def test_uncommitted_revocations_are_rolled_back(uow_factory: UowFactory) -> None:
     user = a_user()
     token = a_token(user)

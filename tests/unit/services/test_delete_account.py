@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
@@ -20,6 +21,7 @@ from whalli.domain.model.errors import (
     InvalidToken,
     LastAdmin,
     OwnsSharedProjects,
+    ReauthenticationRequired,
     ServiceUnavailable,
 )
 from whalli.domain.model.projects import MemberRole, Membership, Project
@@ -37,8 +39,16 @@ class Accounts(Auth):
         self.blobs = InMemoryBlobStorage()
 
     async def delete(self, user: User, uow: InMemoryUnitOfWork | None = None, **kw: object) -> None:
-        handler = DeleteAccountHandler(uow or self.uow(), self.blobs, hasher=self.hasher)
+        handler = DeleteAccountHandler(
+            uow or self.uow(), self.blobs, hasher=self.hasher, clock=self.clock
+        )
+        kw.setdefault("session_id", self.session_of(user))
         await handler.execute(DeleteAccount(user_id=user.id, **kw))  # type: ignore[arg-type]
+
+    def session_of(self, user: User) -> uuid.UUID | None:
+        """The user's latest session (refresh-token family), as its access tokens name it."""
+        tokens = [t for t in self.rows("refresh_tokens") if t.user_id == user.id]
+        return max(tokens, key=lambda t: t.created_at).family_id if tokens else None
 
     async def project(self, owner: User, *members: User) -> Project:
         project = Project.create(
@@ -200,6 +210,36 @@ async def test_an_account_without_a_password_confirms_with_its_address_typed_any
     await accounts.delete(ada, email="  ADA@Example.COM ")
 
     assert accounts.rows("users") == accounts.rows("projects") == []
+
+
+async def test_an_account_without_a_password_needs_a_sign_in_of_the_last_ten_minutes(
+    accounts: Accounts,
+) -> None:
+    # Its address is no secret (a stolen access token reads it): the session must be fresh.
+    ada, _ = await accounts.register()
+    first = accounts.session_of(ada)
+    accounts.clock.advance(timedelta(minutes=10, seconds=1))
+    await accounts.login()  # signed in again (the harness signs in by password: before it goes)
+    await accounts.change_user(ada, password_hash=None)  # as an OAuth sign-up makes it
+
+    with pytest.raises(ReauthenticationRequired, match="sign in again"):
+        await accounts.delete(ada, email="ada@example.com", session_id=first)
+    with pytest.raises(ReauthenticationRequired):
+        await accounts.delete(ada, email="ada@example.com", session_id=None)
+    assert ada.id in accounts.store.tables["users"]
+
+    await accounts.delete(ada, email="ada@example.com")  # its latest session: fresh
+
+    assert accounts.rows("users") == []
+
+
+async def test_an_account_with_a_password_needs_no_fresh_sign_in(accounts: Accounts) -> None:
+    ada, _ = await accounts.register()
+    accounts.clock.advance(timedelta(days=3))
+
+    await accounts.delete(ada, password=PASSWORD)
+
+    assert accounts.rows("users") == []
 
 
 async def test_owning_a_project_others_use_refuses_the_deletion_naming_the_projects(

@@ -62,6 +62,12 @@ class InMemoryRefreshTokenRepository(MemoryRepository, RefreshTokenRepository):
     async def revoke_all_for_user(self, user_id: UUID, now: datetime) -> int:
         return self._revoke(lambda t: t.user_id == user_id, now)
 
+    async def signed_in_at(self, family_id: UUID) -> datetime | None:
+        tokens: list[RefreshToken] = self._tx().select(
+            "refresh_tokens", lambda t: t.family_id == family_id
+        )
+        return min((t.created_at for t in tokens), default=None)
+
     async def family_is_active(self, family_id: UUID, now: datetime) -> bool:
         return family_is_active(self._tx(), family_id, now)
 

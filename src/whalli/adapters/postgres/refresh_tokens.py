@@ -40,6 +40,10 @@ _FAMILY_ACTIVE = (
     "AND revoked_at IS NULL AND expires_at > %(now)s) AS active"
 )
 
+_SIGNED_IN_AT = (
+    "SELECT min(created_at) AS signed_in_at FROM refresh_tokens WHERE family_id = %(family_id)s"
+)
+
 
 class PostgresRefreshTokenRepository(PostgresRepository, RefreshTokenRepository):
     async def add(self, token: RefreshToken) -> None:
@@ -65,6 +69,10 @@ class PostgresRefreshTokenRepository(PostgresRepository, RefreshTokenRepository)
     async def revoke_all_for_user(self, user_id: UUID, now: datetime) -> int:
         query = _REVOKE + "user_id = %(user_id)s"
         return await self._run(query, {"now": now, "user_id": user_id})
+
+    async def signed_in_at(self, family_id: UUID) -> datetime | None:
+        row = await self._one(_SIGNED_IN_AT, {"family_id": family_id})
+        return None if row is None else row["signed_in_at"]
 
     async def family_is_active(self, family_id: UUID, now: datetime) -> bool:
         row = await self._one(_FAMILY_ACTIVE, {"family_id": family_id, "now": now})

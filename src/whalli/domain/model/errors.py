@@ -221,6 +221,14 @@ class ApiKeyNotAllowed(PermissionDenied):
     default_message = "An API key cannot do that; sign in with your password."
 
 
+class ReauthenticationRequired(PermissionDenied):
+    """An action that ends the account needs a sign-in made moments ago when nothing else can
+    confirm it (an account without a password): a stolen access token is not enough."""
+
+    code = "reauthentication_required"
+    default_message = "Sign in again, then retry within a few minutes."
+
+
 class ModelNotInPlan(PermissionDenied):
     code = "model_not_in_plan"
     default_message = "Your plan does not include this model."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from uuid import UUID
 
 import msgspec
@@ -14,6 +15,7 @@ from whalli.domain.model.errors import (
     LastAdmin,
     OwnsSharedProjects,
     ProjectNotFound,
+    ReauthenticationRequired,
     UserNotFound,
 )
 from whalli.domain.model.projects import Project
@@ -36,9 +38,14 @@ class DeleteAccount(msgspec.Struct, frozen=True, kw_only=True):
     password: str | None = None
     email: str | None = None
     api_key_id: UUID | None = None  # set when the caller authenticated with an API key
+    session_id: UUID | None = None  # the caller's session (refresh-token family), if signed in
 
     def __repr__(self) -> str:
         return masked_repr(self, "password", "email")
+
+
+# How recent the sign-in of an account without a password must be to delete it
+RECENT_SIGN_IN = timedelta(minutes=10)
 
 
 class DeleteAccountHandler:
@@ -52,7 +59,11 @@ class DeleteAccountHandler:
       or deleted account alike and in about the same time), a wrong one ``InvalidCredentials``
       naming ``password``; none given: ``InvalidInput`` naming ``password``. An account without
       one (made by an OAuth sign-in) types its address instead, compared normalized
-      (``normalize_email``); missing or another: ``InvalidInput`` naming ``email``;
+      (``normalize_email``); missing or another: ``InvalidInput`` naming ``email``. As the
+      address is no secret (an access token reads it), such an account also needs a recent
+      sign-in: the caller's session began at most ``RECENT_SIGN_IN`` (10 min) ago by the
+      ``clock``, else ``ReauthenticationRequired`` (403: sign in with the provider again), as
+      GitHub's sudo mode asks; without a session or a clock to tell, it is refused too;
     - refused (``LastAdmin``, nothing deleted) when it would leave no active admin, as
       ``UpdateUser`` refuses it, the active admins locked first so that two admins deleting
       themselves at once run one after the other;
@@ -142,6 +153,7 @@ class DeleteAccountHandler:
                 user = None
         if user is not None and user.password_hash is None:
             _check_email(user, command.email)
+            await self._check_recent_sign_in(command.session_id)
             return user
         if command.password is None:
             raise InvalidInput("Confirm the deletion with your password.", field="password")
@@ -149,6 +161,21 @@ class DeleteAccountHandler:
             return await check_password(self._hasher, user, command.password)
         except InvalidCredentials:
             raise InvalidCredentials("The password is not correct.", field="password") from None
+
+    async def _check_recent_sign_in(self, session_id: UUID | None) -> None:
+        signed_in_at = None
+        if session_id is not None and self._clock is not None:
+            async with self._uow.read_only() as uow:
+                signed_in_at = await uow.refresh_tokens.signed_in_at(session_id)
+        if (
+            signed_in_at is None
+            or self._clock is None
+            or signed_in_at < self._clock.now() - RECENT_SIGN_IN
+        ):
+            raise ReauthenticationRequired(
+                "This account has no password: sign in again with your provider, then delete "
+                "it within 10 minutes."
+            )
 
     @staticmethod
     async def _owned_alone(uow: UnitOfWork, user_id: UUID) -> list[Project]:

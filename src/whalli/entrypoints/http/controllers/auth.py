@@ -254,7 +254,7 @@ class AuthController(Controller):
     ) -> None:
         command = DeleteAccount(
             user_id=principal.user_id, password=data.password, email=data.email,
-            api_key_id=principal.api_key_id,
+            api_key_id=principal.api_key_id, session_id=principal.session_id,
         )  # fmt: skip
         delete_account.refuse_api_key(command)  # a 403 first: a key's attempt is no login
         # Counted like a login of this account (429 when over), before the password is checked.
