@@ -188,6 +188,7 @@ _ROLE_PREFIXES: Final = (
     "/api/usage",
     "/api/presets",
     "/v1/chat/",
+    "/v1/audio/",  # a transcription model above the caller's plan
 )
 # Public routes that check a credential of their own (a password, a refresh token, the
 # stream's optional bearer token).
@@ -204,6 +205,11 @@ _NOT_FOUND: Final = frozenset(
         ("POST", "/api/files/upload"),  # projectId
         ("POST", "/api/searches"),  # projectId
         ("POST", "/api/presets"),  # model
+        ("GET", "/api/chats"),  # projectId
+        ("GET", "/api/files"),  # projectId
+        ("GET", "/api/searches"),  # projectId
+        ("POST", "/api/chats/import"),  # projectId
+        ("POST", "/v1/audio/transcriptions"),  # model
     }
 )
 # Routes calling a model or search provider while the request waits.
