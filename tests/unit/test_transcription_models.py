@@ -19,9 +19,11 @@ from whalli.domain.model.errors import (
     ModelNotInPlan,
 )
 from whalli.domain.model.transcription_models import (
+    MAX_REPORTED_SECONDS,
     TranscriptionModel,
     TranscriptionSpec,
     TranscriptionUsage,
+    reported_seconds,
 )
 from whalli.domain.model.users import Plan, User
 
@@ -136,6 +138,17 @@ def test_a_price_is_never_negative_and_grows_with_what_was_used(
     for name in ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"):
         model = SHIPPED.transcription_model(name)
         assert 0 <= model.cost_usd(used) < model.cost_usd(more)
+
+
+@pytest.mark.parametrize(
+    ("said", "believed"),
+    [(42.5, 42.5), (MAX_REPORTED_SECONDS, MAX_REPORTED_SECONDS), (MAX_REPORTED_SECONDS + 1, 0),
+     (1e308, 0), (0, 0), (-3, 0), (float("nan"), 0), (float("inf"), 0)],
+)  # fmt: skip
+def test_a_duration_past_a_day_or_not_a_positive_number_counts_as_none(
+    said: float, believed: float
+) -> None:
+    assert reported_seconds(said) == believed
 
 
 def test_a_negative_usage_is_refused() -> None:

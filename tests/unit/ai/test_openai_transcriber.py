@@ -21,13 +21,14 @@ from tests.support.fake_transcription import (
 )
 from whalli.adapters.ai.openai_transcriber import OpenAITranscriber, wav_seconds
 from whalli.adapters.outbound_http import new_http_client
+from whalli.domain.model.chats import MAX_REPORTED_TOKENS
 from whalli.domain.model.errors import (
     ProviderError,
     ProviderRateLimited,
     ProviderRejectedRequest,
     ServiceUnavailable,
 )
-from whalli.domain.model.transcription_models import TranscriptionUsage
+from whalli.domain.model.transcription_models import MAX_REPORTED_SECONDS, TranscriptionUsage
 
 WAV = tiny_wav()
 
@@ -268,9 +269,34 @@ async def test_a_server_that_says_no_usage_has_a_wav_measured_and_other_audio_co
         ({"type": "tokens", "input_tokens": "many"}, TranscriptionUsage()),
         ("lots", TranscriptionUsage()),
         (None, TranscriptionUsage()),
+        (
+            {"type": "tokens", "input_tokens": 1_200, "input_token_details": {"text_tokens": 200},
+             "output_tokens": 300},
+            TranscriptionUsage(input_text_tokens=200, input_audio_tokens=1_000, output_tokens=300),
+        ),
+        (
+            {"type": "tokens", "input_tokens": 2**64 - 1, "output_tokens": 10},
+            TranscriptionUsage(output_tokens=10),
+        ),
+        (
+            {"type": "tokens", "input_tokens": 2**63, "output_tokens": 2**100,
+             "input_token_details": {"text_tokens": 2**62, "audio_tokens": 2**62}},
+            TranscriptionUsage(),
+        ),
+        (
+            {"type": "tokens", "input_tokens": MAX_REPORTED_TOKENS + 1, "output_tokens": 12,
+             "input_token_details": {"text_tokens": 7, "audio_tokens": MAX_REPORTED_TOKENS + 1}},
+            TranscriptionUsage(input_text_tokens=7, output_tokens=12),
+        ),
+        ({"type": "duration", "seconds": 1e308}, TranscriptionUsage()),
+        (
+            {"type": "duration", "seconds": MAX_REPORTED_SECONDS},
+            TranscriptionUsage(seconds=MAX_REPORTED_SECONDS),
+        ),
     ],
     ids=["duration", "tokens-without-details", "negative", "unknown-type", "mistyped", "string",
-         "null"],
+         "null", "partial-details", "beyond-bigint", "sum-beyond-bigint", "past-belief",
+         "seconds-past-belief", "a-whole-day"],
 )  # fmt: skip
 async def test_a_usage_is_read_as_openai_documents_it_and_a_strange_one_as_none(
     http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path, usage: object,
@@ -281,6 +307,16 @@ async def test_a_usage_is_read_as_openai_documents_it_and_a_strange_one_as_none(
     transcript = await transcriber(http, server).transcribe(wav, "audio/mpeg")
 
     assert (transcript.text, transcript.usage) == ("Hello.", expected)
+
+
+async def test_seconds_past_belief_count_as_none_and_a_wav_is_measured_instead(
+    http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path
+) -> None:
+    server.script(Answer(200, {"text": "Hello.", "usage": {"type": "duration", "seconds": 1e308}}))
+
+    transcript = await transcriber(http, server).transcribe(wav, "audio/wav")
+
+    assert transcript.usage.seconds == pytest.approx(0.1)  # its header's
 
 
 def test_the_duration_of_a_wav_file_is_read_from_its_header(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ transcript and one transcription row, failed for good, retried, redelivered."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from whalli.domain.model.transcription_models import Transcript, TranscriptionUs
 from whalli.domain.model.transcriptions import Transcription, TranscriptionStatus
 from whalli.domain.services.files.extract_attachment import ExtractAttachmentHandler
 from whalli.domain.services.files.requeue_stale import GAVE_UP, RequeueStaleAttachments
+from whalli.domain.services.files.transcribe_attachment import usage_id
 from whalli.ports.transcriber import Transcriber
 from whalli.ports.usage import UsageRecord
 
@@ -330,3 +332,75 @@ async def test_a_file_over_the_limit_counts_as_refused_and_records_no_usage(
 
     assert audio.usage() == []
     assert audio.metrics.outcomes == {("whisper-1", "refused"): 1}
+
+
+class DeletingTranscriber(Transcriber):
+    """Answers as ``then`` does once ``callers`` calls have arrived, the user having deleted
+    the file (or, ``account``, their account) while the provider was working."""
+
+    def __init__(self, audio: Audio, then: Transcriber, *, callers: int = 1) -> None:
+        self.audio, self.then, self.callers = audio, then, callers
+        self.arrived = 0
+        self.all_in = asyncio.Event()
+        self.account = False
+
+    async def transcribe(
+        self, audio: Path, content_type: str, language: str | None = None
+    ) -> Transcript:
+        self.arrived += 1
+        if self.arrived == self.callers:
+            await self._delete()
+            self.all_in.set()
+        await self.all_in.wait()
+        return await self.then.transcribe(audio, content_type, language)
+
+    async def _delete(self) -> None:
+        [attachment] = self.audio.store.tables["attachments"].values()
+        async with InMemoryUnitOfWork(self.audio.store) as uow:
+            if self.account:  # as DeleteAccount does: its projects (and files), then itself
+                await uow.projects.delete(attachment.project_id)
+                await uow.users.delete(attachment.user_id)
+            else:
+                await uow.attachments.delete(attachment.id)
+            await uow.commit()
+
+
+async def test_a_file_deleted_while_it_is_transcribed_still_has_its_paid_usage_recorded(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+    deleting = DeletingTranscriber(audio, audio.transcriber)
+
+    await audio.handler(deleting).execute(ExtractAttachment(attachment_id=attachment.id))
+
+    assert audio.store.tables["attachments"] == {}
+    [record] = audio.usage()
+    assert (record.id, record.user_id, record.audio_seconds) == (
+        usage_id(attachment.id), attachment.user_id, 30.0,
+    )  # fmt: skip
+    assert record.cost_usd == pytest.approx(0.003)
+
+
+async def test_deliveries_racing_the_deletion_of_their_file_record_its_usage_once(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+    deleting = DeletingTranscriber(audio, audio.transcriber, callers=2)
+    job = ExtractAttachment(attachment_id=attachment.id)
+
+    await asyncio.gather(audio.handler(deleting).execute(job), audio.handler(deleting).execute(job))
+
+    assert len(audio.transcriber.calls) == 2
+    assert [record.id for record in audio.usage()] == [usage_id(attachment.id)]
+
+
+async def test_a_file_whose_account_was_deleted_meanwhile_records_nothing_and_ends_quietly(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+    deleting = DeletingTranscriber(audio, audio.transcriber)
+    deleting.account = True
+
+    await audio.handler(deleting).execute(ExtractAttachment(attachment_id=attachment.id))
+
+    assert audio.usage() == []

@@ -7,15 +7,14 @@ What a transcription used is OpenAI's ``usage``: ``{"type": "duration", "seconds
 billed by duration (whisper-1), ``{"type": "tokens", "input_tokens", "input_token_details":
 {"text_tokens", "audio_tokens"}, "output_tokens", "total_tokens"}`` for one billed by tokens
 (gpt-4o-transcribe, gpt-4o-mini-transcribe). A server that says no seconds (no usage, a
-self-hosted one; or tokens only) has a WAV file's duration read from its header; any other
-audio then counts 0 seconds (measuring it would mean decoding it). A usage that does not read
-as either shape counts as none: the transcript is what matters."""
+self-hosted one; or tokens only, or seconds past belief) has a WAV file's duration read from
+its header; any other audio then counts 0 seconds (measuring it would mean decoding it). A usage
+that does not read as either shape counts as none: the transcript is what matters."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
 import struct
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,13 @@ from whalli.adapters.ai._halves import valid_text
 from whalli.adapters.ai._http import MAX_ERROR_BODY, retry_after, status_error
 from whalli.adapters.ai._streaming import provider_error
 from whalli.adapters.ai._upstream_errors import request_secrets
+from whalli.domain.model.chats import reported_count
 from whalli.domain.model.errors import ServiceUnavailable
-from whalli.domain.model.transcription_models import Transcript, TranscriptionUsage
+from whalli.domain.model.transcription_models import (
+    Transcript,
+    TranscriptionUsage,
+    reported_seconds,
+)
 from whalli.ports.transcriber import Transcriber
 
 PROVIDER = "transcription"
@@ -108,9 +112,8 @@ class OpenAITranscriber(Transcriber):
         answer = await self._transcribe(audio, content_type, language)
         usage = _usage(answer.usage)
         if usage.seconds == 0 and content_type == "audio/wav":
-            usage = msgspec.structs.replace(
-                usage, seconds=await asyncio.to_thread(wav_seconds, audio)
-            )
+            seconds = await asyncio.to_thread(wav_seconds, audio)
+            usage = msgspec.structs.replace(usage, seconds=reported_seconds(seconds))
         return Transcript(text=clean(answer.text), usage=usage)
 
     async def _transcribe(self, audio: Path, content_type: str, language: str | None) -> _Answer:
@@ -168,24 +171,26 @@ def _decode(body: bytes) -> _Answer:
 
 
 def _usage(raw: Any) -> TranscriptionUsage:
-    """OpenAI's ``usage`` as a ``TranscriptionUsage`` (none, or another shape: all 0). Tokens
-    without their details are taken as the audio's (the most of them, and the dearer)."""
+    """OpenAI's ``usage`` as a ``TranscriptionUsage`` (none, or another shape: all 0). Each
+    count is believed as a chat reply's is (``reported_count``, ``reported_seconds``: one past
+    belief is none). Input tokens the details do not say are text are taken as the audio's
+    (the most of them, and the dearer): all of them without details, the rest with partial
+    ones, so that the prompt tokens recorded are the provider's ``input_tokens``."""
     try:
         usage = msgspec.convert(raw, _Usage)
     except msgspec.ValidationError:
         return TranscriptionUsage()
     if usage.type == "duration":
         seconds = usage.seconds if usage.seconds is not None else 0.0
-        return TranscriptionUsage(seconds=seconds if math.isfinite(seconds) and seconds > 0 else 0)
+        return TranscriptionUsage(seconds=reported_seconds(seconds))
     if usage.type != "tokens":
         return TranscriptionUsage()
-    details = usage.input_token_details
-    text, audio = (0, usage.input_tokens) if details is None else (
-        details.text_tokens, details.audio_tokens
-    )  # fmt: skip
+    details = usage.input_token_details or _TokenDetails()
+    text = reported_count(details.text_tokens)
+    audio = max(reported_count(usage.input_tokens) - text, reported_count(details.audio_tokens))
     return TranscriptionUsage(
-        input_text_tokens=max(text, 0), input_audio_tokens=max(audio, 0),
-        output_tokens=max(usage.output_tokens, 0),
+        input_text_tokens=text, input_audio_tokens=audio,
+        output_tokens=reported_count(usage.output_tokens),
     )  # fmt: skip
 
 

@@ -11,7 +11,10 @@ Rules:
   self-hosted server's model) is free for every plan and costs 0, its provider
   ``openai-compatible``;
 - a plan includes a transcription model as it includes a chat model (``min_plan``); a
-  disabled account may use none.
+  disabled account may use none;
+- a duration a provider says (or a header claims) is believed from 0 to
+  ``MAX_REPORTED_SECONDS`` (``reported_seconds``); beyond, it counts as none, as a token count
+  beyond ``chats.MAX_REPORTED_TOKENS`` does.
 """
 
 from __future__ import annotations
@@ -36,6 +39,18 @@ TRANSCRIPTION_PROVIDERS: frozenset[str] = frozenset({"openai"})
 UNLISTED_PROVIDER = "openai-compatible"
 SECONDS_PER_MINUTE = 60
 TOKENS_PER_PRICE_UNIT = 1_000_000
+# The longest audio one transcription can be said to have used: a 25 MB file (OpenAI's limit)
+# holds far less, and a provider call is cut after an hour; a duration above it (a bug, or a
+# hostile server) is no duration, never stored, charged or summed (where it would overflow).
+MAX_REPORTED_SECONDS = 24 * 60 * 60
+
+
+def reported_seconds(value: float) -> float:
+    """A duration in seconds as a provider said it: a finite number above 0 and at most
+    ``MAX_REPORTED_SECONDS``, else 0 (none said, or one that cannot be true)."""
+    if math.isfinite(value) and 0 < value <= MAX_REPORTED_SECONDS:
+        return float(value)
+    return 0.0
 
 
 class TranscriptionUsage(Value, frozen=True, kw_only=True):

@@ -51,7 +51,7 @@ class ExtractAttachmentHandler:
     - the text is capped at ``max_chars`` (marked truncated);
     - an audio file's text is its transcript, by the ``transcriber`` instead of the extractor,
       recorded as its ``Transcription`` too, what it used as the user's usage record (see
-      ``AttachmentTranscription`` for its rules).
+      ``AttachmentTranscription`` for its rules), even when the file was deleted meanwhile.
     """
 
     def __init__(
@@ -90,7 +90,8 @@ class ExtractAttachmentHandler:
             result = e.message
         except BlobNotFound:
             result = MISSING_FILE
-        await self._finish(attachment, result, usage)
+        if not await self._finish(attachment, result, usage) and usage is not None:
+            await self._audio.record_deleted(self._uow, attachment, usage, self._clock.now())
 
     async def _start(self, job: ExtractAttachment) -> Attachment | None:
         async with self._uow as uow:
@@ -139,14 +140,15 @@ class ExtractAttachmentHandler:
     async def _finish(
         self, started: Attachment, result: ExtractionResult | str,
         usage: TranscriptionUsage | None = None,
-    ) -> None:  # fmt: skip
+    ) -> bool:  # fmt: skip
+        """End the attachment; whether it still existed (``False``: deleted meanwhile)."""
         async with self._uow as uow:
             try:
                 attachment = await uow.attachments.get_for_update(started.id)
             except AttachmentNotFound:
-                return  # deleted while it was being read
+                return False  # deleted while it was being read
             if attachment.is_final:
-                return  # a concurrent delivery finished first
+                return True  # a concurrent delivery finished first
             now = self._clock.now()
             if isinstance(result, str):
                 attachment.fail(result, now)
@@ -156,6 +158,7 @@ class ExtractAttachmentHandler:
             if is_audio(attachment):
                 await self._audio.finish(uow, attachment, result, now, usage)
             await uow.commit()
+        return True
 
 
 def _remove(path: Path) -> None:

@@ -3,11 +3,14 @@ transcript, and every transcription is kept as a ``Transcription`` row (its hist
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from pathlib import Path
+from uuid import UUID
 
 from whalli.domain.model.attachments import Attachment, ExtractionResult
 from whalli.domain.model.errors import (
+    Conflict,
     ExtractionFailed,
     ProviderError,
     ServiceUnavailable,
@@ -15,18 +18,30 @@ from whalli.domain.model.errors import (
 )
 from whalli.domain.model.transcription_models import TranscriptionModel, TranscriptionUsage
 from whalli.domain.model.transcriptions import Transcription, TranscriptionStatus
+from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.domain.services.transcriptions.usage import outcome_of, report, usage_record
 from whalli.ports.ids import IdGenerator
 from whalli.ports.transcriber import Transcriber
 from whalli.ports.transcription_metrics import TranscriptionMetrics
 from whalli.ports.unit_of_work import UnitOfWork
+from whalli.ports.usage import UsageRecord
 
 METHOD = "transcription"
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024  # OpenAI's limit per file
+# The usage write of a file deleted meanwhile: tried again while the database does not answer
+WRITE_ATTEMPTS = 4
+WRITE_BACKOFF_S = 0.5
+_USAGE_NAMESPACE = UUID("3b0f6a52-9d1e-4c4b-8f0e-7a2d5c9e1b64")
 
 
 def is_audio(attachment: Attachment) -> bool:
     return attachment.content_type.startswith("audio/")
+
+
+def usage_id(attachment_id: UUID) -> UUID:
+    """The id of the usage record of an attachment's transcription: the same for every
+    delivery of its job, so that two deliveries collide on it instead of recording it twice."""
+    return uuid.uuid5(_USAGE_NAMESPACE, str(attachment_id))
 
 
 class AttachmentTranscription:
@@ -44,6 +59,11 @@ class AttachmentTranscription:
     - what a completed transcription used is the user's usage record (``usage_record``: the
       ``model``'s price), added in the transaction that ends its row ``done``: only the delivery
       that ends the row records it, so a job delivered twice records it once;
+    - a file deleted while it was transcribed (its rows gone with it) still has its paid
+      transcription recorded (``record_deleted``: usage outlives what it paid for), written on
+      its own; the record's id is the attachment's (``usage_id``) on both paths, so that
+      deliveries racing the deletion record it once; an account deleted meanwhile: nobody to
+      charge, nothing written;
     - every call, and every file refused for its size, is counted in ``metrics``.
     """
 
@@ -116,13 +136,29 @@ class AttachmentTranscription:
         it used (``usage``) when this ends it done."""
         done = await end_transcription(uow, attachment, result, now)
         if done and usage is not None:
-            if self._ids is None:
-                raise RuntimeError("transcriptions need an IdGenerator")
-            record = usage_record(
-                self._model, usage, record_id=self._ids.new_id(), user_id=attachment.user_id,
-                now=now,
+            await uow.usage.add(self._record(attachment, usage, now))
+
+    async def record_deleted(
+        self, uow: UnitOfWork, attachment: Attachment, usage: TranscriptionUsage, now: datetime
+    ) -> None:
+        """Record what transcribing ``attachment``, deleted meanwhile, used: autocommitted,
+        retried while the database does not answer (``ServiceUnavailable`` at last)."""
+        record = self._record(attachment, usage, now)
+        try:
+            await write_usage_retrying(
+                uow, lambda writing: writing.usage.add(record),
+                attempts=WRITE_ATTEMPTS, backoff_s=WRITE_BACKOFF_S,
             )  # fmt: skip
-            await uow.usage.add(record)
+        except Conflict:
+            return  # a racing delivery recorded it first
+
+    def _record(
+        self, attachment: Attachment, usage: TranscriptionUsage, now: datetime
+    ) -> UsageRecord:
+        return usage_record(
+            self._model, usage, record_id=usage_id(attachment.id), user_id=attachment.user_id,
+            now=now,
+        )  # fmt: skip
 
 
 async def end_transcription(
