@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from whalli.domain.model.catalog import KNOWN_PROVIDERS, ModelCatalog, ModelSpec
 from whalli.domain.model.errors import InvalidCatalog
 from whalli.domain.model.transcription_models import TranscriptionSpec
+
+T = TypeVar("T")
 
 
 def default_catalog_path() -> Path:
@@ -57,11 +59,17 @@ def _entries(path: Path, document: dict[str, Any]) -> list[Any]:
 
 
 def _spec(path: Path, number: int, entry: Any) -> ModelSpec:
-    where = f"model entry {number}"
+    return _converted(path, "model", number, entry, ModelSpec)
+
+
+def _converted(path: Path, table: str, number: int, entry: Any, type_: type[T]) -> T:
+    """``entry``, the ``number``-th ``[[table]]``, as a ``type_``; ``InvalidCatalog`` naming it
+    (and its id, when it has one) and what is wrong."""
+    where = f"{table} entry {number}"
     if isinstance(entry, dict) and isinstance(entry.get("id"), str):
         where += f" ({entry['id']!r})"
     try:
-        return msgspec.convert(entry, ModelSpec)
+        return msgspec.convert(entry, type_)
     except msgspec.ValidationError as e:
         raise InvalidCatalog(f"{path}: {where}: {e}.", entry=number) from e
 
@@ -74,10 +82,4 @@ def _transcription_entries(path: Path, document: dict[str, Any]) -> list[Any]:
 
 
 def _transcription(path: Path, number: int, entry: Any) -> TranscriptionSpec:
-    where = f"transcription entry {number}"
-    if isinstance(entry, dict) and isinstance(entry.get("id"), str):
-        where += f" ({entry['id']!r})"
-    try:
-        return msgspec.convert(entry, TranscriptionSpec)
-    except msgspec.ValidationError as e:
-        raise InvalidCatalog(f"{path}: {where}: {e}.", entry=number) from e
+    return _converted(path, "transcription", number, entry, TranscriptionSpec)

@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Coroutine, Mapping, Set
+from collections.abc import AsyncGenerator, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -49,7 +48,7 @@ from whalli.domain.services.chat import usage_writes
 from whalli.domain.services.chat.context import usage_or_estimate
 from whalli.domain.services.chat.requests import completion_request, conversation_key
 from whalli.domain.services.chat.streaming import close_stream
-from whalli.domain.services.chat.usage_writes import write_usage_retrying
+from whalli.domain.services.chat.usage_writes import unstoppable, write_usage_retrying
 from whalli.ports.cache import Cache
 from whalli.ports.chat_metrics import ChatMetrics
 from whalli.ports.chat_model import (
@@ -74,7 +73,6 @@ _PLAIN_ENDS = frozenset({"stop", "end_turn", "unknown"})
 
 # Usage records are written in tasks of their own, which the cancellation of the request (a
 # client that went away) cannot interrupt; kept here so that they are not collected early.
-_DETACHED: set[asyncio.Task[None]] = set()
 
 
 class CompleteChat(msgspec.Struct, frozen=True, kw_only=True):
@@ -364,7 +362,7 @@ class CompleteChatHandler:
         )  # fmt: skip
         # In a task of its own, which a client leaving (the request's cancellation) does not
         # interrupt: the reply is marked recorded, so nothing else would write it.
-        await _unstoppable(
+        await unstoppable(
             write_usage_retrying(  # one INSERT: no BEGIN/COMMIT round trips
                 self._uow, lambda uow: uow.usage.add(record),
                 attempts=self._write_attempts, backoff_s=self._write_backoff_s,
@@ -387,19 +385,3 @@ def _refusal(spec: ModelSpec, command: CompleteChat) -> InvalidInput | None:
     except InvalidInput as refused:
         return refused
     return None
-
-
-async def _unstoppable(work: Coroutine[Any, Any, None]) -> None:
-    """Await ``work`` in a task that the caller's cancellation does not cancel: cancelled,
-    the caller stops waiting at once and ``work`` goes on to its end (its failure is then
-    logged, nobody being left to tell)."""
-    task = asyncio.ensure_future(work)
-    _DETACHED.add(task)
-    task.add_done_callback(_settled)
-    await asyncio.shield(task)
-
-
-def _settled(task: asyncio.Task[None]) -> None:
-    _DETACHED.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("A usage record was not written: %r", task.exception())

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from whalli.domain.model.errors import Conflict, ServiceUnavailable, UserNotFound
 from whalli.ports.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
+
+# Writes a caller stopped waiting for, still running (kept here, or the loop may collect them)
+_DETACHED: set[asyncio.Task[None]] = set()
 
 # What the reply paths (chat replies, /v1 completions) use unless configured otherwise.
 ATTEMPTS = 4
@@ -51,3 +55,20 @@ async def write_usage_retrying(
             log.warning("usage write failed (attempt %d), retrying: %s", attempt, e)
         await asyncio.sleep(delay)
         delay *= 2
+
+
+async def unstoppable(work: Coroutine[Any, Any, None]) -> None:
+    """Await ``work`` in a task that the caller's cancellation (a client leaving) does not
+    cancel: what was paid for is recorded whatever happens to the request. Cancelled, the
+    caller stops waiting at once and ``work`` goes on to its end (its failure is then logged,
+    nobody being left to tell)."""
+    task = asyncio.ensure_future(work)
+    _DETACHED.add(task)
+    task.add_done_callback(_settled)
+    await asyncio.shield(task)
+
+
+def _settled(task: asyncio.Task[None]) -> None:
+    _DETACHED.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("A usage record was not written: %r", task.exception())

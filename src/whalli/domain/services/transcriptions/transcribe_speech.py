@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -24,7 +21,7 @@ from whalli.domain.model.errors import (
 )
 from whalli.domain.model.file_types import HEAD_SIZE, FileKind, detect
 from whalli.domain.model.transcription_models import Transcript, TranscriptionModel
-from whalli.domain.services.chat.usage_writes import write_usage_retrying
+from whalli.domain.services.chat.usage_writes import unstoppable, write_usage_retrying
 from whalli.domain.services.transcriptions.usage import outcome_of, report, usage_record
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
@@ -32,14 +29,11 @@ from whalli.ports.transcriber import Transcriber
 from whalli.ports.transcription_metrics import TranscriptionMetrics
 from whalli.ports.unit_of_work import UnitOfWork
 
-log = logging.getLogger(__name__)
-
 # OpenAI's own name for its speech model, taken as a name of whichever model is configured
 ALIAS = "whisper-1"
 # The usage write: tried again while the database does not answer (as a reply's)
 WRITE_ATTEMPTS = 4
 WRITE_BACKOFF_S = 0.5
-_DETACHED: set[asyncio.Task[None]] = set()
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}")  # ISO 639-1 (639-3 codes are three letters)
 
 
@@ -110,7 +104,7 @@ class TranscribeSpeechHandler:
             self._uow, lambda uow: uow.usage.add(record),
             attempts=WRITE_ATTEMPTS, backoff_s=WRITE_BACKOFF_S,
         )  # fmt: skip
-        await _unstoppable(write)
+        await unstoppable(write)
         return transcript.text
 
     async def _transcribe(self, transcriber: Transcriber, command: TranscribeSpeech) -> Transcript:
@@ -143,18 +137,3 @@ class TranscribeSpeechHandler:
 def _size_and_head(path: Path) -> tuple[int, bytes]:
     with path.open("rb") as file:
         return path.stat().st_size, file.read(HEAD_SIZE)
-
-
-async def _unstoppable(work: Coroutine[Any, Any, None]) -> None:
-    """Await ``work`` in a task the caller's cancellation (a client leaving) does not cancel:
-    the transcription was paid for, so its record is written whatever happens to the request."""
-    task = asyncio.ensure_future(work)
-    _DETACHED.add(task)
-    task.add_done_callback(_settled)
-    await asyncio.shield(task)
-
-
-def _settled(task: asyncio.Task[None]) -> None:
-    _DETACHED.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("A transcription's usage record was not written: %r", task.exception())
