@@ -839,6 +839,7 @@ class Services(containers.DeclarativeContainer):
         max_bytes=providers.Callable(lambda s: s.max_upload_bytes, settings),
         accepts_audio=providers.Callable(lambda s: s.transcription_endpoint is not None, settings),
         transcription_model=adapters.transcription_model,
+        metrics=adapters.transcription_metrics,
     )
     transcribe_speech = providers.Factory(
         TranscribeSpeechHandler,

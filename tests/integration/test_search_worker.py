@@ -22,7 +22,7 @@ from tests.integration.http.test_identity_end_to_end import _settings
 from tests.integration.http.test_openai_sdk_end_to_end import _api_key
 from tests.integration.test_extraction_worker import Worker, eventually
 from tests.integration.test_title_worker import worker_env
-from tests.support.fake_search import FakeSearchServer, default_hits
+from tests.support.fake_search import Answer, FakeSearchServer, default_hits
 from tests.support.fake_smtp import FakeSmtpServer
 from tests.support.live_server import live_server
 from tests.support.resolve import resolved
@@ -251,3 +251,38 @@ async def test_notifications_are_marked_read_one_by_one_or_all_at_once(
     assert (await searches.call("GET", "/api/notifications/unread-count")).json() == {"count": 1}
     assert (await searches.call("POST", "/api/notifications/read-all")).json() == {"marked": 1}
     assert (await searches.call("GET", "/api/notifications/unread-count")).json() == {"count": 0}
+
+
+async def test_an_outage_the_queue_retries_shows_no_error_until_its_last_attempt_failed(
+    searches: Searches, stack_urls: StackUrls, unique: str, tmp_path: Path
+) -> None:
+    held = await searches.subscribe("outage retried later", notifyEmail=False)
+    given_up = await searches.subscribe("outage given up", notifyEmail=False)
+    retrying = _worker(searches, stack_urls, unique, tmp_path, WHALLI_JOB_MAX_RETRIES="1")
+    try:
+        # a retry an hour away: the failure stays the only attempt while the test looks
+        searches.web.script(Answer(503, b"busy", {"retry-after": "3600"}))
+        await searches.enqueue(held["id"])
+
+        async def retry_queued() -> bool:
+            return "Retrying RunSearchSubscription" in retrying.log()
+
+        await eventually(retry_queued, retrying)  # logged after the handler gave up this attempt
+        waiting = (await searches.call("GET", f"/api/searches/{held['id']}")).json()
+
+        searches.web.script(Answer(503, b"busy"), Answer(503, b"still busy"))
+        await searches.enqueue(given_up["id"])
+
+        async def failed() -> dict[str, Any] | None:
+            found = (await searches.call("GET", f"/api/searches/{given_up['id']}")).json()
+            return found if found["lastError"] else None
+
+        gave_up = await eventually(failed, retrying)
+    finally:
+        retrying.close()
+
+    assert (waiting["lastError"], waiting["lastErrorAt"]) == (None, None)
+    assert gave_up["lastError"] == "The search provider failed (HTTP 503)."
+    assert gave_up["lastRunAt"] is None
+    queries = [r.params["q"] for r in searches.web.requests]
+    assert queries == ["outage retried later", "outage given up", "outage given up"]

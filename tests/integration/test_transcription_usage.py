@@ -3,7 +3,8 @@ server on loopback (the real multipart protocol, OpenAI's documented ``usage``):
 worker records one usage row per transcribed file (a job delivered twice too),
 ``/v1/audio/transcriptions`` one per call, ``/api/usage`` (and the admin's view of it) shows
 their cost and seconds of audio, and a transcription model above the caller's plan is refused
-at upload and on /v1. Waits are bounded; nothing asserts how long anything took."""
+at upload, on /v1 and by the job of a file uploaded before the plan was lowered. Waits are
+bounded; nothing asserts how long anything took."""
 
 from __future__ import annotations
 
@@ -162,12 +163,7 @@ async def test_a_transcription_model_above_the_callers_plan_is_refused_and_nothi
     stack_urls: StackUrls, migrated_database_url: str, unique: str,
     speech: FakeTranscriptionServer, tmp_path: Path,  # noqa: F811
 ) -> None:  # fmt: skip
-    shipped = default_catalog_path().read_text()
-    free = '[[transcription]]\nid = "whisper-1"\nprovider = "openai"\nmin_plan = "free"\n'
-    assert free in shipped
-    catalog = tmp_path / "models.toml"
-    catalog.write_text(shipped.replace(free, free.replace('"free"', '"pro"')))
-
+    catalog = _pro_whisper_catalog(tmp_path)
     async with _transcribing(stack_urls, unique, speech, WHALLI_CATALOG_PATH=str(catalog)) as app:
         refused = await app.upload(WAV)
         assert refused.status_code == 403, refused.text
@@ -191,6 +187,50 @@ async def test_a_transcription_model_above_the_callers_plan_is_refused_and_nothi
         assert await sdk_transcribe(app, "whisper-1")
         assert (await app.upload(WAV)).status_code == 201
     assert len(speech.requests) == 1  # the refused ones never reached the provider
+
+
+async def test_a_plan_lowered_between_upload_and_job_fails_the_file_and_charges_nothing(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str,
+    speech: FakeTranscriptionServer, tmp_path: Path,  # noqa: F811
+) -> None:  # fmt: skip
+    async with _transcribing(
+        stack_urls, unique, speech, WHALLI_CATALOG_PATH=str(_pro_whisper_catalog(tmp_path))
+    ) as app:
+        admin = await _admin(app)
+        await _set_plan(app, admin, "pro")
+        uploaded = await app.upload(WAV)  # queued to a queue no worker reads here
+        assert uploaded.status_code == 201, uploaded.text
+        await _set_plan(app, admin, "free")  # lowered before the job runs
+        handler: ExtractAttachmentHandler = await resolved(
+            app.container.services.extract_attachment()
+        )
+        await handler.execute(ExtractAttachment(attachment_id=uuid.UUID(uploaded.json()["id"])))
+
+        file = await app.file(uploaded.json()["id"])
+        body = await usage(app)
+    assert file["status"] == "failed"
+    assert file["failureReason"] == (
+        "Your plan (free) does not include the transcription model whisper-1; it needs pro."
+    )
+    assert speech.requests == []
+    assert body["total"]["requests"] == 0
+
+
+async def _set_plan(app: Voice, admin: dict[str, str], plan: str) -> None:
+    changed = await app.client.patch(
+        f"/api/admin/users/{app.user_id}", json={"plan": plan}, headers=admin
+    )
+    assert changed.status_code == 200, changed.text
+
+
+def _pro_whisper_catalog(tmp_path: Path) -> Path:
+    """The shipped catalog with whisper-1 for the pro plan and above."""
+    shipped = default_catalog_path().read_text()
+    free = '[[transcription]]\nid = "whisper-1"\nprovider = "openai"\nmin_plan = "free"\n'
+    assert free in shipped
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(shipped.replace(free, free.replace('"free"', '"pro"')))
+    return catalog
 
 
 @asynccontextmanager

@@ -293,10 +293,33 @@ async def test_a_server_that_says_no_usage_has_a_wav_measured_and_other_audio_co
             {"type": "duration", "seconds": MAX_REPORTED_SECONDS},
             TranscriptionUsage(seconds=MAX_REPORTED_SECONDS),
         ),
+        ({"type": "tokens", "total_tokens": 640}, TranscriptionUsage(input_audio_tokens=640)),
+        (
+            {"type": "tokens", "input_tokens": 0, "output_tokens": 0, "total_tokens": 640},
+            TranscriptionUsage(input_audio_tokens=640),
+        ),
+        (
+            {"type": "tokens", "total_tokens": 640, "input_token_details": {"text_tokens": 40}},
+            TranscriptionUsage(input_text_tokens=40, input_audio_tokens=600),
+        ),
+        (
+            {"type": "tokens", "total_tokens": MAX_REPORTED_TOKENS + 1},
+            TranscriptionUsage(),
+        ),
+        (
+            {"type": "tokens", "input_tokens": 50, "output_tokens": 9, "total_tokens": 10**6},
+            TranscriptionUsage(input_audio_tokens=50, output_tokens=9),
+        ),
+        (
+            {"type": "tokens", "input_tokens": 50, "output_tokens": 9, "total_tokens": "59"},
+            TranscriptionUsage(input_audio_tokens=50, output_tokens=9),
+        ),
     ],
     ids=["duration", "tokens-without-details", "negative", "unknown-type", "mistyped", "string",
          "null", "partial-details", "beyond-bigint", "sum-beyond-bigint", "past-belief",
-         "seconds-past-belief", "a-whole-day"],
+         "seconds-past-belief", "a-whole-day", "total-only", "total-with-zeros",
+         "total-with-text-details", "total-past-belief", "total-beside-counts",
+         "mistyped-total"],
 )  # fmt: skip
 async def test_a_usage_is_read_as_openai_documents_it_and_a_strange_one_as_none(
     http: httpx.AsyncClient, server: FakeTranscriptionServer, wav: Path, usage: object,

@@ -405,6 +405,10 @@ class FakeContainer:
         return UploadAttachmentHandler(
             self.uow(), self.blobs, self.jobs, self.clock, self.ids,
             max_bytes=self._settings.max_upload_bytes, accepts_audio=self.transcriber is not None,
+            transcription_model=self.catalog.transcription_model(
+                self._settings.transcription_model
+            ),
+            metrics=self.transcription_metrics,
         )  # fmt: skip
 
     async def list_attachments(self) -> ListAttachmentsHandler:

@@ -593,3 +593,65 @@ async def test_a_refused_run_records_its_failure_and_the_next_run_clears_it(worl
     assert (failed.last_run_at, failed.last_error_at) == (None, failed_at)
     assert failed.last_error == "The search provider refused the search."
     assert (ran.last_run_at, ran.last_error, ran.last_error_at) == (world.clock.now(), None, None)
+
+
+async def _failure(world: World, made: SearchSubscription) -> tuple[str | None, Any]:
+    async with world.uow() as uow:
+        found = await uow.searches.get(made.id)
+    return found.last_error, found.last_error_at
+
+
+async def test_an_outage_the_queue_will_retry_records_no_error_until_its_last_attempt(
+    world: World,
+) -> None:
+    made = await world.create()
+    world.web.unavailable = True
+    runner = world.runner()
+    retried = RunSearchSubscription(subscription_id=made.id, last_attempt=False)
+    with pytest.raises(ServiceUnavailable, match="unavailable"):  # still propagates: retried
+        await runner.execute(retried)
+    before_last = await _failure(world, made)
+    world.clock.advance(timedelta(minutes=1))
+    given_up = RunSearchSubscription(subscription_id=made.id, last_attempt=True)
+    with pytest.raises(ServiceUnavailable, match="unavailable"):
+        await runner.execute(given_up)
+
+    assert before_last == (None, None)
+    assert await _failure(world, made) == (
+        "The search provider could not be reached or did not answer in time.",
+        world.clock.now(),
+    )
+    assert await world.results(made) == []
+
+
+async def test_a_refusal_is_recorded_at_once_even_when_the_queue_could_retry_the_job(
+    world: World,
+) -> None:
+    made = await world.create()
+    job = RunSearchSubscription(subscription_id=made.id, last_attempt=False)
+
+    await world.runner(RefusingSearch()).execute(job)  # not raised: never retried
+
+    assert await _failure(world, made) == (
+        "The search provider refused the search.",
+        world.clock.now(),
+    )
+
+
+async def test_a_retried_outage_leaves_the_last_error_of_an_earlier_run_as_it_was(
+    world: World,
+) -> None:
+    made = await world.create()
+    await world.run(made, search=RefusingSearch())
+    refused = await _failure(world, made)
+    world.clock.advance(timedelta(minutes=1))
+    world.web.unavailable = True
+    retried = RunSearchSubscription(subscription_id=made.id, last_attempt=False)
+    with pytest.raises(ServiceUnavailable, match="unavailable"):
+        await world.runner().execute(retried)
+
+    assert await _failure(world, made) == refused
+
+
+def test_a_search_job_is_its_last_attempt_unless_told_otherwise() -> None:
+    assert RunSearchSubscription(subscription_id=uuid.uuid4()).last_attempt is True

@@ -31,8 +31,14 @@ from whalli.domain.model.errors import (
     ServiceUnavailable,
 )
 from whalli.domain.model.jobs import ExtractAttachment
-from whalli.domain.model.transcription_models import Transcript, TranscriptionUsage
+from whalli.domain.model.transcription_models import (
+    Transcript,
+    TranscriptionModel,
+    TranscriptionSpec,
+    TranscriptionUsage,
+)
 from whalli.domain.model.transcriptions import Transcription, TranscriptionStatus
+from whalli.domain.model.users import Plan
 from whalli.domain.services.files.extract_attachment import ExtractAttachmentHandler
 from whalli.domain.services.files.requeue_stale import GAVE_UP, RequeueStaleAttachments
 from whalli.domain.services.files.transcribe_attachment import usage_id
@@ -43,6 +49,11 @@ WAV = tiny_wav()
 SPOKEN = "Remember to call the supplier on Monday."
 HALF_A_MINUTE = TranscriptionUsage(seconds=30.0)
 WHISPER = load_catalog(default_catalog_path()).transcription_model("whisper-1")
+PRO_WHISPER = TranscriptionModel(
+    name="whisper-1",
+    spec=TranscriptionSpec(id="whisper-1", provider="openai", min_plan=Plan.PRO,
+                           usd_per_minute=0.006),
+)  # fmt: skip
 
 
 class FlakyTranscriber(Transcriber):
@@ -74,14 +85,15 @@ class Audio:
         self.temp_dir.mkdir()
 
     def handler(
-        self, transcriber: Transcriber | str | None = "default", max_bytes: int = 25_000_000
-    ) -> ExtractAttachmentHandler:
+        self, transcriber: Transcriber | str | None = "default", max_bytes: int = 25_000_000,
+        model: TranscriptionModel = WHISPER,
+    ) -> ExtractAttachmentHandler:  # fmt: skip
         chosen = self.transcriber if transcriber == "default" else transcriber
         assert not isinstance(chosen, str)
         return ExtractAttachmentHandler(
             InMemoryUnitOfWork(self.store), self.blobs, self.extractor, self.clock,
             temp_dir=self.temp_dir, max_chars=1000, transcriber=chosen, ids=SequentialIds(),
-            transcription_max_bytes=max_bytes, transcription_model=WHISPER,
+            transcription_max_bytes=max_bytes, transcription_model=model,
             transcription_metrics=self.metrics,
         )  # fmt: skip
 
@@ -99,6 +111,15 @@ class Audio:
     async def read(self, attachment_id: UUID) -> Attachment:
         async with InMemoryUnitOfWork(self.store) as uow:
             return await uow.attachments.get(attachment_id)
+
+    async def change_owner(
+        self, attachment: Attachment, *, plan: Plan | None = None, disabled: bool = False
+    ) -> None:
+        async with InMemoryUnitOfWork(self.store) as uow:
+            user = await uow.users.get(attachment.user_id)
+            user.plan, user.disabled = plan or user.plan, disabled
+            await uow.users.update(user)
+            await uow.commit()
 
     def usage(self) -> list[UsageRecord]:
         return list(self.store.tables["usage_records"].values())
@@ -404,3 +425,55 @@ async def test_a_file_whose_account_was_deleted_meanwhile_records_nothing_and_en
     await audio.handler(deleting).execute(ExtractAttachment(attachment_id=attachment.id))
 
     assert audio.usage() == []
+
+
+async def test_a_plan_lowered_after_the_upload_fails_the_file_without_calling_the_provider(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)  # the upload let it in: its owner was on pro then
+    await audio.change_owner(attachment, plan=Plan.FREE)
+
+    await audio.handler(model=PRO_WHISPER).execute(ExtractAttachment(attachment_id=attachment.id))
+
+    stored = await audio.read(attachment.id)
+    reason = "Your plan (free) does not include the transcription model whisper-1; it needs pro."
+    assert (stored.status, stored.failure_reason) == (AttachmentStatus.FAILED, reason)
+    [row] = audio.transcriptions(attachment.id)
+    assert (row.status, row.failure_reason) == (TranscriptionStatus.FAILED, reason)
+    assert audio.transcriber.calls == []
+    assert audio.usage() == []
+    assert audio.metrics.outcomes == {("whisper-1", "refused"): 1}
+
+
+async def test_a_plan_that_includes_the_model_when_the_job_runs_is_transcribed_and_charged(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+    await audio.change_owner(attachment, plan=Plan.ENTERPRISE)
+
+    await audio.handler(model=PRO_WHISPER).execute(ExtractAttachment(attachment_id=attachment.id))
+
+    assert (await audio.read(attachment.id)).status is AttachmentStatus.DONE
+    [record] = audio.usage()
+    assert record.cost_usd == pytest.approx(0.003)
+    assert audio.metrics.outcomes == {("whisper-1", "done"): 1}
+
+
+async def test_an_account_disabled_after_the_upload_fails_the_file_and_records_nothing(
+    audio: Audio,
+) -> None:
+    attachment = await audio.upload(WAV)
+    await audio.change_owner(attachment, disabled=True)
+    job = ExtractAttachment(attachment_id=attachment.id)
+
+    await audio.handler().execute(job)
+    await audio.handler().execute(job)  # delivered again: nothing more happens
+
+    stored = await audio.read(attachment.id)
+    assert (stored.status, stored.failure_reason) == (
+        AttachmentStatus.FAILED,
+        "This account is disabled.",
+    )
+    assert audio.transcriber.calls == []
+    assert audio.usage() == []
+    assert audio.metrics.outcomes == {("whisper-1", "refused"): 1}

@@ -16,6 +16,7 @@ from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.job_queue import InMemoryJobQueue
 from whalli.adapters.memory.store import MemoryStore
+from whalli.adapters.memory.transcription_metrics import InMemoryTranscriptionMetrics
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.errors import (
@@ -79,6 +80,7 @@ class Files:
         self.blobs = InMemoryBlobStorage()
         self.jobs = CheckingQueue(self.store, down=queue_down)
         self.max_bytes = max_bytes
+        self.metrics = InMemoryTranscriptionMetrics()
 
     def uow(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self.store)
@@ -86,7 +88,7 @@ class Files:
     def handler(self) -> UploadAttachmentHandler:
         return UploadAttachmentHandler(
             self.uow(), self.blobs, self.jobs, self.clock, self.ids, max_bytes=self.max_bytes,
-            transcription_model=self.transcription_model,
+            transcription_model=self.transcription_model, metrics=self.metrics,
         )  # fmt: skip
 
     async def user(self, name: str) -> User:
@@ -257,6 +259,7 @@ async def test_audio_is_refused_before_anything_is_stored_when_the_plan_lacks_th
     assert await files.rows() == []
     assert files.blobs._objects == {}
     assert files.jobs.jobs == []
+    assert files.metrics.outcomes == {("whisper-1", "refused"): 1}  # as the refusal on /v1
     await files.upload(alice, PNG)  # other files are not transcribed: any plan uploads them
     async with files.uow() as uow:
         user = await uow.users.get(alice.id)
@@ -265,3 +268,4 @@ async def test_audio_is_refused_before_anything_is_stored_when_the_plan_lacks_th
         await uow.commit()
     voice = await files.upload(alice, tiny_wav(), name="memo.wav")
     assert voice.content_type == "audio/wav"
+    assert files.metrics.outcomes == {("whisper-1", "refused"): 1}  # the worker counts the rest

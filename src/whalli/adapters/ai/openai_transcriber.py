@@ -69,6 +69,7 @@ class _Usage(msgspec.Struct):
     seconds: float | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    total_tokens: Any = 0  # read only when it is all that is said: a strange one loses nothing
     input_token_details: _TokenDetails | None = None
 
 
@@ -175,7 +176,9 @@ def _usage(raw: Any) -> TranscriptionUsage:
     count is believed as a chat reply's is (``reported_count``, ``reported_seconds``: one past
     belief is none). Input tokens the details do not say are text are taken as the audio's
     (the most of them, and the dearer): all of them without details, the rest with partial
-    ones, so that the prompt tokens recorded are the provider's ``input_tokens``."""
+    ones, so that the prompt tokens recorded are the provider's ``input_tokens``. A usage that
+    says only ``total_tokens`` (no input nor output tokens) has them all counted as input audio
+    tokens, the dearer input kind: charged too much rather than not at all."""
     try:
         usage = msgspec.convert(raw, _Usage)
     except msgspec.ValidationError:
@@ -187,7 +190,10 @@ def _usage(raw: Any) -> TranscriptionUsage:
         return TranscriptionUsage()
     details = usage.input_token_details or _TokenDetails()
     text = reported_count(details.text_tokens)
-    audio = max(reported_count(usage.input_tokens) - text, reported_count(details.audio_tokens))
+    said = usage.input_tokens
+    if said == 0 and usage.output_tokens == 0:
+        said = usage.total_tokens  # a total alone: all of it input
+    audio = max(reported_count(said) - text, reported_count(details.audio_tokens))
     return TranscriptionUsage(
         input_text_tokens=text, input_audio_tokens=audio,
         output_tokens=reported_count(usage.output_tokens),

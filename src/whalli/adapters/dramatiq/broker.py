@@ -11,6 +11,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
     AsyncIO,
+    CurrentMessage,
     Middleware,
     Retries,
     ShutdownNotifications,
@@ -61,6 +62,7 @@ def create_broker(
         DeliveryLimit(max_deliveries=max_deliveries, ttl_ms=max_age_ms),
         Retries(max_retries=max_retries, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms),
         AsyncIO(),
+        CurrentMessage(),  # the actor reads its retry count: ``attempts.is_last_attempt``
     ]
     return RedisBroker(  # type: ignore[no-untyped-call]
         client=client,

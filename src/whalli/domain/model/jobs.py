@@ -28,8 +28,14 @@ class TranscribeAudio(Job, frozen=True, tag="transcribe_audio", kw_only=True):
     transcription_id: UUID
 
 
-class RunSearchSubscription(Job, frozen=True, tag="run_search_subscription", kw_only=True):
+class RunSearchSubscription(
+    Job, frozen=True, tag="run_search_subscription", kw_only=True, omit_defaults=True
+):
     subscription_id: UUID
+    # Whether the queue will not try this job again if it fails: set by the worker from the
+    # message it runs (never sent: the default is omitted from the payload). True by default, so
+    # that a caller that does not know records every failure.
+    last_attempt: bool = True
 
 
 class TitleChat(Job, frozen=True, tag="title_chat", kw_only=True):

@@ -14,9 +14,10 @@ import dramatiq
 import msgspec
 from dramatiq.broker import Broker
 
+from whalli.adapters.dramatiq.attempts import current_is_last_attempt
 from whalli.adapters.dramatiq.job_queue import RUN_JOB_ACTOR
 from whalli.domain.model.errors import WhalliError
-from whalli.domain.model.jobs import Job, decode_job
+from whalli.domain.model.jobs import Job, RunSearchSubscription, decode_job
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ def register(
     to try again (``details["retry_after"]`` seconds: a provider's 429 or 503 Retry-After) is
     retried no sooner than that (at least ``min_retry_delay_ms``, at most an hour), instead of
     after the queue's own backoff, which may be far shorter. It still counts as a retry.
+    A ``RunSearchSubscription`` is told whether it is its ``last_attempt`` (the broker will not
+    retry it), read from the message the broker runs.
     """
 
     async def run_job(payload: str) -> None:
@@ -46,6 +49,9 @@ def register(
             # The reason, not the payload: it may carry user data.
             log.error("Dropping a job payload that does not decode: %s", e)
             return
+        if isinstance(job, RunSearchSubscription):
+            # a failure the queue retries is not the search's error yet (the retry may succeed)
+            job = msgspec.structs.replace(job, last_attempt=current_is_last_attempt(broker))
         try:
             await dispatch(job)
         except WhalliError as e:

@@ -51,7 +51,8 @@ class ExtractAttachmentHandler:
     - the text is capped at ``max_chars`` (marked truncated);
     - an audio file's text is its transcript, by the ``transcriber`` instead of the extractor,
       recorded as its ``Transcription`` too, what it used as the user's usage record (see
-      ``AttachmentTranscription`` for its rules), even when the file was deleted meanwhile.
+      ``AttachmentTranscription`` for its rules: the owner's plan is checked again), even when
+      the file was deleted meanwhile.
     """
 
     def __init__(
@@ -116,7 +117,7 @@ class ExtractAttachmentHandler:
         """The file's text, and what transcribing it used (``None``: not audio)."""
         audio = is_audio(attachment)
         usage = None
-        if audio and (refused := self._audio.refusal(attachment)) is not None:
+        if audio and (refused := await self._audio.refusal(self._uow, attachment)) is not None:
             raise ExtractionFailed(refused)
         handle, name = tempfile.mkstemp(prefix=spool_prefix(), dir=self._temp_dir)
         path = Path(name)

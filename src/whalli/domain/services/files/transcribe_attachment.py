@@ -10,11 +10,14 @@ from uuid import UUID
 
 from whalli.domain.model.attachments import Attachment, ExtractionResult
 from whalli.domain.model.errors import (
+    AccountDisabled,
     Conflict,
     ExtractionFailed,
+    ModelNotInPlan,
     ProviderError,
     ServiceUnavailable,
     TranscriptionNotConfigured,
+    UserNotFound,
 )
 from whalli.domain.model.transcription_models import TranscriptionModel, TranscriptionUsage
 from whalli.domain.model.transcriptions import Transcription, TranscriptionStatus
@@ -47,6 +50,11 @@ def usage_id(attachment_id: UUID) -> UUID:
 class AttachmentTranscription:
     """Rules:
     - no transcriber configured: the file fails with ``TranscriptionNotConfigured``'s reason;
+    - the owner's plan, read fresh when the job runs (it may have been lowered, or the account
+      disabled, since the upload checked it), must include the ``model``: else the file fails
+      with the reason the upload would have given, before the provider is called (nothing
+      used, nothing charged), not retried; an owner gone meanwhile (the file goes with them)
+      fails it too;
     - a file over ``max_bytes`` (the provider's own limit) fails before it is downloaded;
     - a provider refusing the audio (``ProviderError`` not retryable: bad or unsupported audio,
       a rejected key) fails the file with its reason, not retried; one that may succeed later
@@ -64,7 +72,7 @@ class AttachmentTranscription:
       its own; the record's id is the attachment's (``usage_id``) on both paths, so that
       deliveries racing the deletion record it once; an account deleted meanwhile: nobody to
       charge, nothing written;
-    - every call, and every file refused for its size, is counted in ``metrics``.
+    - every call, and every file refused for its plan or its size, is counted in ``metrics``.
     """
 
     def __init__(
@@ -79,10 +87,21 @@ class AttachmentTranscription:
         self._transcriber, self._ids, self._max_bytes = transcriber, ids, max_bytes
         self._model, self._metrics = model, metrics
 
-    def refusal(self, attachment: Attachment) -> str | None:
-        """Why the file fails before it is downloaded, if it does."""
+    async def refusal(self, uow: UnitOfWork, attachment: Attachment) -> str | None:
+        """Why the file fails before it is downloaded, if it does (``uow``: to read its owner's
+        plan, in a transaction of its own)."""
         if self._transcriber is None:
             return TranscriptionNotConfigured.default_message
+        async with uow:
+            try:
+                owner = await uow.users.get(attachment.user_id)
+            except UserNotFound:
+                return "the file's owner no longer exists"
+        try:
+            self._model.ensure_allowed(owner)
+        except (ModelNotInPlan, AccountDisabled) as e:
+            report(self._metrics, self._model, "refused")
+            return e.message
         if attachment.size_bytes > self._max_bytes:
             report(self._metrics, self._model, "refused")
             return (

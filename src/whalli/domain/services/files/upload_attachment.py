@@ -12,6 +12,7 @@ import msgspec
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.errors import (
     AttachmentTooLarge,
+    ModelNotInPlan,
     ServiceUnavailable,
     TranscriptionNotConfigured,
 )
@@ -23,10 +24,12 @@ from whalli.domain.model.transcription_models import TranscriptionModel
 from whalli.domain.model.users import User
 from whalli.domain.services.projects.access import require_role
 from whalli.domain.services.projects.ensure_personal_project import personal_project_id
+from whalli.domain.services.transcriptions.usage import report
 from whalli.ports.blob_storage import BlobStorage
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.job_queue import JobQueue
+from whalli.ports.transcription_metrics import TranscriptionMetrics
 from whalli.ports.unit_of_work import UnitOfWork
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -52,7 +55,8 @@ class UploadAttachmentHandler:
       text is its transcript) is ``TranscriptionNotConfigured`` when ``accepts_audio`` is off
       (no speech-to-text provider), and ``ModelNotInPlan`` (403, as a chat start with a model
       above the plan) when the uploader's plan does not include the configured
-      ``transcription_model``, before anything is stored too;
+      ``transcription_model``, before anything is stored too (counted ``refused`` in
+      ``metrics``, as the same refusal on /v1 is; the worker checks the plan again);
     - the object key is generated (``{project_id}/{attachment_id}``); the client's file name is
       kept only sanitized, as metadata;
     - bytes are streamed (memory stays bounded) while their size and sha256 are computed, and
@@ -76,12 +80,14 @@ class UploadAttachmentHandler:
         *,
         accepts_audio: bool = True,
         transcription_model: TranscriptionModel | None = None,
+        metrics: TranscriptionMetrics | None = None,
     ) -> None:
         self._uow, self._blobs, self._jobs = uow, blobs, jobs
         self._clock, self._ids = clock, ids
         self.max_bytes = max_bytes
         self._accepts_audio = accepts_audio
         self._transcription_model = transcription_model
+        self._metrics = metrics
 
     async def execute(self, command: UploadAttachment) -> Attachment:
         project_id = command.project_id or personal_project_id(command.user_id)
@@ -97,7 +103,7 @@ class UploadAttachmentHandler:
             if not self._accepts_audio:
                 raise TranscriptionNotConfigured(mime=detected.mime)
             if self._transcription_model is not None and user is not None:
-                self._transcription_model.ensure_allowed(user)
+                self._ensure_allowed(self._transcription_model, user)
         attachment_id = self._ids.new_id()
         key = Attachment.key_for(project_id, attachment_id)
         charset = CharsetCheck(head) if detected.kind is FileKind.TEXT else None
@@ -117,6 +123,13 @@ class UploadAttachmentHandler:
         with suppress(ServiceUnavailable):
             await self._jobs.enqueue(ExtractAttachment(attachment_id=attachment.id))
         return attachment
+
+    def _ensure_allowed(self, model: TranscriptionModel, user: User) -> None:
+        try:
+            model.ensure_allowed(user)
+        except ModelNotInPlan:
+            report(self._metrics, model, "refused")
+            raise
 
     async def _record(
         self, command: UploadAttachment, project_id: UUID, attachment_id: UUID, key: str,

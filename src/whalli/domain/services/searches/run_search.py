@@ -53,9 +53,11 @@ class RunSearchHandler:
       paused, whose user is disabled or no longer a member of its project, or when no search
       provider is configured (logged);
     - the provider's ``ServiceUnavailable`` propagates (the queue retries the job); a request it
-      refused (``ProviderError``) ends the run, logged, not retried; either is recorded as the
-      search's ``last_error`` (a short reason: ``run_failure``) with its time, ``last_run_at``
-      unchanged, so a search the queue gave up on shows why;
+      refused (``ProviderError``) ends the run, logged, not retried; the failure is recorded as
+      the search's ``last_error`` (a short reason: ``run_failure``) with its time,
+      ``last_run_at`` unchanged, so a search the queue gave up on shows why: a refusal at once,
+      an outage only on the job's ``last_attempt`` (one the queue will retry may still succeed,
+      and the search shows no error meanwhile);
     - a run that queried the provider and stored its results (new ones or none) sets
       ``last_run_at`` (the results' ``found_at``) and clears ``last_error``, in the same
       transaction; a run skipped (see the first rule, or found so once the provider answered)
@@ -98,6 +100,8 @@ class RunSearchHandler:
             await self._record_failure(subscription.id, e)
             return
         except ServiceUnavailable as e:
+            if not job.last_attempt:
+                raise
             try:
                 await self._record_failure(subscription.id, e)
             except Exception:  # the provider's error (and its retry_after) is what the queue needs
