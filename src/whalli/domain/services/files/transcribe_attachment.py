@@ -21,6 +21,7 @@ from whalli.domain.model.errors import (
 )
 from whalli.domain.model.transcription_models import TranscriptionModel, TranscriptionUsage
 from whalli.domain.model.transcriptions import Transcription, TranscriptionStatus
+from whalli.domain.services.chat import usage_writes
 from whalli.domain.services.chat.usage_writes import write_usage_retrying
 from whalli.domain.services.transcriptions.usage import outcome_of, report, usage_record
 from whalli.ports.ids import IdGenerator
@@ -31,9 +32,6 @@ from whalli.ports.usage import UsageRecord
 
 METHOD = "transcription"
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024  # OpenAI's limit per file
-# The usage write of a file deleted meanwhile: tried again while the database does not answer
-WRITE_ATTEMPTS = 4
-WRITE_BACKOFF_S = 0.5
 _USAGE_NAMESPACE = UUID("3b0f6a52-9d1e-4c4b-8f0e-7a2d5c9e1b64")
 
 
@@ -166,7 +164,7 @@ class AttachmentTranscription:
         try:
             await write_usage_retrying(
                 uow, lambda writing: writing.usage.add(record),
-                attempts=WRITE_ATTEMPTS, backoff_s=WRITE_BACKOFF_S,
+                attempts=usage_writes.ATTEMPTS, backoff_s=usage_writes.BACKOFF_S,
             )  # fmt: skip
         except Conflict:
             return  # a racing delivery recorded it first

@@ -21,6 +21,7 @@ from whalli.domain.model.errors import (
 )
 from whalli.domain.model.file_types import HEAD_SIZE, FileKind, detect
 from whalli.domain.model.transcription_models import Transcript, TranscriptionModel
+from whalli.domain.services.chat import usage_writes
 from whalli.domain.services.chat.usage_writes import unstoppable, write_usage_retrying
 from whalli.domain.services.transcriptions.usage import outcome_of, report, usage_record
 from whalli.ports.clock import Clock
@@ -31,9 +32,6 @@ from whalli.ports.unit_of_work import UnitOfWork
 
 # OpenAI's own name for its speech model, taken as a name of whichever model is configured
 ALIAS = "whisper-1"
-# The usage write: tried again while the database does not answer (as a reply's)
-WRITE_ATTEMPTS = 4
-WRITE_BACKOFF_S = 0.5
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}")  # ISO 639-1 (639-3 codes are three letters)
 
 
@@ -102,7 +100,7 @@ class TranscribeSpeechHandler:
         )  # fmt: skip
         write = write_usage_retrying(  # one INSERT: no BEGIN/COMMIT round trips
             self._uow, lambda uow: uow.usage.add(record),
-            attempts=WRITE_ATTEMPTS, backoff_s=WRITE_BACKOFF_S,
+            attempts=usage_writes.ATTEMPTS, backoff_s=usage_writes.BACKOFF_S,
         )  # fmt: skip
         await unstoppable(write)
         return transcript.text
