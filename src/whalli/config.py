@@ -25,6 +25,15 @@ PREFIX = "WHALLI_"
 # A production scrape token is long enough not to be guessed (``openssl rand -hex 32``: 64).
 MIN_METRICS_TOKEN_CHARS = 16
 
+# Beyond the provider's own time, a transcription job downloads the audio (at most 25 MB by
+# default) and records the result: the worker's job time limit leaves it this much more, so that
+# the job is not cut before its transcription times out on its own.
+TRANSCRIPTION_JOB_MARGIN_S = 300
+# Unless set, a file is re-queued as stale after 15 minutes ``processing``, or this long after the
+# longest run the limits allow (an extraction, a transcription job), whichever is later.
+PROCESSING_STALE_AFTER_S = 900
+PROCESSING_STALE_MARGIN_S = 300
+
 
 class Secret:
     """A string that does not reveal itself in ``repr``/``str``; call :meth:`reveal` to use it."""
@@ -257,7 +266,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     extraction_temp_dir: str = ""
     extraction_sweep_interval_s: float = 60.0
     extraction_stale_after_s: int = 300
-    extraction_processing_stale_after_s: int = 900
+    # unset: derived from the limits it must exceed (processing_stale_after_s)
+    extraction_processing_stale_after_s: int | None = None
     chat_attachment_wait_s: float = 5.0
     worker_heartbeat_timeout_ms: int = 60_000
     worker_maintenance_chance: int = 1_000
@@ -280,6 +290,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.dev_models:
             enabled.add("dev")
         return frozenset(enabled)
+
+    @property
+    def processing_stale_after_s(self) -> int:
+        """After how long a file still ``processing`` is stale (its worker died): the explicit
+        setting, else 900 s, raised to stay ``PROCESSING_STALE_MARGIN_S`` above the longest
+        running job the limits allow (a transcription job with its download margin, an
+        extraction), so that raising a limit alone never makes a running job look stale."""
+        if self.extraction_processing_stale_after_s is not None:
+            return self.extraction_processing_stale_after_s
+        transcription_s = self.transcription_timeout_s + TRANSCRIPTION_JOB_MARGIN_S
+        longest = math.ceil(max(transcription_s, self.extraction_wall_time_s))
+        return max(PROCESSING_STALE_AFTER_S, longest + PROCESSING_STALE_MARGIN_S)
 
     @property
     def transcription_endpoint(self) -> tuple[str, Secret | None] | None:
@@ -403,7 +425,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ):
             raise ConfigError(f"{PREFIX}PWNED_PASSWORDS_URL must be an http(s) URL")
         if not 0 < self.pwned_passwords_timeout_s <= 30:
-            raise ConfigError(f"{PREFIX}PWNED_PASSWORDS_TIMEOUT_S must be between 0 and 30 seconds")
+            raise ConfigError(
+                f"{PREFIX}PWNED_PASSWORDS_TIMEOUT_S must be more than 0 and at most 30 seconds"
+            )
 
     def _check_rate_limits(self) -> None:
         for name in ("rate_limit_user_per_min", "rate_limit_ip_per_min"):
@@ -423,14 +447,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"{PREFIX}OCR_LANGUAGES must look like eng or eng+deu")
         for name in (
             "extraction_max_chars", "extraction_memory_mb", "extraction_stale_after_s",
-            "extraction_processing_stale_after_s", "worker_heartbeat_timeout_ms",
-            "job_max_deliveries",
+            "worker_heartbeat_timeout_ms", "job_max_deliveries",
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
         if self.extraction_wall_time_s <= 0:
             raise ConfigError(f"{PREFIX}EXTRACTION_WALL_TIME_S must be more than 0")
-        if self.extraction_processing_stale_after_s <= self.extraction_wall_time_s:
+        # only an explicit value: the derived one always exceeds both limits
+        stale_after_s = self.extraction_processing_stale_after_s
+        if stale_after_s is not None and stale_after_s <= self.extraction_wall_time_s:
             raise ConfigError(
                 f"{PREFIX}EXTRACTION_PROCESSING_STALE_AFTER_S must exceed "
                 f"{PREFIX}EXTRACTION_WALL_TIME_S (a running extraction is not stale)"
@@ -522,7 +547,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.transcription_max_bytes < 1:
             raise ConfigError(f"{PREFIX}TRANSCRIPTION_MAX_BYTES must be at least 1")
-        if self.extraction_processing_stale_after_s <= self.transcription_timeout_s:
+        stale_after_s = self.extraction_processing_stale_after_s
+        if stale_after_s is not None and stale_after_s <= self.transcription_timeout_s:
             raise ConfigError(
                 f"{PREFIX}EXTRACTION_PROCESSING_STALE_AFTER_S must exceed "
                 f"{PREFIX}TRANSCRIPTION_TIMEOUT_S (a running transcription is not stale)"

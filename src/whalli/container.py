@@ -815,7 +815,7 @@ class Services(containers.DeclarativeContainer):
             lambda s: timedelta(seconds=s.extraction_stale_after_s), settings
         ),
         processing_older_than=providers.Callable(
-            lambda s: timedelta(seconds=s.extraction_processing_stale_after_s), settings
+            lambda s: timedelta(seconds=s.processing_stale_after_s), settings
         ),
     )
     # chats: the sweeper of replies whose generator died with its API process

@@ -1,15 +1,17 @@
 """Recurring searches end to end on real Postgres and Redis: subscriptions made over HTTP by the
 app, run by the production worker (``whalli worker``, its own process, same queue) against a
 loopback SearXNG, emailed through a loopback SMTP server; the worker's scheduler running a due
-subscription on its own; a redelivered or doubled job storing and notifying each result once;
-and the 404s of a subscription someone else cannot see. Waits are bounded; nothing asserts how
-long anything took."""
+subscription on its own (on a database of its own: the scheduler claims every due row); a
+redelivered or doubled job storing and notifying each result once; and the 404s of a
+subscription someone else cannot see. Waits are bounded; nothing asserts how long anything
+took."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,11 +92,13 @@ def smtp() -> Iterator[FakeSmtpServer]:
     server.stop()
 
 
-@pytest.fixture
-async def searches(
-    stack_urls: StackUrls, migrated_database_url: str, unique: str, web: FakeSearchServer,
-    smtp: FakeSmtpServer,
+@asynccontextmanager
+async def _searches(
+    stack_urls: StackUrls, unique: str, web: FakeSearchServer, smtp: FakeSmtpServer,
+    **extra: str,
 ) -> AsyncIterator[Searches]:  # fmt: skip
+    """The app searching ``web`` and emailing through ``smtp``, on its own queue, with a caller
+    whose address is verified; ``extra`` settings go to the app and to its worker."""
     queue_name = f"search-test-{unique}"
     env = {
         "WHALLI_QUEUE_NAME": queue_name,
@@ -104,22 +108,46 @@ async def searches(
         "WHALLI_SMTP_PORT": str(smtp.port),
         "WHALLI_SMTP_TLS": "none",
         "WHALLI_SMTP_FROM": SENDER,
+        **extra,
     }
     settings = _settings(stack_urls, unique, **env)
     container = build_container(settings)
-    async with live_server(build_app(settings, container)) as client:
-        api_key, user_id = await _api_key(client)
-        async with await resolved(container.adapters.unit_of_work()) as uow:
-            user = await uow.users.get(user_id)
-            user.email_verified = True  # only a verified address gets emails
-            await uow.users.update(user)
-            await uow.commit()
-        auth = {"Authorization": f"Bearer {api_key}"}
-        me = await client.get("/api/auth/me", headers=auth)
-        yield Searches(client, container, web, smtp, auth, me.json()["email"], env)
-    async with Redis.from_url(stack_urls.redis_url) as redis:
-        async for key in redis.scan_iter(match=f"{queue_name}:*"):
-            await redis.delete(key)
+    try:
+        async with live_server(build_app(settings, container)) as client:
+            api_key, user_id = await _api_key(client)
+            async with await resolved(container.adapters.unit_of_work()) as uow:
+                user = await uow.users.get(user_id)
+                user.email_verified = True  # only a verified address gets emails
+                await uow.users.update(user)
+                await uow.commit()
+            auth = {"Authorization": f"Bearer {api_key}"}
+            me = await client.get("/api/auth/me", headers=auth)
+            yield Searches(client, container, web, smtp, auth, me.json()["email"], env)
+    finally:
+        async with Redis.from_url(stack_urls.redis_url) as redis:
+            async for key in redis.scan_iter(match=f"{queue_name}:*"):
+                await redis.delete(key)
+
+
+@pytest.fixture
+async def searches(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str, web: FakeSearchServer,
+    smtp: FakeSmtpServer,
+) -> AsyncIterator[Searches]:  # fmt: skip
+    async with _searches(stack_urls, unique, web, smtp) as found:
+        yield found
+
+
+@pytest.fixture
+async def alone(
+    stack_urls: StackUrls, own_database: str, unique: str, web: FakeSearchServer,
+    smtp: FakeSmtpServer,
+) -> AsyncIterator[Searches]:  # fmt: skip
+    """``searches`` on a database of its own (``own_database``), app and worker alike: the
+    scheduler claims every due subscription of its database, so in the shared one it would run
+    (and move) other tests' leftovers, and another test's scheduler could take this one's."""
+    async with _searches(stack_urls, unique, web, smtp, WHALLI_DATABASE_URL=own_database) as found:
+        yield found
 
 
 def _worker(
@@ -173,26 +201,27 @@ async def test_a_queued_run_stores_results_notifies_in_app_and_emails_the_user(
 
 
 async def test_the_workers_scheduler_runs_a_due_subscription_without_being_asked(
-    searches: Searches, stack_urls: StackUrls, unique: str, tmp_path: Path
+    alone: Searches, stack_urls: StackUrls, unique: str, tmp_path: Path
 ) -> None:
-    made = await searches.subscribe("scheduled query", notifyEmail=False)
-    scheduling = _worker(searches, stack_urls, unique, tmp_path,
+    made = await alone.subscribe("scheduled query", notifyEmail=False)
+    scheduling = _worker(alone, stack_urls, unique, tmp_path,
                          WHALLI_SEARCH_SCHEDULE_INTERVAL_S="0.2")  # fmt: skip
     try:
 
         async def notified() -> list[dict[str, Any]]:
-            return [n for n in await searches.notifications() if "scheduled query" in n["title"]]
+            return [n for n in await alone.notifications() if "scheduled query" in n["title"]]
 
         [notification] = await eventually(notified, scheduling)
     finally:
         scheduling.close()
 
     assert notification["title"] == "3 new results for scheduled query"
-    stored = (await searches.call("GET", f"/api/searches/{made['id']}")).json()
+    stored = (await alone.call("GET", f"/api/searches/{made['id']}")).json()
     assert stored["lastRunAt"] is not None
     assert stored["nextRunAt"] > stored["lastRunAt"]
-    # (the scheduler runs every due subscription of the shared database: other tests' too)
-    assert [m for m in searches.smtp.messages if searches.email in m.rcpt_to] == []
+    # the database holds this search alone: the scheduler ran it, once, and nothing else
+    assert [request.params["q"] for request in alone.web.requests] == ["scheduled query"]
+    assert alone.smtp.messages == []  # notifyEmail off
 
 
 async def test_a_redelivered_or_doubled_run_stores_and_notifies_each_result_once(

@@ -40,3 +40,38 @@ def test_an_invalid_extraction_setting_names_its_variable(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings({variable: value}, dotenv=None)
+
+
+@pytest.mark.parametrize(
+    ("environ", "stale_after_s"),
+    [
+        ({}, 900),
+        ({"WHALLI_TRANSCRIPTION_TIMEOUT_S": "1800"}, 1800 + 300 + 300),
+        ({"WHALLI_TRANSCRIPTION_TIMEOUT_S": "3600"}, 3600 + 300 + 300),
+        ({"WHALLI_TRANSCRIPTION_TIMEOUT_S": "600.5"}, 901 + 300),  # whole seconds, rounded up
+        ({"WHALLI_EXTRACTION_WALL_TIME_S": "900"}, 900 + 300),
+        ({"WHALLI_EXTRACTION_WALL_TIME_S": "60"}, 900),
+    ],
+)
+def test_unset_the_processing_stale_threshold_stays_beyond_the_longest_running_job(
+    environ: dict[str, str], stale_after_s: int
+) -> None:
+    settings = load_settings(environ, dotenv=None)
+
+    assert settings.extraction_processing_stale_after_s is None
+    assert settings.processing_stale_after_s == stale_after_s
+
+
+def test_an_explicit_processing_stale_threshold_is_kept_as_given() -> None:
+    settings = load_settings({"WHALLI_EXTRACTION_PROCESSING_STALE_AFTER_S": "7200"}, dotenv=None)
+
+    assert settings.processing_stale_after_s == 7200
+
+
+def test_an_explicit_processing_stale_threshold_must_exceed_the_transcription_timeout() -> None:
+    environ = {
+        "WHALLI_TRANSCRIPTION_TIMEOUT_S": "1800",
+        "WHALLI_EXTRACTION_PROCESSING_STALE_AFTER_S": "1800",
+    }
+    with pytest.raises(ConfigError, match="must exceed WHALLI_TRANSCRIPTION_TIMEOUT_S"):
+        load_settings(environ, dotenv=None)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-# The outcomes of one transcription: ``done`` (a transcript came back), ``refused`` (the
-# caller's plan does not include the model, the file is over the limit, or the provider refused
-# the audio as invalid) or ``failed`` (the provider failed: unavailable, rate limiting, a
-# rejected key; a background one is retried by the queue, each attempt counted).
+# The outcomes of one transcription: ``done`` (a transcript came back), ``refused`` (a rule
+# refused it: the caller's plan does not include the model, the account is disabled, the model
+# or a field is unknown, the file is over the limit or not audio, or the provider refused the
+# audio as invalid) or ``failed`` (the provider failed: unavailable, rate limiting, a rejected
+# key; a background one is retried by the queue, each attempt counted).
 OUTCOMES = ("done", "refused", "failed")
 
 

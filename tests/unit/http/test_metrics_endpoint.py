@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tests.unit.http.fakes import FakeContainer, FakeProbe
 from whalli.config import Secret, Settings
@@ -35,6 +36,16 @@ async def test_the_metrics_response_is_prometheus_text(client: AsyncTestClient[L
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert "# TYPE whalli_http_requests_total counter" in response.text
+
+
+async def test_the_metrics_content_type_is_prometheus_clients_own_with_one_charset(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    response = await client.get("/api/metrics")
+
+    # Prometheus 3 fails a scrape whose Content-Type repeats a parameter
+    assert response.headers.get_list("content-type") == [CONTENT_TYPE_LATEST]
+    assert response.headers["content-type"].count("charset=") == 1
 
 
 async def test_metrics_require_the_bearer_token_when_one_is_configured() -> None:

@@ -216,3 +216,31 @@ async def test_a_transcription_model_above_the_callers_plan_is_a_403_and_nothing
     assert container.transcription_metrics.outcomes == {("large-v3", "refused"): 1}
     usage = (await client.get("/api/usage", headers=bearer)).json()
     assert usage["total"]["requests"] == 0
+
+
+async def test_every_refusal_of_the_route_counts_refused_and_a_provider_failure_failed(
+    client: Client, bearer: dict[str, str], container: FakeContainer
+) -> None:
+    whisper = {"model": "whisper-1"}
+    refusals = [
+        form(before={"model": "gpt-4o"}),  # an unknown model
+        form(),  # no model
+        form(before={**whisper, "response_format": "srt"}),
+        form(before={**whisper, "temperature": "0"}),
+        form(before={**whisper, "language": "english!"}),
+        form(b"Just some notes.\n", before=whisper, filename="a.wav"),  # not audio
+        form(WAV + b"\x00" * LIMIT, before=whisper),  # over the limit while it arrives
+        form(WAV + b"\x00" * (LIMIT + 100_000), before=whisper),  # declared over it
+    ]
+    for body in refusals:
+        response = await transcribe(client, bearer, body)
+        assert 400 <= response.status_code < 500, response.text
+    unknown_audio = tiny_wav(tone_hz=220)  # the in-memory provider fails on audio it lacks
+
+    failed = await transcribe(client, bearer, form(unknown_audio, before=whisper))
+
+    assert failed.status_code >= 500, failed.text
+    assert container.transcription_metrics.outcomes == {
+        ("large-v3", "refused"): len(refusals),
+        ("large-v3", "failed"): 1,
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,16 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 import whalli
+from tests.support.fake_transcription import tiny_wav
 from tests.unit.http.accounts import seed_caller
 from tests.unit.http.fakes import FakeContainer
+from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
+from whalli.adapters.memory.transcriber import InMemoryTranscriber
+from whalli.domain.model.transcription_models import Transcript
 from whalli.domain.model.users import Role
 from whalli.entrypoints.http.openapi_errors import Problem
 from whalli.entrypoints.http.schemas import camel_name
+from whalli.ports.blob_storage import BlobInfo
 
 PROBLEM = "#/components/schemas/Problem"
 OPENAI_ERROR = "#/components/schemas/OpenAIError"
@@ -375,3 +380,91 @@ async def test_v1_error_bodies_are_the_documented_openai_error(
     await _assert_sent_as_documented(
         client, mistyped, "/v1/chat/completions", "post", mistyped.status_code
     )
+
+
+# --- an unexpected error -----------------------------------------------------------------------
+class _BrokenBlobs(InMemoryBlobStorage):
+    """Storage with a bug: what no rule maps to a status (not a domain error)."""
+
+    async def put(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str, *, part_size: int = 0
+    ) -> BlobInfo:
+        raise RuntimeError("a bug in the storage adapter")
+
+
+class _BrokenTranscriber(InMemoryTranscriber):
+    async def transcribe(
+        self, audio: Path, content_type: str, language: str | None = None
+    ) -> Transcript:
+        raise RuntimeError("a bug in the transcriber")
+
+
+def _multipart(data: bytes, fields: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    boundary = "openapi-500-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="memo.wav"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + b"\r\n"
+    )
+    for name, value in fields.items():
+        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        body += value.encode() + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+async def test_every_operation_lists_a_500_in_its_error_shape(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    checked = 0
+    for method, path, operation in _operations(await _document(client)):
+        response = operation["responses"].get("500")
+        assert response is not None, (method, path)
+        openai = path.startswith("/v1/")
+        expected = (
+            {"application/json": OPENAI_ERROR} if openai else {"application/problem+json": PROBLEM}
+        )
+        content = {media: c["schema"]["$ref"] for media, c in response["content"].items()}
+        assert content == expected, (method, path)
+        assert "unexpected" in response["description"], (method, path)
+        checked += 1
+    assert checked >= 70
+
+
+async def test_an_unexpected_error_on_api_is_the_documented_500_problem_leaking_nothing(
+    client: AsyncTestClient[Litestar], container: FakeContainer
+) -> None:
+    container.blobs = _BrokenBlobs()
+    caller = await seed_caller(container, client, "barbara")
+    project_id = (await caller.call("POST", "/api/projects", {"name": "Notes"})).json()["id"]
+    body, headers = _multipart(b"Some notes.\n", {})
+
+    answer = await client.post(
+        f"/api/files/upload?projectId={project_id}", content=body,
+        headers={**caller.headers, **headers},
+    )  # fmt: skip
+
+    await _assert_sent_as_documented(client, answer, "/api/files/upload", "post", 500)
+    assert answer.json()["code"] == "internal_error"
+    assert "storage adapter" not in answer.text
+
+
+async def test_an_unexpected_error_on_v1_is_the_documented_500_openai_error(
+    client: AsyncTestClient[Litestar], container: FakeContainer
+) -> None:
+    container.transcriber = _BrokenTranscriber()
+    caller = await seed_caller(container, client, "grace")
+    body, headers = _multipart(tiny_wav(), {"model": "whisper-1"})
+    bearer = {"Authorization": f"Bearer {caller.headers['X-API-Key']}"}
+
+    answer = await client.post(
+        "/v1/audio/transcriptions", content=body, headers={**bearer, **headers}
+    )
+
+    await _assert_sent_as_documented(client, answer, "/v1/audio/transcriptions", "post", 500)
+    error = answer.json()["error"]
+    assert (error["type"], error["code"]) == ("server_error", "internal_error")
+    assert "transcriber" not in answer.text

@@ -72,3 +72,8 @@ def test_the_breached_password_service_is_off_unless_a_url_is_set() -> None:
         "https://api.pwnedpasswords.com",
         1.5,
     )
+
+
+def test_a_zero_breached_password_timeout_is_refused_by_a_message_that_says_so() -> None:
+    with pytest.raises(ConfigError, match="TIMEOUT_S must be more than 0 and at most 30"):
+        load_settings({"WHALLI_PWNED_PASSWORDS_TIMEOUT_S": "0"}, dotenv=None)

@@ -20,6 +20,7 @@ from whalli.adapters.memory.transcription_metrics import InMemoryTranscriptionMe
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.errors import (
+    AccountDisabled,
     AttachmentTooLarge,
     ModelNotInPlan,
     PermissionDenied,
@@ -269,3 +270,32 @@ async def test_audio_is_refused_before_anything_is_stored_when_the_plan_lacks_th
     voice = await files.upload(alice, tiny_wav(), name="memo.wav")
     assert voice.content_type == "audio/wav"
     assert files.metrics.outcomes == {("whisper-1", "refused"): 1}  # the worker counts the rest
+
+
+async def test_audio_from_a_disabled_account_is_refused_and_counted_refused() -> None:
+    files = Files(transcription_model=TranscriptionModel(name="whisper-1"))
+    alice = await files.user("alice")
+    async with files.uow() as uow:  # disabled since the request was authenticated
+        user = await uow.users.get(alice.id)
+        user.disabled = True
+        await uow.users.update(user)
+        await uow.commit()
+
+    with pytest.raises(AccountDisabled, match="disabled"):
+        await files.upload(alice, tiny_wav(), name="memo.wav")
+
+    assert (await files.rows(), files.blobs._objects, files.jobs.jobs) == ([], {}, [])
+    assert files.metrics.outcomes == {("whisper-1", "refused"): 1}
+
+
+async def test_audio_over_the_upload_limit_is_counted_refused_and_other_files_are_not() -> None:
+    files = Files(max_bytes=10_000, transcription_model=TranscriptionModel(name="whisper-1"))
+    alice = await files.user("alice")
+
+    with pytest.raises(AttachmentTooLarge, match="larger than the limit"):
+        await files.upload(alice, tiny_wav(frames=8000), name="memo.wav")
+    with pytest.raises(AttachmentTooLarge, match="larger than the limit"):
+        await files.upload(alice, PNG * 2)
+
+    assert files.metrics.outcomes == {("whisper-1", "refused"): 1}
+    assert await files.rows() == []

@@ -37,3 +37,10 @@ def test_the_workers_broker_applies_it() -> None:
     [limit] = [m for m in broker_for(settings).middleware if isinstance(m, TimeLimit)]
 
     assert limit.time_limit == (1800 + TRANSCRIPTION_JOB_MARGIN_S) * 1000
+
+
+def test_a_running_transcription_job_is_not_stale_by_the_derived_threshold() -> None:
+    for timeout_s in (300, 1800, 3600):
+        settings = Settings(env="test", transcription_timeout_s=timeout_s)
+
+        assert settings.processing_stale_after_s * 1000 > job_time_limit_ms(settings)

@@ -5,7 +5,8 @@ Every route answers its errors as RFC 9457 problems (``problems.py``), or under 
 know both. The statuses an operation lists are derived, not written on each handler: from what
 Litestar itself reads off the handler (a body, query/header/cookie parameters, path
 parameters), the guard's rules (private unless ``opt=PUBLIC``, ``opt=SESSION_ONLY``, rate
-limited unless ``opt={"rate_limit": False}``), and a few small tables for what only the use
+limited unless ``opt={"rate_limit": False}``), a 500 everywhere (an unexpected error is
+answered in the route's error shape too), and a few small tables for what only the use
 case knows (conflicts, uploads, roles). Set on the handlers before the schema is first built,
 as ``app._document_security`` does; a response a handler documents itself is kept as it is.
 """
@@ -141,6 +142,8 @@ _MEANING: Final[Mapping[int, str]] = {
     415: "A type of file this route does not take.",
     422: "The request was read but breaks a rule (`code`, and `field` names the field).",
     429: "Too many requests: wait `Retry-After` seconds.",
+    500: "An unexpected error on the server: `code` is `internal_error`, the detail says "
+    "nothing more (the server logs it under the request's id); try again later.",
     502: "The upstream model or search provider failed.",
     503: "A backing service (database, Redis, storage, a provider) is unavailable; try again.",
 }
@@ -149,6 +152,8 @@ _OPENAI_MEANING: Final[Mapping[int, str]] = {
     **_MEANING,
     400: "The request could not be read (not JSON, a mistyped field, a malformed upload) or "
     "breaks a rule (`code`, and `param` names the field): OpenAI's `invalid_request_error`.",
+    500: "An unexpected error on the server: OpenAI's `server_error`, `code` "
+    "`internal_error`, the message says nothing more; try again later.",
 }
 
 # Only the use cases know these: the statuses a route answers beyond what its shape tells.
@@ -175,7 +180,7 @@ _CONFLICTS: Final = frozenset(
         ("PATCH", "/api/searches/{search_id}"),  # resuming past that limit
     }
 )
-# Routes reading a file from a multipart body themselves (no body in the document).
+# Routes reading a file from a multipart body themselves (documented by openapi_operations.py).
 _UPLOADS: Final = frozenset({("POST", "/api/files/upload"), ("POST", "/v1/audio/transcriptions")})
 # Resources whose use cases check a role (project member, admin) or the plan's models.
 _ROLE_PREFIXES: Final = (
@@ -238,6 +243,7 @@ def error_statuses(route: HTTPRoute, handler: HTTPRouteHandler, method: str) -> 
         415: upload,
         422: inputs or upload,
         429: handler.opt.get("rate_limit") is not False or key in _PROVIDERS,
+        500: True,  # any operation may fail unexpectedly (problems.py's generic 500)
         502: key in _PROVIDERS,
         503: key not in _NO_DEPENDENCY,
     }

@@ -34,18 +34,13 @@ from dramatiq.middleware import Middleware
 
 from whalli.adapters.dramatiq.broker import DEFAULT_TIME_LIMIT_MS, create_broker
 from whalli.adapters.dramatiq.metrics import WorkerMetrics
-from whalli.config import ConfigError, Settings
+from whalli.config import TRANSCRIPTION_JOB_MARGIN_S, ConfigError, Settings
 from whalli.domain.model.jobs import Job
 from whalli.entrypoints.worker.actors import register
 from whalli.entrypoints.worker.dispatch import JobDispatcher
 from whalli.entrypoints.worker.metrics_server import MetricsServer
 
 log = logging.getLogger(__name__)
-
-# Beyond the provider's own time, a transcription job downloads the audio (at most 25 MB by
-# default) and records the result: room for that, so that the job is not cut before its
-# transcription times out on its own.
-TRANSCRIPTION_JOB_MARGIN_S = 300
 
 
 class WorkerContainer(Protocol):

@@ -11,6 +11,7 @@ import msgspec
 
 from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.errors import (
+    AccountDisabled,
     AttachmentTooLarge,
     ModelNotInPlan,
     ServiceUnavailable,
@@ -55,8 +56,10 @@ class UploadAttachmentHandler:
       text is its transcript) is ``TranscriptionNotConfigured`` when ``accepts_audio`` is off
       (no speech-to-text provider), and ``ModelNotInPlan`` (403, as a chat start with a model
       above the plan) when the uploader's plan does not include the configured
-      ``transcription_model``, before anything is stored too (counted ``refused`` in
-      ``metrics``, as the same refusal on /v1 is; the worker checks the plan again);
+      ``transcription_model`` (``AccountDisabled`` for a disabled account), before anything is
+      stored too; audio refused for its plan, its account or its size is counted ``refused``
+      in ``metrics``, as the same refusals on /v1 and by the worker are (the worker checks the
+      plan again and counts the rest);
     - the object key is generated (``{project_id}/{attachment_id}``); the client's file name is
       kept only sanitized, as metadata;
     - bytes are streamed (memory stays bounded) while their size and sha256 are computed, and
@@ -108,7 +111,12 @@ class UploadAttachmentHandler:
         key = Attachment.key_for(project_id, attachment_id)
         charset = CharsetCheck(head) if detected.kind is FileKind.TEXT else None
         measure = _Measure(self.max_bytes, charset)
-        await self._blobs.put(key, measure.stream(head, rest), detected.mime)
+        try:
+            await self._blobs.put(key, measure.stream(head, rest), detected.mime)
+        except AttachmentTooLarge:
+            if detected.kind is FileKind.AUDIO and self._transcription_model is not None:
+                report(self._metrics, self._transcription_model, "refused")
+            raise
         try:
             attachment = await self._record(
                 command, project_id, attachment_id, key, filename, detected, measure.size,
@@ -127,7 +135,7 @@ class UploadAttachmentHandler:
     def _ensure_allowed(self, model: TranscriptionModel, user: User) -> None:
         try:
             model.ensure_allowed(user)
-        except ModelNotInPlan:
+        except (ModelNotInPlan, AccountDisabled):
             report(self._metrics, model, "refused")
             raise
 

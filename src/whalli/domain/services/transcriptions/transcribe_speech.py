@@ -13,11 +13,9 @@ from whalli.domain.model.errors import (
     AttachmentTooLarge,
     InvalidInput,
     ModelNotFound,
-    ModelNotInPlan,
-    ProviderError,
-    ServiceUnavailable,
     TranscriptionNotConfigured,
     UnsupportedFileType,
+    WhalliError,
 )
 from whalli.domain.model.file_types import HEAD_SIZE, FileKind, detect
 from whalli.domain.model.transcription_models import Transcript, TranscriptionModel
@@ -58,8 +56,10 @@ class TranscribeSpeechHandler:
     - the provider's errors propagate: a refused audio file is the caller's error
       (``ProviderRejectedRequest``), an unavailable provider ``ServiceUnavailable``;
     - what a transcript used is the caller's usage record (``usage_record``), written before
-      the answer and finished even when the client leaves meanwhile; every transcription
-      (refused by the plan or the size, failed, done) is counted in ``metrics``.
+      the answer and finished even when the client leaves meanwhile; every transcription is
+      counted in ``metrics`` (``outcome_of``): ``refused`` by a rule (an unknown model, a bad
+      language, the plan, a disabled account, the file's size or type, the provider refusing
+      the audio), ``failed`` by the provider, ``done``; none while none is configured.
     """
 
     def __init__(
@@ -79,18 +79,9 @@ class TranscribeSpeechHandler:
     async def execute(self, command: TranscribeSpeech) -> str:
         if self._transcriber is None:
             raise TranscriptionNotConfigured()
-        name = self._model.name
-        if command.model not in (name, ALIAS):
-            raise ModelNotFound(
-                f"The model {command.model!r} does not exist: use {name!r}.", field="model"
-            )
-        if command.language is not None and not _LANGUAGE.fullmatch(command.language):
-            raise InvalidInput(
-                "language must be an ISO-639-1 code, such as en or de.", field="language"
-            )
         try:
             transcript = await self._transcribe(self._transcriber, command)
-        except (ModelNotInPlan, AttachmentTooLarge, ProviderError, ServiceUnavailable) as e:
+        except Exception as e:
             report(self._metrics, self._model, outcome_of(e))
             raise
         report(self._metrics, self._model, "done", transcript.usage)
@@ -105,7 +96,23 @@ class TranscribeSpeechHandler:
         await unstoppable(write)
         return transcript.text
 
+    def refused(self, error: WhalliError) -> None:
+        """Count a request the entrypoint refused before it could become a command (its form:
+        the file over the limit, a field missing or not taken) as ``execute`` counts its own
+        refusals; nothing is counted while no transcriber is configured."""
+        if self._transcriber is not None:
+            report(self._metrics, self._model, outcome_of(error))
+
     async def _transcribe(self, transcriber: Transcriber, command: TranscribeSpeech) -> Transcript:
+        name = self._model.name
+        if command.model not in (name, ALIAS):
+            raise ModelNotFound(
+                f"The model {command.model!r} does not exist: use {name!r}.", field="model"
+            )
+        if command.language is not None and not _LANGUAGE.fullmatch(command.language):
+            raise InvalidInput(
+                "language must be an ISO-639-1 code, such as en or de.", field="language"
+            )
         async with self._uow as uow:
             user = await uow.users.get(command.user_id)
         self._model.ensure_allowed(user)

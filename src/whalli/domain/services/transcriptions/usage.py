@@ -7,16 +7,14 @@ from datetime import datetime
 from uuid import UUID
 
 from whalli.domain.model.errors import (
-    AttachmentTooLarge,
-    ModelNotInPlan,
+    ProviderError,
     ProviderRejectedRequest,
+    ServiceUnavailable,
+    WhalliError,
 )
 from whalli.domain.model.transcription_models import TranscriptionModel, TranscriptionUsage
 from whalli.ports.transcription_metrics import TranscriptionMetrics
 from whalli.ports.usage import UsageRecord
-
-# Refused, not failed: the request was at fault (the plan, the file), not the provider.
-_REFUSALS = (ModelNotInPlan, AttachmentTooLarge, ProviderRejectedRequest)
 
 
 def usage_record(
@@ -35,8 +33,16 @@ def usage_record(
 
 
 def outcome_of(error: BaseException) -> str:
-    """The metrics outcome of a transcription that raised ``error``."""
-    return "refused" if isinstance(error, _REFUSALS) else "failed"
+    """The metrics outcome of a transcription that raised ``error``: ``refused`` when a rule
+    refused it, the request being at fault (any domain error but a provider's failure: the
+    plan, a disabled account, an unknown model, the file's size or type, a field, or the
+    provider refusing the audio itself as invalid); ``failed`` when the provider failed
+    (unavailable, rate limiting, a rejected key) or anything unforeseen did."""
+    if isinstance(error, ProviderRejectedRequest):
+        return "refused"
+    if isinstance(error, ProviderError | ServiceUnavailable):
+        return "failed"
+    return "refused" if isinstance(error, WhalliError) else "failed"
 
 
 def report(

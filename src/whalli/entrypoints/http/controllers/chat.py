@@ -10,6 +10,7 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from whalli.domain.model.chat_sessions import ChatSession
@@ -159,6 +160,7 @@ class ChatStreamController(Controller):
         summary="The reply as Server-Sent Events (token, done, error); resumable by Last-Event-ID",
         description="Resuming after the final event (its id as `Last-Event-ID`) answers 204 No "
         "Content, which stops a browser's EventSource from reconnecting.",
+        responses={204: ResponseSpec(None, description="The reply had ended: stop reconnecting.")},
     )  # fmt: skip
     async def stream(
         self, request: Request[Any, Any, Any],

@@ -18,6 +18,7 @@ from uuid import UUID
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
+from litestar.openapi.spec import OpenAPIFormat
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect
 
@@ -56,6 +57,12 @@ from whalli.domain.services.files.watch_attachment import (
 )
 from whalli.entrypoints.http import sse
 from whalli.entrypoints.http.lean_stream import LeanStream
+from whalli.entrypoints.http.openapi_operations import (
+    documented,
+    multipart_form,
+    redirect,
+    text_field,
+)
 from whalli.entrypoints.http.schemas import Schema
 from whalli.entrypoints.http.uploads import (
     UploadForm,
@@ -65,6 +72,18 @@ from whalli.entrypoints.http.uploads import (
 )
 
 PROJECT_FIELD = "projectId"
+# The body the upload route parses itself, for the document (see openapi_operations.py).
+_UPLOAD_FORM = multipart_form(
+    "The file, streamed to storage as it arrives.",
+    "The file, with a filename: the last part. Its type comes from its content.",
+    {
+        PROJECT_FIELD: text_field(
+            "The project to put it in, before the file part (or the query parameter). "
+            "Default: the personal project.",
+            format=OpenAPIFormat.UUID,
+        )
+    },
+)
 _DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
 
 
@@ -165,6 +184,7 @@ class FileController(Controller):
         # Our own limit applies (the settings' max_upload_bytes, checked while streaming);
         # Litestar's default body limit would refuse large files regardless.
         request_max_body_size=None,
+        operation_class=documented(body=_UPLOAD_FORM),
     )
     async def upload(
         self,
@@ -246,6 +266,9 @@ class FileController(Controller):
     @get(
         "/{file_id:uuid}/content",
         summary="Download a file (streamed), or ?redirect=true for a short-lived URL (302)",
+        operation_class=documented(
+            responses={302: redirect("With `redirect=true`: to a presigned URL of the file.")}
+        ),
     )
     async def content(
         self,

@@ -36,4 +36,6 @@ class MetricsController(Controller):
             raise Unauthenticated("A valid metrics token is required.")
         # In a thread: with several processes, rendering reads every process's metric files.
         body, content_type = await anyio.to_thread.run_sync(render_metrics)
-        return Response(body, media_type=content_type)
+        # Sent as given: prometheus_client's type already names its charset, and Litestar would
+        # append a second one to a text/* media_type, which Prometheus 3 refuses to parse.
+        return Response(body, headers={"content-type": content_type})

@@ -32,6 +32,7 @@ from whalli.domain.services.auth.oauth_start import BINDING_COOKIE, STATE_TTL_SE
 from whalli.domain.services.auth.sessions import TokenPair
 from whalli.entrypoints.http.controllers.auth import Tokens
 from whalli.entrypoints.http.deps import ChosenOAuthProvider
+from whalli.entrypoints.http.openapi_operations import documented, redirect
 from whalli.entrypoints.http.schemas import Schema
 from whalli.entrypoints.http.security import SESSION_ONLY
 
@@ -192,6 +193,14 @@ class OAuthController(Controller):
         "`POST /{provider}/link` answers `#linked=<provider>` in the fragment, or "
         '`{"linked": "<provider>"}` as JSON, and opens no session.',
         responses={200: ResponseSpec(data_container=_TOKENS_OR_LINKED, generate_examples=False)},
+        operation_class=documented(
+            responses={
+                302: redirect(
+                    "The usual answer, to a browser: to the web app (`WHALLI_WEB_URL`), the "
+                    "token pair (or `linked=<provider>`) in the URL fragment."
+                )
+            }
+        ),
     )
     async def callback(
         self,
