@@ -29,6 +29,10 @@ MIN_METRICS_TOKEN_CHARS = 16
 # default) and records the result: the worker's job time limit leaves it this much more, so that
 # the job is not cut before its transcription times out on its own.
 TRANSCRIPTION_JOB_MARGIN_S = 300
+# Likewise, an extraction job downloads the file (up to ``max_upload_bytes``) before its sandbox
+# runs for at most ``extraction_wall_time_s``, then records the text: the job time limit leaves it
+# this much more, so that the extraction fails with its own wall-time error, not a generic one.
+EXTRACTION_JOB_MARGIN_S = 300
 # Unless set, a file is re-queued as stale after 15 minutes ``processing``, or this long after the
 # longest run the limits allow (an extraction, a transcription job), whichever is later.
 PROCESSING_STALE_AFTER_S = 900
@@ -292,15 +296,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return frozenset(enabled)
 
     @property
+    def longest_job_s(self) -> float:
+        """The longest a job may legitimately run given the limits: a transcription job (its
+        timeout and download margin) or an extraction job (its wall time and download margin).
+        The worker's job time limit is at least this; the stale threshold stays beyond it."""
+        transcription_s = self.transcription_timeout_s + TRANSCRIPTION_JOB_MARGIN_S
+        extraction_s = self.extraction_wall_time_s + EXTRACTION_JOB_MARGIN_S
+        return max(transcription_s, extraction_s)
+
+    @property
     def processing_stale_after_s(self) -> int:
         """After how long a file still ``processing`` is stale (its worker died): the explicit
         setting, else 900 s, raised to stay ``PROCESSING_STALE_MARGIN_S`` above the longest
-        running job the limits allow (a transcription job with its download margin, an
-        extraction), so that raising a limit alone never makes a running job look stale."""
+        running job the limits allow (:attr:`longest_job_s`), so that raising a limit alone
+        never makes a running job look stale."""
         if self.extraction_processing_stale_after_s is not None:
             return self.extraction_processing_stale_after_s
-        transcription_s = self.transcription_timeout_s + TRANSCRIPTION_JOB_MARGIN_S
-        longest = math.ceil(max(transcription_s, self.extraction_wall_time_s))
+        longest = math.ceil(self.longest_job_s)
         return max(PROCESSING_STALE_AFTER_S, longest + PROCESSING_STALE_MARGIN_S)
 
     @property

@@ -49,7 +49,10 @@ def test_an_invalid_extraction_setting_names_its_variable(
         ({"WHALLI_TRANSCRIPTION_TIMEOUT_S": "1800"}, 1800 + 300 + 300),
         ({"WHALLI_TRANSCRIPTION_TIMEOUT_S": "3600"}, 3600 + 300 + 300),
         ({"WHALLI_TRANSCRIPTION_TIMEOUT_S": "600.5"}, 901 + 300),  # whole seconds, rounded up
-        ({"WHALLI_EXTRACTION_WALL_TIME_S": "900"}, 900 + 300),
+        # an extraction job: the wall time, its download margin, then the stale margin
+        ({"WHALLI_EXTRACTION_WALL_TIME_S": "900"}, 900 + 300 + 300),
+        ({"WHALLI_EXTRACTION_WALL_TIME_S": "300"}, 900),
+        ({"WHALLI_EXTRACTION_WALL_TIME_S": "300.5"}, 601 + 300),  # whole seconds, rounded up
         ({"WHALLI_EXTRACTION_WALL_TIME_S": "60"}, 900),
     ],
 )

@@ -34,7 +34,7 @@ from dramatiq.middleware import Middleware
 
 from whalli.adapters.dramatiq.broker import DEFAULT_TIME_LIMIT_MS, create_broker
 from whalli.adapters.dramatiq.metrics import WorkerMetrics
-from whalli.config import TRANSCRIPTION_JOB_MARGIN_S, ConfigError, Settings
+from whalli.config import ConfigError, Settings
 from whalli.domain.model.jobs import Job
 from whalli.entrypoints.worker.actors import register
 from whalli.entrypoints.worker.dispatch import JobDispatcher
@@ -124,11 +124,13 @@ def broker_for(settings: Settings) -> RedisBroker:
 
 
 def job_time_limit_ms(settings: Settings) -> int:
-    """How long one job may run: ten minutes, or longer when a transcription may take longer
-    (``WHALLI_TRANSCRIPTION_TIMEOUT_S``, up to an hour, plus its download): a job cut by the
-    limit is retried and its provider paid again, and a long one never completes."""
-    transcription_s = settings.transcription_timeout_s + TRANSCRIPTION_JOB_MARGIN_S
-    return max(DEFAULT_TIME_LIMIT_MS, math.ceil(transcription_s * 1000))
+    """How long one job may run: ten minutes, or longer when a job the limits allow may take
+    longer (:attr:`Settings.longest_job_s`): a transcription (``WHALLI_TRANSCRIPTION_TIMEOUT_S``,
+    up to an hour) or an extraction (``WHALLI_EXTRACTION_WALL_TIME_S``), each plus its download.
+    The one actor runs every kind of job, so its limit covers the longest. A job cut by the
+    limit is retried (a transcription's provider paid again) and a long one never completes;
+    an extraction cut before its own wall time would fail with a generic error instead of it."""
+    return max(DEFAULT_TIME_LIMIT_MS, math.ceil(settings.longest_job_s * 1000))
 
 
 def run_worker(
