@@ -62,12 +62,22 @@ def test_a_transcription_key_of_its_own_is_sent_to_its_server() -> None:
         ("WHALLI_TRANSCRIPTION_MAX_BYTES", "0", "WHALLI_TRANSCRIPTION_MAX_BYTES must be at least"),
         ("WHALLI_TRANSCRIPTION_MODEL", "  ", "WHALLI_TRANSCRIPTION_MODEL must not be empty"),
         ("WHALLI_TRANSCRIPTION_MAX_BYTES", "lots", "WHALLI_TRANSCRIPTION_MAX_BYTES"),
-        ("WHALLI_TRANSCRIPTION_TIMEOUT_S", "900", "must exceed WHALLI_TRANSCRIPTION_TIMEOUT_S"),
     ],
 )
 def test_an_invalid_value_names_its_variable(variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings({variable: value}, dotenv=None)
+
+
+def test_a_long_timeout_needs_an_explicit_stale_threshold_beyond_it_or_none() -> None:
+    # unset, the threshold follows the timeout; set, it must exceed it
+    assert load_settings({"WHALLI_TRANSCRIPTION_TIMEOUT_S": "900"}, dotenv=None)
+    with pytest.raises(ConfigError, match="must exceed WHALLI_TRANSCRIPTION_TIMEOUT_S"):
+        load_settings(
+            {"WHALLI_TRANSCRIPTION_TIMEOUT_S": "900",
+             "WHALLI_EXTRACTION_PROCESSING_STALE_AFTER_S": "900"},
+            dotenv=None,
+        )  # fmt: skip
 
 
 async def test_the_container_builds_a_transcriber_only_when_one_is_configured() -> None:
