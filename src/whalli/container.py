@@ -44,6 +44,7 @@ from whalli.adapters.prometheus.transcription_metrics import PrometheusTranscrip
 from whalli.adapters.redis.cache import RedisCache
 from whalli.adapters.redis.chat_sessions import RedisChatSessionStore
 from whalli.adapters.redis.client import create_redis
+from whalli.adapters.redis.credential_versions import RedisCredentialVersions
 from whalli.adapters.redis.health import RedisHealthProbe
 from whalli.adapters.redis.rate_limiter import RedisRateLimiter
 from whalli.adapters.redis.reply_relay import RelayedReplyStream
@@ -75,6 +76,7 @@ from whalli.domain.services.admin.update_user import UpdateUserHandler
 from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
 from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
 from whalli.domain.services.auth.create_user import CreateUserHandler
@@ -88,6 +90,7 @@ from whalli.domain.services.auth.logout_all import LogoutAllHandler
 from whalli.domain.services.auth.oauth_callback import CompleteOAuth
 from whalli.domain.services.auth.oauth_links import OAuthLinks
 from whalli.domain.services.auth.oauth_start import StartOAuth
+from whalli.domain.services.auth.principal_cache import PrincipalCache
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
 from whalli.domain.services.auth.update_profile import UpdateProfileHandler
@@ -465,6 +468,8 @@ class Adapters(containers.DeclarativeContainer):
     rate_limiter = providers.Singleton(
         RedisRateLimiter, client=gateways.redis, lean=gateways.redis_lean
     )
+    # read beside each request's rate-limit count (same lean connection, same round trip)
+    credential_versions = providers.Singleton(RedisCredentialVersions, lean=gateways.redis_lean)
     stream_passes = providers.Singleton(
         HmacStreamPasses, secret=providers.Callable(_jwt_secret, settings)
     )
@@ -572,12 +577,17 @@ class Services(containers.DeclarativeContainer):
     key_owners = providers.Singleton(KeyOwners)
     # users this process ended a credential of just now (``AttachStreamHandler``'s fast path)
     credential_ends = providers.Singleton(CredentialEnds)
+    # what this process read of recent credentials, trusted while their user's version holds
+    principal_cache = providers.Singleton(PrincipalCache)
+    access_changes = providers.Singleton(
+        AccessChanges, versions=adapters.credential_versions, principals=principal_cache
+    )
     authenticate = providers.Factory(
         AuthenticateHandler, uow, issuer=adapters.token_issuer, clock=clock,
         last_used_interval=providers.Callable(
             lambda s: timedelta(seconds=s.api_key_last_used_interval_s), settings
         ),
-        key_owners=key_owners,
+        key_owners=key_owners, principals=principal_cache, versions=adapters.credential_versions,
     )  # fmt: skip
     register = providers.Factory(
         RegisterHandler,
@@ -597,16 +607,21 @@ class Services(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         refresh_ttl=refresh_ttl,
+        access=access_changes,
     )
     refresh_session = providers.Factory(
         RefreshSessionHandler, uow, issuer=adapters.token_issuer, clock=clock, ids=ids,
         reuse_grace=providers.Callable(
             lambda s: timedelta(seconds=s.refresh_token_reuse_grace_s), settings
         ),
-        ends=credential_ends,
+        ends=credential_ends, access=access_changes,
     )  # fmt: skip
-    logout = providers.Factory(LogoutHandler, uow, clock=clock, ends=credential_ends)
-    logout_all = providers.Factory(LogoutAllHandler, uow, clock=clock, ends=credential_ends)
+    logout = providers.Factory(
+        LogoutHandler, uow, clock=clock, ends=credential_ends, access=access_changes
+    )
+    logout_all = providers.Factory(
+        LogoutAllHandler, uow, clock=clock, ends=credential_ends, access=access_changes
+    )
     change_password = providers.Factory(
         ChangePasswordHandler,
         uow,
@@ -617,13 +632,14 @@ class Services(containers.DeclarativeContainer):
         ids=ids,
         refresh_ttl=refresh_ttl,
         ends=credential_ends,
+        access=access_changes,
     )
     delete_account = providers.Factory(
         DeleteAccountHandler, uow, adapters.blob_storage, hasher=adapters.password_hasher,
         stopper=providers.Factory(ReplyStopper, adapters.chat_sessions, adapters.reply_stream),
-        clock=clock, ends=credential_ends,
+        clock=clock, ends=credential_ends, access=access_changes,
     )  # fmt: skip
-    update_profile = providers.Factory(UpdateProfileHandler, uow, clock)
+    update_profile = providers.Factory(UpdateProfileHandler, uow, clock, access=access_changes)
     get_profile = providers.Factory(GetProfileHandler, uow)
     create_user = providers.Factory(
         CreateUserHandler,
@@ -644,6 +660,7 @@ class Services(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         refresh_ttl=refresh_ttl,
+        access=access_changes,
     )
 
     # chat
@@ -887,10 +904,14 @@ class Services(containers.DeclarativeContainer):
     list_users = providers.Factory(ListUsersHandler, uow)
     summarize_usage = providers.Factory(SummarizeUsageHandler, uow, clock)
     summarize_feedback = providers.Factory(SummarizeFeedbackHandler, uow, clock)
-    update_user = providers.Factory(UpdateUserHandler, uow, clock, credential_ends)
+    update_user = providers.Factory(
+        UpdateUserHandler, uow, clock, credential_ends, access=access_changes
+    )
     create_api_key = providers.Factory(CreateApiKeyHandler, uow, clock, ids)
     list_api_keys = providers.Factory(ListApiKeysHandler, uow)
-    revoke_api_key = providers.Factory(RevokeApiKeyHandler, uow, clock, credential_ends)
+    revoke_api_key = providers.Factory(
+        RevokeApiKeyHandler, uow, clock, credential_ends, access=access_changes
+    )
 
 
 class Container(containers.DeclarativeContainer):

@@ -51,6 +51,16 @@ class UserRepository(Protocol):
         as ``RefreshTokenRepository.family_is_active`` tells."""
         ...
 
+    async def find_with_session_end(
+        self, user_id: UUID, session_id: UUID
+    ) -> tuple[User, datetime | None] | None:
+        """The user and when its session ends, in one read; ``None`` if there is no such user.
+        The end is the latest expiry of the family's unrevoked refresh tokens (``None``: none
+        is left): the session is active at ``now`` while ``now`` is before it, as
+        ``find_with_session`` tells. A refresh may later push the end on; a revocation ends
+        it sooner, which the reader cannot see from this read."""
+        ...
+
     async def find_by_email(self, email: str) -> User | None:
         """Look up by normalized email (``normalize_email``), under each of its
         ``email_spellings``: the normalized one is preferred."""

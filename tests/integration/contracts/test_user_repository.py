@@ -423,3 +423,34 @@ async def test_custom_instructions_of_an_unknown_user_are_not_found(
             await uow.users.get_custom_instructions(uuid.uuid4())
         with pytest.raises(UserNotFound, match="User not found"):
             await uow.users.set_custom_instructions(uuid.uuid4(), "Be brief.", at(10))
+
+
+async def test_find_with_session_end_reads_the_user_and_when_its_session_ends(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user(plan=Plan.PRO)
+    short, revoked, spent = (
+        a_refresh_token(user, ttl_days=1),
+        a_refresh_token(user),
+        a_refresh_token(user),
+    )
+    successor = spent.rotate(new_id=uuid.uuid4(), new_secret=uuid.uuid4().hex * 2, now=at(60))
+    await stored_with_sessions(uow_factory, user, short, revoked, spent, successor)
+    async with uow_factory() as uow:
+        await uow.refresh_tokens.revoke_family(revoked.family_id, at(30))
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        users = uow.users
+        assert await users.find_with_session_end(user.id, short.family_id) == (
+            user,
+            short.expires_at,
+        )
+        # rotated: the successor keeps the family's expiry
+        assert await users.find_with_session_end(user.id, spent.family_id) == (
+            user,
+            successor.expires_at,
+        )
+        assert await users.find_with_session_end(user.id, revoked.family_id) == (user, None)
+        assert await users.find_with_session_end(user.id, uuid.uuid4()) == (user, None)
+        assert await users.find_with_session_end(uuid.uuid4(), short.family_id) is None

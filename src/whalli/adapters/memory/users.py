@@ -10,6 +10,7 @@ import msgspec
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
 from whalli.adapters.memory.refresh_tokens import family_is_active
 from whalli.domain.model.errors import InvalidInput, UserNotFound
+from whalli.domain.model.tokens import RefreshToken
 from whalli.domain.model.users import Role, User, email_spellings
 from whalli.ports.users import UserRepository
 
@@ -53,6 +54,18 @@ class InMemoryUserRepository(MemoryRepository, UserRepository):
         tx = self._tx()
         user: User | None = tx.find("users", user_id)
         return None if user is None else (user, family_is_active(tx, session_id, now))
+
+    async def find_with_session_end(
+        self, user_id: UUID, session_id: UUID
+    ) -> tuple[User, datetime | None] | None:
+        tx = self._tx()
+        user: User | None = tx.find("users", user_id)
+        if user is None:
+            return None
+        live: list[RefreshToken] = tx.select(
+            "refresh_tokens", lambda t: t.family_id == session_id and t.revoked_at is None
+        )
+        return user, max((t.expires_at for t in live), default=None)
 
     async def find_by_email(self, email: str) -> User | None:
         spellings = email_spellings(email)

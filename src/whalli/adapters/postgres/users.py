@@ -62,6 +62,11 @@ _WITH_SESSION = (
     "WHERE t.family_id = %(session_id)s AND t.revoked_at IS NULL AND t.expires_at > %(now)s) "
     "AS session_active FROM users WHERE id = %(id)s"
 )
+_WITH_SESSION_END = (
+    f"SELECT {user_columns()}, (SELECT max(t.expires_at) FROM refresh_tokens t "
+    "WHERE t.family_id = %(session_id)s AND t.revoked_at IS NULL) "
+    "AS session_until FROM users WHERE id = %(id)s"
+)
 # NO KEY UPDATE, as an UPDATE of the user takes: rows referring to the user stay insertable. FOR
 # UPDATE would make a refresh adding its successor token wait for the holder, which may itself
 # wait for that refresh's token (revoking every session): a deadlock.
@@ -139,6 +144,15 @@ class PostgresUserRepository(PostgresRepository, UserRepository):
             return None
         active = bool(row.pop("session_active"))
         return msgspec.convert(row, User), active
+
+    async def find_with_session_end(
+        self, user_id: UUID, session_id: UUID
+    ) -> tuple[User, datetime | None] | None:
+        row = await self._one(_WITH_SESSION_END, {"id": user_id, "session_id": session_id})
+        if row is None:
+            return None
+        until: datetime | None = row.pop("session_until")
+        return msgspec.convert(row, User), until
 
     async def find_by_email(self, email: str) -> User | None:
         spellings = list(email_spellings(email))

@@ -297,6 +297,23 @@ class RespClient:
         except rx.ConnectionError:  # it closed since: nothing was sent, so send it anew
             return (await self._connect()).send(payload, answers)
 
+    async def execute_last(self, *commands: tuple[Arg, ...]) -> Reply:
+        """Send ``commands`` in one write, in order, and return the last one's answer (the
+        others' answers are read and dropped)."""
+        payload = b"".join(map(encode_command, commands))
+        return await (await self._sent(payload, len(commands)))
+
+    def send_last_now(self, *commands: tuple[Arg, ...]) -> asyncio.Future[Reply] | None:
+        """``send_now`` for several commands in one write: the future of the last one's
+        answer (the others' are read and dropped), or ``None`` when no connection is open."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            return None
+        try:
+            return connection.send(b"".join(map(encode_command, commands)), len(commands))
+        except rx.ConnectionError:
+            return None
+
     def send_now(self, *args: Arg) -> asyncio.Future[Reply] | None:
         """Write one command now, before returning, and give the future of its answer; or
         ``None`` when no connection is open (then ``execute`` it). A caller can so start a

@@ -9,6 +9,7 @@ import msgspec
 from whalli.domain.model.errors import LastAdmin
 from whalli.domain.model.users import Plan, Role, User
 from whalli.domain.services.admin.access import require_admin
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
@@ -44,10 +45,17 @@ class UpdateUserHandler:
     - a change that changes nothing is not written.
     """
 
-    def __init__(self, uow: UnitOfWork, clock: Clock, ends: CredentialEnds | None = None) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        clock: Clock,
+        ends: CredentialEnds | None = None,
+        access: AccessChanges | None = None,
+    ) -> None:
         self._uow = uow
         self._clock = clock
         self._ends = ends
+        self._access = access
 
     async def execute(self, command: UpdateUser) -> User:
         async with self._uow as uow:
@@ -74,9 +82,13 @@ class UpdateUserHandler:
             if changed.disabled and not user.disabled:
                 await uow.refresh_tokens.revoke_all_for_user(user.id, changed.updated_at)
                 await uow.api_keys.revoke_all_for_user(user.id, changed.updated_at)
+            if self._access is not None:  # refused (nothing saved) if it could not reach all
+                await self._access.prepare(user.id)
             await uow.commit()
         if changed.disabled and not user.disabled and self._ends is not None:
             self._ends.ended(user.id, self._clock.now())
+        if self._access is not None:
+            await self._access.changed(user.id)
         return changed
 
 

@@ -7,6 +7,7 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.model.errors import ApiKeyNotFound
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
@@ -28,10 +29,17 @@ class RevokeApiKeyHandler:
       clock's time after the commit (as ``LogoutAll``).
     """
 
-    def __init__(self, uow: UnitOfWork, clock: Clock, ends: CredentialEnds | None = None) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        clock: Clock,
+        ends: CredentialEnds | None = None,
+        access: AccessChanges | None = None,
+    ) -> None:
         self._uow = uow
         self._clock = clock
         self._ends = ends
+        self._access = access
 
     async def execute(self, command: RevokeApiKey) -> None:
         async with self._uow as uow:
@@ -42,6 +50,10 @@ class RevokeApiKeyHandler:
             now = self._clock.now()
             if not await uow.api_keys.revoke(key.id, now):
                 return
+            if self._access is not None:  # refused (nothing saved) if it could not reach all
+                await self._access.prepare(key.user_id)
             await uow.commit()
         if self._ends is not None:
             self._ends.ended(key.user_id, self._clock.now())
+        if self._access is not None:
+            await self._access.changed(key.user_id)

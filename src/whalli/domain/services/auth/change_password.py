@@ -15,6 +15,7 @@ from whalli.domain.model.errors import (
 )
 from whalli.domain.model.passwords import normalize_password
 from whalli.domain.model.users import User
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.accounts import check_password, hash_new_password
 from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
@@ -75,9 +76,11 @@ class ChangePasswordHandler:
         ids: IdGenerator,
         refresh_ttl: timedelta,
         ends: CredentialEnds | None = None,
+        access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
         self._ends = ends
+        self._access = access
         self._hasher = hasher
         self._screen = screen
         self._issuer = issuer
@@ -116,9 +119,13 @@ class ChangePasswordHandler:
                 uow, fresh, issuer=self._issuer, clock=self._clock, ids=self._ids,
                 refresh_ttl=self._refresh_ttl,
             )  # fmt: skip
+            if self._access is not None:  # refused (nothing saved) if it could not reach all
+                await self._access.prepare(fresh.id)
             await uow.commit()
         if self._ends is not None:
             self._ends.ended(fresh.id, self._clock.now())
+        if self._access is not None:
+            await self._access.changed(fresh.id)
         return tokens
 
     async def _check_current(self, command: ChangePassword) -> User:

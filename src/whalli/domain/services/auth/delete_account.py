@@ -20,6 +20,7 @@ from whalli.domain.model.errors import (
 )
 from whalli.domain.model.projects import Project
 from whalli.domain.model.users import User, normalize_email
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.accounts import check_password
 from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.sessions import masked_repr
@@ -94,6 +95,7 @@ class DeleteAccountHandler:
         stopper: ReplyStopper | None = None,
         clock: Clock | None = None,
         ends: CredentialEnds | None = None,
+        access: AccessChanges | None = None,
     ) -> None:
         """``ends`` is noted only with a ``clock`` to tell when."""
         self._uow = uow
@@ -102,6 +104,7 @@ class DeleteAccountHandler:
         self._stopper = stopper
         self._clock = clock
         self._ends = ends
+        self._access = access
 
     @staticmethod
     def refuse_api_key(command: DeleteAccount) -> None:
@@ -138,9 +141,13 @@ class DeleteAccountHandler:
                     unfinished.update(await uow.chats.unfinished_replies_in_project(project.id))
                 await uow.projects.delete(project.id)
             await uow.users.delete(fresh.id)
+            if self._access is not None:  # refused (nothing saved) if it could not reach all
+                await self._access.prepare(fresh.id)
             await uow.commit()
         if self._ends is not None and self._clock is not None:
             self._ends.ended(fresh.id, self._clock.now())
+        if self._access is not None:
+            await self._access.changed(fresh.id)
         if self._stopper is not None:
             await self._stopper.stop(unfinished, of=f"deleted account {fresh.id}")
         await delete_objects(self._blobs, sorted(keys), of="a deleted account")

@@ -9,6 +9,7 @@ import msgspec
 
 from whalli.domain.model.errors import InvalidCredentials, InvalidEmail, UserNotFound
 from whalli.domain.model.users import User, normalize_email
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.accounts import check_password
 from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
 from whalli.domain.services.projects.ensure_personal_project import (
@@ -54,6 +55,7 @@ class LoginHandler:
         clock: Clock,
         ids: IdGenerator,
         refresh_ttl: timedelta,
+        access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
         self._hasher = hasher
@@ -61,6 +63,7 @@ class LoginHandler:
         self._clock = clock
         self._ids = ids
         self._refresh_ttl = refresh_ttl
+        self._access = access
 
     async def execute(self, command: Login) -> TokenPair:
         user = await self._check_password(command)
@@ -83,6 +86,8 @@ class LoginHandler:
                 refresh_ttl=self._refresh_ttl,
             )  # fmt: skip
             await uow.commit()
+        if new_hash is not None and self._access is not None:
+            await self._access.changed(user.id)
         await EnsurePersonalProjectHandler(self._uow, self._clock).execute(
             EnsurePersonalProject(user_id=user.id)
         )

@@ -6,6 +6,7 @@ import msgspec
 
 from whalli.domain.model.errors import UserNotFound
 from whalli.domain.model.tokens import hash_refresh_secret
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.refresh_session import MAX_REFRESH_TOKEN_LENGTH
 from whalli.domain.services.auth.sessions import masked_repr
@@ -38,11 +39,17 @@ class LogoutHandler:
     """
 
     def __init__(
-        self, uow: UnitOfWork, *, clock: Clock, ends: CredentialEnds | None = None
+        self,
+        uow: UnitOfWork,
+        *,
+        clock: Clock,
+        ends: CredentialEnds | None = None,
+        access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._ends = ends
+        self._access = access
 
     async def execute(self, command: Logout) -> None:
         secret = command.refresh_token
@@ -62,6 +69,10 @@ class LogoutHandler:
                 return
             now = self._clock.now()
             await uow.refresh_tokens.revoke_family(token.family_id, now)
+            if self._access is not None:  # refused (nothing saved) if it could not reach all
+                await self._access.prepare(owner)
             await uow.commit()
         if self._ends is not None:
             self._ends.ended(owner, self._clock.now())
+        if self._access is not None:
+            await self._access.changed(owner)

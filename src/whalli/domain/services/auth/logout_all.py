@@ -6,6 +6,7 @@ from uuid import UUID
 
 import msgspec
 
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
@@ -29,11 +30,17 @@ class LogoutAllHandler:
     """
 
     def __init__(
-        self, uow: UnitOfWork, *, clock: Clock, ends: CredentialEnds | None = None
+        self,
+        uow: UnitOfWork,
+        *,
+        clock: Clock,
+        ends: CredentialEnds | None = None,
+        access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._ends = ends
+        self._access = access
 
     async def execute(self, command: LogoutAll) -> int:
         async with self._uow as uow:
@@ -41,7 +48,11 @@ class LogoutAllHandler:
             await uow.users.get_for_update(command.user_id)
             now = self._clock.now()
             revoked = await uow.refresh_tokens.revoke_all_for_user(command.user_id, now)
+            if self._access is not None:  # refused (nothing saved) if it could not reach all
+                await self._access.prepare(command.user_id)
             await uow.commit()
         if self._ends is not None:
             self._ends.ended(command.user_id, self._clock.now())
+        if self._access is not None:
+            await self._access.changed(command.user_id)
         return revoked

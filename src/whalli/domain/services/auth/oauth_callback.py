@@ -12,6 +12,7 @@ from whalli.domain.model.base import Value
 from whalli.domain.model.errors import Conflict, InvalidEmail, OAuthFailed
 from whalli.domain.model.oauth import OAuthIdentity, OAuthProfile, OAuthProviderName
 from whalli.domain.model.users import Plan, Role, User, clean_external_name, normalize_email
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.accounts import add_account
 from whalli.domain.services.auth.oauth_start import PendingSignIn, binding_hash, state_key
 from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
@@ -95,6 +96,7 @@ class CompleteOAuth:
         clock: Clock,
         ids: IdGenerator,
         refresh_ttl: timedelta,
+        access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
         self._cache = cache
@@ -102,6 +104,7 @@ class CompleteOAuth:
         self._clock = clock
         self._ids = ids
         self._refresh_ttl = refresh_ttl
+        self._access = access
 
     async def execute(
         self, provider: OAuthProvider, callback: OAuthCallback
@@ -194,10 +197,13 @@ class CompleteOAuth:
                     )
                 )  # fmt: skip
             own = normalize_email(user.email)  # (an older account may hold its A-labels)
-            if profile.email_verified and email == own and not user.email_verified:
+            verified = profile.email_verified and email == own and not user.email_verified
+            if verified:
                 user.email_verified = True
                 await uow.users.update(user)
             await uow.commit()
+        if verified and self._access is not None:
+            await self._access.changed(user.id)
         return ProviderLinked(provider=profile.provider, user_id=user.id)
 
     async def _create_user(self, uow: UnitOfWork, profile: OAuthProfile, email: str) -> User:

@@ -8,6 +8,7 @@ import msgspec
 
 from whalli.domain.model.errors import InvalidToken, RefreshTokenReused, UserNotFound
 from whalli.domain.model.tokens import REFRESH_SECRET_BYTES, hash_refresh_secret
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.sessions import TokenPair, issue_access_token, masked_repr
 from whalli.ports.clock import Clock
@@ -58,9 +59,11 @@ class RefreshSessionHandler:
         ids: IdGenerator,
         reuse_grace: timedelta = timedelta(0),
         ends: CredentialEnds | None = None,
+        access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
         self._ends = ends
+        self._access = access
         self._reuse_grace = reuse_grace
         self._issuer = issuer
         self._clock = clock
@@ -89,6 +92,8 @@ class RefreshSessionHandler:
                 await uow.commit()
                 if self._ends is not None:
                     self._ends.ended(token.user_id, self._clock.now())
+                if self._access is not None:
+                    await self._access.changed(token.user_id)
                 raise RefreshTokenReused()
             if not spent and not token.is_active(now):
                 raise InvalidToken()

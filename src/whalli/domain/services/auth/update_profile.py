@@ -7,6 +7,7 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.model.users import clean_custom_instructions
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.get_profile import Profile
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
@@ -34,9 +35,10 @@ class UpdateProfileHandler:
     - a change that changes nothing is not written.
     """
 
-    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWork, clock: Clock, access: AccessChanges | None = None) -> None:
         self._uow = uow
         self._clock = clock
+        self._access = access
 
     async def execute(self, command: UpdateProfile) -> Profile:
         wanted = command.custom_instructions
@@ -57,4 +59,6 @@ class UpdateProfileHandler:
                 changed = True
             if changed:
                 await uow.commit()
+        if changed and self._access is not None:
+            await self._access.changed(user.id)
         return Profile(user=user, custom_instructions=current)
