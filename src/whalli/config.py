@@ -149,6 +149,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     password_hash_time_cost: int = 2
     # An API key's last use is written at most once per this interval (0: on every request).
     api_key_last_used_interval_s: float = 60.0
+    # How long a process trusts what it read of a credential while the user's credential
+    # version holds (``PrincipalCache``); 0: the database is read on every request.
+    credential_cache_s: float = 5.0
     # New passwords are checked against the bundled list of common passwords, and also against
     # Have I Been Pwned's range API at this base URL when one is set (off by default; e.g.
     # https://api.pwnedpasswords.com). It is asked with this timeout; failing, it blocks nothing.
@@ -431,6 +434,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"{PREFIX}PASSWORD_HASH_TIME_COST must be between 2 and 100")
         if not 0 <= self.api_key_last_used_interval_s <= 86_400:
             raise ConfigError(f"{PREFIX}API_KEY_LAST_USED_INTERVAL_S must be between 0 and 86400")
+        if not 0 <= self.credential_cache_s <= 60:
+            raise ConfigError(f"{PREFIX}CREDENTIAL_CACHE_S must be between 0 and 60")
         if self.pwned_passwords_url and urlsplit(self.pwned_passwords_url).scheme not in (
             "http",
             "https",

@@ -373,6 +373,12 @@ def chat_title_policy(settings: Settings, catalog: Callable[[], ModelCatalog]) -
     return TitlePolicy(model=spec.id)
 
 
+def principal_cache_for(max_age_s: float) -> PrincipalCache | None:
+    """What this process remembers of credentials; none when the setting is 0 (then the
+    database is read on every request, and no credential version is read)."""
+    return PrincipalCache(max_age_s=max_age_s) if max_age_s > 0 else None
+
+
 def abandon_after(settings: Settings) -> float | None:
     """None: a reply runs to the end when every client left (and is saved)."""
     abandoned = settings.chat_cancel_abandoned_after_s
@@ -578,7 +584,9 @@ class Services(containers.DeclarativeContainer):
     # users this process ended a credential of just now (``AttachStreamHandler``'s fast path)
     credential_ends = providers.Singleton(CredentialEnds)
     # what this process read of recent credentials, trusted while their user's version holds
-    principal_cache = providers.Singleton(PrincipalCache)
+    principal_cache = providers.Singleton(
+        principal_cache_for, providers.Callable(lambda s: s.credential_cache_s, settings)
+    )
     access_changes = providers.Singleton(
         AccessChanges, versions=adapters.credential_versions, principals=principal_cache
     )

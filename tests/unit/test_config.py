@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from whalli.config import ConfigError, Secret, load_settings, read_dotenv, redact_url
+from whalli.container import build_container, principal_cache_for
 
 
 def test_defaults_apply_when_nothing_is_set() -> None:
@@ -38,6 +39,20 @@ def test_the_api_key_last_use_interval_defaults_to_a_minute_and_is_bounded() -> 
     assert load_settings({}, dotenv=None).api_key_last_used_interval_s == 60
     with pytest.raises(ConfigError, match="WHALLI_API_KEY_LAST_USED_INTERVAL_S must be between"):
         load_settings({"WHALLI_API_KEY_LAST_USED_INTERVAL_S": "-1"}, dotenv=None)
+
+
+def test_the_credential_cache_defaults_to_five_seconds_is_bounded_and_can_be_off() -> None:
+    assert load_settings({}, dotenv=None).credential_cache_s == 5
+    assert principal_cache_for(5) is not None
+    assert principal_cache_for(0) is None  # off: the database is read on every request
+    for value in ("-1", "61"):
+        with pytest.raises(ConfigError, match="WHALLI_CREDENTIAL_CACHE_S must be between 0 and 60"):
+            load_settings({"WHALLI_CREDENTIAL_CACHE_S": value}, dotenv=None)
+
+
+def test_with_the_credential_cache_off_authentication_remembers_nothing() -> None:
+    container = build_container(load_settings({"WHALLI_CREDENTIAL_CACHE_S": "0"}, dotenv=None))
+    assert container.services.principal_cache() is None
 
 
 def test_a_bad_choice_names_the_variable() -> None:
