@@ -41,14 +41,15 @@ class AuthenticateHandler:
     - an API key (``whk_`` prefix) is looked up by its SHA-256 and must be neither revoked nor
       expired; anything else must be a genuine, current access token (``AccessTokenIssuer``);
     - the user is read from the database, or taken from what this process read of the same
-      credential moments ago (``principals``, at most ``principal_cache.MAX_AGE_S`` old) when
-      the user's credential version (``versions``), read beside the request's rate-limit
-      count and before any database read, is still the one read with it: every change of
-      role or plan, disabling, deletion or ended credential bumps that version once
-      committed (``AccessChanges``), so it applies to the very next request in every
-      process; what time alone ends (a key's expiry, the session's end) is checked on what
-      is remembered too. The version is read only for a user known before the read (an
-      access token's subject; the owner of an API key this process accepted lately);
+      credential moments ago (``principals``, no older than its age limit,
+      ``WHALLI_CREDENTIAL_CACHE_S``) when the user's credential version (``versions``), read
+      beside the request's rate-limit count and before any database read, is still the one
+      read with it: every change of role or plan, disabling, deletion or ended credential
+      bumps that version before its response (``AccessChanges``), so it applies to the very
+      next request in every process; what time alone ends (a key's expiry, the session's
+      end) is checked on what is remembered too. The version is read only for a user known
+      before the read (an access token's subject; the owner of an API key this process
+      accepted lately);
     - a disabled or deleted account is refused;
     - an access token is only good while its session (refresh-token family) is active, so
       logging out ends the access tokens of that session too;
