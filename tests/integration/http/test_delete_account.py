@@ -15,6 +15,7 @@ from tests.integration.http.test_chat_flow import Chat, _app
 from tests.integration.http.test_chat_races import RaceChat
 from tests.integration.http.test_files import TEXT, form, multipart
 from tests.integration.http.test_identity_end_to_end import PASSWORD
+from tests.support.access import changed
 from tests.support.fake_providers import FakeProviderServer, Reply, openai_default
 from tests.support.fake_providers import openai_stream as openai_pieces
 from tests.support.resolve import resolved
@@ -175,6 +176,7 @@ async def test_an_account_without_a_password_confirms_with_its_address(chat: Cha
         user.password_hash = None
         await uow.users.update(user)
         await uow.commit()
+    await changed(chat.world.container, user.id)
 
     with_password = await _delete_me(chat, alice["auth"], password=PASSWORD)
     other = await _delete_me(chat, alice["auth"], email="someone-else@example.com")

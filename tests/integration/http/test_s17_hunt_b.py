@@ -22,6 +22,7 @@ from tests.integration.http.test_chat_attach_elsewhere import held_reply, read_c
 from tests.integration.http.test_chat_attachments import Files, extract, pending_file, start
 from tests.integration.http.test_chat_flow import Chat
 from tests.integration.http.test_identity_end_to_end import _settings
+from tests.support.access import changed
 from tests.support.live_server import live_server
 from tests.support.resolve import resolved
 from whalli.adapters.embedded.stack import StackUrls
@@ -45,6 +46,7 @@ async def _disable(chat: Chat, user_id: str) -> None:
         user.disabled = True
         await uow.users.update(user)
         await uow.commit()
+    await changed(chat.world.container, user_id)
 
 
 def _url(session_id: str) -> str:

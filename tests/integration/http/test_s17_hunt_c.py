@@ -21,6 +21,7 @@ from tests.integration.http.test_chat_regenerate import messages
 from tests.integration.http.test_new_features_hunt import _plan
 from tests.integration.http.test_s17_hunt import SCHEMA, STRICT_FORMAT, anthropic_documented
 from tests.integration.http.test_v1_tools import Providers, providers
+from tests.support.access import changed
 from tests.support.fake_providers import (
     API_KEY,
     FakeProviderServer,
@@ -63,6 +64,7 @@ async def _v1_plan(providers: Providers, plan: Plan) -> None:
         user.plan = plan
         await uow.users.update(user)
         await uow.commit()
+    await changed(providers.container, providers.user_id)
 
 
 def _failing(*upstreams: str) -> Callable[[RecordedRequest], Reply]:

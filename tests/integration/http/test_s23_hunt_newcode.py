@@ -30,6 +30,7 @@ from structlog.testing import capture_logs
 from tests.integration.http.conftest import chat_app, team_project
 from tests.integration.http.test_chat_flow import Chat
 from tests.integration.http.test_identity_end_to_end import PASSWORD
+from tests.support.access import changed
 from tests.support.fake_providers import Reply
 from tests.support.fake_providers import openai_stream as openai_pieces
 from tests.support.oauth_server import (
@@ -648,6 +649,7 @@ async def test_a_link_verifies_an_account_stored_under_the_ascii_spelling_of_its
         user.email = f"{local}@xn--bcher-kva.example"
         await uow.users.update(user)
         await uow.commit()
+    await changed(chat.world.container, user.id)
     oauth_server.github_account = github_account(f"{local}@b\u00fccher.example")
 
     linked = await link(chat, auth, "github")

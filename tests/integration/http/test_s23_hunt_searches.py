@@ -24,6 +24,7 @@ import pytest
 from tests.integration.http.conftest import chat_app, team_project
 from tests.integration.http.test_chat_flow import Chat
 from tests.integration.http.test_identity_end_to_end import PASSWORD
+from tests.support.access import changed
 from tests.support.fake_search import Answer, FakeSearchServer
 from tests.support.fake_smtp import FakeSmtpServer
 from tests.support.loopback_http import LoopbackHttpServer
@@ -68,6 +69,7 @@ class Hunt:
             user.email_verified = True
             await uow.users.update(user)
             await uow.commit()
+        await changed(self.chat.world.container, user_id)
 
     async def subscribe(self, who: dict[str, Any], query: str, **fields: Any) -> dict[str, Any]:
         body = {"query": query, "intervalMinutes": 60, **fields}

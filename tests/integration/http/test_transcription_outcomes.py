@@ -26,6 +26,7 @@ from tests.integration.http.test_s23_hunt_audio import (  # noqa: F401  (fixture
     voice,
 )
 from tests.integration.test_transcription_worker import Voice
+from tests.support.access import changed
 from tests.support.fake_transcription import Answer, openai_error
 from tests.support.resolve import resolved
 
@@ -58,6 +59,7 @@ async def _disable(app: Voice) -> None:
         user.disabled = True
         await uow.users.update(user)
         await uow.commit()
+    await changed(app.container, app.user_id)
 
 
 async def test_an_account_disabled_while_its_audio_arrives_is_refused_and_counted_refused(

@@ -16,6 +16,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel
 
 from tests.integration.http.test_v1_tools import CLAUDE, GPT, Providers, providers
+from tests.support.access import changed
 from tests.support.fake_providers import JSON_PIECES, Reply, ScriptedCall, anthropic_tool_stream
 from tests.support.resolve import resolved
 from whalli.domain.model.users import Plan
@@ -347,6 +348,7 @@ async def test_an_adaptive_claude_is_asked_for_an_effort_with_a_strict_format(
         user.plan = Plan.PRO
         await uow.users.update(user)
         await uow.commit()
+    await changed(providers.container, providers.user_id)
 
     content, finish_reason, _ = await ask(
         providers, "anthropic/claude-sonnet-4-6", JSON_SCHEMA, stream=True,
