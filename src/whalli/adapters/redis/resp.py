@@ -318,13 +318,7 @@ class RespClient:
         """Write one command now, before returning, and give the future of its answer; or
         ``None`` when no connection is open (then ``execute`` it). A caller can so start a
         command beside other work without a task, whose first step would wait a loop turn."""
-        connection = self._connection
-        if connection is None or connection.closed:
-            return None
-        try:
-            return connection.send(encode_command(args))
-        except rx.ConnectionError:
-            return None
+        return self.send_last_now(args)
 
     async def transaction(self, *commands: tuple[Arg, ...]) -> list[Reply]:
         """``commands`` between MULTI and EXEC, written at once on the one connection (nothing
