@@ -1,8 +1,10 @@
-"""The processes and clients ``bench_chat`` drives: an embedded stack, the fake provider and the
-API under uvicorn (``whalli serve``), each in its own process, plus timed SSE clients."""
+"""The processes and clients ``bench_chat`` drives: an embedded stack, the fake provider, the
+API under uvicorn (``whalli serve``) and the floor relay (``_floor_relay``), each in its own
+process, plus timed SSE clients."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -91,6 +93,25 @@ def start_api(env: dict[str, str], root: Path) -> tuple[subprocess.Popen[bytes],
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError("the API did not answer within 60 s")
+
+
+def start_floor(provider_url: str, root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The floor relay (``bench/_floor_relay.py``) in front of the fake provider."""
+    port = _free_port()
+    log = (root / "floor.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench._floor_relay", provider_url, str(port)],
+        stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the floor relay exited; see {root / 'floor.log'}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return proc, f"http://127.0.0.1:{port}"
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the floor relay did not listen within 30 s")
 
 
 def stop(proc: subprocess.Popen[Any], timeout: float = 20) -> None:

@@ -55,6 +55,7 @@ from bench._chat_world import (
     rss_kib,
     start_api,
     start_fake,
+    start_floor,
     stop,
     v1_reply,
     whalli_one_request_reply,
@@ -95,10 +96,12 @@ def _prompt(directive: str = "") -> str:
 
 
 class Bench:
-    def __init__(self, http: httpx.AsyncClient, api: LeanClient, direct: LeanClient) -> None:
-        """``http`` for the set-up and the memory phase; ``api`` and ``direct`` (lean, see
-        ``_lean_http``) for every timed request."""
-        self.http, self.api, self.direct = http, api, direct
+    def __init__(
+        self, http: httpx.AsyncClient, api: LeanClient, direct: LeanClient, floor: LeanClient
+    ) -> None:
+        """``http`` for the set-up and the memory phase; ``api``, ``direct`` and ``floor`` (the
+        floor relay; all lean, see ``_lean_http``) for every timed request."""
+        self.http, self.api, self.direct, self.floor = http, api, direct, floor
         self.auth: dict[str, str] = {}
         self.api_key = ""
         self.stuck = 0  # replies with no final event within REPLY_TIMEOUT_S (left out)
@@ -127,6 +130,10 @@ class Bench:
 
     def straight(self, directive: str = "") -> Awaitable[Timed | None]:
         return self._bounded(direct_reply(self.direct, _prompt(directive)))
+
+    def relayed(self, directive: str = "") -> Awaitable[Timed | None]:
+        """The direct request through the floor relay (``_floor_relay``)."""
+        return self._bounded(direct_reply(self.floor, _prompt(directive)))
 
 
 async def _concurrently(
@@ -164,9 +171,10 @@ def _kept(results: list[Timed | None]) -> list[Timed]:
     return [t for t in results if t is not None]
 
 
-async def _ttft_and_rps(b: Bench, pid: int) -> dict[str, float | str]:
+async def _ttft_and_rps(b: Bench, pid: int, floor_pid: int) -> dict[str, float | str]:
     ways: dict[str, Callable[[], Awaitable[Timed | None]]] = {
         "direct": b.straight, "whalli": b.whalli, "one_request": b.one_request, "v1": b.v1,
+        "floor": b.relayed,
     }  # fmt: skip
     for _ in range(10):  # warm pools, prepared statements, caches
         for make in ways.values():
@@ -196,9 +204,10 @@ async def _ttft_and_rps(b: Bench, pid: int) -> dict[str, float | str]:
     own: dict[str, float] = dict.fromkeys(ways, 0.0)  # this client's CPU: the rig's own cost
     for _ in range(C16_ROUNDS):
         for name, make in ways.items():
-            used, used_here = cpu_seconds(pid), time.process_time()
+            server = floor_pid if name == "floor" else pid  # the process doing the relaying
+            used, used_here = cpu_seconds(server), time.process_time()
             timed, took = await _concurrently(make, C16, C16_EACH)
-            cpu[name] += cpu_seconds(pid) - used
+            cpu[name] += cpu_seconds(server) - used
             own[name] += time.process_time() - used_here
             c16[name] += timed
             rps[name].append(len(timed) / took)
@@ -251,6 +260,23 @@ async def _ttft_and_rps(b: Bench, pid: int) -> dict[str, float | str]:
             f"{name}_api_cpu_ms_per_reply_c16": round(1000 * cpu[name] / len(c16[name]), 2),
             f"{name}_client_cpu_ms_per_reply_c16": round(1000 * own[name] / len(c16[name]), 2),
         }
+    # The floor relay: what any Python relay adds here (see _floor_relay), and what Whalli's
+    # /v1 adds above it (Whalli's own work on the way that is most like it).
+    f1 = statistics.median(ttft(kept["floor"]))
+    rf = statistics.median(rps["floor"])
+    f16 = _pct(ttft(c16["floor"]), 99)
+    figures |= {
+        "floor_ttft_c1_p50_ms": _ms(f1),
+        "floor_ttft_c1_p50_overhead_ms": _ms(f1 - d1),
+        "floor_ttft_c16_p99_ms": _ms(f16),
+        "floor_ttft_c16_p99_overhead_ms": _ms(f16 - d16),
+        "floor_rps_c16": round(rf, 1),
+        "floor_rps_c16_ratio_vs_direct": round(rf / rd, 3),
+        "floor_relay_cpu_ms_per_reply_c16": round(1000 * cpu["floor"] / len(c16["floor"]), 2),
+        "v1_ttft_c1_p50_over_floor_ms": _ms(statistics.median(ttft(kept["v1"])) - f1),
+        "v1_ttft_c16_p99_over_floor_ms": _ms(_pct(ttft(c16["v1"]), 99) - f16),
+        "v1_rps_c16_ratio_vs_floor": round(statistics.median(rps["v1"]) / rf, 3),
+    }
     return figures
 
 
@@ -422,20 +448,24 @@ async def _idle_memory(b: Bench, pid: int) -> dict[str, float | str]:
     }
 
 
-async def _measure(api_url: str, provider: str, redis_url: str, pid: int) -> dict[str, float | str]:
+async def _measure(
+    api_url: str, provider: str, floor_url: str, redis_url: str, pids: tuple[int, int]
+) -> dict[str, float | str]:
+    pid, floor_pid = pids
     limits = httpx.Limits(max_connections=4000, max_keepalive_connections=2000)
     timeout = httpx.Timeout(60.0)
     async with (
         httpx.AsyncClient(base_url=api_url, limits=limits, timeout=timeout) as http,
         contextlib.aclosing(LeanClient(api_url)) as api,
         contextlib.aclosing(LeanClient(provider)) as direct,
+        contextlib.aclosing(LeanClient(floor_url)) as floor,
     ):
-        b = Bench(http, api, direct)
+        b = Bench(http, api, direct, floor)
         b.auth = await register(http)
         b.api_key = await _api_key(b)
         _say("time to first token (c=1, c=16) and replies per second (c=16)")
         with _client_collector_off():
-            figures = await _ttft_and_rps(b, pid)
+            figures = await _ttft_and_rps(b, pid, floor_pid)
         figures["ttft_rps_stuck"] = b.stuck
         with _client_collector_off():
             figures |= await _idle_wake(b)
@@ -485,17 +515,21 @@ def _run() -> dict[str, float | str]:
         root = Path(tmp)
         stack = EmbeddedStack(root / "stack", fast=True)
         urls, started = stack.up()
-        fake = api = None
+        fake = api = floor = None
         try:
             Migrator(urls.database_url, default_migrations_dir()).apply()
             fake, provider = start_fake()
             api, api_url = start_api(api_env(urls.as_env(), provider, root), root)
+            floor, floor_url = start_floor(provider, root)
+            pids = (api.pid, floor.pid)
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                return runner.run(_measure(api_url, provider, urls.redis_url, api.pid))
+                return runner.run(_measure(api_url, provider, floor_url, urls.redis_url, pids))
         except BaseException:
             _print_api_log(root)
             raise
         finally:
+            if floor is not None:
+                stop(floor)
             if fake is not None:
                 stop(fake)  # first: held generations then fail at once instead of waiting
             if api is not None:
