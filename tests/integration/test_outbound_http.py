@@ -89,6 +89,34 @@ async def test_keep_alive_reuses_a_connection_and_replaces_one_the_server_closed
         assert len(connections) == 2
 
 
+async def test_a_cookie_one_answer_sets_never_goes_back_with_later_requests() -> None:
+    """One client serves every user: a server's cookie must not link their requests."""
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async for head, _ in requests(reader):
+            seen.append(head)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nSet-Cookie: visitor=alice; Path=/\r\n"
+                b"Set-Cookie: other=1\r\nContent-Length: 2\r\n\r\nok"
+            )
+            await writer.drain()
+
+    async with serving(handler) as (url, _), client() as http:
+        first = await http.get(f"{url}/a")
+        assert first.cookies.get("visitor") == "alice"  # the answer still shows what was set
+        await http.get(f"{url}/b")
+        http.cookies.set("forced", "x")  # nothing put in the jar stays there either
+        http.cookies.update({"forced2": "y"})
+        await http.get(f"{url}/c")
+    assert len(http.cookies) == 0
+    cookie_lines = [
+        [line for line in head.split(b"\r\n") if line.lower().startswith(b"cookie:")]
+        for head in seen
+    ]
+    assert cookie_lines == [[], [], []]
+
+
 async def test_a_connection_cut_mid_body_is_a_transport_error() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -334,6 +362,7 @@ def test_every_case_also_on_uvloop() -> None:
         test_a_streamed_body_arrives_piece_by_piece,
         test_large_bodies_both_ways_survive_flow_control,
         test_keep_alive_reuses_a_connection_and_replaces_one_the_server_closed,
+        test_a_cookie_one_answer_sets_never_goes_back_with_later_requests,
         test_a_connection_cut_mid_body_is_a_transport_error,
         test_closing_a_stream_early_closes_its_connection,
         test_a_refused_connection_is_a_connect_error,
