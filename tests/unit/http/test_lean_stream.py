@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from whalli.entrypoints.http.lean_stream import LeanStreamingResponse
+from whalli.entrypoints.http.lean_stream import LastChunk, LeanStreamingResponse
 
 
 class Client:
@@ -50,6 +50,36 @@ async def test_a_body_sent_to_its_end_ends_the_response_and_stops_listening() ->
     await asyncio.sleep(0)
     listeners = [t for t in asyncio.all_tasks() - before if not t.done()]
     assert listeners == []  # the disconnect listener was cancelled
+
+
+async def test_a_last_chunk_goes_with_the_end_of_the_body_and_closes_the_iterator() -> None:
+    closed: list[str] = []
+
+    async def inner() -> AsyncIterator[bytes]:
+        try:
+            yield LastChunk(b"c")
+            yield b"never"
+        finally:
+            closed.append("inner")
+
+    async def body() -> AsyncIterator[bytes]:
+        chunks = inner()
+        try:
+            yield b"a"
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            closed.append("body")
+            await chunks.aclose()  # type: ignore[attr-defined]
+
+    client = Client()
+    await _response(body()).send_body(client.send, client.receive)
+
+    # one message (one write) for the last chunk and the end, nothing after it
+    assert client.bodies == [b"a", b"c"]
+    assert [m["more_body"] for m in client.sent] == [True, False]
+    assert type(client.sent[-1]["body"]) is bytes  # a plain bytes to the server
+    assert closed == ["body", "inner"]  # closed at once, not when collected
 
 
 async def test_a_client_that_leaves_ends_the_stream_quietly_and_its_finally_runs() -> None:

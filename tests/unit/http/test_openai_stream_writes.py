@@ -11,6 +11,7 @@ from typing import Any
 from whalli.domain.model.chats import TokenUsage
 from whalli.domain.model.errors import ProviderError
 from whalli.entrypoints.http.controllers.openai_compat import Event, _Completion, _sse
+from whalli.entrypoints.http.lean_stream import LastChunk
 from whalli.ports.chat_model import StreamDelta, StreamEnd, ToolCallDelta
 
 END = StreamEnd(finish_reason="stop", usage=TokenUsage(prompt_tokens=3, completion_tokens=2))
@@ -93,3 +94,15 @@ async def test_an_error_after_the_first_delta_is_an_error_chunk_and_no_done() ->
     [error] = data(sent[1])
     assert error["error"]["message"] == "The provider failed."
     assert "[DONE]" not in "".join(sent)
+
+
+async def test_the_last_write_is_marked_to_go_with_the_end_of_the_body() -> None:
+    completion = _Completion("chatcmpl-1", 0, "dev/echo", include_usage=True)
+    ok = [w async for w in _sse(completion, StreamDelta(text="a"), _events(END))]
+    failed = [w async for w in _sse(completion, StreamDelta(text="a"), _events(fail=True))]
+
+    # (LastChunk: sent with the chunked body's terminator, in one write)
+    assert [type(w) for w in ok] == [bytes, LastChunk]
+    assert [type(w) for w in failed] == [bytes, LastChunk]
+    assert b"[DONE]" in ok[-1]
+    assert b'"error"' in failed[-1]

@@ -7,13 +7,19 @@ and a server holds thousands. ``LeanStream`` sends the body in the request's own
 for the client's disconnect in one plain asyncio task; a disconnect cancels the sending exactly
 as before (the iterator's ``finally`` blocks run, and the response ends without an error), and
 a body sent to its end cancels the wait.
+
+An iterator that knows which chunk is its last yields it as a :class:`LastChunk`: it goes out
+with the end of the body in one ``http.response.body`` message (``more_body`` false), so the
+server writes it and the chunked body's terminator in one system call, and the client is woken
+once, not twice (an SSE reply's final event, a ``/v1`` stream's ``[DONE]``). The iterator is
+closed right after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Coroutine, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from litestar.enums import MediaType
@@ -67,11 +73,34 @@ class LeanStream(Stream):
         )
 
 
+class LastChunk(bytes):
+    """A stream's last chunk (see the module docstring): nothing is sent after it."""
+
+    __slots__ = ()
+
+
 class LeanStreamingResponse(ASGIStreamingResponse):
     __slots__ = ()
 
     async def send_body(self, send: Send, receive: Receive) -> None:
-        await send_until_gone(self._stream(send), receive)
+        await send_until_gone(send_chunks(self.iterator, send, self.encoding), receive)
+
+
+async def send_chunks(
+    chunks: AsyncIterable[bytes | str], send: Send, encoding: str = "utf-8"
+) -> None:
+    """Each chunk as an ``http.response.body`` message, then the body's end: with a
+    :class:`LastChunk` (and the iterator closed), else in a message of its own once the
+    iterator is done."""
+    async for chunk in chunks:
+        body = chunk if isinstance(chunk, bytes) else chunk.encode(encoding)
+        if isinstance(chunk, LastChunk):
+            await send({"type": "http.response.body", "body": bytes(body), "more_body": False})
+            if isinstance(chunks, AsyncIterator) and hasattr(chunks, "aclose"):
+                await chunks.aclose()  # its ``finally`` blocks, as after its end
+            return
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def send_until_gone(sending_body: Coroutine[Any, Any, None], receive: Receive) -> None:

@@ -14,8 +14,10 @@ from whalli.domain.model.replies import (
     ReasoningEvent,
     ReplyEvent,
     TokenEvent,
+    is_final,
 )
 from whalli.domain.services.chat.read_reply import ReadReplyHandler
+from whalli.entrypoints.http.lean_stream import LastChunk
 from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_comment, json_event
 
 RETRY = b"retry: 2000\n\n"  # how soon a browser's EventSource reconnects after a drop
@@ -81,10 +83,19 @@ async def reply_frames(
     """``head``, then the reply's events after ``after``, counted as an open SSE connection."""
     gauge = sse_connections()
     gauge.inc()
+    batches = reader.events(session_id, after)
     try:
         yield head
-        async for batch in reader.events(session_id, after):
-            # whatever arrived together goes out as one write
-            yield encode_comment() if batch is None else sse_frames(batch)
+        async for batch in batches:
+            # whatever arrived together goes out as one write; the final event with the end
+            if batch is None:
+                yield encode_comment()
+            elif batch and is_final(batch[-1][1]):
+                yield LastChunk(sse_frames(batch))
+            else:
+                yield sse_frames(batch)
     finally:
         gauge.dec()
+        # closed now, not when collected, when this is closed after its LastChunk (the reader's
+        # bookkeeping runs in its ``finally``); after its end or an error, a no-op
+        await batches.aclose()

@@ -17,7 +17,7 @@ only time, on paths that are rare.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from urllib.parse import parse_qsl
 
 from litestar.enums import ScopeType
@@ -28,7 +28,7 @@ from whalli.domain.services.auth.authenticate import Authenticate
 from whalli.domain.services.chat.attach_stream import AttachStream
 from whalli.domain.services.chat.read_reply import ReadReplyHandler
 from whalli.entrypoints.http.deps import AppContainer
-from whalli.entrypoints.http.lean_stream import send_until_gone
+from whalli.entrypoints.http.lean_stream import send_chunks, send_until_gone
 from whalli.entrypoints.http.reply_events import RETRY, SSE_HEADERS, reply_frames
 from whalli.entrypoints.http.security import API_KEY_HEADER, credential_in
 
@@ -64,7 +64,8 @@ class StreamRoute:
         del opened
         scope["path_template"] = STREAM_PATH  # the route label of the request's metrics
         await send(_start())  # (no local: nothing of it stays under the open stream)
-        await send_until_gone(_body(reply_frames(reader, session_id, after, RETRY), send), receive)
+        frames = reply_frames(reader, session_id, after, RETRY)
+        await send_until_gone(send_chunks(frames, send), receive)
 
     async def _open(self, scope: Scope) -> tuple[ReadReplyHandler, str, str | None] | None:
         """The reader, session id and resume point of a stream to send, or ``None`` when the
@@ -117,9 +118,3 @@ def _query(raw: bytes) -> dict[str, str] | None:
 
 def _start() -> HTTPResponseStartEvent:
     return {"type": "http.response.start", "status": 200, "headers": list(_START_HEADERS)}
-
-
-async def _body(frames: AsyncIterator[bytes], send: Send) -> None:
-    async for chunk in frames:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b"", "more_body": False})

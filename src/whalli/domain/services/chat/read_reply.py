@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from whalli.domain.model.errors import ServiceUnavailable
 from whalli.domain.model.replies import (
@@ -79,13 +79,15 @@ class ReadReplyHandler:
         self._lease_s = heartbeat_s * READER_LEASE_HEARTBEATS
         self._outage_s, self._retry_s = outage_s, retry_s
 
-    def events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
+    def events(self, session_id: str, after: str | None) -> AsyncGenerator[Batch | None, None]:
         # (untracked: no generator layer of its own, which every open stream would hold)
         if not self._track:
             return self._events(session_id, after)
         return self._tracked(session_id, after)
 
-    async def _tracked(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
+    async def _tracked(
+        self, session_id: str, after: str | None
+    ) -> AsyncGenerator[Batch | None, None]:
         # The join runs to its end even if the client leaves during it (then the count was
         # raised, and must come down again), so it is a task of its own.
         reader = uuid.uuid4().hex
@@ -115,7 +117,9 @@ class ReadReplyHandler:
             with contextlib.suppress(ServiceUnavailable):
                 await self._stream.reader_joined(session_id, reader, self._lease_s)
 
-    async def _events(self, session_id: str, after: str | None) -> AsyncIterator[Batch | None]:
+    async def _events(
+        self, session_id: str, after: str | None
+    ) -> AsyncGenerator[Batch | None, None]:
         cursor = after
         outage: float | None = None  # when the store stopped answering, while it does not
         while True:

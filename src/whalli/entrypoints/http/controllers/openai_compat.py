@@ -30,7 +30,7 @@ from whalli.entrypoints.http import openai_errors
 from whalli.entrypoints.http import openai_replies as replies
 from whalli.entrypoints.http import openai_wire as wire
 from whalli.entrypoints.http.first_event import FirstEvent
-from whalli.entrypoints.http.lean_stream import LeanStream
+from whalli.entrypoints.http.lean_stream import LastChunk, LeanStream
 from whalli.entrypoints.http.security import CONTAINER_STATE_KEY
 from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE, encode_event
 from whalli.ports.chat_model import (
@@ -129,7 +129,7 @@ def _tool_delta(event: ToolCallDelta) -> replies.Delta:
 
 async def _sse(
     completion: _Completion, first: Event, events: AsyncGenerator[Event, None]
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The chunks: the role, the deltas, the finish reason, the usage if asked for, ``[DONE]``.
     An error after the first chunk can only be told in the stream: an ``{"error": ...}`` chunk
     (which OpenAI's SDKs raise as an ``APIError``), and no ``[DONE]``.
@@ -159,9 +159,9 @@ async def _sse(
             usage = replies.Usage.of(event.usage)
             ending.append(_data(msgspec.structs.replace(last, choices=[], usage=usage)))
         ending.append(_DONE)
-        yield b"".join(ending)
+        yield LastChunk(b"".join(ending))  # sent with the body's end: one write
     except WhalliError as e:
-        yield _data(openai_errors.error_body(e))
+        yield LastChunk(_data(openai_errors.error_body(e)))
     finally:
         gauge.dec()
         await events.aclose()
@@ -172,7 +172,7 @@ async def _after_silence(
     heartbeat_s: float,
     opened: Callable[[], _Completion],
     events: AsyncGenerator[Event, None],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """A stream opened before its first event: comments until it comes, then the chunks; a
     refusal that comes instead is an error chunk, as any error after the first chunk."""
     gauge = sse_connections()
@@ -185,17 +185,22 @@ async def _after_silence(
         except StopAsyncIteration:
             first = None
         except WhalliError as e:
-            yield _data(openai_errors.error_body(e))
+            yield LastChunk(_data(openai_errors.error_body(e)))
             return
     finally:
         gauge.dec()
         if not waiting.done():
             await waiting.close()
     if first is None:
-        yield _data(openai_errors.error_body(WhalliError("The reply ended without finishing.")))
+        ended = WhalliError("The reply ended without finishing.")
+        yield LastChunk(_data(openai_errors.error_body(ended)))
         return
-    async for chunk in _sse(opened(), first, events):
-        yield chunk
+    chunks = _sse(opened(), first, events)
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:  # closed now (its gauge, the reply), not when collected, when this is closed
+        await chunks.aclose()
 
 
 def _delta(event: StreamDelta | StreamReasoning | ToolCallDelta) -> replies.Delta:
