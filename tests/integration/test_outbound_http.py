@@ -20,6 +20,7 @@ import uvloop
 
 from tests.support.raw_http import client, read_request, requests, response, serving
 from whalli.adapters.http11 import Http11Transport
+from whalli.adapters.outbound_http import streamed
 
 
 async def test_the_client_sends_through_the_http11_transport() -> None:
@@ -115,6 +116,52 @@ async def test_a_cookie_one_answer_sets_never_goes_back_with_later_requests() ->
         for head in seen
     ]
     assert cookie_lines == [[], [], []]
+
+
+async def test_streamed_sends_what_client_stream_sends_straight_to_the_transport() -> None:
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async for head, body in requests(reader):
+            heads.append(head + b"|" + body)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+            )
+            await writer.drain()
+
+    timeout = httpx.Timeout(5.0, read=None)
+    headers = {"authorization": "Bearer k", "accept": "text/event-stream"}
+    hooked: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        hooked.append(request.method)
+
+    async with serving(handler) as (url, connections), client() as http:
+        async with http.stream("POST", f"{url}/x", content=b"{}", headers=headers) as r:
+            via_client = [r.status_code, await r.aread()]
+            assert type(r.stream).__name__ == "BoundAsyncStream"  # the client's own wrapping
+        async with streamed(
+            http, "POST", f"{url}/x", content=b"{}", headers=headers, timeout=timeout
+        ) as r:
+            assert r.request.url == f"{url}/x"
+            assert type(r.stream).__name__ != "BoundAsyncStream"  # the transport's, as it came
+            straight = [r.status_code, await r.aread()]
+        # a client with what the straight way skips (a hook here) goes through client.stream
+        http.event_hooks["request"] = [hook]
+        async with streamed(
+            http, "POST", f"{url}/x", content=b"{}", headers=headers, timeout=timeout
+        ) as r:
+            await r.aread()
+        assert len(connections) == 1  # each response closed whole: one kept-alive connection
+    assert straight == via_client == [200, b"ok"]
+    assert heads[0] == heads[1] == heads[2]  # the same request line, headers and body
+    assert b"user-agent: python-httpx" in heads[0].lower()  # the client's defaults are kept
+    assert hooked == ["POST"]
+    with pytest.raises(RuntimeError, match="closed"):
+        async with streamed(
+            http, "POST", f"{url}/x", content=b"{}", headers=headers, timeout=timeout
+        ):
+            pass
 
 
 async def test_a_connection_cut_mid_body_is_a_transport_error() -> None:
@@ -363,6 +410,7 @@ def test_every_case_also_on_uvloop() -> None:
         test_large_bodies_both_ways_survive_flow_control,
         test_keep_alive_reuses_a_connection_and_replaces_one_the_server_closed,
         test_a_cookie_one_answer_sets_never_goes_back_with_later_requests,
+        test_streamed_sends_what_client_stream_sends_straight_to_the_transport,
         test_a_connection_cut_mid_body_is_a_transport_error,
         test_closing_a_stream_early_closes_its_connection,
         test_a_refused_connection_is_a_connect_error,

@@ -22,7 +22,9 @@ request, measured with cProfile on ``/v1``).
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+from collections.abc import AsyncIterator, Mapping
 
 import httpx
 
@@ -68,3 +70,53 @@ class _NoCookies(httpx.Cookies):
 
     def update(self, cookies: httpx._types.CookieTypes | None = None) -> None:  # type: ignore[override]
         return None
+
+
+@contextlib.asynccontextmanager
+async def streamed(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str],
+    timeout: httpx.Timeout,  # noqa: ASYNC109 - httpx's, per wait, as client.stream takes it
+) -> AsyncIterator[httpx.Response]:
+    """``client.stream(method, url, ...)``, the response closed on leaving, as httpx answers it.
+
+    A client made by ``new_http_client`` (its own transport, no proxy mounted, no hooks, no
+    auth, no base URL) sends straight to its transport: the same ``httpx.Request`` (the
+    client's default headers under ``headers``) and ``httpx.Response``, without the client's
+    layers of auth flow, redirect handling, cookie jar (``_NoCookies``: nothing to do), event
+    hooks and logging, none of which it uses. Those layers cost ~55 µs of CPU per request
+    (a loop of 20,000 requests to a transport answering at once: 78.6 µs through
+    ``client.stream``, 23.8 µs this way), on every provider request of every reply. Any
+    other client goes through ``client.stream``.
+    """
+    transport = client._transport
+    if (
+        type(transport) is not Http11Transport
+        or client._mounts
+        or client.auth is not None
+        or client.base_url.raw_host
+        or client.event_hooks["request"]
+        or client.event_hooks["response"]
+    ):
+        async with client.stream(
+            method, url, content=content, headers=headers, timeout=timeout
+        ) as response:
+            yield response
+        return
+    if client.is_closed:
+        raise RuntimeError("Cannot send a request, as the client has been closed.")
+    merged = httpx.Headers(client.headers)
+    merged.update(headers)
+    request = httpx.Request(
+        method, url, headers=merged, content=content, extensions={"timeout": timeout.as_dict()}
+    )
+    response = await transport.handle_async_request(request)
+    response.request = request
+    try:
+        yield response
+    finally:
+        await response.aclose()

@@ -17,6 +17,7 @@ from whalli.adapters.ai._halves import edge_halves_kept, valid_text
 from whalli.adapters.ai._sse import MAX_EVENT_CHARS, EventTooLarge, SseDecoder, SseEvent
 from whalli.adapters.ai._streaming import StreamPolicy, provider_error, stream_cut
 from whalli.adapters.ai._upstream_errors import error_code, request_secrets, upstream_message
+from whalli.adapters.outbound_http import streamed
 from whalli.domain.model.errors import ProviderError
 
 # Statuses by which a provider refuses this very request as invalid (not its key or model)
@@ -62,8 +63,8 @@ async def sse_post(
         **headers,
     }
     try:
-        async with http.stream(
-            "POST", url, content=body, headers=request_headers, timeout=timeout
+        async with streamed(
+            http, "POST", url, content=body, headers=request_headers, timeout=timeout
         ) as response:
             if not response.is_success:  # redirects are not followed: a 3xx is a bad base URL
                 content, _ = await _prefix(response, MAX_ERROR_BODY)
