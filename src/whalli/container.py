@@ -587,9 +587,11 @@ class Services(containers.DeclarativeContainer):
     principal_cache = providers.Singleton(
         principal_cache_for, providers.Callable(lambda s: s.credential_cache_s, settings)
     )
+    # tells every process of a change to an account, and this one of a credential's end
     access_changes = providers.Singleton(
-        AccessChanges, versions=adapters.credential_versions, principals=principal_cache
-    )
+        AccessChanges, versions=adapters.credential_versions, principals=principal_cache,
+        ends=credential_ends, clock=clock,
+    )  # fmt: skip
     authenticate = providers.Factory(
         AuthenticateHandler, uow, issuer=adapters.token_issuer, clock=clock,
         last_used_interval=providers.Callable(
@@ -622,14 +624,10 @@ class Services(containers.DeclarativeContainer):
         reuse_grace=providers.Callable(
             lambda s: timedelta(seconds=s.refresh_token_reuse_grace_s), settings
         ),
-        ends=credential_ends, access=access_changes,
+        access=access_changes,
     )  # fmt: skip
-    logout = providers.Factory(
-        LogoutHandler, uow, clock=clock, ends=credential_ends, access=access_changes
-    )
-    logout_all = providers.Factory(
-        LogoutAllHandler, uow, clock=clock, ends=credential_ends, access=access_changes
-    )
+    logout = providers.Factory(LogoutHandler, uow, clock=clock, access=access_changes)
+    logout_all = providers.Factory(LogoutAllHandler, uow, clock=clock, access=access_changes)
     change_password = providers.Factory(
         ChangePasswordHandler,
         uow,
@@ -639,13 +637,12 @@ class Services(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         refresh_ttl=refresh_ttl,
-        ends=credential_ends,
         access=access_changes,
     )
     delete_account = providers.Factory(
         DeleteAccountHandler, uow, adapters.blob_storage, hasher=adapters.password_hasher,
         stopper=providers.Factory(ReplyStopper, adapters.chat_sessions, adapters.reply_stream),
-        clock=clock, ends=credential_ends, access=access_changes,
+        clock=clock, access=access_changes,
     )  # fmt: skip
     update_profile = providers.Factory(UpdateProfileHandler, uow, clock, access=access_changes)
     get_profile = providers.Factory(GetProfileHandler, uow)
@@ -912,14 +909,10 @@ class Services(containers.DeclarativeContainer):
     list_users = providers.Factory(ListUsersHandler, uow)
     summarize_usage = providers.Factory(SummarizeUsageHandler, uow, clock)
     summarize_feedback = providers.Factory(SummarizeFeedbackHandler, uow, clock)
-    update_user = providers.Factory(
-        UpdateUserHandler, uow, clock, credential_ends, access=access_changes
-    )
+    update_user = providers.Factory(UpdateUserHandler, uow, clock, access=access_changes)
     create_api_key = providers.Factory(CreateApiKeyHandler, uow, clock, ids)
     list_api_keys = providers.Factory(ListApiKeysHandler, uow)
-    revoke_api_key = providers.Factory(
-        RevokeApiKeyHandler, uow, clock, credential_ends, access=access_changes
-    )
+    revoke_api_key = providers.Factory(RevokeApiKeyHandler, uow, clock, access=access_changes)
 
 
 class Container(containers.DeclarativeContainer):

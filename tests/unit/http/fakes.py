@@ -37,6 +37,7 @@ from whalli.domain.services.admin.update_user import UpdateUserHandler
 from whalli.domain.services.api_keys.create_api_key import CreateApiKeyHandler
 from whalli.domain.services.api_keys.list_api_keys import ListApiKeysHandler
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKeyHandler
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
 from whalli.domain.services.auth.credential_ends import CredentialEnds
@@ -165,6 +166,8 @@ class FakeContainer:
         self.chat_sessions = InMemoryChatSessionStore(self.clock)
         self.stream_passes = HmacStreamPasses(TEST_JWT_SECRET)
         self.credential_ends = CredentialEnds()
+        # One process: no credential versions nor principal cache, but ends noted for attaches.
+        self.access_changes = AccessChanges(ends=self.credential_ends, clock=self.clock)
         # Chat replies as the stream and stop routes read them.
         self.reply_stream = InMemoryReplyStream(self.clock)
         # Request limits: in memory on the manual clock unless a test passes a real limiter.
@@ -215,27 +218,27 @@ class FakeContainer:
     async def refresh_session(self) -> RefreshSessionHandler:
         return RefreshSessionHandler(
             self.uow(), issuer=self.issuer, clock=self.clock, ids=self.ids,
-            ends=self.credential_ends,
+            access=self.access_changes,
         )  # fmt: skip
 
     async def logout(self) -> LogoutHandler:
-        return LogoutHandler(self.uow(), clock=self.clock, ends=self.credential_ends)
+        return LogoutHandler(self.uow(), clock=self.clock, access=self.access_changes)
 
     async def logout_all(self) -> LogoutAllHandler:
-        return LogoutAllHandler(self.uow(), clock=self.clock, ends=self.credential_ends)
+        return LogoutAllHandler(self.uow(), clock=self.clock, access=self.access_changes)
 
     async def change_password(self) -> ChangePasswordHandler:
         return ChangePasswordHandler(
             self.uow(), hasher=self.hasher, screen=self.password_screen, issuer=self.issuer,
             clock=self.clock, ids=self.ids, refresh_ttl=self.refresh_ttl,
-            ends=self.credential_ends,
+            access=self.access_changes,
         )  # fmt: skip
 
     async def delete_account(self) -> DeleteAccountHandler:
         return DeleteAccountHandler(
             self.uow(), self.blobs, hasher=self.hasher,
             stopper=ReplyStopper(self.chat_sessions, self.reply_stream),
-            clock=self.clock, ends=self.credential_ends,
+            clock=self.clock, access=self.access_changes,
         )  # fmt: skip
 
     async def update_profile(self) -> UpdateProfileHandler:
@@ -287,7 +290,7 @@ class FakeContainer:
         return SummarizeFeedbackHandler(self.uow(), self.clock)
 
     async def update_user(self) -> UpdateUserHandler:
-        return UpdateUserHandler(self.uow(), self.clock, self.credential_ends)
+        return UpdateUserHandler(self.uow(), self.clock, access=self.access_changes)
 
     async def create_api_key(self) -> CreateApiKeyHandler:
         return CreateApiKeyHandler(self.uow(), self.clock, self.ids)
@@ -296,7 +299,7 @@ class FakeContainer:
         return ListApiKeysHandler(self.uow())
 
     async def revoke_api_key(self) -> RevokeApiKeyHandler:
-        return RevokeApiKeyHandler(self.uow(), self.clock, self.credential_ends)
+        return RevokeApiKeyHandler(self.uow(), self.clock, access=self.access_changes)
 
     # --- existing chats -------------------------------------------------------------------------
     async def list_chats(self) -> ListChatsHandler:

@@ -27,6 +27,7 @@ from whalli.domain.services.admin.update_user import UpdateUser, UpdateUserHandl
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKey, RevokeApiKeyHandler
 from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.authenticate import Authenticate, AuthenticateHandler
+from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.key_owners import KeyOwners
 from whalli.domain.services.auth.logout import Logout, LogoutHandler
 from whalli.domain.services.auth.principal_cache import KnownCredential, PrincipalCache
@@ -48,12 +49,13 @@ class _CountedReads(InMemoryUnitOfWork):
 
 
 class _Process:
-    """One API process: its cache and key owners, the versions every process shares."""
+    """One API process: its cache, key owners and credential ends, the versions every
+    process shares."""
 
     def __init__(self, auth: Auth, versions: CredentialVersions) -> None:
         self.auth, self.versions = auth, versions
-        self.principals, self.owners = PrincipalCache(), KeyOwners()
-        self.access = AccessChanges(versions, self.principals)
+        self.principals, self.owners, self.ends = PrincipalCache(), KeyOwners(), CredentialEnds()
+        self.access = AccessChanges(versions, self.principals, ends=self.ends, clock=auth.clock)
 
     async def authenticate(self, credential: str) -> Principal:
         handler = AuthenticateHandler(
@@ -266,8 +268,9 @@ async def test_without_versions_every_request_reads_and_nothing_is_remembered(
     assert (_reads(), len(process.principals)) == (3, 0)
 
 
+@pytest.mark.parametrize("told", ["changed", "ended"])
 async def test_access_changes_forget_locally_even_when_the_bump_fails(
-    auth: Auth, caplog: pytest.LogCaptureFixture
+    auth: Auth, caplog: pytest.LogCaptureFixture, told: str
 ) -> None:
     class _BumpFails(InMemoryCredentialVersions):
         async def bump(self, user_id: uuid.UUID) -> None:
@@ -279,10 +282,18 @@ async def test_access_changes_forget_locally_even_when_the_bump_fails(
         await process.authenticate(tokens.access_token)
     assert len(process.principals) == 1
 
-    await process.access.changed(user.id)  # logged, not raised: the change is committed
+    before = auth.clock.now()
+    # logged, not raised: the change is committed
+    await (process.access.ended if told == "ended" else process.access.changed)(user.id)
 
     assert len(process.principals) == 0
     assert "not bumped" in caplog.text
+    assert process.ends.ended_since(user.id, before) is (told == "ended")  # an end is noted
+
+
+def test_access_changes_need_a_clock_to_note_ends() -> None:
+    with pytest.raises(ValueError, match="give the clock too"):
+        AccessChanges(ends=CredentialEnds())
 
 
 class _Flaky(InMemoryCredentialVersions):

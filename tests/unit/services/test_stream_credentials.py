@@ -17,6 +17,7 @@ from whalli.domain.model.errors import ChatSessionNotFound
 from whalli.domain.model.principal import CredentialId
 from whalli.domain.model.tokens import RefreshToken
 from whalli.domain.services.api_keys.revoke_api_key import RevokeApiKey, RevokeApiKeyHandler
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.logout_all import LogoutAll, LogoutAllHandler
 from whalli.domain.services.chat.attach_stream import (
@@ -71,8 +72,10 @@ async def attach(
 async def revoke(
     app: App, credential: CredentialId, owner: uuid.UUID, ends: CredentialEnds
 ) -> None:
+    """Revoked by the process whose ends are ``ends``."""
     assert credential.api_key_id is not None
-    handler = RevokeApiKeyHandler(app.uow(), app.clock, ends)
+    access = AccessChanges(ends=ends, clock=app.clock)
+    handler = RevokeApiKeyHandler(app.uow(), app.clock, access=access)
     await handler.execute(RevokeApiKey(user_id=owner, key_id=credential.api_key_id))
 
 

@@ -10,7 +10,6 @@ from whalli.domain.model.errors import LastAdmin
 from whalli.domain.model.users import Plan, Role, User
 from whalli.domain.services.admin.access import require_admin
 from whalli.domain.services.auth.access_changes import AccessChanges
-from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
 
@@ -35,8 +34,8 @@ class UpdateUserHandler:
       an unknown account: ``UserNotFound``;
     - disabling an account revokes all its sessions (refresh-token families) and API keys in the
       same transaction, so it cannot keep working until its tokens expire; access tokens die with
-      the next request, since the guard reads the account afresh; once committed, it is noted
-      in ``ends`` (this process's ``CredentialEnds``) at the clock's time after the commit;
+      the next request, since the guard reads the account afresh; once committed, that end
+      is noted and told (``AccessChanges.ended``), any other change told (``changed``);
     - a change that leaves no active admin (the last one demoting or disabling themself) is
       refused with ``LastAdmin``; a change that may remove an admin first locks the active
       admins, so that two such changes at once (two admins demoting each other) run one after
@@ -49,12 +48,10 @@ class UpdateUserHandler:
         self,
         uow: UnitOfWork,
         clock: Clock,
-        ends: CredentialEnds | None = None,
         access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
-        self._ends = ends
         self._access = access
 
     async def execute(self, command: UpdateUser) -> User:
@@ -85,10 +82,11 @@ class UpdateUserHandler:
             if self._access is not None:  # refused (nothing saved) if it could not reach all
                 await self._access.prepare(user.id)
             await uow.commit()
-        if changed.disabled and not user.disabled and self._ends is not None:
-            self._ends.ended(user.id, self._clock.now())
         if self._access is not None:
-            await self._access.changed(user.id)
+            if changed.disabled and not user.disabled:
+                await self._access.ended(user.id)
+            else:
+                await self._access.changed(user.id)
         return changed
 
 

@@ -8,7 +8,6 @@ import msgspec
 
 from whalli.domain.model.errors import ApiKeyNotFound
 from whalli.domain.services.auth.access_changes import AccessChanges
-from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
 
@@ -25,20 +24,17 @@ class RevokeApiKeyHandler:
     - only the caller's own keys: another user's key is ``ApiKeyNotFound``, exactly like a key
       that does not exist, so that key ids cannot be probed;
     - revoking a revoked key changes nothing (the first revocation time is kept);
-    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``), at the
-      clock's time after the commit (as ``LogoutAll``).
+    - once committed, the end is noted and told (``AccessChanges.ended``, as ``LogoutAll``).
     """
 
     def __init__(
         self,
         uow: UnitOfWork,
         clock: Clock,
-        ends: CredentialEnds | None = None,
         access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
-        self._ends = ends
         self._access = access
 
     async def execute(self, command: RevokeApiKey) -> None:
@@ -53,7 +49,5 @@ class RevokeApiKeyHandler:
             if self._access is not None:  # refused (nothing saved) if it could not reach all
                 await self._access.prepare(key.user_id)
             await uow.commit()
-        if self._ends is not None:
-            self._ends.ended(key.user_id, self._clock.now())
         if self._access is not None:
-            await self._access.changed(key.user_id)
+            await self._access.ended(key.user_id)

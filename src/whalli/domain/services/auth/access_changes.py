@@ -1,4 +1,5 @@
-"""Telling every API process that a user's credentials or account changed."""
+"""Telling every API process that a user's credentials or account changed, and this process
+that one of the user's credentials ended."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import logging
 from uuid import UUID
 
 from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.principal_cache import PrincipalCache
+from whalli.ports.clock import Clock
 from whalli.ports.credential_versions import CredentialVersions
 
 log = logging.getLogger(__name__)
@@ -35,12 +38,25 @@ class AccessChanges:
     is down for every process none trusts what it remembers (each forgets it all), so only
     a process that reached the store between the two bumps and lost it since may trust an
     entry read before the change, until it ages out (``principal_cache.MAX_AGE_S``, 5 s).
+
+    A change that ended a credential calls ``ended`` instead of ``changed``: the end is first
+    noted in ``ends`` (this process's ``CredentialEnds``) at the ``clock``'s time, which is
+    after the commit (a read made while the end was committing is before it), then
+    ``changed`` follows.
     """
 
     def __init__(
-        self, versions: CredentialVersions | None = None, principals: PrincipalCache | None = None
+        self,
+        versions: CredentialVersions | None = None,
+        principals: PrincipalCache | None = None,
+        *,
+        ends: CredentialEnds | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        if ends is not None and clock is None:
+            raise ValueError("ends are noted at a clock's time: give the clock too")
         self._versions, self._principals = versions, principals
+        self._ends, self._clock = ends, clock
 
     async def prepare(self, user_id: UUID) -> None:
         """Before committing a change that ends a credential or restricts an account: bump the
@@ -59,6 +75,13 @@ class AccessChanges:
             await _bump(self._versions, user_id)
         except ServiceUnavailable as e:
             log.error("The credential version of user %s was not bumped: %s", user_id, e)
+
+    async def ended(self, user_id: UUID) -> None:
+        """Once a change that ended a credential of ``user_id`` committed: note the end in
+        ``ends`` now, then ``changed``."""
+        if self._ends is not None and self._clock is not None:
+            self._ends.ended(user_id, self._clock.now())
+        await self.changed(user_id)
 
 
 async def _bump(versions: CredentialVersions, user_id: UUID) -> None:

@@ -17,7 +17,6 @@ from whalli.domain.model.passwords import normalize_password
 from whalli.domain.model.users import User
 from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.accounts import check_password, hash_new_password
-from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
@@ -61,8 +60,7 @@ class ChangePasswordHandler:
       token minted for one stops working at its next use; a new session is opened and its pair
       returned, so the caller stays signed in; API keys are not touched (as ``LogoutAll``);
     - nothing changes unless all of it does; once committed, the end of the other sessions is
-      noted in ``ends`` (this process's ``CredentialEnds``), at the clock's time after the
-      commit (as ``LogoutAll``).
+      noted and told (``AccessChanges.ended``, as ``LogoutAll``).
     """
 
     def __init__(
@@ -75,11 +73,9 @@ class ChangePasswordHandler:
         clock: Clock,
         ids: IdGenerator,
         refresh_ttl: timedelta,
-        ends: CredentialEnds | None = None,
         access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
-        self._ends = ends
         self._access = access
         self._hasher = hasher
         self._screen = screen
@@ -122,10 +118,8 @@ class ChangePasswordHandler:
             if self._access is not None:  # refused (nothing saved) if it could not reach all
                 await self._access.prepare(fresh.id)
             await uow.commit()
-        if self._ends is not None:
-            self._ends.ended(fresh.id, self._clock.now())
         if self._access is not None:
-            await self._access.changed(fresh.id)
+            await self._access.ended(fresh.id)
         return tokens
 
     async def _check_current(self, command: ChangePassword) -> User:

@@ -15,7 +15,8 @@ class CredentialEnds:
     """When this process last ended a credential of each user (a logout, a logout everywhere,
     a password change, a refresh token's reuse, a revoked key, a disabled or deleted account),
     for ``remembered_for``, at most ``size`` users at once. Each is noted once committed, at
-    the clock's time after the commit: a read made while the end was committing is before it.
+    the clock's time after the commit (``AccessChanges.ended``, which every use case that ends
+    a credential calls): a read made while the end was committing is before it.
 
     It decides nothing by itself: a use case that would rely on a fresh read of the user made
     moments ago (``AttachStreamHandler`` just after a start) asks ``ended_since`` that read and

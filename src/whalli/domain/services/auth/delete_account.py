@@ -22,7 +22,6 @@ from whalli.domain.model.projects import Project
 from whalli.domain.model.users import User, normalize_email
 from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.accounts import check_password
-from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.sessions import masked_repr
 from whalli.domain.services.chat.stop_replies import ReplyStopper
 from whalli.domain.services.files.stored_objects import delete_objects
@@ -76,9 +75,9 @@ class DeleteAccountHandler:
       unshared ones), then the account, whose sessions, API keys, memberships, chats, files in
       other projects, usage, presets, feedback and shared links go with it (the schema
       cascades); nothing is deleted unless all of it is;
-    - once committed, the end of its credentials is noted in ``ends`` (this process's
-      ``CredentialEnds``, at the clock's time after the commit, as ``LogoutAll``): a read of
-      the account made just before (a start's) is then not trusted without a new one;
+    - once committed, the end of its credentials is noted and told (``AccessChanges.ended``,
+      as ``LogoutAll``): a read of the account made just before (a start's) is then not
+      trusted without a new one;
     - once committed, the replies still generated in the chats that went (the account's own
       anywhere and every chat of the deleted projects) are asked to stop (``ReplyStopper``,
       best effort), as deleting a chat stops its replies;
@@ -94,16 +93,13 @@ class DeleteAccountHandler:
         hasher: PasswordHasher,
         stopper: ReplyStopper | None = None,
         clock: Clock | None = None,
-        ends: CredentialEnds | None = None,
         access: AccessChanges | None = None,
     ) -> None:
-        """``ends`` is noted only with a ``clock`` to tell when."""
         self._uow = uow
         self._blobs = blobs
         self._hasher = hasher
         self._stopper = stopper
         self._clock = clock
-        self._ends = ends
         self._access = access
 
     @staticmethod
@@ -144,10 +140,8 @@ class DeleteAccountHandler:
             if self._access is not None:  # refused (nothing saved) if it could not reach all
                 await self._access.prepare(fresh.id)
             await uow.commit()
-        if self._ends is not None and self._clock is not None:
-            self._ends.ended(fresh.id, self._clock.now())
         if self._access is not None:
-            await self._access.changed(fresh.id)
+            await self._access.ended(fresh.id)
         if self._stopper is not None:
             await self._stopper.stop(unfinished, of=f"deleted account {fresh.id}")
         await delete_objects(self._blobs, sorted(keys), of="a deleted account")

@@ -7,7 +7,6 @@ import msgspec
 from whalli.domain.model.errors import UserNotFound
 from whalli.domain.model.tokens import hash_refresh_secret
 from whalli.domain.services.auth.access_changes import AccessChanges
-from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.refresh_session import MAX_REFRESH_TOKEN_LENGTH
 from whalli.domain.services.auth.sessions import masked_repr
 from whalli.ports.clock import Clock
@@ -34,8 +33,9 @@ class LogoutHandler:
       a refresh in flight (a second tab's, within the reuse grace window, adding a sibling
       token) ends first and its new token is revoked with the family, or it comes after and
       finds the family revoked. Nothing of the session is left live after the answer;
-    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``), at the
-      clock's time after the commit (as ``LogoutAll``).
+    - once committed, the end is noted in this process's ``CredentialEnds``, at the clock's
+      time after the commit, and told to every process (``AccessChanges.ended``, as
+      ``LogoutAll``).
     """
 
     def __init__(
@@ -43,12 +43,10 @@ class LogoutHandler:
         uow: UnitOfWork,
         *,
         clock: Clock,
-        ends: CredentialEnds | None = None,
         access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
-        self._ends = ends
         self._access = access
 
     async def execute(self, command: Logout) -> None:
@@ -72,7 +70,5 @@ class LogoutHandler:
             if self._access is not None:  # refused (nothing saved) if it could not reach all
                 await self._access.prepare(owner)
             await uow.commit()
-        if self._ends is not None:
-            self._ends.ended(owner, self._clock.now())
         if self._access is not None:
-            await self._access.changed(owner)
+            await self._access.ended(owner)

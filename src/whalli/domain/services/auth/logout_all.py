@@ -7,7 +7,6 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.services.auth.access_changes import AccessChanges
-from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.ports.clock import Clock
 from whalli.ports.unit_of_work import UnitOfWork
 
@@ -23,10 +22,11 @@ class LogoutAllHandler:
     - every refresh-token family of the user is revoked, so every access token minted for
       them stops working at its next use; API keys are not touched (they are revoked one by
       one, by the user, on purpose);
-    - once committed, the end is noted in ``ends`` (this process's ``CredentialEnds``) at the
-      clock's time after the commit, not the revocation's: a start that authenticated while
-      the end waited to commit (the credential still in force) read the user after the
-      revocation's time but before the commit, and must be seen as read before the end.
+    - once committed, the end is noted in this process's ``CredentialEnds`` at the clock's
+      time after the commit, not the revocation's, and told to every process
+      (``AccessChanges.ended``): a start that authenticated while the end waited to commit
+      (the credential still in force) read the user after the revocation's time but before
+      the commit, and must be seen as read before the end.
     """
 
     def __init__(
@@ -34,12 +34,10 @@ class LogoutAllHandler:
         uow: UnitOfWork,
         *,
         clock: Clock,
-        ends: CredentialEnds | None = None,
         access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
-        self._ends = ends
         self._access = access
 
     async def execute(self, command: LogoutAll) -> int:
@@ -51,8 +49,6 @@ class LogoutAllHandler:
             if self._access is not None:  # refused (nothing saved) if it could not reach all
                 await self._access.prepare(command.user_id)
             await uow.commit()
-        if self._ends is not None:
-            self._ends.ended(command.user_id, self._clock.now())
         if self._access is not None:
-            await self._access.changed(command.user_id)
+            await self._access.ended(command.user_id)
         return revoked

@@ -9,7 +9,6 @@ import msgspec
 from whalli.domain.model.errors import InvalidToken, RefreshTokenReused, UserNotFound
 from whalli.domain.model.tokens import REFRESH_SECRET_BYTES, hash_refresh_secret
 from whalli.domain.services.auth.access_changes import AccessChanges
-from whalli.domain.services.auth.credential_ends import CredentialEnds
 from whalli.domain.services.auth.sessions import TokenPair, issue_access_token, masked_repr
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
@@ -46,8 +45,8 @@ class RefreshSessionHandler:
     - the account is held (shared) first: a refresh and a revocation of every session (log
       out everywhere, a password change, a disabled account) run one after the other, so the
       revocation also ends the successor of a refresh in flight;
-    - a family revoked for reuse is noted in ``ends`` once committed (``CredentialEnds``), at
-      the clock's time after the commit (as ``LogoutAll``).
+    - a family revoked for reuse is noted and told once committed (``AccessChanges.ended``,
+      as ``LogoutAll``).
     """
 
     def __init__(
@@ -58,11 +57,9 @@ class RefreshSessionHandler:
         clock: Clock,
         ids: IdGenerator,
         reuse_grace: timedelta = timedelta(0),
-        ends: CredentialEnds | None = None,
         access: AccessChanges | None = None,
     ) -> None:
         self._uow = uow
-        self._ends = ends
         self._access = access
         self._reuse_grace = reuse_grace
         self._issuer = issuer
@@ -90,10 +87,8 @@ class RefreshSessionHandler:
             if spent and not token.reissuable(now, self._reuse_grace):
                 await uow.refresh_tokens.revoke_family(token.family_id, now)
                 await uow.commit()
-                if self._ends is not None:
-                    self._ends.ended(token.user_id, self._clock.now())
                 if self._access is not None:
-                    await self._access.changed(token.user_id)
+                    await self._access.ended(token.user_id)
                 raise RefreshTokenReused()
             if not spent and not token.is_active(now):
                 raise InvalidToken()
