@@ -490,6 +490,7 @@ class Adapters(containers.DeclarativeContainer):
         broker=gateways.broker,
         queue_name=providers.Callable(lambda s: s.queue_name, settings),
         client=gateways.redis,
+        lean=gateways.redis_lean,
     )
     password_hasher = providers.Singleton(
         Argon2PasswordHasher,

@@ -18,7 +18,7 @@ from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 from redis.asyncio import Redis
 
-from tests.integration.contracts.conftest import redis_resource
+from tests.integration.contracts.conftest import lean_or_none, lean_resource, redis_resource
 from whalli.adapters.dramatiq.broker import create_broker
 from whalli.adapters.dramatiq.job_queue import RUN_JOB_ACTOR, DramatiqJobQueue
 from whalli.adapters.embedded.stack import StackUrls
@@ -50,6 +50,12 @@ def _consume(broker: RedisBroker, queue_name: str) -> list[Message[Any]]:
     finally:
         consumer.close()
     return received
+
+
+@pytest.fixture(params=["fake", "real", "lean"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Also "lean": the script sent through the lean multiplexed client, as the app does."""
+    return str(request.param)
 
 
 @pytest.fixture
@@ -92,7 +98,8 @@ def queue_and_receive(
         messages = await asyncio.to_thread(_consume, broker, queue_name)
         return [decode_job(m.args[0]) for m in messages]
 
-    return DramatiqJobQueue(broker, queue_name, client=client), consume
+    lean = lean_or_none(backend, request)
+    return DramatiqJobQueue(broker, queue_name, client=client, lean=lean), consume
 
 
 async def test_enqueued_jobs_arrive_intact_and_in_order_at_a_consumer(
@@ -199,10 +206,27 @@ async def test_an_unreachable_broker_raises_service_unavailable_without_the_pass
     url = f"redis://:queue-s3cret-pw@127.0.0.1:{closed_port}/0"
     broker = create_broker(url)
     try:
-        async with redis_resource(url) as client:
-            queue = DramatiqJobQueue(broker, "jobs", client=client)
-            with pytest.raises(ServiceUnavailable, match=r"^The job queue is unavailable\.$") as e:
-                await queue.enqueue(Ping(token="t"))
+        async with redis_resource(url) as client, lean_resource(url) as lean:
+            for queue in (
+                DramatiqJobQueue(broker, "jobs", client=client),
+                DramatiqJobQueue(broker, "jobs", client=client, lean=lean),
+            ):
+                with pytest.raises(
+                    ServiceUnavailable, match=r"^The job queue is unavailable\.$"
+                ) as e:
+                    await queue.enqueue(Ping(token="t"))
+                assert "queue-s3cret-pw" not in str(e.value)
     finally:
         broker.client.close()
-    assert "queue-s3cret-pw" not in str(e.value)
+
+
+async def test_the_lean_queue_loads_the_script_again_after_redis_forgot_it(
+    broker: RedisBroker, queue_name: str, redis_client: Redis, lean_redis: Any
+) -> None:
+    queue = DramatiqJobQueue(broker, queue_name, client=redis_client, lean=lean_redis)
+    await queue.enqueue(Ping(token="before"))
+    await redis_client.script_flush()  # as a restarted Redis: EVALSHA answers NOSCRIPT
+    await queue.enqueue(Ping(token="after"))
+
+    messages = await asyncio.to_thread(_consume, broker, queue_name)
+    assert [decode_job(m.args[0]) for m in messages] == [Ping(token="before"), Ping(token="after")]
