@@ -4,6 +4,9 @@
 every request with a chunked ``text/event-stream`` in OpenAI's Chat Completions format (a role
 chunk, the content tokens, a finish chunk, a usage chunk, ``[DONE]``), one HTTP chunk per piece.
 
+Connections are kept alive, as providers' API servers keep them (a client reuses one for its
+next request); before the twenty-sixth session's runs the fake closed each after its reply.
+
 The last message's text steers it (a small copy of ``tests/support/fake_providers.py``, kept
 self-contained so the bench does not import the test package):
 ``[tokens=N delay=MS first=MS]`` sets the number of tokens, the gap between them and the wait
@@ -43,9 +46,11 @@ def _piece(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
 
-async def _read_body(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+async def _read_body(reader: asyncio.StreamReader, prefix: bytes = b"") -> dict[str, Any] | None:
+    """The next request's JSON body (``prefix``: its first bytes, already read), or ``None``
+    when the client closed the connection."""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        head = prefix + await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         return None
     length = 0
@@ -60,7 +65,7 @@ async def _read_body(reader: asyncio.StreamReader) -> dict[str, Any] | None:
 
 async def _reply(writer: asyncio.StreamWriter, prompt: str) -> None:
     writer.write(
-        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/event-stream\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
         b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     writer.write(_piece(_sse(_chunk({"role": "assistant", "content": ""}))))
@@ -84,19 +89,22 @@ async def _reply(writer: asyncio.StreamWriter, prompt: str) -> None:
 
 
 async def _connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    prefix = b""
     try:
-        body = await _read_body(reader)
-        if body is None:
-            return
-        messages = body.get("messages") or [{}]
-        content = messages[-1].get("content", "")
-        prompt = content if isinstance(content, str) else json.dumps(content)
-        sending = asyncio.create_task(_reply(writer, prompt))
-        leaving = asyncio.create_task(reader.read(1))  # EOF (b"") when the client goes
-        await asyncio.wait({sending, leaving}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (sending, leaving):
-            task.cancel()
-        await asyncio.gather(sending, leaving, return_exceptions=True)
+        while (body := await _read_body(reader, prefix)) is not None:
+            messages = body.get("messages") or [{}]
+            content = messages[-1].get("content", "")
+            prompt = content if isinstance(content, str) else json.dumps(content)
+            sending = asyncio.create_task(_reply(writer, prompt))
+            # EOF (b"") when the client goes; a byte of its next request once the reply is whole
+            leaving = asyncio.create_task(reader.read(1))
+            await asyncio.wait({sending, leaving}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (sending, leaving):
+                task.cancel()
+            sent, left = await asyncio.gather(sending, leaving, return_exceptions=True)
+            if isinstance(sent, BaseException) or left == b"":
+                return  # the client left (mid-reply, or it closed the connection)
+            prefix = left if isinstance(left, bytes) else b""
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:
