@@ -68,7 +68,13 @@ from whalli.domain.model.chat_titles import (
     TitlePolicy,
 )
 from whalli.domain.model.errors import ModelNotFound
-from whalli.domain.model.jobs import ExtractAttachment, Ping, RunSearchSubscription, TitleChat
+from whalli.domain.model.jobs import (
+    ExtractAttachment,
+    JobAbandoned,
+    Ping,
+    RunSearchSubscription,
+    TitleChat,
+)
 from whalli.domain.model.transcription_models import TranscriptionModel
 from whalli.domain.services.admin.list_users import ListUsersHandler
 from whalli.domain.services.admin.summarize_feedback import SummarizeFeedbackHandler
@@ -157,6 +163,10 @@ from whalli.domain.services.searches.delete_search import DeleteSearchHandler
 from whalli.domain.services.searches.get_search import GetSearchHandler
 from whalli.domain.services.searches.list_search_results import ListSearchResultsHandler
 from whalli.domain.services.searches.list_searches import ListSearchesHandler
+from whalli.domain.services.searches.record_abandoned_run import (
+    RecordAbandonedRun,
+    RecordAbandonedRunHandler,
+)
 from whalli.domain.services.searches.run_search import RunSearchHandler
 from whalli.domain.services.searches.schedule_due import ScheduleDueSearches
 from whalli.domain.services.searches.update_search import UpdateSearchHandler
@@ -790,6 +800,7 @@ class Services(containers.DeclarativeContainer):
     run_search = providers.Factory(
         RunSearchHandler, uow, adapters.web_search, clock, ids, email=adapters.email_sender
     )
+    record_abandoned_run = providers.Factory(RecordAbandonedRunHandler, uow, clock)
     schedule_due_searches = providers.Factory(ScheduleDueSearches, uow, adapters.job_queue, clock)
     list_notifications = providers.Factory(ListNotificationsHandler, uow)
     count_unread_notifications = providers.Factory(CountUnreadNotificationsHandler, uow)
@@ -955,3 +966,20 @@ def job_handlers(container: Container) -> dict[type, Any]:
         TitleChat: title_chat,
         RunSearchSubscription: run_search,
     }
+
+
+def abandoned_job_handlers(container: Container) -> dict[type, Any]:
+    """Which use case is told when the queue gave up on a job of a type for good (the rest:
+    nobody; a failed extraction or transcription is its sweeper's)."""
+
+    async def run_search(abandoned: JobAbandoned) -> None:
+        job = abandoned.job
+        assert isinstance(job, RunSearchSubscription)
+        service: RecordAbandonedRunHandler = await container.services.record_abandoned_run()
+        await service.execute(
+            RecordAbandonedRun(
+                subscription_id=job.subscription_id, cause=abandoned.cause, since=abandoned.since
+            )
+        )
+
+    return {RunSearchSubscription: run_search}

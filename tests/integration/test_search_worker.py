@@ -2,9 +2,13 @@
 app, run by the production worker (``whalli worker``, its own process, same queue) against a
 loopback SearXNG, emailed through a loopback SMTP server; the worker's scheduler running a due
 subscription on its own (on a database of its own: the scheduler claims every due row); a
-redelivered or doubled job storing and notifying each result once; and the 404s of a
-subscription someone else cannot see. Waits are bounded; nothing asserts how long anything
-took."""
+redelivered or doubled job storing and notifying each result once; the 404s of a
+subscription someone else cannot see; and a job the queue gives up on showing why on its
+search (``lastError``), also where the job itself cannot tell: its last attempt failing in the
+database (not the provider's outage, which the job records itself), a job older than the
+queue's age limit (dropped unrun), one whose workers kept dying while running it (the delivery
+limit); the search is told before the message is dead-lettered, so those tests wait for the
+dead letter. Waits are bounded; nothing asserts how long anything took."""
 
 from __future__ import annotations
 
@@ -17,20 +21,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from dramatiq.message import Message
 from redis.asyncio import Redis
 
 from tests.integration.http.test_identity_end_to_end import _settings
 from tests.integration.http.test_openai_sdk_end_to_end import _api_key
 from tests.integration.test_extraction_worker import Worker, eventually
 from tests.integration.test_title_worker import worker_env
+from tests.integration.test_worker import dead_letters
 from tests.support.fake_search import Answer, FakeSearchServer, default_hits
 from tests.support.fake_smtp import FakeSmtpServer
 from tests.support.live_server import live_server
 from tests.support.resolve import resolved
+from whalli.adapters.dramatiq.broker import DEFAULT_MAX_AGE_MS, create_broker
+from whalli.adapters.dramatiq.job_queue import job_message
 from whalli.adapters.embedded.stack import StackUrls
 from whalli.container import Container, build_container
-from whalli.domain.model.jobs import RunSearchSubscription
+from whalli.domain.model.jobs import RunSearchSubscription, decode_job
 from whalli.domain.services.searches.run_search import RunSearchHandler
 from whalli.entrypoints.http.asgi import build_app
 
@@ -171,6 +180,35 @@ def worker(
     started.close()
 
 
+# Its workers are noticed dead after two seconds without a heartbeat, by maintenance run on
+# every broker command; a second delivery that never finished is one too many.
+DYING = {
+    "WHALLI_JOB_MAX_DELIVERIES": "1",
+    "WHALLI_WORKER_HEARTBEAT_TIMEOUT_MS": "2000",
+    "WHALLI_WORKER_MAINTENANCE_CHANCE": "1000000",
+}
+REFUSE_RESULTS = """
+CREATE FUNCTION refuse_results() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN RAISE EXCEPTION 'results refused by the test'; END $$;
+CREATE TRIGGER refuse_results BEFORE INSERT ON search_results
+FOR EACH STATEMENT EXECUTE FUNCTION refuse_results();
+"""
+
+
+async def _dead_letter(searches: Searches, redis_url: str, worker: Worker) -> Message[Any]:
+    read = dead_letters(redis_url, searches.env["WHALLI_QUEUE_NAME"])
+    [dead] = await eventually(read, worker)
+    found: Message[Any] = dead
+    return found
+
+
+async def _search(searches: Searches, subscription_id: str) -> dict[str, Any]:
+    found = await searches.call("GET", f"/api/searches/{subscription_id}")
+    assert found.status_code == 200, found.text
+    shown: dict[str, Any] = found.json()
+    return shown
+
+
 async def test_a_queued_run_stores_results_notifies_in_app_and_emails_the_user(
     searches: Searches, worker: Worker
 ) -> None:
@@ -306,7 +344,9 @@ async def test_an_outage_the_queue_retries_shows_no_error_until_its_last_attempt
             found = (await searches.call("GET", f"/api/searches/{given_up['id']}")).json()
             return found if found["lastError"] else None
 
-        gave_up = await eventually(failed, retrying)
+        await eventually(failed, retrying)
+        await _dead_letter(searches, stack_urls.redis_url, retrying)  # the queue was told too
+        gave_up = await _search(searches, given_up["id"])
     finally:
         retrying.close()
 
@@ -315,3 +355,86 @@ async def test_an_outage_the_queue_retries_shows_no_error_until_its_last_attempt
     assert gave_up["lastRunAt"] is None
     queries = [r.params["q"] for r in searches.web.requests]
     assert queries == ["outage retried later", "outage given up", "outage given up"]
+
+
+async def test_a_run_whose_last_attempt_fails_in_the_database_shows_it_could_not_run(
+    alone: Searches, stack_urls: StackUrls, unique: str, tmp_path: Path
+) -> None:
+    made = await alone.subscribe("results never stored", notifyEmail=False)
+    # a real Postgres error on every attempt, after the provider answered: not its outage
+    with psycopg.connect(alone.env["WHALLI_DATABASE_URL"], autocommit=True) as connection:
+        connection.execute(REFUSE_RESULTS)
+    worker = _worker(alone, stack_urls, unique, tmp_path, WHALLI_JOB_MAX_RETRIES="1")
+    try:
+        await alone.enqueue(made["id"])
+        dead = await _dead_letter(alone, stack_urls.redis_url, worker)
+    finally:
+        worker.close()
+
+    assert decode_job(dead.args[0]) == RunSearchSubscription(subscription_id=uuid.UUID(made["id"]))
+    shown = await _search(alone, made["id"])
+    assert shown["lastError"] == "The search could not be run."
+    assert shown["lastErrorAt"] is not None
+    assert shown["lastRunAt"] is None
+    assert [r.params["q"] for r in alone.web.requests] == ["results never stored"] * 2
+
+
+async def test_a_run_queued_longer_ago_than_the_age_limit_is_dropped_unrun_and_shown(
+    searches: Searches, stack_urls: StackUrls, unique: str, tmp_path: Path
+) -> None:
+    made = await searches.subscribe("queued for too long", notifyEmail=False)
+    queue = searches.env["WHALLI_QUEUE_NAME"]
+    job = RunSearchSubscription(subscription_id=uuid.UUID(made["id"]))
+    # a message first queued just over a day ago (its retries and delays count in its age)
+    broker = create_broker(stack_urls.redis_url, namespace=queue)
+    try:
+        message = job_message(job, queue)
+        broker.enqueue(
+            message.copy(message_timestamp=message.message_timestamp - DEFAULT_MAX_AGE_MS - 1)
+        )
+    finally:
+        broker.client.close()
+    worker = _worker(searches, stack_urls, unique, tmp_path)
+    try:
+        dead = await _dead_letter(searches, stack_urls.redis_url, worker)
+    finally:
+        worker.close()
+
+    assert decode_job(dead.args[0]) == job
+    shown = await _search(searches, made["id"])
+    assert shown["lastError"] == "The search waited too long to be run and was skipped."
+    assert shown["lastRunAt"] is None
+    assert searches.web.requests == []  # never run
+
+
+async def test_a_run_whose_workers_keep_dying_is_dropped_at_the_delivery_limit_and_shown(
+    searches: Searches, stack_urls: StackUrls, unique: str, tmp_path: Path
+) -> None:
+    made = await searches.subscribe("kills its worker", notifyEmail=False)
+    searches.web.script(Answer(hold_s=60))  # the search is running when its worker dies
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = _worker(searches, stack_urls, unique, tmp_path / "first", **DYING)
+    try:
+        await searches.enqueue(made["id"])
+
+        async def searching() -> bool:
+            return bool(searches.web.requests)
+
+        await eventually(searching, first)
+        first.kill()
+    finally:
+        first.close()
+    second = _worker(searches, stack_urls, unique, tmp_path / "second", **DYING)
+    try:
+        dead = await _dead_letter(searches, stack_urls.redis_url, second)
+        assert second.terminate() == 0
+    finally:
+        second.close()
+
+    assert "retries" not in dead.options  # no attempt failed: its worker died
+    shown = await _search(searches, made["id"])
+    assert shown["lastError"] == "The search was interrupted too many times and was skipped."
+    assert shown["lastRunAt"] is None
+    assert len(searches.web.requests) == 1
+    assert "had 1 deliveries that never finished" in second.log()

@@ -45,6 +45,7 @@ class Answer:
     status: int = 200
     body: Any = None  # JSON (a dict) or bytes
     headers: dict[str, str] = field(default_factory=dict)
+    hold_s: float = 0.0  # how long the answer waits (cut short when the server stops)
 
 
 class FakeSearchServer:
@@ -54,6 +55,7 @@ class FakeSearchServer:
         self.requests: list[RecordedSearch] = []
         self._script: deque[Answer] = deque()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._http = LoopbackHttpServer(_handler(self))
 
     @property
@@ -73,7 +75,13 @@ class FakeSearchServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._http.stop()
+
+    def hold(self, answer: Answer) -> bool:
+        """Wait as ``answer`` asks before it is sent; False: the server stopped meanwhile (its
+        client is gone: nothing is sent)."""
+        return answer.hold_s <= 0 or not self._stopping.wait(answer.hold_s)
 
     def answer(self, request: RecordedSearch) -> Answer:
         with self._lock:
@@ -131,6 +139,8 @@ def _handler(server: FakeSearchServer) -> type[BaseHTTPRequestHandler]:
             params = {k: v[0] for k, v in parse_qs(parts.query).items()}
             headers = {k.lower(): v for k, v in self.headers.items()}
             answer = server.answer(RecordedSearch(parts.path, params, headers))
+            if not server.hold(answer):
+                return
             if isinstance(answer.body, bytes):
                 content = answer.body
                 kind = answer.headers.get("content-type", "application/octet-stream")

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
-from whalli.domain.model.jobs import ExtractAttachment, Job, Ping
+from whalli.domain.model.jobs import ExtractAttachment, Job, JobAbandoned, Ping
 from whalli.entrypoints.worker.dispatch import JobDispatcher, NoHandlerForJob
 
 
@@ -50,3 +51,25 @@ def test_only_job_types_can_have_handlers() -> None:
 
     with pytest.raises(TypeError, match="is not a job type"):
         JobDispatcher({str: handler})
+
+
+async def test_a_job_given_up_is_told_to_its_types_handler_and_to_nobody_for_other_types() -> None:
+    told: list[JobAbandoned] = []
+
+    async def on_ping(job: Ping) -> None:
+        pass
+
+    async def on_ping_abandoned(abandoned: JobAbandoned) -> None:
+        told.append(abandoned)
+
+    dispatcher = JobDispatcher({Ping: on_ping}, {Ping: on_ping_abandoned})
+    now = datetime.now(UTC)
+    ping = JobAbandoned(job=Ping(token="t"), cause="expired", since=now)
+    other = JobAbandoned(
+        job=ExtractAttachment(attachment_id=uuid.uuid4()), cause="failed", since=now
+    )
+
+    await dispatcher.abandoned(ping)
+    await dispatcher.abandoned(other)
+
+    assert told == [ping]

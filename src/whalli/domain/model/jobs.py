@@ -5,6 +5,8 @@ Each job names the entity it works on, so a redelivered message can tell finishe
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 import msgspec
@@ -52,6 +54,23 @@ AnyJob = Ping | ExtractAttachment | TranscribeAudio | RunSearchSubscription | Ti
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyJob)
+
+
+# Why the queue gave up on a job for good: its last attempt failed ("failed": it raised, or ran
+# out of time), it waited past the queue's age limit and never ran ("expired"), or the workers
+# running it kept dying ("interrupted").
+AbandonCause = Literal["failed", "expired", "interrupted"]
+
+
+class JobAbandoned(msgspec.Struct, frozen=True, kw_only=True):
+    """The queue will not run ``job`` again: its work was not done (a dead letter).
+
+    ``since``: when the attempt that failed began, or, for a job dropped without a run, when it
+    was first queued; what the job's entity recorded from then on is newer than the failure."""
+
+    job: Job
+    cause: AbandonCause
+    since: datetime
 
 
 def encode_job(job: Job) -> bytes:

@@ -14,6 +14,7 @@ from whalli.domain.model.errors import (
     ServiceUnavailable,
     WhalliError,
 )
+from whalli.domain.model.jobs import AbandonCause
 
 MIN_INTERVAL = timedelta(minutes=15)
 MAX_INTERVAL = timedelta(days=31)
@@ -94,6 +95,10 @@ class SearchSubscription(Entity, kw_only=True):
             return
         self.last_error, self.last_error_at = reason[:LAST_ERROR_MAX], now
 
+    def has_outcome_since(self, since: datetime) -> bool:
+        """Whether a run or a failure was recorded at or after ``since``."""
+        return any(at is not None and at >= since for at in (self.last_run_at, self.last_error_at))
+
 
 def search_query(text: str) -> str:
     """The query as stored: whitespace runs made one space, 1 to ``QUERY_MAX`` characters."""
@@ -134,6 +139,15 @@ def run_failure(error: WhalliError) -> str:
             return "The search provider answered without results."
         return f"The search provider refused the search{http}."
     return "The search failed."
+
+
+def abandoned_run_failure(cause: AbandonCause) -> str:
+    """What a user is told of a run the queue gave up on without a reason of its own."""
+    if cause == "expired":
+        return "The search waited too long to be run and was skipped."
+    if cause == "interrupted":
+        return "The search was interrupted too many times and was skipped."
+    return "The search could not be run."
 
 
 class SearchHit(Value, frozen=True, kw_only=True):

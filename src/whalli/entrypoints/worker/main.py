@@ -30,12 +30,13 @@ import dramatiq
 from dramatiq.asyncio import EventLoopThread, get_event_loop_thread
 from dramatiq.broker import Broker
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import AgeLimit, Middleware
 
+from whalli.adapters.dramatiq.abandoned import AbandonedJobs
 from whalli.adapters.dramatiq.broker import DEFAULT_TIME_LIMIT_MS, create_broker
 from whalli.adapters.dramatiq.metrics import WorkerMetrics
 from whalli.config import ConfigError, Settings
-from whalli.domain.model.jobs import Job
+from whalli.domain.model.jobs import Job, JobAbandoned
 from whalli.entrypoints.worker.actors import register
 from whalli.entrypoints.worker.dispatch import JobDispatcher
 from whalli.entrypoints.worker.metrics_server import MetricsServer
@@ -154,6 +155,12 @@ def run_worker(
         dispatcher = await asyncio.wrap_future(ready)
         await dispatcher.dispatch(job)
 
+    async def abandoned(event: JobAbandoned) -> None:
+        dispatcher = await asyncio.wrap_future(ready)
+        await dispatcher.abandoned(event)
+
+    # first (before create_broker's first, AgeLimit): its after-hooks then run last
+    broker.add_middleware(AbandonedJobs(abandoned), before=AgeLimit)
     register(
         broker, dispatch, queue_name=settings.queue_name,
         min_retry_delay_ms=settings.job_min_backoff_ms,

@@ -11,7 +11,7 @@ from typing import cast
 
 from whalli.adapters.structlog.logging import configure_logging
 from whalli.config import Settings
-from whalli.container import Container, build_container, job_handlers
+from whalli.container import Container, abandoned_job_handlers, build_container, job_handlers
 from whalli.domain.services.chats.fail_abandoned_replies import FailAbandonedReplies
 from whalli.domain.services.files.requeue_stale import RequeueStaleAttachments
 from whalli.domain.services.files.spool import remove_dead_spools
@@ -100,7 +100,7 @@ class ContainerWorker:
         await _resolved(self.container.shutdown_resources())
 
     def job_dispatcher(self) -> JobDispatcher:
-        return JobDispatcher(job_handlers(self.container))
+        return JobDispatcher(job_handlers(self.container), abandoned_job_handlers(self.container))
 
 
 def run(settings: Settings) -> int:

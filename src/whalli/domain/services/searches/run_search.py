@@ -6,13 +6,7 @@ import logging
 from datetime import datetime
 from uuid import UUID
 
-from whalli.domain.model.errors import (
-    NotFound,
-    PermissionDenied,
-    ProviderError,
-    ServiceUnavailable,
-    WhalliError,
-)
+from whalli.domain.model.errors import ProviderError, ServiceUnavailable, WhalliError
 from whalli.domain.model.jobs import RunSearchSubscription
 from whalli.domain.model.notifications import Notification
 from whalli.domain.model.searches import (
@@ -23,7 +17,7 @@ from whalli.domain.model.searches import (
     run_failure,
 )
 from whalli.domain.model.users import User
-from whalli.domain.services.projects.access import require_role
+from whalli.domain.services.searches.runnable import runnable
 from whalli.ports.clock import Clock
 from whalli.ports.email_sender import EmailMessage, EmailSender
 from whalli.ports.ids import IdGenerator
@@ -57,7 +51,8 @@ class RunSearchHandler:
       the search's ``last_error`` (a short reason: ``run_failure``) with its time,
       ``last_run_at`` unchanged, so a search the queue gave up on shows why: a refusal at once,
       an outage only on the job's ``last_attempt`` (one the queue will retry may still succeed,
-      and the search shows no error meanwhile);
+      and the search shows no error meanwhile); a job the queue gave up on for any other
+      reason is recorded by ``RecordAbandonedRunHandler``;
     - a run that queried the provider and stored its results (new ones or none) sets
       ``last_run_at`` (the results' ``found_at``) and clears ``last_error``, in the same
       transaction; a run skipped (see the first rule, or found so once the provider answered)
@@ -90,7 +85,7 @@ class RunSearchHandler:
             )
             return
         async with self._uow.read_only() as uow:
-            subscription = await _runnable(uow, job.subscription_id)
+            subscription = await runnable(uow, job.subscription_id)
         if subscription is None:
             return
         try:
@@ -108,7 +103,7 @@ class RunSearchHandler:
                 log.exception("The failure of search %s was not recorded.", subscription.id)
             raise
         async with self._uow as uow:
-            current = await _runnable(uow, subscription.id)
+            current = await runnable(uow, subscription.id)
             if current is None:
                 return
             now = self._clock.now()
@@ -130,7 +125,7 @@ class RunSearchHandler:
 
     async def _record_failure(self, subscription_id: UUID, error: WhalliError) -> None:
         async with self._uow as uow:
-            if await _runnable(uow, subscription_id) is None:
+            if await runnable(uow, subscription_id) is None:
                 return
             reason = run_failure(error)
             await uow.searches.record_failure(subscription_id, self._clock.now(), reason)
@@ -183,19 +178,3 @@ class RunSearchHandler:
             await self._email.send(message)
         except Exception:  # the results and the notification are committed: nothing is lost
             log.exception("The email of search %s was not sent.", subscription.id)
-
-
-async def _runnable(uow: UnitOfWork, subscription_id: UUID) -> SearchSubscription | None:
-    """The subscription if it should run now, else None (logged)."""
-    try:
-        subscription = await uow.searches.get(subscription_id)
-        if not subscription.active:
-            return None
-        user = await uow.users.get(subscription.user_id)
-        if user.disabled:
-            return None
-        await require_role(uow, subscription.project_id, subscription.user_id, "read")
-    except (NotFound, PermissionDenied):
-        log.info("Search %s not run: it, its user or its project is gone.", subscription_id)
-        return None
-    return subscription
