@@ -40,13 +40,13 @@ OnAbandoned = Callable[[JobAbandoned], Awaitable[None]]
 class AbandonedJobs(Middleware):
     def __init__(self, on_abandoned: OnAbandoned) -> None:
         self._on_abandoned = on_abandoned
-        # message id -> when its attempt began; worker threads touch distinct keys
-        self._started: dict[str, datetime] = {}
-        self._lock = threading.Lock()
+        # When the attempt its thread runs began. Per thread, not per message id: a retry has
+        # its first attempt's id, and another thread may begin it while the first attempt's
+        # thread still runs its after-hooks (a slow one: a Redis round trip on a blinking Redis).
+        self._attempt = threading.local()
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
-        with self._lock:
-            self._started[message.message_id] = datetime.now(UTC)
+        self._attempt.started = datetime.now(UTC)
 
     def after_process_message(
         self,
@@ -56,13 +56,13 @@ class AbandonedJobs(Middleware):
         result: Any | None = None,
         exception: BaseException | None = None,
     ) -> None:
-        started = self._pop(message)
+        started = self._pop()
         job = _job(message)
         if job is not None:
             self._tell(JobAbandoned(job=job, cause="failed", since=started or datetime.now(UTC)))
 
     def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
-        self._pop(message)
+        self._pop()
         job = _job(message)
         if job is not None:
             # AgeLimit and DeliveryLimit are the broker's middleware that fail a message unrun
@@ -70,9 +70,11 @@ class AbandonedJobs(Middleware):
             queued = datetime.fromtimestamp(message.message_timestamp / 1000, UTC)
             self._tell(JobAbandoned(job=job, cause=cause, since=queued))
 
-    def _pop(self, message: MessageProxy) -> datetime | None:
-        with self._lock:
-            return self._started.pop(message.message_id, None)
+    def _pop(self) -> datetime | None:
+        """When the attempt this thread runs the hooks of began; forgotten once read."""
+        started: datetime | None = getattr(self._attempt, "started", None)
+        self._attempt.started = None
+        return started
 
     def _tell(self, abandoned: JobAbandoned) -> None:
         kind = type(abandoned.job).__name__

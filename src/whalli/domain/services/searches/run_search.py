@@ -56,7 +56,8 @@ class RunSearchHandler:
     - a run that queried the provider and stored its results (new ones or none) sets
       ``last_run_at`` (the results' ``found_at``) and clears ``last_error``, in the same
       transaction; a run skipped (see the first rule, or found so once the provider answered)
-      changes neither;
+      changes neither; a run's outcome is timed once it holds the search's row, so of two
+      outcomes (runs, failures, a give-up) the one committed later has the later time;
     - results are stored unless seen before by this subscription (by ``fingerprint``); the new
       ones, if any, get ONE in-app notification ("N new results for <query>", linking to the
       results) in the same transaction, so a redelivered job (which finds nothing new) never
@@ -103,11 +104,12 @@ class RunSearchHandler:
                 log.exception("The failure of search %s was not recorded.", subscription.id)
             raise
         async with self._uow as uow:
-            current = await runnable(uow, subscription.id)
+            # the row held before the clock is read: two runs of one search (or a run and a
+            # give-up recorded meanwhile) take turns, and the later commit has the later time
+            current = await runnable(uow, subscription.id, lock=True)
             if current is None:
                 return
             now = self._clock.now()
-            # first: the row lock it takes makes two runs of one search at once take turns
             await uow.searches.record_run(current.id, now)
             new = await uow.searches.add_results(self._results(current, hits, now))
             user = await uow.users.get(current.user_id)
@@ -125,7 +127,7 @@ class RunSearchHandler:
 
     async def _record_failure(self, subscription_id: UUID, error: WhalliError) -> None:
         async with self._uow as uow:
-            if await runnable(uow, subscription_id) is None:
+            if await runnable(uow, subscription_id, lock=True) is None:  # held, as a run's
                 return
             reason = run_failure(error)
             await uow.searches.record_failure(subscription_id, self._clock.now(), reason)
