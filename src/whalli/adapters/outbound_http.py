@@ -85,17 +85,20 @@ async def streamed(
     """``client.stream(method, url, ...)``, the response closed on leaving, as httpx answers it.
 
     A client made by ``new_http_client`` (its own transport, no proxy mounted, no hooks, no
-    auth, no base URL) sends straight to its transport: the same ``httpx.Request`` (the
-    client's default headers under ``headers``) and ``httpx.Response``, without the client's
-    layers of auth flow, redirect handling, cookie jar (``_NoCookies``: nothing to do), event
-    hooks and logging, none of which it uses. Those layers cost ~55 µs of CPU per request
-    (a loop of 20,000 requests to a transport answering at once: 78.6 µs through
-    ``client.stream``, 23.8 µs this way), on every provider request of every reply. Any
-    other client goes through ``client.stream``.
+    auth, no base URL), asked for a URL without credentials, sends straight to its transport:
+    the same ``httpx.Request`` (the client's default headers under ``headers``) and
+    ``httpx.Response``, without the client's layers of auth flow, redirect handling, cookie
+    jar (``_NoCookies``: nothing to do), event hooks and logging, none of which it uses.
+    Those layers cost ~55 µs of CPU per request (a loop of 20,000 requests to a transport
+    answering at once: 78.6 µs through ``client.stream``, 23.8 µs this way), on every
+    provider request of every reply. Any other client, and a URL with an ``@`` (a base URL's
+    ``user:password@``, which httpx's auth layer sends as ``Authorization: Basic``), goes
+    through ``client.stream``.
     """
     transport = client._transport
     if (
-        type(transport) is not Http11Transport
+        "@" in url  # credentials in the URL: httpx's auth layer sends them (Basic)
+        or type(transport) is not Http11Transport
         or client._mounts
         or client.auth is not None
         or client.base_url.raw_host
@@ -114,7 +117,11 @@ async def streamed(
     request = httpx.Request(
         method, url, headers=merged, content=content, extensions={"timeout": timeout.as_dict()}
     )
-    response = await transport.handle_async_request(request)
+    try:
+        response = await transport.handle_async_request(request)
+    except httpx.RequestError as e:
+        e.request = request  # as the client's ``request_context`` names it
+        raise
     response.request = request
     try:
         yield response

@@ -12,14 +12,14 @@ An iterator that knows which chunk is its last yields it as a :class:`LastChunk`
 with the end of the body in one ``http.response.body`` message (``more_body`` false), so the
 server writes it and the chunked body's terminator in one system call, and the client is woken
 once, not twice (an SSE reply's final event, a ``/v1`` stream's ``[DONE]``). The iterator is
-closed right after it.
+closed at once, just before it is sent (``send_chunks`` says why).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from litestar.enums import MediaType
@@ -90,14 +90,21 @@ async def send_chunks(
     chunks: AsyncIterable[bytes | str], send: Send, encoding: str = "utf-8"
 ) -> None:
     """Each chunk as an ``http.response.body`` message, then the body's end: with a
-    :class:`LastChunk` (and the iterator closed), else in a message of its own once the
-    iterator is done."""
-    async for chunk in chunks:
+    :class:`LastChunk` (the iterator closed just before it), else in a message of its own once
+    the iterator is done.
+
+    The iterator is closed before the body's end is sent, as it ended before it when it ran to
+    its end: once the body has ended, uvicorn answers ``receive()`` with ``http.disconnect`` at
+    once, which ``send_until_gone`` takes for the client leaving, and would cancel ``finally``
+    blocks still awaiting (a reader's bookkeeping, a reply's close)."""
+    iterator = aiter(chunks)  # (itself for a generator; what ``async for`` would iterate)
+    async for chunk in iterator:
         body = chunk if isinstance(chunk, bytes) else chunk.encode(encoding)
         if isinstance(chunk, LastChunk):
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()  # its ``finally`` blocks, as at its end
             await send({"type": "http.response.body", "body": bytes(body), "more_body": False})
-            if isinstance(chunks, AsyncIterator) and hasattr(chunks, "aclose"):
-                await chunks.aclose()  # its ``finally`` blocks, as after its end
             return
         await send({"type": "http.response.body", "body": body, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})

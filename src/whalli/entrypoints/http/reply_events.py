@@ -96,6 +96,6 @@ async def reply_frames(
                 yield sse_frames(batch)
     finally:
         gauge.dec()
-        # closed now, not when collected, when this is closed after its LastChunk (the reader's
+        # closed now, not when collected, when this is closed at its LastChunk (the reader's
         # bookkeeping runs in its ``finally``); after its end or an error, a no-op
         await batches.aclose()
