@@ -18,6 +18,7 @@ from litestar.types import ControllerRouterHandler
 
 from whalli.adapters.prometheus.metrics import http_metrics
 from whalli.entrypoints.http import dependency_order
+from whalli.entrypoints.http.completion_route import CompletionRoute
 from whalli.entrypoints.http.controllers.admin import AdminController
 from whalli.entrypoints.http.controllers.api_keys import ApiKeyController
 from whalli.entrypoints.http.controllers.auth import AuthController
@@ -139,9 +140,11 @@ def create_app(
     # The stream route, below Litestar (stream_route.py), inside the request context (its
     # request id, access line and metrics)
     # CORS around both (cors.py): the reply stream is read cross-origin too
+    # and the streamed /v1 completion, below Litestar too (completion_route.py)
     app.asgi_handler = RequestContextMiddleware(
         CorsMiddleware(
-            StreamRoute(app.asgi_handler, container), container.settings.cors_allowed_origins
+            StreamRoute(CompletionRoute(app.asgi_handler, container), container),
+            container.settings.cors_allowed_origins,
         ),
         http_metrics(),
         _RouteTemplates(app),

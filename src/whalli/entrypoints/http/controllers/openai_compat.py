@@ -48,11 +48,14 @@ Event = StreamDelta | StreamReasoning | ToolCallDelta | StreamEnd
 COMPLETION_BODY_MAX = 32 * 1024 * 1024
 _json = msgspec.json.Encoder()
 _DONE = encode_event(data="[DONE]")
+_NOBODY = uuid.UUID(int=0)
 
 
 def _command(
-    principal: Principal, data: wire.ChatCompletionRequest, cache_control: str
+    principal: Principal | None, data: wire.ChatCompletionRequest, cache_control: str
 ) -> CompleteChat:
+    """The use case's command; ``InvalidInput`` for a request it refuses. Without a principal
+    (a check before authenticating: completion_route.py) its user is a placeholder."""
     if data.n not in (None, 1):
         raise InvalidInput("Only one choice (n=1) is supported.", field="n")
     refused = data.unsupported()
@@ -81,8 +84,8 @@ def _command(
         name = "max_completion_tokens" if by_new_name else "max_tokens"
         raise wire.openai_names(e, max_tokens_as=name) from None
     return CompleteChat(
-        user_id=principal.user_id,
-        user=principal.user,
+        user_id=_NOBODY if principal is None else principal.user_id,
+        user=None if principal is None else principal.user,
         model=data.model,
         messages=wire.prompt_messages(data.messages),
         params=params,

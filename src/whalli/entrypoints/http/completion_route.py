@@ -1,0 +1,272 @@
+"""A streamed ``POST /v1/chat/completions`` served in plain ASGI, below Litestar.
+
+This is the request the OpenAI-compatible API exists for, and the one where proxies are
+compared (LiteLLM's and Portkey's overheads are measured on it). Through Litestar it passed
+routing, the request object and its header parsing, the guard, dependency injection and the
+signature model before the use case started, and the response machinery before its first
+chunk: about a third of the time Whalli added to its first token (a throwaway stamps probe,
+2026-12-01). Here one coroutine reads the body, authenticates and counts the request as the
+guard does (``require_principal``), and runs the controller's own code (``openai_compat``:
+``_command``, ``FirstEvent``, ``_sse``, ``_after_silence``) with the same use case.
+
+Only the plain case is served here: a JSON body of known length, at most ``LEAN_BODY_MAX``,
+that decodes strictly as a streamed ``ChatCompletionRequest`` whose command builds, with one
+bearer or ``X-API-Key`` credential that names its user. Anything else is handed to the
+Litestar route unchanged, with the body replayed, before anything was counted (so it answers
+exactly as before: its statuses, bodies and OpenAPI entry). After the count, a refused
+credential is handed over too, its count taken back first, as the guard itself does before it
+counts the client's address; any other error is answered here by the route's own exception
+handler (``handle_openai_exception``), since the request was counted and the use case may have
+run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
+
+from whalli.domain.model.errors import RateLimited, Unauthenticated, WhalliError
+from whalli.domain.model.principal import Principal
+from whalli.domain.services.auth.authenticate import Authenticate
+from whalli.domain.services.rate_limits import RequestLimits
+from whalli.entrypoints.http import openai_wire as wire
+from whalli.entrypoints.http.controllers.openai_compat import (
+    _after_silence,
+    _command,
+    _Completion,
+    _sse,
+)
+from whalli.entrypoints.http.deps import AppContainer
+from whalli.entrypoints.http.first_event import FirstEvent
+from whalli.entrypoints.http.lean_stream import send_chunks, send_until_gone
+from whalli.entrypoints.http.openai_errors import handle_openai_exception
+from whalli.entrypoints.http.rate_limit import (
+    DECISION_STATE_KEY,
+    RateLimitPlugin,
+    refund_request,
+    request_client_ip,
+    start_rate_limit,
+)
+from whalli.entrypoints.http.security import API_KEY_HEADER, PRINCIPAL_STATE_KEY, credential_in
+from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE
+from whalli.ports.rate_limiter import RateDecision
+
+COMPLETIONS_PATH = "/v1/chat/completions"
+# Larger bodies (images as data URLs) go through Litestar, which streams them to its 32 MiB limit.
+LEAN_BODY_MAX = 1024 * 1024
+_API_KEY = API_KEY_HEADER.encode()
+# as Litestar sends the route's ``LeanStream``: its headers, then the media type
+_START_HEADERS = [
+    *((name.lower().encode(), value.encode()) for name, value in HEADERS.items()),
+    (b"content-type", f"{MEDIA_TYPE}; charset=utf-8".encode()),
+]
+_decoder = msgspec.json.Decoder(wire.ChatCompletionRequest)
+
+
+class _HandOver(Exception):
+    """The Litestar route answers this request."""
+
+
+class CompletionRoute:
+    """ASGI: a plain streamed completion answered here, everything else passed to ``app``."""
+
+    def __init__(self, app: ASGIApp, container: AppContainer) -> None:
+        self.app = app
+        self.container = container
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself: every other request goes on without a frame of this.
+        if (
+            scope["type"] == ScopeType.HTTP
+            and scope["path"] == COMPLETIONS_PATH
+            and scope["method"] == "POST"
+        ):
+            return self._serve(scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fields = _plain_headers(scope)
+        if fields is None:
+            await self.app(scope, receive, send)
+            return
+        _, authorizations, api_keys, cache_control = fields
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client left before its body was whole: nobody to answer
+        replay = _Replay(body, receive)
+        try:
+            await self._answer(scope, replay, send, body, authorizations, api_keys, cache_control)
+        except _HandOver:
+            await self.app(scope, replay, send)
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes,
+        authorizations: list[str],
+        api_keys: list[str],
+        cache_control: str,
+    ) -> None:
+        try:  # nothing counted yet: whatever is not plain, the route answers
+            data = _decoder.decode(body)
+            if not data.stream:
+                raise _HandOver
+            _command(None, data, cache_control)  # refused: the route says why
+            credential = credential_in(authorizations, api_keys)
+            if credential is None:
+                raise _HandOver
+            authenticate = await self.container.authenticate()
+            claimed = authenticate.claimed_user(credential)
+        except Exception as e:
+            raise _HandOver from e
+        connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope, receive)
+        scope["path_template"] = COMPLETIONS_PATH  # the route label of the request's metrics
+        # As the guard: a credential that names its user has the request counted against
+        # that user while it is checked (one round trip for both)
+        charged: asyncio.Future[RateDecision] | None = None
+        try:
+            if claimed is not None:
+                charged = start_rate_limit(connection, claimed)
+            principal = await authenticate.execute(Authenticate(credential=credential))
+        except Unauthenticated:
+            if charged is not None and claimed is not None:
+                with contextlib.suppress(WhalliError):
+                    await charged
+                await refund_request(connection, claimed)  # not that user's request
+            raise _HandOver from None  # the guard refuses it, charging the client's address
+        except BaseException as e:
+            if charged is not None:
+                charged.cancel()
+            if isinstance(e, Exception):
+                await _refuse(scope, receive, send, e)
+                return
+            raise
+        try:
+            if charged is not None and principal.user_id == claimed:
+                decision = await charged
+            else:
+                if charged is not None:
+                    charged.cancel()  # another user's budget: counted, its answer not needed
+                limits = await _limits(connection)
+                decision = await limits.check_request(
+                    principal.user_id, request_client_ip(connection)
+                )
+            state = scope.setdefault("state", {})
+            state[DECISION_STATE_KEY] = decision
+            state[PRINCIPAL_STATE_KEY] = principal
+            if not decision.allowed:
+                raise RateLimited(retry_after=decision.reset_seconds)
+            await self._stream(scope, receive, send, principal, data, cache_control)
+        except Exception as e:  # as the route's exception handler answers it
+            await _refuse(scope, receive, send, e)
+
+    async def _stream(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        principal: Principal,
+        data: wire.ChatCompletionRequest,
+        cache_control: str,
+    ) -> None:
+        """The controller's streamed answer (``OpenAICompatController.create``)."""
+        complete_chat = await self.container.complete_chat()
+        events = complete_chat.stream(_command(principal, data, cache_control))
+        include_usage = data.stream_options is not None and data.stream_options.include_usage
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+        def opened() -> _Completion:  # once the model answering is known (a fallback?)
+            model = complete_chat.answered_by or data.model
+            return _Completion(completion_id, created, model, include_usage)
+
+        heartbeat_s = self.container.settings.chat_heartbeat_s
+        waiting = FirstEvent(events)
+        if await waiting.within(heartbeat_s):
+            chunks = _sse(opened(), waiting.result(), events)  # raises a refusal here
+        else:
+            chunks = _after_silence(waiting, heartbeat_s, opened, events)
+        await send({"type": "http.response.start", "status": 200, "headers": list(_START_HEADERS)})
+        await send_until_gone(send_chunks(chunks, send), receive)
+
+
+def _plain_headers(scope: Scope) -> tuple[int, list[str], list[str], str] | None:
+    """(body length, Authorization values, X-API-Key values, Cache-Control) of a request in
+    the plain case, else ``None``."""
+    length: int | None = None
+    json_body = False
+    authorizations: list[str] = []
+    api_keys: list[str] = []
+    cache_control: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if length is not None or not value.isdigit():
+                return None
+            length = int(value)
+        elif name == b"content-type":
+            if json_body or value.split(b";", 1)[0].strip().lower() != b"application/json":
+                return None
+            json_body = True
+        elif name == b"authorization":
+            authorizations.append(value.decode("latin-1"))
+        elif name == _API_KEY:
+            api_keys.append(value.decode("latin-1"))
+        elif name == b"cache-control":
+            cache_control.append(value.decode("latin-1"))
+        elif name in (b"transfer-encoding", b"expect", b"content-encoding"):
+            return None
+    if length is None or not json_body or length > LEAN_BODY_MAX:
+        return None
+    # as Litestar's ``headers.get``: the first one
+    return length, authorizations, api_keys, cache_control[0] if cache_control else ""
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body (``None``: the client left first)."""
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+class _Replay:
+    """``receive`` for the Litestar route after the body was read: the body, then the rest."""
+
+    __slots__ = ("_body", "_receive")
+
+    def __init__(self, body: bytes | None, receive: Receive) -> None:
+        self._body, self._receive = body, receive
+
+    async def __call__(self) -> ReceiveMessage:
+        body = self._body
+        if body is not None:
+            self._body = None
+            message: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": False}
+            return message
+        return await self._receive()
+
+
+async def _limits(connection: ASGIConnection[Any, Any, Any, Any]) -> RequestLimits:
+    limits: RequestLimits = await connection.app.plugins.get(RateLimitPlugin).limits()
+    return limits
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, error: Exception) -> None:
+    request: Request[Any, Any, Any] = Request(scope, receive)
+    response = handle_openai_exception(request, error)
+    await response.to_asgi_response(None, request)(scope, receive, send)
