@@ -1,8 +1,10 @@
 """Chat streaming through Whalli against the same fake provider called directly, in one run.
 
 Processes: an embedded Postgres/Redis/S3 (temp dir, fast), the fake OpenAI-compatible provider
-(``bench/_fake_provider.py``: 20 tokens 5 ms apart unless told otherwise), the API under
-``whalli serve`` (uvicorn, one worker), and this client (uvloop; every timed request through
+(``bench/_fake_provider.py``: 20 tokens 5 ms apart unless told otherwise, connections kept
+alive), the API under ``whalli serve`` (uvicorn, one worker), the floor relay
+(``bench/_floor_relay.py``: the same server and outbound client relaying the fake's bytes
+untouched, nothing else), and this client (uvloop; every timed request through
 ``bench/_lean_http.py``, which costs a third of httpx's CPU per reply, so the rig takes less of
 the two cores from what it measures; its own CPU per reply is reported, ``client_cpu_*``). Every Whalli request
 uses ``cache: false`` and a unique prompt unless it measures the cache. Figures:
@@ -16,6 +18,8 @@ uses ``cache: false`` and a unique prompt unless it measures the cache. Figures:
    ``v1_*``);
 2. streamed replies per second (whole stream to ``done``) at concurrency 16, Whalli ÷ direct,
    for the same three ways;
+   and for 1 and 2 the floor relay's figures (``floor_*``), and ``/v1`` above the floor
+   (``v1_*_over_floor*``): what any Python relay costs here, and Whalli's own work;
 3. the gap between tokens with 100 concurrent streams minus the provider's configured gap, at
    5 ms and at 20 ms (and minus the gap at which the fake really sent them: no fake jitter);
 4. a cache-hit reply (start → done) ÷ (one Redis GET of the cached value + GET /api/health);
