@@ -13,11 +13,15 @@ Only the plain case is served here: a JSON body of known length, at most ``LEAN_
 that decodes strictly as a streamed ``ChatCompletionRequest`` whose command builds, with one
 bearer or ``X-API-Key`` credential that names its user. Anything else is handed to the
 Litestar route unchanged, with the body replayed, before anything was counted (so it answers
-exactly as before: its statuses, bodies and OpenAPI entry). After the count, a refused
-credential is handed over too, its count taken back first, as the guard itself does before it
-counts the client's address; any other error is answered here by the route's own exception
-handler (``handle_openai_exception``), since the request was counted and the use case may have
-run.
+exactly as before: its statuses, bodies and OpenAPI entry). A request without a credential
+the guard accepts is handed over before its body is read (the guard refuses it at its
+headers), and one whose client leaves while its body is read is handed over with what came
+(the guard counts it, as it always did). After the count, a refused credential is handed
+over too, its count taken back first, as the guard itself does before it counts the client's
+address; any other error before the response starts is answered here by the route's own
+exception handler (``handle_openai_exception``), since the request was counted and the use
+case may have run. One after it goes to the server, as Litestar's does: never a second
+response start.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
 
 import msgspec
@@ -95,17 +99,18 @@ class CompletionRoute:
         return self.app(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fields = _plain_headers(scope)
-        if fields is None:
+        plain = _plain_headers(scope)
+        if plain is None:  # (without a credential the guard takes: refused at its headers)
             await self.app(scope, receive, send)
             return
-        _, authorizations, api_keys, cache_control = fields
-        body = await _read_body(receive)
-        if body is None:
-            return  # the client left before its body was whole: nobody to answer
-        replay = _Replay(body, receive)
+        credential, cache_control = plain
+        body, left = await _read_body(receive)
+        replay = _Replay(body, receive, left)
+        if left is not None:  # the client left before its body was whole: as it always was,
+            await self.app(scope, replay, send)  # the route counts it (its guard came first)
+            return
         try:
-            await self._answer(scope, replay, send, body, authorizations, api_keys, cache_control)
+            await self._answer(scope, replay, send, body, credential, cache_control)
         except _HandOver:
             await self.app(scope, replay, send)
 
@@ -115,8 +120,7 @@ class CompletionRoute:
         receive: Receive,
         send: Send,
         body: bytes,
-        authorizations: list[str],
-        api_keys: list[str],
+        credential: str,
         cache_control: str,
     ) -> None:
         try:  # nothing counted yet: whatever is not plain, the route answers
@@ -124,9 +128,6 @@ class CompletionRoute:
             if not data.stream:
                 raise _HandOver
             _command(None, data, cache_control)  # refused: the route says why
-            credential = credential_in(authorizations, api_keys)
-            if credential is None:
-                raise _HandOver
             authenticate = await self.container.authenticate()
             claimed = authenticate.claimed_user(credential)
         except Exception as e:
@@ -168,20 +169,21 @@ class CompletionRoute:
             state[PRINCIPAL_STATE_KEY] = principal
             if not decision.allowed:
                 raise RateLimited(retry_after=decision.reset_seconds)
-            await self._stream(scope, receive, send, principal, data, cache_control)
+            chunks = await self._chunks(principal, data, cache_control)
         except Exception as e:  # as the route's exception handler answers it
             await _refuse(scope, receive, send, e)
+            return
+        # From here an error cannot be answered (the response has begun): it goes to the
+        # server, which ends the connection, as Litestar's does with one raised once a
+        # response started (never a second response start)
+        await send({"type": "http.response.start", "status": 200, "headers": list(_START_HEADERS)})
+        await send_until_gone(send_chunks(chunks, send), receive)
 
-    async def _stream(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        principal: Principal,
-        data: wire.ChatCompletionRequest,
-        cache_control: str,
-    ) -> None:
-        """The controller's streamed answer (``OpenAICompatController.create``)."""
+    async def _chunks(
+        self, principal: Principal, data: wire.ChatCompletionRequest, cache_control: str
+    ) -> AsyncGenerator[bytes, None]:
+        """The controller's streamed answer (``OpenAICompatController.create``), its first
+        event awaited (a refusal then raised here)."""
         complete_chat = await self.container.complete_chat()
         events = complete_chat.stream(_command(principal, data, cache_control))
         include_usage = data.stream_options is not None and data.stream_options.include_usage
@@ -194,16 +196,13 @@ class CompletionRoute:
         heartbeat_s = self.container.settings.chat_heartbeat_s
         waiting = FirstEvent(events)
         if await waiting.within(heartbeat_s):
-            chunks = _sse(opened(), waiting.result(), events)  # raises a refusal here
-        else:
-            chunks = _after_silence(waiting, heartbeat_s, opened, events)
-        await send({"type": "http.response.start", "status": 200, "headers": list(_START_HEADERS)})
-        await send_until_gone(send_chunks(chunks, send), receive)
+            return _sse(opened(), waiting.result(), events)  # raises a refusal here
+        return _after_silence(waiting, heartbeat_s, opened, events)
 
 
-def _plain_headers(scope: Scope) -> tuple[int, list[str], list[str], str] | None:
-    """(body length, Authorization values, X-API-Key values, Cache-Control) of a request in
-    the plain case, else ``None``."""
+def _plain_headers(scope: Scope) -> tuple[str, str] | None:
+    """(credential, Cache-Control) of a request in the plain case, else ``None``: the body's
+    length known and small, JSON, and one credential in a scheme the guard accepts."""
     length: int | None = None
     json_body = False
     authorizations: list[str] = []
@@ -228,36 +227,50 @@ def _plain_headers(scope: Scope) -> tuple[int, list[str], list[str], str] | None
             return None
     if length is None or not json_body or length > LEAN_BODY_MAX:
         return None
-    # as Litestar's ``headers.get``: the first one
-    return length, authorizations, api_keys, cache_control[0] if cache_control else ""
+    try:
+        credential = credential_in(authorizations, api_keys)
+    except Unauthenticated:
+        return None
+    if credential is None:
+        return None
+    # its lines as one list (RFC 9110, 5.3), as the route reads them
+    return credential, ", ".join(cache_control)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole body (``None``: the client left first)."""
+async def _read_body(receive: Receive) -> tuple[bytes, ReceiveMessage | None]:
+    """The body, and the message that cut it short (the client left) or ``None``."""
     parts: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return None
+            return b"".join(parts), message
         parts.append(message.get("body", b""))
         if not message.get("more_body", False):
-            return b"".join(parts)
+            return b"".join(parts), None
 
 
 class _Replay:
-    """``receive`` for the Litestar route after the body was read: the body, then the rest."""
+    """``receive`` for the Litestar route after the body was read: the body (and what cut it
+    short, if the client left), then the rest."""
 
-    __slots__ = ("_body", "_receive")
+    __slots__ = ("_body", "_left", "_receive")
 
-    def __init__(self, body: bytes | None, receive: Receive) -> None:
-        self._body, self._receive = body, receive
+    def __init__(self, body: bytes, receive: Receive, left: ReceiveMessage | None) -> None:
+        self._body: bytes | None = body
+        self._left, self._receive = left, receive
 
     async def __call__(self) -> ReceiveMessage:
         body = self._body
         if body is not None:
             self._body = None
-            message: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": False}
+            message: HTTPRequestEvent = {
+                "type": "http.request", "body": body, "more_body": self._left is not None
+            }  # fmt: skip
             return message
+        left = self._left
+        if left is not None:
+            self._left = None
+            return left
         return await self._receive()
 
 

@@ -277,7 +277,8 @@ class OpenAICompatController(Controller):
         complete_chat: NamedDependency[CompleteChatHandler],
         data: JSONBody[wire.ChatCompletionRequest],
     ) -> Response[Any]:
-        cache_control = request.headers.get("cache-control", "")
+        # every line of it (RFC 9110, 5.3): a no-cache in a second one counts too
+        cache_control = ", ".join(request.headers.getall("cache-control", []))
         events = complete_chat.stream(_command(principal, data, cache_control))
         include_usage = data.stream_options is not None and data.stream_options.include_usage
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
