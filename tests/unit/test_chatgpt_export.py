@@ -358,6 +358,19 @@ conversation_like = json_values | st.fixed_dictionaries(
 )  # fmt: skip
 
 
+@pytest.mark.parametrize("kind", [[], {}, ["text"], {"text": 1}])
+def test_a_content_type_that_is_not_a_string_is_no_text(kind: Any) -> None:
+    """Found by the property below (a fresh clone's run): a list as ``content_type`` raised
+    ``TypeError: unhashable type`` instead of the message being left out."""
+    node = {"message": {"author": {"role": "user"}, "content": {"content_type": kind}}}
+    item = {"title": None, "current_node": "u", "mapping": {"u": node}}
+
+    result = parse_conversation(0, item)
+
+    assert isinstance(result, SkippedConversation)
+    assert result.reason
+
+
 @settings(max_examples=400, deadline=None)
 @given(conversation_like)
 def test_any_json_value_as_a_conversation_is_parsed_or_skipped_never_raised(item: Any) -> None:

@@ -138,7 +138,7 @@ def _content(content: object) -> str | None:
         return None
     kind = content.get("content_type")
     text: str | None = None
-    if kind in _TEXT_TYPES:
+    if isinstance(kind, str) and kind in _TEXT_TYPES:  # (a list or an object is not a type)
         parts = content.get("parts")
         if isinstance(parts, list):
             text = "\n\n".join(p for p in (_text(p) for p in parts) if p and p.strip())
