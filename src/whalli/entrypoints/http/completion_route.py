@@ -5,9 +5,10 @@ compared (LiteLLM's and Portkey's overheads are measured on it). Through Litesta
 routing, the request object and its header parsing, the guard, dependency injection and the
 signature model before the use case started, and the response machinery before its first
 chunk: about a third of the time Whalli added to its first token (a throwaway stamps probe,
-2026-12-01). Here one coroutine reads the body, authenticates and counts the request as the
-guard does (``require_principal``), and runs the controller's own code (``openai_compat``:
-``_command``, ``FirstEvent``, ``_sse``, ``_after_silence``) with the same use case.
+2026-12-01). Here one coroutine reads the body, authenticates and counts the request with the
+guard's own ``authenticate_and_count``, and runs the controller's own code
+(``openai_compat``: ``_command``, ``FirstEvent``, ``_sse``, ``_after_silence``) with the same
+use case.
 
 Only the plain case is served here: a JSON body of known length, at most ``LEAN_BODY_MAX``,
 that decodes strictly as a streamed ``ChatCompletionRequest`` whose command builds, with one
@@ -26,8 +27,6 @@ response start.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable
@@ -39,10 +38,8 @@ from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
 
-from whalli.domain.model.errors import RateLimited, Unauthenticated, WhalliError
-from whalli.domain.model.principal import Principal
-from whalli.domain.services.auth.authenticate import Authenticate
-from whalli.domain.services.rate_limits import RequestLimits
+from whalli.domain.model.errors import Unauthenticated
+from whalli.domain.services.chat.complete import CompleteChat
 from whalli.entrypoints.http import openai_wire as wire
 from whalli.entrypoints.http.controllers.openai_compat import (
     _after_silence,
@@ -54,16 +51,8 @@ from whalli.entrypoints.http.deps import AppContainer
 from whalli.entrypoints.http.first_event import FirstEvent
 from whalli.entrypoints.http.lean_stream import send_chunks, send_until_gone
 from whalli.entrypoints.http.openai_errors import handle_openai_exception
-from whalli.entrypoints.http.rate_limit import (
-    DECISION_STATE_KEY,
-    RateLimitPlugin,
-    refund_request,
-    request_client_ip,
-    start_rate_limit,
-)
-from whalli.entrypoints.http.security import API_KEY_HEADER, PRINCIPAL_STATE_KEY, credential_in
+from whalli.entrypoints.http.security import API_KEY_HEADER, authenticate_and_count, credential_in
 from whalli.entrypoints.http.sse import HEADERS, MEDIA_TYPE
-from whalli.ports.rate_limiter import RateDecision
 
 COMPLETIONS_PATH = "/v1/chat/completions"
 # Larger bodies (images as data URLs) go through Litestar, which streams them to its 32 MiB limit.
@@ -127,50 +116,25 @@ class CompletionRoute:
             data = _decoder.decode(body)
             if not data.stream:
                 raise _HandOver
-            _command(None, data, cache_control)  # refused: the route says why
+            command = _command(None, data, cache_control)  # refused: the route says why
             authenticate = await self.container.authenticate()
-            claimed = authenticate.claimed_user(credential)
         except Exception as e:
             raise _HandOver from e
         connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope, receive)
         scope["path_template"] = COMPLETIONS_PATH  # the route label of the request's metrics
-        # As the guard: a credential that names its user has the request counted against
-        # that user while it is checked (one round trip for both)
-        charged: asyncio.Future[RateDecision] | None = None
         try:
-            if claimed is not None:
-                charged = start_rate_limit(connection, claimed)
-            principal = await authenticate.execute(Authenticate(credential=credential))
-        except Unauthenticated:
-            if charged is not None and claimed is not None:
-                with contextlib.suppress(WhalliError):
-                    await charged
-                await refund_request(connection, claimed)  # not that user's request
-            raise _HandOver from None  # the guard refuses it, charging the client's address
-        except BaseException as e:
-            if charged is not None:
-                charged.cancel()
-            if isinstance(e, Exception):
-                await _refuse(scope, receive, send, e)
-                return
-            raise
-        try:
-            if charged is not None and principal.user_id == claimed:
-                decision = await charged
-            else:
-                if charged is not None:
-                    charged.cancel()  # another user's budget: counted, its answer not needed
-                limits = await _limits(connection)
-                decision = await limits.check_request(
-                    principal.user_id, request_client_ip(connection)
-                )
-            state = scope.setdefault("state", {})
-            state[DECISION_STATE_KEY] = decision
-            state[PRINCIPAL_STATE_KEY] = principal
-            if not decision.allowed:
-                raise RateLimited(retry_after=decision.reset_seconds)
-            chunks = await self._chunks(principal, data, cache_control)
+            principal = await authenticate_and_count(
+                connection, authenticate, credential, limited=True
+            )
+        except Unauthenticated:  # its user's count given back: the guard refuses it, charging
+            raise _HandOver from None  # the client's address
         except Exception as e:  # as the route's exception handler answers it
+            await _refuse(scope, receive, send, e)
+            return
+        command = msgspec.structs.replace(command, user_id=principal.user_id, user=principal.user)
+        try:
+            chunks = await self._chunks(command, data)
+        except Exception as e:
             await _refuse(scope, receive, send, e)
             return
         # From here an error cannot be answered (the response has begun): it goes to the
@@ -180,12 +144,12 @@ class CompletionRoute:
         await send_until_gone(send_chunks(chunks, send), receive)
 
     async def _chunks(
-        self, principal: Principal, data: wire.ChatCompletionRequest, cache_control: str
+        self, command: CompleteChat, data: wire.ChatCompletionRequest
     ) -> AsyncGenerator[bytes, None]:
         """The controller's streamed answer (``OpenAICompatController.create``), its first
         event awaited (a refusal then raised here)."""
         complete_chat = await self.container.complete_chat()
-        events = complete_chat.stream(_command(principal, data, cache_control))
+        events = complete_chat.stream(command)
         include_usage = data.stream_options is not None and data.stream_options.include_usage
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
@@ -272,11 +236,6 @@ class _Replay:
             self._left = None
             return left
         return await self._receive()
-
-
-async def _limits(connection: ASGIConnection[Any, Any, Any, Any]) -> RequestLimits:
-    limits: RequestLimits = await connection.app.plugins.get(RateLimitPlugin).limits()
-    return limits
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, error: Exception) -> None:

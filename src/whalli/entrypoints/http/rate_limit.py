@@ -117,7 +117,15 @@ async def enforce_rate_limit(
     plugin = _plugin(connection)
     if not plugin.is_limited(connection):
         return
-    limits = await plugin.limits()
+    await count_request(connection, principal_user_id)
+
+
+async def count_request(
+    connection: ASGIConnection[Any, Any, Any, Any], principal_user_id: UUID | None
+) -> None:
+    """Count this request (by user when authenticated, else by client IP) whatever its route
+    says; keep the decision for the response headers; raise ``RateLimited`` when refused."""
+    limits = await _plugin(connection).limits()
     hit = limits.check_request(principal_user_id, request_client_ip(connection))
     apply_decision(connection, await hit)
 
@@ -135,9 +143,7 @@ async def charge_refused_credential(connection: ASGIConnection[Any, Any, Any, An
     that otherwise counts nothing (the metrics scrape: its scraper is never limited, while
     guessing its token is as slow as any anonymous traffic). Raises ``RateLimited`` when the
     budget is spent."""
-    limits = await _plugin(connection).limits()
-    hit = limits.check_request(None, request_client_ip(connection))
-    apply_decision(connection, await hit)
+    await count_request(connection, None)
 
 
 def start_rate_limit(

@@ -14,7 +14,6 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
-from uuid import UUID
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Headers
@@ -24,9 +23,10 @@ from litestar.types import Scope
 
 from whalli.domain.model.errors import InvalidToken, Unauthenticated, WhalliError
 from whalli.domain.model.principal import Principal
-from whalli.domain.services.auth.authenticate import Authenticate
+from whalli.domain.services.auth.authenticate import Authenticate, AuthenticateHandler
 from whalli.entrypoints.http.rate_limit import (
     apply_decision,
+    count_request,
     enforce_rate_limit,
     is_rate_limited,
     refund_request,
@@ -120,30 +120,48 @@ async def require_principal(
     if is_public(handler):
         await enforce_rate_limit(connection, None)
         return
-    charged: asyncio.Future[RateDecision] | None = None
-    claimed: UUID | None = None
     try:
         credential = credential_from(connection.headers)
         if credential is None:
             raise Unauthenticated()
         container: AppContainer = connection.app.state[CONTAINER_STATE_KEY]
         authenticate = await container.authenticate()
-        claimed = authenticate.claimed_user(credential)
-        if claimed is not None and is_rate_limited(connection):
-            # A genuine token names its user: count the request against that budget while the
-            # database confirms the rest (one round trip saved on every authenticated request).
-            # The count is sent now; its answer is read below, after the authentication.
-            charged = start_rate_limit(connection, claimed)
+        limited = is_rate_limited(connection)
+        await authenticate_and_count(connection, authenticate, credential, limited=limited)
+    except Unauthenticated:
+        await enforce_rate_limit(connection, None)  # the client's address pays for a refusal
+        raise
+
+
+async def authenticate_and_count(
+    connection: ASGIConnection[Any, Any, Any, Any],
+    authenticate: AuthenticateHandler,
+    credential: str,
+    *,
+    limited: bool,
+) -> Principal:
+    """Who ``credential`` is, kept in the connection state (``provide_principal``), with the
+    request counted against their budget when ``limited`` (its decision kept for the response
+    headers; ``RateLimited`` when refused). Used by the guard and by the ``/v1`` completion
+    route below Litestar (completion_route.py).
+
+    A credential that names its user has the request counted against that user while the
+    database confirms the rest: the count is sent first and its answer read after the
+    authentication (one round trip for both). Raises ``Unauthenticated`` when the credential is
+    refused, with that count given back: a token of an ended session, a revoked key or a
+    replayed one cannot spend its user's budget. The caller charges the client's address.
+    """
+    claimed = authenticate.claimed_user(credential)
+    charged: asyncio.Future[RateDecision] | None = None
+    if claimed is not None and limited:
+        charged = start_rate_limit(connection, claimed)
+    try:
         principal = await authenticate.execute(Authenticate(credential=credential))
     except Unauthenticated:
         if charged is not None and claimed is not None:
             with contextlib.suppress(WhalliError):
                 await charged
-            # Not that user's request after all (a token of an ended session, a revoked key,
-            # replayed): the count goes back, so a stolen credential the user has revoked
-            # cannot spend their budget; the IP's is charged below, as for any refusal.
-            await refund_request(connection, claimed)
-        await enforce_rate_limit(connection, None)
+            await refund_request(connection, claimed)  # not that user's request after all
         raise
     except BaseException:
         if charged is not None:
@@ -155,7 +173,9 @@ async def require_principal(
     else:
         if charged is not None:
             charged.cancel()  # another user's budget: counted, its answer not needed
-        await enforce_rate_limit(connection, principal.user_id)
+        if limited:
+            await count_request(connection, principal.user_id)
+    return principal
 
 
 def provide_principal(scope: Scope) -> Principal:
