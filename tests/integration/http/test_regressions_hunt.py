@@ -201,6 +201,9 @@ async def test_a_stop_sequence_holding_nul_leaves_the_other_stops_to_the_regener
     )  # fmt: skip
     await chat.events(started["sessionId"])
     assert last_sent(chat)["stop"] == ["END", "a\u0000b"]
+    # the reply is stored whole (its parameters without the NUL stop), not failed at its save
+    reply = (await messages(chat, started["chatId"], alice["auth"]))[-1]
+    assert (reply["status"], reply["content"]) == ("complete", "".join(DELTAS))
     await regenerate(chat, alice["auth"], chatId=started["chatId"])
     # the NUL one cannot be stored (Postgres); "END" can, and was asked for
     assert sampling(last_sent(chat)) == {"temperature": 0.1, "stop": ["END"]}

@@ -138,7 +138,7 @@ class GenerationParams(Value, frozen=True, kw_only=True):
             )
 
 
-def _storable_params(params: GenerationParams) -> GenerationParams:
+def stored_reply_params(params: GenerationParams) -> GenerationParams:
     """A reply's parameters as stored (JSON in Postgres, which holds no NUL): the stop
     sequences with a NUL are left out of the stored copy (the reply itself was asked with them)."""
     if params.stop is not None and any("\x00" in stop for stop in params.stop):
@@ -402,7 +402,7 @@ class Message(Entity, kw_only=True):
             status=MessageStatus.PENDING,
             model=model,
             provider=provider,
-            params=_storable_params(params or GenerationParams()),
+            params=stored_reply_params(params or GenerationParams()),
             created_at=now,
             updated_at=now,
         )

@@ -23,6 +23,7 @@ from whalli.domain.model.chats import (
     MessageStatus,
     TokenUsage,
     storable,
+    stored_reply_params,
 )
 from whalli.domain.model.errors import (
     MessageNotFound,
@@ -513,9 +514,11 @@ class GenerateReplyHandler:
         now = self._clock.now()
         message = reply  # as saved pending; this generation is the only writer of that row
         message.model, message.provider = outcome.spec.id, outcome.spec.provider
-        # a fallback answered, asked what it takes of it: kept as it was asked
+        # a fallback answered, asked what it takes of it: kept as it was asked (as stored: a
+        # stop sequence holding NUL, which JSON in Postgres cannot hold, left out)
         sent = outcome.params
-        message.params = outcome.spec.fitted(message.params) if sent is None else sent
+        asked = outcome.spec.fitted(message.params) if sent is None else sent
+        message.params = stored_reply_params(asked)
         message.finish(
             status=outcome.status,
             content=text,
