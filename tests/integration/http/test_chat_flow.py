@@ -36,8 +36,11 @@ NOTHING_APART = {"cachedPromptTokens": 0, "cacheWriteTokens": 0, "reasoningToken
 
 
 class Chat:
-    def __init__(self, world: World, provider: FakeProviderServer) -> None:
+    def __init__(
+        self, world: World, provider: FakeProviderServer, app: Litestar | None = None
+    ) -> None:
         self.world, self.provider = world, provider
+        self.app = app  # the app served, when a test needs to reach into it
 
     @property
     def client(self) -> AsyncTestClient[Litestar]:
@@ -467,8 +470,9 @@ async def _app(
         WHALLI_PROVIDER_MAX_ATTEMPTS="2", **env,
     )  # fmt: skip
     container = build_container(settings)
-    async with live_server(build_app(settings, container)) as client:
-        yield Chat(World(client, container), provider)  # type: ignore[arg-type]
+    app = build_app(settings, container)
+    async with live_server(app) as client:
+        yield Chat(World(client, container), provider, app)  # type: ignore[arg-type]
 
 
 @asynccontextmanager

@@ -16,13 +16,10 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from tests.unit.http.accounts import seed_caller
 from tests.unit.http.fakes import FakeContainer
 from whalli.entrypoints.http.app import create_app
-from whalli.entrypoints.http.completion_route import (
-    COMPLETIONS_PATH,
-    LEAN_BODY_MAX,
-    CompletionRoute,
-)
+from whalli.entrypoints.http.completion_route import COMPLETIONS_PATH, CompletionRoute
 from whalli.entrypoints.http.cors import CorsMiddleware
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
+from whalli.entrypoints.http.plain_route import LEAN_BODY_MAX
 from whalli.entrypoints.http.stream_route import StreamRoute
 
 Client = AsyncTestClient[Litestar]

@@ -57,6 +57,7 @@ from whalli.entrypoints.http.security import (
     is_session_only,
     require_principal,
 )
+from whalli.entrypoints.http.start_route import StartRoute
 from whalli.entrypoints.http.stream_route import StreamRoute
 
 ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
@@ -140,10 +141,12 @@ def create_app(
     # The stream route, below Litestar (stream_route.py), inside the request context (its
     # request id, access line and metrics)
     # CORS around both (cors.py): the reply stream is read cross-origin too
-    # and the streamed /v1 completion, below Litestar too (completion_route.py)
+    # and the streamed /v1 completion and the chat start, below Litestar too
+    # (completion_route.py, start_route.py)
+    below = StartRoute(app.asgi_handler, container)
     app.asgi_handler = RequestContextMiddleware(
         CorsMiddleware(
-            StreamRoute(CompletionRoute(app.asgi_handler, container), container),
+            StreamRoute(CompletionRoute(below, container), container),
             container.settings.cors_allowed_origins,
         ),
         http_metrics(),

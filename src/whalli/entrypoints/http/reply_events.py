@@ -58,8 +58,14 @@ def sse_frames(batch: list[tuple[str, ReplyEvent]]) -> bytes:
 
 
 def wants_events(request: Request[Any, Any, Any]) -> bool:
-    """Does the Accept header name ``text/event-stream``, with a quality above 0?"""
-    for entry in request.headers.get("accept", "").split(","):
+    """Does the Accept header name ``text/event-stream``, with a quality above 0? Every line
+    of it is read: lines are one list (RFC 9110, 5.3)."""
+    return accepts_events(", ".join(request.headers.getall("accept", [])))
+
+
+def accepts_events(accept: str) -> bool:
+    """``wants_events`` of an Accept header's value."""
+    for entry in accept.split(","):
         media, *params = (part.strip().lower() for part in entry.split(";"))
         if media == MEDIA_TYPE:
             return _quality(params) > 0

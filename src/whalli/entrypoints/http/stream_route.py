@@ -17,18 +17,16 @@ only time, on paths that are rare.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from urllib.parse import parse_qsl
 
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
+from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
 
 from whalli.domain.model.replies import parse_event_id
 from whalli.domain.services.auth.authenticate import Authenticate
 from whalli.domain.services.chat.attach_stream import AttachStream
 from whalli.domain.services.chat.read_reply import ReadReplyHandler
-from whalli.entrypoints.http.deps import AppContainer
 from whalli.entrypoints.http.lean_stream import send_chunks, send_until_gone
+from whalli.entrypoints.http.plain_route import RouteBelow
 from whalli.entrypoints.http.reply_events import RETRY, SSE_HEADERS, reply_frames
 from whalli.entrypoints.http.security import API_KEY_HEADER, credential_in
 
@@ -38,24 +36,13 @@ _START_HEADERS = [(k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items
 _CREDENTIAL_HEADERS = (b"authorization", API_KEY_HEADER.encode())
 
 
-class StreamRoute:
+class StreamRoute(RouteBelow):
     """ASGI: ``GET /api/chat/stream`` opened here, everything else passed to ``app``."""
 
-    def __init__(self, app: ASGIApp, container: AppContainer) -> None:
-        self.app = app
-        self.container = container
+    path = STREAM_PATH
+    method = "GET"
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # Not a coroutine itself: every other request goes on without a frame of this.
-        if (
-            scope["type"] == ScopeType.HTTP
-            and scope["path"] == STREAM_PATH
-            and scope["method"] == "GET"
-        ):
-            return self._stream(scope, receive, send)
-        return self.app(scope, receive, send)
-
-    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         opened = await self._open(scope)
         if opened is None:
             await self.app(scope, receive, send)  # Litestar answers, as it always did

@@ -80,6 +80,7 @@ class ReplyRegenerated(ChatStarted):
 
 
 Answer = TypeVar("Answer", bound=ChatStarted)
+NO_USER = UUID(int=0)  # a command's caller until ``started`` sets it
 
 
 def _container(request: Request[Any, Any, Any]) -> AppContainer:
@@ -104,20 +105,9 @@ class ChatStreamController(Controller):
         data: JSONBody[ChatStartBody],
     ) -> ChatStarted | LeanStream:  # fmt: skip
         container = _container(request)
-        started = await (await container.start_chat()).execute(
-            StartChat(
-                user_id=principal.user_id, user=principal.user, user_read_at=principal.read_at,
-                credential=principal.credential,
-                model=data.model, message=_message(data),
-                chat_id=data.chat_id, project_id=data.project_id, preset_id=data.preset_id,
-                attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
-                system_prompt=data.system_prompt,
-                params=generation_params(data.params),
-            ),
-            await _launcher(container),
-        )  # fmt: skip
-        answer = ChatStarted(**_opened(started.session, started.message_id))
-        return await _answer(request, container, started.session, answer)
+        command = start_command(data)
+        answer, session = await started(container, command, principal)
+        return await _answer(request, container, session, answer)
 
     @post(
         "/regenerate", status_code=201, summary="Answer the chat's last message again",
@@ -190,6 +180,30 @@ class ChatStreamController(Controller):
         handler = await _container(request).stop_generation()
         await handler.execute(StopGeneration(session_id=session_id, user_id=principal.user_id))
         return {"status": "stopping"}
+
+
+def start_command(data: ChatStartBody) -> StartChat:
+    """The use case's command, its caller's fields not yet set (``started`` sets them);
+    ``InvalidInput`` for a body it refuses. Shared with the route below Litestar
+    (start_route.py), which builds it before authenticating."""
+    return StartChat(
+        user_id=NO_USER, model=data.model, message=_message(data),
+        chat_id=data.chat_id, project_id=data.project_id, preset_id=data.preset_id,
+        attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
+        system_prompt=data.system_prompt, params=generation_params(data.params),
+    )  # fmt: skip
+
+
+async def started(
+    container: AppContainer, command: StartChat, principal: Principal
+) -> tuple[ChatStarted, ChatSession]:
+    """``command`` run as ``principal``'s: the JSON answer, and the session it opened."""
+    command = msgspec.structs.replace(
+        command, user_id=principal.user_id, user=principal.user, user_read_at=principal.read_at,
+        credential=principal.credential,
+    )  # fmt: skip
+    opened = await (await container.start_chat()).execute(command, await _launcher(container))
+    return ChatStarted(**_opened(opened.session, opened.message_id)), opened.session
 
 
 def _message(data: ChatStartBody) -> str:

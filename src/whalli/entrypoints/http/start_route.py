@@ -1,0 +1,81 @@
+"""``POST /api/chat/start`` served in plain ASGI, below Litestar.
+
+Every chat reply begins here, and its time is part of the reply's time to first token (the
+reply's stream is attached after it answers). A plain start (plain_route.py: a small JSON body,
+one credential) whose body decodes strictly as a ``ChatStartBody`` and whose command builds is
+authenticated and counted with the guard's own ``authenticate_and_count``, and answered with
+the controller's own code (``controllers.chat``: ``start_command``, ``started``) and the same
+use case: the session as JSON, or (``Accept: text/event-stream``) the reply itself as events.
+Anything else is handed to the Litestar route unchanged, with the body replayed, before
+anything was counted, so it answers exactly as before (its statuses, problem bodies and
+OpenAPI entry).
+
+After the count, a refused credential is handed over too, its count taken back first, as the
+guard itself does before it counts the client's address; any other error before the response
+starts (a plan, a model, a 429, a chat not found) is answered here by the app's own exception
+handler (``problems.handle_exception``), since the request was counted and the use case may
+have run. One after the events began goes to the server, as Litestar's does: never a second
+response start.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
+
+from whalli.entrypoints.http.controllers.chat import ChatStartBody, start_command, started
+from whalli.entrypoints.http.lean_stream import send_chunks, send_until_gone
+from whalli.entrypoints.http.plain_route import HandOver, PlainHeaders, PlainRoute
+from whalli.entrypoints.http.reply_events import (
+    RETRY,
+    SSE_HEADERS,
+    accepts_events,
+    reply_frames,
+)
+from whalli.entrypoints.http.sse import json_event
+
+START_PATH = "/api/chat/start"
+_decoder = msgspec.json.Decoder(ChatStartBody)
+_encoder = msgspec.json.Encoder()
+# as Litestar sends the route's answers: JSON, or its ``LeanStream``'s headers
+_JSON_TYPE = (b"content-type", b"application/json")
+_EVENTS_HEADERS = [(k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items()]
+
+
+class StartRoute(PlainRoute):
+    """ASGI: a plain chat start answered here, everything else passed to ``app``."""
+
+    path = START_PATH
+
+    async def answer(
+        self, scope: Scope, receive: Receive, send: Send, body: bytes, plain: PlainHeaders
+    ) -> None:
+        container = self.container
+        try:  # nothing counted yet: whatever is not plain, the route answers
+            command = start_command(_decoder.decode(body))  # refused: the route says why
+        except Exception as e:
+            raise HandOver from e
+        principal = await self.counted(scope, receive, send, plain)
+        if principal is None:
+            return
+        try:
+            answer, session = await started(container, command, principal)
+            reader = await container.read_reply() if accepts_events(plain.accept) else None
+        except Exception as e:
+            await self.refused(scope, receive, send, e)
+            return
+        if reader is None:
+            content = _encoder.encode(answer)
+            await send(_json_start(len(content)))
+            await send({"type": "http.response.body", "body": content, "more_body": False})
+            return
+        # From here an error cannot be answered (the response has begun): it goes to the
+        # server, which ends the connection, as Litestar's does (never a second response start)
+        await send({"type": "http.response.start", "status": 201, "headers": list(_EVENTS_HEADERS)})
+        frames = reply_frames(reader, session.id, None, RETRY + json_event("session", answer))
+        await send_until_gone(send_chunks(frames, send), receive)
+
+
+def _json_start(length: int) -> HTTPResponseStartEvent:
+    headers = [_JSON_TYPE, (b"content-length", str(length).encode())]
+    return {"type": "http.response.start", "status": 201, "headers": headers}
