@@ -167,9 +167,19 @@ async def test_a_provider_request_goes_through_the_proxy_the_environment_names(
     assert proxied[-1] == "[DONE]"
 
 
-async def test_the_request_has_one_of_each_header_the_callers_winning_in_any_case() -> None:
-    """sse_post's lower-case names replace the client's defaults (``Accept``,
-    ``Accept-Encoding``), and the request carries its own Host and Content-Length."""
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"authorization": "Bearer k", "x-api-key": "k"},  # as the adapters send
+        {"Authorization": "Bearer k", "X-Api-Key": "k", "Accept": "text/event-stream"},
+    ],
+)
+async def test_the_request_has_one_of_each_header_the_callers_winning_in_any_case(
+    given: dict[str, str],
+) -> None:
+    """sse_post's names replace the client's defaults (``Accept``, ``Accept-Encoding``), and
+    an adapter's replace sse_post's whatever their case; the request carries its own Host
+    and Content-Length."""
     heads: list[list[bytes]] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -179,9 +189,8 @@ async def test_the_request_has_one_of_each_header_the_callers_winning_in_any_cas
             await writer.drain()
 
     async with serving(handler) as (url, _), client() as http:
-        headers = {"authorization": "Bearer k", "x-api-key": "k"}  # as the adapters send
         async for _ in sse_post(
-            http, f"{url}/v1/messages?beta=true", provider="anthropic", headers=headers,
+            http, f"{url}/v1/messages?beta=true", provider="anthropic", headers=given,
             body=b'{"a": 1}', policy=POLICY,
         ):  # fmt: skip
             pass

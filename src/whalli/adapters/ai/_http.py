@@ -60,7 +60,8 @@ async def sse_post(
         # An uncompressed stream: a compressing proxy in front of a provider may hold tokens
         # back to fill its compression buffer. A server that compresses anyway is still read.
         "accept-encoding": "identity",
-        **headers,
+        # an adapter's own win, whatever case it writes their names in (one of each sent)
+        **{name.lower(): value for name, value in headers.items()},
     }
     try:
         async with streamed(
