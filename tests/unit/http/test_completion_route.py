@@ -165,7 +165,9 @@ async def test_anything_not_plain_is_answered_by_the_route(
     fast, fast_body = await post(client, body, sent)
     slow, slow_body = await post(litestar_only, body, sent)
 
-    assert seen.paths == [COMPLETIONS_PATH]
+    # a credential refused after the count is answered here, as the guard answers it
+    refused_here = sent == {"Authorization": "Bearer whk_not-a-key"}
+    assert seen.paths == ([] if refused_here else [COMPLETIONS_PATH])
     assert fast.status_code == slow.status_code == status
     assert comparable_headers(fast.headers) == comparable_headers(slow.headers)
     assert comparable_body(fast_body, fast) == comparable_body(slow_body, slow)

@@ -10,11 +10,11 @@ use case. Anything else is handed to the Litestar route unchanged, with the body
 before anything was counted (so it answers exactly as before: its statuses, bodies and OpenAPI
 entry).
 
-After the count, a refused credential is handed over too, its count taken back first, as the
-guard itself does before it counts the client's address; any other error before the response
-starts is answered here by the route's own exception handler (``handle_openai_exception``),
-since the request was counted and the use case may have run. One after it goes to the server,
-as Litestar's does: never a second response start.
+A credential refused after the count is answered as the guard answers it (its user's count
+taken back, the client's address charged, then the 401: ``PlainRoute.counted``), and any other
+error before the response starts by the route's own exception handler
+(``handle_openai_exception``), since the request was counted and the use case may have run.
+One after it goes to the server, as Litestar's does: never a second response start.
 """
 
 from __future__ import annotations

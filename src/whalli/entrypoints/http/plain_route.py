@@ -28,6 +28,7 @@ from whalli.domain.model.errors import Unauthenticated
 from whalli.domain.model.principal import Principal
 from whalli.entrypoints.http.deps import AppContainer
 from whalli.entrypoints.http.problems import handle_exception
+from whalli.entrypoints.http.rate_limit import count_request
 from whalli.entrypoints.http.security import API_KEY_HEADER, authenticate_and_count, credential_in
 
 # Larger bodies (images as data URLs) go through Litestar, which streams them to its 32 MiB limit.
@@ -99,17 +100,20 @@ class PlainRoute(RouteBelow):
     ) -> Principal | None:
         """Who the request's credential is, the request counted against their budget as the
         guard counts it (``authenticate_and_count``); ``None`` when refused, the refusal
-        answered by ``refused``. A refused credential raises ``HandOver``, its user's count
-        given back: the guard refuses it, charging the client's address."""
+        answered by ``refused``. A refused credential is answered as the guard answers it:
+        its user's count given back, the client's address charged instead (a 429 when that
+        budget is spent), then the 401."""
         authenticate = await self.container.authenticate()
         connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope, receive)
         scope["path_template"] = self.path  # the route label of the request's metrics
         try:
-            return await authenticate_and_count(
-                connection, authenticate, plain.credential, limited=True
-            )
-        except Unauthenticated:
-            raise HandOver from None
+            try:
+                return await authenticate_and_count(
+                    connection, authenticate, plain.credential, limited=True
+                )
+            except Unauthenticated:
+                await count_request(connection, None)  # the client's address pays for it
+                raise
         except Exception as e:  # as the route's exception handler answers it
             await self.refused(scope, receive, send, e)
             return None
