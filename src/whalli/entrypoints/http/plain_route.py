@@ -20,6 +20,7 @@ from collections.abc import Awaitable
 from typing import Any, NamedTuple
 
 from litestar import Request
+from litestar._asgi.utils import is_valid_host
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
@@ -48,7 +49,7 @@ class PlainHeaders(NamedTuple):
 
 class RouteBelow:
     """ASGI: ``method path`` answered by ``serve``, every other request passed to ``app``
-    (Litestar, or the next route below it)."""
+    (Litestar, or the next route below it), as is one whose ``Host`` the router refuses."""
 
     path = ""
     method = "POST"
@@ -63,6 +64,7 @@ class RouteBelow:
             scope["type"] == ScopeType.HTTP
             and scope["path"] == self.path
             and scope["method"] == self.method
+            and valid_host(scope)
         ):
             return self.serve(scope, receive, send)
         return self.app(scope, receive, send)
@@ -123,6 +125,16 @@ class PlainRoute(RouteBelow):
         request: Request[Any, Any, Any] = Request(scope, receive)
         response = handle_exception(request, error)
         await response.to_asgi_response(None, request)(scope, receive, send)
+
+
+def valid_host(scope: Scope) -> bool:
+    """Is the request's ``Host`` one Litestar's router takes (its first, as the router reads
+    it)? The router refuses any other with a 400 before routing, so the route below Litestar
+    leaves such a request to it."""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return is_valid_host(value)
+    return True
 
 
 def plain_headers(scope: Scope) -> PlainHeaders | None:
