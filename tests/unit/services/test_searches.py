@@ -30,10 +30,11 @@ from whalli.domain.model.errors import (
     ServiceUnavailable,
     WhalliError,
 )
-from whalli.domain.model.jobs import RunSearchSubscription
+from whalli.domain.model.jobs import Job, RunSearchSubscription
 from whalli.domain.model.projects import MemberRole, Membership, Project
 from whalli.domain.model.searches import (
     MAX_ACTIVE_SUBSCRIPTIONS,
+    UNQUEUED_RUN,
     SearchHit,
     SearchSubscription,
     run_failure,
@@ -401,6 +402,43 @@ async def test_the_scheduler_queues_each_due_subscription_once_and_moves_its_nex
     assert stored.next_run_at == world.clock.now() + timedelta(minutes=60)
     world.clock.advance(timedelta(minutes=60))
     assert await scheduler.execute() == 1
+
+
+class BrokerDown(InMemoryJobQueue):
+    """A queue whose broker refuses the runs of ``down`` (as the Dramatiq queue does when
+    Redis is unreachable: ``ServiceUnavailable``, nothing queued)."""
+
+    def __init__(self, down: set[uuid.UUID]) -> None:
+        super().__init__()
+        self.down = down
+
+    async def enqueue(self, job: Job, *, delay_ms: int = 0) -> None:
+        if isinstance(job, RunSearchSubscription) and job.subscription_id in self.down:
+            raise ServiceUnavailable("The job queue is unreachable.")
+        await super().enqueue(job, delay_ms=delay_ms)
+
+
+async def test_a_run_the_scheduler_could_not_queue_shows_as_the_searchs_last_error(
+    world: World,
+) -> None:
+    refused, queued = await world.create(), await world.create()
+    queue = BrokerDown({refused.id})
+    scheduler = ScheduleDueSearches(world.uow(), queue, world.clock)
+
+    assert await scheduler.execute() == 1
+    assert queue.jobs == [RunSearchSubscription(subscription_id=queued.id)]
+    async with world.uow() as uow:
+        not_run, run = await uow.searches.get(refused.id), await uow.searches.get(queued.id)
+    assert (not_run.last_error, not_run.last_error_at) == (UNQUEUED_RUN, world.clock.now())
+    assert not_run.next_run_at == world.clock.now() + timedelta(minutes=60)  # claimed, skipped
+    assert (run.last_error, run.last_error_at) == (None, None)
+    # the next interval queues it; its run clears the error
+    world.clock.advance(timedelta(minutes=60))
+    queue.down.clear()
+    assert await scheduler.execute() == 2
+    await world.run(not_run)
+    async with world.uow() as uow:
+        assert (await uow.searches.get(refused.id)).last_error is None
 
 
 @pytest.mark.parametrize("minutes", [10**15, -(10**15), 14, 31 * 24 * 60 + 1])

@@ -150,6 +150,10 @@ def abandoned_run_failure(cause: AbandonCause) -> str:
     return "The search could not be run."
 
 
+# What a user is told of a run the scheduler claimed but could not queue (the queue down)
+UNQUEUED_RUN = "The search could not be queued to run; it runs at its next interval."
+
+
 class SearchHit(Value, frozen=True, kw_only=True):
     """One result as a search provider returns it."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from whalli.domain.model.jobs import RunSearchSubscription
-from whalli.domain.model.searches import SearchSubscription
+from whalli.domain.model.searches import UNQUEUED_RUN, SearchSubscription
 from whalli.ports.clock import Clock
 from whalli.ports.job_queue import JobQueue
 from whalli.ports.unit_of_work import UnitOfWork
@@ -22,7 +22,10 @@ class ScheduleDueSearches:
       at once (two workers) never queue one run twice; ``last_run_at`` is the run's to set
       (``RunSearchHandler``), not the claim's;
     - the claim is committed before anything is queued: a queue that fails after the commit
-      skips that one run (the next comes one interval later), it never runs one twice;
+      skips that one run (the next comes one interval later), it never runs one twice; such
+      a search shows it as its ``last_error`` (``UNQUEUED_RUN``, with its time), as a run
+      that failed would, so its user is not left wondering why no results came (best
+      effort: with the database failing too it is only logged);
     - claimed ``batch`` at a time, most overdue first, batch after batch until one comes back
       short, at most ``max_batches`` per call (the rest at the next tick): a deployment runs
       up to ``batch * max_batches`` searches per tick, and one tick never runs unbounded.
@@ -51,14 +54,26 @@ class ScheduleDueSearches:
         return queued
 
     async def _queue_runs(self, claimed: list[SearchSubscription]) -> int:
-        queued = 0
+        unqueued: list[SearchSubscription] = []
         for subscription in claimed:
             try:
                 await self._queue.enqueue(RunSearchSubscription(subscription_id=subscription.id))
-                queued += 1
             except Exception:
                 log.exception(
                     "The run of search %s was not queued; it runs at its next interval.",
                     subscription.id,
                 )
-        return queued
+                unqueued.append(subscription)
+        if unqueued:
+            await self._record_unqueued(unqueued)
+        return len(claimed) - len(unqueued)
+
+    async def _record_unqueued(self, unqueued: list[SearchSubscription]) -> None:
+        try:
+            async with self._uow as uow:
+                now = self._clock.now()
+                for subscription in unqueued:
+                    await uow.searches.record_failure(subscription.id, now, UNQUEUED_RUN)
+                await uow.commit()
+        except Exception:
+            log.exception("%d unqueued search runs were not recorded.", len(unqueued))
