@@ -472,10 +472,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"{PREFIX}EXTRACTION_WALL_TIME_S must be more than 0")
         # only an explicit value: the derived one always exceeds both limits
         stale_after_s = self.extraction_processing_stale_after_s
-        if stale_after_s is not None and stale_after_s <= self.extraction_wall_time_s:
+        extraction_job_s = self.extraction_wall_time_s + EXTRACTION_JOB_MARGIN_S
+        if stale_after_s is not None and stale_after_s <= extraction_job_s:
             raise ConfigError(
                 f"{PREFIX}EXTRACTION_PROCESSING_STALE_AFTER_S must exceed "
-                f"{PREFIX}EXTRACTION_WALL_TIME_S (a running extraction is not stale)"
+                f"{PREFIX}EXTRACTION_WALL_TIME_S plus {EXTRACTION_JOB_MARGIN_S} s for the "
+                f"file's download ({extraction_job_s:g} s: an extraction job may run that long, "
+                "and a running one is not stale)"
             )
         if self.extraction_sweep_interval_s < 0:
             raise ConfigError(f"{PREFIX}EXTRACTION_SWEEP_INTERVAL_S must not be negative")
@@ -565,10 +568,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.transcription_max_bytes < 1:
             raise ConfigError(f"{PREFIX}TRANSCRIPTION_MAX_BYTES must be at least 1")
         stale_after_s = self.extraction_processing_stale_after_s
-        if stale_after_s is not None and stale_after_s <= self.transcription_timeout_s:
+        transcription_job_s = self.transcription_timeout_s + TRANSCRIPTION_JOB_MARGIN_S
+        if stale_after_s is not None and stale_after_s <= transcription_job_s:
             raise ConfigError(
                 f"{PREFIX}EXTRACTION_PROCESSING_STALE_AFTER_S must exceed "
-                f"{PREFIX}TRANSCRIPTION_TIMEOUT_S (a running transcription is not stale)"
+                f"{PREFIX}TRANSCRIPTION_TIMEOUT_S plus {TRANSCRIPTION_JOB_MARGIN_S} s for the "
+                f"recording's download ({transcription_job_s:g} s: a transcription job may run "
+                "that long, and a running one is not stale)"
             )
         if not self.transcription_model.strip():
             raise ConfigError(f"{PREFIX}TRANSCRIPTION_MODEL must not be empty")

@@ -80,6 +80,28 @@ def test_a_long_timeout_needs_an_explicit_stale_threshold_beyond_it_or_none() ->
         )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("limits", "refused_below", "named"),
+    [
+        ({"WHALLI_TRANSCRIPTION_TIMEOUT_S": "1800"}, 2100, "WHALLI_TRANSCRIPTION_TIMEOUT_S plus"),
+        ({"WHALLI_EXTRACTION_WALL_TIME_S": "1000"}, 1300, "WHALLI_EXTRACTION_WALL_TIME_S plus"),
+    ],
+)
+def test_an_explicit_stale_threshold_must_exceed_the_longest_job_with_its_download_margin(
+    limits: dict[str, str], refused_below: int, named: str
+) -> None:
+    """A job may run its limit plus its download margin (the worker's time limit allows it):
+    a threshold inside that margin would re-queue a file whose job is still running."""
+    stale = "WHALLI_EXTRACTION_PROCESSING_STALE_AFTER_S"
+    for inside in (refused_below - 299, refused_below):
+        with pytest.raises(ConfigError, match=named) as refused:
+            load_settings({**limits, stale: str(inside)}, dotenv=None)
+        assert f"({refused_below} s" in str(refused.value)
+    settings = load_settings({**limits, stale: str(refused_below + 1)}, dotenv=None)
+    assert settings.processing_stale_after_s == refused_below + 1
+    assert settings.processing_stale_after_s > settings.longest_job_s
+
+
 async def test_the_container_builds_a_transcriber_only_when_one_is_configured() -> None:
     async with httpx.AsyncClient() as client:
         assert build_transcriber(load_settings({}, dotenv=None), client) is None
