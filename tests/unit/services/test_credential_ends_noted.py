@@ -18,7 +18,7 @@ from whalli.adapters.memory.clock import ManualClock
 from whalli.adapters.memory.credential_versions import InMemoryCredentialVersions
 from whalli.adapters.memory.store import MemoryStore
 from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
-from whalli.domain.model.errors import RefreshTokenReused
+from whalli.domain.model.errors import RefreshTokenReused, ServiceUnavailable
 from whalli.domain.model.users import User
 from whalli.domain.services.admin.update_user import UpdateUser, UpdateUserHandler
 from whalli.domain.services.api_keys.create_api_key import CreateApiKey, CreateApiKeyHandler
@@ -152,3 +152,55 @@ async def test_an_end_is_noted_after_its_commit_so_a_read_made_while_it_committe
     assert not ends.ended_since(user.id, auth.clock.now() + MS)  # a read after it stands
     assert not ends.ended_since(uuid.uuid4(), uow.read_at)
     assert versions.noted_at_bumps[-1]  # told the other processes once noted here
+
+
+class Holding(SlowCommit):
+    """``SlowCommit`` that knows whether a use case is inside it (holding its connection)."""
+
+    def __init__(self, store: MemoryStore, clock: ManualClock) -> None:
+        super().__init__(store, clock)
+        self.inside = False
+        self.committed = False
+
+    async def __aenter__(self) -> Holding:
+        self.inside, self.committed = True, False
+        return await super().__aenter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.inside = False
+        await super().__aexit__(*exc)  # type: ignore[arg-type]
+
+    async def commit(self) -> None:
+        await super().commit()
+        self.committed = True
+
+
+class BlinkingVersions(InMemoryCredentialVersions):
+    """A store that refuses the first two bumps after a commit (a blip: the bump is retried
+    after pauses), recording at each whether the use case still held its unit of work."""
+
+    def __init__(self, uow: Holding) -> None:
+        super().__init__()
+        self._uow = uow
+        self.held_at_retried_bumps: list[bool] = []
+        self._refused = 0
+
+    async def bump(self, user_id: uuid.UUID) -> None:
+        if self._uow.committed and self._refused < 2:
+            self._refused += 1
+            self.held_at_retried_bumps.append(self._uow.inside)
+            raise ServiceUnavailable("The credential store is unreachable.")
+        await super().bump(user_id)
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+async def test_a_bump_retried_after_the_commit_holds_no_connection(ending: str) -> None:
+    auth = Auth()
+    user, _pair = await auth.register()
+    uow = Holding(auth.store, auth.clock)
+    versions = BlinkingVersions(uow)
+    access = AccessChanges(versions, ends=CredentialEnds(), clock=auth.clock)
+
+    await ENDINGS[ending](auth, user, uow, access)
+
+    assert versions.held_at_retried_bumps == [False, False]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 
 from whalli.domain.model.errors import InvalidToken, RefreshTokenReused, UserNotFound
-from whalli.domain.model.tokens import REFRESH_SECRET_BYTES, hash_refresh_secret
+from whalli.domain.model.tokens import REFRESH_SECRET_BYTES, RefreshToken, hash_refresh_secret
 from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.sessions import TokenPair, issue_access_token, masked_repr
 from whalli.ports.clock import Clock
@@ -84,33 +84,43 @@ class RefreshSessionHandler:
             if token is None:
                 raise InvalidToken()
             spent = token.used_at is not None
-            if spent and not token.reissuable(now, self._reuse_grace):
+            pair: TokenPair | None = None
+            if spent and not token.reissuable(now, self._reuse_grace):  # reused
                 await uow.refresh_tokens.revoke_family(token.family_id, now)
                 await uow.commit()
-                if self._access is not None:
-                    await self._access.ended(token.user_id)
-                raise RefreshTokenReused()
-            if not spent and not token.is_active(now):
-                raise InvalidToken()
-            try:
-                user = await uow.users.get(token.user_id)
-            except UserNotFound:
-                raise InvalidToken() from None
-            if user.disabled:
-                raise InvalidToken()
-            new_secret = self._ids.new_token(REFRESH_SECRET_BYTES)
-            if spent:
-                successor = token.reissue(
-                    new_id=self._ids.new_id(), new_secret=new_secret, now=now,
-                    grace=self._reuse_grace,
-                )  # fmt: skip
             else:
-                successor = token.rotate(new_id=self._ids.new_id(), new_secret=new_secret, now=now)
-                await uow.refresh_tokens.update(token)
-            await uow.refresh_tokens.add(successor)
-            access, expires_in = issue_access_token(
-                self._issuer, user_id=user.id, session_id=token.family_id, clock=self._clock,
-                ids=self._ids,
+                pair = await self._successor(uow, token, spent, now)
+        if pair is None:  # told once the connection is back in its pool (its bump may retry)
+            if self._access is not None:
+                await self._access.ended(token.user_id)
+            raise RefreshTokenReused()
+        return pair
+
+    async def _successor(
+        self, uow: UnitOfWork, token: RefreshToken, spent: bool, now: datetime
+    ) -> TokenPair:
+        """The token's successor and a new access token, committed."""
+        if not spent and not token.is_active(now):
+            raise InvalidToken()
+        try:
+            user = await uow.users.get(token.user_id)
+        except UserNotFound:
+            raise InvalidToken() from None
+        if user.disabled:
+            raise InvalidToken()
+        new_secret = self._ids.new_token(REFRESH_SECRET_BYTES)
+        if spent:
+            successor = token.reissue(
+                new_id=self._ids.new_id(), new_secret=new_secret, now=now,
+                grace=self._reuse_grace,
             )  # fmt: skip
-            await uow.commit()
+        else:
+            successor = token.rotate(new_id=self._ids.new_id(), new_secret=new_secret, now=now)
+            await uow.refresh_tokens.update(token)
+        await uow.refresh_tokens.add(successor)
+        access, expires_in = issue_access_token(
+            self._issuer, user_id=user.id, session_id=token.family_id, clock=self._clock,
+            ids=self._ids,
+        )  # fmt: skip
+        await uow.commit()
         return TokenPair(access_token=access, refresh_token=new_secret, expires_in=expires_in)
