@@ -76,3 +76,23 @@ def test_metrics_of_several_processes_are_summed_and_dead_ones_leave_the_live_ga
     assert f"{counter} 6.0" in text
     assert "whalli_http_requests_in_flight 2.0" not in text
     assert "whalli_http_requests_in_flight 1.0" not in text  # neither is counted any more
+
+
+def test_an_empty_file_left_by_a_process_killed_while_creating_it_fails_no_scrape(
+    multiproc_dir: Path,
+) -> None:
+    """prometheus_client creates a process's file empty, then sizes it: a process killed in
+    between (or one creating it while a scrape reads) leaves a file without its header. It
+    holds no value; the others are read and summed."""
+    (multiproc_dir / "counter_999999.db").write_bytes(b"")
+    (multiproc_dir / "histogram_999999.db").write_bytes(b"\x00\x00")
+    child = _run_child()
+    try:
+        text = render_metrics()[0].decode()
+    finally:
+        _end(child)
+    counter = (
+        'whalli_http_requests_total{method="GET",route="/api/chats/{chat_id:uuid}",status="200"}'
+    )
+    assert f"{counter} 3.0" in text
+    assert "whalli_http_requests_in_flight 1.0" in text

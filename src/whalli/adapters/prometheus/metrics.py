@@ -12,12 +12,15 @@ import hmac
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -123,9 +126,39 @@ def render_metrics() -> tuple[bytes, str]:
 
         sse_connections()  # made in this process too: with every streaming one gone, it reads 0
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(_ReadableFiles(MultiProcessCollector))
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+# A process's metrics file begins with 8 bytes (how much of it is used); prometheus_client
+# creates the file empty, then sizes it.
+_FILE_HEADER_BYTES = 8
+
+
+class _ReadableFiles:
+    """The multiprocess collector over the directory's files that hold their header. An empty
+    one is a file a process is creating this instant (a scrape then failed with a 500), or one
+    left so by a process killed while creating it (every scrape then failed, for as long as
+    the directory lived). It holds no value either way."""
+
+    def __init__(self, collector: type[MultiProcessCollector]) -> None:
+        self._merge = collector.merge
+        self._path = os.environ[MULTIPROC_ENV]
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for entry in os.scandir(self._path):
+            if entry.name.endswith(".db") and _holds_header(entry):
+                files.append(entry.path)
+        return self._merge(files, accumulate=True)  # type: ignore[no-untyped-call,no-any-return]
+
+
+def _holds_header(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.stat().st_size >= _FILE_HEADER_BYTES
+    except FileNotFoundError:  # dropped meanwhile (a dead process's live gauges)
+        return False
 
 
 def prepare_multiprocess_dir(path: str) -> None:
