@@ -25,6 +25,8 @@ RETRY = b"retry: 2000\n\n"  # how soon a browser's EventSource reconnects after 
 SSE_HEADERS = {
     **HEADERS, "Connection": "keep-alive", "content-type": f"{MEDIA_TYPE}; charset=utf-8",
 }  # fmt: skip
+# the same, as a raw ASGI response start sends them (the routes below Litestar)
+SSE_RAW_HEADERS = [(k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items()]
 
 
 def sse_frame(event_id: str, event: ReplyEvent) -> bytes:

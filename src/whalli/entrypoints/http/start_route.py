@@ -28,7 +28,7 @@ from whalli.entrypoints.http.lean_stream import send_chunks, send_until_gone
 from whalli.entrypoints.http.plain_route import HandOver, PlainHeaders, PlainRoute
 from whalli.entrypoints.http.reply_events import (
     RETRY,
-    SSE_HEADERS,
+    SSE_RAW_HEADERS,
     accepts_events,
     reply_frames,
 )
@@ -37,9 +37,8 @@ from whalli.entrypoints.http.sse import json_event
 START_PATH = "/api/chat/start"
 _decoder = msgspec.json.Decoder(ChatStartBody)
 _encoder = msgspec.json.Encoder()
-# as Litestar sends the route's answers: JSON, or its ``LeanStream``'s headers
+# as Litestar sends the route's JSON answer
 _JSON_TYPE = (b"content-type", b"application/json")
-_EVENTS_HEADERS = [(k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items()]
 
 
 class StartRoute(PlainRoute):
@@ -71,7 +70,7 @@ class StartRoute(PlainRoute):
             return
         # From here an error cannot be answered (the response has begun): it goes to the
         # server, which ends the connection, as Litestar's does (never a second response start)
-        await send({"type": "http.response.start", "status": 201, "headers": list(_EVENTS_HEADERS)})
+        await send({"type": "http.response.start", "status": 201, "headers": list(SSE_RAW_HEADERS)})
         frames = reply_frames(reader, session.id, None, RETRY + json_event("session", answer))
         await send_until_gone(send_chunks(frames, send), receive)
 

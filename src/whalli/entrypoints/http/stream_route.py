@@ -27,12 +27,11 @@ from whalli.domain.services.chat.attach_stream import AttachStream
 from whalli.domain.services.chat.read_reply import ReadReplyHandler
 from whalli.entrypoints.http.lean_stream import send_chunks, send_until_gone
 from whalli.entrypoints.http.plain_route import RouteBelow
-from whalli.entrypoints.http.reply_events import RETRY, SSE_HEADERS, reply_frames
+from whalli.entrypoints.http.reply_events import RETRY, SSE_RAW_HEADERS, reply_frames
 from whalli.entrypoints.http.security import API_KEY_HEADER, credential_in
 
 STREAM_PATH = "/api/chat/stream"
 MAX_SESSION_ID = 256  # as the Litestar route's query parameter allows
-_START_HEADERS = [(k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items()]
 _CREDENTIAL_HEADERS = (b"authorization", API_KEY_HEADER.encode())
 
 
@@ -104,4 +103,4 @@ def _query(raw: bytes) -> dict[str, str] | None:
 
 
 def _start() -> HTTPResponseStartEvent:
-    return {"type": "http.response.start", "status": 200, "headers": list(_START_HEADERS)}
+    return {"type": "http.response.start", "status": 200, "headers": list(SSE_RAW_HEADERS)}
