@@ -28,6 +28,7 @@ from litestar.types import (
 )
 
 from whalli.adapters.prometheus.metrics import HttpMetrics
+from whalli.entrypoints.http.paths import routed_path
 from whalli.entrypoints.http.rate_limit import decision_headers
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -87,7 +88,7 @@ async def _refuse(
 ) -> None:
     """The refusal as a problem, or in OpenAI's error shape under ``/v1``."""
     body: dict[str, Any]
-    if scope["path"].startswith("/v1/"):
+    if routed_path(scope).startswith("/v1/"):
         media = b"application/json"
         body = {"error": {"message": detail, "type": "invalid_request_error",
                           "code": code, "param": None}}  # fmt: skip

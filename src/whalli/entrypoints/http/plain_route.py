@@ -28,6 +28,7 @@ from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, S
 from whalli.domain.model.errors import Unauthenticated
 from whalli.domain.model.principal import Principal
 from whalli.entrypoints.http.deps import AppContainer
+from whalli.entrypoints.http.paths import routed_path
 from whalli.entrypoints.http.problems import handle_exception
 from whalli.entrypoints.http.rate_limit import count_request
 from whalli.entrypoints.http.security import API_KEY_HEADER, authenticate_and_count, credential_in
@@ -62,7 +63,7 @@ class RouteBelow:
         # Not a coroutine itself: every other request goes on without a frame of this.
         if (
             scope["type"] == ScopeType.HTTP
-            and scope["path"] == self.path
+            and routed_path(scope) == self.path
             and scope["method"] == self.method
             and valid_host(scope)
         ):

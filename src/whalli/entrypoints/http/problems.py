@@ -42,6 +42,7 @@ from whalli.domain.model.errors import (
     WhalliError,
 )
 from whalli.entrypoints.http.middleware import request_id_of
+from whalli.entrypoints.http.paths import routed_path
 from whalli.entrypoints.http.schemas import camel_name
 
 PROBLEM_JSON = "application/problem+json"
@@ -261,7 +262,7 @@ def exception_handlers(
     prefix, handler = openai_prefix, openai_handler
 
     def dispatch(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-        path = request.scope["path"]
+        path = routed_path(request.scope)
         if path == prefix or path.startswith(prefix + "/"):
             return handler(request, exc)
         return handle_exception(request, exc)

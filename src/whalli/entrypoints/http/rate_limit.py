@@ -24,6 +24,7 @@ from litestar.types import Scope
 from whalli.container import rate_limit_policy
 from whalli.domain.model.errors import RateLimited
 from whalli.entrypoints.http.client_ip import IPNetwork, client_ip, parse_trusted_proxies
+from whalli.entrypoints.http.paths import routed_path
 from whalli.ports.rate_limiter import RateDecision
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class RateLimitPlugin(InitPlugin):
     def is_limited(self, connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
         if connection.route_handler.opt.get(OPT_KEY) is False:
             return False
-        path: str = connection.scope["path"]
+        path = routed_path(connection.scope)
         prefix = self._exempt_prefix
         return not (prefix and (path == prefix or path.startswith(prefix + "/")))
 

@@ -1,0 +1,131 @@
+"""The app served under a root path (``uvicorn --root-path /whalli``: the ASGI server puts the
+root path in front of every request's ``path``). The routes served below Litestar (the chat
+start, its stream, the streamed ``/v1`` completion) still serve their requests, and every check
+of a path against the app's own (``/v1``'s OpenAI error shape) reads it without the root path,
+as Litestar's router does. Real app, Postgres, Redis and S3; the provider a fake on loopback."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from tests.integration.http.test_chat_flow import Chat
+from tests.integration.http.test_start_route import start_route
+from whalli.entrypoints.http.paths import routed_path
+
+ROOT = "/whalli"
+
+
+class Reached:
+    """Wraps the app below the routes served below Litestar: which paths reached Litestar."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app, self.paths = app, list[str]()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.paths.append(scope["path"])
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+async def under_root(chat: Chat) -> AsyncIterator[tuple[httpx.AsyncClient, Reached]]:
+    """A client of the chat app as a server with ``--root-path /whalli`` calls it, and what
+    reached Litestar through it."""
+    assert chat.app is not None
+    route = start_route(chat.app)
+    reached = Reached(route.app)
+    route.app = reached
+    transport = httpx.ASGITransport(app=chat.app, root_path=ROOT)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client, reached
+    finally:
+        route.app = reached.app
+
+
+def test_the_routed_path_drops_the_root_path_as_litestars_router_does() -> None:
+    assert routed_path({"path": "/whalli/api/chat/start", "root_path": ROOT}) == "/api/chat/start"
+    assert routed_path({"path": "/api/chat/start", "root_path": ROOT}) == "/api/chat/start"
+    assert routed_path({"path": "/api/chat/start", "root_path": ""}) == "/api/chat/start"
+    assert routed_path({"path": "/v1/models"}) == "/v1/models"
+
+
+async def test_a_start_and_its_stream_under_a_root_path_are_served_below_litestar(
+    chat: Chat, under_root: tuple[httpx.AsyncClient, Reached]
+) -> None:
+    client, reached = under_root
+    ada = await chat.world.register("ada")
+    message = f"Hello under a root {uuid.uuid4().hex[:6]}"
+    reached.paths.clear()
+
+    started = await client.post(
+        f"{ROOT}/api/chat/start", json={"model": "dev/echo", "message": message},
+        headers=ada["auth"],
+    )  # fmt: skip
+    assert started.status_code == 201, started.text
+    session = started.json()["sessionId"]
+    streamed = await client.get(f"{ROOT}/api/chat/stream?sessionId={session}", headers=ada["auth"])
+    assert streamed.status_code == 200, streamed.text
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    deltas = [
+        json.loads(line[6:])["delta"]
+        for line in streamed.text.splitlines()
+        if line.startswith("data: ") and '"delta"' in line
+    ]
+    assert "".join(deltas) == message
+    assert "event: done" in streamed.text
+    assert reached.paths == []  # neither reached Litestar
+
+
+async def test_a_streamed_v1_completion_under_a_root_path_is_served_below_litestar(
+    chat: Chat, under_root: tuple[httpx.AsyncClient, Reached]
+) -> None:
+    client, reached = under_root
+    ada = await chat.world.register("ada")
+    created = await client.post(f"{ROOT}/api/keys", json={"name": "sdk"}, headers=ada["auth"])
+    assert created.status_code == 201, created.text
+    key = {"Authorization": f"Bearer {created.json()['secret']}"}
+    reached.paths.clear()
+
+    body = {
+        "model": "dev/echo", "stream": True,
+        "messages": [{"role": "user", "content": f"Hi root {uuid.uuid4().hex[:6]}"}],
+    }  # fmt: skip
+    answer = await client.post(f"{ROOT}/v1/chat/completions", json=body, headers=key)
+    assert answer.status_code == 200, answer.text
+    assert answer.text.rstrip().endswith("data: [DONE]")
+    assert reached.paths == []
+
+
+async def test_v1_errors_under_a_root_path_keep_openais_error_shape(
+    chat: Chat, under_root: tuple[httpx.AsyncClient, Reached]
+) -> None:
+    client, _ = under_root
+    ada = await chat.world.register("ada")
+    created = await client.post(f"{ROOT}/api/keys", json={"name": "sdk"}, headers=ada["auth"])
+    key = {"Authorization": f"Bearer {created.json()['secret']}"}
+
+    unknown = await client.post(
+        f"{ROOT}/v1/chat/completions", headers=key,
+        json={"model": "nobody/none", "messages": [{"role": "user", "content": "x"}]},
+    )  # fmt: skip
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.headers["content-type"].startswith("application/json")
+    assert set(unknown.json()) == {"error"}
+    assert unknown.json()["error"]["code"] == "model_not_found"
+
+    gzipped = await client.post(
+        f"{ROOT}/v1/chat/completions", content=b"x",
+        headers={**key, "Content-Type": "application/json", "Content-Encoding": "br"},
+    )  # fmt: skip
+    assert gzipped.status_code == 415, gzipped.text
+    assert set(gzipped.json()) == {"error"}
+
+    api = await client.post(f"{ROOT}/api/chat/start", json={"model": "x"}, headers=ada["auth"])
+    assert api.headers["content-type"] == "application/problem+json"  # elsewhere: problems
