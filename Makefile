@@ -76,9 +76,21 @@ serve: $(STAMP)
 worker: $(STAMP)
 	@$(BIN)/whalli worker
 
-bench: install
+# bench_peers measures the LiteLLM proxy beside Whalli: in a virtualenv of its own, so its many
+# dependencies stay out of Whalli's. Without a package index the bench runs without it.
+LITELLM := litellm[proxy]==1.108.7
+PEERS := bench/.peers
+
+$(PEERS)/litellm/.installed:
+	@echo "==> installing $(LITELLM) into $(PEERS)/litellm for bench_peers (first time takes a minute)"
+	@$(PYTHON) -m venv $(PEERS)/litellm \
+	  && $(PEERS)/litellm/bin/python -m pip install --quiet --disable-pip-version-check "$(LITELLM)" $(QUIET_PIP) \
+	  && touch $@ \
+	  || echo "!! could not install $(LITELLM): bench_peers runs without it"
+
+bench: install $(PEERS)/litellm/.installed
 	@$(BIN)/python -m bench
 
 clean:
 	-@[ -x $(BIN)/whalli ] && $(BIN)/whalli services down >/dev/null 2>&1 || true
-	rm -rf $(VENV) .whalli logs .pytest_cache .mypy_cache .ruff_cache .hypothesis src/*.egg-info
+	rm -rf $(VENV) $(PEERS) .whalli logs .pytest_cache .mypy_cache .ruff_cache .hypothesis src/*.egg-info
