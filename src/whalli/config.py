@@ -76,6 +76,9 @@ def _one_mailbox(value: str) -> bool:
     return len(found) == 1 and found[0][1].count("@") == 1 and "" not in found[0][1].split("@")
 
 
+_ROOT_PATH = re.compile(r"(/(?!\.+(?:/|$))[A-Za-z0-9._~-]+)+")  # no . or .. segment
+
+
 def _http_url(value: str, *, origin: bool = False) -> bool:
     """Whether ``value`` is an http(s) URL with a host; with ``origin``, nothing after the
     host (no path, query or credentials)."""
@@ -89,6 +92,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     env: Literal["development", "test", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 3001
+    # The path the API is served under, when a proxy in front mounts it below one and strips
+    # it from each request ("/whalli": clients call /whalli/api/...): the links the API
+    # answers (a reply's stream, a share, a notification's) lead back under it.
+    root_path: str = ""
     web_workers: int = 1
     # How long the API keeps an idle client connection open. Longer than the idle timeout of
     # any proxy in front (Traefik's is 90 s in infra/): a server that closes first races the
@@ -340,6 +347,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"{PREFIX}SHUTDOWN_DRAIN_S must be between 0 and 300")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"{PREFIX}PORT must be between 1 and 65535")
+        if self.root_path and not _ROOT_PATH.fullmatch(self.root_path):
+            raise ConfigError(
+                f"{PREFIX}ROOT_PATH must be a path such as /whalli: a leading slash, no trailing "
+                "one, letters, digits and . _ ~ - between slashes"
+            )
         if self.database_pool_min > self.database_pool_max:
             raise ConfigError(
                 f"{PREFIX}DATABASE_POOL_MIN must not exceed {PREFIX}DATABASE_POOL_MAX"

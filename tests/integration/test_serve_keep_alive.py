@@ -17,8 +17,11 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import httpx
 
 from whalli.adapters.embedded.process import free_port
 from whalli.adapters.embedded.stack import StackUrls
@@ -138,3 +141,35 @@ def test_the_open_file_limit_is_raised_to_what_the_system_allows(
         limits = Path(f"/proc/{server.pid}/limits").read_text()
     soft = next(line.split()[3] for line in limits.splitlines() if "open files" in line)
     assert int(soft) == allowed
+
+
+def test_served_under_a_root_path_the_links_it_answers_lead_back_under_it(
+    stack_urls: StackUrls, tmp_path: Path
+) -> None:
+    # The proxy in front mounts the API at /whalli and strips that from each request it
+    # forwards (Traefik's StripPrefix): the API sees /api/..., its clients call /whalli/api/...
+    settings = {
+        "WHALLI_ROOT_PATH": "/whalli", "WHALLI_DEV_MODELS": "true",
+        # every test's requests come from 127.0.0.1, and the budgets live in the shared Redis
+        "WHALLI_RATE_LIMIT_IP_PER_MIN": "100000", "WHALLI_RATE_LIMIT_LOGIN_PER_IP": "100000/60",
+    }  # fmt: skip
+    with _serving(stack_urls, tmp_path, **settings) as (conn, _):
+        port = conn.getpeername()[1]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            email = f"root-{uuid.uuid4().hex[:10]}@example.com"
+            registered = client.post(
+                "/api/auth/register",
+                json={"email": email, "password": "correct horse battery staple"},
+            )
+            assert registered.status_code == 201, registered.text
+            token = registered.json()["tokens"]["accessToken"]
+            auth = {"Authorization": f"Bearer {token}"}
+            started = client.post(
+                "/api/chat/start", json={"model": "dev/echo", "message": "Hi there"}, headers=auth
+            )
+            assert started.status_code == 201, started.text
+            link = started.json()["streamUrl"]
+            assert link.startswith("/whalli/api/chat/stream?sessionId=")
+            streamed = client.get(link.removeprefix("/whalli"))  # as the proxy forwards it
+            assert streamed.status_code == 200, streamed.text
+            assert "event: done" in streamed.text

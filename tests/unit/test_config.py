@@ -35,6 +35,20 @@ def test_an_out_of_range_value_names_the_variable() -> None:
         load_settings({"WHALLI_PORT": "70000"}, dotenv=None)
 
 
+@pytest.mark.parametrize("root", ["/whalli", "/apps/whalli-1", "/a.b/c~d"])
+def test_a_root_path_is_a_plain_path(root: str) -> None:
+    assert load_settings({}, dotenv=None).root_path == ""
+    assert load_settings({"WHALLI_ROOT_PATH": root}, dotenv=None).root_path == root
+
+
+@pytest.mark.parametrize(
+    "root", ["whalli", "/whalli/", "/", "//whalli", "/wh alli", "/a?b", "/a#b", "/..", "/a/./b"]
+)
+def test_a_root_path_that_is_not_a_plain_path_is_refused(root: str) -> None:
+    with pytest.raises(ConfigError, match="WHALLI_ROOT_PATH must be a path"):
+        load_settings({"WHALLI_ROOT_PATH": root}, dotenv=None)
+
+
 def test_the_api_key_last_use_interval_defaults_to_a_minute_and_is_bounded() -> None:
     assert load_settings({}, dotenv=None).api_key_last_used_interval_s == 60
     with pytest.raises(ConfigError, match="WHALLI_API_KEY_LAST_USED_INTERVAL_S must be between"):

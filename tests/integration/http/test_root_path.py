@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -16,6 +17,9 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from tests.integration.http.test_chat_flow import Chat
 from tests.integration.http.test_start_route import start_route
+from tests.support.resolve import resolved
+from whalli.domain.model.notifications import Notification
+from whalli.domain.services.searches.run_search import results_link
 from whalli.entrypoints.http.paths import routed_path
 
 ROOT = "/whalli"
@@ -70,7 +74,8 @@ async def test_a_start_and_its_stream_under_a_root_path_are_served_below_litesta
     )  # fmt: skip
     assert started.status_code == 201, started.text
     session = started.json()["sessionId"]
-    streamed = await client.get(f"{ROOT}/api/chat/stream?sessionId={session}", headers=ada["auth"])
+    assert started.json()["streamUrl"] == f"{ROOT}/api/chat/stream?sessionId={session}"
+    streamed = await client.get(started.json()["streamUrl"])  # as EventSource follows it
     assert streamed.status_code == 200, streamed.text
     assert streamed.headers["content-type"].startswith("text/event-stream")
     deltas = [
@@ -129,3 +134,61 @@ async def test_v1_errors_under_a_root_path_keep_openais_error_shape(
 
     api = await client.post(f"{ROOT}/api/chat/start", json={"model": "x"}, headers=ada["auth"])
     assert api.headers["content-type"] == "application/problem+json"  # elsewhere: problems
+
+
+async def test_links_the_api_answers_under_a_root_path_lead_back_under_it(
+    chat: Chat, under_root: tuple[httpx.AsyncClient, Reached]
+) -> None:
+    client, _ = under_root
+    ada = await chat.world.register("ada")
+    message = f"Hello linked {uuid.uuid4().hex[:6]}"
+    events = await client.post(
+        f"{ROOT}/api/chat/start", json={"model": "dev/echo", "message": message},
+        headers={**ada["auth"], "Accept": "text/event-stream"},
+    )  # fmt: skip
+    assert events.status_code == 201, events.text
+    session_event = json.loads(events.text.split("event: session\ndata: ", 1)[1].split("\n", 1)[0])
+    assert session_event["streamUrl"].startswith(f"{ROOT}/api/chat/stream?sessionId=")
+    chat_id = session_event["chatId"]
+
+    regenerated = await client.post(
+        f"{ROOT}/api/chat/regenerate", json={"chatId": chat_id}, headers=ada["auth"]
+    )
+    assert regenerated.status_code == 201, regenerated.text
+    assert regenerated.json()["streamUrl"].startswith(f"{ROOT}/api/chat/stream?sessionId=")
+    replayed = await client.get(regenerated.json()["streamUrl"])
+    assert "event: done" in replayed.text
+
+    shared = await client.post(f"{ROOT}/api/chats/{chat_id}/shares", headers=ada["auth"])
+    assert shared.status_code == 201, shared.text
+    url = shared.json()["url"]
+    assert url == f"{ROOT}/api/shared/{shared.json()['token']}"
+    public = await client.get(url)  # no credential: the link is the key
+    assert public.status_code == 200, public.text
+    assert public.json()["messages"][0]["content"] == message
+
+
+async def test_a_notifications_link_is_answered_under_the_root_path(
+    chat: Chat, under_root: tuple[httpx.AsyncClient, Reached]
+) -> None:
+    client, _ = under_root
+    ada = await chat.world.register("ada")
+    user_id = uuid.UUID(ada["user"]["id"])
+    subscription = uuid.uuid4()
+    uow = await resolved(chat.world.container.adapters.unit_of_work())
+    async with uow:
+        await uow.notifications.add(
+            Notification(id=uuid.uuid4(), user_id=user_id, kind="search_results",
+                         title="3 new results", link=results_link(subscription),
+                         created_at=datetime.now(UTC))
+        )  # fmt: skip
+        await uow.commit()
+
+    page = await client.get(f"{ROOT}/api/notifications", headers=ada["auth"])
+    assert page.status_code == 200, page.text
+    [item] = page.json()["items"]
+    assert item["link"] == f"{ROOT}/api/searches/{subscription}/results"
+    marked = await client.post(f"{ROOT}/api/notifications/{item['id']}/read", headers=ada["auth"])
+    assert marked.json()["link"] == item["link"]
+    at_the_root = await chat.client.get("/api/notifications", headers=ada["auth"])
+    assert at_the_root.json()["items"][0]["link"] == f"/api/searches/{subscription}/results"

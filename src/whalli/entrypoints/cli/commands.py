@@ -90,6 +90,7 @@ def serve(args: argparse.Namespace) -> int:
         http=LeanHttpToolsProtocol,  # httptools, holding less per open connection
         host=args.host or settings.host,
         port=settings.port if args.port is None else args.port,
+        root_path=settings.root_path,
         workers=settings.web_workers if args.workers is None else args.workers,
         log_config=None,
         access_log=False,

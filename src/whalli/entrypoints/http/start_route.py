@@ -58,7 +58,9 @@ class StartRoute(PlainRoute):
         if principal is None:
             return
         try:
-            answer, session = await started(container, command, principal)
+            answer, session = await started(
+                container, command, principal, scope.get("root_path", "")
+            )
             reader = await container.read_reply() if accepts_events(plain.accept) else None
         except Exception as e:
             await self.refused(scope, receive, send, e)

@@ -106,7 +106,8 @@ class ChatStreamController(Controller):
     ) -> ChatStarted | LeanStream:  # fmt: skip
         container = _container(request)
         command = start_command(data)
-        answer, session = await started(container, command, principal)
+        root = request.scope.get("root_path", "")
+        answer, session = await started(container, command, principal, root)
         return await _answer(request, container, session, answer)
 
     @post(
@@ -140,7 +141,9 @@ class ChatStreamController(Controller):
             await _launcher(container),
         )  # fmt: skip
         answer = ReplyRegenerated(
-            **_opened(regenerated.session, regenerated.message_id),
+            **_opened(
+                regenerated.session, regenerated.message_id, request.scope.get("root_path", "")
+            ),
             replaced_message_id=regenerated.replaced_message_id,
         )
         return await _answer(request, container, regenerated.session, answer)
@@ -195,15 +198,16 @@ def start_command(data: ChatStartBody) -> StartChat:
 
 
 async def started(
-    container: AppContainer, command: StartChat, principal: Principal
+    container: AppContainer, command: StartChat, principal: Principal, root: str
 ) -> tuple[ChatStarted, ChatSession]:
-    """``command`` run as ``principal``'s: the JSON answer, and the session it opened."""
+    """``command`` run as ``principal``'s: the JSON answer, and the session it opened (its
+    stream's URL under ``root``, the app's root path)."""
     command = msgspec.structs.replace(
         command, user_id=principal.user_id, user=principal.user, user_read_at=principal.read_at,
         credential=principal.credential,
     )  # fmt: skip
     opened = await (await container.start_chat()).execute(command, await _launcher(container))
-    return ChatStarted(**_opened(opened.session, opened.message_id)), opened.session
+    return ChatStarted(**_opened(opened.session, opened.message_id, root)), opened.session
 
 
 def _message(data: ChatStartBody) -> str:
@@ -213,12 +217,13 @@ def _message(data: ChatStartBody) -> str:
     return data.message or ""
 
 
-def _opened(session: ChatSession, message_id: UUID) -> dict[str, Any]:
-    """What every answer opening a reply session says (``ChatStarted``'s fields)."""
+def _opened(session: ChatSession, message_id: UUID, root: str) -> dict[str, Any]:
+    """What every answer opening a reply session says (``ChatStarted``'s fields); the stream's
+    URL under ``root``, the app's root path (served under one, its clients reach it there)."""
     return {
         "session_id": session.id, "chat_id": session.chat_id, "message_id": message_id,
         "expires_at": session.expires_at.isoformat(),
-        "stream_url": f"/api/chat/stream?sessionId={session.id}",
+        "stream_url": f"{root}/api/chat/stream?sessionId={session.id}",
     }  # fmt: skip
 
 

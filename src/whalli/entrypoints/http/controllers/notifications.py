@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
@@ -50,8 +50,12 @@ class MarkedRead(Schema):
     marked: int
 
 
-def _notification(found: model.Notification) -> Notification:
-    return msgspec.convert(found, Notification, from_attributes=True)
+def _notification(found: model.Notification, request: Request[Any, Any, Any]) -> Notification:
+    """The notification as answered: its link (an API path) under the app's root path."""
+    answer = msgspec.convert(found, Notification, from_attributes=True)
+    if answer.link is not None and answer.link.startswith("/"):
+        answer.link = request.scope.get("root_path", "") + answer.link
+    return answer
 
 
 class NotificationController(Controller):
@@ -63,6 +67,7 @@ class NotificationController(Controller):
     @get("/", summary="The caller's notifications, newest first (cursor pagination)")
     async def index(
         self,
+        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         list_notifications: NamedDependency[ListNotificationsHandler],
         unread: Annotated[bool, QueryParameter(description="true: only the unread")] = False,
@@ -75,7 +80,7 @@ class NotificationController(Controller):
             user_id=principal.user_id, unread_only=unread, limit=limit, cursor=cursor
         )
         page = await list_notifications.execute(command)
-        items = [_notification(n) for n in page.items]
+        items = [_notification(n, request) for n in page.items]
         return NotificationPage(items=items, next_cursor=page.next_cursor)
 
     @get("/unread-count", summary="How many of the caller's notifications are unread")
@@ -89,12 +94,13 @@ class NotificationController(Controller):
     @post("/{notification_id:uuid}/read", status_code=200, summary="Mark a notification read")
     async def mark_read(
         self,
+        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         mark_notification_read: NamedDependency[MarkNotificationReadHandler],
         notification_id: FromPath[UUID],
     ) -> Notification:
         command = MarkNotificationRead(user_id=principal.user_id, notification_id=notification_id)
-        return _notification(await mark_notification_read.execute(command))
+        return _notification(await mark_notification_read.execute(command), request)
 
     @post("/read-all", status_code=200, summary="Mark every notification of the caller read")
     async def mark_all_read(

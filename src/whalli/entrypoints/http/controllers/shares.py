@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
@@ -85,6 +86,7 @@ class ChatShareController(Controller):
     )
     async def create(
         self,
+        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         share_chat: NamedDependency[ShareChatHandler],
         chat_id: FromPath[UUID],
@@ -95,7 +97,8 @@ class ChatShareController(Controller):
         made = await share_chat.execute(command)
         share = made.share
         return ShareCreated(
-            id=share.id, token=made.token, url=SHARED_PATH + made.token,
+            id=share.id, token=made.token,
+            url=request.scope.get("root_path", "") + SHARED_PATH + made.token,  # under the root
             created_at=share.created_at, message_count=share.message_count,
             expires_at=share.expires_at,
         )  # fmt: skip
