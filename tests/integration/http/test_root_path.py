@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from tests.integration.http.conftest import chat_app
 from tests.integration.http.test_chat_flow import Chat
 from tests.integration.http.test_start_route import start_route
+from tests.support.oauth_server import CLIENT_ID, CLIENT_SECRET, FakeOAuthServer
 from tests.support.resolve import resolved
+from whalli.adapters.embedded.stack import StackUrls
 from whalli.domain.model.notifications import Notification
 from whalli.domain.services.searches.run_search import results_link
 from whalli.entrypoints.http.paths import routed_path
@@ -192,3 +196,44 @@ async def test_a_notifications_link_is_answered_under_the_root_path(
     assert marked.json()["link"] == item["link"]
     at_the_root = await chat.client.get("/api/notifications", headers=ada["auth"])
     assert at_the_root.json()["items"][0]["link"] == f"/api/searches/{subscription}/results"
+
+
+@pytest.fixture
+def oauth_server() -> Iterator[FakeOAuthServer]:
+    server = FakeOAuthServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_signing_in_with_a_provider_under_a_root_path_keeps_its_browser_binding(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str, oauth_server: FakeOAuthServer
+) -> None:
+    # The callback the provider sends the browser back to is under the root path (the
+    # operator's WHALLI_OAUTH_REDIRECT_BASE_URL says so): the binding cookie set at the
+    # authorization must be one the browser sends there.
+    url = oauth_server.url
+    async with chat_app(
+        stack_urls, unique,
+        WHALLI_GITHUB_CLIENT_ID=CLIENT_ID, WHALLI_GITHUB_CLIENT_SECRET=CLIENT_SECRET,
+        WHALLI_GITHUB_AUTHORIZE_URL=f"{url}/login/oauth/authorize",
+        WHALLI_GITHUB_TOKEN_URL=f"{url}/login/oauth/access_token", WHALLI_GITHUB_API_URL=url,
+        WHALLI_OAUTH_REDIRECT_BASE_URL=f"https://testserver{ROOT}",
+    ) as chat:  # fmt: skip
+        assert chat.app is not None
+        transport = httpx.ASGITransport(app=chat.app, root_path=ROOT)
+        browsing = httpx.AsyncClient(transport=transport, base_url="https://testserver")
+        async with browsing as browser:  # (https: the cookie is Secure)
+            started = await browser.get(f"{ROOT}/api/auth/oauth/github/authorize")
+            assert started.status_code == 302, started.text
+            assert f"Path={ROOT}/api/auth/oauth" in started.headers["set-cookie"]
+            async with httpx.AsyncClient() as provider_page:
+                consent = await provider_page.get(started.headers["location"])
+            assert consent.status_code == 302, consent.text
+            back = urlsplit(consent.headers["location"])
+            assert back.path == f"{ROOT}/api/auth/oauth/github/callback"
+            # the browser's own cookie jar decides what it sends (by the cookie's path)
+            signed_in = await browser.get(f"{back.path}?{back.query}&format=json")
+            assert signed_in.status_code == 200, signed_in.text
+            assert signed_in.json()["accessToken"]

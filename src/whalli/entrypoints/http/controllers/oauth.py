@@ -45,10 +45,14 @@ def callback_uri(settings: Settings, provider: str) -> str:
     return f"{settings.oauth_redirect_base_url.rstrip('/')}{OAUTH_PATH}/{provider}/callback"
 
 
-def _binding_cookie(value: str, settings: Settings, *, max_age: int) -> Cookie:
+def _binding_cookie(
+    value: str, settings: Settings, request: Request[Any, Any, Any], *, max_age: int
+) -> Cookie:
     # Lax: sent on the provider's top-level redirect back to us, not on cross-site subrequests.
+    # Its path is the callback's as the browser sees it: under the app's root path, if any.
+    path = request.scope.get("root_path", "") + OAUTH_PATH
     return Cookie(
-        key=BINDING_COOKIE, value=value, max_age=max_age, path=OAUTH_PATH, httponly=True,
+        key=BINDING_COOKIE, value=value, max_age=max_age, path=path, httponly=True,
         secure=settings.env != "development", samesite="lax",
     )  # fmt: skip
 
@@ -117,6 +121,7 @@ class OAuthController(Controller):
     )
     async def authorize(
         self,
+        request: Request[Any, Any, Any],
         oauth_provider: NamedDependency[ChosenOAuthProvider],
         start_oauth: NamedDependency[StartOAuth],
         settings: NamedDependency[Settings],
@@ -125,7 +130,9 @@ class OAuthController(Controller):
         started = await start_oauth.execute(
             provider, redirect_uri=callback_uri(settings, provider.name)
         )
-        cookie = _binding_cookie(started.browser_binding, settings, max_age=STATE_TTL_SECONDS)
+        cookie = _binding_cookie(
+            started.browser_binding, settings, request, max_age=STATE_TTL_SECONDS
+        )
         return Redirect(
             started.authorization_url, status_code=302, cookies=[cookie], headers=_NO_STORE
         )
@@ -143,6 +150,7 @@ class OAuthController(Controller):
     )
     async def link(
         self,
+        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         oauth_provider: NamedDependency[ChosenOAuthProvider],
         start_oauth: NamedDependency[StartOAuth],
@@ -152,7 +160,9 @@ class OAuthController(Controller):
         started = await start_oauth.execute(
             provider, redirect_uri=callback_uri(settings, provider.name), link_to=principal
         )
-        cookie = _binding_cookie(started.browser_binding, settings, max_age=STATE_TTL_SECONDS)
+        cookie = _binding_cookie(
+            started.browser_binding, settings, request, max_age=STATE_TTL_SECONDS
+        )
         body = AuthorizationUrl(authorization_url=started.authorization_url)
         return Response(body, status_code=200, cookies=[cookie], headers=_NO_STORE)
 
@@ -237,5 +247,5 @@ class OAuthController(Controller):
         else:
             url = _fragment_url(settings.web_url, tokens)
             response = Redirect(url, status_code=302, headers=_NO_STORE)
-        response.set_cookie(_binding_cookie("", settings, max_age=0))
+        response.set_cookie(_binding_cookie("", settings, request, max_age=0))
         return response
