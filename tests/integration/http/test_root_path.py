@@ -237,3 +237,20 @@ async def test_signing_in_with_a_provider_under_a_root_path_keeps_its_browser_bi
             signed_in = await browser.get(f"{back.path}?{back.query}&format=json")
             assert signed_in.status_code == 200, signed_in.text
             assert signed_in.json()["accessToken"]
+
+
+async def test_the_docs_under_a_root_path_read_their_schema_there_and_say_so(
+    chat: Chat, under_root: tuple[httpx.AsyncClient, Reached]
+) -> None:
+    client, _ = under_root
+    page = await client.get(f"{ROOT}/api/docs")
+    assert page.status_code == 200, page.text
+    assert f'data-url="{ROOT}/api/docs/openapi.json"' in page.text
+    schema = await client.get(f"{ROOT}/api/docs/openapi.json")
+    assert schema.status_code == 200, schema.text
+    assert schema.json()["servers"] == [{"url": ROOT}]
+    assert "/api/chat/start" in schema.json()["paths"]  # the paths stay the app's own
+
+    at_the_root = await chat.client.get("/api/docs")
+    assert 'data-url="/api/docs/openapi.json"' in at_the_root.text
+    assert (await chat.client.get("/api/docs/openapi.json")).json()["servers"] == [{"url": "/"}]

@@ -11,7 +11,6 @@ from litestar._openapi.plugin import handle_schema_path_not_found
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components
 from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler
@@ -44,6 +43,7 @@ from whalli.entrypoints.http.json_body import JsonRequest
 from whalli.entrypoints.http.middleware import RequestContextMiddleware
 from whalli.entrypoints.http.openai_errors import handle_openai_exception
 from whalli.entrypoints.http.openapi_errors import document_errors
+from whalli.entrypoints.http.openapi_rooted import RootedJson, RootedScalar
 from whalli.entrypoints.http.problems import exception_handlers
 from whalli.entrypoints.http.rate_limit import RateLimitPlugin
 from whalli.entrypoints.http.security import (
@@ -127,7 +127,7 @@ def create_app(
                 opt=PUBLIC,
                 before_request=_docs_path_not_found,
             ),
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[RootedScalar(), RootedJson()],  # (under the root path)
             components=Components(security_schemes=dict(SECURITY_SCHEMES)),
         ),
         # Our structlog setup owns logging; Litestar's default config would replace it, and
