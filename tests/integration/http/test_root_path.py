@@ -62,6 +62,11 @@ def test_the_routed_path_drops_the_root_path_as_litestars_router_does() -> None:
     assert routed_path({"path": "/api/chat/start", "root_path": ROOT}) == "/api/chat/start"
     assert routed_path({"path": "/api/chat/start", "root_path": ""}) == "/api/chat/start"
     assert routed_path({"path": "/v1/models"}) == "/v1/models"
+    # routed by Litestar already (its router rewrote the path): read as it is, even when the
+    # app's own path holds the root path again
+    routed = {"path": "/api/docs", "root_path": "/api", "route_handler": object()}
+    assert routed_path(routed) == "/api/docs"
+    assert routed_path({"path": "/api/api/docs", "root_path": "/api"}) == "/api/docs"
 
 
 async def test_a_start_and_its_stream_under_a_root_path_are_served_below_litestar(
@@ -135,6 +140,11 @@ async def test_v1_errors_under_a_root_path_keep_openais_error_shape(
     )  # fmt: skip
     assert gzipped.status_code == 415, gzipped.text
     assert set(gzipped.json()) == {"error"}
+
+    nowhere = await client.get(f"{ROOT}/v1/nowhere", headers=key)  # refused by the router
+    assert nowhere.status_code == 404, nowhere.text
+    assert set(nowhere.json()) == {"error"}
+    assert (await chat.client.get("/v1/nowhere", headers=key)).json() == nowhere.json()
 
     api = await client.post(f"{ROOT}/api/chat/start", json={"model": "x"}, headers=ada["auth"])
     assert api.headers["content-type"] == "application/problem+json"  # elsewhere: problems

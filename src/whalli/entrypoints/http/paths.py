@@ -16,6 +16,8 @@ def routed_path(scope: Mapping[str, Any]) -> str:
     """
     path: str = scope["path"]
     root = scope.get("root_path")
-    if root:
+    # Once Litestar's router has routed the request it rewrites ``path`` without the root path
+    # (and names the route's handler in the scope): the path is then the routed one already.
+    if root and "route_handler" not in scope:
         return path.split(root, 1)[-1]  # Litestar's own reading (ASGIRouter.__call__)
     return path
