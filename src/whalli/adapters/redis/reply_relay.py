@@ -151,12 +151,10 @@ class _Log:
         """Index of the first event after ``after``."""
         if after is None:
             return 0
-        parse_event_id(after)
-        ms_text, _, seq = after.partition("-")
-        ms = int(ms_text)
+        ms, seq = parse_event_id(after)
         if ms != self.ms:
             return 0 if ms < self.ms else len(self.events)
-        return min(int(seq or 0), len(self.events))
+        return min(seq, len(self.events))
 
     def expired(self, now: float) -> bool:
         return now - self.touched >= self.ttl
