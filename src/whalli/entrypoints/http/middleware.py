@@ -28,7 +28,7 @@ from litestar.types import (
 )
 
 from whalli.adapters.prometheus.metrics import HttpMetrics
-from whalli.entrypoints.http.paths import routed_path
+from whalli.entrypoints.http.paths import client_path, routed_path
 from whalli.entrypoints.http.rate_limit import decision_headers
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -96,7 +96,7 @@ async def _refuse(
         media = b"application/problem+json"
         body = {
             "type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
-            "detail": detail, "code": code, "instance": scope["path"], "requestId": request_id,
+            "detail": detail, "code": code, "instance": client_path(scope), "requestId": request_id,
         }  # fmt: skip
     content = json.dumps(body).encode()
     headers = [(b"content-type", media), (b"content-length", str(len(content)).encode())]

@@ -13,21 +13,22 @@ from litestar import Request
 from litestar.constants import OPENAPI_JSON_HANDLER_NAME
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
 
+from whalli.entrypoints.http.paths import root_of
+
 
 class RootedScalar(ScalarRenderPlugin):
     """The Scalar UI, reading the schema under the app's root path."""
 
     @staticmethod
     def get_openapi_json_route(request: Request[Any, Any, Any]) -> str:
-        root: str = request.scope.get("root_path", "")
-        return root + request.app.route_reverse(OPENAPI_JSON_HANDLER_NAME)
+        return root_of(request.scope) + request.app.route_reverse(OPENAPI_JSON_HANDLER_NAME)
 
 
 class RootedJson(JsonRenderPlugin):
     """``openapi.json``, its ``servers`` the app's root path when it has one."""
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        root: str = request.scope.get("root_path", "")
+        root = root_of(request.scope)
         if root:
             openapi_schema = {**openapi_schema, "servers": [{"url": root}]}
         return self.render_json(request, openapi_schema)

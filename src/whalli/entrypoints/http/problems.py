@@ -42,7 +42,7 @@ from whalli.domain.model.errors import (
     WhalliError,
 )
 from whalli.entrypoints.http.middleware import request_id_of
-from whalli.entrypoints.http.paths import routed_path
+from whalli.entrypoints.http.paths import client_path, routed_path
 from whalli.entrypoints.http.schemas import camel_name
 
 PROBLEM_JSON = "application/problem+json"
@@ -107,7 +107,7 @@ def problem_response(
         "status": status,
         "detail": detail,
         "code": code,
-        "instance": request.scope["path"],
+        "instance": client_path(request.scope),
         "requestId": request_id_of(request.scope),
     }
     for key, value in (extra or {}).items():

@@ -25,6 +25,7 @@ from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
 
 from whalli.entrypoints.http.controllers.chat import ChatStartBody, start_command, started
 from whalli.entrypoints.http.lean_stream import send_chunks, send_until_gone
+from whalli.entrypoints.http.paths import root_of
 from whalli.entrypoints.http.plain_route import HandOver, PlainHeaders, PlainRoute
 from whalli.entrypoints.http.reply_events import (
     RETRY,
@@ -58,9 +59,7 @@ class StartRoute(PlainRoute):
         if principal is None:
             return
         try:
-            answer, session = await started(
-                container, command, principal, scope.get("root_path", "")
-            )
+            answer, session = await started(container, command, principal, root_of(scope))
             reader = await container.read_reply() if accepts_events(plain.accept) else None
         except Exception as e:
             await self.refused(scope, receive, send, e)

@@ -33,6 +33,7 @@ from whalli.domain.services.chat.voice import NO_MESSAGE
 from whalli.entrypoints.http.deps import AppContainer
 from whalli.entrypoints.http.lean_stream import LeanStream
 from whalli.entrypoints.http.params_body import ParamsBody, cleared_params, generation_params
+from whalli.entrypoints.http.paths import root_of
 from whalli.entrypoints.http.reply_events import (
     RETRY,
     SSE_HEADERS,
@@ -106,7 +107,7 @@ class ChatStreamController(Controller):
     ) -> ChatStarted | LeanStream:  # fmt: skip
         container = _container(request)
         command = start_command(data)
-        root = request.scope.get("root_path", "")
+        root = root_of(request.scope)
         answer, session = await started(container, command, principal, root)
         return await _answer(request, container, session, answer)
 
@@ -141,9 +142,7 @@ class ChatStreamController(Controller):
             await _launcher(container),
         )  # fmt: skip
         answer = ReplyRegenerated(
-            **_opened(
-                regenerated.session, regenerated.message_id, request.scope.get("root_path", "")
-            ),
+            **_opened(regenerated.session, regenerated.message_id, root_of(request.scope)),
             replaced_message_id=regenerated.replaced_message_id,
         )
         return await _answer(request, container, regenerated.session, answer)

@@ -24,6 +24,7 @@ from whalli.domain.services.notifications.mark_read import (
     MarkNotificationReadHandler,
 )
 from whalli.domain.services.searches.access import DEFAULT_PAGE_SIZE
+from whalli.entrypoints.http.paths import root_of
 from whalli.entrypoints.http.schemas import Schema
 
 
@@ -54,7 +55,7 @@ def _notification(found: model.Notification, request: Request[Any, Any, Any]) ->
     """The notification as answered: its link (an API path) under the app's root path."""
     answer = msgspec.convert(found, Notification, from_attributes=True)
     if answer.link is not None and answer.link.startswith("/"):
-        answer.link = request.scope.get("root_path", "") + answer.link
+        answer.link = root_of(request.scope) + answer.link
     return answer
 
 

@@ -33,6 +33,7 @@ from whalli.domain.services.auth.sessions import TokenPair
 from whalli.entrypoints.http.controllers.auth import Tokens
 from whalli.entrypoints.http.deps import ChosenOAuthProvider
 from whalli.entrypoints.http.openapi_operations import documented, redirect
+from whalli.entrypoints.http.paths import root_of
 from whalli.entrypoints.http.schemas import Schema
 from whalli.entrypoints.http.security import SESSION_ONLY
 
@@ -50,7 +51,7 @@ def _binding_cookie(
 ) -> Cookie:
     # Lax: sent on the provider's top-level redirect back to us, not on cross-site subrequests.
     # Its path is the callback's as the browser sees it: under the app's root path, if any.
-    path = request.scope.get("root_path", "") + OAUTH_PATH
+    path = root_of(request.scope) + OAUTH_PATH
     return Cookie(
         key=BINDING_COOKIE, value=value, max_age=max_age, path=path, httponly=True,
         secure=settings.env != "development", samesite="lax",

@@ -18,6 +18,7 @@ from whalli.domain.services.chats.list_shares import ListChatShares, ListChatSha
 from whalli.domain.services.chats.read_shared_chat import ReadSharedChat, ReadSharedChatHandler
 from whalli.domain.services.chats.revoke_share import RevokeChatShare, RevokeChatShareHandler
 from whalli.domain.services.chats.share_chat import ShareChat, ShareChatHandler
+from whalli.entrypoints.http.paths import root_of
 from whalli.entrypoints.http.schemas import Inbound, Schema
 from whalli.entrypoints.http.security import PUBLIC
 
@@ -98,7 +99,7 @@ class ChatShareController(Controller):
         share = made.share
         return ShareCreated(
             id=share.id, token=made.token,
-            url=request.scope.get("root_path", "") + SHARED_PATH + made.token,  # under the root
+            url=root_of(request.scope) + SHARED_PATH + made.token,  # under the root
             created_at=share.created_at, message_count=share.message_count,
             expires_at=share.expires_at,
         )  # fmt: skip
