@@ -20,9 +20,20 @@ import uvicorn
 
 @asynccontextmanager
 async def live_server(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        serving(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30.0)) as client,
+    ):
+        yield client
+
+
+@asynccontextmanager
+async def serving(app: Any, **options: Any) -> AsyncIterator[str]:
+    """``app`` served on a free port until the block ends; its base URL. ``options`` are
+    uvicorn's (``root_path``, ``lifespan``...)."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on",
-        timeout_graceful_shutdown=5,
+        app, **{"host": "127.0.0.1", "port": 0, "log_config": None, "access_log": False,
+                "lifespan": "on", "timeout_graceful_shutdown": 5, **options},
     )  # fmt: skip
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -33,11 +44,7 @@ async def live_server(app: Any) -> AsyncIterator[httpx.AsyncClient]:
             await asyncio.sleep(0.01)
         if not server.started:
             raise RuntimeError("the test server did not start")
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(30.0)
-        ) as client:
-            yield client
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=30)

@@ -3,7 +3,7 @@ chat route tests (a module may define its own ``chat`` instead), and helpers the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.http.test_chat_flow import Chat, _app
 from tests.support.fake_providers import FakeProviderServer, openai_default
+from tests.support.oauth_server import FakeOAuthServer
 from whalli.adapters.embedded.stack import StackUrls
 
 
@@ -22,6 +23,16 @@ async def chat_app(stack_urls: StackUrls, unique: str, **env: str) -> AsyncItera
         _app(stack_urls, unique, provider, **env) as chat,
     ):
         yield chat
+
+
+@pytest.fixture
+def oauth_server() -> Iterator[FakeOAuthServer]:
+    """The loopback OAuth server playing GitHub and Google."""
+    server = FakeOAuthServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

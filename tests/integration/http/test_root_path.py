@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -57,6 +57,29 @@ async def under_root(chat: Chat) -> AsyncIterator[tuple[httpx.AsyncClient, Reach
         route.app = reached.app
 
 
+async def api_key(client: httpx.AsyncClient, auth: dict[str, str], root: str = ROOT) -> str:
+    """A new API key of ``auth``'s user, made through ``client`` under ``root``."""
+    created = await client.post(f"{root}/api/keys", json={"name": "sdk"}, headers=auth)
+    assert created.status_code == 201, created.text
+    secret: str = created.json()["secret"]
+    return secret
+
+
+async def search_notification(chat: Chat, user_id: uuid.UUID) -> uuid.UUID:
+    """A search-results notification of ``user_id``, stored as a search run stores one (its
+    link an API path); the subscription it links to."""
+    subscription = uuid.uuid4()
+    uow = await resolved(chat.world.container.adapters.unit_of_work())
+    async with uow:
+        await uow.notifications.add(
+            Notification(id=uuid.uuid4(), user_id=user_id, kind="search_results",
+                         title="3 new results", link=results_link(subscription),
+                         created_at=datetime.now(UTC))
+        )  # fmt: skip
+        await uow.commit()
+    return subscription
+
+
 def test_the_routed_path_drops_the_root_path_as_litestars_router_does() -> None:
     assert routed_path({"path": "/whalli/api/chat/start", "root_path": ROOT}) == "/api/chat/start"
     assert routed_path({"path": "/api/chat/start", "root_path": ROOT}) == "/api/chat/start"
@@ -102,9 +125,7 @@ async def test_a_streamed_v1_completion_under_a_root_path_is_served_below_litest
 ) -> None:
     client, reached = under_root
     ada = await chat.world.register("ada")
-    created = await client.post(f"{ROOT}/api/keys", json={"name": "sdk"}, headers=ada["auth"])
-    assert created.status_code == 201, created.text
-    key = {"Authorization": f"Bearer {created.json()['secret']}"}
+    key = {"Authorization": f"Bearer {await api_key(client, ada['auth'])}"}
     reached.paths.clear()
 
     body = {
@@ -122,8 +143,7 @@ async def test_v1_errors_under_a_root_path_keep_openais_error_shape(
 ) -> None:
     client, _ = under_root
     ada = await chat.world.register("ada")
-    created = await client.post(f"{ROOT}/api/keys", json={"name": "sdk"}, headers=ada["auth"])
-    key = {"Authorization": f"Bearer {created.json()['secret']}"}
+    key = {"Authorization": f"Bearer {await api_key(client, ada['auth'])}"}
 
     unknown = await client.post(
         f"{ROOT}/v1/chat/completions", headers=key,
@@ -187,16 +207,7 @@ async def test_a_notifications_link_is_answered_under_the_root_path(
 ) -> None:
     client, _ = under_root
     ada = await chat.world.register("ada")
-    user_id = uuid.UUID(ada["user"]["id"])
-    subscription = uuid.uuid4()
-    uow = await resolved(chat.world.container.adapters.unit_of_work())
-    async with uow:
-        await uow.notifications.add(
-            Notification(id=uuid.uuid4(), user_id=user_id, kind="search_results",
-                         title="3 new results", link=results_link(subscription),
-                         created_at=datetime.now(UTC))
-        )  # fmt: skip
-        await uow.commit()
+    subscription = await search_notification(chat, uuid.UUID(ada["user"]["id"]))
 
     page = await client.get(f"{ROOT}/api/notifications", headers=ada["auth"])
     assert page.status_code == 200, page.text
@@ -206,15 +217,6 @@ async def test_a_notifications_link_is_answered_under_the_root_path(
     assert marked.json()["link"] == item["link"]
     at_the_root = await chat.client.get("/api/notifications", headers=ada["auth"])
     assert at_the_root.json()["items"][0]["link"] == f"/api/searches/{subscription}/results"
-
-
-@pytest.fixture
-def oauth_server() -> Iterator[FakeOAuthServer]:
-    server = FakeOAuthServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_signing_in_with_a_provider_under_a_root_path_keeps_its_browser_binding(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -90,15 +90,6 @@ async def user_behind(chat: Chat, token: str) -> str | None:
     assert response.status_code == 200, response.text
     user_id: str = response.json()["id"]
     return user_id
-
-
-@pytest.fixture
-def oauth_server() -> Iterator[FakeOAuthServer]:
-    server = FakeOAuthServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,15 +126,6 @@ async def user_id_of(chat: Chat, auth: dict[str, str]) -> str | None:
     assert response.status_code == 200, response.text
     found: str = response.json()["id"]
     return found
-
-
-@pytest.fixture
-def oauth_server() -> Iterator[FakeOAuthServer]:
-    server = FakeOAuthServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -6,27 +6,22 @@ Real app, Postgres, Redis and S3; the AI provider a fake on loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from tests.integration.http.conftest import chat_app
 from tests.integration.http.test_chat_flow import Chat, _read_events
-from tests.integration.http.test_root_path import Reached
+from tests.integration.http.test_root_path import Reached, api_key, search_notification
 from tests.integration.http.test_start_route import start_route
-from tests.support.resolve import resolved
+from tests.support.live_server import serving
 from whalli.adapters.embedded.stack import StackUrls
-from whalli.domain.model.notifications import Notification
-from whalli.domain.services.searches.run_search import results_link
 
 ROOT = "/whalli"
 PROXY = "http://proxy.test"  # the host the clients call: the proxy's
@@ -60,37 +55,17 @@ class StripPrefix(httpx.AsyncBaseTransport):
 async def behind_proxy(
     chat: Chat, root_path: str = ROOT, prefix: str = ROOT
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The chat app served by uvicorn with ``root_path`` (its lifespan run already by the
-    ``chat`` app's own server), and a client of the proxy that strips ``prefix`` in front."""
+    """The chat app served by uvicorn with ``root_path``, and a client of the proxy that strips
+    ``prefix`` in front."""
     assert chat.app is not None
-    config = uvicorn.Config(
-        chat.app, host="127.0.0.1", port=0, root_path=root_path, lifespan="off",
-        log_config=None, access_log=False,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        port = server.servers[0].sockets[0].getsockname()[1]
-        transport = StripPrefix(prefix, f"http://127.0.0.1:{port}")
-        async with httpx.AsyncClient(
-            transport=transport, base_url=PROXY, timeout=httpx.Timeout(30.0)
-        ) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=30)
-
-
-async def _key(client: httpx.AsyncClient, auth: dict[str, str], root: str = ROOT) -> str:
-    created = await client.post(f"{root}/api/keys", json={"name": "sdk"}, headers=auth)
-    assert created.status_code == 201, created.text
-    secret: str = created.json()["secret"]
-    return secret
+    # (lifespan off: the ``chat`` app's own server ran it already)
+    async with (
+        serving(chat.app, root_path=root_path, lifespan="off") as url,
+        httpx.AsyncClient(
+            transport=StripPrefix(prefix, url), base_url=PROXY, timeout=httpx.Timeout(30.0)
+        ) as client,
+    ):
+        yield client
 
 
 async def test_a_problems_instance_under_a_root_path_is_the_path_the_client_called(
@@ -143,7 +118,7 @@ async def test_a_root_path_with_a_trailing_slash_reads_paths_as_the_router_does(
     # OpenAI's error shape and a problem's instance is ``/whalliv1/...``.
     assert chat.app is not None
     ada = await chat.world.register("ada")
-    key = {"Authorization": f"Bearer {await _key(chat.client, ada['auth'], '')}"}
+    key = {"Authorization": f"Bearer {await api_key(chat.client, ada['auth'], '')}"}
     route = start_route(chat.app)
     reached = route.app = Reached(route.app)
     transport = httpx.ASGITransport(app=chat.app, root_path=f"{ROOT}/")
@@ -195,16 +170,7 @@ async def test_a_root_path_the_server_gives_with_a_trailing_slash_makes_links_of
         **OAUTH_ENV,
     ) as chat:  # fmt: skip
         ada = await chat.world.register("ada")
-        user_id = uuid.UUID(ada["user"]["id"])
-        subscription = uuid.uuid4()
-        uow = await resolved(chat.world.container.adapters.unit_of_work())
-        async with uow:
-            await uow.notifications.add(
-                Notification(id=uuid.uuid4(), user_id=user_id, kind="search_results",
-                             title="3 new results", link=results_link(subscription),
-                             created_at=datetime.now(UTC))
-            )  # fmt: skip
-            await uow.commit()
+        subscription = await search_notification(chat, uuid.UUID(ada["user"]["id"]))
         async with behind_proxy(chat, root_path, prefix) as client:
             started = await client.post(
                 f"{prefix}/api/chat/start", json={"model": "dev/echo", "message": "hello"},
@@ -239,7 +205,7 @@ async def test_the_openai_sdk_with_a_base_url_under_the_root_path(chat: Chat) ->
     # a proxy with the root path, streamed (below Litestar) and not (through it).
     ada = await chat.world.register("ada")
     async with behind_proxy(chat) as client:
-        secret = await _key(client, ada["auth"])
+        secret = await api_key(client, ada["auth"])
         sdk = openai.AsyncOpenAI(
             base_url=f"{PROXY}{ROOT}/v1", api_key=secret, max_retries=0, http_client=client
         )
