@@ -14,12 +14,11 @@ from tests.integration.http.test_s23_hunt_newcode import (
     bearer,
     local_part,
     oauth_chat,
-    oauth_server,
     oauth_sign_in,
 )
 from tests.support.oauth_server import FakeOAuthServer, GoogleAccount
 
-__all__ = ["oauth_chat", "oauth_server"]  # the fixtures
+__all__ = ["oauth_chat"]  # the fixture (oauth_server: the package conftest's)
 
 
 async def _signed_in(chat: Chat) -> tuple[dict[str, str], str]:
