@@ -798,8 +798,9 @@ class Services(containers.DeclarativeContainer):
     delete_search = providers.Factory(DeleteSearchHandler, uow)
     list_search_results = providers.Factory(ListSearchResultsHandler, uow)
     run_search = providers.Factory(
-        RunSearchHandler, uow, adapters.web_search, clock, ids, email=adapters.email_sender
-    )
+        RunSearchHandler, uow, adapters.web_search, clock, ids, email=adapters.email_sender,
+        root_path=providers.Callable(lambda s: s.root_path, settings),
+    )  # fmt: skip
     record_abandoned_run = providers.Factory(RecordAbandonedRunHandler, uow, clock)
     schedule_due_searches = providers.Factory(ScheduleDueSearches, uow, adapters.job_queue, clock)
     list_notifications = providers.Factory(ListNotificationsHandler, uow)

@@ -607,3 +607,19 @@ async def test_one_page_found_twice_in_one_run_is_stored_and_counted_once(hunt: 
     ]
     [email] = hunt.smtp.messages
     assert email.parsed()["Subject"] == f"2 new results for {query}"
+
+
+async def test_the_email_names_the_api_path_under_the_configured_root_path(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str, web: FakeSearchServer,
+    smtp: FakeSmtpServer,
+) -> None:  # fmt: skip
+    """The worker's container gives its run the API's ``WHALLI_ROOT_PATH``: an API served
+    below ``/whalli`` is not at ``/api/...``, and the email's instruction must reach it."""
+    async with hunt_app(stack_urls, unique, web, smtp, WHALLI_ROOT_PATH="/whalli") as hunt:
+        ada = await hunt.verified_user("ada")
+        made = await hunt.subscribe(ada, "rooted emails")
+        await hunt.run(made["id"])
+
+    [email] = smtp.messages
+    text = email.parsed().get_content()
+    assert f'PATCH /whalli/api/searches/{made["id"]} {{"notifyEmail": false}}' in text

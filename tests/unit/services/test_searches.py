@@ -96,7 +96,8 @@ class World:
 
     def runner(self, search: WebSearch | None = None, **kw: Any) -> RunSearchHandler:
         return RunSearchHandler(self.uow(), search or self.web, self.clock, self.ids,
-                                email=kw.get("email", self.email))  # fmt: skip
+                                email=kw.get("email", self.email),
+                                root_path=kw.get("root_path", ""))  # fmt: skip
 
     async def run(self, subscription: SearchSubscription, **kw: Any) -> None:
         await self.runner(**kw).execute(RunSearchSubscription(subscription_id=subscription.id))
@@ -284,6 +285,20 @@ async def test_a_run_stores_results_and_notifies_once_in_app_and_by_email(world:
     for hit in HITS:
         assert hit.url in email.text
         assert hit.title in email.text
+
+
+@pytest.mark.parametrize(("root_path", "prefix"), [("", ""), ("/whalli", "/whalli"), ("/w/", "/w")])
+async def test_the_email_names_the_api_path_under_its_root_path(
+    world: World, root_path: str, prefix: str
+) -> None:
+    made = await world.create()
+
+    await world.run(made, root_path=root_path)
+
+    [email] = world.email.outbox
+    assert f'PATCH {prefix}/api/searches/{made.id} {{"notifyEmail": false}}' in email.text
+    [notification] = await world.notifications()  # stored without it; prefixed when read
+    assert notification.link == f"/api/searches/{made.id}/results"
 
 
 async def test_a_redelivered_run_stores_nothing_twice_and_notifies_nothing_more(

@@ -68,16 +68,21 @@ class RunSearchHandler:
       email is not sent again: at most once);
     - the email goes only to a verified address (``email_verified``: an OAuth provider or the
       operator vouched for it); an address nobody checked (a password sign-up) gets the in-app
-      notification alone, so that no one can have the server mail a stranger;
+      notification alone, so that no one can have the server mail a stranger; the API paths
+      it names start with the API's ``root_path`` (the in-app notification's link is stored
+      without it: the API prefixes it when it is read);
     - each result keeps its rank in the provider's answer, so a run's results list best first.
     """
 
     def __init__(
         self, uow: UnitOfWork, search: WebSearch | None, clock: Clock, ids: IdGenerator, *,
         email: EmailSender | None = None, results_per_run: int = RESULTS_PER_RUN,
+        root_path: str = "",
     ) -> None:  # fmt: skip
         self._uow, self._search, self._clock, self._ids = uow, search, clock, ids
         self._email, self._per_run = email, results_per_run
+        # the API's root path (``WHALLI_ROOT_PATH``): the paths an email names start with it
+        self._root = root_path.rstrip("/")
 
     async def execute(self, job: RunSearchSubscription) -> None:
         if self._search is None:
@@ -171,7 +176,7 @@ class RunSearchHandler:
             lines += [result.title or result.url, result.url, ""]
         lines.append(
             "You get this email because of your recurring search. Turn these emails off with "
-            f'PATCH /api/searches/{subscription.id} {{"notifyEmail": false}}.'
+            f'PATCH {self._root}/api/searches/{subscription.id} {{"notifyEmail": false}}.'
         )
         message = EmailMessage(
             to=user.email, subject=headline(len(new), subscription.query), text="\n".join(lines)
