@@ -105,6 +105,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # takes the process out of its pool) while requests are still served; then it shuts down.
     # Set it above the balancer's check interval (Traefik's in infra/: 5 s); 0: stop at once.
     shutdown_drain_s: float = 0.0
+    # Chat starts that come together run this many at a time per process, in arrival order
+    # (entrypoints/http/admission.py), each waiting at most chat_start_max_wait_s for its
+    # turn; 0: all at once.
+    chat_start_slots: int = 2
+    chat_start_max_wait_s: float = 0.025
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_dir: str = "logs"
     log_json: bool = True
@@ -345,6 +350,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
         if not 0 <= self.shutdown_drain_s <= 300:
             raise ConfigError(f"{PREFIX}SHUTDOWN_DRAIN_S must be between 0 and 300")
+        if not 0 <= self.chat_start_slots <= 1000:
+            raise ConfigError(f"{PREFIX}CHAT_START_SLOTS must be between 0 and 1000")
+        if not 0 <= self.chat_start_max_wait_s <= 10:
+            raise ConfigError(f"{PREFIX}CHAT_START_MAX_WAIT_S must be between 0 and 10")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"{PREFIX}PORT must be between 1 and 65535")
         if self.root_path and not _ROOT_PATH.fullmatch(self.root_path):

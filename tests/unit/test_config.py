@@ -49,6 +49,17 @@ def test_a_root_path_that_is_not_a_plain_path_is_refused(root: str) -> None:
         load_settings({"WHALLI_ROOT_PATH": root}, dotenv=None)
 
 
+def test_chat_starts_run_two_at_a_time_by_default_and_the_gate_is_bounded() -> None:
+    settings = load_settings({}, dotenv=None)
+    assert (settings.chat_start_slots, settings.chat_start_max_wait_s) == (2, 0.025)
+    off = load_settings({"WHALLI_CHAT_START_SLOTS": "0"}, dotenv=None)
+    assert off.chat_start_slots == 0
+    with pytest.raises(ConfigError, match="WHALLI_CHAT_START_SLOTS must be between 0 and 1000"):
+        load_settings({"WHALLI_CHAT_START_SLOTS": "-1"}, dotenv=None)
+    with pytest.raises(ConfigError, match="WHALLI_CHAT_START_MAX_WAIT_S must be between"):
+        load_settings({"WHALLI_CHAT_START_MAX_WAIT_S": "11"}, dotenv=None)
+
+
 def test_the_api_key_last_use_interval_defaults_to_a_minute_and_is_bounded() -> None:
     assert load_settings({}, dotenv=None).api_key_last_used_interval_s == 60
     with pytest.raises(ConfigError, match="WHALLI_API_KEY_LAST_USED_INTERVAL_S must be between"):

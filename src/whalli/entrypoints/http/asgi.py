@@ -95,6 +95,7 @@ from whalli.domain.services.searches.list_searches import ListSearchesHandler
 from whalli.domain.services.searches.update_search import UpdateSearchHandler
 from whalli.domain.services.transcriptions.transcribe_speech import TranscribeSpeechHandler
 from whalli.domain.services.usage.summarize_usage import SummarizeUsageHandler
+from whalli.entrypoints.http.admission import StartGate
 from whalli.entrypoints.http.app import create_app
 from whalli.entrypoints.http.draining import ShutdownDrain
 from whalli.entrypoints.http.generation import GenerationSupervisor
@@ -117,6 +118,9 @@ class ContainerApp:
         self._oauth: dict[str, OAuthProvider] = {}
         self._generations = GenerationSupervisor()
         self._drain = ShutdownDrain(self.settings.shutdown_drain_s)
+        self._start_gate = StartGate(
+            self.settings.chat_start_slots, self.settings.chat_start_max_wait_s
+        )
 
     @property
     def generations(self) -> GenerationSupervisor:
@@ -125,6 +129,10 @@ class ContainerApp:
     @property
     def drain(self) -> ShutdownDrain:
         return self._drain
+
+    @property
+    def start_gate(self) -> StartGate:
+        return self._start_gate
 
     @property
     def settings(self) -> Settings:

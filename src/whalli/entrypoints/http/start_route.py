@@ -55,15 +55,17 @@ class StartRoute(PlainRoute):
             command = start_command(_decoder.decode(body))  # refused: the route says why
         except Exception as e:
             raise HandOver from e
-        principal = await self.counted(scope, receive, send, plain)
-        if principal is None:
-            return
-        try:
-            answer, session = await started(container, command, principal, root_of(scope))
-            reader = await container.read_reply() if accepts_events(plain.accept) else None
-        except Exception as e:
-            await self.refused(scope, receive, send, e)
-            return
+        # a burst of starts runs a few at a time, authentication included (admission.py)
+        async with container.start_gate.turn():
+            principal = await self.counted(scope, receive, send, plain)
+            if principal is None:
+                return
+            try:
+                answer, session = await started(container, command, principal, root_of(scope))
+                reader = await container.read_reply() if accepts_events(plain.accept) else None
+            except Exception as e:
+                await self.refused(scope, receive, send, e)
+                return
         if reader is None:
             content = _encoder.encode(answer)
             await send(_json_start(len(content)))

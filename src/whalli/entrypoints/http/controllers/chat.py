@@ -108,7 +108,8 @@ class ChatStreamController(Controller):
         container = _container(request)
         command = start_command(data)
         root = root_of(request.scope)
-        answer, session = await started(container, command, principal, root)
+        async with container.start_gate.turn():  # a burst runs a few at a time (admission.py)
+            answer, session = await started(container, command, principal, root)
         return await _answer(request, container, session, answer)
 
     @post(
@@ -131,16 +132,17 @@ class ChatStreamController(Controller):
         data: JSONBody[RegenerateBody],
     ) -> ReplyRegenerated | LeanStream:  # fmt: skip
         container = _container(request)
-        regenerated = await (await container.regenerate_reply()).execute(
-            RegenerateReply(
-                user_id=principal.user_id, user=principal.user, user_read_at=principal.read_at,
-                credential=principal.credential,
-                chat_id=data.chat_id,
-                model=data.model, message=data.message, params=generation_params(data.params),
-                cleared=cleared_params(data.params), preset_id=data.preset_id,
-            ),
-            await _launcher(container),
-        )  # fmt: skip
+        async with container.start_gate.turn():  # as a start's (admission.py)
+            regenerated = await (await container.regenerate_reply()).execute(
+                RegenerateReply(
+                    user_id=principal.user_id, user=principal.user,
+                    user_read_at=principal.read_at, credential=principal.credential,
+                    chat_id=data.chat_id, model=data.model, message=data.message,
+                    params=generation_params(data.params), cleared=cleared_params(data.params),
+                    preset_id=data.preset_id,
+                ),
+                await _launcher(container),
+            )  # fmt: skip
         answer = ReplyRegenerated(
             **_opened(regenerated.session, regenerated.message_id, root_of(request.scope)),
             replaced_message_id=regenerated.replaced_message_id,

@@ -1,0 +1,125 @@
+"""Chat starts through one admission slot (``WHALLI_CHAT_START_SLOTS=1``; admission.py) on the
+real app, served on loopback: every start of a burst answers, whichever way it is sent, and a
+start that holds the slot long (waiting for a file's extraction) keeps the others waiting no
+longer than their longest wait."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.integration.http.test_chat_attachments import Files, extract, pending_file, start
+from tests.integration.http.test_identity_end_to_end import _settings
+from tests.support.live_server import live_server
+from whalli.adapters.embedded.stack import StackUrls
+from whalli.adapters.postgres.pool import PostgresPool
+from whalli.container import build_container
+from whalli.entrypoints.http.asgi import build_app
+
+EVENTS = {"Accept": "text/event-stream"}
+
+
+@pytest.fixture
+async def world(stack_urls: StackUrls, pg_pool: PostgresPool, unique: str) -> AsyncIterator[Files]:
+    settings = _settings(
+        stack_urls, unique, WHALLI_CHAT_START_SLOTS="1", WHALLI_CHAT_ATTACHMENT_WAIT_S="30",
+        WHALLI_CHAT_START_MAX_WAIT_S="0.025",
+    )  # fmt: skip
+    container = build_container(settings)
+    async with live_server(build_app(settings, container)) as client:
+        yield Files(client, container, pg_pool)
+
+
+def _done(events: str) -> dict[str, Any]:
+    """The ``done`` event's data of a reply's events."""
+    for block in events.split("\n\n"):
+        lines = block.split("\n")
+        if "event: done" in lines:
+            data = next(line for line in lines if line.startswith("data: "))
+            found: dict[str, Any] = json.loads(data.removeprefix("data: "))
+            return found
+    raise AssertionError(f"no done event in {events!r}")
+
+
+async def test_a_burst_through_one_slot_is_answered_every_way(world: Files) -> None:
+    """Starts answered as JSON (then streamed), as events in one request, by the route below
+    Litestar and by Litestar's own (a body of unknown length is handed to it), and
+    regenerations: all at once, all answered, and the slot free afterwards."""
+    alice = await world.register("alice")
+    client, auth = world.client, alice["auth"]
+    first = await client.post(
+        "/api/chat/start", json={"model": "dev/echo", "message": "one"}, headers=auth
+    )
+    assert first.status_code == 201, first.text
+    chat_id = first.json()["chatId"]
+    streamed = await client.get(first.json()["streamUrl"], headers=auth)
+    assert _done(streamed.text)["messageId"]
+
+    async def json_start(n: int) -> str:
+        body = {"model": "dev/echo", "message": f"json {n}"}
+        made = await client.post("/api/chat/start", json=body, headers=auth)
+        assert made.status_code == 201, made.text
+        events = await client.get(made.json()["streamUrl"], headers=auth)
+        return str(_done(events.text)["finishReason"])
+
+    async def one_request(n: int) -> str:
+        body = {"model": "dev/echo", "message": f"events {n}"}
+        made = await client.post("/api/chat/start", json=body, headers=auth | EVENTS)
+        assert made.status_code == 201, made.text
+        return str(_done(made.text)["finishReason"])
+
+    async def through_litestar(n: int) -> str:
+        body = json.dumps({"model": "dev/echo", "message": f"litestar {n}"}).encode()
+
+        async def chunked() -> AsyncIterator[bytes]:  # no length: not plain, handed over
+            yield body
+
+        headers = auth | EVENTS | {"Content-Type": "application/json"}
+        made = await client.post("/api/chat/start", content=chunked(), headers=headers)
+        assert made.status_code == 201, made.text
+        return str(_done(made.text)["finishReason"])
+
+    async def regenerate() -> str:
+        made = await client.post(
+            "/api/chat/regenerate", json={"chatId": chat_id}, headers=auth | EVENTS
+        )
+        assert made.status_code == 201, made.text
+        return str(_done(made.text)["finishReason"])
+
+    ends = await asyncio.gather(
+        *(json_start(n) for n in range(4)),
+        *(one_request(n) for n in range(4)),
+        *(through_litestar(n) for n in range(3)),
+        regenerate(),
+    )
+
+    assert ends == ["stop"] * 12
+    again = await client.post(
+        "/api/chat/start", json={"model": "dev/echo", "message": "after"}, headers=auth | EVENTS
+    )
+    assert _done(again.text)["finishReason"] == "stop"
+
+
+async def test_a_start_waiting_for_a_file_keeps_the_others_waiting_no_longer_than_their_turn(
+    world: Files,
+) -> None:
+    """The start that waits for its file's extraction (up to 30 s here) holds the one slot;
+    another start, queued behind it, goes in once its longest wait (25 ms) is over and is
+    answered while the first still waits."""
+    alice = await world.register("alice")
+    attachment = await pending_file(world, alice, "slow-scan.pdf")
+    waiting = asyncio.ensure_future(start(world, alice, attachment))
+    await asyncio.sleep(0.3)  # it holds the slot, polling for the file
+
+    other = await world.client.post(
+        "/api/chat/start", json={"model": "dev/echo", "message": "hi"}, headers=alice["auth"]
+    )
+
+    assert other.status_code == 201, other.text
+    assert not waiting.done()
+    await extract(world, attachment)  # the file is ready: the first start goes on
+    assert (await waiting).status_code == 201
