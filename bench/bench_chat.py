@@ -17,7 +17,9 @@ uses ``cache: false`` and a unique prompt unless it measures the cache. Figures:
    (``Accept: text/event-stream``) and ``POST /v1/chat/completions`` (``one_request_*``,
    ``v1_*``);
 2. streamed replies per second (whole stream to ``done``) at concurrency 16, Whalli ÷ direct,
-   for the same three ways;
+   for the same three ways: in short phases of 8 replies a worker (``rps_c16_*``), and held
+   for ``STEADY_S`` seconds (``*_steady_*``), where the phase's start (every worker's first
+   request at once) and end (the slowest worker's last reply) weigh little;
    and for 1 and 2 the floor relay's figures (``floor_*``), and ``/v1`` above the floor
    (``v1_*_over_floor*``): what any Python relay costs here, and Whalli's own work;
 3. the gap between tokens with 100 concurrent streams minus the provider's configured gap, at
@@ -72,6 +74,7 @@ from whalli.adapters.postgres.migrator import Migrator, default_migrations_dir
 GAP_MS = 5
 C1_ROUNDS, C1_BLOCK = 40, 10
 C16, C16_EACH, C16_ROUNDS = 16, 8, 2
+STEADY_S, STEADY_ROUNDS = 4.0, 2  # the steady-state throughput phases (see _for_a_while)
 GAP_STREAMS, GAP_TOKENS, GAP_FIRST_MS = 100, 40, 2500
 GAPS_MS = (GAP_MS, 20)  # the goal's 5 ms (20,000 tokens/s in all), and a gentler 20 ms
 CACHE_ROUNDS = 15
@@ -152,6 +155,26 @@ async def _concurrently(
     return [t for batch in results for t in batch if t is not None], took
 
 
+async def _for_a_while(
+    make: Callable[[], Awaitable[Timed | None]], workers: int, seconds: float
+) -> tuple[int, float]:
+    """Replies completed by ``workers`` each starting replies back to back for ``seconds``, and
+    the time until the last one ended. ``_concurrently``'s phases are short (8 replies a
+    worker): their start (every worker's first request at once) and their end (the slowest
+    worker's last reply) weigh on its streams/s; here they are a few per cent of the phase."""
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> int:
+        done = 0
+        while time.perf_counter() < deadline:
+            done += await make() is not None
+        return done
+
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(worker() for _ in range(workers)))
+    return sum(counts), time.perf_counter() - started
+
+
 @contextlib.contextmanager
 def _client_collector_off() -> Iterator[None]:
     """No cyclic garbage collection in this client while a phase is timed.
@@ -216,6 +239,13 @@ async def _ttft_and_rps(b: Bench, pid: int, floor_pid: int) -> dict[str, float |
             c16[name] += timed
             rps[name].append(len(timed) / took)
 
+    # The same concurrency held for a while: streams/s in steady state (``_for_a_while``)
+    steady: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(STEADY_ROUNDS):
+        for name, make in ways.items():
+            count, took = await _for_a_while(make, C16, STEADY_S)
+            steady[name].append(count / took)
+
     def ttft(ts: list[Timed]) -> list[float]:
         return [t.first - t.t0 for t in ts]
 
@@ -264,6 +294,15 @@ async def _ttft_and_rps(b: Bench, pid: int, floor_pid: int) -> dict[str, float |
             f"{name}_api_cpu_ms_per_reply_c16": round(1000 * cpu[name] / len(c16[name]), 2),
             f"{name}_client_cpu_ms_per_reply_c16": round(1000 * own[name] / len(c16[name]), 2),
         }
+    rs = statistics.median(steady["direct"])
+    figures |= {
+        "rps_c16_steady_direct": round(rs, 1),
+        "rps_c16_steady_ratio_whalli_vs_direct": round(statistics.median(steady["whalli"]) / rs, 3),
+        **{
+            f"{name}_rps_c16_steady_ratio_vs_direct": round(statistics.median(steady[name]) / rs, 3)
+            for name in ("one_request", "v1", "floor")
+        },
+    }
     # The floor relay: what any Python relay adds here (see _floor_relay), and what Whalli's
     # /v1 adds above it (Whalli's own work on the way that is most like it).
     f1 = statistics.median(ttft(kept["floor"]))
