@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.integration.http.test_chat_attachments import Files, extract, pending_file, start
 from tests.integration.http.test_identity_end_to_end import _settings
@@ -32,6 +33,12 @@ async def world(stack_urls: StackUrls, pg_pool: PostgresPool, unique: str) -> As
     container = build_container(settings)
     async with live_server(build_app(settings, container)) as client:
         yield Files(client, container, pg_pool)
+
+
+def _waits(outcome: str) -> float:
+    """``whalli_chat_start_waits_total`` (this process's: the app is served in it)."""
+    value = REGISTRY.get_sample_value("whalli_chat_start_waits_total", {"outcome": outcome})
+    return value or 0.0
 
 
 def _done(events: str) -> dict[str, Any]:
@@ -112,6 +119,7 @@ async def test_a_start_waiting_for_a_file_keeps_the_others_waiting_no_longer_tha
     answered while the first still waits."""
     alice = await world.register("alice")
     attachment = await pending_file(world, alice, "slow-scan.pdf")
+    timed_out_before = _waits("timed_out")
     waiting = asyncio.ensure_future(start(world, alice, attachment))
     await asyncio.sleep(0.3)  # it holds the slot, polling for the file
 
@@ -121,5 +129,6 @@ async def test_a_start_waiting_for_a_file_keeps_the_others_waiting_no_longer_tha
 
     assert other.status_code == 201, other.text
     assert not waiting.done()
+    assert _waits("timed_out") == timed_out_before + 1  # counted for the operator
     await extract(world, attachment)  # the file is ready: the first start goes on
     assert (await waiting).status_code == 201

@@ -167,3 +167,17 @@ def test_never_more_holders_than_slots_and_every_slot_comes_back(
         assert gate.held == 0
 
     asyncio.run(run())
+
+
+async def test_each_wait_is_reported_with_how_it_ended() -> None:
+    ended: list[bool] = []
+    gate = StartGate(1, 0.01, on_wait=ended.append)
+    assert await gate.enter()  # no wait: nothing reported
+    assert await gate.enter() is False  # its longest wait over
+    turn = asyncio.ensure_future(gate.enter())
+    await asyncio.sleep(0)
+
+    gate.leave()
+
+    assert await turn is True
+    assert ended == [False, True]

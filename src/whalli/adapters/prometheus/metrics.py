@@ -97,6 +97,25 @@ def rate_limiter_errors() -> Counter:
     )
 
 
+@functools.cache
+def chat_start_waits() -> Counter:
+    """Chat starts that waited for an admission slot (entrypoints/http/admission.py), by how
+    the wait ended: ``turn`` (a slot was handed over) or ``timed_out`` (it went in anyway after
+    ``WHALLI_CHAT_START_MAX_WAIT_S``). Many ``timed_out``: the slots are too few for the
+    traffic, or starts hold them long (files waited for)."""
+    from prometheus_client import Counter
+
+    return Counter(
+        "whalli_chat_start_waits_total",
+        "Chat starts that waited for an admission slot, by how the wait ended.",
+        ["outcome"],
+    )
+
+
+def count_chat_start_wait(turn: bool) -> None:
+    chat_start_waits().labels("turn" if turn else "timed_out").inc()
+
+
 def scrape_allowed(authorization: str, token: str | None) -> bool:
     """Whether a scrape's ``Authorization`` header carries the metrics token (anyone may
     scrape when no token is set), compared in constant time."""

@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 
 class StartGate:
     """At most ``slots`` holders at once; the others wait in arrival order (see above)."""
 
-    def __init__(self, slots: int, max_wait_s: float) -> None:
+    def __init__(
+        self, slots: int, max_wait_s: float, on_wait: Callable[[bool], None] | None = None
+    ) -> None:
+        """``on_wait`` is told how each wait ended: True, a turn; False, its longest wait was
+        over (a metric: many of those, and the slots are too few or held long)."""
         if slots < 0 or max_wait_s < 0:
             raise ValueError("slots and max_wait_s must not be negative")
-        self._slots, self._max_wait = slots, max_wait_s
+        self._slots, self._max_wait, self._on_wait = slots, max_wait_s, on_wait
         self._held = 0
         # each waiter's future: True once a leaving holder hands it a slot, False once its
         # wait is over without one (it goes in anyway)
@@ -48,7 +53,7 @@ class StartGate:
         self._waiting.append(turn)
         timer = loop.call_later(self._max_wait, _over, turn)
         try:
-            return await turn
+            got = await turn
         except asyncio.CancelledError:
             # a slot handed over just as its waiter was cancelled goes to the next one
             if turn.done() and not turn.cancelled() and turn.result():
@@ -56,6 +61,9 @@ class StartGate:
             raise
         finally:
             timer.cancel()
+        if self._on_wait is not None:
+            self._on_wait(got)
+        return got
 
     def turn(self) -> Turn:
         """``async with gate.turn():`` enters, and leaves on the way out."""

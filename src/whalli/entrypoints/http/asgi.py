@@ -11,6 +11,7 @@ import structlog
 from dependency_injector import providers
 from litestar import Litestar
 
+from whalli.adapters.prometheus.metrics import count_chat_start_wait
 from whalli.adapters.redis.reply_relay import RelayedReplyStream
 from whalli.adapters.structlog.logging import configure_logging
 from whalli.config import Settings, load_settings
@@ -119,8 +120,9 @@ class ContainerApp:
         self._generations = GenerationSupervisor()
         self._drain = ShutdownDrain(self.settings.shutdown_drain_s)
         self._start_gate = StartGate(
-            self.settings.chat_start_slots, self.settings.chat_start_max_wait_s
-        )
+            self.settings.chat_start_slots, self.settings.chat_start_max_wait_s,
+            on_wait=count_chat_start_wait,
+        )  # fmt: skip
 
     @property
     def generations(self) -> GenerationSupervisor:
