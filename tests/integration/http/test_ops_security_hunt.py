@@ -969,6 +969,7 @@ def _exported_series() -> set[str]:
 
     metrics.http_metrics()
     metrics.rate_limiter_errors()
+    metrics.chat_start_waits()
     chat_metrics.sse_connections()
     transcription_metrics.register()
     worker = CollectorRegistry()
