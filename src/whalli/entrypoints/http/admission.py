@@ -20,6 +20,10 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
 
 class StartGate:
     """At most ``slots`` holders at once; the others wait in arrival order (see above)."""
@@ -62,7 +66,11 @@ class StartGate:
         finally:
             timer.cancel()
         if self._on_wait is not None:
-            self._on_wait(got)
+            # only told: its failure must neither fail the start nor keep the slot it holds
+            try:
+                self._on_wait(got)
+            except Exception:
+                log.warning("chat_start_wait_not_reported", exc_info=True)
         return got
 
     def turn(self) -> Turn:

@@ -55,6 +55,9 @@ class StartRoute(PlainRoute):
             command = start_command(_decoder.decode(body))  # refused: the route says why
         except Exception as e:
             raise HandOver from e
+        # the route label of its metrics from now on: a start stopped while it waits for its
+        # turn (a shutdown) is counted under its route, as one stopped inside is
+        scope["path_template"] = self.path
         # a burst of starts runs a few at a time, authentication included (admission.py)
         async with container.start_gate.turn():
             principal = await self.counted(scope, receive, send, plain)
