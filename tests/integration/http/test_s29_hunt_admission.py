@@ -22,10 +22,11 @@ from litestar import Litestar
 from prometheus_client import REGISTRY
 
 from tests.integration.http.conftest import chat_app
-from tests.integration.http.test_chat_attachments import Files, extract, pending_file
+from tests.integration.http.test_chat_attachments import Files
 from tests.integration.http.test_chat_flow import Chat
 from tests.integration.http.test_identity_end_to_end import _settings
 from tests.integration.http.test_s20_hunt_failures import proxied
+from tests.integration.http.test_start_admission import ChatLock, idle_chat
 from tests.integration.http.test_start_route import api_key, start
 from tests.support.live_server import live_server
 from whalli.adapters.embedded.stack import StackUrls
@@ -172,12 +173,12 @@ async def test_starts_while_a_service_is_down_are_refused_and_give_every_slot_ba
 
 
 @pytest.fixture
-async def slow_files(
+async def one_slot_app(
     stack_urls: StackUrls, pg_pool: PostgresPool, unique: str
 ) -> AsyncIterator[tuple[Files, Litestar]]:
-    """An app whose starts wait up to 30 s for their files: a start naming a pending file
-    holds the one slot until the file is extracted."""
-    settings = _settings(stack_urls, unique, WHALLI_CHAT_ATTACHMENT_WAIT_S="30", **ONE_SLOT)
+    """The app with one slot, served on loopback, with the test's own pool beside it (to lock a
+    chat's row: a start into it then holds the slot until the lock is released)."""
+    settings = _settings(stack_urls, unique, **ONE_SLOT)
     container = build_container(settings)
     app = build_app(settings, container)
     async with live_server(app) as client:
@@ -200,18 +201,20 @@ async def leaving(base: str, auth: dict[str, str], message: str, accept: str) ->
 
 
 async def test_starts_whose_clients_left_while_waiting_go_in_their_turn_in_arrival_order(
-    slow_files: tuple[Files, Litestar],
+    one_slot_app: tuple[Files, Litestar],
 ) -> None:
-    """The slot held by a start waiting for its file; behind it two starts whose clients left
-    (one asking for events), then one still there. The file extracted, each goes in its turn
+    """The slot held by a start into a chat another transaction holds locked; behind it two
+    starts whose clients left (one asking for events), then one still there. The chat released,
+    each goes in its turn
     by arrival (their messages stamped in that order), every wait ends with a turn, and the
     slot is free afterwards; the starts of the clients who left were still made, as without
     the gate."""
-    world, app = slow_files
+    world, app = one_slot_app
     gate = gate_of(app)
     alice = await world.register("alice")
-    attachment = await pending_file(world, alice, "slow-scan.pdf")
-    body = {"model": "dev/echo", "message": "Summarise", "attachmentIds": [str(attachment.id)]}
+    chat_id = await idle_chat(world.client, alice["auth"], "Summarise")
+    lock = await ChatLock(world.pool, chat_id).hold()
+    body = {"model": "dev/echo", "message": "again", "chatId": chat_id}
     holder = asyncio.ensure_future(world.client.post(START, json=body, headers=alice["auth"]))
     await until(lambda: gate.held == 1)
     timed_out, turns = waits("timed_out"), waits("turn")
@@ -227,7 +230,7 @@ async def test_starts_whose_clients_left_while_waiting_go_in_their_turn_in_arriv
     )
     await until(lambda: queued(gate) == 3)
 
-    await extract(world, attachment)
+    await lock.release()
 
     assert (await holder).status_code == 201
     assert (await last).status_code == 201
@@ -246,7 +249,7 @@ async def test_a_shutdown_ending_starts_in_and_before_the_gate_frees_it_and_coun
     or queued afterwards, and each is counted under its route, as a start stopped inside its
     use case is (a plain start waiting for its turn was counted under ``unmatched``: its route
     label was set only once it went in)."""
-    settings = _settings(stack_urls, unique, WHALLI_CHAT_ATTACHMENT_WAIT_S="30", **ONE_SLOT)
+    settings = _settings(stack_urls, unique, **ONE_SLOT)
     container = build_container(settings)
     app = build_app(settings, container)
     gate = gate_of(app)
@@ -259,8 +262,9 @@ async def test_a_shutdown_ending_starts_in_and_before_the_gate_frees_it_and_coun
     async with live_server(app) as client:
         world = Files(client, container, pg_pool)
         alice = await world.register("alice")
-        attachment = await pending_file(world, alice, "slow-scan.pdf")
-        body = {"model": "dev/echo", "message": "Summarise", "attachmentIds": [str(attachment.id)]}
+        chat_id = await idle_chat(client, alice["auth"], "Summarise")
+        lock = await ChatLock(pg_pool, chat_id).hold()
+        body = {"model": "dev/echo", "message": "again", "chatId": chat_id}
         sent = [asyncio.ensure_future(client.post(START, json=body, headers=alice["auth"]))]
         await until(lambda: gate.held == 1)
         for n in range(3):
@@ -275,6 +279,8 @@ async def test_a_shutdown_ending_starts_in_and_before_the_gate_frees_it_and_coun
         )
         await until(lambda: queued(gate) == 4)
     await asyncio.gather(*sent, return_exceptions=True)  # (their connections were closed)
+    await lock.release()  # the holder's statement, cancelled, ends once the row is free
+    await until(lambda: gate.held == 0)
 
     assert (gate.held, queued(gate)) == (0, 0)
     assert ended(START) - before[START] == 4

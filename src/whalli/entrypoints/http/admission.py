@@ -9,9 +9,11 @@ first, for the same work: the burst's mean wait is about halved, and the last on
 longer than before.
 
 ``StartGate`` admits ``slots`` starts at once; the others wait their turn, each at most
-``max_wait_s``, then go in anyway: a start that holds its slot long (a slow database, files
-still being extracted) delays the others by that much at most, never more. Without slots
-(``0``) every start goes in at once, as before.
+``max_wait_s``, then go in anyway: a start that holds its slot long (a slow database) delays
+the others by that much at most, never more. A start that may wait for long by design (one
+naming files, which waits for their extraction) goes in at once without a slot
+(``turn(queue=False)``), so that it holds nobody up. Without slots (``0``) every start goes in
+at once, as before.
 """
 
 from __future__ import annotations
@@ -73,9 +75,10 @@ class StartGate:
                 log.warning("chat_start_wait_not_reported", exc_info=True)
         return got
 
-    def turn(self) -> Turn:
-        """``async with gate.turn():`` enters, and leaves on the way out."""
-        return Turn(self)
+    def turn(self, *, queue: bool = True) -> Turn:
+        """``async with gate.turn():`` enters, and leaves on the way out; ``queue=False``:
+        goes in at once, holding no slot (and waiting for none)."""
+        return Turn(self if queue else None)
 
     def leave(self) -> None:
         """Give a slot back: to the longest waiter still waiting, or free."""
@@ -91,14 +94,15 @@ class StartGate:
 class Turn:
     __slots__ = ("_gate", "_held")
 
-    def __init__(self, gate: StartGate) -> None:
+    def __init__(self, gate: StartGate | None) -> None:
         self._gate, self._held = gate, False
 
     async def __aenter__(self) -> None:
-        self._held = await self._gate.enter()
+        if self._gate is not None:
+            self._held = await self._gate.enter()
 
     async def __aexit__(self, *_: object) -> None:
-        if self._held:
+        if self._held and self._gate is not None:
             self._held = False
             self._gate.leave()
 

@@ -23,7 +23,12 @@ from __future__ import annotations
 import msgspec
 from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
 
-from whalli.entrypoints.http.controllers.chat import ChatStartBody, start_command, started
+from whalli.entrypoints.http.controllers.chat import (
+    ChatStartBody,
+    start_command,
+    start_turn,
+    started,
+)
 from whalli.entrypoints.http.lean_stream import send_chunks, send_until_gone
 from whalli.entrypoints.http.paths import root_of
 from whalli.entrypoints.http.plain_route import HandOver, PlainHeaders, PlainRoute
@@ -59,7 +64,7 @@ class StartRoute(PlainRoute):
         # turn (a shutdown) is counted under its route, as one stopped inside is
         scope["path_template"] = self.path
         # a burst of starts runs a few at a time, authentication included (admission.py)
-        async with container.start_gate.turn():
+        async with start_turn(container, command):
             principal = await self.counted(scope, receive, send, plain)
             if principal is None:
                 return

@@ -30,6 +30,7 @@ from whalli.domain.services.chat.regenerate_reply import RegenerateReply
 from whalli.domain.services.chat.start_chat import StartChat
 from whalli.domain.services.chat.stop_generation import StopGeneration
 from whalli.domain.services.chat.voice import NO_MESSAGE
+from whalli.entrypoints.http.admission import Turn
 from whalli.entrypoints.http.deps import AppContainer
 from whalli.entrypoints.http.lean_stream import LeanStream
 from whalli.entrypoints.http.params_body import ParamsBody, cleared_params, generation_params
@@ -108,7 +109,7 @@ class ChatStreamController(Controller):
         container = _container(request)
         command = start_command(data)
         root = root_of(request.scope)
-        async with container.start_gate.turn():  # a burst runs a few at a time (admission.py)
+        async with start_turn(container, command):  # a burst: a few at a time (admission.py)
             answer, session = await started(container, command, principal, root)
         return await _answer(request, container, session, answer)
 
@@ -196,6 +197,13 @@ def start_command(data: ChatStartBody) -> StartChat:
         attachment_ids=tuple(data.attachment_ids), use_cache=data.cache,
         system_prompt=data.system_prompt, params=generation_params(data.params),
     )  # fmt: skip
+
+
+def start_turn(container: AppContainer, command: StartChat) -> Turn:
+    """The start's turn at the admission gate (admission.py). One naming files may wait for
+    their extraction (``chat_attachment_wait_s``): it goes in at once, holding no slot, so that
+    it holds nobody up while it waits."""
+    return container.start_gate.turn(queue=not command.attachment_ids)
 
 
 async def started(
