@@ -102,7 +102,7 @@ def chat_start_waits() -> Counter:
     """Chat starts that waited for an admission slot (entrypoints/http/admission.py), by how
     the wait ended: ``turn`` (a slot was handed over) or ``timed_out`` (it went in anyway after
     ``WHALLI_CHAT_START_MAX_WAIT_S``). Many ``timed_out``: the slots are too few for the
-    traffic, or starts hold them long (files waited for)."""
+    traffic, or starts hold them long (a slow database)."""
     from prometheus_client import Counter
 
     return Counter(
