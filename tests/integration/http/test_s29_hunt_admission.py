@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +26,7 @@ from tests.integration.http.test_chat_attachments import Files
 from tests.integration.http.test_chat_flow import Chat
 from tests.integration.http.test_identity_end_to_end import _settings
 from tests.integration.http.test_s20_hunt_failures import proxied
-from tests.integration.http.test_start_admission import ChatLock, idle_chat
+from tests.integration.http.test_start_admission import ChatLock, idle_chat, until
 from tests.integration.http.test_start_route import api_key, start
 from tests.support.live_server import live_server
 from whalli.adapters.embedded.stack import StackUrls
@@ -60,14 +60,6 @@ def sample(name: str, labels: dict[str, str]) -> float:
 
 def waits(outcome: str) -> float:
     return sample("whalli_chat_start_waits_total", {"outcome": outcome})
-
-
-async def until(check: Callable[[], bool]) -> None:
-    for _ in range(int(WAIT_S / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("not reached within the bound")
 
 
 async def post(chat: Chat, path: str, body: dict[str, Any], auth: dict[str, str], way: str) -> int:

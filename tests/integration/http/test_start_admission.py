@@ -87,15 +87,20 @@ async def until(check: Callable[[], bool]) -> None:
     raise AssertionError("not reached within 30 s")
 
 
-def _session(events: str) -> dict[str, Any]:
-    """The ``session`` event's data of a one-request start."""
+def _event(events: str, name: str) -> dict[str, Any]:
+    """The data of the first ``name`` event of a reply's events."""
     for block in events.split("\n\n"):
         lines = block.split("\n")
-        if "event: session" in lines:
+        if f"event: {name}" in lines:
             data = next(line for line in lines if line.startswith("data: "))
             found: dict[str, Any] = json.loads(data.removeprefix("data: "))
             return found
-    raise AssertionError(f"no session event in {events!r}")
+    raise AssertionError(f"no {name} event in {events!r}")
+
+
+def _session(events: str) -> dict[str, Any]:
+    """The ``session`` event's data of a one-request start."""
+    return _event(events, "session")
 
 
 def _waits(outcome: str) -> float:
@@ -106,13 +111,7 @@ def _waits(outcome: str) -> float:
 
 def _done(events: str) -> dict[str, Any]:
     """The ``done`` event's data of a reply's events."""
-    for block in events.split("\n\n"):
-        lines = block.split("\n")
-        if "event: done" in lines:
-            data = next(line for line in lines if line.startswith("data: "))
-            found: dict[str, Any] = json.loads(data.removeprefix("data: "))
-            return found
-    raise AssertionError(f"no done event in {events!r}")
+    return _event(events, "done")
 
 
 async def test_a_burst_through_one_slot_is_answered_every_way(world: Files) -> None:
