@@ -200,6 +200,28 @@ async def test_a_root_path_the_server_gives_with_a_trailing_slash_makes_links_of
             assert f"Path={prefix}/api/auth/oauth;" in authorize.headers["set-cookie"]
 
 
+@pytest.mark.parametrize(("root_path", "prefix"), [("/whalli/", "/whalli"), ("/", "")])
+async def test_a_validation_error_under_a_root_path_with_a_trailing_slash_names_the_called_path(
+    chat: Chat, root_path: str, prefix: str
+) -> None:
+    # Litestar names the request by its URL, which joins ``/whalli/`` and ``/api/...`` with
+    # two slashes: the detail must name the path the client called, as ``instance`` does.
+    ada = await chat.world.register("ada")
+    async with behind_proxy(chat, root_path, prefix) as client:
+        query = await client.get(f"{prefix}/api/chats?limit=many", headers=ada["auth"])
+        assert query.status_code == 400, query.text
+        assert query.json()["detail"] == f"Validation failed for GET {prefix}/api/chats?limit=many"
+        assert query.json()["instance"] == f"{prefix}/api/chats"
+
+        body = await client.post(  # a number as a string: refused by the strict body check
+            f"{prefix}/api/chat/start", headers=ada["auth"],
+            json={"model": "dev/echo", "message": "hi", "params": {"temperature": "0.5"}},
+        )  # fmt: skip
+        assert body.status_code == 400, body.text
+        assert body.json()["detail"] == f"Validation failed for POST {prefix}/api/chat/start"
+        assert body.json()["errors"][0]["key"] == "params.temperature"
+
+
 async def test_the_openai_sdk_with_a_base_url_under_the_root_path(chat: Chat) -> None:
     # Pins what no test covered: the SDK's own requests (its paths, its error parsing) through
     # a proxy with the root path, streamed (below Litestar) and not (through it).

@@ -162,6 +162,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     )
     if isinstance(exc, ValidationException):
         code = "validation_failed"
+        detail = _as_called(request, detail)
         if body_missing(exc):
             detail = MISSING_BODY
             extra = {"errors": [{"message": MISSING_BODY, "source": "body"}]}
@@ -178,6 +179,20 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         extra=extra,
         headers=exc.headers,
     )
+
+
+_VALIDATION_FAILED = "Validation failed for "
+
+
+def _as_called(request: Request[Any, Any, Any], detail: str) -> str:
+    """Litestar's ``Validation failed for POST /api/...`` names the request by its URL, which
+    joins a root path given with a trailing slash (``/whalli/``) and the path with two slashes
+    (``/whalli//api/...``): name it as its client called it, as the problem's ``instance``."""
+    if not detail.startswith(_VALIDATION_FAILED):
+        return detail
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    called = client_path(request.scope) + (f"?{query}" if query else "")
+    return f"{_VALIDATION_FAILED}{request.method} {called}"
 
 
 MISSING_BODY = "The request body is missing: this route takes a JSON object."
