@@ -11,11 +11,14 @@ uses ``cache: false`` and a unique prompt unless it measures the cache. Figures:
 
 1. time to first token, Whalli minus direct: p50 at concurrency 1, p99 at concurrency 16
    (Whalli = POST /api/chat/start sent → first ``token`` event; split into start and stream);
-   at c=1 both interleaved (the API idles through each direct reply) and in back-to-back
-   blocks, with what a request to a process idle for 100 ms costs here for reference; and
+   at c=1 both interleaved (in a shuffled order; the API idles through each direct reply)
+   and in back-to-back blocks, with what a request to a process idle for 100 ms costs here
+   for reference; and
    the same for the two one-request ways: the start asking for the reply as events
    (``Accept: text/event-stream``) and ``POST /v1/chat/completions`` (``one_request_*``,
-   ``v1_*``);
+   ``v1_*``); the c=16 p50 and p99 also at a steady concurrency (``*_c16_steady_*``: the
+   held phases of item 2, each worker's first reply left out), where the p99 is not the first
+   burst's tail;
 2. streamed replies per second (whole stream to ``done``) at concurrency 16, Whalli ÷ direct,
    for the same three ways: in short phases of 8 replies a worker (``rps_c16_*``), and held
    for ``STEADY_S`` seconds (``*_steady_*``), where the phase's start (every worker's first
@@ -38,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import random
 import signal
 import statistics
 import tempfile
@@ -73,6 +77,7 @@ from whalli.adapters.postgres.migrator import Migrator, default_migrations_dir
 
 GAP_MS = 5
 C1_ROUNDS, C1_BLOCK = 40, 10
+C1_SEED = 30  # the c=1 phase's orders (see _ttft_and_rps)
 C16, C16_EACH, C16_ROUNDS = 16, 8, 2
 STEADY_S, STEADY_ROUNDS = 4.0, 2  # the steady-state throughput phases (see _for_a_while)
 GAP_STREAMS, GAP_TOKENS, GAP_FIRST_MS = 100, 40, 2500
@@ -157,22 +162,25 @@ async def _concurrently(
 
 async def _for_a_while(
     make: Callable[[], Awaitable[Timed | None]], workers: int, seconds: float
-) -> tuple[int, float]:
-    """Replies completed by ``workers`` each starting replies back to back for ``seconds``, and
-    the time until the last one ended. ``_concurrently``'s phases are short (8 replies a
-    worker): their start (every worker's first request at once) and their end (the slowest
-    worker's last reply) weigh on its streams/s; here they are a few per cent of the phase."""
+) -> tuple[int, float, list[Timed]]:
+    """Replies completed by ``workers`` each starting replies back to back for ``seconds``, the
+    time until the last one ended, and the replies after each worker's first. ``_concurrently``'s
+    phases are short (8 replies a worker): their start (every worker's first request at once)
+    and their end (the slowest worker's last reply) weigh on its streams/s and make its TTFT
+    p99 the first burst's tail; here they are a few per cent of the phase, and the replies
+    kept for the steady-state TTFT leave out each worker's first (the ramp-up's burst)."""
     deadline = time.perf_counter() + seconds
 
-    async def worker() -> int:
-        done = 0
+    async def worker() -> tuple[int, list[Timed]]:
+        done: list[Timed | None] = []
         while time.perf_counter() < deadline:
-            done += await make() is not None
-        return done
+            done.append(await make())
+        return sum(t is not None for t in done), _kept(done[1:])
 
     started = time.perf_counter()
-    counts = await asyncio.gather(*(worker() for _ in range(workers)))
-    return sum(counts), time.perf_counter() - started
+    results = await asyncio.gather(*(worker() for _ in range(workers)))
+    after_first = [t for _, timed in results for t in timed]
+    return sum(count for count, _ in results), time.perf_counter() - started, after_first
 
 
 @contextlib.contextmanager
@@ -208,8 +216,13 @@ async def _ttft_and_rps(b: Bench, pid: int, floor_pid: int) -> dict[str, float |
             await make()
     c1: dict[str, list[Timed | None]] = {name: [] for name in ways}
     names = list(ways)
-    for i in range(C1_ROUNDS):  # interleaved, each way first in turn
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+    # Interleaved, in a new order each round (seeded: the same orders every run), so each way
+    # follows each other way about as often. The same order rotated (until the thirtieth
+    # session) put start + stream always right after a direct reply, through which the API
+    # idles (~100 ms: see _idle_wake), and one-request always right after start + stream.
+    order = random.Random(C1_SEED)
+    for _ in range(C1_ROUNDS):
+        for name in order.sample(names, len(names)):
             c1[name].append(await ways[name]())
     kept = {name: _kept(results) for name, results in c1.items()}
     kept_w, kept_d = kept["whalli"], kept["direct"]
@@ -241,10 +254,12 @@ async def _ttft_and_rps(b: Bench, pid: int, floor_pid: int) -> dict[str, float |
 
     # The same concurrency held for a while: streams/s in steady state (``_for_a_while``)
     steady: dict[str, list[float]] = {name: [] for name in ways}
+    steady_timed: dict[str, list[Timed]] = {name: [] for name in ways}
     for _ in range(STEADY_ROUNDS):
         for name, make in ways.items():
-            count, took = await _for_a_while(make, C16, STEADY_S)
+            count, took, after_first = await _for_a_while(make, C16, STEADY_S)
             steady[name].append(count / took)
+            steady_timed[name] += after_first
 
     def ttft(ts: list[Timed]) -> list[float]:
         return [t.first - t.t0 for t in ts]
@@ -303,6 +318,20 @@ async def _ttft_and_rps(b: Bench, pid: int, floor_pid: int) -> dict[str, float |
             for name in ("one_request", "v1", "floor")
         },
     }
+    # TTFT at a steady c=16 (each worker's first reply left out: see _for_a_while), against
+    # direct's in the same kind of phase
+    sd50 = statistics.median(ttft(steady_timed["direct"]))
+    sd99 = _pct(ttft(steady_timed["direct"]), 99)
+    figures |= {
+        "ttft_c16_steady_p50_direct_ms": _ms(sd50),
+        "ttft_c16_steady_p99_direct_ms": _ms(sd99),
+    }
+    for name in ("whalli", "one_request", "v1", "floor"):
+        got = ttft(steady_timed[name])
+        figures |= {
+            f"{name}_ttft_c16_steady_p50_overhead_ms": _ms(statistics.median(got) - sd50),
+            f"{name}_ttft_c16_steady_p99_overhead_ms": _ms(_pct(got, 99) - sd99),
+        }
     # The floor relay: what any Python relay adds here (see _floor_relay), and what Whalli's
     # /v1 adds above it (Whalli's own work on the way that is most like it).
     f1 = statistics.median(ttft(kept["floor"]))
