@@ -221,6 +221,15 @@ async def test_a_validation_error_under_a_root_path_with_a_trailing_slash_names_
         assert body.json()["detail"] == f"Validation failed for POST {prefix}/api/chat/start"
         assert body.json()["errors"][0]["key"] == "params.temperature"
 
+        key = {"Authorization": f"Bearer {await api_key(chat.client, ada['auth'], '')}"}
+        v1 = await client.post(  # /v1 says it in OpenAI's error shape
+            f"{prefix}/v1/chat/completions", headers=key,
+            json={"model": "dev/echo", "messages": "hi"},
+        )  # fmt: skip
+        assert v1.status_code == 400, v1.text
+        message = v1.json()["error"]["message"]
+        assert message.startswith(f"Validation failed for POST {prefix}/v1/chat/completions:")
+
 
 async def test_the_openai_sdk_with_a_base_url_under_the_root_path(chat: Chat) -> None:
     # Pins what no test covered: the SDK's own requests (its paths, its error parsing) through

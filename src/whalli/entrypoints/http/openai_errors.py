@@ -23,6 +23,7 @@ from whalli.entrypoints.http.problems import (
     MISSING_BODY,
     MISSING_FIELD,
     NOT_AN_OBJECT,
+    as_called,
     body_limit,
     body_missing,
     retry_after_header,
@@ -96,7 +97,7 @@ def handle_openai_exception(request: Request[Any, Any, Any], exc: Exception) -> 
             log.error("request failed", code=exc.code, exc_info=exc)
         return _response(status, error_body(exc), headers)
     if isinstance(exc, HTTPException) and exc.status_code < 500:
-        body = _http_error(exc)
+        body = _http_error(request, exc)
         if exc.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE and (
             limit := body_limit(request)
         ):  # say how large a body may be (an image too large for it, say)
@@ -108,11 +109,11 @@ def handle_openai_exception(request: Request[Any, Any, Any], exc: Exception) -> 
     return _response(500, ErrorBody(error=detail), headers)
 
 
-def _http_error(exc: HTTPException) -> ErrorBody:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> ErrorBody:
     """Litestar's own errors (a body that does not decode, an unknown method): its validation
     errors name the field and the rule, never more than the client's own input."""
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-    message, param = exc.detail, None
+    message, param = as_called(request, exc.detail), None
     if body_missing(exc):
         message = MISSING_BODY
     elif isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):

@@ -162,7 +162,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     )
     if isinstance(exc, ValidationException):
         code = "validation_failed"
-        detail = _as_called(request, detail)
+        detail = as_called(request, detail)
         if body_missing(exc):
             detail = MISSING_BODY
             extra = {"errors": [{"message": MISSING_BODY, "source": "body"}]}
@@ -184,10 +184,11 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
 _VALIDATION_FAILED = "Validation failed for "
 
 
-def _as_called(request: Request[Any, Any, Any], detail: str) -> str:
+def as_called(request: Request[Any, Any, Any], detail: str) -> str:
     """Litestar's ``Validation failed for POST /api/...`` names the request by its URL, which
     joins a root path given with a trailing slash (``/whalli/``) and the path with two slashes
-    (``/whalli//api/...``): name it as its client called it, as the problem's ``instance``."""
+    (``/whalli//api/...``): name it as its client called it, as the problem's ``instance``
+    (``/v1``'s errors too: openai_errors.py). Any other detail is returned as it is."""
     if not detail.startswith(_VALIDATION_FAILED):
         return detail
     query = request.scope.get("query_string", b"").decode("latin-1")
