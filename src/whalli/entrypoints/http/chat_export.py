@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -12,14 +13,21 @@ _NOTES = {
     MessageStatus.PENDING: "still being written when exported",
     MessageStatus.STREAMING: "still being written when exported",
 }
+# A code fence as CommonMark reads one outside any list or quote: up to 3 spaces, then 3 or more
+# backticks or tildes, then the rest of the line (an opening fence's info string).
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def chat_markdown(chat: Chat, messages: Sequence[Message]) -> str:
     """The title, the system prompt (quoted), then each message under its author and time
     (a reasoning model's thinking quoted before its answer); a reply that was stopped, failed
-    or unfinished says so. Message text is kept as written
-    (replies are Markdown already)."""
-    parts = [f"# {chat.title}", f"*{_when(chat.created_at)} · {len(messages)} messages*"]
+    or unfinished says so. Message text is kept as written (replies are Markdown already),
+    but for a code block it leaves open (a reply cut or stopped mid-block), which is closed:
+    the rest of the document would read as code."""
+    # a title ending in a hash keeps it (CommonMark takes " #" at a heading's end as a closing)
+    title = chat.title[:-1] + "\\#" if chat.title.endswith("#") else chat.title
+    parts = [f"# {title}", f"*{_when(chat.created_at)} · {len(messages)} messages*"]
     if chat.system_prompt:
         parts.append(f"**System prompt**\n\n{_quoted(chat.system_prompt)}")
     for message in messages:
@@ -28,7 +36,7 @@ def chat_markdown(chat: Chat, messages: Sequence[Message]) -> str:
         if message.reasoning:  # quoted, as the system prompt: apart from the answer
             parts.append(f"*Reasoning*\n\n{_quoted(message.reasoning)}")
         if message.content:
-            parts.append(message.content)
+            parts.append(_fences_closed(message.content))
         if message.attachment_ids:
             count = len(message.attachment_ids)
             parts.append(f"*({count} attached file{'s' if count != 1 else ''})*")
@@ -40,6 +48,22 @@ def chat_markdown(chat: Chat, messages: Sequence[Message]) -> str:
 
 def _quoted(text: str) -> str:
     return "\n".join(f"> {line}".rstrip() for line in text.splitlines())
+
+
+def _fences_closed(text: str) -> str:
+    """``text``, and the closing fence of a code block it leaves open."""
+    fence = ""
+    for line in _LINE_END.split(text):
+        found = _FENCE.fullmatch(line)
+        if found is None:
+            continue
+        mark, rest = found.groups()
+        if not fence:
+            if not (mark[0] == "`" and "`" in rest):  # (an info string holds no backtick)
+                fence = mark
+        elif mark[0] == fence[0] and len(mark) >= len(fence) and not rest.strip(" \t"):
+            fence = ""
+    return f"{text}\n{fence}" if fence else text
 
 
 def _author(message: Message) -> str:
