@@ -11,6 +11,7 @@ or keeps no message, is skipped with a reason; nothing here raises for a convers
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from whalli.domain.model.errors import InvalidInput
 _ROLES = {"user": MessageRole.USER, "assistant": MessageRole.ASSISTANT}
 _TEXT_TYPES = frozenset({"text", "multimodal_text"})
 _MODEL_MAX = 200
+_BACKTICKS = re.compile("`+")
 
 
 def parse_chatgpt(document: object) -> list[Parsed]:
@@ -147,7 +149,10 @@ def _content(content: object) -> str | None:
         if code and code.strip():
             language = _text(content.get("language")) or ""
             language = "" if language == "unknown" else "".join(language.split())
-            text = f"```{language}\n{code.strip(chr(10))}\n```"
+            # a fence longer than any run of backticks in the code, which cannot close it
+            longest = max((len(run) for run in _BACKTICKS.findall(code)), default=0)
+            fence = "`" * max(3, longest + 1)
+            text = f"{fence}{language}\n{code.strip(chr(10))}\n{fence}"
     if text is None or not text.strip():
         return None
     return text
