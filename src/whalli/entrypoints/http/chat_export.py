@@ -27,7 +27,8 @@ def chat_markdown(chat: Chat, messages: Sequence[Message]) -> str:
     the rest of the document would read as code."""
     # a title ending in a hash keeps it (CommonMark takes " #" at a heading's end as a closing)
     title = chat.title[:-1] + "\\#" if chat.title.endswith("#") else chat.title
-    parts = [f"# {title}", f"*{_when(chat.created_at)} · {len(messages)} messages*"]
+    total = f"{len(messages)} message{'' if len(messages) == 1 else 's'}"
+    parts = [f"# {title}", f"*{_when(chat.created_at)} · {total}*"]
     if chat.system_prompt:
         parts.append(f"**System prompt**\n\n{_quoted(chat.system_prompt)}")
     for message in messages:
