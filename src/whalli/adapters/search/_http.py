@@ -3,7 +3,7 @@
 A provider's answer is untrusted text shown to users and mailed to them: only http(s) URLs are
 kept, and none with userinfo (``https://www.paypal.com@evil.example/`` reads as another site,
 ``https://user:secret@…`` carries a credential), titles and snippets lose control characters
-(bidirectional overrides included) and are capped, snippets lose HTML tags (Brave marks the
+(bidirectional overrides included) and are capped, and both lose HTML tags (Brave marks the
 query's words with ``<strong>``) and entities.
 Error messages name the provider and the HTTP status, never what was sent (the key) nor what
 came back. A 429 or 503 passes its wait (``Retry-After``, or Brave's ``X-RateLimit-Reset``) on
@@ -76,6 +76,8 @@ async def get_json(
         return msgspec.json.decode(body)
     except msgspec.DecodeError:
         raise _no_results(provider, "no JSON") from None
+    except RecursionError:  # JSON nested deeper than the decoder goes: no results list either
+        raise _no_results(provider, "JSON nested too deep") from None
 
 
 def hit(url: Any, title: Any, snippet: Any) -> SearchHit | None:
@@ -93,9 +95,15 @@ def hit(url: Any, title: Any, snippet: Any) -> SearchHit | None:
         return None
     if "@" in parts.netloc:  # userinfo: shown, it makes the URL read as another site
         return None
-    text = clean_text(title if isinstance(title, str) else "", TITLE_MAX)
-    plain = html.unescape(_TAG.sub("", snippet)) if isinstance(snippet, str) else ""
-    return SearchHit(url=url, title=text, snippet=clean_text(plain, SNIPPET_MAX))
+    return SearchHit(
+        url=url, title=clean_text(_plain(title), TITLE_MAX),
+        snippet=clean_text(_plain(snippet), SNIPPET_MAX),
+    )  # fmt: skip
+
+
+def _plain(text: Any) -> str:
+    """A provider's text without HTML tags and entities ("" when it is not a string)."""
+    return html.unescape(_TAG.sub("", text)) if isinstance(text, str) else ""
 
 
 def clean_text(text: str, limit: int) -> str:

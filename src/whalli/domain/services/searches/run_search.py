@@ -55,9 +55,10 @@ class RunSearchHandler:
       reason is recorded by ``RecordAbandonedRunHandler``;
     - a run that queried the provider and stored its results (new ones or none) sets
       ``last_run_at`` (the results' ``found_at``) and clears ``last_error``, in the same
-      transaction; a run skipped (see the first rule, or found so once the provider answered)
-      changes neither; a run's outcome is timed once it holds the search's row, so of two
-      outcomes (runs, failures, a give-up) the one committed later has the later time;
+      transaction; a run skipped (see the first rule, or found so once the provider answered,
+      or its query changed meanwhile: the new query is due at once) changes neither; a run's
+      outcome is timed once it holds the search's row, so of two outcomes (runs, failures, a
+      give-up) the one committed later has the later time;
     - results are stored unless seen before by this subscription (by ``fingerprint``); the new
       ones, if any, get ONE in-app notification ("N new results for <query>", linking to the
       results) in the same transaction, so a redelivered job (which finds nothing new) never
@@ -113,6 +114,9 @@ class RunSearchHandler:
             # give-up recorded meanwhile) take turns, and the later commit has the later time
             current = await runnable(uow, subscription.id, lock=True)
             if current is None:
+                return
+            if current.query != subscription.query:  # the hits answer the old query
+                log.info("Search %s not stored: its query changed; the new one is due.", current.id)
                 return
             now = self._clock.now()
             await uow.searches.record_run(current.id, now)
