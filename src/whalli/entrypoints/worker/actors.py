@@ -68,4 +68,5 @@ def _retry_delay_ms(error: WhalliError, floor_ms: int) -> int | None:
     seconds = error.details.get("retry_after")
     if not isinstance(seconds, int | float) or not math.isfinite(seconds):
         return None
+    seconds = min(seconds, MAX_RETRY_AFTER_MS / 1000)  # 1e308 s is finite, in ms it is not
     return min(max(math.ceil(seconds * 1000), floor_ms), MAX_RETRY_AFTER_MS)
