@@ -157,6 +157,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A spent refresh token presented again within this many seconds of its use (two tabs
     # refreshing at once) gets a second successor instead of ending the session; 0 turns it off.
     refresh_token_reuse_grace_s: float = 10.0
+    # How long a password reset link works (it also stops at its first use).
+    password_reset_ttl_s: int = 1800
     password_hash_memory_kib: int = 19_456
     password_hash_time_cost: int = 2
     # An API key's last use is written at most once per this interval (0: on every request).
@@ -447,6 +449,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"{PREFIX}REFRESH_TOKEN_TTL_DAYS must be between 1 and 365")
         if not 0 <= self.refresh_token_reuse_grace_s <= 60:
             raise ConfigError(f"{PREFIX}REFRESH_TOKEN_REUSE_GRACE_S must be between 0 and 60")
+        if not 300 <= self.password_reset_ttl_s <= 86_400:
+            raise ConfigError(f"{PREFIX}PASSWORD_RESET_TTL_S must be between 300 and 86400")
         if not 19_456 <= self.password_hash_memory_kib <= 4_194_304:
             raise ConfigError(
                 f"{PREFIX}PASSWORD_HASH_MEMORY_KIB must be between 19456 (19 MiB) and 4194304"

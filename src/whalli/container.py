@@ -24,6 +24,7 @@ from whalli.adapters.ai.openai_transcriber import OpenAITranscriber
 from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
 from whalli.adapters.crypto.argon2_hasher import Argon2PasswordHasher
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
+from whalli.adapters.crypto.password_resets import HmacPasswordResetTokens
 from whalli.adapters.crypto.stream_passes import HmacStreamPasses
 from whalli.adapters.dramatiq.broker import create_broker
 from whalli.adapters.dramatiq.job_queue import DramatiqJobQueue
@@ -73,6 +74,7 @@ from whalli.domain.model.jobs import (
     JobAbandoned,
     Ping,
     RunSearchSubscription,
+    SendPasswordReset,
     TitleChat,
 )
 from whalli.domain.model.transcription_models import TranscriptionModel
@@ -99,6 +101,9 @@ from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.principal_cache import PrincipalCache
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.auth.request_password_reset import RequestPasswordResetHandler
+from whalli.domain.services.auth.reset_password import ResetPasswordHandler
+from whalli.domain.services.auth.send_password_reset import SendPasswordResetHandler
 from whalli.domain.services.auth.update_profile import UpdateProfileHandler
 from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
@@ -489,6 +494,9 @@ class Adapters(containers.DeclarativeContainer):
     stream_passes = providers.Singleton(
         HmacStreamPasses, secret=providers.Callable(_jwt_secret, settings)
     )
+    password_reset_tokens = providers.Singleton(
+        HmacPasswordResetTokens, secret=providers.Callable(_jwt_secret, settings)
+    )
     blob_storage = providers.Singleton(
         S3BlobStorage,
         client=gateways.minio,
@@ -642,6 +650,27 @@ class Services(containers.DeclarativeContainer):
     change_password = providers.Factory(
         ChangePasswordHandler,
         uow,
+        hasher=adapters.password_hasher,
+        screen=adapters.password_screen,
+        issuer=adapters.token_issuer,
+        clock=clock,
+        ids=ids,
+        refresh_ttl=refresh_ttl,
+        access=access_changes,
+    )
+    reset_ttl = providers.Callable(lambda s: timedelta(seconds=s.password_reset_ttl_s), settings)
+    request_password_reset = providers.Factory(
+        RequestPasswordResetHandler, adapters.job_queue, clock,
+        enabled=providers.Callable(lambda s: bool(s.smtp_host), settings),
+    )  # fmt: skip
+    send_password_reset = providers.Factory(
+        SendPasswordResetHandler, uow, adapters.password_reset_tokens, adapters.email_sender,
+        clock, web_url=providers.Callable(lambda s: s.web_url, settings), ttl=reset_ttl,
+    )  # fmt: skip
+    reset_password = providers.Factory(
+        ResetPasswordHandler,
+        uow,
+        adapters.password_reset_tokens,
         hasher=adapters.password_hasher,
         screen=adapters.password_screen,
         issuer=adapters.token_issuer,
@@ -961,11 +990,16 @@ def job_handlers(container: Container) -> dict[type, Any]:
         service: RunSearchHandler = await container.services.run_search()
         await service.execute(job)
 
+    async def send_password_reset(job: SendPasswordReset) -> None:
+        service: SendPasswordResetHandler = await container.services.send_password_reset()
+        await service.execute(job)
+
     return {
         Ping: ping,
         ExtractAttachment: extract_attachment,
         TitleChat: title_chat,
         RunSearchSubscription: run_search,
+        SendPasswordReset: send_password_reset,
     }
 
 

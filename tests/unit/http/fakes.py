@@ -9,6 +9,7 @@ from typing import Literal
 from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
+from whalli.adapters.crypto.password_resets import HmacPasswordResetTokens
 from whalli.adapters.crypto.stream_passes import HmacStreamPasses
 from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
 from whalli.adapters.memory.cache import InMemoryCache
@@ -16,6 +17,7 @@ from whalli.adapters.memory.chat_metrics import InMemoryChatMetrics
 from whalli.adapters.memory.chat_search import InMemoryChatSearch
 from whalli.adapters.memory.chat_sessions import InMemoryChatSessionStore
 from whalli.adapters.memory.clock import ManualClock
+from whalli.adapters.memory.email_sender import InMemoryEmailSender
 from whalli.adapters.memory.ids import SequentialIds
 from whalli.adapters.memory.job_queue import InMemoryJobQueue
 from whalli.adapters.memory.oauth_provider import FakeOAuthProvider
@@ -51,6 +53,9 @@ from whalli.domain.services.auth.oauth_links import OAuthLinks
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.auth.request_password_reset import RequestPasswordResetHandler
+from whalli.domain.services.auth.reset_password import ResetPasswordHandler
+from whalli.domain.services.auth.send_password_reset import SendPasswordResetHandler
 from whalli.domain.services.auth.update_profile import UpdateProfileHandler
 from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
@@ -165,6 +170,9 @@ class FakeContainer:
         # Chat sessions (tests seed them to see a reply's sessionId on GET /api/chats/{id}).
         self.chat_sessions = InMemoryChatSessionStore(self.clock)
         self.stream_passes = HmacStreamPasses(TEST_JWT_SECRET)
+        # Password resets: links mailed to an outbox (None: this server sends no email).
+        self.reset_tokens = HmacPasswordResetTokens(TEST_JWT_SECRET)
+        self.email: InMemoryEmailSender | None = InMemoryEmailSender()
         self.credential_ends = CredentialEnds()
         # One process: no credential versions nor principal cache, but ends noted for attaches.
         self.access_changes = AccessChanges(ends=self.credential_ends, clock=self.clock)
@@ -232,6 +240,24 @@ class FakeContainer:
             self.uow(), hasher=self.hasher, screen=self.password_screen, issuer=self.issuer,
             clock=self.clock, ids=self.ids, refresh_ttl=self.refresh_ttl,
             access=self.access_changes,
+        )  # fmt: skip
+
+    async def request_password_reset(self) -> RequestPasswordResetHandler:
+        return RequestPasswordResetHandler(self.jobs, self.clock, enabled=self.email is not None)
+
+    async def reset_password(self) -> ResetPasswordHandler:
+        return ResetPasswordHandler(
+            self.uow(), self.reset_tokens, hasher=self.hasher, screen=self.password_screen,
+            issuer=self.issuer, clock=self.clock, ids=self.ids, refresh_ttl=self.refresh_ttl,
+            access=self.access_changes,
+        )  # fmt: skip
+
+    def send_password_reset(self) -> SendPasswordResetHandler:
+        """The worker's side (not the app's): what a queued ``SendPasswordReset`` does."""
+        return SendPasswordResetHandler(
+            self.uow(), self.reset_tokens, self.email, self.clock,
+            web_url=self._settings.web_url,
+            ttl=timedelta(seconds=self._settings.password_reset_ttl_s),
         )  # fmt: skip
 
     async def delete_account(self) -> DeleteAccountHandler:

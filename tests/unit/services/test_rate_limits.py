@@ -184,3 +184,29 @@ async def test_an_eager_count_that_fails_still_fails_open_when_awaited() -> None
 
 def limits_for(limiter: RateLimiter) -> RequestLimits:
     return RequestLimits(limiter, POLICY)
+
+
+async def test_reset_requests_count_per_address_across_ips_and_per_ip_across_addresses(
+    clock: ManualClock,
+) -> None:
+    policy = RateLimitPolicy(
+        reset_per_account=RateLimit(limit=2, window_seconds=3600),
+        reset_per_ip=RateLimit(limit=3, window_seconds=900),
+    )
+    limits = RequestLimits(InMemoryRateLimiter(clock), policy)
+
+    # one mailbox from many places: its own budget (spelt any way) bounds the emails it gets
+    await limits.check_password_reset("ada@example.com", "203.0.113.1")
+    await limits.check_password_reset(" ADA@Example.com", "203.0.113.2")
+    with pytest.raises(RateLimited, match="Too many") as refused:
+        await limits.check_password_reset("ada@example.com", "203.0.113.3")
+    assert refused.value.details["retry_after"] == 3600
+    # one place asking for many mailboxes: its IP's budget
+    for n in range(3):
+        await limits.check_password_reset(f"user{n}@example.com", "198.51.100.7")
+    with pytest.raises(RateLimited, match="Too many"):
+        await limits.check_password_reset("user9@example.com", "198.51.100.7")
+    # ...which is not the login's
+    await limits.check_login("user9@example.com", "198.51.100.7")
+    clock.advance(3600)
+    await limits.check_password_reset("ada@example.com", "203.0.113.3")

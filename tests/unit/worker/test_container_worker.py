@@ -22,7 +22,13 @@ from whalli.adapters.memory.unit_of_work import InMemoryUnitOfWork
 from whalli.config import load_settings
 from whalli.container import build_container
 from whalli.domain.model.chats import Message, MessageStatus
-from whalli.domain.model.jobs import ExtractAttachment, Ping, RunSearchSubscription, TitleChat
+from whalli.domain.model.jobs import (
+    ExtractAttachment,
+    Ping,
+    RunSearchSubscription,
+    SendPasswordReset,
+    TitleChat,
+)
 from whalli.domain.model.replies import INTERRUPTED_MESSAGE as INTERRUPTED
 from whalli.entrypoints.worker.run import ContainerWorker
 
@@ -55,6 +61,7 @@ async def test_the_worker_handles_extractions_and_sweeps_stale_attachments_perio
         ExtractAttachment,
         TitleChat,
         RunSearchSubscription,
+        SendPasswordReset,
     }
     await worker.init_resources()
     try:

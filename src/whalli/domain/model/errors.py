@@ -358,6 +358,25 @@ class PresetNotFound(NotFound):
     default_message = "Preset not found."
 
 
+class PasswordResetNotConfigured(InvalidInput):
+    """A password reset is asked for, and this server sends no email (no SMTP server)."""
+
+    code = "password_reset_not_configured"
+    default_message = (
+        "Password resets by email are not available on this server (it sends no email); "
+        "ask an administrator."
+    )
+
+
+class PasswordResetInvalid(InvalidInput):
+    """A reset link's token that is malformed, forged, expired, already used, or for an account
+    that changed since (another address, another password, disabled, deleted): one answer for
+    all, so that a token tells nothing about the account."""
+
+    code = "password_reset_invalid"
+    default_message = "This password reset link is not valid or has expired; ask for a new one."
+
+
 class SearchesNotConfigured(InvalidInput):
     """A recurring search is asked for, and this server has no web search provider configured."""
 

@@ -50,7 +50,25 @@ class TitleChat(Job, frozen=True, tag="title_chat", kw_only=True):
     expected_title: str | None = None
 
 
-AnyJob = Ping | ExtractAttachment | TranscribeAudio | RunSearchSubscription | TitleChat
+class SendPasswordReset(Job, frozen=True, tag="send_password_reset", kw_only=True):
+    """Email a password reset link to the account holding ``email`` (normalized), if one does.
+
+    Queued for every request, whether an account holds the address or not: the worker looks
+    it up, so the API's answer and its timing tell nothing. ``requested_at`` lets a job that
+    waited longer than a link lives be dropped."""
+
+    email: str
+    requested_at: datetime
+
+
+AnyJob = (
+    Ping
+    | ExtractAttachment
+    | TranscribeAudio
+    | RunSearchSubscription
+    | TitleChat
+    | SendPasswordReset
+)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyJob)

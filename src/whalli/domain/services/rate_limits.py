@@ -27,6 +27,8 @@ class RateLimitPolicy(Value, frozen=True, kw_only=True):
     per_ip: RateLimit = RateLimit(limit=20, window_seconds=60)
     login_per_account_ip: RateLimit = RateLimit(limit=5, window_seconds=60)
     login_per_ip: RateLimit = RateLimit(limit=30, window_seconds=900)
+    reset_per_account: RateLimit = RateLimit(limit=5, window_seconds=3600)
+    reset_per_ip: RateLimit = RateLimit(limit=10, window_seconds=900)
     fail_open: bool = True
     enabled: bool = True
 
@@ -40,7 +42,11 @@ class RequestLimits:
     - a login attempt counts against its (account, IP) pair, so guessing one account's password
       is slow, and against its IP, so spraying many accounts is slow too; the account alone is
       never limited, so an attacker elsewhere cannot lock its owner out;
-    - a refused login raises ``RateLimited`` with the seconds to wait; requests get the decision
+    - a password reset request counts against its address, which bounds the emails sent to
+      one mailbox (whether an account holds it or not: a refusal tells nothing), and against
+      its IP;
+    - a refused login or reset raises ``RateLimited`` with the seconds to wait; requests get
+      the decision
       and the entrypoint answers 429 (it also reports the budget on every response);
     - when the store is unreachable the check fails open (an unmetered allowed decision) or,
       with ``fail_open=False``, raises ``ServiceUnavailable``;
@@ -113,16 +119,28 @@ class RequestLimits:
 
     async def check_login(self, email: str, client_ip: str) -> RateDecision:
         ip = _ip_key(client_ip)
-        per_pair = self.policy.login_per_account_ip
-        per_ip = self.policy.login_per_ip
+        return await self._both(
+            (f"login:acct:{_account_key(email)}:{ip}", self.policy.login_per_account_ip),
+            (f"login:ip:{ip}", self.policy.login_per_ip),
+        )
+
+    async def check_password_reset(self, email: str, client_ip: str) -> RateDecision:
+        return await self._both(
+            (f"reset:acct:{_account_key(email)}", self.policy.reset_per_account),
+            (f"reset:ip:{_ip_key(client_ip)}", self.policy.reset_per_ip),
+        )
+
+    async def _both(
+        self, first: tuple[str, RateLimit], second: tuple[str, RateLimit]
+    ) -> RateDecision:
+        """Count both; ``RateLimited`` if either is over (the longest wait)."""
+        (first_key, first_rule), (second_key, second_rule) = first, second
         if not self.policy.enabled:
-            return _unmetered(per_pair)
-        # Both counted concurrently: a login waits for one round trip, not two.
+            return _unmetered(first_rule)
+        # Both counted concurrently: the caller waits for one round trip, not two.
         results = await asyncio.gather(
-            self._limiter.hit(
-                f"login:acct:{_account_key(email)}:{ip}", per_pair.limit, per_pair.window_seconds
-            ),
-            self._limiter.hit(f"login:ip:{ip}", per_ip.limit, per_ip.window_seconds),
+            self._limiter.hit(first_key, first_rule.limit, first_rule.window_seconds),
+            self._limiter.hit(second_key, second_rule.limit, second_rule.window_seconds),
             return_exceptions=True,
         )
         decisions: list[RateDecision] = []
@@ -130,7 +148,7 @@ class RequestLimits:
             if isinstance(result, ServiceUnavailable):
                 if not self.policy.fail_open:
                     raise result
-                return _unmetered(per_pair)
+                return _unmetered(first_rule)
             if isinstance(result, BaseException):
                 raise result
             decisions.append(result)

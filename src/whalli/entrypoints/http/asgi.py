@@ -35,6 +35,8 @@ from whalli.domain.services.auth.oauth_links import OAuthLinks
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.auth.request_password_reset import RequestPasswordResetHandler
+from whalli.domain.services.auth.reset_password import ResetPasswordHandler
 from whalli.domain.services.auth.update_profile import UpdateProfileHandler
 from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
@@ -172,6 +174,14 @@ class ContainerApp:
 
     async def change_password(self) -> ChangePasswordHandler:
         return await self._get(self.container.services.change_password, ChangePasswordHandler)
+
+    async def request_password_reset(self) -> RequestPasswordResetHandler:
+        return await self._get(
+            self.container.services.request_password_reset, RequestPasswordResetHandler
+        )
+
+    async def reset_password(self) -> ResetPasswordHandler:
+        return await self._get(self.container.services.reset_password, ResetPasswordHandler)
 
     async def delete_account(self) -> DeleteAccountHandler:
         return await self._get(self.container.services.delete_account, DeleteAccountHandler)
