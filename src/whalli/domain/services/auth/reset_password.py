@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import msgspec
@@ -43,7 +43,12 @@ class ResetPasswordHandler:
       two resets with one token run one after the other and the second is refused; the new
       hash is stored, the address is marked verified (the link reached that mailbox), every
       refresh-token family is revoked (every other session ends, as at a password change)
-      and a new session is opened and returned, so the caller is signed in; API keys stay;
+      and a new session is opened and returned, so the caller is signed in; API keys and
+      provider links stay, unless the address was not verified before: then whoever set them
+      up never proved they hold the mailbox (someone may have signed up with another's
+      address first), so the API keys are revoked and the provider links removed too, and
+      the reset leaves its owner an account nobody else still enters (pre-account hijacking,
+      as ``CompleteOAuth`` refuses to link such an account);
     - nothing changes unless all of it does; once committed, the end of the other sessions is
       noted and told (``AccessChanges.ended``); a store that cannot be reached refuses the
       reset first (``prepare``: 503, nothing saved).
@@ -75,6 +80,8 @@ class ResetPasswordHandler:
             user = self._check(command.token, await _found(uow, user_id, lock=True))
             self._tokens.user_of(command.token, self._clock.now())  # (expired meanwhile?)
             now = self._clock.now()
+            if not user.email_verified:
+                await _end_unproven_access(uow, user, now)
             user.password_hash = new_hash
             user.email_verified = True
             user.updated_at = now
@@ -102,3 +109,11 @@ async def _found(uow: UnitOfWork, user_id: UUID, *, lock: bool = False) -> User 
         return await (uow.users.get_for_update if lock else uow.users.get)(user_id)
     except UserNotFound:
         return None
+
+
+async def _end_unproven_access(uow: UnitOfWork, user: User, now: datetime) -> None:
+    """Revoke the API keys and remove the provider links of an account whose address nobody
+    had proved: the reset is the first proof, and they may be another's."""
+    await uow.api_keys.revoke_all_for_user(user.id, now)
+    for provider in {link.provider for link in await uow.oauth_identities.list_for_user(user.id)}:
+        await uow.oauth_identities.remove(user.id, provider)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 from whalli.domain.model.jobs import SendPasswordReset
 from whalli.ports.clock import Clock
@@ -44,7 +45,7 @@ class SendPasswordResetHandler:
         ttl: timedelta,
     ) -> None:
         self._uow, self._tokens, self._email, self._clock = uow, tokens, email, clock
-        self._web_url, self._ttl = web_url.rstrip("/"), ttl
+        self._page, self._ttl = _reset_page(web_url), ttl
 
     async def execute(self, job: SendPasswordReset) -> None:
         now = self._clock.now()
@@ -60,7 +61,7 @@ class SendPasswordResetHandler:
             log.info("A password reset was asked for an address without an enabled account.")
             return
         expires_at = now + self._ttl
-        link = f"{self._web_url}{RESET_PAGE}#token={self._tokens.issue(user, expires_at)}"
+        link = f"{self._page}#token={self._tokens.issue(user, expires_at)}"
         minutes = max(1, round(self._ttl.total_seconds() / 60))
         text = "\n".join(
             [
@@ -75,3 +76,10 @@ class SendPasswordResetHandler:
         )
         await self._email.send(EmailMessage(to=user.email, subject=SUBJECT, text=text))
         log.info("A password reset link was sent to user %s.", user.id)
+
+
+def _reset_page(web_url: str) -> str:
+    """The reset page under ``web_url``'s path, its query kept (as the OAuth sign-in keeps it):
+    appended to the whole URL, the page would land in a query (``?tenant=a/reset-password``)."""
+    scheme, netloc, path, query, _ = urlsplit(web_url)
+    return urlunsplit((scheme, netloc, path.rstrip("/") + RESET_PAGE, query, ""))
