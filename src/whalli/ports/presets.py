@@ -15,6 +15,12 @@ class PresetRepository(Protocol):
         """Raises ``PresetNotFound``."""
         ...
 
+    async def get_for_update(self, preset_id: UUID) -> Preset:
+        """Like ``get``, and lock the preset until the unit of work ends: a second unit of
+        work calling it waits, then reads the preset as committed, so that two changes of one
+        preset run one after the other. Raises ``PresetNotFound``."""
+        ...
+
     async def list_for_user(self, user_id: UUID) -> list[Preset]:
         """Oldest first (the order they were made in)."""
         ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 
@@ -84,6 +85,8 @@ async def test_an_unknown_preset_is_not_found(uow_factory: UowFactory) -> None:
         with pytest.raises(PresetNotFound, match="Preset not found"):
             await uow.presets.get(preset.id)
         with pytest.raises(PresetNotFound, match="Preset not found"):
+            await uow.presets.get_for_update(preset.id)
+        with pytest.raises(PresetNotFound, match="Preset not found"):
             await uow.presets.update(preset)
         with pytest.raises(PresetNotFound, match="Preset not found"):
             await uow.presets.delete(preset.id)
@@ -93,3 +96,27 @@ async def test_a_preset_needs_an_existing_user(uow_factory: UowFactory) -> None:
     async with uow_factory() as uow:
         with pytest.raises(UserNotFound, match="User not found"):
             await uow.presets.add(a_preset(a_user()))
+
+
+async def test_get_for_update_lets_one_unit_of_work_at_a_time_change_a_preset(
+    uow_factory: UowFactory,
+) -> None:
+    user = a_user()
+    preset = a_preset(user, name="Coder")
+    await stored(uow_factory, user, preset)
+
+    async def rename(n: int) -> None:
+        async with uow_factory() as uow:
+            locked = await uow.presets.get_for_update(preset.id)
+            await asyncio.sleep(0)  # let the others reach the lock
+            locked.name = f"{locked.name} {n}"
+            await uow.presets.update(locked)
+            await uow.commit()
+
+    await asyncio.gather(*(rename(n) for n in range(5)))
+
+    async with uow_factory() as uow:
+        stored_name = (await uow.presets.get(preset.id)).name
+        await uow.presets.get_for_update(preset.id)
+        await uow.presets.get_for_update(preset.id)  # the holder may lock again
+    assert sorted(stored_name.split()[1:]) == ["0", "1", "2", "3", "4"]

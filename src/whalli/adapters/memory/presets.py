@@ -20,6 +20,10 @@ class InMemoryPresetRepository(MemoryRepository, PresetRepository):
         preset: Preset = self._tx().get(_TABLE, preset_id, PresetNotFound)
         return preset
 
+    async def get_for_update(self, preset_id: UUID) -> Preset:
+        await self._tx().lock(_TABLE, preset_id)
+        return await self.get(preset_id)
+
     async def list_for_user(self, user_id: UUID) -> list[Preset]:
         found: list[Preset] = self._tx().select(_TABLE, lambda p: p.user_id == user_id)
         return sorted(found, key=lambda p: (p.created_at, p.id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 import msgspec
@@ -44,7 +44,14 @@ class PostgresPresetRepository(PostgresRepository, PresetRepository):
         await self._run(_INSERT, _params(preset))
 
     async def get(self, preset_id: UUID) -> Preset:
-        row = await self._one(f"{_SELECT} WHERE id = %(id)s", {"id": preset_id})
+        return await self._get(f"{_SELECT} WHERE id = %(id)s", preset_id)
+
+    async def get_for_update(self, preset_id: UUID) -> Preset:
+        # NO KEY UPDATE: the lock the UPDATE that follows takes anyway
+        return await self._get(f"{_SELECT} WHERE id = %(id)s FOR NO KEY UPDATE", preset_id)
+
+    async def _get(self, query: LiteralString, preset_id: UUID) -> Preset:
+        row = await self._one(query, {"id": preset_id})
         if row is None:
             raise PresetNotFound()
         return _preset(row)

@@ -41,8 +41,9 @@ class LoginHandler:
       answer nor its timing tells which accounts exist;
     - hashing runs in a worker thread, outside any transaction;
     - after a successful check, a hash made with weaker parameters is replaced (re-hash);
-      the account is re-read in the session's transaction, so a password changed or an account
-      disabled meanwhile is not overwritten or signed in;
+      the account is re-read in the session's transaction (locked when a new hash is written
+      back with it), so a password changed or an account disabled meanwhile is not
+      overwritten or signed in;
     - the user's personal project is ensured (it exists for every account).
     """
 
@@ -72,7 +73,10 @@ class LoginHandler:
             new_hash = await asyncio.to_thread(self._hasher.hash, command.password)
         async with self._uow as uow:
             try:
-                fresh = await uow.users.get(user.id)
+                # locked when the new hash is written back with the whole account: a change
+                # committed meanwhile (an admin disabling it) is read, not undone
+                read = uow.users.get if new_hash is None else uow.users.get_for_update
+                fresh = await read(user.id)
             except UserNotFound:
                 raise InvalidCredentials() from None
             if fresh.disabled or fresh.password_hash != user.password_hash:

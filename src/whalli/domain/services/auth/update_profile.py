@@ -32,7 +32,9 @@ class UpdateProfileHandler:
       ``InvalidInput``, nothing changed), blank clears them; they are copied into each chat
       started afterwards without a system prompt, so a change here changes no existing chat;
     - an unknown account: ``UserNotFound``;
-    - a change that changes nothing is not written.
+    - a change that changes nothing is not written;
+    - the account is locked for the change, so a change of it committed meanwhile (disabled
+      by an admin, a new password) is kept, not written back as it was read.
     """
 
     def __init__(self, uow: UnitOfWork, clock: Clock, access: AccessChanges | None = None) -> None:
@@ -45,7 +47,9 @@ class UpdateProfileHandler:
         instructions = None if wanted is None else clean_custom_instructions(wanted)
         now = self._clock.now()
         async with self._uow as uow:
-            user = await uow.users.get(command.user_id)
+            # locked: the name is written back with the whole account, which must not undo a
+            # change committed meanwhile (an admin disabling it, a new password)
+            user = await uow.users.get_for_update(command.user_id)
             current = None
             if user.has_custom_instructions:
                 current = await uow.users.get_custom_instructions(user.id)

@@ -31,9 +31,8 @@ class CreatePresetHandler:
     Rules:
     - the model must be one the caller may start chats with now (``rules.usable_model``);
     - name, system prompt and parameters as ``domain.model.presets`` says;
-    - at most ``MAX_PRESETS`` per user (``PresetLimitReached``); counted in the transaction
-      that adds it, so two saves at the very same moment may both pass: the limit bounds a
-      runaway client, it is not a quota.
+    - at most ``MAX_PRESETS`` per user (``PresetLimitReached``); the account is locked while
+      they are counted, so saves at the same moment cannot all take the last place.
     """
 
     def __init__(
@@ -50,7 +49,7 @@ class CreatePresetHandler:
             now=self._clock.now(),
         )  # fmt: skip
         async with self._uow as uow:
-            user = await uow.users.get(command.user_id)
+            user = await uow.users.get_for_update(command.user_id)  # (the count's lock)
             spec = usable_model(self._catalog, self._enabled, user, command.model)
             check_reasoning(spec, preset.params.reasoning_effort, field="params.reasoningEffort")
             check_max_tokens(spec, preset.params.max_tokens, field="params.maxTokens")

@@ -12,9 +12,12 @@ from whalli.domain.model.users import User
 from whalli.ports.unit_of_work import UnitOfWork
 
 
-async def require_preset(uow: UnitOfWork, preset_id: UUID, user_id: UUID) -> Preset:
-    """The caller's own preset; anyone else's answers ``PresetNotFound``, as a missing one."""
-    preset = await uow.presets.get(preset_id)
+async def require_preset(
+    uow: UnitOfWork, preset_id: UUID, user_id: UUID, *, lock: bool = False
+) -> Preset:
+    """The caller's own preset; anyone else's answers ``PresetNotFound``, as a missing one.
+    With ``lock``, its row is held until the unit of work ends."""
+    preset = await (uow.presets.get_for_update if lock else uow.presets.get)(preset_id)
     if preset.user_id != user_id:
         raise PresetNotFound()
     return preset

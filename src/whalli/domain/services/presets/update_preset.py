@@ -31,7 +31,8 @@ class UpdatePresetHandler:
     use is). A change of model or parameters checks that the model takes the reasoning effort
     and token cap the preset then has; a change of name or system prompt alone reads no model,
     so a preset whose model has left the catalog can still be renamed or tidied. Chats started
-    with it before are not changed."""
+    with it before are not changed. The preset is locked for the change: two changes at once
+    both stay."""
 
     def __init__(
         self, uow: UnitOfWork, catalog: ModelCatalog, enabled_providers: Set[str], clock: Clock
@@ -41,7 +42,9 @@ class UpdatePresetHandler:
 
     async def execute(self, command: UpdatePreset) -> Preset:
         async with self._uow as uow:
-            preset = await require_preset(uow, command.preset_id, command.user_id)
+            # locked: two changes at once (a new name and a new system prompt, from two tabs)
+            # run one after the other, each writing on what the other wrote
+            preset = await require_preset(uow, command.preset_id, command.user_id, lock=True)
             if not isinstance(command.name, msgspec.UnsetType):
                 preset.name = preset_name(command.name)
             if not isinstance(command.model, msgspec.UnsetType):

@@ -32,8 +32,8 @@ class CreateSearchHandler:
       ``ProjectNotFound``, a viewer ``PermissionDenied``); no project: the personal one;
     - query and interval as ``SearchSubscription.create`` says (15 minutes to 31 days);
     - at most ``MAX_ACTIVE_SUBSCRIPTIONS`` active subscriptions per user, in every project
-      (``SearchLimitReached``, a 409); counted in the transaction that adds it, so two creations
-      at the very same moment may both pass: the cap bounds a runaway client;
+      (``SearchLimitReached``, a 409); counted with the caller's account locked, so creations
+      (and resumptions) at the same moment cannot all take the last place;
     - the first run is due at once: the scheduler's next tick runs it, and its results are
       notified like any later run's (the user asked for them).
     """
@@ -51,6 +51,7 @@ class CreateSearchHandler:
                 query=command.query, interval_minutes=command.interval_minutes,
                 now=self._clock.now(), notify_email=command.notify_email,
             )  # fmt: skip
+            await uow.users.get_for_update(command.user_id)
             await check_active_cap(uow, command.user_id)
             await uow.searches.add(subscription)
             await uow.commit()
@@ -58,7 +59,9 @@ class CreateSearchHandler:
 
 
 async def check_active_cap(uow: UnitOfWork, user_id: UUID) -> None:
-    """``SearchLimitReached`` when ``user_id`` already has the most active subscriptions."""
+    """``SearchLimitReached`` when ``user_id`` already has the most active subscriptions.
+    Call with the account locked (``users.get_for_update``): a count without the lock lets
+    every request at the same moment take the last place."""
     if await uow.searches.count_active_for_user(user_id) >= MAX_ACTIVE_SUBSCRIPTIONS:
         raise SearchLimitReached(
             f"A user has at most {MAX_ACTIVE_SUBSCRIPTIONS} active recurring searches; pause "

@@ -7,6 +7,7 @@ from uuid import UUID
 
 import msgspec
 
+from whalli.domain.model.errors import SearchSubscriptionNotFound, UserNotFound
 from whalli.domain.model.searches import SearchSubscription, search_query, validate_interval
 from whalli.domain.services.searches.access import require_to_change
 from whalli.domain.services.searches.create_search import check_active_cap
@@ -40,7 +41,10 @@ class UpdateSearchHandler:
     - the row is locked while it changes: a claim at the same moment skips it (the next tick
       takes it, with the change), so a change never undoes a claim nor a run's record;
     - activating a paused subscription counts against its user's cap of active ones
-      (``SearchLimitReached``); one overdue meanwhile runs at the next tick, once;
+      (``SearchLimitReached``), with that user's account locked before the row (the order
+      ``CreateSearch`` and an account's deletion take), so resumptions and creations at the
+      same moment cannot all take the last place; one overdue meanwhile runs at the next
+      tick, once;
     - an empty change changes nothing (but is checked like a change).
     """
 
@@ -49,6 +53,8 @@ class UpdateSearchHandler:
 
     async def execute(self, command: UpdateSearch) -> SearchSubscription:
         async with self._uow as uow:
+            if command.active is True:  # it may resume it
+                await _lock_creator(uow, command.subscription_id)
             found = await require_to_change(
                 uow, command.subscription_id, command.user_id, stopping=_stops(command),
                 lock=True,
@@ -76,6 +82,15 @@ class UpdateSearchHandler:
             await uow.searches.update(changed)
             await uow.commit()
         return changed
+
+
+async def _lock_creator(uow: UnitOfWork, subscription_id: UUID) -> None:
+    """Hold the account of the subscription's creator (whose cap a resumption counts)."""
+    creator = (await uow.searches.get(subscription_id)).user_id
+    try:
+        await uow.users.get_for_update(creator)
+    except UserNotFound:  # deleted since, and its subscriptions with it
+        raise SearchSubscriptionNotFound() from None
 
 
 def _stops(command: UpdateSearch) -> bool:
