@@ -159,6 +159,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refresh_token_reuse_grace_s: float = 10.0
     # How long a password reset link works (it also stops at its first use).
     password_reset_ttl_s: int = 1800
+    # How long an emailed link verifying an account's address works.
+    email_verification_ttl_s: int = 86_400
     password_hash_memory_kib: int = 19_456
     password_hash_time_cost: int = 2
     # An API key's last use is written at most once per this interval (0: on every request).
@@ -451,6 +453,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"{PREFIX}REFRESH_TOKEN_REUSE_GRACE_S must be between 0 and 60")
         if not 300 <= self.password_reset_ttl_s <= 86_400:
             raise ConfigError(f"{PREFIX}PASSWORD_RESET_TTL_S must be between 300 and 86400")
+        if not 600 <= self.email_verification_ttl_s <= 604_800:
+            raise ConfigError(
+                f"{PREFIX}EMAIL_VERIFICATION_TTL_S must be between 600 and 604800 (7 days)"
+            )
         if not 19_456 <= self.password_hash_memory_kib <= 4_194_304:
             raise ConfigError(
                 f"{PREFIX}PASSWORD_HASH_MEMORY_KIB must be between 19456 (19 MiB) and 4194304"

@@ -23,6 +23,7 @@ from whalli.adapters.ai.openai import OpenAIChatModel
 from whalli.adapters.ai.openai_transcriber import OpenAITranscriber
 from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
 from whalli.adapters.crypto.argon2_hasher import Argon2PasswordHasher
+from whalli.adapters.crypto.email_verifications import HmacEmailVerificationTokens
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
 from whalli.adapters.crypto.password_resets import HmacPasswordResetTokens
 from whalli.adapters.crypto.stream_passes import HmacStreamPasses
@@ -74,6 +75,7 @@ from whalli.domain.model.jobs import (
     JobAbandoned,
     Ping,
     RunSearchSubscription,
+    SendEmailVerification,
     SendPasswordReset,
     TitleChat,
 )
@@ -101,10 +103,15 @@ from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.principal_cache import PrincipalCache
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.auth.request_email_verification import (
+    RequestEmailVerificationHandler,
+)
 from whalli.domain.services.auth.request_password_reset import RequestPasswordResetHandler
 from whalli.domain.services.auth.reset_password import ResetPasswordHandler
+from whalli.domain.services.auth.send_email_verification import SendEmailVerificationHandler
 from whalli.domain.services.auth.send_password_reset import SendPasswordResetHandler
 from whalli.domain.services.auth.update_profile import UpdateProfileHandler
+from whalli.domain.services.auth.verify_email import VerifyEmailHandler
 from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler, ReplySettings
@@ -497,6 +504,9 @@ class Adapters(containers.DeclarativeContainer):
     password_reset_tokens = providers.Singleton(
         HmacPasswordResetTokens, secret=providers.Callable(_jwt_secret, settings)
     )
+    email_verification_tokens = providers.Singleton(
+        HmacEmailVerificationTokens, secret=providers.Callable(_jwt_secret, settings)
+    )
     blob_storage = providers.Singleton(
         S3BlobStorage,
         client=gateways.minio,
@@ -678,6 +688,21 @@ class Services(containers.DeclarativeContainer):
         ids=ids,
         refresh_ttl=refresh_ttl,
         access=access_changes,
+    )
+    verification_ttl = providers.Callable(
+        lambda s: timedelta(seconds=s.email_verification_ttl_s), settings
+    )
+    request_email_verification = providers.Factory(
+        RequestEmailVerificationHandler, uow, adapters.job_queue, clock,
+        enabled=providers.Callable(lambda s: bool(s.smtp_host), settings),
+    )  # fmt: skip
+    send_email_verification = providers.Factory(
+        SendEmailVerificationHandler, uow, adapters.email_verification_tokens,
+        adapters.email_sender, clock, web_url=providers.Callable(lambda s: s.web_url, settings),
+        ttl=verification_ttl,
+    )  # fmt: skip
+    verify_email = providers.Factory(
+        VerifyEmailHandler, uow, adapters.email_verification_tokens, clock, access_changes
     )
     delete_account = providers.Factory(
         DeleteAccountHandler, uow, adapters.blob_storage, hasher=adapters.password_hasher,
@@ -994,12 +1019,17 @@ def job_handlers(container: Container) -> dict[type, Any]:
         service: SendPasswordResetHandler = await container.services.send_password_reset()
         await service.execute(job)
 
+    async def send_email_verification(job: SendEmailVerification) -> None:
+        service: SendEmailVerificationHandler = await container.services.send_email_verification()
+        await service.execute(job)
+
     return {
         Ping: ping,
         ExtractAttachment: extract_attachment,
         TitleChat: title_chat,
         RunSearchSubscription: run_search,
         SendPasswordReset: send_password_reset,
+        SendEmailVerification: send_email_verification,
     }
 
 

@@ -160,3 +160,29 @@ async def test_without_a_mail_server_a_reset_request_is_refused_at_once(
 
     assert answer.status_code == 422
     assert answer.json()["code"] == "password_reset_not_configured"
+
+
+VERIFY_LINK = re.compile(rf"^{re.escape(WEB_URL)}/verify-email#token=([A-Za-z0-9_.-]+)\r?$", re.M)
+
+
+async def test_a_password_sign_up_verifies_its_address_through_the_emailed_link(
+    reset: Reset,
+) -> None:
+    ada = await reset.world.register("ada")
+    asked = await reset.client.post("/api/auth/email/verify", headers=ada["auth"])
+    assert asked.status_code == 202, asked.text
+
+    [mail] = await reset.mail_to(ada["email"])
+    message = mail.parsed()
+    assert message["Subject"] == "Confirm your email address for Whalli"
+    found = VERIFY_LINK.search(message.get_content())
+    assert found is not None, message.get_content()
+    confirmed = await reset.client.post(
+        "/api/auth/email/confirm", json={"token": found.group(1)}, headers=ada["auth"]
+    )
+
+    assert confirmed.status_code == 200, confirmed.text
+    me = await reset.client.get("/api/auth/me", headers=ada["auth"])
+    assert me.json()["emailVerified"] is True
+    again = await reset.client.post("/api/auth/email/verify", headers=ada["auth"])
+    assert again.status_code == 409

@@ -8,6 +8,7 @@ from typing import Literal
 
 from whalli.adapters.ai.dev_echo import DevEchoChatModel
 from whalli.adapters.catalog.toml_catalog import default_catalog_path, load_catalog
+from whalli.adapters.crypto.email_verifications import HmacEmailVerificationTokens
 from whalli.adapters.crypto.jwt_tokens import JwtAccessTokenIssuer
 from whalli.adapters.crypto.password_resets import HmacPasswordResetTokens
 from whalli.adapters.crypto.stream_passes import HmacStreamPasses
@@ -32,6 +33,7 @@ from whalli.adapters.passwords.common_list import CommonPasswordList
 from whalli.config import Settings
 from whalli.domain.model.catalog import KNOWN_PROVIDERS
 from whalli.domain.model.errors import ServiceUnavailable
+from whalli.domain.model.jobs import Job, SendEmailVerification, SendPasswordReset
 from whalli.domain.model.oauth import OAuthProviderName
 from whalli.domain.services.admin.list_users import ListUsersHandler
 from whalli.domain.services.admin.summarize_feedback import SummarizeFeedbackHandler
@@ -53,10 +55,15 @@ from whalli.domain.services.auth.oauth_links import OAuthLinks
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.auth.request_email_verification import (
+    RequestEmailVerificationHandler,
+)
 from whalli.domain.services.auth.request_password_reset import RequestPasswordResetHandler
 from whalli.domain.services.auth.reset_password import ResetPasswordHandler
+from whalli.domain.services.auth.send_email_verification import SendEmailVerificationHandler
 from whalli.domain.services.auth.send_password_reset import SendPasswordResetHandler
 from whalli.domain.services.auth.update_profile import UpdateProfileHandler
+from whalli.domain.services.auth.verify_email import VerifyEmailHandler
 from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chat.read_reply import ReadReplyHandler
@@ -172,6 +179,7 @@ class FakeContainer:
         self.stream_passes = HmacStreamPasses(TEST_JWT_SECRET)
         # Password resets: links mailed to an outbox (None: this server sends no email).
         self.reset_tokens = HmacPasswordResetTokens(TEST_JWT_SECRET)
+        self.verification_tokens = HmacEmailVerificationTokens(TEST_JWT_SECRET)
         self.email: InMemoryEmailSender | None = InMemoryEmailSender()
         self.credential_ends = CredentialEnds()
         # One process: no credential versions nor principal cache, but ends noted for attaches.
@@ -251,6 +259,30 @@ class FakeContainer:
             issuer=self.issuer, clock=self.clock, ids=self.ids, refresh_ttl=self.refresh_ttl,
             access=self.access_changes,
         )  # fmt: skip
+
+    async def request_email_verification(self) -> RequestEmailVerificationHandler:
+        return RequestEmailVerificationHandler(
+            self.uow(), self.jobs, self.clock, enabled=self.email is not None
+        )
+
+    async def verify_email(self) -> VerifyEmailHandler:
+        return VerifyEmailHandler(
+            self.uow(), self.verification_tokens, self.clock, self.access_changes
+        )
+
+    async def send_queued(self, job: Job) -> None:
+        """The worker's side of the jobs these routes queue (not the app's): what a queued
+        ``SendPasswordReset`` or ``SendEmailVerification`` does."""
+        if isinstance(job, SendPasswordReset):
+            await self.send_password_reset().execute(job)
+        elif isinstance(job, SendEmailVerification):
+            await SendEmailVerificationHandler(
+                self.uow(), self.verification_tokens, self.email, self.clock,
+                web_url=self._settings.web_url,
+                ttl=timedelta(seconds=self._settings.email_verification_ttl_s),
+            ).execute(job)  # fmt: skip
+        else:
+            raise AssertionError(f"no worker here for {job!r}")
 
     def send_password_reset(self) -> SendPasswordResetHandler:
         """The worker's side (not the app's): what a queued ``SendPasswordReset`` does."""

@@ -26,6 +26,7 @@ from whalli.domain.model.jobs import (
     ExtractAttachment,
     Ping,
     RunSearchSubscription,
+    SendEmailVerification,
     SendPasswordReset,
     TitleChat,
 )
@@ -62,6 +63,7 @@ async def test_the_worker_handles_extractions_and_sweeps_stale_attachments_perio
         TitleChat,
         RunSearchSubscription,
         SendPasswordReset,
+        SendEmailVerification,
     }
     await worker.init_resources()
     try:

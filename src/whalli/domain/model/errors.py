@@ -155,6 +155,11 @@ class NotTheLastReply(Conflict):
     default_message = "Only the chat's last reply can be switched to an earlier version."
 
 
+class EmailAlreadyVerified(Conflict):
+    code = "email_already_verified"
+    default_message = "This account's email address is verified already."
+
+
 class EmailAlreadyRegistered(Conflict):
     code = "email_taken"
     default_message = "An account with this email already exists."
@@ -365,6 +370,23 @@ class PasswordResetNotConfigured(InvalidInput):
     default_message = (
         "Password resets by email are not available on this server (it sends no email); "
         "ask an administrator."
+    )
+
+
+class EmailNotConfigured(InvalidInput):
+    """An email to the caller is asked for, and this server sends no email (no SMTP server)."""
+
+    code = "email_not_configured"
+    default_message = "This server sends no email; ask an administrator."
+
+
+class EmailVerificationInvalid(InvalidInput):
+    """A verification link's token that is malformed, forged, expired, another account's or
+    for an address the account no longer has: one answer for all."""
+
+    code = "email_verification_invalid"
+    default_message = (
+        "This verification link is not valid for your account or has expired; ask for a new one."
     )
 
 

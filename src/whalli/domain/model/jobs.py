@@ -61,6 +61,13 @@ class SendPasswordReset(Job, frozen=True, tag="send_password_reset", kw_only=Tru
     requested_at: datetime
 
 
+class SendEmailVerification(Job, frozen=True, tag="send_email_verification", kw_only=True):
+    """Email the account ``user_id`` a link that verifies the address it has then."""
+
+    user_id: UUID
+    requested_at: datetime
+
+
 AnyJob = (
     Ping
     | ExtractAttachment
@@ -68,6 +75,7 @@ AnyJob = (
     | RunSearchSubscription
     | TitleChat
     | SendPasswordReset
+    | SendEmailVerification
 )
 
 _encoder = msgspec.json.Encoder()

@@ -29,6 +29,7 @@ class RateLimitPolicy(Value, frozen=True, kw_only=True):
     login_per_ip: RateLimit = RateLimit(limit=30, window_seconds=900)
     reset_per_account: RateLimit = RateLimit(limit=5, window_seconds=3600)
     reset_per_ip: RateLimit = RateLimit(limit=10, window_seconds=900)
+    verification_per_account: RateLimit = RateLimit(limit=5, window_seconds=3600)
     fail_open: bool = True
     enabled: bool = True
 
@@ -129,6 +130,22 @@ class RequestLimits:
             (f"reset:acct:{_account_key(email)}", self.policy.reset_per_account),
             (f"reset:ip:{_ip_key(client_ip)}", self.policy.reset_per_ip),
         )
+
+    async def check_email_verification(self, user_id: UUID) -> RateDecision:
+        """A verification email asked for by a signed-in account, counted per account."""
+        rule = self.policy.verification_per_account
+        if not self.policy.enabled:
+            return _unmetered(rule)
+        key = f"verify:acct:{user_id}"
+        try:
+            decision = await self._limiter.hit(key, rule.limit, rule.window_seconds)
+        except ServiceUnavailable:
+            if not self.policy.fail_open:
+                raise
+            return _unmetered(rule)
+        if not decision.allowed:
+            raise RateLimited(retry_after=decision.reset_seconds)
+        return decision
 
     async def _both(
         self, first: tuple[str, RateLimit], second: tuple[str, RateLimit]

@@ -18,6 +18,7 @@ from litestar.types import ControllerRouterHandler
 from whalli.adapters.prometheus.metrics import http_metrics
 from whalli.entrypoints.http import dependency_order
 from whalli.entrypoints.http.completion_route import CompletionRoute
+from whalli.entrypoints.http.controllers.account_links import AccountLinksController
 from whalli.entrypoints.http.controllers.admin import AdminController
 from whalli.entrypoints.http.controllers.api_keys import ApiKeyController
 from whalli.entrypoints.http.controllers.auth import AuthController
@@ -64,6 +65,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     HealthController,
     MetricsController,
     AuthController,
+    AccountLinksController,
     OAuthController,
     ChatStreamController,
     ProjectController,

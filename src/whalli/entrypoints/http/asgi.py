@@ -35,9 +35,13 @@ from whalli.domain.services.auth.oauth_links import OAuthLinks
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.auth.request_email_verification import (
+    RequestEmailVerificationHandler,
+)
 from whalli.domain.services.auth.request_password_reset import RequestPasswordResetHandler
 from whalli.domain.services.auth.reset_password import ResetPasswordHandler
 from whalli.domain.services.auth.update_profile import UpdateProfileHandler
+from whalli.domain.services.auth.verify_email import VerifyEmailHandler
 from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler
@@ -182,6 +186,14 @@ class ContainerApp:
 
     async def reset_password(self) -> ResetPasswordHandler:
         return await self._get(self.container.services.reset_password, ResetPasswordHandler)
+
+    async def request_email_verification(self) -> RequestEmailVerificationHandler:
+        return await self._get(
+            self.container.services.request_email_verification, RequestEmailVerificationHandler
+        )
+
+    async def verify_email(self) -> VerifyEmailHandler:
+        return await self._get(self.container.services.verify_email, VerifyEmailHandler)
 
     async def delete_account(self) -> DeleteAccountHandler:
         return await self._get(self.container.services.delete_account, DeleteAccountHandler)

@@ -27,9 +27,13 @@ from whalli.domain.services.auth.oauth_links import OAuthLinks
 from whalli.domain.services.auth.oauth_start import StartOAuth
 from whalli.domain.services.auth.refresh_session import RefreshSessionHandler
 from whalli.domain.services.auth.register import RegisterHandler
+from whalli.domain.services.auth.request_email_verification import (
+    RequestEmailVerificationHandler,
+)
 from whalli.domain.services.auth.request_password_reset import RequestPasswordResetHandler
 from whalli.domain.services.auth.reset_password import ResetPasswordHandler
 from whalli.domain.services.auth.update_profile import UpdateProfileHandler
+from whalli.domain.services.auth.verify_email import VerifyEmailHandler
 from whalli.domain.services.chat.attach_stream import AttachStreamHandler
 from whalli.domain.services.chat.complete import CompleteChatHandler
 from whalli.domain.services.chat.generate_reply import GenerateReplyHandler
@@ -117,6 +121,8 @@ class AppContainer(Protocol):
     async def change_password(self) -> ChangePasswordHandler: ...
     async def request_password_reset(self) -> RequestPasswordResetHandler: ...
     async def reset_password(self) -> ResetPasswordHandler: ...
+    async def request_email_verification(self) -> RequestEmailVerificationHandler: ...
+    async def verify_email(self) -> VerifyEmailHandler: ...
     async def delete_account(self) -> DeleteAccountHandler: ...
     async def update_profile(self) -> UpdateProfileHandler: ...
     async def get_profile(self) -> GetProfileHandler: ...
@@ -285,6 +291,8 @@ def _auth_providers(container: AppContainer) -> dict[str, Provide]:
         "change_password": Provide(container.change_password),
         "request_password_reset": Provide(container.request_password_reset),
         "reset_password": Provide(container.reset_password),
+        "request_email_verification": Provide(container.request_email_verification),
+        "verify_email": Provide(container.verify_email),
         "delete_account": Provide(container.delete_account),
         "update_profile": Provide(container.update_profile),
         "get_profile": Provide(container.get_profile),

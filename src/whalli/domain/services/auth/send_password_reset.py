@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 from whalli.domain.model.jobs import SendPasswordReset
+from whalli.domain.services.auth.mailed_links import page_under
 from whalli.ports.clock import Clock
 from whalli.ports.email_sender import EmailMessage, EmailSender
 from whalli.ports.password_resets import PasswordResetTokens
@@ -45,7 +45,7 @@ class SendPasswordResetHandler:
         ttl: timedelta,
     ) -> None:
         self._uow, self._tokens, self._email, self._clock = uow, tokens, email, clock
-        self._page, self._ttl = _reset_page(web_url), ttl
+        self._page, self._ttl = page_under(web_url, RESET_PAGE), ttl
 
     async def execute(self, job: SendPasswordReset) -> None:
         now = self._clock.now()
@@ -76,10 +76,3 @@ class SendPasswordResetHandler:
         )
         await self._email.send(EmailMessage(to=user.email, subject=SUBJECT, text=text))
         log.info("A password reset link was sent to user %s.", user.id)
-
-
-def _reset_page(web_url: str) -> str:
-    """The reset page under ``web_url``'s path, its query kept (as the OAuth sign-in keeps it):
-    appended to the whole URL, the page would land in a query (``?tenant=a/reset-password``)."""
-    scheme, netloc, path, query, _ = urlsplit(web_url)
-    return urlunsplit((scheme, netloc, path.rstrip("/") + RESET_PAGE, query, ""))

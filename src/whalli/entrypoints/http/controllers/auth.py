@@ -23,11 +23,6 @@ from whalli.domain.services.auth.logout import Logout, LogoutHandler
 from whalli.domain.services.auth.logout_all import LogoutAll, LogoutAllHandler
 from whalli.domain.services.auth.refresh_session import RefreshSession, RefreshSessionHandler
 from whalli.domain.services.auth.register import Register, RegisterHandler
-from whalli.domain.services.auth.request_password_reset import (
-    RequestPasswordReset,
-    RequestPasswordResetHandler,
-)
-from whalli.domain.services.auth.reset_password import ResetPassword, ResetPasswordHandler
 from whalli.domain.services.auth.sessions import TokenPair, masked_repr
 from whalli.domain.services.auth.update_profile import UpdateProfile, UpdateProfileHandler
 from whalli.domain.services.rate_limits import RequestLimits
@@ -78,30 +73,6 @@ class PasswordChange(Inbound):
         return masked_repr(self, "current_password", "new_password")
 
 
-class ResetRequest(Inbound):
-    email: Email
-
-
-class ResetRequested(Schema):
-    """The same answer whether an account holds the address or not."""
-
-    message: str
-
-
-RESET_REQUESTED = ResetRequested(
-    message="If an account uses this address, an email with a link to reset its password is "
-    "on its way. The link works once, for a limited time."
-)
-
-
-class PasswordReset(Inbound):
-    token: OpaqueToken
-    new_password: Password
-
-    def __repr__(self) -> str:
-        return masked_repr(self, "token", "new_password")
-
-
 class AccountDeletion(Inbound):
     """The confirmation: the password, or the address of an account without one (OAuth)."""
 
@@ -148,7 +119,7 @@ class Registration(Schema):
     tokens: Tokens
 
 
-def _tokens(pair: TokenPair) -> Tokens:
+def tokens_of(pair: TokenPair) -> Tokens:
     return Tokens(
         access_token=pair.access_token,
         refresh_token=pair.refresh_token,
@@ -181,7 +152,7 @@ class AuthController(Controller):
     ) -> Registration:
         command = Register(email=data.email, password=data.password, name=data.name)
         user, tokens = await register.execute(command)
-        return Registration(user=_account(user), tokens=_tokens(tokens))
+        return Registration(user=_account(user), tokens=tokens_of(tokens))
 
     @post("/login", opt=PUBLIC, status_code=200, summary="Sign in with email and password")
     async def login(
@@ -193,7 +164,7 @@ class AuthController(Controller):
     ) -> Tokens:
         # Counted per (account, IP) and per IP before the password is checked (429 when over).
         await request_limits.check_login(data.email, request_client_ip(request))
-        return _tokens(await login.execute(Login(email=data.email, password=data.password)))
+        return tokens_of(await login.execute(Login(email=data.email, password=data.password)))
 
     @post(
         "/refresh",
@@ -205,7 +176,7 @@ class AuthController(Controller):
         self, data: JSONBody[RefreshBody], refresh_session: NamedDependency[RefreshSessionHandler]
     ) -> Tokens:
         pair = await refresh_session.execute(RefreshSession(refresh_token=data.refresh_token))
-        return _tokens(pair)
+        return tokens_of(pair)
 
     @post("/logout", opt=PUBLIC, status_code=204, summary="End the session of a refresh token")
     async def logout(
@@ -240,39 +211,7 @@ class AuthController(Controller):
         change_password.refuse_api_key(command)  # a 403 first: a key's attempt is no login
         # Counted like a login of this account (429 when over), before the password is checked.
         await request_limits.check_login(principal.user.email, request_client_ip(request))
-        return _tokens(await change_password.execute(command))
-
-    @post(
-        "/password/forgot",
-        opt=PUBLIC,
-        status_code=202,
-        summary="Email a password reset link to the account holding an address, if one does"
-        " (the same 202 either way)",
-    )
-    async def forgot_password(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[ResetRequest],
-        request_password_reset: NamedDependency[RequestPasswordResetHandler],
-        request_limits: NamedDependency[RequestLimits],
-    ) -> ResetRequested:
-        request_password_reset.refuse_if_off()  # a 422 first: nothing counted, nothing queued
-        # Counted per address and per IP (429 when over), whether an account holds it or not.
-        await request_limits.check_password_reset(data.email, request_client_ip(request))
-        await request_password_reset.execute(RequestPasswordReset(email=data.email))
-        return RESET_REQUESTED
-
-    @post(
-        "/password/reset",
-        opt=PUBLIC,
-        status_code=200,
-        summary="Set a new password with a reset link's token: ends every session, opens one",
-    )
-    async def reset_password(
-        self, data: JSONBody[PasswordReset], reset_password: NamedDependency[ResetPasswordHandler]
-    ) -> Tokens:
-        command = ResetPassword(token=data.token, new_password=data.new_password)
-        return _tokens(await reset_password.execute(command))
+        return tokens_of(await change_password.execute(command))
 
     @get("/me", summary="The caller's account, with their custom instructions")
     async def me(
