@@ -250,6 +250,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     smtp_from: str = ""
     smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
     smtp_timeout_s: float = 30.0
+    # Development: without an SMTP host, emails are written as .eml files to this folder
+    # (``whalli dev`` sets it to <data_dir>/outbox); unset: no email.
+    email_outbox_dir: str = ""
 
     # Chat: provider retries/timeouts (seconds), the identical-prompt cache, session lifetime.
     provider_max_attempts: int = 3
@@ -426,6 +429,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if any(ord(c) < 32 for c in self.smtp_host + self.smtp_from + self.smtp_username):
             raise ConfigError(f"{PREFIX}SMTP_HOST, _FROM and _USERNAME must be one line each")
+        if self.email_outbox_dir and self.smtp_from and not _one_mailbox(self.smtp_from):
+            raise ConfigError(f"{PREFIX}SMTP_FROM (the outbox's sender) must be one mailbox")
+
+    @property
+    def sends_email(self) -> bool:
+        """Whether this server sends email: through SMTP, or to the development outbox."""
+        return bool(self.smtp_host or self.email_outbox_dir)
 
     def _check_identity(self) -> None:
         # Bounds: OWASP's argon2id floor (19 MiB, t=2), a JWT secret as long as the HS256 output,

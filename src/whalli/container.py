@@ -29,6 +29,7 @@ from whalli.adapters.crypto.password_resets import HmacPasswordResetTokens
 from whalli.adapters.crypto.stream_passes import HmacStreamPasses
 from whalli.adapters.dramatiq.broker import create_broker
 from whalli.adapters.dramatiq.job_queue import DramatiqJobQueue
+from whalli.adapters.email.outbox import OutboxEmailSender
 from whalli.adapters.email.smtp import SmtpEmailSender
 from whalli.adapters.extraction.pdf_ocr import PdfOcrTextExtractor
 from whalli.adapters.oauth.github import GitHubOAuthProvider
@@ -350,8 +351,12 @@ def build_web_search(settings: Settings, client: httpx.AsyncClient) -> WebSearch
 
 
 def build_email_sender(settings: Settings) -> EmailSender | None:
-    """The SMTP sender of ``WHALLI_SMTP_*``, or None without a host: email is off."""
+    """The SMTP sender of ``WHALLI_SMTP_*``; without a host, the development outbox of
+    ``WHALLI_EMAIL_OUTBOX_DIR``; else None: email is off."""
     if not settings.smtp_host:
+        if settings.email_outbox_dir:
+            sender = settings.smtp_from or "Whalli <whalli@localhost>"
+            return OutboxEmailSender(settings.email_outbox_dir, sender=sender)
         return None
     password = settings.smtp_password
     return SmtpEmailSender(
@@ -671,7 +676,7 @@ class Services(containers.DeclarativeContainer):
     reset_ttl = providers.Callable(lambda s: timedelta(seconds=s.password_reset_ttl_s), settings)
     request_password_reset = providers.Factory(
         RequestPasswordResetHandler, adapters.job_queue, clock,
-        enabled=providers.Callable(lambda s: bool(s.smtp_host), settings),
+        enabled=providers.Callable(lambda s: s.sends_email, settings),
     )  # fmt: skip
     send_password_reset = providers.Factory(
         SendPasswordResetHandler, uow, adapters.password_reset_tokens, adapters.email_sender,
@@ -694,7 +699,7 @@ class Services(containers.DeclarativeContainer):
     )
     request_email_verification = providers.Factory(
         RequestEmailVerificationHandler, uow, adapters.job_queue, clock,
-        enabled=providers.Callable(lambda s: bool(s.smtp_host), settings),
+        enabled=providers.Callable(lambda s: s.sends_email, settings),
     )  # fmt: skip
     send_email_verification = providers.Factory(
         SendEmailVerificationHandler, uow, adapters.email_verification_tokens,

@@ -120,6 +120,8 @@ def dev(args: argparse.Namespace) -> int:
     urls, started = stack.up(progress=lambda m: say(f"  {m}"))
     env = {**os.environ, **embedded_env(settings, urls), **development_secrets(settings)}
     env["WHALLI_DEV_MODELS"] = "true"
+    if not settings.smtp_host:  # emails (reset links, search results) land in a folder
+        env.setdefault("WHALLI_EMAIL_OUTBOX_DIR", str(Path(settings.data_dir) / "outbox"))
     os.environ.update(env)
     children: list[subprocess.Popen[bytes]] = []
 
