@@ -17,7 +17,7 @@ from whalli.domain.model.passwords import normalize_password
 from whalli.domain.model.users import User
 from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.accounts import check_password, hash_new_password
-from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
+from whalli.domain.services.auth.sessions import TokenPair, masked_repr, replace_password
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.password_hasher import PasswordHasher
@@ -106,18 +106,10 @@ class ChangePasswordHandler:
                 raise InvalidCredentials() from None
             if fresh.disabled or fresh.password_hash != user.password_hash:
                 raise InvalidCredentials()
-            now = self._clock.now()
-            fresh.password_hash = new_hash
-            fresh.updated_at = now
-            await uow.users.update(fresh)
-            await uow.refresh_tokens.revoke_all_for_user(fresh.id, now)
-            tokens = await open_session(
-                uow, fresh, issuer=self._issuer, clock=self._clock, ids=self._ids,
-                refresh_ttl=self._refresh_ttl,
+            tokens = await replace_password(
+                uow, fresh, new_hash, issuer=self._issuer, clock=self._clock, ids=self._ids,
+                refresh_ttl=self._refresh_ttl, access=self._access,
             )  # fmt: skip
-            if self._access is not None:  # refused (nothing saved) if it could not reach all
-                await self._access.prepare(fresh.id)
-            await uow.commit()
         if self._access is not None:
             await self._access.ended(fresh.id)
         return tokens

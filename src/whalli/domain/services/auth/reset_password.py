@@ -11,7 +11,7 @@ from whalli.domain.model.errors import PasswordResetInvalid, UserNotFound
 from whalli.domain.model.users import User
 from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.accounts import hash_new_password
-from whalli.domain.services.auth.sessions import TokenPair, masked_repr, open_session
+from whalli.domain.services.auth.sessions import TokenPair, masked_repr, replace_password
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.password_hasher import PasswordHasher
@@ -79,21 +79,13 @@ class ResetPasswordHandler:
         async with self._uow as uow:
             user = self._check(command.token, await _found(uow, user_id, lock=True))
             self._tokens.user_of(command.token, self._clock.now())  # (expired meanwhile?)
-            now = self._clock.now()
             if not user.email_verified:
-                await _end_unproven_access(uow, user, now)
-            user.password_hash = new_hash
-            user.email_verified = True
-            user.updated_at = now
-            await uow.users.update(user)
-            await uow.refresh_tokens.revoke_all_for_user(user.id, now)
-            tokens = await open_session(
-                uow, user, issuer=self._issuer, clock=self._clock, ids=self._ids,
-                refresh_ttl=self._refresh_ttl,
+                await _end_unproven_access(uow, user, self._clock.now())
+            user.email_verified = True  # the link reached the mailbox
+            tokens = await replace_password(
+                uow, user, new_hash, issuer=self._issuer, clock=self._clock, ids=self._ids,
+                refresh_ttl=self._refresh_ttl, access=self._access,
             )  # fmt: skip
-            if self._access is not None:  # refused (nothing saved) if it could not reach all
-                await self._access.prepare(user.id)
-            await uow.commit()
         if self._access is not None:
             await self._access.ended(user.id)
         return tokens

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from whalli.domain.model.errors import UserNotFound
 from whalli.domain.model.jobs import SendEmailVerification
-from whalli.domain.services.auth.mailed_links import page_under
+from whalli.domain.services.auth.mailed_links import page_under, still_to_send
 from whalli.ports.clock import Clock
 from whalli.ports.email_sender import EmailMessage, EmailSender
 from whalli.ports.email_verifications import EmailVerificationTokens
@@ -45,11 +45,11 @@ class SendEmailVerificationHandler:
 
     async def execute(self, job: SendEmailVerification) -> None:
         now = self._clock.now()
-        if self._email is None:
-            log.warning("An email verification was not sent: this worker has no mail server.")
-            return
-        if now - job.requested_at > self._ttl:
-            log.info("An email verification request waited too long in the queue: dropped.")
+        email = still_to_send(
+            self._email, "An email verification", requested_at=job.requested_at, now=now,
+            ttl=self._ttl,
+        )  # fmt: skip
+        if email is None:
             return
         async with self._uow.read_only() as uow:
             try:
@@ -70,5 +70,5 @@ class SendEmailVerificationHandler:
                 "of your recurring searches. If you did not ask for this, ignore this email.",
             ]
         )
-        await self._email.send(EmailMessage(to=user.email, subject=SUBJECT, text=text))
+        await email.send(EmailMessage(to=user.email, subject=SUBJECT, text=text))
         log.info("An email verification link was sent to user %s.", user.id)

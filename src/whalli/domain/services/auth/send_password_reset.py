@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 from whalli.domain.model.jobs import SendPasswordReset
-from whalli.domain.services.auth.mailed_links import page_under
+from whalli.domain.services.auth.mailed_links import page_under, still_to_send
 from whalli.ports.clock import Clock
 from whalli.ports.email_sender import EmailMessage, EmailSender
 from whalli.ports.password_resets import PasswordResetTokens
@@ -49,11 +49,10 @@ class SendPasswordResetHandler:
 
     async def execute(self, job: SendPasswordReset) -> None:
         now = self._clock.now()
-        if self._email is None:  # email turned off since the request: nothing to send with
-            log.warning("A password reset was not sent: this worker has no mail server.")
-            return
-        if now - job.requested_at > self._ttl:
-            log.info("A password reset request waited too long in the queue: dropped.")
+        email = still_to_send(
+            self._email, "A password reset", requested_at=job.requested_at, now=now, ttl=self._ttl
+        )
+        if email is None:
             return
         async with self._uow.read_only() as uow:
             user = await uow.users.find_by_email(job.email)
@@ -74,5 +73,5 @@ class SendPasswordResetHandler:
                 "If you did not ask for this, ignore this email: your password stays as it is.",
             ]
         )
-        await self._email.send(EmailMessage(to=user.email, subject=SUBJECT, text=text))
+        await email.send(EmailMessage(to=user.email, subject=SUBJECT, text=text))
         log.info("A password reset link was sent to user %s.", user.id)

@@ -13,6 +13,7 @@ from uuid import UUID
 from whalli.domain.model.base import Value
 from whalli.domain.model.tokens import REFRESH_SECRET_BYTES, AccessClaims, RefreshToken
 from whalli.domain.model.users import User
+from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.token_issuer import AccessTokenIssuer
@@ -83,3 +84,32 @@ async def open_session(
         issuer, user_id=user.id, session_id=token.family_id, clock=clock, ids=ids
     )
     return TokenPair(access_token=access, refresh_token=secret, expires_in=expires_in)
+
+
+async def replace_password(
+    uow: UnitOfWork,
+    user: User,
+    new_hash: str,
+    *,
+    issuer: AccessTokenIssuer,
+    clock: Clock,
+    ids: IdGenerator,
+    refresh_ttl: timedelta,
+    access: AccessChanges | None,
+) -> TokenPair:
+    """What a password change and a reset share, on ``user`` locked in ``uow``: store
+    ``new_hash``, end every session (each refresh-token family revoked), open a new one, have
+    ``access`` prepare the change (a store it cannot reach refuses it: nothing saved), commit.
+    The caller tells ``access.ended`` once the unit of work is left."""
+    now = clock.now()
+    user.password_hash = new_hash
+    user.updated_at = now
+    await uow.users.update(user)
+    await uow.refresh_tokens.revoke_all_for_user(user.id, now)
+    tokens = await open_session(
+        uow, user, issuer=issuer, clock=clock, ids=ids, refresh_ttl=refresh_ttl
+    )
+    if access is not None:
+        await access.prepare(user.id)
+    await uow.commit()
+    return tokens
