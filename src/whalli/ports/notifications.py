@@ -16,6 +16,13 @@ class NotificationRepository(Protocol):
         """Raises ``NotificationNotFound``."""
         ...
 
+    async def get_for_update(self, notification_id: UUID) -> Notification:
+        """Like ``get``, and lock the notification until the unit of work ends: a second unit
+        of work calling it (or ``mark_all_read``) waits, then reads it as committed, so that
+        a change written back whole undoes none made meanwhile. Raises
+        ``NotificationNotFound``."""
+        ...
+
     async def update(self, notification: Notification) -> None:
         """Raises ``NotificationNotFound``."""
         ...

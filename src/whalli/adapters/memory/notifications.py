@@ -19,6 +19,10 @@ class InMemoryNotificationRepository(MemoryRepository, NotificationRepository):
         found: Notification = self._tx().get("notifications", notification_id, NotificationNotFound)
         return found
 
+    async def get_for_update(self, notification_id: UUID) -> Notification:
+        await self._tx().lock("notifications", notification_id)
+        return await self.get(notification_id)
+
     async def update(self, notification: Notification) -> None:
         self._tx().replace("notifications", notification.id, notification, NotificationNotFound)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 import msgspec
@@ -31,7 +31,14 @@ class PostgresNotificationRepository(PostgresRepository, NotificationRepository)
         await self._run(_INSERT, msgspec.structs.asdict(notification))
 
     async def get(self, notification_id: UUID) -> Notification:
-        row = await self._one(f"{_SELECT} WHERE id = %(id)s", {"id": notification_id})
+        return await self._get(f"{_SELECT} WHERE id = %(id)s", notification_id)
+
+    async def get_for_update(self, notification_id: UUID) -> Notification:
+        # NO KEY UPDATE: the lock the UPDATE that follows takes anyway
+        return await self._get(f"{_SELECT} WHERE id = %(id)s FOR NO KEY UPDATE", notification_id)
+
+    async def _get(self, query: LiteralString, notification_id: UUID) -> Notification:
+        row = await self._one(query, {"id": notification_id})
         if row is None:
             raise NotificationNotFound()
         return msgspec.convert(row, Notification)

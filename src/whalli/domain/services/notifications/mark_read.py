@@ -19,14 +19,16 @@ class MarkNotificationRead(msgspec.Struct, frozen=True, kw_only=True):
 
 class MarkNotificationReadHandler:
     """Mark the caller's notification read (anyone else's: ``NotificationNotFound``, as a
-    missing one); one read already keeps its first time."""
+    missing one); one read already keeps its first time, also when "read all" marked it
+    meanwhile (it is locked before it is read)."""
 
     def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
         self._uow, self._clock = uow, clock
 
     async def execute(self, command: MarkNotificationRead) -> Notification:
         async with self._uow as uow:
-            notification = await uow.notifications.get(command.notification_id)
+            # locked: written back whole, it must not replace a read time committed meanwhile
+            notification = await uow.notifications.get_for_update(command.notification_id)
             if notification.user_id != command.user_id:
                 raise NotificationNotFound()
             if notification.is_read:
