@@ -6,7 +6,7 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.errors import EmailAlreadyVerified, EmailNotConfigured
+from whalli.domain.model.errors import ApiKeyNotAllowed, EmailAlreadyVerified, EmailNotConfigured
 from whalli.domain.model.jobs import SendEmailVerification
 from whalli.ports.clock import Clock
 from whalli.ports.job_queue import JobQueue
@@ -15,12 +15,16 @@ from whalli.ports.unit_of_work import UnitOfWork
 
 class RequestEmailVerification(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID
+    api_key_id: UUID | None = None  # set when the caller authenticated with an API key
 
 
 class RequestEmailVerificationHandler:
     """Queue the email of a verification link to the caller's own address.
 
     Rules:
+    - only a session may ask (``refuse_api_key``: ``ApiKeyNotAllowed``, 403, before anything
+      else, nor counted): a verified address is a way into the account (an OAuth sign-in
+      with it joins it), which only a session may open, as only a session links a provider;
     - only on a server that sends email (``enabled``): else ``EmailNotConfigured`` (422);
     - an address already verified (an OAuth sign-in's, an operator-made account's, one a
       link verified before) is ``EmailAlreadyVerified`` (409): nothing is sent;
@@ -33,7 +37,15 @@ class RequestEmailVerificationHandler:
     def __init__(self, uow: UnitOfWork, jobs: JobQueue, clock: Clock, *, enabled: bool) -> None:
         self._uow, self._jobs, self._clock, self._enabled = uow, jobs, clock, enabled
 
+    @staticmethod
+    def refuse_api_key(command: RequestEmailVerification) -> None:
+        """``ApiKeyNotAllowed`` when an API key asks: the entrypoint asks it before it counts
+        the request against the verification limit."""
+        if command.api_key_id is not None:
+            raise ApiKeyNotAllowed("An API key cannot verify the address; sign in to do it.")
+
     async def execute(self, command: RequestEmailVerification) -> None:
+        self.refuse_api_key(command)
         if not self._enabled:
             raise EmailNotConfigured()
         async with self._uow.read_only() as uow:

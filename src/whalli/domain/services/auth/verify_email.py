@@ -6,7 +6,7 @@ from uuid import UUID
 
 import msgspec
 
-from whalli.domain.model.errors import EmailVerificationInvalid, UserNotFound
+from whalli.domain.model.errors import ApiKeyNotAllowed, EmailVerificationInvalid, UserNotFound
 from whalli.domain.model.users import User
 from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.sessions import masked_repr
@@ -18,6 +18,7 @@ from whalli.ports.unit_of_work import UnitOfWork
 class VerifyEmail(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID  # the signed-in caller
     token: str
+    api_key_id: UUID | None = None  # set when the caller authenticated with an API key
 
     def __repr__(self) -> str:
         return masked_repr(self, "token")
@@ -27,6 +28,8 @@ class VerifyEmailHandler:
     """Mark an address verified with the token of a verification link; returns the account.
 
     Rules:
+    - only a session may confirm: an API key is ``ApiKeyNotAllowed`` (403) before the token is
+      read, as for asking (``RequestEmailVerificationHandler``);
     - the token must be one this server issued, unexpired, for the caller's own account, still
       enabled and with the address it was sent to: else ``EmailVerificationInvalid`` (422,
       field ``token``), one answer for every case. The caller must be signed in as that
@@ -48,6 +51,8 @@ class VerifyEmailHandler:
         self._uow, self._tokens, self._clock, self._access = uow, tokens, clock, access
 
     async def execute(self, command: VerifyEmail) -> User:
+        if command.api_key_id is not None:
+            raise ApiKeyNotAllowed("An API key cannot verify the address; sign in to do it.")
         user_id = self._tokens.user_of(command.token, self._clock.now())
         if user_id != command.user_id:
             raise EmailVerificationInvalid(field="token")

@@ -26,7 +26,7 @@ from whalli.domain.services.rate_limits import RequestLimits
 from whalli.entrypoints.http.controllers.auth import Email, OpaqueToken, Password, Tokens, tokens_of
 from whalli.entrypoints.http.rate_limit import request_client_ip
 from whalli.entrypoints.http.schemas import Inbound, Schema
-from whalli.entrypoints.http.security import PUBLIC
+from whalli.entrypoints.http.security import PUBLIC, SESSION_ONLY
 
 
 class ResetRequest(Inbound):
@@ -114,8 +114,10 @@ class AccountLinksController(Controller):
 
     @post(
         "/email/verify",
+        opt=SESSION_ONLY,
         status_code=202,
-        summary="Email the caller a link that confirms their address (409 if it is already)",
+        summary="Email the caller a link that confirms their address (409 if it is already;"
+        " not with an API key)",
     )
     async def ask_email_verification(
         self,
@@ -123,15 +125,20 @@ class AccountLinksController(Controller):
         request_email_verification: NamedDependency[RequestEmailVerificationHandler],
         request_limits: NamedDependency[RequestLimits],
     ) -> VerificationRequested:
-        command = RequestEmailVerification(user_id=principal.user_id)
+        command = RequestEmailVerification(
+            user_id=principal.user_id, api_key_id=principal.api_key_id
+        )
+        request_email_verification.refuse_api_key(command)  # a 403 first: nothing counted
         await request_limits.check_email_verification(principal.user_id)  # (429 when over)
         await request_email_verification.execute(command)
         return VERIFICATION_REQUESTED
 
     @post(
         "/email/confirm",
+        opt=SESSION_ONLY,
         status_code=200,
-        summary="Confirm the caller's address with the token of the link emailed to it",
+        summary="Confirm the caller's address with the token of the link emailed to it"
+        " (not with an API key)",
     )
     async def confirm_email(
         self,
@@ -139,5 +146,8 @@ class AccountLinksController(Controller):
         principal: NamedDependency[Principal],
         verify_email: NamedDependency[VerifyEmailHandler],
     ) -> EmailVerified:
-        user = await verify_email.execute(VerifyEmail(user_id=principal.user_id, token=data.token))
+        command = VerifyEmail(
+            user_id=principal.user_id, token=data.token, api_key_id=principal.api_key_id
+        )
+        user = await verify_email.execute(command)
         return EmailVerified(email=user.email, email_verified=user.email_verified)
