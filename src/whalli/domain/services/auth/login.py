@@ -41,9 +41,10 @@ class LoginHandler:
       answer nor its timing tells which accounts exist;
     - hashing runs in a worker thread, outside any transaction;
     - after a successful check, a hash made with weaker parameters is replaced (re-hash);
-      the account is re-read in the session's transaction (locked when a new hash is written
-      back with it), so a password changed or an account disabled meanwhile is not
-      overwritten or signed in;
+      the account is re-read in the session's transaction, locked (shared, or for the update
+      when a new hash is written back with it), so a password changed or an account disabled
+      meanwhile is not overwritten nor signed in, and a change ending every session that
+      commits while this one opens sees it;
     - the user's personal project is ensured (it exists for every account).
     """
 
@@ -74,9 +75,15 @@ class LoginHandler:
         async with self._uow as uow:
             try:
                 # locked when the new hash is written back with the whole account: a change
-                # committed meanwhile (an admin disabling it) is read, not undone
-                read = uow.users.get if new_hash is None else uow.users.get_for_update
-                fresh = await read(user.id)
+                # committed meanwhile (an admin disabling it) is read, not undone; else held
+                # shared, as a refresh holds it: a password change, reset or disabling that
+                # ends every session runs before (this sign-in then reads it and is refused)
+                # or after (its revocation then sees this session), never across
+                if new_hash is None:
+                    await uow.users.lock_sessions(user.id)
+                    fresh = await uow.users.get(user.id)
+                else:
+                    fresh = await uow.users.get_for_update(user.id)
             except UserNotFound:
                 raise InvalidCredentials() from None
             if fresh.disabled or fresh.password_hash != user.password_hash:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from datetime import timedelta
 from uuid import UUID
@@ -9,7 +10,7 @@ from uuid import UUID
 import msgspec
 
 from whalli.domain.model.base import Value
-from whalli.domain.model.errors import Conflict, InvalidEmail, OAuthFailed
+from whalli.domain.model.errors import Conflict, InvalidEmail, OAuthFailed, UserNotFound
 from whalli.domain.model.oauth import OAuthIdentity, OAuthProfile, OAuthProviderName
 from whalli.domain.model.users import Plan, Role, User, clean_external_name, normalize_email
 from whalli.domain.services.auth.access_changes import AccessChanges
@@ -155,6 +156,13 @@ class CompleteOAuth:
     async def _account_for(self, uow: UnitOfWork, profile: OAuthProfile) -> User:
         identity = await uow.oauth_identities.find(profile.provider, profile.subject)
         if identity is not None:
+            # held shared, as a refresh and a sign-in hold it, then read again: a reset that
+            # unlinks the provider, or a change ending every session, runs wholly before this
+            # session opens (and is seen) or after (and ends it too)
+            with contextlib.suppress(UserNotFound):  # (deleted meanwhile, its links with it)
+                await uow.users.lock_sessions(identity.user_id)
+            identity = await uow.oauth_identities.find(profile.provider, profile.subject)
+        if identity is not None:
             return await uow.users.get(identity.user_id)
         if not profile.email:
             raise OAuthFailed("The provider did not share a verified email address.")
@@ -163,6 +171,12 @@ class CompleteOAuth:
         except InvalidEmail:
             raise OAuthFailed("The provider sent an invalid email address.") from None
         existing = await uow.users.find_by_email(email)
+        if existing is not None:  # held and read again, as above
+            try:
+                await uow.users.lock_sessions(existing.id)
+                existing = await uow.users.get(existing.id)
+            except UserNotFound:
+                existing = None
         if existing is not None and not profile.email_verified:
             raise OAuthFailed("email not verified")
         if existing is not None and not existing.email_verified:
