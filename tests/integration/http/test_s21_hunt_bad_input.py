@@ -747,6 +747,8 @@ async def test_s21d_missing_or_broken_credentials_are_401s_on_every_route(
         "/api/auth/oauth/{provider}/authorize",
         "/api/auth/oauth/{provider}/callback",
         "/api/auth/logout",
+        "/api/auth/password/forgot",
+        "/api/auth/password/reset",
         "/api/chat/stream",
     }  # fmt: skip  (a stream is read by its session id alone)
     bad_credentials: list[dict[str, str]] = [
