@@ -120,44 +120,29 @@ class RequestLimits:
 
     async def check_login(self, email: str, client_ip: str) -> RateDecision:
         ip = _ip_key(client_ip)
-        return await self._both(
+        return await self._counted(
             (f"login:acct:{_account_key(email)}:{ip}", self.policy.login_per_account_ip),
             (f"login:ip:{ip}", self.policy.login_per_ip),
         )
 
     async def check_password_reset(self, email: str, client_ip: str) -> RateDecision:
-        return await self._both(
+        return await self._counted(
             (f"reset:acct:{_account_key(email)}", self.policy.reset_per_account),
             (f"reset:ip:{_ip_key(client_ip)}", self.policy.reset_per_ip),
         )
 
     async def check_email_verification(self, user_id: UUID) -> RateDecision:
         """A verification email asked for by a signed-in account, counted per account."""
-        rule = self.policy.verification_per_account
-        if not self.policy.enabled:
-            return _unmetered(rule)
-        key = f"verify:acct:{user_id}"
-        try:
-            decision = await self._limiter.hit(key, rule.limit, rule.window_seconds)
-        except ServiceUnavailable:
-            if not self.policy.fail_open:
-                raise
-            return _unmetered(rule)
-        if not decision.allowed:
-            raise RateLimited(retry_after=decision.reset_seconds)
-        return decision
+        return await self._counted((f"verify:acct:{user_id}", self.policy.verification_per_account))
 
-    async def _both(
-        self, first: tuple[str, RateLimit], second: tuple[str, RateLimit]
-    ) -> RateDecision:
-        """Count both; ``RateLimited`` if either is over (the longest wait)."""
-        (first_key, first_rule), (second_key, second_rule) = first, second
+    async def _counted(self, *counted: tuple[str, RateLimit]) -> RateDecision:
+        """Count each key under its rule; ``RateLimited`` if any is over (the longest wait)."""
+        first_rule = counted[0][1]
         if not self.policy.enabled:
             return _unmetered(first_rule)
-        # Both counted concurrently: the caller waits for one round trip, not two.
+        # All counted concurrently: the caller waits for one round trip, not several.
         results = await asyncio.gather(
-            self._limiter.hit(first_key, first_rule.limit, first_rule.window_seconds),
-            self._limiter.hit(second_key, second_rule.limit, second_rule.window_seconds),
+            *(self._limiter.hit(key, rule.limit, rule.window_seconds) for key, rule in counted),
             return_exceptions=True,
         )
         decisions: list[RateDecision] = []
