@@ -31,6 +31,27 @@ class _WhalliHandler:
     """Marker mixin: the handlers configure_logging owns (and removes when called again)."""
 
 
+def _queue_message_name(value: object) -> str | None:
+    """``actor#id`` for a queue message (anything with an ``actor_name`` and a ``message_id``)."""
+    actor, message_id = getattr(value, "actor_name", None), getattr(value, "message_id", None)
+    return None if actor is None or message_id is None else f"{actor}#{message_id}"
+
+
+def hide_job_arguments(record: logging.LogRecord) -> bool:
+    """A handler filter: a queue message among a line's arguments is logged as its actor and
+    id, never with its arguments. Dramatiq logs a failed or skipped job as the message itself
+    (``actor('payload')``), and a job's payload carries user data (an address to mail, a chat's
+    title). Keeps every record."""
+    args = record.args
+    if isinstance(args, tuple):
+        names = [_queue_message_name(arg) for arg in args]
+        if any(names):
+            record.args = tuple(
+                arg if name is None else name for arg, name in zip(args, names, strict=True)
+            )
+    return True
+
+
 class _StdoutHandler(_WhalliHandler, logging.StreamHandler):  # type: ignore[type-arg]
     pass
 
@@ -129,6 +150,7 @@ def configure_logging(
     console: Processor = _render_json if json else structlog.dev.ConsoleRenderer(colors=False)
     stdout = _StdoutHandler(sys.stdout)
     stdout.setFormatter(_formatter(process_name, console))
+    stdout.addFilter(hide_job_arguments)
     root.addHandler(stdout)
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -140,6 +162,7 @@ def configure_logging(
             delay=True,
         )
         file_handler.setFormatter(_formatter(process_name, _render_json))
+        file_handler.addFilter(hide_job_arguments)
         root.addHandler(file_handler)
     root.setLevel(numeric_level)
 

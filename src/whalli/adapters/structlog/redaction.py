@@ -1,10 +1,13 @@
 """A structlog processor that keeps secrets out of log lines.
 
-Two rules, applied to the whole event (nested dicts and lists included):
+Three rules, applied to the whole event (nested dicts and lists included):
 - the value of any key that names a secret (password, secret, token, authorization, api key,
   cookie, credentials) becomes ``***``;
 - ``scheme://user:pass@`` credentials inside any string (a DSN in an error message, a traceback)
-  become ``scheme://***@``; so do secret query parameters (``?api_key=``, ``X-Amz-Signature=``).
+  become ``scheme://***@``; so do secret query parameters (``?api_key=``, ``X-Amz-Signature=``);
+- email addresses inside any string keep their domain only (``***@example.com``): a mail
+  server's refusal or a queued job's payload in a traceback must not put people's addresses in
+  the logs (log lines name accounts by id).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ _TOKEN_WORD = re.compile(r"(?:^|_)token(?:$|_)")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _URL_CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@:]*:[^\s/@]*@")
 _QUERY_PARAM = re.compile(r"([?&])([^=&\s#]+)=([^&\s#\"']*)")
+# A mailbox: a local part of the usual characters (not ``/``, ``=``, ``?``, ``&`` or ``:``, so
+# a URL or a query around it keeps its shape), then a dotted domain, which stays.
+_EMAIL_LOCAL = re.compile(r"[\w.%+-]+@(?=[\w-]+(?:\.[\w-]+)+)")
 
 
 def is_secret_key(key: str) -> bool:
@@ -54,6 +60,8 @@ def redact_text(text: str) -> str:
         text = _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", text)
     if "=" in text and ("?" in text or "&" in text):
         text = _QUERY_PARAM.sub(_redact_query_param, text)
+    if "@" in text:
+        text = _EMAIL_LOCAL.sub(f"{REDACTED}@", text)
     return text
 
 
