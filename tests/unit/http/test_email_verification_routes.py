@@ -163,3 +163,23 @@ async def test_a_request_needs_a_signed_in_caller(client: AsyncTestClient[Litest
     refused = await client.post("/api/auth/email/verify")
 
     assert refused.status_code == 401
+
+
+async def test_refused_requests_use_none_of_the_limit(
+    container: FakeContainer, client: AsyncTestClient[Litestar]
+) -> None:
+    """A 409 (already verified) or a 422 (no email) is not counted: once the refusal's cause
+    is gone, the account still has its five requests."""
+    ada = await _register(client)
+    email = container.email
+    container.email = None
+    assert [(await _ask(client, ada)).status_code for _ in range(6)] == [422] * 6
+    container.email = email
+    assert [(await _ask(client, ada)).status_code for _ in range(5)] == [202] * 5
+    assert (await _ask(client, ada)).status_code == 429
+
+    bob = await _register(client, "bob@example.com")
+    assert (await _ask(client, bob)).status_code == 202
+    assert (await _confirm(client, await _mailed(container), bob)).status_code == 200
+    answers = [(await _ask(client, bob)).status_code for _ in range(6)]
+    assert answers == [409] * 6, answers

@@ -128,7 +128,8 @@ class AccountLinksController(Controller):
         command = RequestEmailVerification(
             user_id=principal.user_id, api_key_id=principal.api_key_id
         )
-        request_email_verification.refuse_api_key(command)  # a 403 first: nothing counted
+        # 403, 422, 409 first: a refused request is not counted
+        await request_email_verification.refuse(command)
         await request_limits.check_email_verification(principal.user_id)  # (429 when over)
         await request_email_verification.execute(command)
         return VERIFICATION_REQUESTED
