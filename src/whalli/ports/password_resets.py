@@ -12,8 +12,10 @@ from whalli.domain.model.users import User
 class PasswordResetTokens(Protocol):
     def issue(self, user: User, expires_at: datetime) -> str:
         """A token for ``user`` until ``expires_at``, URL-safe. It stays good only while the
-        user keeps the address and the password they have now, so a reset (which changes the
-        password) uses it up, and so does any other change of either."""
+        user keeps the address and the password they have now and the account does not
+        change (``updated_at``), so a reset (which changes the password) uses it up, and so
+        does any other change: a disabling, above all, so that enabling the account again
+        does not revive a link sent before."""
         ...
 
     def user_of(self, value: str, now: datetime) -> UUID:
@@ -23,6 +25,6 @@ class PasswordResetTokens(Protocol):
         ...
 
     def issued_for(self, value: str, user: User) -> bool:
-        """Whether ``value`` was issued for ``user`` as they are now: the same account, address
-        and password (compared in constant time)."""
+        """Whether ``value`` was issued for ``user`` as they are now: the same account, address,
+        password and last change (compared in constant time)."""
         ...

@@ -1,15 +1,18 @@
-"""Password reset tokens (``HmacPasswordResetTokens``): signed for one account as it is, once."""
+"""Password reset tokens (``HmacPasswordResetTokens``): signed for one account as it is, once;
+and what every mailed link (``HmacAccountLinks``) is bound to."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from whalli.adapters.crypto.account_links import HmacAccountLinks
+from whalli.adapters.crypto.email_verifications import HmacEmailVerificationTokens
 from whalli.adapters.crypto.password_resets import HmacPasswordResetTokens
 from whalli.domain.model.errors import PasswordResetInvalid
 from whalli.domain.model.users import User
@@ -42,15 +45,42 @@ def test_a_token_names_its_user_until_it_expires() -> None:
         {"password_hash": "$argon2id$v=19$two"},  # a reset, or any other password change
         {"password_hash": None},
         {"email": "ada@elsewhere.example"},
+        {"updated_at": NOW + timedelta(microseconds=1)},  # any other change of the account
     ],
 )
-def test_a_token_is_no_longer_good_once_the_password_or_address_changed(
+def test_a_token_is_no_longer_good_once_the_password_address_or_account_changed(
     change: dict[str, object],
 ) -> None:
     user = _user()
     token = TOKENS.issue(user, NOW + timedelta(minutes=30))
 
     assert not TOKENS.issued_for(token, msgspec.structs.replace(user, **change))
+
+
+@pytest.mark.parametrize(
+    "tokens", [TOKENS, HmacEmailVerificationTokens(SECRET)], ids=["reset", "verification"]
+)
+def test_a_link_sent_before_a_disabling_is_not_good_once_enabled_again(
+    tokens: HmacAccountLinks,
+) -> None:
+    user = _user()
+    token = tokens.issue(user, NOW + timedelta(minutes=30))
+    disabled = msgspec.structs.replace(user, disabled=True, updated_at=NOW + timedelta(minutes=1))
+    enabled = msgspec.structs.replace(
+        disabled, disabled=False, updated_at=NOW + timedelta(minutes=2)
+    )
+
+    assert tokens.issued_for(token, user)
+    assert not tokens.issued_for(token, enabled)  # the address and password are as they were
+
+
+def test_the_account_s_last_change_is_compared_as_an_instant_whatever_its_time_zone() -> None:
+    user = _user(updated_at=datetime(2026, 3, 1, 12, 0, 0, 123_456, tzinfo=UTC))
+    token = TOKENS.issue(user, NOW + timedelta(minutes=30))
+    lisbon_summer = timezone(timedelta(hours=1))
+    read_back = msgspec.structs.replace(user, updated_at=user.updated_at.astimezone(lisbon_summer))
+
+    assert TOKENS.issued_for(token, read_back)
 
 
 def test_a_token_is_good_for_its_user_only_and_under_its_secret_only() -> None:

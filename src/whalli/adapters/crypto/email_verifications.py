@@ -1,4 +1,5 @@
-"""Email verification tokens: ``HmacAccountLinks`` bound to the account's address."""
+"""Email verification tokens: ``HmacAccountLinks`` bound to the account's address (and, as
+every account link, its last change)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Password reset tokens: ``HmacAccountLinks`` bound to the account's address and password
-hash, so a reset (which changes the hash) uses its token up, and so does any other change."""
+hash (and, as every account link, its last change), so a reset (which changes the hash) uses
+its token up, and so does any other change."""
 
 from __future__ import annotations
 

@@ -31,11 +31,13 @@ class VerifyEmailHandler:
     - only a session may confirm: an API key is ``ApiKeyNotAllowed`` (403) before the token is
       read, as for asking (``RequestEmailVerificationHandler``);
     - the token must be one this server issued, unexpired, for the caller's own account, still
-      enabled and with the address it was sent to: else ``EmailVerificationInvalid`` (422,
-      field ``token``), one answer for every case. The caller must be signed in as that
-      account: whoever holds the mailbox and opens the link is not enough, since someone may
-      have signed up with another's address and asked for the link, which its owner might
-      open (the account, verified, would then be the one their OAuth sign-in joins);
+      enabled, with the address it was sent to and unchanged since (``updated_at``: a link
+      sent before a disabling stays dead once the account is enabled again): else
+      ``EmailVerificationInvalid`` (422, field ``token``), one answer for every case. The
+      caller must be signed in as that account: whoever holds the mailbox and opens the link
+      is not enough, since someone may have signed up with another's address and asked for
+      the link, which its owner might open (the account, verified, would then be the one
+      their OAuth sign-in joins);
     - an address verified already stays so (the same link opened twice is no error);
     - the change is told to every process once committed (``AccessChanges.changed``), as a
       change to what a principal holds.
