@@ -36,3 +36,8 @@ class ChatShareRepository(Protocol):
         """Mark the share revoked at ``now``; False (nothing changes) when it does not exist
         or is already revoked. One statement. Deleting the chat deletes its shares."""
         ...
+
+    async def revoke_all_in_project(self, project_id: UUID, now: datetime) -> int:
+        """Mark revoked at ``now`` every share of the project's chats not revoked yet (an
+        expired one included); how many. One statement."""
+        ...

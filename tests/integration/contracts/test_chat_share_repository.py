@@ -165,3 +165,36 @@ async def test_a_link_past_its_expiry_is_neither_listed_nor_counted_but_reads_ba
     assert stored == brief
     assert stored.expires_at == at(62)
     assert (stored.opens_at(at(61)), stored.opens_at(at(62))) == (True, False)
+
+
+async def test_revoking_a_projects_links_revokes_each_of_its_chats_not_revoked_yet_only(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    other = await committed_world(uow_factory())
+    second = a_chat(world.project, world.user)
+    first_link, expired = (
+        a_share(world.chat, world.user),
+        a_share(world.chat, world.user, expires_after=1),
+    )
+    second_link, earlier = a_share(second, world.user), a_share(second, world.user)
+    elsewhere = a_share(other.chat, other.user)
+    async with uow_factory() as uow:
+        await uow.chats.add(second)
+        for share in (first_link, expired, second_link, earlier, elsewhere):
+            await uow.shares.add(share)
+        assert await uow.shares.revoke(earlier.id, at(5)) is True
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.shares.revoke_all_in_project(world.project.id, at(10)) == 3
+        assert await uow.shares.revoke_all_in_project(world.project.id, at(11)) == 0
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        revoked = [await uow.shares.find(s.id) for s in (first_link, expired, second_link)]
+        assert [s.revoked_at if s else None for s in revoked] == [at(10)] * 3
+        kept = await uow.shares.find(earlier.id)
+        assert kept is not None
+        assert kept.revoked_at == at(5)  # revoked before: its time stays
+        assert await uow.shares.list_live(other.chat.id, NOW) == [elsewhere]

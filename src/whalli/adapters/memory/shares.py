@@ -43,3 +43,15 @@ class InMemoryChatShareRepository(MemoryRepository, ChatShareRepository):
             return False
         tx.replace(_TABLE, share_id, msgspec.structs.replace(share, revoked_at=now), ShareNotFound)
         return True
+
+    async def revoke_all_in_project(self, project_id: UUID, now: datetime) -> int:
+        tx = self._tx()
+        chats = {c.id for c in tx.select("chats", lambda c: c.project_id == project_id)}
+        live: list[ChatShare] = tx.select(
+            _TABLE, lambda s: s.chat_id in chats and s.revoked_at is None
+        )
+        for share in live:
+            tx.replace(
+                _TABLE, share.id, msgspec.structs.replace(share, revoked_at=now), ShareNotFound
+            )
+        return len(live)

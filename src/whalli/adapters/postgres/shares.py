@@ -21,6 +21,11 @@ _LIVE = (
     "chat_id = %(chat_id)s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %(now)s)"
 )
 
+_REVOKE_IN_PROJECT = (
+    "UPDATE chat_shares SET revoked_at = %(now)s WHERE revoked_at IS NULL "
+    "AND chat_id IN (SELECT id FROM chats WHERE project_id = %(project_id)s)"
+)
+
 
 def _share(row: Row | None) -> ChatShare | None:
     return None if row is None else msgspec.convert(row, ChatShare)
@@ -54,3 +59,6 @@ class PostgresChatShareRepository(PostgresRepository, ChatShareRepository):
             "UPDATE chat_shares SET revoked_at = %(now)s WHERE id = %(id)s AND revoked_at IS NULL"
         )
         return await self._run(query, {"id": share_id, "now": now}) > 0
+
+    async def revoke_all_in_project(self, project_id: UUID, now: datetime) -> int:
+        return await self._run(_REVOKE_IN_PROJECT, {"project_id": project_id, "now": now})

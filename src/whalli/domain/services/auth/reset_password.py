@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 import msgspec
@@ -12,6 +12,7 @@ from whalli.domain.model.users import User
 from whalli.domain.services.auth.access_changes import AccessChanges
 from whalli.domain.services.auth.accounts import hash_new_password
 from whalli.domain.services.auth.sessions import TokenPair, masked_repr, replace_password
+from whalli.domain.services.auth.unproven_access import end_unproven_access
 from whalli.ports.clock import Clock
 from whalli.ports.ids import IdGenerator
 from whalli.ports.password_hasher import PasswordHasher
@@ -34,7 +35,9 @@ class ResetPasswordHandler:
 
     Rules:
     - the token must be one this server issued, unexpired, for an enabled account that still
-      has the address and the password it had then: else ``PasswordResetInvalid`` (422,
+      has the address and the password it had then and has not changed since (its
+      ``updated_at``: a disabling moves it, so a link sent before an admin disabled the
+      account stays dead once it is enabled again): else ``PasswordResetInvalid`` (422,
       field ``token``), one answer for every case (malformed, forged, expired, used, the
       account changed, disabled or gone);
     - the new password meets the sign-up policy and screen (``hash_new_password``:
@@ -44,11 +47,14 @@ class ResetPasswordHandler:
       hash is stored, the address is marked verified (the link reached that mailbox), every
       refresh-token family is revoked (every other session ends, as at a password change)
       and a new session is opened and returned, so the caller is signed in; API keys and
-      provider links stay, unless the address was not verified before: then whoever set them
-      up never proved they hold the mailbox (someone may have signed up with another's
-      address first), so the API keys are revoked and the provider links removed too, and
-      the reset leaves its owner an account nobody else still enters (pre-account hijacking,
-      as ``CompleteOAuth`` refuses to link such an account);
+      provider links stay, and so do its projects' members and shared links, unless the
+      address was not verified before: then whoever set them up never proved they hold the
+      mailbox (someone may have signed up with another's address first), so the reset leaves
+      its owner an account nobody else still enters or sees into (pre-account hijacking, as
+      ``CompleteOAuth`` refuses to link such an account; ``end_unproven_access``): the API
+      keys are revoked, the provider links removed, every other member removed from the
+      projects it owns and their chats' shared links revoked, and it leaves the projects it
+      is a member of without owning them;
     - nothing changes unless all of it does; once committed, the end of the other sessions is
       noted and told (``AccessChanges.ended``); a store that cannot be reached refuses the
       reset first (``prepare``: 503, nothing saved).
@@ -80,7 +86,7 @@ class ResetPasswordHandler:
             user = self._check(command.token, await _found(uow, user_id, lock=True))
             self._tokens.user_of(command.token, self._clock.now())  # (expired meanwhile?)
             if not user.email_verified:
-                await _end_unproven_access(uow, user, self._clock.now())
+                await end_unproven_access(uow, user.id, self._clock.now())
             user.email_verified = True  # the link reached the mailbox
             tokens = await replace_password(
                 uow, user, new_hash, issuer=self._issuer, clock=self._clock, ids=self._ids,
@@ -101,11 +107,3 @@ async def _found(uow: UnitOfWork, user_id: UUID, *, lock: bool = False) -> User 
         return await (uow.users.get_for_update if lock else uow.users.get)(user_id)
     except UserNotFound:
         return None
-
-
-async def _end_unproven_access(uow: UnitOfWork, user: User, now: datetime) -> None:
-    """Revoke the API keys and remove the provider links of an account whose address nobody
-    had proved: the reset is the first proof, and they may be another's."""
-    await uow.api_keys.revoke_all_for_user(user.id, now)
-    for provider in {link.provider for link in await uow.oauth_identities.list_for_user(user.id)}:
-        await uow.oauth_identities.remove(user.id, provider)
