@@ -16,9 +16,10 @@ class DeleteSearch(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeleteSearchHandler:
-    """Delete a subscription with its results (the schema cascades them); owners and editors
-    of its project may, and its own creator with any role (a viewer deleting another's:
-    ``PermissionDenied``, anyone else ``SearchSubscriptionNotFound``). Notifications already
+    """Delete a subscription with its results (the schema cascades them). Deleting stops it,
+    so its own creator may with any role, and owners and editors of its project may delete
+    another member's (moderation; ``require_to_change``); a viewer deleting another's:
+    ``PermissionDenied``, anyone else ``SearchSubscriptionNotFound``. Notifications already
     sent stay (their link then 404s); a run already queued finds it gone and does nothing."""
 
     def __init__(self, uow: UnitOfWork) -> None:

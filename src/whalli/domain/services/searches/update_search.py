@@ -29,9 +29,12 @@ class UpdateSearchHandler:
     """Change a subscription.
 
     Rules:
-    - owners and editors of its project may (a viewer: ``PermissionDenied``, anyone else
-      ``SearchSubscriptionNotFound``), checked before the fields; its own creator, with any
-      role, may stop it (``active`` false, ``notify_email`` false, nothing else changed);
+    - who may, checked before the fields (``require_to_change``): its creator may change
+      anything while they may write in its project, and stop it (``active`` false,
+      ``notify_email`` false, nothing else changed) with any role; other owners and editors
+      may only stop it (a new query or interval, ``active`` or ``notify_email`` true:
+      ``PermissionDenied``, even when it is already so); other viewers may not
+      (``PermissionDenied``), anyone else is told ``SearchSubscriptionNotFound``;
     - the query and interval as ``SearchSubscription.create`` checks them;
     - a new query is due at once (the next scheduler tick runs it); results of the old one stay;
     - a new interval counts from the last claimed run (``claimed_at``: the scheduler took it,

@@ -92,7 +92,10 @@ class SearchController(Controller):
     """A recurring search runs its query every interval (15 minutes to 31 days) with the
     server's web search provider; new results notify the user who made it (in-app, and by
     email with `notifyEmail` when email is configured). A search is as visible as its project:
-    members read it, owners and editors change it, anyone else gets a 404. `lastRunAt` is the
+    members read it, anyone else gets a 404. Since it notifies its creator alone, only they
+    change it (while they may write in the project) and, whatever their role, may always stop
+    it; other owners and editors may only stop it (pause it, turn its emails off, delete it):
+    anything else is a 403. `lastRunAt` is the
     last run that searched and stored its results; a run that failed (the provider refused it,
     or an attempt the queue retries failed) sets `lastError` (a short reason) and `lastErrorAt`
     instead, cleared by the next run that succeeds."""
@@ -151,7 +154,10 @@ class SearchController(Controller):
         "/{search_id:uuid}",
         summary="Change a recurring search, or pause it (`active: false`)",
         description="Fields left out stay. A new query runs at once; a new interval counts "
-        "from the last run; resuming counts against the cap of active searches (409).",
+        "from the last run; resuming counts against the cap of active searches (409). Only "
+        "its creator may change its query or interval or set `active` or `notifyEmail` to "
+        "true; other owners and editors of the project may only stop it (`active: false`, "
+        "`notifyEmail: false`): anything more is a 403 `permission_denied`.",
     )
     async def update(
         self,
@@ -167,7 +173,12 @@ class SearchController(Controller):
         )  # fmt: skip
         return _search(await update_search.execute(command))
 
-    @delete("/{search_id:uuid}", summary="Delete a recurring search and its results")
+    @delete(
+        "/{search_id:uuid}",
+        summary="Delete a recurring search and its results",
+        description="Its creator may, whatever their role, and so may the project's owners "
+        "and editors (another member's search too); a viewer deleting another's: 403.",
+    )
     async def remove(
         self,
         principal: NamedDependency[Principal],
