@@ -15,6 +15,7 @@ from whalli.adapters.system.open_files import raise_open_files_limit
 from whalli.config import load_settings, redact_url
 from whalli.entrypoints.cli.environment import (
     dev_stack,
+    development_outbox,
     development_secrets,
     embedded_env,
     resolved_settings,
@@ -120,8 +121,7 @@ def dev(args: argparse.Namespace) -> int:
     urls, started = stack.up(progress=lambda m: say(f"  {m}"))
     env = {**os.environ, **embedded_env(settings, urls), **development_secrets(settings)}
     env["WHALLI_DEV_MODELS"] = "true"
-    if not settings.smtp_host:  # emails (reset links, search results) land in a folder
-        env.setdefault("WHALLI_EMAIL_OUTBOX_DIR", str(Path(settings.data_dir) / "outbox"))
+    env.update(development_outbox(settings))  # emails (reset links, search results) in a folder
     os.environ.update(env)
     children: list[subprocess.Popen[bytes]] = []
 

@@ -67,3 +67,12 @@ def resolved_settings() -> Settings:
         )
     os.environ.update(embedded_env(settings, urls))
     return load_settings()
+
+
+def development_outbox(settings: Settings) -> dict[str, str]:
+    """Without a mail server, the folder ``whalli dev`` has every email written to: the one
+    the settings name (the environment or ``.env``: its children read both, the environment
+    first, so a default given them would hide the ``.env``'s), else ``<data dir>/outbox``."""
+    if settings.smtp_host or settings.email_outbox_dir:
+        return {}
+    return {"WHALLI_EMAIL_OUTBOX_DIR": str(Path(settings.data_dir) / "outbox")}

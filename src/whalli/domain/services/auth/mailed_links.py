@@ -33,3 +33,15 @@ def still_to_send(
         log.info("%s request waited too long in the queue: dropped.", what)
         return None
     return email
+
+
+def lifetime(ttl: timedelta) -> str:
+    """How long a link works, as its email says it: in hours when ``ttl`` is a whole number of
+    them, else in minutes rounded down, so an email never promises more than the link gives
+    (``WHALLI_EMAIL_VERIFICATION_TTL_S=600`` said "1 hours", rounded up to an hour)."""
+    seconds = int(ttl.total_seconds())
+    if seconds >= 3600 and seconds % 3600 == 0:
+        count, unit = seconds // 3600, "hour"
+    else:
+        count, unit = max(1, seconds // 60), "minute"
+    return f"{count} {unit}" + ("" if count == 1 else "s")

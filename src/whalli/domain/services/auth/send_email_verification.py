@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from whalli.domain.model.errors import UserNotFound
 from whalli.domain.model.jobs import SendEmailVerification
-from whalli.domain.services.auth.mailed_links import page_under, still_to_send
+from whalli.domain.services.auth.mailed_links import lifetime, page_under, still_to_send
 from whalli.ports.clock import Clock
 from whalli.ports.email_sender import EmailMessage, EmailSender
 from whalli.ports.email_verifications import EmailVerificationTokens
@@ -59,11 +59,10 @@ class SendEmailVerificationHandler:
         if user.disabled or user.email_verified:
             return
         token = self._tokens.issue(user, now + self._ttl)
-        hours = max(1, round(self._ttl.total_seconds() / 3600))
         text = "\n".join(
             [
                 f"Confirm that {user.email} is the address of your Whalli account by opening "
-                f"this link (it works for {hours} hours):",
+                f"this link (it works for {lifetime(self._ttl)}):",
                 f"{self._page}#token={token}",
                 "",
                 "A confirmed address receives the emails you ask for, such as the new results "

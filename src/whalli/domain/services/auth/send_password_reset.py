@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 from whalli.domain.model.jobs import SendPasswordReset
-from whalli.domain.services.auth.mailed_links import page_under, still_to_send
+from whalli.domain.services.auth.mailed_links import lifetime, page_under, still_to_send
 from whalli.ports.clock import Clock
 from whalli.ports.email_sender import EmailMessage, EmailSender
 from whalli.ports.password_resets import PasswordResetTokens
@@ -61,13 +61,12 @@ class SendPasswordResetHandler:
             return
         expires_at = now + self._ttl
         link = f"{self._page}#token={self._tokens.issue(user, expires_at)}"
-        minutes = max(1, round(self._ttl.total_seconds() / 60))
         text = "\n".join(
             [
                 f"Someone, hopefully you, asked to reset the password of the Whalli account "
                 f"{user.email}.",
                 "",
-                f"Choose a new password here (the link works once, for {minutes} minutes):",
+                f"Choose a new password here (the link works once, for {lifetime(self._ttl)}):",
                 link,
                 "",
                 "If you did not ask for this, ignore this email: your password stays as it is.",
