@@ -981,7 +981,9 @@ class Services(containers.DeclarativeContainer):
     list_users = providers.Factory(ListUsersHandler, uow)
     summarize_usage = providers.Factory(SummarizeUsageHandler, uow, clock)
     summarize_feedback = providers.Factory(SummarizeFeedbackHandler, uow, clock)
-    update_user = providers.Factory(UpdateUserHandler, uow, clock, access=access_changes)
+    update_user = providers.Factory(
+        UpdateUserHandler, uow, clock, access=access_changes, stopper=reply_stopper
+    )
     create_api_key = providers.Factory(CreateApiKeyHandler, uow, clock, ids)
     list_api_keys = providers.Factory(ListApiKeysHandler, uow)
     revoke_api_key = providers.Factory(RevokeApiKeyHandler, uow, clock, access=access_changes)

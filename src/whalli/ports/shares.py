@@ -41,3 +41,8 @@ class ChatShareRepository(Protocol):
         """Mark revoked at ``now`` every share of the project's chats not revoked yet (an
         expired one included); how many. One statement."""
         ...
+
+    async def revoke_all_by_creator(self, user_id: UUID, now: datetime) -> int:
+        """Mark revoked at ``now`` every share ``user_id`` created, in any chat, not revoked yet
+        (an expired one included); how many. One statement."""
+        ...

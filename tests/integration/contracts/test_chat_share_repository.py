@@ -198,3 +198,31 @@ async def test_revoking_a_projects_links_revokes_each_of_its_chats_not_revoked_y
         assert kept is not None
         assert kept.revoked_at == at(5)  # revoked before: its time stays
         assert await uow.shares.list_live(other.chat.id, NOW) == [elsewhere]
+
+
+async def test_revoking_a_creators_links_revokes_theirs_in_every_chat_not_revoked_yet_only(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    other = await committed_world(uow_factory())
+    theirs, expired = (
+        a_share(other.chat, other.user),
+        a_share(world.chat, other.user, expires_after=1),
+    )
+    earlier, kept = a_share(other.chat, other.user), a_share(world.chat, world.user)
+    async with uow_factory() as uow:
+        for share in (theirs, expired, earlier, kept):
+            await uow.shares.add(share)
+        assert await uow.shares.revoke(earlier.id, at(5)) is True
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        assert await uow.shares.revoke_all_by_creator(other.user.id, at(10)) == 2
+        assert await uow.shares.revoke_all_by_creator(other.user.id, at(11)) == 0
+        assert await uow.shares.revoke_all_by_creator(uuid.uuid4(), at(11)) == 0
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        revoked = [await uow.shares.find(s.id) for s in (theirs, expired, earlier)]
+        assert [s.revoked_at if s else None for s in revoked] == [at(10), at(10), at(5)]
+        assert await uow.shares.list_live(world.chat.id, NOW) == [kept]

@@ -1,9 +1,11 @@
-"""Deleting a chat or its project asks the replies still being generated in it to stop."""
+"""Deleting a chat or its project asks the replies still being generated in it to stop; disabling
+an account asks those its sessions generate."""
 
 from __future__ import annotations
 
 import logging
 
+import msgspec
 import pytest
 
 from tests.unit.services.test_chats import EDITOR, App, CountingSessions, reply_with_session
@@ -11,6 +13,8 @@ from whalli.adapters.memory.blob_storage import InMemoryBlobStorage
 from whalli.adapters.memory.reply_stream import InMemoryReplyStream
 from whalli.domain.model.chats import MessageStatus
 from whalli.domain.model.errors import ProjectNotFound
+from whalli.domain.model.users import Role
+from whalli.domain.services.admin.update_user import UpdateUser, UpdateUserHandler
 from whalli.domain.services.chat.stop_replies import ReplyStopper
 from whalli.domain.services.chats.delete_chat import DeleteChat, DeleteChatHandler
 from whalli.domain.services.projects.delete_project import DeleteProject, DeleteProjectHandler
@@ -97,3 +101,27 @@ async def test_a_store_that_does_not_answer_fails_no_deletion(
             await uow.projects.get(project.id)
     assert deleting.sessions.lookups == 1  # the project had nothing left being generated
     assert "were not all asked to stop" in caplog.text
+
+
+async def test_disabling_an_account_stops_the_replies_its_sessions_generate_and_only_those() -> (
+    None
+):
+    app = App()
+    ada, eve = await app.user("ada"), await app.user("eve")
+    admin = msgspec.structs.replace(await app.user("root"), role=Role.ADMIN)
+    async with app.uow() as uow:
+        await uow.users.update(admin)
+        await uow.commit()
+    team = await app.project(ada, (eve, EDITOR))
+    adas_chat, eves_chat = await app.chat(team, ada), await app.chat(team, eve)
+    _, in_adas = await reply_with_session(app, adas_chat, eve, MessageStatus.STREAMING)
+    _, in_eves = await reply_with_session(app, eves_chat, eve, MessageStatus.PENDING)
+    _, theirs = await reply_with_session(app, adas_chat, ada, MessageStatus.STREAMING)
+    _, finished = await reply_with_session(app, eves_chat, eve, MessageStatus.COMPLETE)
+    deleting = Deleting(app)
+    handler = UpdateUserHandler(app.uow(), app.clock, stopper=deleting.stopper)
+
+    await handler.execute(UpdateUser(admin_id=admin.id, user_id=eve.id, disabled=True))
+
+    ids = (in_adas.id, in_eves.id, theirs.id, finished.id)
+    assert await deleting.stopped(*ids) == {in_adas.id, in_eves.id}

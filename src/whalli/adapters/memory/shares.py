@@ -50,6 +50,16 @@ class InMemoryChatShareRepository(MemoryRepository, ChatShareRepository):
         live: list[ChatShare] = tx.select(
             _TABLE, lambda s: s.chat_id in chats and s.revoked_at is None
         )
+        return self._revoked(live, now)
+
+    async def revoke_all_by_creator(self, user_id: UUID, now: datetime) -> int:
+        live: list[ChatShare] = self._tx().select(
+            _TABLE, lambda s: s.created_by == user_id and s.revoked_at is None
+        )
+        return self._revoked(live, now)
+
+    def _revoked(self, live: list[ChatShare], now: datetime) -> int:
+        tx = self._tx()
         for share in live:
             tx.replace(
                 _TABLE, share.id, msgspec.structs.replace(share, revoked_at=now), ShareNotFound

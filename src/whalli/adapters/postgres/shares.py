@@ -25,6 +25,10 @@ _REVOKE_IN_PROJECT = (
     "UPDATE chat_shares SET revoked_at = %(now)s WHERE revoked_at IS NULL "
     "AND chat_id IN (SELECT id FROM chats WHERE project_id = %(project_id)s)"
 )
+_REVOKE_BY_CREATOR = (
+    "UPDATE chat_shares SET revoked_at = %(now)s WHERE revoked_at IS NULL "
+    "AND created_by = %(user_id)s"
+)
 
 
 def _share(row: Row | None) -> ChatShare | None:
@@ -62,3 +66,6 @@ class PostgresChatShareRepository(PostgresRepository, ChatShareRepository):
 
     async def revoke_all_in_project(self, project_id: UUID, now: datetime) -> int:
         return await self._run(_REVOKE_IN_PROJECT, {"project_id": project_id, "now": now})
+
+    async def revoke_all_by_creator(self, user_id: UUID, now: datetime) -> int:
+        return await self._run(_REVOKE_BY_CREATOR, {"user_id": user_id, "now": now})

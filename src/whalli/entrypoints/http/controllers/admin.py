@@ -103,7 +103,10 @@ class AdminController(Controller):
         "/users/{user_id:uuid}",
         opt=SESSION_ONLY,
         summary="Change an account's role, plan or disabled flag (not with an API key)",
-        description="Disabling an account ends its sessions and revokes its API keys.",
+        description=(
+            "Disabling an account ends its sessions, revokes its API keys and the shared links "
+            "it made (for good) and stops the replies it is generating."
+        ),
     )
     async def update_user(
         self,
