@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from uuid import UUID
 
 from whalli.domain.model.chats import Chat, Message, MessageRole, MessageStatus, visible_words
 
@@ -17,14 +18,19 @@ _NOTES = {
 # backticks or tildes, then the rest of the line (an opening fence's info string).
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
 _LINE_END = re.compile(r"\r\n|\r|\n")
+# What Markdown reads as formatting in a line of text (a file's name is the client's)
+_MARKUP = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
 
 
-def chat_markdown(chat: Chat, messages: Sequence[Message]) -> str:
+def chat_markdown(
+    chat: Chat, messages: Sequence[Message], file_names: Mapping[UUID, str] | None = None
+) -> str:
     """The title, the system prompt (quoted), then each message under its author and time
     (a reasoning model's thinking quoted before its answer); a reply that was stopped, failed
-    or unfinished says so. Message text is kept as written (replies are Markdown already),
-    but for a code block it leaves open (a reply cut or stopped mid-block), which is closed:
-    the rest of the document would read as code."""
+    or unfinished says so. A message's attached files are named (``file_names``: those still
+    there), a file deleted since only counted. Message text is kept as written (replies are
+    Markdown already), but for a code block it leaves open (a reply cut or stopped
+    mid-block), which is closed: the rest of the document would read as code."""
     # a title ending in a hash keeps it (CommonMark takes " #" at a heading's end as a closing)
     title = chat.title[:-1] + "\\#" if chat.title.endswith("#") else chat.title
     total = f"{len(messages)} message{'' if len(messages) == 1 else 's'}"
@@ -39,12 +45,24 @@ def chat_markdown(chat: Chat, messages: Sequence[Message]) -> str:
         if message.content:
             parts.append(_fences_closed(message.content))
         if message.attachment_ids:
-            count = len(message.attachment_ids)
-            parts.append(f"*({count} attached file{'s' if count != 1 else ''})*")
+            parts.append(_attached(message.attachment_ids, file_names or {}))
         note = _note(message)
         if note:
             parts.append(f"*({note})*")
     return "\n\n".join(parts) + "\n"
+
+
+def _attached(attachment_ids: Sequence[UUID], file_names: Mapping[UUID, str]) -> str:
+    """``*(Attached: a.pdf, b.png)*``, the files gone since counted, never named."""
+    names = [_escaped(file_names[i]) for i in attachment_ids if i in file_names]
+    gone = len(attachment_ids) - len(names)
+    if gone:
+        names.append(f"{gone} file{'s' if gone != 1 else ''} deleted since")
+    return f"*(Attached: {', '.join(names)})*"
+
+
+def _escaped(name: str) -> str:
+    return _MARKUP.sub(r"\\\1", " ".join(name.split()))
 
 
 def _quoted(text: str) -> str:

@@ -63,8 +63,10 @@ async def read_attachments(
     uow: UnitOfWork, project_id: UUID, attachment_ids: tuple[UUID, ...], *, strict: bool = True
 ) -> list[Attachment]:
     """Each attachment, in order, which must belong to ``project_id``
-    (else ``AttachmentNotFound``) and have its text extracted (else ``AttachmentNotReady``,
-    naming the file and its state as ``attachment_status``). One read for all of them.
+    (else ``AttachmentNotFound``, naming the id asked for as ``attachment_id``: the caller
+    named it, so it tells nothing; which of several files is gone) and have its text
+    extracted (else ``AttachmentNotReady``, naming the file and its state as
+    ``attachment_status``). One read for all of them.
 
     ``strict=False`` (files the user named before, as a regenerated question's): a file
     deleted, failed or no longer in ``project_id`` since is left out instead, as an earlier
@@ -76,7 +78,9 @@ async def read_attachments(
         if attachment is None or attachment.project_id != project_id:
             if not strict:
                 continue
-            raise AttachmentNotFound()
+            raise AttachmentNotFound(
+                f"File not found: {attachment_id}.", attachment_id=str(attachment_id)
+            )
         if attachment.status is not AttachmentStatus.DONE:
             if not strict:
                 continue

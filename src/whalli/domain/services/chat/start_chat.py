@@ -29,6 +29,7 @@ from whalli.domain.model.presets import applied
 from whalli.domain.model.principal import CredentialId
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
+from whalli.domain.services.chat.misplaced_files import explained
 from whalli.domain.services.chat.opening import (
     LaunchReply,
     caller,
@@ -114,7 +115,9 @@ class StartChatHandler:
       the message, and titles a new chat (``voice_message``: the files checked and waited for
       as below; no recording, or one where nothing was heard: ``InvalidInput`` naming
       ``message``);
-    - attachments must belong to the chat's project (else 404) and have finished extraction:
+    - attachments must belong to the chat's project (else 404 naming the file's id; a file
+      of another project the caller may read is ``InvalidInput`` saying so, see
+      ``misplaced_files``) and have finished extraction:
       while one is still ``pending``/``processing`` the start is tried again every
       ``attachment_poll_s`` for up to ``attachment_wait_s``, then ``AttachmentNotReady`` (409,
       naming the file); a ``failed`` one answers that at once, with its reason;
@@ -174,6 +177,14 @@ class StartChatHandler:
             command = msgspec.structs.replace(command, attachment_ids=unique)
         if len(command.attachment_ids) > MAX_ATTACHMENTS:
             raise AttachmentNotFound(f"At most {MAX_ATTACHMENTS} files can be attached.")
+        try:
+            return await self._polled(command, spec, launch)
+        except AttachmentNotFound as e:  # gone, or in another project (see misplaced_files)
+            raise await explained(self._uow, command.user_id, e) from None
+
+    async def _polled(
+        self, command: StartChat, spec: ModelSpec, launch: LaunchReply | None
+    ) -> StartedChat:
         for _ in range(self._polls):
             try:
                 return await self._opened(command, spec, launch)

@@ -28,6 +28,8 @@ class GetChat(msgspec.Struct, frozen=True, kw_only=True):
     chat_id: UUID
     # what the caller is authenticated by: their reader passes admit them while it is in force
     credential: CredentialId = CredentialId()
+    # with the names of the files its messages attach (an export names them; a read does not)
+    file_names: bool = False
 
 
 class ChatWithMessages(Value, frozen=True, kw_only=True):
@@ -40,6 +42,8 @@ class ChatWithMessages(Value, frozen=True, kw_only=True):
     feedback: dict[UUID, Feedback] = {}
     # reply message id -> how many earlier versions of it are kept (``reply_versions``)
     earlier_versions: dict[UUID, int] = {}
+    # attached file id -> its name, for files still in the chat's project (``file_names``)
+    file_names: dict[UUID, str] = {}
 
 
 class GetChatHandler:
@@ -48,6 +52,8 @@ class GetChatHandler:
     Rules:
     - any member of the chat's project may read it; anyone else gets ``ChatNotFound``, as for
       an id that does not exist (see ``chats.access``);
+    - with ``file_names``, the names of the attached files still in the chat's project (which
+      its readers may read), for an export; a file deleted since is not named;
     - replies still streaming are returned as stored (their status says so);
     - the caller's own feedback on replies comes with them (others' is not shown), and so does
       the number of earlier versions of each reply (the replies regenerations replaced);
@@ -74,6 +80,7 @@ class GetChatHandler:
             replies = [m.id for m in messages if m.role is MessageRole.ASSISTANT]
             feedback = await uow.feedback.of_user(command.user_id, replies) if replies else {}
             counts = await uow.chats.version_counts(chat.id) if replies else {}
+            names = await _file_names(uow, chat, messages) if command.file_names else {}
         generating = [
             m.id for m in messages if m.role is MessageRole.ASSISTANT and m.status in _GENERATING
         ]
@@ -97,8 +104,16 @@ class GetChatHandler:
             }
         return ChatWithMessages(
             chat=chat, messages=messages, live_sessions=live, feedback=feedback,
-            earlier_versions=_per_reply(messages, counts),
+            earlier_versions=_per_reply(messages, counts), file_names=names,
         )  # fmt: skip
+
+
+async def _file_names(uow: UnitOfWork, chat: Chat, messages: list[Message]) -> dict[UUID, str]:
+    """The names of the files the messages attach that are still in the chat's project (every
+    reader of the chat may read them); a file deleted since has none: its name is not kept."""
+    wanted = {i for m in messages for i in m.attachment_ids}
+    found = await uow.attachments.get_many(wanted) if wanted else {}
+    return {i: a.filename for i, a in found.items() if a.project_id == chat.project_id}
 
 
 def _per_reply(messages: list[Message], per_question: dict[UUID, int]) -> dict[UUID, int]:

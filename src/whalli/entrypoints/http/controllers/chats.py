@@ -302,14 +302,17 @@ class ChatController(Controller):
         ] = "markdown",
     ) -> Response[bytes]:
         found = await get_chat.execute(
-            GetChat(user_id=principal.user_id, chat_id=chat_id, credential=principal.credential)
-        )
+            GetChat(
+                user_id=principal.user_id, chat_id=chat_id, credential=principal.credential,
+                file_names=export_format == "markdown",
+            )
+        )  # fmt: skip
         chat = found.chat
         if export_format == "json":  # as read, without reader passes (a file outlives them)
             detail = _detail(found, sessions={})
             content, media, extension = msgspec.json.encode(detail), "application/json", "json"
         else:
-            content = chat_markdown(chat, found.messages).encode()
+            content = chat_markdown(chat, found.messages, found.file_names).encode()
             media, extension = "text/markdown", "md"  # (Litestar adds the charset)
         disposition = content_disposition(download_name(chat.title, extension))
         return Response(content, media_type=media, headers={"Content-Disposition": disposition})
