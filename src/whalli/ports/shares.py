@@ -46,3 +46,11 @@ class ChatShareRepository(Protocol):
         """Mark revoked at ``now`` every share ``user_id`` created, in any chat, not revoked yet
         (an expired one included); how many. One statement."""
         ...
+
+    async def revoke_all_by_creator_in_project(
+        self, project_id: UUID, user_id: UUID, now: datetime
+    ) -> int:
+        """Mark revoked at ``now`` every share ``user_id`` created of the project's chats, not
+        revoked yet (an expired one included); how many. One statement. (A member leaving or
+        removed from the project: their links there die with their access.)"""
+        ...

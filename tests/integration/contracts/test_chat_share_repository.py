@@ -13,7 +13,7 @@ from whalli.domain.model.shares import ChatShare, hash_share_token
 from whalli.domain.model.users import User
 
 from ..conftest import UowFactory
-from ..entities import NOW, a_chat, a_message, a_user, at, committed_world
+from ..entities import NOW, a_chat, a_membership, a_message, a_user, at, committed_world
 
 
 def a_share(
@@ -226,3 +226,38 @@ async def test_revoking_a_creators_links_revokes_theirs_in_every_chat_not_revoke
         revoked = [await uow.shares.find(s.id) for s in (theirs, expired, earlier)]
         assert [s.revoked_at if s else None for s in revoked] == [at(10), at(10), at(5)]
         assert await uow.shares.list_live(world.chat.id, NOW) == [kept]
+
+
+async def test_revoking_a_creators_links_in_a_project_spares_their_others_and_other_creators(
+    uow_factory: UowFactory,
+) -> None:
+    world = await committed_world(uow_factory())
+    other = await committed_world(uow_factory())
+    second = a_chat(world.project, world.user)
+    first_link, expired = (
+        a_share(world.chat, other.user),
+        a_share(second, other.user, expires_after=1),
+    )
+    earlier, by_owner = a_share(second, other.user), a_share(world.chat, world.user)
+    elsewhere = a_share(other.chat, other.user)  # theirs, in another project
+    async with uow_factory() as uow:
+        await uow.projects.add_member(a_membership(world.project, other.user))
+        await uow.chats.add(second)
+        for share in (first_link, expired, earlier, by_owner, elsewhere):
+            await uow.shares.add(share)
+        assert await uow.shares.revoke(earlier.id, at(5)) is True
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        revoke = uow.shares.revoke_all_by_creator_in_project
+        assert await revoke(world.project.id, other.user.id, at(10)) == 2
+        assert await revoke(world.project.id, other.user.id, at(11)) == 0
+        assert await revoke(other.project.id, world.user.id, at(11)) == 0
+        assert await revoke(uuid.uuid4(), other.user.id, at(11)) == 0
+        await uow.commit()
+
+    async with uow_factory() as uow:
+        revoked = [await uow.shares.find(s.id) for s in (first_link, expired, earlier)]
+        assert [s.revoked_at if s else None for s in revoked] == [at(10), at(10), at(5)]
+        assert await uow.shares.list_live(world.chat.id, NOW) == [by_owner]
+        assert await uow.shares.list_live(other.chat.id, NOW) == [elsewhere]

@@ -58,6 +58,17 @@ class InMemoryChatShareRepository(MemoryRepository, ChatShareRepository):
         )
         return self._revoked(live, now)
 
+    async def revoke_all_by_creator_in_project(
+        self, project_id: UUID, user_id: UUID, now: datetime
+    ) -> int:
+        tx = self._tx()
+        chats = {c.id for c in tx.select("chats", lambda c: c.project_id == project_id)}
+        live: list[ChatShare] = tx.select(
+            _TABLE,
+            lambda s: s.chat_id in chats and s.created_by == user_id and s.revoked_at is None,
+        )
+        return self._revoked(live, now)
+
     def _revoked(self, live: list[ChatShare], now: datetime) -> int:
         tx = self._tx()
         for share in live:

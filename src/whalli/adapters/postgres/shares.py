@@ -29,6 +29,7 @@ _REVOKE_BY_CREATOR = (
     "UPDATE chat_shares SET revoked_at = %(now)s WHERE revoked_at IS NULL "
     "AND created_by = %(user_id)s"
 )
+_REVOKE_BY_CREATOR_IN_PROJECT = f"{_REVOKE_IN_PROJECT} AND created_by = %(user_id)s"
 
 
 def _share(row: Row | None) -> ChatShare | None:
@@ -69,3 +70,9 @@ class PostgresChatShareRepository(PostgresRepository, ChatShareRepository):
 
     async def revoke_all_by_creator(self, user_id: UUID, now: datetime) -> int:
         return await self._run(_REVOKE_BY_CREATOR, {"user_id": user_id, "now": now})
+
+    async def revoke_all_by_creator_in_project(
+        self, project_id: UUID, user_id: UUID, now: datetime
+    ) -> int:
+        params = {"project_id": project_id, "user_id": user_id, "now": now}
+        return await self._run(_REVOKE_BY_CREATOR_IN_PROJECT, params)

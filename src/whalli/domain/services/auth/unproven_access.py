@@ -24,7 +24,8 @@ async def end_unproven_access(uow: UnitOfWork, user_id: UUID, now: datetime) -> 
       without an owner (never expected: ``owner_id`` names another owner); it keeps nothing
       there, and the project keeps its owner;
     - a removed member's recurring searches in the project are paused, as ``RemoveMember``
-      does, and so are the account's own in the projects it leaves;
+      does, and so are the account's own in the projects it leaves, whose shared links it made
+      to those projects' chats are revoked (as ``RemoveMember`` revokes a removed member's);
     - the projects are locked one by one in id order (after the account, as ``DeleteAccount``
       takes them), so membership changes at the same moment run before or after.
     """
@@ -60,3 +61,4 @@ async def _leave(uow: UnitOfWork, project: Project, user_id: UUID, now: datetime
         return  # leaving would orphan the project: the account stays in it
     await uow.projects.remove_member(project.id, user_id)
     await uow.searches.pause_for_member(project.id, user_id, now)
+    await uow.shares.revoke_all_by_creator_in_project(project.id, user_id, now)

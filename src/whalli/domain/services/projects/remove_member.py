@@ -32,7 +32,11 @@ class RemoveMemberHandler:
     - the recurring searches they made in the project are paused in the same transaction:
       they could no longer run, nor be seen, paused or deleted by them, yet would hold their
       cap of active searches; the project's owners and editors still see them (and may
-      delete them or, for a member back in the project, resume them).
+      delete them or, for a member back in the project, resume them);
+    - the shared links they made to the project's chats are revoked in the same transaction,
+      for good: a member removed for cause keeps no window on the project, and a member added
+      back later does not reopen the old links (they were only hidden while out, yet listed
+      and counted as live).
     """
 
     def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
@@ -50,7 +54,9 @@ class RemoveMemberHandler:
                 raise MembershipNotFound()
             await release_ownership(uow, project, member, None)
             await uow.projects.remove_member(command.project_id, command.member_id)
-            await uow.searches.pause_for_member(
-                command.project_id, command.member_id, self._clock.now()
+            now = self._clock.now()
+            await uow.searches.pause_for_member(command.project_id, command.member_id, now)
+            await uow.shares.revoke_all_by_creator_in_project(
+                command.project_id, command.member_id, now
             )
             await uow.commit()
