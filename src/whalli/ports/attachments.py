@@ -21,6 +21,16 @@ class AttachmentRepository(Protocol):
         """Those of ``attachment_ids`` that exist, by id (one read; the missing are left out)."""
         ...
 
+    async def get_many_excerpts(
+        self, attachment_ids: Collection[UUID], max_chars: int
+    ) -> dict[UUID, Attachment]:
+        """``get_many``, each one's ``extraction`` (when it has one) an ``ExtractionExcerpt``:
+        only the first ``max_chars`` characters of its text, cut by the store, with the whole
+        text's length and whether it is blank. What a prompt reads of its files: it never uses
+        more than its cap of a file (``ContextLimits.attachment_char_cap``), and a file's text
+        may be a million characters. ``update`` and ``add`` refuse an attachment read so."""
+        ...
+
     async def get_for_update(self, attachment_id: UUID) -> Attachment:
         """Like ``get`` but locks the row until the unit of work ends (one worker at a time)."""
         ...

@@ -6,14 +6,17 @@ from collections.abc import Collection
 from datetime import datetime
 from uuid import UUID
 
+import msgspec
+
 from whalli.adapters.memory._repository import MemoryRepository, check_limit
-from whalli.domain.model.attachments import Attachment, AttachmentStatus
+from whalli.domain.model.attachments import Attachment, AttachmentStatus, ExtractionExcerpt
 from whalli.domain.model.errors import AttachmentNotFound
 from whalli.ports.attachments import AttachmentRepository
 
 
 class InMemoryAttachmentRepository(MemoryRepository, AttachmentRepository):
     async def add(self, attachment: Attachment) -> None:
+        attachment.check_storable()
         self._tx().insert("attachments", attachment.id, attachment)
 
     async def get(self, attachment_id: UUID) -> Attachment:
@@ -29,11 +32,25 @@ class InMemoryAttachmentRepository(MemoryRepository, AttachmentRepository):
                 continue
         return found
 
+    async def get_many_excerpts(
+        self, attachment_ids: Collection[UUID], max_chars: int
+    ) -> dict[UUID, Attachment]:
+        found = await self.get_many(attachment_ids)
+        return {
+            i: a
+            if a.extraction is None
+            else msgspec.structs.replace(
+                a, extraction=ExtractionExcerpt.of(a.extraction, max_chars)
+            )
+            for i, a in found.items()
+        }
+
     async def get_for_update(self, attachment_id: UUID) -> Attachment:
         await self._tx().lock("attachments", attachment_id)
         return await self.get(attachment_id)
 
     async def update(self, attachment: Attachment) -> None:
+        attachment.check_storable()
         self._tx().replace("attachments", attachment.id, attachment, AttachmentNotFound)
 
     async def delete(self, attachment_id: UUID) -> None:

@@ -10,7 +10,7 @@ from uuid import UUID
 import msgspec
 
 from whalli.adapters.postgres._base import PostgresRepository, Row, check_limit, columns
-from whalli.domain.model.attachments import Attachment, AttachmentStatus
+from whalli.domain.model.attachments import Attachment, AttachmentStatus, ExtractionExcerpt
 from whalli.domain.model.errors import AttachmentNotFound
 from whalli.ports.attachments import AttachmentRepository
 
@@ -60,7 +60,25 @@ _CLAIM_STALE = (
 )
 
 
+# What a prompt reads of its files (``get_many_excerpts``): the first characters of each text,
+# cut here, so the rest (up to a million characters a file) never leaves the server. The text is
+# taken out of the document once (OFFSET 0 keeps the subquery from being inlined into each use).
+_WHITESPACE = (  # what Python's str.isspace() takes for whitespace, all of it
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_VISIBLE = f"[^{_WHITESPACE}]"  # a character that is not whitespace (blank: ``str.strip()``)
+_SELECT_EXCERPTS = (
+    f"SELECT {', '.join(f'a.{c}' for c in _COLUMNS if c != 'extraction')}, "
+    "a.extraction - 'text' AS extraction, left(x.text, %(max_chars)s) AS excerpt, "
+    "length(x.text) AS length, x.text !~ %(visible)s AS blank "
+    "FROM attachments a CROSS JOIN LATERAL (SELECT a.extraction ->> 'text' AS text OFFSET 0) x "
+    "WHERE a.id = ANY(%(ids)s)"
+)
+
+
 def _params(attachment: Attachment) -> dict[str, Any]:
+    attachment.check_storable()
     params = msgspec.structs.asdict(attachment)
     extraction = attachment.extraction
     params["extraction"] = None if extraction is None else msgspec.json.encode(extraction).decode()
@@ -69,6 +87,16 @@ def _params(attachment: Attachment) -> dict[str, Any]:
 
 def _attachment(row: Row) -> Attachment:
     return msgspec.convert(row, Attachment)
+
+
+def _excerpted(row: Row) -> Attachment:
+    excerpt, length, blank = row.pop("excerpt"), row.pop("length"), row.pop("blank")
+    extraction = row.pop("extraction")
+    attachment = msgspec.convert(row, Attachment)
+    if extraction is not None:
+        extraction.update(text=excerpt, length=length, blank=blank)
+        attachment.extraction = msgspec.convert(extraction, ExtractionExcerpt)
+    return attachment
 
 
 class PostgresAttachmentRepository(PostgresRepository, AttachmentRepository):
@@ -83,6 +111,15 @@ class PostgresAttachmentRepository(PostgresRepository, AttachmentRepository):
             return {}
         rows = await self._all(f"{_SELECT} WHERE id = ANY(%(ids)s)", {"ids": list(attachment_ids)})
         return {a.id: a for a in map(_attachment, rows)}
+
+    async def get_many_excerpts(
+        self, attachment_ids: Collection[UUID], max_chars: int
+    ) -> dict[UUID, Attachment]:
+        if not attachment_ids:
+            return {}
+        params = {"ids": list(attachment_ids), "max_chars": max(max_chars, 0), "visible": _VISIBLE}
+        rows = await self._all(_SELECT_EXCERPTS, params)
+        return {a.id: a for a in map(_excerpted, rows)}
 
     async def get_for_update(self, attachment_id: UUID) -> Attachment:
         return await self._get(f"{_SELECT} WHERE id = %(id)s FOR UPDATE", attachment_id)

@@ -6,6 +6,8 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
+import msgspec
+
 from whalli.domain.model.base import Entity, Value
 from whalli.domain.model.errors import InvalidStateTransition
 
@@ -42,6 +44,32 @@ class ExtractionResult(Value, frozen=True, kw_only=True):
     page_count: int | None = None
     pages: tuple[PageExtraction, ...] = ()
     truncated: bool = False
+
+
+class ExtractionExcerpt(ExtractionResult, frozen=True, kw_only=True):
+    """An extraction as a prompt reads it (``AttachmentRepository.get_many_excerpts``): its
+    ``text`` only the first characters of the stored text, as many as asked, cut by the store so
+    that the rest is never read; ``length`` the stored text's, and ``blank`` whether the stored
+    text is only whitespace (``str.isspace``). Never stored: the adapters refuse to write it."""
+
+    length: int
+    blank: bool
+
+    @classmethod
+    def of(cls, result: ExtractionResult, max_chars: int) -> ExtractionExcerpt:
+        """The first ``max_chars`` characters of ``result``'s text, and what it says of it."""
+        fields = msgspec.structs.asdict(result)
+        if isinstance(result, ExtractionExcerpt):
+            length, blank = result.length, result.blank
+        else:
+            length, blank = len(result.text), not result.text.strip()
+        fields.update(text=result.text[: max(max_chars, 0)], length=length, blank=blank)
+        return cls(**fields)
+
+    @property
+    def cut(self) -> bool:
+        """Whether ``text`` is not the whole stored text."""
+        return self.length > len(self.text)
 
 
 class Attachment(Entity, kw_only=True):
@@ -86,6 +114,12 @@ class Attachment(Entity, kw_only=True):
     def fail(self, reason: str, now: datetime) -> None:
         self._move(AttachmentStatus.FAILED, now)
         self.failure_reason = reason[:500]
+
+    def check_storable(self) -> None:
+        """Refuse (``ValueError``) to store an attachment read with an excerpt of its text
+        (``ExtractionExcerpt``): storing it would cut its text for good."""
+        if isinstance(self.extraction, ExtractionExcerpt):
+            raise ValueError(f"attachment {self.id} was read with an excerpt of its text")
 
     @property
     def is_final(self) -> bool:

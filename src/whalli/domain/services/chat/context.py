@@ -3,7 +3,9 @@
 Rules:
 - the new user message is always sent, last; the text of its attached files goes in the same
   user message, before the question, each file labelled ``Attached file: <name>`` and cut to
-  ``attachment_char_cap`` characters (the label then says how much of it is included);
+  ``attachment_char_cap`` characters (the label then says how much of it is included); a text
+  that extraction cut short (``WHALLI_EXTRACTION_MAX_CHARS``, a page limit) is labelled so,
+  its stored length never given as the file's;
 - earlier messages are sent in their order, only complete user and assistant replies with some
   text (no system notes, no aborted, failed or pending replies); an earlier user message keeps
   its attached files' text, labelled and cut the same way (``earlier_files``; a file deleted
@@ -33,6 +35,7 @@ from uuid import UUID
 
 import msgspec
 
+from whalli.domain.model.attachments import ExtractionExcerpt, ExtractionResult
 from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chats import (
     Message,
@@ -56,6 +59,10 @@ BYTES_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 
 _CONVERSATION_ROLES = (MessageRole.USER, MessageRole.ASSISTANT)
+
+# An attached file as a prompt takes it: its text, its extraction (what says whether the text
+# is whole: ``attachment_block``), or the file as an image.
+FileBody = str | ExtractionResult | ImagePart
 
 
 def estimate_tokens(text: str) -> int:
@@ -112,15 +119,34 @@ def usage_or_estimate(
     return usage
 
 
-def attachment_block(filename: str, text: str, char_cap: int) -> str:
-    """The labelled text of one attached file, cut to ``char_cap`` characters."""
+def attachment_block(filename: str, text: str | ExtractionResult, char_cap: int) -> str:
+    """The labelled text of one attached file, cut to ``char_cap`` characters. ``text``: the
+    whole text, or the file's extraction (an ``ExtractionExcerpt`` of at least ``char_cap``
+    characters says the same as the whole text would). A text that extraction cut short
+    (``truncated``) is said to be: its length is not the file's."""
     # The name comes from the client: one line, so it cannot pose as a second label or a message.
     name = " ".join(filename.split()) or "unnamed file"
-    if not text.strip():
+    length, blank, cut_at_extraction = _measured(text)
+    body = text if isinstance(text, str) else text.text
+    if blank:
         return f"Attached file: {name}\n(no text could be extracted from this file)"
-    if len(text) <= char_cap:
-        return f"Attached file: {name}\n{text}"
-    return f"Attached file: {name} (first {char_cap} of {len(text)} characters)\n{text[:char_cap]}"
+    if cut_at_extraction:
+        cut = f"its text was cut at extraction after {length} characters: the file holds more"
+        if length <= char_cap:
+            return f"Attached file: {name} ({cut})\n{body}"
+        return f"Attached file: {name} (first {char_cap} characters; {cut})\n{body[:char_cap]}"
+    if length <= char_cap:
+        return f"Attached file: {name}\n{body}"
+    return f"Attached file: {name} (first {char_cap} of {length} characters)\n{body[:char_cap]}"
+
+
+def _measured(text: str | ExtractionResult) -> tuple[int, bool, bool]:
+    """The whole text's length, whether it is blank, and whether extraction cut it."""
+    if isinstance(text, str):
+        return len(text), not text.strip(), False
+    if isinstance(text, ExtractionExcerpt):
+        return text.length, text.blank, text.truncated
+    return len(text.text), not text.text.strip(), text.truncated
 
 
 def image_label(filename: str) -> str:
@@ -146,9 +172,9 @@ class ContextLimits:
         spec: ModelSpec,
         history: Sequence[Message] | None,
         new_message: str,
-        attachments: Sequence[tuple[str, str | ImagePart]],
+        attachments: Sequence[tuple[str, FileBody]],
         system: str | None = None,
-        earlier_files: Mapping[UUID, tuple[str, str | ImagePart]] | None = None,
+        earlier_files: Mapping[UUID, tuple[str, FileBody]] | None = None,
         *,
         reply_tokens: int | None = None,
         effort: ReasoningEffort | None = None,
@@ -239,12 +265,12 @@ def build_context(
     *,
     history: Sequence[Message],
     new_message: str,
-    attachments: Sequence[tuple[str, str | ImagePart]],
+    attachments: Sequence[tuple[str, FileBody]],
     context_window: int,
     reserve_for_reply: int,
     attachment_char_cap: int,
     system: str | None = None,
-    earlier_files: Mapping[UUID, tuple[str, str | ImagePart]] | None = None,
+    earlier_files: Mapping[UUID, tuple[str, FileBody]] | None = None,
 ) -> tuple[PromptMessage, ...]:
     """The prompt for one reply (see the module docstring for the rules).
 
@@ -293,7 +319,7 @@ def build_context(
 
 def new_turn_tokens(
     new_message: str,
-    attachments: Sequence[tuple[str, str | ImagePart]],
+    attachments: Sequence[tuple[str, FileBody]],
     system: str | None,
     attachment_char_cap: int,
 ) -> int:
@@ -305,7 +331,7 @@ def new_turn_tokens(
 
 def _new_turn(
     new_message: str,
-    attachments: Sequence[tuple[str, str | ImagePart]],
+    attachments: Sequence[tuple[str, FileBody]],
     system: str | None,
     char_cap: int,
 ) -> tuple[tuple[PromptMessage, ...], PromptMessage]:
@@ -316,7 +342,7 @@ def _new_turn(
 
 def _earlier(
     message: Message,
-    files: Mapping[UUID, tuple[str, str | ImagePart]],
+    files: Mapping[UUID, tuple[str, FileBody]],
     char_cap: int,
     *,
     with_text: bool,
@@ -329,7 +355,7 @@ def _earlier(
 
 
 def with_files(
-    text: str, files: Sequence[tuple[str, str | ImagePart]], char_cap: int, *, with_text: bool
+    text: str, files: Sequence[tuple[str, FileBody]], char_cap: int, *, with_text: bool
 ) -> PromptMessage:
     """A user message with its files before its text: each file's labelled text, or its label
     and image (without ``with_text``: only each one's name, marked left out). With images the

@@ -60,7 +60,12 @@ async def caller(
 
 
 async def read_attachments(
-    uow: UnitOfWork, project_id: UUID, attachment_ids: tuple[UUID, ...], *, strict: bool = True
+    uow: UnitOfWork,
+    project_id: UUID,
+    attachment_ids: tuple[UUID, ...],
+    *,
+    strict: bool = True,
+    max_chars: int | None = None,
 ) -> list[Attachment]:
     """Each attachment, in order, which must belong to ``project_id``
     (else ``AttachmentNotFound``, naming the id asked for as ``attachment_id``: the caller
@@ -70,8 +75,11 @@ async def read_attachments(
 
     ``strict=False`` (files the user named before, as a regenerated question's): a file
     deleted, failed or no longer in ``project_id`` since is left out instead, as an earlier
-    message's is (``read_earlier_attachments``)."""
-    found = await uow.attachments.get_many(attachment_ids) if attachment_ids else {}
+    message's is (``read_earlier_attachments``).
+
+    ``max_chars``: only the first this many characters of each text are read (what a prompt
+    uses: ``get_many_excerpts``); ``None``, the whole text (a voice message's transcript)."""
+    found = await _read(uow, attachment_ids, max_chars) if attachment_ids else {}
     files = []
     for attachment_id in attachment_ids:
         attachment = found.get(attachment_id)
@@ -95,13 +103,23 @@ async def read_attachments(
     return files
 
 
+async def _read(
+    uow: UnitOfWork, attachment_ids: Sequence[UUID], max_chars: int | None
+) -> dict[UUID, Attachment]:
+    if max_chars is None:
+        return await uow.attachments.get_many(attachment_ids)
+    return await uow.attachments.get_many_excerpts(attachment_ids, max_chars)
+
+
 async def read_earlier_attachments(
-    uow: UnitOfWork, project_id: UUID, history: Sequence[Message] | None
+    uow: UnitOfWork, project_id: UUID, history: Sequence[Message] | None, max_chars: int
 ) -> dict[UUID, Attachment]:
     """The files attached to the user's earlier messages, by id: they join the context with
     their messages (``build_context``). Only the newest
     ``MAX_EARLIER_FILES``; a file deleted since, failed, or no longer in ``project_id`` is
-    left out (its message goes without it). Nothing is read when no earlier message has one."""
+    left out (its message goes without it). Nothing is read when no earlier message has one.
+    Of each text, only the first ``max_chars`` characters are read (``get_many_excerpts``):
+    the chat is locked meanwhile, and a prompt takes no more of a file."""
     wanted: dict[UUID, None] = {}
     for message in reversed(history or ()):
         if message.role is MessageRole.USER:
@@ -110,7 +128,7 @@ async def read_earlier_attachments(
             break
     if not wanted:
         return {}
-    found = await uow.attachments.get_many(list(wanted)[:MAX_EARLIER_FILES])
+    found = await uow.attachments.get_many_excerpts(list(wanted)[:MAX_EARLIER_FILES], max_chars)
     return {
         a.id: a
         for a in found.values()
@@ -145,8 +163,11 @@ async def prompt_for(
     with the thinking budget of its reasoning ``effort`` (``ContextLimits.build``).
     ``strict``: as ``read_attachments`` takes the message's own files (``False`` when the
     message is not new: a regenerated question goes on without a file gone since)."""
-    attached = await read_attachments(uow, chat.project_id, attachment_ids, strict=strict)
-    earlier = await read_earlier_attachments(uow, chat.project_id, history)
+    cap = limits.attachment_char_cap  # no more of a file's text is read than a prompt uses
+    attached = await read_attachments(
+        uow, chat.project_id, attachment_ids, strict=strict, max_chars=cap
+    )
+    earlier = await read_earlier_attachments(uow, chat.project_id, history, cap)
     files, earlier_files, chosen_from = await attached_files(
         spec, blobs, attached, history, earlier, images, read_here=images is not None
     )

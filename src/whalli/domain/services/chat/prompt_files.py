@@ -4,7 +4,8 @@ Rules (the chat flow; ``/v1`` clients send their images themselves):
 - a model that reads images (``ModelSpec.sees_images``) is sent an attached PNG, JPEG, GIF or
   WebP as the image itself (a ``data:`` URL of its bytes, read from blob storage), labelled
   ``Attached image: <name>``, instead of the text OCR found in it; any other model, and every
-  other file, gets the text (``context.attachment_block``);
+  other file, gets the text (``context.attachment_block``): as much of it as was read
+  (``AttachmentRepository.get_many_excerpts``), with what its label says of the rest;
 - a prompt holds at most ``MAX_IMAGES`` images and ``MAX_PROMPT_IMAGE_BYTES`` of them in all
   (a file attached more than once counts each time): the new message's first, then the
   earlier messages', newest first. A file past either limit, of a type the model's provider
@@ -29,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-from whalli.domain.model.attachments import Attachment
+from whalli.domain.model.attachments import Attachment, ExtractionExcerpt
 from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chats import Message, MessageRole
 from whalli.domain.model.errors import WhalliError
@@ -41,12 +42,12 @@ from whalli.domain.model.images import (
     max_image_bytes,
     provider_refusal,
 )
+from whalli.domain.services.chat.context import FileBody
 from whalli.ports.blob_storage import BlobStorage
 
 # The bytes of all the images of one prompt (what one reply holds in memory for them, base64).
 MAX_PROMPT_IMAGE_BYTES = 20 * 1024 * 1024
 
-FileBody = str | ImagePart  # the text of a file, or the file as an image
 PromptFile = tuple[str, FileBody]  # (file name, body)
 ReadImages = Mapping[UUID, ImagePart | None]  # by attachment id; None: could not be read
 
@@ -149,10 +150,17 @@ def _files(
 
 
 def _body(attachment: Attachment, images: Mapping[UUID, ImagePart]) -> PromptFile:
+    """The file as its image, or its text: the text itself when it is whole, else its
+    extraction, whose label then says how it was cut (``context.attachment_block``)."""
     image = images.get(attachment.id)
     if image is not None:
         return attachment.filename, image
-    return attachment.filename, attachment.extraction.text if attachment.extraction else ""
+    extraction = attachment.extraction
+    if extraction is None:
+        return attachment.filename, ""
+    if extraction.truncated or (isinstance(extraction, ExtractionExcerpt) and extraction.cut):
+        return attachment.filename, extraction
+    return attachment.filename, extraction.text
 
 
 def _images_wanted(
