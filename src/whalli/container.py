@@ -92,6 +92,7 @@ from whalli.domain.services.auth.authenticate import AuthenticateHandler
 from whalli.domain.services.auth.change_password import ChangePasswordHandler
 from whalli.domain.services.auth.create_user import CreateUserHandler
 from whalli.domain.services.auth.credential_ends import CredentialEnds
+from whalli.domain.services.auth.credential_watch import CredentialWatch
 from whalli.domain.services.auth.delete_account import DeleteAccountHandler
 from whalli.domain.services.auth.get_profile import GetProfileHandler
 from whalli.domain.services.auth.key_owners import KeyOwners
@@ -808,6 +809,7 @@ class Services(containers.DeclarativeContainer):
         metrics=adapters.chat_metrics,
         cache_ttl=providers.Callable(lambda s: timedelta(seconds=s.chat_cache_ttl_s), settings),
         cache_shared=providers.Callable(lambda s: s.chat_cache_shared, settings),
+        watch=providers.Factory(CredentialWatch, uow, clock, versions=adapters.credential_versions),
     )
     list_chats = providers.Factory(ListChatsHandler, uow)
     get_chat = providers.Factory(

@@ -4,13 +4,20 @@ loopback provider; a loopback SMTP server for the mailed reset):
 - a member removed from a project (by an owner, by leaving, an owner leaving whose ownership
   moves on, or by the first proof of a squatted account's mailbox) loses the shared links they
   made to the project's chats, for good: they were only hidden while the member was out, yet
-  listed and counted as live, and opened again once the member was added back.
+  listed and counted as live, and opened again once the member was added back;
+- a ``/v1`` completion streamed with a credential that ends meanwhile (its account disabled, its
+  API key revoked) stops: the provider's stream closed, an error chunk ending the client's
+  stream, the usage so far recorded (it ran to its end, billed to the account: it has no chat
+  session, so nothing could stop it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,16 +25,21 @@ import pytest
 
 from tests.integration.http.conftest import chat_app, team_project
 from tests.integration.http.test_chat_flow import Chat
+from tests.integration.http.test_chat_races import RaceChat, _race_app, usage
 from tests.integration.http.test_s32_reset_takeover import (
     WEB_URL,
     Squatted,
     _reset,
     _reset_link,
 )
+from tests.support.fake_providers import FakeProviderServer, Reply, openai_default
+from tests.support.fake_providers import openai_stream as openai_pieces
 from tests.support.fake_smtp import FakeSmtpServer
 from whalli.adapters.embedded.stack import StackUrls
 
 MODEL = "dev/echo"
+V1_MODEL = "openai/gpt-4o-mini"
+PIECES = 400  # the provider's reply: one word every 50 ms, 20 s in all
 
 
 @pytest.fixture
@@ -45,6 +57,18 @@ async def mailed(
         stack_urls, unique, WHALLI_SMTP_HOST="127.0.0.1", WHALLI_SMTP_PORT=str(smtp.port),
         WHALLI_SMTP_TLS="none", WHALLI_SMTP_FROM="accounts@whalli.test", WHALLI_WEB_URL=WEB_URL,
     ) as chat:  # fmt: skip
+        yield chat
+
+
+@pytest.fixture
+async def race(
+    stack_urls: StackUrls, migrated_database_url: str, unique: str
+) -> AsyncIterator[RaceChat]:
+    """The app on uvicorn (a stream is read while other requests are made)."""
+    async with (
+        FakeProviderServer(openai_default()) as provider,
+        _race_app(stack_urls, unique, provider, WHALLI_CHAT_TITLES="off") as chat,
+    ):
         yield chat
 
 
@@ -164,3 +188,75 @@ async def test_a_first_proof_reset_revokes_the_links_the_account_made_where_it_l
     assert await _listed(chat, theirs_chat, mallory["auth"]) == [by_mallory["id"]]
     await _add(chat, squatted.theirs, mallory, ada, "editor")
     assert (await _opens(chat, by_ada), await _opens(chat, by_mallory)) == (404, 200)
+
+
+# --- a /v1 stream whose credential ends -------------------------------------------------------
+async def _end_credential(chat: Chat, how: str, ada: dict[str, Any], key_id: str) -> None:
+    if how == "its account is disabled":
+        admin = await chat.world.create_admin()
+        ended = await chat.client.patch(
+            f"/api/admin/users/{_uid(ada)}", json={"disabled": True}, headers=admin
+        )
+        assert ended.status_code == 200, ended.text
+    else:
+        ended = await chat.client.delete(f"/api/keys/{key_id}", headers=ada["auth"])
+        assert ended.status_code == 204, ended.text
+
+
+@pytest.mark.parametrize("how", ["its account is disabled", "its API key is revoked"])
+async def test_a_v1_stream_stops_when_its_credential_ends_and_is_billed_what_it_used(
+    race: RaceChat, how: str
+) -> None:
+    """A key leaked and revoked, an account disabled for abuse: what it has streaming must end
+    too, as a chat's reply does, not run on to the end billed to the account."""
+    chat = race
+    ada = await chat.world.register("ada")
+    made = await chat.client.post("/api/keys", json={"name": "v1"}, headers=ada["auth"])
+    assert made.status_code == 201, made.text
+    words = [f" w{i}" for i in range(PIECES)]
+    chat.provider.script(Reply(chunks=openai_pieces(words, usage=(9, PIECES)), delay=0.05))
+    since = datetime.now(UTC)
+    body = {
+        "model": V1_MODEL, "stream": True, "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": f"long {uuid.uuid4()}"}],
+    }  # fmt: skip
+    key = {"Authorization": f"Bearer {made.json()['secret']}"}
+    received: list[str] = []
+    chunks: list[Any] = []
+
+    async def read_to_the_end() -> None:
+        async with chat.client.stream("POST", "/v1/chat/completions", json=body, headers=key) as r:
+            assert r.status_code == 200
+            async for line in r.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = line.removeprefix("data: ")
+                chunk = data if data == "[DONE]" else json.loads(data)
+                chunks.append(chunk)
+                if isinstance(chunk, dict):
+                    pieces = [c["delta"].get("content") for c in chunk.get("choices", [])]
+                    received.extend(p for p in pieces if p)
+                if received and not begun.done():
+                    begun.set_result(None)
+
+    begun: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    reader = asyncio.create_task(read_to_the_end())
+    try:
+        await asyncio.wait_for(asyncio.shield(begun), timeout=30)
+        await _end_credential(chat, how, ada, made.json()["id"])
+        # (a guard against hanging forever, the reply being long)
+        await asyncio.wait_for(asyncio.shield(reader), timeout=120)
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+    assert len(received) < PIECES, "the stream ran to its end"
+    assert chat.provider.early_disconnects == 1  # the provider's stream was closed
+    assert chunks[-1] != "[DONE]", chunks[-3:]
+    error = chunks[-1]["error"]
+    assert (error["type"], error["code"]) == ("authentication_error", "invalid_token"), error
+    used = await usage(chat, ada, since)
+    assert used.requests == 1
+    # the usage so far, estimated from the words passed on: the provider counts the whole
+    # reply (PIECES) only at its end
+    assert 0 < used.completion_tokens < PIECES, used

@@ -69,7 +69,10 @@ class CompletionRoute(PlainRoute):
         principal = await self.counted(scope, receive, send, plain)
         if principal is None:
             return
-        command = msgspec.structs.replace(command, user_id=principal.user_id, user=principal.user)
+        command = msgspec.structs.replace(
+            command, user_id=principal.user_id, user=principal.user,
+            credential=principal.credential,
+        )  # fmt: skip
         try:
             chunks = await self._chunks(command, data)
         except Exception as e:

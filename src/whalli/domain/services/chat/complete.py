@@ -29,11 +29,13 @@ from whalli.domain.model.chats import (
 )
 from whalli.domain.model.errors import (
     InvalidInput,
+    InvalidToken,
     ModelNotFound,
     ProviderError,
     ServiceUnavailable,
 )
 from whalli.domain.model.images import check_images, first_image
+from whalli.domain.model.principal import CredentialId
 from whalli.domain.model.prompt_cache import (
     CachedReply,
     cache_key,
@@ -44,6 +46,7 @@ from whalli.domain.model.prompt_cache import (
 from whalli.domain.model.response_format import ResponseFormat
 from whalli.domain.model.tools import ToolCallAssembly, Tools
 from whalli.domain.model.users import User
+from whalli.domain.services.auth.credential_watch import CredentialWatch
 from whalli.domain.services.chat import usage_writes
 from whalli.domain.services.chat.context import usage_or_estimate
 from whalli.domain.services.chat.requests import completion_request, conversation_key
@@ -70,6 +73,10 @@ log = logging.getLogger(__name__)
 Event = StreamDelta | StreamReasoning | ToolCallDelta | StreamEnd
 # Finish reasons some OpenAI-compatible servers give a reply that made tool calls.
 _PLAIN_ENDS = frozenset({"stop", "end_turn", "unknown"})
+CREDENTIAL_ENDED = (
+    "The credential of this request ended while it was answered (a revoked key, an ended "
+    "session, a disabled or deleted account)."
+)
 
 # Usage records are written in tasks of their own, which the cancellation of the request (a
 # client that went away) cannot interrupt; kept here so that they are not collected early.
@@ -87,6 +94,8 @@ class CompleteChat(msgspec.Struct, frozen=True, kw_only=True):
     use_cache: bool = True
     # The name the client gave ``params.max_tokens`` (an error about it names that one)
     max_tokens_field: str = "max_tokens"
+    # The credential the request proved itself with: the answer ends with it (``watch``)
+    credential: CredentialId | None = None
 
 
 @dataclass
@@ -148,7 +157,12 @@ class CompleteChatHandler:
       the cache key;
     - the conversation is sent whole (nothing is trimmed): a model whose API requires a reply
       cap (Claude's) asked for none is sent what its window leaves after the conversation's
-      estimate, at least 1,024 and at most its ``default_max_tokens`` (``untrimmed_reply_cap``).
+      estimate, at least 1,024 and at most its ``default_max_tokens`` (``untrimmed_reply_cap``);
+    - a reply being generated ends with the request's credential (an API key revoked, a login
+      session ended, the account disabled or deleted): between its pieces, at the ``watch``'s
+      bounded rate (``CredentialWatch``), a credential found ended closes the provider's
+      stream, records the usage so far (``aborted``) and raises ``InvalidToken`` (in a /v1
+      stream, an error chunk): it has no chat session a ``ReplyStopper`` could reach.
     """
 
     def __init__(
@@ -166,9 +180,10 @@ class CompleteChatHandler:
         write_attempts: int = usage_writes.ATTEMPTS,
         write_backoff_s: float = usage_writes.BACKOFF_S,
         cache_shared: bool = False,
+        watch: CredentialWatch | None = None,
     ) -> None:
         """``cache_shared``: one cache for every user (else one per user; see prompt_cache)."""
-        self._cache_shared = cache_shared
+        self._cache_shared, self._watch = cache_shared, watch
         self._uow, self._cache, self._catalog, self._models = uow, cache, catalog, models
         self._write_attempts, self._write_backoff_s = write_attempts, write_backoff_s
         self._enabled = frozenset(enabled_providers)
@@ -248,6 +263,9 @@ class CompleteChatHandler:
         self, command: CompleteChat, spec: ModelSpec, key: str, started: float
     ) -> AsyncGenerator[Event, None]:
         last_error: ProviderError | None = None
+        check = None
+        if self._watch is not None and command.credential is not None:
+            check = self._watch.watch(command.user_id, command.credential)
         for candidate in [spec, *self._catalog.fallbacks(spec.id)]:
             model = self._models.get(candidate.provider)
             if model is None or candidate.provider not in self._enabled:
@@ -265,6 +283,8 @@ class CompleteChatHandler:
             events = model.stream(request)
             try:
                 async for event in events:
+                    if check is not None and await check.ended():  # (nothing of it passed on)
+                        raise InvalidToken(CREDENTIAL_ENDED)
                     if isinstance(event, StreamEnd):
                         run.end = event
                         break

@@ -93,6 +93,7 @@ def _command(
         response_format=data.requested_format(),
         max_tokens_field="max_completion_tokens" if by_new_name else "max_tokens",
         use_cache=wire.use_cache(data, cache_control),
+        credential=None if principal is None else principal.credential,
     )
 
 
