@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
+from whalli.domain.model.attachments import OCR_FAILED, OCR_IMAGE_TOO_LARGE, OCR_NOT_INSTALLED
 from whalli.domain.model.errors import ExtractionFailed
 
 POINTS_PER_INCH = 72
@@ -85,7 +86,7 @@ def read_image(path: Path, sink: PageSink, *, languages: str) -> int:
                     break
             return pages
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ExtractionFailed(f"the image is too large to be read ({e})") from e
+        raise ExtractionFailed(f"{OCR_IMAGE_TOO_LARGE} ({e})") from e
     except _OURS:
         raise
     except Exception as e:
@@ -108,9 +109,9 @@ def ocr(image: Any, languages: str) -> str:
     try:
         return str(pytesseract.image_to_string(image, lang=languages))
     except pytesseract.TesseractNotFoundError as e:
-        raise ExtractionFailed("the OCR engine (tesseract) is not installed") from e
+        raise ExtractionFailed(OCR_NOT_INSTALLED) from e
     except pytesseract.TesseractError as e:
-        raise ExtractionFailed(f"the OCR failed ({str(e)[:200]})") from e
+        raise ExtractionFailed(f"{OCR_FAILED} ({str(e)[:200]})") from e
 
 
 def read_text(path: Path, sink: PageSink, *, max_chars: int) -> int:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 
 import msgspec
 
+from whalli.domain.model.attachments import EXTRACTION_TOO_LONG, EXTRACTION_TOO_MUCH_MEMORY
 from whalli.domain.model.errors import ExtractionFailed
 
 T = TypeVar("T")
@@ -75,7 +76,7 @@ def run_limited(
             _stop(process, answered)
     code = process.exitcode
     if not answered or (outcome is None and code == -signal.SIGXCPU):
-        raise ExtractionFailed(f"the extraction took longer than {wall_time_s:g} s")
+        raise ExtractionFailed(f"{EXTRACTION_TOO_LONG} {wall_time_s:g} s")
     if outcome is None:
         if code is not None and code < 0:
             raise ExtractionFailed(f"the extractor crashed (signal {-code})")
@@ -85,7 +86,7 @@ def run_limited(
         return _convert(payload, returns)
     if status == "memory":
         megabytes = memory_bytes // _MB
-        raise ExtractionFailed(f"the extraction needed more than {megabytes} MB of memory")
+        raise ExtractionFailed(f"{EXTRACTION_TOO_MUCH_MEMORY} {megabytes} MB of memory")
     raise ExtractionFailed(str(payload))
 
 

@@ -19,6 +19,24 @@ class AttachmentStatus(StrEnum):
     FAILED = "failed"
 
 
+# Why OCR failed on an image that is sound as far as is known (the extraction readers' words,
+# each the start of the reason): too many pixels for OCR, Tesseract refused it or is missing,
+# out of time or memory. A model that reads images is sent such an image all the same
+# (``chat.textless_images``); any other failure (the image damaged, not of its type, the
+# extractor crashed on it) says the file is of no use to that model either.
+OCR_IMAGE_TOO_LARGE = "the image is too large to be read"
+OCR_FAILED = "the OCR failed"
+OCR_NOT_INSTALLED = "the OCR engine (tesseract) is not installed"
+EXTRACTION_TOO_LONG = "the extraction took longer than"
+EXTRACTION_TOO_MUCH_MEMORY = "the extraction needed more than"
+OCR_ONLY_FAILURES = (
+    OCR_IMAGE_TOO_LARGE,
+    OCR_FAILED,
+    OCR_NOT_INSTALLED,
+    EXTRACTION_TOO_LONG,
+    EXTRACTION_TOO_MUCH_MEMORY,
+)
+
 _ALLOWED = {
     AttachmentStatus.PENDING: {AttachmentStatus.PROCESSING, AttachmentStatus.FAILED},
     # processing -> processing: a redelivered job after a crash takes the work over again

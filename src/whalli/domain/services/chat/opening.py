@@ -16,7 +16,7 @@ from whalli.domain.model.attachments import Attachment, AttachmentStatus
 from whalli.domain.model.catalog import ModelSpec
 from whalli.domain.model.chat_sessions import ChatSession
 from whalli.domain.model.chats import Chat, Message, MessageRole, PromptMessage, ReasoningEffort
-from whalli.domain.model.errors import AttachmentNotFound, AttachmentNotReady, ServiceUnavailable
+from whalli.domain.model.errors import AttachmentNotFound, ServiceUnavailable
 from whalli.domain.model.users import User
 from whalli.domain.services.chat.context import ContextLimits, PreparedReply
 from whalli.domain.services.chat.prompt_files import (
@@ -26,6 +26,7 @@ from whalli.domain.services.chat.prompt_files import (
     read_images,
 )
 from whalli.domain.services.chat.prompt_source import PromptSource
+from whalli.domain.services.chat.textless_images import not_ready, textless_refusal
 from whalli.ports.blob_storage import BlobStorage
 from whalli.ports.chat_sessions import ChatSessionStore
 from whalli.ports.unit_of_work import UnitOfWork
@@ -66,6 +67,7 @@ async def read_attachments(
     *,
     strict: bool = True,
     max_chars: int | None = None,
+    images_for: ModelSpec | None = None,
 ) -> list[Attachment]:
     """Each attachment, in order, which must belong to ``project_id``
     (else ``AttachmentNotFound``, naming the id asked for as ``attachment_id``: the caller
@@ -78,7 +80,11 @@ async def read_attachments(
     message's is (``read_earlier_attachments``).
 
     ``max_chars``: only the first this many characters of each text are read (what a prompt
-    uses: ``get_many_excerpts``); ``None``, the whole text (a voice message's transcript)."""
+    uses: ``get_many_excerpts``); ``None``, the whole text (a voice message's transcript).
+
+    ``images_for``: the model the files go to, when it may be sent images: a file without its
+    text that it reads as an image is kept (``textless_images``; its image is checked once
+    read)."""
     found = await _read(uow, attachment_ids, max_chars) if attachment_ids else {}
     files = []
     for attachment_id in attachment_ids:
@@ -90,15 +96,12 @@ async def read_attachments(
                 f"File not found: {attachment_id}.", attachment_id=str(attachment_id)
             )
         if attachment.status is not AttachmentStatus.DONE:
-            if not strict:
-                continue
-            reason = attachment.failure_reason or "its text is still being extracted"
-            raise AttachmentNotReady(
-                f"The file {attachment.filename!r} is not ready: {reason}.",
-                attachment_id=str(attachment.id),
-                filename=attachment.filename,
-                attachment_status=str(attachment.status),
-            )
+            why = textless_refusal(images_for, attachment)
+            if why is None:
+                files.append(attachment)
+            elif strict:
+                raise not_ready(attachment, why if images_for is not None else None)
+            continue
         files.append(attachment)
     return files
 
@@ -112,14 +115,19 @@ async def _read(
 
 
 async def read_earlier_attachments(
-    uow: UnitOfWork, project_id: UUID, history: Sequence[Message] | None, max_chars: int
+    uow: UnitOfWork,
+    project_id: UUID,
+    history: Sequence[Message] | None,
+    max_chars: int,
+    images_for: ModelSpec | None = None,
 ) -> dict[UUID, Attachment]:
     """The files attached to the user's earlier messages, by id: they join the context with
     their messages (``build_context``). Only the newest
     ``MAX_EARLIER_FILES``; a file deleted since, failed, or no longer in ``project_id`` is
     left out (its message goes without it). Nothing is read when no earlier message has one.
     Of each text, only the first ``max_chars`` characters are read (``get_many_excerpts``):
-    the chat is locked meanwhile, and a prompt takes no more of a file."""
+    the chat is locked meanwhile, and a prompt takes no more of a file. A file without its
+    text is kept as ``read_attachments`` keeps one for ``images_for``."""
     wanted: dict[UUID, None] = {}
     for message in reversed(history or ()):
         if message.role is MessageRole.USER:
@@ -132,7 +140,8 @@ async def read_earlier_attachments(
     return {
         a.id: a
         for a in found.values()
-        if a.project_id == project_id and a.status is AttachmentStatus.DONE
+        if a.project_id == project_id
+        and (a.status is AttachmentStatus.DONE or textless_refusal(images_for, a) is None)
     }
 
 
@@ -164,13 +173,15 @@ async def prompt_for(
     ``strict``: as ``read_attachments`` takes the message's own files (``False`` when the
     message is not new: a regenerated question goes on without a file gone since)."""
     cap = limits.attachment_char_cap  # no more of a file's text is read than a prompt uses
+    seeing = spec if blobs is not None and spec.sees_images else None  # sent images
     attached = await read_attachments(
-        uow, chat.project_id, attachment_ids, strict=strict, max_chars=cap
+        uow, chat.project_id, attachment_ids, strict=strict, max_chars=cap, images_for=seeing
     )
-    earlier = await read_earlier_attachments(uow, chat.project_id, history, cap)
+    earlier = await read_earlier_attachments(uow, chat.project_id, history, cap, seeing)
     files, earlier_files, chosen_from = await attached_files(
-        spec, blobs, attached, history, earlier, images, read_here=images is not None
-    )
+        spec, blobs, attached, history, earlier, images,
+        read_here=images is not None, strict=strict,
+    )  # fmt: skip
     source = PromptSource(
         limits, history, text, files, chat.system_prompt, earlier_files, chosen_from
     )

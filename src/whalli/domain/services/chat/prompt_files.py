@@ -13,7 +13,7 @@ Rules (the chat flow; ``/v1`` clients send their images themselves):
   takes (``images.max_image_bytes``) or larger in pixels (``images.max_image_side``, read from
   the image's header once read: Claude's 8000 a side), or whose bytes cannot be
   read now (deleted from the store, the store down) goes as its text: the reply never fails
-  for it;
+  for it (one without its text, OCR failed or not done, then cannot go: ``textless_images``);
 - the images are read at once, side by side, and only when some are wanted: a prompt without
   images costs no read. A start or a regeneration reads them outside its transaction (see
   ``ImagesToRead``): no database connection or chat lock is held while the store answers;
@@ -38,11 +38,10 @@ from whalli.domain.model.images import (
     MAX_IMAGES,
     ImagePart,
     data_image,
-    image_media_types,
-    max_image_bytes,
     provider_refusal,
 )
 from whalli.domain.services.chat.context import FileBody
+from whalli.domain.services.chat.textless_images import image_refusal, textless_checked
 from whalli.ports.blob_storage import BlobStorage
 
 # The bytes of all the images of one prompt (what one reply holds in memory for them, base64).
@@ -115,8 +114,12 @@ async def attached_files(
     already: ReadImages | None = None,
     *,
     read_here: bool = True,
+    strict: bool = True,
 ) -> tuple[list[PromptFile], dict[UUID, PromptFile], AttachedFiles]:
-    """``files_for_prompt``, and what its files were chosen from (for a reply's fallbacks)."""
+    """``files_for_prompt``, and what its files were chosen from (for a reply's fallbacks).
+    A file without its text goes only as a sound image (``textless_images``: else
+    ``AttachmentNotReady``, or left out: an earlier message's, a new one's without
+    ``strict``)."""
     chosen = _images_wanted(spec, new, history, earlier) if blobs is not None else []
     found = dict(already or {})
     missing = [a for a in chosen if a.id not in found]
@@ -126,6 +129,9 @@ async def attached_files(
         assert blobs is not None
         found.update(await read_images(blobs, missing))
     files, earlier_files = _files(spec, chosen, found, new, earlier)
+    new, files, earlier, earlier_files = textless_checked(
+        new, files, earlier, earlier_files, strict=strict
+    )
     return files, earlier_files, AttachedFiles(new, history, earlier, found)
 
 
@@ -179,15 +185,13 @@ def _images_wanted(
         if message.role is MessageRole.USER:
             ordered += [earlier[i] for i in message.attachment_ids if i in earlier]
     places = Counter(a.id for a in ordered)
-    limit, images, budget = max_image_bytes(spec.provider), MAX_IMAGES, MAX_PROMPT_IMAGE_BYTES
-    media_types = image_media_types(spec.provider)
+    images, budget = MAX_IMAGES, MAX_PROMPT_IMAGE_BYTES
     chosen: dict[UUID, Attachment] = {}
     for attachment in ordered:
         count, size = places[attachment.id], attachment.size_bytes
         if (
             attachment.id in chosen
-            or attachment.content_type not in media_types
-            or not 0 < size <= limit
+            or image_refusal(spec, attachment) is not None  # its type, its size
             or count > images
             or count * size > budget
         ):

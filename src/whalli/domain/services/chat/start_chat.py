@@ -120,7 +120,9 @@ class StartChatHandler:
       ``misplaced_files``) and have finished extraction:
       while one is still ``pending``/``processing`` the start is tried again every
       ``attachment_poll_s`` for up to ``attachment_wait_s``, then ``AttachmentNotReady`` (409,
-      naming the file); a ``failed`` one answers that at once, with its reason;
+      naming the file); a ``failed`` one answers that at once, with its reason. An image a
+      model that reads images takes as one needs no text: it is sent, pending or OCR failed
+      (``textless_images``: not one found damaged, nor one the provider would refuse);
     - the session id is an unguessable token bound to the caller, expiring after ``ttl``;
     - the prompt is built here, from what the transaction read (the chat's earlier messages
       with their files' text, trimmed to the model's window, and the attached files' text;
